@@ -1,0 +1,182 @@
+/*  =========================================================================
+    herald_msg - HWP/1 message bodies: encode, decode, validate
+
+    Every message on the api socket is a command frame (upper-case ASCII)
+    and a MessagePack map body (PROTOCOL.md, "Messages on api"); heartbeats
+    on fanout are `$hb` and a map.  This class maps each body to a
+    herald_msg_t and back.  It does no I/O: frames are the caller's.
+
+    Direction matters because STATUS is both a request and its reply:
+    herald_msg_type_from_command takes `reply` to tell them apart.
+
+    Decoding validates every rule of PROTOCOL.md ("Precise rules") that a
+    body alone can show, and fills a herald_error_t that names the field.
+    A herald_msg_t is a plain value; its pointers borrow the body bytes and
+    the msgpack zone given to decode, which must outlive it.  The caller
+    clears or frees the zone between messages.
+    =========================================================================
+*/
+
+#ifndef HERALD_MSG_H_INCLUDED
+#define HERALD_MSG_H_INCLUDED
+
+#include "herald_event.h"
+
+#define HERALD_PROTO_VERSION        1
+#define HERALD_CREDIT_DEFAULT       1000
+#define HERALD_CREDIT_MAX           1000000
+#define HERALD_PREFIXES_MAX         256         //  prefixes per REPLAY
+#define HERALD_CLUSTER_MAX          64          //  endpoints in WELCOME
+
+typedef enum {
+    HERALD_MSG_INVALID = 0,
+    //  client -> broker
+    HERALD_MSG_PUBLISH,
+    HERALD_MSG_REPLAY,
+    HERALD_MSG_READ,
+    HERALD_MSG_CREDIT,
+    HERALD_MSG_CANCEL,
+    HERALD_MSG_STATUS,
+    HERALD_MSG_HELLO,
+    //  broker -> client
+    HERALD_MSG_ACK,
+    HERALD_MSG_EVENTS,              //  body {rid}; envelopes follow as frames
+    HERALD_MSG_END,
+    HERALD_MSG_STATUS_REPLY,        //  command frame "STATUS"
+    HERALD_MSG_WELCOME,
+    HERALD_MSG_ERROR,
+    //  fanout
+    HERALD_MSG_HEARTBEAT            //  command frame "$hb"
+} herald_msg_type_t;
+
+//  A borrowed string, not NUL-terminated.
+typedef struct {
+    const char *ptr;
+    size_t len;
+} herald_str_t;
+
+//  Limits a broker enforces while decoding PUBLISH.
+typedef struct {
+    size_t max_event_bytes;         //  HERALD_MAX_EVENT_BYTES by default
+    size_t max_batch;               //  HERALD_MAX_BATCH by default
+} herald_limits_t;
+
+//  One message.  Only the member of the union named by type is meaningful.
+//  `has_*` flags mark optional fields; absent fields are zero.
+typedef struct {
+    herald_msg_type_t type;
+    bool has_rid;                   //  false only in ERROR (rid nil) and heartbeat
+    uint64_t rid;
+    union {
+        struct {
+            herald_event_t *events;
+            size_t count;
+        } publish;
+        struct {
+            bool has_from;          //  neither from nor from_ts: from = 1
+            uint64_t from;
+            bool has_from_ts;
+            uint64_t from_ts;
+            bool has_to;
+            uint64_t to;
+            bool has_until_ts;
+            uint64_t until_ts;
+            herald_str_t *prefixes;
+            size_t prefix_count;
+            uint64_t credit;        //  default and cap applied by decode
+        } replay;
+        struct {
+            herald_str_t topic;
+            uint64_t from_ver;      //  1 when absent
+            bool has_to_ver;
+            uint64_t to_ver;
+            uint64_t credit;
+        } read;
+        struct {
+            uint64_t credit;        //  cap applied by decode
+        } credit;
+        struct {
+            uint64_t proto;
+            herald_str_t client;    //  ptr NULL when absent
+        } hello;
+        struct {
+            const uint64_t *seq;
+            const uint64_t *ver;
+            const bool *dup;
+            size_t count;
+        } ack;
+        struct {
+            uint64_t last;
+            uint64_t head;
+            herald_str_t reason;    //  "done", "cancelled", "expired"
+        } end;
+        struct {
+            uint64_t head;
+            uint64_t topics;
+            uint64_t events;
+            herald_str_t role;      //  "standalone", "leader", "follower"
+            herald_str_t node;
+            uint64_t uptime_s;
+            //  Extra operator figures: encoded after the fixed keys, as
+            //  str -> uint pairs; decode fills them from unknown uint keys.
+            const herald_str_t *extra_keys;
+            const uint64_t *extra_values;
+            size_t extra_count;
+        } status;
+        struct {
+            uint64_t proto;
+            herald_str_t node;
+            uint64_t head;
+            herald_str_t fanout;
+            const herald_str_t *cluster;
+            size_t cluster_count;
+        } welcome;
+        struct {
+            herald_err code;
+            herald_str_t message;
+            //  conflict
+            herald_str_t topic;
+            uint64_t expected;
+            uint64_t actual;
+            //  not_leader: leader.ptr NULL means nil (unknown)
+            herald_str_t leader;
+        } error;
+        struct {
+            uint64_t head;
+            uint64_t ts;
+            herald_str_t node;
+            uint64_t epoch;
+        } heartbeat;
+    };
+} herald_msg_t;
+
+//  The command frame for type ("PUBLISH", "STATUS", "$hb", ...).
+const char *
+    herald_msg_command (herald_msg_type_t type);
+
+//  The type for a command frame of len bytes.  reply selects STATUS's
+//  meaning and which set of commands is known.  HERALD_MSG_INVALID when the
+//  command is unknown in that direction.
+herald_msg_type_t
+    herald_msg_type_from_command (const void *command, size_t len, bool reply);
+
+//  Decode body[0..len) as a message of type, validating it.  limits may be
+//  NULL for the defaults.  On failure fills err (with the rid when it could
+//  be read) and returns its code; never reads outside body[0..len).
+herald_err
+    herald_msg_decode (herald_msg_t *self, herald_msg_type_t type,
+                       const void *body, size_t len, const herald_limits_t *limits,
+                       msgpack_zone *zone, herald_error_t *err);
+
+//  Append self's body to buffer (the command frame is herald_msg_command).
+//  For PUBLISH, events are encoded as publisher maps (id, topic, data and
+//  the optional fields, expect included).  Returns 0, or -1 if out of memory.
+int
+    herald_msg_encode (const herald_msg_t *self, msgpack_sbuffer *buffer);
+
+//  Append an ERROR body built from a decoder's err (rid nil unless
+//  err->has_rid).  Returns 0, or -1 if out of memory.
+int
+    herald_msg_encode_error (const herald_error_t *err, msgpack_sbuffer *buffer);
+
+#endif

@@ -1,0 +1,598 @@
+/*  =========================================================================
+    herald_store - the event log on RocksDB: open, recover, counters, get
+
+    Appending lives in herald_store_append.c, scans in herald_scan.c.
+
+    DESIGN
+
+    One RocksDB database with five column families; their key layouts are
+    drawn in herald_store_priv.h.  Opening refuses what is not ours before
+    RocksDB may write a byte: a non-empty directory without a database, a
+    database without Herald's column families or format marker.  RocksDB's
+    own LOCK file keeps a second process out.
+
+    Counters are never stored: head ends the last run of "events", the
+    first seq is its first key, the topic count the number of keys in "topics", and
+    the last ts is read from the head event.  A crash can therefore never
+    leave a counter that disagrees with the data.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "herald_store_priv.h"
+
+static const char *s_cf_names [CF_COUNT] = {
+    "default", "events", "ids", "streams", "topics"
+};
+
+#define WRITE_BUFFER_MB_DEFAULT 64
+#define BLOCK_CACHE_BYTES       (128u << 20)
+
+//  ---------------------------------------------------------------------
+//  Opening
+
+//  mkdir -p
+static int
+s_make_dirs (const char *path)
+{
+    char buffer [4096];
+    size_t len = strlen (path);
+    if (len == 0 || len >= sizeof (buffer)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy (buffer, path, len + 1);
+    for (char *slash = buffer + 1; *slash; slash++) {
+        if (*slash == '/') {
+            *slash = 0;
+            if (mkdir (buffer, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *slash = '/';
+        }
+    }
+    if (mkdir (buffer, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+//  True when path has an entry called name.
+static bool
+s_has_file (const char *path, const char *name)
+{
+    char file [4200];
+    snprintf (file, sizeof (file), "%s/%s", path, name);
+    struct stat info;
+    return stat (file, &info) == 0;
+}
+
+static bool
+s_dir_is_empty (const char *path)
+{
+    DIR *dir = opendir (path);
+    if (!dir)
+        return false;
+    struct dirent *entry;
+    bool empty = true;
+    while ((entry = readdir (dir))) {
+        if (strcmp (entry->d_name, ".") && strcmp (entry->d_name, "..")) {
+            empty = false;
+            break;
+        }
+    }
+    closedir (dir);
+    return empty;
+}
+
+//  Refuse a directory that holds anything but a Herald store, before
+//  RocksDB is allowed to create files in it.  Sets *existing when a store
+//  is already there.
+static herald_err
+s_check_directory (const char *path, rocksdb_options_t *options, bool *existing,
+                   herald_error_t *err)
+{
+    *existing = false;
+    if (s_make_dirs (path) != 0)
+        return herald_error_set (err, HERALD_ERR_IO, "data_dir",
+            "cannot create data directory %s: %s", path, strerror (errno));
+    struct stat info;
+    if (stat (path, &info) != 0 || !S_ISDIR (info.st_mode))
+        return herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
+            "%s is not a directory", path);
+    if (!s_has_file (path, "CURRENT")) {
+        if (s_dir_is_empty (path))
+            return HERALD_OK;
+        return herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
+            "%s is not empty and holds no Herald store; refusing to write into it", path);
+    }
+    char *rocks_err = NULL;
+    size_t count = 0;
+    char **names = rocksdb_list_column_families (options, path, &count, &rocks_err);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
+            "%s does not hold a readable Herald store: %s", path, rocks_err);
+        free (rocks_err);
+        return err->code;
+    }
+    herald_err rc = HERALD_OK;
+    for (int cf = 0; cf < CF_COUNT && rc == HERALD_OK; cf++) {
+        bool found = false;
+        for (size_t i = 0; i < count; i++)
+            if (strcmp (names [i], s_cf_names [cf]) == 0)
+                found = true;
+        if (!found)
+            rc = herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
+                "%s is a RocksDB database but not a Herald store (no '%s' column family)",
+                path, s_cf_names [cf]);
+    }
+    rocksdb_list_column_families_destroy (names, count);
+    *existing = rc == HERALD_OK;
+    return rc;
+}
+
+//  RocksDB options for the whole database and for each column family.
+//  The events CF is read by iterators in key order, the index CFs by point
+//  lookups, which bloom filters make cheap when the key is absent: the
+//  common case for a new event id or a new topic.
+static void
+s_configure (herald_store_t *self, const herald_store_options_t *options)
+{
+    size_t write_buffer_mb = options->write_buffer_mb? options->write_buffer_mb
+                                                     : WRITE_BUFFER_MB_DEFAULT;
+    self->db_options = rocksdb_options_create ();
+    rocksdb_options_increase_parallelism (self->db_options, 2);
+    rocksdb_options_set_create_if_missing (self->db_options, 1);
+    rocksdb_options_set_create_missing_column_families (self->db_options, 1);
+    rocksdb_options_set_max_background_jobs (self->db_options, 4);
+    rocksdb_options_set_bytes_per_sync (self->db_options, 1 << 20);
+    rocksdb_options_set_info_log_level (self->db_options, 2);       //  WARN
+    rocksdb_options_set_keep_log_file_num (self->db_options, 4);
+    self->block_cache = rocksdb_cache_create_lru (BLOCK_CACHE_BYTES);
+
+    for (int cf = 0; cf < CF_COUNT; cf++) {
+        rocksdb_options_t *cf_options = rocksdb_options_create_copy (self->db_options);
+        rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create ();
+        rocksdb_block_based_options_set_block_cache (table, self->block_cache);
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks (table, 1);
+        rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache (table, 1);
+        if (cf == CF_IDS || cf == CF_TOPICS) {
+            rocksdb_block_based_options_set_filter_policy (table,
+                rocksdb_filterpolicy_create_bloom_full (10));
+            rocksdb_options_set_memtable_whole_key_filtering (cf_options, 1);
+            rocksdb_options_set_memtable_prefix_bloom_size_ratio (cf_options, 0.05);
+        }
+        rocksdb_options_set_block_based_table_factory (cf_options, table);
+        rocksdb_block_based_options_destroy (table);
+        rocksdb_options_set_compression (cf_options, rocksdb_lz4_compression);
+        rocksdb_options_set_level_compaction_dynamic_level_bytes (cf_options, 1);
+        size_t buffer = cf == CF_EVENTS? write_buffer_mb: (write_buffer_mb + 1) / 2;
+        if (cf == CF_DEFAULT || cf == CF_TOPICS)
+            buffer = 4;
+        rocksdb_options_set_write_buffer_size (cf_options, buffer << 20);
+        rocksdb_options_set_max_write_buffer_number (cf_options, 4);
+        self->cf_options [cf] = cf_options;
+    }
+    self->write_options = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (self->write_options,
+                                   options->durability == HERALD_DURABILITY_SYNC);
+    self->read_options = rocksdb_readoptions_create ();
+}
+
+//  Turn a RocksDB open failure into a clear error.  RocksDB takes an
+//  fcntl lock on DIR/LOCK; its messages for a held lock mention "lock".
+static herald_err
+s_open_error (const char *path, const char *rocks_err, herald_error_t *err)
+{
+    if (strstr (rocks_err, "lock") || strstr (rocks_err, "LOCK"))
+        return herald_error_set (err, HERALD_ERR_LOCKED, "data_dir",
+            "data directory %s is in use by another process (is a broker already "
+            "running on it?)", path);
+    return herald_error_set (err, HERALD_ERR_IO, "data_dir",
+        "cannot open the store in %s: %s", path, rocks_err);
+}
+
+//  The store's format marker: written when the store is created, checked
+//  on every later open.
+static herald_err
+s_check_format (herald_store_t *self, bool existing, herald_error_t *err)
+{
+    char *rocks_err = NULL;
+    size_t len = 0;
+    char *format = rocksdb_get_cf (self->db, self->read_options, self->cf [CF_DEFAULT],
+                                   HERALD_STORE_FORMAT_KEY, strlen (HERALD_STORE_FORMAT_KEY),
+                                   &len, &rocks_err);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_IO, "data_dir", "cannot read %s: %s",
+                          self->path, rocks_err);
+        free (rocks_err);
+        return err->code;
+    }
+    if (format) {
+        bool ok = len == strlen (HERALD_STORE_FORMAT)
+               && memcmp (format, HERALD_STORE_FORMAT, len) == 0;
+        free (format);
+        if (!ok)
+            return herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
+                "%s holds a Herald store of an unknown format", self->path);
+        return HERALD_OK;
+    }
+    //  No marker: a store we are creating, or one whose creation was cut
+    //  short before the marker landed (then it holds no events yet).
+    if (existing && herald_store_head (self) != 0)
+        return herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
+            "%s holds events but no Herald format marker", self->path);
+    rocksdb_writeoptions_t *sync = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (sync, 1);
+    rocksdb_put_cf (self->db, sync, self->cf [CF_DEFAULT],
+                    HERALD_STORE_FORMAT_KEY, strlen (HERALD_STORE_FORMAT_KEY),
+                    HERALD_STORE_FORMAT, strlen (HERALD_STORE_FORMAT), &rocks_err);
+    rocksdb_writeoptions_destroy (sync);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_IO, "data_dir", "cannot write to %s: %s",
+                          self->path, rocks_err);
+        free (rocks_err);
+        return err->code;
+    }
+    return HERALD_OK;
+}
+
+bool
+herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run,
+                         bool *corrupt)
+{
+    *corrupt = false;
+    uint8_t key [8];
+    s_put_u64 (key, seq);
+    rocksdb_iter_seek_for_prev (it, (const char *) key, 8);
+    if (!rocksdb_iter_valid (it))
+        return false;
+    size_t key_len, len;
+    const char *found = rocksdb_iter_key (it, &key_len);
+    const char *value = rocksdb_iter_value (it, &len);
+    if (!herald_run_parse (found, key_len, value, len, run)) {
+        *corrupt = true;
+        return false;
+    }
+    return seq - run->first_seq < run->count;
+}
+
+//  The ts stored in event seq's envelope; false if it cannot be read.
+static bool
+s_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->read_options,
+                                                         self->cf [CF_EVENTS]);
+    herald_run_t run;
+    bool corrupt;
+    bool ok = herald_store_find_event (it, seq, &run, &corrupt);
+    if (ok) {
+        const uint8_t *bytes;
+        size_t len;
+        herald_run_event (&run, (uint32_t) (seq - run.first_seq), &bytes, &len);
+        const char *topic;
+        size_t topic_len;
+        uint64_t stored_seq, ver;
+        ok = herald_event_peek (bytes, len, &topic, &topic_len, &stored_seq, &ver, ts);
+        if (!ok) {
+            //  Not our layout (cannot happen for envelopes we wrote); decode.
+            msgpack_zone zone;
+            msgpack_zone_init (&zone, 1024);
+            herald_event_t event;
+            herald_error_t error;
+            ok = herald_event_decode (&event, bytes, len, &zone, &error) == HERALD_OK;
+            if (ok)
+                *ts = event.ts;
+            msgpack_zone_destroy (&zone);
+        }
+    }
+    rocksdb_iter_destroy (it);
+    return ok;
+}
+
+//  Recover head, first seq, topic count and last ts from the data.
+static herald_err
+s_recover (herald_store_t *self, herald_error_t *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->read_options,
+                                                         self->cf [CF_EVENTS]);
+    uint64_t head = 0, first = 0;
+    bool corrupt = false;
+    rocksdb_iter_seek_to_last (it);
+    if (rocksdb_iter_valid (it)) {
+        size_t key_len, len;
+        const char *key = rocksdb_iter_key (it, &key_len);
+        const char *value = rocksdb_iter_value (it, &len);
+        herald_run_t run;
+        if (herald_run_parse (key, key_len, value, len, &run))
+            head = run.first_seq + run.count - 1;
+        else
+            corrupt = true;
+        rocksdb_iter_seek_to_first (it);
+        key = rocksdb_iter_key (it, &key_len);
+        if (key_len == 8)
+            first = s_get_u64 ((const uint8_t *) key);
+        else
+            corrupt = true;
+    }
+    rocksdb_iter_destroy (it);
+    if (corrupt)
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "events",
+            "%s: the events column family holds a record that is not a run of events",
+            self->path);
+
+    uint64_t topics = 0;
+    it = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf [CF_TOPICS]);
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it))
+        topics++;
+    rocksdb_iter_destroy (it);
+
+    uint64_t last_ts = 0;
+    if (head && !s_event_ts (self, head, &last_ts))
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "events",
+            "%s: event %llu cannot be read", self->path, (unsigned long long) head);
+    atomic_store (&self->head, head);
+    atomic_store (&self->first, first? first: 1);
+    atomic_store (&self->topic_count, topics);
+    atomic_store (&self->last_ts, last_ts);
+    return HERALD_OK;
+}
+
+herald_store_t *
+herald_store_open (const char *path, const herald_store_options_t *options,
+                   herald_error_t *err)
+{
+    assert (path);
+    herald_store_options_t defaults = { .durability = HERALD_DURABILITY_SYNC };
+    if (!options)
+        options = &defaults;
+    herald_store_t *self = calloc (1, sizeof (*self));
+    if (!self) {
+        herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    self->path = strdup (path);
+    self->durability = options->durability;
+    if (!self->path || herald_store_append_init (self, options->topic_cache) != 0) {
+        herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+        herald_store_destroy (&self);
+        return NULL;
+    }
+    s_configure (self, options);
+
+    bool existing;
+    if (s_check_directory (path, self->db_options, &existing, err) != HERALD_OK) {
+        herald_store_destroy (&self);
+        return NULL;
+    }
+    char *rocks_err = NULL;
+    self->db = rocksdb_open_column_families (
+        self->db_options, path, CF_COUNT, s_cf_names,
+        (const rocksdb_options_t * const *) self->cf_options, self->cf, &rocks_err);
+    if (rocks_err) {
+        s_open_error (path, rocks_err, err);
+        free (rocks_err);
+        self->db = NULL;
+        herald_store_destroy (&self);
+        return NULL;
+    }
+    if (s_recover (self, err) != HERALD_OK
+    ||  s_check_format (self, existing, err) != HERALD_OK) {
+        herald_store_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+herald_store_destroy (herald_store_t **self_p)
+{
+    assert (self_p);
+    herald_store_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->db) {
+        for (int cf = 0; cf < CF_COUNT; cf++)
+            if (self->cf [cf])
+                rocksdb_column_family_handle_destroy (self->cf [cf]);
+        rocksdb_close (self->db);
+    }
+    for (int cf = 0; cf < CF_COUNT; cf++)
+        if (self->cf_options [cf])
+            rocksdb_options_destroy (self->cf_options [cf]);
+    if (self->db_options)
+        rocksdb_options_destroy (self->db_options);
+    if (self->block_cache)
+        rocksdb_cache_destroy (self->block_cache);
+    if (self->write_options)
+        rocksdb_writeoptions_destroy (self->write_options);
+    if (self->read_options)
+        rocksdb_readoptions_destroy (self->read_options);
+    herald_store_append_free (self);
+    free (self->path);
+    free (self);
+    *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Appending
+
+int
+herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
+                         uint64_t *ver, herald_error_t *err)
+{
+    *ver = 0;
+    char *rocks_err = NULL;
+    rocksdb_pinnableslice_t *exists = rocksdb_get_pinned_cf (
+        self->db, self->read_options, self->cf [CF_TOPICS], topic, len, &rocks_err);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_IO, "topics", "reading topic: %s", rocks_err);
+        free (rocks_err);
+        return -1;
+    }
+    if (!exists)
+        return 0;
+    rocksdb_pinnableslice_destroy (exists);
+
+    //  The topic's last run is the last key at or before "topic 0x00 FF*8".
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->read_options,
+                                                         self->cf [CF_STREAMS]);
+    uint64_t first_ver;
+    const uint8_t *seqs;
+    size_t count;
+    if (herald_store_find_run (it, topic, len, UINT64_MAX, &first_ver, &seqs, &count))
+        *ver = first_ver + count - 1;
+    rocksdb_iter_destroy (it);
+    return 0;
+}
+
+bool
+herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
+                     uint64_t *first_ver, const uint8_t **seqs, size_t *count)
+{
+    if (!rocksdb_iter_valid (it))
+        return false;
+    size_t key_len, value_len;
+    const char *key = rocksdb_iter_key (it, &key_len);
+    if (key_len != len + 9 || memcmp (key, topic, len) != 0 || key [len] != 0)
+        return false;
+    const char *value = rocksdb_iter_value (it, &value_len);
+    if (value_len == 0 || value_len % 8)
+        return false;
+    *first_ver = s_get_u64 ((const uint8_t *) key + len + 1);
+    *seqs = (const uint8_t *) value;
+    *count = value_len / 8;
+    return true;
+}
+
+bool
+herald_store_find_run (rocksdb_iterator_t *it, const char *topic, size_t len, uint64_t ver,
+                       uint64_t *first_ver, const uint8_t **seqs, size_t *count)
+{
+    uint8_t key [HERALD_STREAM_KEY_MAX];
+    size_t key_len = s_stream_key (key, topic, len, ver);
+    rocksdb_iter_seek_for_prev (it, (const char *) key, key_len);
+    return herald_store_run_at (it, topic, len, first_ver, seqs, count)
+        && (ver == UINT64_MAX || ver - *first_ver < *count);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Reading and counting
+
+herald_err
+herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len)
+{
+    assert (self);
+    *envelope = NULL;
+    *len = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->read_options,
+                                                         self->cf [CF_EVENTS]);
+    herald_run_t run;
+    bool corrupt;
+    herald_err rc = HERALD_OK;
+    if (seq == 0 || !herald_store_find_event (it, seq, &run, &corrupt))
+        rc = seq && corrupt? HERALD_ERR_CORRUPT: HERALD_ERR_NOT_FOUND;
+    else {
+        const uint8_t *bytes;
+        size_t size;
+        herald_run_event (&run, (uint32_t) (seq - run.first_seq), &bytes, &size);
+        *envelope = malloc (size);
+        if (*envelope) {
+            memcpy (*envelope, bytes, size);
+            *len = size;
+        }
+        else
+            rc = HERALD_ERR_NOMEM;
+    }
+    rocksdb_iter_destroy (it);
+    return rc;
+}
+
+uint64_t
+herald_store_head (herald_store_t *self)
+{
+    return atomic_load (&self->head);
+}
+
+uint64_t
+herald_store_event_count (herald_store_t *self)
+{
+    uint64_t head = atomic_load (&self->head);
+    return head? head - atomic_load (&self->first) + 1: 0;
+}
+
+uint64_t
+herald_store_topic_count (herald_store_t *self)
+{
+    return atomic_load (&self->topic_count);
+}
+
+uint64_t
+herald_store_last_ts (herald_store_t *self)
+{
+    return atomic_load (&self->last_ts);
+}
+
+uint64_t
+herald_store_topic_ver (herald_store_t *self, const char *topic, size_t len)
+{
+    assert (self);
+    uint64_t ver = 0;
+    herald_error_t err;
+    if (herald_store_lookup_ver (self, topic, len, &ver, &err) != 0)
+        return 0;
+    return ver;
+}
+
+//  ts never decreases with seq, so a binary search over seq finds the
+//  first event at or after a time in O(log n) point reads, with no index.
+uint64_t
+herald_store_seq_at_ts (herald_store_t *self, uint64_t ts)
+{
+    assert (self);
+    uint64_t low = atomic_load (&self->first);
+    uint64_t high = atomic_load (&self->head) + 1;
+    while (low < high) {
+        uint64_t middle = low + (high - low) / 2;
+        uint64_t event_ts;
+        if (!s_event_ts (self, middle, &event_ts))
+            break;
+        if (event_ts >= ts)
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    return low;
+}
+
+uint64_t
+herald_store_disk_size (herald_store_t *self)
+{
+    assert (self);
+    DIR *dir = opendir (self->path);
+    if (!dir)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir))) {
+        char file [4200];
+        snprintf (file, sizeof (file), "%s/%s", self->path, entry->d_name);
+        struct stat info;
+        if (stat (file, &info) == 0 && S_ISREG (info.st_mode))
+            total += (uint64_t) info.st_size;
+    }
+    closedir (dir);
+    return total;
+}
+
+const char *
+herald_store_path (herald_store_t *self)
+{
+    assert (self);
+    return self->path;
+}

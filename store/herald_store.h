@@ -1,0 +1,179 @@
+/*  =========================================================================
+    herald_store - the event log on RocksDB
+
+    The store keeps Herald's immutable, totally ordered log of events: it
+    appends batches atomically (one RocksDB WriteBatch per call), assigns
+    seq (global, gapless), ver (per topic, gapless) and ts (nanoseconds,
+    non-decreasing), deduplicates by event id, checks `expect`, and reads
+    back by seq, by time, by topic prefix and by topic stream.  It knows
+    nothing of ZeroMQ; the broker and the agent's local state sit on it.
+
+    Threads: one thread at a time appends (the broker's writer).  Reads,
+    scans and the counters may be used from any thread, concurrently with
+    appends; they see every append that has returned.
+    =========================================================================
+*/
+
+#ifndef HERALD_STORE_H_INCLUDED
+#define HERALD_STORE_H_INCLUDED
+
+#include "herald_event.h"
+#include "herald_msg.h"
+
+typedef struct _herald_store_t herald_store_t;
+typedef struct _herald_scan_t herald_scan_t;
+
+typedef enum {
+    HERALD_DURABILITY_SYNC = 0,     //  WAL fsynced before append returns
+    HERALD_DURABILITY_ASYNC = 1     //  WAL written to the OS; survives kill -9, not power loss
+} herald_durability_t;
+
+typedef struct {
+    herald_durability_t durability;
+    size_t topic_cache;             //  topics whose head ver is cached; 0: default (65536)
+    size_t write_buffer_mb;         //  RocksDB memtable size per column family; 0: default (64)
+} herald_store_options_t;
+
+//  What append assigned to one event: a new event gets fresh seq and ver;
+//  a duplicate (its id already stored, or earlier in the same call) gets
+//  the seq and ver it was first stored with, and dup true.
+typedef struct {
+    uint64_t seq;
+    uint64_t ver;
+    bool dup;
+} herald_append_result_t;
+
+//  One atomic batch (one PUBLISH).  Several go into one append call, which
+//  is one RocksDB write: the broker's group commit.  Batches are applied in
+//  order as if one by one, so a later batch sees an earlier one's events.
+typedef struct {
+    //  In: the events (validated by herald_event_from_object), borrowed
+    const herald_event_t *events;
+    size_t count;
+    //  Out: count results, in event order; the caller provides the array
+    herald_append_result_t *results;
+    //  Out: HERALD_OK, or HERALD_ERR_CONFLICT when an `expect` failed; then
+    //  nothing of this batch is written and the fields below say why
+    herald_err status;
+    size_t conflict_index;          //  which event
+    uint64_t expected;
+    uint64_t actual;                //  the topic's ver before that event
+} herald_batch_t;
+
+//  Open the store in directory path, creating it if missing.  Refuses a
+//  directory that another process has open (HERALD_ERR_LOCKED) or that
+//  holds anything but a Herald store (HERALD_ERR_NOT_A_STORE).  Recovers
+//  head, counts and the last ts from the data.  options may be NULL for
+//  the defaults.  Returns NULL and fills err on failure.
+herald_store_t *
+    herald_store_open (const char *path, const herald_store_options_t *options,
+                       herald_error_t *err);
+
+//  Close the store, flushing nothing that is not already durable; NULL-safe,
+//  clears *self_p.
+void
+    herald_store_destroy (herald_store_t **self_p);
+
+//  Append batches[0..count) in one atomic RocksDB write, synced under
+//  durability sync.  Each batch is all-or-nothing on its own: a conflict
+//  rejects that batch (status HERALD_ERR_CONFLICT) and not the others.
+//  Returns HERALD_OK once written, or an error (HERALD_ERR_IO) with err
+//  filled when nothing was written.  From one thread at a time.
+herald_err
+    herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count,
+                         herald_error_t *err);
+
+//  Append now sets ts = max(clock, last ts); tests may pin the clock.
+//  now_ns 0 restores the real clock.
+void
+    herald_store_set_clock (herald_store_t *self, uint64_t now_ns);
+
+//  The envelope of event seq, in a malloc'd buffer the caller owns (free).
+//  HERALD_ERR_NOT_FOUND when there is no such seq.
+herald_err
+    herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len);
+
+//  Counters, recovered on open and kept by append.
+uint64_t
+    herald_store_head (herald_store_t *self);          //  highest seq, 0 when empty
+uint64_t
+    herald_store_event_count (herald_store_t *self);
+uint64_t
+    herald_store_topic_count (herald_store_t *self);
+uint64_t
+    herald_store_last_ts (herald_store_t *self);       //  ts of the head event, 0 when empty
+
+//  The current ver of topic (0 when it has no events).
+uint64_t
+    herald_store_topic_ver (herald_store_t *self, const char *topic, size_t len);
+
+//  The first seq whose ts >= ts, or head + 1 when there is none.
+uint64_t
+    herald_store_seq_at_ts (herald_store_t *self, uint64_t ts);
+
+//  Bytes the store's files take on disk.
+uint64_t
+    herald_store_disk_size (herald_store_t *self);
+
+//  The data directory.
+const char *
+    herald_store_path (herald_store_t *self);
+
+//  ---------------------------------------------------------------------
+//  Scans.  A scan is a forward iterator over envelopes; a REPLAY or READ
+//  stream is one scan.  It ends at the store's head as it was when the scan
+//  began (a stream never waits for the future), or earlier at `to`.
+
+//  What a REPLAY asks for; mirrors the REPLAY body.  Prefixes are copied.
+typedef struct {
+    bool has_from_ts;
+    uint64_t from;                  //  first seq (>= 1); ignored with from_ts
+    uint64_t from_ts;
+    bool has_to;
+    uint64_t to;                    //  last seq, inclusive
+    bool has_until_ts;
+    uint64_t until_ts;              //  last ts, inclusive
+    const herald_str_t *prefixes;   //  none: every topic
+    size_t prefix_count;
+} herald_scan_spec_t;
+
+//  Start a scan in seq order of the events matching spec.  Uses the topic
+//  index when the prefixes select few events, so a sparse scan costs what
+//  it returns.  Returns NULL and fills err (bad_request) for a spec the
+//  protocol refuses (from 0, to < from, to with until_ts).
+herald_scan_t *
+    herald_store_scan (herald_store_t *self, const herald_scan_spec_t *spec,
+                       herald_error_t *err);
+
+//  Start a read of one topic's stream in ver order, from_ver (>= 1) to
+//  to_ver inclusive (0: to the topic's ver when the read began).
+herald_scan_t *
+    herald_store_read (herald_store_t *self, const char *topic, size_t topic_len,
+                       uint64_t from_ver, uint64_t to_ver, herald_error_t *err);
+
+//  The next envelope: returns 1 and sets envelope (borrowed, valid until
+//  the next call or destroy), len and seq; 0 at the end; -1 on a store
+//  error (see herald_scan_error).
+int
+    herald_scan_next (herald_scan_t *self, const uint8_t **envelope, size_t *len,
+                      uint64_t *seq);
+
+//  For a scan: the highest seq L such that every matching event with
+//  from <= seq <= L has been returned (PROTOCOL.md, END `last`).  For a
+//  read: the last ver returned (from_ver - 1 if none).
+uint64_t
+    herald_scan_last (herald_scan_t *self);
+
+//  For a scan: the store's head when the scan began.  For a read: the
+//  topic's ver when the read began.
+uint64_t
+    herald_scan_head (herald_scan_t *self);
+
+//  The error behind a -1 from herald_scan_next.
+const herald_error_t *
+    herald_scan_error (herald_scan_t *self);
+
+void
+    herald_scan_destroy (herald_scan_t **self_p);
+
+#endif

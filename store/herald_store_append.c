@@ -1,0 +1,654 @@
+/*  =========================================================================
+    herald_store_append - herald_store_append(): the group commit
+
+    DESIGN
+
+    An append is one WriteBatch across the column families (layouts in
+    herald_store_priv.h), so an event, its id, its stream run and (for a
+    new topic) its topic key land together or not at all, and one WAL sync
+    covers the whole group commit under durability sync.
+
+    Appending runs in two passes per batch.  Pass one decides: for each
+    event, is its id known (dedup), what is its topic's ver, does `expect`
+    hold.  Decisions go into a per-call table (s_pending_t) so later events
+    of the call, in this batch or the next, see earlier ones; an undo log
+    rolls a batch's entries back when one of its `expect`s fails, leaving
+    the other batches of the call untouched.  Pass two encodes the
+    envelopes of a batch that passed.  After the last batch, the call's new
+    envelopes become "events" runs and each topic it touched one "streams"
+    run.  Nothing in memory (head, counts, the topic cache) changes until
+    RocksDB has accepted the write, so a failed write leaves the store as
+    it was.
+
+    Where a topic's ver comes from: the topic cache (a direct-mapped table
+    of recently appended topics, bounded), else RocksDB: a point get in
+    "topics" (bloom-filtered, so a new topic costs almost nothing) and,
+    when the topic exists, a seek to its last stream run.  Whether an id
+    is stored: one MultiGet for all of the call's ids.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <stdlib.h>
+#include <time.h>
+#include "herald_store_priv.h"
+
+#define TOPIC_CACHE_DEFAULT     65536
+
+//  ---------------------------------------------------------------------
+//  FNV-1a: short keys (topics, ids), good enough spread, no dependency.
+
+static uint64_t
+s_hash (const void *data, size_t len)
+{
+    const uint8_t *bytes = data;
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) {
+        hash ^= bytes [i];
+        hash *= 1099511628211ULL;
+    }
+    return hash ^ (hash >> 29);
+}
+
+//  ---------------------------------------------------------------------
+//  Topic cache: topic -> current ver, direct-mapped.  A collision evicts;
+//  a miss costs a RocksDB lookup, never a wrong answer, because the cache
+//  is written only after a successful write by the one appending thread.
+
+typedef struct {
+    char *topic;                    //  256-byte buffer, allocated on first use
+    size_t len;
+    uint64_t ver;
+} s_cache_slot_t;
+
+struct _s_topic_cache_t {
+    s_cache_slot_t *slots;
+    size_t mask;
+};
+
+static s_topic_cache_t *
+s_topic_cache_new (size_t entries)
+{
+    size_t size = 1;
+    while (size < entries)
+        size <<= 1;
+    s_topic_cache_t *self = calloc (1, sizeof (*self));
+    if (!self)
+        return NULL;
+    self->slots = calloc (size, sizeof (s_cache_slot_t));
+    if (!self->slots) {
+        free (self);
+        return NULL;
+    }
+    self->mask = size - 1;
+    return self;
+}
+
+static void
+s_topic_cache_destroy (s_topic_cache_t **self_p)
+{
+    s_topic_cache_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i <= self->mask; i++)
+        free (self->slots [i].topic);
+    free (self->slots);
+    free (self);
+    *self_p = NULL;
+}
+
+static bool
+s_topic_cache_get (s_topic_cache_t *self, const char *topic, size_t len, uint64_t *ver)
+{
+    s_cache_slot_t *slot = &self->slots [s_hash (topic, len) & self->mask];
+    if (slot->topic && slot->len == len && memcmp (slot->topic, topic, len) == 0) {
+        *ver = slot->ver;
+        return true;
+    }
+    return false;
+}
+
+static void
+s_topic_cache_put (s_topic_cache_t *self, const char *topic, size_t len, uint64_t ver)
+{
+    s_cache_slot_t *slot = &self->slots [s_hash (topic, len) & self->mask];
+    if (!slot->topic) {
+        slot->topic = malloc (HERALD_TOPIC_MAX + 1);
+        if (!slot->topic)
+            return;                 //  a cache may forget
+    }
+    memcpy (slot->topic, topic, len);
+    slot->len = len;
+    slot->ver = ver;
+}
+
+//  ---------------------------------------------------------------------
+//  Pending table: what the append in progress has decided, keyed by
+//  borrowed bytes (an event's id or topic).  Open addressing, load <= 1/2,
+//  cleared in O(1) by bumping a generation.  Every change is logged so a
+//  batch that fails its `expect` can be undone exactly, newest first.
+
+typedef struct {
+    const void *key;
+    uint32_t len;
+    uint32_t gen;                   //  live when equal to the table's gen
+    uint64_t a, b;                  //  ids: seq, ver;  topics: ver, created
+} s_slot_t;
+
+typedef struct {
+    size_t index;
+    bool was_empty;
+    uint64_t a, b;
+} s_undo_t;
+
+typedef struct {
+    s_slot_t *slots;
+    size_t capacity;                //  a power of two
+    uint32_t gen;
+    s_undo_t *undo;
+    size_t undo_count;
+    size_t undo_capacity;
+} s_table_t;
+
+struct _s_pending_t {
+    s_table_t ids;
+    s_table_t topics;
+};
+
+//  Empty the table and make room for at least entries keys.
+static int
+s_table_reset (s_table_t *self, size_t entries)
+{
+    size_t want = 16;
+    while (want < entries * 2)
+        want <<= 1;
+    if (want > self->capacity) {
+        s_slot_t *slots = calloc (want, sizeof (s_slot_t));
+        s_undo_t *undo = malloc (entries * 2 * sizeof (s_undo_t) + sizeof (s_undo_t));
+        if (!slots || !undo) {
+            free (slots);
+            free (undo);
+            return -1;
+        }
+        free (self->slots);
+        free (self->undo);
+        self->slots = slots;
+        self->capacity = want;
+        self->undo = undo;
+        self->undo_capacity = entries * 2 + 1;
+        self->gen = 0;
+    }
+    else
+    if (entries * 2 + 1 > self->undo_capacity) {
+        s_undo_t *undo = realloc (self->undo, (entries * 2 + 1) * sizeof (s_undo_t));
+        if (!undo)
+            return -1;
+        self->undo = undo;
+        self->undo_capacity = entries * 2 + 1;
+    }
+    if (++self->gen == 0) {         //  wrapped: stale slots could look live
+        memset (self->slots, 0, self->capacity * sizeof (s_slot_t));
+        self->gen = 1;
+    }
+    self->undo_count = 0;
+    return 0;
+}
+
+static void
+s_table_destroy (s_table_t *self)
+{
+    free (self->slots);
+    free (self->undo);
+    memset (self, 0, sizeof (*self));
+}
+
+//  The slot holding key, or the empty slot where it would go.
+static s_slot_t *
+s_table_probe (s_table_t *self, const void *key, size_t len)
+{
+    size_t mask = self->capacity - 1;
+    size_t index = s_hash (key, len) & mask;
+    while (true) {
+        s_slot_t *slot = &self->slots [index];
+        if (slot->gen != self->gen)
+            return slot;
+        if (slot->len == len && memcmp (slot->key, key, len) == 0)
+            return slot;
+        index = (index + 1) & mask;
+    }
+}
+
+static s_slot_t *
+s_table_find (s_table_t *self, const void *key, size_t len)
+{
+    s_slot_t *slot = s_table_probe (self, key, len);
+    return slot->gen == self->gen? slot: NULL;
+}
+
+static void
+s_table_set (s_table_t *self, const void *key, size_t len, uint64_t a, uint64_t b)
+{
+    s_slot_t *slot = s_table_probe (self, key, len);
+    //  Each event adds at most one entry to each table and reset sized
+    //  the undo log for twice the events, so this cannot overflow.
+    assert (self->undo_count < self->undo_capacity);
+    s_undo_t *undo = &self->undo [self->undo_count++];
+    undo->index = (size_t) (slot - self->slots);
+    undo->was_empty = slot->gen != self->gen;
+    undo->a = slot->a;
+    undo->b = slot->b;
+    slot->key = key;
+    slot->len = (uint32_t) len;
+    slot->gen = self->gen;
+    slot->a = a;
+    slot->b = b;
+}
+
+//  Undo every change made since the undo log had mark entries.
+static void
+s_table_rollback (s_table_t *self, size_t mark)
+{
+    while (self->undo_count > mark) {
+        s_undo_t *undo = &self->undo [--self->undo_count];
+        s_slot_t *slot = &self->slots [undo->index];
+        if (undo->was_empty)
+            slot->gen = self->gen - 1;
+        else {
+            slot->a = undo->a;
+            slot->b = undo->b;
+        }
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  Appending
+
+static uint64_t
+s_now_ns (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    return (uint64_t) now.tv_sec * 1000000000ULL + (uint64_t) now.tv_nsec;
+}
+
+
+//  The topic's ver as this append call sees it: pending, cache, RocksDB.
+static int
+s_topic_ver (herald_store_t *self, const herald_event_t *event, uint64_t *ver,
+             uint64_t *created, herald_error_t *err)
+{
+    s_slot_t *slot = s_table_find (&self->pending->topics, event->topic, event->topic_len);
+    if (slot) {
+        *ver = slot->a;
+        *created = slot->b;
+        return 0;
+    }
+    *created = 0;
+    if (s_topic_cache_get (self->topic_cache, event->topic, event->topic_len, ver))
+        return 0;
+    return herald_store_lookup_ver (self, event->topic, event->topic_len, ver, err);
+}
+
+//  Look every id of the call up in one MultiGet: far cheaper than a get
+//  per event.  The store cannot change during the call (one appender), so
+//  the answers hold until it ends; ids the call itself adds are found in
+//  the pending table first.
+static int
+s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, size_t total,
+                herald_error_t *err)
+{
+    if (total > self->id_capacity) {
+        free (self->id_keys);
+        free (self->id_sizes);
+        free (self->id_values);
+        free (self->id_errors);
+        free (self->id_found);
+        self->id_keys = malloc (total * sizeof (char *));
+        self->id_sizes = malloc (total * sizeof (size_t));
+        self->id_values = malloc (total * sizeof (rocksdb_pinnableslice_t *));
+        self->id_errors = malloc (total * sizeof (char *));
+        self->id_found = malloc (total * sizeof (herald_append_result_t));
+        self->id_capacity = total;
+        if (!self->id_keys || !self->id_sizes || !self->id_values || !self->id_errors
+        ||  !self->id_found) {
+            self->id_capacity = 0;
+            return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+        }
+    }
+    size_t n = 0;
+    for (size_t b = 0; b < count; b++)
+        for (size_t i = 0; i < batches [b].count; i++, n++) {
+            self->id_keys [n] = (const char *) batches [b].events [i].id;
+            self->id_sizes [n] = HERALD_ID_BYTES;
+        }
+    rocksdb_batched_multi_get_cf (self->db, self->read_options, self->cf [CF_IDS], total,
+                                  self->id_keys, self->id_sizes, self->id_values,
+                                  self->id_errors, false);
+    int rc = 0;
+    for (size_t k = 0; k < total; k++) {
+        self->id_found [k] = (herald_append_result_t) { 0 };
+        if (self->id_errors [k]) {
+            if (rc == 0)
+                herald_error_set (err, HERALD_ERR_IO, "ids", "reading id index: %s",
+                                  self->id_errors [k]);
+            free (self->id_errors [k]);
+            rc = -1;
+        }
+        if (self->id_values [k]) {
+            size_t len;
+            const uint8_t *bytes = (const uint8_t *) rocksdb_pinnableslice_value (
+                self->id_values [k], &len);
+            if (len == 16)
+                self->id_found [k] = (herald_append_result_t) {
+                    .seq = s_get_u64 (bytes), .ver = s_get_u64 (bytes + 8), .dup = true
+                };
+            else
+            if (rc == 0) {
+                herald_error_set (err, HERALD_ERR_CORRUPT, "ids",
+                                  "id index entry of %zu bytes", len);
+                rc = -1;
+            }
+            rocksdb_pinnableslice_destroy (self->id_values [k]);
+        }
+    }
+    return rc;
+}
+
+//  Is the call's event number k (its id) already stored, or added earlier
+//  in this call?  Fills result when it is.
+static bool
+s_find_id (herald_store_t *self, const herald_event_t *event, size_t k,
+           herald_append_result_t *result)
+{
+    s_slot_t *slot = s_table_find (&self->pending->ids, event->id, HERALD_ID_BYTES);
+    if (slot) {
+        *result = (herald_append_result_t) { .seq = slot->a, .ver = slot->b, .dup = true };
+        return true;
+    }
+    if (self->id_found [k].seq) {
+        *result = self->id_found [k];
+        return true;
+    }
+    return false;
+}
+
+//  Pass one for a batch: decide seq, ver and dup for each event and check
+//  `expect`.  On a conflict, undo the batch's decisions and say why.
+static int
+s_decide (herald_store_t *self, herald_batch_t *batch, size_t first_k, uint64_t *seq,
+          herald_error_t *err)
+{
+    s_pending_t *pending = self->pending;
+    size_t ids_mark = pending->ids.undo_count;
+    size_t topics_mark = pending->topics.undo_count;
+    uint64_t seq_mark = *seq;
+    batch->status = HERALD_OK;
+
+    for (size_t i = 0; i < batch->count; i++) {
+        const herald_event_t *event = &batch->events [i];
+        herald_append_result_t *result = &batch->results [i];
+        if (s_find_id (self, event, first_k + i, result))
+            continue;               //  a duplicate: `expect` is not checked
+        uint64_t ver, created;
+        if (s_topic_ver (self, event, &ver, &created, err) != 0)
+            return -1;
+        if (event->has_expect && event->expect != ver) {
+            s_table_rollback (&pending->ids, ids_mark);
+            s_table_rollback (&pending->topics, topics_mark);
+            *seq = seq_mark;
+            batch->status = HERALD_ERR_CONFLICT;
+            batch->conflict_index = i;
+            batch->expected = event->expect;
+            batch->actual = ver;
+            return 0;
+        }
+        *result = (herald_append_result_t) { .seq = ++*seq, .ver = ver + 1, .dup = false };
+        s_table_set (&pending->topics, event->topic, event->topic_len,
+                     result->ver, created || ver == 0);
+        s_table_set (&pending->ids, event->id, HERALD_ID_BYTES, result->seq, result->ver);
+    }
+    return 0;
+}
+
+//  Remember (topic, ver, seq) of a new event for the streams index.
+static int
+s_note_stream (herald_store_t *self, const herald_event_t *event, uint64_t ver, uint64_t seq)
+{
+    if (self->stream_count == self->stream_capacity) {
+        size_t capacity = self->stream_capacity? self->stream_capacity * 2: 1024;
+        s_stream_entry_t *entries = realloc (self->streams, capacity * sizeof (s_stream_entry_t));
+        if (!entries)
+            return -1;
+        self->streams = entries;
+        self->stream_capacity = capacity;
+    }
+    self->streams [self->stream_count++] = (s_stream_entry_t) {
+        .topic = event->topic, .len = event->topic_len, .ver = ver, .seq = seq
+    };
+    return 0;
+}
+
+static int
+s_stream_order (const void *a, const void *b)
+{
+    const s_stream_entry_t *left = a, *right = b;
+    size_t len = left->len < right->len? left->len: right->len;
+    int order = memcmp (left->topic, right->topic, len);
+    if (order == 0)
+        order = left->len < right->len? -1: left->len > right->len;
+    if (order == 0)
+        order = left->ver < right->ver? -1: left->ver > right->ver;
+    return order;
+}
+
+//  Put the call's new envelopes, seqs first_seq.., as runs: at most
+//  RUN_MAX_EVENTS events and, unless one event is larger, RUN_MAX_BYTES.
+static int
+s_stage_events (herald_store_t *self, uint64_t first_seq)
+{
+    size_t total = self->stream_count;
+    size_t start = 0;
+    while (start < total) {
+        size_t base = start? self->ends [start - 1]: 0;
+        size_t end = start + 1;
+        while (end < total && end - start < HERALD_RUN_MAX_EVENTS
+           &&  self->ends [end] - base <= HERALD_RUN_MAX_BYTES)
+            end++;
+        size_t count = end - start;
+        size_t data_len = self->ends [end - 1] - base;
+        size_t header_len = 4 + 4 * count;
+        if (header_len > self->run_capacity) {
+            uint8_t *run = realloc (self->run, header_len);
+            if (!run)
+                return -1;
+            self->run = run;
+            self->run_capacity = header_len;
+        }
+        s_put_u32 (self->run, (uint32_t) count);
+        for (size_t i = 0; i < count; i++)
+            s_put_u32 (self->run + 4 + 4 * i, (uint32_t) (self->ends [start + i] - base));
+        //  Header and envelopes go in as two slices: no copy of the data.
+        uint8_t key [8];
+        s_put_u64 (key, first_seq + start);
+        const char *key_parts [1] = { (const char *) key };
+        size_t key_sizes [1] = { 8 };
+        const char *value_parts [2] = { (const char *) self->run, self->envelopes.data + base };
+        size_t value_sizes [2] = { header_len, data_len };
+        rocksdb_writebatch_putv_cf (self->batch, self->cf [CF_EVENTS], 1, key_parts, key_sizes,
+                                    2, value_parts, value_sizes);
+        start = end;
+    }
+    return 0;
+}
+
+//  Put one streams run per topic the call touched: sorted by topic and
+//  ver, each topic's entries are consecutive vers.
+static int
+s_stage_streams (herald_store_t *self)
+{
+    qsort (self->streams, self->stream_count, sizeof (s_stream_entry_t), s_stream_order);
+    uint8_t *seqs = malloc (self->stream_count * 8 + 8);
+    if (!seqs)
+        return -1;
+    for (size_t start = 0, end; start < self->stream_count; start = end) {
+        const s_stream_entry_t *first = &self->streams [start];
+        for (end = start; end < self->stream_count
+                       && self->streams [end].len == first->len
+                       && memcmp (self->streams [end].topic, first->topic, first->len) == 0; end++) {
+            assert (self->streams [end].ver == first->ver + (end - start));
+            s_put_u64 (seqs + 8 * (end - start), self->streams [end].seq);
+        }
+        uint8_t key [HERALD_STREAM_KEY_MAX];
+        size_t key_len = s_stream_key (key, first->topic, first->len, first->ver);
+        rocksdb_writebatch_put_cf (self->batch, self->cf [CF_STREAMS],
+                                   (const char *) key, key_len,
+                                   (const char *) seqs, 8 * (end - start));
+    }
+    free (seqs);
+    return 0;
+}
+
+//  Pass two for a batch that passed: its new events into the WriteBatch.
+static int
+s_stage (herald_store_t *self, const herald_batch_t *batch, uint64_t ts, uint64_t *new_topics)
+{
+    for (size_t i = 0; i < batch->count; i++) {
+        const herald_append_result_t *result = &batch->results [i];
+        if (result->dup)
+            continue;
+        herald_event_t event = batch->events [i];
+        event.seq = result->seq;
+        event.ver = result->ver;
+        event.ts = ts;
+        if (herald_event_encode (&event, &self->envelopes) != 0)
+            return -1;
+        size_t index = self->stream_count;  //  one per new event, in seq order
+        if (index == self->ends_capacity) {
+            size_t capacity = self->ends_capacity? self->ends_capacity * 2: 1024;
+            uint32_t *ends = realloc (self->ends, capacity * sizeof (uint32_t));
+            if (!ends)
+                return -1;
+            self->ends = ends;
+            self->ends_capacity = capacity;
+        }
+        self->ends [index] = (uint32_t) self->envelopes.size;
+
+        uint8_t seq_key [8], id_value [16];
+        s_put_u64 (seq_key, event.seq);
+        s_put_u64 (id_value, event.seq);
+        s_put_u64 (id_value + 8, event.ver);
+        rocksdb_writebatch_put_cf (self->batch, self->cf [CF_IDS],
+                                   (const char *) event.id, HERALD_ID_BYTES,
+                                   (const char *) id_value, 16);
+        if (s_note_stream (self, &batch->events [i], event.ver, event.seq) != 0)
+            return -1;
+        if (event.ver == 1) {
+            rocksdb_writebatch_put_cf (self->batch, self->cf [CF_TOPICS],
+                                       event.topic, event.topic_len,
+                                       (const char *) seq_key, 8);
+            (*new_topics)++;
+        }
+    }
+    return 0;
+}
+
+herald_err
+herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count,
+                     herald_error_t *err)
+{
+    assert (self);
+    size_t total = 0;
+    for (size_t b = 0; b < count; b++)
+        total += batches [b].count;
+    if (s_table_reset (&self->pending->ids, total) != 0
+    ||  s_table_reset (&self->pending->topics, total) != 0)
+        return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+
+    //  One ts for the whole call: the clock, but never behind the log.
+    uint64_t last_ts = atomic_load (&self->last_ts);
+    uint64_t ts = self->pinned_clock? self->pinned_clock: s_now_ns ();
+    if (ts < last_ts)
+        ts = last_ts;
+
+    uint64_t head = atomic_load (&self->head);
+    uint64_t seq = head;
+    uint64_t new_topics = 0;
+    rocksdb_writebatch_clear (self->batch);
+    self->stream_count = 0;
+    self->envelopes.size = 0;
+    if (total && s_prefetch_ids (self, batches, count, total, err) != 0)
+        return err->code;
+    for (size_t b = 0, k = 0; b < count; k += batches [b].count, b++) {
+        if (s_decide (self, &batches [b], k, &seq, err) != 0)
+            return err->code;
+        if (batches [b].status == HERALD_OK
+        &&  s_stage (self, &batches [b], ts, &new_topics) != 0)
+            return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+    }
+    if (seq == head)
+        return HERALD_OK;           //  only duplicates and conflicts: nothing to write
+    if (s_stage_events (self, head + 1) != 0 || s_stage_streams (self) != 0)
+        return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+
+    char *rocks_err = NULL;
+    rocksdb_write (self->db, self->write_options, self->batch, &rocks_err);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_IO, "", "writing to %s: %s", self->path, rocks_err);
+        free (rocks_err);
+        return err->code;
+    }
+    //  Durable: now the in-memory state may follow.
+    s_table_t *topics = &self->pending->topics;
+    for (size_t i = 0; i < topics->undo_count; i++) {
+        s_slot_t *slot = &topics->slots [topics->undo [i].index];
+        s_topic_cache_put (self->topic_cache, slot->key, slot->len, slot->a);
+    }
+    atomic_fetch_add (&self->topic_count, new_topics);
+    atomic_store (&self->last_ts, ts);
+    atomic_store (&self->head, seq);
+    return HERALD_OK;
+}
+
+void
+herald_store_set_clock (herald_store_t *self, uint64_t now_ns)
+{
+    assert (self);
+    self->pinned_clock = now_ns;
+}
+
+
+//  ---------------------------------------------------------------------
+//  The append state's lifecycle, called by open and destroy
+
+int
+herald_store_append_init (herald_store_t *self, size_t topic_cache)
+{
+    self->topic_cache = s_topic_cache_new (topic_cache? topic_cache: TOPIC_CACHE_DEFAULT);
+    self->pending = calloc (1, sizeof (s_pending_t));
+    self->batch = rocksdb_writebatch_create ();
+    msgpack_sbuffer_init (&self->envelopes);
+    return self->topic_cache && self->pending && self->batch? 0: -1;
+}
+
+void
+herald_store_append_free (herald_store_t *self)
+{
+    if (self->batch)
+        rocksdb_writebatch_destroy (self->batch);
+    if (self->pending) {
+        s_table_destroy (&self->pending->ids);
+        s_table_destroy (&self->pending->topics);
+        free (self->pending);
+    }
+    s_topic_cache_destroy (&self->topic_cache);
+    free (self->streams);
+    free (self->ends);
+    free (self->run);
+    free (self->id_keys);
+    free (self->id_sizes);
+    free (self->id_values);
+    free (self->id_errors);
+    free (self->id_found);
+    msgpack_sbuffer_destroy (&self->envelopes);
+}

@@ -1,0 +1,245 @@
+/*  =========================================================================
+    herald_store_priv - what herald_store.c and herald_scan.c share
+
+    The store's state and its RocksDB key layouts, for the two files that
+    make up the store.  Nothing outside store/ includes this header.
+
+    KEY LAYOUTS (every integer big-endian, so byte order is numeric order
+    and RocksDB's default comparator sorts keys the way we iterate them):
+
+    CF "default": the store's identity
+        "herald.format"                     -> "1"
+
+    CF "events": the log itself, in runs of consecutive seqs
+        +-------------------+      +-----------+------------------+-----------------+
+        | first_seq u64 (8) | ---> | count u32 | end u32 x count  | envelopes ...   |
+        +-------------------+      +-----------+------------------+-----------------+
+        One append call writes its new events, seqs first_seq ..
+        first_seq + count - 1, as one run (split at RUN_MAX_EVENTS or
+        RUN_MAX_BYTES).  end[i] is where envelope i ends, counted from the
+        first envelope byte; envelope i starts at end[i-1] (0 for i = 0).
+        Like a Kafka record batch: one memtable insert per write instead
+        of one per event, and a scan steps the iterator once per run.
+        Each envelope is stored once and handed out as a slice of the run,
+        sent as it is on fanout and in replies: no re-encoding.  The run
+        holding seq s is the last key at or before s.
+
+    CF "ids": the dedup index; one key per event
+        +--------------+                       +------------+------------+
+        | id     (16)  |  -------------------> | seq u64    | ver u64    |
+        +--------------+                       +------------+------------+
+
+    CF "streams": the topic index; one key per topic per append call
+        +---------------+------+---------------+   +-----------+-----------+---
+        | topic (1-255) | 0x00 | first_ver u64 | ->| seq u64   | seq u64   | ...
+        +---------------+------+---------------+   +-----------+-----------+---
+        A run: the seqs of vers first_ver, first_ver + 1, ... that one
+        append call gave the topic (a topic's vers within one call are
+        consecutive, so a run has no holes, and runs of a topic tile
+        1..ver with no gap or overlap).  One key per topic per write rather
+        than per event keeps memtable inserts few: a skiplist insert at a
+        scattered key costs several times a sequential one.  A topic never
+        contains NUL, so 0x00 ends it: its runs are contiguous and in ver
+        order, and "a" sorts before "a.b" and "ab".  The run holding ver v
+        is the last key at or before "topic 0x00 v"; the topic's current
+        ver ends its last run.
+
+    CF "topics": one key per topic, written when the topic is created
+        +---------------+                       +------------+
+        | topic (1-255) |  -------------------> | seq u64    |  (its first event)
+        +---------------+                       +------------+
+        Counting these keys on open gives the topic count; a prefix seek
+        here lists the topics a REPLAY's prefixes select.
+    =========================================================================
+*/
+
+#ifndef HERALD_STORE_PRIV_H_INCLUDED
+#define HERALD_STORE_PRIV_H_INCLUDED
+
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <string.h>
+#include "herald_store.h"
+
+#define HERALD_STORE_FORMAT_KEY   "herald.format"
+#define HERALD_STORE_FORMAT       "1"
+#define HERALD_STREAM_KEY_MAX     (HERALD_TOPIC_MAX + 1 + 8)
+#define HERALD_RUN_MAX_EVENTS     1024
+#define HERALD_RUN_MAX_BYTES      (1u << 20)
+
+//  A run of events as stored in "events", parsed; pointers borrow the value.
+typedef struct {
+    uint64_t first_seq;
+    uint32_t count;
+    const uint8_t *ends;            //  count big-endian u32s
+    const uint8_t *data;
+} herald_run_t;
+
+enum { CF_DEFAULT, CF_EVENTS, CF_IDS, CF_STREAMS, CF_TOPICS, CF_COUNT };
+
+typedef struct _s_topic_cache_t s_topic_cache_t;
+typedef struct _s_pending_t s_pending_t;
+
+//  A new event's place in its topic's stream, gathered during an append.
+typedef struct {
+    const char *topic;              //  borrowed from the event
+    size_t len;
+    uint64_t ver;
+    uint64_t seq;
+} s_stream_entry_t;
+
+struct _herald_store_t {
+    char *path;
+    rocksdb_t *db;
+    rocksdb_options_t *db_options;
+    rocksdb_options_t *cf_options [CF_COUNT];
+    rocksdb_column_family_handle_t *cf [CF_COUNT];
+    rocksdb_cache_t *block_cache;
+    rocksdb_writeoptions_t *write_options;
+    rocksdb_readoptions_t *read_options;
+    herald_durability_t durability;
+
+    //  Counters: written by the appending thread after each write,
+    //  read by any thread.
+    _Atomic uint64_t head;
+    _Atomic uint64_t first;         //  lowest seq stored (1 until trimming exists)
+    _Atomic uint64_t topic_count;
+    _Atomic uint64_t last_ts;
+    uint64_t pinned_clock;          //  herald_store_set_clock; 0: the real clock
+
+    //  Owned by the appending thread
+    s_topic_cache_t *topic_cache;
+    s_pending_t *pending;
+    msgpack_sbuffer envelopes;      //  envelopes of the append in progress
+    uint32_t *ends;                 //  where each of them ends in envelopes
+    size_t ends_capacity;
+    uint8_t *run;                   //  a run's value, being built
+    size_t run_capacity;
+    //  The ids of the append in progress, looked up together (MultiGet)
+    const char **id_keys;
+    size_t *id_sizes;
+    rocksdb_pinnableslice_t **id_values;
+    char **id_errors;
+    herald_append_result_t *id_found;   //  seq 0: not stored
+    size_t id_capacity;
+    rocksdb_writebatch_t *batch;
+    s_stream_entry_t *streams;      //  this append's new events, for the runs
+    size_t stream_count;
+    size_t stream_capacity;
+};
+
+//  Big-endian u64 to and from 8 bytes.
+static inline void
+s_put_u64 (uint8_t *out, uint64_t value)
+{
+    for (int i = 7; i >= 0; i--) {
+        out [i] = (uint8_t) value;
+        value >>= 8;
+    }
+}
+
+static inline uint64_t
+s_get_u64 (const uint8_t *in)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++)
+        value = (value << 8) | in [i];
+    return value;
+}
+
+static inline uint32_t
+s_get_u32 (const uint8_t *in)
+{
+    return (uint32_t) in [0] << 24 | (uint32_t) in [1] << 16 | (uint32_t) in [2] << 8 | in [3];
+}
+
+static inline void
+s_put_u32 (uint8_t *out, uint32_t value)
+{
+    out [0] = (uint8_t) (value >> 24);
+    out [1] = (uint8_t) (value >> 16);
+    out [2] = (uint8_t) (value >> 8);
+    out [3] = (uint8_t) value;
+}
+
+//  Parse an "events" key and value as a run; false when they are not one
+//  (wrong sizes, ends out of order or past the value).
+static inline bool
+herald_run_parse (const char *key, size_t key_len, const char *value, size_t len,
+                  herald_run_t *run)
+{
+    if (key_len != 8 || len < 4)
+        return false;
+    const uint8_t *bytes = (const uint8_t *) value;
+    uint32_t count = s_get_u32 (bytes);
+    if (count == 0 || (len - 4) / 4 < count)
+        return false;
+    size_t data_len = len - 4 - 4 * (size_t) count;
+    uint32_t previous = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t end = s_get_u32 (bytes + 4 + 4 * (size_t) i);
+        if (end <= previous || end > data_len)
+            return false;
+        previous = end;
+    }
+    if (previous != data_len)
+        return false;
+    run->first_seq = s_get_u64 ((const uint8_t *) key);
+    run->count = count;
+    run->ends = bytes + 4;
+    run->data = bytes + 4 + 4 * (size_t) count;
+    return true;
+}
+
+//  Envelope index of a parsed run.
+static inline void
+herald_run_event (const herald_run_t *run, uint32_t index, const uint8_t **envelope,
+                  size_t *len)
+{
+    uint32_t start = index? s_get_u32 (run->ends + 4 * (size_t) (index - 1)): 0;
+    *envelope = run->data + start;
+    *len = s_get_u32 (run->ends + 4 * (size_t) index) - start;
+}
+
+//  Write the streams key for (topic, ver) into key; returns its length.
+static inline size_t
+s_stream_key (uint8_t *key, const char *topic, size_t topic_len, uint64_t ver)
+{
+    memcpy (key, topic, topic_len);
+    key [topic_len] = 0;
+    s_put_u64 (key + topic_len + 1, ver);
+    return topic_len + 9;
+}
+
+//  Position it (a "streams" iterator) at the run holding (topic, ver).
+//  True when there is one; then *first_ver, *seqs (count big-endian u64s,
+//  borrowed from the iterator) describe it, and ver - *first_ver < count.
+bool
+    herald_store_find_run (rocksdb_iterator_t *it, const char *topic, size_t len,
+                           uint64_t ver, uint64_t *first_ver, const uint8_t **seqs,
+                           size_t *count);
+
+//  Decode the run at the iterator if it belongs to topic; false otherwise.
+bool
+    herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
+                         uint64_t *first_ver, const uint8_t **seqs, size_t *count);
+
+//  Position it (an "events" iterator) at the run holding seq and parse it.
+//  False when no run holds seq (or the run is corrupt: then *corrupt).
+bool
+    herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run,
+                             bool *corrupt);
+
+//  Make and free the state herald_store_append keeps between calls.
+int
+    herald_store_append_init (herald_store_t *self, size_t topic_cache);
+void
+    herald_store_append_free (herald_store_t *self);
+
+//  Look a topic's current ver up in RocksDB (no cache): 0 when none.
+//  Returns -1 on a RocksDB error (then err is filled).
+int
+    herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
+                             uint64_t *ver, herald_error_t *err);
+
+#endif
