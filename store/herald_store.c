@@ -248,7 +248,7 @@ herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run
     *corrupt = false;
     uint8_t key [8];
     s_put_u64 (key, seq);
-    rocksdb_iter_seek_for_prev (it, (const char *) key, 8);
+    rocksdb_iter_seek (it, (const char *) key, 8);
     if (!rocksdb_iter_valid (it))
         return false;
     size_t key_len, len;
@@ -258,7 +258,7 @@ herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run
         *corrupt = true;
         return false;
     }
-    return seq - run->first_seq < run->count;
+    return seq >= run->first_seq;         //  the key, its last seq, is >= seq
 }
 
 //  The ts stored in event seq's envelope; false if it cannot be read.
@@ -314,15 +314,31 @@ s_recover (herald_store_t *self, herald_error_t *err)
             corrupt = true;
         rocksdb_iter_seek_to_first (it);
         key = rocksdb_iter_key (it, &key_len);
-        if (key_len == 8)
-            first = s_get_u64 ((const uint8_t *) key);
+        value = rocksdb_iter_value (it, &len);
+        if (herald_run_parse (key, key_len, value, len, &run))
+            first = run.first_seq;
+        else
+            corrupt = true;
+    }
+    rocksdb_iter_destroy (it);
+
+    //  The greatest id stored is the last key of "ids".
+    it = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf [CF_IDS]);
+    rocksdb_iter_seek_to_last (it);
+    if (rocksdb_iter_valid (it)) {
+        size_t key_len;
+        const char *key = rocksdb_iter_key (it, &key_len);
+        if (key_len == HERALD_ID_BYTES) {
+            memcpy (self->max_id, key, HERALD_ID_BYTES);
+            self->has_max_id = true;
+        }
         else
             corrupt = true;
     }
     rocksdb_iter_destroy (it);
     if (corrupt)
         return herald_error_set (err, HERALD_ERR_CORRUPT, "events",
-            "%s: the events column family holds a record that is not a run of events",
+            "%s: a record in the events or ids column family has the wrong shape",
             self->path);
 
     uint64_t topics = 0;

@@ -301,44 +301,56 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
     if (total > self->id_capacity) {
         free (self->id_keys);
         free (self->id_sizes);
+        free (self->id_which);
         free (self->id_values);
         free (self->id_errors);
         free (self->id_found);
         self->id_keys = malloc (total * sizeof (char *));
         self->id_sizes = malloc (total * sizeof (size_t));
+        self->id_which = malloc (total * sizeof (size_t));
         self->id_values = malloc (total * sizeof (rocksdb_pinnableslice_t *));
         self->id_errors = malloc (total * sizeof (char *));
         self->id_found = malloc (total * sizeof (herald_append_result_t));
         self->id_capacity = total;
-        if (!self->id_keys || !self->id_sizes || !self->id_values || !self->id_errors
+        if (!self->id_keys || !self->id_sizes || !self->id_which || !self->id_values
+        ||  !self->id_errors
         ||  !self->id_found) {
             self->id_capacity = 0;
             return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
         }
     }
+    //  Only ids at or below the greatest stored id can be stored already.
     size_t n = 0;
-    for (size_t b = 0; b < count; b++)
-        for (size_t i = 0; i < batches [b].count; i++, n++) {
-            self->id_keys [n] = (const char *) batches [b].events [i].id;
-            self->id_sizes [n] = HERALD_ID_BYTES;
+    for (size_t b = 0, k = 0; b < count; b++)
+        for (size_t i = 0; i < batches [b].count; i++, k++) {
+            const uint8_t *id = batches [b].events [i].id;
+            self->id_found [k] = (herald_append_result_t) { 0 };
+            if (self->has_max_id && memcmp (id, self->max_id, HERALD_ID_BYTES) <= 0) {
+                self->id_keys [n] = (const char *) id;
+                self->id_sizes [n] = HERALD_ID_BYTES;
+                self->id_which [n] = k;
+                n++;
+            }
         }
-    rocksdb_batched_multi_get_cf (self->db, self->read_options, self->cf [CF_IDS], total,
+    if (n == 0)
+        return 0;
+    rocksdb_batched_multi_get_cf (self->db, self->read_options, self->cf [CF_IDS], n,
                                   self->id_keys, self->id_sizes, self->id_values,
                                   self->id_errors, false);
     int rc = 0;
-    for (size_t k = 0; k < total; k++) {
-        self->id_found [k] = (herald_append_result_t) { 0 };
-        if (self->id_errors [k]) {
+    for (size_t j = 0; j < n; j++) {
+        size_t k = self->id_which [j];
+        if (self->id_errors [j]) {
             if (rc == 0)
                 herald_error_set (err, HERALD_ERR_IO, "ids", "reading id index: %s",
-                                  self->id_errors [k]);
-            free (self->id_errors [k]);
+                                  self->id_errors [j]);
+            free (self->id_errors [j]);
             rc = -1;
         }
-        if (self->id_values [k]) {
+        if (self->id_values [j]) {
             size_t len;
             const uint8_t *bytes = (const uint8_t *) rocksdb_pinnableslice_value (
-                self->id_values [k], &len);
+                self->id_values [j], &len);
             if (len == 16)
                 self->id_found [k] = (herald_append_result_t) {
                     .seq = s_get_u64 (bytes), .ver = s_get_u64 (bytes + 8), .dup = true
@@ -349,7 +361,7 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
                                   "id index entry of %zu bytes", len);
                 rc = -1;
             }
-            rocksdb_pinnableslice_destroy (self->id_values [k]);
+            rocksdb_pinnableslice_destroy (self->id_values [j]);
         }
     }
     return rc;
@@ -470,7 +482,7 @@ s_stage_events (herald_store_t *self, uint64_t first_seq)
             s_put_u32 (self->run + 4 + 4 * i, (uint32_t) (self->ends [start + i] - base));
         //  Header and envelopes go in as two slices: no copy of the data.
         uint8_t key [8];
-        s_put_u64 (key, first_seq + start);
+        s_put_u64 (key, first_seq + end - 1);        //  a run is keyed by its last seq
         const char *key_parts [1] = { (const char *) key };
         size_t key_sizes [1] = { 8 };
         const char *value_parts [2] = { (const char *) self->run, self->envelopes.data + base };
@@ -604,6 +616,14 @@ herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count
         s_slot_t *slot = &topics->slots [topics->undo [i].index];
         s_topic_cache_put (self->topic_cache, slot->key, slot->len, slot->a);
     }
+    s_table_t *ids = &self->pending->ids;
+    for (size_t i = 0; i < ids->undo_count; i++) {
+        s_slot_t *slot = &ids->slots [ids->undo [i].index];
+        if (!self->has_max_id || memcmp (slot->key, self->max_id, HERALD_ID_BYTES) > 0) {
+            memcpy (self->max_id, slot->key, HERALD_ID_BYTES);
+            self->has_max_id = true;
+        }
+    }
     atomic_fetch_add (&self->topic_count, new_topics);
     atomic_store (&self->last_ts, ts);
     atomic_store (&self->head, seq);
@@ -647,6 +667,7 @@ herald_store_append_free (herald_store_t *self)
     free (self->run);
     free (self->id_keys);
     free (self->id_sizes);
+    free (self->id_which);
     free (self->id_values);
     free (self->id_errors);
     free (self->id_found);

@@ -11,18 +11,20 @@
         "herald.format"                     -> "1"
 
     CF "events": the log itself, in runs of consecutive seqs
-        +-------------------+      +-----------+------------------+-----------------+
-        | first_seq u64 (8) | ---> | count u32 | end u32 x count  | envelopes ...   |
-        +-------------------+      +-----------+------------------+-----------------+
-        One append call writes its new events, seqs first_seq ..
-        first_seq + count - 1, as one run (split at RUN_MAX_EVENTS or
-        RUN_MAX_BYTES).  end[i] is where envelope i ends, counted from the
+        +------------------+      +-----------+------------------+----------------+
+        | last_seq u64 (8) | ---> | count u32 | end u32 x count  | envelopes ...  |
+        +------------------+      +-----------+------------------+----------------+
+        One append call writes its new events as runs of consecutive
+        seqs, last_seq - count + 1 .. last_seq, each at most
+        HERALD_RUN_MAX_EVENTS events and HERALD_RUN_MAX_BYTES of envelopes
+        (about one RocksDB block, so fetching one event by seq reads one
+        small block).  end[i] is where envelope i ends, counted from the
         first envelope byte; envelope i starts at end[i-1] (0 for i = 0).
-        Like a Kafka record batch: one memtable insert per write instead
-        of one per event, and a scan steps the iterator once per run.
-        Each envelope is stored once and handed out as a slice of the run,
-        sent as it is on fanout and in replies: no re-encoding.  The run
-        holding seq s is the last key at or before s.
+        Like a Kafka record batch: a memtable insert per run instead of per
+        event, and a scan steps the iterator once per run.  Keyed by the
+        LAST seq so that a forward seek to s lands on the run holding s.
+        Each envelope is stored once and handed out as a slice of its run,
+        sent as it is on fanout and in replies: no re-encoding.
 
     CF "ids": the dedup index; one key per event
         +--------------+                       +------------+------------+
@@ -65,7 +67,7 @@
 #define HERALD_STORE_FORMAT       "1"
 #define HERALD_STREAM_KEY_MAX     (HERALD_TOPIC_MAX + 1 + 8)
 #define HERALD_RUN_MAX_EVENTS     1024
-#define HERALD_RUN_MAX_BYTES      (1u << 20)
+#define HERALD_RUN_MAX_BYTES      4096
 
 //  A run of events as stored in "events", parsed; pointers borrow the value.
 typedef struct {
@@ -120,8 +122,13 @@ struct _herald_store_t {
     size_t *id_sizes;
     rocksdb_pinnableslice_t **id_values;
     char **id_errors;
+    size_t *id_which;               //  the event each looked-up id belongs to
     herald_append_result_t *id_found;   //  seq 0: not stored
     size_t id_capacity;
+    //  The greatest id stored: an id above it cannot be a duplicate, so it
+    //  needs no lookup (most UUIDv7 ids, which grow with time)
+    uint8_t max_id [HERALD_ID_BYTES];
+    bool has_max_id;
     rocksdb_writebatch_t *batch;
     s_stream_entry_t *streams;      //  this append's new events, for the runs
     size_t stream_count;
@@ -184,7 +191,10 @@ herald_run_parse (const char *key, size_t key_len, const char *value, size_t len
     }
     if (previous != data_len)
         return false;
-    run->first_seq = s_get_u64 ((const uint8_t *) key);
+    uint64_t last_seq = s_get_u64 ((const uint8_t *) key);
+    if (last_seq < count)
+        return false;
+    run->first_seq = last_seq - count + 1;
     run->count = count;
     run->ends = bytes + 4;
     run->data = bytes + 4 + 4 * (size_t) count;
