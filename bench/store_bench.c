@@ -7,7 +7,8 @@
     machine can do.  It never asserts a timing: targets are printed beside
     the figures as "met" or "MISSED", and the exit code only says whether
     the benchmark itself ran (0) or failed to (1).  bench/README.md says
-    what each figure means and how to run it.
+    what each figure means and how to run it.  The raw DB and the general
+    helpers (clock, files, the machine's description) are in bench_util.c.
 
     DESIGN
 
@@ -58,27 +59,21 @@
     =========================================================================
 */
 
-#include <assert.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <rocksdb/c.h>
 
 #include "herald_store.h"
 #include "herald_uuid.h"
+#include "bench_util.h"
 
 #define S_TOPICS            100             //  topics the events spread over
 #define S_SPARSE_EVENTS     1000            //  events of "rare.one", and of "sparse."
@@ -102,18 +97,6 @@ typedef struct {
     int reps;                       //  warm runs per sparse read
     const char *only;               //  NULL, "append", "scan" or "sparse"
 } s_config_t;
-
-//  The options the store opens RocksDB with, repeated for the raw DB so the
-//  raw figures are the limit of the same engine configuration.  Kept in
-//  step with s_store_options in store/herald_store.c; printed in the output.
-#define S_RAW_WRITE_BUFFER_MB   64
-#define S_RAW_BLOCK_CACHE_BYTES (128u << 20)
-#define S_RAW_OPTIONS_TEXT \
-    "as the store's \"events\" CF: write_buffer_size 64 MiB x4, LZ4,\n" \
-    "    no bloom filter, 128 MiB LRU block cache with index/filter blocks in it,\n" \
-    "    dynamic level bytes, increase_parallelism(2), max_background_jobs 4,\n" \
-    "    bytes_per_sync 1 MiB; one column family (Herald writes 4: events, ids,\n" \
-    "    streams, topics)"
 
 //  One append case, both sides.
 typedef struct {
@@ -145,345 +128,6 @@ static volatile sig_atomic_t s_interrupted = 0;
 static uint8_t *s_pool = NULL;
 static char s_topic_names [S_TOPICS][16];
 static char s_sparse_names [S_TOPICS][16];
-
-
-//  ---------------------------------------------------------------------
-//  Small helpers: clock, formatting, files
-
-static double
-s_now (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static void
-s_on_signal (int signum)
-{
-    (void) signum;
-    s_interrupted = 1;
-}
-
-//  Format value with thousands separators ("12,345,678") into buffer.
-static const char *
-s_count (char *buffer, size_t size, double value)
-{
-    char digits [32];
-    snprintf (digits, sizeof digits, "%.0f", value < 0? 0: value);
-    size_t len = strlen (digits);
-    size_t out = 0;
-    for (size_t i = 0; i < len && out + 2 < size; i++) {
-        if (i > 0 && (len - i) % 3 == 0)
-            buffer [out++] = ',';
-        buffer [out++] = digits [i];
-    }
-    buffer [out] = 0;
-    return buffer;
-}
-
-static void
-s_put_be64 (uint8_t *out, uint64_t value)
-{
-    for (int i = 7; i >= 0; i--) {
-        out [i] = (uint8_t) value;
-        value >>= 8;
-    }
-}
-
-static uint64_t
-s_get_be64 (const uint8_t *in)
-{
-    uint64_t value = 0;
-    for (int i = 0; i < 8; i++)
-        value = (value << 8) | in [i];
-    return value;
-}
-
-static int
-s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st; (void) flag; (void) ftw;
-    if (remove (path) != 0 && errno != ENOENT)
-        fprintf (stderr, "store_bench: cannot remove %s: %s\n", path, strerror (errno));
-    return 0;
-}
-
-//  Remove path and everything under it; quiet when it does not exist.
-static void
-s_remove_tree (const char *path)
-{
-    nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-//  out = dir "/" name.  Paths come from --dir, whose length main checks,
-//  so truncation here is a programming error.
-static void
-s_join (char out [PATH_MAX], const char *dir, const char *name)
-{
-    int len = snprintf (out, PATH_MAX, "%s/%s", dir, name);
-    assert (len > 0 && len < PATH_MAX);
-    (void) len;
-}
-
-static bool
-s_exists (const char *path)
-{
-    struct stat st;
-    return stat (path, &st) == 0;
-}
-
-//  Drop every file under path from the page cache, so the next read comes
-//  from the disk (or at least from below the page cache).  Needs no root:
-//  POSIX_FADV_DONTNEED evicts clean pages of a file we can open.  Called
-//  with the store closed, so no RocksDB cache survives either.
-static int
-s_drop_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) ftw;
-    if (flag == FTW_F && S_ISREG (st->st_mode)) {
-        int fd = open (path, O_RDONLY);
-        if (fd >= 0) {
-            fdatasync (fd);
-            posix_fadvise (fd, 0, 0, POSIX_FADV_DONTNEED);
-            close (fd);
-        }
-    }
-    return 0;
-}
-
-static void
-s_drop_cache (const char *path)
-{
-    nftw (path, s_drop_entry, 16, FTW_PHYS);
-}
-
-//  Bytes of the regular files under path.
-static uint64_t s_tree_bytes;
-static int
-s_size_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) path; (void) ftw;
-    if (flag == FTW_F && S_ISREG (st->st_mode))
-        s_tree_bytes += (uint64_t) st->st_size;
-    return 0;
-}
-
-static uint64_t
-s_tree_size (const char *path)
-{
-    s_tree_bytes = 0;
-    nftw (path, s_size_entry, 16, FTW_PHYS);
-    return s_tree_bytes;
-}
-
-
-//  ---------------------------------------------------------------------
-//  The machine: printed first, since every figure depends on it
-
-//  The value of the first "key : value" line of a /proc file, or "?".
-static void
-s_proc_field (const char *file, const char *key, char *out, size_t size)
-{
-    snprintf (out, size, "?");
-    FILE *handle = fopen (file, "r");
-    if (!handle)
-        return;
-    char line [512];
-    size_t key_len = strlen (key);
-    while (fgets (line, sizeof line, handle)) {
-        if (strncmp (line, key, key_len) == 0) {
-            char *value = strchr (line, ':');
-            if (value) {
-                value++;
-                while (*value == ' ' || *value == '\t')
-                    value++;
-                value [strcspn (value, "\n")] = 0;
-                snprintf (out, size, "%s", value);
-            }
-            break;
-        }
-    }
-    fclose (handle);
-}
-
-//  Filesystem type and device of the mount that holds path: the longest
-//  mount point in /proc/self/mounts that prefixes its real path.
-static void
-s_filesystem (const char *path, char *out, size_t size)
-{
-    snprintf (out, size, "?");
-    char real [PATH_MAX];
-    if (!realpath (path, real))
-        return;
-    FILE *handle = fopen ("/proc/self/mounts", "r");
-    if (!handle)
-        return;
-    char device [256], mount [PATH_MAX], type [64];
-    size_t best = 0;
-    while (fscanf (handle, "%255s %4095s %63s %*[^\n]", device, mount, type) == 3) {
-        size_t len = strlen (mount);
-        bool under = strncmp (real, mount, len) == 0
-                  && (real [len] == '/' || real [len] == 0 || len == 1);
-        if (under && len >= best) {
-            best = len;
-            if (snprintf (out, size, "%s on %s (%s)", type, mount, device) >= (int) size)
-                out [size - 1] = 0;     //  a truncated device name is still useful
-        }
-    }
-    fclose (handle);
-}
-
-//  RocksDB's C API has no version call and rocksdb/version.h is C++, but
-//  every DB writes its version into its OPTIONS file: read it from there.
-static void
-s_rocksdb_version (const char *db_path, char *out, size_t size)
-{
-    snprintf (out, size, "?");
-    DIR *dir = opendir (db_path);
-    if (!dir)
-        return;
-    struct dirent *entry;
-    while ((entry = readdir (dir))) {
-        if (strncmp (entry->d_name, "OPTIONS-", 8) != 0)
-            continue;
-        char file [PATH_MAX];
-        s_join (file, db_path, entry->d_name);
-        FILE *handle = fopen (file, "r");
-        if (!handle)
-            continue;
-        char line [256];
-        while (fgets (line, sizeof line, handle)) {
-            char *at = strstr (line, "rocksdb_version=");
-            if (at) {
-                at += strlen ("rocksdb_version=");
-                at [strcspn (at, "\r\n")] = 0;
-                snprintf (out, size, "%s", at);
-                break;
-            }
-        }
-        fclose (handle);
-        break;
-    }
-    closedir (dir);
-}
-
-
-//  ---------------------------------------------------------------------
-//  The raw side: one default column family, 8-byte big-endian seq keys
-
-typedef struct {
-    rocksdb_t *db;
-    rocksdb_options_t *options;
-    rocksdb_block_based_table_options_t *table;
-    rocksdb_cache_t *cache;
-    rocksdb_writeoptions_t *write;
-    rocksdb_readoptions_t *read;
-    rocksdb_writebatch_t *batch;
-} s_raw_t;
-
-static void
-s_raw_close (s_raw_t *self)
-{
-    if (self->db)
-        rocksdb_close (self->db);
-    if (self->batch)
-        rocksdb_writebatch_destroy (self->batch);
-    if (self->write)
-        rocksdb_writeoptions_destroy (self->write);
-    if (self->read)
-        rocksdb_readoptions_destroy (self->read);
-    if (self->options)
-        rocksdb_options_destroy (self->options);
-    if (self->table)
-        rocksdb_block_based_options_destroy (self->table);
-    if (self->cache)
-        rocksdb_cache_destroy (self->cache);
-    memset (self, 0, sizeof *self);
-}
-
-//  Open (creating) the raw DB at path with the store's engine options.
-//  Returns 0, or -1 after printing why.
-static int
-s_raw_open (s_raw_t *self, const char *path, bool sync)
-{
-    memset (self, 0, sizeof *self);
-    //  As s_configure in store/herald_store.c sets them for the "events"
-    //  column family, the one that holds the same keys and values
-    self->options = rocksdb_options_create ();
-    rocksdb_options_increase_parallelism (self->options, 2);
-    rocksdb_options_set_create_if_missing (self->options, 1);
-    rocksdb_options_set_max_background_jobs (self->options, 4);
-    rocksdb_options_set_bytes_per_sync (self->options, 1 << 20);
-    rocksdb_options_set_info_log_level (self->options, 2);
-    rocksdb_options_set_keep_log_file_num (self->options, 4);
-    rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
-    rocksdb_options_set_level_compaction_dynamic_level_bytes (self->options, 1);
-    rocksdb_options_set_write_buffer_size (self->options,
-                                           (size_t) S_RAW_WRITE_BUFFER_MB << 20);
-    rocksdb_options_set_max_write_buffer_number (self->options, 4);
-    self->table = rocksdb_block_based_options_create ();
-    self->cache = rocksdb_cache_create_lru (S_RAW_BLOCK_CACHE_BYTES);
-    rocksdb_block_based_options_set_block_cache (self->table, self->cache);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks (self->table, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache (self->table, 1);
-    rocksdb_options_set_block_based_table_factory (self->options, self->table);
-
-    self->write = rocksdb_writeoptions_create ();
-    rocksdb_writeoptions_set_sync (self->write, sync);
-    self->read = rocksdb_readoptions_create ();
-    self->batch = rocksdb_writebatch_create ();
-
-    char *error = NULL;
-    self->db = rocksdb_open (self->options, path, &error);
-    if (!self->db) {
-        fprintf (stderr, "store_bench: raw rocksdb_open %s: %s\n", path, error);
-        rocksdb_free (error);
-        s_raw_close (self);
-        return -1;
-    }
-    return 0;
-}
-
-//  Write one batch of count values of value_len bytes, keys first_seq on.
-static int
-s_raw_write (s_raw_t *self, uint64_t first_seq, size_t count, size_t value_len)
-{
-    rocksdb_writebatch_clear (self->batch);
-    for (size_t i = 0; i < count; i++) {
-        uint64_t seq = first_seq + i;
-        uint8_t key [8];
-        s_put_be64 (key, seq);
-        size_t offset = (size_t) ((seq * 2654435761u) % (S_POOL_BYTES - value_len));
-        rocksdb_writebatch_put (self->batch, (const char *) key, sizeof key,
-                                (const char *) s_pool + offset, value_len);
-    }
-    char *error = NULL;
-    rocksdb_write (self->db, self->write, self->batch, &error);
-    if (error) {
-        fprintf (stderr, "store_bench: raw rocksdb_write: %s\n", error);
-        rocksdb_free (error);
-        return -1;
-    }
-    return 0;
-}
-
-//  The highest seq key in the raw DB, 0 when empty.
-static uint64_t
-s_raw_last_seq (s_raw_t *self)
-{
-    rocksdb_iterator_t *iter = rocksdb_create_iterator (self->db, self->read);
-    rocksdb_iter_seek_to_last (iter);
-    uint64_t seq = 0;
-    if (rocksdb_iter_valid (iter)) {
-        size_t len;
-        const char *key = rocksdb_iter_key (iter, &len);
-        if (len == 8)
-            seq = s_get_be64 ((const uint8_t *) key);
-    }
-    rocksdb_iter_destroy (iter);
-    return seq;
-}
 
 
 //  ---------------------------------------------------------------------
@@ -542,9 +186,9 @@ s_herald_append (herald_store_t *store, herald_event_t *events,
     herald_batch_t batch = { .events = events, .count = count, .results = results };
     herald_error_t err;
     memset (&err, 0, sizeof err);
-    double start = s_now ();
+    double start = bench_now ();
     herald_err rc = herald_store_append (store, &batch, 1, &err);
-    *busy += s_now () - start;
+    *busy += bench_now () - start;
     if (rc != HERALD_OK || batch.status != HERALD_OK) {
         fprintf (stderr, "store_bench: herald_store_append: %s (%s: %s), batch %s\n",
                  herald_strerror (rc), err.field, err.message,
@@ -578,8 +222,8 @@ s_herald_slice (herald_store_t *store, s_append_row_t *row, herald_event_t *even
                 herald_append_result_t *results, s_side_t *side, uint64_t budget,
                 double slice)
 {
-    double start = s_now ();
-    while (side->done < budget && s_now () - start < slice && !s_interrupted) {
+    double start = bench_now ();
+    while (side->done < budget && bench_now () - start < slice && !s_interrupted) {
         for (size_t i = 0; i < row->batch; i++)
             s_event_fill (&events [i], side->done + i,
                           s_topic_names [(side->done + i) % S_TOPICS], row->payload);
@@ -589,25 +233,26 @@ s_herald_slice (herald_store_t *store, s_append_row_t *row, herald_event_t *even
         }
         side->done += row->batch;
     }
-    side->wall += s_now () - start;
+    side->wall += bench_now () - start;
 }
 
 static void
-s_raw_slice (s_raw_t *raw, s_append_row_t *row, s_side_t *side, uint64_t budget,
+s_raw_slice (bench_raw_t *raw, s_append_row_t *row, s_side_t *side, uint64_t budget,
              double slice)
 {
-    double start = s_now ();
-    while (side->done < budget && s_now () - start < slice && !s_interrupted) {
-        double t0 = s_now ();
-        int rc = s_raw_write (raw, side->done + 1, row->batch, row->envelope);
-        side->busy += s_now () - t0;
+    double start = bench_now ();
+    while (side->done < budget && bench_now () - start < slice && !s_interrupted) {
+        double t0 = bench_now ();
+        int rc = bench_raw_write (raw, side->done + 1, row->batch, row->envelope,
+                                  s_pool, S_POOL_BYTES);
+        side->busy += bench_now () - t0;
         if (rc) {
             side->failed = true;
             break;
         }
         side->done += row->batch;
     }
-    side->wall += s_now () - start;
+    side->wall += bench_now () - start;
 }
 
 //  Run one append case.  Both stores are open together and the sides take
@@ -621,13 +266,13 @@ s_append_case (const s_config_t *config, const char *base, s_append_row_t *row)
     double slice = config->append_seconds / 4;
     herald_event_t *events = calloc (row->batch, sizeof *events);
     herald_append_result_t *results = calloc (row->batch, sizeof *results);
-    s_join (herald_path, base, "append-herald");
-    s_join (raw_path, base, "append-raw");
-    s_remove_tree (herald_path);
-    s_remove_tree (raw_path);
+    bench_join (herald_path, base, "append-herald");
+    bench_join (raw_path, base, "append-raw");
+    bench_remove_tree (herald_path);
+    bench_remove_tree (raw_path);
     herald_store_t *store = s_store_open (herald_path, row->durability);
-    s_raw_t raw;
-    bool raw_open = s_raw_open (&raw, raw_path,
+    bench_raw_t raw;
+    bool raw_open = bench_raw_open (&raw, raw_path,
                                 row->durability == HERALD_DURABILITY_SYNC) == 0;
     s_side_t herald_side = { .failed = !store || !events || !results };
     s_side_t raw_side = { .failed = !raw_open };
@@ -651,9 +296,9 @@ s_append_case (const s_config_t *config, const char *base, s_append_row_t *row)
                   ? 0: (double) raw_side.done / raw_side.busy;
     herald_store_destroy (&store);
     if (raw_open)
-        s_raw_close (&raw);
-    s_remove_tree (herald_path);
-    s_remove_tree (raw_path);
+        bench_raw_close (&raw);
+    bench_remove_tree (herald_path);
+    bench_remove_tree (raw_path);
     free (events);
     free (results);
 }
@@ -688,10 +333,11 @@ static void
 s_progress (const char *what, uint64_t done, uint64_t total, double start)
 {
     char a [32], b [32], c [32];
-    double elapsed = s_now () - start;
+    double elapsed = bench_now () - start;
     fprintf (stderr, "\r  build %s: %s / %s events, %s ev/s, %.0f s   ", what,
-             s_count (a, sizeof a, (double) done), s_count (b, sizeof b, (double) total),
-             s_count (c, sizeof c, elapsed > 0? (double) done / elapsed: 0), elapsed);
+             bench_count (a, sizeof a, (double) done),
+             bench_count (b, sizeof b, (double) total),
+             bench_count (c, sizeof c, elapsed > 0? (double) done / elapsed: 0), elapsed);
 }
 
 //  Build (or reuse) the Herald sparse store.  Returns 1 if built, 0 if
@@ -719,12 +365,12 @@ s_build_herald (const s_config_t *config, const char *path, double *rate)
     herald_event_t *events = calloc (S_BUILD_BATCH, sizeof *events);
     herald_append_result_t *results = calloc (S_BUILD_BATCH, sizeof *results);
     int rc = events && results? 1: -1;
-    double busy = 0, start = s_now (), shown = start;
+    double busy = 0, start = bench_now (), shown = start;
     uint64_t done = 0;
     while (rc == 1 && done < config->events) {
-        if (s_interrupted || s_now () - start > config->build_seconds) {
+        if (s_interrupted || bench_now () - start > config->build_seconds) {
             fprintf (stderr, "\nstore_bench: build stopped after %.0f s%s\n",
-                     s_now () - start, s_interrupted? " (interrupted)": "");
+                     bench_now () - start, s_interrupted? " (interrupted)": "");
             rc = -1;
             break;
         }
@@ -737,9 +383,9 @@ s_build_herald (const s_config_t *config, const char *path, double *rate)
             rc = -1;
         else
             done += count;
-        if (s_now () - shown >= 1) {
+        if (bench_now () - shown >= 1) {
             s_progress ("herald", done, config->events, start);
-            shown = s_now ();
+            shown = bench_now ();
         }
     }
     if (rc == 1) {
@@ -759,12 +405,12 @@ static int
 s_build_raw (const s_config_t *config, const char *path, size_t value_len, double *rate)
 {
     *rate = 0;
-    s_raw_t raw;
-    if (s_raw_open (&raw, path, false))
+    bench_raw_t raw;
+    if (bench_raw_open (&raw, path, false))
         return -1;
-    uint64_t have = s_raw_last_seq (&raw);
+    uint64_t have = bench_raw_last_seq (&raw);
     if (have > 0) {
-        s_raw_close (&raw);
+        bench_raw_close (&raw);
         if (have == config->events)
             return 0;
         fprintf (stderr, "store_bench: %s holds %" PRIu64 " keys, not %" PRIu64 "\n",
@@ -772,10 +418,10 @@ s_build_raw (const s_config_t *config, const char *path, size_t value_len, doubl
         return -1;
     }
     int rc = 1;
-    double busy = 0, start = s_now (), shown = start;
+    double busy = 0, start = bench_now (), shown = start;
     uint64_t done = 0;
     while (done < config->events) {
-        if (s_interrupted || s_now () - start > config->build_seconds) {
+        if (s_interrupted || bench_now () - start > config->build_seconds) {
             fprintf (stderr, "\nstore_bench: raw build stopped\n");
             rc = -1;
             break;
@@ -783,16 +429,16 @@ s_build_raw (const s_config_t *config, const char *path, size_t value_len, doubl
         size_t count = S_BUILD_BATCH;
         if (config->events - done < count)
             count = (size_t) (config->events - done);
-        double t0 = s_now ();
-        if (s_raw_write (&raw, done + 1, count, value_len)) {
+        double t0 = bench_now ();
+        if (bench_raw_write (&raw, done + 1, count, value_len, s_pool, S_POOL_BYTES)) {
             rc = -1;
             break;
         }
-        busy += s_now () - t0;
+        busy += bench_now () - t0;
         done += count;
-        if (s_now () - shown >= 1) {
+        if (bench_now () - shown >= 1) {
             s_progress ("raw", done, config->events, start);
-            shown = s_now ();
+            shown = bench_now ();
         }
     }
     if (rc == 1) {
@@ -800,7 +446,7 @@ s_build_raw (const s_config_t *config, const char *path, size_t value_len, doubl
         fprintf (stderr, "\n");
         *rate = busy > 0? (double) done / busy: 0;
     }
-    s_raw_close (&raw);
+    bench_raw_close (&raw);
     return rc;
 }
 
@@ -816,7 +462,7 @@ s_herald_full_scan (herald_store_t *store, const s_config_t *config, uint64_t *s
     herald_scan_spec_t spec = { .from = 1 };
     herald_error_t err;
     memset (&err, 0, sizeof err);
-    double start = s_now ();
+    double start = bench_now ();
     herald_scan_t *scan = herald_store_scan (store, &spec, &err);
     if (!scan) {
         fprintf (stderr, "store_bench: herald_store_scan: %s\n", err.message);
@@ -829,10 +475,10 @@ s_herald_full_scan (herald_store_t *store, const s_config_t *config, uint64_t *s
     while ((rc = herald_scan_next (scan, &envelope, &len, &seq)) == 1) {
         bytes += len + envelope [len - 1];
         if (++count % 65536 == 0
-        && (s_interrupted || s_now () - start > config->scan_seconds))
+        && (s_interrupted || bench_now () - start > config->scan_seconds))
             break;
     }
-    double elapsed = s_now () - start;
+    double elapsed = bench_now () - start;
     if (rc < 0)
         fprintf (stderr, "store_bench: herald_scan_next: %s\n",
                  herald_scan_error (scan)->message);
@@ -842,9 +488,9 @@ s_herald_full_scan (herald_store_t *store, const s_config_t *config, uint64_t *s
 }
 
 static double
-s_raw_full_scan (s_raw_t *raw, const s_config_t *config, uint64_t *seen)
+s_raw_full_scan (bench_raw_t *raw, const s_config_t *config, uint64_t *seen)
 {
-    double start = s_now ();
+    double start = bench_now ();
     rocksdb_iterator_t *iter = rocksdb_create_iterator (raw->db, raw->read);
     uint64_t count = 0, bytes = 0;
     for (rocksdb_iter_seek_to_first (iter); rocksdb_iter_valid (iter);
@@ -854,10 +500,10 @@ s_raw_full_scan (s_raw_t *raw, const s_config_t *config, uint64_t *seen)
         const char *value = rocksdb_iter_value (iter, &len);
         bytes += len + (uint8_t) value [len - 1];
         if (++count % 65536 == 0
-        && (s_interrupted || s_now () - start > config->scan_seconds))
+        && (s_interrupted || bench_now () - start > config->scan_seconds))
             break;
     }
-    double elapsed = s_now () - start;
+    double elapsed = bench_now () - start;
     rocksdb_iter_destroy (iter);
     *seen = count;
     return bytes == 0? 0: (double) count / elapsed;
@@ -878,7 +524,7 @@ s_herald_sparse_once (herald_store_t *store, s_sparse_kind_t kind, const char *w
     memset (&err, 0, sizeof err);
     herald_str_t prefix = { what, strlen (what) };
     herald_scan_spec_t spec = { .from = 1, .prefixes = &prefix, .prefix_count = 1 };
-    double start = s_now ();
+    double start = bench_now ();
     herald_scan_t *scan = kind == S_READ_TOPIC
         ? herald_store_read (store, what, strlen (what), 1, 0, &err)
         : herald_store_scan (store, &spec, &err);
@@ -895,7 +541,7 @@ s_herald_sparse_once (herald_store_t *store, s_sparse_kind_t kind, const char *w
     while (count < 100 * S_SPARSE_EVENTS
        && (rc = herald_scan_next (scan, &envelope, &len, &seq)) == 1)
         count++;
-    double ms = (s_now () - start) * 1e3;
+    double ms = (bench_now () - start) * 1e3;
     herald_scan_destroy (&scan);
     *got = count;
     return ms;
@@ -903,12 +549,12 @@ s_herald_sparse_once (herald_store_t *store, s_sparse_kind_t kind, const char *w
 
 //  1000 point Gets of the given seqs; returns ms, -1 on error.
 static double
-s_raw_gets_once (s_raw_t *raw, const uint64_t *seqs, size_t count)
+s_raw_gets_once (bench_raw_t *raw, const uint64_t *seqs, size_t count)
 {
-    double start = s_now ();
+    double start = bench_now ();
     for (size_t i = 0; i < count; i++) {
         uint8_t key [8];
-        s_put_be64 (key, seqs [i]);
+        bench_put_be64 (key, seqs [i]);
         char *error = NULL;
         rocksdb_pinnableslice_t *value = rocksdb_get_pinned (
             raw->db, raw->read, (const char *) key, sizeof key, &error);
@@ -920,7 +566,7 @@ s_raw_gets_once (s_raw_t *raw, const uint64_t *seqs, size_t count)
         }
         rocksdb_pinnableslice_destroy (value);
     }
-    return (s_now () - start) * 1e3;
+    return (bench_now () - start) * 1e3;
 }
 
 static int
@@ -954,7 +600,7 @@ s_sparse_case (const s_config_t *config, const char *herald_path, const char *ra
     herald_store_t *store = NULL;
     for (int run = 0; run < 2; run++) {
         if (run == 0)
-            s_drop_cache (herald_path);
+            bench_drop_cache (herald_path);
         store = s_store_open (herald_path, HERALD_DURABILITY_ASYNC);
         if (!store)
             return -1;
@@ -972,20 +618,20 @@ s_sparse_case (const s_config_t *config, const char *herald_path, const char *ra
     herald_store_destroy (&store);
     s_min_median (samples, reps, &row->min_ms, &row->median_ms);
 
-    s_raw_t raw;
+    bench_raw_t raw;
     for (int run = 0; run < 2; run++) {
         if (run == 0)
-            s_drop_cache (raw_path);
-        if (s_raw_open (&raw, raw_path, false))
+            bench_drop_cache (raw_path);
+        if (bench_raw_open (&raw, raw_path, false))
             return -1;
         double ms = s_raw_gets_once (&raw, seqs, S_SPARSE_EVENTS);
         *(run == 0? &row->raw_cold_ms: &row->raw_reopen_ms) = ms;
         if (run == 0)
-            s_raw_close (&raw);
+            bench_raw_close (&raw);
     }
     for (int rep = 0; rep < reps; rep++)
         samples [rep] = s_raw_gets_once (&raw, seqs, S_SPARSE_EVENTS);
-    s_raw_close (&raw);
+    bench_raw_close (&raw);
     s_min_median (samples, reps, &row->raw_min_ms, &row->raw_median_ms);
     return 0;
 }
@@ -1000,45 +646,31 @@ s_verdict (bool met)
     return met? "met": "MISSED";
 }
 
-//  The three load averages from /proc/loadavg, or "?".
-static void
-s_loadavg (char *out, size_t size)
-{
-    snprintf (out, size, "?");
-    FILE *handle = fopen ("/proc/loadavg", "r");
-    if (!handle)
-        return;
-    double one, five, fifteen;
-    if (fscanf (handle, "%lf %lf %lf", &one, &five, &fifteen) == 3)
-        snprintf (out, size, "%.2f %.2f %.2f", one, five, fifteen);
-    fclose (handle);
-}
-
 static void
 s_print_machine (const char *base)
 {
     char cpu [256], memory [64], fs [512], version [64], probe [PATH_MAX];
-    s_proc_field ("/proc/cpuinfo", "model name", cpu, sizeof cpu);
-    s_proc_field ("/proc/meminfo", "MemTotal", memory, sizeof memory);
-    s_filesystem (base, fs, sizeof fs);
+    bench_proc_field ("/proc/cpuinfo", "model name", cpu, sizeof cpu);
+    bench_proc_field ("/proc/meminfo", "MemTotal", memory, sizeof memory);
+    bench_filesystem (base, fs, sizeof fs);
     //  A throwaway DB, only to learn the RocksDB version from its OPTIONS
-    s_join (probe, base, "version-probe");
-    s_raw_t raw;
-    if (s_raw_open (&raw, probe, false) == 0)
-        s_raw_close (&raw);
-    s_rocksdb_version (probe, version, sizeof version);
-    s_remove_tree (probe);
+    bench_join (probe, base, "version-probe");
+    bench_raw_t raw;
+    if (bench_raw_open (&raw, probe, false) == 0)
+        bench_raw_close (&raw);
+    bench_rocksdb_version (probe, version, sizeof version);
+    bench_remove_tree (probe);
 
     printf ("Herald store benchmark (herald %s)\n", herald_version ());
     printf ("  cpus:       %ld online, %s\n", sysconf (_SC_NPROCESSORS_ONLN), cpu);
     printf ("  memory:     %s\n", memory);
     char load [64];
-    s_loadavg (load, sizeof load);
+    bench_loadavg (load, sizeof load);
     printf ("  load avg:   %s (above 0 means other work shares the machine)\n", load);
     printf ("  rocksdb:    %s\n", version);
     printf ("  data dir:   %s\n", base);
     printf ("  filesystem: %s\n", fs);
-    printf ("  raw DB options (the store's): %s\n", S_RAW_OPTIONS_TEXT);
+    printf ("  raw DB options (the store's): %s\n", BENCH_RAW_OPTIONS_TEXT);
     printf ("\n");
     fflush (stdout);
 }
@@ -1061,9 +693,9 @@ s_print_appends (const s_append_row_t *rows, size_t count)
         else
             snprintf (target, sizeof target, "-");
         printf ("  %-28s %5zu %12s %9.1f %12s %9.1f %7.1f%%  %-12s\n", name, row->envelope,
-                s_count (a, sizeof a, row->herald_rate),
+                bench_count (a, sizeof a, row->herald_rate),
                 row->herald_rate * (double) row->payload / S_MB,
-                s_count (b, sizeof b, row->raw_rate),
+                bench_count (b, sizeof b, row->raw_rate),
                 row->raw_rate * (double) row->payload / S_MB, ratio, target);
     }
     printf ("  (MB/s counts payload bytes, 10^6 per MB; events timed per case: Herald / raw)\n");
@@ -1071,8 +703,8 @@ s_print_appends (const s_append_row_t *rows, size_t count)
         char a [32], b [32];
         printf ("    batch %4zu, %4zu B, %-5s: %s / %s\n", rows [i].batch, rows [i].payload,
                 rows [i].durability == HERALD_DURABILITY_SYNC? "sync": "async",
-                s_count (a, sizeof a, (double) rows [i].herald_events),
-                s_count (b, sizeof b, (double) rows [i].raw_events));
+                bench_count (a, sizeof a, (double) rows [i].herald_events),
+                bench_count (b, sizeof b, (double) rows [i].raw_events));
     }
     printf ("\n");
     fflush (stdout);
@@ -1081,6 +713,15 @@ s_print_appends (const s_append_row_t *rows, size_t count)
 
 //  ---------------------------------------------------------------------
 //  main
+
+//  Ask every loop to stop at its next check; the run then prints what it
+//  has, marked partial, and cleans up.
+static void
+s_on_signal (int signum)
+{
+    (void) signum;
+    s_interrupted = 1;
+}
 
 static void
 s_usage (FILE *out)
@@ -1226,12 +867,12 @@ main (int argc, char *argv [])
     s_print_machine (base);
     //  The sparse store's paths; what existed before this run is never removed
     char herald_path [PATH_MAX], raw_path [PATH_MAX];
-    s_join (herald_path, base, "sparse-herald");
-    s_join (raw_path, base, "sparse-raw");
-    bool herald_existed = s_exists (herald_path);
-    bool raw_existed = s_exists (raw_path);
+    bench_join (herald_path, base, "sparse-herald");
+    bench_join (raw_path, base, "sparse-raw");
+    bool herald_existed = bench_exists (herald_path);
+    bool raw_existed = bench_exists (raw_path);
     int status = 0;
-    double bench_start = s_now ();
+    double bench_start = bench_now ();
 
     //  Part 1: appends
     s_append_row_t rows [8];
@@ -1269,7 +910,7 @@ main (int argc, char *argv [])
     double herald_build_rate = 0, raw_build_rate = 0;
     char a [32], b [32];
     fprintf (stderr, "  sparse store: %s events of 100 B in %s\n",
-             s_count (a, sizeof a, (double) config.events), base);
+             bench_count (a, sizeof a, (double) config.events), base);
     int herald_built = s_build_herald (&config, herald_path, &herald_build_rate);
     int raw_built = herald_built < 0? -1:
                     s_build_raw (&config, raw_path, envelope, &raw_build_rate);
@@ -1279,18 +920,18 @@ main (int argc, char *argv [])
     }
     printf ("Sparse/scan store: %s events of 100 B, %zu B envelopes, %d topics \"bench.t<N>\",\n"
             "  %d events of \"rare.one\" and %d of 100 topics \"sparse.t<N>\" spread evenly\n",
-            s_count (a, sizeof a, (double) config.events), envelope, S_TOPICS,
+            bench_count (a, sizeof a, (double) config.events), envelope, S_TOPICS,
             S_SPARSE_EVENTS, S_SPARSE_EVENTS);
     if (herald_built == 1 && raw_built == 1) {
         double ratio = raw_build_rate > 0? 100 * herald_build_rate / raw_build_rate: 0;
         printf ("  build (async, batches of 1000, growing to full size): Herald %s ev/s, "
                 "raw %s ev/s, %.1f%%  (>=50%% %s)\n",
-                s_count (a, sizeof a, herald_build_rate),
-                s_count (b, sizeof b, raw_build_rate), ratio, s_verdict (ratio >= 50));
+                bench_count (a, sizeof a, herald_build_rate),
+                bench_count (b, sizeof b, raw_build_rate), ratio, s_verdict (ratio >= 50));
     }
     else
         printf ("  reused from %s (built by an earlier run)\n", base);
-    uint64_t herald_disk = s_tree_size (herald_path), raw_disk = s_tree_size (raw_path);
+    uint64_t herald_disk = bench_tree_size (herald_path), raw_disk = bench_tree_size (raw_path);
     printf ("  on disk: Herald %.1f MB (%.0f B/event), raw %.1f MB (%.0f B/event)\n\n",
             (double) herald_disk / S_MB, (double) herald_disk / (double) config.events,
             (double) raw_disk / S_MB, (double) raw_disk / (double) config.events);
@@ -1307,15 +948,15 @@ main (int argc, char *argv [])
                 herald_best = rate;
         }
         herald_store_destroy (&store);
-        s_raw_t raw;
-        if (s_raw_open (&raw, raw_path, false) == 0) {
+        bench_raw_t raw;
+        if (bench_raw_open (&raw, raw_path, false) == 0) {
             for (int run = 0; run < 2 && !s_interrupted; run++) {
                 fprintf (stderr, "  full scan raw, run %d ...\n", run + 1);
                 double rate = s_raw_full_scan (&raw, &config, &raw_seen);
                 if (rate > raw_best)
                     raw_best = rate;
             }
-            s_raw_close (&raw);
+            bench_raw_close (&raw);
         }
         if (herald_best == 0 || raw_best == 0)
             status = 1;
@@ -1324,11 +965,11 @@ main (int argc, char *argv [])
         printf ("  %-28s %12s %12s %8s  %-12s\n", "case", "Herald ev/s", "raw ev/s",
                 "H/raw", "target");
         printf ("  %-28s %12s %12s %7.1f%%  >=70%% %s\n", "full scan, best of 2",
-                s_count (a, sizeof a, herald_best), s_count (b, sizeof b, raw_best),
+                bench_count (a, sizeof a, herald_best), bench_count (b, sizeof b, raw_best),
                 ratio, s_verdict (ratio >= 70));
         printf ("  (events read in the last run: Herald %s, raw %s; each run stops after %.0f s)\n\n",
-                s_count (a, sizeof a, (double) herald_seen),
-                s_count (b, sizeof b, (double) raw_seen), config.scan_seconds);
+                bench_count (a, sizeof a, (double) herald_seen),
+                bench_count (b, sizeof b, (double) raw_seen), config.scan_seconds);
     }
 
     //  Part 4: sparse reads
@@ -1352,7 +993,7 @@ main (int argc, char *argv [])
         }
         s_sparse_seqs (config.events, rare, sparse);
         printf ("Sparse reads: 1,000 events among %s, in ms\n",
-                s_count (a, sizeof a, (double) config.events));
+                bench_count (a, sizeof a, (double) config.events));
         printf ("  cold: page cache dropped and store reopened (disk-bound: ~1000 random reads)\n"
                 "  reopen: store reopened, page cache warm; then %d warm runs: min, median\n"
                 "  raw: 1,000 point Gets of the same seqs in the raw DB, timed the same way\n",
@@ -1386,20 +1027,20 @@ main (int argc, char *argv [])
 
 cleanup:
     char load [64];
-    s_loadavg (load, sizeof load);
-    printf ("Total bench time: %.0f s, load avg at the end: %s%s\n", s_now () - bench_start,
+    bench_loadavg (load, sizeof load);
+    printf ("Total bench time: %.0f s, load avg at the end: %s%s\n", bench_now () - bench_start,
             load, s_interrupted? " (interrupted: figures above are partial)": "");
     if (config.keep)
         printf ("Kept: %s\n", base);
     else
     if (temp)
-        s_remove_tree (base);
+        bench_remove_tree (base);
     else {
         //  Remove only what this run built; a reused store stays
         if (!herald_existed)
-            s_remove_tree (herald_path);
+            bench_remove_tree (herald_path);
         if (!raw_existed)
-            s_remove_tree (raw_path);
+            bench_remove_tree (raw_path);
     }
     free (s_pool);
     return status || s_interrupted? 1: 0;

@@ -33,6 +33,7 @@ static const char *s_cf_names [CF_COUNT] = {
 
 #define WRITE_BUFFER_MB_DEFAULT 64
 #define BLOCK_CACHE_BYTES       (128u << 20)
+#define MAX_TOTAL_WAL_BYTES     (256u << 20)
 
 //  ---------------------------------------------------------------------
 //  Opening
@@ -150,6 +151,12 @@ s_configure (herald_store_t *self, const herald_store_options_t *options)
     rocksdb_options_set_create_missing_column_families (self->db_options, 1);
     rocksdb_options_set_max_background_jobs (self->db_options, 4);
     rocksdb_options_set_bytes_per_sync (self->db_options, 1 << 20);
+    //  A WAL file can go only when every column family has flushed what it
+    //  holds; "topics" and "default" are written rarely and would pin old
+    //  WAL files for ever (RocksDB's default cap is 4x all write buffers,
+    //  about 2 GB here).  This cap makes them flush, keeping the disk and
+    //  the replay on open small.
+    rocksdb_options_set_max_total_wal_size (self->db_options, MAX_TOTAL_WAL_BYTES);
     rocksdb_options_set_info_log_level (self->db_options, 2);       //  WARN
     rocksdb_options_set_keep_log_file_num (self->db_options, 4);
     self->block_cache = rocksdb_cache_create_lru (BLOCK_CACHE_BYTES);
