@@ -290,6 +290,7 @@ s_plan_index (herald_scan_t *self)
     if (!first_seqs)
         return -1;
     rocksdb_iterator_t *it = s_iterator (store, CF_TOPICS);
+    self->streams = s_iterator (store, CF_STREAMS);
     uint64_t cost = 0, range = self->bound - self->from + 1;
     bool use_index = true;
     for (size_t p = 0; p < self->prefix_count && use_index; p++) {
@@ -308,12 +309,20 @@ s_plan_index (herald_scan_t *self)
             uint64_t first_seq = s_get_u64 ((const uint8_t *) value);
             if (first_seq > self->bound)
                 continue;           //  created after the scan's range
+            //  The topic's ver ends its last streams run.
             s_cursor_t *cursor = &self->cursors [self->cursor_count];
-            if (herald_store_lookup_ver (store, topic, len, &cursor->max_ver, &self->error) != 0) {
+            uint64_t run_first;
+            const uint8_t *run_seqs;
+            size_t run_count;
+            if (!herald_store_find_run (self->streams, topic, len, UINT64_MAX,
+                                        &run_first, &run_seqs, &run_count)) {
+                herald_error_set (&self->error, HERALD_ERR_CORRUPT, "streams",
+                                  "topic %.*s has no stream", (int) len, topic);
                 rocksdb_iter_destroy (it);
                 free (first_seqs);
                 return -1;
             }
+            cursor->max_ver = run_first + run_count - 1;
             cursor->topic = malloc (len);
             if (!cursor->topic) {
                 rocksdb_iter_destroy (it);
@@ -336,7 +345,6 @@ s_plan_index (herald_scan_t *self)
         return 0;
     }
     self->heap = calloc (self->cursor_count? self->cursor_count: 1, sizeof (s_cursor_t *));
-    self->streams = s_iterator (store, CF_STREAMS);   //  before any s_cursor_start
     if (!self->heap) {
         free (first_seqs);
         return -1;
