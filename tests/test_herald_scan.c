@@ -112,7 +112,9 @@ s_teardown (void)
     tu_tmpdir_destroy (&s_dir);
 }
 
-TestSuite (herald_scan, .init = s_setup, .fini = s_teardown, .timeout = 60);
+//  The timeout is set for the suite only: criterion 2.4.1 leaks in its
+//  runner for every test that overrides it, which fails ASan runs.
+TestSuite (herald_scan, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
 //  Append count events on topics [index] (one batch per up to 1000 events)
 //  and record them in the model.
@@ -528,7 +530,7 @@ s_sparse_log (const char *const *rare, size_t rare_count, size_t every)
     free (order);
 }
 
-Test (herald_scan, sparse_prefix_scan_one_rare_topic, .timeout = 120)
+Test (herald_scan, sparse_prefix_scan_one_rare_topic)
 {
     const char *rare [] = { "rare.x" };
     s_sparse_log (rare, 1, 400);                    //  50 events
@@ -540,7 +542,7 @@ Test (herald_scan, sparse_prefix_scan_one_rare_topic, .timeout = 120)
     cr_assert_eq (s_check_scan (&spec), 50);
 }
 
-Test (herald_scan, sparse_prefix_scan_merges_rare_topics, .timeout = 120)
+Test (herald_scan, sparse_prefix_scan_merges_rare_topics)
 {
     const char *rare [] = { "rare.a", "rare.b", "rare.c" };
     s_sparse_log (rare, 3, 200);                    //  100 events, about 33 each
@@ -555,7 +557,7 @@ Test (herald_scan, sparse_prefix_scan_merges_rare_topics, .timeout = 120)
     cr_assert_eq (s_check_scan (&spec), 100);
 }
 
-Test (herald_scan, sparse_prefix_scan_with_ranges, .timeout = 120)
+Test (herald_scan, sparse_prefix_scan_with_ranges)
 {
     const char *rare [] = { "rare.a", "rare.b", "rare.c" };
     s_sparse_log (rare, 3, 200);
@@ -578,7 +580,7 @@ Test (herald_scan, sparse_prefix_scan_with_ranges, .timeout = 120)
     cr_assert_eq (s_check_scan (&spec), 50);
 }
 
-Test (herald_scan, many_matching_topics_in_seq_order, .timeout = 120)
+Test (herald_scan, many_matching_topics_in_seq_order)
 {
     //  3000 topics of one event each under "agg.", between noise
     enum { TOPICS = 3000 };
@@ -603,7 +605,7 @@ Test (herald_scan, many_matching_topics_in_seq_order, .timeout = 120)
     free (names);
 }
 
-Test (herald_scan, many_sparse_topics_in_seq_order, .timeout = 120)
+Test (herald_scan, many_sparse_topics_in_seq_order)
 {
     //  500 single-event topics under "acct." spread through 20,000 events:
     //  few enough for an index scan over hundreds of topics at once
@@ -627,7 +629,7 @@ Test (herald_scan, many_sparse_topics_in_seq_order, .timeout = 120)
     free (names);
 }
 
-Test (herald_scan, topic_with_many_events_under_prefix, .timeout = 60)
+Test (herald_scan, topic_with_many_events_under_prefix)
 {
     //  One topic with more events than fit any small per-topic buffer
     const char *order [3000];
@@ -733,7 +735,7 @@ s_topic_events_upto (const char *topic, uint64_t head)
     return count;
 }
 
-Test (herald_scan, scan_while_another_thread_appends, .timeout = 120)
+Test (herald_scan, scan_while_another_thread_appends)
 {
     s_append_n ("seed", 500);
     s_append_n ("live.a", 3);
@@ -1020,7 +1022,7 @@ s_runs_log (void)
     }
 }
 
-Test (herald_scan, read_every_window_across_appends, .timeout = 120)
+Test (herald_scan, read_every_window_across_appends)
 {
     s_runs_log ();
     uint64_t top = herald_store_topic_ver (s_store, "w", 1);
@@ -1033,7 +1035,7 @@ Test (herald_scan, read_every_window_across_appends, .timeout = 120)
     }
 }
 
-Test (herald_scan, sparse_scan_from_every_seq_across_appends, .timeout = 120)
+Test (herald_scan, sparse_scan_from_every_seq_across_appends)
 {
     s_runs_log ();
     herald_str_t prefixes [] = { STR ("rare.") };
@@ -1047,7 +1049,7 @@ Test (herald_scan, sparse_scan_from_every_seq_across_appends, .timeout = 120)
     }
 }
 
-Test (herald_scan, sparse_scan_with_ts_ranges_across_appends, .timeout = 120)
+Test (herald_scan, sparse_scan_with_ts_ranges_across_appends)
 {
     s_runs_log ();
     herald_str_t prefixes [] = { STR ("rare.a"), STR ("w") };
@@ -1063,7 +1065,7 @@ Test (herald_scan, sparse_scan_with_ts_ranges_across_appends, .timeout = 120)
     }
 }
 
-Test (herald_scan, sparse_scan_ignores_events_appended_after_start, .timeout = 120)
+Test (herald_scan, sparse_scan_ignores_events_appended_after_start)
 {
     const char *rare [] = { "rare.a", "rare.b" };
     s_sparse_log (rare, 2, 500);

@@ -49,7 +49,7 @@ s_teardown (void)
     tu_tmpdir_destroy (&s_dir);
 }
 
-TestSuite (herald_store, .init = s_setup, .fini = s_teardown, .timeout = 60);
+TestSuite (herald_store, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
 //  Open (or reopen) the test's store with the given durability.
 static void
@@ -596,6 +596,54 @@ Test (herald_store, duplicate_id_returns_original_seq)
     size_t len;
     cr_assert_eq (herald_store_get (s_store, 7, &envelope, &len), HERALD_ERR_NOT_FOUND);
     free (envelope);
+}
+
+//  The store skips the id lookup for ids above the greatest id stored;
+//  the greatest itself, resent after a reopen, must still be a duplicate.
+Test (herald_store, greatest_id_is_a_duplicate_after_reopen)
+{
+    s_open (HERALD_DURABILITY_SYNC);
+    herald_event_t events [3] = {
+        tu_event ("t", "a"), tu_event ("t", "b"), tu_event ("t", "c")
+    };
+    memset (events [0].id, 0x00, HERALD_ID_BYTES);
+    memset (events [1].id, 0xff, HERALD_ID_BYTES);      //  the greatest possible id
+    memset (events [2].id, 0x7f, HERALD_ID_BYTES);
+    herald_append_result_t results [3];
+    s_append_ok (events, 3, results);
+    s_reopen ();
+    herald_append_result_t again [3];
+    s_append_ok (events, 3, again);
+    for (int i = 0; i < 3; i++) {
+        cr_assert (again [i].dup, "event %d must be a duplicate after reopen", i);
+        cr_assert_eq (again [i].seq, results [i].seq);
+    }
+    cr_assert_eq (herald_store_head (s_store), 3);
+}
+
+//  Ids that arrive in descending order are each below the greatest stored
+//  id, so each is looked up: all are new and stored once.
+Test (herald_store, descending_ids_are_new_then_duplicates)
+{
+    s_open (HERALD_DURABILITY_SYNC);
+    enum { COUNT = 50 };
+    herald_event_t events [COUNT];
+    herald_append_result_t results [COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        events [i] = tu_event ("down", "x");
+        memset (events [i].id, 0, HERALD_ID_BYTES);
+        events [i].id [0] = (uint8_t) (200 - i);
+        s_append_ok (&events [i], 1, &results [i]);
+        cr_assert_not (results [i].dup, "id %d is new", i);
+        cr_assert_eq (results [i].seq, (uint64_t) i + 1);
+    }
+    herald_append_result_t again [COUNT];
+    s_append_ok (events, COUNT, again);
+    for (int i = 0; i < COUNT; i++) {
+        cr_assert (again [i].dup, "id %d was stored", i);
+        cr_assert_eq (again [i].seq, (uint64_t) i + 1);
+    }
+    cr_assert_eq (herald_store_event_count (s_store), COUNT);
 }
 
 Test (herald_store, duplicate_is_recognised_by_id_alone)
@@ -1314,7 +1362,7 @@ s_read_all (const char *topic)
     return count;
 }
 
-Test (herald_store, works_across_memtable_flushes, .timeout = 120)
+Test (herald_store, works_across_memtable_flushes)
 {
     //  A 1 MB memtable and ~6 MB of events: most of the log, its id index
     //  and its topic index end up in SST files, not the memtable
@@ -1386,4 +1434,20 @@ Test (herald_store, works_across_memtable_flushes, .timeout = 120)
     free (data);
     free (vers);
     free (ids);
+}
+
+Test (herald_store, refuses_a_path_that_is_a_file)
+{
+    cr_assert_eq (tu_write_file (s_db, "not a directory\n", 16), 0);
+    char *before = tu_dir_snapshot (s_dir);
+    herald_error_t err;
+    memset (&err, 0, sizeof err);
+    s_store = herald_store_open (s_db, NULL, &err);
+    cr_assert_null (s_store, "a regular file is not a store");
+    cr_assert_neq (err.code, HERALD_OK);
+    cr_assert (strlen (err.message) > 0);
+    char *after = tu_dir_snapshot (s_dir);
+    cr_assert_str_eq (after, before, "the file was modified");
+    free (before);
+    free (after);
 }
