@@ -167,9 +167,13 @@ s_configure (herald_store_t *self, const herald_store_options_t *options)
         rocksdb_block_based_options_set_block_cache (table, self->block_cache);
         rocksdb_block_based_options_set_cache_index_and_filter_blocks (table, 1);
         rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache (table, 1);
-        if (cf == CF_IDS || cf == CF_TOPICS) {
+        if (cf == CF_IDS || cf == CF_TOPICS)
             rocksdb_block_based_options_set_filter_policy (table,
                 rocksdb_filterpolicy_create_bloom_full (10));
+        if (cf == CF_TOPICS) {
+            //  A memtable bloom makes "is this topic new?" cheap.  Not for
+            //  ids: most skip the lookup (see herald_store_append.c) and
+            //  every insert would pay for it.
             rocksdb_options_set_memtable_whole_key_filtering (cf_options, 1);
             rocksdb_options_set_memtable_prefix_bloom_size_ratio (cf_options, 0.05);
         }
