@@ -309,8 +309,7 @@ bench_raw_open (bench_raw_t *self, const char *path, bool sync)
     self->table = rocksdb_block_based_options_create ();
     self->cache = rocksdb_cache_create_lru (S_RAW_BLOCK_CACHE_BYTES);
     rocksdb_block_based_options_set_block_cache (self->table, self->cache);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks (self->table, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache (self->table, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks (self->table, 0);
     rocksdb_options_set_block_based_table_factory (self->options, self->table);
 
     self->write = rocksdb_writeoptions_create ();
