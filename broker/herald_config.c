@@ -1,0 +1,547 @@
+/*  =========================================================================
+    herald_config - the broker's settings, from flags and a config file
+
+    One table, s_options, describes every setting: its flag and file key,
+    its kind, its limits, its default as text and one line of help.  The
+    defaults, the usage text, the flag parser and the file parser all read
+    that table, and every value (a default included) goes through the one
+    setter, s_option_set, so a setting cannot be checked in one place and
+    not in another, and the usage text cannot drift from the defaults.
+
+    DESIGN
+    Order: --help and --version are looked for first and win over anything
+    else on the line, so a broken command line can still ask for help.
+    Then the whole line is checked for syntax, the --config file is loaded,
+    and the other flags are applied over it.  A flag's value is the next
+    argument unless that starts with `--`: `--data-dir --api X` is a
+    forgotten value, not a data directory named "--api" (which can still
+    be given as `--data-dir=--api`).
+
+    The file has no quoting and no comments after a value: `#` starts a
+    comment only at the start of a line, so a value is everything after
+    the first `=`, trimmed.  Numbers are plain decimal digits; no sign, no
+    suffix.  Waits are capped at one day, which keeps them in range of the
+    int milliseconds that zmq_poll and zloop timers take.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "herald_config.h"
+
+#define S_MS_MAX            86400000ULL         //  one day, for every wait
+#define S_NODE_MAX          64                  //  bytes of a node id
+#define S_WHY_MAX           160                 //  a setter's reason, before its prefix
+
+typedef enum {
+    S_TEXT,                 //  a non-empty string
+    S_ENDPOINT,             //  tcp://, ipc:// or inproc:// and an address
+    S_DURABILITY,           //  sync | async
+    S_LEVEL,                //  error | warn | info | debug
+    S_NODE,                 //  empty, or up to S_NODE_MAX printable bytes, no spaces
+    S_U64,                  //  a number into a uint64_t field
+    S_SIZE                  //  a number into a size_t field
+} s_kind_t;
+
+typedef struct {
+    const char *name;       //  the flag without "--", and the file key
+    const char *arg;        //  the value's placeholder in the usage text
+    s_kind_t kind;
+    size_t offset;          //  of the field in herald_config_t
+    uint64_t min;           //  numbers only: inclusive limits
+    uint64_t max;
+    const char *fallback;   //  the default, as it would be written
+    const char *help;
+} s_option_t;
+
+#define S_FIELD(f)  offsetof (herald_config_t, f)
+
+//  Every setting but --config, in the order the usage text lists them.
+//  The numeric defaults must equal HERALD_MAX_EVENT_BYTES and
+//  HERALD_MAX_BATCH in herald_event.h; the tests check that they do.
+static const s_option_t s_options [] = {
+    { "data-dir", "DIR", S_TEXT, S_FIELD (data_dir), 0, 0,
+      "./var/herald", "directory of the event log, created if missing" },
+    { "api", "ENDPOINT", S_ENDPOINT, S_FIELD (api), 0, 0,
+      "tcp://127.0.0.1:5580", "ROUTER endpoint where clients send requests" },
+    { "fanout", "ENDPOINT", S_ENDPOINT, S_FIELD (fanout), 0, 0,
+      "tcp://127.0.0.1:5581", "PUB endpoint for every stored event and heartbeats" },
+    { "durability", "sync|async", S_DURABILITY, S_FIELD (durability), 0, 0,
+      "sync", "sync fsyncs before ACK; async survives kill -9 only" },
+    { "heartbeat-ms", "N", S_U64, S_FIELD (heartbeat_ms), 1, S_MS_MAX,
+      "1000", "ms between fanout heartbeats, up to 86400000" },
+    { "max-event-bytes", "N", S_SIZE, S_FIELD (max_event_bytes), 1024, 64 * 1024 * 1024,
+      "1048576", "largest encoded event accepted, 1024 to 67108864" },
+    { "max-batch", "N", S_SIZE, S_FIELD (max_batch), 1, 100000,
+      "1000", "most events in one PUBLISH, 1 to 100000" },
+    { "stream-idle-ms", "N", S_U64, S_FIELD (stream_idle_ms), 1, S_MS_MAX,
+      "60000", "ms a stream may wait for CREDIT, up to 86400000" },
+    { "max-streams", "N", S_SIZE, S_FIELD (max_streams), 1, SIZE_MAX,
+      "64", "concurrent REPLAY and READ streams" },
+    { "max-queued", "N", S_SIZE, S_FIELD (max_queued), 1, SIZE_MAX,
+      "10000", "PUBLISH requests queued before replying overloaded" },
+    { "node", "ID", S_NODE, S_FIELD (node), 0, 0,
+      "", "broker id (default: generated once and kept)" },
+    { "log-level", "LEVEL", S_LEVEL, S_FIELD (log_level), 0, 0,
+      "info", "error, warn, info or debug" }
+};
+#define S_OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
+
+static const char *s_levels [] = { "error", "warn", "info", "debug" };
+#define S_LEVEL_COUNT (sizeof (s_levels) / sizeof (s_levels [0]))
+
+static const char *s_schemes [] = { "tcp://", "ipc://", "inproc://" };
+#define S_SCHEME_COUNT (sizeof (s_schemes) / sizeof (s_schemes [0]))
+
+
+//  --------------------------------------------------------------------------
+//  Values
+
+//  The option named name[0..len), or NULL.  Not NUL-terminated because a
+//  flag's name ends at its `=`.
+static const s_option_t *
+s_option_find (const char *name, size_t len)
+{
+    size_t index;
+    for (index = 0; index < S_OPTION_COUNT; index++)
+        if (strlen (s_options [index].name) == len
+        &&  memcmp (s_options [index].name, name, len) == 0)
+            return &s_options [index];
+    return NULL;
+}
+
+//  Read text as a plain decimal number.  NULL on success, else why not,
+//  telling a typo (not a number) from a value too big for any field.
+static const char *
+s_number_parse (const char *text, uint64_t *value)
+{
+    if (!*text)
+        return "is not a number";
+    const char *cursor;
+    for (cursor = text; *cursor; cursor++)
+        if (*cursor < '0' || *cursor > '9')
+            return "is not a number";
+    uint64_t result = 0;
+    for (cursor = text; *cursor; cursor++) {
+        unsigned digit = (unsigned) (*cursor - '0');
+        if (result > (UINT64_MAX - digit) / 10)
+            return "overflows a 64-bit number";
+        result = result * 10 + digit;
+    }
+    *value = result;
+    return NULL;
+}
+
+static bool
+s_endpoint_valid (const char *text)
+{
+    size_t index;
+    for (index = 0; index < S_SCHEME_COUNT; index++) {
+        size_t len = strlen (s_schemes [index]);
+        if (strncmp (text, s_schemes [index], len) == 0)
+            return text [len] != 0;
+    }
+    return false;
+}
+
+static bool
+s_node_valid (const char *text)
+{
+    if (strlen (text) > S_NODE_MAX)
+        return false;
+    for (; *text; text++)
+        if (*text <= ' ' || *text > '~')
+            return false;
+    return true;
+}
+
+//  Replace the string at *field with a copy of value.  The old string is
+//  freed only once the copy exists, so a failure leaves self whole.
+static herald_err
+s_string_set (char **field, const char *value, char *why, size_t why_size)
+{
+    char *copy = strdup (value);
+    if (!copy) {
+        snprintf (why, why_size, "out of memory");
+        return HERALD_ERR_NOMEM;
+    }
+    free (*field);
+    *field = copy;
+    return HERALD_OK;
+}
+
+//  Check value for option and store it in self.  On failure self is
+//  unchanged and why says what was wrong, without naming the option: the
+//  caller prefixes the flag, or the file, line and key.
+static herald_err
+s_option_set (herald_config_t *self, const s_option_t *option, const char *value,
+              char *why, size_t why_size)
+{
+    void *field = (char *) self + option->offset;
+    switch (option->kind) {
+        case S_TEXT:
+            if (!*value) {
+                snprintf (why, why_size, "must not be empty");
+                return HERALD_ERR_INVALID;
+            }
+            return s_string_set ((char **) field, value, why, why_size);
+
+        case S_ENDPOINT:
+            if (!s_endpoint_valid (value)) {
+                snprintf (why, why_size, "'%s' is not an endpoint "
+                          "(tcp://, ipc:// or inproc:// and an address)", value);
+                return HERALD_ERR_INVALID;
+            }
+            return s_string_set ((char **) field, value, why, why_size);
+
+        case S_DURABILITY:
+            if (strcmp (value, "sync") == 0)
+                *(herald_durability_t *) field = HERALD_DURABILITY_SYNC;
+            else
+            if (strcmp (value, "async") == 0)
+                *(herald_durability_t *) field = HERALD_DURABILITY_ASYNC;
+            else {
+                snprintf (why, why_size, "'%s' is not sync or async", value);
+                return HERALD_ERR_INVALID;
+            }
+            return HERALD_OK;
+
+        case S_LEVEL: {
+            size_t index;
+            for (index = 0; index < S_LEVEL_COUNT; index++)
+                if (strcmp (value, s_levels [index]) == 0)
+                    return s_string_set ((char **) field, value, why, why_size);
+            snprintf (why, why_size, "'%s' is not error, warn, info or debug", value);
+            return HERALD_ERR_INVALID;
+        }
+
+        case S_NODE:
+            if (!s_node_valid (value)) {
+                snprintf (why, why_size, "'%s' is not a node id (up to %d printable "
+                          "characters, no spaces)", value, S_NODE_MAX);
+                return HERALD_ERR_INVALID;
+            }
+            return s_string_set ((char **) field, value, why, why_size);
+
+        case S_U64:
+        case S_SIZE: {
+            uint64_t number = 0;
+            const char *problem = s_number_parse (value, &number);
+            if (problem) {
+                snprintf (why, why_size, "'%s' %s", value, problem);
+                return HERALD_ERR_INVALID;
+            }
+            if (number < option->min) {
+                snprintf (why, why_size, "must be at least %" PRIu64 ", not %" PRIu64,
+                          option->min, number);
+                return HERALD_ERR_INVALID;
+            }
+            if (number > option->max) {
+                snprintf (why, why_size, "must be at most %" PRIu64 ", not %" PRIu64,
+                          option->max, number);
+                return HERALD_ERR_INVALID;
+            }
+            if (option->kind == S_U64)
+                *(uint64_t *) field = number;
+            else
+                *(size_t *) field = (size_t) number;
+            return HERALD_OK;
+        }
+    }
+    assert (false);
+    return HERALD_ERR_INTERNAL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Lifecycle
+
+//  Every default goes through s_option_set, so the defaults are the table's
+//  text and are checked like any value an operator writes.
+herald_config_t *
+herald_config_new (void)
+{
+    herald_config_t *self = (herald_config_t *) calloc (1, sizeof (herald_config_t));
+    if (!self)
+        return NULL;
+    size_t index;
+    for (index = 0; index < S_OPTION_COUNT; index++) {
+        char why [S_WHY_MAX];
+        herald_err rc = s_option_set (self, &s_options [index], s_options [index].fallback,
+                                      why, sizeof (why));
+        assert (rc != HERALD_ERR_INVALID);      //  a default the table rejects
+        if (rc != HERALD_OK) {
+            herald_config_destroy (&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+//  Frees the strings the config owns along with it.
+void
+herald_config_destroy (herald_config_t **self_p)
+{
+    assert (self_p);
+    herald_config_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->data_dir);
+    free (self->api);
+    free (self->fanout);
+    free (self->node);
+    free (self->log_level);
+    free (self->config_file);
+    free (self);
+    *self_p = NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The config file
+
+//  Trim whitespace (and the \r of a CRLF file) from both ends, in place.
+static char *
+s_trim (char *text)
+{
+    while (*text == ' ' || *text == '\t' || *text == '\r' || *text == '\n'
+       ||  *text == '\f' || *text == '\v')
+        text++;
+    size_t len = strlen (text);
+    while (len > 0 && strchr (" \t\r\n\f\v", text [len - 1]))
+        text [--len] = 0;
+    return text;
+}
+
+//  Fill err with "FILE:LINE: key: why" and the key as its field.
+static herald_err
+s_line_error (herald_error_t *err, herald_err code, const char *path, unsigned line,
+              const char *key, const char *why)
+{
+    herald_error_set (err, code, NULL, "%s:%u: %s%s%s", path, line,
+                      key, *key ? ": " : "", why);
+    if (err)
+        snprintf (err->field, sizeof (err->field), "%s", key);
+    return code;
+}
+
+//  Apply one line of the file; comments and blank lines do nothing.
+static herald_err
+s_line_apply (herald_config_t *self, char *text, const char *path, unsigned line,
+              herald_error_t *err)
+{
+    char why [S_WHY_MAX];
+    char *key = s_trim (text);
+    if (*key == 0 || *key == '#')
+        return HERALD_OK;
+    char *equals = strchr (key, '=');
+    if (!equals) {
+        snprintf (why, sizeof (why), "expected 'key = value', found '%s'", key);
+        return s_line_error (err, HERALD_ERR_INVALID, path, line, "", why);
+    }
+    *equals = 0;
+    key = s_trim (key);
+    char *value = s_trim (equals + 1);
+    if (*key == 0)
+        return s_line_error (err, HERALD_ERR_INVALID, path, line, "",
+                             "expected 'key = value', found no key");
+    const s_option_t *option = s_option_find (key, strlen (key));
+    if (!option) {
+        if (strcmp (key, "config") == 0)
+            return s_line_error (err, HERALD_ERR_INVALID, path, line, key,
+                                 "a config file cannot name another");
+        return s_line_error (err, HERALD_ERR_INVALID, path, line, key,
+                             "unknown key (see heraldd --help)");
+    }
+    herald_err rc = s_option_set (self, option, value, why, sizeof (why));
+    if (rc != HERALD_OK)
+        return s_line_error (err, rc, path, line, key, why);
+    return HERALD_OK;
+}
+
+//  Reads the whole file line by line; stops at the first bad line.  A file
+//  that cannot be opened is the operator's mistake (INVALID); one that
+//  fails while being read is the system's (IO).
+herald_err
+herald_config_load (herald_config_t *self, const char *path, herald_error_t *err)
+{
+    assert (self);
+    assert (path);
+    FILE *file = fopen (path, "r");
+    herald_err rc = HERALD_OK;
+    if (!file)
+        rc = herald_error_set (err, HERALD_ERR_INVALID, NULL, "%s: %s", path,
+                               strerror (errno));
+    else {
+        struct stat status;
+        if (fstat (fileno (file), &status) == 0 && S_ISDIR (status.st_mode))
+            rc = herald_error_set (err, HERALD_ERR_INVALID, NULL, "%s: %s", path,
+                                   strerror (EISDIR));
+    }
+    if (rc != HERALD_OK) {
+        if (err)
+            snprintf (err->field, sizeof (err->field), "config");
+        if (file)
+            fclose (file);
+        return rc;
+    }
+    char *text = NULL;
+    size_t capacity = 0;
+    ssize_t length;
+    unsigned line = 0;
+    while (rc == HERALD_OK && (length = getline (&text, &capacity, file)) != -1) {
+        line++;
+        if (strlen (text) != (size_t) length)
+            rc = s_line_error (err, HERALD_ERR_INVALID, path, line, "", "NUL byte in line");
+        else
+            rc = s_line_apply (self, text, path, line, err);
+    }
+    if (rc == HERALD_OK && ferror (file)) {
+        rc = herald_error_set (err, HERALD_ERR_IO, NULL, "%s: %s", path, strerror (errno));
+        if (err)
+            snprintf (err->field, sizeof (err->field), "config");
+    }
+    free (text);
+    fclose (file);
+    if (rc == HERALD_OK) {
+        char why [S_WHY_MAX];
+        if (s_string_set (&self->config_file, path, why, sizeof (why)) != HERALD_OK)
+            rc = herald_error_set (err, HERALD_ERR_NOMEM, "config", "out of memory");
+    }
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The command line
+
+//  One flag of the command line, as split by s_flag_next.
+typedef struct {
+    const char *name;               //  after "--", up to '=' or the end
+    size_t name_len;
+    const char *value;              //  points into argv
+    const s_option_t *option;       //  NULL for --config
+    char label [72];                //  "--name", for messages
+} s_flag_t;
+
+//  Split the flag at argv[*index] and take its value, moving *index past
+//  what it used.  Fails on a positional argument, an unknown flag or a
+//  missing value, naming it.
+static herald_err
+s_flag_next (int argc, char **argv, int *index, s_flag_t *flag, herald_error_t *err)
+{
+    const char *arg = argv [*index];
+    if (strncmp (arg, "--", 2) != 0)
+        return herald_error_set (err, HERALD_ERR_INVALID, arg,
+                                 "unexpected argument (flags start with --; see --help)");
+    flag->name = arg + 2;
+    const char *equals = strchr (flag->name, '=');
+    flag->name_len = equals ? (size_t) (equals - flag->name) : strlen (flag->name);
+    snprintf (flag->label, sizeof (flag->label), "--%.*s", (int) flag->name_len, flag->name);
+    flag->option = s_option_find (flag->name, flag->name_len);
+    bool is_config = flag->name_len == 6 && memcmp (flag->name, "config", 6) == 0;
+    if (!flag->option && !is_config) {
+        if ((flag->name_len == 4 && memcmp (flag->name, "help", 4) == 0)
+        ||  (flag->name_len == 7 && memcmp (flag->name, "version", 7) == 0))
+            return herald_error_set (err, HERALD_ERR_INVALID, flag->label, "takes no value");
+        return herald_error_set (err, HERALD_ERR_INVALID, flag->label,
+                                 "unknown flag (see --help)");
+    }
+    if (equals)
+        flag->value = equals + 1;
+    else
+    if (*index + 1 < argc && strncmp (argv [*index + 1], "--", 2) != 0)
+        flag->value = argv [++*index];
+    else
+        return herald_error_set (err, HERALD_ERR_INVALID, flag->label, "missing value");
+    return HERALD_OK;
+}
+
+//  Three passes over argv: --help/--version, then syntax and --config,
+//  then every other flag over what the file set.
+herald_err
+herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
+                     bool *exit_now, herald_error_t *err)
+{
+    assert (self);
+    assert (exit_now);
+    *exit_now = false;
+    if (!out)
+        out = stdout;
+    int index;
+    for (index = 1; index < argc; index++) {
+        if (strcmp (argv [index], "--help") == 0) {
+            herald_config_print_usage (out);
+            *exit_now = true;
+            return HERALD_OK;
+        }
+        if (strcmp (argv [index], "--version") == 0) {
+            fprintf (out, "heraldd %s\n", herald_version ());
+            *exit_now = true;
+            return HERALD_OK;
+        }
+    }
+    s_flag_t flag;
+    const char *config_path = NULL;
+    for (index = 1; index < argc; index++) {
+        herald_err rc = s_flag_next (argc, argv, &index, &flag, err);
+        if (rc != HERALD_OK)
+            return rc;
+        if (!flag.option)
+            config_path = flag.value;       //  the last --config wins
+    }
+    if (config_path) {
+        if (!*config_path)
+            return herald_error_set (err, HERALD_ERR_INVALID, "--config", "must not be empty");
+        herald_err rc = herald_config_load (self, config_path, err);
+        if (rc != HERALD_OK)
+            return rc;
+    }
+    for (index = 1; index < argc; index++) {
+        herald_err rc = s_flag_next (argc, argv, &index, &flag, err);
+        assert (rc == HERALD_OK);           //  the pass above checked the syntax
+        if (!flag.option)
+            continue;
+        char why [S_WHY_MAX];
+        rc = s_option_set (self, flag.option, flag.value, why, sizeof (why));
+        if (rc != HERALD_OK)
+            return herald_error_set (err, rc, flag.label, "%s", why);
+    }
+    return HERALD_OK;
+}
+
+//  Generated from s_options, so every flag is listed with its real default.
+void
+herald_config_print_usage (FILE *out)
+{
+    fprintf (out,
+        "Usage: heraldd [--flag VALUE | --flag=VALUE]...\n"
+        "\n"
+        "Herald's broker: keeps the event log in the data directory, answers\n"
+        "requests on the api endpoint and publishes every stored event on the\n"
+        "fanout endpoint.  Every flag can also be set in the --config file as a\n"
+        "`flag = value` line (the flag without its --; # starts a comment line).\n"
+        "The file is read first; flags on the command line override it.\n"
+        "\n");
+    size_t index;
+    for (index = 0; index < S_OPTION_COUNT; index++) {
+        const s_option_t *option = &s_options [index];
+        char left [40];
+        snprintf (left, sizeof (left), "--%s %s", option->name, option->arg);
+        fprintf (out, "  %-24s %s\n", left, option->help);
+        if (*option->fallback)
+            fprintf (out, "  %-24s (default %s)\n", "", option->fallback);
+    }
+    fprintf (out,
+        "  %-24s %s\n  %-24s %s\n  %-24s %s\n",
+        "--config FILE", "read settings from FILE first (default none)",
+        "--help", "print this text and exit",
+        "--version", "print the version and exit");
+}

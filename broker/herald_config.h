@@ -1,0 +1,78 @@
+/*  =========================================================================
+    herald_config - the broker's settings, from flags and a config file
+
+    heraldd takes every setting as a long flag (`--max-batch 500` or
+    `--max-batch=500`) and the same settings from a file of `key = value`
+    lines, where a key is the flag without its `--`.  The file named by
+    --config is read first, wherever the flag appears, and every other flag
+    then overrides it, so an operator can keep a file and still change one
+    setting on the command line.
+
+    A herald_config_t is a plain value: the caller owns it and may read any
+    field.  The config owns its strings (herald_config_destroy frees them);
+    a caller that replaces one frees the old string and stores a malloc'd
+    one.  Every value is checked as it is set, so a parsed config holds only
+    values the broker can use.
+    =========================================================================
+*/
+
+#ifndef HERALD_CONFIG_H_INCLUDED
+#define HERALD_CONFIG_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "herald_event.h"
+#include "herald_store.h"
+
+typedef struct {
+    char *data_dir;                 //  where the event log lives
+    char *api;                      //  ROUTER endpoint for requests
+    char *fanout;                   //  PUB endpoint for live events and heartbeats
+    herald_durability_t durability;
+    uint64_t heartbeat_ms;          //  1 .. one day
+    size_t max_event_bytes;         //  1 KiB .. 64 MiB
+    size_t max_batch;               //  1 .. 100000 events per PUBLISH
+    uint64_t stream_idle_ms;        //  1 .. one day; a stream without CREDIT ends after this
+    size_t max_streams;             //  concurrent REPLAY/READ streams
+    size_t max_queued;              //  queued PUBLISH requests before `overloaded`
+    char *node;                     //  broker id; "" until the broker generates one
+    char *log_level;                //  "error", "warn", "info" or "debug"
+    char *config_file;              //  the file loaded, or NULL when none was
+} herald_config_t;
+
+//  A config holding the defaults (those herald_config_print_usage lists).
+//  Caller owns it; NULL only when out of memory.
+herald_config_t *
+    herald_config_new (void);
+
+//  Free the config and its strings; NULL-safe, clears *self_p.
+void
+    herald_config_destroy (herald_config_t **self_p);
+
+//  Apply a command line (argv[0] is the program and is skipped).  The file
+//  of --config FILE is loaded first, wherever the flag is; every other flag
+//  then overrides it, the last of a repeated flag winning.  A flag's value
+//  is the next argument unless that starts with `--`, or follows `=`.
+//  --help and --version print usage or "heraldd VERSION" to out (stdout
+//  when NULL), set *exit_now and return HERALD_OK without reading anything
+//  else.  Otherwise *exit_now is false, and an error (HERALD_ERR_INVALID
+//  naming the flag, or FILE:LINE and the key; HERALD_ERR_NOMEM) fills err
+//  and leaves self partly updated: the caller should not start on it.
+herald_err
+    herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
+                         bool *exit_now, herald_error_t *err);
+
+//  Apply the config file at path (format above; `#` starts a comment line)
+//  and record path in config_file.  A bad line fails with HERALD_ERR_INVALID
+//  and "FILE:LINE: key: why" in err->message, the key in err->field; a file
+//  that cannot be read fails naming the file and strerror.
+herald_err
+    herald_config_load (herald_config_t *self, const char *path, herald_error_t *err);
+
+//  Print the usage text: every flag with its meaning and default.
+void
+    herald_config_print_usage (FILE *out);
+
+#endif

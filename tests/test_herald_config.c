@@ -1,0 +1,667 @@
+/*  =========================================================================
+    test_herald_config - heraldd's flags and config file, one behaviour per test
+
+    Written from broker/herald_config.h and issue 3's flag list: defaults,
+    both flag forms, the file format, flags over the file wherever --config
+    sits, every rejection with its code and a message naming the flag or
+    FILE:LINE, and --help / --version.
+
+    Config files are written with mkstemp under /tmp and unlinked by the
+    test that wrote them.
+    =========================================================================
+*/
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "herald_config.h"
+
+#define S_ARGS_MAX  32
+
+//  Run herald_config_parse on "heraldd" followed by the NULL-terminated
+//  args; out may be NULL when the test expects no output.
+static herald_err
+s_parse_out (herald_config_t *self, FILE *out, bool *exit_now, herald_error_t *err,
+             const char *const *args)
+{
+    char *argv [S_ARGS_MAX];
+    int argc = 0;
+    argv [argc++] = (char *) "heraldd";
+    while (*args) {
+        cr_assert_lt (argc, S_ARGS_MAX);
+        argv [argc++] = (char *) *args++;
+    }
+    return herald_config_parse (self, argc, argv, out, exit_now, err);
+}
+
+//  The same, for tests that expect neither output nor an early exit.
+static herald_err
+s_parse (herald_config_t *self, herald_error_t *err, const char *const *args)
+{
+    bool exit_now = true;
+    herald_err rc = s_parse_out (self, NULL, &exit_now, err, args);
+    cr_assert_not (exit_now);
+    return rc;
+}
+
+//  Write text to a new file under /tmp; caller frees the path with
+//  s_file_destroy, which also unlinks the file.
+static char *
+s_file_new (const char *text)
+{
+    char *path = strdup ("/tmp/herald_config_XXXXXX");
+    cr_assert_not_null (path);
+    int handle = mkstemp (path);
+    cr_assert_geq (handle, 0, "mkstemp: %s", strerror (errno));
+    size_t len = strlen (text);
+    cr_assert_eq (write (handle, text, len), (ssize_t) len);
+    close (handle);
+    return path;
+}
+
+static void
+s_file_destroy (char **path_p)
+{
+    unlink (*path_p);
+    free (*path_p);
+    *path_p = NULL;
+}
+
+//  err must be INVALID with a message that starts with "PATH:LINE: ".
+static void
+s_assert_line_error (const herald_error_t *err, const char *path, unsigned line)
+{
+    char prefix [256];
+    snprintf (prefix, sizeof (prefix), "%s:%u: ", path, line);
+    cr_assert_eq (err->code, HERALD_ERR_INVALID);
+    cr_assert (strncmp (err->message, prefix, strlen (prefix)) == 0,
+               "message '%s' does not start with '%s'", err->message, prefix);
+}
+
+//  Parsing args must fail with INVALID and a message that names needle.
+static void
+s_assert_rejected (const char *const *args, const char *needle)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_ERR_INVALID);
+    cr_assert_eq (err.code, HERALD_ERR_INVALID);
+    cr_assert_not_null (strstr (err.message, needle),
+                        "message '%s' does not name '%s'", err.message, needle);
+    herald_config_destroy (&config);
+}
+
+//  Loading text must fail with INVALID at line, naming needle.
+static void
+s_assert_file_rejected (const char *text, unsigned line, const char *needle)
+{
+    char *path = s_file_new (text);
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_config_load (config, path, &err), HERALD_ERR_INVALID);
+    s_assert_line_error (&err, path, line);
+    cr_assert_not_null (strstr (err.message, needle),
+                        "message '%s' does not name '%s'", err.message, needle);
+    cr_assert_null (config->config_file);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+//  The value every flag is set to by the "every flag" tests, and how to
+//  check it landed in its field.
+static const char *s_flag_values [][2] = {
+    { "data-dir", "/srv/herald" },
+    { "api", "ipc:///run/herald/api" },
+    { "fanout", "inproc://fanout" },
+    { "durability", "async" },
+    { "heartbeat-ms", "250" },
+    { "max-event-bytes", "2048" },
+    { "max-batch", "77" },
+    { "stream-idle-ms", "5000" },
+    { "max-streams", "8" },
+    { "max-queued", "123" },
+    { "node", "b1f0-node" },
+    { "log-level", "debug" }
+};
+#define S_FLAG_COUNT (sizeof (s_flag_values) / sizeof (s_flag_values [0]))
+
+static void
+s_assert_flag_values (const herald_config_t *config)
+{
+    cr_assert_str_eq (config->data_dir, "/srv/herald");
+    cr_assert_str_eq (config->api, "ipc:///run/herald/api");
+    cr_assert_str_eq (config->fanout, "inproc://fanout");
+    cr_assert_eq (config->durability, HERALD_DURABILITY_ASYNC);
+    cr_assert_eq (config->heartbeat_ms, 250);
+    cr_assert_eq (config->max_event_bytes, 2048);
+    cr_assert_eq (config->max_batch, 77);
+    cr_assert_eq (config->stream_idle_ms, 5000);
+    cr_assert_eq (config->max_streams, 8);
+    cr_assert_eq (config->max_queued, 123);
+    cr_assert_str_eq (config->node, "b1f0-node");
+    cr_assert_str_eq (config->log_level, "debug");
+}
+
+
+//  --------------------------------------------------------------------------
+//  Defaults and lifecycle
+
+Test (herald_config, defaults_are_the_issues)
+{
+    herald_config_t *config = herald_config_new ();
+    cr_assert_not_null (config);
+    cr_assert_str_eq (config->data_dir, "./var/herald");
+    cr_assert_str_eq (config->api, "tcp://127.0.0.1:5580");
+    cr_assert_str_eq (config->fanout, "tcp://127.0.0.1:5581");
+    cr_assert_eq (config->durability, HERALD_DURABILITY_SYNC);
+    cr_assert_eq (config->heartbeat_ms, 1000);
+    cr_assert_eq (config->max_event_bytes, 1048576);
+    cr_assert_eq (config->max_batch, 1000);
+    cr_assert_eq (config->stream_idle_ms, 60000);
+    cr_assert_eq (config->max_streams, 64);
+    cr_assert_eq (config->max_queued, 10000);
+    cr_assert_str_eq (config->node, "");
+    cr_assert_str_eq (config->log_level, "info");
+    cr_assert_null (config->config_file);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, default_limits_match_the_protocol_constants)
+{
+    herald_config_t *config = herald_config_new ();
+    cr_assert_eq (config->max_event_bytes, HERALD_MAX_EVENT_BYTES);
+    cr_assert_eq (config->max_batch, HERALD_MAX_BATCH);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, destroy_is_null_safe_and_clears_the_pointer)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_config_destroy (&config);
+    cr_assert_null (config);
+    herald_config_destroy (&config);
+    cr_assert_null (config);
+}
+
+Test (herald_config, empty_command_line_keeps_the_defaults)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK);
+    cr_assert_str_eq (config->data_dir, "./var/herald");
+    cr_assert_eq (config->max_batch, 1000);
+    cr_assert_null (config->config_file);
+    herald_config_destroy (&config);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Flags
+
+Test (herald_config, every_flag_takes_a_separate_value)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    char flags [S_FLAG_COUNT][32];
+    const char *args [2 * S_FLAG_COUNT + 1];
+    size_t index;
+    for (index = 0; index < S_FLAG_COUNT; index++) {
+        snprintf (flags [index], sizeof (flags [index]), "--%s", s_flag_values [index][0]);
+        args [2 * index] = flags [index];
+        args [2 * index + 1] = s_flag_values [index][1];
+    }
+    args [2 * S_FLAG_COUNT] = NULL;
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    s_assert_flag_values (config);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, every_flag_takes_an_equals_value)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    char flags [S_FLAG_COUNT][64];
+    const char *args [S_FLAG_COUNT + 1];
+    size_t index;
+    for (index = 0; index < S_FLAG_COUNT; index++) {
+        snprintf (flags [index], sizeof (flags [index]), "--%s=%s",
+                  s_flag_values [index][0], s_flag_values [index][1]);
+        args [index] = flags [index];
+    }
+    args [S_FLAG_COUNT] = NULL;
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    s_assert_flag_values (config);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, equals_value_may_start_with_dashes)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--data-dir=--odd", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_str_eq (config->data_dir, "--odd");
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, repeated_flag_last_wins)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--max-batch", "5", "--max-batch=6", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 6);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, number_limits_are_inclusive)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *low [] = { "--max-batch", "1", "--max-event-bytes", "1024", NULL };
+    cr_assert_eq (s_parse (config, &err, low), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 1);
+    cr_assert_eq (config->max_event_bytes, 1024);
+    const char *high [] = { "--max-batch", "100000", "--max-event-bytes", "67108864", NULL };
+    cr_assert_eq (s_parse (config, &err, high), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 100000);
+    cr_assert_eq (config->max_event_bytes, 64 * 1024 * 1024);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, every_log_level_is_accepted)
+{
+    const char *levels [] = { "error", "warn", "info", "debug" };
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    size_t index;
+    for (index = 0; index < 4; index++) {
+        const char *args [] = { "--log-level", levels [index], NULL };
+        cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+        cr_assert_str_eq (config->log_level, levels [index]);
+    }
+    herald_config_destroy (&config);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Rejected flags
+
+Test (herald_config, unknown_flag_is_rejected_by_name)
+{
+    const char *args [] = { "--max-batch", "5", "--max-bach", "6", NULL };
+    s_assert_rejected (args, "--max-bach");
+}
+
+Test (herald_config, positional_argument_is_rejected)
+{
+    const char *args [] = { "serve", NULL };
+    s_assert_rejected (args, "serve");
+}
+
+Test (herald_config, missing_value_at_the_end_is_rejected)
+{
+    const char *args [] = { "--api", "tcp://127.0.0.1:1", "--heartbeat-ms", NULL };
+    s_assert_rejected (args, "--heartbeat-ms: missing value");
+}
+
+Test (herald_config, missing_value_before_another_flag_is_rejected)
+{
+    const char *args [] = { "--data-dir", "--api", "tcp://127.0.0.1:1", NULL };
+    s_assert_rejected (args, "--data-dir: missing value");
+}
+
+Test (herald_config, missing_config_value_is_rejected)
+{
+    const char *args [] = { "--config", NULL };
+    s_assert_rejected (args, "--config: missing value");
+}
+
+Test (herald_config, help_with_a_value_is_rejected)
+{
+    const char *args [] = { "--help=yes", NULL };
+    s_assert_rejected (args, "--help");
+}
+
+Test (herald_config, non_digits_are_not_a_number)
+{
+    const char *values [] = { "12abc", "-1", "+1", " 1", "1.5", "1e3", "0x10", "" };
+    size_t index;
+    for (index = 0; index < sizeof (values) / sizeof (values [0]); index++) {
+        char flag [64];
+        snprintf (flag, sizeof (flag), "--max-batch=%s", values [index]);
+        const char *args [] = { flag, NULL };
+        s_assert_rejected (args, "--max-batch: ");
+        s_assert_rejected (args, "is not a number");
+    }
+}
+
+Test (herald_config, zero_is_rejected_for_every_count_and_wait)
+{
+    const char *flags [] = { "--heartbeat-ms", "--max-batch", "--max-event-bytes",
+                             "--max-streams", "--max-queued", "--stream-idle-ms" };
+    size_t index;
+    for (index = 0; index < sizeof (flags) / sizeof (flags [0]); index++) {
+        const char *args [] = { flags [index], "0", NULL };
+        s_assert_rejected (args, flags [index]);
+        s_assert_rejected (args, "must be at least");
+    }
+}
+
+Test (herald_config, overflow_is_rejected)
+{
+    const char *args [] = { "--max-queued", "18446744073709551616", NULL };
+    s_assert_rejected (args, "--max-queued");
+    s_assert_rejected (args, "overflows");
+}
+
+Test (herald_config, wait_longer_than_a_day_is_rejected)
+{
+    const char *args [] = { "--heartbeat-ms", "18446744073709551615", NULL };
+    s_assert_rejected (args, "--heartbeat-ms: must be at most 86400000");
+}
+
+Test (herald_config, max_batch_above_100000_is_rejected)
+{
+    const char *args [] = { "--max-batch", "100001", NULL };
+    s_assert_rejected (args, "--max-batch: must be at most 100000");
+}
+
+Test (herald_config, max_event_bytes_outside_1kib_to_64mib_is_rejected)
+{
+    const char *low [] = { "--max-event-bytes", "1023", NULL };
+    s_assert_rejected (low, "--max-event-bytes: must be at least 1024");
+    const char *high [] = { "--max-event-bytes", "67108865", NULL };
+    s_assert_rejected (high, "--max-event-bytes: must be at most 67108864");
+}
+
+Test (herald_config, bad_durability_is_rejected)
+{
+    const char *args [] = { "--durability", "fsync", NULL };
+    s_assert_rejected (args, "--durability: 'fsync'");
+    const char *upper [] = { "--durability=SYNC", NULL };
+    s_assert_rejected (upper, "--durability");
+}
+
+Test (herald_config, bad_log_level_is_rejected)
+{
+    const char *args [] = { "--log-level", "trace", NULL };
+    s_assert_rejected (args, "--log-level: 'trace'");
+}
+
+Test (herald_config, bad_endpoint_is_rejected)
+{
+    const char *endpoints [] = { "http://127.0.0.1:5580", "127.0.0.1:5580", "tcp://",
+                                 "udp://127.0.0.1:1", "" };
+    size_t index;
+    for (index = 0; index < sizeof (endpoints) / sizeof (endpoints [0]); index++) {
+        const char *api [] = { "--api", endpoints [index], NULL };
+        s_assert_rejected (api, "--api: ");
+        char fanout [64];
+        snprintf (fanout, sizeof (fanout), "--fanout=%s", endpoints [index]);
+        const char *args [] = { fanout, NULL };
+        s_assert_rejected (args, "--fanout: ");
+    }
+}
+
+Test (herald_config, empty_data_dir_is_rejected)
+{
+    const char *args [] = { "--data-dir=", NULL };
+    s_assert_rejected (args, "--data-dir: must not be empty");
+}
+
+Test (herald_config, bad_node_is_rejected)
+{
+    const char *space [] = { "--node", "my node", NULL };
+    s_assert_rejected (space, "--node");
+    char long_node [80];
+    memset (long_node, 'a', 65);
+    long_node [65] = 0;
+    const char *too_long [] = { "--node", long_node, NULL };
+    s_assert_rejected (too_long, "--node");
+}
+
+Test (herald_config, rejected_value_leaves_the_field_unchanged)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--api", "http://x", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_ERR_INVALID);
+    cr_assert_str_eq (config->api, "tcp://127.0.0.1:5580");
+    herald_config_destroy (&config);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The config file
+
+Test (herald_config, file_sets_every_key)
+{
+    char text [1024] = "";
+    size_t index;
+    for (index = 0; index < S_FLAG_COUNT; index++) {
+        size_t used = strlen (text);
+        snprintf (text + used, sizeof (text) - used, "%s = %s\n",
+                  s_flag_values [index][0], s_flag_values [index][1]);
+    }
+    char *path = s_file_new (text);
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_config_load (config, path, &err), HERALD_OK, "%s", err.message);
+    s_assert_flag_values (config);
+    cr_assert_str_eq (config->config_file, path);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, file_comments_blank_lines_and_whitespace_are_ignored)
+{
+    char *path = s_file_new ("# Herald broker\n"
+                             "\n"
+                             "   \t\n"
+                             "  # indented comment = ignored\n"
+                             "\tmax-batch\t=\t42  \n"
+                             "log-level=warn\r\n"
+                             "data-dir =   /srv/a=b  \n"
+                             "max-streams = 9");  //  no final newline
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_config_load (config, path, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 42);
+    cr_assert_str_eq (config->log_level, "warn");
+    cr_assert_str_eq (config->data_dir, "/srv/a=b");
+    cr_assert_eq (config->max_streams, 9);
+    cr_assert_str_eq (config->api, "tcp://127.0.0.1:5580");
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, flags_override_the_file_when_config_comes_first)
+{
+    char *path = s_file_new ("max-batch = 10\nheartbeat-ms = 20\n");
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--config", path, "--max-batch", "11", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 11);
+    cr_assert_eq (config->heartbeat_ms, 20);
+    cr_assert_str_eq (config->config_file, path);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, flags_override_the_file_when_config_comes_last)
+{
+    char *path = s_file_new ("max-batch = 10\nheartbeat-ms = 20\n");
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    char config_flag [64];
+    snprintf (config_flag, sizeof (config_flag), "--config=%s", path);
+    const char *args [] = { "--max-batch=11", config_flag, NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 11);
+    cr_assert_eq (config->heartbeat_ms, 20);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, unknown_key_names_file_and_line)
+{
+    s_assert_file_rejected ("max-batch = 5\n# fine\nmax-bach = 6\n", 3, "max-bach");
+}
+
+Test (herald_config, line_without_equals_names_file_and_line)
+{
+    s_assert_file_rejected ("\nmax-batch 5\n", 2, "key = value");
+}
+
+Test (herald_config, line_without_key_names_file_and_line)
+{
+    s_assert_file_rejected ("= 5\n", 1, "no key");
+}
+
+Test (herald_config, bad_number_in_file_names_file_line_and_key)
+{
+    s_assert_file_rejected ("max-batch = 5 # five\n", 1, "max-batch: '5 # five' is not a number");
+}
+
+Test (herald_config, zero_in_file_names_file_line_and_key)
+{
+    s_assert_file_rejected ("\n\nstream-idle-ms = 0\n", 3, "stream-idle-ms: must be at least 1");
+}
+
+Test (herald_config, overflow_in_file_names_file_line_and_key)
+{
+    s_assert_file_rejected ("max-streams = 99999999999999999999\n", 1,
+                            "max-streams: '99999999999999999999' overflows");
+}
+
+Test (herald_config, bad_durability_in_file_names_file_line_and_key)
+{
+    s_assert_file_rejected ("durability = never\n", 1, "durability: 'never'");
+}
+
+Test (herald_config, bad_level_in_file_names_file_line_and_key)
+{
+    s_assert_file_rejected ("log-level = verbose\n", 1, "log-level: 'verbose'");
+}
+
+Test (herald_config, bad_endpoint_in_file_names_file_line_and_key)
+{
+    s_assert_file_rejected ("fanout = localhost:5581\n", 1, "fanout: 'localhost:5581'");
+}
+
+Test (herald_config, config_key_in_file_is_rejected)
+{
+    s_assert_file_rejected ("config = /etc/other.conf\n", 1, "config: ");
+}
+
+Test (herald_config, bad_line_sets_the_key_as_field)
+{
+    char *path = s_file_new ("max-batch = 0\n");
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_config_load (config, path, &err), HERALD_ERR_INVALID);
+    cr_assert_str_eq (err.field, "max-batch");
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, missing_file_names_the_file_and_strerror)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *path = "/tmp/herald_config_no_such_file.conf";
+    cr_assert_eq (herald_config_load (config, path, &err), HERALD_ERR_INVALID);
+    cr_assert_not_null (strstr (err.message, path), "%s", err.message);
+    cr_assert_not_null (strstr (err.message, strerror (ENOENT)), "%s", err.message);
+    cr_assert_null (config->config_file);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, missing_config_file_fails_the_parse)
+{
+    const char *args [] = { "--config", "/tmp/herald_config_no_such_file.conf", NULL };
+    s_assert_rejected (args, "/tmp/herald_config_no_such_file.conf");
+}
+
+Test (herald_config, directory_as_config_file_is_rejected)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_config_load (config, "/tmp", &err), HERALD_ERR_INVALID);
+    cr_assert_not_null (strstr (err.message, "/tmp"), "%s", err.message);
+    herald_config_destroy (&config);
+}
+
+
+//  --------------------------------------------------------------------------
+//  --help and --version
+
+Test (herald_config, help_prints_every_flag_with_its_default_and_exits)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    cr_assert_not_null (out);
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    bool exit_now = false;
+    const char *args [] = { "--help", NULL };
+    cr_assert_eq (s_parse_out (config, out, &exit_now, &err, args), HERALD_OK);
+    cr_assert (exit_now);
+    fclose (out);
+    size_t index;
+    for (index = 0; index < S_FLAG_COUNT; index++) {
+        char flag [32];
+        snprintf (flag, sizeof (flag), "--%s ", s_flag_values [index][0]);
+        cr_assert_not_null (strstr (text, flag), "usage lacks %s", flag);
+    }
+    const char *others [] = { "--config FILE", "--help", "--version",
+                              "(default ./var/herald)", "(default tcp://127.0.0.1:5580)",
+                              "(default tcp://127.0.0.1:5581)", "(default sync)",
+                              "(default 1000)", "(default 1048576)", "(default 60000)",
+                              "(default 64)", "(default 10000)", "(default info)" };
+    for (index = 0; index < sizeof (others) / sizeof (others [0]); index++)
+        cr_assert_not_null (strstr (text, others [index]), "usage lacks %s", others [index]);
+    free (text);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, version_prints_the_version_and_exits)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    bool exit_now = false;
+    const char *args [] = { "--version", NULL };
+    cr_assert_eq (s_parse_out (config, out, &exit_now, &err, args), HERALD_OK);
+    cr_assert (exit_now);
+    fclose (out);
+    cr_assert_str_eq (text, "heraldd 0.1.0\n");
+    free (text);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, help_wins_over_a_bad_command_line)
+{
+    FILE *out = tmpfile ();
+    cr_assert_not_null (out);
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    bool exit_now = false;
+    const char *args [] = { "--bogus", "--config", "/tmp/herald_config_no_such_file.conf",
+                            "--help", NULL };
+    cr_assert_eq (s_parse_out (config, out, &exit_now, &err, args), HERALD_OK);
+    cr_assert (exit_now);
+    cr_assert_gt (ftell (out), 0);
+    fclose (out);
+    herald_config_destroy (&config);
+}
