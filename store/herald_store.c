@@ -543,6 +543,55 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
     return rc;
 }
 
+//  Meta keys live in "default" beside the format marker, under "meta.".
+static size_t
+s_meta_key (char *out, size_t size, const char *key)
+{
+    int len = snprintf (out, size, "meta.%s", key);
+    return len < 0 || (size_t) len >= size? 0: (size_t) len;
+}
+
+herald_err
+herald_store_meta_get (herald_store_t *self, const char *key, char **value, size_t *len)
+{
+    assert (self);
+    *value = NULL;
+    *len = 0;
+    char name [256];
+    size_t name_len = s_meta_key (name, sizeof (name), key);
+    if (name_len == 0)
+        return HERALD_ERR_INVALID;
+    char *rocks_err = NULL;
+    *value = rocksdb_get_cf (self->db, self->read_options, self->cf [CF_DEFAULT],
+                             name, name_len, len, &rocks_err);
+    if (rocks_err) {
+        free (rocks_err);
+        return HERALD_ERR_IO;
+    }
+    return *value? HERALD_OK: HERALD_ERR_NOT_FOUND;
+}
+
+herald_err
+herald_store_meta_put (herald_store_t *self, const char *key, const void *value, size_t len)
+{
+    assert (self);
+    char name [256];
+    size_t name_len = s_meta_key (name, sizeof (name), key);
+    if (name_len == 0)
+        return HERALD_ERR_INVALID;
+    rocksdb_writeoptions_t *sync = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (sync, 1);
+    char *rocks_err = NULL;
+    rocksdb_put_cf (self->db, sync, self->cf [CF_DEFAULT], name, name_len,
+                    value, len, &rocks_err);
+    rocksdb_writeoptions_destroy (sync);
+    if (rocks_err) {
+        free (rocks_err);
+        return HERALD_ERR_IO;
+    }
+    return HERALD_OK;
+}
+
 uint64_t
 herald_store_head (herald_store_t *self)
 {

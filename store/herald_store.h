@@ -83,6 +83,23 @@ herald_err
     herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count,
                          herald_error_t *err);
 
+//  After a successful append, the envelope the store wrote for seq, one
+//  of that append's new events (borrowed: valid until the next append, on
+//  the appending thread).  False for any other seq.  The broker fans these
+//  bytes out, so subscribers get exactly what was stored.
+bool
+    herald_store_appended (herald_store_t *self, uint64_t seq, const uint8_t **envelope,
+                           size_t *len);
+
+//  Small named values kept in the store beside the log (the broker's node
+//  id and start count).  get: a malloc'd copy the caller frees, or NULL
+//  with HERALD_ERR_NOT_FOUND.  put: written and synced before it returns.
+herald_err
+    herald_store_meta_get (herald_store_t *self, const char *key, char **value, size_t *len);
+herald_err
+    herald_store_meta_put (herald_store_t *self, const char *key, const void *value,
+                           size_t len);
+
 //  Append now sets ts = max(clock, last ts); tests may pin the clock.
 //  now_ns 0 restores the real clock.
 void

@@ -585,6 +585,7 @@ herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count
 
     uint64_t head = atomic_load (&self->head);
     uint64_t seq = head;
+    self->appended_count = 0;
     uint64_t new_topics = 0;
     rocksdb_writebatch_clear (self->batch);
     self->stream_count = 0;
@@ -624,6 +625,8 @@ herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count
             self->has_max_id = true;
         }
     }
+    self->appended_first = head + 1;
+    self->appended_count = (size_t) (seq - head);
     atomic_fetch_add (&self->topic_count, new_topics);
     atomic_store (&self->last_ts, ts);
     atomic_store (&self->head, seq);
@@ -637,6 +640,20 @@ herald_store_set_clock (herald_store_t *self, uint64_t now_ns)
     self->pinned_clock = now_ns;
 }
 
+
+bool
+herald_store_appended (herald_store_t *self, uint64_t seq, const uint8_t **envelope,
+                       size_t *len)
+{
+    assert (self);
+    if (seq < self->appended_first || seq - self->appended_first >= self->appended_count)
+        return false;
+    size_t index = (size_t) (seq - self->appended_first);
+    size_t start = index? self->ends [index - 1]: 0;
+    *envelope = (const uint8_t *) self->envelopes.data + start;
+    *len = self->ends [index] - start;
+    return true;
+}
 
 //  ---------------------------------------------------------------------
 //  The append state's lifecycle, called by open and destroy

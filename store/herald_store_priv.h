@@ -114,6 +114,8 @@ struct _herald_store_t {
     s_pending_t *pending;
     msgpack_sbuffer envelopes;      //  envelopes of the append in progress
     uint32_t *ends;                 //  where each of them ends in envelopes
+    uint64_t appended_first;        //  seq of the last append's first new event
+    size_t appended_count;          //  its new events (0 after a failed append)
     size_t ends_capacity;
     uint8_t *run;                   //  a run's value, being built
     size_t run_capacity;

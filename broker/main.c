@@ -1,0 +1,65 @@
+/*  =========================================================================
+    heraldd - the Herald broker
+
+    main() only: read the settings, open the store, start the broker actor,
+    wait for SIGTERM or SIGINT (or a fatal store failure), stop the actor
+    (it commits and ACKs the batch in hand), close the store.  Exit 0 on a
+    clean stop, 1 when the broker could not start or the store failed.
+    =========================================================================
+*/
+
+#include "herald_broker.h"
+
+int
+main (int argc, char **argv)
+{
+    herald_config_t *config = herald_config_new ();
+    if (!config) {
+        fprintf (stderr, "heraldd: out of memory\n");
+        return 1;
+    }
+    bool exit_now = false;
+    herald_error_t err = { 0 };
+    if (herald_config_parse (config, argc, argv, stdout, &exit_now, &err) != HERALD_OK) {
+        fprintf (stderr, "heraldd: %s\n(see heraldd --help)\n", err.message);
+        herald_config_destroy (&config);
+        return 1;
+    }
+    if (exit_now) {
+        herald_config_destroy (&config);
+        return 0;
+    }
+    herald_store_options_t options = { .durability = config->durability };
+    herald_store_t *store = herald_store_open (config->data_dir, &options, &err);
+    if (!store) {
+        fprintf (stderr, "heraldd: %s\n", err.message);
+        herald_config_destroy (&config);
+        return 1;
+    }
+    //  czmq catches SIGINT and SIGTERM and sets zsys_interrupted; the wait
+    //  below returns then.
+    herald_broker_args_t args = { config, store };
+    zactor_t *broker = zactor_new (herald_broker_actor, &args);
+    int status = 0;
+    zpoller_t *poller = zpoller_new (broker, NULL);
+    while (!zsys_interrupted) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == broker) {
+            char *message = zstr_recv (broker);
+            bool fatal = message && streq (message, "FATAL");
+            zstr_free (&message);
+            if (fatal) {
+                status = 1;
+                break;
+            }
+        }
+        else
+        if (zpoller_terminated (poller))
+            break;
+    }
+    zpoller_destroy (&poller);
+    zactor_destroy (&broker);
+    herald_store_destroy (&store);
+    herald_config_destroy (&config);
+    return status;
+}
