@@ -11,23 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
 
-packages=(build-essential autoconf automake libtool pkg-config
-          libmsgpack-dev librocksdb-dev libzmq3-dev libczmq-dev libcriterion-dev
-          clang libclang-rt-14-dev)
-
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "test.sh: installing ${missing[*]}"
-    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
-
 build="$top"
 configure_flags=()
 if [ "${1:-}" = "--sanitize" ]; then
@@ -40,18 +23,18 @@ if [ "${1:-}" = "--sanitize" ]; then
     fi
 fi
 
-[ -x "$top/configure" ] || "$top/autogen.sh"
-mkdir -p "$build"
+herald_build="$build"
+herald_configure_flags=(${configure_flags[@]+"${configure_flags[@]}"})
+source "$top/tools/setup.sh"
+herald_setup
 cd "$build"
-[ -f Makefile ] || "$top/configure" -q "${configure_flags[@]}"
-
 jobs=$(nproc 2>/dev/null || echo 2)
-make -j"$jobs" >/dev/null
 status=0
 make -j"$jobs" check || status=$?
 
-# Sum the test cases: criterion's synthesis line in each test's log, and
-# one case for each test that is not a criterion binary (the fuzz run).
+# Sum the test cases: criterion's synthesis line in each test's log, the
+# "N passed[, M failed]" of pytest and the shell tests, and one case for a
+# test that prints neither (the fuzz run).
 passed=0; failed=0
 for trs in tests/*.trs tests/*/*.trs; do
     [ -f "$trs" ] || continue
@@ -62,6 +45,15 @@ for trs in tests/*.trs tests/*/*.trs; do
         passed=$((passed + p)); failed=$((failed + f + c))
         if grep -q ':test-result: FAIL\|:test-result: ERROR' "$trs" && [ $((f + c)) -eq 0 ]; then
             failed=$((failed + 1))          # the binary failed outside any case
+        fi
+    elif counts=$(grep -aoE '[0-9]+ passed' "$log" 2>/dev/null | tail -n 1) && [ -n "$counts" ]; then
+        # pytest ("12 passed, 1 failed in 3.1s") and the shell tests
+        # ("12 passed, 0 failed") print their own totals
+        passed=$((passed + ${counts% passed}))
+        f=$(grep -aoE '[0-9]+ failed' "$log" | tail -n 1 || true)
+        failed=$((failed + ${f:+${f% failed}}+0))
+        if grep -q ':test-result: FAIL\|:test-result: ERROR' "$trs" && [ -z "$f" ]; then
+            failed=$((failed + 1))
         fi
     elif grep -q ':test-result: PASS' "$trs"; then
         passed=$((passed + 1))

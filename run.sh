@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Herald's run command: on a fresh Debian 12 machine (as root) it installs
+# what is missing, builds, and starts heraldd in the foreground on the
+# defaults (data in ./var/herald, api tcp://127.0.0.1:5580, fanout
+# tcp://127.0.0.1:5581).  Arguments go to heraldd (see ./run.sh --help).
+# Stop it with Ctrl-C: it commits what it holds and exits 0.
+set -euo pipefail
+cd "$(dirname "$0")"
+source tools/setup.sh
+herald_setup
+exec broker/heraldd "$@"
