@@ -56,6 +56,11 @@ typedef struct {
     herald_scan_t *scan;                //  owned
     uint64_t credit;
     int64_t idle_since;                 //  when credit last ran out or was given
+    //  When credit runs out the stream reads one event ahead, so that it
+    //  can END at once when there is none (END needs no credit); a found
+    //  one is held here, borrowed from the scan, and sent first next time.
+    const uint8_t *held;
+    size_t held_len;
 } s_stream_t;
 
 typedef struct {
@@ -298,11 +303,12 @@ s_commit (self_t *self)
             const herald_event_t *event = &batch->events [batch->conflict_index];
             reply.type = HERALD_MSG_ERROR;
             reply.error.code = HERALD_ERR_CONFLICT;
+            //  The topic has its own field; the message does not repeat
+            //  it, so it can never be cut inside a UTF-8 character.
             char message [160];
             snprintf (message, sizeof (message),
-                      "events[%zu]: topic %.*s is at version %" PRIu64 ", not %" PRIu64,
-                      batch->conflict_index, (int) event->topic_len, event->topic,
-                      batch->actual, batch->expected);
+                      "events[%zu]: the topic is at version %" PRIu64 ", not %" PRIu64,
+                      batch->conflict_index, batch->actual, batch->expected);
             reply.error.message = (herald_str_t) { message, strlen (message) };
             reply.error.topic = (herald_str_t) { event->topic, event->topic_len };
             reply.error.expected = batch->expected;
@@ -376,7 +382,8 @@ static void
 s_stream_end (self_t *self, s_stream_t *stream, const char *reason)
 {
     herald_msg_t end = { .type = HERALD_MSG_END, .has_rid = true, .rid = stream->rid };
-    end.end.last = herald_scan_last (stream->scan);
+    //  A held event was read but not sent: last stops just before it.
+    end.end.last = herald_scan_last (stream->scan) - (stream->held? 1: 0);
     end.end.head = stream->is_read? herald_scan_head (stream->scan)
                                    : herald_store_head (self->store);
     end.end.reason = (herald_str_t) { reason, strlen (reason) };
@@ -397,12 +404,15 @@ s_stream_pump (self_t *self, s_stream_t *stream)
     size_t sent = 0;
     int rc = 1;
     while (stream->credit > 0 && sent < STREAM_SLICE) {
-        const uint8_t *envelope;
-        size_t len;
-        uint64_t seq;
-        rc = herald_scan_next (stream->scan, &envelope, &len, &seq);
-        if (rc != 1)
-            break;
+        const uint8_t *envelope = stream->held;
+        size_t len = stream->held_len;
+        stream->held = NULL;
+        if (!envelope) {
+            uint64_t seq;
+            rc = herald_scan_next (stream->scan, &envelope, &len, &seq);
+            if (rc != 1)
+                break;
+        }
         if (!msg) {
             herald_msg_t events = { .type = HERALD_MSG_EVENTS, .has_rid = true,
                                     .rid = stream->rid };
@@ -419,6 +429,13 @@ s_stream_pump (self_t *self, s_stream_t *stream)
     }
     if (msg)
         zmsg_send (&msg, self->router);
+    if (rc == 1 && stream->credit == 0 && !stream->held) {
+        //  Out of credit: look one event ahead, to END now if none is left.
+        uint64_t seq;
+        rc = herald_scan_next (stream->scan, &stream->held, &stream->held_len, &seq);
+        if (rc != 1)
+            stream->held = NULL;
+    }
     if (stream->credit == 0 && sent)
         stream->idle_since = zclock_mono ();
     if (rc == 0)
@@ -512,6 +529,15 @@ s_stream_open (self_t *self, zframe_t *identity, const herald_msg_t *msg)
     stream->credit = credit;
     stream->idle_since = zclock_mono ();
     zlistx_add_end (self->streams, stream);
+    if (credit == 0) {
+        //  No credit yet: look ahead anyway, so an empty stream ENDs now.
+        uint64_t seq;
+        int rc = herald_scan_next (scan, &stream->held, &stream->held_len, &seq);
+        if (rc != 1) {
+            stream->held = NULL;
+            s_stream_end (self, stream, "done");
+        }
+    }
 }
 
 //  ---------------------------------------------------------------------
@@ -581,6 +607,21 @@ s_peek_rid (self_t *self, zframe_t *body, herald_error_t *err)
     }
 }
 
+//  Show up to 32 bytes of a peer's frame as printable ASCII, others as
+//  \xNN, so an ERROR message is always valid UTF-8.
+static void
+s_printable (const uint8_t *bytes, size_t len, char *out, size_t size)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < len && i < 32 && used + 5 <= size; i++) {
+        if (bytes [i] >= 0x20 && bytes [i] < 0x7f && bytes [i] != '\\')
+            out [used++] = (char) bytes [i];
+        else
+            used += (size_t) snprintf (out + used, size - used, "\\x%02x", bytes [i]);
+    }
+    out [used] = 0;
+}
+
 //  Handle one message from the api socket.  Takes ownership of msg.
 static void
 s_handle_request (self_t *self, zmsg_t *msg)
@@ -598,10 +639,10 @@ s_handle_request (self_t *self, zmsg_t *msg)
                                                            zframe_size (command), false);
     if (type == HERALD_MSG_INVALID) {
         s_peek_rid (self, body, &err);
+        char shown [32 * 4 + 1];
+        s_printable (zframe_data (command), zframe_size (command), shown, sizeof (shown));
         herald_error_set (&err, HERALD_ERR_UNKNOWN_COMMAND, "command",
-                          "unknown command '%.*s'",
-                          (int) (zframe_size (command) > 32? 32: zframe_size (command)),
-                          (const char *) zframe_data (command));
+                          "unknown command '%s'", shown);
         s_reply_error (self, identity, &err);
         goto done;
     }

@@ -1,0 +1,522 @@
+/*  =========================================================================
+    brokerutil - run the real heraldd and talk to it as a third party would
+
+    See brokerutil.h.  No criterion here: every failure is a return value.
+    =========================================================================
+*/
+
+#include "brokerutil.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int
+bu_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in address;
+    memset (&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    address.sin_port = 0;
+    socklen_t len = sizeof address;
+    int port = -1;
+    if (bind (fd, (struct sockaddr *) &address, sizeof address) == 0
+    &&  getsockname (fd, (struct sockaddr *) &address, &len) == 0)
+        port = ntohs (address.sin_port);
+    close (fd);
+    return port;
+}
+
+char *
+bu_heraldd_path (void)
+{
+    char path [PATH_MAX + 64];
+    const char *builddir = getenv ("HERALD_BUILDDIR");
+    if (builddir && *builddir) {
+        snprintf (path, sizeof path, "%s/broker/heraldd", builddir);
+        if (access (path, X_OK) == 0)
+            return strdup (path);
+    }
+    //  Beside the test binary: tests/x or tests/.libs/x, so ../broker
+    char self [PATH_MAX];
+    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return NULL;
+    self [len] = 0;
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr (self, '/');
+        if (!slash)
+            return NULL;
+        *slash = 0;
+        snprintf (path, sizeof path, "%s/broker/heraldd", self);
+        if (access (path, X_OK) == 0)
+            return strdup (path);
+    }
+    return NULL;
+}
+
+bu_broker_t *
+bu_broker_new (const char *tag, const char *const *extra)
+{
+    bu_broker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->binary = bu_heraldd_path ();
+    self->dir = tu_tmpdir_new (tag);
+    if (self->dir) {
+        self->data_dir = tu_path (self->dir, "data");
+        self->log = tu_path (self->dir, "heraldd.log");
+    }
+    size_t count = 0;
+    bool ok = self->binary && self->dir && self->data_dir && self->log;
+    for (; ok && extra && extra [count]; count++) {
+        if (count + 1 >= BU_MAX_ARGS || !(self->extra [count] = strdup (extra [count])))
+            ok = false;
+    }
+    if (!ok)
+        bu_broker_destroy (&self);
+    return self;
+}
+
+void
+bu_broker_kill (bu_broker_t *self)
+{
+    if (!self || self->pid <= 0)
+        return;
+    kill (self->pid, SIGKILL);
+    int status = 0;
+    while (waitpid (self->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    self->status = status;
+    self->pid = 0;
+}
+
+void
+bu_broker_destroy (bu_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    bu_broker_t *self = *self_p;
+    bu_broker_kill (self);
+    tu_tmpdir_destroy (&self->dir);
+    free (self->data_dir);
+    free (self->log);
+    free (self->binary);
+    for (size_t index = 0; index < BU_MAX_ARGS; index++)
+        free (self->extra [index]);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+bu_broker_spawn (bu_broker_t *self)
+{
+    if (self->pid > 0)
+        return -1;
+    int api = bu_free_port ();
+    int fanout = bu_free_port ();
+    for (int tries = 0; fanout == api && tries < 10; tries++)
+        fanout = bu_free_port ();
+    if (api < 0 || fanout < 0 || api == fanout)
+        return -1;
+    snprintf (self->api, sizeof self->api, "tcp://127.0.0.1:%d", api);
+    snprintf (self->fanout, sizeof self->fanout, "tcp://127.0.0.1:%d", fanout);
+
+    char *argv [BU_MAX_ARGS + 16];
+    size_t argc = 0;
+    argv [argc++] = self->binary;
+    argv [argc++] = "--data-dir";
+    argv [argc++] = self->data_dir;
+    argv [argc++] = "--api";
+    argv [argc++] = self->api;
+    argv [argc++] = "--fanout";
+    argv [argc++] = self->fanout;
+    for (size_t index = 0; self->extra [index]; index++)
+        argv [argc++] = self->extra [index];
+    argv [argc] = NULL;
+
+    int log = open (self->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log < 0)
+        return -1;
+    fflush (NULL);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    if (pid < 0) {
+        close (log);
+        return -1;
+    }
+    if (pid == 0) {
+        //  If the test dies (a timeout, a crash), the broker dies with it
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid () != parent)
+            _exit (127);
+        //  The criterion worker's signal mask and dispositions are not ours
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
+        signal (SIGTERM, SIG_DFL);
+        signal (SIGINT, SIG_DFL);
+        signal (SIGPIPE, SIG_DFL);
+        int null = open ("/dev/null", O_RDONLY);
+        if (null >= 0)
+            dup2 (null, STDIN_FILENO);
+        dup2 (log, STDOUT_FILENO);
+        dup2 (log, STDERR_FILENO);
+        execv (self->binary, argv);
+        _exit (127);
+    }
+    close (log);
+    self->pid = pid;
+    return 0;
+}
+
+int
+bu_broker_wait (bu_broker_t *self, int timeout_ms)
+{
+    if (self->pid <= 0)
+        return 0;
+    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
+    while (true) {
+        int status = 0;
+        pid_t rc = waitpid (self->pid, &status, WNOHANG);
+        if (rc == self->pid) {
+            self->status = status;
+            self->pid = 0;
+            return 0;
+        }
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        if (tu_mono_ns () >= deadline)
+            return -1;
+        //  Sleep a little between checks; no SIGCHLD plumbing in tests
+        zclock_sleep (10);
+    }
+}
+
+int
+bu_broker_stop (bu_broker_t *self, int timeout_ms)
+{
+    if (self->pid <= 0)
+        return 0;
+    kill (self->pid, SIGTERM);
+    if (bu_broker_wait (self, timeout_ms) == 0)
+        return 0;
+    bu_broker_kill (self);
+    return -1;
+}
+
+int
+bu_broker_start (bu_broker_t *self, int timeout_ms)
+{
+    if (bu_broker_spawn (self))
+        return -1;
+    zsock_t *dealer = bu_dealer_new (self->api);
+    if (!dealer) {
+        bu_broker_kill (self);
+        return -1;
+    }
+    //  A DEALER queues the request until the broker binds; resend now and
+    //  then in case the first connect attempt was refused and backed off.
+    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
+    uint64_t rid = 1;
+    int rc = -1;
+    while (tu_mono_ns () < deadline && rc != 0) {
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        bu_pack_rid (&sbuf, rid++);
+        bu_send_sbuf (dealer, "STATUS", &sbuf);
+        msgpack_sbuffer_destroy (&sbuf);
+        for (int polls = 0; polls < 10 && rc != 0; polls++) {
+            zmsg_t *msg = bu_recv (dealer, 50);
+            if (msg) {
+                rc = 0;
+                zmsg_destroy (&msg);
+            }
+            else
+            if (waitpid (self->pid, &self->status, WNOHANG) == self->pid) {
+                self->pid = 0;          //  it died: see the log
+                zsock_destroy (&dealer);
+                return -1;
+            }
+        }
+    }
+    zsock_destroy (&dealer);
+    if (rc != 0)
+        bu_broker_kill (self);
+    return rc;
+}
+
+void
+bu_broker_log (const bu_broker_t *self, char *out, size_t max)
+{
+    out [0] = 0;
+    FILE *file = fopen (self->log, "r");
+    if (!file)
+        return;
+    size_t got = fread (out, 1, max - 1, file);
+    out [got] = 0;
+    fclose (file);
+}
+
+//  ---------------------------------------------------------------------
+//  Clients
+
+zsock_t *
+bu_dealer_new (const char *endpoint)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_sndhwm (sock, 100000);
+    zsock_set_rcvhwm (sock, 100000);
+    zsock_set_reconnect_ivl (sock, 20);
+    zsock_set_reconnect_ivl_max (sock, 100);
+    if (zsock_connect (sock, "%s", endpoint) != 0)
+        zsock_destroy (&sock);
+    return sock;
+}
+
+zsock_t *
+bu_sub_new (const char *endpoint, const char *const *prefixes)
+{
+    zsock_t *sock = zsock_new (ZMQ_SUB);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_rcvhwm (sock, 100000);
+    zsock_set_reconnect_ivl (sock, 20);
+    zsock_set_reconnect_ivl_max (sock, 100);
+    for (size_t index = 0; prefixes && prefixes [index]; index++)
+        zsock_set_subscribe (sock, prefixes [index]);
+    if (zsock_connect (sock, "%s", endpoint) != 0)
+        zsock_destroy (&sock);
+    return sock;
+}
+
+int
+bu_send_frames (zsock_t *sock, const void *const *frames, const size_t *sizes, size_t count)
+{
+    void *handle = zsock_resolve (sock);
+    for (size_t index = 0; index < count; index++) {
+        int flags = index + 1 < count? ZMQ_SNDMORE: 0;
+        if (zmq_send (handle, frames [index], sizes [index], flags) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int
+bu_send (zsock_t *sock, const char *command, const void *body, size_t len)
+{
+    const void *frames [2] = { command, body };
+    size_t sizes [2] = { strlen (command), len };
+    return bu_send_frames (sock, frames, sizes, 2);
+}
+
+int
+bu_send_sbuf (zsock_t *sock, const char *command, msgpack_sbuffer *sbuf)
+{
+    int rc = bu_send (sock, command, sbuf->data, sbuf->size);
+    msgpack_sbuffer_clear (sbuf);
+    return rc;
+}
+
+zmsg_t *
+bu_recv (zsock_t *sock, int timeout_ms)
+{
+    zmq_pollitem_t item = { zsock_resolve (sock), 0, ZMQ_POLLIN, 0 };
+    uint64_t deadline = tu_mono_ns () + (uint64_t) (timeout_ms > 0? timeout_ms: 0) * 1000000ULL;
+    while (true) {
+        uint64_t now = tu_mono_ns ();
+        long wait = now >= deadline? 0: (long) ((deadline - now) / 1000000ULL) + 1;
+        int rc = zmq_poll (&item, 1, wait);
+        if (rc > 0)
+            return zmsg_recv (sock);
+        if (rc < 0 && errno != EINTR)
+            return NULL;
+        if (tu_mono_ns () >= deadline)
+            return NULL;
+    }
+}
+
+int
+bu_recv_reply (zsock_t *sock, bu_reply_t *self, int timeout_ms)
+{
+    memset (self, 0, sizeof *self);
+    self->rc = HERALD_ERR_INTERNAL;
+    self->msg = bu_recv (sock, timeout_ms);
+    if (!self->msg || zmsg_size (self->msg) == 0)
+        return -1;
+    zframe_t *command = zmsg_first (self->msg);
+    size_t len = zframe_size (command);
+    if (len >= sizeof self->command)
+        len = sizeof self->command - 1;
+    memcpy (self->command, zframe_data (command), len);
+    self->command [len] = 0;
+    self->type = herald_msg_type_from_command (zframe_data (command), zframe_size (command), true);
+    zframe_t *body = zmsg_next (self->msg);
+    if (!body)
+        return 0;
+    if (!msgpack_zone_init (&self->zone, 2048))
+        return -1;
+    self->zone_ready = true;
+    self->rc = herald_msg_decode (&self->body, self->type, zframe_data (body), zframe_size (body),
+                                  NULL, &self->zone, &self->err);
+    self->envelope_count = zmsg_size (self->msg) - 2;
+    return 0;
+}
+
+zframe_t *
+bu_reply_envelope (bu_reply_t *self, size_t index)
+{
+    if (!self->msg || index >= self->envelope_count)
+        return NULL;
+    zframe_t *frame = zmsg_first (self->msg);
+    frame = zmsg_next (self->msg);
+    for (size_t at = 0; frame && at <= index; at++)
+        frame = zmsg_next (self->msg);
+    return frame;
+}
+
+void
+bu_reply_fini (bu_reply_t *self)
+{
+    zmsg_destroy (&self->msg);
+    if (self->zone_ready)
+        msgpack_zone_destroy (&self->zone);
+    memset (self, 0, sizeof *self);
+}
+
+int
+bu_status (zsock_t *sock, uint64_t rid, bu_reply_t *self, int timeout_ms)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    bu_pack_rid (&sbuf, rid);
+    int rc = bu_send_sbuf (sock, "STATUS", &sbuf);
+    msgpack_sbuffer_destroy (&sbuf);
+    if (rc)
+        return -1;
+    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
+    for (int skipped = 0; skipped < 10000; skipped++) {
+        uint64_t now = tu_mono_ns ();
+        if (now >= deadline)
+            return -1;
+        if (bu_recv_reply (sock, self, (int) ((deadline - now) / 1000000ULL) + 1)) {
+            bu_reply_fini (self);
+            return -1;
+        }
+        if (self->type == HERALD_MSG_STATUS_REPLY && self->rc == HERALD_OK
+        &&  self->body.has_rid && self->body.rid == rid)
+            return 0;
+        bu_reply_fini (self);
+    }
+    return -1;
+}
+
+//  ---------------------------------------------------------------------
+//  Packing
+
+void
+bu_pack_str (msgpack_packer *pk, const char *text)
+{
+    size_t len = strlen (text);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, text, len);
+}
+
+void
+bu_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, const bu_event_t *events, size_t count)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, rid);
+    bu_pack_str (&pk, "events");
+    msgpack_pack_array (&pk, count);
+    for (size_t index = 0; index < count; index++) {
+        const bu_event_t *event = &events [index];
+        msgpack_pack_map (&pk, event->has_expect? 4: 3);
+        bu_pack_str (&pk, "id");
+        msgpack_pack_bin (&pk, HERALD_ID_BYTES);
+        msgpack_pack_bin_body (&pk, event->id, HERALD_ID_BYTES);
+        bu_pack_str (&pk, "topic");
+        bu_pack_str (&pk, event->topic);
+        bu_pack_str (&pk, "data");
+        msgpack_pack_bin (&pk, event->data_len);
+        msgpack_pack_bin_body (&pk, event->data, event->data_len);
+        if (event->has_expect) {
+            bu_pack_str (&pk, "expect");
+            msgpack_pack_uint64 (&pk, event->expect);
+        }
+    }
+}
+
+void
+bu_pack_rid (msgpack_sbuffer *sbuf, uint64_t rid)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, rid);
+}
+
+void
+bu_pack_credit (msgpack_sbuffer *sbuf, uint64_t rid, uint64_t credit)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, rid);
+    bu_pack_str (&pk, "credit");
+    msgpack_pack_uint64 (&pk, credit);
+}
+
+void
+bu_pack_replay (msgpack_sbuffer *sbuf, uint64_t rid, const bu_replay_t *replay)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    size_t keys = 1 + replay->has_from + replay->has_to + (replay->prefixes != NULL)
+                + replay->has_credit;
+    msgpack_pack_map (&pk, keys);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, rid);
+    if (replay->has_from) {
+        bu_pack_str (&pk, "from");
+        msgpack_pack_uint64 (&pk, replay->from);
+    }
+    if (replay->has_to) {
+        bu_pack_str (&pk, "to");
+        msgpack_pack_uint64 (&pk, replay->to);
+    }
+    if (replay->prefixes) {
+        bu_pack_str (&pk, "prefixes");
+        msgpack_pack_array (&pk, replay->prefix_count);
+        for (size_t index = 0; index < replay->prefix_count; index++)
+            bu_pack_str (&pk, replay->prefixes [index]);
+    }
+    if (replay->has_credit) {
+        bu_pack_str (&pk, "credit");
+        msgpack_pack_uint64 (&pk, replay->credit);
+    }
+}
