@@ -85,9 +85,19 @@ typedef struct {
     uint64_t published, duplicates, conflicts, refused, dropped, streams_served;
 } self_t;
 
+//  Log lines go to stderr, filtered by --log-level (set once, at start,
+//  before the loop; read only by this thread).
+static const char *s_levels [] = { "error", "warn", "info", "debug" };
+static int s_log_level = 2;
+
 static void
 s_log (const char *level, const char *format, ...)
 {
+    int rank = 0;
+    while (rank < 3 && strcmp (s_levels [rank], level) != 0)
+        rank++;
+    if (rank > s_log_level)
+        return;
     va_list args;
     va_start (args, format);
     fprintf (stderr, "heraldd: %s: ", level);
@@ -176,6 +186,9 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->limits.max_event_bytes = self->config->max_event_bytes;
     self->limits.max_batch = self->config->max_batch;
     self->started = zclock_mono ();
+    for (int rank = 0; rank < 4; rank++)
+        if (strcmp (s_levels [rank], self->config->log_level) == 0)
+            s_log_level = rank;
     return self;
 }
 
