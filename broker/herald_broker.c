@@ -659,6 +659,10 @@ s_handle_request (self_t *self, zmsg_t *msg)
         s_reply_error (self, identity, &err);
         goto done;
     }
+    if (!body && (type == HERALD_MSG_CREDIT || type == HERALD_MSG_CANCEL)) {
+        self->dropped++;                //  never a reply of their own: ignored, counted
+        goto done;
+    }
     if (!body) {
         herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "body",
                           "a request is a command frame and a body frame");
