@@ -1,0 +1,173 @@
+/*  =========================================================================
+    herald_cli - what the parts of the `herald` command-line tool share
+
+    tools/herald.c            main, option parsing, pub, status, help
+    tools/herald_cli_conn.c   the DEALER on api: send a request, await replies
+    tools/herald_cli_stream.c replay, read and tail (REPLAY under credit, SUB)
+    tools/herald_cli_output.c events and replies as JSON lines or a table
+    tools/herald_cli_inspect.c  the offline consistency check of a data dir
+
+    Exit codes: 0 success; 1 an error reply, a failed check or a local
+    failure; 2 the broker did not answer in time; 64 a usage error.
+    =========================================================================
+*/
+
+#ifndef HERALD_CLI_H_INCLUDED
+#define HERALD_CLI_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <czmq.h>
+#include <msgpack.h>
+#include "herald.h"
+#include "herald_event.h"
+#include "herald_msg.h"
+
+#define HERALD_CLI_EXIT_OK          0
+#define HERALD_CLI_EXIT_FAIL        1
+#define HERALD_CLI_EXIT_NO_ANSWER   2
+#define HERALD_CLI_EXIT_USAGE       64
+
+#define HERALD_CLI_ENDPOINT         "tcp://127.0.0.1:5580"
+#define HERALD_CLI_TIMEOUT_MS       5000
+
+typedef enum {
+    HERALD_CLI_JSON = 0,            //  one JSON object per line
+    HERALD_CLI_TABLE                //  aligned columns for people
+} herald_cli_format_t;
+
+//  Options every command takes (before or after the command name).
+typedef struct {
+    const char *endpoint;           //  api endpoint
+    int timeout_ms;                 //  how long to wait for any one reply
+    herald_cli_format_t format;
+} herald_cli_opts_t;
+
+//  ---------------------------------------------------------------------
+//  herald_cli_conn: a DEALER on the broker's api.
+
+typedef struct _herald_cli_conn_t herald_cli_conn_t;
+
+//  One reply: the message (owned), its type, and its body decoded with
+//  herald_msg_decode; the body's pointers borrow msg and zone.  For EVENTS
+//  the envelopes are frames 2.. of msg.
+typedef struct {
+    zmsg_t *msg;
+    herald_msg_type_t type;
+    herald_msg_t body;
+    msgpack_zone zone;
+    bool zone_ready;
+} herald_cli_reply_t;
+
+//  Connect to opts->endpoint.  Caller owns; NULL (after printing why) on
+//  failure.
+herald_cli_conn_t *
+    herald_cli_conn_new (const herald_cli_opts_t *opts);
+
+void
+    herald_cli_conn_destroy (herald_cli_conn_t **self_p);
+
+//  A fresh request id.
+uint64_t
+    herald_cli_conn_rid (herald_cli_conn_t *self);
+
+//  The DEALER, for polling beside other sockets (borrowed).
+zsock_t *
+    herald_cli_conn_sock (herald_cli_conn_t *self);
+
+//  Encode msg and send it as [command, body].  Returns 0, or prints why
+//  and returns HERALD_CLI_EXIT_FAIL.
+int
+    herald_cli_conn_send (herald_cli_conn_t *self, const herald_msg_t *msg);
+
+//  Receive and decode the next reply, waiting up to the timeout.  Returns
+//  0; HERALD_CLI_EXIT_NO_ANSWER after printing "broker at E did not
+//  answer"; HERALD_CLI_EXIT_FAIL on an undecodable reply (printed).  Call
+//  herald_cli_reply_fini afterwards in every case.
+int
+    herald_cli_conn_recv (herald_cli_conn_t *self, herald_cli_reply_t *reply);
+
+//  Print "herald: broker at E did not answer"; returns HERALD_CLI_EXIT_NO_ANSWER.
+int
+    herald_cli_conn_no_answer (herald_cli_conn_t *self);
+
+//  Print an ERROR reply as "herald: code: message" (plus the conflict's
+//  details); returns HERALD_CLI_EXIT_FAIL.
+int
+    herald_cli_print_error (const herald_cli_reply_t *reply);
+
+//  Free what herald_cli_conn_recv made; reply may be zeroed.
+void
+    herald_cli_reply_fini (herald_cli_reply_t *reply);
+
+//  ---------------------------------------------------------------------
+//  herald_cli_output: how events and replies are printed (to stdout).
+
+//  Print one stored envelope.  Returns 0, or HERALD_CLI_EXIT_FAIL when the
+//  envelope does not decode (printed on stderr).
+int
+    herald_cli_print_envelope (herald_cli_format_t format, const void *bytes, size_t len);
+
+//  Print a decoded event.
+void
+    herald_cli_print_event (herald_cli_format_t format, const herald_event_t *event);
+
+//  Print the header line of the event table (table format only).
+void
+    herald_cli_print_table_header (herald_cli_format_t format);
+
+//  Print a STATUS reply.
+void
+    herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *status);
+
+//  Write s[0..len) as a JSON string, quotes included, to out.  Invalid
+//  UTF-8 is written as U+FFFD.
+void
+    herald_cli_json_string (FILE *out, const char *s, size_t len);
+
+//  Write bytes as standard base64 (with padding) to out.
+void
+    herald_cli_base64 (FILE *out, const void *bytes, size_t len);
+
+//  ---------------------------------------------------------------------
+//  Commands.  Each takes its own argv (argv[0] is the command name),
+//  returns an exit code, and prints its own --help.
+
+//  opts holds the common options given before the command; a command may
+//  update it from common options given after its name.
+
+int herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv);
+int herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv);
+int herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv);
+int herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  ---------------------------------------------------------------------
+//  Option helpers shared by the commands (defined in herald.c).
+
+//  If argv[*index] is --name VALUE or --name=VALUE, set *value, advance
+//  *index past it and return true.  A missing value prints an error and
+//  sets *bad.
+bool
+    herald_cli_opt (int argc, char **argv, int *index, const char *name,
+                    const char **value, bool *bad);
+
+//  If argv[*index] is a common option (--endpoint, --timeout, --format),
+//  apply it to opts, advance *index and return true; sets *bad on a bad
+//  value (printed).
+bool
+    herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *index,
+                           bool *bad);
+
+//  Parse text as a decimal uint64 into *value; prints an error naming the
+//  option and returns false when it is not one.
+bool
+    herald_cli_uint (const char *option, const char *text, uint64_t *value);
+
+//  Print "herald: " and a formatted message to stderr; returns code.
+int
+    herald_cli_fail (int code, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+#endif

@@ -1,0 +1,263 @@
+/*  =========================================================================
+    herald_cli_output - events and replies as JSON lines or a table
+
+    JSON (the default) is one object per line, so the output pipes into jq
+    or `wc -l`.  An event is
+
+        {"seq":7,"ver":2,"ts":1763796961000000000,"topic":"orders.eu",
+         "id":"0190c3c2-...","type":"OrderPlaced","schema":1,
+         "meta":{"k":"v"},"data":"..."}
+
+    with "type" null when absent and "schema" 1 when absent (the envelope's
+    rule).  `data` is a JSON string when the payload is valid UTF-8;
+    otherwise the key is "data_b64" and the value standard base64, so a
+    consumer can always recover the exact bytes.
+
+    The table is for people: fixed columns, ts in UTC, data cut to fit and
+    control bytes shown as '.'.  It is not meant to be parsed.
+    =========================================================================
+*/
+
+#include "herald_cli.h"
+#include "herald_uuid.h"
+
+#include <string.h>
+#include <time.h>
+
+#define S_TABLE_DATA_MAX    48
+
+//  Length of the UTF-8 sequence at s[0..len), or 0 when it is not valid.
+static size_t
+s_utf8_char (const unsigned char *s, size_t len)
+{
+    size_t need = s [0] < 0x80 ? 1 : (s [0] & 0xE0) == 0xC0 ? 2
+                : (s [0] & 0xF0) == 0xE0 ? 3 : (s [0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (need == 0 || need > len)
+        return 0;
+    if (!herald_utf8_valid ((const char *) s, need))
+        return 0;
+    return need;
+}
+
+void
+herald_cli_json_string (FILE *out, const char *s, size_t len)
+{
+    const unsigned char *bytes = (const unsigned char *) s;
+    fputc ('"', out);
+    size_t index = 0;
+    while (index < len) {
+        unsigned char c = bytes [index];
+        if (c == '"' || c == '\\') {
+            fputc ('\\', out);
+            fputc (c, out);
+            index++;
+        }
+        else
+        if (c < 0x20) {
+            switch (c) {
+                case '\n': fputs ("\\n", out); break;
+                case '\r': fputs ("\\r", out); break;
+                case '\t': fputs ("\\t", out); break;
+                case '\b': fputs ("\\b", out); break;
+                case '\f': fputs ("\\f", out); break;
+                default:   fprintf (out, "\\u%04x", c); break;
+            }
+            index++;
+        }
+        else
+        if (c < 0x80) {
+            fputc (c, out);
+            index++;
+        }
+        else {
+            size_t n = s_utf8_char (bytes + index, len - index);
+            if (n) {
+                fwrite (bytes + index, 1, n, out);
+                index += n;
+            }
+            else {
+                fputs ("\\ufffd", out);
+                index++;
+            }
+        }
+    }
+    fputc ('"', out);
+}
+
+void
+herald_cli_base64 (FILE *out, const void *bytes, size_t len)
+{
+    static const char alphabet [] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *in = bytes;
+    size_t index;
+    for (index = 0; index + 3 <= len; index += 3) {
+        uint32_t group = (uint32_t) in [index] << 16 | (uint32_t) in [index + 1] << 8
+                       | in [index + 2];
+        fputc (alphabet [group >> 18 & 63], out);
+        fputc (alphabet [group >> 12 & 63], out);
+        fputc (alphabet [group >> 6 & 63], out);
+        fputc (alphabet [group & 63], out);
+    }
+    if (len - index == 1) {
+        uint32_t group = (uint32_t) in [index] << 16;
+        fputc (alphabet [group >> 18 & 63], out);
+        fputc (alphabet [group >> 12 & 63], out);
+        fputs ("==", out);
+    }
+    else
+    if (len - index == 2) {
+        uint32_t group = (uint32_t) in [index] << 16 | (uint32_t) in [index + 1] << 8;
+        fputc (alphabet [group >> 18 & 63], out);
+        fputc (alphabet [group >> 12 & 63], out);
+        fputc (alphabet [group >> 6 & 63], out);
+        fputc ('=', out);
+    }
+}
+
+//  ts (Unix ns) as 2026-11-22T07:36:01.123456789Z.
+static void
+s_print_ts (FILE *out, uint64_t ts)
+{
+    time_t seconds = (time_t) (ts / 1000000000ULL);
+    struct tm tm;
+    char text [32];
+    if (gmtime_r (&seconds, &tm) && strftime (text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
+        fprintf (out, "%s.%09" PRIu64 "Z", text, (uint64_t) (ts % 1000000000ULL));
+    else
+        fprintf (out, "%" PRIu64, ts);
+}
+
+//  Printable ASCII as is, anything else as '.'; cut at max bytes.
+static void
+s_print_plain (FILE *out, const void *bytes, size_t len, size_t max)
+{
+    const unsigned char *s = bytes;
+    size_t index;
+    for (index = 0; index < len && index < max; index++)
+        fputc (s [index] >= 0x20 && s [index] < 0x7F ? s [index] : '.', out);
+    if (len > max)
+        fputs ("...", out);
+}
+
+static void
+s_print_json_event (const herald_event_t *event)
+{
+    char id [HERALD_UUID_STR_LEN + 1];
+    herald_uuid_format (event->id, id);
+    printf ("{\"seq\":%" PRIu64 ",\"ver\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"topic\":",
+            event->seq, event->ver, event->ts);
+    herald_cli_json_string (stdout, event->topic, event->topic_len);
+    printf (",\"id\":\"%s\",\"type\":", id);
+    if (event->type)
+        herald_cli_json_string (stdout, event->type, event->type_len);
+    else
+        fputs ("null", stdout);
+    printf (",\"schema\":%" PRIu64 ",\"meta\":{", event->has_schema ? event->schema : 1);
+    size_t index;
+    for (index = 0; index < event->meta_count; index++) {
+        if (index)
+            fputc (',', stdout);
+        herald_cli_json_string (stdout, event->meta [index].key, event->meta [index].key_len);
+        fputc (':', stdout);
+        herald_cli_json_string (stdout, event->meta [index].value,
+                                event->meta [index].value_len);
+    }
+    fputs ("},", stdout);
+    const char *data = (const char *) event->data;
+    if (event->data_len == 0 || herald_utf8_valid (data, event->data_len)) {
+        fputs ("\"data\":", stdout);
+        herald_cli_json_string (stdout, data, event->data_len);
+    }
+    else {
+        fputs ("\"data_b64\":\"", stdout);
+        herald_cli_base64 (stdout, data, event->data_len);
+        fputc ('"', stdout);
+    }
+    fputs ("}\n", stdout);
+}
+
+void
+herald_cli_print_table_header (herald_cli_format_t format)
+{
+    if (format == HERALD_CLI_TABLE)
+        printf ("%-8s %-6s %-30s %-24s %-16s %s\n", "SEQ", "VER", "TS", "TOPIC", "TYPE", "DATA");
+}
+
+static void
+s_print_table_event (const herald_event_t *event)
+{
+    printf ("%-8" PRIu64 " %-6" PRIu64 " ", event->seq, event->ver);
+    s_print_ts (stdout, event->ts);
+    fputc (' ', stdout);
+    s_print_plain (stdout, event->topic, event->topic_len, 21);
+    printf ("%*s", (int) (24 - (event->topic_len > 21 ? 24 : event->topic_len)), "");
+    fputc (' ', stdout);
+    if (event->type) {
+        s_print_plain (stdout, event->type, event->type_len, 13);
+        printf ("%*s", (int) (16 - (event->type_len > 13 ? 16 : event->type_len)), "");
+    }
+    else
+        printf ("%-16s", "-");
+    fputc (' ', stdout);
+    s_print_plain (stdout, event->data, event->data_len, S_TABLE_DATA_MAX);
+    fputc ('\n', stdout);
+}
+
+void
+herald_cli_print_event (herald_cli_format_t format, const herald_event_t *event)
+{
+    if (format == HERALD_CLI_TABLE)
+        s_print_table_event (event);
+    else
+        s_print_json_event (event);
+}
+
+int
+herald_cli_print_envelope (herald_cli_format_t format, const void *bytes, size_t len)
+{
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 512);
+    herald_event_t event;
+    herald_error_t err;
+    int rc = 0;
+    if (herald_event_decode (&event, bytes, len, &zone, &err) == HERALD_OK)
+        herald_cli_print_event (format, &event);
+    else
+        rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "undecodable event from the broker: %s: %s",
+                              err.field, err.message);
+    msgpack_zone_destroy (&zone);
+    return rc;
+}
+
+void
+herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
+{
+    const __typeof__ (reply->status) *status = &reply->status;
+    size_t index;
+    if (format == HERALD_CLI_TABLE) {
+        printf ("%-16s %" PRIu64 "\n", "head", status->head);
+        printf ("%-16s %" PRIu64 "\n", "topics", status->topics);
+        printf ("%-16s %" PRIu64 "\n", "events", status->events);
+        printf ("%-16s %.*s\n", "role", (int) status->role.len, status->role.ptr);
+        printf ("%-16s %.*s\n", "node", (int) status->node.len, status->node.ptr);
+        printf ("%-16s %" PRIu64 "\n", "uptime_s", status->uptime_s);
+        for (index = 0; index < status->extra_count; index++)
+            printf ("%-16.*s %" PRIu64 "\n", (int) status->extra_keys [index].len,
+                    status->extra_keys [index].ptr, status->extra_values [index]);
+        return;
+    }
+    printf ("{\"head\":%" PRIu64 ",\"topics\":%" PRIu64 ",\"events\":%" PRIu64 ",\"role\":",
+            status->head, status->topics, status->events);
+    herald_cli_json_string (stdout, status->role.ptr, status->role.len);
+    fputs (",\"node\":", stdout);
+    herald_cli_json_string (stdout, status->node.ptr, status->node.len);
+    printf (",\"uptime_s\":%" PRIu64, status->uptime_s);
+    for (index = 0; index < status->extra_count; index++) {
+        fputc (',', stdout);
+        herald_cli_json_string (stdout, status->extra_keys [index].ptr,
+                                status->extra_keys [index].len);
+        printf (":%" PRIu64, status->extra_values [index]);
+    }
+    fputs ("}\n", stdout);
+}
