@@ -40,6 +40,11 @@
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
 #define STREAM_SLICE        256         //  events per EVENTS message and turn
 #define ROUTER_SNDHWM       100000
+//  One group commit publishes up to DRAIN_EVENTS events at once, and more
+//  in a burst of commits; libzmq's default of 1000 dropped events even for
+//  subscribers keeping up.  A subscriber that falls this far behind loses
+//  messages (and its agent replays); its cost to the broker stays bounded.
+#define FANOUT_SNDHWM       100000
 
 typedef struct {
     zframe_t *identity;                 //  owned
@@ -753,6 +758,7 @@ s_bind (self_t *self)
     if (!self->router || !self->pub)
         return -1;
     zsock_set_sndhwm (self->router, ROUTER_SNDHWM);
+    zsock_set_sndhwm (self->pub, FANOUT_SNDHWM);
     zsock_set_rcvhwm (self->router, ROUTER_SNDHWM);
     //  The largest legal PUBLISH, plus room for its framing; a larger frame
     //  makes libzmq drop the connection rather than allocate it.

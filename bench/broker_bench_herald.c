@@ -1,0 +1,734 @@
+/*  =========================================================================
+    broker_bench_herald - running heraldd and talking to it as a client
+
+    The Herald side of broker_bench (see broker_bench.c for the design):
+    start and stop the broker, pipelined publishers, fanout subscribers and
+    a credit-refilling replay.  Plain czmq sockets and hand-packed
+    MessagePack, as a third-party client would write them.
+    =========================================================================
+*/
+
+#include "broker_bench.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <czmq.h>
+#include <unistd.h>
+
+#define S_STOP_MS           15000       //  SIGTERM to SIGKILL
+#define S_START_MS          15000       //  spawn to first STATUS reply
+#define S_CONNECT_S         0.05        //  publishers connect before they start
+
+const char *bb_heraldd = NULL;
+char bb_base [PATH_MAX];
+char bb_problems [4096];
+static atomic_uint_fast64_t s_next_id;  //  event ids: run nonce + counter
+static uint64_t s_nonce;
+
+void
+bb_problem (const char *format, ...)
+{
+    size_t used = strlen (bb_problems);
+    va_list args;
+    va_start (args, format);
+    vsnprintf (bb_problems + used, sizeof bb_problems - used, format, args);
+    va_end (args);
+    used = strlen (bb_problems);
+    if (used + 1 < sizeof bb_problems)
+        strcat (bb_problems, "\n");
+}
+
+//  ---------------------------------------------------------------------
+//  Running heraldd
+
+
+static int
+s_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in address = { .sin_family = AF_INET };
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    socklen_t len = sizeof address;
+    int port = -1;
+    if (bind (fd, (struct sockaddr *) &address, sizeof address) == 0
+    &&  getsockname (fd, (struct sockaddr *) &address, &len) == 0)
+        port = ntohs (address.sin_port);
+    close (fd);
+    return port;
+}
+
+//  Where heraldd is: --heraldd, $HERALD_BUILDDIR/broker/heraldd, or up to
+//  three directories above this binary (bench/x, bench/.libs/x).
+static bool
+s_find_heraldd (char out [PATH_MAX])
+{
+    if (bb_heraldd) {
+        snprintf (out, PATH_MAX, "%s", bb_heraldd);
+        return access (out, X_OK) == 0;
+    }
+    const char *builddir = getenv ("HERALD_BUILDDIR");
+    if (builddir && *builddir && strlen (builddir) < PATH_MAX - 32) {
+        snprintf (out, PATH_MAX, "%.*s/broker/heraldd", PATH_MAX - 32, builddir);
+        if (access (out, X_OK) == 0)
+            return true;
+    }
+    char self [PATH_MAX];
+    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 32);
+    if (len <= 0)
+        return false;
+    self [len] = 0;
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr (self, '/');
+        if (!slash)
+            return false;
+        *slash = 0;
+        //  self is at most PATH_MAX - 32 long (the readlink above)
+        snprintf (out, PATH_MAX, "%.*s/broker/heraldd", PATH_MAX - 32, self);
+        if (access (out, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+//  Print the last lines of the broker's log to stderr.
+static void
+s_broker_log_tail (const bb_broker_t *self)
+{
+    FILE *file = fopen (self->log, "r");
+    if (!file)
+        return;
+    char text [2048];
+    fseek (file, 0, SEEK_END);
+    long size = ftell (file);
+    fseek (file, size > (long) sizeof text - 1? size - (long) sizeof text + 1: 0, SEEK_SET);
+    size_t got = fread (text, 1, sizeof text - 1, file);
+    text [got] = 0;
+    fclose (file);
+    fprintf (stderr, "broker_bench: --- end of %s ---\n%s\n", self->log, text);
+}
+
+//  STATUS with rid on dealer; true when its reply came within timeout_ms.
+static bool
+s_status (zsock_t *dealer, uint64_t rid, int timeout_ms, uint64_t *head)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    msgpack_pack_str_with_body (&pk, "rid", 3);
+    msgpack_pack_uint64 (&pk, rid);
+    void *handle = zsock_resolve (dealer);
+    zmq_send (handle, "STATUS", 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (handle, sbuf.data, sbuf.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_destroy (&sbuf);
+    zpoller_t *poller = zpoller_new (dealer, NULL);
+    bool ok = false;
+    double deadline = bench_now () + timeout_ms / 1000.0;
+    while (!ok && bench_now () < deadline) {
+        if (!zpoller_wait (poller, 50))
+            continue;
+        zmsg_t *msg = zmsg_recv (dealer);
+        if (!msg)
+            continue;
+        char *command = zmsg_popstr (msg);
+        zframe_t *body = zmsg_pop (msg);
+        if (command && body && streq (command, "STATUS")) {
+            msgpack_unpacked result;
+            msgpack_unpacked_init (&result);
+            if (msgpack_unpack_next (&result, (const char *) zframe_data (body),
+                                     zframe_size (body), NULL) == MSGPACK_UNPACK_SUCCESS
+            &&  result.data.type == MSGPACK_OBJECT_MAP) {
+                msgpack_object_map *map = &result.data.via.map;
+                for (uint32_t i = 0; i < map->size; i++) {
+                    msgpack_object *key = &map->ptr [i].key;
+                    if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4
+                    &&  memcmp (key->via.str.ptr, "head", 4) == 0
+                    &&  map->ptr [i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && head)
+                        *head = map->ptr [i].val.via.u64;
+                }
+                ok = true;
+            }
+            msgpack_unpacked_destroy (&result);
+        }
+        zstr_free (&command);
+        zframe_destroy (&body);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    return ok;
+}
+
+//  Start heraldd with a fresh data dir (durability as given) and wait until
+//  it answers STATUS.  Returns 0, or -1 after printing why (then reaped).
+int
+bb_broker_start (bb_broker_t *self, const char *tag, const char *durability)
+{
+    memset (self, 0, sizeof *self);
+    snprintf (self->tag, sizeof self->tag, "%s", tag);
+    char binary [PATH_MAX];
+    if (!s_find_heraldd (binary)) {
+        fprintf (stderr, "broker_bench: heraldd not found (build it, or --heraldd PATH)\n");
+        return -1;
+    }
+    snprintf (self->data_dir, sizeof self->data_dir, "%.*s/%s", PATH_MAX - 64, bb_base, tag);
+    snprintf (self->log, sizeof self->log, "%.*s/%s.log", PATH_MAX - 64, bb_base, tag);
+    int api = s_free_port (), fanout = s_free_port ();
+    for (int tries = 0; fanout == api && tries < 10; tries++)
+        fanout = s_free_port ();
+    if (api < 0 || fanout < 0 || api == fanout)
+        return -1;
+    snprintf (self->api, sizeof self->api, "tcp://127.0.0.1:%d", api);
+    snprintf (self->fanout, sizeof self->fanout, "tcp://127.0.0.1:%d", fanout);
+    char *argv [] = { binary, "--data-dir", self->data_dir, "--api", self->api,
+                      "--fanout", self->fanout, "--durability", (char *) durability, NULL };
+    int log = open (self->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log < 0)
+        return -1;
+    fflush (NULL);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    if (pid == 0) {
+        //  If the bench dies, the broker dies with it
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid () != parent)
+            _exit (127);
+        signal (SIGTERM, SIG_DFL);
+        signal (SIGINT, SIG_DFL);
+        int null = open ("/dev/null", O_RDONLY);
+        if (null >= 0)
+            dup2 (null, STDIN_FILENO);
+        dup2 (log, STDOUT_FILENO);
+        dup2 (log, STDERR_FILENO);
+        execv (binary, argv);
+        _exit (127);
+    }
+    close (log);
+    if (pid < 0)
+        return -1;
+    self->pid = pid;
+    zsock_t *dealer = zsock_new_dealer (self->api);
+    bool ready = false;
+    double deadline = bench_now () + S_START_MS / 1000.0;
+    for (uint64_t rid = 1; dealer && !ready && bench_now () < deadline && !bb_interrupted; rid++) {
+        int status;
+        if (waitpid (pid, &status, WNOHANG) == pid) {
+            self->pid = 0;
+            break;
+        }
+        ready = s_status (dealer, rid, 250, NULL);
+    }
+    zsock_destroy (&dealer);
+    if (!ready) {
+        fprintf (stderr, "broker_bench: heraldd (%s) did not answer STATUS\n", tag);
+        bb_problem ("heraldd (%s) did not start or answer STATUS within %d ms", tag, S_START_MS);
+        s_broker_log_tail (self);
+        if (self->pid > 0) {
+            kill (self->pid, SIGKILL);
+            waitpid (self->pid, NULL, 0);
+            self->pid = 0;
+        }
+        return -1;
+    }
+    fprintf (stderr, "broker_bench: heraldd (%s, %s) pid %d on %s, fanout %s\n", tag,
+             durability, (int) pid, self->api, self->fanout);
+    return 0;
+}
+
+//  SIGTERM, wait up to S_STOP_MS, SIGKILL as the last resort; remove the
+//  data dir.  A non-zero exit or a kill is recorded as a broker problem.
+void
+bb_broker_stop (bb_broker_t *self)
+{
+    if (self->pid > 0) {
+        double start = bench_now ();
+        kill (self->pid, SIGTERM);
+        int status = 0;
+        bool exited = false;
+        while (bench_now () - start < S_STOP_MS / 1000.0) {
+            pid_t rc = waitpid (self->pid, &status, WNOHANG);
+            if (rc == self->pid || (rc < 0 && errno != EINTR)) {
+                exited = rc == self->pid;
+                break;
+            }
+            zclock_sleep (10);
+        }
+        if (!exited) {
+            kill (self->pid, SIGKILL);
+            waitpid (self->pid, &status, 0);
+            bb_problem ("heraldd (%s) ignored SIGTERM for %d ms and was SIGKILLed", self->tag,
+                       S_STOP_MS);
+            s_broker_log_tail (self);
+        }
+        else
+        if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+            bb_problem ("heraldd (%s) stopped with %s %d", self->tag,
+                       WIFEXITED (status)? "exit status": "signal",
+                       WIFEXITED (status)? WEXITSTATUS (status): WTERMSIG (status));
+            s_broker_log_tail (self);
+        }
+        else
+            fprintf (stderr, "broker_bench: heraldd (%s) stopped cleanly in %.0f ms\n",
+                     self->tag, (bench_now () - start) * 1000);
+        self->pid = 0;
+    }
+    bench_remove_tree (self->data_dir);
+}
+
+//  ---------------------------------------------------------------------
+//  Publishing
+
+typedef struct {
+    const char *api;
+    size_t batch;                       //  events per PUBLISH
+    size_t payload;                     //  data bytes, the last 8 the send time
+    double rate;                        //  events/s for this thread; 0: no limit
+    double start;                       //  the same for every publisher
+    double phase;                       //  rate-limited: offset of the schedule
+    double deadline;                    //  stop sending
+    uint64_t max_requests;
+    //  Results
+    uint64_t acked;                     //  events ACKed
+    uint64_t requests;
+    uint64_t errors;                    //  ERROR replies (first code kept)
+    char error [64];
+    double finished;                    //  bench_now of the last reply
+    bb_samples_t latency;
+} s_publisher_t;
+
+//  Pack {rid, events: [{id, topic, data} x batch]} into sbuf.
+static void
+s_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, size_t batch, size_t payload)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    msgpack_pack_str_with_body (&pk, "rid", 3);
+    msgpack_pack_uint64 (&pk, rid);
+    msgpack_pack_str_with_body (&pk, "events", 6);
+    msgpack_pack_array (&pk, batch);
+    uint64_t stamp = bb_now_ns ();
+    for (size_t i = 0; i < batch; i++) {
+        uint64_t counter = atomic_fetch_add (&s_next_id, 1);
+        uint8_t id [16];
+        bench_put_be64 (id, s_nonce);
+        bench_put_be64 (id + 8, counter);
+        char topic [16];
+        int topic_len = snprintf (topic, sizeof topic, "bench.t%d", (int) (counter % BB_TOPICS));
+        msgpack_pack_map (&pk, 3);
+        msgpack_pack_str_with_body (&pk, "id", 2);
+        msgpack_pack_bin_with_body (&pk, id, sizeof id);
+        msgpack_pack_str_with_body (&pk, "topic", 5);
+        msgpack_pack_str_with_body (&pk, topic, (size_t) topic_len);
+        msgpack_pack_str_with_body (&pk, "data", 4);
+        msgpack_pack_bin (&pk, payload);
+        size_t offset = (size_t) ((counter * 2654435761u) % (BB_POOL_BYTES - payload));
+        msgpack_pack_bin_body (&pk, bb_pool + offset, payload - sizeof stamp);
+        msgpack_pack_bin_body (&pk, &stamp, sizeof stamp);
+    }
+}
+
+//  The rid of a reply body, or false when it has none.
+static bool
+s_reply_rid (const void *data, size_t size, uint64_t *rid)
+{
+    //  rid is the first key the broker writes; look there before decoding
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    bool found = false;
+    if (msgpack_unpack_next (&result, data, size, NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  result.data.type == MSGPACK_OBJECT_MAP) {
+        msgpack_object_map *map = &result.data.via.map;
+        for (uint32_t i = 0; i < map->size && !found; i++) {
+            msgpack_object *key = &map->ptr [i].key;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 3
+            &&  memcmp (key->via.str.ptr, "rid", 3) == 0
+            &&  map->ptr [i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                *rid = map->ptr [i].val.via.u64;
+                found = true;
+            }
+        }
+    }
+    msgpack_unpacked_destroy (&result);
+    return found;
+}
+
+static void *
+s_publisher (void *args)
+{
+    s_publisher_t *self = (s_publisher_t *) args;
+    zsock_t *dealer = zsock_new_dealer (self->api);
+    if (!dealer)
+        return NULL;
+    //  Connected; every publisher starts at the same moment, self->start,
+    //  set before the thread was created
+    double wait = self->start - bench_now ();
+    if (wait > 0)
+        zclock_sleep ((int) (wait * 1000));
+    void *handle = zsock_resolve (dealer);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    double due_at [BB_WINDOW];
+    uint64_t slot_rid [BB_WINDOW];
+    uint64_t inflight = 0;
+    double interval = self->rate > 0? (double) self->batch / self->rate: 0;
+    double due = self->start + self->phase;
+    double drain_deadline = self->deadline + 10;
+    zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    while (true) {
+        double now = bench_now ();
+        bool sending = !bb_interrupted && now < self->deadline
+                    && self->requests < self->max_requests;
+        if (!sending && (inflight == 0 || now > drain_deadline || bb_interrupted))
+            break;
+        //  Rate-limited: send when the request is due, or less than the
+        //  poll's 1 ms resolution before (no busy wait stealing the
+        //  broker's CPU)
+        while (sending && inflight < BB_WINDOW && (interval == 0 || now >= due - 0.001)) {
+            uint64_t rid = ++self->requests;
+            sbuf.size = 0;
+            s_pack_publish (&sbuf, rid, self->batch, self->payload);
+            //  Latency counts from the scheduled time when sent late (a
+            //  stalled broker cannot hide its stall), else from the send
+            double sent_at = bench_now ();
+            due_at [rid % BB_WINDOW] = interval > 0 && due < sent_at? due: sent_at;
+            slot_rid [rid % BB_WINDOW] = rid;
+            zmq_send (handle, "PUBLISH", 7, ZMQ_SNDMORE);
+            zmq_send (handle, sbuf.data, sbuf.size, 0);
+            inflight++;
+            due += interval;
+            now = bench_now ();
+            sending = now < self->deadline && self->requests < self->max_requests;
+        }
+        long timeout = 100;
+        if (sending && interval > 0 && inflight < BB_WINDOW)
+            timeout = due - 0.001 > now? (long) ((due - now) * 1000) : 0;
+        if (zmq_poll (&item, 1, timeout) <= 0)
+            continue;
+        //  Every reply already waiting: [command, body]
+        while (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) >= 0) {
+            char command [8] = "";
+            size_t len = zmq_msg_size (&frame);
+            memcpy (command, zmq_msg_data (&frame), len < 7? len: 7);
+            if (!zmq_msg_more (&frame) || zmq_msg_recv (&frame, handle, 0) < 0)
+                continue;
+            uint64_t rid = 0;
+            bool has_rid = s_reply_rid (zmq_msg_data (&frame), zmq_msg_size (&frame), &rid);
+            while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, handle, 0) >= 0)
+                ;
+            double at = bench_now ();
+            if (!has_rid || slot_rid [rid % BB_WINDOW] != rid)
+                continue;               //  not one of ours in flight
+            slot_rid [rid % BB_WINDOW] = 0;
+            inflight--;
+            self->finished = at;
+            if (streq (command, "ACK")) {
+                self->acked += self->batch;
+                bb_samples_add (&self->latency, at - due_at [rid % BB_WINDOW]);
+            }
+            else
+            if (self->errors++ == 0)
+                snprintf (self->error, sizeof self->error, "%s", command);
+        }
+    }
+    zmq_msg_close (&frame);
+    msgpack_sbuffer_destroy (&sbuf);
+    zsock_destroy (&dealer);
+    return NULL;
+}
+
+
+//  threads publishers for seconds (or total_events), rate events/s in
+//  all (0: as fast as they go).  Returns 0, or -1 when nothing was ACKed.
+int
+bb_publish (const char *api, int threads, size_t batch, size_t payload, double rate,
+           double seconds, uint64_t total_events, bb_result_t *result)
+{
+    memset (result, 0, sizeof *result);
+    if (s_nonce == 0)
+        s_nonce = (uint64_t) time (NULL) << 20 ^ (uint64_t) getpid ();
+    s_publisher_t pub [16];
+    pthread_t thread [16];
+    if (threads > 16)
+        threads = 16;
+    //  Time for every thread to start and connect its DEALER
+    double start = bench_now () + S_CONNECT_S;
+    int started = 0;
+    for (; started < threads; started++) {
+        s_publisher_t *self = &pub [started];
+        memset (self, 0, sizeof *self);
+        self->api = api;
+        self->batch = batch;
+        self->payload = payload;
+        self->rate = rate / threads;
+        //  Rounded up: the events sent are a whole number of requests
+        uint64_t per_round = (uint64_t) batch * (uint64_t) threads;
+        self->max_requests = (total_events + per_round - 1) / per_round;
+        self->start = start;
+        self->deadline = start + seconds;
+        //  Spread the publishers' schedules evenly, so that their requests
+        //  are not all due at the same instant
+        if (self->rate > 0)
+            self->phase = (double) batch / self->rate * started / threads;
+        if (bb_samples_init (&self->latency, BB_MAX_SAMPLES))
+            break;
+        if (pthread_create (&thread [started], NULL, s_publisher, self)) {
+            bb_samples_fini (&self->latency);
+            break;
+        }
+    }
+    bb_samples_t all;
+    bb_samples_init (&all, 0);
+    double finished = start;
+    for (int i = 0; i < started; i++) {
+        pthread_join (thread [i], NULL);
+        result->acked += pub [i].acked;
+        result->errors += pub [i].errors;
+        if (pub [i].errors)
+            bb_problem ("PUBLISH got %" PRIu64 " ERROR replies (%s) with %d publishers",
+                       pub [i].errors, pub [i].error, threads);
+        if (pub [i].finished > finished)
+            finished = pub [i].finished;
+        bb_samples_merge (&all, &pub [i].latency);
+        bb_samples_fini (&pub [i].latency);
+    }
+    result->rate = finished > start? (double) result->acked / (finished - start): 0;
+    result->p50 = bb_samples_percentile (&all, 50);
+    result->p99 = bb_samples_percentile (&all, 99);
+    bb_samples_fini (&all);
+    return result->acked > 0? 0: -1;
+}
+
+//  ---------------------------------------------------------------------
+//  Fanout
+
+typedef struct {
+    const char *endpoint;
+    size_t stride;                      //  keep one latency sample in stride
+    atomic_bool *stop;
+    atomic_int *ready;
+    atomic_uint_fast64_t delivered;     //  events received
+    double last;
+    bb_samples_t latency;
+} s_subscriber_t;
+
+static void *
+s_subscriber (void *args)
+{
+    s_subscriber_t *self = (s_subscriber_t *) args;
+    zsock_t *sub = zsock_new_sub (self->endpoint, "bench.");
+    if (!sub)
+        return NULL;
+    zsock_set_rcvhwm (sub, 100000);
+    zsock_set_rcvtimeo (sub, 50);
+    void *handle = zsock_resolve (sub);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    bool warm = false;
+    uint64_t count = 0;
+    while (!atomic_load (self->stop)) {
+        if (zmq_msg_recv (&frame, handle, 0) < 0 || zmq_msg_more (&frame))
+            continue;                   //  a timeout, or the topic frame
+        //  The warm-up events are "bench.warm": counted apart
+        if (!warm) {
+            warm = true;
+            atomic_fetch_add (self->ready, 1);
+        }
+        size_t size = zmq_msg_size (&frame);
+        if (size < 16)
+            continue;
+        //  The envelope ends with data, whose last 8 bytes are the send time
+        uint64_t stamp;
+        memcpy (&stamp, (const uint8_t *) zmq_msg_data (&frame) + size - sizeof stamp,
+                sizeof stamp);
+        uint64_t now = bb_now_ns ();
+        atomic_fetch_add_explicit (&self->delivered, 1, memory_order_relaxed);
+        self->last = (double) now / 1e9;
+        if (count++ % self->stride == 0 && now > stamp)
+            bb_samples_add (&self->latency, (double) (now - stamp) / 1e9);
+    }
+    zmq_msg_close (&frame);
+    zsock_destroy (&sub);
+    return NULL;
+}
+
+
+//  subscribers SUB threads on the broker's fanout while one publisher
+//  publishes batches of 100 x 100 B for seconds.  Returns 0 or -1.
+int
+bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_result_t *result)
+{
+    memset (result, 0, sizeof *result);
+    s_subscriber_t sub [16];
+    pthread_t thread [16];
+    atomic_bool stop;
+    atomic_int ready;
+    atomic_init (&stop, false);
+    atomic_init (&ready, 0);
+    int started = 0;
+    for (; started < subscribers && started < 16; started++) {
+        s_subscriber_t *self = &sub [started];
+        memset (self, 0, sizeof *self);
+        atomic_init (&self->delivered, 0);
+        self->endpoint = broker->fanout;
+        self->stride = (size_t) subscribers;
+        self->stop = &stop;
+        self->ready = &ready;
+        if (bb_samples_init (&self->latency, BB_MAX_SAMPLES))
+            break;
+        if (pthread_create (&thread [started], NULL, s_subscriber, self)) {
+            bb_samples_fini (&self->latency);
+            break;
+        }
+    }
+    //  Publish single events until every subscriber has one (the slow-
+    //  joiner problem), then forget them
+    bb_result_t warm;
+    double deadline = bench_now () + 10;
+    while (atomic_load (&ready) < started && bench_now () < deadline && !bb_interrupted)
+        bb_publish (broker->api, 1, 1, 100, 0, 0.05, 1, &warm);
+    zclock_sleep (200);
+    uint64_t before [16];
+    for (int i = 0; i < started; i++)
+        before [i] = atomic_load (&sub [i].delivered);
+    double start = bench_now ();
+    bb_result_t pub;
+    bb_publish (broker->api, 1, 100, 100, 0, seconds, UINT64_MAX / 2, &pub);
+    result->published = pub.acked;
+    //  Until the subscribers stop receiving (bounded)
+    uint64_t seen = 0, quiet = 0;
+    deadline = bench_now () + 5;
+    while (quiet < 3 && bench_now () < deadline) {
+        zclock_sleep (100);
+        uint64_t total = 0;
+        for (int i = 0; i < started; i++)
+            total += atomic_load (&sub [i].delivered) - before [i];
+        quiet = total == seen? quiet + 1: 0;
+        seen = total;
+    }
+    atomic_store (&stop, true);
+    bb_samples_t all;
+    bb_samples_init (&all, 0);
+    double last = start;
+    for (int i = 0; i < started; i++) {
+        pthread_join (thread [i], NULL);
+        result->delivered += atomic_load (&sub [i].delivered) - before [i];
+        if (sub [i].last > last)
+            last = sub [i].last;
+        bb_samples_merge (&all, &sub [i].latency);
+        bb_samples_fini (&sub [i].latency);
+    }
+    //  start is S_CONNECT_S before the publisher's first request (bb_publish)
+    double elapsed = last - (start + S_CONNECT_S);
+    result->rate = elapsed > 0? (double) result->delivered / elapsed: 0;
+    result->p50 = bb_samples_percentile (&all, 50);
+    result->p99 = bb_samples_percentile (&all, 99);
+    bb_samples_fini (&all);
+    uint64_t expected = result->published * (uint64_t) started;
+    if (result->delivered < expected)
+        bb_problem ("fanout to %d subscribers: %" PRIu64 " of %" PRIu64 " events delivered "
+                   "(%" PRIu64 " dropped: PUB high-water mark)", started,
+                   result->delivered, expected, expected - result->delivered);
+    return started == subscribers && result->delivered > 0? 0: -1;
+}
+
+//  ---------------------------------------------------------------------
+//  Replay
+
+//  REPLAY from 1 with credit 1,000,000, refilled as events arrive, until
+//  END (or timeout s).  Returns events/s, or -1; *events is the count.
+double
+bb_replay (const bb_broker_t *broker, uint64_t rid, double timeout, uint64_t *events)
+{
+    *events = 0;
+    zsock_t *dealer = zsock_new_dealer (broker->api);
+    if (!dealer)
+        return -1;
+    zsock_set_rcvhwm (dealer, 100000);
+    void *handle = zsock_resolve (dealer);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3);
+    msgpack_pack_str_with_body (&pk, "rid", 3);
+    msgpack_pack_uint64 (&pk, rid);
+    msgpack_pack_str_with_body (&pk, "from", 4);
+    msgpack_pack_uint64 (&pk, 1);
+    msgpack_pack_str_with_body (&pk, "credit", 6);
+    msgpack_pack_uint64 (&pk, 1000000);
+    double start = bench_now (), last = start;
+    zmq_send (handle, "REPLAY", 6, ZMQ_SNDMORE);
+    zmq_send (handle, sbuf.data, sbuf.size, 0);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
+    uint64_t count = 0, unrefilled = 0;
+    bool ended = false;
+    char command [8] = "";
+    while (!ended && !bb_interrupted && bench_now () - start < timeout) {
+        if (zmq_poll (&item, 1, 100) <= 0)
+            continue;
+        while (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) >= 0) {
+            size_t len = zmq_msg_size (&frame);
+            memset (command, 0, sizeof command);
+            memcpy (command, zmq_msg_data (&frame), len < 7? len: 7);
+            size_t frames = 1;
+            while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, handle, 0) >= 0)
+                frames++;
+            if (streq (command, "EVENTS") && frames > 2) {
+                count += frames - 2;
+                unrefilled += frames - 2;
+            }
+            else
+            if (!streq (command, "EVENTS")) {
+                ended = true;           //  END, or an ERROR
+                break;
+            }
+            //  Keep the broker's credit near 1,000,000
+            if (unrefilled >= 100000)
+                break;
+        }
+        last = bench_now ();
+        if (!ended && unrefilled >= 100000) {
+            sbuf.size = 0;
+            msgpack_pack_map (&pk, 2);
+            msgpack_pack_str_with_body (&pk, "rid", 3);
+            msgpack_pack_uint64 (&pk, rid);
+            msgpack_pack_str_with_body (&pk, "credit", 6);
+            msgpack_pack_uint64 (&pk, unrefilled);
+            zmq_send (handle, "CREDIT", 6, ZMQ_SNDMORE);
+            zmq_send (handle, sbuf.data, sbuf.size, 0);
+            unrefilled = 0;
+        }
+    }
+    zmq_msg_close (&frame);
+    msgpack_sbuffer_destroy (&sbuf);
+    zsock_destroy (&dealer);
+    *events = count;
+    if (!ended)
+        bb_problem ("REPLAY did not END within %.0f s (%" PRIu64 " events)", timeout, count);
+    else
+    if (!streq (command, "END"))
+        bb_problem ("REPLAY ended with %s after %" PRIu64 " events", command, count);
+    return ended && streq (command, "END") && last > start? (double) count / (last - start): -1;
+}
