@@ -35,11 +35,14 @@
 #include <inttypes.h>
 #include "herald_broker.h"
 #include "herald_msg.h"
+#include "herald_slab.h"
 #include "herald_uuid.h"
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
 #define STREAM_SLICE        256         //  events per EVENTS message and turn
 #define ROUTER_SNDHWM       100000
+#define SLAB_BLOCK          (32 * 1024) //  bytes per block of outgoing frames;
+                                        //  below glibc's 64 KiB free that consolidates
 //  One group commit publishes up to DRAIN_EVENTS events at once, and more
 //  in a burst of commits; libzmq's default of 1000 dropped events even for
 //  subscribers keeping up.  A subscriber that falls this far behind loses
@@ -72,6 +75,7 @@ typedef struct {
     zsock_t *pipe;
     zsock_t *router;
     zsock_t *pub;
+    herald_slab_t *slab;                //  the bytes of outgoing event frames
     herald_config_t *config;            //  borrowed
     herald_store_t *store;              //  borrowed
     char *node;
@@ -186,6 +190,8 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->store = args->store;
     self->queue = zlistx_new ();
     self->streams = zlistx_new ();
+    self->slab = herald_slab_new (SLAB_BLOCK);
+    assert (self->slab);
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
     self->limits.max_event_bytes = self->config->max_event_bytes;
@@ -217,6 +223,7 @@ s_self_destroy (self_t **self_p)
     zlistx_destroy (&self->streams);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
+    herald_slab_destroy (&self->slab);
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
     free (self->node);
@@ -227,16 +234,33 @@ s_self_destroy (self_t **self_p)
 //  ---------------------------------------------------------------------
 //  Sending
 
+//  Frames go out with zmq_send rather than as zmsg_t: a zframe_t and a
+//  list node per frame cost two mallocs and two frees each, which was
+//  most of the broker's time on a replay (one frame per event).
+
+//  Send one frame of len bytes; more: further frames follow.
+static void
+s_send_frame (zsock_t *sock, const void *data, size_t len, bool more)
+{
+    zmq_send (zsock_resolve (sock), data, len, more? ZMQ_SNDMORE: 0);
+}
+
+//  Send frame (taken: sent or closed); more: further frames follow.
+static void
+s_send_msg (zsock_t *sock, zmq_msg_t *frame, bool more)
+{
+    if (zmq_msg_send (frame, zsock_resolve (sock), more? ZMQ_SNDMORE: 0) < 0)
+        zmq_msg_close (frame);
+}
+
 //  Send [identity, command, body] on the api socket; the body is the
 //  buffer's content.  identity is borrowed.
 static void
 s_reply (self_t *self, zframe_t *identity, const char *command)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (identity) });
-    zmsg_addstr (msg, command);
-    zmsg_addmem (msg, self->buffer.data, self->buffer.size);
-    zmsg_send (&msg, self->router);
+    s_send_frame (self->router, zframe_data (identity), zframe_size (identity), true);
+    s_send_frame (self->router, command, strlen (command), true);
+    s_send_frame (self->router, self->buffer.data, self->buffer.size, false);
 }
 
 static void
@@ -268,10 +292,8 @@ s_heartbeat (self_t *self)
     beat.heartbeat.epoch = self->epoch;
     self->buffer.size = 0;
     if (herald_msg_encode (&beat, &self->buffer) == 0) {
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, "$hb");
-        zmsg_addmem (msg, self->buffer.data, self->buffer.size);
-        zmsg_send (&msg, self->pub);
+        s_send_frame (self->pub, "$hb", 3, true);
+        s_send_frame (self->pub, self->buffer.data, self->buffer.size, false);
     }
     self->next_heartbeat = zclock_mono () + (int64_t) self->config->heartbeat_ms;
 }
@@ -374,10 +396,14 @@ s_commit (self_t *self)
         if (!herald_store_appended (self->store, seq, &envelope, &len)
         ||  !herald_event_peek (envelope, len, &topic, &topic_len, &s, &v, &t))
             continue;
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addmem (msg, topic, topic_len);
-        zmsg_addmem (msg, envelope, len);
-        zmsg_send (&msg, self->pub);
+        zmq_msg_t frame;
+        if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
+            s_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
+            self->fatal = true;
+            return;
+        }
+        s_send_frame (self->pub, topic, topic_len, true);
+        s_send_msg (self->pub, &frame, false);
         self->published++;
     }
 }
@@ -418,7 +444,11 @@ s_stream_end (self_t *self, s_stream_t *stream, const char *reason)
 static void
 s_stream_pump (self_t *self, s_stream_t *stream)
 {
-    zmsg_t *msg = NULL;
+    //  Each envelope is copied into a frame as it is read (the scan's
+    //  pointer lives only until the next read) and sent once the next one
+    //  is known, so that the last frame goes out without ZMQ_SNDMORE.
+    zmq_msg_t frame;
+    bool pending = false;
     size_t sent = 0;
     int rc = 1;
     while (stream->credit > 0 && sent < STREAM_SLICE) {
@@ -431,22 +461,30 @@ s_stream_pump (self_t *self, s_stream_t *stream)
             if (rc != 1)
                 break;
         }
-        if (!msg) {
+        if (pending)
+            s_send_msg (self->router, &frame, true);
+        else {
             herald_msg_t events = { .type = HERALD_MSG_EVENTS, .has_rid = true,
                                     .rid = stream->rid };
             self->buffer.size = 0;
             herald_msg_encode (&events, &self->buffer);
-            msg = zmsg_new ();
-            zmsg_append (msg, &(zframe_t *) { zframe_dup (stream->identity) });
-            zmsg_addstr (msg, "EVENTS");
-            zmsg_addmem (msg, self->buffer.data, self->buffer.size);
+            s_send_frame (self->router, zframe_data (stream->identity),
+                          zframe_size (stream->identity), true);
+            s_send_frame (self->router, "EVENTS", 6, true);
+            s_send_frame (self->router, self->buffer.data, self->buffer.size, true);
         }
-        zmsg_addmem (msg, envelope, len);
+        if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
+            //  Out of memory: stop loudly rather than skip an event.
+            s_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
+            self->fatal = true;
+            break;
+        }
+        pending = true;
         stream->credit--;
         sent++;
     }
-    if (msg)
-        zmsg_send (&msg, self->router);
+    if (pending)
+        s_send_msg (self->router, &frame, false);
     if (rc == 1 && stream->credit == 0 && !stream->held) {
         //  Out of credit: look one event ahead, to END now if none is left.
         uint64_t seq;

@@ -358,6 +358,26 @@ s_event_spans (const void *body, size_t len, size_t count, size_t *spans)
 //  Batch-level checks first (events present, 1..max_batch), then each event
 //  in order; the first failing event names the error.  Size comes before
 //  fields, so an event both too large and malformed is too_large.
+//  "events[index]": the field prefix of one event.  Written by hand
+//  because it is made for every event of every PUBLISH, and snprintf was
+//  a visible share of the broker's time on a publish storm.
+static void
+s_event_prefix (char out [32], size_t index)
+{
+    char digits [24];
+    size_t count = 0;
+    do {
+        digits [count++] = (char) ('0' + index % 10);
+        index /= 10;
+    } while (index);
+    memcpy (out, "events[", 7);
+    size_t used = 7;
+    while (count)
+        out [used++] = digits [--count];
+    out [used++] = ']';
+    out [used] = '\0';
+}
+
 static herald_err
 s_decode_publish (herald_msg_t *self, const msgpack_object *root, const void *body,
                   size_t len, const herald_limits_t *limits, msgpack_zone *zone,
@@ -388,7 +408,7 @@ s_decode_publish (herald_msg_t *self, const msgpack_object *root, const void *bo
     size_t index;
     for (index = 0; index < count; index++) {
         char prefix [32];
-        snprintf (prefix, sizeof (prefix), "events[%zu]", index);
+        s_event_prefix (prefix, index);
         if (spans [index] > limits->max_event_bytes)
             return herald_error_set (err, HERALD_ERR_TOO_LARGE, prefix,
                                      "%zu bytes, more than max_event_bytes %zu",
