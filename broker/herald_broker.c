@@ -27,8 +27,12 @@
     hold publishing up for more than a slice.
 
     Bounds: at most max_queued PUBLISH requests wait (then `overloaded`),
-    at most max_streams streams run (then `overloaded`), and a stream never
-    has more events outstanding than its credit.
+    and a drain ends at DRAIN_EVENTS events or DRAIN_BYTES bytes queued, so
+    one commit holds at most that plus one request; behind it each client
+    connection has at most ROUTER_RCVHWM requests read off its socket, and
+    TCP holds the rest back.  At most max_streams streams run (then
+    `overloaded`), and a stream never has more events outstanding than its
+    credit.
     =========================================================================
 */
 
@@ -39,8 +43,13 @@
 #include "herald_uuid.h"
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
+#define DRAIN_BYTES         (64u << 20) //  queued request bytes that end a drain
 #define STREAM_SLICE        256         //  events per EVENTS message and turn
 #define ROUTER_SNDHWM       100000
+//  Requests waiting per client connection before libzmq stops reading its
+//  TCP stream: a pipelining client is slowed by TCP, and what waits in the
+//  broker stays bounded per connection.
+#define ROUTER_RCVHWM       1000
 #define SLAB_BLOCK          (32 * 1024) //  bytes per block of outgoing frames;
                                         //  below glibc's 64 KiB free that consolidates
 //  One group commit publishes up to DRAIN_EVENTS events at once, and more
@@ -84,6 +93,7 @@ typedef struct {
     int64_t next_heartbeat;
     zlistx_t *queue;                    //  s_request_t, in arrival order
     size_t queued_events;
+    size_t queued_bytes;                //  PUBLISH bodies held by the queue
     zlistx_t *streams;                  //  s_stream_t
     msgpack_sbuffer buffer;
     msgpack_zone zone;                  //  scratch, for messages answered at once
@@ -98,6 +108,25 @@ typedef struct {
 //  before the loop; read only by this thread).
 static const char *s_levels [] = { "error", "warn", "info", "debug" };
 static int s_log_level = 2;
+
+static bool
+s_debug_on (void)
+{
+    return s_log_level >= 3;
+}
+
+//  A client connection's name in log lines: its ROUTER identity in hex.
+static const char *
+s_peer (zframe_t *identity, char out [24])
+{
+    size_t len = identity? zframe_size (identity): 0;
+    const uint8_t *bytes = identity? zframe_data (identity): NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < len && used + 3 <= 24; i++)
+        used += (size_t) snprintf (out + used, 24 - used, "%02x", bytes [i]);
+    out [used] = 0;
+    return out;
+}
 
 static void
 s_log (const char *level, const char *format, ...)
@@ -275,6 +304,13 @@ static void
 s_reply_error (self_t *self, zframe_t *identity, const herald_error_t *err)
 {
     self->refused++;
+    if (s_debug_on ()) {
+        char peer [24];
+        s_log ("debug", "peer %s: rid %s%" PRIu64 ": ERROR %s: %s", s_peer (identity, peer),
+               err->has_rid? "": "nil ", err->has_rid? err->rid: 0,
+               herald_err_code (err->code)? herald_err_code (err->code): "internal",
+               err->message);
+    }
     self->buffer.size = 0;
     if (herald_msg_encode_error (err, &self->buffer) == 0)
         s_reply (self, identity, "ERROR");
@@ -319,7 +355,12 @@ s_commit (self_t *self)
     }
     uint64_t head = herald_store_head (self->store);
     herald_error_t err = { 0 };
+    int64_t started = s_debug_on ()? zclock_usecs (): 0;
     herald_err rc = herald_store_append (self->store, batches, count, &err);
+    if (s_debug_on () && rc == HERALD_OK)
+        s_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
+               " durable in %.3f ms", count, self->queued_events, head + 1,
+               herald_store_head (self->store), (double) (zclock_usecs () - started) / 1e3);
     if (rc != HERALD_OK) {
         //  Never ACK what RocksDB did not take; and do not run on with a
         //  store that failed: stop loudly.
@@ -383,6 +424,7 @@ s_commit (self_t *self)
         s_request_destroy (&request);
     }
     self->queued_events = 0;
+    self->queued_bytes = 0;
     if (rc != HERALD_OK)
         return;
 
@@ -432,6 +474,12 @@ s_stream_end (self_t *self, s_stream_t *stream, const char *reason)
                                    : herald_store_head (self->store);
     end.end.reason = (herald_str_t) { reason, strlen (reason) };
     s_reply_msg (self, stream->identity, &end);
+    if (s_debug_on ()) {
+        char peer [24];
+        s_log ("debug", "peer %s: %s rid %" PRIu64 " ended %s, last %" PRIu64,
+               s_peer (stream->identity, peer), stream->is_read? "READ": "REPLAY",
+               stream->rid, reason, end.end.last);
+    }
     void *handle = zlistx_find (self->streams, stream);
     if (handle)
         zlistx_delete (self->streams, handle);
@@ -737,7 +785,14 @@ s_handle_request (self_t *self, zmsg_t *msg)
         request->results = (herald_append_result_t *) zmalloc (
             request->msg.publish.count * sizeof (herald_append_result_t));
         self->queued_events += request->msg.publish.count;
+        self->queued_bytes += zframe_size (request->body);
         zlistx_add_end (self->queue, request);
+        if (s_debug_on ()) {
+            char peer [24];
+            s_log ("debug", "peer %s: PUBLISH rid %" PRIu64 ", %zu events, %zu bytes",
+                   s_peer (request->identity, peer), request->msg.rid,
+                   request->msg.publish.count, zframe_size (request->body));
+        }
         goto done;
     }
     msgpack_zone_clear (&self->zone);
@@ -749,6 +804,11 @@ s_handle_request (self_t *self, zmsg_t *msg)
         else
             s_reply_error (self, identity, &err);
         goto done;
+    }
+    if (s_debug_on ()) {
+        char peer [24];
+        s_log ("debug", "peer %s: %s rid %" PRIu64, s_peer (identity, peer),
+               herald_msg_command (type), request.rid);
     }
     switch (type) {
         case HERALD_MSG_REPLAY:
@@ -797,7 +857,7 @@ s_bind (self_t *self)
         return -1;
     zsock_set_sndhwm (self->router, ROUTER_SNDHWM);
     zsock_set_sndhwm (self->pub, FANOUT_SNDHWM);
-    zsock_set_rcvhwm (self->router, ROUTER_SNDHWM);
+    zsock_set_rcvhwm (self->router, ROUTER_RCVHWM);
     //  The largest legal PUBLISH, plus room for its framing; a larger frame
     //  makes libzmq drop the connection rather than allocate it.
     uint64_t max_body = (uint64_t) self->config->max_batch * self->config->max_event_bytes
@@ -849,7 +909,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
             zstr_free (&command);
         }
         //  Drain what is waiting, then commit it as one batch.
-        while (self->queued_events < DRAIN_EVENTS
+        while (self->queued_events < DRAIN_EVENTS && self->queued_bytes < DRAIN_BYTES
            &&  (zsock_events (self->router) & ZMQ_POLLIN)) {
             zmsg_t *msg = zmsg_recv (self->router);
             if (!msg)
