@@ -173,10 +173,14 @@ s_configure (herald_store_t *self, const herald_store_options_t *options)
         if (cf == CF_IDS || cf == CF_TOPICS)
             rocksdb_block_based_options_set_filter_policy (table,
                 rocksdb_filterpolicy_create_bloom_full (10));
-        if (cf == CF_TOPICS) {
-            //  A memtable bloom makes "is this topic new?" cheap.  Not for
-            //  ids: most skip the lookup (see herald_store_append.c) and
-            //  every insert would pay for it.
+        if (cf == CF_TOPICS || cf == CF_IDS) {
+            //  A memtable bloom makes "is this topic new?" and "is this id
+            //  stored?" cheap when the answer is no.  One publisher's
+            //  UUIDv7 ids mostly skip the id lookup (they are above every
+            //  stored id: see herald_store_append.c), but several
+            //  publishers' ids interleave, and then every id is looked up:
+            //  with the bloom, 4 publishers cost the broker about a fifth
+            //  less CPU per event.
             rocksdb_options_set_memtable_whole_key_filtering (cf_options, 1);
             rocksdb_options_set_memtable_prefix_bloom_size_ratio (cf_options, 0.05);
         }
