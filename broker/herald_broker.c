@@ -3,28 +3,34 @@
 
     DESIGN
 
-    One thread, one loop, no locks: the loop owns the sockets, the queue of
-    PUBLISH requests and the open streams, and is the store's one appender.
+    One loop owns the sockets, the queue of PUBLISH requests and the open
+    streams; one more thread, the writer (herald_writer), runs the store
+    append of a group commit, so that the loop serves streams and reads
+    the next commit's requests while RocksDB writes and syncs the WAL.
 
-      wake on the api socket or the pipe, or when a heartbeat or a stream
-      is due
+      wake on the api socket, the pipe or the writer, or when a heartbeat
+      or a stream is due
         |
-        +-- drain every request already waiting (up to DRAIN_EVENTS
-        |   queued events): answer STATUS/HELLO at once, open or feed
-        |   streams, queue PUBLISH requests
-        +-- group commit: every queued PUBLISH in ONE herald_store_append
-        |   (one WriteBatch, one WAL sync); then ACK or ERROR each, in
-        |   arrival order; then fan the new events out on PUB, in seq
+        +-- the writer is done: ACK or ERROR each request of its commit,
+        |   in arrival order; then fan the new events out on PUB, in seq
         |   order, as the very bytes the store wrote
+        +-- drain the requests already waiting (until DRAIN_EVENTS events
+        |   or DRAIN_BYTES bytes are queued): answer STATUS/HELLO at once,
+        |   open or feed streams, queue PUBLISH requests
+        +-- writer free: every queued PUBLISH goes to it as ONE
+        |   herald_store_append (one WriteBatch, one WAL sync)
         +-- heartbeat when due
         +-- give each stream with credit one slice (STREAM_SLICE events)
 
-    What arrives while a batch is being written waits in the ROUTER's queue
-    and goes into the next batch: the group commit the issue asks for, with
-    no thread hand-off.  Streams (REPLAY, READ) run in time slices beside
-    ingest (DESIGN.md allows a thread or a time slice): each turn of the
-    loop sends at most one slice per stream, so a 10M-event replay cannot
-    hold publishing up for more than a slice.
+    What arrives while a commit is being written is queued and goes into
+    the next one: the group commit the issue asks for.  The loop and the
+    writer hand a commit over by message and never touch it at the same
+    time; the store allows reads from any thread beside its one appender,
+    and the loop reads the envelopes an append wrote only once it is done.
+    Streams (REPLAY, READ) run in time slices beside ingest: each turn of
+    the loop sends at most one slice per stream, so a 10M-event replay
+    cannot hold an ACK up for more than a slice, and a commit's fsync no
+    longer holds the replay up.
 
     Bounds: at most max_queued PUBLISH requests wait (then `overloaded`),
     and a drain ends at DRAIN_EVENTS events or DRAIN_BYTES bytes queued, so
@@ -40,6 +46,7 @@
 #include "herald_broker.h"
 #include "herald_msg.h"
 #include "herald_slab.h"
+#include "herald_writer.h"
 #include "herald_uuid.h"
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
@@ -91,9 +98,19 @@ typedef struct {
     uint64_t epoch;
     int64_t started;
     int64_t next_heartbeat;
+    herald_writer_t *writer;            //  appends on its own thread
     zlistx_t *queue;                    //  s_request_t, in arrival order
     size_t queued_events;
     size_t queued_bytes;                //  PUBLISH bodies held by the queue
+    //  The commit in flight: its requests, their store batches, the head
+    //  before it and when it started
+    zlistx_t *committing;               //  s_request_t, in arrival order
+    size_t committing_events;
+    herald_batch_t *batches;
+    size_t batch_capacity;
+    uint64_t commit_head;
+    int64_t commit_started;
+    uint64_t fanned;                    //  the last seq published on fanout
     zlistx_t *streams;                  //  s_stream_t
     msgpack_sbuffer buffer;
     msgpack_zone zone;                  //  scratch, for messages answered at once
@@ -218,6 +235,10 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->config = args->config;
     self->store = args->store;
     self->queue = zlistx_new ();
+    self->committing = zlistx_new ();
+    self->writer = herald_writer_new (self->store);
+    assert (self->writer);
+    self->fanned = herald_store_head (self->store);
     self->streams = zlistx_new ();
     self->slab = herald_slab_new (SLAB_BLOCK);
     assert (self->slab);
@@ -238,12 +259,22 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (!self)
         return;
+    //  An append still in flight is waited for (only after a failure: the
+    //  loop finishes its commits before it ends).
+    herald_writer_destroy (&self->writer);
     s_request_t *request = (s_request_t *) zlistx_first (self->queue);
     while (request) {
         s_request_destroy (&request);
         request = (s_request_t *) zlistx_next (self->queue);
     }
     zlistx_destroy (&self->queue);
+    request = (s_request_t *) zlistx_first (self->committing);
+    while (request) {
+        s_request_destroy (&request);
+        request = (s_request_t *) zlistx_next (self->committing);
+    }
+    zlistx_destroy (&self->committing);
+    free (self->batches);
     s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
     while (stream) {
         s_stream_destroy (&stream);
@@ -320,7 +351,9 @@ static void
 s_heartbeat (self_t *self)
 {
     herald_msg_t beat = { .type = HERALD_MSG_HEARTBEAT };
-    beat.heartbeat.head = herald_store_head (self->store);
+    //  What subscribers can have seen: a commit is durable a moment before
+    //  the loop fans it out.
+    beat.heartbeat.head = self->fanned;
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     beat.heartbeat.ts = (uint64_t) now.tv_sec * 1000000000ULL + (uint64_t) now.tv_nsec;
@@ -337,40 +370,71 @@ s_heartbeat (self_t *self)
 //  ---------------------------------------------------------------------
 //  Group commit
 
-//  Append every queued PUBLISH in one store call, answer each in arrival
-//  order, then fan the new events out in seq order.
+//  True while the queue takes more requests before the next commit.
+static bool
+s_queue_has_room (self_t *self)
+{
+    return self->queued_events < DRAIN_EVENTS && self->queued_bytes < DRAIN_BYTES;
+}
+
+//  Hand every queued PUBLISH to the writer as one store append, unless an
+//  append is in flight: what arrives meanwhile goes into the next one.
 static void
-s_commit (self_t *self)
+s_commit_start (self_t *self)
 {
     size_t count = zlistx_size (self->queue);
-    if (count == 0)
+    if (count == 0 || herald_writer_busy (self->writer))
         return;
-    herald_batch_t *batches = (herald_batch_t *) zmalloc (count * sizeof (herald_batch_t));
-    size_t index = 0;
-    s_request_t *request = (s_request_t *) zlistx_first (self->queue);
-    for (; request; request = (s_request_t *) zlistx_next (self->queue), index++) {
-        batches [index].events = request->msg.publish.events;
-        batches [index].count = request->msg.publish.count;
-        batches [index].results = request->results;
+    //  The queue becomes the commit in flight; an empty list the queue.
+    zlistx_t *swap = self->committing;
+    self->committing = self->queue;
+    self->queue = swap;
+    self->committing_events = self->queued_events;
+    self->queued_events = 0;
+    self->queued_bytes = 0;
+    if (count > self->batch_capacity) {
+        self->batches = (herald_batch_t *) realloc (self->batches, count * sizeof (herald_batch_t));
+        assert (self->batches);
+        self->batch_capacity = count;
     }
-    uint64_t head = herald_store_head (self->store);
+    memset (self->batches, 0, count * sizeof (herald_batch_t));
+    size_t index = 0;
+    s_request_t *request = (s_request_t *) zlistx_first (self->committing);
+    for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
+        self->batches [index].events = request->msg.publish.events;
+        self->batches [index].count = request->msg.publish.count;
+        self->batches [index].results = request->results;
+    }
+    self->commit_head = herald_store_head (self->store);
+    self->commit_started = zclock_usecs ();
+    herald_writer_start (self->writer, self->batches, count);
+}
+
+//  The append in flight is done: answer each of its requests in arrival
+//  order, then fan the new events out in seq order.
+static void
+s_commit_finish (self_t *self)
+{
     herald_error_t err = { 0 };
-    int64_t started = s_debug_on ()? zclock_usecs (): 0;
-    herald_err rc = herald_store_append (self->store, batches, count, &err);
-    if (s_debug_on () && rc == HERALD_OK)
-        s_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
-               " durable in %.3f ms", count, self->queued_events, head + 1,
-               herald_store_head (self->store), (double) (zclock_usecs () - started) / 1e3);
+    herald_err rc = herald_writer_finish (self->writer, &err);
+    size_t count = zlistx_size (self->committing);
+    uint64_t head = self->commit_head;
     if (rc != HERALD_OK) {
         //  Never ACK what RocksDB did not take; and do not run on with a
         //  store that failed: stop loudly.
         s_log ("error", "store append failed: %s; stopping", err.message);
         self->fatal = true;
     }
-    index = 0;
-    request = (s_request_t *) zlistx_first (self->queue);
-    for (; request; request = (s_request_t *) zlistx_next (self->queue), index++) {
-        herald_batch_t *batch = &batches [index];
+    else
+    if (s_debug_on ())
+        s_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
+               " durable in %.3f ms", count, self->committing_events, head + 1,
+               herald_store_head (self->store),
+               (double) (zclock_usecs () - self->commit_started) / 1e3);
+    size_t index = 0;
+    s_request_t *request = (s_request_t *) zlistx_first (self->committing);
+    for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
+        herald_batch_t *batch = &self->batches [index];
         herald_msg_t reply = { .has_rid = true, .rid = request->msg.rid };
         if (rc != HERALD_OK) {
             herald_error_t internal = { .code = HERALD_ERR_INTERNAL, .has_rid = true,
@@ -418,13 +482,11 @@ s_commit (self_t *self)
         free (vers);
         free (dups);
     }
-    free (batches);
-    while ((request = (s_request_t *) zlistx_first (self->queue))) {
-        zlistx_delete (self->queue, zlistx_cursor (self->queue));
+    while ((request = (s_request_t *) zlistx_first (self->committing))) {
+        zlistx_delete (self->committing, zlistx_cursor (self->committing));
         s_request_destroy (&request);
     }
-    self->queued_events = 0;
-    self->queued_bytes = 0;
+    self->committing_events = 0;
     if (rc != HERALD_OK)
         return;
 
@@ -447,6 +509,7 @@ s_commit (self_t *self)
         s_send_frame (self->pub, topic, topic_len, true);
         s_send_msg (self->pub, &frame, false);
         self->published++;
+        self->fanned = seq;
     }
 }
 
@@ -659,7 +722,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         keys [i] = (herald_str_t) { names [i], strlen (names [i]) };
     uint64_t values [] = {
         self->published, self->duplicates, self->conflicts, self->refused, self->dropped,
-        zlistx_size (self->streams), self->streams_served, zlistx_size (self->queue),
+        zlistx_size (self->streams), self->streams_served,
+        zlistx_size (self->queue) + zlistx_size (self->committing),
         self->epoch, herald_store_disk_size (self->store),
         self->config->durability == HERALD_DURABILITY_SYNC
     };
@@ -896,11 +960,14 @@ herald_broker_actor (zsock_t *pipe, void *args)
         int64_t wait = self->next_heartbeat - zclock_mono ();
         if (busy || wait < 0)
             wait = 0;
+        //  With the queue full, requests wait in libzmq (and TCP) until
+        //  the commit in flight is done.
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self->router), 0, ZMQ_POLLIN, 0 }
+            { zsock_resolve (herald_writer_sock (self->writer)), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->router), 0, s_queue_has_room (self)? ZMQ_POLLIN: 0, 0 }
         };
-        if (zmq_poll (items, 2, (long) wait) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, 3, (long) wait) < 0 && zmq_errno () != EINTR)
             break;
         if (items [0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (self->pipe);
@@ -908,18 +975,30 @@ herald_broker_actor (zsock_t *pipe, void *args)
                 self->terminated = true;
             zstr_free (&command);
         }
-        //  Drain what is waiting, then commit it as one batch.
-        while (self->queued_events < DRAIN_EVENTS && self->queued_bytes < DRAIN_BYTES
-           &&  (zsock_events (self->router) & ZMQ_POLLIN)) {
+        if ((items [1].revents & ZMQ_POLLIN) && herald_writer_busy (self->writer))
+            s_commit_finish (self);
+        //  Drain what is waiting; it is committed as one batch as soon as
+        //  the writer is free.
+        while (s_queue_has_room (self) && (zsock_events (self->router) & ZMQ_POLLIN)) {
             zmsg_t *msg = zmsg_recv (self->router);
             if (!msg)
                 break;
             s_handle_request (self, msg);
         }
-        s_commit (self);
+        if (!self->fatal)
+            s_commit_start (self);
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
         busy = !self->fatal && s_pump_streams (self);
+    }
+    //  Finish and answer what is in hand: the commit in flight, then the
+    //  requests already queued behind it.
+    if (!self->fatal && herald_writer_busy (self->writer))
+        s_commit_finish (self);
+    if (!self->fatal) {
+        s_commit_start (self);
+        if (herald_writer_busy (self->writer))
+            s_commit_finish (self);
     }
     if (self->fatal)
         zstr_send (pipe, "FATAL");
