@@ -20,7 +20,7 @@
         +-- writer free: every queued PUBLISH goes to it as ONE
         |   herald_store_append (one WriteBatch, one WAL sync)
         +-- heartbeat when due
-        +-- give each stream with credit one slice (STREAM_SLICE events)
+        +-- give each stream with credit one slice (herald_streams_pump)
 
     What arrives while a commit is being written is queued and goes into
     the next one: the group commit the issue asks for.  The loop and the
@@ -45,13 +45,15 @@
 #include <inttypes.h>
 #include "herald_broker.h"
 #include "herald_msg.h"
+#include "herald_log.h"
+#include "herald_reply.h"
 #include "herald_slab.h"
+#include "herald_streams.h"
 #include "herald_writer.h"
 #include "herald_uuid.h"
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
 #define DRAIN_BYTES         (64u << 20) //  queued request bytes that end a drain
-#define STREAM_SLICE        256         //  events per EVENTS message and turn
 #define ROUTER_SNDHWM       100000
 //  Requests waiting per client connection before libzmq stops reading its
 //  TCP stream: a pipelining client is slowed by TCP, and what waits in the
@@ -72,20 +74,6 @@ typedef struct {
     herald_msg_t msg;
     herald_append_result_t *results;    //  msg.publish.count entries
 } s_request_t;
-
-typedef struct {
-    zframe_t *identity;                 //  owned
-    uint64_t rid;
-    bool is_read;
-    herald_scan_t *scan;                //  owned
-    uint64_t credit;
-    int64_t idle_since;                 //  when credit last ran out or was given
-    //  When credit runs out the stream reads one event ahead, so that it
-    //  can END at once when there is none (END needs no credit); a found
-    //  one is held here, borrowed from the scan, and sent first next time.
-    const uint8_t *held;
-    size_t held_len;
-} s_stream_t;
 
 typedef struct {
     zsock_t *pipe;
@@ -111,55 +99,15 @@ typedef struct {
     uint64_t commit_head;
     int64_t commit_started;
     uint64_t fanned;                    //  the last seq published on fanout
-    zlistx_t *streams;                  //  s_stream_t
+    herald_streams_t *streams;          //  REPLAY and READ, made once bound
     msgpack_sbuffer buffer;
     msgpack_zone zone;                  //  scratch, for messages answered at once
     herald_limits_t limits;
     bool terminated;
     bool fatal;
     //  Counters shown by STATUS
-    uint64_t published, duplicates, conflicts, refused, dropped, streams_served;
+    uint64_t published, duplicates, conflicts, refused, dropped;
 } self_t;
-
-//  Log lines go to stderr, filtered by --log-level (set once, at start,
-//  before the loop; read only by this thread).
-static const char *s_levels [] = { "error", "warn", "info", "debug" };
-static int s_log_level = 2;
-
-static bool
-s_debug_on (void)
-{
-    return s_log_level >= 3;
-}
-
-//  A client connection's name in log lines: its ROUTER identity in hex.
-static const char *
-s_peer (zframe_t *identity, char out [24])
-{
-    size_t len = identity? zframe_size (identity): 0;
-    const uint8_t *bytes = identity? zframe_data (identity): NULL;
-    size_t used = 0;
-    for (size_t i = 0; i < len && used + 3 <= 24; i++)
-        used += (size_t) snprintf (out + used, 24 - used, "%02x", bytes [i]);
-    out [used] = 0;
-    return out;
-}
-
-static void
-s_log (const char *level, const char *format, ...)
-{
-    int rank = 0;
-    while (rank < 3 && strcmp (s_levels [rank], level) != 0)
-        rank++;
-    if (rank > s_log_level)
-        return;
-    va_list args;
-    va_start (args, format);
-    fprintf (stderr, "heraldd: %s: ", level);
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
-    va_end (args);
-}
 
 static void
 s_request_destroy (s_request_t **self_p)
@@ -171,18 +119,6 @@ s_request_destroy (s_request_t **self_p)
     zframe_destroy (&self->body);
     msgpack_zone_destroy (&self->zone);
     free (self->results);
-    free (self);
-    *self_p = NULL;
-}
-
-static void
-s_stream_destroy (s_stream_t **self_p)
-{
-    s_stream_t *self = *self_p;
-    if (!self)
-        return;
-    zframe_destroy (&self->identity);
-    herald_scan_destroy (&self->scan);
     free (self);
     *self_p = NULL;
 }
@@ -239,7 +175,6 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->writer = herald_writer_new (self->store);
     assert (self->writer);
     self->fanned = herald_store_head (self->store);
-    self->streams = zlistx_new ();
     self->slab = herald_slab_new (SLAB_BLOCK);
     assert (self->slab);
     msgpack_sbuffer_init (&self->buffer);
@@ -247,9 +182,7 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->limits.max_event_bytes = self->config->max_event_bytes;
     self->limits.max_batch = self->config->max_batch;
     self->started = zclock_mono ();
-    for (int rank = 0; rank < 4; rank++)
-        if (strcmp (s_levels [rank], self->config->log_level) == 0)
-            s_log_level = rank;
+    herald_log_set_level (self->config->log_level);
     return self;
 }
 
@@ -275,12 +208,7 @@ s_self_destroy (self_t **self_p)
     }
     zlistx_destroy (&self->committing);
     free (self->batches);
-    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
-    while (stream) {
-        s_stream_destroy (&stream);
-        stream = (s_stream_t *) zlistx_next (self->streams);
-    }
-    zlistx_destroy (&self->streams);
+    herald_streams_destroy (&self->streams);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     herald_slab_destroy (&self->slab);
@@ -294,57 +222,26 @@ s_self_destroy (self_t **self_p)
 //  ---------------------------------------------------------------------
 //  Sending
 
-//  Frames go out with zmq_send rather than as zmsg_t: a zframe_t and a
-//  list node per frame cost two mallocs and two frees each, which was
-//  most of the broker's time on a replay (one frame per event).
-
-//  Send one frame of len bytes; more: further frames follow.
-static void
-s_send_frame (zsock_t *sock, const void *data, size_t len, bool more)
-{
-    zmq_send (zsock_resolve (sock), data, len, more? ZMQ_SNDMORE: 0);
-}
-
-//  Send frame (taken: sent or closed); more: further frames follow.
-static void
-s_send_msg (zsock_t *sock, zmq_msg_t *frame, bool more)
-{
-    if (zmq_msg_send (frame, zsock_resolve (sock), more? ZMQ_SNDMORE: 0) < 0)
-        zmq_msg_close (frame);
-}
-
-//  Send [identity, command, body] on the api socket; the body is the
-//  buffer's content.  identity is borrowed.
-static void
-s_reply (self_t *self, zframe_t *identity, const char *command)
-{
-    s_send_frame (self->router, zframe_data (identity), zframe_size (identity), true);
-    s_send_frame (self->router, command, strlen (command), true);
-    s_send_frame (self->router, self->buffer.data, self->buffer.size, false);
-}
-
+//  Send reply to identity (borrowed) on the api socket.
 static void
 s_reply_msg (self_t *self, zframe_t *identity, const herald_msg_t *reply)
 {
-    self->buffer.size = 0;
-    if (herald_msg_encode (reply, &self->buffer) == 0)
-        s_reply (self, identity, herald_msg_command (reply->type));
+    herald_reply_send (self->router, identity, reply, &self->buffer);
 }
 
 static void
 s_reply_error (self_t *self, zframe_t *identity, const herald_error_t *err)
 {
     self->refused++;
-    if (s_debug_on ()) {
+    if (herald_log_debug ()) {
         char peer [24];
-        s_log ("debug", "peer %s: rid %s%" PRIu64 ": ERROR %s: %s", s_peer (identity, peer),
-               err->has_rid? "": "nil ", err->has_rid? err->rid: 0,
-               herald_err_code (err->code)? herald_err_code (err->code): "internal",
-               err->message);
+        herald_log ("debug", "peer %s: rid %s%" PRIu64 ": ERROR %s: %s",
+                    herald_log_peer (identity, peer),
+                    err->has_rid? "": "nil ", err->has_rid? err->rid: 0,
+                    herald_err_code (err->code)? herald_err_code (err->code): "internal",
+                    err->message);
     }
-    self->buffer.size = 0;
-    if (herald_msg_encode_error (err, &self->buffer) == 0)
-        s_reply (self, identity, "ERROR");
+    herald_reply_error (self->router, identity, err, &self->buffer);
 }
 
 static void
@@ -361,8 +258,8 @@ s_heartbeat (self_t *self)
     beat.heartbeat.epoch = self->epoch;
     self->buffer.size = 0;
     if (herald_msg_encode (&beat, &self->buffer) == 0) {
-        s_send_frame (self->pub, "$hb", 3, true);
-        s_send_frame (self->pub, self->buffer.data, self->buffer.size, false);
+        herald_reply_frame (self->pub, "$hb", 3, true);
+        herald_reply_frame (self->pub, self->buffer.data, self->buffer.size, false);
     }
     self->next_heartbeat = zclock_mono () + (int64_t) self->config->heartbeat_ms;
 }
@@ -422,15 +319,15 @@ s_commit_finish (self_t *self)
     if (rc != HERALD_OK) {
         //  Never ACK what RocksDB did not take; and do not run on with a
         //  store that failed: stop loudly.
-        s_log ("error", "store append failed: %s; stopping", err.message);
+        herald_log ("error", "store append failed: %s; stopping", err.message);
         self->fatal = true;
     }
     else
-    if (s_debug_on ())
-        s_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
-               " durable in %.3f ms", count, self->committing_events, head + 1,
-               herald_store_head (self->store),
-               (double) (zclock_usecs () - self->commit_started) / 1e3);
+    if (herald_log_debug ())
+        herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
+                    " durable in %.3f ms", count, self->committing_events, head + 1,
+                    herald_store_head (self->store),
+                    (double) (zclock_usecs () - self->commit_started) / 1e3);
     size_t index = 0;
     s_request_t *request = (s_request_t *) zlistx_first (self->committing);
     for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
@@ -502,210 +399,17 @@ s_commit_finish (self_t *self)
             continue;
         zmq_msg_t frame;
         if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
-            s_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
+            herald_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
             self->fatal = true;
             return;
         }
-        s_send_frame (self->pub, topic, topic_len, true);
-        s_send_msg (self->pub, &frame, false);
+        herald_reply_frame (self->pub, topic, topic_len, true);
+        herald_reply_zmq_msg (self->pub, &frame, false);
         self->published++;
         self->fanned = seq;
     }
 }
 
-//  ---------------------------------------------------------------------
-//  Streams
-
-static s_stream_t *
-s_stream_find (self_t *self, zframe_t *identity, uint64_t rid)
-{
-    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
-    for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
-        if (stream->rid == rid && zframe_eq (stream->identity, identity))
-            return stream;
-    return NULL;
-}
-
-//  Send END for the stream at the list's cursor and drop it.
-static void
-s_stream_end (self_t *self, s_stream_t *stream, const char *reason)
-{
-    herald_msg_t end = { .type = HERALD_MSG_END, .has_rid = true, .rid = stream->rid };
-    //  A held event was read but not sent: last stops just before it.
-    end.end.last = herald_scan_last (stream->scan) - (stream->held? 1: 0);
-    end.end.head = stream->is_read? herald_scan_head (stream->scan)
-                                   : herald_store_head (self->store);
-    end.end.reason = (herald_str_t) { reason, strlen (reason) };
-    s_reply_msg (self, stream->identity, &end);
-    if (s_debug_on ()) {
-        char peer [24];
-        s_log ("debug", "peer %s: %s rid %" PRIu64 " ended %s, last %" PRIu64,
-               s_peer (stream->identity, peer), stream->is_read? "READ": "REPLAY",
-               stream->rid, reason, end.end.last);
-    }
-    void *handle = zlistx_find (self->streams, stream);
-    if (handle)
-        zlistx_delete (self->streams, handle);
-    s_stream_destroy (&stream);
-    self->streams_served++;
-}
-
-//  One slice of a stream: up to STREAM_SLICE events within its credit, in
-//  one EVENTS message; END when the scan is done.
-static void
-s_stream_pump (self_t *self, s_stream_t *stream)
-{
-    //  Each envelope is copied into a frame as it is read (the scan's
-    //  pointer lives only until the next read) and sent once the next one
-    //  is known, so that the last frame goes out without ZMQ_SNDMORE.
-    zmq_msg_t frame;
-    bool pending = false;
-    size_t sent = 0;
-    int rc = 1;
-    while (stream->credit > 0 && sent < STREAM_SLICE) {
-        const uint8_t *envelope = stream->held;
-        size_t len = stream->held_len;
-        stream->held = NULL;
-        if (!envelope) {
-            uint64_t seq;
-            rc = herald_scan_next (stream->scan, &envelope, &len, &seq);
-            if (rc != 1)
-                break;
-        }
-        if (pending)
-            s_send_msg (self->router, &frame, true);
-        else {
-            herald_msg_t events = { .type = HERALD_MSG_EVENTS, .has_rid = true,
-                                    .rid = stream->rid };
-            self->buffer.size = 0;
-            herald_msg_encode (&events, &self->buffer);
-            s_send_frame (self->router, zframe_data (stream->identity),
-                          zframe_size (stream->identity), true);
-            s_send_frame (self->router, "EVENTS", 6, true);
-            s_send_frame (self->router, self->buffer.data, self->buffer.size, true);
-        }
-        if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
-            //  Out of memory: stop loudly rather than skip an event.
-            s_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
-            self->fatal = true;
-            break;
-        }
-        pending = true;
-        stream->credit--;
-        sent++;
-    }
-    if (pending)
-        s_send_msg (self->router, &frame, false);
-    if (rc == 1 && stream->credit == 0 && !stream->held) {
-        //  Out of credit: look one event ahead, to END now if none is left.
-        uint64_t seq;
-        rc = herald_scan_next (stream->scan, &stream->held, &stream->held_len, &seq);
-        if (rc != 1)
-            stream->held = NULL;
-    }
-    if (stream->credit == 0 && sent)
-        stream->idle_since = zclock_mono ();
-    if (rc == 0)
-        s_stream_end (self, stream, "done");
-    else
-    if (rc < 0) {
-        s_log ("error", "stream %" PRIu64 ": %s", stream->rid,
-               herald_scan_error (stream->scan)->message);
-        s_stream_end (self, stream, "done");
-    }
-}
-
-//  Give every stream with credit one slice; end those idle too long.
-//  Returns true when some stream still has credit to spend.
-static bool
-s_pump_streams (self_t *self)
-{
-    int64_t now = zclock_mono ();
-    zlistx_t *ready = zlistx_new ();
-    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
-    for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
-        zlistx_add_end (ready, stream);
-    bool busy = false;
-    stream = (s_stream_t *) zlistx_first (ready);
-    for (; stream; stream = (s_stream_t *) zlistx_next (ready)) {
-        if (stream->credit > 0) {
-            s_stream_pump (self, stream);
-            if (zlistx_find (self->streams, stream) && stream->credit > 0)
-                busy = true;
-        }
-        else
-        if (now - stream->idle_since >= (int64_t) self->config->stream_idle_ms)
-            s_stream_end (self, stream, "expired");
-    }
-    zlistx_destroy (&ready);
-    return busy;
-}
-
-//  Open a REPLAY or READ stream for a decoded request.
-static void
-s_stream_open (self_t *self, zframe_t *identity, const herald_msg_t *msg)
-{
-    herald_error_t err = { .has_rid = true, .rid = msg->rid };
-    if (s_stream_find (self, identity, msg->rid)) {
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "rid",
-                          "rid %" PRIu64 " is a stream still running", msg->rid);
-        s_reply_error (self, identity, &err);
-        return;
-    }
-    if (zlistx_size (self->streams) >= self->config->max_streams) {
-        herald_error_set (&err, HERALD_ERR_OVERLOADED, "",
-                          "%zu streams are running; try again later",
-                          zlistx_size (self->streams));
-        s_reply_error (self, identity, &err);
-        return;
-    }
-    herald_scan_t *scan;
-    uint64_t credit;
-    if (msg->type == HERALD_MSG_REPLAY) {
-        herald_scan_spec_t spec = {
-            .has_from_ts = msg->replay.has_from_ts,
-            .from = msg->replay.has_from? msg->replay.from: 1,
-            .from_ts = msg->replay.from_ts,
-            .has_to = msg->replay.has_to,
-            .to = msg->replay.to,
-            .has_until_ts = msg->replay.has_until_ts,
-            .until_ts = msg->replay.until_ts,
-            .prefixes = msg->replay.prefixes,
-            .prefix_count = msg->replay.prefix_count
-        };
-        scan = herald_store_scan (self->store, &spec, &err);
-        credit = msg->replay.credit;
-    }
-    else {
-        scan = herald_store_read (self->store, msg->read.topic.ptr, msg->read.topic.len,
-                                  msg->read.from_ver,
-                                  msg->read.has_to_ver? msg->read.to_ver: 0, &err);
-        credit = msg->read.credit;
-    }
-    if (!scan) {
-        err.has_rid = true;
-        err.rid = msg->rid;
-        s_reply_error (self, identity, &err);
-        return;
-    }
-    s_stream_t *stream = (s_stream_t *) zmalloc (sizeof (s_stream_t));
-    stream->identity = zframe_dup (identity);
-    stream->rid = msg->rid;
-    stream->is_read = msg->type == HERALD_MSG_READ;
-    stream->scan = scan;
-    stream->credit = credit;
-    stream->idle_since = zclock_mono ();
-    zlistx_add_end (self->streams, stream);
-    if (credit == 0) {
-        //  No credit yet: look ahead anyway, so an empty stream ENDs now.
-        uint64_t seq;
-        int rc = herald_scan_next (scan, &stream->held, &stream->held_len, &seq);
-        if (rc != 1) {
-            stream->held = NULL;
-            s_stream_end (self, stream, "done");
-        }
-    }
-}
 
 //  ---------------------------------------------------------------------
 //  Requests
@@ -715,17 +419,21 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
 {
     static const char *names [] = {
         "published", "duplicates", "conflicts", "refused", "dropped",
-        "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync"
+        "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
+        "memtable_bytes", "block_cache_bytes", "table_readers_bytes"
     };
+    herald_store_memory_t memory;
+    herald_store_memory (self->store, &memory);
     herald_str_t keys [sizeof (names) / sizeof (names [0])];
     for (size_t i = 0; i < sizeof (names) / sizeof (names [0]); i++)
         keys [i] = (herald_str_t) { names [i], strlen (names [i]) };
     uint64_t values [] = {
         self->published, self->duplicates, self->conflicts, self->refused, self->dropped,
-        zlistx_size (self->streams), self->streams_served,
+        herald_streams_size (self->streams), herald_streams_served (self->streams),
         zlistx_size (self->queue) + zlistx_size (self->committing),
         self->epoch, herald_store_disk_size (self->store),
-        self->config->durability == HERALD_DURABILITY_SYNC
+        self->config->durability == HERALD_DURABILITY_SYNC,
+        memory.memtables, memory.block_cache, memory.table_readers
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
@@ -851,11 +559,11 @@ s_handle_request (self_t *self, zmsg_t *msg)
         self->queued_events += request->msg.publish.count;
         self->queued_bytes += zframe_size (request->body);
         zlistx_add_end (self->queue, request);
-        if (s_debug_on ()) {
+        if (herald_log_debug ()) {
             char peer [24];
-            s_log ("debug", "peer %s: PUBLISH rid %" PRIu64 ", %zu events, %zu bytes",
-                   s_peer (request->identity, peer), request->msg.rid,
-                   request->msg.publish.count, zframe_size (request->body));
+            herald_log ("debug", "peer %s: PUBLISH rid %" PRIu64 ", %zu events, %zu bytes",
+                        herald_log_peer (request->identity, peer), request->msg.rid,
+                        request->msg.publish.count, zframe_size (request->body));
         }
         goto done;
     }
@@ -869,29 +577,25 @@ s_handle_request (self_t *self, zmsg_t *msg)
             s_reply_error (self, identity, &err);
         goto done;
     }
-    if (s_debug_on ()) {
+    if (herald_log_debug ()) {
         char peer [24];
-        s_log ("debug", "peer %s: %s rid %" PRIu64, s_peer (identity, peer),
-               herald_msg_command (type), request.rid);
+        herald_log ("debug", "peer %s: %s rid %" PRIu64, herald_log_peer (identity, peer),
+                    herald_msg_command (type), request.rid);
     }
     switch (type) {
         case HERALD_MSG_REPLAY:
         case HERALD_MSG_READ:
-            s_stream_open (self, identity, &request);
+            if (herald_streams_open (self->streams, identity, &request, &err) != HERALD_OK)
+                s_reply_error (self, identity, &err);
             break;
         case HERALD_MSG_CREDIT:
         case HERALD_MSG_CANCEL: {
-            s_stream_t *stream = s_stream_find (self, identity, request.rid);
-            if (!stream)
+            bool found = type == HERALD_MSG_CANCEL
+                       ? herald_streams_cancel (self->streams, identity, request.rid)
+                       : herald_streams_credit (self->streams, identity, request.rid,
+                                                request.credit.credit);
+            if (!found)
                 self->dropped++;
-            else
-            if (type == HERALD_MSG_CANCEL)
-                s_stream_end (self, stream, "cancelled");
-            else {
-                uint64_t credit = stream->credit + request.credit.credit;
-                stream->credit = credit > HERALD_CREDIT_MAX? HERALD_CREDIT_MAX: credit;
-                stream->idle_since = zclock_mono ();
-            }
             break;
         }
         case HERALD_MSG_STATUS:
@@ -930,12 +634,13 @@ s_bind (self_t *self)
     zsock_set_linger (self->router, 1000);
     zsock_set_linger (self->pub, 1000);
     if (zsock_bind (self->router, "%s", self->config->api) < 0) {
-        s_log ("error", "cannot bind api %s: %s", self->config->api, zmq_strerror (zmq_errno ()));
+        herald_log ("error", "cannot bind api %s: %s", self->config->api,
+                    zmq_strerror (zmq_errno ()));
         return -1;
     }
     if (zsock_bind (self->pub, "%s", self->config->fanout) < 0) {
-        s_log ("error", "cannot bind fanout %s: %s", self->config->fanout,
-               zmq_strerror (zmq_errno ()));
+        herald_log ("error", "cannot bind fanout %s: %s", self->config->fanout,
+                    zmq_strerror (zmq_errno ()));
         return -1;
     }
     return 0;
@@ -947,12 +652,16 @@ herald_broker_actor (zsock_t *pipe, void *args)
     self_t *self = s_self_new (pipe, (herald_broker_args_t *) args);
     //  zactor_new waits for this signal; a failure is reported after it.
     self->fatal = s_identity (self) != 0 || s_bind (self) != 0;
+    if (!self->fatal)
+        self->streams = herald_streams_new (self->store, self->router, self->slab,
+                                            self->config->max_streams,
+                                            self->config->stream_idle_ms);
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound
-        s_log ("info", "node %s epoch %" PRIu64 " serving api %s, fanout %s, head %" PRIu64,
-               self->node, self->epoch, self->config->api, self->config->fanout,
-               herald_store_head (self->store));
+        herald_log ("info", "node %s epoch %" PRIu64 " serving api %s, fanout %s, head %" PRIu64,
+                    self->node, self->epoch, self->config->api, self->config->fanout,
+                    herald_store_head (self->store));
     }
 
     bool busy = false;
@@ -989,7 +698,12 @@ herald_broker_actor (zsock_t *pipe, void *args)
             s_commit_start (self);
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
-        busy = !self->fatal && s_pump_streams (self);
+        int pumped = self->fatal? 0: herald_streams_pump (self->streams);
+        if (pumped < 0) {
+            herald_log ("error", "out of memory for a stream's frames; stopping");
+            self->fatal = true;
+        }
+        busy = pumped > 0;
     }
     //  Finish and answer what is in hand: the commit in flight, then the
     //  requests already queued behind it.
@@ -1003,8 +717,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
     if (self->fatal)
         zstr_send (pipe, "FATAL");
     else
-        s_log ("info", "stopped: %" PRIu64 " events published, head %" PRIu64,
-               self->published, herald_store_head (self->store));
+        herald_log ("info", "stopped: %" PRIu64 " events published, head %" PRIu64,
+                    self->published, herald_store_head (self->store));
     bool terminated = self->terminated;
     s_self_destroy (&self);
     //  Stopped on its own (a failure): the actor still owes zactor_destroy

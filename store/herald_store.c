@@ -653,6 +653,23 @@ herald_store_seq_at_ts (herald_store_t *self, uint64_t ts)
     return low;
 }
 
+void
+herald_store_memory (herald_store_t *self, herald_store_memory_t *memory)
+{
+    assert (self && memory);
+    memset (memory, 0, sizeof (*memory));
+    for (int cf = 0; cf < CF_COUNT; cf++) {
+        uint64_t value;
+        if (rocksdb_property_int_cf (self->db, self->cf [cf],
+                                     "rocksdb.size-all-mem-tables", &value) == 0)
+            memory->memtables += value;
+        if (rocksdb_property_int_cf (self->db, self->cf [cf],
+                                     "rocksdb.estimate-table-readers-mem", &value) == 0)
+            memory->table_readers += value;
+    }
+    memory->block_cache = rocksdb_cache_get_usage (self->block_cache);
+}
+
 uint64_t
 herald_store_disk_size (herald_store_t *self)
 {

@@ -132,6 +132,19 @@ uint64_t
 uint64_t
     herald_store_disk_size (herald_store_t *self);
 
+//  Where RocksDB's memory goes, in bytes: memtables (active, immutable
+//  and pinned, all column families), the block cache, and the index and
+//  filter blocks of open tables (these grow with the log; the rest is
+//  capped by configuration).
+typedef struct {
+    uint64_t memtables;
+    uint64_t block_cache;
+    uint64_t table_readers;
+} herald_store_memory_t;
+
+void
+    herald_store_memory (herald_store_t *self, herald_store_memory_t *memory);
+
 //  The data directory.
 const char *
     herald_store_path (herald_store_t *self);

@@ -1,0 +1,306 @@
+/*  =========================================================================
+    herald_streams - the broker's REPLAY and READ streams, under credit
+
+    When credit runs out a stream reads one event ahead, so that it can END
+    at once when there is none (END needs no credit); the event found is
+    held, borrowed from the scan, and sent first when credit comes.  END's
+    `last` then stops just before it.
+    =========================================================================
+*/
+
+#include <inttypes.h>
+#include "herald_log.h"
+#include "herald_reply.h"
+#include "herald_streams.h"
+
+typedef struct {
+    zframe_t *identity;                 //  owned
+    uint64_t rid;
+    bool is_read;
+    herald_scan_t *scan;                //  owned
+    uint64_t credit;
+    int64_t idle_since;                 //  when credit last ran out or was given
+    //  When credit runs out the stream reads one event ahead, so that it
+    //  can END at once when there is none (END needs no credit); a found
+    //  one is held here, borrowed from the scan, and sent first next time.
+    const uint8_t *held;
+    size_t held_len;
+} s_stream_t;
+
+struct _herald_streams_t {
+    herald_store_t *store;              //  borrowed
+    zsock_t *router;                    //  borrowed
+    herald_slab_t *slab;                //  borrowed
+    size_t max_streams;
+    uint64_t idle_ms;
+    zlistx_t *streams;                  //  s_stream_t
+    msgpack_sbuffer buffer;             //  replies being encoded
+    uint64_t served;
+    bool out_of_memory;
+};
+
+static void
+s_stream_destroy (s_stream_t **self_p)
+{
+    s_stream_t *self = *self_p;
+    if (!self)
+        return;
+    zframe_destroy (&self->identity);
+    herald_scan_destroy (&self->scan);
+    free (self);
+    *self_p = NULL;
+}
+
+herald_streams_t *
+herald_streams_new (herald_store_t *store, zsock_t *router, herald_slab_t *slab,
+                    size_t max_streams, uint64_t idle_ms)
+{
+    herald_streams_t *self = (herald_streams_t *) zmalloc (sizeof (herald_streams_t));
+    self->store = store;
+    self->router = router;
+    self->slab = slab;
+    self->max_streams = max_streams;
+    self->idle_ms = idle_ms;
+    self->streams = zlistx_new ();
+    msgpack_sbuffer_init (&self->buffer);
+    return self;
+}
+
+void
+herald_streams_destroy (herald_streams_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    herald_streams_t *self = *self_p;
+    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
+    while (stream) {
+        s_stream_destroy (&stream);
+        stream = (s_stream_t *) zlistx_next (self->streams);
+    }
+    zlistx_destroy (&self->streams);
+    msgpack_sbuffer_destroy (&self->buffer);
+    free (self);
+    *self_p = NULL;
+}
+
+static s_stream_t *
+s_stream_find (herald_streams_t *self, zframe_t *identity, uint64_t rid)
+{
+    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
+    for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
+        if (stream->rid == rid && zframe_eq (stream->identity, identity))
+            return stream;
+    return NULL;
+}
+
+//  Send END for the stream at the list's cursor and drop it.
+static void
+s_stream_end (herald_streams_t *self, s_stream_t *stream, const char *reason)
+{
+    herald_msg_t end = { .type = HERALD_MSG_END, .has_rid = true, .rid = stream->rid };
+    //  A held event was read but not sent: last stops just before it.
+    end.end.last = herald_scan_last (stream->scan) - (stream->held? 1: 0);
+    end.end.head = stream->is_read? herald_scan_head (stream->scan)
+                                   : herald_store_head (self->store);
+    end.end.reason = (herald_str_t) { reason, strlen (reason) };
+    herald_reply_send (self->router, stream->identity, &end, &self->buffer);
+    if (herald_log_debug ()) {
+        char peer [24];
+        herald_log ("debug", "peer %s: %s rid %" PRIu64 " ended %s, last %" PRIu64,
+                    herald_log_peer (stream->identity, peer), stream->is_read? "READ": "REPLAY",
+                    stream->rid, reason, end.end.last);
+    }
+    void *handle = zlistx_find (self->streams, stream);
+    if (handle)
+        zlistx_delete (self->streams, handle);
+    s_stream_destroy (&stream);
+    self->served++;
+}
+
+//  One slice of a stream: up to HERALD_STREAM_SLICE events within its credit, in
+//  one EVENTS message; END when the scan is done.
+static void
+s_stream_pump (herald_streams_t *self, s_stream_t *stream)
+{
+    //  Each envelope is copied into a frame as it is read (the scan's
+    //  pointer lives only until the next read) and sent once the next one
+    //  is known, so that the last frame goes out without ZMQ_SNDMORE.
+    zmq_msg_t frame;
+    bool pending = false;
+    size_t sent = 0;
+    int rc = 1;
+    while (stream->credit > 0 && sent < HERALD_STREAM_SLICE) {
+        const uint8_t *envelope = stream->held;
+        size_t len = stream->held_len;
+        stream->held = NULL;
+        if (!envelope) {
+            uint64_t seq;
+            rc = herald_scan_next (stream->scan, &envelope, &len, &seq);
+            if (rc != 1)
+                break;
+        }
+        if (pending)
+            herald_reply_zmq_msg (self->router, &frame, true);
+        else {
+            herald_msg_t events = { .type = HERALD_MSG_EVENTS, .has_rid = true,
+                                    .rid = stream->rid };
+            self->buffer.size = 0;
+            herald_msg_encode (&events, &self->buffer);
+            herald_reply_frame (self->router, zframe_data (stream->identity),
+                                zframe_size (stream->identity), true);
+            herald_reply_frame (self->router, "EVENTS", 6, true);
+            herald_reply_frame (self->router, self->buffer.data, self->buffer.size, true);
+        }
+        if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
+            //  Out of memory: stop loudly rather than skip an event.
+            herald_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
+            self->out_of_memory = true;
+            break;
+        }
+        pending = true;
+        stream->credit--;
+        sent++;
+    }
+    if (pending)
+        herald_reply_zmq_msg (self->router, &frame, false);
+    if (rc == 1 && stream->credit == 0 && !stream->held) {
+        //  Out of credit: look one event ahead, to END now if none is left.
+        uint64_t seq;
+        rc = herald_scan_next (stream->scan, &stream->held, &stream->held_len, &seq);
+        if (rc != 1)
+            stream->held = NULL;
+    }
+    if (stream->credit == 0 && sent)
+        stream->idle_since = zclock_mono ();
+    if (rc == 0)
+        s_stream_end (self, stream, "done");
+    else
+    if (rc < 0) {
+        herald_log ("error", "stream %" PRIu64 ": %s", stream->rid,
+                    herald_scan_error (stream->scan)->message);
+        s_stream_end (self, stream, "done");
+    }
+}
+
+int
+herald_streams_pump (herald_streams_t *self)
+{
+    int64_t now = zclock_mono ();
+    zlistx_t *ready = zlistx_new ();
+    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
+    for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
+        zlistx_add_end (ready, stream);
+    bool busy = false;
+    stream = (s_stream_t *) zlistx_first (ready);
+    for (; stream && !self->out_of_memory; stream = (s_stream_t *) zlistx_next (ready)) {
+        if (stream->credit > 0) {
+            s_stream_pump (self, stream);
+            if (zlistx_find (self->streams, stream) && stream->credit > 0)
+                busy = true;
+        }
+        else
+        if (now - stream->idle_since >= (int64_t) self->idle_ms)
+            s_stream_end (self, stream, "expired");
+    }
+    zlistx_destroy (&ready);
+    return self->out_of_memory? -1: busy;
+}
+
+herald_err
+herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_msg_t *msg,
+                     herald_error_t *err)
+{
+    memset (err, 0, sizeof (*err));
+    err->has_rid = true;
+    err->rid = msg->rid;
+    if (s_stream_find (self, identity, msg->rid)) {
+        return herald_error_set (err, HERALD_ERR_BAD_REQUEST, "rid",
+                                 "rid %" PRIu64 " is a stream still running", msg->rid);
+    }
+    if (zlistx_size (self->streams) >= self->max_streams) {
+        return herald_error_set (err, HERALD_ERR_OVERLOADED, "",
+                                 "%zu streams are running; try again later",
+                                 zlistx_size (self->streams));
+    }
+    herald_scan_t *scan;
+    uint64_t credit;
+    if (msg->type == HERALD_MSG_REPLAY) {
+        herald_scan_spec_t spec = {
+            .has_from_ts = msg->replay.has_from_ts,
+            .from = msg->replay.has_from? msg->replay.from: 1,
+            .from_ts = msg->replay.from_ts,
+            .has_to = msg->replay.has_to,
+            .to = msg->replay.to,
+            .has_until_ts = msg->replay.has_until_ts,
+            .until_ts = msg->replay.until_ts,
+            .prefixes = msg->replay.prefixes,
+            .prefix_count = msg->replay.prefix_count
+        };
+        scan = herald_store_scan (self->store, &spec, err);
+        credit = msg->replay.credit;
+    }
+    else {
+        scan = herald_store_read (self->store, msg->read.topic.ptr, msg->read.topic.len,
+                                  msg->read.from_ver,
+                                  msg->read.has_to_ver? msg->read.to_ver: 0, err);
+        credit = msg->read.credit;
+    }
+    if (!scan) {
+        err->has_rid = true;
+        err->rid = msg->rid;
+        return err->code? err->code: HERALD_ERR_INTERNAL;
+    }
+    s_stream_t *stream = (s_stream_t *) zmalloc (sizeof (s_stream_t));
+    stream->identity = zframe_dup (identity);
+    stream->rid = msg->rid;
+    stream->is_read = msg->type == HERALD_MSG_READ;
+    stream->scan = scan;
+    stream->credit = credit;
+    stream->idle_since = zclock_mono ();
+    zlistx_add_end (self->streams, stream);
+    if (credit == 0) {
+        //  No credit yet: look ahead anyway, so an empty stream ENDs now.
+        uint64_t seq;
+        int rc = herald_scan_next (scan, &stream->held, &stream->held_len, &seq);
+        if (rc != 1) {
+            stream->held = NULL;
+            s_stream_end (self, stream, "done");
+        }
+    }
+    return HERALD_OK;
+}
+
+bool
+herald_streams_credit (herald_streams_t *self, zframe_t *identity, uint64_t rid,
+                       uint64_t credit)
+{
+    s_stream_t *stream = s_stream_find (self, identity, rid);
+    if (!stream)
+        return false;
+    uint64_t total = stream->credit + credit;
+    stream->credit = total > HERALD_CREDIT_MAX? HERALD_CREDIT_MAX: total;
+    stream->idle_since = zclock_mono ();
+    return true;
+}
+
+bool
+herald_streams_cancel (herald_streams_t *self, zframe_t *identity, uint64_t rid)
+{
+    s_stream_t *stream = s_stream_find (self, identity, rid);
+    if (!stream)
+        return false;
+    s_stream_end (self, stream, "cancelled");
+    return true;
+}
+
+size_t
+herald_streams_size (herald_streams_t *self)
+{
+    return zlistx_size (self->streams);
+}
+
+uint64_t
+herald_streams_served (herald_streams_t *self)
+{
+    return self->served;
+}

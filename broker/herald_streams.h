@@ -1,0 +1,66 @@
+/*  =========================================================================
+    herald_streams - the broker's REPLAY and READ streams, under credit
+
+    Each stream is a store scan (herald_scan_t) sending EVENTS to one
+    client (ROUTER identity + rid) while it has credit, and END when the
+    scan is done, when the client CANCELs, or when it has had no credit
+    for idle_ms (`expired`).  The broker loop calls herald_streams_pump
+    once a turn: each stream with credit sends at most one slice, so
+    streams share the loop fairly with each other and with ingest.
+    =========================================================================
+*/
+
+#ifndef HERALD_STREAMS_H_INCLUDED
+#define HERALD_STREAMS_H_INCLUDED
+
+#include <czmq.h>
+#include "herald_msg.h"
+#include "herald_slab.h"
+#include "herald_store.h"
+
+#define HERALD_STREAM_SLICE     256     //  events per EVENTS message and turn
+
+typedef struct _herald_streams_t herald_streams_t;
+
+//  Streams of store, replying on router with frames from slab (all three
+//  borrowed), at most max_streams at once.  Caller owns.
+herald_streams_t *
+    herald_streams_new (herald_store_t *store, zsock_t *router, herald_slab_t *slab,
+                        size_t max_streams, uint64_t idle_ms);
+
+//  End nothing, send nothing: drop every stream and free.
+void
+    herald_streams_destroy (herald_streams_t **self_p);
+
+//  Open a stream for a decoded REPLAY or READ from identity (borrowed).
+//  Returns HERALD_OK, or an error in err (with the request's rid) for the
+//  caller to send: a rid still running (bad_request), too many streams
+//  (overloaded), a request the store refuses.
+herald_err
+    herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_msg_t *msg,
+                         herald_error_t *err);
+
+//  Add credit to stream rid of identity.  False when no such stream runs.
+bool
+    herald_streams_credit (herald_streams_t *self, zframe_t *identity, uint64_t rid,
+                           uint64_t credit);
+
+//  End stream rid of identity with END `cancelled`.  False when none runs.
+bool
+    herald_streams_cancel (herald_streams_t *self, zframe_t *identity, uint64_t rid);
+
+//  Give each stream with credit one slice; end those idle too long.
+//  Returns 1 when some stream still has credit to spend, 0 when none has,
+//  -1 when memory ran out for a frame (the broker must stop).
+int
+    herald_streams_pump (herald_streams_t *self);
+
+//  Streams running now.
+size_t
+    herald_streams_size (herald_streams_t *self);
+
+//  Streams ended since start.
+uint64_t
+    herald_streams_served (herald_streams_t *self);
+
+#endif
