@@ -235,8 +235,8 @@ s_run_publish (const s_config_t *config, bool sync)
     for (size_t i = 0; i < sizeof cases / sizeof cases [0] && !bb_interrupted; i++) {
         bb_result_t result;
         int p = cases [i].payload == 100? 0: 1;
-        if (bb_publish (broker.api, cases [i].threads, cases [i].batch, cases [i].payload, 0,
-                        config->seconds, config->max_events, &result))
+        if (bb_publish (broker.proc->api, cases [i].threads, cases [i].batch,
+                        cases [i].payload, 0, config->seconds, config->max_events, &result))
             s_failed = true;
         char name [48], a [32];
         snprintf (name, sizeof name, "publish %s x%zu, %d pub, %s",
@@ -253,7 +253,7 @@ s_run_publish (const s_config_t *config, bool sync)
     }
     if (peak > 0 && !bb_interrupted) {
         bb_result_t result;
-        if (bb_publish (broker.api, 4, 100, 100, peak / 2, config->seconds,
+        if (bb_publish (broker.proc->api, 4, 100, 100, peak / 2, config->seconds,
                         config->max_events, &result))
             s_failed = true;
         char name [48];
@@ -298,7 +298,7 @@ s_run_replay (const s_config_t *config)
     //  Build the log: two publishers, batches of 100 x 100 B, async
     bb_result_t build;
     double start = bench_now ();
-    bb_publish (broker.api, 2, 100, 100, 0, 3600, config->replay_events, &build);
+    bb_publish (broker.proc->api, 2, 100, 100, 0, 3600, config->replay_events, &build);
     char a [32], b [32];
     fprintf (stderr, "broker_bench: replay log built: %s events in %.1f s (%s ev/s)\n",
              bench_count (a, sizeof a, (double) build.acked), bench_now () - start,

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "bench_util.h"
+#include "brokerutil.h"
 
 #define BB_POOL_BYTES       (4u << 20)      //  random payload bytes
 #define BB_TOPICS           100             //  topics "bench.t<N>"
@@ -93,14 +94,11 @@ extern char bb_problems [4096];         //  broker problems seen, one a line
 void
     bb_problem (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 
-//  One heraldd child: data dir and log under bb_base, named by tag.
+//  One heraldd child, run by tests/brokerutil.c in bb_base/tag (data dir
+//  and log inside); proc is NULL when it is not running.
 typedef struct {
     char tag [32];
-    char data_dir [PATH_MAX];
-    char log [PATH_MAX];
-    char api [64];
-    char fanout [64];
-    pid_t pid;
+    bu_broker_t *proc;                  //  owned: api, fanout, pid
 } bb_broker_t;
 
 //  What bb_publish measured.

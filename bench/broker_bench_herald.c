@@ -2,29 +2,25 @@
     broker_bench_herald - running heraldd and talking to it as a client
 
     The Herald side of broker_bench (see broker_bench.c for the design):
-    start and stop the broker, pipelined publishers, fanout subscribers and
-    a credit-refilling replay.  Plain czmq sockets and hand-packed
-    MessagePack, as a third-party client would write them.
+    start and stop the broker (with tests/brokerutil.c, as the tests do),
+    pipelined publishers, fanout subscribers and a credit-refilling replay.
+    Plain czmq sockets and hand-packed MessagePack, as a third-party client
+    would write them.
     =========================================================================
 */
 
 #include "broker_bench.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <msgpack.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <czmq.h>
@@ -54,126 +50,15 @@ bb_problem (const char *format, ...)
 }
 
 //  ---------------------------------------------------------------------
-//  Running heraldd
+//  Running heraldd: tests/brokerutil.c starts and stops it, as for the tests
 
-
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in address = { .sin_family = AF_INET };
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t len = sizeof address;
-    int port = -1;
-    if (bind (fd, (struct sockaddr *) &address, sizeof address) == 0
-    &&  getsockname (fd, (struct sockaddr *) &address, &len) == 0)
-        port = ntohs (address.sin_port);
-    close (fd);
-    return port;
-}
-
-//  Where heraldd is: --heraldd, $HERALD_BUILDDIR/broker/heraldd, or up to
-//  three directories above this binary (bench/x, bench/.libs/x).
-static bool
-s_find_heraldd (char out [PATH_MAX])
-{
-    if (bb_heraldd) {
-        snprintf (out, PATH_MAX, "%s", bb_heraldd);
-        return access (out, X_OK) == 0;
-    }
-    const char *builddir = getenv ("HERALD_BUILDDIR");
-    if (builddir && *builddir && strlen (builddir) < PATH_MAX - 32) {
-        snprintf (out, PATH_MAX, "%.*s/broker/heraldd", PATH_MAX - 32, builddir);
-        if (access (out, X_OK) == 0)
-            return true;
-    }
-    char self [PATH_MAX];
-    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 32);
-    if (len <= 0)
-        return false;
-    self [len] = 0;
-    for (int up = 0; up < 3; up++) {
-        char *slash = strrchr (self, '/');
-        if (!slash)
-            return false;
-        *slash = 0;
-        //  self is at most PATH_MAX - 32 long (the readlink above)
-        snprintf (out, PATH_MAX, "%.*s/broker/heraldd", PATH_MAX - 32, self);
-        if (access (out, X_OK) == 0)
-            return true;
-    }
-    return false;
-}
-
-//  Print the last lines of the broker's log to stderr.
+//  Print the end of the broker's log to stderr.
 static void
 s_broker_log_tail (const bb_broker_t *self)
 {
-    FILE *file = fopen (self->log, "r");
-    if (!file)
-        return;
     char text [2048];
-    fseek (file, 0, SEEK_END);
-    long size = ftell (file);
-    fseek (file, size > (long) sizeof text - 1? size - (long) sizeof text + 1: 0, SEEK_SET);
-    size_t got = fread (text, 1, sizeof text - 1, file);
-    text [got] = 0;
-    fclose (file);
-    fprintf (stderr, "broker_bench: --- end of %s ---\n%s\n", self->log, text);
-}
-
-//  STATUS with rid on dealer; true when its reply came within timeout_ms.
-static bool
-s_status (zsock_t *dealer, uint64_t rid, int timeout_ms, uint64_t *head)
-{
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 1);
-    msgpack_pack_str_with_body (&pk, "rid", 3);
-    msgpack_pack_uint64 (&pk, rid);
-    void *handle = zsock_resolve (dealer);
-    zmq_send (handle, "STATUS", 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (handle, sbuf.data, sbuf.size, ZMQ_DONTWAIT);
-    msgpack_sbuffer_destroy (&sbuf);
-    zpoller_t *poller = zpoller_new (dealer, NULL);
-    bool ok = false;
-    double deadline = bench_now () + timeout_ms / 1000.0;
-    while (!ok && bench_now () < deadline) {
-        if (!zpoller_wait (poller, 50))
-            continue;
-        zmsg_t *msg = zmsg_recv (dealer);
-        if (!msg)
-            continue;
-        char *command = zmsg_popstr (msg);
-        zframe_t *body = zmsg_pop (msg);
-        if (command && body && streq (command, "STATUS")) {
-            msgpack_unpacked result;
-            msgpack_unpacked_init (&result);
-            if (msgpack_unpack_next (&result, (const char *) zframe_data (body),
-                                     zframe_size (body), NULL) == MSGPACK_UNPACK_SUCCESS
-            &&  result.data.type == MSGPACK_OBJECT_MAP) {
-                msgpack_object_map *map = &result.data.via.map;
-                for (uint32_t i = 0; i < map->size; i++) {
-                    msgpack_object *key = &map->ptr [i].key;
-                    if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4
-                    &&  memcmp (key->via.str.ptr, "head", 4) == 0
-                    &&  map->ptr [i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && head)
-                        *head = map->ptr [i].val.via.u64;
-                }
-                ok = true;
-            }
-            msgpack_unpacked_destroy (&result);
-        }
-        zstr_free (&command);
-        zframe_destroy (&body);
-        zmsg_destroy (&msg);
-    }
-    zpoller_destroy (&poller);
-    return ok;
+    bu_broker_log_tail (self->proc, text, sizeof text);
+    fprintf (stderr, "broker_bench: --- end of %s ---\n%s\n", self->proc->log, text);
 }
 
 //  Start heraldd with a fresh data dir (durability as given) and wait until
@@ -183,72 +68,22 @@ bb_broker_start (bb_broker_t *self, const char *tag, const char *durability)
 {
     memset (self, 0, sizeof *self);
     snprintf (self->tag, sizeof self->tag, "%s", tag);
-    char binary [PATH_MAX];
-    if (!s_find_heraldd (binary)) {
-        fprintf (stderr, "broker_bench: heraldd not found (build it, or --heraldd PATH)\n");
+    const char *const extra [] = { "--durability", durability, NULL };
+    self->proc = bu_broker_new_in (bb_base, tag, bb_heraldd, extra);
+    if (!self->proc) {
+        fprintf (stderr, "broker_bench: cannot set up heraldd (%s) in %s: is it built? "
+                 "(or --heraldd PATH)\n", tag, bb_base);
         return -1;
     }
-    snprintf (self->data_dir, sizeof self->data_dir, "%.*s/%s", PATH_MAX - 64, bb_base, tag);
-    snprintf (self->log, sizeof self->log, "%.*s/%s.log", PATH_MAX - 64, bb_base, tag);
-    int api = s_free_port (), fanout = s_free_port ();
-    for (int tries = 0; fanout == api && tries < 10; tries++)
-        fanout = s_free_port ();
-    if (api < 0 || fanout < 0 || api == fanout)
-        return -1;
-    snprintf (self->api, sizeof self->api, "tcp://127.0.0.1:%d", api);
-    snprintf (self->fanout, sizeof self->fanout, "tcp://127.0.0.1:%d", fanout);
-    char *argv [] = { binary, "--data-dir", self->data_dir, "--api", self->api,
-                      "--fanout", self->fanout, "--durability", (char *) durability, NULL };
-    int log = open (self->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log < 0)
-        return -1;
-    fflush (NULL);
-    pid_t parent = getpid ();
-    pid_t pid = fork ();
-    if (pid == 0) {
-        //  If the bench dies, the broker dies with it
-        prctl (PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid () != parent)
-            _exit (127);
-        signal (SIGTERM, SIG_DFL);
-        signal (SIGINT, SIG_DFL);
-        int null = open ("/dev/null", O_RDONLY);
-        if (null >= 0)
-            dup2 (null, STDIN_FILENO);
-        dup2 (log, STDOUT_FILENO);
-        dup2 (log, STDERR_FILENO);
-        execv (binary, argv);
-        _exit (127);
-    }
-    close (log);
-    if (pid < 0)
-        return -1;
-    self->pid = pid;
-    zsock_t *dealer = zsock_new_dealer (self->api);
-    bool ready = false;
-    double deadline = bench_now () + S_START_MS / 1000.0;
-    for (uint64_t rid = 1; dealer && !ready && bench_now () < deadline && !bb_interrupted; rid++) {
-        int status;
-        if (waitpid (pid, &status, WNOHANG) == pid) {
-            self->pid = 0;
-            break;
-        }
-        ready = s_status (dealer, rid, 250, NULL);
-    }
-    zsock_destroy (&dealer);
-    if (!ready) {
+    if (bu_broker_start (self->proc, S_START_MS)) {
         fprintf (stderr, "broker_bench: heraldd (%s) did not answer STATUS\n", tag);
         bb_problem ("heraldd (%s) did not start or answer STATUS within %d ms", tag, S_START_MS);
         s_broker_log_tail (self);
-        if (self->pid > 0) {
-            kill (self->pid, SIGKILL);
-            waitpid (self->pid, NULL, 0);
-            self->pid = 0;
-        }
+        bu_broker_destroy (&self->proc);
         return -1;
     }
     fprintf (stderr, "broker_bench: heraldd (%s, %s) pid %d on %s, fanout %s\n", tag,
-             durability, (int) pid, self->api, self->fanout);
+             durability, (int) self->proc->pid, self->proc->api, self->proc->fanout);
     return 0;
 }
 
@@ -257,39 +92,27 @@ bb_broker_start (bb_broker_t *self, const char *tag, const char *durability)
 void
 bb_broker_stop (bb_broker_t *self)
 {
-    if (self->pid > 0) {
-        double start = bench_now ();
-        kill (self->pid, SIGTERM);
-        int status = 0;
-        bool exited = false;
-        while (bench_now () - start < S_STOP_MS / 1000.0) {
-            pid_t rc = waitpid (self->pid, &status, WNOHANG);
-            if (rc == self->pid || (rc < 0 && errno != EINTR)) {
-                exited = rc == self->pid;
-                break;
-            }
-            zclock_sleep (10);
-        }
-        if (!exited) {
-            kill (self->pid, SIGKILL);
-            waitpid (self->pid, &status, 0);
-            bb_problem ("heraldd (%s) ignored SIGTERM for %d ms and was SIGKILLed", self->tag,
-                       S_STOP_MS);
-            s_broker_log_tail (self);
-        }
-        else
-        if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
-            bb_problem ("heraldd (%s) stopped with %s %d", self->tag,
-                       WIFEXITED (status)? "exit status": "signal",
-                       WIFEXITED (status)? WEXITSTATUS (status): WTERMSIG (status));
-            s_broker_log_tail (self);
-        }
-        else
-            fprintf (stderr, "broker_bench: heraldd (%s) stopped cleanly in %.0f ms\n",
-                     self->tag, (bench_now () - start) * 1000);
-        self->pid = 0;
+    if (!self->proc)
+        return;
+    double start = bench_now ();
+    bool killed = bu_broker_stop (self->proc, S_STOP_MS) != 0;
+    int status = self->proc->status;
+    if (killed) {
+        bb_problem ("heraldd (%s) ignored SIGTERM for %d ms and was SIGKILLed", self->tag,
+                   S_STOP_MS);
+        s_broker_log_tail (self);
     }
-    bench_remove_tree (self->data_dir);
+    else
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+        bb_problem ("heraldd (%s) stopped with %s %d", self->tag,
+                   WIFEXITED (status)? "exit status": "signal",
+                   WIFEXITED (status)? WEXITSTATUS (status): WTERMSIG (status));
+        s_broker_log_tail (self);
+    }
+    else
+        fprintf (stderr, "broker_bench: heraldd (%s) stopped cleanly in %.0f ms\n",
+                 self->tag, (bench_now () - start) * 1000);
+    bu_broker_destroy (&self->proc);
 }
 
 //  ---------------------------------------------------------------------
@@ -589,7 +412,7 @@ bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_re
         s_subscriber_t *self = &sub [started];
         memset (self, 0, sizeof *self);
         atomic_init (&self->delivered, 0);
-        self->endpoint = broker->fanout;
+        self->endpoint = broker->proc->fanout;
         self->stride = (size_t) subscribers;
         self->stop = &stop;
         self->ready = &ready;
@@ -605,14 +428,14 @@ bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_re
     bb_result_t warm;
     double deadline = bench_now () + 10;
     while (atomic_load (&ready) < started && bench_now () < deadline && !bb_interrupted)
-        bb_publish (broker->api, 1, 1, 100, 0, 0.05, 1, &warm);
+        bb_publish (broker->proc->api, 1, 1, 100, 0, 0.05, 1, &warm);
     zclock_sleep (200);
     uint64_t before [16];
     for (int i = 0; i < started; i++)
         before [i] = atomic_load (&sub [i].delivered);
     double start = bench_now ();
     bb_result_t pub;
-    bb_publish (broker->api, 1, 100, 100, 0, seconds, UINT64_MAX / 2, &pub);
+    bb_publish (broker->proc->api, 1, 100, 100, 0, seconds, UINT64_MAX / 2, &pub);
     result->published = pub.acked;
     //  Until the subscribers stop receiving (bounded)
     uint64_t seen = 0, quiet = 0;
@@ -660,7 +483,7 @@ double
 bb_replay (const bb_broker_t *broker, uint64_t rid, double timeout, uint64_t *events)
 {
     *events = 0;
-    zsock_t *dealer = zsock_new_dealer (broker->api);
+    zsock_t *dealer = zsock_new_dealer (broker->proc->api);
     if (!dealer)
         return -1;
     zsock_set_rcvhwm (dealer, 100000);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,14 +71,18 @@ bu_heraldd_path (void)
     return NULL;
 }
 
-bu_broker_t *
-bu_broker_new (const char *tag, const char *const *extra)
+//  A broker in dir (taken over: freed, and removed with everything under
+//  it, by bu_broker_destroy), running binary (NULL: bu_heraldd_path).
+static bu_broker_t *
+s_broker_new_in_dir (char *dir, const char *binary, const char *const *extra)
 {
     bu_broker_t *self = calloc (1, sizeof *self);
-    if (!self)
+    if (!self) {
+        tu_tmpdir_destroy (&dir);
         return NULL;
-    self->binary = bu_heraldd_path ();
-    self->dir = tu_tmpdir_new (tag);
+    }
+    self->binary = binary? strdup (binary): bu_heraldd_path ();
+    self->dir = dir;
     if (self->dir) {
         self->data_dir = tu_path (self->dir, "data");
         self->log = tu_path (self->dir, "heraldd.log");
@@ -91,6 +96,24 @@ bu_broker_new (const char *tag, const char *const *extra)
     if (!ok)
         bu_broker_destroy (&self);
     return self;
+}
+
+bu_broker_t *
+bu_broker_new (const char *tag, const char *const *extra)
+{
+    return s_broker_new_in_dir (tu_tmpdir_new (tag), NULL, extra);
+}
+
+bu_broker_t *
+bu_broker_new_in (const char *parent, const char *tag, const char *binary,
+                  const char *const *extra)
+{
+    char *dir = tu_path (parent, tag);
+    if (dir && mkdir (dir, 0700) != 0) {
+        free (dir);                 //  not ours to remove: it was there
+        return NULL;
+    }
+    return s_broker_new_in_dir (dir, binary, extra);
 }
 
 void
@@ -261,16 +284,33 @@ bu_broker_start (bu_broker_t *self, int timeout_ms)
     return rc;
 }
 
-void
-bu_broker_log (const bu_broker_t *self, char *out, size_t max)
+//  max-1 bytes of the broker's log, from its start or up to its end.
+static void
+s_broker_log_read (const bu_broker_t *self, char *out, size_t max, bool tail)
 {
     out [0] = 0;
     FILE *file = fopen (self->log, "r");
     if (!file)
         return;
+    if (tail && fseek (file, 0, SEEK_END) == 0) {
+        long size = ftell (file);
+        fseek (file, size > (long) max - 1? size - (long) max + 1: 0, SEEK_SET);
+    }
     size_t got = fread (out, 1, max - 1, file);
     out [got] = 0;
     fclose (file);
+}
+
+void
+bu_broker_log (const bu_broker_t *self, char *out, size_t max)
+{
+    s_broker_log_read (self, out, max, false);
+}
+
+void
+bu_broker_log_tail (const bu_broker_t *self, char *out, size_t max)
+{
+    s_broker_log_read (self, out, max, true);
 }
 
 //  ---------------------------------------------------------------------
@@ -441,14 +481,31 @@ bu_pack_str (msgpack_packer *pk, const char *text)
     msgpack_pack_str_body (pk, text, len);
 }
 
+//  Start a request body in sbuf: a map of keys entries, the first rid.
+static void
+s_pack_request (msgpack_packer *pk, msgpack_sbuffer *sbuf, size_t keys, uint64_t rid)
+{
+    msgpack_packer_init (pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (pk, keys);
+    bu_pack_str (pk, "rid");
+    msgpack_pack_uint64 (pk, rid);
+}
+
+void
+bu_event_init (bu_event_t *event, const char *topic, const char *data)
+{
+    memset (event, 0, sizeof *event);
+    tu_random_id (event->id);
+    event->topic = topic;
+    event->data = data;
+    event->data_len = data? strlen (data): 0;
+}
+
 void
 bu_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, const bu_event_t *events, size_t count)
 {
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    bu_pack_str (&pk, "rid");
-    msgpack_pack_uint64 (&pk, rid);
+    s_pack_request (&pk, sbuf, 2, rid);
     bu_pack_str (&pk, "events");
     msgpack_pack_array (&pk, count);
     for (size_t index = 0; index < count; index++) {
@@ -473,20 +530,14 @@ void
 bu_pack_rid (msgpack_sbuffer *sbuf, uint64_t rid)
 {
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 1);
-    bu_pack_str (&pk, "rid");
-    msgpack_pack_uint64 (&pk, rid);
+    s_pack_request (&pk, sbuf, 1, rid);
 }
 
 void
 bu_pack_credit (msgpack_sbuffer *sbuf, uint64_t rid, uint64_t credit)
 {
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    bu_pack_str (&pk, "rid");
-    msgpack_pack_uint64 (&pk, rid);
+    s_pack_request (&pk, sbuf, 2, rid);
     bu_pack_str (&pk, "credit");
     msgpack_pack_uint64 (&pk, credit);
 }
@@ -494,13 +545,10 @@ bu_pack_credit (msgpack_sbuffer *sbuf, uint64_t rid, uint64_t credit)
 void
 bu_pack_replay (msgpack_sbuffer *sbuf, uint64_t rid, const bu_replay_t *replay)
 {
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
     size_t keys = 1 + replay->has_from + replay->has_to + (replay->prefixes != NULL)
                 + replay->has_credit;
-    msgpack_pack_map (&pk, keys);
-    bu_pack_str (&pk, "rid");
-    msgpack_pack_uint64 (&pk, rid);
+    msgpack_packer pk;
+    s_pack_request (&pk, sbuf, keys, rid);
     if (replay->has_from) {
         bu_pack_str (&pk, "from");
         msgpack_pack_uint64 (&pk, replay->from);
@@ -519,4 +567,30 @@ bu_pack_replay (msgpack_sbuffer *sbuf, uint64_t rid, const bu_replay_t *replay)
         bu_pack_str (&pk, "credit");
         msgpack_pack_uint64 (&pk, replay->credit);
     }
+}
+
+void
+bu_pack_read (msgpack_sbuffer *sbuf, uint64_t rid, const char *topic)
+{
+    msgpack_packer pk;
+    s_pack_request (&pk, sbuf, 2, rid);
+    bu_pack_str (&pk, "topic");
+    bu_pack_str (&pk, topic);
+}
+
+void
+bu_pack_hello (msgpack_sbuffer *sbuf, uint64_t rid, uint64_t proto, const char *client)
+{
+    msgpack_packer pk;
+    s_pack_request (&pk, sbuf, 3, rid);
+    bu_pack_str (&pk, "proto");
+    msgpack_pack_uint64 (&pk, proto);
+    bu_pack_str (&pk, "client");
+    bu_pack_str (&pk, client);
+}
+
+bool
+bu_str_eq (herald_str_t str, const char *text)
+{
+    return str.ptr && str.len == strlen (text) && !memcmp (str.ptr, text, str.len);
 }

@@ -10,7 +10,9 @@
     decoded with herald_msg_decode, envelopes with herald_event_decode.
 
     Nothing here uses criterion: every helper reports failure by its return
-    value, and the tests assert on it.  Every wait is bounded.
+    value, and the tests assert on it.  Every wait is bounded.  So
+    bench/broker_bench links this file (and testutil.c) too, to run the
+    broker it measures the same way the tests run theirs.
     =========================================================================
 */
 
@@ -57,6 +59,14 @@ char *
 bu_broker_t *
     bu_broker_new (const char *tag, const char *const *extra);
 
+//  The same in a new directory parent/tag (parent must exist, parent/tag
+//  must not), running binary (NULL: bu_heraldd_path).  For a caller that
+//  keeps its runs under one directory of its own, like bench/broker_bench.
+//  Caller owns (bu_broker_destroy removes parent/tag); NULL on failure.
+bu_broker_t *
+    bu_broker_new_in (const char *parent, const char *tag, const char *binary,
+                      const char *const *extra);
+
 //  Kill (SIGKILL) and reap the broker if it runs, remove its directory,
 //  free it, clear *self_p.  NULL-safe.
 void
@@ -89,6 +99,10 @@ void
 //  The first max-1 bytes of the broker's log, NUL-terminated, into out.
 void
     bu_broker_log (const bu_broker_t *self, char *out, size_t max);
+
+//  The last max-1 bytes of the broker's log, NUL-terminated, into out.
+void
+    bu_broker_log_tail (const bu_broker_t *self, char *out, size_t max);
 
 //  ---------------------------------------------------------------------
 //  Clients
@@ -171,6 +185,11 @@ typedef struct {
     uint64_t expect;
 } bu_event_t;
 
+//  Fill event with a fresh random id, topic and data (both borrowed: they
+//  must outlive the event; data NULL: empty), no expect.
+void
+    bu_event_init (bu_event_t *event, const char *topic, const char *data);
+
 //  Pack a PUBLISH body {rid, events: [...]} into sbuf.
 void
     bu_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, const bu_event_t *events,
@@ -198,5 +217,17 @@ typedef struct {
 
 void
     bu_pack_replay (msgpack_sbuffer *sbuf, uint64_t rid, const bu_replay_t *replay);
+
+//  Pack {rid, topic} (READ from ver 1, no credit key).
+void
+    bu_pack_read (msgpack_sbuffer *sbuf, uint64_t rid, const char *topic);
+
+//  Pack {rid, proto, client} (HELLO).
+void
+    bu_pack_hello (msgpack_sbuffer *sbuf, uint64_t rid, uint64_t proto, const char *client);
+
+//  True when str holds exactly text.
+bool
+    bu_str_eq (herald_str_t str, const char *text);
 
 #endif

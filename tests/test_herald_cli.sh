@@ -225,6 +225,52 @@ check "inspect of the data dir exits 0" test $? -eq 0
 check "inspect counts every event" \
     json_check "$TMP/inspect" "rows[0]['consistent'] and rows[0]['events'] == $TOTAL and rows[0]['head'] == $TOTAL"
 
+#  ---------------------------------------------------------------------
+#  inspect, a damaged store: tests/store_tamper deletes one RocksDB record
+#  from a copy of the data dir, leaving the rest as it was
+
+TAMPER=$BUILD/tests/store_tamper
+
+#  hex TEXT: TEXT's bytes in lower-case hex
+hex () { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+
+#  damaged NAME CF KEYHEX: a copy of the data dir without that key, at
+#  $TMP/NAME; fails when the key was not there
+damaged () {
+    rm -rf "$TMP/$1"
+    cp -r "$DATA" "$TMP/$1" && "$TAMPER" "$TMP/$1" "$2" "$3"
+}
+
+#  A run of live.load's topic index ("streams": topic 0x00 first_ver) that
+#  is neither its first nor its last: the log still holds those events,
+#  but reading the topic's stream cannot find them
+run=$("$TAMPER" "$DATA" streams | grep "^$(hex live.load)00" | sed -n 2p)
+check "the store has a second streams run for live.load" test -n "$run"
+damaged no-stream-run streams "$run"
+check "a streams run can be deleted" test $? -eq 0
+"$HERALD" inspect --data-dir "$TMP/no-stream-run" >"$TMP/inspect-streams" 2>&1
+check "inspect of a store missing a streams run exits 1" test $? -eq 1
+check "... naming the topic" grep -q "topic 'live.load'" "$TMP/inspect-streams"
+
+#  A topic's record in "topics": the store counts one topic fewer than the
+#  log holds
+damaged no-topic topics "$(hex orders.us)"
+check "a topics record can be deleted" test $? -eq 0
+"$HERALD" inspect --data-dir "$TMP/no-topic" >"$TMP/inspect-topics" 2>&1
+check "inspect of a store missing a topic record exits 1" test $? -eq 1
+check "... saying the topic counts differ" grep -q "topics, the log holds" "$TMP/inspect-topics"
+
+#  A run of the log itself ("events": last_seq): a seq gap
+run=$("$TAMPER" "$DATA" events | sed -n 2p)
+damaged no-event-run events "$run"
+check "an events run can be deleted" test $? -eq 0
+"$HERALD" inspect --data-dir "$TMP/no-event-run" >"$TMP/inspect-events" 2>&1
+check "inspect of a log with a hole exits 1" test $? -eq 1
+check "... naming the seq gap" grep -q "seq gap" "$TMP/inspect-events"
+
+"$HERALD" inspect --data-dir "$DATA" >/dev/null 2>&1
+check "the original data dir is still consistent" test $? -eq 0
+
 mkdir "$TMP/notastore"
 echo hello >"$TMP/notastore/file"
 "$HERALD" inspect --data-dir "$TMP/notastore" >/dev/null 2>&1
