@@ -47,7 +47,6 @@
 #include "herald_msg.h"
 #include "herald_log.h"
 #include "herald_reply.h"
-#include "herald_slab.h"
 #include "herald_streams.h"
 #include "herald_writer.h"
 #include "herald_uuid.h"
@@ -59,8 +58,6 @@
 //  TCP stream: a pipelining client is slowed by TCP, and what waits in the
 //  broker stays bounded per connection.
 #define ROUTER_RCVHWM       1000
-#define SLAB_BLOCK          (32 * 1024) //  bytes per block of outgoing frames;
-                                        //  below glibc's 64 KiB free that consolidates
 //  One group commit publishes up to DRAIN_EVENTS events at once, and more
 //  in a burst of commits; libzmq's default of 1000 dropped events even for
 //  subscribers keeping up.  A subscriber that falls this far behind loses
@@ -79,7 +76,6 @@ typedef struct {
     zsock_t *pipe;
     zsock_t *router;
     zsock_t *pub;
-    herald_slab_t *slab;                //  the bytes of outgoing event frames
     herald_config_t *config;            //  borrowed
     herald_store_t *store;              //  borrowed
     char *node;
@@ -175,8 +171,6 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->writer = herald_writer_new (self->store);
     assert (self->writer);
     self->fanned = herald_store_head (self->store);
-    self->slab = herald_slab_new (SLAB_BLOCK);
-    assert (self->slab);
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
     self->limits.max_event_bytes = self->config->max_event_bytes;
@@ -211,7 +205,6 @@ s_self_destroy (self_t **self_p)
     herald_streams_destroy (&self->streams);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
-    herald_slab_destroy (&self->slab);
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
     free (self->node);
@@ -397,14 +390,11 @@ s_commit_finish (self_t *self)
         if (!herald_store_appended (self->store, seq, &envelope, &len)
         ||  !herald_event_peek (envelope, len, &topic, &topic_len, &s, &v, &t))
             continue;
-        zmq_msg_t frame;
-        if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
-            herald_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
-            self->fatal = true;
-            return;
-        }
+        //  A copy of its own per event, not a slab: a slow subscriber to a
+        //  rare topic would keep a whole shared block alive per event it
+        //  has queued (herald_slab.h).
         herald_reply_frame (self->pub, topic, topic_len, true);
-        herald_reply_zmq_msg (self->pub, &frame, false);
+        herald_reply_frame (self->pub, envelope, len, false);
         self->published++;
         self->fanned = seq;
     }
@@ -653,7 +643,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
     //  zactor_new waits for this signal; a failure is reported after it.
     self->fatal = s_identity (self) != 0 || s_bind (self) != 0;
     if (!self->fatal)
-        self->streams = herald_streams_new (self->store, self->router, self->slab,
+        self->streams = herald_streams_new (self->store, self->router,
                                             self->config->max_streams,
                                             self->config->stream_idle_ms);
     zsock_signal (pipe, 0);

@@ -1,13 +1,19 @@
 /*  =========================================================================
     herald_slab - outgoing ZeroMQ frames that share a few large blocks
 
-    HWP/1 sends one frame per event, on fanout and in EVENTS.  A frame made
+    HWP/1 sends one frame per event in EVENTS (and on fanout).  A frame made
     with zmq_msg_init_size is one malloc in the broker's thread and one free
     in libzmq's I/O thread, and glibc serialises the two on the arena lock:
     on a replay that lock, not the store or the socket, was the broker's
     bottleneck.  Here the bytes of many frames are copied side by side into
     one block; each frame points into it (zmq_msg_init_data) and holds a
     reference, and the block is freed by whichever thread drops the last.
+
+    A block lives while any frame in it is queued, so a slab is for frames
+    that leave together: each REPLAY/READ stream has its own, and its
+    credit bounds what it holds.  Fanout frames are plain copies: a slow
+    subscriber to a rare topic would otherwise keep a whole block alive for
+    every event it has queued.
 
     One herald_slab_t belongs to one thread (the broker loop); the blocks it
     hands out are shared with the I/O thread through atomic counts.

@@ -13,11 +13,16 @@
 #include "herald_reply.h"
 #include "herald_streams.h"
 
+#define SLAB_BLOCK          (32 * 1024) //  bytes per block of a stream's frames
+
 typedef struct {
     zframe_t *identity;                 //  owned
     uint64_t rid;
     bool is_read;
     herald_scan_t *scan;                //  owned
+    //  The stream's own frames: a block is shared only by frames of one
+    //  stream, so a slow client keeps at most a block beyond its credit.
+    herald_slab_t *slab;                //  owned
     uint64_t credit;
     int64_t idle_since;                 //  when credit last ran out or was given
     //  When credit runs out the stream reads one event ahead, so that it
@@ -30,7 +35,6 @@ typedef struct {
 struct _herald_streams_t {
     herald_store_t *store;              //  borrowed
     zsock_t *router;                    //  borrowed
-    herald_slab_t *slab;                //  borrowed
     size_t max_streams;
     uint64_t idle_ms;
     zlistx_t *streams;                  //  s_stream_t
@@ -47,18 +51,18 @@ s_stream_destroy (s_stream_t **self_p)
         return;
     zframe_destroy (&self->identity);
     herald_scan_destroy (&self->scan);
+    herald_slab_destroy (&self->slab);
     free (self);
     *self_p = NULL;
 }
 
 herald_streams_t *
-herald_streams_new (herald_store_t *store, zsock_t *router, herald_slab_t *slab,
+herald_streams_new (herald_store_t *store, zsock_t *router,
                     size_t max_streams, uint64_t idle_ms)
 {
     herald_streams_t *self = (herald_streams_t *) zmalloc (sizeof (herald_streams_t));
     self->store = store;
     self->router = router;
-    self->slab = slab;
     self->max_streams = max_streams;
     self->idle_ms = idle_ms;
     self->streams = zlistx_new ();
@@ -151,7 +155,7 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
             herald_reply_frame (self->router, "EVENTS", 6, true);
             herald_reply_frame (self->router, self->buffer.data, self->buffer.size, true);
         }
-        if (herald_slab_frame (self->slab, &frame, envelope, len) != 0) {
+        if (herald_slab_frame (stream->slab, &frame, envelope, len) != 0) {
             //  Out of memory: stop loudly rather than skip an event.
             herald_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
             self->out_of_memory = true;
@@ -255,6 +259,8 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
     stream->rid = msg->rid;
     stream->is_read = msg->type == HERALD_MSG_READ;
     stream->scan = scan;
+    stream->slab = herald_slab_new (SLAB_BLOCK);
+    assert (stream->slab);
     stream->credit = credit;
     stream->idle_since = zclock_mono ();
     zlistx_add_end (self->streams, stream);

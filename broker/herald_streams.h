@@ -22,11 +22,11 @@
 
 typedef struct _herald_streams_t herald_streams_t;
 
-//  Streams of store, replying on router with frames from slab (all three
-//  borrowed), at most max_streams at once.  Caller owns.
+//  Streams of store, replying on router (both borrowed), at most
+//  max_streams at once.  Caller owns.
 herald_streams_t *
-    herald_streams_new (herald_store_t *store, zsock_t *router, herald_slab_t *slab,
-                        size_t max_streams, uint64_t idle_ms);
+    herald_streams_new (herald_store_t *store, zsock_t *router, size_t max_streams,
+                        uint64_t idle_ms);
 
 //  End nothing, send nothing: drop every stream and free.
 void
