@@ -547,6 +547,70 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
     return rc;
 }
 
+herald_err
+herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
+                        uint64_t *seq, uint64_t *ver)
+{
+    assert (self);
+    *seq = 0;
+    *ver = 0;
+    char *rocks_err = NULL;
+    rocksdb_pinnableslice_t *value = rocksdb_get_pinned_cf (
+        self->db, self->read_options, self->cf [CF_IDS], (const char *) id, HERALD_ID_BYTES,
+        &rocks_err);
+    if (rocks_err) {
+        free (rocks_err);
+        return HERALD_ERR_IO;
+    }
+    if (!value)
+        return HERALD_ERR_NOT_FOUND;
+    size_t len;
+    const uint8_t *bytes = (const uint8_t *) rocksdb_pinnableslice_value (value, &len);
+    herald_err rc = HERALD_ERR_CORRUPT;
+    if (len == 16) {
+        *seq = s_get_u64 (bytes);
+        *ver = s_get_u64 (bytes + 8);
+        rc = HERALD_OK;
+    }
+    rocksdb_pinnableslice_destroy (value);
+    return rc;
+}
+
+int
+herald_store_walk_ids (herald_store_t *self, herald_store_id_fn *fn, void *arg,
+                       herald_error_t *err)
+{
+    assert (self);
+    assert (fn);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->read_options,
+                                                         self->cf [CF_IDS]);
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first (it); rc == 0 && rocksdb_iter_valid (it);
+         rocksdb_iter_next (it)) {
+        size_t key_len, len;
+        const uint8_t *key = (const uint8_t *) rocksdb_iter_key (it, &key_len);
+        const uint8_t *value = (const uint8_t *) rocksdb_iter_value (it, &len);
+        if (key_len != HERALD_ID_BYTES || len != 16) {
+            herald_error_set (err, HERALD_ERR_CORRUPT, "ids",
+                              "id index entry with a %zu-byte key and a %zu-byte value",
+                              key_len, len);
+            rc = -1;
+        }
+        else
+            rc = fn (key, s_get_u64 (value), s_get_u64 (value + 8), arg);
+    }
+    char *rocks_err = NULL;
+    if (rc == 0)
+        rocksdb_iter_get_error (it, &rocks_err);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_IO, "ids", "reading id index: %s", rocks_err);
+        free (rocks_err);
+        rc = -1;
+    }
+    rocksdb_iter_destroy (it);
+    return rc;
+}
+
 //  Meta keys live in "default" beside the format marker, under "meta.".
 static size_t
 s_meta_key (char *out, size_t size, const char *key)

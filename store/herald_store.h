@@ -110,6 +110,25 @@ void
 herald_err
     herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len);
 
+//  The dedup index: the seq and ver event id was stored with (a duplicate
+//  of it gets these).  HERALD_ERR_NOT_FOUND when id is not stored,
+//  HERALD_ERR_CORRUPT when its entry has the wrong shape, HERALD_ERR_IO
+//  when RocksDB fails.  Reads only; from any thread.
+herald_err
+    herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
+                            uint64_t *seq, uint64_t *ver);
+
+//  Walk the whole dedup index in id order, calling fn for each entry with
+//  the seq and ver it names.  For offline checks (herald inspect): it
+//  reads every entry.  Returns 0 when done, fn's return value when fn
+//  returned non-zero (the walk stops there), or -1 with err filled
+//  (HERALD_ERR_CORRUPT: an entry of the wrong shape; HERALD_ERR_IO).
+typedef int (herald_store_id_fn) (const uint8_t id [HERALD_ID_BYTES], uint64_t seq,
+                                  uint64_t ver, void *arg);
+int
+    herald_store_walk_ids (herald_store_t *self, herald_store_id_fn *fn, void *arg,
+                           herald_error_t *err);
+
 //  Counters, recovered on open and kept by append.
 uint64_t
     herald_store_head (herald_store_t *self);          //  highest seq, 0 when empty

@@ -224,6 +224,7 @@ check "heraldd stops on SIGTERM" $stopped
 check "inspect of the data dir exits 0" test $? -eq 0
 check "inspect counts every event" \
     json_check "$TMP/inspect" "rows[0]['consistent'] and rows[0]['events'] == $TOTAL and rows[0]['head'] == $TOTAL"
+check "inspect counts one id per event" json_check "$TMP/inspect" "rows[0]['ids'] == $TOTAL"
 
 #  ---------------------------------------------------------------------
 #  inspect, a damaged store: tests/store_tamper deletes one RocksDB record
@@ -267,6 +268,26 @@ check "an events run can be deleted" test $? -eq 0
 "$HERALD" inspect --data-dir "$TMP/no-event-run" >"$TMP/inspect-events" 2>&1
 check "inspect of a log with a hole exits 1" test $? -eq 1
 check "... naming the seq gap" grep -q "seq gap" "$TMP/inspect-events"
+
+#  The dedup index ("ids": the 16-byte id) without the first event's id:
+#  the log is intact, but a retry of that event would be stored again
+first_id=$($PY -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())["id"])' "$TMP/replay")
+damaged no-id ids "$(printf '%s' "$first_id" | tr -d -)"
+check "an ids record can be deleted" test $? -eq 0
+"$HERALD" inspect --data-dir "$TMP/no-id" >"$TMP/inspect-ids" 2>&1
+check "inspect of a store missing an id exits 1" test $? -eq 1
+check "... naming the dedup index, the seq and the id" \
+    grep -q "dedup index: seq 1: its id $first_id is missing (1 event in all" "$TMP/inspect-ids"
+
+#  The log's last run gone ("events": the greatest last_seq): the log is
+#  gapless but shorter, and only the dedup index still names the lost seqs
+run=$("$TAMPER" "$DATA" events | tail -n 1)
+damaged no-tail events "$run"
+check "the last events run can be deleted" test $? -eq 0
+"$HERALD" inspect --data-dir "$TMP/no-tail" >"$TMP/inspect-tail" 2>&1
+check "inspect of a log that lost its tail exits 1" test $? -eq 1
+check "... saying the dedup index names seqs past the head" \
+    grep -q "dedup index: it holds $TOTAL entries, the log [0-9]* events; the first stray: id .* past the head" "$TMP/inspect-tail"
 
 "$HERALD" inspect --data-dir "$DATA" >/dev/null 2>&1
 check "the original data dir is still consistent" test $? -eq 0

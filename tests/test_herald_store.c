@@ -740,6 +740,117 @@ Test (herald_store, duplicates_survive_reopen)
 }
 
 //  ---------------------------------------------------------------------
+//  The dedup index, read directly (herald inspect checks it)
+
+Test (herald_store, lookup_id_finds_an_appended_event)
+{
+    s_open (HERALD_DURABILITY_SYNC);
+    s_append_topic ("t", 2, NULL);
+    herald_event_t events [2] = { tu_event ("t", "a"), tu_event ("u", "b") };
+    herald_append_result_t results [2];
+    s_append_ok (events, 2, results);
+    for (size_t index = 0; index < 2; index++) {
+        uint64_t seq = 99, ver = 99;
+        herald_err rc = herald_store_lookup_id (s_store, events [index].id, &seq, &ver);
+        cr_assert_eq (rc, HERALD_OK, "lookup of event %zu: %d", index, rc);
+        cr_assert_eq (seq, results [index].seq);
+        cr_assert_eq (ver, results [index].ver);
+    }
+    cr_assert_eq (results [0].seq, 3);
+    cr_assert_eq (results [0].ver, 3);
+    cr_assert_eq (results [1].ver, 1);
+}
+
+Test (herald_store, lookup_id_of_a_fresh_id_is_not_found)
+{
+    s_open (HERALD_DURABILITY_SYNC);
+    uint8_t id [HERALD_ID_BYTES];
+    tu_random_id (id);
+    uint64_t seq = 99, ver = 99;
+    cr_assert_eq (herald_store_lookup_id (s_store, id, &seq, &ver), HERALD_ERR_NOT_FOUND,
+                  "an empty store holds no id");
+    cr_assert_eq (seq, 0);
+    cr_assert_eq (ver, 0);
+    s_append_topic ("t", 3, NULL);
+    tu_random_id (id);
+    cr_assert_eq (herald_store_lookup_id (s_store, id, &seq, &ver), HERALD_ERR_NOT_FOUND);
+    s_reopen ();
+    cr_assert_eq (herald_store_lookup_id (s_store, id, &seq, &ver), HERALD_ERR_NOT_FOUND);
+}
+
+Test (herald_store, lookup_id_of_a_duplicate_gives_the_original_seq_and_ver)
+{
+    s_open (HERALD_DURABILITY_SYNC);
+    herald_event_t event = tu_event ("t", "first");
+    herald_append_result_t first;
+    s_append_ok (&event, 1, &first);
+    s_append_topic ("t", 2, NULL);
+    herald_event_t again [2] = { tu_event ("u", "x"), event };
+    herald_append_result_t results [2];
+    s_append_ok (again, 2, results);
+    cr_assert (results [1].dup);
+    uint64_t seq, ver;
+    cr_assert_eq (herald_store_lookup_id (s_store, event.id, &seq, &ver), HERALD_OK);
+    cr_assert_eq (seq, first.seq, "the duplicate moved the id to seq %" PRIu64, seq);
+    cr_assert_eq (ver, first.ver);
+    s_reopen ();
+    cr_assert_eq (herald_store_lookup_id (s_store, event.id, &seq, &ver), HERALD_OK);
+    cr_assert_eq (seq, 1);
+    cr_assert_eq (ver, 1);
+}
+
+typedef struct {
+    uint8_t ids [8][HERALD_ID_BYTES];
+    uint64_t seqs [8];
+    uint64_t vers [8];
+    size_t count;
+    size_t stop_after;              //  0: never stop
+} s_walk_t;
+
+static int
+s_walk_fn (const uint8_t id [HERALD_ID_BYTES], uint64_t seq, uint64_t ver, void *arg)
+{
+    s_walk_t *walk = arg;
+    cr_assert_lt (walk->count, 8, "the walk visits more entries than ids stored");
+    memcpy (walk->ids [walk->count], id, HERALD_ID_BYTES);
+    walk->seqs [walk->count] = seq;
+    walk->vers [walk->count] = ver;
+    walk->count++;
+    return walk->stop_after && walk->count == walk->stop_after? 7: 0;
+}
+
+Test (herald_store, walk_ids_visits_each_stored_id_once_in_id_order)
+{
+    s_open (HERALD_DURABILITY_SYNC);
+    herald_event_t events [4] = {
+        tu_event ("t", "a"), tu_event ("u", "b"), tu_event ("t", "c"), tu_event ("t", "d")
+    };
+    for (size_t index = 0; index < 4; index++) {
+        memset (events [index].id, 0, HERALD_ID_BYTES);
+        events [index].id [0] = (uint8_t) (40 - index);        //  descending ids
+    }
+    events [3] = events [1];                                    //  a duplicate
+    herald_append_result_t results [4];
+    s_append_ok (events, 4, results);
+    s_walk_t walk = { .count = 0 };
+    herald_error_t err;
+    cr_assert_eq (herald_store_walk_ids (s_store, s_walk_fn, &walk, &err), 0, "%s",
+                  err.message);
+    cr_assert_eq (walk.count, 3);
+    for (size_t index = 0; index < 3; index++) {
+        //  In id order: event 2 (id 38), event 1 (39), event 0 (40)
+        size_t which = 2 - index;
+        cr_assert_arr_eq (walk.ids [index], events [which].id, HERALD_ID_BYTES);
+        cr_assert_eq (walk.seqs [index], results [which].seq);
+        cr_assert_eq (walk.vers [index], results [which].ver);
+    }
+    s_walk_t stopped = { .stop_after = 2 };
+    cr_assert_eq (herald_store_walk_ids (s_store, s_walk_fn, &stopped, &err), 7,
+                  "fn's non-zero return ends the walk and is returned");
+    cr_assert_eq (stopped.count, 2);
+}
+
+//  ---------------------------------------------------------------------
 //  expect
 
 Test (herald_store, expect_zero_on_new_topic_succeeds)

@@ -3,9 +3,11 @@
     heartbeats, SIGTERM, restarts, the data dir's lock, kill -9
 
     What a supervisor and a client see of heraldd's life: it answers STATUS
-    and HELLO, sends `$hb` with its head, node and an epoch that grows on a
-    restart, exits 0 on SIGTERM, refuses a data dir another broker holds,
-    and after kill -9 in a pipelined publish storm has lost no ACKed event.
+    (with every documented counter) and HELLO, logs each request at level
+    debug and none at info, sends `$hb` with its head (never ahead of what
+    fanout has sent), node and an epoch that grows on a restart, exits 0 on
+    SIGTERM, refuses a data dir another broker holds, and after kill -9 in
+    a pipelined publish storm has lost no ACKed event.
     Each test starts the real heraldd (tests/brokertest.c) on ports chosen
     at run time with a fresh data directory, and stops it.
     =========================================================================
@@ -92,6 +94,118 @@ Test (heraldd_process, hello_proto_2_is_unsupported)
     bt_expect_error (client, HERALD_ERR_UNSUPPORTED, true, 5);
 }
 
+//  Every counter docs/broker.md lists, RocksDB's memory last, each a uint
+//  (checked on the raw body: the decoder would drop a key of another type).
+Test (heraldd_process, status_carries_every_documented_counter_as_a_uint)
+{
+    static const char *names [] = {
+        "published", "duplicates", "conflicts", "refused", "dropped", "streams",
+        "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
+        "memtable_bytes", "block_cache_bytes", "table_readers_bytes"
+    };
+    enum { NAMES = sizeof names / sizeof names [0] };
+    bt_start ();
+    zsock_t *client = bt_client ();
+    bt_publish_many (client, "status.1", 3, 1);
+    bt_send_rid (client, "STATUS", 77);
+    zmsg_t *msg = bu_recv (client, BT_WAIT_MS);
+    cr_assert_not_null (msg, "no STATUS reply within %d ms", BT_WAIT_MS);
+    zframe_t *command = zmsg_first (msg);
+    zframe_t *body = zmsg_next (msg);
+    bool is_status = zframe_streq (command, "STATUS") && body;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    bool unpacked_ok = is_status && msgpack_unpack_next (&unpacked,
+        (const char *) zframe_data (body), zframe_size (body), NULL) == MSGPACK_UNPACK_SUCCESS
+        && unpacked.data.type == MSGPACK_OBJECT_MAP;
+    uint64_t values [NAMES];
+    int found [NAMES] = { 0 };
+    msgpack_object_type types [NAMES];
+    for (size_t index = 0; unpacked_ok && index < unpacked.data.via.map.size; index++) {
+        const msgpack_object_kv *pair = &unpacked.data.via.map.ptr [index];
+        if (pair->key.type != MSGPACK_OBJECT_STR)
+            continue;
+        for (size_t which = 0; which < NAMES; which++)
+            if (pair->key.via.str.size == strlen (names [which])
+            &&  memcmp (pair->key.via.str.ptr, names [which], pair->key.via.str.size) == 0) {
+                found [which]++;
+                types [which] = pair->val.type;
+                values [which] = pair->val.via.u64;
+            }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    zmsg_destroy (&msg);
+    cr_assert (is_status, "expected a STATUS reply with a body");
+    cr_assert (unpacked_ok, "the STATUS body is not a MessagePack map");
+    for (size_t which = 0; which < NAMES; which++) {
+        cr_assert_eq (found [which], 1, "STATUS has %d '%s' keys, expected 1", found [which],
+                      names [which]);
+        cr_assert_eq (types [which], MSGPACK_OBJECT_POSITIVE_INTEGER,
+                      "STATUS '%s' is msgpack type %d, not a uint", names [which],
+                      types [which]);
+    }
+    cr_assert_eq (values [0], 3, "published %" PRIu64, values [0]);
+    cr_assert_gt (values [11], 0, "memtable_bytes 0 with three events in the memtable");
+    cr_assert_leq (values [12], 128ULL << 20, "block_cache_bytes %" PRIu64 " above its cap",
+                   values [12]);
+
+    //  The decoded reply gives the same figures as extras
+    bu_reply_t reply;
+    bt_status (client, 78, &reply);
+    size_t extras = 0;
+    for (size_t index = 0; index < reply.body.status.extra_count; index++)
+        for (size_t which = NAMES - 3; which < NAMES; which++)
+            if (bu_str_eq (reply.body.status.extra_keys [index], names [which]))
+                extras++;
+    bu_reply_fini (&reply);
+    cr_assert_eq (extras, 3, "the decoder found %zu of RocksDB's three memory figures", extras);
+}
+
+//  ---------------------------------------------------------------------
+//  Logging
+
+//  Start bt_broker with extra flags, send it a STATUS (rid 4242) and a
+//  PUBLISH (rid 4243), stop it cleanly and read its log into a kept buffer.
+static char *
+s_log_of_a_session (const char *const *extra)
+{
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    bu_reply_t reply;
+    bt_status (client, 4242, &reply);
+    bu_reply_fini (&reply);
+    bu_event_t event;
+    bu_event_init (&event, "log.1", "logged");
+    bt_publish (client, 4243, &event, 1, &reply);
+    bu_reply_fini (&reply);
+    bt_drop (&client);
+    bt_stop_clean ();
+    enum { LOG_MAX = 1 << 20 };
+    char *log = bt_calloc (LOG_MAX, 1);
+    bu_broker_log (bt_broker, log, LOG_MAX);
+    return log;
+}
+
+Test (heraldd_process, log_level_debug_logs_each_request_and_commit)
+{
+    const char *const extra [] = { "--log-level", "debug", NULL };
+    char *log = s_log_of_a_session (extra);
+    cr_assert_not_null (strstr (log, "STATUS rid 4242"), "no STATUS line in the log:\n%.4000s",
+                        log);
+    cr_assert_not_null (strstr (log, "PUBLISH rid 4243"), "no PUBLISH line in the log:\n%.4000s",
+                        log);
+    cr_assert_not_null (strstr (log, "commit:"), "no commit line in the log:\n%.4000s", log);
+}
+
+Test (heraldd_process, log_level_info_logs_no_request)
+{
+    char *log = s_log_of_a_session (NULL);
+    cr_assert_gt (strlen (log), 0, "the broker logged nothing at all (not even its start)");
+    cr_assert_null (strstr (log, "STATUS rid"), "a STATUS line at level info:\n%.4000s", log);
+    cr_assert_null (strstr (log, "PUBLISH rid"), "a PUBLISH line at level info:\n%.4000s", log);
+    cr_assert_null (strstr (log, "commit:"), "a commit line at level info:\n%.4000s", log);
+}
+
 //  ---------------------------------------------------------------------
 //  Heartbeats on fanout
 
@@ -145,6 +259,164 @@ Test (heraldd_process, heartbeat_epoch_grows_after_restart)
     cr_assert_gt (hb.heartbeat.epoch, epoch1, "epoch %" PRIu64 " after a restart from %" PRIu64,
                   hb.heartbeat.epoch, epoch1);
     cr_assert_str_eq (node2, node1, "node changed across a restart");
+}
+
+//  $hb's head is what fanout has already sent, never only what the store
+//  holds: a subscriber that compares a heartbeat's head with what it
+//  received must never see a gap that is not there.  One SUB takes
+//  everything ("" matches $hb too) while three clients pipeline PUBLISH
+//  batches and heartbeats come every 20 ms.  Payloads are small, so the
+//  whole run fits under the fanout's high-water mark: nothing is dropped.
+
+#define HB_CLIENTS      3
+#define HB_REQUESTS     20          //  per client
+#define HB_BATCH        50
+#define HB_WINDOW       4           //  requests in flight per client
+#define HB_EVENTS       (HB_CLIENTS * HB_REQUESTS * HB_BATCH)
+
+typedef struct {
+    bool seen [HB_EVENTS + 1];      //  seqs received on the SUB
+    uint64_t contiguous;            //  every seq 1..contiguous received
+    uint64_t last_seq;              //  the last event received
+    size_t events;
+    size_t heartbeats;
+    size_t heartbeats_mid;          //  with 0 < head < HB_EVENTS: during the load
+    uint64_t hb_head;               //  the last heartbeat's head
+} s_hb_fanout_t;
+
+//  Take one message from the SUB: an event must come after the previous
+//  one in seq order; a $hb's head must be no more than what arrived.
+static void
+s_hb_take (zsock_t *sub, s_hb_fanout_t *fanout)
+{
+    zmsg_t *msg = bu_recv (sub, 0);
+    cr_assert_not_null (msg, "SUB polled readable but gave no message");
+    cr_assert_eq (zmsg_size (msg), 2, "fanout message of %zu frames", zmsg_size (msg));
+    zframe_t *topic = zmsg_first (msg);
+    zframe_t *body = zmsg_next (msg);
+    if (zframe_streq (topic, "$hb")) {
+        herald_msg_t hb;
+        msgpack_zone zone;
+        msgpack_zone_init (&zone, 1024);
+        herald_error_t err;
+        herald_err rc = herald_msg_decode (&hb, HERALD_MSG_HEARTBEAT, zframe_data (body),
+                                           zframe_size (body), NULL, &zone, &err);
+        msgpack_zone_destroy (&zone);
+        zmsg_destroy (&msg);
+        cr_assert_eq (rc, HERALD_OK, "$hb does not decode: %s: %s", err.field, err.message);
+        cr_assert_leq (hb.heartbeat.head, fanout->contiguous, "$hb %zu says head %" PRIu64
+                       " but only seq 1..%" PRIu64 " had come on fanout before it",
+                       fanout->heartbeats + 1, hb.heartbeat.head, fanout->contiguous);
+        cr_assert_geq (hb.heartbeat.head, fanout->hb_head, "$hb head went back");
+        fanout->hb_head = hb.heartbeat.head;
+        fanout->heartbeats++;
+        if (hb.heartbeat.head > 0 && hb.heartbeat.head < HB_EVENTS)
+            fanout->heartbeats_mid++;
+        return;
+    }
+    tu_decoded_t decoded;
+    bt_decode (body, &decoded);
+    uint64_t seq = decoded.event.seq;
+    bool topic_ok = zframe_size (topic) == decoded.event.topic_len
+                 && memcmp (zframe_data (topic), decoded.event.topic,
+                            decoded.event.topic_len) == 0;
+    tu_decoded_fini (&decoded);
+    zmsg_destroy (&msg);
+    cr_assert (topic_ok, "seq %" PRIu64 ": frame 0 is not the event's topic", seq);
+    cr_assert (seq >= 1 && seq <= HB_EVENTS, "fanout sent seq %" PRIu64, seq);
+    cr_assert_not (fanout->seen [seq], "fanout sent seq %" PRIu64 " twice", seq);
+    cr_assert_gt (seq, fanout->last_seq, "fanout sent seq %" PRIu64 " after seq %" PRIu64,
+                  seq, fanout->last_seq);
+    fanout->seen [seq] = true;
+    fanout->last_seq = seq;
+    fanout->events++;
+    while (fanout->contiguous < HB_EVENTS && fanout->seen [fanout->contiguous + 1])
+        fanout->contiguous++;
+}
+
+static void
+s_hb_send (zsock_t *client, size_t which, size_t request)
+{
+    bu_event_t events [HB_BATCH];
+    char topic [32];
+    snprintf (topic, sizeof topic, "hb.c%zu.t%zu", which, request % 4);
+    for (size_t index = 0; index < HB_BATCH; index++)
+        bu_event_init (&events [index], topic, "e");
+    bt_send_publish (client, request + 1, events, HB_BATCH);
+}
+
+static void
+s_hb_test (const char *heartbeat_ms, const char *durability)
+{
+    const char *const extra [] = {
+        "--heartbeat-ms", heartbeat_ms, "--durability", durability, NULL
+    };
+    bt_start_with (extra);
+    const char *const everything [] = { "", NULL };
+    zsock_t *sub = bt_subscriber (everything);
+    herald_msg_t hb;
+    char node [256];
+    bt_wait_heartbeat (sub, &hb, node, sizeof node);    //  the subscription is live
+    cr_assert_eq (hb.heartbeat.head, 0);
+
+    s_hb_fanout_t *fanout = bt_calloc (1, sizeof *fanout);
+    zsock_t *clients [HB_CLIENTS];
+    size_t sent [HB_CLIENTS] = { 0 }, acked [HB_CLIENTS] = { 0 };
+    size_t acked_all = 0;
+    for (size_t which = 0; which < HB_CLIENTS; which++)
+        clients [which] = bt_client ();
+
+    //  Until every event is ACKed and has come on fanout, and a heartbeat
+    //  has shown the final head
+    uint64_t deadline = tu_mono_ns () + 30ULL * 1000000000ULL;
+    while (acked_all < HB_CLIENTS * HB_REQUESTS || fanout->contiguous < HB_EVENTS
+       ||  fanout->hb_head < HB_EVENTS) {
+        cr_assert_lt (tu_mono_ns (), deadline, "after 30 s: %zu requests ACKed, %zu events "
+                      "and %zu heartbeats (last head %" PRIu64 ") on fanout", acked_all,
+                      fanout->events, fanout->heartbeats, fanout->hb_head);
+        zmq_pollitem_t items [HB_CLIENTS + 1];
+        for (size_t which = 0; which < HB_CLIENTS; which++) {
+            while (sent [which] < HB_REQUESTS && sent [which] - acked [which] < HB_WINDOW)
+                s_hb_send (clients [which], which, sent [which]++);
+            items [which] = (zmq_pollitem_t) { zsock_resolve (clients [which]), 0, ZMQ_POLLIN, 0 };
+        }
+        items [HB_CLIENTS] = (zmq_pollitem_t) { zsock_resolve (sub), 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (items, HB_CLIENTS + 1, BT_WAIT_MS);
+        cr_assert_geq (rc, 0, "zmq_poll: %s", zmq_strerror (errno));
+        cr_assert_gt (rc, 0, "neither an ACK nor fanout within %d ms (heartbeats every %s)",
+                      BT_WAIT_MS, heartbeat_ms);
+        if (items [HB_CLIENTS].revents & ZMQ_POLLIN)
+            s_hb_take (sub, fanout);
+        for (size_t which = 0; which < HB_CLIENTS; which++) {
+            if (!(items [which].revents & ZMQ_POLLIN))
+                continue;
+            bu_reply_t reply;
+            bt_recv (clients [which], &reply);
+            bt_check_ack (&reply, acked [which] + 1, HB_BATCH);
+            bu_reply_fini (&reply);
+            acked [which]++;
+            acked_all++;
+        }
+    }
+    cr_assert_eq (fanout->events, HB_EVENTS, "fanout sent %zu events, %d were stored",
+                  fanout->events, HB_EVENTS);
+    cr_assert_eq (fanout->last_seq, HB_EVENTS);
+    cr_assert_eq (bt_head (clients [0]), HB_EVENTS);
+    cr_log_info ("heartbeat vs fanout (every %s ms, %s): %zu heartbeats, %zu of them during "
+                 "the load", heartbeat_ms, durability, fanout->heartbeats,
+                 fanout->heartbeats_mid);
+}
+
+Test (heraldd_process, heartbeat_head_is_never_ahead_of_fanout)
+{
+    s_hb_test ("20", "sync");
+}
+
+//  The same with a heartbeat every millisecond and fast async commits:
+//  many heartbeats fall while a commit is being written and fanned out.
+Test (heraldd_process, heartbeat_head_is_never_ahead_of_fanout_every_ms)
+{
+    s_hb_test ("1", "async");
 }
 
 //  ---------------------------------------------------------------------

@@ -9,14 +9,26 @@
         2. every envelope decodes (herald_event_decode) and names its seq;
            ts never decreases along seq
         3. per topic, ver runs 1, 2, ... with no gap, in seq order
-        4. each topic's stream (herald_store_read) returns exactly the
+        4. the dedup index ("ids"): each event's id leads back to its own
+           seq and ver (herald_store_lookup_id, during the scan), and the
+           index holds no other entry (herald_store_walk_ids)
+        5. each topic's stream (herald_store_read) returns exactly the
            events the scan found for it, in ver order, and its ver is the
            store's cached topic ver
-        5. the store's counters (head, events, topics, last ts) agree
+        6. the store's counters (head, events, topics, last ts) agree
 
     The first problem found is printed and the tool exits 1; a consistent
     store prints a summary and exits 0.  Memory: one seq (8 bytes) per
-    event, kept per topic for check 4.
+    event, kept per topic for check 5.
+
+    Check 4 needs no id kept in memory: once every event's id has been
+    found pointing at its own seq, those are as many distinct entries as
+    events, so the index is clean exactly when it holds no more entries
+    than that.  Only when it does hold more does a second walk read the
+    events its entries name, to show the first stray one.  An entry naming
+    a seq past the head is the trace of a log that lost its tail, which the
+    scan alone cannot see; so check 4 runs before the streams and counters
+    are compared.
 
     A directory without a RocksDB CURRENT file is refused before opening:
     herald_store_open would otherwise create a fresh store in an empty or
@@ -26,6 +38,7 @@
 
 #include "herald_cli.h"
 #include "herald_store.h"
+#include "herald_uuid.h"
 
 #include <string.h>
 #include <stdarg.h>
@@ -35,8 +48,9 @@ static const char *s_inspect_usage =
     "usage: herald inspect --data-dir DIR\n"
     "\n"
     "Check a Herald data directory offline (stop the broker first): seq gapless\n"
-    "from 1 to head, every envelope decodes, every topic's versions gapless and\n"
-    "matching its stream, and the store's counters consistent.  Exits 0 and\n"
+    "from 1 to head, every envelope decodes, every event's id leading back to it\n"
+    "in the dedup index and no other entry there, every topic's versions gapless\n"
+    "and matching its stream, and the store's counters consistent.  Exits 0 and\n"
     "prints a summary when consistent, or prints the first problem and exits 1.\n";
 
 typedef struct {
@@ -63,6 +77,11 @@ typedef struct {
     msgpack_zone zone;
     uint64_t events;
     uint64_t last_ts;
+    uint64_t id_problems;           //  events whose id does not lead back to them
+    char id_first [256];            //  the first of them, described
+    uint64_t id_entries;            //  entries in the dedup index
+    uint64_t id_strays;             //  of those, found naming a seq the log lacks
+    char stray_first [256];         //  the first of those, described
 } s_inspect_t;
 
 //  Report the first problem; returns HERALD_CLI_EXIT_FAIL.
@@ -113,7 +132,40 @@ s_record (s_inspect_t *self, const herald_event_t *event)
     return 0;
 }
 
-//  Checks 1-3: the full scan.
+//  Check 4, first half: event's id leads back to its own seq and ver.
+//  Problems are counted, and the first described, without stopping the
+//  scan; only a RocksDB failure ends it.
+static int
+s_check_id (s_inspect_t *self, const herald_event_t *event)
+{
+    uint64_t seq, ver;
+    herald_err code = herald_store_lookup_id (self->store, event->id, &seq, &ver);
+    if (code == HERALD_ERR_IO)
+        return s_problem (self, "seq %" PRIu64 ": cannot look its id up in the dedup index",
+                          event->seq);
+    if (code == HERALD_OK && seq == event->seq && ver == event->ver)
+        return 0;
+    if (self->id_problems++ == 0) {
+        char id [HERALD_UUID_STR_LEN + 1];
+        herald_uuid_format (event->id, id);
+        if (code == HERALD_ERR_NOT_FOUND)
+            snprintf (self->id_first, sizeof self->id_first,
+                      "seq %" PRIu64 ": its id %s is missing", event->seq, id);
+        else
+        if (code == HERALD_OK)
+            snprintf (self->id_first, sizeof self->id_first,
+                      "seq %" PRIu64 ": its id %s leads to seq %" PRIu64 " ver %" PRIu64
+                      ", not to seq %" PRIu64 " ver %" PRIu64, event->seq, id, seq, ver,
+                      event->seq, event->ver);
+        else
+            snprintf (self->id_first, sizeof self->id_first,
+                      "seq %" PRIu64 ": the entry of its id %s is damaged (%s)", event->seq,
+                      id, herald_strerror (code));
+    }
+    return 0;
+}
+
+//  Checks 1-3 and the first half of 4: the full scan.
 static int
 s_check_scan (s_inspect_t *self)
 {
@@ -145,6 +197,8 @@ s_check_scan (s_inspect_t *self)
                             PRIu64, seq, event.ts, self->last_ts);
         else {
             rc = s_record (self, &event);
+            if (rc == 0)
+                rc = s_check_id (self, &event);
             self->events = seq;
             self->last_ts = event.ts;
         }
@@ -156,7 +210,82 @@ s_check_scan (s_inspect_t *self)
     return rc;
 }
 
-//  Check 4 for one topic.
+//  Describe an entry of the dedup index that leads to no event of the log.
+static void
+s_describe_stray (s_inspect_t *self, const uint8_t *id, uint64_t seq, uint64_t ver,
+                  const char *why)
+{
+    char text [HERALD_UUID_STR_LEN + 1];
+    herald_uuid_format (id, text);
+    snprintf (self->stray_first, sizeof self->stray_first,
+              "id %s names seq %" PRIu64 " ver %" PRIu64 ", %s", text, seq, ver, why);
+}
+
+//  Walk callback: count the entries, and note those naming a seq the log
+//  does not hold (no event read: cheap).
+static int
+s_count_id (const uint8_t id [HERALD_ID_BYTES], uint64_t seq, uint64_t ver, void *arg)
+{
+    s_inspect_t *self = arg;
+    self->id_entries++;
+    if (seq == 0 || seq > self->events) {
+        if (self->id_strays++ == 0)
+            s_describe_stray (self, id, seq, ver, seq? "past the head of the log"
+                                                     : "which no event can have");
+    }
+    return 0;
+}
+
+//  Walk callback: stop at the first entry whose seq holds another event.
+static int
+s_find_stray (const uint8_t id [HERALD_ID_BYTES], uint64_t seq, uint64_t ver, void *arg)
+{
+    s_inspect_t *self = arg;
+    uint8_t *bytes;
+    size_t len;
+    if (herald_store_get (self->store, seq, &bytes, &len) != HERALD_OK)
+        return 0;                   //  the scan read every seq; not this walk's to report
+    herald_event_t event;
+    herald_error_t err;
+    msgpack_zone_clear (&self->zone);
+    int found = 0;
+    if (herald_event_decode (&event, bytes, len, &self->zone, &err) == HERALD_OK
+    &&  memcmp (event.id, id, HERALD_ID_BYTES) != 0) {
+        char other [HERALD_UUID_STR_LEN + 1];
+        herald_uuid_format (event.id, other);
+        char why [96];
+        snprintf (why, sizeof why, "where the log holds id %s", other);
+        s_describe_stray (self, id, seq, ver, why);
+        found = 1;
+    }
+    free (bytes);
+    return found;
+}
+
+//  Check 4: the dedup index, both ways.
+static int
+s_check_ids (s_inspect_t *self)
+{
+    if (self->id_problems)
+        return s_problem (self, "dedup index: %s (%" PRIu64 " event%s in all whose id does "
+                          "not lead back to it)", self->id_first, self->id_problems,
+                          self->id_problems == 1? "": "s");
+    herald_error_t err;
+    if (herald_store_walk_ids (self->store, s_count_id, self, &err) != 0)
+        return s_problem (self, "dedup index: cannot read it: %s", err.message);
+    if (self->id_entries == self->events)
+        return 0;
+    if (self->id_strays == 0 && self->id_entries > self->events) {
+        int rc = herald_store_walk_ids (self->store, s_find_stray, self, &err);
+        if (rc < 0)
+            return s_problem (self, "dedup index: cannot read it: %s", err.message);
+    }
+    return s_problem (self, "dedup index: it holds %" PRIu64 " entries, the log %" PRIu64
+                      " events%s%s", self->id_entries, self->events,
+                      self->stray_first [0]? "; the first stray: ": "", self->stray_first);
+}
+
+//  Check 5 for one topic.
 static int
 s_check_topic (s_inspect_t *self, const char *name, const s_topic_t *topic)
 {
@@ -202,7 +331,7 @@ s_check_topic (s_inspect_t *self, const char *name, const s_topic_t *topic)
     return rc;
 }
 
-//  Checks 4 and 5.
+//  Checks 5 and 6.
 static int
 s_check_totals (s_inspect_t *self)
 {
@@ -272,18 +401,23 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
 
     int rc = s_check_scan (&self);
     if (rc == 0)
+        rc = s_check_ids (&self);
+    if (rc == 0)
         rc = s_check_totals (&self);
     if (rc == 0) {
         if (opts->format == HERALD_CLI_TABLE)
             printf ("%s: consistent\n  events  %" PRIu64 " (seq 1..%" PRIu64 ", gapless)\n"
-                    "  topics  %zu (versions gapless, streams match)\n  last ts %" PRIu64 "\n",
-                    dir, self.events, self.events, zhashx_size (self.topics), self.last_ts);
+                    "  topics  %zu (versions gapless, streams match)\n"
+                    "  ids     %" PRIu64 " (each leads back to its event)\n"
+                    "  last ts %" PRIu64 "\n", dir, self.events, self.events,
+                    zhashx_size (self.topics), self.id_entries, self.last_ts);
         else {
             fputs ("{\"data_dir\":", stdout);
             herald_cli_json_string (stdout, dir, strlen (dir));
             printf (",\"consistent\":true,\"head\":%" PRIu64 ",\"events\":%" PRIu64
-                    ",\"topics\":%zu,\"last_ts\":%" PRIu64 "}\n", self.events, self.events,
-                    zhashx_size (self.topics), self.last_ts);
+                    ",\"topics\":%zu,\"ids\":%" PRIu64 ",\"last_ts\":%" PRIu64 "}\n",
+                    self.events, self.events, zhashx_size (self.topics), self.id_entries,
+                    self.last_ts);
         }
     }
     msgpack_zone_destroy (&self.zone);
