@@ -5,16 +5,18 @@
     ordered log of MessagePack events in RocksDB and fans it out over ZeroMQ;
     this library is what a service embeds to talk to it.
 
-    This header holds what every part of Herald shares: the error enum and
-    version.  The agent API (subscribe, publish, replay) joins it with the
-    agent itself.
+    This header holds what every part of Herald shares (the error enum and
+    version) and the agent API: subscribe, publish, read, replay, snapshots
+    and stats.  docs/agent.md is the guide.
     =========================================================================
 */
 
 #ifndef HERALD_H_INCLUDED
 #define HERALD_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,6 +71,340 @@ herald_err
 //  The library's version, "MAJOR.MINOR.PATCH".
 const char *
     herald_version (void);
+
+//  =========================================================================
+//  The agent: what a service embeds
+//
+//  An agent is one service's connection to one broker.  It owns a state
+//  directory (checkpoints, the window of recently delivered ids, the
+//  outbox, snapshots) that no other agent may use at the same time.
+//
+//  THREADS.  Each agent runs two threads of its own:
+//    - the I/O thread (a czmq actor) owns the DEALER on api and the SUB on
+//      fanout, runs catch-up replays, watches heartbeats and sends the
+//      outbox;
+//    - the delivery thread runs every handler of every subscription of the
+//      agent, and every asynchronous publish completion, one at a time.
+//      A handler is therefore never called twice at once, and never at
+//      the same time as another handler or completion of the same agent.
+//  Every herald_agent_* call is thread-safe and may be made from any
+//  thread, including from a handler or a completion (publish from a
+//  handler does not deadlock), except herald_agent_destroy, which must not
+//  be called from a handler or completion.
+//
+//  Calls return HERALD_OK or an error; herald_agent_last_error () gives a
+//  message for the last failure on the calling thread.
+//  =========================================================================
+
+typedef struct _herald_agent_t herald_agent_t;
+
+//  One `meta` entry.  Strings are not NUL-terminated.
+typedef struct {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+} herald_meta_t;
+
+//  Settings of an agent.  Call herald_agent_options_init first; every
+//  field left 0 or NULL takes its default.  Strings are copied by
+//  herald_agent_new.
+typedef struct {
+    const char *api;                //  broker api endpoint; "tcp://127.0.0.1:5580"
+    const char *fanout;             //  fanout endpoint; NULL: learned from WELCOME
+    const char *state_dir;          //  required: this service's local state
+    int timeout_ms;                 //  sync calls (publish, subscribe "now"); 5000
+    int heartbeat_ms;               //  the broker's heartbeat interval; 1000
+    size_t dedup_window;            //  ids remembered per subscription; 4096
+    size_t live_buffer;             //  live events held during catch-up; 65536
+    size_t outbox_max_events;       //  unacknowledged publishes; 100000
+    size_t outbox_max_bytes;        //  their encoded size; 64 MiB
+    bool outbox_fsync;              //  fdatasync the outbox on every publish
+    int sync_interval_ms;           //  msync of checkpoints; 1000
+    int retry_max_ms;               //  RETRY backoff cap (from 10 ms, doubling); 1000
+    int sub_rcvhwm;                 //  SUB receive high-water mark; 100000 (tests use tiny)
+    //  Called on the delivery thread when a running subscription stops on
+    //  an error: its handler's, an event that does not decode, a replay
+    //  the broker refuses.  (Errors found by subscribe itself, such as a
+    //  corrupt checkpoint, are its return value.)
+    void (*on_error) (const char *subscription, int code, const char *message, void *arg);
+    void *on_error_arg;
+} herald_agent_options_t;
+
+//  Fill options with the defaults (all 0 / NULL, meaning "default").
+void
+    herald_agent_options_init (herald_agent_options_t *options);
+
+//  A new agent for service_id (1-255 bytes: the client name in HELLO).
+//  Opens (or creates) options->state_dir, locks it, loads the outbox and
+//  starts the two threads; the broker need not be up.  It keeps czmq
+//  from installing SIGINT/SIGTERM handlers (zsys_handler_set (NULL)):
+//  signals stay the application's.  Returns NULL on
+//  failure (herald_agent_last_error says why: HERALD_ERR_LOCKED when
+//  another agent holds the directory, HERALD_ERR_CORRUPT for a corrupt
+//  outbox, HERALD_ERR_IO, HERALD_ERR_INVALID).  Caller owns.
+herald_agent_t *
+    herald_agent_new (const char *service_id, const herald_agent_options_t *options);
+
+//  Stop the threads (a running handler finishes first), sync and close
+//  every state file, free the agent and clear *self_p.  Publishes not yet
+//  acknowledged stay in the outbox and are sent by the next agent on the
+//  same state directory (call herald_agent_flush first to wait for them).
+//  NULL-safe.  Never call it from a handler or a completion, nor while
+//  another thread is inside a call on this agent.
+void
+    herald_agent_destroy (herald_agent_t **self_p);
+
+//  The error code and a message (static or thread-local: valid until the
+//  next herald_agent_* call on this thread) of the calling thread's last
+//  failed call.
+herald_err
+    herald_agent_last_errcode (void);
+const char *
+    herald_agent_last_error (void);
+
+//  ---------------------------------------------------------------------
+//  Subscribing
+
+//  Where a new subscription starts.  Ignored when the subscription's
+//  checkpoint exists: it then resumes after its last delivered event.
+typedef enum {
+    HERALD_START_BEGINNING = 0,     //  seq 1
+    HERALD_START_NOW,               //  after the broker's head when subscribing
+    HERALD_START_SEQ,               //  at seq `value` (inclusive)
+    HERALD_START_TS                 //  at the first event with ts >= `value` (ns)
+} herald_start_kind_t;
+
+typedef struct {
+    herald_start_kind_t kind;
+    uint64_t value;
+} herald_start_t;
+
+//  An event as given to a handler.  Every pointer borrows memory that is
+//  valid only during the call.  Strings are not NUL-terminated.
+typedef struct {
+    const uint8_t *id;              //  16 bytes
+    const char *topic;
+    size_t topic_len;
+    uint64_t seq;
+    uint64_t ver;
+    uint64_t ts;                    //  Unix ns, the broker's ingest time
+    const char *type;               //  NULL when absent
+    size_t type_len;
+    uint64_t schema;                //  1 when absent
+    const herald_meta_t *meta;      //  NULL when absent
+    size_t meta_count;
+    const void *data;
+    size_t data_len;
+    const void *envelope;           //  the stored MessagePack envelope
+    size_t envelope_len;
+    const char *subscription;       //  its name; NULL for read / replay calls
+    //  True for the one event a subscription was delivering when the
+    //  process died (its handler may or may not have completed): check
+    //  your own effects by `id` before applying it again.
+    bool redelivered;
+    unsigned attempt;               //  1, then 2, 3 ... after RETRY
+} herald_delivery_t;
+
+//  What a handler returns: HERALD_OK (the event is done; the checkpoint
+//  advances), HERALD_RETRY (call again with the same event after a
+//  backoff), or any other value (stop the subscription; the value is its
+//  error code, reported by on_error and herald_agent_sub_status).
+#define HERALD_RETRY (-1)
+typedef int (herald_handler_fn) (const herald_delivery_t *event, void *arg);
+
+//  Subscribe under a durable name (1-128 bytes of [A-Za-z0-9._-]) to the
+//  events whose topic begins with one of prefixes (a NULL-terminated
+//  array; NULL or empty: every topic).  handler(event, arg) is called on
+//  the delivery thread for each matching event exactly once, in seq order,
+//  across restarts of this process and of the broker (see docs/agent.md
+//  for the exact contract).  Returns once the checkpoint is loaded or
+//  created (START_NOW and START_TS ask the broker where to start: they
+//  need it reachable within timeout_ms); catch-up then runs in the
+//  background.  Errors: HERALD_ERR_INVALID (bad name, name already
+//  subscribed), HERALD_ERR_CORRUPT (the checkpoint file failed a check:
+//  nothing is delivered; remove the file to start over), HERALD_ERR_IO,
+//  HERALD_ERR_TIMEOUT / HERALD_ERR_UNAVAILABLE (could not resolve start).
+herald_err
+    herald_agent_subscribe (herald_agent_t *self, const char *name,
+                            const char *const *prefixes, herald_start_t start,
+                            herald_handler_fn *handler, void *arg);
+
+//  Stop delivering to a subscription (its checkpoint stays; subscribing
+//  again resumes).  When it returns, the handler is not running and will
+//  not be called again (unless called from that handler itself, which
+//  finishes its current event).  HERALD_ERR_NOT_FOUND if not subscribed.
+herald_err
+    herald_agent_unsubscribe (herald_agent_t *self, const char *name);
+
+typedef enum {
+    HERALD_SUB_CATCHING_UP = 1,     //  replaying from the broker
+    HERALD_SUB_LIVE,                //  following the live stream
+    HERALD_SUB_FAILED,              //  stopped by an error; see error
+    HERALD_SUB_STOPPED              //  unsubscribed
+} herald_sub_state_t;
+
+typedef struct {
+    herald_sub_state_t state;
+    uint64_t delivered_seq;         //  checkpoint: last seq done (handled or skipped)
+    uint64_t delivered;             //  handler calls that returned OK, since subscribe
+    uint64_t duplicates;            //  events dropped as already delivered
+    uint64_t retries;               //  handler RETRY returns
+    int error;                      //  the code that stopped it, when FAILED
+    char message [256];
+} herald_sub_status_t;
+
+//  A subscription's state into status.  HERALD_ERR_NOT_FOUND if unknown.
+herald_err
+    herald_agent_sub_status (herald_agent_t *self, const char *name,
+                             herald_sub_status_t *status);
+
+//  ---------------------------------------------------------------------
+//  Publishing
+
+//  An event to publish.  Only topic is required.  Pointers are borrowed
+//  for the duration of the call only (the agent copies the event).
+typedef struct {
+    const char *topic;              //  NUL-terminated, 1-255 bytes, not "$..."
+    const void *data;
+    size_t data_len;
+    const char *type;               //  NULL: none; NUL-terminated
+    uint64_t schema;                //  0: absent (which means 1)
+    const herald_meta_t *meta;
+    size_t meta_count;
+    bool has_expect;                //  optimistic concurrency: the topic's
+    uint64_t expect;                //  version must be this (0: must not exist)
+    const uint8_t *id;              //  16 bytes; NULL: a fresh UUIDv7
+} herald_outgoing_t;
+
+//  What became of one publish.
+typedef struct {
+    uint8_t id [16];                //  the event's id (the one given or made)
+    herald_err err;                 //  HERALD_OK, or why it failed
+    uint64_t seq;                   //  when OK: where it is stored
+    uint64_t ver;
+    bool dup;                       //  it had been stored before (same id; also when
+                                    //  an earlier send of this very call was stored
+                                    //  and its ACK lost to a reconnect)
+    uint64_t expected;              //  HERALD_ERR_CONFLICT: what was expected,
+    uint64_t actual;                //  and the topic's actual version
+    char message [192];             //  the broker's message, when err
+} herald_publish_result_t;
+
+//  Publish one event and wait up to timeout_ms (<= 0: the agent's
+//  timeout) for the broker to store it; result (may be NULL) gets the id
+//  and, when acknowledged, seq/ver/dup or the broker's refusal.  The event
+//  is written to the durable outbox first, so:
+//    - HERALD_ERR_TIMEOUT (broker down or slow) means it is QUEUED, not
+//      lost: the agent keeps sending it, with the same id, until the
+//      broker stores it, also after a restart of this process.  Do not
+//      publish it again with a new id; waiting with herald_agent_flush or
+//      publishing again with the same id (result->id) is safe.
+//    - HERALD_ERR_CONFLICT: `expect` failed; result->actual is the topic's
+//      version.  HERALD_ERR_INVALID: refused locally, nothing queued.
+//    - HERALD_ERR_OVERLOADED: the outbox stayed full for timeout_ms;
+//      nothing queued.
+herald_err
+    herald_agent_publish (herald_agent_t *self, const herald_outgoing_t *event,
+                          herald_publish_result_t *result, int timeout_ms);
+
+//  Called once per asynchronous publish, on the delivery thread, with the
+//  broker's answer; result is valid during the call only.
+typedef void (herald_publish_fn) (const herald_publish_result_t *result, void *arg);
+
+//  Queue one event in the outbox and return at once (the id into id_out
+//  when not NULL); done(result, arg), if not NULL, is called when the
+//  broker stores or refuses it.  Many may be in flight; they are sent in
+//  call order, batched, and pipelined.  When the outbox is full this
+//  blocks up to the agent's timeout_ms, then returns HERALD_ERR_OVERLOADED
+//  (nothing queued).  HERALD_ERR_INVALID when the event is refused
+//  locally.  A completion of an event queued by an earlier process (after
+//  a restart) is not called: no callback survives a process.
+herald_err
+    herald_agent_publish_async (herald_agent_t *self, const herald_outgoing_t *event,
+                                herald_publish_fn *done, void *arg, uint8_t *id_out);
+
+//  Wait up to timeout_ms for the outbox to be empty (everything published
+//  so far acknowledged or refused).  HERALD_ERR_TIMEOUT otherwise.
+herald_err
+    herald_agent_flush (herald_agent_t *self, int timeout_ms);
+
+//  ---------------------------------------------------------------------
+//  Reading the log into a handler (on the calling thread)
+
+//  Read one topic's stream in ver order, from_ver (0 means 1) to to_ver
+//  (0: to its head), calling handler on the calling thread for each
+//  event; a handler returning anything but HERALD_OK stops the read and
+//  that value is returned (HERALD_RETRY is not special here).  Uses its
+//  own connection; waits at most timeout_ms (the agent's when <= 0) for
+//  each reply.  HERALD_OK when the stream ended.
+herald_err
+    herald_agent_read (herald_agent_t *self, const char *topic, uint64_t from_ver,
+                       uint64_t to_ver, herald_handler_fn *handler, void *arg,
+                       int timeout_ms);
+
+//  A range of the log: from seq `from` (0: 1) or from the first event with
+//  ts >= from_ts (when from_ts != 0), to seq `to` or until ts `until_ts`
+//  inclusive (0: to the head), for topics with one of prefixes (NULL:
+//  all).  Temporal queries ("as of midnight") use until_ts.
+typedef struct {
+    uint64_t from;
+    uint64_t from_ts;
+    uint64_t to;
+    uint64_t until_ts;
+    const char *const *prefixes;
+} herald_range_t;
+
+//  Replay range into handler as herald_agent_read does.  When last is not
+//  NULL it receives the END's `last` (every matching event up to it was
+//  passed), so a caller can continue from last + 1.
+herald_err
+    herald_agent_replay (herald_agent_t *self, const herald_range_t *range,
+                         herald_handler_fn *handler, void *arg, int timeout_ms,
+                         uint64_t *last);
+
+//  ---------------------------------------------------------------------
+//  Snapshots of the service's own state
+
+//  Save bytes[0..len) as snapshot `name` (same rules as subscription
+//  names) taken at seq: written to a new file, fsynced and renamed over
+//  the previous one, so a crash leaves the old or the new, never a mix.
+herald_err
+    herald_agent_snapshot_save (herald_agent_t *self, const char *name, uint64_t seq,
+                                const void *bytes, size_t len);
+
+//  Load snapshot `name`: *seq_p and a malloc'd copy in *bytes_p (caller
+//  owns, free) of *len_p bytes.  HERALD_ERR_NOT_FOUND when there is none,
+//  HERALD_ERR_CORRUPT when it fails its checksum.  Subscribe with
+//  { HERALD_START_SEQ, seq + 1 } to continue after it.
+herald_err
+    herald_agent_snapshot_load (herald_agent_t *self, const char *name, uint64_t *seq_p,
+                                void **bytes_p, size_t *len_p);
+
+//  ---------------------------------------------------------------------
+//  Stats
+
+typedef struct {
+    uint64_t delivered;             //  handler calls returning OK, all subscriptions
+    uint64_t duplicates;            //  events dropped as already delivered
+    uint64_t gaps_repaired;         //  live-stream losses detected and replayed
+    uint64_t replays;               //  REPLAY requests made (catch-up and repair)
+    uint64_t live_overflows;        //  catch-up live buffers discarded when full
+    uint64_t retries;               //  handler RETRY returns
+    uint64_t published;             //  events acknowledged by the broker
+    uint64_t publish_errors;        //  events refused by the broker
+    uint64_t outbox_depth;          //  events in the outbox not yet acknowledged
+    uint64_t outbox_bytes;
+    uint64_t broker_head;           //  from the latest heartbeat
+    uint64_t broker_epoch;
+    uint64_t lag;                   //  broker_head - the lowest subscription checkpoint
+    bool broker_reachable;          //  false after 3 heartbeats of silence
+    uint64_t state_recovered;       //  torn state records recovered from (logged)
+} herald_agent_stats_t;
+
+//  The agent's counters into stats.  Never fails.
+void
+    herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats);
 
 #ifdef __cplusplus
 }

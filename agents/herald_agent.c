@@ -1,0 +1,645 @@
+/*  =========================================================================
+    herald_agent - the agent's public API (include/herald.h)
+
+    Every call here runs on the caller's thread.  It opens the state
+    directory, starts the I/O actor (herald_io.c) and the delivery
+    thread (herald_agent_deliver.c), queues commands for the actor under
+    the agent's lock and wakes it through an eventfd, and appends publishes
+    to the outbox (herald_outbox.c).  Read, replay and the resolution of a
+    subscription's start use their own short-lived connection
+    (herald_agent_stream.c); snapshots are herald_agent_snapshot.c.
+
+    State directory:
+        LOCK                flock()ed by the one agent using the directory
+        outbox              herald_outbox.c
+        subs/<name>.ckpt    herald_checkpoint.c, one per subscription
+        snapshots/<name>    herald_agent_snapshot.c
+    =========================================================================
+*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "herald_agent_priv.h"
+#include "herald_event.h"
+#include "herald_uuid.h"
+
+static _Thread_local herald_err s_last_code;
+static _Thread_local char s_last_message [512];
+
+//  Record the calling thread's last error; returns code.
+herald_err
+herald_agent_set_error (herald_err code, const char *format, ...)
+{
+    s_last_code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (s_last_message, sizeof s_last_message, format, args);
+    va_end (args);
+    return code;
+}
+
+herald_err
+herald_agent_last_errcode (void)
+{
+    return s_last_code;
+}
+
+const char *
+herald_agent_last_error (void)
+{
+    return s_last_code? s_last_message: "no error";
+}
+
+int64_t
+herald_agent_now_ms (void)
+{
+    return zclock_mono ();
+}
+
+void
+herald_agent_options_init (herald_agent_options_t *options)
+{
+    memset (options, 0, sizeof *options);
+}
+
+void
+herald_batch_destroy (herald_batch_t **self_p)
+{
+    herald_batch_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t index = 0; self->kind == HERALD_BATCH_EVENTS && index < self->count; index++)
+        zframe_destroy (&self->frames [index]);
+    free (self->completions);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+herald_agent_wake (herald_agent_t *self)
+{
+    //  One write per wake-up, not per call: a burst of publishes costs
+    //  the actor one system call
+    if (atomic_exchange (&self->wake_pending, true))
+        return;
+    uint64_t one = 1;
+    if (write (self->wake_fd, &one, sizeof one) < 0)
+        return;                     //  the counter is saturated: it is awake
+}
+
+void
+herald_agent_command (herald_agent_t *self, herald_cmd_kind_t kind, herald_agent_sub_t *sub)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->command_count < HERALD_AGENT_SUBS_MAX * 2)
+        self->commands [self->command_count++] = (herald_cmd_t) { kind, sub };
+    pthread_mutex_unlock (&self->lock);
+    herald_agent_wake (self);
+}
+
+bool
+herald_agent_sub_matches (const herald_agent_sub_t *sub, const char *topic, size_t len)
+{
+    if (sub->prefix_count == 0)
+        return true;
+    for (size_t index = 0; index < sub->prefix_count; index++) {
+        size_t prefix_len = strlen (sub->prefixes [index]);
+        if (prefix_len <= len && memcmp (sub->prefixes [index], topic, prefix_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool
+herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
+                       const char *message, bool call_back)
+{
+    pthread_mutex_lock (&self->lock);
+    int state = atomic_load (&sub->state);
+    bool failed = state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE;
+    if (failed) {
+        atomic_store (&sub->state, HERALD_SUB_FAILED);
+        sub->error = code;
+        snprintf (sub->message, sizeof sub->message, "%s", message);
+    }
+    atomic_store (&sub->stop, true);
+    pthread_mutex_unlock (&self->lock);
+    if (!failed)
+        return false;
+    herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
+    if (call_back && self->options.on_error)
+        self->options.on_error (sub->name, code, message, self->options.on_error_arg);
+    else
+    if (!self->options.on_error)
+        fprintf (stderr, "herald agent: subscription %s failed: %s\n", sub->name, message);
+    return true;
+}
+
+//  ---------------------------------------------------------------------
+//  Lifecycle
+
+static int
+s_mkdirs (const char *path)
+{
+    char copy [4096];
+    snprintf (copy, sizeof copy, "%s", path);
+    for (char *slash = copy + 1; *slash; slash++)
+        if (*slash == '/') {
+            *slash = 0;
+            if (mkdir (copy, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *slash = '/';
+        }
+    return mkdir (copy, 0755) != 0 && errno != EEXIST? -1: 0;
+}
+
+static void
+s_sub_destroy (herald_agent_sub_t **sub_p)
+{
+    herald_agent_sub_t *sub = *sub_p;
+    if (!sub)
+        return;
+    herald_checkpoint_destroy (&sub->checkpoint);
+    for (size_t index = 0; index < sub->prefix_count; index++)
+        free (sub->prefixes [index]);
+    free (sub->prefixes);
+    free (sub->name);
+    free (sub);
+    *sub_p = NULL;
+}
+
+herald_agent_t *
+herald_agent_new (const char *service_id, const herald_agent_options_t *options)
+{
+    if (!service_id || !*service_id || strlen (service_id) > 255 || !options
+    ||  !options->state_dir || !*options->state_dir) {
+        herald_agent_set_error (HERALD_ERR_INVALID, "herald_agent_new needs a service id of "
+                                "1-255 bytes and options with a state_dir");
+        return NULL;
+    }
+    herald_agent_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    //  A library must not take the application's SIGINT and SIGTERM: czmq
+    //  would install its own handlers when it first starts
+    zsys_handler_set (NULL);
+    self->options = *options;
+    herald_agent_options_t *o = &self->options;
+    o->timeout_ms = o->timeout_ms > 0? o->timeout_ms: 5000;
+    o->heartbeat_ms = o->heartbeat_ms > 0? o->heartbeat_ms: 1000;
+    o->dedup_window = o->dedup_window? o->dedup_window: 4096;
+    o->live_buffer = o->live_buffer? o->live_buffer: 65536;
+    o->outbox_max_events = o->outbox_max_events? o->outbox_max_events: 100000;
+    o->outbox_max_bytes = o->outbox_max_bytes? o->outbox_max_bytes: 64 * 1024 * 1024;
+    o->sync_interval_ms = o->sync_interval_ms > 0? o->sync_interval_ms: 1000;
+    o->retry_max_ms = o->retry_max_ms > 0? o->retry_max_ms: 1000;
+    o->sub_rcvhwm = o->sub_rcvhwm > 0? o->sub_rcvhwm: 100000;
+    self->service = strdup (service_id);
+    self->api = strdup (options->api? options->api: "tcp://127.0.0.1:5580");
+    self->fanout = options->fanout? strdup (options->fanout): NULL;
+    self->state_dir = strdup (options->state_dir);
+    o->api = self->api;
+    o->fanout = NULL;
+    o->state_dir = self->state_dir;
+    self->lock_fd = self->wake_fd = -1;
+    pthread_mutex_init (&self->lock, NULL);
+    if (!self->service || !self->api || !self->state_dir || (options->fanout && !self->fanout)) {
+        herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    //  An endpoint libzmq cannot parse is the caller's mistake: say so now
+    //  rather than retry it forever
+    const char *endpoints [2] = { self->api, self->fanout };
+    for (int index = 0; index < 2; index++) {
+        zsock_t *probe = endpoints [index]? zsock_new (ZMQ_DEALER): NULL;
+        if (probe) {
+            zsock_set_linger (probe, 0);
+            int rc = zsock_connect (probe, "%s", endpoints [index]);
+            zsock_destroy (&probe);
+            if (rc != 0) {
+                herald_agent_set_error (HERALD_ERR_INVALID, "%s is not an endpoint ZeroMQ "
+                                        "can connect to", endpoints [index]);
+                herald_agent_destroy (&self);
+                return NULL;
+            }
+        }
+    }
+    char path [4096];
+    snprintf (path, sizeof path, "%s/subs", self->state_dir);
+    if (s_mkdirs (path) != 0) {
+        herald_agent_set_error (HERALD_ERR_IO, "%s: cannot create: %s", path, strerror (errno));
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    snprintf (path, sizeof path, "%s/LOCK", self->state_dir);
+    self->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (self->lock_fd < 0 || flock (self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (self->lock_fd >= 0 && errno == EWOULDBLOCK)
+            herald_agent_set_error (HERALD_ERR_LOCKED, "state directory %s is in use by "
+                                    "another agent", self->state_dir);
+        else
+            herald_agent_set_error (HERALD_ERR_IO, "%s: %s", path, strerror (errno));
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    snprintf (path, sizeof path, "%s/outbox", self->state_dir);
+    char message [512];
+    uint64_t recovered = 0;
+    herald_err rc = herald_outbox_open (&self->outbox, path, o->outbox_max_events,
+                                        o->outbox_max_bytes, o->outbox_fsync, &recovered,
+                                        message, sizeof message);
+    if (rc) {
+        herald_agent_set_error (rc, "%s", message);
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    if (recovered) {
+        fprintf (stderr, "herald agent: %s: cut off a record torn by a crash inside a publish "
+                 "call (it had not returned)\n", path);
+        atomic_fetch_add (&self->state_recovered, recovered);
+    }
+    self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    snprintf (self->deliver_endpoint, sizeof self->deliver_endpoint,
+              "inproc://herald-deliver-%p", (void *) self);
+    self->io = self->wake_fd >= 0? zactor_new (herald_io_actor, self): NULL;
+    if (!self->io
+    ||  pthread_create (&self->deliver_thread, NULL, herald_agent_deliver_thread, self) != 0) {
+        herald_agent_set_error (HERALD_ERR_IO, "cannot start the agent's threads");
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    self->deliver_started = true;
+    return self;
+}
+
+void
+herald_agent_destroy (herald_agent_t **self_p)
+{
+    herald_agent_t *self = *self_p;
+    if (!self)
+        return;
+    atomic_store (&self->stopping, true);
+    zactor_destroy (&self->io);
+    atomic_store (&self->io_gone, true);
+    if (self->deliver_started)
+        pthread_join (self->deliver_thread, NULL);
+    for (size_t index = 0; index < self->sub_count; index++)
+        s_sub_destroy (&self->subs [index]);
+    herald_outbox_destroy (&self->outbox);
+    if (self->wake_fd >= 0)
+        close (self->wake_fd);
+    if (self->lock_fd >= 0)
+        close (self->lock_fd);
+    pthread_mutex_destroy (&self->lock);
+    free (self->service);
+    free (self->api);
+    free (self->fanout);
+    free (self->state_dir);
+    free (self);
+    *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Subscriptions
+
+bool
+herald_agent_name_valid (const char *name)
+{
+    size_t len = name? strlen (name): 0;
+    if (len == 0 || len > 128 || name [0] == '.')
+        return false;
+    for (size_t index = 0; index < len; index++) {
+        char c = name [index];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+//  The newest subscription called name, or NULL.  Under the lock.
+static herald_agent_sub_t *
+s_find (herald_agent_t *self, const char *name)
+{
+    for (size_t index = self->sub_count; index > 0; index--)
+        if (streq (self->subs [index - 1]->name, name))
+            return self->subs [index - 1];
+    return NULL;
+}
+
+herald_err
+herald_agent_subscribe (herald_agent_t *self, const char *name, const char *const *prefixes,
+                        herald_start_t start, herald_handler_fn *handler, void *arg)
+{
+    if (!self || !herald_agent_name_valid (name) || !handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe needs a name of 1-128 "
+                                       "bytes of [A-Za-z0-9._-] and a handler");
+    size_t count = 0;
+    while (prefixes && prefixes [count]) {
+        size_t len = strlen (prefixes [count]);
+        if (len > HERALD_TOPIC_MAX || !herald_utf8_valid (prefixes [count], len))
+            return herald_agent_set_error (HERALD_ERR_INVALID, "prefix %zu is not 0-255 bytes "
+                                           "of UTF-8", count);
+        count++;
+    }
+    if (count > 256)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "more than 256 prefixes");
+    pthread_mutex_lock (&self->lock);
+    herald_agent_sub_t *old = s_find (self, name);
+    int old_state = old? atomic_load (&old->state): 0;
+    bool full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
+    pthread_mutex_unlock (&self->lock);
+    if (old && (old_state == HERALD_SUB_CATCHING_UP || old_state == HERALD_SUB_LIVE))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscription %s is already "
+                                       "running", name);
+    if (full)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
+                                       HERALD_AGENT_SUBS_MAX);
+    if (old && !atomic_load (&old->busy))
+        herald_checkpoint_destroy (&old->checkpoint);
+
+    //  The checkpoint: resume from it, or create it at the resolved start
+    char path [4096];
+    snprintf (path, sizeof path, "%s/subs/%s.ckpt", self->state_dir, name);
+    uint64_t start_done = 0;
+    if (!herald_checkpoint_exists (path)) {
+        herald_err rc = herald_agent_resolve_start (self, start, &start_done);
+        if (rc)
+            return rc;              //  the message is set
+    }
+    herald_agent_sub_t *sub = calloc (1, sizeof *sub);
+    if (!sub)
+        return herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+    sub->name = strdup (name);
+    sub->prefixes = calloc (count + 1, sizeof (char *));
+    for (size_t index = 0; sub->prefixes && index < count; index++)
+        if ((sub->prefixes [index] = strdup (prefixes [index])))
+            sub->prefix_count++;
+    if (!sub->name || sub->prefix_count != count) {
+        s_sub_destroy (&sub);
+        return herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+    }
+    sub->handler = handler;
+    sub->arg = arg;
+    bool recovered = false;
+    char message [512];
+    herald_err rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window,
+                                            true, start_done, &recovered, message, sizeof message);
+    if (rc) {
+        s_sub_destroy (&sub);
+        return herald_agent_set_error (rc, "%s", message);
+    }
+    if (recovered) {
+        fprintf (stderr, "herald agent: %s: the newest checkpoint slot was torn; resumed from "
+                 "the one before (the next event is flagged redelivered)\n", path);
+        atomic_fetch_add (&self->state_recovered, 1);
+    }
+    sub->start_done = herald_checkpoint_done (sub->checkpoint);
+    atomic_store (&sub->done_seq, sub->start_done);
+    atomic_store (&sub->state, HERALD_SUB_CATCHING_UP);
+    pthread_mutex_lock (&self->lock);
+    self->subs [self->sub_count++] = sub;
+    pthread_mutex_unlock (&self->lock);
+    herald_agent_command (self, HERALD_CMD_SUBSCRIBE, sub);
+    return HERALD_OK;
+}
+
+herald_err
+herald_agent_unsubscribe (herald_agent_t *self, const char *name)
+{
+    pthread_mutex_lock (&self->lock);
+    herald_agent_sub_t *sub = name? s_find (self, name): NULL;
+    int state = sub? atomic_load (&sub->state): 0;
+    if (sub && (state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE))
+        atomic_store (&sub->state, HERALD_SUB_STOPPED);
+    pthread_mutex_unlock (&self->lock);
+    if (!sub || state == HERALD_SUB_STOPPED)
+        return herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no subscription %s",
+                                       name? name: "(null)");
+    atomic_store (&sub->stop, true);
+    herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
+    if (pthread_equal (pthread_self (), self->deliver_thread))
+        return HERALD_OK;           //  from a handler: it finishes its event
+    while (atomic_load (&sub->busy))
+        zclock_sleep (1);
+    herald_checkpoint_destroy (&sub->checkpoint);
+    return HERALD_OK;
+}
+
+herald_err
+herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_status_t *status)
+{
+    memset (status, 0, sizeof *status);
+    pthread_mutex_lock (&self->lock);
+    herald_agent_sub_t *sub = name? s_find (self, name): NULL;
+    if (sub) {
+        status->state = (herald_sub_state_t) atomic_load (&sub->state);
+        status->delivered_seq = atomic_load (&sub->done_seq);
+        status->delivered = atomic_load (&sub->delivered);
+        status->duplicates = atomic_load (&sub->duplicates);
+        status->retries = atomic_load (&sub->retries);
+        status->error = sub->error;
+        snprintf (status->message, sizeof status->message, "%s", sub->message);
+    }
+    pthread_mutex_unlock (&self->lock);
+    return sub? HERALD_OK: herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no subscription %s",
+                                                   name? name: "(null)");
+}
+
+void
+herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
+{
+    memset (stats, 0, sizeof *stats);
+    uint64_t lowest = UINT64_MAX;
+    pthread_mutex_lock (&self->lock);
+    for (size_t index = 0; index < self->sub_count; index++) {
+        herald_agent_sub_t *sub = self->subs [index];
+        stats->delivered += atomic_load (&sub->delivered);
+        stats->duplicates += atomic_load (&sub->duplicates);
+        stats->retries += atomic_load (&sub->retries);
+        int state = atomic_load (&sub->state);
+        uint64_t done = atomic_load (&sub->done_seq);
+        if ((state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE) && done < lowest)
+            lowest = done;
+    }
+    pthread_mutex_unlock (&self->lock);
+    stats->gaps_repaired = atomic_load (&self->gaps_repaired);
+    stats->replays = atomic_load (&self->replays);
+    stats->live_overflows = atomic_load (&self->live_overflows);
+    stats->published = atomic_load (&self->published);
+    stats->publish_errors = atomic_load (&self->publish_errors);
+    herald_outbox_depth (self->outbox, &stats->outbox_depth, &stats->outbox_bytes);
+    stats->broker_head = atomic_load (&self->broker_head);
+    stats->broker_epoch = atomic_load (&self->broker_epoch);
+    stats->broker_reachable = atomic_load (&self->broker_reachable);
+    stats->state_recovered = atomic_load (&self->state_recovered);
+    if (lowest != UINT64_MAX && stats->broker_head > lowest)
+        stats->lag = stats->broker_head - lowest;
+}
+
+//  ---------------------------------------------------------------------
+//  Publishing
+
+//  Check event and pack its publisher map into buffer, with id.
+static herald_err
+s_pack_event (const herald_outgoing_t *event, const uint8_t id [16], msgpack_sbuffer *buffer)
+{
+    if (!event || !event->topic || !herald_topic_valid (event->topic, strlen (event->topic)))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "topic: must be 1-255 bytes of "
+                                       "UTF-8, no NUL, not starting with $");
+    if (event->data_len && !event->data)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "data: NULL with a length");
+    size_t type_len = event->type? strlen (event->type): 0;
+    if (event->type && (type_len > HERALD_TYPE_MAX || !herald_utf8_valid (event->type, type_len)))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "type: must be 0-255 bytes of UTF-8");
+    if (event->meta_count > HERALD_META_MAX_ENTRIES || (event->meta_count && !event->meta))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "meta: at most %d entries",
+                                       HERALD_META_MAX_ENTRIES);
+    for (size_t index = 0; index < event->meta_count; index++) {
+        const herald_meta_t *kv = &event->meta [index];
+        if (kv->key_len > HERALD_META_KEY_MAX || kv->value_len > HERALD_META_VALUE_MAX
+        ||  (kv->key_len && !kv->key) || (kv->value_len && !kv->value)
+        ||  !herald_utf8_valid (kv->key, kv->key_len)
+        ||  !herald_utf8_valid (kv->value, kv->value_len))
+            return herald_agent_set_error (HERALD_ERR_INVALID, "meta[%zu]: keys of at most 64 "
+                                           "and values of at most 4096 bytes of UTF-8", index);
+        for (size_t other = 0; other < index; other++)
+            if (event->meta [other].key_len == kv->key_len
+            &&  memcmp (event->meta [other].key, kv->key, kv->key_len) == 0)
+                return herald_agent_set_error (HERALD_ERR_INVALID, "meta[%zu]: duplicate key",
+                                               index);
+    }
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    size_t keys = 3 + (event->type != NULL) + (event->schema != 0) + (event->meta_count > 0)
+                + event->has_expect;
+    msgpack_pack_map (&pk, keys);
+    msgpack_pack_str_with_body (&pk, "id", 2);
+    msgpack_pack_bin_with_body (&pk, id, 16);
+    msgpack_pack_str_with_body (&pk, "topic", 5);
+    msgpack_pack_str_with_body (&pk, event->topic, strlen (event->topic));
+    if (event->type) {
+        msgpack_pack_str_with_body (&pk, "type", 4);
+        msgpack_pack_str_with_body (&pk, event->type, type_len);
+    }
+    if (event->schema) {
+        msgpack_pack_str_with_body (&pk, "schema", 6);
+        msgpack_pack_uint64 (&pk, event->schema);
+    }
+    if (event->meta_count) {
+        msgpack_pack_str_with_body (&pk, "meta", 4);
+        msgpack_pack_map (&pk, event->meta_count);
+        for (size_t index = 0; index < event->meta_count; index++) {
+            msgpack_pack_str_with_body (&pk, event->meta [index].key, event->meta [index].key_len);
+            msgpack_pack_str_with_body (&pk, event->meta [index].value,
+                                        event->meta [index].value_len);
+        }
+    }
+    if (event->has_expect) {
+        msgpack_pack_str_with_body (&pk, "expect", 6);
+        msgpack_pack_uint64 (&pk, event->expect);
+    }
+    msgpack_pack_str_with_body (&pk, "data", 4);
+    msgpack_pack_bin_with_body (&pk, event->data, event->data_len);
+    if (buffer->size > HERALD_MAX_EVENT_BYTES)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "the event is %zu bytes, over the "
+                                       "%d of max_event_bytes", buffer->size,
+                                       HERALD_MAX_EVENT_BYTES);
+    return HERALD_OK;
+}
+
+//  Pack and append to the outbox; id filled.
+static herald_err
+s_enqueue (herald_agent_t *self, const herald_outgoing_t *event, uint8_t id [16],
+           herald_publish_fn *done, void *arg, herald_outbox_waiter_t *waiter, int timeout_ms)
+{
+    if (event && event->id)
+        memcpy (id, event->id, 16);
+    else
+        herald_uuid_v7 (id);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    herald_err rc = s_pack_event (event, id, &buffer);
+    if (rc == HERALD_OK) {
+        rc = herald_outbox_append (self->outbox, id, event->has_expect, buffer.data,
+                                   buffer.size, done, arg, waiter, timeout_ms);
+        if (rc == HERALD_ERR_OVERLOADED)
+            herald_agent_set_error (rc, "the outbox stayed full for %d ms", timeout_ms);
+        else
+        if (rc)
+            herald_agent_set_error (rc, "cannot write to the outbox: %s", strerror (errno));
+    }
+    msgpack_sbuffer_destroy (&buffer);
+    if (rc == HERALD_OK)
+        herald_agent_wake (self);
+    return rc;
+}
+
+herald_err
+herald_agent_publish (herald_agent_t *self, const herald_outgoing_t *event,
+                      herald_publish_result_t *result, int timeout_ms)
+{
+    herald_publish_result_t scratch;
+    if (!result)
+        result = &scratch;
+    memset (result, 0, sizeof *result);
+    if (timeout_ms <= 0)
+        timeout_ms = self->options.timeout_ms;
+    int64_t start = herald_agent_now_ms ();
+    herald_outbox_waiter_t waiter;
+    memset (&waiter, 0, sizeof waiter);
+    herald_err rc = s_enqueue (self, event, result->id, NULL, NULL, &waiter, timeout_ms);
+    if (rc) {
+        result->err = rc;
+        return rc;
+    }
+    int left = (int) (timeout_ms - (herald_agent_now_ms () - start));
+    if (!herald_outbox_wait (self->outbox, &waiter, left > 0? left: 0)) {
+        result->err = HERALD_ERR_TIMEOUT;
+        return herald_agent_set_error (HERALD_ERR_TIMEOUT, "no acknowledgement within %d ms: "
+                                       "the event is queued in the outbox and will be sent "
+                                       "with the same id", timeout_ms);
+    }
+    uint8_t id [16];
+    memcpy (id, result->id, 16);
+    *result = waiter.result;
+    memcpy (result->id, id, 16);
+    if (result->err == HERALD_ERR_CONFLICT)
+        return herald_agent_set_error (result->err, "conflict: expected version %llu, the "
+                                       "topic is at %llu",
+                                       (unsigned long long) result->expected,
+                                       (unsigned long long) result->actual);
+    if (result->err)
+        return herald_agent_set_error (result->err, "%s", result->message);
+    return HERALD_OK;
+}
+
+herald_err
+herald_agent_publish_async (herald_agent_t *self, const herald_outgoing_t *event,
+                            herald_publish_fn *done, void *arg, uint8_t *id_out)
+{
+    uint8_t id [16];
+    herald_err rc = s_enqueue (self, event, id, done, arg, NULL, self->options.timeout_ms);
+    if (rc == HERALD_OK && id_out)
+        memcpy (id_out, id, 16);
+    return rc;
+}
+
+herald_err
+herald_agent_flush (herald_agent_t *self, int timeout_ms)
+{
+    if (timeout_ms <= 0)
+        timeout_ms = self->options.timeout_ms;
+    if (herald_outbox_drain (self->outbox, timeout_ms))
+        return HERALD_OK;
+    return herald_agent_set_error (HERALD_ERR_TIMEOUT, "the outbox is not empty after %d ms",
+                                   timeout_ms);
+}

@@ -1,0 +1,166 @@
+/*  =========================================================================
+    herald_agent_priv - what the agent's three threads share
+
+    herald_agent.c is the API (any thread), herald_io.c the I/O actor
+    (sockets, catch-up, gap repair, the outbox sender), herald_io_sub.c
+    the I/O actor's per-subscription state machine, herald_agent_deliver.c
+    the delivery thread (handlers, checkpoints, completions).
+
+    Ownership: the agent owns every herald_agent_sub_t until it is
+    destroyed (a stopped one too: batches in the delivery pipe may still
+    name it).  A herald_batch_t travels from the I/O actor to the delivery
+    thread as a pointer over an inproc PAIR; whoever holds it frees it.
+    =========================================================================
+*/
+
+#ifndef HERALD_AGENT_PRIV_H_INCLUDED
+#define HERALD_AGENT_PRIV_H_INCLUDED
+
+#include <czmq.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include "herald.h"
+#include "herald_checkpoint.h"
+#include "herald_outbox.h"
+
+#define HERALD_AGENT_SUBS_MAX   64          //  subscriptions per agent, stopped included
+#define HERALD_BATCH_MAX        256         //  envelopes per batch to the delivery thread
+
+//  One subscription.  Written once by subscribe, then: state and the
+//  counters by the delivery thread (atomics), error/message under the
+//  agent's lock, `io` by the I/O actor only, checkpoint by the delivery
+//  thread only (and closed by unsubscribe once the thread is out of it).
+typedef struct {
+    char *name;
+    char **prefixes;                        //  NULL-terminated copies
+    size_t prefix_count;                    //  0: every topic
+    herald_handler_fn *handler;
+    void *arg;
+    herald_checkpoint_t *checkpoint;
+    uint64_t start_done;                    //  the checkpoint's done at subscribe
+    atomic_int state;                       //  herald_sub_state_t
+    atomic_bool stop;                       //  no more handler calls
+    atomic_bool busy;                       //  the delivery thread is inside it
+    atomic_uint_fast64_t done_seq;
+    atomic_uint_fast64_t delivered;
+    atomic_uint_fast64_t duplicates;
+    atomic_uint_fast64_t retries;
+    int error;                              //  under the agent's lock
+    char message [256];
+    void *io;                               //  the I/O actor's s_sub_t
+} herald_agent_sub_t;
+
+//  What the I/O actor asks the delivery thread to do.
+typedef enum {
+    HERALD_BATCH_EVENTS = 1,                //  envelopes for one subscription
+    HERALD_BATCH_COMPLETIONS,               //  async publish completions
+    HERALD_BATCH_FAILED,                    //  the I/O actor failed `sub`: call on_error
+    HERALD_BATCH_STOP                       //  exit the thread
+} herald_batch_kind_t;
+
+typedef struct {
+    herald_batch_kind_t kind;
+    herald_agent_sub_t *sub;                //  EVENTS: borrowed
+    uint64_t marker;                        //  EVENTS: then advance done to it (0: no)
+    size_t count;
+    zframe_t *frames [HERALD_BATCH_MAX];    //  EVENTS: owned envelopes, seq order
+    herald_completion_t *completions;       //  COMPLETIONS: owned array
+} herald_batch_t;
+
+//  Commands from API calls to the I/O actor, queued under the lock.
+typedef enum {
+    HERALD_CMD_SUBSCRIBE = 1,
+    HERALD_CMD_UNSUBSCRIBE                  //  also sent when a handler failed
+} herald_cmd_kind_t;
+
+typedef struct {
+    herald_cmd_kind_t kind;
+    herald_agent_sub_t *sub;
+} herald_cmd_t;
+
+struct _herald_agent_t {
+    char *service;
+    herald_agent_options_t options;         //  strings point at the copies below
+    char *api;
+    char *fanout;                           //  NULL until learned
+    char *state_dir;
+    int lock_fd;                            //  flock on state_dir/LOCK
+    herald_outbox_t *outbox;
+    pthread_mutex_t lock;
+    herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
+    size_t command_count;
+    herald_agent_sub_t *subs [HERALD_AGENT_SUBS_MAX];
+    size_t sub_count;
+    int wake_fd;                            //  eventfd: wakes the I/O actor
+    atomic_bool wake_pending;               //  written to wake_fd, not yet read
+    zactor_t *io;
+    char deliver_endpoint [64];             //  inproc PAIR, bound by the I/O actor
+    pthread_t deliver_thread;
+    bool deliver_started;
+    atomic_bool stopping;
+    atomic_bool io_gone;                    //  the I/O actor has exited
+    //  Stats (relaxed atomics)
+    atomic_uint_fast64_t gaps_repaired, replays, live_overflows, published,
+                         publish_errors, broker_head, broker_epoch, state_recovered;
+    atomic_bool broker_reachable;
+};
+
+//  Wake the I/O actor (commands or outbox work waiting).
+void
+    herald_agent_wake (herald_agent_t *self);
+
+//  Free a batch and what it owns.  NULL-safe.
+void
+    herald_batch_destroy (herald_batch_t **self_p);
+
+//  The I/O actor (zactor body); args is the agent.
+void
+    herald_io_actor (zsock_t *pipe, void *args);
+
+//  The delivery thread's body; arg is the agent.  Connects to
+//  deliver_endpoint and runs until a STOP batch or `stopping`.
+void *
+    herald_agent_deliver_thread (void *arg);
+
+//  True when topic[0..len) matches one of sub's prefixes.
+bool
+    herald_agent_sub_matches (const herald_agent_sub_t *sub, const char *topic, size_t len);
+
+//  Mark sub failed with code and message (from any thread), and tell the
+//  I/O actor to stop it.  Calls on_error when call_back is true (the
+//  caller must then be the delivery thread).  False when sub was not
+//  running (already failed or stopped): nothing changed.
+bool
+    herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
+                           const char *message, bool call_back);
+
+//  Queue a command for the I/O actor and wake it.
+void
+    herald_agent_command (herald_agent_t *self, herald_cmd_kind_t kind,
+                          herald_agent_sub_t *sub);
+
+//  Record the calling thread's last error (herald_agent_last_error);
+//  returns code.
+herald_err
+    herald_agent_set_error (herald_err code, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  True when name is 1-128 bytes of [A-Za-z0-9._-], not starting with '.'.
+bool
+    herald_agent_name_valid (const char *name);
+
+//  Where a new subscription starts: *done_p is the seq before its first
+//  event.  NOW and TS ask the broker (herald_agent_stream.c).
+herald_err
+    herald_agent_resolve_start (herald_agent_t *self, herald_start_t start, uint64_t *done_p);
+
+//  Fill view from a decoded event and its envelope bytes.
+void
+    herald_agent_view (herald_delivery_t *view, const void *event, const void *envelope,
+                       size_t envelope_len);
+
+//  A monotonic clock in ms.
+int64_t
+    herald_agent_now_ms (void);
+
+#endif

@@ -1,0 +1,75 @@
+/*  =========================================================================
+    herald_checkpoint - one subscription's position and dedup window, on disk
+
+    A small file per subscription, mapped MAP_SHARED, that the delivery
+    thread updates around every handler call with plain stores: they
+    survive kill -9 of the process without a system call per event.
+    herald_checkpoint_sync (periodically, and on close) makes them survive
+    power loss too.  Layout and recovery rules: herald_checkpoint.c.
+
+    Not thread-safe: one thread (the agent's delivery thread) uses it once
+    opened.
+    =========================================================================
+*/
+
+#ifndef HERALD_CHECKPOINT_H_INCLUDED
+#define HERALD_CHECKPOINT_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "herald.h"
+
+typedef struct _herald_checkpoint_t herald_checkpoint_t;
+
+//  Open the checkpoint at path, creating it with `done` = start_done and
+//  a window of `window` ids when it does not exist and create is true.
+//  An existing file keeps its own window size.  On failure returns the
+//  error (HERALD_ERR_CORRUPT, HERALD_ERR_IO, HERALD_ERR_NOT_FOUND when it
+//  does not exist and create is false) with a message.  *recovered is set
+//  when the newest slot was torn and the previous one was used (the next
+//  event is then treated as in doubt).  Caller owns *self_p.
+herald_err
+    herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t window,
+                            bool create, uint64_t start_done, bool *recovered,
+                            char *message, size_t message_size);
+
+//  True when path exists.
+bool
+    herald_checkpoint_exists (const char *path);
+
+//  Sync and unmap, free, clear *self_p.  NULL-safe.
+void
+    herald_checkpoint_destroy (herald_checkpoint_t **self_p);
+
+//  The last seq done: every matching event up to it was handled or skipped.
+uint64_t
+    herald_checkpoint_done (herald_checkpoint_t *self);
+
+//  True while the first event after done is in doubt: its handler was
+//  called before the process ended and did not record its return.
+bool
+    herald_checkpoint_in_doubt (herald_checkpoint_t *self);
+
+//  True when id is in the window of recently handled ids.
+bool
+    herald_checkpoint_seen (herald_checkpoint_t *self, const uint8_t id [16]);
+
+//  Record "delivering seq, id" before calling a handler.
+void
+    herald_checkpoint_intent (herald_checkpoint_t *self, uint64_t seq, const uint8_t id [16]);
+
+//  Record that the intended event is done: done = its seq, its id joins
+//  the window.
+void
+    herald_checkpoint_commit (herald_checkpoint_t *self);
+
+//  done = max(done, seq) without an event (skipped, or a replay's `last`).
+void
+    herald_checkpoint_advance (herald_checkpoint_t *self, uint64_t seq);
+
+//  msync the mapping (power-loss safety).  Returns 0 or -1.
+int
+    herald_checkpoint_sync (herald_checkpoint_t *self);
+
+#endif

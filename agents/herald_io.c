@@ -1,0 +1,716 @@
+/*  =========================================================================
+    herald_io - the agent's I/O actor
+
+    DESIGN
+
+    One thread owns every socket of the agent:
+
+      DEALER -> api      REPLAY/CREDIT/CANCEL for catch-up, PUBLISH from the
+                         outbox, HELLO when the fanout endpoint is not given
+      SUB    <- fanout   the whole live stream and `$hb`
+      PAIR   -> delivery batches of envelopes and publish completions, as
+                         pointers (herald_batch_t), to the delivery thread
+      PAIRs  <- monitors connect/disconnect events of the DEALER and SUB
+      eventfd            API calls queued a command or an outbox entry
+
+    The live stream is taken whole (SUB filter ""), not by prefix, because
+    that makes loss detection exact: seq is gapless across the whole log,
+    so a jump in seq on the SUB, or a heartbeat whose head is above the
+    last seq seen (the broker sends events before the heartbeat that
+    counts them), is a loss, at once.  A reconnect of the SUB makes the
+    position unknown until the next event or heartbeat.  Each of these
+    tells every subscription where the stream is contiguous from
+    (herald_io_sub_coverage); a live subscription that may have missed
+    something replays from its `examined` + 1 (herald_io_sub.c).  The
+    price is bandwidth: a service subscribed to a small part of a busy log
+    still receives all of it (filtering costs a peek at the envelope head).
+
+    Publishing: API calls append to the outbox (herald_outbox.c) and wake
+    this thread, which takes batches in order (at most 1000 events, 512 KiB;
+    an event with `expect` alone, so its conflict fails only itself),
+    pipelines up to 16 PUBLISH requests, and matches ACK/ERROR by rid.  A
+    batch refused as bad_request/too_large/conflict is resent one event per
+    request so only the faulty one fails; overloaded/internal/not_leader
+    are retried with backoff.  When the DEALER disconnects, or no answer
+    comes within max(10 s, 2 x timeout), everything in flight is sent
+    again with the same ids: the broker's dedup makes that safe.
+
+    Bounds: the delivery pipe holds 64 batches; batches that do not fit
+    wait in `pending` (at most 64 more for live events, after which a live
+    subscription drops to catch-up, whose replay credit is only given while
+    `pending` is short); the outbox is bounded by its own limits.
+    =========================================================================
+*/
+
+#include <inttypes.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include "herald_io.h"
+
+#define RECV_BURST          4096        //  messages per socket per turn
+#define PUBLISH_EVENTS      1000
+#define PUBLISH_BYTES       (512 * 1024)
+#define HELLO_RETRY_MS      1000
+#define DELIVER_HWM         64
+
+static void
+s_log (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+
+//  Rate-limited warnings on stderr: at most one a second.
+static void
+s_log (const char *format, ...)
+{
+    static _Thread_local int64_t last;
+    int64_t now = herald_agent_now_ms ();
+    if (now - last < 1000)
+        return;
+    last = now;
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "herald agent: ");
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\n");
+    va_end (args);
+}
+
+//  ---------------------------------------------------------------------
+//  Sockets
+
+static zsock_t *
+s_monitor (zsock_t *sock, const char *name, void *self)
+{
+    char endpoint [96];
+    snprintf (endpoint, sizeof endpoint, "inproc://herald-mon-%s-%p", name, self);
+    if (zmq_socket_monitor (zsock_resolve (sock), endpoint,
+                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        return NULL;
+    zsock_t *monitor = zsock_new (ZMQ_PAIR);
+    if (monitor && zsock_connect (monitor, "%s", endpoint) != 0)
+        zsock_destroy (&monitor);
+    return monitor;
+}
+
+static void
+s_connect_fanout (herald_io_t *self)
+{
+    const char *fanout = self->agent->fanout;
+    if (!fanout || self->fanout_connected)
+        return;
+    if (zsock_connect (self->sub, "%s", fanout) == 0)
+        self->fanout_connected = true;
+    else
+        s_log ("cannot connect to fanout %s", fanout);
+}
+
+static herald_io_t *
+s_self_new (zsock_t *pipe, herald_agent_t *agent)
+{
+    herald_io_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->agent = agent;
+    self->pipe = pipe;
+    self->next_rid = 1;
+    msgpack_sbuffer_init (&self->buffer);
+    msgpack_zone_init (&self->zone, 4096);
+    self->pending = zlist_new ();
+    self->dealer = zsock_new (ZMQ_DEALER);
+    self->sub = zsock_new (ZMQ_SUB);
+    self->deliver = zsock_new (ZMQ_PAIR);
+    if (!self->pending || !self->dealer || !self->sub || !self->deliver)
+        return self;
+    zsock_set_linger (self->dealer, 0);
+    zsock_set_immediate (self->dealer, 1);
+    zsock_set_sndhwm (self->dealer, 10000);
+    zsock_set_rcvhwm (self->dealer, 100000);
+    zsock_set_reconnect_ivl (self->dealer, 100);
+    zsock_set_reconnect_ivl_max (self->dealer, 1000);
+    zsock_set_rcvtimeo (self->dealer, 0);
+    zsock_set_linger (self->sub, 0);
+    zsock_set_rcvhwm (self->sub, agent->options.sub_rcvhwm);
+    zsock_set_reconnect_ivl (self->sub, 100);
+    zsock_set_reconnect_ivl_max (self->sub, 1000);
+    zsock_set_rcvtimeo (self->sub, 0);
+    zsock_set_subscribe (self->sub, "");
+    zsock_set_linger (self->deliver, 0);
+    zsock_set_sndhwm (self->deliver, DELIVER_HWM);
+    self->mon_dealer = s_monitor (self->dealer, "api", self);
+    self->mon_sub = s_monitor (self->sub, "fanout", self);
+    if (zsock_bind (self->deliver, "%s", agent->deliver_endpoint) != 0)
+        s_log ("cannot bind %s", agent->deliver_endpoint);
+    if (zsock_connect (self->dealer, "%s", agent->api) != 0)
+        s_log ("cannot connect to api %s", agent->api);
+    s_connect_fanout (self);
+    return self;
+}
+
+static void
+s_self_destroy (herald_io_t **self_p)
+{
+    herald_io_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_destroy (self, &self->subs [index]);
+    for (size_t index = 0; index < self->flight_count; index++)
+        free (self->flights [index].items);
+    if (self->pending) {
+        herald_batch_t *batch;
+        while ((batch = zlist_pop (self->pending)))
+            herald_batch_destroy (&batch);
+        zlist_destroy (&self->pending);
+    }
+    if (self->mon_dealer)
+        zmq_socket_monitor (zsock_resolve (self->dealer), NULL, 0);
+    if (self->mon_sub)
+        zmq_socket_monitor (zsock_resolve (self->sub), NULL, 0);
+    zsock_destroy (&self->mon_dealer);
+    zsock_destroy (&self->mon_sub);
+    zsock_destroy (&self->dealer);
+    zsock_destroy (&self->sub);
+    zsock_destroy (&self->deliver);
+    msgpack_sbuffer_destroy (&self->buffer);
+    msgpack_zone_destroy (&self->zone);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+herald_io_send (herald_io_t *self, const char *command)
+{
+    void *sock = zsock_resolve (self->dealer);
+    int rc = -1;
+    if (zmq_send (sock, command, strlen (command), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+        //  The first part was taken, so the rest of the message will be
+        zmq_send (sock, self->buffer.data, self->buffer.size, 0);
+        rc = 0;
+    }
+    self->buffer.size = 0;
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  To the delivery thread
+
+static bool
+s_try_deliver (herald_io_t *self, herald_batch_t *batch)
+{
+    return zmq_send (zsock_resolve (self->deliver), &batch, sizeof batch, ZMQ_DONTWAIT)
+           == (int) sizeof batch;
+}
+
+void
+herald_io_deliver (herald_io_t *self, herald_batch_t *batch)
+{
+    if (zlist_size (self->pending) == 0 && s_try_deliver (self, batch))
+        return;
+    zlist_append (self->pending, batch);
+}
+
+static void
+s_drain_pending (herald_io_t *self)
+{
+    herald_batch_t *batch;
+    while ((batch = zlist_first (self->pending)) && s_try_deliver (self, batch))
+        zlist_pop (self->pending);
+}
+
+//  ---------------------------------------------------------------------
+//  The live stream
+
+static herald_io_sub_t *
+s_sub_by_rid (herald_io_t *self, uint64_t rid)
+{
+    for (size_t index = 0; index < self->sub_count; index++)
+        if (self->subs [index]->rid == rid)
+            return self->subs [index];
+    return NULL;
+}
+
+//  The live stream is contiguous from seq `from` on: tell every subscription.
+static void
+s_coverage (herald_io_t *self, uint64_t from)
+{
+    self->live_next = from;
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_coverage (self, self->subs [index], from);
+}
+
+static void
+s_on_heartbeat (herald_io_t *self, zframe_t *body)
+{
+    herald_msg_t msg;
+    herald_error_t err;
+    msgpack_zone_clear (&self->zone);
+    if (herald_msg_decode (&msg, HERALD_MSG_HEARTBEAT, zframe_data (body), zframe_size (body),
+                           NULL, &self->zone, &err) != HERALD_OK)
+        return;
+    herald_agent_t *agent = self->agent;
+    uint64_t head = msg.heartbeat.head;
+    self->last_hb = herald_agent_now_ms ();
+    atomic_store (&agent->broker_reachable, true);
+    atomic_store (&agent->broker_head, head);
+    atomic_store (&agent->broker_epoch, msg.heartbeat.epoch);
+    if (self->have_epoch && msg.heartbeat.epoch != self->epoch && head + 1 < self->live_next)
+        s_log ("broker epoch %" PRIu64 " has head %" PRIu64 ", below what was seen (%" PRIu64
+               "): events were lost by the broker", msg.heartbeat.epoch, head,
+               self->live_next - 1);
+    self->have_epoch = true;
+    self->epoch = msg.heartbeat.epoch;
+    //  Everything up to head was sent before this heartbeat: anything of it
+    //  not seen is lost (or the position was unknown)
+    if (self->live_next == 0 || head + 1 != self->live_next)
+        s_coverage (self, head + 1);
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_heartbeat (self, self->subs [index], head);
+}
+
+static void
+s_on_live_event (herald_io_t *self, zframe_t *frame)
+{
+    const char *topic;
+    size_t topic_len;
+    uint64_t seq, ver, ts;
+    if (!herald_event_peek (zframe_data (frame), zframe_size (frame), &topic, &topic_len,
+                            &seq, &ver, &ts)) {
+        herald_event_t event;
+        herald_error_t err;
+        msgpack_zone_clear (&self->zone);
+        if (herald_event_decode (&event, zframe_data (frame), zframe_size (frame),
+                                 &self->zone, &err) != HERALD_OK) {
+            s_log ("a live event does not decode: %s: %s", err.field, err.message);
+            zframe_destroy (&frame);
+            return;
+        }
+        topic = event.topic;
+        topic_len = event.topic_len;
+        seq = event.seq;
+    }
+    if (self->live_next == 0 || seq != self->live_next)
+        s_coverage (self, seq);
+    self->live_next = seq + 1;
+    //  The last matching subscription takes the frame, the others a copy
+    size_t last = SIZE_MAX;
+    for (size_t index = 0; index < self->sub_count; index++)
+        if (herald_agent_sub_matches (self->subs [index]->sub, topic, topic_len))
+            last = index;
+    for (size_t index = 0; index < self->sub_count; index++) {
+        zframe_t *mine = NULL;
+        if (index == last)
+            mine = frame;
+        else
+        if (last != SIZE_MAX && index < last
+        &&  herald_agent_sub_matches (self->subs [index]->sub, topic, topic_len))
+            mine = zframe_dup (frame);
+        herald_io_sub_live (self, self->subs [index], seq, mine);
+    }
+    if (last == SIZE_MAX)
+        zframe_destroy (&frame);
+}
+
+static void
+s_recv_sub (herald_io_t *self)
+{
+    for (int count = 0; count < RECV_BURST; count++) {
+        zframe_t *topic = zframe_recv (self->sub);
+        if (!topic)
+            break;
+        zframe_t *body = zframe_more (topic)? zframe_recv (self->sub): NULL;
+        while (body && zframe_more (body)) {        //  ignore extra frames
+            zframe_t *extra = zframe_recv (self->sub);
+            bool more = extra && zframe_more (extra);
+            zframe_destroy (&extra);
+            if (!more)
+                break;
+        }
+        if (body) {
+            if (zframe_size (topic) == 3 && memcmp (zframe_data (topic), "$hb", 3) == 0)
+                s_on_heartbeat (self, body);
+            else {
+                s_on_live_event (self, body);
+                body = NULL;
+            }
+        }
+        zframe_destroy (&topic);
+        zframe_destroy (&body);
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Publishing
+
+static void
+s_flight_remove (herald_io_t *self, size_t index)
+{
+    free (self->flights [index].items);
+    memmove (&self->flights [index], &self->flights [index + 1],
+             (self->flight_count - index - 1) * sizeof (herald_io_flight_t));
+    self->flight_count--;
+}
+
+static void
+s_flights_requeue (herald_io_t *self)
+{
+    while (self->flight_count)
+        s_flight_remove (self, 0);
+    herald_outbox_requeue_all (self->agent->outbox);
+}
+
+static void
+s_publish_send (herald_io_t *self)
+{
+    int64_t now = herald_agent_now_ms ();
+    while (self->flight_count < HERALD_IO_FLIGHTS_MAX && self->dealer_up
+       &&  now >= self->publish_retry_at) {
+        herald_outbox_item_t **items = malloc (PUBLISH_EVENTS * sizeof *items);
+        if (!items)
+            return;
+        size_t count = herald_outbox_take (self->agent->outbox, items, PUBLISH_EVENTS,
+                                           PUBLISH_BYTES);
+        if (count == 0) {
+            free (items);
+            return;
+        }
+        uint64_t rid = self->next_rid++;
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &self->buffer, msgpack_sbuffer_write);
+        self->buffer.size = 0;
+        msgpack_pack_map (&pk, 2);
+        msgpack_pack_str_with_body (&pk, "rid", 3);
+        msgpack_pack_uint64 (&pk, rid);
+        msgpack_pack_str_with_body (&pk, "events", 6);
+        msgpack_pack_array (&pk, count);
+        for (size_t index = 0; index < count; index++)
+            msgpack_sbuffer_write (&self->buffer, (const char *) items [index]->map,
+                                   items [index]->map_len);
+        if (herald_io_send (self, "PUBLISH") != 0) {
+            herald_outbox_requeue (self->agent->outbox, items, count, false);
+            free (items);
+            return;
+        }
+        self->flights [self->flight_count++] = (herald_io_flight_t) { rid, count, items, now };
+    }
+}
+
+static void
+s_complete (herald_io_t *self, herald_io_flight_t *flight, herald_publish_result_t *results)
+{
+    herald_completion_t *completions = calloc (flight->count, sizeof *completions);
+    herald_completion_t scratch;
+    size_t count = herald_outbox_finish (self->agent->outbox, flight->items, results,
+                                         flight->count, completions? completions: &scratch);
+    if (count && completions) {
+        herald_batch_t *batch = calloc (1, sizeof *batch);
+        if (batch) {
+            batch->kind = HERALD_BATCH_COMPLETIONS;
+            batch->completions = completions;
+            batch->count = count;
+            herald_io_deliver (self, batch);
+            return;
+        }
+    }
+    free (completions);
+}
+
+static void
+s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
+{
+    herald_io_flight_t *flight = &self->flights [index];
+    herald_agent_t *agent = self->agent;
+    if (reply->type == HERALD_MSG_ACK && reply->ack.count != flight->count) {
+        s_log ("an ACK with %zu entries for %zu events: sending them again",
+               reply->ack.count, flight->count);
+        herald_outbox_requeue (agent->outbox, flight->items, flight->count, true);
+        s_flight_remove (self, index);
+        return;
+    }
+    herald_err code = reply->type == HERALD_MSG_ACK? HERALD_OK: reply->error.code;
+    bool transient = code == HERALD_ERR_OVERLOADED || code == HERALD_ERR_INTERNAL
+                  || code == HERALD_ERR_NOT_LEADER;
+    if (transient || (code != HERALD_OK && flight->count > 1)) {
+        herald_outbox_requeue (agent->outbox, flight->items, flight->count, !transient);
+        if (transient) {
+            self->publish_backoff_ms = self->publish_backoff_ms? self->publish_backoff_ms * 2: 50;
+            if (self->publish_backoff_ms > 5000)
+                self->publish_backoff_ms = 5000;
+            self->publish_retry_at = herald_agent_now_ms () + self->publish_backoff_ms;
+        }
+        s_flight_remove (self, index);
+        return;
+    }
+    self->publish_backoff_ms = 0;
+    herald_publish_result_t *results = calloc (flight->count, sizeof *results);
+    if (!results)
+        return;                     //  answered again after a resend
+    for (size_t item = 0; item < flight->count; item++) {
+        herald_publish_result_t *result = &results [item];
+        memcpy (result->id, flight->items [item]->id, 16);
+        result->err = code;
+        if (code == HERALD_OK) {
+            result->seq = reply->ack.seq [item];
+            result->ver = reply->ack.ver [item];
+            result->dup = reply->ack.dup [item];
+        }
+        else {
+            result->expected = reply->error.expected;
+            result->actual = reply->error.actual;
+            snprintf (result->message, sizeof result->message, "%.*s",
+                      (int) reply->error.message.len, reply->error.message.ptr);
+        }
+    }
+    if (code == HERALD_OK)
+        atomic_fetch_add_explicit (&agent->published, flight->count, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit (&agent->publish_errors, flight->count, memory_order_relaxed);
+    s_complete (self, flight, results);
+    free (results);
+    s_flight_remove (self, index);
+}
+
+//  ---------------------------------------------------------------------
+//  Replies on api
+
+static void
+s_on_welcome (herald_io_t *self, const herald_msg_t *reply)
+{
+    self->hello_rid = 0;
+    herald_agent_t *agent = self->agent;
+    if (agent->fanout || !reply->welcome.fanout.len)
+        return;
+    //  A broker bound to every interface names 0.0.0.0 or *: use the api's host
+    char endpoint [1100];
+    snprintf (endpoint, sizeof endpoint, "%.*s", (int) reply->welcome.fanout.len,
+              reply->welcome.fanout.ptr);
+    char *host = strstr (endpoint, "://");
+    char *api_host = strstr (agent->api, "://");
+    if (host && api_host && (strncmp (host + 3, "0.0.0.0:", 8) == 0 || strncmp (host + 3, "*:", 2) == 0)) {
+        const char *port = strrchr (host + 3, ':');
+        const char *api_port = strrchr (api_host + 3, ':');
+        char fixed [1100];
+        snprintf (fixed, sizeof fixed, "%.*s%s", (int) (api_port? api_port - agent->api
+                                                               : (long) strlen (agent->api)),
+                  agent->api, port);
+        snprintf (endpoint, sizeof endpoint, "%s", fixed);
+    }
+    pthread_mutex_lock (&agent->lock);
+    agent->fanout = strdup (endpoint);
+    pthread_mutex_unlock (&agent->lock);
+    s_connect_fanout (self);
+}
+
+static void
+s_recv_dealer (herald_io_t *self)
+{
+    for (int count = 0; count < RECV_BURST; count++) {
+        zmsg_t *msg = zmsg_recv (self->dealer);
+        if (!msg)
+            break;
+        zframe_t *command = zmsg_pop (msg);
+        zframe_t *body = zmsg_pop (msg);
+        herald_msg_type_t type = command? herald_msg_type_from_command (
+            zframe_data (command), zframe_size (command), true): HERALD_MSG_INVALID;
+        herald_msg_t reply;
+        herald_error_t err;
+        msgpack_zone_clear (&self->zone);
+        if (type == HERALD_MSG_INVALID || !body
+        ||  herald_msg_decode (&reply, type, zframe_data (body), zframe_size (body), NULL,
+                               &self->zone, &err) != HERALD_OK
+        ||  !reply.has_rid) {
+            if (type == HERALD_MSG_ERROR)
+                s_log ("the broker refused a request it could not read");
+        }
+        else
+        if (type == HERALD_MSG_EVENTS) {
+            herald_io_sub_t *sub = s_sub_by_rid (self, reply.rid);
+            if (sub)
+                herald_io_sub_events (self, sub, msg);
+        }
+        else
+        if (type == HERALD_MSG_WELCOME && reply.rid == self->hello_rid)
+            s_on_welcome (self, &reply);
+        else
+        if (type == HERALD_MSG_ACK || type == HERALD_MSG_ERROR || type == HERALD_MSG_END) {
+            bool found = false;
+            for (size_t index = 0; index < self->flight_count && !found; index++)
+                if (self->flights [index].rid == reply.rid && type != HERALD_MSG_END) {
+                    s_on_publish_reply (self, index, &reply);
+                    found = true;
+                }
+            herald_io_sub_t *sub = found? NULL: s_sub_by_rid (self, reply.rid);
+            if (sub && type != HERALD_MSG_ACK)
+                herald_io_sub_end (self, sub, &reply);
+            else
+            if (!found && type == HERALD_MSG_ERROR && reply.rid == self->hello_rid)
+                s_log ("HELLO refused: %.*s", (int) reply.error.message.len,
+                       reply.error.message.ptr);
+        }
+        zframe_destroy (&command);
+        zframe_destroy (&body);
+        zmsg_destroy (&msg);
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Monitors, commands, timers
+
+static void
+s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
+{
+    zmsg_t *msg = zmsg_recv (monitor);
+    if (!msg)
+        return;
+    zframe_t *frame = zmsg_first (msg);
+    uint16_t event = 0;
+    if (frame && zframe_size (frame) >= 2)
+        memcpy (&event, zframe_data (frame), 2);
+    zmsg_destroy (&msg);
+    if (is_dealer) {
+        if (event == ZMQ_EVENT_CONNECTED) {
+            self->dealer_up = true;
+            self->hello_at = 0;
+        }
+        else
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            //  Requests in flight are gone with the connection
+            self->dealer_up = false;
+            s_flights_requeue (self);
+            for (size_t index = 0; index < self->sub_count; index++)
+                herald_io_sub_reset_replay (self, self->subs [index]);
+        }
+    }
+    else
+    if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECTED)
+        self->live_next = 0;            //  position unknown until the next message
+}
+
+static void
+s_commands (herald_io_t *self)
+{
+    uint64_t value;
+    atomic_store (&self->agent->wake_pending, false);
+    if (read (self->agent->wake_fd, &value, sizeof value) < 0)
+        value = 0;
+    herald_agent_t *agent = self->agent;
+    herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
+    pthread_mutex_lock (&agent->lock);
+    size_t count = agent->command_count;
+    memcpy (commands, agent->commands, count * sizeof commands [0]);
+    agent->command_count = 0;
+    pthread_mutex_unlock (&agent->lock);
+    for (size_t index = 0; index < count; index++) {
+        herald_agent_sub_t *sub = commands [index].sub;
+        if (commands [index].kind == HERALD_CMD_SUBSCRIBE) {
+            herald_io_sub_t *state = self->sub_count < HERALD_AGENT_SUBS_MAX
+                                   ? herald_io_sub_new (self, sub): NULL;
+            if (state)
+                self->subs [self->sub_count++] = state;
+            else
+                herald_agent_sub_fail (agent, sub, HERALD_ERR_NOMEM, "out of memory", false);
+        }
+        else
+        for (size_t at = 0; at < self->sub_count; at++)
+            if (self->subs [at]->sub == sub) {
+                herald_io_sub_destroy (self, &self->subs [at]);
+                self->subs [at] = self->subs [--self->sub_count];
+                break;
+            }
+    }
+}
+
+static void
+s_timers (herald_io_t *self, int64_t now)
+{
+    herald_agent_t *agent = self->agent;
+    if (self->last_hb && now - self->last_hb > 3 * (int64_t) agent->options.heartbeat_ms)
+        atomic_store (&agent->broker_reachable, false);
+    if (!agent->fanout && self->dealer_up && now >= self->hello_at) {
+        herald_msg_t msg;
+        memset (&msg, 0, sizeof msg);
+        msg.type = HERALD_MSG_HELLO;
+        msg.has_rid = true;
+        msg.rid = self->next_rid++;
+        msg.hello.proto = HERALD_PROTO_VERSION;
+        msg.hello.client = (herald_str_t) { agent->service, strlen (agent->service) };
+        self->buffer.size = 0;
+        if (herald_msg_encode (&msg, &self->buffer) == 0 && herald_io_send (self, "HELLO") == 0)
+            self->hello_rid = msg.rid;
+        self->hello_at = now + HELLO_RETRY_MS;
+    }
+    int64_t patience = 2 * (int64_t) agent->options.timeout_ms;
+    if (patience < 10000)
+        patience = 10000;
+    if (self->flight_count && now - self->flights [0].sent_at > patience) {
+        s_log ("no answer to PUBLISH for %" PRId64 " ms: sending again", patience);
+        s_flights_requeue (self);
+    }
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_tick (self, self->subs [index], now);
+}
+
+static int64_t
+s_wait_ms (herald_io_t *self, int64_t now)
+{
+    int64_t due = now + 200;
+    for (size_t index = 0; index < self->sub_count; index++) {
+        int64_t sub_due = herald_io_sub_due (self->subs [index]);
+        if (sub_due < due)
+            due = sub_due;
+    }
+    if (self->publish_retry_at > now && self->publish_retry_at < due)
+        due = self->publish_retry_at;
+    return due > now? due - now: 0;
+}
+
+void
+herald_io_actor (zsock_t *pipe, void *args)
+{
+    herald_agent_t *agent = (herald_agent_t *) args;
+    herald_io_t *self = s_self_new (pipe, agent);
+    zsock_signal (pipe, 0);
+    while (self && !self->terminated) {
+        int64_t now = herald_agent_now_ms ();
+        zmq_pollitem_t items [] = {
+            { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->sub), 0, ZMQ_POLLIN, 0 },
+            { NULL, agent->wake_fd, ZMQ_POLLIN, 0 },
+            { self->mon_dealer? zsock_resolve (self->mon_dealer): NULL, -1, ZMQ_POLLIN, 0 },
+            { self->mon_sub? zsock_resolve (self->mon_sub): NULL, -1, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->deliver), 0, ZMQ_POLLOUT, 0 }
+        };
+        int count = zlist_size (self->pending)? 7: 6;
+        if (zmq_poll (items, count, s_wait_ms (self, now)) < 0 && zmq_errno () != EINTR)
+            break;
+        if (items [0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
+        }
+        if (items [3].revents & ZMQ_POLLIN)
+            s_commands (self);
+        if (items [4].revents & ZMQ_POLLIN)
+            s_recv_monitor (self, self->mon_dealer, true);
+        if (items [5].revents & ZMQ_POLLIN)
+            s_recv_monitor (self, self->mon_sub, false);
+        s_recv_sub (self);
+        s_recv_dealer (self);
+        s_drain_pending (self);
+        s_publish_send (self);
+        s_timers (self, herald_agent_now_ms ());
+        for (size_t index = 0; index < self->sub_count; index++)
+            herald_io_sub_flush (self, self->subs [index]);
+        s_drain_pending (self);
+    }
+    //  Tell the delivery thread to stop; everything sent before is skipped
+    //  by it (agent->stopping), what is still pending here is freed here
+    herald_batch_t *stop = calloc (1, sizeof *stop);
+    if (stop && self && self->deliver) {
+        stop->kind = HERALD_BATCH_STOP;
+        zsock_set_sndtimeo (self->deliver, 5000);
+        if (zmq_send (zsock_resolve (self->deliver), &stop, sizeof stop, 0) == (int) sizeof stop)
+            stop = NULL;
+    }
+    herald_batch_destroy (&stop);
+    s_self_destroy (&self);
+}
