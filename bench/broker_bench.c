@@ -155,7 +155,7 @@ s_print_machine (void)
 //  The parts
 
 static double s_raw_sync [2], s_raw_async [2];      //  [0] 100 B, [1] 1 KiB
-static double s_raw_pubsub [3], s_raw_reqrep [2];
+static double s_raw_pubsub [3], s_raw_reqrep [2], s_raw_stream = -1;
 
 //  Raw RocksDB batches at one durability, for both payload sizes: run
 //  just before Herald's publish cases at that durability, so that the two
@@ -213,6 +213,16 @@ s_run_raw (const s_config_t *config)
         if (s_raw_reqrep [c] < 0)
             s_failed = true;
     }
+    if (bb_interrupted)
+        return;
+    //  173 B: the stored envelope of a 100 B event, what the replay sends
+    s_raw_stream = bb_raw_stream (173, config->replay_events, 600);
+    char a [32], b [32];
+    printf ("  raw ROUTER->DEALER stream, 173 B frames: %12s frames/s (%s frames, 256 per"
+            " message)\n", bench_count (a, sizeof a, s_raw_stream),
+            bench_count (b, sizeof b, (double) config->replay_events));
+    if (s_raw_stream < 0)
+        s_failed = true;
 }
 
 //  Publishing against one broker of each durability, then the same load
@@ -320,7 +330,7 @@ s_run_replay (const s_config_t *config)
     char name [48];
     snprintf (name, sizeof name, "replay %s events, credit 1M", bench_count (a, sizeof a,
               (double) events));
-    s_row (name, best, -1, -1, -1, S_RATE, 1.2e6);
+    s_row (name, best, s_raw_stream, -1, -1, S_RATE, 1.2e6);
     bb_broker_stop (&broker);
 }
 

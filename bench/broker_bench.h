@@ -83,6 +83,13 @@ double
     bb_raw_reqrep (int clients, size_t body_len, double seconds, uint64_t max_msgs,
                    bb_samples_t *latency);
 
+//  A ROUTER thread streaming frames frames of frame_len bytes to one
+//  DEALER (this thread) as a REPLAY does on the wire: [identity, "EVENTS",
+//  body, up to 256 frames] messages, then END; no log behind it.  Returns
+//  frames received per second, or -1 (timeout s at most).
+double
+    bb_raw_stream (size_t frame_len, uint64_t frames, double timeout);
+
 //  ---------------------------------------------------------------------
 //  Herald over the wire (broker_bench_herald.c)
 

@@ -385,3 +385,100 @@ bb_raw_reqrep (int clients, size_t body_len, double seconds, uint64_t max_msgs,
         return -1;
     return (double) replies / (finished - start);
 }
+
+//  ---------------------------------------------------------------------
+//  ROUTER to DEALER stream: what a REPLAY is on the wire, without the log
+
+typedef struct {
+    zsock_t *router;
+    size_t frame_len;
+    uint64_t frames;
+} s_streamer_t;
+
+//  Wait for the client's request, then send frames frames of frame_len
+//  bytes as [identity, "EVENTS", body, 256 frames] messages and an END.
+static void *
+s_streamer (void *args)
+{
+    s_streamer_t *self = (s_streamer_t *) args;
+    void *handle = zsock_resolve (self->router);
+    zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll (&item, 1, 10000) <= 0)
+        return NULL;
+    uint8_t identity [256], request [64];
+    int identity_len = zmq_recv (handle, identity, sizeof identity, 0);
+    while (identity_len > 0 && zmq_recv (handle, request, sizeof request, ZMQ_DONTWAIT) >= 0) {
+        int more = 0;
+        size_t more_len = sizeof more;
+        zmq_getsockopt (handle, ZMQ_RCVMORE, &more, &more_len);
+        if (!more)
+            break;
+    }
+    if (identity_len <= 0)
+        return NULL;
+    static const uint8_t body [] = { 0x81, 0xa3, 'r', 'i', 'd', 0x01 };      //  {rid: 1}
+    uint64_t sent = 0;
+    while (sent < self->frames && !bb_interrupted) {
+        zmq_send (handle, identity, (size_t) identity_len, ZMQ_SNDMORE);
+        zmq_send (handle, "EVENTS", 6, ZMQ_SNDMORE);
+        zmq_send (handle, body, sizeof body, ZMQ_SNDMORE);
+        for (int i = 0; i < 256 && sent < self->frames; i++, sent++) {
+            bool last = i == 255 || sent + 1 == self->frames;
+            zmq_send (handle, bb_pool + (sent * 61) % (BB_POOL_BYTES - self->frame_len),
+                      self->frame_len, last? 0: ZMQ_SNDMORE);
+        }
+    }
+    zmq_send (handle, identity, (size_t) identity_len, ZMQ_SNDMORE);
+    zmq_send (handle, "END", 3, ZMQ_SNDMORE);
+    zmq_send (handle, body, sizeof body, 0);
+    return NULL;
+}
+
+double
+bb_raw_stream (size_t frame_len, uint64_t frames, double timeout)
+{
+    zsock_t *router = zsock_new_router ("tcp://127.0.0.1:*");
+    if (!router)
+        return -1;
+    zsock_set_sndhwm (router, 100000);
+    s_streamer_t streamer = { router, frame_len, frames };
+    pthread_t thread;
+    if (pthread_create (&thread, NULL, s_streamer, &streamer)) {
+        zsock_destroy (&router);
+        return -1;
+    }
+    zsock_t *dealer = zsock_new_dealer (zsock_endpoint (router));
+    zsock_set_rcvhwm (dealer, 100000);
+    void *handle = zsock_resolve (dealer);
+    double start = bench_now (), last = start;
+    zmq_send (handle, "REPLAY", 6, ZMQ_SNDMORE);
+    zmq_send (handle, "\x80", 1, 0);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
+    uint64_t count = 0;
+    bool ended = false;
+    while (!ended && !bb_interrupted && bench_now () - start < timeout) {
+        if (zmq_poll (&item, 1, 100) <= 0)
+            continue;
+        while (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) >= 0) {
+            bool events = zmq_msg_size (&frame) == 6
+                       && memcmp (zmq_msg_data (&frame), "EVENTS", 6) == 0;
+            size_t frames_in = 1;
+            while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, handle, 0) >= 0)
+                frames_in++;
+            if (events && frames_in > 2)
+                count += frames_in - 2;
+            else {
+                ended = true;
+                break;
+            }
+        }
+        last = bench_now ();
+    }
+    zmq_msg_close (&frame);
+    pthread_join (thread, NULL);
+    zsock_destroy (&dealer);
+    zsock_destroy (&router);
+    return ended && count == frames && last > start? (double) count / (last - start): -1;
+}
