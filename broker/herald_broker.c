@@ -58,11 +58,6 @@
 //  TCP stream: a pipelining client is slowed by TCP, and what waits in the
 //  broker stays bounded per connection.
 #define ROUTER_RCVHWM       1000
-//  One group commit publishes up to DRAIN_EVENTS events at once, and more
-//  in a burst of commits; libzmq's default of 1000 dropped events even for
-//  subscribers keeping up.  A subscriber that falls this far behind loses
-//  messages (and its agent replays); its cost to the broker stays bounded.
-#define FANOUT_SNDHWM       100000
 
 typedef struct {
     zframe_t *identity;                 //  owned
@@ -614,7 +609,12 @@ s_bind (self_t *self)
     if (!self->router || !self->pub)
         return -1;
     zsock_set_sndhwm (self->router, ROUTER_SNDHWM);
-    zsock_set_sndhwm (self->pub, FANOUT_SNDHWM);
+    //  --fanout-hwm, 100,000 by default: one group commit publishes up to
+    //  DRAIN_EVENTS events at once, and more in a burst of commits, and
+    //  libzmq's default of 1000 dropped events even for subscribers keeping
+    //  up.  A subscriber that falls further behind loses messages (and its
+    //  agent replays); its cost to the broker stays bounded.
+    zsock_set_sndhwm (self->pub, (int) self->config->fanout_hwm);
     zsock_set_rcvhwm (self->router, ROUTER_RCVHWM);
     //  The largest legal PUBLISH, plus room for its framing; a larger frame
     //  makes libzmq drop the connection rather than allocate it.

@@ -37,6 +37,7 @@ typedef struct {
     uint64_t stream_idle_ms;        //  1 .. one day; a stream without CREDIT ends after this
     size_t max_streams;             //  concurrent REPLAY/READ streams
     size_t max_queued;              //  queued PUBLISH requests before `overloaded`
+    size_t fanout_hwm;              //  fanout messages queued per subscriber (PUB sndhwm)
     char *node;                     //  broker id; "" until the broker generates one
     char *log_level;                //  "error", "warn", "info" or "debug"
     char *config_file;              //  the file loaded, or NULL when none was

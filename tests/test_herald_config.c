@@ -124,6 +124,7 @@ static const char *s_flag_values [][2] = {
     { "stream-idle-ms", "5000" },
     { "max-streams", "8" },
     { "max-queued", "123" },
+    { "fanout-hwm", "50" },
     { "node", "b1f0-node" },
     { "log-level", "debug" }
 };
@@ -142,6 +143,7 @@ s_assert_flag_values (const herald_config_t *config)
     cr_assert_eq (config->stream_idle_ms, 5000);
     cr_assert_eq (config->max_streams, 8);
     cr_assert_eq (config->max_queued, 123);
+    cr_assert_eq (config->fanout_hwm, 50);
     cr_assert_str_eq (config->node, "b1f0-node");
     cr_assert_str_eq (config->log_level, "debug");
 }
@@ -164,6 +166,7 @@ Test (herald_config, defaults_are_the_issues)
     cr_assert_eq (config->stream_idle_ms, 60000);
     cr_assert_eq (config->max_streams, 64);
     cr_assert_eq (config->max_queued, 10000);
+    cr_assert_eq (config->fanout_hwm, 100000);
     cr_assert_str_eq (config->node, "");
     cr_assert_str_eq (config->log_level, "info");
     cr_assert_null (config->config_file);
@@ -344,7 +347,8 @@ Test (herald_config, non_digits_are_not_a_number)
 Test (herald_config, zero_is_rejected_for_every_count_and_wait)
 {
     const char *flags [] = { "--heartbeat-ms", "--max-batch", "--max-event-bytes",
-                             "--max-streams", "--max-queued", "--stream-idle-ms" };
+                             "--max-streams", "--max-queued", "--stream-idle-ms",
+                             "--fanout-hwm" };
     size_t index;
     for (index = 0; index < sizeof (flags) / sizeof (flags [0]); index++) {
         const char *args [] = { flags [index], "0", NULL };
@@ -358,6 +362,12 @@ Test (herald_config, overflow_is_rejected)
     const char *args [] = { "--max-queued", "18446744073709551616", NULL };
     s_assert_rejected (args, "--max-queued");
     s_assert_rejected (args, "overflows");
+}
+
+Test (herald_config, fanout_hwm_above_ten_million_is_rejected)
+{
+    const char *args [] = { "--fanout-hwm", "10000001", NULL };
+    s_assert_rejected (args, "--fanout-hwm");
 }
 
 Test (herald_config, wait_longer_than_a_day_is_rejected)

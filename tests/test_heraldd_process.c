@@ -651,3 +651,69 @@ Test (heraldd_process, kill9_during_publish_storm_loses_no_ack_async)
 {
     s_storm_test ("async");
 }
+
+
+//  --------------------------------------------------------------------------
+//  A subscriber that does not read
+
+//  With --fanout-hwm 10 and a subscriber that reads nothing while 4 MiB
+//  of events are published, the broker drops that subscriber's messages
+//  (more than TCP's buffers hold) instead of holding them: every publish
+//  is still ACKed, STATUS still answers, and what the subscriber does get
+//  is in seq order.
+Test (heraldd_process, fanout_hwm_drops_for_a_stalled_subscriber_not_the_broker)
+{
+    const char *extra [] = { "--fanout-hwm", "10", "--durability", "async", NULL };
+    bt_start_with (extra);
+    const char *all [] = { "drop.", NULL };
+    zsock_t *sub = bt_subscriber (all);
+    zsock_set_rcvhwm (sub, 10);
+    zsock_t *client = bt_client ();
+    //  The subscription must be in place before the flood: wait for an event
+    static char data [1024];
+    memset (data, 'x', sizeof (data) - 1);
+    bu_event_t event;
+    bu_event_init (&event, "drop.warm", "warm");
+    bu_reply_t reply = { 0 };
+    zmsg_t *first = NULL;
+    for (uint64_t rid = 1; rid < 100 && !first; rid++) {
+        bt_publish (client, rid, &event, 1, &reply);
+        bu_reply_fini (&reply);
+        first = bu_recv (sub, 100);
+    }
+    cr_assert_not_null (first, "the subscriber never got a warm-up event");
+    zmsg_destroy (&first);
+    //  4,000 events of 1 KiB in batches of 100, all ACKed while sub sleeps
+    bu_event_t batch [100];
+    for (size_t i = 0; i < 100; i++)
+        bu_event_init (&batch [i], "drop.flood", data);
+    for (uint64_t rid = 1000; rid < 1040; rid++) {
+        for (size_t i = 0; i < 100; i++)
+            bu_event_init (&batch [i], "drop.flood", data);
+        bt_publish (client, rid, batch, 100, &reply);
+        bu_reply_fini (&reply);
+    }
+    uint64_t head = bt_head (client);
+    //  Now read what reached the subscriber: fewer than 4,000, in order
+    uint64_t received = 0, last_seq = 0;
+    zmsg_t *msg;
+    while ((msg = bu_recv (sub, 500))) {
+        zframe_t *topic = zmsg_first (msg);
+        zframe_t *envelope = zmsg_next (msg);
+        cr_assert_not_null (envelope);
+        cr_assert (zframe_streq (topic, "drop.flood") || zframe_streq (topic, "drop.warm"));
+        tu_decoded_t decoded;
+        bt_decode (envelope, &decoded);
+        cr_assert_gt (decoded.event.seq, last_seq, "fanout out of order");
+        last_seq = decoded.event.seq;
+        tu_decoded_fini (&decoded);
+        received++;
+        zmsg_destroy (&msg);
+    }
+    cr_assert_lt (received, 4000, "nothing was dropped: %" PRIu64 " received", received);
+    cr_assert_leq (last_seq, head);
+    bu_reply_t status = { 0 };
+    bt_status (client, 9999, &status);
+    cr_assert_eq (status.body.status.head, head);
+    bu_reply_fini (&status);
+}
