@@ -140,6 +140,13 @@ int
     bb_publish (const char *api, int threads, size_t batch, size_t payload, double rate,
                 double seconds, uint64_t total_events, bb_result_t *result);
 
+//  bb_publish, also merging every publisher's ACK latency samples (seconds)
+//  into latency, which the caller set up with bb_samples_init and owns.
+int
+    bb_publish_samples (const char *api, int threads, size_t batch, size_t payload,
+                        double rate, double seconds, uint64_t total_events,
+                        bb_result_t *result, bb_samples_t *latency);
+
 //  subscribers SUB threads on the broker's fanout while one publisher sends
 //  batches of 100 x 100 B for seconds.  Returns 0 or -1.
 int

@@ -286,59 +286,12 @@ int
 bb_publish (const char *api, int threads, size_t batch, size_t payload, double rate,
            double seconds, uint64_t total_events, bb_result_t *result)
 {
-    memset (result, 0, sizeof *result);
-    if (s_nonce == 0)
-        s_nonce = (uint64_t) time (NULL) << 20 ^ (uint64_t) getpid ();
-    s_publisher_t pub [16];
-    pthread_t thread [16];
-    if (threads > 16)
-        threads = 16;
-    //  Time for every thread to start and connect its DEALER
-    double start = bench_now () + S_CONNECT_S;
-    int started = 0;
-    for (; started < threads; started++) {
-        s_publisher_t *self = &pub [started];
-        memset (self, 0, sizeof *self);
-        self->api = api;
-        self->batch = batch;
-        self->payload = payload;
-        self->rate = rate / threads;
-        //  Rounded up: the events sent are a whole number of requests
-        uint64_t per_round = (uint64_t) batch * (uint64_t) threads;
-        self->max_requests = (total_events + per_round - 1) / per_round;
-        self->start = start;
-        self->deadline = start + seconds;
-        //  Spread the publishers' schedules evenly, so that their requests
-        //  are not all due at the same instant
-        if (self->rate > 0)
-            self->phase = (double) batch / self->rate * started / threads;
-        if (bb_samples_init (&self->latency, BB_MAX_SAMPLES))
-            break;
-        if (pthread_create (&thread [started], NULL, s_publisher, self)) {
-            bb_samples_fini (&self->latency);
-            break;
-        }
-    }
     bb_samples_t all;
     bb_samples_init (&all, 0);
-    double finished = start;
-    for (int i = 0; i < started; i++) {
-        pthread_join (thread [i], NULL);
-        result->acked += pub [i].acked;
-        result->errors += pub [i].errors;
-        if (pub [i].errors)
-            bb_problem ("PUBLISH got %" PRIu64 " ERROR replies (%s) with %d publishers",
-                       pub [i].errors, pub [i].error, threads);
-        if (pub [i].finished > finished)
-            finished = pub [i].finished;
-        bb_samples_merge (&all, &pub [i].latency);
-        bb_samples_fini (&pub [i].latency);
-    }
-    result->rate = finished > start? (double) result->acked / (finished - start): 0;
-    result->p50 = bb_samples_percentile (&all, 50);
-    result->p99 = bb_samples_percentile (&all, 99);
+    int rc = bb_publish_samples (api, threads, batch, payload, rate, seconds, total_events,
+                                 result, &all);
     bb_samples_fini (&all);
-    return result->acked > 0? 0: -1;
+    return rc;
 }
 
 //  ---------------------------------------------------------------------
@@ -554,4 +507,64 @@ bb_replay (const bb_broker_t *broker, uint64_t rid, double timeout, uint64_t *ev
     if (!streq (command, "END"))
         bb_problem ("REPLAY ended with %s after %" PRIu64 " events", command, count);
     return ended && streq (command, "END") && last > start? (double) count / (last - start): -1;
+}
+
+//  bb_publish, also handing back every ACK latency sample (for other
+//  percentiles than p50 and p99): latency, set up by the caller with
+//  bb_samples_init, gets them all merged in.  bench/compare uses it.
+int
+bb_publish_samples (const char *api, int threads, size_t batch, size_t payload, double rate,
+                    double seconds, uint64_t total_events, bb_result_t *result,
+                    bb_samples_t *latency)
+{
+    memset (result, 0, sizeof *result);
+    if (s_nonce == 0)
+        s_nonce = (uint64_t) time (NULL) << 20 ^ (uint64_t) getpid ();
+    s_publisher_t pub [16];
+    pthread_t thread [16];
+    if (threads > 16)
+        threads = 16;
+    //  Time for every thread to start and connect its DEALER
+    double start = bench_now () + S_CONNECT_S;
+    int started = 0;
+    for (; started < threads; started++) {
+        s_publisher_t *self = &pub [started];
+        memset (self, 0, sizeof *self);
+        self->api = api;
+        self->batch = batch;
+        self->payload = payload;
+        self->rate = rate / threads;
+        //  Rounded up: the events sent are a whole number of requests
+        uint64_t per_round = (uint64_t) batch * (uint64_t) threads;
+        self->max_requests = (total_events + per_round - 1) / per_round;
+        self->start = start;
+        self->deadline = start + seconds;
+        //  Spread the publishers' schedules evenly, so that their requests
+        //  are not all due at the same instant
+        if (self->rate > 0)
+            self->phase = (double) batch / self->rate * started / threads;
+        if (bb_samples_init (&self->latency, BB_MAX_SAMPLES))
+            break;
+        if (pthread_create (&thread [started], NULL, s_publisher, self)) {
+            bb_samples_fini (&self->latency);
+            break;
+        }
+    }
+    double finished = start;
+    for (int i = 0; i < started; i++) {
+        pthread_join (thread [i], NULL);
+        result->acked += pub [i].acked;
+        result->errors += pub [i].errors;
+        if (pub [i].errors)
+            bb_problem ("PUBLISH got %" PRIu64 " ERROR replies (%s) with %d publishers",
+                       pub [i].errors, pub [i].error, threads);
+        if (pub [i].finished > finished)
+            finished = pub [i].finished;
+        bb_samples_merge (latency, &pub [i].latency);
+        bb_samples_fini (&pub [i].latency);
+    }
+    result->rate = finished > start? (double) result->acked / (finished - start): 0;
+    result->p50 = bb_samples_percentile (latency, 50);
+    result->p99 = bb_samples_percentile (latency, 99);
+    return result->acked > 0? 0: -1;
 }

@@ -7,7 +7,8 @@
 herald_packages=(build-essential autoconf automake libtool pkg-config
                  libmsgpack-dev librocksdb-dev libzmq3-dev libczmq-dev libcriterion-dev
                  clang libclang-rt-14-dev
-                 python3 python3-pytest python3-zmq python3-msgpack)
+                 python3 python3-pytest python3-zmq python3-msgpack
+                 libnats-dev libhiredis-dev)     # bench/compare's clients (docs/benchmarks.md)
 
 herald_setup () {
     local top missing=() package sudo=""

@@ -1,0 +1,17 @@
+set terminal pngcairo size 900,480 font ",10"
+set output '/work/main/bench/results/resources.png'
+set title "Resources after the log build"
+set ylabel "MiB / bytes"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key outside right top
+set grid ytics
+set datafile missing "-"
+set yrange [0:*]
+
+set xtics nomirror
+set format y "%.0s%c"
+colors = "#54278f #1b9e77 #e6550d"
+plot for [i=2:4] '/work/main/bench/results/resources.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
