@@ -111,11 +111,18 @@ static void *
 s_raw_sub (void *args)
 {
     s_raw_sub_t *self = (s_raw_sub_t *) args;
-    zsock_t *sub = zsock_new_sub (self->endpoint, "bench.");
+    //  The high-water mark before connecting: a connection takes the
+    //  options the socket had when it was made
+    zsock_t *sub = zsock_new (ZMQ_SUB);
     if (!sub)
         return NULL;
     zsock_set_rcvhwm (sub, 100000);
     zsock_set_rcvtimeo (sub, 50);
+    zsock_set_subscribe (sub, "bench.");
+    if (zsock_connect (sub, "%s", self->endpoint) != 0) {
+        zsock_destroy (&sub);
+        return NULL;
+    }
     void *handle = zsock_resolve (sub);
     zmq_msg_t topic, envelope;
     zmq_msg_init (&topic);

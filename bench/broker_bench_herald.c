@@ -311,11 +311,18 @@ static void *
 s_subscriber (void *args)
 {
     s_subscriber_t *self = (s_subscriber_t *) args;
-    zsock_t *sub = zsock_new_sub (self->endpoint, "bench.");
+    //  The high-water mark before connecting: a connection takes the
+    //  options the socket had when it was made
+    zsock_t *sub = zsock_new (ZMQ_SUB);
     if (!sub)
         return NULL;
     zsock_set_rcvhwm (sub, 100000);
     zsock_set_rcvtimeo (sub, 50);
+    zsock_set_subscribe (sub, "bench.");
+    if (zsock_connect (sub, "%s", self->endpoint) != 0) {
+        zsock_destroy (&sub);
+        return NULL;
+    }
     void *handle = zsock_resolve (sub);
     zmq_msg_t frame;
     zmq_msg_init (&frame);
@@ -436,10 +443,14 @@ double
 bb_replay (const bb_broker_t *broker, uint64_t rid, double timeout, uint64_t *events)
 {
     *events = 0;
-    zsock_t *dealer = zsock_new_dealer (broker->proc->api);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer)
         return -1;
-    zsock_set_rcvhwm (dealer, 100000);
+    zsock_set_rcvhwm (dealer, 100000);     //  before connecting, to apply
+    if (zsock_connect (dealer, "%s", broker->proc->api) != 0) {
+        zsock_destroy (&dealer);
+        return -1;
+    }
     void *handle = zsock_resolve (dealer);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);

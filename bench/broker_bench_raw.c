@@ -336,11 +336,15 @@ double
 bb_raw_reqrep (int clients, size_t body_len, double seconds, uint64_t max_msgs,
                bb_samples_t *latency)
 {
-    zsock_t *router = zsock_new_router ("tcp://127.0.0.1:*");
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
     if (!router)
         return -1;
-    zsock_set_sndhwm (router, 100000);
+    zsock_set_sndhwm (router, 100000);      //  before bind: see bb_raw_stream
     zsock_set_rcvhwm (router, 100000);
+    if (zsock_bind (router, "tcp://127.0.0.1:*") < 0) {
+        zsock_destroy (&router);
+        return -1;
+    }
     char endpoint [64];
     snprintf (endpoint, sizeof endpoint, "%s", zsock_endpoint (router));
     s_echo_t echo_args = { .router = router };
@@ -437,18 +441,28 @@ s_streamer (void *args)
 double
 bb_raw_stream (size_t frame_len, uint64_t frames, double timeout)
 {
-    zsock_t *router = zsock_new_router ("tcp://127.0.0.1:*");
+    //  Options before bind: a listener copies them when it binds, and a
+    //  high-water mark set afterwards never reaches accepted connections.
+    //  Mandatory routing makes a full pipe block the sender (backpressure,
+    //  as credit gives the broker) instead of dropping messages.
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
     if (!router)
         return -1;
     zsock_set_sndhwm (router, 100000);
+    zsock_set_router_mandatory (router, 1);
+    if (zsock_bind (router, "tcp://127.0.0.1:*") < 0) {
+        zsock_destroy (&router);
+        return -1;
+    }
     s_streamer_t streamer = { router, frame_len, frames };
     pthread_t thread;
     if (pthread_create (&thread, NULL, s_streamer, &streamer)) {
         zsock_destroy (&router);
         return -1;
     }
-    zsock_t *dealer = zsock_new_dealer (zsock_endpoint (router));
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
     zsock_set_rcvhwm (dealer, 100000);
+    zsock_connect (dealer, "%s", zsock_endpoint (router));
     void *handle = zsock_resolve (dealer);
     double start = bench_now (), last = start;
     zmq_send (handle, "REPLAY", 6, ZMQ_SNDMORE);
