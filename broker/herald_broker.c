@@ -53,11 +53,11 @@
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
 #define DRAIN_BYTES         (64u << 20) //  queued request bytes that end a drain
-#define ROUTER_SNDHWM       100000
 //  Requests waiting per client connection before libzmq stops reading its
 //  TCP stream: a pipelining client is slowed by TCP, and what waits in the
 //  broker stays bounded per connection.
 #define ROUTER_RCVHWM       1000
+#define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
 
 typedef struct {
     zframe_t *identity;                 //  owned
@@ -211,10 +211,25 @@ s_self_destroy (self_t **self_p)
 //  Sending
 
 //  Send reply to identity (borrowed) on the api socket.
+//  A reply the client's queue would not take (full, or the client gone) is
+//  dropped and counted: the loop never waits for one client.
+static void
+s_reply_dropped (self_t *self, zframe_t *identity, const char *command)
+{
+    self->dropped++;
+    if (herald_log_debug ()) {
+        char peer [24];
+        herald_log ("debug", "peer %s: %s dropped: %s", herald_log_peer (identity, peer),
+                    command, zmq_errno () == EHOSTUNREACH? "the client is gone"
+                                                         : "its queue is full");
+    }
+}
+
 static void
 s_reply_msg (self_t *self, zframe_t *identity, const herald_msg_t *reply)
 {
-    herald_reply_send (self->router, identity, reply, &self->buffer);
+    if (herald_reply_send (self->router, identity, reply, &self->buffer) != 0)
+        s_reply_dropped (self, identity, herald_msg_command (reply->type));
 }
 
 static void
@@ -229,7 +244,8 @@ s_reply_error (self_t *self, zframe_t *identity, const herald_error_t *err)
                     herald_err_code (err->code)? herald_err_code (err->code): "internal",
                     err->message);
     }
-    herald_reply_error (self->router, identity, err, &self->buffer);
+    if (herald_reply_error (self->router, identity, err, &self->buffer) != 0)
+        s_reply_dropped (self, identity, "ERROR");
 }
 
 static void
@@ -405,7 +421,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     static const char *names [] = {
         "published", "duplicates", "conflicts", "refused", "dropped",
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
-        "memtable_bytes", "block_cache_bytes", "table_readers_bytes"
+        "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -418,7 +434,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         zlistx_size (self->queue) + zlistx_size (self->committing),
         self->epoch, herald_store_disk_size (self->store),
         self->config->durability == HERALD_DURABILITY_SYNC,
-        memory.memtables, memory.block_cache, memory.table_readers
+        memory.memtables, memory.block_cache, memory.table_readers,
+        herald_streams_abandoned (self->streams)
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
@@ -608,7 +625,11 @@ s_bind (self_t *self)
     self->pub = zsock_new (ZMQ_PUB);
     if (!self->router || !self->pub)
         return -1;
-    zsock_set_sndhwm (self->router, ROUTER_SNDHWM);
+    //  Mandatory routing: a message the client's queue cannot take is
+    //  refused (herald_reply_begin) instead of dropped unseen, so a stream
+    //  waits rather than loses events, and a reply that cannot go is counted.
+    zsock_set_router_mandatory (self->router, 1);
+    zsock_set_sndhwm (self->router, (int) self->config->client_hwm);
     //  --fanout-hwm, 100,000 by default: one group commit publishes up to
     //  DRAIN_EVENTS events at once, and more in a burst of commits, and
     //  libzmq's default of 1000 dropped events even for subscribers keeping
@@ -654,11 +675,14 @@ herald_broker_actor (zsock_t *pipe, void *args)
                     herald_store_head (self->store));
     }
 
-    bool busy = false;
+    bool busy = false, streams_blocked = false;
     while (!self->terminated && !self->fatal) {
         int64_t wait = self->next_heartbeat - zclock_mono ();
         if (busy || wait < 0)
             wait = 0;
+        //  A stream waiting for its client's queue: look again soon
+        if (streams_blocked && wait > STREAM_RETRY_MS)
+            wait = STREAM_RETRY_MS;
         //  With the queue full, requests wait in libzmq (and TCP) until
         //  the commit in flight is done.
         zmq_pollitem_t items [] = {
@@ -688,12 +712,14 @@ herald_broker_actor (zsock_t *pipe, void *args)
             s_commit_start (self);
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
-        int pumped = self->fatal? 0: herald_streams_pump (self->streams);
+        bool blocked = false;
+        int pumped = self->fatal? 0: herald_streams_pump (self->streams, &blocked);
         if (pumped < 0) {
             herald_log ("error", "out of memory for a stream's frames; stopping");
             self->fatal = true;
         }
         busy = pumped > 0;
+        streams_blocked = blocked;
     }
     //  Finish and answer what is in hand: the commit in flight, then the
     //  requests already queued behind it.

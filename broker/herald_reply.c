@@ -18,12 +18,21 @@ herald_reply_zmq_msg (zsock_t *sock, zmq_msg_t *frame, bool more)
         zmq_msg_close (frame);
 }
 
-static void
+int
+herald_reply_begin (zsock_t *router, zframe_t *identity)
+{
+    return zmq_send (zsock_resolve (router), zframe_data (identity), zframe_size (identity),
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0? -1: 0;
+}
+
+static int
 s_send (zsock_t *router, zframe_t *identity, const char *command, msgpack_sbuffer *buffer)
 {
-    herald_reply_frame (router, zframe_data (identity), zframe_size (identity), true);
+    if (herald_reply_begin (router, identity) != 0)
+        return -1;
     herald_reply_frame (router, command, strlen (command), true);
     herald_reply_frame (router, buffer->data, buffer->size, false);
+    return 0;
 }
 
 int
@@ -33,8 +42,7 @@ herald_reply_send (zsock_t *router, zframe_t *identity, const herald_msg_t *repl
     buffer->size = 0;
     if (herald_msg_encode (reply, buffer) != 0)
         return -1;
-    s_send (router, identity, herald_msg_command (reply->type), buffer);
-    return 0;
+    return s_send (router, identity, herald_msg_command (reply->type), buffer);
 }
 
 int
@@ -44,6 +52,5 @@ herald_reply_error (zsock_t *router, zframe_t *identity, const herald_error_t *e
     buffer->size = 0;
     if (herald_msg_encode_error (err, buffer) != 0)
         return -1;
-    s_send (router, identity, "ERROR", buffer);
-    return 0;
+    return s_send (router, identity, "ERROR", buffer);
 }

@@ -24,9 +24,18 @@ void
 void
     herald_reply_zmq_msg (zsock_t *sock, zmq_msg_t *frame, bool more);
 
+//  Send the identity frame that starts a message to one client, with more
+//  frames to follow.  The api ROUTER routes mandatorily and this never
+//  waits, so a client whose queue is full (zmq_errno EAGAIN) or who is gone
+//  (EHOSTUNREACH) gets -1 and nothing is sent, instead of the message
+//  being dropped unseen.  Once it returned 0 the rest of the message
+//  cannot be refused: libzmq checks the high-water mark per message.
+int
+    herald_reply_begin (zsock_t *router, zframe_t *identity);
+
 //  Encode reply into buffer (cleared first) and send [identity, command,
 //  body] on the api socket.  identity is borrowed.  Returns 0, or -1 when
-//  the reply could not be encoded (nothing sent).
+//  it was not sent: not encodable, or herald_reply_begin refused it.
 int
     herald_reply_send (zsock_t *router, zframe_t *identity, const herald_msg_t *reply,
                        msgpack_sbuffer *buffer);

@@ -8,6 +8,7 @@
     =========================================================================
 */
 
+#include <errno.h>
 #include <inttypes.h>
 #include "herald_log.h"
 #include "herald_reply.h"
@@ -30,6 +31,10 @@ typedef struct {
     //  one is held here, borrowed from the scan, and sent first next time.
     const uint8_t *held;
     size_t held_len;
+    //  The client's queue was full (the api socket refused the message):
+    //  since when, and the END still owed when the stream is over.
+    int64_t blocked_since;              //  0: not blocked
+    const char *ending;                 //  static; NULL: not over
 } s_stream_t;
 
 struct _herald_streams_t {
@@ -40,6 +45,7 @@ struct _herald_streams_t {
     zlistx_t *streams;                  //  s_stream_t
     msgpack_sbuffer buffer;             //  replies being encoded
     uint64_t served;
+    uint64_t abandoned;                 //  their client gone, or never reading
     bool out_of_memory;
 };
 
@@ -97,7 +103,47 @@ s_stream_find (herald_streams_t *self, zframe_t *identity, uint64_t rid)
     return NULL;
 }
 
-//  Send END for the stream at the list's cursor and drop it.
+//  Drop a stream from the list and free it.
+static void
+s_stream_remove (herald_streams_t *self, s_stream_t *stream)
+{
+    void *handle = zlistx_find (self->streams, stream);
+    if (handle)
+        zlistx_delete (self->streams, handle);
+    s_stream_destroy (&stream);
+}
+
+//  Give up a stream whose client is gone or has not read for idle_ms:
+//  no END can reach it.
+static void
+s_stream_abandon (herald_streams_t *self, s_stream_t *stream, const char *why)
+{
+    if (herald_log_debug ()) {
+        char peer [24];
+        herald_log ("debug", "peer %s: %s rid %" PRIu64 " abandoned: %s",
+                    herald_log_peer (stream->identity, peer), stream->is_read? "READ": "REPLAY",
+                    stream->rid, why);
+    }
+    s_stream_remove (self, stream);
+    self->abandoned++;
+}
+
+//  The client's queue refused a message: remember since when.  EHOSTUNREACH
+//  (the client is gone) abandons the stream; returns false then.
+static bool
+s_stream_block (herald_streams_t *self, s_stream_t *stream)
+{
+    if (zmq_errno () == EHOSTUNREACH) {
+        s_stream_abandon (self, stream, "the client is gone");
+        return false;
+    }
+    if (!stream->blocked_since)
+        stream->blocked_since = zclock_mono ();
+    return true;
+}
+
+//  Send END and drop the stream; if the client's queue is full, the END is
+//  owed (stream->ending) and sent by a later pump.
 static void
 s_stream_end (herald_streams_t *self, s_stream_t *stream, const char *reason)
 {
@@ -107,17 +153,18 @@ s_stream_end (herald_streams_t *self, s_stream_t *stream, const char *reason)
     end.end.head = stream->is_read? herald_scan_head (stream->scan)
                                    : herald_store_head (self->store);
     end.end.reason = (herald_str_t) { reason, strlen (reason) };
-    herald_reply_send (self->router, stream->identity, &end, &self->buffer);
+    if (herald_reply_send (self->router, stream->identity, &end, &self->buffer) != 0) {
+        stream->ending = reason;
+        s_stream_block (self, stream);
+        return;
+    }
     if (herald_log_debug ()) {
         char peer [24];
         herald_log ("debug", "peer %s: %s rid %" PRIu64 " ended %s, last %" PRIu64,
                     herald_log_peer (stream->identity, peer), stream->is_read? "READ": "REPLAY",
                     stream->rid, reason, end.end.last);
     }
-    void *handle = zlistx_find (self->streams, stream);
-    if (handle)
-        zlistx_delete (self->streams, handle);
-    s_stream_destroy (&stream);
+    s_stream_remove (self, stream);
     self->served++;
 }
 
@@ -146,12 +193,19 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
         if (pending)
             herald_reply_zmq_msg (self->router, &frame, true);
         else {
+            //  The client's queue must take the message before an event is
+            //  spent on it: refused, the event is held for the next turn.
+            if (herald_reply_begin (self->router, stream->identity) != 0) {
+                stream->held = envelope;
+                stream->held_len = len;
+                s_stream_block (self, stream);  //  may abandon (free) the stream
+                return;
+            }
+            stream->blocked_since = 0;
             herald_msg_t events = { .type = HERALD_MSG_EVENTS, .has_rid = true,
                                     .rid = stream->rid };
             self->buffer.size = 0;
             herald_msg_encode (&events, &self->buffer);
-            herald_reply_frame (self->router, zframe_data (stream->identity),
-                                zframe_size (stream->identity), true);
             herald_reply_frame (self->router, "EVENTS", 6, true);
             herald_reply_frame (self->router, self->buffer.data, self->buffer.size, true);
         }
@@ -187,9 +241,10 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
 }
 
 int
-herald_streams_pump (herald_streams_t *self)
+herald_streams_pump (herald_streams_t *self, bool *blocked)
 {
     int64_t now = zclock_mono ();
+    *blocked = false;
     zlistx_t *ready = zlistx_new ();
     s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
     for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
@@ -197,14 +252,27 @@ herald_streams_pump (herald_streams_t *self)
     bool busy = false;
     stream = (s_stream_t *) zlistx_first (ready);
     for (; stream && !self->out_of_memory; stream = (s_stream_t *) zlistx_next (ready)) {
-        if (stream->credit > 0) {
-            s_stream_pump (self, stream);
-            if (zlistx_find (self->streams, stream) && stream->credit > 0)
-                busy = true;
+        //  A client that has taken nothing for idle_ms is not reading
+        if (stream->blocked_since
+        &&  now - stream->blocked_since >= (int64_t) self->idle_ms) {
+            s_stream_abandon (self, stream, "its client has not read for stream_idle_ms");
+            continue;
         }
+        if (stream->ending)
+            s_stream_end (self, stream, stream->ending);
+        else
+        if (stream->credit > 0)
+            s_stream_pump (self, stream);
         else
         if (now - stream->idle_since >= (int64_t) self->idle_ms)
             s_stream_end (self, stream, "expired");
+        if (!zlistx_find (self->streams, stream))
+            continue;                   //  ended or abandoned
+        if (stream->blocked_since)
+            *blocked = true;
+        else
+        if (stream->credit > 0)
+            busy = true;
     }
     zlistx_destroy (&ready);
     return self->out_of_memory? -1: busy;
@@ -309,4 +377,10 @@ uint64_t
 herald_streams_served (herald_streams_t *self)
 {
     return self->served;
+}
+
+uint64_t
+herald_streams_abandoned (herald_streams_t *self)
+{
+    return self->abandoned;
 }

@@ -51,9 +51,13 @@ bool
 
 //  Give each stream with credit one slice; end those idle too long.
 //  Returns 1 when some stream still has credit to spend, 0 when none has,
-//  -1 when memory ran out for a frame (the broker must stop).
+//  -1 when memory ran out for a frame (the broker must stop).  *blocked
+//  is set when some stream waits for its client's queue to drain (the api
+//  socket refused its next message): pump again soon, not at once.  A
+//  stream whose client is gone, or has not taken a message for idle_ms,
+//  is abandoned without END.
 int
-    herald_streams_pump (herald_streams_t *self);
+    herald_streams_pump (herald_streams_t *self, bool *blocked);
 
 //  Streams running now.
 size_t
@@ -62,5 +66,9 @@ size_t
 //  Streams ended since start.
 uint64_t
     herald_streams_served (herald_streams_t *self);
+
+//  Streams abandoned since start: the client gone or not reading.
+uint64_t
+    herald_streams_abandoned (herald_streams_t *self);
 
 #endif

@@ -125,6 +125,7 @@ static const char *s_flag_values [][2] = {
     { "max-streams", "8" },
     { "max-queued", "123" },
     { "fanout-hwm", "50" },
+    { "client-hwm", "60" },
     { "node", "b1f0-node" },
     { "log-level", "debug" }
 };
@@ -144,6 +145,7 @@ s_assert_flag_values (const herald_config_t *config)
     cr_assert_eq (config->max_streams, 8);
     cr_assert_eq (config->max_queued, 123);
     cr_assert_eq (config->fanout_hwm, 50);
+    cr_assert_eq (config->client_hwm, 60);
     cr_assert_str_eq (config->node, "b1f0-node");
     cr_assert_str_eq (config->log_level, "debug");
 }
@@ -167,6 +169,7 @@ Test (herald_config, defaults_are_the_issues)
     cr_assert_eq (config->max_streams, 64);
     cr_assert_eq (config->max_queued, 10000);
     cr_assert_eq (config->fanout_hwm, 100000);
+    cr_assert_eq (config->client_hwm, 100000);
     cr_assert_str_eq (config->node, "");
     cr_assert_str_eq (config->log_level, "info");
     cr_assert_null (config->config_file);
@@ -348,7 +351,7 @@ Test (herald_config, zero_is_rejected_for_every_count_and_wait)
 {
     const char *flags [] = { "--heartbeat-ms", "--max-batch", "--max-event-bytes",
                              "--max-streams", "--max-queued", "--stream-idle-ms",
-                             "--fanout-hwm" };
+                             "--fanout-hwm", "--client-hwm" };
     size_t index;
     for (index = 0; index < sizeof (flags) / sizeof (flags [0]); index++) {
         const char *args [] = { flags [index], "0", NULL };

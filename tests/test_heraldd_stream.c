@@ -310,3 +310,123 @@ Test (heraldd_stream, read_sends_one_topic_in_ver_order)
     }
     bt_stream_destroy (&stream);
 }
+
+
+//  --------------------------------------------------------------------------
+//  Clients that read slowly, never, or go away
+
+//  Publish count events of 1 KiB on "slow.t" in batches of 100.
+static void
+s_publish_kib (zsock_t *client, size_t count)
+{
+    static char data [1024];
+    memset (data, 'k', sizeof (data) - 1);
+    bu_event_t batch [100];
+    for (uint64_t rid = 1; rid <= count / 100; rid++) {
+        for (size_t i = 0; i < 100; i++)
+            bu_event_init (&batch [i], "slow.t", data);
+        bu_reply_t reply = { 0 };
+        bt_publish (client, 5000 + rid, batch, 100, &reply);
+        bu_reply_fini (&reply);
+    }
+}
+
+//  A DEALER whose own queue holds only rcvhwm messages, so that what it
+//  does not read backs up into the broker.  Kept (freed by teardown).
+static zsock_t *
+s_narrow_client (int rcvhwm)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    cr_assert_not_null (sock);
+    zsock_set_linger (sock, 0);
+    zsock_set_rcvhwm (sock, rcvhwm);
+    cr_assert_eq (zsock_connect (sock, "%s", bt_broker->api), 0);
+    return bt_keep (sock);
+}
+
+//  An extra counter of a STATUS reply (0 when absent).
+static uint64_t
+s_status_extra (zsock_t *client, uint64_t rid, const char *name)
+{
+    bu_reply_t reply = { 0 };
+    bt_status (client, rid, &reply);
+    uint64_t value = 0;
+    for (size_t i = 0; i < reply.body.status.extra_count; i++)
+        if (bu_str_eq (reply.body.status.extra_keys [i], name))
+            value = reply.body.status.extra_values [i];
+    bu_reply_fini (&reply);
+    return value;
+}
+
+//  With --client-hwm 2 a replay of 20 MiB to a client that reads one
+//  message every 10 ms fills every queue on the way; the stream waits for
+//  the client instead of dropping EVENTS, and every event arrives in order.
+Test (heraldd_stream, a_slow_reader_gets_every_event_of_a_replay)
+{
+    const char *extra [] = { "--client-hwm", "2", "--durability", "async", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    s_publish_kib (client, 20000);
+    zsock_t *slow = s_narrow_client (2);
+    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 1000000 };
+    bt_send_replay (slow, 7, &replay);
+    bt_stream_t *stream = bt_stream_new ();
+    uint64_t deadline = tu_mono_ns () + 60000 * 1000000ULL;
+    while (!stream->ended && tu_mono_ns () < deadline) {
+        zclock_sleep (10);
+        bt_stream_read (slow, 7, stream, 1, BT_WAIT_MS);
+    }
+    cr_assert (stream->ended, "the replay did not end: %zu events", stream->count);
+    bt_stream_check_end (stream, 20000, 20000, 20000, "done");
+    bt_stream_check_seqs (stream, 20000, 1);
+    bt_stream_destroy (&stream);
+    cr_assert_eq (s_status_extra (client, 8, "streams_abandoned"), 0);
+}
+
+//  A client that never reads holds its stream only for stream_idle_ms: the
+//  broker then abandons it (no END can reach it) and frees the slot.
+Test (heraldd_stream, a_stream_whose_client_never_reads_is_abandoned)
+{
+    const char *extra [] = { "--client-hwm", "2", "--stream-idle-ms", "300",
+                             "--durability", "async", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    s_publish_kib (client, 20000);
+    zsock_t *deaf = s_narrow_client (1);
+    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 1000000 };
+    bt_send_replay (deaf, 1, &replay);
+    uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
+    uint64_t abandoned = 0, rid = 10;
+    while (abandoned == 0 && tu_mono_ns () < deadline) {
+        zclock_sleep (50);
+        abandoned = s_status_extra (client, rid++, "streams_abandoned");
+    }
+    cr_assert_eq (abandoned, 1, "the stream was not abandoned");
+    cr_assert_eq (s_status_extra (client, rid++, "streams"), 0);
+}
+
+//  A client that goes away mid-stream: the broker notices when the stream
+//  next sends (here its END, on expiry) and abandons it.
+Test (heraldd_stream, a_stream_whose_client_is_gone_is_abandoned)
+{
+    const char *extra [] = { "--stream-idle-ms", "200", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    bt_publish_twenty (client, NULL);
+    zsock_t *gone = s_narrow_client (1000);
+    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 5 };
+    bt_send_replay (gone, 1, &replay);
+    bt_stream_t *stream = bt_stream_new ();
+    bt_stream_read (gone, 1, stream, 5, BT_WAIT_MS);
+    cr_assert_eq (stream->count, 5);
+    bt_stream_destroy (&stream);
+    bt_drop (&gone);
+    uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
+    uint64_t abandoned = 0, rid = 10;
+    while (abandoned == 0 && tu_mono_ns () < deadline) {
+        zclock_sleep (50);
+        abandoned = s_status_extra (client, rid++, "streams_abandoned");
+    }
+    cr_assert_eq (abandoned, 1, "the stream of a gone client was not abandoned");
+    cr_assert_eq (s_status_extra (client, rid++, "streams"), 0);
+}
