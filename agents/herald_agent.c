@@ -208,8 +208,10 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
     o->api = self->api;
     o->fanout = NULL;
     o->state_dir = self->state_dir;
-    self->lock_fd = self->wake_fd = -1;
+    self->lock_fd = self->wake_fd = self->dispatch_fd = -1;
     pthread_mutex_init (&self->lock, NULL);
+    pthread_mutex_init (&self->dispatch_lock, NULL);
+    pthread_cond_init (&self->dispatch_cond, NULL);
     if (!self->service || !self->api || !self->state_dir || (options->fanout && !self->fanout)) {
         herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
         herald_agent_destroy (&self);
@@ -267,6 +269,12 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         atomic_fetch_add (&self->state_recovered, recovered);
     }
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (o->dispatch && (!(self->dispatch_completions = zlist_new ())
+                    ||  (self->dispatch_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)) {
+        herald_agent_set_error (HERALD_ERR_IO, "eventfd: %s", strerror (errno));
+        herald_agent_destroy (&self);
+        return NULL;
+    }
     snprintf (self->deliver_endpoint, sizeof self->deliver_endpoint,
               "inproc://herald-deliver-%p", (void *) self);
     self->io = self->wake_fd >= 0? zactor_new (herald_io_actor, self): NULL;
@@ -287,6 +295,11 @@ herald_agent_destroy (herald_agent_t **self_p)
     if (!self)
         return;
     atomic_store (&self->stopping, true);
+    if (self->dispatch_fd >= 0) {
+        pthread_mutex_lock (&self->dispatch_lock);
+        pthread_cond_broadcast (&self->dispatch_cond);
+        pthread_mutex_unlock (&self->dispatch_lock);
+    }
     zactor_destroy (&self->io);
     atomic_store (&self->io_gone, true);
     if (self->deliver_started)
@@ -296,6 +309,14 @@ herald_agent_destroy (herald_agent_t **self_p)
     herald_outbox_destroy (&self->outbox);
     if (self->wake_fd >= 0)
         close (self->wake_fd);
+    if (self->dispatch_fd >= 0)
+        close (self->dispatch_fd);
+    herald_batch_t *batch;
+    while (self->dispatch_completions && (batch = zlist_pop (self->dispatch_completions)))
+        herald_batch_destroy (&batch);
+    zlist_destroy (&self->dispatch_completions);
+    pthread_cond_destroy (&self->dispatch_cond);
+    pthread_mutex_destroy (&self->dispatch_lock);
     if (self->lock_fd >= 0)
         close (self->lock_fd);
     pthread_mutex_destroy (&self->lock);
@@ -426,7 +447,14 @@ herald_agent_unsubscribe (herald_agent_t *self, const char *name)
                                        name? name: "(null)");
     atomic_store (&sub->stop, true);
     herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
-    if (pthread_equal (pthread_self (), self->deliver_thread))
+    if (self->dispatch_fd >= 0) {
+        //  A call of sub posted or deferred is abandoned now, not at the
+        //  delivery thread's next look
+        pthread_mutex_lock (&self->dispatch_lock);
+        pthread_cond_broadcast (&self->dispatch_cond);
+        pthread_mutex_unlock (&self->dispatch_lock);
+    }
+    if (herald_agent_in_handler (self))
         return HERALD_OK;           //  from a handler: it finishes its event
     while (atomic_load (&sub->busy))
         zclock_sleep (1);

@@ -19,6 +19,18 @@
         handler returns an error    the subscription FAILS: the event stays
                                     in doubt, nothing more is delivered to it
 
+    Dispatch mode (options.dispatch): everything above stays on this
+    thread; only the calls into user code (handler, completions, on_error)
+    are posted to agent->call, herald_agent_fd is made readable, and this
+    thread waits until herald_agent_dispatch (any thread) has run the call,
+    or herald_agent_complete has answered a deferred one.  Publish
+    completions do not come here in dispatch mode: the I/O actor queues
+    them for herald_agent_dispatch directly, so that they are not held
+    behind a deferred handler call (which may be waiting for them).  A call not yet
+    taken, or deferred, is abandoned when its subscription stops or the
+    agent is destroyed (the event is then not committed, like a stop during
+    a RETRY backoff); a call being run is always waited for.
+
     After a batch, done moves to the batch's marker (every matching event up
     to it was passed), so a subscription whose topics are quiet does not
     replay the whole log after a restart.
@@ -31,6 +43,8 @@
 */
 
 #include <inttypes.h>
+#include <time.h>
+#include <unistd.h>
 #include "herald_agent_priv.h"
 #include "herald_event.h"
 
@@ -45,6 +59,226 @@ typedef struct {
     msgpack_zone zone;
     int64_t next_sync;
 } s_self_t;
+
+//  ---------------------------------------------------------------------
+//  Dispatch mode
+
+//  The agent whose dispatched user code the calling thread is running.
+static _Thread_local herald_agent_t *s_dispatching;
+
+bool
+herald_agent_in_handler (herald_agent_t *self)
+{
+    return s_dispatching == self || pthread_equal (pthread_self (), self->deliver_thread);
+}
+
+//  Make the eventfd readable (a saturated counter already is).
+static void
+s_poke (int fd)
+{
+    uint64_t one = 1;
+    if (write (fd, &one, sizeof one) < 0) {
+        //  EAGAIN: the counter is saturated, so it is readable
+    }
+}
+
+//  Post call for herald_agent_dispatch and wait for it.  False when it was
+//  abandoned (sub stopping, or the agent): user code did not finish it.
+static bool
+s_call (herald_agent_t *agent, herald_call_t *call, herald_agent_sub_t *sub)
+{
+    pthread_mutex_lock (&agent->dispatch_lock);
+    call->state = HERALD_CALL_POSTED;
+    call->ticket = ++agent->call_serial;
+    agent->call = call;
+    pthread_cond_broadcast (&agent->dispatch_cond);
+    pthread_mutex_unlock (&agent->dispatch_lock);
+    s_poke (agent->dispatch_fd);
+    bool done = true;
+    pthread_mutex_lock (&agent->dispatch_lock);
+    while (call->state != HERALD_CALL_DONE) {
+        if ((call->state == HERALD_CALL_POSTED || call->state == HERALD_CALL_DEFERRED)
+        &&  (atomic_load (&agent->stopping) || (sub && atomic_load (&sub->stop)))) {
+            done = false;
+            break;
+        }
+        struct timespec deadline;
+        clock_gettime (CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += 50 * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait (&agent->dispatch_cond, &agent->dispatch_lock, &deadline);
+    }
+    agent->call = NULL;
+    pthread_mutex_unlock (&agent->dispatch_lock);
+    return done;
+}
+
+//  Run call's user code on the calling thread; returns the handler's code.
+static int
+s_run (herald_agent_t *agent, herald_call_t *call)
+{
+    if (call->kind == HERALD_CALL_HANDLER)
+        return call->sub->handler (call->view, call->sub->arg);
+    agent->options.on_error (call->name, call->code, call->message,
+                             agent->options.on_error_arg);
+    return HERALD_OK;
+}
+
+//  Run batch's completions on the calling thread, and free it.
+static void
+s_run_completions (herald_batch_t *batch)
+{
+    for (size_t index = 0; index < batch->count; index++)
+        batch->completions [index].done (&batch->completions [index].result,
+                                         batch->completions [index].arg);
+    herald_batch_destroy (&batch);
+}
+
+void
+herald_agent_queue_completions (herald_agent_t *self, herald_batch_t *batch)
+{
+    pthread_mutex_lock (&self->dispatch_lock);
+    zlist_append (self->dispatch_completions, batch);
+    pthread_mutex_unlock (&self->dispatch_lock);
+    s_poke (self->dispatch_fd);
+}
+
+int
+herald_agent_fd (herald_agent_t *self)
+{
+    if (!self || self->dispatch_fd < 0)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "the agent is not in dispatch "
+                                       "mode"), -1;
+    return self->dispatch_fd;
+}
+
+int
+herald_agent_dispatch (herald_agent_t *self, int max)
+{
+    if (!self || self->dispatch_fd < 0)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "the agent is not in dispatch "
+                                       "mode"), -1;
+    if (s_dispatching)
+        return 0;                   //  from dispatched user code
+    uint64_t value;
+    if (read (self->dispatch_fd, &value, sizeof value) < 0) {
+        //  EAGAIN: nothing was posted since the last time
+    }
+    s_dispatching = self;
+    int count = 0;
+    bool wait_more = false;
+    pthread_mutex_lock (&self->dispatch_lock);
+    while (count < (max > 0? max: 1)) {
+        herald_batch_t *completions = zlist_pop (self->dispatch_completions);
+        if (completions) {
+            pthread_mutex_unlock (&self->dispatch_lock);
+            s_run_completions (completions);
+            pthread_mutex_lock (&self->dispatch_lock);
+            count++;
+            continue;
+        }
+        herald_call_t *call = self->call;
+        if (!call || call->state != HERALD_CALL_POSTED) {
+            if (!wait_more)
+                break;
+            //  The rest of a batch comes within microseconds: wait for it
+            //  here rather than through one more turn of the caller's loop
+            wait_more = false;
+            struct timespec deadline;
+            clock_gettime (CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += 2 * 1000000L;
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait (&self->dispatch_cond, &self->dispatch_lock, &deadline);
+            continue;
+        }
+        call->state = HERALD_CALL_TAKEN;
+        pthread_mutex_unlock (&self->dispatch_lock);
+        int rc = s_run (self, call);
+        pthread_mutex_lock (&self->dispatch_lock);
+        count++;
+        wait_more = false;
+        if (call->kind == HERALD_CALL_HANDLER && rc == HERALD_DEFER && call->deferred)
+            call->state = HERALD_CALL_DEFERRED;
+        else {
+            call->rc = rc;
+            call->state = HERALD_CALL_DONE;
+            wait_more = call->more && rc == HERALD_OK;
+        }
+        pthread_cond_broadcast (&self->dispatch_cond);
+    }
+    if ((self->call && self->call->state == HERALD_CALL_POSTED)
+    ||  zlist_size (self->dispatch_completions))
+        s_poke (self->dispatch_fd); //  left for the next call: stay readable
+    pthread_mutex_unlock (&self->dispatch_lock);
+    s_dispatching = NULL;
+    return count;
+}
+
+uint64_t
+herald_agent_defer (herald_agent_t *self)
+{
+    if (!self || s_dispatching != self)
+        return 0;
+    uint64_t ticket = 0;
+    pthread_mutex_lock (&self->dispatch_lock);
+    herald_call_t *call = self->call;
+    if (call && call->state == HERALD_CALL_TAKEN && call->kind == HERALD_CALL_HANDLER) {
+        call->deferred = true;
+        ticket = call->ticket;
+    }
+    pthread_mutex_unlock (&self->dispatch_lock);
+    return ticket;
+}
+
+herald_err
+herald_agent_complete (herald_agent_t *self, uint64_t ticket, int rc)
+{
+    if (!self)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "no agent");
+    bool found = false;
+    pthread_mutex_lock (&self->dispatch_lock);
+    herald_call_t *call = self->call;
+    if (call && ticket && call->ticket == ticket && call->state == HERALD_CALL_DEFERRED) {
+        call->rc = rc;
+        call->state = HERALD_CALL_DONE;
+        pthread_cond_broadcast (&self->dispatch_cond);
+        found = true;
+    }
+    pthread_mutex_unlock (&self->dispatch_lock);
+    return found? HERALD_OK: herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no deferred call "
+                                                     "%llu", (unsigned long long) ticket);
+}
+
+//  on_error, on this thread or through dispatch.
+static void
+s_on_error (herald_agent_t *agent, const char *name, int code, const char *message)
+{
+    if (!agent->options.on_error)
+        return;
+    if (agent->dispatch_fd < 0) {
+        agent->options.on_error (name, code, message, agent->options.on_error_arg);
+        return;
+    }
+    herald_call_t call = { .kind = HERALD_CALL_ON_ERROR, .name = name, .code = code,
+                           .message = message };
+    s_call (agent, &call, NULL);
+}
+
+//  Fail sub (the I/O actor stops it) and tell on_error.
+static void
+s_fail (herald_agent_t *agent, herald_agent_sub_t *sub, int code, const char *message)
+{
+    if (herald_agent_sub_fail (agent, sub, code, message, false))
+        s_on_error (agent, sub->name, code, message);
+}
+
+//  ---------------------------------------------------------------------
 
 //  Sleep ms in short steps; false when the subscription or agent stops.
 static bool
@@ -62,7 +296,7 @@ s_backoff (herald_agent_t *agent, herald_agent_sub_t *sub, int ms)
 //  Hand one envelope to the handler.  Returns false when the subscription
 //  must not go on (failed or stopping).
 static bool
-s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame)
+s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool more)
 {
     herald_agent_t *agent = self->agent;
     herald_checkpoint_t *checkpoint = sub->checkpoint;
@@ -74,7 +308,7 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame)
         char message [320];
         snprintf (message, sizeof message, "an event from the broker does not decode: %s: %s",
                   err.field, err.message);
-        herald_agent_sub_fail (agent, sub, HERALD_ERR_CORRUPT, message, true);
+        s_fail (agent, sub, HERALD_ERR_CORRUPT, message);
         return false;
     }
     if (event.seq <= herald_checkpoint_done (checkpoint)) {
@@ -94,14 +328,23 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame)
     herald_checkpoint_intent (checkpoint, event.seq, event.id);
     int backoff = 10;
     while (true) {
-        int rc = sub->handler (&view, sub->arg);
+        int rc;
+        if (agent->dispatch_fd >= 0) {
+            herald_call_t call = { .kind = HERALD_CALL_HANDLER, .sub = sub, .view = &view,
+                                   .more = more };
+            if (!s_call (agent, &call, sub))
+                return false;       //  abandoned: stopping; not committed
+            rc = call.rc;
+        }
+        else
+            rc = sub->handler (&view, sub->arg);
         if (rc == HERALD_OK)
             break;
         if (rc != HERALD_RETRY) {
             char message [256];
             snprintf (message, sizeof message, "the handler returned %d for seq %" PRIu64
                       " (%.*s)", rc, event.seq, (int) event.topic_len, event.topic);
-            herald_agent_sub_fail (agent, sub, rc, message, true);
+            s_fail (agent, sub, rc, message);
             return false;
         }
         atomic_fetch_add_explicit (&sub->retries, 1, memory_order_relaxed);
@@ -123,9 +366,16 @@ s_deliver_batch (s_self_t *self, herald_batch_t *batch)
     herald_agent_sub_t *sub = batch->sub;
     atomic_store (&sub->busy, true);
     if (!atomic_load (&sub->stop) && !atomic_load (&self->agent->stopping)) {
+        //  Stop between two events, not at the end of the batch: a
+        //  destroy or unsubscribe waits for one handler call, not for up
+        //  to HERALD_BATCH_MAX of them (and the marker is then not passed)
         bool going = true;
-        for (size_t index = 0; index < batch->count && going; index++)
-            going = s_deliver_one (self, sub, batch->frames [index]);
+        for (size_t index = 0; index < batch->count && going; index++) {
+            going = s_deliver_one (self, sub, batch->frames [index],
+                                   index + 1 < batch->count);
+            if (atomic_load (&sub->stop) || atomic_load (&self->agent->stopping))
+                going = false;
+        }
         if (going && batch->marker > herald_checkpoint_done (sub->checkpoint)) {
             herald_checkpoint_advance (sub->checkpoint, batch->marker);
             atomic_store_explicit (&sub->done_seq, batch->marker, memory_order_relaxed);
@@ -186,8 +436,7 @@ herald_agent_deliver_thread (void *arg)
                         int code = batch->sub->error;
                         snprintf (message, sizeof message, "%s", batch->sub->message);
                         pthread_mutex_unlock (&agent->lock);
-                        agent->options.on_error (batch->sub->name, code, message,
-                                                 agent->options.on_error_arg);
+                        s_on_error (agent, batch->sub->name, code, message);
                     }
                 }
                 else

@@ -67,6 +67,42 @@ typedef struct {
     herald_completion_t *completions;       //  COMPLETIONS: owned array
 } herald_batch_t;
 
+//  Dispatch mode: one call into user code, posted by the delivery thread
+//  (it lives on that thread's stack) and run by herald_agent_dispatch.
+//
+//      POSTED --dispatch takes it--> TAKEN --user code returns--> DONE
+//                                      |  (HERALD_DEFER after defer)
+//                                      v
+//                                   DEFERRED --herald_agent_complete--> DONE
+//
+//  The delivery thread abandons a POSTED or DEFERRED call when its
+//  subscription stops or the agent is destroyed; never a TAKEN one.
+typedef enum {
+    HERALD_CALL_POSTED = 1,
+    HERALD_CALL_TAKEN,
+    HERALD_CALL_DEFERRED,
+    HERALD_CALL_DONE
+} herald_call_state_t;
+
+typedef enum {
+    HERALD_CALL_HANDLER = 1,
+    HERALD_CALL_ON_ERROR
+} herald_call_kind_t;
+
+typedef struct {
+    herald_call_kind_t kind;
+    herald_call_state_t state;              //  under dispatch_lock
+    uint64_t ticket;
+    bool deferred;                          //  herald_agent_defer was called
+    bool more;                              //  HANDLER: more of its batch follows
+    int rc;                                 //  HANDLER: what the user code said
+    herald_agent_sub_t *sub;                //  HANDLER
+    const herald_delivery_t *view;          //  HANDLER
+    const char *name;                       //  ON_ERROR
+    int code;
+    const char *message;
+} herald_call_t;
+
 //  Commands from API calls to the I/O actor, queued under the lock.
 typedef enum {
     HERALD_CMD_SUBSCRIBE = 1,
@@ -103,6 +139,16 @@ struct _herald_agent_t {
     atomic_uint_fast64_t gaps_repaired, replays, live_overflows, published,
                          publish_errors, broker_head, broker_epoch, state_recovered;
     atomic_bool broker_reachable;
+    //  Dispatch mode (options.dispatch; herald_agent_deliver.c)
+    int dispatch_fd;                        //  eventfd, -1 when not in dispatch mode
+    pthread_mutex_t dispatch_lock;
+    pthread_cond_t dispatch_cond;
+    herald_call_t *call;                    //  the posted call, or NULL
+    uint64_t call_serial;
+    //  Completion batches the I/O actor queued for dispatch: they do not
+    //  wait behind a deferred handler call (a handler may await its own
+    //  publish).  Under dispatch_lock; each holds acknowledged results.
+    zlist_t *dispatch_completions;
 };
 
 //  Wake the I/O actor (commands or outbox work waiting).
@@ -121,6 +167,16 @@ void
 //  deliver_endpoint and runs until a STOP batch or `stopping`.
 void *
     herald_agent_deliver_thread (void *arg);
+
+//  True when the calling thread is running user code of self: the
+//  delivery thread, or a thread inside herald_agent_dispatch.
+bool
+    herald_agent_in_handler (herald_agent_t *self);
+
+//  Dispatch mode: queue a COMPLETIONS batch (ownership passes) for
+//  herald_agent_dispatch and make the fd readable.  From the I/O actor.
+void
+    herald_agent_queue_completions (herald_agent_t *self, herald_batch_t *batch);
 
 //  True when topic[0..len) matches one of sub's prefixes.
 bool

@@ -405,7 +405,10 @@ s_complete (herald_io_t *self, herald_io_flight_t *flight, herald_publish_result
             batch->kind = HERALD_BATCH_COMPLETIONS;
             batch->completions = completions;
             batch->count = count;
-            herald_io_deliver (self, batch);
+            if (self->agent->dispatch_fd >= 0)
+                herald_agent_queue_completions (self->agent, batch);
+            else
+                herald_io_deliver (self, batch);
             return;
         }
     }
@@ -586,10 +589,16 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
 static void
 s_commands (herald_io_t *self)
 {
+    //  Read the eventfd first, then clear wake_pending: cleared first, a
+    //  wake-up written in between would be read here and leave
+    //  wake_pending set with nothing to read, and every later wake-up
+    //  skipped (commands then never processed).  In this order a wake-up
+    //  that saw wake_pending set queued its command before the commands
+    //  are taken below.
     uint64_t value;
-    atomic_store (&self->agent->wake_pending, false);
     if (read (self->agent->wake_fd, &value, sizeof value) < 0)
         value = 0;
+    atomic_store (&self->agent->wake_pending, false);
     herald_agent_t *agent = self->agent;
     herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
     pthread_mutex_lock (&agent->lock);

@@ -87,6 +87,8 @@ const char *
 //      agent, and every asynchronous publish completion, one at a time.
 //      A handler is therefore never called twice at once, and never at
 //      the same time as another handler or completion of the same agent.
+//  In dispatch mode (options.dispatch) the delivery thread hands each call
+//  into user code to herald_agent_dispatch, on the application's thread.
 //  Every herald_agent_* call is thread-safe and may be made from any
 //  thread, including from a handler or a completion (publish from a
 //  handler does not deadlock), except herald_agent_destroy, which must not
@@ -129,6 +131,12 @@ typedef struct {
     //  corrupt checkpoint, are its return value.)
     void (*on_error) (const char *subscription, int code, const char *message, void *arg);
     void *on_error_arg;
+    //  Dispatch mode (false: handlers run on the delivery thread).  When
+    //  true, every handler call, asynchronous publish completion and
+    //  on_error call is run by herald_agent_dispatch on the application's
+    //  thread instead, woken by herald_agent_fd (an event loop's reader).
+    //  See "Dispatching on your own thread" below.
+    bool dispatch;
 } herald_agent_options_t;
 
 //  Fill options with the defaults (all 0 / NULL, meaning "default").
@@ -405,6 +413,70 @@ typedef struct {
 //  The agent's counters into stats.  Never fails.
 void
     herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats);
+
+//  ---------------------------------------------------------------------
+//  Dispatching on your own thread (options.dispatch)
+//
+//  For event loops (asyncio, libuv, zloop, a GUI) that want user code on
+//  their own thread.  The delivery thread keeps doing everything it does
+//  (ordering, checkpoints, deduplication, RETRY backoff, markers); only
+//  the calls into user code (handlers, completions, on_error) are handed
+//  to the application, one at a time: the delivery thread posts a call,
+//  makes herald_agent_fd readable, and waits until herald_agent_dispatch
+//  has run it.  The checkpoint's intent is written before the call is
+//  posted and its commit after the handler's HERALD_OK: the contract of
+//  docs/agent.md is unchanged.  While nothing is dispatched, nothing is
+//  delivered (and the agent's pipes back up within their bounds).
+
+//  Asynchronous publish completions are queued for herald_agent_dispatch
+//  as soon as the broker answers; they do not wait for the delivery
+//  thread, nor behind a deferred handler call (which may be waiting for
+//  them).
+//
+//  A handler running in dispatch mode may answer later: it calls
+//  herald_agent_defer, returns HERALD_DEFER, and the subscription waits
+//  for herald_agent_complete with the ticket.  Outside dispatch mode, or
+//  without herald_agent_defer, HERALD_DEFER is an error like any other.
+#define HERALD_DEFER (-2)
+
+//  The file descriptor to watch for reading in dispatch mode (an eventfd:
+//  poll it, never read it): readable when a call is waiting for
+//  herald_agent_dispatch.  It may be readable with nothing to run.  -1
+//  (HERALD_ERR_INVALID) when the agent is not in dispatch mode.  Borrowed:
+//  valid until herald_agent_destroy.
+int
+    herald_agent_fd (herald_agent_t *self);
+
+//  Run, on the calling thread, up to max (at least 1) waiting calls:
+//  handlers, publish completions, on_error.  Between two handler calls
+//  of one batch it waits up to 2 ms for the next, so a burst costs one
+//  wake-up of the event loop, not one per event.  Returns how many ran
+//  (0 when none was waiting), or -1 (HERALD_ERR_INVALID) when the agent
+//  is not in dispatch mode.  One thread at a time; a call made from a
+//  dispatched handler returns 0.  Handlers run from here may make every
+//  call a delivery-thread handler may (unsubscribe their own
+//  subscription too), but not herald_agent_destroy.
+int
+    herald_agent_dispatch (herald_agent_t *self, int max);
+
+//  From a handler run by herald_agent_dispatch: make this call deferred
+//  and return its ticket (never 0); the handler then returns
+//  HERALD_DEFER.  0 when the calling thread is not running a dispatched
+//  handler of this agent.  While the call is deferred the event stays
+//  "delivering" (its intent is on disk) and the agent's other handlers
+//  wait, as they would for a slow handler.
+uint64_t
+    herald_agent_defer (herald_agent_t *self);
+
+//  Answer deferred call ticket with what the handler would have returned
+//  (HERALD_OK, HERALD_RETRY, an error), from any thread.  HERALD_OK, or
+//  HERALD_ERR_NOT_FOUND when ticket is not the call deferred now: it was
+//  answered already, or abandoned because its subscription stopped
+//  (unsubscribe, failure) or the agent is being destroyed; an abandoned
+//  event is not checkpointed and is delivered again (flagged
+//  redelivered) when the subscription resumes.
+herald_err
+    herald_agent_complete (herald_agent_t *self, uint64_t ticket, int rc);
 
 #ifdef __cplusplus
 }

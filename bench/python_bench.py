@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""python_bench - the Python binding's rates beside the C agent's, in one run
+
+Starts one heraldd (durability async) on free ports and measures, with the
+herald package (bindings/python) over this tree's libherald:
+
+  publish, Agent.publish_async     futures, pipelined through the outbox
+  publish, AsyncAgent.publish      asyncio futures, pipelined
+  publish, Agent.publish           one synchronous round trip at a time
+  deliver, Agent handler           catch-up of a backlog into a Python handler
+                                   (the agent's delivery thread)
+  deliver, AsyncAgent handler      the same on the event loop (dispatch mode)
+  deliver, AsyncAgent async def    each event a coroutine (deferred calls)
+  deliver, Agent.events()          the iterator (a hand-over between threads)
+
+then runs bench/agent_bench (the C agent, its own broker) with a similar
+size, and prints both.  Prints figures; never fails on one.
+
+    /usr/bin/python3 bench/python_bench.py [--quick] [--events N] [--no-c]
+
+HERALD_BUILDDIR (default: the tree this file is in) locates heraldd,
+libherald and bench/agent_bench.
+"""
+
+import argparse
+import asyncio
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = pathlib.Path(__file__).resolve().parent.parent
+BUILDDIR = pathlib.Path(os.environ.get("HERALD_BUILDDIR", str(TOP))).resolve()
+os.environ["HERALD_BUILDDIR"] = str(BUILDDIR)
+sys.path.insert(0, str(TOP / "bindings" / "python"))
+
+import herald  # noqa: E402
+
+PAYLOAD = b"x" * 100
+
+
+def free_port():
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+class Broker:
+    def __init__(self, root):
+        self.api = "tcp://127.0.0.1:%d" % free_port()
+        self.fanout = "tcp://127.0.0.1:%d" % free_port()
+        self.log = open(os.path.join(root, "heraldd.log"), "wb")
+        self.proc = subprocess.Popen(
+            [str(BUILDDIR / "broker" / "heraldd"), "--data-dir", os.path.join(root, "data"),
+             "--api", self.api, "--fanout", self.fanout, "--durability", "async"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.log.close()
+
+
+def rate(count, seconds):
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def agent(broker, root, name, cls=herald.Agent):
+    return cls(name, api=broker.api, fanout=broker.fanout,
+               state_dir=os.path.join(root, name), timeout=30)
+
+
+def bench_publish_async(broker, root, count):
+    with agent(broker, root, "pub-async") as a:
+        start = time.perf_counter()
+        futures = [a.publish_async("bench.%d" % (i % 100), PAYLOAD) for i in range(count)]
+        for f in futures:
+            f.result(60)
+        return rate(count, time.perf_counter() - start)
+
+
+def bench_publish_asyncio(broker, root, count):
+    async def main():
+        async with agent(broker, root, "pub-asyncio", herald.AsyncAgent) as a:
+            start = time.perf_counter()
+            futures = [a.publish("bench.%d" % (i % 100), PAYLOAD) for i in range(count)]
+            await asyncio.gather(*futures)
+            return rate(count, time.perf_counter() - start)
+    return asyncio.run(main())
+
+
+def bench_publish_sync(broker, root, count):
+    with agent(broker, root, "pub-sync") as a:
+        start = time.perf_counter()
+        for i in range(count):
+            a.publish("sync.%d" % (i % 100), PAYLOAD)
+        return rate(count, time.perf_counter() - start)
+
+
+def wait_until(predicate, limit=300):
+    deadline = time.monotonic() + limit
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def bench_deliver_thread(broker, root, count):
+    with agent(broker, root, "deliver-thread") as a:
+        seen = [0]
+
+        def handler(event):
+            seen[0] += 1
+
+        start = time.perf_counter()
+        a.subscribe("bench.", handler, name="b")
+        wait_until(lambda: seen[0] >= count)
+        return rate(seen[0], time.perf_counter() - start)
+
+
+def bench_deliver_asyncio(broker, root, count, coroutine):
+    async def main():
+        async with agent(broker, root, "deliver-aio-%d" % coroutine,
+                         herald.AsyncAgent) as a:
+            seen = [0]
+            done = asyncio.Event()
+
+            def handler(event):
+                seen[0] += 1
+                if seen[0] >= count:
+                    done.set()
+
+            async def async_handler(event):
+                handler(event)
+
+            start = time.perf_counter()
+            a.subscribe("bench.", async_handler if coroutine else handler, name="b")
+            await asyncio.wait_for(done.wait(), 300)
+            return rate(seen[0], time.perf_counter() - start)
+    return asyncio.run(main())
+
+
+def bench_iterator(broker, root, count):
+    with agent(broker, root, "deliver-iter") as a:
+        seen = 0
+        start = time.perf_counter()
+        with a.events("bench.", name="b") as events:
+            for _event in events:
+                seen += 1
+                if seen >= count:
+                    break
+        return rate(seen, time.perf_counter() - start)
+
+
+def run_c_bench(count, quick):
+    binary = BUILDDIR / "bench" / "agent_bench"
+    if not binary.exists():
+        return "bench/agent_bench is not built"
+    argv = [str(binary), "--backlog", str(count), "--publishes", str(count)]
+    if quick:
+        argv.append("--quick")
+    proc = subprocess.run(argv, capture_output=True, timeout=1800,
+                          env=dict(os.environ, HERALD_BUILDDIR=str(BUILDDIR)))
+    return proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5,000 events")
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="events per case (default 100,000)")
+    parser.add_argument("--no-c", action="store_true", help="skip bench/agent_bench")
+    args = parser.parse_args()
+    count = 5_000 if args.quick else args.events
+    root = tempfile.mkdtemp(prefix="herald-python-bench-")
+    broker = Broker(root)
+    time.sleep(0.5)
+    rows = []
+    try:
+        print("herald %s (libherald %s at %s), Python %s, %d events of %d bytes, "
+              "durability async" % (herald.__version__, herald.library_version,
+                                    herald.library_path, sys.version.split()[0], count,
+                                    len(PAYLOAD)), flush=True)
+        cases = [
+            ("publish  Agent.publish_async (futures)", lambda: bench_publish_async(
+                broker, root, count)),
+            ("publish  AsyncAgent.publish (asyncio)", lambda: bench_publish_asyncio(
+                broker, root, count)),
+            ("publish  Agent.publish (one round trip each)", lambda: bench_publish_sync(
+                broker, root, max(1000, count // 20))),
+            ("deliver  Agent handler (catch-up)", lambda: bench_deliver_thread(
+                broker, root, count)),
+            ("deliver  AsyncAgent handler (catch-up)", lambda: bench_deliver_asyncio(
+                broker, root, count, False)),
+            ("deliver  AsyncAgent async def handler", lambda: bench_deliver_asyncio(
+                broker, root, count, True)),
+            ("deliver  Agent.events() iterator", lambda: bench_iterator(
+                broker, root, count)),
+        ]
+        for label, case in cases:
+            try:
+                value = case()
+                rows.append((label, value))
+                print("  %-48s %10.0f events/s" % (label, value), flush=True)
+            except Exception as exc:            # a figure, never a failure
+                print("  %-48s failed: %s" % (label, exc), flush=True)
+    finally:
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    if not args.no_c:
+        print("\nThe C agent in the same run (bench/agent_bench, its own broker):", flush=True)
+        print(run_c_bench(count, args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,518 @@
+"""_core - what the synchronous and the asyncio agents share.
+
+Internal.  A ``_Core`` owns one C agent (``herald_agent_t``) and the ctypes
+callbacks it was given, turns Python arguments into the C structs and C
+results into Python values and exceptions.
+
+Lifetime: every open core is in ``_OPEN``; an ``atexit`` hook closes those
+still open when the interpreter exits, before it finalizes, so no agent
+thread calls into a dying interpreter (and none is left to hang the exit).
+An agent object dropped without ``close()`` keeps running, like a thread,
+until then: its subscriptions are live work.  A core is never destroyed
+from one of its own handlers (the C agent forbids it; ``close`` refuses).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import logging
+import os
+import re
+import threading
+import uuid
+from ctypes import POINTER, byref, c_char_p, c_size_t, c_uint64, c_void_p
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set,
+                    Union)
+
+from . import _lib
+from .errors import (ConflictError, HeraldError, InvalidArgumentError, Retry,
+                     TimeoutError, check, code_of, make_error)
+from .event import (Event, EventList, Published, Snapshot, Stats, StartLike,
+                    SubscriptionStatus, published_from, stats_from, status_from, to_ns,
+                    to_start)
+
+log = logging.getLogger("herald")
+
+Data = Union[bytes, bytearray, memoryview, str, dict, list]
+Prefixes = Union[None, str, Iterable[str]]
+
+_OPEN: Set["_Core"] = set()
+_OPEN_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    with _OPEN_LOCK:
+        cores = list(_OPEN)
+    for core in cores:
+        try:
+            core.close(at_exit=True)
+        except Exception:                       # pragma: no cover - best effort
+            log.exception("herald: closing an agent at exit")
+
+
+def _ms(seconds: Optional[float]) -> int:
+    if seconds is None:
+        return 0
+    if seconds < 0:
+        raise ValueError("a timeout is >= 0 seconds")
+    return max(1, int(seconds * 1000))
+
+
+def _prefix_list(prefixes: Prefixes) -> List[str]:
+    if prefixes is None:
+        return []
+    if isinstance(prefixes, str):
+        return [prefixes]
+    return [str(p) for p in prefixes]
+
+
+def _c_strings(strings: Sequence[str]):
+    """A NULL-terminated char *[] (kept alive by the returned array)."""
+    array = (c_char_p * (len(strings) + 1))()
+    for index, text in enumerate(strings):
+        array[index] = text.encode("utf-8")
+    array[len(strings)] = None
+    return array
+
+
+def name_for(text: str) -> str:
+    """A valid subscription name (1-128 bytes of [A-Za-z0-9._-]) from text."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[:128]
+    return name or "subscription"
+
+
+def encode_data(data: Data) -> bytes:
+    """The bytes to publish: bytes-likes as they are, str as UTF-8, a dict
+    or list as JSON (UTF-8)."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (dict, list)):
+        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+    raise TypeError("data: bytes, str, or a dict/list (sent as JSON), not %s"
+                    % type(data).__name__)
+
+
+class _Outgoing:
+    """A herald_outgoing_t and the Python objects its pointers borrow."""
+
+    def __init__(self, topic: str, data: Data, type: Optional[str], schema: Optional[int],
+                 meta: Optional[Mapping[str, str]], expect: Optional[int],
+                 id: Union[None, uuid.UUID, bytes]):
+        if not isinstance(topic, str):
+            raise TypeError("topic: a str")
+        self.topic = topic
+        self._keep: List[Any] = []
+        out = _lib.Outgoing()
+        out.topic = topic.encode("utf-8")
+        payload = encode_data(data)
+        self._keep.append(payload)
+        out.data = ctypes.cast(c_char_p(payload), c_void_p) if payload else None
+        out.data_len = len(payload)
+        out.type = type.encode("utf-8") if type is not None else None
+        out.schema = int(schema) if schema else 0
+        if meta:
+            entries = (_lib.Meta * len(meta))()
+            for index, (key, value) in enumerate(meta.items()):
+                k, v = str(key).encode("utf-8"), str(value).encode("utf-8")
+                self._keep += [k, v]
+                entries[index].key = ctypes.cast(c_char_p(k), c_void_p)
+                entries[index].key_len = len(k)
+                entries[index].value = ctypes.cast(c_char_p(v), c_void_p)
+                entries[index].value_len = len(v)
+            self._keep.append(entries)
+            out.meta = entries
+            out.meta_count = len(meta)
+        if expect is not None:
+            out.has_expect = True
+            out.expect = int(expect)
+        if id is not None:
+            raw = id.bytes if isinstance(id, uuid.UUID) else bytes(id)
+            if len(raw) != 16:
+                raise ValueError("id: a uuid.UUID or 16 bytes")
+            self._keep.append(raw)
+            out.id = ctypes.cast(c_char_p(raw), c_void_p)
+        self.struct = out
+
+
+def publish_error(code: int, result: "_lib.PublishResult", topic: str,
+                  message: Optional[str] = None) -> HeraldError:
+    """The exception for a failed publish, with what the result says."""
+    event_id = uuid.UUID(bytes=bytes(result.id))
+    if message is None:
+        message = result.message.decode("utf-8", "replace") or None
+    if code == _lib.ERR_CONFLICT:
+        return ConflictError(message or "conflict: expected version %d, the topic is at %d"
+                             % (result.expected, result.actual),
+                             expected=result.expected, actual=result.actual, topic=topic,
+                             id=event_id)
+    if code == _lib.ERR_TIMEOUT:
+        return TimeoutError(message or "no acknowledgement in time: the event is queued in "
+                            "the outbox and will be sent with the same id", id=event_id)
+    return make_error(code, message)
+
+
+class Subscription:
+    """A running subscription: ``name`` (durable: its checkpoint), the
+    ``prefixes`` it matches, the ``handler``.  ``exception`` holds what the
+    handler raised when that failed the subscription."""
+
+    def __init__(self, core: "_Core", name: str, prefixes: List[str],
+                 handler: Callable[[Event], Any]):
+        self._core = core
+        self.name = name
+        self.prefixes = prefixes
+        self.handler = handler
+        self.exception: Optional[BaseException] = None
+        self._c_handler = None                  # the ctypes callback, kept alive
+
+    def status(self) -> SubscriptionStatus:
+        """State, checkpoint and counters (herald_agent_sub_status)."""
+        return self._core.sub_status(self.name)
+
+    def unsubscribe(self) -> None:
+        """Stop delivering (the checkpoint stays: subscribing again under
+        this name resumes).  From the subscription's own handler too."""
+        self._core.unsubscribe(self.name)
+
+    def __repr__(self) -> str:
+        return "<herald.Subscription %s %r>" % (self.name, self.prefixes)
+
+
+class _Core:
+    def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
+                 api: str = "tcp://127.0.0.1:5580", fanout: Optional[str] = None,
+                 timeout: float = 5.0, heartbeat: Optional[float] = None,
+                 dedup_window: Optional[int] = None, live_buffer: Optional[int] = None,
+                 outbox_max_events: Optional[int] = None,
+                 outbox_max_bytes: Optional[int] = None, outbox_fsync: bool = False,
+                 sync_interval: Optional[float] = None, retry_max: Optional[float] = None,
+                 sub_rcvhwm: Optional[int] = None,
+                 on_error: Optional[Callable[[str, BaseException], Any]] = None,
+                 dispatch: bool = False):
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0                        # calls in C from threads not the agent's
+        self._ptr: Optional[int] = None
+        self._closing = False
+        self._user_on_error = on_error
+        self.subscriptions: Dict[str, Subscription] = {}
+        self._keep: List[Any] = []              # ctypes callbacks C may still call
+        self._pending: Dict[int, Callable[[Any], None]] = {}
+        self._next_key = 1
+        self._streams: Set[Any] = set()
+        self._local = threading.local()         # depth of user code run by the agent
+        self.service_id = service_id
+        options = _lib.Options()
+        _lib.lib.herald_agent_options_init(byref(options))
+        options.api = api.encode()
+        options.fanout = fanout.encode() if fanout else None
+        options.state_dir = os.fsencode(state_dir)
+        options.timeout_ms = _ms(timeout)
+        options.heartbeat_ms = _ms(heartbeat)
+        options.dedup_window = dedup_window or 0
+        options.live_buffer = live_buffer or 0
+        options.outbox_max_events = outbox_max_events or 0
+        options.outbox_max_bytes = outbox_max_bytes or 0
+        options.outbox_fsync = bool(outbox_fsync)
+        options.sync_interval_ms = _ms(sync_interval)
+        options.retry_max_ms = _ms(retry_max)
+        options.sub_rcvhwm = sub_rcvhwm or 0
+        self._c_on_error = _lib.ON_ERROR_FN(self._on_error)
+        options.on_error = self._c_on_error
+        options.dispatch = dispatch
+        self._c_published = _lib.PUBLISH_FN(self._on_published)
+        ptr = _lib.lib.herald_agent_new(service_id.encode("utf-8"), byref(options))
+        if not ptr:
+            code, message = _lib.last_error()
+            raise make_error(code or _lib.ERR_INVALID, message)
+        self._ptr = ptr
+        with _OPEN_LOCK:
+            _OPEN.add(self)
+
+    # -- lifecycle -------------------------------------------------------
+    @property
+    def ptr(self) -> int:
+        ptr = self._ptr
+        if ptr is None:
+            raise InvalidArgumentError("the agent is closed")
+        return ptr
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """function(agent pointer, *args), the C agent guaranteed alive for the
+        duration: close() waits for calls in progress on other threads (the
+        C agent must not be destroyed under one) and refuses new ones.  The
+        agent's own threads (handlers) are covered by destroy, which lets a
+        running handler finish."""
+        if self.in_handler():
+            return function(self.ptr, *args)
+        with self._lock:
+            if self._ptr is None or self._closing:
+                raise InvalidArgumentError("the agent is closed")
+            self._active += 1
+            ptr = self._ptr
+        try:
+            return function(ptr, *args)
+        finally:
+            with self._lock:
+                self._active -= 1
+                if not self._active:
+                    self._idle.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def in_handler(self) -> bool:
+        """True on a thread running one of this agent's handlers or callbacks."""
+        return getattr(self._local, "depth", 0) > 0
+
+    def enter(self) -> None:
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def leave(self) -> None:
+        self._local.depth -= 1
+
+    def close(self, at_exit: bool = False) -> None:
+        """Stop the agent and free it (idempotent).  Unacknowledged publishes
+        stay in the outbox; their futures fail with TimeoutError."""
+        with self._lock:
+            if self._ptr is None:
+                return
+            if self.in_handler():
+                raise InvalidArgumentError("an agent cannot be closed from its own handler")
+            self._closing = True
+            streams = list(self._streams)
+        for stream in streams:                  # release handlers waiting on them
+            stream._abandon()
+        with self._lock:                        # calls in progress on other threads
+            while self._active:
+                self._idle.wait()
+        ptr = c_void_p(self._ptr)
+        _lib.lib.herald_agent_destroy(byref(ptr))      # GIL released while it joins
+        with self._lock:
+            self._ptr = None
+            pending, self._pending = list(self._pending.values()), {}
+        with _OPEN_LOCK:
+            _OPEN.discard(self)
+        for resolve in pending:
+            try:
+                resolve(TimeoutError("the agent was closed before the broker answered: the "
+                                     "event is queued in the outbox and will be sent by the "
+                                     "next agent on this state directory"))
+            except Exception:                   # e.g. the future's event loop is closed
+                pass
+
+    # -- errors from the C agent -----------------------------------------
+    def _on_error(self, name: bytes, code: int, message: bytes, _arg) -> None:
+        self.enter()
+        try:
+            self._report(name, code, message)
+        finally:
+            self.leave()
+
+    def _report(self, name: bytes, code: int, message: bytes) -> None:
+        sub_name = name.decode("utf-8", "replace") if name else ""
+        sub = self.subscriptions.get(sub_name)
+        exc = sub.exception if sub and sub.exception else make_error(
+            code, message.decode("utf-8", "replace") if message else None)
+        try:
+            if self._user_on_error:
+                self._user_on_error(sub_name, exc)
+            else:
+                log.error("herald: subscription %s failed: %s", sub_name, exc,
+                          exc_info=exc if sub and sub.exception else None)
+        except BaseException:                   # never into C
+            log.exception("herald: on_error raised")
+
+    # -- publishing ------------------------------------------------------
+    def publish(self, topic: str, data: Data = b"", *, type: Optional[str] = None,
+                schema: Optional[int] = None, meta: Optional[Mapping[str, str]] = None,
+                expect: Optional[int] = None, id: Union[None, uuid.UUID, bytes] = None,
+                timeout: Optional[float] = None) -> Published:
+        out = _Outgoing(topic, data, type, schema, meta, expect, id)
+        result = _lib.PublishResult()
+        code = self.call(_lib.lib.herald_agent_publish, byref(out.struct), byref(result),
+                         _ms(timeout))
+        if code != _lib.OK:
+            _, message = _lib.last_error()
+            raise publish_error(code, result, topic, message)
+        return published_from(result)
+
+    def publish_async(self, topic: str, data: Data, type: Optional[str],
+                      schema: Optional[int], meta: Optional[Mapping[str, str]],
+                      expect: Optional[int], id: Union[None, uuid.UUID, bytes],
+                      resolve: Callable[[Any], None]) -> None:
+        """Queue; resolve(Published or exception) is called on completion."""
+        out = _Outgoing(topic, data, type, schema, meta, expect, id)
+        with self._lock:
+            key = self._next_key
+            self._next_key += 1
+            self._pending[key] = resolve
+        code = self.call(_lib.lib.herald_agent_publish_async, byref(out.struct),
+                         self._c_published, key, None)
+        if code != _lib.OK:
+            with self._lock:
+                self._pending.pop(key, None)
+            raise make_error(code)
+
+    def _on_published(self, result_p, arg) -> None:
+        self.enter()
+        try:
+            with self._lock:
+                resolve = self._pending.pop(arg or 0, None)
+            if resolve is None:
+                return
+            result = result_p.contents
+            if result.err == _lib.OK:
+                resolve(published_from(result))
+            else:
+                resolve(publish_error(result.err, result, ""))
+        except BaseException:
+            log.exception("herald: a publish completion raised")
+        finally:
+            self.leave()
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        check(self.call(_lib.lib.herald_agent_flush, _ms(timeout)))
+
+    # -- subscribing -----------------------------------------------------
+    def subscribe(self, name: str, prefixes: List[str], start: StartLike,
+                  handler: Callable[[Event], Any], trampoline) -> Subscription:
+        """trampoline(sub) -> a ctypes HANDLER_FN calling handler."""
+        start_c = to_start(start)
+        sub = Subscription(self, name, prefixes, handler)
+        sub._c_handler = trampoline(sub)
+        array = _c_strings(prefixes)
+        code = self.call(_lib.lib.herald_agent_subscribe, name.encode(), array,
+                         _lib.Start(start_c.kind, start_c.value), sub._c_handler, None)
+        if code != _lib.OK:
+            raise make_error(code)
+        with self._lock:
+            self._keep.append(sub._c_handler)
+            self.subscriptions[name] = sub
+        return sub
+
+    def unsubscribe(self, name: str) -> None:
+        check(self.call(_lib.lib.herald_agent_unsubscribe, name.encode()))
+
+    def sub_status(self, name: str) -> SubscriptionStatus:
+        raw = _lib.SubStatus()
+        check(self.call(_lib.lib.herald_agent_sub_status, name.encode(), byref(raw)))
+        return status_from(raw)
+
+    def sync_trampoline(self, sub: Subscription):
+        """A handler run on the agent's delivery thread: returns None -> OK,
+        raises Retry -> RETRY, raises anything else -> the subscription
+        fails with that exception (reported through on_error), and the
+        event is not checkpointed."""
+        def call(view_p, _arg) -> int:
+            self.enter()
+            try:
+                sub.handler(Event._from_view(view_p.contents))
+                return _lib.OK
+            except Retry:
+                return _lib.RETRY
+            except BaseException as exc:        # nothing may escape into C
+                sub.exception = exc
+                return code_of(exc)
+            finally:
+                self.leave()
+        return _lib.HANDLER_FN(call)
+
+    # -- reading the log -------------------------------------------------
+    def _stream_call(self, handler: Optional[Callable[[Event], Any]], run) -> EventList:
+        events = EventList()
+        raised: List[BaseException] = []
+
+        def call(view_p, _arg) -> int:
+            try:
+                event = Event._from_view(view_p.contents)
+                if handler is None:
+                    events.append(event)
+                else:
+                    handler(event)
+                return _lib.OK
+            except BaseException as exc:
+                raised.append(exc)
+                return _lib.ERR_INTERNAL
+        c_call = _lib.HANDLER_FN(call)
+        code = run(c_call)
+        if raised:
+            raise raised[0]
+        if code != _lib.OK:
+            raise make_error(code)
+        return events
+
+    def read(self, topic: str, from_ver: int = 1, to_ver: Optional[int] = None, *,
+             handler: Optional[Callable[[Event], Any]] = None,
+             timeout: Optional[float] = None) -> EventList:
+        events = self._stream_call(handler, lambda c_call: self.call(
+            _lib.lib.herald_agent_read, topic.encode("utf-8"), from_ver or 0, to_ver or 0,
+            c_call, None, _ms(timeout)))
+        events.last = events[-1].ver if events else 0
+        return events
+
+    def replay(self, *, from_seq: Optional[int] = None, from_ts=None,
+               to_seq: Optional[int] = None, until_ts=None, prefixes: Prefixes = None,
+               handler: Optional[Callable[[Event], Any]] = None,
+               timeout: Optional[float] = None) -> EventList:
+        if from_seq is not None and from_ts is not None:
+            raise ValueError("replay: from_seq or from_ts, not both")
+        if to_seq is not None and until_ts is not None:
+            raise ValueError("replay: to_seq or until_ts, not both")
+        span = _lib.Range()
+        span.from_ = from_seq or 0
+        span.from_ts = to_ns(from_ts) if from_ts is not None else 0
+        span.to = to_seq or 0
+        span.until_ts = to_ns(until_ts) if until_ts is not None else 0
+        names = _prefix_list(prefixes)
+        array = _c_strings(names) if names else None
+        span.prefixes = ctypes.cast(array, POINTER(c_char_p)) if array is not None else None
+        last = c_uint64(0)
+        events = self._stream_call(handler, lambda c_call: self.call(
+            _lib.lib.herald_agent_replay, byref(span), c_call, None, _ms(timeout),
+            byref(last)))
+        events.last = last.value
+        return events
+
+    # -- snapshots, stats ------------------------------------------------
+    def snapshot_save(self, name: str, data: Union[bytes, bytearray, str], seq: int) -> None:
+        payload = encode_data(data)
+        check(self.call(_lib.lib.herald_agent_snapshot_save, name.encode(), int(seq),
+                        c_char_p(payload), len(payload)))
+
+    def snapshot_load(self, name: str) -> Optional[Snapshot]:
+        seq, data, size = c_uint64(0), c_void_p(), c_size_t(0)
+        code = self.call(_lib.lib.herald_agent_snapshot_load, name.encode(), byref(seq),
+                         byref(data), byref(size))
+        if code == _lib.ERR_NOT_FOUND:
+            return None
+        check(code)
+        try:
+            return Snapshot(seq=seq.value, data=ctypes.string_at(data, size.value))
+        finally:
+            _lib.libc.free(data)
+
+    def stats(self) -> Stats:
+        raw = _lib.Stats()
+        self.call(_lib.lib.herald_agent_stats, byref(raw))
+        return stats_from(raw)
+
+    def add_stream(self, stream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+
+    def remove_stream(self, stream) -> None:
+        with self._lock:
+            self._streams.discard(stream)

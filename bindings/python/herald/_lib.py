@@ -1,0 +1,251 @@
+"""_lib - libherald through ctypes: the library, its structs and prototypes.
+
+Internal.  Everything the package does goes through the C agent here; no
+part of the protocol is implemented in Python.
+
+Where the library comes from, first match wins:
+
+1. ``$HERALD_LIB``: the path of ``libherald.so`` (or ``.so.0``) to load;
+2. ``$HERALD_BUILDDIR/.libs/libherald.so.0``: a build tree (``make check``
+   sets HERALD_BUILDDIR);
+3. the build tree this package sits in, when it is imported from the
+   source tree (``bindings/python/herald`` -> ``../../../.libs``);
+4. the system's: ``libherald.so.0`` through the dynamic linker (after
+   ``make install`` and ``ldconfig``).
+
+Every call through a ``ctypes.CDLL`` releases the GIL for its duration, so
+blocking calls (publish, flush, read, replay, subscribe "now") never hold
+up other Python threads; callbacks from the agent's threads take the GIL
+back (ctypes does both).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import pathlib
+import threading
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_int,
+                    c_size_t, c_uint, c_uint8, c_uint64, c_void_p)
+
+# herald_err values (include/herald.h)
+OK = 0
+ERR_BAD_REQUEST = 1
+ERR_TOO_LARGE = 2
+ERR_CONFLICT = 3
+ERR_NOT_LEADER = 4
+ERR_UNAUTHORIZED = 5
+ERR_OVERLOADED = 6
+ERR_UNKNOWN_COMMAND = 7
+ERR_UNSUPPORTED = 8
+ERR_INTERNAL = 9
+ERR_IO = 20
+ERR_LOCKED = 21
+ERR_NOT_A_STORE = 22
+ERR_CORRUPT = 23
+ERR_NOT_FOUND = 24
+ERR_NOMEM = 25
+ERR_TIMEOUT = 26
+ERR_UNAVAILABLE = 27
+ERR_INVALID = 28
+RETRY = -1
+DEFER = -2
+
+START_BEGINNING = 0
+START_NOW = 1
+START_SEQ = 2
+START_TS = 3
+
+
+class Meta(Structure):
+    _fields_ = [("key", c_void_p), ("key_len", c_size_t),
+                ("value", c_void_p), ("value_len", c_size_t)]
+
+
+ON_ERROR_FN = CFUNCTYPE(None, c_char_p, c_int, c_char_p, c_void_p)
+
+
+class Options(Structure):
+    _fields_ = [("api", c_char_p), ("fanout", c_char_p), ("state_dir", c_char_p),
+                ("timeout_ms", c_int), ("heartbeat_ms", c_int),
+                ("dedup_window", c_size_t), ("live_buffer", c_size_t),
+                ("outbox_max_events", c_size_t), ("outbox_max_bytes", c_size_t),
+                ("outbox_fsync", c_bool), ("sync_interval_ms", c_int),
+                ("retry_max_ms", c_int), ("sub_rcvhwm", c_int),
+                ("on_error", ON_ERROR_FN), ("on_error_arg", c_void_p),
+                ("dispatch", c_bool)]
+
+
+class Start(Structure):
+    _fields_ = [("kind", c_int), ("value", c_uint64)]
+
+
+class Delivery(Structure):
+    _fields_ = [("id", c_void_p), ("topic", c_void_p), ("topic_len", c_size_t),
+                ("seq", c_uint64), ("ver", c_uint64), ("ts", c_uint64),
+                ("type", c_void_p), ("type_len", c_size_t), ("schema", c_uint64),
+                ("meta", POINTER(Meta)), ("meta_count", c_size_t),
+                ("data", c_void_p), ("data_len", c_size_t),
+                ("envelope", c_void_p), ("envelope_len", c_size_t),
+                ("subscription", c_char_p), ("redelivered", c_bool), ("attempt", c_uint)]
+
+
+HANDLER_FN = CFUNCTYPE(c_int, POINTER(Delivery), c_void_p)
+
+
+class SubStatus(Structure):
+    _fields_ = [("state", c_int), ("delivered_seq", c_uint64), ("delivered", c_uint64),
+                ("duplicates", c_uint64), ("retries", c_uint64), ("error", c_int),
+                ("message", c_char * 256)]
+
+
+class Outgoing(Structure):
+    _fields_ = [("topic", c_char_p), ("data", c_void_p), ("data_len", c_size_t),
+                ("type", c_char_p), ("schema", c_uint64), ("meta", POINTER(Meta)),
+                ("meta_count", c_size_t), ("has_expect", c_bool), ("expect", c_uint64),
+                ("id", c_void_p)]
+
+
+class PublishResult(Structure):
+    _fields_ = [("id", c_uint8 * 16), ("err", c_int), ("seq", c_uint64), ("ver", c_uint64),
+                ("dup", c_bool), ("expected", c_uint64), ("actual", c_uint64),
+                ("message", c_char * 192)]
+
+
+PUBLISH_FN = CFUNCTYPE(None, POINTER(PublishResult), c_void_p)
+
+
+class Range(Structure):
+    _fields_ = [("from_", c_uint64), ("from_ts", c_uint64), ("to", c_uint64),
+                ("until_ts", c_uint64), ("prefixes", POINTER(c_char_p))]
+
+
+class Stats(Structure):
+    _fields_ = [("delivered", c_uint64), ("duplicates", c_uint64),
+                ("gaps_repaired", c_uint64), ("replays", c_uint64),
+                ("live_overflows", c_uint64), ("retries", c_uint64),
+                ("published", c_uint64), ("publish_errors", c_uint64),
+                ("outbox_depth", c_uint64), ("outbox_bytes", c_uint64),
+                ("broker_head", c_uint64), ("broker_epoch", c_uint64), ("lag", c_uint64),
+                ("broker_reachable", c_bool), ("state_recovered", c_uint64)]
+
+
+_PROTOTYPES = {
+    "herald_strerror": (c_char_p, [c_int]),
+    "herald_err_code": (c_char_p, [c_int]),
+    "herald_version": (c_char_p, []),
+    "herald_agent_options_init": (None, [POINTER(Options)]),
+    "herald_agent_new": (c_void_p, [c_char_p, POINTER(Options)]),
+    "herald_agent_destroy": (None, [POINTER(c_void_p)]),
+    "herald_agent_last_errcode": (c_int, []),
+    "herald_agent_last_error": (c_char_p, []),
+    "herald_agent_subscribe": (c_int, [c_void_p, c_char_p, POINTER(c_char_p), Start,
+                                       HANDLER_FN, c_void_p]),
+    "herald_agent_unsubscribe": (c_int, [c_void_p, c_char_p]),
+    "herald_agent_sub_status": (c_int, [c_void_p, c_char_p, POINTER(SubStatus)]),
+    "herald_agent_publish": (c_int, [c_void_p, POINTER(Outgoing), POINTER(PublishResult),
+                                     c_int]),
+    "herald_agent_publish_async": (c_int, [c_void_p, POINTER(Outgoing), PUBLISH_FN, c_void_p,
+                                           c_void_p]),
+    "herald_agent_flush": (c_int, [c_void_p, c_int]),
+    "herald_agent_read": (c_int, [c_void_p, c_char_p, c_uint64, c_uint64, HANDLER_FN,
+                                  c_void_p, c_int]),
+    "herald_agent_replay": (c_int, [c_void_p, POINTER(Range), HANDLER_FN, c_void_p, c_int,
+                                    POINTER(c_uint64)]),
+    "herald_agent_snapshot_save": (c_int, [c_void_p, c_char_p, c_uint64, c_void_p,
+                                           c_size_t]),
+    "herald_agent_snapshot_load": (c_int, [c_void_p, c_char_p, POINTER(c_uint64),
+                                           POINTER(c_void_p), POINTER(c_size_t)]),
+    "herald_agent_stats": (None, [c_void_p, POINTER(Stats)]),
+    "herald_agent_fd": (c_int, [c_void_p]),
+    "herald_agent_dispatch": (c_int, [c_void_p, c_int]),
+    "herald_agent_defer": (c_uint64, [c_void_p]),
+    "herald_agent_complete": (c_int, [c_void_p, c_uint64, c_int]),
+}
+
+
+# Added with the Python binding (dispatch mode): absent from libherald 0.1.0
+# as first released; only AsyncAgent needs them.
+_DISPATCH_CALLS = {"herald_agent_fd", "herald_agent_dispatch", "herald_agent_defer",
+                   "herald_agent_complete"}
+
+
+def _candidates():
+    env = os.environ.get("HERALD_LIB")
+    if env:
+        yield env
+        return
+    builddir = os.environ.get("HERALD_BUILDDIR")
+    if builddir:
+        yield str(pathlib.Path(builddir) / ".libs" / "libherald.so.0")
+    here = pathlib.Path(__file__).resolve().parent
+    tree = here.parent.parent.parent / ".libs" / "libherald.so.0"
+    if tree.exists():
+        yield str(tree)
+    yield "libherald.so.0"
+    found = ctypes.util.find_library("herald")
+    if found:
+        yield found
+
+
+def _load():
+    errors = []
+    for candidate in _candidates():
+        try:
+            lib = ctypes.CDLL(candidate)
+        except OSError as exc:
+            errors.append("%s: %s" % (candidate, exc))
+            continue
+        for name, (restype, argtypes) in _PROTOTYPES.items():
+            try:
+                function = getattr(lib, name)
+            except AttributeError:          # an older libherald: AsyncAgent needs these
+                if name not in _DISPATCH_CALLS:
+                    raise
+                continue
+            function.restype = restype
+            function.argtypes = argtypes
+        return lib, candidate
+    raise ImportError("herald: cannot load libherald (set HERALD_LIB to its path, or "
+                      "install it): " + "; ".join(errors))
+
+
+lib, path = _load()
+libc = ctypes.CDLL(None)
+libc.free.argtypes = [c_void_p]
+libc.free.restype = None
+
+
+def last_error():
+    """(code, message) of the calling thread's last failed agent call."""
+    message = lib.herald_agent_last_error()
+    return lib.herald_agent_last_errcode(), (message or b"").decode("utf-8", "replace")
+
+
+# Python objects handed to C as a void * arg: a number names them here, so
+# C never holds a pointer to a Python object that could be collected.
+class Registry:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._next = 1
+        self._items = {}
+
+    def add(self, item):
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._items[key] = item
+            return key
+
+    def get(self, key):
+        return self._items.get(key)
+
+    def pop(self, key):
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def drain(self):
+        with self._lock:
+            items, self._items = list(self._items.values()), {}
+            return items

@@ -1,0 +1,356 @@
+"""herald.agent - the synchronous agent.
+
+Handlers run on the C agent's delivery thread, one at a time (never two
+handlers of one agent at once); every blocking call releases the GIL.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
+
+from . import _lib
+from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, name_for
+from .errors import Retry
+from .event import (BEGINNING, Event, EventList, Published, Snapshot, StartLike, Stats,
+                    SubscriptionStatus)
+
+Handler = TypeVar("Handler", bound=Callable[[Event], Any])
+
+
+class Agent:
+    """A service's connection to a Herald broker: the C agent (libherald).
+
+    ``service_id`` names the service to the broker; ``state_dir`` holds its
+    local state (checkpoints, the outbox, snapshots) and is locked: one
+    agent per directory.  ``api`` is the broker's request endpoint;
+    ``fanout`` is learned from the broker when not given.  Times are in
+    seconds: ``timeout`` (5 s) bounds synchronous calls; the others
+    (``heartbeat``, ``dedup_window``, ``live_buffer``,
+    ``outbox_max_events``, ``outbox_max_bytes``, ``outbox_fsync``,
+    ``sync_interval``, ``retry_max``, ``sub_rcvhwm``) are the C agent's
+    options (docs/agent.md).  ``on_error(subscription, exception)`` is
+    called when a subscription stops on an error (by default it is
+    logged on the ``herald`` logger).
+
+    Use it as a context manager, or call :meth:`close`::
+
+        with herald.Agent("inventory", state_dir="var/inventory") as agent:
+            @agent.subscribe("orders.")
+            def on_order(event):
+                ...
+            agent.publish("stock.A7", {"qty": 2}, type="StockReserved")
+
+    Handlers run on the agent's delivery thread, one at a time, exactly
+    once per event and in ``seq`` order (docs/agent.md has the contract).
+    A handler returning normally has handled its event (the checkpoint
+    moves past it); raising :class:`herald.Retry` has it offered again
+    after a backoff; raising anything else stops the subscription (the
+    event is not checkpointed: subscribing again retries it) and reports
+    the exception to ``on_error``.
+    """
+
+    def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
+                 api: str = "tcp://127.0.0.1:5580", fanout: Optional[str] = None,
+                 timeout: float = 5.0,
+                 on_error: Optional[Callable[[str, BaseException], Any]] = None,
+                 **options: Any):
+        self._core = _Core(service_id, state_dir=state_dir, api=api, fanout=fanout,
+                           timeout=timeout, on_error=on_error, **options)
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        """Stop the agent (a running handler finishes first) and free it.
+        Publishes not yet acknowledged stay in the outbox, sent by the next
+        agent on this state directory (:meth:`flush` first to wait for
+        them).  Idempotent; not from a handler."""
+        self._core.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<herald.Agent %s%s>" % (self._core.service_id,
+                                        " closed" if self.closed else "")
+
+    # -- publishing ------------------------------------------------------
+    def publish(self, topic: str, data: Data = b"", *, type: Optional[str] = None,
+                schema: Optional[int] = None, meta: Optional[Mapping[str, str]] = None,
+                expect: Optional[int] = None, id: Union[None, uuid.UUID, bytes] = None,
+                timeout: Optional[float] = None) -> Published:
+        """Publish one event and wait until the broker has stored it.
+
+        ``data`` is bytes, a str (UTF-8) or a dict/list (JSON).  ``expect``
+        is optimistic concurrency: the topic's version must be exactly this
+        (0: the topic must not exist), else :class:`ConflictError` with
+        ``.expected`` and ``.actual``.  ``id`` (a UUID) makes a retry safe:
+        an id stored before gives ``Published(duplicate=True)`` with its
+        original seq.  The event goes to the durable outbox first, so
+        :class:`herald.TimeoutError` means QUEUED, not lost (``.id`` is its
+        id): it is sent when the broker answers.
+        """
+        return self._core.publish(topic, data, type=type, schema=schema, meta=meta,
+                                  expect=expect, id=id, timeout=timeout)
+
+    def publish_async(self, topic: str, data: Data = b"", *, type: Optional[str] = None,
+                      schema: Optional[int] = None, meta: Optional[Mapping[str, str]] = None,
+                      expect: Optional[int] = None,
+                      id: Union[None, uuid.UUID, bytes] = None
+                      ) -> "concurrent.futures.Future[Published]":
+        """Queue one event and return at once a Future of its
+        :class:`Published` (or of the exception :meth:`publish` would
+        raise).  Many may be in flight: they are sent in call order,
+        batched and pipelined.  The future is resolved on the agent's
+        delivery thread; its done-callbacks run there."""
+        future: "concurrent.futures.Future[Published]" = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+
+        def resolve(value: Any) -> None:
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+        self._core.publish_async(topic, data, type, schema, meta, expect, id, resolve)
+        return future
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until everything published so far is acknowledged or refused
+        (:class:`herald.TimeoutError` otherwise)."""
+        self._core.flush(timeout)
+
+    # -- subscribing -----------------------------------------------------
+    def subscribe(self, prefixes: Prefixes = None,
+                  handler: Optional[Callable[[Event], Any]] = None, *,
+                  name: Optional[str] = None, start: StartLike = BEGINNING
+                  ) -> Any:
+        """Subscribe ``handler`` to the events whose topic begins with one of
+        ``prefixes`` (a str or several; None: every topic).
+
+        ``name`` is durable (default: the handler's name): after a restart,
+        subscribing under the same name resumes after the last event
+        handled, and ``start`` (:data:`herald.BEGINNING`,
+        :data:`herald.NOW`, a seq, a datetime) only applies to a new one.
+
+        With a handler, returns the :class:`Subscription`.  Without, it is a
+        decorator: ``@agent.subscribe("orders.")`` subscribes the function,
+        returns it unchanged and sets its ``subscription`` attribute.
+        """
+        if handler is None and callable(prefixes):
+            handler, prefixes = prefixes, None
+        if handler is None:
+            def decorate(function: Handler) -> Handler:
+                sub = self.subscribe(prefixes, function, name=name, start=start)
+                try:
+                    function.subscription = sub          # type: ignore[attr-defined]
+                except AttributeError:
+                    pass
+                return function
+            return decorate
+        if name is None:
+            name = name_for(getattr(handler, "__name__", "handler"))
+        core = self._core
+        return core.subscribe(name, _prefix_list(prefixes), start, handler,
+                              core.sync_trampoline)
+
+    def unsubscribe(self, name: str) -> None:
+        """Stop subscription ``name`` (its checkpoint stays)."""
+        self._core.unsubscribe(name)
+
+    def subscription(self, name: str) -> SubscriptionStatus:
+        """Subscription ``name``'s state, checkpoint and counters."""
+        return self._core.sub_status(name)
+
+    def events(self, prefixes: Prefixes = None, *, name: Optional[str] = None,
+               start: StartLike = BEGINNING,
+               timeout: Optional[float] = None) -> "EventStream":
+        """The events of a durable subscription as an iterator::
+
+            with agent.events("orders.", name="audit") as events:
+                for event in events:
+                    ...
+
+        Exactly once in order, like a handler: an event is checkpointed
+        when the loop asks for the next one (or the ``with`` block ends
+        without an exception), never before, so an event being processed
+        when the process dies is delivered again (``redelivered``).  One
+        event is held at a time (the subscription waits for the loop).
+        ``timeout`` (seconds) ends the iteration when no event comes for
+        that long; by default it waits for ever.
+        """
+        if name is None:
+            name = name_for("events-" + "-".join(_prefix_list(prefixes) or ["all"]))
+        return EventStream(self._core, name, _prefix_list(prefixes), start, timeout)
+
+    # -- reading the log -------------------------------------------------
+    def read(self, topic: str, from_ver: int = 1, to_ver: Optional[int] = None, *,
+             handler: Optional[Callable[[Event], Any]] = None,
+             timeout: Optional[float] = None) -> EventList:
+        """One topic's stream in version order (rehydrate an aggregate), on
+        this thread over a connection of its own.  Returns the events (or,
+        with ``handler``, calls it for each and returns an empty list);
+        ``.last`` is the last version passed."""
+        return self._core.read(topic, from_ver, to_ver, handler=handler, timeout=timeout)
+
+    def replay(self, *, from_seq: Optional[int] = None, from_ts: Any = None,
+               to_seq: Optional[int] = None, until_ts: Any = None, prefixes: Prefixes = None,
+               handler: Optional[Callable[[Event], Any]] = None,
+               timeout: Optional[float] = None) -> EventList:
+        """A range of the log: from a seq or a time (``from_ts``: datetime or
+        Unix ns), to a seq or until a time inclusive (``until_ts``: "as of
+        midnight"), for some prefixes.  Returns the events (or calls
+        ``handler``); ``.last`` is the highest seq examined (continue from
+        ``last + 1``).  A handler that raises stops it and the exception
+        propagates."""
+        return self._core.replay(from_seq=from_seq, from_ts=from_ts, to_seq=to_seq,
+                                 until_ts=until_ts, prefixes=prefixes, handler=handler,
+                                 timeout=timeout)
+
+    # -- snapshots and stats ---------------------------------------------
+    def save_snapshot(self, name: str, data: Union[bytes, str], seq: int) -> None:
+        """Save ``data`` as snapshot ``name`` taken at ``seq`` (atomically:
+        a crash leaves the old one or the new one)."""
+        self._core.snapshot_save(name, data, seq)
+
+    def load_snapshot(self, name: str) -> Optional[Snapshot]:
+        """Snapshot ``name`` (``.seq``, ``.data``), or None when there is
+        none; :class:`CorruptStateError` when it fails its check.  Resume
+        with ``start=snapshot.seq + 1`` under a new subscription name."""
+        return self._core.snapshot_load(name)
+
+    def stats(self) -> Stats:
+        """The agent's counters: delivered, published, outbox depth, lag..."""
+        return self._core.stats()
+
+
+class _Channel:
+    """The hand-over between a subscription's handler (delivery thread) and
+    the thread iterating an :class:`EventStream`.  The core holds it (the
+    C agent may call its handler until the agent is closed); the stream
+    the user holds does not, so dropping the stream closes it."""
+
+    def __init__(self, core: _Core, name: str, timeout: Optional[float]):
+        self.core = core
+        self.name = name
+        self.timeout = timeout
+        self.cond = threading.Condition()
+        self.slot: Optional[Event] = None       # offered by the handler
+        self.current: Optional[Event] = None    # given to the loop, not yet done
+        self.answer: Optional[int] = None
+        self.closed = False
+
+    def handler(self, event: Event) -> None:
+        """On the delivery thread: offer event, wait for the loop's verdict."""
+        with self.cond:
+            self.answer = None
+            self.slot = event
+            self.cond.notify_all()
+            while self.answer is None:
+                if self.closed:
+                    raise Retry()               # not checkpointed; unsubscribe follows
+                self.cond.wait(0.1)
+            answer = self.answer
+        if answer != _lib.OK:
+            raise Retry()
+
+    def next(self) -> Optional[Event]:
+        with self.cond:
+            self.done_with_current()
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            while self.slot is None and not self.closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self.cond.wait(0.1 if left is None else min(left, 0.1))
+            if self.slot is None or self.closed:
+                return None
+            self.current, self.slot = self.slot, None
+            return self.current
+
+    def done_with_current(self) -> None:
+        if self.current is not None:
+            self.current = None
+            self.answer = _lib.OK
+            self.cond.notify_all()
+
+    def close(self, commit: bool) -> None:
+        with self.cond:
+            if self.closed:
+                return
+            if commit:
+                self.done_with_current()
+            self.closed = True
+            self.cond.notify_all()
+        self.core.remove_stream(self)
+        if not self.core.closing and not self.core.closed:
+            try:
+                self.core.unsubscribe(self.name)
+            except Exception:
+                pass
+
+    def _abandon(self) -> None:
+        """The agent is closing: release the handler without a verdict."""
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
+class EventStream:
+    """The iterator of :meth:`Agent.events` (also a context manager).
+
+    The subscription's handler hands one event at a time to the iterating
+    thread and waits until that thread asks for the next one; only then is
+    the event checkpointed.  Dropping the stream without closing it stops
+    the subscription and leaves the last event to be delivered again.
+    """
+
+    def __init__(self, core: _Core, name: str, prefixes: list, start: StartLike,
+                 timeout: Optional[float]):
+        self.name = name
+        self._channel = _Channel(core, name, timeout)
+        core.add_stream(self._channel)
+        try:
+            self.subscription: Subscription = core.subscribe(
+                name, prefixes, start, self._channel.handler, core.sync_trampoline)
+        except BaseException:
+            core.remove_stream(self._channel)
+            self._channel.closed = True
+            raise
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        event = self._channel.next()
+        if event is None:
+            self._channel.close(commit=True)
+            raise StopIteration
+        return event
+
+    def close(self, commit: bool = True) -> None:
+        """End the stream: the event last returned counts as done (unless
+        ``commit`` is False: then it is delivered again on the next
+        subscribe), and the subscription stops (its checkpoint stays)."""
+        self._channel.close(commit)
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.close(commit=exc_type is None)
+
+    def __del__(self) -> None:
+        try:
+            self._channel.close(commit=False)
+        except Exception:
+            pass

@@ -1,0 +1,358 @@
+"""herald.aio - the agent for asyncio.
+
+:class:`AsyncAgent` runs the C agent in dispatch mode (``options.dispatch``
+in include/herald.h): the agent's delivery thread keeps ordering,
+deduplication and checkpoints, but hands every call into Python to the
+event loop, which watches the file descriptor ``herald_agent_fd`` with
+``loop.add_reader`` and runs ``herald_agent_dispatch``.  No thread is
+blocked per subscription or per publish, and handlers run on the loop's
+thread.  A coroutine handler (``async def``) defers its answer
+(``herald_agent_defer``/``herald_agent_complete``): the event is
+checkpointed when the coroutine returns, and the subscription waits for it
+meanwhile, so order and exactly-once hold as with a plain handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import uuid
+import weakref
+from typing import Any, AsyncIterator, Callable, Mapping, Optional, Set, Union
+
+from . import _lib
+from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, name_for
+from .errors import InvalidArgumentError, Retry, code_of
+from .event import (BEGINNING, Event, EventList, Published, Snapshot, StartLike, Stats,
+                    SubscriptionStatus)
+
+DISPATCH_MAX = 256          # calls per turn of the loop, so other tasks get their turn
+
+
+class AsyncAgent:
+    """The agent for asyncio programs; create it inside a running loop::
+
+        async with herald.AsyncAgent("inventory", state_dir="var/inv") as agent:
+            @agent.subscribe("orders.")
+            async def on_order(event):
+                await agent.publish("stock.A7", {"qty": 2}, type="StockReserved")
+            published = await agent.publish("orders.1", {"sku": "A7"})
+            async for event in agent.aevents("stock."):
+                ...
+
+    Options and semantics are :class:`herald.Agent`'s; handlers (plain or
+    ``async def``) run on the loop's thread.  ``publish`` returns an
+    asyncio future at once (the event is in the outbox when it returns).
+    ``read``, ``replay``, ``flush`` and snapshots run in the loop's
+    default executor (they block on the broker or the disk).
+    """
+
+    def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
+                 api: str = "tcp://127.0.0.1:5580", fanout: Optional[str] = None,
+                 timeout: float = 5.0,
+                 on_error: Optional[Callable[[str, BaseException], Any]] = None,
+                 **options: Any):
+        self._loop = asyncio.get_running_loop()
+        self._core = _Core(service_id, state_dir=state_dir, api=api, fanout=fanout,
+                           timeout=timeout, on_error=on_error, dispatch=True, **options)
+        self._tasks: Set["asyncio.Task[Any]"] = set()
+        self._interrupt: Optional[BaseException] = None
+        self._fd = _lib.lib.herald_agent_fd(self._core.ptr)
+        self._loop.add_reader(self._fd, self._dispatch)
+
+    def _dispatch(self) -> None:
+        core = self._core
+        if core.closed:
+            return
+        core.enter()
+        try:
+            _lib.lib.herald_agent_dispatch(core.ptr, DISPATCH_MAX)
+        finally:
+            core.leave()
+        if self._interrupt is not None:         # KeyboardInterrupt in a handler
+            interrupt, self._interrupt = self._interrupt, None
+            raise interrupt
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        """Stop the agent and free it (see :meth:`herald.Agent.close`).
+        Coroutine handlers still running are cancelled; their events are
+        delivered again on the next subscribe.  Idempotent."""
+        if self._core.closed:
+            return
+        if self._core.in_handler():
+            raise InvalidArgumentError("an agent cannot be closed from its own handler")
+        self._loop.remove_reader(self._fd)
+        for task in list(self._tasks):
+            task.cancel()
+        self._core.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` as a coroutine."""
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    async def __aenter__(self) -> "AsyncAgent":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<herald.AsyncAgent %s%s>" % (self._core.service_id,
+                                             " closed" if self.closed else "")
+
+    # -- publishing ------------------------------------------------------
+    def publish(self, topic: str, data: Data = b"", *, type: Optional[str] = None,
+                schema: Optional[int] = None, meta: Optional[Mapping[str, str]] = None,
+                expect: Optional[int] = None, id: Union[None, uuid.UUID, bytes] = None
+                ) -> "asyncio.Future[Published]":
+        """Queue one event in the outbox and return an asyncio future of its
+        :class:`Published` (or the exception :meth:`herald.Agent.publish`
+        would raise).  Await it, or not: the event is sent either way.
+        Awaiting it from a handler is safe (completions do not wait for
+        handlers)."""
+        future: "asyncio.Future[Published]" = self._loop.create_future()
+
+        def resolve(value: Any) -> None:        # on the loop's thread (dispatch)
+            if future.done():
+                return
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+        self._core.publish_async(topic, data, type, schema, meta, expect, id, resolve)
+        return future
+
+    async def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until everything published is acknowledged or refused."""
+        await self._loop.run_in_executor(None, self._core.flush, timeout)
+
+    # -- subscribing -----------------------------------------------------
+    def subscribe(self, prefixes: Prefixes = None,
+                  handler: Optional[Callable[[Event], Any]] = None, *,
+                  name: Optional[str] = None, start: StartLike = BEGINNING) -> Any:
+        """As :meth:`herald.Agent.subscribe` (also a decorator); the handler
+        may be ``async def``: the event is done when its coroutine returns.
+        Raise :class:`herald.Retry` to have it offered again; any other
+        exception stops the subscription, reported to ``on_error``.
+        ``start=herald.NOW`` or a datetime asks the broker, which blocks
+        the loop for that round trip."""
+        if handler is None and callable(prefixes):
+            handler, prefixes = prefixes, None
+        if handler is None:
+            def decorate(function: Callable[[Event], Any]) -> Callable[[Event], Any]:
+                sub = self.subscribe(prefixes, function, name=name, start=start)
+                try:
+                    function.subscription = sub          # type: ignore[attr-defined]
+                except AttributeError:
+                    pass
+                return function
+            return decorate
+        if name is None:
+            name = name_for(getattr(handler, "__name__", "handler"))
+        return self._core.subscribe(name, _prefix_list(prefixes), start, handler,
+                                    self._trampoline)
+
+    def _trampoline(self, sub: Subscription):
+        core = self._core
+
+        def call(view_p, _arg) -> int:
+            core.enter()
+            try:
+                result = sub.handler(Event._from_view(view_p.contents))
+                if inspect.isawaitable(result):
+                    return self._defer(sub, result)
+                return _lib.OK
+            except Retry:
+                return _lib.RETRY
+            except Exception as exc:
+                sub.exception = exc
+                return code_of(exc)
+            except BaseException as exc:        # KeyboardInterrupt: re-raised after
+                self._interrupt = exc
+                return _lib.RETRY
+            finally:
+                core.leave()
+        return _lib.HANDLER_FN(call)
+
+    def _defer(self, sub: Subscription, awaitable: Any) -> int:
+        ticket = _lib.lib.herald_agent_defer(self._core.ptr)
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+
+        def done(task: "asyncio.Task[Any]") -> None:
+            self._tasks.discard(task)
+            if self._core.closed or task.cancelled():
+                if not self._core.closed:
+                    _lib.lib.herald_agent_complete(self._core.ptr, ticket, _lib.RETRY)
+                return
+            exc = task.exception()
+            if exc is None:
+                rc = _lib.OK
+            elif isinstance(exc, Retry):
+                rc = _lib.RETRY
+            else:
+                sub.exception = exc
+                rc = code_of(exc)
+            # NOT_FOUND: abandoned (unsubscribed meanwhile): nothing to do
+            _lib.lib.herald_agent_complete(self._core.ptr, ticket, rc)
+        task.add_done_callback(done)
+        return _lib.DEFER
+
+    def unsubscribe(self, name: str) -> None:
+        """Stop subscription ``name`` (its checkpoint stays)."""
+        self._core.unsubscribe(name)
+
+    def subscription(self, name: str) -> SubscriptionStatus:
+        """Subscription ``name``'s state, checkpoint and counters."""
+        return self._core.sub_status(name)
+
+    def aevents(self, prefixes: Prefixes = None, *, name: Optional[str] = None,
+                start: StartLike = BEGINNING,
+                timeout: Optional[float] = None) -> "AsyncEventStream":
+        """The events of a durable subscription as an async iterator::
+
+            async with agent.aevents("orders.", name="audit") as events:
+                async for event in events:
+                    ...
+
+        As :meth:`herald.Agent.events`: an event is checkpointed when the
+        loop asks for the next one (or the block ends cleanly); ``timeout``
+        ends the iteration after that many idle seconds."""
+        if name is None:
+            name = name_for("events-" + "-".join(_prefix_list(prefixes) or ["all"]))
+        return AsyncEventStream(self, name, _prefix_list(prefixes), start, timeout)
+
+    # -- reading the log -------------------------------------------------
+    async def read(self, topic: str, from_ver: int = 1, to_ver: Optional[int] = None, *,
+                   timeout: Optional[float] = None) -> EventList:
+        """As :meth:`herald.Agent.read`, in the default executor."""
+        return await self._loop.run_in_executor(
+            None, lambda: self._core.read(topic, from_ver, to_ver, timeout=timeout))
+
+    async def replay(self, *, from_seq: Optional[int] = None, from_ts: Any = None,
+                     to_seq: Optional[int] = None, until_ts: Any = None,
+                     prefixes: Prefixes = None, timeout: Optional[float] = None) -> EventList:
+        """As :meth:`herald.Agent.replay`, in the default executor."""
+        return await self._loop.run_in_executor(
+            None, lambda: self._core.replay(from_seq=from_seq, from_ts=from_ts, to_seq=to_seq,
+                                            until_ts=until_ts, prefixes=prefixes,
+                                            timeout=timeout))
+
+    async def save_snapshot(self, name: str, data: Union[bytes, str], seq: int) -> None:
+        """As :meth:`herald.Agent.save_snapshot` (it fsyncs: in the executor)."""
+        await self._loop.run_in_executor(None, self._core.snapshot_save, name, data, seq)
+
+    async def load_snapshot(self, name: str) -> Optional[Snapshot]:
+        """As :meth:`herald.Agent.load_snapshot`."""
+        return await self._loop.run_in_executor(None, self._core.snapshot_load, name)
+
+    def stats(self) -> Stats:
+        """The agent's counters."""
+        return self._core.stats()
+
+
+class AsyncEventStream:
+    """The async iterator of :meth:`AsyncAgent.aevents`.  Each event's
+    handler call is deferred until the loop asks for the next event."""
+
+    def __init__(self, agent: AsyncAgent, name: str, prefixes: list, start: StartLike,
+                 timeout: Optional[float]):
+        self._agent = agent
+        self.name = name
+        self._timeout = timeout
+        self._ready: "asyncio.Future[None]" = agent._loop.create_future()
+        self._slot: Optional[tuple] = None      # (ticket, event) offered
+        self._current: Optional[int] = None     # ticket given to the loop
+        self._closed = False
+        self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
+                                                  self._trampoline)
+
+    def _trampoline(self, sub: Subscription):
+        # The C agent keeps this callback until it is closed; it holds the
+        # stream weakly, so a stream dropped unclosed is collected (and its
+        # __del__ stops the subscription)
+        core = self._agent._core
+        ref = weakref.ref(self)
+
+        def call(view_p, _arg) -> int:
+            self = ref()
+            core.enter()
+            try:
+                if self is None or self._closed:
+                    return _lib.RETRY
+                ticket = _lib.lib.herald_agent_defer(core.ptr)
+                self._slot = (ticket, Event._from_view(view_p.contents))
+                if not self._ready.done():
+                    self._ready.set_result(None)
+                return _lib.DEFER
+            except BaseException as exc:
+                sub.exception = exc
+                return code_of(exc)
+            finally:
+                core.leave()
+        return _lib.HANDLER_FN(call)
+
+    @staticmethod
+    def _offer(event: Event) -> None:          # never called: the trampoline is ours
+        raise AssertionError("unreachable")
+
+    def _done_with_current(self, rc: int = _lib.OK) -> None:
+        if self._current is not None and not self._agent._core.closed:
+            _lib.lib.herald_agent_complete(self._agent._core.ptr, self._current, rc)
+        self._current = None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._closed:
+            raise StopAsyncIteration
+        self._done_with_current()
+        if self._slot is None:
+            if self._ready.done():
+                self._ready = self._agent._loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._ready), self._timeout)
+            except asyncio.TimeoutError:
+                await self.aclose()
+                raise StopAsyncIteration
+        if self._slot is None:                  # closed meanwhile
+            raise StopAsyncIteration
+        (self._current, event), self._slot = self._slot, None
+        return event
+
+    async def aclose(self, commit: bool = True) -> None:
+        """End the stream: the event last returned counts as done (unless
+        ``commit`` is False) and the subscription stops."""
+        if self._closed:
+            return
+        if commit:
+            self._done_with_current()
+        self._closed = True
+        if not self._ready.done():
+            self._ready.set_result(None)
+        if not self._agent._core.closed:
+            try:
+                self._agent._core.unsubscribe(self.name)
+            except Exception:
+                pass
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and not self._agent._core.closed:
+                self._closed = True
+                self._agent._core.unsubscribe(self.name)
+        except Exception:
+            pass
+
+    async def __aenter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __aexit__(self, exc_type: Any, *rest: Any) -> None:
+        await self.aclose(commit=exc_type is None)

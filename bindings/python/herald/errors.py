@@ -1,0 +1,197 @@
+"""herald.errors - one exception class per ``herald_err``.
+
+Every failure of the C agent is a ``herald_err`` code (include/herald.h);
+each code raises its own class, all of them subclasses of
+:class:`HeraldError`.  The first block mirrors the protocol's ERROR codes
+(the broker refused something), the second the agent's local conditions.
+Where a built-in exception means the same thing, the class derives from it
+too (``herald.TimeoutError`` is a built-in ``TimeoutError``,
+``InvalidArgumentError`` a ``ValueError``), so generic handlers catch them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Dict, Optional, Type
+import uuid
+
+from . import _lib
+
+
+class HeraldError(Exception):
+    """A failed Herald call.  ``code`` is the ``herald_err`` value, ``name``
+    its protocol code string (``"conflict"``) or local name, ``message``
+    the agent's explanation."""
+
+    code: int = -100
+    name: str = "error"
+
+    def __init__(self, message: str = "", *, code: Optional[int] = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message or self.name
+
+
+# -- the protocol's codes: the broker refused ------------------------------
+
+class BadRequestError(HeraldError, ValueError):
+    """``bad_request``: the broker found a field invalid."""
+    code, name = _lib.ERR_BAD_REQUEST, "bad_request"
+
+
+class TooLargeError(HeraldError, ValueError):
+    """``too_large``: an event over ``max_event_bytes``, or a batch too long."""
+    code, name = _lib.ERR_TOO_LARGE, "too_large"
+
+
+class ConflictError(HeraldError):
+    """``conflict``: ``expect`` failed.  ``expected`` is the version the
+    publisher required, ``actual`` the topic's version now; ``id`` the
+    event's id (it was not stored)."""
+    code, name = _lib.ERR_CONFLICT, "conflict"
+
+    def __init__(self, message: str = "", *, expected: int = 0, actual: int = 0,
+                 topic: Optional[str] = None, id: Optional[uuid.UUID] = None):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+        self.topic = topic
+        self.id = id
+
+
+class NotLeaderError(HeraldError):
+    """``not_leader``: the broker is a follower of a cluster (the agent
+    retries these itself; seen only from calls that do not retry)."""
+    code, name = _lib.ERR_NOT_LEADER, "not_leader"
+
+
+class UnauthorizedError(HeraldError, PermissionError):
+    """``unauthorized``."""
+    code, name = _lib.ERR_UNAUTHORIZED, "unauthorized"
+
+
+class OverloadedError(HeraldError):
+    """``overloaded``: the broker, or the local outbox, stayed full for the
+    timeout; nothing was queued."""
+    code, name = _lib.ERR_OVERLOADED, "overloaded"
+
+
+class UnknownCommandError(HeraldError):
+    """``unknown_command``."""
+    code, name = _lib.ERR_UNKNOWN_COMMAND, "unknown_command"
+
+
+class UnsupportedError(HeraldError):
+    """``unsupported``: the broker does not speak this version."""
+    code, name = _lib.ERR_UNSUPPORTED, "unsupported"
+
+
+class InternalError(HeraldError):
+    """``internal``: the broker failed (also the code a subscription fails
+    with when its Python handler raised)."""
+    code, name = _lib.ERR_INTERNAL, "internal"
+
+
+# -- local conditions ------------------------------------------------------
+
+class HeraldIOError(HeraldError, OSError):
+    """The operating system failed (state directory, sockets)."""
+    code, name = _lib.ERR_IO, "io"
+
+
+class LockedError(HeraldError):
+    """Another agent (in this or another process) holds the state directory."""
+    code, name = _lib.ERR_LOCKED, "locked"
+
+
+class NotAStoreError(HeraldError):
+    """A directory holds something that is not Herald's."""
+    code, name = _lib.ERR_NOT_A_STORE, "not_a_store"
+
+
+class CorruptStateError(HeraldError):
+    """Local state (a checkpoint, the outbox, a snapshot) failed its check."""
+    code, name = _lib.ERR_CORRUPT, "corrupt"
+
+
+class NotFoundError(HeraldError, LookupError):
+    """No such subscription, snapshot, topic or stream."""
+    code, name = _lib.ERR_NOT_FOUND, "not_found"
+
+
+class OutOfMemoryError(HeraldError, MemoryError):
+    """An allocation failed in the agent."""
+    code, name = _lib.ERR_NOMEM, "nomem"
+
+
+class TimeoutError(HeraldError, builtins.TimeoutError):
+    """No answer in time.  From ``publish``: the event is QUEUED in the
+    outbox, not lost, and will be sent with the same ``id`` (do not publish
+    it again under a new id)."""
+    code, name = _lib.ERR_TIMEOUT, "timeout"
+
+    def __init__(self, message: str = "", *, id: Optional[uuid.UUID] = None):
+        super().__init__(message)
+        self.id = id
+
+
+class BrokerUnavailable(HeraldError, ConnectionError):
+    """The broker cannot be reached."""
+    code, name = _lib.ERR_UNAVAILABLE, "unavailable"
+
+
+class InvalidArgumentError(HeraldError, ValueError):
+    """The agent refused the arguments locally (a bad topic, name, size...);
+    nothing was sent or queued."""
+    code, name = _lib.ERR_INVALID, "invalid"
+
+
+class Retry(Exception):
+    """Raise from a handler to have the same event offered again after a
+    backoff (10 ms doubling up to ``retry_max``).  The subscription waits,
+    so order is kept."""
+
+
+_BY_CODE: Dict[int, Type[HeraldError]] = {
+    cls.code: cls for cls in (
+        BadRequestError, TooLargeError, ConflictError, NotLeaderError, UnauthorizedError,
+        OverloadedError, UnknownCommandError, UnsupportedError, InternalError,
+        HeraldIOError, LockedError, NotAStoreError, CorruptStateError, NotFoundError,
+        OutOfMemoryError, TimeoutError, BrokerUnavailable, InvalidArgumentError)
+}
+
+
+def error_class(code: int) -> Type[HeraldError]:
+    """The exception class for a ``herald_err`` code."""
+    return _BY_CODE.get(code, HeraldError)
+
+
+def make_error(code: int, message: Optional[str] = None) -> HeraldError:
+    """An exception for code, with message (the thread's last error when None)."""
+    if message is None:
+        last_code, last_message = _lib.last_error()
+        message = last_message if last_code == code else ""
+    if not message:
+        text = _lib.lib.herald_strerror(code)
+        message = text.decode() if text else "error %d" % code
+    cls = error_class(code)
+    if cls is HeraldError:
+        return HeraldError(message, code=code)
+    return cls(message)
+
+
+def check(code: int) -> None:
+    """Raise the exception for a C call's return value, if not HERALD_OK."""
+    if code != _lib.OK:
+        raise make_error(code)
+
+
+def code_of(exc: BaseException) -> int:
+    """The ``herald_err`` a handler's exception stands for."""
+    if isinstance(exc, HeraldError) and exc.code > 0:
+        return exc.code
+    return _lib.ERR_INTERNAL
