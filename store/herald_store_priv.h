@@ -82,6 +82,12 @@ enum { CF_DEFAULT, CF_EVENTS, CF_IDS, CF_STREAMS, CF_TOPICS, CF_COUNT };
 typedef struct _s_topic_cache_t s_topic_cache_t;
 typedef struct _s_pending_t s_pending_t;
 
+//  A new event's id and the value its ids entry gets (seq | ver, big-endian).
+typedef struct {
+    const uint8_t *id;              //  borrowed from the event
+    uint8_t value [16];
+} s_id_entry_t;
+
 //  A new event's place in its topic's stream, gathered during an append.
 typedef struct {
     const char *topic;              //  borrowed from the event
@@ -127,6 +133,11 @@ struct _herald_store_t {
     size_t *id_which;               //  the event each looked-up id belongs to
     herald_append_result_t *id_found;   //  seq 0: not stored
     size_t id_capacity;
+    //  The new ids of the append in progress, put into the WriteBatch in id
+    //  order once every batch is staged (see s_stage_ids)
+    s_id_entry_t *staged_ids;
+    size_t staged_count;
+    size_t staged_capacity;
     //  The greatest id stored: an id above it cannot be a duplicate, so it
     //  needs no lookup (most UUIDv7 ids, which grow with time)
     uint8_t max_id [HERALD_ID_BYTES];
