@@ -16,101 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static pid_t
-s_spawn (const char *binary, char *const *argv, const char *log_path)
-{
-    int log = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log < 0)
-        return -1;
-    fflush (NULL);
-    pid_t parent = getpid ();
-    pid_t pid = fork ();
-    if (pid == 0) {
-        prctl (PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid () != parent)
-            _exit (127);
-        sigset_t none;
-        sigemptyset (&none);
-        sigprocmask (SIG_SETMASK, &none, NULL);
-        signal (SIGTERM, SIG_DFL);
-        signal (SIGINT, SIG_DFL);
-        signal (SIGPIPE, SIG_DFL);
-        int null = open ("/dev/null", O_RDONLY);
-        if (null >= 0)
-            dup2 (null, STDIN_FILENO);
-        dup2 (log, STDOUT_FILENO);
-        dup2 (log, STDERR_FILENO);
-        execv (binary, argv);
-        _exit (127);
-    }
-    close (log);
-    return pid;
-}
-
-static int
-s_wait_ready (bu_broker_t *broker, int timeout_ms)
-{
-    zsock_t *dealer = bu_dealer_new (broker->api);
-    if (!dealer)
-        return -1;
-    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
-    uint64_t rid = 1;
-    int rc = -1;
-    while (tu_mono_ns () < deadline && rc != 0) {
-        msgpack_sbuffer sbuf;
-        msgpack_sbuffer_init (&sbuf);
-        bu_pack_rid (&sbuf, rid++);
-        bu_send_sbuf (dealer, "STATUS", &sbuf);
-        msgpack_sbuffer_destroy (&sbuf);
-        zmsg_t *msg = bu_recv (dealer, 100);
-        if (msg) {
-            rc = 0;
-            zmsg_destroy (&msg);
-        }
-        else
-        if (waitpid (broker->pid, &broker->status, WNOHANG) == broker->pid) {
-            broker->pid = 0;
-            break;
-        }
-    }
-    zsock_destroy (&dealer);
-    return rc;
-}
-
-int
-au_broker_restart (bu_broker_t *broker, int timeout_ms)
-{
-    if (broker->pid > 0)
-        return -1;
-    char *argv [BU_MAX_ARGS + 16];
-    size_t argc = 0;
-    argv [argc++] = broker->binary;
-    argv [argc++] = "--data-dir";
-    argv [argc++] = broker->data_dir;
-    argv [argc++] = "--api";
-    argv [argc++] = broker->api;
-    argv [argc++] = "--fanout";
-    argv [argc++] = broker->fanout;
-    for (size_t index = 0; broker->extra [index]; index++)
-        argv [argc++] = broker->extra [index];
-    argv [argc] = NULL;
-    //  The ports were just released by the old process: retry a bind race
-    for (int tries = 0; tries < 5; tries++) {
-        pid_t pid = s_spawn (broker->binary, argv, broker->log);
-        if (pid < 0)
-            return -1;
-        broker->pid = pid;
-        if (s_wait_ready (broker, timeout_ms) == 0)
-            return 0;
-        bu_broker_kill (broker);
-        zclock_sleep (200);
-    }
-    return -1;
-}
 
 int
 au_publish (const char *api, const char *topic_format, size_t topics, size_t count,
@@ -344,7 +251,7 @@ au_child_spawn (const char *const *args, const char *log)
     for (size_t index = 0; args [index] && argc < 31; index++)
         argv [argc++] = (char *) args [index];
     argv [argc] = NULL;
-    pid_t pid = s_spawn (binary, argv, log);
+    pid_t pid = bu_spawn (binary, argv, log);
     free (binary);
     return pid;
 }
@@ -358,7 +265,7 @@ au_spawn (const char *binary, const char *const *args, const char *log)
     for (size_t index = 0; args [index] && argc < 31; index++)
         argv [argc++] = (char *) args [index];
     argv [argc] = NULL;
-    return s_spawn (binary, argv, log);
+    return bu_spawn (binary, argv, log);
 }
 
 int

@@ -16,12 +16,6 @@
 #include "herald.h"
 #include "brokerutil.h"
 
-//  Start broker again (after a stop or kill) on the api and fanout ports
-//  of its last start, same data dir, and wait up to timeout_ms for STATUS.
-//  Returns 0 or -1.
-int
-    au_broker_restart (bu_broker_t *broker, int timeout_ms);
-
 //  Publish count events with a raw DEALER to api, in batches of up to
 //  100, topic i being printf (topic_format, i % topics), data "e<i>".
 //  Waits for every ACK (timeout_ms in all).  Returns 0 or -1.

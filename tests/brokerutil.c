@@ -146,34 +146,10 @@ bu_broker_destroy (bu_broker_t **self_p)
     *self_p = NULL;
 }
 
-int
-bu_broker_spawn (bu_broker_t *self)
+pid_t
+bu_spawn (const char *binary, char *const *argv, const char *log_path)
 {
-    if (self->pid > 0)
-        return -1;
-    int api = bu_free_port ();
-    int fanout = bu_free_port ();
-    for (int tries = 0; fanout == api && tries < 10; tries++)
-        fanout = bu_free_port ();
-    if (api < 0 || fanout < 0 || api == fanout)
-        return -1;
-    snprintf (self->api, sizeof self->api, "tcp://127.0.0.1:%d", api);
-    snprintf (self->fanout, sizeof self->fanout, "tcp://127.0.0.1:%d", fanout);
-
-    char *argv [BU_MAX_ARGS + 16];
-    size_t argc = 0;
-    argv [argc++] = self->binary;
-    argv [argc++] = "--data-dir";
-    argv [argc++] = self->data_dir;
-    argv [argc++] = "--api";
-    argv [argc++] = self->api;
-    argv [argc++] = "--fanout";
-    argv [argc++] = self->fanout;
-    for (size_t index = 0; self->extra [index]; index++)
-        argv [argc++] = self->extra [index];
-    argv [argc] = NULL;
-
-    int log = open (self->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int log = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0)
         return -1;
     fflush (NULL);
@@ -184,7 +160,7 @@ bu_broker_spawn (bu_broker_t *self)
         return -1;
     }
     if (pid == 0) {
-        //  If the test dies (a timeout, a crash), the broker dies with it
+        //  If the test dies (a timeout, a crash), the child dies with it
         prctl (PR_SET_PDEATHSIG, SIGKILL);
         if (getppid () != parent)
             _exit (127);
@@ -200,12 +176,50 @@ bu_broker_spawn (bu_broker_t *self)
             dup2 (null, STDIN_FILENO);
         dup2 (log, STDOUT_FILENO);
         dup2 (log, STDERR_FILENO);
-        execv (self->binary, argv);
+        execv (binary, argv);
         _exit (127);
     }
     close (log);
+    return pid;
+}
+
+//  Run heraldd on self's data dir, endpoints and extra flags.
+static int
+s_broker_exec (bu_broker_t *self)
+{
+    char *argv [BU_MAX_ARGS + 16];
+    size_t argc = 0;
+    argv [argc++] = self->binary;
+    argv [argc++] = "--data-dir";
+    argv [argc++] = self->data_dir;
+    argv [argc++] = "--api";
+    argv [argc++] = self->api;
+    argv [argc++] = "--fanout";
+    argv [argc++] = self->fanout;
+    for (size_t index = 0; self->extra [index]; index++)
+        argv [argc++] = self->extra [index];
+    argv [argc] = NULL;
+    pid_t pid = bu_spawn (self->binary, argv, self->log);
+    if (pid < 0)
+        return -1;
     self->pid = pid;
     return 0;
+}
+
+int
+bu_broker_spawn (bu_broker_t *self)
+{
+    if (self->pid > 0)
+        return -1;
+    int api = bu_free_port ();
+    int fanout = bu_free_port ();
+    for (int tries = 0; fanout == api && tries < 10; tries++)
+        fanout = bu_free_port ();
+    if (api < 0 || fanout < 0 || api == fanout)
+        return -1;
+    snprintf (self->api, sizeof self->api, "tcp://127.0.0.1:%d", api);
+    snprintf (self->fanout, sizeof self->fanout, "tcp://127.0.0.1:%d", fanout);
+    return s_broker_exec (self);
 }
 
 int
@@ -243,11 +257,11 @@ bu_broker_stop (bu_broker_t *self, int timeout_ms)
     return -1;
 }
 
-int
-bu_broker_start (bu_broker_t *self, int timeout_ms)
+//  Wait up to timeout_ms for the running broker to answer STATUS.  Returns
+//  0, or -1 when it did not (it is killed) or died (see its log).
+static int
+s_broker_ready (bu_broker_t *self, int timeout_ms)
 {
-    if (bu_broker_spawn (self))
-        return -1;
     zsock_t *dealer = bu_dealer_new (self->api);
     if (!dealer) {
         bu_broker_kill (self);
@@ -282,6 +296,31 @@ bu_broker_start (bu_broker_t *self, int timeout_ms)
     if (rc != 0)
         bu_broker_kill (self);
     return rc;
+}
+
+int
+bu_broker_start (bu_broker_t *self, int timeout_ms)
+{
+    if (bu_broker_spawn (self))
+        return -1;
+    return s_broker_ready (self, timeout_ms);
+}
+
+int
+bu_broker_restart (bu_broker_t *self, int timeout_ms)
+{
+    if (self->pid > 0)
+        return -1;
+    //  The ports were just released by the old process: retry a bind race
+    for (int tries = 0; tries < 5; tries++) {
+        if (s_broker_exec (self) != 0)
+            return -1;
+        if (s_broker_ready (self, timeout_ms) == 0)
+            return 0;
+        bu_broker_kill (self);
+        zclock_sleep (200);
+    }
+    return -1;
 }
 
 //  max-1 bytes of the broker's log, from its start or up to its end.

@@ -82,6 +82,20 @@ int
 int
     bu_broker_spawn (bu_broker_t *self);
 
+//  Start the broker again (after a stop or kill) on the api and fanout
+//  ports of its last start, same data dir and flags, and wait up to
+//  timeout_ms for STATUS; a bind race on the just-released ports is
+//  retried.  Returns 0 or -1.
+int
+    bu_broker_restart (bu_broker_t *self, int timeout_ms);
+
+//  fork and exec binary with argv (NULL-terminated, argv[0] included),
+//  stdout and stderr appended to log_path, stdin /dev/null.  The child
+//  dies with its parent (PR_SET_PDEATHSIG) and starts with default signal
+//  handling.  Returns its pid, or -1.
+pid_t
+    bu_spawn (const char *binary, char *const *argv, const char *log_path);
+
 //  Wait up to timeout_ms for the broker to exit by itself.  Returns 0 with
 //  self->status set, or -1 when it still runs.
 int

@@ -290,7 +290,7 @@ Test (herald_agent, loss_across_a_broker_kill_and_restart_is_repaired)
     s_publish ("k.%zu", 5, 100);
     cr_assert_eq (au_wait_count (s_recorder, 100, WAIT_MS), 100);
     bu_broker_kill (s_broker);
-    cr_assert_eq (au_broker_restart (s_broker, START_MS), 0, "heraldd did not restart");
+    cr_assert_eq (bu_broker_restart (s_broker, START_MS), 0, "heraldd did not restart");
     //  Published at once: the agent's SUB is likely not reconnected yet
     s_publish ("k.%zu", 5, 200);
     s_expect ("all", 300);

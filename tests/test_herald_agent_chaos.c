@@ -163,7 +163,7 @@ Test (herald_agent_chaos, kill_restart_and_pause_everything_and_nothing_is_lost_
         switch (round % 4) {
             case 0:
                 bu_broker_kill (s_broker);
-                cr_assert_eq (au_broker_restart (s_broker, START_MS), 0, "heraldd did not restart");
+                cr_assert_eq (bu_broker_restart (s_broker, START_MS), 0, "heraldd did not restart");
                 broker_kills++;
                 break;
             case 1:

@@ -207,7 +207,7 @@ Test (herald_agent_publish, with_the_broker_down_events_wait_in_the_outbox_and_a
     herald_agent_stats (s_agent, &stats);
     cr_assert_eq (stats.outbox_depth, 501);
     cr_assert_eq (herald_agent_flush (s_agent, 300), HERALD_ERR_TIMEOUT);
-    cr_assert_eq (au_broker_restart (s_broker, START_MS), 0);
+    cr_assert_eq (bu_broker_restart (s_broker, START_MS), 0);
     cr_assert_eq (herald_agent_flush (s_agent, WAIT_MS), HERALD_OK, "%s",
                   herald_agent_last_error ());
     s_expect_stored_once (501);
@@ -225,7 +225,7 @@ Test (herald_agent_publish, a_killed_publisher_s_outbox_is_sent_by_the_next_agen
     cr_assert_eq (au_child_wait (child, WAIT_MS, &status), 0, "the child did not die");
     cr_assert (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL, "status %d", status);
     free (out);
-    cr_assert_eq (au_broker_restart (s_broker, START_MS), 0);
+    cr_assert_eq (bu_broker_restart (s_broker, START_MS), 0);
     s_agent = s_new_agent (0, 0);
     cr_assert_eq (herald_agent_flush (s_agent, WAIT_MS), HERALD_OK, "%s",
                   herald_agent_last_error ());
