@@ -463,19 +463,8 @@ main (int argc, char *argv [])
     signal (SIGINT, s_on_signal);
     signal (SIGTERM, s_on_signal);
     signal (SIGPIPE, SIG_IGN);
-    bb_pool = malloc (BB_POOL_BYTES);
-    if (!bb_pool)
+    if (bb_setup ("agent_bench", "agent-bench"))
         return 1;
-    uint64_t state = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < BB_POOL_BYTES; i++) {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-        bb_pool [i] = (uint8_t) (state >> 24);
-    }
-    snprintf (bb_base, sizeof bb_base, "/tmp/herald-agent-bench-XXXXXX");
-    if (!mkdtemp (bb_base)) {
-        fprintf (stderr, "agent_bench: mkdtemp: %s\n", strerror (errno));
-        return 1;
-    }
     char load [64];
     bench_loadavg (load, sizeof load);
     printf ("agent_bench: load average %s at the start\n\n", load);

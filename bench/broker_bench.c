@@ -492,19 +492,8 @@ main (int argc, char *argv [])
     signal (SIGINT, s_on_signal);
     signal (SIGTERM, s_on_signal);
     signal (SIGPIPE, SIG_IGN);
-    bb_pool = malloc (BB_POOL_BYTES);
-    if (!bb_pool)
+    if (bb_setup ("broker_bench", "broker-bench"))
         return 1;
-    uint64_t state = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < BB_POOL_BYTES; i++) {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-        bb_pool [i] = (uint8_t) (state >> 24);
-    }
-    snprintf (bb_base, sizeof bb_base, "/tmp/herald-broker-bench-XXXXXX");
-    if (!mkdtemp (bb_base)) {
-        fprintf (stderr, "broker_bench: mkdtemp: %s\n", strerror (errno));
-        return 1;
-    }
     double start = bench_now ();
     uint64_t total_before, steal_before;
     s_cpu_ticks (&total_before, &steal_before);

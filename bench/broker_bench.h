@@ -31,6 +31,13 @@ extern volatile sig_atomic_t bb_interrupted;
 //  Random payload bytes from a fixed seed, BB_POOL_BYTES long.
 extern uint8_t *bb_pool;
 
+//  What every run of these benches sets up first: bb_pool filled from a
+//  fixed seed, and bb_base made as /tmp/herald-<dir_tag>-XXXXXX.  Returns
+//  0, or -1 after printing why (as program).  The caller frees bb_pool and
+//  removes bb_base at the end.
+int
+    bb_setup (const char *program, const char *dir_tag);
+
 //  Monotonic nanoseconds (the clock bench_now reads), for the send
 //  timestamps embedded in payloads.
 uint64_t

@@ -13,6 +13,7 @@
 #include "broker_bench.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +23,27 @@
 
 volatile sig_atomic_t bb_interrupted = 0;
 uint8_t *bb_pool = NULL;
+
+int
+bb_setup (const char *program, const char *dir_tag)
+{
+    bb_pool = malloc (BB_POOL_BYTES);
+    if (!bb_pool) {
+        fprintf (stderr, "%s: out of memory\n", program);
+        return -1;
+    }
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < BB_POOL_BYTES; i++) {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+        bb_pool [i] = (uint8_t) (state >> 24);
+    }
+    snprintf (bb_base, sizeof bb_base, "/tmp/herald-%s-XXXXXX", dir_tag);
+    if (!mkdtemp (bb_base)) {
+        fprintf (stderr, "%s: mkdtemp: %s\n", program, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
 
 uint64_t
 bb_now_ns (void)

@@ -562,21 +562,10 @@ main (int argc, char *argv [])
     signal (SIGINT, s_on_signal);
     signal (SIGTERM, s_on_signal);
     signal (SIGPIPE, SIG_IGN);
-    bb_pool = malloc (BB_POOL_BYTES);
-    if (!bb_pool)
+    if (bb_setup ("compare", "compare"))
         return 1;
-    uint64_t state = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < BB_POOL_BYTES; i++) {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-        bb_pool [i] = (uint8_t) (state >> 24);
-    }
     s_nonce = ((uint64_t) time (NULL) << 24) ^ ((uint64_t) getpid () << 4) ^ 0xC0;
     atomic_init (&s_counter, 0);
-    snprintf (bb_base, sizeof bb_base, "/tmp/herald-compare-XXXXXX");
-    if (!mkdtemp (bb_base)) {
-        fprintf (stderr, "compare: mkdtemp: %s\n", strerror (errno));
-        return 1;
-    }
     fprintf (stderr, "compare: run %d in %s\n", config.run, bb_base);
     const cmp_system_t *all [3] = { &cmp_herald, &cmp_nats, &cmp_redis };
     const cmp_system_t *order [3];
