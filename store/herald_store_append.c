@@ -36,18 +36,25 @@
 #define TOPIC_CACHE_DEFAULT     65536
 
 //  ---------------------------------------------------------------------
-//  FNV-1a: short keys (topics, ids), good enough spread, no dependency.
+//  Hash of a short key (a topic, an id): eight bytes per multiply, then
+//  a final mix, so every input bit reaches the low bits a table masks.
 
 static uint64_t
 s_hash (const void *data, size_t len)
 {
     const uint8_t *bytes = data;
-    uint64_t hash = 14695981039346656037ULL;
-    for (size_t i = 0; i < len; i++) {
-        hash ^= bytes [i];
-        hash *= 1099511628211ULL;
+    uint64_t hash = 0x9E3779B97F4A7C15ull ^ len;
+    for (; len >= 8; bytes += 8, len -= 8) {
+        uint64_t word;
+        memcpy (&word, bytes, 8);
+        hash = (hash ^ word) * 0xFF51AFD7ED558CCDull;
+        hash ^= hash >> 32;
     }
-    return hash ^ (hash >> 29);
+    for (; len > 0; bytes++, len--)
+        hash = (hash ^ *bytes) * 0x100000001B3ull;
+    hash ^= hash >> 29;
+    hash *= 0xBF58476D1CE4E5B9ull;
+    return hash ^ (hash >> 32);
 }
 
 //  ---------------------------------------------------------------------
@@ -441,16 +448,25 @@ s_note_stream (herald_store_t *self, const herald_event_t *event, uint64_t ver, 
     return 0;
 }
 
+//  The topics one append call touched, and where each one's seqs go.
+typedef struct {
+    const char *topic;
+    size_t len;
+    uint64_t first_ver;
+    size_t count;                   //  its new events
+    size_t start;                   //  where its seqs start
+    size_t filled;                  //  how many of them are in place
+} s_stream_group_t;
+
 static int
-s_stream_order (const void *a, const void *b)
+s_group_order (const void *a, const void *b)
 {
-    const s_stream_entry_t *left = a, *right = b;
+    const s_stream_group_t *left = *(s_stream_group_t *const *) a;
+    const s_stream_group_t *right = *(s_stream_group_t *const *) b;
     size_t len = left->len < right->len? left->len: right->len;
     int order = memcmp (left->topic, right->topic, len);
     if (order == 0)
         order = left->len < right->len? -1: left->len > right->len;
-    if (order == 0)
-        order = left->ver < right->ver? -1: left->ver > right->ver;
     return order;
 }
 
@@ -494,31 +510,70 @@ s_stage_events (herald_store_t *self, uint64_t first_seq)
     return 0;
 }
 
-//  Put one streams run per topic the call touched: sorted by topic and
-//  ver, each topic's entries are consecutive vers.
+//  Put one streams run per topic the call touched, in topic order.  The
+//  entries come in seq order, so a topic's entries are its new vers in
+//  order: grouping them by topic (a hash, then a counting sort) is enough,
+//  and only the distinct topics are sorted.
 static int
 s_stage_streams (herald_store_t *self)
 {
-    qsort (self->streams, self->stream_count, sizeof (s_stream_entry_t), s_stream_order);
-    uint8_t *seqs = malloc (self->stream_count * 8 + 8);
-    if (!seqs)
-        return -1;
-    for (size_t start = 0, end; start < self->stream_count; start = end) {
-        const s_stream_entry_t *first = &self->streams [start];
-        for (end = start; end < self->stream_count
-                       && self->streams [end].len == first->len
-                       && memcmp (self->streams [end].topic, first->topic, first->len) == 0; end++) {
-            assert (self->streams [end].ver == first->ver + (end - start));
-            s_put_u64 (seqs + 8 * (end - start), self->streams [end].seq);
+    size_t total = self->stream_count;
+    size_t capacity = 16;
+    while (capacity < total * 2)
+        capacity <<= 1;
+    uint32_t *slots = calloc (capacity, sizeof (uint32_t));     //  group + 1; 0: empty
+    uint32_t *group_of = malloc (total * sizeof (uint32_t) + 1);
+    s_stream_group_t *groups = malloc (total * sizeof (s_stream_group_t) + 1);
+    s_stream_group_t **order = malloc (total * sizeof (s_stream_group_t *) + 1);
+    uint8_t *seqs = malloc (total * 8 + 8);
+    int rc = slots && group_of && groups && order && seqs? 0: -1;
+    size_t group_count = 0;
+    for (size_t i = 0; rc == 0 && i < total; i++) {
+        const s_stream_entry_t *entry = &self->streams [i];
+        size_t index = s_hash (entry->topic, entry->len) & (capacity - 1);
+        while (slots [index]) {
+            const s_stream_group_t *group = &groups [slots [index] - 1];
+            if (group->len == entry->len && memcmp (group->topic, entry->topic, entry->len) == 0)
+                break;
+            index = (index + 1) & (capacity - 1);
         }
-        uint8_t key [HERALD_STREAM_KEY_MAX];
-        size_t key_len = s_stream_key (key, first->topic, first->len, first->ver);
-        rocksdb_writebatch_put_cf (self->batch, self->cf [CF_STREAMS],
-                                   (const char *) key, key_len,
-                                   (const char *) seqs, 8 * (end - start));
+        if (!slots [index]) {
+            groups [group_count] = (s_stream_group_t) {
+                .topic = entry->topic, .len = entry->len, .first_ver = entry->ver
+            };
+            order [group_count] = &groups [group_count];
+            slots [index] = (uint32_t) ++group_count;
+        }
+        group_of [i] = slots [index] - 1;
+        groups [group_of [i]].count++;
     }
+    if (rc == 0) {
+        qsort (order, group_count, sizeof (s_stream_group_t *), s_group_order);
+        size_t at = 0;
+        for (size_t g = 0; g < group_count; g++) {
+            order [g]->start = at;
+            at += order [g]->count;
+        }
+        for (size_t i = 0; i < total; i++) {
+            s_stream_group_t *group = &groups [group_of [i]];
+            assert (self->streams [i].ver == group->first_ver + group->filled);
+            s_put_u64 (seqs + 8 * (group->start + group->filled++), self->streams [i].seq);
+        }
+        for (size_t g = 0; g < group_count; g++) {
+            const s_stream_group_t *group = order [g];
+            uint8_t key [HERALD_STREAM_KEY_MAX];
+            size_t key_len = s_stream_key (key, group->topic, group->len, group->first_ver);
+            rocksdb_writebatch_put_cf (self->batch, self->cf [CF_STREAMS],
+                                       (const char *) key, key_len,
+                                       (const char *) seqs + 8 * group->start, 8 * group->count);
+        }
+    }
+    free (slots);
+    free (group_of);
+    free (groups);
+    free (order);
     free (seqs);
-    return 0;
+    return rc;
 }
 
 //  Pass two for a batch that passed: its new events into the WriteBatch.
@@ -584,10 +639,18 @@ s_id_order (const void *a, const void *b)
 //  insert near the previous one is cheap; several publishers' UUIDv7 ids
 //  interleave, and in arrival order every insert searched the skiplist
 //  from its top (the memtable was a third of the broker's time with four).
+//  One publisher's UUIDv7 ids usually come already in order: then
+//  checking is all the sorting they need.
 static void
 s_stage_ids (herald_store_t *self)
 {
-    qsort (self->staged_ids, self->staged_count, sizeof (s_id_entry_t), s_id_order);
+    size_t sorted = 1;
+    while (sorted < self->staged_count
+       &&  memcmp (self->staged_ids [sorted - 1].id, self->staged_ids [sorted].id,
+                   HERALD_ID_BYTES) < 0)
+        sorted++;
+    if (sorted < self->staged_count)
+        qsort (self->staged_ids, self->staged_count, sizeof (s_id_entry_t), s_id_order);
     for (size_t i = 0; i < self->staged_count; i++)
         rocksdb_writebatch_put_cf (self->batch, self->cf [CF_IDS],
                                    (const char *) self->staged_ids [i].id, HERALD_ID_BYTES,
