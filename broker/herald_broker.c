@@ -58,6 +58,7 @@
 //  broker stays bounded per connection.
 #define ROUTER_RCVHWM       1000
 #define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
+#define IDLE_FLUSH_BYTES    (1u << 20)  //  less written since the last flush: no idle flush
 
 typedef struct {
     zframe_t *identity;                 //  owned
@@ -90,6 +91,8 @@ typedef struct {
     uint64_t commit_head;
     int64_t commit_started;
     uint64_t fanned;                    //  the last seq published on fanout
+    int64_t last_commit;                //  when the last commit ended (zclock_mono)
+    size_t unflushed_bytes;             //  PUBLISH bytes committed since the last idle flush
     herald_streams_t *streams;          //  REPLAY and READ, made once bound
     msgpack_sbuffer buffer;
     msgpack_zone zone;                  //  scratch, for messages answered at once
@@ -97,7 +100,7 @@ typedef struct {
     bool terminated;
     bool fatal;
     //  Counters shown by STATUS
-    uint64_t published, duplicates, conflicts, refused, dropped;
+    uint64_t published, duplicates, conflicts, refused, dropped, idle_flushes;
 } self_t;
 
 static void
@@ -291,6 +294,7 @@ s_commit_start (self_t *self)
     self->committing = self->queue;
     self->queue = swap;
     self->committing_events = self->queued_events;
+    self->unflushed_bytes += self->queued_bytes;
     self->queued_events = 0;
     self->queued_bytes = 0;
     if (count > self->batch_capacity) {
@@ -318,6 +322,7 @@ s_commit_finish (self_t *self)
 {
     herald_error_t err = { 0 };
     herald_err rc = herald_writer_finish (self->writer, &err);
+    self->last_commit = zclock_mono ();
     size_t count = zlistx_size (self->committing);
     uint64_t head = self->commit_head;
     if (rc != HERALD_OK) {
@@ -412,6 +417,40 @@ s_commit_finish (self_t *self)
 }
 
 
+//  ms until an idle flush is due (0: now), or -1 when none is pending.  A
+//  flush is due once idle_flush_ms have passed with nothing to commit
+//  after at least IDLE_FLUSH_BYTES were committed: a trickle of writes
+//  never makes a stream of tiny table files.
+static int64_t
+s_idle_flush_wait (self_t *self)
+{
+    if (self->config->idle_flush_ms == 0 || self->unflushed_bytes < IDLE_FLUSH_BYTES
+    ||  herald_writer_busy (self->writer) || zlistx_size (self->queue) > 0)
+        return -1;
+    int64_t wait = self->last_commit + (int64_t) self->config->idle_flush_ms - zclock_mono ();
+    return wait > 0? wait: 0;
+}
+
+//  Write the memtables out once the broker has gone idle, so that the
+//  disk holds the log once (not also in the WAL) and a restart has no WAL
+//  to replay.
+static void
+s_idle_flush (self_t *self)
+{
+    if (s_idle_flush_wait (self) != 0)
+        return;
+    herald_error_t err = { 0 };
+    if (herald_store_flush (self->store, &err) != HERALD_OK)
+        herald_log ("warn", "idle flush: %s", err.message);
+    else {
+        self->idle_flushes++;
+        if (herald_log_debug ())
+            herald_log ("debug", "idle flush: %zu bytes committed since the last one",
+                        self->unflushed_bytes);
+    }
+    self->unflushed_bytes = 0;
+}
+
 //  ---------------------------------------------------------------------
 //  Requests
 
@@ -421,7 +460,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     static const char *names [] = {
         "published", "duplicates", "conflicts", "refused", "dropped",
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
-        "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned"
+        "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
+        "idle_flushes"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -435,7 +475,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         self->epoch, herald_store_disk_size (self->store),
         self->config->durability == HERALD_DURABILITY_SYNC,
         memory.memtables, memory.block_cache, memory.table_readers,
-        herald_streams_abandoned (self->streams)
+        herald_streams_abandoned (self->streams), self->idle_flushes
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
@@ -683,6 +723,9 @@ herald_broker_actor (zsock_t *pipe, void *args)
         //  A stream waiting for its client's queue: look again soon
         if (streams_blocked && wait > STREAM_RETRY_MS)
             wait = STREAM_RETRY_MS;
+        int64_t flush_wait = s_idle_flush_wait (self);
+        if (flush_wait >= 0 && flush_wait < wait)
+            wait = flush_wait;
         //  With the queue full, requests wait in libzmq (and TCP) until
         //  the commit in flight is done.
         zmq_pollitem_t items [] = {
@@ -712,6 +755,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
             s_commit_start (self);
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
+        if (!self->fatal)
+            s_idle_flush (self);
         bool blocked = false;
         int pumped = self->fatal? 0: herald_streams_pump (self->streams, &blocked);
         if (pumped < 0) {

@@ -754,6 +754,25 @@ herald_store_disk_size (herald_store_t *self)
     return total;
 }
 
+herald_err
+herald_store_flush (herald_store_t *self, herald_error_t *err)
+{
+    assert (self);
+    rocksdb_flushoptions_t *options = rocksdb_flushoptions_create ();
+    rocksdb_flushoptions_set_wait (options, 0);
+    char *rocks_err = NULL;
+    for (int cf = 0; cf < CF_COUNT && !rocks_err; cf++)
+        rocksdb_flush_cf (self->db, options, self->cf [cf], &rocks_err);
+    rocksdb_flushoptions_destroy (options);
+    if (rocks_err) {
+        herald_error_set (err, HERALD_ERR_IO, "", "cannot flush the store in %s: %s",
+                          self->path, rocks_err);
+        free (rocks_err);
+        return err->code;
+    }
+    return HERALD_OK;
+}
+
 const char *
 herald_store_path (herald_store_t *self)
 {

@@ -151,6 +151,14 @@ uint64_t
 uint64_t
     herald_store_disk_size (herald_store_t *self);
 
+//  Start writing every column family's memtable out to table files, and
+//  return without waiting for it.  Once written, the WAL files that held
+//  those writes are deleted: the disk then holds the log once, and opening
+//  the store has no WAL to replay.  Nothing is lost if the process dies
+//  before the flush ends (the WAL stays until then).  Any thread.
+herald_err
+    herald_store_flush (herald_store_t *self, herald_error_t *err);
+
 //  Where RocksDB's memory goes, in bytes: memtables (active, immutable
 //  and pinned, all column families), the block cache, and the index and
 //  filter blocks of open tables (these grow with the log; the rest is

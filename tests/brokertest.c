@@ -323,6 +323,19 @@ bt_head (zsock_t *sock)
     return head;
 }
 
+uint64_t
+bt_status_extra (zsock_t *sock, uint64_t rid, const char *name)
+{
+    bu_reply_t reply = { 0 };
+    bt_status (sock, rid, &reply);
+    uint64_t value = 0;
+    for (size_t i = 0; i < reply.body.status.extra_count; i++)
+        if (bu_str_eq (reply.body.status.extra_keys [i], name))
+            value = reply.body.status.extra_values [i];
+    bu_reply_fini (&reply);
+    return value;
+}
+
 void
 bt_decode (zframe_t *frame, tu_decoded_t *decoded)
 {

@@ -140,6 +140,10 @@ void
 uint64_t
     bt_head (zsock_t *sock);
 
+//  The extra counter name of a STATUS reply (0 when the reply has none).
+uint64_t
+    bt_status_extra (zsock_t *sock, uint64_t rid, const char *name);
+
 //  Decode envelope frame into decoded (tu_decoded_fini afterwards).
 void
     bt_decode (zframe_t *frame, tu_decoded_t *decoded);

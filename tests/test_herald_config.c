@@ -126,6 +126,7 @@ static const char *s_flag_values [][2] = {
     { "max-queued", "123" },
     { "fanout-hwm", "50" },
     { "client-hwm", "60" },
+    { "idle-flush-ms", "0" },
     { "node", "b1f0-node" },
     { "log-level", "debug" }
 };
@@ -146,6 +147,7 @@ s_assert_flag_values (const herald_config_t *config)
     cr_assert_eq (config->max_queued, 123);
     cr_assert_eq (config->fanout_hwm, 50);
     cr_assert_eq (config->client_hwm, 60);
+    cr_assert_eq (config->idle_flush_ms, 0);
     cr_assert_str_eq (config->node, "b1f0-node");
     cr_assert_str_eq (config->log_level, "debug");
 }
@@ -170,6 +172,7 @@ Test (herald_config, defaults_are_the_issues)
     cr_assert_eq (config->max_queued, 10000);
     cr_assert_eq (config->fanout_hwm, 100000);
     cr_assert_eq (config->client_hwm, 100000);
+    cr_assert_eq (config->idle_flush_ms, 1000);
     cr_assert_str_eq (config->node, "");
     cr_assert_str_eq (config->log_level, "info");
     cr_assert_null (config->config_file);

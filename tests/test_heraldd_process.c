@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "brokertest.h"
@@ -101,7 +103,8 @@ Test (heraldd_process, status_carries_every_documented_counter_as_a_uint)
     static const char *names [] = {
         "published", "duplicates", "conflicts", "refused", "dropped", "streams",
         "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
-        "memtable_bytes", "block_cache_bytes", "table_readers_bytes"
+        "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
+        "idle_flushes"
     };
     enum { NAMES = sizeof names / sizeof names [0] };
     bt_start ();
@@ -154,7 +157,7 @@ Test (heraldd_process, status_carries_every_documented_counter_as_a_uint)
     bt_status (client, 78, &reply);
     size_t extras = 0;
     for (size_t index = 0; index < reply.body.status.extra_count; index++)
-        for (size_t which = NAMES - 3; which < NAMES; which++)
+        for (size_t which = 11; which < 14; which++)      //  the memory figures
             if (bu_str_eq (reply.body.status.extra_keys [index], names [which]))
                 extras++;
     bu_reply_fini (&reply);
@@ -650,6 +653,103 @@ Test (heraldd_process, kill9_during_publish_storm_loses_no_ack_sync)
 Test (heraldd_process, kill9_during_publish_storm_loses_no_ack_async)
 {
     s_storm_test ("async");
+}
+
+
+//  --------------------------------------------------------------------------
+//  Idle flush
+
+//  Bytes of RocksDB's WAL files (NNNNNN.log) in dir.
+static uint64_t
+s_wal_bytes (const char *dir)
+{
+    DIR *handle = opendir (dir);
+    cr_assert_not_null (handle, "cannot list %s", dir);
+    uint64_t total = 0;
+    struct dirent *entry;
+    while ((entry = readdir (handle))) {
+        size_t len = strlen (entry->d_name);
+        if (len < 5 || strcmp (entry->d_name + len - 4, ".log") != 0)
+            continue;
+        char path [4200];
+        snprintf (path, sizeof (path), "%s/%s", dir, entry->d_name);
+        struct stat info;
+        if (stat (path, &info) == 0)
+            total += (uint64_t) info.st_size;
+    }
+    closedir (handle);
+    return total;
+}
+
+//  Wait (at most 10 s, polling) until STATUS counter name reaches at
+//  least want; returns its last value.
+static uint64_t
+s_wait_for_extra (zsock_t *client, const char *name, uint64_t want)
+{
+    uint64_t value = 0;
+    for (uint64_t rid = 5000; rid < 6000; rid++) {
+        value = bt_status_extra (client, rid, name);
+        if (value >= want)
+            break;
+        zclock_sleep (10);
+    }
+    return value;
+}
+
+//  Once the broker has had nothing to commit for --idle-flush-ms after a
+//  megabyte or more was committed, it flushes the memtables: the WAL is
+//  cut to almost nothing, and a kill -9 right after loses nothing.  Less
+//  than a megabyte never triggers a flush, however long the broker idles.
+Test (heraldd_process, idle_flush_cuts_the_wal_and_loses_nothing)
+{
+    const char *extra [] = { "--durability", "async", "--idle-flush-ms", "20",
+                             "--heartbeat-ms", "10", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    const char *beats [] = { "$hb", NULL };
+    zsock_t *sub = bt_subscriber (beats);
+    bt_publish_many (client, "idle.small", 10, 1);
+    //  Twenty heartbeats: ten times --idle-flush-ms with nothing to commit
+    herald_msg_t hb;
+    char node [128];
+    for (int beat = 0; beat < 20; beat++)
+        bt_wait_heartbeat (sub, &hb, node, sizeof (node));
+    cr_assert_eq (bt_status_extra (client, 20, "idle_flushes"), 0,
+                  "a flush after only 10 small events");
+
+    //  2,000 events of 1 KiB
+    static char data [1024];
+    memset (data, 'i', sizeof (data) - 1);
+    bu_event_t batch [100];
+    bu_reply_t reply = { 0 };
+    for (uint64_t rid = 100; rid < 120; rid++) {
+        for (size_t i = 0; i < 100; i++)
+            bu_event_init (&batch [i], "idle.big", data);
+        bt_publish (client, rid, batch, 100, &reply);
+        bu_reply_fini (&reply);
+    }
+    cr_assert_eq (s_wait_for_extra (client, "idle_flushes", 1), 1,
+                  "no idle flush within 10 s of 2 MiB of writes");
+    uint64_t wal = s_wal_bytes (bt_broker->data_dir);
+    for (int poll = 0; poll < 1000 && wal >= 64 * 1024; poll++) {
+        zclock_sleep (10);
+        wal = s_wal_bytes (bt_broker->data_dir);
+    }
+    cr_assert_lt (wal, 64 * 1024, "the WAL still holds %" PRIu64 " bytes after the flush", wal);
+    cr_assert_lt (bt_status_extra (client, 21, "memtable_bytes"), 1u << 20);
+    cr_assert_eq (bt_status_extra (client, 22, "idle_flushes"), 1, "flushed again while idle");
+
+    bt_drop (&client);
+    bt_drop (&sub);
+    bu_broker_kill (bt_broker);
+    bt_start_with (extra);
+    client = bt_client ();
+    bu_reply_t status;
+    bt_status (client, 23, &status);
+    cr_assert_eq (status.body.status.head, 2010, "head %" PRIu64 " after kill -9",
+                  status.body.status.head);
+    cr_assert_eq (status.body.status.topics, 2);
+    bu_reply_fini (&status);
 }
 
 

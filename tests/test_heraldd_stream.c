@@ -344,20 +344,6 @@ s_narrow_client (int rcvhwm)
     return bt_keep (sock);
 }
 
-//  An extra counter of a STATUS reply (0 when absent).
-static uint64_t
-s_status_extra (zsock_t *client, uint64_t rid, const char *name)
-{
-    bu_reply_t reply = { 0 };
-    bt_status (client, rid, &reply);
-    uint64_t value = 0;
-    for (size_t i = 0; i < reply.body.status.extra_count; i++)
-        if (bu_str_eq (reply.body.status.extra_keys [i], name))
-            value = reply.body.status.extra_values [i];
-    bu_reply_fini (&reply);
-    return value;
-}
-
 //  With --client-hwm 2 a replay of 20 MiB to a client that reads one
 //  message every 10 ms fills every queue on the way; the stream waits for
 //  the client instead of dropping EVENTS, and every event arrives in order.
@@ -380,7 +366,7 @@ Test (heraldd_stream, a_slow_reader_gets_every_event_of_a_replay)
     bt_stream_check_end (stream, 20000, 20000, 20000, "done");
     bt_stream_check_seqs (stream, 20000, 1);
     bt_stream_destroy (&stream);
-    cr_assert_eq (s_status_extra (client, 8, "streams_abandoned"), 0);
+    cr_assert_eq (bt_status_extra (client, 8, "streams_abandoned"), 0);
 }
 
 //  A client that never reads holds its stream only for stream_idle_ms: the
@@ -399,10 +385,10 @@ Test (heraldd_stream, a_stream_whose_client_never_reads_is_abandoned)
     uint64_t abandoned = 0, rid = 10;
     while (abandoned == 0 && tu_mono_ns () < deadline) {
         zclock_sleep (50);
-        abandoned = s_status_extra (client, rid++, "streams_abandoned");
+        abandoned = bt_status_extra (client, rid++, "streams_abandoned");
     }
     cr_assert_eq (abandoned, 1, "the stream was not abandoned");
-    cr_assert_eq (s_status_extra (client, rid++, "streams"), 0);
+    cr_assert_eq (bt_status_extra (client, rid++, "streams"), 0);
 }
 
 //  A client that goes away mid-stream: the broker notices when the stream
@@ -425,8 +411,8 @@ Test (heraldd_stream, a_stream_whose_client_is_gone_is_abandoned)
     uint64_t abandoned = 0, rid = 10;
     while (abandoned == 0 && tu_mono_ns () < deadline) {
         zclock_sleep (50);
-        abandoned = s_status_extra (client, rid++, "streams_abandoned");
+        abandoned = bt_status_extra (client, rid++, "streams_abandoned");
     }
     cr_assert_eq (abandoned, 1, "the stream of a gone client was not abandoned");
-    cr_assert_eq (s_status_extra (client, rid++, "streams"), 0);
+    cr_assert_eq (bt_status_extra (client, rid++, "streams"), 0);
 }
