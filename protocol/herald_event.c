@@ -730,11 +730,19 @@ s_count_write (void *data, const char *buf, size_t len)
 //  shortest-form encoders clients use.  herald_msg_decode overwrites it
 //  with the byte span measured in the body as received.
 herald_err
+herald_event_from_object_unsized (herald_event_t *event, const msgpack_object *object,
+                                  msgpack_zone *zone, const char *field_prefix,
+                                  herald_error_t *err)
+{
+    return s_read_event (event, object, false, zone, field_prefix, err);
+}
+
+herald_err
 herald_event_from_object (herald_event_t *event, const msgpack_object *object,
                           msgpack_zone *zone, const char *field_prefix,
                           herald_error_t *err)
 {
-    herald_err rc = s_read_event (event, object, false, zone, field_prefix, err);
+    herald_err rc = herald_event_from_object_unsized (event, object, zone, field_prefix, err);
     if (rc == HERALD_OK) {
         size_t size = 0;
         msgpack_packer counter;

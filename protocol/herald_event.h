@@ -106,6 +106,14 @@ herald_err
                               msgpack_zone *zone, const char *field_prefix,
                               herald_error_t *err);
 
+//  The same, but leaves encoded_size 0: for a caller that measured the
+//  event's bytes as received (PUBLISH decoding), which saves packing the
+//  object again only to count its size.
+herald_err
+    herald_event_from_object_unsized (herald_event_t *event, const msgpack_object *object,
+                                      msgpack_zone *zone, const char *field_prefix,
+                                      herald_error_t *err);
+
 //  Read topic, seq, ver and ts from the head of an envelope written by
 //  herald_event_encode, without allocating.  Returns true when the bytes
 //  have that layout; false otherwise (then use herald_event_decode).

@@ -415,7 +415,8 @@ s_decode_publish (herald_msg_t *self, const msgpack_object *root, const void *bo
                                      spans [index], limits->max_event_bytes);
         if (items [index].type != MSGPACK_OBJECT_MAP)
             return herald_error_set (err, HERALD_ERR_BAD_REQUEST, prefix, "not a map");
-        rc = herald_event_from_object (&events [index], &items [index], zone, prefix, err);
+        rc = herald_event_from_object_unsized (&events [index], &items [index], zone, prefix,
+                                               err);
         if (rc)
             return rc;
         events [index].encoded_size = spans [index];
