@@ -662,6 +662,13 @@ herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count
                      herald_error_t *err)
 {
     assert (self);
+    //  RocksDB counts into a thread-local perf context on every memtable
+    //  insert and lookup unless told not to, per thread.
+    static _Thread_local bool perf_disabled = false;
+    if (!perf_disabled) {
+        rocksdb_set_perf_level (rocksdb_disable);
+        perf_disabled = true;
+    }
     size_t total = 0;
     for (size_t b = 0; b < count; b++)
         total += batches [b].count;
