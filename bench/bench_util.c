@@ -54,6 +54,20 @@ bench_now (void)
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
+void
+bench_sleep_until (double when)
+{
+    if (!(when > bench_now ()))
+        return;
+    struct timespec ts;
+    ts.tv_sec = (time_t) when;
+    ts.tv_nsec = (long) ((when - (double) ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L)
+        ts.tv_nsec = 999999999L;
+    while (clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
 //  Format value with thousands separators ("12,345,678") into buffer.
 const char *
 bench_count (char *buffer, size_t size, double value)

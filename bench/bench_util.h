@@ -24,6 +24,11 @@
 double
     bench_now (void);
 
+//  Sleep until bench_now () reaches when (at once when it has); an
+//  absolute deadline, so a schedule of sleeps does not drift.
+void
+    bench_sleep_until (double when);
+
 //  Format value with thousands separators ("12,345,678") into buffer;
 //  returns buffer.
 const char *

@@ -284,7 +284,7 @@ s_run_fanout (const s_config_t *config)
     static const int fans [3] = { 1, 4, 16 };
     for (int f = 0; f < 3 && !bb_interrupted; f++) {
         bb_fan_result_t result;
-        if (bb_fanout (&broker, fans [f], config->seconds, &result))
+        if (bb_fanout (&broker, fans [f], config->seconds, 0, &result))
             s_failed = true;
         char name [48];
         snprintf (name, sizeof name, "fanout 100 B to %d SUB, async", fans [f]);

@@ -24,6 +24,8 @@
 #define BB_TOPICS           100             //  topics "bench.t<N>"
 #define BB_WINDOW           64              //  requests in flight per client
 #define BB_MAX_SAMPLES      (1u << 20)      //  latency samples kept per thread
+#define BB_TICK_S           0.001           //  a paced publisher's send period
+#define BB_PACE_GRACE_S     1.0             //  how late it may finish its schedule
 
 //  Set by SIGINT/SIGTERM; every loop checks it and stops early.
 extern volatile sig_atomic_t bb_interrupted;
@@ -64,6 +66,16 @@ double
     bb_samples_percentile (bb_samples_t *self, double p);
 void
     bb_samples_fini (bb_samples_t *self);
+
+//  A paced publisher (a fixed offered rate, every system the same way)
+//  sends this many events, at least 1, every bb_pace_batch (rate) / rate
+//  seconds: rate * BB_TICK_S rounded up.  It sleeps to each send's
+//  deadline and stamps the events with it, so a publisher held back (a
+//  full window, a stalled server) cannot hide the wait from the latency;
+//  and it sends every send due before its end, up to BB_PACE_GRACE_S
+//  late, so each system is offered the same events.
+size_t
+    bb_pace_batch (double rate);
 
 //  ---------------------------------------------------------------------
 //  Raw limits (broker_bench_raw.c)
@@ -125,7 +137,7 @@ typedef struct {
 //  What bb_fanout measured.
 typedef struct {
     double rate;                        //  delivered events/s, all subscribers
-    double p50, p99;                    //  publish to deliver, seconds
+    double p50, p99, p999;              //  publish to deliver, seconds
     uint64_t published, delivered;
 } bb_fan_result_t;
 
@@ -141,8 +153,12 @@ void
 
 //  threads publishers (each a DEALER, BB_WINDOW requests in flight) of
 //  batch events of payload bytes per PUBLISH, for seconds or total_events,
-//  at rate events/s in all (0: as fast as the broker ACKs).  Returns 0, or
-//  -1 when nothing was ACKed.
+//  at rate events/s in all (0: as fast as the broker ACKs).  With rate > 0
+//  each publisher sleeps to its next request's deadline (bench_sleep_until
+//  below the poll's 1 ms resolution, never a spin), and its events carry
+//  that deadline as their send time; batch bb_pace_batch (rate) gives the
+//  schedule bench/compare's peers keep.  Returns 0, or -1 when nothing was
+//  ACKed.
 int
     bb_publish (const char *api, int threads, size_t batch, size_t payload, double rate,
                 double seconds, uint64_t total_events, bb_result_t *result);
@@ -155,9 +171,11 @@ int
                         bb_result_t *result, bb_samples_t *latency);
 
 //  subscribers SUB threads on the broker's fanout while one publisher sends
-//  batches of 100 x 100 B for seconds.  Returns 0 or -1.
+//  100 B events for seconds: batches of 100 as fast as BB_WINDOW requests
+//  in flight allow (rate 0), or paced at rate events/s (bb_pace_batch
+//  events per request).  Returns 0 or -1.
 int
-    bb_fanout (const bb_broker_t *broker, int subscribers, double seconds,
+    bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, double rate,
                bb_fan_result_t *result);
 
 //  REPLAY from seq 1 with credit 1,000,000 refilled as events arrive, until

@@ -136,9 +136,11 @@ typedef struct {
     bb_samples_t latency;
 } s_publisher_t;
 
-//  Pack {rid, events: [{id, topic, data} x batch]} into sbuf.
+//  Pack {rid, events: [{id, topic, data} x batch]} into sbuf, stamp (ns,
+//  bb_now_ns's clock) the send time in the last 8 bytes of each data.
 static void
-s_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, size_t batch, size_t payload)
+s_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, size_t batch, size_t payload,
+                uint64_t stamp)
 {
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
@@ -147,7 +149,6 @@ s_pack_publish (msgpack_sbuffer *sbuf, uint64_t rid, size_t batch, size_t payloa
     msgpack_pack_uint64 (&pk, rid);
     msgpack_pack_str_with_body (&pk, "events", 6);
     msgpack_pack_array (&pk, batch);
-    uint64_t stamp = bb_now_ns ();
     for (size_t i = 0; i < batch; i++) {
         uint64_t counter = atomic_fetch_add (&s_next_id, 1);
         uint8_t id [16];
@@ -214,39 +215,52 @@ s_publisher (void *args)
     double interval = self->rate > 0? (double) self->batch / self->rate: 0;
     double due = self->start + self->phase;
     double drain_deadline = self->deadline + 10;
+    //  Paced: every request due before the deadline, however late (bounded)
+    double last_send = interval > 0? self->deadline + BB_PACE_GRACE_S: self->deadline;
     zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
     zmq_msg_t frame;
     zmq_msg_init (&frame);
     while (true) {
         double now = bench_now ();
-        bool sending = !bb_interrupted && now < self->deadline
+        bool sending = !bb_interrupted && now < last_send && due < self->deadline
                     && self->requests < self->max_requests;
         if (!sending && (inflight == 0 || now > drain_deadline || bb_interrupted))
             break;
-        //  Rate-limited: send when the request is due, or less than the
-        //  poll's 1 ms resolution before (no busy wait stealing the
-        //  broker's CPU)
-        while (sending && inflight < BB_WINDOW && (interval == 0 || now >= due - 0.001)) {
+        //  Rate-limited: send when the request is due, not before
+        while (sending && inflight < BB_WINDOW && (interval == 0 || now >= due)) {
             uint64_t rid = ++self->requests;
-            sbuf.size = 0;
-            s_pack_publish (&sbuf, rid, self->batch, self->payload);
             //  Latency counts from the scheduled time when sent late (a
-            //  stalled broker cannot hide its stall), else from the send
+            //  stalled broker cannot hide its stall), else from the send;
+            //  the events carry the same time for their fanout latency
             double sent_at = bench_now ();
             due_at [rid % BB_WINDOW] = interval > 0 && due < sent_at? due: sent_at;
+            sbuf.size = 0;
+            s_pack_publish (&sbuf, rid, self->batch, self->payload,
+                            (uint64_t) (due_at [rid % BB_WINDOW] * 1e9));
             slot_rid [rid % BB_WINDOW] = rid;
             zmq_send (handle, "PUBLISH", 7, ZMQ_SNDMORE);
             zmq_send (handle, sbuf.data, sbuf.size, 0);
             inflight++;
             due += interval;
             now = bench_now ();
-            sending = now < self->deadline && self->requests < self->max_requests;
+            sending = now < last_send && due < self->deadline
+                   && self->requests < self->max_requests;
         }
+        //  Paced: the poll (reading ACKs) until the last whole ms before
+        //  the deadline, then the replies already there and a plain sleep
+        //  to it: no busy wait stealing the broker's CPU, no request sent
+        //  early, and no ACK left unread for longer than a sleep
         long timeout = 100;
-        if (sending && interval > 0 && inflight < BB_WINDOW)
-            timeout = due - 0.001 > now? (long) ((due - now) * 1000) : 0;
-        if (zmq_poll (&item, 1, timeout) <= 0)
+        bool sleep_to_due = false;
+        if (sending && interval > 0 && inflight < BB_WINDOW) {
+            sleep_to_due = due - now < 0.001;
+            timeout = sleep_to_due? 0: (long) ((due - now) * 1000);
+        }
+        if (zmq_poll (&item, 1, timeout) <= 0) {
+            if (sleep_to_due)
+                bench_sleep_until (due);
             continue;
+        }
         //  Every reply already waiting: [command, body]
         while (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) >= 0) {
             char command [8] = "";
@@ -272,6 +286,8 @@ s_publisher (void *args)
             if (self->errors++ == 0)
                 snprintf (self->error, sizeof self->error, "%s", command);
         }
+        if (sleep_to_due)
+            bench_sleep_until (due);
     }
     zmq_msg_close (&frame);
     msgpack_sbuffer_destroy (&sbuf);
@@ -292,6 +308,16 @@ bb_publish (const char *api, int threads, size_t batch, size_t payload, double r
                                  result, &all);
     bb_samples_fini (&all);
     return rc;
+}
+
+size_t
+bb_pace_batch (double rate)
+{
+    double events = rate * BB_TICK_S;
+    size_t batch = events > 0? (size_t) events: 0;
+    if ((double) batch < events)
+        batch++;
+    return batch? batch: 1;
 }
 
 //  ---------------------------------------------------------------------
@@ -356,9 +382,11 @@ s_subscriber (void *args)
 
 
 //  subscribers SUB threads on the broker's fanout while one publisher
-//  publishes batches of 100 x 100 B for seconds.  Returns 0 or -1.
+//  publishes 100 B events for seconds, as fast as it can (rate 0) or at
+//  rate events/s.  Returns 0 or -1.
 int
-bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_result_t *result)
+bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, double rate,
+           bb_fan_result_t *result)
 {
     memset (result, 0, sizeof *result);
     s_subscriber_t sub [16];
@@ -373,7 +401,9 @@ bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_re
         memset (self, 0, sizeof *self);
         atomic_init (&self->delivered, 0);
         self->endpoint = broker->proc->fanout;
-        self->stride = (size_t) subscribers;
+        //  Saturated, a sample per published event in all; paced (a few
+        //  thousand a second), every delivery, for a steadier p99.9
+        self->stride = rate > 0? 1: (size_t) subscribers;
         self->stop = &stop;
         self->ready = &ready;
         if (bb_samples_init (&self->latency, BB_MAX_SAMPLES))
@@ -395,7 +425,8 @@ bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_re
         before [i] = atomic_load (&sub [i].delivered);
     double start = bench_now ();
     bb_result_t pub;
-    bb_publish (broker->proc->api, 1, 100, 100, 0, seconds, UINT64_MAX / 2, &pub);
+    bb_publish (broker->proc->api, 1, rate > 0? bb_pace_batch (rate): 100, 100, rate, seconds,
+                UINT64_MAX / 2, &pub);
     result->published = pub.acked;
     //  Until the subscribers stop receiving (bounded)
     uint64_t seen = 0, quiet = 0;
@@ -425,6 +456,7 @@ bb_fanout (const bb_broker_t *broker, int subscribers, double seconds, bb_fan_re
     result->rate = elapsed > 0? (double) result->delivered / elapsed: 0;
     result->p50 = bb_samples_percentile (&all, 50);
     result->p99 = bb_samples_percentile (&all, 99);
+    result->p999 = bb_samples_percentile (&all, 99.9);
     bb_samples_fini (&all);
     uint64_t expected = result->published * (uint64_t) started;
     if (result->delivered < expected)

@@ -6,8 +6,10 @@
     fsynced before the ACK) or async.  Publishing and fanout are
     broker_bench's own clients (bb_publish_samples, bb_fanout): a DEALER
     per publisher keeping BB_WINDOW PUBLISH requests of CMP_BATCH events in
-    flight (CMP_WINDOW events), SUB sockets on the fanout.  Every event
-    carries its 16-byte id, the idempotency key the broker dedups by.
+    flight (CMP_WINDOW events), SUB sockets on the fanout.  The paced
+    fanout's publisher is bb_publish's rate limit, on the schedule that
+    cmp_pacer_t keeps for the peers.  Every event carries its 16-byte id,
+    the idempotency key the broker dedups by.
 
     The log for catch-up and the sparse read is built here (the rare
     topic's events spread through it), then read with REPLAY from seq 1
@@ -73,15 +75,16 @@ s_publish (cmp_server_t *self, int threads, size_t payload, double seconds,
 }
 
 static int
-s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result)
+s_fanout (cmp_server_t *self, int subscribers, double seconds, double rate,
+          cmp_fan_t *result)
 {
     memset (result, 0, sizeof *result);
     bb_fan_result_t got;
-    int rc = bb_fanout (&self->herald, subscribers, seconds, &got);
+    int rc = bb_fanout (&self->herald, subscribers, seconds, rate, &got);
     result->rate = got.rate;
     result->p50 = got.p50;
     result->p99 = got.p99;
-    result->p999 = -1;                  //  bb_fanout keeps p50 and p99
+    result->p999 = got.p999;
     result->published = got.published;
     result->delivered = got.delivered;
     return rc;
@@ -119,7 +122,7 @@ s_pack_build (msgpack_sbuffer *sbuf, uint64_t rid, s_builder_t *self)
         uint64_t counter = cmp_next_counter ();
         cmp_event_id (counter, id, NULL);
         int topic_len = cmp_topic (first + i, self->total, topic, sizeof topic);
-        cmp_payload (counter, data, sizeof data);
+        cmp_payload (counter, data, sizeof data, 0);
         msgpack_pack_map (&pk, 3);
         msgpack_pack_str_with_body (&pk, "id", 2);
         msgpack_pack_bin_with_body (&pk, id, sizeof id);

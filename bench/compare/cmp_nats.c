@@ -189,7 +189,16 @@ s_publisher (void *args)
     char hex [33], topic [32], subject [40];
     uint64_t sent = 0;
     uint64_t reserved = 0;              //  window places taken, not yet used
-    while (!bb_interrupted && sent < self->max_events && bench_now () < self->deadline) {
+    //  Paced: a tick's events at a time, stamped with its deadline
+    cmp_pacer_t pacer;
+    cmp_pacer_init (&pacer, self->start, self->rate, self->deadline);
+    size_t tick_left = 0;
+    uint64_t stamp = 0;
+    while (!bb_interrupted && sent < self->max_events
+       &&  (self->rate > 0? tick_left > 0 || cmp_pacer_more (&pacer)
+                          : bench_now () < self->deadline)) {
+        if (self->rate > 0 && tick_left == 0)
+            stamp = (uint64_t) (cmp_pacer_wait (&pacer, &tick_left) * 1e9);
         if (reserved == 0) {
             //  Wait for CMP_BATCH free places at least (not one at a time:
             //  that would wake this thread once per ACK), then take them
@@ -222,7 +231,7 @@ s_publisher (void *args)
         jsPubOptions publish;
         jsPubOptions_Init (&publish);
         publish.MsgId = hex;
-        cmp_payload (counter, data, self->payload);
+        cmp_payload (counter, data, self->payload, stamp);
         natsStatus status = js_PublishAsync (js, subject, data, (int) self->payload, &publish);
         if (status != NATS_OK) {
             if (self->errors++ == 0)
@@ -231,6 +240,8 @@ s_publisher (void *args)
         }
         reserved--;
         sent++;
+        if (tick_left > 0)
+            tick_left--;
     }
     //  Give back the places taken and not used
     pthread_mutex_lock (&self->mutex);
@@ -246,24 +257,24 @@ s_publisher (void *args)
 
 static double
 s_run (cmp_server_t *self, int threads, size_t payload, double seconds, uint64_t max_events,
-       uint64_t log_total, cmp_pub_t *result)
+       uint64_t log_total, double rate, cmp_pub_t *result)
 {
     return cmp_run_publishers (self, "nats publish", s_publisher, threads, payload, seconds,
-                               max_events, log_total, result);
+                               max_events, log_total, rate, result);
 }
 
 static int
 s_publish (cmp_server_t *self, int threads, size_t payload, double seconds,
            uint64_t max_events, cmp_pub_t *result)
 {
-    return s_run (self, threads, payload, seconds, max_events, 0, result) < 0? -1: 0;
+    return s_run (self, threads, payload, seconds, max_events, 0, 0, result) < 0? -1: 0;
 }
 
 static double
 s_build (cmp_server_t *self, uint64_t events)
 {
     cmp_pub_t result;
-    double rate = s_run (self, 2, 100, 3600, 0, events, &result);
+    double rate = s_run (self, 2, 100, 3600, 0, events, 0, &result);
     if (result.acked != events)
         bb_problem ("nats: building the log, %" PRIu64 " of %" PRIu64 " ACKed",
                     result.acked, events);
@@ -336,7 +347,8 @@ s_reader_close (natsConnection *nc, jsCtx *js, natsSubscription *sub)
 }
 
 static int
-s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result)
+s_fanout (cmp_server_t *self, int subscribers, double seconds, double rate,
+          cmp_fan_t *result)
 {
     memset (result, 0, sizeof *result);
     s_reader_t reader [16];
@@ -349,7 +361,7 @@ s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result
         memset (one, 0, sizeof *one);
         atomic_init (&one->delivered, 0);
         atomic_init (&one->last, 0);
-        one->stride = (size_t) subscribers;
+        one->stride = rate > 0? 1: (size_t) subscribers;     //  as bb_fanout's
         if (bb_samples_init (&one->latency, BB_MAX_SAMPLES))
             break;
         if (s_reader_open (self, "ev.>", false, one, &nc [started], &js [started],
@@ -361,7 +373,7 @@ s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result
     cmp_pub_t pub;
     double start = bench_now () + 0.1;
     if (started == subscribers)
-        s_run (self, 1, 100, seconds, UINT64_MAX / 2, 0, &pub);
+        s_run (self, 1, 100, seconds, UINT64_MAX / 2, 0, rate, &pub);
     else
         memset (&pub, 0, sizeof pub);
     result->published = pub.acked;

@@ -22,7 +22,7 @@
 double
 cmp_run_publishers (const cmp_server_t *server, const char *what, void *(*body) (void *),
                     int threads, size_t payload, double seconds, uint64_t max_events,
-                    uint64_t log_total, cmp_pub_t *result)
+                    uint64_t log_total, double rate, cmp_pub_t *result)
 {
     memset (result, 0, sizeof *result);
     cmp_publisher_t pub [S_MAX_THREADS];
@@ -41,6 +41,7 @@ cmp_run_publishers (const cmp_server_t *server, const char *what, void *(*body) 
         self->payload = payload;
         self->start = start;
         self->deadline = start + seconds;
+        self->rate = log_total? 0: rate / threads;
         self->max_events = log_total? UINT64_MAX
                                     : (max_events + (uint64_t) threads - 1) / (uint64_t) threads;
         self->log_index = log_total? &log_index: NULL;
@@ -76,6 +77,31 @@ cmp_run_publishers (const cmp_server_t *server, const char *what, void *(*body) 
     cmp_percentiles (&all, &result->p50, &result->p99, &result->p999);
     bb_samples_fini (&all);
     return result->acked > 0? result->rate: -1;
+}
+
+void
+cmp_pacer_init (cmp_pacer_t *self, double start, double rate, double end)
+{
+    self->batch = bb_pace_batch (rate);
+    self->interval = rate > 0? (double) self->batch / rate: 0;
+    self->next = start;
+    self->end = end;
+}
+
+bool
+cmp_pacer_more (const cmp_pacer_t *self)
+{
+    return self->next < self->end && bench_now () < self->end + BB_PACE_GRACE_S;
+}
+
+double
+cmp_pacer_wait (cmp_pacer_t *self, size_t *batch)
+{
+    double due = self->next;
+    bench_sleep_until (due);
+    self->next += self->interval;
+    *batch = self->batch;
+    return due;
 }
 
 int

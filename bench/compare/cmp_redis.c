@@ -180,12 +180,25 @@ s_publisher (void *args)
     double sent_at [S_SLOTS];
     size_t commands [S_SLOTS];
     uint64_t sent_batches = 0, done_batches = 0, sent = 0;
+    //  Paced: a tick's events a batch, stamped with its deadline; the
+    //  replies in hand are read before sleeping to the next tick
+    cmp_pacer_t pacer;
+    cmp_pacer_init (&pacer, self->start, self->rate, self->deadline);
     while (true) {
-        bool sending = !bb_interrupted && bench_now () < self->deadline
-                    && sent < self->max_events;
+        bool sending = !bb_interrupted && sent < self->max_events
+                    && (self->rate > 0? cmp_pacer_more (&pacer)
+                                      : bench_now () < self->deadline);
+        if (sending && self->rate > 0 && sent_batches > done_batches
+        &&  bench_now () < pacer.next)
+            sending = false;            //  take a batch's replies first
+        else
         if (sending && sent_batches - done_batches < S_SLOTS) {
+            size_t limit = CMP_BATCH;
+            uint64_t stamp = 0;
+            if (self->rate > 0)
+                stamp = (uint64_t) (cmp_pacer_wait (&pacer, &limit) * 1e9);
             size_t count = 0;
-            for (size_t i = 0; i < CMP_BATCH && sent < self->max_events; i++) {
+            for (size_t i = 0; i < limit && sent < self->max_events; i++) {
                 uint64_t counter;
                 int topic_len = cmp_next_event (self, &counter, topic, sizeof topic);
                 if (topic_len < 0) {
@@ -193,7 +206,7 @@ s_publisher (void *args)
                     break;
                 }
                 cmp_event_id (counter, id, hex);
-                cmp_payload (counter, data, self->payload);
+                cmp_payload (counter, data, self->payload, stamp);
                 const char *argv [9] = { "XADD", "log", "*", "id", (const char *) id,
                                          "topic", topic, "data", (const char *) data };
                 size_t lens [9] = { 4, 3, 1, 2, sizeof id, 5, (size_t) topic_len, 4,
@@ -245,17 +258,17 @@ s_publisher (void *args)
 //  ignored, topics from cmp_topic).  Returns events/s, -1 when nothing.
 static double
 s_run (cmp_server_t *self, int threads, size_t payload, double seconds, uint64_t max_events,
-       uint64_t log_total, cmp_pub_t *result)
+       uint64_t log_total, double rate, cmp_pub_t *result)
 {
     return cmp_run_publishers (self, "redis XADD", s_publisher, threads, payload, seconds,
-                               max_events, log_total, result);
+                               max_events, log_total, rate, result);
 }
 
 static int
 s_publish (cmp_server_t *self, int threads, size_t payload, double seconds,
            uint64_t max_events, cmp_pub_t *result)
 {
-    return s_run (self, threads, payload, seconds, max_events, 0, result) < 0? -1: 0;
+    return s_run (self, threads, payload, seconds, max_events, 0, 0, result) < 0? -1: 0;
 }
 
 static double
@@ -263,7 +276,7 @@ s_build (cmp_server_t *self, uint64_t events)
 {
     cmp_pub_t result;
     //  The extra XADDs to topic:rare.one are counted in acked
-    double rate = s_run (self, 2, 100, 3600, 0, events, &result);
+    double rate = s_run (self, 2, 100, 3600, 0, events, 0, &result);
     if (result.acked != events + CMP_SPARSE)
         bb_problem ("redis: building the log, %" PRIu64 " of %" PRIu64 " XADDs answered",
                     result.acked, events + CMP_SPARSE);
@@ -355,7 +368,8 @@ s_last_id (const cmp_server_t *server, char *out, size_t size)
 }
 
 static int
-s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result)
+s_fanout (cmp_server_t *self, int subscribers, double seconds, double rate,
+          cmp_fan_t *result)
 {
     memset (result, 0, sizeof *result);
     char from [64];
@@ -371,7 +385,7 @@ s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result
         atomic_init (&one->delivered, 0);
         one->server = self;
         one->from = from;
-        one->stride = (size_t) subscribers;
+        one->stride = rate > 0? 1: (size_t) subscribers;     //  as bb_fanout's
         one->stop = &stop;
         if (bb_samples_init (&one->latency, BB_MAX_SAMPLES))
             break;
@@ -381,8 +395,9 @@ s_fanout (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result
         }
     }
     cmp_pub_t pub;
-    double start = bench_now () + 0.05;
-    s_run (self, 1, 100, seconds, UINT64_MAX / 2, 0, &pub);
+    //  cmp_run_publishers starts its publishers 0.1 s from now (as NATS's)
+    double start = bench_now () + 0.1;
+    s_run (self, 1, 100, seconds, UINT64_MAX / 2, 0, rate, &pub);
     result->published = pub.acked;
     //  Until every subscriber has everything, or they stop receiving
     uint64_t expected = pub.acked * (uint64_t) started;

@@ -21,6 +21,11 @@
       publish   one server per durability: 100 B and 1 KiB x 1 and 4
                 publishers, CMP_WINDOW events in flight each
       fanout    one server (relaxed durability): 1, 4, 16 live readers
+                while one publisher goes as fast as its window allows
+                (saturated: the systems run at different loads); then a
+                fresh server and the same at a fixed offered rate,
+                --fanout-rate (S_FANOUT_RATE), the same for every system
+                (workload fanout_paced: latency at equal load)
       log       one server (relaxed durability): build a log of
                 --log-events, bytes on disk per event, catch-up from the
                 first event, the sparse topic's CMP_SPARSE events
@@ -46,11 +51,19 @@
 #include <string.h>
 #include <unistd.h>
 
+//  The paced fanout's offered rate, events/s published: 80,000 deliveries
+//  a second at 16 subscribers, about a third of the slowest peer's
+//  saturated figure here (NATS JetStream, ~225,000/s in
+//  bench/results/summary.md), so that every system keeps up and the
+//  latencies compare at one load.
+#define S_FANOUT_RATE       5000
+
 typedef struct {
     double seconds;                     //  per publish and fanout case
     double raw_seconds;                 //  per raw case
     uint64_t log_events;
     uint64_t max_events;                //  per publish case
+    double fanout_rate;                 //  the paced fanout, events/s; 0: none
     int run;
     bool quick;
     const char *csv;
@@ -96,12 +109,13 @@ cmp_topic (uint64_t index, uint64_t total, char *out, size_t size)
 }
 
 void
-cmp_payload (uint64_t counter, uint8_t *out, size_t payload)
+cmp_payload (uint64_t counter, uint8_t *out, size_t payload, uint64_t stamp)
 {
     size_t offset = (size_t) ((counter * 2654435761u) % (BB_POOL_BYTES - payload));
     memcpy (out, bb_pool + offset, payload);
     if (payload >= 16) {
-        uint64_t stamp = bb_now_ns ();
+        if (stamp == 0)
+            stamp = bb_now_ns ();
         memcpy (out + payload - sizeof stamp, &stamp, sizeof stamp);
     }
 }
@@ -325,13 +339,17 @@ s_run_publish (const s_config_t *config, const cmp_system_t *system)
     }
 }
 
+//  1, 4, 16 live readers on a fresh server: workload "fanout" with the
+//  publisher as fast as its window allows (rate 0), "fanout_paced" at rate
+//  events/s (its note starts "offered N ev/s", which report.py reads).
 static void
-s_run_fanout (const s_config_t *config, const cmp_system_t *system)
+s_run_fanout (const s_config_t *config, const cmp_system_t *system, double rate)
 {
+    const char *workload = rate > 0? "fanout_paced": "fanout";
     cmp_server_t server;
     memset (&server, 0, sizeof server);
     server.system = system->name;
-    if (system->start (&server, "fanout", system->relaxed)) {
+    if (system->start (&server, rate > 0? "fanout-paced": "fanout", system->relaxed)) {
         system->stop (&server);
         s_failed = true;
         return;
@@ -339,20 +357,28 @@ s_run_fanout (const s_config_t *config, const cmp_system_t *system)
     static const int fans [3] = { 1, 4, 16 };
     for (int f = 0; f < 3 && !bb_interrupted; f++) {
         cmp_fan_t result;
-        int rc = system->fanout (&server, fans [f], config->seconds, &result);
+        int rc = system->fanout (&server, fans [f], config->seconds, rate, &result);
         if (rc)
             s_failed = true;
-        char name [32], note [96];
+        char name [32], offered [48] = "", note [160];
         snprintf (name, sizeof name, "%d sub", fans [f]);
+        if (rate > 0)
+            snprintf (offered, sizeof offered, "offered %.0f ev/s; ", rate);
         uint64_t expected = result.published * (uint64_t) fans [f];
-        snprintf (note, sizeof note, "%" PRIu64 " published, %" PRIu64 " not delivered",
-                  result.published, expected > result.delivered? expected - result.delivered: 0);
-        s_row (system->name, server.durability, s_class (system, server.durability), "fanout",
+        snprintf (note, sizeof note, "%s%" PRIu64 " published, %" PRIu64 " not delivered",
+                  offered, result.published,
+                  expected > result.delivered? expected - result.delivered: 0);
+        s_row (system->name, server.durability, s_class (system, server.durability), workload,
                name, result.rate, "ev/s", result.p50, result.p99, result.p999,
                result.delivered, note);
+        //  A paced publisher that fell behind its schedule (more than 5%
+        //  short) means the system did not sustain the offered rate
+        if (rate > 0 && !rc && (double) result.published < 0.95 * rate * config->seconds)
+            bb_problem ("%s: paced fanout to %d published %" PRIu64 " of the %.0f offered",
+                        system->name, fans [f], result.published, rate * config->seconds);
     }
     system->stop (&server);
-    s_note_rss (system, &server, "fanout");
+    s_note_rss (system, &server, rate > 0? "paced fanout": "fanout");
 }
 
 static void
@@ -453,7 +479,7 @@ s_usage (FILE *out)
     fprintf (out,
         "usage: compare [--quick] [--run N] [--csv FILE] [--seconds S] [--log-events N]\n"
         "               [--systems herald,nats,redis] [--parts raw,publish,fanout,log]\n"
-        "               [--heraldd PATH]\n"
+        "               [--fanout-rate N] [--heraldd PATH]\n"
         "\n"
         "One run of the comparison (bench/compare/run.sh repeats it and makes the\n"
         "table and charts).  Starts heraldd, nats-server and redis-server on free\n"
@@ -467,9 +493,12 @@ s_usage (FILE *out)
         "                   of the systems)\n"
         "  --csv FILE       append the rows to FILE\n"
         "  --systems LIST   which of herald, nats, redis (default: all)\n"
-        "  --parts LIST     which of raw, publish, fanout, log (default: all)\n"
+        "  --parts LIST     which of raw, publish, fanout, log (default: all);\n"
+        "                   fanout is both fanout cases, fanout_paced the paced one\n"
+        "  --fanout-rate N  the paced fanout's offered rate, events/s published\n"
+        "                   (default %d; 0: no paced fanout)\n"
         "  --heraldd PATH   the broker (default: $HERALD_BUILDDIR/broker/heraldd, or\n"
-        "                   broker/heraldd above this program)\n");
+        "                   broker/heraldd above this program)\n", S_FANOUT_RATE);
 }
 
 static int
@@ -484,13 +513,14 @@ s_parse (int argc, char *argv [], s_config_t *config)
         { "systems", required_argument, NULL, 'y' },
         { "parts", required_argument, NULL, 'p' },
         { "heraldd", required_argument, NULL, 'b' },
+        { "fanout-rate", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     double seconds = -1;
     long long events = -1;
     int option;
-    while ((option = getopt_long (argc, argv, "qr:c:s:l:y:p:b:h", longopts, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, "qr:c:s:l:y:p:b:f:h", longopts, NULL)) != -1) {
         char *end = NULL;
         switch (option) {
             case 'q': config->quick = true; break;
@@ -513,6 +543,13 @@ s_parse (int argc, char *argv [], s_config_t *config)
             case 'y': config->systems = optarg; break;
             case 'p': config->parts = optarg; break;
             case 'b': bb_heraldd = optarg; break;
+            case 'f':
+                config->fanout_rate = strtod (optarg, &end);
+                if (*end || !(config->fanout_rate >= 0 && config->fanout_rate <= 1e6)) {
+                    fprintf (stderr, "compare: --fanout-rate wants 0 <= N <= 1,000,000\n");
+                    return -1;
+                }
+                break;
             case 'h': s_usage (stdout); exit (0);
             default: s_usage (stderr); return -1;
         }
@@ -544,6 +581,7 @@ main (int argc, char *argv [])
         .raw_seconds = 3,
         .log_events = 1000000,
         .max_events = 100000000,
+        .fanout_rate = S_FANOUT_RATE,
         .run = 1
     };
     if (s_parse (argc, argv, &config))
@@ -583,7 +621,11 @@ main (int argc, char *argv [])
             s_run_publish (&config, order [i]);
     if (s_listed (config.parts, "fanout"))
         for (int i = 0; i < systems && !bb_interrupted; i++)
-            s_run_fanout (&config, order [i]);
+            s_run_fanout (&config, order [i], 0);
+    if (config.fanout_rate > 0
+    &&  (s_listed (config.parts, "fanout") || s_listed (config.parts, "fanout_paced")))
+        for (int i = 0; i < systems && !bb_interrupted; i++)
+            s_run_fanout (&config, order [i], config.fanout_rate);
     if (s_listed (config.parts, "log"))
         for (int i = 0; i < systems && !bb_interrupted; i++)
             s_run_log (&config, order [i]);

@@ -79,8 +79,10 @@ typedef struct {
     int (*publish) (cmp_server_t *self, int threads, size_t payload, double seconds,
                     uint64_t max_events, cmp_pub_t *result);
     //  subscribers live readers while one publisher publishes 100 B events
-    //  for seconds.
-    int (*fanout) (cmp_server_t *self, int subscribers, double seconds, cmp_fan_t *result);
+    //  for seconds: as fast as its CMP_WINDOW allows (rate 0), or paced at
+    //  rate events/s (cmp_pacer_t; Herald's publisher paces the same way).
+    int (*fanout) (cmp_server_t *self, int subscribers, double seconds, double rate,
+                   cmp_fan_t *result);
     //  Append events 100 B events, topics from cmp_topic: the log that
     //  catchup and sparse read.  Returns events/s or -1.
     double (*build) (cmp_server_t *self, uint64_t events);
@@ -118,9 +120,10 @@ int
     cmp_topic (uint64_t index, uint64_t total, char *out, size_t size);
 
 //  Fill out with payload bytes: a slice of bb_pool chosen by counter, its
-//  last 8 the send time (bb_now_ns, native order) when payload >= 16.
+//  last 8 the send time (native order) when payload >= 16: stamp (ns on
+//  bb_now_ns's clock; a paced publisher's deadline), or now when 0.
 void
-    cmp_payload (uint64_t counter, uint8_t *out, size_t payload);
+    cmp_payload (uint64_t counter, uint8_t *out, size_t payload, uint64_t stamp);
 
 //  The send time in the last 8 bytes of a payload, or 0 when too short.
 uint64_t
@@ -137,6 +140,7 @@ typedef struct {
     size_t payload;
     double start, deadline;
     uint64_t max_events;                //  this thread's budget
+    double rate;                        //  events/s, paced (cmp_pacer_t); 0: unpaced
     atomic_uint_fast64_t *log_index;    //  building the log: the next index; else NULL
     uint64_t log_total;
     pthread_mutex_t mutex;
@@ -150,14 +154,40 @@ typedef struct {
 } cmp_publisher_t;
 
 //  threads threads of body (its argument a cmp_publisher_t *) for seconds
-//  or max_events in all, events of payload bytes; log_total > 0 builds the
-//  log of that many events instead (max_events ignored).  Fills result
-//  (errors are noted with bb_problem, naming what).  Returns events/s,
-//  or -1 when nothing was ACKed.
+//  or max_events in all, events of payload bytes, rate events/s in all
+//  (0: as fast as the window allows); log_total > 0 builds the log of that
+//  many events instead (max_events ignored).  Fills result (errors are
+//  noted with bb_problem, naming what).  Returns events/s, or -1 when
+//  nothing was ACKed.
 double
     cmp_run_publishers (const cmp_server_t *server, const char *what, void *(*body) (void *),
                         int threads, size_t payload, double seconds, uint64_t max_events,
-                        uint64_t log_total, cmp_pub_t *result);
+                        uint64_t log_total, double rate, cmp_pub_t *result);
+
+//  A paced publisher's schedule: a tick of bb_pace_batch (rate) events
+//  every bb_pace_batch (rate) / rate seconds from start until end, the
+//  schedule Herald's publisher (bb_publish) keeps.  Late ticks are not
+//  skipped: a publisher held back catches up one tick at a time, within
+//  its window, up to BB_PACE_GRACE_S after end, and its events carry
+//  their ticks' deadlines, so the wait is counted.
+typedef struct {
+    double next;                        //  the next tick's deadline
+    double interval;
+    double end;
+    size_t batch;
+} cmp_pacer_t;
+
+void
+    cmp_pacer_init (cmp_pacer_t *self, double start, double rate, double end);
+
+//  True while ticks remain to be sent.
+bool
+    cmp_pacer_more (const cmp_pacer_t *self);
+
+//  Sleep until the next tick is due (at once when late), take it: returns
+//  its deadline (bench_now's clock), *batch its events.
+double
+    cmp_pacer_wait (cmp_pacer_t *self, size_t *batch);
 
 //  The next event of a publisher: a fresh counter (for the id and the
 //  payload), and its topic into topic (the log's topic when building the

@@ -9,6 +9,7 @@ Charts are drawn by gnuplot (pngcairo) from .dat files written beside them.
 
 import csv
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from collections import OrderedDict, Counter
 SYSTEMS = ["herald", "nats", "redis", "raw"]
 PUB_CASES = ["100 B, 1 pub", "100 B, 4 pub", "1 KiB, 1 pub", "1 KiB, 4 pub"]
 FAN_CASES = ["1 sub", "4 sub", "16 sub"]
+# The fanout columns: the relaxed durability each system's fanout runs with
+FAN_COLS = [("herald", "async", "Herald async"), ("nats", "default", "NATS JetStream"),
+            ("redis", "everysec", "Redis everysec")]
 # (system, durability) columns of the publish tables, by durability class
 SYNC_COLS = [("herald", "sync", "Herald sync"), ("redis", "always", "Redis always, no dedup"),
              ("redis", "always+dedup", "Redis always + Lua dedup")]
@@ -113,6 +117,22 @@ def table(header, rows):
     return "\n".join(lines) + "\n"
 
 
+def paced_rate(agg):
+    """The paced fanout's offered rate (events/s), from its rows' notes."""
+    rates = Counter()
+    for (_, _, workload, _), g in agg.items():
+        m = re.match(r"offered (\d+) ev/s", g["note"] or "") if workload == "fanout_paced" else None
+        if m:
+            rates[int(m.group(1))] += 1
+    return rates.most_common(1)[0][0] if rates else None
+
+
+def latencies(g):
+    if not g or g["p50"] is None:
+        return "-"
+    return " / ".join(fnum(g[p]) for p in ("p50", "p99", "p999"))
+
+
 def raw_publish_key(case, durability):
     size = "173" if case.startswith("100 B") else "1098"
     return ("raw", durability, "publish", f"RocksDB batches of 1000, {size} B values")
@@ -173,6 +193,29 @@ def summary(agg, problems, out_dir):
                               for s, d in fan_cols])
     md.append(table(["subscribers", "Herald", "NATS", "Redis"], rows) + "\n")
 
+    rate = paced_rate(agg)
+    if rate:
+        md.append(f"## Fanout at a fixed rate of {rate:,} events/s\n")
+        md.append(f"Every system's publisher paced to {rate:,} events/s (a tick of events every "
+                  "millisecond, each event stamped with its tick's deadline, so a publisher held "
+                  "back counts the wait), while 1, 4, 16 subscribers read: the same offered load "
+                  "for all, well below each one's saturated figure above, so the latencies "
+                  "compare at equal load. Publish-to-deliver latency p50 / p99 / p99.9 (ms):\n\n")
+        rows = [[case] + [latencies(agg.get((s, d, "fanout_paced", case))) for s, d, _ in FAN_COLS]
+                for case in FAN_CASES]
+        md.append(table(["subscribers"] + [c[2] for c in FAN_COLS], rows))
+        md.append("\nDelivered events/s (all subscribers), and what was not delivered "
+                  "(published × subscribers − delivered, last run's note):\n\n")
+        rows = []
+        for case in FAN_CASES:
+            r = [case]
+            for s, d, _ in FAN_COLS:
+                g = agg.get((s, d, "fanout_paced", case))
+                note = re.sub(r"^offered \d+ ev/s; ", "", g["note"]) if g else ""
+                r.append(cell(agg, (s, d, "fanout_paced", case)) + (f" · {note}" if note else ""))
+            rows.append(r)
+        md.append(table(["subscribers"] + [c[2] for c in FAN_COLS], rows) + "\n")
+
     md.append("## Catch-up and sparse read\n")
     rows = []
     for s, d in fan_cols:
@@ -218,7 +261,8 @@ def summary(agg, problems, out_dir):
             md.append(f"- {text} ({count}×)")
         md.append("")
     md.append("Charts: `publish_sync.png`, `publish_async.png`, `publish_p99.png`, "
-              "`fanout.png`, `catchup.png`, `sparse.png`, `resources.png`.\n")
+              "`fanout.png`, " + ("`fanout_latency.png`, " if rate else "")
+              + "`catchup.png`, `sparse.png`, `resources.png`.\n")
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write("\n".join(md))
 
@@ -226,6 +270,10 @@ def summary(agg, problems, out_dir):
 def color(series):
     """The same colour for a system in every chart."""
     name = series.lower()
+    if name.endswith(" p50"):           # a latency chart's p50 bars: a lighter shade
+        for key, rgb in (("herald", "#bcbddc"), ("nats", "#a6dba0"), ("redis", "#fdd0a2")):
+            if key in name:
+                return rgb
     for key, rgb in (("herald sync", "#3f007d"), ("herald async", "#807dba"),
                      ("herald", "#54278f"), ("nats", "#1b9e77"),
                      ("always + lua", "#e7298a"), ("everysec + lua", "#f1a1c8"),
@@ -236,8 +284,10 @@ def color(series):
     return "#333333"
 
 
-def gnuplot(out_dir, name, title, ylabel, columns, rows, logscale=False):
+def gnuplot(out_dir, name, title, ylabel, columns, rows, logscale=False, ymin=None):
     """A clustered bar chart: rows are clusters, columns the bars in each."""
+    if ymin is None:
+        ymin = 1 if logscale else 0
     dat = os.path.join(out_dir, name + ".dat")
     with open(dat, "w") as f:
         f.write("case\t" + "\t".join(f'"{c}"' for c in columns) + "\n")
@@ -255,7 +305,7 @@ set boxwidth 0.9
 set key outside right top
 set grid ytics
 set datafile missing "-"
-set yrange [{'1' if logscale else '0'}:*]
+set yrange [{ymin:g}:*]
 {'set logscale y' if logscale else ''}
 set xtics nomirror
 set format y "{'%g' if logscale else '%.0s%c'}"
@@ -291,6 +341,18 @@ def charts(agg, out_dir):
             for case in FAN_CASES]
     gnuplot(out_dir, "fanout", "Fanout: delivered events/s, all subscribers", "events/s",
             [f[2] for f in fan] + ["raw ZeroMQ PUB/SUB"], rows)
+    rate = paced_rate(agg)
+    if rate:
+        names, keys = [], []
+        for p, label in (("p50", "p50"), ("p99", "p99")):
+            for s, d, name in fan:
+                names.append(f"{name} {label}")
+                keys.append((s, d, p))
+        rows = [(case, [(agg.get((s, d, "fanout_paced", case)) or {}).get(p)
+                        for s, d, p in keys]) for case in FAN_CASES]
+        gnuplot(out_dir, "fanout_latency",
+                f"Fanout at {rate:,} events/s: publish-to-deliver latency (ms, log scale)", "ms",
+                names, rows, logscale=True, ymin=0.1)
     rows = [("catch-up", [median(agg, (s, d, "catchup", "replay from the first event"))
                           for s, d, _ in fan]
              + [median(agg, ("raw", "-", "catchup", "RocksDB iteration"))])]

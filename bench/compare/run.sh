@@ -9,10 +9,15 @@
 #   runs.csv      every figure of every run (one row each)
 #   compare.csv   median, min, max of each figure over the runs
 #   summary.md    the tables, the machine, the problems seen
-#   *.png         charts (gnuplot)
+#   *.png         charts (gnuplot), fanout_latency.png for the paced fanout
 #   machine.md    what this machine is, the versions measured
 # compare starts every server itself on free 127.0.0.1 ports with a fresh data
-# dir under /tmp and stops it; see docs/benchmarks.md.
+# dir under /tmp and stops it; see docs/benchmarks.md.  Arguments after -- go
+# to compare, e.g. -- --parts fanout --fanout-rate 10000 (the fanout saturated,
+# then paced at a fixed rate for every system: 5,000 events/s by default).
+#
+# Beware: on a 2-core VM, steal time and other tenants move every latency tail;
+# check the load averages in machine.md, and compare systems within one run.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -88,6 +93,9 @@ echo "run,system,durability,class,workload,case,value,unit,p50_ms,p99_ms,p999_ms
     > "$out/runs.csv"
 : > "$out/progress.log"
 status=0
+# CPU time the hypervisor gave to others (steal) over the runs: on a shared VM
+# it, more than anything of ours, sets the latency tails
+cpu_start=$(grep '^cpu ' /proc/stat)
 for run in $(seq 1 "$runs"); do
     echo "run.sh: run $run of $runs (progress in $out/progress.log)" >&2
     "$build/bench/compare/compare" ${quick[@]+"${quick[@]}"} --run "$run" --csv "$out/runs.csv" \
@@ -95,6 +103,10 @@ for run in $(seq 1 "$runs"); do
     grep -E '^compare: (run|problems)' "$out/progress.log" | tail -1 >&2 || true
 done
 echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |" >> "$out/machine.md"
+echo "$cpu_start" "$(grep '^cpu ' /proc/stat)" | awk '{
+    for (i = 2; i <= 9; i++) { before += $i; after += $(i + 11) }
+    if (after > before) printf "| CPU steal over the runs | %.1f%% |\n", 100 * ($20 - $9) / (after - before)
+}' >> "$out/machine.md"
 
 # 4. Table and charts
 python3 "$top/bench/compare/report.py" "$out"
