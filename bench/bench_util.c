@@ -38,7 +38,10 @@
 //  BENCH_RAW_OPTIONS_TEXT in bench_util.h, which the report prints.  Left
 //  out on purpose: the store's max_total_wal_size, which matters only with
 //  several column families (one CF frees its WAL files at every flush), and
-//  the bloom filters of "ids" and "topics", which the raw DB does not have.
+//  the bloom filters of "ids" and "topics", which the raw DB does not have,
+//  and the events CF's prefix bloom: it lets a seek for a seq skip the
+//  memtables and files that do not hold its bucket, while the raw side
+//  reads by exact key with Get, which skips files by their key ranges.
 #define S_RAW_WRITE_BUFFER_MB   64
 #define S_RAW_BLOCK_CACHE_BYTES (128u << 20)
 

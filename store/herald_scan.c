@@ -22,6 +22,12 @@
               the events returned, plus a few seeks per topic.
       read    one topic's stream in ver order (READ).
 
+    index and read fetch each envelope by seq through a lookup iterator,
+    which seeks only the memtable or file that holds the seq's bucket
+    (herald_store_priv.h); a long full scan iterates around the block
+    cache, so a catch-up does not evict what sparse reads and live readers
+    use (nor grow the cache to its cap for blocks it reads once).
+
     Choosing between full and index: index costs about INDEX_COST_EVENT
     full-scan steps per event and INDEX_COST_TOPIC per topic; it is used
     when that is cheaper than the range, and only for at most
@@ -37,6 +43,7 @@
 #define INDEX_COST_EVENT    8
 #define INDEX_COST_TOPIC    16
 #define CURSOR_BUFFER       32
+#define FULL_SCAN_UNCACHED  65536       //  seqs from which a full scan skips the cache
 
 typedef enum { SCAN_FULL, SCAN_INDEX, SCAN_READ } s_mode_t;
 
@@ -178,6 +185,13 @@ static rocksdb_iterator_t *
 s_iterator (herald_store_t *store, int cf)
 {
     return rocksdb_create_iterator_cf (store->db, store->read_options, store->cf [cf]);
+}
+
+//  An "events" iterator that only looks runs up by seq (herald_store_find_event).
+static rocksdb_iterator_t *
+s_lookup_iterator (herald_store_t *store)
+{
+    return rocksdb_create_iterator_cf (store->db, store->lookup_options, store->cf [CF_EVENTS]);
 }
 
 //  ---------------------------------------------------------------------
@@ -416,7 +430,15 @@ herald_store_scan (herald_store_t *store, const herald_scan_spec_t *spec, herald
         return NULL;
     }
     self->mode = plan? SCAN_INDEX: SCAN_FULL;
-    self->events = s_iterator (store, CF_EVENTS);
+    //  A long full scan reads around the block cache: it would only
+    //  evict what others read (a short one, a gap repair near the head,
+    //  may well be read again, and is cached)
+    bool long_scan = self->bound >= self->from
+                  && self->bound - self->from >= FULL_SCAN_UNCACHED;
+    self->events = plan? s_lookup_iterator (store)
+                       : rocksdb_create_iterator_cf (store->db, long_scan? store->scan_options
+                                                                        : store->read_options,
+                                                     store->cf [CF_EVENTS]);
     return self;
 }
 
@@ -456,7 +478,7 @@ herald_store_read (herald_store_t *store, const char *topic, size_t topic_len,
     self->from = from_ver;
     self->bound = to_ver && to_ver < self->head? to_ver: self->head;
     self->last = from_ver - 1;
-    self->events = s_iterator (store, CF_EVENTS);
+    self->events = s_lookup_iterator (store);
     self->streams = s_iterator (store, CF_STREAMS);
     return self;
 }

@@ -25,6 +25,14 @@
         LAST seq so that a forward seek to s lands on the run holding s.
         Each envelope is stored once and handed out as a slice of its run,
         sent as it is on fanout and in replies: no re-encoding.
+        Looking a run up by seq: the key's first HERALD_EVENTS_PREFIX bytes
+        are RocksDB's prefix, naming a bucket of 256 seqs, with a prefix
+        bloom in each SST file and memtable.  The log is appended in seq
+        order, so a bucket lives in one sorted run (two at a boundary), and
+        a lookup seek (prefix_same_as_start) skips every other memtable and
+        file on a filter probe instead of seeking it.  Scans that walk in
+        order use total_order_seek.  An option, not a format: files from
+        before it have no filter, and are seeked as before.
 
     CF "ids": the dedup index; one key per event
         +--------------+                       +------------+------------+
@@ -68,6 +76,8 @@
 #define HERALD_STREAM_KEY_MAX     (HERALD_TOPIC_MAX + 1 + 8)
 #define HERALD_RUN_MAX_EVENTS     1024
 #define HERALD_RUN_MAX_BYTES      4096
+#define HERALD_EVENTS_PREFIX      7     //  "events" key bytes that name a bucket
+#define HERALD_EVENTS_BUCKET      ((uint64_t) 1 << 8 * (8 - HERALD_EVENTS_PREFIX))
 
 //  A run of events as stored in "events", parsed; pointers borrow the value.
 typedef struct {
@@ -104,7 +114,9 @@ struct _herald_store_t {
     rocksdb_column_family_handle_t *cf [CF_COUNT];
     rocksdb_cache_t *block_cache;
     rocksdb_writeoptions_t *write_options;
-    rocksdb_readoptions_t *read_options;
+    rocksdb_readoptions_t *read_options;    //  total order
+    rocksdb_readoptions_t *lookup_options;  //  "events" runs by seq: one bucket per seek
+    rocksdb_readoptions_t *scan_options;    //  "events" in order, around the block cache
     herald_durability_t durability;
 
     //  Counters: written by the appending thread after each write,
@@ -247,8 +259,9 @@ bool
     herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
                          uint64_t *first_ver, const uint8_t **seqs, size_t *count);
 
-//  Position it (an "events" iterator) at the run holding seq and parse it.
-//  False when no run holds seq (or the run is corrupt: then *corrupt).
+//  Position it (an "events" iterator, lookup_options or total order) at
+//  the run holding seq and parse it.  False when no run holds seq (or the
+//  run is corrupt: then *corrupt).
 bool
     herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run,
                              bool *corrupt);
