@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,480 font ",10"
-set output '/work/main/bench/results/fanout.png'
+set output '/tmp/run2/fanout.png'
 set title "Fanout: delivered events/s, all subscribers"
 set ylabel "events/s"
 set style data histogram
@@ -14,4 +14,4 @@ set yrange [0:*]
 set xtics nomirror
 set format y "%.0s%c"
 colors = "#54278f #1b9e77 #e6550d #969696"
-plot for [i=2:5] '/work/main/bench/results/fanout.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
+plot for [i=2:5] '/tmp/run2/fanout.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)

@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,480 font ",10"
-set output '/work/main/bench/results/publish_async.png'
+set output '/tmp/run2/publish_async.png'
 set title "Acknowledged publish, async class (events/s)"
 set ylabel "events/s"
 set style data histogram
@@ -14,4 +14,4 @@ set yrange [0:*]
 set xtics nomirror
 set format y "%.0s%c"
 colors = "#807dba #1b9e77 #fdb863 #f1a1c8 #969696"
-plot for [i=2:6] '/work/main/bench/results/publish_async.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
+plot for [i=2:6] '/tmp/run2/publish_async.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)

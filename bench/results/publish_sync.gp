@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,480 font ",10"
-set output '/work/main/bench/results/publish_sync.png'
+set output '/tmp/run2/publish_sync.png'
 set title "Acknowledged publish, sync class (events/s)"
 set ylabel "events/s"
 set style data histogram
@@ -14,4 +14,4 @@ set yrange [0:*]
 set xtics nomirror
 set format y "%.0s%c"
 colors = "#3f007d #d95f02 #e7298a #969696"
-plot for [i=2:5] '/work/main/bench/results/publish_sync.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
+plot for [i=2:5] '/tmp/run2/publish_sync.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)

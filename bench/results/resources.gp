@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,480 font ",10"
-set output '/work/main/bench/results/resources.png'
+set output '/tmp/run2/resources.png'
 set title "Resources after the log build"
 set ylabel "MiB / bytes"
 set style data histogram
@@ -14,4 +14,4 @@ set yrange [0:*]
 set xtics nomirror
 set format y "%.0s%c"
 colors = "#54278f #1b9e77 #e6550d"
-plot for [i=2:4] '/work/main/bench/results/resources.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
+plot for [i=2:4] '/tmp/run2/resources.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)

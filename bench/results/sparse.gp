@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,480 font ",10"
-set output '/work/main/bench/results/sparse.png'
+set output '/tmp/run2/sparse.png'
 set title "Sparse read: one topic's 1,000 events (ms, log scale)"
 set ylabel "ms"
 set style data histogram
@@ -14,4 +14,4 @@ set logscale y
 set xtics nomirror
 set format y "%g"
 colors = "#969696 #54278f #54278f #1b9e77 #e6550d #e6550d"
-plot for [i=2:7] '/work/main/bench/results/sparse.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
+plot for [i=2:7] '/tmp/run2/sparse.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
