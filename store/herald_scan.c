@@ -187,13 +187,6 @@ s_iterator (herald_store_t *store, int cf)
     return rocksdb_create_iterator_cf (store->db, store->read_options, store->cf [cf]);
 }
 
-//  An "events" iterator that only looks runs up by seq (herald_store_find_event).
-static rocksdb_iterator_t *
-s_lookup_iterator (herald_store_t *store)
-{
-    return rocksdb_create_iterator_cf (store->db, store->lookup_options, store->cf [CF_EVENTS]);
-}
-
 //  ---------------------------------------------------------------------
 //  Index planning and the per-topic cursors
 
@@ -435,7 +428,7 @@ herald_store_scan (herald_store_t *store, const herald_scan_spec_t *spec, herald
     //  may well be read again, and is cached)
     bool long_scan = self->bound >= self->from
                   && self->bound - self->from >= FULL_SCAN_UNCACHED;
-    self->events = plan? s_lookup_iterator (store)
+    self->events = plan? herald_store_lookup_iterator (store)
                        : rocksdb_create_iterator_cf (store->db, long_scan? store->scan_options
                                                                         : store->read_options,
                                                      store->cf [CF_EVENTS]);
@@ -478,7 +471,7 @@ herald_store_read (herald_store_t *store, const char *topic, size_t topic_len,
     self->from = from_ver;
     self->bound = to_ver && to_ver < self->head? to_ver: self->head;
     self->last = from_ver - 1;
-    self->events = s_lookup_iterator (store);
+    self->events = herald_store_lookup_iterator (store);
     self->streams = s_iterator (store, CF_STREAMS);
     return self;
 }

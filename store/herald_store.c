@@ -318,12 +318,17 @@ herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run
     return seq >= run->first_seq;         //  the key, its last seq, is >= seq
 }
 
+rocksdb_iterator_t *
+herald_store_lookup_iterator (herald_store_t *self)
+{
+    return rocksdb_create_iterator_cf (self->db, self->lookup_options, self->cf [CF_EVENTS]);
+}
+
 //  The ts stored in event seq's envelope; false if it cannot be read.
 static bool
 s_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->lookup_options,
-                                                         self->cf [CF_EVENTS]);
+    rocksdb_iterator_t *it = herald_store_lookup_iterator (self);
     herald_run_t run;
     bool corrupt;
     bool ok = herald_store_find_event (it, seq, &run, &corrupt);
@@ -567,8 +572,7 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
     assert (self);
     *envelope = NULL;
     *len = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->lookup_options,
-                                                         self->cf [CF_EVENTS]);
+    rocksdb_iterator_t *it = herald_store_lookup_iterator (self);
     herald_run_t run;
     bool corrupt;
     herald_err rc = HERALD_OK;

@@ -160,6 +160,7 @@ typedef struct {
 struct _s_pending_t {
     s_table_t ids;
     s_table_t topics;
+    s_table_t groups;               //  topic -> its s_stream_group_t, while staging streams
 };
 
 //  Empty the table and make room for at least entries keys.
@@ -518,34 +519,27 @@ static int
 s_stage_streams (herald_store_t *self)
 {
     size_t total = self->stream_count;
-    size_t capacity = 16;
-    while (capacity < total * 2)
-        capacity <<= 1;
-    uint32_t *slots = calloc (capacity, sizeof (uint32_t));     //  group + 1; 0: empty
-    uint32_t *group_of = malloc (total * sizeof (uint32_t) + 1);
+    s_table_t *index = &self->pending->groups;
     s_stream_group_t *groups = malloc (total * sizeof (s_stream_group_t) + 1);
     s_stream_group_t **order = malloc (total * sizeof (s_stream_group_t *) + 1);
+    uint32_t *group_of = malloc (total * sizeof (uint32_t) + 1);
     uint8_t *seqs = malloc (total * 8 + 8);
-    int rc = slots && group_of && groups && order && seqs? 0: -1;
+    int rc = groups && order && group_of && seqs && s_table_reset (index, total) == 0? 0: -1;
     size_t group_count = 0;
     for (size_t i = 0; rc == 0 && i < total; i++) {
         const s_stream_entry_t *entry = &self->streams [i];
-        size_t index = s_hash (entry->topic, entry->len) & (capacity - 1);
-        while (slots [index]) {
-            const s_stream_group_t *group = &groups [slots [index] - 1];
-            if (group->len == entry->len && memcmp (group->topic, entry->topic, entry->len) == 0)
-                break;
-            index = (index + 1) & (capacity - 1);
-        }
-        if (!slots [index]) {
-            groups [group_count] = (s_stream_group_t) {
+        s_slot_t *slot = s_table_find (index, entry->topic, entry->len);
+        size_t group = slot? (size_t) slot->a: group_count;
+        if (!slot) {
+            groups [group] = (s_stream_group_t) {
                 .topic = entry->topic, .len = entry->len, .first_ver = entry->ver
             };
-            order [group_count] = &groups [group_count];
-            slots [index] = (uint32_t) ++group_count;
+            order [group] = &groups [group];
+            s_table_set (index, entry->topic, entry->len, group, 0);
+            group_count++;
         }
-        group_of [i] = slots [index] - 1;
-        groups [group_of [i]].count++;
+        group_of [i] = (uint32_t) group;
+        groups [group].count++;
     }
     if (rc == 0) {
         qsort (order, group_count, sizeof (s_stream_group_t *), s_group_order);
@@ -568,7 +562,6 @@ s_stage_streams (herald_store_t *self)
                                        (const char *) seqs + 8 * group->start, 8 * group->count);
         }
     }
-    free (slots);
     free (group_of);
     free (groups);
     free (order);
@@ -777,6 +770,7 @@ herald_store_append_free (herald_store_t *self)
     if (self->pending) {
         s_table_destroy (&self->pending->ids);
         s_table_destroy (&self->pending->topics);
+        s_table_destroy (&self->pending->groups);
         free (self->pending);
     }
     s_topic_cache_destroy (&self->topic_cache);

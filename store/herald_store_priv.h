@@ -259,6 +259,11 @@ bool
     herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
                          uint64_t *first_ver, const uint8_t **seqs, size_t *count);
 
+//  An "events" iterator for herald_store_find_event: one bucket per seek.
+//  Caller destroys it.
+rocksdb_iterator_t *
+    herald_store_lookup_iterator (herald_store_t *self);
+
 //  Position it (an "events" iterator, lookup_options or total order) at
 //  the run holding seq and parse it.  False when no run holds seq (or the
 //  run is corrupt: then *corrupt).
