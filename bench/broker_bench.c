@@ -87,23 +87,6 @@ s_on_signal (int signum)
     bb_interrupted = 1;
 }
 
-//  Bytes of the envelope Herald stores for one of our events: the raw
-//  RocksDB values are this long, so both sides write the same log bytes.
-static size_t
-s_envelope_size (size_t payload)
-{
-    herald_event_t event;
-    memset (&event, 0, sizeof event);
-    event.topic = "bench.t42";
-    event.topic_len = strlen (event.topic);
-    event.seq = 1000000;
-    event.ver = 10000;
-    event.ts = 1700000000000000000ull;
-    event.data = bb_pool;
-    event.data_len = payload;
-    return herald_event_encoded_size (&event);
-}
-
 //  CPU time of the whole machine from /proc/stat, in ticks: all of it and
 //  the part stolen by the hypervisor (a VM's neighbours), so the report can
 //  say how much of the run the bench did not have the CPUs it thought.
@@ -168,7 +151,7 @@ s_run_raw_rocksdb (const s_config_t *config, bool sync)
         char path [PATH_MAX];
         bench_join (path, bb_base, "raw");
         uint64_t done;
-        size_t value = s_envelope_size (payloads [p]);
+        size_t value = bb_envelope_size (payloads [p]);
         double rate = bb_raw_rocksdb (path, sync, value, 1000, config->seconds,
                                       config->max_events, &done);
         (sync? s_raw_sync: s_raw_async) [p] = rate;

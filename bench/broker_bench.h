@@ -40,6 +40,12 @@ extern uint8_t *bb_pool;
 int
     bb_setup (const char *program, const char *dir_tag);
 
+//  Bytes of the envelope Herald stores for one of our events with payload
+//  bytes of data: the raw RocksDB values are this long, so both sides
+//  write the same log bytes.
+size_t
+    bb_envelope_size (size_t payload);
+
 //  Monotonic nanoseconds (the clock bench_now reads), for the send
 //  timestamps embedded in payloads.
 uint64_t

@@ -10,6 +10,7 @@
 */
 
 #include "broker_bench.h"
+#include "herald_event.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -308,6 +309,21 @@ bb_publish (const char *api, int threads, size_t batch, size_t payload, double r
                                  result, &all);
     bb_samples_fini (&all);
     return rc;
+}
+
+size_t
+bb_envelope_size (size_t payload)
+{
+    herald_event_t event;
+    memset (&event, 0, sizeof event);
+    event.topic = "bench.t42";
+    event.topic_len = strlen (event.topic);
+    event.seq = 1000000;
+    event.ver = 10000;
+    event.ts = 1700000000000000000ull;
+    event.data = bb_pool;
+    event.data_len = payload;
+    return herald_event_encoded_size (&event);
 }
 
 size_t

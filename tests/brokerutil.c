@@ -53,13 +53,14 @@ bu_heraldd_path (void)
         if (access (path, X_OK) == 0)
             return strdup (path);
     }
-    //  Beside the test binary: tests/x or tests/.libs/x, so ../broker
+    //  Above the program: tests/x, tests/.libs/x, bench/.libs/x or
+    //  bench/compare/.libs/x, so broker/ up to four levels up
     char self [PATH_MAX];
     ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0)
         return NULL;
     self [len] = 0;
-    for (int up = 0; up < 3; up++) {
+    for (int up = 0; up < 4; up++) {
         char *slash = strrchr (self, '/');
         if (!slash)
             return NULL;

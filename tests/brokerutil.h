@@ -48,8 +48,8 @@ typedef struct {
 int
     bu_free_port (void);
 
-//  Where heraldd is: $HERALD_BUILDDIR/broker/heraldd, else found from this
-//  test binary's path.  Caller owns; NULL when not found.
+//  Where heraldd is: $HERALD_BUILDDIR/broker/heraldd, else broker/heraldd
+//  in a directory above this program (a test or a bench).  Caller owns; NULL when not found.
 char *
     bu_heraldd_path (void);
 

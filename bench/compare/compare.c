@@ -168,21 +168,6 @@ s_listed (const char *list, const char *name)
 //  ---------------------------------------------------------------------
 //  Raw limits
 
-static size_t
-s_envelope_size (size_t payload)
-{
-    herald_event_t event;
-    memset (&event, 0, sizeof event);
-    event.topic = "bench.t42";
-    event.topic_len = strlen (event.topic);
-    event.seq = 1000000;
-    event.ver = 10000;
-    event.ts = 1700000000000000000ull;
-    event.data = bb_pool;
-    event.data_len = payload;
-    return herald_event_encoded_size (&event);
-}
-
 //  A raw RocksDB log of events envelope-sized values: iterate it all
 //  (reading each value), then 1,000 Gets spread through it, warm.
 static void
@@ -195,7 +180,7 @@ s_raw_log (const s_config_t *config)
         s_failed = true;
         return;
     }
-    size_t value = s_envelope_size (100);
+    size_t value = bb_envelope_size (100);
     for (uint64_t seq = 1; seq <= config->log_events && !bb_interrupted; seq += 1000)
         if (bench_raw_write (&raw, seq, 1000, value, bb_pool, BB_POOL_BYTES))
             break;
@@ -242,7 +227,7 @@ s_run_raw (const s_config_t *config)
             char path [PATH_MAX], name [64];
             bench_join (path, bb_base, "raw");
             uint64_t done;
-            size_t value = s_envelope_size (payloads [p]);
+            size_t value = bb_envelope_size (payloads [p]);
             double rate = bb_raw_rocksdb (path, sync, value, 1000, config->raw_seconds,
                                           config->max_events, &done);
             snprintf (name, sizeof name, "RocksDB batches of 1000, %zu B values", value);
@@ -449,29 +434,6 @@ s_run_log (const s_config_t *config, const cmp_system_t *system)
 //  ---------------------------------------------------------------------
 //  main
 
-//  broker/heraldd above this program (bench/compare/.libs/compare is four
-//  levels down, one more than bu_heraldd_path looks), unless --heraldd or
-//  $HERALD_BUILDDIR says where.  Caller owns; NULL when not found.
-static char *
-s_find_heraldd (void)
-{
-    char self [PATH_MAX], path [PATH_MAX + 32];
-    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0)
-        return NULL;
-    self [len] = 0;
-    for (int up = 0; up < 4; up++) {
-        char *slash = strrchr (self, '/');
-        if (!slash)
-            return NULL;
-        *slash = 0;
-        snprintf (path, sizeof path, "%s/broker/heraldd", self);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    return NULL;
-}
-
 static void
 s_on_signal (int signum)
 {
@@ -604,10 +566,6 @@ main (int argc, char *argv [])
     if (s_parse (argc, argv, &config))
         return 1;
     s_run = config.run;
-    char *heraldd = NULL;
-    const char *builddir = getenv ("HERALD_BUILDDIR");
-    if (!bb_heraldd && !(builddir && *builddir))
-        bb_heraldd = heraldd = s_find_heraldd ();
     s_csv = stdout;
     if (config.csv && !(s_csv = fopen (config.csv, "a"))) {
         fprintf (stderr, "compare: %s: %s\n", config.csv, strerror (errno));
@@ -666,7 +624,6 @@ main (int argc, char *argv [])
         fclose (s_csv);
     bench_remove_tree (bb_base);
     free (bb_pool);
-    free (heraldd);
     nats_Close ();
     zsys_shutdown ();
     return s_failed || bb_interrupted? 1: 0;
