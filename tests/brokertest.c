@@ -336,6 +336,19 @@ bt_status_extra (zsock_t *sock, uint64_t rid, const char *name)
     return value;
 }
 
+uint64_t
+bt_wait_status_extra (zsock_t *sock, const char *name, uint64_t want, int timeout_ms)
+{
+    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
+    uint64_t value = 0;
+    for (uint64_t rid = 800000; ; rid++) {
+        value = bt_status_extra (sock, rid, name);
+        if (value >= want || tu_mono_ns () >= deadline)
+            return value;
+        zclock_sleep (10);
+    }
+}
+
 void
 bt_decode (zframe_t *frame, tu_decoded_t *decoded)
 {

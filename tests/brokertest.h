@@ -144,6 +144,11 @@ uint64_t
 uint64_t
     bt_status_extra (zsock_t *sock, uint64_t rid, const char *name);
 
+//  Ask STATUS every 10 ms until the extra counter name is at least want or
+//  timeout_ms have passed; returns its last value.
+uint64_t
+    bt_wait_status_extra (zsock_t *sock, const char *name, uint64_t want, int timeout_ms);
+
 //  Decode envelope frame into decoded (tu_decoded_fini afterwards).
 void
     bt_decode (zframe_t *frame, tu_decoded_t *decoded);

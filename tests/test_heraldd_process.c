@@ -681,21 +681,6 @@ s_wal_bytes (const char *dir)
     return total;
 }
 
-//  Wait (at most 10 s, polling) until STATUS counter name reaches at
-//  least want; returns its last value.
-static uint64_t
-s_wait_for_extra (zsock_t *client, const char *name, uint64_t want)
-{
-    uint64_t value = 0;
-    for (uint64_t rid = 5000; rid < 6000; rid++) {
-        value = bt_status_extra (client, rid, name);
-        if (value >= want)
-            break;
-        zclock_sleep (10);
-    }
-    return value;
-}
-
 //  Once the broker has had nothing to commit for --idle-flush-ms after a
 //  megabyte or more was committed, it flushes the memtables: the WAL is
 //  cut to almost nothing, and a kill -9 right after loses nothing.  Less
@@ -728,7 +713,7 @@ Test (heraldd_process, idle_flush_cuts_the_wal_and_loses_nothing)
         bt_publish (client, rid, batch, 100, &reply);
         bu_reply_fini (&reply);
     }
-    cr_assert_eq (s_wait_for_extra (client, "idle_flushes", 1), 1,
+    cr_assert_eq (bt_wait_status_extra (client, "idle_flushes", 1, 10000), 1,
                   "no idle flush within 10 s of 2 MiB of writes");
     uint64_t wal = s_wal_bytes (bt_broker->data_dir);
     for (int poll = 0; poll < 1000 && wal >= 64 * 1024; poll++) {

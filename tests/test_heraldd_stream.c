@@ -381,14 +381,9 @@ Test (heraldd_stream, a_stream_whose_client_never_reads_is_abandoned)
     zsock_t *deaf = s_narrow_client (1);
     bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 1000000 };
     bt_send_replay (deaf, 1, &replay);
-    uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
-    uint64_t abandoned = 0, rid = 10;
-    while (abandoned == 0 && tu_mono_ns () < deadline) {
-        zclock_sleep (50);
-        abandoned = bt_status_extra (client, rid++, "streams_abandoned");
-    }
+    uint64_t abandoned = bt_wait_status_extra (client, "streams_abandoned", 1, 20000);
     cr_assert_eq (abandoned, 1, "the stream was not abandoned");
-    cr_assert_eq (bt_status_extra (client, rid++, "streams"), 0);
+    cr_assert_eq (bt_status_extra (client, 10, "streams"), 0);
 }
 
 //  A client that goes away mid-stream: the broker notices when the stream
@@ -407,12 +402,7 @@ Test (heraldd_stream, a_stream_whose_client_is_gone_is_abandoned)
     cr_assert_eq (stream->count, 5);
     bt_stream_destroy (&stream);
     bt_drop (&gone);
-    uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
-    uint64_t abandoned = 0, rid = 10;
-    while (abandoned == 0 && tu_mono_ns () < deadline) {
-        zclock_sleep (50);
-        abandoned = bt_status_extra (client, rid++, "streams_abandoned");
-    }
+    uint64_t abandoned = bt_wait_status_extra (client, "streams_abandoned", 1, 20000);
     cr_assert_eq (abandoned, 1, "the stream of a gone client was not abandoned");
-    cr_assert_eq (bt_status_extra (client, rid++, "streams"), 0);
+    cr_assert_eq (bt_status_extra (client, 10, "streams"), 0);
 }
