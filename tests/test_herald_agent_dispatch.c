@@ -21,40 +21,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agentutil.h"
+#include "agenttest.h"
 #include "testutil.h"
 
-#define START_MS        10000
 #define WAIT_MS         20000
-
-static bu_broker_t *s_broker;
-static char *s_state;
-static herald_agent_t *s_agent;
-static au_recorder_t *s_recorder;
 
 static void
 s_setup (void)
 {
-    zsys_handler_set (NULL);
-    s_broker = bu_broker_new ("dispatch", NULL);
-    cr_assert_not_null (s_broker, "cannot set up a broker (HERALD_BUILDDIR=%s)",
-                        getenv ("HERALD_BUILDDIR"));
-    cr_assert_eq (bu_broker_start (s_broker, START_MS), 0, "heraldd did not start");
-    s_state = tu_tmpdir_new ("dispatch-state");
-    s_recorder = au_recorder_new ();
-    cr_assert (s_state && s_recorder);
+    at_setup ("dispatch", "dispatch-state");
 }
 
-static void
-s_teardown (void)
-{
-    herald_agent_destroy (&s_agent);
-    au_recorder_destroy (&s_recorder);
-    tu_tmpdir_destroy (&s_state);
-    bu_broker_destroy (&s_broker);
-}
-
-TestSuite (herald_agent_dispatch, .init = s_setup, .fini = s_teardown, .timeout = 90);
+TestSuite (herald_agent_dispatch, .init = s_setup, .fini = at_teardown, .timeout = 90);
 
 //  What the handlers of these tests share with the test's thread.
 typedef struct {
@@ -78,12 +56,12 @@ s_handler (const herald_delivery_t *event, void *arg)
         atomic_fetch_add (&s_ctx.wrong_thread, 1);
     if (event->seq == s_ctx.defer_seq && event->attempt == 1
     &&  atomic_load (&s_ctx.ticket) == 0) {
-        uint64_t ticket = herald_agent_defer (s_agent);
+        uint64_t ticket = herald_agent_defer (at_agent);
         cr_assert_neq (ticket, 0);
         atomic_store (&s_ctx.ticket, ticket);
         return HERALD_DEFER;
     }
-    return au_record (event, s_recorder);
+    return au_record (event, at_recorder);
 }
 
 static void
@@ -114,7 +92,7 @@ s_new_agent (bool dispatch)
     memset (&s_ctx, 0, sizeof s_ctx);
     s_ctx.thread = pthread_self ();
     herald_agent_options_t options;
-    au_options (&options, s_broker, s_state);
+    au_options (&options, at_broker, at_state);
     options.dispatch = dispatch;
     options.on_error = s_on_error;
     herald_agent_t *agent = herald_agent_new ("test", &options);
@@ -126,7 +104,7 @@ static void
 s_subscribe (const char *name, const char *prefix)
 {
     const char *prefixes [] = { prefix, NULL };
-    herald_err rc = herald_agent_subscribe (s_agent, name, prefixes,
+    herald_err rc = herald_agent_subscribe (at_agent, name, prefixes,
                                             (herald_start_t) { HERALD_START_BEGINNING, 0 },
                                             s_handler, NULL);
     cr_assert_eq (rc, HERALD_OK, "subscribe: %s", herald_agent_last_error ());
@@ -136,13 +114,13 @@ s_subscribe (const char *name, const char *prefix)
 static void
 s_run (int ms, bool (*until) (void))
 {
-    int fd = herald_agent_fd (s_agent);
+    int fd = herald_agent_fd (at_agent);
     cr_assert_geq (fd, 0);
     uint64_t deadline = tu_mono_ns () + (uint64_t) ms * 1000000ULL;
     while (tu_mono_ns () < deadline && !(until && until ())) {
         struct pollfd item = { .fd = fd, .events = POLLIN };
         if (poll (&item, 1, 20) > 0)
-            cr_assert_geq (herald_agent_dispatch (s_agent, 64), 0);
+            cr_assert_geq (herald_agent_dispatch (at_agent, 64), 0);
     }
 }
 
@@ -150,9 +128,9 @@ static size_t s_want;
 static bool
 s_have_enough (void)
 {
-    pthread_mutex_lock (&s_recorder->lock);
-    bool enough = s_recorder->count >= s_want;
-    pthread_mutex_unlock (&s_recorder->lock);
+    pthread_mutex_lock (&at_recorder->lock);
+    bool enough = at_recorder->count >= s_want;
+    pthread_mutex_unlock (&at_recorder->lock);
     return enough;
 }
 
@@ -161,127 +139,127 @@ s_dispatch_until (size_t count)
 {
     s_want = count;
     s_run (WAIT_MS, s_have_enough);
-    cr_assert_geq (s_recorder->count, count, "%zu events delivered, expected %zu",
-                   s_recorder->count, count);
+    cr_assert_geq (at_recorder->count, count, "%zu events delivered, expected %zu",
+                   at_recorder->count, count);
 }
 
 static void
 s_check_once_in_order (void)
 {
     char message [256];
-    cr_assert_eq (au_check_once_in_order (s_recorder, message, sizeof message), 0, "%s",
+    cr_assert_eq (au_check_once_in_order (at_recorder, message, sizeof message), 0, "%s",
                   message);
 }
 
 Test (herald_agent_dispatch, fd_and_dispatch_refuse_an_agent_not_in_dispatch_mode)
 {
-    s_agent = s_new_agent (false);
-    cr_assert_eq (herald_agent_fd (s_agent), -1);
+    at_agent = s_new_agent (false);
+    cr_assert_eq (herald_agent_fd (at_agent), -1);
     cr_assert_eq (herald_agent_last_errcode (), HERALD_ERR_INVALID);
-    cr_assert_eq (herald_agent_dispatch (s_agent, 10), -1);
-    cr_assert_eq (herald_agent_defer (s_agent), 0);
-    cr_assert_eq (herald_agent_complete (s_agent, 1, HERALD_OK), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_agent_dispatch (at_agent, 10), -1);
+    cr_assert_eq (herald_agent_defer (at_agent), 0);
+    cr_assert_eq (herald_agent_complete (at_agent, 1, HERALD_OK), HERALD_ERR_NOT_FOUND);
 }
 
 Test (herald_agent_dispatch, handlers_run_on_the_dispatching_thread_once_in_order)
 {
-    cr_assert_eq (au_publish (s_broker->api, "orders.%zu", 7, 500, WAIT_MS), 0);
-    cr_assert_eq (au_publish (s_broker->api, "stock.%zu", 3, 100, WAIT_MS), 0);
-    s_agent = s_new_agent (true);
+    cr_assert_eq (au_publish (at_broker->api, "orders.%zu", 7, 500, WAIT_MS), 0);
+    cr_assert_eq (au_publish (at_broker->api, "stock.%zu", 3, 100, WAIT_MS), 0);
+    at_agent = s_new_agent (true);
     s_subscribe ("orders", "orders.");
     s_dispatch_until (500);
-    cr_assert_eq (au_publish (s_broker->api, "orders.%zu", 7, 300, WAIT_MS), 0);
+    cr_assert_eq (au_publish (at_broker->api, "orders.%zu", 7, 300, WAIT_MS), 0);
     s_dispatch_until (800);
     s_run (300, NULL);
-    cr_assert_eq (s_recorder->count, 800);
+    cr_assert_eq (at_recorder->count, 800);
     cr_assert_eq (atomic_load (&s_ctx.wrong_thread), 0);
     s_check_once_in_order ();
     herald_sub_status_t status;
-    cr_assert_eq (herald_agent_sub_status (s_agent, "orders", &status), HERALD_OK);
+    cr_assert_eq (herald_agent_sub_status (at_agent, "orders", &status), HERALD_OK);
     cr_assert_eq (status.delivered, 800);
 }
 
 Test (herald_agent_dispatch, nothing_is_delivered_or_checkpointed_until_dispatched)
 {
-    cr_assert_eq (au_publish (s_broker->api, "a.%zu", 3, 50, WAIT_MS), 0);
-    s_agent = s_new_agent (true);
+    cr_assert_eq (au_publish (at_broker->api, "a.%zu", 3, 50, WAIT_MS), 0);
+    at_agent = s_new_agent (true);
     s_subscribe ("a", "a.");
     //  The first call is posted: the fd becomes readable, nothing runs
-    struct pollfd item = { .fd = herald_agent_fd (s_agent), .events = POLLIN };
+    struct pollfd item = { .fd = herald_agent_fd (at_agent), .events = POLLIN };
     cr_assert_eq (poll (&item, 1, WAIT_MS), 1, "the fd never became readable");
     usleep (200 * 1000);
     herald_sub_status_t status;
-    cr_assert_eq (herald_agent_sub_status (s_agent, "a", &status), HERALD_OK);
+    cr_assert_eq (herald_agent_sub_status (at_agent, "a", &status), HERALD_OK);
     cr_assert_eq (status.delivered, 0);
     cr_assert_eq (status.delivered_seq, 0);
-    cr_assert_eq (s_recorder->count, 0);
+    cr_assert_eq (at_recorder->count, 0);
     //  One call per dispatch when max is 1
-    cr_assert_eq (herald_agent_dispatch (s_agent, 1), 1);
-    cr_assert_eq (s_recorder->count, 1);
+    cr_assert_eq (herald_agent_dispatch (at_agent, 1), 1);
+    cr_assert_eq (at_recorder->count, 1);
     s_dispatch_until (50);
     s_check_once_in_order ();
 }
 
 Test (herald_agent_dispatch, a_deferred_call_holds_the_subscription_until_completed)
 {
-    cr_assert_eq (au_publish (s_broker->api, "a.%zu", 3, 20, WAIT_MS), 0);
-    s_agent = s_new_agent (true);
+    cr_assert_eq (au_publish (at_broker->api, "a.%zu", 3, 20, WAIT_MS), 0);
+    at_agent = s_new_agent (true);
     s_ctx.defer_seq = 5;
     s_subscribe ("a", "a.");
     s_dispatch_until (4);
     s_run (300, NULL);
     //  seq 5 was deferred: nothing after it, and the checkpoint stays at 4
-    cr_assert_eq (s_recorder->count, 4);
+    cr_assert_eq (at_recorder->count, 4);
     uint64_t ticket = atomic_load (&s_ctx.ticket);
     cr_assert_neq (ticket, 0);
     herald_sub_status_t status;
-    herald_agent_sub_status (s_agent, "a", &status);
+    herald_agent_sub_status (at_agent, "a", &status);
     cr_assert_eq (status.delivered_seq, 4);
-    cr_assert_eq (herald_agent_complete (s_agent, ticket + 1, HERALD_OK), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_agent_complete (at_agent, ticket + 1, HERALD_OK), HERALD_ERR_NOT_FOUND);
     //  Answered RETRY: the same event is offered again (attempt 2)
-    cr_assert_eq (herald_agent_complete (s_agent, ticket, HERALD_RETRY), HERALD_OK);
-    cr_assert_eq (herald_agent_complete (s_agent, ticket, HERALD_OK), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_agent_complete (at_agent, ticket, HERALD_RETRY), HERALD_OK);
+    cr_assert_eq (herald_agent_complete (at_agent, ticket, HERALD_OK), HERALD_ERR_NOT_FOUND);
     s_dispatch_until (20);
     s_check_once_in_order ();
-    cr_assert_eq (s_recorder->seqs [4], 5);
-    cr_assert_eq (s_recorder->attempts [4], 2);
+    cr_assert_eq (at_recorder->seqs [4], 5);
+    cr_assert_eq (at_recorder->attempts [4], 2);
 }
 
 Test (herald_agent_dispatch, unsubscribe_abandons_a_deferred_call_and_resume_redelivers_it)
 {
-    cr_assert_eq (au_publish (s_broker->api, "a.%zu", 3, 10, WAIT_MS), 0);
-    s_agent = s_new_agent (true);
+    cr_assert_eq (au_publish (at_broker->api, "a.%zu", 3, 10, WAIT_MS), 0);
+    at_agent = s_new_agent (true);
     s_ctx.defer_seq = 3;
     s_subscribe ("a", "a.");
     s_dispatch_until (2);
     s_run (200, NULL);
     uint64_t ticket = atomic_load (&s_ctx.ticket);
     cr_assert_neq (ticket, 0);
-    cr_assert_eq (herald_agent_unsubscribe (s_agent, "a"), HERALD_OK);
-    cr_assert_eq (herald_agent_complete (s_agent, ticket, HERALD_OK), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_agent_unsubscribe (at_agent, "a"), HERALD_OK);
+    cr_assert_eq (herald_agent_complete (at_agent, ticket, HERALD_OK), HERALD_ERR_NOT_FOUND);
     s_subscribe ("a", "a.");
     s_dispatch_until (10);
     s_check_once_in_order ();
-    cr_assert_eq (s_recorder->seqs [2], 3);
-    cr_assert (s_recorder->redelivered [2], "the abandoned event is flagged redelivered");
-    cr_assert_not (s_recorder->redelivered [3]);
+    cr_assert_eq (at_recorder->seqs [2], 3);
+    cr_assert (at_recorder->redelivered [2], "the abandoned event is flagged redelivered");
+    cr_assert_not (at_recorder->redelivered [3]);
 }
 
 Test (herald_agent_dispatch, completions_and_on_error_run_through_dispatch)
 {
-    s_agent = s_new_agent (true);
+    at_agent = s_new_agent (true);
     for (int index = 0; index < 50; index++) {
         herald_outgoing_t event = { .topic = "p.1", .data = "x", .data_len = 1 };
-        cr_assert_eq (herald_agent_publish_async (s_agent, &event, s_done, NULL, NULL),
+        cr_assert_eq (herald_agent_publish_async (at_agent, &event, s_done, NULL, NULL),
                       HERALD_OK);
     }
-    cr_assert_eq (herald_agent_flush (s_agent, WAIT_MS), HERALD_OK);
+    cr_assert_eq (herald_agent_flush (at_agent, WAIT_MS), HERALD_OK);
     cr_assert_eq (atomic_load (&s_ctx.completions), 0, "a completion ran without dispatch");
     s_run (500, NULL);
     cr_assert_eq (atomic_load (&s_ctx.completions), 50);
     //  A handler error fails the subscription; on_error is dispatched too
-    s_recorder->fail_seq = 20;
-    s_recorder->fail_code = HERALD_ERR_INTERNAL;
+    at_recorder->fail_seq = 20;
+    at_recorder->fail_code = HERALD_ERR_INTERNAL;
     s_subscribe ("p", "p.");
     s_dispatch_until (19);
     s_run (300, NULL);
@@ -289,7 +267,7 @@ Test (herald_agent_dispatch, completions_and_on_error_run_through_dispatch)
     cr_assert_str_eq (s_ctx.error_sub, "p");
     cr_assert_eq (s_ctx.error_code, HERALD_ERR_INTERNAL);
     herald_sub_status_t status;
-    herald_agent_sub_status (s_agent, "p", &status);
+    herald_agent_sub_status (at_agent, "p", &status);
     cr_assert_eq (status.state, HERALD_SUB_FAILED);
     cr_assert_eq (status.delivered_seq, 19);
     cr_assert_eq (atomic_load (&s_ctx.wrong_thread), 0);
@@ -297,8 +275,8 @@ Test (herald_agent_dispatch, completions_and_on_error_run_through_dispatch)
 
 Test (herald_agent_dispatch, a_completion_runs_while_a_handler_call_is_deferred)
 {
-    cr_assert_eq (au_publish (s_broker->api, "a.%zu", 3, 5, WAIT_MS), 0);
-    s_agent = s_new_agent (true);
+    cr_assert_eq (au_publish (at_broker->api, "a.%zu", 3, 5, WAIT_MS), 0);
+    at_agent = s_new_agent (true);
     s_ctx.defer_seq = 2;
     s_subscribe ("a", "a.");
     s_dispatch_until (1);
@@ -308,13 +286,13 @@ Test (herald_agent_dispatch, a_completion_runs_while_a_handler_call_is_deferred)
     //  The deferred handler publishes and waits for the completion: it
     //  must come through dispatch although the handler has not answered
     herald_outgoing_t event = { .topic = "b.1", .data = "x", .data_len = 1 };
-    cr_assert_eq (herald_agent_publish_async (s_agent, &event, s_done, NULL, NULL), HERALD_OK);
+    cr_assert_eq (herald_agent_publish_async (at_agent, &event, s_done, NULL, NULL), HERALD_OK);
     uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
     while (atomic_load (&s_ctx.completions) == 0 && tu_mono_ns () < deadline)
         s_run (20, NULL);
     cr_assert_eq (atomic_load (&s_ctx.completions), 1);
-    cr_assert_eq (s_recorder->count, 1, "nothing after the deferred event");
-    cr_assert_eq (herald_agent_complete (s_agent, ticket, HERALD_OK), HERALD_OK);
+    cr_assert_eq (at_recorder->count, 1, "nothing after the deferred event");
+    cr_assert_eq (herald_agent_complete (at_agent, ticket, HERALD_OK), HERALD_OK);
     s_dispatch_until (4);
     s_check_once_in_order ();
 }
@@ -325,28 +303,28 @@ Test (herald_agent_dispatch, a_completion_runs_while_a_handler_call_is_deferred)
 //  the event after the last one handled.
 Test (herald_agent_dispatch, destroy_waits_for_one_handler_call_not_the_rest_of_the_batch)
 {
-    cr_assert_eq (au_publish (s_broker->api, "slow.%zu", 3, 200, WAIT_MS), 0);
-    s_agent = s_new_agent (false);
-    s_recorder->sleep_us = 20 * 1000;   //  200 events: 4 s for the whole batch
+    cr_assert_eq (au_publish (at_broker->api, "slow.%zu", 3, 200, WAIT_MS), 0);
+    at_agent = s_new_agent (false);
+    at_recorder->sleep_us = 20 * 1000;   //  200 events: 4 s for the whole batch
     const char *prefixes [] = { "slow.", NULL };
-    cr_assert_eq (herald_agent_subscribe (s_agent, "slow", prefixes,
+    cr_assert_eq (herald_agent_subscribe (at_agent, "slow", prefixes,
                                           (herald_start_t) { HERALD_START_BEGINNING, 0 },
-                                          au_record, s_recorder), HERALD_OK);
-    cr_assert_geq (au_wait_count (s_recorder, 1, WAIT_MS), 1);
+                                          au_record, at_recorder), HERALD_OK);
+    cr_assert_geq (au_wait_count (at_recorder, 1, WAIT_MS), 1);
     uint64_t start = tu_mono_ns ();
-    herald_agent_destroy (&s_agent);
+    herald_agent_destroy (&at_agent);
     uint64_t took_ms = (tu_mono_ns () - start) / 1000000;
-    size_t handled = s_recorder->count;
+    size_t handled = at_recorder->count;
     cr_assert_lt (took_ms, 2000, "destroy took %" PRIu64 " ms", took_ms);
     cr_assert_lt (handled, 100, "%zu events handled after destroy was called", handled);
-    s_recorder->sleep_us = 0;
-    s_agent = s_new_agent (false);
-    cr_assert_eq (herald_agent_subscribe (s_agent, "slow", prefixes,
+    at_recorder->sleep_us = 0;
+    at_agent = s_new_agent (false);
+    cr_assert_eq (herald_agent_subscribe (at_agent, "slow", prefixes,
                                           (herald_start_t) { HERALD_START_BEGINNING, 0 },
-                                          au_record, s_recorder), HERALD_OK);
-    cr_assert_geq (au_wait_count (s_recorder, 200, WAIT_MS), 200);
+                                          au_record, at_recorder), HERALD_OK);
+    cr_assert_geq (au_wait_count (at_recorder, 200, WAIT_MS), 200);
     usleep (200 * 1000);
-    cr_assert_eq (s_recorder->count, 200);
+    cr_assert_eq (at_recorder->count, 200);
     s_check_once_in_order ();
 }
 
@@ -375,8 +353,8 @@ s_waker (void *arg)
 
 Test (herald_agent_dispatch, subscribe_commands_are_not_lost_to_racing_wake_ups)
 {
-    s_agent = s_new_agent (false);
-    s_waker_t waker = { .agent = s_agent };
+    at_agent = s_new_agent (false);
+    s_waker_t waker = { .agent = at_agent };
     pthread_t threads [2];
     for (int index = 0; index < 2; index++)
         cr_assert_eq (pthread_create (&threads [index], NULL, s_waker, &waker), 0);
@@ -385,26 +363,26 @@ Test (herald_agent_dispatch, subscribe_commands_are_not_lost_to_racing_wake_ups)
     //  60 subscriptions: an agent holds 64, stopped ones included
     for (int round = 0; round < 60 && lost < 0 && refused < 0; round++) {
         herald_agent_stats_t stats;
-        herald_agent_stats (s_agent, &stats);
+        herald_agent_stats (at_agent, &stats);
         uint64_t replays = stats.replays;
         char name [32];
         snprintf (name, sizeof name, "s%d", round);
-        if (herald_agent_subscribe (s_agent, name, prefixes,
+        if (herald_agent_subscribe (at_agent, name, prefixes,
                                     (herald_start_t) { HERALD_START_BEGINNING, 0 },
-                                    au_record, s_recorder) != HERALD_OK) {
+                                    au_record, at_recorder) != HERALD_OK) {
             refused = round;
             break;
         }
         uint64_t deadline = tu_mono_ns () + 5000 * 1000000ULL;
         do {
-            herald_agent_stats (s_agent, &stats);
+            herald_agent_stats (at_agent, &stats);
             if (stats.replays > replays)
                 break;
             usleep (500);
         } while (tu_mono_ns () < deadline);
         if (stats.replays == replays)
             lost = round;
-        herald_agent_unsubscribe (s_agent, name);
+        herald_agent_unsubscribe (at_agent, name);
     }
     atomic_store (&waker.stop, true);
     for (int index = 0; index < 2; index++)

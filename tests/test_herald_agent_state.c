@@ -21,16 +21,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agentutil.h"
+#include "agenttest.h"
 #include "testutil.h"
 
-#define START_MS        10000
 #define WAIT_MS         20000
 
-static bu_broker_t *s_broker;
-static char *s_state;
-static herald_agent_t *s_agent;
-static au_recorder_t *s_recorder;
 static pid_t s_child;
 
 static void
@@ -38,13 +33,7 @@ s_setup (void)
 {
     zsys_handler_set (NULL);
     s_child = 0;
-    s_broker = bu_broker_new ("agent-state", NULL);
-    cr_assert_not_null (s_broker, "cannot set up a broker (HERALD_BUILDDIR=%s)",
-                        getenv ("HERALD_BUILDDIR"));
-    cr_assert_eq (bu_broker_start (s_broker, START_MS), 0, "heraldd did not start");
-    s_state = tu_tmpdir_new ("agent-state");
-    s_recorder = au_recorder_new ();
-    cr_assert (s_state && s_recorder);
+    at_setup ("agent-state", "agent-state");
 }
 
 static void
@@ -55,10 +44,7 @@ s_teardown (void)
         kill (s_child, SIGKILL);
         waitpid (s_child, &status, 0);
     }
-    herald_agent_destroy (&s_agent);
-    au_recorder_destroy (&s_recorder);
-    tu_tmpdir_destroy (&s_state);
-    bu_broker_destroy (&s_broker);
+    at_teardown ();
 }
 
 TestSuite (herald_agent_state, .init = s_setup, .fini = s_teardown, .timeout = 90);
@@ -67,7 +53,7 @@ static herald_agent_t *
 s_new_agent (void)
 {
     herald_agent_options_t options;
-    au_options (&options, s_broker, s_state);
+    au_options (&options, at_broker, at_state);
     herald_agent_t *agent = herald_agent_new ("test", &options);
     cr_assert_not_null (agent, "herald_agent_new: %s", herald_agent_last_error ());
     return agent;
@@ -76,16 +62,16 @@ s_new_agent (void)
 static void
 s_publish (const char *format, size_t topics, size_t count)
 {
-    cr_assert_eq (au_publish (s_broker->api, format, topics, count, WAIT_MS), 0,
+    cr_assert_eq (au_publish (at_broker->api, format, topics, count, WAIT_MS), 0,
                   "publishing %zu events failed", count);
 }
 
 static herald_err
 s_subscribe (const char *name)
 {
-    return herald_agent_subscribe (s_agent, name, NULL,
+    return herald_agent_subscribe (at_agent, name, NULL,
                                    (herald_start_t) { HERALD_START_BEGINNING, 0 },
-                                   au_record, s_recorder);
+                                   au_record, at_recorder);
 }
 
 //  Deliver count events to subscription "s", then stop the agent.
@@ -93,16 +79,16 @@ static void
 s_deliver_and_stop (size_t count)
 {
     s_publish ("c.%zu", 3, count);
-    s_agent = s_new_agent ();
+    at_agent = s_new_agent ();
     cr_assert_eq (s_subscribe ("s"), HERALD_OK, "%s", herald_agent_last_error ());
-    cr_assert_eq (au_wait_count (s_recorder, count, WAIT_MS), count);
-    herald_agent_destroy (&s_agent);
+    cr_assert_eq (au_wait_count (at_recorder, count, WAIT_MS), count);
+    herald_agent_destroy (&at_agent);
 }
 
 static char *
 s_checkpoint_path (void)
 {
-    char *subs = tu_path (s_state, "subs");
+    char *subs = tu_path (at_state, "subs");
     char *path = tu_path (subs, "s.ckpt");
     free (subs);
     return path;
@@ -123,7 +109,7 @@ s_damage (const char *path, off_t offset, size_t len, uint8_t byte)
 static void
 s_expect_corrupt (void)
 {
-    s_agent = s_new_agent ();
+    at_agent = s_new_agent ();
     herald_err rc = s_subscribe ("s");
     cr_assert_eq (rc, HERALD_ERR_CORRUPT, "subscribe returned %d: %s", rc,
                   herald_agent_last_error ());
@@ -179,18 +165,18 @@ Test (herald_agent_state, a_torn_newest_slot_is_recovered_and_the_next_event_fla
     close (fd);
     s_damage (path, counters [0] > counters [1]? 64 + 8: 128 + 8, 4, 0xEE);
     free (path);
-    au_recorder_destroy (&s_recorder);
-    s_recorder = au_recorder_new ();
-    s_agent = s_new_agent ();
+    au_recorder_destroy (&at_recorder);
+    at_recorder = au_recorder_new ();
+    at_agent = s_new_agent ();
     cr_assert_eq (s_subscribe ("s"), HERALD_OK, "%s", herald_agent_last_error ());
     s_publish ("c.%zu", 3, 1);
-    cr_assert_eq (au_wait_count (s_recorder, 2, WAIT_MS), 2);
-    cr_assert_eq (s_recorder->seqs [0], 10);
-    cr_assert (s_recorder->redelivered [0]);
-    cr_assert_eq (s_recorder->seqs [1], 11);
-    cr_assert (!s_recorder->redelivered [1]);
+    cr_assert_eq (au_wait_count (at_recorder, 2, WAIT_MS), 2);
+    cr_assert_eq (at_recorder->seqs [0], 10);
+    cr_assert (at_recorder->redelivered [0]);
+    cr_assert_eq (at_recorder->seqs [1], 11);
+    cr_assert (!at_recorder->redelivered [1]);
     herald_agent_stats_t stats;
-    herald_agent_stats (s_agent, &stats);
+    herald_agent_stats (at_agent, &stats);
     cr_assert_eq (stats.state_recovered, 1);
 }
 
@@ -213,9 +199,9 @@ s_read_child_log (const char *path, uint64_t *seqs, int *flags, size_t max)
 Test (herald_agent_state, a_crash_inside_a_handler_redelivers_that_event_once_flagged)
 {
     s_publish ("d.%zu", 3, 10);
-    char *log = tu_path (s_state, "child.log");
-    char *out = tu_path (s_state, "child.out");
-    const char *args [] = { "subscribe", s_state, s_broker->api, s_broker->fanout, "s", "-",
+    char *log = tu_path (at_state, "child.log");
+    char *out = tu_path (at_state, "child.out");
+    const char *args [] = { "subscribe", at_state, at_broker->api, at_broker->fanout, "s", "-",
                             log, "5", NULL };
     s_child = au_child_spawn (args, out);
     cr_assert_gt (s_child, 0);
@@ -228,14 +214,14 @@ Test (herald_agent_state, a_crash_inside_a_handler_redelivers_that_event_once_fl
     cr_assert_eq (s_read_child_log (log, seqs, flags, 16), 5);
     cr_assert_eq (seqs [4], 5);
 
-    s_agent = s_new_agent ();
+    at_agent = s_new_agent ();
     cr_assert_eq (s_subscribe ("s"), HERALD_OK, "%s", herald_agent_last_error ());
-    cr_assert_eq (au_wait_count (s_recorder, 6, WAIT_MS), 6);
-    cr_assert_eq (s_recorder->seqs [0], 5);
-    cr_assert (s_recorder->redelivered [0], "the in-doubt event is not flagged");
+    cr_assert_eq (au_wait_count (at_recorder, 6, WAIT_MS), 6);
+    cr_assert_eq (at_recorder->seqs [0], 5);
+    cr_assert (at_recorder->redelivered [0], "the in-doubt event is not flagged");
     for (size_t index = 1; index < 6; index++) {
-        cr_assert_eq (s_recorder->seqs [index], 5 + index);
-        cr_assert (!s_recorder->redelivered [index]);
+        cr_assert_eq (at_recorder->seqs [index], 5 + index);
+        cr_assert (!at_recorder->redelivered [index]);
     }
     free (log);
     free (out);
@@ -244,28 +230,28 @@ Test (herald_agent_state, a_crash_inside_a_handler_redelivers_that_event_once_fl
 Test (herald_agent_state, a_damaged_outbox_is_reported_and_a_torn_tail_is_cut)
 {
     //  With the broker stopped the events stay in the outbox
-    cr_assert_eq (bu_broker_stop (s_broker, 10000), 0);
-    s_agent = s_new_agent ();
+    cr_assert_eq (bu_broker_stop (at_broker, 10000), 0);
+    at_agent = s_new_agent ();
     for (int index = 0; index < 3; index++) {
         herald_outgoing_t event = { .topic = "o.1", .data = "x", .data_len = 1 };
-        cr_assert_eq (herald_agent_publish_async (s_agent, &event, NULL, NULL, NULL), HERALD_OK);
+        cr_assert_eq (herald_agent_publish_async (at_agent, &event, NULL, NULL, NULL), HERALD_OK);
     }
-    herald_agent_destroy (&s_agent);
-    char *path = tu_path (s_state, "outbox");
+    herald_agent_destroy (&at_agent);
+    char *path = tu_path (at_state, "outbox");
     //  Garbage after the last record: a torn append, cut off
     int fd = open (path, O_WRONLY | O_APPEND);
     cr_assert_eq (write (fd, "\x40\x00\x00\x00\x01", 5), 5);
     close (fd);
-    s_agent = s_new_agent ();
+    at_agent = s_new_agent ();
     herald_agent_stats_t stats;
-    herald_agent_stats (s_agent, &stats);
+    herald_agent_stats (at_agent, &stats);
     cr_assert_eq (stats.outbox_depth, 3);
     cr_assert_eq (stats.state_recovered, 1);
-    herald_agent_destroy (&s_agent);
+    herald_agent_destroy (&at_agent);
     //  A damaged record in the middle: corrupt
     s_damage (path, 16 + 12 + 3, 1, 0x77);
     herald_agent_options_t options;
-    au_options (&options, s_broker, s_state);
+    au_options (&options, at_broker, at_state);
     cr_assert_null (herald_agent_new ("test", &options));
     cr_assert_eq (herald_agent_last_errcode (), HERALD_ERR_CORRUPT);
     cr_assert (strstr (herald_agent_last_error (), "corrupt outbox"), "%s",
@@ -275,24 +261,24 @@ Test (herald_agent_state, a_damaged_outbox_is_reported_and_a_torn_tail_is_cut)
 
 Test (herald_agent_state, a_snapshot_round_trips_and_damage_is_detected)
 {
-    s_agent = s_new_agent ();
+    at_agent = s_new_agent ();
     uint64_t seq;
     void *bytes;
     size_t len;
-    cr_assert_eq (herald_agent_snapshot_load (s_agent, "inv", &seq, &bytes, &len),
+    cr_assert_eq (herald_agent_snapshot_load (at_agent, "inv", &seq, &bytes, &len),
                   HERALD_ERR_NOT_FOUND);
-    cr_assert_eq (herald_agent_snapshot_save (s_agent, "inv", 41, "state-1", 7), HERALD_OK);
-    cr_assert_eq (herald_agent_snapshot_save (s_agent, "inv", 42, "state-two", 9), HERALD_OK);
-    cr_assert_eq (herald_agent_snapshot_load (s_agent, "inv", &seq, &bytes, &len), HERALD_OK);
+    cr_assert_eq (herald_agent_snapshot_save (at_agent, "inv", 41, "state-1", 7), HERALD_OK);
+    cr_assert_eq (herald_agent_snapshot_save (at_agent, "inv", 42, "state-two", 9), HERALD_OK);
+    cr_assert_eq (herald_agent_snapshot_load (at_agent, "inv", &seq, &bytes, &len), HERALD_OK);
     cr_assert_eq (seq, 42);
     cr_assert_eq (len, 9);
     cr_assert_eq (memcmp (bytes, "state-two", 9), 0);
     free (bytes);
-    cr_assert_eq (herald_agent_snapshot_save (s_agent, "../x", 1, "", 0), HERALD_ERR_INVALID);
-    char *dir = tu_path (s_state, "snapshots");
+    cr_assert_eq (herald_agent_snapshot_save (at_agent, "../x", 1, "", 0), HERALD_ERR_INVALID);
+    char *dir = tu_path (at_state, "snapshots");
     char *path = tu_path (dir, "inv");
     s_damage (path, 34, 1, 'X');
-    cr_assert_eq (herald_agent_snapshot_load (s_agent, "inv", &seq, &bytes, &len),
+    cr_assert_eq (herald_agent_snapshot_load (at_agent, "inv", &seq, &bytes, &len),
                   HERALD_ERR_CORRUPT);
     free (path);
     free (dir);
@@ -301,35 +287,35 @@ Test (herald_agent_state, a_snapshot_round_trips_and_damage_is_detected)
 Test (herald_agent_state, a_subscription_continues_after_a_snapshot)
 {
     s_publish ("n.%zu", 2, 30);
-    s_agent = s_new_agent ();
-    cr_assert_eq (herald_agent_snapshot_save (s_agent, "snap", 20, "s", 1), HERALD_OK);
+    at_agent = s_new_agent ();
+    cr_assert_eq (herald_agent_snapshot_save (at_agent, "snap", 20, "s", 1), HERALD_OK);
     uint64_t seq;
     void *bytes;
     size_t len;
-    cr_assert_eq (herald_agent_snapshot_load (s_agent, "snap", &seq, &bytes, &len), HERALD_OK);
+    cr_assert_eq (herald_agent_snapshot_load (at_agent, "snap", &seq, &bytes, &len), HERALD_OK);
     free (bytes);
-    cr_assert_eq (herald_agent_subscribe (s_agent, "after", NULL,
-                  (herald_start_t) { HERALD_START_SEQ, seq + 1 }, au_record, s_recorder),
+    cr_assert_eq (herald_agent_subscribe (at_agent, "after", NULL,
+                  (herald_start_t) { HERALD_START_SEQ, seq + 1 }, au_record, at_recorder),
                   HERALD_OK);
-    cr_assert_eq (au_wait_count (s_recorder, 10, WAIT_MS), 10);
-    cr_assert_eq (s_recorder->seqs [0], 21);
+    cr_assert_eq (au_wait_count (at_recorder, 10, WAIT_MS), 10);
+    cr_assert_eq (at_recorder->seqs [0], 21);
 }
 
 Test (herald_agent_state, read_feeds_one_topics_stream_in_version_order)
 {
     s_publish ("agg.%zu", 3, 30);           //  agg.0, agg.1, agg.2: 10 each
-    s_agent = s_new_agent ();
-    cr_assert_eq (herald_agent_read (s_agent, "agg.1", 0, 0, au_record, s_recorder, 0),
+    at_agent = s_new_agent ();
+    cr_assert_eq (herald_agent_read (at_agent, "agg.1", 0, 0, au_record, at_recorder, 0),
                   HERALD_OK, "%s", herald_agent_last_error ());
-    cr_assert_eq (s_recorder->count, 10);
-    cr_assert_eq (s_recorder->seqs [0], 2);
-    cr_assert_eq (s_recorder->seqs [9], 29);
-    au_recorder_destroy (&s_recorder);
-    s_recorder = au_recorder_new ();
-    cr_assert_eq (herald_agent_read (s_agent, "agg.2", 2, 3, au_record, s_recorder, 0), HERALD_OK);
-    cr_assert_eq (s_recorder->count, 2);
-    cr_assert_eq (s_recorder->seqs [0], 6);
-    cr_assert_eq (herald_agent_read (s_agent, "$bad", 0, 0, au_record, s_recorder, 0),
+    cr_assert_eq (at_recorder->count, 10);
+    cr_assert_eq (at_recorder->seqs [0], 2);
+    cr_assert_eq (at_recorder->seqs [9], 29);
+    au_recorder_destroy (&at_recorder);
+    at_recorder = au_recorder_new ();
+    cr_assert_eq (herald_agent_read (at_agent, "agg.2", 2, 3, au_record, at_recorder, 0), HERALD_OK);
+    cr_assert_eq (at_recorder->count, 2);
+    cr_assert_eq (at_recorder->seqs [0], 6);
+    cr_assert_eq (herald_agent_read (at_agent, "$bad", 0, 0, au_record, at_recorder, 0),
                   HERALD_ERR_INVALID);
 }
 
@@ -338,25 +324,25 @@ Test (herald_agent_state, replay_feeds_a_range_a_prefix_and_a_time_window)
     s_publish ("x.%zu", 2, 20);
     uint64_t midnight = tu_now_ns ();
     s_publish ("y.%zu", 2, 20);
-    s_agent = s_new_agent ();
+    at_agent = s_new_agent ();
     herald_range_t range = { .from = 5, .to = 10 };
     uint64_t last = 0;
-    cr_assert_eq (herald_agent_replay (s_agent, &range, au_record, s_recorder, 0, &last),
+    cr_assert_eq (herald_agent_replay (at_agent, &range, au_record, at_recorder, 0, &last),
                   HERALD_OK, "%s", herald_agent_last_error ());
-    cr_assert_eq (s_recorder->count, 6);
+    cr_assert_eq (at_recorder->count, 6);
     cr_assert_eq (last, 10);
-    au_recorder_destroy (&s_recorder);
-    s_recorder = au_recorder_new ();
+    au_recorder_destroy (&at_recorder);
+    at_recorder = au_recorder_new ();
     //  "As of midnight": everything up to the time, and only x.
     const char *prefixes [] = { "x.", NULL };
     herald_range_t asof = { .until_ts = midnight, .prefixes = prefixes };
-    cr_assert_eq (herald_agent_replay (s_agent, &asof, au_record, s_recorder, 0, &last),
+    cr_assert_eq (herald_agent_replay (at_agent, &asof, au_record, at_recorder, 0, &last),
                   HERALD_OK);
-    cr_assert_eq (s_recorder->count, 20);
+    cr_assert_eq (at_recorder->count, 20);
     cr_assert_eq (last, 20);
     //  A handler's error stops the replay and comes back
-    s_recorder->fail_seq = 3;
-    s_recorder->fail_code = 77;
+    at_recorder->fail_seq = 3;
+    at_recorder->fail_code = 77;
     herald_range_t all = { 0 };
-    cr_assert_eq (herald_agent_replay (s_agent, &all, au_record, s_recorder, 0, NULL), 77);
+    cr_assert_eq (herald_agent_replay (at_agent, &all, au_record, at_recorder, 0, NULL), 77);
 }
