@@ -51,7 +51,11 @@ typedef enum {
     HERALD_ERR_NOMEM = 25,              //  an allocation failed
     HERALD_ERR_TIMEOUT = 26,            //  no answer in time
     HERALD_ERR_UNAVAILABLE = 27,        //  the broker cannot be reached
-    HERALD_ERR_INVALID = 28             //  a caller passed arguments the API does not accept
+    HERALD_ERR_INVALID = 28,            //  a caller passed arguments the API does not accept
+    HERALD_ERR_DATA_LOST = 29,          //  the broker lost events it had stored; an operator
+                                        //  accepted the loss (docs/broker.md, "Damaged stores")
+    HERALD_ERR_ID_REUSED = 30           //  an event id already stored with a different topic
+                                        //  or data: the new event was NOT stored
 } herald_err;
 
 //  A short, static English description of err ("bad request", ...).

@@ -56,6 +56,8 @@ herald_strerror (herald_err err)
         case HERALD_ERR_TIMEOUT:            return "timed out";
         case HERALD_ERR_UNAVAILABLE:        return "broker unavailable";
         case HERALD_ERR_INVALID:            return "invalid argument";
+        case HERALD_ERR_DATA_LOST:          return "events lost by the broker";
+        case HERALD_ERR_ID_REUSED:          return "event id reused with different content";
     }
     return "unknown error";
 }

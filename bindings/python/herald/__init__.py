@@ -27,6 +27,7 @@ from .agent import Agent, EventStream
 from .aio import AsyncAgent, AsyncEventStream
 from ._core import Subscription
 from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptStateError,
+                     DataLostError, IdReusedError,
                      HeraldError, HeraldIOError, InternalError, InvalidArgumentError,
                      LockedError, NotAStoreError, NotFoundError, NotLeaderError,
                      OutOfMemoryError, OverloadedError, Retry, TimeoutError, TooLargeError,
@@ -48,5 +49,5 @@ __all__ = [
     "UnauthorizedError", "OverloadedError", "UnknownCommandError", "UnsupportedError",
     "InternalError", "HeraldIOError", "LockedError", "NotAStoreError", "CorruptStateError",
     "NotFoundError", "OutOfMemoryError", "TimeoutError", "BrokerUnavailable",
-    "InvalidArgumentError", "error_class", "library_version", "library_path",
+    "InvalidArgumentError", "DataLostError", "IdReusedError", "error_class", "library_version", "library_path",
 ]

@@ -150,6 +150,19 @@ class InvalidArgumentError(HeraldError, ValueError):
     code, name = _lib.ERR_INVALID, "invalid"
 
 
+class DataLostError(HeraldError):
+    """The broker lost events it had stored (a damaged store whose loss an
+    operator accepted).  Events after ``lost_after`` may be gone; the agent
+    has rewound to it so that nothing published since is skipped."""
+    code, name = _lib.ERR_DATA_LOST, "data_lost"
+
+
+class IdReusedError(HeraldError):
+    """An event id was already stored with a different topic or data: the
+    new event was NOT stored (a true retry is a plain duplicate)."""
+    code, name = _lib.ERR_ID_REUSED, "id_reused"
+
+
 class Retry(Exception):
     """Raise from a handler to have the same event offered again after a
     backoff (10 ms doubling up to ``retry_max``).  The subscription waits,
@@ -161,7 +174,8 @@ _BY_CODE: Dict[int, Type[HeraldError]] = {
         BadRequestError, TooLargeError, ConflictError, NotLeaderError, UnauthorizedError,
         OverloadedError, UnknownCommandError, UnsupportedError, InternalError,
         HeraldIOError, LockedError, NotAStoreError, CorruptStateError, NotFoundError,
-        OutOfMemoryError, TimeoutError, BrokerUnavailable, InvalidArgumentError)
+        OutOfMemoryError, TimeoutError, BrokerUnavailable, InvalidArgumentError,
+        DataLostError, IdReusedError)
 }
 
 
