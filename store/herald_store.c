@@ -34,6 +34,8 @@ static const char *s_cf_names [CF_COUNT] = {
 #define WRITE_BUFFER_MB_DEFAULT 64
 #define BLOCK_CACHE_BYTES       (128u << 20)
 #define MAX_TOTAL_WAL_BYTES     (256u << 20)
+#define LOG_FILE_BYTES          (1u << 20)  //  RocksDB's LOG rolls at this size
+#define LOG_FILES_KEPT          4           //  and keeps this many old ones
 
 //  ---------------------------------------------------------------------
 //  Opening
@@ -157,8 +159,21 @@ s_configure (herald_store_t *self, const herald_store_options_t *options)
     //  about 2 GB here).  This cap makes them flush, keeping the disk and
     //  the replay on open small.
     rocksdb_options_set_max_total_wal_size (self->db_options, MAX_TOTAL_WAL_BYTES);
-    rocksdb_options_set_info_log_level (self->db_options, 2);       //  WARN
-    rocksdb_options_set_keep_log_file_num (self->db_options, 4);
+    //  RocksDB's own LOG, in the data directory.  Debian's librocksdb 7.8
+    //  is built with assertions on, and its file writer asserts when it
+    //  is written to again after a failed write: once a full disk made one
+    //  LOG write fail, the next line RocksDB logged aborted heraldd
+    //  (SIGABRT, often before the broker could log or answer anything).
+    //  The lines that come then are ERROR and WARN ones: the no-space
+    //  recovery's "free space ... is less than required disk buffer", the
+    //  background error's report.  At FATAL only the header written on open
+    //  is left (about 55 KB; heraldd refuses to open on a nearly full disk,
+    //  broker/main.c), so the LOG is never written again after a failure.
+    //  The C API of 7.8 cannot install a logger of our own.  Bounded too:
+    //  rolled at 1 MiB, four old files kept.
+    rocksdb_options_set_info_log_level (self->db_options, 4);       //  FATAL
+    rocksdb_options_set_max_log_file_size (self->db_options, LOG_FILE_BYTES);
+    rocksdb_options_set_keep_log_file_num (self->db_options, LOG_FILES_KEPT);
     self->block_cache = rocksdb_cache_create_lru (BLOCK_CACHE_BYTES);
 
     for (int cf = 0; cf < CF_COUNT; cf++) {
