@@ -669,11 +669,11 @@ s_decode_error (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zo
 {
     herald_field_t fields [] = {
         { "rid" }, { "code" }, { "message" }, { "topic" }, { "expected" }, { "actual" },
-        { "leader" }
+        { "leader" }, { "retry_ms" }
     };
     __typeof__ (self->error) *error = &self->error;
     herald_str_t code;
-    herald_err rc = herald_event_fields (root, fields, 7, zone, "", err);
+    herald_err rc = herald_event_fields (root, fields, 8, zone, "", err);
     if (rc)
         return rc;
     if (!self->has_rid && !s_absent (fields [0].value))
@@ -683,6 +683,10 @@ s_decode_error (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zo
     ||  (rc = s_str (fields [2].value, true, "message", S_MESSAGE_MAX, &error->message, err)))
         return rc;
     error->code = herald_err_from_code (code.ptr, code.len);
+    //  A hint only: one that is not an unsigned integer is ignored, never
+    //  a reason to lose the error it came with.
+    error->retry_ms = fields [7].value && fields [7].value->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                    ? fields [7].value->via.u64: 0;
     if (error->code == HERALD_ERR_CONFLICT) {
         if ((rc = s_str (fields [3].value, true, "topic", HERALD_TOPIC_MAX, &error->topic, err))
         ||  (rc = s_uint (fields [4].value, true, "expected", NULL, &error->expected, err))

@@ -140,6 +140,9 @@ typedef struct {
             uint64_t actual;
             //  not_leader: leader.ptr NULL means nil (unknown)
             herald_str_t leader;
+            //  Optional with any code (sent with overloaded): ms after which
+            //  a retry may succeed; 0 when absent
+            uint64_t retry_ms;
         } error;
         struct {
             uint64_t head;

@@ -214,7 +214,8 @@ s_error (msgpack_packer *pk, const herald_msg_t *self)
     bool not_leader = error->code == HERALD_ERR_NOT_LEADER;
     if (!code)
         code = "internal";
-    int rc = msgpack_pack_map (pk, 3 + 3 * conflict + not_leader) | s_rid (pk, self);
+    bool retry = error->retry_ms > 0;
+    int rc = msgpack_pack_map (pk, 3 + 3 * conflict + not_leader + retry) | s_rid (pk, self);
     rc |= s_key (pk, "code") | s_str (pk, code, strlen (code));
     rc |= s_key_str (pk, "message", error->message);
     if (conflict)
@@ -226,6 +227,8 @@ s_error (msgpack_packer *pk, const herald_msg_t *self)
         rc |= error->leader.ptr ? s_str (pk, error->leader.ptr, error->leader.len)
                                 : msgpack_pack_nil (pk);
     }
+    if (retry)
+        rc |= s_key_uint (pk, "retry_ms", error->retry_ms);
     return rc;
 }
 
