@@ -44,6 +44,7 @@
 
 #include <inttypes.h>
 #include "herald_broker.h"
+#include "herald_disk.h"
 #include "herald_msg.h"
 #include "herald_log.h"
 #include "herald_reply.h"
@@ -59,6 +60,9 @@
 #define ROUTER_RCVHWM       1000
 #define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
 #define IDLE_FLUSH_BYTES    (1u << 20)  //  less written since the last flush: no idle flush
+#define STOP_QUIET_MS       100         //  stopping on a failure: the api socket is drained
+#define STOP_DRAIN_MS       2000        //  until quiet this long, for at most this long,
+#define STOP_DRAIN_MAX      1000000     //  and at most this many requests
 
 typedef struct {
     zframe_t *identity;                 //  owned
@@ -79,6 +83,7 @@ typedef struct {
     int64_t started;
     int64_t next_heartbeat;
     herald_writer_t *writer;            //  appends on its own thread
+    herald_disk_t *disk;                //  the free-space guard (--min-free)
     zlistx_t *queue;                    //  s_request_t, in arrival order
     size_t queued_events;
     size_t queued_bytes;                //  PUBLISH bodies held by the queue
@@ -99,6 +104,8 @@ typedef struct {
     herald_limits_t limits;
     bool terminated;
     bool fatal;
+    const char *stop_reason;            //  static text: why the broker stopped, when fatal
+    size_t commit_bytes;                //  PUBLISH bytes of the commit in flight
     //  Counters shown by STATUS
     uint64_t published, duplicates, conflicts, refused, dropped, idle_flushes;
 } self_t;
@@ -168,6 +175,8 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->committing = zlistx_new ();
     self->writer = herald_writer_new (self->store);
     assert (self->writer);
+    self->disk = herald_disk_new (self->config->data_dir, self->config->min_free);
+    assert (self->disk);
     self->fanned = herald_store_head (self->store);
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
@@ -187,6 +196,7 @@ s_self_destroy (self_t **self_p)
     //  An append still in flight is waited for (only after a failure: the
     //  loop finishes its commits before it ends).
     herald_writer_destroy (&self->writer);
+    herald_disk_destroy (&self->disk);
     s_request_t *request = (s_request_t *) zlistx_first (self->queue);
     while (request) {
         s_request_destroy (&request);
@@ -251,6 +261,41 @@ s_reply_error (self_t *self, zframe_t *identity, const herald_error_t *err)
         s_reply_dropped (self, identity, "ERROR");
 }
 
+//  ERROR code with message (borrowed, any length: never cut) and, when not
+//  0, the retry hint retry_ms, to rid.  Counted like every ERROR.
+static void
+s_reply_refusal (self_t *self, zframe_t *identity, uint64_t rid, herald_err code,
+                 const char *message, uint64_t retry_ms)
+{
+    self->refused++;
+    if (herald_log_debug ()) {
+        char peer [24];
+        herald_log ("debug", "peer %s: rid %" PRIu64 ": ERROR %s: %s",
+                    herald_log_peer (identity, peer), rid, herald_err_code (code), message);
+    }
+    herald_msg_t reply = { .type = HERALD_MSG_ERROR, .has_rid = true, .rid = rid };
+    reply.error.code = code;
+    reply.error.message = (herald_str_t) { message, strlen (message) };
+    reply.error.retry_ms = retry_ms;
+    s_reply_msg (self, identity, &reply);
+}
+
+//  Refuse every PUBLISH queued for the next commit with code and message:
+//  nothing of them was written.
+static void
+s_refuse_queue (self_t *self, herald_err code, const char *message, uint64_t retry_ms)
+{
+    s_request_t *request;
+    while ((request = (s_request_t *) zlistx_first (self->queue))) {
+        zlistx_delete (self->queue, zlistx_cursor (self->queue));
+        s_reply_refusal (self, request->identity, request->msg.rid, code,
+                         message? message: herald_disk_refusal (self->disk), retry_ms);
+        s_request_destroy (&request);
+    }
+    self->queued_events = 0;
+    self->queued_bytes = 0;
+}
+
 static void
 s_heartbeat (self_t *self)
 {
@@ -289,11 +334,18 @@ s_commit_start (self_t *self)
     size_t count = zlistx_size (self->queue);
     if (count == 0 || herald_writer_busy (self->writer))
         return;
+    //  The free-space guard looks at the disk when this commit could take
+    //  it below --min-free: then nothing of the queue is written.
+    if (!herald_disk_admit (self->disk, self->queued_bytes)) {
+        s_refuse_queue (self, HERALD_ERR_OVERLOADED, NULL, HERALD_DISK_RETRY_MS);
+        return;
+    }
     //  The queue becomes the commit in flight; an empty list the queue.
     zlistx_t *swap = self->committing;
     self->committing = self->queue;
     self->queue = swap;
     self->committing_events = self->queued_events;
+    self->commit_bytes = self->queued_bytes;
     self->unflushed_bytes += self->queued_bytes;
     self->queued_events = 0;
     self->queued_bytes = 0;
@@ -315,6 +367,44 @@ s_commit_start (self_t *self)
     herald_writer_start (self->writer, self->batches, count);
 }
 
+//  A commit failed: never ACK what RocksDB did not take, and do not run on
+//  with a store that failed: log why, loudly, before anyone is answered,
+//  and stop.  A full disk gets a message of its own, saying what to do.
+//  Returns the ERROR message for the commit's requests (caller frees; NULL
+//  when out of memory).
+static char *
+s_store_failed (self_t *self, const herald_error_t *err, size_t count)
+{
+    self->fatal = true;
+    herald_disk_poll (self->disk);
+    char free_text [32];
+    herald_disk_format (herald_disk_free (self->disk), free_text, sizeof (free_text));
+    bool full = strstr (err->message, "No space left") || strstr (err->message, "NoSpace")
+             || herald_disk_free (self->disk) < self->commit_bytes;
+    const char *path = self->config->data_dir;
+    if (full) {
+        herald_log ("error", "disk full: a commit of %zu PUBLISH requests could not be "
+                    "written to %s (%s free): %s. Those requests get ERROR internal, "
+                    "the ones queued behind them ERROR overloaded; every event ACKed "
+                    "before is kept. Stopping: free space on that file system, then start "
+                    "heraldd again (--min-free refuses publishing before the disk fills)",
+                    count, path, free_text, err->message);
+        self->stop_reason = "the disk is full";
+    }
+    else {
+        herald_log ("error", "store append failed: %s. A commit of %zu PUBLISH requests "
+                    "is not ACKed (ERROR internal), the ones queued behind it get ERROR "
+                    "overloaded; stopping", err->message, count);
+        self->stop_reason = "the store failed";
+    }
+    char *message = NULL;
+    if (asprintf (&message, "%s: this request was not ACKed and may or may not be stored "
+                  "(%s); the broker is stopping; retry with the same ids once it is back",
+                  self->stop_reason, err->message) < 0)
+        message = NULL;
+    return message;
+}
+
 //  The append in flight is done: answer each of its requests in arrival
 //  order, then fan the new events out in seq order.
 static void
@@ -325,12 +415,9 @@ s_commit_finish (self_t *self)
     self->last_commit = zclock_mono ();
     size_t count = zlistx_size (self->committing);
     uint64_t head = self->commit_head;
-    if (rc != HERALD_OK) {
-        //  Never ACK what RocksDB did not take; and do not run on with a
-        //  store that failed: stop loudly.
-        herald_log ("error", "store append failed: %s; stopping", err.message);
-        self->fatal = true;
-    }
+    char *failure = NULL;
+    if (rc != HERALD_OK)
+        failure = s_store_failed (self, &err, count);
     else
     if (herald_log_debug ())
         herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
@@ -343,11 +430,11 @@ s_commit_finish (self_t *self)
         herald_batch_t *batch = &self->batches [index];
         herald_msg_t reply = { .has_rid = true, .rid = request->msg.rid };
         if (rc != HERALD_OK) {
-            herald_error_t internal = { .code = HERALD_ERR_INTERNAL, .has_rid = true,
-                                        .rid = request->msg.rid };
-            snprintf (internal.message, sizeof (internal.message), "store failure: %.150s",
-                      err.message);
-            s_reply_error (self, request->identity, &internal);
+            //  `internal` promises nothing: RocksDB said the write failed,
+            //  but a WAL record may have reached the disk whole.  A retry
+            //  with the same ids is safe either way.
+            s_reply_refusal (self, request->identity, request->msg.rid, HERALD_ERR_INTERNAL,
+                             failure? failure: "store failure", 0);
             continue;
         }
         if (batch->status == HERALD_ERR_CONFLICT) {
@@ -393,6 +480,7 @@ s_commit_finish (self_t *self)
         s_request_destroy (&request);
     }
     self->committing_events = 0;
+    free (failure);
     if (rc != HERALD_OK)
         return;
 
@@ -461,7 +549,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "published", "duplicates", "conflicts", "refused", "dropped",
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
-        "idle_flushes"
+        "idle_flushes", "disk_free_bytes", "min_free_bytes", "disk_low", "disk_refused"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -475,7 +563,9 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         self->epoch, herald_store_disk_size (self->store),
         self->config->durability == HERALD_DURABILITY_SYNC,
         memory.memtables, memory.block_cache, memory.table_readers,
-        herald_streams_abandoned (self->streams), self->idle_flushes
+        herald_streams_abandoned (self->streams), self->idle_flushes,
+        herald_disk_free (self->disk), herald_disk_threshold (self->disk),
+        herald_disk_low (self->disk), herald_disk_refused (self->disk)
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
@@ -587,6 +677,12 @@ s_handle_request (self_t *self, zmsg_t *msg)
             s_request_destroy (&request);
             goto done;
         }
+        if (herald_disk_low (self->disk)) {
+            s_reply_refusal (self, request->identity, request->msg.rid, HERALD_ERR_OVERLOADED,
+                             herald_disk_refusal (self->disk), HERALD_DISK_RETRY_MS);
+            s_request_destroy (&request);
+            goto done;
+        }
         if (zlistx_size (self->queue) >= self->config->max_queued) {
             herald_error_t busy = { .has_rid = true, .rid = request->msg.rid };
             herald_error_set (&busy, HERALD_ERR_OVERLOADED, "",
@@ -658,6 +754,62 @@ done:
 //  ---------------------------------------------------------------------
 //  The loop
 
+//  The broker is stopping after a failure: answer every request in hand,
+//  so no client is left waiting for a reply that will never come.  The
+//  queued PUBLISH requests, then whatever already waits on the api socket
+//  (at most ROUTER_RCVHWM per connection): an ERROR `overloaded` each,
+//  since nothing of them was written; CREDIT and CANCEL have no reply.
+static void
+s_refuse_all (self_t *self)
+{
+    char message [160];
+    snprintf (message, sizeof (message), "the broker is stopping: %s (see its log); "
+              "nothing of this request was written", self->stop_reason? self->stop_reason
+                                                                          : "it failed");
+    size_t refused = zlistx_size (self->queue);
+    s_refuse_queue (self, HERALD_ERR_OVERLOADED, message, HERALD_DISK_RETRY_MS);
+    //  Requests still in flight over TCP arrive within moments: read until
+    //  the socket has been quiet for STOP_QUIET_MS, for at most STOP_DRAIN_MS.
+    size_t drained = 0;
+    int64_t deadline = zclock_mono () + STOP_DRAIN_MS;
+    while (self->router && drained < STOP_DRAIN_MAX && zclock_mono () < deadline) {
+        zmq_pollitem_t item = { zsock_resolve (self->router), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, STOP_QUIET_MS) <= 0)
+            break;
+        zmsg_t *msg = zmsg_recv (self->router);
+        if (!msg)
+            break;
+        drained++;
+        zframe_t *identity = zmsg_pop (msg);
+        zframe_t *command = zmsg_pop (msg);
+        zframe_t *body = zmsg_pop (msg);
+        herald_msg_type_t type = command
+            ? herald_msg_type_from_command (zframe_data (command), zframe_size (command), false)
+            : HERALD_MSG_INVALID;
+        herald_error_t err = { 0 };
+        s_peek_rid (self, body, &err);
+        if (identity && type != HERALD_MSG_CREDIT && type != HERALD_MSG_CANCEL) {
+            if (err.has_rid)
+                s_reply_refusal (self, identity, err.rid, HERALD_ERR_OVERLOADED, message,
+                                 HERALD_DISK_RETRY_MS);
+            else {
+                herald_error_set (&err, HERALD_ERR_OVERLOADED, "", "%s", message);
+                s_reply_error (self, identity, &err);
+            }
+            refused++;
+        }
+        else
+            self->dropped++;
+        zframe_destroy (&identity);
+        zframe_destroy (&command);
+        zframe_destroy (&body);
+        zmsg_destroy (&msg);
+    }
+    if (refused)
+        herald_log ("error", "stopping: %zu requests not yet written were answered "
+                    "ERROR overloaded", refused);
+}
+
 static int
 s_bind (self_t *self)
 {
@@ -726,6 +878,10 @@ herald_broker_actor (zsock_t *pipe, void *args)
         int64_t flush_wait = s_idle_flush_wait (self);
         if (flush_wait >= 0 && flush_wait < wait)
             wait = flush_wait;
+        int64_t disk_wait;
+        herald_disk_due (self->disk, zclock_mono (), &disk_wait);
+        if (disk_wait < wait)
+            wait = disk_wait;
         //  With the queue full, requests wait in libzmq (and TCP) until
         //  the commit in flight is done.
         zmq_pollitem_t items [] = {
@@ -755,12 +911,16 @@ herald_broker_actor (zsock_t *pipe, void *args)
             s_commit_start (self);
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
+        int64_t disk_wait_unused;
+        if (herald_disk_due (self->disk, zclock_mono (), &disk_wait_unused))
+            herald_disk_poll (self->disk);
         if (!self->fatal)
             s_idle_flush (self);
         bool blocked = false;
         int pumped = self->fatal? 0: herald_streams_pump (self->streams, &blocked);
         if (pumped < 0) {
             herald_log ("error", "out of memory for a stream's frames; stopping");
+            self->stop_reason = "it ran out of memory";
             self->fatal = true;
         }
         busy = pumped > 0;
@@ -775,8 +935,10 @@ herald_broker_actor (zsock_t *pipe, void *args)
         if (herald_writer_busy (self->writer))
             s_commit_finish (self);
     }
-    if (self->fatal)
+    if (self->fatal) {
+        s_refuse_all (self);
         zstr_send (pipe, "FATAL");
+    }
     else
         herald_log ("info", "stopped: %" PRIu64 " events published, head %" PRIu64,
                     self->published, herald_store_head (self->store));

@@ -21,7 +21,10 @@
     comment only at the start of a line, so a value is everything after
     the first `=`, trimmed.  Numbers are plain decimal digits; no sign, no
     suffix.  Waits are capped at one day, which keeps them in range of the
-    int milliseconds that zmq_poll and zloop timers take.
+    int milliseconds that zmq_poll and zloop timers take.  The one amount
+    of disk space, --min-free, takes a binary unit (B, KiB, MiB, GiB, TiB)
+    or a percentage of the file system; a unit that could be read two ways
+    (MB, G) is refused rather than guessed.
     =========================================================================
 */
 
@@ -39,6 +42,7 @@
 #define S_MS_MAX            86400000ULL         //  one day, for every wait
 #define S_NODE_MAX          64                  //  bytes of a node id
 #define S_WHY_MAX           160                 //  a setter's reason, before its prefix
+#define S_PERCENT_MAX       99                  //  --min-free N%: at most this
 
 typedef enum {
     S_TEXT,                 //  a non-empty string
@@ -47,7 +51,8 @@ typedef enum {
     S_LEVEL,                //  error | warn | info | debug
     S_NODE,                 //  empty, or up to S_NODE_MAX printable bytes, no spaces
     S_U64,                  //  a number into a uint64_t field
-    S_SIZE                  //  a number into a size_t field
+    S_SIZE,                 //  a number into a size_t field
+    S_SPACE                 //  bytes with a unit, or N%, into a herald_space_t
 } s_kind_t;
 
 typedef struct {
@@ -93,6 +98,10 @@ static const s_option_t s_options [] = {
       "100000", "replies queued per client connection before streams wait" },
     { "idle-flush-ms", "N", S_U64, S_FIELD (idle_flush_ms), 0, S_MS_MAX,
       "1000", "ms without writes before memtables are flushed; 0: never" },
+    { "write-buffer-mb", "N", S_SIZE, S_FIELD (write_buffer_mb), 1, 1024,
+      "64", "MiB of RocksDB memtable for events, 1 to 1024" },
+    { "min-free", "SIZE", S_SPACE, S_FIELD (min_free), 0, S_PERCENT_MAX,
+      "1GiB", "refuse PUBLISH below this free space (512MiB, 5%; 0: off)" },
     { "node", "ID", S_NODE, S_FIELD (node), 0, 0,
       "", "broker id (default: generated once and kept)" },
     { "log-level", "LEVEL", S_LEVEL, S_FIELD (log_level), 0, 0,
@@ -143,6 +152,53 @@ s_number_parse (const char *text, uint64_t *value)
     }
     *value = result;
     return NULL;
+}
+
+//  Read text as an amount of disk space: decimal digits, then optional
+//  blanks and a unit (B, KiB, MiB, GiB, TiB, or % of the file system).
+//  NULL on success, else why not.
+static const char *
+s_space_parse (const char *text, herald_space_t *space, uint64_t percent_max)
+{
+    static const struct {
+        const char *name;
+        unsigned shift;
+    } units [] = { { "", 0 }, { "B", 0 }, { "KiB", 10 }, { "MiB", 20 }, { "GiB", 30 },
+                   { "TiB", 40 } };
+    const char *end = text;
+    while (*end >= '0' && *end <= '9')
+        end++;
+    if (end == text)
+        return "is not an amount of space (a number and a unit: 512MiB, 2GiB, 5%)";
+    char digits [32];
+    size_t len = (size_t) (end - text);
+    if (len >= sizeof (digits))
+        return "overflows a 64-bit number";
+    memcpy (digits, text, len);
+    digits [len] = 0;
+    uint64_t number;
+    const char *problem = s_number_parse (digits, &number);
+    if (problem)
+        return problem;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (strcmp (end, "%") == 0) {
+        if (number > percent_max)
+            return "is more than 99% of the file system";
+        space->bytes = 0;
+        space->percent = (unsigned) number;
+        return NULL;
+    }
+    for (size_t index = 0; index < sizeof (units) / sizeof (units [0]); index++) {
+        if (strcmp (end, units [index].name) != 0)
+            continue;
+        if (units [index].shift && number > (UINT64_MAX >> units [index].shift))
+            return "overflows a 64-bit number of bytes";
+        space->bytes = number << units [index].shift;
+        space->percent = 0;
+        return NULL;
+    }
+    return "has an unknown unit (use B, KiB, MiB, GiB, TiB or %)";
 }
 
 static bool
@@ -258,6 +314,17 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
                 *(uint64_t *) field = number;
             else
                 *(size_t *) field = (size_t) number;
+            return HERALD_OK;
+        }
+
+        case S_SPACE: {
+            herald_space_t space = { 0 };
+            const char *problem = s_space_parse (value, &space, option->max);
+            if (problem) {
+                snprintf (why, why_size, "'%s' %s", value, problem);
+                return HERALD_ERR_INVALID;
+            }
+            *(herald_space_t *) field = space;
             return HERALD_OK;
         }
     }

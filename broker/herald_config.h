@@ -26,6 +26,13 @@
 #include "herald_event.h"
 #include "herald_store.h"
 
+//  An amount of free disk space: a number of bytes, or a percentage of the
+//  size of the file system it is measured on.
+typedef struct {
+    uint64_t bytes;                 //  when percent is 0
+    unsigned percent;               //  1 .. 99; 0: the amount is bytes
+} herald_space_t;
+
 typedef struct {
     char *data_dir;                 //  where the event log lives
     char *api;                      //  ROUTER endpoint for requests
@@ -40,6 +47,8 @@ typedef struct {
     size_t fanout_hwm;              //  fanout messages queued per subscriber (PUB sndhwm)
     size_t client_hwm;              //  api messages queued per client (ROUTER sndhwm)
     uint64_t idle_flush_ms;         //  0 .. one day; memtables are flushed after this idle; 0: never
+    size_t write_buffer_mb;         //  1 .. 1024: RocksDB's memtable for events, in MiB
+    herald_space_t min_free;        //  PUBLISH is refused below this free space; 0: never
     char *node;                     //  broker id; "" until the broker generates one
     char *log_level;                //  "error", "warn", "info" or "debug"
     char *config_file;              //  the file loaded, or NULL when none was

@@ -8,7 +8,40 @@
     =========================================================================
 */
 
+#include <errno.h>
+#include <sys/statvfs.h>
 #include "herald_broker.h"
+#include "herald_disk.h"
+
+#define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
+
+//  True (after saying so) when the file system of the data directory, or
+//  of the nearest directory above it that exists, has too little space to
+//  open a store.  A path that cannot be measured is left to the store.
+static bool
+s_disk_too_full (const char *data_dir)
+{
+    char path [4096];
+    snprintf (path, sizeof (path), "%s", data_dir);
+    struct statvfs info;
+    while (statvfs (path, &info) != 0) {
+        char *slash = strrchr (path, '/');
+        if (errno != ENOENT || !slash)
+            return false;
+        if (slash == path)
+            slash [1] = 0;
+        else
+            *slash = 0;
+    }
+    uint64_t avail = (uint64_t) info.f_bavail * (info.f_frsize? info.f_frsize: info.f_bsize);
+    if (avail >= OPEN_FREE_MIN)
+        return false;
+    char text [32];
+    fprintf (stderr, "heraldd: disk full: %s free on %s; opening the store needs at least "
+             "4 MiB. Free space on that file system and start again; no event is lost\n",
+             herald_disk_format (avail, text, sizeof (text)), path);
+    return true;
+}
 
 int
 main (int argc, char **argv)
@@ -29,7 +62,16 @@ main (int argc, char **argv)
         herald_config_destroy (&config);
         return 0;
     }
-    herald_store_options_t options = { .durability = config->durability };
+    //  RocksDB writes its LOG, OPTIONS and MANIFEST files as it opens a
+    //  store, and on a full disk the Debian build aborts (an assertion in
+    //  its file writer) rather than fail: refuse to start first, and say
+    //  why.  Below --min-free the broker starts, serving reads only.
+    if (s_disk_too_full (config->data_dir)) {
+        herald_config_destroy (&config);
+        return 1;
+    }
+    herald_store_options_t options = { .durability = config->durability,
+                                       .write_buffer_mb = config->write_buffer_mb };
     herald_store_t *store = herald_store_open (config->data_dir, &options, &err);
     if (!store) {
         fprintf (stderr, "heraldd: %s\n", err.message);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include "herald_config.h"
 
-#define S_ARGS_MAX  32
+#define S_ARGS_MAX  64
 
 //  Run herald_config_parse on "heraldd" followed by the NULL-terminated
 //  args; out may be NULL when the test expects no output.
@@ -127,6 +127,8 @@ static const char *s_flag_values [][2] = {
     { "fanout-hwm", "50" },
     { "client-hwm", "60" },
     { "idle-flush-ms", "0" },
+    { "write-buffer-mb", "8" },
+    { "min-free", "512MiB" },
     { "node", "b1f0-node" },
     { "log-level", "debug" }
 };
@@ -148,6 +150,9 @@ s_assert_flag_values (const herald_config_t *config)
     cr_assert_eq (config->fanout_hwm, 50);
     cr_assert_eq (config->client_hwm, 60);
     cr_assert_eq (config->idle_flush_ms, 0);
+    cr_assert_eq (config->write_buffer_mb, 8);
+    cr_assert_eq (config->min_free.bytes, 512ULL << 20);
+    cr_assert_eq (config->min_free.percent, 0);
     cr_assert_str_eq (config->node, "b1f0-node");
     cr_assert_str_eq (config->log_level, "debug");
 }
@@ -173,6 +178,9 @@ Test (herald_config, defaults_are_the_issues)
     cr_assert_eq (config->fanout_hwm, 100000);
     cr_assert_eq (config->client_hwm, 100000);
     cr_assert_eq (config->idle_flush_ms, 1000);
+    cr_assert_eq (config->write_buffer_mb, 64);
+    cr_assert_eq (config->min_free.bytes, 1ULL << 30);
+    cr_assert_eq (config->min_free.percent, 0);
     cr_assert_str_eq (config->node, "");
     cr_assert_str_eq (config->log_level, "info");
     cr_assert_null (config->config_file);
@@ -394,6 +402,61 @@ Test (herald_config, max_event_bytes_outside_1kib_to_64mib_is_rejected)
     s_assert_rejected (low, "--max-event-bytes: must be at least 1024");
     const char *high [] = { "--max-event-bytes", "67108865", NULL };
     s_assert_rejected (high, "--max-event-bytes: must be at most 67108864");
+}
+
+//  --min-free: bytes with a binary unit, or a percentage of the file system
+Test (herald_config, min_free_takes_bytes_binary_units_and_percent)
+{
+    const struct {
+        const char *value;
+        uint64_t bytes;
+        unsigned percent;
+    } cases [] = {
+        { "0", 0, 0 }, { "12345", 12345, 0 }, { "12345B", 12345, 0 }, { "1KiB", 1024, 0 },
+        { "3MiB", 3ULL << 20, 0 }, { "512 MiB", 512ULL << 20, 0 }, { "2GiB", 2ULL << 30, 0 },
+        { "1TiB", 1ULL << 40, 0 }, { "5%", 0, 5 }, { "99%", 0, 99 }, { "0%", 0, 0 },
+        { "16777215TiB", 16777215ULL << 40, 0 }
+    };
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
+        herald_config_t *config = herald_config_new ();
+        herald_error_t err = { 0 };
+        const char *args [] = { "--min-free", cases [index].value, NULL };
+        cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s: %s", cases [index].value,
+                      err.message);
+        cr_assert_eq (config->min_free.bytes, cases [index].bytes, "%s", cases [index].value);
+        cr_assert_eq (config->min_free.percent, cases [index].percent, "%s",
+                      cases [index].value);
+        herald_config_destroy (&config);
+    }
+}
+
+Test (herald_config, min_free_refuses_ambiguous_units_and_nonsense)
+{
+    const struct {
+        const char *value;
+        const char *why;
+    } cases [] = {
+        { "5GB", "unknown unit" }, { "1G", "unknown unit" }, { "10mib", "unknown unit" },
+        { "1.5GiB", "unknown unit" }, { "5 percent", "unknown unit" }, { "MiB", "not an amount" },
+        { "", "not an amount" }, { "-1", "not an amount" }, { "100%", "more than 99%" },
+        { "16777216TiB", "overflows" }, { "18446744073709551616", "overflows" }
+    };
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
+        char flag [64];
+        snprintf (flag, sizeof (flag), "--min-free=%s", cases [index].value);
+        const char *args [] = { flag, NULL };
+        s_assert_rejected (args, "--min-free: ");
+        s_assert_rejected (args, cases [index].why);
+    }
+    s_assert_file_rejected ("min-free = 2 GB\n", 1, "min-free: '2 GB' has an unknown unit");
+}
+
+Test (herald_config, write_buffer_mb_outside_1_to_1024_is_rejected)
+{
+    const char *low [] = { "--write-buffer-mb", "0", NULL };
+    s_assert_rejected (low, "must be at least 1");
+    const char *high [] = { "--write-buffer-mb", "1025", NULL };
+    s_assert_rejected (high, "must be at most 1024");
 }
 
 Test (herald_config, bad_durability_is_rejected)
@@ -642,7 +705,8 @@ Test (herald_config, help_prints_every_flag_with_its_default_and_exits)
                               "(default ./var/herald)", "(default tcp://127.0.0.1:5580)",
                               "(default tcp://127.0.0.1:5581)", "(default sync)",
                               "(default 1000)", "(default 1048576)", "(default 60000)",
-                              "(default 64)", "(default 10000)", "(default info)" };
+                              "(default 64)", "(default 10000)", "(default info)",
+                              "(default 1GiB)" };
     for (index = 0; index < sizeof (others) / sizeof (others [0]); index++)
         cr_assert_not_null (strstr (text, others [index]), "usage lacks %s", others [index]);
     free (text);
