@@ -137,8 +137,8 @@ herald_disk_poll (herald_disk_t *self)
     else
     if (!self->low)
         low = self->free < self->line;
-    else
-        low = self->free < self->line + self->line / 32;
+    else        //  free < line + line/32, without overflowing near 2^64
+        low = self->free < self->line || self->free - self->line < self->line / 32;
     if (low == self->low)
         return false;
     self->low = low;
