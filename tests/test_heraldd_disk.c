@@ -461,10 +461,14 @@ Test (heraldd_disk, guard_refuses_before_a_full_ext4_and_resumes)
 //  ---------------------------------------------------------------------
 //  No guard: RocksDB meets ENOSPC
 
+//  write_buffer_mb: with 4 the disk fills under a memtable flush (a table
+//  file's write fails, then the next commit) or a WAL append, whichever
+//  comes first; with 64, on tmpfs, under the WAL append of a commit itself
+//  (failing_file ".log"; NULL: either).
 static void
-s_enospc_test (void)
+s_enospc_test (const char *write_buffer_mb, const char *failing_file)
 {
-    const char *const extra [] = { "--min-free", "0", "--write-buffer-mb", WRITE_BUFFER_MB,
+    const char *const extra [] = { "--min-free", "0", "--write-buffer-mb", write_buffer_mb,
                                    NULL };
     s_start_on_mount (extra);
     zsock_t *client = bt_client ();
@@ -488,6 +492,10 @@ s_enospc_test (void)
                WIFSIGNALED (bt_broker->status)? WTERMSIG (bt_broker->status)
                                               : WEXITSTATUS (bt_broker->status), log);
     cr_assert (s_log_has ("disk full"), "no 'disk full' in the log:\n%s", log);
+    cr_assert (s_log_has ("No space left on device"), "no ENOSPC in the log:\n%s", log);
+    if (failing_file)
+        cr_assert (s_log_has (failing_file), "the log does not name a %s file:\n%s",
+                   failing_file, log);
     bt_drop (&client);
 
     //  Space returns; after a restart every ACKed event is there
@@ -505,13 +513,19 @@ s_enospc_test (void)
 Test (heraldd_disk, enospc_on_tmpfs_answers_every_request_and_exits_1)
 {
     s_mount_tmpfs ();
-    s_enospc_test ();
+    s_enospc_test (WRITE_BUFFER_MB, NULL);
+}
+
+Test (heraldd_disk, enospc_in_the_wal_on_tmpfs_answers_every_request_and_exits_1)
+{
+    s_mount_tmpfs ();
+    s_enospc_test ("64", ".log");
 }
 
 Test (heraldd_disk, enospc_on_ext4_answers_every_request_and_exits_1)
 {
     s_mount_ext4 ();
-    s_enospc_test ();
+    s_enospc_test (WRITE_BUFFER_MB, NULL);
 }
 
 //  ---------------------------------------------------------------------
