@@ -53,7 +53,8 @@ static const char *s_inspect_usage =
     "\n"
     "Check a Herald data directory offline (stop the broker first): seq gapless\n"
     "from 1 to head, every envelope decodes, every event's id leading back to it\n"
-    "in the dedup index and no other entry there, every topic's versions gapless\n"
+    "in the dedup index (with the hash of its topic and data, where the entry keeps\n"
+    "one) and no other entry there, every topic's versions gapless\n"
     "and matching its stream, and the store's counters consistent.  Exits 0 and\n"
     "prints a summary when consistent, or prints the first problem and exits 1.\n";
 
