@@ -15,7 +15,10 @@
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "brokertest.h"
 
@@ -183,4 +186,40 @@ Test (heraldd_reuse, reuse_is_flagged_after_a_restart)
     cr_assert (reply.body.ack.dup [0]);
     cr_assert (s_raw_reused (&reply, reused, 1, &keys) && reused [0]);
     bu_reply_fini (&reply);
+}
+
+//  Run `herald --endpoint API pub TOPIC DATA --id ID`; its exit status,
+//  its stdout and stderr together in out.
+static int
+s_herald_pub (const char *topic, const char *data, const char *id, char *out, size_t size)
+{
+    const char *builddir = getenv ("HERALD_BUILDDIR");
+    char log [1024], command [4096];
+    snprintf (log, sizeof log, "%s/pub.out", bt_broker->dir);
+    snprintf (command, sizeof command,
+              "'%s/tools/herald' --endpoint '%s' pub '%s' '%s' --id %s >'%s' 2>&1",
+              builddir? builddir: ".", bt_broker->api, topic, data, id, log);
+    int status = system (command);
+    FILE *file = fopen (log, "r");
+    cr_assert_not_null (file);
+    size_t len = fread (out, 1, size - 1, file);
+    out [len] = '\0';
+    fclose (file);
+    cr_assert (WIFEXITED (status), "herald pub did not exit: %s", out);
+    return WEXITSTATUS (status);
+}
+
+Test (heraldd_reuse, herald_pub_of_a_reused_id_fails_and_says_so)
+{
+    bt_start ();
+    const char *id = "01a20263-c402-713e-a4e7-599d156d5e50";
+    char out [4096];
+    cr_assert_eq (s_herald_pub ("orders.1", "hello", id, out, sizeof out), 0, "%s", out);
+    cr_assert_eq (s_herald_pub ("orders.1", "changed", id, out, sizeof out), 1,
+                  "a reused id must not exit 0: %s", out);
+    cr_assert (strstr (out, "\"reused\":true"), "%s", out);
+    cr_assert (strstr (out, "this event was not stored"), "%s", out);
+    cr_assert_eq (s_herald_pub ("orders.1", "hello", id, out, sizeof out), 0,
+                  "a retry exits 0: %s", out);
+    cr_assert (strstr (out, "\"dup\":true") && !strstr (out, "reused"), "%s", out);
 }
