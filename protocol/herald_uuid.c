@@ -26,9 +26,10 @@
     FORK
     A forked child starts with a copy of the parent's memory: the same
     pool bytes, the same millisecond and counter.  Left alone, parent and
-    child make the same ids in the same millisecond, and every id of the
-    child shares its 62 random bits with one of the parent's; the broker
-    would then take the child's different event for a retry.  So the
+    child make the same ids in the same millisecond, and each of the
+    child's ids until the pool is refilled shares its 62 random bits with
+    one of the parent's; the broker would then take the child's different
+    event for a retry.  So the
     state (mutex included) lives on a page of its own marked
     MADV_WIPEONFORK: the kernel hands any child a zeroed copy, whatever
     made it (fork, _Fork, a raw clone without CLONE_VM: none of those
