@@ -46,6 +46,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include "herald_io.h"
+#include "herald_uuid.h"
 
 #define RECV_BURST          4096        //  messages per socket per turn
 #define PUBLISH_EVENTS      1000
@@ -445,6 +446,7 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
     herald_publish_result_t *results = calloc (flight->count, sizeof *results);
     if (!results)
         return;                     //  answered again after a resend
+    size_t reused = 0;
     for (size_t item = 0; item < flight->count; item++) {
         herald_publish_result_t *result = &results [item];
         memcpy (result->id, flight->items [item]->id, 16);
@@ -453,6 +455,18 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
             result->seq = reply->ack.seq [item];
             result->ver = reply->ack.ver [item];
             result->dup = reply->ack.dup [item];
+            //  The id was stored with another topic or data: this event
+            //  was not stored, and sending it again cannot change that,
+            //  so it is final, like a conflict.
+            if (reply->ack.reused && reply->ack.reused [item]) {
+                char id [HERALD_UUID_STR_LEN + 1];
+                herald_uuid_format (result->id, id);
+                result->err = HERALD_ERR_ID_REUSED;
+                snprintf (result->message, sizeof result->message,
+                          "id %s is already stored, at seq %" PRIu64 ", with another topic "
+                          "or data: this event was not stored", id, result->seq);
+                reused++;
+            }
         }
         else {
             result->expected = reply->error.expected;
@@ -461,8 +475,11 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
                       (int) reply->error.message.len, reply->error.message.ptr);
         }
     }
-    if (code == HERALD_OK)
-        atomic_fetch_add_explicit (&agent->published, flight->count, memory_order_relaxed);
+    if (code == HERALD_OK) {
+        atomic_fetch_add_explicit (&agent->published, flight->count - reused,
+                                   memory_order_relaxed);
+        atomic_fetch_add_explicit (&agent->publish_errors, reused, memory_order_relaxed);
+    }
     else
         atomic_fetch_add_explicit (&agent->publish_errors, flight->count, memory_order_relaxed);
     s_complete (self, flight, results);

@@ -108,6 +108,7 @@ typedef struct {
     size_t commit_bytes;                //  PUBLISH bytes of the commit in flight
     //  Counters shown by STATUS
     uint64_t published, duplicates, conflicts, refused, dropped, idle_flushes;
+    uint64_t ids_reused;            //  duplicates whose topic or data differed
 } self_t;
 
 static void
@@ -458,22 +459,28 @@ s_commit_finish (self_t *self)
         uint64_t *seqs = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
         uint64_t *vers = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
         bool *dups = (bool *) zmalloc (batch->count * sizeof (bool));
+        bool *reused = (bool *) zmalloc (batch->count * sizeof (bool));
         for (size_t i = 0; i < batch->count; i++) {
             seqs [i] = batch->results [i].seq;
             vers [i] = batch->results [i].ver;
             dups [i] = batch->results [i].dup;
+            reused [i] = batch->results [i].reused;
             if (dups [i])
                 self->duplicates++;
+            if (reused [i])
+                self->ids_reused++;
         }
         reply.type = HERALD_MSG_ACK;
         reply.ack.seq = seqs;
         reply.ack.ver = vers;
         reply.ack.dup = dups;
+        reply.ack.reused = reused;          //  encoded only when one is true
         reply.ack.count = batch->count;
         s_reply_msg (self, request->identity, &reply);
         free (seqs);
         free (vers);
         free (dups);
+        free (reused);
     }
     while ((request = (s_request_t *) zlistx_first (self->committing))) {
         zlistx_delete (self->committing, zlistx_cursor (self->committing));
@@ -549,7 +556,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "published", "duplicates", "conflicts", "refused", "dropped",
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
-        "idle_flushes", "disk_free_bytes", "min_free_bytes", "disk_low", "disk_refused"
+        "idle_flushes", "disk_free_bytes", "min_free_bytes", "disk_low", "disk_refused",
+        "ids_reused"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -565,7 +573,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         memory.memtables, memory.block_cache, memory.table_readers,
         herald_streams_abandoned (self->streams), self->idle_flushes,
         herald_disk_free (self->disk), herald_disk_threshold (self->disk),
-        herald_disk_low (self->disk), herald_disk_refused (self->disk)
+        herald_disk_low (self->disk), herald_disk_refused (self->disk),
+        self->ids_reused
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);

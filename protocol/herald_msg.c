@@ -548,8 +548,10 @@ static herald_err
 s_decode_ack (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zone,
               herald_error_t *err)
 {
-    herald_field_t fields [] = { { "rid" }, { "seq" }, { "ver" }, { "dup" } };
-    herald_err rc = herald_event_fields (root, fields, 4, zone, "", err);
+    herald_field_t fields [] = {
+        { "rid" }, { "seq" }, { "ver" }, { "dup" }, { "reused" }
+    };
+    herald_err rc = herald_event_fields (root, fields, 5, zone, "", err);
     if (rc || (rc = s_require_rid (self, fields [0].value, err)))
         return rc;
     size_t seqs = 0, vers = 0, dups = 0, index;
@@ -574,6 +576,34 @@ s_decode_ack (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zone
     }
     self->ack.dup = dup;
     self->ack.count = seqs;
+    self->ack.reused = NULL;
+    //  `reused` (an addition): absent or nil means no entry is true
+    if (s_absent (fields [4].value))
+        return HERALD_OK;
+    size_t reuses = 0;
+    if ((rc = s_array (fields [4].value, "reused", &items, &reuses, err)))
+        return rc;
+    if (reuses != seqs)
+        return herald_error_set (err, HERALD_ERR_BAD_REQUEST, "reused",
+                                 "reused and seq differ in length");
+    bool *reused = (bool *) msgpack_zone_malloc (zone, reuses + 1);
+    if (!reused)
+        return herald_error_set (err, HERALD_ERR_NOMEM, "reused", "out of memory");
+    for (index = 0; index < reuses; index++) {
+        if (items [index].type != MSGPACK_OBJECT_BOOLEAN) {
+            char item [32];
+            snprintf (item, sizeof (item), "reused[%zu]", index);
+            return herald_error_set (err, HERALD_ERR_BAD_REQUEST, item, "must be a bool");
+        }
+        if (items [index].via.boolean && !dup [index]) {
+            char item [32];
+            snprintf (item, sizeof (item), "reused[%zu]", index);
+            return herald_error_set (err, HERALD_ERR_BAD_REQUEST, item,
+                                     "true for an event that is not a duplicate");
+        }
+        reused [index] = items [index].via.boolean;
+    }
+    self->ack.reused = reused;
     return HERALD_OK;
 }
 

@@ -103,6 +103,11 @@ typedef struct {
             const uint64_t *seq;
             const uint64_t *ver;
             const bool *dup;
+            //  Optional (an addition to HWP/1): true where a duplicate's
+            //  topic or data differ from what its id was stored with.
+            //  NULL: absent, all false.  Encode sends the key only when
+            //  one entry is true.
+            const bool *reused;
             size_t count;
         } ack;
         struct {

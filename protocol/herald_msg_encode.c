@@ -146,7 +146,11 @@ static int
 s_ack (msgpack_packer *pk, const herald_msg_t *self)
 {
     size_t count = self->ack.count, index;
-    int rc = msgpack_pack_map (pk, 4) | s_rid (pk, self);
+    //  `reused` only when it says something: old clients see the ACK they know
+    bool reused = false;
+    for (index = 0; self->ack.reused && index < count && !reused; index++)
+        reused = self->ack.reused [index];
+    int rc = msgpack_pack_map (pk, 4 + reused) | s_rid (pk, self);
     rc |= s_key (pk, "seq") | msgpack_pack_array (pk, count);
     for (index = 0; index < count; index++)
         rc |= msgpack_pack_uint64 (pk, self->ack.seq [index]);
@@ -156,6 +160,11 @@ s_ack (msgpack_packer *pk, const herald_msg_t *self)
     rc |= s_key (pk, "dup") | msgpack_pack_array (pk, count);
     for (index = 0; index < count; index++)
         rc |= self->ack.dup [index] ? msgpack_pack_true (pk) : msgpack_pack_false (pk);
+    if (reused) {
+        rc |= s_key (pk, "reused") | msgpack_pack_array (pk, count);
+        for (index = 0; index < count; index++)
+            rc |= self->ack.reused [index] ? msgpack_pack_true (pk) : msgpack_pack_false (pk);
+    }
     return rc;
 }
 

@@ -7,6 +7,8 @@
     mostly.  Within one process ids are strictly increasing even when many
     are made in the same millisecond (a 12-bit counter in rand_a, seeded
     randomly each millisecond; the timestamp is advanced if it overflows).
+    Fork-safe: a child process reseeds before its first id, so parent and
+    children never share an id or its random bits (herald_uuid.c, FORK).
     =========================================================================
 */
 
@@ -19,7 +21,7 @@
 
 #define HERALD_UUID_STR_LEN 36      //  "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 
-//  Write a fresh UUIDv7 to id.  Thread-safe.
+//  Write a fresh UUIDv7 to id.  Thread-safe and fork-safe.
 void
     herald_uuid_v7 (uint8_t id [16]);
 

@@ -610,12 +610,14 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
 }
 
 herald_err
-herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
-                        uint64_t *seq, uint64_t *ver)
+herald_store_lookup_id_hash (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
+                             uint64_t *seq, uint64_t *ver, uint64_t *hash, bool *has_hash)
 {
     assert (self);
     *seq = 0;
     *ver = 0;
+    *hash = 0;
+    *has_hash = false;
     char *rocks_err = NULL;
     rocksdb_pinnableslice_t *value = rocksdb_get_pinned_cf (
         self->db, self->read_options, self->cf [CF_IDS], (const char *) id, HERALD_ID_BYTES,
@@ -629,13 +631,25 @@ herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES]
     size_t len;
     const uint8_t *bytes = (const uint8_t *) rocksdb_pinnableslice_value (value, &len);
     herald_err rc = HERALD_ERR_CORRUPT;
-    if (len == 16) {
-        *seq = s_get_u64 (bytes);
-        *ver = s_get_u64 (bytes + 8);
+    s_id_found_t found;
+    if (herald_id_value_parse (bytes, len, &found)) {
+        *seq = found.seq;
+        *ver = found.ver;
+        *hash = found.hash;
+        *has_hash = found.has_hash;
         rc = HERALD_OK;
     }
     rocksdb_pinnableslice_destroy (value);
     return rc;
+}
+
+herald_err
+herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
+                        uint64_t *seq, uint64_t *ver)
+{
+    uint64_t hash;
+    bool has_hash;
+    return herald_store_lookup_id_hash (self, id, seq, ver, &hash, &has_hash);
 }
 
 int
@@ -652,14 +666,15 @@ herald_store_walk_ids (herald_store_t *self, herald_store_id_fn *fn, void *arg,
         size_t key_len, len;
         const uint8_t *key = (const uint8_t *) rocksdb_iter_key (it, &key_len);
         const uint8_t *value = (const uint8_t *) rocksdb_iter_value (it, &len);
-        if (key_len != HERALD_ID_BYTES || len != 16) {
+        s_id_found_t found;
+        if (key_len != HERALD_ID_BYTES || !herald_id_value_parse (value, len, &found)) {
             herald_error_set (err, HERALD_ERR_CORRUPT, "ids",
                               "id index entry with a %zu-byte key and a %zu-byte value",
                               key_len, len);
             rc = -1;
         }
         else
-            rc = fn (key, s_get_u64 (value), s_get_u64 (value + 8), arg);
+            rc = fn (key, found.seq, found.ver, arg);
     }
     char *rocks_err = NULL;
     if (rc == 0)

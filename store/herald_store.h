@@ -36,11 +36,16 @@ typedef struct {
 
 //  What append assigned to one event: a new event gets fresh seq and ver;
 //  a duplicate (its id already stored, or earlier in the same call) gets
-//  the seq and ver it was first stored with, and dup true.
+//  the seq and ver it was first stored with, and dup true.  A duplicate
+//  whose topic or data differ from what its id was stored with (the id
+//  reused for another event, not a retry) also has reused true; it is not
+//  stored either.  (Entries from before content hashes were kept cannot
+//  tell: their duplicates are plain ones.)
 typedef struct {
     uint64_t seq;
     uint64_t ver;
     bool dup;
+    bool reused;
 } herald_append_result_t;
 
 //  One atomic batch (one PUBLISH).  Several go into one append call, which
@@ -117,6 +122,14 @@ herald_err
 herald_err
     herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
                             uint64_t *seq, uint64_t *ver);
+
+//  herald_store_lookup_id, and the content hash the entry keeps
+//  (herald_hash_content of the event): *has_hash false for an entry
+//  written before hashes were kept.
+herald_err
+    herald_store_lookup_id_hash (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES],
+                                 uint64_t *seq, uint64_t *ver, uint64_t *hash,
+                                 bool *has_hash);
 
 //  Walk the whole dedup index in id order, calling fn for each entry with
 //  the seq and ver it names.  For offline checks (herald inspect): it

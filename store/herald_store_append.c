@@ -13,7 +13,10 @@
     hold.  Decisions go into a per-call table (s_pending_t) so later events
     of the call, in this batch or the next, see earlier ones; an undo log
     rolls a batch's entries back when one of its `expect`s fails, leaving
-    the other batches of the call untouched.  Pass two encodes the
+    the other batches of the call untouched.  A duplicate's content hash
+    (herald_hash.h) is compared with the one its id was stored with: a
+    difference marks it `reused`, an id given to a second, different
+    event; either way it is not stored.  Pass two encodes the
     envelopes of a batch that passed.  After the last batch, the call's new
     envelopes become "events" runs and each topic it touched one "streams"
     run.  Nothing in memory (head, counts, the topic cache) changes until
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include "herald_store_priv.h"
+#include "herald_hash.h"
 
 #define TOPIC_CACHE_DEFAULT     65536
 
@@ -140,6 +144,8 @@ typedef struct {
     uint32_t len;
     uint32_t gen;                   //  live when equal to the table's gen
     uint64_t a, b;                  //  ids: seq, ver;  topics: ver, created
+    uint64_t c;                     //  ids: content hash (an id is set once
+                                    //  per call, so the undo log need not keep it)
 } s_slot_t;
 
 typedef struct {
@@ -233,7 +239,7 @@ s_table_find (s_table_t *self, const void *key, size_t len)
     return slot->gen == self->gen? slot: NULL;
 }
 
-static void
+static s_slot_t *
 s_table_set (s_table_t *self, const void *key, size_t len, uint64_t a, uint64_t b)
 {
     s_slot_t *slot = s_table_probe (self, key, len);
@@ -250,6 +256,7 @@ s_table_set (s_table_t *self, const void *key, size_t len, uint64_t a, uint64_t 
     slot->gen = self->gen;
     slot->a = a;
     slot->b = b;
+    return slot;
 }
 
 //  Undo every change made since the undo log had mark entries.
@@ -313,16 +320,18 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
         free (self->id_values);
         free (self->id_errors);
         free (self->id_found);
+        free (self->id_hash);
         self->id_keys = malloc (total * sizeof (char *));
         self->id_sizes = malloc (total * sizeof (size_t));
         self->id_which = malloc (total * sizeof (size_t));
         self->id_values = malloc (total * sizeof (rocksdb_pinnableslice_t *));
         self->id_errors = malloc (total * sizeof (char *));
-        self->id_found = malloc (total * sizeof (herald_append_result_t));
+        self->id_found = malloc (total * sizeof (s_id_found_t));
+        self->id_hash = malloc (total * sizeof (uint64_t));
         self->id_capacity = total;
         if (!self->id_keys || !self->id_sizes || !self->id_which || !self->id_values
         ||  !self->id_errors
-        ||  !self->id_found) {
+        ||  !self->id_found || !self->id_hash) {
             self->id_capacity = 0;
             return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
         }
@@ -332,7 +341,7 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
     for (size_t b = 0, k = 0; b < count; b++)
         for (size_t i = 0; i < batches [b].count; i++, k++) {
             const uint8_t *id = batches [b].events [i].id;
-            self->id_found [k] = (herald_append_result_t) { 0 };
+            self->id_found [k] = (s_id_found_t) { 0 };
             if (self->has_max_id && memcmp (id, self->max_id, HERALD_ID_BYTES) <= 0) {
                 self->id_keys [n] = (const char *) id;
                 self->id_sizes [n] = HERALD_ID_BYTES;
@@ -359,12 +368,7 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
             size_t len;
             const uint8_t *bytes = (const uint8_t *) rocksdb_pinnableslice_value (
                 self->id_values [j], &len);
-            if (len == 16)
-                self->id_found [k] = (herald_append_result_t) {
-                    .seq = s_get_u64 (bytes), .ver = s_get_u64 (bytes + 8), .dup = true
-                };
-            else
-            if (rc == 0) {
+            if (!herald_id_value_parse (bytes, len, &self->id_found [k]) && rc == 0) {
                 herald_error_set (err, HERALD_ERR_CORRUPT, "ids",
                                   "id index entry of %zu bytes", len);
                 rc = -1;
@@ -376,18 +380,26 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
 }
 
 //  Is the call's event number k (its id) already stored, or added earlier
-//  in this call?  Fills result when it is.
+//  in this call?  Fills result when it is: a duplicate, and reused when
+//  the content it was stored with is known and differs from this event's
+//  (self->id_hash [k]).
 static bool
 s_find_id (herald_store_t *self, const herald_event_t *event, size_t k,
            herald_append_result_t *result)
 {
     s_slot_t *slot = s_table_find (&self->pending->ids, event->id, HERALD_ID_BYTES);
     if (slot) {
-        *result = (herald_append_result_t) { .seq = slot->a, .ver = slot->b, .dup = true };
+        *result = (herald_append_result_t) {
+            .seq = slot->a, .ver = slot->b, .dup = true, .reused = slot->c != self->id_hash [k]
+        };
         return true;
     }
-    if (self->id_found [k].seq) {
-        *result = self->id_found [k];
+    const s_id_found_t *found = &self->id_found [k];
+    if (found->seq) {
+        *result = (herald_append_result_t) {
+            .seq = found->seq, .ver = found->ver, .dup = true,
+            .reused = found->has_hash && found->hash != self->id_hash [k]
+        };
         return true;
     }
     return false;
@@ -408,6 +420,7 @@ s_decide (herald_store_t *self, herald_batch_t *batch, size_t first_k, uint64_t 
     for (size_t i = 0; i < batch->count; i++) {
         const herald_event_t *event = &batch->events [i];
         herald_append_result_t *result = &batch->results [i];
+        self->id_hash [first_k + i] = herald_hash_content (event);
         if (s_find_id (self, event, first_k + i, result))
             continue;               //  a duplicate: `expect` is not checked
         uint64_t ver, created;
@@ -426,7 +439,8 @@ s_decide (herald_store_t *self, herald_batch_t *batch, size_t first_k, uint64_t 
         *result = (herald_append_result_t) { .seq = ++*seq, .ver = ver + 1, .dup = false };
         s_table_set (&pending->topics, event->topic, event->topic_len,
                      result->ver, created || ver == 0);
-        s_table_set (&pending->ids, event->id, HERALD_ID_BYTES, result->seq, result->ver);
+        s_table_set (&pending->ids, event->id, HERALD_ID_BYTES, result->seq, result->ver)
+            ->c = self->id_hash [first_k + i];
     }
     return 0;
 }
@@ -570,8 +584,10 @@ s_stage_streams (herald_store_t *self)
 }
 
 //  Pass two for a batch that passed: its new events into the WriteBatch.
+//  first_k: the call's number of the batch's first event.
 static int
-s_stage (herald_store_t *self, const herald_batch_t *batch, uint64_t ts, uint64_t *new_topics)
+s_stage (herald_store_t *self, const herald_batch_t *batch, size_t first_k, uint64_t ts,
+         uint64_t *new_topics)
 {
     for (size_t i = 0; i < batch->count; i++) {
         const herald_append_result_t *result = &batch->results [i];
@@ -608,6 +624,7 @@ s_stage (herald_store_t *self, const herald_batch_t *batch, uint64_t ts, uint64_
         entry->id = batch->events [i].id;
         s_put_u64 (entry->value, event.seq);
         s_put_u64 (entry->value + 8, event.ver);
+        s_put_u64 (entry->value + 16, self->id_hash [first_k + i]);
         if (s_note_stream (self, &batch->events [i], event.ver, event.seq) != 0)
             return -1;
         if (event.ver == 1) {
@@ -647,7 +664,8 @@ s_stage_ids (herald_store_t *self)
     for (size_t i = 0; i < self->staged_count; i++)
         rocksdb_writebatch_put_cf (self->batch, self->cf [CF_IDS],
                                    (const char *) self->staged_ids [i].id, HERALD_ID_BYTES,
-                                   (const char *) self->staged_ids [i].value, 16);
+                                   (const char *) self->staged_ids [i].value,
+                                   HERALD_ID_VALUE);
 }
 
 herald_err
@@ -689,7 +707,7 @@ herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count
         if (s_decide (self, &batches [b], k, &seq, err) != 0)
             return err->code;
         if (batches [b].status == HERALD_OK
-        &&  s_stage (self, &batches [b], ts, &new_topics) != 0)
+        &&  s_stage (self, &batches [b], k, ts, &new_topics) != 0)
             return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
     }
     if (seq == head)
@@ -783,6 +801,7 @@ herald_store_append_free (herald_store_t *self)
     free (self->id_values);
     free (self->id_errors);
     free (self->id_found);
+    free (self->id_hash);
     free (self->staged_ids);
     msgpack_sbuffer_destroy (&self->envelopes);
 }

@@ -35,9 +35,15 @@
         before it have no filter, and are seeked as before.
 
     CF "ids": the dedup index; one key per event
-        +--------------+                       +------------+------------+
-        | id     (16)  |  -------------------> | seq u64    | ver u64    |
-        +--------------+                       +------------+------------+
+        +--------------+                       +------------+------------+-------------+
+        | id     (16)  |  -------------------> | seq u64    | ver u64    | content u64 |
+        +--------------+                       +------------+------------+-------------+
+        content is herald_hash_content (herald_hash.h): XXH64 of the
+        event's topic and data, so that a duplicate whose content differs
+        (an id reused for another event) is told from a retry and flagged
+        in the ACK (`reused`) rather than passing as one.  Entries written
+        before the hash was kept are 16 bytes, seq and ver only: readers
+        take both sizes, and a duplicate of an old entry is a plain one.
 
     CF "streams": the topic index; one key per topic per append call
         +---------------+------+---------------+   +-----------+-----------+---
@@ -74,6 +80,8 @@
 #define HERALD_STORE_FORMAT_KEY   "herald.format"
 #define HERALD_STORE_FORMAT       "1"
 #define HERALD_STREAM_KEY_MAX     (HERALD_TOPIC_MAX + 1 + 8)
+#define HERALD_ID_VALUE_OLD       16    //  an "ids" value: seq, ver
+#define HERALD_ID_VALUE           24    //  seq, ver, content hash
 #define HERALD_RUN_MAX_EVENTS     1024
 #define HERALD_RUN_MAX_BYTES      4096
 #define HERALD_EVENTS_PREFIX      7     //  "events" key bytes that name a bucket
@@ -92,11 +100,24 @@ enum { CF_DEFAULT, CF_EVENTS, CF_IDS, CF_STREAMS, CF_TOPICS, CF_COUNT };
 typedef struct _s_topic_cache_t s_topic_cache_t;
 typedef struct _s_pending_t s_pending_t;
 
-//  A new event's id and the value its ids entry gets (seq | ver, big-endian).
+//  A new event's id and the value its ids entry gets (seq | ver | content
+//  hash, big-endian).
 typedef struct {
     const uint8_t *id;              //  borrowed from the event
-    uint8_t value [16];
+    uint8_t value [HERALD_ID_VALUE];
 } s_id_entry_t;
+
+//  What the dedup index holds for one id, parsed.
+typedef struct {
+    uint64_t seq;                   //  0: the id is not stored
+    uint64_t ver;
+    uint64_t hash;                  //  content hash, when has_hash
+    bool has_hash;                  //  false in an entry from before hashes
+} s_id_found_t;
+
+//  Parse an "ids" value of len bytes; false when it has the wrong size.
+static inline bool
+herald_id_value_parse (const uint8_t *value, size_t len, s_id_found_t *found);
 
 //  A new event's place in its topic's stream, gathered during an append.
 typedef struct {
@@ -143,7 +164,8 @@ struct _herald_store_t {
     rocksdb_pinnableslice_t **id_values;
     char **id_errors;
     size_t *id_which;               //  the event each looked-up id belongs to
-    herald_append_result_t *id_found;   //  seq 0: not stored
+    s_id_found_t *id_found;         //  seq 0: not stored
+    uint64_t *id_hash;              //  each event's content hash
     size_t id_capacity;
     //  The new ids of the append in progress, put into the WriteBatch in id
     //  order once every batch is staged (see s_stage_ids)
@@ -177,6 +199,18 @@ s_get_u64 (const uint8_t *in)
     for (int i = 0; i < 8; i++)
         value = (value << 8) | in [i];
     return value;
+}
+
+static inline bool
+herald_id_value_parse (const uint8_t *value, size_t len, s_id_found_t *found)
+{
+    if (len != HERALD_ID_VALUE && len != HERALD_ID_VALUE_OLD)
+        return false;
+    found->seq = s_get_u64 (value);
+    found->ver = s_get_u64 (value + 8);
+    found->has_hash = len == HERALD_ID_VALUE;
+    found->hash = found->has_hash? s_get_u64 (value + 16): 0;
+    return true;
 }
 
 static inline uint32_t

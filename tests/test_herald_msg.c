@@ -1298,6 +1298,97 @@ Test (herald_msg, ack_with_negative_seq_is_bad_request)
     s_expect (HERALD_MSG_ACK, HERALD_ERR_BAD_REQUEST, "seq[0]");
 }
 
+//  `reused` (an addition to HWP/1, docs/protocol.md): sent only when an
+//  entry is true, so an ACK without a reused id is the one old clients know.
+Test (herald_msg, ack_without_a_reused_id_has_no_reused_key)
+{
+    static const uint64_t seq [] = { 10, 5 };
+    static const uint64_t ver [] = { 1, 1 };
+    static const bool dup [] = { false, true };
+    static const bool reused [] = { false, false };
+    herald_msg_t msg = { .type = HERALD_MSG_ACK, .has_rid = true, .rid = 3 };
+    msg.ack.seq = seq;
+    msg.ack.ver = ver;
+    msg.ack.dup = dup;
+    msg.ack.reused = reused;
+    msg.ack.count = 2;
+    herald_msg_t out;
+    s_round_trip (&msg, &out);
+    cr_assert_eq ((uint8_t) s_out.data [0], 0x84, "an ACK of four keys: rid, seq, ver, dup");
+    cr_assert_null (out.ack.reused);
+    cr_assert (out.ack.dup [1]);
+}
+
+Test (herald_msg, ack_with_a_reused_id_round_trips_the_reused_key)
+{
+    static const uint64_t seq [] = { 10, 5, 7 };
+    static const uint64_t ver [] = { 1, 1, 2 };
+    static const bool dup [] = { false, true, true };
+    static const bool reused [] = { false, true, false };
+    herald_msg_t msg = { .type = HERALD_MSG_ACK, .has_rid = true, .rid = 3 };
+    msg.ack.seq = seq;
+    msg.ack.ver = ver;
+    msg.ack.dup = dup;
+    msg.ack.reused = reused;
+    msg.ack.count = 3;
+    herald_msg_t out;
+    s_round_trip (&msg, &out);
+    cr_assert_eq ((uint8_t) s_out.data [0], 0x85, "an ACK of five keys, reused the fifth");
+    cr_assert_not_null (out.ack.reused);
+    cr_assert_not (out.ack.reused [0]);
+    cr_assert (out.ack.reused [1]);
+    cr_assert_not (out.ack.reused [2], "a plain duplicate is not reused");
+    cr_assert (out.ack.dup [1] && out.ack.dup [2]);
+}
+
+Test (herald_msg, ack_with_nil_reused_is_an_ack_without_it)
+{
+    msgpack_pack_map (&s_pk, 5);
+    s_rid (3);
+    s_key ("seq"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_key ("ver"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_key ("dup"); msgpack_pack_array (&s_pk, 1); msgpack_pack_true (&s_pk);
+    s_key ("reused"); msgpack_pack_nil (&s_pk);
+    cr_assert_eq (s_decode (HERALD_MSG_ACK), HERALD_OK, "message: %s", s_err.message);
+    cr_assert_null (s_msg.ack.reused);
+}
+
+Test (herald_msg, ack_with_reused_of_another_length_is_bad_request)
+{
+    msgpack_pack_map (&s_pk, 5);
+    s_rid (3);
+    s_key ("seq"); msgpack_pack_array (&s_pk, 2);
+    msgpack_pack_uint64 (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 2);
+    s_key ("ver"); msgpack_pack_array (&s_pk, 2);
+    msgpack_pack_uint64 (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 2);
+    s_key ("dup"); msgpack_pack_array (&s_pk, 2);
+    msgpack_pack_true (&s_pk); msgpack_pack_false (&s_pk);
+    s_key ("reused"); msgpack_pack_array (&s_pk, 1); msgpack_pack_true (&s_pk);
+    s_expect (HERALD_MSG_ACK, HERALD_ERR_BAD_REQUEST, "reused");
+}
+
+Test (herald_msg, ack_with_non_bool_reused_is_bad_request)
+{
+    msgpack_pack_map (&s_pk, 5);
+    s_rid (3);
+    s_key ("seq"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_key ("ver"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_key ("dup"); msgpack_pack_array (&s_pk, 1); msgpack_pack_true (&s_pk);
+    s_key ("reused"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_expect (HERALD_MSG_ACK, HERALD_ERR_BAD_REQUEST, "reused[0]");
+}
+
+Test (herald_msg, ack_with_reused_on_a_new_event_is_bad_request)
+{
+    msgpack_pack_map (&s_pk, 5);
+    s_rid (3);
+    s_key ("seq"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_key ("ver"); msgpack_pack_array (&s_pk, 1); msgpack_pack_uint64 (&s_pk, 1);
+    s_key ("dup"); msgpack_pack_array (&s_pk, 1); msgpack_pack_false (&s_pk);
+    s_key ("reused"); msgpack_pack_array (&s_pk, 1); msgpack_pack_true (&s_pk);
+    s_expect (HERALD_MSG_ACK, HERALD_ERR_BAD_REQUEST, "reused[0]");
+}
+
 Test (herald_msg, events_round_trips)
 {
     herald_msg_t msg = { .type = HERALD_MSG_EVENTS, .has_rid = true, .rid = 3 };

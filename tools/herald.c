@@ -358,15 +358,19 @@ s_print_ack (s_pub_t *self, const s_slot_t *slot, const herald_msg_t *ack)
     for (index = 0; index < ack->ack.count && index < slot->count; index++) {
         char id [HERALD_UUID_STR_LEN + 1];
         herald_uuid_format (slot->events [index].id, id);
+        bool reused = ack->ack.reused && ack->ack.reused [index];
         if (self->opts->format == HERALD_CLI_TABLE)
             printf ("seq %-8" PRIu64 " ver %-6" PRIu64 " %s%s\n", ack->ack.seq [index],
-                    ack->ack.ver [index], id, ack->ack.dup [index] ? " (duplicate)" : "");
+                    ack->ack.ver [index], id,
+                    reused? " (id reused with other content: NOT stored)"
+                          : ack->ack.dup [index] ? " (duplicate)" : "");
         else {
             //  No topic: a duplicate's ACK names where the id was first stored,
             //  which need not be the topic asked for
-            printf ("{\"seq\":%" PRIu64 ",\"ver\":%" PRIu64 ",\"dup\":%s,\"id\":\"%s\"}\n",
+            printf ("{\"seq\":%" PRIu64 ",\"ver\":%" PRIu64 ",\"dup\":%s,%s\"id\":\"%s\"}\n",
                     ack->ack.seq [index], ack->ack.ver [index],
-                    ack->ack.dup [index] ? "true" : "false", id);
+                    ack->ack.dup [index] ? "true" : "false",
+                    reused? "\"reused\":true,": "", id);
         }
     }
 }
@@ -387,8 +391,18 @@ s_await_ack (s_pub_t *self, s_slot_t *slot)
                                   herald_msg_command (reply.type));
         else {
             size_t index;
-            for (index = 0; index < reply.body.ack.count; index++)
+            for (index = 0; index < reply.body.ack.count; index++) {
                 self->dups += reply.body.ack.dup [index];
+                //  Not stored, and not a retry: never a silent success
+                if (reply.body.ack.reused && reply.body.ack.reused [index]) {
+                    char id [HERALD_UUID_STR_LEN + 1];
+                    herald_uuid_format (slot->events [index].id, id);
+                    rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "pub: id %s is already stored, "
+                                          "at seq %" PRIu64 ", with another topic or data: "
+                                          "this event was not stored", id,
+                                          reply.body.ack.seq [index]);
+                }
+            }
             self->acked += slot->count;
             if (self->load)
                 s_progress (self, false);

@@ -10,8 +10,11 @@
            ts never decreases along seq
         3. per topic, ver runs 1, 2, ... with no gap, in seq order
         4. the dedup index ("ids"): each event's id leads back to its own
-           seq and ver (herald_store_lookup_id, during the scan), and the
-           index holds no other entry (herald_store_walk_ids)
+           seq and ver (herald_store_lookup_id_hash, during the scan), with
+           the content hash of its own topic and data where the entry keeps
+           one (entries written before hashes were kept have none, and
+           pass on seq and ver alone), and the index holds no other entry
+           (herald_store_walk_ids)
         5. each topic's stream (herald_store_read) returns exactly the
            events the scan found for it, in ver order, and its ver is the
            store's cached topic ver
@@ -38,6 +41,7 @@
 
 #include "herald_cli.h"
 #include "herald_store.h"
+#include "herald_hash.h"
 #include "herald_uuid.h"
 
 #include <string.h>
@@ -49,7 +53,8 @@ static const char *s_inspect_usage =
     "\n"
     "Check a Herald data directory offline (stop the broker first): seq gapless\n"
     "from 1 to head, every envelope decodes, every event's id leading back to it\n"
-    "in the dedup index and no other entry there, every topic's versions gapless\n"
+    "in the dedup index (with the hash of its topic and data, where the entry keeps\n"
+    "one) and no other entry there, every topic's versions gapless\n"
     "and matching its stream, and the store's counters consistent.  Exits 0 and\n"
     "prints a summary when consistent, or prints the first problem and exits 1.\n";
 
@@ -80,6 +85,7 @@ typedef struct {
     uint64_t id_problems;           //  events whose id does not lead back to them
     char id_first [256];            //  the first of them, described
     uint64_t id_entries;            //  entries in the dedup index
+    uint64_t id_unhashed;           //  events whose entry has no content hash (older)
     uint64_t id_strays;             //  of those, found naming a seq the log lacks
     char stray_first [256];         //  the first of those, described
 } s_inspect_t;
@@ -138,12 +144,20 @@ s_record (s_inspect_t *self, const herald_event_t *event)
 static int
 s_check_id (s_inspect_t *self, const herald_event_t *event)
 {
-    uint64_t seq, ver;
-    herald_err code = herald_store_lookup_id (self->store, event->id, &seq, &ver);
+    uint64_t seq, ver, hash;
+    bool has_hash;
+    herald_err code = herald_store_lookup_id_hash (self->store, event->id, &seq, &ver, &hash,
+                                                   &has_hash);
     if (code == HERALD_ERR_IO)
         return s_problem (self, "seq %" PRIu64 ": cannot look its id up in the dedup index",
                           event->seq);
-    if (code == HERALD_OK && seq == event->seq && ver == event->ver)
+    bool leads_back = code == HERALD_OK && seq == event->seq && ver == event->ver;
+    if (leads_back && !has_hash) {
+        self->id_unhashed++;
+        return 0;
+    }
+    uint64_t content = herald_hash_content (event);
+    if (leads_back && hash == content)
         return 0;
     if (self->id_problems++ == 0) {
         char id [HERALD_UUID_STR_LEN + 1];
@@ -151,6 +165,12 @@ s_check_id (s_inspect_t *self, const herald_event_t *event)
         if (code == HERALD_ERR_NOT_FOUND)
             snprintf (self->id_first, sizeof self->id_first,
                       "seq %" PRIu64 ": its id %s is missing", event->seq, id);
+        else
+        if (leads_back)
+            snprintf (self->id_first, sizeof self->id_first,
+                      "seq %" PRIu64 ": the entry of its id %s keeps content hash %016" PRIx64
+                      ", its topic and data hash to %016" PRIx64, event->seq, id, hash,
+                      content);
         else
         if (code == HERALD_OK)
             snprintf (self->id_first, sizeof self->id_first,
@@ -408,16 +428,19 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
         if (opts->format == HERALD_CLI_TABLE)
             printf ("%s: consistent\n  events  %" PRIu64 " (seq 1..%" PRIu64 ", gapless)\n"
                     "  topics  %zu (versions gapless, streams match)\n"
-                    "  ids     %" PRIu64 " (each leads back to its event)\n"
+                    "  ids     %" PRIu64 " (each leads back to its event; %" PRIu64
+                    " from before content hashes)\n"
                     "  last ts %" PRIu64 "\n", dir, self.events, self.events,
-                    zhashx_size (self.topics), self.id_entries, self.last_ts);
+                    zhashx_size (self.topics), self.id_entries, self.id_unhashed,
+                    self.last_ts);
         else {
             fputs ("{\"data_dir\":", stdout);
             herald_cli_json_string (stdout, dir, strlen (dir));
             printf (",\"consistent\":true,\"head\":%" PRIu64 ",\"events\":%" PRIu64
-                    ",\"topics\":%zu,\"ids\":%" PRIu64 ",\"last_ts\":%" PRIu64 "}\n",
+                    ",\"topics\":%zu,\"ids\":%" PRIu64 ",\"ids_unhashed\":%" PRIu64
+                    ",\"last_ts\":%" PRIu64 "}\n",
                     self.events, self.events, zhashx_size (self.topics), self.id_entries,
-                    self.last_ts);
+                    self.id_unhashed, self.last_ts);
         }
     }
     msgpack_zone_destroy (&self.zone);

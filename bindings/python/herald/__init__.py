@@ -27,7 +27,7 @@ from .agent import Agent, EventStream
 from .aio import AsyncAgent, AsyncEventStream
 from ._core import Subscription
 from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptStateError,
-                     DataLostError, IdReusedError,
+                     DataLostError, ForkedAgentError, IdReusedError,
                      HeraldError, HeraldIOError, InternalError, InvalidArgumentError,
                      LockedError, NotAStoreError, NotFoundError, NotLeaderError,
                      OutOfMemoryError, OverloadedError, Retry, TimeoutError, TooLargeError,
@@ -49,5 +49,5 @@ __all__ = [
     "UnauthorizedError", "OverloadedError", "UnknownCommandError", "UnsupportedError",
     "InternalError", "HeraldIOError", "LockedError", "NotAStoreError", "CorruptStateError",
     "NotFoundError", "OutOfMemoryError", "TimeoutError", "BrokerUnavailable",
-    "InvalidArgumentError", "DataLostError", "IdReusedError", "error_class", "library_version", "library_path",
+    "InvalidArgumentError", "DataLostError", "IdReusedError", "ForkedAgentError", "error_class", "library_version", "library_path",
 ]

@@ -7,6 +7,17 @@ results into Python values and exceptions.
 Lifetime: every open core is in ``_OPEN``; an ``atexit`` hook closes those
 still open when the interpreter exits, before it finalizes, so no agent
 thread calls into a dying interpreter (and none is left to hang the exit).
+
+Fork: a forked child inherits the C agent's memory but none of its threads
+(they exist only in the parent) and shares its sockets and files with the
+parent.  Used there, it would wait for ever for an I/O thread that is not
+running, write into the parent's outbox, or (at exit) join threads that
+are not its own.  So an ``os.register_at_fork`` hook marks every open core
+as forked in the child and forgets them: each call on one then raises
+``ForkedAgentError`` before touching C (also its copies of the parent's
+pending futures fail with it), ``close()`` only lets go of it, and the exit
+hook leaves it alone.  The process id is compared too, for a fork that
+bypassed Python's hooks.  The parent's agent is untouched.
 An agent object dropped without ``close()`` keeps running, like a thread,
 until then: its subscriptions are live work.  A core is never destroyed
 from one of its own handlers (the C agent forbids it; ``close`` refuses).
@@ -27,8 +38,8 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequ
                     Union)
 
 from . import _lib
-from .errors import (ConflictError, HeraldError, InvalidArgumentError, Retry,
-                     TimeoutError, check, code_of, make_error)
+from .errors import (ConflictError, ForkedAgentError, HeraldError, IdReusedError,
+                     InvalidArgumentError, Retry, TimeoutError, check, code_of, make_error)
 from .event import (Event, EventList, Published, Snapshot, Stats, StartLike,
                     SubscriptionStatus, published_from, stats_from, status_from, to_ns,
                     to_start)
@@ -40,6 +51,20 @@ Prefixes = Union[None, str, Iterable[str]]
 
 _OPEN: Set["_Core"] = set()
 _OPEN_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child (single-threaded here): every inherited core is the
+    parent's.  Nothing that may block: another thread of the parent may
+    have held any lock at the fork."""
+    global _OPEN_LOCK
+    _OPEN_LOCK = threading.Lock()
+    for core in list(_OPEN):
+        core._forked = True
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
@@ -155,6 +180,11 @@ def publish_error(code: int, result: "_lib.PublishResult", topic: str,
     if code == _lib.ERR_TIMEOUT:
         return TimeoutError(message or "no acknowledgement in time: the event is queued in "
                             "the outbox and will be sent with the same id", id=event_id)
+    if code == _lib.ERR_ID_REUSED:
+        return IdReusedError(message or "id %s is already stored, at seq %d, with another "
+                             "topic or data: this event was not stored"
+                             % (event_id, result.seq), id=event_id, seq=result.seq,
+                             topic=topic or None)
     return make_error(code, message)
 
 
@@ -208,6 +238,8 @@ class _Core:
         self._next_key = 1
         self._streams: Set[Any] = set()
         self._local = threading.local()         # depth of user code run by the agent
+        self._pid = os.getpid()                 # the process the C agent runs in
+        self._forked = False                    # set in a forked child (see above)
         self.service_id = service_id
         options = _lib.Options()
         _lib.lib.herald_agent_options_init(byref(options))
@@ -237,8 +269,27 @@ class _Core:
             _OPEN.add(self)
 
     # -- lifecycle -------------------------------------------------------
+    def _check_process(self) -> None:
+        """Raise ForkedAgentError in a process forked from the agent's.  No
+        lock is taken first: a forked child may find any of them held."""
+        if not self._forked and self._pid == os.getpid():
+            return
+        self._forked = True
+        error = ForkedAgentError(
+            "this agent belongs to process %d, the parent of this process (%d): an agent "
+            "cannot be used across fork; make a new Agent in the child, with its own "
+            "state_dir" % (self._pid, os.getpid()))
+        pending, self._pending = list(self._pending.values()), {}
+        for resolve in pending:                 # the child's copies of the parent's futures
+            try:
+                resolve(error)
+            except Exception:
+                pass
+        raise error
+
     @property
     def ptr(self) -> int:
+        self._check_process()
         ptr = self._ptr
         if ptr is None:
             raise InvalidArgumentError("the agent is closed")
@@ -250,6 +301,7 @@ class _Core:
         C agent must not be destroyed under one) and refuses new ones.  The
         agent's own threads (handlers) are covered by destroy, which lets a
         running handler finish."""
+        self._check_process()
         if self.in_handler():
             return function(self.ptr, *args)
         with self._lock:
@@ -285,7 +337,16 @@ class _Core:
 
     def close(self, at_exit: bool = False) -> None:
         """Stop the agent and free it (idempotent).  Unacknowledged publishes
-        stay in the outbox; their futures fail with TimeoutError."""
+        stay in the outbox; their futures fail with TimeoutError.  In a
+        forked child, only let go of the parent's agent (nothing of it runs
+        here to stop; the parent's goes on)."""
+        if self._forked or self._pid != os.getpid():
+            try:
+                self._check_process()
+            except ForkedAgentError:
+                pass
+            self._ptr = None
+            return
         with self._lock:
             if self._ptr is None:
                 return
@@ -354,6 +415,7 @@ class _Core:
                       expect: Optional[int], id: Union[None, uuid.UUID, bytes],
                       resolve: Callable[[Any], None]) -> None:
         """Queue; resolve(Published or exception) is called on completion."""
+        self._check_process()                   # before taking a lock a fork may have held
         out = _Outgoing(topic, data, type, schema, meta, expect, id)
         with self._lock:
             key = self._next_key

@@ -159,8 +159,26 @@ class DataLostError(HeraldError):
 
 class IdReusedError(HeraldError):
     """An event id was already stored with a different topic or data: the
-    new event was NOT stored (a true retry is a plain duplicate)."""
+    new event was NOT stored (a true retry is a plain duplicate).  ``id`` is
+    the id, ``seq`` where the event first stored under it is; final: the
+    agent does not send it again."""
     code, name = _lib.ERR_ID_REUSED, "id_reused"
+
+    def __init__(self, message: str = "", *, id: Optional[uuid.UUID] = None, seq: int = 0,
+                 topic: Optional[str] = None):
+        super().__init__(message)
+        self.id = id
+        self.seq = seq
+        self.topic = topic
+
+
+class ForkedAgentError(HeraldError):
+    """An agent used in a process forked from the one that made it.  The C
+    agent's threads and sockets do not cross ``fork``: the child must make
+    its own agent (with its own ``state_dir``).  The parent's agent is not
+    affected.  Raised for every call on the inherited agent in the child;
+    ``close()`` there only lets go of it."""
+    code, name = _lib.ERR_INVALID, "forked"
 
 
 class Retry(Exception):
