@@ -91,6 +91,8 @@ static const s_option_t s_options [] = {
       "100000", "fanout messages queued per subscriber before it loses some" },
     { "client-hwm", "N", S_SIZE, S_FIELD (client_hwm), 1, 10000000,
       "100000", "replies queued per client connection before streams wait" },
+    { "client-max-bytes", "N", S_SIZE, S_FIELD (client_max_bytes), 65536, 1ULL << 40,
+      "16777216", "bytes of stream events queued per client before its streams wait" },
     { "idle-flush-ms", "N", S_U64, S_FIELD (idle_flush_ms), 0, S_MS_MAX,
       "1000", "ms without writes before memtables are flushed; 0: never" },
     { "node", "ID", S_NODE, S_FIELD (node), 0, 0,

@@ -39,6 +39,7 @@ typedef struct {
     size_t max_queued;              //  queued PUBLISH requests before `overloaded`
     size_t fanout_hwm;              //  fanout messages queued per subscriber (PUB sndhwm)
     size_t client_hwm;              //  api messages queued per client (ROUTER sndhwm)
+    size_t client_max_bytes;        //  stream bytes queued per client before its streams wait
     uint64_t idle_flush_ms;         //  0 .. one day; memtables are flushed after this idle; 0: never
     char *node;                     //  broker id; "" until the broker generates one
     char *log_level;                //  "error", "warn", "info" or "debug"
