@@ -462,7 +462,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
         "idle_flushes",
-        "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes"
+        "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes",
+        "stream_byte_waits"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -479,7 +480,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         self->config->durability == HERALD_DURABILITY_SYNC,
         memory.memtables, memory.block_cache, memory.table_readers,
         herald_streams_abandoned (self->streams), self->idle_flushes,
-        streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes
+        streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes,
+        streams.byte_waits
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);

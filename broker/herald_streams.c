@@ -75,6 +75,7 @@ typedef struct {
     int64_t blocked_since;              //  0: not blocked
     const char *ending;                 //  static; NULL: not over
     bool waiting_bytes;                 //  its client held max_bytes, this pump
+    bool waited_bytes;                  //  ... and the pump before
 } s_stream_t;
 
 struct _herald_streams_t {
@@ -89,6 +90,7 @@ struct _herald_streams_t {
     uint64_t served;
     uint64_t abandoned;                 //  their client gone, or never reading
     size_t waiting_bytes;               //  streams that waited on max_bytes, last pump
+    uint64_t byte_waits;                //  times a stream began to wait on max_bytes
     bool trim_owed;                     //  a client that held a lot was freed
     int64_t trimmed_at;
     bool out_of_memory;
@@ -347,6 +349,8 @@ s_stream_wait_bytes (herald_streams_t *self, s_stream_t *stream, int64_t now)
     }
     stream->waiting_bytes = true;
     self->waiting_bytes++;
+    if (!stream->waited_bytes)
+        self->byte_waits++;
 }
 
 //  Before the streams' turn: which clients at max_bytes took nothing since
@@ -416,6 +420,7 @@ herald_streams_pump (herald_streams_t *self, bool *blocked)
             s_stream_abandon (self, stream, "its client has not read for stream_idle_ms");
             continue;
         }
+        stream->waited_bytes = stream->waiting_bytes;
         stream->waiting_bytes = false;
         if (stream->ending)
             s_stream_end (self, stream, stream->ending);
@@ -568,4 +573,5 @@ herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory)
         memory->clients++;
     }
     memory->waiting_bytes = self->waiting_bytes;
+    memory->byte_waits = self->byte_waits;
 }

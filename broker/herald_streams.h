@@ -78,6 +78,7 @@ typedef struct {
     uint64_t client_bytes_max;      //  the client holding most
     uint64_t clients;               //  client connections with streams or frames held
     uint64_t waiting_bytes;         //  streams that waited on max_bytes in the last pump
+    uint64_t byte_waits;            //  times a stream began to wait on max_bytes, since start
 } herald_streams_memory_t;
 
 void
