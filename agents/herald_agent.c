@@ -26,10 +26,11 @@
 #include <unistd.h>
 #include "herald_agent_priv.h"
 #include "herald_event.h"
+#include "herald_text.h"
 #include "herald_uuid.h"
 
 static _Thread_local herald_err s_last_code;
-static _Thread_local char s_last_message [512];
+static _Thread_local char s_last_message [HERALD_ERROR_MESSAGE_MAX];
 
 //  Record the calling thread's last error; returns code.
 herald_err
@@ -38,7 +39,7 @@ herald_agent_set_error (herald_err code, const char *format, ...)
     s_last_code = code;
     va_list args;
     va_start (args, format);
-    vsnprintf (s_last_message, sizeof s_last_message, format, args);
+    herald_text_vformat (s_last_message, sizeof s_last_message, format, args);
     va_end (args);
     return code;
 }
@@ -125,7 +126,7 @@ herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
     if (failed) {
         atomic_store (&sub->state, HERALD_SUB_FAILED);
         sub->error = code;
-        snprintf (sub->message, sizeof sub->message, "%s", message);
+        herald_text_fit (sub->message, sizeof sub->message, message, strlen (message));
     }
     atomic_store (&sub->stop, true);
     pthread_mutex_unlock (&self->lock);
@@ -147,7 +148,11 @@ static int
 s_mkdirs (const char *path)
 {
     char copy [4096];
-    snprintf (copy, sizeof copy, "%s", path);
+    if (strlen (path) >= sizeof copy) {
+        errno = ENAMETOOLONG;           //  never make a directory of a cut path
+        return -1;
+    }
+    memcpy (copy, path, strlen (path) + 1);
     for (char *slash = copy + 1; *slash; slash++)
         if (*slash == '/') {
             *slash = 0;
@@ -253,7 +258,7 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         return NULL;
     }
     snprintf (path, sizeof path, "%s/outbox", self->state_dir);
-    char message [512];
+    char message [HERALD_ERROR_MESSAGE_MAX];
     uint64_t recovered = 0;
     herald_err rc = herald_outbox_open (&self->outbox, path, o->outbox_max_events,
                                         o->outbox_max_bytes, o->outbox_fsync, &recovered,
@@ -411,7 +416,7 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     sub->handler = handler;
     sub->arg = arg;
     bool recovered = false;
-    char message [512];
+    char message [HERALD_ERROR_MESSAGE_MAX];
     herald_err rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window,
                                             true, start_done, &recovered, message, sizeof message);
     if (rc) {
@@ -475,7 +480,9 @@ herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_stat
         status->duplicates = atomic_load (&sub->duplicates);
         status->retries = atomic_load (&sub->retries);
         status->error = sub->error;
-        snprintf (status->message, sizeof status->message, "%s", sub->message);
+        //  A fixed public field: a long message is cut in the middle, at words
+        herald_text_fit (status->message, sizeof status->message, sub->message,
+                         strlen (sub->message));
     }
     pthread_mutex_unlock (&self->lock);
     return sub? HERALD_OK: herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no subscription %s",

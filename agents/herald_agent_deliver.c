@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include "herald_agent_priv.h"
 #include "herald_event.h"
+#include "herald_text.h"
 
 _Static_assert (sizeof (herald_meta_t) == sizeof (herald_kv_t), "meta layout");
 _Static_assert (offsetof (herald_meta_t, value) == offsetof (herald_kv_t, value), "meta layout");
@@ -305,9 +306,9 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool mo
     msgpack_zone_clear (&self->zone);
     if (herald_event_decode (&event, zframe_data (frame), zframe_size (frame), &self->zone,
                              &err) != HERALD_OK) {
-        char message [320];
-        snprintf (message, sizeof message, "an event from the broker does not decode: %s: %s",
-                  err.field, err.message);
+        char message [HERALD_ERROR_MESSAGE_MAX];
+        herald_text_format (message, sizeof message,
+                            "an event from the broker does not decode: %s", err.message);
         s_fail (agent, sub, HERALD_ERR_CORRUPT, message);
         return false;
     }
@@ -341,9 +342,10 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool mo
         if (rc == HERALD_OK)
             break;
         if (rc != HERALD_RETRY) {
-            char message [256];
-            snprintf (message, sizeof message, "the handler returned %d for seq %" PRIu64
-                      " (%.*s)", rc, event.seq, (int) event.topic_len, event.topic);
+            char message [512];             //  a topic is at most 255 bytes
+            herald_text_format (message, sizeof message, "the handler returned %d for seq %"
+                                PRIu64 " (%.*s)", rc, event.seq, (int) event.topic_len,
+                                event.topic);
             s_fail (agent, sub, rc, message);
             return false;
         }
@@ -431,10 +433,10 @@ herald_agent_deliver_thread (void *arg)
                 else
                 if (batch->kind == HERALD_BATCH_FAILED) {
                     if (agent->options.on_error) {
-                        char message [256];
+                        char message [sizeof batch->sub->message];
                         pthread_mutex_lock (&agent->lock);
                         int code = batch->sub->error;
-                        snprintf (message, sizeof message, "%s", batch->sub->message);
+                        memcpy (message, batch->sub->message, sizeof message);
                         pthread_mutex_unlock (&agent->lock);
                         s_on_error (agent, batch->sub->name, code, message);
                     }

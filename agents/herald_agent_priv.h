@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include "herald.h"
 #include "herald_checkpoint.h"
+#include "herald_event.h"
 #include "herald_outbox.h"
 
 #define HERALD_AGENT_SUBS_MAX   64          //  subscriptions per agent, stopped included
@@ -46,7 +47,7 @@ typedef struct {
     atomic_uint_fast64_t duplicates;
     atomic_uint_fast64_t retries;
     int error;                              //  under the agent's lock
-    char message [256];
+    char message [HERALD_ERROR_MESSAGE_MAX];
     void *io;                               //  the I/O actor's s_sub_t
 } herald_agent_sub_t;
 

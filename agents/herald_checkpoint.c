@@ -52,6 +52,7 @@
 #include <unistd.h>
 #include "herald_checkpoint.h"
 #include "herald_crc.h"
+#include "herald_text.h"
 
 #define MAGIC           "HRLDCKP1"
 #define FILE_VERSION         1
@@ -245,7 +246,7 @@ s_create (const char *path, uint32_t window, uint64_t done, char *message, size_
     ||  write (fd, bytes, file_size) != (ssize_t) file_size
     ||  fsync (fd) != 0
     ||  rename (tmp, path) != 0) {
-        snprintf (message, size, "%s: cannot create: %s", path, strerror (errno));
+        herald_text_format (message, size, "%s: cannot create: %s", path, strerror (errno));
         rc = HERALD_ERR_IO;
         unlink (tmp);
     }
@@ -271,14 +272,14 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
     if (self->map_size < RING_OFFSET
     ||  memcmp (header->magic, MAGIC, 8) != 0
     ||  header->crc != herald_crc32c (0, header, offsetof (s_header_t, crc))) {
-        snprintf (message, size, "%s: corrupt checkpoint: bad header", path);
+        herald_text_format (message, size, "%s: corrupt checkpoint: bad header", path);
         return HERALD_ERR_CORRUPT;
     }
     if (header->version != FILE_VERSION
     ||  header->capacity != header->window + 1
     ||  header->window > WINDOW_MAX
     ||  self->map_size != s_file_size (header->capacity)) {
-        snprintf (message, size, "%s: corrupt checkpoint: version %" PRIu32 ", window %" PRIu32
+        herald_text_format (message, size, "%s: corrupt checkpoint: version %" PRIu32 ", window %" PRIu32
                   ", size %zu do not agree", path, header->version, header->window,
                   self->map_size);
         return HERALD_ERR_CORRUPT;
@@ -302,7 +303,7 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
     if (valid [0] || valid [1])
         best = valid [0]? 0: 1;
     if (best < 0) {
-        snprintf (message, size, "%s: corrupt checkpoint: no valid slot", path);
+        herald_text_format (message, size, "%s: corrupt checkpoint: no valid slot", path);
         return HERALD_ERR_CORRUPT;
     }
     const s_slot_t *slot = &self->slots [best];
@@ -330,7 +331,7 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
     for (uint64_t n = self->ring_head - count; n < self->ring_head; n++) {
         uint32_t index = (uint32_t) (n % self->capacity);
         if (self->ring [index].crc != s_entry_crc (&self->ring [index])) {
-            snprintf (message, size, "%s: corrupt checkpoint: window entry %" PRIu64
+            herald_text_format (message, size, "%s: corrupt checkpoint: window entry %" PRIu64
                       " fails its check", path, n);
             return HERALD_ERR_CORRUPT;
         }
@@ -351,7 +352,7 @@ herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t w
         window = window? WINDOW_MAX: 1;
     if (!herald_checkpoint_exists (path)) {
         if (!create) {
-            snprintf (message, message_size, "%s: no such checkpoint", path);
+            herald_text_format (message, message_size, "%s: no such checkpoint", path);
             return HERALD_ERR_NOT_FOUND;
         }
         herald_err rc = s_create (path, (uint32_t) window, start_done, message, message_size);
@@ -364,13 +365,13 @@ herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t w
     self->fd = open (path, O_RDWR | O_CLOEXEC);
     struct stat st;
     if (self->fd < 0 || fstat (self->fd, &st) != 0) {
-        snprintf (message, message_size, "%s: cannot open: %s", path, strerror (errno));
+        herald_text_format (message, message_size, "%s: cannot open: %s", path, strerror (errno));
         herald_checkpoint_destroy (&self);
         return HERALD_ERR_IO;
     }
     self->map_size = (size_t) st.st_size;
     if (self->map_size < RING_OFFSET) {
-        snprintf (message, message_size, "%s: corrupt checkpoint: %zu bytes, truncated",
+        herald_text_format (message, message_size, "%s: corrupt checkpoint: %zu bytes, truncated",
                   path, self->map_size);
         herald_checkpoint_destroy (&self);
         return HERALD_ERR_CORRUPT;
@@ -378,7 +379,7 @@ herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t w
     self->map = mmap (NULL, self->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
     if (self->map == MAP_FAILED) {
         self->map = NULL;
-        snprintf (message, message_size, "%s: cannot map: %s", path, strerror (errno));
+        herald_text_format (message, message_size, "%s: cannot map: %s", path, strerror (errno));
         herald_checkpoint_destroy (&self);
         return HERALD_ERR_IO;
     }

@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include "herald_io.h"
 #include "herald_uuid.h"
+#include "herald_text.h"
 
 #define RECV_BURST          4096        //  messages per socket per turn
 #define PUBLISH_EVENTS      1000
@@ -471,8 +472,10 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
         else {
             result->expected = reply->error.expected;
             result->actual = reply->error.actual;
-            snprintf (result->message, sizeof result->message, "%.*s",
-                      (int) reply->error.message.len, reply->error.message.ptr);
+            //  A fixed public field: a long message is cut in the middle, at words
+            herald_text_fit (result->message, sizeof result->message,
+                             reply->error.message.ptr? reply->error.message.ptr: "",
+                             reply->error.message.len);
         }
     }
     if (code == HERALD_OK) {

@@ -44,6 +44,7 @@
 */
 
 #include "herald_io.h"
+#include "herald_text.h"
 
 #define BACKOFF_MIN_MS      50
 #define BACKOFF_MAX_MS      5000
@@ -319,9 +320,10 @@ herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *r
                                                                   : self->backoff_ms * 2;
             return;
         }
-        char message [256];
-        snprintf (message, sizeof message, "replay refused: %s: %.*s", herald_strerror (code),
-                  (int) reply->error.message.len, reply->error.message.ptr);
+        char message [HERALD_ERROR_MESSAGE_MAX];
+        herald_text_format (message, sizeof message, "replay refused: %s: %.*s",
+                            herald_strerror (code), (int) reply->error.message.len,
+                            reply->error.message.ptr? reply->error.message.ptr: "");
         herald_io_sub_flush (io, self);
         self->state = HERALD_IO_STOPPED;
         //  on_error runs on the delivery thread, like every callback

@@ -45,6 +45,7 @@
 #include <unistd.h>
 #include "herald_outbox.h"
 #include "herald_crc.h"
+#include "herald_text.h"
 
 #define MAGIC           "HRLDOBX1"
 #define FILE_VERSION         1
@@ -237,7 +238,7 @@ s_load (herald_outbox_t *self, uint64_t *recovered, char *message, size_t size)
         uint8_t header [HEADER_BYTES];
         s_header (header);
         if (fd < 0 || s_write_all (fd, header, sizeof header) != 0 || fsync (fd) != 0) {
-            snprintf (message, size, "%s: cannot create: %s", self->path, strerror (errno));
+            herald_text_format (message, size, "%s: cannot create: %s", self->path, strerror (errno));
             if (fd >= 0)
                 close (fd);
             return HERALD_ERR_IO;
@@ -248,7 +249,7 @@ s_load (herald_outbox_t *self, uint64_t *recovered, char *message, size_t size)
     }
     struct stat st;
     if (fd < 0 || fstat (fd, &st) != 0) {
-        snprintf (message, size, "%s: cannot open: %s", self->path, strerror (errno));
+        herald_text_format (message, size, "%s: cannot open: %s", self->path, strerror (errno));
         if (fd >= 0)
             close (fd);
         return HERALD_ERR_IO;
@@ -259,14 +260,14 @@ s_load (herald_outbox_t *self, uint64_t *recovered, char *message, size_t size)
     close (fd);
     if (got != (ssize_t) file_size) {
         free (bytes);
-        snprintf (message, size, "%s: cannot read: %s", self->path, strerror (errno));
+        herald_text_format (message, size, "%s: cannot read: %s", self->path, strerror (errno));
         return HERALD_ERR_IO;
     }
     uint8_t header [HEADER_BYTES];
     s_header (header);
     if (file_size < HEADER_BYTES || memcmp (bytes, header, HEADER_BYTES) != 0) {
         free (bytes);
-        snprintf (message, size, "%s: corrupt outbox: bad header", self->path);
+        herald_text_format (message, size, "%s: corrupt outbox: bad header", self->path);
         return HERALD_ERR_CORRUPT;
     }
     herald_err rc = HERALD_OK;
@@ -287,14 +288,14 @@ s_load (herald_outbox_t *self, uint64_t *recovered, char *message, size_t size)
                 //  A torn append at the tail: cut it off
                 (*recovered)++;
                 if (truncate (self->path, (off_t) offset) != 0) {
-                    snprintf (message, size, "%s: cannot truncate a torn record: %s",
+                    herald_text_format (message, size, "%s: cannot truncate a torn record: %s",
                               self->path, strerror (errno));
                     rc = HERALD_ERR_IO;
                 }
                 file_size = offset;
                 break;
             }
-            snprintf (message, size, "%s: corrupt outbox: record at offset %zu fails its "
+            herald_text_format (message, size, "%s: corrupt outbox: record at offset %zu fails its "
                       "check", self->path, offset);
             rc = HERALD_ERR_CORRUPT;
             break;
@@ -335,7 +336,7 @@ s_load (herald_outbox_t *self, uint64_t *recovered, char *message, size_t size)
             }
         }
         else {
-            snprintf (message, size, "%s: corrupt outbox: unknown record type %u at offset "
+            herald_text_format (message, size, "%s: corrupt outbox: unknown record type %u at offset "
                       "%zu", self->path, type, offset);
             rc = HERALD_ERR_CORRUPT;
         }
@@ -372,7 +373,7 @@ herald_outbox_open (herald_outbox_t **self_p, const char *path, size_t max_event
     if (rc == HERALD_OK) {
         self->fd = open (path, O_WRONLY | O_APPEND | O_CLOEXEC);
         if (self->fd < 0) {
-            snprintf (message, message_size, "%s: cannot open: %s", path, strerror (errno));
+            herald_text_format (message, message_size, "%s: cannot open: %s", path, strerror (errno));
             rc = HERALD_ERR_IO;
         }
     }

@@ -308,6 +308,17 @@ s_run_replay (const s_config_t *config)
         if (rate > best)
             best = rate;
     }
+    //  A client that reads as it goes must never meet --client-max-bytes
+    zsock_t *admin = bu_dealer_new (broker.proc->api);
+    bu_reply_t status = { 0 };
+    if (admin && bu_status (admin, 1, &status, 5000) == 0)
+        for (size_t i = 0; i < status.body.status.extra_count; i++)
+            if (bu_str_eq (status.body.status.extra_keys [i], "stream_byte_waits"))
+                fprintf (stderr, "broker_bench: replay: the streams waited on "
+                         "client-max-bytes %" PRIu64 " times\n",
+                         status.body.status.extra_values [i]);
+    bu_reply_fini (&status);
+    zsock_destroy (&admin);
     if (best < 0)
         s_failed = true;
     char name [48];

@@ -557,10 +557,13 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
         "idle_flushes", "disk_free_bytes", "min_free_bytes", "disk_low", "disk_refused",
-        "ids_reused"
+        "ids_reused",
+        "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
+    herald_streams_memory_t streams;
+    herald_streams_memory (self->streams, &streams);
     herald_str_t keys [sizeof (names) / sizeof (names [0])];
     for (size_t i = 0; i < sizeof (names) / sizeof (names [0]); i++)
         keys [i] = (herald_str_t) { names [i], strlen (names [i]) };
@@ -574,7 +577,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         herald_streams_abandoned (self->streams), self->idle_flushes,
         herald_disk_free (self->disk), herald_disk_threshold (self->disk),
         herald_disk_low (self->disk), herald_disk_refused (self->disk),
-        self->ids_reused
+        self->ids_reused,
+        streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits
     };
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
@@ -867,7 +871,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
     if (!self->fatal)
         self->streams = herald_streams_new (self->store, self->router,
                                             self->config->max_streams,
-                                            self->config->stream_idle_ms);
+                                            self->config->stream_idle_ms,
+                                            self->config->client_max_bytes);
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound

@@ -38,10 +38,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "herald_config.h"
+#include "herald_text.h"
 
 #define S_MS_MAX            86400000ULL         //  one day, for every wait
 #define S_NODE_MAX          64                  //  bytes of a node id
-#define S_WHY_MAX           160                 //  a setter's reason, before its prefix
+//  A setter's reason, before its prefix: it quotes the value, which may be
+//  a path (herald_text cuts a longer one in the middle, at words)
+#define S_WHY_MAX           HERALD_ERROR_MESSAGE_MAX
 #define S_PERCENT_MAX       99                  //  --min-free N%: at most this
 
 typedef enum {
@@ -96,6 +99,8 @@ static const s_option_t s_options [] = {
       "100000", "fanout messages queued per subscriber before it loses some" },
     { "client-hwm", "N", S_SIZE, S_FIELD (client_hwm), 1, 10000000,
       "100000", "replies queued per client connection before streams wait" },
+    { "client-max-bytes", "N", S_SIZE, S_FIELD (client_max_bytes), 65536, 1ULL << 40,
+      "16777216", "bytes of stream events queued per client before its streams wait" },
     { "idle-flush-ms", "N", S_U64, S_FIELD (idle_flush_ms), 0, S_MS_MAX,
       "1000", "ms without writes before memtables are flushed; 0: never" },
     { "write-buffer-mb", "N", S_SIZE, S_FIELD (write_buffer_mb), 1, 1024,
@@ -231,7 +236,7 @@ s_string_set (char **field, const char *value, char *why, size_t why_size)
 {
     char *copy = strdup (value);
     if (!copy) {
-        snprintf (why, why_size, "out of memory");
+        herald_text_format (why, why_size, "out of memory");
         return HERALD_ERR_NOMEM;
     }
     free (*field);
@@ -250,14 +255,14 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
     switch (option->kind) {
         case S_TEXT:
             if (!*value) {
-                snprintf (why, why_size, "must not be empty");
+                herald_text_format (why, why_size, "must not be empty");
                 return HERALD_ERR_INVALID;
             }
             return s_string_set ((char **) field, value, why, why_size);
 
         case S_ENDPOINT:
             if (!s_endpoint_valid (value)) {
-                snprintf (why, why_size, "'%s' is not an endpoint "
+                herald_text_format (why, why_size, "'%s' is not an endpoint "
                           "(tcp://, ipc:// or inproc:// and an address)", value);
                 return HERALD_ERR_INVALID;
             }
@@ -270,7 +275,7 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
             if (strcmp (value, "async") == 0)
                 *(herald_durability_t *) field = HERALD_DURABILITY_ASYNC;
             else {
-                snprintf (why, why_size, "'%s' is not sync or async", value);
+                herald_text_format (why, why_size, "'%s' is not sync or async", value);
                 return HERALD_ERR_INVALID;
             }
             return HERALD_OK;
@@ -280,13 +285,13 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
             for (index = 0; index < S_LEVEL_COUNT; index++)
                 if (strcmp (value, s_levels [index]) == 0)
                     return s_string_set ((char **) field, value, why, why_size);
-            snprintf (why, why_size, "'%s' is not error, warn, info or debug", value);
+            herald_text_format (why, why_size, "'%s' is not error, warn, info or debug", value);
             return HERALD_ERR_INVALID;
         }
 
         case S_NODE:
             if (!s_node_valid (value)) {
-                snprintf (why, why_size, "'%s' is not a node id (up to %d printable "
+                herald_text_format (why, why_size, "'%s' is not a node id (up to %d printable "
                           "characters, no spaces)", value, S_NODE_MAX);
                 return HERALD_ERR_INVALID;
             }
@@ -297,16 +302,16 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
             uint64_t number = 0;
             const char *problem = s_number_parse (value, &number);
             if (problem) {
-                snprintf (why, why_size, "'%s' %s", value, problem);
+                herald_text_format (why, why_size, "'%s' %s", value, problem);
                 return HERALD_ERR_INVALID;
             }
             if (number < option->min) {
-                snprintf (why, why_size, "must be at least %" PRIu64 ", not %" PRIu64,
+                herald_text_format (why, why_size, "must be at least %" PRIu64 ", not %" PRIu64,
                           option->min, number);
                 return HERALD_ERR_INVALID;
             }
             if (number > option->max) {
-                snprintf (why, why_size, "must be at most %" PRIu64 ", not %" PRIu64,
+                herald_text_format (why, why_size, "must be at most %" PRIu64 ", not %" PRIu64,
                           option->max, number);
                 return HERALD_ERR_INVALID;
             }
@@ -416,7 +421,7 @@ s_line_apply (herald_config_t *self, char *text, const char *path, unsigned line
         return HERALD_OK;
     char *equals = strchr (key, '=');
     if (!equals) {
-        snprintf (why, sizeof (why), "expected 'key = value', found '%s'", key);
+        herald_text_format (why, sizeof (why), "expected 'key = value', found '%s'", key);
         return s_line_error (err, HERALD_ERR_INVALID, path, line, "", why);
     }
     *equals = 0;
@@ -517,7 +522,8 @@ s_flag_next (int argc, char **argv, int *index, s_flag_t *flag, herald_error_t *
     flag->name = arg + 2;
     const char *equals = strchr (flag->name, '=');
     flag->name_len = equals ? (size_t) (equals - flag->name) : strlen (flag->name);
-    snprintf (flag->label, sizeof (flag->label), "--%.*s", (int) flag->name_len, flag->name);
+    herald_text_format (flag->label, sizeof (flag->label), "--%.*s", (int) flag->name_len,
+                        flag->name);
     flag->option = s_option_find (flag->name, flag->name_len);
     bool is_config = flag->name_len == 6 && memcmp (flag->name, "config", 6) == 0;
     if (!flag->option && !is_config) {

@@ -46,6 +46,7 @@ typedef struct {
     size_t max_queued;              //  queued PUBLISH requests before `overloaded`
     size_t fanout_hwm;              //  fanout messages queued per subscriber (PUB sndhwm)
     size_t client_hwm;              //  api messages queued per client (ROUTER sndhwm)
+    size_t client_max_bytes;        //  stream bytes queued per client before its streams wait
     uint64_t idle_flush_ms;         //  0 .. one day; memtables are flushed after this idle; 0: never
     size_t write_buffer_mb;         //  1 .. 1024: RocksDB's memtable for events, in MiB
     herald_space_t min_free;        //  PUBLISH is refused below this free space; 0: never

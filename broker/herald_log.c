@@ -5,8 +5,10 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "herald_log.h"
+#include "herald_text.h"
 
 static const char *s_levels [] = { "error", "warn", "info", "debug" };
 static int s_level = 2;
@@ -33,13 +35,27 @@ herald_log (const char *level, const char *format, ...)
         rank++;
     if (rank > s_level)
         return;
-    //  One fprintf per line, so that lines of two threads never mix.
+    //  One fprintf per line, so that lines of two threads never mix.  A
+    //  line is never cut: one longer than the stack buffer (a message with
+    //  a long path in it) is formatted again on the heap, and only when
+    //  that fails is it cut, keeping its tail (herald_text).
     char line [1024];
-    va_list args;
+    va_list args, again;
     va_start (args, format);
-    vsnprintf (line, sizeof (line), format, args);
+    va_copy (again, args);
+    int needed = vsnprintf (line, sizeof (line), format, args);
+    char *heap = NULL;
+    if (needed >= (int) sizeof (line)) {
+        heap = (char *) malloc ((size_t) needed + 1);
+        if (heap)
+            vsnprintf (heap, (size_t) needed + 1, format, again);
+        else
+            herald_text_vformat (line, sizeof (line), format, again);
+    }
+    va_end (again);
     va_end (args);
-    fprintf (stderr, "heraldd: %s: %s\n", level, line);
+    fprintf (stderr, "heraldd: %s: %s\n", level, heap? heap: line);
+    free (heap);
 }
 
 const char *

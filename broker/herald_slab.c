@@ -21,6 +21,16 @@
     pool is shared with the I/O thread under a mutex, taken once per block
     (about 250 frames), and outlives the allocator until its last block
     comes back.
+
+    What the frames hold is counted, so that the broker can bound it per
+    client (herald_slab_held): each frame charges its block its length
+    plus HERALD_SLAB_FRAME_OVERHEAD, and a block's charges join the pool's
+    atomic `held` when the allocator lets go of it (it is full, or
+    herald_slab_flush) and leave it when its last frame is released.  So
+    the count is touched once per block, not per frame, on either thread;
+    the current block's charges are the allocator's own and are added on
+    reading.  A frame larger than a quarter of a block gets a block of its
+    own, charged at once.
     =========================================================================
 */
 
@@ -38,7 +48,12 @@ typedef struct _s_pool_t s_pool_t;
 typedef struct _s_block_t {
     s_pool_t *pool;
     atomic_size_t refs;
+    size_t size;                        //  bytes after the header
     size_t used;
+    //  Frame bytes and overheads charged; written by the allocator while
+    //  the block is current, read by whichever thread drops the last
+    //  reference (the release of refs orders the two).
+    size_t charged;
     struct _s_block_t *next;            //  in the pool's idle list
     max_align_t align [];               //  the bytes start here
 } s_block_t;
@@ -47,8 +62,12 @@ struct _s_pool_t {
     pthread_mutex_t mutex;
     s_block_t *idle;                    //  blocks ready for reuse
     size_t idle_count;
+    size_t block_size;
     size_t blocks;                      //  blocks alive: idle, current or in flight
     bool closed;                        //  the allocator is gone
+    //  Charges of the blocks the allocator has let go of and libzmq has
+    //  not released yet; the allocator adds, either thread subtracts.
+    atomic_size_t held;
 };
 
 struct _herald_slab_t {
@@ -70,13 +89,16 @@ s_pool_release_if_done (s_pool_t *pool)
     return true;
 }
 
-//  A block's last reference is gone: back to the pool, or freed.
+//  A block's last reference is gone: its charges leave the count, and it
+//  goes back to the pool, or is freed (always, when it was made for one
+//  large frame).
 static void
 s_block_done (s_block_t *block)
 {
     s_pool_t *pool = block->pool;
+    atomic_fetch_sub_explicit (&pool->held, block->charged, memory_order_relaxed);
     pthread_mutex_lock (&pool->mutex);
-    if (!pool->closed && pool->idle_count < POOL_MAX) {
+    if (!pool->closed && pool->idle_count < POOL_MAX && block->size == pool->block_size) {
         block->next = pool->idle;
         pool->idle = block;
         pool->idle_count++;
@@ -120,6 +142,7 @@ s_block_get (herald_slab_t *self)
         block = (s_block_t *) malloc (sizeof (s_block_t) + self->block_size);
         if (block) {
             block->pool = pool;
+            block->size = self->block_size;
             pool->blocks++;
         }
     }
@@ -127,9 +150,48 @@ s_block_get (herald_slab_t *self)
     if (block) {
         atomic_init (&block->refs, 1);
         block->used = 0;
+        block->charged = 0;
         block->next = NULL;
     }
     return block;
+}
+
+//  The allocator lets go of its current block: the block's charges join
+//  the pool's count first, so that the release of its last frame, on
+//  either thread, finds them there.
+static void
+s_block_retire (herald_slab_t *self)
+{
+    s_block_t *block = self->block;
+    self->block = NULL;
+    atomic_fetch_add_explicit (&self->pool->held, block->charged, memory_order_relaxed);
+    s_block_unref (block);
+}
+
+//  A frame of len bytes in a block of its own, charged at once.
+static int
+s_frame_alone (herald_slab_t *self, zmq_msg_t *frame, const void *bytes, size_t len)
+{
+    s_pool_t *pool = self->pool;
+    s_block_t *block = (s_block_t *) malloc (sizeof (s_block_t) + len);
+    if (!block)
+        return -1;
+    block->pool = pool;
+    block->size = len;
+    block->used = len;
+    block->charged = len + HERALD_SLAB_FRAME_OVERHEAD;
+    block->next = NULL;
+    atomic_init (&block->refs, 1);
+    memcpy (block->align, bytes, len);
+    if (zmq_msg_init_data (frame, block->align, len, s_release, block) != 0) {
+        free (block);
+        return -1;
+    }
+    pthread_mutex_lock (&pool->mutex);
+    pool->blocks++;
+    pthread_mutex_unlock (&pool->mutex);
+    atomic_fetch_add_explicit (&pool->held, block->charged, memory_order_relaxed);
+    return 0;
 }
 
 herald_slab_t *
@@ -143,6 +205,8 @@ herald_slab_new (size_t block_size)
         return NULL;
     }
     pthread_mutex_init (&pool->mutex, NULL);
+    atomic_init (&pool->held, 0);
+    pool->block_size = block_size;
     self->block_size = block_size;
     self->pool = pool;
     return self;
@@ -156,7 +220,7 @@ herald_slab_destroy (herald_slab_t **self_p)
     herald_slab_t *self = *self_p;
     s_pool_t *pool = self->pool;
     if (self->block)
-        s_block_unref (self->block);
+        s_block_retire (self);
     //  Free the idle blocks; blocks still in flight free themselves, and
     //  the last one frees the pool.
     pthread_mutex_lock (&pool->mutex);
@@ -177,16 +241,10 @@ herald_slab_destroy (herald_slab_t **self_p)
 int
 herald_slab_frame (herald_slab_t *self, zmq_msg_t *frame, const void *bytes, size_t len)
 {
-    if (len > self->block_size / 4) {
-        if (zmq_msg_init_size (frame, len) != 0)
-            return -1;
-        memcpy (zmq_msg_data (frame), bytes, len);
-        return 0;
-    }
-    if (self->block && self->block_size - self->block->used < len) {
-        s_block_unref (self->block);
-        self->block = NULL;
-    }
+    if (len > self->block_size / 4)
+        return s_frame_alone (self, frame, bytes, len);
+    if (self->block && self->block_size - self->block->used < len)
+        s_block_retire (self);
     if (!self->block && !(self->block = s_block_get (self)))
         return -1;
     s_block_t *block = self->block;
@@ -198,5 +256,20 @@ herald_slab_frame (herald_slab_t *self, zmq_msg_t *frame, const void *bytes, siz
         return -1;
     }
     block->used += len;
+    block->charged += len + HERALD_SLAB_FRAME_OVERHEAD;
     return 0;
+}
+
+void
+herald_slab_flush (herald_slab_t *self)
+{
+    if (self->block)
+        s_block_retire (self);
+}
+
+size_t
+herald_slab_held (herald_slab_t *self)
+{
+    return atomic_load_explicit (&self->pool->held, memory_order_relaxed)
+         + (self->block? self->block->charged: 0);
 }

@@ -10,8 +10,10 @@
     reference, and the block is freed by whichever thread drops the last.
 
     A block lives while any frame in it is queued, so a slab is for frames
-    that leave together: each REPLAY/READ stream has its own, and its
-    credit bounds what it holds.  Fanout frames are plain copies: a slow
+    that leave together: each client connection with streams has its own
+    (its frames leave through one pipe, in order), and herald_slab_held
+    tells the broker how much that client's unread frames hold, which it
+    bounds (--client-max-bytes).  Fanout frames are plain copies: a slow
     subscriber to a rare topic would otherwise keep a whole block alive for
     every event it has queued.
 
@@ -25,6 +27,11 @@
 
 #include <stddef.h>
 #include <zmq.h>
+
+//  What libzmq itself holds per queued frame beside its bytes, counted in
+//  herald_slab_held: the frame's content header (malloc'd, 48 bytes) and
+//  its msg_t in the pipe's queue (64 bytes), libzmq 4.3 on 64-bit.
+#define HERALD_SLAB_FRAME_OVERHEAD  112
 
 typedef struct _herald_slab_t herald_slab_t;
 
@@ -43,5 +50,17 @@ void
 //  Returns 0, or -1 when memory ran out (frame is then not initialised).
 int
     herald_slab_frame (herald_slab_t *self, zmq_msg_t *frame, const void *bytes, size_t len);
+
+//  Bytes held by the frames this slab made that libzmq has not released
+//  (sent to the kernel, or dropped with their connection): each frame's
+//  length plus HERALD_SLAB_FRAME_OVERHEAD.  Read by the allocator's thread.
+size_t
+    herald_slab_held (herald_slab_t *self);
+
+//  Let go of the block being filled, so that once its frames are
+//  released herald_slab_held can fall to 0.  The next frame starts a new
+//  block.
+void
+    herald_slab_flush (herald_slab_t *self);
 
 #endif

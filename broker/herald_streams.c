@@ -5,25 +5,68 @@
     at once when there is none (END needs no credit); the event found is
     held, borrowed from the scan, and sent first when credit comes.  END's
     `last` then stops just before it.
+
+    MEMORY PER CLIENT
+    The api socket queues what a client has not read (libzmq's pipe, up to
+    client-hwm messages), and each EVENTS message holds up to a slice of
+    events: without more, six unread REPLAYs of a 200k-event log from one
+    connection held 250 MiB of the broker.  So the frames of a client's
+    streams come from one slab per client connection (s_client_t), which
+    counts what libzmq still holds of them (herald_slab_held: envelope
+    bytes plus libzmq's own per-frame cost).  Before each event a stream
+    looks at that count, and while it is at max_bytes (--client-max-bytes)
+    the stream waits, as it does on a full queue: nothing is lost or
+    ended, it goes on as the client reads.  A client that reads keeps the
+    count near zero (libzmq releases a frame once it is in the kernel's
+    socket buffer), so it is never slowed.  A client that takes nothing
+    for idle_ms while its streams wait has them abandoned, like one whose
+    queue stays full.  A client gone drops its queue in libzmq: the count
+    falls to 0, the next send finds it gone (EHOSTUNREACH) and abandons its
+    streams, and the record and its slab are freed with the last of them.
+    glibc keeps freed memory in its arenas, so after a client that held a
+    lot (TRIM_BYTES) is freed the broker returns it with malloc_trim.  That
+    walks every arena and took 40-210 ms on a loaded 2-core machine, so it
+    runs on a thread of its own (the loop then waits only where it
+    allocates from an arena being trimmed), at most once every
+    TRIM_EVERY_MS.
     =========================================================================
 */
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#if defined (__GLIBC__)
+#   include <malloc.h>
+#endif
 #include "herald_log.h"
 #include "herald_reply.h"
 #include "herald_streams.h"
 
-#define SLAB_BLOCK          (32 * 1024) //  bytes per block of a stream's frames
+#define SLAB_BLOCK          (32 * 1024) //  bytes per block of a client's frames
+#define TRIM_BYTES          (8u << 20)  //  a client freed after holding this: malloc_trim
+#define TRIM_EVERY_MS       10000       //  at most one malloc_trim per this
+
+//  A client connection with streams, or with frames of ended ones still
+//  queued.  Owned by the streams' list of clients; freed once it has no
+//  stream and libzmq holds none of its frames.
+typedef struct {
+    zframe_t *identity;                 //  owned
+    //  The frames of all its streams: blocks are shared only by frames to
+    //  one client, which leave through one pipe, in order.
+    herald_slab_t *slab;                //  owned
+    size_t streams;                     //  its streams running
+    size_t held_seen;                   //  herald_slab_held after the last pump
+    int64_t stalled_since;              //  at max_bytes and taking nothing; 0: not
+    size_t peak;                        //  the most it held
+} s_client_t;
 
 typedef struct {
     zframe_t *identity;                 //  owned
     uint64_t rid;
     bool is_read;
     herald_scan_t *scan;                //  owned
-    //  The stream's own frames: a block is shared only by frames of one
-    //  stream, so a slow client keeps at most a block beyond its credit.
-    herald_slab_t *slab;                //  owned
+    s_client_t *client;                 //  borrowed; counts this stream
+    void *handle;                       //  in the streams' list
     uint64_t credit;
     int64_t idle_since;                 //  when credit last ran out or was given
     //  When credit runs out the stream reads one event ahead, so that it
@@ -35,6 +78,8 @@ typedef struct {
     //  since when, and the END still owed when the stream is over.
     int64_t blocked_since;              //  0: not blocked
     const char *ending;                 //  static; NULL: not over
+    bool waiting_bytes;                 //  its client held max_bytes, this pump
+    bool waited_bytes;                  //  ... and the pump before
 } s_stream_t;
 
 struct _herald_streams_t {
@@ -43,11 +88,53 @@ struct _herald_streams_t {
     size_t max_streams;
     uint64_t idle_ms;
     zlistx_t *streams;                  //  s_stream_t
+    size_t max_bytes;                   //  held per client before its streams wait
+    zlistx_t *clients;                  //  s_client_t
     msgpack_sbuffer buffer;             //  replies being encoded
     uint64_t served;
     uint64_t abandoned;                 //  their client gone, or never reading
+    size_t waiting_bytes;               //  streams that waited on max_bytes, last pump
+    uint64_t byte_waits;                //  times a stream began to wait on max_bytes
+    bool trim_owed;                     //  a client that held a lot was freed
+    int64_t trimmed_at;
+    pthread_t trimmer;                  //  the last malloc_trim's thread, joined
+    bool trimmer_started;               //  before the next or at destroy
     bool out_of_memory;
 };
+
+static void
+s_client_destroy (s_client_t **self_p)
+{
+    s_client_t *self = *self_p;
+    if (!self)
+        return;
+    zframe_destroy (&self->identity);
+    herald_slab_destroy (&self->slab);
+    free (self);
+    *self_p = NULL;
+}
+
+//  The record of identity's client, made if it has none.  NULL when out
+//  of memory.
+static s_client_t *
+s_client_require (herald_streams_t *self, zframe_t *identity)
+{
+    s_client_t *client = (s_client_t *) zlistx_first (self->clients);
+    for (; client; client = (s_client_t *) zlistx_next (self->clients))
+        if (zframe_eq (client->identity, identity))
+            return client;
+    client = (s_client_t *) calloc (1, sizeof (s_client_t));
+    if (!client)
+        return NULL;
+    client->identity = zframe_dup (identity);
+    client->slab = herald_slab_new (SLAB_BLOCK);
+    if (!client->identity || !client->slab) {
+        s_client_destroy (&client);
+        return NULL;
+    }
+    zlistx_add_end (self->clients, client);
+    return client;
+}
 
 static void
 s_stream_destroy (s_stream_t **self_p)
@@ -57,21 +144,26 @@ s_stream_destroy (s_stream_t **self_p)
         return;
     zframe_destroy (&self->identity);
     herald_scan_destroy (&self->scan);
-    herald_slab_destroy (&self->slab);
+    //  The client's last stream: let go of the half-filled block, so that
+    //  what it holds can fall to 0 and the record be freed.
+    if (self->client && --self->client->streams == 0)
+        herald_slab_flush (self->client->slab);
     free (self);
     *self_p = NULL;
 }
 
 herald_streams_t *
 herald_streams_new (herald_store_t *store, zsock_t *router,
-                    size_t max_streams, uint64_t idle_ms)
+                    size_t max_streams, uint64_t idle_ms, size_t max_bytes)
 {
     herald_streams_t *self = (herald_streams_t *) zmalloc (sizeof (herald_streams_t));
     self->store = store;
     self->router = router;
     self->max_streams = max_streams;
     self->idle_ms = idle_ms;
+    self->max_bytes = max_bytes;
     self->streams = zlistx_new ();
+    self->clients = zlistx_new ();
     msgpack_sbuffer_init (&self->buffer);
     return self;
 }
@@ -88,6 +180,14 @@ herald_streams_destroy (herald_streams_t **self_p)
         stream = (s_stream_t *) zlistx_next (self->streams);
     }
     zlistx_destroy (&self->streams);
+    s_client_t *client = (s_client_t *) zlistx_first (self->clients);
+    while (client) {
+        s_client_destroy (&client);
+        client = (s_client_t *) zlistx_next (self->clients);
+    }
+    zlistx_destroy (&self->clients);
+    if (self->trimmer_started)
+        pthread_join (self->trimmer, NULL);
     msgpack_sbuffer_destroy (&self->buffer);
     free (self);
     *self_p = NULL;
@@ -107,9 +207,7 @@ s_stream_find (herald_streams_t *self, zframe_t *identity, uint64_t rid)
 static void
 s_stream_remove (herald_streams_t *self, s_stream_t *stream)
 {
-    void *handle = zlistx_find (self->streams, stream);
-    if (handle)
-        zlistx_delete (self->streams, handle);
+    zlistx_delete (self->streams, stream->handle);
     s_stream_destroy (&stream);
 }
 
@@ -180,7 +278,14 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
     bool pending = false;
     size_t sent = 0;
     int rc = 1;
+    herald_slab_t *slab = stream->client->slab;
     while (stream->credit > 0 && sent < HERALD_STREAM_SLICE) {
+        if (sent && herald_slab_held (slab) >= self->max_bytes) {
+            //  The client holds its share now: this stream goes last
+            //  next turn, so that its client's other streams get theirs.
+            zlistx_move_end (self->streams, stream->handle);
+            break;
+        }
         const uint8_t *envelope = stream->held;
         size_t len = stream->held_len;
         stream->held = NULL;
@@ -209,7 +314,7 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
             herald_reply_frame (self->router, "EVENTS", 6, true);
             herald_reply_frame (self->router, self->buffer.data, self->buffer.size, true);
         }
-        if (herald_slab_frame (stream->slab, &frame, envelope, len) != 0) {
+        if (herald_slab_frame (slab, &frame, envelope, len) != 0) {
             //  Out of memory: stop loudly rather than skip an event.
             herald_log ("error", "out of memory for a frame of %zu bytes; stopping", len);
             self->out_of_memory = true;
@@ -240,11 +345,93 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
     }
 }
 
+//  A stream with credit whose client holds max_bytes waits, as on a full
+//  queue; when the client has taken nothing for idle_ms it is abandoned.
+static void
+s_stream_wait_bytes (herald_streams_t *self, s_stream_t *stream, int64_t now)
+{
+    s_client_t *client = stream->client;
+    if (client->stalled_since && now - client->stalled_since >= (int64_t) self->idle_ms) {
+        s_stream_abandon (self, stream, "its client has not read for stream_idle_ms");
+        return;
+    }
+    stream->waiting_bytes = true;
+    self->waiting_bytes++;
+    if (!stream->waited_bytes)
+        self->byte_waits++;
+}
+
+//  Before the streams' turn: which clients at max_bytes took nothing since
+//  the last one.
+static void
+s_clients_look (herald_streams_t *self, int64_t now)
+{
+    s_client_t *client = (s_client_t *) zlistx_first (self->clients);
+    for (; client; client = (s_client_t *) zlistx_next (self->clients)) {
+        size_t held = herald_slab_held (client->slab);
+        if (held < client->held_seen || held < self->max_bytes)
+            client->stalled_since = 0;
+        else
+        if (!client->stalled_since)
+            client->stalled_since = now;
+    }
+}
+
+//  Return the arenas' free memory to the system; the trimmer thread.  It
+//  touches no broker state.
+static void *
+s_trim (void *args)
+{
+    (void) args;
+#if defined (__GLIBC__)
+    int64_t started = zclock_mono ();
+    malloc_trim (0);
+    if (herald_log_debug ())
+        herald_log ("debug", "malloc_trim after a client's streams: %" PRId64 " ms",
+                    zclock_mono () - started);
+#endif
+    return NULL;
+}
+
+//  After the streams' turn: note what each client holds, and free the
+//  records of clients with no stream and nothing held.  Return the memory
+//  to the system after one that held a lot (glibc keeps it otherwise), at
+//  most once every TRIM_EVERY_MS.
+static void
+s_clients_sweep (herald_streams_t *self, int64_t now)
+{
+    s_client_t *client = (s_client_t *) zlistx_first (self->clients);
+    while (client) {
+        void *handle = zlistx_cursor (self->clients);
+        client->held_seen = herald_slab_held (client->slab);
+        if (client->held_seen > client->peak)
+            client->peak = client->held_seen;
+        s_client_t *next = (s_client_t *) zlistx_next (self->clients);
+        if (client->streams == 0 && client->held_seen == 0) {
+            if (client->peak >= TRIM_BYTES)
+                self->trim_owed = true;
+            zlistx_delete (self->clients, handle);
+            s_client_destroy (&client);
+        }
+        client = next;
+    }
+    if (self->trim_owed && now - self->trimmed_at >= TRIM_EVERY_MS) {
+        //  The last one started TRIM_EVERY_MS ago: long done
+        if (self->trimmer_started)
+            pthread_join (self->trimmer, NULL);
+        self->trimmer_started = pthread_create (&self->trimmer, NULL, s_trim, NULL) == 0;
+        self->trim_owed = false;
+        self->trimmed_at = now;
+    }
+}
+
 int
 herald_streams_pump (herald_streams_t *self, bool *blocked)
 {
     int64_t now = zclock_mono ();
     *blocked = false;
+    self->waiting_bytes = 0;
+    s_clients_look (self, now);
     zlistx_t *ready = zlistx_new ();
     s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
     for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
@@ -258,23 +445,30 @@ herald_streams_pump (herald_streams_t *self, bool *blocked)
             s_stream_abandon (self, stream, "its client has not read for stream_idle_ms");
             continue;
         }
+        stream->waited_bytes = stream->waiting_bytes;
+        stream->waiting_bytes = false;
         if (stream->ending)
             s_stream_end (self, stream, stream->ending);
         else
-        if (stream->credit > 0)
-            s_stream_pump (self, stream);
+        if (stream->credit > 0) {
+            if (herald_slab_held (stream->client->slab) >= self->max_bytes)
+                s_stream_wait_bytes (self, stream, now);
+            else
+                s_stream_pump (self, stream);
+        }
         else
         if (now - stream->idle_since >= (int64_t) self->idle_ms)
             s_stream_end (self, stream, "expired");
         if (!zlistx_find (self->streams, stream))
             continue;                   //  ended or abandoned
-        if (stream->blocked_since)
+        if (stream->blocked_since || stream->waiting_bytes)
             *blocked = true;
         else
         if (stream->credit > 0)
             busy = true;
     }
     zlistx_destroy (&ready);
+    s_clients_sweep (self, now);
     return self->out_of_memory? -1: busy;
 }
 
@@ -322,16 +516,22 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
         err->rid = msg->rid;
         return err->code? err->code: HERALD_ERR_INTERNAL;
     }
+    s_client_t *client = s_client_require (self, identity);
+    if (!client) {
+        herald_scan_destroy (&scan);
+        return herald_error_set (err, HERALD_ERR_OVERLOADED, "",
+                                 "out of memory for a stream; try again later");
+    }
     s_stream_t *stream = (s_stream_t *) zmalloc (sizeof (s_stream_t));
     stream->identity = zframe_dup (identity);
     stream->rid = msg->rid;
     stream->is_read = msg->type == HERALD_MSG_READ;
     stream->scan = scan;
-    stream->slab = herald_slab_new (SLAB_BLOCK);
-    assert (stream->slab);
+    stream->client = client;
+    client->streams++;
     stream->credit = credit;
     stream->idle_since = zclock_mono ();
-    zlistx_add_end (self->streams, stream);
+    stream->handle = zlistx_add_end (self->streams, stream);
     if (credit == 0) {
         //  No credit yet: look ahead anyway, so an empty stream ENDs now.
         uint64_t seq;
@@ -383,4 +583,20 @@ uint64_t
 herald_streams_abandoned (herald_streams_t *self)
 {
     return self->abandoned;
+}
+
+void
+herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory)
+{
+    memset (memory, 0, sizeof (*memory));
+    s_client_t *client = (s_client_t *) zlistx_first (self->clients);
+    for (; client; client = (s_client_t *) zlistx_next (self->clients)) {
+        size_t held = herald_slab_held (client->slab);
+        memory->bytes += held;
+        if (held > memory->client_bytes_max)
+            memory->client_bytes_max = held;
+        memory->clients++;
+    }
+    memory->waiting_bytes = self->waiting_bytes;
+    memory->byte_waits = self->byte_waits;
 }

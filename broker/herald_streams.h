@@ -23,10 +23,11 @@
 typedef struct _herald_streams_t herald_streams_t;
 
 //  Streams of store, replying on router (both borrowed), at most
-//  max_streams at once.  Caller owns.
+//  max_streams at once; a client's streams wait while libzmq holds
+//  max_bytes of their frames for it.  Caller owns.
 herald_streams_t *
     herald_streams_new (herald_store_t *store, zsock_t *router, size_t max_streams,
-                        uint64_t idle_ms);
+                        uint64_t idle_ms, size_t max_bytes);
 
 //  End nothing, send nothing: drop every stream and free.
 void
@@ -70,5 +71,17 @@ uint64_t
 //  Streams abandoned since start: the client gone or not reading.
 uint64_t
     herald_streams_abandoned (herald_streams_t *self);
+
+//  What the streams' frames hold in libzmq's queues now, for STATUS.
+typedef struct {
+    uint64_t bytes;                 //  all clients (herald_slab_held)
+    uint64_t client_bytes_max;      //  the client holding most
+    uint64_t clients;               //  client connections with streams or frames held
+    uint64_t waiting_bytes;         //  streams that waited on max_bytes in the last pump
+    uint64_t byte_waits;            //  times a stream began to wait on max_bytes, since start
+} herald_streams_memory_t;
+
+void
+    herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory);
 
 #endif

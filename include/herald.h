@@ -99,7 +99,9 @@ const char *
 //  be called from a handler or completion.
 //
 //  Calls return HERALD_OK or an error; herald_agent_last_error () gives a
-//  message for the last failure on the calling thread.
+//  message for the last failure on the calling thread.  Messages are never
+//  cut mid-word: one too long for its field keeps its head and its end and
+//  loses the middle, marked with "…" (U+2026).
 //  =========================================================================
 
 typedef struct _herald_agent_t herald_agent_t;
@@ -263,7 +265,7 @@ typedef struct {
     uint64_t duplicates;            //  events dropped as already delivered
     uint64_t retries;               //  handler RETRY returns
     int error;                      //  the code that stopped it, when FAILED
-    char message [256];
+    char message [256];             //  a longer one loses its middle, marked "…"
 } herald_sub_status_t;
 
 //  A subscription's state into status.  HERALD_ERR_NOT_FOUND if unknown.
@@ -300,7 +302,8 @@ typedef struct {
                                     //  and its ACK lost to a reconnect)
     uint64_t expected;              //  HERALD_ERR_CONFLICT: what was expected,
     uint64_t actual;                //  and the topic's actual version
-    char message [192];             //  the broker's message, when err
+    char message [192];             //  the broker's message, when err; a longer
+                                    //  one loses its middle, marked "…"
 } herald_publish_result_t;
 
 //  Publish one event and wait up to timeout_ms (<= 0: the agent's

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "herald_event.h"
+#include "herald_text.h"
 
 //  Deepest nesting accepted anywhere in a body.  HWP/1 needs four levels
 //  (body, events, event, meta); the rest is room for unknown keys.  Below
@@ -67,7 +68,7 @@ herald_error_set (herald_error_t *err, herald_err code, const char *field,
     }
     va_list args;
     va_start (args, format);
-    vsnprintf (err->message + used, sizeof (err->message) - used, format, args);
+    herald_text_vformat (err->message + used, sizeof (err->message) - used, format, args);
     va_end (args);
     return code;
 }
@@ -94,7 +95,7 @@ s_field_error (herald_error_t *err, herald_err code, const char *prefix, const c
     char message [sizeof (err->message)];
     va_list args;
     va_start (args, format);
-    vsnprintf (message, sizeof (message), format, args);
+    herald_text_vformat (message, sizeof (message), format, args);
     va_end (args);
     return herald_error_set (err, code, name, "%s", message);
 }

@@ -62,18 +62,25 @@ typedef struct {
     size_t encoded_size;
 } herald_event_t;
 
+//  Room for a message naming a path of PATH_MAX (4096) bytes and what is
+//  said about it (a RocksDB status, an errno string); a longer one is cut
+//  in the middle, at words, with "…" (herald_text).
+#define HERALD_ERROR_MESSAGE_MAX    4608
+
 //  What a decoder found wrong: the protocol error to reply with, the field
 //  that failed (a static string such as "events[3].topic"), and a message
 //  for people.  rid is the request id when it could be read.
 typedef struct {
     herald_err code;
     char field [64];
-    char message [192];
+    char message [HERALD_ERROR_MESSAGE_MAX];
     bool has_rid;
     uint64_t rid;
 } herald_error_t;
 
-//  Fill err with code, field and a printf-style message; returns code.
+//  Fill err with code, field and a printf-style message ("field: message"
+//  when field is not empty), cut as herald_text cuts if it is too long;
+//  returns code.
 herald_err
     herald_error_set (herald_error_t *err, herald_err code, const char *field,
                       const char *format, ...) __attribute__ ((format (printf, 4, 5)));
