@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -78,6 +79,20 @@ herald_batch_destroy (herald_batch_t **self_p)
     free (self->completions);
     free (self);
     *self_p = NULL;
+}
+
+void
+herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch)
+{
+    pthread_mutex_lock (&self->lock);
+    if (!self->kept_completions)
+        self->kept_completions = zlist_new ();
+    if (!self->kept_completions || zlist_append (self->kept_completions, batch) != 0) {
+        fprintf (stderr, "herald agent: out of memory: %zu publish completions are not "
+                 "called (their events were stored)\n", batch->count);
+        herald_batch_destroy (&batch);
+    }
+    pthread_mutex_unlock (&self->lock);
 }
 
 void
@@ -275,9 +290,20 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         herald_agent_destroy (&self);
         return NULL;
     }
+    //  Named by a serial, not the agent's address: a closed socket's inproc
+    //  name is released by libzmq's reaper some time later, so the next
+    //  agent malloc'd at the same address could not bind it
+    static atomic_uint_fast64_t s_serial;
+    self->serial = atomic_fetch_add (&s_serial, 1) + 1;
     snprintf (self->deliver_endpoint, sizeof self->deliver_endpoint,
-              "inproc://herald-deliver-%p", (void *) self);
+              "inproc://herald-deliver-%" PRIu64, self->serial);
     self->io = self->wake_fd >= 0? zactor_new (herald_io_actor, self): NULL;
+    if (self->io && atomic_load (&self->io_start_error)) {
+        herald_agent_set_error (atomic_load (&self->io_start_error), "the agent's I/O thread "
+                                "%s", self->io_message);
+        herald_agent_destroy (&self);
+        return NULL;
+    }
     if (!self->io
     ||  pthread_create (&self->deliver_thread, NULL, herald_agent_deliver_thread, self) != 0) {
         herald_agent_set_error (HERALD_ERR_IO, "cannot start the agent's threads");
@@ -304,6 +330,9 @@ herald_agent_destroy (herald_agent_t **self_p)
     atomic_store (&self->io_gone, true);
     if (self->deliver_started)
         pthread_join (self->deliver_thread, NULL);
+    //  Both threads are gone: whatever completion is still owed runs here,
+    //  so every async publish has had exactly one before destroy returns
+    herald_agent_run_last_completions (self);
     for (size_t index = 0; index < self->sub_count; index++)
         s_sub_destroy (&self->subs [index]);
     herald_outbox_destroy (&self->outbox);
@@ -311,10 +340,8 @@ herald_agent_destroy (herald_agent_t **self_p)
         close (self->wake_fd);
     if (self->dispatch_fd >= 0)
         close (self->dispatch_fd);
-    herald_batch_t *batch;
-    while (self->dispatch_completions && (batch = zlist_pop (self->dispatch_completions)))
-        herald_batch_destroy (&batch);
     zlist_destroy (&self->dispatch_completions);
+    zlist_destroy (&self->kept_completions);
     pthread_cond_destroy (&self->dispatch_cond);
     pthread_mutex_destroy (&self->dispatch_lock);
     if (self->lock_fd >= 0)
@@ -589,6 +616,11 @@ static herald_err
 s_enqueue (herald_agent_t *self, const herald_outgoing_t *event, uint8_t id [16],
            herald_publish_fn *done, void *arg, herald_outbox_waiter_t *waiter, int timeout_ms)
 {
+    if (atomic_load (&self->io_gone))
+        //  From a completion run by destroy: nothing would send it, and
+        //  no completion of it could be called any more
+        return herald_agent_set_error (HERALD_ERR_INVALID, "the agent is being destroyed: "
+                                       "nothing was queued");
     if (event && event->id)
         memcpy (id, event->id, 16);
     else
@@ -666,8 +698,17 @@ herald_agent_flush (herald_agent_t *self, int timeout_ms)
 {
     if (timeout_ms <= 0)
         timeout_ms = self->options.timeout_ms;
-    if (herald_outbox_drain (self->outbox, timeout_ms))
+    if (atomic_load (&self->io_gone))
+        timeout_ms = 0;             //  from a completion run by destroy
+    //  Completions run on the delivery thread, so flush waits for them to
+    //  have returned, except where that would wait for itself: on the
+    //  delivery thread (a handler or completion), and in dispatch mode,
+    //  where they run when the application calls herald_agent_dispatch
+    //  (flush then waits until they are queued for it)
+    bool completions = self->dispatch_fd < 0 && !herald_agent_in_handler (self);
+    if (herald_outbox_drain (self->outbox, timeout_ms, completions))
         return HERALD_OK;
-    return herald_agent_set_error (HERALD_ERR_TIMEOUT, "the outbox is not empty after %d ms",
-                                   timeout_ms);
+    return herald_agent_set_error (HERALD_ERR_TIMEOUT, "not everything was answered and "
+                                   "completed within %d ms: what is unanswered stays queued "
+                                   "in the outbox and will be sent", timeout_ms);
 }

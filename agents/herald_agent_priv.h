@@ -130,6 +130,7 @@ struct _herald_agent_t {
     int wake_fd;                            //  eventfd: wakes the I/O actor
     atomic_bool wake_pending;               //  written to wake_fd, not yet read
     zactor_t *io;
+    uint64_t serial;                        //  names its inproc endpoints (never reused)
     char deliver_endpoint [64];             //  inproc PAIR, bound by the I/O actor
     pthread_t deliver_thread;
     bool deliver_started;
@@ -149,6 +150,14 @@ struct _herald_agent_t {
     //  wait behind a deferred handler call (a handler may await its own
     //  publish).  Under dispatch_lock; each holds acknowledged results.
     zlist_t *dispatch_completions;
+    //  Completion batches the exiting I/O actor could not pipe to the
+    //  delivery thread (it was stuck in a handler): destroy runs them once
+    //  that thread has exited.  Under the lock.
+    zlist_t *kept_completions;
+    //  The I/O actor's start: 0 when its sockets are up, else the error
+    //  (and io_message why); written before it signals, read after.
+    atomic_int io_start_error;
+    char io_message [256];
 };
 
 //  Wake the I/O actor (commands or outbox work waiting).
@@ -177,6 +186,18 @@ bool
 //  herald_agent_dispatch and make the fd readable.  From the I/O actor.
 void
     herald_agent_queue_completions (herald_agent_t *self, herald_batch_t *batch);
+
+//  The exiting I/O actor hands destroy a COMPLETIONS batch (ownership
+//  passes) it could not pipe to the delivery thread.
+void
+    herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch);
+
+//  From herald_agent_destroy, once both threads have exited: run on the
+//  calling thread every completion still owed, in order (the kept and,
+//  in dispatch mode, the undispatched batches, then HERALD_ERR_TIMEOUT for
+//  every event still in the outbox), as user code of self.
+void
+    herald_agent_run_last_completions (herald_agent_t *self);
 
 //  True when topic[0..len) matches one of sub's prefixes.
 bool
