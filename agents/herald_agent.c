@@ -700,12 +700,12 @@ herald_agent_flush (herald_agent_t *self, int timeout_ms)
         timeout_ms = self->options.timeout_ms;
     if (atomic_load (&self->io_gone))
         timeout_ms = 0;             //  from a completion run by destroy
-    //  Completions run on the delivery thread, so flush waits for them to
-    //  have returned, except where that would wait for itself: on the
-    //  delivery thread (a handler or completion), and in dispatch mode,
-    //  where they run when the application calls herald_agent_dispatch
-    //  (flush then waits until they are queued for it)
-    bool completions = self->dispatch_fd < 0 && !herald_agent_in_handler (self);
+    //  The outbox counts completions owed: finished there, and not yet run
+    //  by the delivery thread, or in dispatch mode not yet queued for
+    //  herald_agent_dispatch (which the caller may be the thread to run).
+    //  Flush waits for them too, except from user code of the agent,
+    //  where that would wait for itself
+    bool completions = !herald_agent_in_handler (self);
     if (herald_outbox_drain (self->outbox, timeout_ms, completions))
         return HERALD_OK;
     return herald_agent_set_error (HERALD_ERR_TIMEOUT, "not everything was answered and "

@@ -200,6 +200,23 @@ Test (herald_agent_complete, dispatch_mode_completions_not_dispatched_run_in_des
     }
 }
 
+Test (herald_agent_complete, dispatch_mode_flush_returns_with_completions_queued)
+{
+    s_slot_t slots [PER_ROUND];
+    memset (slots, 0, sizeof slots);
+    at_agent = s_new_agent (NULL, NULL, true);
+    s_publish (at_agent, slots, PER_ROUND, "q");
+    cr_assert_eq (herald_agent_flush (at_agent, WAIT_MS), HERALD_OK, "%s",
+                  herald_agent_last_error ());
+    //  Every completion is waiting for this very call, none still on its way
+    herald_agent_dispatch (at_agent, 1000);
+    for (size_t index = 0; index < PER_ROUND; index++) {
+        cr_assert_eq (atomic_load (&slots [index].calls), 1, "event %zu: %d completions "
+                      "dispatched after flush", index, atomic_load (&slots [index].calls));
+        cr_assert_eq (slots [index].err, HERALD_OK, "%s", slots [index].message);
+    }
+}
+
 //  A completion that flushes waits for acknowledgements only: its own
 //  agent's completions cannot run while it does.
 static herald_agent_t *s_flusher;
