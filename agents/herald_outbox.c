@@ -35,7 +35,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +44,7 @@
 #include <unistd.h>
 #include "herald_outbox.h"
 #include "herald_crc.h"
+#include "herald_file.h"
 
 #define MAGIC           "HRLDOBX1"
 #define FILE_VERSION         1
@@ -175,7 +175,8 @@ s_event_record (const herald_outbox_item_t *item, size_t *size_p)
     return s_record (TYPE_EVENT, head, sizeof head, item->map, item->map_len, size_p);
 }
 
-//  Rewrite the file with only the pending events.  Called under the lock.
+//  Rewrite the file with only the pending events (temporary file, fsync,
+//  rename, fsync of the directory: herald_file.c).  Called under the lock.
 static int
 s_compact (herald_outbox_t *self)
 {
@@ -196,35 +197,26 @@ s_compact (herald_outbox_t *self)
         size += record_size;
         free (record);
     }
-    if (rc == 0)
-        rc = fsync (fd);
-    if (rc == 0)
-        rc = rename (tmp, self->path);
-    if (rc == 0) {
-        char *copy = strdup (self->path);
-        if (copy) {
-            int dir = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dir >= 0) {
-                fsync (dir);
-                close (dir);
-            }
-            free (copy);
-        }
-        close (self->fd);
-        self->fd = open (self->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        self->file_size = size;
-        if (fd >= 0)
+    if (rc != 0) {
+        if (fd >= 0) {
             close (fd);
-        fd = -1;
-        if (self->fd < 0)
-            rc = -1;
+            unlink (tmp);
+        }
+        free (tmp);
+        return -1;
     }
-    if (fd >= 0)
-        close (fd);
-    if (rc != 0)
-        unlink (tmp);
+    //  Renamed, the new file is the outbox even if the directory's fsync
+    //  failed (appends must go to it); after a power loss the old file may
+    //  be back, which holds the same pending events and more DONEs
+    bool renamed = false;
+    rc = herald_file_replace (fd, tmp, self->path, &renamed);
     free (tmp);
-    return rc;
+    if (!renamed)
+        return -1;
+    close (self->fd);
+    self->fd = open (self->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    self->file_size = size;
+    return self->fd >= 0? rc: -1;
 }
 
 //  Read the file: pending items, next number; cut a torn tail.
