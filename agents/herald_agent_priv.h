@@ -25,6 +25,9 @@
 
 #define HERALD_AGENT_SUBS_MAX   64          //  subscriptions per agent, stopped included
 #define HERALD_BATCH_MAX        256         //  envelopes per batch to the delivery thread
+//  Commands queued for the I/O actor: one SUBSCRIBE and at most one
+//  UNSUBSCRIBE per subscription (herald_agent_command)
+#define HERALD_AGENT_COMMANDS_MAX   (HERALD_AGENT_SUBS_MAX * 2)
 
 //  One subscription.  Written once by subscribe, then: state and the
 //  counters by the delivery thread (atomics), error/message under the
@@ -45,6 +48,7 @@ typedef struct {
     atomic_uint_fast64_t delivered;
     atomic_uint_fast64_t duplicates;
     atomic_uint_fast64_t retries;
+    bool unsubscribe_queued;                //  under the agent's lock
     int error;                              //  under the agent's lock
     char message [256];
     void *io;                               //  the I/O actor's s_sub_t
@@ -123,8 +127,9 @@ struct _herald_agent_t {
     int lock_fd;                            //  flock on state_dir/LOCK
     herald_outbox_t *outbox;
     pthread_mutex_t lock;
-    herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
+    herald_cmd_t commands [HERALD_AGENT_COMMANDS_MAX];
     size_t command_count;
+    uint64_t commands_refused;              //  under the lock; never, by construction
     herald_agent_sub_t *subs [HERALD_AGENT_SUBS_MAX];
     size_t sub_count;
     int wake_fd;                            //  eventfd: wakes the I/O actor
@@ -211,8 +216,10 @@ bool
     herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
                            const char *message, bool call_back);
 
-//  Queue a command for the I/O actor and wake it.
-void
+//  Queue a command for the I/O actor and wake it.  HERALD_ERR_OVERLOADED
+//  (counted, logged, message set) when the queue is full, which its bound
+//  makes impossible; a repeated UNSUBSCRIBE of one sub is queued once.
+herald_err
     herald_agent_command (herald_agent_t *self, herald_cmd_kind_t kind,
                           herald_agent_sub_t *sub);
 

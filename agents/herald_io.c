@@ -654,7 +654,7 @@ s_commands (herald_io_t *self)
         value = 0;
     atomic_store (&self->agent->wake_pending, false);
     herald_agent_t *agent = self->agent;
-    herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
+    herald_cmd_t commands [HERALD_AGENT_COMMANDS_MAX];
     pthread_mutex_lock (&agent->lock);
     size_t count = agent->command_count;
     memcpy (commands, agent->commands, count * sizeof commands [0]);
