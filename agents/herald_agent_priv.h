@@ -10,6 +10,16 @@
     destroyed (a stopped one too: batches in the delivery pipe may still
     name it).  A herald_batch_t travels from the I/O actor to the delivery
     thread as a pointer over an inproc PAIR; whoever holds it frees it.
+
+    Errors (the agent's convention, in every file of agents/): a failure
+    is a herald_err return, with its message recorded for the caller's
+    thread by herald_agent_set_error (or, below the API, written into a
+    message buffer the caller passes); it is never a normal answer.  An
+    actor that could not open its sockets does not report a good start;
+    a full queue refuses (HERALD_ERR_OVERLOADED) or blocks with a bound,
+    never drops; an encoder checks every pack call; what the caller
+    cannot be told (a background thread) is logged, rate-limited, and
+    counted.  Every async publish gets exactly one completion.
     =========================================================================
 */
 
