@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -82,6 +83,20 @@ herald_batch_destroy (herald_batch_t **self_p)
 }
 
 void
+herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch)
+{
+    pthread_mutex_lock (&self->lock);
+    if (!self->kept_completions)
+        self->kept_completions = zlist_new ();
+    if (!self->kept_completions || zlist_append (self->kept_completions, batch) != 0) {
+        fprintf (stderr, "herald agent: out of memory: %zu publish completions are not "
+                 "called (their events were stored)\n", batch->count);
+        herald_batch_destroy (&batch);
+    }
+    pthread_mutex_unlock (&self->lock);
+}
+
+void
 herald_agent_wake (herald_agent_t *self)
 {
     //  One write per wake-up, not per call: a burst of publishes costs
@@ -93,14 +108,42 @@ herald_agent_wake (herald_agent_t *self)
         return;                     //  the counter is saturated: it is awake
 }
 
-void
+//  The queue is bounded by construction: a subscription queues one
+//  SUBSCRIBE and at most one UNSUBSCRIBE in its life (a second stop, say
+//  unsubscribe after a failure, finds it queued and adds nothing), and an
+//  agent has at most HERALD_AGENT_SUBS_MAX of them, stopped ones included.
+//  A full queue would be a broken invariant: it is refused, loudly and
+//  counted, never dropped in silence.
+herald_err
 herald_agent_command (herald_agent_t *self, herald_cmd_kind_t kind, herald_agent_sub_t *sub)
 {
+    herald_err rc = HERALD_OK;
     pthread_mutex_lock (&self->lock);
-    if (self->command_count < HERALD_AGENT_SUBS_MAX * 2)
+    if (kind == HERALD_CMD_UNSUBSCRIBE && sub->unsubscribe_queued)
+        ;                           //  the I/O actor stops it once
+    else
+    if (self->command_count < HERALD_AGENT_COMMANDS_MAX) {
         self->commands [self->command_count++] = (herald_cmd_t) { kind, sub };
+        if (kind == HERALD_CMD_UNSUBSCRIBE)
+            sub->unsubscribe_queued = true;
+    }
+    else {
+        self->commands_refused++;
+        rc = HERALD_ERR_OVERLOADED;
+    }
     pthread_mutex_unlock (&self->lock);
+    if (rc) {
+        fprintf (stderr, "herald agent: the command queue is full (%d): %s of %s refused\n",
+                 HERALD_AGENT_COMMANDS_MAX, kind == HERALD_CMD_SUBSCRIBE? "subscribe"
+                                                                        : "unsubscribe",
+                 sub->name);
+        return herald_agent_set_error (rc, "the agent's command queue is full (%d): "
+                                       "subscription %s not %s", HERALD_AGENT_COMMANDS_MAX,
+                                       sub->name, kind == HERALD_CMD_SUBSCRIBE? "started"
+                                                                              : "stopped");
+    }
     herald_agent_wake (self);
+    return HERALD_OK;
 }
 
 bool
@@ -280,9 +323,20 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         herald_agent_destroy (&self);
         return NULL;
     }
+    //  Named by a serial, not the agent's address: a closed socket's inproc
+    //  name is released by libzmq's reaper some time later, so the next
+    //  agent malloc'd at the same address could not bind it
+    static atomic_uint_fast64_t s_serial;
+    self->serial = atomic_fetch_add (&s_serial, 1) + 1;
     snprintf (self->deliver_endpoint, sizeof self->deliver_endpoint,
-              "inproc://herald-deliver-%p", (void *) self);
+              "inproc://herald-deliver-%" PRIu64, self->serial);
     self->io = self->wake_fd >= 0? zactor_new (herald_io_actor, self): NULL;
+    if (self->io && atomic_load (&self->io_start_error)) {
+        herald_agent_set_error (atomic_load (&self->io_start_error), "the agent's I/O thread "
+                                "%s", self->io_message);
+        herald_agent_destroy (&self);
+        return NULL;
+    }
     if (!self->io
     ||  pthread_create (&self->deliver_thread, NULL, herald_agent_deliver_thread, self) != 0) {
         herald_agent_set_error (HERALD_ERR_IO, "cannot start the agent's threads");
@@ -309,6 +363,9 @@ herald_agent_destroy (herald_agent_t **self_p)
     atomic_store (&self->io_gone, true);
     if (self->deliver_started)
         pthread_join (self->deliver_thread, NULL);
+    //  Both threads are gone: whatever completion is still owed runs here,
+    //  so every async publish has had exactly one before destroy returns
+    herald_agent_run_last_completions (self);
     for (size_t index = 0; index < self->sub_count; index++)
         s_sub_destroy (&self->subs [index]);
     herald_outbox_destroy (&self->outbox);
@@ -316,10 +373,8 @@ herald_agent_destroy (herald_agent_t **self_p)
         close (self->wake_fd);
     if (self->dispatch_fd >= 0)
         close (self->dispatch_fd);
-    herald_batch_t *batch;
-    while (self->dispatch_completions && (batch = zlist_pop (self->dispatch_completions)))
-        herald_batch_destroy (&batch);
     zlist_destroy (&self->dispatch_completions);
+    zlist_destroy (&self->kept_completions);
     pthread_cond_destroy (&self->dispatch_cond);
     pthread_mutex_destroy (&self->dispatch_lock);
     if (self->lock_fd >= 0)
@@ -432,10 +487,27 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     atomic_store (&sub->done_seq, sub->start_done);
     atomic_store (&sub->state, HERALD_SUB_CATCHING_UP);
     pthread_mutex_lock (&self->lock);
-    self->subs [self->sub_count++] = sub;
+    //  Checked again: another thread may have subscribed since
+    full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
+    if (!full)
+        self->subs [self->sub_count++] = sub;
     pthread_mutex_unlock (&self->lock);
-    herald_agent_command (self, HERALD_CMD_SUBSCRIBE, sub);
-    return HERALD_OK;
+    if (full) {
+        s_sub_destroy (&sub);
+        return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
+                                       HERALD_AGENT_SUBS_MAX);
+    }
+    rc = herald_agent_command (self, HERALD_CMD_SUBSCRIBE, sub);
+    if (rc) {
+        //  Kept (the agent owns every sub it listed) but never started
+        pthread_mutex_lock (&self->lock);
+        atomic_store (&sub->state, HERALD_SUB_FAILED);
+        sub->error = rc;
+        snprintf (sub->message, sizeof sub->message, "%s", herald_agent_last_error ());
+        pthread_mutex_unlock (&self->lock);
+        atomic_store (&sub->stop, true);
+    }
+    return rc;
 }
 
 herald_err
@@ -552,38 +624,47 @@ s_pack_event (const herald_outgoing_t *event, const uint8_t id [16], msgpack_sbu
                 return herald_agent_set_error (HERALD_ERR_INVALID, "meta[%zu]: duplicate key",
                                                index);
     }
+    //  Every pack call can fail (the buffer's realloc): one that failed
+    //  leaves a shorter map that is still valid MessagePack (a bin32
+    //  header for data_len >= 4 GiB says its length mod 2^32, and no body
+    //  follows), which would be published as a different event
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     size_t keys = 3 + (event->type != NULL) + (event->schema != 0) + (event->meta_count > 0)
                 + event->has_expect;
-    msgpack_pack_map (&pk, keys);
-    msgpack_pack_str_with_body (&pk, "id", 2);
-    msgpack_pack_bin_with_body (&pk, id, 16);
-    msgpack_pack_str_with_body (&pk, "topic", 5);
-    msgpack_pack_str_with_body (&pk, event->topic, strlen (event->topic));
+    int rc = msgpack_pack_map (&pk, keys);
+    rc |= msgpack_pack_str_with_body (&pk, "id", 2);
+    rc |= msgpack_pack_bin_with_body (&pk, id, 16);
+    rc |= msgpack_pack_str_with_body (&pk, "topic", 5);
+    rc |= msgpack_pack_str_with_body (&pk, event->topic, strlen (event->topic));
     if (event->type) {
-        msgpack_pack_str_with_body (&pk, "type", 4);
-        msgpack_pack_str_with_body (&pk, event->type, type_len);
+        rc |= msgpack_pack_str_with_body (&pk, "type", 4);
+        rc |= msgpack_pack_str_with_body (&pk, event->type, type_len);
     }
     if (event->schema) {
-        msgpack_pack_str_with_body (&pk, "schema", 6);
-        msgpack_pack_uint64 (&pk, event->schema);
+        rc |= msgpack_pack_str_with_body (&pk, "schema", 6);
+        rc |= msgpack_pack_uint64 (&pk, event->schema);
     }
     if (event->meta_count) {
-        msgpack_pack_str_with_body (&pk, "meta", 4);
-        msgpack_pack_map (&pk, event->meta_count);
+        rc |= msgpack_pack_str_with_body (&pk, "meta", 4);
+        rc |= msgpack_pack_map (&pk, event->meta_count);
         for (size_t index = 0; index < event->meta_count; index++) {
-            msgpack_pack_str_with_body (&pk, event->meta [index].key, event->meta [index].key_len);
-            msgpack_pack_str_with_body (&pk, event->meta [index].value,
-                                        event->meta [index].value_len);
+            rc |= msgpack_pack_str_with_body (&pk, event->meta [index].key,
+                                              event->meta [index].key_len);
+            rc |= msgpack_pack_str_with_body (&pk, event->meta [index].value,
+                                              event->meta [index].value_len);
         }
     }
     if (event->has_expect) {
-        msgpack_pack_str_with_body (&pk, "expect", 6);
-        msgpack_pack_uint64 (&pk, event->expect);
+        rc |= msgpack_pack_str_with_body (&pk, "expect", 6);
+        rc |= msgpack_pack_uint64 (&pk, event->expect);
     }
-    msgpack_pack_str_with_body (&pk, "data", 4);
-    msgpack_pack_bin_with_body (&pk, event->data, event->data_len);
+    rc |= msgpack_pack_str_with_body (&pk, "data", 4);
+    rc |= msgpack_pack_bin_with_body (&pk, event->data, event->data_len);
+    if (rc != 0)
+        return herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory encoding the event "
+                                       "(%zu bytes of data): nothing was queued",
+                                       event->data_len);
     if (buffer->size > HERALD_MAX_EVENT_BYTES)
         return herald_agent_set_error (HERALD_ERR_INVALID, "the event is %zu bytes, over the "
                                        "%d of max_event_bytes", buffer->size,
@@ -596,6 +677,11 @@ static herald_err
 s_enqueue (herald_agent_t *self, const herald_outgoing_t *event, uint8_t id [16],
            herald_publish_fn *done, void *arg, herald_outbox_waiter_t *waiter, int timeout_ms)
 {
+    if (atomic_load (&self->io_gone))
+        //  From a completion run by destroy: nothing would send it, and
+        //  no completion of it could be called any more
+        return herald_agent_set_error (HERALD_ERR_INVALID, "the agent is being destroyed: "
+                                       "nothing was queued");
     if (event && event->id)
         memcpy (id, event->id, 16);
     else
@@ -673,8 +759,17 @@ herald_agent_flush (herald_agent_t *self, int timeout_ms)
 {
     if (timeout_ms <= 0)
         timeout_ms = self->options.timeout_ms;
-    if (herald_outbox_drain (self->outbox, timeout_ms))
+    if (atomic_load (&self->io_gone))
+        timeout_ms = 0;             //  from a completion run by destroy
+    //  The outbox counts completions owed: finished there, and not yet run
+    //  by the delivery thread, or in dispatch mode not yet queued for
+    //  herald_agent_dispatch (which the caller may be the thread to run).
+    //  Flush waits for them too, except from user code of the agent,
+    //  where that would wait for itself
+    bool completions = !herald_agent_in_handler (self);
+    if (herald_outbox_drain (self->outbox, timeout_ms, completions))
         return HERALD_OK;
-    return herald_agent_set_error (HERALD_ERR_TIMEOUT, "the outbox is not empty after %d ms",
-                                   timeout_ms);
+    return herald_agent_set_error (HERALD_ERR_TIMEOUT, "not everything was answered and "
+                                   "completed within %d ms: what is unanswered stays queued "
+                                   "in the outbox and will be sent", timeout_ms);
 }

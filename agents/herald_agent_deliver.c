@@ -31,6 +31,13 @@
     agent is destroyed (the event is then not committed, like a stop during
     a RETRY backoff); a call being run is always waited for.
 
+    Stopping (agent->stopping): event batches are skipped, but publish
+    completions still run, here, until STOP; what is owed after that
+    (batches the I/O actor could not pipe, undispatched ones in dispatch
+    mode, HERALD_ERR_TIMEOUT for events never acknowledged) runs on
+    destroy's thread in herald_agent_run_last_completions.  Every async
+    publish gets exactly one completion before destroy returns.
+
     After a batch, done moves to the batch's marker (every matching event up
     to it was passed), so a subscription whose topics are quiet does not
     replay the whole log after a restart.
@@ -128,14 +135,37 @@ s_run (herald_agent_t *agent, herald_call_t *call)
     return HERALD_OK;
 }
 
-//  Run batch's completions on the calling thread, and free it.
+//  Run batch's completions on the calling thread (the caller frees it).
 static void
 s_run_completions (herald_batch_t *batch)
 {
     for (size_t index = 0; index < batch->count; index++)
         batch->completions [index].done (&batch->completions [index].result,
                                          batch->completions [index].arg);
-    herald_batch_destroy (&batch);
+}
+
+void
+herald_agent_run_last_completions (herald_agent_t *self)
+{
+    s_dispatching = self;               //  user code of self: it may not destroy it
+    herald_batch_t *batch;
+    while (self->kept_completions && (batch = zlist_pop (self->kept_completions))) {
+        s_run_completions (batch);
+        herald_outbox_completed (self->outbox, batch->count);
+        herald_batch_destroy (&batch);
+    }
+    //  Queued for herald_agent_dispatch, which was not called again
+    while (self->dispatch_completions && (batch = zlist_pop (self->dispatch_completions))) {
+        s_run_completions (batch);
+        herald_batch_destroy (&batch);
+    }
+    //  Never acknowledged: the truth is that they wait in the outbox file
+    herald_completion_t *completions = NULL;
+    size_t count = self->outbox? herald_outbox_abandon (self->outbox, &completions): 0;
+    for (size_t index = 0; index < count; index++)
+        completions [index].done (&completions [index].result, completions [index].arg);
+    free (completions);
+    s_dispatching = NULL;
 }
 
 void
@@ -177,6 +207,7 @@ herald_agent_dispatch (herald_agent_t *self, int max)
         if (completions) {
             pthread_mutex_unlock (&self->dispatch_lock);
             s_run_completions (completions);
+            herald_batch_destroy (&completions);
             pthread_mutex_lock (&self->dispatch_lock);
             count++;
             continue;
@@ -427,6 +458,13 @@ herald_agent_deliver_thread (void *arg)
                 herald_batch_destroy (&batch);
                 break;
             }
+            if (batch->kind == HERALD_BATCH_COMPLETIONS) {
+                //  Also when stopping: every async publish gets its one
+                //  completion before destroy returns (herald.h)
+                s_run_completions (batch);
+                herald_outbox_completed (agent->outbox, batch->count);
+            }
+            else
             if (!atomic_load (&agent->stopping)) {
                 if (batch->kind == HERALD_BATCH_EVENTS)
                     s_deliver_batch (&self, batch);
@@ -441,10 +479,6 @@ herald_agent_deliver_thread (void *arg)
                         s_on_error (agent, batch->sub->name, code, message);
                     }
                 }
-                else
-                for (size_t index = 0; index < batch->count; index++)
-                    batch->completions [index].done (&batch->completions [index].result,
-                                                     batch->completions [index].arg);
             }
             herald_batch_destroy (&batch);
         }

@@ -10,6 +10,16 @@
     destroyed (a stopped one too: batches in the delivery pipe may still
     name it).  A herald_batch_t travels from the I/O actor to the delivery
     thread as a pointer over an inproc PAIR; whoever holds it frees it.
+
+    Errors (the agent's convention, in every file of agents/): a failure
+    is a herald_err return, with its message recorded for the caller's
+    thread by herald_agent_set_error (or, below the API, written into a
+    message buffer the caller passes); it is never a normal answer.  An
+    actor that could not open its sockets does not report a good start;
+    a full queue refuses (HERALD_ERR_OVERLOADED) or blocks with a bound,
+    never drops; an encoder checks every pack call; what the caller
+    cannot be told (a background thread) is logged, rate-limited, and
+    counted.  Every async publish gets exactly one completion.
     =========================================================================
 */
 
@@ -26,6 +36,9 @@
 
 #define HERALD_AGENT_SUBS_MAX   64          //  subscriptions per agent, stopped included
 #define HERALD_BATCH_MAX        256         //  envelopes per batch to the delivery thread
+//  Commands queued for the I/O actor: one SUBSCRIBE and at most one
+//  UNSUBSCRIBE per subscription (herald_agent_command)
+#define HERALD_AGENT_COMMANDS_MAX   (HERALD_AGENT_SUBS_MAX * 2)
 
 //  One subscription.  Written once by subscribe, then: state and the
 //  counters by the delivery thread (atomics), error/message under the
@@ -46,6 +59,7 @@ typedef struct {
     atomic_uint_fast64_t delivered;
     atomic_uint_fast64_t duplicates;
     atomic_uint_fast64_t retries;
+    bool unsubscribe_queued;                //  under the agent's lock
     int error;                              //  under the agent's lock
     char message [HERALD_ERROR_MESSAGE_MAX];
     void *io;                               //  the I/O actor's s_sub_t
@@ -124,13 +138,15 @@ struct _herald_agent_t {
     int lock_fd;                            //  flock on state_dir/LOCK
     herald_outbox_t *outbox;
     pthread_mutex_t lock;
-    herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
+    herald_cmd_t commands [HERALD_AGENT_COMMANDS_MAX];
     size_t command_count;
+    uint64_t commands_refused;              //  under the lock; never, by construction
     herald_agent_sub_t *subs [HERALD_AGENT_SUBS_MAX];
     size_t sub_count;
     int wake_fd;                            //  eventfd: wakes the I/O actor
     atomic_bool wake_pending;               //  written to wake_fd, not yet read
     zactor_t *io;
+    uint64_t serial;                        //  names its inproc endpoints (never reused)
     char deliver_endpoint [64];             //  inproc PAIR, bound by the I/O actor
     pthread_t deliver_thread;
     bool deliver_started;
@@ -150,6 +166,14 @@ struct _herald_agent_t {
     //  wait behind a deferred handler call (a handler may await its own
     //  publish).  Under dispatch_lock; each holds acknowledged results.
     zlist_t *dispatch_completions;
+    //  Completion batches the exiting I/O actor could not pipe to the
+    //  delivery thread (it was stuck in a handler): destroy runs them once
+    //  that thread has exited.  Under the lock.
+    zlist_t *kept_completions;
+    //  The I/O actor's start: 0 when its sockets are up, else the error
+    //  (and io_message why); written before it signals, read after.
+    atomic_int io_start_error;
+    char io_message [256];
 };
 
 //  Wake the I/O actor (commands or outbox work waiting).
@@ -179,6 +203,18 @@ bool
 void
     herald_agent_queue_completions (herald_agent_t *self, herald_batch_t *batch);
 
+//  The exiting I/O actor hands destroy a COMPLETIONS batch (ownership
+//  passes) it could not pipe to the delivery thread.
+void
+    herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch);
+
+//  From herald_agent_destroy, once both threads have exited: run on the
+//  calling thread every completion still owed, in order (the kept and,
+//  in dispatch mode, the undispatched batches, then HERALD_ERR_TIMEOUT for
+//  every event still in the outbox), as user code of self.
+void
+    herald_agent_run_last_completions (herald_agent_t *self);
+
 //  True when topic[0..len) matches one of sub's prefixes.
 bool
     herald_agent_sub_matches (const herald_agent_sub_t *sub, const char *topic, size_t len);
@@ -191,8 +227,10 @@ bool
     herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
                            const char *message, bool call_back);
 
-//  Queue a command for the I/O actor and wake it.
-void
+//  Queue a command for the I/O actor and wake it.  HERALD_ERR_OVERLOADED
+//  (counted, logged, message set) when the queue is full, which its bound
+//  makes impossible; a repeated UNSUBSCRIBE of one sub is queued once.
+herald_err
     herald_agent_command (herald_agent_t *self, herald_cmd_kind_t kind,
                           herald_agent_sub_t *sub);
 

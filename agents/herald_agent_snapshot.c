@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "herald_agent_priv.h"
 #include "herald_crc.h"
+#include "herald_file.h"
 
 #define MAGIC           "HRLDSNP1"
 #define HEADER_BYTES    32
@@ -73,26 +74,22 @@ herald_agent_snapshot_save (herald_agent_t *self, const char *name, uint64_t seq
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
     int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     bool ok = fd >= 0 && s_write_all (fd, header, sizeof header) == 0
-           && s_write_all (fd, bytes, len) == 0 && fsync (fd) == 0;
-    int saved = errno;
-    if (fd >= 0)
-        close (fd);
-    if (ok && rename (tmp, path) != 0) {
-        saved = errno;
-        ok = false;
-    }
+           && s_write_all (fd, bytes, len) == 0;
     if (!ok) {
-        unlink (tmp);
+        int saved = errno;
+        if (fd >= 0) {
+            close (fd);
+            unlink (tmp);
+        }
         return herald_agent_set_error (HERALD_ERR_IO, "%s: cannot write: %s", path,
                                        strerror (saved));
     }
-    char dir [4096];
-    snprintf (dir, sizeof dir, "%s/snapshots", self->state_dir);
-    int dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-        fsync (dir_fd);
-        close (dir_fd);
-    }
+    //  fsync, rename, fsync of the directory (herald_file.c)
+    bool renamed = false;
+    if (herald_file_replace (fd, tmp, path, &renamed) != 0)
+        return herald_agent_set_error (HERALD_ERR_IO, renamed? "%s: written, but its directory "
+                                       "cannot be synced: %s": "%s: cannot write: %s", path,
+                                       strerror (errno));
     return HERALD_OK;
 }
 

@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "herald_checkpoint.h"
+#include "herald_file.h"
 #include "herald_crc.h"
 #include "herald_text.h"
 
@@ -218,7 +219,8 @@ s_file_size (uint32_t capacity)
     return RING_OFFSET + (size_t) capacity * ENTRY_BYTES;
 }
 
-//  Create the file at path atomically (temporary file, fsync, rename).
+//  Create the file at path atomically (temporary file, fsync, rename,
+//  fsync of the directory: herald_file.c).
 static herald_err
 s_create (const char *path, uint32_t window, uint64_t done, char *message, size_t size)
 {
@@ -242,16 +244,25 @@ s_create (const char *path, uint32_t window, uint64_t done, char *message, size_
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
     herald_err rc = HERALD_OK;
     int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0
-    ||  write (fd, bytes, file_size) != (ssize_t) file_size
-    ||  fsync (fd) != 0
-    ||  rename (tmp, path) != 0) {
-        herald_text_format (message, size, "%s: cannot create: %s", path, strerror (errno));
+    ssize_t wrote = fd >= 0? write (fd, bytes, file_size): -1;
+    if (wrote >= 0 && wrote != (ssize_t) file_size)
+        errno = ENOSPC;                 //  a short write: the disk is full
+    bool renamed = false;
+    if (wrote != (ssize_t) file_size) {
+        int saved = errno;
+        if (fd >= 0) {
+            close (fd);
+            unlink (tmp);
+        }
+        herald_text_format (message, size, "%s: cannot create: %s", path, strerror (saved));
         rc = HERALD_ERR_IO;
-        unlink (tmp);
     }
-    if (fd >= 0)
-        close (fd);
+    else
+    if (herald_file_replace (fd, tmp, path, &renamed) != 0) {
+        herald_text_format (message, size, renamed? "%s: created, but its directory cannot be synced: %s"
+                                        : "%s: cannot create: %s", path, strerror (errno));
+        rc = HERALD_ERR_IO;
+    }
     free (bytes);
     return rc;
 }

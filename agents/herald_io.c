@@ -35,6 +35,17 @@
     comes within max(10 s, 2 x timeout), everything in flight is sent
     again with the same ids: the broker's dedup makes that safe.
 
+    Start: the actor signals a good start only with every socket up (the
+    DEALER and SUB connected, both monitored, the delivery pipe bound);
+    otherwise herald_agent_new fails with the reason (io_start_error).
+    Its inproc names carry the agent's serial, never an address that a
+    later agent may reuse before libzmq's reaper has released the name.
+
+    Stop: completions still waiting in `pending` are piped to the
+    delivery thread ahead of STOP (it runs completions even while
+    stopping), or left to herald_agent_destroy; every async publish gets
+    its completion (herald_agent_deliver.c, herald_agent_run_last_completions).
+
     Bounds: the delivery pipe holds 64 batches; batches that do not fit
     wait in `pending` (at most 64 more for live events, after which a live
     subscription drops to catch-up, whose replay credit is only given while
@@ -79,10 +90,11 @@ s_log (const char *format, ...)
 //  Sockets
 
 static zsock_t *
-s_monitor (zsock_t *sock, const char *name, void *self)
+s_monitor (zsock_t *sock, const char *name, herald_agent_t *agent)
 {
     char endpoint [96];
-    snprintf (endpoint, sizeof endpoint, "inproc://herald-mon-%s-%p", name, self);
+    snprintf (endpoint, sizeof endpoint, "inproc://herald-mon-%s-%" PRIu64, name,
+              agent->serial);
     if (zmq_socket_monitor (zsock_resolve (sock), endpoint,
                             ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
         return NULL;
@@ -92,24 +104,34 @@ s_monitor (zsock_t *sock, const char *name, void *self)
     return monitor;
 }
 
-static void
+//  Connect the SUB to the fanout, when known.  -1 when libzmq refused.
+static int
 s_connect_fanout (herald_io_t *self)
 {
     const char *fanout = self->agent->fanout;
     if (!fanout || self->fanout_connected)
-        return;
-    if (zsock_connect (self->sub, "%s", fanout) == 0)
-        self->fanout_connected = true;
-    else
-        s_log ("cannot connect to fanout %s", fanout);
+        return 0;
+    if (zsock_connect (self->sub, "%s", fanout) != 0)
+        return -1;
+    self->fanout_connected = true;
+    return 0;
 }
 
+static void
+    s_self_destroy (herald_io_t **self_p);
+
+//  The actor's state with every socket up, or NULL with why: the actor
+//  must not report a good start without them (no DEALER monitor, no
+//  publish is ever sent; no delivery pipe, no handler or completion ever
+//  runs).
 static herald_io_t *
-s_self_new (zsock_t *pipe, herald_agent_t *agent)
+s_self_new (zsock_t *pipe, herald_agent_t *agent, char *why, size_t size)
 {
     herald_io_t *self = calloc (1, sizeof *self);
-    if (!self)
+    if (!self) {
+        snprintf (why, size, "out of memory");
         return NULL;
+    }
     self->agent = agent;
     self->pipe = pipe;
     self->next_rid = 1;
@@ -119,8 +141,11 @@ s_self_new (zsock_t *pipe, herald_agent_t *agent)
     self->dealer = zsock_new (ZMQ_DEALER);
     self->sub = zsock_new (ZMQ_SUB);
     self->deliver = zsock_new (ZMQ_PAIR);
-    if (!self->pending || !self->dealer || !self->sub || !self->deliver)
-        return self;
+    if (!self->pending || !self->dealer || !self->sub || !self->deliver) {
+        snprintf (why, size, "cannot create its sockets: %s", zmq_strerror (zmq_errno ()));
+        s_self_destroy (&self);
+        return NULL;
+    }
     zsock_set_linger (self->dealer, 0);
     zsock_set_immediate (self->dealer, 1);
     zsock_set_sndhwm (self->dealer, 10000);
@@ -136,14 +161,26 @@ s_self_new (zsock_t *pipe, herald_agent_t *agent)
     zsock_set_subscribe (self->sub, "");
     zsock_set_linger (self->deliver, 0);
     zsock_set_sndhwm (self->deliver, DELIVER_HWM);
-    self->mon_dealer = s_monitor (self->dealer, "api", self);
-    self->mon_sub = s_monitor (self->sub, "fanout", self);
+    self->mon_dealer = s_monitor (self->dealer, "api", agent);
+    self->mon_sub = self->mon_dealer? s_monitor (self->sub, "fanout", agent): NULL;
+    if (!self->mon_dealer || !self->mon_sub)
+        snprintf (why, size, "cannot monitor its sockets: %s", zmq_strerror (zmq_errno ()));
+    else
     if (zsock_bind (self->deliver, "%s", agent->deliver_endpoint) != 0)
-        s_log ("cannot bind %s", agent->deliver_endpoint);
+        snprintf (why, size, "cannot bind %s: %s", agent->deliver_endpoint,
+                  zmq_strerror (zmq_errno ()));
+    else
     if (zsock_connect (self->dealer, "%s", agent->api) != 0)
-        s_log ("cannot connect to api %s", agent->api);
-    s_connect_fanout (self);
-    return self;
+        snprintf (why, size, "cannot connect to api %s: %s", agent->api,
+                  zmq_strerror (zmq_errno ()));
+    else
+    if (s_connect_fanout (self) != 0)
+        snprintf (why, size, "cannot connect to fanout %s: %s", agent->fanout,
+                  zmq_strerror (zmq_errno ()));
+    else
+        return self;
+    s_self_destroy (&self);
+    return NULL;
 }
 
 static void
@@ -394,27 +431,43 @@ s_publish_send (herald_io_t *self)
     }
 }
 
+//  Finish flight's items with results and pass their async completions on:
+//  to the delivery thread, or in dispatch mode to herald_agent_dispatch.
+//  Everything is allocated before the outbox is told, so a completion is
+//  never lost to memory: without it the items are sent again (the broker
+//  answers the resend as a duplicate, with the same seq).
 static void
 s_complete (herald_io_t *self, herald_io_flight_t *flight, herald_publish_result_t *results)
 {
+    herald_agent_t *agent = self->agent;
     herald_completion_t *completions = calloc (flight->count, sizeof *completions);
-    herald_completion_t scratch;
-    size_t count = herald_outbox_finish (self->agent->outbox, flight->items, results,
-                                         flight->count, completions? completions: &scratch);
-    if (count && completions) {
-        herald_batch_t *batch = calloc (1, sizeof *batch);
-        if (batch) {
-            batch->kind = HERALD_BATCH_COMPLETIONS;
-            batch->completions = completions;
-            batch->count = count;
-            if (self->agent->dispatch_fd >= 0)
-                herald_agent_queue_completions (self->agent, batch);
-            else
-                herald_io_deliver (self, batch);
-            return;
-        }
+    herald_batch_t *batch = calloc (1, sizeof *batch);
+    if (!completions || !batch) {
+        s_log ("out of memory for %zu publish completions: sending them again",
+               flight->count);
+        free (completions);
+        free (batch);
+        herald_outbox_requeue (agent->outbox, flight->items, flight->count, false);
+        return;
     }
-    free (completions);
+    size_t count = herald_outbox_finish (agent->outbox, flight->items, results,
+                                         flight->count, completions);
+    if (count == 0) {
+        free (completions);
+        free (batch);
+        return;
+    }
+    batch->kind = HERALD_BATCH_COMPLETIONS;
+    batch->completions = completions;
+    batch->count = count;
+    if (agent->dispatch_fd >= 0) {
+        //  Queued is as far as the agent can take them: herald_agent_dispatch
+        //  runs them on the application's thread (destroy, if it never does)
+        herald_agent_queue_completions (agent, batch);
+        herald_outbox_completed (agent->outbox, count);
+    }
+    else
+        herald_io_deliver (self, batch);
 }
 
 static void
@@ -518,7 +571,8 @@ s_on_welcome (herald_io_t *self, const herald_msg_t *reply)
     pthread_mutex_lock (&agent->lock);
     agent->fanout = strdup (endpoint);
     pthread_mutex_unlock (&agent->lock);
-    s_connect_fanout (self);
+    if (s_connect_fanout (self) != 0)
+        s_log ("cannot connect to fanout %s", endpoint);
 }
 
 static void
@@ -620,7 +674,7 @@ s_commands (herald_io_t *self)
         value = 0;
     atomic_store (&self->agent->wake_pending, false);
     herald_agent_t *agent = self->agent;
-    herald_cmd_t commands [HERALD_AGENT_SUBS_MAX * 2];
+    herald_cmd_t commands [HERALD_AGENT_COMMANDS_MAX];
     pthread_mutex_lock (&agent->lock);
     size_t count = agent->command_count;
     memcpy (commands, agent->commands, count * sizeof commands [0]);
@@ -694,9 +748,17 @@ void
 herald_io_actor (zsock_t *pipe, void *args)
 {
     herald_agent_t *agent = (herald_agent_t *) args;
-    herald_io_t *self = s_self_new (pipe, agent);
+    char why [200] = "";
+    herald_io_t *self = s_self_new (pipe, agent, why, sizeof why);
+    if (!self) {
+        //  herald_agent_new reads these once zactor_new has our signal
+        snprintf (agent->io_message, sizeof agent->io_message, "%s", why);
+        atomic_store (&agent->io_start_error, HERALD_ERR_IO);
+        zsock_signal (pipe, 1);
+        return;
+    }
     zsock_signal (pipe, 0);
-    while (self && !self->terminated) {
+    while (!self->terminated) {
         int64_t now = herald_agent_now_ms ();
         zmq_pollitem_t items [] = {
             { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
@@ -731,12 +793,26 @@ herald_io_actor (zsock_t *pipe, void *args)
             herald_io_sub_flush (self, self->subs [index]);
         s_drain_pending (self);
     }
-    //  Tell the delivery thread to stop; everything sent before is skipped
-    //  by it (agent->stopping), what is still pending here is freed here
+    //  Tell the delivery thread to stop.  It skips the events sent before,
+    //  but runs every publish completion: those still waiting here go
+    //  through the pipe first, and what cannot (the thread is stuck in a
+    //  handler) is left to herald_agent_destroy, which runs it after the
+    //  thread has exited.  Events still waiting here are dropped (their
+    //  checkpoints were not moved: they are delivered again).
+    zsock_set_sndtimeo (self->deliver, 5000);
+    bool piped = true;
+    herald_batch_t *batch;
+    while ((batch = zlist_pop (self->pending))) {
+        if (batch->kind != HERALD_BATCH_COMPLETIONS)
+            herald_batch_destroy (&batch);
+        else
+        if (!(piped = piped && zmq_send (zsock_resolve (self->deliver), &batch, sizeof batch,
+                                         0) == (int) sizeof batch))
+            herald_agent_keep_completions (agent, batch);
+    }
     herald_batch_t *stop = calloc (1, sizeof *stop);
-    if (stop && self && self->deliver) {
+    if (stop && piped) {
         stop->kind = HERALD_BATCH_STOP;
-        zsock_set_sndtimeo (self->deliver, 5000);
         if (zmq_send (zsock_resolve (self->deliver), &stop, sizeof stop, 0) == (int) sizeof stop)
             stop = NULL;
     }

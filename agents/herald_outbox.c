@@ -35,7 +35,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +45,7 @@
 #include "herald_outbox.h"
 #include "herald_crc.h"
 #include "herald_text.h"
+#include "herald_file.h"
 
 #define MAGIC           "HRLDOBX1"
 #define FILE_VERSION         1
@@ -72,6 +72,7 @@ struct _herald_outbox_t {
     herald_outbox_item_t *cursor;       //  no unsent item before it (NULL: none at all)
     uint64_t count;
     uint64_t bytes;
+    uint64_t owed;                      //  async completions finished here, not yet run
 };
 
 static void
@@ -175,7 +176,8 @@ s_event_record (const herald_outbox_item_t *item, size_t *size_p)
     return s_record (TYPE_EVENT, head, sizeof head, item->map, item->map_len, size_p);
 }
 
-//  Rewrite the file with only the pending events.  Called under the lock.
+//  Rewrite the file with only the pending events (temporary file, fsync,
+//  rename, fsync of the directory: herald_file.c).  Called under the lock.
 static int
 s_compact (herald_outbox_t *self)
 {
@@ -196,35 +198,26 @@ s_compact (herald_outbox_t *self)
         size += record_size;
         free (record);
     }
-    if (rc == 0)
-        rc = fsync (fd);
-    if (rc == 0)
-        rc = rename (tmp, self->path);
-    if (rc == 0) {
-        char *copy = strdup (self->path);
-        if (copy) {
-            int dir = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dir >= 0) {
-                fsync (dir);
-                close (dir);
-            }
-            free (copy);
-        }
-        close (self->fd);
-        self->fd = open (self->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        self->file_size = size;
-        if (fd >= 0)
+    if (rc != 0) {
+        if (fd >= 0) {
             close (fd);
-        fd = -1;
-        if (self->fd < 0)
-            rc = -1;
+            unlink (tmp);
+        }
+        free (tmp);
+        return -1;
     }
-    if (fd >= 0)
-        close (fd);
-    if (rc != 0)
-        unlink (tmp);
+    //  Renamed, the new file is the outbox even if the directory's fsync
+    //  failed (appends must go to it); after a power loss the old file may
+    //  be back, which holds the same pending events and more DONEs
+    bool renamed = false;
+    rc = herald_file_replace (fd, tmp, self->path, &renamed);
     free (tmp);
-    return rc;
+    if (!renamed)
+        return -1;
+    close (self->fd);
+    self->fd = open (self->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    self->file_size = size;
+    return self->fd >= 0? rc: -1;
 }
 
 //  Read the file: pending items, next number; cut a torn tail.
@@ -497,16 +490,57 @@ herald_outbox_wait (herald_outbox_t *self, herald_outbox_waiter_t *waiter, int t
 }
 
 bool
-herald_outbox_drain (herald_outbox_t *self, int timeout_ms)
+herald_outbox_drain (herald_outbox_t *self, int timeout_ms, bool completions)
 {
     pthread_mutex_lock (&self->lock);
     struct timespec deadline = s_deadline (timeout_ms);
-    while (self->count > 0)
+    while (self->count > 0 || (completions && self->owed > 0))
         if (pthread_cond_timedwait (&self->changed, &self->lock, &deadline) == ETIMEDOUT)
             break;
-    bool empty = self->count == 0;
+    bool empty = self->count == 0 && (!completions || self->owed == 0);
     pthread_mutex_unlock (&self->lock);
     return empty;
+}
+
+void
+herald_outbox_completed (herald_outbox_t *self, size_t count)
+{
+    pthread_mutex_lock (&self->lock);
+    self->owed = count < self->owed? self->owed - count: 0;
+    if (self->owed == 0)
+        pthread_cond_broadcast (&self->changed);
+    pthread_mutex_unlock (&self->lock);
+}
+
+size_t
+herald_outbox_abandon (herald_outbox_t *self, herald_completion_t **completions_p)
+{
+    *completions_p = NULL;
+    pthread_mutex_lock (&self->lock);
+    size_t count = 0;
+    for (herald_outbox_item_t *item = self->head; item; item = item->next)
+        count += item->done != NULL;
+    herald_completion_t *completions = count? calloc (count, sizeof *completions): NULL;
+    size_t taken = 0;
+    for (herald_outbox_item_t *item = self->head; completions && item; item = item->next) {
+        if (!item->done)
+            continue;
+        herald_completion_t *completion = &completions [taken++];
+        completion->done = item->done;
+        completion->arg = item->arg;
+        memcpy (completion->result.id, item->id, 16);
+        completion->result.err = HERALD_ERR_TIMEOUT;
+        snprintf (completion->result.message, sizeof completion->result.message,
+                  "not acknowledged before the agent was destroyed: queued in the outbox, "
+                  "will be sent by the next agent on this state directory");
+        item->done = NULL;
+    }
+    pthread_mutex_unlock (&self->lock);
+    if (count && !completions)
+        fprintf (stderr, "herald agent: out of memory: %zu publish completions are not "
+                 "called (their events stay queued in the outbox)\n", count);
+    *completions_p = completions;
+    return taken;
 }
 
 void
@@ -612,6 +646,7 @@ herald_outbox_finish (herald_outbox_t *self, herald_outbox_item_t **items,
         s_unlink (self, item);
         s_item_free (item);
     }
+    self->owed += completed;
     if ((self->count == 0 && self->file_size > COMPACT_EMPTY)
     ||  (self->file_size > COMPACT_MIN && self->file_size > 4 * (self->bytes + self->count * 64)))
         s_compact (self);

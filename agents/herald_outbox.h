@@ -81,9 +81,25 @@ herald_err
 bool
     herald_outbox_wait (herald_outbox_t *self, herald_outbox_waiter_t *waiter, int timeout_ms);
 
-//  Wait up to timeout_ms for the outbox to be empty.  True when it is.
+//  Wait up to timeout_ms for the outbox to be empty and, when completions
+//  is true, for every async completion herald_outbox_finish handed out to
+//  be reported run (herald_outbox_completed).  True when it is so.
 bool
-    herald_outbox_drain (herald_outbox_t *self, int timeout_ms);
+    herald_outbox_drain (herald_outbox_t *self, int timeout_ms, bool completions);
+
+//  count async completions handed out by herald_outbox_finish have run
+//  (or, in dispatch mode, are queued for herald_agent_dispatch).
+void
+    herald_outbox_completed (herald_outbox_t *self, size_t count);
+
+//  The agent is being destroyed and its I/O thread has exited: every
+//  pending item with an async completion gets one saying
+//  HERALD_ERR_TIMEOUT, "queued in the outbox" (true: its record is in the
+//  file, sent by the next agent on the directory), into a malloc'd array
+//  *completions_p (caller owns; NULL when none).  The items stay pending,
+//  their completion detached.  Returns the count.
+size_t
+    herald_outbox_abandon (herald_outbox_t *self, herald_completion_t **completions_p);
 
 //  Events and bytes pending.
 void
@@ -109,7 +125,8 @@ void
 
 //  I/O thread: items[0..count) are answered with results[0..count): wake
 //  sync waiters, copy async completions into completions (count entries;
-//  returns how many), record them done in the file and free them.
+//  returns how many, each owed until herald_outbox_completed), record them
+//  done in the file and free them.
 size_t
     herald_outbox_finish (herald_outbox_t *self, herald_outbox_item_t **items,
                           const herald_publish_result_t *results, size_t count,

@@ -156,7 +156,8 @@ void
 //  signals stay the application's.  Returns NULL on
 //  failure (herald_agent_last_error says why: HERALD_ERR_LOCKED when
 //  another agent holds the directory, HERALD_ERR_CORRUPT for a corrupt
-//  outbox, HERALD_ERR_IO, HERALD_ERR_INVALID).  Caller owns.
+//  outbox, HERALD_ERR_IO also when the I/O thread could not open its
+//  sockets, HERALD_ERR_INVALID).  Caller owns.
 herald_agent_t *
     herald_agent_new (const char *service_id, const herald_agent_options_t *options);
 
@@ -164,8 +165,12 @@ herald_agent_t *
 //  every state file, free the agent and clear *self_p.  Publishes not yet
 //  acknowledged stay in the outbox and are sent by the next agent on the
 //  same state directory (call herald_agent_flush first to wait for them).
-//  NULL-safe.  Never call it from a handler or a completion, nor while
-//  another thread is inside a call on this agent.
+//  Every asynchronous publish has had its one completion when this
+//  returns: the broker's answer if it came, else HERALD_ERR_TIMEOUT
+//  "queued in the outbox" (see herald_agent_publish_async).  Completions
+//  still owed once the threads have stopped run here, on the calling
+//  thread.  NULL-safe.  Never call it from a handler or a completion, nor
+//  while another thread is inside a call on this agent.
 void
     herald_agent_destroy (herald_agent_t **self_p);
 
@@ -323,13 +328,22 @@ herald_err
     herald_agent_publish (herald_agent_t *self, const herald_outgoing_t *event,
                           herald_publish_result_t *result, int timeout_ms);
 
-//  Called once per asynchronous publish, on the delivery thread, with the
-//  broker's answer; result is valid during the call only.
+//  Called exactly once per asynchronous publish, with the broker's answer,
+//  before herald_agent_destroy returns; result is valid during the call
+//  only.  It runs on the delivery thread (in dispatch mode: in
+//  herald_agent_dispatch), or, for what is still owed when destroy has
+//  stopped the threads, on destroy's thread.  When destroy came before
+//  the answer, result->err is HERALD_ERR_TIMEOUT with the message "not
+//  acknowledged before the agent was destroyed: queued in the outbox,
+//  will be sent by the next agent on this state directory": the event is
+//  in the outbox file and is sent, with the same id, by the next agent on
+//  the directory (it may be stored already: that send then gets dup).
 typedef void (herald_publish_fn) (const herald_publish_result_t *result, void *arg);
 
 //  Queue one event in the outbox and return at once (the id into id_out
-//  when not NULL); done(result, arg), if not NULL, is called when the
-//  broker stores or refuses it.  Many may be in flight; they are sent in
+//  when not NULL); done(result, arg), if not NULL, is called once: when the
+//  broker stores or refuses it, or at destroy (herald_publish_fn).  Many
+//  may be in flight; they are sent in
 //  call order, batched, and pipelined.  When the outbox is full this
 //  blocks up to the agent's timeout_ms, then returns HERALD_ERR_OVERLOADED
 //  (nothing queued).  HERALD_ERR_INVALID when the event is refused
@@ -339,8 +353,15 @@ herald_err
     herald_agent_publish_async (herald_agent_t *self, const herald_outgoing_t *event,
                                 herald_publish_fn *done, void *arg, uint8_t *id_out);
 
-//  Wait up to timeout_ms for the outbox to be empty (everything published
-//  so far acknowledged or refused).  HERALD_ERR_TIMEOUT otherwise.
+//  Wait up to timeout_ms (<= 0: the agent's timeout) until every event
+//  published before the call, by any thread, has been answered by the
+//  broker (stored or refused: the outbox holds none of them) and the
+//  completion of each asynchronous one has returned.  Where waiting for
+//  completions would wait for itself it waits for the answers only: when
+//  called from a handler or completion of this agent; and in dispatch
+//  mode, where completions are then queued for herald_agent_dispatch
+//  (herald_agent_fd readable), not yet run.  HERALD_ERR_TIMEOUT otherwise
+//  (what is unanswered stays queued in the outbox and is still sent).
 herald_err
     herald_agent_flush (herald_agent_t *self, int timeout_ms);
 

@@ -23,8 +23,8 @@ docs/python.md is the five-minute tour; docs/agent.md the contract.
 """
 
 from . import _lib
-from .agent import Agent, EventStream
-from .aio import AsyncAgent, AsyncEventStream
+from .agent import Agent, EventStream, PublishFuture
+from .aio import AsyncAgent, AsyncEventStream, AsyncPublishFuture
 from ._core import Subscription
 from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptStateError,
                      DataLostError, ForkedAgentError, IdReusedError,
@@ -43,6 +43,7 @@ library_path: str = _lib.path
 
 __all__ = [
     "Agent", "AsyncAgent", "EventStream", "AsyncEventStream", "Subscription",
+    "PublishFuture", "AsyncPublishFuture",
     "Event", "EventList", "Published", "Snapshot", "Stats", "SubscriptionStatus",
     "Start", "BEGINNING", "NOW", "Retry",
     "HeraldError", "BadRequestError", "TooLargeError", "ConflictError", "NotLeaderError",

@@ -366,11 +366,17 @@ class _Core:
             pending, self._pending = list(self._pending.values()), {}
         with _OPEN_LOCK:
             _OPEN.discard(self)
+        # destroy has called every completion (the broker's answer, or
+        # TimeoutError "queued in the outbox"): nothing is left here unless
+        # the C agent broke its promise, which is then said loudly
+        if pending:
+            log.error("herald: %d publish futures had no completion from the agent",
+                      len(pending))
         for resolve in pending:
             try:
-                resolve(TimeoutError("the agent was closed before the broker answered: the "
-                                     "event is queued in the outbox and will be sent by the "
-                                     "next agent on this state directory"))
+                resolve(make_error(_lib.ERR_INTERNAL, "the agent was closed and gave no "
+                                   "answer for this publish: whether it was stored is "
+                                   "unknown (replay the log to find its id)"))
             except Exception:                   # e.g. the future's event loop is closed
                 pass
 
@@ -413,20 +419,25 @@ class _Core:
     def publish_async(self, topic: str, data: Data, type: Optional[str],
                       schema: Optional[int], meta: Optional[Mapping[str, str]],
                       expect: Optional[int], id: Union[None, uuid.UUID, bytes],
-                      resolve: Callable[[Any], None]) -> None:
-        """Queue; resolve(Published or exception) is called on completion."""
+                      resolve: Callable[[Any], None]) -> uuid.UUID:
+        """Queue; returns the event's id.  resolve(Published or exception) is
+        called exactly once: when the broker answers, or by close() (the C
+        agent's destroy) with TimeoutError while it is queued in the outbox;
+        possibly before this returns, on the agent's thread."""
         self._check_process()                   # before taking a lock a fork may have held
         out = _Outgoing(topic, data, type, schema, meta, expect, id)
+        id_out = (ctypes.c_uint8 * 16)()
         with self._lock:
             key = self._next_key
             self._next_key += 1
             self._pending[key] = resolve
         code = self.call(_lib.lib.herald_agent_publish_async, byref(out.struct),
-                         self._c_published, key, None)
+                         self._c_published, key, id_out)
         if code != _lib.OK:
             with self._lock:
                 self._pending.pop(key, None)
             raise make_error(code)
+        return uuid.UUID(bytes=bytes(id_out))
 
     def _on_published(self, result_p, arg) -> None:
         self.enter()

@@ -22,6 +22,15 @@ from .event import (BEGINNING, Event, EventList, Published, Snapshot, StartLike,
 Handler = TypeVar("Handler", bound=Callable[[Event], Any])
 
 
+class PublishFuture(concurrent.futures.Future):     # type: ignore[type-arg]
+    """The future :meth:`Agent.publish_async` returns: a
+    ``concurrent.futures.Future`` of :class:`Published`, with ``id``, the
+    event's id (a ``uuid.UUID``: the one given or the one the agent made),
+    set before it is returned."""
+
+    id: uuid.UUID
+
+
 class Agent:
     """A service's connection to a Herald broker: the C agent (libherald).
 
@@ -107,26 +116,37 @@ class Agent:
                       schema: Optional[int] = None, meta: Optional[Mapping[str, str]] = None,
                       expect: Optional[int] = None,
                       id: Union[None, uuid.UUID, bytes] = None
-                      ) -> "concurrent.futures.Future[Published]":
-        """Queue one event and return at once a Future of its
-        :class:`Published` (or of the exception :meth:`publish` would
-        raise).  Many may be in flight: they are sent in call order,
-        batched and pipelined.  The future is resolved on the agent's
-        delivery thread; its done-callbacks run there."""
-        future: "concurrent.futures.Future[Published]" = concurrent.futures.Future()
+                      ) -> "PublishFuture":
+        """Queue one event and return at once a :class:`PublishFuture` (a
+        ``concurrent.futures.Future``) of its :class:`Published` (or of the
+        exception :meth:`publish` would raise); its ``id`` is the event's
+        id, known at once, to reconcile after a crash.  Many may be in
+        flight: they are sent in call order, batched and pipelined.  The
+        future is resolved exactly once, on the agent's delivery thread
+        (its done-callbacks run there), and at the latest by
+        :meth:`close`: an event not acknowledged by then fails with
+        :class:`herald.TimeoutError` -- queued in the outbox, sent by the
+        next agent on this state directory."""
+        future = PublishFuture()
         future.set_running_or_notify_cancel()
 
         def resolve(value: Any) -> None:
+            if future.done():
+                return
             if isinstance(value, BaseException):
                 future.set_exception(value)
             else:
                 future.set_result(value)
-        self._core.publish_async(topic, data, type, schema, meta, expect, id, resolve)
+        future.id = self._core.publish_async(topic, data, type, schema, meta, expect, id,
+                                             resolve)
         return future
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Wait until everything published so far is acknowledged or refused
-        (:class:`herald.TimeoutError` otherwise)."""
+        and every :meth:`publish_async` future of it is resolved
+        (:class:`herald.TimeoutError` otherwise: what is unanswered stays
+        queued).  From a handler or publish callback of this agent it waits
+        for the answers only."""
         self._core.flush(timeout)
 
     # -- subscribing -----------------------------------------------------

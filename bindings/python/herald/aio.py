@@ -30,6 +30,14 @@ from .event import (BEGINNING, Event, EventList, Published, Snapshot, StartLike,
 DISPATCH_MAX = 256          # calls per turn of the loop, so other tasks get their turn
 
 
+class AsyncPublishFuture(asyncio.Future):           # type: ignore[type-arg]
+    """The future :meth:`AsyncAgent.publish` returns: an ``asyncio.Future``
+    of :class:`Published`, with ``id``, the event's id (a ``uuid.UUID``),
+    set before it is returned."""
+
+    id: uuid.UUID
+
+
 class AsyncAgent:
     """The agent for asyncio programs; create it inside a running loop::
 
@@ -61,18 +69,19 @@ class AsyncAgent:
         self._fd = _lib.lib.herald_agent_fd(self._core.ptr)
         self._loop.add_reader(self._fd, self._dispatch)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self) -> int:
         core = self._core
         if core.closed:
-            return
+            return 0
         core.enter()
         try:
-            _lib.lib.herald_agent_dispatch(core.ptr, DISPATCH_MAX)
+            ran = _lib.lib.herald_agent_dispatch(core.ptr, DISPATCH_MAX)
         finally:
             core.leave()
         if self._interrupt is not None:         # KeyboardInterrupt in a handler
             interrupt, self._interrupt = self._interrupt, None
             raise interrupt
+        return ran
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -110,27 +119,39 @@ class AsyncAgent:
     def publish(self, topic: str, data: Data = b"", *, type: Optional[str] = None,
                 schema: Optional[int] = None, meta: Optional[Mapping[str, str]] = None,
                 expect: Optional[int] = None, id: Union[None, uuid.UUID, bytes] = None
-                ) -> "asyncio.Future[Published]":
-        """Queue one event in the outbox and return an asyncio future of its
+                ) -> "AsyncPublishFuture":
+        """Queue one event in the outbox and return an
+        :class:`AsyncPublishFuture` (an asyncio future) of its
         :class:`Published` (or the exception :meth:`herald.Agent.publish`
-        would raise).  Await it, or not: the event is sent either way.
+        would raise); its ``id`` is the event's id, known at once.  Await
+        it, or not: the event is sent either way, and the future is
+        resolved by :meth:`close` at the latest (an event not acknowledged
+        by then: :class:`herald.TimeoutError`, queued in the outbox).
         Awaiting it from a handler is safe (completions do not wait for
         handlers)."""
-        future: "asyncio.Future[Published]" = self._loop.create_future()
+        future = AsyncPublishFuture(loop=self._loop)
 
-        def resolve(value: Any) -> None:        # on the loop's thread (dispatch)
-            if future.done():
+        def resolve(value: Any) -> None:        # on the loop's thread (dispatch, close)
+            if future.done() or self._loop.is_closed():
                 return
             if isinstance(value, BaseException):
                 future.set_exception(value)
             else:
                 future.set_result(value)
-        self._core.publish_async(topic, data, type, schema, meta, expect, id, resolve)
+        future.id = self._core.publish_async(topic, data, type, schema, meta, expect, id,
+                                             resolve)
         return future
 
     async def flush(self, timeout: Optional[float] = None) -> None:
-        """Wait until everything published is acknowledged or refused."""
+        """Wait until everything published is acknowledged or refused and
+        every :meth:`publish` future of it is resolved."""
         await self._loop.run_in_executor(None, self._core.flush, timeout)
+        # The C flush leaves the completions queued for dispatch (this
+        # loop's thread): run them before returning (they come first in
+        # each turn; bounded, in case handlers keep coming too)
+        for _turn in range(64):
+            if self._dispatch() < DISPATCH_MAX:
+                break
 
     # -- subscribing -----------------------------------------------------
     def subscribe(self, prefixes: Prefixes = None,
