@@ -125,10 +125,18 @@ s_identity (self_t *self)
 {
     char *value = NULL;
     size_t len = 0;
+    //  A value that cannot be read is a failure, not "none yet": that
+    //  would give the broker a new node id, or start its epoch again at 1
+    herald_err rc = *self->config->node? HERALD_ERR_NOT_FOUND
+                  : herald_store_meta_get (self->store, "node", &value, &len);
+    if (rc != HERALD_OK && rc != HERALD_ERR_NOT_FOUND) {
+        herald_log ("error", "cannot read the node id from the store: %s", herald_strerror (rc));
+        return -1;
+    }
     if (*self->config->node)
         self->node = strdup (self->config->node);
     else
-    if (herald_store_meta_get (self->store, "node", &value, &len) == HERALD_OK) {
+    if (rc == HERALD_OK) {
         self->node = strndup (value, len);
         free (value);
     }
@@ -143,7 +151,12 @@ s_identity (self_t *self)
             return -1;
     }
     uint64_t epoch = 0;
-    if (herald_store_meta_get (self->store, "epoch", &value, &len) == HERALD_OK) {
+    rc = herald_store_meta_get (self->store, "epoch", &value, &len);
+    if (rc != HERALD_OK && rc != HERALD_ERR_NOT_FOUND) {
+        herald_log ("error", "cannot read the epoch from the store: %s", herald_strerror (rc));
+        return -1;
+    }
+    if (rc == HERALD_OK) {
         char text [32] = "";
         memcpy (text, value, len < sizeof (text) - 1? len: sizeof (text) - 1);
         epoch = strtoull (text, NULL, 10);
@@ -461,7 +474,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "published", "duplicates", "conflicts", "refused", "dropped",
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
-        "idle_flushes"
+        "idle_flushes", "stream_errors"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -472,11 +485,24 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         self->published, self->duplicates, self->conflicts, self->refused, self->dropped,
         herald_streams_size (self->streams), herald_streams_served (self->streams),
         zlistx_size (self->queue) + zlistx_size (self->committing),
-        self->epoch, herald_store_disk_size (self->store),
+        self->epoch, 0,             //  disk_bytes, below
         self->config->durability == HERALD_DURABILITY_SYNC,
         memory.memtables, memory.block_cache, memory.table_readers,
-        herald_streams_abandoned (self->streams), self->idle_flushes
+        herald_streams_abandoned (self->streams), self->idle_flushes,
+        herald_streams_errors (self->streams)
     };
+    size_t count = sizeof (values) / sizeof (values [0]);
+    //  A size that cannot be measured is left out, not shown as 0
+    size_t disk = 0;
+    while (strcmp (names [disk], "disk_bytes") != 0)
+        disk++;
+    herald_error_t disk_err = { 0 };
+    if (herald_store_disk_size (self->store, &values [disk], &disk_err) != HERALD_OK) {
+        herald_log ("warn", "STATUS: disk_bytes left out: %s", disk_err.message);
+        memmove (&keys [disk], &keys [disk + 1], (count - disk - 1) * sizeof (keys [0]));
+        memmove (&values [disk], &values [disk + 1], (count - disk - 1) * sizeof (values [0]));
+        count--;
+    }
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
     reply.status.topics = herald_store_topic_count (self->store);
@@ -486,7 +512,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     reply.status.uptime_s = (uint64_t) ((zclock_mono () - self->started) / 1000);
     reply.status.extra_keys = keys;
     reply.status.extra_values = values;
-    reply.status.extra_count = sizeof (values) / sizeof (values [0]);
+    reply.status.extra_count = count;
     s_reply_msg (self, identity, &reply);
 }
 

@@ -5,6 +5,14 @@
     at once when there is none (END needs no credit); the event found is
     held, borrowed from the scan, and sent first when credit comes.  END's
     `last` then stops just before it.
+
+    A scan that fails (data RocksDB cannot read, a hole in the log, an
+    envelope that does not decode) ends its stream with ERROR `internal`
+    naming the damage, never END: END `done` would tell the client that
+    every event up to `last` was sent, and a client checkpoints that.  The
+    events sent before the ERROR are good; the client may retry from after
+    the last one.  Such streams are counted (STATUS `stream_errors`) and
+    logged, at most one line a second.
     =========================================================================
 */
 
@@ -35,6 +43,7 @@ typedef struct {
     //  since when, and the END still owed when the stream is over.
     int64_t blocked_since;              //  0: not blocked
     const char *ending;                 //  static; NULL: not over
+    bool failing;                       //  the scan failed: ERROR owed
 } s_stream_t;
 
 struct _herald_streams_t {
@@ -46,6 +55,9 @@ struct _herald_streams_t {
     msgpack_sbuffer buffer;             //  replies being encoded
     uint64_t served;
     uint64_t abandoned;                 //  their client gone, or never reading
+    uint64_t errors;                    //  ended with ERROR: the store failed
+    int64_t error_logged_at;            //  their log lines, at most one a second
+    uint64_t errors_unlogged;
     bool out_of_memory;
 };
 
@@ -168,6 +180,51 @@ s_stream_end (herald_streams_t *self, s_stream_t *stream, const char *reason)
     self->served++;
 }
 
+//  Log a store failure behind a stream (or a stream that could not
+//  start), at most one line a second: a client that retries a damaged
+//  range at once must not flood the log.  The count is STATUS's.
+static void
+s_log_failure (herald_streams_t *self, zframe_t *identity, bool is_read, uint64_t rid,
+               const char *message)
+{
+    self->errors++;
+    int64_t now = zclock_mono ();
+    if (self->error_logged_at && now - self->error_logged_at < 1000) {
+        self->errors_unlogged++;
+        return;
+    }
+    char peer [24];
+    char more [64] = "";
+    if (self->errors_unlogged)
+        snprintf (more, sizeof (more), " (and %" PRIu64 " more stream errors before it)",
+                  self->errors_unlogged);
+    herald_log ("error", "peer %s: %s rid %" PRIu64 " failed: %s%s",
+                herald_log_peer (identity, peer), is_read? "READ": "REPLAY", rid, message, more);
+    self->error_logged_at = now;
+    self->errors_unlogged = 0;
+}
+
+//  The scan failed: end the stream with ERROR `internal` naming what the
+//  store could not read (never END: the client would take `last` as
+//  complete).  If the client's queue is full, the ERROR is owed
+//  (stream->failing) and sent by a later pump.
+static void
+s_stream_fail (herald_streams_t *self, s_stream_t *stream)
+{
+    const herald_error_t *scan_err = herald_scan_error (stream->scan);
+    if (!stream->failing) {
+        stream->failing = true;
+        s_log_failure (self, stream->identity, stream->is_read, stream->rid, scan_err->message);
+    }
+    herald_error_t err = { .code = HERALD_ERR_INTERNAL, .has_rid = true, .rid = stream->rid };
+    memcpy (err.message, scan_err->message, sizeof (err.message));
+    if (herald_reply_error (self->router, stream->identity, &err, &self->buffer) != 0) {
+        s_stream_block (self, stream);      //  may abandon (free) the stream
+        return;
+    }
+    s_stream_remove (self, stream);
+}
+
 //  One slice of a stream: up to HERALD_STREAM_SLICE events within its credit, in
 //  one EVENTS message; END when the scan is done.
 static void
@@ -233,11 +290,8 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
     if (rc == 0)
         s_stream_end (self, stream, "done");
     else
-    if (rc < 0) {
-        herald_log ("error", "stream %" PRIu64 ": %s", stream->rid,
-                    herald_scan_error (stream->scan)->message);
-        s_stream_end (self, stream, "done");
-    }
+    if (rc < 0)
+        s_stream_fail (self, stream);
 }
 
 int
@@ -260,6 +314,9 @@ herald_streams_pump (herald_streams_t *self, bool *blocked)
         }
         if (stream->ending)
             s_stream_end (self, stream, stream->ending);
+        else
+        if (stream->failing)
+            s_stream_fail (self, stream);
         else
         if (stream->credit > 0)
             s_stream_pump (self, stream);
@@ -320,7 +377,14 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
     if (!scan) {
         err->has_rid = true;
         err->rid = msg->rid;
-        return err->code? err->code: HERALD_ERR_INTERNAL;
+        if (!err->code || !herald_err_code (err->code)) {
+            //  Not a refusal of the request: the store failed (IO,
+            //  CORRUPT, NOMEM).  ERROR `internal`, counted and logged.
+            s_log_failure (self, identity, msg->type == HERALD_MSG_READ, msg->rid,
+                           err->message);
+            err->code = HERALD_ERR_INTERNAL;
+        }
+        return err->code;
     }
     s_stream_t *stream = (s_stream_t *) zmalloc (sizeof (s_stream_t));
     stream->identity = zframe_dup (identity);
@@ -336,10 +400,13 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
         //  No credit yet: look ahead anyway, so an empty stream ENDs now.
         uint64_t seq;
         int rc = herald_scan_next (scan, &stream->held, &stream->held_len, &seq);
-        if (rc != 1) {
+        if (rc != 1)
             stream->held = NULL;
+        if (rc == 0)
             s_stream_end (self, stream, "done");
-        }
+        else
+        if (rc < 0)
+            s_stream_fail (self, stream);
     }
     return HERALD_OK;
 }
@@ -383,4 +450,10 @@ uint64_t
 herald_streams_abandoned (herald_streams_t *self)
 {
     return self->abandoned;
+}
+
+uint64_t
+herald_streams_errors (herald_streams_t *self)
+{
+    return self->errors;
 }
