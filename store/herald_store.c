@@ -321,6 +321,10 @@ s_rocks_text (const char *status, char *out, size_t size)
                     cursor = scan + 1;
             continue;
         }
+        if (*cursor == ' ' && used > 0 && full [used - 1] == ' ') {
+            cursor++;                   //  one space for RocksDB's runs of them
+            continue;
+        }
         full [used++] = *cursor++;
     }
     while (used > 0 && full [used - 1] == ' ')

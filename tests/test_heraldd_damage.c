@@ -1,0 +1,344 @@
+/*  =========================================================================
+    test_heraldd_damage - heraldd on a table file RocksDB cannot read
+
+    A real heraldd writes a log into several table files (idle flushes),
+    stops; the test flips bytes in the middle of the events column
+    family's largest table (tests/tabledamage.c) and starts it again.  A
+    REPLAY or READ that meets the damaged block must end with ERROR
+    `internal` naming it, after the events before it, never with END
+    `done` (which tells the client every event up to `last` was sent);
+    STATUS counts such streams; `herald replay` and `herald read` exit 1.
+    =========================================================================
+*/
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "brokertest.h"
+#include "tabledamage.h"
+
+TestSuite (heraldd_damage, .init = bt_setup, .fini = bt_teardown, .timeout = 120);
+
+#define ROUNDS      3
+#define PER_ROUND   1200                //  of DATA_BYTES: over the idle flush's 1 MiB
+#define DATA_BYTES  1000
+#define TOPICS      10
+
+static const char *s_topics [TOPICS] = {
+    "d.0", "d.1", "d.2", "d.3", "d.4", "d.5", "d.6", "d.7", "d.8", "d.9"
+};
+
+//  The topic of seq n: published in order, topic (n - 1) % TOPICS.
+static const char *
+s_topic_of (uint64_t seq)
+{
+    return s_topics [(seq - 1) % TOPICS];
+}
+
+//  Bytes of the WAL files (*.log) in dir.
+static uint64_t
+s_wal_bytes (const char *dir)
+{
+    DIR *handle = opendir (dir);
+    cr_assert_not_null (handle);
+    uint64_t total = 0;
+    struct dirent *entry;
+    while ((entry = readdir (handle))) {
+        size_t len = strlen (entry->d_name);
+        if (len < 5 || strcmp (entry->d_name + len - 4, ".log") != 0)
+            continue;
+        char path [4200];
+        snprintf (path, sizeof (path), "%s/%s", dir, entry->d_name);
+        struct stat info;
+        if (stat (path, &info) == 0)
+            total += (uint64_t) info.st_size;
+    }
+    closedir (handle);
+    return total;
+}
+
+//  A log of ROUNDS * PER_ROUND events of random bytes in ROUNDS table
+//  files (each round ends with an idle flush), the broker stopped; then
+//  16 bytes flipped in the middle of the largest events table, and the
+//  broker started again.
+static void
+s_build_and_damage (void)
+{
+    const char *extra [] = { "--durability", "async", "--idle-flush-ms", "20", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    static uint8_t data [100][DATA_BYTES];
+    bu_event_t batch [100];
+    uint64_t rid = 1;
+    for (int round = 1; round <= ROUNDS; round++) {
+        for (size_t sent = 0; sent < PER_ROUND; sent += 100) {
+            for (size_t index = 0; index < 100; index++) {
+                tu_random_bytes (data [index], DATA_BYTES);
+                bu_event_init (&batch [index], s_topics [index % TOPICS], NULL);
+                batch [index].data = data [index];
+                batch [index].data_len = DATA_BYTES;
+            }
+            bu_reply_t reply = { 0 };
+            bt_publish (client, rid++, batch, 100, &reply);
+            bu_reply_fini (&reply);
+        }
+        cr_assert_eq (bt_wait_status_extra (client, "idle_flushes", (uint64_t) round, 10000),
+                      (uint64_t) round, "no idle flush after round %d", round);
+        //  The flush runs in the background: done when the WAL is cut
+        uint64_t wal = s_wal_bytes (bt_broker->data_dir);
+        for (int poll = 0; poll < 1000 && wal >= 64 * 1024; poll++) {
+            zclock_sleep (10);
+            wal = s_wal_bytes (bt_broker->data_dir);
+        }
+        cr_assert_lt (wal, 64 * 1024, "round %d: the WAL still holds %" PRIu64 " bytes", round,
+                      wal);
+    }
+    bt_drop (&client);
+    bt_stop_clean ();
+
+    td_table_t table;
+    size_t tables;
+    cr_assert_eq (td_largest_table (bt_broker->data_dir, "events", &table, &tables), 0);
+    cr_assert_geq (tables, 2, "the log is in %zu table file", tables);
+    cr_assert_eq (td_flip (table.path, table.size / 2, 16), 0, "cannot damage %s", table.path);
+    bt_start_with (extra);
+}
+
+//  What came back for one stream: the events (their seqs, checked to be
+//  those expected), then END or ERROR.
+typedef struct {
+    size_t events;
+    uint64_t last_seq;
+    bool ended;                     //  END came
+    char reason [32];
+    uint64_t end_last;
+    bool failed;                    //  ERROR came
+    herald_err code;
+    char message [256];
+} s_outcome_t;
+
+//  Read the stream rid to its END or ERROR (within 30 s).  seq_step: the
+//  seqs must rise by it (1 for a full REPLAY, TOPICS for one topic).
+static void
+s_read_outcome (zsock_t *sock, uint64_t rid, uint64_t first_seq, uint64_t seq_step,
+                s_outcome_t *out)
+{
+    memset (out, 0, sizeof (*out));
+    uint64_t deadline = tu_mono_ns () + 30000000000ULL;
+    while (!out->ended && !out->failed && tu_mono_ns () < deadline) {
+        bu_reply_t reply = { 0 };
+        if (bu_recv_reply (sock, &reply, BT_WAIT_MS) != 0) {
+            bu_reply_fini (&reply);
+            cr_assert_fail ("no reply to stream %" PRIu64 " after %zu events", rid,
+                            out->events);
+        }
+        cr_assert_eq (reply.rc, HERALD_OK, "a reply that does not decode");
+        if (reply.type == HERALD_MSG_EVENTS) {
+            for (size_t index = 0; index < reply.envelope_count; index++) {
+                tu_decoded_t decoded = { 0 };
+                bt_decode (bu_reply_envelope (&reply, index), &decoded);
+                uint64_t want = out->events? out->last_seq + seq_step: first_seq;
+                uint64_t seq = decoded.event.seq;
+                tu_decoded_fini (&decoded);
+                cr_assert_eq (seq, want, "event %zu of the stream is seq %" PRIu64
+                              ", not %" PRIu64, out->events, seq, want);
+                out->last_seq = seq;
+                out->events++;
+            }
+        }
+        else
+        if (reply.type == HERALD_MSG_END) {
+            out->ended = true;
+            out->end_last = reply.body.end.last;
+            snprintf (out->reason, sizeof (out->reason), "%.*s",
+                      (int) reply.body.end.reason.len, reply.body.end.reason.ptr);
+        }
+        else
+        if (reply.type == HERALD_MSG_ERROR) {
+            out->failed = true;
+            out->code = reply.body.error.code;
+            snprintf (out->message, sizeof (out->message), "%.*s",
+                      (int) reply.body.error.message.len, reply.body.error.message.ptr);
+        }
+        else
+            cr_assert_fail ("unexpected %s on stream %" PRIu64, reply.command, rid);
+        bu_reply_fini (&reply);
+    }
+    cr_assert (out->ended || out->failed, "stream %" PRIu64 " did not end within 30 s", rid);
+}
+
+//  The stream ended with ERROR internal naming the damage, not END.
+static void
+s_check_failed (const s_outcome_t *out, const char *what)
+{
+    cr_assert (out->failed, "%s ended with END %s, last %" PRIu64 ", after %zu events",
+               what, out->reason, out->end_last, out->events);
+    cr_assert_eq (out->code, HERALD_ERR_INTERNAL, "%s: ERROR %d: %s", what, out->code,
+                  out->message);
+    cr_assert_not_null (strstr (out->message, "Corruption"), "%s: %s", what, out->message);
+    cr_assert_not_null (strstr (out->message, ".sst"), "%s: %s", what, out->message);
+}
+
+//  Run the herald CLI with args (NULL-terminated, after the endpoint) and
+//  return its exit status; its stdout and stderr go to dir/name.log, whose
+//  last bytes come back in tail.
+static int
+s_run_cli (const char *name, const char *const *args, char *tail, size_t tail_size)
+{
+    char *heraldd = bu_heraldd_path ();
+    cr_assert_not_null (heraldd);
+    char binary [4200];
+    snprintf (binary, sizeof (binary), "%.*s/tools/herald",
+              (int) (strlen (heraldd) - strlen ("/broker/heraldd")), heraldd);
+    free (heraldd);
+    char log [4200];
+    snprintf (log, sizeof (log), "%s/%s.log", bt_broker->dir, name);
+    char *argv [16] = { "herald", "--endpoint", bt_broker->api };
+    size_t argc = 3;
+    for (size_t index = 0; args [index] && argc < 15; index++)
+        argv [argc++] = (char *) args [index];
+    argv [argc] = NULL;
+    pid_t pid = bu_spawn (binary, argv, log);
+    cr_assert_gt (pid, 0, "cannot run %s", binary);
+    int status = 0;
+    uint64_t deadline = tu_mono_ns () + 60000000000ULL;
+    pid_t done = 0;
+    while ((done = waitpid (pid, &status, WNOHANG)) == 0 && tu_mono_ns () < deadline)
+        zclock_sleep (10);
+    if (done == 0) {
+        kill (pid, SIGKILL);
+        waitpid (pid, &status, 0);
+        cr_assert_fail ("%s did not exit within 60 s", name);
+    }
+    //  The end of its output: the error line is last
+    FILE *file = fopen (log, "rb");
+    cr_assert_not_null (file);
+    fseek (file, 0, SEEK_END);
+    long size = ftell (file);
+    long from = size > (long) tail_size - 1? size - (long) tail_size + 1: 0;
+    fseek (file, from, SEEK_SET);
+    size_t got = fread (tail, 1, tail_size - 1, file);
+    tail [got] = 0;
+    fclose (file);
+    cr_assert (WIFEXITED (status), "%s died of signal %d", name, WTERMSIG (status));
+    return WEXITSTATUS (status);
+}
+
+//  REPLAY of the whole log: the events before the damaged block, then
+//  ERROR internal naming the first seq it could not read and the file.
+//  STATUS counts the stream; the broker logs it; it goes on serving.
+Test (heraldd_damage, replay_over_a_damaged_table_ends_with_error_internal)
+{
+    s_build_and_damage ();
+    zsock_t *client = bt_client ();
+    cr_assert_eq (bt_head (client), ROUNDS * PER_ROUND);
+    cr_assert_eq (bt_status_extra (client, 1, "stream_errors"), 0);
+
+    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 1000000 };
+    bt_send_replay (client, 10, &replay);
+    s_outcome_t out;
+    s_read_outcome (client, 10, 1, 1, &out);
+    s_check_failed (&out, "REPLAY");
+    cr_assert_lt (out.events, ROUNDS * PER_ROUND);
+    char seq_text [48];
+    snprintf (seq_text, sizeof (seq_text), "seq %zu:", out.events + 1);
+    cr_assert_not_null (strstr (out.message, seq_text), "'%s' not in: %s", seq_text,
+                        out.message);
+    cr_assert_eq (bt_status_extra (client, 2, "stream_errors"), 1);
+
+    //  With no credit: the look-ahead meets the damage at once
+    replay.from = out.events + 1;
+    replay.credit = 0;
+    bt_send_replay (client, 11, &replay);
+    s_outcome_t again;
+    s_read_outcome (client, 11, out.events + 1, 1, &again);
+    s_check_failed (&again, "REPLAY from the damage, credit 0");
+    cr_assert_eq (again.events, 0);
+    cr_assert_eq (bt_status_extra (client, 3, "stream_errors"), 2);
+
+    //  Past the damage the log is served as before
+    replay.from = ROUNDS * PER_ROUND - 99;
+    replay.credit = 1000;
+    bt_send_replay (client, 12, &replay);
+    s_outcome_t tail;
+    s_read_outcome (client, 12, replay.from, 1, &tail);
+    cr_assert (tail.ended && strcmp (tail.reason, "done") == 0);
+    cr_assert_eq (tail.events, 100);
+    cr_assert_eq (tail.end_last, ROUNDS * PER_ROUND);
+
+    char log [8192];
+    bu_broker_log_tail (bt_broker, log, sizeof (log));
+    cr_assert_not_null (strstr (log, "heraldd: error: "), "not logged as an error:\n%s", log);
+    cr_assert_not_null (strstr (log, seq_text), "the log does not name %s:\n%s", seq_text,
+                        log);
+}
+
+//  READ of a topic with an event in the damaged block, and a REPLAY of
+//  its prefix (the topic index), end the same way; STATUS counts both.
+Test (heraldd_damage, read_of_a_topic_in_a_damaged_table_ends_with_error_internal)
+{
+    s_build_and_damage ();
+    zsock_t *client = bt_client ();
+    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 1000000 };
+    bt_send_replay (client, 10, &replay);
+    s_outcome_t all;
+    s_read_outcome (client, 10, 1, 1, &all);
+    s_check_failed (&all, "REPLAY");
+    uint64_t damaged = all.events + 1;
+    const char *topic = s_topic_of (damaged);
+    uint64_t first = (damaged - 1) % TOPICS + 1;        //  the topic's first seq
+
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    bu_pack_read (&sbuf, 20, topic);
+    cr_assert_eq (bu_send_sbuf (client, "READ", &sbuf), 0);
+    msgpack_sbuffer_destroy (&sbuf);
+    s_outcome_t read;
+    s_read_outcome (client, 20, first, TOPICS, &read);
+    s_check_failed (&read, "READ");
+    cr_assert_eq (read.events, (damaged - first) / TOPICS, "READ %s sent %zu events", topic,
+                  read.events);
+
+    const char *prefixes [] = { topic };
+    bu_replay_t by_topic = { .has_from = true, .from = 1, .prefixes = prefixes,
+                             .prefix_count = 1, .has_credit = true, .credit = 1000000 };
+    bt_send_replay (client, 21, &by_topic);
+    s_outcome_t indexed;
+    s_read_outcome (client, 21, first, TOPICS, &indexed);
+    s_check_failed (&indexed, "REPLAY of one topic");
+    cr_assert_eq (indexed.events, read.events);
+    cr_assert_eq (bt_status_extra (client, 3, "stream_errors"), 3);
+}
+
+//  `herald replay` and `herald read` that get ERROR exit 1 and print the
+//  broker's message; the events before it are printed.
+Test (heraldd_damage, the_cli_exits_1_on_a_damaged_stream)
+{
+    s_build_and_damage ();
+    char tail [1024];
+    const char *replay [] = { "replay", NULL };
+    int status = s_run_cli ("replay", replay, tail, sizeof (tail));
+    cr_assert_eq (status, 1, "herald replay exited %d; its output ends:\n%s", status, tail);
+    cr_assert_not_null (strstr (tail, "herald: internal: cannot read the log at seq "),
+                        "%s", tail);
+    cr_assert_not_null (strstr (tail, "Corruption"), "%s", tail);
+
+    zsock_t *client = bt_client ();
+    bu_replay_t all = { .has_from = true, .from = 1, .has_credit = true, .credit = 1000000 };
+    bt_send_replay (client, 10, &all);
+    s_outcome_t out;
+    s_read_outcome (client, 10, 1, 1, &out);
+    const char *read [] = { "read", s_topic_of (out.events + 1), NULL };
+    status = s_run_cli ("read", read, tail, sizeof (tail));
+    cr_assert_eq (status, 1, "herald read exited %d; its output ends:\n%s", status, tail);
+    cr_assert_not_null (strstr (tail, "herald: internal: "), "%s", tail);
+    cr_assert_not_null (strstr (tail, "Corruption"), "%s", tail);
+}
