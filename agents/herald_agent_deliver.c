@@ -440,6 +440,12 @@ herald_agent_deliver_thread (void *arg)
                     }
                 }
                 else
+                if (batch->kind == HERALD_BATCH_ERROR) {
+                    //  After the events before it, which this pipe carried first
+                    if (!atomic_load (&batch->sub->stop))
+                        s_on_error (agent, batch->sub->name, batch->code, batch->message);
+                }
+                else
                 for (size_t index = 0; index < batch->count; index++)
                     batch->completions [index].done (&batch->completions [index].result,
                                                      batch->completions [index].arg);
