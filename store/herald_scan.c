@@ -600,11 +600,12 @@ s_fail_missing (herald_scan_t *self, uint64_t first, uint64_t next)
 {
     if (next > first + 1)
         herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
-                          "events %llu to %llu are missing from the log",
+                          "seq gap: events %llu to %llu are missing from the log",
                           (unsigned long long) first, (unsigned long long) next - 1);
     else
         herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
-                          "event %llu is missing from the log", (unsigned long long) first);
+                          "seq gap: event %llu is missing from the log",
+                          (unsigned long long) first);
     return s_fail (self);
 }
 

@@ -34,6 +34,12 @@ int
     td_largest_table (const char *data_dir, const char *cf, td_table_t *table,
                       size_t *count);
 
+//  Delete, in the stopped store data_dir, the run of events holding seq
+//  (its "events" key: store/herald_store_priv.h), leaving a hole in the
+//  log; *first and *last get the seqs it held.  Returns 0 or -1.
+int
+    td_delete_run (const char *data_dir, uint64_t seq, uint64_t *first, uint64_t *last);
+
 //  Invert count bytes of the file at path from offset on.  Returns 0 or -1.
 int
     td_flip (const char *path, uint64_t offset, size_t count);
