@@ -228,3 +228,42 @@ Test (herald_agent_damage, catch_up_stops_at_the_damage_reports_it_and_retries_w
     herald_agent_destroy (&at_agent);
     au_recorder_destroy (&again);
 }
+
+//  herald_agent_replay and herald_agent_read over the damage: the events
+//  before it reach the handler, then the broker's error is returned (with
+//  its message), and replay's `last` is left as it was: the range was not
+//  passed whole.
+Test (herald_agent_damage, replay_and_read_return_the_broker_error_after_the_events_before_it)
+{
+    s_damaged_log ();
+    herald_agent_options_t options;
+    au_options (&options, at_broker, at_state);
+    at_agent = herald_agent_new ("damage", &options);
+    cr_assert_not_null (at_agent, "%s", herald_agent_last_error ());
+
+    herald_range_t all = { 0 };
+    uint64_t last = 12345;
+    herald_err rc = herald_agent_replay (at_agent, &all, au_record, at_recorder, 0, &last);
+    cr_assert_eq (rc, HERALD_ERR_INTERNAL, "replay returned %d (%s), last %" PRIu64, rc,
+                  herald_strerror (rc), last);
+    cr_assert_eq (last, 12345, "last set to %" PRIu64 " by a failed replay", last);
+    cr_assert_not_null (strstr (herald_agent_last_error (), "Corruption"), "%s",
+                        herald_agent_last_error ());
+    size_t delivered = at_recorder->count;
+    cr_assert_gt (delivered, 0);
+    cr_assert_lt (delivered, ROUNDS * PER_ROUND);
+    cr_assert_eq (at_recorder->seqs [delivered - 1], delivered);
+    char seq_text [48];
+    snprintf (seq_text, sizeof (seq_text), "seq %zu:", delivered + 1);
+    cr_assert_not_null (strstr (herald_agent_last_error (), seq_text), "%s",
+                        herald_agent_last_error ());
+
+    //  The damaged event's topic, g.N for seq n: N = (n - 1) % 10
+    char topic [8];
+    snprintf (topic, sizeof (topic), "g.%zu", delivered % 10);
+    au_recorder_t *read = au_recorder_new ();
+    rc = herald_agent_read (at_agent, topic, 1, 0, au_record, read, 0);
+    cr_assert_eq (rc, HERALD_ERR_INTERNAL, "read returned %d", rc);
+    cr_assert_eq (read->count, delivered / 10, "read passed %zu events", read->count);
+    au_recorder_destroy (&read);
+}
