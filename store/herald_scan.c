@@ -325,7 +325,8 @@ s_plan_index (herald_scan_t *self)
             //  would be left out of the stream in silence
             if (!rocksdb_iter_valid (it)) {
                 if (herald_store_iter_error (it, &self->error,
-                                             "cannot list the topics under a prefix") != 0) {
+                                             "cannot list the topics under a prefix")
+                    != HERALD_OK) {
                     rocksdb_iter_destroy (it);
                     free (first_seqs);
                     return -1;

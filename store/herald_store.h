@@ -11,6 +11,11 @@
     Threads: one thread at a time appends (the broker's writer).  Reads,
     scans and the counters may be used from any thread, concurrently with
     appends; they see every append that has returned.
+
+    Errors: whatever reads RocksDB can fail and says so (herald_err, and
+    a herald_error_t naming what was read with RocksDB's status); a read
+    that fails is never answered as "none", "version 0" or "the end".
+    The convention is spelled out in herald_store.c.
     =========================================================================
 */
 
