@@ -358,7 +358,8 @@ s_rocks_error_v (const char *rocks_err, herald_error_t *err, const char *format,
         return HERALD_ERR_IO;
     char context [sizeof (err->message)];
     vsnprintf (context, sizeof (context), format, args);
-    size_t room = sizeof (err->message) - strlen (context) - 2;
+    size_t used = strlen (context) + 2;         //  and ": "
+    size_t room = used < sizeof (err->message)? sizeof (err->message) - used: 1;
     char text [sizeof (err->message)];
     s_rocks_text (rocks_err, text, room);
     return herald_error_set (err, HERALD_ERR_IO, "", "%s: %s", context, text);
