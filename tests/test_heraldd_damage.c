@@ -342,3 +342,57 @@ Test (heraldd_damage, the_cli_exits_1_on_a_damaged_stream)
     cr_assert_not_null (strstr (tail, "herald: internal: "), "%s", tail);
     cr_assert_not_null (strstr (tail, "Corruption"), "%s", tail);
 }
+
+//  A PUBLISH to a topic whose stream (its version) cannot be read: the
+//  store must not take "version 0" and store a second ver 1.  The batch
+//  is answered ERROR internal naming the damage, nothing is written, and
+//  the broker stops loudly (exit 1) rather than run on with a store that
+//  fails; started again, its log is as it was.
+Test (heraldd_damage, publish_to_a_topic_whose_version_cannot_be_read_writes_nothing)
+{
+    const char *extra [] = { "--durability", "async", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    bt_publish_many (client, "v.one", 20, 1);
+    bt_drop (&client);
+    bt_stop_clean ();
+    //  Once more, so that RocksDB writes what the WAL holds into tables
+    bt_start_with (extra);
+    bt_stop_clean ();
+    td_table_t table;
+    size_t tables;
+    cr_assert_eq (td_largest_table (bt_broker->data_dir, "streams", &table, &tables), 0);
+    cr_assert_eq (td_flip (table.path, 16, 16), 0, "cannot damage %s", table.path);
+    bt_start_with (extra);
+
+    client = bt_client ();
+    cr_assert_eq (bt_head (client), 20);
+    bu_event_t event;
+    bu_event_init (&event, "v.one", "after the damage");
+    bt_send_publish (client, 50, &event, 1);
+    bu_reply_t reply = { 0 };
+    bt_recv (client, &reply);
+    cr_assert_eq (reply.type, HERALD_MSG_ERROR, "%s: a publish on an unreadable topic was "
+                  "taken (ver %" PRIu64 ")", reply.command,
+                  reply.type == HERALD_MSG_ACK? reply.body.ack.ver [0]: 0);
+    cr_assert_eq (reply.body.error.code, HERALD_ERR_INTERNAL);
+    char message [256];
+    snprintf (message, sizeof (message), "%.*s", (int) reply.body.error.message.len,
+              reply.body.error.message.ptr);
+    bu_reply_fini (&reply);
+    cr_assert_not_null (strstr (message, "v.one"), "%s", message);
+    cr_assert_not_null (strstr (message, "Corruption"), "%s", message);
+    bt_drop (&client);
+
+    cr_assert_eq (bu_broker_wait (bt_broker, BT_STOP_MS), 0, "heraldd runs on after a store "
+                  "failure");
+    cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 1,
+               "heraldd ended with status %d", bt_broker->status);
+    char log [8192];
+    bu_broker_log_tail (bt_broker, log, sizeof (log));
+    cr_assert_not_null (strstr (log, "store append failed"), "%s", log);
+
+    bt_start_with (extra);
+    client = bt_client ();
+    cr_assert_eq (bt_head (client), 20, "the failed publish wrote");
+}
