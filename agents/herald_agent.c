@@ -78,6 +78,7 @@ herald_batch_destroy (herald_batch_t **self_p)
     for (size_t index = 0; self->kind == HERALD_BATCH_EVENTS && index < self->count; index++)
         zframe_destroy (&self->frames [index]);
     free (self->completions);
+    free (self->message);
     free (self);
     *self_p = NULL;
 }
@@ -588,6 +589,7 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     stats->broker_epoch = atomic_load (&self->broker_epoch);
     stats->broker_reachable = atomic_load (&self->broker_reachable);
     stats->state_recovered = atomic_load (&self->state_recovered);
+    stats->replay_errors = atomic_load (&self->replay_errors);
     if (lowest != UINT64_MAX && stats->broker_head > lowest)
         stats->lag = stats->broker_head - lowest;
 }

@@ -479,6 +479,12 @@ herald_agent_deliver_thread (void *arg)
                         s_on_error (agent, batch->sub->name, code, message);
                     }
                 }
+                else
+                if (batch->kind == HERALD_BATCH_ERROR) {
+                    //  After the events before it, which this pipe carried first
+                    if (!atomic_load (&batch->sub->stop))
+                        s_on_error (agent, batch->sub->name, batch->code, batch->message);
+                }
             }
             herald_batch_destroy (&batch);
         }

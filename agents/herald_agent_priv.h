@@ -70,7 +70,8 @@ typedef enum {
     HERALD_BATCH_EVENTS = 1,                //  envelopes for one subscription
     HERALD_BATCH_COMPLETIONS,               //  async publish completions
     HERALD_BATCH_FAILED,                    //  the I/O actor failed `sub`: call on_error
-    HERALD_BATCH_STOP                       //  exit the thread
+    HERALD_BATCH_STOP,                      //  exit the thread
+    HERALD_BATCH_ERROR                      //  an error that did not stop `sub`: on_error
 } herald_batch_kind_t;
 
 typedef struct {
@@ -80,6 +81,8 @@ typedef struct {
     size_t count;
     zframe_t *frames [HERALD_BATCH_MAX];    //  EVENTS: owned envelopes, seq order
     herald_completion_t *completions;       //  COMPLETIONS: owned array
+    int code;                               //  ERROR: for on_error
+    char *message;                          //  ERROR: owned
 } herald_batch_t;
 
 //  Dispatch mode: one call into user code, posted by the delivery thread
@@ -156,6 +159,7 @@ struct _herald_agent_t {
     atomic_uint_fast64_t gaps_repaired, replays, live_overflows, published,
                          publish_errors, broker_head, broker_epoch, state_recovered;
     atomic_bool broker_reachable;
+    atomic_uint_fast64_t replay_errors;     //  catch-up REPLAYs ended with ERROR internal
     //  Dispatch mode (options.dispatch; herald_agent_deliver.c)
     int dispatch_fd;                        //  eventfd, -1 when not in dispatch mode
     pthread_mutex_t dispatch_lock;

@@ -43,6 +43,7 @@ typedef struct {
     bool repairing;                         //  this catch-up repairs a live loss
     int64_t retry_at;                       //  after a refusal (0: no wait)
     int backoff_ms;
+    bool failing;                           //  replays end with ERROR internal; on_error told
     //  Live events held during catch-up: every live event from buffer_from
     //  on was seen (0: coverage unknown); the matching ones are held
     herald_io_held_t *held;

@@ -32,7 +32,8 @@
       END(last)       examined = last; covered? -> LIVE (forward held
                       events > forwarded) else replay from examined + 1;
                       coverage unknown: wait for it
-      ERROR           overloaded/internal: retry with backoff; else FAILED
+      ERROR           overloaded/internal: retry with backoff (internal:
+                      counted, on_error once per run); else FAILED
       pipe full       -                               drop the batch, -> CATCHUP
                                                       from before it
 
@@ -304,6 +305,37 @@ herald_io_sub_events (herald_io_t *io, herald_io_sub_t *self, zmsg_t *msg)
     }
 }
 
+//  The broker ended the replay with ERROR internal (it met data it cannot
+//  read): the events before it were forwarded, and `examined` stays at the
+//  last of them, so the checkpoint never passes the damage.  Count it;
+//  tell on_error once per run of failures, after those events (the pipe
+//  keeps order), without stopping the subscription: the replay is retried
+//  with the backoff, from after the last event delivered.
+static void
+s_replay_failed (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *reply)
+{
+    atomic_fetch_add_explicit (&io->agent->replay_errors, 1, memory_order_relaxed);
+    herald_io_sub_flush (io, self);
+    if (self->failing)
+        return;
+    self->failing = true;
+    herald_batch_t *report = calloc (1, sizeof *report);
+    char *message = malloc (256);
+    if (!report || !message) {
+        free (report);
+        free (message);
+        return;                     //  out of memory: counted, and retried all the same
+    }
+    snprintf (message, 256, "replay from seq %" PRIu64 " failed, retrying in %d ms: %.*s",
+              self->examined + 1, self->backoff_ms, (int) reply->error.message.len,
+              reply->error.message.ptr);
+    report->kind = HERALD_BATCH_ERROR;
+    report->sub = self->sub;
+    report->code = HERALD_ERR_INTERNAL;
+    report->message = message;
+    herald_io_deliver (io, report);
+}
+
 void
 herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *reply)
 {
@@ -316,6 +348,8 @@ herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *r
         if (code == HERALD_ERR_OVERLOADED || code == HERALD_ERR_INTERNAL
         ||  code == HERALD_ERR_NOT_LEADER) {
             self->retry_at = self->activity + self->backoff_ms;
+            if (code == HERALD_ERR_INTERNAL)
+                s_replay_failed (io, self, reply);
             self->backoff_ms = self->backoff_ms * 2 > BACKOFF_MAX_MS? BACKOFF_MAX_MS
                                                                   : self->backoff_ms * 2;
             return;
@@ -338,6 +372,7 @@ herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *r
         return;
     }
     self->backoff_ms = BACKOFF_MIN_MS;
+    self->failing = false;
     //  `last` of a replay that started beyond the head is from - 1: no news
     if (reply->end.last > self->examined)
         self->examined = reply->end.last;

@@ -351,8 +351,10 @@ s_build_herald (const s_config_t *config, const char *path, double *rate)
         return -1;
     uint64_t have = herald_store_event_count (store);
     if (have > 0) {
+        uint64_t rare = 0;
         bool match = have == config->events
-                  && herald_store_topic_ver (store, "rare.one", 8) == S_SPARSE_EVENTS;
+                  && herald_store_topic_ver (store, "rare.one", 8, &rare, NULL) == HERALD_OK
+                  && rare == S_SPARSE_EVENTS;
         herald_store_destroy (&store);
         if (match)
             return 0;

@@ -133,10 +133,18 @@ s_identity (self_t *self)
 {
     char *value = NULL;
     size_t len = 0;
+    //  A value that cannot be read is a failure, not "none yet": that
+    //  would give the broker a new node id, or start its epoch again at 1
+    herald_err rc = *self->config->node? HERALD_ERR_NOT_FOUND
+                  : herald_store_meta_get (self->store, "node", &value, &len);
+    if (rc != HERALD_OK && rc != HERALD_ERR_NOT_FOUND) {
+        herald_log ("error", "cannot read the node id from the store: %s", herald_strerror (rc));
+        return -1;
+    }
     if (*self->config->node)
         self->node = strdup (self->config->node);
     else
-    if (herald_store_meta_get (self->store, "node", &value, &len) == HERALD_OK) {
+    if (rc == HERALD_OK) {
         self->node = strndup (value, len);
         free (value);
     }
@@ -151,7 +159,12 @@ s_identity (self_t *self)
             return -1;
     }
     uint64_t epoch = 0;
-    if (herald_store_meta_get (self->store, "epoch", &value, &len) == HERALD_OK) {
+    rc = herald_store_meta_get (self->store, "epoch", &value, &len);
+    if (rc != HERALD_OK && rc != HERALD_ERR_NOT_FOUND) {
+        herald_log ("error", "cannot read the epoch from the store: %s", herald_strerror (rc));
+        return -1;
+    }
+    if (rc == HERALD_OK) {
         char text [32] = "";
         memcpy (text, value, len < sizeof (text) - 1? len: sizeof (text) - 1);
         epoch = strtoull (text, NULL, 10);
@@ -558,7 +571,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
         "idle_flushes", "disk_free_bytes", "min_free_bytes", "disk_low", "disk_refused",
         "ids_reused",
-        "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits"
+        "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits",
+        "stream_errors"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -571,15 +585,28 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         self->published, self->duplicates, self->conflicts, self->refused, self->dropped,
         herald_streams_size (self->streams), herald_streams_served (self->streams),
         zlistx_size (self->queue) + zlistx_size (self->committing),
-        self->epoch, herald_store_disk_size (self->store),
+        self->epoch, 0,             //  disk_bytes, below
         self->config->durability == HERALD_DURABILITY_SYNC,
         memory.memtables, memory.block_cache, memory.table_readers,
         herald_streams_abandoned (self->streams), self->idle_flushes,
         herald_disk_free (self->disk), herald_disk_threshold (self->disk),
         herald_disk_low (self->disk), herald_disk_refused (self->disk),
         self->ids_reused,
-        streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits
+        streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
+        herald_streams_errors (self->streams)
     };
+    size_t count = sizeof (values) / sizeof (values [0]);
+    //  A size that cannot be measured is left out, not shown as 0
+    size_t disk = 0;
+    while (strcmp (names [disk], "disk_bytes") != 0)
+        disk++;
+    herald_error_t disk_err = { 0 };
+    if (herald_store_disk_size (self->store, &values [disk], &disk_err) != HERALD_OK) {
+        herald_log ("warn", "STATUS: disk_bytes left out: %s", disk_err.message);
+        memmove (&keys [disk], &keys [disk + 1], (count - disk - 1) * sizeof (keys [0]));
+        memmove (&values [disk], &values [disk + 1], (count - disk - 1) * sizeof (values [0]));
+        count--;
+    }
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
     reply.status.head = herald_store_head (self->store);
     reply.status.topics = herald_store_topic_count (self->store);
@@ -589,7 +616,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     reply.status.uptime_s = (uint64_t) ((zclock_mono () - self->started) / 1000);
     reply.status.extra_keys = keys;
     reply.status.extra_values = values;
-    reply.status.extra_count = sizeof (values) / sizeof (values [0]);
+    reply.status.extra_count = count;
     s_reply_msg (self, identity, &reply);
 }
 

@@ -6,6 +6,14 @@
     held, borrowed from the scan, and sent first when credit comes.  END's
     `last` then stops just before it.
 
+    A scan that fails (data RocksDB cannot read, a hole in the log, an
+    envelope that does not decode) ends its stream with ERROR `internal`
+    naming the damage, never END: END `done` would tell the client that
+    every event up to `last` was sent, and a client checkpoints that.  The
+    events sent before the ERROR are good; the client may retry from after
+    the last one.  Such streams are counted (STATUS `stream_errors`) and
+    logged, at most one line a second.
+
     MEMORY PER CLIENT
     The api socket queues what a client has not read (libzmq's pipe, up to
     client-hwm messages), and each EVENTS message holds up to a slice of
@@ -80,6 +88,7 @@ typedef struct {
     const char *ending;                 //  static; NULL: not over
     bool waiting_bytes;                 //  its client held max_bytes, this pump
     bool waited_bytes;                  //  ... and the pump before
+    bool failing;                       //  the scan failed: ERROR owed
 } s_stream_t;
 
 struct _herald_streams_t {
@@ -99,6 +108,9 @@ struct _herald_streams_t {
     int64_t trimmed_at;
     pthread_t trimmer;                  //  the last malloc_trim's thread, joined
     bool trimmer_started;               //  before the next or at destroy
+    uint64_t errors;                    //  ended with ERROR: the store failed
+    int64_t error_logged_at;            //  their log lines, at most one a second
+    uint64_t errors_unlogged;
     bool out_of_memory;
 };
 
@@ -266,6 +278,51 @@ s_stream_end (herald_streams_t *self, s_stream_t *stream, const char *reason)
     self->served++;
 }
 
+//  Log a store failure behind a stream (or a stream that could not
+//  start), at most one line a second: a client that retries a damaged
+//  range at once must not flood the log.  The count is STATUS's.
+static void
+s_log_failure (herald_streams_t *self, zframe_t *identity, bool is_read, uint64_t rid,
+               const char *message)
+{
+    self->errors++;
+    int64_t now = zclock_mono ();
+    if (self->error_logged_at && now - self->error_logged_at < 1000) {
+        self->errors_unlogged++;
+        return;
+    }
+    char peer [24];
+    char more [64] = "";
+    if (self->errors_unlogged)
+        snprintf (more, sizeof (more), " (and %" PRIu64 " more stream errors before it)",
+                  self->errors_unlogged);
+    herald_log ("error", "peer %s: %s rid %" PRIu64 " failed: %s%s",
+                herald_log_peer (identity, peer), is_read? "READ": "REPLAY", rid, message, more);
+    self->error_logged_at = now;
+    self->errors_unlogged = 0;
+}
+
+//  The scan failed: end the stream with ERROR `internal` naming what the
+//  store could not read (never END: the client would take `last` as
+//  complete).  If the client's queue is full, the ERROR is owed
+//  (stream->failing) and sent by a later pump.
+static void
+s_stream_fail (herald_streams_t *self, s_stream_t *stream)
+{
+    const herald_error_t *scan_err = herald_scan_error (stream->scan);
+    if (!stream->failing) {
+        stream->failing = true;
+        s_log_failure (self, stream->identity, stream->is_read, stream->rid, scan_err->message);
+    }
+    herald_error_t err = { .code = HERALD_ERR_INTERNAL, .has_rid = true, .rid = stream->rid };
+    memcpy (err.message, scan_err->message, sizeof (err.message));
+    if (herald_reply_error (self->router, stream->identity, &err, &self->buffer) != 0) {
+        s_stream_block (self, stream);      //  may abandon (free) the stream
+        return;
+    }
+    s_stream_remove (self, stream);
+}
+
 //  One slice of a stream: up to HERALD_STREAM_SLICE events within its credit, in
 //  one EVENTS message; END when the scan is done.
 static void
@@ -338,11 +395,8 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
     if (rc == 0)
         s_stream_end (self, stream, "done");
     else
-    if (rc < 0) {
-        herald_log ("error", "stream %" PRIu64 ": %s", stream->rid,
-                    herald_scan_error (stream->scan)->message);
-        s_stream_end (self, stream, "done");
-    }
+    if (rc < 0)
+        s_stream_fail (self, stream);
 }
 
 //  A stream with credit whose client holds max_bytes waits, as on a full
@@ -450,6 +504,9 @@ herald_streams_pump (herald_streams_t *self, bool *blocked)
         if (stream->ending)
             s_stream_end (self, stream, stream->ending);
         else
+        if (stream->failing)
+            s_stream_fail (self, stream);
+        else
         if (stream->credit > 0) {
             if (herald_slab_held (stream->client->slab) >= self->max_bytes)
                 s_stream_wait_bytes (self, stream, now);
@@ -514,7 +571,14 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
     if (!scan) {
         err->has_rid = true;
         err->rid = msg->rid;
-        return err->code? err->code: HERALD_ERR_INTERNAL;
+        if (!err->code || !herald_err_code (err->code)) {
+            //  Not a refusal of the request: the store failed (IO,
+            //  CORRUPT, NOMEM).  ERROR `internal`, counted and logged.
+            s_log_failure (self, identity, msg->type == HERALD_MSG_READ, msg->rid,
+                           err->message);
+            err->code = HERALD_ERR_INTERNAL;
+        }
+        return err->code;
     }
     s_client_t *client = s_client_require (self, identity);
     if (!client) {
@@ -536,10 +600,13 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
         //  No credit yet: look ahead anyway, so an empty stream ENDs now.
         uint64_t seq;
         int rc = herald_scan_next (scan, &stream->held, &stream->held_len, &seq);
-        if (rc != 1) {
+        if (rc != 1)
             stream->held = NULL;
+        if (rc == 0)
             s_stream_end (self, stream, "done");
-        }
+        else
+        if (rc < 0)
+            s_stream_fail (self, stream);
     }
     return HERALD_OK;
 }
@@ -599,4 +666,10 @@ herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory)
     }
     memory->waiting_bytes = self->waiting_bytes;
     memory->byte_waits = self->byte_waits;
+}
+
+uint64_t
+herald_streams_errors (herald_streams_t *self)
+{
+    return self->errors;
 }

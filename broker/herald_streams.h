@@ -4,7 +4,7 @@
     Each stream is a store scan (herald_scan_t) sending EVENTS to one
     client (ROUTER identity + rid) while it has credit, and END when the
     scan is done, when the client CANCELs, or when it has had no credit
-    for idle_ms (`expired`).  The broker loop calls herald_streams_pump
+    for idle_ms (`expired`); with ERROR `internal` when the scan fails.  The broker loop calls herald_streams_pump
     once a turn: each stream with credit sends at most one slice, so
     streams share the loop fairly with each other and with ingest.
     =========================================================================
@@ -83,5 +83,10 @@ typedef struct {
 
 void
     herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory);
+
+//  Streams ended with ERROR `internal` since start, because the store
+//  could not read what they asked for (or could not start them).
+uint64_t
+    herald_streams_errors (herald_streams_t *self);
 
 #endif

@@ -134,7 +134,12 @@ typedef struct {
     //  Called on the delivery thread when a running subscription stops on
     //  an error: its handler's, an event that does not decode, a replay
     //  the broker refuses.  (Errors found by subscribe itself, such as a
-    //  corrupt checkpoint, are its return value.)
+    //  corrupt checkpoint, are its return value.)  Also, without stopping
+    //  it, when the broker ends its catch-up replay with ERROR `internal`
+    //  (data it cannot read): the checkpoint stays at the last event
+    //  delivered, the replay is retried with a backoff (50 ms doubling to
+    //  5 s), and on_error is called once per run of such failures (stats
+    //  replay_errors counts each).
     void (*on_error) (const char *subscription, int code, const char *message, void *arg);
     void *on_error_arg;
     //  Dispatch mode (false: handlers run on the delivery thread).  When
@@ -373,7 +378,9 @@ herald_err
 //  event; a handler returning anything but HERALD_OK stops the read and
 //  that value is returned (HERALD_RETRY is not special here).  Uses its
 //  own connection; waits at most timeout_ms (the agent's when <= 0) for
-//  each reply.  HERALD_OK when the stream ended.
+//  each reply.  HERALD_OK when the stream ended with END: every event of
+//  the range was passed.  An ERROR from the broker (HERALD_ERR_INTERNAL
+//  when it met data it cannot read) is returned after the events before it.
 herald_err
     herald_agent_read (herald_agent_t *self, const char *topic, uint64_t from_ver,
                        uint64_t to_ver, herald_handler_fn *handler, void *arg,
@@ -393,7 +400,10 @@ typedef struct {
 
 //  Replay range into handler as herald_agent_read does.  When last is not
 //  NULL it receives the END's `last` (every matching event up to it was
-//  passed), so a caller can continue from last + 1.
+//  passed), so a caller can continue from last + 1.  A stream the broker
+//  ends with ERROR (HERALD_ERR_INTERNAL: data it cannot read, named in
+//  herald_agent_last_error) returns that error after the events before
+//  it, and leaves last as it was: the range was not passed whole.
 herald_err
     herald_agent_replay (herald_agent_t *self, const herald_range_t *range,
                          herald_handler_fn *handler, void *arg, int timeout_ms,
@@ -436,6 +446,8 @@ typedef struct {
     uint64_t lag;                   //  broker_head - the lowest subscription checkpoint
     bool broker_reachable;          //  false after 3 heartbeats of silence
     uint64_t state_recovered;       //  torn state records recovered from (logged)
+    uint64_t replay_errors;         //  catch-up/repair REPLAYs the broker ended with ERROR
+                                    //  internal (data it cannot read); each retried
 } herald_agent_stats_t;
 
 //  The agent's counters into stats.  Never fails.

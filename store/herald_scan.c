@@ -190,17 +190,32 @@ s_iterator (herald_store_t *store, int cf)
 //  ---------------------------------------------------------------------
 //  Index planning and the per-topic cursors
 
+//  A topic's stream has no entry for ver, which it must have: corrupt.
+static int
+s_stream_missing (herald_scan_t *self, const char *topic, size_t len, uint64_t ver)
+{
+    herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                      "topic %.*s: stream entry %llu missing",
+                      herald_store_topic_shown (topic, len), topic, (unsigned long long) ver);
+    return -1;
+}
+
 //  The seq of a topic's event ver, from the streams run holding it.
-static bool
+//  Returns 0, or -1 with self->error filled.
+static int
 s_stream_seq (herald_scan_t *self, const char *topic, size_t len, uint64_t ver, uint64_t *seq)
 {
     uint64_t first_ver;
     const uint8_t *seqs;
     size_t count;
-    if (!herald_store_find_run (self->streams, topic, len, ver, &first_ver, &seqs, &count))
-        return false;
+    herald_err rc = herald_store_find_run (self->streams, topic, len, ver, &first_ver, &seqs,
+                                           &count, &self->error);
+    if (rc == HERALD_ERR_NOT_FOUND)
+        return s_stream_missing (self, topic, len, ver);
+    if (rc != HERALD_OK)
+        return -1;
     *seq = s_get_u64 (seqs + 8 * (ver - first_ver));
-    return true;
+    return 0;
 }
 
 //  Load the cursor's next window of seqs from its topic's stream.
@@ -213,49 +228,52 @@ s_cursor_fill (herald_scan_t *self, s_cursor_t *cursor)
     uint64_t first_ver;
     const uint8_t *seqs;
     size_t count;
-    if (!herald_store_find_run (self->streams, cursor->topic, cursor->len, cursor->next_ver,
-                                &first_ver, &seqs, &count))
-        goto missing;
-    while (cursor->count < CURSOR_BUFFER && cursor->next_ver <= cursor->max_ver) {
+    herald_err rc = herald_store_find_run (self->streams, cursor->topic, cursor->len,
+                                           cursor->next_ver, &first_ver, &seqs, &count,
+                                           &self->error);
+    while (rc == HERALD_OK
+       &&  cursor->count < CURSOR_BUFFER && cursor->next_ver <= cursor->max_ver) {
         if (cursor->next_ver - first_ver == count) {
             //  This run is used up; the next one must start where it ended.
             rocksdb_iter_next (self->streams);
-            if (!herald_store_run_at (self->streams, cursor->topic, cursor->len,
-                                      &first_ver, &seqs, &count)
-            ||  first_ver != cursor->next_ver)
-                goto missing;
+            rc = herald_store_run_at (self->streams, cursor->topic, cursor->len,
+                                      &first_ver, &seqs, &count, &self->error);
+            if (rc == HERALD_OK && first_ver != cursor->next_ver)
+                rc = HERALD_ERR_NOT_FOUND;
+            if (rc != HERALD_OK)
+                break;
         }
         cursor->seqs [cursor->count++] = s_get_u64 (seqs + 8 * (cursor->next_ver - first_ver));
         cursor->next_ver++;
     }
-    return 0;
-
-missing:
-    herald_error_set (&self->error, HERALD_ERR_CORRUPT, "streams",
-                      "topic %.*s: stream entry %llu missing", (int) cursor->len, cursor->topic,
-                      (unsigned long long) cursor->next_ver);
-    return -1;
+    if (rc == HERALD_ERR_NOT_FOUND)
+        return s_stream_missing (self, cursor->topic, cursor->len, cursor->next_ver);
+    return rc == HERALD_OK? 0: -1;
 }
 
 //  The first ver of the cursor's topic whose seq >= from: ver 1 when the
 //  topic began at or after from, else a binary search over the stream.
-static uint64_t
+//  Returns 0, or -1 with self->error filled (never "the topic has nothing
+//  in range", which would skip it).
+static int
 s_cursor_start (herald_scan_t *self, s_cursor_t *cursor, uint64_t first_seq)
 {
+    cursor->next_ver = 1;
     if (self->from <= first_seq)
-        return 1;
+        return 0;
     uint64_t low = 1, high = cursor->max_ver + 1;
     while (low < high) {
         uint64_t middle = low + (high - low) / 2;
         uint64_t seq;
-        if (!s_stream_seq (self, cursor->topic, cursor->len, middle, &seq))
-            return cursor->max_ver + 1;
+        if (s_stream_seq (self, cursor->topic, cursor->len, middle, &seq) != 0)
+            return -1;
         if (seq >= self->from)
             high = middle;
         else
             low = middle + 1;
     }
-    return low;
+    cursor->next_ver = low;
+    return 0;
 }
 
 static bool
@@ -302,7 +320,19 @@ s_plan_index (herald_scan_t *self)
     bool use_index = true;
     for (size_t p = 0; p < self->prefix_count && use_index; p++) {
         rocksdb_iter_seek (it, self->prefixes [p].ptr, self->prefixes [p].len);
-        for (; rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        for (; true; rocksdb_iter_next (it)) {
+            //  The end of the topics, or a failure: a topic not listed
+            //  would be left out of the stream in silence
+            if (!rocksdb_iter_valid (it)) {
+                if (herald_store_iter_error (it, &self->error,
+                                             "cannot list the topics under a prefix")
+                    != HERALD_OK) {
+                    rocksdb_iter_destroy (it);
+                    free (first_seqs);
+                    return -1;
+                }
+                break;
+            }
             size_t len, value_len;
             const char *topic = rocksdb_iter_key (it, &len);
             const char *value = rocksdb_iter_value (it, &value_len);
@@ -321,10 +351,14 @@ s_plan_index (herald_scan_t *self)
             uint64_t run_first;
             const uint8_t *run_seqs;
             size_t run_count;
-            if (!herald_store_find_run (self->streams, topic, len, UINT64_MAX,
-                                        &run_first, &run_seqs, &run_count)) {
-                herald_error_set (&self->error, HERALD_ERR_CORRUPT, "streams",
-                                  "topic %.*s has no stream", (int) len, topic);
+            herald_err rc = herald_store_find_run (self->streams, topic, len, UINT64_MAX,
+                                                   &run_first, &run_seqs, &run_count,
+                                                   &self->error);
+            if (rc != HERALD_OK) {
+                if (rc == HERALD_ERR_NOT_FOUND)
+                    herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                                      "topic %.*s has no stream",
+                                      herald_store_topic_shown (topic, len), topic);
                 rocksdb_iter_destroy (it);
                 free (first_seqs);
                 return -1;
@@ -358,8 +392,8 @@ s_plan_index (herald_scan_t *self)
     }
     for (size_t i = 0; i < self->cursor_count; i++) {
         s_cursor_t *cursor = &self->cursors [i];
-        cursor->next_ver = s_cursor_start (self, cursor, first_seqs [i]);
-        if (s_cursor_fill (self, cursor) != 0) {
+        if (s_cursor_start (self, cursor, first_seqs [i]) != 0
+        ||  s_cursor_fill (self, cursor) != 0) {
             free (first_seqs);
             return -1;
         }
@@ -403,14 +437,24 @@ herald_store_scan (herald_store_t *store, const herald_scan_spec_t *spec, herald
     //  Read head before creating any iterator: every seq up to it is then
     //  visible to the iterators.
     self->head = herald_store_head (store);
-    self->from = spec->has_from_ts? herald_store_seq_at_ts (store, spec->from_ts): spec->from;
+    self->from = spec->from;
+    if (spec->has_from_ts
+    &&  herald_store_seq_at_ts (store, spec->from_ts, &self->from, err) != HERALD_OK) {
+        herald_scan_destroy (&self);
+        return NULL;
+    }
     self->bound = self->head;
     if (spec->has_to && spec->to < self->bound)
         self->bound = spec->to;
     if (spec->has_until_ts) {
-        uint64_t until = spec->until_ts == UINT64_MAX
-                       ? self->head
-                       : herald_store_seq_at_ts (store, spec->until_ts + 1) - 1;
+        uint64_t until = self->head;
+        if (spec->until_ts != UINT64_MAX) {
+            if (herald_store_seq_at_ts (store, spec->until_ts + 1, &until, err) != HERALD_OK) {
+                herald_scan_destroy (&self);
+                return NULL;
+            }
+            until--;
+        }
         if (until < self->bound)
             self->bound = until;
     }
@@ -484,13 +528,14 @@ herald_store_read (herald_store_t *store, const char *topic, size_t topic_len,
 static bool
 s_fetch (herald_scan_t *self, uint64_t seq, const uint8_t **envelope, size_t *len)
 {
-    bool corrupt = false;
     if (self->run.count == 0 || seq - self->run.first_seq >= self->run.count) {
-        if (!herald_store_find_event (self->events, seq, &self->run, &corrupt)) {
+        herald_err rc = herald_store_find_event (self->events, seq, &self->run, &self->error);
+        if (rc != HERALD_OK) {
             self->run.count = 0;
-            herald_error_set (&self->error, HERALD_ERR_CORRUPT, "events",
-                              "event %llu is indexed but %s", (unsigned long long) seq,
-                              corrupt? "its run is corrupt": "missing");
+            if (rc == HERALD_ERR_NOT_FOUND)
+                herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                                  "event %llu is indexed but missing from the log",
+                                  (unsigned long long) seq);
             return false;
         }
     }
@@ -543,11 +588,32 @@ s_load_run (herald_scan_t *self)
     if (herald_run_parse (key, key_len, value, len, &self->run))
         return true;
     self->run.count = 0;
-    herald_error_set (&self->error, HERALD_ERR_CORRUPT, "events", "a run of events is corrupt");
+    herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                      "the run of events after seq %llu has the wrong shape",
+                      (unsigned long long) self->last);
     return false;
 }
 
+//  The log has no run for seqs first..: a hole, or a tail missing below
+//  the bound (every seq up to the head the scan began at is stored).
+static int
+s_fail_missing (herald_scan_t *self, uint64_t first, uint64_t next)
+{
+    if (next > first + 1)
+        herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                          "seq gap: events %llu to %llu are missing from the log",
+                          (unsigned long long) first, (unsigned long long) next - 1);
+    else
+        herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                          "seq gap: event %llu is missing from the log",
+                          (unsigned long long) first);
+    return s_fail (self);
+}
+
 //  A full scan steps through runs, and through each run's envelopes.
+//  Runs must follow each other with no gap up to the bound: the end of
+//  the iterator before it is a failure (RocksDB's, or a hole), never the
+//  end of the stream.
 static int
 s_next_full (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_t *seq)
 {
@@ -555,24 +621,46 @@ s_next_full (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
         self->started = true;
         if (self->bound < self->from)
             return s_end (self);
-        bool corrupt;
-        if (!herald_store_find_event (self->events, self->from, &self->run, &corrupt)) {
-            if (corrupt) {
-                herald_error_set (&self->error, HERALD_ERR_CORRUPT, "events",
-                                  "a run of events is corrupt");
-                return s_fail (self);
-            }
-            return s_end (self);
+        herald_err rc = herald_store_find_event (self->events, self->from, &self->run,
+                                                 &self->error);
+        if (rc == HERALD_ERR_NOT_FOUND) {
+            if (self->from < atomic_load (&self->store->first)
+            &&  rocksdb_iter_valid (self->events))
+                //  Before the first stored seq (none is, until trimming
+                //  exists): start at the first run
+                rc = HERALD_OK;
+            else
+                return s_fail_missing (self, self->from,
+                                       rocksdb_iter_valid (self->events)
+                                       && self->run.first_seq <= self->bound
+                                       ? self->run.first_seq: self->bound + 1);
         }
-        self->run_index = (uint32_t) (self->from - self->run.first_seq);
+        if (rc != HERALD_OK) {
+            self->run.count = 0;
+            return s_fail (self);
+        }
+        self->run_index = self->from >= self->run.first_seq
+                        ? (uint32_t) (self->from - self->run.first_seq): 0;
     }
     while (true) {
         if (self->run_index == self->run.count) {
+            uint64_t expected = self->run.first_seq + self->run.count;
+            if (expected > self->bound)
+                return s_end (self);
             rocksdb_iter_next (self->events);
-            if (!rocksdb_iter_valid (self->events))
-                break;
+            if (!rocksdb_iter_valid (self->events)) {
+                if (herald_store_iter_error (self->events, &self->error,
+                                             "cannot read the log at seq %llu",
+                                             (unsigned long long) expected) != HERALD_OK)
+                    return s_fail (self);
+                return s_fail_missing (self, expected, self->bound + 1);
+            }
             if (!s_load_run (self))
                 return s_fail (self);
+            if (self->run.first_seq != expected)
+                return s_fail_missing (self, expected,
+                                       self->run.first_seq <= self->bound
+                                       ? self->run.first_seq: self->bound + 1);
             self->run_index = 0;
         }
         uint64_t found = self->run.first_seq + self->run_index;
@@ -584,7 +672,7 @@ s_next_full (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
         const char *topic;
         size_t topic_len;
         if (!s_envelope_topic (self, (const char *) bytes, bytes_len, &topic, &topic_len)) {
-            herald_error_set (&self->error, HERALD_ERR_CORRUPT, "events",
+            herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                               "event %llu cannot be decoded", (unsigned long long) found);
             return s_fail (self);
         }
@@ -596,14 +684,6 @@ s_next_full (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
             return 1;
         }
     }
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error (self->events, &rocks_err);
-    if (rocks_err) {
-        herald_error_set (&self->error, HERALD_ERR_IO, "events", "%s", rocks_err);
-        free (rocks_err);
-        return s_fail (self);
-    }
-    return s_end (self);
 }
 
 static int
@@ -638,27 +718,31 @@ s_next_read (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
     uint64_t ver = self->last + 1;
     if (ver > self->bound)
         return s_end (self);
-    bool found;
+    herald_err rc = HERALD_OK;
     if (!self->started) {
         self->started = true;
-        found = herald_store_find_run (self->streams, self->topic, self->topic_len, ver,
-                                       &self->run_first, &self->run_seqs, &self->run_count);
+        rc = herald_store_find_run (self->streams, self->topic, self->topic_len, ver,
+                                    &self->run_first, &self->run_seqs, &self->run_count,
+                                    &self->error);
     }
     else
     if (ver - self->run_first == self->run_count) {
         rocksdb_iter_next (self->streams);
-        found = herald_store_run_at (self->streams, self->topic, self->topic_len,
-                                     &self->run_first, &self->run_seqs, &self->run_count)
-             && self->run_first == ver;
+        rc = herald_store_run_at (self->streams, self->topic, self->topic_len,
+                                  &self->run_first, &self->run_seqs, &self->run_count,
+                                  &self->error);
+        if (rc == HERALD_OK && self->run_first != ver)
+            rc = HERALD_ERR_NOT_FOUND;
     }
-    else
-        found = true;
-    if (!found) {
-        herald_error_set (&self->error, HERALD_ERR_CORRUPT, "streams",
-                          "topic %.*s: ver %llu missing", (int) self->topic_len, self->topic,
+    if (rc == HERALD_ERR_NOT_FOUND) {
+        herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
+                          "topic %.*s: ver %llu missing",
+                          herald_store_topic_shown (self->topic, self->topic_len), self->topic,
                           (unsigned long long) ver);
         return s_fail (self);
     }
+    if (rc != HERALD_OK)
+        return s_fail (self);
     uint64_t found_seq = s_get_u64 (self->run_seqs + 8 * (ver - self->run_first));
     if (!s_fetch (self, found_seq, envelope, len))
         return s_fail (self);

@@ -15,12 +15,25 @@
     first seq is its first key, the topic count the number of keys in "topics", and
     the last ts is read from the head event.  A crash can therefore never
     leave a counter that disagrees with the data.
+
+    ERRORS (the store's part of Herald's one convention, herald_err and
+    herald_error_t): every function that reads RocksDB can fail and says
+    so; none turns a failure into an answer ("not found", "version 0",
+    "the end of the log").  HERALD_ERR_IO: RocksDB refused (a failed Get,
+    an iterator that stopped on an error status, such as a table block
+    whose checksum does not match); the message names what was being read
+    and carries RocksDB's status.  HERALD_ERR_CORRUPT: RocksDB returned
+    bytes that fail Herald's own checks (a run of the wrong shape, a hole
+    in the log).  HERALD_ERR_NOT_FOUND: the data itself says "none".  An
+    iterator that is not valid has either run out of keys or failed:
+    herald_store_iter_error tells which, and every loop asks it.
     =========================================================================
 */
 
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -299,16 +312,112 @@ s_check_format (herald_store_t *self, bool existing, herald_error_t *err)
     return HERALD_OK;
 }
 
-bool
-herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run,
-                         bool *corrupt)
+//  ---------------------------------------------------------------------
+//  Errors
+
+//  RocksDB's status text shortened for a message of at most size bytes:
+//  each file path down to its last component (the data directory is
+//  known), and, when it still does not fit, cut after a whole word with
+//  "..." so that no word is ever cut.
+static void
+s_rocks_text (const char *status, char *out, size_t size)
 {
-    *corrupt = false;
+    char full [1024];
+    size_t used = 0;
+    const char *cursor = status? status: "unknown error";
+    while (*cursor && used + 1 < sizeof (full)) {
+        bool path_start = *cursor == '/'
+                       && (cursor == status || cursor [-1] == ' ' || cursor [-1] == '"'
+                           || cursor [-1] == '\'');
+        if (path_start) {
+            const char *end = cursor + strcspn (cursor, " ,;:\t\n\"'");
+            for (const char *scan = cursor; scan < end; scan++)
+                if (*scan == '/')
+                    cursor = scan + 1;
+            continue;
+        }
+        if (*cursor == ' ' && used > 0 && full [used - 1] == ' ') {
+            cursor++;                   //  one space for RocksDB's runs of them
+            continue;
+        }
+        full [used++] = *cursor++;
+    }
+    while (used > 0 && full [used - 1] == ' ')
+        used--;
+    full [used] = 0;
+    if (used < size) {
+        memcpy (out, full, used + 1);
+        return;
+    }
+    //  Room for "..." and the NUL; back to the last space that fits
+    size_t cut = size > 4? size - 4: 0;
+    while (cut > 0 && full [cut] != ' ')
+        cut--;
+    while (cut > 0 && full [cut - 1] == ' ')
+        cut--;
+    if (size < 4) {
+        if (size)
+            out [0] = 0;
+        return;
+    }
+    memcpy (out, full, cut);
+    memcpy (out + cut, "...", 4);
+}
+
+//  err = HERALD_ERR_IO, "<context>: <RocksDB's status, shortened to fit>"
+static herald_err
+s_rocks_error_v (const char *rocks_err, herald_error_t *err, const char *format,
+                 va_list args)
+{
+    if (!err)
+        return HERALD_ERR_IO;
+    char context [sizeof (err->message)];
+    vsnprintf (context, sizeof (context), format, args);
+    size_t used = strlen (context) + 2;         //  and ": "
+    size_t room = used < sizeof (err->message)? sizeof (err->message) - used: 1;
+    char text [sizeof (err->message)];
+    s_rocks_text (rocks_err, text, room);
+    return herald_error_set (err, HERALD_ERR_IO, "", "%s: %s", context, text);
+}
+
+herald_err
+herald_store_rocks_error (const char *rocks_err, herald_error_t *err, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    s_rocks_error_v (rocks_err, err, format, args);
+    va_end (args);
+    return HERALD_ERR_IO;
+}
+
+herald_err
+herald_store_iter_error (rocksdb_iterator_t *it, herald_error_t *err, const char *format, ...)
+{
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error (it, &rocks_err);
+    if (!rocks_err)
+        return HERALD_OK;
+    va_list args;
+    va_start (args, format);
+    s_rocks_error_v (rocks_err, err, format, args);
+    va_end (args);
+    free (rocks_err);
+    return HERALD_ERR_IO;
+}
+
+//  ---------------------------------------------------------------------
+//  Finding runs
+
+herald_err
+herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run,
+                         herald_error_t *err)
+{
     //  A lookup iterator sees one bucket per seek, and the run holding seq
     //  may end in a later bucket than seq (at most HERALD_RUN_MAX_EVENTS - 1
     //  seqs on): walk the buckets up to there.  The first one almost always
     //  holds it; the others cost a few filter probes each.  On a total
-    //  order iterator the first seek decides.
+    //  order iterator the first seek decides.  A seek that stops on an
+    //  error is not an empty bucket: it is the answer.
     uint64_t last = seq > UINT64_MAX - HERALD_RUN_MAX_EVENTS? UINT64_MAX
                                                              : seq + HERALD_RUN_MAX_EVENTS - 1;
     uint64_t target = seq;
@@ -318,19 +427,23 @@ herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run
         rocksdb_iter_seek (it, (const char *) key, 8);
         if (rocksdb_iter_valid (it))
             break;
+        if (herald_store_iter_error (it, err, "cannot read the log at seq %llu",
+                                     (unsigned long long) seq) != HERALD_OK)
+            return HERALD_ERR_IO;
         uint64_t next = (target | (HERALD_EVENTS_BUCKET - 1)) + 1;
         if (next == 0 || next > last)
-            return false;
+            return HERALD_ERR_NOT_FOUND;
         target = next;
     }
     size_t key_len, len;
     const char *found = rocksdb_iter_key (it, &key_len);
     const char *value = rocksdb_iter_value (it, &len);
-    if (!herald_run_parse (found, key_len, value, len, run)) {
-        *corrupt = true;
-        return false;
-    }
-    return seq >= run->first_seq;         //  the key, its last seq, is >= seq
+    if (!herald_run_parse (found, key_len, value, len, run))
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "",
+                                 "the run of events holding seq %llu has the wrong shape",
+                                 (unsigned long long) seq);
+    //  The key, its last seq, is >= seq
+    return seq >= run->first_seq? HERALD_OK: HERALD_ERR_NOT_FOUND;
 }
 
 rocksdb_iterator_t *
@@ -339,36 +452,41 @@ herald_store_lookup_iterator (herald_store_t *self)
     return rocksdb_create_iterator_cf (self->db, self->lookup_options, self->cf [CF_EVENTS]);
 }
 
-//  The ts stored in event seq's envelope; false if it cannot be read.
-static bool
-s_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts)
+//  The ts stored in event seq's envelope, which must be stored: a seq
+//  that no run holds is a hole in the log (HERALD_ERR_CORRUPT).
+static herald_err
+s_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts, herald_error_t *err)
 {
     rocksdb_iterator_t *it = herald_store_lookup_iterator (self);
     herald_run_t run;
-    bool corrupt;
-    bool ok = herald_store_find_event (it, seq, &run, &corrupt);
-    if (ok) {
+    herald_err rc = herald_store_find_event (it, seq, &run, err);
+    if (rc == HERALD_ERR_NOT_FOUND)
+        herald_error_set (err, HERALD_ERR_CORRUPT, "", "event %llu is missing from the log",
+                          (unsigned long long) seq);
+    if (rc == HERALD_OK) {
         const uint8_t *bytes;
         size_t len;
         herald_run_event (&run, (uint32_t) (seq - run.first_seq), &bytes, &len);
         const char *topic;
         size_t topic_len;
         uint64_t stored_seq, ver;
-        ok = herald_event_peek (bytes, len, &topic, &topic_len, &stored_seq, &ver, ts);
-        if (!ok) {
+        if (!herald_event_peek (bytes, len, &topic, &topic_len, &stored_seq, &ver, ts)) {
             //  Not our layout (cannot happen for envelopes we wrote); decode.
             msgpack_zone zone;
             msgpack_zone_init (&zone, 1024);
             herald_event_t event;
             herald_error_t error;
-            ok = herald_event_decode (&event, bytes, len, &zone, &error) == HERALD_OK;
-            if (ok)
+            if (herald_event_decode (&event, bytes, len, &zone, &error) == HERALD_OK)
                 *ts = event.ts;
+            else
+                rc = herald_error_set (err, HERALD_ERR_CORRUPT, "",
+                                       "event %llu cannot be decoded: %s",
+                                       (unsigned long long) seq, error.message);
             msgpack_zone_destroy (&zone);
         }
     }
     rocksdb_iter_destroy (it);
-    return ok;
+    return rc == HERALD_ERR_NOT_FOUND? HERALD_ERR_CORRUPT: rc;
 }
 
 //  Recover head, first seq, topic count and last ts from the data.
@@ -379,7 +497,12 @@ s_recover (herald_store_t *self, herald_error_t *err)
                                                          self->cf [CF_EVENTS]);
     uint64_t head = 0, first = 0;
     bool corrupt = false;
+    //  An iterator that stops on an error must not read as an empty log
+    //  (head 0: the broker would hand the seqs out again)
+    herald_err rc = HERALD_OK;
     rocksdb_iter_seek_to_last (it);
+    if (!rocksdb_iter_valid (it))
+        rc = herald_store_iter_error (it, err, "cannot read the last run of the log");
     if (rocksdb_iter_valid (it)) {
         size_t key_len, len;
         const char *key = rocksdb_iter_key (it, &key_len);
@@ -390,18 +513,29 @@ s_recover (herald_store_t *self, herald_error_t *err)
         else
             corrupt = true;
         rocksdb_iter_seek_to_first (it);
-        key = rocksdb_iter_key (it, &key_len);
-        value = rocksdb_iter_value (it, &len);
-        if (herald_run_parse (key, key_len, value, len, &run))
-            first = run.first_seq;
-        else
+        if (!rocksdb_iter_valid (it)) {
+            rc = herald_store_iter_error (it, err, "cannot read the first run of the log");
             corrupt = true;
+        }
+        else {
+            key = rocksdb_iter_key (it, &key_len);
+            value = rocksdb_iter_value (it, &len);
+            if (herald_run_parse (key, key_len, value, len, &run))
+                first = run.first_seq;
+            else
+                corrupt = true;
+        }
     }
     rocksdb_iter_destroy (it);
+    if (rc != HERALD_OK)
+        return rc;
 
     //  The greatest id stored is the last key of "ids".
+    //  (Unread, every id would look new: no duplicate would be found.)
     it = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf [CF_IDS]);
     rocksdb_iter_seek_to_last (it);
+    if (!rocksdb_iter_valid (it))
+        rc = herald_store_iter_error (it, err, "cannot read the last key of the id index");
     if (rocksdb_iter_valid (it)) {
         size_t key_len;
         const char *key = rocksdb_iter_key (it, &key_len);
@@ -413,6 +547,8 @@ s_recover (herald_store_t *self, herald_error_t *err)
             corrupt = true;
     }
     rocksdb_iter_destroy (it);
+    if (rc != HERALD_OK)
+        return rc;
     if (corrupt)
         return herald_error_set (err, HERALD_ERR_CORRUPT, "events",
             "%s: a record in the events or ids column family has the wrong shape",
@@ -422,12 +558,15 @@ s_recover (herald_store_t *self, herald_error_t *err)
     it = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf [CF_TOPICS]);
     for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it))
         topics++;
+    rc = herald_store_iter_error (it, err, "cannot count the topics (after %llu)",
+                                  (unsigned long long) topics);
     rocksdb_iter_destroy (it);
+    if (rc != HERALD_OK)
+        return rc;
 
     uint64_t last_ts = 0;
-    if (head && !s_event_ts (self, head, &last_ts))
-        return herald_error_set (err, HERALD_ERR_CORRUPT, "events",
-            "%s: event %llu cannot be read", self->path, (unsigned long long) head);
+    if (head && (rc = s_event_ts (self, head, &last_ts, err)) != HERALD_OK)
+        return rc;
     atomic_store (&self->head, head);
     atomic_store (&self->first, first? first: 1);
     atomic_store (&self->topic_count, topics);
@@ -527,7 +666,8 @@ herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
     rocksdb_pinnableslice_t *exists = rocksdb_get_pinned_cf (
         self->db, self->read_options, self->cf [CF_TOPICS], topic, len, &rocks_err);
     if (rocks_err) {
-        herald_error_set (err, HERALD_ERR_IO, "topics", "reading topic: %s", rocks_err);
+        herald_store_rocks_error (rocks_err, err, "cannot read topic %.*s",
+                                  herald_store_topic_shown (topic, len), topic);
         free (rocks_err);
         return -1;
     }
@@ -536,45 +676,63 @@ herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
     rocksdb_pinnableslice_destroy (exists);
 
     //  The topic's last run is the last key at or before "topic 0x00 FF*8".
+    //  The topic exists, so a run that cannot be found is an error, never
+    //  ver 0: an append would hand ver 1 out again.
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->read_options,
                                                          self->cf [CF_STREAMS]);
     uint64_t first_ver;
     const uint8_t *seqs;
     size_t count;
-    if (herald_store_find_run (it, topic, len, UINT64_MAX, &first_ver, &seqs, &count))
+    herald_err rc = herald_store_find_run (it, topic, len, UINT64_MAX, &first_ver, &seqs,
+                                           &count, err);
+    if (rc == HERALD_OK)
         *ver = first_ver + count - 1;
+    else
+    if (rc == HERALD_ERR_NOT_FOUND)
+        herald_error_set (err, HERALD_ERR_CORRUPT, "", "topic %.*s exists but has no stream",
+                          herald_store_topic_shown (topic, len), topic);
     rocksdb_iter_destroy (it);
-    return 0;
+    return rc == HERALD_OK? 0: -1;
 }
 
-bool
+herald_err
 herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
-                     uint64_t *first_ver, const uint8_t **seqs, size_t *count)
+                     uint64_t *first_ver, const uint8_t **seqs, size_t *count,
+                     herald_error_t *err)
 {
-    if (!rocksdb_iter_valid (it))
-        return false;
+    if (!rocksdb_iter_valid (it)) {
+        herald_err rc = herald_store_iter_error (it, err, "cannot read the stream of topic %.*s",
+                                                 herald_store_topic_shown (topic, len), topic);
+        return rc != HERALD_OK? rc: HERALD_ERR_NOT_FOUND;
+    }
     size_t key_len, value_len;
     const char *key = rocksdb_iter_key (it, &key_len);
     if (key_len != len + 9 || memcmp (key, topic, len) != 0 || key [len] != 0)
-        return false;
+        return HERALD_ERR_NOT_FOUND;
     const char *value = rocksdb_iter_value (it, &value_len);
-    if (value_len == 0 || value_len % 8)
-        return false;
     *first_ver = s_get_u64 ((const uint8_t *) key + len + 1);
+    if (value_len == 0 || value_len % 8)
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "",
+                                 "topic %.*s: the stream entry at ver %llu has %zu bytes",
+                                 herald_store_topic_shown (topic, len), topic,
+                                 (unsigned long long) *first_ver, value_len);
     *seqs = (const uint8_t *) value;
     *count = value_len / 8;
-    return true;
+    return HERALD_OK;
 }
 
-bool
+herald_err
 herald_store_find_run (rocksdb_iterator_t *it, const char *topic, size_t len, uint64_t ver,
-                       uint64_t *first_ver, const uint8_t **seqs, size_t *count)
+                       uint64_t *first_ver, const uint8_t **seqs, size_t *count,
+                       herald_error_t *err)
 {
     uint8_t key [HERALD_STREAM_KEY_MAX];
     size_t key_len = s_stream_key (key, topic, len, ver);
     rocksdb_iter_seek_for_prev (it, (const char *) key, key_len);
-    return herald_store_run_at (it, topic, len, first_ver, seqs, count)
-        && (ver == UINT64_MAX || ver - *first_ver < *count);
+    herald_err rc = herald_store_run_at (it, topic, len, first_ver, seqs, count, err);
+    if (rc == HERALD_OK && ver != UINT64_MAX && ver - *first_ver >= *count)
+        rc = HERALD_ERR_NOT_FOUND;
+    return rc;
 }
 
 
@@ -582,18 +740,29 @@ herald_store_find_run (rocksdb_iterator_t *it, const char *topic, size_t len, ui
 //  Reading and counting
 
 herald_err
-herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len)
+herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len,
+                  herald_error_t *err)
 {
     assert (self);
     *envelope = NULL;
     *len = 0;
+    //  Head before the iterator: every seq up to it is then visible
+    uint64_t head = atomic_load (&self->head);
+    if (seq == 0 || seq > head)
+        return herald_error_set (err, HERALD_ERR_NOT_FOUND, "", "no event %llu (head %llu)",
+                                 (unsigned long long) seq, (unsigned long long) head);
     rocksdb_iterator_t *it = herald_store_lookup_iterator (self);
     herald_run_t run;
-    bool corrupt;
-    herald_err rc = HERALD_OK;
-    if (seq == 0 || !herald_store_find_event (it, seq, &run, &corrupt))
-        rc = seq && corrupt? HERALD_ERR_CORRUPT: HERALD_ERR_NOT_FOUND;
-    else {
+    herald_err rc = herald_store_find_event (it, seq, &run, err);
+    if (rc == HERALD_ERR_NOT_FOUND && seq >= atomic_load (&self->first))
+        rc = herald_error_set (err, HERALD_ERR_CORRUPT, "", "event %llu is missing from the log",
+                               (unsigned long long) seq);
+    else
+    if (rc == HERALD_ERR_NOT_FOUND)
+        herald_error_set (err, HERALD_ERR_NOT_FOUND, "", "no event %llu (the log starts at %llu)",
+                          (unsigned long long) seq,
+                          (unsigned long long) atomic_load (&self->first));
+    if (rc == HERALD_OK) {
         const uint8_t *bytes;
         size_t size;
         herald_run_event (&run, (uint32_t) (seq - run.first_seq), &bytes, &size);
@@ -603,7 +772,7 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
             *len = size;
         }
         else
-            rc = HERALD_ERR_NOMEM;
+            rc = herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
     }
     rocksdb_iter_destroy (it);
     return rc;
@@ -762,21 +931,27 @@ herald_store_last_ts (herald_store_t *self)
     return atomic_load (&self->last_ts);
 }
 
-uint64_t
-herald_store_topic_ver (herald_store_t *self, const char *topic, size_t len)
+herald_err
+herald_store_topic_ver (herald_store_t *self, const char *topic, size_t len, uint64_t *ver,
+                        herald_error_t *err)
 {
     assert (self);
-    uint64_t ver = 0;
-    herald_error_t err;
-    if (herald_store_lookup_ver (self, topic, len, &ver, &err) != 0)
-        return 0;
-    return ver;
+    herald_error_t local = { 0 };
+    if (herald_store_lookup_ver (self, topic, len, ver, &local) != 0) {
+        *ver = 0;
+        if (err)
+            *err = local;
+        return local.code;
+    }
+    return HERALD_OK;
 }
 
 //  ts never decreases with seq, so a binary search over seq finds the
 //  first event at or after a time in O(log n) point reads, with no index.
-uint64_t
-herald_store_seq_at_ts (herald_store_t *self, uint64_t ts)
+//  An event that cannot be read fails the search: guessing would start a
+//  stream at the wrong place.
+herald_err
+herald_store_seq_at_ts (herald_store_t *self, uint64_t ts, uint64_t *seq, herald_error_t *err)
 {
     assert (self);
     uint64_t low = atomic_load (&self->first);
@@ -784,14 +959,18 @@ herald_store_seq_at_ts (herald_store_t *self, uint64_t ts)
     while (low < high) {
         uint64_t middle = low + (high - low) / 2;
         uint64_t event_ts;
-        if (!s_event_ts (self, middle, &event_ts))
-            break;
+        herald_err rc = s_event_ts (self, middle, &event_ts, err);
+        if (rc != HERALD_OK) {
+            *seq = 0;
+            return rc;
+        }
         if (event_ts >= ts)
             high = middle;
         else
             low = middle + 1;
     }
-    return low;
+    *seq = low;
+    return HERALD_OK;
 }
 
 void
@@ -811,24 +990,35 @@ herald_store_memory (herald_store_t *self, herald_store_memory_t *memory)
     memory->block_cache = rocksdb_cache_get_usage (self->block_cache);
 }
 
-uint64_t
-herald_store_disk_size (herald_store_t *self)
+herald_err
+herald_store_disk_size (herald_store_t *self, uint64_t *bytes, herald_error_t *err)
 {
     assert (self);
+    *bytes = 0;
     DIR *dir = opendir (self->path);
     if (!dir)
-        return 0;
+        return herald_error_set (err, HERALD_ERR_IO, "", "cannot list the data directory: %s",
+                                 strerror (errno));
     uint64_t total = 0;
     struct dirent *entry;
-    while ((entry = readdir (dir))) {
+    herald_err rc = HERALD_OK;
+    while (rc == HERALD_OK && (entry = readdir (dir))) {
         char file [4200];
         snprintf (file, sizeof (file), "%s/%s", self->path, entry->d_name);
         struct stat info;
-        if (stat (file, &info) == 0 && S_ISREG (info.st_mode))
-            total += (uint64_t) info.st_size;
+        if (stat (file, &info) == 0) {
+            if (S_ISREG (info.st_mode))
+                total += (uint64_t) info.st_size;
+        }
+        else
+        if (errno != ENOENT)            //  gone since readdir: compaction deleted it
+            rc = herald_error_set (err, HERALD_ERR_IO, "", "cannot stat %.64s: %s",
+                                   entry->d_name, strerror (errno));
     }
     closedir (dir);
-    return total;
+    if (rc == HERALD_OK)
+        *bytes = total;
+    return rc;
 }
 
 herald_err

@@ -11,6 +11,11 @@
     Threads: one thread at a time appends (the broker's writer).  Reads,
     scans and the counters may be used from any thread, concurrently with
     appends; they see every append that has returned.
+
+    Errors: whatever reads RocksDB can fail and says so (herald_err, and
+    a herald_error_t naming what was read with RocksDB's status); a read
+    that fails is never answered as "none", "version 0" or "the end".
+    The convention is spelled out in herald_store.c.
     =========================================================================
 */
 
@@ -111,9 +116,12 @@ void
     herald_store_set_clock (herald_store_t *self, uint64_t now_ns);
 
 //  The envelope of event seq, in a malloc'd buffer the caller owns (free).
-//  HERALD_ERR_NOT_FOUND when there is no such seq.
+//  HERALD_ERR_NOT_FOUND when there is no such seq (0, above the head);
+//  HERALD_ERR_IO when RocksDB cannot read it, HERALD_ERR_CORRUPT when the
+//  log does not hold a seq it should: then err (may be NULL) says why.
 herald_err
-    herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len);
+    herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len,
+                      herald_error_t *err);
 
 //  The dedup index: the seq and ver event id was stored with (a duplicate
 //  of it gets these).  HERALD_ERR_NOT_FOUND when id is not stored,
@@ -152,17 +160,24 @@ uint64_t
 uint64_t
     herald_store_last_ts (herald_store_t *self);       //  ts of the head event, 0 when empty
 
-//  The current ver of topic (0 when it has no events).
-uint64_t
-    herald_store_topic_ver (herald_store_t *self, const char *topic, size_t len);
+//  The current ver of topic into *ver (0 when it has no events).  Fails
+//  (HERALD_ERR_IO, HERALD_ERR_CORRUPT, err filled; may be NULL) when it
+//  cannot be known: never "0" for a topic that could not be read.
+herald_err
+    herald_store_topic_ver (herald_store_t *self, const char *topic, size_t len,
+                            uint64_t *ver, herald_error_t *err);
 
-//  The first seq whose ts >= ts, or head + 1 when there is none.
-uint64_t
-    herald_store_seq_at_ts (herald_store_t *self, uint64_t ts);
+//  The first seq whose ts >= ts into *seq, or head + 1 when there is none.
+//  Fails (HERALD_ERR_IO, HERALD_ERR_CORRUPT, err filled) when an event on
+//  the way cannot be read.
+herald_err
+    herald_store_seq_at_ts (herald_store_t *self, uint64_t ts, uint64_t *seq,
+                            herald_error_t *err);
 
-//  Bytes the store's files take on disk.
-uint64_t
-    herald_store_disk_size (herald_store_t *self);
+//  Bytes the store's files take on disk into *bytes.  HERALD_ERR_IO (err
+//  filled) when the directory cannot be listed or a file statted.
+herald_err
+    herald_store_disk_size (herald_store_t *self, uint64_t *bytes, herald_error_t *err);
 
 //  Start writing every column family's memtable out to table files, and
 //  return without waiting for it.  Once written, the WAL files that held
@@ -223,7 +238,10 @@ herald_scan_t *
 
 //  The next envelope: returns 1 and sets envelope (borrowed, valid until
 //  the next call or destroy), len and seq; 0 at the end; -1 on a store
-//  error (see herald_scan_error).
+//  error (see herald_scan_error).  0 means every event of the range was
+//  returned: data that cannot be read (a RocksDB error, a table block
+//  that fails its checksum, a hole in the log, an envelope that does not
+//  decode) is always -1, never an early end.
 int
     herald_scan_next (herald_scan_t *self, const uint8_t **envelope, size_t *len,
                       uint64_t *seq);

@@ -270,6 +270,20 @@ herald_run_event (const herald_run_t *run, uint32_t index, const uint8_t **envel
     *len = s_get_u32 (run->ends + 4 * (size_t) index) - start;
 }
 
+//  How many of a topic's bytes an error message shows: at most 64, not
+//  ending inside a UTF-8 character, so a long topic cannot push RocksDB's
+//  status out of the message.
+static inline int
+herald_store_topic_shown (const char *topic, size_t len)
+{
+    if (len <= 64)
+        return (int) len;
+    size_t shown = 64;
+    while (shown > 0 && ((uint8_t) topic [shown] & 0xC0) == 0x80)
+        shown--;
+    return (int) shown;
+}
+
 //  Write the streams key for (topic, ver) into key; returns its length.
 static inline size_t
 s_stream_key (uint8_t *key, const char *topic, size_t topic_len, uint64_t ver)
@@ -281,17 +295,23 @@ s_stream_key (uint8_t *key, const char *topic, size_t topic_len, uint64_t ver)
 }
 
 //  Position it (a "streams" iterator) at the run holding (topic, ver).
-//  True when there is one; then *first_ver, *seqs (count big-endian u64s,
-//  borrowed from the iterator) describe it, and ver - *first_ver < count.
-bool
+//  HERALD_OK when there is one; then *first_ver, *seqs (count big-endian
+//  u64s, borrowed from the iterator) describe it, and ver - *first_ver <
+//  count.  HERALD_ERR_NOT_FOUND when the topic has no such run,
+//  HERALD_ERR_CORRUPT when its entry has the wrong shape, HERALD_ERR_IO
+//  when RocksDB could not read (err filled for these two).
+herald_err
     herald_store_find_run (rocksdb_iterator_t *it, const char *topic, size_t len,
                            uint64_t ver, uint64_t *first_ver, const uint8_t **seqs,
-                           size_t *count);
+                           size_t *count, herald_error_t *err);
 
-//  Decode the run at the iterator if it belongs to topic; false otherwise.
-bool
+//  Decode the run at the iterator if it belongs to topic: HERALD_OK;
+//  HERALD_ERR_NOT_FOUND when the iterator is past the topic's runs;
+//  HERALD_ERR_CORRUPT, HERALD_ERR_IO as above.
+herald_err
     herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
-                         uint64_t *first_ver, const uint8_t **seqs, size_t *count);
+                         uint64_t *first_ver, const uint8_t **seqs, size_t *count,
+                         herald_error_t *err);
 
 //  An "events" iterator for herald_store_find_event: one bucket per seek.
 //  Caller destroys it.
@@ -299,11 +319,29 @@ rocksdb_iterator_t *
     herald_store_lookup_iterator (herald_store_t *self);
 
 //  Position it (an "events" iterator, lookup_options or total order) at
-//  the run holding seq and parse it.  False when no run holds seq (or the
-//  run is corrupt: then *corrupt).
-bool
+//  the run holding seq and parse it into run.  HERALD_OK; HERALD_ERR_NOT_FOUND
+//  when no run holds seq (then, on a total order iterator, it rests on the
+//  first run after seq, or is not valid); HERALD_ERR_CORRUPT when the run
+//  found has the wrong shape; HERALD_ERR_IO when RocksDB could not read.
+//  err is filled for the last two, naming seq.
+herald_err
     herald_store_find_event (rocksdb_iterator_t *it, uint64_t seq, herald_run_t *run,
-                             bool *corrupt);
+                             herald_error_t *err);
+
+//  it is not valid: HERALD_OK when it simply ran out of keys; when it
+//  stopped on a RocksDB error, fill err with HERALD_ERR_IO and "<what>:
+//  <RocksDB's status>" (what: printf-style, naming the seq or key range)
+//  and return HERALD_ERR_IO.
+herald_err
+    herald_store_iter_error (rocksdb_iterator_t *it, herald_error_t *err,
+                             const char *format, ...) __attribute__ ((format (printf, 3, 4)));
+
+//  Fill err with HERALD_ERR_IO and "<what>: <RocksDB's status>" for a
+//  failed RocksDB call (rocks_err, which the caller still frees); returns
+//  HERALD_ERR_IO.
+herald_err
+    herald_store_rocks_error (const char *rocks_err, herald_error_t *err,
+                              const char *format, ...) __attribute__ ((format (printf, 3, 4)));
 
 //  Make and free the state herald_store_append keeps between calls.
 int
@@ -312,7 +350,8 @@ void
     herald_store_append_free (herald_store_t *self);
 
 //  Look a topic's current ver up in RocksDB (no cache): 0 when none.
-//  Returns -1 on a RocksDB error (then err is filled).
+//  Returns -1 when it cannot be known (then err is filled: HERALD_ERR_IO,
+//  RocksDB failed; HERALD_ERR_CORRUPT, the topic exists without a stream).
 int
     herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
                              uint64_t *ver, herald_error_t *err);

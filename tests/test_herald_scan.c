@@ -24,6 +24,36 @@
 
 #include "testutil.h"
 
+//  The store's answers that can fail, asserted to succeed.
+static inline uint64_t
+s_ver_of (herald_store_t *store, const char *topic, size_t len)
+{
+    uint64_t ver = 0;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_topic_ver (store, topic, len, &ver, &err), HERALD_OK, "%s",
+                  err.message);
+    return ver;
+}
+
+static inline uint64_t
+s_seq_at (herald_store_t *store, uint64_t ts)
+{
+    uint64_t seq = 0;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_seq_at_ts (store, ts, &seq, &err), HERALD_OK, "%s",
+                  err.message);
+    return seq;
+}
+
+static inline uint64_t
+s_disk_of (herald_store_t *store)
+{
+    uint64_t bytes = 0;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_disk_size (store, &bytes, &err), HERALD_OK, "%s", err.message);
+    return bytes;
+}
+
 #define TOPIC_SIZE (HERALD_TOPIC_MAX + 1)
 
 typedef struct {
@@ -330,7 +360,7 @@ Test (herald_scan, envelopes_are_the_stored_bytes)
     while (herald_scan_next (scan, &envelope, &len, &seq) == 1) {
         uint8_t *stored = NULL;
         size_t stored_len = 0;
-        cr_assert_eq (herald_store_get (s_store, seq, &stored, &stored_len), HERALD_OK);
+        cr_assert_eq (herald_store_get (s_store, seq, &stored, &stored_len, NULL), HERALD_OK);
         cr_assert_eq (len, stored_len);
         cr_assert (!memcmp (envelope, stored, len), "seq %" PRIu64 ": scan and get differ", seq);
         free (stored);
@@ -377,9 +407,9 @@ Test (herald_scan, from_past_head_examines_nothing)
 Test (herald_scan, from_ts_and_until_ts_select_by_time)
 {
     s_small_log ();                                 //  1..10 @1000, 11..20 @2000, 21..30 @3000
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 2000), 11);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 1500), 11);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 3001), 31);
+    cr_assert_eq (s_seq_at (s_store, 2000), 11);
+    cr_assert_eq (s_seq_at (s_store, 1500), 11);
+    cr_assert_eq (s_seq_at (s_store, 3001), 31);
     herald_scan_spec_t spec = s_spec (0, NULL, 0);  //  from is ignored with from_ts
     spec.has_from_ts = true;
     spec.from_ts = 1500;
@@ -814,7 +844,7 @@ s_check_read (const char *topic, uint64_t from_ver, uint64_t to_ver)
     for (size_t index = 0; index < s_count; index++)
         if (!strcmp (s_log [index].topic, topic))
             topic_ver = s_log [index].ver;
-    cr_assert_eq (herald_store_topic_ver (s_store, topic, strlen (topic)), topic_ver);
+    cr_assert_eq (s_ver_of (s_store, topic, strlen (topic)), topic_ver);
     uint64_t last_ver = (to_ver && to_ver < topic_ver)? to_ver: topic_ver;
 
     herald_error_t err;
@@ -900,7 +930,7 @@ Test (herald_scan, read_topic_is_read_by_length_not_nul)
     herald_error_t err;
     herald_scan_t *read = s_track (herald_store_read (s_store, "abcdef", 2, 1, 0, &err));    //  "ab"
     cr_assert_not_null (read);
-    cr_assert_eq (herald_scan_head (read), herald_store_topic_ver (s_store, "ab", 2));
+    cr_assert_eq (herald_scan_head (read), s_ver_of (s_store, "ab", 2));
     cr_assert_gt (herald_scan_head (read), 0);
     s_scan_destroy (&read);
 }
@@ -1025,7 +1055,7 @@ s_runs_log (void)
 Test (herald_scan, read_every_window_across_appends)
 {
     s_runs_log ();
-    uint64_t top = herald_store_topic_ver (s_store, "w", 1);
+    uint64_t top = s_ver_of (s_store, "w", 1);
     cr_assert_gt (top, 40);
     for (uint64_t from = 1; from <= top + 1; from++) {
         s_check_read ("w", from, 0);
@@ -1169,7 +1199,7 @@ Test (herald_scan, scan_copies_its_prefixes_and_read_its_topic)
         cr_assert_str_eq (s_log [seq - 1].topic, "ab");
         count++;
     }
-    cr_assert_eq (count, herald_store_topic_ver (s_store, "ab", 2));
+    cr_assert_eq (count, s_ver_of (s_store, "ab", 2));
     s_scan_destroy (&scan);
     s_scan_destroy (&read);
 }
@@ -1222,13 +1252,13 @@ Test (herald_scan, sparse_lookups_find_every_run_across_flushes_and_reopen)
         for (uint64_t seq = 250; seq <= 260; seq++) {
             uint8_t *stored;
             size_t stored_len;
-            cr_assert_eq (herald_store_get (s_store, seq, &stored, &stored_len), HERALD_OK);
+            cr_assert_eq (herald_store_get (s_store, seq, &stored, &stored_len, NULL), HERALD_OK);
             s_check_envelope (stored, stored_len, seq, &s_log [seq - 1]);
             free (stored);
         }
         uint8_t *none;
         size_t none_len;
-        cr_assert_eq (herald_store_get (s_store, COUNT + 1, &none, &none_len),
+        cr_assert_eq (herald_store_get (s_store, COUNT + 1, &none, &none_len, NULL),
                       HERALD_ERR_NOT_FOUND);
         s_reopen_small_memtables ();
     }

@@ -27,6 +27,36 @@
 
 #include "testutil.h"
 
+//  The store's answers that can fail, asserted to succeed.
+static inline uint64_t
+s_ver_of (herald_store_t *store, const char *topic, size_t len)
+{
+    uint64_t ver = 0;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_topic_ver (store, topic, len, &ver, &err), HERALD_OK, "%s",
+                  err.message);
+    return ver;
+}
+
+static inline uint64_t
+s_seq_at (herald_store_t *store, uint64_t ts)
+{
+    uint64_t seq = 0;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_seq_at_ts (store, ts, &seq, &err), HERALD_OK, "%s",
+                  err.message);
+    return seq;
+}
+
+static inline uint64_t
+s_disk_of (herald_store_t *store)
+{
+    uint64_t bytes = 0;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_disk_size (store, &bytes, &err), HERALD_OK, "%s", err.message);
+    return bytes;
+}
+
 static char *s_dir;                 //  the test's temporary directory
 static char *s_db;                  //  s_dir/db, the store's directory
 static herald_store_t *s_store;
@@ -134,7 +164,7 @@ s_ts_of (uint64_t seq)
 static uint64_t
 s_topic_ver (const char *topic)
 {
-    return herald_store_topic_ver (s_store, topic, strlen (topic));
+    return s_ver_of (s_store, topic, strlen (topic));
 }
 
 //  ---------------------------------------------------------------------
@@ -594,7 +624,7 @@ Test (herald_store, duplicate_id_returns_original_seq)
     cr_assert_eq (s_topic_ver ("t"), 5);
     uint8_t *envelope = NULL;
     size_t len;
-    cr_assert_eq (herald_store_get (s_store, 7, &envelope, &len), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_store_get (s_store, 7, &envelope, &len, NULL), HERALD_ERR_NOT_FOUND);
     free (envelope);
 }
 
@@ -1024,7 +1054,7 @@ Test (herald_store, conflict_at_last_event_writes_nothing)
     cr_assert_eq (s_topic_ver ("fresh2"), 0);
     uint8_t *envelope = NULL;
     size_t len;
-    cr_assert_eq (herald_store_get (s_store, head + 1, &envelope, &len), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_store_get (s_store, head + 1, &envelope, &len, NULL), HERALD_ERR_NOT_FOUND);
     free (envelope);
 
     //  None of its ids was remembered: re-appending them stores them fresh
@@ -1229,9 +1259,9 @@ Test (herald_store, topic_is_read_by_length_not_nul)
     herald_append_result_t result;
     s_append_ok (&event, 1, &result);
     s_assert_stored (1, event.id, "orders.1", 1);
-    cr_assert_eq (herald_store_topic_ver (s_store, buffer, 8), 1);
-    cr_assert_eq (herald_store_topic_ver (s_store, buffer, 9), 0);
-    cr_assert_eq (herald_store_topic_ver (s_store, buffer, 7), 0);
+    cr_assert_eq (s_ver_of (s_store, buffer, 8), 1);
+    cr_assert_eq (s_ver_of (s_store, buffer, 9), 0);
+    cr_assert_eq (s_ver_of (s_store, buffer, 7), 0);
     cr_assert_eq (s_topic_ver ("orders.1"), 1);
 }
 
@@ -1240,20 +1270,20 @@ Test (herald_store, get_out_of_range_is_not_found)
     s_open (HERALD_DURABILITY_SYNC);
     uint8_t *envelope = NULL;
     size_t len = 0;
-    cr_assert_eq (herald_store_get (s_store, 1, &envelope, &len), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_store_get (s_store, 1, &envelope, &len, NULL), HERALD_ERR_NOT_FOUND);
     free (envelope);
     envelope = NULL;
     s_append_topic ("t", 3, NULL);
-    cr_assert_eq (herald_store_get (s_store, 0, &envelope, &len), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_store_get (s_store, 0, &envelope, &len, NULL), HERALD_ERR_NOT_FOUND);
     free (envelope);
     envelope = NULL;
-    cr_assert_eq (herald_store_get (s_store, 4, &envelope, &len), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_store_get (s_store, 4, &envelope, &len, NULL), HERALD_ERR_NOT_FOUND);
     free (envelope);
     envelope = NULL;
-    cr_assert_eq (herald_store_get (s_store, UINT64_MAX, &envelope, &len), HERALD_ERR_NOT_FOUND);
+    cr_assert_eq (herald_store_get (s_store, UINT64_MAX, &envelope, &len, NULL), HERALD_ERR_NOT_FOUND);
     free (envelope);
     envelope = NULL;
-    cr_assert_eq (herald_store_get (s_store, 3, &envelope, &len), HERALD_OK);
+    cr_assert_eq (herald_store_get (s_store, 3, &envelope, &len, NULL), HERALD_OK);
     cr_assert_not_null (envelope);
     cr_assert_gt (len, 0);
     free (envelope);
@@ -1340,31 +1370,31 @@ Test (herald_store, topic_ver_correct_beyond_topic_cache)
 Test (herald_store, seq_at_ts_finds_first_seq_at_or_after)
 {
     s_open (HERALD_DURABILITY_SYNC);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 0), 1, "empty store: head + 1");
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 12345), 1);
+    cr_assert_eq (s_seq_at (s_store, 0), 1, "empty store: head + 1");
+    cr_assert_eq (s_seq_at (s_store, 12345), 1);
     herald_store_set_clock (s_store, 1000);
     s_append_topic ("t", 3, NULL);              //  1..3 at 1000
     herald_store_set_clock (s_store, 2000);
     s_append_topic ("t", 2, NULL);              //  4..5 at 2000
     herald_store_set_clock (s_store, 3000);
     s_append_topic ("u", 1, NULL);              //  6 at 3000
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 0), 1);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 999), 1);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 1000), 1);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 1001), 4);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 2000), 4);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 2999), 6);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 3000), 6);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 3001), 7);
-    cr_assert_eq (herald_store_seq_at_ts (s_store, UINT64_MAX), 7);
+    cr_assert_eq (s_seq_at (s_store, 0), 1);
+    cr_assert_eq (s_seq_at (s_store, 999), 1);
+    cr_assert_eq (s_seq_at (s_store, 1000), 1);
+    cr_assert_eq (s_seq_at (s_store, 1001), 4);
+    cr_assert_eq (s_seq_at (s_store, 2000), 4);
+    cr_assert_eq (s_seq_at (s_store, 2999), 6);
+    cr_assert_eq (s_seq_at (s_store, 3000), 6);
+    cr_assert_eq (s_seq_at (s_store, 3001), 7);
+    cr_assert_eq (s_seq_at (s_store, UINT64_MAX), 7);
     s_reopen ();
-    cr_assert_eq (herald_store_seq_at_ts (s_store, 1500), 4);
+    cr_assert_eq (s_seq_at (s_store, 1500), 4);
 }
 
 Test (herald_store, disk_size_counts_appended_data)
 {
     s_open (HERALD_DURABILITY_SYNC);
-    uint64_t empty = herald_store_disk_size (s_store);
+    uint64_t empty = s_disk_of (s_store);
     enum { SIZE = 64 * 1024 };
     uint8_t *data = malloc (SIZE);
     cr_assert_not_null (data);
@@ -1375,12 +1405,12 @@ Test (herald_store, disk_size_counts_appended_data)
         s_append_ok (&event, 1, &result);
     }
     free (data);
-    uint64_t size = herald_store_disk_size (s_store);
+    uint64_t size = s_disk_of (s_store);
     cr_assert_gt (size, 0);
     cr_assert_geq (size, empty + 512 * 1024, "1 MiB appended and synced, but disk_size %" PRIu64
                    " (was %" PRIu64 " empty)", size, empty);
     s_reopen ();
-    cr_assert_geq (herald_store_disk_size (s_store), 512 * 1024);
+    cr_assert_geq (s_disk_of (s_store), 512 * 1024);
 }
 
 Test (herald_store, rejected_batch_does_not_create_its_topics)
@@ -1428,11 +1458,11 @@ Test (herald_store, topic_of_255_bytes)
     s_append_ok (events, 3, results);
     cr_assert_eq (results [2].ver, 2);
     cr_assert_eq (results [1].ver, 1);
-    cr_assert_eq (herald_store_topic_ver (s_store, topic, HERALD_TOPIC_MAX), 2);
-    cr_assert_eq (herald_store_topic_ver (s_store, topic, HERALD_TOPIC_MAX - 1), 1);
+    cr_assert_eq (s_ver_of (s_store, topic, HERALD_TOPIC_MAX), 2);
+    cr_assert_eq (s_ver_of (s_store, topic, HERALD_TOPIC_MAX - 1), 1);
     s_assert_stored (3, events [2].id, topic, 2);
     s_reopen ();
-    cr_assert_eq (herald_store_topic_ver (s_store, topic, HERALD_TOPIC_MAX), 2);
+    cr_assert_eq (s_ver_of (s_store, topic, HERALD_TOPIC_MAX), 2);
     cr_assert_eq (herald_store_topic_count (s_store), 2);
 }
 

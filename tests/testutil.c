@@ -291,7 +291,7 @@ tu_get (herald_store_t *store, uint64_t seq, tu_decoded_t *self)
     memset (self, 0, sizeof *self);
     uint8_t *envelope = NULL;
     size_t len = 0;
-    herald_err rc = herald_store_get (store, seq, &envelope, &len);
+    herald_err rc = herald_store_get (store, seq, &envelope, &len, NULL);
     if (rc != HERALD_OK) {
         free (envelope);
         return rc;

@@ -263,7 +263,7 @@ s_find_stray (const uint8_t id [HERALD_ID_BYTES], uint64_t seq, uint64_t ver, vo
     s_inspect_t *self = arg;
     uint8_t *bytes;
     size_t len;
-    if (herald_store_get (self->store, seq, &bytes, &len) != HERALD_OK)
+    if (herald_store_get (self->store, seq, &bytes, &len, NULL) != HERALD_OK)
         return 0;                   //  the scan read every seq; not this walk's to report
     herald_event_t event;
     herald_error_t err;
@@ -310,7 +310,11 @@ static int
 s_check_topic (s_inspect_t *self, const char *name, const s_topic_t *topic)
 {
     size_t name_len = strlen (name);
-    uint64_t ver = herald_store_topic_ver (self->store, name, name_len);
+    uint64_t ver;
+    herald_error_t ver_err;
+    if (herald_store_topic_ver (self->store, name, name_len, &ver, &ver_err) != HERALD_OK)
+        return s_problem (self, "topic '%s': cannot read its version: %s", name,
+                          ver_err.message);
     if (ver != topic->count)
         return s_problem (self, "topic '%s': the store says ver %" PRIu64 ", the log holds %zu",
                           name, ver, topic->count);

@@ -1,7 +1,9 @@
 /*  =========================================================================
     herald_cli_stream - the streaming commands: replay, read and tail
 
-    replay and read send one REPLAY or READ and print EVENTS until END.
+    replay and read send one REPLAY or READ and print EVENTS until END;
+    an ERROR instead (the broker met data it cannot read) is printed and
+    exits 1, so exit 0 always means the whole range was printed.
     Credit is a window: the tool grants `credit` events up front and tops
     it up with CREDIT each time it has printed half of that, so the broker
     never has more outstanding than the window and never stalls on us.
@@ -34,6 +36,8 @@ static const char *s_replay_usage =
     "usage: herald replay [options]\n"
     "\n"
     "Print stored events in seq order, then exit (at the broker's head or --to).\n"
+    "Exit 0 only when every event of the range was printed; a stream the broker\n"
+    "ends with ERROR (data it cannot read) prints its message and exits 1.\n"
     "\n"
     "  --from SEQ           first seq (default 1)\n"
     "  --from-ts NS         first event with ts >= NS (Unix nanoseconds)\n"
@@ -46,7 +50,8 @@ static const char *s_replay_usage =
 static const char *s_read_usage =
     "usage: herald read TOPIC [options]\n"
     "\n"
-    "Print one topic's events in ver order, then exit.\n"
+    "Print one topic's events in ver order, then exit.  Exit 1, with the broker's\n"
+    "message, when the broker ends the stream with ERROR (data it cannot read).\n"
     "\n"
     "  --from-ver V         first version (default 1)\n"
     "  --to-ver V           last version, inclusive\n"

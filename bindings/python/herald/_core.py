@@ -397,7 +397,9 @@ class _Core:
             if self._user_on_error:
                 self._user_on_error(sub_name, exc)
             else:
-                log.error("herald: subscription %s failed: %s", sub_name, exc,
+                #  Not always fatal: a catch-up replay the broker could not
+                #  read is retried (docs/agent.md, "Stats and status")
+                log.error("herald: subscription %s: %s", sub_name, exc,
                           exc_info=exc if sub and sub.exception else None)
         except BaseException:                   # never into C
             log.exception("herald: on_error raised")

@@ -130,7 +130,8 @@ class Stats(Structure):
                 ("published", c_uint64), ("publish_errors", c_uint64),
                 ("outbox_depth", c_uint64), ("outbox_bytes", c_uint64),
                 ("broker_head", c_uint64), ("broker_epoch", c_uint64), ("lag", c_uint64),
-                ("broker_reachable", c_bool), ("state_recovered", c_uint64)]
+                ("broker_reachable", c_bool), ("state_recovered", c_uint64),
+                ("replay_errors", c_uint64)]
 
 
 _PROTOTYPES = {

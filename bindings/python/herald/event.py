@@ -203,6 +203,7 @@ class Stats:
     lag: int
     broker_reachable: bool
     state_recovered: int
+    replay_errors: int
 
 
 class EventList(list):
