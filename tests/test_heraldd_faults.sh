@@ -1,6 +1,6 @@
 #!/bin/bash
 #  =========================================================================
-#  test_heraldd_damage - fault injection on stopped stores (issue 11, Proof)
+#  test_heraldd_faults - fault injection on stopped stores (issue 11, Proof)
 #
 #  Builds a store with a real heraldd: 3000 events flushed into table files
 #  by a clean stop, then 2000 more, and stops the broker two ways:
