@@ -107,7 +107,7 @@ herald_cli_repair (herald_cli_opts_t *opts, int argc, char **argv)
     }
     char found [sizeof (err.message)];
     snprintf (found, sizeof (found), "%s", s_reason (&err));
-    printf ("%s: found: %s\n", dir, found);
+    printf ("found: %s\n", found);
 
     //  2. What point-in-time recovery would keep
     herald_store_options_t keep = { .read_only = true, .accept_loss = true };
