@@ -20,12 +20,16 @@
 #  One case cannot meet it and is asserted for what it is: the live WAL
 #  truncated after a kill -9 looks exactly like a write torn by the crash
 #  (docs/broker.md, "Damaged stores"); the broker then serves a prefix.
-#  Last, `herald repair` on a damaged WAL: a report that changes nothing,
-#  then --accept-loss, after which the broker starts and announces the loss.
+#  `herald inspect` also runs on the kill -9 store on a read-only tmpfs
+#  (skipped, with the reason, where it cannot mount).  Last, `herald
+#  repair` on a damaged WAL: a report that changes nothing, then
+#  --accept-loss, after which the broker starts and announces the loss.
 #
 #  Flipped bytes in a table file are found only when read: the stream that
 #  meets them must end with ERROR, which depends on branch i11-scan (until
-#  it lands, such a REPLAY may end `done`, short, and this test fails).
+#  it lands, such a REPLAY ends `done`, short, and the two sst-flip cases
+#  fail; merged with i11-scan they pass: "herald: internal: cannot read
+#  the log at seq …: Corruption: block checksum mismatch … in 000020.sst").
 #  The last line is "N passed, M failed".
 #  =========================================================================
 
@@ -47,6 +51,7 @@ cleanup () {
         kill -KILL "$BROKER_PID" 2>/dev/null
         wait "$BROKER_PID" 2>/dev/null
     fi
+    umount "$TMP/readonly" 2>/dev/null
     chmod -R u+w "$TMP" 2>/dev/null
     rm -rf "$TMP"
 }
@@ -225,6 +230,26 @@ if start "$case"; then
         cmp -s "$case.replay" <(head -n "$lines" "$TMP/original-kill")
 else
     check "kill/wal-truncate: heraldd refuses, naming it" grep -q "write-ahead log" "$TMP/heraldd.log"
+fi
+
+#  ---------------------------------------------------------------------
+#  inspect on a directory it cannot write to: the kill -9 store (its
+#  newest events only in the WAL) on a read-only file system.  Skipped,
+#  with the reason, where a tmpfs cannot be mounted (not root).
+
+RO=$TMP/readonly
+mkdir "$RO"
+if mount -t tmpfs -o size=256m none "$RO" 2>/dev/null; then
+    cp -a "$KILL" "$RO/data"
+    if mount -o remount,ro "$RO" 2>/dev/null; then
+        "$HERALD" inspect --data-dir "$RO/data" >"$TMP/inspect-ro" 2>&1
+        check "inspect works on a read-only file system, WAL included"             $PY -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (r['consistent'] and r['head']==6500))"             "$TMP/inspect-ro"
+    else
+        echo "# skip - inspect on a read-only file system: cannot remount read-only"
+    fi
+    umount "$RO"
+else
+    echo "# skip - inspect on a read-only file system: cannot mount a tmpfs here"
 fi
 
 #  ---------------------------------------------------------------------
