@@ -322,6 +322,7 @@ s_heartbeat (self_t *self)
     beat.heartbeat.ts = (uint64_t) now.tv_sec * 1000000000ULL + (uint64_t) now.tv_nsec;
     beat.heartbeat.node = (herald_str_t) { self->node, strlen (self->node) };
     beat.heartbeat.epoch = self->epoch;
+    beat.heartbeat.lineage = herald_store_lineage (self->store);
     self->buffer.size = 0;
     if (herald_msg_encode (&beat, &self->buffer) == 0) {
         herald_reply_frame (self->pub, "$hb", 3, true);
@@ -614,6 +615,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     reply.status.role = (herald_str_t) { "standalone", 10 };
     reply.status.node = (herald_str_t) { self->node, strlen (self->node) };
     reply.status.uptime_s = (uint64_t) ((zclock_mono () - self->started) / 1000);
+    reply.status.lineage = herald_store_lineage (self->store);
+    reply.status.losses = herald_store_losses (self->store, &reply.status.loss_count);
     reply.status.extra_keys = keys;
     reply.status.extra_values = values;
     reply.status.extra_count = count;
@@ -631,6 +634,8 @@ s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
     reply.welcome.fanout = (herald_str_t) { self->config->fanout, strlen (self->config->fanout) };
     reply.welcome.cluster = cluster;
     reply.welcome.cluster_count = 1;
+    reply.welcome.lineage = herald_store_lineage (self->store);
+    reply.welcome.losses = herald_store_losses (self->store, &reply.welcome.loss_count);
     s_reply_msg (self, identity, &reply);
 }
 

@@ -263,6 +263,7 @@ s_stream_end (herald_streams_t *self, s_stream_t *stream, const char *reason)
     end.end.head = stream->is_read? herald_scan_head (stream->scan)
                                    : herald_store_head (self->store);
     end.end.reason = (herald_str_t) { reason, strlen (reason) };
+    end.end.lineage = herald_store_lineage (self->store);
     if (herald_reply_send (self->router, stream->identity, &end, &self->buffer) != 0) {
         stream->ending = reason;
         s_stream_block (self, stream);

@@ -3,8 +3,9 @@
 
     main() only: read the settings, open the store, start the broker actor,
     wait for SIGTERM or SIGINT (or a fatal store failure), stop the actor
-    (it commits and ACKs the batch in hand), close the store.  Exit 0 on a
-    clean stop, 1 when the broker could not start or the store failed.
+    (it commits and ACKs the batch in hand), flush the store so that its
+    WAL holds nothing, close it.  Exit 0 on a clean stop, 1 when the broker
+    could not start (a damaged store among the reasons) or the store failed.
     =========================================================================
 */
 
@@ -75,6 +76,10 @@ main (int argc, char **argv)
     herald_store_t *store = herald_store_open (config->data_dir, &options, &err);
     if (!store) {
         fprintf (stderr, "heraldd: %s\n", err.message);
+        if (err.code == HERALD_ERR_CORRUPT)
+            fprintf (stderr, "heraldd: the store may be missing acknowledged events; not "
+                     "starting.\nheraldd: see what can be kept with: herald repair "
+                     "--data-dir %s\n", config->data_dir);
         herald_config_destroy (&config);
         return 1;
     }
@@ -101,6 +106,11 @@ main (int argc, char **argv)
     }
     zpoller_destroy (&poller);
     zactor_destroy (&broker);
+    //  The clean stop: nothing stays only in the WAL (herald_store_stop)
+    if (herald_store_stop (store, &err) != HERALD_OK) {
+        fprintf (stderr, "heraldd: %s\n", err.message);
+        status = 1;
+    }
     herald_store_destroy (&store);
     herald_config_destroy (&config);
     return status;

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include "herald_store_priv.h"
 
 static const char *s_cf_names [CF_COUNT] = {
@@ -105,6 +106,27 @@ s_dir_is_empty (const char *path)
     return empty;
 }
 
+//  True when path holds a file RocksDB makes: a store that lost its
+//  CURRENT file is damaged, not "something else".
+static bool
+s_has_rocksdb_files (const char *path)
+{
+    DIR *dir = opendir (path);
+    if (!dir)
+        return false;
+    struct dirent *entry;
+    bool found = false;
+    while (!found && (entry = readdir (dir))) {
+        size_t len = strlen (entry->d_name);
+        found = strncmp (entry->d_name, "MANIFEST-", 9) == 0
+             || strcmp (entry->d_name, "IDENTITY") == 0
+             || (len > 4 && (strcmp (entry->d_name + len - 4, ".sst") == 0
+                          || strcmp (entry->d_name + len - 4, ".log") == 0));
+    }
+    closedir (dir);
+    return found;
+}
+
 //  Refuse a directory that holds anything but a Herald store, before
 //  RocksDB is allowed to create files in it.  Sets *existing when a store
 //  is already there.
@@ -123,6 +145,9 @@ s_check_directory (const char *path, rocksdb_options_t *options, bool *existing,
     if (!s_has_file (path, "CURRENT")) {
         if (s_dir_is_empty (path))
             return HERALD_OK;
+        if (s_has_rocksdb_files (path))
+            return herald_error_set (err, HERALD_ERR_CORRUPT, "data_dir",
+                "%s: RocksDB files but no CURRENT file: the store is damaged", path);
         return herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
             "%s is not empty and holds no Herald store; refusing to write into it", path);
     }
@@ -130,8 +155,9 @@ s_check_directory (const char *path, rocksdb_options_t *options, bool *existing,
     size_t count = 0;
     char **names = rocksdb_list_column_families (options, path, &count, &rocks_err);
     if (rocks_err) {
-        herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
-            "%s does not hold a readable Herald store: %s", path, rocks_err);
+        //  CURRENT is there: a RocksDB store whose MANIFEST cannot be read
+        herald_error_set (err, HERALD_ERR_CORRUPT, "data_dir",
+            "%s: damaged: %s", path, rocks_err);
         free (rocks_err);
         return err->code;
     }
@@ -155,15 +181,21 @@ s_check_directory (const char *path, rocksdb_options_t *options, bool *existing,
 //  The events CF is read by iterators in key order, the index CFs by point
 //  lookups, which bloom filters make cheap when the key is absent: the
 //  common case for a new event id or a new topic.
-static void
-s_configure (herald_store_t *self, const herald_store_options_t *options)
+static herald_err
+s_configure (herald_store_t *self, const herald_store_options_t *options,
+             herald_error_t *err)
 {
     size_t write_buffer_mb = options->write_buffer_mb? options->write_buffer_mb
                                                      : WRITE_BUFFER_MB_DEFAULT;
     self->db_options = rocksdb_options_create ();
+    //  Recovery that refuses a damaged WAL (herald_store_damage.c)
+    if (herald_store_wal_options (&self->db_options, options->accept_loss, err) != HERALD_OK)
+        return err->code;
     rocksdb_options_increase_parallelism (self->db_options, 2);
-    rocksdb_options_set_create_if_missing (self->db_options, 1);
-    rocksdb_options_set_create_missing_column_families (self->db_options, 1);
+    rocksdb_options_set_create_if_missing (self->db_options, !options->read_only);
+    rocksdb_options_set_create_missing_column_families (self->db_options, !options->read_only);
+    if (self->log_dir)
+        rocksdb_options_set_db_log_dir (self->db_options, self->log_dir);
     rocksdb_options_set_max_background_jobs (self->db_options, 4);
     rocksdb_options_set_bytes_per_sync (self->db_options, 1 << 20);
     //  A WAL file can go only when every column family has flushed what it
@@ -252,19 +284,52 @@ s_configure (herald_store_t *self, const herald_store_options_t *options)
     self->scan_options = rocksdb_readoptions_create ();
     rocksdb_readoptions_set_total_order_seek (self->scan_options, 1);
     rocksdb_readoptions_set_fill_cache (self->scan_options, 0);
+    return HERALD_OK;
 }
 
 //  Turn a RocksDB open failure into a clear error.  RocksDB takes an
 //  fcntl lock on DIR/LOCK; its messages for a held lock mention "lock".
+//  A refusal that point-in-time recovery (which stops at the first bad
+//  WAL record) gets past was a damaged WAL: the probe opens read-only, so
+//  it changes nothing.  Anything else is a table file's or the MANIFEST's,
+//  and RocksDB's own message names the file.
 static herald_err
-s_open_error (const char *path, const char *rocks_err, herald_error_t *err)
+s_open_error (herald_store_t *self, const char *rocks_err, const char *wal_names,
+              herald_error_t *err)
 {
+    const char *path = self->path;
     if (strstr (rocks_err, "lock") || strstr (rocks_err, "LOCK"))
         return herald_error_set (err, HERALD_ERR_LOCKED, "data_dir",
             "data directory %s is in use by another process (is a broker already "
             "running on it?)", path);
-    return herald_error_set (err, HERALD_ERR_IO, "data_dir",
-        "cannot open the store in %s: %s", path, rocks_err);
+    if (!strstr (rocks_err, "Corruption"))
+        return herald_error_set (err, HERALD_ERR_IO, "data_dir",
+            "cannot open the store in %s: %s", path, rocks_err);
+    rocksdb_options_t *probe = rocksdb_options_create ();
+    rocksdb_options_set_wal_recovery_mode (probe, 2);
+    if (self->log_dir)
+        rocksdb_options_set_db_log_dir (probe, self->log_dir);
+    const rocksdb_options_t *cf_options [CF_COUNT];
+    rocksdb_column_family_handle_t *handles [CF_COUNT];
+    for (int cf = 0; cf < CF_COUNT; cf++)
+        cf_options [cf] = probe;
+    char *probe_err = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families (
+        probe, path, CF_COUNT, s_cf_names, cf_options, handles, 0, &probe_err);
+    bool wal = db != NULL;
+    if (db) {
+        for (int cf = 0; cf < CF_COUNT; cf++)
+            rocksdb_column_family_handle_destroy (handles [cf]);
+        rocksdb_close (db);
+    }
+    free (probe_err);
+    rocksdb_options_destroy (probe);
+    if (wal)
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "data_dir",
+            "%s: write-ahead log %s damaged (%s)", path,
+            *wal_names? wal_names: "(none left)", rocks_err);
+    return herald_error_set (err, HERALD_ERR_CORRUPT, "data_dir",
+        "%s: damaged: %s", path, rocks_err);
 }
 
 //  The store's format marker: written when the store is created, checked
@@ -297,6 +362,8 @@ s_check_format (herald_store_t *self, bool existing, herald_error_t *err)
     if (existing && herald_store_head (self) != 0)
         return herald_error_set (err, HERALD_ERR_NOT_A_STORE, "data_dir",
             "%s holds events but no Herald format marker", self->path);
+    if (self->read_only)
+        return HERALD_OK;
     rocksdb_writeoptions_t *sync = rocksdb_writeoptions_create ();
     rocksdb_writeoptions_set_sync (sync, 1);
     rocksdb_put_cf (self->db, sync, self->cf [CF_DEFAULT],
@@ -589,31 +656,73 @@ herald_store_open (const char *path, const herald_store_options_t *options,
     }
     self->path = strdup (path);
     self->durability = options->durability;
+    self->read_only = options->read_only;
+    self->accept_loss = options->accept_loss;
     if (!self->path || herald_store_append_init (self, options->topic_cache) != 0) {
         herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
         herald_store_destroy (&self);
         return NULL;
     }
-    s_configure (self, options);
-
-    bool existing;
-    if (s_check_directory (path, self->db_options, &existing, err) != HERALD_OK) {
+    //  Read-only: RocksDB would still write its LOG (renaming the old one)
+    //  into the directory; it goes to a directory of our own instead.
+    if (self->read_only) {
+        char log_dir [] = "/tmp/herald-store-log.XXXXXX";
+        if (mkdtemp (log_dir))
+            self->log_dir = strdup (log_dir);
+        if (!self->log_dir) {
+            herald_error_set (err, HERALD_ERR_IO, "data_dir",
+                              "cannot make a directory for RocksDB's log: %s", strerror (errno));
+            herald_store_destroy (&self);
+            return NULL;
+        }
+    }
+    if (s_configure (self, options, err) != HERALD_OK) {
         herald_store_destroy (&self);
         return NULL;
     }
+
+    bool existing = true;
+    herald_err rc = HERALD_OK;
+    if (!self->read_only)
+        rc = s_check_directory (path, self->db_options, &existing, err);
+    else
+    if (!s_has_file (path, "CURRENT"))
+        rc = herald_error_set (err, s_has_rocksdb_files (path)? HERALD_ERR_CORRUPT
+                                                               : HERALD_ERR_NOT_A_STORE,
+            "data_dir", "%s: no CURRENT file: %s", path,
+            s_has_rocksdb_files (path)? "the store is damaged": "not a Herald store");
+    else
+    if (herald_store_locked (path))
+        rc = herald_error_set (err, HERALD_ERR_LOCKED, "data_dir",
+            "data directory %s is in use by another process (is a broker already "
+            "running on it?)", path);
+    if (rc != HERALD_OK) {
+        herald_store_destroy (&self);
+        return NULL;
+    }
+    char wal_names [160];
+    uint64_t newest_wal;
+    herald_store_wal_files (path, wal_names, sizeof (wal_names), &newest_wal);
     char *rocks_err = NULL;
-    self->db = rocksdb_open_column_families (
-        self->db_options, path, CF_COUNT, s_cf_names,
-        (const rocksdb_options_t * const *) self->cf_options, self->cf, &rocks_err);
+    if (self->read_only)
+        self->db = rocksdb_open_for_read_only_column_families (
+            self->db_options, path, CF_COUNT, s_cf_names,
+            (const rocksdb_options_t * const *) self->cf_options, self->cf, 0, &rocks_err);
+    else
+        self->db = rocksdb_open_column_families (
+            self->db_options, path, CF_COUNT, s_cf_names,
+            (const rocksdb_options_t * const *) self->cf_options, self->cf, &rocks_err);
     if (rocks_err) {
-        s_open_error (path, rocks_err, err);
+        s_open_error (self, rocks_err, wal_names, err);
         free (rocks_err);
         self->db = NULL;
         herald_store_destroy (&self);
         return NULL;
     }
     if (s_recover (self, err) != HERALD_OK
-    ||  s_check_format (self, existing, err) != HERALD_OK) {
+    ||  s_check_format (self, existing, err) != HERALD_OK
+    ||  herald_store_losses_load (self, err) != HERALD_OK
+    ||  herald_store_check_wal (self, newest_wal, err) != HERALD_OK) {
         herald_store_destroy (&self);
         return NULL;
     }
@@ -628,6 +737,8 @@ herald_store_destroy (herald_store_t **self_p)
     if (!self)
         return;
     if (self->db) {
+        herald_error_t ignored;
+        herald_store_stop (self, &ignored);
         for (int cf = 0; cf < CF_COUNT; cf++)
             if (self->cf [cf])
                 rocksdb_column_family_handle_destroy (self->cf [cf]);
@@ -649,6 +760,22 @@ herald_store_destroy (herald_store_t **self_p)
     if (self->scan_options)
         rocksdb_readoptions_destroy (self->scan_options);
     herald_store_append_free (self);
+    herald_store_losses_free (self);
+    if (self->log_dir) {
+        //  RocksDB's log of a read-only open: ours to remove
+        DIR *dir = opendir (self->log_dir);
+        struct dirent *entry;
+        while (dir && (entry = readdir (dir))) {
+            char file [4200];
+            snprintf (file, sizeof (file), "%s/%s", self->log_dir, entry->d_name);
+            if (strcmp (entry->d_name, ".") && strcmp (entry->d_name, ".."))
+                unlink (file);
+        }
+        if (dir)
+            closedir (dir);
+        rmdir (self->log_dir);
+        free (self->log_dir);
+    }
     free (self->path);
     free (self);
     *self_p = NULL;

@@ -37,6 +37,14 @@ typedef struct {
     herald_durability_t durability;
     size_t topic_cache;             //  topics whose head ver is cached; 0: default (65536)
     size_t write_buffer_mb;         //  RocksDB memtable size per column family; 0: default (64)
+    //  Open without changing a byte of the directory (herald inspect): the
+    //  WAL is read into memory, nothing is created, appends fail.  A
+    //  directory a broker holds is refused (HERALD_ERR_LOCKED) all the same.
+    bool read_only;
+    //  herald repair only: recover the WAL to its last readable record
+    //  (RocksDB's point-in-time recovery) and pass a latched damage by,
+    //  so that herald_store_accept_loss can record what was lost.
+    bool accept_loss;
 } herald_store_options_t;
 
 //  What append assigned to one event: a new event gets fresh seq and ver;
@@ -79,10 +87,57 @@ herald_store_t *
     herald_store_open (const char *path, const herald_store_options_t *options,
                        herald_error_t *err);
 
-//  Close the store, flushing nothing that is not already durable; NULL-safe,
-//  clears *self_p.
+//  Opening refuses a store whose acknowledged events may be incomplete,
+//  with HERALD_ERR_CORRUPT and a message naming the file and the damage:
+//  a write-ahead log record that fails its checksum, a closed WAL missing
+//  or shorter than RocksDB recorded, the WAL gone after an unclean stop,
+//  or a damage found before and not yet accepted (herald_store_damage.c
+//  says what can and cannot be seen).  Table and MANIFEST damage comes out
+//  as RocksDB reports it, with its file name.
+
+//  The clean stop: flush every column family into table files, wait for
+//  it, and mark the store cleanly stopped, so that the WAL holds nothing
+//  (losing it then loses nothing).  Returns HERALD_OK, or HERALD_ERR_IO
+//  with err filled (the store is then treated as stopped uncleanly on its
+//  next open).  Nothing to do for a read-only store or a second call.
+herald_err
+    herald_store_stop (herald_store_t *self, herald_error_t *err);
+
+//  Close the store: herald_store_stop (its error unreported), then close.
+//  NULL-safe, clears *self_p.
 void
     herald_store_destroy (herald_store_t **self_p);
+
+//  The losses an operator accepted (herald repair --accept-loss), oldest
+//  first: lineage i + 1 at index i.  lineage is their number (0 for a
+//  store that never lost anything).  Borrowed; valid until the store is
+//  destroyed or another loss is accepted.
+uint64_t
+    herald_store_lineage (herald_store_t *self);
+const herald_loss_t *
+    herald_store_losses (herald_store_t *self, size_t *count);
+const char *
+    herald_store_loss_reason (herald_store_t *self, size_t index);
+
+//  Record a loss: events after the current head may have been lost, and
+//  their seqs will be given again.  Appends {lineage, lost_after: head,
+//  ts: now, reason} to the history, clears a latched damage, syncs and
+//  flushes.  For a store opened with accept_loss, by herald repair.
+herald_err
+    herald_store_accept_loss (herald_store_t *self, const char *reason,
+                              herald_error_t *err);
+
+//  The WAL files (*.log) in directory path: their count, their names,
+//  comma-separated, into names[size] (cut at a name; names may be NULL),
+//  and the greatest file number into *newest (0: none; newest may be
+//  NULL).  Reads only.
+size_t
+    herald_store_wal_files (const char *path, char *names, size_t size, uint64_t *newest);
+
+//  True when a process holds RocksDB's lock on the store in path (a
+//  running broker).  Reads only.
+bool
+    herald_store_locked (const char *path);
 
 //  Append batches[0..count) in one atomic RocksDB write, synced under
 //  durability sync.  Each batch is all-or-nothing on its own: a conflict

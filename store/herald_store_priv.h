@@ -72,6 +72,8 @@
 #ifndef HERALD_STORE_PRIV_H_INCLUDED
 #define HERALD_STORE_PRIV_H_INCLUDED
 
+#include <assert.h>
+#include <inttypes.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -139,6 +141,15 @@ struct _herald_store_t {
     rocksdb_readoptions_t *lookup_options;  //  "events" runs by seq: one bucket per seek
     rocksdb_readoptions_t *scan_options;    //  "events" in order, around the block cache
     herald_durability_t durability;
+    //  How it was opened, and its clean-stop marker (herald_store_damage.c)
+    bool read_only;
+    bool accept_loss;
+    bool running;                   //  "herald.open" is "1": destroy must stop it
+    char *log_dir;                  //  read-only: RocksDB's LOG goes here, not the store
+    //  The accepted losses, loaded on open (herald_store_damage.c)
+    herald_loss_t *losses;
+    char **loss_reasons;
+    size_t loss_count;
 
     //  Counters: written by the appending thread after each write,
     //  read by any thread.
@@ -181,6 +192,17 @@ struct _herald_store_t {
     size_t stream_count;
     size_t stream_capacity;
 };
+
+//  herald_store_damage.c, for herald_store.c's open and close
+herald_err
+    herald_store_wal_options (rocksdb_options_t **options, bool accept_loss,
+                              herald_error_t *err);
+herald_err
+    herald_store_check_wal (herald_store_t *self, uint64_t newest_wal, herald_error_t *err);
+herald_err
+    herald_store_losses_load (herald_store_t *self, herald_error_t *err);
+void
+    herald_store_losses_free (herald_store_t *self);
 
 //  Big-endian u64 to and from 8 bytes.
 static inline void

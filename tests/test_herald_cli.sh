@@ -94,7 +94,7 @@ ok "heraldd answers herald status"
 #  help
 
 check "herald --help" "$HERALD" --help >/dev/null
-for command in pub tail replay read status inspect; do
+for command in pub tail replay read status inspect repair; do
     check "herald $command --help" "$HERALD" "$command" --help >/dev/null
 done
 "$HERALD" frobnicate >/dev/null 2>&1

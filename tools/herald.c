@@ -7,7 +7,8 @@
     This file holds main(), the option helpers every command uses, and the
     two small commands, pub and status.  The streams (replay, read, tail)
     are in herald_cli_stream.c, printing in herald_cli_output.c, the api
-    connection in herald_cli_conn.c, inspect in herald_cli_inspect.c.
+    connection in herald_cli_conn.c, inspect in herald_cli_inspect.c, repair
+    in herald_cli_repair.c.
 
     DESIGN (pub)
     Events go out in PUBLISH batches through a window of requests in
@@ -40,6 +41,8 @@ static const char *s_usage =
     "  read TOPIC           print one topic's events in ver order, then exit\n"
     "  status               print the broker's STATUS\n"
     "  inspect --data-dir D check a stopped broker's data directory offline\n"
+    "  repair --data-dir D  report a damaged store; with --accept-loss, keep what\n"
+    "                       is readable and record the loss for agents\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT ")\n"
@@ -74,7 +77,8 @@ static const char *s_pub_usage =
 static const char *s_status_usage =
     "usage: herald status [--format json|table]\n"
     "\n"
-    "Print the broker's STATUS reply: head, topics, events, role, node, uptime_s\n"
+    "Print the broker's STATUS reply: head, topics, events, role, node, uptime_s,\n"
+    "lineage and losses (the losses an operator accepted with herald repair),\n"
     "and the broker's other counters.\n";
 
 int
@@ -686,6 +690,9 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "inspect") == 0)
         rc = herald_cli_inspect (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "repair") == 0)
+        rc = herald_cli_repair (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

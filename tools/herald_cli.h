@@ -6,6 +6,7 @@
     tools/herald_cli_stream.c replay, read and tail (REPLAY under credit, SUB)
     tools/herald_cli_output.c events and replies as JSON lines or a table
     tools/herald_cli_inspect.c  the offline consistency check of a data dir
+    tools/herald_cli_repair.c   the offline repair of a damaged data dir
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 the broker did not answer in time; 64 a usage error.
@@ -142,6 +143,10 @@ int herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
+//  its loss; returns the exit status.
+int herald_cli_repair (herald_cli_opts_t *opts, int argc, char **argv);
 
 //  ---------------------------------------------------------------------
 //  Option helpers shared by the commands (defined in herald.c).

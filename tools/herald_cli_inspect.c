@@ -33,9 +33,19 @@
     scan alone cannot see; so check 4 runs before the streams and counters
     are compared.
 
+    Inspect changes no byte of the directory (issue 11): the store is
+    opened read-only (herald_store_options_t.read_only), which reads the
+    WAL into memory instead of replaying it into new table files, writes
+    no MANIFEST, and sends RocksDB's LOG to a directory of its own; it
+    works on a directory it cannot write to.  A directory a broker holds is
+    still refused.  What the broker would refuse to start on (a damaged WAL
+    record, a missing WAL, a table file or MANIFEST that cannot be read)
+    is reported as a problem, exit 1, as is a table block that fails its
+    checksum during the scan.  The losses an operator accepted (herald
+    repair) are shown, and are not a problem.
+
     A directory without a RocksDB CURRENT file is refused before opening:
-    herald_store_open would otherwise create a fresh store in an empty or
-    missing directory, and inspect must never write where there was none.
+    inspect must never write where there was none.
     =========================================================================
 */
 
@@ -55,8 +65,11 @@ static const char *s_inspect_usage =
     "from 1 to head, every envelope decodes, every event's id leading back to it\n"
     "in the dedup index (with the hash of its topic and data, where the entry keeps\n"
     "one) and no other entry there, every topic's versions gapless\n"
-    "and matching its stream, and the store's counters consistent.  Exits 0 and\n"
-    "prints a summary when consistent, or prints the first problem and exits 1.\n";
+    "and matching its stream, and the store's counters consistent.  Reports a\n"
+    "damaged or missing write-ahead log, table file or MANIFEST as heraldd would\n"
+    "refuse it.  Changes no byte of DIR (it is opened read-only, its write-ahead\n"
+    "log read in memory).  Exits 0 and prints a summary when consistent, or\n"
+    "prints the first problem and exits 1.\n";
 
 typedef struct {
     uint64_t *seqs;                 //  seqs of the topic's events, in ver order
@@ -408,11 +421,15 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
     if (stat (dir, &info) != 0 || !S_ISDIR (info.st_mode))
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "inspect: %s is not a directory", dir);
     if (stat (current, &info) != 0)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "inspect: %s holds no Herald store", dir);
+        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "inspect: %s holds no Herald store%s",
+                                dir, herald_store_wal_files (dir, NULL, 0, NULL)
+                                     ? " (it holds RocksDB files but no CURRENT file: damaged)"
+                                     : "");
 
     s_inspect_t self = { .dir = dir };
     herald_error_t err;
-    self.store = herald_store_open (dir, NULL, &err);
+    herald_store_options_t options = { .read_only = true };
+    self.store = herald_store_open (dir, &options, &err);
     if (!self.store)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "inspect: %s", err.message);
     self.topics = zhashx_new ();
@@ -428,23 +445,40 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
         rc = s_check_ids (&self);
     if (rc == 0)
         rc = s_check_totals (&self);
+    size_t loss_count;
+    const herald_loss_t *losses = herald_store_losses (self.store, &loss_count);
     if (rc == 0) {
-        if (opts->format == HERALD_CLI_TABLE)
+        if (opts->format == HERALD_CLI_TABLE) {
             printf ("%s: consistent\n  events  %" PRIu64 " (seq 1..%" PRIu64 ", gapless)\n"
                     "  topics  %zu (versions gapless, streams match)\n"
                     "  ids     %" PRIu64 " (each leads back to its event; %" PRIu64
                     " from before content hashes)\n"
-                    "  last ts %" PRIu64 "\n", dir, self.events, self.events,
-                    zhashx_size (self.topics), self.id_entries, self.id_unhashed,
-                    self.last_ts);
+                    "  last ts %" PRIu64 "\n  lineage %zu (accepted losses)\n", dir,
+                    self.events, self.events, zhashx_size (self.topics), self.id_entries,
+                    self.id_unhashed, self.last_ts, loss_count);
+            for (size_t loss = 0; loss < loss_count; loss++)
+                printf ("    %" PRIu64 ": events after seq %" PRIu64 " lost, accepted at ts %"
+                        PRIu64 ": %s\n", losses [loss].lineage, losses [loss].lost_after,
+                        losses [loss].ts, herald_store_loss_reason (self.store, loss));
+        }
         else {
             fputs ("{\"data_dir\":", stdout);
             herald_cli_json_string (stdout, dir, strlen (dir));
             printf (",\"consistent\":true,\"head\":%" PRIu64 ",\"events\":%" PRIu64
                     ",\"topics\":%zu,\"ids\":%" PRIu64 ",\"ids_unhashed\":%" PRIu64
-                    ",\"last_ts\":%" PRIu64 "}\n",
-                    self.events, self.events, zhashx_size (self.topics), self.id_entries,
-                    self.id_unhashed, self.last_ts);
+                    ",\"last_ts\":%" PRIu64
+                    ",\"lineage\":%zu,\"losses\":[", self.events, self.events,
+                    zhashx_size (self.topics), self.id_entries, self.id_unhashed,
+                    self.last_ts, loss_count);
+            for (size_t loss = 0; loss < loss_count; loss++) {
+                const char *reason = herald_store_loss_reason (self.store, loss);
+                printf ("%s{\"lineage\":%" PRIu64 ",\"lost_after\":%" PRIu64 ",\"ts\":%"
+                        PRIu64 ",\"reason\":", loss? ",": "", losses [loss].lineage,
+                        losses [loss].lost_after, losses [loss].ts);
+                herald_cli_json_string (stdout, reason, strlen (reason));
+                fputc ('}', stdout);
+            }
+            fputs ("]}\n", stdout);
         }
     }
     msgpack_zone_destroy (&self.zone);

@@ -242,6 +242,12 @@ herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
         printf ("%-16s %.*s\n", "role", (int) status->role.len, status->role.ptr);
         printf ("%-16s %.*s\n", "node", (int) status->node.len, status->node.ptr);
         printf ("%-16s %" PRIu64 "\n", "uptime_s", status->uptime_s);
+        printf ("%-16s %" PRIu64 "\n", "lineage", status->lineage);
+        for (index = 0; index < status->loss_count; index++)
+            printf ("%-16s lineage %" PRIu64 ": events after seq %" PRIu64
+                    " lost, accepted at ts %" PRIu64 "\n", index? "": "losses",
+                    status->losses [index].lineage, status->losses [index].lost_after,
+                    status->losses [index].ts);
         for (index = 0; index < status->extra_count; index++)
             printf ("%-16.*s %" PRIu64 "\n", (int) status->extra_keys [index].len,
                     status->extra_keys [index].ptr, status->extra_values [index]);
@@ -252,7 +258,13 @@ herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
     herald_cli_json_string (stdout, status->role.ptr, status->role.len);
     fputs (",\"node\":", stdout);
     herald_cli_json_string (stdout, status->node.ptr, status->node.len);
-    printf (",\"uptime_s\":%" PRIu64, status->uptime_s);
+    printf (",\"uptime_s\":%" PRIu64 ",\"lineage\":%" PRIu64 ",\"losses\":[",
+            status->uptime_s, status->lineage);
+    for (index = 0; index < status->loss_count; index++)
+        printf ("%s{\"lineage\":%" PRIu64 ",\"lost_after\":%" PRIu64 ",\"ts\":%" PRIu64 "}",
+                index? ",": "", status->losses [index].lineage,
+                status->losses [index].lost_after, status->losses [index].ts);
+    fputc (']', stdout);
     for (index = 0; index < status->extra_count; index++) {
         fputc (',', stdout);
         herald_cli_json_string (stdout, status->extra_keys [index].ptr,
