@@ -571,6 +571,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "streams", "streams_served", "queued", "epoch", "disk_bytes", "durability_sync",
         "memtable_bytes", "block_cache_bytes", "table_readers_bytes", "streams_abandoned",
         "idle_flushes", "disk_free_bytes", "min_free_bytes", "disk_low", "disk_refused",
+        "disk_reserve_bytes",
         "ids_reused",
         "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits",
         "stream_errors"
@@ -592,7 +593,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         herald_streams_abandoned (self->streams), self->idle_flushes,
         herald_disk_free (self->disk), herald_disk_threshold (self->disk),
         herald_disk_low (self->disk), herald_disk_refused (self->disk),
-        self->ids_reused,
+        herald_disk_reserve (self->disk), self->ids_reused,
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
         herald_streams_errors (self->streams)
     };
@@ -958,8 +959,12 @@ herald_broker_actor (zsock_t *pipe, void *args)
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
         int64_t disk_wait_unused;
-        if (herald_disk_due (self->disk, zclock_mono (), &disk_wait_unused))
+        if (herald_disk_due (self->disk, zclock_mono (), &disk_wait_unused)) {
+            herald_store_memory_t memory;
+            herald_store_memory (self->store, &memory);
+            herald_disk_set_reserve (self->disk, memory.memtables);
             herald_disk_poll (self->disk);
+        }
         if (!self->fatal)
             s_idle_flush (self);
         bool blocked = false;

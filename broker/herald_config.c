@@ -106,7 +106,7 @@ static const s_option_t s_options [] = {
     { "write-buffer-mb", "N", S_SIZE, S_FIELD (write_buffer_mb), 1, 1024,
       "64", "MiB of RocksDB memtable for events, 1 to 1024" },
     { "min-free", "SIZE", S_SPACE, S_FIELD (min_free), 0, S_PERCENT_MAX,
-      "1GiB", "refuse PUBLISH below this free space (512MiB, 5%; 0: off)" },
+      "auto", "refuse PUBLISH below this free space (512MiB, 5%, 0: off; auto: 1GiB or 10%)" },
     { "node", "ID", S_NODE, S_FIELD (node), 0, 0,
       "", "broker id (default: generated once and kept)" },
     { "log-level", "LEVEL", S_LEVEL, S_FIELD (log_level), 0, 0,
@@ -170,11 +170,17 @@ s_space_parse (const char *text, herald_space_t *space, uint64_t percent_max)
         unsigned shift;
     } units [] = { { "", 0 }, { "B", 0 }, { "KiB", 10 }, { "MiB", 20 }, { "GiB", 30 },
                    { "TiB", 40 } };
+    if (strcmp (text, "auto") == 0) {
+        space->bytes = HERALD_SPACE_AUTO_BYTES;
+        space->percent = HERALD_SPACE_AUTO_PERCENT;
+        space->lesser = true;
+        return NULL;
+    }
     const char *end = text;
     while (*end >= '0' && *end <= '9')
         end++;
     if (end == text)
-        return "is not an amount of space (a number and a unit: 512MiB, 2GiB, 5%)";
+        return "is not an amount of space (a number and a unit: 512MiB, 2GiB, 5%, or auto)";
     char digits [32];
     size_t len = (size_t) (end - text);
     if (len >= sizeof (digits))
@@ -192,6 +198,7 @@ s_space_parse (const char *text, herald_space_t *space, uint64_t percent_max)
             return "is more than 99% of the file system";
         space->bytes = 0;
         space->percent = (unsigned) number;
+        space->lesser = false;
         return NULL;
     }
     for (size_t index = 0; index < sizeof (units) / sizeof (units [0]); index++) {
@@ -201,6 +208,7 @@ s_space_parse (const char *text, herald_space_t *space, uint64_t percent_max)
             return "overflows a 64-bit number of bytes";
         space->bytes = number << units [index].shift;
         space->percent = 0;
+        space->lesser = false;
         return NULL;
     }
     return "has an unknown unit (use B, KiB, MiB, GiB, TiB or %)";

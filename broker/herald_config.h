@@ -27,10 +27,15 @@
 #include "herald_store.h"
 
 //  An amount of free disk space: a number of bytes, or a percentage of the
-//  size of the file system it is measured on.
+//  size of the file system it is measured on, or (`auto`, the default) the
+//  lesser of the two, so that a small file system is not refused whole.
+#define HERALD_SPACE_AUTO_BYTES     (1ULL << 30)
+#define HERALD_SPACE_AUTO_PERCENT   10
+
 typedef struct {
-    uint64_t bytes;                 //  when percent is 0
+    uint64_t bytes;                 //  when percent is 0, or lesser is set
     unsigned percent;               //  1 .. 99; 0: the amount is bytes
+    bool lesser;                    //  `auto`: the lesser of bytes and percent
 } herald_space_t;
 
 typedef struct {

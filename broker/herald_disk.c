@@ -43,6 +43,8 @@ struct _herald_disk_t {
     herald_space_t min_free;
     uint64_t free;                  //  bytes available at the last measurement
     uint64_t line;                  //  min_free in bytes at the last measurement
+    uint64_t need;                  //  line + reserve: publishing stops below it
+    uint64_t reserve;               //  unflushed memtable bytes (herald_disk_set_reserve)
     uint64_t admitted;              //  bytes admitted since the last measurement
     bool low;                       //  PUBLISH refused for space
     bool measured;                  //  a statvfs succeeded at least once
@@ -102,6 +104,20 @@ herald_disk_format (uint64_t bytes, char *buffer, size_t size)
     return buffer;
 }
 
+//  "1.0 GiB", or "1.0 GiB + 12.3 MiB of memtables to flush" with a reserve.
+static void
+s_line_text (herald_disk_t *self, char *buffer, size_t size)
+{
+    char line [32], reserve [32];
+    herald_disk_format (self->line, line, sizeof (line));
+    if (self->need > self->line) {
+        herald_disk_format (self->need - self->line, reserve, sizeof (reserve));
+        snprintf (buffer, size, "%s + %s of memtables to flush", line, reserve);
+    }
+    else
+        snprintf (buffer, size, "%s", line);
+}
+
 bool
 herald_disk_poll (herald_disk_t *self)
 {
@@ -127,24 +143,32 @@ herald_disk_poll (herald_disk_t *self)
         uint64_t blocks = (uint64_t) info.f_blocks / 100 * self->min_free.percent
                         + (uint64_t) info.f_blocks % 100 * self->min_free.percent / 100;
         self->line = blocks * unit;
+        if (self->min_free.lesser && self->min_free.bytes < self->line)
+            self->line = self->min_free.bytes;
     }
     else
         self->line = self->min_free.bytes;
+    //  What the memtables hold is written again as table files when they
+    //  are flushed, before the WAL that holds it now can go: keep room for
+    //  it above the line, or a flush would be the write that fills the disk.
+    self->need = self->line;
+    if (self->line && self->line <= UINT64_MAX - self->reserve)
+        self->need = self->line + self->reserve;
 
     bool low = self->low;
     if (self->line == 0)
         low = false;
     else
     if (!self->low)
-        low = self->free < self->line;
+        low = self->free < self->need;
     else        //  free < line + line/32, without overflowing near 2^64
-        low = self->free < self->line || self->free - self->line < self->line / 32;
+        low = self->free < self->need || self->free - self->need < self->line / 32;
     if (low == self->low)
         return false;
     self->low = low;
-    char free_text [32], line_text [32];
+    char free_text [32], line_text [96];
     herald_disk_format (self->free, free_text, sizeof (free_text));
-    herald_disk_format (self->line, line_text, sizeof (line_text));
+    s_line_text (self, line_text, sizeof (line_text));
     if (low)
         herald_log ("warn", "disk space low: %s free on %s, below min-free %s; "
                     "PUBLISH is refused (overloaded) until space returns; reads go on",
@@ -153,6 +177,12 @@ herald_disk_poll (herald_disk_t *self)
         herald_log ("info", "disk space back: %s free on %s (min-free %s); "
                     "publishing resumes", free_text, self->path, line_text);
     return true;
+}
+
+void
+herald_disk_set_reserve (herald_disk_t *self, uint64_t bytes)
+{
+    self->reserve = bytes;
 }
 
 bool
@@ -172,7 +202,7 @@ herald_disk_admit (herald_disk_t *self, size_t bytes)
     if (self->line == 0 || !self->measured)
         return true;
     uint64_t spent = 2 * (self->admitted + (uint64_t) bytes);
-    if (self->free < spent || self->free - spent < self->line) {
+    if (self->free < spent || self->free - spent < self->need) {
         herald_disk_poll (self);
         if (self->low)
             return false;
@@ -191,9 +221,9 @@ const char *
 herald_disk_refusal (herald_disk_t *self)
 {
     self->refused++;
-    char free_text [32], line_text [32];
+    char free_text [32], line_text [96];
     herald_disk_format (self->free, free_text, sizeof (free_text));
-    herald_disk_format (self->line, line_text, sizeof (line_text));
+    s_line_text (self, line_text, sizeof (line_text));
     snprintf (self->message, self->message_size,
               "disk space low: %s free on %s, below min-free %s; "
               "publishing resumes when space returns", free_text, self->path, line_text);
@@ -210,6 +240,12 @@ uint64_t
 herald_disk_threshold (herald_disk_t *self)
 {
     return self->line;
+}
+
+uint64_t
+herald_disk_reserve (herald_disk_t *self)
+{
+    return self->need - self->line;
 }
 
 uint64_t

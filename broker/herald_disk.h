@@ -47,6 +47,12 @@ void
 bool
     herald_disk_poll (herald_disk_t *self);
 
+//  Bytes that RocksDB will write on its own soon (the memtables, at their
+//  next flush): from the next measurement on, the line is min_free plus
+//  these, so that a flush never meets a full disk.
+void
+    herald_disk_set_reserve (herald_disk_t *self, uint64_t bytes);
+
 //  True when the timer's next measurement is due (now_ms from zclock_mono);
 //  *wait_ms gets the ms until it (0 when due).
 bool
@@ -76,6 +82,10 @@ uint64_t
 //  0 when the guard is off.
 uint64_t
     herald_disk_threshold (herald_disk_t *self);
+
+//  The memtable bytes kept free above the line at the last measurement.
+uint64_t
+    herald_disk_reserve (herald_disk_t *self);
 
 //  PUBLISH requests refused for space since start.
 uint64_t

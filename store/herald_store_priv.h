@@ -292,18 +292,14 @@ herald_run_event (const herald_run_t *run, uint32_t index, const uint8_t **envel
     *len = s_get_u32 (run->ends + 4 * (size_t) index) - start;
 }
 
-//  How many of a topic's bytes an error message shows: at most 64, not
-//  ending inside a UTF-8 character, so a long topic cannot push RocksDB's
-//  status out of the message.
+//  How many of a topic's bytes an error message shows: all of them.  A
+//  message has room for a 255-byte topic beside a path and RocksDB's
+//  status (HERALD_ERROR_MESSAGE_MAX), so no part of either is cut.
 static inline int
 herald_store_topic_shown (const char *topic, size_t len)
 {
-    if (len <= 64)
-        return (int) len;
-    size_t shown = 64;
-    while (shown > 0 && ((uint8_t) topic [shown] & 0xC0) == 0x80)
-        shown--;
-    return (int) shown;
+    (void) topic;
+    return (int) len;
 }
 
 //  Write the streams key for (topic, ver) into key; returns its length.

@@ -179,8 +179,10 @@ Test (herald_config, defaults_are_the_issues)
     cr_assert_eq (config->client_hwm, 100000);
     cr_assert_eq (config->idle_flush_ms, 1000);
     cr_assert_eq (config->write_buffer_mb, 64);
+    //  auto: the lesser of 1 GiB and 10% of the file system
     cr_assert_eq (config->min_free.bytes, 1ULL << 30);
-    cr_assert_eq (config->min_free.percent, 0);
+    cr_assert_eq (config->min_free.percent, 10);
+    cr_assert (config->min_free.lesser);
     cr_assert_str_eq (config->node, "");
     cr_assert_str_eq (config->log_level, "info");
     cr_assert_null (config->config_file);
@@ -706,7 +708,7 @@ Test (herald_config, help_prints_every_flag_with_its_default_and_exits)
                               "(default tcp://127.0.0.1:5581)", "(default sync)",
                               "(default 1000)", "(default 1048576)", "(default 60000)",
                               "(default 64)", "(default 10000)", "(default info)",
-                              "(default 1GiB)" };
+                              "(default auto)" };
     for (index = 0; index < sizeof (others) / sizeof (others [0]); index++)
         cr_assert_not_null (strstr (text, others [index]), "usage lacks %s", others [index]);
     free (text);
