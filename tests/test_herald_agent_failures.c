@@ -248,12 +248,17 @@ Test (herald_agent_failures, a_failed_subscription_stopped_again_and_again_queue
 Test (herald_agent_start, an_io_thread_without_its_sockets_fails_herald_agent_new,
       .timeout = 30)
 {
-    //  Room for the endpoint probes and the actor's pipe, not for all of
-    //  the actor's own sockets (libzmq counts its reaper and the monitors'
-    //  sockets too: 5 is measured with libzmq 4.3, where 6 would abort
-    //  inside czmq's zsock_new instead)
-    zsys_handler_set (NULL);
-    zsys_set_max_sockets (5);
+    //  The I/O thread binds the delivery pipe at inproc://herald-deliver-N,
+    //  N the agent's serial in this process (1 for the first).  Holding
+    //  those names in the same ZeroMQ context (czmq's, which the agent
+    //  shares) makes its bind fail, deterministically: the I/O thread must
+    //  say so, and herald_agent_new must fail with the reason.
+    zsock_t *squatters [4];
+    for (int index = 0; index < 4; index++) {
+        squatters [index] = zsock_new (ZMQ_PAIR);
+        cr_assert_not_null (squatters [index]);
+        cr_assert_eq (zsock_bind (squatters [index], "inproc://herald-deliver-%d", index + 1), 0);
+    }
     char *state = tu_tmpdir_new ("agent-start");
     herald_agent_options_t options;
     herald_agent_options_init (&options);
@@ -266,8 +271,11 @@ Test (herald_agent_start, an_io_thread_without_its_sockets_fails_herald_agent_ne
     char message [512];
     snprintf (message, sizeof message, "%s", herald_agent_last_error ());
     herald_agent_destroy (&agent);
+    for (int index = 0; index < 4; index++)
+        zsock_destroy (&squatters [index]);
     tu_tmpdir_destroy (&state);
     cr_assert (!started, "the agent started without its sockets");
     cr_assert_eq (code, HERALD_ERR_IO, "%d: %s", code, message);
     cr_assert (strstr (message, "I/O thread"), "%s", message);
+    cr_assert (strstr (message, "inproc://herald-deliver-1"), "%s", message);
 }
