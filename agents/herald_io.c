@@ -50,7 +50,8 @@
 #define RECV_BURST          4096        //  messages per socket per turn
 #define PUBLISH_EVENTS      1000
 #define PUBLISH_BYTES       (512 * 1024)
-#define HELLO_RETRY_MS      1000
+#define HELLO_RETRY_MS      1000        //  no WELCOME to a HELLO sent
+#define HELLO_SEND_RETRY_MS 10          //  HELLO could not be sent yet
 #define DELIVER_HWM         64
 
 static void
@@ -641,9 +642,16 @@ s_timers (herald_io_t *self, int64_t now)
         msg.hello.proto = HERALD_PROTO_VERSION;
         msg.hello.client = (herald_str_t) { agent->service, strlen (agent->service) };
         self->buffer.size = 0;
-        if (herald_msg_encode (&msg, &self->buffer) == 0 && herald_io_send (self, "HELLO") == 0)
+        //  The DEALER is "connected" (monitor) before its handshake is
+        //  done, and with ZMQ_IMMEDIATE a send fails until then: try again
+        //  in a moment, not after HELLO_RETRY_MS, or the SUB would connect
+        //  (and the subscription go live) a second later than it can
+        if (herald_msg_encode (&msg, &self->buffer) == 0 && herald_io_send (self, "HELLO") == 0) {
             self->hello_rid = msg.rid;
-        self->hello_at = now + HELLO_RETRY_MS;
+            self->hello_at = now + HELLO_RETRY_MS;
+        }
+        else
+            self->hello_at = now + HELLO_SEND_RETRY_MS;
     }
     int64_t patience = 2 * (int64_t) agent->options.timeout_ms;
     if (patience < 10000)
@@ -667,6 +675,8 @@ s_wait_ms (herald_io_t *self, int64_t now)
     }
     if (self->publish_retry_at > now && self->publish_retry_at < due)
         due = self->publish_retry_at;
+    if (!self->agent->fanout && self->dealer_up && self->hello_at < due)
+        due = self->hello_at;
     return due > now? due - now: 0;
 }
 
