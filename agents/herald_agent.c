@@ -474,6 +474,9 @@ herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_stat
         status->delivered = atomic_load (&sub->delivered);
         status->duplicates = atomic_load (&sub->duplicates);
         status->retries = atomic_load (&sub->retries);
+        status->gaps = atomic_load (&sub->gaps);
+        status->repair_replays = atomic_load (&sub->repair_replays);
+        status->live_wait_ms = atomic_load (&sub->live_wait_ms);
         status->error = sub->error;
         snprintf (status->message, sizeof status->message, "%s", sub->message);
     }
@@ -493,6 +496,7 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
         stats->delivered += atomic_load (&sub->delivered);
         stats->duplicates += atomic_load (&sub->duplicates);
         stats->retries += atomic_load (&sub->retries);
+        stats->gaps += atomic_load (&sub->gaps);
         int state = atomic_load (&sub->state);
         uint64_t done = atomic_load (&sub->done_seq);
         if ((state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE) && done < lowest)
@@ -501,6 +505,7 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     pthread_mutex_unlock (&self->lock);
     stats->gaps_repaired = atomic_load (&self->gaps_repaired);
     stats->replays = atomic_load (&self->replays);
+    stats->repair_replays = atomic_load (&self->repair_replays);
     stats->live_overflows = atomic_load (&self->live_overflows);
     stats->published = atomic_load (&self->published);
     stats->publish_errors = atomic_load (&self->publish_errors);

@@ -409,11 +409,14 @@ herald_agent_deliver_thread (void *arg)
     s_self_t self = { .agent = (herald_agent_t *) arg };
     herald_agent_t *agent = self.agent;
     self.pipe = zsock_new (ZMQ_PAIR);
+    //  The high-water mark before connect: set after, it would not apply
+    //  to the pipe, which would hold 1000 batches instead of 64
+    if (self.pipe)
+        zsock_set_rcvhwm (self.pipe, 64);
     if (!self.pipe || zsock_connect (self.pipe, "%s", agent->deliver_endpoint) != 0) {
         zsock_destroy (&self.pipe);
         return NULL;
     }
-    zsock_set_rcvhwm (self.pipe, 64);
     zsock_set_rcvtimeo (self.pipe, 100);
     msgpack_zone_init (&self.zone, 8192);
     self.next_sync = herald_agent_now_ms () + agent->options.sync_interval_ms;

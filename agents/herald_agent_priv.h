@@ -45,6 +45,9 @@ typedef struct {
     atomic_uint_fast64_t delivered;
     atomic_uint_fast64_t duplicates;
     atomic_uint_fast64_t retries;
+    atomic_uint_fast64_t gaps;              //  repairs: from live back to live by replay
+    atomic_uint_fast64_t repair_replays;    //  REPLAY requests after it was first live
+    atomic_uint_fast64_t live_wait_ms;      //  the last catch-up's END to live
     int error;                              //  under the agent's lock
     char message [256];
     void *io;                               //  the I/O actor's s_sub_t
@@ -136,7 +139,7 @@ struct _herald_agent_t {
     atomic_bool stopping;
     atomic_bool io_gone;                    //  the I/O actor has exited
     //  Stats (relaxed atomics)
-    atomic_uint_fast64_t gaps_repaired, replays, live_overflows, published,
+    atomic_uint_fast64_t gaps_repaired, replays, repair_replays, live_overflows, published,
                          publish_errors, broker_head, broker_epoch, state_recovered;
     atomic_bool broker_reachable;
     //  Dispatch mode (options.dispatch; herald_agent_deliver.c)

@@ -18,8 +18,11 @@
 #define HERALD_IO_PENDING_MAX   64          //  batches waiting for the delivery pipe
 #define HERALD_IO_CREDIT        8192        //  replay credit window
 
+//  A subscription's state (the table is in herald_io_sub.c).
 typedef enum {
-    HERALD_IO_CATCHUP = 1,                  //  a replay runs or is due; live is buffered
+    HERALD_IO_REPLAYING = 1,                //  a replay runs or is due; live is held
+    HERALD_IO_WAITING,                      //  for the live position, the backlog to
+                                            //  drain, or both; live is held
     HERALD_IO_LIVE,                         //  forwarding the live stream
     HERALD_IO_STOPPED
 } herald_io_state_t;
@@ -39,8 +42,9 @@ typedef struct {
     uint64_t rid;                           //  the running replay (0: none)
     uint64_t credit_left;
     int64_t activity;                       //  last reply for it, or its request
-    bool waiting;                           //  replay done, live coverage unknown yet
-    bool repairing;                         //  this catch-up repairs a live loss
+    bool went_live;                         //  it was live once: later replays are repairs
+    bool repairing;                         //  a gap was counted, not yet live again
+    int64_t ended_at;                       //  END of the catch-up, for live_wait_ms
     int64_t retry_at;                       //  after a refusal (0: no wait)
     int backoff_ms;
     //  Live events held during catch-up: every live event from buffer_from
@@ -50,6 +54,7 @@ typedef struct {
     size_t held_size;
     uint64_t buffer_from;
     herald_batch_t *batch;                  //  being filled, or NULL
+    uint64_t batch_seqs [HERALD_BATCH_MAX]; //  the seq of each of its frames
 } herald_io_sub_t;
 
 typedef struct {

@@ -264,6 +264,11 @@ typedef struct {
     uint64_t retries;               //  handler RETRY returns
     int error;                      //  the code that stopped it, when FAILED
     char message [256];
+    //  Repairs (issue 11): a gap is a way from LIVE back to LIVE that
+    //  needed a replay; repair_replays / gaps is the replays per gap
+    uint64_t gaps;
+    uint64_t repair_replays;        //  REPLAY requests made after it was first live
+    uint64_t live_wait_ms;          //  the last catch-up: from its replay's END to LIVE
 } herald_sub_status_t;
 
 //  A subscription's state into status.  HERALD_ERR_NOT_FOUND if unknown.
@@ -412,6 +417,9 @@ typedef struct {
     uint64_t lag;                   //  broker_head - the lowest subscription checkpoint
     bool broker_reachable;          //  false after 3 heartbeats of silence
     uint64_t state_recovered;       //  torn state records recovered from (logged)
+    uint64_t repair_replays;        //  the REPLAY requests of `replays` that repaired a
+                                    //  subscription which had been live
+    uint64_t gaps;                  //  repairs, all subscriptions (herald_sub_status_t)
 } herald_agent_stats_t;
 
 //  The agent's counters into stats.  Never fails.

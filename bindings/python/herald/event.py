@@ -170,7 +170,9 @@ class SubscriptionStatus:
     """A subscription's state: ``state`` is ``"catching_up"``, ``"live"``,
     ``"failed"`` or ``"stopped"``; ``delivered_seq`` its checkpoint (last
     seq done); counters since it was subscribed; ``error`` (a herald_err
-    code) and ``message`` once failed."""
+    code) and ``message`` once failed; ``gaps`` (repairs: from live back to
+    live by replay), ``repair_replays`` (REPLAY requests they took) and
+    ``live_wait`` (seconds from the last catch-up replay's end to live)."""
 
     state: str
     delivered_seq: int
@@ -179,6 +181,9 @@ class SubscriptionStatus:
     retries: int
     error: int
     message: str
+    gaps: int = 0
+    repair_replays: int = 0
+    live_wait: float = 0.0
 
 
 _STATES = {1: "catching_up", 2: "live", 3: "failed", 4: "stopped"}
@@ -203,6 +208,8 @@ class Stats:
     lag: int
     broker_reachable: bool
     state_recovered: int
+    repair_replays: int = 0
+    gaps: int = 0
 
 
 class EventList(list):
@@ -271,7 +278,8 @@ def status_from(raw: "_lib.SubStatus") -> SubscriptionStatus:
     return SubscriptionStatus(
         state=_STATES.get(raw.state, "unknown"), delivered_seq=raw.delivered_seq,
         delivered=raw.delivered, duplicates=raw.duplicates, retries=raw.retries,
-        error=raw.error, message=raw.message.decode("utf-8", "replace"))
+        error=raw.error, message=raw.message.decode("utf-8", "replace"), gaps=raw.gaps,
+        repair_replays=raw.repair_replays, live_wait=raw.live_wait_ms / 1000.0)
 
 
 def stats_from(raw: "_lib.Stats") -> Stats:
