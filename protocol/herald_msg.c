@@ -221,6 +221,49 @@ s_str_array (const msgpack_object *value, const char *name, size_t max, size_t m
 }
 
 
+//  `losses` of WELCOME and STATUS (an addition to HWP/1, docs/protocol.md):
+//  absent or nil is none; otherwise an array of maps, each with uint
+//  lineage, lost_after and ts (other keys ignored), copied into the zone.
+static herald_err
+s_losses (const msgpack_object *value, msgpack_zone *zone, const herald_loss_t **out,
+          size_t *count, herald_error_t *err)
+{
+    *out = NULL;
+    *count = 0;
+    if (s_absent (value))
+        return HERALD_OK;
+    const msgpack_object *items = NULL;
+    size_t size = 0;
+    herald_err rc = s_array (value, "losses", &items, &size, err);
+    if (rc)
+        return rc;
+    herald_loss_t *losses = (herald_loss_t *) msgpack_zone_malloc (
+        zone, (size + 1) * sizeof (herald_loss_t));
+    if (!losses)
+        return herald_error_set (err, HERALD_ERR_NOMEM, "losses", "out of memory");
+    size_t index;
+    for (index = 0; index < size; index++) {
+        char prefix [32], name [64];
+        snprintf (prefix, sizeof (prefix), "losses[%zu]", index);
+        herald_field_t fields [] = { { "lineage" }, { "lost_after" }, { "ts" } };
+        if ((rc = herald_event_fields (&items [index], fields, 3, zone, prefix, err)))
+            return rc;
+        uint64_t *targets [] = {
+            &losses [index].lineage, &losses [index].lost_after, &losses [index].ts
+        };
+        size_t field;
+        for (field = 0; field < 3; field++) {
+            snprintf (name, sizeof (name), "%s.%s", prefix, fields [field].name);
+            if ((rc = s_uint (fields [field].value, true, name, NULL, targets [field], err)))
+                return rc;
+        }
+    }
+    *out = losses;
+    *count = size;
+    return HERALD_OK;
+}
+
+
 //  --------------------------------------------------------------------------
 //  rid
 
@@ -581,11 +624,14 @@ static herald_err
 s_decode_end (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zone,
               herald_error_t *err)
 {
-    herald_field_t fields [] = { { "rid" }, { "last" }, { "head" }, { "reason" } };
-    herald_err rc = herald_event_fields (root, fields, 4, zone, "", err);
+    herald_field_t fields [] = {
+        { "rid" }, { "last" }, { "head" }, { "reason" }, { "lineage" }
+    };
+    herald_err rc = herald_event_fields (root, fields, 5, zone, "", err);
     if (rc || (rc = s_require_rid (self, fields [0].value, err))
     ||  (rc = s_uint (fields [1].value, true, "last", NULL, &self->end.last, err))
-    ||  (rc = s_uint (fields [2].value, true, "head", NULL, &self->end.head, err)))
+    ||  (rc = s_uint (fields [2].value, true, "head", NULL, &self->end.head, err))
+    ||  (rc = s_uint (fields [4].value, false, "lineage", NULL, &self->end.lineage, err)))
         return rc;
     return s_str (fields [3].value, true, "reason", S_NAME_MAX, &self->end.reason, err);
 }
@@ -598,7 +644,7 @@ s_decode_status_reply (herald_msg_t *self, const msgpack_object *root,
 {
     herald_field_t fields [] = {
         { "rid" }, { "head" }, { "topics" }, { "events" }, { "role" }, { "node" },
-        { "uptime_s" }
+        { "uptime_s" }, { "lineage" }, { "losses" }
     };
     const size_t known = sizeof (fields) / sizeof (fields [0]);
     __typeof__ (self->status) *status = &self->status;
@@ -609,7 +655,9 @@ s_decode_status_reply (herald_msg_t *self, const msgpack_object *root,
     ||  (rc = s_uint (fields [3].value, true, "events", NULL, &status->events, err))
     ||  (rc = s_str (fields [4].value, true, "role", S_NAME_MAX, &status->role, err))
     ||  (rc = s_str (fields [5].value, true, "node", S_NAME_MAX, &status->node, err))
-    ||  (rc = s_uint (fields [6].value, true, "uptime_s", NULL, &status->uptime_s, err)))
+    ||  (rc = s_uint (fields [6].value, true, "uptime_s", NULL, &status->uptime_s, err))
+    ||  (rc = s_uint (fields [7].value, false, "lineage", NULL, &status->lineage, err))
+    ||  (rc = s_losses (fields [8].value, zone, &status->losses, &status->loss_count, err)))
         return rc;
     uint32_t size = root->via.map.size, index;
     herald_str_t *keys = (herald_str_t *) msgpack_zone_malloc (zone, (size + 1) * sizeof (herald_str_t));
@@ -644,18 +692,21 @@ s_decode_welcome (herald_msg_t *self, const msgpack_object *root, msgpack_zone *
                   herald_error_t *err)
 {
     herald_field_t fields [] = {
-        { "rid" }, { "proto" }, { "node" }, { "head" }, { "fanout" }, { "cluster" }
+        { "rid" }, { "proto" }, { "node" }, { "head" }, { "fanout" }, { "cluster" },
+        { "lineage" }, { "losses" }
     };
     __typeof__ (self->welcome) *welcome = &self->welcome;
     herald_str_t *cluster;
-    herald_err rc = herald_event_fields (root, fields, 6, zone, "", err);
+    herald_err rc = herald_event_fields (root, fields, 8, zone, "", err);
     if (rc || (rc = s_require_rid (self, fields [0].value, err))
     ||  (rc = s_uint (fields [1].value, true, "proto", NULL, &welcome->proto, err))
     ||  (rc = s_str (fields [2].value, true, "node", S_NAME_MAX, &welcome->node, err))
     ||  (rc = s_uint (fields [3].value, true, "head", NULL, &welcome->head, err))
     ||  (rc = s_str (fields [4].value, true, "fanout", S_NAME_MAX, &welcome->fanout, err))
     ||  (rc = s_str_array (fields [5].value, "cluster", HERALD_CLUSTER_MAX, S_NAME_MAX,
-                           zone, &cluster, &welcome->cluster_count, err)))
+                           zone, &cluster, &welcome->cluster_count, err))
+    ||  (rc = s_uint (fields [6].value, false, "lineage", NULL, &welcome->lineage, err))
+    ||  (rc = s_losses (fields [7].value, zone, &welcome->losses, &welcome->loss_count, err)))
         return rc;
     welcome->cluster = cluster;
     return HERALD_OK;
@@ -700,14 +751,15 @@ static herald_err
 s_decode_heartbeat (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zone,
                     herald_error_t *err)
 {
-    herald_field_t fields [] = { { "head" }, { "ts" }, { "node" }, { "epoch" } };
+    herald_field_t fields [] = { { "head" }, { "ts" }, { "node" }, { "epoch" }, { "lineage" } };
     __typeof__ (self->heartbeat) *hb = &self->heartbeat;
-    herald_err rc = herald_event_fields (root, fields, 4, zone, "", err);
+    herald_err rc = herald_event_fields (root, fields, 5, zone, "", err);
     if (rc
     ||  (rc = s_uint (fields [0].value, true, "head", NULL, &hb->head, err))
     ||  (rc = s_uint (fields [1].value, true, "ts", NULL, &hb->ts, err))
     ||  (rc = s_str (fields [2].value, true, "node", S_NAME_MAX, &hb->node, err))
-    ||  (rc = s_uint (fields [3].value, true, "epoch", NULL, &hb->epoch, err)))
+    ||  (rc = s_uint (fields [3].value, true, "epoch", NULL, &hb->epoch, err))
+    ||  (rc = s_uint (fields [4].value, false, "lineage", NULL, &hb->lineage, err)))
         return rc;
     return HERALD_OK;
 }

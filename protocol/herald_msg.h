@@ -55,6 +55,16 @@ typedef struct {
     size_t len;
 } herald_str_t;
 
+//  One loss the store's operator accepted (`herald repair --accept-loss`),
+//  as WELCOME and STATUS list them: events after seq lost_after may have
+//  been lost, and their seqs were given again to new events.  lineage
+//  counts the accepted losses: 1 for the first, 2 for the second, ...
+typedef struct {
+    uint64_t lineage;
+    uint64_t lost_after;            //  the head seq kept
+    uint64_t ts;                    //  when the loss was accepted, Unix ns
+} herald_loss_t;
+
 //  Limits a broker enforces while decoding PUBLISH.
 typedef struct {
     size_t max_event_bytes;         //  HERALD_MAX_EVENT_BYTES by default
@@ -109,6 +119,7 @@ typedef struct {
             uint64_t last;
             uint64_t head;
             herald_str_t reason;    //  "done", "cancelled", "expired"
+            uint64_t lineage;       //  accepted losses of the store; absent: 0
         } end;
         struct {
             uint64_t head;
@@ -117,6 +128,10 @@ typedef struct {
             herald_str_t role;      //  "standalone", "leader", "follower"
             herald_str_t node;
             uint64_t uptime_s;
+            //  The store's accepted losses (absent: 0 and none), oldest first
+            uint64_t lineage;
+            const herald_loss_t *losses;
+            size_t loss_count;
             //  Extra operator figures: encoded after the fixed keys, as
             //  str -> uint pairs; decode fills them from unknown uint keys.
             const herald_str_t *extra_keys;
@@ -130,6 +145,10 @@ typedef struct {
             herald_str_t fanout;
             const herald_str_t *cluster;
             size_t cluster_count;
+            //  The store's accepted losses (absent: 0 and none), oldest first
+            uint64_t lineage;
+            const herald_loss_t *losses;
+            size_t loss_count;
         } welcome;
         struct {
             herald_err code;
@@ -146,6 +165,7 @@ typedef struct {
             uint64_t ts;
             herald_str_t node;
             uint64_t epoch;
+            uint64_t lineage;       //  accepted losses of the store; absent: 0
         } heartbeat;
     };
 } herald_msg_t;

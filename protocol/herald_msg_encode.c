@@ -159,13 +159,30 @@ s_ack (msgpack_packer *pk, const herald_msg_t *self)
     return rc;
 }
 
+//  `losses`, always written (empty when none): an addition to HWP/1.
+static int
+s_losses (msgpack_packer *pk, const herald_loss_t *losses, size_t count)
+{
+    int rc = s_key (pk, "losses") | msgpack_pack_array (pk, count);
+    size_t index;
+    for (index = 0; index < count; index++)
+        rc |= msgpack_pack_map (pk, 3)
+           |  s_key_uint (pk, "lineage", losses [index].lineage)
+           |  s_key_uint (pk, "lost_after", losses [index].lost_after)
+           |  s_key_uint (pk, "ts", losses [index].ts);
+    return rc;
+}
+
+//  lineage (END, STATUS, WELCOME, $hb) is always written, 0 included: a
+//  decoder reads its absence as 0, so the round trip holds either way.
 static int
 s_end (msgpack_packer *pk, const herald_msg_t *self)
 {
-    return msgpack_pack_map (pk, 4) | s_rid (pk, self)
+    return msgpack_pack_map (pk, 5) | s_rid (pk, self)
          | s_key_uint (pk, "last", self->end.last)
          | s_key_uint (pk, "head", self->end.head)
-         | s_key_str (pk, "reason", self->end.reason);
+         | s_key_str (pk, "reason", self->end.reason)
+         | s_key_uint (pk, "lineage", self->end.lineage);
 }
 
 //  The fixed figures, then the operator's extras as str -> uint.
@@ -173,13 +190,15 @@ static int
 s_status_reply (msgpack_packer *pk, const herald_msg_t *self)
 {
     const __typeof__ (self->status) *status = &self->status;
-    int rc = msgpack_pack_map (pk, 7 + status->extra_count) | s_rid (pk, self)
+    int rc = msgpack_pack_map (pk, 9 + status->extra_count) | s_rid (pk, self)
            | s_key_uint (pk, "head", status->head)
            | s_key_uint (pk, "topics", status->topics)
            | s_key_uint (pk, "events", status->events)
            | s_key_str (pk, "role", status->role)
            | s_key_str (pk, "node", status->node)
-           | s_key_uint (pk, "uptime_s", status->uptime_s);
+           | s_key_uint (pk, "uptime_s", status->uptime_s)
+           | s_key_uint (pk, "lineage", status->lineage)
+           | s_losses (pk, status->losses, status->loss_count);
     size_t index;
     for (index = 0; index < status->extra_count; index++)
         rc |= s_str (pk, status->extra_keys [index].ptr, status->extra_keys [index].len)
@@ -191,7 +210,7 @@ static int
 s_welcome (msgpack_packer *pk, const herald_msg_t *self)
 {
     const __typeof__ (self->welcome) *welcome = &self->welcome;
-    int rc = msgpack_pack_map (pk, 6) | s_rid (pk, self)
+    int rc = msgpack_pack_map (pk, 8) | s_rid (pk, self)
            | s_key_uint (pk, "proto", welcome->proto)
            | s_key_str (pk, "node", welcome->node)
            | s_key_uint (pk, "head", welcome->head)
@@ -200,7 +219,8 @@ s_welcome (msgpack_packer *pk, const herald_msg_t *self)
     size_t index;
     for (index = 0; index < welcome->cluster_count; index++)
         rc |= s_str (pk, welcome->cluster [index].ptr, welcome->cluster [index].len);
-    return rc;
+    return rc | s_key_uint (pk, "lineage", welcome->lineage)
+              | s_losses (pk, welcome->losses, welcome->loss_count);
 }
 
 //  Local conditions (HERALD_ERR_IO, ...) have no wire code: a peer is told
@@ -232,11 +252,12 @@ s_error (msgpack_packer *pk, const herald_msg_t *self)
 static int
 s_heartbeat (msgpack_packer *pk, const herald_msg_t *self)
 {
-    return msgpack_pack_map (pk, 4)
+    return msgpack_pack_map (pk, 5)
          | s_key_uint (pk, "head", self->heartbeat.head)
          | s_key_uint (pk, "ts", self->heartbeat.ts)
          | s_key_str (pk, "node", self->heartbeat.node)
-         | s_key_uint (pk, "epoch", self->heartbeat.epoch);
+         | s_key_uint (pk, "epoch", self->heartbeat.epoch)
+         | s_key_uint (pk, "lineage", self->heartbeat.lineage);
 }
 
 //  HERALD_MSG_INVALID has no body: -1, and nothing is written.

@@ -1585,6 +1585,7 @@ Test (herald_msg, every_reply_fails_cleanly_at_every_truncation)
     static const uint64_t seq [] = { 1 };
     static const bool dup [] = { false };
     herald_str_t cluster [] = { { "tcp://a:1", 9 } };
+    herald_loss_t losses [] = { { .lineage = 1, .lost_after = 300, .ts = 1 } };
     herald_msg_t msgs [7];
     memset (msgs, 0, sizeof (msgs));
     msgs [0] = (herald_msg_t) { .type = HERALD_MSG_ACK, .has_rid = true, .rid = 1000 };
@@ -1599,6 +1600,8 @@ Test (herald_msg, every_reply_fails_cleanly_at_every_truncation)
     msgs [4] = (herald_msg_t) { .type = HERALD_MSG_WELCOME, .has_rid = true, .rid = 1 };
     msgs [4].welcome.cluster = cluster;
     msgs [4].welcome.cluster_count = 1;
+    msgs [3].status.losses = msgs [4].welcome.losses = losses;
+    msgs [3].status.loss_count = msgs [4].welcome.loss_count = 1;
     msgs [5] = (herald_msg_t) { .type = HERALD_MSG_ERROR, .has_rid = true, .rid = 1 };
     msgs [5].error.code = HERALD_ERR_CONFLICT;
     msgs [6] = (herald_msg_t) { .type = HERALD_MSG_HEARTBEAT };
@@ -1618,6 +1621,128 @@ Test (herald_msg, every_reply_fails_cleanly_at_every_truncation)
             free (copy);
         }
     }
+}
+
+//  --------------------------------------------------------------------------
+//  The store's loss history (issue 11): lineage and losses, additions to
+//  HWP/1 that old brokers do not send
+
+Test (herald_msg, end_round_trips_lineage)
+{
+    herald_msg_t msg = { .type = HERALD_MSG_END, .has_rid = true, .rid = 3 };
+    msg.end.last = 10;
+    msg.end.head = 10;
+    msg.end.reason = (herald_str_t) { "done", 4 };
+    msg.end.lineage = 2;
+    herald_msg_t out;
+    s_round_trip (&msg, &out);
+    cr_assert_eq (out.end.lineage, 2);
+}
+
+Test (herald_msg, heartbeat_round_trips_lineage)
+{
+    herald_msg_t msg = { .type = HERALD_MSG_HEARTBEAT };
+    msg.heartbeat.node = (herald_str_t) { "n", 1 };
+    msg.heartbeat.lineage = 7;
+    herald_msg_t out;
+    s_round_trip (&msg, &out);
+    cr_assert_eq (out.heartbeat.lineage, 7);
+}
+
+Test (herald_msg, status_and_welcome_round_trip_losses)
+{
+    herald_loss_t losses [] = {
+        { .lineage = 1, .lost_after = 4500, .ts = 1700000000000000000ULL },
+        { .lineage = 2, .lost_after = 9000, .ts = 1700000000000000001ULL }
+    };
+    herald_str_t cluster [] = { { "tcp://a:1", 9 } };
+    herald_msg_t status = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = 3 };
+    status.status.role = (herald_str_t) { "standalone", 10 };
+    status.status.node = (herald_str_t) { "n", 1 };
+    status.status.lineage = 2;
+    status.status.losses = losses;
+    status.status.loss_count = 2;
+    herald_msg_t welcome = { .type = HERALD_MSG_WELCOME, .has_rid = true, .rid = 4 };
+    welcome.welcome.proto = 1;
+    welcome.welcome.node = (herald_str_t) { "n", 1 };
+    welcome.welcome.fanout = (herald_str_t) { "tcp://a:2", 9 };
+    welcome.welcome.cluster = cluster;
+    welcome.welcome.cluster_count = 1;
+    welcome.welcome.lineage = 2;
+    welcome.welcome.losses = losses;
+    welcome.welcome.loss_count = 2;
+
+    herald_msg_t out;
+    s_round_trip (&status, &out);
+    cr_assert_eq (out.status.lineage, 2);
+    cr_assert_eq (out.status.loss_count, 2);
+    cr_assert_eq (out.status.extra_count, 0, "lineage is a field, not an extra figure");
+    cr_assert_eq (memcmp (out.status.losses, losses, sizeof (losses)), 0);
+    s_round_trip (&welcome, &out);
+    cr_assert_eq (out.welcome.lineage, 2);
+    cr_assert_eq (out.welcome.loss_count, 2);
+    cr_assert_eq (memcmp (out.welcome.losses, losses, sizeof (losses)), 0);
+}
+
+Test (herald_msg, replies_of_an_old_broker_read_as_lineage_0_and_no_losses)
+{
+    msgpack_pack_map (&s_pk, 6);
+    s_rid (1);
+    s_kuint ("proto", 1);
+    s_kstr ("node", "n");
+    s_kuint ("head", 0);
+    s_kstr ("fanout", "tcp://x:1");
+    s_key ("cluster");
+    msgpack_pack_array (&s_pk, 0);
+    cr_assert_eq (s_decode (HERALD_MSG_WELCOME), HERALD_OK, "%s", s_err.message);
+    cr_assert_eq (s_msg.welcome.lineage, 0);
+    cr_assert_eq (s_msg.welcome.loss_count, 0);
+    cr_assert_null (s_msg.welcome.losses);
+
+    msgpack_sbuffer_clear (&s_buf);
+    msgpack_pack_map (&s_pk, 4);
+    s_rid (1);
+    s_kuint ("last", 1);
+    s_kuint ("head", 1);
+    s_kstr ("reason", "done");
+    cr_assert_eq (s_decode (HERALD_MSG_END), HERALD_OK, "%s", s_err.message);
+    cr_assert_eq (s_msg.end.lineage, 0);
+}
+
+Test (herald_msg, a_loss_without_lost_after_is_bad_request)
+{
+    msgpack_pack_map (&s_pk, 8);
+    s_rid (1);
+    s_kuint ("proto", 1);
+    s_kstr ("node", "n");
+    s_kuint ("head", 0);
+    s_kstr ("fanout", "tcp://x:1");
+    s_key ("cluster");
+    msgpack_pack_array (&s_pk, 0);
+    s_kuint ("lineage", 1);
+    s_key ("losses");
+    msgpack_pack_array (&s_pk, 1);
+    msgpack_pack_map (&s_pk, 2);
+    s_kuint ("lineage", 1);
+    s_kuint ("ts", 5);
+    s_expect (HERALD_MSG_WELCOME, HERALD_ERR_BAD_REQUEST, "losses[0].lost_after");
+}
+
+Test (herald_msg, losses_that_are_not_maps_are_bad_request)
+{
+    msgpack_pack_map (&s_pk, 9);
+    s_rid (3);
+    s_kuint ("head", 1);
+    s_kuint ("topics", 1);
+    s_kuint ("events", 1);
+    s_kstr ("role", "standalone");
+    s_kstr ("node", "n");
+    s_kuint ("uptime_s", 1);
+    s_kuint ("lineage", 1);
+    s_key ("losses");
+    msgpack_pack_array (&s_pk, 1);
+    msgpack_pack_uint64 (&s_pk, 4500);
+    s_expect (HERALD_MSG_STATUS_REPLY, HERALD_ERR_BAD_REQUEST, "losses[0]");
 }
 
 Test (herald_msg, encode_refuses_invalid_type)
