@@ -81,6 +81,13 @@ herald_batch_destroy (herald_batch_t **self_p)
 }
 
 void
+herald_agent_learn_lineage (herald_agent_t *self, uint64_t lineage)
+{
+    atomic_store (&self->broker_lineage, lineage);
+    atomic_store (&self->lineage_known, true);
+}
+
+void
 herald_agent_wake (herald_agent_t *self)
 {
     //  One write per wake-up, not per call: a burst of publishes costs
@@ -412,8 +419,13 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     sub->arg = arg;
     bool recovered = false;
     char message [512];
+    //  A new checkpoint belongs to the lineage heard last (0 when none was):
+    //  a start chosen on today's log is not rewound for a loss before it
+    uint64_t lineage = atomic_load (&self->lineage_known)? atomic_load (&self->broker_lineage)
+                                                         : 0;
     herald_err rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window,
-                                            true, start_done, &recovered, message, sizeof message);
+                                            true, start_done, lineage, &recovered, message,
+                                            sizeof message);
     if (rc) {
         s_sub_destroy (&sub);
         return herald_agent_set_error (rc, "%s", message);
@@ -424,7 +436,9 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
         atomic_fetch_add (&self->state_recovered, 1);
     }
     sub->start_done = herald_checkpoint_done (sub->checkpoint);
+    sub->start_lineage = herald_checkpoint_lineage (sub->checkpoint);
     atomic_store (&sub->done_seq, sub->start_done);
+    atomic_store (&sub->lineage, sub->start_lineage);
     atomic_store (&sub->state, HERALD_SUB_CATCHING_UP);
     pthread_mutex_lock (&self->lock);
     self->subs [self->sub_count++] = sub;
@@ -477,6 +491,8 @@ herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_stat
         status->gaps = atomic_load (&sub->gaps);
         status->repair_replays = atomic_load (&sub->repair_replays);
         status->live_wait_ms = atomic_load (&sub->live_wait_ms);
+        status->data_lost = atomic_load (&sub->data_lost);
+        status->lineage = atomic_load (&sub->lineage);
         status->error = sub->error;
         snprintf (status->message, sizeof status->message, "%s", sub->message);
     }
@@ -506,6 +522,8 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     stats->gaps_repaired = atomic_load (&self->gaps_repaired);
     stats->replays = atomic_load (&self->replays);
     stats->repair_replays = atomic_load (&self->repair_replays);
+    stats->data_lost = atomic_load (&self->data_lost);
+    stats->broker_lineage = atomic_load (&self->broker_lineage);
     stats->live_overflows = atomic_load (&self->live_overflows);
     stats->published = atomic_load (&self->published);
     stats->publish_errors = atomic_load (&self->publish_errors);

@@ -172,6 +172,7 @@ s_self_destroy (herald_io_t **self_p)
     zsock_destroy (&self->deliver);
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
+    free (self->losses);
     free (self);
     *self_p = NULL;
 }
@@ -258,6 +259,10 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
                self->live_next - 1);
     self->have_epoch = true;
     self->epoch = msg.heartbeat.epoch;
+    if (self->have_lineage && msg.heartbeat.lineage != self->lineage) {
+        self->hello_due = true;             //  the broker accepted a loss: read it
+        self->hello_at = 0;
+    }
     //  Everything up to head was sent before this heartbeat: anything of it
     //  not seen is lost (or the position was unknown)
     if (self->live_next == 0 || head + 1 != self->live_next)
@@ -474,10 +479,38 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
 //  ---------------------------------------------------------------------
 //  Replies on api
 
+//  The broker's lineage from a WELCOME: keep it with its losses, and let
+//  every subscription on another lineage check what it passed.
+static void
+s_lineage (herald_io_t *self, const herald_msg_t *reply)
+{
+    herald_loss_t *losses = NULL;
+    if (reply->welcome.loss_count) {
+        losses = malloc (reply->welcome.loss_count * sizeof *losses);
+        if (!losses) {
+            self->hello_due = true;         //  ask again
+            return;
+        }
+        memcpy (losses, reply->welcome.losses, reply->welcome.loss_count * sizeof *losses);
+    }
+    free (self->losses);
+    self->losses = losses;
+    self->loss_count = reply->welcome.loss_count;
+    self->lineage = reply->welcome.lineage;
+    self->lineage_head = reply->welcome.head;
+    self->have_lineage = true;
+    herald_agent_learn_lineage (self->agent, self->lineage);
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_lineage (self, self->subs [index]);
+}
+
 static void
 s_on_welcome (herald_io_t *self, const herald_msg_t *reply)
 {
     self->hello_rid = 0;
+    self->hello_due = false;
+    self->welcomed = true;
+    s_lineage (self, reply);
     herald_agent_t *agent = self->agent;
     if (agent->fanout || !reply->welcome.fanout.len)
         return;
@@ -544,9 +577,17 @@ s_recv_dealer (herald_io_t *self)
             if (sub && type != HERALD_MSG_ACK)
                 herald_io_sub_end (self, sub, &reply);
             else
-            if (!found && type == HERALD_MSG_ERROR && reply.rid == self->hello_rid)
+            if (!found && type == HERALD_MSG_ERROR && reply.rid == self->hello_rid) {
                 s_log ("HELLO refused: %.*s", (int) reply.error.message.len,
                        reply.error.message.ptr);
+                self->welcomed = true;      //  no lineage to check: replays go on
+                self->hello_due = false;
+            }
+            if (type == HERALD_MSG_END && self->have_lineage
+            &&  reply.end.lineage != self->lineage) {
+                self->hello_due = true;     //  the broker accepted a loss: read it
+                self->hello_at = 0;
+            }
         }
         zframe_destroy (&command);
         zframe_destroy (&body);
@@ -572,11 +613,14 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
         if (event == ZMQ_EVENT_CONNECTED) {
             self->dealer_up = true;
             self->hello_at = 0;
+            self->hello_due = true;         //  the lineage, on every connect
+            self->welcomed = false;
         }
         else
         if (event == ZMQ_EVENT_DISCONNECTED) {
             //  Requests in flight are gone with the connection
             self->dealer_up = false;
+            self->welcomed = false;
             s_flights_requeue (self);
             for (size_t index = 0; index < self->sub_count; index++)
                 herald_io_sub_reset_replay (self, self->subs [index]);
@@ -633,7 +677,12 @@ s_timers (herald_io_t *self, int64_t now)
     herald_agent_t *agent = self->agent;
     if (self->last_hb && now - self->last_hb > 3 * (int64_t) agent->options.heartbeat_ms)
         atomic_store (&agent->broker_reachable, false);
-    if (!agent->fanout && self->dealer_up && now >= self->hello_at) {
+    if ((self->hello_due || !agent->fanout) && self->dealer_up && now >= self->hello_at) {
+        //  No WELCOME to the last one for HELLO_RETRY_MS: a broker that
+        //  does not answer HELLO must not stop catch-up; its lineage is
+        //  checked when a WELCOME comes
+        if (self->hello_rid)
+            self->welcomed = true;
         herald_msg_t msg;
         memset (&msg, 0, sizeof msg);
         msg.type = HERALD_MSG_HELLO;
@@ -669,13 +718,13 @@ s_wait_ms (herald_io_t *self, int64_t now)
 {
     int64_t due = now + 200;
     for (size_t index = 0; index < self->sub_count; index++) {
-        int64_t sub_due = herald_io_sub_due (self->subs [index]);
+        int64_t sub_due = herald_io_sub_due (self, self->subs [index]);
         if (sub_due < due)
             due = sub_due;
     }
     if (self->publish_retry_at > now && self->publish_retry_at < due)
         due = self->publish_retry_at;
-    if (!self->agent->fanout && self->dealer_up && self->hello_at < due)
+    if ((self->hello_due || !self->agent->fanout) && self->dealer_up && self->hello_at < due)
         due = self->hello_at;
     return due > now? due - now: 0;
 }

@@ -53,6 +53,7 @@ typedef struct {
     size_t held_count;
     size_t held_size;
     uint64_t buffer_from;
+    uint64_t lineage;                       //  the broker lineage it follows
     herald_batch_t *batch;                  //  being filled, or NULL
     uint64_t batch_seqs [HERALD_BATCH_MAX]; //  the seq of each of its frames
 } herald_io_sub_t;
@@ -82,6 +83,19 @@ typedef struct {
     uint64_t epoch;
     uint64_t hello_rid;
     int64_t hello_at;
+    //  HELLO is due: the fanout is not known, or the broker's lineage must
+    //  be read (on every connect, and when a $hb or END names another one)
+    bool hello_due;
+    //  A WELCOME (or a HELLO refused) since the DEALER connected: replays
+    //  wait for it, so that a subscription never takes events of a broker
+    //  whose losses it has not checked
+    bool welcomed;
+    //  The broker's lineage and accepted losses, from the last WELCOME
+    bool have_lineage;
+    uint64_t lineage;
+    uint64_t lineage_head;                  //  the WELCOME's head
+    herald_loss_t *losses;                  //  owned copy
+    size_t loss_count;
     herald_io_sub_t *subs [HERALD_AGENT_SUBS_MAX];
     size_t sub_count;
     herald_io_flight_t flights [HERALD_IO_FLIGHTS_MAX];
@@ -143,12 +157,19 @@ void
 void
     herald_io_sub_reset_replay (herald_io_t *io, herald_io_sub_t *self);
 
+//  The broker's lineage (io->lineage, from a WELCOME) is not the
+//  subscription's: tell the delivery thread (which rewinds the checkpoint
+//  when the broker lost events it had passed) and, when what was passed
+//  is no longer certain, catch up again from there.
+void
+    herald_io_sub_lineage (herald_io_t *io, herald_io_sub_t *self);
+
 //  Send the batch being filled, if any.
 void
     herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self);
 
 //  The earliest time the subscription needs a tick (INT64_MAX: none).
 int64_t
-    herald_io_sub_due (herald_io_sub_t *self);
+    herald_io_sub_due (herald_io_t *io, herald_io_sub_t *self);
 
 #endif

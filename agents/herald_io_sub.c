@@ -175,8 +175,8 @@ static void
 s_start_replay (herald_io_t *io, herald_io_sub_t *self)
 {
     self->rid = 0;
-    if (!io->dealer_up)
-        return;                     //  tick starts it once connected
+    if (!io->dealer_up || !io->welcomed)
+        return;                     //  tick starts it once connected and welcomed
     herald_msg_t msg;
     memset (&msg, 0, sizeof msg);
     msg.type = HERALD_MSG_REPLAY;
@@ -288,7 +288,10 @@ herald_io_sub_new (herald_io_t *io, herald_agent_sub_t *sub)
     self->forwarded = self->examined = self->marked = sub->start_done;
     self->backoff_ms = BACKOFF_MIN_MS;
     self->buffer_from = io->live_next;
+    self->lineage = sub->start_lineage;
     s_replay (io, self);
+    if (io->have_lineage && io->lineage != self->lineage)
+        herald_io_sub_lineage (io, self);
     return self;
 }
 
@@ -441,7 +444,7 @@ herald_io_sub_tick (herald_io_t *io, herald_io_sub_t *self, int64_t now)
     if (self->state != HERALD_IO_REPLAYING)
         return;
     if (!self->rid) {
-        if (io->dealer_up && now >= self->retry_at)
+        if (io->dealer_up && io->welcomed && now >= self->retry_at)
             s_start_replay (io, self);
         return;
     }
@@ -464,6 +467,50 @@ herald_io_sub_reset_replay (herald_io_t *io, herald_io_sub_t *self)
     (void) io;
     self->rid = 0;
     self->credit_left = 0;
+}
+
+void
+herald_io_sub_lineage (herald_io_t *io, herald_io_sub_t *self)
+{
+    if (self->state == HERALD_IO_STOPPED || self->lineage == io->lineage)
+        return;
+    //  Where the events passed are certain up to: before the first loss
+    //  the subscription has not seen (its lineage is lower), or the head
+    //  of a broker whose lineage went down (restored from a backup)
+    bool lower = io->lineage < self->lineage;
+    uint64_t rewind_to = UINT64_MAX;
+    if (lower)
+        rewind_to = io->lineage_head;
+    else
+        for (size_t index = 0; index < io->loss_count; index++)
+            if (io->losses [index].lineage > self->lineage
+            &&  io->losses [index].lost_after < rewind_to)
+                rewind_to = io->losses [index].lost_after;
+    self->lineage = io->lineage;
+    //  No loss listed for it (a broker that lists none): nothing to rewind to
+    if (rewind_to == UINT64_MAX)
+        rewind_to = self->examined;
+    herald_io_sub_flush (io, self);
+    herald_batch_t *batch = calloc (1, sizeof *batch);
+    if (batch) {
+        batch->kind = HERALD_BATCH_LINEAGE;
+        batch->sub = self->sub;
+        batch->lineage = io->lineage;
+        batch->rewind_to = rewind_to;
+        batch->lower = lower;
+        herald_io_deliver (io, batch);
+    }
+    if (self->examined <= rewind_to)
+        return;
+    //  Passed beyond it: those seqs are other events now.  Forget what is
+    //  held and running, and catch up from rewind_to + 1
+    if (self->rid)
+        s_send_rid (io, "CANCEL", HERALD_MSG_CANCEL, self->rid, 0);
+    self->rid = 0;
+    s_drop_held (self);
+    self->forwarded = self->examined = self->marked = rewind_to;
+    self->buffer_from = io->live_next;
+    s_replay (io, self);
 }
 
 void
@@ -506,11 +553,11 @@ herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self)
 }
 
 int64_t
-herald_io_sub_due (herald_io_sub_t *self)
+herald_io_sub_due (herald_io_t *io, herald_io_sub_t *self)
 {
     if (self->state != HERALD_IO_REPLAYING)
         return INT64_MAX;
-    if (!self->rid)
-        return self->retry_at;
+    if (!self->rid)                 //  a connect or a WELCOME wakes the loop
+        return io->dealer_up && io->welcomed? self->retry_at: INT64_MAX;
     return self->activity + 100;
 }

@@ -132,7 +132,10 @@ typedef struct {
     //  Called on the delivery thread when a running subscription stops on
     //  an error: its handler's, an event that does not decode, a replay
     //  the broker refuses.  (Errors found by subscribe itself, such as a
-    //  corrupt checkpoint, are its return value.)
+    //  corrupt checkpoint, are its return value.)  Also, without stopping
+    //  anything, with HERALD_ERR_DATA_LOST when the broker lost events the
+    //  subscription had passed and its checkpoint is rewound (docs/agent.md,
+    //  "When the broker lost events").
     void (*on_error) (const char *subscription, int code, const char *message, void *arg);
     void *on_error_arg;
     //  Dispatch mode (false: handlers run on the delivery thread).  When
@@ -269,6 +272,11 @@ typedef struct {
     uint64_t gaps;
     uint64_t repair_replays;        //  REPLAY requests made after it was first live
     uint64_t live_wait_ms;          //  the last catch-up: from its replay's END to LIVE
+    //  The broker lost events it had stored (an operator accepted the
+    //  loss): times the checkpoint was rewound for it (HERALD_ERR_DATA_LOST
+    //  through on_error), and the broker lineage the checkpoint is on
+    uint64_t data_lost;
+    uint64_t lineage;
 } herald_sub_status_t;
 
 //  A subscription's state into status.  HERALD_ERR_NOT_FOUND if unknown.
@@ -420,6 +428,8 @@ typedef struct {
     uint64_t repair_replays;        //  the REPLAY requests of `replays` that repaired a
                                     //  subscription which had been live
     uint64_t gaps;                  //  repairs, all subscriptions (herald_sub_status_t)
+    uint64_t data_lost;             //  checkpoints rewound because the broker lost events
+    uint64_t broker_lineage;        //  the broker's count of accepted losses, last heard
 } herald_agent_stats_t;
 
 //  The agent's counters into stats.  Never fails.
