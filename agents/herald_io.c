@@ -249,6 +249,14 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
         return;
     herald_agent_t *agent = self->agent;
     uint64_t head = msg.heartbeat.head;
+    //  Another lineage: the broker accepted a loss.  Read it (HELLO) before
+    //  any replay, which would take events of the new lineage before the
+    //  subscriptions know where their checkpoints stand in it
+    if (self->have_lineage && msg.heartbeat.lineage != self->lineage) {
+        self->hello_due = true;
+        self->hello_at = 0;
+        self->welcomed = false;
+    }
     self->last_hb = herald_agent_now_ms ();
     atomic_store (&agent->broker_reachable, true);
     atomic_store (&agent->broker_head, head);
@@ -259,10 +267,6 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
                self->live_next - 1);
     self->have_epoch = true;
     self->epoch = msg.heartbeat.epoch;
-    if (self->have_lineage && msg.heartbeat.lineage != self->lineage) {
-        self->hello_due = true;             //  the broker accepted a loss: read it
-        self->hello_at = 0;
-    }
     //  Everything up to head was sent before this heartbeat: anything of it
     //  not seen is lost (or the position was unknown)
     if (self->live_next == 0 || head + 1 != self->live_next)
@@ -567,6 +571,12 @@ s_recv_dealer (herald_io_t *self)
             s_on_welcome (self, &reply);
         else
         if (type == HERALD_MSG_ACK || type == HERALD_MSG_ERROR || type == HERALD_MSG_END) {
+            if (type == HERALD_MSG_END && self->have_lineage
+            &&  reply.end.lineage != self->lineage) {
+                self->hello_due = true;     //  the broker accepted a loss: read it
+                self->hello_at = 0;         //  before the next replay
+                self->welcomed = false;
+            }
             bool found = false;
             for (size_t index = 0; index < self->flight_count && !found; index++)
                 if (self->flights [index].rid == reply.rid && type != HERALD_MSG_END) {
@@ -583,11 +593,7 @@ s_recv_dealer (herald_io_t *self)
                 self->welcomed = true;      //  no lineage to check: replays go on
                 self->hello_due = false;
             }
-            if (type == HERALD_MSG_END && self->have_lineage
-            &&  reply.end.lineage != self->lineage) {
-                self->hello_due = true;     //  the broker accepted a loss: read it
-                self->hello_at = 0;
-            }
+
         }
         zframe_destroy (&command);
         zframe_destroy (&body);
