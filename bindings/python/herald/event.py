@@ -172,7 +172,10 @@ class SubscriptionStatus:
     seq done); counters since it was subscribed; ``error`` (a herald_err
     code) and ``message`` once failed; ``gaps`` (repairs: from live back to
     live by replay), ``repair_replays`` (REPLAY requests they took) and
-    ``live_wait`` (seconds from the last catch-up replay's end to live)."""
+    ``live_wait`` (seconds from the last catch-up replay's end to live);
+    ``data_lost`` (times its checkpoint was rewound because the broker lost
+    events it had passed: :class:`herald.DataLostError`) and ``lineage``
+    (the broker lineage its checkpoint is on)."""
 
     state: str
     delivered_seq: int
@@ -184,6 +187,8 @@ class SubscriptionStatus:
     gaps: int = 0
     repair_replays: int = 0
     live_wait: float = 0.0
+    data_lost: int = 0
+    lineage: int = 0
 
 
 _STATES = {1: "catching_up", 2: "live", 3: "failed", 4: "stopped"}
@@ -210,6 +215,8 @@ class Stats:
     state_recovered: int
     repair_replays: int = 0
     gaps: int = 0
+    data_lost: int = 0
+    broker_lineage: int = 0
 
 
 class EventList(list):
@@ -279,7 +286,8 @@ def status_from(raw: "_lib.SubStatus") -> SubscriptionStatus:
         state=_STATES.get(raw.state, "unknown"), delivered_seq=raw.delivered_seq,
         delivered=raw.delivered, duplicates=raw.duplicates, retries=raw.retries,
         error=raw.error, message=raw.message.decode("utf-8", "replace"), gaps=raw.gaps,
-        repair_replays=raw.repair_replays, live_wait=raw.live_wait_ms / 1000.0)
+        repair_replays=raw.repair_replays, live_wait=raw.live_wait_ms / 1000.0,
+        data_lost=raw.data_lost, lineage=raw.lineage)
 
 
 def stats_from(raw: "_lib.Stats") -> Stats:
