@@ -6,7 +6,9 @@
     One thread owns every socket of the agent:
 
       DEALER -> api      REPLAY/CREDIT/CANCEL for catch-up, PUBLISH from the
-                         outbox, HELLO when the fanout endpoint is not given
+                         outbox, HELLO on every connect (the WELCOME names the
+                         fanout when it is not given, and the broker's lineage
+                         and accepted losses)
       SUB    <- fanout   the whole live stream and `$hb`
       PAIR   -> delivery batches of envelopes and publish completions, as
                          pointers (herald_batch_t), to the delivery thread
@@ -35,10 +37,20 @@
     comes within max(10 s, 2 x timeout), everything in flight is sent
     again with the same ids: the broker's dedup makes that safe.
 
-    Bounds: the delivery pipe holds 64 batches; batches that do not fit
-    wait in `pending` (at most 64 more for live events, after which a live
-    subscription drops to catch-up, whose replay credit is only given while
-    `pending` is short); the outbox is bounded by its own limits.
+    Lineage (issue 11): a broker that lost events it had stored, once an
+    operator accepted the loss, says so by its lineage (in $hb, END,
+    WELCOME) and lists the losses in WELCOME.  Replays wait for a WELCOME
+    after each connect, and after a $hb or END naming another lineage, so
+    that every subscription checks its checkpoint against the losses
+    (herald_io_sub_lineage) before it takes events of the new lineage.  A
+    broker that does not answer HELLO holds them back for HELLO_RETRY_MS.
+
+    Bounds: the delivery pipe holds 64 + 64 batches; batches that do not
+    fit wait in `pending` (at most 64 more for live events, after which a
+    live subscription holds its live events, bounded by live_buffer, until
+    the backlog is gone; catch-up replay credit is only given while
+    `pending` is short, and no replay starts while anything waits there);
+    the outbox is bounded by its own limits.
     =========================================================================
 */
 
