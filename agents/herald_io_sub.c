@@ -65,6 +65,9 @@
                                                               buffer_from = its
                                                               first seq
                                                               -> WAITING
+      lineage(N)   (any state but STOPPED; herald_io_sub_lineage) a LINEAGE batch
+                   to the delivery thread (it rewinds the checkpoint past N);
+                   examined > N: CANCEL, drop held, examined = N -> REPLAYING
 
     The public state is CATCHING_UP in REPLAYING and WAITING.  Counted:
     `gaps` (per subscription: a repair, i.e. a way from LIVE back to LIVE

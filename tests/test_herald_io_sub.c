@@ -33,7 +33,8 @@ typedef enum {
     EV_END,                     //  END with last = arg
     EV_ERROR,                   //  ERROR with code = arg
     EV_TICK,                    //  the timers
-    EV_FLUSH                    //  the end of a turn of the I/O loop
+    EV_FLUSH,                   //  the end of a turn of the I/O loop
+    EV_LINEAGE                  //  a WELCOME: lineage 1, events lost after arg
 } s_event_t;
 
 typedef struct {
@@ -165,6 +166,18 @@ static const s_row_t s_rows [] = {
       HERALD_IO_LIVE, 8, 9, .backlog = HERALD_IO_PENDING_MAX, .went_live = true,
       .live_first = 9, .live_last = 11, .event = EV_FLUSH, .drain = true,
       .to = HERALD_IO_LIVE, .passed = { 9, 10, 11 }, .passed_count = 3,
+      .buffer_from_after = NONE },
+
+    //  A broker that lost events (lineage)
+    { "LIVE, lineage with a loss after 6, examined 8: REPLAYING from 7",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_LINEAGE, .arg = 6,
+      .to = HERALD_IO_REPLAYING, .replay_from = 7, .buffer_from_after = NONE, .gaps = 1 },
+    { "LIVE, lineage with a loss after 10, examined 8: stays LIVE",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_LINEAGE, .arg = 10,
+      .to = HERALD_IO_LIVE, .buffer_from_after = 9 },
+    { "WAITING, lineage with a loss after 6, examined 8: held dropped, REPLAYING",
+      HERALD_IO_WAITING, 8, 9, { 9 }, 1, .backlog = 0, .event = EV_LINEAGE, .arg = 6,
+      .to = HERALD_IO_REPLAYING, .replay_from = 7, .held_after = 0,
       .buffer_from_after = NONE },
 };
 
@@ -410,6 +423,19 @@ s_run_row (const s_row_t *row)
         case EV_FLUSH:
             herald_io_sub_flush (io, self);
             break;
+        case EV_LINEAGE: {
+            herald_loss_t loss = { 1, row->arg, 1 };
+            io->losses = &loss;
+            io->loss_count = 1;
+            io->lineage = 1;
+            io->lineage_head = 20;
+            io->have_lineage = true;
+            herald_io_sub_lineage (io, self);
+            io->losses = NULL;
+            io->loss_count = 0;
+            cr_assert_eq (self->lineage, 1);
+            break;
+        }
     }
     uint64_t passed [16];
     size_t passed_count = 0;
