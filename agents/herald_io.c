@@ -86,6 +86,9 @@ s_log (const char *format, ...)
     va_end (args);
 }
 
+static void
+    s_unwelcome (herald_io_t *self);
+
 //  ---------------------------------------------------------------------
 //  Sockets
 
@@ -264,11 +267,8 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
     //  Another lineage: the broker accepted a loss.  Read it (HELLO) before
     //  any replay, which would take events of the new lineage before the
     //  subscriptions know where their checkpoints stand in it
-    if (self->have_lineage && msg.heartbeat.lineage != self->lineage) {
-        self->hello_due = true;
-        self->hello_at = 0;
-        self->welcomed = false;
-    }
+    if (self->have_lineage && msg.heartbeat.lineage != self->lineage)
+        s_unwelcome (self);
     self->last_hb = herald_agent_now_ms ();
     atomic_store (&agent->broker_reachable, true);
     atomic_store (&agent->broker_head, head);
@@ -495,6 +495,19 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
 //  ---------------------------------------------------------------------
 //  Replies on api
 
+//  The broker's lineage must be read (again) before any replay, and before
+//  live subscriptions pass more live events: they may be of a lineage the
+//  subscriptions have not checked their checkpoints against.
+static void
+s_unwelcome (herald_io_t *self)
+{
+    self->hello_due = true;
+    self->hello_at = 0;
+    self->welcomed = false;
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_unwelcome (self, self->subs [index]);
+}
+
 //  The broker's lineage from a WELCOME: keep it with its losses, and let
 //  every subscription on another lineage check what it passed.
 static void
@@ -584,11 +597,8 @@ s_recv_dealer (herald_io_t *self)
         else
         if (type == HERALD_MSG_ACK || type == HERALD_MSG_ERROR || type == HERALD_MSG_END) {
             if (type == HERALD_MSG_END && self->have_lineage
-            &&  reply.end.lineage != self->lineage) {
-                self->hello_due = true;     //  the broker accepted a loss: read it
-                self->hello_at = 0;         //  before the next replay
-                self->welcomed = false;
-            }
+            &&  reply.end.lineage != self->lineage)
+                s_unwelcome (self);         //  the broker accepted a loss: read it
             bool found = false;
             for (size_t index = 0; index < self->flight_count && !found; index++)
                 if (self->flights [index].rid == reply.rid && type != HERALD_MSG_END) {
@@ -638,7 +648,7 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
         if (event == ZMQ_EVENT_DISCONNECTED) {
             //  Requests in flight are gone with the connection
             self->dealer_up = false;
-            self->welcomed = false;
+            s_unwelcome (self);
             s_flights_requeue (self);
             for (size_t index = 0; index < self->sub_count; index++)
                 herald_io_sub_reset_replay (self, self->subs [index]);

@@ -164,6 +164,12 @@ void
 void
     herald_io_sub_lineage (herald_io_t *io, herald_io_sub_t *self);
 
+//  The broker's lineage must be read again (the api connection dropped, or
+//  a $hb or END named another lineage): a live subscription holds live
+//  events (WAITING) until a WELCOME.
+void
+    herald_io_sub_unwelcome (herald_io_t *io, herald_io_sub_t *self);
+
 //  Send the batch being filled, if any.
 void
     herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self);

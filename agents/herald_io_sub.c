@@ -38,8 +38,11 @@
     live batch (issue 11, item 10).
 
     State table (events down, states across; "try" is the WAITING check:
-    position unknown or backlog -> stay; covered -> forward held, LIVE;
-    else -> REPLAYING from examined + 1):
+    position unknown, backlog, or the broker's lineage not read since the
+    last connect -> stay; covered -> forward held, LIVE; else -> REPLAYING
+    from examined + 1).  "unwelcome": the api connection dropped, or a $hb
+    or END named another lineage: until the WELCOME, live events may be of
+    a lineage the subscription has not checked, so they are held:
 
                    REPLAYING               WAITING            LIVE
       start        replay from             -                  -
@@ -65,6 +68,8 @@
                                                               buffer_from = its
                                                               first seq
                                                               -> WAITING
+      unwelcome    -                       -                  -> WAITING, covered
+                                                              from examined + 1
       lineage(N)   (any state but STOPPED; herald_io_sub_lineage) a LINEAGE batch
                    to the delivery thread (it rewinds the checkpoint past N);
                    examined > N: CANCEL, drop held, examined = N -> REPLAYING
@@ -236,12 +241,13 @@ s_replay (herald_io_t *io, herald_io_sub_t *self)
     s_start_replay (io, self);
 }
 
-//  WAITING: go live when the position is known, there is no backlog and
-//  the held events cover the gap; replay when they do not.
+//  WAITING: go live when the position is known, there is no backlog, the
+//  broker's lineage was read since the last connect, and the held events
+//  cover the gap; replay when they do not.
 static void
 s_try (herald_io_t *io, herald_io_sub_t *self)
 {
-    if (self->buffer_from == 0 || s_backlog (io)) {
+    if (self->buffer_from == 0 || s_backlog (io) || !io->welcomed) {
         herald_io_sub_flush (io, self);     //  a marker, when there is room
         return;
     }
@@ -470,6 +476,14 @@ herald_io_sub_reset_replay (herald_io_t *io, herald_io_sub_t *self)
     (void) io;
     self->rid = 0;
     self->credit_left = 0;
+}
+
+void
+herald_io_sub_unwelcome (herald_io_t *io, herald_io_sub_t *self)
+{
+    //  Live was contiguous up to examined: hold from examined + 1 on
+    if (self->state == HERALD_IO_LIVE)
+        s_wait (io, self, self->examined + 1);
 }
 
 void

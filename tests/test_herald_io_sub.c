@@ -34,7 +34,8 @@ typedef enum {
     EV_ERROR,                   //  ERROR with code = arg
     EV_TICK,                    //  the timers
     EV_FLUSH,                   //  the end of a turn of the I/O loop
-    EV_LINEAGE                  //  a WELCOME: lineage 1, events lost after arg
+    EV_LINEAGE,                 //  a WELCOME: lineage 1, events lost after arg
+    EV_UNWELCOME                //  the lineage to be read again (then live event arg)
 } s_event_t;
 
 typedef struct {
@@ -167,6 +168,18 @@ static const s_row_t s_rows [] = {
       .live_first = 9, .live_last = 11, .event = EV_FLUSH, .drain = true,
       .to = HERALD_IO_LIVE, .passed = { 9, 10, 11 }, .passed_count = 3,
       .buffer_from_after = NONE },
+
+    //  The broker's lineage to be read again (reconnect, another lineage)
+    { "LIVE, unwelcome: WAITING, live held from examined + 1",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_UNWELCOME,
+      .to = HERALD_IO_WAITING, .buffer_from_after = 9 },
+    { "... live events are held, not passed, until the WELCOME",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_UNWELCOME, .arg = 9,
+      .to = HERALD_IO_WAITING, .held_after = 1, .buffer_from_after = 9 },
+    { "... and after it: LIVE with them, no request",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_UNWELCOME, .arg = 9,
+      .drain = true,
+      .to = HERALD_IO_LIVE, .passed = { 9 }, .passed_count = 1, .buffer_from_after = NONE },
 
     //  A broker that lost events (lineage)
     { "LIVE, lineage with a loss after 6, examined 8: REPLAYING from 7",
@@ -369,6 +382,7 @@ s_run_row (const s_row_t *row)
     cr_assert_not_null (self);
     if (row->event != EV_START) {
         //  The setup: forget the start's replay, then the row's state
+    //  ("drain" also means: a WELCOME came, for the unwelcome rows)
         s_replay_sent (&fixture);
         self->forwarded = self->examined = self->marked = row->examined;
         self->buffer_from = row->buffer_from;
@@ -423,6 +437,12 @@ s_run_row (const s_row_t *row)
         case EV_FLUSH:
             herald_io_sub_flush (io, self);
             break;
+        case EV_UNWELCOME:
+            io->welcomed = false;
+            herald_io_sub_unwelcome (io, self);
+            if (row->arg)
+                herald_io_sub_live (io, self, row->arg, s_envelope (row->arg));
+            break;
         case EV_LINEAGE: {
             herald_loss_t loss = { 1, row->arg, 1 };
             io->losses = &loss;
@@ -443,6 +463,7 @@ s_run_row (const s_row_t *row)
         //  What was handed over before is taken by the delivery thread
         passed_count = s_passed (&fixture, passed, 16);
         fixture.dummies = 0;
+        io->welcomed = true;                        //  and a WELCOME came
         herald_io_sub_tick (io, self, herald_agent_now_ms ());
     }
     herald_io_sub_flush (io, self);                 //  the end of the loop's turn
