@@ -419,10 +419,11 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     sub->arg = arg;
     bool recovered = false;
     char message [512];
-    //  A new checkpoint belongs to the lineage heard last (0 when none was):
-    //  a start chosen on today's log is not rewound for a loss before it
+    //  A new checkpoint belongs to the lineage heard last, or to the first
+    //  one heard: a start chosen on today's log (a seq) is not rewound for
+    //  a loss before it
     uint64_t lineage = atomic_load (&self->lineage_known)? atomic_load (&self->broker_lineage)
-                                                         : 0;
+                                                         : HERALD_LINEAGE_UNKNOWN;
     herald_err rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window,
                                             true, start_done, lineage, &recovered, message,
                                             sizeof message);

@@ -69,6 +69,11 @@ void
 void
     herald_checkpoint_advance (herald_checkpoint_t *self, uint64_t seq);
 
+//  A new checkpoint's lineage when no broker was heard yet: the first
+//  lineage heard is adopted (nothing was passed before it: replays wait
+//  for the WELCOME).
+#define HERALD_LINEAGE_UNKNOWN  UINT64_MAX
+
 //  The broker lineage (its count of accepted losses) that done belongs
 //  to; 0 for a file written before lineages existed.
 uint64_t

@@ -494,8 +494,11 @@ herald_io_sub_lineage (herald_io_t *io, herald_io_sub_t *self)
     //  Where the events passed are certain up to: before the first loss
     //  the subscription has not seen (its lineage is lower), or the head
     //  of a broker whose lineage went down (restored from a backup)
-    bool lower = io->lineage < self->lineage;
+    bool lower = io->lineage < self->lineage && self->lineage != HERALD_LINEAGE_UNKNOWN;
     uint64_t rewind_to = UINT64_MAX;
+    if (self->lineage == HERALD_LINEAGE_UNKNOWN)
+        ;                           //  a new checkpoint: adopt the first lineage heard
+    else
     if (lower)
         rewind_to = io->lineage_head;
     else

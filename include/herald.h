@@ -275,6 +275,7 @@ typedef struct {
     //  The broker lost events it had stored (an operator accepted the
     //  loss): times the checkpoint was rewound for it (HERALD_ERR_DATA_LOST
     //  through on_error), and the broker lineage the checkpoint is on
+    //  (UINT64_MAX: a new one, until the broker's is heard)
     uint64_t data_lost;
     uint64_t lineage;
 } herald_sub_status_t;

@@ -527,3 +527,23 @@ Test (herald_agent_lineage, live_events_after_a_reconnect_wait_for_the_lineage)
     cr_assert_eq (s_errors, 0, "%s", s_error_message);
     cr_assert_gt (s_fake.hellos, hellos);
 }
+
+//  A new subscription at a seq chosen by the caller, before the agent
+//  heard from the broker: the broker's lineage is adopted, not compared
+//  (its checkpoint passed nothing of an older lineage).
+Test (herald_agent_lineage, a_new_subscription_at_a_seq_adopts_the_lineage_it_finds)
+{
+    for (int index = 0; index < 8; index++)
+        s_append ("g.1", 0);
+    s_lose_after (3);               //  lineage 1: the seqs after 3 were given again
+    for (int index = 0; index < 5; index++)
+        s_append ("g.1", 0);
+    cr_assert_eq (herald_agent_subscribe (s_agent, "g", NULL,
+                  (herald_start_t) { HERALD_START_SEQ, 7 }, au_record, s_recorder),
+                  HERALD_OK);
+    s_beat_until_lineage (1);
+    s_wait_count (2);               //  7 and 8
+    cr_assert_eq (s_recorder->seqs [0], 7);
+    cr_assert_eq (s_recorder->seqs [1], 8);
+    cr_assert_eq (s_errors, 0, "%s", s_error_message);
+}
