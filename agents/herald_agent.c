@@ -98,6 +98,13 @@ herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch)
 }
 
 void
+herald_agent_learn_lineage (herald_agent_t *self, uint64_t lineage)
+{
+    atomic_store (&self->broker_lineage, lineage);
+    atomic_store (&self->lineage_known, true);
+}
+
+void
 herald_agent_wake (herald_agent_t *self)
 {
     //  One write per wake-up, not per call: a burst of publishes costs
@@ -473,8 +480,14 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     sub->arg = arg;
     bool recovered = false;
     char message [HERALD_ERROR_MESSAGE_MAX];
+    //  A new checkpoint belongs to the lineage heard last, or to the first
+    //  one heard: a start chosen on today's log (a seq) is not rewound for
+    //  a loss before it
+    uint64_t lineage = atomic_load (&self->lineage_known)? atomic_load (&self->broker_lineage)
+                                                         : HERALD_LINEAGE_UNKNOWN;
     herald_err rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window,
-                                            true, start_done, &recovered, message, sizeof message);
+                                            true, start_done, lineage, &recovered, message,
+                                            sizeof message);
     if (rc) {
         s_sub_destroy (&sub);
         return herald_agent_set_error (rc, "%s", message);
@@ -485,7 +498,9 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
         atomic_fetch_add (&self->state_recovered, 1);
     }
     sub->start_done = herald_checkpoint_done (sub->checkpoint);
+    sub->start_lineage = herald_checkpoint_lineage (sub->checkpoint);
     atomic_store (&sub->done_seq, sub->start_done);
+    atomic_store (&sub->lineage, sub->start_lineage);
     atomic_store (&sub->state, HERALD_SUB_CATCHING_UP);
     pthread_mutex_lock (&self->lock);
     //  Checked again: another thread may have subscribed since
@@ -552,6 +567,11 @@ herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_stat
         status->delivered = atomic_load (&sub->delivered);
         status->duplicates = atomic_load (&sub->duplicates);
         status->retries = atomic_load (&sub->retries);
+        status->gaps = atomic_load (&sub->gaps);
+        status->repair_replays = atomic_load (&sub->repair_replays);
+        status->live_wait_ms = atomic_load (&sub->live_wait_ms);
+        status->data_lost = atomic_load (&sub->data_lost);
+        status->lineage = atomic_load (&sub->lineage);
         status->error = sub->error;
         //  A fixed public field: a long message is cut in the middle, at words
         herald_text_fit (status->message, sizeof status->message, sub->message,
@@ -573,6 +593,7 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
         stats->delivered += atomic_load (&sub->delivered);
         stats->duplicates += atomic_load (&sub->duplicates);
         stats->retries += atomic_load (&sub->retries);
+        stats->gaps += atomic_load (&sub->gaps);
         int state = atomic_load (&sub->state);
         uint64_t done = atomic_load (&sub->done_seq);
         if ((state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE) && done < lowest)
@@ -581,6 +602,9 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     pthread_mutex_unlock (&self->lock);
     stats->gaps_repaired = atomic_load (&self->gaps_repaired);
     stats->replays = atomic_load (&self->replays);
+    stats->repair_replays = atomic_load (&self->repair_replays);
+    stats->data_lost = atomic_load (&self->data_lost);
+    stats->broker_lineage = atomic_load (&self->broker_lineage);
     stats->live_overflows = atomic_load (&self->live_overflows);
     stats->published = atomic_load (&self->published);
     stats->publish_errors = atomic_load (&self->publish_errors);

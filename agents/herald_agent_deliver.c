@@ -417,6 +417,55 @@ s_deliver_batch (s_self_t *self, herald_batch_t *batch)
     atomic_store (&sub->busy, false);
 }
 
+//  The broker's lineage for sub is batch->lineage (herald_io_sub.c decided
+//  where its events are certain up to): when the checkpoint went past
+//  rewind_to, the events after it that the subscription passed are gone
+//  from the broker and the seqs after it belong to other events now, so
+//  the checkpoint is rewound there (one slot update, with the lineage),
+//  and on_error hears HERALD_ERR_DATA_LOST.  Otherwise the lineage is
+//  adopted silently.  Decided here, in pipe order, so that a batch passed
+//  before the loss was known is counted in the checkpoint it moved.
+static void
+s_lineage (s_self_t *self, herald_batch_t *batch)
+{
+    herald_agent_t *agent = self->agent;
+    herald_agent_sub_t *sub = batch->sub;
+    atomic_store (&sub->busy, true);
+    if (atomic_load (&sub->stop) || atomic_load (&agent->stopping) || !sub->checkpoint) {
+        atomic_store (&sub->busy, false);
+        return;
+    }
+    herald_checkpoint_t *checkpoint = sub->checkpoint;
+    uint64_t done = herald_checkpoint_done (checkpoint);
+    uint64_t own = herald_checkpoint_lineage (checkpoint);
+    char message [320];
+    bool lost = done > batch->rewind_to;
+    if (lost && batch->lower)
+        snprintf (message, sizeof message, "broker lineage %" PRIu64 " is below this "
+                  "subscription's %" PRIu64 " (a store restored from an older copy?): "
+                  "rewinding subscription %s from %" PRIu64 " to its head %" PRIu64 "; events "
+                  "after %" PRIu64 " are gone", batch->lineage, own, sub->name, done,
+                  batch->rewind_to, batch->rewind_to);
+    else
+    if (lost)
+        snprintf (message, sizeof message, "broker lost events after seq %" PRIu64
+                  " (lineage %" PRIu64 "): rewinding subscription %s from %" PRIu64 " to %"
+                  PRIu64 "; events after %" PRIu64 " published before the loss are gone",
+                  batch->rewind_to, batch->lineage, sub->name, done, batch->rewind_to,
+                  batch->rewind_to);
+    herald_checkpoint_rewind (checkpoint, lost? batch->rewind_to: done, batch->lineage);
+    atomic_store (&sub->lineage, batch->lineage);
+    if (lost) {
+        atomic_store_explicit (&sub->done_seq, batch->rewind_to, memory_order_relaxed);
+        atomic_fetch_add (&sub->data_lost, 1);
+        atomic_fetch_add (&agent->data_lost, 1);
+        fprintf (stderr, "herald agent: %s\n", message);
+    }
+    atomic_store (&sub->busy, false);
+    if (lost)
+        s_on_error (agent, sub->name, HERALD_ERR_DATA_LOST, message);
+}
+
 //  msync every live checkpoint (power-loss safety), every sync_interval_ms.
 static void
 s_sync (s_self_t *self)
@@ -442,11 +491,14 @@ herald_agent_deliver_thread (void *arg)
     s_self_t self = { .agent = (herald_agent_t *) arg };
     herald_agent_t *agent = self.agent;
     self.pipe = zsock_new (ZMQ_PAIR);
+    //  The high-water mark before connect: set after, it would not apply
+    //  to the pipe, which would hold 1000 batches instead of 64
+    if (self.pipe)
+        zsock_set_rcvhwm (self.pipe, 64);
     if (!self.pipe || zsock_connect (self.pipe, "%s", agent->deliver_endpoint) != 0) {
         zsock_destroy (&self.pipe);
         return NULL;
     }
-    zsock_set_rcvhwm (self.pipe, 64);
     zsock_set_rcvtimeo (self.pipe, 100);
     msgpack_zone_init (&self.zone, 8192);
     self.next_sync = herald_agent_now_ms () + agent->options.sync_interval_ms;
@@ -468,6 +520,9 @@ herald_agent_deliver_thread (void *arg)
             if (!atomic_load (&agent->stopping)) {
                 if (batch->kind == HERALD_BATCH_EVENTS)
                     s_deliver_batch (&self, batch);
+                else
+                if (batch->kind == HERALD_BATCH_LINEAGE)
+                    s_lineage (&self, batch);
                 else
                 if (batch->kind == HERALD_BATCH_FAILED) {
                     if (agent->options.on_error) {

@@ -52,6 +52,7 @@ typedef struct {
     void *arg;
     herald_checkpoint_t *checkpoint;
     uint64_t start_done;                    //  the checkpoint's done at subscribe
+    uint64_t start_lineage;                 //  and its lineage
     atomic_int state;                       //  herald_sub_state_t
     atomic_bool stop;                       //  no more handler calls
     atomic_bool busy;                       //  the delivery thread is inside it
@@ -60,6 +61,11 @@ typedef struct {
     atomic_uint_fast64_t duplicates;
     atomic_uint_fast64_t retries;
     bool unsubscribe_queued;                //  under the agent's lock
+    atomic_uint_fast64_t gaps;              //  repairs: from live back to live by replay
+    atomic_uint_fast64_t repair_replays;    //  REPLAY requests after it was first live
+    atomic_uint_fast64_t live_wait_ms;      //  the last catch-up's END to live
+    atomic_uint_fast64_t data_lost;         //  rewinds: the broker lost events it had
+    atomic_uint_fast64_t lineage;           //  the checkpoint's broker lineage
     int error;                              //  under the agent's lock
     char message [HERALD_ERROR_MESSAGE_MAX];
     void *io;                               //  the I/O actor's s_sub_t
@@ -70,8 +76,9 @@ typedef enum {
     HERALD_BATCH_EVENTS = 1,                //  envelopes for one subscription
     HERALD_BATCH_COMPLETIONS,               //  async publish completions
     HERALD_BATCH_FAILED,                    //  the I/O actor failed `sub`: call on_error
-    HERALD_BATCH_STOP,                      //  exit the thread
-    HERALD_BATCH_ERROR                      //  an error that did not stop `sub`: on_error
+    HERALD_BATCH_ERROR,                     //  an error that did not stop `sub`: on_error
+    HERALD_BATCH_LINEAGE,                   //  the broker's lineage for `sub` changed
+    HERALD_BATCH_STOP                       //  exit the thread
 } herald_batch_kind_t;
 
 typedef struct {
@@ -83,6 +90,13 @@ typedef struct {
     herald_completion_t *completions;       //  COMPLETIONS: owned array
     int code;                               //  ERROR: for on_error
     char *message;                          //  ERROR: owned
+    //  LINEAGE: adopt `lineage`; when the checkpoint is past `rewind_to`,
+    //  report HERALD_ERR_DATA_LOST and rewind it there.  `lower`: the
+    //  broker's lineage went down (a store restored from a backup) and
+    //  rewind_to is its head.
+    uint64_t lineage;
+    uint64_t rewind_to;
+    bool lower;
 } herald_batch_t;
 
 //  Dispatch mode: one call into user code, posted by the delivery thread
@@ -156,10 +170,13 @@ struct _herald_agent_t {
     atomic_bool stopping;
     atomic_bool io_gone;                    //  the I/O actor has exited
     //  Stats (relaxed atomics)
-    atomic_uint_fast64_t gaps_repaired, replays, live_overflows, published,
+    atomic_uint_fast64_t gaps_repaired, replays, repair_replays, live_overflows, published,
                          publish_errors, broker_head, broker_epoch, state_recovered;
     atomic_bool broker_reachable;
     atomic_uint_fast64_t replay_errors;     //  catch-up REPLAYs ended with ERROR internal
+    atomic_uint_fast64_t data_lost;         //  all subscriptions' rewinds
+    atomic_uint_fast64_t broker_lineage;    //  the last lineage heard (WELCOME, $hb, ...)
+    atomic_bool lineage_known;              //  broker_lineage was heard at all
     //  Dispatch mode (options.dispatch; herald_agent_deliver.c)
     int dispatch_fd;                        //  eventfd, -1 when not in dispatch mode
     pthread_mutex_t dispatch_lock;
@@ -218,6 +235,9 @@ void
 //  every event still in the outbox), as user code of self.
 void
     herald_agent_run_last_completions (herald_agent_t *self);
+//  The broker said its lineage is `lineage` (any thread).
+void
+    herald_agent_learn_lineage (herald_agent_t *self, uint64_t lineage);
 
 //  True when topic[0..len) matches one of sub's prefixes.
 bool

@@ -284,11 +284,15 @@ herald_agent_resolve_start (herald_agent_t *self, herald_start_t start, uint64_t
     if (rc == HERALD_OK && reply.type == HERALD_MSG_ERROR)
         rc = s_refused (&reply);
     else
-    if (rc == HERALD_OK && reply.type == HERALD_MSG_STATUS_REPLY)
+    if (rc == HERALD_OK && reply.type == HERALD_MSG_STATUS_REPLY) {
         *done_p = reply.status.head;
+        herald_agent_learn_lineage (self, reply.status.lineage);
+    }
     else
-    if (rc == HERALD_OK && reply.type == HERALD_MSG_END)
+    if (rc == HERALD_OK && reply.type == HERALD_MSG_END) {
         *done_p = reply.end.head;       //  no event at or after the time yet
+        herald_agent_learn_lineage (self, reply.end.lineage);
+    }
     else
     if (rc == HERALD_OK && reply.type == HERALD_MSG_EVENTS) {
         zmsg_first (msg);

@@ -16,7 +16,8 @@
         offset 64    slot 0, 64 bytes
         offset 128   slot 1, 64 bytes
                      counter u64 | done u64 | intent_seq u64 | intent_id (16)
-                     | ring_head u64 | reserved (12) | crc32c of bytes 0..59
+                     | ring_head u64 | lineage u64 | reserved (4)
+                     | crc32c of bytes 0..59
         offset 192   ring: capacity = window + 1 entries of 32 bytes
                      seq u64 | id (16) | reserved u32 | crc32c of bytes 0..27
 
@@ -34,6 +35,14 @@
     after it is treated as in doubt (the handler may have run).  Both slots
     bad, a bad header, a wrong size or a bad window entry: HERALD_ERR_CORRUPT,
     never guessed around.
+
+    Versions: 2 adds `lineage` to the slot (the broker's count of accepted
+    losses this position belongs to, docs/agent.md "When the broker lost
+    events"), written with `done` in the same slot so that a rewind and its
+    lineage are one update.  Version 1 files (written before) had zeros
+    there, so they read as lineage 0, as the rule wants; they are opened,
+    and keep their header, as they are (a version-1 agent ignores those
+    bytes).  New files are version 2.
 
     The window is also kept in memory, in an open-addressing hash of ring
     indexes (linear probing, backward-shift deletion), for O(1) lookups.
@@ -56,7 +65,7 @@
 #include "herald_text.h"
 
 #define MAGIC           "HRLDCKP1"
-#define FILE_VERSION         1
+#define FILE_VERSION         2          //  1: no lineage in the slot (read as 0)
 #define HEADER_BYTES    64
 #define SLOT_BYTES      64
 #define ENTRY_BYTES     32
@@ -78,7 +87,8 @@ typedef struct {
     uint64_t intent_seq;
     uint8_t intent_id [16];
     uint64_t ring_head;
-    uint8_t reserved [12];
+    uint64_t lineage;                       //  version 1: always 0
+    uint8_t reserved [4];
     uint32_t crc;
 } s_slot_t;
 
@@ -107,6 +117,7 @@ struct _herald_checkpoint_t {
     uint64_t intent_seq;
     uint8_t intent_id [16];
     uint64_t ring_head;
+    uint64_t lineage;
     bool in_doubt;
     //  Hash of ring indexes + 1 (0: empty)
     uint32_t *hash;
@@ -207,6 +218,7 @@ s_write_slot (herald_checkpoint_t *self)
     next.intent_seq = self->intent_seq;
     memcpy (next.intent_id, self->intent_id, 16);
     next.ring_head = self->ring_head;
+    next.lineage = self->lineage;
     next.crc = s_slot_crc (&next);
     //  The ring entry written before must not be reordered after the slot
     atomic_signal_fence (memory_order_seq_cst);
@@ -222,7 +234,8 @@ s_file_size (uint32_t capacity)
 //  Create the file at path atomically (temporary file, fsync, rename,
 //  fsync of the directory: herald_file.c).
 static herald_err
-s_create (const char *path, uint32_t window, uint64_t done, char *message, size_t size)
+s_create (const char *path, uint32_t window, uint64_t done, uint64_t lineage, char *message,
+          size_t size)
 {
     uint32_t capacity = window + 1;
     size_t file_size = s_file_size (capacity);
@@ -238,6 +251,7 @@ s_create (const char *path, uint32_t window, uint64_t done, char *message, size_
     s_slot_t *slot = (s_slot_t *) (bytes + HEADER_BYTES + SLOT_BYTES);
     slot->counter = 1;
     slot->done = done;
+    slot->lineage = lineage;
     slot->crc = s_slot_crc (slot);
 
     char tmp [4096];
@@ -286,7 +300,7 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
         herald_text_format (message, size, "%s: corrupt checkpoint: bad header", path);
         return HERALD_ERR_CORRUPT;
     }
-    if (header->version != FILE_VERSION
+    if ((header->version != FILE_VERSION && header->version != 1)
     ||  header->capacity != header->window + 1
     ||  header->window > WINDOW_MAX
     ||  self->map_size != s_file_size (header->capacity)) {
@@ -323,6 +337,7 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
     self->intent_seq = slot->intent_seq;
     memcpy (self->intent_id, slot->intent_id, 16);
     self->ring_head = slot->ring_head;
+    self->lineage = slot->lineage;
     self->in_doubt = self->intent_seq > self->done;
     //  The other slot is torn (not merely older, nor never written)
     if (!valid [1 - best] && !empty [1 - best]) {
@@ -353,8 +368,8 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
 
 herald_err
 herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t window,
-                        bool create, uint64_t start_done, bool *recovered,
-                        char *message, size_t message_size)
+                        bool create, uint64_t start_done, uint64_t start_lineage,
+                        bool *recovered, char *message, size_t message_size)
 {
     *self_p = NULL;
     *recovered = false;
@@ -366,7 +381,8 @@ herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t w
             herald_text_format (message, message_size, "%s: no such checkpoint", path);
             return HERALD_ERR_NOT_FOUND;
         }
-        herald_err rc = s_create (path, (uint32_t) window, start_done, message, message_size);
+        herald_err rc = s_create (path, (uint32_t) window, start_done, start_lineage, message,
+                                  message_size);
         if (rc)
             return rc;
     }
@@ -489,4 +505,21 @@ int
 herald_checkpoint_sync (herald_checkpoint_t *self)
 {
     return msync (self->map, self->map_size, MS_SYNC);
+}
+
+uint64_t
+herald_checkpoint_lineage (herald_checkpoint_t *self)
+{
+    return self->lineage;
+}
+
+void
+herald_checkpoint_rewind (herald_checkpoint_t *self, uint64_t seq, uint64_t lineage)
+{
+    if (seq < self->done)
+        self->done = seq;
+    self->intent_seq = 0;
+    self->in_doubt = false;
+    self->lineage = lineage;
+    s_write_slot (self);
 }

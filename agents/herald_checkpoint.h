@@ -22,8 +22,9 @@
 
 typedef struct _herald_checkpoint_t herald_checkpoint_t;
 
-//  Open the checkpoint at path, creating it with `done` = start_done and
-//  a window of `window` ids when it does not exist and create is true.
+//  Open the checkpoint at path, creating it with `done` = start_done,
+//  lineage start_lineage and a window of `window` ids when it does not
+//  exist and create is true.
 //  An existing file keeps its own window size.  On failure returns the
 //  error (HERALD_ERR_CORRUPT, HERALD_ERR_IO, HERALD_ERR_NOT_FOUND when it
 //  does not exist and create is false) with a message.  *recovered is set
@@ -31,8 +32,8 @@ typedef struct _herald_checkpoint_t herald_checkpoint_t;
 //  event is then treated as in doubt).  Caller owns *self_p.
 herald_err
     herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t window,
-                            bool create, uint64_t start_done, bool *recovered,
-                            char *message, size_t message_size);
+                            bool create, uint64_t start_done, uint64_t start_lineage,
+                            bool *recovered, char *message, size_t message_size);
 
 //  True when path exists.
 bool
@@ -67,6 +68,21 @@ void
 //  done = max(done, seq) without an event (skipped, or a replay's `last`).
 void
     herald_checkpoint_advance (herald_checkpoint_t *self, uint64_t seq);
+
+//  A new checkpoint's lineage when no broker was heard yet: the first
+//  lineage heard is adopted (nothing was passed before it: replays wait
+//  for the WELCOME).
+#define HERALD_LINEAGE_UNKNOWN  UINT64_MAX
+
+//  The broker lineage (its count of accepted losses) that done belongs
+//  to; 0 for a file written before lineages existed.
+uint64_t
+    herald_checkpoint_lineage (herald_checkpoint_t *self);
+
+//  done = min(done, seq) and lineage = lineage, in one update: the broker
+//  lost the events after seq (docs/agent.md).  Clears an intent.
+void
+    herald_checkpoint_rewind (herald_checkpoint_t *self, uint64_t seq, uint64_t lineage);
 
 //  msync the mapping (power-loss safety).  Returns 0 or -1.
 int

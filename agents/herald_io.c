@@ -6,7 +6,9 @@
     One thread owns every socket of the agent:
 
       DEALER -> api      REPLAY/CREDIT/CANCEL for catch-up, PUBLISH from the
-                         outbox, HELLO when the fanout endpoint is not given
+                         outbox, HELLO on every connect (the WELCOME names the
+                         fanout when it is not given, and the broker's lineage
+                         and accepted losses)
       SUB    <- fanout   the whole live stream and `$hb`
       PAIR   -> delivery batches of envelopes and publish completions, as
                          pointers (herald_batch_t), to the delivery thread
@@ -46,10 +48,20 @@
     stopping), or left to herald_agent_destroy; every async publish gets
     its completion (herald_agent_deliver.c, herald_agent_run_last_completions).
 
-    Bounds: the delivery pipe holds 64 batches; batches that do not fit
-    wait in `pending` (at most 64 more for live events, after which a live
-    subscription drops to catch-up, whose replay credit is only given while
-    `pending` is short); the outbox is bounded by its own limits.
+    Lineage (issue 11): a broker that lost events it had stored, once an
+    operator accepted the loss, says so by its lineage (in $hb, END,
+    WELCOME) and lists the losses in WELCOME.  Replays wait for a WELCOME
+    after each connect, and after a $hb or END naming another lineage, so
+    that every subscription checks its checkpoint against the losses
+    (herald_io_sub_lineage) before it takes events of the new lineage.  A
+    broker that does not answer HELLO holds them back for HELLO_RETRY_MS.
+
+    Bounds: the delivery pipe holds 64 + 64 batches; batches that do not
+    fit wait in `pending` (at most 64 more for live events, after which a
+    live subscription holds its live events, bounded by live_buffer, until
+    the backlog is gone; catch-up replay credit is only given while
+    `pending` is short, and no replay starts while anything waits there);
+    the outbox is bounded by its own limits.
     =========================================================================
 */
 
@@ -63,7 +75,8 @@
 #define RECV_BURST          4096        //  messages per socket per turn
 #define PUBLISH_EVENTS      1000
 #define PUBLISH_BYTES       (512 * 1024)
-#define HELLO_RETRY_MS      1000
+#define HELLO_RETRY_MS      1000        //  no WELCOME to a HELLO sent
+#define HELLO_SEND_RETRY_MS 10          //  HELLO could not be sent yet
 #define DELIVER_HWM         64
 
 static void
@@ -85,6 +98,9 @@ s_log (const char *format, ...)
     fprintf (stderr, "\n");
     va_end (args);
 }
+
+static void
+    s_unwelcome (herald_io_t *self);
 
 //  ---------------------------------------------------------------------
 //  Sockets
@@ -210,6 +226,7 @@ s_self_destroy (herald_io_t **self_p)
     zsock_destroy (&self->deliver);
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
+    free (self->losses);
     free (self);
     *self_p = NULL;
 }
@@ -286,6 +303,11 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
         return;
     herald_agent_t *agent = self->agent;
     uint64_t head = msg.heartbeat.head;
+    //  Another lineage: the broker accepted a loss.  Read it (HELLO) before
+    //  any replay, which would take events of the new lineage before the
+    //  subscriptions know where their checkpoints stand in it
+    if (self->have_lineage && msg.heartbeat.lineage != self->lineage)
+        s_unwelcome (self);
     self->last_hb = herald_agent_now_ms ();
     atomic_store (&agent->broker_reachable, true);
     atomic_store (&agent->broker_head, head);
@@ -546,10 +568,51 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
 //  ---------------------------------------------------------------------
 //  Replies on api
 
+//  The broker's lineage must be read (again) before any replay, and before
+//  live subscriptions pass more live events: they may be of a lineage the
+//  subscriptions have not checked their checkpoints against.
+static void
+s_unwelcome (herald_io_t *self)
+{
+    self->hello_due = true;
+    self->hello_at = 0;
+    self->welcomed = false;
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_unwelcome (self, self->subs [index]);
+}
+
+//  The broker's lineage from a WELCOME: keep it with its losses, and let
+//  every subscription on another lineage check what it passed.
+static void
+s_lineage (herald_io_t *self, const herald_msg_t *reply)
+{
+    herald_loss_t *losses = NULL;
+    if (reply->welcome.loss_count) {
+        losses = malloc (reply->welcome.loss_count * sizeof *losses);
+        if (!losses) {
+            self->hello_due = true;         //  ask again
+            return;
+        }
+        memcpy (losses, reply->welcome.losses, reply->welcome.loss_count * sizeof *losses);
+    }
+    free (self->losses);
+    self->losses = losses;
+    self->loss_count = reply->welcome.loss_count;
+    self->lineage = reply->welcome.lineage;
+    self->lineage_head = reply->welcome.head;
+    self->have_lineage = true;
+    herald_agent_learn_lineage (self->agent, self->lineage);
+    for (size_t index = 0; index < self->sub_count; index++)
+        herald_io_sub_lineage (self, self->subs [index]);
+}
+
 static void
 s_on_welcome (herald_io_t *self, const herald_msg_t *reply)
 {
     self->hello_rid = 0;
+    self->hello_due = false;
+    self->welcomed = true;
+    s_lineage (self, reply);
     herald_agent_t *agent = self->agent;
     if (agent->fanout || !reply->welcome.fanout.len)
         return;
@@ -607,6 +670,9 @@ s_recv_dealer (herald_io_t *self)
             s_on_welcome (self, &reply);
         else
         if (type == HERALD_MSG_ACK || type == HERALD_MSG_ERROR || type == HERALD_MSG_END) {
+            if (type == HERALD_MSG_END && self->have_lineage
+            &&  reply.end.lineage != self->lineage)
+                s_unwelcome (self);         //  the broker accepted a loss: read it
             bool found = false;
             for (size_t index = 0; index < self->flight_count && !found; index++)
                 if (self->flights [index].rid == reply.rid && type != HERALD_MSG_END) {
@@ -617,9 +683,13 @@ s_recv_dealer (herald_io_t *self)
             if (sub && type != HERALD_MSG_ACK)
                 herald_io_sub_end (self, sub, &reply);
             else
-            if (!found && type == HERALD_MSG_ERROR && reply.rid == self->hello_rid)
+            if (!found && type == HERALD_MSG_ERROR && reply.rid == self->hello_rid) {
                 s_log ("HELLO refused: %.*s", (int) reply.error.message.len,
                        reply.error.message.ptr);
+                self->welcomed = true;      //  no lineage to check: replays go on
+                self->hello_due = false;
+            }
+
         }
         zframe_destroy (&command);
         zframe_destroy (&body);
@@ -645,11 +715,14 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
         if (event == ZMQ_EVENT_CONNECTED) {
             self->dealer_up = true;
             self->hello_at = 0;
+            self->hello_due = true;         //  the lineage, on every connect
+            self->welcomed = false;
         }
         else
         if (event == ZMQ_EVENT_DISCONNECTED) {
             //  Requests in flight are gone with the connection
             self->dealer_up = false;
+            s_unwelcome (self);
             s_flights_requeue (self);
             for (size_t index = 0; index < self->sub_count; index++)
                 herald_io_sub_reset_replay (self, self->subs [index]);
@@ -706,7 +779,12 @@ s_timers (herald_io_t *self, int64_t now)
     herald_agent_t *agent = self->agent;
     if (self->last_hb && now - self->last_hb > 3 * (int64_t) agent->options.heartbeat_ms)
         atomic_store (&agent->broker_reachable, false);
-    if (!agent->fanout && self->dealer_up && now >= self->hello_at) {
+    if ((self->hello_due || !agent->fanout) && self->dealer_up && now >= self->hello_at) {
+        //  No WELCOME to the last one for HELLO_RETRY_MS: a broker that
+        //  does not answer HELLO must not stop catch-up; its lineage is
+        //  checked when a WELCOME comes
+        if (self->hello_rid)
+            self->welcomed = true;
         herald_msg_t msg;
         memset (&msg, 0, sizeof msg);
         msg.type = HERALD_MSG_HELLO;
@@ -715,9 +793,16 @@ s_timers (herald_io_t *self, int64_t now)
         msg.hello.proto = HERALD_PROTO_VERSION;
         msg.hello.client = (herald_str_t) { agent->service, strlen (agent->service) };
         self->buffer.size = 0;
-        if (herald_msg_encode (&msg, &self->buffer) == 0 && herald_io_send (self, "HELLO") == 0)
+        //  The DEALER is "connected" (monitor) before its handshake is
+        //  done, and with ZMQ_IMMEDIATE a send fails until then: try again
+        //  in a moment, not after HELLO_RETRY_MS, or the SUB would connect
+        //  (and the subscription go live) a second later than it can
+        if (herald_msg_encode (&msg, &self->buffer) == 0 && herald_io_send (self, "HELLO") == 0) {
             self->hello_rid = msg.rid;
-        self->hello_at = now + HELLO_RETRY_MS;
+            self->hello_at = now + HELLO_RETRY_MS;
+        }
+        else
+            self->hello_at = now + HELLO_SEND_RETRY_MS;
     }
     int64_t patience = 2 * (int64_t) agent->options.timeout_ms;
     if (patience < 10000)
@@ -735,12 +820,14 @@ s_wait_ms (herald_io_t *self, int64_t now)
 {
     int64_t due = now + 200;
     for (size_t index = 0; index < self->sub_count; index++) {
-        int64_t sub_due = herald_io_sub_due (self->subs [index]);
+        int64_t sub_due = herald_io_sub_due (self, self->subs [index]);
         if (sub_due < due)
             due = sub_due;
     }
     if (self->publish_retry_at > now && self->publish_retry_at < due)
         due = self->publish_retry_at;
+    if ((self->hello_due || !self->agent->fanout) && self->dealer_up && self->hello_at < due)
+        due = self->hello_at;
     return due > now? due - now: 0;
 }
 

@@ -18,8 +18,11 @@
 #define HERALD_IO_PENDING_MAX   64          //  batches waiting for the delivery pipe
 #define HERALD_IO_CREDIT        8192        //  replay credit window
 
+//  A subscription's state (the table is in herald_io_sub.c).
 typedef enum {
-    HERALD_IO_CATCHUP = 1,                  //  a replay runs or is due; live is buffered
+    HERALD_IO_REPLAYING = 1,                //  a replay runs or is due; live is held
+    HERALD_IO_WAITING,                      //  for the live position, the backlog to
+                                            //  drain, or both; live is held
     HERALD_IO_LIVE,                         //  forwarding the live stream
     HERALD_IO_STOPPED
 } herald_io_state_t;
@@ -39,8 +42,9 @@ typedef struct {
     uint64_t rid;                           //  the running replay (0: none)
     uint64_t credit_left;
     int64_t activity;                       //  last reply for it, or its request
-    bool waiting;                           //  replay done, live coverage unknown yet
-    bool repairing;                         //  this catch-up repairs a live loss
+    bool went_live;                         //  it was live once: later replays are repairs
+    bool repairing;                         //  a gap was counted, not yet live again
+    int64_t ended_at;                       //  END of the catch-up, for live_wait_ms
     int64_t retry_at;                       //  after a refusal (0: no wait)
     int backoff_ms;
     bool failing;                           //  replays end with ERROR internal; on_error told
@@ -50,7 +54,9 @@ typedef struct {
     size_t held_count;
     size_t held_size;
     uint64_t buffer_from;
+    uint64_t lineage;                       //  the broker lineage it follows
     herald_batch_t *batch;                  //  being filled, or NULL
+    uint64_t batch_seqs [HERALD_BATCH_MAX]; //  the seq of each of its frames
 } herald_io_sub_t;
 
 typedef struct {
@@ -78,6 +84,19 @@ typedef struct {
     uint64_t epoch;
     uint64_t hello_rid;
     int64_t hello_at;
+    //  HELLO is due: the fanout is not known, or the broker's lineage must
+    //  be read (on every connect, and when a $hb or END names another one)
+    bool hello_due;
+    //  A WELCOME (or a HELLO refused) since the DEALER connected: replays
+    //  wait for it, so that a subscription never takes events of a broker
+    //  whose losses it has not checked
+    bool welcomed;
+    //  The broker's lineage and accepted losses, from the last WELCOME
+    bool have_lineage;
+    uint64_t lineage;
+    uint64_t lineage_head;                  //  the WELCOME's head
+    herald_loss_t *losses;                  //  owned copy
+    size_t loss_count;
     herald_io_sub_t *subs [HERALD_AGENT_SUBS_MAX];
     size_t sub_count;
     herald_io_flight_t flights [HERALD_IO_FLIGHTS_MAX];
@@ -139,12 +158,25 @@ void
 void
     herald_io_sub_reset_replay (herald_io_t *io, herald_io_sub_t *self);
 
+//  The broker's lineage (io->lineage, from a WELCOME) is not the
+//  subscription's: tell the delivery thread (which rewinds the checkpoint
+//  when the broker lost events it had passed) and, when what was passed
+//  is no longer certain, catch up again from there.
+void
+    herald_io_sub_lineage (herald_io_t *io, herald_io_sub_t *self);
+
+//  The broker's lineage must be read again (the api connection dropped, or
+//  a $hb or END named another lineage): a live subscription holds live
+//  events (WAITING) until a WELCOME.
+void
+    herald_io_sub_unwelcome (herald_io_t *io, herald_io_sub_t *self);
+
 //  Send the batch being filled, if any.
 void
     herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self);
 
 //  The earliest time the subscription needs a tick (INT64_MAX: none).
 int64_t
-    herald_io_sub_due (herald_io_sub_t *self);
+    herald_io_sub_due (herald_io_t *io, herald_io_sub_t *self);
 
 #endif

@@ -19,28 +19,69 @@
     Each batch to the delivery thread carries `examined` as a marker, so
     the checkpoint moves on even when nothing matched.
 
-    State table (events down, states across):
+    Live events that cannot be forwarded yet are held (in seq order), and
+    `buffer_from` says from where the live stream was seen without a break
+    (0: not known yet).  "Covered" means buffer_from <= examined + 1: the
+    held events continue exactly where the forwarded ones end.  Held
+    events are bounded by the agent's live_buffer; when they overflow they
+    are dropped and the subscription catches up by replay instead of
+    growing (DESIGN.md, invariant 5).
 
-                      CATCHUP                         LIVE
-      start           replay from examined + 1        -
-      live event      hold it if it matches           forward if seq > forwarded
-                      (full: drop all held,           examined = seq
-                      coverage from seq + 1)
-      coverage(P)     drop held, buffer_from = P      P > examined + 1: -> CATCHUP
-      heartbeat(H)    -                               examined = H
-      EVENTS          forward seq > forwarded
-      END(last)       examined = last; covered? -> LIVE (forward held
-                      events > forwarded) else replay from examined + 1;
-                      coverage unknown: wait for it
-      ERROR           overloaded/internal: retry with backoff (internal:
-                      counted, on_error once per run); else FAILED
-      pipe full       -                               drop the batch, -> CATCHUP
-                                                      from before it
+    "Backlog" means the delivery thread is behind: batches wait in the I/O
+    actor's `pending` list.  A subscription never goes (back) to live, and
+    never starts a replay, while there is a backlog: it holds live events
+    instead, and when the backlog is gone it either goes live with what
+    it holds (no request at all) or, when what it holds does not cover
+    the gap, sends ONE replay from examined + 1 that covers every gap seen
+    so far.  There is at most one replay in flight per subscription, so a
+    slow handler after a broker restart costs a replay or two, not one per
+    live batch (issue 11, item 10).
 
-    "Covered" means buffer_from <= examined + 1: every live event after the
-    replay's end was seen while the replay ran.  Held events are bounded
-    by the agent's live_buffer; when they overflow they are dropped and
-    catch-up continues by replay instead of growing (DESIGN.md, invariant 5).
+    State table (events down, states across; "try" is the WAITING check:
+    position unknown, backlog, or the broker's lineage not read since the
+    last connect -> stay; covered -> forward held, LIVE; else -> REPLAYING
+    from examined + 1).  "unwelcome": the api connection dropped, or a $hb
+    or END named another lineage: until the WELCOME, live events may be of
+    a lineage the subscription has not checked, so they are held:
+
+                   REPLAYING               WAITING            LIVE
+      start        replay from             -                  -
+                   examined + 1
+      live event   hold if it matches      hold if it         forward if seq >
+                   (full: drop all held,   matches (full:     forwarded;
+                   buffer_from = seq + 1)  as REPLAYING);     examined = seq
+                                           try
+      coverage(P)  drop held,              drop held,         P > examined + 1:
+                   buffer_from = P         buffer_from = P;   buffer_from = P,
+                                           try                gap: -> WAITING; try
+      heartbeat(H) -                       -                  examined = H
+      EVENTS       forward seq > forwarded -                  -
+      END(last)    examined = last,        -                  -
+                   -> WAITING; try
+      ERROR        overloaded/internal/not_leader: retry with backoff (internal:
+                   counted in replay_errors, on_error once per run); else
+                   -> STOPPED (on_error)
+      tick         no replay running:      try                -
+                   start one when due;
+                   stalled: CANCEL, again
+      backlog on   -                       -                  the batch goes
+      flush                                                   back to held,
+                                                              buffer_from = its
+                                                              first seq
+                                                              -> WAITING
+      unwelcome    -                       -                  -> WAITING, covered
+                                                              from examined + 1
+      lineage(N)   (any state but STOPPED; herald_io_sub_lineage) a LINEAGE batch
+                   to the delivery thread (it rewinds the checkpoint past N);
+                   examined > N: CANCEL, drop held, examined = N -> REPLAYING
+
+    The public state is CATCHING_UP in REPLAYING and WAITING.  Counted:
+    `gaps` (per subscription: a repair, i.e. a way from LIVE back to LIVE
+    that needed a replay) and `repair_replays` (REPLAY requests of a
+    subscription that has been live before); their ratio is the replays
+    per repaired gap.  `live_wait_ms` is the time from the END of the
+    replay that completed a catch-up to LIVE: the wait for the live
+    position, i.e. for the first message on the SUB (issue 11, item 11).
     =========================================================================
 */
 
@@ -61,12 +102,17 @@ s_stall_ms (herald_io_t *io)
     return ms < 30000? 30000: ms;
 }
 
+//  The public state follows ours unless the subscription failed or stopped.
 static void
-s_set_state (herald_io_sub_t *self, herald_sub_state_t state)
+s_set_state (herald_io_sub_t *self, herald_io_state_t state)
 {
+    self->state = state;
+    int public = state == HERALD_IO_LIVE? HERALD_SUB_LIVE: HERALD_SUB_CATCHING_UP;
+    if (state == HERALD_IO_STOPPED)
+        return;
     int current = atomic_load (&self->sub->state);
     while ((current == HERALD_SUB_CATCHING_UP || current == HERALD_SUB_LIVE)
-       && !atomic_compare_exchange_weak (&self->sub->state, &current, (int) state))
+       && !atomic_compare_exchange_weak (&self->sub->state, &current, public))
         ;
 }
 
@@ -76,6 +122,13 @@ s_drop_held (herald_io_sub_t *self)
     for (size_t index = 0; index < self->held_count; index++)
         zframe_destroy (&self->held [index].frame);
     self->held_count = 0;
+}
+
+//  True when the delivery thread is behind: batches wait in `pending`.
+static bool
+s_backlog (herald_io_t *io)
+{
+    return zlist_size (io->pending) > 0;
 }
 
 //  Append an envelope (owned) with seq to the batch being filled.
@@ -91,6 +144,7 @@ s_forward (herald_io_t *io, herald_io_sub_t *self, uint64_t seq, zframe_t *frame
         self->batch->kind = HERALD_BATCH_EVENTS;
         self->batch->sub = self->sub;
     }
+    self->batch_seqs [self->batch->count] = seq;
     self->batch->frames [self->batch->count++] = frame;
     self->forwarded = seq;
     if (self->examined < seq)
@@ -99,13 +153,40 @@ s_forward (herald_io_t *io, herald_io_sub_t *self, uint64_t seq, zframe_t *frame
         herald_io_sub_flush (io, self);
 }
 
+//  Hold a live event (owned) until the subscription can forward it.  When
+//  the buffer is full (or memory is), everything held is dropped: the live
+//  stream is then covered only from the next event on.
+static void
+s_hold (herald_io_t *io, herald_io_sub_t *self, uint64_t seq, zframe_t *frame)
+{
+    if (self->held_count >= io->agent->options.live_buffer) {
+        s_drop_held (self);
+        zframe_destroy (&frame);
+        self->buffer_from = seq + 1;
+        atomic_fetch_add_explicit (&io->agent->live_overflows, 1, memory_order_relaxed);
+        return;
+    }
+    if (self->held_count == self->held_size) {
+        size_t size = self->held_size? self->held_size * 2: 256;
+        herald_io_held_t *held = realloc (self->held, size * sizeof *held);
+        if (!held) {
+            s_drop_held (self);
+            zframe_destroy (&frame);
+            self->buffer_from = seq + 1;
+            return;
+        }
+        self->held = held;
+        self->held_size = size;
+    }
+    self->held [self->held_count++] = (herald_io_held_t) { seq, frame };
+}
+
 static void
 s_start_replay (herald_io_t *io, herald_io_sub_t *self)
 {
     self->rid = 0;
-    self->waiting = false;
-    if (!io->dealer_up)
-        return;                     //  tick starts it once connected
+    if (!io->dealer_up || !io->welcomed)
+        return;                     //  tick starts it once connected and welcomed
     herald_msg_t msg;
     memset (&msg, 0, sizeof msg);
     msg.type = HERALD_MSG_REPLAY;
@@ -127,6 +208,10 @@ s_start_replay (herald_io_t *io, herald_io_sub_t *self)
     self->credit_left = HERALD_IO_CREDIT;
     self->activity = herald_agent_now_ms ();
     atomic_fetch_add_explicit (&io->agent->replays, 1, memory_order_relaxed);
+    if (self->went_live) {
+        atomic_fetch_add_explicit (&io->agent->repair_replays, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit (&self->sub->repair_replays, 1, memory_order_relaxed);
+    }
 }
 
 static void
@@ -144,32 +229,32 @@ s_send_rid (herald_io_t *io, const char *command, herald_msg_type_t type, uint64
         herald_io_send (io, command);
 }
 
-//  Go (back) to catching up from examined + 1; live coverage from `from`.
+//  -> REPLAYING: one replay from examined + 1 (live events are held).
 static void
-s_catch_up (herald_io_t *io, herald_io_sub_t *self, uint64_t from, bool repairing)
+s_replay (herald_io_t *io, herald_io_sub_t *self)
 {
     herald_io_sub_flush (io, self);
-    self->state = HERALD_IO_CATCHUP;
-    s_set_state (self, HERALD_SUB_CATCHING_UP);
-    s_drop_held (self);
-    self->buffer_from = from;
-    self->repairing = repairing;
+    if (self->went_live && !self->repairing) {
+        self->repairing = true;     //  a new gap: later replays extend its repair
+        atomic_fetch_add_explicit (&self->sub->gaps, 1, memory_order_relaxed);
+    }
+    s_set_state (self, HERALD_IO_REPLAYING);
     self->retry_at = 0;
     s_start_replay (io, self);
 }
 
-//  After a replay ended: go live when covered, else replay on.
+//  WAITING: go live when the position is known, there is no backlog, the
+//  broker's lineage was read since the last connect, and the held events
+//  cover the gap; replay when they do not.
 static void
-s_try_live (herald_io_t *io, herald_io_sub_t *self)
+s_try (herald_io_t *io, herald_io_sub_t *self)
 {
-    if (self->buffer_from == 0) {
-        self->waiting = true;
-        herald_io_sub_flush (io, self);
+    if (self->buffer_from == 0 || s_backlog (io) || !io->welcomed) {
+        herald_io_sub_flush (io, self);     //  a marker, when there is room
         return;
     }
     if (self->buffer_from > self->examined + 1) {
-        s_start_replay (io, self);
-        herald_io_sub_flush (io, self);
+        s_replay (io, self);
         return;
     }
     for (size_t index = 0; index < self->held_count; index++) {
@@ -182,11 +267,26 @@ s_try_live (herald_io_t *io, herald_io_sub_t *self)
     self->held_count = 0;
     if (io->live_next > 0 && io->live_next - 1 > self->examined)
         self->examined = io->live_next - 1;
-    self->state = HERALD_IO_LIVE;
-    self->waiting = false;
+    if (self->ended_at) {
+        atomic_store (&self->sub->live_wait_ms,
+                      (uint64_t) (herald_agent_now_ms () - self->ended_at));
+        self->ended_at = 0;
+    }
+    self->went_live = true;
     self->repairing = false;
-    s_set_state (self, HERALD_SUB_LIVE);
+    s_set_state (self, HERALD_IO_LIVE);
     herald_io_sub_flush (io, self);
+}
+
+//  -> WAITING with the live stream covered from `from` (0: unknown).
+static void
+s_wait (herald_io_t *io, herald_io_sub_t *self, uint64_t from)
+{
+    herald_io_sub_flush (io, self);
+    s_drop_held (self);
+    self->buffer_from = from;
+    s_set_state (self, HERALD_IO_WAITING);
+    s_try (io, self);
 }
 
 herald_io_sub_t *
@@ -198,7 +298,11 @@ herald_io_sub_new (herald_io_t *io, herald_agent_sub_t *sub)
     self->sub = sub;
     self->forwarded = self->examined = self->marked = sub->start_done;
     self->backoff_ms = BACKOFF_MIN_MS;
-    s_catch_up (io, self, io->live_next, false);
+    self->buffer_from = io->live_next;
+    self->lineage = sub->start_lineage;
+    s_replay (io, self);
+    if (io->have_lineage && io->lineage != self->lineage)
+        herald_io_sub_lineage (io, self);
     return self;
 }
 
@@ -220,57 +324,51 @@ herald_io_sub_destroy (herald_io_t *io, herald_io_sub_t **self_p)
 void
 herald_io_sub_live (herald_io_t *io, herald_io_sub_t *self, uint64_t seq, zframe_t *frame)
 {
-    if (self->state == HERALD_IO_LIVE) {
-        if (frame && seq > self->forwarded)
-            s_forward (io, self, seq, frame);
-        else
-            zframe_destroy (&frame);
-        if (self->examined < seq)
-            self->examined = seq;
-    }
-    else
-    if (self->state == HERALD_IO_CATCHUP && frame) {
-        if (self->held_count >= io->agent->options.live_buffer) {
-            //  Full: forget what is held; coverage restarts after this one
-            s_drop_held (self);
-            zframe_destroy (&frame);
-            self->buffer_from = seq + 1;
-            atomic_fetch_add_explicit (&io->agent->live_overflows, 1, memory_order_relaxed);
-            return;
-        }
-        if (self->held_count == self->held_size) {
-            size_t size = self->held_size? self->held_size * 2: 256;
-            herald_io_held_t *held = realloc (self->held, size * sizeof *held);
-            if (!held) {
-                s_drop_held (self);
+    switch (self->state) {
+        case HERALD_IO_LIVE:
+            if (frame && seq > self->forwarded)
+                s_forward (io, self, seq, frame);
+            else
                 zframe_destroy (&frame);
-                self->buffer_from = seq + 1;
-                return;
-            }
-            self->held = held;
-            self->held_size = size;
-        }
-        self->held [self->held_count++] = (herald_io_held_t) { seq, frame };
+            if (self->examined < seq)
+                self->examined = seq;
+            break;
+        case HERALD_IO_REPLAYING:
+            if (frame)
+                s_hold (io, self, seq, frame);
+            break;
+        case HERALD_IO_WAITING:
+            if (frame)
+                s_hold (io, self, seq, frame);
+            s_try (io, self);
+            break;
+        case HERALD_IO_STOPPED:
+            zframe_destroy (&frame);
+            break;
     }
-    else
-        zframe_destroy (&frame);
 }
 
 void
 herald_io_sub_coverage (herald_io_t *io, herald_io_sub_t *self, uint64_t from)
 {
-    if (self->state == HERALD_IO_LIVE) {
-        if (from > self->examined + 1) {
-            atomic_fetch_add_explicit (&io->agent->gaps_repaired, 1, memory_order_relaxed);
-            s_catch_up (io, self, from, true);
-        }
-    }
-    else
-    if (self->state == HERALD_IO_CATCHUP) {
-        s_drop_held (self);
-        self->buffer_from = from;
-        if (self->waiting)
-            s_try_live (io, self);
+    switch (self->state) {
+        case HERALD_IO_LIVE:
+            if (from > self->examined + 1) {
+                atomic_fetch_add_explicit (&io->agent->gaps_repaired, 1, memory_order_relaxed);
+                s_wait (io, self, from);
+            }
+            break;
+        case HERALD_IO_REPLAYING:
+            s_drop_held (self);
+            self->buffer_from = from;
+            break;
+        case HERALD_IO_WAITING:
+            s_drop_held (self);
+            self->buffer_from = from;
+            s_try (io, self);
+            break;
+        case HERALD_IO_STOPPED:
+            break;
     }
 }
 
@@ -293,7 +391,7 @@ herald_io_sub_events (herald_io_t *io, herald_io_sub_t *self, zmsg_t *msg)
         const char *topic;
         size_t topic_len;
         uint64_t seq, ver, ts;
-        if (self->state != HERALD_IO_CATCHUP
+        if (self->state != HERALD_IO_REPLAYING
         ||  !herald_event_peek (zframe_data (frame), zframe_size (frame), &topic, &topic_len,
                                 &seq, &ver, &ts)
         ||  seq <= self->forwarded
@@ -341,7 +439,7 @@ herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *r
 {
     self->rid = 0;
     self->activity = herald_agent_now_ms ();
-    if (self->state != HERALD_IO_CATCHUP)
+    if (self->state != HERALD_IO_REPLAYING)
         return;
     if (reply->type == HERALD_MSG_ERROR) {
         herald_err code = reply->error.code;
@@ -376,16 +474,23 @@ herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *r
     //  `last` of a replay that started beyond the head is from - 1: no news
     if (reply->end.last > self->examined)
         self->examined = reply->end.last;
-    s_try_live (io, self);
+    self->ended_at = self->activity;
+    herald_io_sub_flush (io, self);
+    s_set_state (self, HERALD_IO_WAITING);
+    s_try (io, self);
 }
 
 void
 herald_io_sub_tick (herald_io_t *io, herald_io_sub_t *self, int64_t now)
 {
-    if (self->state != HERALD_IO_CATCHUP)
+    if (self->state == HERALD_IO_WAITING) {
+        s_try (io, self);
+        return;
+    }
+    if (self->state != HERALD_IO_REPLAYING)
         return;
     if (!self->rid) {
-        if (!self->waiting && io->dealer_up && now >= self->retry_at)
+        if (io->dealer_up && io->welcomed && now >= self->retry_at)
             s_start_replay (io, self);
         return;
     }
@@ -411,12 +516,67 @@ herald_io_sub_reset_replay (herald_io_t *io, herald_io_sub_t *self)
 }
 
 void
+herald_io_sub_unwelcome (herald_io_t *io, herald_io_sub_t *self)
+{
+    //  Live was contiguous up to examined: hold from examined + 1 on
+    if (self->state == HERALD_IO_LIVE)
+        s_wait (io, self, self->examined + 1);
+}
+
+void
+herald_io_sub_lineage (herald_io_t *io, herald_io_sub_t *self)
+{
+    if (self->state == HERALD_IO_STOPPED || self->lineage == io->lineage)
+        return;
+    //  Where the events passed are certain up to: before the first loss
+    //  the subscription has not seen (its lineage is lower), or the head
+    //  of a broker whose lineage went down (restored from a backup)
+    bool lower = io->lineage < self->lineage && self->lineage != HERALD_LINEAGE_UNKNOWN;
+    uint64_t rewind_to = UINT64_MAX;
+    if (self->lineage == HERALD_LINEAGE_UNKNOWN)
+        ;                           //  a new checkpoint: adopt the first lineage heard
+    else
+    if (lower)
+        rewind_to = io->lineage_head;
+    else
+        for (size_t index = 0; index < io->loss_count; index++)
+            if (io->losses [index].lineage > self->lineage
+            &&  io->losses [index].lost_after < rewind_to)
+                rewind_to = io->losses [index].lost_after;
+    self->lineage = io->lineage;
+    //  No loss listed for it (a broker that lists none): nothing to rewind to
+    if (rewind_to == UINT64_MAX)
+        rewind_to = self->examined;
+    herald_io_sub_flush (io, self);
+    herald_batch_t *batch = calloc (1, sizeof *batch);
+    if (batch) {
+        batch->kind = HERALD_BATCH_LINEAGE;
+        batch->sub = self->sub;
+        batch->lineage = io->lineage;
+        batch->rewind_to = rewind_to;
+        batch->lower = lower;
+        herald_io_deliver (io, batch);
+    }
+    if (self->examined <= rewind_to)
+        return;
+    //  Passed beyond it: those seqs are other events now.  Forget what is
+    //  held and running, and catch up from rewind_to + 1
+    if (self->rid)
+        s_send_rid (io, "CANCEL", HERALD_MSG_CANCEL, self->rid, 0);
+    self->rid = 0;
+    s_drop_held (self);
+    self->forwarded = self->examined = self->marked = rewind_to;
+    self->buffer_from = io->live_next;
+    s_replay (io, self);
+}
+
+void
 herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self)
 {
     herald_batch_t *batch = self->batch;
     if (!batch) {
         //  A marker alone, when the checkpoint would move and there is room
-        if (self->examined <= self->marked || zlist_size (io->pending) > 0)
+        if (self->examined <= self->marked || s_backlog (io))
             return;
         batch = calloc (1, sizeof *batch);
         if (!batch)
@@ -427,17 +587,21 @@ herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self)
     self->batch = NULL;
     if (self->state == HERALD_IO_LIVE && batch->count > 0
     &&  zlist_size (io->pending) >= HERALD_IO_PENDING_MAX) {
-        //  The handlers are far behind: forget this batch and catch up
-        //  from before it by replay, with credit, instead of growing
-        const char *topic;
-        size_t topic_len;
-        uint64_t seq = 0, ver, ts;
-        herald_event_peek (zframe_data (batch->frames [0]), zframe_size (batch->frames [0]),
-                           &topic, &topic_len, &seq, &ver, &ts);
+        //  The handlers are far behind: take this batch's events back and
+        //  hold them, with the live events after them (bounded by
+        //  live_buffer), until the backlog is gone.  No replay unless what
+        //  is held overflows.  Live was contiguous, so the held events
+        //  cover the stream from the batch's first seq on.
+        uint64_t first = self->batch_seqs [0];
+        self->forwarded = self->examined = first - 1;
+        self->buffer_from = first;
+        s_set_state (self, HERALD_IO_WAITING);
+        for (size_t index = 0; index < batch->count; index++) {
+            s_hold (io, self, self->batch_seqs [index], batch->frames [index]);
+            batch->frames [index] = NULL;
+        }
+        batch->count = 0;
         herald_batch_destroy (&batch);
-        self->forwarded = self->examined = seq? seq - 1: self->forwarded;
-        atomic_fetch_add_explicit (&io->agent->live_overflows, 1, memory_order_relaxed);
-        s_catch_up (io, self, io->live_next, false);
         return;
     }
     batch->marker = self->examined;
@@ -446,11 +610,11 @@ herald_io_sub_flush (herald_io_t *io, herald_io_sub_t *self)
 }
 
 int64_t
-herald_io_sub_due (herald_io_sub_t *self)
+herald_io_sub_due (herald_io_t *io, herald_io_sub_t *self)
 {
-    if (self->state != HERALD_IO_CATCHUP)
+    if (self->state != HERALD_IO_REPLAYING)
         return INT64_MAX;
-    if (!self->rid && !self->waiting)
-        return self->retry_at;
-    return self->rid? self->activity + 100: INT64_MAX;
+    if (!self->rid)                 //  a connect or a WELCOME wakes the loop
+        return io->dealer_up && io->welcomed? self->retry_at: INT64_MAX;
+    return self->activity + 100;
 }

@@ -324,6 +324,81 @@ s_run_catchup (const s_config_t *config)
 }
 
 //  ---------------------------------------------------------------------
+//  Readiness: a restarted subscriber, from its catch-up's END to live
+
+static int
+s_compare_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y? -1: x > y;
+}
+
+//  rounds times: a new agent on the same state (a restarted process)
+//  subscribes, catches up the events published since, and goes live on an
+//  idle broker (default heartbeat, 1 s); its status's live_wait_ms is the
+//  wait for the first message on the SUB.  Rounds start at random phases
+//  of the heartbeat.  With the fanout given, and learned from WELCOME.
+static void
+s_run_ready (const s_config_t *config)
+{
+    bb_broker_t broker;
+    if (bb_broker_start (&broker, "ready", "async")) {
+        s_failed = true;
+        return;
+    }
+    bb_result_t build;
+    bb_publish (broker.proc->api, 1, 100, 100, 0, 60, 1000, &build);
+    int rounds = config->seconds < 1? 4: 10;
+    printf ("readiness: a restarted subscriber on an idle broker (heartbeat 1 s), %d rounds "
+            "each: its catch-up replay's END to live\n", rounds);
+    for (int learn = 0; learn < 2 && !bb_interrupted; learn++) {
+        uint64_t waits [16];
+        int count = 0;
+        for (int round = 0; round < rounds && !bb_interrupted; round++) {
+            zclock_sleep ((int) (random () % 1000));
+            char dir [PATH_MAX];
+            bench_join (dir, bb_base, learn? "ready-learned": "ready-given");
+            herald_agent_options_t options;
+            herald_agent_options_init (&options);
+            options.api = broker.proc->api;
+            options.fanout = learn? NULL: broker.proc->fanout;
+            options.state_dir = dir;
+            herald_agent_t *agent = herald_agent_new ("ready", &options);
+            s_receiver_t seen;
+            s_receiver_init (&seen);
+            herald_sub_status_t status = { 0 };
+            if (agent && herald_agent_subscribe (agent, "ready", NULL,
+                                                 (herald_start_t) { HERALD_START_BEGINNING, 0 },
+                                                 s_handler, &seen) == HERALD_OK) {
+                double deadline = bench_now () + 10;
+                while (bench_now () < deadline && !bb_interrupted
+                   &&  herald_agent_sub_status (agent, "ready", &status) == HERALD_OK
+                   &&  status.state != HERALD_SUB_LIVE)
+                    zclock_sleep (1);
+            }
+            if (status.state == HERALD_SUB_LIVE)
+                waits [count++] = status.live_wait_ms;
+            else
+                bb_problem ("readiness: round %d did not go live within 10 s", round);
+            herald_agent_destroy (&agent);
+            bb_samples_fini (&seen.latency);
+            zsock_t *dealer = NULL;             //  a few events for the next round
+            s_publish_warm (broker.proc->api, &dealer, 1);
+            zsock_destroy (&dealer);
+        }
+        if (count) {
+            qsort (waits, count, sizeof waits [0], s_compare_u64);
+            printf ("  %-24s min %5" PRIu64 " ms   median %5" PRIu64 " ms   max %5" PRIu64
+                    " ms   (promise: up to one heartbeat, 1000 ms)\n",
+                    learn? "fanout from WELCOME": "fanout given", waits [0],
+                    waits [count / 2], waits [count - 1]);
+        }
+    }
+    printf ("\n");
+    bb_broker_stop (&broker);
+}
+
+//  ---------------------------------------------------------------------
 //  Publishing through the agent
 
 static void
@@ -473,6 +548,8 @@ main (int argc, char *argv [])
         s_run_catchup (&config);
     if (!bb_interrupted)
         s_run_publish (&config);
+    if (!bb_interrupted)
+        s_run_ready (&config);
     bench_loadavg (load, sizeof load);
     printf ("load average %s at the end\n", load);
     if (*bb_problems)

@@ -139,7 +139,10 @@ typedef struct {
     //  (data it cannot read): the checkpoint stays at the last event
     //  delivered, the replay is retried with a backoff (50 ms doubling to
     //  5 s), and on_error is called once per run of such failures (stats
-    //  replay_errors counts each).
+    //  replay_errors counts each).  And, without stopping anything, with
+    //  HERALD_ERR_DATA_LOST when the broker lost events the subscription had
+    //  passed and its checkpoint is rewound (docs/agent.md, "When the broker
+    //  lost events").
     void (*on_error) (const char *subscription, int code, const char *message, void *arg);
     void *on_error_arg;
     //  Dispatch mode (false: handlers run on the delivery thread).  When
@@ -276,6 +279,17 @@ typedef struct {
     uint64_t retries;               //  handler RETRY returns
     int error;                      //  the code that stopped it, when FAILED
     char message [256];             //  a longer one loses its middle, marked "…"
+    //  Repairs (issue 11): a gap is a way from LIVE back to LIVE that
+    //  needed a replay; repair_replays / gaps is the replays per gap
+    uint64_t gaps;
+    uint64_t repair_replays;        //  REPLAY requests made after it was first live
+    uint64_t live_wait_ms;          //  the last catch-up: from its replay's END to LIVE
+    //  The broker lost events it had stored (an operator accepted the
+    //  loss): times the checkpoint was rewound for it (HERALD_ERR_DATA_LOST
+    //  through on_error), and the broker lineage the checkpoint is on
+    //  (UINT64_MAX: a new one, until the broker's is heard)
+    uint64_t data_lost;
+    uint64_t lineage;
 } herald_sub_status_t;
 
 //  A subscription's state into status.  HERALD_ERR_NOT_FOUND if unknown.
@@ -448,6 +462,11 @@ typedef struct {
     uint64_t state_recovered;       //  torn state records recovered from (logged)
     uint64_t replay_errors;         //  catch-up/repair REPLAYs the broker ended with ERROR
                                     //  internal (data it cannot read); each retried
+    uint64_t repair_replays;        //  the REPLAY requests of `replays` that repaired a
+                                    //  subscription which had been live
+    uint64_t gaps;                  //  repairs, all subscriptions (herald_sub_status_t)
+    uint64_t data_lost;             //  checkpoints rewound because the broker lost events
+    uint64_t broker_lineage;        //  the broker's count of accepted losses, last heard
 } herald_agent_stats_t;
 
 //  The agent's counters into stats.  Never fails.

@@ -237,6 +237,8 @@ class _Core:
         self._pending: Dict[int, Callable[[Any], None]] = {}
         self._next_key = 1
         self._streams: Set[Any] = set()
+        # name -> fn(exception): iterators that raise a DataLostError to their loop
+        self.error_sinks: Dict[str, Callable[[BaseException], None]] = {}
         self._local = threading.local()         # depth of user code run by the agent
         self._pid = os.getpid()                 # the process the C agent runs in
         self._forked = False                    # set in a forked child (see above)
@@ -393,9 +395,16 @@ class _Core:
         sub = self.subscriptions.get(sub_name)
         exc = sub.exception if sub and sub.exception else make_error(
             code, message.decode("utf-8", "replace") if message else None)
+        # DATA_LOST does not stop the subscription (its checkpoint was rewound
+        # and it goes on): an iterator over it raises the error once, to its loop
+        sink = self.error_sinks.get(sub_name) if code == _lib.ERR_DATA_LOST else None
         try:
+            if sink:
+                sink(exc)
             if self._user_on_error:
                 self._user_on_error(sub_name, exc)
+            elif code == _lib.ERR_DATA_LOST:
+                log.warning("herald: subscription %s: %s", sub_name, exc)
             else:
                 #  Not always fatal: a catch-up replay the broker could not
                 #  read is retried (docs/agent.md, "Stats and status")

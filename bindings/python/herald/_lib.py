@@ -99,7 +99,8 @@ HANDLER_FN = CFUNCTYPE(c_int, POINTER(Delivery), c_void_p)
 class SubStatus(Structure):
     _fields_ = [("state", c_int), ("delivered_seq", c_uint64), ("delivered", c_uint64),
                 ("duplicates", c_uint64), ("retries", c_uint64), ("error", c_int),
-                ("message", c_char * 256)]
+                ("message", c_char * 256), ("gaps", c_uint64), ("repair_replays", c_uint64),
+                ("live_wait_ms", c_uint64), ("data_lost", c_uint64), ("lineage", c_uint64)]
 
 
 class Outgoing(Structure):
@@ -131,7 +132,10 @@ class Stats(Structure):
                 ("outbox_depth", c_uint64), ("outbox_bytes", c_uint64),
                 ("broker_head", c_uint64), ("broker_epoch", c_uint64), ("lag", c_uint64),
                 ("broker_reachable", c_bool), ("state_recovered", c_uint64),
-                ("replay_errors", c_uint64)]
+                ("replay_errors", c_uint64),
+
+                ("repair_replays", c_uint64), ("gaps", c_uint64), ("data_lost", c_uint64),
+                ("broker_lineage", c_uint64)]
 
 
 _PROTOTYPES = {

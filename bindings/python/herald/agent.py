@@ -268,6 +268,13 @@ class _Channel:
         self.current: Optional[Event] = None    # given to the loop, not yet done
         self.answer: Optional[int] = None
         self.closed = False
+        self.error: Optional[BaseException] = None     # raised once by next()
+
+    def fail(self, exc: BaseException) -> None:
+        """On the delivery thread: the broker lost events (DataLostError)."""
+        with self.cond:
+            self.error = exc
+            self.cond.notify_all()
 
     def handler(self, event: Event) -> None:
         """On the delivery thread: offer event, wait for the loop's verdict."""
@@ -287,11 +294,14 @@ class _Channel:
         with self.cond:
             self.done_with_current()
             deadline = None if self.timeout is None else time.monotonic() + self.timeout
-            while self.slot is None and not self.closed:
+            while self.slot is None and not self.closed and self.error is None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
                 self.cond.wait(0.1 if left is None else min(left, 0.1))
+            if self.error is not None and not self.closed:
+                error, self.error = self.error, None
+                raise error
             if self.slot is None or self.closed:
                 return None
             self.current, self.slot = self.slot, None
@@ -312,6 +322,7 @@ class _Channel:
             self.closed = True
             self.cond.notify_all()
         self.core.remove_stream(self)
+        self.core.error_sinks.pop(self.name, None)
         if not self.core.closing and not self.core.closed:
             try:
                 self.core.unsubscribe(self.name)
@@ -339,6 +350,7 @@ class EventStream:
         self.name = name
         self._channel = _Channel(core, name, timeout)
         core.add_stream(self._channel)
+        core.error_sinks[name] = self._channel.fail
         try:
             self.subscription: Subscription = core.subscribe(
                 name, prefixes, start, self._channel.handler, core.sync_trampoline)

@@ -291,6 +291,16 @@ class AsyncEventStream:
         self._slot: Optional[tuple] = None      # (ticket, event) offered
         self._current: Optional[int] = None     # ticket given to the loop
         self._closed = False
+        self._error: Optional[BaseException] = None    # raised once by __anext__
+        ref = weakref.ref(self)
+
+        def fail(exc: BaseException) -> None:  # on the loop's thread (dispatch)
+            stream = ref()
+            if stream is not None and not stream._closed:
+                stream._error = exc
+                if not stream._ready.done():
+                    stream._ready.set_result(None)
+        agent._core.error_sinks[name] = fail
         self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
                                                   self._trampoline)
 
@@ -335,7 +345,7 @@ class AsyncEventStream:
         if self._closed:
             raise StopAsyncIteration
         self._done_with_current()
-        if self._slot is None:
+        if self._slot is None and self._error is None:
             if self._ready.done():
                 self._ready = self._agent._loop.create_future()
             try:
@@ -343,6 +353,9 @@ class AsyncEventStream:
             except asyncio.TimeoutError:
                 await self.aclose()
                 raise StopAsyncIteration
+        if self._error is not None and not self._closed:
+            error, self._error = self._error, None
+            raise error
         if self._slot is None:                  # closed meanwhile
             raise StopAsyncIteration
         (self._current, event), self._slot = self._slot, None
@@ -356,6 +369,7 @@ class AsyncEventStream:
         if commit:
             self._done_with_current()
         self._closed = True
+        self._agent._core.error_sinks.pop(self.name, None)
         if not self._ready.done():
             self._ready.set_result(None)
         if not self._agent._core.closed:

@@ -170,7 +170,12 @@ class SubscriptionStatus:
     """A subscription's state: ``state`` is ``"catching_up"``, ``"live"``,
     ``"failed"`` or ``"stopped"``; ``delivered_seq`` its checkpoint (last
     seq done); counters since it was subscribed; ``error`` (a herald_err
-    code) and ``message`` once failed."""
+    code) and ``message`` once failed; ``gaps`` (repairs: from live back to
+    live by replay), ``repair_replays`` (REPLAY requests they took) and
+    ``live_wait`` (seconds from the last catch-up replay's end to live);
+    ``data_lost`` (times its checkpoint was rewound because the broker lost
+    events it had passed: :class:`herald.DataLostError`) and ``lineage``
+    (the broker lineage its checkpoint is on)."""
 
     state: str
     delivered_seq: int
@@ -179,6 +184,11 @@ class SubscriptionStatus:
     retries: int
     error: int
     message: str
+    gaps: int = 0
+    repair_replays: int = 0
+    live_wait: float = 0.0
+    data_lost: int = 0
+    lineage: int = 0
 
 
 _STATES = {1: "catching_up", 2: "live", 3: "failed", 4: "stopped"}
@@ -203,7 +213,11 @@ class Stats:
     lag: int
     broker_reachable: bool
     state_recovered: int
-    replay_errors: int
+    replay_errors: int = 0
+    repair_replays: int = 0
+    gaps: int = 0
+    data_lost: int = 0
+    broker_lineage: int = 0
 
 
 class EventList(list):
@@ -272,7 +286,9 @@ def status_from(raw: "_lib.SubStatus") -> SubscriptionStatus:
     return SubscriptionStatus(
         state=_STATES.get(raw.state, "unknown"), delivered_seq=raw.delivered_seq,
         delivered=raw.delivered, duplicates=raw.duplicates, retries=raw.retries,
-        error=raw.error, message=raw.message.decode("utf-8", "replace"))
+        error=raw.error, message=raw.message.decode("utf-8", "replace"), gaps=raw.gaps,
+        repair_replays=raw.repair_replays, live_wait=raw.live_wait_ms / 1000.0,
+        data_lost=raw.data_lost, lineage=raw.lineage)
 
 
 def stats_from(raw: "_lib.Stats") -> Stats:
