@@ -67,6 +67,30 @@ typedef struct {
 //  in the middle, at words, with "…" (herald_text).
 #define HERALD_ERROR_MESSAGE_MAX    4608
 
+//  HERALD'S ONE INTERNAL ERROR CONVENTION (every library and program):
+//
+//  - A function that can fail returns herald_err (HERALD_OK = 0) and, below
+//    the public API, fills a caller's herald_error_t with the code and a
+//    message for people that names what was being done and why it failed
+//    (a path, a seq, RocksDB's status, strerror).  The public API records
+//    the message for the caller's thread (herald_agent_last_error).
+//  - A failure is never turned into a normal answer: a lookup that fails is
+//    an error, not "not found" or "version 0"; a scan that cannot read ends
+//    with an error, not "the end of the log" (a stream then ends with ERROR
+//    `internal`, never END `done`); an actor whose sockets failed does not
+//    signal a good start; a full queue refuses (or blocks, bounded) and
+//    counts, never drops in silence; an encoder checks every pack call.
+//  - What no caller can be told (a background thread) is logged, rate-
+//    limited, and counted in STATUS or the agent's stats.
+//  - A store that failed after accepting writes stops the broker loudly,
+//    after answering every request in flight.
+//  - Messages are never cut mid-word: HERALD_ERROR_MESSAGE_MAX holds a path
+//    of PATH_MAX and what is said of it; a fixed public field cuts in the
+//    middle at a word, marked (herald_text_fit).
+//
+//  The store's part (HERALD_ERR_IO, _CORRUPT, _NOT_FOUND) is spelled out in
+//  store/herald_store.c, the agent's in agents/herald_agent_priv.h.
+//
 //  What a decoder found wrong: the protocol error to reply with, the field
 //  that failed (a static string such as "events[3].topic"), and a message
 //  for people.  rid is the request id when it could be read.

@@ -17,7 +17,7 @@ cd "$srcdir" || exit 99
 #   A libherald built with --enable-sanitizers (./test.sh --sanitize) needs
 #   ASan loaded first in the interpreter that dlopens it; Python's own
 #   allocations are not ours to leak-check.
-lib="$builddir/.libs/libherald.so.0"
+lib="$builddir/.libs/libherald.so.1"
 asan=$(ldd "$lib" 2>/dev/null | awk '/libasan/ { print $3; exit }')
 if [ -n "$asan" ]; then
     LD_PRELOAD="$asan${LD_PRELOAD:+ $LD_PRELOAD}"

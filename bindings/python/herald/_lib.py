@@ -5,12 +5,12 @@ part of the protocol is implemented in Python.
 
 Where the library comes from, first match wins:
 
-1. ``$HERALD_LIB``: the path of ``libherald.so`` (or ``.so.0``) to load;
-2. ``$HERALD_BUILDDIR/.libs/libherald.so.0``: a build tree (``make check``
+1. ``$HERALD_LIB``: the path of ``libherald.so`` (or ``.so.1``) to load;
+2. ``$HERALD_BUILDDIR/.libs/libherald.so.1``: a build tree (``make check``
    sets HERALD_BUILDDIR);
 3. the build tree this package sits in, when it is imported from the
    source tree (``bindings/python/herald`` -> ``../../../.libs``);
-4. the system's: ``libherald.so.0`` through the dynamic linker (after
+4. the system's: ``libherald.so.1`` through the dynamic linker (after
    ``make install`` and ``ldconfig``).
 
 Every call through a ``ctypes.CDLL`` releases the GIL for its duration, so
@@ -185,12 +185,12 @@ def _candidates():
         return
     builddir = os.environ.get("HERALD_BUILDDIR")
     if builddir:
-        yield str(pathlib.Path(builddir) / ".libs" / "libherald.so.0")
+        yield str(pathlib.Path(builddir) / ".libs" / "libherald.so.1")
     here = pathlib.Path(__file__).resolve().parent
-    tree = here.parent.parent.parent / ".libs" / "libherald.so.0"
+    tree = here.parent.parent.parent / ".libs" / "libherald.so.1"
     if tree.exists():
         yield str(tree)
-    yield "libherald.so.0"
+    yield "libherald.so.1"
     found = ctypes.util.find_library("herald")
     if found:
         yield found

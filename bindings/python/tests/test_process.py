@@ -131,7 +131,7 @@ def test_pip_installs_the_package_offline(tmp_path):
     assert (target / "herald" / "__init__.py").exists()
     assert (target / "herald" / "py.typed").exists()
     env = dict(os.environ, PYTHONPATH=str(target),
-               HERALD_LIB=str(BUILDDIR / ".libs" / "libherald.so.0"))
+               HERALD_LIB=str(BUILDDIR / ".libs" / "libherald.so.1"))
     env.pop("HERALD_BUILDDIR", None)
     check = subprocess.run(
         [sys.executable, "-c", "import herald, sys; print(herald.__file__, "
