@@ -60,6 +60,7 @@
 #define ROUTER_RCVHWM       1000
 #define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
 #define IDLE_FLUSH_BYTES    (1u << 20)  //  less written since the last flush: no idle flush
+#define SPACE_FLUSH_MIN     (1u << 20)  //  memtables worth a flush when disk space is low
 #define STOP_QUIET_MS       100         //  stopping on a failure: the api socket is drained
 #define STOP_DRAIN_MS       2000        //  until quiet this long, for at most this long,
 #define STOP_DRAIN_MAX      1000000     //  and at most this many requests
@@ -97,6 +98,8 @@ typedef struct {
     int64_t commit_started;
     uint64_t fanned;                    //  the last seq published on fanout
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
+    int64_t space_flushed;              //  the last flush for disk space (zclock_mono)
+    bool space_stuck;                   //  too little space for that flush (logged once)
     size_t unflushed_bytes;             //  PUBLISH bytes committed since the last idle flush
     herald_streams_t *streams;          //  REPLAY and READ, made once bound
     msgpack_sbuffer buffer;
@@ -110,6 +113,9 @@ typedef struct {
     uint64_t published, duplicates, conflicts, refused, dropped, idle_flushes;
     uint64_t ids_reused;            //  duplicates whose topic or data differed
 } self_t;
+
+static uint64_t
+    s_memtable_bytes (void *arg);
 
 static void
 s_request_destroy (s_request_t **self_p)
@@ -191,6 +197,8 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     assert (self->writer);
     self->disk = herald_disk_new (self->config->data_dir, self->config->min_free);
     assert (self->disk);
+    herald_disk_set_reserve (self->disk, s_memtable_bytes, self->store);
+    herald_disk_poll (self->disk);
     self->fanned = herald_store_head (self->store);
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
@@ -558,6 +566,49 @@ s_idle_flush (self_t *self)
                         self->unflushed_bytes);
     }
     self->unflushed_bytes = 0;
+}
+
+//  The guard's reserve: what the memtables hold, written again at their
+//  next flush.
+static uint64_t
+s_memtable_bytes (void *arg)
+{
+    herald_store_memory_t memory;
+    herald_store_memory ((herald_store_t *) arg, &memory);
+    return memory.memtables;
+}
+
+//  Publishing refused while the memtables hold what the guard keeps room
+//  for: flush them now, whatever idle-flush-ms says, since nothing else
+//  would (no commit fills a memtable while PUBLISH is refused).  Once the
+//  tables are written, the WAL goes, the reserve falls, and publishing
+//  resumes by itself.  At most once a second.
+static void
+s_space_flush (self_t *self)
+{
+    uint64_t reserve = herald_disk_reserve (self->disk);
+    if (!herald_disk_low (self->disk) || reserve < SPACE_FLUSH_MIN
+    ||  zclock_mono () - self->space_flushed < 1000)
+        return;
+    //  The flush writes at most what the memtables hold (their size counts
+    //  the skiplist's overhead too): only when that fits, or it would be
+    //  the write that fills the disk
+    if (herald_disk_free (self->disk) < reserve + SPACE_FLUSH_MIN) {
+        if (!self->space_stuck)
+            herald_log ("warn", "disk space low: the memtables (%" PRIu64 " bytes) cannot be "
+                        "flushed in the %" PRIu64 " bytes free; publishing resumes when space "
+                        "returns", reserve, herald_disk_free (self->disk));
+        self->space_stuck = true;
+        return;
+    }
+    self->space_stuck = false;
+    self->space_flushed = zclock_mono ();
+    herald_error_t err = { 0 };
+    if (herald_store_flush (self->store, &err) != HERALD_OK)
+        herald_log ("warn", "flush for disk space: %s", err.message);
+    else
+        herald_log ("info", "disk space low: flushing %" PRIu64 " bytes of memtables, so "
+                    "that their WAL can go", reserve);
 }
 
 //  ---------------------------------------------------------------------
@@ -960,10 +1011,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
             s_heartbeat (self);
         int64_t disk_wait_unused;
         if (herald_disk_due (self->disk, zclock_mono (), &disk_wait_unused)) {
-            herald_store_memory_t memory;
-            herald_store_memory (self->store, &memory);
-            herald_disk_set_reserve (self->disk, memory.memtables);
             herald_disk_poll (self->disk);
+            s_space_flush (self);
         }
         if (!self->fatal)
             s_idle_flush (self);

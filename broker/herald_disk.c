@@ -44,7 +44,9 @@ struct _herald_disk_t {
     uint64_t free;                  //  bytes available at the last measurement
     uint64_t line;                  //  min_free in bytes at the last measurement
     uint64_t need;                  //  line + reserve: publishing stops below it
-    uint64_t reserve;               //  unflushed memtable bytes (herald_disk_set_reserve)
+    uint64_t reserve;               //  unflushed memtable bytes at the last measurement
+    herald_disk_reserve_fn *reserve_fn; //  asked for them (herald_disk_set_reserve)
+    void *reserve_arg;
     uint64_t admitted;              //  bytes admitted since the last measurement
     bool low;                       //  PUBLISH refused for space
     bool measured;                  //  a statvfs succeeded at least once
@@ -151,6 +153,10 @@ herald_disk_poll (herald_disk_t *self)
     //  What the memtables hold is written again as table files when they
     //  are flushed, before the WAL that holds it now can go: keep room for
     //  it above the line, or a flush would be the write that fills the disk.
+    //  Measured with free space, also when a commit asks (herald_disk_admit):
+    //  the commits admitted since the last measurement grew the memtables
+    //  as much as the WAL.
+    self->reserve = self->reserve_fn? self->reserve_fn (self->reserve_arg): 0;
     self->need = self->line;
     if (self->line && self->line <= UINT64_MAX - self->reserve)
         self->need = self->line + self->reserve;
@@ -180,9 +186,10 @@ herald_disk_poll (herald_disk_t *self)
 }
 
 void
-herald_disk_set_reserve (herald_disk_t *self, uint64_t bytes)
+herald_disk_set_reserve (herald_disk_t *self, herald_disk_reserve_fn *fn, void *arg)
 {
-    self->reserve = bytes;
+    self->reserve_fn = fn;
+    self->reserve_arg = arg;
 }
 
 bool

@@ -47,11 +47,12 @@ void
 bool
     herald_disk_poll (herald_disk_t *self);
 
-//  Bytes that RocksDB will write on its own soon (the memtables, at their
-//  next flush): from the next measurement on, the line is min_free plus
-//  these, so that a flush never meets a full disk.
+//  What RocksDB will write on its own soon (the memtables, at their next
+//  flush): fn (arg) is asked at every measurement, and the line is then
+//  min_free plus its answer, so that a flush never meets a full disk.
+typedef uint64_t (herald_disk_reserve_fn) (void *arg);
 void
-    herald_disk_set_reserve (herald_disk_t *self, uint64_t bytes);
+    herald_disk_set_reserve (herald_disk_t *self, herald_disk_reserve_fn *fn, void *arg);
 
 //  True when the timer's next measurement is due (now_ms from zclock_mono);
 //  *wait_ms gets the ms until it (0 when due).

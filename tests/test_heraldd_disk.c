@@ -452,6 +452,47 @@ Test (heraldd_disk, guard_refuses_before_a_full_tmpfs_and_resumes)
     s_guard_test ();
 }
 
+//  The defaults on a small disk: min-free auto is 10% of a 64 MiB tmpfs, and
+//  the memtables (64 MiB of write buffer, never flushed by idle-flush-ms 0)
+//  are kept free above it.  Refused for them, the broker flushes them by
+//  itself, their WAL goes, and publishing resumes with no one's help.
+Test (heraldd_disk, default_guard_on_a_small_tmpfs_flushes_and_resumes_by_itself)
+{
+    s_mount_tmpfs ();
+    const char *const extra [] = { "--idle-flush-ms", "0", NULL };
+    s_start_on_mount (extra);
+    zsock_t *client = bt_client ();
+    uint64_t line = bt_status_extra (client, 1, "min_free_bytes");
+    cr_assert (line > 5 * MIB && line < 7 * MIB, "auto on 64 MiB: %" PRIu64, line);
+    s_load_t *load = s_load_new ();
+    s_publish_until_refused (client, load);
+    cr_assert_gt (load->acks, 50, "only %zu PUBLISH ACKed before the guard", load->acks);
+    cr_assert (strstr (load->first_error, "memtables to flush"), "refusal: %s",
+               load->first_error);
+    //  No filler to delete, no restart: the broker frees the space itself
+    uint64_t deadline = tu_mono_ns () + 15ULL * 1000000000ULL;
+    size_t acks = load->acks;
+    while (load->acks == acks) {
+        if (tu_mono_ns () >= deadline) {
+            char log [4096];
+            bu_broker_log_tail (bt_broker, log, sizeof log);
+            cr_assert_fail ("publishing did not resume by itself: %s; the broker's log "
+                            "ends:\n%s", load->first_error, log);
+        }
+        s_send (client, load);
+        if (s_receive (client, load) != HERALD_OK)
+            zclock_sleep (100);
+    }
+    cr_assert (s_log_has ("flushing"), "no flush for disk space in the broker's log");
+    cr_assert (s_log_has ("publishing resumes"), "no 'publishing resumes' in the log");
+    s_check_acked_kept (client, load);
+    bt_stop_clean ();
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    bt_drop (&client);
+    client = bt_client ();
+    s_check_acked_kept (client, load);
+}
+
 Test (heraldd_disk, guard_refuses_before_a_full_ext4_and_resumes)
 {
     s_mount_ext4 ();
@@ -535,7 +576,14 @@ Test (heraldd_disk, status_shows_the_default_guard)
 {
     bt_start ();
     zsock_t *client = bt_client ();
-    cr_assert_eq (bt_status_extra (client, 1, "min_free_bytes"), 1ULL << 30);
+    //  auto: the lesser of 1 GiB and 10% of the file system
+    struct statvfs info;
+    cr_assert_eq (statvfs (bt_broker->data_dir, &info), 0);
+    uint64_t unit = info.f_frsize? info.f_frsize: info.f_bsize;
+    uint64_t tenth = (uint64_t) info.f_blocks / 100 * 10 * unit
+                   + (uint64_t) info.f_blocks % 100 * 10 / 100 * unit;
+    uint64_t line = tenth < (1ULL << 30)? tenth: 1ULL << 30;
+    cr_assert_eq (bt_status_extra (client, 1, "min_free_bytes"), line);
     cr_assert_gt (bt_status_extra (client, 2, "disk_free_bytes"), 0);
     cr_assert_eq (bt_status_extra (client, 3, "disk_refused"), 0);
 }
