@@ -60,6 +60,7 @@
 #define ROUTER_RCVHWM       1000
 #define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
 #define IDLE_FLUSH_BYTES    (1u << 20)  //  less written since the last flush: no idle flush
+#define ACKED_MARK_MS       1000        //  between two records of the acknowledged head
 #define SPACE_FLUSH_MIN     (1u << 20)  //  memtables worth a flush when disk space is low
 #define STOP_QUIET_MS       100         //  stopping on a failure: the api socket is drained
 #define STOP_DRAIN_MS       2000        //  until quiet this long, for at most this long,
@@ -100,6 +101,9 @@ typedef struct {
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
     int64_t space_flushed;              //  the last flush for disk space (zclock_mono)
     bool space_stuck;                   //  too little space for that flush (logged once)
+    uint64_t marked_head;               //  the last head herald_store_mark_acked wrote
+    int64_t marked_at;
+    bool mark_failing;                  //  its failure is logged once
     size_t unflushed_bytes;             //  PUBLISH bytes committed since the last idle flush
     herald_streams_t *streams;          //  REPLAY and READ, made once bound
     msgpack_sbuffer buffer;
@@ -578,6 +582,27 @@ s_memtable_bytes (void *arg)
     return memory.memtables;
 }
 
+//  At most once a second, the head that is durable, in a file outside the
+//  WAL (herald_store_mark_acked): a WAL cut short later is then refused on
+//  open, naming the acknowledged events it lost, not served as a shorter log.
+static void
+s_mark_acked (self_t *self)
+{
+    uint64_t head = herald_store_head (self->store);
+    if (head <= self->marked_head || zclock_mono () - self->marked_at < ACKED_MARK_MS)
+        return;
+    herald_error_t err = { 0 };
+    if (herald_store_mark_acked (self->store, head, &err) != HERALD_OK) {
+        if (!self->mark_failing)
+            herald_log ("warn", "cannot record the acknowledged head: %s", err.message);
+        self->mark_failing = true;
+        return;
+    }
+    self->mark_failing = false;
+    self->marked_head = head;
+    self->marked_at = zclock_mono ();
+}
+
 //  Publishing refused while the memtables hold what the guard keeps room
 //  for: flush them now, whatever idle-flush-ms says, since nothing else
 //  would (no commit fills a memtable while PUBLISH is refused).  Once the
@@ -1013,6 +1038,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
         if (herald_disk_due (self->disk, zclock_mono (), &disk_wait_unused)) {
             herald_disk_poll (self->disk);
             s_space_flush (self);
+            s_mark_acked (self);
         }
         if (!self->fatal)
             s_idle_flush (self);

@@ -103,6 +103,13 @@ herald_store_t *
 herald_err
     herald_store_stop (herald_store_t *self, herald_error_t *err);
 
+//  Record that every event up to head has been acknowledged (the broker,
+//  at most once a second): a later open that recovers less refuses, naming
+//  the loss, instead of serving a shorter log.  Under durability async it
+//  first syncs the WAL.  From the broker's loop thread; HERALD_ERR_IO.
+herald_err
+    herald_store_mark_acked (herald_store_t *self, uint64_t head, herald_error_t *err);
+
 //  Close the store: herald_store_stop (its error unreported), then close.
 //  NULL-safe, clears *self_p.
 void

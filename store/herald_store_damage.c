@@ -47,11 +47,25 @@
 
         Only `herald repair --accept-loss` (accept_loss) clears it.
 
-    What no check can see: a live WAL truncated exactly at a record
-    boundary, or inside its last record, after a kill -9 (RocksDB does not
-    record the live WAL's length, and a torn last record is what a crash
-    in the middle of a write leaves); nor any damage to a WAL that a clean
-    stop emptied (there is nothing in it to lose).
+      - A live WAL cut short after a kill -9 looks like a crash in the
+        middle of its last write, which RocksDB rightly drops.  So the
+        broker writes, at most once a second, the head it has acknowledged
+        to a file of its own beside RocksDB's (herald_store_mark_acked),
+        outside the WAL it vouches for:
+
+            HERALD-ACKED   "HRLDACK1" | head u64 (big-endian) | crc32c u32
+                           | 0 u32     one 24-byte record, pwrite + fdatasync
+
+        (under durability async, after syncing the WAL, so that the head
+        named is on disk).  An open that recovers a head below it refuses:
+        those events were acknowledged and are gone.  This is a check, not
+        a counter: head, counts and ts are still recovered from the data.
+
+    What no check can see: a live WAL cut short, after a kill -9, by less
+    than what was acknowledged in the last second before it (the marker is
+    written once a second, not per commit, to keep an fsync off every
+    commit), or inside its last record; nor any damage to a WAL that a
+    clean stop emptied (there is nothing in it to lose).
 
     Accepted losses, in "default" under "meta.losses" (herald_store_meta_*):
 
@@ -74,6 +88,8 @@
 #include <unistd.h>
 #include "herald_store_priv.h"
 
+#define S_ACKED_FILE    "HERALD-ACKED"     //  the acknowledged head, beside RocksDB's files
+#define S_ACKED_MAGIC   "HRLDACK1"
 #define S_OPEN_KEY      "herald.open"
 #define S_DAMAGE_KEY    "herald.damage"
 #define S_LOSSES_META   "losses"
@@ -211,6 +227,98 @@ s_flush (herald_store_t *self, int only, herald_error_t *err)
 }
 
 //  ---------------------------------------------------------------------
+//  The acknowledged head (HERALD-ACKED)
+
+#define S_ACKED_BYTES   24
+
+static uint32_t
+s_crc (const uint8_t *bytes, size_t len)
+{
+    //  CRC-32C, bitwise: 24 bytes once a second
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t index = 0; index < len; index++) {
+        crc ^= bytes [index];
+        for (int bit = 0; bit < 8; bit++)
+            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+//  The head the file names: HERALD_OK, HERALD_ERR_NOT_FOUND when there is
+//  no file, HERALD_ERR_CORRUPT when it fails its check.
+static herald_err
+s_acked_read (const char *dir, uint64_t *head)
+{
+    char path [HERALD_ERROR_MESSAGE_MAX];
+    snprintf (path, sizeof (path), "%s/%s", dir, S_ACKED_FILE);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT? HERALD_ERR_NOT_FOUND: HERALD_ERR_IO;
+    uint8_t record [S_ACKED_BYTES];
+    ssize_t got = pread (fd, record, sizeof (record), 0);
+    close (fd);
+    if (got != S_ACKED_BYTES || memcmp (record, S_ACKED_MAGIC, 8) != 0)
+        return HERALD_ERR_CORRUPT;
+    uint32_t crc = 0;
+    for (int index = 0; index < 4; index++)
+        crc = crc << 8 | record [16 + index];
+    if (crc != s_crc (record, 16))
+        return HERALD_ERR_CORRUPT;
+    uint64_t value = 0;
+    for (int index = 0; index < 8; index++)
+        value = value << 8 | record [8 + index];
+    *head = value;
+    return HERALD_OK;
+}
+
+herald_err
+herald_store_mark_acked (herald_store_t *self, uint64_t head, herald_error_t *err)
+{
+    assert (self);
+    if (self->read_only)
+        return HERALD_OK;
+    if (self->durability == HERALD_DURABILITY_ASYNC) {
+        char *rocks_err = NULL;
+        rocksdb_flush_wal (self->db, 1, &rocks_err);
+        if (rocks_err) {
+            herald_store_rocks_error (rocks_err, err, "cannot sync the write-ahead log");
+            free (rocks_err);
+            return err->code;
+        }
+    }
+    uint8_t record [S_ACKED_BYTES] = { 0 };
+    memcpy (record, S_ACKED_MAGIC, 8);
+    for (int index = 0; index < 8; index++)
+        record [8 + index] = (uint8_t) (head >> (56 - 8 * index));
+    uint32_t crc = s_crc (record, 16);
+    for (int index = 0; index < 4; index++)
+        record [16 + index] = (uint8_t) (crc >> (24 - 8 * index));
+    char path [HERALD_ERROR_MESSAGE_MAX];
+    snprintf (path, sizeof (path), "%s/%s", self->path, S_ACKED_FILE);
+    int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    bool created = fd >= 0 && lseek (fd, 0, SEEK_END) == 0;
+    if (fd < 0
+    ||  pwrite (fd, record, sizeof (record), 0) != (ssize_t) sizeof (record)
+    ||  fdatasync (fd) != 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close (fd);
+        return herald_error_set (err, HERALD_ERR_IO, "data_dir", "%s: %s", path,
+                                 strerror (saved));
+    }
+    close (fd);
+    if (created) {
+        //  A new file's name must be durable too
+        int dir = open (self->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir >= 0) {
+            fsync (dir);
+            close (dir);
+        }
+    }
+    return HERALD_OK;
+}
+
+//  ---------------------------------------------------------------------
 //  Opening and closing
 
 herald_err
@@ -244,6 +352,32 @@ herald_store_check_wal (herald_store_t *self, uint64_t newest_wal, herald_error_
                 "%s: write-ahead log deleted after an unclean stop; events after seq %"
                 PRIu64 " may be lost", self->path, herald_store_head (self));
             //  RocksDB made a new, empty WAL: latch the finding
+            if (!self->read_only) {
+                herald_error_t ignored;
+                const char *reason = err->message + strlen (err->field) + 2;
+                s_put (self, S_DAMAGE_KEY, reason, &ignored);
+                s_flush (self, CF_DEFAULT, &ignored);
+            }
+            return err->code;
+        }
+    }
+    if (!self->accept_loss) {
+        uint64_t acked = 0;
+        herald_err rc = s_acked_read (self->path, &acked);
+        if (rc == HERALD_ERR_CORRUPT || rc == HERALD_ERR_IO)
+            return herald_error_set (err, rc, "data_dir", "%s/%s: %s", self->path,
+                                     S_ACKED_FILE, rc == HERALD_ERR_IO? "cannot be read"
+                                     : "fails its check (remove it only if the store is known "
+                                       "to be whole)");
+        if (rc == HERALD_OK && acked > herald_store_head (self)) {
+            char names [512] = "";
+            uint64_t newest = 0;
+            herald_store_wal_files (self->path, names, sizeof (names), &newest);
+            herald_error_set (err, HERALD_ERR_CORRUPT, "data_dir",
+                "%s: the log ends at seq %" PRIu64 " but seq %" PRIu64 " had been "
+                "acknowledged: events %" PRIu64 "..%" PRIu64 " are lost (write-ahead log %s "
+                "cut short or damaged)", self->path, herald_store_head (self), acked,
+                herald_store_head (self) + 1, acked, *names? names: "missing");
             if (!self->read_only) {
                 herald_error_t ignored;
                 const char *reason = err->message + strlen (err->field) + 2;
@@ -430,9 +564,11 @@ herald_store_accept_loss (herald_store_t *self, const char *reason, herald_error
     if (code != HERALD_OK)
         return herald_error_set (err, code, "data_dir", "%s: cannot record the loss",
                                  self->path);
-    //  The history is written: the latched damage is now accepted.
+    //  The history is written: the latched damage is now accepted, and the
+    //  acknowledged head that no longer holds goes with it.
     if (s_put (self, S_DAMAGE_KEY, NULL, err) != HERALD_OK
-    ||  s_flush (self, -1, err) != HERALD_OK)
+    ||  s_flush (self, -1, err) != HERALD_OK
+    ||  herald_store_mark_acked (self, herald_store_head (self), err) != HERALD_OK)
         return err->code;
     return herald_store_losses_load (self, err);
 }
