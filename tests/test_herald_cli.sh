@@ -286,8 +286,10 @@ damaged no-tail events "$run"
 check "the last events run can be deleted" test $? -eq 0
 "$HERALD" inspect --data-dir "$TMP/no-tail" >"$TMP/inspect-tail" 2>&1
 check "inspect of a log that lost its tail exits 1" test $? -eq 1
-check "... saying the dedup index names seqs past the head" \
-    grep -q "dedup index: it holds $TOTAL entries, the log [0-9]* events; the first stray: id .* past the head" "$TMP/inspect-tail"
+#  (when the broker lived a second after its last publish, HERALD-ACKED
+#  names the head, and that is the first problem found)
+check "... saying the acknowledged head is gone, or the dedup index names seqs past the head" \
+    grep -qE "dedup index: it holds $TOTAL entries, the log [0-9]* events; the first stray: id .* past the head|the log ends at seq [0-9]* but seq $TOTAL had been acknowledged" "$TMP/inspect-tail"
 
 "$HERALD" inspect --data-dir "$DATA" >/dev/null 2>&1
 check "the original data dir is still consistent" test $? -eq 0
