@@ -133,7 +133,6 @@ class Stats(Structure):
                 ("broker_head", c_uint64), ("broker_epoch", c_uint64), ("lag", c_uint64),
                 ("broker_reachable", c_bool), ("state_recovered", c_uint64),
                 ("replay_errors", c_uint64),
-
                 ("repair_replays", c_uint64), ("gaps", c_uint64), ("data_lost", c_uint64),
                 ("broker_lineage", c_uint64)]
 

@@ -1,0 +1,137 @@
+/*  =========================================================================
+    abi_layout - the layout of herald.h's public structs, for the bindings
+
+    Prints one line per struct ("STRUCT size N") and per field ("STRUCT
+    FIELD offset N"), from the C compiler's own sizeof and offsetof.  The
+    Python binding's test (bindings/python/tests/test_abi.py) compares its
+    ctypes structures with it, so a field added to a struct in herald.h
+    and not to the binding, or in another place, fails a test (STYLE.md:
+    a binding that copies a struct layout has a test against the header).
+    =========================================================================
+*/
+
+#include <stddef.h>
+#include <stdio.h>
+#include "herald.h"
+
+#define S_SIZE(type, name)          printf ("%s size %zu\n", name, sizeof (type))
+#define S_FIELD(type, name, field)  printf ("%s %s offset %zu\n", name, #field, \
+                                            offsetof (type, field))
+
+int
+main (void)
+{
+    S_SIZE (herald_meta_t, "Meta");
+    S_FIELD (herald_meta_t, "Meta", key);
+    S_FIELD (herald_meta_t, "Meta", key_len);
+    S_FIELD (herald_meta_t, "Meta", value);
+    S_FIELD (herald_meta_t, "Meta", value_len);
+
+    S_SIZE (herald_agent_options_t, "Options");
+    S_FIELD (herald_agent_options_t, "Options", api);
+    S_FIELD (herald_agent_options_t, "Options", fanout);
+    S_FIELD (herald_agent_options_t, "Options", state_dir);
+    S_FIELD (herald_agent_options_t, "Options", timeout_ms);
+    S_FIELD (herald_agent_options_t, "Options", heartbeat_ms);
+    S_FIELD (herald_agent_options_t, "Options", dedup_window);
+    S_FIELD (herald_agent_options_t, "Options", live_buffer);
+    S_FIELD (herald_agent_options_t, "Options", outbox_max_events);
+    S_FIELD (herald_agent_options_t, "Options", outbox_max_bytes);
+    S_FIELD (herald_agent_options_t, "Options", outbox_fsync);
+    S_FIELD (herald_agent_options_t, "Options", sync_interval_ms);
+    S_FIELD (herald_agent_options_t, "Options", retry_max_ms);
+    S_FIELD (herald_agent_options_t, "Options", sub_rcvhwm);
+    S_FIELD (herald_agent_options_t, "Options", on_error);
+    S_FIELD (herald_agent_options_t, "Options", on_error_arg);
+    S_FIELD (herald_agent_options_t, "Options", dispatch);
+
+    S_SIZE (herald_start_t, "Start");
+    S_FIELD (herald_start_t, "Start", kind);
+    S_FIELD (herald_start_t, "Start", value);
+
+    S_SIZE (herald_delivery_t, "Delivery");
+    S_FIELD (herald_delivery_t, "Delivery", id);
+    S_FIELD (herald_delivery_t, "Delivery", topic);
+    S_FIELD (herald_delivery_t, "Delivery", topic_len);
+    S_FIELD (herald_delivery_t, "Delivery", seq);
+    S_FIELD (herald_delivery_t, "Delivery", ver);
+    S_FIELD (herald_delivery_t, "Delivery", ts);
+    S_FIELD (herald_delivery_t, "Delivery", type);
+    S_FIELD (herald_delivery_t, "Delivery", type_len);
+    S_FIELD (herald_delivery_t, "Delivery", schema);
+    S_FIELD (herald_delivery_t, "Delivery", meta);
+    S_FIELD (herald_delivery_t, "Delivery", meta_count);
+    S_FIELD (herald_delivery_t, "Delivery", data);
+    S_FIELD (herald_delivery_t, "Delivery", data_len);
+    S_FIELD (herald_delivery_t, "Delivery", envelope);
+    S_FIELD (herald_delivery_t, "Delivery", envelope_len);
+    S_FIELD (herald_delivery_t, "Delivery", subscription);
+    S_FIELD (herald_delivery_t, "Delivery", redelivered);
+    S_FIELD (herald_delivery_t, "Delivery", attempt);
+
+    S_SIZE (herald_sub_status_t, "SubStatus");
+    S_FIELD (herald_sub_status_t, "SubStatus", state);
+    S_FIELD (herald_sub_status_t, "SubStatus", delivered_seq);
+    S_FIELD (herald_sub_status_t, "SubStatus", delivered);
+    S_FIELD (herald_sub_status_t, "SubStatus", duplicates);
+    S_FIELD (herald_sub_status_t, "SubStatus", retries);
+    S_FIELD (herald_sub_status_t, "SubStatus", error);
+    S_FIELD (herald_sub_status_t, "SubStatus", message);
+    S_FIELD (herald_sub_status_t, "SubStatus", gaps);
+    S_FIELD (herald_sub_status_t, "SubStatus", repair_replays);
+    S_FIELD (herald_sub_status_t, "SubStatus", live_wait_ms);
+    S_FIELD (herald_sub_status_t, "SubStatus", data_lost);
+    S_FIELD (herald_sub_status_t, "SubStatus", lineage);
+
+    S_SIZE (herald_outgoing_t, "Outgoing");
+    S_FIELD (herald_outgoing_t, "Outgoing", topic);
+    S_FIELD (herald_outgoing_t, "Outgoing", data);
+    S_FIELD (herald_outgoing_t, "Outgoing", data_len);
+    S_FIELD (herald_outgoing_t, "Outgoing", type);
+    S_FIELD (herald_outgoing_t, "Outgoing", schema);
+    S_FIELD (herald_outgoing_t, "Outgoing", meta);
+    S_FIELD (herald_outgoing_t, "Outgoing", meta_count);
+    S_FIELD (herald_outgoing_t, "Outgoing", has_expect);
+    S_FIELD (herald_outgoing_t, "Outgoing", expect);
+    S_FIELD (herald_outgoing_t, "Outgoing", id);
+
+    S_SIZE (herald_publish_result_t, "PublishResult");
+    S_FIELD (herald_publish_result_t, "PublishResult", id);
+    S_FIELD (herald_publish_result_t, "PublishResult", err);
+    S_FIELD (herald_publish_result_t, "PublishResult", seq);
+    S_FIELD (herald_publish_result_t, "PublishResult", ver);
+    S_FIELD (herald_publish_result_t, "PublishResult", dup);
+    S_FIELD (herald_publish_result_t, "PublishResult", expected);
+    S_FIELD (herald_publish_result_t, "PublishResult", actual);
+    S_FIELD (herald_publish_result_t, "PublishResult", message);
+
+    S_SIZE (herald_range_t, "Range");
+    printf ("Range from_ offset %zu\n", offsetof (herald_range_t, from));
+    S_FIELD (herald_range_t, "Range", from_ts);
+    S_FIELD (herald_range_t, "Range", to);
+    S_FIELD (herald_range_t, "Range", until_ts);
+    S_FIELD (herald_range_t, "Range", prefixes);
+
+    S_SIZE (herald_agent_stats_t, "Stats");
+    S_FIELD (herald_agent_stats_t, "Stats", delivered);
+    S_FIELD (herald_agent_stats_t, "Stats", duplicates);
+    S_FIELD (herald_agent_stats_t, "Stats", gaps_repaired);
+    S_FIELD (herald_agent_stats_t, "Stats", replays);
+    S_FIELD (herald_agent_stats_t, "Stats", live_overflows);
+    S_FIELD (herald_agent_stats_t, "Stats", retries);
+    S_FIELD (herald_agent_stats_t, "Stats", published);
+    S_FIELD (herald_agent_stats_t, "Stats", publish_errors);
+    S_FIELD (herald_agent_stats_t, "Stats", outbox_depth);
+    S_FIELD (herald_agent_stats_t, "Stats", outbox_bytes);
+    S_FIELD (herald_agent_stats_t, "Stats", broker_head);
+    S_FIELD (herald_agent_stats_t, "Stats", broker_epoch);
+    S_FIELD (herald_agent_stats_t, "Stats", lag);
+    S_FIELD (herald_agent_stats_t, "Stats", broker_reachable);
+    S_FIELD (herald_agent_stats_t, "Stats", state_recovered);
+    S_FIELD (herald_agent_stats_t, "Stats", replay_errors);
+    S_FIELD (herald_agent_stats_t, "Stats", repair_replays);
+    S_FIELD (herald_agent_stats_t, "Stats", gaps);
+    S_FIELD (herald_agent_stats_t, "Stats", data_lost);
+    S_FIELD (herald_agent_stats_t, "Stats", broker_lineage);
+    return 0;
+}
