@@ -614,3 +614,40 @@ Test (heraldd_disk, percent_guard_refuses_publish_and_serves_reads)
     cr_assert_eq (bt_status_extra (client, 4, "disk_refused"), 1);
     cr_assert_eq (bt_head (client), 0);
 }
+
+//  The agent takes the broker's hint: refused for disk space with retry_ms
+//  1000, it sends the event again no sooner than that (its own backoff
+//  would start at 50 ms), and keeps it queued meanwhile.
+Test (heraldd_disk, the_agent_waits_the_retry_hint_before_publishing_again)
+{
+    const char *const extra [] = { "--min-free", "99%", NULL };
+    bt_start_with (extra);
+    zsock_t *client = bt_client ();
+    char *state = tu_tmpdir_new ("disk-agent");
+    herald_agent_options_t options;
+    herald_agent_options_init (&options);
+    options.api = bt_broker->api;
+    options.state_dir = state;
+    herald_agent_t *agent = herald_agent_new ("disk", &options);
+    cr_assert_not_null (agent, "%s", herald_agent_last_error ());
+    herald_outgoing_t event = { .topic = "disk.hint", .data = "x", .data_len = 1 };
+    cr_assert_eq (herald_agent_publish_async (agent, &event, NULL, NULL, NULL), HERALD_OK);
+    cr_assert_eq (bt_wait_status_extra (client, "disk_refused", 1, 10000), 1);
+    //  Not again for 900 ms (a slow machine only makes this later)
+    uint64_t deadline = tu_mono_ns () + 900ULL * 1000000ULL;
+    uint64_t early = 1;
+    while (tu_mono_ns () < deadline && early == 1) {
+        early = bt_status_extra (client, 2, "disk_refused");
+        zclock_sleep (50);
+    }
+    //  ... but again, soon after
+    uint64_t again = early == 1? bt_wait_status_extra (client, "disk_refused", 2, 10000): 0;
+    herald_agent_stats_t stats;
+    herald_agent_stats (agent, &stats);
+    herald_agent_destroy (&agent);
+    tu_tmpdir_destroy (&state);
+    cr_assert_eq (early, 1, "the agent sent the refused event again before the retry hint "
+                  "(%" PRIu64 " refusals within 900 ms)", early);
+    cr_assert_geq (again, 2);
+    cr_assert_eq (stats.outbox_depth, 1, "the refused event left the outbox");
+}
