@@ -39,35 +39,7 @@
 
 #include "testutil.h"
 
-//  The store's answers that can fail, asserted to succeed.
-static inline uint64_t
-s_ver_of (herald_store_t *store, const char *topic, size_t len)
-{
-    uint64_t ver = 0;
-    herald_error_t err = { 0 };
-    cr_assert_eq (herald_store_topic_ver (store, topic, len, &ver, &err), HERALD_OK, "%s",
-                  err.message);
-    return ver;
-}
-
-static inline uint64_t
-s_seq_at (herald_store_t *store, uint64_t ts)
-{
-    uint64_t seq = 0;
-    herald_error_t err = { 0 };
-    cr_assert_eq (herald_store_seq_at_ts (store, ts, &seq, &err), HERALD_OK, "%s",
-                  err.message);
-    return seq;
-}
-
-static inline uint64_t
-s_disk_of (herald_store_t *store)
-{
-    uint64_t bytes = 0;
-    herald_error_t err = { 0 };
-    cr_assert_eq (herald_store_disk_size (store, &bytes, &err), HERALD_OK, "%s", err.message);
-    return bytes;
-}
+#include "storetest.h"
 
 #define CYCLES          4
 #define ACKS_MIN        2000
@@ -429,7 +401,7 @@ s_verify (herald_durability_t durability)
             previous = seq;
         }
         uint64_t read_head = herald_scan_head (read);
-        char error [256];
+        char error [HERALD_ERROR_MESSAGE_MAX];
         snprintf (error, sizeof error, "%s", rc < 0? herald_scan_error (read)->message: "");
         herald_scan_destroy (&read);
         cr_assert_eq (rc, 0, "read %s failed after ver %" PRIu64 " of %" PRIu64 ": %s",
