@@ -23,30 +23,6 @@
 
 TestSuite (heraldd_losses, .init = bt_setup, .fini = bt_teardown, .timeout = 90);
 
-//  Bytes in the data directory's WAL files (*.log); with remove, delete them.
-static size_t
-s_wal_bytes (const char *dir, bool remove)
-{
-    DIR *handle = opendir (dir);
-    cr_assert_not_null (handle);
-    size_t total = 0;
-    struct dirent *entry;
-    while ((entry = readdir (handle))) {
-        size_t len = strlen (entry->d_name);
-        if (len < 5 || strcmp (entry->d_name + len - 4, ".log") != 0)
-            continue;
-        char path [4200];
-        snprintf (path, sizeof (path), "%s/%s", dir, entry->d_name);
-        struct stat info;
-        cr_assert_eq (stat (path, &info), 0);
-        total += (size_t) info.st_size;
-        if (remove)
-            cr_assert_eq (unlink (path), 0);
-    }
-    closedir (handle);
-    return total;
-}
-
 //  Cut every non-empty WAL file to keep of its bytes (the newest is the
 //  one with events after a kill -9 here: the others are empty).
 static void
@@ -109,7 +85,7 @@ Test (heraldd_losses, a_clean_stop_leaves_nothing_only_in_the_wal)
     bt_publish_twenty (client, NULL);
     bt_drop (&client);
     bt_stop_clean ();
-    cr_assert_eq (s_wal_bytes (bt_broker->data_dir, true), 0,
+    cr_assert_eq (tu_wal_bytes (bt_broker->data_dir, true), 0,
                   "after SIGTERM the WAL still holds events");
     cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0, "no restart without the WAL");
     client = bt_client ();
@@ -123,7 +99,7 @@ Test (heraldd_losses, a_wal_lost_after_kill9_stops_the_broker_until_the_loss_is_
     bt_publish_twenty (client, NULL);
     bt_drop (&client);
     bu_broker_kill (bt_broker);
-    cr_assert_gt (s_wal_bytes (bt_broker->data_dir, true), 0, "kill -9 left no WAL");
+    cr_assert_gt (tu_wal_bytes (bt_broker->data_dir, true), 0, "kill -9 left no WAL");
 
     //  Refused, naming the damage, and again on the next start (latched)
     for (int start = 0; start < 2; start++) {
@@ -162,7 +138,7 @@ Test (heraldd_losses, a_wal_cut_short_after_kill9_is_refused_naming_the_acknowle
     }
     bt_drop (&client);
     bu_broker_kill (bt_broker);
-    cr_assert_gt (s_wal_bytes (bt_broker->data_dir, false), 0, "kill -9 left no WAL");
+    cr_assert_gt (tu_wal_bytes (bt_broker->data_dir, false), 0, "kill -9 left no WAL");
     s_wal_cut (bt_broker->data_dir, 0.5);
 
     for (int start = 0; start < 2; start++) {

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,4 +425,28 @@ tu_get_be64 (const uint8_t *in)
     for (int index = 0; index < 8; index++)
         value = value << 8 | in [index];
     return value;
+}
+
+int64_t
+tu_wal_bytes (const char *dir, bool remove)
+{
+    DIR *handle = opendir (dir);
+    if (!handle)
+        return -1;
+    int64_t total = 0;
+    struct dirent *entry;
+    while (total >= 0 && (entry = readdir (handle))) {
+        size_t len = strlen (entry->d_name);
+        if (len < 5 || strcmp (entry->d_name + len - 4, ".log") != 0)
+            continue;
+        char path [4200];
+        snprintf (path, sizeof (path), "%s/%s", dir, entry->d_name);
+        struct stat info;
+        if (stat (path, &info) != 0 || (remove && unlink (path) != 0))
+            total = -1;
+        else
+            total += (int64_t) info.st_size;
+    }
+    closedir (handle);
+    return total;
 }

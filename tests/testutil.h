@@ -50,6 +50,12 @@ int
 char *
     tu_dir_snapshot (const char *dir);
 
+//  Bytes of RocksDB's WAL files (NNNNNN.log) in the data directory dir;
+//  with remove, each is deleted once counted.  -1 when dir cannot be
+//  listed, or a file cannot be measured or removed.
+int64_t
+    tu_wal_bytes (const char *dir, bool remove);
+
 //  len random bytes (getrandom, falling back to /dev/urandom).
 void
     tu_random_bytes (void *buffer, size_t len);
