@@ -196,7 +196,7 @@ s_stream_missing (herald_scan_t *self, const char *topic, size_t len, uint64_t v
 {
     herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                       "topic %.*s: stream entry %llu missing",
-                      herald_store_topic_shown (topic, len), topic, (unsigned long long) ver);
+                      (int) len, topic, (unsigned long long) ver);
     return -1;
 }
 
@@ -358,7 +358,7 @@ s_plan_index (herald_scan_t *self)
                 if (rc == HERALD_ERR_NOT_FOUND)
                     herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                                       "topic %.*s has no stream",
-                                      herald_store_topic_shown (topic, len), topic);
+                                      (int) len, topic);
                 rocksdb_iter_destroy (it);
                 free (first_seqs);
                 return -1;
@@ -737,7 +737,7 @@ s_next_read (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
     if (rc == HERALD_ERR_NOT_FOUND) {
         herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                           "topic %.*s: ver %llu missing",
-                          herald_store_topic_shown (self->topic, self->topic_len), self->topic,
+                          (int) self->topic_len, self->topic,
                           (unsigned long long) ver);
         return s_fail (self);
     }

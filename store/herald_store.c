@@ -794,7 +794,7 @@ herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
         self->db, self->read_options, self->cf [CF_TOPICS], topic, len, &rocks_err);
     if (rocks_err) {
         herald_store_rocks_error (rocks_err, err, "cannot read topic %.*s",
-                                  herald_store_topic_shown (topic, len), topic);
+                                  (int) len, topic);
         free (rocks_err);
         return -1;
     }
@@ -817,7 +817,7 @@ herald_store_lookup_ver (herald_store_t *self, const char *topic, size_t len,
     else
     if (rc == HERALD_ERR_NOT_FOUND)
         herald_error_set (err, HERALD_ERR_CORRUPT, "", "topic %.*s exists but has no stream",
-                          herald_store_topic_shown (topic, len), topic);
+                          (int) len, topic);
     rocksdb_iter_destroy (it);
     return rc == HERALD_OK? 0: -1;
 }
@@ -829,7 +829,7 @@ herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
 {
     if (!rocksdb_iter_valid (it)) {
         herald_err rc = herald_store_iter_error (it, err, "cannot read the stream of topic %.*s",
-                                                 herald_store_topic_shown (topic, len), topic);
+                                                 (int) len, topic);
         return rc != HERALD_OK? rc: HERALD_ERR_NOT_FOUND;
     }
     size_t key_len, value_len;
@@ -841,7 +841,7 @@ herald_store_run_at (rocksdb_iterator_t *it, const char *topic, size_t len,
     if (value_len == 0 || value_len % 8)
         return herald_error_set (err, HERALD_ERR_CORRUPT, "",
                                  "topic %.*s: the stream entry at ver %llu has %zu bytes",
-                                 herald_store_topic_shown (topic, len), topic,
+                                 (int) len, topic,
                                  (unsigned long long) *first_ver, value_len);
     *seqs = (const uint8_t *) value;
     *count = value_len / 8;

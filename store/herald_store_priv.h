@@ -292,16 +292,6 @@ herald_run_event (const herald_run_t *run, uint32_t index, const uint8_t **envel
     *len = s_get_u32 (run->ends + 4 * (size_t) index) - start;
 }
 
-//  How many of a topic's bytes an error message shows: all of them.  A
-//  message has room for a 255-byte topic beside a path and RocksDB's
-//  status (HERALD_ERROR_MESSAGE_MAX), so no part of either is cut.
-static inline int
-herald_store_topic_shown (const char *topic, size_t len)
-{
-    (void) topic;
-    return (int) len;
-}
-
 //  Write the streams key for (topic, ver) into key; returns its length.
 static inline size_t
 s_stream_key (uint8_t *key, const char *topic, size_t topic_len, uint64_t ver)
