@@ -932,40 +932,78 @@ s_refuse_all (self_t *self)
                     "ERROR overloaded", refused);
 }
 
-static int
-s_bind (self_t *self)
+herald_err
+herald_broker_bind (const herald_config_t *config, zsock_t **router_p, zsock_t **pub_p,
+                    herald_error_t *err)
 {
-    self->router = zsock_new (ZMQ_ROUTER);
-    self->pub = zsock_new (ZMQ_PUB);
-    if (!self->router || !self->pub)
-        return -1;
+    assert (config && router_p && pub_p);
+    *router_p = NULL;
+    *pub_p = NULL;
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    zsock_t *pub = zsock_new (ZMQ_PUB);
+    if (!router || !pub) {
+        zsock_destroy (&router);
+        zsock_destroy (&pub);
+        return herald_error_set (err, HERALD_ERR_NOMEM, NULL, "cannot create the broker's "
+                                 "sockets: %s", zmq_strerror (zmq_errno ()));
+    }
     //  Mandatory routing: a message the client's queue cannot take is
     //  refused (herald_reply_begin) instead of dropped unseen, so a stream
     //  waits rather than loses events, and a reply that cannot go is counted.
-    zsock_set_router_mandatory (self->router, 1);
-    zsock_set_sndhwm (self->router, (int) self->config->client_hwm);
+    zsock_set_router_mandatory (router, 1);
+    zsock_set_sndhwm (router, (int) config->client_hwm);
     //  --fanout-hwm, 100,000 by default: one group commit publishes up to
     //  DRAIN_EVENTS events at once, and more in a burst of commits, and
     //  libzmq's default of 1000 dropped events even for subscribers keeping
     //  up.  A subscriber that falls further behind loses messages (and its
     //  agent replays); its cost to the broker stays bounded.
-    zsock_set_sndhwm (self->pub, (int) self->config->fanout_hwm);
-    zsock_set_rcvhwm (self->router, ROUTER_RCVHWM);
+    zsock_set_sndhwm (pub, (int) config->fanout_hwm);
+    zsock_set_rcvhwm (router, ROUTER_RCVHWM);
     //  The largest legal PUBLISH, plus room for its framing; a larger frame
     //  makes libzmq drop the connection rather than allocate it.
-    uint64_t max_body = (uint64_t) self->config->max_batch * self->config->max_event_bytes
+    uint64_t max_body = (uint64_t) config->max_batch * config->max_event_bytes
                       + (1u << 20);
-    zsock_set_maxmsgsize (self->router, max_body > INT64_MAX? -1: (int64_t) max_body);
-    zsock_set_linger (self->router, 1000);
-    zsock_set_linger (self->pub, 1000);
-    if (zsock_bind (self->router, "%s", self->config->api) < 0) {
-        herald_log ("error", "cannot bind api %s: %s", self->config->api,
-                    zmq_strerror (zmq_errno ()));
-        return -1;
+    zsock_set_maxmsgsize (router, max_body > INT64_MAX? -1: (int64_t) max_body);
+    zsock_set_linger (router, 1000);
+    zsock_set_linger (pub, 1000);
+    const char *which = "api", *endpoint = config->api;
+    bool bound = zsock_bind (router, "%s", endpoint) >= 0;
+    if (bound) {
+        which = "fanout";
+        endpoint = config->fanout;
+        bound = zsock_bind (pub, "%s", endpoint) >= 0;
     }
-    if (zsock_bind (self->pub, "%s", self->config->fanout) < 0) {
-        herald_log ("error", "cannot bind fanout %s: %s", self->config->fanout,
-                    zmq_strerror (zmq_errno ()));
+    if (!bound) {
+        int code = zmq_errno ();
+        zsock_destroy (&router);
+        zsock_destroy (&pub);
+        //  The usual case: a broker already runs on the defaults
+        if (code == EADDRINUSE)
+            return herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind %s "
+                                     "%s: the address is in use (is another heraldd "
+                                     "running? stop it, or give --%s another endpoint)",
+                                     which, endpoint, which);
+        return herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind %s %s: %s",
+                                 which, endpoint, zmq_strerror (code));
+    }
+    *router_p = router;
+    *pub_p = pub;
+    return HERALD_OK;
+}
+
+//  The sockets heraldd bound, or bind them here (tests start the actor
+//  without herald_broker_bind).
+static int
+s_bind (self_t *self, herald_broker_args_t *args)
+{
+    if (args->router && args->pub) {
+        self->router = args->router;
+        self->pub = args->pub;
+        return 0;
+    }
+    herald_error_t err = { 0 };
+    if (herald_broker_bind (self->config, &self->router, &self->pub, &err) != HERALD_OK) {
+        herald_log ("error", "%s", err.message);
         return -1;
     }
     return 0;
@@ -976,7 +1014,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
 {
     self_t *self = s_self_new (pipe, (herald_broker_args_t *) args);
     //  zactor_new waits for this signal; a failure is reported after it.
-    self->fatal = s_identity (self) != 0 || s_bind (self) != 0;
+    self->fatal = s_bind (self, (herald_broker_args_t *) args) != 0 || s_identity (self) != 0;
     if (!self->fatal)
         self->streams = herald_streams_new (self->store, self->router,
                                             self->config->max_streams,

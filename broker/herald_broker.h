@@ -18,13 +18,27 @@
 //  borrowed: the caller keeps config and store alive until the actor is
 //  destroyed.  The actor signals 0 once its sockets are bound, or -1 if
 //  binding failed (after logging why).  If the store fails under it, it
-//  logs, stops serving and sends "FATAL" on its pipe.
+//  logs, stops serving and sends "FATAL" on its pipe.  router and pub,
+//  when set, are sockets herald_broker_bind already bound: the actor takes
+//  them over (the caller no longer uses or destroys them) instead of
+//  binding its own.
 typedef struct {
     herald_config_t *config;
     herald_store_t *store;
+    zsock_t *router;
+    zsock_t *pub;
 } herald_broker_args_t;
 
 void
     herald_broker_actor (zsock_t *pipe, void *args);
+
+//  Create the api ROUTER and the fanout PUB of config, with their options,
+//  and bind them.  heraldd calls this before it opens (and perhaps
+//  creates) the data directory, so that a port in use stops it before it
+//  has made anything.  On failure nothing stays bound and err says which
+//  endpoint and why (HERALD_ERR_UNAVAILABLE; HERALD_ERR_NOMEM).
+herald_err
+    herald_broker_bind (const herald_config_t *config, zsock_t **router_p, zsock_t **pub_p,
+                        herald_error_t *err);
 
 #endif

@@ -16,6 +16,9 @@
     argument unless that starts with `--`: `--data-dir --api X` is a
     forgotten value, not a data directory named "--api" (which can still
     be given as `--data-dir=--api`).
+    An error names the flag, or the file, line and key, and why; it never
+    adds "see --help": heraldd prints that hint once after any of them (a
+    message that carried it too printed it twice).
 
     The file has no quoting and no comments after a value: `#` starts a
     comment only at the start of a line, so a value is everything after
@@ -444,7 +447,7 @@ s_line_apply (herald_config_t *self, char *text, const char *path, unsigned line
             return s_line_error (err, HERALD_ERR_INVALID, path, line, key,
                                  "a config file cannot name another");
         return s_line_error (err, HERALD_ERR_INVALID, path, line, key,
-                             "unknown key (see heraldd --help)");
+                             "unknown key");
     }
     herald_err rc = s_option_set (self, option, value, why, sizeof (why));
     if (rc != HERALD_OK)
@@ -526,7 +529,7 @@ s_flag_next (int argc, char **argv, int *index, s_flag_t *flag, herald_error_t *
     const char *arg = argv [*index];
     if (strncmp (arg, "--", 2) != 0)
         return herald_error_set (err, HERALD_ERR_INVALID, arg,
-                                 "unexpected argument (flags start with --; see --help)");
+                                 "unexpected argument (flags start with --)");
     flag->name = arg + 2;
     const char *equals = strchr (flag->name, '=');
     flag->name_len = equals ? (size_t) (equals - flag->name) : strlen (flag->name);
@@ -539,7 +542,7 @@ s_flag_next (int argc, char **argv, int *index, s_flag_t *flag, herald_error_t *
         ||  (flag->name_len == 7 && memcmp (flag->name, "version", 7) == 0))
             return herald_error_set (err, HERALD_ERR_INVALID, flag->label, "takes no value");
         return herald_error_set (err, HERALD_ERR_INVALID, flag->label,
-                                 "unknown flag (see --help)");
+                                 "unknown flag");
     }
     if (equals)
         flag->value = equals + 1;
@@ -560,6 +563,7 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
     assert (self);
     assert (exit_now);
     *exit_now = false;
+    self->file_failed = false;
     if (!out)
         out = stdout;
     int index;
@@ -588,8 +592,10 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
         if (!*config_path)
             return herald_error_set (err, HERALD_ERR_INVALID, "--config", "must not be empty");
         herald_err rc = herald_config_load (self, config_path, err);
-        if (rc != HERALD_OK)
+        if (rc != HERALD_OK) {
+            self->file_failed = true;
             return rc;
+        }
     }
     for (index = 1; index < argc; index++) {
         herald_err rc = s_flag_next (argc, argv, &index, &flag, err);

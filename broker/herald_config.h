@@ -58,6 +58,8 @@ typedef struct {
     char *node;                     //  broker id; "" until the broker generates one
     char *log_level;                //  "error", "warn", "info" or "debug"
     char *config_file;              //  the file loaded, or NULL when none was
+    bool file_failed;               //  herald_config_parse failed in the --config file
+                                    //  (heraldd exits 78), not on the command line (64)
 } herald_config_t;
 
 //  A config holding the defaults (those herald_config_print_usage lists).
@@ -77,7 +79,9 @@ void
 //  when NULL), set *exit_now and return HERALD_OK without reading anything
 //  else.  Otherwise *exit_now is false, and an error (HERALD_ERR_INVALID
 //  naming the flag, or FILE:LINE and the key; HERALD_ERR_NOMEM) fills err
-//  and leaves self partly updated: the caller should not start on it.
+//  and leaves self partly updated: the caller should not start on it;
+//  file_failed then tells an error in the --config file from one on the
+//  command line.  Messages carry no "see --help" hint (the caller adds one).
 herald_err
     herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
                          bool *exit_now, herald_error_t *err);

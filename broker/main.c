@@ -1,15 +1,23 @@
 /*  =========================================================================
     heraldd - the Herald broker
 
-    main() only: read the settings, open the store, start the broker actor,
-    wait for SIGTERM or SIGINT (or a fatal store failure), stop the actor
-    (it commits and ACKs the batch in hand), flush the store so that its
-    WAL holds nothing, close it.  Exit 0 on a clean stop, 1 when the broker
-    could not start (a damaged store among the reasons) or the store failed.
+    main() only: read the settings, bind the api and fanout sockets, open
+    the store, start the broker actor with those sockets, wait for SIGTERM
+    or SIGINT (or a fatal store failure), stop the actor (it commits and
+    ACKs the batch in hand), flush the store so that its WAL holds nothing,
+    close it.  The sockets are bound before the store is opened so that a
+    port in use (a second ./run.sh) stops heraldd before it has created a
+    data directory: a failed start leaves nothing behind.
+
+    Exit 0 on a clean stop; 64 (EX_USAGE) for a bad command line and 78
+    (EX_CONFIG) for a bad --config file, each followed by one hint line;
+    1 when the broker could not start (a port in use, a damaged store
+    among the reasons) or the store failed.
     =========================================================================
 */
 
 #include <errno.h>
+#include <sysexits.h>
 #include <sys/statvfs.h>
 #include "herald_broker.h"
 #include "herald_disk.h"
@@ -55,19 +63,33 @@ main (int argc, char **argv)
     bool exit_now = false;
     herald_error_t err = { 0 };
     if (herald_config_parse (config, argc, argv, stdout, &exit_now, &err) != HERALD_OK) {
-        fprintf (stderr, "heraldd: %s\n(see heraldd --help)\n", err.message);
+        //  The one hint for every error in the command line or the file:
+        //  the messages themselves carry none, so it is printed once.
+        int status = err.code == HERALD_ERR_NOMEM? 1:
+                     config->file_failed? EX_CONFIG: EX_USAGE;
+        fprintf (stderr, "heraldd: %s\n", err.message);
+        if (status != 1)
+            fprintf (stderr, "(see heraldd --help)\n");
         herald_config_destroy (&config);
-        return 1;
+        return status;
     }
     if (exit_now) {
         herald_config_destroy (&config);
         return 0;
+    }
+    zsock_t *router = NULL, *pub = NULL;
+    if (herald_broker_bind (config, &router, &pub, &err) != HERALD_OK) {
+        fprintf (stderr, "heraldd: %s\n", err.message);
+        herald_config_destroy (&config);
+        return 1;
     }
     //  RocksDB writes its LOG, OPTIONS and MANIFEST files as it opens a
     //  store, and on a full disk the Debian build aborts (an assertion in
     //  its file writer) rather than fail: refuse to start first, and say
     //  why.  Below --min-free the broker starts, serving reads only.
     if (s_disk_too_full (config->data_dir)) {
+        zsock_destroy (&router);
+        zsock_destroy (&pub);
         herald_config_destroy (&config);
         return 1;
     }
@@ -80,12 +102,14 @@ main (int argc, char **argv)
             fprintf (stderr, "heraldd: the store may be missing acknowledged events; not "
                      "starting.\nheraldd: see what can be kept with: herald repair "
                      "--data-dir %s\n", config->data_dir);
+        zsock_destroy (&router);
+        zsock_destroy (&pub);
         herald_config_destroy (&config);
         return 1;
     }
     //  czmq catches SIGINT and SIGTERM and sets zsys_interrupted; the wait
     //  below returns then.
-    herald_broker_args_t args = { config, store };
+    herald_broker_args_t args = { config, store, router, pub };   //  the actor owns the sockets
     zactor_t *broker = zactor_new (herald_broker_actor, &args);
     int status = 0;
     zpoller_t *poller = zpoller_new (broker, NULL);
