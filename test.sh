@@ -6,22 +6,29 @@
 # test cases across the suite; the exit status is non-zero on any failure.
 #
 #   ./test.sh              build and run every test
-#   ./test.sh --sanitize   the same in build-asan/, with ASan + UBSan
+#   ./test.sh --sanitize   the same with ASan + UBSan, in build-asan/: a copy
+#                          of the sources (refreshed on each run, so edit
+#                          them here) built in place, beside this tree's build
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
 
 build="$top"
 configure_flags=()
-if [ "${1:-}" = "--sanitize" ]; then
-    build="$top/build-asan"
-    configure_flags=(--enable-sanitizers)
-    if [ -f "$top/config.status" ]; then
-        echo "test.sh: --sanitize builds in build-asan/, which needs a clean source tree;" >&2
-        echo "         run 'make distclean' here first" >&2
-        exit 2
-    fi
-fi
+herald_copy=""
+case "${1:-}" in
+    "") ;;
+    --sanitize)
+        build="$top/build-asan"
+        configure_flags=(--enable-sanitizers)
+        herald_copy=1 ;;
+    -h|--help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0 ;;
+    *)
+        echo "test.sh: unknown argument '$1' (./test.sh or ./test.sh --sanitize)" >&2
+        exit 64 ;;
+esac
 
 herald_build="$build"
 herald_configure_flags=(${configure_flags[@]+"${configure_flags[@]}"})

@@ -1,8 +1,14 @@
 # Sourced by ./run.sh and ./test.sh: install the Debian packages Herald
 # needs (as root, or through sudo), then configure and build in the
 # directory $herald_build (the source tree unless set) with the configure
-# flags in $herald_configure_flags.  Each step runs only when needed, so a
-# second run with nothing changed costs a few seconds.
+# flags in $herald_configure_flags.  With $herald_copy set, $herald_build
+# is a copy of the sources, refreshed first and built in place (./test.sh
+# --sanitize: two in-place builds cannot share one tree).
+#
+# Each step runs only when needed and says so in one line before it
+# starts ("herald: configuring ...").  Its output goes to setup.log in the
+# build directory; a step that fails prints the end of that log and the
+# path of the whole.  A second run with nothing changed prints nothing.
 
 herald_packages=(build-essential autoconf automake libtool pkg-config
                  libmsgpack-dev librocksdb-dev libzmq3-dev libczmq-dev libcriterion-dev
@@ -11,24 +17,172 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  python3-pip python3-setuptools python3-wheel    # pip install ./bindings/python, offline
                  libnats-dev libhiredis-dev)     # bench/compare's clients (docs/benchmarks.md)
 
+herald_say () { echo "herald: $*" >&2; }
+
+# herald_log_run LOG COMMAND...: run COMMAND with its output appended to
+# LOG; when it fails, show the end of LOG and return its status.
+herald_log_run () {
+    local log=$1 status=0
+    shift
+    echo "+ $*" >>"$log"
+    "$@" >>"$log" 2>&1 </dev/null || status=$?
+    [ "$status" -eq 0 ] || herald_failed "$log" "$status" "$*"
+    return "$status"
+}
+
+herald_failed () {
+    local log=$1 status=$2 what=$3
+    herald_say "failed (exit $status): $what"
+    echo "---- the end of $log ----" >&2
+    tail -n 40 "$log" >&2
+    echo "---- (the whole output is in $log) ----" >&2
+}
+
+# herald_sources_copy TOP DEST: make DEST a copy of the source files of
+# the git checkout TOP (tracked, and new files git does not ignore), with
+# their times kept so that make rebuilds only what changed; files gone
+# from TOP go from DEST.  Returns 2 when TOP is not a git checkout.
+herald_sources_copy () {
+    local top=$1 dest=$2 list skip=()
+    git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 2
+    # build-asan/ from before this copy existed: configured against TOP
+    if [ -f "$dest/config.status" ] && [ ! -f "$dest/configure.ac" ]; then
+        rm -rf "$dest"
+    fi
+    mkdir -p "$dest"
+    case $dest in "$top"/*) skip=(":!${dest#"$top"/}") ;; esac
+    list=$(cd "$top" && git ls-files --cached --others --exclude-standard \
+               -- . ${skip[@]+"${skip[@]}"} | sort -u | while IFS= read -r file; do
+               [ -f "$file" ] && printf '%s\n' "$file"; done)
+    if [ -f "$dest/.herald-sources" ]; then
+        comm -23 "$dest/.herald-sources" <(printf '%s\n' "$list") \
+            | (cd "$dest" && xargs -r -d '\n' rm -f --)
+    fi
+    (cd "$top" && printf '%s\n' "$list" | tar -cf - --verbatim-files-from -T -) \
+        | tar -xf - -C "$dest" || return 1
+    printf '%s\n' "$list" >"$dest/.herald-sources"
+}
+
+# herald_make DIR LOG FIRST: make in DIR, its output in LOG.  Nothing is
+# shown unless make compiles something; then one line, and on a terminal
+# a count that goes up.  FIRST set: no build yet, say how long it takes.
+herald_make () {
+    local dir=$1 log=$2 first=$3 jobs status errexit="" start=$SECONDS steps
+    jobs=$(nproc 2>/dev/null || echo 2)
+    echo "+ make -C $dir -j$jobs" >>"$log"
+    # make's status, not the filter's, and without set -e ending the script
+    case $- in *e*) errexit=1; set +e ;; esac
+    make -s --no-print-directory -C "$dir" -j"$jobs" 2>&1 </dev/null \
+        | herald_make_progress "$log" "$first" "$jobs"
+    status=${PIPESTATUS[0]}
+    [ -z "$errexit" ] || set -e
+    if [ "$status" -ne 0 ]; then
+        herald_failed "$log" "$status" "make -C $dir"
+        return "$status"
+    fi
+    # the steps of this make, after its "+ make" line
+    steps=$(awk '/^\+ make /{n=0; next} /^  [A-Z]/{n++} END{print n+0}' "$log")
+    [ "$steps" -eq 0 ] || herald_say "built: $steps $( [ "$steps" -eq 1 ] && echo step ||
+                                          echo steps) in $((SECONDS - start)) s"
+}
+
+# Reads make's output: every line to LOG; a step line ("  CC  file.o")
+# counts.  The first prints the header; on a terminal a count follows it.
+herald_make_progress () {
+    local log=$1 first=$2 jobs=$3 line steps=0 start=$SECONDS said=$SECONDS tty="" regen=""
+    [ -t 2 ] && tty=1
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >>"$log"
+        case "$line" in
+            "  "[A-Z]*) ;;
+            # automake's own rules: Makefile.am or configure.ac changed
+            " cd "*|"running CONFIG_SHELL="*)
+                if [ -z "$regen" ]; then
+                    regen=1
+                    herald_say "Makefile.am or configure.ac changed: regenerating the Makefile"
+                fi
+                continue ;;
+            *) continue ;;
+        esac
+        steps=$((steps + 1))
+        if [ "$steps" -eq 1 ]; then
+            if [ -n "$first" ]; then
+                herald_say "building (about 80 compile and link steps the first time)"
+            else
+                herald_say "building what changed"
+            fi
+        fi
+        if [ -n "$tty" ]; then
+            printf '\r\033[K        %d steps, %d s: %s' "$steps" $((SECONDS - start)) \
+                "${line##* }" >&2
+        elif [ $((SECONDS - said)) -ge 30 ]; then
+            herald_say "  ... $steps steps, $((SECONDS - start)) s"
+            said=$SECONDS
+        fi
+    done
+    if [ "$steps" -gt 0 ] && [ -n "$tty" ]; then
+        printf '\r\033[K' >&2
+    fi
+}
+
 herald_setup () {
-    local top missing=() package sudo=""
+    local top src build log missing=() package sudo="" first="" start status=0
     top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    build=${herald_build:-$top}
+    src=$top
+    mkdir -p "$build"
+    log=$build/setup.log
+    : >"$log"
+
     for package in "${herald_packages[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
             || missing+=("$package")
     done
     if [ ${#missing[@]} -gt 0 ]; then
-        echo "herald: installing ${missing[*]}" >&2
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null
+        if [ "$(id -u)" -ne 0 ]; then
+            if ! command -v sudo >/dev/null; then
+                herald_say "missing Debian packages; as root, run:"
+                echo "    apt-get install ${missing[*]}" >&2
+                return 1
+            fi
+            sudo="sudo"
+        fi
+        herald_say "installing ${#missing[@]} Debian packages (a few minutes on a fresh" \
+                   "machine): ${missing[*]}"
+        start=$SECONDS
+        herald_log_run "$log" $sudo apt-get update -q || return
+        herald_log_run "$log" $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends "${missing[@]}" || return
+        herald_say "installed in $((SECONDS - start)) s"
     fi
-    [ -x "$top/configure" ] || "$top/autogen.sh" >&2
-    mkdir -p "${herald_build:=$top}"
-    if [ ! -f "$herald_build/Makefile" ]; then
-        (cd "$herald_build" && "$top/configure" -q ${herald_configure_flags[@]+"${herald_configure_flags[@]}"}) >&2
+
+    if [ -n "${herald_copy:-}" ]; then
+        herald_sources_copy "$top" "$build" || status=$?
+        if [ "$status" -ne 0 ]; then
+            [ "$status" -ne 2 ] && { herald_say "cannot copy the sources into $build"; return 1; }
+            # Not a git checkout (a release tarball): build out of the
+            # tree, which configure allows only if the tree is not
+            # configured in place.
+            if [ -f "$top/config.status" ]; then
+                herald_say "this tree is built in place and is not a git checkout, so" \
+                           "$build cannot get a copy of it;"
+                herald_say "run 'make distclean' here first"
+                return 2
+            fi
+        else
+            src=$build
+        fi
     fi
-    make -C "$herald_build" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+
+    if [ ! -x "$src/configure" ]; then
+        herald_say "generating ./configure (autoreconf)"
+        herald_log_run "$log" "$src/autogen.sh" || return
+    fi
+    if [ ! -f "$build/Makefile" ]; then
+        herald_say "configuring${herald_configure_flags[*]:+ with ${herald_configure_flags[*]}}"
+        herald_log_run "$log" env -C "$build" "$src/configure" -q \
+            ${herald_configure_flags[@]+"${herald_configure_flags[@]}"} || return
+    fi
+    [ -x "$build/broker/heraldd" ] || first=1
+    herald_make "$build" "$log" "$first"
 }
