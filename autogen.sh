@@ -4,4 +4,4 @@ set -e
 cd "$(dirname "$0")"
 mkdir -p m4 build-aux
 autoreconf --install --force >/dev/null
-echo "autogen: now run ./configure && make"
+echo "autogen: done; next: ./configure && make (./run.sh and ./test.sh do all three)"

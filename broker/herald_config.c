@@ -568,7 +568,7 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
         out = stdout;
     int index;
     for (index = 1; index < argc; index++) {
-        if (strcmp (argv [index], "--help") == 0) {
+        if (strcmp (argv [index], "--help") == 0 || strcmp (argv [index], "-h") == 0) {
             herald_config_print_usage (out);
             *exit_now = true;
             return HERALD_OK;
@@ -635,6 +635,6 @@ herald_config_print_usage (FILE *out)
     fprintf (out,
         "  %-24s %s\n  %-24s %s\n  %-24s %s\n",
         "--config FILE", "read settings from FILE first (default none)",
-        "--help", "print this text and exit",
+        "--help, -h", "print this text and exit",
         "--version", "print the version and exit");
 }

@@ -75,7 +75,7 @@ void
 //  of --config FILE is loaded first, wherever the flag is; every other flag
 //  then overrides it, the last of a repeated flag winning.  A flag's value
 //  is the next argument unless that starts with `--`, or follows `=`.
-//  --help and --version print usage or "heraldd VERSION" to out (stdout
+//  --help (or -h) and --version print usage or "heraldd VERSION" to out (stdout
 //  when NULL), set *exit_now and return HERALD_OK without reading anything
 //  else.  Otherwise *exit_now is false, and an error (HERALD_ERR_INVALID
 //  naming the flag, or FILE:LINE and the key; HERALD_ERR_NOMEM) fills err

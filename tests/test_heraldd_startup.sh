@@ -152,6 +152,10 @@ try $NAME --help --bogus
 check "--help wins over a bad flag: exit 0" status_is 0
 check "--help prints the usage on stdout" grep -q "^Usage: heraldd" "$TMP/help.out"
 check "--help prints nothing on stderr" [ ! -s "$TMP/help.err" ]
+NAME=h
+try $NAME -h
+check "-h is --help: exit 0" status_is 0
+check "-h prints the usage on stdout" grep -q "^Usage: heraldd" "$TMP/h.out"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
