@@ -147,8 +147,8 @@ herald_setup () {
             fi
             sudo="sudo"
         fi
-        herald_say "installing ${#missing[@]} Debian packages (a few minutes on a fresh" \
-                   "machine): ${missing[*]}"
+        herald_say "installing ${#missing[@]} Debian package$([ ${#missing[@]} -eq 1 ] || echo s)" \
+                   "(a few minutes on a fresh machine): ${missing[*]}"
         start=$SECONDS
         herald_log_run "$log" $sudo apt-get update -q || return
         herald_log_run "$log" $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
