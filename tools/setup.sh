@@ -45,10 +45,6 @@ herald_failed () {
 herald_sources_copy () {
     local top=$1 dest=$2 list skip=()
     git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 2
-    # build-asan/ from before this copy existed: configured against TOP
-    if [ -f "$dest/config.status" ] && [ ! -f "$dest/configure.ac" ]; then
-        rm -rf "$dest"
-    fi
     mkdir -p "$dest"
     case $dest in "$top"/*) skip=(":!${dest#"$top"/}") ;; esac
     list=$(cd "$top" && git ls-files --cached --others --exclude-standard \
@@ -130,6 +126,13 @@ herald_setup () {
     top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     build=${herald_build:-$top}
     src=$top
+    # build-asan/ from before it held a copy: configured against this tree
+    if [ -n "${herald_copy:-}" ] && [ -f "$build/config.status" ] \
+    && [ ! -f "$build/configure.ac" ] \
+    && git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        herald_say "$build was configured by an older ./test.sh; starting it afresh"
+        rm -rf "$build"
+    fi
     mkdir -p "$build"
     log=$build/setup.log
     : >"$log"
