@@ -25,7 +25,7 @@
     held events continue exactly where the forwarded ones end.  Held
     events are bounded by the agent's live_buffer; when they overflow they
     are dropped and the subscription catches up by replay instead of
-    growing (DESIGN.md, invariant 5).
+    growing: memory stays bounded whatever the broker sends.
 
     "Backlog" means the delivery thread is behind: batches wait in the I/O
     actor's `pending` list.  A subscription never goes (back) to live, and

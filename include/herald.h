@@ -27,12 +27,12 @@ extern "C" {
 #define HERALD_VERSION_PATCH 0
 
 //  Every runtime failure in Herald is one of these.  The first block maps
-//  one-to-one to the `code` strings of HWP/1 ERROR replies (PROTOCOL.md);
+//  one-to-one to the `code` strings of HWP/1 ERROR replies (docs/protocol.md);
 //  the second block is local to a process and never sent on the wire.
 //  Bindings map each to one exception class.
 typedef enum {
     HERALD_OK = 0,
-    //  Protocol error codes, in the order PROTOCOL.md lists them
+    //  Protocol error codes, in the order docs/protocol.md lists them
     HERALD_ERR_BAD_REQUEST = 1,         //  bad_request
     HERALD_ERR_TOO_LARGE = 2,           //  too_large
     HERALD_ERR_CONFLICT = 3,            //  conflict
@@ -279,7 +279,7 @@ typedef struct {
     uint64_t retries;               //  handler RETRY returns
     int error;                      //  the code that stopped it, when FAILED
     char message [256];             //  a longer one loses its middle, marked "…"
-    //  Repairs (issue 11): a gap is a way from LIVE back to LIVE that
+    //  Repairs: a gap is a way from LIVE back to LIVE that
     //  needed a replay; repair_replays / gaps is the replays per gap
     uint64_t gaps;
     uint64_t repair_replays;        //  REPLAY requests made after it was first live

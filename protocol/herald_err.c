@@ -16,7 +16,7 @@
 #define S_STRINGIFY(x)  S_STRINGIFY2 (x)
 
 //  Wire codes, indexed by the protocol block of herald_err.  The order is
-//  PROTOCOL.md's, which is also the enum's.
+//  docs/protocol.md's, which is also the enum's.
 static const char *s_codes [] = {
     NULL,
     "bad_request",

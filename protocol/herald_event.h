@@ -2,7 +2,7 @@
     herald_event - the event envelope: encode, decode, validate
 
     An event as stored, published and replayed is one MessagePack map
-    (PROTOCOL.md, "The event envelope").  This class turns a herald_event_t
+    (docs/protocol.md, "The event envelope").  This class turns a herald_event_t
     into envelope bytes and back, and validates every field the way the
     contract says.  It does no I/O and allocates only from the msgpack zone
     a caller passes in.
@@ -120,7 +120,7 @@ int
 size_t
     herald_event_encoded_size (const herald_event_t *event);
 
-//  Decode and validate a stored envelope: every field of PROTOCOL.md's
+//  Decode and validate a stored envelope: every field of docs/protocol.md's
 //  table, with seq, ver and ts required.  Pointers in event borrow bytes
 //  and zone (meta entries live in zone).  Unknown keys are ignored.
 //  Returns HERALD_OK, or fills err (HERALD_ERR_BAD_REQUEST naming the

@@ -1,7 +1,7 @@
 /*  =========================================================================
     herald_msg - HWP/1 message bodies: command names and decoding
 
-    A message is a command frame and a MessagePack map body (PROTOCOL.md,
+    A message is a command frame and a MessagePack map body (docs/protocol.md,
     "Messages on api").  This file names the commands and decodes and
     validates bodies; herald_msg_encode.c writes them.
 

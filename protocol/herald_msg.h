@@ -2,14 +2,14 @@
     herald_msg - HWP/1 message bodies: encode, decode, validate
 
     Every message on the api socket is a command frame (upper-case ASCII)
-    and a MessagePack map body (PROTOCOL.md, "Messages on api"); heartbeats
+    and a MessagePack map body (docs/protocol.md, "Messages on the api socket"); heartbeats
     on fanout are `$hb` and a map.  This class maps each body to a
     herald_msg_t and back.  It does no I/O: frames are the caller's.
 
     Direction matters because STATUS is both a request and its reply:
     herald_msg_type_from_command takes `reply` to tell them apart.
 
-    Decoding validates every rule of PROTOCOL.md ("Precise rules") that a
+    Decoding validates every rule of docs/protocol.md ("The rules a decoder enforces") that a
     body alone can show, and fills a herald_error_t that names the field.
     A herald_msg_t is a plain value; its pointers borrow the body bytes and
     the msgpack zone given to decode, which must outlive it.  The caller

@@ -5,7 +5,7 @@
     map with str keys, written with msgpack-c's shortest forms.  Optional
     keys are written only when their has_* flag (or non-NULL pointer) says
     they are present, so a decoded message encodes back to a body that
-    decodes to the same message.  Keys come in the order PROTOCOL.md lists
+    decodes to the same message.  Keys come in the order docs/protocol.md lists
     them; receivers must not depend on it.
     =========================================================================
 */

@@ -309,7 +309,7 @@ int
                       uint64_t *seq);
 
 //  For a scan: the highest seq L such that every matching event with
-//  from <= seq <= L has been returned (PROTOCOL.md, END `last`).  For a
+//  from <= seq <= L has been returned (docs/protocol.md, END `last`).  For a
 //  read: the last ver returned (from_ver - 1 if none).
 uint64_t
     herald_scan_last (herald_scan_t *self);

@@ -5,8 +5,8 @@
     FIELD offset N"), from the C compiler's own sizeof and offsetof.  The
     Python binding's test (bindings/python/tests/test_abi.py) compares its
     ctypes structures with it, so a field added to a struct in herald.h
-    and not to the binding, or in another place, fails a test (STYLE.md:
-    a binding that copies a struct layout has a test against the header).
+    and not to the binding, or in another place, fails a test (a binding
+    that copies a struct layout has a test against the header).
     =========================================================================
 */
 

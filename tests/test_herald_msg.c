@@ -1,6 +1,6 @@
 /*  =========================================================================
     test_herald_msg - HWP/1 bodies: every message round-trips, every rule
-    of PROTOCOL.md's "Precise rules" that a body can break is refused with
+    of docs/protocol.md's rules that a body can break is refused with
     the right code and field.
 
     Request bodies are built with msgpack_packer directly, as a third-party

@@ -1,7 +1,7 @@
 /*  =========================================================================
     test_herald_scan - REPLAY scans and READ streams over the store
 
-    Written from store/herald_store.h and PROTOCOL.md ("Streams"): order,
+    Written from store/herald_store.h and docs/protocol.md ("REPLAY"): order,
     ranges by seq and by time, prefix filters (dense and sparse, one topic
     and thousands), END `last` and `head`, topic reads by ver, bad specs,
     and a scan running while another thread appends.
@@ -202,7 +202,7 @@ s_check_envelope (const uint8_t *envelope, size_t len, uint64_t seq, const s_rec
 
 //  Run a scan of spec and check it against the model: the exact matching
 //  events in seq order, herald_scan_last after every step, and at the end
-//  the END `last` of PROTOCOL.md.  Returns how many events it gave.
+//  the END `last` of docs/protocol.md.  Returns how many events it gave.
 static size_t
 s_check_scan (const herald_scan_spec_t *spec)
 {

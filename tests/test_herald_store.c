@@ -1,7 +1,7 @@
 /*  =========================================================================
     test_herald_store - the event log's contract, one behaviour per test
 
-    Written from store/herald_store.h and PROTOCOL.md ("Publishing"), not
+    Written from store/herald_store.h and docs/protocol.md ("PUBLISH"), not
     from the implementation: open and refusal, recovery of counters on
     open, seq / ver / ts rules, dedup by id, `expect`, batch atomicity,
     group commit, and reading back exactly what was stored.
@@ -254,7 +254,7 @@ Test (herald_store, reopen_recovers_counters_from_data_not_side_file)
 {
     //  Whatever files the store keeps beside RocksDB's own, put back their
     //  stale copies from an earlier session: the counters must still come
-    //  from the data (DESIGN.md, invariant 2).
+    //  from the data (a crash must never leave a counter that disagrees with the log).
     s_open (HERALD_DURABILITY_SYNC);
     herald_store_set_clock (s_store, 100);
     s_append_topic ("a", 3, NULL);

@@ -1,7 +1,8 @@
 /*  =========================================================================
     test_herald_store_crash - kill -9 never loses an acknowledged event
 
-    DESIGN.md invariants 1-3, proved the hard way.  The test starts
+    An acknowledged event is never lost, seq and ver stay gapless, an id
+    is stored once: proved the hard way.  The test starts
     tests/store_writer (a separate process appending forever), reads the
     events it acknowledges ("id seq ver" lines, printed only after append
     returned), and at a moment chosen by the count of ACKs it SIGKILLs the

@@ -2,7 +2,7 @@
     test_heraldd_input - hostile and malformed input gets a well-formed
     ERROR, and the broker goes on
 
-    Frames, bodies and commands that break PROTOCOL.md: one frame, a body
+    Frames, bodies and commands that break docs/protocol.md: one frame, a body
     that is not MessagePack or not a map, an unknown or non-UTF-8 command,
     no rid; events over the limits or on a reserved topic; and a flood of
     random frames.  Each test starts the real heraldd (tests/brokertest.c)

@@ -5,7 +5,7 @@
     Each test starts the real heraldd (tests/brokertest.c, over
     tests/brokerutil.c) on ports chosen at run time with a fresh data
     directory, talks HWP/1 to it with plain czmq sockets and hand-packed
-    MessagePack (PROTOCOL.md is the contract, not our own encoder), and
+    MessagePack (docs/protocol.md is the contract, not our own encoder), and
     stops it.  Every receive has a timeout, every loop a count; .fini kills
     and reaps every broker a test started, also when an assertion ended it.
     =========================================================================

@@ -1,7 +1,7 @@
 """HWP/1 conformance: raw ZeroMQ frames and MessagePack, as a third party
 
 Each test starts its own heraldd (conftest.py) and checks one behaviour of
-/work/shared/PROTOCOL.md, the contract: where the broker disagrees, the
+docs/protocol.md, the contract: where the broker disagrees, the
 test fails and says what the contract expects and what came back.  Every
 receive is bounded, so a broker that stays silent fails a test instead of
 hanging it.

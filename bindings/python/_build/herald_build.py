@@ -1,8 +1,8 @@
 """herald_build - the package's own PEP 517 build backend, with no requirements
 
 pip builds a project in an isolated environment and installs the backend's
-requirements into it from the package index.  With no network (the issue's
-machine reaches only Debian's mirror) that fails even though Debian ships
+requirements into it from the package index.  With no network (a machine
+that reaches only Debian's mirror) that fails even though Debian ships
 setuptools.  The herald package is pure Python, so this backend builds its
 wheel itself, from the standard library alone: `requires = []` in
 pyproject.toml, and `pip install ./bindings/python` works offline.
@@ -10,6 +10,7 @@ pyproject.toml, and `pip install ./bindings/python` works offline.
 
 import base64
 import hashlib
+import io
 import os
 import pathlib
 import zipfile
@@ -17,6 +18,7 @@ import zipfile
 NAME = "herald"
 VERSION = "0.1.0"
 SUMMARY = "The Herald event-sourcing agent for Python, over libherald"
+LICENSE = "Apache-2.0"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TAG = "py3-none-any"
 
@@ -29,6 +31,8 @@ def _metadata() -> str:
         f"Version: {VERSION}\n"
         f"Summary: {SUMMARY}\n"
         "Requires-Python: >=3.9\n"
+        f"License: {LICENSE}\n"
+        "Classifier: License :: OSI Approved :: Apache Software License\n"
         "Classifier: Programming Language :: Python :: 3\n"
         "Classifier: Framework :: AsyncIO\n"
         "Classifier: Typing :: Typed\n"
@@ -50,6 +54,15 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}\n"
 
 
+def _license_text():
+    """The licence: LICENSE beside pyproject.toml (an sdist's), else the
+    Herald tree's, two levels up; None when neither is there."""
+    for path in (ROOT / "LICENSE", ROOT.parent.parent / "LICENSE"):
+        if path.is_file():
+            return path.read_bytes()
+    return None
+
+
 def _package_files():
     package = ROOT / NAME
     for path in sorted(package.rglob("*")):
@@ -65,6 +78,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     files.append((f"{dist_info}/METADATA", _metadata().encode("utf-8")))
     files.append((f"{dist_info}/WHEEL", _wheel_file().encode("utf-8")))
     files.append((f"{dist_info}/top_level.txt", f"{NAME}\n".encode("utf-8")))
+    license_text = _license_text()
+    if license_text is not None:
+        files.append((f"{dist_info}/LICENSE", license_text))
     record = "".join(_record_line(name, data) for name, data in files)
     record += f"{dist_info}/RECORD,,\n"
     path = os.path.join(wheel_directory, wheel_name)
@@ -86,9 +102,13 @@ def build_sdist(sdist_directory, config_settings=None):
         for relative, _ in _package_files():
             tar.add(ROOT / relative, arcname=f"{base}/{relative}")
         tar.add(ROOT / "_build" / "herald_build.py", arcname=f"{base}/_build/herald_build.py")
+        license_text = _license_text()
+        if license_text is not None:
+            entry = tarfile.TarInfo(f"{base}/LICENSE")
+            entry.size = len(license_text)
+            tar.addfile(entry, io.BytesIO(license_text))
         info = (f"Metadata-Version: 2.1\nName: {NAME}\nVersion: {VERSION}\n"
-                f"Summary: {SUMMARY}\n").encode("utf-8")
-        import io
+                f"Summary: {SUMMARY}\nLicense: {LICENSE}\n").encode("utf-8")
         entry = tarfile.TarInfo(f"{base}/PKG-INFO")
         entry.size = len(info)
         tar.addfile(entry, io.BytesIO(info))

@@ -6,7 +6,7 @@ with a coroutine handler pending, publishes in flight) and simply ends:
 it must exit 0, promptly, with no crash and no "Fatal Python error".
 Then: the events it was handling are delivered again to the next agent
 (nothing checkpointed that was not handled).  Last, the package installs
-with pip offline (no index, no build isolation: Debian's setuptools).
+with pip offline (no index: the package's own build backend needs nothing).
 """
 
 import os
