@@ -119,13 +119,8 @@ herald_cli_base64 (FILE *out, const void *bytes, size_t len)
 static void
 s_print_ts (FILE *out, uint64_t ts)
 {
-    time_t seconds = (time_t) (ts / 1000000000ULL);
-    struct tm tm;
-    char text [32];
-    if (gmtime_r (&seconds, &tm) && strftime (text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
-        fprintf (out, "%s.%09" PRIu64 "Z", text, (uint64_t) (ts % 1000000000ULL));
-    else
-        fprintf (out, "%" PRIu64, ts);
+    char text [40];
+    fputs (herald_cli_time_format (ts, text, sizeof text), out);
 }
 
 //  Printable ASCII as is, anything else as '.'; cut at max bytes.
