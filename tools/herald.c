@@ -49,12 +49,15 @@ static const char *s_usage =
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT ")\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
-    "  --help               this text; `herald COMMAND --help` for a command\n"
+    "  -h, --help           this text; `herald help COMMAND` for a command's options\n"
     "\n"
     "Events print as {\"seq\",\"ver\",\"ts\",\"topic\",\"id\",\"type\",\"schema\",\"meta\",\"data\"};\n"
     "a payload that is not UTF-8 is given as \"data_b64\" instead of \"data\".\n"
+    "Times (--from-ts, --until-ts): 2026-12-02T16:35:47Z, 2026-12-02, now, -1h,\n"
+    "1796229347s (see herald replay --help); table output prints them that way.\n"
     "Exit status: 0 ok; 1 an error (printed as `herald: CODE: message`);\n"
-    "2 the broker did not answer within --timeout; 64 a usage error.\n";
+    "2 the broker did not answer within --timeout; 64 a usage error, found before\n"
+    "anything is sent.\n";
 
 static const char *s_pub_usage =
     "usage: herald pub TOPIC [DATA] [options]\n"
@@ -65,15 +68,19 @@ static const char *s_pub_usage =
     "\n"
     "  --type T             the events' type name\n"
     "  --schema N           the schema version of the data\n"
-    "  --meta K=V           a meta entry (repeatable)\n"
+    "  --meta K=V           a meta entry (repeatable; K 1-64 bytes, each once)\n"
     "  --id UUID            the event id (one event only; default a fresh UUIDv7)\n"
     "  --expect N           the topic's version must be N before the first event;\n"
     "                       each further event expects one more (N+1, N+2, ...)\n"
     "  --count N            load test: publish N generated events (DATA, or\n"
     "                       {\"n\":I} when no DATA), print progress on stderr and\n"
     "                       a summary with events/s instead of one line per event\n"
+
     "  --batch N            events per PUBLISH (default 100, at most 1000)\n"
-    "  --window N           PUBLISH requests in flight (default 16; 1 without --count)\n";
+    "  --window N           PUBLISH requests in flight (default 16; 1 without --count)\n"
+    "\n"
+    "A topic is 1-255 bytes of UTF-8, no NUL, not starting with $.  Give -- before\n"
+    "DATA that starts with '-'.\n";
 
 static const char *s_status_usage =
     "usage: herald status [--format json|table]\n"
@@ -367,15 +374,14 @@ s_send_slot (s_pub_t *self, s_slot_t *slot)
 
 //  --count's progress on stderr.  A terminal gets one line rewritten in
 //  place (\r) five times a second; a file or a pipe (a log, CI) gets a
-//  plain line every 10 s and the last one, so it reads as text, not as
-//  one long line of carriage returns.
+//  plain line at the first ACK, every 10 s and at the end, so it reads as
+//  text, not as one long line of carriage returns.
 static void
 s_progress (s_pub_t *self, bool final)
 {
     int64_t now = zclock_mono ();
-    if (!self->last_progress)
-        self->last_progress = now;
-    if (!final && now - self->last_progress < (self->tty ? 200 : 10000))
+    if (!final && self->last_progress
+    &&  now - self->last_progress < (self->tty ? 200 : 10000))
         return;
     self->last_progress = now;
     fprintf (stderr, "%sherald: published %" PRIu64 "/%" PRIu64 " events%s",
