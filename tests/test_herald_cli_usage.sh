@@ -299,6 +299,10 @@ check "herald pub TOPIC -h prints pub's usage, publishes nothing" \
 "$HERALD" help >"$TMP/help" 2>&1
 check "herald help prints the general usage" grep -q "^Commands:" "$TMP/help"
 usage_error help-unknown "$HERALD" help frobnicate
+"$HERALD" help -h >"$TMP/help-h" 2>&1
+check "herald help -h prints the general usage" grep -q "^Commands:" "$TMP/help-h"
+usage_error unknown-option "${H[@]}" replay --to-ts now
+says unknown-option "replay: unexpected '--to-ts' (see herald replay --help)"
 "${H[@]}" pub t.dash -- -h >"$TMP/dash" 2>&1
 check "pub TOPIC -- -h publishes '-h' as data" py 'rows(0)[0]["ver"] == 1' "$TMP/dash"
 

@@ -497,7 +497,8 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
         const char *arg = argv [index];
         if (no_more_options || arg [0] != '-' || arg [1] == 0) {
             if (positional_count == 2)
-                return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unexpected '%s'", arg);
+                return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unexpected '%s' "
+                                                               "(see herald pub --help)", arg);
             positional [positional_count++] = arg;
             index++;
         }
@@ -572,7 +573,8 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
             self->window = (size_t) number;
         }
         else
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unknown option '%s'", arg);
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unknown option '%s' "
+                                                           "(see herald pub --help)", arg);
     }
     if (bad)
         return HERALD_CLI_EXIT_USAGE;
@@ -655,7 +657,8 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
             return HERALD_CLI_EXIT_OK;
         }
         if (!herald_cli_common_opt (opts, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "status: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "status: unexpected '%s' "
+                                                           "(see herald status --help)",
                                     argv [index]);
     }
     if (bad)
@@ -735,7 +738,7 @@ main (int argc, char **argv)
     char **sub_argv = argv + index;
     //  `herald help pub`, `herald pub -h`: run the command as `pub --help`
     bool help = false;
-    if (strcmp (command, "help") == 0 && sub_argc > 1) {
+    if (strcmp (command, "help") == 0 && sub_argc > 1 && sub_argv [1][0] != '-') {
         command = sub_argv [1];
         help = true;
     }

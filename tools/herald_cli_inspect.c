@@ -414,7 +414,8 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
         }
         if (!herald_cli_opt (argc, argv, &index, "--data-dir", &dir, &bad)
         &&  !herald_cli_common_opt (opts, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "inspect: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "inspect: unexpected '%s' "
+                                                           "(see herald inspect --help)",
                                     argv [index]);
     }
     if (bad)

@@ -327,7 +327,8 @@ herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv)
         }
         else
         if (!s_replay_opt (&self, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "replay: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "replay: unexpected '%s' "
+                                                           "(see herald replay --help)",
                                     argv [index]);
     }
     if (bad)
@@ -362,7 +363,8 @@ herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv)
         }
         else
         if (!s_stream_opt (&self, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "read: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "read: unexpected '%s' "
+                                                           "(see herald read --help)",
                                     argv [index]);
     }
     if (bad)
@@ -516,7 +518,8 @@ herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv)
             self.fanout = value;
         else
         if (!s_replay_opt (&self, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "tail: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "tail: unexpected '%s' "
+                                                           "(see herald tail --help)",
                                     argv [index]);
     }
     if (bad)
