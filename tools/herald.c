@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_META_MAX          HERALD_META_MAX_ENTRIES
 #define S_BATCH_BYTES_MAX   (4 * 1024 * 1024)
@@ -48,12 +49,15 @@ static const char *s_usage =
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT ")\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
-    "  --help               this text; `herald COMMAND --help` for a command\n"
+    "  -h, --help           this text; `herald help COMMAND` for a command's options\n"
     "\n"
     "Events print as {\"seq\",\"ver\",\"ts\",\"topic\",\"id\",\"type\",\"schema\",\"meta\",\"data\"};\n"
     "a payload that is not UTF-8 is given as \"data_b64\" instead of \"data\".\n"
+    "Times (--from-ts, --until-ts): 2026-12-02T16:35:47Z, 2026-12-02, now, -1h,\n"
+    "1796229347s (see herald replay --help); table output prints them that way.\n"
     "Exit status: 0 ok; 1 an error (printed as `herald: CODE: message`);\n"
-    "2 the broker did not answer within --timeout; 64 a usage error.\n";
+    "2 the broker did not answer within --timeout; 64 a usage error, found before\n"
+    "anything is sent.\n";
 
 static const char *s_pub_usage =
     "usage: herald pub TOPIC [DATA] [options]\n"
@@ -64,15 +68,19 @@ static const char *s_pub_usage =
     "\n"
     "  --type T             the events' type name\n"
     "  --schema N           the schema version of the data\n"
-    "  --meta K=V           a meta entry (repeatable)\n"
+    "  --meta K=V           a meta entry (repeatable; K 1-64 bytes, each once)\n"
     "  --id UUID            the event id (one event only; default a fresh UUIDv7)\n"
     "  --expect N           the topic's version must be N before the first event;\n"
     "                       each further event expects one more (N+1, N+2, ...)\n"
     "  --count N            load test: publish N generated events (DATA, or\n"
     "                       {\"n\":I} when no DATA), print progress on stderr and\n"
     "                       a summary with events/s instead of one line per event\n"
+
     "  --batch N            events per PUBLISH (default 100, at most 1000)\n"
-    "  --window N           PUBLISH requests in flight (default 16; 1 without --count)\n";
+    "  --window N           PUBLISH requests in flight (default 16; 1 without --count)\n"
+    "\n"
+    "A topic is 1-255 bytes of UTF-8, no NUL, not starting with $.  Give -- before\n"
+    "DATA that starts with '-'.\n";
 
 static const char *s_status_usage =
     "usage: herald status [--format json|table]\n"
@@ -119,18 +127,40 @@ herald_cli_opt (int argc, char **argv, int *index, const char *name,
     return true;
 }
 
+//  text as a decimal uint64: digits only (strtoull alone would take " 5",
+//  "+5" and "-5", the last as a huge number).  Prints nothing.
+static bool
+s_parse_uint (const char *text, uint64_t *value)
+{
+    char *end = NULL;
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    unsigned long long parsed = strtoull (text, &end, 10);
+    if (*end || errno)
+        return false;
+    *value = parsed;
+    return true;
+}
+
 bool
 herald_cli_uint (const char *option, const char *text, uint64_t *value)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long parsed = strtoull (text, &end, 10);
-    if (!*text || *text == '-' || *end || errno) {
-        herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s' is not a number", option, text);
-        return false;
-    }
-    *value = parsed;
-    return true;
+    if (s_parse_uint (text, value))
+        return true;
+    herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s' is not a whole number", option, text);
+    return false;
+}
+
+bool
+herald_cli_positive (const char *option, const char *text, uint64_t *value)
+{
+    if (s_parse_uint (text, value) && *value > 0)
+        return true;
+    herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s' is not a whole number of at least 1%s",
+                     option, text, strcmp (option, "--max") == 0 ? " (leave --max out for "
+                     "no limit)" : "");
+    return false;
 }
 
 bool
@@ -145,12 +175,13 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
     }
     else
     if (herald_cli_opt (argc, argv, index, "--timeout", &value, bad)) {
-        if (value && herald_cli_uint ("--timeout", value, &number) && number > 0
+        if (value && s_parse_uint (value, &number) && number > 0
         &&  number <= 24 * 3600 * 1000)
             opts->timeout_ms = (int) number;
         else
         if (value) {
-            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--timeout: give 1 .. 86400000 ms");
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--timeout: '%s' is not 1 .. 86400000 "
+                             "(milliseconds)", value);
             *bad = true;
         }
     }
@@ -210,6 +241,7 @@ typedef struct {
     char *line;                     //  getline's buffer
     size_t line_cap;
     int64_t last_progress;
+    bool tty;                       //  stderr is a terminal
 } s_pub_t;
 
 //  Append len bytes to the slot's storage; returns their offset, or -1.
@@ -340,17 +372,21 @@ s_send_slot (s_pub_t *self, s_slot_t *slot)
     return herald_cli_conn_send (self->conn, &msg);
 }
 
+//  --count's progress on stderr.  A terminal gets one line rewritten in
+//  place (\r) five times a second; a file or a pipe (a log, CI) gets a
+//  plain line at the first ACK, every 10 s and at the end, so it reads as
+//  text, not as one long line of carriage returns.
 static void
 s_progress (s_pub_t *self, bool final)
 {
     int64_t now = zclock_mono ();
-    if (!final && now - self->last_progress < 200)
+    if (!final && self->last_progress
+    &&  now - self->last_progress < (self->tty ? 200 : 10000))
         return;
     self->last_progress = now;
-    fprintf (stderr, "\rherald: published %" PRIu64 "/%" PRIu64 " events", self->acked,
-             self->count);
-    if (final)
-        fputc ('\n', stderr);
+    fprintf (stderr, "%sherald: published %" PRIu64 "/%" PRIu64 " events%s",
+             self->tty ? "\r" : "", self->acked, self->count,
+             self->tty && !final ? "" : "\n");
     fflush (stderr);
 }
 
@@ -461,7 +497,8 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
         const char *arg = argv [index];
         if (no_more_options || arg [0] != '-' || arg [1] == 0) {
             if (positional_count == 2)
-                return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unexpected '%s'", arg);
+                return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unexpected '%s' "
+                                                               "(see herald pub --help)", arg);
             positional [positional_count++] = arg;
             index++;
         }
@@ -489,12 +526,20 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
         else
         if (herald_cli_opt (argc, argv, &index, "--meta", &value, &bad)) {
             const char *equals = value ? strchr (value, '=') : NULL;
-            if (!bad && (!equals || self->meta_count == S_META_MAX))
-                return herald_cli_fail (HERALD_CLI_EXIT_USAGE,
-                                        "--meta: give KEY=VALUE, at most %d times", S_META_MAX);
+            if (!bad && !herald_cli_meta_ok (value, equals))
+                return HERALD_CLI_EXIT_USAGE;
+            if (!bad && self->meta_count == S_META_MAX)
+                return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--meta: at most %d entries",
+                                        S_META_MAX);
+            size_t key_len = equals ? (size_t) (equals - value) : 0, other;
+            for (other = 0; !bad && other < self->meta_count; other++)
+                if (self->meta [other].key_len == key_len
+                &&  memcmp (self->meta [other].key, value, key_len) == 0)
+                    return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--meta: key '%.*s' given "
+                                            "twice", (int) key_len, value);
             if (!bad)
                 self->meta [self->meta_count++] = (herald_kv_t) {
-                    value, (size_t) (equals - value), equals + 1, strlen (equals + 1) };
+                    value, key_len, equals + 1, strlen (equals + 1) };
         }
         else
         if (herald_cli_opt (argc, argv, &index, "--id", &value, &bad)) {
@@ -528,7 +573,8 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
             self->window = (size_t) number;
         }
         else
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unknown option '%s'", arg);
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: unknown option '%s' "
+                                                           "(see herald pub --help)", arg);
     }
     if (bad)
         return HERALD_CLI_EXIT_USAGE;
@@ -536,9 +582,14 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
         return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: give a TOPIC (see herald pub --help)");
     self->topic = positional [0];
     self->data = positional [1];
-    if (!herald_topic_valid (self->topic, strlen (self->topic)))
-        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "pub: '%s' is not a valid topic",
-                                self->topic);
+    if (!herald_cli_topic_ok ("pub", self->topic))
+        return HERALD_CLI_EXIT_USAGE;
+    if (self->type && (strlen (self->type) > HERALD_TYPE_MAX
+                   ||  !herald_utf8_valid (self->type, strlen (self->type))))
+        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--type: a type must be 0-%d bytes "
+                                "of UTF-8 (this one is %zu bytes%s)", HERALD_TYPE_MAX,
+                                strlen (self->type), strlen (self->type) > HERALD_TYPE_MAX
+                                ? "" : ", not UTF-8");
     if (self->has_id && (self->load || !self->data))
         return herald_cli_fail (HERALD_CLI_EXIT_USAGE,
                                 "pub: --id names one event; give DATA and no --count");
@@ -552,7 +603,7 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
 static int
 s_cmd_pub (herald_cli_opts_t *opts, int argc, char **argv)
 {
-    s_pub_t self = { .opts = opts, .batch = 100 };
+    s_pub_t self = { .opts = opts, .batch = 100, .tty = isatty (STDERR_FILENO) };
     int rc = s_pub_parse (&self, argc, argv);
     if (rc)
         return rc;
@@ -606,7 +657,8 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
             return HERALD_CLI_EXIT_OK;
         }
         if (!herald_cli_common_opt (opts, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "status: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "status: unexpected '%s' "
+                                                           "(see herald status --help)",
                                     argv [index]);
     }
     if (bad)
@@ -637,6 +689,18 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
 }
 
 //  ---------------------------------------------------------------------
+
+//  True when -h or --help comes before any "--": every command then prints
+//  its own help, as `herald help COMMAND` does, whatever else is given.
+static bool
+s_wants_help (int argc, char **argv)
+{
+    int index;
+    for (index = 1; index < argc && strcmp (argv [index], "--") != 0; index++)
+        if (strcmp (argv [index], "-h") == 0 || strcmp (argv [index], "--help") == 0)
+            return true;
+    return false;
+}
 
 int
 main (int argc, char **argv)
@@ -672,6 +736,20 @@ main (int argc, char **argv)
     const char *command = argv [index];
     int sub_argc = argc - index;
     char **sub_argv = argv + index;
+    //  `herald help pub`, `herald pub -h`: run the command as `pub --help`
+    bool help = false;
+    if (strcmp (command, "help") == 0 && sub_argc > 1 && sub_argv [1][0] != '-') {
+        command = sub_argv [1];
+        help = true;
+    }
+    else
+    if (strcmp (command, "help") != 0)
+        help = s_wants_help (sub_argc, sub_argv);
+    char *help_argv [3] = { (char *) command, "--help", NULL };
+    if (help) {
+        sub_argc = 2;
+        sub_argv = help_argv;
+    }
     int rc;
     if (strcmp (command, "pub") == 0)
         rc = s_cmd_pub (&opts, sub_argc, sub_argv);

@@ -7,9 +7,12 @@
     tools/herald_cli_output.c events and replies as JSON lines or a table
     tools/herald_cli_inspect.c  the offline consistency check of a data dir
     tools/herald_cli_repair.c   the offline repair of a damaged data dir
+    tools/herald_cli_time.c   the times people type and read (RFC 3339, -1h)
+    tools/herald_cli_check.c  what is refused before a request is sent
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
-    failure; 2 the broker did not answer in time; 64 a usage error.
+    failure; 2 the broker did not answer in time; 64 a usage error: all
+    the tool can know is wrong before it sends (herald_cli_check.c).
     =========================================================================
 */
 
@@ -170,9 +173,58 @@ bool
 bool
     herald_cli_uint (const char *option, const char *text, uint64_t *value);
 
+//  Parse text as a decimal uint64 of at least 1 (a seq, a version, a
+//  count); prints an error naming the option and returns false otherwise.
+bool
+    herald_cli_positive (const char *option, const char *text, uint64_t *value);
+
 //  Print "herald: " and a formatted message to stderr; returns code.
 int
     herald_cli_fail (int code, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
+
+//  ---------------------------------------------------------------------
+//  herald_cli_time: times as options take them and as people read them.
+
+//  Parse text (RFC 3339, a date, now, -1h30m, 1796229347s/ms/us/ns; see
+//  herald_cli_time.c) into Unix ns, relative forms counted back from
+//  now_ns.  Returns false, with why[0..why_size) saying why, when it is
+//  not one of those forms, names no real date, or does not fit a uint64.
+bool
+    herald_cli_time_parse (const char *text, uint64_t now_ns, uint64_t *ns, char *why,
+                           size_t why_size);
+
+//  This machine's clock, Unix ns.
+uint64_t
+    herald_cli_time_now (void);
+
+//  Parse an option's time into *ns; prints the reason and the accepted
+//  forms (exit 64 is the caller's) and returns false when it is not one.
+bool
+    herald_cli_ts (const char *option, const char *text, uint64_t *ns);
+
+//  ns as RFC 3339 UTC with nine digits (2026-12-02T16:35:47.250000000Z)
+//  in buffer (40 bytes are enough); returns buffer.
+char *
+    herald_cli_time_format (uint64_t ns, char *buffer, size_t size);
+
+//  ---------------------------------------------------------------------
+//  herald_cli_check: usage errors found before sending (printed; exit 64).
+
+//  True when topic is valid; otherwise prints "herald: COMMAND: topic 'T'
+//  <reason>: <the rule>" and returns false.
+bool
+    herald_cli_topic_ok (const char *command, const char *topic);
+
+//  A REPLAY's or READ's range and names: 0, or HERALD_CLI_EXIT_USAGE
+//  after printing what is wrong (both --from and --from-ts, --to before
+//  --from, an invalid topic or prefix...).
+int
+    herald_cli_check_request (const char *command, const herald_msg_t *request);
+
+//  True when text (equals: its first '=', or NULL) is a valid --meta
+//  KEY=VALUE; otherwise prints why and returns false.
+bool
+    herald_cli_meta_ok (const char *text, const char *equals);
 
 #endif

@@ -225,9 +225,12 @@ s_check_scan (s_inspect_t *self)
         if (event.seq != seq)
             rc = s_problem (self, "seq %" PRIu64 ": envelope says seq %" PRIu64, seq, event.seq);
         else
-        if (event.ts < self->last_ts)
-            rc = s_problem (self, "seq %" PRIu64 ": ts %" PRIu64 " is before the previous ts %"
-                            PRIu64, seq, event.ts, self->last_ts);
+        if (event.ts < self->last_ts) {
+            char ts [40], last [40];
+            rc = s_problem (self, "seq %" PRIu64 ": ts %s is before the previous ts %s", seq,
+                            herald_cli_time_format (event.ts, ts, sizeof ts),
+                            herald_cli_time_format (self->last_ts, last, sizeof last));
+        }
         else {
             rc = s_record (self, &event);
             if (rc == 0)
@@ -382,9 +385,13 @@ s_check_totals (s_inspect_t *self)
     if (herald_store_topic_count (self->store) != zhashx_size (self->topics))
         return s_problem (self, "the store counts %" PRIu64 " topics, the log holds %zu",
                           herald_store_topic_count (self->store), zhashx_size (self->topics));
-    if (herald_store_last_ts (self->store) != self->last_ts)
-        return s_problem (self, "the store's last ts is %" PRIu64 ", the head event's %" PRIu64,
-                          herald_store_last_ts (self->store), self->last_ts);
+    if (herald_store_last_ts (self->store) != self->last_ts) {
+        char stored [40], at_head [40];
+        return s_problem (self, "the store's last ts is %s, the head event's %s",
+                          herald_cli_time_format (herald_store_last_ts (self->store), stored,
+                                                  sizeof stored),
+                          herald_cli_time_format (self->last_ts, at_head, sizeof at_head));
+    }
     s_topic_t *topic;
     for (topic = zhashx_first (self->topics); topic; topic = zhashx_next (self->topics)) {
         int rc = s_check_topic (self, zhashx_cursor (self->topics), topic);
@@ -407,7 +414,8 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
         }
         if (!herald_cli_opt (argc, argv, &index, "--data-dir", &dir, &bad)
         &&  !herald_cli_common_opt (opts, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "inspect: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "inspect: unexpected '%s' "
+                                                           "(see herald inspect --help)",
                                     argv [index]);
     }
     if (bad)
@@ -448,18 +456,23 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
     size_t loss_count;
     const herald_loss_t *losses = herald_store_losses (self.store, &loss_count);
     if (rc == 0) {
+        //  Times for people are RFC 3339 UTC, as in the event table; the
+        //  JSON keeps Unix ns (last_ts, ts), the machine's field
         if (opts->format == HERALD_CLI_TABLE) {
+            char ts [40];
             printf ("%s: consistent\n  events  %" PRIu64 " (seq 1..%" PRIu64 ", gapless)\n"
                     "  topics  %zu (versions gapless, streams match)\n"
                     "  ids     %" PRIu64 " (each leads back to its event; %" PRIu64
                     " from before content hashes)\n"
-                    "  last ts %" PRIu64 "\n  lineage %zu (accepted losses)\n", dir,
+                    "  last ts %s\n  lineage %zu (accepted losses)\n", dir,
                     self.events, self.events, zhashx_size (self.topics), self.id_entries,
-                    self.id_unhashed, self.last_ts, loss_count);
+                    self.id_unhashed, self.events ? herald_cli_time_format (self.last_ts, ts,
+                    sizeof ts) : "- (no event)", loss_count);
             for (size_t loss = 0; loss < loss_count; loss++)
-                printf ("    %" PRIu64 ": events after seq %" PRIu64 " lost, accepted at ts %"
-                        PRIu64 ": %s\n", losses [loss].lineage, losses [loss].lost_after,
-                        losses [loss].ts, herald_store_loss_reason (self.store, loss));
+                printf ("    %" PRIu64 ": events after seq %" PRIu64 " lost, accepted at %s: "
+                        "%s\n", losses [loss].lineage, losses [loss].lost_after,
+                        herald_cli_time_format (losses [loss].ts, ts, sizeof ts),
+                        herald_store_loss_reason (self.store, loss));
         }
         else {
             fputs ("{\"data_dir\":", stdout);

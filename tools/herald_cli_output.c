@@ -24,7 +24,10 @@
 #include <string.h>
 #include <time.h>
 
-#define S_TABLE_DATA_MAX    48
+//  Table columns, in characters
+#define S_TABLE_TOPIC       24
+#define S_TABLE_TYPE        16
+#define S_TABLE_DATA        48
 
 //  Length of the UTF-8 sequence at s[0..len), or 0 when it is not valid.
 static size_t
@@ -119,25 +122,43 @@ herald_cli_base64 (FILE *out, const void *bytes, size_t len)
 static void
 s_print_ts (FILE *out, uint64_t ts)
 {
-    time_t seconds = (time_t) (ts / 1000000000ULL);
-    struct tm tm;
-    char text [32];
-    if (gmtime_r (&seconds, &tm) && strftime (text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
-        fprintf (out, "%s.%09" PRIu64 "Z", text, (uint64_t) (ts % 1000000000ULL));
-    else
-        fprintf (out, "%" PRIu64, ts);
+    char text [40];
+    fputs (herald_cli_time_format (ts, text, sizeof text), out);
 }
 
-//  Printable ASCII as is, anything else as '.'; cut at max bytes.
+//  One table cell of `width` columns: UTF-8 characters as they are,
+//  control bytes, DEL and bytes that are not UTF-8 as '.' (one column
+//  each, so a payload cannot move the cursor or break the row).  Text that
+//  does not fit ends in "..." within the width, so a cut is always seen;
+//  pad fills the rest with spaces (not for the last column).  A character
+//  counts one column (wide CJK characters will push the row by one).
 static void
-s_print_plain (FILE *out, const void *bytes, size_t len, size_t max)
+s_print_cell (FILE *out, const void *bytes, size_t len, size_t width, bool pad)
 {
     const unsigned char *s = bytes;
-    size_t index;
-    for (index = 0; index < len && index < max; index++)
-        fputc (s [index] >= 0x20 && s [index] < 0x7F ? s [index] : '.', out);
-    if (len > max)
+    //  First pass: how many characters, to know whether a cut is needed
+    size_t chars = 0, index = 0;
+    while (index < len) {
+        size_t n = s [index] >= 0x80 ? s_utf8_char (s + index, len - index) : 1;
+        index += n ? n : 1;
+        chars++;
+    }
+    size_t shown = chars <= width ? chars : width - 3;
+    size_t column;
+    for (index = 0, column = 0; column < shown; column++) {
+        size_t n = s [index] >= 0x80 ? s_utf8_char (s + index, len - index) : 1;
+        if (n > 1)
+            fwrite (s + index, 1, n, out);
+        else
+            fputc (n == 1 && s [index] >= 0x20 && s [index] < 0x7F ? s [index] : '.', out);
+        index += n ? n : 1;
+    }
+    if (chars > width) {
         fputs ("...", out);
+        column += 3;
+    }
+    if (pad)
+        fprintf (out, "%*s", (int) (width - column), "");
 }
 
 static void
@@ -181,7 +202,8 @@ void
 herald_cli_print_table_header (herald_cli_format_t format)
 {
     if (format == HERALD_CLI_TABLE)
-        printf ("%-8s %-6s %-30s %-24s %-16s %s\n", "SEQ", "VER", "TS", "TOPIC", "TYPE", "DATA");
+        printf ("%-8s %-6s %-30s %-*s %-*s %s\n", "SEQ", "VER", "TS", S_TABLE_TOPIC, "TOPIC",
+                S_TABLE_TYPE, "TYPE", "DATA");
 }
 
 static void
@@ -190,17 +212,14 @@ s_print_table_event (const herald_event_t *event)
     printf ("%-8" PRIu64 " %-6" PRIu64 " ", event->seq, event->ver);
     s_print_ts (stdout, event->ts);
     fputc (' ', stdout);
-    s_print_plain (stdout, event->topic, event->topic_len, 21);
-    printf ("%*s", (int) (24 - (event->topic_len > 21 ? 24 : event->topic_len)), "");
+    s_print_cell (stdout, event->topic, event->topic_len, S_TABLE_TOPIC, true);
     fputc (' ', stdout);
-    if (event->type) {
-        s_print_plain (stdout, event->type, event->type_len, 13);
-        printf ("%*s", (int) (16 - (event->type_len > 13 ? 16 : event->type_len)), "");
-    }
+    if (event->type)
+        s_print_cell (stdout, event->type, event->type_len, S_TABLE_TYPE, true);
     else
-        printf ("%-16s", "-");
+        printf ("%-*s", S_TABLE_TYPE, "-");
     fputc (' ', stdout);
-    s_print_plain (stdout, event->data, event->data_len, S_TABLE_DATA_MAX);
+    s_print_cell (stdout, event->data, event->data_len, S_TABLE_DATA, false);
     fputc ('\n', stdout);
 }
 
@@ -236,20 +255,29 @@ herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
     const __typeof__ (reply->status) *status = &reply->status;
     size_t index;
     if (format == HERALD_CLI_TABLE) {
-        printf ("%-16s %" PRIu64 "\n", "head", status->head);
-        printf ("%-16s %" PRIu64 "\n", "topics", status->topics);
-        printf ("%-16s %" PRIu64 "\n", "events", status->events);
-        printf ("%-16s %.*s\n", "role", (int) status->role.len, status->role.ptr);
-        printf ("%-16s %.*s\n", "node", (int) status->node.len, status->node.ptr);
-        printf ("%-16s %" PRIu64 "\n", "uptime_s", status->uptime_s);
-        printf ("%-16s %" PRIu64 "\n", "lineage", status->lineage);
-        for (index = 0; index < status->loss_count; index++)
-            printf ("%-16s lineage %" PRIu64 ": events after seq %" PRIu64
-                    " lost, accepted at ts %" PRIu64 "\n", index? "": "losses",
-                    status->losses [index].lineage, status->losses [index].lost_after,
-                    status->losses [index].ts);
+        //  One column of names as wide as the longest, the broker's own
+        //  counters included (they grow with each release)
+        int width = 8;
         for (index = 0; index < status->extra_count; index++)
-            printf ("%-16.*s %" PRIu64 "\n", (int) status->extra_keys [index].len,
+            if (status->extra_keys [index].len > (size_t) width
+            &&  status->extra_keys [index].len <= HERALD_TOPIC_MAX)
+                width = (int) status->extra_keys [index].len;
+        printf ("%-*s %" PRIu64 "\n", width, "head", status->head);
+        printf ("%-*s %" PRIu64 "\n", width, "topics", status->topics);
+        printf ("%-*s %" PRIu64 "\n", width, "events", status->events);
+        printf ("%-*s %.*s\n", width, "role", (int) status->role.len, status->role.ptr);
+        printf ("%-*s %.*s\n", width, "node", (int) status->node.len, status->node.ptr);
+        printf ("%-*s %" PRIu64 "\n", width, "uptime_s", status->uptime_s);
+        printf ("%-*s %" PRIu64 "\n", width, "lineage", status->lineage);
+        for (index = 0; index < status->loss_count; index++) {
+            char ts [40];
+            printf ("%-*s lineage %" PRIu64 ": events after seq %" PRIu64 " lost, accepted "
+                    "at %s\n", width, index? "": "losses", status->losses [index].lineage,
+                    status->losses [index].lost_after,
+                    herald_cli_time_format (status->losses [index].ts, ts, sizeof ts));
+        }
+        for (index = 0; index < status->extra_count; index++)
+            printf ("%-*.*s %" PRIu64 "\n", width, (int) status->extra_keys [index].len,
                     status->extra_keys [index].ptr, status->extra_values [index]);
         return;
     }

@@ -80,7 +80,8 @@ herald_cli_repair (herald_cli_opts_t *opts, int argc, char **argv)
         }
         if (!herald_cli_opt (argc, argv, &index, "--data-dir", &dir, &bad)
         &&  !herald_cli_common_opt (opts, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "repair: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "repair: unexpected '%s' "
+                                                           "(see herald repair --help)",
                                     argv [index]);
     }
     if (bad)

@@ -40,12 +40,17 @@ static const char *s_replay_usage =
     "ends with ERROR (data it cannot read) prints its message and exits 1.\n"
     "\n"
     "  --from SEQ           first seq (default 1)\n"
-    "  --from-ts NS         first event with ts >= NS (Unix nanoseconds)\n"
+    "  --from-ts TIME       first event with ts >= TIME\n"
     "  --to SEQ             last seq, inclusive\n"
-    "  --until-ts NS        last ts, inclusive\n"
+    "  --until-ts TIME      last ts, inclusive\n"
     "  --prefix P           only topics beginning with P (repeatable)\n"
-    "  --max N              stop after N events\n"
-    "  --credit N           events the broker may send ahead (default 1000)\n";
+    "  --max N              stop after N events (N >= 1)\n"
+    "  --credit N           events the broker may send ahead (default 1000)\n"
+    "\n"
+    "TIME is RFC 3339 (2026-12-02T16:35:47Z, 2026-12-02T17:35:47.25+01:00), a date\n"
+    "(2026-12-02, midnight UTC), now, a time ago (-30m, -1h, -2d, -1h30m) or Unix\n"
+    "time with a unit (1796229347s, 1796229347123ms, ...us, ...ns); a bare number\n"
+    "is refused as ambiguous.\n";
 
 static const char *s_read_usage =
     "usage: herald read TOPIC [options]\n"
@@ -55,7 +60,7 @@ static const char *s_read_usage =
     "\n"
     "  --from-ver V         first version (default 1)\n"
     "  --to-ver V           last version, inclusive\n"
-    "  --max N              stop after N events\n"
+    "  --max N              stop after N events (N >= 1)\n"
     "  --credit N           events the broker may send ahead (default 1000)\n";
 
 static const char *s_tail_usage =
@@ -67,8 +72,9 @@ static const char *s_tail_usage =
     "exits 2 when the fanout is silent (no heartbeat) for --timeout ms.\n"
     "\n"
     "  --from SEQ           catch up from this seq first\n"
-    "  --from-ts NS         catch up from this ts (Unix nanoseconds) first\n"
-    "  --max N              exit after N events\n"
+    "  --from-ts TIME       catch up from this time first (2026-12-02T16:35:47Z,\n"
+    "                       -1h, ...: the forms of herald replay --help)\n"
+    "  --max N              exit after N events (N >= 1)\n"
     "  --fanout E           the fanout endpoint (default: asked with HELLO)\n"
     "  --credit N           replay window (default 1000)\n";
 
@@ -213,7 +219,7 @@ s_stream_opt (s_stream_t *self, int argc, char **argv, int *index, bool *bad)
     if (herald_cli_common_opt (self->opts, argc, argv, index, bad))
         return true;
     if (herald_cli_opt (argc, argv, index, "--max", &value, bad))
-        *bad = *bad || !herald_cli_uint ("--max", value, &self->max);
+        *bad = *bad || !herald_cli_positive ("--max", value, &self->max);
     else
     if (herald_cli_opt (argc, argv, index, "--credit", &value, bad)) {
         *bad = *bad || !herald_cli_uint ("--credit", value, &number);
@@ -235,12 +241,12 @@ s_replay_opt (s_stream_t *self, int argc, char **argv, int *index, bool *bad)
     __typeof__ (self->request.replay) *replay = &self->request.replay;
     const char *value = NULL;
     if (herald_cli_opt (argc, argv, index, "--from-ts", &value, bad)) {
-        *bad = *bad || !herald_cli_uint ("--from-ts", value, &replay->from_ts);
+        *bad = *bad || !herald_cli_ts ("--from-ts", value, &replay->from_ts);
         replay->has_from_ts = true;
     }
     else
     if (herald_cli_opt (argc, argv, index, "--from", &value, bad)) {
-        *bad = *bad || !herald_cli_uint ("--from", value, &replay->from);
+        *bad = *bad || !herald_cli_positive ("--from", value, &replay->from);
         replay->has_from = true;
     }
     else
@@ -274,6 +280,9 @@ s_stream_init (s_stream_t *self, herald_cli_opts_t *opts, herald_msg_type_t type
 static int
 s_run_simple (s_stream_t *self)
 {
+    if (herald_cli_check_request (self->request.type == HERALD_MSG_REPLAY ? "replay" : "read",
+                                  &self->request))
+        return HERALD_CLI_EXIT_USAGE;
     self->conn = herald_cli_conn_new (self->opts);
     if (!self->conn)
         return HERALD_CLI_EXIT_FAIL;
@@ -303,12 +312,12 @@ herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv)
             return HERALD_CLI_EXIT_OK;
         }
         if (herald_cli_opt (argc, argv, &index, "--to", &value, &bad)) {
-            bad = bad || !herald_cli_uint ("--to", value, &replay->to);
+            bad = bad || !herald_cli_positive ("--to", value, &replay->to);
             replay->has_to = true;
         }
         else
         if (herald_cli_opt (argc, argv, &index, "--until-ts", &value, &bad)) {
-            bad = bad || !herald_cli_uint ("--until-ts", value, &replay->until_ts);
+            bad = bad || !herald_cli_ts ("--until-ts", value, &replay->until_ts);
             replay->has_until_ts = true;
         }
         else
@@ -318,7 +327,8 @@ herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv)
         }
         else
         if (!s_replay_opt (&self, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "replay: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "replay: unexpected '%s' "
+                                                           "(see herald replay --help)",
                                     argv [index]);
     }
     if (bad)
@@ -345,15 +355,16 @@ herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv)
             topic = argv [index++];
         else
         if (herald_cli_opt (argc, argv, &index, "--from-ver", &value, &bad))
-            bad = bad || !herald_cli_uint ("--from-ver", value, &read->from_ver);
+            bad = bad || !herald_cli_positive ("--from-ver", value, &read->from_ver);
         else
         if (herald_cli_opt (argc, argv, &index, "--to-ver", &value, &bad)) {
-            bad = bad || !herald_cli_uint ("--to-ver", value, &read->to_ver);
+            bad = bad || !herald_cli_positive ("--to-ver", value, &read->to_ver);
             read->has_to_ver = true;
         }
         else
         if (!s_stream_opt (&self, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "read: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "read: unexpected '%s' "
+                                                           "(see herald read --help)",
                                     argv [index]);
     }
     if (bad)
@@ -507,10 +518,13 @@ herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv)
             self.fanout = value;
         else
         if (!s_replay_opt (&self, argc, argv, &index, &bad))
-            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "tail: unexpected '%s'",
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "tail: unexpected '%s' "
+                                                           "(see herald tail --help)",
                                     argv [index]);
     }
     if (bad)
+        return HERALD_CLI_EXIT_USAGE;
+    if (herald_cli_check_request ("tail", &self.request))
         return HERALD_CLI_EXIT_USAGE;
     self.catch_up = self.request.replay.has_from || self.request.replay.has_from_ts;
     self.buffered = zlist_new ();
