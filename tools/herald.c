@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_META_MAX          HERALD_META_MAX_ENTRIES
 #define S_BATCH_BYTES_MAX   (4 * 1024 * 1024)
@@ -140,8 +141,12 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
     const char *value = NULL;
     uint64_t number;
     if (herald_cli_opt (argc, argv, index, "--endpoint", &value, bad)) {
+        if (value && herald_cli_endpoint ("--endpoint", value, opts->endpoint_buf,
+                                          sizeof opts->endpoint_buf))
+            opts->endpoint = opts->endpoint_buf;
+        else
         if (value)
-            opts->endpoint = value;
+            *bad = true;
     }
     else
     if (herald_cli_opt (argc, argv, index, "--timeout", &value, bad)) {
@@ -207,6 +212,7 @@ typedef struct {
     uint64_t acked;
     uint64_t dups;
     bool input_done;
+    bool typing;                    //  stdin is a terminal: one event per line, at once
     char *line;                     //  getline's buffer
     size_t line_cap;
     int64_t last_progress;
@@ -377,6 +383,8 @@ s_print_ack (s_pub_t *self, const s_slot_t *slot, const herald_msg_t *ack)
                     reused? "\"reused\":true,": "", id);
         }
     }
+    if (self->typing)
+        fflush (stdout);
 }
 
 //  Await the reply to the oldest slot.  Returns 0 or an exit code.
@@ -546,19 +554,27 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
         return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--count: give at least 1");
     if (self->window == 0)
         self->window = self->load ? 16 : 1;
+    //  Lines typed at a terminal go out as they are typed; a pipe or a
+    //  file is read in batches
+    self->typing = !self->data && !self->load && isatty (STDIN_FILENO);
+    if (self->batch == 0)
+        self->batch = self->typing ? 1 : 100;
     return 0;
 }
 
 static int
 s_cmd_pub (herald_cli_opts_t *opts, int argc, char **argv)
 {
-    s_pub_t self = { .opts = opts, .batch = 100 };
+    s_pub_t self = { .opts = opts };
     int rc = s_pub_parse (&self, argc, argv);
     if (rc)
         return rc;
-    self.conn = herald_cli_conn_new (opts);
-    if (!self.conn)
-        return HERALD_CLI_EXIT_FAIL;
+    rc = herald_cli_conn_open (opts, &self.conn);
+    if (rc)
+        return rc;
+    if (self.typing)
+        fprintf (stderr, "herald: reading events for %s from stdin, one per line, each "
+                 "published when you press Enter; Ctrl-D ends\n", self.topic);
     s_slot_t *slots = calloc (self.window, sizeof *slots);
     size_t index;
     for (index = 0; slots && index < self.window; index++)
@@ -611,12 +627,13 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
     }
     if (bad)
         return HERALD_CLI_EXIT_USAGE;
-    herald_cli_conn_t *conn = herald_cli_conn_new (opts);
-    if (!conn)
-        return HERALD_CLI_EXIT_FAIL;
+    herald_cli_conn_t *conn = NULL;
+    int rc = herald_cli_conn_open (opts, &conn);
+    if (rc)
+        return rc;
     herald_msg_t request = { .type = HERALD_MSG_STATUS, .has_rid = true };
     request.rid = herald_cli_conn_rid (conn);
-    int rc = herald_cli_conn_send (conn, &request);
+    rc = herald_cli_conn_send (conn, &request);
     herald_cli_reply_t reply;
     memset (&reply, 0, sizeof reply);
     if (rc == 0)
