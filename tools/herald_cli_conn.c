@@ -372,7 +372,9 @@ herald_cli_conn_no_answer (herald_cli_conn_t *self)
 int
 herald_cli_conn_lost (herald_cli_conn_t *self)
 {
-    if (self->handshaken)
+    //  (quiet: tail reconnecting to what was a broker, which may be
+    //  stopping or starting right now)
+    if (self->handshaken || self->why)
         return s_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "broker at %s closed the connection "
                        "before it answered (did it stop?)", self->endpoint);
     return s_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "%s closed the connection during the "
