@@ -46,7 +46,8 @@ static const char *s_usage =
     "                       is readable and record the loss for agents\n"
     "\n"
     "Common options (before or after the command):\n"
-    "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT ")\n"
+    "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
+    "                       tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
     "  --help               this text; `herald COMMAND --help` for a command\n"
@@ -54,14 +55,16 @@ static const char *s_usage =
     "Events print as {\"seq\",\"ver\",\"ts\",\"topic\",\"id\",\"type\",\"schema\",\"meta\",\"data\"};\n"
     "a payload that is not UTF-8 is given as \"data_b64\" instead of \"data\".\n"
     "Exit status: 0 ok; 1 an error (printed as `herald: CODE: message`);\n"
-    "2 the broker did not answer within --timeout; 64 a usage error.\n";
+    "2 no broker answered (nothing listens at E, said at once; or no reply within\n"
+    "--timeout); 64 a usage error.\n";
 
 static const char *s_pub_usage =
     "usage: herald pub TOPIC [DATA] [options]\n"
     "\n"
     "Publish DATA as one event to TOPIC; without DATA, publish one event per\n"
-    "non-empty line of stdin (the newline is not part of the data).  Prints one\n"
-    "line per event: {\"seq\",\"ver\",\"dup\",\"id\"}.\n"
+    "non-empty line of stdin (the newline is not part of the data): from a\n"
+    "terminal, each line as you press Enter (Ctrl-D ends); from a pipe or a file,\n"
+    "in batches.  Prints one line per event: {\"seq\",\"ver\",\"dup\",\"id\"}.\n"
     "\n"
     "  --type T             the events' type name\n"
     "  --schema N           the schema version of the data\n"
@@ -72,7 +75,8 @@ static const char *s_pub_usage =
     "  --count N            load test: publish N generated events (DATA, or\n"
     "                       {\"n\":I} when no DATA), print progress on stderr and\n"
     "                       a summary with events/s instead of one line per event\n"
-    "  --batch N            events per PUBLISH (default 100, at most 1000)\n"
+    "  --batch N            events per PUBLISH (default 100, at most 1000; 1 when\n"
+    "                       stdin is a terminal)\n"
     "  --window N           PUBLISH requests in flight (default 16; 1 without --count)\n";
 
 static const char *s_status_usage =

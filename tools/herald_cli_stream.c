@@ -23,8 +23,24 @@
 
     Every event stored after step 1 reaches the SUB; every event up to L
     came from the replay; so the output is each matching event once, in
-    seq order.  The fanout's silence for --timeout ms (heartbeats stop)
-    ends the tool with exit 2, like an api that does not answer.
+    seq order.
+
+    DESIGN (tail across a lost broker)
+    `examined` is where the output stands: every matching event with seq
+    <= examined was printed (a replay's END `last` and a heartbeat's
+    `head` move it too; a tail that starts live starts at the first
+    heartbeat's head).  The broker is taken for lost when the SUB's
+    monitor says its connection closed (checked before every message, as
+    after a restart the SUB reconnects by itself and what it then gets
+    follows a gap), when the fanout is silent for max(--timeout, four
+    heartbeat intervals), when a heartbeat names another epoch (a restart)
+    or lineage, or, with no prefix (every seq reaches us), when a seq or a
+    heartbeat's head skips one.  Then both sockets are dropped, with what
+    they held, and s_tail_sync runs the steps above again with --from
+    examined + 1, retried with a backoff of 0.1 .. 2 s until it succeeds
+    (or --retry-for runs out).  A lineage that grew means events after the
+    kept head (WELCOME's losses) were lost and their seqs given again: when
+    examined is past it, tail says so and goes back to it.
     =========================================================================
 */
 
@@ -64,14 +80,18 @@ static const char *s_tail_usage =
     "\n"
     "Print live events whose topic begins with any PREFIX (default: all).  With\n"
     "--from or --from-ts, first replay stored events from there, then continue\n"
-    "live with no gap and no duplicate.  Runs until --max events or Ctrl-C;\n"
-    "exits 2 when the fanout is silent (no heartbeat) for --timeout ms.\n"
+    "live with no gap and no duplicate.  Runs until --max events or Ctrl-C.\n"
+    "When the broker is lost (its connection closes, or its fanout is silent for\n"
+    "--timeout and at least four heartbeats), says so on stderr, reconnects, and\n"
+    "catches up from the last seq printed: no event is missed or printed twice.\n"
     "\n"
     "  --from SEQ           catch up from this seq first\n"
     "  --from-ts NS         catch up from this ts (Unix nanoseconds) first\n"
     "  --max N              exit after N events\n"
     "  --fanout E           the fanout endpoint (default: asked with HELLO)\n"
-    "  --credit N           replay window (default 1000)\n";
+    "  --credit N           replay window (default 1000)\n"
+    "  --retry-for MS       exit 2 when a lost broker is not back within MS\n"
+    "                       (default: keep reconnecting; 0: exit at once)\n";
 
 typedef struct {
     herald_cli_opts_t *opts;
