@@ -81,10 +81,9 @@ herald_cli_endpoint (const char *option, const char *text, char *buf, size_t siz
                     && (rest [0] == '[') == (close != NULL)
                     && (close == NULL || close == colon - 1);
         if (port_ok && host_ok) {
-            int written = snprintf (buf, size, "tcp://%.*s:%s", (int) host_len,
-                                    host_len ? rest : "127.0.0.1", port);
-            if (host_len == 0)
-                written = snprintf (buf, size, "tcp://127.0.0.1:%s", port);
+            int written = host_len
+                        ? snprintf (buf, size, "tcp://%.*s:%s", (int) host_len, rest, port)
+                        : snprintf (buf, size, "tcp://127.0.0.1:%s", port);
             if (written > 0 && (size_t) written < size)
                 return true;
         }

@@ -274,7 +274,9 @@ s_run_stream (s_stream_t *self)
         }
         else
         if (ready == self->sub && self->sub)
-            rc = s_buffer_live (self);
+            //  Not a message from after a reconnect of the SUB (see tail)
+            rc = s_sub_lost (self) ? s_lost (self, "it closed the fanout connection")
+                                   : s_buffer_live (self);
         else
         if (ready) {
             herald_cli_reply_t reply;
@@ -663,7 +665,7 @@ s_on_live (s_stream_t *self, zmsg_t *msg)
 static int
 s_tail_live (s_stream_t *self)
 {
-    int rc = 0;
+    int rc = s_sub_lost (self) ? s_lost (self, "it closed the fanout connection") : 0;
     zmsg_t *msg;
     while (rc == 0 && !s_full (self) && (msg = zlist_pop (self->buffered)) != NULL) {
         rc = s_on_live (self, msg);
@@ -749,6 +751,7 @@ static int
 s_tail_sync (s_stream_t *self)
 {
     s_tail_close (self);
+    self->last_hb_ts = 0;           //  the interval is measured on one connection
     int rc = self->quiet
            ? herald_cli_conn_open_to (self->opts->endpoint, self->opts->timeout_ms,
                                       self->why, sizeof self->why, &self->conn)
