@@ -30,9 +30,8 @@
     <= examined was printed (a replay's END `last` and a heartbeat's
     `head` move it too; a tail that starts live starts at the first
     heartbeat's head).  The broker is taken for lost when the SUB's
-    monitor says its connection closed (checked before every message, as
-    after a restart the SUB reconnects by itself and what it then gets
-    follows a gap), when the fanout is silent for max(--timeout, four
+    monitor says its connection closed (the SUB does not reconnect by
+    itself: what it would receive after a restart follows a gap), when the fanout is silent for max(--timeout, four
     heartbeat intervals), when a heartbeat names another epoch (a restart)
     or lineage, or, with no prefix (every seq reaches us), when a seq or a
     heartbeat's head skips one.  Then both sockets are dropped, with what
@@ -274,9 +273,7 @@ s_run_stream (s_stream_t *self)
         }
         else
         if (ready == self->sub && self->sub)
-            //  Not a message from after a reconnect of the SUB (see tail)
-            rc = s_sub_lost (self) ? s_lost (self, "it closed the fanout connection")
-                                   : s_buffer_live (self);
+            rc = s_buffer_live (self);
         else
         if (ready) {
             herald_cli_reply_t reply;
@@ -658,7 +655,12 @@ s_on_live (s_stream_t *self, zmsg_t *msg)
     &&  self->request.replay.prefix_count == 0)
         return s_lost (self, "seq %" PRIu64 " came after seq %" PRIu64 " (the events "
                        "between were dropped)", seq, self->examined);
-    return s_emit (self, zframe_data (envelope), zframe_size (envelope));
+    int rc = herald_cli_print_envelope (self->opts->format, zframe_data (envelope),
+                                        zframe_size (envelope));
+    self->printed++;
+    self->examined = seq;
+    self->examined_known = true;
+    return rc;
 }
 
 //  Print live events until --max, a lost broker (S_LOST) or an error.
@@ -685,19 +687,16 @@ s_tail_live (s_stream_t *self)
                          "heartbeat", self->fanout, silence);
             break;
         }
-        //  The monitor first, before every message: after a restart the
-        //  SUB reconnects by itself, and what it then receives follows a
-        //  gap that only a replay can fill
-        if (s_sub_lost (self)) {
+        if (ready == self->sub_watch && s_sub_lost (self)) {
             rc = s_lost (self, "it closed the fanout connection");
             break;
         }
-        if (ready != self->sub)
-            continue;
-        msg = zmsg_recv (self->sub);
-        if (msg)
+        //  What is queued, without a poll per message (receives do not
+        //  block: the SUB's receive timeout is 0)
+        while (rc == 0 && !s_full (self) && (msg = zmsg_recv (self->sub)) != NULL) {
             rc = s_on_live (self, msg);
-        zmsg_destroy (&msg);
+            zmsg_destroy (&msg);
+        }
         fflush (stdout);
     }
     zpoller_destroy (&poller);
@@ -723,6 +722,11 @@ s_subscribe (s_stream_t *self)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot create a socket");
     zsock_set_linger (self->sub, 0);
     zsock_set_rcvhwm (self->sub, 0);
+    zsock_set_rcvtimeo (self->sub, 0);
+    //  No reconnect by itself: after a restart, what a reconnected SUB
+    //  receives follows a gap only a replay can fill, so a lost connection
+    //  stays lost (the monitor says so) until s_tail_sync makes a new one
+    zsock_set_reconnect_ivl (self->sub, -1);
     if (strncmp (self->fanout, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->sub, 1);
     size_t index, count = self->request.replay.prefix_count;
