@@ -200,8 +200,8 @@ check "pub --expect on the current version succeeds" test $? -eq 0
 TOTAL=$((TOTAL + 1))
 
 "$HERALD" --endpoint "tcp://127.0.0.1:$(free_port)" --timeout 300 status >"$TMP/silent" 2>&1
-check "a broker that does not answer exits 2" test $? -eq 2
-check "... saying it did not answer" grep -q "did not answer" "$TMP/silent"
+check "a port where nothing listens exits 2" test $? -eq 2
+check "... saying nothing listens there" grep -q "nothing listens at" "$TMP/silent"
 
 "$HERALD" inspect --data-dir "$DATA" >"$TMP/locked" 2>&1
 check "inspect refuses the data dir of a running broker" test $? -ne 0

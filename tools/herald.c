@@ -46,7 +46,8 @@ static const char *s_usage =
     "                       is readable and record the loss for agents\n"
     "\n"
     "Common options (before or after the command):\n"
-    "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT ")\n"
+    "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
+    "                       tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
     "  -h, --help           this text; `herald help COMMAND` for a command's options\n"
@@ -56,15 +57,16 @@ static const char *s_usage =
     "Times (--from-ts, --until-ts): 2026-12-02T16:35:47Z, 2026-12-02, now, -1h,\n"
     "1796229347s (see herald replay --help); table output prints them that way.\n"
     "Exit status: 0 ok; 1 an error (printed as `herald: CODE: message`);\n"
-    "2 the broker did not answer within --timeout; 64 a usage error, found before\n"
-    "anything is sent.\n";
+    "2 no broker answered (nothing listens at E, said at once; or no reply within\n"
+    "--timeout); 64 a usage error, found before anything is sent.\n";
 
 static const char *s_pub_usage =
     "usage: herald pub TOPIC [DATA] [options]\n"
     "\n"
     "Publish DATA as one event to TOPIC; without DATA, publish one event per\n"
-    "non-empty line of stdin (the newline is not part of the data).  Prints one\n"
-    "line per event: {\"seq\",\"ver\",\"dup\",\"id\"}.\n"
+    "non-empty line of stdin (the newline is not part of the data): from a\n"
+    "terminal, each line as you press Enter (Ctrl-D ends); from a pipe or a file,\n"
+    "in batches.  Prints one line per event: {\"seq\",\"ver\",\"dup\",\"id\"}.\n"
     "\n"
     "  --type T             the events' type name\n"
     "  --schema N           the schema version of the data\n"
@@ -75,8 +77,8 @@ static const char *s_pub_usage =
     "  --count N            load test: publish N generated events (DATA, or\n"
     "                       {\"n\":I} when no DATA), print progress on stderr and\n"
     "                       a summary with events/s instead of one line per event\n"
-
-    "  --batch N            events per PUBLISH (default 100, at most 1000)\n"
+    "  --batch N            events per PUBLISH (default 100, at most 1000; 1 when\n"
+    "                       stdin is a terminal)\n"
     "  --window N           PUBLISH requests in flight (default 16; 1 without --count)\n"
     "\n"
     "A topic is 1-255 bytes of UTF-8, no NUL, not starting with $.  Give -- before\n"
@@ -170,8 +172,12 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
     const char *value = NULL;
     uint64_t number;
     if (herald_cli_opt (argc, argv, index, "--endpoint", &value, bad)) {
+        if (value && herald_cli_endpoint ("--endpoint", value, opts->endpoint_buf,
+                                          sizeof opts->endpoint_buf))
+            opts->endpoint = opts->endpoint_buf;
+        else
         if (value)
-            opts->endpoint = value;
+            *bad = true;
     }
     else
     if (herald_cli_opt (argc, argv, index, "--timeout", &value, bad)) {
@@ -238,6 +244,7 @@ typedef struct {
     uint64_t acked;
     uint64_t dups;
     bool input_done;
+    bool typing;                    //  stdin is a terminal: one event per line, at once
     char *line;                     //  getline's buffer
     size_t line_cap;
     int64_t last_progress;
@@ -413,6 +420,8 @@ s_print_ack (s_pub_t *self, const s_slot_t *slot, const herald_msg_t *ack)
                     reused? "\"reused\":true,": "", id);
         }
     }
+    if (self->typing)
+        fflush (stdout);
 }
 
 //  Await the reply to the oldest slot.  Returns 0 or an exit code.
@@ -597,19 +606,27 @@ s_pub_parse (s_pub_t *self, int argc, char **argv)
         return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--count: give at least 1");
     if (self->window == 0)
         self->window = self->load ? 16 : 1;
+    //  Lines typed at a terminal go out as they are typed; a pipe or a
+    //  file is read in batches
+    self->typing = !self->data && !self->load && isatty (STDIN_FILENO);
+    if (self->batch == 0)
+        self->batch = self->typing ? 1 : 100;
     return 0;
 }
 
 static int
 s_cmd_pub (herald_cli_opts_t *opts, int argc, char **argv)
 {
-    s_pub_t self = { .opts = opts, .batch = 100, .tty = isatty (STDERR_FILENO) };
+    s_pub_t self = { .opts = opts, .tty = isatty (STDERR_FILENO) };
     int rc = s_pub_parse (&self, argc, argv);
     if (rc)
         return rc;
-    self.conn = herald_cli_conn_new (opts);
-    if (!self.conn)
-        return HERALD_CLI_EXIT_FAIL;
+    rc = herald_cli_conn_open (opts, &self.conn);
+    if (rc)
+        return rc;
+    if (self.typing)
+        fprintf (stderr, "herald: reading events for %s from stdin, one per line, each "
+                 "published when you press Enter; Ctrl-D ends\n", self.topic);
     s_slot_t *slots = calloc (self.window, sizeof *slots);
     size_t index;
     for (index = 0; slots && index < self.window; index++)
@@ -663,12 +680,13 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
     }
     if (bad)
         return HERALD_CLI_EXIT_USAGE;
-    herald_cli_conn_t *conn = herald_cli_conn_new (opts);
-    if (!conn)
-        return HERALD_CLI_EXIT_FAIL;
+    herald_cli_conn_t *conn = NULL;
+    int rc = herald_cli_conn_open (opts, &conn);
+    if (rc)
+        return rc;
     herald_msg_t request = { .type = HERALD_MSG_STATUS, .has_rid = true };
     request.rid = herald_cli_conn_rid (conn);
-    int rc = herald_cli_conn_send (conn, &request);
+    rc = herald_cli_conn_send (conn, &request);
     herald_cli_reply_t reply;
     memset (&reply, 0, sizeof reply);
     if (rc == 0)

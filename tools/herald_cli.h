@@ -11,8 +11,10 @@
     tools/herald_cli_check.c  what is refused before a request is sent
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
-    failure; 2 the broker did not answer in time; 64 a usage error: all
-    the tool can know is wrong before it sends (herald_cli_check.c).
+    failure; 2 no broker answered (nothing listens at the endpoint, it
+    closed the connection, or it did not answer in time); 64 a usage
+    error: all the tool can know is wrong before it sends
+    (herald_cli_check.c).
     =========================================================================
 */
 
@@ -36,6 +38,7 @@
 
 #define HERALD_CLI_ENDPOINT         "tcp://127.0.0.1:5580"
 #define HERALD_CLI_TIMEOUT_MS       5000
+#define HERALD_CLI_ENDPOINT_MAX     300
 
 typedef enum {
     HERALD_CLI_JSON = 0,            //  one JSON object per line
@@ -47,6 +50,7 @@ typedef struct {
     const char *endpoint;           //  api endpoint
     int timeout_ms;                 //  how long to wait for any one reply
     herald_cli_format_t format;
+    char endpoint_buf [HERALD_CLI_ENDPOINT_MAX];   //  --endpoint, normalized
 } herald_cli_opts_t;
 
 //  ---------------------------------------------------------------------
@@ -65,10 +69,47 @@ typedef struct {
     bool zone_ready;
 } herald_cli_reply_t;
 
-//  Connect to opts->endpoint.  Caller owns; NULL (after printing why) on
-//  failure.
-herald_cli_conn_t *
-    herald_cli_conn_new (const herald_cli_opts_t *opts);
+//  Normalize an endpoint the user gave (option names it in errors) into
+//  buf: tcp://HOST:PORT as given, HOST:PORT and [V6]:PORT as tcp://...,
+//  :PORT as tcp://127.0.0.1:PORT, ipc:// and inproc:// as given.  Returns
+//  false after printing a usage error.
+bool
+    herald_cli_endpoint (const char *option, const char *text, char *buf, size_t size);
+
+//  Check that something accepts connections at endpoint (tcp:// or
+//  ipc://; others pass), within timeout_ms.  Returns 0, or an exit code
+//  with why filled: 2 nothing listens, unreachable, or no answer in time;
+//  64 a host name that does not exist.
+int
+    herald_cli_probe (const char *endpoint, int timeout_ms, char *why, size_t why_size);
+
+//  A monitor on sock: a PAIR that receives sock's DISCONNECTED and failed
+//  handshake events.  Caller owns (herald_cli_unwatch); NULL on failure.
+zsock_t *
+    herald_cli_watch (zsock_t *sock);
+
+//  The next event waiting on watch (ZMQ_EVENT_...), 0 when none; never
+//  blocks.
+int
+    herald_cli_watch_event (zsock_t *watch);
+
+//  Stop watching sock and destroy *watch_p.
+void
+    herald_cli_unwatch (zsock_t *sock, zsock_t **watch_p);
+
+//  Connect to endpoint, after herald_cli_probe says something listens
+//  there.  Quiet: every failure, now and later on this connection, is
+//  written to why (why_size bytes) instead of stderr.  Returns 0 with
+//  *self_p set (caller owns), or the exit code (2, 64 or 1).
+int
+    herald_cli_conn_open_to (const char *endpoint, int timeout_ms, char *why,
+                             size_t why_size, herald_cli_conn_t **self_p);
+
+//  Connect to opts->endpoint, after herald_cli_probe says something
+//  listens there.  Returns 0 with *self_p set (caller owns), or prints why
+//  and returns the exit code (2, 64 or 1).
+int
+    herald_cli_conn_open (const herald_cli_opts_t *opts, herald_cli_conn_t **self_p);
 
 void
     herald_cli_conn_destroy (herald_cli_conn_t **self_p);
@@ -88,7 +129,7 @@ int
 
 //  Receive and decode the next reply, waiting up to the timeout.  Returns
 //  0; HERALD_CLI_EXIT_NO_ANSWER after printing "broker at E did not
-//  answer"; HERALD_CLI_EXIT_FAIL on an undecodable reply (printed).  Call
+//  answer" (or, at once, that it closed the connection); HERALD_CLI_EXIT_FAIL on an undecodable reply (printed).  Call
 //  herald_cli_reply_fini afterwards in every case.
 int
     herald_cli_conn_recv (herald_cli_conn_t *self, herald_cli_reply_t *reply);
@@ -96,6 +137,20 @@ int
 //  Print "herald: broker at E did not answer"; returns HERALD_CLI_EXIT_NO_ANSWER.
 int
     herald_cli_conn_no_answer (herald_cli_conn_t *self);
+
+//  Read the DEALER's monitor: false when the connection was lost (the
+//  broker closed it, or the handshake failed) and no reply is waiting.
+bool
+    herald_cli_conn_check (herald_cli_conn_t *self);
+
+//  The monitor's PAIR, for polling beside the DEALER (borrowed).
+zsock_t *
+    herald_cli_conn_watch_sock (herald_cli_conn_t *self);
+
+//  Print why the connection was lost (the broker closed it, or the
+//  handshake failed: not a HWP api); returns HERALD_CLI_EXIT_NO_ANSWER.
+int
+    herald_cli_conn_lost (herald_cli_conn_t *self);
 
 //  Print an ERROR reply as "herald: code: message" (plus the conflict's
 //  details); returns HERALD_CLI_EXIT_FAIL.

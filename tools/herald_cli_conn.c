@@ -6,48 +6,310 @@
     reported once, as "broker at E did not answer", and the tool exits 2.
     The tool never retries on its own; a PUBLISH retry is safe (ids are
     the idempotency key) but is the operator's call.
+
+    DESIGN (saying at once that nothing listens)
+    ZeroMQ connects in the background and retries a refused connect every
+    100 ms in silence, so a stopped broker or a wrong port would cost the
+    whole --timeout and read like a broker that hangs.  Before the DEALER
+    connects, herald_cli_probe makes one plain connect to the endpoint
+    (non-blocking, bounded by --timeout): "connection refused" there is
+    said at once, with the endpoint the user gave; a probe that connects is
+    closed again at once (the broker sees a connection without a greeting,
+    which ZeroMQ drops quietly).  That costs one round trip per command.
+    While a reply is awaited, a monitor on the DEALER reports a connection
+    the broker closed (it stopped, or the endpoint is not a HWP api, whose
+    handshake fails) at once instead of at the timeout.  Every one of
+    these exits 2, like a broker that does not answer.
     =========================================================================
 */
 
 #include "herald_cli.h"
 
+#include <errno.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 struct _herald_cli_conn_t {
     zsock_t *dealer;
+    zsock_t *watch;                 //  the DEALER's monitor (PAIR)
+    bool handshaken;                //  a HWP/ZMTP handshake succeeded
+    char *why;                      //  quiet: failures go here, not stderr
+    size_t why_size;
     char *endpoint;
     int timeout_ms;
     uint64_t next_rid;
 };
 
-herald_cli_conn_t *
-herald_cli_conn_new (const herald_cli_opts_t *opts)
+//  ---------------------------------------------------------------------
+//  Endpoints
+
+bool
+herald_cli_endpoint (const char *option, const char *text, char *buf, size_t size)
 {
-    herald_cli_conn_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
-        return NULL;
+    const char *rest = text;
+    if (strncmp (text, "ipc://", 6) == 0 || strncmp (text, "inproc://", 9) == 0) {
+        if (strlen (text) > (size_t) (text [0] == 'i' && text [1] == 'p' ? 6 : 9)
+        &&  strlen (text) < size) {
+            strcpy (buf, text);
+            return true;
+        }
     }
-    self->endpoint = strdup (opts->endpoint);
-    self->timeout_ms = opts->timeout_ms;
+    else {
+        if (strncmp (text, "tcp://", 6) == 0)
+            rest = text + 6;
+        else
+        if (strstr (text, "://")) {
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s': only tcp://, ipc:// and "
+                             "inproc:// endpoints reach a broker", option, text);
+            return false;
+        }
+        //  HOST:PORT, [V6]:PORT or :PORT; the port is the text after the
+        //  last colon (an IPv6 literal's colons are inside brackets)
+        const char *colon = strrchr (rest, ':');
+        const char *close = strrchr (rest, ']');
+        size_t host_len = colon ? (size_t) (colon - rest) : 0;
+        const char *port = colon ? colon + 1 : "";
+        bool port_ok = *port && strlen (port) <= 5 && strspn (port, "0123456789") == strlen (port)
+                    && atoi (port) >= 1 && atoi (port) <= 65535;
+        bool host_ok = colon && (!close || close < colon)
+                    && strcspn (rest, "/ \t*") >= host_len
+                    && (rest [0] == '[') == (close != NULL)
+                    && (close == NULL || close == colon - 1);
+        if (port_ok && host_ok) {
+            int written = host_len
+                        ? snprintf (buf, size, "tcp://%.*s:%s", (int) host_len, rest, port)
+                        : snprintf (buf, size, "tcp://127.0.0.1:%s", port);
+            if (written > 0 && (size_t) written < size)
+                return true;
+        }
+    }
+    herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s' is not an endpoint: give "
+                     "tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH",
+                     option, text);
+    return false;
+}
+
+//  A non-blocking connect to one address, bounded by deadline (zclock_mono).
+//  Returns 0 when it connected, else an errno (ETIMEDOUT at the deadline).
+static int
+s_connect_one (int family, const struct sockaddr *address, socklen_t address_len,
+               int64_t deadline)
+{
+    int fd = socket (family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    int error = 0;
+    if (connect (fd, address, address_len) != 0) {
+        error = errno;
+        if (error == EINPROGRESS) {
+            struct pollfd item = { .fd = fd, .events = POLLOUT };
+            int64_t wait;
+            int ready = 0;
+            do {
+                wait = deadline - zclock_mono ();
+                ready = poll (&item, 1, wait > 0 ? (int) wait : 0);
+            } while (ready < 0 && errno == EINTR);
+            socklen_t error_len = sizeof error;
+            if (ready == 0)
+                error = ETIMEDOUT;
+            else
+            if (ready < 0)
+                error = errno;
+            else
+            if (getsockopt (fd, SOL_SOCKET, SO_ERROR, &error, &error_len) != 0)
+                error = errno;
+        }
+    }
+    close (fd);
+    return error;
+}
+
+int
+herald_cli_probe (const char *endpoint, int timeout_ms, char *why, size_t why_size)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int error = 0;
+    if (strncmp (endpoint, "ipc://", 6) == 0) {
+        struct sockaddr_un address = { .sun_family = AF_UNIX };
+        if (strlen (endpoint + 6) >= sizeof address.sun_path)
+            return 0;               //  let ZeroMQ say what it thinks of it
+        strcpy (address.sun_path, endpoint + 6);
+        error = s_connect_one (AF_UNIX, (struct sockaddr *) &address, sizeof address, deadline);
+        if (error == ENOENT)
+            error = ECONNREFUSED;
+    }
+    else
+    if (strncmp (endpoint, "tcp://", 6) == 0) {
+        //  tcp://HOST:PORT as herald_cli_endpoint made it; IPv4 unless the
+        //  host is a bracketed IPv6 literal, as ZeroMQ resolves it
+        const char *host = endpoint + 6;
+        const char *colon = strrchr (host, ':');
+        char name [256];
+        bool v6 = host [0] == '[';
+        size_t host_len = (size_t) (colon - host);
+        if (v6)
+            host_len = host_len >= 2 ? host_len - 2 : 0;
+        snprintf (name, sizeof name, "%.*s", (int) host_len, host + (v6 ? 1 : 0));
+        struct addrinfo hints = { .ai_family = v6 ? AF_INET6 : AF_INET,
+                                  .ai_socktype = SOCK_STREAM };
+        struct addrinfo *found = NULL;
+        int gai = getaddrinfo (name, colon + 1, &hints, &found);
+        if (gai != 0) {
+            snprintf (why, why_size, "cannot resolve '%s' (in %s): %s", name, endpoint,
+                      gai == EAI_SYSTEM ? strerror (errno) : gai_strerror (gai));
+            return gai == EAI_NONAME ? HERALD_CLI_EXIT_USAGE : HERALD_CLI_EXIT_NO_ANSWER;
+        }
+        //  Any address that accepts will do; refused wins over other errors
+        struct addrinfo *item;
+        error = EADDRNOTAVAIL;
+        for (item = found; item; item = item->ai_next) {
+            int this_error = s_connect_one (item->ai_family, item->ai_addr,
+                                            item->ai_addrlen, deadline);
+            if (this_error == 0 || error == EADDRNOTAVAIL || this_error == ECONNREFUSED)
+                error = this_error;
+            if (error == 0)
+                break;
+        }
+        freeaddrinfo (found);
+    }
+    if (error == 0)
+        return 0;
+    if (error == ECONNREFUSED)
+        snprintf (why, why_size, "nothing listens at %s (connection refused): is heraldd "
+                  "running there? (./run.sh starts one on the default endpoints)", endpoint);
+    else
+    if (error == ETIMEDOUT)
+        snprintf (why, why_size, "broker at %s did not answer (no connection within %d ms)",
+                  endpoint, timeout_ms);
+    else
+        snprintf (why, why_size, "cannot reach %s: %s", endpoint, strerror (error));
+    return HERALD_CLI_EXIT_NO_ANSWER;
+}
+
+zsock_t *
+herald_cli_watch (zsock_t *sock)
+{
+    static unsigned int counter = 0;
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "inproc://herald-cli-watch-%d-%u",
+              (int) getpid (), ++counter);
+    if (zmq_socket_monitor (zsock_resolve (sock), endpoint,
+                            ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0)
+        return NULL;
+    zsock_t *watch = zsock_new (ZMQ_PAIR);
+    if (watch && zsock_connect (watch, "%s", endpoint) != 0)
+        zsock_destroy (&watch);
+    if (!watch)
+        zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
+    return watch;
+}
+
+int
+herald_cli_watch_event (zsock_t *watch)
+{
+    if (!watch || !(zsock_events (watch) & ZMQ_POLLIN))
+        return 0;
+    zmsg_t *msg = zmsg_recv (watch);
+    zframe_t *frame = msg ? zmsg_first (msg) : NULL;
+    uint16_t event = 0;
+    if (frame && zframe_size (frame) >= 2)
+        memcpy (&event, zframe_data (frame), 2);
+    zmsg_destroy (&msg);
+    return event;
+}
+
+void
+herald_cli_unwatch (zsock_t *sock, zsock_t **watch_p)
+{
+    if (*watch_p && sock)
+        zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
+    zsock_destroy (watch_p);
+}
+
+//  ---------------------------------------------------------------------
+//  The connection
+
+//  Print "herald: ..." (or, when quiet, keep it in self->why); returns code.
+static int
+s_fail (herald_cli_conn_t *self, int code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_fail (herald_cli_conn_t *self, int code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    if (self->why)
+        vsnprintf (self->why, self->why_size, format, args);
+    else {
+        fputs ("herald: ", stderr);
+        vfprintf (stderr, format, args);
+        fputc ('\n', stderr);
+    }
+    va_end (args);
+    return code;
+}
+
+int
+herald_cli_conn_open_to (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+                         herald_cli_conn_t **self_p)
+{
+    *self_p = NULL;
+    herald_cli_conn_t quiet = { .why = why, .why_size = why_size };
+    char probe_why [512];
+    int rc = herald_cli_probe (endpoint, timeout_ms, probe_why, sizeof probe_why);
+    if (rc)
+        return s_fail (&quiet, rc, "%s", probe_why);
+    herald_cli_conn_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return s_fail (&quiet, HERALD_CLI_EXIT_FAIL, "out of memory");
+    self->why = why;
+    self->why_size = why_size;
+    self->endpoint = strdup (endpoint);
+    self->timeout_ms = timeout_ms;
     self->next_rid = 1;
     self->dealer = zsock_new (ZMQ_DEALER);
-    if (!self->endpoint || !self->dealer) {
-        herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot create a socket");
+    if (self->dealer)
+        self->watch = herald_cli_watch (self->dealer);
+    if (!self->endpoint || !self->dealer || !self->watch) {
         herald_cli_conn_destroy (&self);
-        return NULL;
+        return s_fail (&quiet, HERALD_CLI_EXIT_FAIL, "cannot create a socket");
     }
     //  Unsent requests are dropped at exit rather than holding it up
     zsock_set_linger (self->dealer, 0);
     zsock_set_sndhwm (self->dealer, 0);
     zsock_set_rcvhwm (self->dealer, 0);
+    if (strncmp (self->endpoint, "tcp://[", 7) == 0)
+        zsock_set_ipv6 (self->dealer, 1);
     if (zsock_connect (self->dealer, "%s", self->endpoint) != 0) {
-        herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
-                         self->endpoint, zmq_strerror (zmq_errno ()));
+        rc = s_fail (self, HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
+                     self->endpoint, zmq_strerror (zmq_errno ()));
         herald_cli_conn_destroy (&self);
-        return NULL;
+        return rc;
     }
-    return self;
+    *self_p = self;
+    return 0;
+}
+
+int
+herald_cli_conn_open (const herald_cli_opts_t *opts, herald_cli_conn_t **self_p)
+{
+    char why [600];
+    int rc = herald_cli_conn_open_to (opts->endpoint, opts->timeout_ms, why, sizeof why,
+                                      self_p);
+    if (rc)
+        return herald_cli_fail (rc, "%s%s", rc == HERALD_CLI_EXIT_USAGE ? "--endpoint: " : "",
+                                why);
+    (*self_p)->why = NULL;          //  from now on, failures are printed
+    return 0;
 }
 
 void
@@ -56,6 +318,7 @@ herald_cli_conn_destroy (herald_cli_conn_t **self_p)
     if (!self_p || !*self_p)
         return;
     herald_cli_conn_t *self = *self_p;
+    herald_cli_unwatch (self->dealer, &self->watch);
     zsock_destroy (&self->dealer);
     free (self->endpoint);
     free (self);
@@ -93,7 +356,7 @@ herald_cli_conn_send (herald_cli_conn_t *self, const herald_msg_t *msg)
     }
     msgpack_sbuffer_destroy (&body);
     if (rc != 0)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot send %s to %s",
+        return s_fail (self, HERALD_CLI_EXIT_FAIL, "cannot send %s to %s",
                                 herald_msg_command (msg->type), self->endpoint);
     return 0;
 }
@@ -101,33 +364,85 @@ herald_cli_conn_send (herald_cli_conn_t *self, const herald_msg_t *msg)
 int
 herald_cli_conn_no_answer (herald_cli_conn_t *self)
 {
-    return herald_cli_fail (HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer",
+    return s_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer",
                             self->endpoint);
+}
+
+int
+herald_cli_conn_lost (herald_cli_conn_t *self)
+{
+    //  (quiet: tail reconnecting to what was a broker, which may be
+    //  stopping or starting right now)
+    if (self->handshaken || self->why)
+        return s_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "broker at %s closed the connection "
+                       "before it answered (did it stop?)", self->endpoint);
+    return s_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "%s closed the connection during the "
+                   "ZeroMQ handshake: is it the broker's api endpoint (not its fanout)?",
+                   self->endpoint);
+}
+
+bool
+herald_cli_conn_check (herald_cli_conn_t *self)
+{
+    int event;
+    bool lost = false;
+    while ((event = herald_cli_watch_event (self->watch)) != 0) {
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            self->handshaken = true;
+        else
+            lost = true;
+    }
+    //  A reply that arrived before the connection closed is still read
+    return !lost || (zsock_events (self->dealer) & ZMQ_POLLIN);
+}
+
+zsock_t *
+herald_cli_conn_watch_sock (herald_cli_conn_t *self)
+{
+    return self->watch;
 }
 
 int
 herald_cli_conn_recv (herald_cli_conn_t *self, herald_cli_reply_t *reply)
 {
     memset (reply, 0, sizeof *reply);
-    zpoller_t *poller = zpoller_new (self->dealer, NULL);
+    zpoller_t *poller = zpoller_new (self->dealer, self->watch, NULL);
     if (!poller)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
-    void *ready = zpoller_wait (poller, self->timeout_ms);
-    bool interrupted = zpoller_terminated (poller);
+        return s_fail (self, HERALD_CLI_EXIT_FAIL, "out of memory");
+    int64_t deadline = zclock_mono () + self->timeout_ms;
+    void *ready = NULL;
+    bool lost = false;
+    while (!ready && !lost) {
+        int64_t wait = deadline - zclock_mono ();
+        if (wait <= 0)
+            break;
+        ready = zpoller_wait (poller, (int) wait);
+        if (ready == self->watch) {
+            ready = NULL;
+            lost = !herald_cli_conn_check (self);
+        }
+        if (!ready && zpoller_terminated (poller))
+            break;
+    }
+    if (lost) {
+        zpoller_destroy (&poller);
+        return herald_cli_conn_lost (self);
+    }
+    bool interrupted = !ready && zpoller_terminated (poller);
     zpoller_destroy (&poller);
     if (!ready)
-        return interrupted ? herald_cli_fail (HERALD_CLI_EXIT_FAIL, "interrupted")
+        return interrupted ? s_fail (self, HERALD_CLI_EXIT_FAIL, "interrupted")
                            : herald_cli_conn_no_answer (self);
     reply->msg = zmsg_recv (self->dealer);
     if (!reply->msg || zmsg_size (reply->msg) < 2)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "malformed reply from %s",
+        return s_fail (self, HERALD_CLI_EXIT_FAIL, "malformed reply from %s",
                                 self->endpoint);
     zframe_t *command = zmsg_first (reply->msg);
     zframe_t *body = zmsg_next (reply->msg);
     reply->type = herald_msg_type_from_command (zframe_data (command),
                                                 zframe_size (command), true);
     if (reply->type == HERALD_MSG_INVALID)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unknown reply '%.*s' from %s",
+        return s_fail (self, HERALD_CLI_EXIT_FAIL, "unknown reply '%.*s' from %s",
                                 (int) zframe_size (command),
                                 (const char *) zframe_data (command), self->endpoint);
     msgpack_zone_init (&reply->zone, 1024);
@@ -135,7 +450,7 @@ herald_cli_conn_recv (herald_cli_conn_t *self, herald_cli_reply_t *reply)
     herald_error_t err;
     if (herald_msg_decode (&reply->body, reply->type, zframe_data (body),
                            zframe_size (body), NULL, &reply->zone, &err) != HERALD_OK)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "bad %s reply from %s: %s: %s",
+        return s_fail (self, HERALD_CLI_EXIT_FAIL, "bad %s reply from %s: %s: %s",
                                 herald_msg_command (reply->type), self->endpoint,
                                 err.field, err.message);
     return 0;

@@ -23,13 +23,29 @@
 
     Every event stored after step 1 reaches the SUB; every event up to L
     came from the replay; so the output is each matching event once, in
-    seq order.  The fanout's silence for --timeout ms (heartbeats stop)
-    ends the tool with exit 2, like an api that does not answer.
+    seq order.
+
+    DESIGN (tail across a lost broker)
+    `examined` is where the output stands: every matching event with seq
+    <= examined was printed (a replay's END `last` and a heartbeat's
+    `head` move it too; a tail that starts live starts at the first
+    heartbeat's head).  The broker is taken for lost when the SUB's
+    monitor says its connection closed (the SUB does not reconnect by
+    itself: what it would receive after a restart follows a gap), when the fanout is silent for max(--timeout, four
+    heartbeat intervals), when a heartbeat names another epoch (a restart)
+    or lineage, or, with no prefix (every seq reaches us), when a seq or a
+    heartbeat's head skips one.  Then both sockets are dropped, with what
+    they held, and s_tail_sync runs the steps above again with --from
+    examined + 1, retried with a backoff of 0.1 .. 2 s until it succeeds
+    (or --retry-for runs out).  A lineage that grew means events after the
+    kept head (WELCOME's losses) were lost and their seqs given again: when
+    examined is past it, tail says so and goes back to it.
     =========================================================================
 */
 
 #include "herald_cli.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 static const char *s_replay_usage =
@@ -68,15 +84,19 @@ static const char *s_tail_usage =
     "\n"
     "Print live events whose topic begins with any PREFIX (default: all).  With\n"
     "--from or --from-ts, first replay stored events from there, then continue\n"
-    "live with no gap and no duplicate.  Runs until --max events or Ctrl-C;\n"
-    "exits 2 when the fanout is silent (no heartbeat) for --timeout ms.\n"
+    "live with no gap and no duplicate.  Runs until --max events or Ctrl-C.\n"
+    "When the broker is lost (its connection closes, or its fanout is silent for\n"
+    "--timeout and at least four heartbeats), says so on stderr, reconnects, and\n"
+    "catches up from the last seq printed: no event is missed or printed twice.\n"
     "\n"
     "  --from SEQ           catch up from this seq first\n"
     "  --from-ts TIME       catch up from this time first (2026-12-02T16:35:47Z,\n"
     "                       -1h, ...: the forms of herald replay --help)\n"
     "  --max N              exit after N events (N >= 1)\n"
     "  --fanout E           the fanout endpoint (default: asked with HELLO)\n"
-    "  --credit N           replay window (default 1000)\n";
+    "  --credit N           replay window (default 1000)\n"
+    "  --retry-for MS       exit 2 when a lost broker is not back within MS\n"
+    "                       (default: keep reconnecting; 0: exit at once)\n";
 
 typedef struct {
     herald_cli_opts_t *opts;
@@ -89,16 +109,50 @@ typedef struct {
     uint64_t printed;
     uint64_t unacked;               //  events printed since the last CREDIT
     uint64_t last;                  //  END's last
+    uint64_t end_lineage;           //  END's lineage
     bool ended;
     //  tail
     bool tail;
-    bool catch_up;
+    bool catch_up;                  //  --from or --from-ts given
+    const char *fanout_opt;         //  --fanout, normalized; NULL: from WELCOME
     const char *fanout;
-    char fanout_buf [256];
+    char fanout_buf [HERALD_CLI_ENDPOINT_MAX];
+    char fanout_opt_buf [HERALD_CLI_ENDPOINT_MAX];
     zsock_t *sub;
+    zsock_t *sub_watch;             //  the SUB's monitor
     zlist_t *buffered;              //  live zmsg_t's held during the replay
     uint64_t skip_through;          //  drop live events with seq <= this
+    //  tail: where the output stands, and which broker it came from
+    bool examined_known;
+    uint64_t examined;              //  every matching event <= this is printed
+    bool synced;                    //  caught up once: lineage is known
+    uint64_t lineage;               //  the store's, as last seen
+    bool epoch_known;
+    uint64_t epoch;                 //  the broker's start, from $hb
+    uint64_t last_hb_ts;
+    int64_t hb_interval_ms;         //  measured between heartbeats
+    int64_t retry_for_ms;           //  -1: reconnect forever
+    bool quiet;                     //  reconnecting: failures go to why
+    char why [600];
 } s_stream_t;
+
+//  tail: the broker is gone (or changed); s_tail_reconnect takes over
+#define S_LOST  (-1)
+
+//  Note why the broker is taken for lost; returns S_LOST.
+static int
+s_lost (s_stream_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+static int
+s_lost (s_stream_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->why, sizeof self->why, format, args);
+    va_end (args);
+    return S_LOST;
+}
 
 //  Print one envelope, counting it.  Returns 0 or an exit code.
 static int
@@ -106,6 +160,13 @@ s_emit (s_stream_t *self, const void *bytes, size_t len)
 {
     int rc = herald_cli_print_envelope (self->opts->format, bytes, len);
     self->printed++;
+    const char *topic;
+    size_t topic_len;
+    uint64_t seq, ver, ts;
+    if (self->tail && herald_event_peek (bytes, len, &topic, &topic_len, &seq, &ver, &ts)) {
+        self->examined = seq;
+        self->examined_known = true;
+    }
     return rc;
 }
 
@@ -127,12 +188,17 @@ s_send_rid_msg (s_stream_t *self, herald_msg_type_t type, uint64_t credit)
 static int
 s_on_reply (s_stream_t *self, herald_cli_reply_t *reply)
 {
+    if (reply->type == HERALD_MSG_ERROR && self->tail
+    &&  reply->body.error.code == HERALD_ERR_OVERLOADED)
+        return s_lost (self, "it is overloaded: %.*s", (int) reply->body.error.message.len,
+                       reply->body.error.message.ptr ? reply->body.error.message.ptr : "");
     if (reply->type == HERALD_MSG_ERROR)
         return herald_cli_print_error (reply);
     if (!reply->body.has_rid || reply->body.rid != self->request.rid)
         return 0;                   //  a late reply to something else
     if (reply->type == HERALD_MSG_END) {
         self->last = reply->body.end.last;
+        self->end_lineage = reply->body.end.lineage;
         self->ended = true;
         return 0;
     }
@@ -172,21 +238,46 @@ s_buffer_live (s_stream_t *self)
     return 0;
 }
 
+//  tail: true when the SUB's monitor says its connection closed.
+static bool
+s_sub_lost (s_stream_t *self)
+{
+    int event;
+    bool lost = false;
+    while ((event = herald_cli_watch_event (self->sub_watch)) != 0)
+        if (event != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            lost = true;
+    return lost;
+}
+
 //  Send the request and print until END (or --max).  Under tail, live
 //  messages arriving meanwhile are buffered.
 static int
 s_run_stream (s_stream_t *self)
 {
     int rc = herald_cli_conn_send (self->conn, &self->request);
-    zpoller_t *poller = zpoller_new (herald_cli_conn_sock (self->conn), NULL);
+    zsock_t *conn_watch = herald_cli_conn_watch_sock (self->conn);
+    zpoller_t *poller = zpoller_new (herald_cli_conn_sock (self->conn), conn_watch, NULL);
     if (!poller)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
     if (self->sub)
         zpoller_add (poller, self->sub);
+    if (self->sub_watch)
+        zpoller_add (poller, self->sub_watch);
     int64_t deadline = zclock_mono () + self->opts->timeout_ms;
     while (rc == 0 && !self->ended) {
         int64_t wait = deadline - zclock_mono ();
         void *ready = zpoller_wait (poller, wait > 0 ? (int) wait : 0);
+        if (ready == conn_watch) {
+            if (!herald_cli_conn_check (self->conn))
+                rc = herald_cli_conn_lost (self->conn);
+        }
+        else
+        if (ready == self->sub_watch && self->sub_watch) {
+            if (s_sub_lost (self))
+                rc = s_lost (self, "it closed the fanout connection");
+        }
+        else
         if (ready == self->sub && self->sub)
             rc = s_buffer_live (self);
         else
@@ -283,16 +374,16 @@ s_run_simple (s_stream_t *self)
     if (herald_cli_check_request (self->request.type == HERALD_MSG_REPLAY ? "replay" : "read",
                                   &self->request))
         return HERALD_CLI_EXIT_USAGE;
-    self->conn = herald_cli_conn_new (self->opts);
-    if (!self->conn)
-        return HERALD_CLI_EXIT_FAIL;
+    int rc = herald_cli_conn_open (self->opts, &self->conn);
+    if (rc)
+        return rc;
     self->request.rid = herald_cli_conn_rid (self->conn);
     if (self->request.type == HERALD_MSG_REPLAY)
         self->request.replay.credit = self->credit;
     else
         self->request.read.credit = self->credit;
     herald_cli_print_table_header (self->opts->format);
-    int rc = s_run_stream (self);
+    rc = s_run_stream (self);
     herald_cli_conn_destroy (&self->conn);
     return rc;
 }
@@ -378,11 +469,94 @@ herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  tail
 
-//  The fanout endpoint from HELLO/WELCOME.  A broker bound to a wildcard
-//  address ("tcp://*:5581", "tcp://0.0.0.0:5581") is reached on the host
-//  of the api endpoint instead.
+#define S_HB_DEFAULT_MS     1000    //  heartbeat-ms's default, until measured
+#define S_BACKOFF_MIN_MS    100
+#define S_BACKOFF_MAX_MS    2000
+
+//  How long the fanout may be silent before the broker is taken for lost:
+//  --timeout, but never less than four heartbeat intervals (three missed
+//  and some slack), so a short --timeout cannot cry wolf between beats.
 static int
-s_learn_fanout (s_stream_t *self)
+s_silence_ms (s_stream_t *self)
+{
+    int64_t beats = 4 * (self->hb_interval_ms ? self->hb_interval_ms : S_HB_DEFAULT_MS);
+    int64_t limit = self->opts->timeout_ms > beats ? self->opts->timeout_ms : beats;
+    return limit > INT32_MAX ? INT32_MAX : (int) limit;
+}
+
+//  A failure while (re)connecting: printed at the start, kept in why for
+//  the reconnect loop later (which prints it once).  Returns code.
+static int
+s_tail_fail (s_stream_t *self, int code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_tail_fail (s_stream_t *self, int code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->why, sizeof self->why, format, args);
+    va_end (args);
+    if (!self->quiet)
+        herald_cli_fail (code, "%s", self->why);
+    return code;
+}
+
+//  Drop the connections and whatever they held (it will be replayed).
+static void
+s_tail_close (s_stream_t *self)
+{
+    zmsg_t *msg;
+    while (self->buffered && (msg = zlist_pop (self->buffered)) != NULL)
+        zmsg_destroy (&msg);
+    herald_cli_unwatch (self->sub, &self->sub_watch);
+    zsock_destroy (&self->sub);
+    herald_cli_conn_destroy (&self->conn);
+}
+
+//  The store's lineage from WELCOME (or END).  After a loss was accepted
+//  with herald repair the seqs after the head it kept belong to new
+//  events: say so, and when this tail printed some of them, go back to
+//  the kept head so the events stored now under those seqs are printed.
+static void
+s_tail_lineage (s_stream_t *self, uint64_t lineage, const herald_loss_t *losses,
+                size_t loss_count, uint64_t head)
+{
+    if (!self->synced) {
+        self->lineage = lineage;
+        return;
+    }
+    uint64_t kept = UINT64_MAX;
+    size_t index;
+    for (index = 0; index < loss_count; index++)
+        if (losses [index].lineage > self->lineage && losses [index].lost_after < kept)
+            kept = losses [index].lost_after;
+    if (lineage != self->lineage) {
+        if (kept != UINT64_MAX)
+            fprintf (stderr, "herald: the broker's store lineage went %" PRIu64 " -> %" PRIu64
+                     ": a loss of the events after seq %" PRIu64 " was accepted with "
+                     "herald repair\n", self->lineage, lineage, kept);
+        else
+            fprintf (stderr, "herald: the broker's store lineage went %" PRIu64 " -> %" PRIu64
+                     " (its store was replaced?)\n", self->lineage, lineage);
+        self->lineage = lineage;
+    }
+    //  A log shorter than what was printed lost its tail too
+    if (self->examined_known && head < self->examined && head < kept)
+        kept = head;
+    if (self->examined_known && kept < self->examined) {
+        fprintf (stderr, "herald: seqs %" PRIu64 "..%" PRIu64 " printed above are not in the "
+                 "broker's log any more; printing the events stored under them now\n",
+                 kept + 1, self->examined);
+        self->examined = kept;
+    }
+}
+
+//  HELLO: the fanout endpoint (unless --fanout gave it) and the store's
+//  lineage.  A broker bound to a wildcard address ("tcp://*:5581",
+//  "tcp://0.0.0.0:5581") is reached on the host of the api endpoint.
+static int
+s_hello (s_stream_t *self)
 {
     herald_msg_t hello = { .type = HERALD_MSG_HELLO, .has_rid = true };
     hello.rid = herald_cli_conn_rid (self->conn);
@@ -399,7 +573,7 @@ s_learn_fanout (s_stream_t *self)
     if (rc == 0 && reply.type != HERALD_MSG_WELCOME)
         rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unexpected %s reply to HELLO",
                               herald_msg_command (reply.type));
-    if (rc == 0) {
+    if (rc == 0 && !self->fanout_opt) {
         herald_str_t fanout = reply.body.welcome.fanout;
         const char *api = self->opts->endpoint;
         const char *port = memrchr (fanout.ptr, ':', fanout.len);
@@ -416,52 +590,124 @@ s_learn_fanout (s_stream_t *self)
                       (int) fanout.len, fanout.ptr);
         self->fanout = self->fanout_buf;
     }
+    if (rc == 0)
+        s_tail_lineage (self, reply.body.welcome.lineage, reply.body.welcome.losses,
+                        reply.body.welcome.loss_count, reply.body.welcome.head);
     herald_cli_reply_fini (&reply);
     return rc;
 }
 
-//  One live message: print it unless it is a heartbeat or was replayed.
-//  Returns 0 or an exit code.
+//  One heartbeat: a restarted broker or a new lineage is a reconnect; the
+//  head says what was examined.  Returns 0 or S_LOST.
+static int
+s_on_heartbeat (s_stream_t *self, zframe_t *body)
+{
+    herald_msg_t beat;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    herald_error_t err;
+    int rc = 0;
+    if (herald_msg_decode (&beat, HERALD_MSG_HEARTBEAT, zframe_data (body), zframe_size (body),
+                           NULL, &zone, &err) == HERALD_OK) {
+        const __typeof__ (beat.heartbeat) *hb = &beat.heartbeat;
+        //  A tail that starts live starts at the first heartbeat's head
+        if (!self->examined_known) {
+            self->examined = hb->head;
+            self->examined_known = true;
+        }
+        if (self->last_hb_ts && hb->ts > self->last_hb_ts
+        &&  hb->ts - self->last_hb_ts < 24ULL * 3600 * 1000000000ULL)
+            self->hb_interval_ms = (int64_t) ((hb->ts - self->last_hb_ts) / 1000000) + 1;
+        self->last_hb_ts = hb->ts;
+        if (self->epoch_known && hb->epoch != self->epoch)
+            rc = s_lost (self, "it restarted (epoch %" PRIu64 " -> %" PRIu64 ")",
+                         self->epoch, hb->epoch);
+        else
+        if (hb->lineage != self->lineage)
+            rc = s_lost (self, "its store's lineage is now %" PRIu64, hb->lineage);
+        else
+        if (hb->head > self->examined && self->request.replay.prefix_count == 0)
+            //  Every event reaches an unfiltered SUB: one it did not get
+            //  was dropped (the broker's send queue for us was full)
+            rc = s_lost (self, "its heartbeat names seq %" PRIu64 ", the last event received "
+                         "was seq %" PRIu64, hb->head, self->examined);
+        else
+        if (hb->head > self->examined)
+            self->examined = hb->head;
+        self->epoch = hb->epoch;
+        self->epoch_known = true;
+    }
+    msgpack_zone_destroy (&zone);
+    return rc;
+}
+
+//  One live message: print it unless it is a heartbeat or was printed
+//  already.  Returns 0, S_LOST or an exit code.
 static int
 s_on_live (s_stream_t *self, zmsg_t *msg)
 {
     zframe_t *topic = zmsg_first (msg);
     zframe_t *envelope = zmsg_next (msg);
-    if (!topic || !envelope || (zframe_size (topic) >= 1 && zframe_data (topic)[0] == '$'))
+    if (!topic || !envelope)
+        return 0;
+    if (zframe_size (topic) == 3 && memcmp (zframe_data (topic), "$hb", 3) == 0)
+        return s_on_heartbeat (self, envelope);
+    if (zframe_size (topic) >= 1 && zframe_data (topic)[0] == '$')
         return 0;
     const char *name;
     size_t name_len;
     uint64_t seq = 0, ver, ts;
-    if (herald_event_peek (zframe_data (envelope), zframe_size (envelope),
-                           &name, &name_len, &seq, &ver, &ts)
-    &&  seq <= self->skip_through)
+    if (!herald_event_peek (zframe_data (envelope), zframe_size (envelope),
+                            &name, &name_len, &seq, &ver, &ts))
+        return s_emit (self, zframe_data (envelope), zframe_size (envelope));
+    if (seq <= self->skip_through || (self->examined_known && seq <= self->examined))
         return 0;
-    return s_emit (self, zframe_data (envelope), zframe_size (envelope));
+    if (self->examined_known && seq > self->examined + 1
+    &&  self->request.replay.prefix_count == 0)
+        return s_lost (self, "seq %" PRIu64 " came after seq %" PRIu64 " (the events "
+                       "between were dropped)", seq, self->examined);
+    int rc = herald_cli_print_envelope (self->opts->format, zframe_data (envelope),
+                                        zframe_size (envelope));
+    self->printed++;
+    self->examined = seq;
+    self->examined_known = true;
+    return rc;
 }
 
+//  Print live events until --max, a lost broker (S_LOST) or an error.
 static int
 s_tail_live (s_stream_t *self)
 {
-    int rc = 0;
+    int rc = s_sub_lost (self) ? s_lost (self, "it closed the fanout connection") : 0;
     zmsg_t *msg;
     while (rc == 0 && !s_full (self) && (msg = zlist_pop (self->buffered)) != NULL) {
         rc = s_on_live (self, msg);
         zmsg_destroy (&msg);
     }
     fflush (stdout);
-    zpoller_t *poller = zpoller_new (self->sub, NULL);
+    zpoller_t *poller = zpoller_new (self->sub, self->sub_watch, NULL);
+    if (!poller)
+        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
     while (rc == 0 && !s_full (self)) {
-        if (!zpoller_wait (poller, self->opts->timeout_ms)) {
+        int silence = s_silence_ms (self);
+        void *ready = zpoller_wait (poller, silence);
+        if (!ready) {
             rc = zpoller_terminated (poller)
                ? herald_cli_fail (HERALD_CLI_EXIT_FAIL, "interrupted")
-               : herald_cli_fail (HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer",
-                                  self->fanout);
+               : s_lost (self, "nothing arrived on its fanout %s for %d ms, not even a "
+                         "heartbeat", self->fanout, silence);
             break;
         }
-        msg = zmsg_recv (self->sub);
-        if (msg)
+        if (ready == self->sub_watch && s_sub_lost (self)) {
+            rc = s_lost (self, "it closed the fanout connection");
+            break;
+        }
+        //  What is queued, without a poll per message (receives do not
+        //  block: the SUB's receive timeout is 0)
+        while (rc == 0 && !s_full (self) && (msg = zmsg_recv (self->sub)) != NULL) {
             rc = s_on_live (self, msg);
-        zmsg_destroy (&msg);
+            zmsg_destroy (&msg);
+        }
         fflush (stdout);
     }
     zpoller_destroy (&poller);
@@ -474,11 +720,26 @@ s_tail_live (s_stream_t *self)
 static int
 s_subscribe (s_stream_t *self)
 {
+    char why [600];
+    int rc = herald_cli_probe (self->fanout, self->opts->timeout_ms, why, sizeof why);
+    if (rc)
+        return s_tail_fail (self, rc == HERALD_CLI_EXIT_USAGE ? HERALD_CLI_EXIT_NO_ANSWER : rc,
+                            "broker at %s answered, but its fanout does not: %s",
+                            self->opts->endpoint, why);
     self->sub = zsock_new (ZMQ_SUB);
-    if (!self->sub)
+    if (self->sub)
+        self->sub_watch = herald_cli_watch (self->sub);
+    if (!self->sub || !self->sub_watch)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot create a socket");
     zsock_set_linger (self->sub, 0);
     zsock_set_rcvhwm (self->sub, 0);
+    zsock_set_rcvtimeo (self->sub, 0);
+    //  No reconnect by itself: after a restart, what a reconnected SUB
+    //  receives follows a gap only a replay can fill, so a lost connection
+    //  stays lost (the monitor says so) until s_tail_sync makes a new one
+    zsock_set_reconnect_ivl (self->sub, -1);
+    if (strncmp (self->fanout, "tcp://[", 7) == 0)
+        zsock_set_ipv6 (self->sub, 1);
     size_t index, count = self->request.replay.prefix_count;
     for (index = 0; index < count; index++)
         zsock_set_subscribe (self->sub, self->prefixes [index].ptr);
@@ -487,12 +748,113 @@ s_subscribe (s_stream_t *self)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
                                 self->fanout, zmq_strerror (zmq_errno ()));
     zpoller_t *poller = zpoller_new (self->sub, NULL);
-    bool ready = zpoller_wait (poller, self->opts->timeout_ms) != NULL;
+    int silence = s_silence_ms (self);
+    bool ready = zpoller_wait (poller, silence) != NULL;
     zpoller_destroy (&poller);
     if (!ready)
-        return herald_cli_fail (HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer",
-                                self->fanout);
+        return s_tail_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer: "
+                            "nothing arrived on its fanout %s for %d ms, not even a heartbeat",
+                            self->opts->endpoint, self->fanout, silence);
     return s_buffer_live (self);
+}
+
+//  Connect (again): HELLO, subscribe, and catch up from where the output
+//  stands (after a loss) or from --from (at the start), so that the live
+//  stream continues it with no gap and no duplicate.  Quiet while
+//  reconnecting.  Returns 0, S_LOST (why says why) or an exit code.
+static int
+s_tail_sync (s_stream_t *self)
+{
+    s_tail_close (self);
+    self->last_hb_ts = 0;           //  the interval is measured on one connection
+    int rc = self->quiet
+           ? herald_cli_conn_open_to (self->opts->endpoint, self->opts->timeout_ms,
+                                      self->why, sizeof self->why, &self->conn)
+           : herald_cli_conn_open (self->opts, &self->conn);
+    if (rc == 0)
+        rc = s_hello (self);
+    if (rc == 0)
+        rc = s_subscribe (self);
+    if (rc == 0 && !self->synced)
+        herald_cli_print_table_header (self->opts->format);
+    if (rc == 0 && (self->synced ? self->examined_known : self->catch_up)) {
+        __typeof__ (self->request.replay) *replay = &self->request.replay;
+        if (self->synced) {
+            replay->has_from = true;
+            replay->from = self->examined + 1;
+            replay->has_from_ts = false;
+        }
+        self->request.rid = herald_cli_conn_rid (self->conn);
+        replay->credit = self->credit;
+        self->ended = false;
+        self->unacked = 0;
+        self->last = 0;
+        self->end_lineage = self->lineage;
+        rc = s_run_stream (self);
+        if (rc == 0 && !s_full (self) && self->end_lineage != self->lineage)
+            rc = s_lost (self, "its store's lineage is now %" PRIu64, self->end_lineage);
+        if (rc == 0 && !s_full (self)) {
+            //  Every matching event up to END's last was sent
+            if (!self->examined_known || self->last > self->examined)
+                self->examined = self->last;
+            self->examined_known = true;
+            self->skip_through = self->examined;
+        }
+    }
+    if (rc == 0) {
+        self->synced = true;
+        self->epoch_known = false;  //  this broker's, from its next heartbeat
+    }
+    if (self->quiet && (rc == HERALD_CLI_EXIT_NO_ANSWER || rc == HERALD_CLI_EXIT_USAGE))
+        rc = S_LOST;
+    return rc;
+}
+
+//  The broker is gone: say so, then try again with a bounded backoff until
+//  it is back and caught up (0), or --retry-for ran out (2).
+static int
+s_tail_reconnect (s_stream_t *self)
+{
+    const char *api = self->opts->endpoint;
+    s_tail_close (self);
+    if (self->retry_for_ms == 0)
+        return herald_cli_fail (HERALD_CLI_EXIT_NO_ANSWER, "broker at %s gone: %s", api,
+                                self->why);
+    fprintf (stderr, "herald: broker at %s gone (%s); reconnecting...\n", api, self->why);
+    char said [sizeof self->why];
+    snprintf (said, sizeof said, "%s", self->why);
+    int64_t started = zclock_mono ();
+    int64_t backoff = S_BACKOFF_MIN_MS;
+    uint64_t from = self->examined + 1, printed = self->printed;
+    self->quiet = true;
+    int rc = S_LOST;
+    while (rc == S_LOST) {
+        rc = s_tail_sync (self);
+        if (rc != S_LOST)
+            break;
+        if (strcmp (said, self->why) != 0) {
+            fprintf (stderr, "herald: still reconnecting to %s: %s\n", api, self->why);
+            snprintf (said, sizeof said, "%s", self->why);
+        }
+        int64_t waited = zclock_mono () - started;
+        if (self->retry_for_ms > 0 && waited >= self->retry_for_ms) {
+            rc = herald_cli_fail (HERALD_CLI_EXIT_NO_ANSWER, "broker at %s gone for %" PRId64
+                                  " ms, giving up (--retry-for): %s", api, waited, self->why);
+            break;
+        }
+        int64_t pause = backoff;
+        if (self->retry_for_ms > 0 && pause > self->retry_for_ms - waited)
+            pause = self->retry_for_ms - waited;
+        zclock_sleep ((int) pause);
+        backoff = backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : backoff * 2;
+    }
+    self->quiet = false;
+    if (rc == 0)
+        fprintf (stderr, "herald: reconnected to %s; caught up from seq %" PRIu64
+                 " (%" PRIu64 " event%s), live again\n", api,
+                 from <= self->examined + 1 ? from : self->examined + 1,
+                 self->printed - printed, self->printed - printed == 1 ? "" : "s");
+    return rc;
 }
 
 int
@@ -501,10 +863,12 @@ herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv)
     s_stream_t self;
     s_stream_init (&self, opts, HERALD_MSG_REPLAY);
     self.tail = true;
+    self.retry_for_ms = -1;
     int index = 1;
     bool bad = false;
     while (index < argc && !bad) {
         const char *value = NULL;
+        uint64_t number = 0;
         if (strcmp (argv [index], "--help") == 0) {
             fputs (s_tail_usage, stdout);
             return HERALD_CLI_EXIT_OK;
@@ -514,8 +878,22 @@ herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv)
                 return HERALD_CLI_EXIT_USAGE;
         }
         else
-        if (herald_cli_opt (argc, argv, &index, "--fanout", &value, &bad))
-            self.fanout = value;
+        if (herald_cli_opt (argc, argv, &index, "--fanout", &value, &bad)) {
+            if (value && herald_cli_endpoint ("--fanout", value, self.fanout_opt_buf,
+                                              sizeof self.fanout_opt_buf))
+                self.fanout = self.fanout_opt = self.fanout_opt_buf;
+            else
+                bad = true;
+        }
+        else
+        if (herald_cli_opt (argc, argv, &index, "--retry-for", &value, &bad)) {
+            bad = bad || !herald_cli_uint ("--retry-for", value, &number);
+            if (!bad && number > INT64_MAX / 2) {
+                herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--retry-for: too large");
+                bad = true;
+            }
+            self.retry_for_ms = (int64_t) number;
+        }
         else
         if (!s_replay_opt (&self, argc, argv, &index, &bad))
             return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "tail: unexpected '%s' "
@@ -529,30 +907,18 @@ herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv)
     self.catch_up = self.request.replay.has_from || self.request.replay.has_from_ts;
     self.buffered = zlist_new ();
     int rc = self.buffered ? 0 : herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
-    if (rc == 0 && (self.catch_up || !self.fanout)) {
-        self.conn = herald_cli_conn_new (opts);
-        if (!self.conn)
-            rc = HERALD_CLI_EXIT_FAIL;
-    }
-    if (rc == 0 && !self.fanout)
-        rc = s_learn_fanout (&self);
     if (rc == 0)
-        rc = s_subscribe (&self);
-    if (rc == 0)
-        herald_cli_print_table_header (opts->format);
-    if (rc == 0 && self.catch_up) {
-        self.request.rid = herald_cli_conn_rid (self.conn);
-        self.request.replay.credit = self.credit;
-        rc = s_run_stream (&self);
-        self.skip_through = self.last;
-    }
-    if (rc == 0)
+        rc = s_tail_sync (&self);
+    if (rc == S_LOST)               //  (not while quiet: cannot happen at the start)
+        rc = herald_cli_fail (HERALD_CLI_EXIT_NO_ANSWER, "broker at %s: %s",
+                              opts->endpoint, self.why);
+    //  A catch-up at the start that had reached --max prints the rest of it
+    while (rc == 0 && !s_full (&self)) {
         rc = s_tail_live (&self);
-    zmsg_t *msg;
-    while (self.buffered && (msg = zlist_pop (self.buffered)) != NULL)
-        zmsg_destroy (&msg);
+        if (rc == S_LOST)
+            rc = s_tail_reconnect (&self);
+    }
+    s_tail_close (&self);
     zlist_destroy (&self.buffered);
-    zsock_destroy (&self.sub);
-    herald_cli_conn_destroy (&self.conn);
     return rc;
 }
