@@ -23,6 +23,13 @@ Markdown is rendered), each placed before the code block it speaks of:
                                     for any text.  TEXT must be printed in
                                     the document too (outside comments):
                                     the test checks what the reader is told
+                                    An expectation met before the block that
+                                    runs CMD is checked as soon as CMD ran
+  <!-- walkthrough: follow "CMD" --> in a run block, CMD does not end by
+                                    itself (`tail`): it is left running while
+                                    its expectations are checked, then
+                                    Ctrl-C'd (it exits 0 or by the signal), and
+                                    the block goes on
   <!-- walkthrough: stop "CMD" -->  Ctrl-C the service CMD; it exits 0
   <!-- walkthrough: python -->      the next code block is Python, run in one
                                     interpreter per document (a session)
@@ -100,7 +107,7 @@ def parse(path):
                     command = strip_comment(text)
                     if command:
                         steps.append((words[0], command, where))
-        elif len(words) == 2 and words[0] in ("start", "stop"):
+        elif len(words) == 2 and words[0] in ("start", "stop", "follow"):
             steps.append((words[0], words[1], where))
         elif len(words) == 4 and words[0] == "expect" and words[2] == "prints":
             steps.append(("prints", (words[1], words[3]), where))
@@ -129,8 +136,6 @@ def s_next_block(lines, index, where):
         block.pop()
     if not block:
         raise Failure("%s: no code block after the directive" % where)
-    # The common indentation of an indented block (a code block inside a
-    # list item is indented further)
     return block, index
 
 
@@ -167,6 +172,8 @@ class Walk:
         self.services = {}          # command -> Popen (the latest start)
         self.outputs = {}           # command -> log path (the latest)
         self.exits = {}             # command -> expected exit status
+        self.follows = set()        # run-block commands that do not end by themselves
+        self.pending = {}           # command -> [(text, where)] to check once it ran
         self.shell = None
         self.count = 0
         self.python = None
@@ -193,7 +200,11 @@ class Walk:
 
     def output(self, command):
         if command == "python":
-            path = self.python_log
+            # What the last block printed: a session's earlier output
+            # must not answer for it
+            with open(self.python_log, "rb") as f:
+                f.seek(self.python_from)
+                return f.read().decode("utf-8", "replace")
         elif command in self.outputs:
             path = self.outputs[command]
         else:
@@ -228,7 +239,7 @@ class Walk:
                 raise Failure("the broker exited %d:\n%s" % (proc.returncode,
                                                              self.output(command)))
 
-    def stop(self, command):
+    def stop(self, command, ok=(0,)):
         proc = self.services.get(command)
         if not proc or proc.poll() is not None:
             raise Failure("%r is not running" % command)
@@ -237,7 +248,7 @@ class Walk:
             status = proc.wait(STOP_WAIT)
         except subprocess.TimeoutExpired:
             raise Failure("%r did not exit %.0f s after Ctrl-C" % (command, STOP_WAIT))
-        if status != 0:
+        if status not in ok:
             raise Failure("%r exited %d after Ctrl-C:\n%s" % (command, status,
                                                               self.output(command)))
 
@@ -274,7 +285,7 @@ class Walk:
             server = ("import sys, traceback\n"
                       "ns = {'__name__': '__main__'}\n"
                       "control = sys.stdin.buffer\n"
-                      "answer = open(3, 'w', buffering=1)\n"
+                      "answer = open(int(sys.argv[1]), 'w', buffering=1)\n"
                       "while True:\n"
                       "    head = control.readline()\n"
                       "    if not head: break\n"
@@ -288,12 +299,12 @@ class Walk:
             read_end, write_end = os.pipe()
             self.python_answers = os.fdopen(read_end, "r")
             self.python = subprocess.Popen(
-                ["/usr/bin/python3", "-u", "-c", server], cwd=self.tree,
+                ["/usr/bin/python3", "-u", "-c", server, str(write_end)], cwd=self.tree,
                 stdin=subprocess.PIPE, stdout=self.python_out, stderr=subprocess.STDOUT,
-                pass_fds=(write_end,), start_new_session=True, env=self.env(python=True),
-                preexec_fn=lambda: os.dup2(write_end, 3))
+                pass_fds=(write_end,), start_new_session=True, env=self.env(python=True))
             os.close(write_end)
         source = code.encode()
+        self.python_from = os.path.getsize(self.python_log)
         self.python.stdin.write(b"%d\n" % len(source) + source)
         self.python.stdin.flush()
         import select
@@ -368,7 +379,7 @@ def walk(doc, srcdir, builddir, logs):
         for kind, arg, where in steps:
             print("  %s %s" % (kind, arg if kind != "python" else "(block at %s)" % where),
                   flush=True)
-            if kind in ("start", "stop") and where and arg.split()[0] != "python":
+            if kind in ("start", "stop", "follow"):
                 # A service named in a directive is a command the document shows
                 if arg not in shown and ("`%s`" % arg) not in visible:
                     raise Failure("%s: %r is not a command the document shows" % (where, arg))
@@ -376,14 +387,28 @@ def walk(doc, srcdir, builddir, logs):
                 walk.start(arg)
             elif kind == "stop":
                 walk.stop(arg)
+            elif kind == "follow":
+                walk.follows.add(arg)
+            elif kind == "run" and arg in walk.follows:
+                walk.start(arg)
+                for text, at in walk.pending.pop(arg, []):
+                    walk.expect(arg, text, visible, at)
+                # Ctrl-C ends it: by a clean exit or by the signal
+                walk.stop(arg, ok=(0, 130, -signal.SIGINT))
             elif kind == "run":
                 walk.run(arg, where)
+                for text, at in walk.pending.pop(arg, []):
+                    walk.expect(arg, text, visible, at)
             elif kind == "python":
                 walk.python_block(arg, where)
             elif kind == "exit":
                 walk.exits[arg[0]] = arg[1]
+            elif kind == "prints" and arg[0] not in walk.outputs and arg[0] != "python":
+                walk.pending.setdefault(arg[0], []).append((arg[1], where))
             elif kind == "prints":
                 walk.expect(arg[0], arg[1], visible, where)
+        if walk.pending:
+            raise Failure("expected, but never run: %s" % ", ".join(walk.pending))
     finally:
         walk.close()
 
