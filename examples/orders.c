@@ -56,7 +56,8 @@ s_usage_error (const char *format, const char *arg)
 //  A service that starts against a broker that is not there must say so,
 //  not wait in silence: the agent keeps trying (so the service goes on by
 //  itself when the broker comes), and we say what we see, once per change.
-//  The broker heartbeats every second; two without one is "not answering".
+//  At the start the broker gets 2 s (two heartbeats) to be heard; later the
+//  agent's own rule holds (broker_reachable: no heartbeat for 3 s).
 static void
 s_report_broker (const char *api, int64_t waited_ms, bool *warned)
 {

@@ -51,8 +51,9 @@ async def report_broker(agent: herald.AsyncAgent, api: str) -> None:
     """Say on stderr when no broker answers, and when it answers again.
 
     The agent keeps trying by itself; a service that waits in silence for a
-    broker that is not there would look hung.  The broker heartbeats every
-    second: two seconds without one is "not answering".
+    broker that is not there would look hung.  At the start the broker gets
+    2 s (two heartbeats) to be heard; later the agent's own rule holds
+    (Stats.broker_reachable: no heartbeat for 3 s).
     """
     warned = False
     waited = 0.0
