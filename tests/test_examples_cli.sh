@@ -12,6 +12,7 @@ if [ -z "$EXAMPLES_CLI_NETNS" ] && [ "$(id -u)" = 0 ] && command -v ip >/dev/nul
    && unshare -n true 2>/dev/null; then
     EXAMPLES_CLI_NETNS=1
     export EXAMPLES_CLI_NETNS
+    # shellcheck disable=SC2016
     exec unshare -n sh -c 'ip link set lo up && exec sh "$0"' "$0"
 fi
 
@@ -40,6 +41,7 @@ py_inventory="/usr/bin/python3 $srcdir/examples/python/inventory.py"
 #   --help: usage on stdout, exit 0, no state directory made
 for program in "$orders" "$inventory" "$py_orders" "$py_inventory"; do
     for flag in --help -h; do
+        # shellcheck disable=SC2086
         timeout 20 $program $flag >out 2>err </dev/null
         rc=$?
         [ $rc = 0 ] || fail "$program $flag exited $rc"
