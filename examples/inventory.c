@@ -39,6 +39,51 @@ static state_t s_state;
 static herald_agent_t *s_agent;
 static volatile sig_atomic_t s_stop;
 
+#define EX_USAGE    64              //  sysexits.h: the command was used wrongly
+
+static const char *s_usage =
+    "usage: inventory [--api ENDPOINT] [--state DIR]\n"
+    "\n"
+    "Reserves stock for the orders placed on orders.<id> (every SKU starts with 10)\n"
+    "and publishes StockReserved or ReservationRejected on inventory.<sku>, until\n"
+    "Ctrl-C.\n"
+    "\n"
+    "  --api ENDPOINT    the broker; default tcp://127.0.0.1:5580\n"
+    "  --state DIR       the agent's state (checkpoints, outbox, the stock's\n"
+    "                    snapshot); default ./var/inventory\n"
+    "  -h, --help        this text\n";
+
+static int
+s_usage_error (const char *format, const char *arg)
+{
+    fprintf (stderr, "inventory: ");
+    fprintf (stderr, format, arg);
+    fprintf (stderr, "\n%s", s_usage);
+    return EX_USAGE;
+}
+
+//  A service that starts against a broker that is not there must say so,
+//  not wait in silence: the agent keeps trying (so the service goes on by
+//  itself when the broker comes), and we say what we see, once per change.
+//  At the start the broker gets 2 s (two heartbeats) to be heard; later the
+//  agent's own rule holds (broker_reachable: no heartbeat for 3 s).
+static void
+s_report_broker (const char *api, int64_t waited_ms, bool *warned)
+{
+    herald_agent_stats_t stats;
+    herald_agent_stats (s_agent, &stats);
+    if (!stats.broker_reachable && !*warned && waited_ms >= 2000) {
+        fprintf (stderr, "inventory: no broker answers at %s (is it running? ./run.sh "
+                 "starts one); still trying\n", api);
+        *warned = true;
+    }
+    else
+    if (stats.broker_reachable && *warned) {
+        fprintf (stderr, "inventory: the broker at %s answers\n", api);
+        *warned = false;
+    }
+}
+
 static void
 s_on_signal (int signum)
 {
@@ -118,12 +163,26 @@ main (int argc, char *argv [])
 {
     const char *api = "tcp://127.0.0.1:5580";
     const char *state_dir = "./var/inventory";
-    for (int index = 1; index + 1 < argc; index += 2) {
-        if (strcmp (argv [index], "--api") == 0)
-            api = argv [index + 1];
+    for (int index = 1; index < argc; index++) {
+        const char *arg = argv [index];
+        if (strcmp (arg, "-h") == 0 || strcmp (arg, "--help") == 0) {
+            fputs (s_usage, stdout);
+            return 0;
+        }
         else
-        if (strcmp (argv [index], "--state") == 0)
-            state_dir = argv [index + 1];
+        if (strcmp (arg, "--api") == 0 || strcmp (arg, "--state") == 0) {
+            if (index + 1 == argc)
+                return s_usage_error ("%s needs a value", arg);
+            if (strcmp (arg, "--api") == 0)
+                api = argv [++index];
+            else
+                state_dir = argv [++index];
+        }
+        else
+        if (arg [0] == '-')
+            return s_usage_error ("unknown option %s", arg);
+        else
+            return s_usage_error ("unexpected argument %s", arg);
     }
     signal (SIGINT, s_on_signal);
     signal (SIGTERM, s_on_signal);
@@ -155,8 +214,11 @@ main (int argc, char *argv [])
     }
     printf ("inventory: reserving stock for orders (Ctrl-C to stop)\n");
     fflush (stdout);
-    while (!s_stop)
+    bool warned = false;
+    for (int64_t waited_ms = 0; !s_stop; waited_ms += 100) {
+        s_report_broker (api, waited_ms, &warned);
         usleep (100000);
+    }
     herald_agent_stats_t stats;
     herald_agent_stats (s_agent, &stats);
     printf ("inventory: %" PRIu64 " events handled, %" PRIu64 " gaps repaired, outbox %"

@@ -9,8 +9,11 @@
         orders show ID              the order's history, read from its stream
         orders flush                send what an earlier run left in the outbox
 
-    Options: --api tcp://127.0.0.1:5580, --state ./var/orders (the agent's
-    state directory: its outbox and checkpoints).
+    Options: --api tcp://127.0.0.1:5580, --state DIR (the agent's state
+    directory: its outbox and checkpoints).  `watch` is a service that runs
+    beside the commands, so it has a directory of its own, ./var/orders-watch
+    (an agent locks its directory); place, show and flush share ./var/orders,
+    so any of them sends what an earlier one left in the outbox.
     =========================================================================
 */
 
@@ -24,6 +27,53 @@
 
 static herald_agent_t *s_agent;
 static volatile sig_atomic_t s_stop;
+
+#define EX_USAGE    64              //  sysexits.h: the command was used wrongly
+
+static const char *s_usage =
+    "usage: orders place ID SKU QTY | watch | show ID | flush [--api ENDPOINT] [--state DIR]\n"
+    "\n"
+    "  place ID SKU QTY  publish OrderPlaced on orders.ID (an order id is used once)\n"
+    "  watch             react to the inventory (OrderConfirmed, OrderCancelled)\n"
+    "                    until Ctrl-C\n"
+    "  show ID           the order's history, read from its stream\n"
+    "  flush             send what an earlier run left in the outbox\n"
+    "\n"
+    "  --api ENDPOINT    the broker; default tcp://127.0.0.1:5580\n"
+    "  --state DIR       the agent's state (outbox, checkpoints); default\n"
+    "                    ./var/orders-watch for watch, ./var/orders for the others\n"
+    "  -h, --help        this text\n";
+
+static int
+s_usage_error (const char *format, const char *arg)
+{
+    fprintf (stderr, "orders: ");
+    fprintf (stderr, format, arg);
+    fprintf (stderr, "\n%s", s_usage);
+    return EX_USAGE;
+}
+
+//  A service that starts against a broker that is not there must say so,
+//  not wait in silence: the agent keeps trying (so the service goes on by
+//  itself when the broker comes), and we say what we see, once per change.
+//  At the start the broker gets 2 s (two heartbeats) to be heard; later the
+//  agent's own rule holds (broker_reachable: no heartbeat for 3 s).
+static void
+s_report_broker (const char *api, int64_t waited_ms, bool *warned)
+{
+    herald_agent_stats_t stats;
+    herald_agent_stats (s_agent, &stats);
+    if (!stats.broker_reachable && !*warned && waited_ms >= 2000) {
+        fprintf (stderr, "orders: no broker answers at %s (is it running? ./run.sh "
+                 "starts one); still trying\n", api);
+        *warned = true;
+    }
+    else
+    if (stats.broker_reachable && *warned) {
+        fprintf (stderr, "orders: the broker at %s answers\n", api);
+        *warned = false;
+    }
+}
 
 static void
 s_on_signal (int signum)
@@ -106,24 +156,47 @@ int
 main (int argc, char *argv [])
 {
     const char *api = "tcp://127.0.0.1:5580";
-    const char *state_dir = "./var/orders";
+    const char *state_dir = NULL;
     const char *args [8];
     int count = 0;
     for (int index = 1; index < argc; index++) {
-        if (strcmp (argv [index], "--api") == 0 && index + 1 < argc)
-            api = argv [++index];
+        const char *arg = argv [index];
+        if (strcmp (arg, "-h") == 0 || strcmp (arg, "--help") == 0) {
+            fputs (s_usage, stdout);
+            return 0;
+        }
         else
-        if (strcmp (argv [index], "--state") == 0 && index + 1 < argc)
-            state_dir = argv [++index];
+        if (strcmp (arg, "--api") == 0 || strcmp (arg, "--state") == 0) {
+            if (index + 1 == argc)
+                return s_usage_error ("%s needs a value", arg);
+            if (strcmp (arg, "--api") == 0)
+                api = argv [++index];
+            else
+                state_dir = argv [++index];
+        }
+        else
+        if (arg [0] == '-' && arg [1])
+            return s_usage_error ("unknown option %s", arg);
         else
         if (count < 8)
-            args [count++] = argv [index];
+            args [count++] = arg;
+        else
+            return s_usage_error ("too many arguments (%s...)", arg);
     }
-    if (count == 0) {
-        fprintf (stderr, "usage: orders place ID SKU QTY | watch | show ID | flush "
-                 "[--api ENDPOINT] [--state DIR]\n");
-        return 2;
+    if (count == 0)
+        return s_usage_error ("%s", "which command?");
+    const char *command = args [0];
+    if (!((strcmp (command, "place") == 0 && count == 4)
+       || (strcmp (command, "watch") == 0 && count == 1)
+       || (strcmp (command, "show") == 0 && count == 2)
+       || (strcmp (command, "flush") == 0 && count == 1))) {
+        if (strcmp (command, "place") && strcmp (command, "watch")
+        &&  strcmp (command, "show") && strcmp (command, "flush"))
+            return s_usage_error ("unknown command %s", command);
+        return s_usage_error ("wrong number of arguments for %s", command);
     }
+    if (!state_dir)
+        state_dir = strcmp (command, "watch") == 0? "./var/orders-watch": "./var/orders";
     signal (SIGINT, s_on_signal);
     signal (SIGTERM, s_on_signal);
     herald_agent_options_t options;
@@ -136,10 +209,10 @@ main (int argc, char *argv [])
         return 1;
     }
     int rc = 0;
-    if (strcmp (args [0], "place") == 0 && count == 4)
+    if (strcmp (command, "place") == 0)
         rc = s_place (args [1], args [2], args [3]);
     else
-    if (strcmp (args [0], "watch") == 0) {
+    if (strcmp (command, "watch") == 0) {
         const char *prefixes [] = { "inventory.", NULL };
         if (herald_agent_subscribe (s_agent, "orders-reactions", prefixes,
                                     (herald_start_t) { HERALD_START_BEGINNING, 0 },
@@ -147,11 +220,14 @@ main (int argc, char *argv [])
             fprintf (stderr, "orders: %s\n", herald_agent_last_error ());
             rc = 1;
         }
-        while (rc == 0 && !s_stop)
+        bool warned = false;
+        for (int64_t waited_ms = 0; rc == 0 && !s_stop; waited_ms += 100) {
+            s_report_broker (api, waited_ms, &warned);
             usleep (100000);
+        }
     }
     else
-    if (strcmp (args [0], "show") == 0 && count == 2) {
+    if (strcmp (command, "show") == 0) {
         char topic [300];
         snprintf (topic, sizeof topic, "orders.%s", args [1]);
         printf ("order %s:\n", args [1]);
@@ -159,11 +235,6 @@ main (int argc, char *argv [])
             fprintf (stderr, "orders: %s\n", herald_agent_last_error ());
             rc = 1;
         }
-    }
-    else
-    if (strcmp (args [0], "flush") != 0) {
-        fprintf (stderr, "orders: unknown command %s\n", args [0]);
-        rc = 2;
     }
     //  Whatever the command, leave nothing unsent if the broker answers
     if (herald_agent_flush (s_agent, 2000) != HERALD_OK) {

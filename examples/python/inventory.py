@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 import uuid
 
 import herald
@@ -38,11 +39,38 @@ def reaction_id(cause: uuid.UUID) -> uuid.UUID:
     return uuid.UUID(bytes=bytes(raw))
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description="reserve stock for orders")
-    parser.add_argument("--api", default="tcp://127.0.0.1:5580")
-    parser.add_argument("--state", default="./var/py-inventory")
-    args = parser.parse_args()
+class UsageParser(argparse.ArgumentParser):
+    """Usage errors exit 64 (sysexits' EX_USAGE), as the C examples'."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(64, "%s: %s\n" % (self.prog, message))
+
+
+async def report_broker(agent: herald.AsyncAgent, api: str) -> None:
+    """Say on stderr when no broker answers, and when it answers again.
+
+    The agent keeps trying by itself; a service that waits in silence for a
+    broker that is not there would look hung.  At the start the broker gets
+    2 s (two heartbeats) to be heard; later the agent's own rule holds
+    (Stats.broker_reachable: no heartbeat for 3 s).
+    """
+    warned = False
+    waited = 0.0
+    while True:
+        await asyncio.sleep(0.1)
+        waited += 0.1
+        reachable = agent.stats().broker_reachable
+        if not reachable and not warned and waited >= 2.0:
+            print("inventory.py: no broker answers at %s (is it running? ./run.sh starts"
+                  " one); still trying" % api, file=sys.stderr, flush=True)
+            warned = True
+        elif reachable and warned:
+            print("inventory.py: the broker at %s answers" % api, file=sys.stderr, flush=True)
+            warned = False
+
+
+async def main(args: argparse.Namespace) -> int:
 
     async with herald.AsyncAgent("inventory", api=args.api, state_dir=args.state) as agent:
         snapshot = await agent.load_snapshot("inventory")
@@ -79,15 +107,31 @@ async def main() -> int:
             await agent.save_snapshot("inventory", json.dumps(state), event.seq)
 
         print("inventory: reserving stock for orders (Ctrl-C to stop)", flush=True)
+        reporter = asyncio.ensure_future(report_broker(agent, args.api))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        reporter.cancel()
         stats = agent.stats()
         print("inventory: %d events handled, lag %d" % (stats.delivered, stats.lag))
     return 0
 
 
+def parse_args() -> argparse.Namespace:
+    parser = UsageParser(prog="inventory.py", description="Reserve stock for the orders "
+                         "placed on orders.<id> (every SKU starts with 10) and publish "
+                         "StockReserved or ReservationRejected on inventory.<sku>, until "
+                         "Ctrl-C.")
+    parser.add_argument("--api", default="tcp://127.0.0.1:5580",
+                        help="the broker (default: %(default)s)")
+    parser.add_argument("--state", default="./var/py-inventory",
+                        help="the agent's state directory (default: %(default)s)")
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    # Arguments first, outside the event loop: --help and usage errors touch
+    # nothing (no agent, no state directory)
+    raise SystemExit(asyncio.run(main(parse_args())))

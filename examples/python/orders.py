@@ -9,8 +9,12 @@
     orders.py show ID              the order's history, read from its stream
     orders.py flush                send what an earlier run left in the outbox
 
-Options: --api tcp://127.0.0.1:5580, --state ./var/py-orders.  The same
-service as examples/orders.c (they interoperate: same topics, types and
+Options: --api tcp://127.0.0.1:5580, --state DIR (the agent's state: its
+outbox and checkpoints).  `watch` is a service running beside the commands,
+so it has a directory of its own, ./var/py-orders-watch (an agent locks its
+directory); place, show and flush share ./var/py-orders, so any of them
+sends what an earlier one left in the outbox.  Usage errors exit 64.  The
+same service as examples/orders.c (they interoperate: same topics, types and
 JSON), on the herald package's synchronous Agent; `watch` uses the
 iterator form.
 """
@@ -18,6 +22,7 @@ iterator form.
 import argparse
 import signal
 import sys
+import threading
 import uuid
 
 import herald
@@ -45,10 +50,42 @@ def place(agent: herald.Agent, order: str, sku: str, qty: int) -> int:
     return 0
 
 
-def watch(agent: herald.Agent) -> int:
+class UsageParser(argparse.ArgumentParser):
+    """Usage errors exit 64 (sysexits' EX_USAGE), as the C examples'."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(64, "%s: %s\n" % (self.prog, message))
+
+
+def report_broker(agent: herald.Agent, api: str, stop: threading.Event) -> None:
+    """Say on stderr when no broker answers, and when it answers again.
+
+    The agent keeps trying by itself; a service that waits in silence for a
+    broker that is not there would look hung.  At the start the broker gets
+    2 s (two heartbeats) to be heard; later the agent's own rule holds
+    (Stats.broker_reachable: no heartbeat for 3 s).
+    """
+    warned = False
+    waited = 0.0
+    while not stop.wait(0.1):
+        waited += 0.1
+        reachable = agent.stats().broker_reachable
+        if not reachable and not warned and waited >= 2.0:
+            print("orders.py: no broker answers at %s (is it running? ./run.sh starts one);"
+                  " still trying" % api, file=sys.stderr, flush=True)
+            warned = True
+        elif reachable and warned:
+            print("orders.py: the broker at %s answers" % api, file=sys.stderr, flush=True)
+            warned = False
+
+
+def watch(agent: herald.Agent, api: str) -> int:
     def interrupt(*_):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupt)
+    stop = threading.Event()
+    threading.Thread(target=report_broker, args=(agent, api, stop), daemon=True).start()
     # The iterator hands over one event at a time; it is done (checkpointed)
     # when the loop asks for the next.  Ctrl-C while one is being handled
     # leaves it to be delivered again next time.
@@ -58,6 +95,8 @@ def watch(agent: herald.Agent) -> int:
                 react(agent, event)
     except KeyboardInterrupt:
         pass
+    finally:
+        stop.set()
     return 0
 
 
@@ -85,24 +124,32 @@ def show(agent: herald.Agent, order: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="the order service")
+    parser = UsageParser(prog="orders.py", description="the order service",
+                         usage="orders.py place ID SKU QTY | watch | show ID | flush "
+                               "[--api ENDPOINT] [--state DIR]")
     parser.add_argument("command", choices=["place", "watch", "show", "flush"])
     parser.add_argument("args", nargs="*")
-    parser.add_argument("--api", default="tcp://127.0.0.1:5580")
-    parser.add_argument("--state", default="./var/py-orders")
+    parser.add_argument("--api", default="tcp://127.0.0.1:5580",
+                        help="the broker (default: %(default)s)")
+    parser.add_argument("--state", help="the agent's state directory (default: "
+                        "./var/py-orders-watch for watch, ./var/py-orders for the others)")
     args = parser.parse_args()
-    with herald.Agent("orders", api=args.api, state_dir=args.state) as agent:
-        if args.command == "place" and len(args.args) == 3:
+    arity = {"place": 3, "watch": 0, "show": 1, "flush": 0}[args.command]
+    if len(args.args) != arity:
+        parser.error("%s takes %d argument(s)" % (args.command, arity))
+    if args.command == "place" and not args.args[2].isdigit():
+        parser.error("QTY must be a number: %s" % args.args[2])
+    state = args.state or ("./var/py-orders-watch" if args.command == "watch"
+                           else "./var/py-orders")
+    with herald.Agent("orders", api=args.api, state_dir=state) as agent:
+        if args.command == "place":
             rc = place(agent, args.args[0], args.args[1], int(args.args[2]))
         elif args.command == "watch":
-            rc = watch(agent)
-        elif args.command == "show" and len(args.args) == 1:
+            rc = watch(agent, args.api)
+        elif args.command == "show":
             rc = show(agent, args.args[0])
-        elif args.command == "flush":
-            rc = 0
         else:
-            parser.print_usage(sys.stderr)
-            return 2
+            rc = 0
         # Whatever the command, leave nothing unsent if the broker answers
         try:
             agent.flush(2.0)
