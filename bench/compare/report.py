@@ -314,8 +314,8 @@ def summary(agg, problems, out_dir):
 
 # (keyword in the series' label, colour, fill); the first match wins
 STYLES = [
-    ("herald sync, 1 event", "#6a51a3", "pattern 4"),
-    ("herald async, 1 event", "#9e9ac8", "pattern 4"),
+    ("herald sync, 1 event", "#3f007d", "pattern 2"),
+    ("herald async, 1 event", "#6a51a3", "pattern 5"),
     ("herald sync", "#3f007d", "solid 0.85"),
     ("herald async", "#807dba", "solid 0.85"),
     ("herald: replay", "#9e9ac8", "solid 0.85"),
@@ -396,8 +396,10 @@ def draw(out_dir, name, title, panels, notes=(), size=(1100, 560)):
     info = provenance(out_dir)
     dat_name, png_name = name + ".dat", name + ".png"
     blocks, plots = [], []
+    single = re.search(r"\b1 run\(s\)", info["mode"]) is not None
     footer = [f"herald {info['herald']} · {info['date']} · {info['mode']} · "
-              "bar: median over the runs, whisker: min–max"]
+              + ("bar: the one run's figure (one run: no spread to show)" if single
+                 else "bar: median over the runs, whisker: min–max")]
     warnings = []
     if info["dirty"]:
         warnings.append(f"DIRTY TREE: herald {info['herald']} had uncommitted changes, so these "
