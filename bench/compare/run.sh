@@ -18,7 +18,8 @@
 # then paced at a fixed rate for every system: 5,000 events/s by default).
 #
 # The figures are of a commit: run.sh refuses a tree with uncommitted changes
-# to tracked files (git status), since nobody could rebuild what was measured.
+# to tracked files outside bench/results (git status), since nobody could
+# rebuild what was measured.
 # --allow-dirty measures it anyway, and says so in red on every chart and in
 # machine.md, with the files that differ.
 #
@@ -67,7 +68,9 @@ fi
 
 # The commit measured: a dirty tree is refused unless --allow-dirty
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')
-dirty_files=$(git -C "$top" status --porcelain --untracked-files=no 2>/dev/null || true)
+# (bench/results is where the figures go: what it holds is not what is measured)
+dirty_files=$(git -C "$top" status --porcelain --untracked-files=no -- . ':!bench/results' \
+              2>/dev/null || true)
 if [ -n "$dirty_files" ] && [ -z "$allow_dirty" ]; then
     echo "run.sh: the tree has uncommitted changes, so the figures would be of no commit:" >&2
     echo "$dirty_files" | head -20 | sed 's/^/    /' >&2
