@@ -188,7 +188,7 @@ def summary(agg, problems, out_dir):
             r = [case] + [cell(agg, (s, d, w, case), True) for s, d, _, w in cols]
             raw = median(agg, raw_publish_key(case, dur))
             r.append(fnum(raw))
-            h = median(agg, ("herald", cols[0][1], "publish", case))
+            h = median(agg, ("herald", dur, "publish", case))
             r.append(f"{100 * h / raw:.0f}%" if h and raw else "-")
             rows.append(r)
         md.append(table(header, rows))
@@ -393,6 +393,10 @@ def series_of(agg, keys, field="median"):
 def draw(out_dir, name, title, panels, notes=(), size=(1100, 560)):
     """panels: dicts of ylabel, clusters (labels), series [(label, [(med, lo, hi)|None])],
     and optional title, scale, log, ymin, format.  Series without any value are left out."""
+    if not any(any(v is not None for _, values in panel["series"] for v in values)
+               for panel in panels):
+        print(f"report.py: {name}: no figures in this data, no chart", file=sys.stderr)
+        return
     info = provenance(out_dir)
     dat_name, png_name = name + ".dat", name + ".png"
     blocks, plots = [], []
