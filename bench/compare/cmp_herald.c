@@ -8,7 +8,8 @@
     per publisher keeping BB_WINDOW PUBLISH requests of CMP_BATCH events in
     flight (CMP_WINDOW events), SUB sockets on the fanout.  The paced
     fanout's publisher is bb_publish's rate limit, on the schedule that
-    cmp_pacer_t keeps for the peers.  Every event carries its 16-byte id,
+    cmp_pacer_t keeps for the peers.  publish_one is the same publish with
+    one event per PUBLISH, NATS's client pattern (s_publisher_one).  Every event carries its 16-byte id,
     the idempotency key the broker dedups by.
 
     The log for catch-up and the sparse read is built here (the rare
@@ -26,6 +27,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const s_durabilities [] = { "sync", "async", NULL };
@@ -88,6 +90,186 @@ s_fanout (cmp_server_t *self, int subscribers, double seconds, double rate,
     result->published = got.published;
     result->delivered = got.delivered;
     return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  One event per PUBLISH: NATS's client pattern, for a like-for-like row
+//
+//  s_publish batches CMP_BATCH events per PUBLISH (the protocol's unit, one
+//  ACK per batch); NATS's js_PublishAsync sends one message per event with
+//  an ACK each.  This publisher does what cmp_nats.c's does, over HWP/1:
+//  one event per PUBLISH and one ACK each, CMP_WINDOW events (= requests)
+//  in flight, places taken CMP_BATCH or more at a time once that many are
+//  free, the event stamped as it is packed, its latency from that send to
+//  its ACK.  NATS's ACK handler runs on the library's own thread; a DEALER
+//  has one owner, so this thread reads the ACKs waiting after every
+//  CMP_BATCH sends instead, and while it waits for free places.  Its queues
+//  are unbounded (HWM 0): the window bounds what waits, and an ACK the
+//  ZeroMQ I/O thread cannot queue would be lost, not slowed.
+
+//  The rid of a reply body, or false when it has none.
+static bool
+s_reply_rid (const void *data, size_t size, uint64_t *rid)
+{
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    bool found = false;
+    if (msgpack_unpack_next (&result, data, size, NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  result.data.type == MSGPACK_OBJECT_MAP) {
+        msgpack_object_map *map = &result.data.via.map;
+        for (uint32_t i = 0; i < map->size && !found; i++) {
+            msgpack_object *key = &map->ptr [i].key;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 3
+            &&  memcmp (key->via.str.ptr, "rid", 3) == 0
+            &&  map->ptr [i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                *rid = map->ptr [i].val.via.u64;
+                found = true;
+            }
+        }
+    }
+    msgpack_unpacked_destroy (&result);
+    return found;
+}
+
+typedef struct {
+    double sent_at [CMP_WINDOW];        //  by rid % CMP_WINDOW
+    uint64_t rid [CMP_WINDOW];          //  0: the slot is free
+} s_window_t;
+
+//  Read every reply already waiting: ACKs free their places.  Returns the
+//  replies read.
+static uint64_t
+s_read_acks (cmp_publisher_t *self, void *handle, s_window_t *window, zmq_msg_t *frame)
+{
+    uint64_t read = 0;
+    while (zmq_msg_recv (frame, handle, ZMQ_DONTWAIT) >= 0) {
+        char command [8] = "";
+        size_t len = zmq_msg_size (frame);
+        memcpy (command, zmq_msg_data (frame), len < 7? len: 7);
+        if (!zmq_msg_more (frame) || zmq_msg_recv (frame, handle, 0) < 0)
+            continue;
+        uint64_t rid = 0;
+        bool has_rid = s_reply_rid (zmq_msg_data (frame), zmq_msg_size (frame), &rid);
+        while (zmq_msg_more (frame) && zmq_msg_recv (frame, handle, 0) >= 0)
+            ;
+        double at = bench_now ();
+        if (!has_rid || window->rid [rid % CMP_WINDOW] != rid)
+            continue;                   //  not one of ours in flight
+        window->rid [rid % CMP_WINDOW] = 0;
+        self->inflight--;
+        read++;
+        if (streq (command, "ACK")) {
+            self->acked++;
+            self->finished = at;
+            bb_samples_add (&self->latency, at - window->sent_at [rid % CMP_WINDOW]);
+        }
+        else
+        if (self->errors++ == 0)
+            snprintf (self->error, sizeof self->error, "%s", command);
+    }
+    return read;
+}
+
+static void *
+s_publisher_one (void *args)
+{
+    cmp_publisher_t *self = (cmp_publisher_t *) args;
+    s_window_t *window = (s_window_t *) calloc (1, sizeof *window);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (!window || !dealer) {
+        free (window);
+        zsock_destroy (&dealer);
+        return NULL;
+    }
+    zsock_set_sndhwm (dealer, 0);
+    zsock_set_rcvhwm (dealer, 0);
+    if (zsock_connect (dealer, "%s", self->server->url)) {
+        snprintf (self->error, sizeof self->error, "cannot connect to %.70s", self->server->url);
+        self->errors++;
+        zsock_destroy (&dealer);
+        free (window);
+        return NULL;
+    }
+    void *handle = zsock_resolve (dealer);
+    double wait = self->start - bench_now ();
+    if (wait > 0)
+        zclock_sleep ((int) (wait * 1000));
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    uint8_t data [2048], id [16];
+    char topic [32];
+    uint64_t rid = 0, sent = 0;
+    double last_progress = bench_now ();
+    bool sending = true;
+    while (!bb_interrupted) {
+        double now = bench_now ();
+        sending = sending && now < self->deadline && sent < self->max_events;
+        if (!sending && self->inflight == 0)
+            break;
+        if (now - last_progress > 10) {
+            //  No ACK for 10 s, as cmp_nats.c gives up
+            if (self->errors++ == 0)
+                snprintf (self->error, sizeof self->error, "no ACK for 10 s, %" PRIu64
+                          " in flight", self->inflight);
+            break;
+        }
+        if (sending && self->inflight <= CMP_WINDOW - CMP_BATCH) {
+            uint64_t places = CMP_WINDOW - self->inflight;
+            for (uint64_t i = 0; i < places && sent < self->max_events; i++) {
+                uint64_t counter;
+                int topic_len = cmp_next_event (self, &counter, topic, sizeof topic);
+                if (topic_len < 0) {
+                    sending = false;
+                    break;
+                }
+                cmp_event_id (counter, id, NULL);
+                rid++;
+                sbuf.size = 0;
+                msgpack_packer pk;
+                msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+                msgpack_pack_map (&pk, 2);
+                msgpack_pack_str_with_body (&pk, "rid", 3);
+                msgpack_pack_uint64 (&pk, rid);
+                msgpack_pack_str_with_body (&pk, "events", 6);
+                msgpack_pack_array (&pk, 1);
+                msgpack_pack_map (&pk, 3);
+                msgpack_pack_str_with_body (&pk, "id", 2);
+                msgpack_pack_bin_with_body (&pk, id, sizeof id);
+                msgpack_pack_str_with_body (&pk, "topic", 5);
+                msgpack_pack_str_with_body (&pk, topic, (size_t) topic_len);
+                msgpack_pack_str_with_body (&pk, "data", 4);
+                cmp_payload (counter, data, self->payload, 0);
+                msgpack_pack_bin_with_body (&pk, data, self->payload);
+                window->rid [rid % CMP_WINDOW] = rid;
+                window->sent_at [rid % CMP_WINDOW] = bench_now ();
+                zmq_send (handle, "PUBLISH", 7, ZMQ_SNDMORE);
+                zmq_send (handle, sbuf.data, sbuf.size, 0);
+                self->inflight++;
+                sent++;
+                if (sent % CMP_BATCH == 0 && s_read_acks (self, handle, window, &frame))
+                    last_progress = bench_now ();
+            }
+        }
+        //  Wait for ACKs: CMP_BATCH free places, or the last ones
+        zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 100) > 0 && s_read_acks (self, handle, window, &frame))
+            last_progress = bench_now ();
+    }
+    zmq_msg_close (&frame);
+    msgpack_sbuffer_destroy (&sbuf);
+    zsock_destroy (&dealer);
+    free (window);
+    return NULL;
+}
+
+static int
+s_publish_one (cmp_server_t *self, int threads, size_t payload, double seconds,
+               uint64_t max_events, cmp_pub_t *result)
+{
+    return cmp_run_publishers (self, "herald publish, 1 event per PUBLISH", s_publisher_one,
+                               threads, payload, seconds, max_events, 0, 0, result) < 0? -1: 0;
 }
 
 //  ---------------------------------------------------------------------
@@ -298,6 +480,7 @@ const cmp_system_t cmp_herald = {
     .start = s_start,
     .stop = s_stop,
     .publish = s_publish,
+    .publish_one = s_publish_one,
     .fanout = s_fanout,
     .build = s_build,
     .catchup = s_catchup,

@@ -19,7 +19,10 @@
                 values), ZeroMQ PUB/SUB to 1/4/16 SUBs and DEALER/ROUTER
                 echo, RocksDB iteration of a log and 1,000 point Gets
       publish   one server per durability: 100 B and 1 KiB x 1 and 4
-                publishers, CMP_WINDOW events in flight each
+                publishers, CMP_WINDOW events in flight each; for Herald
+                each case twice, CMP_BATCH events per PUBLISH (workload
+                publish) and one per PUBLISH as NATS sends them
+                (publish_one)
       fanout    one server (relaxed durability): 1, 4, 16 live readers
                 while one publisher goes as fast as its window allows
                 (saturated: the systems run at different loads); then a
@@ -319,6 +322,23 @@ s_run_publish (const s_config_t *config, const cmp_system_t *system)
                 s_row (system->name, durability, s_class (system, durability), "cpu", name,
                        cpu * 1e6 / (double) result.acked, "us/event", -1, -1, -1,
                        result.acked, "server CPU (all threads) per ACKed event");
+            if (!system->publish_one || bb_interrupted)
+                continue;
+            //  The same case with one event per request, as NATS publishes
+            cpu = cmp_proc_cpu_seconds (server.pid);
+            rc = system->publish_one (&server, cases [i].threads, cases [i].payload,
+                                      config->seconds, config->max_events, &result);
+            cpu = cpu >= 0? cmp_proc_cpu_seconds (server.pid) - cpu: -1;
+            if (rc)
+                s_failed = true;
+            s_row (system->name, durability, s_class (system, durability), "publish_one", name,
+                   rc? 0: result.rate, "ev/s", result.p50, result.p99, result.p999,
+                   result.acked, result.errors? "1 event per request; errors: see problems"
+                                              : "1 event per request");
+            if (cpu >= 0 && result.acked > 0)
+                s_row (system->name, durability, s_class (system, durability), "cpu_one", name,
+                       cpu * 1e6 / (double) result.acked, "us/event", -1, -1, -1,
+                       result.acked, "server CPU (all threads) per ACKed event, 1 per request");
         }
         system->stop (&server);
         s_note_rss (system, &server, "publish");
@@ -462,7 +482,9 @@ s_usage (FILE *out)
         "  --csv FILE       append the rows to FILE\n"
         "  --systems LIST   which of herald, nats, redis (default: all)\n"
         "  --parts LIST     which of raw, publish, fanout, log (default: all);\n"
-        "                   fanout is both fanout cases, fanout_paced the paced one\n"
+        "                   fanout is both fanout cases, fanout_paced the paced one;\n"
+        "                   publish runs Herald's cases twice: 100 events per\n"
+        "                   PUBLISH, then 1 per PUBLISH as NATS sends them\n"
         "  --fanout-rate N  the paced fanout's offered rate, events/s published\n"
         "                   (default %d; 0: no paced fanout)\n"
         "  --heraldd PATH   the broker (default: $HERALD_BUILDDIR/broker/heraldd, or\n"

@@ -78,6 +78,12 @@ typedef struct {
     //  CMP_WINDOW in flight each, for seconds or max_events.
     int (*publish) (cmp_server_t *self, int threads, size_t payload, double seconds,
                     uint64_t max_events, cmp_pub_t *result);
+    //  The same with one event per request and one ACK each, as NATS's
+    //  client publishes, when the system's own publish batches (Herald:
+    //  CMP_BATCH events per PUBLISH); NULL when publish already sends one
+    //  event per request.  Rows: workloads publish_one and cpu_one.
+    int (*publish_one) (cmp_server_t *self, int threads, size_t payload, double seconds,
+                        uint64_t max_events, cmp_pub_t *result);
     //  subscribers live readers while one publisher publishes 100 B events
     //  for seconds: as fast as its CMP_WINDOW allows (rate 0), or paced at
     //  rate events/s (cmp_pacer_t; Herald's publisher paces the same way).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Herald beside NATS JetStream and Redis Streams, on this machine, in one run.
 #
-#   bench/compare/run.sh [--quick] [--runs N] [--out DIR] [-- COMPARE-ARGS...]
+#   bench/compare/run.sh [--quick] [--runs N] [--out DIR] [--allow-dirty] [-- COMPARE-ARGS...]
+#   bench/compare/run.sh --charts-only [--out DIR]
 #
 # Installs what is missing from Debian (the peers' servers and C clients,
 # gnuplot), builds Herald and bench/compare/compare, runs it N times (3 by
@@ -16,6 +17,16 @@
 # to compare, e.g. -- --parts fanout --fanout-rate 10000 (the fanout saturated,
 # then paced at a fixed rate for every system: 5,000 events/s by default).
 #
+# The figures are of a commit: run.sh refuses a tree with uncommitted changes
+# to tracked files outside bench/results (git status), since nobody could
+# rebuild what was measured.
+# --allow-dirty measures it anyway, and says so in red on every chart and in
+# machine.md, with the files that differ.
+#
+# --charts-only redraws compare.csv, summary.md and the charts from DIR's
+# runs.csv and machine.md, as they are: nothing is installed, built or run
+# (python3 and gnuplot must be there).
+#
 # Beware: on a 2-core VM, steal time and other tenants move every latency tail;
 # check the load averages in machine.md, and compare systems within one run.
 set -euo pipefail
@@ -25,9 +36,13 @@ runs=""
 quick=()
 out="$top/bench/results"
 extra=()
+allow_dirty=""
+charts_only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=(--quick); shift ;;
+        --allow-dirty) allow_dirty=1; shift ;;
+        --charts-only) charts_only=1; shift ;;
         --runs) runs="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
@@ -37,6 +52,31 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$runs" ] || { [ ${#quick[@]} -gt 0 ] && runs=1 || runs=3; }
 case "$runs" in ''|*[!0-9]*) echo "run.sh: --runs wants a number" >&2; exit 2 ;; esac
+
+# 0. Only the charts, from the runs already there
+if [ -n "$charts_only" ]; then
+    for file in runs.csv machine.md; do
+        [ -f "$out/$file" ] || { echo "run.sh: --charts-only: no $out/$file (run the bench first)" >&2; exit 1; }
+    done
+    for tool in python3 gnuplot; do
+        command -v "$tool" >/dev/null || { echo "run.sh: --charts-only needs $tool (apt-get install ${tool/gnuplot/gnuplot-nox})" >&2; exit 1; }
+    done
+    python3 "$top/bench/compare/report.py" "$out"
+    echo "run.sh: redrew $out/summary.md, $out/compare.csv and the charts from $out/runs.csv" >&2
+    exit 0
+fi
+
+# The commit measured: a dirty tree is refused unless --allow-dirty
+commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')
+# (bench/results is where the figures go: what it holds is not what is measured)
+dirty_files=$(git -C "$top" status --porcelain --untracked-files=no -- . ':!bench/results' \
+              2>/dev/null || true)
+if [ -n "$dirty_files" ] && [ -z "$allow_dirty" ]; then
+    echo "run.sh: the tree has uncommitted changes, so the figures would be of no commit:" >&2
+    echo "$dirty_files" | head -20 | sed 's/^/    /' >&2
+    echo "run.sh: commit or stash them, or pass --allow-dirty (the charts then say DIRTY TREE)" >&2
+    exit 1
+fi
 
 # 1. Packages and build: tools/setup.sh installs Herald's packages (the peers'
 # among them) and builds the tree; the peers' servers and gnuplot are ours.
@@ -80,7 +120,11 @@ mkdir -p "$out"
     echo "| os | $(. /etc/os-release && echo "$PRETTY_NAME") |"
     echo "| /tmp filesystem | $(df -T /tmp | awk 'NR==2 {print $2 " on " $7 " (" $1 ")"}') |"
     echo "| load average at the start | $(cut -d' ' -f1-3 /proc/loadavg) |"
-    echo "| herald | $(git -C "$top" describe --always --dirty 2>/dev/null || echo '?') |"
+    if [ -n "$dirty_files" ]; then
+        echo "| herald | $commit-dirty: **DIRTY TREE, these figures are of no commit**; uncommitted: $(echo "$dirty_files" | awk '{print $2}' | head -20 | paste -sd' ' -) |"
+    else
+        echo "| herald | $commit (clean tree) |"
+    fi
     echo "| nats-server | $(nats-server --version 2>&1 | head -1) |"
     echo "| redis-server | $(redis-server --version | awk '{print $3}') |"
     echo "| rocksdb | $(dpkg-query -W -f='${Version}' librocksdb-dev 2>/dev/null) |"

@@ -1,17 +1,25 @@
-set terminal pngcairo size 900,480 font ",10"
-set output '/tmp/run2/fanout.png'
-set title "Fanout: delivered events/s, all subscribers"
-set ylabel "events/s"
+# Fanout, saturated: events delivered per second, all subscribers: drawn by bench/compare/report.py from fanout.dat
+set terminal pngcairo size 1100,560 font ",10" noenhanced
+set output 'fanout.png'
 set style data histogram
-set style histogram cluster gap 1
-set style fill solid 0.85 border -1
+set style histogram errorbars gap 1 lw 1
 set boxwidth 0.9
-set key outside right top
+set key outside right top noautotitle
 set grid ytics
 set datafile missing "-"
-set yrange [0:*]
-
 set xtics nomirror
-set format y "%.0s%c"
-colors = "#54278f #1b9e77 #e6550d #969696"
-plot for [i=2:5] '/tmp/run2/fanout.dat' using i:xtic(1) title columnheader(i)     lc rgb word(colors, i - 1)
+set bars front
+set label "herald a33d9c1-dirty · 2026-11-22 11:50 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
+set label "DIRTY TREE: herald a33d9c1-dirty had uncommitted changes, so these figures are of no commit" at screen 0.01, screen 0.050 font ",10" tc rgb "#cc0000"
+set label "Herald's PUB/SUB has no backpressure: at 16 sub it dropped events at the fanout high-water mark (see summary.md)." at screen 0.01, screen 0.085 font ",9"
+set label "Saturated: each publisher as fast as its window allows, so each system runs at its own load (equal load: fanout_latency.png)." at screen 0.01, screen 0.120 font ",9"
+set title "Fanout, saturated: events delivered per second, all subscribers"
+set bmargin at screen 0.235
+set ylabel "million events/s"
+unset logscale y
+set yrange [0:*]
+set format y "%g"
+plot 'fanout.dat' index 0 using 2:3:4:xtic(1) title "Herald async" lc rgb "#807dba" fs solid 0.85 border -1, \
+     '' index 0 using 5:6:7:xtic(1) title "NATS JetStream" lc rgb "#1b9e77" fs solid 0.85 border -1, \
+     '' index 0 using 8:9:10:xtic(1) title "Redis everysec" lc rgb "#fdb863" fs solid 0.85 border -1, \
+     '' index 0 using 11:12:13:xtic(1) title "raw ZeroMQ PUB/SUB (limit)" lc rgb "#969696" fs solid 0.85 border -1
