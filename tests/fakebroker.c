@@ -68,6 +68,8 @@ fb_teardown (void)
         msgpack_sbuffer_destroy (&fb_fake.envelopes [index]);
     zsock_destroy (&fb_fake.router);
     zsock_destroy (&fb_fake.pub);
+    zframe_destroy (&fb_fake.held_identity);
+    zframe_destroy (&fb_fake.held_body);
 }
 
 //  Append an event on topic to the fake log; same_as (a seq, or 0) reuses
@@ -114,6 +116,40 @@ fb_heartbeat (void)
     zmq_send (zsock_resolve (fb_fake.pub), "$hb", 3, ZMQ_SNDMORE);
     zmq_send (zsock_resolve (fb_fake.pub), body.data, body.size, 0);
     msgpack_sbuffer_destroy (&body);
+}
+
+//  Answer a HELLO (its sender's identity and body) with WELCOME.
+static void
+s_welcome (zframe_t *identity, zframe_t *body)
+{
+    herald_msg_t request;
+    herald_error_t err;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    cr_assert_eq (herald_msg_decode (&request, HERALD_MSG_HELLO, zframe_data (body),
+                  zframe_size (body), NULL, &zone, &err), HERALD_OK);
+    herald_msg_t reply;
+    memset (&reply, 0, sizeof reply);
+    reply.type = HERALD_MSG_WELCOME;
+    reply.has_rid = true;
+    reply.rid = request.rid;
+    reply.welcome.proto = 1;
+    reply.welcome.node = (herald_str_t) { "fake", 4 };
+    reply.welcome.head = fb_fake.head;
+    reply.welcome.fanout = (herald_str_t) { fb_fake.fanout, strlen (fb_fake.fanout) };
+    reply.welcome.lineage = fb_fake.lineage;
+    reply.welcome.losses = fb_fake.losses;
+    reply.welcome.loss_count = fb_fake.loss_count;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    cr_assert_eq (herald_msg_encode (&reply, &out), 0);
+    void *router = zsock_resolve (fb_fake.router);
+    zmq_send (router, zframe_data (identity), zframe_size (identity), ZMQ_SNDMORE);
+    zmq_send (router, "WELCOME", 7, ZMQ_SNDMORE);
+    zmq_send (router, out.data, out.size, 0);
+    msgpack_sbuffer_destroy (&out);
+    msgpack_zone_destroy (&zone);
+    fb_fake.hellos++;
 }
 
 //  Answer what the agent asks on api for up to ms: REPLAY from the log
@@ -186,36 +222,17 @@ fb_serve (int ms)
             msgpack_sbuffer_destroy (&out);
         }
         else
-        if (command && body && zframe_streq (command, "HELLO")) {
-            herald_msg_t request;
-            herald_error_t err;
-            msgpack_zone zone;
-            msgpack_zone_init (&zone, 1024);
-            cr_assert_eq (herald_msg_decode (&request, HERALD_MSG_HELLO, zframe_data (body),
-                          zframe_size (body), NULL, &zone, &err), HERALD_OK);
-            herald_msg_t reply;
-            memset (&reply, 0, sizeof reply);
-            reply.type = HERALD_MSG_WELCOME;
-            reply.has_rid = true;
-            reply.rid = request.rid;
-            reply.welcome.proto = 1;
-            reply.welcome.node = (herald_str_t) { "fake", 4 };
-            reply.welcome.head = fb_fake.head;
-            reply.welcome.fanout = (herald_str_t) { fb_fake.fanout, strlen (fb_fake.fanout) };
-            reply.welcome.lineage = fb_fake.lineage;
-            reply.welcome.losses = fb_fake.losses;
-            reply.welcome.loss_count = fb_fake.loss_count;
-            msgpack_sbuffer out;
-            msgpack_sbuffer_init (&out);
-            cr_assert_eq (herald_msg_encode (&reply, &out), 0);
-            void *router = zsock_resolve (fb_fake.router);
-            zmq_send (router, zframe_data (identity), zframe_size (identity), ZMQ_SNDMORE);
-            zmq_send (router, "WELCOME", 7, ZMQ_SNDMORE);
-            zmq_send (router, out.data, out.size, 0);
-            msgpack_sbuffer_destroy (&out);
-            msgpack_zone_destroy (&zone);
-            fb_fake.hellos++;
+        if (command && body && zframe_streq (command, "HELLO") && fb_fake.hold_hellos) {
+            zframe_destroy (&fb_fake.held_identity);
+            zframe_destroy (&fb_fake.held_body);
+            fb_fake.held_identity = identity;
+            fb_fake.held_body = body;
+            identity = body = NULL;
+            fb_fake.hellos_held++;
         }
+        else
+        if (command && body && zframe_streq (command, "HELLO"))
+            s_welcome (identity, body);
         zframe_destroy (&identity);
         zframe_destroy (&command);
         zframe_destroy (&body);
@@ -239,4 +256,15 @@ fb_go_live (void)
         herald_agent_sub_status (fb_agent, "g", &status);
     } while (status.state != HERALD_SUB_LIVE && tu_mono_ns () < deadline);
     cr_assert_eq (status.state, HERALD_SUB_LIVE);
+}
+
+//  Stop holding HELLOs back, and answer the last one held.
+void
+fb_release_hellos (void)
+{
+    fb_fake.hold_hellos = false;
+    if (fb_fake.held_identity && fb_fake.held_body)
+        s_welcome (fb_fake.held_identity, fb_fake.held_body);
+    zframe_destroy (&fb_fake.held_identity);
+    zframe_destroy (&fb_fake.held_body);
 }

@@ -37,6 +37,10 @@ typedef struct {
     herald_loss_t losses [4];                   //  in WELCOME
     size_t loss_count;
     size_t hellos;                              //  HELLO requests answered
+    bool hold_hellos;                           //  keep HELLOs, answer none
+    size_t hellos_held;                         //  ... how many came
+    zframe_t *held_identity;                    //  ... and the last one
+    zframe_t *held_body;
 } fb_fake_t;
 
 extern fb_fake_t fb_fake;
@@ -77,6 +81,10 @@ void
 //  Answer what the agent asks on api for up to ms.
 void
     fb_serve (int ms);
+
+//  Stop holding HELLOs back (hold_hellos), and answer the last one held.
+void
+    fb_release_hellos (void);
 
 //  Subscribe "g" from the beginning and serve until it is live.
 void
