@@ -100,7 +100,7 @@ s_place (const char *order, const char *sku, const char *qty)
     else
     if (rc == HERALD_ERR_TIMEOUT)
         printf ("order %s queued: the broker is not answering; it is sent when it is back "
-                "(run 'orders flush' or any orders command)\n", order);
+                "(run 'orders flush', or place another order)\n", order);
     else
         printf ("order %s refused: %s\n", order, herald_agent_last_error ());
     return rc == HERALD_OK || rc == HERALD_ERR_TIMEOUT? 0: 1;
@@ -237,11 +237,19 @@ main (int argc, char *argv [])
         }
     }
     //  Whatever the command, leave nothing unsent if the broker answers
+    herald_agent_stats_t stats;
     if (herald_agent_flush (s_agent, 2000) != HERALD_OK) {
-        herald_agent_stats_t stats;
         herald_agent_stats (s_agent, &stats);
         printf ("orders: %" PRIu64 " event(s) wait in the outbox for the broker\n",
                 stats.outbox_depth);
+    }
+    else
+    if (strcmp (command, "flush") == 0) {
+        //  flush publishes nothing of its own: what was acknowledged came
+        //  from the outbox
+        herald_agent_stats (s_agent, &stats);
+        printf ("orders: the outbox is empty (%" PRIu64 " event(s) sent now)\n",
+                stats.published);
     }
     herald_agent_destroy (&s_agent);
     return rc;

@@ -44,7 +44,7 @@ def place(agent: herald.Agent, order: str, sku: str, qty: int) -> int:
         return 1
     except herald.TimeoutError:
         print("order %s queued: the broker is not answering; it is sent when it is back "
-              "(run 'orders.py flush' or any orders.py command)" % order)
+              "(run 'orders.py flush', or place another order)" % order)
         return 0
     print("order %s placed: seq %d" % (order, published.seq))
     return 0
@@ -156,6 +156,12 @@ def main() -> int:
         except herald.TimeoutError:
             print("orders: %d event(s) wait in the outbox for the broker"
                   % agent.stats().outbox_depth)
+        else:
+            if args.command == "flush":
+                # flush publishes nothing of its own: what was acknowledged
+                # came from the outbox
+                print("orders: the outbox is empty (%d event(s) sent now)"
+                      % agent.stats().published)
     return rc
 
 
