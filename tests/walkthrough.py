@@ -40,10 +40,11 @@ broker is the one `./run.sh` starts (run.sh installs and builds, then
 `exec broker/heraldd "$@"`): a service `./run.sh ARGS` is `broker/heraldd
 ARGS`, the defaults included (ports 5580 and 5581, ./var/herald).  The
 caller gives this a network namespace of its own so that those ports are
-free.  Each document runs in a fresh directory laid out as the top of a
-built tree (links to the programs, the examples, the package, .libs), so
-./var starts empty.  Every process started is stopped; every wait is
-bounded.  Exit status: 0 when every document passed, 1 otherwise.
+free.  The documents run in order in one fresh directory laid out as the
+top of a built tree (links to the programs, the examples, the package,
+.libs), as a newcomer reads them in one checkout: ./var starts empty, and
+what one document leaves there is there for the next.  Every process
+started is stopped; every wait is bounded.  Exit status: 0 when every document passed, 1 otherwise.
 """
 
 import os
@@ -164,10 +165,10 @@ def wait_until(what, check, timeout):
 class Walk:
     """One document's run: its directory, its terminals, its shell."""
 
-    def __init__(self, doc, srcdir, builddir, logs):
+    def __init__(self, doc, srcdir, builddir, logs, tree):
         self.doc = doc
         self.srcdir, self.builddir = srcdir, builddir
-        self.tree = tempfile.mkdtemp(prefix="walkthrough-")
+        self.tree = tree
         self.logs = logs
         self.services = {}          # command -> Popen (the latest start)
         self.outputs = {}           # command -> log path (the latest)
@@ -186,6 +187,8 @@ class Walk:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.exists(target):
                 os.symlink(target, path)
+        if os.path.exists(os.path.join(self.tree, "tools")):
+            return                  # laid out by the document before
         for program in ("examples/orders", "examples/inventory", "tools/herald",
                         "broker/heraldd"):
             link(os.path.join(self.builddir, program), program)
@@ -366,15 +369,14 @@ class Walk:
         if self.python:
             self.python_out.close()
             self.python_answers.close()
-        subprocess.run(["rm", "-rf", self.tree])
 
 
-def walk(doc, srcdir, builddir, logs):
+def walk(doc, srcdir, builddir, logs, tree):
     steps, visible = parse(os.path.join(srcdir, doc))
     if not steps:
         raise Failure("%s marks no command to run" % doc)
     shown = "\n".join(strip_comment(line) for line in visible.split("\n"))
-    walk = Walk(doc, srcdir, builddir, logs)
+    walk = Walk(doc, srcdir, builddir, logs, tree)
     try:
         for kind, arg, where in steps:
             print("  %s %s" % (kind, arg if kind != "python" else "(block at %s)" % where),
@@ -419,16 +421,22 @@ def main():
         return 64
     srcdir, builddir = (os.path.abspath(path) for path in sys.argv[1:3])
     logs = tempfile.mkdtemp(prefix="walkthrough-logs-")
+    # One tree for every document, in order, as a newcomer who reads the
+    # README, then the examples, then the Python pages, in one checkout:
+    # what one walk-through leaves (var/herald, state directories) is there
+    # for the next
+    tree = tempfile.mkdtemp(prefix="walkthrough-")
     failed = 0
     for doc in sys.argv[3:]:
         print("%s:" % doc, flush=True)
         started = time.monotonic()
         try:
-            walk(doc, srcdir, builddir, logs)
+            walk(doc, srcdir, builddir, logs, tree)
             print("PASS: %s (%.1f s)" % (doc, time.monotonic() - started), flush=True)
         except Failure as failure:
             print("FAIL: %s: %s" % (doc, failure), flush=True)
             failed += 1
+    subprocess.run(["rm", "-rf", tree])
     if failed:
         print("logs of every command: %s" % logs)
     else:
