@@ -465,7 +465,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
     zframe_t *body = zmsg_pop (msg);
     zmsg_destroy (&msg);
     if (!identity || !command) {
-        self->reply.dropped++;                //  no peer to address: drop and count
+        self->reply.dropped++;          //  no peer to address: drop and count
         goto done;
     }
     herald_error_t err = { 0 };
@@ -481,7 +481,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
         goto done;
     }
     if (!body && (type == HERALD_MSG_CREDIT || type == HERALD_MSG_CANCEL)) {
-        self->reply.dropped++;                //  never a reply of their own: ignored, counted
+        self->reply.dropped++;          //  never a reply of their own: ignored, counted
         goto done;
     }
     if (!body) {
@@ -499,7 +499,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
     if (herald_msg_decode (&request, type, zframe_data (body), zframe_size (body),
                            &self->limits, &self->zone, &err) != HERALD_OK) {
         if (type == HERALD_MSG_CREDIT || type == HERALD_MSG_CANCEL)
-            self->reply.dropped++;            //  the contract: ignored and counted
+            self->reply.dropped++;      //  the contract: ignored and counted
         else
             herald_reply_err (&self->reply, identity, &err);
         goto done;
@@ -580,8 +580,8 @@ s_refuse_all (self_t *self)
         s_peek_rid (self, body, &err);
         if (identity && type != HERALD_MSG_CREDIT && type != HERALD_MSG_CANCEL) {
             if (err.has_rid)
-                herald_reply_refusal (&self->reply, identity, err.rid, HERALD_ERR_OVERLOADED, message,
-                                 HERALD_DISK_RETRY_MS);
+                herald_reply_refusal (&self->reply, identity, err.rid, HERALD_ERR_OVERLOADED,
+                                      message, HERALD_DISK_RETRY_MS);
             else {
                 herald_error_set (&err, HERALD_ERR_OVERLOADED, "", "%s", message);
                 herald_reply_err (&self->reply, identity, &err);

@@ -44,8 +44,9 @@ s_writer_actor (zsock_t *pipe, void *args)
         bool term = !command || streq (command, "$TERM");
         if (!term && streq (command, "APPLY")) {
             zframe_t *frame = zmsg_pop (msg);
-            herald_applied_t *record = frame && zframe_size (frame) == sizeof (herald_applied_t *)
-                                     ? *(herald_applied_t **) zframe_data (frame): NULL;
+            herald_applied_t *record =
+                frame && zframe_size (frame) == sizeof (herald_applied_t *)
+                ? *(herald_applied_t **) zframe_data (frame): NULL;
             zframe_destroy (&frame);
             if (record) {
                 memset (&record->err, 0, sizeof (record->err));
