@@ -3,38 +3,37 @@
 
     DESIGN
 
-    One loop owns the sockets, the queue of PUBLISH requests and the open
-    streams; one more thread, the writer (herald_writer), runs the store
-    append of a group commit, so that the loop serves streams and reads
-    the next commit's requests while RocksDB writes and syncs the WAL.
+    One loop owns the sockets and the open streams, and drives the group
+    commit (herald_commit: the queue of PUBLISH requests, ACKs and fanout),
+    whose applier (herald_writer) runs the store apply on a thread of its
+    own, so that the loop serves streams and reads the next commit's
+    requests while RocksDB writes and syncs the WAL.
 
-      wake on the api socket, the pipe or the writer, or when a heartbeat
+      wake on the api socket, the pipe or the applier, or when a heartbeat
       or a stream is due
         |
-        +-- the writer is done: ACK or ERROR each request of its commit,
+        +-- the applier is done: ACK or ERROR each request of its commit,
         |   in arrival order; then fan the new events out on PUB, in seq
-        |   order, as the very bytes the store wrote
-        +-- drain the requests already waiting (until DRAIN_EVENTS events
-        |   or DRAIN_BYTES bytes are queued): answer STATUS/HELLO at once,
+        |   order, as the very bytes the store wrote (herald_commit_finish)
+        +-- drain the requests already waiting (until the commit's queue
+        |   is full: herald_commit_has_room): answer STATUS/HELLO at once,
         |   open or feed streams, queue PUBLISH requests
-        +-- writer free: every queued PUBLISH goes to it as ONE
-        |   herald_store_append (one WriteBatch, one WAL sync)
+        +-- applier free: every queued PUBLISH goes to it as ONE proposal,
+        |   one herald_store_apply (one WriteBatch, one WAL sync)
         +-- heartbeat when due
         +-- give each stream with credit one slice (herald_streams_pump)
 
     What arrives while a commit is being written is queued and goes into
-    the next one: the group commit the issue asks for.  The loop and the
-    writer hand a commit over by message and never touch it at the same
-    time; the store allows reads from any thread beside its one appender,
-    and the loop reads the envelopes an append wrote only once it is done.
+    the next one: the group commit the issue asks for (herald_commit.c).
     Streams (REPLAY, READ) run in time slices beside ingest: each turn of
     the loop sends at most one slice per stream, so a 10M-event replay
     cannot hold an ACK up for more than a slice, and a commit's fsync no
     longer holds the replay up.
 
     Bounds: at most max_queued PUBLISH requests wait (then `overloaded`),
-    and a drain ends at DRAIN_EVENTS events or DRAIN_BYTES bytes queued, so
-    one commit holds at most that plus one request; behind it each client
+    and a drain ends when the commit's queue is full (DRAIN_EVENTS events
+    or DRAIN_BYTES bytes, herald_commit.c), so one commit holds at most
+    that plus one request; behind it each client
     connection has at most ROUTER_RCVHWM requests read off its socket, and
     TCP holds the rest back.  At most max_streams streams run (then
     `overloaded`), and a stream never has more events outstanding than its
@@ -44,16 +43,14 @@
 
 #include <inttypes.h>
 #include "herald_broker.h"
+#include "herald_commit.h"
 #include "herald_disk.h"
 #include "herald_msg.h"
 #include "herald_log.h"
 #include "herald_reply.h"
 #include "herald_streams.h"
-#include "herald_writer.h"
 #include "herald_uuid.h"
 
-#define DRAIN_EVENTS        8192        //  queued events that end a drain
-#define DRAIN_BYTES         (64u << 20) //  queued request bytes that end a drain
 //  Requests waiting per client connection before libzmq stops reading its
 //  TCP stream: a pipelining client is slowed by TCP, and what waits in the
 //  broker stays bounded per connection.
@@ -67,14 +64,6 @@
 #define STOP_DRAIN_MAX      1000000     //  and at most this many requests
 
 typedef struct {
-    zframe_t *identity;                 //  owned
-    zframe_t *body;                     //  owned; the events point into it
-    msgpack_zone zone;                  //  owns the decoded arrays
-    herald_msg_t msg;
-    herald_append_result_t *results;    //  msg.publish.count entries
-} s_request_t;
-
-typedef struct {
     zsock_t *pipe;
     zsock_t *router;
     zsock_t *pub;
@@ -84,20 +73,9 @@ typedef struct {
     uint64_t epoch;
     int64_t started;
     int64_t next_heartbeat;
-    herald_writer_t *writer;            //  appends on its own thread
+    herald_commit_t *commit;            //  the group commit, made once bound
     herald_disk_t *disk;                //  the free-space guard (--min-free)
-    zlistx_t *queue;                    //  s_request_t, in arrival order
-    size_t queued_events;
-    size_t queued_bytes;                //  PUBLISH bodies held by the queue
-    //  The commit in flight: its requests, their store batches, the head
-    //  before it and when it started
-    zlistx_t *committing;               //  s_request_t, in arrival order
-    size_t committing_events;
-    herald_batch_t *batches;
-    size_t batch_capacity;
-    uint64_t commit_head;
-    int64_t commit_started;
-    uint64_t fanned;                    //  the last seq published on fanout
+    herald_reply_t reply;               //  answers on the api socket, counted
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
     int64_t space_flushed;              //  the last flush for disk space (zclock_mono)
     bool space_stuck;                   //  too little space for that flush (logged once)
@@ -106,34 +84,17 @@ typedef struct {
     bool mark_failing;                  //  its failure is logged once
     size_t unflushed_bytes;             //  PUBLISH bytes committed since the last idle flush
     herald_streams_t *streams;          //  REPLAY and READ, made once bound
-    msgpack_sbuffer buffer;
+    msgpack_sbuffer buffer;             //  scratch, for heartbeats
     msgpack_zone zone;                  //  scratch, for messages answered at once
     herald_limits_t limits;
     bool terminated;
     bool fatal;
     const char *stop_reason;            //  static text: why the broker stopped, when fatal
-    size_t commit_bytes;                //  PUBLISH bytes of the commit in flight
-    //  Counters shown by STATUS
-    uint64_t published, duplicates, conflicts, refused, dropped, idle_flushes;
-    uint64_t ids_reused;            //  duplicates whose topic or data differed
+    uint64_t idle_flushes;              //  shown by STATUS, with the commit's counts
 } self_t;
 
 static uint64_t
     s_memtable_bytes (void *arg);
-
-static void
-s_request_destroy (s_request_t **self_p)
-{
-    s_request_t *self = *self_p;
-    if (!self)
-        return;
-    zframe_destroy (&self->identity);
-    zframe_destroy (&self->body);
-    msgpack_zone_destroy (&self->zone);
-    free (self->results);
-    free (self);
-    *self_p = NULL;
-}
 
 //  ---------------------------------------------------------------------
 //  Identity: the node id is kept in the store; the epoch grows each start
@@ -195,15 +156,11 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->pipe = pipe;
     self->config = args->config;
     self->store = args->store;
-    self->queue = zlistx_new ();
-    self->committing = zlistx_new ();
-    self->writer = herald_writer_new (self->store);
-    assert (self->writer);
+    herald_reply_init (&self->reply);
     self->disk = herald_disk_new (self->config->data_dir, self->config->min_free);
     assert (self->disk);
     herald_disk_set_reserve (self->disk, s_memtable_bytes, self->store);
     herald_disk_poll (self->disk);
-    self->fanned = herald_store_head (self->store);
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
     self->limits.max_event_bytes = self->config->max_event_bytes;
@@ -219,27 +176,15 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (!self)
         return;
-    //  An append still in flight is waited for (only after a failure: the
+    //  A commit still in flight is waited for (only after a failure: the
     //  loop finishes its commits before it ends).
-    herald_writer_destroy (&self->writer);
+    herald_commit_destroy (&self->commit);
     herald_disk_destroy (&self->disk);
-    s_request_t *request = (s_request_t *) zlistx_first (self->queue);
-    while (request) {
-        s_request_destroy (&request);
-        request = (s_request_t *) zlistx_next (self->queue);
-    }
-    zlistx_destroy (&self->queue);
-    request = (s_request_t *) zlistx_first (self->committing);
-    while (request) {
-        s_request_destroy (&request);
-        request = (s_request_t *) zlistx_next (self->committing);
-    }
-    zlistx_destroy (&self->committing);
-    free (self->batches);
     herald_streams_destroy (&self->streams);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     msgpack_sbuffer_destroy (&self->buffer);
+    herald_reply_destroy (&self->reply);
     msgpack_zone_destroy (&self->zone);
     free (self->node);
     free (self);
@@ -249,86 +194,13 @@ s_self_destroy (self_t **self_p)
 //  ---------------------------------------------------------------------
 //  Sending
 
-//  Send reply to identity (borrowed) on the api socket.
-//  A reply the client's queue would not take (full, or the client gone) is
-//  dropped and counted: the loop never waits for one client.
-static void
-s_reply_dropped (self_t *self, zframe_t *identity, const char *command)
-{
-    self->dropped++;
-    if (herald_log_debug ()) {
-        char peer [24];
-        herald_log ("debug", "peer %s: %s dropped: %s", herald_log_peer (identity, peer),
-                    command, zmq_errno () == EHOSTUNREACH? "the client is gone"
-                                                         : "its queue is full");
-    }
-}
-
-static void
-s_reply_msg (self_t *self, zframe_t *identity, const herald_msg_t *reply)
-{
-    if (herald_reply_send (self->router, identity, reply, &self->buffer) != 0)
-        s_reply_dropped (self, identity, herald_msg_command (reply->type));
-}
-
-static void
-s_reply_error (self_t *self, zframe_t *identity, const herald_error_t *err)
-{
-    self->refused++;
-    if (herald_log_debug ()) {
-        char peer [24];
-        herald_log ("debug", "peer %s: rid %s%" PRIu64 ": ERROR %s: %s",
-                    herald_log_peer (identity, peer),
-                    err->has_rid? "": "nil ", err->has_rid? err->rid: 0,
-                    herald_err_code (err->code)? herald_err_code (err->code): "internal",
-                    err->message);
-    }
-    if (herald_reply_error (self->router, identity, err, &self->buffer) != 0)
-        s_reply_dropped (self, identity, "ERROR");
-}
-
-//  ERROR code with message (borrowed, any length: never cut) and, when not
-//  0, the retry hint retry_ms, to rid.  Counted like every ERROR.
-static void
-s_reply_refusal (self_t *self, zframe_t *identity, uint64_t rid, herald_err code,
-                 const char *message, uint64_t retry_ms)
-{
-    self->refused++;
-    if (herald_log_debug ()) {
-        char peer [24];
-        herald_log ("debug", "peer %s: rid %" PRIu64 ": ERROR %s: %s",
-                    herald_log_peer (identity, peer), rid, herald_err_code (code), message);
-    }
-    herald_msg_t reply = { .type = HERALD_MSG_ERROR, .has_rid = true, .rid = rid };
-    reply.error.code = code;
-    reply.error.message = (herald_str_t) { message, strlen (message) };
-    reply.error.retry_ms = retry_ms;
-    s_reply_msg (self, identity, &reply);
-}
-
-//  Refuse every PUBLISH queued for the next commit with code and message:
-//  nothing of them was written.
-static void
-s_refuse_queue (self_t *self, herald_err code, const char *message, uint64_t retry_ms)
-{
-    s_request_t *request;
-    while ((request = (s_request_t *) zlistx_first (self->queue))) {
-        zlistx_delete (self->queue, zlistx_cursor (self->queue));
-        s_reply_refusal (self, request->identity, request->msg.rid, code,
-                         message? message: herald_disk_refusal (self->disk), retry_ms);
-        s_request_destroy (&request);
-    }
-    self->queued_events = 0;
-    self->queued_bytes = 0;
-}
-
 static void
 s_heartbeat (self_t *self)
 {
     herald_msg_t beat = { .type = HERALD_MSG_HEARTBEAT };
     //  What subscribers can have seen: a commit is durable a moment before
     //  the loop fans it out.
-    beat.heartbeat.head = self->fanned;
+    beat.heartbeat.head = herald_commit_counts (self->commit)->fanned;
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     beat.heartbeat.ts = (uint64_t) now.tv_sec * 1000000000ULL + (uint64_t) now.tv_nsec;
@@ -344,199 +216,29 @@ s_heartbeat (self_t *self)
 }
 
 //  ---------------------------------------------------------------------
-//  Group commit
+//  Group commit (herald_commit): the loop's bookkeeping around it
 
-//  True while the queue takes more requests before the next commit.
-static bool
-s_queue_has_room (self_t *self)
-{
-    return self->queued_events < DRAIN_EVENTS && self->queued_bytes < DRAIN_BYTES;
-}
-
-//  Hand every queued PUBLISH to the writer as one store append, unless an
-//  append is in flight: what arrives meanwhile goes into the next one.
+//  Propose what is queued, unless a commit is in flight.
 static void
 s_commit_start (self_t *self)
 {
-    size_t count = zlistx_size (self->queue);
-    if (count == 0 || herald_writer_busy (self->writer))
-        return;
-    //  The free-space guard looks at the disk when this commit could take
-    //  it below --min-free: then nothing of the queue is written.
-    if (!herald_disk_admit (self->disk, self->queued_bytes)) {
-        s_refuse_queue (self, HERALD_ERR_OVERLOADED, NULL, HERALD_DISK_RETRY_MS);
-        return;
-    }
-    //  The queue becomes the commit in flight; an empty list the queue.
-    zlistx_t *swap = self->committing;
-    self->committing = self->queue;
-    self->queue = swap;
-    self->committing_events = self->queued_events;
-    self->commit_bytes = self->queued_bytes;
-    self->unflushed_bytes += self->queued_bytes;
-    self->queued_events = 0;
-    self->queued_bytes = 0;
-    if (count > self->batch_capacity) {
-        self->batches = (herald_batch_t *) realloc (self->batches, count * sizeof (herald_batch_t));
-        assert (self->batches);
-        self->batch_capacity = count;
-    }
-    memset (self->batches, 0, count * sizeof (herald_batch_t));
-    size_t index = 0;
-    s_request_t *request = (s_request_t *) zlistx_first (self->committing);
-    for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
-        self->batches [index].events = request->msg.publish.events;
-        self->batches [index].count = request->msg.publish.count;
-        self->batches [index].results = request->results;
-    }
-    self->commit_head = herald_store_head (self->store);
-    self->commit_started = zclock_usecs ();
-    herald_writer_start (self->writer, self->batches, count);
+    self->unflushed_bytes += herald_commit_start (self->commit);
 }
 
-//  A commit failed: never ACK what RocksDB did not take, and do not run on
-//  with a store that failed: log why, loudly, before anyone is answered,
-//  and stop.  A full disk gets a message of its own, saying what to do.
-//  Returns the ERROR message for the commit's requests (caller frees; NULL
-//  when out of memory).
-static char *
-s_store_failed (self_t *self, const herald_error_t *err, size_t count)
-{
-    self->fatal = true;
-    herald_disk_poll (self->disk);
-    char free_text [32];
-    herald_disk_format (herald_disk_free (self->disk), free_text, sizeof (free_text));
-    bool full = strstr (err->message, "No space left") || strstr (err->message, "NoSpace")
-             || herald_disk_free (self->disk) < self->commit_bytes;
-    const char *path = self->config->data_dir;
-    if (full) {
-        herald_log ("error", "disk full: a commit of %zu PUBLISH requests could not be "
-                    "written to %s (%s free): %s. Those requests get ERROR internal, "
-                    "the ones queued behind them ERROR overloaded; every event ACKed "
-                    "before is kept. Stopping: free space on that file system, then start "
-                    "heraldd again (--min-free refuses publishing before the disk fills)",
-                    count, path, free_text, err->message);
-        self->stop_reason = "the disk is full";
-    }
-    else {
-        herald_log ("error", "store append failed: %s. A commit of %zu PUBLISH requests "
-                    "is not ACKed (ERROR internal), the ones queued behind it get ERROR "
-                    "overloaded; stopping", err->message, count);
-        self->stop_reason = "the store failed";
-    }
-    char *message = NULL;
-    if (asprintf (&message, "%s: this request was not ACKed and may or may not be stored "
-                  "(%s); the broker is stopping; retry with the same ids once it is back",
-                  self->stop_reason, err->message) < 0)
-        message = NULL;
-    return message;
-}
-
-//  The append in flight is done: answer each of its requests in arrival
-//  order, then fan the new events out in seq order.
+//  The commit in flight is applied: ACK and fan out; a store that failed
+//  stops the broker.
 static void
 s_commit_finish (self_t *self)
 {
-    herald_error_t err = { 0 };
-    herald_err rc = herald_writer_finish (self->writer, &err);
+    if (herald_commit_finish (self->commit) != 0) {
+        self->fatal = true;
+        self->stop_reason = herald_commit_stop_reason (self->commit);
+    }
     self->last_commit = zclock_mono ();
-    size_t count = zlistx_size (self->committing);
-    uint64_t head = self->commit_head;
-    char *failure = NULL;
-    if (rc != HERALD_OK)
-        failure = s_store_failed (self, &err, count);
-    else
-    if (herald_log_debug ())
-        herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
-                    " durable in %.3f ms", count, self->committing_events, head + 1,
-                    herald_store_head (self->store),
-                    (double) (zclock_usecs () - self->commit_started) / 1e3);
-    size_t index = 0;
-    s_request_t *request = (s_request_t *) zlistx_first (self->committing);
-    for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
-        herald_batch_t *batch = &self->batches [index];
-        herald_msg_t reply = { .has_rid = true, .rid = request->msg.rid };
-        if (rc != HERALD_OK) {
-            //  `internal` promises nothing: RocksDB said the write failed,
-            //  but a WAL record may have reached the disk whole.  A retry
-            //  with the same ids is safe either way.
-            s_reply_refusal (self, request->identity, request->msg.rid, HERALD_ERR_INTERNAL,
-                             failure? failure: "store failure", 0);
-            continue;
-        }
-        if (batch->status == HERALD_ERR_CONFLICT) {
-            const herald_event_t *event = &batch->events [batch->conflict_index];
-            reply.type = HERALD_MSG_ERROR;
-            reply.error.code = HERALD_ERR_CONFLICT;
-            //  The topic has its own field; the message does not repeat
-            //  it, so it can never be cut inside a UTF-8 character.
-            char message [160];
-            snprintf (message, sizeof (message),
-                      "events[%zu]: the topic is at version %" PRIu64 ", not %" PRIu64,
-                      batch->conflict_index, batch->actual, batch->expected);
-            reply.error.message = (herald_str_t) { message, strlen (message) };
-            reply.error.topic = (herald_str_t) { event->topic, event->topic_len };
-            reply.error.expected = batch->expected;
-            reply.error.actual = batch->actual;
-            self->conflicts++;
-            s_reply_msg (self, request->identity, &reply);
-            continue;
-        }
-        uint64_t *seqs = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
-        uint64_t *vers = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
-        bool *dups = (bool *) zmalloc (batch->count * sizeof (bool));
-        bool *reused = (bool *) zmalloc (batch->count * sizeof (bool));
-        for (size_t i = 0; i < batch->count; i++) {
-            seqs [i] = batch->results [i].seq;
-            vers [i] = batch->results [i].ver;
-            dups [i] = batch->results [i].dup;
-            reused [i] = batch->results [i].reused;
-            if (dups [i])
-                self->duplicates++;
-            if (reused [i])
-                self->ids_reused++;
-        }
-        reply.type = HERALD_MSG_ACK;
-        reply.ack.seq = seqs;
-        reply.ack.ver = vers;
-        reply.ack.dup = dups;
-        reply.ack.reused = reused;          //  encoded only when one is true
-        reply.ack.count = batch->count;
-        s_reply_msg (self, request->identity, &reply);
-        free (seqs);
-        free (vers);
-        free (dups);
-        free (reused);
-    }
-    while ((request = (s_request_t *) zlistx_first (self->committing))) {
-        zlistx_delete (self->committing, zlistx_cursor (self->committing));
-        s_request_destroy (&request);
-    }
-    self->committing_events = 0;
-    free (failure);
-    if (rc != HERALD_OK)
-        return;
-
-    uint64_t new_head = herald_store_head (self->store);
-    for (uint64_t seq = head + 1; seq <= new_head; seq++) {
-        const uint8_t *envelope;
-        size_t len;
-        const char *topic;
-        size_t topic_len;
-        uint64_t s, v, t;
-        if (!herald_store_appended (self->store, seq, &envelope, &len)
-        ||  !herald_event_peek (envelope, len, &topic, &topic_len, &s, &v, &t))
-            continue;
-        //  A copy of its own per event, not a slab: a slow subscriber to a
-        //  rare topic would keep a whole shared block alive per event it
-        //  has queued (herald_slab.h).
-        herald_reply_frame (self->pub, topic, topic_len, true);
-        herald_reply_frame (self->pub, envelope, len, false);
-        self->published++;
-        self->fanned = seq;
-    }
 }
 
+//  ---------------------------------------------------------------------
+//  Flushes and marks
 
 //  ms until an idle flush is due (0: now), or -1 when none is pending.  A
 //  flush is due once idle_flush_ms have passed with nothing to commit
@@ -546,7 +248,7 @@ static int64_t
 s_idle_flush_wait (self_t *self)
 {
     if (self->config->idle_flush_ms == 0 || self->unflushed_bytes < IDLE_FLUSH_BYTES
-    ||  herald_writer_busy (self->writer) || zlistx_size (self->queue) > 0)
+    ||  !herald_commit_idle (self->commit))
         return -1;
     int64_t wait = self->last_commit + (int64_t) self->config->idle_flush_ms - zclock_mono ();
     return wait > 0? wait: 0;
@@ -656,20 +358,22 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     herald_store_memory (self->store, &memory);
     herald_streams_memory_t streams;
     herald_streams_memory (self->streams, &streams);
+    const herald_commit_counts_t *counts = herald_commit_counts (self->commit);
     herald_str_t keys [sizeof (names) / sizeof (names [0])];
     for (size_t i = 0; i < sizeof (names) / sizeof (names [0]); i++)
         keys [i] = (herald_str_t) { names [i], strlen (names [i]) };
     uint64_t values [] = {
-        self->published, self->duplicates, self->conflicts, self->refused, self->dropped,
+        counts->published, counts->duplicates, counts->conflicts, self->reply.refused,
+        self->reply.dropped,
         herald_streams_size (self->streams), herald_streams_served (self->streams),
-        zlistx_size (self->queue) + zlistx_size (self->committing),
+        herald_commit_queued (self->commit),
         self->epoch, 0,             //  disk_bytes, below
         self->config->durability == HERALD_DURABILITY_SYNC,
         memory.memtables, memory.block_cache, memory.table_readers,
         herald_streams_abandoned (self->streams), self->idle_flushes,
         herald_disk_free (self->disk), herald_disk_threshold (self->disk),
         herald_disk_low (self->disk), herald_disk_refused (self->disk),
-        herald_disk_reserve (self->disk), self->ids_reused,
+        herald_disk_reserve (self->disk), counts->ids_reused,
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
         herald_streams_errors (self->streams)
     };
@@ -697,7 +401,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     reply.status.extra_keys = keys;
     reply.status.extra_values = values;
     reply.status.extra_count = count;
-    s_reply_msg (self, identity, &reply);
+    herald_reply_msg (&self->reply, identity, &reply);
 }
 
 static void
@@ -713,7 +417,7 @@ s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
     reply.welcome.cluster_count = 1;
     reply.welcome.lineage = herald_store_lineage (self->store);
     reply.welcome.losses = herald_store_losses (self->store, &reply.welcome.loss_count);
-    s_reply_msg (self, identity, &reply);
+    herald_reply_msg (&self->reply, identity, &reply);
 }
 
 //  The rid of a body whose command is unknown, when one can be read.
@@ -761,7 +465,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
     zframe_t *body = zmsg_pop (msg);
     zmsg_destroy (&msg);
     if (!identity || !command) {
-        self->dropped++;                //  no peer to address: drop and count
+        self->reply.dropped++;          //  no peer to address: drop and count
         goto done;
     }
     herald_error_t err = { 0 };
@@ -773,58 +477,21 @@ s_handle_request (self_t *self, zmsg_t *msg)
         s_printable (zframe_data (command), zframe_size (command), shown, sizeof (shown));
         herald_error_set (&err, HERALD_ERR_UNKNOWN_COMMAND, "command",
                           "unknown command '%s'", shown);
-        s_reply_error (self, identity, &err);
+        herald_reply_err (&self->reply, identity, &err);
         goto done;
     }
     if (!body && (type == HERALD_MSG_CREDIT || type == HERALD_MSG_CANCEL)) {
-        self->dropped++;                //  never a reply of their own: ignored, counted
+        self->reply.dropped++;          //  never a reply of their own: ignored, counted
         goto done;
     }
     if (!body) {
         herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "body",
                           "a request is a command frame and a body frame");
-        s_reply_error (self, identity, &err);
+        herald_reply_err (&self->reply, identity, &err);
         goto done;
     }
     if (type == HERALD_MSG_PUBLISH) {
-        s_request_t *request = (s_request_t *) zmalloc (sizeof (s_request_t));
-        msgpack_zone_init (&request->zone, 4096);
-        request->identity = identity;
-        request->body = body;
-        identity = body = NULL;
-        if (herald_msg_decode (&request->msg, type, zframe_data (request->body),
-                               zframe_size (request->body), &self->limits,
-                               &request->zone, &err) != HERALD_OK) {
-            s_reply_error (self, request->identity, &err);
-            s_request_destroy (&request);
-            goto done;
-        }
-        if (herald_disk_low (self->disk)) {
-            s_reply_refusal (self, request->identity, request->msg.rid, HERALD_ERR_OVERLOADED,
-                             herald_disk_refusal (self->disk), HERALD_DISK_RETRY_MS);
-            s_request_destroy (&request);
-            goto done;
-        }
-        if (zlistx_size (self->queue) >= self->config->max_queued) {
-            herald_error_t busy = { .has_rid = true, .rid = request->msg.rid };
-            herald_error_set (&busy, HERALD_ERR_OVERLOADED, "",
-                              "%zu requests are queued; try again later",
-                              zlistx_size (self->queue));
-            s_reply_error (self, request->identity, &busy);
-            s_request_destroy (&request);
-            goto done;
-        }
-        request->results = (herald_append_result_t *) zmalloc (
-            request->msg.publish.count * sizeof (herald_append_result_t));
-        self->queued_events += request->msg.publish.count;
-        self->queued_bytes += zframe_size (request->body);
-        zlistx_add_end (self->queue, request);
-        if (herald_log_debug ()) {
-            char peer [24];
-            herald_log ("debug", "peer %s: PUBLISH rid %" PRIu64 ", %zu events, %zu bytes",
-                        herald_log_peer (request->identity, peer), request->msg.rid,
-                        request->msg.publish.count, zframe_size (request->body));
-        }
+        herald_commit_publish (self->commit, &identity, &body, &self->limits);
         goto done;
     }
     msgpack_zone_clear (&self->zone);
@@ -832,9 +499,9 @@ s_handle_request (self_t *self, zmsg_t *msg)
     if (herald_msg_decode (&request, type, zframe_data (body), zframe_size (body),
                            &self->limits, &self->zone, &err) != HERALD_OK) {
         if (type == HERALD_MSG_CREDIT || type == HERALD_MSG_CANCEL)
-            self->dropped++;            //  the contract: ignored and counted
+            self->reply.dropped++;      //  the contract: ignored and counted
         else
-            s_reply_error (self, identity, &err);
+            herald_reply_err (&self->reply, identity, &err);
         goto done;
     }
     if (herald_log_debug ()) {
@@ -846,7 +513,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
         case HERALD_MSG_REPLAY:
         case HERALD_MSG_READ:
             if (herald_streams_open (self->streams, identity, &request, &err) != HERALD_OK)
-                s_reply_error (self, identity, &err);
+                herald_reply_err (&self->reply, identity, &err);
             break;
         case HERALD_MSG_CREDIT:
         case HERALD_MSG_CANCEL: {
@@ -855,7 +522,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
                        : herald_streams_credit (self->streams, identity, request.rid,
                                                 request.credit.credit);
             if (!found)
-                self->dropped++;
+                self->reply.dropped++;
             break;
         }
         case HERALD_MSG_STATUS:
@@ -888,8 +555,9 @@ s_refuse_all (self_t *self)
     snprintf (message, sizeof (message), "the broker is stopping: %s (see its log); "
               "nothing of this request was written", self->stop_reason? self->stop_reason
                                                                           : "it failed");
-    size_t refused = zlistx_size (self->queue);
-    s_refuse_queue (self, HERALD_ERR_OVERLOADED, message, HERALD_DISK_RETRY_MS);
+    size_t refused = self->commit? herald_commit_refuse_queue (self->commit,
+                                                               HERALD_ERR_OVERLOADED, message,
+                                                               HERALD_DISK_RETRY_MS): 0;
     //  Requests still in flight over TCP arrive within moments: read until
     //  the socket has been quiet for STOP_QUIET_MS, for at most STOP_DRAIN_MS.
     size_t drained = 0;
@@ -912,16 +580,16 @@ s_refuse_all (self_t *self)
         s_peek_rid (self, body, &err);
         if (identity && type != HERALD_MSG_CREDIT && type != HERALD_MSG_CANCEL) {
             if (err.has_rid)
-                s_reply_refusal (self, identity, err.rid, HERALD_ERR_OVERLOADED, message,
-                                 HERALD_DISK_RETRY_MS);
+                herald_reply_refusal (&self->reply, identity, err.rid, HERALD_ERR_OVERLOADED,
+                                      message, HERALD_DISK_RETRY_MS);
             else {
                 herald_error_set (&err, HERALD_ERR_OVERLOADED, "", "%s", message);
-                s_reply_error (self, identity, &err);
+                herald_reply_err (&self->reply, identity, &err);
             }
             refused++;
         }
         else
-            self->dropped++;
+            self->reply.dropped++;
         zframe_destroy (&identity);
         zframe_destroy (&command);
         zframe_destroy (&body);
@@ -1015,6 +683,12 @@ herald_broker_actor (zsock_t *pipe, void *args)
     self_t *self = s_self_new (pipe, (herald_broker_args_t *) args);
     //  zactor_new waits for this signal; a failure is reported after it.
     self->fatal = s_bind (self, (herald_broker_args_t *) args) != 0 || s_identity (self) != 0;
+    if (!self->fatal) {
+        self->reply.router = self->router;
+        self->commit = herald_commit_new (self->config, self->store, self->disk, &self->reply,
+                                          self->pub);
+        assert (self->commit);
+    }
     if (!self->fatal)
         self->streams = herald_streams_new (self->store, self->router,
                                             self->config->max_streams,
@@ -1047,8 +721,9 @@ herald_broker_actor (zsock_t *pipe, void *args)
         //  the commit in flight is done.
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (herald_writer_sock (self->writer)), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self->router), 0, s_queue_has_room (self)? ZMQ_POLLIN: 0, 0 }
+            { zsock_resolve (herald_commit_sock (self->commit)), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->router), 0,
+              herald_commit_has_room (self->commit)? ZMQ_POLLIN: 0, 0 }
         };
         if (zmq_poll (items, 3, (long) wait) < 0 && zmq_errno () != EINTR)
             break;
@@ -1058,11 +733,12 @@ herald_broker_actor (zsock_t *pipe, void *args)
                 self->terminated = true;
             zstr_free (&command);
         }
-        if ((items [1].revents & ZMQ_POLLIN) && herald_writer_busy (self->writer))
+        if ((items [1].revents & ZMQ_POLLIN) && herald_commit_busy (self->commit))
             s_commit_finish (self);
         //  Drain what is waiting; it is committed as one batch as soon as
         //  the writer is free.
-        while (s_queue_has_room (self) && (zsock_events (self->router) & ZMQ_POLLIN)) {
+        while (herald_commit_has_room (self->commit)
+           &&  (zsock_events (self->router) & ZMQ_POLLIN)) {
             zmsg_t *msg = zmsg_recv (self->router);
             if (!msg)
                 break;
@@ -1092,11 +768,11 @@ herald_broker_actor (zsock_t *pipe, void *args)
     }
     //  Finish and answer what is in hand: the commit in flight, then the
     //  requests already queued behind it.
-    if (!self->fatal && herald_writer_busy (self->writer))
+    if (!self->fatal && herald_commit_busy (self->commit))
         s_commit_finish (self);
     if (!self->fatal) {
         s_commit_start (self);
-        if (herald_writer_busy (self->writer))
+        if (herald_commit_busy (self->commit))
             s_commit_finish (self);
     }
     if (self->fatal) {
@@ -1105,7 +781,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
     }
     else
         herald_log ("info", "stopped: %" PRIu64 " events published, head %" PRIu64,
-                    self->published, herald_store_head (self->store));
+                    herald_commit_counts (self->commit)->published,
+                    herald_store_head (self->store));
     bool terminated = self->terminated;
     s_self_destroy (&self);
     //  Stopped on its own (a failure): the actor still owes zactor_destroy

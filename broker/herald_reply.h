@@ -45,4 +45,43 @@ int
     herald_reply_error (zsock_t *router, zframe_t *identity, const herald_error_t *err,
                         msgpack_sbuffer *buffer);
 
+//  ---------------------------------------------------------------------
+//  Answering clients on the api socket, counted for STATUS.  One per
+//  broker, shared by the parts of its loop (the loop itself and the group
+//  commit, herald_commit), all on the loop's thread.
+
+typedef struct {
+    zsock_t *router;                //  the api socket (borrowed); NULL until bound
+    msgpack_sbuffer buffer;         //  scratch, for encoding
+    uint64_t refused;               //  ERRORs answered
+    uint64_t dropped;               //  replies a client's queue would not take,
+                                    //  and requests ignored without a reply
+} herald_reply_t;
+
+//  Zero self and make its buffer; destroy frees it.
+void
+    herald_reply_init (herald_reply_t *self);
+void
+    herald_reply_destroy (herald_reply_t *self);
+
+//  Send reply to identity (borrowed).  A reply the client's queue would
+//  not take (full, or the client gone) is dropped and counted: the loop
+//  never waits for one client.
+void
+    herald_reply_msg (herald_reply_t *self, zframe_t *identity, const herald_msg_t *reply);
+
+//  Answer ERROR err to identity, counted as refused.
+void
+    herald_reply_err (herald_reply_t *self, zframe_t *identity, const herald_error_t *err);
+
+//  Answer ERROR code with message (borrowed, any length: never cut) and,
+//  when not 0, the retry hint retry_ms, to rid.  Counted like every ERROR.
+void
+    herald_reply_refusal (herald_reply_t *self, zframe_t *identity, uint64_t rid,
+                          herald_err code, const char *message, uint64_t retry_ms);
+
+//  Count a reply to identity, of command, that could not be sent.
+void
+    herald_reply_dropped (herald_reply_t *self, zframe_t *identity, const char *command);
+
 #endif

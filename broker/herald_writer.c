@@ -1,37 +1,38 @@
 /*  =========================================================================
-    herald_writer - the store's appender, on a thread of its own
+    herald_writer - applies proposals to the store, on a thread of its own
 
-    A zactor.  The pipe carries one pointer each way per append:
+    A zactor.  The pipe carries one pointer each way per proposal:
 
-        loop   --- "p" job --->   writer thread: herald_store_append (job)
-        loop   <-- "p" job ----   (job's rc and err filled in)
+        loop   --- "p" record --->   writer thread: herald_store_apply,
+        loop   <-- "p" record ----   then herald_store_take_appended
 
-    The job lives in herald_writer_t and is touched by one side at a time:
-    the message that hands it over orders the writes (libzmq's pipes are
-    the synchronisation), so no lock is needed.
+    The record lives in herald_writer_t and is touched by one side at a
+    time: the message that hands it over orders the writes (libzmq's pipes
+    are the synchronisation), so no lock is needed.  Taking the envelopes
+    swaps the record's old buffers (released, already fanned out) into the
+    store, so the two take turns and a steady load allocates nothing.
     =========================================================================
 */
 
 #include "herald_writer.h"
 
-typedef struct {
-    herald_store_t *store;
-    herald_batch_t *batches;
-    size_t count;
-    herald_err rc;
-    herald_error_t err;
-} s_job_t;
-
 struct _herald_writer_t {
     zactor_t *actor;
-    s_job_t job;
-    bool busy;
+    herald_store_t *store;
+    herald_applied_t record;
+    bool busy;                      //  proposed, not yet taken
+    bool lent;                      //  taken, not yet released
 };
+
+typedef struct {
+    herald_store_t *store;
+    herald_applied_t *record;
+} s_job_t;
 
 static void
 s_writer_actor (zsock_t *pipe, void *args)
 {
-    (void) args;
+    herald_store_t *store = (herald_store_t *) args;
     zsock_signal (pipe, 0);
     while (true) {
         zmsg_t *msg = zmsg_recv (pipe);
@@ -41,16 +42,24 @@ s_writer_actor (zsock_t *pipe, void *args)
             break;
         char *command = zmsg_popstr (msg);
         bool term = !command || streq (command, "$TERM");
-        if (!term && streq (command, "APPEND")) {
+        if (!term && streq (command, "APPLY")) {
             zframe_t *frame = zmsg_pop (msg);
-            s_job_t *job = frame && zframe_size (frame) == sizeof (s_job_t *)
-                         ? *(s_job_t **) zframe_data (frame): NULL;
+            herald_applied_t *record =
+                frame && zframe_size (frame) == sizeof (herald_applied_t *)
+                ? *(herald_applied_t **) zframe_data (frame): NULL;
             zframe_destroy (&frame);
-            if (job) {
-                memset (&job->err, 0, sizeof (job->err));
-                job->rc = herald_store_append (job->store, job->batches, job->count,
-                                               &job->err);
-                zsock_send (pipe, "p", job);
+            if (record) {
+                memset (&record->err, 0, sizeof (record->err));
+                uint64_t head = herald_store_head (store);
+                record->rc = herald_store_apply (store, record->batches, record->count,
+                                                 record->ts, &record->err);
+                record->first_seq = head + 1;
+                record->last_seq = head;
+                if (record->rc == HERALD_OK) {
+                    record->last_seq = herald_store_head (store);
+                    herald_store_take_appended (store, &record->envelopes);
+                }
+                zsock_send (pipe, "p", record);
             }
         }
         zstr_free (&command);
@@ -64,8 +73,8 @@ herald_writer_t *
 herald_writer_new (herald_store_t *store)
 {
     herald_writer_t *self = (herald_writer_t *) zmalloc (sizeof (herald_writer_t));
-    self->job.store = store;
-    self->actor = zactor_new (s_writer_actor, NULL);
+    self->store = store;
+    self->actor = zactor_new (s_writer_actor, store);
     if (!self->actor) {
         free (self);
         return NULL;
@@ -79,26 +88,29 @@ herald_writer_destroy (herald_writer_t **self_p)
     if (!self_p || !*self_p)
         return;
     herald_writer_t *self = *self_p;
-    if (self->busy) {
-        herald_error_t err;
-        herald_writer_finish (self, &err);
-    }
+    if (self->busy)
+        herald_writer_take (self);
     zactor_destroy (&self->actor);
+    herald_store_envelopes_free (&self->record.envelopes);
     free (self);
     *self_p = NULL;
 }
 
 void
-herald_writer_start (herald_writer_t *self, herald_batch_t *batches, size_t count)
+herald_writer_propose (herald_writer_t *self, herald_batch_t *batches, size_t count,
+                       uint64_t ts, void *cookie)
 {
-    assert (self && !self->busy);
-    self->job.batches = batches;
-    self->job.count = count;
+    assert (self && !self->busy && !self->lent);
+    herald_applied_t *record = &self->record;
+    record->cookie = cookie;
+    record->batches = batches;
+    record->count = count;
+    record->ts = ts;
+    record->envelopes.count = 0;        //  the last record's, fanned out already
     self->busy = true;
-    s_job_t *job = &self->job;
     zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, "APPEND");
-    zmsg_addmem (msg, &job, sizeof (job));
+    zmsg_addstr (msg, "APPLY");
+    zmsg_addmem (msg, &record, sizeof (record));
     zmsg_send (&msg, self->actor);
 }
 
@@ -114,22 +126,33 @@ herald_writer_sock (herald_writer_t *self)
     return zactor_sock (self->actor);
 }
 
-herald_err
-herald_writer_finish (herald_writer_t *self, herald_error_t *err)
+herald_applied_t *
+herald_writer_take (herald_writer_t *self)
 {
     assert (self && self->busy);
-    void *job = NULL;
+    void *record = NULL;
     int rc;
-    while ((rc = zsock_recv (self->actor, "p", &job)) != 0 && zmq_errno () == EINTR)
-        ;                               //  a signal: the append still ends
-    if (rc != 0 || job != &self->job) {
-        //  The thread is gone (interrupted): the append's outcome is unknown,
-        //  so nothing of it may be ACKed.
-        self->busy = false;
-        herald_error_set (err, HERALD_ERR_INTERNAL, "", "the store writer stopped");
-        return HERALD_ERR_INTERNAL;
-    }
+    while ((rc = zsock_recv (self->actor, "p", &record)) != 0 && zmq_errno () == EINTR)
+        ;                               //  a signal: the apply still ends
     self->busy = false;
-    *err = self->job.err;
-    return self->job.rc;
+    self->lent = true;
+    if (rc != 0 || record != &self->record) {
+        //  The thread is gone (interrupted): the apply's outcome is unknown,
+        //  so nothing of it may be ACKed.
+        self->record.rc = HERALD_ERR_INTERNAL;
+        herald_error_set (&self->record.err, HERALD_ERR_INTERNAL, "",
+                          "the store writer stopped");
+        self->record.envelopes.count = 0;
+        self->record.first_seq = 1;
+        self->record.last_seq = 0;
+    }
+    return &self->record;
+}
+
+void
+herald_writer_release (herald_writer_t *self, herald_applied_t **record_p)
+{
+    assert (self && self->lent && record_p && *record_p == &self->record);
+    self->lent = false;
+    *record_p = NULL;
 }

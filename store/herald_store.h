@@ -155,13 +155,62 @@ herald_err
     herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count,
                          herald_error_t *err);
 
+//  herald_store_append with ts given instead of read from the clock: the
+//  call's new events get ts = max(ts, herald_store_last_ts), one for the
+//  whole call.  Deterministic: what it decides and the bytes it writes
+//  depend only on the store and its arguments (no clock, no random, no
+//  configuration: the topic cache and the greatest-id shortcut are exact
+//  views of the store), so two stores with the same log that apply the
+//  same batches with the same ts write the same events, byte for byte.
+//  That is what lets several nodes apply one replicated log (the cluster).
+//  herald_store_append is this with ts = herald_store_now.
+herald_err
+    herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
+                        uint64_t ts, herald_error_t *err);
+
+//  The ts herald_store_append would propose now: the real clock (ns since
+//  the epoch), or the clock herald_store_set_clock pinned.
+uint64_t
+    herald_store_now (herald_store_t *self);
+
 //  After a successful append, the envelope the store wrote for seq, one
-//  of that append's new events (borrowed: valid until the next append, on
-//  the appending thread).  False for any other seq.  The broker fans these
-//  bytes out, so subscribers get exactly what was stored.
+//  of that append's new events (borrowed: valid until the next append or
+//  herald_store_take_appended, on the appending thread).  False for any
+//  other seq.  The broker fans these bytes out, so subscribers get exactly
+//  what was stored.
 bool
     herald_store_appended (herald_store_t *self, uint64_t seq, const uint8_t **envelope,
                            size_t *len);
+
+//  The envelopes one append wrote, moved out of the store so that they
+//  stay valid while later appends run: seqs first .. first + count - 1,
+//  back to back in buffer, envelope i ending at ends [i].  Whoever holds
+//  the struct owns its memory.  All zero is a valid empty one.
+typedef struct {
+    uint64_t first;
+    size_t count;                   //  0: the append wrote nothing (or failed)
+    msgpack_sbuffer buffer;
+    uint32_t *ends;
+    size_t ends_capacity;
+} herald_store_envelopes_t;
+
+//  Move the last append's envelopes into envelopes, and its old buffers
+//  (their contents dropped, their memory kept) into the store for the
+//  next append: two holders taking turns allocate nothing in the long
+//  run.  After it, herald_store_appended finds nothing.  On the appending
+//  thread, between appends.
+void
+    herald_store_take_appended (herald_store_t *self, herald_store_envelopes_t *envelopes);
+
+//  The envelope of seq in envelopes (borrowed from it); false when seq is
+//  not one of them.
+bool
+    herald_store_envelope (const herald_store_envelopes_t *envelopes, uint64_t seq,
+                           const uint8_t **envelope, size_t *len);
+
+//  Free the memory envelopes holds and zero it.  Safe on a zeroed one.
+void
+    herald_store_envelopes_free (herald_store_envelopes_t *envelopes);
 
 //  Small named values kept in the store beside the log (the broker's node
 //  id and start count).  get: a malloc'd copy the caller frees, or NULL
@@ -172,8 +221,8 @@ herald_err
     herald_store_meta_put (herald_store_t *self, const char *key, const void *value,
                            size_t len);
 
-//  Append now sets ts = max(clock, last ts); tests may pin the clock.
-//  now_ns 0 restores the real clock.
+//  Append sets ts = max(clock, last ts); tests may pin the clock (it is
+//  what herald_store_now returns).  now_ns 0 restores the real clock.
 void
     herald_store_set_clock (herald_store_t *self, uint64_t now_ns);
 

@@ -672,6 +672,20 @@ herald_err
 herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count,
                      herald_error_t *err)
 {
+    return herald_store_apply (self, batches, count, herald_store_now (self), err);
+}
+
+uint64_t
+herald_store_now (herald_store_t *self)
+{
+    assert (self);
+    return self->pinned_clock? self->pinned_clock: s_now_ns ();
+}
+
+herald_err
+herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
+                    uint64_t ts, herald_error_t *err)
+{
     assert (self);
     //  RocksDB counts into a thread-local perf context on every memtable
     //  insert and lookup unless told not to, per thread.
@@ -687,9 +701,10 @@ herald_store_append (herald_store_t *self, herald_batch_t *batches, size_t count
     ||  s_table_reset (&self->pending->topics, total) != 0)
         return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
 
-    //  One ts for the whole call: the clock, but never behind the log.
+    //  One ts for the whole call: the one proposed, but never behind the
+    //  log (a clock that stepped back, or a new leader's clock behind the
+    //  last one's), so ts never decreases along seq.
     uint64_t last_ts = atomic_load (&self->last_ts);
-    uint64_t ts = self->pinned_clock? self->pinned_clock: s_now_ns ();
     if (ts < last_ts)
         ts = last_ts;
 
@@ -765,6 +780,46 @@ herald_store_appended (herald_store_t *self, uint64_t seq, const uint8_t **envel
     *envelope = (const uint8_t *) self->envelopes.data + start;
     *len = self->ends [index] - start;
     return true;
+}
+
+void
+herald_store_take_appended (herald_store_t *self, herald_store_envelopes_t *envelopes)
+{
+    assert (self && envelopes);
+    herald_store_envelopes_t taken = {
+        .first = self->appended_first, .count = self->appended_count,
+        .buffer = self->envelopes, .ends = self->ends, .ends_capacity = self->ends_capacity
+    };
+    self->envelopes = envelopes->buffer;
+    self->envelopes.size = 0;
+    self->ends = envelopes->ends;
+    self->ends_capacity = envelopes->ends_capacity;
+    self->appended_count = 0;
+    *envelopes = taken;
+}
+
+bool
+herald_store_envelope (const herald_store_envelopes_t *envelopes, uint64_t seq,
+                       const uint8_t **envelope, size_t *len)
+{
+    assert (envelopes);
+    if (seq < envelopes->first || seq - envelopes->first >= envelopes->count)
+        return false;
+    size_t index = (size_t) (seq - envelopes->first);
+    size_t start = index? envelopes->ends [index - 1]: 0;
+    *envelope = (const uint8_t *) envelopes->buffer.data + start;
+    *len = envelopes->ends [index] - start;
+    return true;
+}
+
+void
+herald_store_envelopes_free (herald_store_envelopes_t *envelopes)
+{
+    if (!envelopes)
+        return;
+    msgpack_sbuffer_destroy (&envelopes->buffer);
+    free (envelopes->ends);
+    memset (envelopes, 0, sizeof (*envelopes));
 }
 
 //  ---------------------------------------------------------------------

@@ -1,0 +1,107 @@
+/*  =========================================================================
+    herald_commit - the group commit: queue PUBLISH, apply, ACK, fan out
+
+    The broker loop hands each PUBLISH request here.  Requests queue until
+    the applier (herald_writer) is free; then every queued request goes to
+    it as ONE proposal (one store apply, one WriteBatch, one WAL sync),
+    with the ts its events are to get, read from the clock now.  When the
+    proposal comes back applied, each of its requests gets its ACK or
+    ERROR, in arrival order, and then its new events go out on fanout, in
+    seq order, as the very bytes the store wrote.
+
+    The loop drives it: publish (queue), start (propose when free), sock
+    and finish (the applied record is back).  Everything runs on the loop's
+    thread; the applier runs the store apply on its own.  A replicated log
+    (the cluster) replaces the applier under this unit, not the unit.
+    =========================================================================
+*/
+
+#ifndef HERALD_COMMIT_H_INCLUDED
+#define HERALD_COMMIT_H_INCLUDED
+
+#include <czmq.h>
+#include "herald_config.h"
+#include "herald_disk.h"
+#include "herald_reply.h"
+#include "herald_store.h"
+
+typedef struct _herald_commit_t herald_commit_t;
+
+//  What the group commit counts, for STATUS and heartbeats.
+typedef struct {
+    uint64_t published;             //  events fanned out
+    uint64_t duplicates;            //  events ACKed as duplicates
+    uint64_t conflicts;             //  requests refused on `expect`
+    uint64_t ids_reused;            //  duplicates whose topic or data differed
+    uint64_t fanned;                //  the last seq published on fanout
+} herald_commit_counts_t;
+
+//  A group commit for store, answering through reply and fanning out on
+//  pub.  Everything is borrowed and must outlive it.  Caller owns; NULL
+//  when the applier's thread could not start.
+herald_commit_t *
+    herald_commit_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
+                       herald_reply_t *reply, zsock_t *pub);
+
+//  Wait for a proposal in flight (its requests are not answered), free
+//  the queued requests unanswered, free the unit.
+void
+    herald_commit_destroy (herald_commit_t **self_p);
+
+//  A PUBLISH from identity, its body: both taken.  Decoded with limits and
+//  queued for the next commit, or refused at once (ERROR): a bad body,
+//  disk space low (--min-free), max_queued requests already queued.
+void
+    herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **body_p,
+                           const herald_limits_t *limits);
+
+//  True while the queue takes more requests before the next commit (a
+//  drain of the api socket stops when it is false).
+bool
+    herald_commit_has_room (herald_commit_t *self);
+
+//  Unless a commit is in flight, propose every queued request as one.
+//  Refused instead (ERROR overloaded) when it could take the disk below
+//  --min-free.  Returns the PUBLISH bytes proposed (0: none).
+size_t
+    herald_commit_start (herald_commit_t *self);
+
+//  True while a commit is in flight.
+bool
+    herald_commit_busy (herald_commit_t *self);
+
+//  Readable when the commit in flight is applied.
+zsock_t *
+    herald_commit_sock (herald_commit_t *self);
+
+//  The commit in flight is applied (waits for it if not yet): ACK or
+//  ERROR each of its requests in arrival order, then fan its events out.
+//  Returns 0, or -1 when the store failed: then its requests got ERROR
+//  internal, the failure is logged and the broker must stop
+//  (herald_commit_stop_reason says why, in a few words).
+int
+    herald_commit_finish (herald_commit_t *self);
+
+//  Answer every queued request (not the one in flight) ERROR code with
+//  message (NULL: the disk guard's refusal) and retry_ms; nothing of them
+//  was written.  Returns how many.
+size_t
+    herald_commit_refuse_queue (herald_commit_t *self, herald_err code, const char *message,
+                                uint64_t retry_ms);
+
+//  Requests queued or in flight.
+size_t
+    herald_commit_queued (herald_commit_t *self);
+
+//  True when nothing is queued or in flight.
+bool
+    herald_commit_idle (herald_commit_t *self);
+
+const herald_commit_counts_t *
+    herald_commit_counts (herald_commit_t *self);
+
+//  Static text: why the store failed, after herald_commit_finish's -1.
+const char *
+    herald_commit_stop_reason (herald_commit_t *self);
+
+#endif
