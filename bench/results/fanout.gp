@@ -9,12 +9,11 @@ set grid ytics
 set datafile missing "-"
 set xtics nomirror
 set bars front
-set label "herald a33d9c1-dirty · 2026-11-22 11:50 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
-set label "DIRTY TREE: herald a33d9c1-dirty had uncommitted changes, so these figures are of no commit" at screen 0.01, screen 0.050 font ",10" tc rgb "#cc0000"
-set label "Herald's PUB/SUB has no backpressure: at 16 sub it dropped events at the fanout high-water mark (see summary.md)." at screen 0.01, screen 0.085 font ",9"
-set label "Saturated: each publisher as fast as its window allows, so each system runs at its own load (equal load: fanout_latency.png)." at screen 0.01, screen 0.120 font ",9"
+set label "herald 27213d1 · 2026-12-05 18:30 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
+set label "Herald's PUB/SUB has no backpressure: at 16 sub it dropped events at the fanout high-water mark (see summary.md)." at screen 0.01, screen 0.050 font ",9"
+set label "Saturated: each publisher as fast as its window allows, so each system runs at its own load (equal load: fanout_latency.png)." at screen 0.01, screen 0.085 font ",9"
 set title "Fanout, saturated: events delivered per second, all subscribers"
-set bmargin at screen 0.235
+set bmargin at screen 0.200
 set ylabel "million events/s"
 unset logscale y
 set yrange [0:*]

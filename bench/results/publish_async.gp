@@ -9,19 +9,19 @@ set grid ytics
 set datafile missing "-"
 set xtics nomirror
 set bars front
-set label "herald a33d9c1-dirty · 2026-11-22 11:50 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
-set label "DIRTY TREE: herald a33d9c1-dirty had uncommitted changes, so these figures are of no commit" at screen 0.01, screen 0.050 font ",10" tc rgb "#cc0000"
-set label "Redis sends one XADD per event, pipelined and flushed 100 at a time. Every publisher keeps 6,400 events in flight." at screen 0.01, screen 0.085 font ",9"
-set label "event-per-PUBLISH Herald run in this data: bench/compare has it since)." at screen 0.01, screen 0.120 font ",9"
-set label "Batching: Herald's \"100 events/PUBLISH\" bars send 100 events per request with one ACK per request, while NATS's js_PublishAsync sends one message per event (no one-" at screen 0.01, screen 0.155 font ",9"
+set label "herald 27213d1 · 2026-12-05 18:30 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
+set label "Redis sends one XADD per event, pipelined and flushed 100 at a time. Every publisher keeps 6,400 events in flight." at screen 0.01, screen 0.050 font ",9"
+set label "each, as NATS's js_PublishAsync sends one message per event, the like-for-like case." at screen 0.01, screen 0.085 font ",9"
+set label "Batching: Herald's \"100 events/PUBLISH\" bars send 100 events per request with one ACK per request; its \"1 event/PUBLISH\" bars send one event per request with one ACK" at screen 0.01, screen 0.120 font ",9"
 set title "Acknowledged publish, ACK before fsync (async class)"
-set bmargin at screen 0.270
+set bmargin at screen 0.235
 set ylabel "thousand events/s"
 unset logscale y
 set yrange [0:*]
 set format y "%g"
 plot 'publish_async.dat' index 0 using 2:3:4:xtic(1) title "Herald async, 100 events/PUBLISH" lc rgb "#807dba" fs solid 0.85 border -1, \
-     '' index 0 using 5:6:7:xtic(1) title "NATS JetStream 2.9" lc rgb "#1b9e77" fs solid 0.85 border -1, \
-     '' index 0 using 8:9:10:xtic(1) title "Redis everysec, no dedup" lc rgb "#fdb863" fs solid 0.85 border -1, \
-     '' index 0 using 11:12:13:xtic(1) title "Redis everysec + Lua dedup" lc rgb "#f1a1c8" fs solid 0.85 border -1, \
-     '' index 0 using 14:15:16:xtic(1) title "raw RocksDB async, batches of 1000 (limit)" lc rgb "#969696" fs solid 0.85 border -1
+     '' index 0 using 5:6:7:xtic(1) title "Herald async, 1 event/PUBLISH" lc rgb "#6a51a3" fs pattern 5 border -1, \
+     '' index 0 using 8:9:10:xtic(1) title "NATS JetStream 2.9" lc rgb "#1b9e77" fs solid 0.85 border -1, \
+     '' index 0 using 11:12:13:xtic(1) title "Redis everysec, no dedup" lc rgb "#fdb863" fs solid 0.85 border -1, \
+     '' index 0 using 14:15:16:xtic(1) title "Redis everysec + Lua dedup" lc rgb "#f1a1c8" fs solid 0.85 border -1, \
+     '' index 0 using 17:18:19:xtic(1) title "raw RocksDB async, batches of 1000 (limit)" lc rgb "#969696" fs solid 0.85 border -1

@@ -9,9 +9,8 @@ set grid ytics
 set datafile missing "-"
 set xtics nomirror
 set bars front
-set label "herald a33d9c1-dirty · 2026-11-22 11:50 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
-set label "DIRTY TREE: herald a33d9c1-dirty had uncommitted changes, so these figures are of no commit" at screen 0.01, screen 0.050 font ",10" tc rgb "#cc0000"
-set multiplot layout 1,2 title "Resources of the log server (the log of 100 B events)" margins 0.07, 0.78, 0.165, 0.88 spacing 0.1
+set label "herald 27213d1 · 2026-12-05 18:30 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
+set multiplot layout 1,2 title "Resources of the log server (the log of 100 B events)" margins 0.07, 0.78, 0.130, 0.88 spacing 0.1
 set title "peak RSS (VmHWM) of the log server"
 set ylabel "MiB"
 unset logscale y

@@ -9,11 +9,10 @@ set grid ytics
 set datafile missing "-"
 set xtics nomirror
 set bars front
-set label "herald a33d9c1-dirty · 2026-11-22 11:50 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
-set label "DIRTY TREE: herald a33d9c1-dirty had uncommitted changes, so these figures are of no commit" at screen 0.01, screen 0.050 font ",10" tc rgb "#cc0000"
-set label "Redis \"stream per topic\": the application writes every event twice (the log and its topic's stream); \"scan of the log\": one stream alone." at screen 0.01, screen 0.085 font ",9"
+set label "herald 27213d1 · 2026-12-05 18:30 UTC · full; 3 run(s) · bar: median over the runs, whisker: min–max" at screen 0.01, screen 0.015 font ",9"
+set label "Redis \"stream per topic\": the application writes every event twice (the log and its topic's stream); \"scan of the log\": one stream alone." at screen 0.01, screen 0.050 font ",9"
 set title "Sparse read: one topic's 1,000 events among the log (ms, best of 3 reads; log scale)"
-set bmargin at screen 0.200
+set bmargin at screen 0.165
 set ylabel "ms"
 set logscale y
 set yrange [1:*]
