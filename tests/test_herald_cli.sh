@@ -13,39 +13,8 @@
 
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${HERALD_BUILDDIR:-$HERE/..}
-HERALD=$BUILD/tools/herald
-HERALDD=$BUILD/broker/heraldd
-PY=/usr/bin/python3
-
-passed=0
-failed=0
-BROKER_PID=
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald_cli.XXXXXX") || exit 99
-
-cleanup () {
-    if [ -n "$BROKER_PID" ]; then
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok () { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
-
-#  check DESCRIPTION COMMAND...: pass when COMMAND succeeds
-check () {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-free_port () {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/shtest.sh"
+shtest_init herald_cli
 
 #  json_check FILE EXPR: every line of FILE is a JSON object, and EXPR (a
 #  Python expression over `rows`, the parsed lines) is true
@@ -56,14 +25,6 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 sys.exit(0 if all(isinstance(r, dict) for r in rows) and eval("(" + sys.argv[2] + ")") else 1)
 EOF
 }
-
-for binary in "$HERALD" "$HERALDD"; do
-    if [ ! -x "$binary" ]; then
-        echo "not ok - $binary is not built"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
 
 API_PORT=$(free_port)
 FANOUT_PORT=$(free_port)
@@ -302,5 +263,4 @@ check "inspect of a directory that is not a store exits non-zero" test $? -ne 0
 check "inspect of a missing directory exits non-zero" test $? -ne 0
 check "... and does not create it" test ! -e "$TMP/missing"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+shtest_done

@@ -19,41 +19,8 @@
 
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${HERALD_BUILDDIR:-$HERE/..}
-HERALD=$BUILD/tools/herald
-HERALDD=$BUILD/broker/heraldd
-PY=/usr/bin/python3
-
-passed=0
-failed=0
-BROKER_PID=
-PIDS=()
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald_cli_conn.XXXXXX") || exit 99
-
-cleanup () {
-    local pid
-    for pid in "${PIDS[@]}" $BROKER_PID; do
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok () { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
-
-#  check DESCRIPTION COMMAND...: pass when COMMAND succeeds
-check () {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-free_port () {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/shtest.sh"
+shtest_init herald_cli_conn
 
 now_ms () { date +%s%3N; }
 
@@ -96,14 +63,6 @@ for line in open(sys.argv[1]):
 print(last)
 EOF
 }
-
-for binary in "$HERALD" "$HERALDD"; do
-    if [ ! -x "$binary" ]; then
-        echo "not ok - $binary is not built"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
 
 API_PORT=$(free_port)
 FANOUT_PORT=$(free_port)
@@ -427,5 +386,4 @@ while read -r verdict what; do
 done <"$TMP/tty.log"
 check "the pty test ran" test -s "$TMP/tty.log"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+shtest_done

@@ -18,39 +18,8 @@
 
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${HERALD_BUILDDIR:-$HERE/..}
-HERALD=$BUILD/tools/herald
-HERALDD=$BUILD/broker/heraldd
-PY=/usr/bin/python3
-
-passed=0
-failed=0
-BROKER_PID=
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald_cli_usage.XXXXXX") || exit 99
-
-cleanup () {
-    if [ -n "$BROKER_PID" ]; then
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok () { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
-
-#  check DESCRIPTION COMMAND...: pass when COMMAND succeeds
-check () {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-free_port () {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/shtest.sh"
+shtest_init herald_cli_usage
 
 #  py EXPR FILE...: exit 0 when the Python expression EXPR is true; `rows(i)`
 #  are the JSON lines of the i-th FILE, `text(i)` its text
@@ -105,14 +74,6 @@ usage_error () {
 
 #  says NAME TEXT: the saved stderr of NAME holds TEXT
 says () { check "$1 says '$2'" grep -qF -- "$2" "$TMP/$1.err"; }
-
-for binary in "$HERALD" "$HERALDD"; do
-    if [ ! -x "$binary" ]; then
-        echo "not ok - $binary is not built"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
 
 API_PORT=$(free_port)
 FANOUT_PORT=$(free_port)
@@ -378,5 +339,4 @@ check "inspect's table prints the last ts as RFC 3339 UTC, its JSON as ns, the s
     py "('  last ts ' + iso(rows(1)[0]['last_ts'])) in text(0) and isinstance(rows(1)[0]['last_ts'], int)" \
     "$TMP/inspect-table" "$TMP/inspect-json"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+shtest_done

@@ -36,47 +36,13 @@
 
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${HERALD_BUILDDIR:-$HERE/..}
-HERALD=$BUILD/tools/herald
-HERALDD=$BUILD/broker/heraldd
-PY=/usr/bin/python3
-
-passed=0
-failed=0
-BROKER_PID=
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald_damage.XXXXXX") || exit 99
-
-cleanup () {
-    if [ -n "$BROKER_PID" ]; then
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
+. "$(dirname "$0")/shtest.sh"
+shtest_init herald_damage
+shtest_on_exit () {
     umount "$TMP/readonly" 2>/dev/null
     chmod -R u+w "$TMP" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok () { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
-check () {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
 }
 
-free_port () {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-for binary in "$HERALD" "$HERALDD"; do
-    if [ ! -x "$binary" ]; then
-        echo "not ok - $binary is not built"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
 
 API=tcp://127.0.0.1:$(free_port)
 FANOUT=tcp://127.0.0.1:$(free_port)
@@ -289,5 +255,4 @@ check "the kept events are the original's first $kept" \
     cmp -s "$case.replay" <(head -n "$kept" "$TMP/original-kill")
 [ -n "$BROKER_PID" ] && stop TERM
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+shtest_done

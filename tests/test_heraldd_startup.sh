@@ -13,45 +13,8 @@
 
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${HERALD_BUILDDIR:-$HERE/..}
-HERALD=$BUILD/tools/herald
-HERALDD=$BUILD/broker/heraldd
-PY=/usr/bin/python3
-
-passed=0
-failed=0
-BROKER_PID=
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald_startup.XXXXXX") || exit 99
-
-cleanup () {
-    if [ -n "$BROKER_PID" ]; then
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok () { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
-check () {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-free_port () {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-for binary in "$HERALD" "$HERALDD"; do
-    if [ ! -x "$binary" ]; then
-        echo "not ok - $binary is not built"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
+. "$(dirname "$0")/shtest.sh"
+shtest_init herald_startup
 
 #  try NAME ARGS...: run heraldd ARGS in the empty directory $TMP/NAME
 #  (its working directory, so the default ./var/herald would land there),
@@ -157,5 +120,4 @@ try $NAME -h
 check "-h is --help: exit 0" status_is 0
 check "-h prints the usage on stdout" grep -q "^Usage: heraldd" "$TMP/h.out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+shtest_done

@@ -1,0 +1,74 @@
+#  =========================================================================
+#  shtest.sh - what the shell tests share; sourced, after `set -u`
+#
+#      . "$(dirname "$0")/shtest.sh"
+#      shtest_init NAME
+#
+#  shtest_init sets HERE (tests/), BUILD (the build tree: $HERALD_BUILDDIR
+#  or HERE/..), HERALD and HERALDD (the programs, which must be built),
+#  PY (Debian's python3), TMP (a fresh directory, named after NAME), the
+#  counters `passed` and `failed`, and an EXIT trap that kills BROKER_PID
+#  and every pid in PIDS, calls shtest_on_exit when the test defines one,
+#  and removes TMP.  Every test prints "ok - ..." / "not ok - ..." per
+#  check and ends with "N passed, M failed" (shtest_done).
+#  =========================================================================
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=${HERALD_BUILDDIR:-$HERE/..}
+HERALD=$BUILD/tools/herald
+HERALDD=$BUILD/broker/heraldd
+PY=/usr/bin/python3
+
+passed=0
+failed=0
+BROKER_PID=
+PIDS=()
+TMP=
+
+shtest_cleanup () {
+    local pid
+    for pid in "${PIDS[@]}" $BROKER_PID; do
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if declare -F shtest_on_exit >/dev/null; then
+        shtest_on_exit
+    fi
+    [ -z "$TMP" ] || rm -rf "$TMP"
+}
+
+#  shtest_init NAME: the temporary directory, the trap, the programs
+shtest_init () {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 99
+    trap shtest_cleanup EXIT
+    local binary
+    for binary in "$HERALD" "$HERALDD"; do
+        if [ ! -x "$binary" ]; then
+            echo "not ok - $binary is not built"
+            echo "0 passed, 1 failed"
+            exit 1
+        fi
+    done
+}
+
+ok () { passed=$((passed + 1)); echo "ok - $1"; }
+not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
+
+#  check DESCRIPTION COMMAND...: pass when COMMAND succeeds
+check () {
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+
+#  free_port: a TCP port free on 127.0.0.1 now
+free_port () {
+    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+#  shtest_done: the totals line; exit 1 on any failure
+shtest_done () {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
