@@ -14,7 +14,8 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  libmsgpack-dev librocksdb-dev libzmq3-dev libczmq-dev libcriterion-dev
                  clang libclang-rt-14-dev
                  python3 python3-pytest python3-zmq python3-msgpack
-                 python3-pip python3-setuptools python3-wheel    # pip install ./bindings/python, offline
+                 python3-pip python3-venv    # pip install ./bindings/python, offline, in a venv (docs/python.md)
+                 python3-setuptools python3-wheel
                  libnats-dev libhiredis-dev)     # bench/compare's clients (docs/benchmarks.md)
 
 herald_say () { echo "herald: $*" >&2; }
