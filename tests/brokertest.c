@@ -309,8 +309,13 @@ bt_publish_twenty (zsock_t *sock, uint8_t ids [21][HERALD_ID_BYTES])
 void
 bt_status (zsock_t *sock, uint64_t rid, bu_reply_t *reply)
 {
-    cr_assert_eq (bu_status (sock, rid, reply, BT_WAIT_MS), 0, "no STATUS reply within %d ms",
-                  BT_WAIT_MS);
+    if (bu_status (sock, rid, reply, BT_WAIT_MS) != 0) {
+        char log [16384] = "";
+        if (bt_broker)
+            bu_broker_log_tail (bt_broker, log, sizeof log);
+        cr_assert_fail ("no STATUS reply within %d ms; the broker's log ends:\n%s", BT_WAIT_MS,
+                        log);
+    }
 }
 
 uint64_t

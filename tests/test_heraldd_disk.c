@@ -391,6 +391,15 @@ s_guard_test (void)
     //  Refused for space, RocksDB's flush may give a little back and let
     //  publishing resume for a moment: then publish until refused again.
     s_fill ((GUARD_MIB + 6) * MIB, false);
+    //  The guard sees another process's writes at its next measurement
+    //  (every 100 ms), not sooner: publishing before it has seen the
+    //  filler would race a fast publisher against that timer.
+    uint64_t seen_deadline = tu_mono_ns () + 5ULL * 1000000000ULL;
+    while (bt_status_extra (client, 2, "disk_free_bytes") > (GUARD_MIB + 7) * MIB) {
+        cr_assert_lt (tu_mono_ns (), seen_deadline, "the broker did not see the filler "
+                      "within 5 s");
+        zclock_sleep (20);
+    }
     uint64_t low = 0, refused = 0;
     for (int round = 0; round < 20 && !low; round++) {
         s_publish_until_refused (client, load);
