@@ -478,13 +478,23 @@ class _Core:
         sub = Subscription(self, name, prefixes, handler)
         sub._c_handler = trampoline(sub)
         array = _c_strings(prefixes)
+        #  Known before the C agent can deliver: a handler that raises on the
+        #  first event is reported (on_error) with its own exception, which
+        #  _report finds here.  Put back as it was if the agent refuses.
+        with self._lock:
+            previous = self.subscriptions.get(name)
+            self.subscriptions[name] = sub
         code = self.call(_lib.lib.herald_agent_subscribe, name.encode(), array,
                          _lib.Start(start_c.kind, start_c.value), sub._c_handler, None)
         if code != _lib.OK:
+            with self._lock:
+                if previous is None:
+                    self.subscriptions.pop(name, None)
+                else:
+                    self.subscriptions[name] = previous
             raise make_error(code)
         with self._lock:
             self._keep.append(sub._c_handler)
-            self.subscriptions[name] = sub
         return sub
 
     def unsubscribe(self, name: str) -> None:
