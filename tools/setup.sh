@@ -16,7 +16,8 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  python3 python3-pytest python3-zmq python3-msgpack
                  python3-pip python3-venv    # pip install ./bindings/python, offline, in a venv (docs/python.md)
                  python3-setuptools python3-wheel
-                 libnats-dev libhiredis-dev)     # bench/compare's clients (docs/benchmarks.md)
+                 libnats-dev libhiredis-dev      # bench/compare's clients (docs/benchmarks.md)
+                 gnuplot-nox)                    # bench/compare's charts (tests/test_bench_charts.sh)
 
 herald_say () { echo "herald: $*" >&2; }
 
