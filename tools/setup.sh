@@ -19,6 +19,11 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  libnats-dev libhiredis-dev      # bench/compare's clients (docs/benchmarks.md)
                  gnuplot-nox)                    # bench/compare's charts (tests/test_bench_charts.sh)
 
+# The cluster's consensus: libraft 0.22.1 from bookworm-backports (the
+# maintained line; Debian 12's own 0.15.0 has known safety bugs), with
+# libuv.  configure requires raft >= 0.18.
+herald_backports_packages=(libraft-dev libuv1-dev)
+
 herald_say () { echo "herald: $*" >&2; }
 
 # herald_log_run LOG COMMAND...: run COMMAND with its output appended to
@@ -59,6 +64,37 @@ herald_sources_copy () {
     (cd "$top" && printf '%s\n' "$list" | tar -cf - --verbatim-files-from -T -) \
         | tar -xf - -C "$dest" || return 1
     printf '%s\n' "$list" >"$dest/.herald-sources"
+}
+
+# herald_backports_mirror: the Debian mirror apt already uses (from its
+# deb822 or one-line sources), for the bookworm-backports suite.
+herald_backports_mirror () {
+    local file uri=""
+    for file in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$file" ] || continue
+        uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$file")
+        [ -n "$uri" ] && break
+    done
+    if [ -z "$uri" ]; then
+        for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+            [ -f "$file" ] || continue
+            uri=$(awk '$1 == "deb" && $0 !~ /security/ {
+                           for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$file")
+            [ -n "$uri" ] && break
+        done
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# herald_backports_sources [SUDO]: the bookworm-backports suite in apt's
+# sources (a file of its own), unless apt has it already.  Returns 0 when
+# it added it.
+herald_backports_sources () {
+    grep -rqsE '^(Suites:.*|deb .*)bookworm-backports' /etc/apt/sources.list \
+        /etc/apt/sources.list.d/ && return 1
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$(herald_backports_mirror)" \
+        | ${1:+"$1"} tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
 }
 
 # herald_make DIR LOG FIRST: make in DIR, its output in LOG.  Nothing is
@@ -143,21 +179,47 @@ herald_setup () {
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
             || missing+=("$package")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
+    local backports=() version
+    for package in "${herald_backports_packages[@]}"; do
+        version=$(dpkg-query -W -f='${Status} ${Version}' "$package" 2>/dev/null)
+        case $version in
+            "install ok installed "*) ;;
+            *) backports+=("$package"); continue ;;
+        esac
+        # libraft: 0.18 or later (bookworm's own is 0.15.0)
+        if [ "$package" = libraft-dev ] \
+        && dpkg --compare-versions "${version##* }" lt 0.18; then
+            backports+=("$package")
+        fi
+    done
+    if [ ${#missing[@]} -gt 0 ] || [ ${#backports[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             if ! command -v sudo >/dev/null; then
                 herald_say "missing Debian packages; as root, run:"
-                echo "    apt-get install ${missing[*]}" >&2
+                [ ${#missing[@]} -eq 0 ] || echo "    apt-get install ${missing[*]}" >&2
+                [ ${#backports[@]} -eq 0 ] || echo "    (with bookworm-backports in apt's" \
+                    "sources) apt-get install -t bookworm-backports ${backports[*]}" >&2
                 return 1
             fi
             sudo="sudo"
         fi
-        herald_say "installing ${#missing[@]} Debian package$([ ${#missing[@]} -eq 1 ] || echo s)" \
-                   "(a few minutes on a fresh machine): ${missing[*]}"
+        local all=("${missing[@]}" "${backports[@]}")
+        herald_say "installing ${#all[@]} Debian package$([ ${#all[@]} -eq 1 ] || echo s)" \
+                   "(a few minutes on a fresh machine): ${all[*]}"
         start=$SECONDS
+        if [ ${#backports[@]} -gt 0 ]; then
+            herald_backports_sources "$sudo" && herald_say "added the bookworm-backports suite to apt's sources" \
+                             "(/etc/apt/sources.list.d/bookworm-backports.sources)"
+        fi
         herald_log_run "$log" $sudo apt-get update -q || return
-        herald_log_run "$log" $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends "${missing[@]}" || return
+        if [ ${#missing[@]} -gt 0 ]; then
+            herald_log_run "$log" $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends "${missing[@]}" || return
+        fi
+        if [ ${#backports[@]} -gt 0 ]; then
+            herald_log_run "$log" $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends -t bookworm-backports "${backports[@]}" || return
+        fi
         herald_say "installed in $((SECONDS - start)) s"
     fi
 
