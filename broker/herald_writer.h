@@ -41,6 +41,8 @@ typedef struct {
     uint64_t first_seq;             //  the new events: first_seq .. last_seq
     uint64_t last_seq;              //  (last_seq < first_seq: none)
     herald_store_envelopes_t envelopes;     //  their envelopes, owned by the record
+    uint64_t raft_index;            //  cluster: the last raft index applied (0: standalone)
+    uint64_t term;                  //  cluster: the term of that entry
 } herald_applied_t;
 
 //  Start the writer thread for store (borrowed: it must outlive the

@@ -168,6 +168,46 @@ herald_err
     herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
                         uint64_t ts, herald_error_t *err);
 
+//  Cluster mode: herald_store_apply of one committed Raft entry, with its
+//  raft index written in the SAME WriteBatch as its effects (meta key
+//  "raft.applied", 8 bytes big-endian), also when the batches write no
+//  new event (all duplicates or conflicts), so "applied" and "its
+//  effects" can never disagree after a crash.  raft_index must be greater
+//  than herald_store_applied_index (HERALD_ERR_INTERNAL otherwise,
+//  nothing written).
+herald_err
+    herald_store_apply_entry (herald_store_t *self, herald_batch_t *batches, size_t count,
+                              uint64_t ts, uint64_t raft_index, herald_error_t *err);
+
+//  An entry with no events (a barrier, a membership change): only its
+//  raft index is written (synced as the store's durability says).
+herald_err
+    herald_store_set_applied (herald_store_t *self, uint64_t raft_index,
+                              herald_error_t *err);
+
+//  The last raft index applied (0: none, standalone), recovered on open.
+uint64_t
+    herald_store_applied_index (herald_store_t *self);
+
+//  The log digest at herald_store_head: d(0) = 0, d(seq) = XXH64 over
+//  d(seq - 1), id, seq, topic, ver, ts, type, schema, data's hash and
+//  meta (logical fields, not bytes).  Kept with the head in every
+//  WriteBatch and recovered on open, so two nodes at the same head with
+//  the same digest hold the same log.
+uint64_t
+    herald_store_digest (herald_store_t *self);
+
+//  Catch-up from a peer: install envelopes exactly as the peer stored
+//  them (from its REPLAY), seqs head + 1 on, in one WriteBatch with
+//  raft_index (0: leave the applied index alone).  Checked before
+//  anything is written: seq = head + 1, ver = the topic's ver + 1,
+//  ts >= last ts, id not stored, envelope well formed; else
+//  HERALD_ERR_INTERNAL naming the first that fails, nothing written.
+herald_err
+    herald_store_install (herald_store_t *self, const uint8_t *const *envelopes,
+                          const size_t *lens, size_t count, uint64_t raft_index,
+                          herald_error_t *err);
+
 //  The ts herald_store_append would propose now: the real clock (ns since
 //  the epoch), or the clock herald_store_set_clock pinned.
 uint64_t
