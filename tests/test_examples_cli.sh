@@ -97,7 +97,10 @@ for _ in range(100):
 [ -n "$port" ] || exit 99
 api="tcp://127.0.0.1:$port"
 for program in "$inventory" "$orders watch" "$py_inventory" "$py_orders watch"; do
-    rm -rf var
+    #   A background command's redirections are made in the child: without
+    #   the rm, the loop below could read the previous program's warning
+    #   (same $api) before this one truncates err, and stop it at once.
+    rm -rf var out err
     # shellcheck disable=SC2086
     $program --api "$api" >out 2>err &
     pid=$!
