@@ -34,6 +34,11 @@ typedef struct {
     char *raft;                     //  HOST:PORT of its Raft transport
     char *api;                      //  its api endpoint as clients reach it
     char *fanout;                   //  its fanout endpoint as clients reach it
+    //  (node) Its raft id, herald_raft_id of its name and store uuid: for
+    //  the bootstrap configuration, learned from its STATUS `raft_id`;
+    //  this node's own always set; 0: unknown (not needed once the raft
+    //  directory holds a configuration)
+    uint64_t id;
 } herald_peer_t;
 
 typedef struct {
@@ -66,6 +71,12 @@ typedef struct {
     size_t voters;                  //  voters in the configuration
     uint64_t apply_us_max;          //  longest single apply so far
 } herald_raft_state_t;
+
+//  (node) A node's raft id: raft_digest of "NAME/STORE-UUID" (never 0), so
+//  that a node whose disk was wiped (a new store uuid) can never vote as
+//  its old self.  In herald_raft.c with every other libraft call.
+uint64_t
+    herald_raft_id (const char *node, const char *store_uuid);
 
 //  Open (or create) the Raft state in options->dir and start the node's
 //  thread on store (borrowed: it must outlive the node; the node is its
