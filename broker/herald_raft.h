@@ -34,15 +34,12 @@ typedef struct {
     char *raft;                     //  HOST:PORT of its Raft transport
     char *api;                      //  its api endpoint as clients reach it
     char *fanout;                   //  its fanout endpoint as clients reach it
-    //  (node) Its raft id, herald_raft_id of its name and store uuid: for
-    //  the bootstrap configuration, learned from its STATUS `raft_id`;
-    //  this node's own always set; 0: unknown (not needed once the raft
-    //  directory holds a configuration)
-    uint64_t id;
+    uint64_t raft_id;               //  raft_digest ("NAME/STORE-UUID", 0): the caller's
 } herald_peer_t;
 
 typedef struct {
     const char *node;               //  this node's name (one of peers)
+    uint64_t self_id;               //  this node's raft id (its peer's raft_id when listed)
     const char *dir;                //  Raft state directory (created if missing)
     const herald_peer_t *peers;     //  every member, this node included
     size_t peer_count;
