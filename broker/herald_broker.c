@@ -60,10 +60,7 @@
 #include "herald_streams.h"
 #include "herald_uuid.h"
 
-//  Requests waiting per client connection before libzmq stops reading its
-//  TCP stream: a pipelining client is slowed by TCP, and what waits in the
-//  broker stays bounded per connection.
-#define ROUTER_RCVHWM       1000
+//  ROUTER_RCVHWM: herald_broker_bind.c
 #define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
 #define IDLE_FLUSH_BYTES    (1u << 20)  //  less written since the last flush: no idle flush
 #define ACKED_MARK_MS       1000        //  between two records of the acknowledged head
@@ -231,14 +228,8 @@ s_heartbeat (self_t *self)
     if (self->cluster) {
         //  A cluster node's epoch is its current term, and it says its role
         //  and whom it follows
-        herald_raft_state_t state;
-        herald_node_state (self->cluster, &state);
-        beat.heartbeat.epoch = state.term;
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &raw, msgpack_sbuffer_write);
-        beat.heartbeat.raw.count = herald_node_pack_heartbeat (self->cluster, &pk);
-        beat.heartbeat.raw.data = raw.data;
-        beat.heartbeat.raw.len = raw.size;
+        beat.heartbeat.epoch = herald_node_term (self->cluster);
+        beat.heartbeat.raw = herald_node_heartbeat_raw (self->cluster, &raw);
     }
     self->buffer.size = 0;
     if (herald_msg_encode (&beat, &self->buffer) == 0) {
@@ -466,14 +457,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     msgpack_sbuffer raw;
     msgpack_sbuffer_init (&raw);
     if (self->cluster) {
-        herald_raft_state_t state;
-        herald_node_state (self->cluster, &state);
-        values [8] = state.term;        //  epoch: the term, as in $hb
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &raw, msgpack_sbuffer_write);
-        reply.status.raw.count = herald_node_pack_status (self->cluster, &pk);
-        reply.status.raw.data = raw.data;
-        reply.status.raw.len = raw.size;
+        values [8] = herald_node_term (self->cluster);     //  epoch: the term, as in $hb
+        reply.status.raw = herald_node_status_raw (self->cluster, &raw);
         reply.status.role = (herald_str_t) { herald_node_role (self->cluster),
                                              strlen (herald_node_role (self->cluster)) };
     }
@@ -515,13 +500,8 @@ s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
     reply.welcome.losses = herald_store_losses (self->store, &reply.welcome.loss_count);
     msgpack_sbuffer raw;
     msgpack_sbuffer_init (&raw);
-    if (self->cluster) {
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &raw, msgpack_sbuffer_write);
-        reply.welcome.raw.count = herald_node_pack_welcome (self->cluster, &pk);
-        reply.welcome.raw.data = raw.data;
-        reply.welcome.raw.len = raw.size;
-    }
+    if (self->cluster)
+        reply.welcome.raw = herald_node_welcome_raw (self->cluster, &raw);
     herald_reply_msg (&self->reply, identity, &reply);
     msgpack_sbuffer_destroy (&raw);
 }
@@ -704,65 +684,6 @@ s_refuse_all (self_t *self)
     if (refused)
         herald_log ("error", "stopping: %zu requests not yet written were answered "
                     "ERROR overloaded", refused);
-}
-
-herald_err
-herald_broker_bind (const herald_config_t *config, zsock_t **router_p, zsock_t **pub_p,
-                    herald_error_t *err)
-{
-    assert (config && router_p && pub_p);
-    *router_p = NULL;
-    *pub_p = NULL;
-    zsock_t *router = zsock_new (ZMQ_ROUTER);
-    zsock_t *pub = zsock_new (ZMQ_PUB);
-    if (!router || !pub) {
-        zsock_destroy (&router);
-        zsock_destroy (&pub);
-        return herald_error_set (err, HERALD_ERR_NOMEM, NULL, "cannot create the broker's "
-                                 "sockets: %s", zmq_strerror (zmq_errno ()));
-    }
-    //  Mandatory routing: a message the client's queue cannot take is
-    //  refused (herald_reply_begin) instead of dropped unseen, so a stream
-    //  waits rather than loses events, and a reply that cannot go is counted.
-    zsock_set_router_mandatory (router, 1);
-    zsock_set_sndhwm (router, (int) config->client_hwm);
-    //  --fanout-hwm, 100,000 by default: one group commit publishes up to
-    //  DRAIN_EVENTS events at once, and more in a burst of commits, and
-    //  libzmq's default of 1000 dropped events even for subscribers keeping
-    //  up.  A subscriber that falls further behind loses messages (and its
-    //  agent replays); its cost to the broker stays bounded.
-    zsock_set_sndhwm (pub, (int) config->fanout_hwm);
-    zsock_set_rcvhwm (router, ROUTER_RCVHWM);
-    //  The largest legal PUBLISH, plus room for its framing; a larger frame
-    //  makes libzmq drop the connection rather than allocate it.
-    uint64_t max_body = (uint64_t) config->max_batch * config->max_event_bytes
-                      + (1u << 20);
-    zsock_set_maxmsgsize (router, max_body > INT64_MAX? -1: (int64_t) max_body);
-    zsock_set_linger (router, 1000);
-    zsock_set_linger (pub, 1000);
-    const char *which = "api", *endpoint = config->api;
-    bool bound = zsock_bind (router, "%s", endpoint) >= 0;
-    if (bound) {
-        which = "fanout";
-        endpoint = config->fanout;
-        bound = zsock_bind (pub, "%s", endpoint) >= 0;
-    }
-    if (!bound) {
-        int code = zmq_errno ();
-        zsock_destroy (&router);
-        zsock_destroy (&pub);
-        //  The usual case: a broker already runs on the defaults
-        if (code == EADDRINUSE)
-            return herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind %s "
-                                     "%s: the address is in use (is another heraldd "
-                                     "running? stop it, or give --%s another endpoint)",
-                                     which, endpoint, which);
-        return herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind %s %s: %s",
-                                 which, endpoint, zmq_strerror (code));
-    }
-    *router_p = router;
-    *pub_p = pub;
-    return HERALD_OK;
 }
 
 //  The sockets heraldd bound, or bind them here (tests start the actor

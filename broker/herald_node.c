@@ -552,8 +552,8 @@ s_pack_uint (msgpack_packer *pk, const char *key, uint64_t value)
     msgpack_pack_uint64 (pk, value);
 }
 
-size_t
-herald_node_pack_status (herald_node_t *self, msgpack_packer *pk)
+static size_t
+s_pack_status (herald_node_t *self, msgpack_packer *pk)
 {
     herald_raft_state_t state;
     herald_node_state (self, &state);
@@ -596,11 +596,11 @@ herald_node_pack_status (herald_node_t *self, msgpack_packer *pk)
         if (peer->raft_id)
             s_pack_uint (pk, "raft_id", peer->raft_id);
     }
-    return 14;
+    return 13;                          //  the pairs above
 }
 
-size_t
-herald_node_pack_welcome (herald_node_t *self, msgpack_packer *pk)
+static size_t
+s_pack_welcome (herald_node_t *self, msgpack_packer *pk)
 {
     herald_raft_state_t state;
     herald_node_state (self, &state);
@@ -609,8 +609,8 @@ herald_node_pack_welcome (herald_node_t *self, msgpack_packer *pk)
     return 1;
 }
 
-size_t
-herald_node_pack_heartbeat (herald_node_t *self, msgpack_packer *pk)
+static size_t
+s_pack_heartbeat (herald_node_t *self, msgpack_packer *pk)
 {
     herald_raft_state_t state;
     herald_node_state (self, &state);
@@ -619,4 +619,40 @@ herald_node_pack_heartbeat (herald_node_t *self, msgpack_packer *pk)
     s_pack_str (pk, "leader");
     s_pack_str_nil (pk, state.leader_api);
     return 2;
+}
+
+static herald_msg_raw_t
+s_raw (herald_node_t *self, msgpack_sbuffer *buffer,
+       size_t (*pack) (herald_node_t *, msgpack_packer *))
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    size_t count = pack (self, &pk);
+    return (herald_msg_raw_t) { buffer->data, buffer->size, count };
+}
+
+herald_msg_raw_t
+herald_node_status_raw (herald_node_t *self, msgpack_sbuffer *buffer)
+{
+    return s_raw (self, buffer, s_pack_status);
+}
+
+herald_msg_raw_t
+herald_node_welcome_raw (herald_node_t *self, msgpack_sbuffer *buffer)
+{
+    return s_raw (self, buffer, s_pack_welcome);
+}
+
+herald_msg_raw_t
+herald_node_heartbeat_raw (herald_node_t *self, msgpack_sbuffer *buffer)
+{
+    return s_raw (self, buffer, s_pack_heartbeat);
+}
+
+uint64_t
+herald_node_term (herald_node_t *self)
+{
+    herald_raft_state_t state;
+    herald_node_state (self, &state);
+    return state.term;
 }

@@ -27,6 +27,7 @@
 
 #include <czmq.h>
 #include "herald_config.h"
+#include "herald_msg.h"
 #include "herald_raft.h"
 #include "herald_store.h"
 
@@ -70,17 +71,21 @@ void
 void
     herald_node_state (herald_node_t *self, herald_raft_state_t *state);
 
-//  Append the cluster's keys of STATUS (cluster_state, raft_id, term,
-//  leader, leader_api, commit/applied/last index, voters, digest,
-//  apply_us_max, durability, peers) to pk.  Returns how many pairs.
-size_t
-    herald_node_pack_status (herald_node_t *self, msgpack_packer *pk);
+//  The cluster's keys of STATUS (cluster_state, raft_id, term, leader,
+//  leader_api, commit/applied/last index, voters, digest, apply_us_max,
+//  durability, peers), of WELCOME (leader: api or nil) and of $hb (role,
+//  leader), encoded into buffer (an empty one, which the caller frees
+//  after sending), as pairs for herald_msg_t's raw.
+herald_msg_raw_t
+    herald_node_status_raw (herald_node_t *self, msgpack_sbuffer *buffer);
+herald_msg_raw_t
+    herald_node_welcome_raw (herald_node_t *self, msgpack_sbuffer *buffer);
+herald_msg_raw_t
+    herald_node_heartbeat_raw (herald_node_t *self, msgpack_sbuffer *buffer);
 
-//  WELCOME's and $hb's: `leader` (api or nil), and for $hb `role`.
-size_t
-    herald_node_pack_welcome (herald_node_t *self, msgpack_packer *pk);
-size_t
-    herald_node_pack_heartbeat (herald_node_t *self, msgpack_packer *pk);
+//  The current term: a cluster node's epoch in $hb and STATUS.
+uint64_t
+    herald_node_term (herald_node_t *self);
 
 //  "leader" or "follower" (a candidate or a node not yet a member).
 const char *
