@@ -153,10 +153,9 @@ void
 herald_commit_attach (herald_commit_t *self, herald_raft_t *raft)
 {
     assert (self->clustered && !self->raft);
+    //  fanned stays the store's head when this unit was made, before the
+    //  Raft node started: every entry it applied since has a record
     self->raft = raft;
-    //  Raft replays what the store has not applied: fanout goes on from
-    //  the store's head as it stands now
-    self->counts.fanned = herald_store_head (self->store);
 }
 
 void
@@ -508,6 +507,8 @@ static void
 s_fan_out (herald_commit_t *self, const herald_applied_t *record)
 {
     for (uint64_t seq = record->first_seq; seq <= record->last_seq; seq++) {
+        if (seq <= self->counts.fanned)
+            continue;                   //  never twice, never out of order
         const uint8_t *envelope;
         size_t len;
         const char *topic;
