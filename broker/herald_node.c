@@ -4,7 +4,7 @@
 
     DESIGN
 
-    Identity.  The raft id is herald_raft_id ("NAME/STORE-UUID").  The
+    Identity.  The raft id is herald_raft_digest ("NAME/STORE-UUID").  The
     uuid is a UUIDv7 made the first time a broker opens the store and kept
     in its meta (key "store.uuid"): a data directory wiped and made again
     has a new one, so the node gets a new raft id and can never vote as
@@ -22,8 +22,11 @@
     this node's raft id: the cluster exists without this node as it is
     now.  Every node bootstraps the same configuration (libraft allows
     that): members in --peer order, each with the raft id it reported.
-    The ids are kept in the store's meta ("raft.peers"), so a member's
-    STATUS lists them after a restart too.
+    The ids are kept in the store's meta ("raft.peers"): herald_raft
+    needs every peer's (it names the leader by its id), and a member's
+    STATUS lists them after a restart too.  A node that does not know
+    them (one started with `existing` to be added) asks the peers' STATUS
+    first, as in bootstrap, and starts once each has answered.
 
     While it waits the node serves STATUS (cluster_state bootstrapping,
     its raft_id) and refuses PUBLISH with not_leader, leader nil
@@ -47,7 +50,8 @@
                     "with herald cluster add"
 
 typedef enum {
-    S_BOOTSTRAPPING,
+    S_BOOTSTRAPPING,                    //  pristine, `new`: waits for pristine peers
+    S_LEARNING,                         //  asks its peers their raft ids, then starts
     S_RUNNING                           //  Raft runs: member or joining (its role says)
 } s_phase_t;
 
@@ -71,6 +75,7 @@ struct _herald_node_t {
     herald_peer_t *peers;               //  config's, with ids (strings borrowed)
     size_t self_index;
     s_phase_t phase;
+    bool member;                        //  its raft directory held state at start
     herald_raft_t *raft;
     s_probe_t *probes;
     int64_t next_log;
@@ -213,6 +218,35 @@ herald_node_stop_raft (herald_node_t *self)
 //  ---------------------------------------------------------------------
 //  Lifecycle
 
+//  Ask every other peer STATUS from now on (herald_node_tick), to
+//  bootstrap or to learn their raft ids.
+static void
+s_probes_new (herald_node_t *self, s_phase_t phase)
+{
+    self->phase = phase;
+    self->probes = (s_probe_t *) zmalloc (self->config->peer_count * sizeof (s_probe_t));
+    for (size_t index = 0; index < self->config->peer_count; index++) {
+        if (index == self->self_index)
+            continue;
+        zsock_t *dealer = zsock_new (ZMQ_DEALER);
+        assert (dealer);
+        zsock_set_linger (dealer, 0);
+        //  Answers that never come are not kept for ever
+        zsock_set_sndhwm (dealer, 4);
+        zsock_set_sndtimeo (dealer, 0);
+        zsock_connect (dealer, "%s", self->config->peers [index].api);
+        self->probes [index].dealer = dealer;
+    }
+    if (phase == S_BOOTSTRAPPING)
+        herald_log ("info", "raft: node %s (raft id %" PRIu64 ") is pristine and waits for "
+                    "its %zu peers to be pristine too before bootstrapping",
+                    self->config->node, self->raft_id, self->config->peer_count - 1);
+    else
+        herald_log ("info", "raft: node %s (raft id %" PRIu64 ") asks its peers their raft "
+                    "ids before it starts", self->config->node, self->raft_id);
+    self->next_log = zclock_mono () + WAIT_LOG_MS;
+}
+
 herald_node_t *
 herald_node_new (herald_config_t *config, herald_store_t *store, herald_error_t *err)
 {
@@ -225,7 +259,9 @@ herald_node_new (herald_config_t *config, herald_store_t *store, herald_error_t 
         herald_node_destroy (&self);
         return NULL;
     }
-    self->raft_id = herald_raft_id (config->node, self->uuid);
+    char text [512];
+    snprintf (text, sizeof (text), "%s/%s", config->node, self->uuid);
+    self->raft_id = herald_raft_digest (text);
     if (asprintf (&self->raft_dir, "%s/raft", config->data_dir) < 0)
         self->raft_dir = NULL;
     self->peers = (herald_peer_t *) zmalloc (config->peer_count * sizeof (herald_peer_t));
@@ -237,17 +273,17 @@ herald_node_new (herald_config_t *config, herald_store_t *store, herald_error_t 
     }
     self->peers [self->self_index].raft_id = self->raft_id;
     s_ids_load (self);
-    if (!s_dir_empty (self->raft_dir)) {
-        //  A member: the raft directory holds its configuration
-        if (s_raft_start (self, false) != 0) {
-            herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "the Raft node could not "
-                              "start (see the log above)");
-            herald_node_destroy (&self);
-        }
-        return self;
-    }
-    if (!config->cluster_new) {
-        //  Not a member yet: Raft runs and waits to be added
+    self->member = !s_dir_empty (self->raft_dir);
+    if (self->member || !config->cluster_new) {
+        //  A member (the raft directory holds its configuration), or not
+        //  one yet (Raft runs and waits to be added): Raft starts once
+        //  every peer's raft id is known, kept from the bootstrap or asked
+        bool known = true;
+        for (size_t index = 0; index < config->peer_count; index++)
+            known = known && self->peers [index].raft_id != 0;
+        if (!known)
+            s_probes_new (self, S_LEARNING);
+        else
         if (s_raft_start (self, false) != 0) {
             herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "the Raft node could not "
                               "start (see the log above)");
@@ -265,25 +301,7 @@ herald_node_new (herald_config_t *config, herald_store_t *store, herald_error_t 
         herald_node_destroy (&self);
         return NULL;
     }
-    //  Bootstrapping: ask every other peer
-    self->phase = S_BOOTSTRAPPING;
-    self->probes = (s_probe_t *) zmalloc (config->peer_count * sizeof (s_probe_t));
-    for (size_t index = 0; index < config->peer_count; index++) {
-        if (index == self->self_index)
-            continue;
-        zsock_t *dealer = zsock_new (ZMQ_DEALER);
-        assert (dealer);
-        zsock_set_linger (dealer, 0);
-        //  Answers that never come are not kept for ever
-        zsock_set_sndhwm (dealer, 4);
-        zsock_set_sndtimeo (dealer, 0);
-        zsock_connect (dealer, "%s", config->peers [index].api);
-        self->probes [index].dealer = dealer;
-    }
-    herald_log ("info", "raft: node %s (raft id %" PRIu64 ") is pristine and waits for its "
-                "%zu peers to be pristine too before bootstrapping", config->node,
-                self->raft_id, config->peer_count - 1);
-    self->next_log = zclock_mono () + WAIT_LOG_MS;
+    s_probes_new (self, S_BOOTSTRAPPING);
     return self;
 }
 
@@ -391,7 +409,8 @@ s_probe (herald_node_t *self)
                 s_probe_read (self, probe, zframe_data (body), zframe_size (body));
             zmsg_destroy (&msg);
         }
-        if (probe->answered && streq (probe->state, "member") && !probe->lists_me) {
+        if (self->phase == S_BOOTSTRAPPING
+        &&  probe->answered && streq (probe->state, "member") && !probe->lists_me) {
             herald_log ("error", "peer %s (%s) is a member of the cluster, which does not "
                         "hold this node (%s, raft id %" PRIu64 "): %s",
                         self->peers [index].name, self->peers [index].api, self->config->node,
@@ -399,7 +418,8 @@ s_probe (herald_node_t *self)
             self->stop_reason = "the cluster exists already without this node";
             return -1;
         }
-        bool settled = probe->answered && (streq (probe->state, "bootstrapping")
+        bool settled = probe->answered && (self->phase == S_LEARNING
+                                           || streq (probe->state, "bootstrapping")
                                            || streq (probe->state, "member"));
         all = all && settled;
         if (now >= probe->next_probe) {
@@ -433,7 +453,8 @@ s_probe (herald_node_t *self)
                                            used? ", ": "", self->peers [index].name,
                                            probe->answered? probe->state: "no answer");
         }
-        herald_log ("info", "raft: still waiting to bootstrap: %s", waiting);
+        herald_log ("info", "raft: still waiting to %s: %s", self->phase == S_BOOTSTRAPPING?
+                    "bootstrap": "learn its peers' raft ids", waiting);
         self->next_log = now + WAIT_LOG_MS;
     }
     return 0;
@@ -444,7 +465,7 @@ herald_node_tick (herald_node_t *self)
 {
     if (self->stop_reason)
         return -1;
-    if (self->phase == S_BOOTSTRAPPING) {
+    if (self->phase != S_RUNNING) {
         int decision = s_probe (self);
         if (decision < 0)
             return -1;
@@ -454,13 +475,13 @@ herald_node_tick (herald_node_t *self)
             if (self->probes [index].dealer)
                 self->peers [index].raft_id = self->probes [index].raft_id;
         if (s_ids_save (self) != HERALD_OK) {
-            herald_log ("error", "cannot record the bootstrap configuration in the store");
+            herald_log ("error", "cannot record the peers' raft ids in the store");
             self->stop_reason = "the store failed";
             return -1;
         }
         for (size_t index = 0; index < self->config->peer_count; index++)
             zsock_destroy (&self->probes [index].dealer);
-        if (s_raft_start (self, true) != 0)
+        if (s_raft_start (self, self->phase == S_BOOTSTRAPPING) != 0)
             return -1;
     }
     herald_raft_state_t state;
@@ -487,8 +508,7 @@ herald_node_wait (herald_node_t *self)
 {
     //  Bootstrapping polls its peers; a running node notices a role change
     //  within a Raft heartbeat, for the log and for STOPPED
-    return self->phase == S_BOOTSTRAPPING? PROBE_MS / 2
-                                         : (int64_t) self->config->raft_heartbeat_ms;
+    return self->phase != S_RUNNING? PROBE_MS / 2: (int64_t) self->config->raft_heartbeat_ms;
 }
 
 herald_raft_t *
@@ -558,6 +578,7 @@ s_pack_status (herald_node_t *self, msgpack_packer *pk)
     herald_raft_state_t state;
     herald_node_state (self, &state);
     const char *cluster_state = self->phase == S_BOOTSTRAPPING? "bootstrapping"
+                              : self->phase == S_LEARNING? (self->member? "member": "joining")
                               : state.role == HERALD_RAFT_JOINING? "joining": "member";
     s_pack_str (pk, "cluster_state");
     s_pack_str (pk, cluster_state);

@@ -3,7 +3,7 @@
     its Raft node, and the cluster's keys of STATUS, WELCOME and $hb
 
     A broker started with --peer is a cluster node (herald_config).  This
-    unit gives it its raft id (herald_raft_id of its name and the store's
+    unit gives it its raft id (herald_raft_digest of its name and the store's
     uuid, made once and kept in the store), decides what it is at start,
     runs the bootstrap rule while it has to, owns the herald_raft_t once
     it runs, and says what the broker tells clients about the cluster.

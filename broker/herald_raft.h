@@ -69,12 +69,6 @@ typedef struct {
     uint64_t apply_us_max;          //  longest single apply so far
 } herald_raft_state_t;
 
-//  (node) A node's raft id: raft_digest of "NAME/STORE-UUID" (never 0), so
-//  that a node whose disk was wiped (a new store uuid) can never vote as
-//  its old self.  In herald_raft.c with every other libraft call.
-uint64_t
-    herald_raft_id (const char *node, const char *store_uuid);
-
 //  Open (or create) the Raft state in options->dir and start the node's
 //  thread on store (borrowed: it must outlive the node; the node is its
 //  only appender from now on).  NULL with err filled when it cannot
@@ -113,5 +107,11 @@ void
 //  The node's state now (any thread).
 void
     herald_raft_state (herald_raft_t *self, herald_raft_state_t *state);
+
+//  A raft id: raft_digest (text, 0), for text "NAME/STORE-UUID" (never 0
+//  in practice; libraft refuses id 0).  Here so that libraft is called
+//  from this unit only.
+uint64_t
+    herald_raft_digest (const char *text);
 
 #endif
