@@ -21,6 +21,7 @@
 */
 
 #include <errno.h>
+#include <signal.h>
 #include <sysexits.h>
 #include <sys/statvfs.h>
 #include "herald_broker.h"
@@ -102,8 +103,12 @@ main (int argc, char **argv)
     //  A cluster node's ACK is durable in a majority's Raft logs (libraft
     //  writes O_DSYNC); the store's WAL is written unsynced, and what a
     //  node loses of its tail is applied again from its own Raft log.
-    if (herald_config_clustered (config))
+    if (herald_config_clustered (config)) {
         options.durability = HERALD_DURABILITY_ASYNC;
+        //  libuv writes to the peers' Raft connections with write(2): a
+        //  peer that died mid-write must cost an EPIPE, not this process
+        signal (SIGPIPE, SIG_IGN);
+    }
     herald_store_t *store = herald_store_open (config->data_dir, &options, &err);
     if (!store) {
         fprintf (stderr, "heraldd: %s\n", err.message);
