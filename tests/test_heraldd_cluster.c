@@ -438,9 +438,16 @@ Test (heraldd_cluster, a_node_that_lost_its_unsynced_wal_tail_is_made_whole_from
     size_t follower = (size_t) (leader + 1) % S_NODES;
     cr_assert_eq (s_publish ((size_t) leader, "a", 20, 10, 1), 200);
     s_wait_heads (200);
-    //  kill -9 and the WAL's unsynced tail gone: no acknowledged-head
-    //  marker in cluster mode, so the store opens shorter, and Raft
-    //  applies the entries it lost again
+    //  A standalone broker records its acknowledged head once a second
+    //  (HERALD-ACKED), and a store that opens below it refuses to start.
+    //  A cluster node must not: a full second gives it the chance to.
+    zclock_sleep (1500);
+    char *marker = tu_path (s_cluster->nodes [follower]->data_dir, "HERALD-ACKED");
+    struct stat info;
+    cr_assert_neq (stat (marker, &info), 0, "a cluster node wrote %s", marker);
+    free (marker);
+    //  kill -9 and the WAL's unsynced tail gone: the store opens shorter,
+    //  and Raft applies the entries it lost again
     bu_broker_kill (s_cluster->nodes [follower]);
     cr_assert_gt (s_cut_live_wal (s_cluster->nodes [follower]->data_dir), 0);
     if (bu_broker_restart (s_cluster->nodes [follower], BT_START_MS) != 0)
