@@ -175,7 +175,7 @@ herald_entry_encode (const herald_entry_t *entry, msgpack_sbuffer *buffer)
     uint8_t header [HEADER_BYTES];
     memcpy (header, HERALD_ENTRY_MAGIC, 4);
     header [4] = (uint8_t) entry->kind;
-    header [5] = entry->flags;
+    header [5] = 0;                     //  the padding count, set below
     header [6] = (uint8_t) (entry->rules >> 8);
     header [7] = (uint8_t) entry->rules;
     s_put64 (header + 8, entry->term);
@@ -203,8 +203,14 @@ herald_entry_encode (const herald_entry_t *entry, msgpack_sbuffer *buffer)
     }
     if (rc)
         return -1;
+    size_t padding = (8 - (buffer->size - start + 4) % 8) % 8;
+    buffer->data [start + 5] = (char) padding;
     uint32_t crc = herald_crc32c (0, buffer->data + start, buffer->size - start);
-    return s_write32 (buffer, crc) ? -1: 0;
+    static const char zeros [8] = { 0 };
+    if (s_write32 (buffer, crc)
+    ||  (padding && msgpack_sbuffer_write (buffer, zeros, padding)))
+        return -1;
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -303,6 +309,16 @@ herald_entry_decode (herald_entry_t *entry, const void *bytes, size_t len,
         return s_corrupt (err, "", "shorter than its header");
     if (memcmp (in, HERALD_ENTRY_MAGIC, 4) != 0)
         return s_corrupt (err, "magic", "not HRE1");
+    if (in [5] > 7)
+        return s_corrupt (err, "flags", "reserved flags set");
+    size_t padding = in [5];
+    if (len < HERALD_ENTRY_OVERHEAD + padding)
+        return s_corrupt (err, "", "shorter than its header and padding");
+    len -= padding;
+    size_t index;
+    for (index = 0; index < padding; index++)
+        if (in [len + index] != 0)
+            return s_corrupt (err, "flags", "padding is not zero");
     uint32_t crc = s_get32 (in + len - 4);
     if (herald_crc32c (0, in, len - 4) != crc)
         return s_corrupt (err, "crc", "crc32c mismatch (damaged)");

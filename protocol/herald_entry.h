@@ -17,6 +17,12 @@
         +---------------------------------------------------+
         | crc32c u32 over every byte before it              |
         +---------------------------------------------------+
+        | padding: flags & 7 zero bytes                     |
+        +---------------------------------------------------+
+
+    flags: bits 0-2 count the zero bytes after the crc that make the
+    entry's length a multiple of 8 (libraft 0.22's disk append refuses
+    any other length); the other bits are 0 (reserved).
 
         body of kind 1 (publish):
             request count u32
@@ -66,7 +72,7 @@ typedef struct {
 
 typedef struct {
     herald_entry_kind_t kind;
-    uint8_t flags;                  //  0 (reserved)
+    uint8_t flags;                  //  padding count (encode sets it)
     uint16_t rules;                 //  HERALD_ENTRY_RULES
     uint64_t term;                  //  the proposer's term when it proposed
     uint64_t proposer;              //  the proposer's raft id
@@ -86,8 +92,9 @@ typedef struct {
 size_t
     herald_entry_request_size (const herald_event_t *events, size_t count);
 
-//  Append entry to buffer.  Returns 0, or -1 if out of memory or a count
-//  or length does not fit its field.
+//  Append entry to buffer, padded to a multiple of 8 bytes (entry->flags
+//  is ignored).  Returns 0, or -1 if out of memory or a count or length
+//  does not fit its field.
 int
     herald_entry_encode (const herald_entry_t *entry, msgpack_sbuffer *buffer);
 

@@ -112,10 +112,11 @@ Test (herald_entry, publish_round_trips_every_field)
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
-    cr_assert_eq (buffer.size, HERALD_ENTRY_OVERHEAD + 4
-                  + herald_entry_request_size (f.first, 2)
-                  + herald_entry_request_size (f.second, 1),
-                  "request sizes add up to the entry");
+    size_t unpadded = HERALD_ENTRY_OVERHEAD + 4 + herald_entry_request_size (f.first, 2)
+                    + herald_entry_request_size (f.second, 1);
+    cr_assert_eq (buffer.size % 8, 0, "padded for libraft");
+    cr_assert_eq (buffer.size, unpadded + (8 - unpadded % 8) % 8,
+                  "request sizes and the padding add up to the entry");
 
     msgpack_zone zone;
     msgpack_zone_init (&zone, 1024);
@@ -149,15 +150,19 @@ Test (herald_entry, header_is_big_endian_with_a_trailing_crc32c)
     const uint8_t *b = (const uint8_t *) buffer.data;
     cr_assert_arr_eq (b, "HRE1", 4);
     cr_assert_eq (b [4], 1);
-    cr_assert_eq (b [5], 0);
+    size_t padding = b [5];
+    cr_assert_lt (padding, 8);
+    cr_assert_eq (buffer.size % 8, 0);
     cr_assert_eq ((b [6] << 8) | b [7], HERALD_ENTRY_RULES);
     cr_assert_eq (b [15], 7, "term u64 big-endian");
     cr_assert_eq (b [16], 0x11, "proposer id big-endian");
     cr_assert_eq (b [23], 0x88);
     cr_assert_eq (b [32 + 3], 1, "request count");
     cr_assert_eq (b [36 + 3], 2, "event count");
-    uint32_t crc = herald_crc32c (0, b, buffer.size - 4);
-    const uint8_t *tail = b + buffer.size - 4;
+    for (size_t i = 0; i < padding; i++)
+        cr_assert_eq (b [buffer.size - 1 - i], 0, "padding is zeros");
+    uint32_t crc = herald_crc32c (0, b, buffer.size - padding - 4);
+    const uint8_t *tail = b + buffer.size - padding - 4;
     cr_assert_eq (((uint32_t) tail [0] << 24 | tail [1] << 16 | tail [2] << 8 | tail [3]), crc);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -172,7 +177,7 @@ Test (herald_entry, noop_and_node_table_round_trip)
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
-    cr_assert_eq (buffer.size, HERALD_ENTRY_OVERHEAD);
+    cr_assert_eq (buffer.size, 40, "36 bytes padded to 40");
     msgpack_zone zone;
     msgpack_zone_init (&zone, 1024);
     herald_entry_t back;
@@ -209,6 +214,7 @@ s_decode (const void *bytes, size_t len, herald_error_t *err)
 static void
 s_reseal (uint8_t *bytes, size_t len)
 {
+    len -= bytes [5] < 8? bytes [5]: 0;     //  the padding after the crc
     uint32_t crc = herald_crc32c (0, bytes, len - 4);
     bytes [len - 4] = (uint8_t) (crc >> 24);
     bytes [len - 3] = (uint8_t) (crc >> 16);
@@ -257,6 +263,7 @@ Test (herald_entry, forged_counts_kinds_and_rules_are_refused_with_a_valid_crc)
         const char *field;
     } cases [] = {
         { 4, 9, "kind" },                   //  unknown kind
+        { 5, 0x80, "flags" },               //  a reserved flag
         { 7, 2, "rules" },                  //  rules this build does not implement
         { 32, 0xff, "requests" },           //  request count 4 billion
         { 35, 3, "requests" },              //  one request more than there is
@@ -294,10 +301,21 @@ Test (herald_entry, an_event_map_publish_would_refuse_is_corrupt)
     herald_event_t good = s_event (9, "t", "x");
     request.events = &good;
     cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
-    uint8_t *longer = calloc (1, buffer.size + 1);
-    memcpy (longer, buffer.data, buffer.size - 4);
-    s_reseal (longer, buffer.size + 1);
-    cr_assert_eq (s_decode (longer, buffer.size + 1, &err), HERALD_ERR_CORRUPT);
+    size_t padding = (uint8_t) buffer.data [5];
+    size_t body = buffer.size - padding - 4;
+    uint8_t *longer = calloc (1, buffer.size + 8);
+    memcpy (longer, buffer.data, body);
+    longer [5] = 0;
+    s_reseal (longer, body + 1 + 4);
+    cr_assert_eq (s_decode (longer, body + 1 + 4, &err), HERALD_ERR_CORRUPT);
+    cr_assert_str_eq (err.field, "", "%s", err.message);
+    //  Padding that is not zero is damage
+    memcpy (longer, buffer.data, buffer.size);
+    if (padding) {
+        longer [buffer.size - 1] = 1;
+        cr_assert_eq (s_decode (longer, buffer.size, &err), HERALD_ERR_CORRUPT);
+        cr_assert_str_eq (err.field, "flags");
+    }
     free (longer);
     msgpack_sbuffer_destroy (&buffer);
 }
