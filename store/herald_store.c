@@ -14,7 +14,9 @@
     Counters are never stored: head ends the last run of "events", the
     first seq is its first key, the topic count the number of keys in "topics", and
     the last ts is read from the head event.  A crash can therefore never
-    leave a counter that disagrees with the data.
+    leave a counter that disagrees with the data.  The two exceptions, the
+    log digest and the applied raft index, are written in the WriteBatch
+    of the events they describe (herald_store_cluster.c).
 
     ERRORS (the store's part of Herald's one convention, herald_err and
     herald_error_t): every function that reads RocksDB can fail and says
@@ -722,7 +724,8 @@ herald_store_open (const char *path, const herald_store_options_t *options,
     if (s_recover (self, err) != HERALD_OK
     ||  s_check_format (self, existing, err) != HERALD_OK
     ||  herald_store_losses_load (self, err) != HERALD_OK
-    ||  herald_store_check_wal (self, newest_wal, err) != HERALD_OK) {
+    ||  herald_store_check_wal (self, newest_wal, err) != HERALD_OK
+    ||  herald_store_recover_cluster (self, err) != HERALD_OK) {
         herald_store_destroy (&self);
         return NULL;
     }
