@@ -584,3 +584,275 @@ Test (herald_store_cluster, kill_9_never_separates_an_entry_from_its_index_async
 {
     s_crash_test (HERALD_DURABILITY_ASYNC);
 }
+
+//  ---------------------------------------------------------------------
+//  The log digest
+
+//  d(head) computed here from the log, event by event, as documented.
+static uint64_t
+s_digest_of_log (herald_store_t *store)
+{
+    s_log_t log;
+    s_log_read (store, &log);
+    uint64_t digest = 0;
+    for (size_t i = 0; i < log.count; i++) {
+        tu_decoded_t decoded = { 0 };
+        cr_assert_eq (tu_decode (&decoded, log.bytes [i], log.lens [i]), HERALD_OK);
+        digest = herald_store_digest_next (digest, &decoded.event,
+                                           herald_hash_content (&decoded.event));
+        tu_decoded_fini (&decoded);
+    }
+    s_log_free (&log);
+    return digest;
+}
+
+Test (herald_store_cluster, the_digest_is_the_same_for_the_same_entries)
+{
+    herald_store_t *a = s_open ("a");
+    herald_store_options_t small = {
+        .durability = HERALD_DURABILITY_ASYNC, .topic_cache = 1, .write_buffer_mb = 1
+    };
+    herald_store_t *b = s_open_with ("b", &small);
+    herald_store_t *c = s_open ("c");
+    cr_assert_eq (herald_store_digest (a), 0, "the digest of an empty log is 0");
+    se_entry_t *entry = malloc (sizeof *entry);
+    cr_assert_not_null (entry);
+    uint64_t previous = 0, previous_head = 0;
+    size_t changes = 0;
+    for (uint64_t index = 1; index <= 80; index++) {
+        herald_error_t err = { 0 };
+        cr_assert_eq (se_apply_entry (a, index, entry, &err), HERALD_OK, "%s", err.message);
+        cr_assert_eq (se_apply_entry (b, index, entry, &err), HERALD_OK, "%s", err.message);
+        //  The standalone apply keeps the same digest (no raft index)
+        if (!entry->barrier)
+            cr_assert_eq (herald_store_apply (c, entry->batches, entry->count, entry->ts, &err),
+                          HERALD_OK, "%s", err.message);
+        cr_assert_eq (herald_store_digest (a), herald_store_digest (b),
+                      "entry %" PRIu64 ": digests differ", index);
+        cr_assert_eq (herald_store_digest (a), herald_store_digest (c),
+                      "entry %" PRIu64 ": the standalone apply's digest differs", index);
+        //  It moves exactly when the head does
+        cr_assert_eq (herald_store_digest (a) != previous, herald_store_head (a) != previous_head,
+                      "entry %" PRIu64 ": head %" PRIu64 " -> %" PRIu64 ", digest %s", index,
+                      previous_head, herald_store_head (a),
+                      herald_store_digest (a) != previous? "changed": "did not change");
+        if (herald_store_digest (a) != previous)
+            changes++;
+        previous = herald_store_digest (a);
+        previous_head = herald_store_head (a);
+        if (index == 40) {
+            herald_store_destroy (&b);
+            b = s_open_with ("b", &small);
+            cr_assert_eq (herald_store_digest (b), herald_store_digest (a),
+                          "the digest changed across a reopen");
+        }
+    }
+    cr_assert_gt (changes, 40);
+    free (entry);
+    //  What it is: the documented chain over the log's events
+    cr_assert_eq (herald_store_digest (a), s_digest_of_log (a));
+    s_assert_same (a, b);
+    s_assert_same (a, c);
+    herald_store_destroy (&a);
+    herald_store_destroy (&b);
+    herald_store_destroy (&c);
+}
+
+//  The digest of a store holding one event, with ts.
+static uint64_t
+s_digest_one (const char *name, const herald_event_t *event, uint64_t ts)
+{
+    herald_store_t *store = s_open (name);
+    herald_append_result_t result;
+    herald_batch_t batch = s_batch (event, 1, &result);
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_apply (store, &batch, 1, ts, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_head (store), 1);
+    uint64_t digest = herald_store_digest (store);
+    cr_assert_eq (digest, s_digest_of_log (store));
+    herald_store_destroy (&store);
+    return digest;
+}
+
+Test (herald_store_cluster, the_digest_changes_with_every_logical_field)
+{
+    static const herald_kv_t meta [2] = { { "k", 1, "v", 1 }, { "trace", 5, "abc", 3 } };
+    herald_event_t base = tu_event ("orders.eu", "payload");
+    base.type = "order.placed";
+    base.type_len = 12;
+    base.has_schema = true;
+    base.schema = 2;
+    base.meta = meta;
+    base.meta_count = 2;
+    const uint64_t ts = 1700000000000000000ULL;
+    uint64_t digest = s_digest_one ("base", &base, ts);
+    cr_assert_eq (s_digest_one ("same", &base, ts), digest, "the same event, another digest");
+
+    static const herald_kv_t meta_key [2] = { { "K", 1, "v", 1 }, { "trace", 5, "abc", 3 } };
+    static const herald_kv_t meta_value [2] = { { "k", 1, "w", 1 }, { "trace", 5, "abc", 3 } };
+    static const herald_kv_t meta_order [2] = { { "trace", 5, "abc", 3 }, { "k", 1, "v", 1 } };
+    static const herald_kv_t meta_shift [2] = { { "k", 1, "vt", 2 }, { "race", 4, "abc", 3 } };
+    typedef struct {
+        const char *what;
+        herald_event_t event;
+        uint64_t ts;
+    } s_variant_t;
+    s_variant_t variants [20];
+    size_t count = 0;
+#define VARIANT(name, change) do { \
+        herald_event_t event = base; change; \
+        variants [count++] = (s_variant_t) { name, event, ts }; \
+    } while (0)
+    VARIANT ("id", event.id [15] ^= 1);
+    VARIANT ("topic", event.topic = "orders.eX");
+    VARIANT ("data", event.data = (const uint8_t *) "paYload");
+    VARIANT ("empty data", event.data_len = 0);
+    VARIANT ("type", event.type = "order.placeX");
+    VARIANT ("no type", event.type = NULL; event.type_len = 0);
+    VARIANT ("schema", event.schema = 3);
+    VARIANT ("no schema", event.has_schema = false; event.schema = 0);
+    VARIANT ("schema 1 given", event.schema = 1);
+    VARIANT ("meta key", event.meta = meta_key);
+    VARIANT ("meta value", event.meta = meta_value);
+    VARIANT ("meta order", event.meta = meta_order);
+    VARIANT ("meta boundary", event.meta = meta_shift);
+    VARIANT ("one meta entry", event.meta_count = 1);
+    VARIANT ("no meta", event.meta = NULL; event.meta_count = 0);
+    VARIANT ("empty meta", event.meta_count = 0);
+    VARIANT ("ts", (void) 0);
+    variants [count - 1].ts = ts + 1;
+#undef VARIANT
+    uint64_t seen [21] = { digest };
+    for (size_t i = 0; i < count; i++) {
+        char name [32];
+        snprintf (name, sizeof name, "v%zu", i);
+        uint64_t other = s_digest_one (name, &variants [i].event, variants [i].ts);
+        for (size_t j = 0; j <= i; j++)
+            cr_assert_neq (other, seen [j], "%s: the digest did not change", variants [i].what);
+        seen [i + 1] = other;
+    }
+    //  "no schema" and "schema 1 given" mean the same schema, but they are
+    //  not the same envelope, and the digest tells them apart like "no
+    //  meta" and "empty meta" (the envelope's bytes would differ).
+
+    //  seq, ver and the digest before: the chain itself
+    herald_event_t event = base;
+    event.seq = 7;
+    event.ver = 3;
+    event.ts = ts;
+    uint64_t content = herald_hash_content (&event);
+    uint64_t next = herald_store_digest_next (11, &event, content);
+    cr_assert_neq (herald_store_digest_next (12, &event, content), next, "previous");
+    event.seq = 8;
+    cr_assert_neq (herald_store_digest_next (11, &event, content), next, "seq");
+    event.seq = 7;
+    event.ver = 4;
+    cr_assert_neq (herald_store_digest_next (11, &event, content), next, "ver");
+    event.ver = 3;
+    cr_assert_eq (herald_store_digest_next (11, &event, content), next);
+}
+
+//  Put (value) or delete (NULL) key in CF "default" of the closed store
+//  in directory name, with RocksDB alone.
+static void
+s_raw_default (const char *name, const char *key, const void *value, size_t len)
+{
+    char *path = tu_path (s_dir, name);
+    rocksdb_options_t *options = rocksdb_options_create ();
+    const char *names [] = { "default", "events", "ids", "streams", "topics" };
+    const rocksdb_options_t *cf_options [5] = { options, options, options, options, options };
+    rocksdb_column_family_handle_t *handles [5];
+    char *rocks_err = NULL;
+    rocksdb_t *db = rocksdb_open_column_families (options, path, 5, names, cf_options, handles,
+                                                  &rocks_err);
+    cr_assert_null (rocks_err, "raw open %s: %s", path, rocks_err);
+    rocksdb_writeoptions_t *write = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (write, 1);
+    if (value)
+        rocksdb_put_cf (db, write, handles [0], key, strlen (key), value, len, &rocks_err);
+    else
+        rocksdb_delete_cf (db, write, handles [0], key, strlen (key), &rocks_err);
+    cr_assert_null (rocks_err, "raw write: %s", rocks_err);
+    rocksdb_writeoptions_destroy (write);
+    for (int cf = 0; cf < 5; cf++)
+        rocksdb_column_family_handle_destroy (handles [cf]);
+    rocksdb_close (db);
+    rocksdb_options_destroy (options);
+    free (path);
+}
+
+//  Whether key is in CF "default" of the closed store in directory name.
+static bool
+s_raw_has (const char *name, const char *key)
+{
+    char *path = tu_path (s_dir, name);
+    rocksdb_options_t *options = rocksdb_options_create ();
+    const char *names [] = { "default", "events", "ids", "streams", "topics" };
+    const rocksdb_options_t *cf_options [5] = { options, options, options, options, options };
+    rocksdb_column_family_handle_t *handles [5];
+    char *rocks_err = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families (
+        options, path, 5, names, cf_options, handles, 0, &rocks_err);
+    cr_assert_null (rocks_err, "raw open %s: %s", path, rocks_err);
+    rocksdb_readoptions_t *read = rocksdb_readoptions_create ();
+    size_t len = 0;
+    char *value = rocksdb_get_cf (db, read, handles [0], key, strlen (key), &len, &rocks_err);
+    cr_assert_null (rocks_err, "raw get: %s", rocks_err);
+    free (value);
+    rocksdb_readoptions_destroy (read);
+    for (int cf = 0; cf < 5; cf++)
+        rocksdb_column_family_handle_destroy (handles [cf]);
+    rocksdb_close (db);
+    rocksdb_options_destroy (options);
+    free (path);
+    return value != NULL;
+}
+
+Test (herald_store_cluster, a_store_without_its_digest_gets_it_computed_on_open)
+{
+    herald_store_t *store = s_open ("db");
+    s_apply_entries (store, 1, 30);
+    uint64_t digest = herald_store_digest (store);
+    uint64_t head = herald_store_head (store);
+    cr_assert_gt (head, 0);
+    herald_store_destroy (&store);
+    cr_assert (s_raw_has ("db", HERALD_STORE_DIGEST_KEY));
+
+    //  A store from before the digest: computed on open, and stored
+    s_raw_default ("db", HERALD_STORE_DIGEST_KEY, NULL, 0);
+    cr_assert (!s_raw_has ("db", HERALD_STORE_DIGEST_KEY));
+    herald_store_options_t read_only = { .read_only = true };
+    store = s_open_with ("db", &read_only);
+    cr_assert_eq (herald_store_digest (store), digest, "computed on a read-only open");
+    herald_store_destroy (&store);
+    cr_assert (!s_raw_has ("db", HERALD_STORE_DIGEST_KEY), "a read-only open wrote");
+    store = s_open ("db");
+    cr_assert_eq (herald_store_digest (store), digest, "computed on open");
+    herald_store_destroy (&store);
+    cr_assert (s_raw_has ("db", HERALD_STORE_DIGEST_KEY), "the computed digest was not stored");
+
+    //  A digest stored for another head is not believed
+    uint8_t stale [16];
+    tu_put_be64 (stale, head - 1);
+    tu_put_be64 (stale + 8, 12345);
+    s_raw_default ("db", HERALD_STORE_DIGEST_KEY, stale, sizeof stale);
+    store = s_open ("db");
+    cr_assert_eq (herald_store_digest (store), digest, "a stale digest was believed");
+    //  and the store goes on from it
+    s_apply_entries (store, 31, 40);
+    herald_store_t *reference = s_open ("reference");
+    s_apply_entries (reference, 1, 40);
+    cr_assert_eq (herald_store_digest (store), herald_store_digest (reference));
+    herald_store_destroy (&reference);
+    herald_store_destroy (&store);
+
+    //  A digest key of the wrong size: the store says so
+    s_raw_default ("db", HERALD_STORE_DIGEST_KEY, stale, 5);
+    herald_error_t err = { 0 };
+    char *path = tu_path (s_dir, "db");
+    store = herald_store_open (path, NULL, &err);
+    cr_assert_null (store);
+    cr_assert_eq (err.code, HERALD_ERR_CORRUPT);
+    cr_assert (strstr (err.message, "herald.digest has 5 bytes"), "%s", err.message);
+    free (path);
+}
