@@ -89,10 +89,9 @@
 
     Snapshots are a manifest, never events (CLUSTER.md §3.6): msgpack
     {format, index, head, last_ts, digest, node, api, peers}.  snapshot()
-    first syncs the store's WAL (herald_store_mark_acked, which syncs
-    under async durability and records head as acknowledged: true here,
-    every applied event is committed), so the store is durable up to
-    every snapshot, below which libraft drops its log.  restore(): a store
+    first syncs the store's WAL (herald_store_sync: no acknowledged-head
+    marker, which a cluster node must not write), so the store is durable
+    up to every snapshot, below which libraft drops its log.  restore(): a store
     at or past the manifest's head with the same digest needs nothing;
     behind, it catches up from a peer over HWP/1 REPLAY
     (herald_catchup.c), installs with herald_store_install and checks the
@@ -552,7 +551,7 @@ s_fsm_snapshot (struct raft_fsm *fsm, struct raft_buffer *bufs [], unsigned *n_b
     //  The store must be durable up to this snapshot: libraft drops the
     //  log below it, and a store that lost its unsynced tail could not
     //  replay those entries any more.
-    if (herald_store_mark_acked (store, head, &err) != HERALD_OK) {
+    if (herald_store_sync (store, &err) != HERALD_OK) {
         herald_log ("warn", "raft: snapshot skipped, the store's WAL cannot be synced: %s",
                     err.message);
         return RAFT_IOERR;
