@@ -429,6 +429,9 @@ s_push_lost (herald_raft_t *self, s_proposal_t *proposal)
                       "leadership was lost before the proposal was applied; "
                       "its outcome is unknown");
     record->applied.last_seq = 0;
+    //  The state first: a broker told not_leader must not then read a
+    //  STATUS that still says leader
+    s_state_update (self);
     s_record_push (self, record);
 }
 

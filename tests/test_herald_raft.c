@@ -9,7 +9,10 @@
     follower's none; a follower refuses to propose; a group commit bigger
     than an entry is cut into several; the leader's loss leaves the two
     others electing and going on; a node restarted on its directory
-    catches up.  Everything waits by polling with a deadline.
+    catches up; a leader cut off from the others (through the test hook
+    HERALD_TEST_RAFT_CONNECT and a TCP proxy per node) answers its
+    proposal not_leader, and the log stays one.  Everything waits by
+    polling with a deadline.
     =========================================================================
 */
 
@@ -21,6 +24,7 @@
 
 #include "herald_raft.h"
 #include "brokerutil.h"
+#include "tcpproxy.h"
 #include "testutil.h"
 
 #define NODES 3
@@ -138,9 +142,10 @@ s_role (int i)
     return state.role;
 }
 
-//  The one node that says LEADER, waited for up to timeout_ms; -1 if none.
+//  The one node that says LEADER and is not except, waited for up to
+//  timeout_ms; -1 if none.
 static int
-s_wait_leader (int64_t timeout_ms)
+s_wait_leader_but (int except, int64_t timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
     while (zclock_mono () < deadline) {
@@ -151,11 +156,17 @@ s_wait_leader (int64_t timeout_ms)
                 leader = i;
                 leaders++;
             }
-        if (leaders == 1)
+        if (leaders == 1 && leader != except)
             return leader;
         zclock_sleep (20);
     }
     return -1;
+}
+
+static int
+s_wait_leader (int64_t timeout_ms)
+{
+    return s_wait_leader_but (-1, timeout_ms);
 }
 
 //  Wait until every running node's store has head and the leader's own
@@ -394,4 +405,81 @@ Test (herald_raft, the_others_go_on_without_the_leader_and_it_catches_up_on_rest
     herald_raft_state (s_nodes [leader].raft, &state);
     cr_assert_neq (state.role, HERALD_RAFT_STOPPED);
     cr_assert_neq (state.role, HERALD_RAFT_JOINING);
+}
+
+//  The leader is cut off: nothing reaches it (every node's connections to
+//  it go through its proxy, by the test hook), so it hears no answer to
+//  its AppendEntries and steps down after an election timeout.  Its
+//  proposal in flight comes back not_leader (outcome unknown: the others
+//  may have the entry and commit it); the others elect and go on; healed,
+//  it rejoins and every store holds the same log.
+Test (herald_raft, a_leader_cut_off_answers_not_leader_and_the_log_stays_one)
+{
+    tcpproxy_t *proxies [NODES];
+    char spec [512] = "";
+    for (int i = 0; i < NODES; i++) {
+        int port = atoi (strrchr (s_raft_addr [i], ':') + 1);
+        proxies [i] = tcpproxy_new (port);
+        cr_assert_not_null (proxies [i]);
+        char item [64];
+        snprintf (item, sizeof (item), "%s%" PRIu64 "=127.0.0.1:%d", i? ",": "",
+                  s_peers [i].raft_id, tcpproxy_port (proxies [i]));
+        strcat (spec, item);
+    }
+    setenv ("HERALD_TEST_HOOKS", "1", 1);
+    setenv ("HERALD_TEST_RAFT_CONNECT", spec, 1);
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    herald_event_t one [1] = { tu_event ("t", "1") };
+    herald_append_result_t r1 [1];
+    herald_batch_t batch;
+    s_batch (&batch, one, 1, r1);
+    int cookie;
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                       herald_store_now (s_nodes [leader].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (leader, 1, 10000), "no record through the proxies");
+    cr_assert_eq (s_nodes [leader].last_rc, HERALD_OK);
+
+    tcpproxy_cut (proxies [leader], true);
+    herald_event_t two [1] = { tu_event ("t", "2") };
+    herald_append_result_t r2 [1];
+    s_batch (&batch, two, 1, r2);
+    int lost;
+    herald_err rc = herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                         herald_store_now (s_nodes [leader].store), &lost);
+    if (rc == HERALD_OK) {
+        cr_assert (s_wait_own (leader, 2, 15000), "the cut-off leader never answered");
+        cr_assert_eq (s_nodes [leader].last_cookie, &lost);
+        cr_assert_eq (s_nodes [leader].last_rc, HERALD_ERR_NOT_LEADER);
+    }
+    else
+        cr_assert_eq (rc, HERALD_ERR_NOT_LEADER);
+    cr_assert_neq (s_role (leader), HERALD_RAFT_LEADER, "not_leader, yet STATUS says leader");
+    int next = s_wait_leader_but (leader, ELECT_MS);
+    cr_assert_geq (next, 0, "the others did not elect a leader");
+    herald_event_t three [1] = { tu_event ("t", "3") };
+    herald_append_result_t r3 [1];
+    s_batch (&batch, three, 1, r3);
+    size_t own = s_nodes [next].own_records;
+    cr_assert_eq (herald_raft_propose (s_nodes [next].raft, &batch, 1,
+                                       herald_store_now (s_nodes [next].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (next, own + 1, 10000));
+    cr_assert_eq (s_nodes [next].last_rc, HERALD_OK);
+
+    tcpproxy_cut (proxies [leader], false);
+    uint64_t head = herald_store_head (s_nodes [next].store);
+    cr_assert (head == 2 || head == 3, "head %" PRIu64, head);
+    cr_assert (s_wait_head (head, 20000), "the healed node did not catch up");
+    for (int i = 0; i < NODES; i++)
+        if (i != next)
+            s_assert_same_log (next, i);
+    cr_assert_eq (s_role (leader), HERALD_RAFT_FOLLOWER);
+    for (int i = 0; i < NODES; i++)
+        herald_raft_destroy (&s_nodes [i].raft);
+    for (int i = 0; i < NODES; i++)
+        tcpproxy_destroy (&proxies [i]);
 }
