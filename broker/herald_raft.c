@@ -670,6 +670,27 @@ s_manifest_decode (s_manifest_t *manifest, const void *bytes, size_t len,
     return HERALD_OK;
 }
 
+//  Events installed by a catch-up go to the broker like applied ones
+//  (cookie NULL, raft_index 0), so that it fans them out in seq order.
+//  Not while herald_raft_new runs (a restart that resumes a catch-up):
+//  nobody takes records yet, and the broker starts from the store's head.
+static void
+s_installed (void *arg)
+{
+    herald_raft_t *self = (herald_raft_t *) arg;
+    s_record_t *record = s_record_get (self);
+    herald_store_take_appended (self->store, &record->applied.envelopes);
+    if (!self->thread_started || record->applied.envelopes.count == 0) {
+        s_record_free (record);
+        return;
+    }
+    record->applied.rc = HERALD_OK;
+    record->applied.first_seq = record->applied.envelopes.first;
+    record->applied.last_seq = record->applied.envelopes.first
+                             + record->applied.envelopes.count - 1;
+    s_record_push (self, record);
+}
+
 //  Bring the store to the manifest: nothing, set the index, or catch up
 //  from a peer.  Any doubt stops the node (HERALD_ERR_CORRUPT).
 static herald_err
@@ -702,7 +723,8 @@ s_restore (herald_raft_t *self, const s_manifest_t *manifest, herald_error_t *er
         herald_err rc = HERALD_ERR_UNAVAILABLE;
         for (index = 0; index < count && rc != HERALD_OK; index++) {
             herald_error_t tried = { 0 };
-            rc = herald_catchup_run (store, apis [index], manifest->head, &tried);
+            rc = herald_catchup_run (store, apis [index], manifest->head, s_installed, self,
+                                     &tried);
             if (rc != HERALD_OK) {
                 herald_log ("warn", "raft: catch-up from %s: %s", apis [index],
                             tried.message);
@@ -1338,7 +1360,9 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         return NULL;
     }
     s_state_update (self);
+    self->thread_started = true;        //  before the thread reads it
     if (pthread_create (&self->thread, NULL, s_thread, self) != 0) {
+        self->thread_started = false;
         herald_error_set (err, HERALD_ERR_IO, "raft", "cannot start the raft thread");
         self->closing = true;
         raft_close (&self->raft, s_raft_close_cb);
@@ -1346,7 +1370,6 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         s_destroy_parts (self);
         return NULL;
     }
-    self->thread_started = true;
     return self;
 }
 
