@@ -338,6 +338,15 @@ herald_err
 herald_err
     herald_store_flush (herald_store_t *self, herald_error_t *err);
 
+//  Sync the WAL to disk now (RocksDB's FlushWAL with sync), so that every
+//  append that returned survives a power loss, whatever the durability.
+//  A cluster node's Raft snapshot calls it: libraft drops its log below
+//  a snapshot, so the store must hold that much durably.  No marker is
+//  written (compare herald_store_mark_acked).  From the appending thread;
+//  HERALD_ERR_IO.  (In store/herald_store_sync.c, by the raft helper.)
+herald_err
+    herald_store_sync (herald_store_t *self, herald_error_t *err);
+
 //  Where RocksDB's memory goes, in bytes: memtables (active, immutable
 //  and pinned, all column families), the block cache, and the index and
 //  filter blocks of open tables (these grow with the log; the rest is
