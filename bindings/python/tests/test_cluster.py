@@ -1,0 +1,222 @@
+"""The agent given a cluster's nodes (api=[...]): it publishes to the leader
+(following not_leader with the same ids), and moves its subscription to
+another node when its node dies, missing nothing and repeating nothing.
+
+The nodes are scripted here (a ROUTER and a PUB each, speaking HWP/1 with
+pyzmq and msgpack, one log shared as a replicated log would be), as
+tests/test_herald_agent_cluster.c does in C, so that a node can be made a
+follower, or killed, exactly when the test says.
+"""
+
+import os
+import threading
+import time
+
+import msgpack
+import pytest
+import zmq
+
+import herald
+
+from conftest import wait_for
+
+
+class FakeCluster:
+    """count nodes; `leader` is the index that stores PUBLISHes (the others
+    answer not_leader naming it, or nil when it is None); `applied[i]` is
+    how much of the log node i serves (None: all of it)."""
+
+    def __init__(self, count):
+        self.ctx = zmq.Context()
+        self.nodes = []
+        for index in range(count):
+            router = self.ctx.socket(zmq.ROUTER)
+            pub = self.ctx.socket(zmq.PUB)
+            router.linger = pub.linger = 0
+            api = "tcp://127.0.0.1:%d" % router.bind_to_random_port("tcp://127.0.0.1")
+            fanout = "tcp://127.0.0.1:%d" % pub.bind_to_random_port("tcp://127.0.0.1")
+            self.nodes.append({"name": "n%d" % index, "router": router, "pub": pub,
+                               "api": api, "fanout": fanout, "dead": False,
+                               "publishes": 0})
+        self.leader = 0
+        self.applied = [None] * count
+        self.log = []                   # envelopes, seq = index + 1
+        self.ids = []
+        self.lock = threading.Lock()
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def apis(self):
+        return [node["api"] for node in self.nodes]
+
+    def _head(self, index):
+        applied = self.applied[index]
+        return len(self.log) if applied is None else min(applied, len(self.log))
+
+    def append(self, topic="d.1", event_id=None):
+        """Store an event (the leader's apply); seq."""
+        seq = len(self.log) + 1
+        event_id = event_id or os.urandom(16)
+        event = {"id": event_id, "topic": topic, "seq": seq, "ver": seq,
+                 "ts": seq * 1000, "data": b"x"}
+        self.log.append(msgpack.packb(event, use_bin_type=True))
+        self.ids.append(event_id)
+        return seq
+
+    def fan_out(self, index, seq):
+        with self.lock:
+            node = self.nodes[index]
+            if not node["dead"]:
+                node["pub"].send_multipart([b"d.1", self.log[seq - 1]])
+
+    def kill(self, index):
+        """Close node index's sockets (in the serving thread, which polls
+        them) and wait until they are closed."""
+        with self.lock:
+            self.nodes[index]["dead"] = True
+        wait_for(lambda: self.nodes[index]["router"].closed, what="the node closed")
+
+    def _send(self, index, identity, command, body, frames=()):
+        parts = [identity, command, msgpack.packb(body, use_bin_type=True)] + list(frames)
+        self.nodes[index]["router"].send_multipart(parts)
+
+    def _handle(self, index, identity, command, request):
+        node = self.nodes[index]
+        head = self._head(index)
+        if command == b"HELLO":
+            self._send(index, identity, b"WELCOME", {
+                "rid": request["rid"], "proto": 1, "node": node["name"], "head": head,
+                "fanout": node["fanout"], "cluster": self.apis, "lineage": 0})
+        elif command == b"REPLAY":
+            start = request.get("from", 1)
+            if start <= head:
+                self._send(index, identity, b"EVENTS", {"rid": request["rid"]},
+                           self.log[start - 1:head])
+            self._send(index, identity, b"END", {
+                "rid": request["rid"], "last": max(head, start - 1), "head": head,
+                "reason": "done", "lineage": 0})
+        elif command == b"PUBLISH":
+            node["publishes"] += 1
+            if self.leader != index:
+                leader = None if self.leader is None else self.nodes[self.leader]["api"]
+                self._send(index, identity, b"ERROR", {
+                    "rid": request["rid"], "code": "not_leader",
+                    "message": "not the leader", "leader": leader})
+                return
+            seqs, dups = [], []
+            for event in request["events"]:
+                if event["id"] in self.ids:
+                    seqs.append(self.ids.index(event["id"]) + 1)
+                    dups.append(True)
+                else:
+                    seqs.append(self.append(event["topic"], event["id"]))
+                    dups.append(False)
+            self._send(index, identity, b"ACK", {"rid": request["rid"], "seq": seqs,
+                                                 "ver": seqs, "dup": dups})
+
+    def _serve(self):
+        last_beat = 0.0
+        while self.running:
+            with self.lock:
+                for node in self.nodes:
+                    if node["dead"] and not node["router"].closed:
+                        node["router"].close()
+                        node["pub"].close()
+                live = [(index, node) for index, node in enumerate(self.nodes)
+                        if not node["dead"]]
+                if time.monotonic() - last_beat > 0.03:
+                    for index, node in live:
+                        beat = {"head": self._head(index), "ts": 1, "node": node["name"],
+                                "epoch": 1, "lineage": 0}
+                        node["pub"].send_multipart([b"$hb",
+                                                    msgpack.packb(beat, use_bin_type=True)])
+                    last_beat = time.monotonic()
+                poller = zmq.Poller()
+                for index, node in live:
+                    poller.register(node["router"], zmq.POLLIN)
+            ready = dict(poller.poll(10)) if live else {}
+            if not live:
+                time.sleep(0.01)
+            with self.lock:
+                for index, node in live:
+                    if node["dead"] or node["router"] not in ready:
+                        continue
+                    parts = node["router"].recv_multipart()
+                    identity, command, body = parts[:3]
+                    self._handle(index, identity, command,
+                                 msgpack.unpackb(body, raw=False))
+
+    def close(self):
+        self.running = False
+        self.thread.join(5)
+        for node in self.nodes:
+            node["router"].close()
+            node["pub"].close()
+        self.ctx.term()
+
+
+@pytest.fixture
+def cluster():
+    nodes = FakeCluster(3)
+    yield nodes
+    nodes.close()
+
+
+def test_publishes_follow_not_leader_to_the_leader(cluster, tmp_path):
+    cluster.leader = 2
+    with herald.Agent("pub", api=cluster.apis, state_dir=tmp_path / "s",
+                      heartbeat=0.1) as agent:
+        published = [agent.publish("d.1", b"x", timeout=10) for _ in range(5)]
+        assert [p.seq for p in published] == [1, 2, 3, 4, 5]
+        assert not any(p.duplicate for p in published)
+        assert len(cluster.log) == 5
+        assert cluster.nodes[0]["publishes"] >= 1
+        stats = agent.stats()
+        assert stats.node == "n2"
+        assert stats.node_api == cluster.apis[2]
+        assert stats.leader_redirects >= 1
+        assert stats.nodes_known == 3
+        assert stats.published == 5
+
+
+def test_a_comma_separated_api_and_a_bad_list(cluster, tmp_path):
+    with herald.Agent("pub", api=",".join(cluster.apis), state_dir=tmp_path / "s",
+                      heartbeat=0.1) as agent:
+        assert agent.publish("d.1", b"x", timeout=10).seq == 1
+    with pytest.raises(ValueError):
+        herald.Agent("pub", api=[cluster.apis[0], "a,b"], state_dir=tmp_path / "t")
+    with pytest.raises(herald.HeraldError):
+        herald.Agent("pub", api=cluster.apis[0] + ",", state_dir=tmp_path / "u")
+
+
+def test_a_subscription_moves_when_its_node_dies(cluster, tmp_path):
+    """Node 0 serves the agent, fans out 1..6 of 10 and dies; the agent moves
+    on, replays 7..10 there, and takes 11.. live from its new node."""
+    seqs = []
+    with herald.Agent("sub", api=cluster.apis, state_dir=tmp_path / "s",
+                      heartbeat=0.1) as agent:
+        agent.subscribe(None, lambda event: seqs.append(event.seq), name="g")
+        wait_for(lambda: agent.subscription("g").state == "live", what="live")
+        with cluster.lock:
+            for _ in range(10):
+                cluster.append()
+            cluster.applied[0] = 6
+        for seq in range(1, 7):
+            cluster.fan_out(0, seq)
+        wait_for(lambda: len(seqs) >= 6, what="6 events")
+        cluster.kill(0)
+        wait_for(lambda: agent.stats().node not in ("", "n0"), what="a move")
+        wait_for(lambda: len(seqs) >= 10, what="10 events")
+        with cluster.lock:
+            cluster.append()
+            cluster.append()
+        for index in (1, 2):
+            cluster.fan_out(index, 11)
+            cluster.fan_out(index, 12)
+        wait_for(lambda: len(seqs) >= 12, what="12 events")
+        time.sleep(0.3)                 # a duplicate would show now
+        assert seqs == list(range(1, 13))
+        assert agent.stats().failovers >= 1
+        assert agent.subscription("g").delivered_seq == 12
