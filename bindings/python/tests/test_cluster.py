@@ -220,3 +220,26 @@ def test_a_subscription_moves_when_its_node_dies(cluster, tmp_path):
         assert seqs == list(range(1, 13))
         assert agent.stats().failovers >= 1
         assert agent.subscription("g").delivered_seq == 12
+
+
+def test_the_cli_takes_the_list_and_publishes_to_the_leader(cluster):
+    """herald --endpoint E1,E2,E3 pub: the first node is a follower naming
+    node 2; the events are stored once there, printed once, not duplicates."""
+    import subprocess
+    tool = os.path.join(os.environ.get("HERALD_BUILDDIR", "."), "tools", "herald")
+    if not os.path.exists(tool):
+        pytest.skip("no tools/herald in the build tree")
+    cluster.leader = 2
+    run = subprocess.run([tool, "--endpoint", ",".join(cluster.apis), "pub", "d.1", "x"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 and '"seq":1' in lines[0] and '"dup":false' in lines[0], lines
+    assert len(cluster.log) == 1
+    assert cluster.nodes[0]["publishes"] == 1
+    # With no leader anywhere, it gives up after its moves, with the error
+    cluster.leader = None
+    run = subprocess.run([tool, "--endpoint", ",".join(cluster.apis), "--timeout", "2000",
+                          "pub", "d.1", "x"], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "not_leader" in run.stderr, run.stderr
