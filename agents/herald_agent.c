@@ -229,71 +229,6 @@ s_sub_destroy (herald_agent_sub_t **sub_p)
     *sub_p = NULL;
 }
 
-static void
-s_list_free (char ***list_p)
-{
-    for (size_t index = 0; *list_p && (*list_p) [index]; index++)
-        free ((*list_p) [index]);
-    free (*list_p);
-    *list_p = NULL;
-}
-
-//  Split a comma-separated list of endpoints (spaces around each are
-//  dropped) into a NULL-terminated array of copies.  -1 with why when an
-//  item is empty or too long, or there are too many.
-static int
-s_split (const char *option, const char *text, char ***list_p, size_t *count_p, char *why,
-         size_t why_size)
-{
-    size_t count = 1;
-    for (const char *at = text; *at; at++)
-        count += *at == ',';
-    if (count > HERALD_AGENT_NODES_MAX) {
-        snprintf (why, why_size, "%s: %zu endpoints, at most %d", option, count,
-                  HERALD_AGENT_NODES_MAX);
-        return -1;
-    }
-    char **list = calloc (count + 1, sizeof *list);
-    if (!list) {
-        snprintf (why, why_size, "out of memory");
-        return -1;
-    }
-    *list_p = list;
-    const char *at = text;
-    for (size_t index = 0; index < count; index++) {
-        const char *end = strchr (at, ',');
-        if (!end)
-            end = at + strlen (at);
-        const char *last = end;
-        while (at < last && (*at == ' ' || *at == '\t'))
-            at++;
-        while (last > at && (last [-1] == ' ' || last [-1] == '\t'))
-            last--;
-        size_t len = (size_t) (last - at);
-        if (len == 0 || len >= HERALD_AGENT_ENDPOINT_MAX) {
-            snprintf (why, why_size, "%s: '%s': %s", option, text, len? "an endpoint is too "
-                      "long": "an empty endpoint (give tcp://HOST:PORT, comma-separated)");
-            return -1;
-        }
-        if (!(list [index] = strndup (at, len))) {
-            snprintf (why, why_size, "out of memory");
-            return -1;
-        }
-        at = *end? end + 1: end;
-    }
-    if (count_p)
-        *count_p = count;
-    return 0;
-}
-
-void
-herald_agent_node_api (herald_agent_t *self, char *buf, size_t size)
-{
-    pthread_mutex_lock (&self->lock);
-    snprintf (buf, size, "%s", self->node_api);
-    pthread_mutex_unlock (&self->lock);
-}
-
 herald_agent_t *
 herald_agent_new (const char *service_id, const herald_agent_options_t *options)
 {
@@ -338,47 +273,10 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         herald_agent_destroy (&self);
         return NULL;
     }
-    //  A list (a cluster's nodes) is split at commas; an endpoint libzmq
-    //  cannot parse is the caller's mistake: say so now rather than retry
-    //  it forever
-    char why [HERALD_ERROR_MESSAGE_MAX];
-    if (s_split ("api", self->api, &self->endpoints, &self->endpoint_count, why, sizeof why)
-    ||  (self->fanout && s_split ("fanout", self->fanout, &self->fanouts, NULL, why,
-                                  sizeof why))) {
-        herald_agent_set_error (HERALD_ERR_INVALID, "%s", why);
+    if (herald_agent_endpoints_init (self)) {
         herald_agent_destroy (&self);
         return NULL;
     }
-    size_t fanout_count = 0;
-    while (self->fanouts && self->fanouts [fanout_count])
-        fanout_count++;
-    if (self->fanouts && fanout_count != self->endpoint_count) {
-        herald_agent_set_error (HERALD_ERR_INVALID, "fanout: %zu endpoints for %zu api "
-                                "endpoints: give one per api endpoint, in the same order, "
-                                "or none (each node names its own)", fanout_count,
-                                self->endpoint_count);
-        herald_agent_destroy (&self);
-        return NULL;
-    }
-    for (size_t index = 0; index < 2 * self->endpoint_count; index++) {
-        const char *endpoint = index < self->endpoint_count? self->endpoints [index]
-                             : self->fanouts? self->fanouts [index - self->endpoint_count]
-                             : NULL;
-        zsock_t *probe = endpoint? zsock_new (ZMQ_DEALER): NULL;
-        if (probe) {
-            zsock_set_linger (probe, 0);
-            int rc = zsock_connect (probe, "%s", endpoint);
-            zsock_destroy (&probe);
-            if (rc != 0) {
-                herald_agent_set_error (HERALD_ERR_INVALID, "%s is not an endpoint ZeroMQ "
-                                        "can connect to", endpoint);
-                herald_agent_destroy (&self);
-                return NULL;
-            }
-        }
-    }
-    snprintf (self->node_api, sizeof self->node_api, "%s", self->endpoints [0]);
-    atomic_store (&self->nodes_known, self->endpoint_count);
     char path [4096];
     snprintf (path, sizeof path, "%s/subs", self->state_dir);
     if (s_mkdirs (path) != 0) {
@@ -480,8 +378,7 @@ herald_agent_destroy (herald_agent_t **self_p)
     free (self->service);
     free (self->api);
     free (self->fanout);
-    s_list_free (&self->endpoints);
-    s_list_free (&self->fanouts);
+    herald_agent_endpoints_fini (self);
     free (self->state_dir);
     free (self);
     *self_p = NULL;

@@ -291,6 +291,16 @@ void
     herald_agent_view (herald_delivery_t *view, const void *event, const void *envelope,
                        size_t envelope_len);
 
+//  Split the api and fanout options into endpoints (and fanouts) and check
+//  each (herald_agent_endpoints.c).  HERALD_ERR_INVALID with the error set
+//  when one is bad.
+herald_err
+    herald_agent_endpoints_init (herald_agent_t *self);
+
+//  Free what herald_agent_endpoints_init made.  Safe on a partial init.
+void
+    herald_agent_endpoints_fini (herald_agent_t *self);
+
 //  The api endpoint of the node the agent talks to now, into buf.
 void
     herald_agent_node_api (herald_agent_t *self, char *buf, size_t size);

@@ -3,7 +3,9 @@
 
     DESIGN
 
-    One thread owns every socket of the agent:
+    One thread owns every socket of the agent.  The DEALER and the SUB are
+    connected to ONE node (a cluster's, or the one broker): which one, and
+    the moves to another, are herald_io_node.c's.
 
       DEALER -> api      REPLAY/CREDIT/CANCEL for catch-up, PUBLISH from the
                          outbox, HELLO on every connect (the WELCOME names the
@@ -32,8 +34,11 @@
     an event with `expect` alone, so its conflict fails only itself),
     pipelines up to 16 PUBLISH requests, and matches ACK/ERROR by rid.  A
     batch refused as bad_request/too_large/conflict is resent one event per
-    request so only the faulty one fails; overloaded/internal/not_leader
-    are retried with backoff.  When the DEALER disconnects, or no answer
+    request so only the faulty one fails; overloaded/internal are retried
+    with backoff; not_leader moves to the leader it names, or to the next
+    node (herald_io_node.c), with everything in flight sent again there
+    (with a single node known, it is retried with backoff).  When the
+    DEALER disconnects, or no answer
     comes within max(10 s, 2 x timeout), everything in flight is sent
     again with the same ids: the broker's dedup makes that safe.
 
@@ -54,7 +59,10 @@
     after each connect, and after a $hb or END naming another lineage, so
     that every subscription checks its checkpoint against the losses
     (herald_io_sub_lineage) before it takes events of the new lineage.  A
-    broker that does not answer HELLO holds them back for HELLO_RETRY_MS.
+    HELLO unanswered for HELLO_RETRY_MS is sent again, never taken as a
+    WELCOME: a late WELCOME after live events had passed would rewind
+    their checkpoints (DATA_LOST) and deliver them twice.  A node that does
+    not answer is left for another when there is one.
 
     Bounds: the delivery pipe holds 64 + 64 batches; batches that do not
     fit wait in `pending` (at most 64 more for live events, after which a
