@@ -205,7 +205,7 @@ fb_node_heartbeat (size_t index)
     beat.heartbeat.ts = 1;
     beat.heartbeat.node = (herald_str_t) { node->name, strlen (node->name) };
     beat.heartbeat.epoch = 1;
-    beat.heartbeat.lineage = fb_fake.lineage;
+    beat.heartbeat.lineage = node->old_lineage? 0: fb_fake.lineage;
     msgpack_sbuffer body;
     msgpack_sbuffer_init (&body);
     cr_assert_eq (herald_msg_encode (&beat, &body), 0);
@@ -258,9 +258,9 @@ s_welcome_from (size_t index, zframe_t *identity, zframe_t *body)
         cluster [at] = (herald_str_t) { fb_fake.nodes [at].api, strlen (fb_fake.nodes [at].api) };
     reply.welcome.cluster = cluster;
     reply.welcome.cluster_count = fb_fake.node_count > 1? fb_fake.node_count: 0;
-    reply.welcome.lineage = fb_fake.lineage;
+    reply.welcome.lineage = node->old_lineage? 0: fb_fake.lineage;
     reply.welcome.losses = fb_fake.losses;
-    reply.welcome.loss_count = fb_fake.loss_count;
+    reply.welcome.loss_count = node->old_lineage? 0: fb_fake.loss_count;
     s_reply (index, identity, "WELCOME", &reply);
     msgpack_zone_destroy (&zone);
     fb_fake.hellos++;
@@ -322,6 +322,7 @@ s_publish (size_t index, zframe_t *identity, zframe_t *body)
         node->store_then_refuse--;
         for (size_t at = 0; at < count; at++)
             s_store (&request.publish.events [at], &dups [at]);
+        node->events_refused_stored += count;
         leader = node->leader = node->leader_after;
     }
     if (leader != (int) index) {

@@ -43,6 +43,8 @@ typedef struct {
     char name [16];
     bool dead;                          //  its sockets are closed
     uint64_t lag;                       //  0: it has the whole log; else its head
+    bool old_lineage;                   //  it has not applied the accepted losses:
+                                        //  lineage 0, none listed
     int leader;                         //  PUBLISH: its own index stores; another
                                         //  index: not_leader naming it; FB_NIL: nil
     size_t store_then_refuse;           //  batches it stores yet answers not_leader
@@ -50,6 +52,7 @@ typedef struct {
     int leader_after;
     size_t publishes;                   //  PUBLISH requests it got
     size_t events_sent;                 //  events in them
+    size_t events_refused_stored;       //  of those: stored, then not_leader
     size_t hellos;
 } fb_node_t;
 

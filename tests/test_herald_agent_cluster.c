@@ -155,14 +155,14 @@ Test (herald_agent_cluster, a_batch_stored_before_not_leader_is_acked_once_as_st
     fb_fake.nodes [2].leader = 2;
     s_publish_all ();
     s_check_published ();
-    cr_assert_eq (fb_fake.nodes [0].publishes, 1);
+    cr_assert_geq (fb_fake.nodes [0].publishes, 1);
     cr_assert_gt (fb_fake.nodes [2].events_sent, 0);
     size_t dups = 0;
     for (size_t index = 0; index < EVENTS; index++)
         dups += s_done.results [index].dup;
     //  The first batch went to node 0 and was stored there: resent, dup
     cr_assert_gt (dups, 0, "no event came back as a duplicate");
-    cr_assert_eq (dups, fb_fake.nodes [0].events_sent);
+    cr_assert_eq (dups, fb_fake.nodes [0].events_refused_stored);
     herald_agent_stats_t stats = s_stats ();
     cr_assert_eq (stats.published, EVENTS);
     cr_assert_str_eq (stats.node, "fake2");
@@ -310,6 +310,40 @@ Test (herald_agent_cluster, a_lower_head_on_another_node_is_lag_not_loss)
     herald_agent_sub_status (fb_agent, "g", &status);
     cr_assert_eq (status.data_lost, 0);
     cr_assert_eq (status.delivered_seq, 12);
+}
+
+//  A node that has not yet applied an accepted loss says a lower lineage
+//  (and here a lower head) than the node before: it lags.  Read from it,
+//  the subscription would be rewound to its head with DATA_LOST (a lower
+//  lineage from the same node is a restore from an older copy); from
+//  another node, the agent moves on to one that is up to date instead.
+Test (herald_agent_cluster, a_lower_lineage_on_another_node_is_lag_not_loss)
+{
+    fb_cluster_setup ("agent-cluster", "cluster", 3, 100);
+    fb_fake.lineage = 1;
+    fb_fake.losses [fb_fake.loss_count++] = (herald_loss_t) { 1, 0, 1 };
+    fb_fake.nodes [1].old_lineage = true;
+    fb_fake.nodes [1].lag = 3;
+    s_go_live ();
+    for (int index = 0; index < 5; index++)
+        fb_append ("g.1", 0);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        fb_node_fanout (0, seq);
+    s_wait_count (5);
+    fb_node_kill (0);
+    s_wait_moved_from ("fake");
+    uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
+    while (!streq (s_stats ().node, "fake2") && tu_mono_ns () < deadline)
+        s_serve_beating (20);
+    cr_assert_str_eq (s_stats ().node, "fake2");
+    fb_append ("g.1", 0);
+    fb_append ("g.1", 0);
+    fb_node_fanout (2, 6);
+    fb_node_fanout (2, 7);
+    s_wait_count (7);
+    cr_assert_eq (fb_errors, 0, "%s", fb_error_message);
+    cr_assert_eq (s_stats ().data_lost, 0);
+    cr_assert_gt (fb_fake.nodes [1].hellos, 0, "the lagging node was not tried");
 }
 
 //  A node that takes the connection but never answers HELLO is left for
