@@ -246,12 +246,46 @@ herald_io_node_stop (herald_io_t *io)
     s_sockets_destroy (&io->dealer, &io->sub, &io->mon_dealer, &io->mon_sub);
 }
 
+//  An endpoint a node names for itself may be its bind address ("*" or
+//  0.0.0.0, every interface): reach it by the host of the api endpoint the
+//  agent connected to.  Into out.
+static void
+s_reachable (const char *named, size_t len, const char *api, char *out, size_t size)
+{
+    snprintf (out, size, "%.*s", (int) len, named);
+    char *host = strstr (out, "://");
+    const char *api_host = strstr (api, "://");
+    if (host && api_host && (strncmp (host + 3, "0.0.0.0:", 8) == 0 || strncmp (host + 3, "*:", 2) == 0)) {
+        char port [16];
+        snprintf (port, sizeof port, "%s", strrchr (host + 3, ':'));
+        const char *api_port = strrchr (api_host + 3, ':');
+        snprintf (out, size, "%.*s%s", (int) (api_port? api_port - api: (long) strlen (api)),
+                  api, port);
+    }
+}
+
+//  Forget node index (it cannot be connected to).
+static void
+s_forget (herald_io_t *io, size_t index)
+{
+    if (io->node_count < 2 || index == io->node)
+        return;
+    memmove (&io->nodes [index], &io->nodes [index + 1],
+             (io->node_count - index - 1) * sizeof io->nodes [0]);
+    io->node_count--;
+    if (io->node > index)
+        io->node--;
+    atomic_store (&io->agent->nodes_known, io->node_count);
+}
+
 //  The cluster's members from a WELCOME, then the endpoints given that are
 //  not among them; the current node stays known (its index may change).
+//  A list of one is the node itself (a standalone broker names its own
+//  api, maybe its bind address): nothing to learn.
 static void
 s_refresh (herald_io_t *io, const herald_str_t *cluster, size_t count)
 {
-    if (count == 0)
+    if (count < 2)
         return;
     herald_io_node_t *old = malloc (sizeof io->nodes);
     if (!old)
@@ -260,8 +294,11 @@ s_refresh (herald_io_t *io, const herald_str_t *cluster, size_t count)
     memcpy (old, io->nodes, sizeof io->nodes);
     herald_io_node_t current = old [io->node];
     io->node_count = 0;
-    for (size_t index = 0; index < count; index++)
-        s_add (io, cluster [index].ptr, cluster [index].len, false);
+    for (size_t index = 0; index < count; index++) {
+        char api [HERALD_AGENT_ENDPOINT_MAX];
+        s_reachable (cluster [index].ptr, cluster [index].len, current.api, api, sizeof api);
+        s_add (io, api, strlen (api), false);
+    }
     for (size_t index = 0; index < old_count; index++)
         if (old [index].seed || index == io->node)
             s_add (io, old [index].api, strlen (old [index].api), old [index].seed);
@@ -352,8 +389,14 @@ herald_io_node_tick (herald_io_t *io, int64_t now)
         char why [300];
         size_t from = io->node;
         if (s_open (io, io->move_to, why, sizeof why) != 0) {
+            //  Not an endpoint libzmq takes (a WELCOME's, or out of
+            //  sockets): forget it, stay, and let the timers decide again
             s_log ("cannot move to %s: %s", io->nodes [io->move_to].api, why);
-            io->move_at = now + MOVE_BACKOFF_MAX_MS;
+            if (!io->nodes [io->move_to].seed)
+                s_forget (io, io->move_to);
+            io->moving = false;
+            io->welcome_wait = now;
+            herald_io_unwelcome (io);
             return;
         }
         io->moving = false;
@@ -427,19 +470,8 @@ herald_io_node_welcome (herald_io_t *io, const herald_msg_t *reply)
         return true;
     //  A node bound to every interface names 0.0.0.0 or *: use the api's host
     char endpoint [HERALD_AGENT_ENDPOINT_MAX];
-    snprintf (endpoint, sizeof endpoint, "%.*s", (int) reply->welcome.fanout.len,
-              reply->welcome.fanout.ptr);
-    char *host = strstr (endpoint, "://");
-    const char *api = current->api;
-    const char *api_host = strstr (api, "://");
-    if (host && api_host && (strncmp (host + 3, "0.0.0.0:", 8) == 0 || strncmp (host + 3, "*:", 2) == 0)) {
-        const char *port = strrchr (host + 3, ':');
-        const char *api_port = strrchr (api_host + 3, ':');
-        char fixed [HERALD_AGENT_ENDPOINT_MAX];
-        snprintf (fixed, sizeof fixed, "%.*s%s", (int) (api_port? api_port - api
-                                                       : (long) strlen (api)), api, port);
-        snprintf (endpoint, sizeof endpoint, "%s", fixed);
-    }
+    s_reachable (reply->welcome.fanout.ptr, reply->welcome.fanout.len, current->api, endpoint,
+                 sizeof endpoint);
     if (io->fanout_connected && !streq (endpoint, current->fanout)) {
         //  The node moved its fanout: the SUB follows, the position is unknown
         zsock_disconnect (io->sub, "%s", current->fanout);

@@ -258,6 +258,10 @@ s_welcome_from (size_t index, zframe_t *identity, zframe_t *body)
         cluster [at] = (herald_str_t) { fb_fake.nodes [at].api, strlen (fb_fake.nodes [at].api) };
     reply.welcome.cluster = cluster;
     reply.welcome.cluster_count = fb_fake.node_count > 1? fb_fake.node_count: 0;
+    if (node->cluster_self) {
+        cluster [0] = (herald_str_t) { node->cluster_self, strlen (node->cluster_self) };
+        reply.welcome.cluster_count = 1;
+    }
     reply.welcome.lineage = node->old_lineage? 0: fb_fake.lineage;
     reply.welcome.losses = fb_fake.losses;
     reply.welcome.loss_count = node->old_lineage? 0: fb_fake.loss_count;

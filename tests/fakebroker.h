@@ -43,6 +43,8 @@ typedef struct {
     char name [16];
     bool dead;                          //  its sockets are closed
     uint64_t lag;                       //  0: it has the whole log; else its head
+    const char *cluster_self;           //  WELCOME's `cluster` is only this (a
+                                        //  standalone broker's own api), when set
     bool old_lineage;                   //  it has not applied the accepted losses:
                                         //  lineage 0, none listed
     int leader;                         //  PUBLISH: its own index stores; another

@@ -366,6 +366,20 @@ Test (herald_agent_cluster, nodes_that_do_not_answer_are_left)
     cr_assert_eq (fb_errors, 0, "%s", fb_error_message);
 }
 
+//  A standalone broker's WELCOME lists its own api, maybe as it is bound
+//  ("*"): a single broker, nothing to move to, as before.
+Test (herald_agent_cluster, a_standalone_broker_naming_itself_stays_one_node)
+{
+    fb_setup ("agent-cluster", "standalone");
+    fb_fake.nodes [0].cluster_self = "tcp://*:5580";
+    fb_go_live ();
+    herald_agent_stats_t stats = s_stats ();
+    cr_assert_eq (stats.nodes_known, 1);
+    cr_assert_str_eq (stats.node, "fake");
+    cr_assert_str_eq (stats.node_api, fb_fake.api);
+    cr_assert_eq (stats.failovers, 0);
+}
+
 //  api lists are checked when the agent is made.
 Test (herald_agent_cluster, a_bad_list_is_refused)
 {
