@@ -125,7 +125,8 @@ typedef struct {
     size_t move_to;
     int64_t move_at;
     bool move_redirect;
-    int move_backoff_ms;
+    int move_backoff_ms;                    //  the next rotation's wait
+    int redirect_backoff_ms;                //  the next redirect's (0: at once)
     herald_io_peer_t peers [HERALD_IO_PEERS_MAX];
     size_t peer_count;
     //  The broker's lineage and accepted losses, from the last WELCOME

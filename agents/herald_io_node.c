@@ -23,9 +23,12 @@
         answers a HELLO within NODE_PATIENCE_MS, when its live stream is
         silent for 3 heartbeat intervals, or when its WELCOME says a lineage
         lower than another node said (it lags behind an accepted loss).
-    Moves back off while they do not lead to an acknowledged publish: the
-    first redirect is immediate, a rotation waits 50 ms, each further move
-    twice as long, at most 1 s.  With a single known node nothing moves:
+    Moves back off while they do not lead to an acknowledged publish: a
+    rotation waits 50 ms, each further one twice as long, at most 1 s; a
+    redirect is immediate, whatever rotations came before (a node that
+    names the leader says the election is over), and only redirects that
+    follow each other without an acknowledged publish back off the same way
+    (nodes naming each other while leadership changes).  With a single known node nothing moves:
     ZeroMQ reconnects to it, as for a standalone broker.
 
     A move closes both sockets and opens new ones (a closed socket drops
@@ -341,14 +344,15 @@ s_move (herald_io_t *io, size_t index, int delay_ms, bool redirect)
     herald_io_unwelcome (io);
 }
 
-//  The delay of the next move, and the one after it.
+//  The delay of a move by *backoff_ms, which doubles for the next one (from
+//  least, at most MOVE_BACKOFF_MAX_MS).
 static int
-s_backoff (herald_io_t *io, int least)
+s_backoff (int *backoff_ms, int least)
 {
-    int delay = io->move_backoff_ms > least? io->move_backoff_ms: least;
-    io->move_backoff_ms = delay? delay * 2: MOVE_BACKOFF_MIN_MS;
-    if (io->move_backoff_ms > MOVE_BACKOFF_MAX_MS)
-        io->move_backoff_ms = MOVE_BACKOFF_MAX_MS;
+    int delay = *backoff_ms > least? *backoff_ms: least;
+    *backoff_ms = delay? delay * 2: MOVE_BACKOFF_MIN_MS;
+    if (*backoff_ms > MOVE_BACKOFF_MAX_MS)
+        *backoff_ms = MOVE_BACKOFF_MAX_MS;
     return delay > MOVE_BACKOFF_MAX_MS? MOVE_BACKOFF_MAX_MS: delay;
 }
 
@@ -359,7 +363,7 @@ herald_io_node_rotate (herald_io_t *io, const char *why)
         return io->moving;
     size_t next = (io->node + 1) % io->node_count;
     s_log ("%s (%s): moving to %s", io->nodes [io->node].api, why, io->nodes [next].api);
-    s_move (io, next, s_backoff (io, MOVE_BACKOFF_MIN_MS), false);
+    s_move (io, next, s_backoff (&io->move_backoff_ms, MOVE_BACKOFF_MIN_MS), false);
     return true;
 }
 
@@ -371,7 +375,10 @@ herald_io_node_redirect (herald_io_t *io, const char *leader, size_t len)
         return false;
     if (io->moving && io->move_redirect)
         return true;                //  already going to a leader
-    s_move (io, index, s_backoff (io, 0), true);
+    //  At once, however many rotations came before (an election is over
+    //  when a node names the leader); only redirects that keep failing
+    //  (nodes naming each other during a change) back off
+    s_move (io, index, s_backoff (&io->redirect_backoff_ms, 0), true);
     return true;
 }
 
@@ -379,6 +386,7 @@ void
 herald_io_node_acked (herald_io_t *io)
 {
     io->move_backoff_ms = 0;
+    io->redirect_backoff_ms = 0;
 }
 
 void

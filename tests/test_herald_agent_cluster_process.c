@@ -4,7 +4,8 @@
     Real heraldd nodes (a 3-node cluster on 127.0.0.1, short election
     timeouts) and two agents given every node's api endpoint: one publishes
     a stream of events asynchronously, the other is subscribed from the
-    beginning.  Partway, the leader is killed with SIGKILL.  Every publish
+    beginning.  Three times, the leader is killed with SIGKILL (the node
+    killed before is restarted first, so a majority stays).  Every publish
     must complete exactly once, OK, at distinct seqs; the subscriber must
     handle every published event exactly once, in seq order; the publisher
     must have moved (failovers).
@@ -22,8 +23,8 @@
 #include "brokerutil.h"
 #include "testutil.h"
 
-#define EVENTS      400
-#define KILL_AT     150
+#define EVENTS      600
+#define KILL_EVERY  150                 //  events: a leader killed at 150, 300, 450
 
 static bu_cluster_t *s_cluster;
 
@@ -105,20 +106,41 @@ Test (herald_agent_cluster_process, publish_and_subscribe_through_a_leader_kill_
     cr_assert_eq (herald_agent_subscribe (subscriber, "all", NULL,
                   (herald_start_t) { HERALD_START_BEGINNING, 0 }, au_record, recorder),
                   HERALD_OK);
-    size_t killed_at_done = 0;
+    size_t killed_at_done = 0, kills = 0;
+    int killed = -1;
     for (size_t index = 0; index < EVENTS; index++) {
         s_index [index] = index;
         herald_outgoing_t event = { .topic = "c.1", .data = "x", .data_len = 1 };
         cr_assert_eq (herald_agent_publish_async (publisher, &event, s_on_published,
                       &s_index [index], NULL), HERALD_OK);
-        if (index == KILL_AT) {
-            //  Some acknowledged (the publisher is at the leader), the
-            //  others queued or in flight: kill the leader now
-            uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
-            while (s_done () < 10 && tu_mono_ns () < deadline)
+        if (index && index % KILL_EVERY == 0) {
+            //  The node killed before is back (a majority for the next
+            //  election); a burst just queued, some of it in flight: kill
+            //  the leader now
+            if (killed >= 0)
+                cr_assert_eq (bu_broker_restart (s_cluster->nodes [killed], 30000), 0);
+            leader = bu_cluster_leader (s_cluster, 30000);
+            cr_assert_geq (leader, 0, "no leader");
+            //  The publisher found the leader: this round's publishes go on
+            uint64_t deadline = tu_mono_ns () + 30000 * 1000000ULL;
+            while (s_done () < index - KILL_EVERY + 10 && tu_mono_ns () < deadline)
                 zclock_sleep (1);
+            for (size_t burst = 0; burst < 50; burst++) {
+                herald_outgoing_t burst_event = { .topic = "c.0", .data = "b", .data_len = 1 };
+                cr_assert_eq (herald_agent_publish_async (publisher, &burst_event, NULL, NULL,
+                                                          NULL), HERALD_OK);
+            }
+            zclock_sleep (2);
             bu_broker_kill (s_cluster->nodes [leader]);
+            killed = leader;
             killed_at_done = s_done ();
+            herald_agent_stats_t now;
+            herald_agent_stats (publisher, &now);
+            cr_log_info ("kill %zu: %zu of %zu acknowledged; publisher at %s (%s), %" PRIu64
+                         " published, %" PRIu64 " queued, %" PRIu64 " failovers", kills + 1,
+                         killed_at_done, index + 1, now.node, now.node_api, now.published,
+                         now.outbox_depth, now.failovers);
+            kills++;
         }
         if (index % 20 == 0)
             zclock_sleep (5);
@@ -137,21 +159,24 @@ Test (herald_agent_cluster_process, publish_and_subscribe_through_a_leader_kill_
             cr_assert_neq (seen [before], seen [index], "two publishes at seq %" PRIu64,
                            seen [index]);
     }
-    cr_assert_eq (au_wait_count (recorder, EVENTS, 60000), EVENTS);
+    //  The bursts (c.0) are stored too: the subscriber sees them all
+    cr_assert_eq (au_wait_count (recorder, EVENTS + 3 * 50, 60000), EVENTS + 3 * 50);
     zclock_sleep (300);             //  a duplicate would show now
     char message [256];
     cr_assert_eq (au_check_once_in_order (recorder, message, sizeof message), 0, "%s",
                   message);
-    cr_assert_eq (recorder->count, EVENTS);
+    cr_assert_eq (recorder->count, EVENTS + 3 * 50);
     herald_agent_stats_t stats;
     herald_agent_stats (publisher, &stats);
-    cr_assert_geq (stats.failovers, 1);
+    cr_assert_eq (kills, 3);
+    cr_assert_geq (stats.failovers, 3);
     cr_assert_geq (stats.leader_redirects, 1);
-    cr_assert_str_neq (stats.node_api, s_cluster->nodes [leader]->api);
+    cr_assert_str_neq (stats.node_api, s_cluster->nodes [killed]->api);
     herald_agent_stats (subscriber, &stats);
     cr_assert_geq (stats.failovers, 1, "the subscriber did not move");
-    cr_assert_str_neq (stats.node_api, s_cluster->nodes [leader]->api);
-    cr_log_info ("%zu of %d published were acknowledged at the kill", killed_at_done, EVENTS);
+    cr_assert_str_neq (stats.node_api, s_cluster->nodes [killed]->api);
+    cr_log_info ("%zu of %d published were acknowledged at the last kill", killed_at_done,
+                 EVENTS);
     herald_agent_destroy (&subscriber);
     herald_agent_destroy (&publisher);
     au_recorder_destroy (&recorder);
