@@ -395,7 +395,6 @@ herald_io_node_tick (herald_io_t *io, int64_t now)
     herald_agent_t *agent = io->agent;
     if (io->moving && now >= io->move_at) {
         char why [300];
-        size_t from = io->node;
         if (s_open (io, io->move_to, why, sizeof why) != 0) {
             //  Not an endpoint libzmq takes (a WELCOME's, or out of
             //  sockets): forget it, stay, and let the timers decide again
@@ -412,7 +411,6 @@ herald_io_node_tick (herald_io_t *io, int64_t now)
         atomic_fetch_add_explicit (&agent->failovers, 1, memory_order_relaxed);
         if (io->move_redirect)
             atomic_fetch_add_explicit (&agent->leader_redirects, 1, memory_order_relaxed);
-        (void) from;
         herald_io_flights_requeue (io);
         herald_io_unwelcome (io);
         for (size_t index = 0; index < io->sub_count; index++)
