@@ -196,7 +196,7 @@ void
 fb_node_heartbeat (size_t index)
 {
     fb_node_t *node = &fb_fake.nodes [index];
-    if (node->dead)
+    if (node->dead || node->mute)
         return;
     herald_msg_t beat;
     memset (&beat, 0, sizeof beat);

@@ -42,6 +42,7 @@ typedef struct {
     char fanout [64];
     char name [16];
     bool dead;                          //  its sockets are closed
+    bool mute;                          //  it sends no heartbeat (paused, cut off)
     uint64_t lag;                       //  0: it has the whole log; else its head
     const char *cluster_self;           //  WELCOME's `cluster` is only this (a
                                         //  standalone broker's own api), when set

@@ -346,6 +346,28 @@ Test (herald_agent_cluster, a_lower_lineage_on_another_node_is_lag_not_loss)
     cr_assert_gt (fb_fake.nodes [1].hellos, 0, "the lagging node was not tried");
 }
 
+//  A node whose live stream falls silent (paused, cut off: its connection
+//  stays up) is left after three heartbeat intervals.
+Test (herald_agent_cluster, a_silent_node_is_left)
+{
+    fb_cluster_setup ("agent-cluster", "cluster", 2, 100);
+    s_go_live ();
+    for (int index = 0; index < 3; index++)
+        fb_append ("g.1", 0);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        fb_node_fanout (0, seq);
+    s_wait_count (3);
+    fb_fake.nodes [0].mute = true;
+    int64_t muted = zclock_mono ();
+    s_wait_moved_from ("fake");
+    cr_assert_geq (zclock_mono () - muted, 300, "left before three intervals");
+    fb_append ("g.1", 0);
+    fb_node_fanout (1, 4);
+    s_wait_count (4);
+    cr_assert_str_eq (s_stats ().node, "fake1");
+    cr_assert_eq (fb_errors, 0, "%s", fb_error_message);
+}
+
 //  A node that takes the connection but never answers HELLO is left for
 //  the next one (after NODE_PATIENCE_MS); one that refuses the connection
 //  too.  Nothing is delivered from a node that has not welcomed.
