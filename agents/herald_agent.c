@@ -273,22 +273,9 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         herald_agent_destroy (&self);
         return NULL;
     }
-    //  An endpoint libzmq cannot parse is the caller's mistake: say so now
-    //  rather than retry it forever
-    const char *endpoints [2] = { self->api, self->fanout };
-    for (int index = 0; index < 2; index++) {
-        zsock_t *probe = endpoints [index]? zsock_new (ZMQ_DEALER): NULL;
-        if (probe) {
-            zsock_set_linger (probe, 0);
-            int rc = zsock_connect (probe, "%s", endpoints [index]);
-            zsock_destroy (&probe);
-            if (rc != 0) {
-                herald_agent_set_error (HERALD_ERR_INVALID, "%s is not an endpoint ZeroMQ "
-                                        "can connect to", endpoints [index]);
-                herald_agent_destroy (&self);
-                return NULL;
-            }
-        }
+    if (herald_agent_endpoints_init (self)) {
+        herald_agent_destroy (&self);
+        return NULL;
     }
     char path [4096];
     snprintf (path, sizeof path, "%s/subs", self->state_dir);
@@ -391,6 +378,7 @@ herald_agent_destroy (herald_agent_t **self_p)
     free (self->service);
     free (self->api);
     free (self->fanout);
+    herald_agent_endpoints_fini (self);
     free (self->state_dir);
     free (self);
     *self_p = NULL;
@@ -614,6 +602,13 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     stats->broker_reachable = atomic_load (&self->broker_reachable);
     stats->state_recovered = atomic_load (&self->state_recovered);
     stats->replay_errors = atomic_load (&self->replay_errors);
+    stats->failovers = atomic_load (&self->failovers);
+    stats->leader_redirects = atomic_load (&self->leader_redirects);
+    stats->nodes_known = atomic_load (&self->nodes_known);
+    pthread_mutex_lock (&self->lock);
+    snprintf (stats->node, sizeof stats->node, "%s", self->node_name);
+    snprintf (stats->node_api, sizeof stats->node_api, "%s", self->node_api);
+    pthread_mutex_unlock (&self->lock);
     if (lowest != UINT64_MAX && stats->broker_head > lowest)
         stats->lag = stats->broker_head - lowest;
 }

@@ -36,6 +36,8 @@
 
 #define HERALD_AGENT_SUBS_MAX   64          //  subscriptions per agent, stopped included
 #define HERALD_BATCH_MAX        256         //  envelopes per batch to the delivery thread
+#define HERALD_AGENT_NODES_MAX  64          //  api endpoints known (given or learned)
+#define HERALD_AGENT_ENDPOINT_MAX   256     //  bytes of one endpoint, NUL included
 //  Commands queued for the I/O actor: one SUBSCRIBE and at most one
 //  UNSUBSCRIBE per subscription (herald_agent_command)
 #define HERALD_AGENT_COMMANDS_MAX   (HERALD_AGENT_SUBS_MAX * 2)
@@ -149,8 +151,19 @@ typedef struct {
 struct _herald_agent_t {
     char *service;
     herald_agent_options_t options;         //  strings point at the copies below
-    char *api;
-    char *fanout;                           //  NULL until learned
+    char *api;                              //  the option as given (a list)
+    char *fanout;                           //  the option as given, or NULL
+    //  api and fanout split at commas: endpoint_count api endpoints, and
+    //  a fanout for each (fanouts NULL when none was given)
+    char **endpoints;
+    char **fanouts;
+    size_t endpoint_count;
+    //  The node the I/O actor talks to now (under the lock): for stats
+    //  and for the calls that open a connection of their own (read, replay,
+    //  subscribe's start)
+    char node_api [HERALD_AGENT_ENDPOINT_MAX];
+    char node_name [128];
+    atomic_uint_fast64_t failovers, leader_redirects, nodes_known;
     char *state_dir;
     int lock_fd;                            //  flock on state_dir/LOCK
     herald_outbox_t *outbox;
@@ -277,6 +290,20 @@ herald_err
 void
     herald_agent_view (herald_delivery_t *view, const void *event, const void *envelope,
                        size_t envelope_len);
+
+//  Split the api and fanout options into endpoints (and fanouts) and check
+//  each (herald_agent_endpoints.c).  HERALD_ERR_INVALID with the error set
+//  when one is bad.
+herald_err
+    herald_agent_endpoints_init (herald_agent_t *self);
+
+//  Free what herald_agent_endpoints_init made.  Safe on a partial init.
+void
+    herald_agent_endpoints_fini (herald_agent_t *self);
+
+//  The api endpoint of the node the agent talks to now, into buf.
+void
+    herald_agent_node_api (herald_agent_t *self, char *buf, size_t size);
 
 //  A monotonic clock in ms.
 int64_t

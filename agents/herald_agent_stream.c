@@ -63,8 +63,11 @@ s_conn_open (s_conn_t *self, herald_agent_t *agent, int timeout_ms)
     zsock_set_rcvhwm (self->sock, 100000);
     zsock_set_sndtimeo (self->sock, self->timeout_ms);
     zsock_set_rcvtimeo (self->sock, self->timeout_ms);
-    if (zsock_connect (self->sock, "%s", agent->api) != 0)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "cannot connect to %s", agent->api);
+    //  The node the agent talks to (a cluster's: any member can read)
+    char api [HERALD_AGENT_ENDPOINT_MAX];
+    herald_agent_node_api (agent, api, sizeof api);
+    if (zsock_connect (self->sock, "%s", api) != 0)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "cannot connect to %s", api);
     return HERALD_OK;
 }
 

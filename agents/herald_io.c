@@ -3,7 +3,9 @@
 
     DESIGN
 
-    One thread owns every socket of the agent:
+    One thread owns every socket of the agent.  The DEALER and the SUB are
+    connected to ONE node (a cluster's, or the one broker): which one, and
+    the moves to another, are herald_io_node.c's.
 
       DEALER -> api      REPLAY/CREDIT/CANCEL for catch-up, PUBLISH from the
                          outbox, HELLO on every connect (the WELCOME names the
@@ -32,8 +34,11 @@
     an event with `expect` alone, so its conflict fails only itself),
     pipelines up to 16 PUBLISH requests, and matches ACK/ERROR by rid.  A
     batch refused as bad_request/too_large/conflict is resent one event per
-    request so only the faulty one fails; overloaded/internal/not_leader
-    are retried with backoff.  When the DEALER disconnects, or no answer
+    request so only the faulty one fails; overloaded/internal are retried
+    with backoff; not_leader moves to the leader it names, or to the next
+    node (herald_io_node.c), with everything in flight sent again there
+    (with a single node known, it is retried with backoff).  When the
+    DEALER disconnects, or no answer
     comes within max(10 s, 2 x timeout), everything in flight is sent
     again with the same ids: the broker's dedup makes that safe.
 
@@ -54,7 +59,10 @@
     after each connect, and after a $hb or END naming another lineage, so
     that every subscription checks its checkpoint against the losses
     (herald_io_sub_lineage) before it takes events of the new lineage.  A
-    broker that does not answer HELLO holds them back for HELLO_RETRY_MS.
+    HELLO unanswered for HELLO_RETRY_MS is sent again, never taken as a
+    WELCOME: a late WELCOME after live events had passed would rewind
+    their checkpoints (DATA_LOST) and deliver them twice.  A node that does
+    not answer is left for another when there is one.
 
     Bounds: the delivery pipe holds 64 + 64 batches; batches that do not
     fit wait in `pending` (at most 64 more for live events, after which a
@@ -99,39 +107,9 @@ s_log (const char *format, ...)
     va_end (args);
 }
 
-static void
-    s_unwelcome (herald_io_t *self);
 
 //  ---------------------------------------------------------------------
 //  Sockets
-
-static zsock_t *
-s_monitor (zsock_t *sock, const char *name, herald_agent_t *agent)
-{
-    char endpoint [96];
-    snprintf (endpoint, sizeof endpoint, "inproc://herald-mon-%s-%" PRIu64, name,
-              agent->serial);
-    if (zmq_socket_monitor (zsock_resolve (sock), endpoint,
-                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
-        return NULL;
-    zsock_t *monitor = zsock_new (ZMQ_PAIR);
-    if (monitor && zsock_connect (monitor, "%s", endpoint) != 0)
-        zsock_destroy (&monitor);
-    return monitor;
-}
-
-//  Connect the SUB to the fanout, when known.  -1 when libzmq refused.
-static int
-s_connect_fanout (herald_io_t *self)
-{
-    const char *fanout = self->agent->fanout;
-    if (!fanout || self->fanout_connected)
-        return 0;
-    if (zsock_connect (self->sub, "%s", fanout) != 0)
-        return -1;
-    self->fanout_connected = true;
-    return 0;
-}
 
 static void
     s_self_destroy (herald_io_t **self_p);
@@ -154,46 +132,19 @@ s_self_new (zsock_t *pipe, herald_agent_t *agent, char *why, size_t size)
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
     self->pending = zlist_new ();
-    self->dealer = zsock_new (ZMQ_DEALER);
-    self->sub = zsock_new (ZMQ_SUB);
     self->deliver = zsock_new (ZMQ_PAIR);
-    if (!self->pending || !self->dealer || !self->sub || !self->deliver) {
+    if (!self->pending || !self->deliver) {
         snprintf (why, size, "cannot create its sockets: %s", zmq_strerror (zmq_errno ()));
         s_self_destroy (&self);
         return NULL;
     }
-    zsock_set_linger (self->dealer, 0);
-    zsock_set_immediate (self->dealer, 1);
-    zsock_set_sndhwm (self->dealer, 10000);
-    zsock_set_rcvhwm (self->dealer, 100000);
-    zsock_set_reconnect_ivl (self->dealer, 100);
-    zsock_set_reconnect_ivl_max (self->dealer, 1000);
-    zsock_set_rcvtimeo (self->dealer, 0);
-    zsock_set_linger (self->sub, 0);
-    zsock_set_rcvhwm (self->sub, agent->options.sub_rcvhwm);
-    zsock_set_reconnect_ivl (self->sub, 100);
-    zsock_set_reconnect_ivl_max (self->sub, 1000);
-    zsock_set_rcvtimeo (self->sub, 0);
-    zsock_set_subscribe (self->sub, "");
     zsock_set_linger (self->deliver, 0);
     zsock_set_sndhwm (self->deliver, DELIVER_HWM);
-    self->mon_dealer = s_monitor (self->dealer, "api", agent);
-    self->mon_sub = self->mon_dealer? s_monitor (self->sub, "fanout", agent): NULL;
-    if (!self->mon_dealer || !self->mon_sub)
-        snprintf (why, size, "cannot monitor its sockets: %s", zmq_strerror (zmq_errno ()));
-    else
     if (zsock_bind (self->deliver, "%s", agent->deliver_endpoint) != 0)
         snprintf (why, size, "cannot bind %s: %s", agent->deliver_endpoint,
                   zmq_strerror (zmq_errno ()));
     else
-    if (zsock_connect (self->dealer, "%s", agent->api) != 0)
-        snprintf (why, size, "cannot connect to api %s: %s", agent->api,
-                  zmq_strerror (zmq_errno ()));
-    else
-    if (s_connect_fanout (self) != 0)
-        snprintf (why, size, "cannot connect to fanout %s: %s", agent->fanout,
-                  zmq_strerror (zmq_errno ()));
-    else
+    if (herald_io_node_start (self, why, size) == 0)
         return self;
     s_self_destroy (&self);
     return NULL;
@@ -215,14 +166,7 @@ s_self_destroy (herald_io_t **self_p)
             herald_batch_destroy (&batch);
         zlist_destroy (&self->pending);
     }
-    if (self->mon_dealer)
-        zmq_socket_monitor (zsock_resolve (self->dealer), NULL, 0);
-    if (self->mon_sub)
-        zmq_socket_monitor (zsock_resolve (self->sub), NULL, 0);
-    zsock_destroy (&self->mon_dealer);
-    zsock_destroy (&self->mon_sub);
-    zsock_destroy (&self->dealer);
-    zsock_destroy (&self->sub);
+    herald_io_node_stop (self);
     zsock_destroy (&self->deliver);
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
@@ -307,15 +251,14 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
     //  any replay, which would take events of the new lineage before the
     //  subscriptions know where their checkpoints stand in it
     if (self->have_lineage && msg.heartbeat.lineage != self->lineage)
-        s_unwelcome (self);
+        herald_io_unwelcome (self);
     self->last_hb = herald_agent_now_ms ();
     atomic_store (&agent->broker_reachable, true);
     atomic_store (&agent->broker_head, head);
     atomic_store (&agent->broker_epoch, msg.heartbeat.epoch);
-    if (self->have_epoch && msg.heartbeat.epoch != self->epoch && head + 1 < self->live_next)
-        s_log ("broker epoch %" PRIu64 " has head %" PRIu64 ", below what was seen (%" PRIu64
-               "): events were lost by the broker", msg.heartbeat.epoch, head,
-               self->live_next - 1);
+    //  Heads and epochs per node: another node's lower head is lag, only
+    //  the same node's in a new epoch a loss (herald_io_node.c)
+    herald_io_node_heartbeat (self, msg.heartbeat.node, msg.heartbeat.epoch, head);
     self->have_epoch = true;
     self->epoch = msg.heartbeat.epoch;
     //  Everything up to head was sent before this heartbeat: anything of it
@@ -409,8 +352,8 @@ s_flight_remove (herald_io_t *self, size_t index)
     self->flight_count--;
 }
 
-static void
-s_flights_requeue (herald_io_t *self)
+void
+herald_io_flights_requeue (herald_io_t *self)
 {
     while (self->flight_count)
         s_flight_remove (self, 0);
@@ -421,7 +364,7 @@ static void
 s_publish_send (herald_io_t *self)
 {
     int64_t now = herald_agent_now_ms ();
-    while (self->flight_count < HERALD_IO_FLIGHTS_MAX && self->dealer_up
+    while (self->flight_count < HERALD_IO_FLIGHTS_MAX && self->dealer_up && !self->moving
        &&  now >= self->publish_retry_at) {
         herald_outbox_item_t **items = malloc (PUBLISH_EVENTS * sizeof *items);
         if (!items)
@@ -505,6 +448,16 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
         return;
     }
     herald_err code = reply->type == HERALD_MSG_ACK? HERALD_OK: reply->error.code;
+    //  Not the leader: go where it says, or try the next node.  Everything
+    //  in flight goes back to the outbox and is sent there in order with
+    //  the same ids (events it had stored come back `dup`, with their seq)
+    if (code == HERALD_ERR_NOT_LEADER
+    &&  (reply->error.leader.ptr? herald_io_node_redirect (self, reply->error.leader.ptr,
+                                                           reply->error.leader.len)
+                                : herald_io_node_rotate (self, "not the leader, none known"))) {
+        herald_io_flights_requeue (self);
+        return;
+    }
     bool transient = code == HERALD_ERR_OVERLOADED || code == HERALD_ERR_INTERNAL
                   || code == HERALD_ERR_NOT_LEADER;
     if (transient || (code != HERALD_OK && flight->count > 1)) {
@@ -524,6 +477,8 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
         return;
     }
     self->publish_backoff_ms = 0;
+    if (code == HERALD_OK)
+        herald_io_node_acked (self);
     herald_publish_result_t *results = calloc (flight->count, sizeof *results);
     if (!results)
         return;                     //  answered again after a resend
@@ -576,11 +531,14 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
 //  The broker's lineage must be read (again) before any replay, and before
 //  live subscriptions pass more live events: they may be of a lineage the
 //  subscriptions have not checked their checkpoints against.
-static void
-s_unwelcome (herald_io_t *self)
+void
+herald_io_unwelcome (herald_io_t *self)
 {
     self->hello_due = true;
     self->hello_at = 0;
+    self->hello_first = 0;
+    if (self->welcomed)
+        self->welcome_wait = herald_agent_now_ms ();
     self->welcomed = false;
     for (size_t index = 0; index < self->sub_count; index++)
         herald_io_sub_unwelcome (self, self->subs [index]);
@@ -614,33 +572,13 @@ s_lineage (herald_io_t *self, const herald_msg_t *reply)
 static void
 s_on_welcome (herald_io_t *self, const herald_msg_t *reply)
 {
-    self->hello_rid = 0;
+    self->hello_first = 0;
     self->hello_due = false;
+    if (!herald_io_node_welcome (self, reply))
+        return;                     //  a node that lags: the agent moves on
     self->welcomed = true;
+    self->welcomed_at = herald_agent_now_ms ();
     s_lineage (self, reply);
-    herald_agent_t *agent = self->agent;
-    if (agent->fanout || !reply->welcome.fanout.len)
-        return;
-    //  A broker bound to every interface names 0.0.0.0 or *: use the api's host
-    char endpoint [1100];
-    snprintf (endpoint, sizeof endpoint, "%.*s", (int) reply->welcome.fanout.len,
-              reply->welcome.fanout.ptr);
-    char *host = strstr (endpoint, "://");
-    char *api_host = strstr (agent->api, "://");
-    if (host && api_host && (strncmp (host + 3, "0.0.0.0:", 8) == 0 || strncmp (host + 3, "*:", 2) == 0)) {
-        const char *port = strrchr (host + 3, ':');
-        const char *api_port = strrchr (api_host + 3, ':');
-        char fixed [1100];
-        snprintf (fixed, sizeof fixed, "%.*s%s", (int) (api_port? api_port - agent->api
-                                                               : (long) strlen (agent->api)),
-                  agent->api, port);
-        snprintf (endpoint, sizeof endpoint, "%s", fixed);
-    }
-    pthread_mutex_lock (&agent->lock);
-    agent->fanout = strdup (endpoint);
-    pthread_mutex_unlock (&agent->lock);
-    if (s_connect_fanout (self) != 0)
-        s_log ("cannot connect to fanout %s", endpoint);
 }
 
 static void
@@ -671,13 +609,13 @@ s_recv_dealer (herald_io_t *self)
                 herald_io_sub_events (self, sub, msg);
         }
         else
-        if (type == HERALD_MSG_WELCOME && reply.rid == self->hello_rid)
+        if (type == HERALD_MSG_WELCOME && self->hello_first && reply.rid >= self->hello_first)
             s_on_welcome (self, &reply);
         else
         if (type == HERALD_MSG_ACK || type == HERALD_MSG_ERROR || type == HERALD_MSG_END) {
             if (type == HERALD_MSG_END && self->have_lineage
             &&  reply.end.lineage != self->lineage)
-                s_unwelcome (self);         //  the broker accepted a loss: read it
+                herald_io_unwelcome (self);         //  the broker accepted a loss: read it
             bool found = false;
             for (size_t index = 0; index < self->flight_count && !found; index++)
                 if (self->flights [index].rid == reply.rid && type != HERALD_MSG_END) {
@@ -688,10 +626,14 @@ s_recv_dealer (herald_io_t *self)
             if (sub && type != HERALD_MSG_ACK)
                 herald_io_sub_end (self, sub, &reply);
             else
-            if (!found && type == HERALD_MSG_ERROR && reply.rid == self->hello_rid) {
+            if (!found && type == HERALD_MSG_ERROR && self->hello_first
+            &&  reply.rid >= self->hello_first) {
+                //  An answer: the broker has no lineage to tell
                 s_log ("HELLO refused: %.*s", (int) reply.error.message.len,
                        reply.error.message.ptr);
                 self->welcomed = true;      //  no lineage to check: replays go on
+                self->welcomed_at = herald_agent_now_ms ();
+                self->hello_first = 0;
                 self->hello_due = false;
             }
 
@@ -719,19 +661,21 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
     if (is_dealer) {
         if (event == ZMQ_EVENT_CONNECTED) {
             self->dealer_up = true;
-            self->hello_at = 0;
-            self->hello_due = true;         //  the lineage, on every connect
-            self->welcomed = false;
+            herald_io_unwelcome (self);     //  the lineage, on every connect
         }
         else
         if (event == ZMQ_EVENT_DISCONNECTED) {
             //  Requests in flight are gone with the connection
             self->dealer_up = false;
-            s_unwelcome (self);
-            s_flights_requeue (self);
+            herald_io_unwelcome (self);
+            herald_io_flights_requeue (self);
             for (size_t index = 0; index < self->sub_count; index++)
                 herald_io_sub_reset_replay (self, self->subs [index]);
+            herald_io_node_rotate (self, "closed the connection");
         }
+        else
+        if (event == ZMQ_EVENT_CONNECT_RETRIED && !self->dealer_up)
+            herald_io_node_rotate (self, "refused the connection");
     }
     else
     if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECTED)
@@ -784,12 +728,15 @@ s_timers (herald_io_t *self, int64_t now)
     herald_agent_t *agent = self->agent;
     if (self->last_hb && now - self->last_hb > 3 * (int64_t) agent->options.heartbeat_ms)
         atomic_store (&agent->broker_reachable, false);
-    if ((self->hello_due || !agent->fanout) && self->dealer_up && now >= self->hello_at) {
-        //  No WELCOME to the last one for HELLO_RETRY_MS: a broker that
-        //  does not answer HELLO must not stop catch-up; its lineage is
-        //  checked when a WELCOME comes
-        if (self->hello_rid)
-            self->welcomed = true;
+    herald_io_node_tick (self, now);
+    if ((self->hello_due || !herald_io_node_fanout (self)) && self->dealer_up && !self->moving
+    &&  now >= self->hello_at) {
+        //  No WELCOME to the last one for HELLO_RETRY_MS: ask again (a
+        //  WELCOME to any HELLO since the lineage had to be read counts).
+        //  Never assume one: live events and replays of a lineage not read
+        //  would pass checkpoints over a loss (then DATA_LOST, and events
+        //  delivered twice).  With other nodes known, herald_io_node.c
+        //  moves on from a node that does not answer
         herald_msg_t msg;
         memset (&msg, 0, sizeof msg);
         msg.type = HERALD_MSG_HELLO;
@@ -803,7 +750,8 @@ s_timers (herald_io_t *self, int64_t now)
         //  in a moment, not after HELLO_RETRY_MS, or the SUB would connect
         //  (and the subscription go live) a second later than it can
         if (herald_msg_encode (&msg, &self->buffer) == 0 && herald_io_send (self, "HELLO") == 0) {
-            self->hello_rid = msg.rid;
+            if (!self->hello_first)
+                self->hello_first = msg.rid;
             self->hello_at = now + HELLO_RETRY_MS;
         }
         else
@@ -814,7 +762,7 @@ s_timers (herald_io_t *self, int64_t now)
         patience = 10000;
     if (self->flight_count && now - self->flights [0].sent_at > patience) {
         s_log ("no answer to PUBLISH for %" PRId64 " ms: sending again", patience);
-        s_flights_requeue (self);
+        herald_io_flights_requeue (self);
     }
     for (size_t index = 0; index < self->sub_count; index++)
         herald_io_sub_tick (self, self->subs [index], now);
@@ -831,8 +779,12 @@ s_wait_ms (herald_io_t *self, int64_t now)
     }
     if (self->publish_retry_at > now && self->publish_retry_at < due)
         due = self->publish_retry_at;
-    if ((self->hello_due || !self->agent->fanout) && self->dealer_up && self->hello_at < due)
+    if ((self->hello_due || !herald_io_node_fanout (self)) && self->dealer_up && !self->moving
+    &&  self->hello_at < due)
         due = self->hello_at;
+    int64_t node_due = herald_io_node_due (self);
+    if (node_due < due)
+        due = node_due;
     return due > now? due - now: 0;
 }
 

@@ -17,6 +17,7 @@
 #define HERALD_IO_FLIGHTS_MAX   16          //  PUBLISH batches in flight
 #define HERALD_IO_PENDING_MAX   64          //  batches waiting for the delivery pipe
 #define HERALD_IO_CREDIT        8192        //  replay credit window
+#define HERALD_IO_PEERS_MAX     16          //  nodes whose heads are remembered
 
 //  A subscription's state (the table is in herald_io_sub.c).
 typedef enum {
@@ -59,6 +60,22 @@ typedef struct {
     uint64_t batch_seqs [HERALD_BATCH_MAX]; //  the seq of each of its frames
 } herald_io_sub_t;
 
+//  A known node: an api endpoint the caller gave or a WELCOME listed.
+typedef struct {
+    char api [HERALD_AGENT_ENDPOINT_MAX];
+    char fanout [HERALD_AGENT_ENDPOINT_MAX];    //  given, or from its WELCOME; "": unknown
+    bool fanout_given;
+    bool seed;                              //  given by the caller: kept on a refresh
+} herald_io_node_t;
+
+//  What the live stream said of a node, by name ($hb): a head lower than
+//  another node's is lag; lower than its own, in a new epoch, a loss.
+typedef struct {
+    char name [128];
+    uint64_t epoch;
+    uint64_t head;
+} herald_io_peer_t;
+
 typedef struct {
     uint64_t rid;
     size_t count;
@@ -82,19 +99,41 @@ typedef struct {
     int64_t last_hb;
     bool have_epoch;
     uint64_t epoch;
-    uint64_t hello_rid;
+    //  HELLOs sent since the lineage must be read again: a WELCOME to any
+    //  of them (rid >= hello_first) counts; to an older one, not
+    uint64_t hello_first;
     int64_t hello_at;
     //  HELLO is due: the fanout is not known, or the broker's lineage must
     //  be read (on every connect, and when a $hb or END names another one)
     bool hello_due;
     //  A WELCOME (or a HELLO refused) since the DEALER connected: replays
     //  wait for it, so that a subscription never takes events of a broker
-    //  whose losses it has not checked
+    //  whose losses it has not checked.  Only a WELCOME sets it: a broker
+    //  that does not answer is not assumed to have none
     bool welcomed;
+    int64_t welcome_wait;                   //  since when a WELCOME is awaited
+    int64_t welcomed_at;
+    //  The nodes (herald_io_node.c): the known ones, the current one and
+    //  its name, a move decided and when it happens, its backoff
+    herald_io_node_t nodes [HERALD_AGENT_NODES_MAX];
+    size_t node_count;
+    size_t node;
+    char node_name [128];
+    uint64_t generation;                    //  sockets opened: names their monitors
+    int64_t node_since;
+    bool moving;
+    size_t move_to;
+    int64_t move_at;
+    bool move_redirect;
+    int move_backoff_ms;                    //  the next rotation's wait
+    int redirect_backoff_ms;                //  the next redirect's (0: at once)
+    herald_io_peer_t peers [HERALD_IO_PEERS_MAX];
+    size_t peer_count;
     //  The broker's lineage and accepted losses, from the last WELCOME
     bool have_lineage;
     uint64_t lineage;
     uint64_t lineage_head;                  //  the WELCOME's head
+    char lineage_node [128];                //  the node that said it
     herald_loss_t *losses;                  //  owned copy
     size_t loss_count;
     herald_io_sub_t *subs [HERALD_AGENT_SUBS_MAX];
@@ -118,6 +157,73 @@ int
 //  Takes ownership.
 void
     herald_io_deliver (herald_io_t *self, herald_batch_t *batch);
+
+//  Every PUBLISH in flight back to the outbox, to be sent again in order
+//  with the same ids (a reconnect, another node).
+void
+    herald_io_flights_requeue (herald_io_t *self);
+
+//  The broker's lineage must be read again before replays and live events
+//  go on (a reconnect, another lineage, another node).
+void
+    herald_io_unwelcome (herald_io_t *self);
+
+//  ---------------------------------------------------------------------
+//  The nodes (herald_io_node.c)
+
+//  The known nodes from the agent's endpoints, and sockets to the first.
+//  -1 with why when a socket cannot be made.
+int
+    herald_io_node_start (herald_io_t *io, char *why, size_t size);
+
+//  Close the current node's sockets.
+void
+    herald_io_node_stop (herald_io_t *io);
+
+//  Move to the next known node, after the backoff (50 ms doubling to 1 s
+//  while no publish succeeds).  False when there is no other node.
+bool
+    herald_io_node_rotate (herald_io_t *io, const char *why);
+
+//  ERROR not_leader named the leader (api endpoint, len bytes): move there
+//  at once (the backoff only when moves keep failing).  False when it is
+//  the current node.
+bool
+    herald_io_node_redirect (herald_io_t *io, const char *leader, size_t len);
+
+//  Timers: a move due, a node that does not welcome, a silent live stream.
+void
+    herald_io_node_tick (herald_io_t *io, int64_t now);
+
+//  The earliest time the nodes need a tick (INT64_MAX: none).
+int64_t
+    herald_io_node_due (herald_io_t *io);
+
+//  A WELCOME from the current node: its name, fanout and the cluster's
+//  members.  False when it must not be taken: its lineage is lower than
+//  the one another node said (it lags), and the agent moves on.
+bool
+    herald_io_node_welcome (herald_io_t *io, const herald_msg_t *reply);
+
+//  A $hb from node (name) with epoch and head: false, logged, when that
+//  node's head went down in a new epoch (it lost events); another node's
+//  lower head is lag.
+bool
+    herald_io_node_heartbeat (herald_io_t *io, herald_str_t node, uint64_t epoch,
+                              uint64_t head);
+
+//  A PUBLISH was acknowledged: moves are going well.
+void
+    herald_io_node_acked (herald_io_t *io);
+
+//  The current node's fanout, or NULL while unknown.
+const char *
+    herald_io_node_fanout (herald_io_t *io);
+
+//  Connect the SUB to the current node's fanout when known.  -1 when libzmq
+//  refused.
+int
+    herald_io_node_connect_fanout (herald_io_t *io);
 
 //  A new subscription state; starts catching up.  NULL when out of memory.
 herald_io_sub_t *
@@ -170,6 +276,13 @@ void
 //  events (WAITING) until a WELCOME.
 void
     herald_io_sub_unwelcome (herald_io_t *io, herald_io_sub_t *self);
+
+//  The agent moved to another node: the replay running is gone with the
+//  old one and the live position is unknown (a new SUB): live events are
+//  held until the new node's WELCOME and the first message on its stream,
+//  then a replay from examined + 1 fills what the move missed.
+void
+    herald_io_sub_moved (herald_io_t *io, herald_io_sub_t *self);
 
 //  Send the batch being filled, if any.
 void

@@ -71,6 +71,9 @@
                                                               -> WAITING
       unwelcome    -                       -                  -> WAITING, covered
                                                               from examined + 1
+      moved        the replay is gone;     drop held,         -> WAITING,
+      (another     drop held,              buffer_from = 0    buffer_from = 0
+      node)        buffer_from = 0
       lineage(N)   (any state but STOPPED; herald_io_sub_lineage) a LINEAGE batch
                    to the delivery thread (it rewinds the checkpoint past N);
                    examined > N: CANCEL, drop held, examined = N -> REPLAYING
@@ -521,6 +524,30 @@ herald_io_sub_unwelcome (herald_io_t *io, herald_io_sub_t *self)
     //  Live was contiguous up to examined: hold from examined + 1 on
     if (self->state == HERALD_IO_LIVE)
         s_wait (io, self, self->examined + 1);
+}
+
+void
+herald_io_sub_moved (herald_io_t *io, herald_io_sub_t *self)
+{
+    //  Nothing of the old node's stream is known to continue on the new
+    //  one: its first message (coverage) says where the new stream is
+    //  contiguous from, and a replay on the new node from examined + 1
+    //  fills the rest once it has welcomed the agent
+    switch (self->state) {
+        case HERALD_IO_REPLAYING:
+            self->rid = 0;
+            self->credit_left = 0;
+            self->retry_at = 0;
+            s_drop_held (self);
+            self->buffer_from = 0;
+            break;
+        case HERALD_IO_WAITING:
+        case HERALD_IO_LIVE:
+            s_wait (io, self, 0);
+            break;
+        case HERALD_IO_STOPPED:
+            break;
+    }
 }
 
 void

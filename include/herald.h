@@ -118,8 +118,16 @@ typedef struct {
 //  field left 0 or NULL takes its default.  Strings are copied by
 //  herald_agent_new.
 typedef struct {
-    const char *api;                //  broker api endpoint; "tcp://127.0.0.1:5580"
-    const char *fanout;             //  fanout endpoint; NULL: learned from WELCOME
+    //  The broker's api endpoint ("tcp://127.0.0.1:5580"), or a cluster's:
+    //  a comma-separated list ("tcp://a:5580,tcp://b:5580,tcp://c:5580").
+    //  The agent talks to one node at a time (publishes, replays and the
+    //  live stream), learns the members from each WELCOME, follows the
+    //  leader (ERROR not_leader) and moves to another node when its node
+    //  does not answer (docs/agent.md, "A cluster").
+    const char *api;
+    //  Fanout endpoint(s): NULL, learned from each node's WELCOME; or one
+    //  per api endpoint, in the same order, comma-separated
+    const char *fanout;
     const char *state_dir;          //  required: this service's local state
     int timeout_ms;                 //  sync calls (publish, subscribe "now"); 5000
     int heartbeat_ms;               //  the broker's heartbeat interval; 1000
@@ -467,6 +475,14 @@ typedef struct {
     uint64_t gaps;                  //  repairs, all subscriptions (herald_sub_status_t)
     uint64_t data_lost;             //  checkpoints rewound because the broker lost events
     uint64_t broker_lineage;        //  the broker's count of accepted losses, last heard
+    //  The node the agent talks to: publishes, replays and the live stream
+    //  all go to this one node (a cluster's leader, once it said which)
+    char node [128];                //  its name (WELCOME's `node`); "" until welcomed
+    char node_api [256];            //  its api endpoint; the first given until then
+    uint64_t failovers;             //  moves to another node (not_leader, a node that did
+                                    //  not answer, closed, or fell silent)
+    uint64_t leader_redirects;      //  of those: to the leader a not_leader named
+    uint64_t nodes_known;           //  api endpoints known (given, and WELCOME's `cluster`)
 } herald_agent_stats_t;
 
 //  The agent's counters into stats.  Never fails.

@@ -133,5 +133,10 @@ main (void)
     S_FIELD (herald_agent_stats_t, "Stats", gaps);
     S_FIELD (herald_agent_stats_t, "Stats", data_lost);
     S_FIELD (herald_agent_stats_t, "Stats", broker_lineage);
+    S_FIELD (herald_agent_stats_t, "Stats", node);
+    S_FIELD (herald_agent_stats_t, "Stats", node_api);
+    S_FIELD (herald_agent_stats_t, "Stats", failovers);
+    S_FIELD (herald_agent_stats_t, "Stats", leader_redirects);
+    S_FIELD (herald_agent_stats_t, "Stats", nodes_known);
     return 0;
 }

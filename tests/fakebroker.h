@@ -11,6 +11,15 @@
     chooses.  One agent, subscribed by the test, talks to it.  Criterion
     only; the fixture is freed by fb_teardown also when an assertion ended
     the test early.
+
+    A cluster (fb_cluster_setup): FB_NODES_MAX fake nodes share the one log
+    (fb_fake's, as a replicated log would be) and each has its own ROUTER
+    and PUB (node 0's are fb_fake.router and fb_fake.pub), name ("fake",
+    "fake1", ...), visible head (`lag`: it has applied only so far) and
+    role: the leader stores PUBLISHed events (ACK, `dup` with the original
+    seq for an id stored before); the others answer ERROR not_leader
+    naming the leader's api, or nil.  WELCOME lists every node's api in
+    `cluster`.  A node can be killed (its sockets closed).
     =========================================================================
 */
 
@@ -22,6 +31,33 @@
 
 #define FB_WAIT_MS      10000
 #define LOG_MAX         64
+#define FB_NODES_MAX    3
+#define FB_NIL          (-1)            //  fb_node_t.leader: not_leader with leader nil
+
+//  One node of a fake cluster (node 0's sockets are fb_fake.router, .pub).
+typedef struct {
+    zsock_t *router;                    //  nodes 1..: their own
+    zsock_t *pub;
+    char api [64];
+    char fanout [64];
+    char name [16];
+    bool dead;                          //  its sockets are closed
+    bool mute;                          //  it sends no heartbeat (paused, cut off)
+    uint64_t lag;                       //  0: it has the whole log; else its head
+    const char *cluster_self;           //  WELCOME's `cluster` is only this (a
+                                        //  standalone broker's own api), when set
+    bool old_lineage;                   //  it has not applied the accepted losses:
+                                        //  lineage 0, none listed
+    int leader;                         //  PUBLISH: its own index stores; another
+                                        //  index: not_leader naming it; FB_NIL: nil
+    size_t store_then_refuse;           //  batches it stores yet answers not_leader
+                                        //  naming `leader_after` (leadership lost)
+    int leader_after;
+    size_t publishes;                   //  PUBLISH requests it got
+    size_t events_sent;                 //  events in them
+    size_t events_refused_stored;       //  of those: stored, then not_leader
+    size_t hellos;
+} fb_node_t;
 
 typedef struct {
     zsock_t *router;
@@ -41,6 +77,8 @@ typedef struct {
     size_t hellos_held;                         //  ... how many came
     zframe_t *held_identity;                    //  ... and the last one
     zframe_t *held_body;
+    size_t node_count;                          //  1 unless fb_cluster_setup
+    fb_node_t nodes [FB_NODES_MAX];
 } fb_fake_t;
 
 extern fb_fake_t fb_fake;
@@ -60,6 +98,27 @@ void
 //  start fb_agent (service) on it; asserts that each worked.
 void
     fb_setup (const char *tag, const char *service);
+
+//  fb_setup with a cluster of `count` nodes (every one the leader of
+//  itself until the test says otherwise) and the agent's api the list of
+//  their endpoints, no fanout given (each WELCOME names its own).
+//  heartbeat_ms: the agent's option.
+void
+    fb_cluster_setup (const char *tag, const char *service, size_t count, int heartbeat_ms);
+
+//  Node index's head: its lag, or the log's.
+uint64_t
+    fb_node_head (size_t index);
+
+//  Send event seq, or a heartbeat, on node index's fanout.
+void
+    fb_node_fanout (size_t index, uint64_t seq);
+void
+    fb_node_heartbeat (size_t index);
+
+//  Close node index's sockets: the agent's connections to it drop.
+void
+    fb_node_kill (size_t index);
 
 //  Destroy the agent, the recorder, the state directory and the broker.
 void

@@ -321,3 +321,46 @@ Test (herald_agent_lineage, a_new_subscription_at_a_seq_adopts_the_lineage_it_fi
     cr_assert_eq (fb_recorder->seqs [1], 8);
     cr_assert_eq (fb_errors, 0, "%s", fb_error_message);
 }
+
+//  The same, with a WELCOME that takes longer than the agent's HELLO retry
+//  (1 s): a HELLO unanswered is asked again, never taken as a WELCOME.
+//  Were it taken (as it once was), the live event 7 would pass on the old
+//  lineage, the late WELCOME would then rewind the checkpoint to 6 with
+//  DATA_LOST, and 7 would be delivered a second time.
+Test (herald_agent_lineage, a_late_welcome_still_holds_live_events)
+{
+    fb_go_live ();
+    for (int index = 0; index < 6; index++)
+        fb_append ("g.1", 0);
+    for (uint64_t seq = 1; seq <= 6; seq++)
+        fb_fanout (seq);
+    s_wait_count (6);
+    zsock_destroy (&fb_fake.router);
+    s_lose_after (6);
+    fb_append ("g.1", 0);            //  a new 7
+    fb_fake.router = zsock_new (ZMQ_ROUTER);
+    uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
+    int port;
+    while ((port = zsock_bind (fb_fake.router, "%s", fb_fake.api)) < 0 && tu_mono_ns () < deadline)
+        zclock_sleep (5);
+    cr_assert_gt (port, 0, "cannot bind %s again", fb_fake.api);
+    fb_fake.hold_hellos = true;
+    while (fb_fake.hellos_held == 0 && tu_mono_ns () < deadline)
+        fb_serve (20);
+    cr_assert_gt (fb_fake.hellos_held, 0, "the agent did not reconnect");
+    fb_fanout (7);                   //  live, before any WELCOME
+    //  2.5 s without a WELCOME (and no heartbeat: one of the new lineage
+    //  would say again that the lineage must be read)
+    fb_serve (2500);
+    cr_assert_eq (fb_recorder->count, 6, "a live event passed before the lineage was read");
+    cr_assert_gt (fb_fake.hellos_held, 1, "the HELLO was not asked again");
+    fb_release_hellos ();
+    s_beat_until_lineage (1);
+    s_wait_count (7);
+    cr_assert_eq (fb_recorder->seqs [6], 7);
+    cr_assert_eq (memcmp (fb_recorder->ids [6], fb_fake.ids [7], 16), 0);
+    cr_assert_eq (fb_errors, 0, "%s", fb_error_message);
+    herald_sub_status_t status;
+    herald_agent_sub_status (fb_agent, "g", &status);
+    cr_assert_eq (status.data_lost, 0);
+}

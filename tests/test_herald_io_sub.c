@@ -35,7 +35,8 @@ typedef enum {
     EV_TICK,                    //  the timers
     EV_FLUSH,                   //  the end of a turn of the I/O loop
     EV_LINEAGE,                 //  a WELCOME: lineage 1, events lost after arg
-    EV_UNWELCOME                //  the lineage to be read again (then live event arg)
+    EV_UNWELCOME,               //  the lineage to be read again (then live event arg)
+    EV_MOVED                    //  another node (then live event arg, coverage from it)
 } s_event_t;
 
 typedef struct {
@@ -180,6 +181,29 @@ static const s_row_t s_rows [] = {
       HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_UNWELCOME, .arg = 9,
       .drain = true,
       .to = HERALD_IO_LIVE, .passed = { 9 }, .passed_count = 1, .buffer_from_after = NONE },
+
+    //  Another node (a cluster's: the old one died, or is not the leader)
+    { "REPLAYING, moved: the replay is gone, held dropped, position unknown, no request",
+      HERALD_IO_REPLAYING, 5, 6, { 6, 7 }, 2, .replay_running = true, .event = EV_MOVED,
+      .to = HERALD_IO_REPLAYING, .held_after = 0, .buffer_from_after = 0 },
+    { "... after the new node's WELCOME: a replay from examined + 1 there",
+      HERALD_IO_REPLAYING, 5, 6, { 6, 7 }, 2, .replay_running = true, .event = EV_MOVED,
+      .drain = true,
+      .to = HERALD_IO_REPLAYING, .replay_from = 6, .held_after = 0, .buffer_from_after = 0 },
+    { "LIVE, moved: WAITING, position unknown",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_MOVED,
+      .to = HERALD_IO_WAITING, .buffer_from_after = 0 },
+    { "... the new node's stream from 12, before its WELCOME: held, no request",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_MOVED, .arg = 12,
+      .to = HERALD_IO_WAITING, .held_after = 1, .buffer_from_after = 12 },
+    { "... after its WELCOME: one replay from examined + 1, nothing passed yet",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_MOVED, .arg = 12, .drain = true,
+      .to = HERALD_IO_REPLAYING, .replay_from = 9, .held_after = 1, .buffer_from_after = 12,
+      .gaps = 1 },
+    { "... a lagging node's stream from 7 (below examined): LIVE after its WELCOME, "
+      "nothing passed twice",
+      HERALD_IO_LIVE, 8, 9, .went_live = true, .event = EV_MOVED, .arg = 7, .drain = true,
+      .to = HERALD_IO_LIVE, .buffer_from_after = NONE },
 
     //  A broker that lost events (lineage)
     { "LIVE, lineage with a loss after 6, examined 8: REPLAYING from 7",
@@ -442,6 +466,15 @@ s_run_row (const s_row_t *row)
             herald_io_sub_unwelcome (io, self);
             if (row->arg)
                 herald_io_sub_live (io, self, row->arg, s_envelope (row->arg));
+            break;
+        case EV_MOVED:
+            io->welcomed = false;
+            herald_io_sub_moved (io, self);
+            if (row->arg) {
+                //  What herald_io.c does with the new stream's first event
+                herald_io_sub_coverage (io, self, row->arg);
+                herald_io_sub_live (io, self, row->arg, s_envelope (row->arg));
+            }
             break;
         case EV_LINEAGE: {
             herald_loss_t loss = { 1, row->arg, 1 };

@@ -47,7 +47,9 @@ static const char *s_usage =
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
-    "                       tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH\n"
+    "                       tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH;\n"
+    "                       a cluster's nodes: E1,E2,... (the first that answers;\n"
+    "                       pub follows the leader a follower names)\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
     "  -h, --help           this text; `herald help COMMAND` for a command's options\n"
@@ -249,7 +251,13 @@ typedef struct {
     size_t line_cap;
     int64_t last_progress;
     bool tty;                       //  stderr is a terminal
+    //  A cluster: where ERROR not_leader sends the batches in flight
+    char move_to [HERALD_CLI_ENDPOINT_MAX];
+    unsigned moves;                 //  since the last ACK
 } s_pub_t;
+
+#define S_MOVE          (-2)        //  s_await_ack: not the leader, go to move_to
+#define S_MOVES_MAX     10          //  in a row, without an ACK
 
 //  Append len bytes to the slot's storage; returns their offset, or -1.
 static ssize_t
@@ -431,6 +439,21 @@ s_await_ack (s_pub_t *self, s_slot_t *slot)
     herald_cli_reply_t reply;
     int rc = herald_cli_conn_recv (self->conn, &reply);
     if (rc == 0) {
+        const __typeof__ (reply.body.error) *error = &reply.body.error;
+        //  A follower: publish to the leader it names, or while it knows
+        //  none, to the next node of --endpoint's list (the ids are the
+        //  client's: a batch stored before the leadership was lost comes
+        //  back as duplicates with its seqs)
+        if (reply.type == HERALD_MSG_ERROR && error->code == HERALD_ERR_NOT_LEADER
+        &&  self->moves < S_MOVES_MAX
+        &&  (error->leader.ptr
+             ? snprintf (self->move_to, sizeof self->move_to, "%.*s", (int) error->leader.len,
+                         error->leader.ptr) < (int) sizeof self->move_to
+             : herald_cli_endpoint_next (self->opts->endpoint,
+                                         herald_cli_conn_endpoint (self->conn),
+                                         self->move_to, sizeof self->move_to)))
+            rc = S_MOVE;
+        else
         if (reply.type == HERALD_MSG_ERROR)
             rc = herald_cli_print_error (&reply);
         else
@@ -453,6 +476,7 @@ s_await_ack (s_pub_t *self, s_slot_t *slot)
                 }
             }
             self->acked += slot->count;
+            self->moves = 0;
             if (self->load)
                 s_progress (self, false);
             else
@@ -461,6 +485,28 @@ s_await_ack (s_pub_t *self, s_slot_t *slot)
         }
     }
     herald_cli_reply_fini (&reply);
+    return rc;
+}
+
+//  Connect to move_to and send every batch in flight there again, in
+//  order, with the same ids.  A move to a node named by nobody (the
+//  list's next) waits 50 ms, doubling to 1 s, while moves do not lead to
+//  an ACK.
+static int
+s_move (s_pub_t *self, s_slot_t *slots, size_t head, size_t inflight)
+{
+    int wait_ms = 50 << (self->moves < 5 ? self->moves : 5);
+    zclock_sleep (wait_ms > 1000 ? 1000 : wait_ms);
+    self->moves++;
+    herald_cli_conn_destroy (&self->conn);
+    char why [600];
+    int rc = herald_cli_conn_open_to (self->move_to, self->opts->timeout_ms, why, sizeof why,
+                                      &self->conn);
+    if (rc)
+        return herald_cli_fail (rc, "pub: not the leader, and %s", why);
+    herald_cli_conn_quiet_off (self->conn);
+    for (size_t index = 0; rc == 0 && index < inflight; index++)
+        rc = s_send_slot (self, &slots [(head + index) % self->window]);
     return rc;
 }
 
@@ -485,8 +531,12 @@ s_pub_run (s_pub_t *self, s_slot_t *slots)
         }
         if (rc == 0 && inflight > 0) {
             rc = s_await_ack (self, &slots [head]);
-            head = (head + 1) % self->window;
-            inflight--;
+            if (rc == S_MOVE)
+                rc = s_move (self, slots, head, inflight);
+            else {
+                head = (head + 1) % self->window;
+                inflight--;
+            }
         }
     }
     return rc;

@@ -47,7 +47,7 @@ typedef enum {
 
 //  Options every command takes (before or after the command name).
 typedef struct {
-    const char *endpoint;           //  api endpoint
+    const char *endpoint;           //  api endpoint, or a cluster's: comma-separated
     int timeout_ms;                 //  how long to wait for any one reply
     herald_cli_format_t format;
     char endpoint_buf [HERALD_CLI_ENDPOINT_MAX];   //  --endpoint, normalized
@@ -110,6 +110,20 @@ int
 //  and returns the exit code (2, 64 or 1).
 int
     herald_cli_conn_open (const herald_cli_opts_t *opts, herald_cli_conn_t **self_p);
+
+//  Failures on this connection go to stderr from now on (not to the why
+//  buffer herald_cli_conn_open_to was given).
+void
+    herald_cli_conn_quiet_off (herald_cli_conn_t *self);
+
+//  The endpoint a connection went to (one of a list).
+const char *
+    herald_cli_conn_endpoint (herald_cli_conn_t *self);
+
+//  The endpoint after current in a comma-separated list (a cluster's
+//  nodes), into buf; false when there is no other.
+bool
+    herald_cli_endpoint_next (const char *list, const char *current, char *buf, size_t size);
 
 void
     herald_cli_conn_destroy (herald_cli_conn_t **self_p);

@@ -48,8 +48,47 @@ struct _herald_cli_conn_t {
 //  ---------------------------------------------------------------------
 //  Endpoints
 
+static bool
+s_endpoint_one (const char *option, const char *text, char *buf, size_t size);
+
+//  A cluster's nodes: a comma-separated list, each item normalized alone.
 bool
 herald_cli_endpoint (const char *option, const char *text, char *buf, size_t size)
+{
+    if (!strchr (text, ','))
+        return s_endpoint_one (option, text, buf, size);
+    size_t used = 0;
+    const char *at = text;
+    while (true) {
+        const char *end = strchr (at, ',');
+        size_t len = end ? (size_t) (end - at) : strlen (at);
+        char item [HERALD_CLI_ENDPOINT_MAX];
+        char normal [HERALD_CLI_ENDPOINT_MAX];
+        if (len == 0 || len >= sizeof item) {
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s': %s", option, text,
+                             len ? "an endpoint is too long"
+                                 : "an empty endpoint in the list (give E1,E2,...)");
+            return false;
+        }
+        memcpy (item, at, len);
+        item [len] = 0;
+        if (!s_endpoint_one (option, item, normal, sizeof normal))
+            return false;
+        int written = snprintf (buf + used, size - used, "%s%s", used ? "," : "", normal);
+        if (written < 0 || (size_t) written >= size - used) {
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "%s: '%s': the list is too long (at most "
+                             "%zu bytes)", option, text, size - 1);
+            return false;
+        }
+        used += (size_t) written;
+        if (!end)
+            return true;
+        at = end + 1;
+    }
+}
+
+static bool
+s_endpoint_one (const char *option, const char *text, char *buf, size_t size)
 {
     const char *rest = text;
     if (strncmp (text, "ipc://", 6) == 0 || strncmp (text, "inproc://", 9) == 0) {
@@ -258,9 +297,71 @@ s_fail (herald_cli_conn_t *self, int code, const char *format, ...)
     return code;
 }
 
+static int
+    s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+                herald_cli_conn_t **self_p);
+
+//  A list: the first endpoint that answers the probe, in order.
 int
 herald_cli_conn_open_to (const char *endpoint, int timeout_ms, char *why, size_t why_size,
                          herald_cli_conn_t **self_p)
+{
+    if (!strchr (endpoint, ','))
+        return s_open_one (endpoint, timeout_ms, why, why_size, self_p);
+    int rc = HERALD_CLI_EXIT_NO_ANSWER;
+    const char *at = endpoint;
+    while (at) {
+        const char *end = strchr (at, ',');
+        char item [HERALD_CLI_ENDPOINT_MAX];
+        snprintf (item, sizeof item, "%.*s", (int) (end ? end - at : (long) strlen (at)), at);
+        rc = s_open_one (item, timeout_ms, why, why_size, self_p);
+        if (rc == 0)
+            return 0;
+        at = end ? end + 1 : NULL;
+    }
+    return rc;                      //  the last one's reason
+}
+
+//  The next endpoint of list after current (the first when current is not
+//  in it) into buf; false when the list has no other.
+bool
+herald_cli_endpoint_next (const char *list, const char *current, char *buf, size_t size)
+{
+    size_t count = 0;
+    const char *items [64];
+    size_t lens [64];
+    for (const char *at = list; at && count < 64; ) {
+        const char *end = strchr (at, ',');
+        items [count] = at;
+        lens [count++] = end ? (size_t) (end - at) : strlen (at);
+        at = end ? end + 1 : NULL;
+    }
+    size_t next = 0;
+    for (size_t index = 0; index < count; index++)
+        if (lens [index] == strlen (current) && memcmp (items [index], current, lens [index]) == 0)
+            next = (index + 1) % count;
+    if (count < 2 || lens [next] >= size)
+        return false;
+    memcpy (buf, items [next], lens [next]);
+    buf [lens [next]] = 0;
+    return true;
+}
+
+const char *
+herald_cli_conn_endpoint (herald_cli_conn_t *self)
+{
+    return self->endpoint;
+}
+
+void
+herald_cli_conn_quiet_off (herald_cli_conn_t *self)
+{
+    self->why = NULL;
+}
+
+static int
+s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+            herald_cli_conn_t **self_p)
 {
     *self_p = NULL;
     herald_cli_conn_t quiet = { .why = why, .why_size = why_size };

@@ -215,9 +215,23 @@ class Subscription:
         return "<herald.Subscription %s %r>" % (self.name, self.prefixes)
 
 
+def _endpoints(name: str, value: Union[str, Sequence[str]]) -> bytes:
+    """One endpoint or a cluster's list (a list, or a comma-separated str),
+    as the C agent takes it: comma-separated."""
+    if isinstance(value, str):
+        return value.encode()
+    items = list(value)
+    if not items or not all(isinstance(item, str) and item and "," not in item
+                            for item in items):
+        raise ValueError("%s: give an endpoint, or a list of endpoints (str, no comma): %r"
+                         % (name, value))
+    return ",".join(items).encode()
+
+
 class _Core:
     def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
-                 api: str = "tcp://127.0.0.1:5580", fanout: Optional[str] = None,
+                 api: Union[str, Sequence[str]] = "tcp://127.0.0.1:5580",
+                 fanout: Union[str, Sequence[str], None] = None,
                  timeout: float = 5.0, heartbeat: Optional[float] = None,
                  dedup_window: Optional[int] = None, live_buffer: Optional[int] = None,
                  outbox_max_events: Optional[int] = None,
@@ -245,8 +259,8 @@ class _Core:
         self.service_id = service_id
         options = _lib.Options()
         _lib.lib.herald_agent_options_init(byref(options))
-        options.api = api.encode()
-        options.fanout = fanout.encode() if fanout else None
+        options.api = _endpoints("api", api)
+        options.fanout = _endpoints("fanout", fanout) if fanout else None
         options.state_dir = os.fsencode(state_dir)
         options.timeout_ms = _ms(timeout)
         options.heartbeat_ms = _ms(heartbeat)

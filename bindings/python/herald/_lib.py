@@ -134,7 +134,9 @@ class Stats(Structure):
                 ("broker_reachable", c_bool), ("state_recovered", c_uint64),
                 ("replay_errors", c_uint64),
                 ("repair_replays", c_uint64), ("gaps", c_uint64), ("data_lost", c_uint64),
-                ("broker_lineage", c_uint64)]
+                ("broker_lineage", c_uint64), ("node", c_char * 128),
+                ("node_api", c_char * 256), ("failovers", c_uint64),
+                ("leader_redirects", c_uint64), ("nodes_known", c_uint64)]
 
 
 _PROTOTYPES = {

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from . import _lib
 from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, name_for
@@ -36,8 +36,11 @@ class Agent:
 
     ``service_id`` names the service to the broker; ``state_dir`` holds its
     local state (checkpoints, the outbox, snapshots) and is locked: one
-    agent per directory.  ``api`` is the broker's request endpoint;
-    ``fanout`` is learned from the broker when not given.  Times are in
+    agent per directory.  ``api`` is the broker's request endpoint, or a
+    cluster's: a list of its nodes' endpoints (or one comma-separated
+    str); the agent talks to one node at a time, follows the leader and
+    moves on when a node fails (docs/agent.md, "A cluster").  ``fanout`` is
+    learned from each node when not given.  Times are in
     seconds: ``timeout`` (5 s) bounds synchronous calls; the others
     (``heartbeat``, ``dedup_window``, ``live_buffer``,
     ``outbox_max_events``, ``outbox_max_bytes``, ``outbox_fsync``,
@@ -64,7 +67,8 @@ class Agent:
     """
 
     def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
-                 api: str = "tcp://127.0.0.1:5580", fanout: Optional[str] = None,
+                 api: Union[str, Sequence[str]] = "tcp://127.0.0.1:5580",
+                 fanout: Union[str, Sequence[str], None] = None,
                  timeout: float = 5.0,
                  on_error: Optional[Callable[[str, BaseException], Any]] = None,
                  **options: Any):

@@ -19,7 +19,7 @@ import inspect
 import os
 import uuid
 import weakref
-from typing import Any, AsyncIterator, Callable, Mapping, Optional, Set, Union
+from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence, Set, Union
 
 from . import _lib
 from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, name_for
@@ -57,7 +57,8 @@ class AsyncAgent:
     """
 
     def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
-                 api: str = "tcp://127.0.0.1:5580", fanout: Optional[str] = None,
+                 api: Union[str, Sequence[str]] = "tcp://127.0.0.1:5580",
+                 fanout: Union[str, Sequence[str], None] = None,
                  timeout: float = 5.0,
                  on_error: Optional[Callable[[str, BaseException], Any]] = None,
                  **options: Any):

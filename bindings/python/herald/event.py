@@ -218,6 +218,14 @@ class Stats:
     gaps: int = 0
     data_lost: int = 0
     broker_lineage: int = 0
+    # The node the agent talks to (publishes, replays and the live stream):
+    # its name and api endpoint; moves to another node, and of those the
+    # ones to a leader that a not_leader named; api endpoints known
+    node: str = ""
+    node_api: str = ""
+    failovers: int = 0
+    leader_redirects: int = 0
+    nodes_known: int = 0
 
 
 class EventList(list):
@@ -292,7 +300,10 @@ def status_from(raw: "_lib.SubStatus") -> SubscriptionStatus:
 
 
 def stats_from(raw: "_lib.Stats") -> Stats:
-    return Stats(**{name: getattr(raw, name) for name, _ in raw._fields_})
+    values = {name: getattr(raw, name) for name, _ in raw._fields_}
+    for name in ("node", "node_api"):
+        values[name] = values[name].decode("utf-8", "replace")
+    return Stats(**values)
 
 
 def published_from(result: "_lib.PublishResult") -> Published:
