@@ -212,4 +212,48 @@ stop_run
 check "SIGTERM with a node gone: exit 0 (got $run_rc)" test "$run_rc" -eq 0
 check "... no heraldd left" no_node_left
 
+#  Ctrl-C in a terminal: the terminal sends SIGINT to run_cluster.sh and
+#  every node at once (one foreground process group), run through a pty
+$PY - "$RUN" "$WORK" "$TMP/run3.log" <<'EOF'
+import os, pty, select, sys, time
+run, work, log = sys.argv[1:4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.chdir(work)
+    os.execv(run, [run, "--cluster", "3"])
+out = b""
+def pump(seconds, until=None):
+    global out
+    end = time.time() + seconds
+    while time.time() < end and not (until and until in out):
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            out += data
+pump(90, b"the cluster is up")
+os.write(fd, b"\x03")
+pump(60, b"every node stopped")
+end = time.time() + 30
+status = None
+while time.time() < end and status is None:
+    done, raw = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.waitstatus_to_exitcode(raw)
+    else:
+        time.sleep(0.1)
+if status is None:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+open(log, "wb").write(out + b"\nexit %s\n" % str(status).encode())
+EOF
+check "Ctrl-C in a terminal: the cluster was up" grep -q "the cluster is up" "$TMP/run3.log"
+check "... every node stopped, exit 0" \
+    sh -c "grep -q 'every node stopped' '$TMP/run3.log' && grep -q '^exit 0' '$TMP/run3.log'"
+check "... no heraldd left" no_node_left
+
 shtest_done

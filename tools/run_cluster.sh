@@ -239,8 +239,11 @@ while [ "$running" -gt 0 ]; do
         [ -n "${gone[$i]:-}" ] || live+=("${pids[$i]}")
     done
     done_pid=""
-    wait -n -p done_pid "${live[@]}"
+    # (stderr: bash's own "Killed ..." line for a node killed by a signal;
+    # the report below says it)
+    wait -n -p done_pid "${live[@]}" 2>/dev/null
     code=$?
+    done_pid=${done_pid:-}
     # no pid: a signal ended the wait (the trap ran stop_all), or none of
     # them is left to wait for (127)
     [ -z "$done_pid" ] && [ "$code" -eq 127 ] && break
