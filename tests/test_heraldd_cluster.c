@@ -398,6 +398,36 @@ Test (heraldd_cluster, a_wiped_node_started_as_new_refuses_to_start)
     leader = bu_cluster_leader (s_cluster, S_ELECT_MS);
     cr_assert_geq (leader, 0);
     cr_assert_eq (s_publish ((size_t) leader, "b", 1, 5, 100), 15);
+
+    //  As the message says: --cluster-state existing (the last flag wins).
+    //  It starts, learns its peers' raft ids, and waits to be added under
+    //  its new id: a follower that is not a member, and no voter
+    size_t extra = 0;
+    while (node->extra [extra])
+        extra++;
+    cr_assert_lt (extra + 2, BU_MAX_ARGS);
+    node->extra [extra] = strdup ("--cluster-state");
+    node->extra [extra + 1] = strdup ("existing");
+    if (bu_broker_restart (node, BT_START_MS) != 0)
+        s_fail_with_logs ("the wiped node did not start with --cluster-state existing");
+    bu_node_status_t status;
+    uint64_t deadline = tu_mono_ns () + (uint64_t) S_ELECT_MS * 1000000ULL;
+    do {
+        cr_assert_eq (bu_node_status (node->api, &status, BT_WAIT_MS), 0);
+        if (strcmp (status.cluster_state, "joining") == 0 && status.raft_id != 0)
+            break;
+        zclock_sleep (50);
+    } while (tu_mono_ns () < deadline);
+    cr_assert_str_eq (status.cluster_state, "joining");
+    cr_assert_str_eq (status.role, "follower");
+    //  Its new raft id is not the one the cluster holds for its name
+    bu_node_status_t member;
+    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &member, BT_WAIT_MS), 0);
+    cr_assert_eq (member.voters, S_NODES);
+    //  The cluster goes on with its two members; the node still waits
+    cr_assert_eq (s_publish ((size_t) leader, "c", 1, 5, 200), 20);
+    cr_assert_eq (bu_node_status (node->api, &status, BT_WAIT_MS), 0);
+    cr_assert_str_eq (status.cluster_state, "joining");
 }
 
 //  The live WAL of RocksDB in dir (the NNNNNN.log with the greatest
