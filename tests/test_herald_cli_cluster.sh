@@ -8,9 +8,12 @@
 #  (exit 1), endpoints where nothing listens are named and, when none
 #  answers, the exit is 2, said at once; endpoints that accept and never
 #  answer cost one --timeout in all, not one each (they are asked at once).
-#  A real 3-node cluster (tools/run_cluster.sh, as ./run.sh --cluster 3)
-#  has one leader, the same digest on every node at the same head, and
-#  names the node that was stopped, once a leader is elected without it.
+#  A real 3-node cluster (heraldd --peer ...): two nodes of three started
+#  are bootstrapping, with no leader (exit 1) and the third named from
+#  their peers; all three elect one leader (exit 0), are found from one
+#  endpoint, agree (one digest) at the same head after a publish; a
+#  paused follower is named within one --timeout; after the leader is
+#  killed, a new leader of a higher term, the dead one named.
 #
 #  The verdicts a healthy cluster never gives (two logs that differ at one
 #  head, two leaders, no leader) come from scripted nodes: small ZeroMQ
@@ -279,5 +282,103 @@ scripted s6 "$(node_map n6 leader 4 10 $DIGEST)"
 timed "$OUT" "$ERR" "${H[@]}" cluster status --endpoint ":$PORT_s1,:$PORT_s6"
 check "two nodes saying they lead: exit 1 (got $rc)" \
     sh -c "[ $rc -eq 1 ] && grep -q '2 nodes say they lead: n1 (term 5), n6 (term 4)' '$ERR'"
+
+#  ---------------------------------------------------------------------
+#  A real cluster of three nodes
+
+if ! "$HERALDD" --help | grep -q -- "--peer"; then
+    echo "# skip: this heraldd has no --peer (no cluster): the real cluster's checks do not run"
+    shtest_done
+fi
+
+#  Nine distinct free ports: api, fanout and Raft of three nodes
+PORTS=()
+while [ ${#PORTS[@]} -lt 9 ]; do
+    port=$(free_port)
+    case " ${PORTS[*]} " in *" $port "*) ;; *) PORTS+=("$port") ;; esac
+done
+PEER_ARGS=()
+for k in 0 1 2; do
+    PEER_ARGS+=(--peer "c$((k + 1)),127.0.0.1:${PORTS[$((3 * k + 2))]},tcp://127.0.0.1:${PORTS[$((3 * k))]},tcp://127.0.0.1:${PORTS[$((3 * k + 1))]}")
+done
+C1=":${PORTS[0]}"
+CLUSTER="$C1,:${PORTS[3]},:${PORTS[6]}"
+declare -A NODE_PID=()
+
+#  node K: start cluster node cK (data in TMP/cK) with --cluster-state new
+node () {
+    "$HERALDD" --node "c$1" --data-dir "$TMP/c$1" "${PEER_ARGS[@]}" --cluster-state new \
+        >>"$TMP/c$1.log" 2>&1 &
+    NODE_PID[c$1]=$!
+    PIDS+=($!)
+}
+
+#  status_json FILE [ARGS]: cluster status --format json of the cluster into FILE
+status_json () {
+    local file=$1
+    shift
+    "${H[@]}" cluster status --endpoint "$CLUSTER" --format json --timeout 1000 "$@" \
+        >"$file" 2>"$file.err"
+}
+
+node 1
+node 2
+wait_for 15 sh -c "'$HERALD' cluster status --endpoint '$C1' --format json --timeout 500 \
+    >'$TMP/boot.json' 2>/dev/null; grep -q bootstrapping '$TMP/boot.json'"
+"${H[@]}" cluster status --endpoint "$C1" --format json --timeout 1000 >"$TMP/boot.json" \
+    2>"$TMP/boot.err"
+rc=$?
+check "two of three nodes started (new): exit 1, no leader (got $rc)" \
+    sh -c "[ $rc -eq 1 ] && grep -q 'no leader' '$TMP/boot.err'"
+check "... both bootstrapping, the third found from their peers and named" \
+    json_check "$TMP/boot.json" '[n.get("cluster_state") for n in o["nodes"]] == ["bootstrapping", "bootstrapping", None] and o["nodes"][2]["node"] == "c3" and not o["nodes"][2]["answered"]'
+"${H[@]}" cluster status --endpoint "$C1" >"$OUT" 2>"$ERR"
+check "... the table says bootstrapping" grep -Eq "^c1 +bootstrapping " "$OUT"
+
+node 3
+one_leader () { status_json "$TMP/up.json"; }
+wait_for 30 one_leader
+check "three nodes: exit 0, one leader ($(head -c 300 "$TMP/up.json.err"))" one_leader
+check "... every node a member of a 3-voter cluster, durability raft-majority, a 16-hex digest" \
+    json_check "$TMP/up.json" 'o["answered"] == 3 and all(n["cluster_state"] == "member" and n["voters"] == 3 and n["durability"] == "raft-majority" and len(n["digest"]) == 16 and n["term"] >= 1 for n in o["nodes"])'
+check "... the leader's name is what every node says leads" \
+    json_check "$TMP/up.json" 'all(n["leader"] == o["leader"] for n in o["nodes"]) and o["term"] == max(n["term"] for n in o["nodes"])'
+"${H[@]}" cluster status --endpoint "$C1" --format json --timeout 1000 >"$TMP/one.json" 2>/dev/null
+check "... from one endpoint, all three found" json_check "$TMP/one.json" 'o["asked"] == 3 and o["answered"] == 3'
+
+LEADER=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["leader"])' "$TMP/up.json")
+LEADER_API=$($PY -c 'import json,sys; o=json.load(open(sys.argv[1])); print([n["endpoint"] for n in o["nodes"] if n["node"] == o["leader"]][0])' "$TMP/up.json")
+"${H[@]}" --endpoint "$LEADER_API" pub cluster.load x --count 200 >/dev/null 2>"$TMP/pub.err"
+check "200 events published to the leader $LEADER" test $? -eq 0
+caught_up () {
+    status_json "$TMP/caught.json" || return 1
+    json_check "$TMP/caught.json" 'all(n["head"] == 200 and n["lag"] == 0 for n in o["nodes"]) and len({n["digest"] for n in o["nodes"]}) == 1' >/dev/null
+}
+wait_for 20 caught_up
+check "... every node at head 200, lag 0, one digest" caught_up
+
+#  A follower that stops answering (SIGSTOP): named, within one --timeout
+FOLLOWER=$($PY -c 'import json,sys; o=json.load(open(sys.argv[1])); print([n["node"] for n in o["nodes"] if n["node"] != o["leader"]][0])' "$TMP/up.json")
+kill -STOP "${NODE_PID[$FOLLOWER]}"
+timed "$OUT" "$ERR" "${H[@]}" cluster status --endpoint "$CLUSTER" --timeout 1000
+kill -CONT "${NODE_PID[$FOLLOWER]}"
+check "a paused follower: still exit 0 (got $rc; $(head -c 200 "$ERR"))" test $rc -eq 0
+check "... named as not answering within the timeout" \
+    grep -q "^herald: $FOLLOWER: broker at .* did not answer within 1000 ms" "$ERR"
+check "... in one --timeout (took $ms ms)" test $ms -lt 2500
+
+#  The leader killed: a new leader of a higher term, the old one named
+OLD_TERM=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["term"])' "$TMP/up.json")
+kill -KILL "${NODE_PID[$LEADER]}"
+wait "${NODE_PID[$LEADER]}" 2>/dev/null
+new_leader () {
+    status_json "$TMP/new.json"
+    json_check "$TMP/new.json" "o['ok'] and o['leader'] != '$LEADER' and o['term'] > $OLD_TERM" >/dev/null
+}
+wait_for 30 new_leader
+check "the leader killed: a new leader, of a higher term, exit 0" new_leader
+check "... the killed leader named as not answering" grep -q "^herald: $LEADER: nothing listens" "$TMP/new.json.err"
+check "... the two left agree at head 200" \
+    json_check "$TMP/new.json" 'sorted(n["head"] for n in o["nodes"] if n["answered"]) == [200, 200] and len({n["digest"] for n in o["nodes"] if n["answered"]}) == 1'
 
 shtest_done
