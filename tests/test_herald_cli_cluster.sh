@@ -335,6 +335,11 @@ check "... both bootstrapping, the third found from their peers and named" \
 "${H[@]}" cluster status --endpoint "$C1" >"$OUT" 2>"$ERR"
 check "... the table says bootstrapping" grep -Eq "^c1 +bootstrapping " "$OUT"
 
+"${H[@]}" --endpoint "$C1" pub cluster.early x >"$OUT" 2>"$ERR"
+rc=$?
+check "PUBLISH while bootstrapping: exit 1, not_leader, leader unknown" \
+    sh -c "[ $rc -eq 1 ] && grep -q '^herald: not_leader: .*(leader: unknown)$' '$ERR'"
+
 node 3
 one_leader () { status_json "$TMP/up.json"; }
 wait_for 30 one_leader
@@ -350,6 +355,11 @@ LEADER=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["leader"])'
 LEADER_API=$($PY -c 'import json,sys; o=json.load(open(sys.argv[1])); print([n["endpoint"] for n in o["nodes"] if n["node"] == o["leader"]][0])' "$TMP/up.json")
 "${H[@]}" --endpoint "$LEADER_API" pub cluster.load x --count 200 >/dev/null 2>"$TMP/pub.err"
 check "200 events published to the leader $LEADER" test $? -eq 0
+FOLLOWER_API=$($PY -c 'import json,sys; o=json.load(open(sys.argv[1])); print([n["endpoint"] for n in o["nodes"] if n["node"] != o["leader"]][0])' "$TMP/up.json")
+"${H[@]}" --endpoint "$FOLLOWER_API" pub cluster.load y >"$OUT" 2>"$ERR"
+rc=$?
+check "PUBLISH to a follower: exit 1, not_leader naming the leader's api" \
+    sh -c "[ $rc -eq 1 ] && grep -q '^herald: not_leader: .*(leader: $LEADER_API)$' '$ERR'"
 caught_up () {
     status_json "$TMP/caught.json" || return 1
     json_check "$TMP/caught.json" 'all(n["head"] == 200 and n["lag"] == 0 for n in o["nodes"]) and len({n["digest"] for n in o["nodes"]}) == 1' >/dev/null
