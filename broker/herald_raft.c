@@ -89,10 +89,9 @@
 
     Snapshots are a manifest, never events (CLUSTER.md §3.6): msgpack
     {format, index, head, last_ts, digest, node, api, peers}.  snapshot()
-    first syncs the store's WAL (herald_store_mark_acked, which syncs
-    under async durability and records head as acknowledged: true here,
-    every applied event is committed), so the store is durable up to
-    every snapshot, below which libraft drops its log.  restore(): a store
+    first syncs the store's WAL (herald_store_sync: no acknowledged-head
+    marker, which a cluster node must not write), so the store is durable
+    up to every snapshot, below which libraft drops its log.  restore(): a store
     at or past the manifest's head with the same digest needs nothing;
     behind, it catches up from a peer over HWP/1 REPLAY
     (herald_catchup.c), installs with herald_store_install and checks the
@@ -430,6 +429,9 @@ s_push_lost (herald_raft_t *self, s_proposal_t *proposal)
                       "leadership was lost before the proposal was applied; "
                       "its outcome is unknown");
     record->applied.last_seq = 0;
+    //  The state first: a broker told not_leader must not then read a
+    //  STATUS that still says leader
+    s_state_update (self);
     s_record_push (self, record);
 }
 
@@ -552,7 +554,7 @@ s_fsm_snapshot (struct raft_fsm *fsm, struct raft_buffer *bufs [], unsigned *n_b
     //  The store must be durable up to this snapshot: libraft drops the
     //  log below it, and a store that lost its unsynced tail could not
     //  replay those entries any more.
-    if (herald_store_mark_acked (store, head, &err) != HERALD_OK) {
+    if (herald_store_sync (store, &err) != HERALD_OK) {
         herald_log ("warn", "raft: snapshot skipped, the store's WAL cannot be synced: %s",
                     err.message);
         return RAFT_IOERR;
@@ -668,6 +670,27 @@ s_manifest_decode (s_manifest_t *manifest, const void *bytes, size_t len,
     return HERALD_OK;
 }
 
+//  Events installed by a catch-up go to the broker like applied ones
+//  (cookie NULL, raft_index 0), so that it fans them out in seq order.
+//  Not while herald_raft_new runs (a restart that resumes a catch-up):
+//  nobody takes records yet, and the broker starts from the store's head.
+static void
+s_installed (void *arg)
+{
+    herald_raft_t *self = (herald_raft_t *) arg;
+    s_record_t *record = s_record_get (self);
+    herald_store_take_appended (self->store, &record->applied.envelopes);
+    if (!self->thread_started || record->applied.envelopes.count == 0) {
+        s_record_free (record);
+        return;
+    }
+    record->applied.rc = HERALD_OK;
+    record->applied.first_seq = record->applied.envelopes.first;
+    record->applied.last_seq = record->applied.envelopes.first
+                             + record->applied.envelopes.count - 1;
+    s_record_push (self, record);
+}
+
 //  Bring the store to the manifest: nothing, set the index, or catch up
 //  from a peer.  Any doubt stops the node (HERALD_ERR_CORRUPT).
 static herald_err
@@ -700,7 +723,8 @@ s_restore (herald_raft_t *self, const s_manifest_t *manifest, herald_error_t *er
         herald_err rc = HERALD_ERR_UNAVAILABLE;
         for (index = 0; index < count && rc != HERALD_OK; index++) {
             herald_error_t tried = { 0 };
-            rc = herald_catchup_run (store, apis [index], manifest->head, &tried);
+            rc = herald_catchup_run (store, apis [index], manifest->head, s_installed, self,
+                                     &tried);
             if (rc != HERALD_OK) {
                 herald_log ("warn", "raft: catch-up from %s: %s", apis [index],
                             tried.message);
@@ -1336,7 +1360,9 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         return NULL;
     }
     s_state_update (self);
+    self->thread_started = true;        //  before the thread reads it
     if (pthread_create (&self->thread, NULL, s_thread, self) != 0) {
+        self->thread_started = false;
         herald_error_set (err, HERALD_ERR_IO, "raft", "cannot start the raft thread");
         self->closing = true;
         raft_close (&self->raft, s_raft_close_cb);
@@ -1344,7 +1370,6 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         s_destroy_parts (self);
         return NULL;
     }
-    self->thread_started = true;
     return self;
 }
 
