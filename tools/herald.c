@@ -1,6 +1,6 @@
 /*  =========================================================================
     herald - the command-line client: publish, replay, read, tail, status,
-    and the offline check of a data directory
+    the offline check of a data directory, and a cluster's status
 
         herald [--endpoint E] [--timeout MS] [--format json|table] COMMAND ...
 
@@ -8,7 +8,7 @@
     two small commands, pub and status.  The streams (replay, read, tail)
     are in herald_cli_stream.c, printing in herald_cli_output.c, the api
     connection in herald_cli_conn.c, inspect in herald_cli_inspect.c, repair
-    in herald_cli_repair.c.
+    in herald_cli_repair.c, cluster status in herald_cli_cluster.c.
 
     DESIGN (pub)
     Events go out in PUBLISH batches through a window of requests in
@@ -44,6 +44,7 @@ static const char *s_usage =
     "  inspect --data-dir D check a stopped broker's data directory offline\n"
     "  repair --data-dir D  report a damaged store; with --accept-loss, keep what\n"
     "                       is readable and record the loss for agents\n"
+    "  cluster status       every node's role, term, head and log digest, compared\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
@@ -205,6 +206,7 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
             herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--format: '%s' is not json or table", value);
             *bad = true;
         }
+        opts->format_set = true;
     }
     else
         return false;
@@ -839,6 +841,9 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "repair") == 0)
         rc = herald_cli_repair (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "cluster") == 0)
+        rc = herald_cli_cluster (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

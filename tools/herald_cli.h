@@ -9,6 +9,7 @@
     tools/herald_cli_repair.c   the offline repair of a damaged data dir
     tools/herald_cli_time.c   the times people type and read (RFC 3339, -1h)
     tools/herald_cli_check.c  what is refused before a request is sent
+    tools/herald_cli_cluster.c  cluster status: every node's STATUS, compared
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -51,6 +52,7 @@ typedef struct {
     int timeout_ms;                 //  how long to wait for any one reply
     herald_cli_format_t format;
     char endpoint_buf [HERALD_CLI_ENDPOINT_MAX];   //  --endpoint, normalized
+    bool format_set;                //  --format was given (a command's default may differ)
 } herald_cli_opts_t;
 
 //  ---------------------------------------------------------------------
@@ -215,6 +217,10 @@ int herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  herald cluster status (herald_cli_cluster.c): every node's STATUS side
+//  by side, and whether they agree; returns the exit status.
+int herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv);
 
 //  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
 //  its loss; returns the exit status.
