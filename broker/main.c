@@ -28,6 +28,20 @@
 #include "herald_disk.h"
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
+#define SIGNAL_CHECK_MS 100             //  the longest a signal goes unseen
+
+//  A second SIGINT or SIGTERM while stopping: stop at once.  Only
+//  async-signal-safe calls here.
+static void
+s_stop_now (int signum)
+{
+    (void) signum;
+    static const char line [] = "heraldd: a second signal while stopping: stopping at once, "
+                                "as kill -9 would (nothing acknowledged is lost)\n";
+    ssize_t written = write (STDERR_FILENO, line, sizeof (line) - 1);
+    (void) written;
+    _exit (1);
+}
 
 //  True (after saying so) when the file system of the data directory, or
 //  of the nearest directory above it that exists, has too little space to
@@ -121,14 +135,17 @@ main (int argc, char **argv)
         herald_config_destroy (&config);
         return 1;
     }
-    //  czmq catches SIGINT and SIGTERM and sets zsys_interrupted; the wait
-    //  below returns then.
+    //  czmq catches SIGINT and SIGTERM and sets zsys_interrupted.  The
+    //  signal may be handled on any thread that does not block it (the
+    //  broker's, the Raft node's, RocksDB's), and then nothing interrupts
+    //  this thread's poll: so the wait looks at the flag every
+    //  SIGNAL_CHECK_MS (seen: a cluster node that never stopped on SIGTERM).
     herald_broker_args_t args = { config, store, router, pub };   //  the actor owns the sockets
     zactor_t *broker = zactor_new (herald_broker_actor, &args);
     int status = 0;
     zpoller_t *poller = zpoller_new (broker, NULL);
     while (!zsys_interrupted) {
-        void *which = zpoller_wait (poller, -1);
+        void *which = zpoller_wait (poller, SIGNAL_CHECK_MS);
         if (which == broker) {
             char *message = zstr_recv (broker);
             bool fatal = message && streq (message, "FATAL");
@@ -143,6 +160,17 @@ main (int argc, char **argv)
             break;
     }
     zpoller_destroy (&poller);
+    //  Stopping.  A second signal now (Ctrl-C again, or a process manager's
+    //  SIGTERM after the terminal's SIGINT) would interrupt czmq's waits
+    //  half-way: zactor_destroy returns early on EINTR, and the store and
+    //  the config would be freed under a broker thread still running
+    //  (seen: a Raft node logging a freed name, sockets left dangling).
+    //  So a second signal ends the process at once instead, which is as
+    //  safe as kill -9 at any moment.
+    struct sigaction now = { .sa_handler = s_stop_now };
+    sigemptyset (&now.sa_mask);
+    sigaction (SIGINT, &now, NULL);
+    sigaction (SIGTERM, &now, NULL);
     zactor_destroy (&broker);
     //  The clean stop: nothing stays only in the WAL (herald_store_stop)
     if (herald_store_stop (store, &err) != HERALD_OK) {
