@@ -87,17 +87,21 @@
     catch up from the log instead of a snapshot.  (0.22.1's code default
     trailing is 2048, its header says 128: set explicitly.)
 
-    Snapshots are a manifest, never events (CLUSTER.md §3.6): msgpack
-    {format, index, head, last_ts, digest, node, api, peers}.  snapshot()
-    first syncs the store's WAL (herald_store_sync: no acknowledged-head
-    marker, which a cluster node must not write), so the store is durable
-    up to every snapshot, below which libraft drops its log.  restore(): a store
-    at or past the manifest's head with the same digest needs nothing;
-    behind, it catches up from a peer over HWP/1 REPLAY
-    (herald_catchup.c), installs with herald_store_install and checks the
-    digest; any mismatch stops the node.  In 0.22.1 restore still gets the
-    whole snapshot in one buffer, to raft_free (at start, and when an
-    InstallSnapshot has been written).
+    Snapshots are a manifest, never events (CLUSTER.md §3.6; the format
+    and the restore decision are herald_manifest.c's).  snapshot() first
+    syncs the store's WAL (herald_store_sync; not mark_acked, whose
+    acknowledged-head marker a cluster node must not write), so the store
+    is durable up to every snapshot, below which libraft drops its log.
+    restore(): a store at or past the manifest's head with the same
+    digest needs nothing; behind, it catches up from a peer over HWP/1
+    REPLAY (herald_catchup.c), installs with herald_store_install and
+    checks the digest; any mismatch stops the node.  The events it
+    installs go to the broker as fan-out-only records (raft_index 0),
+    except during herald_raft_new (nobody takes records yet).  In 0.22.1
+    restore still gets the whole snapshot in one buffer, to raft_free
+    once restored (at start, and when an InstallSnapshot was written);
+    the catch-up blocks the loop meanwhile (the other two nodes commit,
+    pre-vote keeps this one from disturbing them afterwards).
 
     Other settings: pre-vote on (a node back from a partition does not
     depose a working leader), election and heartbeat from options,
@@ -111,7 +115,11 @@
     fsm->apply still has no index; snapshots are still whole buffers in
     memory; raft_close fails pending requests with LEADERSHIPLOST and
     fires their callbacks before it returns; raft_transfer's callback
-    fires on success or after an election timeout.
+    fires on success or after an election timeout; the disk append
+    refuses an entry whose length is not a multiple of 8 (herald_entry
+    pads), and a raft_apply refused there has freed the buffer already;
+    libraft's own barrier entry is 8 uninitialised bytes (valgrind says
+    so; harmless).
 
     Test hook (only with env HERALD_TEST_HOOKS=1): env
     HERALD_TEST_RAFT_CONNECT="ID=HOST:PORT,..." (raft ids in decimal)
@@ -443,8 +451,10 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
     if (entry->count) {
         batches = (herald_batch_t *) msgpack_zone_malloc (zone,
                                                           entry->count * sizeof (herald_batch_t));
-        if (!batches)
+        if (!batches) {
+            s_fail (self, "out of memory applying a committed entry", NULL);
             return -1;
+        }
     }
     size_t request;
     for (request = 0; request < entry->count; request++) {
@@ -453,8 +463,10 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
         batches [request].count = entry->requests [request].count;
         batches [request].results = (herald_append_result_t *) msgpack_zone_malloc (
             zone, entry->requests [request].count * sizeof (herald_append_result_t));
-        if (!batches [request].results)
+        if (!batches [request].results) {
+            s_fail (self, "out of memory applying a committed entry", NULL);
             return -1;
+        }
     }
     s_record_t *record = s_record_get (self);
     uint64_t head = herald_store_head (self->store);
@@ -699,8 +711,15 @@ s_submit (herald_raft_t *self, s_proposal_t *proposal, size_t first, size_t coun
     pending->last = last;
     rc = raft_apply (&self->raft, &pending->req, &buf, 1, s_apply_cb);
     if (rc != 0) {
-        herald_log ("warn", "raft: raft_apply: %s (%s)", raft_strerror (rc), raft_errmsg (&self->raft));
-        raft_free (buf.base);           //  ownership passes only on success
+        //  Refused before it reached the log (not the leader, or a
+        //  transfer running: RAFT_NOTLEADER), the buffer is still ours.
+        //  Refused by the disk append, libraft has freed it already
+        //  (0.22.1 legacy path; seen as a double free): leave it.
+        if (rc == RAFT_NOTLEADER)
+            raft_free (buf.base);
+        else
+            herald_log ("warn", "raft: raft_apply: %s (%s)", raft_strerror (rc),
+                        raft_errmsg (&self->raft));
         free (pending);
         return rc;
     }
