@@ -135,6 +135,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <errno.h>
@@ -1088,9 +1089,14 @@ s_check_options (const herald_raft_options_t *options, herald_error_t *err)
 static herald_err
 s_raft_error (herald_error_t *err, herald_raft_t *self, const char *what, int rc)
 {
+    const char *detail = self->raft_inited? raft_errmsg (&self->raft): "";
+    if (!detail || !*detail)
+        detail = self->io.errmsg;
+    if (!*detail && self->tcp.errmsg [0])
+        detail = self->tcp.errmsg;
     return herald_error_set (err, rc == RAFT_CANTBOOTSTRAP? HERALD_ERR_INVALID: HERALD_ERR_IO,
-                             "raft", "%s %s: %s (%s)", what, self->dir, raft_strerror (rc),
-                             self->raft_inited? raft_errmsg (&self->raft): self->io.errmsg);
+                             "raft", "%s %s: %s%s%s%s", what, self->dir, raft_strerror (rc),
+                             *detail? " (": "", detail, *detail? ")": "");
 }
 
 herald_raft_t *
@@ -1133,8 +1139,12 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     uv_loop_init (&self->loop);
 
     //  The record pipe: no high-water mark, RECORDS_MAX bounds it
+    //  A name never used before: libzmq releases an inproc name some time
+    //  after its socket closes, and a new node may get the same address
+    static atomic_uint_fast64_t pipes;
     char endpoint [64];
-    snprintf (endpoint, sizeof (endpoint), "inproc://herald-raft-%p", (void *) self);
+    snprintf (endpoint, sizeof (endpoint), "inproc://herald-raft-%" PRIu64,
+              (uint64_t) atomic_fetch_add (&pipes, 1));
     self->sock = zsock_new (ZMQ_PAIR);
     self->feed = zsock_new (ZMQ_PAIR);
     if (self->sock && self->feed) {
@@ -1223,8 +1233,14 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     //  Loads the snapshot (restore) and the log, binds the raft address
     rc = raft_start (&self->raft);
     if (rc != 0 || self->failed) {
-        if (rc != 0)
-            s_raft_error (err, self, "cannot start raft in", rc);
+        if (rc != 0) {
+            //  The usual cause: the raft address is in use (libraft says
+            //  only "I/O error")
+            char what [320];
+            snprintf (what, sizeof (what), "cannot start raft on %s (in use?) with",
+                      self->self_address);
+            s_raft_error (err, self, what, rc);
+        }
         else
             herald_error_set (err, HERALD_ERR_CORRUPT, "raft",
                               "the snapshot in %s cannot be restored (logged)", self->dir);

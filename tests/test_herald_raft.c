@@ -271,6 +271,9 @@ Test (herald_raft, three_nodes_elect_and_replicate_one_log)
     cr_assert_str_eq (state.leader, s_nodes [leader].name);
     cr_assert_str_eq (state.leader_api, s_api [leader]);
     cr_assert_geq (state.term, 1);
+    cr_assert_eq (state.raft_id, s_peers [leader].raft_id);
+    cr_assert_geq (state.last_index, 2, "the configuration and the barrier");
+    cr_assert_eq (state.commit_index, state.last_index);
 
     //  Two requests in one proposal: the second depends on the first
     herald_event_t first [2] = { tu_event ("orders/1", "a"), tu_event ("orders/1", "b") };
@@ -311,6 +314,11 @@ Test (herald_raft, three_nodes_elect_and_replicate_one_log)
     }
     for (int i = 1; i < NODES; i++)
         s_assert_same_log (0, i);
+    herald_raft_state (s_nodes [leader].raft, &state);
+    cr_assert_gt (state.apply_us_max, 0);
+    cr_assert_eq (state.applied_index, state.commit_index);
+    cr_assert_eq (herald_store_applied_index (s_nodes [leader].store), state.last_index,
+                  "the store holds the index of the last entry it applied");
 
     //  The same ids again: duplicates everywhere, nothing new
     herald_append_result_t again [2];
@@ -482,6 +490,55 @@ Test (herald_raft, a_leader_cut_off_answers_not_leader_and_the_log_stays_one)
         herald_raft_destroy (&s_nodes [i].raft);
     for (int i = 0; i < NODES; i++)
         tcpproxy_destroy (&proxies [i]);
+}
+
+//  A node with an empty raft directory that is not asked to bootstrap is
+//  no member: it waits to be added, and says so.  A second bootstrap of
+//  a directory, and a raft address in use, are refused with a reason.
+Test (herald_raft, a_pristine_node_waits_and_bad_starts_are_refused)
+{
+    s_start (0, false);
+    herald_raft_state_t state;
+    herald_raft_state (s_nodes [0].raft, &state);
+    cr_assert_eq (state.role, HERALD_RAFT_JOINING);
+    cr_assert_eq (state.voters, 0);
+    herald_batch_t batch = { 0 };
+    cr_assert_eq (herald_raft_propose (s_nodes [0].raft, &batch, 1, 1, &batch),
+                  HERALD_ERR_NOT_LEADER);
+    herald_raft_destroy (&s_nodes [0].raft);
+
+    s_start (1, true);
+    herald_raft_destroy (&s_nodes [1].raft);
+    char *dir = tu_path (s_nodes [1].dir, "raft");
+    herald_raft_options_t options = {
+        .node = s_nodes [1].name, .self_id = s_peers [1].raft_id, .dir = dir,
+        .peers = s_peers, .peer_count = NODES, .bootstrap = true,
+        .election_ms = 1000, .heartbeat_ms = 100
+    };
+    herald_error_t err = { 0 };
+    cr_assert_null (herald_raft_new (&options, s_nodes [1].store, &err));
+    cr_assert (strstr (err.message, "bootstrap"), "%s", err.message);
+
+    //  Node 2's raft address taken by someone else
+    zsock_t *squatter = zsock_new (ZMQ_STREAM);
+    char endpoint [64];
+    snprintf (endpoint, sizeof (endpoint), "tcp://%s", s_raft_addr [2]);
+    cr_assert_neq (zsock_bind (squatter, "%s", endpoint), -1);
+    free (dir);
+    dir = tu_path (s_nodes [2].dir, "raft");
+    options.node = s_nodes [2].name;
+    options.self_id = s_peers [2].raft_id;
+    options.dir = dir;
+    memset (&err, 0, sizeof (err));
+    cr_assert_null (herald_raft_new (&options, s_nodes [2].store, &err));
+    cr_assert_neq (err.message [0], 0);
+    cr_log_info ("address in use: %s", err.message);
+    zsock_destroy (&squatter);
+    //  and bad options
+    options.election_ms = 50;
+    cr_assert_null (herald_raft_new (&options, s_nodes [2].store, &err));
+    cr_assert_eq (err.code, HERALD_ERR_INVALID);
+    free (dir);
 }
 
 //  ---------------------------------------------------------------------
