@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #include "herald_raft.h"
 #include "brokerutil.h"
@@ -178,9 +179,14 @@ s_wait_head (uint64_t head, int64_t timeout_ms)
     while (zclock_mono () < deadline) {
         s_drain ();
         bool all = true;
-        for (int i = 0; i < NODES; i++)
+        for (int i = 0; i < NODES; i++) {
+            if (s_nodes [i].raft && s_role (i) == HERALD_RAFT_STOPPED) {
+                cr_log_error ("%s stopped", s_nodes [i].name);
+                return false;           //  it never will
+            }
             if (s_nodes [i].raft && herald_store_head (s_nodes [i].store) < head)
                 all = false;
+        }
         if (all)
             return true;
         zclock_sleep (10);
@@ -538,6 +544,68 @@ Test (herald_raft, a_pristine_node_waits_and_bad_starts_are_refused)
     options.election_ms = 50;
     cr_assert_null (herald_raft_new (&options, s_nodes [2].store, &err));
     cr_assert_eq (err.code, HERALD_ERR_INVALID);
+    free (dir);
+}
+
+//  A damaged raft segment is not repaired by cutting the log (libraft's
+//  auto-recovery is off): the node refuses to start, saying why.
+Test (herald_raft, a_damaged_raft_segment_stops_the_start)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    herald_event_t one [1] = { tu_event ("t", "some data to damage") };
+    herald_append_result_t r1 [1];
+    herald_batch_t batch;
+    s_batch (&batch, one, 1, r1);
+    int cookie;
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                       herald_store_now (s_nodes [leader].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_head (1, 10000));
+    int victim = (leader + 1) % NODES;
+    herald_raft_destroy (&s_nodes [victim].raft);
+    //  Its closed segments (START-END): flip a byte of the entry data
+    char *dir = tu_path (s_nodes [victim].dir, "raft");
+    DIR *listing = opendir (dir);
+    cr_assert_not_null (listing);
+    struct dirent *item;
+    int damaged = 0;
+    while ((item = readdir (listing))) {
+        unsigned long long first, last;
+        char tail;
+        if (sscanf (item->d_name, "%llu-%llu%c", &first, &last, &tail) != 2 || last < 3)
+            continue;
+        char *path = tu_path (dir, item->d_name);
+        FILE *file = fopen (path, "r+b");
+        cr_assert_not_null (file);
+        fseek (file, 0, SEEK_END);
+        long size = ftell (file);
+        //  The event's data sits near the end of the last entry
+        char buffer [4096];
+        long at = size > (long) sizeof (buffer)? size - (long) sizeof (buffer): 0;
+        fseek (file, at, SEEK_SET);
+        size_t got = fread (buffer, 1, sizeof (buffer), file);
+        char *found = memmem (buffer, got, "some data", 9);
+        cr_assert_not_null (found, "the entry's data is not in %s", path);
+        fseek (file, at + (found - buffer), SEEK_SET);
+        fputc ('S', file);
+        fclose (file);
+        free (path);
+        damaged++;
+    }
+    closedir (listing);
+    cr_assert_eq (damaged, 1, "one closed segment holds the entry");
+    herald_raft_options_t options = {
+        .node = s_nodes [victim].name, .self_id = s_peers [victim].raft_id, .dir = dir,
+        .peers = s_peers, .peer_count = NODES, .election_ms = 1000, .heartbeat_ms = 100
+    };
+    herald_error_t err = { 0 };
+    s_nodes [victim].raft = herald_raft_new (&options, s_nodes [victim].store, &err);
+    cr_assert_null (s_nodes [victim].raft, "a damaged log was accepted");
+    cr_log_info ("refused: %s", err.message);
+    cr_assert_neq (err.message [0], 0);
     free (dir);
 }
 
