@@ -44,8 +44,11 @@
     the same WriteBatch as its effects.  Otherwise the entry is decoded
     (herald_entry) and applied with herald_store_apply_entry (the entry's
     ts, raised by the store to its last ts).  Any decode or store error
-    stops the node: the FSM refuses every later entry, the role becomes
-    STOPPED, and the raft instance is closed; it never runs on.
+    stops the node: the FSM writes nothing more, the role becomes
+    STOPPED, and the raft instance is closed; it never runs on.  The FSM
+    still returns 0 to libraft then: 0.22.1 frees a buffer twice when
+    apply (or restore) returns an error, and its last_applied is not
+    stored anywhere (the store's applied index is the truth on restart).
 
     Records.  Every applied publish entry yields one record, pushed in
     index order: its seq range and envelopes (moved out of the store with
