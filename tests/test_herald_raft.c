@@ -42,6 +42,7 @@ typedef struct {
     void *last_cookie;
     uint64_t last_raft_index;
     bool follower_record_had_batches;
+    bool paused;                    //  s_drain leaves its records alone
 } s_node_t;
 
 static char *s_root;
@@ -115,7 +116,7 @@ s_drain (void)
 {
     for (int i = 0; i < NODES; i++) {
         s_node_t *node = &s_nodes [i];
-        if (!node->raft)
+        if (!node->raft || node->paused)
             continue;
         herald_applied_t *record;
         while ((record = herald_raft_take (node->raft))) {
@@ -545,6 +546,48 @@ Test (herald_raft, a_pristine_node_waits_and_bad_starts_are_refused)
     cr_assert_null (herald_raft_new (&options, s_nodes [2].store, &err));
     cr_assert_eq (err.code, HERALD_ERR_INVALID);
     free (dir);
+}
+
+//  A node whose broker takes no records stops applying at 64 records out
+//  (its raft thread waits), and goes on once they are released; the other
+//  two commit meanwhile.
+Test (herald_raft, records_not_taken_hold_the_apply_at_the_bound)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    int slow = (leader + 1) % NODES, other = (leader + 2) % NODES;
+    s_nodes [slow].paused = true;
+    static herald_event_t events [80];
+    static herald_append_result_t results [80];
+    for (int i = 0; i < 80; i++) {
+        events [i] = tu_event ("bound", "x");
+        herald_batch_t batch;
+        s_batch (&batch, &events [i], 1, &results [i]);
+        int cookie;
+        size_t own = s_nodes [leader].own_records;
+        cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                           herald_store_now (s_nodes [leader].store), &cookie),
+                      HERALD_OK);
+        cr_assert (s_wait_own (leader, own + 1, 10000), "entry %d not committed", i);
+    }
+    int64_t deadline = zclock_mono () + 10000;
+    while (herald_store_head (s_nodes [other].store) < 80 && zclock_mono () < deadline)
+        zclock_sleep (10);
+    cr_assert_eq (herald_store_head (s_nodes [other].store), 80);
+    //  The slow node holds 64 records out and has written at most the
+    //  entry whose record waits
+    deadline = zclock_mono () + 5000;
+    while (herald_store_head (s_nodes [slow].store) < 64 && zclock_mono () < deadline)
+        zclock_sleep (10);
+    zclock_sleep (200);                 //  a moment more in which it must not move
+    uint64_t held = herald_store_head (s_nodes [slow].store);
+    cr_assert (held == 64 || held == 65, "the slow node applied %" PRIu64, held);
+    s_nodes [slow].paused = false;
+    cr_assert (s_wait_head (80, 10000), "the slow node did not go on");
+    cr_assert_eq (s_nodes [slow].records, 80);
+    s_assert_same_log (leader, slow);
 }
 
 //  A damaged raft segment is not repaired by cutting the log (libraft's
