@@ -163,9 +163,12 @@ s_batch_new (s_publisher_t *self)
     batch->count = (uint32_t) count;
     for (size_t at = 0; at < count; at++) {
         size_t event = self->events + at;
-        uint64_t one = tu_rand (&self->rng), two = tu_rand (&self->rng);
-        tu_put_be64 (self->ids [event], one);
-        tu_put_be64 (self->ids [event] + 8, two);
+        //  Unique by construction (publisher, event) in the second half;
+        //  the first half random-looking from the seed
+        uint64_t mix = options->seed ^ ((uint64_t) self->number << 32 | event);
+        tu_put_be64 (self->ids [event], tu_rand (&mix));
+        tu_put_be64 (self->ids [event] + 8, ((uint64_t) self->number << 32 | event)
+                                            ^ options->seed);
         self->topic [event] = (uint16_t) (tu_rand (&self->rng) % options->topics);
     }
     self->events += count;
