@@ -512,7 +512,7 @@ s_wait_rejoined (size_t index)
         zclock_sleep (20);
     }
     fprintf (stderr, "cluster_faults: n%zu rejoined %s in %" PRIu64 " ms\n", index + 1, led.node,
-             (tu_mono_ns () - started) / 1000000ULL);
+             (uint64_t) ((tu_mono_ns () - started) / 1000000ULL));
 }
 
 //  ---------------------------------------------------------------------
