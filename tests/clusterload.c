@@ -427,7 +427,8 @@ s_publisher_thread (void *arg)
     uint64_t hold_until = 0;
     uint64_t timeout_ns = (uint64_t) options->timeout_ms * 1000000ULL;
     //  Bounded: a publisher never runs longer than ten minutes
-    uint64_t hard_deadline = tu_mono_ns () + 600ULL * 1000000000ULL;
+    uint64_t started = tu_mono_ns ();
+    uint64_t hard_deadline = started + 600ULL * 1000000000ULL;
     while (true) {
         uint64_t now = tu_mono_ns ();
         bool stopping = atomic_load (&load->stop);
@@ -463,7 +464,11 @@ s_publisher_thread (void *arg)
         //  Fill the window, retries first
         while (now >= hold_until && inflight < options->window) {
             long index = s_retry_pop (self);
-            if (index < 0 && !stopping)
+            //  Paced: events made so far stay within rate * seconds run
+            bool paced = options->rate
+                      && (double) self->events >= (double) options->rate
+                                                 * (double) (now - started) / 1e9;
+            if (index < 0 && !stopping && !paced)
                 index = s_batch_new (self);
             if (index < 0)
                 break;

@@ -33,6 +33,8 @@ typedef struct {
     size_t topics;                  //  shared topics
     int timeout_ms;                 //  unanswered this long: sent elsewhere
     int backoff_ms;                 //  pause after not_leader nil or a timeout
+    unsigned rate;                  //  new events per second per publisher (0: as fast
+                                    //  as the window allows); retries are not paced
     uint64_t seed;
 } cl_options_t;
 

@@ -132,19 +132,19 @@ s_start (const char *tag, bool proxies)
 }
 
 static cl_options_t
-s_load_options (size_t publishers, size_t events_max)
+s_load_options (size_t publishers, size_t events_max, unsigned rate)
 {
     unsigned election = s_election_ms ();
     return (cl_options_t) {
         .publishers = publishers, .window = 4, .batch_max = 20, .events_max = events_max,
         .topics = 8, .timeout_ms = (int) (election * 2 > 1000? election * 2: 1000),
-        .backoff_ms = 50, .seed = s_seed_value };
+        .backoff_ms = 50, .rate = rate, .seed = s_seed_value };
 }
 
 static void
-s_load_start (size_t publishers, size_t events_max)
+s_load_start (size_t publishers, size_t events_max, unsigned rate)
 {
-    cl_options_t options = s_load_options (publishers, events_max);
+    cl_options_t options = s_load_options (publishers, events_max, rate);
     s_load = cl_load_start (s_cluster, &options);
     cr_assert_not_null (s_load);
 }
@@ -440,7 +440,7 @@ Test (cluster_faults, leader_kill_under_load)
     unsigned kills = s_env_uint ("HERALD_CLUSTER_KILLS", 20);
     unsigned election = s_election_ms ();
     s_start ("cluster_kill", false);
-    s_load_start (4, 25000);
+    s_load_start (4, 30000, 500);
     s_require (s_wait_acked (1, 20000), "no ACK within 20 s of starting the publishers");
     uint64_t failover_max_ms = 0, failover_sum_ms = 0;
     for (unsigned kill = 0; kill < kills; kill++) {
@@ -603,7 +603,7 @@ s_probe_fini (s_probe_t *self)
 Test (cluster_faults, partition_isolated_leader)
 {
     s_start ("cluster_part", true);
-    s_load_start (2, 20000);
+    s_load_start (2, 20000, 500);
     s_require (s_wait_acked (1, 20000), "no ACK within 20 s of starting the publishers");
     //  Every Raft link goes through its proxy, or the partitions below
     //  would cut nothing and prove nothing
@@ -688,7 +688,7 @@ Test (cluster_faults, pause_follower_then_leader)
 {
     unsigned election = s_election_ms ();
     int leader = s_start ("cluster_pause", false);
-    s_load_start (4, 20000);
+    s_load_start (4, 20000, 500);
     s_require (s_wait_acked (1, 20000), "no ACK within 20 s of starting the publishers");
 
     //  A follower paused for three election timeouts: the others go on
@@ -744,7 +744,7 @@ Test (cluster_faults, stopped_follower_catches_up)
     int follower = s_follower_of (leader, -1);
     s_require (cu_node_term (s_cluster, (size_t) follower, 10000) == 0,
                "n%d did not stop on SIGTERM", follower + 1);
-    s_load_start (4, per_publisher);
+    s_load_start (4, per_publisher, 0);
     uint64_t started = tu_mono_ns ();
     s_require (s_wait_acked (4 * per_publisher, 120000), "only %" PRIu64 " of %zu events ACKed "
                "with one follower down", cl_load_acked (s_load), 4 * per_publisher);
@@ -781,7 +781,7 @@ Test (cluster_faults, wiped_node_rejoins_as_new)
 {
     unsigned election = s_election_ms ();
     int leader = s_start ("cluster_wipe", false);
-    s_load_start (1, 500);
+    s_load_start (1, 500, 0);
     s_require (s_wait_acked (500, 30000), "500 events not ACKed");
     cl_load_stop (s_load, DRAIN_MS);
     int wiped = s_follower_of (leader, -1);
