@@ -189,8 +189,8 @@ int
     cu_wait_leader (cu_cluster_t *self, uint32_t exclude, int timeout_ms);
 
 //  Wait up to timeout_ms until every node in mask answers STATUS with the
-//  same head, the same digest and applied_index == commit_index, twice in
-//  a row 50 ms apart.  Returns 0, or -1 with why filled (what each said).
+//  same head and applied_index == commit_index, twice in a row 50 ms
+//  apart.  Returns 0, or -1 with why filled (what each said, digest too).
 int
     cu_wait_converged (cu_cluster_t *self, uint32_t mask, int timeout_ms, char *why,
                        size_t why_size);

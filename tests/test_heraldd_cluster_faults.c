@@ -162,6 +162,14 @@ s_wait_acked (uint64_t want, int timeout_ms)
     return true;
 }
 
+//  A STATUS that must come.
+static void
+s_status (size_t index, cu_status_t *status)
+{
+    s_require (cu_status (s_cluster, index, status, 5000) == 0, "%s gave no STATUS",
+               s_cluster->nodes [index].name);
+}
+
 //  The end of every test: stop the publishers (every batch must get its
 //  ACK), wait for the nodes in mask to converge, REPLAY each and check.
 static void
@@ -206,6 +214,17 @@ s_check_all (uint32_t mask, const cu_idset_t *maybe)
         }
     }
     cr_assert_geq (first, 0);
+    //  Identical logs at one head: the store digests agree as well
+    cu_status_t status, reference;
+    s_status ((size_t) first, &reference);
+    for (size_t index = 0; index < s_cluster->count; index++)
+        if (mask >> index & 1) {
+            s_status (index, &status);
+            s_require (status.head == reference.head && !strcmp (status.digest, reference.digest),
+                       "%s at head %" PRIu64 " has digest '%s', %s at head %" PRIu64 " '%s'",
+                       status.node, status.head, status.digest, reference.node, reference.head,
+                       reference.digest);
+        }
     size_t exact = 0, term_count = 0, acked_count = 0;
     if (s_load) {
         const cu_acked_t *acked = cl_load_acked_events (s_load, &acked_count);
@@ -222,13 +241,6 @@ s_check_all (uint32_t mask, const cu_idset_t *maybe)
         cu_log_fini (&logs [index]);
 }
 
-//  A STATUS that must come.
-static void
-s_status (size_t index, cu_status_t *status)
-{
-    s_require (cu_status (s_cluster, index, status, 5000) == 0, "%s gave no STATUS",
-               s_cluster->nodes [index].name);
-}
 
 static int
 s_follower_of (int leader, int skip)
