@@ -627,8 +627,8 @@ s_probe_fini (s_probe_t *self)
 }
 
 //  ---------------------------------------------------------------------
-//  2. Partitions through the proxies: the leader cut off, twice (links
-//  dropped, then links hanging)
+//  2. Partitions through the proxies: the leader cut off three times (links
+//  dropped, links hanging, and only the links into it dropped)
 
 Test (cluster_faults, partition_isolated_leader)
 {
@@ -662,12 +662,22 @@ Test (cluster_faults, partition_isolated_leader)
     s_require (!idle [0], "no Raft traffic through the proxies of%s: is "
                "HERALD_TEST_RAFT_CONNECT honoured?", idle);
 
-    rp_mode_t modes [2] = { RP_DROP, RP_STALL };
-    for (int round = 0; round < 2; round++) {
+    //  Rounds: every link of the leader dropped; every link hanging; only
+    //  what comes to the leader dropped (it still reaches the followers,
+    //  hears nothing back, and must step down rather than go on)
+    rp_mode_t modes [3] = { RP_DROP, RP_STALL, RP_DROP };
+    const char *names [3] = { "drop", "stall", "one-way drop into the leader" };
+    for (int round = 0; round < 3; round++) {
         int old = cu_wait_leader (s_cluster, 0, LEADER_MS);
         s_require (old >= 0, "round %d: no leader", round + 1);
-        s_require (cu_isolate (s_cluster, (size_t) old, modes [round]) == 0,
-                   "cannot switch the proxies");
+        if (round < 2)
+            s_require (cu_isolate (s_cluster, (size_t) old, modes [round]) == 0,
+                       "cannot switch the proxies");
+        else
+            for (size_t other = 0; other < 3; other++)
+                if (other != (size_t) old)
+                    s_require (rp_proxy_set_mode (s_cluster->proxies [other][old], RP_DROP) == 0,
+                               "cannot switch the proxy");
         uint64_t cut_at = tu_mono_ns ();
         s_probe_t probe;
         s_probe_init (&probe, (size_t) old);
@@ -677,7 +687,7 @@ Test (cluster_faults, partition_isolated_leader)
         while (!(served_ms && down_ms)) {
             s_require (tu_mono_ns () < deadline, "round %d (%s): within %d ms: new leader %d, "
                        "serving %s, old leader n%d stepped down %s", round + 1,
-                       rp_mode_name (modes [round]), LEADER_MS, fresh + 1,
+                       names [round], LEADER_MS, fresh + 1,
                        served_ms? "yes": "no", old + 1, down_ms? "yes": "no");
             s_probe_step (&probe);
             uint64_t now_ms = (tu_mono_ns () - cut_at) / 1000000ULL;
@@ -703,7 +713,7 @@ Test (cluster_faults, partition_isolated_leader)
                  " ms, ACKing after %" PRIu64 " ms; n%d stepped down after %" PRIu64
                  " ms; probes to it: %" PRIu64 " sent, %" PRIu64 " not_leader, %" PRIu64
                  " ACK, %" PRIu64 " other, the rest unanswered\n", round + 1,
-                 rp_mode_name (modes [round]), fresh + 1, elected_ms, served_ms, old + 1,
+                 names [round], fresh + 1, elected_ms, served_ms, old + 1,
                  down_ms, probe.sent, probe.not_leader, probe.acks, probe.other);
         s_probe_fini (&probe);
         cu_idset_fini (&probe.ids);
