@@ -71,6 +71,10 @@ cu_cluster_new (const char *tag, size_t count, const cu_options_t *options)
         if (extra + 1 >= BU_MAX_ARGS || !(self->extra [extra] = strdup (options->extra [extra])))
             ok = false;
     self->options.extra = (const char *const *) self->extra;
+    for (size_t hook = 0; ok && options && options->hooks && options->hooks [hook]; hook++)
+        if (hook + 1 >= BU_MAX_ARGS || !(self->hooks [hook] = strdup (options->hooks [hook])))
+            ok = false;
+    self->options.hooks = (const char *const *) self->hooks;
 
     //  Every port distinct: 3 per node, chosen free now
     int ports [CU_NODES_MAX * 3];
@@ -132,8 +136,10 @@ cu_cluster_destroy (cu_cluster_t **self_p)
     else
         tu_tmpdir_destroy (&self->dir);
     free (self->binary);
-    for (size_t index = 0; index < BU_MAX_ARGS; index++)
+    for (size_t index = 0; index < BU_MAX_ARGS; index++) {
         free (self->extra [index]);
+        free (self->hooks [index]);
+    }
     free (self);
     *self_p = NULL;
 }
@@ -147,17 +153,19 @@ s_spawn (cu_cluster_t *self, cu_node_t *node, char *const *argv)
     size_t count = 0;
     while (environ [count])
         count++;
-    char **envp = calloc (count + 3, sizeof *envp);
+    char **envp = calloc (count + BU_MAX_ARGS + 3, sizeof *envp);
     if (!envp)
         return -1;
     size_t at = 0;
     for (size_t index = 0; index < count; index++)
         if (strncmp (environ [index], "HERALD_TEST_", 12) != 0)
             envp [at++] = environ [index];
-    if (node->connect_env) {
+    if (node->connect_env || self->hooks [0])
         envp [at++] = "HERALD_TEST_HOOKS=1";
+    if (node->connect_env)
         envp [at++] = node->connect_env;
-    }
+    for (size_t hook = 0; self->hooks [hook]; hook++)
+        envp [at++] = self->hooks [hook];
     envp [at] = NULL;
     int log = open (node->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0) {

@@ -47,6 +47,8 @@ typedef struct {
     unsigned raft_heartbeat_ms;     //  --raft-heartbeat-ms (0: default)
     bool proxies;                   //  route every Raft link through a raftproxy
     const char *const *extra;       //  more heraldd flags, NULL-terminated, or NULL
+    const char *const *hooks;       //  test hooks: "NAME=VALUE" in the nodes' environment
+                                    //  (with HERALD_TEST_HOOKS=1), NULL-terminated, or NULL
 } cu_options_t;
 
 //  What a node said in STATUS (strings NUL-terminated; "" for nil or absent).
@@ -89,6 +91,7 @@ typedef struct {
     size_t count;
     cu_options_t options;           //  extra points at owned copies below
     char *extra [BU_MAX_ARGS];
+    char *hooks [BU_MAX_ARGS];
     cu_node_t nodes [CU_NODES_MAX];
     rp_proxy_t *proxies [CU_NODES_MAX][CU_NODES_MAX];   //  [from][to], NULL on the diagonal
 } cu_cluster_t;
