@@ -29,9 +29,12 @@
         down (the issue's 1M is for the bench; HERALD_CLUSTER_EVENTS=1000000
         runs here in 45 s); stopped_follower_restores_snapshot: 50000, with
         a kill -9 in the middle of the catch-up;
-      - wiped_node_rejoins_as_new: 500 events, then the wiped node.
+      - wiped_node_rejoins_as_new: 500 events, then the wiped node;
+      - mixed_faults_at_random: 15 s of kill -9, SIGSTOP, cut-off and
+        one-way faults on up to two nodes at once, 4 publishers.
     Knobs: HERALD_TEST_SEED (the random schedule and ids; printed),
-    HERALD_CLUSTER_KILLS (default 20), HERALD_CLUSTER_EVENTS (default
+    HERALD_CLUSTER_KILLS (default 20), HERALD_CLUSTER_CHAOS_S (default 15),
+    HERALD_CLUSTER_EVENTS (default
     200000), HERALD_CLUSTER_ELECTION_MS (default 500; Raft heartbeat 50),
     HERALD_KEEP_CLUSTER (keep the directories and the nodes' logs).
     =========================================================================
@@ -949,6 +952,102 @@ Test (cluster_faults, wiped_node_rejoins_as_new)
     //  appended them and win the next election with them, as Raft allows
     s_check_all ((1u << leader) | (1u << other), &probe.ids);
     cu_idset_fini (&probe.ids);
+}
+
+//  ---------------------------------------------------------------------
+//  5. Mixed faults at random (seeded): kill -9, SIGSTOP, a node cut off
+//  (links dropped or hanging), one direction of its links cut; up to two
+//  nodes faulty at once (then no majority: nothing may be ACKed wrongly,
+//  and nothing need be ACKed at all), each healed after a while
+
+typedef enum { F_NONE, F_KILLED, F_PAUSED, F_CUT } s_fault_t;
+
+Test (cluster_faults, mixed_faults_at_random)
+{
+    unsigned election = s_election_ms ();
+    unsigned seconds = s_env_uint ("HERALD_CLUSTER_CHAOS_S", 15);
+    s_start ("cluster_chaos", true);
+    s_load_start (4, 30000, 500);
+    s_require (s_wait_acked (1, 20000), "no ACK within 20 s of starting the publishers");
+    s_fault_t faults [3] = { F_NONE, F_NONE, F_NONE };
+    uint64_t end = tu_mono_ns () + seconds * 1000000000ULL;
+    size_t steps = 0;
+    while (tu_mono_ns () < end) {
+        size_t node = (size_t) s_rand (3);
+        size_t faulty = (faults [0] != F_NONE) + (faults [1] != F_NONE) + (faults [2] != F_NONE);
+        const char *did = NULL;
+        if (faults [node] != F_NONE) {
+            if (faults [node] == F_KILLED)
+                s_require (cu_node_restart (s_cluster, node, NULL, 10000) == 0,
+                           "n%zu did not come back", node + 1);
+            else
+            if (faults [node] == F_PAUSED)
+                s_require (cu_node_resume (s_cluster, node) == 0, "SIGCONT");
+            else
+                s_require (cu_isolate (s_cluster, node, RP_PASS) == 0, "heal");
+            faults [node] = F_NONE;
+            did = "healed";
+        }
+        else
+        if (faulty < 2) {
+            //  The leader more often than not: that is where it hurts
+            if (s_rand (2)) {
+                int leader = cu_wait_leader (s_cluster, 0, 1);
+                if (leader >= 0 && faults [leader] == F_NONE)
+                    node = (size_t) leader;
+            }
+            switch (s_rand (5)) {
+                case 0:
+                    cu_node_kill (s_cluster, node);
+                    faults [node] = F_KILLED;
+                    did = "kill -9";
+                    break;
+                case 1:
+                    s_require (cu_node_pause (s_cluster, node) == 0, "SIGSTOP");
+                    faults [node] = F_PAUSED;
+                    did = "SIGSTOP";
+                    break;
+                case 2:
+                case 3:
+                    s_require (cu_isolate (s_cluster, node, s_rand (2)? RP_DROP: RP_STALL) == 0,
+                               "cut");
+                    faults [node] = F_CUT;
+                    did = "cut off";
+                    break;
+                default:
+                    //  One direction of its links, into it or out of it
+                    for (size_t other = 0; other < 3; other++)
+                        if (other != node) {
+                            bool in = s_rand (2);
+                            rp_proxy_t *proxy = in? s_cluster->proxies [other][node]
+                                                  : s_cluster->proxies [node][other];
+                            s_require (rp_proxy_set_mode (proxy, RP_DROP) == 0, "one-way");
+                        }
+                    faults [node] = F_CUT;
+                    did = "one-way cut";
+                    break;
+            }
+        }
+        if (did) {
+            steps++;
+            fprintf (stderr, "cluster_faults: chaos step %zu at %.1f s: n%zu %s\n", steps,
+                     (double) (seconds * 1000000000ULL - (end - tu_mono_ns ())) / 1e9, node + 1,
+                     did);
+        }
+        zclock_sleep ((int) (100 + s_rand (2 * election)));
+    }
+    //  Heal everything; the cluster must then serve every batch
+    for (size_t node = 0; node < 3; node++) {
+        if (faults [node] == F_KILLED)
+            s_require (cu_node_restart (s_cluster, node, NULL, 10000) == 0, "restart");
+        else
+        if (faults [node] == F_PAUSED)
+            s_require (cu_node_resume (s_cluster, node) == 0, "SIGCONT");
+        s_require (cu_isolate (s_cluster, node, RP_PASS) == 0, "heal");
+    }
+    s_require (cu_wait_leader (s_cluster, 0, LEADER_MS) >= 0, "no leader after healing");
+    fprintf (stderr, "cluster_faults: chaos: %zu steps in %u s\n", steps, seconds);
+    s_check_all (0x7, NULL);
 }
 
 //  Tests one at a time: each runs three nodes and its publishers on a
