@@ -184,8 +184,10 @@ s_status (size_t index, cu_status_t *status)
 
 //  The end of every test: stop the publishers (every batch must get its
 //  ACK), wait for the nodes in mask to converge, REPLAY each and check.
+//  maybe: ids sent outside the publishers whose outcome is unknown (they
+//  may be in the log, once); absent: ids that must not be in it.
 static void
-s_check_all (uint32_t mask, const cu_idset_t *maybe)
+s_check_all (uint32_t mask, const cu_idset_t *maybe, const cu_idset_t *absent)
 {
     size_t unknown = s_load? cl_load_stop (s_load, DRAIN_MS): 0;
     cl_stats_t stats = { 0 };
@@ -246,9 +248,21 @@ s_check_all (uint32_t mask, const cu_idset_t *maybe)
         rc = cu_check_terms (terms, term_count, &exact, why, sizeof why);
         s_require (rc == 0, "%s", why);
     }
+    size_t unknown_in = 0;
+    for (size_t index = 0; maybe && index < logs [first].count; index++)
+        unknown_in += cu_idset_has (maybe, logs [first].entries [index].id);
+    for (size_t index = 0; absent && index < logs [first].count; index++) {
+        char hex [2 * HERALD_ID_BYTES + 1];
+        tu_hex (logs [first].entries [index].id, HERALD_ID_BYTES, hex);
+        s_require (!cu_idset_has (absent, logs [first].entries [index].id),
+                   "seq %zu holds id %s, PUBLISHed only to a leader cut off from every peer: "
+                   "it was committed without a majority", index + 1, hex);
+    }
     fprintf (stderr, "cluster_faults: %zu events on each node, identical; %zu ACKed events all "
-             "there; %zu of %zu ACKs with an exact term, one leader per term\n",
-             logs [first].count, acked_count, exact, term_count);
+             "there; %zu of %zu ACKs with an exact term, one leader per term; %zu of %zu "
+             "events refused not_leader with the outcome unknown are in the log\n",
+             logs [first].count, acked_count, exact, term_count, unknown_in,
+             maybe? maybe->count: 0);
     for (size_t index = 0; index < CU_NODES_MAX; index++)
         cu_log_fini (&logs [index]);
 }
@@ -333,7 +347,7 @@ Test (cluster_faults, leader_kill_under_load)
     for (size_t index = 0; index < 3; index++)
         ackers += cl_load_acks_from (s_load, index) > 0;
     s_require (kills == 0 || ackers >= 2, "ACKs came from %zu node(s) only", ackers);
-    s_check_all (0x7, NULL);
+    s_check_all (0x7, NULL, NULL);
 }
 
 //  Wait until node index follows the leader the others agree on, in its
@@ -485,6 +499,12 @@ Test (cluster_faults, partition_isolated_leader)
     //  hears nothing back, and must step down rather than go on)
     rp_mode_t modes [3] = { RP_DROP, RP_STALL, RP_DROP };
     const char *names [3] = { "drop", "stall", "one-way drop into the leader" };
+    //  What the leader appended while only its inbound links were cut
+    //  reached the followers: the next leader may commit it (the client
+    //  was told not_leader: outcome unknown).  Cut off whole, it cannot.
+    cu_idset_t maybe, absent;
+    cr_assert_eq (cu_idset_init (&maybe, 2000), 0);
+    cr_assert_eq (cu_idset_init (&absent, 2000), 0);
     for (int round = 0; round < 3; round++) {
         int old = cu_wait_leader (s_cluster, 0, LEADER_MS);
         s_require (old >= 0, "round %d: no leader", round + 1);
@@ -534,13 +554,23 @@ Test (cluster_faults, partition_isolated_leader)
                  names [round], fresh + 1, elected_ms, served_ms, old + 1,
                  down_ms, probe.sent, probe.not_leader, probe.acks, probe.other);
         s_probe_fini (&probe);
+        //  Known to the log check (which names those it finds), and
+        //  where the leader was cut off whole, required absent
+        for (size_t slot = 0; slot < probe.ids.size; slot++)
+            if (probe.ids.used [slot]) {
+                cu_idset_add (&maybe, probe.ids.slots [slot]);
+                if (round < 2)
+                    cu_idset_add (&absent, probe.ids.slots [slot]);
+            }
         cu_idset_fini (&probe.ids);
         s_require (probe.acks == 0, "the isolated leader n%d ACKed %" PRIu64 " PUBLISH", old + 1,
                    probe.acks);
         s_require (cu_isolate (s_cluster, (size_t) old, RP_PASS) == 0, "cannot heal");
         s_wait_rejoined ((size_t) old);
     }
-    s_check_all (0x7, NULL);
+    s_check_all (0x7, &maybe, &absent);
+    cu_idset_fini (&absent);
+    cu_idset_fini (&maybe);
 }
 
 //  ---------------------------------------------------------------------
@@ -593,7 +623,7 @@ Test (cluster_faults, pause_follower_then_leader)
     s_require (probe.acks == 0, "the paused leader n%d ACKed %" PRIu64 " PUBLISH sent while it "
                "was paused", leader + 1, probe.acks);
     s_require (cu_wait_leader (s_cluster, 0, LEADER_MS) >= 0, "no leader after the pauses");
-    s_check_all (0x7, NULL);
+    s_check_all (0x7, NULL, NULL);
 }
 
 //  ---------------------------------------------------------------------
@@ -659,7 +689,7 @@ s_stopped_follower (const char *tag, const char *const *hooks, unsigned events, 
     if (kill_midway)
         fprintf (stderr, ", killed -9 once on the way at head %" PRIu64, killed_at_head);
     fprintf (stderr, "\n");
-    s_check_all (0x7, NULL);
+    s_check_all (0x7, NULL, NULL);
 }
 
 Test (cluster_faults, stopped_follower_catches_up)
@@ -753,7 +783,7 @@ Test (cluster_faults, wiped_node_rejoins_as_new)
                status.cluster_state);
     //  The probes' outcome is unknown, not refused: the leader may have
     //  appended them and win the next election with them, as Raft allows
-    s_check_all ((1u << leader) | (1u << other), &probe.ids);
+    s_check_all ((1u << leader) | (1u << other), &probe.ids, NULL);
     cu_idset_fini (&probe.ids);
 }
 
@@ -850,7 +880,7 @@ Test (cluster_faults, mixed_faults_at_random)
     }
     s_require (cu_wait_leader (s_cluster, 0, LEADER_MS) >= 0, "no leader after healing");
     fprintf (stderr, "cluster_faults: chaos: %zu steps in %u s\n", steps, seconds);
-    s_check_all (0x7, NULL);
+    s_check_all (0x7, NULL, NULL);
 }
 
 //  Tests one at a time: each runs three nodes and its publishers on a
