@@ -1,5 +1,5 @@
 /*  =========================================================================
-    test_cluster_harness - the cluster fault harness checked on its own
+    test_heraldd_cluster_harness - the cluster fault harness checked on its own
 
     tests/test_heraldd_cluster_faults.c proves the cluster's invariant only
     if its tools work: the proxy must really cut a link, and each log check
