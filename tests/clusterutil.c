@@ -466,6 +466,49 @@ s_learn_raft_ids (cu_cluster_t *self, int timeout_ms, char *why, size_t why_size
     return 0;
 }
 
+//  The port at the end of an address ("...:PORT").
+static int
+s_port_of (const char *address)
+{
+    const char *colon = strrchr (address, ':');
+    return colon? atoi (colon + 1): -1;
+}
+
+//  True when port is one a node of self listens on (or will, once
+//  started): a proxy bound while the nodes are down could get it.
+static bool
+s_node_port (cu_cluster_t *self, int port)
+{
+    for (size_t index = 0; index < self->count; index++) {
+        cu_node_t *node = &self->nodes [index];
+        if (port == s_port_of (node->api) || port == s_port_of (node->fanout)
+        ||  port == s_port_of (node->raft))
+            return true;
+    }
+    return false;
+}
+
+//  A proxy to target on a port no node uses; NULL when none can be made.
+//  (The kernel hands out a port of a stopped node as readily as any: seen
+//  once, a node could not listen on its own Raft port, a proxy held it.)
+static rp_proxy_t *
+s_proxy_new (cu_cluster_t *self, const char *target)
+{
+    rp_proxy_t *rejected [8] = { NULL };
+    rp_proxy_t *proxy = NULL;
+    size_t tries;
+    for (tries = 0; tries < 8; tries++) {
+        proxy = rp_proxy_new (target);
+        if (!proxy || !s_node_port (self, s_port_of (rp_proxy_address (proxy))))
+            break;
+        rejected [tries] = proxy;          //  held, so the next bind gets another
+        proxy = NULL;
+    }
+    for (size_t index = 0; index < tries && index < 8; index++)
+        rp_proxy_destroy (&rejected [index]);
+    return proxy;
+}
+
 //  One proxy per directed link, and each node's connect map.
 static int
 s_make_proxies (cu_cluster_t *self)
@@ -476,7 +519,7 @@ s_make_proxies (cu_cluster_t *self)
         for (size_t to = 0; to < self->count; to++) {
             if (to == from)
                 continue;
-            rp_proxy_t *proxy = rp_proxy_new (self->nodes [to].raft);
+            rp_proxy_t *proxy = s_proxy_new (self, self->nodes [to].raft);
             if (!proxy)
                 return -1;
             self->proxies [from][to] = proxy;

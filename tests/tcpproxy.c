@@ -195,3 +195,24 @@ tcpproxy_cut (tcpproxy_t *self, bool cut)
     for (int wait = 0; wait < 2000 && atomic_load (&self->done) < asked; wait++)
         usleep (1000);
 }
+
+tcpproxy_t *
+tcpproxy_new_avoiding (int target, const int *avoid, size_t count)
+{
+    tcpproxy_t *held [8] = { NULL };        //  kept listening, so binds move on
+    tcpproxy_t *self = NULL;
+    size_t tries;
+    for (tries = 0; tries < 8; tries++) {
+        self = tcpproxy_new (target);
+        bool taken = false;
+        for (size_t index = 0; self && index < count; index++)
+            taken = taken || avoid [index] == tcpproxy_port (self);
+        if (!taken)
+            break;
+        held [tries] = self;
+        self = NULL;
+    }
+    for (size_t index = 0; index < tries && index < 8; index++)
+        tcpproxy_destroy (&held [index]);
+    return self;
+}

@@ -14,12 +14,19 @@
 #define HERALD_TCPPROXY_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct _tcpproxy_t tcpproxy_t;
 
 //  Start forwarding to 127.0.0.1:target.  NULL if it cannot listen.
 tcpproxy_t *
     tcpproxy_new (int target);
+
+//  tcpproxy_new on a port not in avoid (count ports): the ports of nodes
+//  that are down now, which the kernel hands out as readily as any other
+//  (a node then cannot listen on its own port).  NULL if it cannot listen.
+tcpproxy_t *
+    tcpproxy_new_avoiding (int target, const int *avoid, size_t count);
 
 //  Stop the thread, close everything, free.  NULL-safe.
 void

@@ -432,9 +432,12 @@ Test (herald_raft, a_leader_cut_off_answers_not_leader_and_the_log_stays_one)
 {
     tcpproxy_t *proxies [NODES];
     char spec [512] = "";
+    int ports [NODES];                  //  the nodes' own: no proxy may take one
+    for (int i = 0; i < NODES; i++)
+        ports [i] = atoi (strrchr (s_raft_addr [i], ':') + 1);
     for (int i = 0; i < NODES; i++) {
-        int port = atoi (strrchr (s_raft_addr [i], ':') + 1);
-        proxies [i] = tcpproxy_new (port);
+        int port = ports [i];
+        proxies [i] = tcpproxy_new_avoiding (port, ports, NODES);
         cr_assert_not_null (proxies [i]);
         char item [64];
         snprintf (item, sizeof (item), "%s%" PRIu64 "=127.0.0.1:%d", i? ",": "",
