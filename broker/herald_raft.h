@@ -12,6 +12,14 @@
     entries proposed by an earlier leader or received as a follower
     (cookie NULL, batches NULL: fan out only), in raft index order.
 
+    Precisely: one record per applied publish entry, in index order.  A
+    proposal cut into several entries has one record per entry; only the
+    last carries its cookie and batches (every request's results filled
+    in), the others are fan-out-only.  A proposal whose leadership was
+    lost gets one record with its cookie and rc HERALD_ERR_NOT_LEADER and
+    no events.  Events a snapshot's catch-up copied from a peer come as
+    fan-out-only records with raft_index 0.
+
     Entries carry requests, not effects: every node decides seq, ver, dup
     and conflicts itself, with herald_store_apply_entry and the ts the
     leader put in the entry, so every store holds the same log.  The raft
@@ -34,10 +42,12 @@ typedef struct {
     char *raft;                     //  HOST:PORT of its Raft transport
     char *api;                      //  its api endpoint as clients reach it
     char *fanout;                   //  its fanout endpoint as clients reach it
+    uint64_t raft_id;               //  raft_digest ("NAME/STORE-UUID", 0): the caller's
 } herald_peer_t;
 
 typedef struct {
     const char *node;               //  this node's name (one of peers)
+    uint64_t self_id;               //  this node's raft id (its peer's raft_id when listed)
     const char *dir;                //  Raft state directory (created if missing)
     const herald_peer_t *peers;     //  every member, this node included
     size_t peer_count;
@@ -105,5 +115,11 @@ void
 //  The node's state now (any thread).
 void
     herald_raft_state (herald_raft_t *self, herald_raft_state_t *state);
+
+//  A raft id: raft_digest (text, 0), for text "NAME/STORE-UUID" (never 0
+//  in practice; libraft refuses id 0).  Here so that libraft is called
+//  from this unit only.
+uint64_t
+    herald_raft_digest (const char *text);
 
 #endif
