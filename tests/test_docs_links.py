@@ -30,7 +30,7 @@ PAGES = ["README.md", "CHANGELOG.md", "docs/*.md", "examples/README.md",
          "examples/python/README.md", "bindings/python/README.md", "bench/README.md"]
 HEADERS = ["include/herald.h"]
 HELP = [["tools/herald", "--help"], ["broker/heraldd", "--help"]]
-HELP_COMMANDS = ["pub", "tail", "replay", "read", "status", "inspect", "repair"]
+HELP_COMMANDS = ["pub", "tail", "replay", "read", "status", "inspect", "repair", "cluster"]
 
 #  What no user can open.  Case matters for PROTOCOL.md: docs/protocol.md
 #  is the reference and is fine.

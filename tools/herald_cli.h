@@ -9,6 +9,7 @@
     tools/herald_cli_repair.c   the offline repair of a damaged data dir
     tools/herald_cli_time.c   the times people type and read (RFC 3339, -1h)
     tools/herald_cli_check.c  what is refused before a request is sent
+    tools/herald_cli_cluster.c  cluster status: every node's STATUS, compared
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -39,6 +40,7 @@
 #define HERALD_CLI_ENDPOINT         "tcp://127.0.0.1:5580"
 #define HERALD_CLI_TIMEOUT_MS       5000
 #define HERALD_CLI_ENDPOINT_MAX     300
+#define HERALD_CLI_ENDPOINTS_MAX    2048    //  a comma-separated list
 
 typedef enum {
     HERALD_CLI_JSON = 0,            //  one JSON object per line
@@ -50,7 +52,13 @@ typedef struct {
     const char *endpoint;           //  api endpoint
     int timeout_ms;                 //  how long to wait for any one reply
     herald_cli_format_t format;
+    bool format_set;                //  --format was given
     char endpoint_buf [HERALD_CLI_ENDPOINT_MAX];   //  --endpoint, normalized
+    //  --endpoint E1,E2,...: the list, each normalized, comma-separated
+    //  (NULL for one endpoint); endpoint is then its first.  Only herald
+    //  cluster status asks more than one.
+    const char *endpoints;
+    char endpoints_buf [HERALD_CLI_ENDPOINTS_MAX];
 } herald_cli_opts_t;
 
 //  ---------------------------------------------------------------------
@@ -201,6 +209,10 @@ int herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_read (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_tail (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  herald cluster status (herald_cli_cluster.c): every node's STATUS side
+//  by side, and whether they agree; returns the exit status.
+int herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv);
 
 //  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
 //  its loss; returns the exit status.

@@ -476,9 +476,12 @@ herald_cli_print_error (const herald_cli_reply_t *reply)
         fprintf (stderr, " (topic '%.*s': expected version %" PRIu64 ", actual %" PRIu64 ")",
                  (int) error->topic.len, error->topic.ptr ? error->topic.ptr : "",
                  error->expected, error->actual);
+    //  leader nil: no leader known (an election under way)
+    if (error->code == HERALD_ERR_NOT_LEADER && error->leader.ptr && error->leader.len)
+        fprintf (stderr, " (leader: %.*s)", (int) error->leader.len, error->leader.ptr);
+    else
     if (error->code == HERALD_ERR_NOT_LEADER)
-        fprintf (stderr, " (leader: %.*s)", (int) error->leader.len,
-                 error->leader.ptr ? error->leader.ptr : "unknown");
+        fputs (" (leader: unknown)", stderr);
     fputc ('\n', stderr);
     return HERALD_CLI_EXIT_FAIL;
 }
