@@ -68,7 +68,7 @@ static const char *s_cluster_usage =
     "brokers given as a cluster; 2 no node answered.  Nodes that did not answer\n"
     "are named on stderr whatever the exit status.\n"
     "\n"
-    "Membership changes (add, remove, transfer) are not built yet.\n";
+    "Membership changes: herald cluster add|remove|transfer --help.\n";
 
 //  An optional unsigned figure of a STATUS reply.
 typedef struct {
@@ -811,9 +811,7 @@ herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv)
         return s_status (opts, argc - 1, argv + 1);
     if (strcmp (argv [1], "add") == 0 || strcmp (argv [1], "remove") == 0
     ||  strcmp (argv [1], "transfer") == 0)
-        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "cluster %s: not built yet "
-                                "(membership changes and leadership transfer are planned); "
-                                "herald cluster status is what there is", argv [1]);
+        return herald_cli_members (opts, argc - 1, argv + 1);      //  herald_cli_members.c
     return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "cluster: unknown subcommand '%s' (see "
                             "herald cluster --help)", argv [1]);
 }
