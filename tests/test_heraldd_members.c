@@ -559,6 +559,13 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
             mask |= 1u << index;
         }
     bu_broker_stop (s_cluster->nodes [removed], BT_STOP_MS);
+    //  n4 restarted keeps the member table (its --peer list still names
+    //  all four): it is read back from the store, not from the flags
+    cr_assert_eq (bu_broker_stop (n4, BT_STOP_MS), 0);
+    cr_assert_eq (bu_broker_respawn (n4), 0);
+    bu_node_status_t back = s_wait_state (3, "member");
+    cr_assert_eq (back.peer_count, 3, "n4 restarted lists %zu peers", back.peer_count);
+    cr_assert_eq (s_leader (), leader);
     //  The three go on, and hold one log with n4's catch-up in it
     head = s_publish ((size_t) leader, "after", 2, 500);
     cr_assert_eq (head, 120 + publisher.acks * 5 + 10);
@@ -662,6 +669,19 @@ Test (heraldd_members, transfer_to_a_named_node_and_the_refusals)
     cr_assert_eq (rc, 0, "%s", out);
     int now = s_leader ();
     cr_assert_neq (now, (int) other);
+
+    //  Removing the leader itself: it hands leadership over first, and
+    //  the command follows not_leader to the new leader, which removes it
+    rc = s_herald (out, sizeof out, "cluster remove %s --endpoint %s",
+                   s_cluster->names [now], endpoints);
+    cr_assert_eq (rc, 0, "%s", out);
+    int old = now;
+    now = s_leader ();
+    cr_assert_neq (now, old);
+    cr_assert_eq (bu_node_status (s_cluster->nodes [now]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (status.voters, 2);
+    cr_assert_eq (status.peer_count, 2);
+    bu_broker_stop (s_cluster->nodes [old], BT_STOP_MS);
 
     //  One change at a time: an add that cannot finish (nothing listens
     //  at its raft address) holds the slot; a second change is refused
