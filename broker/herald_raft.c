@@ -244,6 +244,8 @@ struct _herald_raft_t {
 static void s_members_init (herald_raft_t *self);
 static void s_members_free (herald_raft_t *self);
 static int s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry);
+static void s_table_restore (herald_raft_t *self, const void *manifest, size_t len,
+                             uint64_t index);
 static void s_change_step (herald_raft_t *self);
 
 //  ---------------------------------------------------------------------
@@ -620,6 +622,7 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
     herald_raft_t *self = (herald_raft_t *) fsm->data;
     herald_manifest_t manifest;
     herald_error_t err = { 0 };
+    uint64_t applied_before = herald_store_applied_index (self->store);
     herald_err rc = herald_manifest_decode (&manifest, buf->base, buf->len, &err);
     if (rc == HERALD_OK) {
         //  Every other peer is a source too, after the manifest's own
@@ -635,6 +638,8 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
         s_fail (self, "cannot restore a snapshot", &err);
         return RAFT_CORRUPT;
     }
+    if (manifest.index > applied_before)
+        s_table_restore (self, buf->base, buf->len, manifest.index);
     raft_free (buf->base);              //  ours on success (raft.h, fsm tests)
     return 0;
 }
@@ -1601,6 +1606,36 @@ s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
     herald_log ("info", "raft: member table at index %" PRIu64 ": %zu members", index,
                 self->peer_count);
     return 0;
+}
+
+//  A snapshot installed past this node's applied index: the node-table
+//  entries it covers are never applied here, so the table comes from
+//  the manifest's peers (the snapshot maker's table at its index), when
+//  they are complete (older manifests lack raft and fanout: then the
+//  table stays as it is).  Not on a restart's restore: the store is past
+//  the snapshot then, and its kept table may be newer.
+static void
+s_table_restore (herald_raft_t *self, const void *manifest, size_t len, uint64_t index)
+{
+    herald_peer_t *peers;
+    size_t count;
+    if (s_table_decode (manifest, len, &peers, &count) != 0)
+        return;
+    msgpack_sbuffer table;
+    msgpack_sbuffer_init (&table);
+    if (s_table_encode (peers, count, &table) != 0
+    ||  herald_store_meta_put (self->store, "raft.table", table.data, table.size)
+        != HERALD_OK) {
+        herald_log ("warn", "raft: the member table of the snapshot at %" PRIu64 " cannot "
+                    "be kept in the store", index);
+        msgpack_sbuffer_destroy (&table);
+        s_peers_free (peers, count);
+        return;
+    }
+    msgpack_sbuffer_destroy (&table);
+    s_table_set (self, peers, count);
+    herald_log ("info", "raft: member table from the snapshot at index %" PRIu64 ": %zu "
+                "members", index, self->peer_count);
 }
 
 //  ---------------------------------------------------------------------

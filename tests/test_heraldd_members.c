@@ -131,6 +131,26 @@ s_wait_state (size_t index, const char *state)
     return status;
 }
 
+//  Wait until node index's Raft runs (a joining node first learns its
+//  peers' raft ids, saying joining already; only then can it be added).
+static void
+s_wait_raft (size_t index)
+{
+    char want [64], log [20000];
+    snprintf (want, sizeof want, "raft: node %s (raft id", s_cluster->names [index]);
+    uint64_t deadline = tu_mono_ns () + (uint64_t) S_ELECT_MS * 1000000ULL;
+    for (int rounds = 0; rounds < 10000 && tu_mono_ns () < deadline; rounds++) {
+        bu_broker_log (s_cluster->nodes [index], log, sizeof log);
+        const char *line = strstr (log, want);
+        while (line && !strstr (line, ") started, state in"))
+            line = strstr (line + 1, want);
+        if (line && strstr (line, ") started, state in"))
+            return;
+        zclock_sleep (50);
+    }
+    s_fail_with_logs ("a joining node's Raft did not start");
+}
+
 //  Three members n1..n3 bootstrapped; n4 made (ports chosen, not
 //  started) to join later with --cluster-state existing.
 static void
@@ -472,14 +492,19 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     bu_broker_t *n4 = s_cluster->nodes [3];
     cr_assert_eq (bu_broker_respawn (n4), 0);
     bu_node_status_t joining = s_wait_state (3, "joining");
+    s_wait_raft (3);
     cr_assert_eq (joining.head, 0);
 
     s_publisher_t publisher = { .target = (size_t) leader };
     pthread_t thread;
     cr_assert_eq (pthread_create (&thread, NULL, s_publisher_run, &publisher), 0);
 
-    //  Added through a follower's endpoint first: the command follows
-    //  not_leader to the leader
+    //  A follower is away while n4 is added: it comes back by a snapshot
+    //  past the member table's entry, and must learn the table from it
+    cr_assert_eq (bu_broker_stop (s_cluster->nodes [follower], BT_STOP_MS), 0);
+
+    //  Added through the endpoints from that follower's on: nothing
+    //  listens there, the next one follows not_leader to the leader
     char endpoints [1024], out [8192];
     s_endpoints (follower, endpoints, sizeof endpoints);
     int rc = s_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s --wait %d",
@@ -498,10 +523,23 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     cr_assert_not_null (strstr (out, raft_id), "%s", out);
     cr_assert_not_null (strstr (out, "\"voters\":4"), "%s", out);
 
+    //  The leader's log moves 24 entries on (3 snapshots), then the
+    //  follower comes back
+    bu_node_status_t status;
+    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
+    uint64_t added_at = status.commit_index;
+    uint64_t deadline = tu_mono_ns () + (uint64_t) S_SYNC_MS * 1000000ULL;
+    while (status.commit_index < added_at + 24 && tu_mono_ns () < deadline) {
+        zclock_sleep (20);
+        bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS);
+    }
+    cr_assert_geq (status.commit_index, added_at + 24, "the publisher stalled");
+    cr_assert_eq (bu_broker_respawn (s_cluster->nodes [follower]), 0);
+
     //  Every node: four voters, four peers; n4 a member following the leader
     for (size_t index = 0; index < S_ALL; index++) {
-        bu_node_status_t status = s_wait_state (index, "member");
-        uint64_t deadline = tu_mono_ns () + 5000000000ULL;
+        status = s_wait_state (index, "member");
+        deadline = tu_mono_ns () + 5000000000ULL;
         while ((status.voters != 4 || status.peer_count != 4) && tu_mono_ns () < deadline) {
             zclock_sleep (50);
             bu_node_status (s_cluster->nodes [index]->api, &status, 1000);
@@ -550,7 +588,6 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     unsigned mask = 0;
     for (size_t index = 0; index < S_ALL; index++)
         if (index != removed) {
-            bu_node_status_t status;
             cr_assert_eq (bu_node_status (s_cluster->nodes [index]->api, &status,
                                           BT_WAIT_MS), 0);
             cr_assert_eq (status.voters, 3, "%s counts %" PRIu64 " voters",
@@ -586,6 +623,7 @@ Test (heraldd_members, a_wiped_node_is_added_again_under_its_new_id_once_the_old
     s_add_flags (node, "--cluster-state", "existing");
     cr_assert_eq (bu_broker_respawn (node), 0);
     bu_node_status_t fresh = s_wait_state (wiped, "joining");
+    s_wait_raft (wiped);
     cr_assert_neq (fresh.raft_id, old.raft_id);
     head = s_publish ((size_t) leader, "b", 2, 100);
 

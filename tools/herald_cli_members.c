@@ -72,6 +72,7 @@ typedef struct {
     char state [32];                //  STATUS: cluster_state
     uint64_t raft_id;
     uint64_t voters;
+    size_t unknown_ids;             //  STATUS: peers listed without a raft_id
     bool has_rid;
     uint64_t rid;
 } s_reply_t;
@@ -123,6 +124,15 @@ s_parse (s_reply_t *reply, const void *body, size_t size)
             reply->raft_id = value->via.u64;
         if (s_key_is (key, "voters") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             reply->voters = value->via.u64;
+        if (s_key_is (key, "peers") && value->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t peer = 0; peer < value->via.array.size; peer++) {
+                const msgpack_object *map = &value->via.array.ptr [peer];
+                bool has_id = false;
+                for (uint32_t field = 0; map->type == MSGPACK_OBJECT_MAP
+                                         && field < map->via.map.size; field++)
+                    has_id = has_id || s_key_is (&map->via.map.ptr [field].key, "raft_id");
+                reply->unknown_ids += !has_id;
+            }
     }
     msgpack_unpacked_destroy (&unpacked);
     return ok;
@@ -318,6 +328,13 @@ herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv)
                                     "an empty --data-dir)", api, reply.node,
                                     *reply.state? reply.state: "none: standalone",
                                     positional [0], positional [0]);
+        //  A joining node learns its peers' raft ids before its Raft node
+        //  starts (herald_node): until then nothing listens at RAFT_ADDR
+        if (reply.unknown_ids)
+            return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cluster add: %s has not started "
+                                    "its Raft node yet: it is still asking %zu of its --peer "
+                                    "nodes for their raft ids (is each of them up?); retry "
+                                    "once it has", positional [0], reply.unknown_ids);
         raft_id = reply.raft_id;
     }
     //  The request
