@@ -1377,7 +1377,8 @@ herald_raft_digest (const char *text)
 //  The table is proposed after the configuration change, so a member is
 //  named only once it is one; a change cut short by a leadership loss
 //  reports not_leader with its outcome unknown (herald cluster status
-//  says where it stands).
+//  says where it stands), and the same add asked again resumes it: a
+//  spare is promoted, a voter missing from the table is recorded.
 
 #define TRANSFER_TRIES      3
 
@@ -2001,9 +2002,40 @@ s_change_start (herald_raft_t *self)
         const herald_peer_t *named = s_peer_by_name (self, change->node);
         server = s_server (self, change->raft_id);
         if (server) {
-            s_finish (self, HERALD_ERR_INVALID, "add %s: raft id %" PRIu64 " is in the "
-                      "configuration already (a %s)", change->node, change->raft_id,
-                      s_role_name (server->role));
+            //  Asked again after a change cut short (a leadership loss):
+            //  resume it where it stopped.  Only a voter whose table entry
+            //  is as asked is a member already.
+            const herald_peer_t *entry = s_peer_by_id (self, change->raft_id);
+            bool recorded = entry && streq (entry->name, change->node)
+                         && streq (entry->raft, change->raft)
+                         && entry->api && streq (entry->api, change->api)
+                         && entry->fanout && streq (entry->fanout, change->fanout);
+            change->target = change->raft_id;
+            if (server->role == RAFT_VOTER && recorded) {
+                s_finish (self, HERALD_ERR_INVALID, "add %s: raft id %" PRIu64 " is a "
+                          "member already", change->node, change->raft_id);
+                return;
+            }
+            herald_log ("info", "raft: membership: %s is in the configuration already (a "
+                        "%s): the add resumes", change->node, s_role_name (server->role));
+            if (server->role == RAFT_VOTER) {
+                herald_peer_t added = { change->node, change->raft, change->api,
+                                        change->fanout, change->target };
+                rc = s_propose_table (self, &added, 0);
+            }
+            else {
+                memset (&change->req, 0, sizeof (change->req));
+                change->req.data = self;
+                rc = raft_assign (&self->raft, &change->req, change->raft_id, RAFT_VOTER,
+                                  s_change_cb);
+                if (rc == 0)
+                    s_step_set (self, C_PROMOTING);
+            }
+            if (rc == 0)
+                return;
+            s_finish (self, rc == RAFT_CANTCHANGE? HERALD_ERR_OVERLOADED: s_failed_rc (rc),
+                      "add %s: cannot resume: %s (%s)", change->node, raft_strerror (rc),
+                      raft_errmsg (&self->raft));
             return;
         }
         if (named && s_server (self, named->raft_id)) {

@@ -16,9 +16,13 @@
     digest of the name and the joining store's uuid).  Once a node took
     the request, the reply comes when the change has ended, which for an
     add includes the new member's catch-up: that wait is --wait (default
-    120 s), not --timeout.  A not_leader that comes after the change began
-    (leadership moved: a remove of the leader itself hands leadership
-    over first) is followed too, so the new leader finishes it.
+    120 s, for the whole command), not --timeout.  A not_leader that comes
+    after the change began (leadership moved: a remove of the leader
+    itself hands leadership over first) is followed too, and so is a
+    connection the node closes before answering (it died): the request
+    goes to the next endpoint, and a new leader resumes an add cut short.
+    While nodes answer not_leader without a leader (an election), the
+    list is asked again, within HOPS_MAX requests.
 
     Replies are read raw: the CLUSTER reply is not one herald_msg knows.
     =========================================================================
@@ -29,7 +33,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#define HOPS_MAX        8
+#define HOPS_MAX        32
 #define WAIT_MS         120000
 
 static const char *s_members_usage =
@@ -155,7 +159,11 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
         return HERALD_CLI_EXIT_FAIL;
     }
     zsock_set_linger (dealer, 0);
+    //  A node that dies while the change runs closes the connection: that
+    //  ends the wait (the leader that follows resumes the change)
+    zsock_t *watch = herald_cli_watch (dealer);
     if (zsock_connect (dealer, "%s", endpoint) != 0) {
+        herald_cli_unwatch (dealer, &watch);
         zsock_destroy (&dealer);
         snprintf (why, why_size, "%s: cannot connect", endpoint);
         return HERALD_CLI_EXIT_NO_ANSWER;
@@ -167,10 +175,20 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
     int64_t deadline = zclock_mono () + wait_ms;
     rc = HERALD_CLI_EXIT_NO_ANSWER;
     snprintf (why, why_size, "broker at %s did not answer within %d ms", endpoint, wait_ms);
-    zpoller_t *poller = zpoller_new (dealer, NULL);
+    zpoller_t *poller = zpoller_new (dealer, watch, NULL);
     while (rc == HERALD_CLI_EXIT_NO_ANSWER && zclock_mono () < deadline) {
-        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
+        void *which = zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        if (!which)
             continue;
+        if (which == watch) {
+            if (herald_cli_watch_event (watch) == ZMQ_EVENT_DISCONNECTED
+            &&  !(zsock_events (dealer) & ZMQ_POLLIN)) {
+                snprintf (why, why_size, "broker at %s closed the connection before it "
+                          "answered", endpoint);
+                break;
+            }
+            continue;
+        }
         zmsg_t *answer = zmsg_recv (dealer);
         if (!answer)
             break;
@@ -191,6 +209,7 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
         zmsg_destroy (&answer);
     }
     zpoller_destroy (&poller);
+    herald_cli_unwatch (dealer, &watch);
     zsock_destroy (&dealer);
     return rc;
 }
@@ -364,15 +383,25 @@ herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv)
     size_t next = 0, hops = 0;
     int rc = HERALD_CLI_EXIT_NO_ANSWER;
     char whys [1400] = "";
-    while (hops < HOPS_MAX + endpoint_count) {
+    //  Round the list again while some node answers but no leader is
+    //  known yet (an election), within HOPS_MAX requests and --wait
+    bool again = false;
+    int64_t give_up = zclock_mono () + (int64_t) wait_ms;
+    while (hops < HOPS_MAX + endpoint_count && zclock_mono () < give_up) {
         if (!*target) {
+            if (next == endpoint_count && again) {
+                next = 0;
+                again = false;
+            }
             if (next == endpoint_count)
                 break;
             snprintf (target, sizeof target, "%s", endpoints [next++]);
         }
         hops++;
+        int64_t left = give_up - zclock_mono ();
         rc = s_ask (target, "CLUSTER", &body, rid, opts->timeout_ms,
-                    (int) (wait_ms > INT32_MAX? INT32_MAX: wait_ms), &reply, why, sizeof why);
+                    (int) (left > INT32_MAX? INT32_MAX: left > 0? left: 1), &reply, why,
+                    sizeof why);
         if (rc != 0) {
             size_t used = strlen (whys);
             snprintf (whys + used, sizeof whys - used, "%s%s", used? "; ": "", why);
@@ -386,6 +415,7 @@ herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv)
             }
             //  No leader known yet: the next endpoint, after a breath
             *target = 0;
+            again = true;
             zclock_sleep (200);
             rc = HERALD_CLI_EXIT_FAIL;
             snprintf (why, sizeof why, "not_leader: %s", reply.message);
