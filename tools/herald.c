@@ -48,9 +48,7 @@ static const char *s_usage =
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
-    "                       tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH;\n"
-    "                       or a cluster's list E1,E2,... (cluster status asks each\n"
-    "                       node; the other commands use the first)\n"
+    "                       tcp://HOST:PORT, HOST:PORT, :PORT (this host) or ipc://PATH\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
     "  -h, --help           this text; `herald help COMMAND` for a command's options\n"
@@ -168,44 +166,6 @@ herald_cli_positive (const char *option, const char *text, uint64_t *value)
     return false;
 }
 
-//  --endpoint E1,E2,...: each normalized into opts->endpoints_buf, the
-//  first also into endpoint_buf.  False after printing a usage error.
-static bool
-s_endpoint_list (herald_cli_opts_t *opts, const char *list)
-{
-    char item [HERALD_CLI_ENDPOINT_MAX], normal [HERALD_CLI_ENDPOINT_MAX];
-    size_t used = 0;
-    const char *rest = list;
-    while (true) {
-        size_t length = strcspn (rest, ",");
-        if (length == 0 || length >= sizeof item) {
-            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--endpoint: '%s': %s", list, length
-                             ? "an endpoint of the list is too long"
-                             : "an empty item (give E1,E2,... with no blank between commas)");
-            return false;
-        }
-        memcpy (item, rest, length);
-        item [length] = 0;
-        if (!herald_cli_endpoint ("--endpoint", item, normal, sizeof normal))
-            return false;
-        int written = snprintf (opts->endpoints_buf + used, sizeof opts->endpoints_buf - used,
-                                "%s%s", used ? "," : "", normal);
-        if (written < 0 || (size_t) written >= sizeof opts->endpoints_buf - used) {
-            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--endpoint: the list is too long");
-            return false;
-        }
-        if (used == 0)
-            strcpy (opts->endpoint_buf, normal);
-        used += (size_t) written;
-        if (rest [length] == 0)
-            break;
-        rest += length + 1;
-    }
-    opts->endpoint = opts->endpoint_buf;
-    opts->endpoints = opts->endpoints_buf;
-    return true;
-}
-
 bool
 herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *index,
                        bool *bad)
@@ -213,14 +173,9 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
     const char *value = NULL;
     uint64_t number;
     if (herald_cli_opt (argc, argv, index, "--endpoint", &value, bad)) {
-        if (value && strchr (value, ','))
-            *bad = !s_endpoint_list (opts, value);
-        else
         if (value && herald_cli_endpoint ("--endpoint", value, opts->endpoint_buf,
-                                          sizeof opts->endpoint_buf)) {
+                                          sizeof opts->endpoint_buf))
             opts->endpoint = opts->endpoint_buf;
-            opts->endpoints = NULL;
-        }
         else
         if (value)
             *bad = true;

@@ -40,7 +40,6 @@
 #define HERALD_CLI_ENDPOINT         "tcp://127.0.0.1:5580"
 #define HERALD_CLI_TIMEOUT_MS       5000
 #define HERALD_CLI_ENDPOINT_MAX     300
-#define HERALD_CLI_ENDPOINTS_MAX    2048    //  a comma-separated list
 
 typedef enum {
     HERALD_CLI_JSON = 0,            //  one JSON object per line
@@ -52,13 +51,8 @@ typedef struct {
     const char *endpoint;           //  api endpoint
     int timeout_ms;                 //  how long to wait for any one reply
     herald_cli_format_t format;
-    bool format_set;                //  --format was given
     char endpoint_buf [HERALD_CLI_ENDPOINT_MAX];   //  --endpoint, normalized
-    //  --endpoint E1,E2,...: the list, each normalized, comma-separated
-    //  (NULL for one endpoint); endpoint is then its first.  Only herald
-    //  cluster status asks more than one.
-    const char *endpoints;
-    char endpoints_buf [HERALD_CLI_ENDPOINTS_MAX];
+    bool format_set;                //  --format was given (a command's default may differ)
 } herald_cli_opts_t;
 
 //  ---------------------------------------------------------------------

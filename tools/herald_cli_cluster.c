@@ -84,7 +84,6 @@ typedef struct {
 //  One endpoint asked, and what it said.
 typedef struct {
     char endpoint [HERALD_CLI_ENDPOINT_MAX];
-    bool discovered;                //  named by another node's peers
     char *name;                     //  learned from peers when it did not answer
     //  Asking
     int probe_timeout_ms;
@@ -404,29 +403,19 @@ s_ask (s_cluster_t *self, size_t first)
     zpoller_destroy (&poller);
 }
 
-static s_node_t *
-s_find (s_cluster_t *self, const char *endpoint)
+//  Add endpoint (normalized already) unless it is there.
+static void
+s_add (s_cluster_t *self, const char *endpoint)
 {
     size_t index;
     for (index = 0; index < self->count; index++)
         if (strcmp (self->nodes [index].endpoint, endpoint) == 0)
-            return &self->nodes [index];
-    return NULL;
-}
-
-//  Add endpoint (normalized already) unless it is there.
-static void
-s_add (s_cluster_t *self, const char *endpoint, bool discovered)
-{
-    if (s_find (self, endpoint))
-        return;
-    if (self->count == S_NODES_MAX || strlen (endpoint) >= HERALD_CLI_ENDPOINT_MAX) {
+            return;
+    if (self->count == S_NODES_MAX || strlen (endpoint) >= HERALD_CLI_ENDPOINT_MAX)
         self->dropped++;
-        return;
-    }
-    s_node_t *node = &self->nodes [self->count++];
-    snprintf (node->endpoint, sizeof node->endpoint, "%s", endpoint);
-    node->discovered = discovered;
+    else
+        snprintf (self->nodes [self->count++].endpoint, HERALD_CLI_ENDPOINT_MAX, "%s",
+                  endpoint);
 }
 
 //  The members the answers named that were not asked yet.  A member that
@@ -445,7 +434,7 @@ s_discover (s_cluster_t *self)
                 known = self->nodes [other].answered
                      && strcmp (self->nodes [other].node, member->node) == 0;
             if (!known)
-                s_add (self, member->api, true);
+                s_add (self, member->api);
         }
     }
 }
@@ -731,16 +720,47 @@ s_print_table (const s_cluster_t *self, const s_verdict_t *verdict)
 
 //  ---------------------------------------------------------------------
 
+//  Add each endpoint of list (comma-separated) to self, normalized when
+//  normalize is set.  False after printing a usage error.
+static bool
+s_add_list (s_cluster_t *self, const char *list, bool normalize)
+{
+    while (true) {
+        size_t length = strcspn (list, ",");
+        char item [HERALD_CLI_ENDPOINT_MAX], normal [HERALD_CLI_ENDPOINT_MAX];
+        if (length == 0 || length >= sizeof item) {
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--endpoint: %s in the list (give "
+                             "E1,E2,...)", length ? "an endpoint too long" : "an empty item");
+            return false;
+        }
+        memcpy (item, list, length);
+        item [length] = 0;
+        if (normalize && !herald_cli_endpoint ("--endpoint", item, normal, sizeof normal))
+            return false;
+        s_add (self, normalize ? normal : item);
+        if (list [length] == 0)
+            return true;
+        list += length + 1;
+    }
+}
+
 static int
 s_status (herald_cli_opts_t *opts, int argc, char **argv)
 {
     int index = 1;
     bool bad = false;
+    const char *list = NULL;
     while (index < argc && !bad) {
         if (strcmp (argv [index], "--help") == 0) {
             fputs (s_cluster_usage, stdout);
             return HERALD_CLI_EXIT_OK;
         }
+        //  --endpoint after the command: a list, each item normalized here
+        //  (before the command it is the common option's)
+        const char *value = NULL;
+        if (herald_cli_opt (argc, argv, &index, "--endpoint", &value, &bad))
+            list = value;
+        else
         if (!herald_cli_common_opt (opts, argc, argv, &index, &bad))
             return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "cluster status: unexpected '%s' "
                                     "(see herald cluster --help)", argv [index]);
@@ -751,18 +771,10 @@ s_status (herald_cli_opts_t *opts, int argc, char **argv)
     if (!self)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
     self->timeout_ms = opts->timeout_ms;
-    //  The list, normalized already by the common option (one endpoint,
-    //  or several separated by commas)
-    const char *list = opts->endpoints ? opts->endpoints : opts->endpoint;
-    while (*list) {
-        size_t length = strcspn (list, ",");
-        char endpoint [HERALD_CLI_ENDPOINT_MAX];
-        if (length < sizeof endpoint) {
-            memcpy (endpoint, list, length);
-            endpoint [length] = 0;
-            s_add (self, endpoint, false);
-        }
-        list += length + (list [length] == ',');
+    //  opts->endpoint is normalized already: one endpoint, or a list
+    if (!s_add_list (self, list ? list : opts->endpoint, list != NULL)) {
+        free (self);
+        return HERALD_CLI_EXIT_USAGE;
     }
     s_ask (self, 0);
     size_t asked = self->count;

@@ -279,12 +279,19 @@ herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv)
     const char *positional [4] = { NULL };
     size_t count = 0;
     uint64_t wait_ms = WAIT_MS;
+    const char *list = NULL;
     bool bad = false;
     for (int index = 1; index < argc && !bad; ) {
         const char *value = NULL;
         if (strcmp (argv [index], "--help") == 0 || strcmp (argv [index], "-h") == 0) {
             fputs (s_members_usage, stdout);
             return HERALD_CLI_EXIT_OK;
+        }
+        //  --endpoint after the command: a list, each item normalized below
+        //  (before the command it is the common option's)
+        if (herald_cli_opt (argc, argv, &index, "--endpoint", &value, &bad)) {
+            list = value;
+            continue;
         }
         if (herald_cli_common_opt (opts, argc, argv, &index, &bad))
             continue;
@@ -376,8 +383,20 @@ herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv)
         msgpack_pack_uint64 (&pk, raft_id);
     }
     char endpoints [16][HERALD_CLI_ENDPOINT_MAX];
-    size_t endpoint_count = s_split (opts->endpoints? opts->endpoints: opts->endpoint,
-                                     endpoints, 16);
+    size_t endpoint_count = s_split (list? list: opts->endpoint, endpoints, 16);
+    for (size_t at = 0; list && at < endpoint_count; at++) {
+        char normal [HERALD_CLI_ENDPOINT_MAX];
+        if (!*endpoints [at]) {
+            msgpack_sbuffer_destroy (&body);
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--endpoint: an empty item in "
+                                    "the list (give E1,E2,...)");
+        }
+        if (!herald_cli_endpoint ("--endpoint", endpoints [at], normal, sizeof normal)) {
+            msgpack_sbuffer_destroy (&body);
+            return HERALD_CLI_EXIT_USAGE;
+        }
+        snprintf (endpoints [at], sizeof endpoints [at], "%s", normal);
+    }
     //  Ask the endpoints in turn; follow not_leader to the leader it names
     char target [HERALD_CLI_ENDPOINT_MAX] = "";
     size_t next = 0, hops = 0;

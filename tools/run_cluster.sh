@@ -15,9 +15,9 @@
 # addresses are part of the cluster, so another N or P is refused rather
 # than started as a different cluster on the same data.
 #
-# Each node's lines come out prefixed with its name.  Ctrl-C or SIGTERM
-# stops every node (SIGTERM, then SIGKILL for one that has not exited
-# after 30 s) and waits for them.  A node that exits while the cluster
+# Each node's lines come out prefixed with its name.  Ctrl-C, SIGTERM or
+# SIGHUP stops every node (one SIGTERM each, then SIGKILL for one that has
+# not exited after 30 s) and waits for them.  A node that exits while the cluster
 # runs is reported and the others go on (stop a node to watch a failover;
 # run this again to restart it).  A port in use stops everything before
 # any node starts.
@@ -184,17 +184,21 @@ stop_all () {
         kill -KILL "$pid" 2>/dev/null
     done
 }
-trap 'stop_all' INT TERM
+trap 'stop_all' INT TERM HUP
 trap 'stop_all' EXIT
 
-# Each node's lines through a prefixer that ignores Ctrl-C: the terminal
-# sends SIGINT to the whole foreground group, and a prefixer gone first
-# would cut a node's last lines off (and end it by SIGPIPE, not cleanly).
+# Each node in a session of its own (setsid), so that it gets exactly one
+# signal to stop, run.sh's SIGTERM: Ctrl-C in a terminal goes to the whole
+# foreground process group, and a heraldd given SIGINT and then SIGTERM
+# while it stops does not always stop cleanly.  Each node's lines go
+# through a prefixer that ignores Ctrl-C, which stays in run.sh's group: a
+# prefixer gone first would cut a node's last lines off (and end it by
+# SIGPIPE, not cleanly).
 width=${#names[$((nodes - 1))]}
 for k in $(seq 1 "$nodes"); do
     i=$((k - 1))
     prefix=$(printf '%-*s | ' "$width" "${names[$i]}")
-    "$heraldd" --node "${names[$i]}" --data-dir "$var/${names[$i]}" "${peers[@]}" \
+    setsid "$heraldd" --node "${names[$i]}" --data-dir "$var/${names[$i]}" "${peers[@]}" \
         --cluster-state "${states[$i]}" ${passed[@]+"${passed[@]}"} \
         > >(trap '' INT TERM; exec sed -u "s/^/$prefix/") 2>&1 &
     pids+=($!)
