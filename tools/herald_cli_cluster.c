@@ -67,8 +67,7 @@ static const char *s_cluster_usage =
     "(same head, different digests), no leader or more than one, or standalone\n"
     "brokers given as a cluster; 2 no node answered.  Nodes that did not answer\n"
     "are named on stderr whatever the exit status.\n"
-    "\n"
-    "Membership changes: herald cluster add|remove|transfer --help.\n";
+    "\n";
 
 //  An optional unsigned figure of a STATUS reply.
 typedef struct {
@@ -817,6 +816,7 @@ herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv)
 {
     if (argc < 2 || strcmp (argv [1], "--help") == 0) {
         fputs (s_cluster_usage, argc < 2 ? stderr : stdout);
+        herald_cli_members_usage (argc < 2 ? stderr : stdout);     //  herald_cli_members.c
         return argc < 2 ? HERALD_CLI_EXIT_USAGE : HERALD_CLI_EXIT_OK;
     }
     if (strcmp (argv [1], "status") == 0)

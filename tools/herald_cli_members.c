@@ -272,6 +272,13 @@ s_print (const herald_cli_opts_t *opts, bool ok, const char *op, const s_reply_t
     printf ("}\n");
 }
 
+//  The usage text, for herald cluster --help.
+void
+herald_cli_members_usage (FILE *out)
+{
+    fputs (s_members_usage, out);
+}
+
 int
 herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv)
 {
