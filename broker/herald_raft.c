@@ -44,8 +44,11 @@
     the same WriteBatch as its effects.  Otherwise the entry is decoded
     (herald_entry) and applied with herald_store_apply_entry (the entry's
     ts, raised by the store to its last ts).  Any decode or store error
-    stops the node: the FSM refuses every later entry, the role becomes
-    STOPPED, and the raft instance is closed; it never runs on.
+    stops the node: the FSM writes nothing more, the role becomes
+    STOPPED, and the raft instance is closed; it never runs on.  The FSM
+    still returns 0 to libraft then: 0.22.1 frees a buffer twice when
+    apply (or restore) returns an error, and its last_applied is not
+    stored anywhere (the store's applied index is the truth on restart).
 
     Records.  Every applied publish entry yields one record, pushed in
     index order: its seq range and envelopes (moved out of the store with
@@ -87,17 +90,21 @@
     catch up from the log instead of a snapshot.  (0.22.1's code default
     trailing is 2048, its header says 128: set explicitly.)
 
-    Snapshots are a manifest, never events (CLUSTER.md §3.6): msgpack
-    {format, index, head, last_ts, digest, node, api, peers}.  snapshot()
-    first syncs the store's WAL (herald_store_sync: no acknowledged-head
-    marker, which a cluster node must not write), so the store is durable
-    up to every snapshot, below which libraft drops its log.  restore(): a store
-    at or past the manifest's head with the same digest needs nothing;
-    behind, it catches up from a peer over HWP/1 REPLAY
-    (herald_catchup.c), installs with herald_store_install and checks the
-    digest; any mismatch stops the node.  In 0.22.1 restore still gets the
-    whole snapshot in one buffer, to raft_free (at start, and when an
-    InstallSnapshot has been written).
+    Snapshots are a manifest, never events (CLUSTER.md §3.6; the format
+    and the restore decision are herald_manifest.c's).  snapshot() first
+    syncs the store's WAL (herald_store_sync; not mark_acked, whose
+    acknowledged-head marker a cluster node must not write), so the store
+    is durable up to every snapshot, below which libraft drops its log.
+    restore(): a store at or past the manifest's head with the same
+    digest needs nothing; behind, it catches up from a peer over HWP/1
+    REPLAY (herald_catchup.c), installs with herald_store_install and
+    checks the digest; any mismatch stops the node.  The events it
+    installs go to the broker as fan-out-only records (raft_index 0),
+    except during herald_raft_new (nobody takes records yet).  In 0.22.1
+    restore still gets the whole snapshot in one buffer, to raft_free
+    once restored (at start, and when an InstallSnapshot was written);
+    the catch-up blocks the loop meanwhile (the other two nodes commit,
+    pre-vote keeps this one from disturbing them afterwards).
 
     Other settings: pre-vote on (a node back from a partition does not
     depose a working leader), election and heartbeat from options,
@@ -111,7 +118,24 @@
     fsm->apply still has no index; snapshots are still whole buffers in
     memory; raft_close fails pending requests with LEADERSHIPLOST and
     fires their callbacks before it returns; raft_transfer's callback
-    fires on success or after an election timeout.
+    fires on success or after an election timeout; the disk append
+    refuses an entry whose length is not a multiple of 8 (herald_entry
+    pads), and a raft_apply refused there has freed the buffer already;
+    libraft's own barrier entry is 8 uninitialised bytes (valgrind says
+    so; harmless).
+
+    Known libraft 0.22.1 bugs worked around or open: a non-zero return
+    from fsm apply/restore frees a buffer twice (we return 0 and stop);
+    a failed listen in raft_start leaves freed handles in the loop (we
+    bind-test the address first, and never run the loop after an
+    IOERR from raft_start); OPEN: legacy.c takeSnapshotCb clears
+    snapshot_pending before reading it, so an InstallSnapshot that
+    arrives while this node's own snapshot is being written crashes
+    the process (NULL dereference; seen once under valgrind with the
+    test hook's 4-entry snapshots, a follower lagging past the leader's
+    trailing entries).  With 128/128 it needs a follower more than 128
+    entries behind at the moment it writes a snapshot; the fix is one
+    line in libraft (read the pointer, then clear it).
 
     Test hook (only with env HERALD_TEST_HOOKS=1): env
     HERALD_TEST_RAFT_CONNECT="ID=HOST:PORT,..." (raft ids in decimal)
@@ -128,8 +152,12 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
 #include <errno.h>
 #include <raft.h>
 #include <raft/uv.h>
@@ -243,7 +271,7 @@ struct _herald_raft_t {
 //  Membership, at the end of this file
 static void s_members_init (herald_raft_t *self);
 static void s_members_free (herald_raft_t *self);
-static int s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry);
+static void s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry);
 static void s_table_restore (herald_raft_t *self, const void *manifest, size_t len,
                              uint64_t index);
 static void s_change_step (herald_raft_t *self);
@@ -456,8 +484,10 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
     if (entry->count) {
         batches = (herald_batch_t *) msgpack_zone_malloc (zone,
                                                           entry->count * sizeof (herald_batch_t));
-        if (!batches)
+        if (!batches) {
+            s_fail (self, "out of memory applying a committed entry", NULL);
             return -1;
+        }
     }
     size_t request;
     for (request = 0; request < entry->count; request++) {
@@ -466,8 +496,10 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
         batches [request].count = entry->requests [request].count;
         batches [request].results = (herald_append_result_t *) msgpack_zone_malloc (
             zone, entry->requests [request].count * sizeof (herald_append_result_t));
-        if (!batches [request].results)
+        if (!batches [request].results) {
+            s_fail (self, "out of memory applying a committed entry", NULL);
             return -1;
+        }
     }
     s_record_t *record = s_record_get (self);
     uint64_t head = herald_store_head (self->store);
@@ -517,8 +549,14 @@ s_fsm_apply (struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     herald_raft_t *self = (herald_raft_t *) fsm->data;
     *result = NULL;
+    //  After a failure nothing more is applied, yet 0 is returned: in
+    //  0.22.1 a non-zero return from apply (or restore) sends libraft
+    //  down an error path that frees a buffer twice (seen under
+    //  valgrind).  0 is safe here: libraft's last_applied is not stored
+    //  anywhere, the store's applied index stays the truth, and the node
+    //  closes at the next turn of the loop.
     if (self->failed)
-        return RAFT_IOERR;
+        return 0;
     uint64_t index = raft_last_applied (&self->raft) + 1;
     if (index <= herald_store_applied_index (self->store))
         return 0;                       //  applied before a restart
@@ -527,33 +565,27 @@ s_fsm_apply (struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
     msgpack_zone_init (&zone, 4096);
     herald_entry_t entry;
     herald_error_t err = { 0 };
-    int rc = 0;
     if (herald_entry_decode (&entry, buf->base, buf->len, &zone, &err) != HERALD_OK) {
         char what [64];
         snprintf (what, sizeof (what), "raft entry %" PRIu64 " does not decode", index);
         s_fail (self, what, &err);
-        rc = RAFT_CORRUPT;
     }
     else
-    if (entry.kind == HERALD_ENTRY_PUBLISH) {
-        if (s_apply_publish (self, index, &entry, &zone))
-            rc = RAFT_IOERR;
-    }
+    if (entry.kind == HERALD_ENTRY_PUBLISH)
+        s_apply_publish (self, index, &entry, &zone);      //  fails by s_fail
     else
     if (entry.kind == HERALD_ENTRY_NODE_TABLE)
-        rc = s_table_apply (self, index, &entry);
+        s_table_apply (self, index, &entry);                //  fails by s_fail
     else {
         //  A no-op: only the index is written.
-        if (herald_store_set_applied (self->store, index, &err) != HERALD_OK) {
+        if (herald_store_set_applied (self->store, index, &err) != HERALD_OK)
             s_fail (self, "the store failed to record an applied index", &err);
-            rc = RAFT_IOERR;
-        }
     }
     msgpack_zone_destroy (&zone);
     uint64_t spent = (uint64_t) (zclock_usecs () - started);
     if (spent > self->apply_us_max)
         self->apply_us_max = spent;
-    return rc;
+    return 0;
 }
 
 static int
@@ -634,13 +666,14 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
         rc = herald_manifest_restore (&manifest, self->store, apis, count, s_installed,
                                       self, &err);
     }
-    if (rc != HERALD_OK) {
-        s_fail (self, "cannot restore a snapshot", &err);
-        return RAFT_CORRUPT;
-    }
-    if (manifest.index > applied_before)
+    //  A snapshot past this node's applied index brings the member table
+    if (rc == HERALD_OK && manifest.index > applied_before)
         s_table_restore (self, buf->base, buf->len, manifest.index);
-    raft_free (buf->base);              //  ours on success (raft.h, fsm tests)
+    //  Ours once restore returns 0 (raft.h, libraft's fsm tests).  A
+    //  failure returns 0 too (see s_fsm_apply): the node stops.
+    raft_free (buf->base);
+    if (rc != HERALD_OK)
+        s_fail (self, "cannot restore a snapshot", &err);
     return 0;
 }
 
@@ -717,8 +750,15 @@ s_submit (herald_raft_t *self, s_proposal_t *proposal, size_t first, size_t coun
     pending->last = last;
     rc = raft_apply (&self->raft, &pending->req, &buf, 1, s_apply_cb);
     if (rc != 0) {
-        herald_log ("warn", "raft: raft_apply: %s (%s)", raft_strerror (rc), raft_errmsg (&self->raft));
-        raft_free (buf.base);           //  ownership passes only on success
+        //  Refused before it reached the log (not the leader, or a
+        //  transfer running: RAFT_NOTLEADER), the buffer is still ours.
+        //  Refused by the disk append, libraft has freed it already
+        //  (0.22.1 legacy path; seen as a double free): leave it.
+        if (rc == RAFT_NOTLEADER)
+            raft_free (buf.base);
+        else
+            herald_log ("warn", "raft: raft_apply: %s (%s)", raft_strerror (rc),
+                        raft_errmsg (&self->raft));
         free (pending);
         return rc;
     }
@@ -1053,6 +1093,39 @@ s_destroy_parts (herald_raft_t *self)
     free (self);
 }
 
+//  True (err filled) when the raft address cannot be bound now.  Binds
+//  as libuv will (SO_REUSEADDR) and lets go at once.
+static bool
+s_address_taken (const char *address, herald_error_t *err)
+{
+    char host [256];
+    snprintf (host, sizeof (host), "%s", address);
+    char *colon = strrchr (host, ':');
+    if (!colon) {
+        herald_error_set (err, HERALD_ERR_INVALID, "raft", "raft address %s has no port",
+                          address);
+        return true;
+    }
+    *colon = 0;
+    struct sockaddr_in bind_to;
+    int fd = -1;
+    bool taken = uv_ip4_addr (host, atoi (colon + 1), &bind_to) != 0
+              || (fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0;
+    if (!taken) {
+        int on = 1;
+        setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof (on));
+        taken = bind (fd, (struct sockaddr *) &bind_to, sizeof (bind_to)) != 0;
+    }
+    int saved = errno;
+    if (fd >= 0)
+        close (fd);
+    if (taken)
+        herald_error_set (err, HERALD_ERR_IO, "raft",
+                          "cannot listen on the raft address %s: %s", address,
+                          strerror (saved));
+    return taken;
+}
+
 static herald_err
 s_check_options (const herald_raft_options_t *options, herald_error_t *err)
 {
@@ -1092,9 +1165,14 @@ s_check_options (const herald_raft_options_t *options, herald_error_t *err)
 static herald_err
 s_raft_error (herald_error_t *err, herald_raft_t *self, const char *what, int rc)
 {
+    const char *detail = self->raft_inited? raft_errmsg (&self->raft): "";
+    if (!detail || !*detail)
+        detail = self->io.errmsg;
+    if (!*detail && self->tcp.errmsg [0])
+        detail = self->tcp.errmsg;
     return herald_error_set (err, rc == RAFT_CANTBOOTSTRAP? HERALD_ERR_INVALID: HERALD_ERR_IO,
-                             "raft", "%s %s: %s (%s)", what, self->dir, raft_strerror (rc),
-                             self->raft_inited? raft_errmsg (&self->raft): self->io.errmsg);
+                             "raft", "%s %s: %s%s%s%s", what, self->dir, raft_strerror (rc),
+                             *detail? " (": "", detail, *detail? ")": "");
 }
 
 herald_raft_t *
@@ -1138,8 +1216,12 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     uv_loop_init (&self->loop);
 
     //  The record pipe: no high-water mark, RECORDS_MAX bounds it
+    //  A name never used before: libzmq releases an inproc name some time
+    //  after its socket closes, and a new node may get the same address
+    static atomic_uint_fast64_t pipes;
     char endpoint [64];
-    snprintf (endpoint, sizeof (endpoint), "inproc://herald-raft-%p", (void *) self);
+    snprintf (endpoint, sizeof (endpoint), "inproc://herald-raft-%" PRIu64,
+              (uint64_t) atomic_fetch_add (&pipes, 1));
     self->sock = zsock_new (ZMQ_PAIR);
     self->feed = zsock_new (ZMQ_PAIR);
     if (self->sock && self->feed) {
@@ -1225,11 +1307,31 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     uv_timer_init (&self->loop, &self->stop_timer);
     self->stop_timer.data = self;
 
+    //  The raft address, tried first: when libraft's listen fails inside
+    //  raft_start, 0.22.1 frees its listener handles before libuv has
+    //  closed them, and running the loop again (to close the rest) reads
+    //  freed memory (valgrind).  A bind that fails here fails cleanly.
+    if (s_address_taken (self->self_address, err)) {
+        raft_close (&self->raft, s_raft_close_cb);
+        uv_run (&self->loop, UV_RUN_DEFAULT);
+        s_destroy_parts (self);
+        return NULL;
+    }
     //  Loads the snapshot (restore) and the log, binds the raft address
     rc = raft_start (&self->raft);
+    if (rc == RAFT_IOERR) {
+        //  Possibly that listen failure after all (a race for the port):
+        //  the loop must not run again, so its memory is left as it is,
+        //  deliberately (the caller is about to exit).
+        s_raft_error (err, self, "cannot start raft with", rc);
+        zsock_destroy (&self->feed);
+        zsock_destroy (&self->sock);
+        return NULL;
+    }
     if (rc != 0 || self->failed) {
-        if (rc != 0)
-            s_raft_error (err, self, "cannot start raft in", rc);
+        if (rc != 0) {
+            s_raft_error (err, self, "cannot start raft with", rc);
+        }
         else
             herald_error_set (err, HERALD_ERR_CORRUPT, "raft",
                               "the snapshot in %s cannot be restored (logged)", self->dir);
@@ -1583,8 +1685,9 @@ s_members_free (herald_raft_t *self)
     }
 }
 
-//  FSM: a node-table entry at index (every node).
-static int
+//  FSM: a node-table entry at index (every node).  A failure stops the
+//  node (s_fail; libraft is given 0 all the same, see s_fsm_apply).
+static void
 s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
 {
     herald_peer_t *peers;
@@ -1594,19 +1697,18 @@ s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
         herald_error_set (&err, HERALD_ERR_CORRUPT, "node table", "entry %" PRIu64
                           " holds no member table", index);
         s_fail (self, "a committed node-table entry does not decode", &err);
-        return RAFT_CORRUPT;
+        return;
     }
     if (herald_store_meta_put (self->store, "raft.table", entry->table, entry->table_len)
         != HERALD_OK
     ||  herald_store_set_applied (self->store, index, &err) != HERALD_OK) {
         s_peers_free (peers, count);
         s_fail (self, "the store failed to keep the member table", &err);
-        return RAFT_IOERR;
+        return;
     }
     s_table_set (self, peers, count);
     herald_log ("info", "raft: member table at index %" PRIu64 ": %zu members", index,
                 self->peer_count);
-    return 0;
 }
 
 //  A snapshot installed past this node's applied index: the node-table

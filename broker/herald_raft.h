@@ -86,16 +86,18 @@ herald_raft_t *
                      herald_error_t *err);
 
 //  Stop: a leader hands leadership over first (raft_transfer, bounded by
-//  the election timeout); records not taken are freed.
+//  two election timeouts); records not taken, and proposals not yet
+//  picked up by the raft thread, are freed without a record.
 void
     herald_raft_destroy (herald_raft_t **self_p);
 
 //  Leader only: propose count batches with ts as one or more entries
 //  (each <= 1 MiB of whole requests).  The batches are borrowed until
-//  their record is released; cookie comes back in it (one record per
-//  proposal, once all its entries are applied, or rc not_leader when
-//  leadership was lost and the outcome is unknown).  Returns
-//  HERALD_ERR_NOT_LEADER at once when this node does not lead.
+//  their record is released; cookie (not NULL) comes back in it (one
+//  record with the cookie per proposal, once all its entries are applied,
+//  or rc not_leader when leadership was lost and the outcome is unknown).
+//  Returns HERALD_ERR_NOT_LEADER at once when this node does not lead
+//  (role not LEADER: also until the new leader's barrier is applied).
 herald_err
     herald_raft_propose (herald_raft_t *self, herald_batch_t *batches, size_t count,
                          uint64_t ts, void *cookie);
@@ -104,7 +106,9 @@ herald_err
 zsock_t *
     herald_raft_sock (herald_raft_t *self);
 
-//  The next record, in raft index order; NULL when none waits.
+//  The next record, in raft index order; NULL when none waits.  At most
+//  64 are out (taken or waiting, not released): beyond, the raft thread
+//  waits for a release, so take and release promptly.
 herald_applied_t *
     herald_raft_take (herald_raft_t *self);
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #include "herald_raft.h"
 #include "brokerutil.h"
@@ -41,6 +42,7 @@ typedef struct {
     void *last_cookie;
     uint64_t last_raft_index;
     bool follower_record_had_batches;
+    bool paused;                    //  s_drain leaves its records alone
 } s_node_t;
 
 static char *s_root;
@@ -114,7 +116,7 @@ s_drain (void)
 {
     for (int i = 0; i < NODES; i++) {
         s_node_t *node = &s_nodes [i];
-        if (!node->raft)
+        if (!node->raft || node->paused)
             continue;
         herald_applied_t *record;
         while ((record = herald_raft_take (node->raft))) {
@@ -178,9 +180,14 @@ s_wait_head (uint64_t head, int64_t timeout_ms)
     while (zclock_mono () < deadline) {
         s_drain ();
         bool all = true;
-        for (int i = 0; i < NODES; i++)
+        for (int i = 0; i < NODES; i++) {
+            if (s_nodes [i].raft && s_role (i) == HERALD_RAFT_STOPPED) {
+                cr_log_error ("%s stopped", s_nodes [i].name);
+                return false;           //  it never will
+            }
             if (s_nodes [i].raft && herald_store_head (s_nodes [i].store) < head)
                 all = false;
+        }
         if (all)
             return true;
         zclock_sleep (10);
@@ -271,6 +278,9 @@ Test (herald_raft, three_nodes_elect_and_replicate_one_log)
     cr_assert_str_eq (state.leader, s_nodes [leader].name);
     cr_assert_str_eq (state.leader_api, s_api [leader]);
     cr_assert_geq (state.term, 1);
+    cr_assert_eq (state.raft_id, s_peers [leader].raft_id);
+    cr_assert_geq (state.last_index, 2, "the configuration and the barrier");
+    cr_assert_eq (state.commit_index, state.last_index);
 
     //  Two requests in one proposal: the second depends on the first
     herald_event_t first [2] = { tu_event ("orders/1", "a"), tu_event ("orders/1", "b") };
@@ -311,6 +321,11 @@ Test (herald_raft, three_nodes_elect_and_replicate_one_log)
     }
     for (int i = 1; i < NODES; i++)
         s_assert_same_log (0, i);
+    herald_raft_state (s_nodes [leader].raft, &state);
+    cr_assert_gt (state.apply_us_max, 0);
+    cr_assert_eq (state.applied_index, state.commit_index);
+    cr_assert_eq (herald_store_applied_index (s_nodes [leader].store), state.last_index,
+                  "the store holds the index of the last entry it applied");
 
     //  The same ids again: duplicates everywhere, nothing new
     herald_append_result_t again [2];
@@ -482,6 +497,159 @@ Test (herald_raft, a_leader_cut_off_answers_not_leader_and_the_log_stays_one)
         herald_raft_destroy (&s_nodes [i].raft);
     for (int i = 0; i < NODES; i++)
         tcpproxy_destroy (&proxies [i]);
+}
+
+//  A node with an empty raft directory that is not asked to bootstrap is
+//  no member: it waits to be added, and says so.  A second bootstrap of
+//  a directory, and a raft address in use, are refused with a reason.
+Test (herald_raft, a_pristine_node_waits_and_bad_starts_are_refused)
+{
+    s_start (0, false);
+    herald_raft_state_t state;
+    herald_raft_state (s_nodes [0].raft, &state);
+    cr_assert_eq (state.role, HERALD_RAFT_JOINING);
+    cr_assert_eq (state.voters, 0);
+    herald_batch_t batch = { 0 };
+    cr_assert_eq (herald_raft_propose (s_nodes [0].raft, &batch, 1, 1, &batch),
+                  HERALD_ERR_NOT_LEADER);
+    herald_raft_destroy (&s_nodes [0].raft);
+
+    s_start (1, true);
+    herald_raft_destroy (&s_nodes [1].raft);
+    char *dir = tu_path (s_nodes [1].dir, "raft");
+    herald_raft_options_t options = {
+        .node = s_nodes [1].name, .self_id = s_peers [1].raft_id, .dir = dir,
+        .peers = s_peers, .peer_count = NODES, .bootstrap = true,
+        .election_ms = 1000, .heartbeat_ms = 100
+    };
+    herald_error_t err = { 0 };
+    cr_assert_null (herald_raft_new (&options, s_nodes [1].store, &err));
+    cr_assert (strstr (err.message, "bootstrap"), "%s", err.message);
+
+    //  Node 2's raft address taken by someone else
+    zsock_t *squatter = zsock_new (ZMQ_STREAM);
+    char endpoint [64];
+    snprintf (endpoint, sizeof (endpoint), "tcp://%s", s_raft_addr [2]);
+    cr_assert_neq (zsock_bind (squatter, "%s", endpoint), -1);
+    free (dir);
+    dir = tu_path (s_nodes [2].dir, "raft");
+    options.node = s_nodes [2].name;
+    options.self_id = s_peers [2].raft_id;
+    options.dir = dir;
+    memset (&err, 0, sizeof (err));
+    cr_assert_null (herald_raft_new (&options, s_nodes [2].store, &err));
+    cr_assert_neq (err.message [0], 0);
+    cr_log_info ("address in use: %s", err.message);
+    zsock_destroy (&squatter);
+    //  and bad options
+    options.election_ms = 50;
+    cr_assert_null (herald_raft_new (&options, s_nodes [2].store, &err));
+    cr_assert_eq (err.code, HERALD_ERR_INVALID);
+    free (dir);
+}
+
+//  A node whose broker takes no records stops applying at 64 records out
+//  (its raft thread waits), and goes on once they are released; the other
+//  two commit meanwhile.
+Test (herald_raft, records_not_taken_hold_the_apply_at_the_bound)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    int slow = (leader + 1) % NODES, other = (leader + 2) % NODES;
+    s_nodes [slow].paused = true;
+    static herald_event_t events [80];
+    static herald_append_result_t results [80];
+    for (int i = 0; i < 80; i++) {
+        events [i] = tu_event ("bound", "x");
+        herald_batch_t batch;
+        s_batch (&batch, &events [i], 1, &results [i]);
+        int cookie;
+        size_t own = s_nodes [leader].own_records;
+        cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                           herald_store_now (s_nodes [leader].store), &cookie),
+                      HERALD_OK);
+        cr_assert (s_wait_own (leader, own + 1, 10000), "entry %d not committed", i);
+    }
+    int64_t deadline = zclock_mono () + 10000;
+    while (herald_store_head (s_nodes [other].store) < 80 && zclock_mono () < deadline)
+        zclock_sleep (10);
+    cr_assert_eq (herald_store_head (s_nodes [other].store), 80);
+    //  The slow node holds 64 records out and has written at most the
+    //  entry whose record waits
+    deadline = zclock_mono () + 5000;
+    while (herald_store_head (s_nodes [slow].store) < 64 && zclock_mono () < deadline)
+        zclock_sleep (10);
+    zclock_sleep (200);                 //  a moment more in which it must not move
+    uint64_t held = herald_store_head (s_nodes [slow].store);
+    cr_assert (held == 64 || held == 65, "the slow node applied %" PRIu64, held);
+    s_nodes [slow].paused = false;
+    cr_assert (s_wait_head (80, 10000), "the slow node did not go on");
+    cr_assert_eq (s_nodes [slow].records, 80);
+    s_assert_same_log (leader, slow);
+}
+
+//  A damaged raft segment is not repaired by cutting the log (libraft's
+//  auto-recovery is off): the node refuses to start, saying why.
+Test (herald_raft, a_damaged_raft_segment_stops_the_start)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    herald_event_t one [1] = { tu_event ("t", "some data to damage") };
+    herald_append_result_t r1 [1];
+    herald_batch_t batch;
+    s_batch (&batch, one, 1, r1);
+    int cookie;
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                       herald_store_now (s_nodes [leader].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_head (1, 10000));
+    int victim = (leader + 1) % NODES;
+    herald_raft_destroy (&s_nodes [victim].raft);
+    //  Its closed segments (START-END): flip a byte of the entry data
+    char *dir = tu_path (s_nodes [victim].dir, "raft");
+    DIR *listing = opendir (dir);
+    cr_assert_not_null (listing);
+    struct dirent *item;
+    int damaged = 0;
+    while ((item = readdir (listing))) {
+        unsigned long long first, last;
+        char tail;
+        if (sscanf (item->d_name, "%llu-%llu%c", &first, &last, &tail) != 2 || last < 3)
+            continue;
+        char *path = tu_path (dir, item->d_name);
+        FILE *file = fopen (path, "r+b");
+        cr_assert_not_null (file);
+        fseek (file, 0, SEEK_END);
+        long size = ftell (file);
+        //  The event's data sits near the end of the last entry
+        char buffer [4096];
+        long at = size > (long) sizeof (buffer)? size - (long) sizeof (buffer): 0;
+        fseek (file, at, SEEK_SET);
+        size_t got = fread (buffer, 1, sizeof (buffer), file);
+        char *found = memmem (buffer, got, "some data", 9);
+        cr_assert_not_null (found, "the entry's data is not in %s", path);
+        fseek (file, at + (found - buffer), SEEK_SET);
+        fputc ('S', file);
+        fclose (file);
+        free (path);
+        damaged++;
+    }
+    closedir (listing);
+    cr_assert_eq (damaged, 1, "one closed segment holds the entry");
+    herald_raft_options_t options = {
+        .node = s_nodes [victim].name, .self_id = s_peers [victim].raft_id, .dir = dir,
+        .peers = s_peers, .peer_count = NODES, .election_ms = 1000, .heartbeat_ms = 100
+    };
+    herald_error_t err = { 0 };
+    s_nodes [victim].raft = herald_raft_new (&options, s_nodes [victim].store, &err);
+    cr_assert_null (s_nodes [victim].raft, "a damaged log was accepted");
+    cr_log_info ("refused: %s", err.message);
+    cr_assert_neq (err.message [0], 0);
+    free (dir);
 }
 
 //  ---------------------------------------------------------------------
