@@ -572,6 +572,11 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     bu_node_status_t joining = s_wait_state (3, "joining");
     s_wait_raft (3);
     cr_assert_eq (joining.head, 0);
+    //  A change asked of it: not_leader (it knows no leader yet: nil)
+    bu_reply_t refused;
+    s_cluster_request (3, 70, "transfer", NULL, &refused);
+    bt_check_error (&refused, HERALD_ERR_NOT_LEADER, true, 70);
+    bu_reply_fini (&refused);
 
     s_publisher_t publisher = { .target = (size_t) leader };
     pthread_t thread;
