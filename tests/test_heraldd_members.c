@@ -886,6 +886,18 @@ Test (heraldd_members, transfer_to_a_named_node_and_the_refusals)
     cr_assert_eq (status.peer_count, 2);
     bu_broker_stop (s_cluster->nodes [old], BT_STOP_MS);
 
+    //  n4 lists the stopped node among its peers: it keeps asking it its
+    //  raft id, its Raft node does not start, and herald refuses to add it
+    bu_broker_t *n4 = s_cluster->nodes [3];
+    cr_assert_eq (bu_broker_respawn (n4), 0);
+    s_wait_state (3, "joining");
+    rc = s_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s",
+                   s_cluster->raft [3], n4->api, n4->fanout, endpoints);
+    cr_assert_eq (rc, 1, "%s", out);
+    cr_assert_not_null (strstr (out, "has not started its Raft node yet"), "%s", out);
+    cr_assert_eq (bu_node_status (s_cluster->nodes [now]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (status.voters, 2);
+
     //  One change at a time: an add that cannot finish (nothing listens
     //  at its raft address) holds the slot; a second change is refused
     char ghost [32];
