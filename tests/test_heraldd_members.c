@@ -16,10 +16,16 @@
     member, and is once the old raft id is removed.  `herald cluster
     transfer NODE` makes NODE the leader (checked, not assumed), and a
     PUBLISH to the old leader is then answered not_leader naming it.
+    A follower away during the add comes back by snapshot and takes the
+    member table from it; n4 restarted keeps it (its --peer list is
+    older).  Removing the leader itself hands leadership over first.  An
+    add cut short by a kill of the leader resumes at the new leader.
     Refusals: a change asked of a follower (not_leader with the leader's
-    api), the removal of an unknown node (bad_request, nothing changes),
-    a second change while one runs (overloaded), CLUSTER to a standalone
-    broker (unknown_command).  The leader's graceful SIGTERM hands over:
+    api) or of a joining node, the removal of an unknown node and the add
+    of a member (bad_request, nothing changes), a second change while one
+    runs (overloaded), the add of a joining node whose Raft has not
+    started, CLUSTER to a standalone broker (unknown_command).  The
+    leader's graceful SIGTERM hands over:
     the gap between two ACKs of a publisher that follows not_leader is
     measured and printed (not asserted: a shared 2-core machine).
     =========================================================================
