@@ -55,6 +55,7 @@
 #include "herald_disk.h"
 #include "herald_msg.h"
 #include "herald_log.h"
+#include "herald_members.h"
 #include "herald_node.h"
 #include "herald_reply.h"
 #include "herald_streams.h"
@@ -82,6 +83,7 @@ typedef struct {
     int64_t next_heartbeat;
     herald_commit_t *commit;            //  the group commit, made once bound
     herald_node_t *cluster;             //  a cluster node's part; NULL standalone
+    herald_members_t *members;          //  its CLUSTER requests (herald_members)
     herald_disk_t *disk;                //  the free-space guard (--min-free)
     herald_reply_t reply;               //  answers on the api socket, counted
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
@@ -186,6 +188,7 @@ s_self_destroy (self_t **self_p)
         return;
     //  A cluster node's Raft node goes first: then nothing touches the
     //  batches of the proposal in flight, which is answered not_leader.
+    herald_members_destroy (&self->members);
     if (self->cluster) {
         herald_node_stop_raft (self->cluster);
         if (self->commit)
@@ -278,6 +281,7 @@ s_cluster_turn (self_t *self)
     herald_raft_t *raft = herald_node_raft (self->cluster);
     if (raft && !herald_commit_waiting (self->commit))
         herald_commit_attach (self->commit, raft);
+    herald_members_tick (self->members, self->cluster);
 }
 
 //  Stopping ($TERM): take no more PUBLISH, wait up to STOP_COMMIT_MS for
@@ -483,12 +487,13 @@ s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
 {
     //  Standalone: its own api; a cluster node: every member's, as the
     //  clients reach them
-    size_t members = self->cluster? self->config->peer_count: 1;
-    herald_str_t cluster [members];
+    //  (the member table, which membership changes update)
+    herald_peer_t *peers = NULL;
+    size_t members = self->cluster? herald_node_members (self->cluster, &peers): 1;
+    herald_str_t cluster [members? members: 1];
     cluster [0] = (herald_str_t) { self->config->api, strlen (self->config->api) };
     for (size_t index = 0; self->cluster && index < members; index++)
-        cluster [index] = (herald_str_t) { self->config->peers [index].api,
-                                           strlen (self->config->peers [index].api) };
+        cluster [index] = (herald_str_t) { peers [index].api, strlen (peers [index].api) };
     herald_msg_t reply = { .type = HERALD_MSG_WELCOME, .has_rid = true, .rid = rid };
     reply.welcome.proto = HERALD_PROTO_VERSION;
     reply.welcome.node = (herald_str_t) { self->node, strlen (self->node) };
@@ -504,6 +509,7 @@ s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
         reply.welcome.raw = herald_node_welcome_raw (self->cluster, &raw);
     herald_reply_msg (&self->reply, identity, &reply);
     msgpack_sbuffer_destroy (&raw);
+    herald_raft_members_free (&peers, members);
 }
 
 //  The rid of a body whose command is unknown, when one can be read.
@@ -557,6 +563,12 @@ s_handle_request (self_t *self, zmsg_t *msg)
     herald_error_t err = { 0 };
     herald_msg_type_t type = herald_msg_type_from_command (zframe_data (command),
                                                            zframe_size (command), false);
+    //  A cluster node's admin requests (a standalone broker does not know
+    //  the command: unknown_command below)
+    if (self->cluster && herald_members_is_request (command)) {
+        herald_members_request (self->members, self->cluster, identity, body);
+        goto done;
+    }
     if (type == HERALD_MSG_INVALID) {
         s_peek_rid (self, body, &err);
         char shown [32 * 4 + 1];
@@ -722,6 +734,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
         if (clustered) {
             herald_error_t err = { 0 };
             self->cluster = herald_node_new (self->config, self->store, &err);
+            self->members = herald_members_new (&self->reply);
             if (!self->cluster) {
                 herald_log ("error", "%s", err.message);
                 self->fatal = true;

@@ -60,10 +60,14 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
     rc |= s_key_str (&pk, "api", api);
     rc |= s_key (&pk, "peers") | msgpack_pack_array (&pk, peer_count);
     for (size_t at = 0; at < peer_count; at++) {
-        rc |= msgpack_pack_map (&pk, 3);
+        //  raft and fanout too: with them the peers are the member table,
+        //  which a node restored from this snapshot takes (herald_raft.c)
+        rc |= msgpack_pack_map (&pk, 5);
         rc |= s_key_str (&pk, "node", peers [at].name);
         rc |= s_key_uint (&pk, "raft_id", peers [at].raft_id);
         rc |= s_key_str (&pk, "api", peers [at].api);
+        rc |= s_key_str (&pk, "raft", peers [at].raft);
+        rc |= s_key_str (&pk, "fanout", peers [at].fanout);
     }
     return rc? -1: 0;
 }

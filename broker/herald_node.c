@@ -601,10 +601,13 @@ s_pack_status (herald_node_t *self, msgpack_packer *pk)
     s_pack_uint (pk, "apply_us_max", state.apply_us_max);
     s_pack_str (pk, "durability");
     s_pack_str (pk, "raft-majority");
+    //  The member table: membership changes update it (herald_raft)
+    herald_peer_t *peers = NULL;
+    size_t count = herald_node_members (self, &peers);
     s_pack_str (pk, "peers");
-    msgpack_pack_array (pk, self->config->peer_count);
-    for (size_t index = 0; index < self->config->peer_count; index++) {
-        const herald_peer_t *peer = &self->peers [index];
+    msgpack_pack_array (pk, count);
+    for (size_t index = 0; index < count; index++) {
+        const herald_peer_t *peer = &peers [index];
         msgpack_pack_map (pk, 4 + (peer->raft_id != 0));
         s_pack_str (pk, "node");
         s_pack_str (pk, peer->name);
@@ -617,6 +620,7 @@ s_pack_status (herald_node_t *self, msgpack_packer *pk)
         if (peer->raft_id)
             s_pack_uint (pk, "raft_id", peer->raft_id);
     }
+    herald_raft_members_free (&peers, count);
     return 13;                          //  the pairs above
 }
 
@@ -676,4 +680,25 @@ herald_node_term (herald_node_t *self)
     herald_raft_state_t state;
     herald_node_state (self, &state);
     return state.term;
+}
+
+//  The members as this node knows them now: the replicated member table
+//  once Raft runs (herald_raft_members), the --peer list before.  Free
+//  with herald_raft_members_free.
+size_t
+herald_node_members (herald_node_t *self, herald_peer_t **peers)
+{
+    if (self->raft)
+        return herald_raft_members (self->raft, peers);
+    size_t count = self->config->peer_count;
+    *peers = (herald_peer_t *) zmalloc (count * sizeof (herald_peer_t));
+    for (size_t index = 0; index < count; index++) {
+        const herald_peer_t *peer = &self->peers [index];
+        (*peers) [index].name = strdup (peer->name);
+        (*peers) [index].raft = strdup (peer->raft);
+        (*peers) [index].api = strdup (peer->api? peer->api: "");
+        (*peers) [index].fanout = strdup (peer->fanout? peer->fanout: "");
+        (*peers) [index].raft_id = peer->raft_id;
+    }
+    return count;
 }

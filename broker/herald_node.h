@@ -91,6 +91,12 @@ uint64_t
 const char *
     herald_node_role (herald_node_t *self);
 
+//  The members as this node knows them now (the replicated member table
+//  once Raft runs, the --peer list before): a copy, freed with
+//  herald_raft_members_free.  Returns the count.
+size_t
+    herald_node_members (herald_node_t *self, herald_peer_t **peers);
+
 //  Static text, after herald_node_tick's -1.
 const char *
     herald_node_stop_reason (herald_node_t *self);

@@ -150,6 +150,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -207,7 +208,9 @@ typedef struct _s_record_t {
 } s_record_t;
 
 struct _herald_raft_t {
-    //  Set by herald_raft_new, read-only after
+    //  Set by herald_raft_new, read-only after (but peers: the member
+    //  table, which the raft thread replaces under mutex when a node-table
+    //  entry is applied, and reads without it)
     herald_store_t *store;
     char *node;
     char *dir;
@@ -261,7 +264,17 @@ struct _herald_raft_t {
     bool failed;                        //  a store or decode error: stop
     zlistx_t *inflight;                 //  s_entry_t, in index order
     uint64_t apply_us_max;
+    //  Membership (the last section): made by herald_raft_new
+    struct _s_change_t *change;
 };
+
+//  Membership, at the end of this file
+static void s_members_init (herald_raft_t *self);
+static void s_members_free (herald_raft_t *self);
+static void s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry);
+static void s_table_restore (herald_raft_t *self, const void *manifest, size_t len,
+                             uint64_t index);
+static void s_change_step (herald_raft_t *self);
 
 //  ---------------------------------------------------------------------
 //  Records: raft thread pushes, broker takes and releases
@@ -560,9 +573,11 @@ s_fsm_apply (struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
     else
     if (entry.kind == HERALD_ENTRY_PUBLISH)
         s_apply_publish (self, index, &entry, &zone);      //  fails by s_fail
+    else
+    if (entry.kind == HERALD_ENTRY_NODE_TABLE)
+        s_table_apply (self, index, &entry);                //  fails by s_fail
     else {
-        //  A node-table entry (not proposed yet by this build) or a no-op:
-        //  only the index is written.
+        //  A no-op: only the index is written.
         if (herald_store_set_applied (self->store, index, &err) != HERALD_OK)
             s_fail (self, "the store failed to record an applied index", &err);
     }
@@ -639,6 +654,7 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
     herald_raft_t *self = (herald_raft_t *) fsm->data;
     herald_manifest_t manifest;
     herald_error_t err = { 0 };
+    uint64_t applied_before = herald_store_applied_index (self->store);
     herald_err rc = herald_manifest_decode (&manifest, buf->base, buf->len, &err);
     if (rc == HERALD_OK) {
         //  Every other peer is a source too, after the manifest's own
@@ -650,6 +666,9 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
         rc = herald_manifest_restore (&manifest, self->store, apis, count, s_installed,
                                       self, &err);
     }
+    //  A snapshot past this node's applied index brings the member table
+    if (rc == HERALD_OK && manifest.index > applied_before)
+        s_table_restore (self, buf->base, buf->len, manifest.index);
     //  Ours once restore returns 0 (raft.h, libraft's fsm tests).  A
     //  failure returns 0 too (see s_fsm_apply): the node stops.
     raft_free (buf->base);
@@ -876,6 +895,8 @@ s_wake_cb (uv_async_t *async)
         s_propose (self, proposals);
         proposals = next;
     }
+    if (!stopping && !self->failed && !self->closing)
+        s_change_step (self);
     if ((stopping || self->failed) && !self->closing)
         s_begin_stop (self);
 }
@@ -908,6 +929,8 @@ s_check_cb (uv_check_t *check)
         if (raft_barrier (&self->raft, &self->barrier, s_barrier_cb) == 0)
             self->barrier_pending = true;
     }
+    if (!self->failed)
+        s_change_step (self);
     s_state_update (self);
 }
 
@@ -1053,6 +1076,7 @@ s_destroy_parts (herald_raft_t *self)
         free (self->queue_head);
         self->queue_head = next;
     }
+    s_members_free (self);
     size_t index;
     for (index = 0; index < self->peer_count; index++) {
         free (self->peers [index].name);
@@ -1184,6 +1208,7 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         if (peer->raft_id == self->self_id)
             self->self_address = strdup (peer->raft);
     }
+    s_members_init (self);              //  the member table kept in the store, if any
     self->inflight = zlistx_new ();
     self->state.role = HERALD_RAFT_STOPPED;
     self->state.raft_id = self->self_id;
@@ -1419,4 +1444,863 @@ uint64_t
 herald_raft_digest (const char *text)
 {
     return raft_digest (text, 0);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Membership: the member table, and one change at a time (CLUSTER.md
+//  §3.11)
+//
+//  The member table is self->peers: name, raft id, raft address, api and
+//  fanout of each member.  It starts as the --peer list, and every node
+//  replaces it when it applies a node-table entry (herald_entry kind 2:
+//  the whole table, msgpack {peers: [{node, raft_id, raft, api, fanout}]}),
+//  keeping the entry's bytes in the store's meta ("raft.table") before it
+//  writes the entry's index: after a restart the entry is below the
+//  applied index and is not applied again, so the table is read back from
+//  there (applying one twice is harmless: it is the whole table).
+//  libraft keeps the configuration (ids, raft addresses, roles) itself;
+//  the table is what lets every node name a member and give clients its
+//  api (STATUS peers, WELCOME cluster, not_leader's leader).
+//
+//  A change runs on the leader's raft thread, started by the broker with
+//  herald_raft_change and polled with herald_raft_change_done.  Steps:
+//    add       raft_add (a spare), raft_assign VOTER (libraft first
+//              catches the server up: log entries, or a snapshot, whose
+//              restore copies the events over HWP/1 REPLAY), then the
+//              new table proposed as a node-table entry; done when it is
+//              applied here
+//    remove    raft_remove, then the table without it; removing this
+//              node itself first hands leadership over and answers
+//              not_leader naming the new leader, which does the removal
+//    transfer  raft_transfer, then watch raft_leader: libraft's callback
+//              also fires after an election timeout without success, so
+//              the outcome is read, never assumed; up to TRANSFER_TRIES
+//  The table is proposed after the configuration change, so a member is
+//  named only once it is one; a change cut short by a leadership loss
+//  reports not_leader with its outcome unknown (herald cluster status
+//  says where it stands), and the same add asked again resumes it: a
+//  spare is promoted, a voter missing from the table is recorded.
+
+#define TRANSFER_TRIES      3
+
+typedef enum {
+    C_IDLE, C_QUEUED, C_ADDING, C_PROMOTING, C_REMOVING, C_RECORDING,
+    C_TRANSFERRING, C_WATCHING, C_DONE
+} s_step_t;
+
+struct _s_change_t {
+    //  Under mutex: the request, the step, the outcome
+    s_step_t step;
+    herald_raft_op_t op;
+    char *node, *raft, *api, *fanout;
+    uint64_t raft_id;
+    herald_raft_outcome_t outcome;
+    //  Raft thread only
+    uint64_t target;                    //  the raft id added, removed, or to lead
+    bool self_remove;                   //  removing this node: transfer first
+    unsigned tries;
+    int64_t deadline;                   //  WATCHING ends (zclock_mono)
+    struct raft_change req;
+    struct raft_transfer transfer;
+    struct raft_apply apply;
+};
+typedef struct _s_change_t s_change_t;
+
+static void
+s_peers_free (herald_peer_t *peers, size_t count)
+{
+    size_t index;
+    for (index = 0; index < count; index++) {
+        free (peers [index].name);
+        free (peers [index].raft);
+        free (peers [index].api);
+        free (peers [index].fanout);
+    }
+    free (peers);
+}
+
+static bool
+s_key (const msgpack_object *key, const char *name)
+{
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
+        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
+}
+
+static char *
+s_strdup_obj (const msgpack_object *value)
+{
+    if (value->type != MSGPACK_OBJECT_STR)
+        return NULL;
+    return strndup (value->via.str.ptr, value->via.str.size);
+}
+
+//  Decode a table into *peers (owned); -1 when it is not one.
+static int
+s_table_decode (const void *bytes, size_t len, herald_peer_t **peers, size_t *count)
+{
+    *peers = NULL;
+    *count = 0;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    int rc = -1;
+    if (msgpack_unpack_next (&unpacked, bytes, len, NULL) != MSGPACK_UNPACK_SUCCESS
+    ||  unpacked.data.type != MSGPACK_OBJECT_MAP)
+        goto done;
+    const msgpack_object *list = NULL;
+    uint32_t at;
+    for (at = 0; at < unpacked.data.via.map.size; at++)
+        if (s_key (&unpacked.data.via.map.ptr [at].key, "peers"))
+            list = &unpacked.data.via.map.ptr [at].val;
+    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+        goto done;
+    *peers = (herald_peer_t *) zmalloc (list->via.array.size * sizeof (herald_peer_t));
+    for (at = 0; at < list->via.array.size; at++) {
+        const msgpack_object *map = &list->via.array.ptr [at];
+        if (map->type != MSGPACK_OBJECT_MAP)
+            goto done;
+        herald_peer_t *peer = &(*peers) [*count];
+        (*count)++;
+        uint32_t field;
+        for (field = 0; field < map->via.map.size; field++) {
+            const msgpack_object *key = &map->via.map.ptr [field].key;
+            const msgpack_object *value = &map->via.map.ptr [field].val;
+            char **into = s_key (key, "node")? &peer->name: s_key (key, "raft")? &peer->raft
+                        : s_key (key, "api")? &peer->api: s_key (key, "fanout")? &peer->fanout
+                        : NULL;
+            if (into && !*into)
+                *into = s_strdup_obj (value);
+            if (s_key (key, "raft_id") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                peer->raft_id = value->via.u64;
+        }
+        if (!peer->name || !*peer->name || !peer->raft || !peer->api || !peer->fanout
+        ||  peer->raft_id == 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    msgpack_unpacked_destroy (&unpacked);
+    if (rc) {
+        s_peers_free (*peers, *count);
+        *peers = NULL;
+        *count = 0;
+    }
+    return rc;
+}
+
+static int
+s_table_encode (const herald_peer_t *peers, size_t count, msgpack_sbuffer *buffer)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    int rc = msgpack_pack_map (&pk, 1);
+    rc |= msgpack_pack_str_with_body (&pk, "peers", 5) | msgpack_pack_array (&pk, count);
+    size_t index;
+    for (index = 0; index < count; index++) {
+        const herald_peer_t *peer = &peers [index];
+        const char *api = peer->api? peer->api: "", *fanout = peer->fanout? peer->fanout: "";
+        rc |= msgpack_pack_map (&pk, 5);
+        rc |= msgpack_pack_str_with_body (&pk, "node", 4)
+            | msgpack_pack_str_with_body (&pk, peer->name, strlen (peer->name));
+        rc |= msgpack_pack_str_with_body (&pk, "raft_id", 7)
+            | msgpack_pack_uint64 (&pk, peer->raft_id);
+        rc |= msgpack_pack_str_with_body (&pk, "raft", 4)
+            | msgpack_pack_str_with_body (&pk, peer->raft, strlen (peer->raft));
+        rc |= msgpack_pack_str_with_body (&pk, "api", 3)
+            | msgpack_pack_str_with_body (&pk, api, strlen (api));
+        rc |= msgpack_pack_str_with_body (&pk, "fanout", 6)
+            | msgpack_pack_str_with_body (&pk, fanout, strlen (fanout));
+    }
+    return rc? -1: 0;
+}
+
+//  Make peers this node's table (raft thread, or before it starts).  A
+//  table without this node (it was removed) keeps this node's own entry,
+//  so that it still knows its name and address.
+static void
+s_table_set (herald_raft_t *self, herald_peer_t *peers, size_t count)
+{
+    const herald_peer_t *me = NULL;
+    size_t index;
+    for (index = 0; index < count; index++)
+        if (peers [index].raft_id == self->self_id)
+            me = &peers [index];
+    if (!me) {
+        const herald_peer_t *old = s_peer_by_id (self, self->self_id);
+        if (old) {
+            peers = (herald_peer_t *) realloc (peers, (count + 1) * sizeof (herald_peer_t));
+            assert (peers);
+            peers [count].name = strdup (old->name);
+            peers [count].raft = strdup (old->raft);
+            peers [count].api = old->api? strdup (old->api): NULL;
+            peers [count].fanout = old->fanout? strdup (old->fanout): NULL;
+            peers [count].raft_id = old->raft_id;
+            count++;
+        }
+    }
+    pthread_mutex_lock (&self->mutex);
+    herald_peer_t *old_peers = self->peers;
+    size_t old_count = self->peer_count;
+    self->peers = peers;
+    self->peer_count = count;
+    pthread_mutex_unlock (&self->mutex);
+    s_peers_free (old_peers, old_count);
+}
+
+static void
+s_members_init (herald_raft_t *self)
+{
+    self->change = (s_change_t *) zmalloc (sizeof (s_change_t));
+    char *value = NULL;
+    size_t len = 0;
+    if (herald_store_meta_get (self->store, "raft.table", &value, &len) != HERALD_OK)
+        return;
+    herald_peer_t *peers;
+    size_t count;
+    if (s_table_decode (value, len, &peers, &count) == 0)
+        s_table_set (self, peers, count);
+    else
+        herald_log ("warn", "raft: the member table kept in the store does not decode; "
+                    "the --peer list serves until the next node-table entry");
+    free (value);
+}
+
+static void
+s_change_clear (s_change_t *change)
+{
+    free (change->node);
+    free (change->raft);
+    free (change->api);
+    free (change->fanout);
+    change->node = change->raft = change->api = change->fanout = NULL;
+}
+
+static void
+s_members_free (herald_raft_t *self)
+{
+    if (self->change) {
+        s_change_clear (self->change);
+        free (self->change);
+        self->change = NULL;
+    }
+}
+
+//  FSM: a node-table entry at index (every node).  A failure stops the
+//  node (s_fail; libraft is given 0 all the same, see s_fsm_apply).
+static void
+s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
+{
+    herald_peer_t *peers;
+    size_t count;
+    herald_error_t err = { 0 };
+    if (s_table_decode (entry->table, entry->table_len, &peers, &count) != 0) {
+        herald_error_set (&err, HERALD_ERR_CORRUPT, "node table", "entry %" PRIu64
+                          " holds no member table", index);
+        s_fail (self, "a committed node-table entry does not decode", &err);
+        return;
+    }
+    if (herald_store_meta_put (self->store, "raft.table", entry->table, entry->table_len)
+        != HERALD_OK
+    ||  herald_store_set_applied (self->store, index, &err) != HERALD_OK) {
+        s_peers_free (peers, count);
+        s_fail (self, "the store failed to keep the member table", &err);
+        return;
+    }
+    s_table_set (self, peers, count);
+    herald_log ("info", "raft: member table at index %" PRIu64 ": %zu members", index,
+                self->peer_count);
+}
+
+//  A snapshot installed past this node's applied index: the node-table
+//  entries it covers are never applied here, so the table comes from
+//  the manifest's peers (the snapshot maker's table at its index), when
+//  they are complete (older manifests lack raft and fanout: then the
+//  table stays as it is).  Not on a restart's restore: the store is past
+//  the snapshot then, and its kept table may be newer.
+static void
+s_table_restore (herald_raft_t *self, const void *manifest, size_t len, uint64_t index)
+{
+    herald_peer_t *peers;
+    size_t count;
+    if (s_table_decode (manifest, len, &peers, &count) != 0)
+        return;
+    msgpack_sbuffer table;
+    msgpack_sbuffer_init (&table);
+    if (s_table_encode (peers, count, &table) != 0
+    ||  herald_store_meta_put (self->store, "raft.table", table.data, table.size)
+        != HERALD_OK) {
+        herald_log ("warn", "raft: the member table of the snapshot at %" PRIu64 " cannot "
+                    "be kept in the store", index);
+        msgpack_sbuffer_destroy (&table);
+        s_peers_free (peers, count);
+        return;
+    }
+    msgpack_sbuffer_destroy (&table);
+    s_table_set (self, peers, count);
+    herald_log ("info", "raft: member table from the snapshot at index %" PRIu64 ": %zu "
+                "members", index, self->peer_count);
+}
+
+//  ---------------------------------------------------------------------
+//  The change machine (raft thread, but herald_raft_change and _done)
+
+static s_step_t
+s_step (herald_raft_t *self)
+{
+    pthread_mutex_lock (&self->mutex);
+    s_step_t step = self->change->step;
+    pthread_mutex_unlock (&self->mutex);
+    return step;
+}
+
+static void
+s_step_set (herald_raft_t *self, s_step_t step)
+{
+    pthread_mutex_lock (&self->mutex);
+    self->change->step = step;
+    pthread_mutex_unlock (&self->mutex);
+}
+
+static const char *
+s_role_name (int role)
+{
+    return role == RAFT_VOTER? "voter": role == RAFT_STANDBY? "standby": "spare";
+}
+
+//  The server of id in the configuration, or NULL.
+static const struct raft_server *
+s_server (herald_raft_t *self, uint64_t id)
+{
+    unsigned index;
+    for (index = 0; index < self->raft.configuration.n; index++)
+        if (self->raft.configuration.servers [index].id == id)
+            return &self->raft.configuration.servers [index];
+    return NULL;
+}
+
+static const herald_peer_t *
+s_peer_by_name (herald_raft_t *self, const char *name)
+{
+    size_t index;
+    for (index = 0; index < self->peer_count; index++)
+        if (streq (self->peers [index].name, name))
+            return &self->peers [index];
+    return NULL;
+}
+
+//  The member's name for a raft id, or its id in decimal.
+static const char *
+s_name_of (herald_raft_t *self, uint64_t id, char *buffer, size_t size)
+{
+    const herald_peer_t *peer = s_peer_by_id (self, id);
+    if (peer)
+        return peer->name;
+    snprintf (buffer, size, "%" PRIu64, id);
+    return buffer;
+}
+
+//  End the change: outcome rc with a message; the broker takes it.
+static void
+s_finish (herald_raft_t *self, herald_err rc, const char *format, ...)
+{
+    s_change_t *change = self->change;
+    herald_raft_outcome_t outcome;
+    memset (&outcome, 0, sizeof (outcome));
+    outcome.op = change->op;
+    outcome.rc = rc;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (outcome.message, sizeof (outcome.message), format, args);
+    va_end (args);
+    char number [24];
+    if (change->target)
+        snprintf (outcome.node, sizeof (outcome.node), "%s",
+                  s_name_of (self, change->target, number, sizeof (number)));
+    else
+    if (change->node)
+        snprintf (outcome.node, sizeof (outcome.node), "%s", change->node);
+    outcome.raft_id = change->target;
+    if (self->raft_inited && !self->closing) {
+        raft_id leader_id = 0;
+        const char *address = NULL;
+        raft_leader (&self->raft, &leader_id, &address);
+        const herald_peer_t *leader = leader_id? s_peer_by_id (self, leader_id): NULL;
+        if (leader) {
+            snprintf (outcome.leader, sizeof (outcome.leader), "%s", leader->name);
+            snprintf (outcome.leader_api, sizeof (outcome.leader_api), "%s",
+                      leader->api? leader->api: "");
+        }
+        unsigned index;
+        for (index = 0; index < self->raft.configuration.n; index++)
+            if (self->raft.configuration.servers [index].role == RAFT_VOTER)
+                outcome.voters++;
+    }
+    herald_log (rc == HERALD_OK? "info": "warn", "raft: membership: %s", outcome.message);
+    pthread_mutex_lock (&self->mutex);
+    change->outcome = outcome;
+    change->step = C_DONE;
+    pthread_mutex_unlock (&self->mutex);
+    s_state_update (self);
+}
+
+static herald_err
+s_failed_rc (int status)
+{
+    return status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER
+         ? HERALD_ERR_NOT_LEADER: HERALD_ERR_UNAVAILABLE;
+}
+
+static void s_change_cb (struct raft_change *req, int status);
+static void s_table_cb (struct raft_apply *req, int status, void *result);
+
+//  Propose the member table: the current one with peer added (replacing
+//  any entry of its name or id), or without the member of raft id removed.
+static int
+s_record_table (herald_raft_t *self, const herald_peer_t *added, uint64_t removed)
+{
+    herald_peer_t *peers = (herald_peer_t *) zmalloc ((self->peer_count + 1)
+                                                      * sizeof (herald_peer_t));
+    size_t count = 0, index;
+    for (index = 0; index < self->peer_count; index++) {
+        const herald_peer_t *peer = &self->peers [index];
+        if (peer->raft_id == removed
+        ||  (added && (peer->raft_id == added->raft_id || streq (peer->name, added->name))))
+            continue;
+        peers [count++] = *peer;        //  borrowed strings: encoded at once
+    }
+    if (added)
+        peers [count++] = *added;
+    msgpack_sbuffer table;
+    msgpack_sbuffer_init (&table);
+    int rc = s_table_encode (peers, count, &table);
+    free (peers);
+    herald_entry_t entry = {
+        .kind = HERALD_ENTRY_NODE_TABLE, .rules = HERALD_ENTRY_RULES,
+        .term = raft_current_term (&self->raft), .proposer = self->self_id,
+        .ts = herald_store_now (self->store), .table = (const uint8_t *) table.data,
+        .table_len = table.size
+    };
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    if (rc == 0)
+        rc = herald_entry_encode (&entry, &buffer);
+    msgpack_sbuffer_destroy (&table);
+    struct raft_buffer buf = { rc == 0? raft_malloc (buffer.size): NULL, buffer.size };
+    if (buf.base)
+        memcpy (buf.base, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    if (!buf.base)
+        return RAFT_NOMEM;
+    memset (&self->change->apply, 0, sizeof (self->change->apply));
+    self->change->apply.data = self;
+    rc = raft_apply (&self->raft, &self->change->apply, &buf, 1, s_table_cb);
+    if (rc != 0)
+        raft_free (buf.base);
+    return rc;
+}
+
+static void
+s_table_cb (struct raft_apply *req, int status, void *result)
+{
+    (void) result;
+    herald_raft_t *self = (herald_raft_t *) req->data;
+    s_change_t *change = self->change;
+    char number [24];
+    const char *name = s_name_of (self, change->target, number, sizeof (number));
+    if (status != 0)
+        s_finish (self, s_failed_rc (status), "%s %s: the configuration changed but the "
+                  "member table entry was not committed (%s); the outcome is unknown: "
+                  "see herald cluster status", change->op == HERALD_RAFT_ADD? "add": "remove",
+                  name, raft_strerror (status));
+    else
+    if (change->op == HERALD_RAFT_ADD)
+        s_finish (self, HERALD_OK, "%s (raft id %" PRIu64 ") is a voter", name,
+                  change->target);
+    else
+        s_finish (self, HERALD_OK, "%s (raft id %" PRIu64 ") was removed", change->node,
+                  change->target);
+}
+
+static int
+s_propose_table (herald_raft_t *self, const herald_peer_t *added, uint64_t removed)
+{
+    int rc = s_record_table (self, added, removed);
+    if (rc == 0)
+        s_step_set (self, C_RECORDING);
+    return rc;
+}
+
+static void
+s_change_cb (struct raft_change *req, int status)
+{
+    herald_raft_t *self = (herald_raft_t *) req->data;
+    s_change_t *change = self->change;
+    s_step_t step = s_step (self);
+    if (self->closing)
+        status = status? status: RAFT_SHUTDOWN;
+    if (status != 0) {
+        const char *what = step == C_ADDING? "raft_add"
+                         : step == C_PROMOTING? "the catch-up and promotion to voter"
+                         : "raft_remove";
+        if (step == C_PROMOTING)
+            s_finish (self, s_failed_rc (status), "add %s: %s failed (%s): it stays in the "
+                      "configuration as a spare (raft id %" PRIu64 "); remove it with "
+                      "herald cluster remove %" PRIu64 " before trying again", change->node,
+                      what, raft_strerror (status), change->target, change->target);
+        else
+            s_finish (self, s_failed_rc (status), "%s %s: %s failed: %s",
+                      step == C_ADDING? "add": "remove", change->node, what,
+                      raft_strerror (status));
+        return;
+    }
+    int rc = 0;
+    if (step == C_ADDING) {
+        memset (&change->req, 0, sizeof (change->req));
+        change->req.data = self;
+        rc = raft_assign (&self->raft, &change->req, change->target, RAFT_VOTER, s_change_cb);
+        if (rc == 0) {
+            s_step_set (self, C_PROMOTING);
+            herald_log ("info", "raft: membership: %s added as a spare; catching it up",
+                        change->node);
+        }
+    }
+    else
+    if (step == C_PROMOTING) {
+        herald_peer_t added = { change->node, change->raft, change->api, change->fanout,
+                                change->target };
+        rc = s_propose_table (self, &added, 0);
+    }
+    else
+    if (step == C_REMOVING) {
+        if (s_peer_by_id (self, change->target))
+            rc = s_propose_table (self, NULL, change->target);
+        else
+            s_finish (self, HERALD_OK, "raft id %" PRIu64 " was removed (it had no entry "
+                      "in the member table)", change->target);
+    }
+    if (rc != 0)
+        s_finish (self, s_failed_rc (rc), "%s %s: the next step could not start (%s: %s); "
+                  "see herald cluster status", change->op == HERALD_RAFT_ADD? "add": "remove",
+                  change->node, raft_strerror (rc), raft_errmsg (&self->raft));
+}
+
+static void
+s_transfer_done_cb (struct raft_transfer *req)
+{
+    herald_raft_t *self = (herald_raft_t *) req->data;
+    if (s_step (self) != C_TRANSFERRING)
+        return;
+    self->change->deadline = zclock_mono () + self->election_ms;
+    s_step_set (self, C_WATCHING);
+}
+
+static void
+s_transfer_begin (herald_raft_t *self)
+{
+    s_change_t *change = self->change;
+    change->tries++;
+    memset (&change->transfer, 0, sizeof (change->transfer));
+    change->transfer.data = self;
+    int rc = raft_transfer (&self->raft, &change->transfer, change->target,
+                            s_transfer_done_cb);
+    char number [24];
+    if (rc != 0)
+        s_finish (self, rc == RAFT_NOTLEADER? HERALD_ERR_NOT_LEADER: HERALD_ERR_UNAVAILABLE,
+                  "transfer to %s: raft_transfer: %s (%s)",
+                  s_name_of (self, change->target, number, sizeof (number)),
+                  raft_strerror (rc), raft_errmsg (&self->raft));
+    else
+        s_step_set (self, C_TRANSFERRING);
+}
+
+//  After the transfer's callback: who leads?  Read, never assumed.
+static void
+s_transfer_watch (herald_raft_t *self)
+{
+    s_change_t *change = self->change;
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader (&self->raft, &leader, &address);
+    char number [24], other [24];
+    const char *name = s_name_of (self, change->target, number, sizeof (number));
+    if (leader == change->target) {
+        if (change->self_remove)
+            s_finish (self, HERALD_ERR_NOT_LEADER, "leadership moved to %s so that this "
+                      "node can be removed: ask the leader", name);
+        else
+            s_finish (self, HERALD_OK, "%s leads now (attempt %u)", name, change->tries);
+        return;
+    }
+    if (raft_state (&self->raft) == RAFT_LEADER && raft_transferee (&self->raft) == 0) {
+        //  Still leading: libraft's callback came after an election timeout
+        if (change->tries < TRANSFER_TRIES)
+            s_transfer_begin (self);
+        else
+            s_finish (self, HERALD_ERR_UNAVAILABLE, "transfer to %s failed: this node "
+                      "still leads after %u attempts", name, change->tries);
+        return;
+    }
+    if (zclock_mono () >= change->deadline)
+        s_finish (self, HERALD_ERR_UNAVAILABLE, "transfer to %s: after %u attempt(s) the "
+                  "leader is %s", name, change->tries,
+                  leader? s_name_of (self, leader, other, sizeof (other)): "not known yet");
+}
+
+//  The voter other than this node whose log matches the leader's furthest.
+static uint64_t
+s_best_voter (herald_raft_t *self)
+{
+    uint64_t best = 0;
+    raft_index best_index = 0;
+    unsigned index;
+    for (index = 0; index < self->raft.configuration.n; index++) {
+        const struct raft_server *server = &self->raft.configuration.servers [index];
+        raft_index match = 0;
+        if (server->id == self->self_id || server->role != RAFT_VOTER
+        ||  raft_match_index (&self->raft, server->id, &match) != 0)
+            continue;
+        if (!best || match > best_index) {
+            best = server->id;
+            best_index = match;
+        }
+    }
+    return best;
+}
+
+//  A member named name, or raft id in decimal, into *id.
+static bool
+s_resolve (herald_raft_t *self, const char *name, uint64_t *id)
+{
+    const herald_peer_t *peer = s_peer_by_name (self, name);
+    if (peer) {
+        *id = peer->raft_id;
+        return true;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long number = strtoull (name, &end, 10);
+    if (*name >= '0' && *name <= '9' && end && *end == 0 && errno == 0 && number) {
+        *id = number;
+        return true;
+    }
+    return false;
+}
+
+static void
+s_change_start (herald_raft_t *self)
+{
+    s_change_t *change = self->change;
+    change->target = 0;
+    change->tries = 0;
+    change->self_remove = false;
+    if (raft_state (&self->raft) != RAFT_LEADER
+    ||  self->ready_term != raft_current_term (&self->raft) || self->transferring) {
+        s_finish (self, HERALD_ERR_NOT_LEADER, "this node no longer leads");
+        return;
+    }
+    const struct raft_server *server;
+    int rc = 0;
+    if (change->op == HERALD_RAFT_ADD) {
+        const herald_peer_t *named = s_peer_by_name (self, change->node);
+        server = s_server (self, change->raft_id);
+        if (server) {
+            //  Asked again after a change cut short (a leadership loss):
+            //  resume it where it stopped.  Only a voter whose table entry
+            //  is as asked is a member already.
+            const herald_peer_t *entry = s_peer_by_id (self, change->raft_id);
+            bool recorded = entry && streq (entry->name, change->node)
+                         && streq (entry->raft, change->raft)
+                         && entry->api && streq (entry->api, change->api)
+                         && entry->fanout && streq (entry->fanout, change->fanout);
+            change->target = change->raft_id;
+            if (server->role == RAFT_VOTER && recorded) {
+                s_finish (self, HERALD_ERR_INVALID, "add %s: raft id %" PRIu64 " is a "
+                          "member already", change->node, change->raft_id);
+                return;
+            }
+            herald_log ("info", "raft: membership: %s is in the configuration already (a "
+                        "%s): the add resumes", change->node, s_role_name (server->role));
+            if (server->role == RAFT_VOTER) {
+                herald_peer_t added = { change->node, change->raft, change->api,
+                                        change->fanout, change->target };
+                rc = s_propose_table (self, &added, 0);
+            }
+            else {
+                memset (&change->req, 0, sizeof (change->req));
+                change->req.data = self;
+                rc = raft_assign (&self->raft, &change->req, change->raft_id, RAFT_VOTER,
+                                  s_change_cb);
+                if (rc == 0)
+                    s_step_set (self, C_PROMOTING);
+            }
+            if (rc == 0)
+                return;
+            s_finish (self, rc == RAFT_CANTCHANGE? HERALD_ERR_OVERLOADED: s_failed_rc (rc),
+                      "add %s: cannot resume: %s (%s)", change->node, raft_strerror (rc),
+                      raft_errmsg (&self->raft));
+            return;
+        }
+        if (named && s_server (self, named->raft_id)) {
+            s_finish (self, HERALD_ERR_INVALID, "add %s: a member of that name is in the "
+                      "configuration (raft id %" PRIu64 "): remove it first (herald cluster "
+                      "remove %" PRIu64 ")", change->node, named->raft_id, named->raft_id);
+            return;
+        }
+        change->target = change->raft_id;
+        memset (&change->req, 0, sizeof (change->req));
+        change->req.data = self;
+        rc = raft_add (&self->raft, &change->req, change->raft_id, change->raft, s_change_cb);
+        if (rc == 0) {
+            s_step_set (self, C_ADDING);
+            return;
+        }
+    }
+    else
+    if (change->op == HERALD_RAFT_REMOVE) {
+        uint64_t id = 0;
+        if (!s_resolve (self, change->node, &id) || !s_server (self, id)) {
+            s_finish (self, HERALD_ERR_INVALID, "remove %s: no member of that name or raft id "
+                      "in the configuration", change->node);
+            return;
+        }
+        change->target = id;
+        if (id == self->self_id) {
+            //  The leader removing itself: hand over first; the new leader
+            //  removes it (the client is told not_leader, naming it)
+            change->target = s_best_voter (self);
+            if (!change->target) {
+                s_finish (self, HERALD_ERR_INVALID, "remove %s: it is the only voter",
+                          change->node);
+                return;
+            }
+            change->self_remove = true;
+            s_transfer_begin (self);
+            return;
+        }
+        memset (&change->req, 0, sizeof (change->req));
+        change->req.data = self;
+        rc = raft_remove (&self->raft, &change->req, id, s_change_cb);
+        if (rc == 0) {
+            s_step_set (self, C_REMOVING);
+            return;
+        }
+    }
+    else {
+        uint64_t id = 0;
+        if (change->node && *change->node) {
+            if (!s_resolve (self, change->node, &id) || !(server = s_server (self, id))
+            ||  server->role != RAFT_VOTER) {
+                s_finish (self, HERALD_ERR_INVALID, "transfer to %s: no voter of that name "
+                          "or raft id", change->node);
+                return;
+            }
+            if (id == self->self_id) {
+                change->target = id;
+                s_finish (self, HERALD_OK, "%s leads already", change->node);
+                return;
+            }
+        }
+        else
+            id = s_best_voter (self);
+        if (!id) {
+            s_finish (self, HERALD_ERR_INVALID, "transfer: there is no other voter");
+            return;
+        }
+        change->target = id;
+        s_transfer_begin (self);
+        return;
+    }
+    char number [24];
+    s_finish (self, rc == RAFT_CANTCHANGE? HERALD_ERR_OVERLOADED
+                  : rc == RAFT_NOTLEADER? HERALD_ERR_NOT_LEADER: HERALD_ERR_INVALID,
+              "%s %s: %s (%s)", change->op == HERALD_RAFT_ADD? "add": "remove",
+              s_name_of (self, change->target, number, sizeof (number)), raft_strerror (rc),
+              raft_errmsg (&self->raft));
+}
+
+//  One look at the change (every loop turn).
+static void
+s_change_step (herald_raft_t *self)
+{
+    if (!self->change || self->closing || !self->raft_inited)
+        return;
+    s_step_t step = s_step (self);
+    if (step == C_QUEUED)
+        s_change_start (self);
+    else
+    if (step == C_WATCHING)
+        s_transfer_watch (self);
+}
+
+herald_err
+herald_raft_change (herald_raft_t *self, const herald_raft_change_t *change,
+                    herald_error_t *err)
+{
+    assert (self && change);
+    pthread_mutex_lock (&self->mutex);
+    s_change_t *own = self->change;
+    if (self->state.role != HERALD_RAFT_LEADER || self->stopping) {
+        pthread_mutex_unlock (&self->mutex);
+        return herald_error_set (err, HERALD_ERR_NOT_LEADER, "", "this node does not lead");
+    }
+    if (own->step != C_IDLE) {
+        static const char *ops [] = { "", "add", "remove", "transfer" };
+        herald_err rc = herald_error_set (err, HERALD_ERR_OVERLOADED, "", "a membership "
+                                          "change runs already (%s %s); one at a time: retry "
+                                          "once it has ended", ops [own->op],
+                                          own->node? own->node: "");
+        pthread_mutex_unlock (&self->mutex);
+        return rc;
+    }
+    s_change_clear (own);
+    own->op = change->op;
+    own->node = change->node? strdup (change->node): NULL;
+    own->raft = change->raft? strdup (change->raft): NULL;
+    own->api = change->api? strdup (change->api): NULL;
+    own->fanout = change->fanout? strdup (change->fanout): NULL;
+    own->raft_id = change->raft_id;
+    own->step = C_QUEUED;
+    pthread_mutex_unlock (&self->mutex);
+    s_wake (self);
+    return HERALD_OK;
+}
+
+bool
+herald_raft_change_done (herald_raft_t *self, herald_raft_outcome_t *outcome)
+{
+    pthread_mutex_lock (&self->mutex);
+    bool done = self->change->step == C_DONE;
+    if (done) {
+        *outcome = self->change->outcome;
+        self->change->step = C_IDLE;
+    }
+    pthread_mutex_unlock (&self->mutex);
+    return done;
+}
+
+size_t
+herald_raft_members (herald_raft_t *self, herald_peer_t **peers)
+{
+    pthread_mutex_lock (&self->mutex);
+    size_t count = self->peer_count, index;
+    *peers = (herald_peer_t *) zmalloc ((count? count: 1) * sizeof (herald_peer_t));
+    for (index = 0; index < count; index++) {
+        const herald_peer_t *peer = &self->peers [index];
+        (*peers) [index].name = strdup (peer->name);
+        (*peers) [index].raft = strdup (peer->raft);
+        (*peers) [index].api = strdup (peer->api? peer->api: "");
+        (*peers) [index].fanout = strdup (peer->fanout? peer->fanout: "");
+        (*peers) [index].raft_id = peer->raft_id;
+    }
+    pthread_mutex_unlock (&self->mutex);
+    return count;
+}
+
+void
+herald_raft_members_free (herald_peer_t **peers, size_t count)
+{
+    if (peers && *peers) {
+        s_peers_free (*peers, count);
+        *peers = NULL;
+    }
 }

@@ -126,4 +126,61 @@ void
 uint64_t
     herald_raft_digest (const char *text);
 
+//  ---------------------------------------------------------------------
+//  Membership (CLUSTER.md §3.11): one change at a time, run by the leader
+//  on the raft thread.  The member table (name, raft id, addresses) is
+//  replicated as node-table entries (herald_entry kind 2) and kept in the
+//  store's meta ("raft.table"); the peers given to herald_raft_new are
+//  only its start.
+
+typedef enum {
+    HERALD_RAFT_ADD = 1,            //  add a joining node, catch it up, make it a voter
+    HERALD_RAFT_REMOVE,             //  remove a member (by name or raft id)
+    HERALD_RAFT_TRANSFER            //  hand leadership to a member (or the most up to date)
+} herald_raft_op_t;
+
+typedef struct {
+    herald_raft_op_t op;
+    //  add: the new member's name; remove: a name or a raft id in
+    //  decimal; transfer: a name, or NULL for the most up-to-date voter
+    const char *node;
+    const char *raft;               //  add: HOST:PORT of its Raft transport
+    const char *api;                //  add: its api endpoint
+    const char *fanout;             //  add: its fanout endpoint
+    uint64_t raft_id;               //  add: its raft id (its STATUS says it)
+} herald_raft_change_t;
+
+//  How a change ended.
+typedef struct {
+    herald_raft_op_t op;
+    herald_err rc;                  //  OK; NOT_LEADER (leader: where to ask);
+                                    //  INVALID (refused, nothing changed);
+                                    //  UNAVAILABLE (failed part way: message says where)
+    char message [512];
+    char node [64];                 //  the member it was about
+    uint64_t raft_id;
+    char leader [64];               //  the leader's name now ("" unknown)
+    char leader_api [256];
+    size_t voters;
+} herald_raft_outcome_t;
+
+//  Start a change (copied).  Returns HERALD_OK (the outcome comes from
+//  herald_raft_change_done), HERALD_ERR_NOT_LEADER when this node does
+//  not lead, HERALD_ERR_OVERLOADED when a change runs (err says which).
+herald_err
+    herald_raft_change (herald_raft_t *self, const herald_raft_change_t *change,
+                        herald_error_t *err);
+
+//  True once the change started has ended: outcome filled, and a new
+//  change may start.
+bool
+    herald_raft_change_done (herald_raft_t *self, herald_raft_outcome_t *outcome);
+
+//  A copy of the member table (every string owned by the copy); free it
+//  with herald_raft_members_free.  Returns the count.
+size_t
+    herald_raft_members (herald_raft_t *self, herald_peer_t **peers);
+void
+    herald_raft_members_free (herald_peer_t **peers, size_t count);
+
 #endif

@@ -137,8 +137,8 @@ ERR=$TMP/err
 timed "$OUT" "$ERR" "${H[@]}" cluster
 check "herald cluster (no subcommand) is a usage error (64)" test $rc -eq 64
 timed "$OUT" "$ERR" "${H[@]}" cluster add n4
-check "cluster add: 64, saying it is not built yet" \
-    sh -c "[ $rc -eq 64 ] && grep -q 'not built yet' '$ERR'"
+check "cluster add without its addresses: 64, saying what it takes" \
+    sh -c "[ $rc -eq 64 ] && grep -q 'give NODE RAFT_ADDR API FANOUT' '$ERR'"
 timed "$OUT" "$ERR" "${H[@]}" cluster status --endpoint ":1,,:2"
 check "an empty item in the list is a usage error naming --endpoint" \
     sh -c "[ $rc -eq 64 ] && grep -q -- '--endpoint' '$ERR'"

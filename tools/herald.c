@@ -8,7 +8,8 @@
     two small commands, pub and status.  The streams (replay, read, tail)
     are in herald_cli_stream.c, printing in herald_cli_output.c, the api
     connection in herald_cli_conn.c, inspect in herald_cli_inspect.c, repair
-    in herald_cli_repair.c, cluster status in herald_cli_cluster.c.
+    in herald_cli_repair.c, cluster status in herald_cli_cluster.c, cluster
+    add/remove/transfer in herald_cli_members.c.
 
     DESIGN (pub)
     Events go out in PUBLISH batches through a window of requests in
@@ -45,6 +46,7 @@ static const char *s_usage =
     "  repair --data-dir D  report a damaged store; with --accept-loss, keep what\n"
     "                       is readable and record the loss for agents\n"
     "  cluster status       every node's role, term, head and log digest, compared\n"
+    "  cluster add|remove|transfer  change a cluster's members, move its leadership\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"

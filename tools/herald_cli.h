@@ -221,6 +221,10 @@ int herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv);
 //  herald cluster status (herald_cli_cluster.c): every node's STATUS side
 //  by side, and whether they agree; returns the exit status.
 int herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv);
+//  herald cluster add|remove|transfer (herald_cli_members.c): membership
+//  changes and leadership transfer; argv[0] is the subcommand.
+int herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv);
+void herald_cli_members_usage (FILE *out);
 
 //  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
 //  its loss; returns the exit status.

@@ -67,8 +67,7 @@ static const char *s_cluster_usage =
     "(same head, different digests), no leader or more than one, or standalone\n"
     "brokers given as a cluster; 2 no node answered.  Nodes that did not answer\n"
     "are named on stderr whatever the exit status.\n"
-    "\n"
-    "Membership changes (add, remove, transfer) are not built yet.\n";
+    "\n";
 
 //  An optional unsigned figure of a STATUS reply.
 typedef struct {
@@ -817,15 +816,14 @@ herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv)
 {
     if (argc < 2 || strcmp (argv [1], "--help") == 0) {
         fputs (s_cluster_usage, argc < 2 ? stderr : stdout);
+        herald_cli_members_usage (argc < 2 ? stderr : stdout);     //  herald_cli_members.c
         return argc < 2 ? HERALD_CLI_EXIT_USAGE : HERALD_CLI_EXIT_OK;
     }
     if (strcmp (argv [1], "status") == 0)
         return s_status (opts, argc - 1, argv + 1);
     if (strcmp (argv [1], "add") == 0 || strcmp (argv [1], "remove") == 0
     ||  strcmp (argv [1], "transfer") == 0)
-        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "cluster %s: not built yet "
-                                "(membership changes and leadership transfer are planned); "
-                                "herald cluster status is what there is", argv [1]);
+        return herald_cli_members (opts, argc - 1, argv + 1);      //  herald_cli_members.c
     return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "cluster: unknown subcommand '%s' (see "
                             "herald cluster --help)", argv [1]);
 }
