@@ -362,6 +362,14 @@ caught_up () {
 wait_for 20 caught_up
 check "... every node at head 200, lag 0, one digest" caught_up
 
+#  herald status on a node prints its string, nil and array keys too (the
+#  decoder keeps only numbers: they were missing before)
+"${H[@]}" --endpoint "$C1" status >"$TMP/st.json" 2>"$ERR"
+check "herald status of a node: its leader, cluster_state, digest, durability and peers" \
+    json_check "$TMP/st.json" 'o["leader"] == "'"$LEADER"'" and o["cluster_state"] == "member" and len(o["digest"]) == 16 and o["durability"] == "raft-majority" and len(o["peers"]) == 3 and all("raft_id" in p for p in o["peers"]) and o["head"] == 200'
+"${H[@]}" --endpoint "$C1" status --format table >"$OUT" 2>"$ERR"
+check "... and in the table" sh -c "grep -Eq '^leader +$LEADER\$' '$OUT' && grep -Eq '^digest +[0-9a-f]{16}\$' '$OUT'"
+
 #  A follower that stops answering (SIGSTOP): named, within one --timeout
 FOLLOWER=$($PY -c 'import json,sys; o=json.load(open(sys.argv[1])); print([n["node"] for n in o["nodes"] if n["node"] != o["leader"]][0])' "$TMP/up.json")
 kill -STOP "${NODE_PID[$FOLLOWER]}"

@@ -752,8 +752,13 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
         if (reply.type != HERALD_MSG_STATUS_REPLY || reply.body.rid != request.rid)
             rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unexpected %s reply to STATUS",
                                   herald_msg_command (reply.type));
-        else
-            herald_cli_print_status (opts->format, &reply.body);
+        else {
+            //  The whole body too: a cluster node's STATUS has str, nil and
+            //  array values the decoder does not keep (leader, digest, peers)
+            zframe_t *body = zmsg_first (reply.msg)? zmsg_next (reply.msg): NULL;
+            herald_cli_print_status (opts->format, &reply.body, body? zframe_data (body): NULL,
+                                     body? zframe_size (body): 0);
+        }
     }
     herald_cli_reply_fini (&reply);
     herald_cli_conn_destroy (&conn);

@@ -193,9 +193,11 @@ void
 void
     herald_cli_print_table_header (herald_cli_format_t format);
 
-//  Print a STATUS reply.
+//  Print a STATUS reply: its decoded fields, then every other key of its
+//  raw body (size bytes; NULL: none) as JSON values.
 void
-    herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *status);
+    herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *status,
+                             const void *body, size_t size);
 
 //  Write s[0..len) as a JSON string, quotes included, to out.  Invalid
 //  UTF-8 is written as U+FFFD.

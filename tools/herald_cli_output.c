@@ -249,8 +249,121 @@ herald_cli_print_envelope (herald_cli_format_t format, const void *bytes, size_t
     return rc;
 }
 
+//  A MessagePack value as JSON (the STATUS keys the decoder does not keep:
+//  strings, nil, arrays and maps of a cluster node).  Depth-bounded.
+static void
+s_json_object (FILE *out, const msgpack_object *value, int depth)
+{
+    uint32_t index;
+    switch (value->type) {
+        case MSGPACK_OBJECT_NIL:
+            fputs ("null", out);
+            break;
+        case MSGPACK_OBJECT_BOOLEAN:
+            fputs (value->via.boolean? "true": "false", out);
+            break;
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+            fprintf (out, "%" PRIu64, value->via.u64);
+            break;
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+            fprintf (out, "%" PRId64, value->via.i64);
+            break;
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64:
+            fprintf (out, "%.17g", value->via.f64);
+            break;
+        case MSGPACK_OBJECT_STR:
+            herald_cli_json_string (out, value->via.str.ptr, value->via.str.size);
+            break;
+        case MSGPACK_OBJECT_ARRAY:
+            fputc ('[', out);
+            for (index = 0; index < value->via.array.size && depth < 8; index++) {
+                if (index)
+                    fputc (',', out);
+                s_json_object (out, &value->via.array.ptr [index], depth + 1);
+            }
+            fputc (']', out);
+            break;
+        case MSGPACK_OBJECT_MAP:
+            fputc ('{', out);
+            for (index = 0; index < value->via.map.size && depth < 8; index++) {
+                const msgpack_object_kv *pair = &value->via.map.ptr [index];
+                if (index)
+                    fputc (',', out);
+                if (pair->key.type == MSGPACK_OBJECT_STR)
+                    herald_cli_json_string (out, pair->key.via.str.ptr, pair->key.via.str.size);
+                else
+                    fputs ("\"?\"", out);
+                fputc (':', out);
+                s_json_object (out, &pair->val, depth + 1);
+            }
+            fputc ('}', out);
+            break;
+        default:                            //  bin, ext: not in HWP/1 replies
+            fputs ("null", out);
+            break;
+    }
+}
+
+//  True when the STATUS key is printed from the decoded reply already:
+//  the fixed fields and the uint extras.
+static bool
+s_status_key_known (const __typeof__ (((herald_msg_t *) 0)->status) *status,
+                    const msgpack_object_str *key)
+{
+    static const char *const fixed [] = { "rid", "head", "topics", "events", "role", "node",
+                                          "uptime_s", "lineage", "losses", NULL };
+    for (size_t index = 0; fixed [index]; index++)
+        if (key->size == strlen (fixed [index])
+        &&  memcmp (key->ptr, fixed [index], key->size) == 0)
+            return true;
+    for (size_t index = 0; index < status->extra_count; index++)
+        if (status->extra_keys [index].len == key->size
+        &&  memcmp (status->extra_keys [index].ptr, key->ptr, key->size) == 0)
+            return true;
+    return false;
+}
+
+//  The STATUS body's other keys (str, nil, arrays, maps): each as key and
+//  JSON value, after a comma (json) or as a row of width (table).
+static void
+s_print_status_rest (herald_cli_format_t format, const herald_msg_t *reply,
+                     const void *body, size_t size, int width)
+{
+    if (!body || !size)
+        return;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    if (msgpack_unpack_next (&unpacked, body, size, NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  unpacked.data.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object_map *map = &unpacked.data.via.map;
+        for (uint32_t index = 0; index < map->size; index++) {
+            const msgpack_object_kv *pair = &map->ptr [index];
+            if (pair->key.type != MSGPACK_OBJECT_STR
+            ||  s_status_key_known (&reply->status, &pair->key.via.str))
+                continue;
+            if (format == HERALD_CLI_TABLE) {
+                printf ("%-*.*s ", width, (int) pair->key.via.str.size, pair->key.via.str.ptr);
+                if (pair->val.type == MSGPACK_OBJECT_STR)
+                    printf ("%.*s", (int) pair->val.via.str.size, pair->val.via.str.ptr);
+                else
+                    s_json_object (stdout, &pair->val, 0);
+                fputc ('\n', stdout);
+            }
+            else {
+                fputc (',', stdout);
+                herald_cli_json_string (stdout, pair->key.via.str.ptr, pair->key.via.str.size);
+                fputc (':', stdout);
+                s_json_object (stdout, &pair->val, 0);
+            }
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+}
+
 void
-herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
+herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply,
+                         const void *body, size_t size)
 {
     const __typeof__ (reply->status) *status = &reply->status;
     size_t index;
@@ -279,6 +392,7 @@ herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
         for (index = 0; index < status->extra_count; index++)
             printf ("%-*.*s %" PRIu64 "\n", width, (int) status->extra_keys [index].len,
                     status->extra_keys [index].ptr, status->extra_values [index]);
+        s_print_status_rest (format, reply, body, size, width);
         return;
     }
     printf ("{\"head\":%" PRIu64 ",\"topics\":%" PRIu64 ",\"events\":%" PRIu64 ",\"role\":",
@@ -299,5 +413,6 @@ herald_cli_print_status (herald_cli_format_t format, const herald_msg_t *reply)
                                 status->extra_keys [index].len);
         printf (":%" PRIu64, status->extra_values [index]);
     }
+    s_print_status_rest (format, reply, body, size, 0);
     fputs ("}\n", stdout);
 }
