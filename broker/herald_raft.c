@@ -72,12 +72,13 @@
     entries already applied went out in their own records).
 
     Back-pressure (herald_records.c): at most HERALD_RECORDS_MAX records
-    are out (pushed, not yet released).  When the broker falls that far behind, the FSM apply
-    waits on a condition variable (in slices of 100 ms, checking for
-    stop) with the loop blocked: heartbeats stop, and a leader that stays
-    blocked past the election timeout loses its leadership, which is
-    right: it cannot serve.  Each record holds one entry's envelopes
-    (<= ~1 MiB), so the bound is ~HERALD_RECORDS_MAX MiB.
+    are out (pushed, not yet released).  When the broker falls that far
+    behind, the FSM apply waits on a condition variable (in slices of
+    100 ms, checking for stop) with the loop blocked: heartbeats stop, and
+    a leader that stays blocked past the election timeout loses its
+    leadership, which is right: it cannot serve.  Each record holds one
+    entry's envelopes (<= ~1 MiB), so the bound is ~HERALD_RECORDS_MAX
+    MiB.
 
     Leadership.  libraft has no state-change callback; a uv_check handle
     looks at raft_state after every loop iteration (at least every
@@ -91,12 +92,12 @@
     trailing) to the end in RAM, and 0.22.1 sends at most
     max_inflight_entries (32) entries per AppendEntries (0.15 sent all,
     unbounded).  Entries are <= HERALD_PROPOSAL_ENTRY_MAX (1 MiB, except
-    one larger request), so SNAPSHOT_THRESHOLD 128 + SNAPSHOT_TRAILING 128 hold at
-    most ~256 MiB of log in memory, and a snapshot is taken every 128
-    entries.  Snapshots are cheap here (a manifest), so frequent ones cost
-    nothing; trailing 128 lets a follower that is a few seconds behind
-    catch up from the log instead of a snapshot.  (0.22.1's code default
-    trailing is 2048, its header says 128: set explicitly.)
+    one larger request), so SNAPSHOT_THRESHOLD 128 + SNAPSHOT_TRAILING 128
+    hold at most ~256 MiB of log in memory, and a snapshot is taken every
+    128 entries.  Snapshots are cheap here (a manifest), so frequent ones
+    cost nothing; trailing 128 lets a follower that is a few seconds
+    behind catch up from the log instead of a snapshot.  (0.22.1's code
+    default trailing is 2048, its header says 128: set explicitly.)
 
     Snapshots are a manifest, never events (CLUSTER.md §3.6; the format
     and the restore decision are herald_manifest.c's).  snapshot() first
