@@ -14,8 +14,16 @@
 
         broker --> raft:  proposals, a mutex queue + uv_async_send
         raft --> broker:  applied records, pointers over an inproc PAIR
-                          (herald_raft_sock is readable when one waits)
+                          (herald_raft_sock is readable when one waits;
+                          herald_records.c, with its own mutex)
         both:             the state copy for STATUS, under the mutex
+
+    Parts.  Every libraft call is in this file; what calls none is in
+    files of its own beside it: herald_peers.c (the member table: its
+    encoding, decoding and lookups), herald_proposal.c (a proposal cut
+    into entries, and its bookkeeping up to its one record),
+    herald_records.c (the record pipe and its back-pressure), and
+    herald_connect_map.c (the test hook's connect map).
 
     Fields: the part of herald_raft_t above "raft thread only" is set in
     herald_raft_new and read-only after; the mutex guards the "shared"
@@ -24,9 +32,9 @@
 
     Proposals.  herald_raft_propose queues a proposal (the broker's
     batches, borrowed until its record is released).  On the raft thread
-    it is cut into entries of at most ENTRY_MAX bytes of whole requests
-    (a bigger single request travels alone), each encoded with
-    herald_entry (kind publish, this node's term and raft id, the
+    it is cut into entries of at most HERALD_PROPOSAL_ENTRY_MAX bytes of
+    whole requests (a bigger single request travels alone), each encoded
+    with herald_entry (kind publish, this node's term and raft id, the
     proposal's ts) and given to raft_apply with n = 1: in 0.22.1
     raft_apply asserts n == 1 (0.15 took n entries and fired the callback
     at the first).  An entry's apply callback only tells "applied here"
@@ -63,13 +71,14 @@
     record, cookie set, rc HERALD_ERR_NOT_LEADER, no events (any of its
     entries already applied went out in their own records).
 
-    Back-pressure: at most RECORDS_MAX records are out (pushed, not yet
-    released).  When the broker falls that far behind, the FSM apply
-    waits on a condition variable (in slices of 100 ms, checking for
-    stop) with the loop blocked: heartbeats stop, and a leader that stays
-    blocked past the election timeout loses its leadership, which is
-    right: it cannot serve.  Each record holds one entry's envelopes
-    (<= ~1 MiB), so the bound is ~RECORDS_MAX MiB.
+    Back-pressure (herald_records.c): at most HERALD_RECORDS_MAX records
+    are out (pushed, not yet released).  When the broker falls that far
+    behind, the FSM apply waits on a condition variable (in slices of
+    100 ms, checking for stop) with the loop blocked: heartbeats stop, and
+    a leader that stays blocked past the election timeout loses its
+    leadership, which is right: it cannot serve.  Each record holds one
+    entry's envelopes (<= ~1 MiB), so the bound is ~HERALD_RECORDS_MAX
+    MiB.
 
     Leadership.  libraft has no state-change callback; a uv_check handle
     looks at raft_state after every loop iteration (at least every
@@ -82,13 +91,13 @@
     Bounded log in memory.  libraft keeps its log from (last snapshot -
     trailing) to the end in RAM, and 0.22.1 sends at most
     max_inflight_entries (32) entries per AppendEntries (0.15 sent all,
-    unbounded).  Entries are <= ENTRY_MAX (1 MiB, except one larger
-    request), so SNAPSHOT_THRESHOLD 128 + SNAPSHOT_TRAILING 128 hold at
-    most ~256 MiB of log in memory, and a snapshot is taken every 128
-    entries.  Snapshots are cheap here (a manifest), so frequent ones cost
-    nothing; trailing 128 lets a follower that is a few seconds behind
-    catch up from the log instead of a snapshot.  (0.22.1's code default
-    trailing is 2048, its header says 128: set explicitly.)
+    unbounded).  Entries are <= HERALD_PROPOSAL_ENTRY_MAX (1 MiB, except
+    one larger request), so SNAPSHOT_THRESHOLD 128 + SNAPSHOT_TRAILING 128
+    hold at most ~256 MiB of log in memory, and a snapshot is taken every
+    128 entries.  Snapshots are cheap here (a manifest), so frequent ones
+    cost nothing; trailing 128 lets a follower that is a few seconds
+    behind catch up from the log instead of a snapshot.  (0.22.1's code
+    default trailing is 2048, its header says 128: set explicitly.)
 
     Snapshots are a manifest, never events (CLUSTER.md §3.6; the format
     and the restore decision are herald_manifest.c's).  snapshot() first
@@ -144,7 +153,8 @@
     sends every message over the sender's own outbound connection, so a
     proxy per directed link sees exactly that link: a test partitions
     A -> B by stopping one proxy.  Without both variables the stock
-    transport is used unwrapped.
+    transport is used unwrapped.  herald_connect_map.c parses the map;
+    the wrapper, which calls the transport, is here.
     =========================================================================
 */
 
@@ -152,7 +162,6 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -165,47 +174,24 @@
 #include "herald_entry.h"
 #include "herald_manifest.h"
 #include "herald_log.h"
+#include "herald_peers.h"
+#include "herald_records.h"
+#include "herald_proposal.h"
+#include "herald_connect_map.h"
 
-#define ENTRY_MAX           (1u << 20)      //  bytes of whole requests per entry
-#define RECORDS_MAX         64              //  records out before apply waits
 #define SNAPSHOT_THRESHOLD  128
 #define SNAPSHOT_TRAILING   128
-#define REDIRECTS_MAX       16
-
-typedef struct _s_proposal_t s_proposal_t;
 
 //  One entry of a proposal, in flight in libraft (raft thread).
 typedef struct {
     struct raft_apply req;              //  first: libraft's request
     herald_raft_t *self;
-    s_proposal_t *proposal;
+    herald_proposal_t *proposal;
     uint64_t term;                      //  the term it was proposed in
     size_t first;                       //  its batches: first .. first + count - 1
     size_t count;
     bool last;                          //  the proposal's last entry
 } s_entry_t;
-
-struct _s_proposal_t {
-    s_proposal_t *next;                 //  in the broker -> raft queue
-    herald_batch_t *batches;            //  borrowed from the broker
-    size_t count;
-    uint64_t ts;
-    void *cookie;
-    size_t entries;                     //  submitted to raft_apply
-    size_t callbacks;                   //  their callbacks fired
-    bool lost;                          //  not all of it submitted or applied
-    bool done;                          //  its record (with the cookie) pushed
-};
-
-typedef struct {
-    uint64_t id;
-    char address [64];
-} s_redirect_t;
-
-typedef struct _s_record_t {
-    herald_applied_t applied;           //  first: what the broker sees
-    struct _s_record_t *next;           //  in the free list
-} s_record_t;
 
 struct _herald_raft_t {
     //  Set by herald_raft_new, read-only after (but peers: the member
@@ -214,30 +200,24 @@ struct _herald_raft_t {
     herald_store_t *store;
     char *node;
     char *dir;
-    herald_peer_t *peers;
-    size_t peer_count;
+    herald_peers_t *peers;
     uint64_t self_id;
     char *self_address;
     unsigned election_ms;
     unsigned heartbeat_ms;
-    zsock_t *sock;                      //  broker's end of the record pipe
+    herald_records_t *records;          //  the record pipe (its own mutex)
     pthread_t thread;
     bool thread_started;
 
     //  Shared, under mutex
     pthread_mutex_t mutex;
-    pthread_cond_t cond;                //  a record released, or stopping
-    s_proposal_t *queue_head;           //  proposals for the raft thread
-    s_proposal_t *queue_tail;
+    herald_proposal_t *queue_head;      //  proposals for the raft thread
+    herald_proposal_t *queue_tail;
     bool stopping;                      //  herald_raft_destroy began
     bool wake_closed;                   //  uv_async_send no longer allowed
     herald_raft_state_t state;
-    size_t records_out;                 //  pushed and not released
-    s_record_t *free_records;
-    size_t free_count;
 
     //  Raft thread only
-    zsock_t *feed;                      //  raft thread's end of the record pipe
     uv_loop_t loop;
     uv_async_t wake;
     uv_check_t check;
@@ -249,8 +229,7 @@ struct _herald_raft_t {
     struct raft_uv_transport wrapper;   //  the test hook's, when used
     raft_uv_accept_cb accept_cb;
     raft_uv_transport_close_cb transport_close_cb;
-    s_redirect_t redirects [REDIRECTS_MAX];
-    size_t redirect_count;
+    herald_connect_map_t *redirects;    //  the test hook's, when used
     bool raft_inited;
     bool io_inited;
     bool tcp_inited;
@@ -277,70 +256,7 @@ static void s_table_restore (herald_raft_t *self, const void *manifest, size_t l
 static void s_change_step (herald_raft_t *self);
 
 //  ---------------------------------------------------------------------
-//  Records: raft thread pushes, broker takes and releases
-
-static s_record_t *
-s_record_get (herald_raft_t *self)
-{
-    pthread_mutex_lock (&self->mutex);
-    s_record_t *record = self->free_records;
-    if (record) {
-        self->free_records = record->next;
-        self->free_count--;
-    }
-    pthread_mutex_unlock (&self->mutex);
-    if (!record)
-        record = (s_record_t *) zmalloc (sizeof (s_record_t));
-    herald_store_envelopes_t envelopes = record->applied.envelopes;
-    memset (record, 0, sizeof (*record));
-    record->applied.envelopes = envelopes;      //  its buffers serve again
-    record->applied.envelopes.count = 0;
-    record->applied.first_seq = 1;
-    return record;
-}
-
-static void
-s_record_free (s_record_t *record)
-{
-    if (record) {
-        herald_store_envelopes_free (&record->applied.envelopes);
-        free (record);
-    }
-}
-
-//  Hand record to the broker thread, waiting while RECORDS_MAX are out.
-//  When the node is stopping nobody takes it: it is freed.
-static void
-s_record_push (herald_raft_t *self, s_record_t *record)
-{
-    pthread_mutex_lock (&self->mutex);
-    while (self->records_out >= RECORDS_MAX && !self->stopping) {
-        struct timespec until;
-        clock_gettime (CLOCK_REALTIME, &until);
-        until.tv_nsec += 100 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait (&self->cond, &self->mutex, &until);
-    }
-    bool stopping = self->stopping;
-    if (!stopping)
-        self->records_out++;
-    pthread_mutex_unlock (&self->mutex);
-    if (stopping) {
-        s_record_free (record);
-        return;
-    }
-    //  The pipe has no high-water mark (RECORDS_MAX bounds it), so this
-    //  never blocks; it fails only when the context is terminated.
-    if (zsock_send (self->feed, "p", record) != 0) {
-        pthread_mutex_lock (&self->mutex);
-        self->records_out--;
-        pthread_mutex_unlock (&self->mutex);
-        s_record_free (record);
-    }
-}
+//  Wake-ups (the records are herald_records.c's)
 
 //  Wake the raft thread up (any thread), unless its loop is ending.
 static void
@@ -354,16 +270,6 @@ s_wake (herald_raft_t *self)
 
 //  ---------------------------------------------------------------------
 //  State
-
-static const herald_peer_t *
-s_peer_by_id (herald_raft_t *self, uint64_t id)
-{
-    size_t index;
-    for (index = 0; index < self->peer_count; index++)
-        if (self->peers [index].raft_id == id)
-            return &self->peers [index];
-    return NULL;
-}
 
 static bool
 s_is_member (herald_raft_t *self)
@@ -406,7 +312,8 @@ s_state_update (herald_raft_t *self)
     raft_id leader_id = 0;
     const char *leader_address = NULL;
     raft_leader (r, &leader_id, &leader_address);
-    const herald_peer_t *leader = leader_id? s_peer_by_id (self, leader_id): NULL;
+    const herald_peer_t *leader = leader_id? herald_peers_by_id (self->peers, leader_id)
+                                           : NULL;
     if (leader) {
         snprintf (state.leader, sizeof (state.leader), "%s", leader->name);
         snprintf (state.leader_api, sizeof (state.leader_api), "%s",
@@ -456,23 +363,16 @@ s_own_entry (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
     return NULL;
 }
 
+//  Push proposal's not_leader record.
 static void
-s_push_lost (herald_raft_t *self, s_proposal_t *proposal)
+s_push_lost (herald_raft_t *self, herald_proposal_t *proposal)
 {
-    s_record_t *record = s_record_get (self);
-    record->applied.cookie = proposal->cookie;
-    record->applied.batches = proposal->batches;
-    record->applied.count = proposal->count;
-    record->applied.ts = proposal->ts;
-    record->applied.rc = HERALD_ERR_NOT_LEADER;
-    herald_error_set (&record->applied.err, HERALD_ERR_NOT_LEADER, "",
-                      "leadership was lost before the proposal was applied; "
-                      "its outcome is unknown");
-    record->applied.last_seq = 0;
+    herald_applied_t *record = herald_records_get (self->records);
+    herald_proposal_answer_lost (proposal, record);
     //  The state first: a broker told not_leader must not then read a
     //  STATUS that still says leader
     s_state_update (self);
-    s_record_push (self, record);
+    herald_records_push (self->records, record);
 }
 
 //  Apply one decoded publish entry at index; push its record.
@@ -501,17 +401,16 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
             return -1;
         }
     }
-    s_record_t *record = s_record_get (self);
+    herald_applied_t *applied = herald_records_get (self->records);
     uint64_t head = herald_store_head (self->store);
     herald_error_t err = { 0 };
     herald_err rc = herald_store_apply_entry (self->store, batches, entry->count, entry->ts,
                                               index, &err);
     if (rc != HERALD_OK) {
-        s_record_free (record);
+        herald_records_free (&applied);
         s_fail (self, "the store failed to apply a committed entry", &err);
         return -1;
     }
-    herald_applied_t *applied = &record->applied;
     applied->first_seq = head + 1;
     applied->last_seq = herald_store_head (self->store);
     applied->ts = entry->ts;
@@ -522,25 +421,11 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
 
     s_entry_t *own = s_own_entry (self, index, entry);
     if (own && own->count == entry->count) {
-        s_proposal_t *proposal = own->proposal;
-        for (request = 0; request < entry->count; request++) {
-            herald_batch_t *into = &proposal->batches [own->first + request];
-            memcpy (into->results, batches [request].results,
-                    into->count * sizeof (herald_append_result_t));
-            into->status = batches [request].status;
-            into->conflict_index = batches [request].conflict_index;
-            into->expected = batches [request].expected;
-            into->actual = batches [request].actual;
-        }
-        if (own->last && !proposal->lost) {
-            applied->cookie = proposal->cookie;
-            applied->batches = proposal->batches;
-            applied->count = proposal->count;
-            applied->ts = proposal->ts;
-            proposal->done = true;
-        }
+        herald_proposal_set_results (own->proposal, own->first, batches, entry->count);
+        if (own->last)
+            herald_proposal_answer (own->proposal, applied);    //  unless lost
     }
-    s_record_push (self, record);
+    herald_records_push (self->records, applied);
     return 0;
 }
 
@@ -606,9 +491,10 @@ s_fsm_snapshot (struct raft_fsm *fsm, struct raft_buffer *bufs [], unsigned *n_b
     }
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
-    const herald_peer_t *me = s_peer_by_id (self, self->self_id);
+    const herald_peer_t *me = herald_peers_by_id (self->peers, self->self_id);
     int rc = herald_manifest_encode (store, raft_last_applied (&self->raft), self->node,
-                                     me? me->api: NULL, self->peers, self->peer_count,
+                                     me? me->api: NULL, herald_peers_list (self->peers),
+                                     herald_peers_size (self->peers),
                                      &buffer);
     struct raft_buffer *out = (struct raft_buffer *) raft_malloc (sizeof (struct raft_buffer));
     void *bytes = raft_malloc (buffer.size);
@@ -635,17 +521,16 @@ static void
 s_installed (void *arg)
 {
     herald_raft_t *self = (herald_raft_t *) arg;
-    s_record_t *record = s_record_get (self);
-    herald_store_take_appended (self->store, &record->applied.envelopes);
-    if (!self->thread_started || record->applied.envelopes.count == 0) {
-        s_record_free (record);
+    herald_applied_t *record = herald_records_get (self->records);
+    herald_store_take_appended (self->store, &record->envelopes);
+    if (!self->thread_started || record->envelopes.count == 0) {
+        herald_records_free (&record);
         return;
     }
-    record->applied.rc = HERALD_OK;
-    record->applied.first_seq = record->applied.envelopes.first;
-    record->applied.last_seq = record->applied.envelopes.first
-                             + record->applied.envelopes.count - 1;
-    s_record_push (self, record);
+    record->rc = HERALD_OK;
+    record->first_seq = record->envelopes.first;
+    record->last_seq = record->envelopes.first + record->envelopes.count - 1;
+    herald_records_push (self->records, record);
 }
 
 static int
@@ -658,11 +543,12 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
     herald_err rc = herald_manifest_decode (&manifest, buf->base, buf->len, &err);
     if (rc == HERALD_OK) {
         //  Every other peer is a source too, after the manifest's own
+        const herald_peer_t *peers = herald_peers_list (self->peers);
         const char *apis [16];
         size_t count = 0;
-        for (size_t at = 0; at < self->peer_count && count < 16; at++)
-            if (self->peers [at].raft_id != self->self_id && self->peers [at].api)
-                apis [count++] = self->peers [at].api;
+        for (size_t at = 0; at < herald_peers_size (self->peers) && count < 16; at++)
+            if (peers [at].raft_id != self->self_id && peers [at].api)
+                apis [count++] = peers [at].api;
         rc = herald_manifest_restore (&manifest, self->store, apis, count, s_installed,
                                       self, &err);
     }
@@ -680,21 +566,20 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
 //  ---------------------------------------------------------------------
 //  Proposing (raft thread)
 
+//  An entry's callback fired (applied: status 0): forget it; the last of
+//  its proposal settles the proposal.
 static void
-s_entry_done (herald_raft_t *self, s_entry_t *pending)
+s_entry_done (herald_raft_t *self, s_entry_t *pending, bool applied)
 {
     void *handle = zlistx_find (self->inflight, pending);
     if (handle)
         zlistx_delete (self->inflight, handle);
-    s_proposal_t *proposal = pending->proposal;
+    herald_proposal_t *proposal = pending->proposal;
     free (pending);
-    proposal->callbacks++;
-    if (proposal->callbacks == proposal->entries) {
-        if (!proposal->done) {
-            proposal->done = true;
+    if (herald_proposal_settle (proposal, applied)) {
+        if (!proposal->done)
             s_push_lost (self, proposal);
-        }
-        free (proposal);
+        herald_proposal_destroy (&proposal);
     }
 }
 
@@ -703,36 +588,18 @@ s_apply_cb (struct raft_apply *req, int status, void *result)
 {
     (void) result;
     s_entry_t *pending = (s_entry_t *) req;
-    if (status != 0)
-        pending->proposal->lost = true;
-    s_entry_done (pending->self, pending);
+    s_entry_done (pending->self, pending, status == 0);
 }
 
 //  Submit one entry: requests batches [first .. first + count).
 static int
-s_submit (herald_raft_t *self, s_proposal_t *proposal, size_t first, size_t count,
+s_submit (herald_raft_t *self, herald_proposal_t *proposal, size_t first, size_t count,
           bool last)
 {
-    herald_entry_request_t stack [64];
-    herald_entry_request_t *requests = count <= 64? stack:
-        (herald_entry_request_t *) malloc (count * sizeof (herald_entry_request_t));
-    if (!requests)
-        return RAFT_NOMEM;
-    size_t index;
-    for (index = 0; index < count; index++) {
-        requests [index].events = proposal->batches [first + index].events;
-        requests [index].count = proposal->batches [first + index].count;
-    }
-    herald_entry_t entry = {
-        .kind = HERALD_ENTRY_PUBLISH, .rules = HERALD_ENTRY_RULES,
-        .term = raft_current_term (&self->raft), .proposer = self->self_id,
-        .ts = proposal->ts, .requests = requests, .count = count
-    };
+    uint64_t term = raft_current_term (&self->raft);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
-    int rc = herald_entry_encode (&entry, &buffer);
-    if (requests != stack)
-        free (requests);
+    int rc = herald_proposal_encode (proposal, first, count, term, self->self_id, &buffer);
     struct raft_buffer buf = { raft_malloc (buffer.size), buffer.size };
     if (rc || !buf.base) {
         msgpack_sbuffer_destroy (&buffer);
@@ -744,7 +611,7 @@ s_submit (herald_raft_t *self, s_proposal_t *proposal, size_t first, size_t coun
     s_entry_t *pending = (s_entry_t *) zmalloc (sizeof (s_entry_t));
     pending->self = self;
     pending->proposal = proposal;
-    pending->term = entry.term;
+    pending->term = term;
     pending->first = first;
     pending->count = count;
     pending->last = last;
@@ -767,27 +634,18 @@ s_submit (herald_raft_t *self, s_proposal_t *proposal, size_t first, size_t coun
     return 0;
 }
 
-//  Cut proposal into entries of at most ENTRY_MAX bytes of whole
-//  requests and submit them.  A proposal that cannot be (fully) submitted
-//  gets its not_leader record once the submitted part's callbacks fired.
+//  Cut proposal into entries (herald_proposal_cut) and submit them.  A
+//  proposal that cannot be (fully) submitted gets its not_leader record
+//  once the submitted part's callbacks fired.
 static void
-s_propose (herald_raft_t *self, s_proposal_t *proposal)
+s_propose (herald_raft_t *self, herald_proposal_t *proposal)
 {
     bool ready = raft_state (&self->raft) == RAFT_LEADER
               && self->ready_term == raft_current_term (&self->raft)
               && !self->failed && !self->closing;
     size_t first = 0;
     while (ready && first < proposal->count) {
-        size_t bytes = HERALD_ENTRY_OVERHEAD + 4;
-        size_t end = first;
-        while (end < proposal->count) {
-            size_t size = herald_entry_request_size (proposal->batches [end].events,
-                                                     proposal->batches [end].count);
-            if (end > first && bytes + size > ENTRY_MAX)
-                break;
-            bytes += size;
-            end++;
-        }
+        size_t end = herald_proposal_cut (proposal, first);
         int rc = s_submit (self, proposal, first, end - first, end == proposal->count);
         if (rc != 0) {
             if (rc != RAFT_NOTLEADER)
@@ -799,9 +657,8 @@ s_propose (herald_raft_t *self, s_proposal_t *proposal)
     if (first < proposal->count || proposal->count == 0)
         proposal->lost = true;
     if (proposal->entries == 0) {
-        proposal->done = true;
         s_push_lost (self, proposal);
-        free (proposal);
+        herald_proposal_destroy (&proposal);
     }
 }
 
@@ -886,12 +743,12 @@ s_wake_cb (uv_async_t *async)
 {
     herald_raft_t *self = (herald_raft_t *) async->data;
     pthread_mutex_lock (&self->mutex);
-    s_proposal_t *proposals = self->queue_head;
+    herald_proposal_t *proposals = self->queue_head;
     self->queue_head = self->queue_tail = NULL;
     bool stopping = self->stopping;
     pthread_mutex_unlock (&self->mutex);
     while (proposals) {
-        s_proposal_t *next = proposals->next;
+        herald_proposal_t *next = proposals->next;
         s_propose (self, proposals);
         proposals = next;
     }
@@ -989,10 +846,9 @@ s_wrap_connect (struct raft_uv_transport *transport, struct raft_uv_connect *req
                 raft_id id, const char *address, raft_uv_connect_cb cb)
 {
     herald_raft_t *self = s_of_wrapper (transport);
-    size_t index;
-    for (index = 0; index < self->redirect_count; index++)
-        if (self->redirects [index].id == id)
-            address = self->redirects [index].address;
+    const char *redirect = herald_connect_map_lookup (self->redirects, id);
+    if (redirect)
+        address = redirect;
     return self->tcp.connect (&self->tcp, req, id, address, cb);
 }
 
@@ -1012,8 +868,9 @@ s_wrap_close (struct raft_uv_transport *transport, raft_uv_transport_close_cb cb
     self->tcp.close (&self->tcp, s_wrap_close_cb);
 }
 
-//  Read HERALD_TEST_RAFT_CONNECT when HERALD_TEST_HOOKS=1.  Returns the
-//  transport to give libraft: the wrapper when redirects are set.
+//  Read HERALD_TEST_RAFT_CONNECT when HERALD_TEST_HOOKS=1 (parsed by
+//  herald_connect_map).  Returns the transport to give libraft: the
+//  wrapper when redirects are set.
 static struct raft_uv_transport *
 s_transport (herald_raft_t *self)
 {
@@ -1021,23 +878,7 @@ s_transport (herald_raft_t *self)
     const char *spec = getenv ("HERALD_TEST_RAFT_CONNECT");
     if (!hooks || strcmp (hooks, "1") != 0 || !spec || !*spec)
         return &self->tcp;
-    char *copy = strdup (spec);
-    char *saveptr = NULL;
-    char *item;
-    for (item = strtok_r (copy, ",", &saveptr); item && self->redirect_count < REDIRECTS_MAX;
-         item = strtok_r (NULL, ",", &saveptr)) {
-        char *equals = strchr (item, '=');
-        if (!equals)
-            continue;
-        *equals = 0;
-        s_redirect_t *redirect = &self->redirects [self->redirect_count];
-        redirect->id = strtoull (item, NULL, 10);
-        snprintf (redirect->address, sizeof (redirect->address), "%s", equals + 1);
-        self->redirect_count++;
-        herald_log ("info", "raft: test hook: connections to %" PRIu64 " go to %s",
-                    redirect->id, redirect->address);
-    }
-    free (copy);
+    self->redirects = herald_connect_map_new (spec);
     self->wrapper.version = 1;
     self->wrapper.init = s_wrap_init;
     self->wrapper.listen = s_wrap_listen;
@@ -1058,37 +899,18 @@ s_destroy_parts (herald_raft_t *self)
         raft_uv_tcp_close (&self->tcp);
     uv_loop_close (&self->loop);
     zlistx_destroy (&self->inflight);
-    //  Records pushed and never taken
-    void *pointer;
-    while (zsock_resolve (self->sock)
-       &&  zmq_recv (zsock_resolve (self->sock), &pointer, sizeof (pointer), ZMQ_DONTWAIT)
-           == (int) sizeof (pointer))
-        s_record_free ((s_record_t *) pointer);
-    zsock_destroy (&self->feed);
-    zsock_destroy (&self->sock);
-    while (self->free_records) {
-        s_record_t *next = self->free_records->next;
-        s_record_free (self->free_records);
-        self->free_records = next;
-    }
+    herald_records_destroy (&self->records);
     while (self->queue_head) {
-        s_proposal_t *next = self->queue_head->next;
-        free (self->queue_head);
+        herald_proposal_t *next = self->queue_head->next;
+        herald_proposal_destroy (&self->queue_head);
         self->queue_head = next;
     }
     s_members_free (self);
-    size_t index;
-    for (index = 0; index < self->peer_count; index++) {
-        free (self->peers [index].name);
-        free (self->peers [index].raft);
-        free (self->peers [index].api);
-        free (self->peers [index].fanout);
-    }
-    free (self->peers);
+    herald_peers_destroy (&self->peers);
+    herald_connect_map_destroy (&self->redirects);
     free (self->node);
     free (self->dir);
     free (self->self_address);
-    pthread_cond_destroy (&self->cond);
     pthread_mutex_destroy (&self->mutex);
     free (self);
 }
@@ -1188,26 +1010,16 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     }
     herald_raft_t *self = (herald_raft_t *) zmalloc (sizeof (herald_raft_t));
     pthread_mutex_init (&self->mutex, NULL);
-    pthread_cond_init (&self->cond, NULL);
     self->store = store;
     self->node = strdup (options->node);
     self->dir = strdup (options->dir);
     self->self_id = options->self_id;
     self->election_ms = options->election_ms;
     self->heartbeat_ms = options->heartbeat_ms;
-    self->peer_count = options->peer_count;
-    self->peers = (herald_peer_t *) zmalloc (options->peer_count * sizeof (herald_peer_t));
-    size_t index;
-    for (index = 0; index < options->peer_count; index++) {
-        const herald_peer_t *peer = &options->peers [index];
-        self->peers [index].name = strdup (peer->name);
-        self->peers [index].raft = strdup (peer->raft);
-        self->peers [index].api = peer->api? strdup (peer->api): NULL;
-        self->peers [index].fanout = peer->fanout? strdup (peer->fanout): NULL;
-        self->peers [index].raft_id = peer->raft_id;
-        if (peer->raft_id == self->self_id)
-            self->self_address = strdup (peer->raft);
-    }
+    self->peers = herald_peers_new (options->peers, options->peer_count);
+    const herald_peer_t *me = herald_peers_by_id (self->peers, self->self_id);
+    if (me)                             //  always: s_check_options saw to it
+        self->self_address = strdup (me->raft);
     s_members_init (self);              //  the member table kept in the store, if any
     self->inflight = zlistx_new ();
     self->state.role = HERALD_RAFT_STOPPED;
@@ -1215,21 +1027,8 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     self->wake_closed = true;           //  until the handle exists
     uv_loop_init (&self->loop);
 
-    //  The record pipe: no high-water mark, RECORDS_MAX bounds it
-    //  A name never used before: libzmq releases an inproc name some time
-    //  after its socket closes, and a new node may get the same address
-    static atomic_uint_fast64_t pipes;
-    char endpoint [64];
-    snprintf (endpoint, sizeof (endpoint), "inproc://herald-raft-%" PRIu64,
-              (uint64_t) atomic_fetch_add (&pipes, 1));
-    self->sock = zsock_new (ZMQ_PAIR);
-    self->feed = zsock_new (ZMQ_PAIR);
-    if (self->sock && self->feed) {
-        zsock_set_rcvhwm (self->sock, 0);
-        zsock_set_sndhwm (self->feed, 0);
-    }
-    if (!self->sock || !self->feed || zsock_bind (self->sock, "%s", endpoint) != 0
-    ||  zsock_connect (self->feed, "%s", endpoint) != 0) {
+    self->records = herald_records_new ();
+    if (!self->records) {
         herald_error_set (err, HERALD_ERR_IO, "raft", "cannot open the record pipe");
         s_destroy_parts (self);
         return NULL;
@@ -1290,9 +1089,11 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
     if (options->bootstrap) {
         struct raft_configuration configuration;
         raft_configuration_init (&configuration);
-        for (index = 0; index < self->peer_count && rc == 0; index++)
-            rc = raft_configuration_add (&configuration, self->peers [index].raft_id,
-                                         self->peers [index].raft, RAFT_VOTER);
+        const herald_peer_t *peers = herald_peers_list (self->peers);
+        size_t index;
+        for (index = 0; index < herald_peers_size (self->peers) && rc == 0; index++)
+            rc = raft_configuration_add (&configuration, peers [index].raft_id,
+                                         peers [index].raft, RAFT_VOTER);
         if (rc == 0)
             rc = raft_bootstrap (&self->raft, &configuration);
         raft_configuration_close (&configuration);
@@ -1331,8 +1132,7 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         //  the loop must not run again, so its memory is left as it is,
         //  deliberately (the caller is about to exit).
         s_raft_error (err, self, "cannot start raft with", rc);
-        zsock_destroy (&self->feed);
-        zsock_destroy (&self->sock);
+        herald_records_destroy (&self->records);
         return NULL;
     }
     if (rc != 0 || self->failed) {
@@ -1370,8 +1170,8 @@ herald_raft_destroy (herald_raft_t **self_p)
     herald_raft_t *self = *self_p;
     pthread_mutex_lock (&self->mutex);
     self->stopping = true;
-    pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->mutex);
+    herald_records_stop (self->records);
     s_wake (self);
     pthread_join (self->thread, NULL);
     s_destroy_parts (self);
@@ -1388,11 +1188,7 @@ herald_raft_propose (herald_raft_t *self, herald_batch_t *batches, size_t count,
         pthread_mutex_unlock (&self->mutex);
         return HERALD_ERR_NOT_LEADER;
     }
-    s_proposal_t *proposal = (s_proposal_t *) zmalloc (sizeof (s_proposal_t));
-    proposal->batches = batches;
-    proposal->count = count;
-    proposal->ts = ts;
-    proposal->cookie = cookie;
+    herald_proposal_t *proposal = herald_proposal_new (batches, count, ts, cookie);
     if (self->queue_tail)
         self->queue_tail->next = proposal;
     else
@@ -1406,37 +1202,19 @@ herald_raft_propose (herald_raft_t *self, herald_batch_t *batches, size_t count,
 zsock_t *
 herald_raft_sock (herald_raft_t *self)
 {
-    return self->sock;
+    return herald_records_sock (self->records);
 }
 
 herald_applied_t *
 herald_raft_take (herald_raft_t *self)
 {
-    void *pointer = NULL;
-    int size = zmq_recv (zsock_resolve (self->sock), &pointer, sizeof (pointer), ZMQ_DONTWAIT);
-    if (size != (int) sizeof (pointer))
-        return NULL;
-    return &((s_record_t *) pointer)->applied;
+    return herald_records_take (self->records);
 }
 
 void
 herald_raft_release (herald_raft_t *self, herald_applied_t **record_p)
 {
-    if (!record_p || !*record_p)
-        return;
-    s_record_t *record = (s_record_t *) *record_p;
-    *record_p = NULL;
-    pthread_mutex_lock (&self->mutex);
-    self->records_out--;
-    if (self->free_count < RECORDS_MAX) {
-        record->next = self->free_records;
-        self->free_records = record;
-        self->free_count++;
-        record = NULL;
-    }
-    pthread_cond_broadcast (&self->cond);
-    pthread_mutex_unlock (&self->mutex);
-    s_record_free (record);
+    herald_records_release (self->records, record_p);
 }
 
 void
@@ -1458,11 +1236,11 @@ herald_raft_digest (const char *text)
 //  Membership: the member table, and one change at a time (CLUSTER.md
 //  §3.11)
 //
-//  The member table is self->peers: name, raft id, raft address, api and
-//  fanout of each member.  It starts as the --peer list, and every node
-//  replaces it when it applies a node-table entry (herald_entry kind 2:
-//  the whole table, msgpack {peers: [{node, raft_id, raft, api, fanout}]}),
-//  keeping the entry's bytes in the store's meta ("raft.table") before it
+//  The member table is self->peers (a herald_peers_t, herald_peers.c):
+//  name, raft id, raft address, api and fanout of each member.  It starts
+//  as the --peer list, and every node replaces it when it applies a
+//  node-table entry (herald_entry kind 2: the whole table, msgpack
+//  {peers: [{node, raft_id, raft, api, fanout}]}), keeping the entry's bytes in the store's meta ("raft.table") before it
 //  writes the entry's index: after a restart the entry is below the
 //  applied index and is not applied again, so the table is read back from
 //  there (applying one twice is harmless: it is the whole table).
@@ -1514,144 +1292,18 @@ struct _s_change_t {
 };
 typedef struct _s_change_t s_change_t;
 
+//  Make peers (owned) this node's table (raft thread, or before it
+//  starts).  A table without this node (it was removed) keeps this
+//  node's own entry, so that it still knows its name and address.
 static void
-s_peers_free (herald_peer_t *peers, size_t count)
+s_table_set (herald_raft_t *self, herald_peers_t *peers)
 {
-    size_t index;
-    for (index = 0; index < count; index++) {
-        free (peers [index].name);
-        free (peers [index].raft);
-        free (peers [index].api);
-        free (peers [index].fanout);
-    }
-    free (peers);
-}
-
-static bool
-s_key (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
-}
-
-static char *
-s_strdup_obj (const msgpack_object *value)
-{
-    if (value->type != MSGPACK_OBJECT_STR)
-        return NULL;
-    return strndup (value->via.str.ptr, value->via.str.size);
-}
-
-//  Decode a table into *peers (owned); -1 when it is not one.
-static int
-s_table_decode (const void *bytes, size_t len, herald_peer_t **peers, size_t *count)
-{
-    *peers = NULL;
-    *count = 0;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    int rc = -1;
-    if (msgpack_unpack_next (&unpacked, bytes, len, NULL) != MSGPACK_UNPACK_SUCCESS
-    ||  unpacked.data.type != MSGPACK_OBJECT_MAP)
-        goto done;
-    const msgpack_object *list = NULL;
-    uint32_t at;
-    for (at = 0; at < unpacked.data.via.map.size; at++)
-        if (s_key (&unpacked.data.via.map.ptr [at].key, "peers"))
-            list = &unpacked.data.via.map.ptr [at].val;
-    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
-        goto done;
-    *peers = (herald_peer_t *) zmalloc (list->via.array.size * sizeof (herald_peer_t));
-    for (at = 0; at < list->via.array.size; at++) {
-        const msgpack_object *map = &list->via.array.ptr [at];
-        if (map->type != MSGPACK_OBJECT_MAP)
-            goto done;
-        herald_peer_t *peer = &(*peers) [*count];
-        (*count)++;
-        uint32_t field;
-        for (field = 0; field < map->via.map.size; field++) {
-            const msgpack_object *key = &map->via.map.ptr [field].key;
-            const msgpack_object *value = &map->via.map.ptr [field].val;
-            char **into = s_key (key, "node")? &peer->name: s_key (key, "raft")? &peer->raft
-                        : s_key (key, "api")? &peer->api: s_key (key, "fanout")? &peer->fanout
-                        : NULL;
-            if (into && !*into)
-                *into = s_strdup_obj (value);
-            if (s_key (key, "raft_id") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                peer->raft_id = value->via.u64;
-        }
-        if (!peer->name || !*peer->name || !peer->raft || !peer->api || !peer->fanout
-        ||  peer->raft_id == 0)
-            goto done;
-    }
-    rc = 0;
-done:
-    msgpack_unpacked_destroy (&unpacked);
-    if (rc) {
-        s_peers_free (*peers, *count);
-        *peers = NULL;
-        *count = 0;
-    }
-    return rc;
-}
-
-static int
-s_table_encode (const herald_peer_t *peers, size_t count, msgpack_sbuffer *buffer)
-{
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
-    int rc = msgpack_pack_map (&pk, 1);
-    rc |= msgpack_pack_str_with_body (&pk, "peers", 5) | msgpack_pack_array (&pk, count);
-    size_t index;
-    for (index = 0; index < count; index++) {
-        const herald_peer_t *peer = &peers [index];
-        const char *api = peer->api? peer->api: "", *fanout = peer->fanout? peer->fanout: "";
-        rc |= msgpack_pack_map (&pk, 5);
-        rc |= msgpack_pack_str_with_body (&pk, "node", 4)
-            | msgpack_pack_str_with_body (&pk, peer->name, strlen (peer->name));
-        rc |= msgpack_pack_str_with_body (&pk, "raft_id", 7)
-            | msgpack_pack_uint64 (&pk, peer->raft_id);
-        rc |= msgpack_pack_str_with_body (&pk, "raft", 4)
-            | msgpack_pack_str_with_body (&pk, peer->raft, strlen (peer->raft));
-        rc |= msgpack_pack_str_with_body (&pk, "api", 3)
-            | msgpack_pack_str_with_body (&pk, api, strlen (api));
-        rc |= msgpack_pack_str_with_body (&pk, "fanout", 6)
-            | msgpack_pack_str_with_body (&pk, fanout, strlen (fanout));
-    }
-    return rc? -1: 0;
-}
-
-//  Make peers this node's table (raft thread, or before it starts).  A
-//  table without this node (it was removed) keeps this node's own entry,
-//  so that it still knows its name and address.
-static void
-s_table_set (herald_raft_t *self, herald_peer_t *peers, size_t count)
-{
-    const herald_peer_t *me = NULL;
-    size_t index;
-    for (index = 0; index < count; index++)
-        if (peers [index].raft_id == self->self_id)
-            me = &peers [index];
-    if (!me) {
-        const herald_peer_t *old = s_peer_by_id (self, self->self_id);
-        if (old) {
-            peers = (herald_peer_t *) realloc (peers, (count + 1) * sizeof (herald_peer_t));
-            assert (peers);
-            peers [count].name = strdup (old->name);
-            peers [count].raft = strdup (old->raft);
-            peers [count].api = old->api? strdup (old->api): NULL;
-            peers [count].fanout = old->fanout? strdup (old->fanout): NULL;
-            peers [count].raft_id = old->raft_id;
-            count++;
-        }
-    }
+    herald_peers_keep (peers, self->peers, self->self_id);
     pthread_mutex_lock (&self->mutex);
-    herald_peer_t *old_peers = self->peers;
-    size_t old_count = self->peer_count;
+    herald_peers_t *old = self->peers;
     self->peers = peers;
-    self->peer_count = count;
     pthread_mutex_unlock (&self->mutex);
-    s_peers_free (old_peers, old_count);
+    herald_peers_destroy (&old);
 }
 
 static void
@@ -1662,10 +1314,9 @@ s_members_init (herald_raft_t *self)
     size_t len = 0;
     if (herald_store_meta_get (self->store, "raft.table", &value, &len) != HERALD_OK)
         return;
-    herald_peer_t *peers;
-    size_t count;
-    if (s_table_decode (value, len, &peers, &count) == 0)
-        s_table_set (self, peers, count);
+    herald_peers_t *peers = herald_peers_decode (value, len);
+    if (peers)
+        s_table_set (self, peers);
     else
         herald_log ("warn", "raft: the member table kept in the store does not decode; "
                     "the --peer list serves until the next node-table entry");
@@ -1697,10 +1348,9 @@ s_members_free (herald_raft_t *self)
 static void
 s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
 {
-    herald_peer_t *peers;
-    size_t count;
     herald_error_t err = { 0 };
-    if (s_table_decode (entry->table, entry->table_len, &peers, &count) != 0) {
+    herald_peers_t *peers = herald_peers_decode (entry->table, entry->table_len);
+    if (!peers) {
         herald_error_set (&err, HERALD_ERR_CORRUPT, "node table", "entry %" PRIu64
                           " holds no member table", index);
         s_fail (self, "a committed node-table entry does not decode", &err);
@@ -1709,13 +1359,13 @@ s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
     if (herald_store_meta_put (self->store, "raft.table", entry->table, entry->table_len)
         != HERALD_OK
     ||  herald_store_set_applied (self->store, index, &err) != HERALD_OK) {
-        s_peers_free (peers, count);
+        herald_peers_destroy (&peers);
         s_fail (self, "the store failed to keep the member table", &err);
         return;
     }
-    s_table_set (self, peers, count);
+    s_table_set (self, peers);
     herald_log ("info", "raft: member table at index %" PRIu64 ": %zu members", index,
-                self->peer_count);
+                herald_peers_size (self->peers));
 }
 
 //  A snapshot installed past this node's applied index: the node-table
@@ -1727,25 +1377,24 @@ s_table_apply (herald_raft_t *self, uint64_t index, const herald_entry_t *entry)
 static void
 s_table_restore (herald_raft_t *self, const void *manifest, size_t len, uint64_t index)
 {
-    herald_peer_t *peers;
-    size_t count;
-    if (s_table_decode (manifest, len, &peers, &count) != 0)
+    herald_peers_t *peers = herald_peers_decode (manifest, len);
+    if (!peers)
         return;
     msgpack_sbuffer table;
     msgpack_sbuffer_init (&table);
-    if (s_table_encode (peers, count, &table) != 0
+    if (herald_peers_encode (peers, &table) != 0
     ||  herald_store_meta_put (self->store, "raft.table", table.data, table.size)
         != HERALD_OK) {
         herald_log ("warn", "raft: the member table of the snapshot at %" PRIu64 " cannot "
                     "be kept in the store", index);
         msgpack_sbuffer_destroy (&table);
-        s_peers_free (peers, count);
+        herald_peers_destroy (&peers);
         return;
     }
     msgpack_sbuffer_destroy (&table);
-    s_table_set (self, peers, count);
+    s_table_set (self, peers);
     herald_log ("info", "raft: member table from the snapshot at index %" PRIu64 ": %zu "
-                "members", index, self->peer_count);
+                "members", index, herald_peers_size (self->peers));
 }
 
 //  ---------------------------------------------------------------------
@@ -1785,21 +1434,11 @@ s_server (herald_raft_t *self, uint64_t id)
     return NULL;
 }
 
-static const herald_peer_t *
-s_peer_by_name (herald_raft_t *self, const char *name)
-{
-    size_t index;
-    for (index = 0; index < self->peer_count; index++)
-        if (streq (self->peers [index].name, name))
-            return &self->peers [index];
-    return NULL;
-}
-
 //  The member's name for a raft id, or its id in decimal.
 static const char *
 s_name_of (herald_raft_t *self, uint64_t id, char *buffer, size_t size)
 {
-    const herald_peer_t *peer = s_peer_by_id (self, id);
+    const herald_peer_t *peer = herald_peers_by_id (self->peers, id);
     if (peer)
         return peer->name;
     snprintf (buffer, size, "%" PRIu64, id);
@@ -1831,7 +1470,8 @@ s_finish (herald_raft_t *self, herald_err rc, const char *format, ...)
         raft_id leader_id = 0;
         const char *address = NULL;
         raft_leader (&self->raft, &leader_id, &address);
-        const herald_peer_t *leader = leader_id? s_peer_by_id (self, leader_id): NULL;
+        const herald_peer_t *leader = leader_id? herald_peers_by_id (self->peers, leader_id)
+                                               : NULL;
         if (leader) {
             snprintf (outcome.leader, sizeof (outcome.leader), "%s", leader->name);
             snprintf (outcome.leader_api, sizeof (outcome.leader_api), "%s",
@@ -1865,22 +1505,9 @@ static void s_table_cb (struct raft_apply *req, int status, void *result);
 static int
 s_record_table (herald_raft_t *self, const herald_peer_t *added, uint64_t removed)
 {
-    herald_peer_t *peers = (herald_peer_t *) zmalloc ((self->peer_count + 1)
-                                                      * sizeof (herald_peer_t));
-    size_t count = 0, index;
-    for (index = 0; index < self->peer_count; index++) {
-        const herald_peer_t *peer = &self->peers [index];
-        if (peer->raft_id == removed
-        ||  (added && (peer->raft_id == added->raft_id || streq (peer->name, added->name))))
-            continue;
-        peers [count++] = *peer;        //  borrowed strings: encoded at once
-    }
-    if (added)
-        peers [count++] = *added;
     msgpack_sbuffer table;
     msgpack_sbuffer_init (&table);
-    int rc = s_table_encode (peers, count, &table);
-    free (peers);
+    int rc = herald_peers_encode_changed (self->peers, added, removed, &table);
     herald_entry_t entry = {
         .kind = HERALD_ENTRY_NODE_TABLE, .rules = HERALD_ENTRY_RULES,
         .term = raft_current_term (&self->raft), .proposer = self->self_id,
@@ -1979,7 +1606,7 @@ s_change_cb (struct raft_change *req, int status)
     }
     else
     if (step == C_REMOVING) {
-        if (s_peer_by_id (self, change->target))
+        if (herald_peers_by_id (self->peers, change->target))
             rc = s_propose_table (self, NULL, change->target);
         else
             s_finish (self, HERALD_OK, "raft id %" PRIu64 " was removed (it had no entry "
@@ -2078,7 +1705,7 @@ s_best_voter (herald_raft_t *self)
 static bool
 s_resolve (herald_raft_t *self, const char *name, uint64_t *id)
 {
-    const herald_peer_t *peer = s_peer_by_name (self, name);
+    const herald_peer_t *peer = herald_peers_by_name (self->peers, name);
     if (peer) {
         *id = peer->raft_id;
         return true;
@@ -2108,13 +1735,13 @@ s_change_start (herald_raft_t *self)
     const struct raft_server *server;
     int rc = 0;
     if (change->op == HERALD_RAFT_ADD) {
-        const herald_peer_t *named = s_peer_by_name (self, change->node);
+        const herald_peer_t *named = herald_peers_by_name (self->peers, change->node);
         server = s_server (self, change->raft_id);
         if (server) {
             //  Asked again after a change cut short (a leadership loss):
             //  resume it where it stopped.  Only a voter whose table entry
             //  is as asked is a member already.
-            const herald_peer_t *entry = s_peer_by_id (self, change->raft_id);
+            const herald_peer_t *entry = herald_peers_by_id (self->peers, change->raft_id);
             bool recorded = entry && streq (entry->name, change->node)
                          && streq (entry->raft, change->raft)
                          && entry->api && streq (entry->api, change->api)
@@ -2289,16 +1916,7 @@ size_t
 herald_raft_members (herald_raft_t *self, herald_peer_t **peers)
 {
     pthread_mutex_lock (&self->mutex);
-    size_t count = self->peer_count, index;
-    *peers = (herald_peer_t *) zmalloc ((count? count: 1) * sizeof (herald_peer_t));
-    for (index = 0; index < count; index++) {
-        const herald_peer_t *peer = &self->peers [index];
-        (*peers) [index].name = strdup (peer->name);
-        (*peers) [index].raft = strdup (peer->raft);
-        (*peers) [index].api = strdup (peer->api? peer->api: "");
-        (*peers) [index].fanout = strdup (peer->fanout? peer->fanout: "");
-        (*peers) [index].raft_id = peer->raft_id;
-    }
+    size_t count = herald_peers_copy (self->peers, peers);
     pthread_mutex_unlock (&self->mutex);
     return count;
 }
@@ -2307,7 +1925,7 @@ void
 herald_raft_members_free (herald_peer_t **peers, size_t count)
 {
     if (peers && *peers) {
-        s_peers_free (*peers, count);
+        herald_peers_free (*peers, count);
         *peers = NULL;
     }
 }
