@@ -7,7 +7,7 @@
 
         {format: 1, index: raft index, head: seq, last_ts, digest: the
          store's log digest at head, node, api: the snapshot's maker,
-         peers: [{node, raft_id, api}]}
+         peers: [{node, raft_id, raft, api, fanout}]}
 
     and restoring it means bringing the store to that head: nothing when
     the store is there already, else copying the missing events from a

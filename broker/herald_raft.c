@@ -1871,6 +1871,9 @@ herald_raft_change (herald_raft_t *self, const herald_raft_change_t *change,
                     herald_error_t *err)
 {
     assert (self && change);
+    if (change->op < HERALD_RAFT_ADD || change->op > HERALD_RAFT_TRANSFER)
+        return herald_error_set (err, HERALD_ERR_BAD_REQUEST, "", "unknown membership "
+                                 "change %d", (int) change->op);
     pthread_mutex_lock (&self->mutex);
     s_change_t *own = self->change;
     if (self->state.role != HERALD_RAFT_LEADER || self->stopping) {

@@ -93,7 +93,7 @@ herald_records_destroy (herald_records_t **self_p)
     herald_records_t *self = *self_p;
     //  Records pushed and never taken
     void *pointer;
-    while (zsock_resolve (self->sock)
+    while (self->sock           //  NULL when herald_records_new failed half-way
        &&  zmq_recv (zsock_resolve (self->sock), &pointer, sizeof (pointer), ZMQ_DONTWAIT)
            == (int) sizeof (pointer))
         s_record_free ((s_record_t *) pointer);

@@ -51,9 +51,32 @@ static herald_peer_t s_peers [NODES];
 static char s_raft_addr [NODES][32];
 static char s_api [NODES][48];
 
+//  A free port not returned before in this setup.
+static int s_ports [2 * NODES];
+static size_t s_port_count;
+
+static int
+s_distinct_port (void)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        int port = bu_free_port ();
+        cr_assert_gt (port, 0);
+        bool taken = false;
+        for (size_t index = 0; index < s_port_count; index++)
+            taken = taken || s_ports [index] == port;
+        if (!taken && s_port_count < 2 * NODES) {
+            s_ports [s_port_count++] = port;
+            return port;
+        }
+    }
+    cr_assert_fail ("no distinct free port in 100 tries");
+    return -1;
+}
+
 static void
 s_setup (void)
 {
+    s_port_count = 0;
     s_root = tu_tmpdir_new ("raft");
     cr_assert_not_null (s_root);
     for (int i = 0; i < NODES; i++) {
@@ -61,10 +84,11 @@ s_setup (void)
         memset (node, 0, sizeof (*node));
         snprintf (node->name, sizeof (node->name), "n%d", i + 1);
         node->dir = tu_path (s_root, node->name);
-        int port = bu_free_port ();
-        cr_assert_gt (port, 0);
+        //  Free now, and not one taken for another node (nothing binds
+        //  them until the nodes start, so two calls can return one port)
+        int port = s_distinct_port ();
         snprintf (s_raft_addr [i], sizeof (s_raft_addr [i]), "127.0.0.1:%d", port);
-        snprintf (s_api [i], sizeof (s_api [i]), "tcp://127.0.0.1:%d", bu_free_port ());
+        snprintf (s_api [i], sizeof (s_api [i]), "tcp://127.0.0.1:%d", s_distinct_port ());
         char text [64];
         snprintf (text, sizeof (text), "%s/uuid-%d", node->name, i);
         s_peers [i] = (herald_peer_t) {
