@@ -244,7 +244,15 @@ DIGEST=0123456789abcdef
 OTHER=fedcba9876543210
 scripted s2 "$(node_map n2 follower 5 10 $DIGEST)"
 scripted s3 "$(node_map n3 follower 5 8 $OTHER)"
-DEAD4=$(free_port)
+#  n4's port is held (bound, never listening: a connect is refused) so
+#  that s1, started next on a port of the kernel's choosing, cannot get it:
+#  with a plain free_port it once did, and n4 was taken for n1
+$PY -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1], flush=True)
+time.sleep(600)' >"$TMP/dead4.port" &
+PIDS+=($!)
+wait_for 10 test -s "$TMP/dead4.port"
+DEAD4=$(cat "$TMP/dead4.port")
 PEERS="[{\"node\":\"n1\",\"raft\":\"127.0.0.1:1\",\"api\":\"tcp://127.0.0.1:PORT1\",\"fanout\":\"tcp://127.0.0.1:1\"},
 {\"node\":\"n2\",\"raft\":\"127.0.0.1:2\",\"api\":\"tcp://127.0.0.1:$PORT_s2\",\"fanout\":\"tcp://127.0.0.1:2\"},
 {\"node\":\"n3\",\"raft\":\"127.0.0.1:3\",\"api\":\"tcp://127.0.0.1:$PORT_s3\",\"fanout\":\"tcp://127.0.0.1:3\"},
