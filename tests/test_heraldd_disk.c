@@ -213,6 +213,18 @@ s_fill (uint64_t leave, bool root)
     cr_log_info ("filler: %" PRIu64 " bytes free on %s", s_free (root), s_mount);
 }
 
+//  Restart bt_broker (same flags); a start that fails shows its log.
+static void
+s_restart (void)
+{
+    if (bu_broker_restart (bt_broker, BT_START_MS) != 0) {
+        char log [4096] = "";
+        bu_broker_log_tail (bt_broker, log, sizeof log);
+        cr_assert_fail ("heraldd did not start again within %d ms; its log ends:\n%s",
+                        BT_START_MS, log);
+    }
+}
+
 //  Start bt_broker with its data directory on the mount and extra flags.
 static void
 s_start_on_mount (const char *const *extra)
@@ -449,7 +461,7 @@ s_guard_test (void)
 
     //  Every ACKed event survives a restart
     bt_stop_clean ();
-    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    s_restart ();
     bt_drop (&client);
     client = bt_client ();
     s_check_acked_kept (client, load);
@@ -496,7 +508,7 @@ Test (heraldd_disk, default_guard_on_a_small_tmpfs_flushes_and_resumes_by_itself
     cr_assert (s_log_has ("publishing resumes"), "no 'publishing resumes' in the log");
     s_check_acked_kept (client, load);
     bt_stop_clean ();
-    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    s_restart ();
     bt_drop (&client);
     client = bt_client ();
     s_check_acked_kept (client, load);
@@ -550,7 +562,7 @@ s_enospc_test (const char *write_buffer_mb, const char *failing_file)
 
     //  Space returns; after a restart every ACKed event is there
     cr_assert_eq (unlink (s_filler), 0);
-    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    s_restart ();
     client = bt_client ();
     s_check_acked_kept (client, load);
     //  ...and the broker takes events again
