@@ -25,6 +25,14 @@
 
     What arrives while a commit is being written is queued and goes into
     the next one: the group commit the issue asks for (herald_commit.c).
+
+    A cluster node (--peer, herald_node) runs the same loop with a Raft
+    node as the applier: the leader proposes, every node takes a record
+    per applied entry (ACKing its own proposals, fanning every one out),
+    and STATUS, WELCOME and $hb carry the cluster's keys.  It never marks
+    the acknowledged head in the store (herald_store_mark_acked): an ACK
+    is durable in a majority's Raft logs, and whatever tail of RocksDB's
+    unsynced WAL a node loses is applied again from its Raft log.
     Streams (REPLAY, READ) run in time slices beside ingest: each turn of
     the loop sends at most one slice per stream, so a 10M-event replay
     cannot hold an ACK up for more than a slice, and a commit's fsync no
@@ -47,14 +55,12 @@
 #include "herald_disk.h"
 #include "herald_msg.h"
 #include "herald_log.h"
+#include "herald_node.h"
 #include "herald_reply.h"
 #include "herald_streams.h"
 #include "herald_uuid.h"
 
-//  Requests waiting per client connection before libzmq stops reading its
-//  TCP stream: a pipelining client is slowed by TCP, and what waits in the
-//  broker stays bounded per connection.
-#define ROUTER_RCVHWM       1000
+//  ROUTER_RCVHWM: herald_broker_bind.c
 #define STREAM_RETRY_MS     5           //  a stream blocked on its client's queue
 #define IDLE_FLUSH_BYTES    (1u << 20)  //  less written since the last flush: no idle flush
 #define ACKED_MARK_MS       1000        //  between two records of the acknowledged head
@@ -62,6 +68,7 @@
 #define STOP_QUIET_MS       100         //  stopping on a failure: the api socket is drained
 #define STOP_DRAIN_MS       2000        //  until quiet this long, for at most this long,
 #define STOP_DRAIN_MAX      1000000     //  and at most this many requests
+#define STOP_COMMIT_MS      3000        //  a cluster node stopping: its proposal's wait
 
 typedef struct {
     zsock_t *pipe;
@@ -74,6 +81,7 @@ typedef struct {
     int64_t started;
     int64_t next_heartbeat;
     herald_commit_t *commit;            //  the group commit, made once bound
+    herald_node_t *cluster;             //  a cluster node's part; NULL standalone
     herald_disk_t *disk;                //  the free-space guard (--min-free)
     herald_reply_t reply;               //  answers on the api socket, counted
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
@@ -176,6 +184,14 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (!self)
         return;
+    //  A cluster node's Raft node goes first: then nothing touches the
+    //  batches of the proposal in flight, which is answered not_leader.
+    if (self->cluster) {
+        herald_node_stop_raft (self->cluster);
+        if (self->commit)
+            herald_commit_raft_gone (self->commit);
+        herald_node_destroy (&self->cluster);
+    }
     //  A commit still in flight is waited for (only after a failure: the
     //  loop finishes its commits before it ends).
     herald_commit_destroy (&self->commit);
@@ -207,11 +223,20 @@ s_heartbeat (self_t *self)
     beat.heartbeat.node = (herald_str_t) { self->node, strlen (self->node) };
     beat.heartbeat.epoch = self->epoch;
     beat.heartbeat.lineage = herald_store_lineage (self->store);
+    msgpack_sbuffer raw;
+    msgpack_sbuffer_init (&raw);
+    if (self->cluster) {
+        //  A cluster node's epoch is its current term, and it says its role
+        //  and whom it follows
+        beat.heartbeat.epoch = herald_node_term (self->cluster);
+        beat.heartbeat.raw = herald_node_heartbeat_raw (self->cluster, &raw);
+    }
     self->buffer.size = 0;
     if (herald_msg_encode (&beat, &self->buffer) == 0) {
         herald_reply_frame (self->pub, "$hb", 3, true);
         herald_reply_frame (self->pub, self->buffer.data, self->buffer.size, false);
     }
+    msgpack_sbuffer_destroy (&raw);
     self->next_heartbeat = zclock_mono () + (int64_t) self->config->heartbeat_ms;
 }
 
@@ -235,6 +260,43 @@ s_commit_finish (self_t *self)
         self->stop_reason = herald_commit_stop_reason (self->commit);
     }
     self->last_commit = zclock_mono ();
+}
+
+//  ---------------------------------------------------------------------
+//  A cluster node (herald_node)
+
+//  One turn: bootstrap or watch Raft; attach the Raft node to the group
+//  commit once it runs.  A node that must stop stops the broker.
+static void
+s_cluster_turn (self_t *self)
+{
+    if (herald_node_tick (self->cluster) != 0) {
+        self->fatal = true;
+        self->stop_reason = herald_node_stop_reason (self->cluster);
+        return;
+    }
+    herald_raft_t *raft = herald_node_raft (self->cluster);
+    if (raft && !herald_commit_waiting (self->commit))
+        herald_commit_attach (self->commit, raft);
+}
+
+//  Stopping ($TERM): take no more PUBLISH, wait up to STOP_COMMIT_MS for
+//  the proposal in flight, then stop Raft (a leader transfers leadership
+//  first) and answer what is left not_leader.
+static void
+s_cluster_stop (self_t *self)
+{
+    int64_t deadline = zclock_mono () + STOP_COMMIT_MS;
+    while (herald_commit_busy (self->commit) && !self->fatal && zclock_mono () < deadline) {
+        zsock_t *applier = herald_commit_sock (self->commit);
+        zmq_pollitem_t item = { zsock_resolve (applier), 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, 10);
+        s_commit_finish (self);
+    }
+    herald_node_stop_raft (self->cluster);
+    size_t refused = herald_commit_raft_gone (self->commit);
+    if (refused)
+        herald_log ("info", "stopping: %zu PUBLISH requests answered not_leader", refused);
 }
 
 //  ---------------------------------------------------------------------
@@ -290,6 +352,8 @@ s_memtable_bytes (void *arg)
 static void
 s_mark_acked (self_t *self)
 {
+    if (self->cluster)
+        return;                         //  the Raft log makes an ACK durable
     uint64_t head = herald_store_head (self->store);
     if (head <= self->marked_head || zclock_mono () - self->marked_at < ACKED_MARK_MS)
         return;
@@ -368,7 +432,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         herald_streams_size (self->streams), herald_streams_served (self->streams),
         herald_commit_queued (self->commit),
         self->epoch, 0,             //  disk_bytes, below
-        self->config->durability == HERALD_DURABILITY_SYNC,
+        self->config->durability == HERALD_DURABILITY_SYNC && !self->cluster,
         memory.memtables, memory.block_cache, memory.table_readers,
         herald_streams_abandoned (self->streams), self->idle_flushes,
         herald_disk_free (self->disk), herald_disk_threshold (self->disk),
@@ -390,10 +454,19 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         count--;
     }
     herald_msg_t reply = { .type = HERALD_MSG_STATUS_REPLY, .has_rid = true, .rid = rid };
+    msgpack_sbuffer raw;
+    msgpack_sbuffer_init (&raw);
+    if (self->cluster) {
+        values [8] = herald_node_term (self->cluster);     //  epoch: the term, as in $hb
+        reply.status.raw = herald_node_status_raw (self->cluster, &raw);
+        reply.status.role = (herald_str_t) { herald_node_role (self->cluster),
+                                             strlen (herald_node_role (self->cluster)) };
+    }
+    else
+        reply.status.role = (herald_str_t) { "standalone", 10 };
     reply.status.head = herald_store_head (self->store);
     reply.status.topics = herald_store_topic_count (self->store);
     reply.status.events = herald_store_event_count (self->store);
-    reply.status.role = (herald_str_t) { "standalone", 10 };
     reply.status.node = (herald_str_t) { self->node, strlen (self->node) };
     reply.status.uptime_s = (uint64_t) ((zclock_mono () - self->started) / 1000);
     reply.status.lineage = herald_store_lineage (self->store);
@@ -402,22 +475,35 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     reply.status.extra_values = values;
     reply.status.extra_count = count;
     herald_reply_msg (&self->reply, identity, &reply);
+    msgpack_sbuffer_destroy (&raw);
 }
 
 static void
 s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
 {
-    herald_str_t cluster [1] = { { self->config->api, strlen (self->config->api) } };
+    //  Standalone: its own api; a cluster node: every member's, as the
+    //  clients reach them
+    size_t members = self->cluster? self->config->peer_count: 1;
+    herald_str_t cluster [members];
+    cluster [0] = (herald_str_t) { self->config->api, strlen (self->config->api) };
+    for (size_t index = 0; self->cluster && index < members; index++)
+        cluster [index] = (herald_str_t) { self->config->peers [index].api,
+                                           strlen (self->config->peers [index].api) };
     herald_msg_t reply = { .type = HERALD_MSG_WELCOME, .has_rid = true, .rid = rid };
     reply.welcome.proto = HERALD_PROTO_VERSION;
     reply.welcome.node = (herald_str_t) { self->node, strlen (self->node) };
     reply.welcome.head = herald_store_head (self->store);
     reply.welcome.fanout = (herald_str_t) { self->config->fanout, strlen (self->config->fanout) };
     reply.welcome.cluster = cluster;
-    reply.welcome.cluster_count = 1;
+    reply.welcome.cluster_count = members;
     reply.welcome.lineage = herald_store_lineage (self->store);
     reply.welcome.losses = herald_store_losses (self->store, &reply.welcome.loss_count);
+    msgpack_sbuffer raw;
+    msgpack_sbuffer_init (&raw);
+    if (self->cluster)
+        reply.welcome.raw = herald_node_welcome_raw (self->cluster, &raw);
     herald_reply_msg (&self->reply, identity, &reply);
+    msgpack_sbuffer_destroy (&raw);
 }
 
 //  The rid of a body whose command is unknown, when one can be read.
@@ -600,65 +686,6 @@ s_refuse_all (self_t *self)
                     "ERROR overloaded", refused);
 }
 
-herald_err
-herald_broker_bind (const herald_config_t *config, zsock_t **router_p, zsock_t **pub_p,
-                    herald_error_t *err)
-{
-    assert (config && router_p && pub_p);
-    *router_p = NULL;
-    *pub_p = NULL;
-    zsock_t *router = zsock_new (ZMQ_ROUTER);
-    zsock_t *pub = zsock_new (ZMQ_PUB);
-    if (!router || !pub) {
-        zsock_destroy (&router);
-        zsock_destroy (&pub);
-        return herald_error_set (err, HERALD_ERR_NOMEM, NULL, "cannot create the broker's "
-                                 "sockets: %s", zmq_strerror (zmq_errno ()));
-    }
-    //  Mandatory routing: a message the client's queue cannot take is
-    //  refused (herald_reply_begin) instead of dropped unseen, so a stream
-    //  waits rather than loses events, and a reply that cannot go is counted.
-    zsock_set_router_mandatory (router, 1);
-    zsock_set_sndhwm (router, (int) config->client_hwm);
-    //  --fanout-hwm, 100,000 by default: one group commit publishes up to
-    //  DRAIN_EVENTS events at once, and more in a burst of commits, and
-    //  libzmq's default of 1000 dropped events even for subscribers keeping
-    //  up.  A subscriber that falls further behind loses messages (and its
-    //  agent replays); its cost to the broker stays bounded.
-    zsock_set_sndhwm (pub, (int) config->fanout_hwm);
-    zsock_set_rcvhwm (router, ROUTER_RCVHWM);
-    //  The largest legal PUBLISH, plus room for its framing; a larger frame
-    //  makes libzmq drop the connection rather than allocate it.
-    uint64_t max_body = (uint64_t) config->max_batch * config->max_event_bytes
-                      + (1u << 20);
-    zsock_set_maxmsgsize (router, max_body > INT64_MAX? -1: (int64_t) max_body);
-    zsock_set_linger (router, 1000);
-    zsock_set_linger (pub, 1000);
-    const char *which = "api", *endpoint = config->api;
-    bool bound = zsock_bind (router, "%s", endpoint) >= 0;
-    if (bound) {
-        which = "fanout";
-        endpoint = config->fanout;
-        bound = zsock_bind (pub, "%s", endpoint) >= 0;
-    }
-    if (!bound) {
-        int code = zmq_errno ();
-        zsock_destroy (&router);
-        zsock_destroy (&pub);
-        //  The usual case: a broker already runs on the defaults
-        if (code == EADDRINUSE)
-            return herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind %s "
-                                     "%s: the address is in use (is another heraldd "
-                                     "running? stop it, or give --%s another endpoint)",
-                                     which, endpoint, which);
-        return herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind %s %s: %s",
-                                 which, endpoint, zmq_strerror (code));
-    }
-    *router_p = router;
-    *pub_p = pub;
-    return HERALD_OK;
-}
-
 //  The sockets heraldd bound, or bind them here (tests start the actor
 //  without herald_broker_bind).
 static int
@@ -685,9 +712,22 @@ herald_broker_actor (zsock_t *pipe, void *args)
     self->fatal = s_bind (self, (herald_broker_args_t *) args) != 0 || s_identity (self) != 0;
     if (!self->fatal) {
         self->reply.router = self->router;
-        self->commit = herald_commit_new (self->config, self->store, self->disk, &self->reply,
-                                          self->pub);
+        bool clustered = herald_config_clustered (self->config);
+        self->commit = clustered
+            ? herald_commit_new_cluster (self->config, self->store, self->disk, &self->reply,
+                                         self->pub)
+            : herald_commit_new (self->config, self->store, self->disk, &self->reply,
+                                 self->pub);
         assert (self->commit);
+        if (clustered) {
+            herald_error_t err = { 0 };
+            self->cluster = herald_node_new (self->config, self->store, &err);
+            if (!self->cluster) {
+                herald_log ("error", "%s", err.message);
+                self->fatal = true;
+                self->stop_reason = "it could not start as a cluster node";
+            }
+        }
     }
     if (!self->fatal)
         self->streams = herald_streams_new (self->store, self->router,
@@ -701,6 +741,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
                     self->node, self->epoch, self->config->api, self->config->fanout,
                     herald_store_head (self->store));
     }
+    if (!self->fatal && self->cluster)
+        s_cluster_turn (self);
 
     bool busy = false, streams_blocked = false;
     while (!self->terminated && !self->fatal) {
@@ -717,11 +759,15 @@ herald_broker_actor (zsock_t *pipe, void *args)
         herald_disk_due (self->disk, zclock_mono (), &disk_wait);
         if (disk_wait < wait)
             wait = disk_wait;
+        if (self->cluster && herald_node_wait (self->cluster) < wait)
+            wait = herald_node_wait (self->cluster);
         //  With the queue full, requests wait in libzmq (and TCP) until
-        //  the commit in flight is done.
+        //  the commit in flight is done.  A cluster node bootstrapping has
+        //  no applier yet: no socket (fd -1 is never polled).
+        zsock_t *applier = herald_commit_sock (self->commit);
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (herald_commit_sock (self->commit)), 0, ZMQ_POLLIN, 0 },
+            { applier? zsock_resolve (applier): NULL, -1, applier? ZMQ_POLLIN: 0, 0 },
             { zsock_resolve (self->router), 0,
               herald_commit_has_room (self->commit)? ZMQ_POLLIN: 0, 0 }
         };
@@ -733,8 +779,13 @@ herald_broker_actor (zsock_t *pipe, void *args)
                 self->terminated = true;
             zstr_free (&command);
         }
-        if ((items [1].revents & ZMQ_POLLIN) && herald_commit_busy (self->commit))
+        //  A cluster node takes Raft's records every turn (taking none is
+        //  cheap), so none waits on how its socket signals
+        if (((items [1].revents & ZMQ_POLLIN) || self->cluster)
+        &&  herald_commit_waiting (self->commit))
             s_commit_finish (self);
+        if (self->cluster && !self->fatal)
+            s_cluster_turn (self);
         //  Drain what is waiting; it is committed as one batch as soon as
         //  the writer is free.
         while (herald_commit_has_room (self->commit)
@@ -767,13 +818,19 @@ herald_broker_actor (zsock_t *pipe, void *args)
         streams_blocked = blocked;
     }
     //  Finish and answer what is in hand: the commit in flight, then the
-    //  requests already queued behind it.
-    if (!self->fatal && herald_commit_busy (self->commit))
-        s_commit_finish (self);
-    if (!self->fatal) {
-        s_commit_start (self);
-        if (herald_commit_busy (self->commit))
+    //  requests already queued behind it.  A cluster node waits a bounded
+    //  time for its proposal, hands leadership over (herald_raft_destroy)
+    //  and answers the rest not_leader: another node takes them.
+    if (self->cluster && !self->fatal)
+        s_cluster_stop (self);
+    else {
+        if (!self->fatal && herald_commit_busy (self->commit))
             s_commit_finish (self);
+        if (!self->fatal) {
+            s_commit_start (self);
+            if (herald_commit_busy (self->commit))
+                s_commit_finish (self);
+        }
     }
     if (self->fatal) {
         s_refuse_all (self);

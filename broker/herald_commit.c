@@ -12,6 +12,20 @@
                each request in arrival order, then fan the new events out
                from the record's envelopes, then give the record back
 
+    A cluster node (herald_commit_new_cluster) has no applier of its own:
+    a Raft node (herald_raft) is attached once it runs, and takes the
+    proposal instead of herald_writer.  Only the leader proposes: PUBLISH
+    on any other node, or before the Raft node runs, is answered ERROR
+    not_leader at once, naming the leader's api when one is known.  Raft
+    hands back a record for EVERY entry applied to the store, in raft
+    index order: the leader's own proposal (its cookie) is ACKed from the
+    results as standalone, or answered not_leader per request when its
+    leadership was lost (outcome unknown: a retry with the same ids is
+    safe); every other record is only fanned out.  Either way `fanned`
+    advances in seq order.  One proposal is in flight at a time, as with
+    the writer; the cookie is a proposal number, never a pointer, so a
+    record of a proposal long answered cannot match a later one.
+
     What arrives while a commit is being applied is queued and goes into
     the next one: the group commit the issue asks for.  The loop and the
     applier hand a commit over by message and never touch it at the same
@@ -33,6 +47,7 @@
 #include <inttypes.h>
 #include "herald_commit.h"
 #include "herald_writer.h"
+#include "herald_raft.h"
 #include "herald_log.h"
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
@@ -52,7 +67,11 @@ struct _herald_commit_t {
     herald_disk_t *disk;                //  borrowed: the free-space guard
     herald_reply_t *reply;              //  borrowed: the api socket, counted
     zsock_t *pub;                       //  borrowed: fanout
-    herald_writer_t *writer;            //  applies on its own thread
+    herald_writer_t *writer;            //  applies on its own thread (standalone)
+    bool clustered;                     //  a cluster node: raft applies, once attached
+    herald_raft_t *raft;                //  borrowed; NULL until attached
+    bool proposing;                     //  cluster: a proposal is in flight
+    uint64_t proposal;                  //  its number, the cookie (never 0)
     zlistx_t *queue;                    //  s_request_t, in arrival order
     size_t queued_events;
     size_t queued_bytes;                //  PUBLISH bodies held by the queue
@@ -92,9 +111,9 @@ s_requests_destroy (zlistx_t *requests)
     }
 }
 
-herald_commit_t *
-herald_commit_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
-                   herald_reply_t *reply, zsock_t *pub)
+static herald_commit_t *
+s_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
+       herald_reply_t *reply, zsock_t *pub, bool clustered)
 {
     herald_commit_t *self = (herald_commit_t *) zmalloc (sizeof (herald_commit_t));
     self->config = config;
@@ -102,15 +121,41 @@ herald_commit_new (herald_config_t *config, herald_store_t *store, herald_disk_t
     self->disk = disk;
     self->reply = reply;
     self->pub = pub;
-    self->writer = herald_writer_new (store);
-    if (!self->writer) {
-        free (self);
-        return NULL;
+    self->clustered = clustered;
+    if (!clustered) {
+        self->writer = herald_writer_new (store);
+        if (!self->writer) {
+            free (self);
+            return NULL;
+        }
     }
     self->queue = zlistx_new ();
     self->committing = zlistx_new ();
     self->counts.fanned = herald_store_head (store);
     return self;
+}
+
+herald_commit_t *
+herald_commit_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
+                   herald_reply_t *reply, zsock_t *pub)
+{
+    return s_new (config, store, disk, reply, pub, false);
+}
+
+herald_commit_t *
+herald_commit_new_cluster (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
+                           herald_reply_t *reply, zsock_t *pub)
+{
+    return s_new (config, store, disk, reply, pub, true);
+}
+
+void
+herald_commit_attach (herald_commit_t *self, herald_raft_t *raft)
+{
+    assert (self->clustered && !self->raft);
+    //  fanned stays the store's head when this unit was made, before the
+    //  Raft node started: every entry it applied since has a record
+    self->raft = raft;
 }
 
 void
@@ -120,7 +165,8 @@ herald_commit_destroy (herald_commit_t **self_p)
     if (!self)
         return;
     //  A proposal still in flight is waited for (only after a failure: the
-    //  loop finishes its commits before it ends).
+    //  loop finishes its commits before it ends).  A cluster's Raft node
+    //  is the broker's, destroyed before this (herald_commit_raft_gone).
     herald_writer_destroy (&self->writer);
     s_requests_destroy (self->queue);
     s_requests_destroy (self->committing);
@@ -129,6 +175,72 @@ herald_commit_destroy (herald_commit_t **self_p)
     free (self->batches);
     free (self);
     *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  not_leader (cluster)
+
+//  ERROR not_leader to one request: leader is the leader's api endpoint,
+//  or NULL (nil) while none is known.
+static void
+s_not_leader (herald_commit_t *self, zframe_t *identity, uint64_t rid, const char *leader,
+              bool outcome_unknown)
+{
+    char message [512];
+    if (outcome_unknown)
+        snprintf (message, sizeof (message), "leadership was lost while this request was "
+                  "being committed: it may or may not be stored; retry with the same ids "
+                  "%s%s", leader? "at the leader, ": "once a leader is known",
+                  leader? leader: "");
+    else
+    if (leader)
+        snprintf (message, sizeof (message), "this node does not lead the cluster; "
+                  "publish to the leader at %s", leader);
+    else
+        snprintf (message, sizeof (message), "this node does not lead the cluster and no "
+                  "leader is known yet; retry shortly");
+    herald_msg_t reply = { .type = HERALD_MSG_ERROR, .has_rid = true, .rid = rid };
+    reply.error.code = HERALD_ERR_NOT_LEADER;
+    reply.error.message = (herald_str_t) { message, strlen (message) };
+    reply.error.topic = (herald_str_t) { "", 0 };
+    if (leader)
+        reply.error.leader = (herald_str_t) { leader, strlen (leader) };
+    herald_reply_msg (self->reply, identity, &reply);
+    self->reply->refused++;
+}
+
+//  True when this node takes proposals now; else the leader's api into
+//  leader (empty: none known).
+static bool
+s_leads (herald_commit_t *self, char *leader, size_t size)
+{
+    leader [0] = 0;
+    if (!self->raft)
+        return false;
+    herald_raft_state_t state;
+    herald_raft_state (self->raft, &state);
+    if (state.role == HERALD_RAFT_LEADER)
+        return true;
+    snprintf (leader, size, "%s", state.leader_api);
+    return false;
+}
+
+//  Answer every request of list not_leader and empty it.
+static size_t
+s_refuse_not_leader (herald_commit_t *self, zlistx_t *list, bool outcome_unknown)
+{
+    char leader [256];
+    s_leads (self, leader, sizeof (leader));
+    size_t refused = 0;
+    s_request_t *request;
+    while ((request = (s_request_t *) zlistx_first (list))) {
+        zlistx_delete (list, zlistx_cursor (list));
+        s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL,
+                      outcome_unknown);
+        s_request_destroy (&request);
+        refused++;
+    }
+    return refused;
 }
 
 //  ---------------------------------------------------------------------
@@ -148,6 +260,12 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
                            zframe_size (request->body), limits, &request->zone,
                            &err) != HERALD_OK) {
         herald_reply_err (self->reply, request->identity, &err);
+        s_request_destroy (&request);
+        return;
+    }
+    char leader [256];
+    if (self->clustered && !s_leads (self, leader, sizeof (leader))) {
+        s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL, false);
         s_request_destroy (&request);
         return;
     }
@@ -211,8 +329,16 @@ size_t
 herald_commit_start (herald_commit_t *self)
 {
     size_t count = zlistx_size (self->queue);
-    if (count == 0 || herald_writer_busy (self->writer))
+    if (count == 0 || herald_commit_busy (self))
         return 0;
+    //  Leadership may have gone since these were queued
+    char leader [256];
+    if (self->clustered && !s_leads (self, leader, sizeof (leader))) {
+        s_refuse_not_leader (self, self->queue, false);
+        self->queued_events = 0;
+        self->queued_bytes = 0;
+        return 0;
+    }
     //  The free-space guard looks at the disk when this commit could take
     //  it below --min-free: then nothing of the queue is written.
     if (!herald_disk_admit (self->disk, self->queued_bytes)) {
@@ -242,21 +368,50 @@ herald_commit_start (herald_commit_t *self)
     }
     self->commit_started = zclock_usecs ();
     //  The proposer picks ts; the apply only raises it to the log's last.
-    herald_writer_propose (self->writer, self->batches, count, herald_store_now (self->store),
-                           self->committing);
+    if (!self->clustered) {
+        herald_writer_propose (self->writer, self->batches, count,
+                               herald_store_now (self->store), self->committing);
+        return self->commit_bytes;
+    }
+    //  The leader's clock, once, in the entry: every node applies that ts
+    self->proposal++;
+    herald_err rc = herald_raft_propose (self->raft, self->batches, count,
+                                         herald_store_now (self->store),
+                                         (void *) (uintptr_t) self->proposal);
+    if (rc != HERALD_OK) {
+        //  Not proposed: nothing of it can be stored.  NOT_LEADER is the
+        //  usual case (leadership went a moment ago); anything else is
+        //  answered the same way, so the client retries elsewhere.
+        if (rc != HERALD_ERR_NOT_LEADER)
+            herald_log ("warn", "raft refused a proposal of %zu requests: %s", count,
+                        herald_strerror (rc));
+        s_refuse_not_leader (self, self->committing, false);
+        self->committing_events = 0;
+        return 0;
+    }
+    self->proposing = true;
     return self->commit_bytes;
 }
 
 bool
 herald_commit_busy (herald_commit_t *self)
 {
-    return herald_writer_busy (self->writer);
+    return self->clustered? self->proposing: herald_writer_busy (self->writer);
 }
 
 zsock_t *
 herald_commit_sock (herald_commit_t *self)
 {
+    if (self->clustered)
+        return self->raft? herald_raft_sock (self->raft): NULL;
     return herald_writer_sock (self->writer);
+}
+
+bool
+herald_commit_waiting (herald_commit_t *self)
+{
+    //  Raft hands over every applied entry, proposed here or not
+    return self->clustered? self->raft != NULL: herald_writer_busy (self->writer);
 }
 
 //  A commit failed: never ACK what RocksDB did not take, and do not run on
@@ -352,6 +507,8 @@ static void
 s_fan_out (herald_commit_t *self, const herald_applied_t *record)
 {
     for (uint64_t seq = record->first_seq; seq <= record->last_seq; seq++) {
+        if (seq <= self->counts.fanned)
+            continue;                   //  never twice, never out of order
         const uint8_t *envelope;
         size_t len;
         const char *topic;
@@ -370,9 +527,14 @@ s_fan_out (herald_commit_t *self, const herald_applied_t *record)
     }
 }
 
+static int
+    s_finish_cluster (herald_commit_t *self);
+
 int
 herald_commit_finish (herald_commit_t *self)
 {
+    if (self->clustered)
+        return s_finish_cluster (self);
     herald_applied_t *record = herald_writer_take (self->writer);
     assert (record->cookie == self->committing);
     size_t count = zlistx_size (self->committing);
@@ -406,6 +568,89 @@ herald_commit_finish (herald_commit_t *self)
     return rc;
 }
 
+//  Every record Raft has ready: the leader's own proposal is answered,
+//  then each record's events go out on fanout, in raft index order and
+//  so in seq order.
+static int
+s_finish_cluster (herald_commit_t *self)
+{
+    if (!self->raft)
+        return 0;
+    herald_applied_t *record;
+    int rc = 0;
+    //  Bounded: a burst of records is taken in turns of the loop
+    for (size_t taken = 0; taken < 1024 && (record = herald_raft_take (self->raft)); taken++) {
+        bool ours = self->proposing && record->cookie == (void *) (uintptr_t) self->proposal;
+        if (ours) {
+            self->proposing = false;
+            size_t count = zlistx_size (self->committing);
+            if (record->rc == HERALD_ERR_NOT_LEADER)
+                s_refuse_not_leader (self, self->committing, true);
+            else
+            if (record->rc != HERALD_OK) {
+                char *failure = s_store_failed (self, &record->err, count);
+                s_request_t *request;
+                while ((request = (s_request_t *) zlistx_first (self->committing))) {
+                    zlistx_delete (self->committing, zlistx_cursor (self->committing));
+                    herald_reply_refusal (self->reply, request->identity, request->msg.rid,
+                                          HERALD_ERR_INTERNAL,
+                                          failure? failure: "store failure", 0);
+                    s_request_destroy (&request);
+                }
+                free (failure);
+            }
+            else {
+                if (herald_log_debug ())
+                    herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64
+                                "..%" PRIu64 " committed and applied in %.3f ms (raft index "
+                                "%" PRIu64 ")", count, self->committing_events,
+                                record->first_seq, record->last_seq,
+                                (double) (zclock_usecs () - self->commit_started) / 1e3,
+                                record->raft_index);
+                size_t index = 0;
+                s_request_t *request = (s_request_t *) zlistx_first (self->committing);
+                for (; request; request = (s_request_t *) zlistx_next (self->committing))
+                    s_answer (self, request, &record->batches [index++]);
+                s_requests_destroy (self->committing);
+            }
+            self->committing_events = 0;
+        }
+        else
+        if (record->rc != HERALD_OK && record->rc != HERALD_ERR_NOT_LEADER) {
+            //  An entry this node could not apply: its store and the
+            //  others' would part ways; stop
+            herald_log ("error", "applying a committed entry (raft index %" PRIu64 ") "
+                        "failed: %s; stopping", record->raft_index, record->err.message);
+            self->stop_reason = "the store failed";
+        }
+        if (record->rc == HERALD_OK)
+            s_fan_out (self, record);
+        else
+        if (record->rc != HERALD_ERR_NOT_LEADER)
+            rc = -1;
+        herald_raft_release (self->raft, &record);
+    }
+    return rc;
+}
+
+size_t
+herald_commit_raft_gone (herald_commit_t *self)
+{
+    if (!self->clustered)
+        return 0;
+    //  Destroyed already: no state to read, no leader to name.  The
+    //  proposal in flight may yet commit under another leader: its
+    //  outcome is unknown
+    self->raft = NULL;
+    size_t refused = s_refuse_not_leader (self, self->committing, true);
+    self->proposing = false;
+    self->committing_events = 0;
+    refused += herald_commit_refuse_queue (self, HERALD_ERR_NOT_LEADER,
+                                           "this node is stopping; publish to another node "
+                                           "of the cluster", 0);
+    return refused;
+}
+
 size_t
 herald_commit_queued (herald_commit_t *self)
 {
@@ -415,7 +660,7 @@ herald_commit_queued (herald_commit_t *self)
 bool
 herald_commit_idle (herald_commit_t *self)
 {
-    return !herald_writer_busy (self->writer) && zlistx_size (self->queue) == 0;
+    return !herald_commit_busy (self) && zlistx_size (self->queue) == 0;
 }
 
 const herald_commit_counts_t *

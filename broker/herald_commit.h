@@ -22,6 +22,7 @@
 #include <czmq.h>
 #include "herald_config.h"
 #include "herald_disk.h"
+#include "herald_raft.h"
 #include "herald_reply.h"
 #include "herald_store.h"
 
@@ -42,6 +43,31 @@ typedef struct {
 herald_commit_t *
     herald_commit_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
                        herald_reply_t *reply, zsock_t *pub);
+
+//  A cluster node's group commit: no applier until herald_commit_attach;
+//  PUBLISH gets ERROR not_leader (with the leader's api, or nil) whenever
+//  this node does not lead.  Caller owns.
+herald_commit_t *
+    herald_commit_new_cluster (herald_config_t *config, herald_store_t *store,
+                               herald_disk_t *disk, herald_reply_t *reply, zsock_t *pub);
+
+//  The Raft node (borrowed) becomes the applier: proposals go to it, and
+//  its records (every applied entry) come back through herald_commit_sock
+//  and herald_commit_finish.
+void
+    herald_commit_attach (herald_commit_t *self, herald_raft_t *raft);
+
+//  The Raft node was destroyed (it no longer touches the proposal's
+//  batches): answer the proposal in flight not_leader (outcome unknown)
+//  and the queue not_leader, forget the node.  Returns how many.
+size_t
+    herald_commit_raft_gone (herald_commit_t *self);
+
+//  True when herald_commit_sock may turn readable: standalone, while a
+//  commit is in flight; a cluster node, whenever Raft runs (records come
+//  for entries other leaders proposed too).
+bool
+    herald_commit_waiting (herald_commit_t *self);
 
 //  Wait for a proposal in flight (its requests are not answered), free
 //  the queued requests unanswered, free the unit.
@@ -70,12 +96,17 @@ size_t
 bool
     herald_commit_busy (herald_commit_t *self);
 
-//  Readable when the commit in flight is applied.
+//  Readable when the commit in flight is applied (a cluster node: when
+//  Raft has records; NULL until a Raft node is attached).
 zsock_t *
     herald_commit_sock (herald_commit_t *self);
 
 //  The commit in flight is applied (waits for it if not yet): ACK or
 //  ERROR each of its requests in arrival order, then fan its events out.
+//  A cluster node takes every record Raft has ready instead (never
+//  waits): its own proposal's requests are answered (ACK, conflict, or
+//  not_leader when leadership was lost), and every record's events are
+//  fanned out, in order.
 //  Returns 0, or -1 when the store failed: then its requests got ERROR
 //  internal, the failure is logged and the broker must stop
 //  (herald_commit_stop_reason says why, in a few words).

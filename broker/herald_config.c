@@ -58,7 +58,10 @@ typedef enum {
     S_NODE,                 //  empty, or up to S_NODE_MAX printable bytes, no spaces
     S_U64,                  //  a number into a uint64_t field
     S_SIZE,                 //  a number into a size_t field
-    S_SPACE                 //  bytes with a unit, or N%, into a herald_space_t
+    S_SPACE,                //  bytes with a unit, or N%, into a herald_space_t
+    S_ADDRESS,              //  empty, or HOST:PORT (a Raft address)
+    S_PEER,                 //  NAME,RAFT_ADDR,API,FANOUT, appended to peers
+    S_STATE                 //  new | existing, into a bool (new)
 } s_kind_t;
 
 typedef struct {
@@ -111,9 +114,20 @@ static const s_option_t s_options [] = {
     { "min-free", "SIZE", S_SPACE, S_FIELD (min_free), 0, S_PERCENT_MAX,
       "auto", "refuse PUBLISH below this free space (512MiB, 5%, 0: off; auto: 1GiB or 10%)" },
     { "node", "ID", S_NODE, S_FIELD (node), 0, 0,
-      "", "broker id (default: generated once and kept)" },
+      "", "broker id (default: generated once and kept); a cluster node's --peer NAME" },
     { "log-level", "LEVEL", S_LEVEL, S_FIELD (log_level), 0, 0,
-      "info", "error, warn, info or debug" }
+      "info", "error, warn, info or debug" },
+    //  The cluster: no --peer is a standalone broker
+    { "peer", "NAME,RAFT,API,FANOUT", S_PEER, S_FIELD (peers), 0, 0,
+      "", "a cluster member, this node too (repeat; none: standalone)" },
+    { "raft", "HOST:PORT", S_ADDRESS, S_FIELD (raft), 0, 0,
+      "", "this node's Raft address (default and only: its --peer's)" },
+    { "cluster-state", "new|existing", S_STATE, S_FIELD (cluster_new), 0, 0,
+      "existing", "new: bootstrap with the pristine peers; existing: wait to be added" },
+    { "election-ms", "N", S_U64, S_FIELD (election_ms), 50, 60000,
+      "1000", "Raft election timeout in ms, 50 to 60000" },
+    { "raft-heartbeat-ms", "N", S_U64, S_FIELD (raft_heartbeat_ms), 5, 10000,
+      "100", "ms between Raft heartbeats, less than --election-ms" }
 };
 #define S_OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
 
@@ -229,6 +243,21 @@ s_endpoint_valid (const char *text)
     return false;
 }
 
+//  HOST:PORT: a host of printable characters (no blank, no comma) and a
+//  port 1 to 65535.
+static bool
+s_address_valid (const char *text)
+{
+    const char *colon = strrchr (text, ':');
+    if (!colon || colon == text || strlen (text) > 255)
+        return false;
+    for (const char *cursor = text; cursor < colon; cursor++)
+        if (*cursor <= ' ' || *cursor > '~' || *cursor == ',')
+            return false;
+    uint64_t port = 0;
+    return s_number_parse (colon + 1, &port) == NULL && port >= 1 && port <= 65535;
+}
+
 static bool
 s_node_valid (const char *text)
 {
@@ -253,6 +282,100 @@ s_string_set (char **field, const char *value, char *why, size_t why_size)
     free (*field);
     *field = copy;
     return HERALD_OK;
+}
+
+static void
+s_peers_free (herald_config_t *self)
+{
+    for (size_t index = 0; index < self->peer_count; index++) {
+        free (self->peers [index].name);
+        free (self->peers [index].raft);
+        free (self->peers [index].api);
+        free (self->peers [index].fanout);
+    }
+    free (self->peers);
+    self->peers = NULL;
+    self->peer_count = 0;
+}
+
+//  Append one --peer NAME,RAFT_ADDR,API,FANOUT to self->peers, checked
+//  whole and against the peers already given: a name, a Raft address or
+//  an api endpoint twice would make two members one.
+static herald_err
+s_peer_add (herald_config_t *self, const char *value, char *why, size_t why_size)
+{
+    char *fields [4] = { NULL };
+    char *copy = strdup (value);
+    if (!copy) {
+        herald_text_format (why, why_size, "out of memory");
+        return HERALD_ERR_NOMEM;
+    }
+    size_t count = 0;
+    char *cursor = copy;
+    while (count < 4) {
+        fields [count++] = cursor;
+        char *comma = strchr (cursor, ',');
+        if (!comma || count == 4)
+            break;                          //  a comma in the last field: too many
+        *comma = 0;
+        cursor = comma + 1;
+    }
+    herald_err rc = HERALD_ERR_INVALID;
+    if (count != 4 || strchr (fields [3], ','))
+        herald_text_format (why, why_size, "'%s' is not NAME,RAFT_ADDR,API,FANOUT "
+                            "(four fields, comma-separated)", value);
+    else
+    if (!*fields [0] || !s_node_valid (fields [0]))
+        herald_text_format (why, why_size, "'%s': '%s' is not a node name (up to %d printable "
+                            "characters, no spaces)", value, fields [0], S_NODE_MAX);
+    else
+    if (!s_address_valid (fields [1]))
+        herald_text_format (why, why_size, "'%s': Raft address '%s' is not HOST:PORT (a port "
+                            "1 to 65535)", value, fields [1]);
+    else
+    if (!s_endpoint_valid (fields [2]) || !s_endpoint_valid (fields [3]))
+        herald_text_format (why, why_size, "'%s': '%s' is not an endpoint (tcp://, ipc:// or "
+                            "inproc:// and an address)", value,
+                            s_endpoint_valid (fields [2])? fields [3]: fields [2]);
+    else
+        rc = HERALD_OK;
+    for (size_t index = 0; rc == HERALD_OK && index < self->peer_count; index++) {
+        const herald_peer_t *peer = &self->peers [index];
+        if (strcmp (peer->name, fields [0]) == 0)
+            herald_text_format (why, why_size, "node '%s' is given twice (peer names are "
+                                "unique)", fields [0]);
+        else
+        if (strcmp (peer->raft, fields [1]) == 0)
+            herald_text_format (why, why_size, "'%s': Raft address %s is peer '%s''s already",
+                                value, fields [1], peer->name);
+        else
+        if (strcmp (peer->api, fields [2]) == 0)
+            herald_text_format (why, why_size, "'%s': api %s is peer '%s''s already",
+                                value, fields [2], peer->name);
+        else
+            continue;
+        rc = HERALD_ERR_INVALID;
+    }
+    if (rc == HERALD_OK) {
+        herald_peer_t *peers = (herald_peer_t *) realloc (
+            self->peers, (self->peer_count + 1) * sizeof (herald_peer_t));
+        herald_peer_t peer = { strdup (fields [0]), strdup (fields [1]), strdup (fields [2]),
+                               strdup (fields [3]) };
+        if (peers)
+            self->peers = peers;
+        if (!peers || !peer.name || !peer.raft || !peer.api || !peer.fanout) {
+            free (peer.name);
+            free (peer.raft);
+            free (peer.api);
+            free (peer.fanout);
+            herald_text_format (why, why_size, "out of memory");
+            rc = HERALD_ERR_NOMEM;
+        }
+        else
+            self->peers [self->peer_count++] = peer;
+    }
+    free (copy);
+    return rc;
 }
 
 //  Check value for option and store it in self.  On failure self is
@@ -343,6 +466,29 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
             *(herald_space_t *) field = space;
             return HERALD_OK;
         }
+
+        case S_ADDRESS:
+            if (*value && !s_address_valid (value)) {
+                herald_text_format (why, why_size, "'%s' is not HOST:PORT (a port 1 to 65535)",
+                                    value);
+                return HERALD_ERR_INVALID;
+            }
+            return s_string_set ((char **) field, value, why, why_size);
+
+        case S_PEER:
+            return s_peer_add (self, value, why, why_size);
+
+        case S_STATE:
+            if (strcmp (value, "new") == 0)
+                *(bool *) field = true;
+            else
+            if (strcmp (value, "existing") == 0)
+                *(bool *) field = false;
+            else {
+                herald_text_format (why, why_size, "'%s' is not new or existing", value);
+                return HERALD_ERR_INVALID;
+            }
+            return HERALD_OK;
     }
     assert (false);
     return HERALD_ERR_INTERNAL;
@@ -363,6 +509,8 @@ herald_config_new (void)
     size_t index;
     for (index = 0; index < S_OPTION_COUNT; index++) {
         char why [S_WHY_MAX];
+        if (s_options [index].kind == S_PEER)
+            continue;                       //  none by default: standalone
         herald_err rc = s_option_set (self, &s_options [index], s_options [index].fallback,
                                       why, sizeof (why));
         assert (rc != HERALD_ERR_INVALID);      //  a default the table rejects
@@ -387,6 +535,8 @@ herald_config_destroy (herald_config_t **self_p)
     free (self->fanout);
     free (self->node);
     free (self->log_level);
+    free (self->raft);
+    s_peers_free (self);
     free (self->config_file);
     free (self);
     *self_p = NULL;
@@ -452,6 +602,7 @@ s_line_apply (herald_config_t *self, char *text, const char *path, unsigned line
     herald_err rc = s_option_set (self, option, value, why, sizeof (why));
     if (rc != HERALD_OK)
         return s_line_error (err, rc, path, line, key, why);
+    self->given |= 1ULL << (option - s_options);
     return HERALD_OK;
 }
 
@@ -554,6 +705,89 @@ s_flag_next (int argc, char **argv, int *index, s_flag_t *flag, herald_error_t *
     return HERALD_OK;
 }
 
+static uint64_t
+s_bit (const char *name)
+{
+    const s_option_t *option = s_option_find (name, strlen (name));
+    assert (option);
+    return 1ULL << (option - s_options);
+}
+
+//  The flags a cluster check looks at.
+static uint64_t
+s_cluster_bits (void)
+{
+    return s_bit ("peer") | s_bit ("node") | s_bit ("raft") | s_bit ("cluster-state")
+         | s_bit ("election-ms") | s_bit ("raft-heartbeat-ms");
+}
+
+//  The settings that only make sense together, once every flag is in:
+//  with --peer, --node names one of the peers, and raft, api and fanout
+//  default to that peer's entry; without, no cluster flag is given.
+static herald_err
+s_cluster_check (herald_config_t *self, herald_error_t *err)
+{
+    if (self->peer_count == 0) {
+        const char *names [] = { "raft", "cluster-state", "election-ms", "raft-heartbeat-ms" };
+        for (size_t index = 0; index < sizeof (names) / sizeof (names [0]); index++)
+            if (self->given & s_bit (names [index])) {
+                char label [40];
+                snprintf (label, sizeof (label), "--%s", names [index]);
+                return herald_error_set (err, HERALD_ERR_INVALID, label, "is for a cluster "
+                                         "node: give every member with --peer "
+                                         "NAME,RAFT_ADDR,API,FANOUT");
+            }
+        return HERALD_OK;
+    }
+    if (!*self->node)
+        return herald_error_set (err, HERALD_ERR_INVALID, "--peer", "a cluster node needs "
+                                 "--node NAME, its own name among the --peer entries");
+    const herald_peer_t *own = herald_config_self_peer (self);
+    if (!own) {
+        char names [256] = "";
+        size_t used = 0;
+        for (size_t index = 0; index < self->peer_count && used < sizeof (names); index++)
+            used += (size_t) snprintf (names + used, sizeof (names) - used, "%s%s",
+                                       index? ", ": "", self->peers [index].name);
+        return herald_error_set (err, HERALD_ERR_INVALID, "--node", "'%s' is not one of the "
+                                 "--peer names (%s): every member, this node included, has "
+                                 "a --peer entry", self->node, names);
+    }
+    if (self->raft_heartbeat_ms >= self->election_ms)
+        return herald_error_set (err, HERALD_ERR_INVALID, "--raft-heartbeat-ms", "must be "
+                                 "less than --election-ms (%" PRIu64 "), not %" PRIu64,
+                                 self->election_ms, self->raft_heartbeat_ms);
+    //  herald_raft binds the address the peers are told: another --raft
+    //  would be silently ignored, so it is refused
+    if (*self->raft && strcmp (self->raft, own->raft) != 0)
+        return herald_error_set (err, HERALD_ERR_INVALID, "--raft", "'%s' is not this node's "
+                                 "--peer Raft address %s (the one its peers reach it on)",
+                                 self->raft, own->raft);
+    char why [S_WHY_MAX];
+    if (s_string_set (&self->raft, own->raft, why, sizeof (why)) != HERALD_OK
+    ||  (!(self->given & s_bit ("api"))
+        && s_string_set (&self->api, own->api, why, sizeof (why)) != HERALD_OK)
+    ||  (!(self->given & s_bit ("fanout"))
+        && s_string_set (&self->fanout, own->fanout, why, sizeof (why)) != HERALD_OK))
+        return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+    return HERALD_OK;
+}
+
+bool
+herald_config_clustered (const herald_config_t *self)
+{
+    return self->peer_count > 0;
+}
+
+const herald_peer_t *
+herald_config_self_peer (const herald_config_t *self)
+{
+    for (size_t index = 0; index < self->peer_count; index++)
+        if (strcmp (self->peers [index].name, self->node) == 0)
+            return &self->peers [index];
+    return NULL;
+}
+
 //  Three passes over argv: --help/--version, then syntax and --config,
 //  then every other flag over what the file set.
 herald_err
@@ -597,17 +831,28 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
             return rc;
         }
     }
+    uint64_t line_given = 0;
     for (index = 1; index < argc; index++) {
         herald_err rc = s_flag_next (argc, argv, &index, &flag, err);
         assert (rc == HERALD_OK);           //  the pass above checked the syntax
         if (!flag.option)
             continue;
+        uint64_t bit = 1ULL << (flag.option - s_options);
+        //  --peer repeats: the command line's list replaces the file's whole
+        if (flag.option->kind == S_PEER && !(line_given & bit))
+            s_peers_free (self);
         char why [S_WHY_MAX];
         rc = s_option_set (self, flag.option, flag.value, why, sizeof (why));
         if (rc != HERALD_OK)
             return herald_error_set (err, rc, flag.label, "%s", why);
+        line_given |= bit;
     }
-    return HERALD_OK;
+    self->given |= line_given;
+    herald_err rc = s_cluster_check (self, err);
+    //  What only the file set is the file's mistake (exit 78)
+    if (rc != HERALD_OK && config_path && !(line_given & s_cluster_bits ()))
+        self->file_failed = true;
+    return rc;
 }
 
 //  Generated from s_options, so every flag is listed with its real default.
@@ -622,13 +867,22 @@ herald_config_print_usage (FILE *out)
         "fanout endpoint.  Every flag can also be set in the --config file as a\n"
         "`flag = value` line (the flag without its --; # starts a comment line).\n"
         "The file is read first; flags on the command line override it.\n"
+        "\n"
+        "A cluster node (Raft, state in DATA_DIR/raft) has --node NAME and one\n"
+        "--peer NAME,RAFT_ADDR,API,FANOUT per member, itself included: its Raft\n"
+        "HOST:PORT and the api and fanout endpoints clients are told (a `peer =`\n"
+        "line each in the file; --peer on the command line replaces the file's\n"
+        "list).  Its own --api and --fanout default to its --peer entry.\n"
         "\n");
     size_t index;
     for (index = 0; index < S_OPTION_COUNT; index++) {
         const s_option_t *option = &s_options [index];
         char left [40];
         snprintf (left, sizeof (left), "--%s %s", option->name, option->arg);
-        fprintf (out, "  %-24s %s\n", left, option->help);
+        if (strlen (left) > 24)
+            fprintf (out, "  %s\n  %-24s %s\n", left, "", option->help);
+        else
+            fprintf (out, "  %-24s %s\n", left, option->help);
         if (*option->fallback)
             fprintf (out, "  %-24s (default %s)\n", "", option->fallback);
     }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include "herald_event.h"
 #include "herald_store.h"
+#include "herald_raft.h"
 
 //  An amount of free disk space: a number of bytes, or a percentage of the
 //  size of the file system it is measured on, or (`auto`, the default) the
@@ -57,6 +58,17 @@ typedef struct {
     herald_space_t min_free;        //  PUBLISH is refused below this free space; 0: never
     char *node;                     //  broker id; "" until the broker generates one
     char *log_level;                //  "error", "warn", "info" or "debug"
+    //  The cluster (issue 13).  No --peer: standalone, exactly as before.
+    //  With peers, herald_config_parse has checked that node is one of
+    //  them (names unique, addresses well formed), defaulted raft, api and
+    //  fanout to that peer's entry, and that raft equals it.
+    char *raft;                     //  this node's Raft address HOST:PORT; "" standalone
+    herald_peer_t *peers;           //  --peer, one per member, this node included
+    size_t peer_count;
+    bool cluster_new;               //  --cluster-state new (default existing)
+    uint64_t election_ms;           //  Raft election timeout
+    uint64_t raft_heartbeat_ms;     //  Raft heartbeat, less than election_ms
+    uint64_t given;                 //  private: bit i set when s_options [i] was given
     char *config_file;              //  the file loaded, or NULL when none was
     bool file_failed;               //  herald_config_parse failed in the --config file
                                     //  (heraldd exits 78), not on the command line (64)
@@ -96,5 +108,13 @@ herald_err
 //  Print the usage text: every flag with its meaning and default.
 void
     herald_config_print_usage (FILE *out);
+
+//  True when the config makes this broker a cluster node (--peer given).
+bool
+    herald_config_clustered (const herald_config_t *self);
+
+//  This node's own entry among the peers; NULL when standalone.
+const herald_peer_t *
+    herald_config_self_peer (const herald_config_t *self);
 
 #endif

@@ -34,10 +34,12 @@ typedef struct {
     char *raft;                     //  HOST:PORT of its Raft transport
     char *api;                      //  its api endpoint as clients reach it
     char *fanout;                   //  its fanout endpoint as clients reach it
+    uint64_t raft_id;               //  raft_digest ("NAME/STORE-UUID", 0): the caller's
 } herald_peer_t;
 
 typedef struct {
     const char *node;               //  this node's name (one of peers)
+    uint64_t self_id;               //  this node's raft id (its peer's raft_id when listed)
     const char *dir;                //  Raft state directory (created if missing)
     const herald_peer_t *peers;     //  every member, this node included
     size_t peer_count;
@@ -105,5 +107,11 @@ void
 //  The node's state now (any thread).
 void
     herald_raft_state (herald_raft_t *self, herald_raft_state_t *state);
+
+//  A raft id: raft_digest (text, 0), for text "NAME/STORE-UUID" (never 0
+//  in practice; libraft refuses id 0).  Here so that libraft is called
+//  from this unit only.
+uint64_t
+    herald_raft_digest (const char *text);
 
 #endif

@@ -9,6 +9,10 @@
     port in use (a second ./run.sh) stops heraldd before it has created a
     data directory: a failed start leaves nothing behind.
 
+    With --peer heraldd is a cluster node (herald_node): the same, with
+    a Raft node beside the broker loop; SIGTERM hands leadership over
+    before it stops.
+
     Exit 0 on a clean stop; 64 (EX_USAGE) for a bad command line and 78
     (EX_CONFIG) for a bad --config file, each followed by one hint line;
     1 when the broker could not start (a port in use, a damaged store
@@ -17,6 +21,7 @@
 */
 
 #include <errno.h>
+#include <signal.h>
 #include <sysexits.h>
 #include <sys/statvfs.h>
 #include "herald_broker.h"
@@ -95,6 +100,15 @@ main (int argc, char **argv)
     }
     herald_store_options_t options = { .durability = config->durability,
                                        .write_buffer_mb = config->write_buffer_mb };
+    //  A cluster node's ACK is durable in a majority's Raft logs (libraft
+    //  writes O_DSYNC); the store's WAL is written unsynced, and what a
+    //  node loses of its tail is applied again from its own Raft log.
+    if (herald_config_clustered (config)) {
+        options.durability = HERALD_DURABILITY_ASYNC;
+        //  libuv writes to the peers' Raft connections with write(2): a
+        //  peer that died mid-write must cost an EPIPE, not this process
+        signal (SIGPIPE, SIG_IGN);
+    }
     herald_store_t *store = herald_store_open (config->data_dir, &options, &err);
     if (!store) {
         fprintf (stderr, "heraldd: %s\n", err.message);

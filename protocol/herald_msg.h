@@ -71,6 +71,16 @@ typedef struct {
     size_t max_batch;               //  HERALD_MAX_BATCH by default
 } herald_limits_t;
 
+//  Key/value pairs already encoded as msgpack (count pairs in len bytes),
+//  appended to the map of a STATUS reply, WELCOME or $hb: the cluster's
+//  keys whose values are not uints (str, nil, arrays of maps).  Encode
+//  only: decode ignores such keys, as it ignores every unknown key.
+typedef struct {
+    const void *data;
+    size_t len;
+    size_t count;
+} herald_msg_raw_t;
+
 //  One message.  Only the member of the union named by type is meaningful.
 //  `has_*` flags mark optional fields; absent fields are zero.
 typedef struct {
@@ -142,6 +152,7 @@ typedef struct {
             const herald_str_t *extra_keys;
             const uint64_t *extra_values;
             size_t extra_count;
+            herald_msg_raw_t raw;   //  more keys, any values (encode only)
         } status;
         struct {
             uint64_t proto;
@@ -154,6 +165,7 @@ typedef struct {
             uint64_t lineage;
             const herald_loss_t *losses;
             size_t loss_count;
+            herald_msg_raw_t raw;   //  more keys, any values (encode only)
         } welcome;
         struct {
             herald_err code;
@@ -174,6 +186,7 @@ typedef struct {
             herald_str_t node;
             uint64_t epoch;
             uint64_t lineage;       //  accepted losses of the store; absent: 0
+            herald_msg_raw_t raw;   //  more keys, any values (encode only)
         } heartbeat;
     };
 } herald_msg_t;

@@ -194,12 +194,20 @@ s_end (msgpack_packer *pk, const herald_msg_t *self)
          | s_key_uint (pk, "lineage", self->end.lineage);
 }
 
+//  Pairs encoded by the caller, appended as they are.
+static int
+s_raw (msgpack_packer *pk, const herald_msg_raw_t *raw)
+{
+    return raw->len? msgpack_pack_str_body (pk, raw->data, raw->len): 0;
+}
+
 //  The fixed figures, then the operator's extras as str -> uint.
 static int
 s_status_reply (msgpack_packer *pk, const herald_msg_t *self)
 {
     const __typeof__ (self->status) *status = &self->status;
-    int rc = msgpack_pack_map (pk, 9 + status->extra_count) | s_rid (pk, self)
+    int rc = msgpack_pack_map (pk, 9 + status->extra_count + status->raw.count)
+           | s_rid (pk, self)
            | s_key_uint (pk, "head", status->head)
            | s_key_uint (pk, "topics", status->topics)
            | s_key_uint (pk, "events", status->events)
@@ -212,14 +220,14 @@ s_status_reply (msgpack_packer *pk, const herald_msg_t *self)
     for (index = 0; index < status->extra_count; index++)
         rc |= s_str (pk, status->extra_keys [index].ptr, status->extra_keys [index].len)
            |  msgpack_pack_uint64 (pk, status->extra_values [index]);
-    return rc;
+    return rc | s_raw (pk, &status->raw);
 }
 
 static int
 s_welcome (msgpack_packer *pk, const herald_msg_t *self)
 {
     const __typeof__ (self->welcome) *welcome = &self->welcome;
-    int rc = msgpack_pack_map (pk, 8) | s_rid (pk, self)
+    int rc = msgpack_pack_map (pk, 8 + welcome->raw.count) | s_rid (pk, self)
            | s_key_uint (pk, "proto", welcome->proto)
            | s_key_str (pk, "node", welcome->node)
            | s_key_uint (pk, "head", welcome->head)
@@ -229,7 +237,8 @@ s_welcome (msgpack_packer *pk, const herald_msg_t *self)
     for (index = 0; index < welcome->cluster_count; index++)
         rc |= s_str (pk, welcome->cluster [index].ptr, welcome->cluster [index].len);
     return rc | s_key_uint (pk, "lineage", welcome->lineage)
-              | s_losses (pk, welcome->losses, welcome->loss_count);
+              | s_losses (pk, welcome->losses, welcome->loss_count)
+              | s_raw (pk, &welcome->raw);
 }
 
 //  Local conditions (HERALD_ERR_IO, ...) have no wire code: a peer is told
@@ -264,12 +273,13 @@ s_error (msgpack_packer *pk, const herald_msg_t *self)
 static int
 s_heartbeat (msgpack_packer *pk, const herald_msg_t *self)
 {
-    return msgpack_pack_map (pk, 5)
+    return msgpack_pack_map (pk, 5 + self->heartbeat.raw.count)
          | s_key_uint (pk, "head", self->heartbeat.head)
          | s_key_uint (pk, "ts", self->heartbeat.ts)
          | s_key_str (pk, "node", self->heartbeat.node)
          | s_key_uint (pk, "epoch", self->heartbeat.epoch)
-         | s_key_uint (pk, "lineage", self->heartbeat.lineage);
+         | s_key_uint (pk, "lineage", self->heartbeat.lineage)
+         | s_raw (pk, &self->heartbeat.raw);
 }
 
 //  HERALD_MSG_INVALID has no body: -1, and nothing is written.

@@ -14,7 +14,9 @@
     Counters are never stored: head ends the last run of "events", the
     first seq is its first key, the topic count the number of keys in "topics", and
     the last ts is read from the head event.  A crash can therefore never
-    leave a counter that disagrees with the data.
+    leave a counter that disagrees with the data.  The two exceptions, the
+    log digest and the applied raft index, are written in the WriteBatch
+    of the events they describe (herald_store_cluster.c).
 
     ERRORS (the store's part of Herald's one convention, herald_err and
     herald_error_t): every function that reads RocksDB can fail and says
@@ -204,6 +206,9 @@ s_configure (herald_store_t *self, const herald_store_options_t *options,
     //  about 2 GB here).  This cap makes them flush, keeping the disk and
     //  the replay on open small.
     rocksdb_options_set_max_total_wal_size (self->db_options, MAX_TOTAL_WAL_BYTES);
+    //  In-place updates in "default" (below) need this off; one thread
+    //  appends, so memtable inserts never ran concurrently anyway.
+    rocksdb_options_set_allow_concurrent_memtable_write (self->db_options, 0);
     //  RocksDB's own LOG, in the data directory.  Debian's librocksdb 7.8
     //  is built with assertions on, and its file writer asserts when it
     //  is written to again after a failed write: once a full disk made one
@@ -257,6 +262,16 @@ s_configure (herald_store_t *self, const herald_store_options_t *options,
             rocksdb_options_set_memtable_whole_key_filtering (cf_options, 1);
             rocksdb_options_set_memtable_prefix_bloom_size_ratio (cf_options, 0.05);
         }
+        if (cf == CF_DEFAULT)
+            //  Every append rewrites "herald.digest" (and every raft entry
+            //  "meta.raft.applied") with a value of the same size: updated
+            //  in place, the memtable keeps one entry per key instead of
+            //  one per write.  Measured on an append of one event (CPU
+            //  time, median of 9): the digest's put cost 690 ns a call
+            //  appended, 365 in place; with the applied index too, 1,950
+            //  and 600.  Nothing reads "default" with snapshots or
+            //  backward iterators, which in-place updates do not support.
+            rocksdb_options_set_inplace_update_support (cf_options, 1);
         rocksdb_options_set_block_based_table_factory (cf_options, table);
         rocksdb_block_based_options_destroy (table);
         rocksdb_options_set_compression (cf_options, rocksdb_lz4_compression);
@@ -722,7 +737,8 @@ herald_store_open (const char *path, const herald_store_options_t *options,
     if (s_recover (self, err) != HERALD_OK
     ||  s_check_format (self, existing, err) != HERALD_OK
     ||  herald_store_losses_load (self, err) != HERALD_OK
-    ||  herald_store_check_wal (self, newest_wal, err) != HERALD_OK) {
+    ||  herald_store_check_wal (self, newest_wal, err) != HERALD_OK
+    ||  herald_store_recover_cluster (self, err) != HERALD_OK) {
         herald_store_destroy (&self);
         return NULL;
     }

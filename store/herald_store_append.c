@@ -289,9 +289,9 @@ s_now_ns (void)
 
 
 //  The topic's ver as this append call sees it: pending, cache, RocksDB.
-static int
-s_topic_ver (herald_store_t *self, const herald_event_t *event, uint64_t *ver,
-             uint64_t *created, herald_error_t *err)
+int
+herald_store_stage_topic_ver (herald_store_t *self, const herald_event_t *event,
+                              uint64_t *ver, uint64_t *created, herald_error_t *err)
 {
     s_slot_t *slot = s_table_find (&self->pending->topics, event->topic, event->topic_len);
     if (slot) {
@@ -383,9 +383,9 @@ s_prefetch_ids (herald_store_t *self, herald_batch_t *batches, size_t count, siz
 //  in this call?  Fills result when it is: a duplicate, and reused when
 //  the content it was stored with is known and differs from this event's
 //  (self->id_hash [k]).
-static bool
-s_find_id (herald_store_t *self, const herald_event_t *event, size_t k,
-           herald_append_result_t *result)
+bool
+herald_store_stage_find_id (herald_store_t *self, const herald_event_t *event, size_t k,
+                            herald_append_result_t *result)
 {
     s_slot_t *slot = s_table_find (&self->pending->ids, event->id, HERALD_ID_BYTES);
     if (slot) {
@@ -421,10 +421,10 @@ s_decide (herald_store_t *self, herald_batch_t *batch, size_t first_k, uint64_t 
         const herald_event_t *event = &batch->events [i];
         herald_append_result_t *result = &batch->results [i];
         self->id_hash [first_k + i] = herald_hash_content (event);
-        if (s_find_id (self, event, first_k + i, result))
+        if (herald_store_stage_find_id (self, event, first_k + i, result))
             continue;               //  a duplicate: `expect` is not checked
         uint64_t ver, created;
-        if (s_topic_ver (self, event, &ver, &created, err) != 0)
+        if (herald_store_stage_topic_ver (self, event, &ver, &created, err) != 0)
             return -1;
         if (event->has_expect && event->expect != ver) {
             s_table_rollback (&pending->ids, ids_mark);
@@ -437,12 +437,19 @@ s_decide (herald_store_t *self, herald_batch_t *batch, size_t first_k, uint64_t 
             return 0;
         }
         *result = (herald_append_result_t) { .seq = ++*seq, .ver = ver + 1, .dup = false };
-        s_table_set (&pending->topics, event->topic, event->topic_len,
-                     result->ver, created || ver == 0);
-        s_table_set (&pending->ids, event->id, HERALD_ID_BYTES, result->seq, result->ver)
-            ->c = self->id_hash [first_k + i];
+        herald_store_stage_decided (self, event, first_k + i, result->seq, result->ver,
+                                    created || ver == 0);
     }
     return 0;
+}
+
+void
+herald_store_stage_decided (herald_store_t *self, const herald_event_t *event, size_t k,
+                            uint64_t seq, uint64_t ver, bool created)
+{
+    s_pending_t *pending = self->pending;
+    s_table_set (&pending->topics, event->topic, event->topic_len, ver, created);
+    s_table_set (&pending->ids, event->id, HERALD_ID_BYTES, seq, ver)->c = self->id_hash [k];
 }
 
 //  Remember (topic, ver, seq) of a new event for the streams index.
@@ -593,47 +600,67 @@ s_stage (herald_store_t *self, const herald_batch_t *batch, size_t first_k, uint
         const herald_append_result_t *result = &batch->results [i];
         if (result->dup)
             continue;
-        herald_event_t event = batch->events [i];
-        event.seq = result->seq;
-        event.ver = result->ver;
-        event.ts = ts;
-        if (herald_event_encode (&event, &self->envelopes) != 0)
+        if (herald_store_stage_event (self, &batch->events [i], result->seq, result->ver, ts,
+                                      first_k + i, NULL, 0, new_topics) != 0)
             return -1;
-        size_t index = self->stream_count;  //  one per new event, in seq order
-        if (index == self->ends_capacity) {
-            size_t capacity = self->ends_capacity? self->ends_capacity * 2: 1024;
-            uint32_t *ends = realloc (self->ends, capacity * sizeof (uint32_t));
-            if (!ends)
-                return -1;
-            self->ends = ends;
-            self->ends_capacity = capacity;
-        }
-        self->ends [index] = (uint32_t) self->envelopes.size;
-
-        uint8_t seq_key [8];
-        s_put_u64 (seq_key, event.seq);
-        if (self->staged_count == self->staged_capacity) {
-            size_t capacity = self->staged_capacity? self->staged_capacity * 2: 1024;
-            s_id_entry_t *staged = realloc (self->staged_ids, capacity * sizeof (s_id_entry_t));
-            if (!staged)
-                return -1;
-            self->staged_ids = staged;
-            self->staged_capacity = capacity;
-        }
-        s_id_entry_t *entry = &self->staged_ids [self->staged_count++];
-        entry->id = batch->events [i].id;
-        s_put_u64 (entry->value, event.seq);
-        s_put_u64 (entry->value + 8, event.ver);
-        s_put_u64 (entry->value + 16, self->id_hash [first_k + i]);
-        if (s_note_stream (self, &batch->events [i], event.ver, event.seq) != 0)
-            return -1;
-        if (event.ver == 1) {
-            rocksdb_writebatch_put_cf (self->batch, self->cf [CF_TOPICS],
-                                       event.topic, event.topic_len,
-                                       (const char *) seq_key, 8);
-            (*new_topics)++;
-        }
     }
+    return 0;
+}
+
+int
+herald_store_stage_event (herald_store_t *self, const herald_event_t *stored, uint64_t seq,
+                          uint64_t ver, uint64_t ts, size_t k, const uint8_t *envelope,
+                          size_t len, uint64_t *new_topics)
+{
+    herald_event_t copy = *stored;
+    copy.seq = seq;
+    copy.ver = ver;
+    copy.ts = ts;
+    const herald_event_t *event = &copy;
+    if (envelope) {
+        if (msgpack_sbuffer_write (&self->envelopes, (const char *) envelope, len) != 0)
+            return -1;
+    }
+    else
+    if (herald_event_encode (event, &self->envelopes) != 0)
+        return -1;
+    size_t index = self->stream_count;  //  one per new event, in seq order
+    if (index == self->ends_capacity) {
+        size_t capacity = self->ends_capacity? self->ends_capacity * 2: 1024;
+        uint32_t *ends = realloc (self->ends, capacity * sizeof (uint32_t));
+        if (!ends)
+            return -1;
+        self->ends = ends;
+        self->ends_capacity = capacity;
+    }
+    self->ends [index] = (uint32_t) self->envelopes.size;
+
+    uint8_t seq_key [8];
+    s_put_u64 (seq_key, event->seq);
+    if (self->staged_count == self->staged_capacity) {
+        size_t capacity = self->staged_capacity? self->staged_capacity * 2: 1024;
+        s_id_entry_t *staged = realloc (self->staged_ids, capacity * sizeof (s_id_entry_t));
+        if (!staged)
+            return -1;
+        self->staged_ids = staged;
+        self->staged_capacity = capacity;
+    }
+    s_id_entry_t *entry = &self->staged_ids [self->staged_count++];
+    entry->id = stored->id;         //  borrowed: the caller's event outlives the call
+    s_put_u64 (entry->value, event->seq);
+    s_put_u64 (entry->value + 8, event->ver);
+    s_put_u64 (entry->value + 16, self->id_hash [k]);
+    if (s_note_stream (self, event, event->ver, event->seq) != 0)
+        return -1;
+    if (event->ver == 1) {
+        rocksdb_writebatch_put_cf (self->batch, self->cf [CF_TOPICS],
+                                   event->topic, event->topic_len,
+                                   (const char *) seq_key, 8);
+        (*new_topics)++;
+    }
+    //  The call's events are staged in seq order, so the digest chains
+    self->staged_digest = herald_store_digest_next (self->staged_digest, event,
+                                                    self->id_hash [k]);
     return 0;
 }
 
@@ -683,10 +710,9 @@ herald_store_now (herald_store_t *self)
 }
 
 herald_err
-herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
-                    uint64_t ts, herald_error_t *err)
+herald_store_stage_begin (herald_store_t *self, herald_batch_t *batches, size_t count,
+                          size_t total, herald_error_t *err)
 {
-    assert (self);
     //  RocksDB counts into a thread-local perf context on every memtable
     //  insert and lookup unless told not to, per thread.
     static _Thread_local bool perf_disabled = false;
@@ -694,43 +720,47 @@ herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
         rocksdb_set_perf_level (rocksdb_disable);
         perf_disabled = true;
     }
-    size_t total = 0;
-    for (size_t b = 0; b < count; b++)
-        total += batches [b].count;
+    self->appended_count = 0;
     if (s_table_reset (&self->pending->ids, total) != 0
     ||  s_table_reset (&self->pending->topics, total) != 0)
         return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
-
-    //  One ts for the whole call: the one proposed, but never behind the
-    //  log (a clock that stepped back, or a new leader's clock behind the
-    //  last one's), so ts never decreases along seq.
-    uint64_t last_ts = atomic_load (&self->last_ts);
-    if (ts < last_ts)
-        ts = last_ts;
-
-    uint64_t head = atomic_load (&self->head);
-    uint64_t seq = head;
-    self->appended_count = 0;
-    uint64_t new_topics = 0;
     rocksdb_writebatch_clear (self->batch);
     self->stream_count = 0;
     self->staged_count = 0;
     self->envelopes.size = 0;
+    self->staged_digest = atomic_load (&self->digest);
     if (total && s_prefetch_ids (self, batches, count, total, err) != 0)
         return err->code;
-    for (size_t b = 0, k = 0; b < count; k += batches [b].count, b++) {
-        if (s_decide (self, &batches [b], k, &seq, err) != 0)
-            return err->code;
-        if (batches [b].status == HERALD_OK
-        &&  s_stage (self, &batches [b], k, ts, &new_topics) != 0)
-            return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
-    }
-    if (seq == head)
-        return HERALD_OK;           //  only duplicates and conflicts: nothing to write
-    if (s_stage_events (self, head + 1) != 0 || s_stage_streams (self) != 0)
-        return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
-    s_stage_ids (self);
+    return HERALD_OK;
+}
 
+herald_err
+herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uint64_t ts,
+                          uint64_t new_topics, uint64_t raft_index, herald_error_t *err)
+{
+    if (seq == head && raft_index == 0)
+        return HERALD_OK;           //  only duplicates and conflicts: nothing to write
+    if (seq != head) {
+        if (s_stage_events (self, head + 1) != 0 || s_stage_streams (self) != 0)
+            return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+        s_stage_ids (self);
+        //  The digest goes with the head it is at (herald_store_cluster.c)
+        uint8_t digest [16];
+        s_put_u64 (digest, seq);
+        s_put_u64 (digest + 8, self->staged_digest);
+        rocksdb_writebatch_put_cf (self->batch, self->cf [CF_DEFAULT],
+                                   HERALD_STORE_DIGEST_KEY, strlen (HERALD_STORE_DIGEST_KEY),
+                                   (const char *) digest, sizeof (digest));
+    }
+    if (raft_index) {
+        //  The entry's index with its effects, or alone when it had none:
+        //  "applied" and what it did can never disagree after a crash
+        uint8_t applied [8];
+        s_put_u64 (applied, raft_index);
+        rocksdb_writebatch_put_cf (self->batch, self->cf [CF_DEFAULT],
+                                   HERALD_STORE_APPLIED_KEY, strlen (HERALD_STORE_APPLIED_KEY),
+                                   (const char *) applied, sizeof (applied));
+    }
     char *rocks_err = NULL;
     rocksdb_write (self->db, self->write_options, self->batch, &rocks_err);
     if (rocks_err) {
@@ -739,6 +769,10 @@ herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
         return err->code;
     }
     //  Durable: now the in-memory state may follow.
+    if (raft_index)
+        atomic_store (&self->applied, raft_index);
+    if (seq == head)
+        return HERALD_OK;
     s_table_t *topics = &self->pending->topics;
     for (size_t i = 0; i < topics->undo_count; i++) {
         s_slot_t *slot = &topics->slots [topics->undo [i].index];
@@ -756,8 +790,69 @@ herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
     self->appended_count = (size_t) (seq - head);
     atomic_fetch_add (&self->topic_count, new_topics);
     atomic_store (&self->last_ts, ts);
+    atomic_store (&self->digest, self->staged_digest);
     atomic_store (&self->head, seq);
     return HERALD_OK;
+}
+
+//  herald_store_apply, and herald_store_apply_entry when raft_index is not
+//  0 (its index checked by the caller).
+static herald_err
+s_apply (herald_store_t *self, herald_batch_t *batches, size_t count, uint64_t ts,
+         uint64_t raft_index, herald_error_t *err)
+{
+    size_t total = 0;
+    for (size_t b = 0; b < count; b++)
+        total += batches [b].count;
+    if (herald_store_stage_begin (self, batches, count, total, err) != HERALD_OK)
+        return err->code;
+
+    //  One ts for the whole call: the one proposed, but never behind the
+    //  log (a clock that stepped back, or a new leader's clock behind the
+    //  last one's), so ts never decreases along seq.
+    uint64_t last_ts = atomic_load (&self->last_ts);
+    if (ts < last_ts)
+        ts = last_ts;
+
+    uint64_t head = atomic_load (&self->head);
+    uint64_t seq = head;
+    uint64_t new_topics = 0;
+    for (size_t b = 0, k = 0; b < count; k += batches [b].count, b++) {
+        if (s_decide (self, &batches [b], k, &seq, err) != 0)
+            return err->code;
+        if (batches [b].status == HERALD_OK
+        &&  s_stage (self, &batches [b], k, ts, &new_topics) != 0)
+            return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+    }
+    return herald_store_stage_write (self, head, seq, ts, new_topics, raft_index, err);
+}
+
+herald_err
+herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
+                    uint64_t ts, herald_error_t *err)
+{
+    assert (self);
+    return s_apply (self, batches, count, ts, 0, err);
+}
+
+herald_err
+herald_store_apply_entry (herald_store_t *self, herald_batch_t *batches, size_t count,
+                          uint64_t ts, uint64_t raft_index, herald_error_t *err)
+{
+    assert (self);
+    uint64_t applied = atomic_load (&self->applied);
+    if (raft_index <= applied)
+        return herald_error_set (err, HERALD_ERR_INTERNAL, "",
+            "raft entry %llu is not after the last one applied (%llu): not applied again",
+            (unsigned long long) raft_index, (unsigned long long) applied);
+    return s_apply (self, batches, count, ts, raft_index, err);
+}
+
+herald_err
+herald_store_set_applied (herald_store_t *self, uint64_t raft_index, herald_error_t *err)
+{
+    assert (self);
+    return herald_store_apply_entry (self, NULL, 0, 0, raft_index, err);
 }
 
 void

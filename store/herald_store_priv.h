@@ -7,8 +7,15 @@
     KEY LAYOUTS (every integer big-endian, so byte order is numeric order
     and RocksDB's default comparator sorts keys the way we iterate them):
 
-    CF "default": the store's identity
+    CF "default": the store's identity, and the two stored counters
         "herald.format"                     -> "1"
+        "herald.digest"                     -> head u64 | digest u64
+        "meta.raft.applied"                 -> raft index u64
+        The log digest at head (herald_store_digest) and the last raft
+        index applied (cluster mode): each written in the same WriteBatch
+        as the events it describes, so a crash can never separate them
+        (herald_store_cluster.c).  Every other counter is recovered from
+        the data on open.
 
     CF "events": the log itself, in runs of consecutive seqs
         +------------------+      +-----------+------------------+----------------+
@@ -81,6 +88,8 @@
 
 #define HERALD_STORE_FORMAT_KEY   "herald.format"
 #define HERALD_STORE_FORMAT       "1"
+#define HERALD_STORE_DIGEST_KEY   "herald.digest"
+#define HERALD_STORE_APPLIED_KEY  "meta.raft.applied"   //  herald_store_meta_get "raft.applied"
 #define HERALD_STREAM_KEY_MAX     (HERALD_TOPIC_MAX + 1 + 8)
 #define HERALD_ID_VALUE_OLD       16    //  an "ids" value: seq, ver
 #define HERALD_ID_VALUE           24    //  seq, ver, content hash
@@ -157,6 +166,8 @@ struct _herald_store_t {
     _Atomic uint64_t first;         //  lowest seq stored (1 until trimming exists)
     _Atomic uint64_t topic_count;
     _Atomic uint64_t last_ts;
+    _Atomic uint64_t digest;        //  the log digest at head
+    _Atomic uint64_t applied;       //  the last raft index applied (0: none)
     uint64_t pinned_clock;          //  herald_store_set_clock; 0: the real clock
 
     //  Owned by the appending thread
@@ -191,6 +202,7 @@ struct _herald_store_t {
     s_stream_entry_t *streams;      //  this append's new events, for the runs
     size_t stream_count;
     size_t stream_capacity;
+    uint64_t staged_digest;         //  the digest after the call's last staged event
 };
 
 //  herald_store_damage.c, for herald_store.c's open and close
@@ -356,6 +368,75 @@ int
     herald_store_append_init (herald_store_t *self, size_t topic_cache);
 void
     herald_store_append_free (herald_store_t *self);
+
+//  ---------------------------------------------------------------------
+//  The write pipeline of herald_store_append.c, shared with
+//  herald_store_install (herald_store_cluster.c).  One call: begin, then
+//  for each new event topic_ver (its ver as this call sees it), decided
+//  (the call's later events see it), staged (into the WriteBatch), then
+//  write.  Nothing in memory changes until write has written.
+
+//  Start a call over batches[0..count) (total events): empty the call's
+//  tables and the WriteBatch, and look every id up (then
+//  herald_store_stage_find_id answers from memory).  HERALD_OK, or
+//  HERALD_ERR_NOMEM, _IO, _CORRUPT with err filled.
+herald_err
+    herald_store_stage_begin (herald_store_t *self, herald_batch_t *batches, size_t count,
+                              size_t total, herald_error_t *err);
+
+//  Is the call's event number k stored already, or decided earlier in the
+//  call?  Fills result (dup, reused) when it is.  Needs self->id_hash [k]
+//  (the event's content hash).
+bool
+    herald_store_stage_find_id (herald_store_t *self, const herald_event_t *event, size_t k,
+                                herald_append_result_t *result);
+
+//  The event's topic's ver as the call sees it: decided earlier in the
+//  call, cached, or read.  *created: the call made the topic.  0, or -1
+//  with err filled.
+int
+    herald_store_stage_topic_ver (herald_store_t *self, const herald_event_t *event,
+                                  uint64_t *ver, uint64_t *created, herald_error_t *err);
+
+//  Record that the call's event number k gets seq and ver.
+void
+    herald_store_stage_decided (herald_store_t *self, const herald_event_t *event, size_t k,
+                                uint64_t seq, uint64_t ver, bool created);
+
+//  Put the call's new event number k, event with seq, ver and ts, into
+//  the call: its envelope (envelope NULL: encoded; else these bytes, as
+//  they are), its id, its stream entry, its topic key when ver is 1, and
+//  the running digest.  event is borrowed until the write (its id and
+//  topic are).  0, or -1 when out of memory.
+int
+    herald_store_stage_event (herald_store_t *self, const herald_event_t *event, uint64_t seq,
+                              uint64_t ver, uint64_t ts, size_t k, const uint8_t *envelope,
+                              size_t len, uint64_t *new_topics);
+
+//  Write the call: its events (seqs head + 1 .. seq), their indexes and
+//  the digest when it has any, raft_index when not 0, in one WriteBatch;
+//  then head, last ts (ts), the topic count, the caches, the digest and
+//  the applied index follow.  With no event and raft_index 0, writes
+//  nothing.  HERALD_OK, or HERALD_ERR_NOMEM, _IO with err filled (then
+//  nothing was written and nothing in memory changed).
+herald_err
+    herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uint64_t ts,
+                              uint64_t new_topics, uint64_t raft_index, herald_error_t *err);
+
+//  ---------------------------------------------------------------------
+//  herald_store_cluster.c
+
+//  The digest after previous of an event (seq, ver, ts set) whose content
+//  hash (herald_hash_content) is content.  Deterministic, machine
+//  independent; the definition is in herald_store_cluster.c.
+uint64_t
+    herald_store_digest_next (uint64_t previous, const herald_event_t *event,
+                              uint64_t content);
+
+//  On open, after head is recovered: the applied index, and the digest
+//  (read, or computed from the log when not stored for this head).
+herald_err
+    herald_store_recover_cluster (herald_store_t *self, herald_error_t *err);
 
 //  Look a topic's current ver up in RocksDB (no cache): 0 when none.
 //  Returns -1 when it cannot be known (then err is filled: HERALD_ERR_IO,

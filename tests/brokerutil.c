@@ -258,6 +258,14 @@ bu_broker_stop (bu_broker_t *self, int timeout_ms)
     return -1;
 }
 
+int
+bu_broker_respawn (bu_broker_t *self)
+{
+    if (self->pid > 0)
+        return -1;
+    return s_broker_exec (self);
+}
+
 //  Wait up to timeout_ms for the running broker to answer STATUS.  Returns
 //  0, or -1 when it did not (it is killed) or died (see its log).
 static int
@@ -633,4 +641,213 @@ bool
 bu_str_eq (herald_str_t str, const char *text)
 {
     return str.ptr && str.len == strlen (text) && !memcmp (str.ptr, text, str.len);
+}
+
+//  ---------------------------------------------------------------------
+//  A cluster of heraldd nodes (issue 13)
+
+bu_cluster_t *
+bu_cluster_new (const char *tag, size_t count, const char *const *extra)
+{
+    if (count == 0 || count > BU_CLUSTER_MAX)
+        return NULL;
+    bu_cluster_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->count = count;
+    //  Every port of every node first, all different: each node's flags
+    //  name every member
+    int ports [BU_CLUSTER_MAX * 3];
+    size_t have = 0;
+    for (int tries = 0; have < count * 3 && tries < 1000; tries++) {
+        int port = bu_free_port ();
+        bool fresh = port > 0;
+        for (size_t index = 0; fresh && index < have; index++)
+            fresh = ports [index] != port;
+        if (fresh)
+            ports [have++] = port;
+    }
+    if (have < count * 3) {
+        free (self);
+        return NULL;
+    }
+    char peers [BU_CLUSTER_MAX][160];
+    for (size_t index = 0; index < count; index++) {
+        snprintf (self->names [index], sizeof self->names [index], "n%zu", index + 1);
+        snprintf (self->raft [index], sizeof self->raft [index], "127.0.0.1:%d",
+                  ports [index * 3 + 2]);
+        snprintf (peers [index], sizeof peers [index],
+                  "%s,%s,tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", self->names [index],
+                  self->raft [index], ports [index * 3], ports [index * 3 + 1]);
+    }
+    for (size_t index = 0; index < count; index++) {
+        const char *args [BU_MAX_ARGS];
+        size_t argc = 0;
+        args [argc++] = "--node";
+        args [argc++] = self->names [index];
+        for (size_t peer = 0; peer < count; peer++) {
+            args [argc++] = "--peer";
+            args [argc++] = peers [peer];
+        }
+        args [argc++] = "--cluster-state";
+        args [argc++] = "new";
+        for (size_t more = 0; extra && extra [more] && argc + 1 < BU_MAX_ARGS; more++)
+            args [argc++] = extra [more];
+        args [argc] = NULL;
+        char name [64];
+        snprintf (name, sizeof name, "%s_%s", tag, self->names [index]);
+        self->nodes [index] = bu_broker_new (name, args);
+        if (!self->nodes [index]) {
+            bu_cluster_destroy (&self);
+            return NULL;
+        }
+        snprintf (self->nodes [index]->api, sizeof self->nodes [index]->api,
+                  "tcp://127.0.0.1:%d", ports [index * 3]);
+        snprintf (self->nodes [index]->fanout, sizeof self->nodes [index]->fanout,
+                  "tcp://127.0.0.1:%d", ports [index * 3 + 1]);
+    }
+    return self;
+}
+
+void
+bu_cluster_destroy (bu_cluster_t **self_p)
+{
+    bu_cluster_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t index = 0; index < self->count; index++)
+        bu_broker_destroy (&self->nodes [index]);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+bu_cluster_start (bu_cluster_t *self, int timeout_ms)
+{
+    for (size_t index = 0; index < self->count; index++)
+        if (bu_broker_respawn (self->nodes [index]) != 0)
+            return -1;
+    for (size_t index = 0; index < self->count; index++)
+        if (s_broker_ready (self->nodes [index], timeout_ms) != 0)
+            return -1;
+    return 0;
+}
+
+static bool
+s_key_is (const msgpack_object *key, const char *name)
+{
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
+        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
+}
+
+//  A str value into out (size bytes), "" for nil or another type.
+static void
+s_copy_str (const msgpack_object *value, char *out, size_t size)
+{
+    out [0] = 0;
+    if (value->type == MSGPACK_OBJECT_STR)
+        snprintf (out, size, "%.*s", (int) value->via.str.size, value->via.str.ptr);
+}
+
+int
+bu_node_status (const char *api, bu_node_status_t *status, int timeout_ms)
+{
+    memset (status, 0, sizeof *status);
+    zsock_t *dealer = bu_dealer_new (api);
+    if (!dealer)
+        return -1;
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    bu_pack_rid (&sbuf, 1);
+    bu_send_sbuf (dealer, "STATUS", &sbuf);
+    msgpack_sbuffer_destroy (&sbuf);
+    zmsg_t *msg = bu_recv (dealer, timeout_ms);
+    zsock_destroy (&dealer);
+    if (!msg || zmsg_size (msg) != 2) {
+        zmsg_destroy (&msg);
+        return -1;
+    }
+    zframe_t *body = zmsg_last (msg);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    int rc = -1;
+    if (msgpack_unpack_next (&unpacked, (const char *) zframe_data (body), zframe_size (body),
+                             NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  unpacked.data.type == MSGPACK_OBJECT_MAP) {
+        rc = 0;
+        const msgpack_object_map *map = &unpacked.data.via.map;
+        for (uint32_t index = 0; index < map->size; index++) {
+            const msgpack_object *key = &map->ptr [index].key;
+            const msgpack_object *value = &map->ptr [index].val;
+            uint64_t number = value->type == MSGPACK_OBJECT_POSITIVE_INTEGER? value->via.u64: 0;
+            if (s_key_is (key, "head"))
+                status->head = number;
+            else if (s_key_is (key, "role"))
+                s_copy_str (value, status->role, sizeof status->role);
+            else if (s_key_is (key, "node"))
+                s_copy_str (value, status->node, sizeof status->node);
+            else if (s_key_is (key, "cluster_state"))
+                s_copy_str (value, status->cluster_state, sizeof status->cluster_state);
+            else if (s_key_is (key, "raft_id"))
+                status->raft_id = number;
+            else if (s_key_is (key, "term"))
+                status->term = number;
+            else if (s_key_is (key, "leader"))
+                s_copy_str (value, status->leader, sizeof status->leader);
+            else if (s_key_is (key, "leader_api"))
+                s_copy_str (value, status->leader_api, sizeof status->leader_api);
+            else if (s_key_is (key, "commit_index"))
+                status->commit_index = number;
+            else if (s_key_is (key, "applied_index"))
+                status->applied_index = number;
+            else if (s_key_is (key, "voters"))
+                status->voters = number;
+            else if (s_key_is (key, "digest"))
+                s_copy_str (value, status->digest, sizeof status->digest);
+            else if (s_key_is (key, "durability"))
+                s_copy_str (value, status->durability, sizeof status->durability);
+            else if (s_key_is (key, "peers") && value->type == MSGPACK_OBJECT_ARRAY)
+                status->peer_count = value->via.array.size;
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    zmsg_destroy (&msg);
+    return rc;
+}
+
+int
+bu_cluster_leader (bu_cluster_t *self, int timeout_ms)
+{
+    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        int leader = -1;
+        bool agreed = true;
+        bu_node_status_t status [BU_CLUSTER_MAX];
+        bool answered [BU_CLUSTER_MAX] = { false };
+        for (size_t index = 0; index < self->count; index++) {
+            if (self->nodes [index]->pid <= 0)
+                continue;
+            answered [index] = bu_node_status (self->nodes [index]->api, &status [index],
+                                               500) == 0;
+            if (answered [index] && strcmp (status [index].role, "leader") == 0) {
+                if (leader >= 0 && status [leader].term == status [index].term)
+                    agreed = false;     //  two leaders in one term: never
+                if (leader < 0 || status [index].term > status [leader].term)
+                    leader = (int) index;
+            }
+        }
+        //  Every running node names it (a follower that knows no leader
+        //  yet would answer not_leader with nil)
+        for (size_t index = 0; leader >= 0 && index < self->count; index++)
+            if (self->nodes [index]->pid > 0
+            &&  (!answered [index] || strcmp (status [index].leader,
+                                              self->names [leader]) != 0))
+                agreed = false;
+        if (leader >= 0 && agreed)
+            return leader;
+        if (tu_mono_ns () >= deadline)
+            return -1;
+        zclock_sleep (50);
+    }
+    return -1;
 }

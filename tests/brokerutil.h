@@ -89,6 +89,13 @@ int
 int
     bu_broker_restart (bu_broker_t *self, int timeout_ms);
 
+//  Start heraldd again on the api and fanout already in self (set by the
+//  caller, or by the last start), without waiting for readiness.  For a
+//  cluster, whose members' endpoints are chosen before any starts.
+//  Returns 0 or -1.
+int
+    bu_broker_respawn (bu_broker_t *self);
+
 //  fork and exec binary with argv (NULL-terminated, argv[0] included),
 //  stdout and stderr appended to log_path, stdin /dev/null.  The child
 //  dies with its parent (PR_SET_PDEATHSIG) and starts with default signal
@@ -243,5 +250,67 @@ void
 //  True when str holds exactly text.
 bool
     bu_str_eq (herald_str_t str, const char *text);
+
+//  ---------------------------------------------------------------------
+//  A cluster of heraldd nodes on 127.0.0.1 (issue 13)
+
+#define BU_CLUSTER_MAX  5
+
+//  count nodes named n1, n2, ...: each a bu_broker_t with its own
+//  directory, and free api, fanout and Raft ports chosen before any
+//  starts, since every node's flags list every member.
+typedef struct {
+    size_t count;
+    bu_broker_t *nodes [BU_CLUSTER_MAX];
+    char names [BU_CLUSTER_MAX][8];
+    char raft [BU_CLUSTER_MAX][32];         //  127.0.0.1:PORT
+} bu_cluster_t;
+
+//  A cluster of count nodes, none started: each runs with --node, one
+//  --peer per member, --cluster-state new, and the extra flags (NULL-
+//  terminated, may be NULL; e.g. shorter timeouts).  Caller owns; NULL
+//  on failure.
+bu_cluster_t *
+    bu_cluster_new (const char *tag, size_t count, const char *const *extra);
+
+//  Kill every node that runs, remove every directory, free.  NULL-safe.
+void
+    bu_cluster_destroy (bu_cluster_t **self_p);
+
+//  Start every node without waiting (they wait for each other to
+//  bootstrap), then wait up to timeout_ms for each to answer STATUS.
+//  Returns 0, or -1 (see the nodes' logs).
+int
+    bu_cluster_start (bu_cluster_t *self, int timeout_ms);
+
+//  The STATUS reply of a cluster node, read whole: the keys a cluster
+//  adds are not all uints, which herald_msg_decode keeps.
+typedef struct {
+    uint64_t head;
+    char role [16];
+    char node [16];
+    char cluster_state [16];
+    uint64_t raft_id;
+    uint64_t term;
+    char leader [16];                       //  "" when nil
+    char leader_api [64];                   //  "" when nil
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t voters;
+    char digest [24];
+    char durability [24];
+    size_t peer_count;
+} bu_node_status_t;
+
+//  STATUS to api (a fresh DEALER), read within timeout_ms.  Returns 0,
+//  or -1 when no reply came or it could not be read.
+int
+    bu_node_status (const char *api, bu_node_status_t *status, int timeout_ms);
+
+//  The index of the node that leads, as every running node that answers
+//  agrees (a leader that says so, and no other running node saying it
+//  leads in the same term), waited for up to timeout_ms; -1 when none.
+int
+    bu_cluster_leader (bu_cluster_t *self, int timeout_ms);
 
 #endif

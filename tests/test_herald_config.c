@@ -747,3 +747,181 @@ Test (herald_config, help_wins_over_a_bad_command_line)
     fclose (out);
     herald_config_destroy (&config);
 }
+
+
+//  --------------------------------------------------------------------------
+//  The cluster (issue 13): --peer, --raft, --cluster-state, timeouts
+
+#define S_PEER_A    "a,127.0.0.1:7001,tcp://127.0.0.1:5001,tcp://127.0.0.1:6001"
+#define S_PEER_B    "b,127.0.0.1:7002,tcp://127.0.0.1:5002,tcp://127.0.0.1:6002"
+#define S_PEER_C    "c,127.0.0.1:7003,tcp://127.0.0.1:5003,tcp://127.0.0.1:6003"
+
+Test (herald_config, standalone_has_no_peers)
+{
+    herald_config_t *config = herald_config_new ();
+    cr_assert_not (herald_config_clustered (config));
+    cr_assert_eq (config->peer_count, 0);
+    cr_assert_not (config->cluster_new);
+    cr_assert_eq (config->election_ms, 1000);
+    cr_assert_eq (config->raft_heartbeat_ms, 100);
+    cr_assert_null (herald_config_self_peer (config));
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, peers_make_a_node_whose_endpoints_default_to_its_entry)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--node", "b", "--peer", S_PEER_A, "--peer=" S_PEER_B,
+                            "--peer", S_PEER_C, "--cluster-state", "new",
+                            "--election-ms", "300", "--raft-heartbeat-ms", "30", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert (herald_config_clustered (config));
+    cr_assert_eq (config->peer_count, 3);
+    cr_assert_str_eq (config->peers [2].name, "c");
+    cr_assert_str_eq (config->peers [2].raft, "127.0.0.1:7003");
+    cr_assert_str_eq (config->peers [2].api, "tcp://127.0.0.1:5003");
+    cr_assert_str_eq (config->peers [2].fanout, "tcp://127.0.0.1:6003");
+    cr_assert_str_eq (herald_config_self_peer (config)->name, "b");
+    cr_assert_str_eq (config->raft, "127.0.0.1:7002");
+    cr_assert_str_eq (config->api, "tcp://127.0.0.1:5002");
+    cr_assert_str_eq (config->fanout, "tcp://127.0.0.1:6002");
+    cr_assert (config->cluster_new);
+    cr_assert_eq (config->election_ms, 300);
+    cr_assert_eq (config->raft_heartbeat_ms, 30);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, a_given_api_is_bound_instead_of_the_peer_entry)
+{
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--node", "a", "--peer", S_PEER_A, "--api", "tcp://0.0.0.0:5001",
+                            "--raft", "127.0.0.1:7001", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_str_eq (config->api, "tcp://0.0.0.0:5001");
+    cr_assert_str_eq (config->fanout, "tcp://127.0.0.1:6001");
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, bad_peers_are_rejected_naming_why)
+{
+    const char *fields [] = { "--node", "a", "--peer", "a,127.0.0.1:7001,tcp://x:1", NULL };
+    s_assert_rejected (fields, "four fields");
+    const char *extra [] = { "--node", "a", "--peer", S_PEER_A ",tcp://x:2", NULL };
+    s_assert_rejected (extra, "four fields");
+    const char *name [] = { "--node", "a", "--peer", ",127.0.0.1:7001,tcp://x:1,tcp://x:2",
+                            NULL };
+    s_assert_rejected (name, "not a node name");
+    const char *port [] = { "--node", "a", "--peer", "a,127.0.0.1:70000,tcp://x:1,tcp://x:2",
+                            NULL };
+    s_assert_rejected (port, "Raft address '127.0.0.1:70000'");
+    const char *host [] = { "--node", "a", "--peer", "a,7001,tcp://x:1,tcp://x:2", NULL };
+    s_assert_rejected (host, "not HOST:PORT");
+    const char *api [] = { "--node", "a", "--peer", "a,h:1,http://x:1,tcp://x:2", NULL };
+    s_assert_rejected (api, "'http://x:1' is not an endpoint");
+    const char *twice [] = { "--node", "a", "--peer", S_PEER_A, "--peer",
+                             "a,127.0.0.1:7009,tcp://127.0.0.1:5009,tcp://127.0.0.1:6009", NULL };
+    s_assert_rejected (twice, "node 'a' is given twice");
+    const char *raft [] = { "--node", "a", "--peer", S_PEER_A, "--peer",
+                            "b,127.0.0.1:7001,tcp://127.0.0.1:5009,tcp://127.0.0.1:6009", NULL };
+    s_assert_rejected (raft, "Raft address 127.0.0.1:7001 is peer 'a''s");
+    const char *both [] = { "--node", "a", "--peer", S_PEER_A, "--peer",
+                            "b,127.0.0.1:7009,tcp://127.0.0.1:5001,tcp://127.0.0.1:6009", NULL };
+    s_assert_rejected (both, "api tcp://127.0.0.1:5001 is peer 'a''s");
+    //  Every message names the flag
+    s_assert_rejected (twice, "--peer");
+}
+
+Test (herald_config, a_node_must_be_one_of_the_peers)
+{
+    const char *none [] = { "--peer", S_PEER_A, "--peer", S_PEER_B, NULL };
+    s_assert_rejected (none, "needs --node NAME");
+    const char *other [] = { "--node", "z", "--peer", S_PEER_A, "--peer", S_PEER_B, NULL };
+    s_assert_rejected (other, "'z' is not one of the --peer names (a, b)");
+}
+
+Test (herald_config, cluster_flags_without_peers_are_rejected)
+{
+    const char *raft [] = { "--raft", "127.0.0.1:7001", NULL };
+    s_assert_rejected (raft, "--raft");
+    const char *state [] = { "--cluster-state", "new", NULL };
+    s_assert_rejected (state, "give every member with --peer");
+    const char *election [] = { "--election-ms", "500", NULL };
+    s_assert_rejected (election, "--election-ms");
+}
+
+Test (herald_config, bad_cluster_values_are_rejected)
+{
+    const char *state [] = { "--node", "a", "--peer", S_PEER_A, "--cluster-state", "old", NULL };
+    s_assert_rejected (state, "'old' is not new or existing");
+    const char *beat [] = { "--node", "a", "--peer", S_PEER_A, "--election-ms", "100",
+                            "--raft-heartbeat-ms", "100", NULL };
+    s_assert_rejected (beat, "less than --election-ms (100)");
+    const char *low [] = { "--node", "a", "--peer", S_PEER_A, "--election-ms", "10", NULL };
+    s_assert_rejected (low, "at least 50");
+    const char *raft [] = { "--node", "a", "--peer", S_PEER_A, "--raft", "127.0.0.1:7777",
+                            NULL };
+    s_assert_rejected (raft, "not this node's --peer Raft address 127.0.0.1:7001");
+    const char *bad [] = { "--node", "a", "--peer", S_PEER_A, "--raft", "nowhere", NULL };
+    s_assert_rejected (bad, "'nowhere' is not HOST:PORT");
+}
+
+Test (herald_config, file_peers_accumulate_and_the_command_line_replaces_them)
+{
+    char *path = s_file_new ("node = a\npeer = " S_PEER_A "\npeer = " S_PEER_B "\n"
+                             "cluster-state = new\n");
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *file_only [] = { "--config", path, NULL };
+    cr_assert_eq (s_parse (config, &err, file_only), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->peer_count, 2);
+    cr_assert (config->cluster_new);
+    herald_config_destroy (&config);
+    config = herald_config_new ();
+    const char *line [] = { "--peer", S_PEER_A, "--config", path, "--peer", S_PEER_C, NULL };
+    cr_assert_eq (s_parse (config, &err, line), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->peer_count, 2);
+    cr_assert_str_eq (config->peers [0].name, "a");
+    cr_assert_str_eq (config->peers [1].name, "c");
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, a_cluster_mistake_of_the_file_alone_is_the_files)
+{
+    char *path = s_file_new ("peer = " S_PEER_A "\n");
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--config", path, NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_ERR_INVALID);
+    cr_assert (config->file_failed);
+    herald_config_destroy (&config);
+    config = herald_config_new ();
+    const char *line [] = { "--config", path, "--node", "z", NULL };
+    cr_assert_eq (s_parse (config, &err, line), HERALD_ERR_INVALID);
+    cr_assert_not (config->file_failed);
+    herald_config_destroy (&config);
+    s_assert_file_rejected ("peer = a,b\n", 1, "four fields");
+    s_file_destroy (&path);
+}
+
+Test (herald_config, help_lists_the_cluster_flags)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    bool exit_now = false;
+    const char *args [] = { "--help", NULL };
+    cr_assert_eq (s_parse_out (config, out, &exit_now, &err, args), HERALD_OK);
+    fclose (out);
+    const char *flags [] = { "--peer NAME,RAFT,API,FANOUT", "--raft HOST:PORT",
+                             "--cluster-state new|existing", "--election-ms N",
+                             "--raft-heartbeat-ms N", "(default existing)", "(default 100)" };
+    for (size_t index = 0; index < sizeof (flags) / sizeof (flags [0]); index++)
+        cr_assert_not_null (strstr (text, flags [index]), "usage lacks %s", flags [index]);
+    free (text);
+    herald_config_destroy (&config);
+}

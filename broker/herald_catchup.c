@@ -1,0 +1,159 @@
+/*  =========================================================================
+    herald_catchup - copy a peer's events into the store over HWP/1 REPLAY
+
+    DESIGN
+    One DEALER, one REPLAY {rid 1, from head + 1, to, credit CREDIT}, then
+    EVENTS messages (one envelope per frame, seq order) until END or
+    ERROR; each EVENTS message is installed as it comes (one WriteBatch,
+    herald_store_install checks seq = head + 1, ver, ts, id) and its
+    events are given back as CREDIT, so at most CREDIT events are in
+    flight and memory stays bounded whatever the gap.  A peer silent for
+    CATCHUP_IDLE_MS is given up (the caller tries another).  Installed
+    batches stay installed: a later run resumes from the new head.
+    =========================================================================
+*/
+
+#include <inttypes.h>
+#include "herald_catchup.h"
+
+#define CREDIT              2000
+#define CATCHUP_IDLE_MS     5000
+
+static int
+s_send (zsock_t *dealer, const char *command, msgpack_sbuffer *body)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, command);
+    zmsg_addmem (msg, body->data, body->size);
+    return zmsg_send (&msg, dealer);
+}
+
+static void
+s_pack_key_uint (msgpack_packer *pk, const char *key, uint64_t value)
+{
+    msgpack_pack_str_with_body (pk, key, strlen (key));
+    msgpack_pack_uint64 (pk, value);
+}
+
+//  The message an ERROR body holds, for err.
+static void
+s_error_text (zframe_t *body, char *text, size_t size)
+{
+    snprintf (text, size, "(unreadable)");
+    if (!body)
+        return;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 512);
+    msgpack_object root;
+    herald_error_t ignored;
+    herald_field_t fields [] = { { "code" }, { "message" } };
+    if (herald_event_unpack (zframe_data (body), zframe_size (body), &zone, &root, "",
+                             &ignored) == HERALD_OK
+    &&  root.type == MSGPACK_OBJECT_MAP
+    &&  herald_event_fields (&root, fields, 2, &zone, "", &ignored) == HERALD_OK
+    &&  fields [1].value && fields [1].value->type == MSGPACK_OBJECT_STR)
+        snprintf (text, size, "%.*s", (int) fields [1].value->via.str.size,
+                  fields [1].value->via.str.ptr);
+    msgpack_zone_destroy (&zone);
+}
+
+herald_err
+herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
+                    herald_error_t *err)
+{
+    uint64_t head = herald_store_head (store);
+    if (head >= to)
+        return HERALD_OK;
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (!dealer)
+        return herald_error_set (err, HERALD_ERR_IO, "catchup", "cannot open a socket");
+    zsock_set_linger (dealer, 0);
+    if (zsock_connect (dealer, "%s", api) != 0) {
+        zsock_destroy (&dealer);
+        return herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
+                                 "cannot connect to %s", api);
+    }
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init (&body);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 4);
+    s_pack_key_uint (&pk, "rid", 1);
+    s_pack_key_uint (&pk, "from", head + 1);
+    s_pack_key_uint (&pk, "to", to);
+    s_pack_key_uint (&pk, "credit", CREDIT);
+    herald_err rc = HERALD_OK;
+    if (s_send (dealer, "REPLAY", &body) != 0)
+        rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
+                               "cannot send REPLAY to %s", api);
+    bool ended = false;
+    while (rc == HERALD_OK && !ended) {
+        zmq_pollitem_t item = { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 };
+        int ready = zmq_poll (&item, 1, CATCHUP_IDLE_MS);
+        if (ready < 0 && zmq_errno () == EINTR)
+            continue;
+        if (ready <= 0) {
+            rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
+                                   "%s sent nothing for %d ms (head %" PRIu64 ", want %"
+                                   PRIu64 ")", api, CATCHUP_IDLE_MS,
+                                   herald_store_head (store), to);
+            break;
+        }
+        zmsg_t *msg = zmsg_recv (dealer);
+        if (!msg)
+            continue;
+        char *command = zmsg_popstr (msg);
+        zframe_t *reply = zmsg_pop (msg);
+        if (command && streq (command, "EVENTS")) {
+            size_t count = zmsg_size (msg);
+            const uint8_t **envelopes = (const uint8_t **) calloc (count + 1, sizeof (void *));
+            size_t *lens = (size_t *) calloc (count + 1, sizeof (size_t));
+            zframe_t *frame = zmsg_first (msg);
+            size_t index = 0;
+            while (frame && index < count) {
+                envelopes [index] = zframe_data (frame);
+                lens [index] = zframe_size (frame);
+                index++;
+                frame = zmsg_next (msg);
+            }
+            if (count) {
+                herald_error_t install = { 0 };
+                herald_err installed = herald_store_install (store, envelopes, lens, count, 0,
+                                                             &install);
+                if (installed != HERALD_OK)
+                    rc = herald_error_set (err, installed == HERALD_ERR_IO? installed:
+                                           HERALD_ERR_CORRUPT, "catchup",
+                                           "events from %s do not install: %s", api,
+                                           install.message);
+            }
+            free (envelopes);
+            free (lens);
+            if (rc == HERALD_OK && count) {
+                msgpack_sbuffer_clear (&body);
+                msgpack_pack_map (&pk, 2);
+                s_pack_key_uint (&pk, "rid", 1);
+                s_pack_key_uint (&pk, "credit", count);
+                s_send (dealer, "CREDIT", &body);
+            }
+        }
+        else
+        if (command && streq (command, "END"))
+            ended = true;
+        else {
+            char text [256];
+            s_error_text (reply, text, sizeof (text));
+            rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
+                                   "%s answered %s: %s", api, command? command: "?", text);
+        }
+        zstr_free (&command);
+        zframe_destroy (&reply);
+        zmsg_destroy (&msg);
+    }
+    msgpack_sbuffer_destroy (&body);
+    zsock_destroy (&dealer);
+    if (rc == HERALD_OK && herald_store_head (store) < to)
+        rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
+                               "%s ended its replay at seq %" PRIu64 ", before %" PRIu64, api,
+                               herald_store_head (store), to);
+    return rc;
+}

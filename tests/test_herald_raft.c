@@ -1,0 +1,397 @@
+/*  =========================================================================
+    test_herald_raft - three cluster nodes in one process (issue 13)
+
+    Three herald_raft instances, each on its own real store in a temporary
+    directory, talk libraft over real TCP on ports chosen at run time.
+    They elect a leader; a proposal on it is applied by every node, whose
+    stores then hold the same log byte for byte (and the same digest); the
+    leader's record carries the proposal's cookie and results, a
+    follower's none; a follower refuses to propose; a group commit bigger
+    than an entry is cut into several; the leader's loss leaves the two
+    others electing and going on; a node restarted on its directory
+    catches up.  Everything waits by polling with a deadline.
+    =========================================================================
+*/
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "herald_raft.h"
+#include "brokerutil.h"
+#include "testutil.h"
+
+#define NODES 3
+#define ELECT_MS 20000
+
+typedef struct {
+    char *dir;
+    char name [16];
+    herald_store_t *store;
+    herald_raft_t *raft;
+    size_t records;                 //  records taken
+    size_t own_records;             //  of them with a cookie
+    herald_err last_rc;
+    void *last_cookie;
+    uint64_t last_raft_index;
+    bool follower_record_had_batches;
+} s_node_t;
+
+static char *s_root;
+static s_node_t s_nodes [NODES];
+static herald_peer_t s_peers [NODES];
+static char s_raft_addr [NODES][32];
+static char s_api [NODES][48];
+
+static void
+s_setup (void)
+{
+    s_root = tu_tmpdir_new ("raft");
+    cr_assert_not_null (s_root);
+    for (int i = 0; i < NODES; i++) {
+        s_node_t *node = &s_nodes [i];
+        memset (node, 0, sizeof (*node));
+        snprintf (node->name, sizeof (node->name), "n%d", i + 1);
+        node->dir = tu_path (s_root, node->name);
+        int port = bu_free_port ();
+        cr_assert_gt (port, 0);
+        snprintf (s_raft_addr [i], sizeof (s_raft_addr [i]), "127.0.0.1:%d", port);
+        snprintf (s_api [i], sizeof (s_api [i]), "tcp://127.0.0.1:%d", bu_free_port ());
+        char text [64];
+        snprintf (text, sizeof (text), "%s/uuid-%d", node->name, i);
+        s_peers [i] = (herald_peer_t) {
+            .name = node->name, .raft = s_raft_addr [i], .api = s_api [i],
+            .fanout = s_api [i], .raft_id = herald_raft_digest (text)
+        };
+        char *path = tu_path (node->dir, "store");
+        herald_store_options_t options = { .durability = HERALD_DURABILITY_ASYNC };
+        herald_error_t err = { 0 };
+        cr_assert_eq (mkdir (node->dir, 0755), 0);
+        node->store = herald_store_open (path, &options, &err);
+        cr_assert_not_null (node->store, "%s", err.message);
+        free (path);
+    }
+}
+
+static void
+s_teardown (void)
+{
+    for (int i = 0; i < NODES; i++) {
+        herald_raft_destroy (&s_nodes [i].raft);
+        herald_store_destroy (&s_nodes [i].store);
+        free (s_nodes [i].dir);
+    }
+    tu_tmpdir_destroy (&s_root);
+}
+
+TestSuite (herald_raft, .init = s_setup, .fini = s_teardown, .timeout = 120);
+
+static void
+s_start (int i, bool bootstrap)
+{
+    s_node_t *node = &s_nodes [i];
+    char *dir = tu_path (node->dir, "raft");
+    herald_raft_options_t options = {
+        .node = node->name, .self_id = s_peers [i].raft_id, .dir = dir,
+        .peers = s_peers, .peer_count = NODES, .bootstrap = bootstrap,
+        .election_ms = 1000, .heartbeat_ms = 100
+    };
+    herald_error_t err = { 0 };
+    node->raft = herald_raft_new (&options, node->store, &err);
+    cr_assert_not_null (node->raft, "%s: %s", node->name, err.message);
+    free (dir);
+}
+
+//  Take every waiting record of every running node.
+static void
+s_drain (void)
+{
+    for (int i = 0; i < NODES; i++) {
+        s_node_t *node = &s_nodes [i];
+        if (!node->raft)
+            continue;
+        herald_applied_t *record;
+        while ((record = herald_raft_take (node->raft))) {
+            node->records++;
+            if (record->cookie) {
+                node->own_records++;
+                node->last_cookie = record->cookie;
+                node->last_rc = record->rc;
+            }
+            else
+            if (record->batches)
+                node->follower_record_had_batches = true;
+            if (record->raft_index)
+                node->last_raft_index = record->raft_index;
+            herald_raft_release (node->raft, &record);
+        }
+    }
+}
+
+static herald_raft_role_t
+s_role (int i)
+{
+    herald_raft_state_t state;
+    herald_raft_state (s_nodes [i].raft, &state);
+    return state.role;
+}
+
+//  The one node that says LEADER, waited for up to timeout_ms; -1 if none.
+static int
+s_wait_leader (int64_t timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        s_drain ();
+        int leader = -1, leaders = 0;
+        for (int i = 0; i < NODES; i++)
+            if (s_nodes [i].raft && s_role (i) == HERALD_RAFT_LEADER) {
+                leader = i;
+                leaders++;
+            }
+        if (leaders == 1)
+            return leader;
+        zclock_sleep (20);
+    }
+    return -1;
+}
+
+//  Wait until every running node's store has head and the leader's own
+//  records reached own; false on timeout.
+static bool
+s_wait_head (uint64_t head, int64_t timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        s_drain ();
+        bool all = true;
+        for (int i = 0; i < NODES; i++)
+            if (s_nodes [i].raft && herald_store_head (s_nodes [i].store) < head)
+                all = false;
+        if (all)
+            return true;
+        zclock_sleep (10);
+    }
+    return false;
+}
+
+//  Wait until node i took at least count records.
+static bool
+s_wait_records (int i, size_t count, int64_t timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        s_drain ();
+        if (s_nodes [i].records >= count)
+            return true;
+        zclock_sleep (10);
+    }
+    return false;
+}
+
+static bool
+s_wait_own (int i, size_t own, int64_t timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        s_drain ();
+        if (s_nodes [i].own_records >= own)
+            return true;
+        zclock_sleep (10);
+    }
+    return false;
+}
+
+//  The two stores hold the same log: the same envelopes, byte for byte,
+//  and the same digest.
+static void
+s_assert_same_log (int a, int b)
+{
+    herald_store_t *x = s_nodes [a].store, *y = s_nodes [b].store;
+    cr_assert_eq (herald_store_head (x), herald_store_head (y));
+    cr_assert_eq (herald_store_digest (x), herald_store_digest (y),
+                  "%s and %s differ in digest", s_nodes [a].name, s_nodes [b].name);
+    herald_scan_spec_t spec = { .from = 1 };
+    herald_error_t err = { 0 };
+    herald_scan_t *sx = herald_store_scan (x, &spec, &err);
+    herald_scan_t *sy = herald_store_scan (y, &spec, &err);
+    cr_assert (sx && sy);
+    size_t count = 0;
+    while (true) {
+        const uint8_t *ex, *ey;
+        size_t lx, ly;
+        uint64_t qx, qy;
+        int rx = herald_scan_next (sx, &ex, &lx, &qx);
+        int ry = herald_scan_next (sy, &ey, &ly, &qy);
+        cr_assert_eq (rx, ry);
+        if (rx != 1)
+            break;
+        cr_assert_eq (qx, qy);
+        cr_assert_eq (lx, ly, "seq %" PRIu64 ": envelopes differ in size", qx);
+        cr_assert_arr_eq (ex, ey, lx, "seq %" PRIu64 ": envelopes differ", qx);
+        count++;
+    }
+    cr_assert_eq (count, herald_store_head (x));
+    herald_scan_destroy (&sx);
+    herald_scan_destroy (&sy);
+}
+
+static void
+s_batch (herald_batch_t *batch, herald_event_t *events, size_t count,
+         herald_append_result_t *results)
+{
+    memset (batch, 0, sizeof (*batch));
+    batch->events = events;
+    batch->count = count;
+    batch->results = results;
+}
+
+Test (herald_raft, three_nodes_elect_and_replicate_one_log)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0, "no single leader within %d ms", ELECT_MS);
+    herald_raft_state_t state;
+    herald_raft_state (s_nodes [leader].raft, &state);
+    cr_assert_eq (state.voters, 3);
+    cr_assert_str_eq (state.leader, s_nodes [leader].name);
+    cr_assert_str_eq (state.leader_api, s_api [leader]);
+    cr_assert_geq (state.term, 1);
+
+    //  Two requests in one proposal: the second depends on the first
+    herald_event_t first [2] = { tu_event ("orders/1", "a"), tu_event ("orders/1", "b") };
+    herald_event_t second [1] = { tu_event ("orders/1", "c") };
+    second [0].has_expect = true;
+    second [0].expect = 2;
+    herald_append_result_t r1 [2], r2 [1];
+    herald_batch_t batches [2];
+    s_batch (&batches [0], first, 2, r1);
+    s_batch (&batches [1], second, 1, r2);
+    int cookie;
+    uint64_t ts = herald_store_now (s_nodes [leader].store);
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, batches, 2, ts, &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (leader, 1, 10000), "the leader's record never came");
+    cr_assert_eq (s_nodes [leader].last_cookie, &cookie);
+    cr_assert_eq (s_nodes [leader].last_rc, HERALD_OK);
+    cr_assert_eq (batches [0].status, HERALD_OK);
+    cr_assert_eq (batches [1].status, HERALD_OK);
+    cr_assert_eq (r1 [0].seq, 1);
+    cr_assert_eq (r1 [1].seq, 2);
+    cr_assert_eq (r2 [0].seq, 3);
+    cr_assert_eq (r2 [0].ver, 3);
+    cr_assert (s_wait_head (3, 10000), "the followers did not apply");
+
+    //  Followers applied the same entry: records without cookie or batches
+    for (int i = 0; i < NODES; i++) {
+        if (i == leader)
+            continue;
+        //  (the store has the events a moment before the record is out)
+        cr_assert (s_wait_records (i, 1, 10000), "no record on %s", s_nodes [i].name);
+        cr_assert_eq (s_nodes [i].own_records, 0);
+        cr_assert (!s_nodes [i].follower_record_had_batches);
+        cr_assert_eq (s_role (i), HERALD_RAFT_FOLLOWER);
+        //  and cannot propose
+        cr_assert_eq (herald_raft_propose (s_nodes [i].raft, batches, 2, ts, &cookie),
+                      HERALD_ERR_NOT_LEADER);
+    }
+    for (int i = 1; i < NODES; i++)
+        s_assert_same_log (0, i);
+
+    //  The same ids again: duplicates everywhere, nothing new
+    herald_append_result_t again [2];
+    s_batch (&batches [0], first, 2, again);
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, batches, 1,
+                                       herald_store_now (s_nodes [leader].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (leader, 2, 10000));
+    cr_assert (again [0].dup && again [1].dup);
+    cr_assert_eq (again [1].seq, 2);
+    for (int i = 0; i < NODES; i++)
+        cr_assert_eq (herald_store_head (s_nodes [i].store), 3);
+}
+
+Test (herald_raft, a_group_commit_bigger_than_an_entry_is_cut_into_several)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    //  Three requests of 600 KiB: no two fit one 1 MiB entry
+    size_t size = 600 * 1024;
+    char *data = malloc (size + 1);
+    memset (data, 'x', size);
+    data [size] = 0;
+    herald_event_t events [3];
+    herald_append_result_t results [3];
+    herald_batch_t batches [3];
+    for (int i = 0; i < 3; i++) {
+        events [i] = tu_event_n ("big", 3, data, size);
+        s_batch (&batches [i], &events [i], 1, &results [i]);
+    }
+    int cookie;
+    size_t before = s_nodes [leader].records;
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, batches, 3,
+                                       herald_store_now (s_nodes [leader].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (leader, 1, 20000));
+    cr_assert_eq (s_nodes [leader].last_rc, HERALD_OK);
+    cr_assert_eq (s_nodes [leader].records - before, 3, "one record per entry");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq (results [i].seq, (uint64_t) i + 1);
+    cr_assert (s_wait_head (3, 20000));
+    for (int i = 1; i < NODES; i++)
+        s_assert_same_log (0, i);
+    free (data);
+}
+
+Test (herald_raft, the_others_go_on_without_the_leader_and_it_catches_up_on_restart)
+{
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    herald_event_t one [1] = { tu_event ("t", "1") };
+    herald_append_result_t r1 [1];
+    herald_batch_t batch;
+    s_batch (&batch, one, 1, r1);
+    int cookie;
+    cr_assert_eq (herald_raft_propose (s_nodes [leader].raft, &batch, 1,
+                                       herald_store_now (s_nodes [leader].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (leader, 1, 10000));
+    cr_assert (s_wait_head (1, 10000));
+
+    //  The leader stops (handing over first); the other two go on
+    int64_t stopped = zclock_mono ();
+    herald_raft_destroy (&s_nodes [leader].raft);
+    int next = s_wait_leader (ELECT_MS);
+    cr_assert_geq (next, 0, "no new leader");
+    cr_assert_neq (next, leader);
+    cr_log_info ("new leader after %" PRId64 " ms", zclock_mono () - stopped);
+    herald_event_t two [1] = { tu_event ("t", "2") };
+    herald_append_result_t r2 [1];
+    s_batch (&batch, two, 1, r2);
+    size_t own = s_nodes [next].own_records;
+    cr_assert_eq (herald_raft_propose (s_nodes [next].raft, &batch, 1,
+                                       herald_store_now (s_nodes [next].store), &cookie),
+                  HERALD_OK);
+    cr_assert (s_wait_own (next, own + 1, 10000));
+    cr_assert_eq (s_nodes [next].last_rc, HERALD_OK);
+    cr_assert_eq (r2 [0].seq, 2);
+    cr_assert_eq (r2 [0].ver, 2);
+
+    //  The old leader restarts on its directory and catches up
+    s_start (leader, false);
+    cr_assert (s_wait_head (2, 20000), "the restarted node did not catch up");
+    for (int i = 0; i < NODES; i++)
+        if (i != next)
+            s_assert_same_log (next, i);
+    herald_raft_state_t state;
+    herald_raft_state (s_nodes [leader].raft, &state);
+    cr_assert_neq (state.role, HERALD_RAFT_STOPPED);
+    cr_assert_neq (state.role, HERALD_RAFT_JOINING);
+}
