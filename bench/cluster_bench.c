@@ -121,6 +121,8 @@ typedef struct {
     bb_result_t full [S_CASES];         //  as fast as ACKs come
     bb_result_t half [2];               //  4 publishers at half of [1], [3]
     double cpu [S_CASES][CB_NODES];     //  share of one core per process
+    double entries [S_CASES];           //  cluster: Raft entries committed/s
+    uint64_t apply_us_max;              //  cluster: the leader's longest apply
 } s_publish_t;
 
 static s_publish_t s_single, s_clustered;
@@ -146,6 +148,9 @@ s_publish_cases (const s_config_t *config, const char *label, const char *api,
         double before [CB_NODES], start = bench_now ();
         for (size_t p = 0; p < pid_count; p++)
             before [p] = s_cpu (pids [p]);
+        //  A cluster's leader: its commit index counts the Raft entries
+        bu_node_status_t first = { 0 }, last = { 0 };
+        bool raft = pid_count > 1 && bu_node_status (api, &first, 2000) == 0;
         bb_result_t *result = &out->full [c];
         if (bb_publish (api, s_cases [c].threads, 100, s_cases [c].payload, 0, config->seconds,
                         config->quick? 200000: 100000000, result))
@@ -153,6 +158,10 @@ s_publish_cases (const s_config_t *config, const char *label, const char *api,
         double elapsed = bench_now () - start;
         for (size_t p = 0; p < pid_count; p++)
             out->cpu [c][p] = (s_cpu (pids [p]) - before [p]) / elapsed;
+        if (raft && bu_node_status (api, &last, 2000) == 0) {
+            out->entries [c] = (double) (last.commit_index - first.commit_index) / elapsed;
+            out->apply_us_max = last.apply_us_max;
+        }
         if (perf > 0) {
             kill (perf, SIGINT);
             int status;
@@ -551,7 +560,17 @@ s_print_publish (void)
                 " %3.0f%% and %3.0f%%\n", s_cases [c].payload == 100? "100 B": "1 KiB",
                 s_cases [c].threads, 100 * s_single.cpu [c][0], 100 * s_clustered.cpu [c][0],
                 100 * s_clustered.cpu [c][1], 100 * s_clustered.cpu [c][2]);
-    printf ("\n");
+    printf ("\n  Raft entries the cluster committed (the leader's commit index), same cases:\n");
+    for (int c = 0; c < S_CASES; c++) {
+        double per = s_clustered.entries [c] > 0? s_clustered.full [c].rate
+                                                  / s_clustered.entries [c]: 0;
+        printf ("    %s x100, %d pub:  %6.1f entries/s, %6.0f events an entry, %6.1f ms an"
+                " entry\n", s_cases [c].payload == 100? "100 B": "1 KiB", s_cases [c].threads,
+                s_clustered.entries [c], per,
+                s_clustered.entries [c] > 0? 1000 / s_clustered.entries [c]: 0);
+    }
+    printf ("    the leader's longest single apply so far: %.1f ms\n\n",
+            s_clustered.apply_us_max / 1000.0);
 }
 
 static void
@@ -587,7 +606,7 @@ s_print_failover (void)
         }
     }
     const s_lag_result_t *lags [2] = { &s_lag_idle, &s_lag_half };
-    for (int l = 0; l < 2; l++)
+    for (int l = 0; l < 2 && s_lag_idle.matched + s_lag_half.matched; l++)
         printf ("%-44s %5" PRIu64 " %9.2f %9.2f %9.2f  -\n",
                 l? "follower lag, 50% of peak (fanout)": "follower lag, idle 10 ev/s (fanout)",
                 lags [l]->matched, lags [l]->p50 * 1e3, lags [l]->p99 * 1e3,
