@@ -126,6 +126,7 @@ typedef struct {
 } s_publish_t;
 
 static s_publish_t s_single, s_clustered;
+static uint64_t s_single_events, s_single_rss, s_single_hwm;    //  after its cases
 
 //  The cases against api; pids are the processes whose CPU is measured.
 //  perf_leader > 0: perf record -g on it during the 100 B 4-publisher case.
@@ -199,6 +200,10 @@ s_run_single (const s_config_t *config)
     }
     pid_t pid = broker.proc->pid;
     s_publish_cases (config, "single", broker.proc->api, &pid, 1, &s_single);
+    bu_node_status_t status;
+    if (bu_node_status (broker.proc->api, &status, 2000) == 0)
+        s_single_events = status.head;
+    s_memory (pid, &s_single_rss, &s_single_hwm);
     bb_broker_stop (&broker);
 }
 
@@ -555,11 +560,17 @@ s_print_publish (void)
             "  an ACK = committed on 2 of 3 (Raft log fsynced) and applied on the leader;\n"
             "  single: one heraldd --durability sync (RocksDB WAL fsynced per commit).\n\n");
     printf ("  CPU during the full-speed cases, share of one core (2 cores in all):\n");
-    for (int c = 0; c < S_CASES; c++)
-        printf ("    %s x100, %d pub:  single %3.0f%%   cluster leader %3.0f%%, followers"
-                " %3.0f%% and %3.0f%%\n", s_cases [c].payload == 100? "100 B": "1 KiB",
-                s_cases [c].threads, 100 * s_single.cpu [c][0], 100 * s_clustered.cpu [c][0],
-                100 * s_clustered.cpu [c][1], 100 * s_clustered.cpu [c][2]);
+    for (int c = 0; c < S_CASES; c++) {
+        double all = s_clustered.cpu [c][0] + s_clustered.cpu [c][1] + s_clustered.cpu [c][2];
+        printf ("    %s x100, %d pub:  single %3.0f%% (%5.1f us/event)   cluster leader %3.0f%%,"
+                " followers %3.0f%% and %3.0f%% (%5.1f us/event, 3 nodes)\n",
+                s_cases [c].payload == 100? "100 B": "1 KiB", s_cases [c].threads,
+                100 * s_single.cpu [c][0],
+                s_single.full [c].rate > 0? 1e6 * s_single.cpu [c][0] / s_single.full [c].rate: 0,
+                100 * s_clustered.cpu [c][0], 100 * s_clustered.cpu [c][1],
+                100 * s_clustered.cpu [c][2],
+                s_clustered.full [c].rate > 0? 1e6 * all / s_clustered.full [c].rate: 0);
+    }
     printf ("\n  Raft entries the cluster committed (the leader's commit index), same cases:\n");
     for (int c = 0; c < S_CASES; c++) {
         double per = s_clustered.entries [c] > 0? s_clustered.full [c].rate
@@ -638,6 +649,10 @@ s_print_failover (void)
             }
             printf ("\n");
         }
+        if (s_single_rss)
+            printf ("  single node: %.0f / %.0f MiB after its cases (%s events)\n",
+                    s_single_rss / 1024.0, s_single_hwm / 1024.0,
+                    bench_count (a, sizeof a, (double) s_single_events));
         printf ("\n");
     }
 }
