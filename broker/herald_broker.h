@@ -4,6 +4,9 @@
     heraldd runs one of these.  It binds the api ROUTER and the fanout PUB
     of the config, serves every HWP/1 command against the store, sends
     heartbeats, and on $TERM commits and ACKs what it holds, then ends.
+    With --peer in its config it is a cluster node (herald_node): Raft
+    applies, only the leader takes PUBLISH, and on $TERM it hands
+    leadership over and answers what it holds not_leader.
     =========================================================================
 */
 

@@ -59,7 +59,7 @@ s_error_text (zframe_t *body, char *text, size_t size)
 
 herald_err
 herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
-                    herald_error_t *err)
+                    herald_catchup_fn *installed, void *arg, herald_error_t *err)
 {
     uint64_t head = herald_store_head (store);
     if (head >= to)
@@ -118,13 +118,16 @@ herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
             }
             if (count) {
                 herald_error_t install = { 0 };
-                herald_err installed = herald_store_install (store, envelopes, lens, count, 0,
-                                                             &install);
-                if (installed != HERALD_OK)
-                    rc = herald_error_set (err, installed == HERALD_ERR_IO? installed:
+                herald_err done = herald_store_install (store, envelopes, lens, count, 0,
+                                                        &install);
+                if (done != HERALD_OK)
+                    rc = herald_error_set (err, done == HERALD_ERR_IO? done:
                                            HERALD_ERR_CORRUPT, "catchup",
                                            "events from %s do not install: %s", api,
                                            install.message);
+                else
+                if (installed)
+                    installed (arg);
             }
             free (envelopes);
             free (lens);

@@ -22,8 +22,12 @@
 //  when the peer does not answer within CATCHUP_IDLE_MS, refuses, or ends
 //  before to; HERALD_ERR_CORRUPT when what it sent does not install (the
 //  logs differ); the store's error when it fails.
+//  installed (may be NULL) is called after each install, on the calling
+//  thread, with the store's appended envelopes those events (for fanout).
+typedef void (herald_catchup_fn) (void *arg);
+
 herald_err
     herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
-                        herald_error_t *err);
+                        herald_catchup_fn *installed, void *arg, herald_error_t *err);
 
 #endif

@@ -89,10 +89,9 @@
 
     Snapshots are a manifest, never events (CLUSTER.md §3.6): msgpack
     {format, index, head, last_ts, digest, node, api, peers}.  snapshot()
-    first syncs the store's WAL (herald_store_mark_acked, which syncs
-    under async durability and records head as acknowledged: true here,
-    every applied event is committed), so the store is durable up to
-    every snapshot, below which libraft drops its log.  restore(): a store
+    first syncs the store's WAL (herald_store_sync: no acknowledged-head
+    marker, which a cluster node must not write), so the store is durable
+    up to every snapshot, below which libraft drops its log.  restore(): a store
     at or past the manifest's head with the same digest needs nothing;
     behind, it catches up from a peer over HWP/1 REPLAY
     (herald_catchup.c), installs with herald_store_install and checks the
@@ -135,14 +134,13 @@
 #include <raft/uv.h>
 #include "herald_raft.h"
 #include "herald_entry.h"
-#include "herald_catchup.h"
+#include "herald_manifest.h"
 #include "herald_log.h"
 
 #define ENTRY_MAX           (1u << 20)      //  bytes of whole requests per entry
 #define RECORDS_MAX         64              //  records out before apply waits
 #define SNAPSHOT_THRESHOLD  128
 #define SNAPSHOT_TRAILING   128
-#define MANIFEST_FORMAT     1
 #define REDIRECTS_MAX       16
 
 typedef struct _s_proposal_t s_proposal_t;
@@ -430,6 +428,9 @@ s_push_lost (herald_raft_t *self, s_proposal_t *proposal)
                       "leadership was lost before the proposal was applied; "
                       "its outcome is unknown");
     record->applied.last_seq = 0;
+    //  The state first: a broker told not_leader must not then read a
+    //  STATUS that still says leader
+    s_state_update (self);
     s_record_push (self, record);
 }
 
@@ -547,49 +548,21 @@ s_fsm_snapshot (struct raft_fsm *fsm, struct raft_buffer *bufs [], unsigned *n_b
     if (self->failed)
         return RAFT_IOERR;
     herald_store_t *store = self->store;
-    uint64_t head = herald_store_head (store);
     herald_error_t err = { 0 };
     //  The store must be durable up to this snapshot: libraft drops the
     //  log below it, and a store that lost its unsynced tail could not
     //  replay those entries any more.
-    if (herald_store_mark_acked (store, head, &err) != HERALD_OK) {
+    if (herald_store_sync (store, &err) != HERALD_OK) {
         herald_log ("warn", "raft: snapshot skipped, the store's WAL cannot be synced: %s",
                     err.message);
         return RAFT_IOERR;
     }
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     const herald_peer_t *me = s_peer_by_id (self, self->self_id);
-    const char *api = me && me->api? me->api: "";
-    int rc = msgpack_pack_map (&pk, 8);
-    rc |= msgpack_pack_str_with_body (&pk, "format", 6) | msgpack_pack_uint64 (&pk, MANIFEST_FORMAT);
-    rc |= msgpack_pack_str_with_body (&pk, "index", 5)
-        | msgpack_pack_uint64 (&pk, raft_last_applied (&self->raft));
-    rc |= msgpack_pack_str_with_body (&pk, "head", 4) | msgpack_pack_uint64 (&pk, head);
-    rc |= msgpack_pack_str_with_body (&pk, "last_ts", 7)
-        | msgpack_pack_uint64 (&pk, herald_store_last_ts (store));
-    rc |= msgpack_pack_str_with_body (&pk, "digest", 6)
-        | msgpack_pack_uint64 (&pk, herald_store_digest (store));
-    rc |= msgpack_pack_str_with_body (&pk, "node", 4)
-        | msgpack_pack_str_with_body (&pk, self->node, strlen (self->node));
-    rc |= msgpack_pack_str_with_body (&pk, "api", 3)
-        | msgpack_pack_str_with_body (&pk, api, strlen (api));
-    rc |= msgpack_pack_str_with_body (&pk, "peers", 5)
-        | msgpack_pack_array (&pk, self->peer_count);
-    size_t index;
-    for (index = 0; index < self->peer_count; index++) {
-        const herald_peer_t *peer = &self->peers [index];
-        const char *peer_api = peer->api? peer->api: "";
-        rc |= msgpack_pack_map (&pk, 3);
-        rc |= msgpack_pack_str_with_body (&pk, "node", 4)
-            | msgpack_pack_str_with_body (&pk, peer->name, strlen (peer->name));
-        rc |= msgpack_pack_str_with_body (&pk, "raft_id", 7)
-            | msgpack_pack_uint64 (&pk, peer->raft_id);
-        rc |= msgpack_pack_str_with_body (&pk, "api", 3)
-            | msgpack_pack_str_with_body (&pk, peer_api, strlen (peer_api));
-    }
+    int rc = herald_manifest_encode (store, raft_last_applied (&self->raft), self->node,
+                                     me? me->api: NULL, self->peers, self->peer_count,
+                                     &buffer);
     struct raft_buffer *out = (struct raft_buffer *) raft_malloc (sizeof (struct raft_buffer));
     void *bytes = raft_malloc (buffer.size);
     if (rc || !out || !bytes) {
@@ -607,137 +580,44 @@ s_fsm_snapshot (struct raft_fsm *fsm, struct raft_buffer *bufs [], unsigned *n_b
     return 0;
 }
 
-typedef struct {
-    uint64_t index, head, last_ts, digest;
-    char api [256];
-    char *apis [16];                    //  the peers' api endpoints, in zone
-    size_t api_count;
-} s_manifest_t;
-
-static herald_err
-s_manifest_decode (s_manifest_t *manifest, const void *bytes, size_t len,
-                   msgpack_zone *zone, herald_error_t *err)
+//  Events installed by a catch-up go to the broker like applied ones
+//  (cookie NULL, raft_index 0), so that it fans them out in seq order.
+//  Not while herald_raft_new runs (a restart that resumes a catch-up):
+//  nobody takes records yet, and the broker starts from the store's head.
+static void
+s_installed (void *arg)
 {
-    memset (manifest, 0, sizeof (*manifest));
-    msgpack_object root;
-    herald_err rc = herald_event_unpack (bytes, len, zone, &root, "snapshot", err);
-    if (rc)
-        return rc;
-    herald_field_t fields [] = { { "format" }, { "index" }, { "head" }, { "last_ts" },
-                                 { "digest" }, { "api" }, { "peers" } };
-    if (root.type != MSGPACK_OBJECT_MAP
-    ||  herald_event_fields (&root, fields, 7, zone, "snapshot", err))
-        return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot", "not a manifest");
-    uint64_t *numbers [] = { NULL, &manifest->index, &manifest->head, &manifest->last_ts,
-                             &manifest->digest };
-    size_t index;
-    for (index = 0; index < 5; index++) {
-        const msgpack_object *value = fields [index].value;
-        if (!value || value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
-                                     "manifest without %s", fields [index].name);
-        if (index == 0 && value->via.u64 != MANIFEST_FORMAT)
-            return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
-                                     "manifest format %" PRIu64 " unknown", value->via.u64);
-        if (numbers [index])
-            *numbers [index] = value->via.u64;
+    herald_raft_t *self = (herald_raft_t *) arg;
+    s_record_t *record = s_record_get (self);
+    herald_store_take_appended (self->store, &record->applied.envelopes);
+    if (!self->thread_started || record->applied.envelopes.count == 0) {
+        s_record_free (record);
+        return;
     }
-    const msgpack_object *api = fields [5].value;
-    if (api && api->type == MSGPACK_OBJECT_STR)
-        snprintf (manifest->api, sizeof (manifest->api), "%.*s",
-                  (int) api->via.str.size, api->via.str.ptr);
-    const msgpack_object *peers = fields [6].value;
-    if (peers && peers->type == MSGPACK_OBJECT_ARRAY) {
-        for (index = 0; index < peers->via.array.size && manifest->api_count < 16; index++) {
-            herald_field_t peer_fields [] = { { "api" } };
-            const msgpack_object *peer = &peers->via.array.ptr [index];
-            if (peer->type != MSGPACK_OBJECT_MAP
-            ||  herald_event_fields (peer, peer_fields, 1, zone, "snapshot", err))
-                continue;
-            const msgpack_object *value = peer_fields [0].value;
-            if (!value || value->type != MSGPACK_OBJECT_STR || value->via.str.size == 0)
-                continue;
-            char *copy = (char *) msgpack_zone_malloc (zone, value->via.str.size + 1);
-            if (!copy)
-                continue;
-            memcpy (copy, value->via.str.ptr, value->via.str.size);
-            copy [value->via.str.size] = 0;
-            manifest->apis [manifest->api_count++] = copy;
-        }
-    }
-    return HERALD_OK;
-}
-
-//  Bring the store to the manifest: nothing, set the index, or catch up
-//  from a peer.  Any doubt stops the node (HERALD_ERR_CORRUPT).
-static herald_err
-s_restore (herald_raft_t *self, const s_manifest_t *manifest, herald_error_t *err)
-{
-    herald_store_t *store = self->store;
-    uint64_t head = herald_store_head (store);
-    uint64_t applied = herald_store_applied_index (store);
-    if (applied >= manifest->index && head >= manifest->head)
-        return HERALD_OK;               //  a restart: the store is past it
-    if (head > manifest->head)
-        return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
-                                 "the store's head %" PRIu64 " is past the snapshot's %"
-                                 PRIu64 " but its raft index %" PRIu64 " is before %"
-                                 PRIu64 ": the logs diverged", head, manifest->head,
-                                 applied, manifest->index);
-    if (head < manifest->head) {
-        //  Behind: copy seqs head + 1 .. manifest head from a peer,
-        //  trying the snapshot's sender first, then every peer.
-        const char *apis [REDIRECTS_MAX + 1];
-        size_t count = 0;
-        if (manifest->api [0])
-            apis [count++] = manifest->api;
-        size_t index;
-        for (index = 0; index < manifest->api_count && count < REDIRECTS_MAX; index++)
-            apis [count++] = manifest->apis [index];
-        for (index = 0; index < self->peer_count && count < REDIRECTS_MAX + 1; index++)
-            if (self->peers [index].raft_id != self->self_id && self->peers [index].api)
-                apis [count++] = self->peers [index].api;
-        herald_err rc = HERALD_ERR_UNAVAILABLE;
-        for (index = 0; index < count && rc != HERALD_OK; index++) {
-            herald_error_t tried = { 0 };
-            rc = herald_catchup_run (store, apis [index], manifest->head, &tried);
-            if (rc != HERALD_OK) {
-                herald_log ("warn", "raft: catch-up from %s: %s", apis [index],
-                            tried.message);
-                *err = tried;
-            }
-            if (rc == HERALD_ERR_CORRUPT)
-                return rc;              //  what a peer sent does not fit: stop
-        }
-        if (rc != HERALD_OK)
-            return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
-                                     "cannot catch up to seq %" PRIu64 " from any peer: %s",
-                                     manifest->head, err->message);
-    }
-    if (herald_store_head (store) != manifest->head
-    ||  herald_store_digest (store) != manifest->digest)
-        return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
-                                 "at seq %" PRIu64 " the store's digest %016" PRIx64
-                                 " is not the snapshot's %016" PRIx64 ": the logs diverged",
-                                 herald_store_head (store), herald_store_digest (store),
-                                 manifest->digest);
-    if (herald_store_applied_index (store) < manifest->index)
-        return herald_store_set_applied (store, manifest->index, err);
-    return HERALD_OK;
+    record->applied.rc = HERALD_OK;
+    record->applied.first_seq = record->applied.envelopes.first;
+    record->applied.last_seq = record->applied.envelopes.first
+                             + record->applied.envelopes.count - 1;
+    s_record_push (self, record);
 }
 
 static int
 s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     herald_raft_t *self = (herald_raft_t *) fsm->data;
-    msgpack_zone zone;
-    msgpack_zone_init (&zone, 1024);
-    s_manifest_t manifest;
+    herald_manifest_t manifest;
     herald_error_t err = { 0 };
-    herald_err rc = s_manifest_decode (&manifest, buf->base, buf->len, &zone, &err);
-    if (rc == HERALD_OK)
-        rc = s_restore (self, &manifest, &err);
-    msgpack_zone_destroy (&zone);
+    herald_err rc = herald_manifest_decode (&manifest, buf->base, buf->len, &err);
+    if (rc == HERALD_OK) {
+        //  Every other peer is a source too, after the manifest's own
+        const char *apis [16];
+        size_t count = 0;
+        for (size_t at = 0; at < self->peer_count && count < 16; at++)
+            if (self->peers [at].raft_id != self->self_id && self->peers [at].api)
+                apis [count++] = self->peers [at].api;
+        rc = herald_manifest_restore (&manifest, self->store, apis, count, s_installed,
+                                      self, &err);
+    }
     if (rc != HERALD_OK) {
         s_fail (self, "cannot restore a snapshot", &err);
         return RAFT_CORRUPT;
@@ -1336,7 +1216,9 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         return NULL;
     }
     s_state_update (self);
+    self->thread_started = true;        //  before the thread reads it
     if (pthread_create (&self->thread, NULL, s_thread, self) != 0) {
+        self->thread_started = false;
         herald_error_set (err, HERALD_ERR_IO, "raft", "cannot start the raft thread");
         self->closing = true;
         raft_close (&self->raft, s_raft_close_cb);
@@ -1344,7 +1226,6 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         s_destroy_parts (self);
         return NULL;
     }
-    self->thread_started = true;
     return self;
 }
 

@@ -12,6 +12,14 @@
     entries proposed by an earlier leader or received as a follower
     (cookie NULL, batches NULL: fan out only), in raft index order.
 
+    Precisely: one record per applied publish entry, in index order.  A
+    proposal cut into several entries has one record per entry; only the
+    last carries its cookie and batches (every request's results filled
+    in), the others are fan-out-only.  A proposal whose leadership was
+    lost gets one record with its cookie and rc HERALD_ERR_NOT_LEADER and
+    no events.  Events a snapshot's catch-up copied from a peer come as
+    fan-out-only records with raft_index 0.
+
     Entries carry requests, not effects: every node decides seq, ver, dup
     and conflicts itself, with herald_store_apply_entry and the ts the
     leader put in the entry, so every store holds the same log.  The raft

@@ -174,13 +174,15 @@ herald_err
 //  new event (all duplicates or conflicts), so "applied" and "its
 //  effects" can never disagree after a crash.  raft_index must be greater
 //  than herald_store_applied_index (HERALD_ERR_INTERNAL otherwise,
-//  nothing written).
+//  nothing written; so 0 is always refused).  The batches' results and
+//  herald_store_appended are as for herald_store_apply.
 herald_err
     herald_store_apply_entry (herald_store_t *self, herald_batch_t *batches, size_t count,
                               uint64_t ts, uint64_t raft_index, herald_error_t *err);
 
 //  An entry with no events (a barrier, a membership change): only its
-//  raft index is written (synced as the store's durability says).
+//  raft index is written (synced as the store's durability says).  The
+//  same check as herald_store_apply_entry.
 herald_err
     herald_store_set_applied (herald_store_t *self, uint64_t raft_index,
                               herald_error_t *err);
@@ -191,9 +193,14 @@ uint64_t
 
 //  The log digest at herald_store_head: d(0) = 0, d(seq) = XXH64 over
 //  d(seq - 1), id, seq, topic, ver, ts, type, schema, data's hash and
-//  meta (logical fields, not bytes).  Kept with the head in every
-//  WriteBatch and recovered on open, so two nodes at the same head with
-//  the same digest hold the same log.
+//  meta (logical fields, not bytes; data's hash is herald_hash_content,
+//  of topic and data; the exact layout is in herald_store_cluster.c).
+//  Kept by every append, apply and install, with the head in the same
+//  WriteBatch, and recovered on open, so two nodes at the same head with
+//  the same digest hold the same log.  A store from before the digest
+//  gets it computed from its log on open (one line on stderr) and stored.
+//  From another thread than the appender's, head and digest read one
+//  after the other may straddle an append.
 uint64_t
     herald_store_digest (herald_store_t *self);
 
@@ -203,6 +210,14 @@ uint64_t
 //  anything is written: seq = head + 1, ver = the topic's ver + 1,
 //  ts >= last ts, id not stored, envelope well formed; else
 //  HERALD_ERR_INTERNAL naming the first that fails, nothing written.
+//  Well formed: it decodes (herald_event_decode), and its bytes are those
+//  herald_event_encode writes for its fields, so that the installed log
+//  cannot be told from an applied one (an envelope with an extra key is
+//  refused).  raft_index, when not 0, must be greater than the applied
+//  index; count 0 with a raft_index writes only the index.  Afterwards
+//  the ids, streams, topics, counters, caches and digest are exactly as
+//  if the events had been applied here, and herald_store_appended holds
+//  the installed envelopes.  At most 4 GiB of envelopes per call.
 herald_err
     herald_store_install (herald_store_t *self, const uint8_t *const *envelopes,
                           const size_t *lens, size_t count, uint64_t raft_index,
@@ -337,6 +352,15 @@ herald_err
 //  before the flush ends (the WAL stays until then).  Any thread.
 herald_err
     herald_store_flush (herald_store_t *self, herald_error_t *err);
+
+//  Sync the WAL to disk now (RocksDB's FlushWAL with sync), so that every
+//  append that returned survives a power loss, whatever the durability.
+//  A cluster node's Raft snapshot calls it: libraft drops its log below
+//  a snapshot, so the store must hold that much durably.  No marker is
+//  written (compare herald_store_mark_acked).  From the appending thread;
+//  HERALD_ERR_IO.  (In store/herald_store_sync.c, by the raft helper.)
+herald_err
+    herald_store_sync (herald_store_t *self, herald_error_t *err);
 
 //  Where RocksDB's memory goes, in bytes: memtables (active, immutable
 //  and pinned, all column families), the block cache, and the index and

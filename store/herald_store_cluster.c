@@ -27,7 +27,11 @@
     A store written before the digest existed has no key (or one for
     another head: it cannot happen after a crash, since both go in one
     WriteBatch, but the data is the truth): open computes the digest from
-    the log once, says so on stderr, and stores it (unless read-only).
+    the log once, says so on stderr, and stores it (unless read-only).  A
+    log that cannot be read to the head then (a hole, an envelope that
+    does not decode) fails the open, except read-only (herald inspect,
+    which is there to report such damage): that open goes on, says so,
+    and its digest means nothing.
 
     Install writes a peer's envelopes verbatim through the same pipeline
     as append (herald_store_append.c), so that ids, streams, topics, the
@@ -162,8 +166,9 @@ s_compute_digest (herald_store_t *self, uint64_t head, uint64_t *digest, herald_
         expected++;
     }
     if (rc == HERALD_OK && more < 0) {
-        *err = *herald_scan_error (scan);
-        rc = err->code;
+        const herald_error_t *scan_err = herald_scan_error (scan);
+        rc = herald_error_set (err, scan_err->code, "", "computing the log digest: %s",
+                               scan_err->message);
     }
     if (rc == HERALD_OK && expected != head + 1)
         rc = herald_error_set (err, HERALD_ERR_CORRUPT, "",
@@ -230,6 +235,14 @@ herald_store_recover_cluster (herald_store_t *self, herald_error_t *err)
     clock_gettime (CLOCK_MONOTONIC, &start);
     uint64_t digest;
     rc = s_compute_digest (self, head, &digest, err);
+    if (rc != HERALD_OK && self->read_only) {
+        //  herald inspect must still open it, to say what is wrong with
+        //  the log; it appends nothing, so the digest is never used
+        fprintf (stderr, "herald: store %s: no log digest stored for head %llu, and it "
+                 "cannot be computed: %s\n", self->path, (unsigned long long) head,
+                 err->message);
+        return HERALD_OK;
+    }
     if (rc != HERALD_OK)
         return rc;
     clock_gettime (CLOCK_MONOTONIC, &end);

@@ -752,10 +752,12 @@ Test (herald_store_cluster, the_digest_changes_with_every_logical_field)
     cr_assert_eq (herald_store_digest_next (11, &event, content), next);
 }
 
-//  Put (value) or delete (NULL) key in CF "default" of the closed store
-//  in directory name, with RocksDB alone.
+//  Put (value) or delete (NULL) key of key_len bytes in column family cf
+//  (0: "default", 1: "events") of the closed store in directory name,
+//  with RocksDB alone.
 static void
-s_raw_default (const char *name, const char *key, const void *value, size_t len)
+s_raw_write (const char *name, int cf, const void *key, size_t key_len, const void *value,
+             size_t len)
 {
     char *path = tu_path (s_dir, name);
     rocksdb_options_t *options = rocksdb_options_create ();
@@ -769,16 +771,57 @@ s_raw_default (const char *name, const char *key, const void *value, size_t len)
     rocksdb_writeoptions_t *write = rocksdb_writeoptions_create ();
     rocksdb_writeoptions_set_sync (write, 1);
     if (value)
-        rocksdb_put_cf (db, write, handles [0], key, strlen (key), value, len, &rocks_err);
+        rocksdb_put_cf (db, write, handles [cf], key, key_len, value, len, &rocks_err);
     else
-        rocksdb_delete_cf (db, write, handles [0], key, strlen (key), &rocks_err);
+        rocksdb_delete_cf (db, write, handles [cf], key, key_len, &rocks_err);
     cr_assert_null (rocks_err, "raw write: %s", rocks_err);
     rocksdb_writeoptions_destroy (write);
-    for (int cf = 0; cf < 5; cf++)
-        rocksdb_column_family_handle_destroy (handles [cf]);
+    for (int i = 0; i < 5; i++)
+        rocksdb_column_family_handle_destroy (handles [i]);
     rocksdb_close (db);
     rocksdb_options_destroy (options);
     free (path);
+}
+
+static void
+s_raw_default (const char *name, const char *key, const void *value, size_t len)
+{
+    s_raw_write (name, 0, key, strlen (key), value, len);
+}
+
+//  The key number index (from 0) of column family cf of the closed store
+//  in directory name, into key (8 bytes); returns how many keys cf has.
+static size_t
+s_raw_key (const char *name, int cf, size_t index, uint8_t key [8])
+{
+    char *path = tu_path (s_dir, name);
+    rocksdb_options_t *options = rocksdb_options_create ();
+    const char *names [] = { "default", "events", "ids", "streams", "topics" };
+    const rocksdb_options_t *cf_options [5] = { options, options, options, options, options };
+    rocksdb_column_family_handle_t *handles [5];
+    char *rocks_err = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families (
+        options, path, 5, names, cf_options, handles, 0, &rocks_err);
+    cr_assert_null (rocks_err, "raw open %s: %s", path, rocks_err);
+    rocksdb_readoptions_t *read = rocksdb_readoptions_create ();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf (db, read, handles [cf]);
+    size_t count = 0;
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t len;
+        const char *found = rocksdb_iter_key (it, &len);
+        if (count++ == index) {
+            cr_assert_eq (len, 8);
+            memcpy (key, found, 8);
+        }
+    }
+    rocksdb_iter_destroy (it);
+    rocksdb_readoptions_destroy (read);
+    for (int i = 0; i < 5; i++)
+        rocksdb_column_family_handle_destroy (handles [i]);
+    rocksdb_close (db);
+    rocksdb_options_destroy (options);
+    free (path);
+    return count;
 }
 
 //  Whether key is in CF "default" of the closed store in directory name.
@@ -854,5 +897,309 @@ Test (herald_store_cluster, a_store_without_its_digest_gets_it_computed_on_open)
     cr_assert_null (store);
     cr_assert_eq (err.code, HERALD_ERR_CORRUPT);
     cr_assert (strstr (err.message, "herald.digest has 5 bytes"), "%s", err.message);
+
+    //  No digest and a hole in the log: a broker's open refuses, naming
+    //  the hole; herald inspect's (read-only) opens, to report it
+    s_raw_default ("db", HERALD_STORE_DIGEST_KEY, NULL, 0);
+    uint8_t run [8];
+    size_t runs = s_raw_key ("db", 1, 1, run);
+    cr_assert_geq (runs, 3, "the log has %zu runs", runs);
+    s_raw_write ("db", 1, run, 8, NULL, 0);
+    memset (&err, 0, sizeof err);
+    store = herald_store_open (path, NULL, &err);
+    cr_assert_null (store, "a store with a hole and no digest opened");
+    cr_assert_eq (err.code, HERALD_ERR_CORRUPT, "%d %s", err.code, err.message);
+    cr_assert (strstr (err.message, "computing the log digest"), "%s", err.message);
+    store = herald_store_open (path, &read_only, &err);
+    cr_assert_not_null (store, "read-only: %s", err.message);
+    herald_store_destroy (&store);
     free (path);
+}
+
+//  ---------------------------------------------------------------------
+//  Install
+
+//  Install log envelopes [from, from + count) with raft_index.
+static herald_err
+s_install (herald_store_t *store, const s_log_t *log, size_t from, size_t count,
+           uint64_t raft_index, herald_error_t *err)
+{
+    return herald_store_install (store, (const uint8_t *const *) log->bytes + from,
+                                 log->lens + from, count, raft_index, err);
+}
+
+Test (herald_store_cluster, install_copies_a_whole_log_into_an_empty_store)
+{
+    herald_store_t *source = s_open ("source");
+    s_apply_entries (source, 1, 150);
+    s_log_t log;
+    s_log_read (source, &log);
+    cr_assert_gt (log.count, 500);
+    //  The digest at each seq, from the log
+    uint64_t *digests = calloc (log.count + 1, sizeof (uint64_t));
+    cr_assert_not_null (digests);
+    for (size_t i = 0; i < log.count; i++) {
+        tu_decoded_t decoded = { 0 };
+        cr_assert_eq (tu_decode (&decoded, log.bytes [i], log.lens [i]), HERALD_OK);
+        digests [i + 1] = herald_store_digest_next (digests [i], &decoded.event,
+                                                    herald_hash_content (&decoded.event));
+        tu_decoded_fini (&decoded);
+    }
+    cr_assert_eq (digests [log.count], herald_store_digest (source));
+
+    //  In chunks of many sizes; the raft index with the last one only
+    herald_store_t *target = s_open ("target");
+    static const size_t chunks [] = { 1, 2, 7, 64, 3, 300, 1, 129 };
+    size_t done = 0;
+    for (size_t c = 0; done < log.count; c++) {
+        size_t count = chunks [c % (sizeof chunks / sizeof chunks [0])];
+        if (count > log.count - done)
+            count = log.count - done;
+        bool last = done + count == log.count;
+        uint64_t raft_index = last? herald_store_applied_index (source): 0;
+        herald_error_t err = { 0 };
+        cr_assert_eq (s_install (target, &log, done, count, raft_index, &err), HERALD_OK,
+                      "install of seqs %zu..%zu: %s", done + 1, done + count, err.message);
+        done += count;
+        cr_assert_eq (herald_store_head (target), done);
+        cr_assert_eq (herald_store_digest (target), digests [done], "digest at %zu", done);
+        cr_assert_eq (herald_store_applied_index (target), raft_index);
+        //  What was installed is what the broker fans out, as for an append
+        const uint8_t *envelope;
+        size_t len;
+        cr_assert (herald_store_appended (target, done, &envelope, &len));
+        cr_assert (len == log.lens [done - 1] && !memcmp (envelope, log.bytes [done - 1], len));
+    }
+    cr_assert_eq (herald_store_applied_index (target), herald_store_applied_index (source));
+    s_assert_same (source, target);
+
+    //  Indistinguishable afterwards: the same entries decide the same
+    //  (duplicates of installed ids, `expect` against installed vers)
+    se_entry_t *entry = malloc (sizeof *entry);
+    cr_assert_not_null (entry);
+    for (uint64_t index = 151; index <= 175; index++) {
+        herald_error_t err = { 0 };
+        cr_assert_eq (se_apply_entry (source, index, entry, &err), HERALD_OK, "%s", err.message);
+        se_entry_t *other = malloc (sizeof *other);
+        cr_assert_not_null (other);
+        cr_assert_eq (se_apply_entry (target, index, other, &err), HERALD_OK, "%s", err.message);
+        for (size_t b = 0; b < entry->count; b++) {
+            cr_assert_eq (entry->batches [b].status, other->batches [b].status);
+            cr_assert (!memcmp (entry->results [b], other->results [b],
+                                entry->batches [b].count * sizeof (herald_append_result_t)),
+                       "entry %" PRIu64 " batch %zu decided differently", index, b);
+        }
+        free (other);
+    }
+    //  An entry of installed ids only: every one a duplicate at its seq
+    se_make_entry (2, entry);
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_apply_entry (target, entry->batches, entry->count, 0, 176, &err),
+                  HERALD_OK, "%s", err.message);
+    for (size_t b = 0; b < entry->count; b++)
+        for (size_t i = 0; i < entry->batches [b].count; i++) {
+            uint64_t seq, ver;
+            cr_assert (entry->results [b][i].dup, "an installed id was not recognised");
+            cr_assert_eq (herald_store_lookup_id (source, entry->events [b][i].id, &seq, &ver),
+                          HERALD_OK);
+            cr_assert_eq (entry->results [b][i].seq, seq);
+            cr_assert_eq (entry->results [b][i].ver, ver);
+        }
+    free (entry);
+    cr_assert_eq (herald_store_set_applied (source, 176, &err), HERALD_OK);
+    s_assert_same (source, target);
+    herald_store_destroy (&target);
+    target = s_open ("target");
+    cr_assert_eq (herald_store_applied_index (target), 176);
+    s_assert_same (source, target);
+    herald_store_destroy (&target);
+    herald_store_destroy (&source);
+    free (digests);
+    s_log_free (&log);
+}
+
+//  The envelope of event with seq, ver and ts, into buffer (emptied).
+static void
+s_envelope (herald_event_t event, uint64_t seq, uint64_t ver, uint64_t ts,
+            msgpack_sbuffer *buffer)
+{
+    event.seq = seq;
+    event.ver = ver;
+    event.ts = ts;
+    buffer->size = 0;
+    cr_assert_eq (herald_event_encode (&event, buffer), 0);
+}
+
+//  What must not change when an install is refused.
+typedef struct {
+    uint64_t head, digest, applied, last_ts, topics, ver_a, ver_new;
+} s_state_t;
+
+static s_state_t
+s_state (herald_store_t *store)
+{
+    return (s_state_t) {
+        herald_store_head (store), herald_store_digest (store),
+        herald_store_applied_index (store), herald_store_last_ts (store),
+        herald_store_topic_count (store), s_ver_of (store, "a", 1),
+        s_ver_of (store, "new.topic", 9)
+    };
+}
+
+//  Install envelopes[0..count); it must be refused with a message holding
+//  text, and change nothing.
+static void
+s_refused (herald_store_t *store, const uint8_t *const *envelopes, const size_t *lens,
+           size_t count, uint64_t raft_index, const char *text, const char *what)
+{
+    s_state_t before = s_state (store);
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_install (store, envelopes, lens, count, raft_index, &err),
+                  HERALD_ERR_INTERNAL, "%s: not refused (%s)", what, err.message);
+    cr_assert (strstr (err.message, text), "%s: the message \"%s\" does not say \"%s\"", what,
+               err.message, text);
+    cr_assert (strstr (err.message, "nothing written"), "%s: %s", what, err.message);
+    s_state_t after = s_state (store);
+    cr_assert (!memcmp (&before, &after, sizeof before), "%s: the store changed", what);
+    //  No id of the call was stored
+    for (size_t i = 0; i < count; i++) {
+        tu_decoded_t decoded = { 0 };
+        if (lens [i] && tu_decode (&decoded, envelopes [i], lens [i]) == HERALD_OK) {
+            uint64_t seq, ver;
+            bool stored_before = herald_store_lookup_id (store, decoded.event.id, &seq, &ver)
+                              == HERALD_OK && seq <= before.head;
+            cr_assert (stored_before || herald_store_lookup_id (store, decoded.event.id, &seq,
+                                                                &ver) == HERALD_ERR_NOT_FOUND,
+                       "%s: envelope %zu's id was stored", what, i);
+        }
+        tu_decoded_fini (&decoded);
+    }
+}
+
+Test (herald_store_cluster, install_refuses_what_would_not_match_and_writes_nothing)
+{
+    //  The source's log: a:1 a:2 b:1 a:3 b:2
+    herald_store_t *source = s_open ("source");
+    static const herald_kv_t meta [1] = { { "k", 1, "v", 1 } };
+    herald_event_t events [5] = {
+        tu_event ("a", "1"), tu_event ("a", "2"), tu_event ("b", "3"), tu_event ("a", "4"),
+        tu_event ("b", "5")
+    };
+    events [1].type = "t", events [1].type_len = 1, events [1].meta = meta;
+    events [1].meta_count = 1;
+    herald_append_result_t results [5];
+    for (size_t i = 0; i < 5; i++) {
+        herald_batch_t batch = s_batch (&events [i], 1, &results [i]);
+        herald_error_t err = { 0 };
+        cr_assert_eq (herald_store_apply (source, &batch, 1, 1000 * (i + 1), &err), HERALD_OK);
+    }
+    s_log_t log;
+    s_log_read (source, &log);
+    cr_assert_eq (log.count, 5);
+
+    herald_store_t *target = s_open ("target");
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_set_applied (target, 10, &err), HERALD_OK);
+    cr_assert_eq (s_install (target, &log, 0, 3, 0, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_head (target), 3);
+    const uint8_t *next = log.bytes [3];        //  seq 4, a:3: what may come next
+    size_t next_len = log.lens [3];
+    msgpack_sbuffer bad, other;
+    msgpack_sbuffer_init (&bad);
+    msgpack_sbuffer_init (&other);
+    herald_event_t fresh = tu_event ("new.topic", "x");
+
+    //  seq
+    s_refused (target, (const uint8_t *const []) { log.bytes [4] },
+               (const size_t []) { log.lens [4] }, 1, 0, "seq is not head + 1 (4)", "a gap");
+    s_refused (target, (const uint8_t *const []) { next, next },
+               (const size_t []) { next_len, next_len }, 2, 0, "seq is not head + 1 (5)",
+               "the same seq twice");
+    s_refused (target, (const uint8_t *const []) { log.bytes [0] },
+               (const size_t []) { log.lens [0] }, 1, 0, "seq is not head + 1", "a stored seq");
+    //  ver
+    s_envelope (events [3], 4, 4, 4000, &bad);
+    s_refused (target, (const uint8_t *const []) { (uint8_t *) bad.data },
+               (const size_t []) { bad.size }, 1, 0, "ver 4 of topic a is not its ver + 1 (3)",
+               "a ver gap");
+    s_envelope (events [3], 4, 2, 4000, &bad);
+    s_refused (target, (const uint8_t *const []) { (uint8_t *) bad.data },
+               (const size_t []) { bad.size }, 1, 0, "ver 2 of topic a", "a stored ver");
+    s_envelope (fresh, 5, 2, 5000, &bad);
+    s_refused (target, (const uint8_t *const []) { next, (uint8_t *) bad.data },
+               (const size_t []) { next_len, bad.size }, 2, 0,
+               "ver 2 of topic new.topic is not its ver + 1 (1)", "a new topic at ver 2");
+    //  ts
+    s_envelope (fresh, 4, 1, 2999, &bad);
+    s_refused (target, (const uint8_t *const []) { (uint8_t *) bad.data },
+               (const size_t []) { bad.size }, 1, 0, "ts 2999 is before the last ts 3000",
+               "a ts before the last");
+    s_envelope (fresh, 5, 1, 3500, &bad);
+    s_refused (target, (const uint8_t *const []) { next, (uint8_t *) bad.data },
+               (const size_t []) { next_len, bad.size }, 2, 0,
+               "ts 3500 is before the last ts 4000", "a ts before the call's last");
+    //  id
+    herald_event_t copy = fresh;
+    memcpy (copy.id, events [0].id, HERALD_ID_BYTES);
+    s_envelope (copy, 4, 1, 4000, &bad);
+    s_refused (target, (const uint8_t *const []) { (uint8_t *) bad.data },
+               (const size_t []) { bad.size }, 1, 0, "is stored already (seq 1)", "a stored id");
+    memcpy (copy.id, events [3].id, HERALD_ID_BYTES);
+    s_envelope (copy, 5, 1, 4000, &bad);
+    s_refused (target, (const uint8_t *const []) { next, (uint8_t *) bad.data },
+               (const size_t []) { next_len, bad.size }, 2, 0, "is stored already (seq 4)",
+               "an id twice in the call");
+    //  well formed
+    static const uint8_t garbage [] = { 0xc1, 0x00 };
+    s_refused (target, (const uint8_t *const []) { next, garbage },
+               (const size_t []) { next_len, sizeof garbage }, 2, 0, "not a well-formed envelope",
+               "garbage");
+    s_refused (target, (const uint8_t *const []) { next }, (const size_t []) { next_len - 1 }, 1,
+               0, "not a well-formed envelope", "a cut envelope");
+    s_refused (target, (const uint8_t *const []) { next }, (const size_t []) { 0 }, 1, 0,
+               "empty", "an empty envelope");
+    //  A publisher's event map (no seq, ver, ts)
+    other.size = 0;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &other, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3);
+    msgpack_pack_str_with_body (&pk, "id", 2);
+    msgpack_pack_bin_with_body (&pk, fresh.id, HERALD_ID_BYTES);
+    msgpack_pack_str_with_body (&pk, "topic", 5);
+    msgpack_pack_str_with_body (&pk, "new.topic", 9);
+    msgpack_pack_str_with_body (&pk, "data", 4);
+    msgpack_pack_bin_with_body (&pk, "x", 1);
+    s_refused (target, (const uint8_t *const []) { (uint8_t *) other.data },
+               (const size_t []) { other.size }, 1, 0, "not a well-formed envelope",
+               "an event map without seq");
+    //  Valid MessagePack that decodes, but not as Herald writes it: one
+    //  more key (the map's count raised, a key appended)
+    cr_assert_eq (next [0] & 0xf0, 0x80, "a fixmap");
+    other.size = 0;
+    msgpack_sbuffer_write (&other, (const char *) next, next_len);
+    other.data [0] = (char) (next [0] + 1);
+    msgpack_sbuffer_write (&other, "\xa1x\x01", 3);
+    s_refused (target, (const uint8_t *const []) { (uint8_t *) other.data },
+               (const size_t []) { other.size }, 1, 0,
+               "its bytes are not the ones Herald writes", "an extra key");
+    //  The raft index
+    s_refused (target, (const uint8_t *const []) { next }, (const size_t []) { next_len }, 1, 10,
+               "raft index 10 is not after the last one applied (10)", "an old raft index");
+
+    //  Still whole: the rest goes in, and the store equals the source
+    herald_store_destroy (&target);
+    target = s_open ("target");
+    cr_assert_eq (herald_store_head (target), 3);
+    cr_assert_eq (s_install (target, &log, 3, 2, 11, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_applied_index (target), 11);
+    s_assert_same (source, target);
+    //  An empty install with an index only moves the index
+    cr_assert_eq (herald_store_install (target, NULL, NULL, 0, 12, &err), HERALD_OK);
+    cr_assert_eq (herald_store_applied_index (target), 12);
+    cr_assert_eq (herald_store_head (target), 5);
+    msgpack_sbuffer_destroy (&bad);
+    msgpack_sbuffer_destroy (&other);
+    s_log_free (&log);
+    herald_store_destroy (&target);
+    herald_store_destroy (&source);
 }

@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include "brokertest.h"
+#include "tcpproxy.h"
 
 #define S_NODES         3
 #define S_ELECT_MS      15000       //  a leader, all agreeing (election 500 ms, loaded CI)
@@ -34,6 +35,7 @@ static const char *s_flags [] = { "--election-ms", "500", "--raft-heartbeat-ms",
                                   "--heartbeat-ms", "200", "--idle-flush-ms", "0", NULL };
 
 static bu_cluster_t *s_cluster;
+static tcpproxy_t *s_proxies [S_NODES][S_NODES];   //  [from][to]: one per Raft link
 
 static void
 s_setup (void)
@@ -46,6 +48,9 @@ s_teardown (void)
 {
     bt_teardown ();
     bu_cluster_destroy (&s_cluster);
+    for (size_t from = 0; from < S_NODES; from++)
+        for (size_t to = 0; to < S_NODES; to++)
+            tcpproxy_destroy (&s_proxies [from][to]);
 }
 
 TestSuite (heraldd_cluster, .init = s_setup, .fini = s_teardown, .timeout = 60);
@@ -428,6 +433,109 @@ Test (heraldd_cluster, a_wiped_node_started_as_new_refuses_to_start)
     cr_assert_eq (s_publish ((size_t) leader, "c", 1, 5, 200), 20);
     cr_assert_eq (bu_node_status (node->api, &status, BT_WAIT_MS), 0);
     cr_assert_str_eq (status.cluster_state, "joining");
+}
+
+//  The leader among the running nodes but skip, as the others agree.
+static int
+s_leader_without (size_t skip, int timeout_ms)
+{
+    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
+    for (int rounds = 0; rounds < 10000 && tu_mono_ns () < deadline; rounds++) {
+        bu_node_status_t status [S_NODES];
+        int leader = -1;
+        bool agreed = true;
+        for (size_t index = 0; index < S_NODES; index++) {
+            if (index == skip)
+                continue;
+            agreed = agreed && bu_node_status (s_cluster->nodes [index]->api, &status [index],
+                                               500) == 0;
+            if (agreed && strcmp (status [index].role, "leader") == 0)
+                leader = (int) index;
+        }
+        for (size_t index = 0; agreed && leader >= 0 && index < S_NODES; index++)
+            if (index != skip)
+                agreed = strcmp (status [index].leader, s_cluster->names [leader]) == 0;
+        if (agreed && leader >= 0)
+            return leader;
+        zclock_sleep (50);
+    }
+    return -1;
+}
+
+Test (heraldd_cluster, a_leader_cut_off_answers_its_proposal_not_leader_and_rejoins_identical)
+{
+    s_cluster_up ();
+    (void) s_leader ();
+    //  Every node again, its Raft links through a proxy each (herald_raft's
+    //  test hook), so that a test can cut one: the raft ids are known now
+    uint64_t ids [S_NODES];
+    for (size_t index = 0; index < S_NODES; index++) {
+        bu_node_status_t status;
+        cr_assert_eq (bu_node_status (s_cluster->nodes [index]->api, &status, BT_WAIT_MS), 0);
+        ids [index] = status.raft_id;
+    }
+    for (size_t index = 0; index < S_NODES; index++)
+        cr_assert_eq (bu_broker_stop (s_cluster->nodes [index], BT_STOP_MS), 0);
+    for (size_t from = 0; from < S_NODES; from++) {
+        char spec [256] = "";
+        size_t used = 0;
+        for (size_t to = 0; to < S_NODES; to++) {
+            if (to == from)
+                continue;
+            int port = atoi (strchr (s_cluster->raft [to], ':') + 1);
+            s_proxies [from][to] = tcpproxy_new (port);
+            cr_assert_not_null (s_proxies [from][to]);
+            used += (size_t) snprintf (spec + used, sizeof spec - used, "%s%" PRIu64
+                                       "=127.0.0.1:%d", used? ",": "", ids [to],
+                                       tcpproxy_port (s_proxies [from][to]));
+        }
+        setenv ("HERALD_TEST_HOOKS", "1", 1);
+        setenv ("HERALD_TEST_RAFT_CONNECT", spec, 1);
+        int rc = bu_broker_restart (s_cluster->nodes [from], BT_START_MS);
+        unsetenv ("HERALD_TEST_RAFT_CONNECT");
+        unsetenv ("HERALD_TEST_HOOKS");
+        if (rc != 0)
+            s_fail_with_logs ("a node did not restart with its proxies");
+    }
+    int leader = s_leader ();
+    cr_assert_eq (s_publish ((size_t) leader, "a", 2, 5, 1), 10);
+
+    //  Cut the leader off both ways, and publish to it at once: it still
+    //  believes it leads, proposes, and can never commit
+    for (size_t other = 0; other < S_NODES; other++)
+        if ((int) other != leader) {
+            tcpproxy_cut (s_proxies [leader][other], true);
+            tcpproxy_cut (s_proxies [other][leader], true);
+        }
+    zsock_t *client = s_client ((size_t) leader);
+    bu_event_t events [3];
+    for (size_t index = 0; index < 3; index++)
+        bu_event_init (&events [index], "lost", "x");
+    bt_send_publish (client, 50, events, 3);
+    //  It steps down within about two election timeouts: not_leader, the
+    //  outcome unknown, never an ACK
+    bu_reply_t reply;
+    cr_assert_eq (bu_recv_reply (client, &reply, 10000), 0, "no answer from the cut leader");
+    bt_check_error (&reply, HERALD_ERR_NOT_LEADER, true, 50);
+    cr_assert_not_null (memmem (reply.body.error.message.ptr, reply.body.error.message.len,
+                                "may or may not be stored", 24),
+                        "%.*s", (int) reply.body.error.message.len,
+                        reply.body.error.message.ptr);
+    bu_reply_fini (&reply);
+
+    //  The other two elect and go on
+    int next = s_leader_without ((size_t) leader, S_ELECT_MS);
+    if (next < 0)
+        s_fail_with_logs ("the majority elected no leader");
+    cr_assert_eq (s_publish ((size_t) next, "b", 1, 5, 100), 15);
+
+    //  Healed, the old leader takes the majority's log, its own
+    //  uncommitted entry dropped: one log everywhere
+    for (size_t from = 0; from < S_NODES; from++)
+        for (size_t to = 0; to < S_NODES; to++)
+            if (s_proxies [from][to])
+                tcpproxy_cut (s_proxies [from][to], false);
+    s_check_identical (15);
 }
 
 //  The live WAL of RocksDB in dir (the NNNNNN.log with the greatest

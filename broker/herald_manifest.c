@@ -1,0 +1,187 @@
+/*  =========================================================================
+    herald_manifest - a cluster node's Raft snapshot: a manifest, not data
+
+    DESIGN
+    Restore decides from three numbers of the store (head, digest at
+    head, applied raft index) against the manifest's:
+
+        applied >= index and head >= manifest head   nothing (a restart)
+        head > manifest head, applied < index        diverged: stop
+        head < manifest head                         catch up, then below
+        head = manifest head                         digest equal: set the
+                                                     applied index; else
+                                                     diverged: stop
+
+    (head can exceed the manifest's only with the index past it too: the
+    entries up to the manifest's index made exactly its head.)  Catching
+    up installs with raft index 0, and the applied index is written only
+    once the digest matched, so a crash in the middle resumes: the
+    snapshot is on disk, restore runs again from the store's new head.
+    =========================================================================
+*/
+
+#include <inttypes.h>
+#include "herald_manifest.h"
+#include "herald_log.h"
+
+static int
+s_key (msgpack_packer *pk, const char *key)
+{
+    return msgpack_pack_str_with_body (pk, key, strlen (key));
+}
+
+static int
+s_key_str (msgpack_packer *pk, const char *key, const char *value)
+{
+    value = value? value: "";
+    return s_key (pk, key) | msgpack_pack_str_with_body (pk, value, strlen (value));
+}
+
+static int
+s_key_uint (msgpack_packer *pk, const char *key, uint64_t value)
+{
+    return s_key (pk, key) | msgpack_pack_uint64 (pk, value);
+}
+
+int
+herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
+                        const char *api, const herald_peer_t *peers, size_t peer_count,
+                        msgpack_sbuffer *buffer)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    int rc = msgpack_pack_map (&pk, 8);
+    rc |= s_key_uint (&pk, "format", HERALD_MANIFEST_FORMAT);
+    rc |= s_key_uint (&pk, "index", index);
+    rc |= s_key_uint (&pk, "head", herald_store_head (store));
+    rc |= s_key_uint (&pk, "last_ts", herald_store_last_ts (store));
+    rc |= s_key_uint (&pk, "digest", herald_store_digest (store));
+    rc |= s_key_str (&pk, "node", node);
+    rc |= s_key_str (&pk, "api", api);
+    rc |= s_key (&pk, "peers") | msgpack_pack_array (&pk, peer_count);
+    for (size_t at = 0; at < peer_count; at++) {
+        rc |= msgpack_pack_map (&pk, 3);
+        rc |= s_key_str (&pk, "node", peers [at].name);
+        rc |= s_key_uint (&pk, "raft_id", peers [at].raft_id);
+        rc |= s_key_str (&pk, "api", peers [at].api);
+    }
+    return rc? -1: 0;
+}
+
+static void
+s_copy_str (char *into, size_t size, const msgpack_object *value)
+{
+    if (value && value->type == MSGPACK_OBJECT_STR && value->via.str.size < size) {
+        memcpy (into, value->via.str.ptr, value->via.str.size);
+        into [value->via.str.size] = 0;
+    }
+}
+
+herald_err
+herald_manifest_decode (herald_manifest_t *self, const void *bytes, size_t len,
+                        herald_error_t *err)
+{
+    memset (self, 0, sizeof (*self));
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    msgpack_object root;
+    herald_error_t inner = { 0 };
+    herald_field_t fields [] = { { "format" }, { "index" }, { "head" }, { "last_ts" },
+                                 { "digest" }, { "api" }, { "peers" } };
+    herald_err rc = HERALD_OK;
+    if (herald_event_unpack (bytes, len, &zone, &root, "snapshot", &inner) != HERALD_OK
+    ||  root.type != MSGPACK_OBJECT_MAP
+    ||  herald_event_fields (&root, fields, 7, &zone, "snapshot", &inner) != HERALD_OK)
+        rc = herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot", "not a manifest %s",
+                               inner.message);
+    uint64_t *numbers [] = { NULL, &self->index, &self->head, &self->last_ts, &self->digest };
+    for (size_t at = 0; rc == HERALD_OK && at < 5; at++) {
+        const msgpack_object *value = fields [at].value;
+        if (!value || value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            rc = herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
+                                   "manifest without %s", fields [at].name);
+        else
+        if (at == 0 && value->via.u64 != HERALD_MANIFEST_FORMAT)
+            rc = herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
+                                   "manifest format %" PRIu64 " unknown", value->via.u64);
+        else
+        if (numbers [at])
+            *numbers [at] = value->via.u64;
+    }
+    if (rc == HERALD_OK) {
+        s_copy_str (self->api, sizeof (self->api), fields [5].value);
+        const msgpack_object *peers = fields [6].value;
+        if (peers && peers->type == MSGPACK_OBJECT_ARRAY)
+            for (size_t at = 0; at < peers->via.array.size
+                             && self->api_count < HERALD_MANIFEST_APIS; at++) {
+                herald_field_t peer_fields [] = { { "api" } };
+                const msgpack_object *peer = &peers->via.array.ptr [at];
+                if (peer->type == MSGPACK_OBJECT_MAP
+                &&  herald_event_fields (peer, peer_fields, 1, &zone, "", &inner) == HERALD_OK) {
+                    char *into = self->apis [self->api_count];
+                    s_copy_str (into, sizeof (self->apis [0]), peer_fields [0].value);
+                    if (*into)
+                        self->api_count++;
+                }
+            }
+    }
+    msgpack_zone_destroy (&zone);
+    return rc;
+}
+
+herald_err
+herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
+                         const char *const *apis, size_t count,
+                         herald_catchup_fn *installed, void *arg, herald_error_t *err)
+{
+    uint64_t head = herald_store_head (store);
+    uint64_t applied = herald_store_applied_index (store);
+    if (applied >= self->index && head >= self->head)
+        return HERALD_OK;
+    if (head > self->head)
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
+                                 "the store's head %" PRIu64 " is past the snapshot's %"
+                                 PRIu64 " but its raft index %" PRIu64 " is before %"
+                                 PRIu64 ": the logs diverged", head, self->head,
+                                 applied, self->index);
+    if (head < self->head) {
+        const char *sources [1 + HERALD_MANIFEST_APIS + 16];
+        size_t sources_count = 0;
+        if (self->api [0])
+            sources [sources_count++] = self->api;
+        for (size_t at = 0; at < self->api_count; at++)
+            sources [sources_count++] = self->apis [at];
+        for (size_t at = 0; at < count && at < 16; at++)
+            sources [sources_count++] = apis [at];
+        herald_err rc = HERALD_ERR_UNAVAILABLE;
+        herald_error_t tried = { 0 };
+        for (size_t at = 0; at < sources_count && rc != HERALD_OK; at++) {
+            rc = herald_catchup_run (store, sources [at], self->head, installed, arg, &tried);
+            if (rc != HERALD_OK)
+                herald_log ("warn", "raft: catch-up from %s: %s", sources [at],
+                            tried.message);
+            if (rc == HERALD_ERR_CORRUPT) {
+                *err = tried;
+                return rc;              //  what a peer sent does not fit: stop
+            }
+            if (rc == HERALD_ERR_IO) {
+                *err = tried;
+                return rc;              //  the store failed
+            }
+        }
+        if (rc != HERALD_OK)
+            return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
+                                     "cannot catch up to seq %" PRIu64 " from any of %zu "
+                                     "peers: %s", self->head, sources_count,
+                                     sources_count? tried.message: "none known");
+    }
+    if (herald_store_head (store) != self->head || herald_store_digest (store) != self->digest)
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
+                                 "at seq %" PRIu64 " the store's digest %016" PRIx64
+                                 " is not the snapshot's %016" PRIx64 ": the logs diverged",
+                                 herald_store_head (store), herald_store_digest (store),
+                                 self->digest);
+    if (herald_store_applied_index (store) < self->index)
+        return herald_store_set_applied (store, self->index, err);
+    return HERALD_OK;
+}
