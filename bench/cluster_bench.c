@@ -609,6 +609,11 @@ s_print_failover (void)
                 snprintf (target, sizeof target, "- (CLUSTER.md at 300/30: 0.41, 0.65 s)");
             printf ("%-44s %5d %9.0f %9.0f %9.0f  %s\n", name, f->done,
                     bb_samples_percentile (&f->gap, 50) * 1e3, p99 * 1e3, max * 1e3, target);
+            if (f->client.count)
+                printf ("%-44s %5zu %9.0f %9.0f %9.0f\n", "  a client following not_leader",
+                        f->client.count, bb_samples_percentile (&f->client, 50) * 1e3,
+                        bb_samples_percentile (&f->client, 99) * 1e3,
+                        bb_samples_percentile (&f->client, 100) * 1e3);
             if (kind && f->exit.count)
                 printf ("%-44s %5zu %9.0f %9.0f %9.0f\n", "  SIGTERM to the old leader's exit",
                         f->exit.count, bb_samples_percentile (&f->exit, 50) * 1e3,
@@ -624,8 +629,10 @@ s_print_failover (void)
                 lags [l]->max * 1e3);
     printf ("\n  Failover: from the signal to the leader (a PUBLISH sent to it just before)\n"
             "  to the first ACK from another node, each of which is sent a PUBLISH every\n"
-            "  5 ms: what the cluster offers; a client that must find the new leader adds\n"
-            "  its own retry wait.  n = failovers measured; each restarts the old leader and\n"
+            "  5 ms: what the cluster offers.  \"a client\": the same signal to the first ACK\n"
+            "  (from another node) of one client that starts on the old leader, follows\n"
+            "  not_leader, else tries the next node after 100 ms without a reply; it runs\n"
+            "  beside the probes.  n = failovers measured; each restarts the old leader and\n"
             "  waits for equal heads first.  Timeouts are --election-ms/--raft-heartbeat-ms.\n"
             "  Follower lag: a seq's fanout arrival at a follower minus at the leader; n =\n"
             "  seqs seen on both.\n\n");

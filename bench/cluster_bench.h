@@ -61,14 +61,18 @@ int
 typedef struct {
     bb_samples_t gap;                   //  signal to first ACK by another node
     bb_samples_t exit;                  //  SIGTERM only: signal to process exit
+    bb_samples_t client;                //  the same for one client that follows
+                                        //  not_leader, else tries the next node
     int planned, done;
 } cb_failover_t;
 
 //  kills times: kill -9 (graceful false) or SIGTERM (true) the leader, with
-//  one PUBLISH in flight, then publish as a client does (follow not_leader,
-//  else try the next node, 100 ms a try) until a node other than the old
-//  leader ACKs; restart the old leader and wait for the cluster to
-//  converge before the next.  Fills result (the caller frees its samples).
+//  one PUBLISH sent to it just before, then measure until a node other than
+//  the old leader ACKs, two ways at once: every other node sent a PUBLISH
+//  every 5 ms (gap), and one client thread that follows not_leader, else
+//  tries the next node after 100 ms without a reply (client); restart the
+//  old leader and wait for the cluster to converge before the next.  Fills
+//  result (the caller frees its samples with cb_failover_fini).
 void
     cb_failover (cb_cluster_t *self, bool graceful, int kills, cb_failover_t *result);
 

@@ -13,7 +13,9 @@
 #include "herald.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #define S_PROBE_MS          5       //  a PUBLISH to every other node this often
+#define S_TRY_MS            100     //  the client's wait for one reply
 #define S_FAILOVER_S        30      //  a failover that takes longer is a problem
 #define S_CONVERGE_MS       120000  //  restarted node back in step
 
@@ -150,7 +153,7 @@ cb_converged (cb_cluster_t *self, int timeout_ms)
 int
 cb_try_publish (const char *api, int timeout_ms, char *leader, size_t size)
 {
-    static uint64_t rid;
+    static atomic_uint_fast64_t rid;    //  the failover's client is a thread
     if (leader && size)
         leader [0] = 0;
     zsock_t *dealer = bu_dealer_new (api);
@@ -160,7 +163,7 @@ cb_try_publish (const char *api, int timeout_ms, char *leader, size_t size)
     bu_event_init (&event, "bench.failover", "failover probe");
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
-    bu_pack_publish (&sbuf, ++rid, &event, 1);
+    bu_pack_publish (&sbuf, atomic_fetch_add (&rid, 1) + 1, &event, 1);
     bu_send_sbuf (dealer, "PUBLISH", &sbuf);
     msgpack_sbuffer_destroy (&sbuf);
     bu_reply_t reply;
@@ -249,12 +252,51 @@ s_first_ack (cb_cluster_t *self, int old, double since, bu_broker_t *watch, doub
     return acked;
 }
 
+//  One client as the agent works: PUBLISH to the node it believes leads,
+//  follow the api a not_leader names, else the next node; a try waits
+//  S_TRY_MS for its reply.  It starts on the old leader, as a client that
+//  was publishing there would.
+typedef struct {
+    cb_cluster_t *cluster;
+    int old;
+    double since;
+    double acked;                       //  out: time of the first ACK, or -1
+} s_client_t;
+
+static void *
+s_client (void *args)
+{
+    s_client_t *self = (s_client_t *) args;
+    self->acked = -1;
+    size_t target = (size_t) self->old;
+    for (int tries = 0; tries < 100000 && !bb_interrupted; tries++) {
+        if (bench_now () - self->since > S_FAILOVER_S)
+            break;
+        char leader [256];
+        int rc = cb_try_publish (self->cluster->cluster->nodes [target]->api, S_TRY_MS,
+                                 leader, sizeof leader);
+        if (rc == 1 && (int) target != self->old) {
+            self->acked = bench_now ();
+            break;
+        }
+        size_t next = (target + 1) % CB_NODES;
+        for (size_t index = 0; rc == 0 && *leader && index < CB_NODES; index++)
+            if (index != target && streq (self->cluster->cluster->nodes [index]->api, leader))
+                next = index;
+        if (rc >= 0)                    //  an answer at once: do not spin on it
+            zclock_sleep (2);
+        target = next;
+    }
+    return NULL;
+}
+
 void
 cb_failover (cb_cluster_t *self, bool graceful, int kills, cb_failover_t *result)
 {
     memset (result, 0, sizeof *result);
     bb_samples_init (&result->gap, 10000);
     bb_samples_init (&result->exit, 10000);
+    bb_samples_init (&result->client, 10000);
     result->planned = kills;
     const char *what = graceful? "SIGTERM": "kill -9";
     for (int kill_no = 0; kill_no < kills && !bb_interrupted; kill_no++) {
@@ -285,8 +327,19 @@ cb_failover (cb_cluster_t *self, bool graceful, int kills, cb_failover_t *result
             kill (pid, SIGTERM);
         else
             bu_broker_kill (node);          //  SIGKILL and reap
+        s_client_t client = { self, leader, signalled, -1 };
+        pthread_t thread;
+        bool client_runs = pthread_create (&thread, NULL, s_client, &client) == 0;
         double exited = 0;
         double acked = s_first_ack (self, leader, signalled, graceful? node: NULL, &exited);
+        if (client_runs) {
+            pthread_join (thread, NULL);
+            if (client.acked > 0)
+                bb_samples_add (&result->client, client.acked - signalled);
+            else
+                bb_problem ("%s #%d: the client found no node that ACKs within %d s", what,
+                            kill_no + 1, S_FAILOVER_S);
+        }
         zsock_destroy (&inflight);
         if (graceful) {
             if (node->pid > 0 && bu_broker_wait (node, CB_STOP_MS) == 0)
@@ -312,8 +365,9 @@ cb_failover (cb_cluster_t *self, bool graceful, int kills, cb_failover_t *result
         bb_samples_add (&result->gap, acked - signalled);
         result->done++;
         fprintf (stderr, "cluster_bench: %s #%d of %s (pid %d): first ACK from another node "
-                 "after %.0f ms\n", what, kill_no + 1, self->cluster->names [leader],
-                 (int) pid, (acked - signalled) * 1000);
+                 "after %.0f ms (the client's after %.0f ms)\n", what, kill_no + 1,
+                 self->cluster->names [leader], (int) pid, (acked - signalled) * 1000,
+                 client.acked > 0? (client.acked - signalled) * 1000: -1);
         if (bu_broker_restart (node, CB_START_MS) != 0) {
             bb_problem ("%s: %s did not restart", what, self->cluster->names [leader]);
             cb_cluster_logs (self);
@@ -327,4 +381,5 @@ cb_failover_fini (cb_failover_t *self)
 {
     bb_samples_fini (&self->gap);
     bb_samples_fini (&self->exit);
+    bb_samples_fini (&self->client);
 }
