@@ -800,6 +800,10 @@ bu_node_status (const char *api, bu_node_status_t *status, int timeout_ms)
                 status->commit_index = number;
             else if (s_key_is (key, "applied_index"))
                 status->applied_index = number;
+            else if (s_key_is (key, "last_index"))
+                status->last_index = number;
+            else if (s_key_is (key, "apply_us_max"))
+                status->apply_us_max = number;
             else if (s_key_is (key, "voters"))
                 status->voters = number;
             else if (s_key_is (key, "digest"))

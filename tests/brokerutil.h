@@ -300,6 +300,8 @@ typedef struct {
     char digest [24];
     char durability [24];
     size_t peer_count;
+    uint64_t last_index;                    //  (added for bench/cluster_bench)
+    uint64_t apply_us_max;
 } bu_node_status_t;
 
 //  STATUS to api (a fresh DEALER), read within timeout_ms.  Returns 0,
