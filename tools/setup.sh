@@ -141,7 +141,7 @@ herald_make_progress () {
         steps=$((steps + 1))
         if [ "$steps" -eq 1 ]; then
             if [ -n "$first" ]; then
-                herald_say "building (about 80 compile and link steps the first time)"
+                herald_say "building (about 100 compile and link steps the first time)"
             else
                 herald_say "building what changed"
             fi
