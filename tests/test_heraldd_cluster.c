@@ -654,6 +654,8 @@ Test (heraldd_cluster, pipelined_publish_to_a_leader_cut_off_mid_way_is_answered
             acked++;
         }
         else {
+            //  Before the cut every proposal commits: each request its ACK
+            cr_assert (cut_sent, "request %" PRIu64 " refused before the cut", answered);
             bt_check_error (&reply, HERALD_ERR_NOT_LEADER, true, answered);
             if (memmem (reply.body.error.message.ptr, reply.body.error.message.len,
                         "may or may not be stored", 24))
