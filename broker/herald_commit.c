@@ -18,13 +18,41 @@
     on any other node, or before the Raft node runs, is answered ERROR
     not_leader at once, naming the leader's api when one is known.  Raft
     hands back a record for EVERY entry applied to the store, in raft
-    index order: the leader's own proposal (its cookie) is ACKed from the
-    results as standalone, or answered not_leader per request when its
+    index order: the leader's own proposals (their cookies) are ACKed from
+    the results as standalone, or answered not_leader per request when
     leadership was lost (outcome unknown: a retry with the same ids is
     safe); every other record is only fanned out.  Either way `fanned`
-    advances in seq order.  One proposal is in flight at a time, as with
-    the writer; the cookie is a proposal number, never a pointer, so a
-    record of a proposal long answered cannot match a later one.
+    advances in seq order.  The cookie is a proposal number, never a
+    pointer, so a record of a proposal long answered cannot match a later
+    one.
+
+    Pipelining (cluster only).  A Raft commit waits for the entry to be
+    fsynced on a majority: tens of ms in which a single proposal in
+    flight would leave every node idle.  So a leader keeps up to
+    PIPELINE_PROPOSALS proposals (and PIPELINE_BYTES of PUBLISH bodies)
+    in flight, each with its own requests and batches (borrowed by Raft
+    until its record is released), in a FIFO in proposal order; the
+    next group commit is proposed while earlier ones replicate.  Raft
+    applies them in proposal order, so records come back in that order
+    and each proposal's requests are answered when its own record comes:
+    replies keep arrival order.  Guards, since a reply once sent cannot
+    be taken back:
+      - a record for proposal k answers every OLDER proposal still
+        unanswered not_leader first (outcome unknown; not seen in
+        practice: their records come first), so nothing behind can
+        overtake it; such a proposal keeps its memory (Raft still holds
+        its batches) until its own record comes, and is not answered
+        again;
+      - a lost proposal (not_leader record) says nothing of the ones
+        behind it: each waits for its own record (ACK, or not_leader:
+        libraft fails every entry of a lost term);
+      - while any proposal in flight is unanswered, PUBLISH on a node
+        that no longer leads is queued behind it, not refused at once,
+        and the queue is refused not_leader only once every proposal
+        ahead is answered.
+    A standalone broker keeps ONE commit in flight with herald_writer
+    (the WAL sync is local, a pipeline would buy nothing), its batches
+    reused from commit to commit.
 
     What arrives while a commit is being applied is queued and goes into
     the next one: the group commit the issue asks for.  The loop and the
@@ -40,7 +68,10 @@
     Bounds: at most max_queued requests wait (then `overloaded`), and the
     loop stops draining the api socket once DRAIN_EVENTS events or
     DRAIN_BYTES bytes are queued (herald_commit_has_room), so one commit
-    holds at most that plus one request.
+    holds at most that plus one request; a cluster leader proposes no
+    more while PIPELINE_PROPOSALS are in flight or PIPELINE_BYTES are
+    (then the queue fills and the drain stops): at most PIPELINE_BYTES
+    plus one proposal in flight, DRAIN_BYTES plus one request queued.
     =========================================================================
 */
 
@@ -52,6 +83,11 @@
 
 #define DRAIN_EVENTS        8192        //  queued events that end a drain
 #define DRAIN_BYTES         (64u << 20) //  queued request bytes that end a drain
+//  Cluster: proposals in flight at most, and their PUBLISH bytes
+#ifndef PIPELINE_PROPOSALS
+#   define PIPELINE_PROPOSALS  8
+#endif
+#define PIPELINE_BYTES      (64u << 20)
 
 typedef struct {
     zframe_t *identity;                 //  owned
@@ -60,6 +96,19 @@ typedef struct {
     herald_msg_t msg;
     herald_append_result_t *results;    //  msg.publish.count entries
 } s_request_t;
+
+//  One commit in flight: its requests, their store batches (borrowed by
+//  the applier until its record is released), its bytes, when it started.
+typedef struct {
+    uint64_t number;                    //  cluster: the proposal number, its cookie
+    zlistx_t *requests;                 //  s_request_t, in arrival order
+    size_t events;
+    size_t bytes;
+    herald_batch_t *batches;
+    size_t capacity;
+    int64_t started;
+    bool answered;                      //  cluster: answered before its record came
+} s_commit_t;
 
 struct _herald_commit_t {
     herald_config_t *config;            //  borrowed
@@ -70,19 +119,14 @@ struct _herald_commit_t {
     herald_writer_t *writer;            //  applies on its own thread (standalone)
     bool clustered;                     //  a cluster node: raft applies, once attached
     herald_raft_t *raft;                //  borrowed; NULL until attached
-    bool proposing;                     //  cluster: a proposal is in flight
-    uint64_t proposal;                  //  its number, the cookie (never 0)
+    uint64_t proposal;                  //  cluster: the last proposal's number (never 0)
     zlistx_t *queue;                    //  s_request_t, in arrival order
     size_t queued_events;
     size_t queued_bytes;                //  PUBLISH bodies held by the queue
-    //  The commit in flight: its requests, their store batches, its bytes
-    //  and when it started
-    zlistx_t *committing;               //  s_request_t, in arrival order
-    size_t committing_events;
-    size_t commit_bytes;
-    herald_batch_t *batches;
-    size_t batch_capacity;
-    int64_t commit_started;
+    s_commit_t *single;                 //  standalone: the commit, in flight or not
+    zlistx_t *inflight;                 //  cluster: s_commit_t, in proposal order
+    size_t inflight_bytes;              //  ... their PUBLISH bytes
+    size_t inflight_requests;           //  ... their requests not answered yet
     const char *stop_reason;
     herald_commit_counts_t counts;
 };
@@ -111,6 +155,29 @@ s_requests_destroy (zlistx_t *requests)
     }
 }
 
+static s_commit_t *
+s_commit_new (void)
+{
+    s_commit_t *self = (s_commit_t *) zmalloc (sizeof (s_commit_t));
+    self->requests = zlistx_new ();
+    return self;
+}
+
+//  Free a commit and its requests: only once the applier no longer holds
+//  its batches (its record released, or the applier gone).
+static void
+s_commit_destroy (s_commit_t **self_p)
+{
+    s_commit_t *self = *self_p;
+    if (!self)
+        return;
+    s_requests_destroy (self->requests);
+    zlistx_destroy (&self->requests);
+    free (self->batches);
+    free (self);
+    *self_p = NULL;
+}
+
 static herald_commit_t *
 s_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
        herald_reply_t *reply, zsock_t *pub, bool clustered)
@@ -130,7 +197,8 @@ s_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
         }
     }
     self->queue = zlistx_new ();
-    self->committing = zlistx_new ();
+    self->single = s_commit_new ();
+    self->inflight = zlistx_new ();
     self->counts.fanned = herald_store_head (store);
     return self;
 }
@@ -167,12 +235,17 @@ herald_commit_destroy (herald_commit_t **self_p)
     //  A proposal still in flight is waited for (only after a failure: the
     //  loop finishes its commits before it ends).  A cluster's Raft node
     //  is the broker's, destroyed before this (herald_commit_raft_gone).
+    //  Proposals still in flight are freed here: the Raft node is gone.
     herald_writer_destroy (&self->writer);
     s_requests_destroy (self->queue);
-    s_requests_destroy (self->committing);
     zlistx_destroy (&self->queue);
-    zlistx_destroy (&self->committing);
-    free (self->batches);
+    s_commit_destroy (&self->single);
+    s_commit_t *commit;
+    while ((commit = (s_commit_t *) zlistx_first (self->inflight))) {
+        zlistx_delete (self->inflight, zlistx_cursor (self->inflight));
+        s_commit_destroy (&commit);
+    }
+    zlistx_destroy (&self->inflight);
     free (self);
     *self_p = NULL;
 }
@@ -243,6 +316,26 @@ s_refuse_not_leader (herald_commit_t *self, zlistx_t *list, bool outcome_unknown
     return refused;
 }
 
+//  Answer every request of a proposal in flight not_leader, outcome
+//  unknown, but keep them: Raft holds its batches until its record comes.
+static void
+s_commit_refuse (herald_commit_t *self, s_commit_t *commit, const char *leader)
+{
+    s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+    for (; request; request = (s_request_t *) zlistx_next (commit->requests))
+        s_not_leader (self, request->identity, request->msg.rid, leader, true);
+    commit->answered = true;
+    self->inflight_requests -= zlistx_size (commit->requests);
+}
+
+//  True while a proposal in flight is not answered yet: what arrives now
+//  must be answered after it.
+static bool
+s_unanswered (herald_commit_t *self)
+{
+    return self->inflight_requests > 0;
+}
+
 //  ---------------------------------------------------------------------
 //  Queueing
 
@@ -264,11 +357,14 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
         return;
     }
     char leader [256];
-    if (self->clustered && !s_leads (self, leader, sizeof (leader))) {
+    if (self->clustered && !s_leads (self, leader, sizeof (leader))
+    &&  zlistx_size (self->queue) == 0 && !s_unanswered (self)) {
         s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL, false);
         s_request_destroy (&request);
         return;
     }
+    //  Else it queues: refused (in order) once the proposals ahead of it
+    //  are answered, or proposed if this node leads again by then
     if (herald_disk_low (self->disk)) {
         herald_reply_refusal (self->reply, request->identity, request->msg.rid,
                               HERALD_ERR_OVERLOADED, herald_disk_refusal (self->disk),
@@ -325,15 +421,65 @@ herald_commit_refuse_queue (herald_commit_t *self, herald_err code, const char *
 //  ---------------------------------------------------------------------
 //  Committing
 
+//  Point commit's batches into its requests (its array grown as needed).
+static void
+s_commit_batches (s_commit_t *commit)
+{
+    size_t count = zlistx_size (commit->requests);
+    if (count > commit->capacity) {
+        commit->batches = (herald_batch_t *) realloc (commit->batches,
+                                                      count * sizeof (herald_batch_t));
+        assert (commit->batches);
+        commit->capacity = count;
+    }
+    memset (commit->batches, 0, count * sizeof (herald_batch_t));
+    size_t index = 0;
+    s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+    for (; request; request = (s_request_t *) zlistx_next (commit->requests), index++) {
+        commit->batches [index].events = request->msg.publish.events;
+        commit->batches [index].count = request->msg.publish.count;
+        commit->batches [index].results = request->results;
+    }
+}
+
+//  The queue becomes commit's requests (an empty list the queue).
+static void
+s_take_queue (herald_commit_t *self, s_commit_t *commit)
+{
+    zlistx_t *swap = commit->requests;
+    commit->requests = self->queue;
+    self->queue = swap;
+    commit->events = self->queued_events;
+    commit->bytes = self->queued_bytes;
+    self->queued_events = 0;
+    self->queued_bytes = 0;
+    commit->answered = false;
+    commit->started = zclock_usecs ();
+    s_commit_batches (commit);
+}
+
+//  True when the pipeline takes another proposal.
+static bool
+s_pipeline_room (herald_commit_t *self)
+{
+    return zlistx_size (self->inflight) < PIPELINE_PROPOSALS
+        && self->inflight_bytes < PIPELINE_BYTES;
+}
+
 size_t
 herald_commit_start (herald_commit_t *self)
 {
     size_t count = zlistx_size (self->queue);
-    if (count == 0 || herald_commit_busy (self))
+    if (count == 0)
         return 0;
-    //  Leadership may have gone since these were queued
+    if (self->clustered? !s_pipeline_room (self): herald_commit_busy (self))
+        return 0;
+    //  Leadership may have gone since these were queued: refused once no
+    //  proposal ahead of them waits for its answer
     char leader [256];
     if (self->clustered && !s_leads (self, leader, sizeof (leader))) {
+        if (s_unanswered (self))
+            return 0;
         s_refuse_not_leader (self, self->queue, false);
         self->queued_events = 0;
         self->queued_bytes = 0;
@@ -345,58 +491,56 @@ herald_commit_start (herald_commit_t *self)
         herald_commit_refuse_queue (self, HERALD_ERR_OVERLOADED, NULL, HERALD_DISK_RETRY_MS);
         return 0;
     }
-    //  The queue becomes the commit in flight; an empty list the queue.
-    zlistx_t *swap = self->committing;
-    self->committing = self->queue;
-    self->queue = swap;
-    self->committing_events = self->queued_events;
-    self->commit_bytes = self->queued_bytes;
-    self->queued_events = 0;
-    self->queued_bytes = 0;
-    if (count > self->batch_capacity) {
-        self->batches = (herald_batch_t *) realloc (self->batches, count * sizeof (herald_batch_t));
-        assert (self->batches);
-        self->batch_capacity = count;
-    }
-    memset (self->batches, 0, count * sizeof (herald_batch_t));
-    size_t index = 0;
-    s_request_t *request = (s_request_t *) zlistx_first (self->committing);
-    for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
-        self->batches [index].events = request->msg.publish.events;
-        self->batches [index].count = request->msg.publish.count;
-        self->batches [index].results = request->results;
-    }
-    self->commit_started = zclock_usecs ();
     //  The proposer picks ts; the apply only raises it to the log's last.
     if (!self->clustered) {
-        herald_writer_propose (self->writer, self->batches, count,
-                               herald_store_now (self->store), self->committing);
-        return self->commit_bytes;
+        s_take_queue (self, self->single);
+        herald_writer_propose (self->writer, self->single->batches, count,
+                               herald_store_now (self->store), self->single->requests);
+        return self->single->bytes;
     }
-    //  The leader's clock, once, in the entry: every node applies that ts
-    self->proposal++;
-    herald_err rc = herald_raft_propose (self->raft, self->batches, count,
+    //  A cluster leader: a commit of its own, batches and all, joins the
+    //  pipeline.  The leader's clock, once, in the entry: every node
+    //  applies that ts
+    s_commit_t *commit = s_commit_new ();
+    s_take_queue (self, commit);
+    commit->number = ++self->proposal;
+    herald_err rc = herald_raft_propose (self->raft, commit->batches, count,
                                          herald_store_now (self->store),
-                                         (void *) (uintptr_t) self->proposal);
+                                         (void *) (uintptr_t) commit->number);
     if (rc != HERALD_OK) {
         //  Not proposed: nothing of it can be stored.  NOT_LEADER is the
         //  usual case (leadership went a moment ago); anything else is
-        //  answered the same way, so the client retries elsewhere.
+        //  answered the same way, so the client retries elsewhere, but
+        //  never before a proposal ahead of it is answered.
         if (rc != HERALD_ERR_NOT_LEADER)
             herald_log ("warn", "raft refused a proposal of %zu requests: %s", count,
                         herald_strerror (rc));
-        s_refuse_not_leader (self, self->committing, false);
-        self->committing_events = 0;
+        if (s_unanswered (self)) {
+            //  Back to the queue's front, in order: refused once the
+            //  proposals ahead are answered (herald_commit_start again)
+            s_request_t *request;
+            while ((request = (s_request_t *) zlistx_last (commit->requests))) {
+                zlistx_delete (commit->requests, zlistx_cursor (commit->requests));
+                zlistx_add_start (self->queue, request);
+            }
+            self->queued_events += commit->events;
+            self->queued_bytes += commit->bytes;
+        }
+        else
+            s_refuse_not_leader (self, commit->requests, false);
+        s_commit_destroy (&commit);
         return 0;
     }
-    self->proposing = true;
-    return self->commit_bytes;
+    zlistx_add_end (self->inflight, commit);
+    self->inflight_bytes += commit->bytes;
+    self->inflight_requests += count;
+    return commit->bytes;
 }
 
 bool
 herald_commit_busy (herald_commit_t *self)
 {
-    return self->clustered? self->proposing: herald_writer_busy (self->writer);
+    return self->clustered? zlistx_size (self->inflight) > 0: herald_writer_busy (self->writer);
 }
 
 zsock_t *
@@ -420,13 +564,13 @@ herald_commit_waiting (herald_commit_t *self)
 //  ERROR message for the commit's requests (caller frees; NULL when out of
 //  memory).
 static char *
-s_store_failed (herald_commit_t *self, const herald_error_t *err, size_t count)
+s_store_failed (herald_commit_t *self, const herald_error_t *err, size_t count, size_t bytes)
 {
     herald_disk_poll (self->disk);
     char free_text [32];
     herald_disk_format (herald_disk_free (self->disk), free_text, sizeof (free_text));
     bool full = strstr (err->message, "No space left") || strstr (err->message, "NoSpace")
-             || herald_disk_free (self->disk) < self->commit_bytes;
+             || herald_disk_free (self->disk) < bytes;
     const char *path = self->config->data_dir;
     if (full) {
         herald_log ("error", "disk full: a commit of %zu PUBLISH requests could not be "
@@ -536,19 +680,20 @@ herald_commit_finish (herald_commit_t *self)
     if (self->clustered)
         return s_finish_cluster (self);
     herald_applied_t *record = herald_writer_take (self->writer);
-    assert (record->cookie == self->committing);
-    size_t count = zlistx_size (self->committing);
+    s_commit_t *commit = self->single;
+    assert (record->cookie == commit->requests);
+    size_t count = zlistx_size (commit->requests);
     char *failure = NULL;
     if (record->rc != HERALD_OK)
-        failure = s_store_failed (self, &record->err, count);
+        failure = s_store_failed (self, &record->err, count, commit->bytes);
     else
     if (herald_log_debug ())
         herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
-                    " durable in %.3f ms", count, self->committing_events, record->first_seq,
-                    record->last_seq, (double) (zclock_usecs () - self->commit_started) / 1e3);
+                    " durable in %.3f ms", count, commit->events, record->first_seq,
+                    record->last_seq, (double) (zclock_usecs () - commit->started) / 1e3);
     size_t index = 0;
-    s_request_t *request = (s_request_t *) zlistx_first (self->committing);
-    for (; request; request = (s_request_t *) zlistx_next (self->committing), index++) {
+    s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+    for (; request; request = (s_request_t *) zlistx_next (commit->requests), index++) {
         if (record->rc == HERALD_OK)
             s_answer (self, request, &record->batches [index]);
         else
@@ -558,8 +703,8 @@ herald_commit_finish (herald_commit_t *self)
             herald_reply_refusal (self->reply, request->identity, request->msg.rid,
                                   HERALD_ERR_INTERNAL, failure? failure: "store failure", 0);
     }
-    s_requests_destroy (self->committing);
-    self->committing_events = 0;
+    s_requests_destroy (commit->requests);
+    commit->events = 0;
     free (failure);
     int rc = record->rc == HERALD_OK? 0: -1;
     if (rc == 0)
@@ -568,7 +713,84 @@ herald_commit_finish (herald_commit_t *self)
     return rc;
 }
 
-//  Every record Raft has ready: the leader's own proposal is answered,
+//  Answer an own proposal's requests from its record (rc OK, NOT_LEADER
+//  or a store failure).
+static void
+s_answer_commit (herald_commit_t *self, s_commit_t *commit, herald_applied_t *record)
+{
+    size_t count = zlistx_size (commit->requests);
+    self->inflight_requests -= count;
+    commit->answered = true;
+    if (record->rc == HERALD_ERR_NOT_LEADER) {
+        char leader [256];
+        s_leads (self, leader, sizeof (leader));
+        s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+        for (; request; request = (s_request_t *) zlistx_next (commit->requests))
+            s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL,
+                          true);
+        return;
+    }
+    if (record->rc != HERALD_OK) {
+        char *failure = s_store_failed (self, &record->err, count, commit->bytes);
+        s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+        for (; request; request = (s_request_t *) zlistx_next (commit->requests))
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid,
+                                  HERALD_ERR_INTERNAL, failure? failure: "store failure", 0);
+        free (failure);
+        return;
+    }
+    if (herald_log_debug ())
+        herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
+                    " committed and applied in %.3f ms (raft index %" PRIu64 ", %zu "
+                    "proposals in flight)", count, commit->events, record->first_seq,
+                    record->last_seq, (double) (zclock_usecs () - commit->started) / 1e3,
+                    record->raft_index, zlistx_size (self->inflight));
+    size_t index = 0;
+    s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+    for (; request; request = (s_request_t *) zlistx_next (commit->requests))
+        s_answer (self, request, &record->batches [index++]);
+}
+
+//  The record for an own proposal in flight: answer the older ones still
+//  unanswered not_leader (outcome unknown; they stay until their own
+//  records, Raft holds their batches), then this one unless answered
+//  already, then forget it.
+static void
+s_own_record (herald_commit_t *self, void *handle, herald_applied_t *record)
+{
+    s_commit_t *commit = (s_commit_t *) zlistx_handle_item (handle);
+    char leader [256];
+    s_leads (self, leader, sizeof (leader));
+    s_commit_t *older = (s_commit_t *) zlistx_first (self->inflight);
+    for (; older && older != commit; older = (s_commit_t *) zlistx_next (self->inflight))
+        if (!older->answered) {
+            herald_log ("warn", "raft: proposal %" PRIu64 " came back before proposal %"
+                        PRIu64 "; answering the older one not_leader first", commit->number,
+                        older->number);
+            s_commit_refuse (self, older, *leader? leader: NULL);
+        }
+    if (!commit->answered)
+        s_answer_commit (self, commit, record);
+    zlistx_delete (self->inflight, handle);
+    self->inflight_bytes -= commit->bytes;
+    s_commit_destroy (&commit);
+}
+
+//  The handle of the own proposal in flight whose cookie record carries,
+//  or NULL.
+static void *
+s_own_handle (herald_commit_t *self, const herald_applied_t *record)
+{
+    if (!record->cookie)
+        return NULL;
+    s_commit_t *commit = (s_commit_t *) zlistx_first (self->inflight);
+    for (; commit; commit = (s_commit_t *) zlistx_next (self->inflight))
+        if (record->cookie == (void *) (uintptr_t) commit->number)
+            return zlistx_cursor (self->inflight);
+    return NULL;
+}
+
+//  Every record Raft has ready: the leader's own proposals are answered,
 //  then each record's events go out on fanout, in raft index order and
 //  so in seq order.
 static int
@@ -580,41 +802,9 @@ s_finish_cluster (herald_commit_t *self)
     int rc = 0;
     //  Bounded: a burst of records is taken in turns of the loop
     for (size_t taken = 0; taken < 1024 && (record = herald_raft_take (self->raft)); taken++) {
-        bool ours = self->proposing && record->cookie == (void *) (uintptr_t) self->proposal;
-        if (ours) {
-            self->proposing = false;
-            size_t count = zlistx_size (self->committing);
-            if (record->rc == HERALD_ERR_NOT_LEADER)
-                s_refuse_not_leader (self, self->committing, true);
-            else
-            if (record->rc != HERALD_OK) {
-                char *failure = s_store_failed (self, &record->err, count);
-                s_request_t *request;
-                while ((request = (s_request_t *) zlistx_first (self->committing))) {
-                    zlistx_delete (self->committing, zlistx_cursor (self->committing));
-                    herald_reply_refusal (self->reply, request->identity, request->msg.rid,
-                                          HERALD_ERR_INTERNAL,
-                                          failure? failure: "store failure", 0);
-                    s_request_destroy (&request);
-                }
-                free (failure);
-            }
-            else {
-                if (herald_log_debug ())
-                    herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64
-                                "..%" PRIu64 " committed and applied in %.3f ms (raft index "
-                                "%" PRIu64 ")", count, self->committing_events,
-                                record->first_seq, record->last_seq,
-                                (double) (zclock_usecs () - self->commit_started) / 1e3,
-                                record->raft_index);
-                size_t index = 0;
-                s_request_t *request = (s_request_t *) zlistx_first (self->committing);
-                for (; request; request = (s_request_t *) zlistx_next (self->committing))
-                    s_answer (self, request, &record->batches [index++]);
-                s_requests_destroy (self->committing);
-            }
-            self->committing_events = 0;
-        }
+        void *handle = s_own_handle (self, record);
+        if (handle)
+            s_own_record (self, handle, record);
         else
         if (record->rc != HERALD_OK && record->rc != HERALD_ERR_NOT_LEADER) {
             //  An entry this node could not apply: its store and the
@@ -638,13 +828,23 @@ herald_commit_raft_gone (herald_commit_t *self)
 {
     if (!self->clustered)
         return 0;
-    //  Destroyed already: no state to read, no leader to name.  The
-    //  proposal in flight may yet commit under another leader: its
-    //  outcome is unknown
+    //  Destroyed already: no state to read, no leader to name, nothing
+    //  touches the batches any more.  The proposals in flight may yet
+    //  commit under another leader: their outcome is unknown.  In
+    //  proposal order, then the queue behind them
     self->raft = NULL;
-    size_t refused = s_refuse_not_leader (self, self->committing, true);
-    self->proposing = false;
-    self->committing_events = 0;
+    size_t refused = 0;
+    s_commit_t *commit;
+    while ((commit = (s_commit_t *) zlistx_first (self->inflight))) {
+        zlistx_delete (self->inflight, zlistx_cursor (self->inflight));
+        if (!commit->answered) {
+            refused += zlistx_size (commit->requests);
+            s_commit_refuse (self, commit, NULL);
+        }
+        s_commit_destroy (&commit);
+    }
+    self->inflight_bytes = 0;
+    assert (self->inflight_requests == 0);
     refused += herald_commit_refuse_queue (self, HERALD_ERR_NOT_LEADER,
                                            "this node is stopping; publish to another node "
                                            "of the cluster", 0);
@@ -654,7 +854,9 @@ herald_commit_raft_gone (herald_commit_t *self)
 size_t
 herald_commit_queued (herald_commit_t *self)
 {
-    return zlistx_size (self->queue) + zlistx_size (self->committing);
+    if (self->clustered)
+        return zlistx_size (self->queue) + self->inflight_requests;
+    return zlistx_size (self->queue) + zlistx_size (self->single->requests);
 }
 
 bool

@@ -12,7 +12,9 @@
     The loop drives it: publish (queue), start (propose when free), sock
     and finish (the applied record is back).  Everything runs on the loop's
     thread; the applier runs the store apply on its own.  A replicated log
-    (the cluster) replaces the applier under this unit, not the unit.
+    (the cluster) replaces the applier under this unit, not the unit; a
+    cluster leader keeps several proposals in flight (a pipeline), each
+    answered when its own record comes, in proposal order.
     =========================================================================
 */
 
@@ -57,9 +59,10 @@ herald_commit_t *
 void
     herald_commit_attach (herald_commit_t *self, herald_raft_t *raft);
 
-//  The Raft node was destroyed (it no longer touches the proposal's
-//  batches): answer the proposal in flight not_leader (outcome unknown)
-//  and the queue not_leader, forget the node.  Returns how many.
+//  The Raft node was destroyed (it no longer touches the proposals'
+//  batches): answer the proposals in flight not_leader (outcome unknown),
+//  in order, then the queue not_leader; forget the node.  Returns how
+//  many.
 size_t
     herald_commit_raft_gone (herald_commit_t *self);
 
@@ -69,8 +72,9 @@ size_t
 bool
     herald_commit_waiting (herald_commit_t *self);
 
-//  Wait for a proposal in flight (its requests are not answered), free
-//  the queued requests unanswered, free the unit.
+//  Wait for a commit in flight (standalone; its requests are not
+//  answered), free the queued requests and a cluster's proposals in
+//  flight (its Raft node is destroyed first) unanswered, free the unit.
 void
     herald_commit_destroy (herald_commit_t **self_p);
 
@@ -86,13 +90,14 @@ void
 bool
     herald_commit_has_room (herald_commit_t *self);
 
-//  Unless a commit is in flight, propose every queued request as one.
+//  Unless a commit is in flight (a cluster leader: unless its pipeline
+//  is full), propose every queued request as one.
 //  Refused instead (ERROR overloaded) when it could take the disk below
 //  --min-free.  Returns the PUBLISH bytes proposed (0: none).
 size_t
     herald_commit_start (herald_commit_t *self);
 
-//  True while a commit is in flight.
+//  True while a commit (a cluster: any proposal) is in flight.
 bool
     herald_commit_busy (herald_commit_t *self);
 
@@ -104,9 +109,9 @@ zsock_t *
 //  The commit in flight is applied (waits for it if not yet): ACK or
 //  ERROR each of its requests in arrival order, then fan its events out.
 //  A cluster node takes every record Raft has ready instead (never
-//  waits): its own proposal's requests are answered (ACK, conflict, or
-//  not_leader when leadership was lost), and every record's events are
-//  fanned out, in order.
+//  waits): its own proposals' requests are answered (ACK, conflict, or
+//  not_leader when leadership was lost), in proposal order, and every
+//  record's events are fanned out, in order.
 //  Returns 0, or -1 when the store failed: then its requests got ERROR
 //  internal, the failure is logged and the broker must stop
 //  (herald_commit_stop_reason says why, in a few words).

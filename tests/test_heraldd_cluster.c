@@ -8,7 +8,9 @@
     gives the same bytes; STATUS the same head and digest); a follower
     fans the events out in seq order; kill -9 of the leader gives a new
     leader within a bound, publishing goes on, and the old leader rejoins
-    with an identical log; SIGTERM of the leader exits 0; a node whose
+    with an identical log; many PUBLISH pipelined to a leader cut off
+    mid-way (several proposals in flight) are each answered once, in the
+    order sent; SIGTERM of the leader exits 0; a node whose
     data directory was wiped, started again with `new`, refuses to start;
     bad --peer flags are usage errors.  Every process a test starts is
     stopped by the fixture (bu_cluster_destroy), also when it fails.
@@ -494,12 +496,14 @@ s_leader_without (size_t skip, int timeout_ms)
     return -1;
 }
 
-Test (heraldd_cluster, a_leader_cut_off_answers_its_proposal_not_leader_and_rejoins_identical)
+//  The cluster up, then every node again with its Raft links through a
+//  proxy each (herald_raft's test hook), so that a test can cut one.
+static void
+s_proxied_cluster_up (void)
 {
     s_cluster_up ();
     (void) s_leader ();
-    //  Every node again, its Raft links through a proxy each (herald_raft's
-    //  test hook), so that a test can cut one: the raft ids are known now
+    //  The raft ids are known now
     uint64_t ids [S_NODES];
     for (size_t index = 0; index < S_NODES; index++) {
         bu_node_status_t status;
@@ -536,6 +540,11 @@ Test (heraldd_cluster, a_leader_cut_off_answers_its_proposal_not_leader_and_rejo
         if (rc != 0)
             s_fail_with_logs ("a node did not restart with its proxies");
     }
+}
+
+Test (heraldd_cluster, a_leader_cut_off_answers_its_proposal_not_leader_and_rejoins_identical)
+{
+    s_proxied_cluster_up ();
     int leader = s_leader ();
     cr_assert_eq (s_publish ((size_t) leader, "a", 2, 5, 1), 10);
 
@@ -575,6 +584,110 @@ Test (heraldd_cluster, a_leader_cut_off_answers_its_proposal_not_leader_and_rejo
             if (s_proxies [from][to])
                 tcpproxy_cut (s_proxies [from][to], false);
     s_check_identical (15);
+}
+
+//  Cut the leader off both ways (from and to every other node).
+static void
+s_cut (int leader, bool cut)
+{
+    for (size_t other = 0; other < S_NODES; other++)
+        if ((int) other != leader) {
+            tcpproxy_cut (s_proxies [leader][other], cut);
+            tcpproxy_cut (s_proxies [other][leader], cut);
+        }
+}
+
+#define S_PIPE_PER      5           //  events a request
+#define S_PIPE_WINDOW   400         //  requests sent, not answered yet, at most
+#define S_PIPE_AFTER    3000        //  requests sent after the cut, at most
+
+//  A leader keeps several proposals in flight: many PUBLISH pipelined
+//  from one DEALER, and the leader cut off mid-way.  Every request is
+//  answered exactly once and in the order sent: no lost proposal's
+//  not_leader overtakes an earlier proposal's ACK, nor does a refusal of
+//  what arrives after the step-down overtake a proposal still in flight;
+//  ACKs come with increasing seqs, and what was ACKed is what the
+//  cluster holds.
+Test (heraldd_cluster, pipelined_publish_to_a_leader_cut_off_mid_way_is_answered_once_in_order)
+{
+    s_proxied_cluster_up ();
+    int leader = s_leader ();
+    zsock_t *client = s_client ((size_t) leader);
+    bu_event_t events [S_PIPE_PER];
+    uint64_t sent = 0, answered = 0, acked = 0, unknown = 0, refused = 0, last_seq = 0;
+    uint64_t cut_sent = 0;              //  sent when the links were cut (0: not yet)
+    uint64_t deadline = tu_mono_ns () + 40ULL * 1000000000ULL;
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        //  After the cut, until the step-down is well behind (50 refused)
+        bool sending = cut_sent == 0 || (refused < 50 && sent < cut_sent + S_PIPE_AFTER);
+        if (!sending && answered == sent)
+            break;
+        cr_assert_lt (tu_mono_ns (), deadline, "%" PRIu64 " of %" PRIu64 " requests "
+                      "answered after 40 s", answered, sent);
+        //  Keep the leader busy: requests in flight the whole time, also
+        //  as it steps down
+        for (int burst = 0; sending && burst < 20 && sent - answered < S_PIPE_WINDOW;
+             burst++) {
+            for (size_t index = 0; index < S_PIPE_PER; index++)
+                bu_event_init (&events [index], "pipe", "a pipelined event");
+            bt_send_publish (client, ++sent, events, S_PIPE_PER);
+        }
+        bu_reply_t reply;
+        if (bu_recv_reply (client, &reply, sending? 5: 10000) != 0) {
+            bu_reply_fini (&reply);
+            cr_assert (sending, "no answer to request %" PRIu64 " of %" PRIu64 " in 10 s",
+                       answered + 1, sent);
+            continue;
+        }
+        cr_assert_eq (reply.rc, HERALD_OK);
+        answered++;
+        if (reply.type == HERALD_MSG_ACK) {
+            //  rid first: an answer out of order, or twice, fails here
+            bt_check_ack (&reply, answered, S_PIPE_PER);
+            for (size_t event = 0; event < S_PIPE_PER; event++) {
+                cr_assert_not (reply.body.ack.dup [event]);
+                cr_assert_gt (reply.body.ack.seq [event], last_seq, "request %" PRIu64
+                              ": seq %" PRIu64 " after %" PRIu64, answered,
+                              reply.body.ack.seq [event], last_seq);
+                last_seq = reply.body.ack.seq [event];
+            }
+            acked++;
+        }
+        else {
+            //  Before the cut every proposal commits: each request its ACK
+            cr_assert (cut_sent, "request %" PRIu64 " refused before the cut", answered);
+            bt_check_error (&reply, HERALD_ERR_NOT_LEADER, true, answered);
+            if (memmem (reply.body.error.message.ptr, reply.body.error.message.len,
+                        "may or may not be stored", 24))
+                unknown++;              //  in a proposal when leadership was lost
+            else
+                refused++;              //  refused at once, or queued behind them
+        }
+        bu_reply_fini (&reply);
+        //  Mid-way, with requests in flight: cut the leader off
+        if (cut_sent == 0 && acked >= 200) {
+            s_cut (leader, true);
+            cut_sent = sent;
+        }
+    }
+    cr_assert_eq (answered, sent);
+    cr_assert_geq (acked, 200);
+    cr_assert_geq (unknown, 1, "no proposal was in flight at the cut (%" PRIu64 " ACKed, "
+                   "%" PRIu64 " refused)", acked, refused);
+    cr_assert_geq (refused, 1);
+    cr_assert_eq (acked + unknown + refused, sent);
+
+    //  The majority elects; healed, every node holds its log, every ACKed
+    //  event in it (outcome-unknown ones may be there too)
+    int next = s_leader_without ((size_t) leader, S_ELECT_MS);
+    if (next < 0)
+        s_fail_with_logs ("the majority elected no leader");
+    bu_node_status_t status;
+    cr_assert_eq (bu_node_status (s_cluster->nodes [next]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_geq (status.head, acked * S_PIPE_PER);
+    cr_assert_geq (status.head, last_seq);
+    s_cut (leader, false);
+    s_check_identical (status.head);
 }
 
 //  The live WAL of RocksDB in dir (the NNNNNN.log with the greatest
