@@ -26,6 +26,31 @@
 int
 bu_free_port (void)
 {
+    //  Below the kernel's ephemeral range (32768 and up here): a node that
+    //  is down for a while (killed, restarted) would otherwise see its port
+    //  taken by some connect's source port, even by a peer's connect to that
+    //  very port meeting itself (TCP simultaneous open), and could not
+    //  listen again (seen: "cannot listen on the raft address ... in use"
+    //  after a kill -9).  Random in 20000..32767, checked by a bind; the
+    //  kernel's choice if 200 tries find none.
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned) getpid () ^ (unsigned) tu_mono_ns ();
+    for (int tries = 0; tries < 200; tries++) {
+        int fd = socket (AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            return -1;
+        struct sockaddr_in address;
+        memset (&address, 0, sizeof address);
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+        int port = 20000 + (int) (rand_r (&seed) % 12768);
+        address.sin_port = htons ((uint16_t) port);
+        int rc = bind (fd, (struct sockaddr *) &address, sizeof address);
+        close (fd);
+        if (rc == 0)
+            return port;
+    }
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;

@@ -44,7 +44,8 @@ typedef struct {
     int status;                     //  waitpid status of the last exit
 } bu_broker_t;
 
-//  A free TCP port on 127.0.0.1 (bound to port 0 and closed), or -1.
+//  A TCP port free on 127.0.0.1 now, below the kernel's ephemeral range
+//  (so no connect's source port takes it while its server is down), or -1.
 int
     bu_free_port (void);
 

@@ -61,9 +61,23 @@ check () {
     if "$@"; then ok "$what"; else not_ok "$what"; fi
 }
 
-#  free_port: a TCP port free on 127.0.0.1 now
+#  free_port: a TCP port free on 127.0.0.1 now, below the kernel's ephemeral
+#  range (32768 and up), so that while a broker on it is down no connect's
+#  source port takes it (not even a connect to that very port meeting
+#  itself), and it can listen there again
 free_port () {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    $PY -c 'import random, socket
+for _ in range(200):
+    port = random.randrange(20000, 32768)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    print(port)
+    break
+else:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 #  shtest_done: the totals line; exit 1 on any failure
