@@ -175,6 +175,12 @@ bu_broker_destroy (bu_broker_t **self_p)
 pid_t
 bu_spawn (const char *binary, char *const *argv, const char *log_path)
 {
+    return bu_spawn_env (binary, argv, NULL, log_path);
+}
+
+pid_t
+bu_spawn_env (const char *binary, char *const *argv, char *const *envp, const char *log_path)
+{
     int log = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0)
         return -1;
@@ -202,7 +208,7 @@ bu_spawn (const char *binary, char *const *argv, const char *log_path)
             dup2 (null, STDIN_FILENO);
         dup2 (log, STDOUT_FILENO);
         dup2 (log, STDERR_FILENO);
-        execv (binary, argv);
+        execve (binary, argv, envp? envp: environ);
         _exit (127);
     }
     close (log);

@@ -104,6 +104,13 @@ int
 pid_t
     bu_spawn (const char *binary, char *const *argv, const char *log_path);
 
+//  bu_spawn with the environment envp (NULL: this process's), built by
+//  the caller before the fork (the child of a threaded parent must not
+//  allocate).
+pid_t
+    bu_spawn_env (const char *binary, char *const *argv, char *const *envp,
+                  const char *log_path);
+
 //  Wait up to timeout_ms for the broker to exit by itself.  Returns 0 with
 //  self->status set, or -1 when it still runs.
 int

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <inttypes.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -167,34 +166,7 @@ s_spawn (cu_cluster_t *self, cu_node_t *node, char *const *argv)
     for (size_t hook = 0; self->hooks [hook]; hook++)
         envp [at++] = self->hooks [hook];
     envp [at] = NULL;
-    int log = open (node->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log < 0) {
-        free (envp);
-        return -1;
-    }
-    fflush (NULL);
-    pid_t parent = getpid ();
-    pid_t pid = fork ();
-    if (pid == 0) {
-        //  If the test dies, its nodes die with it
-        prctl (PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid () != parent)
-            _exit (127);
-        sigset_t none;
-        sigemptyset (&none);
-        sigprocmask (SIG_SETMASK, &none, NULL);
-        signal (SIGTERM, SIG_DFL);
-        signal (SIGINT, SIG_DFL);
-        signal (SIGPIPE, SIG_DFL);
-        int null = open ("/dev/null", O_RDONLY);
-        if (null >= 0)
-            dup2 (null, STDIN_FILENO);
-        dup2 (log, STDOUT_FILENO);
-        dup2 (log, STDERR_FILENO);
-        execve (self->binary, argv, envp);
-        _exit (127);
-    }
-    close (log);
+    pid_t pid = bu_spawn_env (self->binary, argv, envp, node->log);
     free (envp);
     return pid;
 }
