@@ -516,3 +516,31 @@ bt_stream_check_seqs (const bt_stream_t *self, size_t count, uint64_t first)
                       seq, index, first + index);
     }
 }
+
+uint8_t *
+bt_replay_bytes (const char *api, const char *name, uint64_t head, size_t *len)
+{
+    zsock_t *client = bt_keep (bu_dealer_new (api));
+    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 100000 };
+    bt_send_replay (client, 7, &replay);
+    bt_stream_t *stream = bt_stream_new ();
+    bt_stream_read_to_end (client, 7, stream, BT_WAIT_MS);
+    cr_assert_eq (stream->count, head, "%s replays %zu events, not %" PRIu64, name,
+                  stream->count, head);
+    bt_stream_check_seqs (stream, stream->count, 1);
+    size_t total = 0;
+    for (size_t event = 0; event < stream->count; event++)
+        total += sizeof (size_t) + zframe_size (stream->envelopes [event]);
+    uint8_t *bytes = bt_calloc (1, total + 1);
+    size_t used = 0;
+    for (size_t event = 0; event < stream->count; event++) {
+        size_t size = zframe_size (stream->envelopes [event]);
+        memcpy (bytes + used, &size, sizeof size);
+        memcpy (bytes + used + sizeof size, zframe_data (stream->envelopes [event]), size);
+        used += sizeof size + size;
+    }
+    bt_stream_destroy (&stream);
+    bt_drop (&client);
+    *len = used;
+    return bytes;
+}

@@ -206,4 +206,10 @@ void
 void
     bt_stream_check_seqs (const bt_stream_t *self, size_t count, uint64_t first);
 
+//  REPLAY from 1 at api (a node called name in messages): require head
+//  events in seq order and return every envelope, length-prefixed, in one
+//  buffer of *len bytes (caller frees).
+uint8_t *
+    bt_replay_bytes (const char *api, const char *name, uint64_t head, size_t *len);
+
 #endif

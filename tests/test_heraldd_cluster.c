@@ -155,34 +155,11 @@ s_wait_heads (uint64_t head)
     s_fail_with_logs (what);
 }
 
-//  REPLAY from 1 on node index, whole, concatenated (each envelope with
-//  its length first) into a malloc'd buffer; *len its size.
+//  REPLAY from 1 of node index: every envelope, length-prefixed.
 static uint8_t *
 s_replay_bytes (size_t index, uint64_t head, size_t *len)
 {
-    zsock_t *client = s_client (index);
-    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 100000 };
-    bt_send_replay (client, 7, &replay);
-    bt_stream_t *stream = bt_stream_new ();
-    bt_stream_read_to_end (client, 7, stream, BT_WAIT_MS);
-    cr_assert_eq (stream->count, head, "%s replays %zu events, not %" PRIu64,
-                  s_cluster->names [index], stream->count, head);
-    bt_stream_check_seqs (stream, stream->count, 1);
-    size_t total = 0;
-    for (size_t event = 0; event < stream->count; event++)
-        total += sizeof (size_t) + zframe_size (stream->envelopes [event]);
-    uint8_t *bytes = bt_calloc (1, total + 1);
-    size_t used = 0;
-    for (size_t event = 0; event < stream->count; event++) {
-        size_t size = zframe_size (stream->envelopes [event]);
-        memcpy (bytes + used, &size, sizeof size);
-        memcpy (bytes + used + sizeof size, zframe_data (stream->envelopes [event]), size);
-        used += sizeof size + size;
-    }
-    bt_stream_destroy (&stream);
-    bt_drop (&client);
-    *len = used;
-    return bytes;
+    return bt_replay_bytes (s_cluster->nodes [index]->api, s_cluster->names [index], head, len);
 }
 
 //  Every running node: the same REPLAY bytes, head and digest.

@@ -334,29 +334,7 @@ s_publish (size_t index, const char *topic, size_t count, uint64_t first_rid)
 static uint8_t *
 s_replay_bytes (size_t index, uint64_t head, size_t *len)
 {
-    zsock_t *client = bt_keep (bu_dealer_new (s_cluster->nodes [index]->api));
-    bu_replay_t replay = { .has_from = true, .from = 1, .has_credit = true, .credit = 100000 };
-    bt_send_replay (client, 7, &replay);
-    bt_stream_t *stream = bt_stream_new ();
-    bt_stream_read_to_end (client, 7, stream, BT_WAIT_MS);
-    cr_assert_eq (stream->count, head, "%s replays %zu events, not %" PRIu64,
-                  s_cluster->names [index], stream->count, head);
-    bt_stream_check_seqs (stream, stream->count, 1);
-    size_t total = 0;
-    for (size_t event = 0; event < stream->count; event++)
-        total += sizeof (size_t) + zframe_size (stream->envelopes [event]);
-    uint8_t *bytes = bt_calloc (1, total + 1);
-    size_t used = 0;
-    for (size_t event = 0; event < stream->count; event++) {
-        size_t size = zframe_size (stream->envelopes [event]);
-        memcpy (bytes + used, &size, sizeof size);
-        memcpy (bytes + used + sizeof size, zframe_data (stream->envelopes [event]), size);
-        used += sizeof size + size;
-    }
-    bt_stream_destroy (&stream);
-    bt_drop (&client);
-    *len = used;
-    return bytes;
+    return bt_replay_bytes (s_cluster->nodes [index]->api, s_cluster->names [index], head, len);
 }
 
 //  The nodes in mask (bit per index): one head (waited for), one digest,
