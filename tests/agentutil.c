@@ -217,26 +217,7 @@ au_options (herald_agent_options_t *options, const bu_broker_t *broker, const ch
 char *
 au_child_path (void)
 {
-    char path [PATH_MAX + 64];
-    const char *builddir = getenv ("HERALD_BUILDDIR");
-    if (builddir && *builddir) {
-        snprintf (path, sizeof path, "%s/tests/agent_child", builddir);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    char self [PATH_MAX];
-    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0)
-        return NULL;
-    self [len] = 0;
-    char *slash = strrchr (self, '/');
-    if (!slash)
-        return NULL;
-    *slash = 0;
-    snprintf (path, sizeof path, "%s/agent_child", self);
-    if (access (path, X_OK) == 0)
-        return strdup (path);
-    return NULL;
+    return tu_build_program ("tests/agent_child");
 }
 
 pid_t

@@ -71,30 +71,9 @@ bu_free_port (void)
 char *
 bu_heraldd_path (void)
 {
-    char path [PATH_MAX + 64];
-    const char *builddir = getenv ("HERALD_BUILDDIR");
-    if (builddir && *builddir) {
-        snprintf (path, sizeof path, "%s/broker/heraldd", builddir);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    //  Above the program: tests/x, tests/.libs/x, bench/.libs/x or
-    //  bench/compare/.libs/x, so broker/ up to four levels up
-    char self [PATH_MAX];
-    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0)
-        return NULL;
-    self [len] = 0;
-    for (int up = 0; up < 4; up++) {
-        char *slash = strrchr (self, '/');
-        if (!slash)
-            return NULL;
-        *slash = 0;
-        snprintf (path, sizeof path, "%s/broker/heraldd", self);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    return NULL;
+    //  tests/x, tests/.libs/x, bench/.libs/x or bench/compare/.libs/x:
+    //  broker/ is up to four levels up
+    return tu_build_program ("broker/heraldd");
 }
 
 //  A broker in dir (taken over: freed, and removed with everything under

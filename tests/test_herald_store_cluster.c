@@ -423,27 +423,10 @@ Test (herald_store_cluster, an_index_not_after_the_applied_one_is_refused_and_wr
 static char *
 s_writer_path (void)
 {
-    char path [PATH_MAX + 32];
-    const char *builddir = getenv ("HERALD_BUILDDIR");
-    if (builddir && *builddir) {
-        snprintf (path, sizeof path, "%s/tests/store_entry_writer", builddir);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    char self [PATH_MAX];
-    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
-    cr_assert_gt (len, 0, "readlink /proc/self/exe: %s", strerror (errno));
-    self [len] = 0;
-    for (int up = 0; up < 2; up++) {
-        char *slash = strrchr (self, '/');
-        cr_assert_not_null (slash);
-        *slash = 0;
-        snprintf (path, sizeof path, "%s/store_entry_writer", self);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    cr_assert_fail ("cannot find store_entry_writer (set HERALD_BUILDDIR or build it)");
-    return NULL;
+    char *path = tu_build_program ("tests/store_entry_writer");
+    if (!path)
+        cr_assert_fail ("cannot find store_entry_writer (set HERALD_BUILDDIR or build it)");
+    return path;
 }
 
 //  Run the writer until it acknowledged target entries, kill it, and

@@ -139,32 +139,10 @@ s_kill_child (void)
 static char *
 s_writer_path (void)
 {
-    char path [PATH_MAX + 32];
-    const char *builddir = getenv ("HERALD_BUILDDIR");
-    if (builddir && *builddir) {
-        snprintf (path, sizeof path, "%s/tests/store_writer", builddir);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    char self [PATH_MAX];
-    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
-    cr_assert_gt (len, 0, "readlink /proc/self/exe: %s", strerror (errno));
-    self [len] = 0;
-    char *slash = strrchr (self, '/');
-    cr_assert_not_null (slash);
-    *slash = 0;
-    snprintf (path, sizeof path, "%s/store_writer", self);
-    if (access (path, X_OK) == 0)
-        return strdup (path);
-    slash = strrchr (self, '/');
-    if (slash && !strcmp (slash, "/.libs")) {
-        *slash = 0;
-        snprintf (path, sizeof path, "%s/store_writer", self);
-        if (access (path, X_OK) == 0)
-            return strdup (path);
-    }
-    cr_assert_fail ("cannot find store_writer (set HERALD_BUILDDIR or build tests/store_writer)");
-    return NULL;
+    char *path = tu_build_program ("tests/store_writer");
+    if (!path)
+        cr_assert_fail ("cannot find store_writer (set HERALD_BUILDDIR or build tests/store_writer)");
+    return path;
 }
 
 static void

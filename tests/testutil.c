@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -76,6 +77,38 @@ tu_path (const char *dir, const char *name)
     if (path)
         snprintf (path, size, "%s/%s", dir, name);
     return path;
+}
+
+char *
+tu_build_program (const char *relative)
+{
+    char path [PATH_MAX + 64];
+    const char *builddir = getenv ("HERALD_BUILDDIR");
+    if (builddir && *builddir) {
+        snprintf (path, sizeof path, "%s/%s", builddir, relative);
+        if (access (path, X_OK) == 0)
+            return strdup (path);
+    }
+    const char *base = strrchr (relative, '/');
+    base = base? base + 1: relative;
+    char self [PATH_MAX];
+    ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return NULL;
+    self [len] = 0;
+    for (int up = 0; up < 4; up++) {
+        char *slash = strrchr (self, '/');
+        if (!slash)
+            return NULL;
+        *slash = 0;
+        snprintf (path, sizeof path, "%s/%s", self, base);
+        if (access (path, X_OK) == 0)
+            return strdup (path);
+        snprintf (path, sizeof path, "%s/%s", self, relative);
+        if (access (path, X_OK) == 0)
+            return strdup (path);
+    }
+    return NULL;
 }
 
 int

@@ -40,6 +40,14 @@ int
 char *
     tu_path (const char *dir, const char *name);
 
+//  A program of the build, named by its path in the build tree
+//  ("tests/store_writer"): $HERALD_BUILDDIR/relative (make check), else
+//  beside this test's binary or in a directory above it (under libtool
+//  the binary may sit in .libs/), as relative or by its last part.
+//  malloc'd, caller owns; NULL when not found.
+char *
+    tu_build_program (const char *relative);
+
 //  Write len bytes to the file at path (creating or truncating).  Returns 0 or -1.
 int
     tu_write_file (const char *path, const void *bytes, size_t len);
