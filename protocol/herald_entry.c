@@ -19,6 +19,7 @@
 
 #include <string.h>
 #include "herald_entry.h"
+#include "herald_msg.h"
 #include "../agents/herald_crc.h"
 
 #define HEADER_BYTES    32
@@ -56,52 +57,6 @@ s_get64 (const uint8_t *in)
 //  Encoding
 
 static int
-s_key (msgpack_packer *pk, const char *key)
-{
-    size_t len = strlen (key);
-    return msgpack_pack_str (pk, len) | msgpack_pack_str_body (pk, key, len);
-}
-
-static int
-s_str (msgpack_packer *pk, const char *ptr, size_t len)
-{
-    int rc = msgpack_pack_str (pk, ptr ? len : 0);
-    if (ptr && len)
-        rc |= msgpack_pack_str_body (pk, ptr, len);
-    return rc;
-}
-
-//  A publisher's event map (the fields PUBLISH validated, expect
-//  included; never seq, ver or ts, which apply decides).
-static int
-s_event_map (msgpack_packer *pk, const herald_event_t *event)
-{
-    size_t keys = 3 + (event->type != NULL) + event->has_schema
-                + (event->meta != NULL) + event->has_expect;
-    int rc = msgpack_pack_map (pk, keys);
-    rc |= s_key (pk, "id") | msgpack_pack_bin (pk, HERALD_ID_BYTES)
-       |  msgpack_pack_bin_body (pk, event->id, HERALD_ID_BYTES);
-    rc |= s_key (pk, "topic") | s_str (pk, event->topic, event->topic_len);
-    if (event->type)
-        rc |= s_key (pk, "type") | s_str (pk, event->type, event->type_len);
-    if (event->has_schema)
-        rc |= s_key (pk, "schema") | msgpack_pack_uint64 (pk, event->schema);
-    if (event->meta) {
-        rc |= s_key (pk, "meta") | msgpack_pack_map (pk, event->meta_count);
-        size_t index;
-        for (index = 0; index < event->meta_count; index++)
-            rc |= s_str (pk, event->meta [index].key, event->meta [index].key_len)
-               |  s_str (pk, event->meta [index].value, event->meta [index].value_len);
-    }
-    rc |= s_key (pk, "data") | msgpack_pack_bin (pk, event->data_len);
-    if (event->data_len)
-        rc |= msgpack_pack_bin_body (pk, event->data, event->data_len);
-    if (event->has_expect)
-        rc |= s_key (pk, "expect") | msgpack_pack_uint64 (pk, event->expect);
-    return rc;
-}
-
-static int
 s_count_write (void *data, const char *buf, size_t len)
 {
     (void) buf;
@@ -115,7 +70,7 @@ s_event_map_size (const herald_event_t *event)
     size_t size = 0;
     msgpack_packer counter;
     msgpack_packer_init (&counter, &size, s_count_write);
-    s_event_map (&counter, event);
+    herald_msg_pack_publisher_event (&counter, event);
     return size;
 }
 
@@ -156,7 +111,7 @@ s_encode_publish (const herald_entry_t *entry, msgpack_sbuffer *buffer)
             //  The map's length goes before it: reserve, pack, fill in.
             size_t at = buffer->size;
             rc |= s_write32 (buffer, 0);
-            rc |= s_event_map (&pk, &item->events [index]);
+            rc |= herald_msg_pack_publisher_event (&pk, &item->events [index]);
             if (rc == 0) {
                 size_t len = buffer->size - at - 4;
                 if (len > UINT32_MAX)

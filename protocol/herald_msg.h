@@ -215,6 +215,12 @@ herald_err
 int
     herald_msg_encode (const herald_msg_t *self, msgpack_sbuffer *buffer);
 
+//  A publisher's event map, as PUBLISH carries it: the envelope's publisher
+//  fields plus expect; never seq, ver or ts, which the broker decides (also
+//  what a Raft entry carries).  Returns msgpack-c's OR-ed write results.
+int
+    herald_msg_pack_publisher_event (msgpack_packer *pk, const herald_event_t *event);
+
 //  Append an ERROR body built from a decoder's err (rid nil unless
 //  err->has_rid).  Returns 0, or -1 if out of memory.
 int

@@ -51,10 +51,8 @@ s_rid (msgpack_packer *pk, const herald_msg_t *self)
     return rc | (self->has_rid ? msgpack_pack_uint64 (pk, self->rid) : msgpack_pack_nil (pk));
 }
 
-//  A publisher's event map: the envelope's publisher fields plus expect;
-//  never seq, ver or ts, which are the broker's.
-static int
-s_publisher_event (msgpack_packer *pk, const herald_event_t *event)
+int
+herald_msg_pack_publisher_event (msgpack_packer *pk, const herald_event_t *event)
 {
     size_t keys = 3 + (event->type != NULL) + event->has_schema
                 + (event->meta != NULL) + event->has_expect;
@@ -88,7 +86,7 @@ s_publish (msgpack_packer *pk, const herald_msg_t *self)
     rc |= s_key (pk, "events") | msgpack_pack_array (pk, self->publish.count);
     size_t index;
     for (index = 0; index < self->publish.count; index++)
-        rc |= s_publisher_event (pk, &self->publish.events [index]);
+        rc |= herald_msg_pack_publisher_event (pk, &self->publish.events [index]);
     return rc;
 }
 
