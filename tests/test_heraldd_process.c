@@ -737,9 +737,8 @@ Test (heraldd_process, fanout_hwm_drops_for_a_stalled_subscriber_not_the_broker)
 {
     const char *extra [] = { "--fanout-hwm", "10", "--durability", "async", NULL };
     bt_start_with (extra);
-    //  The small receive HWM is set before the connect: libzmq 4.3.4 can
-    //  leave a SUB that lowers it on a pipe being connected with nothing
-    //  ever delivered (seen here in 1 run of 3 on a fresh 2-core machine).
+    //  The small receive HWM is set before the connect, so that it holds
+    //  for the pipe from the start.
     zsock_t *sub = bt_keep (zsock_new (ZMQ_SUB));
     zsock_set_linger (sub, 0);
     zsock_set_rcvhwm (sub, 10);
@@ -750,10 +749,13 @@ Test (heraldd_process, fanout_hwm_drops_for_a_stalled_subscriber_not_the_broker)
     static char data [1024];
     memset (data, 'x', sizeof (data) - 1);
     bu_event_t event;
-    bu_event_init (&event, "drop.warm", "warm");
     bu_reply_t reply = { 0 };
     zmsg_t *first = NULL;
     for (uint64_t rid = 1; rid < 100 && !first; rid++) {
+        //  A new id each time: the same event again is a duplicate, ACKed
+        //  and never fanned out, so a subscriber that missed the first
+        //  (its subscription not yet at the broker) would wait for ever
+        bu_event_init (&event, "drop.warm", "warm");
         bt_publish (client, rid, &event, 1, &reply);
         bu_reply_fini (&reply);
         first = bu_recv (sub, 100);
