@@ -171,6 +171,13 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
             s_add_source (sources, &sources_count, self->apis [at], own_api);
         for (size_t at = 0; at < count && at < 16; at++)
             s_add_source (sources, &sources_count, apis [at], own_api);
+        //  Said before and after: a node restarted in the middle of a
+        //  catch-up does this before it serves, and its silence then
+        //  must be explained by its log
+        herald_log ("info", "raft: the store is behind the snapshot at index %" PRIu64
+                    " (head %" PRIu64 ", the snapshot's %" PRIu64 "): copying the events "
+                    "from %zu peer(s)", self->index, head, self->head, sources_count);
+        int64_t started = zclock_mono ();
         herald_err rc = HERALD_ERR_UNAVAILABLE;
         herald_error_t tried = { 0 };
         for (size_t at = 0; at < sources_count && rc != HERALD_OK; at++) {
@@ -187,6 +194,9 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
                 return rc;              //  the store failed
             }
         }
+        if (rc == HERALD_OK)
+            herald_log ("info", "raft: copied events %" PRIu64 "..%" PRIu64 " in %.1f s",
+                        head + 1, self->head, (double) (zclock_mono () - started) / 1000.0);
         if (rc != HERALD_OK)
             return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
                                      "cannot catch up to seq %" PRIu64 " from any of %zu "
