@@ -74,7 +74,8 @@
 typedef struct {
     zsock_t *pipe;
     zsock_t *router;
-    zsock_t *pub;
+    zsock_t *pub;                       //  taken over by fanout once bound
+    herald_fanout_t *fanout;            //  the main PUB and the scope sockets
     herald_config_t *config;            //  borrowed
     herald_store_t *store;              //  borrowed
     char *node;
@@ -202,6 +203,7 @@ s_self_destroy (self_t **self_p)
     herald_streams_destroy (&self->streams);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
+    herald_fanout_destroy (&self->fanout);
     msgpack_sbuffer_destroy (&self->buffer);
     herald_reply_destroy (&self->reply);
     msgpack_zone_destroy (&self->zone);
@@ -234,11 +236,8 @@ s_heartbeat (self_t *self)
         beat.heartbeat.epoch = herald_node_term (self->cluster);
         beat.heartbeat.raw = herald_node_heartbeat_raw (self->cluster, &raw);
     }
-    self->buffer.size = 0;
-    if (herald_msg_encode (&beat, &self->buffer) == 0) {
-        herald_reply_frame (self->pub, "$hb", 3, true);
-        herald_reply_frame (self->pub, self->buffer.data, self->buffer.size, false);
-    }
+    //  The main fanout, and each scope's with its scope and last
+    herald_fanout_heartbeat (self->fanout, &beat, &self->buffer);
     msgpack_sbuffer_destroy (&raw);
     self->next_heartbeat = zclock_mono () + (int64_t) self->config->heartbeat_ms;
 }
@@ -731,6 +730,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
             : herald_commit_new (self->config, self->store, self->disk, &self->reply,
                                  self->pub);
         assert (self->commit);
+        self->fanout = herald_fanout_new (self->config, &self->pub);
+        herald_commit_set_fanout (self->commit, self->fanout);
         if (clustered) {
             herald_error_t err = { 0 };
             self->cluster = herald_node_new (self->config, self->store, &err);
