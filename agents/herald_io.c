@@ -307,11 +307,18 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
         herald_live_scope_reset (&self->live_scope);    //  prev and last restart at 0
     self->have_epoch = true;
     self->epoch = msg.heartbeat.epoch;
-    uint64_t last;
-    if (self->scoped && s_heartbeat_last (body, &last)) {
+    //  A scope socket's $hb says `last`.  Its position is followed
+    //  whatever WELCOME said so far (a WELCOME may come after the first
+    //  messages of the fanout); only a scoped agent acts on it
+    uint64_t last, from = 0;
+    bool has_last = s_heartbeat_last (body, &last);
+    if (has_last)
+        from = herald_live_scope_beat (&self->live_scope, head, last);
+    else
+        herald_live_scope_reset (&self->live_scope);
+    if (self->scoped && has_last) {
         //  The scope's last event at or before head is the one we hold:
         //  nothing of the scope up to head was lost
-        uint64_t from = herald_live_scope_beat (&self->live_scope, head, last);
         if (from)
             s_coverage (self, from);
     }
@@ -345,14 +352,18 @@ s_on_live_event (herald_io_t *self, zframe_t *frame0, zframe_t *frame)
         topic_len = event.topic_len;
         seq = event.seq;
     }
+    //  On a scope socket frame 0 names the scope's previous event (a
+    //  topic holds no NUL: no other frame 0 has this form); elsewhere the
+    //  scoped position is unknown
+    uint64_t prev = 0, from = 0;
+    if (herald_live_scope_prev (zframe_data (frame0), zframe_size (frame0), topic_len, &prev))
+        from = herald_live_scope_event (&self->live_scope, seq, prev);
+    else
+        herald_live_scope_reset (&self->live_scope);
     if (self->scoped) {
-        //  Frame 0 names the scope's previous event; one not of that form
-        //  (not a scope socket) leaves the position unknown
-        uint64_t prev = 0;
-        if (!herald_live_scope_prev (zframe_data (frame0), zframe_size (frame0), topic_len,
-                                     &prev))
-            herald_live_scope_reset (&self->live_scope);
-        uint64_t from = herald_live_scope_event (&self->live_scope, seq, prev);
+        //  Not a scope socket's frame: position unknown, from here on
+        if (!self->live_scope.known)
+            from = seq;
         if (from)
             s_coverage (self, from);
     }
@@ -660,11 +671,8 @@ s_welcome_scope (herald_io_t *self, zframe_t *body)
     msgpack_unpacked unpacked;
     const msgpack_object *value = s_map_value (zframe_data (body), zframe_size (body),
                                                "scope", &unpacked);
-    bool scoped = value && value->type == MSGPACK_OBJECT_STR;
+    self->scoped = value && value->type == MSGPACK_OBJECT_STR;
     msgpack_unpacked_destroy (&unpacked);
-    if (scoped != self->scoped)
-        s_live_unknown (self);          //  the other rule from here
-    self->scoped = scoped;
 }
 
 static void
@@ -766,8 +774,17 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
             herald_io_node_rotate (self, "refused the connection");
     }
     else
-    if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECTED)
+    if (event == ZMQ_EVENT_DISCONNECTED)
         s_live_unknown (self);          //  position unknown until the next message
+    else
+    if (event == ZMQ_EVENT_CONNECTED) {
+        //  A scoped fanout says so in-band (`$hello`, the first message of
+        //  the connection): the monitor's word comes out of band, perhaps
+        //  after messages of the new connection, and would cost a replay
+        self->live_next = 0;
+        if (!self->scoped)
+            herald_live_scope_reset (&self->live_scope);
+    }
 }
 
 static void
