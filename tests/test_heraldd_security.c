@@ -1,0 +1,557 @@
+/*  =========================================================================
+    test_heraldd_security - the api socket under CURVE and the ACL
+
+    Real heraldd processes with --curve-secret and --acl, real CURVE keys
+    made with zcert in the test's own temporary directory, and a small
+    CURVE DEALER client here (its socket monitor tells how a handshake
+    ended).  Each test tries to break one guarantee of docs/security.md:
+    who may connect, what each command lets a user do, reload and
+    revocation, and that security off changes nothing.
+    =========================================================================
+*/
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "brokertest.h"
+
+#define S_USERS         6
+#define S_WAIT_MS       5000
+
+static void s_setup (void);
+static void s_teardown (void);
+TestSuite (heraldd_security, .init = s_setup, .fini = s_teardown, .timeout = 120);
+
+//  A CURVE keypair, in Z85.
+typedef struct {
+    char name [32];
+    char public_txt [41];
+    char secret_txt [41];
+} s_key_t;
+
+static char *s_dir;                     //  keys and the ACL
+static char *s_acl_path;
+static s_key_t s_broker_key;
+static s_key_t s_keys [S_USERS];        //  alice, bob, carol, dave, eve, mallory
+enum { ALICE, BOB, CAROL, DAVE, EVE, MALLORY };
+static const char *s_names [S_USERS] = { "alice", "bob", "carol", "dave", "eve", "mallory" };
+static int s_monitor_seq;
+
+static void
+s_key_make (s_key_t *key, const char *name, bool save)
+{
+    zcert_t *cert = zcert_new ();
+    cr_assert_not_null (cert);
+    snprintf (key->name, sizeof key->name, "%s", name);
+    snprintf (key->public_txt, sizeof key->public_txt, "%s", zcert_public_txt (cert));
+    snprintf (key->secret_txt, sizeof key->secret_txt, "%s", zcert_secret_txt (cert));
+    if (save) {
+        char path [512];
+        snprintf (path, sizeof path, "%s/%s.key", s_dir, name);
+        cr_assert_eq (zcert_save (cert, path), 0);
+    }
+    zcert_destroy (&cert);
+}
+
+static void
+s_setup (void)
+{
+    bt_setup ();
+    s_dir = tu_tmpdir_new ("security");
+    cr_assert_not_null (s_dir);
+    s_acl_path = tu_path (s_dir, "acl");
+    s_key_make (&s_broker_key, "broker", true);
+    for (size_t index = 0; index < S_USERS; index++)
+        s_key_make (&s_keys [index], s_names [index], false);
+}
+
+static void
+s_teardown (void)
+{
+    bt_teardown ();
+    free (s_acl_path);
+    s_acl_path = NULL;
+    tu_tmpdir_destroy (&s_dir);
+}
+
+//  Write the ACL (by rename, as an operator's tool would), in whole.
+static void
+s_acl_write (const char *text)
+{
+    char *tmp = tu_path (s_dir, "acl.tmp");
+    cr_assert_eq (tu_write_file (tmp, text, strlen (text)), 0);
+    chmod (tmp, 0644);
+    cr_assert_eq (rename (tmp, s_acl_path), 0);
+    free (tmp);
+}
+
+//  The standard ACL: alice reads all, publishes orders. and has admin
+//  status; bob reads through scope orders-view and publishes stock.;
+//  carol publishes billing. only; dave reads everything, streams = 2.
+static char *
+s_acl_text (const char *more)
+{
+    char *text = NULL;
+    int fanout = bu_free_port ();
+    int rc = asprintf (&text,
+        "[scope orders-view]\n"
+        "read = orders. customers.\n"
+        "fanout = tcp://127.0.0.1:%d\n"
+        "\n"
+        "[user alice]\n"
+        "key = %s\n"
+        "read = *\n"
+        "publish = orders.\n"
+        "admin = status\n"
+        "\n"
+        "[user bob]\n"
+        "key = %s\n"
+        "scope = orders-view\n"
+        "publish = stock.\n"
+        "\n"
+        "[user carol]\n"
+        "key = %s\n"
+        "publish = billing.\n"
+        "\n"
+        "[user dave]\n"
+        "key = %s\n"
+        "read = *\n"
+        "publish = *\n"
+        "streams = 2\n"
+        "%s",
+        fanout, s_keys [ALICE].public_txt, s_keys [BOB].public_txt,
+        s_keys [CAROL].public_txt, s_keys [DAVE].public_txt, more? more: "");
+    cr_assert_geq (rc, 0);
+    return text;
+}
+
+static void
+s_acl_standard (const char *more)
+{
+    char *text = s_acl_text (more);
+    s_acl_write (text);
+    free (text);
+}
+
+//  A CURVE DEALER with key, pinning server_key, not yet connected;
+//  kept for teardown.  key NULL: a NULL-mechanism DEALER.
+static zsock_t *
+s_client_to (const s_key_t *key, const char *server_key)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    cr_assert_not_null (sock);
+    zsock_set_linger (sock, 0);
+    if (key) {
+        zsock_set_curve_serverkey (sock, server_key);
+        zsock_set_curve_publickey (sock, key->public_txt);
+        zsock_set_curve_secretkey (sock, key->secret_txt);
+    }
+    bt_keep (sock);
+    return sock;
+}
+
+static void
+s_connect (zsock_t *sock, const char *endpoint)
+{
+    cr_assert_eq (zsock_connect (sock, "%s", endpoint), 0);
+}
+
+static zsock_t *
+s_client (const s_key_t *key)
+{
+    zsock_t *sock = s_client_to (key, s_broker_key.public_txt);
+    s_connect (sock, bt_broker->api);
+    return sock;
+}
+
+//  A monitor on sock (before it connects): a PAIR receiving its events.
+static zsock_t *
+s_monitor (zsock_t *sock)
+{
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "inproc://security-monitor-%d", ++s_monitor_seq);
+    cr_assert_eq (zmq_socket_monitor (zsock_resolve (sock), endpoint, ZMQ_EVENT_ALL), 0);
+    zsock_t *pair = zsock_new (ZMQ_PAIR);
+    cr_assert_not_null (pair);
+    zsock_set_linger (pair, 0);
+    cr_assert_eq (zsock_connect (pair, "%s", endpoint), 0);
+    return bt_keep (pair);
+}
+
+//  Wait up to timeout_ms for one of the handshake's outcomes on a monitor;
+//  returns the event (0 on timeout), its value in *value.
+static int
+s_handshake_outcome (zsock_t *monitor, int timeout_ms, uint32_t *value)
+{
+    int wanted = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+               | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        zmsg_t *msg = bu_recv (monitor, (int) (deadline - zclock_mono ()) + 1);
+        if (!msg)
+            break;
+        zframe_t *frame = zmsg_first (msg);
+        int event = 0;
+        if (frame && zframe_size (frame) == 6) {
+            const uint8_t *data = zframe_data (frame);
+            uint16_t number;
+            memcpy (&number, data, 2);
+            memcpy (value, data + 2, 4);
+            event = number;
+        }
+        zmsg_destroy (&msg);
+        if (getenv ("SECURITY_TEST_DEBUG"))
+            fprintf (stderr, "monitor event 0x%x value %u\n", event, *value);
+        if (event & wanted)
+            return event;
+    }
+    return 0;
+}
+
+//  Start bt_broker secured with the current ACL and flags more (NULL-
+//  terminated, may be NULL); wait until alice gets a STATUS.
+static void
+s_start_secure (const char *const *more)
+{
+    char secret [512];
+    snprintf (secret, sizeof secret, "%s/broker.key_secret", s_dir);
+    const char *extra [24] = { "--curve-secret", secret, "--acl", s_acl_path,
+                               "--acl-check-ms", "100", "--audit-log", "-" };
+    size_t count = 8;
+    for (size_t index = 0; more && more [index] && count < 23; index++)
+        extra [count++] = more [index];
+    extra [count] = NULL;
+    bt_broker = bu_broker_new ("secure", extra);
+    cr_assert_not_null (bt_broker);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    int64_t deadline = zclock_mono () + BT_START_MS;
+    bool ready = false;
+    for (uint64_t rid = 1; !ready && zclock_mono () < deadline; rid++) {
+        bt_send_rid (alice, "STATUS", rid);
+        bu_reply_t reply = { 0 };
+        if (bu_recv_reply (alice, &reply, 200) == 0)
+            ready = true;
+        bu_reply_fini (&reply);
+        if (!ready && bu_broker_wait (bt_broker, 0) == 0)
+            break;
+    }
+    if (!ready) {
+        char log [4096];
+        bu_broker_log (bt_broker, log, sizeof log);
+        cr_assert_fail ("the secure broker did not answer alice; its log:\n%s", log);
+    }
+    bt_drop (&alice);
+}
+
+//  The value of key in a map body (a reply's frame 1), or NULL.
+static const msgpack_object *
+s_map_get (const msgpack_object *map, const char *key)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr [index];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
+        &&  memcmp (kv->key.via.str.ptr, key, kv->key.via.str.size) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static bool
+s_obj_str_eq (const msgpack_object *obj, const char *text)
+{
+    return obj && obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == strlen (text)
+        && memcmp (obj->via.str.ptr, text, obj->via.str.size) == 0;
+}
+
+//  Send [command, {rid}] and receive the reply's body frame, unpacked.
+typedef struct {
+    zmsg_t *msg;
+    char command [32];
+    msgpack_unpacked unpacked;
+    const msgpack_object *body;
+} s_raw_t;
+
+static void
+s_raw_recv (zsock_t *sock, s_raw_t *raw)
+{
+    memset (raw, 0, sizeof *raw);
+    raw->msg = bu_recv (sock, S_WAIT_MS);
+    cr_assert_not_null (raw->msg, "no reply");
+    char *command = zframe_strdup (zmsg_first (raw->msg));
+    snprintf (raw->command, sizeof raw->command, "%s", command);
+    free (command);
+    zframe_t *body = zmsg_next (raw->msg);
+    cr_assert_not_null (body);
+    msgpack_unpacked_init (&raw->unpacked);
+    cr_assert_eq (msgpack_unpack_next (&raw->unpacked, (const char *) zframe_data (body),
+                                       zframe_size (body), NULL), MSGPACK_UNPACK_SUCCESS);
+    raw->body = &raw->unpacked.data;
+}
+
+static void
+s_raw_fini (s_raw_t *raw)
+{
+    if (raw->msg)
+        msgpack_unpacked_destroy (&raw->unpacked);
+    zmsg_destroy (&raw->msg);
+}
+
+static void
+s_hello (zsock_t *sock, uint64_t rid, s_raw_t *raw)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    bu_pack_hello (&sbuf, rid, 1, "security-test");
+    bu_send_sbuf (sock, "HELLO", &sbuf);
+    msgpack_sbuffer_destroy (&sbuf);
+    s_raw_recv (sock, raw);
+    cr_assert_str_eq (raw->command, "WELCOME");
+}
+
+//  A STATUS reply's extra uint counter (UINT64_MAX when absent).
+static uint64_t
+s_status_value (zsock_t *sock, const char *name)
+{
+    static uint64_t rid = 90000;
+    bt_send_rid (sock, "STATUS", ++rid);
+    s_raw_t raw;
+    s_raw_recv (sock, &raw);
+    cr_assert_str_eq (raw.command, "STATUS");
+    const msgpack_object *value = s_map_get (raw.body, name);
+    uint64_t result = value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                    ? value->via.u64: UINT64_MAX;
+    s_raw_fini (&raw);
+    return result;
+}
+
+//  Expect an ERROR with code for rid, and return its message (static).
+static const char *
+s_expect_error (zsock_t *sock, herald_err code, uint64_t rid)
+{
+    static char message [1024];
+    bu_reply_t reply = { 0 };
+    bt_recv (sock, &reply);
+    bt_check_error (&reply, code, true, rid);
+    snprintf (message, sizeof message, "%.*s", (int) reply.body.error.message.len,
+              reply.body.error.message.ptr);
+    bu_reply_fini (&reply);
+    return message;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Who may connect
+
+Test (heraldd_security, a_known_key_is_welcomed_with_its_user_scope_and_grants)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    zsock_t *bob = s_client (&s_keys [BOB]);
+    s_raw_t raw;
+    s_hello (bob, 1, &raw);
+    cr_assert (s_obj_str_eq (s_map_get (raw.body, "user"), "bob"));
+    cr_assert (s_obj_str_eq (s_map_get (raw.body, "scope"), "orders-view"));
+    const msgpack_object *read = s_map_get (raw.body, "read");
+    cr_assert (read && read->type == MSGPACK_OBJECT_ARRAY && read->via.array.size == 2);
+    cr_assert (s_obj_str_eq (&read->via.array.ptr [0], "customers."));
+    cr_assert (s_obj_str_eq (&read->via.array.ptr [1], "orders."));
+    const msgpack_object *publish = s_map_get (raw.body, "publish");
+    cr_assert (publish && publish->via.array.size == 1
+               && s_obj_str_eq (&publish->via.array.ptr [0], "stock."));
+    const msgpack_object *admin = s_map_get (raw.body, "admin");
+    cr_assert (admin && admin->type == MSGPACK_OBJECT_ARRAY && admin->via.array.size == 0);
+    const msgpack_object *version = s_map_get (raw.body, "acl_version");
+    cr_assert (version && version->type == MSGPACK_OBJECT_STR && version->via.str.size == 12);
+    //  bob's fanout is its scope's, not the main one
+    const msgpack_object *fanout = s_map_get (raw.body, "fanout");
+    cr_assert (fanout && fanout->type == MSGPACK_OBJECT_STR);
+    cr_assert_neq (strncmp (fanout->via.str.ptr, bt_broker->fanout, fanout->via.str.size), 0);
+    s_raw_fini (&raw);
+
+    //  alice reads everything, on the main fanout, and holds admin status
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    s_hello (alice, 2, &raw);
+    cr_assert (s_obj_str_eq (s_map_get (raw.body, "user"), "alice"));
+    const msgpack_object *scope = s_map_get (raw.body, "scope");
+    cr_assert (scope && scope->type == MSGPACK_OBJECT_NIL);
+    read = s_map_get (raw.body, "read");
+    cr_assert (read && read->via.array.size == 1 && s_obj_str_eq (&read->via.array.ptr [0], "*"));
+    admin = s_map_get (raw.body, "admin");
+    cr_assert (admin && admin->via.array.size == 1
+               && s_obj_str_eq (&admin->via.array.ptr [0], "status"));
+    cr_assert (s_obj_str_eq (s_map_get (raw.body, "fanout"), bt_broker->fanout));
+    s_raw_fini (&raw);
+
+    //  carol publishes only: no fanout at all
+    zsock_t *carol = s_client (&s_keys [CAROL]);
+    s_hello (carol, 3, &raw);
+    fanout = s_map_get (raw.body, "fanout");
+    cr_assert (fanout && fanout->type == MSGPACK_OBJECT_NIL);
+    s_raw_fini (&raw);
+}
+
+Test (heraldd_security, an_unknown_key_is_refused_in_the_handshake_and_reaches_nothing)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    uint64_t refused_before = s_status_value (alice, "refused");
+    uint64_t dropped_before = s_status_value (alice, "dropped");
+    uint64_t auth_before = s_status_value (alice, "auth_refused");
+    cr_assert_eq (auth_before, 0);
+
+    zsock_t *stranger = s_client_to (&s_keys [MALLORY], s_broker_key.public_txt);
+    zsock_t *monitor = s_monitor (stranger);
+    s_connect (stranger, bt_broker->api);
+    bt_send_rid (stranger, "STATUS", 1);
+    bu_event_t event;
+    bu_event_init (&event, "orders.1", "forged");
+    bt_send_publish (stranger, 2, &event, 1);
+    uint32_t value = 0;
+    cr_assert_eq (s_handshake_outcome (monitor, S_WAIT_MS, &value),
+                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    cr_assert_eq (value, 400);
+    zmsg_t *nothing = bu_recv (stranger, 300);
+    cr_assert_null (nothing, "the broker answered an unknown key");
+
+    //  The broker received nothing of it: no request counted, one refusal
+    cr_assert_eq (s_status_value (alice, "refused"), refused_before);
+    cr_assert_eq (s_status_value (alice, "dropped"), dropped_before);
+    cr_assert_eq (s_status_value (alice, "auth_refused"), auth_before + 1);
+    cr_assert_eq (bt_head (alice), 0, "an unknown key's PUBLISH was stored");
+}
+
+Test (heraldd_security, a_client_pinning_the_wrong_broker_key_is_refused)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    s_key_t impostor;
+    s_key_make (&impostor, "impostor", false);
+    zsock_t *alice = s_client_to (&s_keys [ALICE], impostor.public_txt);
+    zsock_t *monitor = s_monitor (alice);
+    s_connect (alice, bt_broker->api);
+    bt_send_rid (alice, "STATUS", 1);
+    uint32_t value = 0;
+    cr_assert_eq (s_handshake_outcome (monitor, S_WAIT_MS, &value),
+                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+    cr_assert_null (bu_recv (alice, 300));
+}
+
+Test (heraldd_security, a_plaintext_client_is_refused)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    zsock_t *plain = s_client_to (NULL, NULL);
+    zsock_t *monitor = s_monitor (plain);
+    s_connect (plain, bt_broker->api);
+    bt_send_rid (plain, "STATUS", 1);
+    //  The server drops the connection at the greeting: the client sees a
+    //  protocol failure, or the connection cut under it (both seen)
+    uint32_t value = 0;
+    int outcome = s_handshake_outcome (monitor, S_WAIT_MS, &value);
+    cr_assert (outcome == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+               || outcome == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, "outcome 0x%x", outcome);
+    cr_assert_null (bu_recv (plain, 300));
+    //  and so is one on the fanout: not one message, heartbeats included
+    zsock_t *sub = bt_keep (zsock_new (ZMQ_SUB));
+    zsock_set_subscribe (sub, "");
+    zsock_t *sub_monitor = s_monitor (sub);
+    cr_assert_eq (zsock_connect (sub, "%s", bt_broker->fanout), 0);
+    outcome = s_handshake_outcome (sub_monitor, S_WAIT_MS, &value);
+    cr_assert (outcome == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+               || outcome == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, "outcome 0x%x", outcome);
+    cr_assert_null (bu_recv (sub, 1500), "a plaintext subscriber received a message");
+    //  The server side counted no request from either
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    cr_assert_eq (s_status_value (alice, "refused"), 0);
+    cr_assert_eq (s_status_value (alice, "dropped"), 0);
+}
+
+Test (heraldd_security, without_a_zap_handler_the_broker_exits_before_binding)
+{
+    s_acl_standard (NULL);
+    setenv ("HERALD_TEST_HOOKS", "1", 1);
+    setenv ("HERALD_TEST_ZAP_TAKEN", "1", 1);
+    char secret [512];
+    snprintf (secret, sizeof secret, "%s/broker.key_secret", s_dir);
+    const char *extra [] = { "--curve-secret", secret, "--acl", s_acl_path, NULL };
+    bt_broker = bu_broker_new ("nozap", extra);
+    cr_assert_not_null (bt_broker);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    cr_assert_eq (bu_broker_wait (bt_broker, BT_START_MS), 0, "heraldd kept running");
+    cr_assert (WIFEXITED (bt_broker->status));
+    cr_assert_eq (WEXITSTATUS (bt_broker->status), 1);
+    char log [4096];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "ZAP handler"), "%s", log);
+    //  Nothing was bound: a random key gets no handshake at all
+    s_key_t random_key;
+    s_key_make (&random_key, "random", false);
+    zsock_t *probe = s_client_to (&random_key, s_broker_key.public_txt);
+    zsock_t *monitor = s_monitor (probe);
+    s_connect (probe, bt_broker->api);
+    bt_send_rid (probe, "STATUS", 1);
+    uint32_t value = 0;
+    cr_assert_eq (s_handshake_outcome (monitor, 1000, &value), 0);
+    cr_assert_null (bu_recv (probe, 200));
+    unsetenv ("HERALD_TEST_ZAP_TAKEN");
+}
+
+Test (heraldd_security, settings_that_would_weaken_security_are_refused)
+{
+    s_acl_standard (NULL);
+    char secret [512];
+    snprintf (secret, sizeof secret, "%s/broker.key_secret", s_dir);
+    char *not_a_key = tu_path (s_dir, "not-a-key");
+    cr_assert_eq (tu_write_file (not_a_key, "hello\n", 6), 0);
+    chmod (not_a_key, 0600);
+    struct {
+        const char *flags [6];
+        int status;
+        const char *says;
+    } cases [] = {
+        { { "--curve-secret", secret, NULL }, 64, "needs --acl" },
+        { { "--acl", s_acl_path, NULL }, 64, "needs --curve-secret" },
+        { { "--curve-secret", not_a_key, "--acl", s_acl_path, NULL }, 1, "not a CURVE secret" },
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases [0]; index++) {
+        bt_broker = bu_broker_new ("refused", cases [index].flags);
+        cr_assert_not_null (bt_broker);
+        cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+        cr_assert_eq (bu_broker_wait (bt_broker, BT_START_MS), 0);
+        char log [4096];
+        bu_broker_log (bt_broker, log, sizeof log);
+        cr_assert_eq (WEXITSTATUS (bt_broker->status), cases [index].status, "case %zu: %s",
+                      index, log);
+        cr_assert_not_null (strstr (log, cases [index].says), "case %zu: %s", index, log);
+        bu_broker_destroy (&bt_broker);
+    }
+    //  A secret others may read
+    chmod (secret, 0640);
+    const char *open_key [] = { "--curve-secret", secret, "--acl", s_acl_path, NULL };
+    bt_broker = bu_broker_new ("open", open_key);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    cr_assert_eq (bu_broker_wait (bt_broker, BT_START_MS), 0);
+    cr_assert_eq (WEXITSTATUS (bt_broker->status), 64);
+    char log [4096];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "chmod 600"), "%s", log);
+    chmod (secret, 0600);
+    bu_broker_destroy (&bt_broker);
+    //  An ACL that does not parse: fail closed
+    s_acl_write ("[user x]\nkey = not-a-key\n");
+    bt_broker = bu_broker_new ("badacl", open_key);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    cr_assert_eq (bu_broker_wait (bt_broker, BT_START_MS), 0);
+    cr_assert_eq (WEXITSTATUS (bt_broker->status), 1);
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "acl:2"), "%s", log);
+    free (not_a_key);
+}
