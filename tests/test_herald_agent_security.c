@@ -358,11 +358,18 @@ Test (herald_agent_security, a_subscription_whose_replay_is_refused_fails_with_o
     cr_assert (strstr (s_errors.message, "replay refused"), "%s", s_errors.message);
     s_errors.calls = 0;
     pthread_mutex_unlock (&s_errors.lock);
-    //  Its own scope is fine, on the scope's fanout (WELCOME named it)
+}
+
+Test (herald_agent_security, a_scoped_key_goes_live_on_the_fanout_welcome_names)
+{
+    //  carol reads through orders-view: its own fanout, which WELCOME names
+    s_agent = s_new_agent ("carol", NULL);
     const char *mine [] = { "orders.", NULL };
+    herald_start_t start = { HERALD_START_BEGINNING, 0 };
+    herald_sub_status_t status;
     cr_assert_eq (herald_agent_subscribe (s_agent, "orders", mine, start, au_record,
                                           s_recorder), HERALD_OK);
-    deadline = zclock_mono () + WAIT_MS;
+    int64_t deadline = zclock_mono () + WAIT_MS;
     while (herald_agent_sub_status (s_agent, "orders", &status) == HERALD_OK
        &&  status.state != HERALD_SUB_LIVE && zclock_mono () < deadline)
         usleep (10000);
