@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "agentutil.h"
+#include "fakebroker.h"
 #include "testutil.h"
 
 #define WAIT_MS         20000
@@ -541,4 +542,45 @@ Test (herald_agent_security, bad_key_options_are_refused_at_creation)
     cr_assert_neq (stat (state, &status), 0, "the state directory was created");
     free (state);
     cr_assert_eq (herald_agent_options_size (), sizeof (herald_agent_options_t));
+}
+
+//  ---------------------------------------------------------------------
+//  The fanout's broker messages (a scripted broker: a real one sends only
+//  those it knows).  A secure broker opens every fanout connection with a
+//  single-frame `$hello`; a newer one may send other `$` topics with a
+//  body.  Neither is an event, whatever its body holds.
+
+static void
+s_fake_setup (void)
+{
+    zsys_handler_set (NULL);
+    fb_setup ("agent-sec-fake", "sec-fake");
+}
+
+TestSuite (herald_agent_fanout_messages, .init = s_fake_setup, .fini = fb_teardown,
+           .timeout = 60);
+
+Test (herald_agent_fanout_messages, unknown_dollar_topics_with_a_body_are_never_events)
+{
+    fb_append ("g.1", 0);
+    fb_go_live ();
+    cr_assert_eq (au_wait_count (fb_recorder, 1, FB_WAIT_MS), 1);
+    //  Event 2 is stored; its very envelope comes first under `$future`,
+    //  then `$hello` alone: the handler must see neither
+    fb_append ("g.2", 0);
+    zsock_t *pub = fb_fake.pub;
+    zmq_send (zsock_resolve (pub), "$future", 7, ZMQ_SNDMORE);
+    zmq_send (zsock_resolve (pub), fb_fake.envelopes [2].data, fb_fake.envelopes [2].size, 0);
+    zmq_send (zsock_resolve (pub), "$hello", 6, 0);
+    fb_serve (300);
+    cr_assert_eq (fb_recorder->count, 1, "a $ topic's body was delivered as an event");
+    cr_assert_eq (fb_errors, 0);
+    //  The live stream goes on: the real event 2 arrives, once
+    fb_fanout (2);
+    fb_heartbeat ();
+    fb_serve (100);
+    cr_assert_eq (au_wait_count (fb_recorder, 2, FB_WAIT_MS), 2);
+    char message [256];
+    cr_assert_eq (au_check_once_in_order (fb_recorder, message, sizeof message), 0, "%s",
+                  message);
 }
