@@ -192,6 +192,12 @@ s_recv (s_conn_t *self, uint64_t rid, zmsg_t **msg_p, herald_msg_t *reply)
         }
         zmsg_destroy (&msg);
     }
+    //  A call's own connection is refused like the agent's: say why it
+    //  hears nothing (libzmq only reports it on a monitor)
+    if (self->agent->curve && atomic_load (&self->agent->key_refused))
+        return herald_agent_set_error (HERALD_ERR_TIMEOUT, "no answer from the broker within "
+                                       "%d ms: it refuses this key (unknown, revoked or "
+                                       "expired; stats auth_refused)", self->timeout_ms);
     return herald_agent_set_error (HERALD_ERR_TIMEOUT, "no answer from %s within %d ms",
                                    "the broker", self->timeout_ms);
 }

@@ -290,6 +290,13 @@ Test (herald_agent_security, an_unknown_key_is_retried_by_the_agent_until_the_ac
     cr_assert_eq (s_stats ().published, 0);
     cr_assert_eq (s_stats ().outbox_depth, 5);
     cr_assert_eq (s_recorder->count, 0);
+    //  A read meanwhile times out, and says why
+    au_recorder_t *none = au_recorder_new ();
+    cr_assert_eq (herald_agent_read (s_agent, "orders.bob", 0, 0, au_record, none, 300),
+                  HERALD_ERR_TIMEOUT);
+    cr_assert (strstr (herald_agent_last_error (), "it refuses this key"), "%s",
+               herald_agent_last_error ());
+    au_recorder_destroy (&none);
     //  Admit bob: no restart of anything; the agent's next retry (within
     //  its backoff: 2 s, 4 s ...) goes through and everything flows
     s_acl (true);
