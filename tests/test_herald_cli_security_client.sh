@@ -205,6 +205,17 @@ timed "$TMP/tail-scoped" "$HERALD" --endpoint "$API" --key "$KEYS/carol.key_secr
     --server-key "$BROKER_KEY" tail orders. --from 1 --max 1
 check "tail with a scoped key catches up through its scope (rc $rc)" test $rc -eq 0
 check "... printing orders.1" grep -q '"topic":"orders.1"' "$TMP/tail-scoped"
+#  Everything the key reads (""): the scope's seqs skip the others' (stock.1
+#  between), which is no loss on a scoped fanout
+"$HERALD" --endpoint "$API" "${A[@]}" pub stock.1 '{}' >/dev/null 2>&1
+"$HERALD" --endpoint "$API" "${A[@]}" pub orders.2 '{}' >/dev/null 2>&1
+timed "$TMP/tail-scoped-all" "$HERALD" --endpoint "$API" --key "$KEYS/carol.key_secret" \
+    --server-key "$BROKER_KEY" tail --from 1 --max 2
+check "tail \"\" with a scoped key prints its scope's events only (rc $rc)" $PY -c '
+import json, sys
+topics = [json.loads(line)["topic"] for line in open(sys.argv[1]) if line.startswith("{")]
+assert topics == ["orders.1", "orders.2"], topics
+' "$TMP/tail-scoped-all"
 
 #  ---------------------------------------------------------------------
 #  Bad key options: usage errors, nothing sent
