@@ -865,3 +865,244 @@ Test (heraldd_security, a_user_runs_at_most_its_quota_of_streams)
     bt_send_replay (dave, 4, &replay);
     cr_assert_null (bu_recv (dave, 300), "the replay was refused");
 }
+
+
+//  --------------------------------------------------------------------------
+//  Reload, revocation, expiry
+
+//  ms until a fresh client with key gets a STATUS answered (each try a new
+//  socket: libzmq never retries after a refusal), or -1 after timeout_ms.
+static int64_t
+s_ms_until_admitted (const s_key_t *key, int timeout_ms)
+{
+    int64_t started = zclock_mono ();
+    for (uint64_t rid = 1; zclock_mono () - started < timeout_ms; rid++) {
+        zsock_t *sock = s_client (key);
+        bt_send_rid (sock, "STATUS", rid);
+        zmsg_t *msg = bu_recv (sock, 100);
+        bt_drop (&sock);
+        if (msg) {
+            zmsg_destroy (&msg);
+            return zclock_mono () - started;
+        }
+    }
+    return -1;
+}
+
+static char *
+s_eve_entry (const char *until)
+{
+    char *text = NULL;
+    cr_assert_geq (asprintf (&text, "\n[user eve]\nkey = %s%s%s\nread = *\npublish = eve.\n",
+                             s_keys [EVE].public_txt, until? "  until ": "", until? until: ""),
+                   0);
+    return text;
+}
+
+Test (heraldd_security, a_reload_admits_a_new_user_within_a_second)
+{
+    s_acl_standard (NULL);
+    const char *flags [] = { "--acl-check-ms", "1000", NULL };
+    s_start_secure (flags);
+    cr_assert_eq (s_ms_until_admitted (&s_keys [EVE], 300), -1, "eve got in before the ACL "
+                  "named her");
+    char *eve = s_eve_entry (NULL);
+    s_acl_standard (eve);
+    free (eve);
+    int64_t took = s_ms_until_admitted (&s_keys [EVE], 3000);
+    cr_assert_geq (took, 0, "eve was not admitted after the reload");
+    cr_assert_leq (took, 1500, "eve waited %" PRId64 " ms", took);
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    cr_assert_eq (s_status_value (alice, "acl_reloads"), 1);
+    //  WELCOME and STATUS name the new version
+    s_raw_t raw;
+    s_hello (alice, 5, &raw);
+    const msgpack_object *version = s_map_get (raw.body, "acl_version");
+    cr_assert_not_null (version);
+    char welcome_version [16];
+    snprintf (welcome_version, sizeof welcome_version, "%.*s", (int) version->via.str.size,
+              version->via.str.ptr);
+    s_raw_fini (&raw);
+    bt_send_rid (alice, "STATUS", 6);
+    s_raw_recv (alice, &raw);
+    cr_assert (s_obj_str_eq (s_map_get (raw.body, "acl_version"), welcome_version));
+    s_raw_fini (&raw);
+}
+
+Test (heraldd_security, a_removed_user_is_refused_at_its_next_request_and_its_streams_end)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    const char *seed [] = { "orders.1", "orders.2" };
+    s_seed (seed, 2);
+    zsock_t *bob = s_client (&s_keys [BOB]);
+    bu_replay_t replay = { .has_credit = true, .credit = 0 };
+    bt_send_replay (bob, 1, &replay);
+    bt_send_rid (bob, "STATUS", 2);
+    bu_reply_t reply;
+    bt_recv (bob, &reply);
+    cr_assert_eq (reply.type, HERALD_MSG_STATUS_REPLY);
+    bu_reply_fini (&reply);
+    //  bob leaves the ACL: its stream ends unauthorized by itself ...
+    char *text = s_acl_text (NULL);
+    char *bob_at = strstr (text, "[user bob]");
+    char *carol_at = strstr (text, "[user carol]");
+    memmove (bob_at, carol_at, strlen (carol_at) + 1);
+    s_acl_write (text);
+    free (text);
+    const char *message = s_expect_error (bob, HERALD_ERR_UNAUTHORIZED, 1);
+    cr_assert_not_null (strstr (message, "revoked"), "%s", message);
+    //  ... and its next request on the same connection is refused
+    bt_send_rid (bob, "STATUS", 3);
+    message = s_expect_error (bob, HERALD_ERR_UNAUTHORIZED, 3);
+    cr_assert_not_null (strstr (message, "key revoked"), "%s", message);
+    bu_event_t event;
+    bu_event_init (&event, "stock.1", "x");
+    bt_send_publish (bob, 4, &event, 1);
+    s_expect_error (bob, HERALD_ERR_UNAUTHORIZED, 4);
+    //  a new connection is refused in the handshake
+    cr_assert_eq (s_ms_until_admitted (&s_keys [BOB], 300), -1);
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    cr_assert_eq (bt_head (alice), 2);
+    cr_assert_eq (s_status_value (alice, "streams"), 0);
+}
+
+Test (heraldd_security, a_file_that_does_not_parse_keeps_the_old_table)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    cr_assert_eq (s_status_value (alice, "acl_errors"), 0);
+    char *good = s_acl_text (NULL);
+    //  A good start and a broken end, eve among the good part: refused whole
+    char *eve = s_eve_entry (NULL);
+    char *broken = NULL;
+    cr_assert_geq (asprintf (&broken, "%s%s\n[user zed]\nkey = short\n", good, eve), 0);
+    s_acl_write (broken);
+    int64_t deadline = zclock_mono () + 3000;
+    while (s_status_value (alice, "acl_errors") == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    cr_assert_eq (s_status_value (alice, "acl_errors"), 1);
+    cr_assert_eq (s_status_value (alice, "acl_reloads"), 0);
+    cr_assert_eq (s_ms_until_admitted (&s_keys [EVE], 300), -1, "a broken file let eve in");
+    cr_assert_geq (s_ms_until_admitted (&s_keys [BOB], 1000), 0, "the old table was dropped");
+    char log [16384];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "acl:"), "no FILE:LINE in the log:\n%s", log);
+    //  Not retried while unchanged; counted once
+    zclock_sleep (300);
+    cr_assert_eq (s_status_value (alice, "acl_errors"), 1);
+    free (good);
+    free (eve);
+    free (broken);
+}
+
+Test (heraldd_security, sighup_reloads_at_once)
+{
+    s_acl_standard (NULL);
+    const char *flags [] = { "--acl-check-ms", "86400000", NULL };
+    s_start_secure (flags);
+    char *eve = s_eve_entry (NULL);
+    s_acl_standard (eve);
+    free (eve);
+    cr_assert_eq (s_ms_until_admitted (&s_keys [EVE], 500), -1, "reloaded without SIGHUP");
+    cr_assert_eq (kill (bt_broker->pid, SIGHUP), 0);
+    int64_t took = s_ms_until_admitted (&s_keys [EVE], 2000);
+    cr_assert_geq (took, 0, "SIGHUP did not reload");
+    cr_assert_leq (took, 500);
+    //  and the broker still runs and serves
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    cr_assert_eq (s_status_value (alice, "acl_reloads"), 1);
+    cr_assert_eq (bu_broker_stop (bt_broker, BT_STOP_MS), 0);
+    cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 0);
+}
+
+Test (heraldd_security, an_expired_key_loses_its_connection_and_streams)
+{
+    //  eve's key runs out 3 s from now
+    time_t soon = time (NULL) + 3;
+    struct tm parts;
+    gmtime_r (&soon, &parts);
+    char until [32];
+    strftime (until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &parts);
+    char *eve_entry = s_eve_entry (until);
+    s_acl_standard (eve_entry);
+    free (eve_entry);
+    s_start_secure (NULL);
+    const char *seed [] = { "orders.1" };
+    s_seed (seed, 1);
+    zsock_t *eve = s_client (&s_keys [EVE]);
+    bu_replay_t replay = { .has_credit = true, .credit = 0 };
+    bt_send_replay (eve, 1, &replay);
+    bt_send_rid (eve, "STATUS", 2);
+    bu_reply_t reply;
+    bt_recv (eve, &reply);
+    cr_assert_eq (reply.type, HERALD_MSG_STATUS_REPLY);
+    bu_reply_fini (&reply);
+    //  Within a second of `until`: the stream ends, requests are refused
+    bu_reply_t end = { 0 };
+    cr_assert_eq (bu_recv_reply (eve, &end, 6000), 0, "eve's stream did not end");
+    bt_check_error (&end, HERALD_ERR_UNAUTHORIZED, true, 1);
+    bu_reply_fini (&end);
+    cr_assert_geq (time (NULL), soon - 1);
+    bt_send_rid (eve, "STATUS", 3);
+    const char *message = s_expect_error (eve, HERALD_ERR_UNAUTHORIZED, 3);
+    cr_assert_not_null (strstr (message, "expired"), "%s", message);
+    cr_assert_eq (s_ms_until_admitted (&s_keys [EVE], 300), -1);
+}
+
+Test (heraldd_security, cluster_requests_need_admin_cluster)
+{
+    char *ops = NULL;
+    cr_assert_geq (asprintf (&ops, "\n[user ops]\nkey = %s\nadmin = cluster\n",
+                             s_keys [MALLORY].public_txt), 0);
+    s_acl_standard (ops);
+    free (ops);
+    char peer [160];
+    snprintf (peer, sizeof peer, "n1,127.0.0.1:%d,tcp://127.0.0.1:%d,tcp://127.0.0.1:%d",
+              bu_free_port (), bu_free_port (), bu_free_port ());
+    const char *flags [] = { "--node", "n1", "--peer", peer, "--cluster-state", "new", NULL };
+    s_start_secure (flags);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    //  alice (admin status only): refused before the request is looked at
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    bu_pack_rid (&sbuf, 5);
+    bu_send_sbuf (alice, "CLUSTER", &sbuf);
+    const char *message = s_expect_error (alice, HERALD_ERR_UNAUTHORIZED, 5);
+    cr_assert_not_null (strstr (message, "admin = cluster"), "%s", message);
+    //  ops holds the grant: its (incomplete) request reaches the members unit
+    zsock_t *ops_sock = s_client (&s_keys [MALLORY]);
+    bu_pack_rid (&sbuf, 6);
+    bu_send_sbuf (ops_sock, "CLUSTER", &sbuf);
+    bu_reply_t reply;
+    bt_recv (ops_sock, &reply);
+    cr_assert_eq (reply.type, HERALD_MSG_ERROR);
+    cr_assert_neq (reply.body.error.code, HERALD_ERR_UNAUTHORIZED);
+    bu_reply_fini (&reply);
+    msgpack_sbuffer_destroy (&sbuf);
+}
+
+Test (heraldd_security, security_off_serves_plaintext_as_before_and_warns_off_loopback)
+{
+    //  No ZAP handler, no CURVE: a plaintext client is served as before,
+    //  and STATUS has no security key
+    char open_fanout [64];
+    snprintf (open_fanout, sizeof open_fanout, "tcp://0.0.0.0:%d", bu_free_port ());
+    const char *flags [] = { "--fanout", open_fanout, NULL };
+    bt_start_with (flags);
+    zsock_t *client = bt_client ();
+    cr_assert_eq (bt_head (client), 0);
+    cr_assert_eq (s_status_value (client, "auth_refused"), UINT64_MAX);
+    cr_assert_neq (s_status_value (client, "published"), UINT64_MAX);
+    s_raw_t raw;
+    s_hello (client, 2, &raw);
+    cr_assert_null (s_map_get (raw.body, "user"));
+    cr_assert_null (s_map_get (raw.body, "acl_version"));
+    s_raw_fini (&raw);
+    char log [4096];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "--fanout tcp://0.0.0.0"), "no warning:\n%s", log);
+    cr_assert_null (strstr (log, "--api"), "a loopback api was warned of:\n%s", log);
+    cr_assert_null (strstr (log, "CURVE public key"), "%s", log);
+}
