@@ -40,7 +40,7 @@ typedef struct {
     char secret_txt [41];
 } s_key_t;
 
-enum { ALICE, BOB, CAROL, S_USERS };    //  read-all; scope view-g; scope view-h
+enum { ALICE, BOB, CAROL, DAVE, S_USERS };  //  read-all; view-g; view-h; read-all
 static char *s_dir;
 static char *s_acl_path;
 static s_key_t s_broker_key;
@@ -50,6 +50,7 @@ static char s_fanout_g [64], s_fanout_h [64];
 static taprelay_t *s_tap;
 static char *s_big;                     //  S_BIG bytes of data, NUL-terminated
 static uint64_t s_rid = 1;
+static bool s_without_carol_dave;       //  the ACL leaves carol and dave out
 
 static void
 s_key_make (s_key_t *key, const char *save_as)
@@ -83,6 +84,7 @@ s_setup (void)
     cr_assert (s_port_g > 0 && s_port_h > 0 && s_port_g != s_port_h);
     snprintf (s_fanout_g, sizeof s_fanout_g, "tcp://127.0.0.1:%d", s_port_g);
     snprintf (s_fanout_h, sizeof s_fanout_h, "tcp://127.0.0.1:%d", s_port_h);
+    s_without_carol_dave = false;
     s_big = (char *) bt_calloc (S_BIG + 1, 1);
     memset (s_big, 'z', S_BIG);
 }
@@ -98,19 +100,24 @@ s_teardown (void)
 }
 
 //  The ACL: alice reads all and publishes all (admin status, to watch
-//  acl_reloads); bob reads through view-g, carol through view-h.
+//  acl_reloads); bob reads through view-g, carol through view-h; dave
+//  reads all.  s_without_carol_dave: carol and dave are left out.
 static void
 s_acl_write (const char *read_g)
 {
     char *text = NULL;
+    char others [256] = "";
+    if (!s_without_carol_dave)
+        snprintf (others, sizeof others, "[user carol]\nkey = %s\nscope = view-h\n\n"
+                  "[user dave]\nkey = %s\nread = *\n", s_keys [CAROL].public_txt,
+                  s_keys [DAVE].public_txt);
     cr_assert_geq (asprintf (&text,
         "[scope view-g]\nread = %s\nfanout = %s\n\n"
         "[scope view-h]\nread = h.\nfanout = %s\n\n"
         "[user alice]\nkey = %s\nread = *\npublish = *\nadmin = status\n\n"
-        "[user bob]\nkey = %s\nscope = view-g\n\n"
-        "[user carol]\nkey = %s\nscope = view-h\n",
+        "[user bob]\nkey = %s\nscope = view-g\n\n%s",
         read_g, s_fanout_g, s_fanout_h, s_keys [ALICE].public_txt, s_keys [BOB].public_txt,
-        s_keys [CAROL].public_txt), 0);
+        others), 0);
     char *tmp = tu_path (s_dir, "acl.tmp");
     cr_assert_eq (tu_write_file (tmp, text, strlen (text)), 0);
     chmod (tmp, 0644);
@@ -586,4 +593,89 @@ Test (heraldd_fanout_scope, a_narrowed_scope_carries_nothing_of_the_removed_pref
     cr_assert_gt (taprelay_connections (s_tap), connections, "the scope socket was not re-bound");
     uint64_t after = taprelay_bytes (s_tap) - mark;
     cr_assert_lt (after, S_BIG / 2, "%" PRIu64 " bytes after the reload", after);
+}
+
+//  Under security every fanout socket greets each connection with $hello
+//  (one frame), before anything else: the agent's in-band reconnect mark.
+Test (heraldd_fanout_scope, every_fanout_socket_greets_with_hello)
+{
+    s_start (true);
+    struct { int user; const char *endpoint; } cases [] = {
+        { ALICE, bt_broker->fanout }, { BOB, s_fanout_g }, { CAROL, s_fanout_h }
+    };
+    for (size_t index = 0; index < 3; index++) {
+        zsock_t *sub = s_socket (ZMQ_SUB, &s_keys [cases [index].user]);
+        zsock_set_subscribe (sub, "");
+        cr_assert_eq (zsock_connect (sub, "%s", cases [index].endpoint), 0);
+        zmsg_t *msg = bu_recv (sub, S_WAIT_MS);
+        cr_assert_not_null (msg, "case %zu: nothing", index);
+        cr_assert_eq (zmsg_size (msg), 1);
+        char *first = zframe_strdup (zmsg_first (msg));
+        cr_assert_str_eq (first, "$hello", "case %zu", index);
+        free (first);
+        zmsg_destroy (&msg);
+        bt_drop (&sub);
+    }
+}
+
+//  Data messages (not $hb/$hello) sub receives within ms.
+static size_t
+s_data_within (zsock_t *sub, int ms)
+{
+    size_t data = 0;
+    int64_t until = zclock_mono () + ms;
+    while (zclock_mono () < until) {
+        zmsg_t *msg = bu_recv (sub, 50);
+        if (msg && zmsg_size (msg) == 2) {
+            char *topic = zframe_strdup (zmsg_first (msg));
+            data += strcmp (topic, "$hb") != 0;
+            free (topic);
+        }
+        zmsg_destroy (&msg);
+    }
+    return data;
+}
+
+//  SECURITY.md §3.11: a user removed by a reload is cut from the socket it
+//  read through (carol: view-h; dave, read-all: the main fanout), which is
+//  re-bound; her connection, admitted once by ZAP, would otherwise go on
+//  receiving.  view-g lost no reader: its subscribers keep their connection.
+Test (heraldd_fanout_scope, a_removed_user_is_cut_from_its_fanout_by_a_rebind)
+{
+    s_start (true);
+    s_tap = taprelay_new (s_port_g);
+    cr_assert_not_null (s_tap);
+    zsock_t *bob = s_socket (ZMQ_SUB, &s_keys [BOB]);
+    zsock_set_subscribe (bob, "");
+    cr_assert_eq (zsock_connect (bob, "tcp://127.0.0.1:%d", taprelay_port (s_tap)), 0);
+    zsock_t *carol = s_socket (ZMQ_SUB, &s_keys [CAROL]);
+    zsock_set_subscribe (carol, "");
+    cr_assert_eq (zsock_connect (carol, "%s", s_fanout_h), 0);
+    zsock_t *dave = s_socket (ZMQ_SUB, &s_keys [DAVE]);
+    zsock_set_subscribe (dave, "");
+    cr_assert_eq (zsock_connect (dave, "%s", bt_broker->fanout), 0);
+    s_wait_flowing (bob);
+    s_wait_flowing (carol);
+    s_wait_flowing (dave);
+    zsock_t *alice = s_publisher (true);
+    s_publish (alice, "h.before", "x");
+    cr_assert_eq (s_data_within (carol, 500), 1);
+    cr_assert_eq (s_data_within (dave, 200), 1);
+    uint64_t reloads = s_acl_reloads (alice);
+    size_t connections = taprelay_connections (s_tap);
+    s_without_carol_dave = true;
+    s_acl_write ("g.");
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_acl_reloads (alice) == reloads && zclock_mono () < deadline)
+        zclock_sleep (20);
+    cr_assert_gt (s_acl_reloads (alice), reloads, "the reload was not seen");
+    for (int index = 0; index < 5; index++) {
+        s_publish (alice, "h.after", "x");
+        s_publish (alice, "g.after", "x");
+    }
+    cr_assert_eq (s_data_within (carol, 1000), 0, "a removed user still receives on its scope");
+    cr_assert_eq (s_data_within (dave, 200), 0, "a removed reader still receives on the main "
+                  "fanout");
+    cr_assert_eq (s_data_within (bob, 500), 5, "view-g's subscriber lost events");
+    cr_assert_eq (taprelay_connections (s_tap), connections, "view-g was re-bound");
 }
