@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "brokertest.h"
 #include "taprelay.h"
@@ -51,6 +52,7 @@ static taprelay_t *s_tap;
 static char *s_big;                     //  S_BIG bytes of data, NUL-terminated
 static uint64_t s_rid = 1;
 static bool s_without_carol_dave;       //  the ACL leaves carol and dave out
+static char s_dave_until [64];          //  " until TIME" on dave's key, or ""
 
 static void
 s_key_make (s_key_t *key, const char *save_as)
@@ -85,6 +87,7 @@ s_setup (void)
     snprintf (s_fanout_g, sizeof s_fanout_g, "tcp://127.0.0.1:%d", s_port_g);
     snprintf (s_fanout_h, sizeof s_fanout_h, "tcp://127.0.0.1:%d", s_port_h);
     s_without_carol_dave = false;
+    s_dave_until [0] = 0;
     s_big = (char *) bt_calloc (S_BIG + 1, 1);
     memset (s_big, 'z', S_BIG);
 }
@@ -109,8 +112,8 @@ s_acl_write (const char *read_g)
     char others [256] = "";
     if (!s_without_carol_dave)
         snprintf (others, sizeof others, "[user carol]\nkey = %s\nscope = view-h\n\n"
-                  "[user dave]\nkey = %s\nread = *\n", s_keys [CAROL].public_txt,
-                  s_keys [DAVE].public_txt);
+                  "[user dave]\nkey = %s%s\nread = *\n", s_keys [CAROL].public_txt,
+                  s_keys [DAVE].public_txt, s_dave_until);
     cr_assert_geq (asprintf (&text,
         "[scope view-g]\nread = %s\nfanout = %s\n\n"
         "[scope view-h]\nread = h.\nfanout = %s\n\n"
@@ -678,4 +681,29 @@ Test (heraldd_fanout_scope, a_removed_user_is_cut_from_its_fanout_by_a_rebind)
                   "fanout");
     cr_assert_eq (s_data_within (bob, 500), 5, "view-g's subscriber lost events");
     cr_assert_eq (taprelay_connections (s_tap), connections, "view-g was re-bound");
+}
+
+//  A key whose `until` passes while its subscriber is connected: the
+//  socket it reads through is re-bound within the ACL check, and ZAP
+//  refuses the key from then on.
+Test (heraldd_fanout_scope, an_expired_key_is_cut_from_the_main_fanout)
+{
+    time_t until = time (NULL) + 3;
+    struct tm utc;
+    gmtime_r (&until, &utc);
+    strftime (s_dave_until, sizeof s_dave_until, " until %Y-%m-%dT%H:%M:%SZ", &utc);
+    s_start (true);
+    zsock_t *dave = s_socket (ZMQ_SUB, &s_keys [DAVE]);
+    zsock_set_subscribe (dave, "");
+    cr_assert_eq (zsock_connect (dave, "%s", bt_broker->fanout), 0);
+    s_wait_flowing (dave);
+    zsock_t *alice = s_publisher (true);
+    s_publish (alice, "g.before", "x");
+    cr_assert_eq (s_data_within (dave, 500), 1);
+    //  Past its `until`, and an ACL check (100 ms) and a heartbeat later
+    while (time (NULL) <= until + 1)
+        s_data_within (dave, 100);
+    for (int index = 0; index < 5; index++)
+        s_publish (alice, "g.after", "x");
+    cr_assert_eq (s_data_within (dave, 1000), 0, "an expired key still receives");
 }
