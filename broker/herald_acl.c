@@ -909,9 +909,12 @@ s_entry (s_parser_t *p, s_section_t *section, const char *key)
                        section->fanout_line);
     if ((rc = s_one_word (p, key, "one endpoint: tcp://HOST:PORT", &word)))
         return rc;
+    //  one unquoted word of printable ASCII, so that it prints back as it is
+    bool ok = !p->words [0].quoted;
+    for (const char *at = word; *at && ok; at++)
+        ok = *at > ' ' && *at < 0x7f;
     const char *port = strrchr (word, ':');
-    bool ok = false;
-    if (strncmp (word, "tcp://", 6) == 0 && port && port > word + 6 && port [1]) {
+    if (ok && strncmp (word, "tcp://", 6) == 0 && port && port > word + 6 && port [1]) {
         char *end;
         errno = 0;
         unsigned long number = strtoul (port + 1, &end, 10);
@@ -919,8 +922,7 @@ s_entry (s_parser_t *p, s_section_t *section, const char *key)
           && !errno;
     }
     else
-    if (strncmp (word, "ipc://", 6) == 0 && word [6])
-        ok = true;
+        ok = ok && strncmp (word, "ipc://", 6) == 0 && word [6];
     if (!ok)
         return s_fail (p, p->line, key, "'%s' is not an endpoint: tcp://HOST:PORT (PORT 1-65535)",
                        word);
@@ -1693,9 +1695,10 @@ herald_acl_narrow (const herald_acl_user_t *user, const herald_str_t *prefixes,
 static void
 s_print_word (FILE *out, const char *word, size_t len)
 {
+    //  control bytes too: a \r at the end of a line would be read as CRLF
     bool quote = len == 0 || word [0] == '#' || (len == 1 && word [0] == '*');
     for (size_t index = 0; index < len; index++)
-        quote |= word [index] == ' ' || word [index] == '\t' || word [index] == '"';
+        quote |= (uint8_t) word [index] <= ' ' || word [index] == 0x7f || word [index] == '"';
     if (!quote) {
         fwrite (word, 1, len, out);
         return;

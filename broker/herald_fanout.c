@@ -278,8 +278,7 @@ s_pack_str (msgpack_packer *pk, const char *text)
 void
 herald_fanout_heartbeat (herald_fanout_t *self, herald_msg_t *beat, msgpack_sbuffer *buffer)
 {
-    if (self->secure)
-        herald_fanout_expire (self, self->expiry_checked, s_now_ns ());
+    herald_fanout_tick (self);
     buffer->size = 0;
     if (self->main && herald_msg_encode (beat, buffer) == 0) {
         zmq_send (zsock_resolve (self->main), "$hb", 3, ZMQ_SNDMORE);
@@ -398,6 +397,9 @@ herald_fanout_reload (herald_fanout_t *self, const herald_acl_t *old, const hera
     for (size_t index = 0; index < count; index++)
         if (!slots [index].pub) {
             slots [index].pub = s_bind_scope (self, slots [index].scope);
+            if (slots [index].pub)
+                herald_log ("info", "fanout: scope %s bound at %s", slots [index].scope->name,
+                            slots [index].scope->fanout);
             slots [index].prev = 0;
             self->rebinds++;
             changed++;
@@ -442,4 +444,10 @@ herald_fanout_expire (herald_fanout_t *self, int64_t since_ns, int64_t now_ns)
     }
     self->expiry_checked = now_ns;
     return changed;
+}
+
+int
+herald_fanout_tick (herald_fanout_t *self)
+{
+    return self->secure? herald_fanout_expire (self, self->expiry_checked, s_now_ns ()): 0;
 }

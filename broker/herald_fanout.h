@@ -82,6 +82,10 @@ int
 int
     herald_fanout_expire (herald_fanout_t *self, int64_t since_ns, int64_t now_ns);
 
+//  herald_fanout_expire since the last check, up to now.
+int
+    herald_fanout_tick (herald_fanout_t *self);
+
 //  Counters: re-binds done, bind failures.
 uint64_t
     herald_fanout_rebinds (herald_fanout_t *self);

@@ -391,6 +391,10 @@ Test (herald_acl, errors_name_the_line_and_why)
           "acl:4: fanout: given twice in this section (line 3)" },
         { "[scope s]\nread = a.\nfanout = udp://h:1\n",
           "acl:3: fanout: 'udp://h:1' is not an endpoint: tcp://HOST:PORT (PORT 1-65535)" },
+        { "[scope s]\nread = a.\nfanout = \"tcp://h:1\"\n",
+          "acl:3: fanout: 'tcp://h:1' is not an endpoint: tcp://HOST:PORT (PORT 1-65535)" },
+        { "[scope s]\nread = a.\nfanout = tcp://h\x01:1\n",
+          "acl:3: fanout: 'tcp://h\x01:1' is not an endpoint: tcp://HOST:PORT (PORT 1-65535)" },
         { "[scope s]\nread = a.\nfanout = tcp://h:70000\n",
           "acl:3: fanout: 'tcp://h:70000' is not an endpoint: tcp://HOST:PORT (PORT 1-65535)" },
         { "[scope s]\nread = a.\nfanout = tcp://h:1\n[scope t]\nread = b.\nfanout = tcp://h:1\n",
@@ -883,8 +887,11 @@ Test (herald_acl, print_parses_back_to_the_same_table)
         "publish = \"a b\" \"#x\" \"*\" \"q\\\"\" \"\\\\\" c#d\n"
         "bytes = 1536 KiB/s burst 2 GiB\nrate = 7/s\nadmin = *\n"
         "[user r]\nkey = %K2\nbytes = 1000 B/s\nadmin = backup trim\n",
+        //  found by fuzz_acl: a word ending in \r, printed last on its line
+        "[scope a]\nread = o.x ab x)a\r\r ab\nfanout = ipc:///t;p/x\n"
+        "[user s]\nkey = %K3\npublish = \"tab\there\" del\x7f z\x01\r y.\n",
     };
-    for (size_t index = 0; index < 2; index++) {
+    for (size_t index = 0; index < 3; index++) {
         herald_acl_t *acl = s_parse_ok (files [index]);
         char *first = s_printed (acl);
         herald_error_t err;

@@ -25,7 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "fakebroker.h"
+#include "brokerutil.h"
 #include "testutil.h"
 #include "../agents/herald_live_scope.h"
 
@@ -354,4 +357,288 @@ ParameterizedTest (int *round, herald_agent_scope, random_drop_patterns_lose_and
     }
     else
         cr_assert_gt (s_gaps (), 0, "round %d: losses went unrepaired?", *round);
+}
+
+//  ---------------------------------------------------------------------
+//  The agent on a real heraldd, through a scoped key (CURVE, an ACL)
+
+#define REAL_WAIT_MS    30000
+
+static char *r_dir;
+static char *r_state;
+static bu_broker_t *r_broker;
+static herald_agent_t *r_agent;
+static au_recorder_t *r_recorder;
+static zsock_t *r_alice;                //  the publisher: a CURVE DEALER, read-all
+static char r_server [41], r_alice_key [41], r_carol_key [41];
+static uint64_t r_rid = 1;
+
+static char *
+r_file (const char *name)
+{
+    static char paths [4][512];
+    static int next;
+    char *path = paths [next++ % 4];
+    snprintf (path, 512, "%s/%s", r_dir, name);
+    return path;
+}
+
+static void
+r_keygen (const char *name, char *z85)
+{
+    zcert_t *cert = zcert_new ();
+    cr_assert_not_null (cert);
+    char path [512];
+    snprintf (path, sizeof path, "%s/%s.key", r_dir, name);
+    cr_assert_eq (zcert_save (cert, path), 0);
+    snprintf (z85, 41, "%s", zcert_public_txt (cert));
+    zcert_destroy (&cert);
+}
+
+//  alice's DEALER answered a STATUS: the broker is up.
+static bool
+r_answers (int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        bu_reply_t reply = { 0 };
+        bool answered = bu_status (r_alice, r_rid++, &reply, 300) == 0;
+        bu_reply_fini (&reply);
+        if (answered)
+            return true;
+    }
+    return false;
+}
+
+static void
+r_start (void)
+{
+    cr_assert_eq (bu_broker_respawn (r_broker), 0);
+    if (!r_alice) {
+        zcert_t *cert = zcert_load (r_file ("alice.key_secret"));
+        cr_assert_not_null (cert);
+        r_alice = zsock_new (ZMQ_DEALER);
+        cr_assert_not_null (r_alice);
+        zsock_set_linger (r_alice, 0);
+        zcert_apply (cert, r_alice);
+        zsock_set_curve_serverkey (r_alice, r_server);
+        zcert_destroy (&cert);
+        cr_assert_eq (zsock_connect (r_alice, "%s", r_broker->api), 0);
+    }
+    char log [4096] = "";
+    if (!r_answers (REAL_WAIT_MS))
+        bu_broker_log_tail (r_broker, log, sizeof log);
+    cr_assert (!*log, "the secure heraldd did not answer:\n%s", log);
+}
+
+//  A secure broker with flags more (NULL-terminated, at most 6): alice
+//  reads all and publishes all; carol reads through scope view-g (g.).
+static void
+r_setup_with (const char *const *more)
+{
+    zsys_handler_set (NULL);
+    r_dir = tu_tmpdir_new ("agent-scope-real");
+    r_state = tu_tmpdir_new ("agent-scope-state");
+    r_recorder = au_recorder_new ();
+    cr_assert (r_dir && r_state && r_recorder);
+    r_keygen ("broker", r_server);
+    r_keygen ("alice", r_alice_key);
+    r_keygen ("carol", r_carol_key);
+    int port = bu_free_port ();
+    cr_assert_gt (port, 0);
+    char text [2048];
+    snprintf (text, sizeof text,
+              "[scope view-g]\nread = g.\nfanout = tcp://127.0.0.1:%d\n\n"
+              "[user alice]\nkey = %s\nread = *\npublish = *\nadmin = status\n\n"
+              "[user carol]\nkey = %s\nscope = view-g\n", port, r_alice_key, r_carol_key);
+    cr_assert_eq (tu_write_file (r_file ("acl"), text, strlen (text)), 0);
+    cr_assert_eq (chmod (r_file ("acl"), 0600), 0);
+    const char *extra [16] = { "--curve-secret", r_file ("broker.key_secret"),
+                               "--acl", r_file ("acl"), "--audit-log", "-",
+                               "--heartbeat-ms", "200" };
+    size_t count = 8;
+    for (size_t index = 0; more && more [index] && count < 15; index++)
+        extra [count++] = more [index];
+    extra [count] = NULL;
+    r_broker = bu_broker_new ("agent-scope-broker", extra);
+    cr_assert_not_null (r_broker);
+    //  bu_broker_respawn uses the endpoints in r_broker: choose them here
+    snprintf (r_broker->api, sizeof r_broker->api, "tcp://127.0.0.1:%d", bu_free_port ());
+    int fanout = bu_free_port ();
+    for (int tries = 0; tries < 10 && fanout == port; tries++)
+        fanout = bu_free_port ();
+    snprintf (r_broker->fanout, sizeof r_broker->fanout, "tcp://127.0.0.1:%d", fanout);
+    r_start ();
+}
+
+static void
+r_setup (void)
+{
+    r_setup_with (NULL);
+}
+
+static void
+r_setup_drops (void)
+{
+    const char *more [] = { "--fanout-hwm", "5", "--durability", "async", NULL };
+    r_setup_with (more);
+}
+
+static void
+r_teardown (void)
+{
+    herald_agent_destroy (&r_agent);
+    zsock_destroy (&r_alice);
+    au_recorder_destroy (&r_recorder);
+    bu_broker_destroy (&r_broker);
+    tu_tmpdir_destroy (&r_state);
+    tu_tmpdir_destroy (&r_dir);
+}
+
+//  carol's agent (scope view-g; its fanout from WELCOME), subscribed to
+//  everything it may read.
+static void
+r_carol (int sub_rcvhwm)
+{
+    herald_agent_options_t options;
+    herald_agent_options_init (&options);
+    options.api = r_broker->api;
+    options.state_dir = r_state;
+    options.timeout_ms = 5000;
+    options.key_file = r_file ("carol.key_secret");
+    options.server_key = r_server;
+    if (sub_rcvhwm)
+        options.sub_rcvhwm = sub_rcvhwm;
+    r_agent = herald_agent_new ("scope-test", &options);
+    cr_assert_not_null (r_agent, "herald_agent_new: %s", herald_agent_last_error ());
+    cr_assert_eq (herald_agent_subscribe (r_agent, "mine", NULL,
+                  (herald_start_t) { HERALD_START_BEGINNING, 0 }, au_record, r_recorder),
+                  HERALD_OK, "subscribe: %s", herald_agent_last_error ());
+}
+
+static void
+r_wait_live (void)
+{
+    herald_sub_status_t status = { 0 };
+    int64_t deadline = zclock_mono () + REAL_WAIT_MS;
+    while (zclock_mono () < deadline) {
+        cr_assert_eq (herald_agent_sub_status (r_agent, "mine", &status), HERALD_OK);
+        if (status.state == HERALD_SUB_LIVE)
+            return;
+        zclock_sleep (5);
+    }
+    cr_assert_fail ("the subscription is not live (state %d)", status.state);
+}
+
+//  count events, topics alternating g.N and x.N (x. first when odd), in
+//  PUBLISH batches of up to 100, each ACKed; the seqs of the g. ones are
+//  appended to seqs (*n of them).
+static void
+r_publish (size_t count, uint64_t *seqs, size_t *n)
+{
+    static char topics [100][16];
+    for (size_t done = 0; done < count; ) {
+        size_t batch = count - done < 100? count - done: 100;
+        bu_event_t events [100];
+        for (size_t index = 0; index < batch; index++) {
+            snprintf (topics [index], sizeof topics [0], "%s.%zu",
+                      (done + index) % 2? "x": "g", (done + index) % 7);
+            bu_event_init (&events [index], topics [index], "scoped");
+        }
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        uint64_t rid = r_rid++;
+        bu_pack_publish (&sbuf, rid, events, batch);
+        bu_send_sbuf (r_alice, "PUBLISH", &sbuf);
+        msgpack_sbuffer_destroy (&sbuf);
+        bu_reply_t reply = { 0 };
+        cr_assert_eq (bu_recv_reply (r_alice, &reply, REAL_WAIT_MS), 0, "no ACK");
+        cr_assert_eq (reply.type, HERALD_MSG_ACK, "PUBLISH answered %s", reply.command);
+        cr_assert_eq (reply.body.ack.count, batch);
+        for (size_t index = 0; index < batch; index++)
+            if (topics [index][0] == 'g')
+                seqs [(*n)++] = reply.body.ack.seq [index];
+        bu_reply_fini (&reply);
+        done += batch;
+    }
+}
+
+//  Every g. event, once, in order, and nothing else; the checkpoint
+//  reaches the head (nothing of the scope is still on its way).
+static void
+r_expect (const uint64_t *seqs, size_t n)
+{
+    size_t got = au_wait_count (r_recorder, n, REAL_WAIT_MS);
+    cr_assert_geq (got, n, "%zu events delivered, expected %zu", got, n);
+    zclock_sleep (200);                 //  anything more would show now
+    cr_assert_eq (r_recorder->count, n, "%zu events delivered, expected %zu",
+                  r_recorder->count, n);
+    for (size_t index = 0; index < n; index++)
+        cr_assert_eq (r_recorder->seqs [index], seqs [index], "event %zu: seq %" PRIu64
+                      ", expected %" PRIu64, index, r_recorder->seqs [index], seqs [index]);
+    char message [256];
+    cr_assert_eq (au_check_once_in_order (r_recorder, message, sizeof message), 0, "%s",
+                  message);
+}
+
+static herald_agent_stats_t
+r_stats (void)
+{
+    herald_agent_stats_t stats;
+    herald_agent_stats (r_agent, &stats);
+    return stats;
+}
+
+Test (herald_agent_scope_broker, nothing_dropped_means_no_replay, .init = r_setup,
+      .fini = r_teardown)
+{
+    r_carol (0);
+    r_wait_live ();
+    //  A heartbeat or two: the live position is known
+    zclock_sleep (500);
+    herald_agent_stats_t before = r_stats ();
+    static uint64_t seqs [4000];
+    size_t n = 0;
+    for (int round = 0; round < 10; round++)
+        r_publish (40, seqs, &n);
+    r_expect (seqs, n);
+    zclock_sleep (600);                 //  heartbeats confirm the tail
+    herald_agent_stats_t after = r_stats ();
+    cr_assert_eq (after.gaps_repaired, before.gaps_repaired, "a gap with nothing lost");
+    cr_assert_eq (after.replays, before.replays, "%" PRIu64 " replays with nothing lost",
+                  after.replays - before.replays);
+}
+
+Test (herald_agent_scope_broker, fanout_drops_on_a_scope_socket_are_repaired,
+      .init = r_setup_drops, .fini = r_teardown)
+{
+    r_carol (5);
+    r_wait_live ();
+    r_recorder->sleep_us = 2;
+    static uint64_t seqs [10000];
+    size_t n = 0;
+    r_publish (20000, seqs, &n);
+    r_expect (seqs, n);
+    cr_assert_gt (r_stats ().gaps_repaired, 0, "no loss was seen: the test did not make the "
+                  "broker drop anything");
+}
+
+Test (herald_agent_scope_broker, a_broker_restart_loses_and_repeats_nothing, .init = r_setup,
+      .fini = r_teardown)
+{
+    r_carol (0);
+    r_wait_live ();
+    static uint64_t seqs [4000];
+    size_t n = 0;
+    r_publish (300, seqs, &n);
+    r_expect (seqs, n);
+    cr_assert_eq (bu_broker_stop (r_broker, 10000), 0);
+    //  Published while it was down: nothing; after: a new epoch, prev and
+    //  last from 0 again, the SUB reconnected ($hello)
+    r_start ();
+    r_publish (300, seqs, &n);
+    r_expect (seqs, n);
+    r_publish (1, seqs, &n);            //  and the live stream flows again
+    r_publish (1, seqs, &n);
+    r_expect (seqs, n);
 }
