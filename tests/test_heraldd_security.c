@@ -426,6 +426,14 @@ Test (heraldd_security, an_unknown_key_is_refused_in_the_handshake_and_reaches_n
     cr_assert_eq (s_status_value (alice, "dropped"), dropped_before);
     cr_assert_eq (s_status_value (alice, "auth_refused"), auth_before + 1);
     cr_assert_eq (bt_head (alice), 0, "an unknown key's PUBLISH was stored");
+    //  and audited (--audit-log -: the broker's stderr)
+    char log [16384];
+    bu_broker_log (bt_broker, log, sizeof log);
+    char line [128];
+    snprintf (line, sizeof line, "\"key\":\"%.10s\",\"reason\":\"unknown key\"",
+              s_keys [MALLORY].public_txt);
+    cr_assert_not_null (strstr (log, "\"event\":\"auth_refused\""), "no audit line:\n%s", log);
+    cr_assert_not_null (strstr (log, line), "no audit line with %s:\n%s", line, log);
 }
 
 Test (heraldd_security, a_client_pinning_the_wrong_broker_key_is_refused)
@@ -596,6 +604,12 @@ Test (heraldd_security, publishing_outside_the_grants_refuses_the_whole_batch)
     bu_reply_fini (&reply);
     cr_assert_eq (bt_head (alice), 2);
     cr_assert_eq (s_status_value (alice, "unauthorized"), 2);
+    char log [65536];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "\"event\":\"unauthorized\",\"user\":\"alice\","
+                                     "\"ip\":\"127.0.0.1\",\"command\":\"PUBLISH\",\"rid\":2,"
+                                     "\"index\":617,\"topic\":\"billing.617\""),
+                        "no audit line:\n%s", log);
 }
 
 Test (heraldd_security, a_duplicate_id_of_a_topic_the_user_may_not_publish_is_not_acked)
@@ -1105,4 +1119,39 @@ Test (heraldd_security, security_off_serves_plaintext_as_before_and_warns_off_lo
     cr_assert_not_null (strstr (log, "--fanout tcp://0.0.0.0"), "no warning:\n%s", log);
     cr_assert_null (strstr (log, "--api"), "a loopback api was warned of:\n%s", log);
     cr_assert_null (strstr (log, "CURVE public key"), "%s", log);
+}
+
+Test (heraldd_security, publishing_above_the_rate_is_overloaded_with_a_retry_hint)
+{
+    char *eve = NULL;
+    cr_assert_geq (asprintf (&eve, "\n[user eve]\nkey = %s\npublish = eve.\nrate = 10/s burst 10\n",
+                             s_keys [EVE].public_txt), 0);
+    s_acl_standard (eve);
+    free (eve);
+    s_start_secure (NULL);
+    zsock_t *sock = s_client (&s_keys [EVE]);
+    bu_event_t events [10];
+    for (size_t index = 0; index < 10; index++)
+        bu_event_init (&events [index], "eve.1", "x");
+    bu_reply_t reply;
+    bt_publish (sock, 1, events, 10, &reply);           //  the burst
+    bu_reply_fini (&reply);
+    for (size_t index = 0; index < 10; index++)
+        bu_event_init (&events [index], "eve.1", "y");
+    bt_send_publish (sock, 2, events, 10);              //  the bucket goes negative once
+    bt_recv (sock, &reply);
+    bu_reply_fini (&reply);
+    bt_send_publish (sock, 3, events, 1);
+    bt_recv (sock, &reply);
+    bt_check_error (&reply, HERALD_ERR_OVERLOADED, true, 3);
+    cr_assert_gt (reply.body.error.retry_ms, 0);
+    cr_assert_leq (reply.body.error.retry_ms, 2000);
+    bu_reply_fini (&reply);
+    //  another user is not slowed
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    bu_event_t one;
+    bu_event_init (&one, "orders.1", "x");
+    bt_publish (alice, 4, &one, 1, &reply);
+    bu_reply_fini (&reply);
+    cr_assert_eq (s_status_value (alice, "rate_limited"), 1);
 }
