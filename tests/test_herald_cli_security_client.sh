@@ -245,7 +245,11 @@ check "... naming --server-key" grep -q "herald: --server-key: .*neither a Z85 p
 
 timed "$TMP/half" "$HERALD" --endpoint "$API" --key "$KEYS/alice.key_secret" status
 check "--key without --server-key exits 64 (rc $rc)" test $rc -eq 64
-check "... saying the broker's key is needed" grep -q "without server_key" "$TMP/half"
+check "... saying the broker's key is needed" \
+    grep -q "herald: --key is given without --server-key (or HERALD_SERVER_KEY)" "$TMP/half"
+timed "$TMP/half-env" env HERALD_SERVER_KEY="$BROKER_KEY" "$HERALD" --endpoint "$API" status
+check "HERALD_SERVER_KEY alone exits 64, naming it (rc $rc)" \
+    grep -q "herald: HERALD_SERVER_KEY is given without --key (or HERALD_KEY)" "$TMP/half-env"
 
 #  ---------------------------------------------------------------------
 #  Help
