@@ -508,6 +508,10 @@ Test (herald_agent_security, server_key_new_old_follows_a_broker_key_rotation)
     cr_assert_eq (s_publish (s_agent, "orders.1", &result), HERALD_OK, "%s",
                   herald_agent_last_error ());
     cr_assert_eq (au_wait_count (s_recorder, 1, WAIT_MS), 1);
+    herald_range_t range = { 0 };
+    size_t count = 0;
+    cr_assert_eq (herald_agent_replay (s_agent, &range, s_count, &count, 0, NULL), HERALD_OK,
+                  "%s", herald_agent_last_error ());
     //  Rotate: the broker restarts with the NEW secret (same ports)
     cr_assert_eq (bu_broker_stop (s_broker, 10000), 0);
     for (size_t index = 0; s_broker->extra [index]; index++)
@@ -529,6 +533,11 @@ Test (herald_agent_security, server_key_new_old_follows_a_broker_key_rotation)
     cr_assert_eq (au_check_once_in_order (s_recorder, message, sizeof message), 0, "%s",
                   message);
     cr_assert_eq (s_stats ().auth_refused, 0);
+    //  read/replay follow: their warm connection had the old key
+    count = 0;
+    cr_assert_eq (herald_agent_replay (s_agent, &range, s_count, &count, 0, NULL), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    cr_assert_eq (count, 3);
 }
 
 Test (herald_agent_security, bad_key_options_are_refused_at_creation)
