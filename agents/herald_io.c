@@ -787,14 +787,12 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
     if (event == ZMQ_EVENT_DISCONNECTED)
         s_live_unknown (self);          //  position unknown until the next message
     else
-    if (event == ZMQ_EVENT_CONNECTED) {
-        //  A scoped fanout says so in-band (`$hello`, the first message of
-        //  the connection): the monitor's word comes out of band, perhaps
-        //  after messages of the new connection, and would cost a replay
+    if (event == ZMQ_EVENT_CONNECTED)
+        //  Only the seq rule's position: a scope socket says so in-band
+        //  (`$hello`, the first message of the connection), while the
+        //  monitor's word comes out of band, perhaps after messages of the
+        //  new connection, and would cost a needless replay
         self->live_next = 0;
-        if (!self->scoped)
-            herald_live_scope_reset (&self->live_scope);
-    }
 }
 
 static void

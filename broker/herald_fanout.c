@@ -261,8 +261,8 @@ herald_fanout_send (herald_fanout_t *self, const char *topic, size_t topic_len,
             s_send_scope (self, &self->slots [index], topic, topic_len, seq, &message);
     if (self->main) {
         zmq_send (zsock_resolve (self->main), topic, topic_len, ZMQ_SNDMORE);
-        if (zmq_msg_send (&message, zsock_resolve (self->main), 0) == 0)
-            return;
+        if (zmq_msg_send (&message, zsock_resolve (self->main), 0) >= 0)
+            return;                     //  sent: libzmq owns it
     }
     zmq_msg_close (&message);
 }

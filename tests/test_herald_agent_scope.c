@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "fakebroker.h"
@@ -370,7 +371,8 @@ static bu_broker_t *r_broker;
 static herald_agent_t *r_agent;
 static au_recorder_t *r_recorder;
 static zsock_t *r_alice;                //  the publisher: a CURVE DEALER, read-all
-static char r_server [41], r_alice_key [41], r_carol_key [41];
+static char r_server [41], r_alice_key [41], r_carol_key [41], r_erin_key [41];
+static int r_scope_port;
 static uint64_t r_rid = 1;
 
 static char *
@@ -393,6 +395,27 @@ r_keygen (const char *name, char *z85)
     cr_assert_eq (zcert_save (cert, path), 0);
     snprintf (z85, 41, "%s", zcert_public_txt (cert));
     zcert_destroy (&cert);
+}
+
+//  The ACL: alice reads and publishes all; carol (and erin, when with_erin)
+//  read through scope view-g (g.).  Written by rename; a running broker
+//  is told at once (SIGHUP).
+static void
+r_acl (bool with_erin)
+{
+    char text [2048], erin [128] = "";
+    if (with_erin)
+        snprintf (erin, sizeof erin, "\n[user erin]\nkey = %s\nscope = view-g\n", r_erin_key);
+    snprintf (text, sizeof text,
+              "[scope view-g]\nread = g.\nfanout = tcp://127.0.0.1:%d\n\n"
+              "[user alice]\nkey = %s\nread = *\npublish = *\nadmin = status\n\n"
+              "[user carol]\nkey = %s\nscope = view-g\n%s", r_scope_port, r_alice_key,
+              r_carol_key, erin);
+    cr_assert_eq (tu_write_file (r_file ("acl.new"), text, strlen (text)), 0);
+    cr_assert_eq (chmod (r_file ("acl.new"), 0600), 0);
+    cr_assert_eq (rename (r_file ("acl.new"), r_file ("acl")), 0);
+    if (r_broker && r_broker->pid)
+        kill (r_broker->pid, SIGHUP);
 }
 
 //  alice's DEALER answered a STATUS: the broker is up.
@@ -444,15 +467,10 @@ r_setup_with (const char *const *more)
     r_keygen ("broker", r_server);
     r_keygen ("alice", r_alice_key);
     r_keygen ("carol", r_carol_key);
-    int port = bu_free_port ();
+    r_keygen ("erin", r_erin_key);
+    int port = r_scope_port = bu_free_port ();
     cr_assert_gt (port, 0);
-    char text [2048];
-    snprintf (text, sizeof text,
-              "[scope view-g]\nread = g.\nfanout = tcp://127.0.0.1:%d\n\n"
-              "[user alice]\nkey = %s\nread = *\npublish = *\nadmin = status\n\n"
-              "[user carol]\nkey = %s\nscope = view-g\n", port, r_alice_key, r_carol_key);
-    cr_assert_eq (tu_write_file (r_file ("acl"), text, strlen (text)), 0);
-    cr_assert_eq (chmod (r_file ("acl"), 0600), 0);
+    r_acl (true);
     const char *extra [16] = { "--curve-secret", r_file ("broker.key_secret"),
                                "--acl", r_file ("acl"), "--audit-log", "-",
                                "--heartbeat-ms", "200" };
@@ -640,5 +658,30 @@ Test (herald_agent_scope_broker, a_broker_restart_loses_and_repeats_nothing, .in
     r_expect (seqs, n);
     r_publish (1, seqs, &n);            //  and the live stream flows again
     r_publish (1, seqs, &n);
+    r_expect (seqs, n);
+}
+
+//  Another user of the scope is removed: the scope's socket is re-bound
+//  under carol's live subscription (she reconnects, gets $hello, repairs
+//  what the reconnection lost): every g. event once, in order.
+Test (herald_agent_scope_broker, a_rebind_of_the_scope_socket_loses_and_repeats_nothing,
+      .init = r_setup, .fini = r_teardown)
+{
+    r_carol (0);
+    r_wait_live ();
+    static uint64_t seqs [4000];
+    size_t n = 0;
+    r_publish (200, seqs, &n);
+    r_expect (seqs, n);
+    r_acl (false);                      //  erin goes: view-g is re-bound
+    for (int round = 0; round < 20; round++) {
+        r_publish (40, seqs, &n);
+        zclock_sleep (20);
+    }
+    r_expect (seqs, n);
+    char log [16384];
+    bu_broker_log (r_broker, log, sizeof log);
+    cr_assert (strstr (log, "closing scope view-g"), "view-g was not re-bound:\n%s", log);
+    r_publish (2, seqs, &n);
     r_expect (seqs, n);
 }
