@@ -210,7 +210,8 @@ Test (herald_acl, empty_file_is_an_empty_table)
 
 Test (herald_acl, crlf_tabs_and_comments)
 {
-    herald_acl_t *acl = s_parse_ok ("[user b] # c\nkey = %K1\n[user a]\t# comment\r\n\tkey\t=\t%K0\t# c\r\n"
+    herald_acl_t *acl = s_parse_ok ("[user b] # c\nkey = %K1\n"
+                                    "[user a]\t# comment\r\n\tkey\t=\t%K0\t# c\r\n"
                                     "publish = x.  # y.\r\n# publish = z.\n");
     const herald_acl_user_t *user = herald_acl_user (acl, "a");
     cr_assert_eq (user->publish.count, 1);
@@ -297,7 +298,8 @@ Test (herald_acl, scope_read_normalised_and_scopes_overlap)
 {
     herald_acl_t *acl = s_parse_ok ("[scope all-orders]\nread = orders. orders.eu. or.x\n"
                                     "fanout = tcp://127.0.0.1:5601\n"
-                                    "[scope eu]\nread = orders.eu.\nfanout = tcp://127.0.0.1:5602\n");
+                                    "[scope eu]\nread = orders.eu.\n"
+                                    "fanout = tcp://127.0.0.1:5602\n");
     const herald_acl_scope_t *all = herald_acl_scope (acl, "all-orders");
     cr_assert_eq (all->read.count, 2);
     cr_assert (s_is (&all->read.prefixes [0], "or.x"));
@@ -594,7 +596,8 @@ Test (herald_acl, at_most_64_scopes)
 Test (herald_acl, keys_found_and_expired_keys_refused_at_lookup)
 {
     herald_acl_t *acl = s_parse_ok (
-        "[user a]\nkey = %K0 until 2027-01-15T08:00:00Z\nkey = %K1 until 2027-01-15T09:00:00+01:00\n"
+        "[user a]\nkey = %K0 until 2027-01-15T08:00:00Z\n"
+        "key = %K1 until 2027-01-15T09:00:00+01:00\n"
         "[user b]\nkey = %K2 until 2027-01-15T08:00:00.000000001Z\n"
         "[peer n]\nkey = %K3 until 2001-01-01\nkey = %K4\n");
     const char *why = NULL;
