@@ -27,13 +27,67 @@
 //  --------------------------------------------------------------------------
 //  Parsing: the second pass
 
+static int
+s_section_order (const herald_acl_section_t *a, herald_acl_kind_t kind, const char *name)
+{
+    if (a->kind != kind)
+        return a->kind < kind ? -1 : 1;
+    return strcmp (a->name, name);
+}
+
+static int
+s_section_qsort (const void *a, const void *b)
+{
+    const herald_acl_section_t *x = *(herald_acl_section_t * const *) a;
+    const herald_acl_section_t *y = *(herald_acl_section_t * const *) b;
+    int order = s_section_order (x, y->kind, y->name);
+    return order ? order : (x->line > y->line) - (x->line < y->line);
+}
+
+//  The section of that kind and name, NULL when none (p->index built).
 static herald_acl_section_t *
 s_find (herald_acl_parser_t *p, herald_acl_kind_t kind, const char *name)
 {
-    for (size_t index = 0; index < p->count; index++)
-        if (p->sections [index].kind == kind && strcmp (p->sections [index].name, name) == 0)
-            return &p->sections [index];
+    size_t low = 0, high = p->count;
+    while (low < high) {
+        size_t middle = (low + high) / 2;
+        int order = s_section_order (p->index [middle], kind, name);
+        if (order == 0)
+            return p->index [middle];
+        if (order < 0)
+            low = middle + 1;
+        else
+            high = middle;
+    }
     return NULL;
+}
+
+//  p->index, and no name defined twice in one kind (the second named).
+static herald_err
+s_index (herald_acl_parser_t *p)
+{
+    if (!(p->index = calloc (p->count + 1, sizeof (herald_acl_section_t *))))
+        return herald_acl_nomem (p);
+    for (size_t index = 0; index < p->count; index++)
+        p->index [index] = &p->sections [index];
+    qsort (p->index, p->count, sizeof (herald_acl_section_t *), s_section_qsort);
+    //  the first of each name to be defined again, by the line of its second
+    const herald_acl_section_t *first = NULL, *again = NULL;
+    for (size_t index = 1; index < p->count; index++) {
+        const herald_acl_section_t *a = p->index [index - 1], *b = p->index [index];
+        if (s_section_order (a, b->kind, b->name) == 0 && (!again || b->line < again->line)) {
+            //  a is the first of its name when the one before it differs
+            size_t start = index - 1;
+            while (start > 0 && s_section_order (p->index [start - 1], b->kind, b->name) == 0)
+                start--;
+            first = p->index [start];
+            again = b;
+        }
+    }
+    if (again)
+        return herald_acl_fail (p, again->line, "", "%s '%s' is already defined at line %u",
+                                herald_acl_kinds [again->kind], again->name, first->line);
+    return HERALD_OK;
 }
 
 //  Two tcp endpoints bind the same port when their hosts are the same or
@@ -66,7 +120,7 @@ s_keep (herald_acl_t *self, size_t *capacity, const char *ptr, size_t len)
 {
     char *copy = malloc (len + 1);
     if (!copy || !herald_acl_grow ((void **) &self->strings, capacity, self->string_count,
-                          sizeof (char *))) {
+                                   sizeof (char *))) {
         free (copy);
         return NULL;
     }
@@ -128,18 +182,18 @@ s_build_scopes (herald_acl_parser_t *p, herald_acl_t *self, size_t *capacity)
             continue;
         if (section->read.count == 0)
             return herald_acl_fail (p, section->line, "", "scope '%s' reads nothing: give read = "
-                                                 "PREFIX ...", section->name);
+                                    "PREFIX ...", section->name);
         if (!section->fanout)
             return herald_acl_fail (p, section->line, "",
                                     "scope '%s' has no endpoint: give fanout = "
-                                                 "tcp://HOST:PORT", section->name);
+                                    "tcp://HOST:PORT", section->name);
         for (size_t other = 0; other < self->scope_count; other++)
             if (s_same_endpoint (self->scopes [other].pub.fanout, section->fanout))
                 return herald_acl_fail (p, section->fanout_line, "fanout",
                                         "%s is already the endpoint "
-                                                                  "of scope '%s' (line %u)",
-                               section->fanout, self->scopes [other].pub.name,
-                               s_find (p, HERALD_ACL_IN_SCOPE,
+                                        "of scope '%s' (line %u)",
+                                        section->fanout, self->scopes [other].pub.name,
+                                        s_find (p, HERALD_ACL_IN_SCOPE,
                                        self->scopes [other].pub.name)->fanout_line);
         herald_acl_scope_entry_t *scope = &self->scopes [self->scope_count];
         memcpy (scope->pub.name, section->name, sizeof (scope->pub.name));
@@ -150,7 +204,8 @@ s_build_scopes (herald_acl_parser_t *p, herald_acl_t *self, size_t *capacity)
             return herald_acl_nomem (p);
         for (size_t prefix = 0; prefix < scope->pub.read.count; prefix++)
             if (!herald_acl_trie_add (&self->scope_trie, scope->pub.read.prefixes [prefix].ptr,
-                             scope->pub.read.prefixes [prefix].len, 1ULL << scope->pub.index))
+                                      scope->pub.read.prefixes [prefix].len,
+                                      1ULL << scope->pub.index))
                 return herald_acl_nomem (p);
     }
     return HERALD_OK;
@@ -172,8 +227,8 @@ s_user_limit (herald_acl_parser_t *p, size_t offset, const char *key, herald_acl
         if (chosen && (chosen->value != limit->value || chosen->burst != limit->burst))
             return herald_acl_fail (p, user->roles.items [index].line, "role",
                                     "roles '%s' and '%s' "
-                           "give user '%s' different %s limits: set %s on the user", from,
-                           roles [index]->name, user->name, key, key);
+                                    "give user '%s' different %s limits: set %s on the user", from,
+                                    roles [index]->name, user->name, key, key);
         chosen = limit;
         from = roles [index]->name;
     }
@@ -185,11 +240,21 @@ s_user_limit (herald_acl_parser_t *p, size_t offset, const char *key, herald_acl
     return HERALD_OK;
 }
 
+//  A read view as people read it: "read = *" or "scope 'NAME'".
+static const char *
+s_view (const char *view, char *out, size_t size)
+{
+    if (*view == '*')
+        snprintf (out, size, "read = *");
+    else
+        snprintf (out, size, "scope '%s'", view);
+    return out;
+}
+
 //  The read view of a user, from itself and its roles: one at most.
 static herald_err
 s_user_view (herald_acl_parser_t *p, herald_acl_t *self, herald_acl_section_t *user,
-             herald_acl_section_t **roles,
-             herald_acl_user_t *out)
+             herald_acl_section_t **roles, herald_acl_user_t *out)
 {
     const char *view = NULL;        //  "*" or a scope name
     const char *from = NULL;        //  "" for the user, or a role name
@@ -202,16 +267,15 @@ s_user_view (herald_acl_parser_t *p, herald_acl_t *self, herald_acl_section_t *u
                 continue;
             if (!source)
                 line = kind ? section->scope.line : section->read_all;
+            char first [80], second [80];
             if (view && strcmp (view, name) != 0)
                 return herald_acl_fail (p, line, source ? "role" : kind ? "scope" : "read",
-                               "user '%s' would read through %s%s%s (%s%s) and %s%s%s%s%s: a "
-                               "user reads through one view, read = * or one scope",
-                               user->name, *view == '*' ? "" : "scope '",
-                               *view == '*' ? "read = *" : view, *view == '*' ? "" : "'",
-                               *from ? "role " : "its own", from,
-                               *name == '*' ? "" : "scope '", *name == '*' ? "read = *" : name,
-                               *name == '*' ? "" : "'", source ? " of role " : "",
-                               source ? section->name : "");
+                                        "user '%s' would read through %s (%s%s) and %s%s%s: "
+                                        "a user reads through one view, read = * or one scope",
+                                        user->name, s_view (view, first, sizeof (first)),
+                                        *from ? "role " : "its own", from,
+                                        s_view (name, second, sizeof (second)),
+                                        source ? " of role " : "", source ? section->name : "");
             view = name;
             from = source ? section->name : "";
         }
@@ -234,7 +298,7 @@ s_build_user (herald_acl_parser_t *p, herald_acl_t *self, size_t *capacity,
     memcpy (out->name, section->name, sizeof (out->name));
     if (section->key_count == 0)
         return herald_acl_fail (p, section->line, "", "user '%s' has no key: give key = Z85 "
-                                             "(herald keygen makes one)", section->name);
+                                "(herald keygen makes one)", section->name);
     memcpy (out->keys, section->keys, sizeof (out->keys));
     out->key_count = section->key_count;
     herald_acl_section_t **roles = calloc (section->roles.count + 1,
@@ -320,8 +384,8 @@ s_build_keys (herald_acl_parser_t *p, herald_acl_t *self, herald_acl_section_t *
         const herald_acl_keyref_t *first = &self->keys [index - 1], *again = &self->keys [index];
         if (memcmp (first->key, again->key, HERALD_ACL_KEY_BYTES) == 0)
             return herald_acl_fail (p, again->line, "key", "already the key of %s '%s' (line %u)",
-                           first->peer ? "peer" : "user",
-                           first->peer ? self->peers [first->owner].name
+                                    first->peer ? "peer" : "user",
+                                    first->peer ? self->peers [first->owner].name
                                        : self->users [first->owner].pub.name, first->line);
     }
     return HERALD_OK;
@@ -339,7 +403,7 @@ herald_acl_build (herald_acl_parser_t *p, const void *bytes, size_t len)
     }
     herald_acl_section_t **user_sections = calloc (users + 1, sizeof (herald_acl_section_t *));
     herald_acl_section_t **peer_sections = calloc (peers + 1, sizeof (herald_acl_section_t *));
-    herald_err rc = HERALD_OK;
+    herald_err rc;
     if (!self || !user_sections || !peer_sections
     ||  !(self->scopes = calloc (HERALD_ACL_MAX_SCOPES, sizeof (herald_acl_scope_entry_t)))
     ||  !(self->users = calloc (users + 1, sizeof (herald_acl_user_entry_t)))
@@ -354,16 +418,18 @@ herald_acl_build (herald_acl_parser_t *p, const void *bytes, size_t len)
     crypto_hash_sha256 (digest, bytes, len);
     for (size_t index = 0; index < HERALD_ACL_VERSION_LEN / 2; index++)
         snprintf (self->version + 2 * index, 3, "%02x", digest [index]);
-    rc = s_build_scopes (p, self, &capacity);
+    rc = s_index (p);
+    if (rc == HERALD_OK)
+        rc = s_build_scopes (p, self, &capacity);
     for (size_t index = 0; rc == HERALD_OK && index < p->count; index++) {
         herald_acl_section_t *section = &p->sections [index];
         if (section->kind == HERALD_ACL_IN_ROLE && section->scope.ptr
         &&  !s_find (p, HERALD_ACL_IN_SCOPE, section->scope.ptr))
             rc = herald_acl_fail (p, section->scope.line, "scope", "'%s' is not defined",
-                         section->scope.ptr);
+                                  section->scope.ptr);
         if (section->kind == HERALD_ACL_IN_PEER && section->key_count == 0)
             rc = herald_acl_fail (p, section->line, "", "peer '%s' has no key: give key = Z85",
-                         section->name);
+                                  section->name);
         if (section->kind == HERALD_ACL_IN_USER)
             user_sections [self->user_count++] = section;
         if (section->kind == HERALD_ACL_IN_PEER)

@@ -108,6 +108,7 @@ herald_acl_parser_free (herald_acl_parser_t *p)
     }
     free (p->sections);
     free (p->words);
+    free (p->index);
 }
 
 static bool
@@ -162,7 +163,7 @@ s_split (herald_acl_parser_t *p, char *cursor, const char *key)
                 if (*cursor++ == '"')
                     return herald_acl_fail (p, p->line, key,
                                             "a quote inside a word: quote the whole "
-                                                    "word (\"...\")");
+                                            "word (\"...\")");
             *word = (herald_acl_word_t) { start, (size_t) (cursor - start), false };
         }
     }
@@ -178,7 +179,7 @@ s_section_open (herald_acl_parser_t *p, char *cursor)
     if (*cursor != ']')
         return herald_acl_fail (p, p->line, "",
                                 "a section header needs its ']': [user NAME], [role NAME], "
-                                       "[scope NAME] or [peer NAME]");
+                                "[scope NAME] or [peer NAME]");
     *cursor++ = 0;
     bool space = false;
     while (*cursor == ' ' || *cursor == '\t') {
@@ -202,34 +203,21 @@ s_section_open (herald_acl_parser_t *p, char *cursor)
                                 start);
     int found = -1;
     for (int index = 0; index < 4; index++)
-        if (strlen (herald_acl_kinds [index]) == kind_len && memcmp (kind,
-                                                                     herald_acl_kinds [index],
-                                                                     kind_len) == 0)
+        if (strlen (herald_acl_kinds [index]) == kind_len
+        &&  memcmp (kind, herald_acl_kinds [index], kind_len) == 0)
             found = index;
     if (found < 0)
         return herald_acl_fail (p, p->line, "", "unknown section [%.*s]: [user NAME], [role NAME], "
-                                       "[scope NAME] or [peer NAME]", (int) kind_len, kind);
+                                "[scope NAME] or [peer NAME]", (int) kind_len, kind);
     if (name_len == 0)
         return herald_acl_fail (p, p->line, "", "[%s] needs a name: [%s NAME]",
-                                herald_acl_kinds [found],
-                       herald_acl_kinds [found]);
+                                herald_acl_kinds [found], herald_acl_kinds [found]);
     if (!s_name_valid (name, name_len))
         return herald_acl_fail (p, p->line, "", "%s name '%.*s' is not valid: " S_NAME_RULE,
-                       herald_acl_kinds [found], (int) name_len, name);
-    for (size_t index = 0; index < p->count; index++)
-        if (p->sections [index].kind == (herald_acl_kind_t) found
-        &&  strlen (p->sections [index].name) == name_len
-        &&  memcmp (p->sections [index].name, name, name_len) == 0)
-            return herald_acl_fail (p, p->line, "", "%s '%.*s' is already defined at line %u",
-                           herald_acl_kinds [found], (int) name_len, name,
-                           p->sections [index].line);
-    if (found == HERALD_ACL_IN_SCOPE) {
-        size_t scopes = 0;
-        for (size_t index = 0; index < p->count; index++)
-            scopes += p->sections [index].kind == HERALD_ACL_IN_SCOPE;
-        if (scopes == HERALD_ACL_MAX_SCOPES)
-            return herald_acl_fail (p, p->line, "", "more than %d scopes", HERALD_ACL_MAX_SCOPES);
-    }
+                                herald_acl_kinds [found], (int) name_len, name);
+    //  names defined twice are found by the second pass, from a sorted index
+    if (found == HERALD_ACL_IN_SCOPE && p->scope_count++ == HERALD_ACL_MAX_SCOPES)
+        return herald_acl_fail (p, p->line, "", "more than %d scopes", HERALD_ACL_MAX_SCOPES);
     if (!herald_acl_grow ((void **) &p->sections, &p->capacity, p->count,
                           sizeof (herald_acl_section_t)))
         return herald_acl_nomem (p);
@@ -254,7 +242,7 @@ s_prefixes (herald_acl_parser_t *p, const char *key, herald_acl_list_t *list, bo
             if (!all)
                 return herald_acl_fail (p, p->line, key,
                                         "a scope cannot read every topic (*): give "
-                                                "its users read = * instead");
+                                        "its users read = * instead");
             *all = true;
             continue;
         }
@@ -263,10 +251,10 @@ s_prefixes (herald_acl_parser_t *p, const char *key, herald_acl_list_t *list, bo
         if (word->ptr [0] == '$')
             return herald_acl_fail (p, p->line, key,
                                     "prefix '%.*s' starts with $, which no topic does",
-                           (int) word->len, word->ptr);
+                                    (int) word->len, word->ptr);
         if (!herald_topic_valid (word->ptr, word->len))
             return herald_acl_fail (p, p->line, key, "prefix '%.*s' is not the start of a topic: "
-                                            "1-255 bytes of UTF-8", (int) word->len, word->ptr);
+                                    "1-255 bytes of UTF-8", (int) word->len, word->ptr);
         if (!s_list_add (list, word->ptr, word->len, p->line))
             return herald_acl_nomem (p);
     }
@@ -377,7 +365,7 @@ s_key (herald_acl_parser_t *p, herald_acl_section_t *section)
     if (section->key_count == HERALD_ACL_MAX_KEYS)
         return herald_acl_fail (p, p->line, "key",
                                 "a %s has at most two keys (one more during a rotation)",
-                       herald_acl_kinds [section->kind]);
+                                herald_acl_kinds [section->kind]);
     herald_acl_key_t *key = &section->keys [section->key_count];
     const herald_acl_word_t *word = &p->words [0];
     char z85 [41] = "";
@@ -388,8 +376,8 @@ s_key (herald_acl_parser_t *p, herald_acl_section_t *section)
     ||  !zmq_z85_encode (again, key->key, HERALD_ACL_KEY_BYTES) || strcmp (again, z85) != 0)
         return herald_acl_fail (p, p->line, "key",
                                 "'%.*s' is not a public key: 40 characters of Z85 "
-                                          "(herald keygen makes one)",
-                       (int) (word->len > 60 ? 60 : word->len), word->ptr);
+                                "(herald keygen makes one)",
+                                (int) (word->len > 60 ? 60 : word->len), word->ptr);
     memcpy (key->z85, z85, sizeof (key->z85));
     key->until_ns = 0;
     if (p->word_count == 3) {
@@ -399,9 +387,9 @@ s_key (herald_acl_parser_t *p, herald_acl_section_t *section)
         if (p->words [2].len >= sizeof (date) || !s_until (date, &key->until_ns))
             return herald_acl_fail (p, p->line, "key",
                                     "until '%.*s' is not a date: YYYY-MM-DD (00:00 "
-                                              "UTC) or RFC 3339 (2027-01-31T12:00:00Z)",
-                           (int) (p->words [2].len > 60 ? 60 : p->words [2].len),
-                           p->words [2].ptr);
+                                    "UTC) or RFC 3339 (2027-01-31T12:00:00Z)",
+                                    (int) (p->words [2].len > 60 ? 60 : p->words [2].len),
+                                    p->words [2].ptr);
     }
     section->key_lines [section->key_count++] = p->line;
     return HERALD_OK;
@@ -528,8 +516,8 @@ s_admin (herald_acl_parser_t *p, herald_acl_section_t *section)
         if (!bit)
             return herald_acl_fail (p, p->line, "admin",
                                     "unknown grant '%.*s': status acl cluster trim "
-                                                "backup, or *",
-                           (int) (word->len > 60 ? 60 : word->len), word->ptr);
+                                    "backup, or *",
+                                    (int) (word->len > 60 ? 60 : word->len), word->ptr);
         section->admin |= bit;
     }
     return HERALD_OK;
@@ -542,7 +530,7 @@ s_name_ref (herald_acl_parser_t *p, const char *key, const herald_acl_word_t *wo
 {
     if (!s_name_valid (word->ptr, word->len))
         return herald_acl_fail (p, p->line, key, "'%.*s' is not a valid name: " S_NAME_RULE,
-                       (int) (word->len > 70 ? 70 : word->len), word->ptr);
+                                (int) (word->len > 70 ? 70 : word->len), word->ptr);
     if (!s_list_add (list, word->ptr, word->len, p->line))
         return herald_acl_nomem (p);
     return HERALD_OK;
@@ -573,7 +561,7 @@ s_entry (herald_acl_parser_t *p, herald_acl_section_t *section, const char *key)
 {
     if (!s_takes (section->kind, key))
         return herald_acl_fail (p, p->line, key, "not a key of [%s] sections (%s)",
-                       herald_acl_kinds [section->kind], s_section_keys [section->kind]);
+                                herald_acl_kinds [section->kind], s_section_keys [section->kind]);
     if (strcmp (key, "key") == 0)
         return s_key (p, section);
     if (strcmp (key, "publish") == 0)
@@ -595,11 +583,11 @@ s_entry (herald_acl_parser_t *p, herald_acl_section_t *section, const char *key)
         ||  p->words [0].ptr [0] != '*')
             return herald_acl_fail (p, p->line, key,
                                     "a %s reads every topic (read = *) or through a "
-                                            "scope (scope = NAME); prefixes to read belong in "
-                                            "a [scope] section", herald_acl_kinds [section->kind]);
+                                    "scope (scope = NAME); prefixes to read belong in "
+                                    "a [scope] section", herald_acl_kinds [section->kind]);
         if (section->read_all)
             return herald_acl_fail (p, p->line, key, "given twice in this section (line %u)",
-                           section->read_all);
+                                    section->read_all);
         section->read_all = p->line;
         return HERALD_OK;
     }
@@ -619,8 +607,8 @@ s_entry (herald_acl_parser_t *p, herald_acl_section_t *section, const char *key)
         if (section->scope.ptr)
             return herald_acl_fail (p, p->line, key,
                                     "given twice in this section (line %u): a %s reads "
-                                            "through one scope", section->scope.line,
-                           herald_acl_kinds [section->kind]);
+                                    "through one scope", section->scope.line,
+                                    herald_acl_kinds [section->kind]);
         if ((rc = s_one_word (p, key, "one scope name", &word)))
             return rc;
         herald_acl_list_t one = { NULL, 0, 0 };
@@ -633,7 +621,7 @@ s_entry (herald_acl_parser_t *p, herald_acl_section_t *section, const char *key)
     assert (strcmp (key, "fanout") == 0);
     if (section->fanout)
         return herald_acl_fail (p, p->line, key, "given twice in this section (line %u)",
-                       section->fanout_line);
+                                section->fanout_line);
     if ((rc = s_one_word (p, key, "one endpoint: tcp://HOST:PORT", &word)))
         return rc;
     //  one unquoted word of printable ASCII, so that it prints back as it is
@@ -653,7 +641,7 @@ s_entry (herald_acl_parser_t *p, herald_acl_section_t *section, const char *key)
     if (!ok)
         return herald_acl_fail (p, p->line, key,
                                 "'%s' is not an endpoint: tcp://HOST:PORT (PORT 1-65535)",
-                       word);
+                                word);
     if (!(section->fanout = strdup (word)))
         return herald_acl_nomem (p);
     section->fanout_line = p->line;
@@ -685,14 +673,14 @@ herald_acl_line (herald_acl_parser_t *p, char *text)
     if (key_len == 0 || *cursor != '=')
         return herald_acl_fail (p, p->line, "",
                                 "expected 'key = value' or '[kind NAME]', found '%.60s'",
-                       start);
+                                start);
     if (key_len >= sizeof (key))
         return herald_acl_fail (p, p->line, "", "unknown key '%.*s'", (int) key_len, start);
     memcpy (key, start, key_len);
     key [key_len] = 0;
     if (p->count == 0)
         return herald_acl_fail (p, p->line, key, "outside any section: start one with [user NAME], "
-                                        "[role NAME], [scope NAME] or [peer NAME]");
+                                "[role NAME], [scope NAME] or [peer NAME]");
     herald_err rc = s_split (p, cursor + 1, key);
     if (rc)
         return rc;

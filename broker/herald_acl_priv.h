@@ -161,6 +161,8 @@ typedef struct {
     herald_acl_word_t *words;           //  the current line's value
     size_t word_count;
     size_t word_capacity;
+    size_t scope_count;
+    herald_acl_section_t **index;           //  second pass: by kind, name, line
 } herald_acl_parser_t;
 
 //  Fill p->err with "PATH:LINE: key: why" (no "key: " when key is empty);

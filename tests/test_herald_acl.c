@@ -199,6 +199,17 @@ Test (herald_acl, design_example_parses)
     herald_acl_destroy (&acl);
 }
 
+Test (herald_acl, names_are_unique_per_kind)
+{
+    herald_acl_t *acl = s_parse_ok ("[user x]\nkey = %K0\nrole = x\nscope = x\n[role x]\n"
+                                    "publish = x.\n[scope x]\nread = x.\nfanout = tcp://h:1\n"
+                                    "[peer x]\nkey = %K1\n");
+    const herald_acl_user_t *user = herald_acl_user (acl, "x");
+    cr_assert_eq (user->scope, herald_acl_scope (acl, "x"));
+    cr_assert (herald_acl_may_publish (user, "x.1", 3));
+    herald_acl_destroy (&acl);
+}
+
 Test (herald_acl, empty_file_is_an_empty_table)
 {
     herald_acl_t *acl = s_parse_ok ("# nothing granted\n\n   \n");
@@ -408,6 +419,12 @@ Test (herald_acl, errors_name_the_line_and_why)
           "acl:3: user 'a' is already defined at line 1" },
         { "[scope s]\nread = a.\nfanout = tcp://h:1\n[scope s]\n",
           "acl:4: scope 's' is already defined at line 1" },
+        { "[user a]\nkey = %K0\n[user a]\n[user a]\n",
+          "acl:3: user 'a' is already defined at line 1" },
+        { "[user a]\nkey = %K0\n[user b]\nkey = %K1\n[user b]\n[user a]\n",
+          "acl:5: user 'b' is already defined at line 3" },
+        { "[role r]\n[user a]\nkey = %K0\n[role r]\npublish = *\n",
+          "acl:4: role 'r' is already defined at line 1" },
         { "[user a]\nkey = %K0\n[user b]\nkey = %K0\n",
           "acl:4: key: already the key of user 'a' (line 2)" },
         { "[user b]\nkey = %K0\n[user a]\nkey = %K0\n",
