@@ -71,17 +71,17 @@ s_index (herald_acl_parser_t *p)
     for (size_t index = 0; index < p->count; index++)
         p->index [index] = &p->sections [index];
     qsort (p->index, p->count, sizeof (herald_acl_section_t *), s_section_qsort);
-    //  the first of each name to be defined again, by the line of its second
+    //  of the names defined again, the one whose second definition comes first
     const herald_acl_section_t *first = NULL, *again = NULL;
+    size_t start = 0;               //  where the current name's run starts
     for (size_t index = 1; index < p->count; index++) {
-        const herald_acl_section_t *a = p->index [index - 1], *b = p->index [index];
-        if (s_section_order (a, b->kind, b->name) == 0 && (!again || b->line < again->line)) {
-            //  a is the first of its name when the one before it differs
-            size_t start = index - 1;
-            while (start > 0 && s_section_order (p->index [start - 1], b->kind, b->name) == 0)
-                start--;
+        const herald_acl_section_t *section = p->index [index];
+        if (s_section_order (p->index [index - 1], section->kind, section->name) != 0)
+            start = index;
+        else
+        if (index == start + 1 && (!again || section->line < again->line)) {
             first = p->index [start];
-            again = b;
+            again = section;
         }
     }
     if (again)
@@ -181,20 +181,21 @@ s_build_scopes (herald_acl_parser_t *p, herald_acl_t *self, size_t *capacity)
         if (section->kind != HERALD_ACL_IN_SCOPE)
             continue;
         if (section->read.count == 0)
-            return herald_acl_fail (p, section->line, "", "scope '%s' reads nothing: give read = "
-                                    "PREFIX ...", section->name);
+            return herald_acl_fail (p, section->line, "",
+                                    "scope '%s' reads nothing: give read = PREFIX ...",
+                                    section->name);
         if (!section->fanout)
             return herald_acl_fail (p, section->line, "",
-                                    "scope '%s' has no endpoint: give fanout = "
-                                    "tcp://HOST:PORT", section->name);
-        for (size_t other = 0; other < self->scope_count; other++)
+                                    "scope '%s' has no endpoint: give fanout = tcp://HOST:PORT",
+                                    section->name);
+        for (size_t other = 0; other < self->scope_count; other++) {
+            const char *name = self->scopes [other].pub.name;
             if (s_same_endpoint (self->scopes [other].pub.fanout, section->fanout))
                 return herald_acl_fail (p, section->fanout_line, "fanout",
-                                        "%s is already the endpoint "
-                                        "of scope '%s' (line %u)",
-                                        section->fanout, self->scopes [other].pub.name,
-                                        s_find (p, HERALD_ACL_IN_SCOPE,
-                                       self->scopes [other].pub.name)->fanout_line);
+                                        "%s is already the endpoint of scope '%s' (line %u)",
+                                        section->fanout, name,
+                                        s_find (p, HERALD_ACL_IN_SCOPE, name)->fanout_line);
+        }
         herald_acl_scope_entry_t *scope = &self->scopes [self->scope_count];
         memcpy (scope->pub.name, section->name, sizeof (scope->pub.name));
         scope->pub.index = self->scope_count++;
@@ -226,9 +227,9 @@ s_user_limit (herald_acl_parser_t *p, size_t offset, const char *key, herald_acl
             continue;
         if (chosen && (chosen->value != limit->value || chosen->burst != limit->burst))
             return herald_acl_fail (p, user->roles.items [index].line, "role",
-                                    "roles '%s' and '%s' "
-                                    "give user '%s' different %s limits: set %s on the user", from,
-                                    roles [index]->name, user->name, key, key);
+                                    "roles '%s' and '%s' give user '%s' different %s limits: "
+                                    "set %s on the user", from, roles [index]->name, user->name,
+                                    key, key);
         chosen = limit;
         from = roles [index]->name;
     }
@@ -291,8 +292,7 @@ s_user_view (herald_acl_parser_t *p, herald_acl_t *self, herald_acl_section_t *u
 //  One user: roles resolved, grants accumulated.
 static herald_err
 s_build_user (herald_acl_parser_t *p, herald_acl_t *self, size_t *capacity,
-              herald_acl_section_t *section,
-              herald_acl_user_entry_t *user)
+              herald_acl_section_t *section, herald_acl_user_entry_t *user)
 {
     herald_acl_user_t *out = &user->pub;
     memcpy (out->name, section->name, sizeof (out->name));
@@ -323,8 +323,8 @@ s_build_user (herald_acl_parser_t *p, herald_acl_t *self, size_t *capacity,
             out->admin |= roles [index]->admin;
         }
     }
-    if (rc == HERALD_OK && section->scope.ptr && !s_find (p, HERALD_ACL_IN_SCOPE,
-                                                          section->scope.ptr))
+    if (rc == HERALD_OK && section->scope.ptr
+    &&  !s_find (p, HERALD_ACL_IN_SCOPE, section->scope.ptr))
         rc = herald_acl_fail (p, section->scope.line, "scope", "'%s' is not defined",
                               section->scope.ptr);
     if (rc == HERALD_OK)
@@ -382,11 +382,11 @@ s_build_keys (herald_acl_parser_t *p, herald_acl_t *self, herald_acl_section_t *
     qsort (self->keys, self->key_count, sizeof (herald_acl_keyref_t), s_keyref_compare);
     for (size_t index = 1; index < self->key_count; index++) {
         const herald_acl_keyref_t *first = &self->keys [index - 1], *again = &self->keys [index];
+        const char *owner = first->peer ? self->peers [first->owner].name
+                                        : self->users [first->owner].pub.name;
         if (memcmp (first->key, again->key, HERALD_ACL_KEY_BYTES) == 0)
             return herald_acl_fail (p, again->line, "key", "already the key of %s '%s' (line %u)",
-                                    first->peer ? "peer" : "user",
-                                    first->peer ? self->peers [first->owner].name
-                                       : self->users [first->owner].pub.name, first->line);
+                                    first->peer ? "peer" : "user", owner, first->line);
     }
     return HERALD_OK;
 }
@@ -501,7 +501,8 @@ herald_acl_t *
 herald_acl_load (const char *path, herald_error_t *err)
 {
     assert (path);
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    //  O_NONBLOCK: a FIFO named by mistake must not hang the broker in open
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         herald_error_set (err, HERALD_ERR_IO, NULL, "%s: %s", path, strerror (errno));
         return NULL;

@@ -967,7 +967,7 @@ Test (herald_acl, version_is_the_sha256_of_the_bytes)
     free (text);
 }
 
-Test (herald_acl, load_checks_the_file)
+Test (herald_acl, load_checks_the_file, .timeout = 10)
 {
     char dir [] = "/tmp/test_herald_acl.XXXXXX";
     cr_assert (mkdtemp (dir));
@@ -1012,6 +1012,14 @@ Test (herald_acl, load_checks_the_file)
     snprintf (expected, sizeof (expected), "%s:37: user 'bad' has no key: give key = Z85 "
               "(herald keygen makes one)", path);
     cr_assert_str_eq (err.message, expected);
+    //  a FIFO: refused at once, not waited on
+    char fifo [120];
+    snprintf (fifo, sizeof (fifo), "%s/fifo", dir);
+    cr_assert_eq (mkfifo (fifo, 0600), 0);
+    cr_assert_null (herald_acl_load (fifo, &err));
+    snprintf (expected, sizeof (expected), "%s: not a regular file", fifo);
+    cr_assert_str_eq (err.message, expected);
+    unlink (fifo);
     //  a directory
     cr_assert_null (herald_acl_load (dir, &err));
     snprintf (expected, sizeof (expected), "%s: not a regular file", dir);
