@@ -645,6 +645,18 @@ herald_cli_conn_lost (herald_cli_conn_t *self)
     //  A refused key, a broker key not proven, CURVE on one side only:
     //  said as such, never as a broker that went away (exit 1: retrying
     //  will not help)
+    //  The monitor may say DISCONNECTED before the handshake's failure:
+    //  a closed connection that never completed a handshake waits a
+    //  moment for the reason
+    int64_t deadline = zclock_mono () + 200;
+    while (!self->failed && !self->handshaken && zclock_mono () < deadline) {
+        zpoller_t *poller = zpoller_new (self->watch, NULL);
+        bool ready = poller && zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        zpoller_destroy (&poller);
+        if (!ready)
+            break;
+        herald_cli_conn_check (self);
+    }
     char failure [600];
     int code = herald_cli_handshake_failure (self->failed, self->endpoint, failure,
                                              sizeof failure);
