@@ -211,6 +211,11 @@ def _load():
             try:
                 function = getattr(lib, name)
             except AttributeError:          # an older libherald: AsyncAgent needs these
+                if name == "herald_agent_options_size":
+                    raise ImportError("herald: %s has no herald_agent_options_size: a "
+                                      "libherald older than this binding, whose "
+                                      "herald_agent_options_t is shorter than its Options"
+                                      % candidate) from None
                 if name not in _DISPATCH_CALLS:
                     raise
                 continue
