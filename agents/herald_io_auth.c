@@ -16,6 +16,11 @@
     auth_refused; the log says it once per change of state (refused with
     this status, accepted again), not once per retry.
 
+    A refusal on the SUB alone (the api still admits the key) means the
+    key's read view moved: a reload put it in another scope, or made it
+    read-all.  The agent sends HELLO again, and WELCOME names the fanout
+    to use now (herald_io_node_welcome moves the SUB there).
+
     A handshake that fails without detail is what a client sees when the
     broker could not decrypt its HELLO: the broker holds another key than
     the one we gave (or it is not a CURVE broker).  libzmq retries those
@@ -92,9 +97,15 @@ herald_io_auth_event (herald_io_t *self, bool is_dealer, int event, uint32_t val
     }
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         atomic_fetch_add_explicit (&agent->auth_refused, 1, memory_order_relaxed);
-        if (!auth->logged_refused || auth->status != (int) value)
+        if ((!auth->logged_refused || auth->status != (int) value) && is_dealer)
             s_say ("the broker at %s (%s) refused this key (ZAP status %" PRIu32 ": unknown, "
                    "revoked or expired): retrying from 1 s to every 30 s", endpoint, what,
+                   value);
+        else
+        if (!auth->logged_refused || auth->status != (int) value)
+            s_say ("the broker at %s (%s) refused this key (ZAP status %" PRIu32 ": not "
+                   "allowed there, or unknown, revoked or expired): asking again which "
+                   "fanout it may use, retrying from 1 s to every 30 s", endpoint, what,
                    value);
         auth->logged_refused = true;
         auth->refused = true;
@@ -108,6 +119,11 @@ herald_io_auth_event (herald_io_t *self, bool is_dealer, int event, uint32_t val
             self->dealer_up = false;        //  nothing can be sent on it
             atomic_store (&agent->key_refused, true);
         }
+        else
+            //  The fanout refuses a key the api admits: the key's read view
+            //  may have moved (another scope, or read-all) by a reload.
+            //  Ask again: WELCOME names the fanout it may use now
+            herald_io_unwelcome (self);
         return;
     }
     if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || !is_dealer)

@@ -39,7 +39,8 @@ static bu_broker_t *s_broker;
 static herald_agent_t *s_agent;
 static au_recorder_t *s_recorder;
 static int s_scope_port;                //  the orders-view scope's fanout
-static char s_alice [41], s_bob [41], s_carol [41], s_audit [41];
+static char s_alice [41], s_bob [41], s_carol [41], s_audit [41], s_dave [41];
+static bool s_dave_reads_all;           //  dave: read = * (else scope orders-view)
 static char s_server [41], s_server_new [41];
 
 //  A zcert keypair dir/NAME.key (+ _secret, 0600); its public key in z85.
@@ -70,7 +71,7 @@ s_file (const char *name)
 static void
 s_acl (bool with_bob)
 {
-    char text [4096];
+    char text [8192];
     snprintf (text, sizeof text,
               "[scope orders-view]\n"
               "read = orders.\n"
@@ -90,8 +91,14 @@ s_acl (bool with_bob)
               "[user audit]\n"
               "key = %s\n"
               "publish = audit.\n"
+              "\n"
+              "[user dave]\n"
+              "key = %s\n"
+              "%s\n"
+              "publish = orders.\n"
               "%s%s%s",
-              s_scope_port, s_alice, s_carol, s_audit,
+              s_scope_port, s_alice, s_carol, s_audit, s_dave,
+              s_dave_reads_all? "read = *": "scope = orders-view",
               with_bob? "\n[user bob]\nkey = ": "", with_bob? s_bob: "",
               with_bob? "\nread = *\npublish = orders.\n": "");
     char *temp = s_file ("acl.new");
@@ -154,6 +161,8 @@ s_setup (void)
     s_keygen ("bob", s_bob);
     s_keygen ("carol", s_carol);
     s_keygen ("audit", s_audit);
+    s_keygen ("dave", s_dave);
+    s_dave_reads_all = false;
     s_scope_port = bu_free_port ();
     cr_assert (s_scope_port > 0);
     s_acl (false);
@@ -386,6 +395,58 @@ Test (herald_agent_security, a_scoped_key_goes_live_on_the_fanout_welcome_names)
     cr_assert_eq (s_publish (s_agent, "orders.c", &result), HERALD_OK, "%s",
                   herald_agent_last_error ());
     cr_assert_eq (au_wait_count (s_recorder, 1, WAIT_MS), 1);
+}
+
+//  Wait until subscription name is live.
+static void
+s_wait_live (const char *name)
+{
+    herald_sub_status_t status;
+    int64_t deadline = zclock_mono () + WAIT_MS;
+    while (herald_agent_sub_status (s_agent, name, &status) == HERALD_OK
+       &&  status.state != HERALD_SUB_LIVE && zclock_mono () < deadline)
+        usleep (10000);
+    cr_assert_eq (status.state, HERALD_SUB_LIVE, "state %d: %s", status.state, status.message);
+}
+
+Test (herald_agent_security, a_key_whose_read_view_moves_follows_the_fanout_welcome_names)
+{
+    //  dave reads through orders-view, then a reload makes it read-all:
+    //  the broker cuts it from the scope socket, which refuses it from then
+    //  on; the agent asks WELCOME again and moves to the main fanout
+    s_agent = s_new_agent ("dave", NULL);
+    const char *prefixes [] = { "orders.", NULL };
+    herald_start_t start = { HERALD_START_BEGINNING, 0 };
+    cr_assert_eq (herald_agent_subscribe (s_agent, "orders", prefixes, start, au_record,
+                                          s_recorder), HERALD_OK);
+    s_wait_live ("orders");
+    herald_publish_result_t result;
+    cr_assert_eq (s_publish (s_agent, "orders.1", &result), HERALD_OK, "%s",
+                  herald_agent_last_error ());
+    cr_assert_eq (au_wait_count (s_recorder, 1, WAIT_MS), 1);
+    s_dave_reads_all = true;
+    s_acl (false);
+    int64_t deadline = zclock_mono () + WAIT_MS;
+    while (s_stats ().auth_refused == 0 && zclock_mono () < deadline)
+        usleep (10000);
+    cr_assert_geq (s_stats ().auth_refused, 1, "the scope socket never refused dave");
+    //  Live again, on the main fanout: events reach the handler, and the
+    //  broker's heartbeats keep it reachable
+    for (int index = 2; index <= 4; index++)
+        cr_assert_eq (s_publish (s_agent, "orders.1", &result), HERALD_OK, "%s",
+                      herald_agent_last_error ());
+    cr_assert_eq (au_wait_count (s_recorder, 4, WAIT_MS), 4, "delivered %zu of 4",
+                  s_recorder->count);
+    s_wait_live ("orders");
+    uint64_t head = s_stats ().broker_head;
+    deadline = zclock_mono () + WAIT_MS;
+    while (s_stats ().broker_head < 4 && zclock_mono () < deadline)
+        usleep (10000);
+    cr_assert_geq (s_stats ().broker_head, 4, "no heartbeat after the move (head %" PRIu64
+                   ")", head);
+    char message [256];
+    cr_assert_eq (au_check_once_in_order (s_recorder, message, sizeof message), 0, "%s",
+                  message);
 }
 
 Test (herald_agent_security, a_publish_only_key_publishes_without_a_fanout)
