@@ -175,13 +175,21 @@ timed "$TMP/no-key" "$HERALD" --endpoint "$API" status
 check "no key at a secure broker exits 1 at once (took $ms ms)" test $rc -eq 1 -a $ms -lt 2500
 check "... saying it requires CURVE and naming the options" \
     grep -q "requires CURVE: give --key FILE and --server-key" "$TMP/no-key"
+#  The handshake fails in two ways (either side may close first): each run
+#  must say the same
+said=0
+for _ in 1 2 3 4 5 6 7 8; do
+    "$HERALD" --endpoint "$API" status 2>&1 | grep -q "requires CURVE" && said=$((said + 1))
+    "$HERALD" --endpoint "$PLAIN_API" "${A[@]}" status 2>&1 | grep -q "does not speak CURVE" \
+        && said=$((said + 1))
+done
+check "... every time, and a key at a plain broker too ($said of 16)" test $said -eq 16
 
 timed "$TMP/key-plain" "$HERALD" --endpoint "$PLAIN_API" "${A[@]}" status
 check "a key at a plain broker exits 1 at once (took $ms ms)" test $rc -eq 1 -a $ms -lt 2500
-#  (a plain broker drops the CURVE greeting: to the client, like a broker
-#  that could not read its HELLO)
-check "... saying it does not speak CURVE" \
-    grep -Eq "does not speak CURVE|or it is not a CURVE broker" "$TMP/key-plain"
+#  (libzmq reports either side's close without detail: the tool reads the
+#  broker's ZMTP greeting to tell a plain broker from another key)
+check "... saying it does not speak CURVE" grep -q "does not speak CURVE" "$TMP/key-plain"
 
 timed "$TMP/pub-denied" "$HERALD" --endpoint "$API" "${A[@]}" pub billing.1 '{}'
 check "pub outside the grants exits 1" test $rc -eq 1

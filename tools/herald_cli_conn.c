@@ -362,27 +362,95 @@ herald_cli_secure (zsock_t *sock)
         herald_curve_apply (s_curve, sock);
 }
 
+//  The security mechanism the peer at endpoint names in its ZMTP 3
+//  greeting ("NULL", "CURVE", ...) into mechanism; false when it could not
+//  be read within timeout_ms.  A failed handshake alone does not say
+//  whether the broker wanted CURVE, or held another key: when one side
+//  closes first, libzmq reports no detail.  The greeting does.
+static bool
+s_peer_mechanism (const char *endpoint, int timeout_ms, char *mechanism, size_t size)
+{
+    zsock_t *raw = zsock_new (ZMQ_STREAM);
+    if (!raw)
+        return false;
+    zsock_set_linger (raw, 0);
+    //  Ours: the signature and major version 3 only.  The peer answers with
+    //  its whole greeting; given ours whole, it would find the mechanisms
+    //  differ and close before its own left its buffer
+    const uint8_t greeting [11] = { 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3 };
+    uint8_t peer [64];
+    size_t got = 0;
+    zframe_t *id = NULL;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    zpoller_t *poller = zsock_connect (raw, "%s", endpoint) == 0? zpoller_new (raw, NULL)
+                                                                 : NULL;
+    while (poller && got < sizeof peer && zclock_mono () < deadline) {
+        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
+            break;
+        zmsg_t *msg = zmsg_recv (raw);
+        zframe_t *from = msg? zmsg_pop (msg): NULL;
+        zframe_t *data = msg? zmsg_pop (msg): NULL;
+        if (from && data && !id && zframe_size (data) == 0) {
+            id = zframe_dup (from);         //  connected: send our greeting
+            zmsg_t *out = zmsg_new ();
+            zmsg_append (out, &from);
+            zmsg_addmem (out, greeting, sizeof greeting);
+            zmsg_send (&out, raw);
+        }
+        else
+        if (data && zframe_size (data) == 0)
+            got = 0, poller = (zpoller_destroy (&poller), NULL);    //  it closed
+        else
+        if (data) {
+            size_t take = zframe_size (data) < sizeof peer - got? zframe_size (data)
+                                                                 : sizeof peer - got;
+            memcpy (peer + got, zframe_data (data), take);
+            got += take;
+        }
+        zframe_destroy (&from);
+        zframe_destroy (&data);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    zframe_destroy (&id);
+    zsock_destroy (&raw);
+    if (got < 32 || peer [0] != 0xFF || peer [9] != 0x7F || peer [10] < 3)
+        return false;
+    snprintf (mechanism, size, "%.*s", (int) strnlen ((const char *) peer + 12, 20),
+              (const char *) peer + 12);
+    return true;
+}
+
 int
 herald_cli_handshake_failure (int event, const char *endpoint, char *why, size_t size)
 {
+    char mechanism [24] = "";
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        s_peer_mechanism (endpoint, 1000, mechanism, sizeof mechanism);
+    bool peer_curve = streq (mechanism, "CURVE");
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
         snprintf (why, size, "the broker at %s refused this key (unknown, revoked or expired)",
                   endpoint);
     else
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && s_curve)
-        snprintf (why, size, "the broker at %s did not prove the key given by --server-key "
-                  "(HERALD_SERVER_KEY): it holds another key, or it is not a CURVE broker",
-                  endpoint);
+    if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    &&  event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        return 0;
     else
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && s_curve)
-        snprintf (why, size, "the broker at %s does not speak CURVE (its security is off?): "
+    if (s_curve && (peer_curve || !*mechanism))
+        snprintf (why, size, "the broker at %s did not prove the key given by --server-key "
+                  "(HERALD_SERVER_KEY): it holds another key%s", endpoint,
+                  *mechanism? "": ", or it is not a CURVE broker");
+    else
+    if (s_curve)
+        snprintf (why, size, "the broker at %s does not speak CURVE (its security is off): "
                   "leave out --key and --server-key (HERALD_KEY, HERALD_SERVER_KEY)", endpoint);
     else
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    if (peer_curve)
         snprintf (why, size, "the broker at %s requires CURVE: give --key FILE and "
                   "--server-key KEY|@FILE (or HERALD_KEY, HERALD_SERVER_KEY)", endpoint);
     else
-        return 0;
+        return 0;                   //  not a key matter: herald_cli_conn_lost says what
     return HERALD_CLI_EXIT_FAIL;
 }
 
