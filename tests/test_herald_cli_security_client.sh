@@ -3,8 +3,8 @@
 #  test_herald_cli_security_client - the herald tool with CURVE keys
 #
 #  Against real heraldd processes: one with security off, one with
-#  --curve-secret and --acl (keys in the zcert format, made here with
-#  pyzmq's zmq.auth.create_certificates; secrets chmod 600).  --key /
+#  --curve-secret and --acl (keys made here by `herald keygen`, which
+#  writes zcert files, secrets 0600).  --key /
 #  --server-key (KEY and @FILE) and HERALD_KEY / HERALD_SERVER_KEY reach
 #  the broker; whoami prints the user, scope, prefixes, admin and
 #  acl_version, and "security is off" against a plain broker; a key the
@@ -35,15 +35,10 @@ timed () {
 
 KEYS=$TMP/keys
 mkdir -p "$KEYS"
-#  keygen NAME: KEYS/NAME.key and KEYS/NAME.key_secret (0600); prints the
-#  public key
+#  keygen NAME: KEYS/NAME.key and KEYS/NAME.key_secret (0600, zcert_save,
+#  by herald keygen); prints the public key
 keygen () {
-    $PY - "$KEYS" "$1" <<'EOF'
-import os, sys, zmq.auth
-public, secret = zmq.auth.create_certificates(sys.argv[1], sys.argv[2])
-os.chmod(secret, 0o600)
-print(zmq.auth.load_certificate(public)[0].decode())
-EOF
+    "$HERALD" keygen "$1" --dir "$KEYS" >/dev/null && "$HERALD" keygen --show "$KEYS/$1.key"
 }
 BROKER_KEY=$(keygen broker)
 ALICE_KEY=$(keygen alice)
@@ -51,8 +46,8 @@ CAROL_KEY=$(keygen carol)
 AUDIT_KEY=$(keygen audit)
 keygen bob >/dev/null
 OTHER_KEY=$(keygen other)
-#  pyzmq names the files NAME.key and NAME.key_secret, as zcert_save does
-check "the keys are made" test -s "$KEYS/alice.key_secret" -a -s "$KEYS/broker.key"
+check "the keys are made" test -s "$KEYS/alice.key_secret" -a -s "$KEYS/broker.key" \
+    -a ${#ALICE_KEY} -eq 40 -a ${#OTHER_KEY} -eq 40
 
 port () { local p; p=$(free_port); while grep -qx "$p" "$TMP/ports" 2>/dev/null; do
           p=$(free_port); done; echo "$p" >>"$TMP/ports"; echo "$p"; }

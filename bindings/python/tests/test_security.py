@@ -1,7 +1,7 @@
 """Security from Python (docs/security.md, "Clients"): key_file and server_key.
 
-A real heraldd with --curve-secret and --acl; keys in the zcert format,
-made here with pyzmq (zmq.auth.create_certificates), secrets 0600.  The
+A real heraldd with --curve-secret and --acl; keys made here by `herald
+keygen` (zcert files, secrets 0600).  The
 Agent takes key_file/server_key, or HERALD_KEY/HERALD_SERVER_KEY; a publish
 outside the grants raises herald.Unauthorized; a key the broker refuses
 counts in stats()["auth_refused"] and is retried by the agent until the
@@ -12,6 +12,7 @@ libherald whose herald_agent_options_t is not the size of its Options.
 import ctypes
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -21,17 +22,21 @@ import zmq.auth
 import herald
 from herald import _lib
 
-from conftest import Broker, wait_for
+from conftest import BUILDDIR, Broker, wait_for
 
 
 def _keys(tmp_path):
+    """zcert keypairs made by `herald keygen` (NAME.key, NAME.key_secret 0600)."""
     keys = tmp_path / "keys"
     keys.mkdir()
+    herald_tool = str(BUILDDIR / "tools" / "herald")
     public = {}
     for name in ("broker", "alice", "bob", "audit", "other"):
-        pub_path, secret_path = zmq.auth.create_certificates(str(keys), name)
-        os.chmod(secret_path, 0o600)
-        public[name] = zmq.auth.load_certificate(pub_path)[0].decode()
+        subprocess.run([herald_tool, "keygen", name, "--dir", str(keys)], check=True,
+                       capture_output=True)
+        public[name] = subprocess.run([herald_tool, "keygen", "--show",
+                                       str(keys / (name + ".key"))], check=True,
+                                      capture_output=True, text=True).stdout.strip()
     return keys, public
 
 
