@@ -427,7 +427,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits",
         "stream_errors",
         //  security on
-        "auth_refused", "unauthorized", "acl_reloads", "acl_errors"
+        "auth_refused", "unauthorized", "acl_reloads", "acl_errors", "rate_limited",
+        "audit_dropped"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -451,18 +452,20 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         herald_disk_reserve (self->disk), counts->ids_reused,
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
         herald_streams_errors (self->streams),
-        0, 0, 0, 0                  //  security's, below
+        0, 0, 0, 0, 0, 0            //  security's, below
     };
     size_t count = sizeof (values) / sizeof (values [0]);
     if (self->auth) {
         const herald_auth_counts_t *auth = herald_auth_counts (self->auth);
-        values [count - 4] = auth->auth_refused;
-        values [count - 3] = auth->unauthorized;
-        values [count - 2] = auth->acl_reloads;
-        values [count - 1] = auth->acl_errors;
+        values [count - 6] = auth->auth_refused;
+        values [count - 5] = auth->unauthorized;
+        values [count - 4] = auth->acl_reloads;
+        values [count - 3] = auth->acl_errors;
+        values [count - 2] = auth->rate_limited;
+        values [count - 1] = auth->audit_dropped;
     }
     else
-        count -= 4;                 //  security off: STATUS as before
+        count -= 6;                 //  security off: STATUS as before
     //  A size that cannot be measured is left out, not shown as 0
     size_t disk = 0;
     while (strcmp (names [disk], "disk_bytes") != 0)

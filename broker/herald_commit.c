@@ -358,9 +358,15 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
         s_request_destroy (&request);
         return;
     }
+    uint64_t retry_ms = 0;
     if (self->guard.publish
-    &&  self->guard.publish (self->guard.arg, request->body, &request->msg, &err) != HERALD_OK) {
-        herald_reply_err (self->reply, request->identity, &err);
+    &&  self->guard.publish (self->guard.arg, request->body, &request->msg, &err,
+                             &retry_ms) != HERALD_OK) {
+        if (retry_ms)
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid, err.code,
+                                  err.message, retry_ms);
+        else
+            herald_reply_err (self->reply, request->identity, &err);
         s_request_destroy (&request);
         return;
     }

@@ -85,10 +85,11 @@ void
 //  each event of it found stored already (at seq): false turns the ACK
 //  into ERROR unauthorized, so a publisher never learns the seq and ver
 //  of an event in a topic it may not publish.  body is the request's
-//  frame (its metadata names the user).
+//  frame (its metadata names the user).  publish may set *retry_ms (0
+//  when called), sent with its ERROR (a rate limit's overloaded).
 typedef struct {
     herald_err (*publish) (void *arg, zframe_t *body, const herald_msg_t *msg,
-                           herald_error_t *err);
+                           herald_error_t *err, uint64_t *retry_ms);
     bool (*duplicate) (void *arg, zframe_t *body, uint64_t seq);
     void *arg;
 } herald_commit_guard_t;
