@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "agentutil.h"
+#include "fakebroker.h"
 #include "testutil.h"
 
 #define WAIT_MS         20000
@@ -289,6 +290,13 @@ Test (herald_agent_security, an_unknown_key_is_retried_by_the_agent_until_the_ac
     cr_assert_eq (s_stats ().published, 0);
     cr_assert_eq (s_stats ().outbox_depth, 5);
     cr_assert_eq (s_recorder->count, 0);
+    //  A read meanwhile times out, and says why
+    au_recorder_t *none = au_recorder_new ();
+    cr_assert_eq (herald_agent_read (s_agent, "orders.bob", 0, 0, au_record, none, 300),
+                  HERALD_ERR_TIMEOUT);
+    cr_assert (strstr (herald_agent_last_error (), "it refuses this key"), "%s",
+               herald_agent_last_error ());
+    au_recorder_destroy (&none);
     //  Admit bob: no restart of anything; the agent's next retry (within
     //  its backoff: 2 s, 4 s ...) goes through and everything flows
     s_acl (true);
@@ -358,11 +366,18 @@ Test (herald_agent_security, a_subscription_whose_replay_is_refused_fails_with_o
     cr_assert (strstr (s_errors.message, "replay refused"), "%s", s_errors.message);
     s_errors.calls = 0;
     pthread_mutex_unlock (&s_errors.lock);
-    //  Its own scope is fine, on the scope's fanout (WELCOME named it)
+}
+
+Test (herald_agent_security, a_scoped_key_goes_live_on_the_fanout_welcome_names)
+{
+    //  carol reads through orders-view: its own fanout, which WELCOME names
+    s_agent = s_new_agent ("carol", NULL);
     const char *mine [] = { "orders.", NULL };
+    herald_start_t start = { HERALD_START_BEGINNING, 0 };
+    herald_sub_status_t status;
     cr_assert_eq (herald_agent_subscribe (s_agent, "orders", mine, start, au_record,
                                           s_recorder), HERALD_OK);
-    deadline = zclock_mono () + WAIT_MS;
+    int64_t deadline = zclock_mono () + WAIT_MS;
     while (herald_agent_sub_status (s_agent, "orders", &status) == HERALD_OK
        &&  status.state != HERALD_SUB_LIVE && zclock_mono () < deadline)
         usleep (10000);
@@ -425,12 +440,34 @@ s_reader (void *arg)
     return NULL;
 }
 
+//  TCP connections of this host to port that were closed by this side and
+//  wait out TIME_WAIT (/proc/net/tcp): one per connection a call opened and
+//  closed, none for a connection kept warm.
+static int
+s_time_waits (int port)
+{
+    FILE *file = fopen ("/proc/net/tcp", "r");
+    cr_assert_not_null (file);
+    char line [512];
+    int count = 0;
+    while (fgets (line, sizeof line, file)) {
+        unsigned remote_port, state;
+        if (sscanf (line, " %*d: %*x:%*x %*x:%x %x", &remote_port, &state) == 2
+        &&  (int) remote_port == port && state == 0x06)
+            count++;
+    }
+    fclose (file);
+    return count;
+}
+
 Test (herald_agent_security, read_and_replay_run_on_warm_connections)
 {
     s_agent = s_new_agent ("alice", NULL);
     herald_publish_result_t result;
     for (int index = 0; index < 10; index++)
         cr_assert_eq (s_publish (s_agent, "orders.r", &result), HERALD_OK);
+    int api_port = atoi (strrchr (s_broker->api, ':') + 1);
+    int closed_before = s_time_waits (api_port);
     s_reader_t readers [3];
     pthread_t threads [3];
     int64_t started = zclock_mono ();
@@ -442,6 +479,11 @@ Test (herald_agent_security, read_and_replay_run_on_warm_connections)
         pthread_join (threads [index], NULL);
     for (int index = 0; index < 3; index++)
         cr_assert_eq (readers [index].failures, 0, "%s", readers [index].why);
+    int64_t took = zclock_mono () - started;
+    //  150 calls from 3 threads on at most 4 connections, not one each
+    //  (each would be a CURVE handshake and a ZAP round trip)
+    int closed = s_time_waits (api_port) - closed_before;
+    cr_assert_lt (closed, 10, "%d connections opened and closed for 150 calls", closed);
     //  A READ outside the key's read set is refused as such
     au_recorder_t *none = au_recorder_new ();
     herald_agent_destroy (&s_agent);
@@ -449,7 +491,7 @@ Test (herald_agent_security, read_and_replay_run_on_warm_connections)
     cr_assert_eq (herald_agent_read (s_agent, "stock.1", 0, 0, au_record, none, 0),
                   HERALD_ERR_UNAUTHORIZED, "%s", herald_agent_last_error ());
     au_recorder_destroy (&none);
-    cr_log_info ("150 read/replay calls in %" PRId64 " ms", zclock_mono () - started);
+    cr_log_info ("150 read/replay calls in %" PRId64 " ms", took);
 }
 
 Test (herald_agent_security, server_key_new_old_follows_a_broker_key_rotation)
@@ -466,6 +508,10 @@ Test (herald_agent_security, server_key_new_old_follows_a_broker_key_rotation)
     cr_assert_eq (s_publish (s_agent, "orders.1", &result), HERALD_OK, "%s",
                   herald_agent_last_error ());
     cr_assert_eq (au_wait_count (s_recorder, 1, WAIT_MS), 1);
+    herald_range_t range = { 0 };
+    size_t count = 0;
+    cr_assert_eq (herald_agent_replay (s_agent, &range, s_count, &count, 0, NULL), HERALD_OK,
+                  "%s", herald_agent_last_error ());
     //  Rotate: the broker restarts with the NEW secret (same ports)
     cr_assert_eq (bu_broker_stop (s_broker, 10000), 0);
     for (size_t index = 0; s_broker->extra [index]; index++)
@@ -487,6 +533,11 @@ Test (herald_agent_security, server_key_new_old_follows_a_broker_key_rotation)
     cr_assert_eq (au_check_once_in_order (s_recorder, message, sizeof message), 0, "%s",
                   message);
     cr_assert_eq (s_stats ().auth_refused, 0);
+    //  read/replay follow: their warm connection had the old key
+    count = 0;
+    cr_assert_eq (herald_agent_replay (s_agent, &range, s_count, &count, 0, NULL), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    cr_assert_eq (count, 3);
 }
 
 Test (herald_agent_security, bad_key_options_are_refused_at_creation)
@@ -534,4 +585,45 @@ Test (herald_agent_security, bad_key_options_are_refused_at_creation)
     cr_assert_neq (stat (state, &status), 0, "the state directory was created");
     free (state);
     cr_assert_eq (herald_agent_options_size (), sizeof (herald_agent_options_t));
+}
+
+//  ---------------------------------------------------------------------
+//  The fanout's broker messages (a scripted broker: a real one sends only
+//  those it knows).  A secure broker opens every fanout connection with a
+//  single-frame `$hello`; a newer one may send other `$` topics with a
+//  body.  Neither is an event, whatever its body holds.
+
+static void
+s_fake_setup (void)
+{
+    zsys_handler_set (NULL);
+    fb_setup ("agent-sec-fake", "sec-fake");
+}
+
+TestSuite (herald_agent_fanout_messages, .init = s_fake_setup, .fini = fb_teardown,
+           .timeout = 60);
+
+Test (herald_agent_fanout_messages, unknown_dollar_topics_with_a_body_are_never_events)
+{
+    fb_append ("g.1", 0);
+    fb_go_live ();
+    cr_assert_eq (au_wait_count (fb_recorder, 1, FB_WAIT_MS), 1);
+    //  Event 2 is stored; its very envelope comes first under `$future`,
+    //  then `$hello` alone: the handler must see neither
+    fb_append ("g.2", 0);
+    zsock_t *pub = fb_fake.pub;
+    zmq_send (zsock_resolve (pub), "$future", 7, ZMQ_SNDMORE);
+    zmq_send (zsock_resolve (pub), fb_fake.envelopes [2].data, fb_fake.envelopes [2].size, 0);
+    zmq_send (zsock_resolve (pub), "$hello", 6, 0);
+    fb_serve (300);
+    cr_assert_eq (fb_recorder->count, 1, "a $ topic's body was delivered as an event");
+    cr_assert_eq (fb_errors, 0);
+    //  The live stream goes on: the real event 2 arrives, once
+    fb_fanout (2);
+    fb_heartbeat ();
+    fb_serve (100);
+    cr_assert_eq (au_wait_count (fb_recorder, 2, FB_WAIT_MS), 2);
+    char message [256];
+    cr_assert_eq (au_check_once_in_order (fb_recorder, message, sizeof message), 0, "%s",
+                  message);
 }

@@ -321,13 +321,26 @@ herald_cli_security_load (char *why, size_t why_size)
                 atexit (s_security_free);
             else {
                 //  Name what the user set: the option, or the variable
+                const char *key_name = s_key_opt ? "--key" : "HERALD_KEY";
+                const char *server_name = s_server_key_opt ? "--server-key"
+                                                           : "HERALD_SERVER_KEY";
                 s_load_rc = HERALD_CLI_EXIT_USAGE;
-                snprintf (s_load_why, sizeof s_load_why, "%s: %s",
-                          !key_file ? (s_server_key_opt ? "--server-key" : "HERALD_SERVER_KEY")
-                        : !server_key ? (s_key_opt ? "--key" : "HERALD_KEY")
-                        : strncmp (message, "server_key", 10) == 0
-                          ? (s_server_key_opt ? "--server-key" : "HERALD_SERVER_KEY")
-                          : (s_key_opt ? "--key" : "HERALD_KEY"), message);
+                if (!key_file)
+                    snprintf (s_load_why, sizeof s_load_why, "%s is given without --key (or "
+                              "HERALD_KEY): CURVE needs this client's secret key file too",
+                              server_name);
+                else
+                if (!server_key)
+                    snprintf (s_load_why, sizeof s_load_why, "%s is given without --server-key "
+                              "(or HERALD_SERVER_KEY): give the broker's public key (Z85, or "
+                              "@FILE), learned out of band", key_name);
+                else
+                if (strncmp (message, "server_key", 10) == 0)
+                    //  (the library's message names its option: say ours)
+                    snprintf (s_load_why, sizeof s_load_why, "%s: %s", server_name,
+                              message + 10 + strspn (message + 10, ": "));
+                else
+                    snprintf (s_load_why, sizeof s_load_why, "%s: %s", key_name, message);
             }
         }
     }
@@ -632,6 +645,18 @@ herald_cli_conn_lost (herald_cli_conn_t *self)
     //  A refused key, a broker key not proven, CURVE on one side only:
     //  said as such, never as a broker that went away (exit 1: retrying
     //  will not help)
+    //  The monitor may say DISCONNECTED before the handshake's failure:
+    //  a closed connection that never completed a handshake waits a
+    //  moment for the reason
+    int64_t deadline = zclock_mono () + 200;
+    while (!self->failed && !self->handshaken && zclock_mono () < deadline) {
+        zpoller_t *poller = zpoller_new (self->watch, NULL);
+        bool ready = poller && zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        zpoller_destroy (&poller);
+        if (!ready)
+            break;
+        herald_cli_conn_check (self);
+    }
     char failure [600];
     int code = herald_cli_handshake_failure (self->failed, self->endpoint, failure,
                                              sizeof failure);
