@@ -179,7 +179,7 @@ s_rebind_slot (herald_fanout_t *self, s_slot_t *slot, const char *why)
 
 int
 herald_fanout_secure (herald_fanout_t *self, const uint8_t *secret_key, int handshake_ms,
-                      const herald_acl_t *acl, herald_error_t *err)
+                      const herald_acl_t *acl, bool required, herald_error_t *err)
 {
     assert (secret_key && acl);
     self->secure = true;
@@ -195,12 +195,16 @@ herald_fanout_secure (herald_fanout_t *self, const uint8_t *secret_key, int hand
     for (size_t index = 0; index < self->slot_count; index++) {
         self->slots [index].scope = herald_acl_scope_at (acl, index);
         self->slots [index].pub = s_bind_scope (self, self->slots [index].scope);
-        if (!self->slots [index].pub) {
+        if (!self->slots [index].pub && required) {
             herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind the fanout of "
                               "scope %s at %s: %s", self->slots [index].scope->name,
                               self->slots [index].scope->fanout, zmq_strerror (zmq_errno ()));
             return -1;
         }
+        if (!self->slots [index].pub)
+            herald_log ("error", "fanout: scope %s has no fanout on this node (%s cannot be "
+                        "bound): its readers cannot subscribe here",
+                        self->slots [index].scope->name, self->slots [index].scope->fanout);
     }
     return 0;
 }

@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "brokertest.h"
@@ -708,4 +709,25 @@ Test (heraldd_fanout_scope, an_expired_key_is_cut_from_the_main_fanout)
     for (int index = 0; index < 5; index++)
         s_publish (alice, "g.after", "x");
     cr_assert_eq (s_data_within (dave, 1000), 0, "an expired key still receives");
+}
+
+//  A standalone broker whose scope endpoint is taken says so and stops
+//  (exit 1), before serving anyone: the operator's mistake, at start.
+Test (heraldd_fanout_scope, a_scope_endpoint_in_use_stops_a_standalone_broker)
+{
+    zsock_t *squatter = s_socket (ZMQ_PUB, NULL);
+    cr_assert_eq (zsock_bind (squatter, "%s", s_fanout_g), s_port_g);
+    s_acl_write ("g.");
+    char secret [512];
+    snprintf (secret, sizeof secret, "%s/broker.key_secret", s_dir);
+    const char *extra [] = { "--curve-secret", secret, "--acl", s_acl_path, NULL };
+    bt_broker = bu_broker_new ("fanout-scope-taken", extra);
+    cr_assert_not_null (bt_broker);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    cr_assert_eq (bu_broker_wait (bt_broker, S_WAIT_MS), 0, "it did not stop");
+    cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 1,
+               "status %d", bt_broker->status);
+    char log [4096];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert (strstr (log, "cannot bind the fanout of scope view-g"), "%s", log);
 }
