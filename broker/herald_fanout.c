@@ -333,14 +333,18 @@ s_prefixes_equal (const herald_acl_prefixes_t *a, const herald_acl_prefixes_t *b
     return true;
 }
 
-//  Every key of was is still one of now's.
+//  Every key of was that was valid is still one of now's, and not expired
+//  at now_ns (a reload may move a key's `until` into the past).
 static bool
-s_keys_kept (const herald_acl_user_t *was, const herald_acl_user_t *now)
+s_keys_kept (const herald_acl_user_t *was, const herald_acl_user_t *now, int64_t now_ns)
 {
     for (size_t old = 0; old < was->key_count; old++) {
+        if (was->keys [old].until_ns && was->keys [old].until_ns <= now_ns)
+            continue;                   //  expired before: cut when it expired
         bool kept = false;
         for (size_t key = 0; key < now->key_count && !kept; key++)
-            kept = memcmp (was->keys [old].key, now->keys [key].key, HERALD_ACL_KEY_BYTES) == 0;
+            kept = memcmp (was->keys [old].key, now->keys [key].key, HERALD_ACL_KEY_BYTES) == 0
+                && (now->keys [key].until_ns == 0 || now->keys [key].until_ns > now_ns);
         if (!kept)
             return false;
     }
@@ -361,10 +365,11 @@ herald_fanout_reload (herald_fanout_t *self, const herald_acl_t *old, const hera
     uint64_t lost = 0;
     bool main_lost = false;
     const char *main_why = NULL;
+    int64_t now_ns = s_now_ns ();
     for (size_t index = 0; old && index < herald_acl_user_count (old); index++) {
         const herald_acl_user_t *was = herald_acl_user_at (old, index);
         const herald_acl_user_t *now = herald_acl_user (acl, was->name);
-        bool revoked = !now || !s_keys_kept (was, now);
+        bool revoked = !now || !s_keys_kept (was, now, now_ns);
         if (was->read_all && (revoked || !now->read_all)) {
             main_lost = true;
             main_why = was->name;

@@ -883,3 +883,27 @@ Test (heraldd_fanout_scope, a_cluster_follower_fans_out_on_its_scope_socket)
     cr_assert_eq (got, 3, "the follower's scope socket sent %zu of 3", got);
     cr_assert (beat_after, "no $hb after the events");
 }
+
+//  A reload that moves a key's `until` into the past revokes it like a
+//  removal: the socket it reads through is re-bound at once.
+Test (heraldd_fanout_scope, a_reload_that_expires_a_key_cuts_it)
+{
+    s_start (true);
+    zsock_t *dave = s_socket (ZMQ_SUB, &s_keys [DAVE]);
+    zsock_set_subscribe (dave, "");
+    cr_assert_eq (zsock_connect (dave, "%s", bt_broker->fanout), 0);
+    s_wait_flowing (dave);
+    zsock_t *alice = s_publisher (true);
+    s_publish (alice, "g.before", "x");
+    cr_assert_eq (s_data_within (dave, 500), 1);
+    uint64_t reloads = s_acl_reloads (alice);
+    snprintf (s_dave_until, sizeof s_dave_until, " until 2020-01-01");
+    s_acl_write ("g.");
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_acl_reloads (alice) == reloads && zclock_mono () < deadline)
+        zclock_sleep (20);
+    cr_assert_gt (s_acl_reloads (alice), reloads, "the reload was not seen");
+    for (int index = 0; index < 5; index++)
+        s_publish (alice, "g.after", "x");
+    cr_assert_eq (s_data_within (dave, 1000), 0, "a key expired by a reload still receives");
+}
