@@ -37,7 +37,6 @@ struct _herald_fanout_t {
     s_slot_t *slots;                    //  one per scope of acl
     size_t slot_count;
     int64_t expiry_checked;             //  Unix ns: keys expired up to here are handled
-    uint64_t rebinds;
     uint8_t *frame0;                    //  scratch: topic NUL prev
     size_t frame0_size;
 };
@@ -87,12 +86,6 @@ zsock_t *
 herald_fanout_main (herald_fanout_t *self)
 {
     return self->main;
-}
-
-uint64_t
-herald_fanout_rebinds (herald_fanout_t *self)
-{
-    return self->rebinds;
 }
 
 //  ---------------------------------------------------------------------
@@ -150,7 +143,6 @@ s_rebind_main (herald_fanout_t *self, const char *why)
     herald_log ("info", "fanout: re-binding the main fanout %s (%s)", self->config->fanout, why);
     zsock_destroy (&self->main);
     self->main = s_bind (self, self->config->fanout, "herald.fanout");
-    self->rebinds++;
     if (!self->main)
         herald_log ("error", "fanout: the main fanout is not bound: read-all subscribers "
                     "receive nothing until a restart");
@@ -174,7 +166,6 @@ s_rebind_slot (herald_fanout_t *self, s_slot_t *slot, const char *why)
     zsock_destroy (&slot->pub);
     slot->pub = s_bind_scope (self, slot->scope);
     slot->prev = 0;
-    self->rebinds++;
 }
 
 int
@@ -410,7 +401,6 @@ herald_fanout_reload (herald_fanout_t *self, const herald_acl_t *old, const hera
                 herald_log ("info", "fanout: scope %s bound at %s", slots [index].scope->name,
                             slots [index].scope->fanout);
             slots [index].prev = 0;
-            self->rebinds++;
             changed++;
         }
     if (main_lost) {

@@ -90,8 +90,4 @@ int
 int
     herald_fanout_tick (herald_fanout_t *self);
 
-//  Counters: re-binds done, bind failures.
-uint64_t
-    herald_fanout_rebinds (herald_fanout_t *self);
-
 #endif
