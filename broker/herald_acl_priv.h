@@ -109,7 +109,7 @@ HERALD_ACL_IN_PEER } herald_acl_kind_t;
 extern const char *herald_acl_kinds [];
 
 typedef struct {
-    char *ptr;                          //  owned: moved into the table, or freed
+    char *ptr;                          //  owned (the table keeps copies)
     size_t len;
     unsigned line;
 } herald_acl_item_t;

@@ -775,7 +775,7 @@ s_fanout_secure (self_t *self)
     herald_error_t err = { 0 };
     int rc = herald_fanout_secure (self->fanout, zcert_secret_key (cert),
                                    (int) self->config->handshake_ms,
-                                   herald_auth_acl (self->auth), &err);
+                                   herald_auth_acl (self->auth), !self->cluster, &err);
     zcert_destroy (&cert);
     if (rc != 0)
         herald_log ("error", "%s", err.message);

@@ -37,7 +37,6 @@ struct _herald_fanout_t {
     s_slot_t *slots;                    //  one per scope of acl
     size_t slot_count;
     int64_t expiry_checked;             //  Unix ns: keys expired up to here are handled
-    uint64_t rebinds;
     uint8_t *frame0;                    //  scratch: topic NUL prev
     size_t frame0_size;
 };
@@ -87,12 +86,6 @@ zsock_t *
 herald_fanout_main (herald_fanout_t *self)
 {
     return self->main;
-}
-
-uint64_t
-herald_fanout_rebinds (herald_fanout_t *self)
-{
-    return self->rebinds;
 }
 
 //  ---------------------------------------------------------------------
@@ -150,7 +143,6 @@ s_rebind_main (herald_fanout_t *self, const char *why)
     herald_log ("info", "fanout: re-binding the main fanout %s (%s)", self->config->fanout, why);
     zsock_destroy (&self->main);
     self->main = s_bind (self, self->config->fanout, "herald.fanout");
-    self->rebinds++;
     if (!self->main)
         herald_log ("error", "fanout: the main fanout is not bound: read-all subscribers "
                     "receive nothing until a restart");
@@ -174,12 +166,11 @@ s_rebind_slot (herald_fanout_t *self, s_slot_t *slot, const char *why)
     zsock_destroy (&slot->pub);
     slot->pub = s_bind_scope (self, slot->scope);
     slot->prev = 0;
-    self->rebinds++;
 }
 
 int
 herald_fanout_secure (herald_fanout_t *self, const uint8_t *secret_key, int handshake_ms,
-                      const herald_acl_t *acl, herald_error_t *err)
+                      const herald_acl_t *acl, bool required, herald_error_t *err)
 {
     assert (secret_key && acl);
     self->secure = true;
@@ -195,12 +186,16 @@ herald_fanout_secure (herald_fanout_t *self, const uint8_t *secret_key, int hand
     for (size_t index = 0; index < self->slot_count; index++) {
         self->slots [index].scope = herald_acl_scope_at (acl, index);
         self->slots [index].pub = s_bind_scope (self, self->slots [index].scope);
-        if (!self->slots [index].pub) {
+        if (!self->slots [index].pub && required) {
             herald_error_set (err, HERALD_ERR_UNAVAILABLE, NULL, "cannot bind the fanout of "
                               "scope %s at %s: %s", self->slots [index].scope->name,
                               self->slots [index].scope->fanout, zmq_strerror (zmq_errno ()));
             return -1;
         }
+        if (!self->slots [index].pub)
+            herald_log ("error", "fanout: scope %s has no fanout on this node (%s cannot be "
+                        "bound): its readers cannot subscribe here",
+                        self->slots [index].scope->name, self->slots [index].scope->fanout);
     }
     return 0;
 }
@@ -329,14 +324,18 @@ s_prefixes_equal (const herald_acl_prefixes_t *a, const herald_acl_prefixes_t *b
     return true;
 }
 
-//  Every key of was is still one of now's.
+//  Every key of was that was valid is still one of now's, and not expired
+//  at now_ns (a reload may move a key's `until` into the past).
 static bool
-s_keys_kept (const herald_acl_user_t *was, const herald_acl_user_t *now)
+s_keys_kept (const herald_acl_user_t *was, const herald_acl_user_t *now, int64_t now_ns)
 {
     for (size_t old = 0; old < was->key_count; old++) {
+        if (was->keys [old].until_ns && was->keys [old].until_ns <= now_ns)
+            continue;                   //  expired before: cut when it expired
         bool kept = false;
         for (size_t key = 0; key < now->key_count && !kept; key++)
-            kept = memcmp (was->keys [old].key, now->keys [key].key, HERALD_ACL_KEY_BYTES) == 0;
+            kept = memcmp (was->keys [old].key, now->keys [key].key, HERALD_ACL_KEY_BYTES) == 0
+                && (now->keys [key].until_ns == 0 || now->keys [key].until_ns > now_ns);
         if (!kept)
             return false;
     }
@@ -357,10 +356,11 @@ herald_fanout_reload (herald_fanout_t *self, const herald_acl_t *old, const hera
     uint64_t lost = 0;
     bool main_lost = false;
     const char *main_why = NULL;
+    int64_t now_ns = s_now_ns ();
     for (size_t index = 0; old && index < herald_acl_user_count (old); index++) {
         const herald_acl_user_t *was = herald_acl_user_at (old, index);
         const herald_acl_user_t *now = herald_acl_user (acl, was->name);
-        bool revoked = !now || !s_keys_kept (was, now);
+        bool revoked = !now || !s_keys_kept (was, now, now_ns);
         if (was->read_all && (revoked || !now->read_all)) {
             main_lost = true;
             main_why = was->name;
@@ -401,7 +401,6 @@ herald_fanout_reload (herald_fanout_t *self, const herald_acl_t *old, const hera
                 herald_log ("info", "fanout: scope %s bound at %s", slots [index].scope->name,
                             slots [index].scope->fanout);
             slots [index].prev = 0;
-            self->rebinds++;
             changed++;
         }
     if (main_lost) {

@@ -52,10 +52,14 @@ zsock_t *
 //  bound from now on (the main one was bound with it already); `$hello`
 //  on every socket; one PUB per scope of acl (borrowed: it must live
 //  until the next herald_fanout_reload).  handshake_ms: ZMQ_HANDSHAKE_IVL.
-//  -1 with err when a scope endpoint cannot be bound.
+//  A scope endpoint that cannot be bound: -1 with err when required (a
+//  standalone broker: the operator's mistake, said at start), else logged
+//  and the scope left without a socket on this node (a cluster node: the
+//  ACL's endpoints are every node's, and nodes sharing a host collide).
 int
     herald_fanout_secure (herald_fanout_t *self, const uint8_t *secret_key,
-                          int handshake_ms, const herald_acl_t *acl, herald_error_t *err);
+                          int handshake_ms, const herald_acl_t *acl, bool required,
+                          herald_error_t *err);
 
 //  One stored event, in seq order: on the main socket as [topic,
 //  envelope], on each matching scope as [topic NUL prev, envelope].
@@ -85,9 +89,5 @@ int
 //  herald_fanout_expire since the last check, up to now.
 int
     herald_fanout_tick (herald_fanout_t *self);
-
-//  Counters: re-binds done, bind failures.
-uint64_t
-    herald_fanout_rebinds (herald_fanout_t *self);
 
 #endif

@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "brokertest.h"
@@ -49,6 +50,7 @@ static s_key_t s_keys [S_USERS];
 static int s_port_g, s_port_h;          //  the scopes' fanout ports
 static char s_fanout_g [64], s_fanout_h [64];
 static taprelay_t *s_tap;
+static bu_cluster_t *s_cluster;         //  a secure cluster, when a test runs one
 static char *s_big;                     //  S_BIG bytes of data, NUL-terminated
 static uint64_t s_rid = 1;
 static bool s_without_carol_dave;       //  the ACL leaves carol and dave out
@@ -96,6 +98,7 @@ static void
 s_teardown (void)
 {
     taprelay_destroy (&s_tap);
+    bu_cluster_destroy (&s_cluster);
     bt_teardown ();
     free (s_acl_path);
     s_acl_path = NULL;
@@ -708,4 +711,199 @@ Test (heraldd_fanout_scope, an_expired_key_is_cut_from_the_main_fanout)
     for (int index = 0; index < 5; index++)
         s_publish (alice, "g.after", "x");
     cr_assert_eq (s_data_within (dave, 1000), 0, "an expired key still receives");
+}
+
+//  A standalone broker whose scope endpoint is taken says so and stops
+//  (exit 1), before serving anyone: the operator's mistake, at start.
+Test (heraldd_fanout_scope, a_scope_endpoint_in_use_stops_a_standalone_broker)
+{
+    zsock_t *squatter = s_socket (ZMQ_PUB, NULL);
+    cr_assert_eq (zsock_bind (squatter, "%s", s_fanout_g), s_port_g);
+    s_acl_write ("g.");
+    char secret [512];
+    snprintf (secret, sizeof secret, "%s/broker.key_secret", s_dir);
+    const char *extra [] = { "--curve-secret", secret, "--acl", s_acl_path, NULL };
+    bt_broker = bu_broker_new ("fanout-scope-taken", extra);
+    cr_assert_not_null (bt_broker);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    cr_assert_eq (bu_broker_wait (bt_broker, S_WAIT_MS), 0, "it did not stop");
+    cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 1,
+               "status %d", bt_broker->status);
+    char log [4096];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert (strstr (log, "cannot bind the fanout of scope view-g"), "%s", log);
+}
+
+//  The ACL at path, view-g's fanout on port g: alice reads and publishes
+//  everything, bob reads view-g.
+static void
+s_acl_node (const char *path, int port)
+{
+    char text [1024];
+    snprintf (text, sizeof text,
+              "[scope view-g]\nread = g.\nfanout = tcp://127.0.0.1:%d\n\n"
+              "[user alice]\nkey = %s\nread = *\npublish = *\n\n"
+              "[user bob]\nkey = %s\nscope = view-g\n", port, s_keys [ALICE].public_txt,
+              s_keys [BOB].public_txt);
+    cr_assert_eq (tu_write_file (path, text, strlen (text)), 0);
+    chmod (path, 0600);
+}
+
+//  A secure cluster's follower fans out what it applies on its own scope
+//  socket, as the leader does: frame 0 topic NUL prev, prev chained over
+//  the scope's events only, $hb with scope and last.  (Each node has its
+//  own ACL file here, so that the three scope sockets of one host do not
+//  share a port; the users are the same.)
+Test (heraldd_fanout_scope, a_cluster_follower_fans_out_on_its_scope_socket)
+{
+    char secret [512];
+    snprintf (secret, sizeof secret, "%s/broker.key_secret", s_dir);
+    const char *flags [] = { "--curve-secret", secret, "--acl", "-", "--audit-log", "-",
+                             "--election-ms", "500", "--raft-heartbeat-ms", "50",
+                             "--heartbeat-ms", "100", NULL };
+    s_cluster = bu_cluster_new ("fanout-scope", 3, flags);
+    cr_assert_not_null (s_cluster);
+    int ports [3];
+    for (size_t index = 0; index < 3; index++) {
+        ports [index] = bu_free_port ();
+        char name [32];
+        snprintf (name, sizeof name, "acl%zu", index + 1);
+        char *path = tu_path (s_dir, name);
+        s_acl_node (path, ports [index]);
+        bu_broker_t *node = s_cluster->nodes [index];
+        for (size_t arg = 0; node->extra [arg] && node->extra [arg + 1]; arg++)
+            if (streq (node->extra [arg], "--acl")) {
+                free (node->extra [arg + 1]);
+                node->extra [arg + 1] = path;
+                path = NULL;
+                break;
+            }
+        cr_assert_null (path, "no --acl among the node's flags");
+    }
+    for (size_t index = 0; index < 3; index++)
+        cr_assert_eq (bu_broker_respawn (s_cluster->nodes [index]), 0);
+    //  The leader: the node that ACKs alice's PUBLISH (of a topic no scope reads)
+    int leader = -1;
+    int64_t deadline = zclock_mono () + 30000;
+    while (leader < 0) {
+        cr_assert_lt (zclock_mono (), deadline, "no leader");
+        for (size_t index = 0; index < 3 && leader < 0; index++) {
+            zsock_t *alice = s_socket (ZMQ_DEALER, &s_keys [ALICE]);
+            cr_assert_eq (zsock_connect (alice, "%s", s_cluster->nodes [index]->api), 0);
+            bu_event_t event;
+            bu_event_init (&event, "x.probe", "x");
+            uint64_t rid = s_rid++;
+            bt_send_publish (alice, rid, &event, 1);
+            bu_reply_t reply = { 0 };
+            if (bu_recv_reply (alice, &reply, 500) == 0 && reply.type == HERALD_MSG_ACK)
+                leader = (int) index;
+            bu_reply_fini (&reply);
+            bt_drop (&alice);
+        }
+    }
+    size_t follower = leader == 0? 1: 0;
+    zsock_t *bob = s_socket (ZMQ_SUB, &s_keys [BOB]);
+    zsock_set_subscribe (bob, "");
+    cr_assert_eq (zsock_connect (bob, "tcp://127.0.0.1:%d", ports [follower]), 0);
+    s_wait_flowing (bob);
+    zsock_t *alice = s_socket (ZMQ_DEALER, &s_keys [ALICE]);
+    cr_assert_eq (zsock_connect (alice, "%s", s_cluster->nodes [leader]->api), 0);
+    const char *topics [] = { "g.1", "x.1", "x.2", "g.2", "x.3", "g.3" };
+    uint64_t seqs [6];
+    for (size_t index = 0; index < 6; index++) {
+        bu_event_t event;
+        bu_event_init (&event, topics [index], "clustered");
+        uint64_t rid = s_rid++;
+        bt_send_publish (alice, rid, &event, 1);
+        bu_reply_t reply = { 0 };
+        bt_recv (alice, &reply);
+        bt_check_ack (&reply, rid, 1);
+        seqs [index] = reply.body.ack.seq [0];
+        bu_reply_fini (&reply);
+    }
+    //  On the follower's scope socket: g.1, g.2, g.3, each naming the one
+    //  before (the first: none since the socket was bound, the probes
+    //  being outside the scope), then a $hb whose last is g.3's seq
+    uint64_t expected [3] = { seqs [0], seqs [3], seqs [5] };
+    uint64_t prev = 0;
+    size_t got = 0;
+    bool beat_after = false;
+    deadline = zclock_mono () + S_WAIT_MS;
+    while (!beat_after && zclock_mono () < deadline) {
+        zmsg_t *msg = bu_recv (bob, 100);
+        if (!msg || zmsg_size (msg) != 2) {
+            zmsg_destroy (&msg);
+            continue;
+        }
+        zframe_t *frame0 = zmsg_first (msg);
+        zframe_t *body = zmsg_next (msg);
+        if (zframe_size (frame0) == 3 && memcmp (zframe_data (frame0), "$hb", 3) == 0) {
+            msgpack_unpacked unpacked;
+            msgpack_unpacked_init (&unpacked);
+            cr_assert_eq (msgpack_unpack_next (&unpacked, (const char *) zframe_data (body),
+                          zframe_size (body), NULL), MSGPACK_UNPACK_SUCCESS);
+            uint64_t last = UINT64_MAX;
+            bool scoped = false;
+            const msgpack_object_map *map = &unpacked.data.via.map;
+            for (uint32_t at = 0; at < map->size; at++) {
+                const msgpack_object *key = &map->ptr [at].key;
+                if (key->via.str.size == 4 && memcmp (key->via.str.ptr, "last", 4) == 0)
+                    last = map->ptr [at].val.via.u64;
+                if (key->via.str.size == 5 && memcmp (key->via.str.ptr, "scope", 5) == 0)
+                    scoped = map->ptr [at].val.via.str.size == 6
+                          && memcmp (map->ptr [at].val.via.str.ptr, "view-g", 6) == 0;
+            }
+            msgpack_unpacked_destroy (&unpacked);
+            cr_assert (scoped, "a scope socket's $hb without its scope");
+            cr_assert_eq (last, prev, "$hb last %" PRIu64 ", the last event sent %" PRIu64,
+                          last, prev);
+            beat_after = got == 3;
+        }
+        else {
+            const char *topic;
+            size_t topic_len;
+            uint64_t seq, ver, ts;
+            cr_assert (herald_event_peek (zframe_data (body), zframe_size (body), &topic,
+                                          &topic_len, &seq, &ver, &ts));
+            cr_assert_lt (got, 3, "more events than the scope holds");
+            cr_assert_eq (seq, expected [got]);
+            cr_assert_eq (zframe_size (frame0), topic_len + 9);
+            const uint8_t *bytes = zframe_data (frame0);
+            cr_assert (memcmp (bytes, topic, topic_len) == 0 && bytes [topic_len] == 0);
+            uint64_t named = 0;
+            for (size_t at = topic_len + 1; at < topic_len + 9; at++)
+                named = (named << 8) | bytes [at];
+            cr_assert_eq (named, prev, "event %" PRIu64 " names %" PRIu64 ", expected %"
+                          PRIu64, seq, named, prev);
+            prev = seq;
+            got++;
+        }
+        zmsg_destroy (&msg);
+    }
+    cr_assert_eq (got, 3, "the follower's scope socket sent %zu of 3", got);
+    cr_assert (beat_after, "no $hb after the events");
+}
+
+//  A reload that moves a key's `until` into the past revokes it like a
+//  removal: the socket it reads through is re-bound at once.
+Test (heraldd_fanout_scope, a_reload_that_expires_a_key_cuts_it)
+{
+    s_start (true);
+    zsock_t *dave = s_socket (ZMQ_SUB, &s_keys [DAVE]);
+    zsock_set_subscribe (dave, "");
+    cr_assert_eq (zsock_connect (dave, "%s", bt_broker->fanout), 0);
+    s_wait_flowing (dave);
+    zsock_t *alice = s_publisher (true);
+    s_publish (alice, "g.before", "x");
+    cr_assert_eq (s_data_within (dave, 500), 1);
+    uint64_t reloads = s_acl_reloads (alice);
+    snprintf (s_dave_until, sizeof s_dave_until, " until 2020-01-01");
+    s_acl_write ("g.");
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_acl_reloads (alice) == reloads && zclock_mono () < deadline)
+        zclock_sleep (20);
+    cr_assert_gt (s_acl_reloads (alice), reloads, "the reload was not seen");
+    for (int index = 0; index < 5; index++)
+        s_publish (alice, "g.after", "x");
+    cr_assert_eq (s_data_within (dave, 1000), 0, "a key expired by a reload still receives");
 }
