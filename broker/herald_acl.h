@@ -150,7 +150,9 @@ const herald_acl_peer_t *
 size_t
     herald_acl_expired (const herald_acl_t *self, int64_t now_ns);
 
-//  May this user publish to / read this topic?
+//  May this user publish to / read this topic?  user must come from a
+//  table (herald_acl_user, _user_by_key, _user_at): the checks find the
+//  table's tries through it.
 bool
     herald_acl_may_publish (const herald_acl_user_t *user, const char *topic, size_t len);
 bool

@@ -199,6 +199,17 @@ Test (herald_acl, design_example_parses)
     herald_acl_destroy (&acl);
 }
 
+Test (herald_acl, names_are_unique_per_kind)
+{
+    herald_acl_t *acl = s_parse_ok ("[user x]\nkey = %K0\nrole = x\nscope = x\n[role x]\n"
+                                    "publish = x.\n[scope x]\nread = x.\nfanout = tcp://h:1\n"
+                                    "[peer x]\nkey = %K1\n");
+    const herald_acl_user_t *user = herald_acl_user (acl, "x");
+    cr_assert_eq (user->scope, herald_acl_scope (acl, "x"));
+    cr_assert (herald_acl_may_publish (user, "x.1", 3));
+    herald_acl_destroy (&acl);
+}
+
 Test (herald_acl, empty_file_is_an_empty_table)
 {
     herald_acl_t *acl = s_parse_ok ("# nothing granted\n\n   \n");
@@ -210,7 +221,8 @@ Test (herald_acl, empty_file_is_an_empty_table)
 
 Test (herald_acl, crlf_tabs_and_comments)
 {
-    herald_acl_t *acl = s_parse_ok ("[user a]\t# comment\r\n\tkey\t=\t%K0\t# c\r\n"
+    herald_acl_t *acl = s_parse_ok ("[user b] # c\nkey = %K1\n"
+                                    "[user a]\t# comment\r\n\tkey\t=\t%K0\t# c\r\n"
                                     "publish = x.  # y.\r\n# publish = z.\n");
     const herald_acl_user_t *user = herald_acl_user (acl, "a");
     cr_assert_eq (user->publish.count, 1);
@@ -297,7 +309,8 @@ Test (herald_acl, scope_read_normalised_and_scopes_overlap)
 {
     herald_acl_t *acl = s_parse_ok ("[scope all-orders]\nread = orders. orders.eu. or.x\n"
                                     "fanout = tcp://127.0.0.1:5601\n"
-                                    "[scope eu]\nread = orders.eu.\nfanout = tcp://127.0.0.1:5602\n");
+                                    "[scope eu]\nread = orders.eu.\n"
+                                    "fanout = tcp://127.0.0.1:5602\n");
     const herald_acl_scope_t *all = herald_acl_scope (acl, "all-orders");
     cr_assert_eq (all->read.count, 2);
     cr_assert (s_is (&all->read.prefixes [0], "or.x"));
@@ -406,6 +419,12 @@ Test (herald_acl, errors_name_the_line_and_why)
           "acl:3: user 'a' is already defined at line 1" },
         { "[scope s]\nread = a.\nfanout = tcp://h:1\n[scope s]\n",
           "acl:4: scope 's' is already defined at line 1" },
+        { "[user a]\nkey = %K0\n[user a]\n[user a]\n",
+          "acl:3: user 'a' is already defined at line 1" },
+        { "[user a]\nkey = %K0\n[user b]\nkey = %K1\n[user b]\n[user a]\n",
+          "acl:5: user 'b' is already defined at line 3" },
+        { "[role r]\n[user a]\nkey = %K0\n[role r]\npublish = *\n",
+          "acl:4: role 'r' is already defined at line 1" },
         { "[user a]\nkey = %K0\n[user b]\nkey = %K0\n",
           "acl:4: key: already the key of user 'a' (line 2)" },
         { "[user b]\nkey = %K0\n[user a]\nkey = %K0\n",
@@ -474,6 +493,8 @@ Test (herald_acl, errors_name_the_line_and_why)
           "[peer NAME]" },
         { "[user a]x\n",
           "acl:1: unexpected text after ']': 'x'" },
+        { "[user a]#x\n",
+          "acl:1: unexpected text after ']': '#x'" },
         { "[user a/b]\n",
           "acl:1: user name 'a/b' is not valid: 1-64 characters of A-Z a-z 0-9 . _ -" },
         { "[user a]\nkey = %K0\nread = orders.\n",
@@ -592,7 +613,8 @@ Test (herald_acl, at_most_64_scopes)
 Test (herald_acl, keys_found_and_expired_keys_refused_at_lookup)
 {
     herald_acl_t *acl = s_parse_ok (
-        "[user a]\nkey = %K0 until 2027-01-15T08:00:00Z\nkey = %K1 until 2027-01-15T09:00:00+01:00\n"
+        "[user a]\nkey = %K0 until 2027-01-15T08:00:00Z\n"
+        "key = %K1 until 2027-01-15T09:00:00+01:00\n"
         "[user b]\nkey = %K2 until 2027-01-15T08:00:00.000000001Z\n"
         "[peer n]\nkey = %K3 until 2001-01-01\nkey = %K4\n");
     const char *why = NULL;
@@ -945,7 +967,7 @@ Test (herald_acl, version_is_the_sha256_of_the_bytes)
     free (text);
 }
 
-Test (herald_acl, load_checks_the_file)
+Test (herald_acl, load_checks_the_file, .timeout = 10)
 {
     char dir [] = "/tmp/test_herald_acl.XXXXXX";
     cr_assert (mkdtemp (dir));
@@ -990,6 +1012,14 @@ Test (herald_acl, load_checks_the_file)
     snprintf (expected, sizeof (expected), "%s:37: user 'bad' has no key: give key = Z85 "
               "(herald keygen makes one)", path);
     cr_assert_str_eq (err.message, expected);
+    //  a FIFO: refused at once, not waited on
+    char fifo [120];
+    snprintf (fifo, sizeof (fifo), "%s/fifo", dir);
+    cr_assert_eq (mkfifo (fifo, 0600), 0);
+    cr_assert_null (herald_acl_load (fifo, &err));
+    snprintf (expected, sizeof (expected), "%s: not a regular file", fifo);
+    cr_assert_str_eq (err.message, expected);
+    unlink (fifo);
     //  a directory
     cr_assert_null (herald_acl_load (dir, &err));
     snprintf (expected, sizeof (expected), "%s: not a regular file", dir);
