@@ -332,8 +332,10 @@ s_serve_one (herald_auth_t *self, zmsg_t *request)
     char *mechanism = zmsg_popstr (request);
     zframe_t *key = zmsg_pop (request);
     if (!routing || !delimiter || zframe_size (delimiter) != 0 || !request_id) {
-        //  Not a request that can be answered: nothing to address
-        herald_log ("warn", "ZAP: a request that cannot be answered was dropped");
+        //  Not a request that can be answered: nothing to address (only
+        //  libzmq writes here; it never sends one)
+        if (herald_log_debug ())
+            herald_log ("debug", "ZAP: a request that cannot be answered was dropped");
     }
     else {
         char user [HERALD_ACL_NAME_MAX + 1] = "";

@@ -1318,3 +1318,34 @@ Test (heraldd_security, a_secure_cluster_node_catches_up_from_a_peer_with_the_sh
     cr_assert (caught_up, "no peer served a catch-up");
     unsetenv ("HERALD_TEST_RAFT_SNAPSHOT");
 }
+
+Test (heraldd_security, raft_off_loopback_needs_raft_insecure)
+{
+    char peer [160];
+    snprintf (peer, sizeof peer, "n1,0.0.0.0:%d,tcp://127.0.0.1:%d,tcp://127.0.0.1:%d",
+              bu_free_port (), bu_free_port (), bu_free_port ());
+    const char *flags [] = { "--node", "n1", "--peer", peer, "--cluster-state", "new", NULL };
+    bt_broker = bu_broker_new ("raft_open", flags);
+    cr_assert_not_null (bt_broker);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    cr_assert_eq (bu_broker_wait (bt_broker, BT_START_MS), 0);
+    char log [4096];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_eq (WEXITSTATUS (bt_broker->status), 64, "%s", log);
+    cr_assert_not_null (strstr (log, "--raft-insecure"), "%s", log);
+    cr_assert_not_null (strstr (log, "WireGuard"), "%s", log);
+    bu_broker_destroy (&bt_broker);
+    //  Said so: it starts
+    const char *insecure [] = { "--node", "n1", "--peer", peer, "--cluster-state", "new",
+                                "--raft-insecure", NULL };
+    bt_start_with (insecure);
+    zsock_t *client = bt_client ();
+    cr_assert_eq (bt_head (client), 0);
+    //  --io-threads: auto or 1 to 64
+    const char *io [] = { "--io-threads", "0", NULL };
+    bu_broker_t *bad = bu_broker_new ("io_threads", io);
+    cr_assert_eq (bu_broker_spawn (bad), 0);
+    cr_assert_eq (bu_broker_wait (bad, BT_START_MS), 0);
+    cr_assert_eq (WEXITSTATUS (bad->status), 64);
+    bu_broker_destroy (&bad);
+}
