@@ -116,6 +116,7 @@ struct _herald_commit_t {
     herald_disk_t *disk;                //  borrowed: the free-space guard
     herald_reply_t *reply;              //  borrowed: the api socket, counted
     zsock_t *pub;                       //  borrowed: fanout
+    herald_fanout_t *fanout;            //  borrowed: every fanout socket, when set
     herald_writer_t *writer;            //  applies on its own thread (standalone)
     bool clustered;                     //  a cluster node: raft applies, once attached
     herald_raft_t *raft;                //  borrowed; NULL until attached
@@ -129,6 +130,7 @@ struct _herald_commit_t {
     size_t inflight_requests;           //  ... their requests not answered yet
     const char *stop_reason;
     herald_commit_counts_t counts;
+    herald_commit_guard_t guard;        //  security's checks; none when off
 };
 
 static void
@@ -356,6 +358,18 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
         s_request_destroy (&request);
         return;
     }
+    uint64_t retry_ms = 0;
+    if (self->guard.publish
+    &&  self->guard.publish (self->guard.arg, request->body, &request->msg, &err,
+                             &retry_ms) != HERALD_OK) {
+        if (retry_ms)
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid, err.code,
+                                  err.message, retry_ms);
+        else
+            herald_reply_err (self->reply, request->identity, &err);
+        s_request_destroy (&request);
+        return;
+    }
     char leader [256];
     if (self->clustered && !s_leads (self, leader, sizeof (leader))
     &&  zlistx_size (self->queue) == 0 && !s_unanswered (self)) {
@@ -392,6 +406,12 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
                     herald_log_peer (request->identity, peer), request->msg.rid,
                     request->msg.publish.count, zframe_size (request->body));
     }
+}
+
+void
+herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard)
+{
+    self->guard = *guard;
 }
 
 bool
@@ -619,6 +639,15 @@ s_answer (herald_commit_t *self, s_request_t *request, const herald_batch_t *bat
         herald_reply_msg (self->reply, request->identity, &reply);
         return;
     }
+    for (size_t i = 0; self->guard.duplicate && i < batch->count; i++)
+        if (batch->results [i].dup
+        &&  !self->guard.duplicate (self->guard.arg, request->body, batch->results [i].seq)) {
+            herald_error_t err = { .has_rid = true, .rid = request->msg.rid };
+            herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "events[%zu]: this id is "
+                              "stored already, in a topic you may not publish", i);
+            herald_reply_err (self->reply, request->identity, &err);
+            return;
+        }
     uint64_t *seqs = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
     uint64_t *vers = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
     bool *dups = (bool *) zmalloc (batch->count * sizeof (bool));
@@ -664,8 +693,12 @@ s_fan_out (herald_commit_t *self, const herald_applied_t *record)
         //  A copy of its own per event, not a slab: a slow subscriber to a
         //  rare topic would keep a whole shared block alive per event it
         //  has queued (herald_slab.h).
-        herald_reply_frame (self->pub, topic, topic_len, true);
-        herald_reply_frame (self->pub, envelope, len, false);
+        if (self->fanout)
+            herald_fanout_send (self->fanout, topic, topic_len, seq, envelope, len);
+        else {
+            herald_reply_frame (self->pub, topic, topic_len, true);
+            herald_reply_frame (self->pub, envelope, len, false);
+        }
         self->counts.published++;
         self->counts.fanned = seq;
     }
@@ -869,6 +902,12 @@ const herald_commit_counts_t *
 herald_commit_counts (herald_commit_t *self)
 {
     return &self->counts;
+}
+
+void
+herald_commit_set_fanout (herald_commit_t *self, herald_fanout_t *fanout)
+{
+    self->fanout = fanout;
 }
 
 const char *

@@ -24,6 +24,7 @@
 */
 
 #include "herald_cli.h"
+#include "herald_curve.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@ struct _herald_cli_conn_t {
     zsock_t *dealer;
     zsock_t *watch;                 //  the DEALER's monitor (PAIR)
     bool handshaken;                //  a HWP/ZMTP handshake succeeded
+    int failed;                     //  the handshake failure seen (monitor event), or 0
     char *why;                      //  quiet: failures go here, not stderr
     size_t why_size;
     char *endpoint;
@@ -274,6 +276,185 @@ herald_cli_unwatch (zsock_t *sock, zsock_t **watch_p)
 }
 
 //  ---------------------------------------------------------------------
+//  Security: one CURVE identity for the whole run
+
+static const char *s_key_opt;       //  --key, --server-key as given
+static const char *s_server_key_opt;
+static herald_curve_t *s_curve;
+static bool s_loaded;
+static int s_load_rc;
+static char s_load_why [600];
+
+void
+herald_cli_security_opt (const char *key_file, const char *server_key)
+{
+    if (key_file)
+        s_key_opt = key_file;
+    if (server_key)
+        s_server_key_opt = server_key;
+}
+
+static void
+s_security_free (void)
+{
+    herald_curve_destroy (&s_curve);
+}
+
+int
+herald_cli_security_load (char *why, size_t why_size)
+{
+    if (!s_loaded) {
+        s_loaded = true;
+        //  The variables hold paths (a key itself for HERALD_SERVER_KEY,
+        //  which is public): never a secret in the environment
+        const char *key_file = s_key_opt? s_key_opt: getenv ("HERALD_KEY");
+        const char *server_key = s_server_key_opt? s_server_key_opt
+                                                 : getenv ("HERALD_SERVER_KEY");
+        if (key_file && !*key_file)
+            key_file = NULL;
+        if (server_key && !*server_key)
+            server_key = NULL;
+        if (key_file || server_key) {
+            char message [500];
+            s_curve = herald_curve_new (key_file, server_key, message, sizeof message);
+            if (s_curve)
+                atexit (s_security_free);
+            else {
+                //  Name what the user set: the option, or the variable
+                const char *key_name = s_key_opt ? "--key" : "HERALD_KEY";
+                const char *server_name = s_server_key_opt ? "--server-key"
+                                                           : "HERALD_SERVER_KEY";
+                s_load_rc = HERALD_CLI_EXIT_USAGE;
+                if (!key_file)
+                    snprintf (s_load_why, sizeof s_load_why, "%s is given without --key (or "
+                              "HERALD_KEY): CURVE needs this client's secret key file too",
+                              server_name);
+                else
+                if (!server_key)
+                    snprintf (s_load_why, sizeof s_load_why, "%s is given without --server-key "
+                              "(or HERALD_SERVER_KEY): give the broker's public key (Z85, or "
+                              "@FILE), learned out of band", key_name);
+                else
+                if (strncmp (message, "server_key", 10) == 0)
+                    //  (the library's message names its option: say ours)
+                    snprintf (s_load_why, sizeof s_load_why, "%s: %s", server_name,
+                              message + 10 + strspn (message + 10, ": "));
+                else
+                    snprintf (s_load_why, sizeof s_load_why, "%s: %s", key_name, message);
+            }
+        }
+    }
+    if (s_load_rc && why)
+        snprintf (why, why_size, "%s", s_load_why);
+    return s_load_rc;
+}
+
+bool
+herald_cli_secured (void)
+{
+    return s_curve != NULL;
+}
+
+void
+herald_cli_secure (zsock_t *sock)
+{
+    if (s_curve)
+        herald_curve_apply (s_curve, sock);
+}
+
+//  The security mechanism the peer at endpoint names in its ZMTP 3
+//  greeting ("NULL", "CURVE", ...) into mechanism; false when it could not
+//  be read within timeout_ms.  A failed handshake alone does not say
+//  whether the broker wanted CURVE, or held another key: when one side
+//  closes first, libzmq reports no detail.  The greeting does.
+static bool
+s_peer_mechanism (const char *endpoint, int timeout_ms, char *mechanism, size_t size)
+{
+    zsock_t *raw = zsock_new (ZMQ_STREAM);
+    if (!raw)
+        return false;
+    zsock_set_linger (raw, 0);
+    //  Ours: the signature and major version 3 only.  The peer answers with
+    //  its whole greeting; given ours whole, it would find the mechanisms
+    //  differ and close before its own left its buffer
+    const uint8_t greeting [11] = { 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3 };
+    uint8_t peer [64];
+    size_t got = 0;
+    zframe_t *id = NULL;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    zpoller_t *poller = zsock_connect (raw, "%s", endpoint) == 0? zpoller_new (raw, NULL)
+                                                                 : NULL;
+    while (poller && got < sizeof peer && zclock_mono () < deadline) {
+        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
+            break;
+        zmsg_t *msg = zmsg_recv (raw);
+        zframe_t *from = msg? zmsg_pop (msg): NULL;
+        zframe_t *data = msg? zmsg_pop (msg): NULL;
+        if (from && data && !id && zframe_size (data) == 0) {
+            id = zframe_dup (from);         //  connected: send our greeting
+            zmsg_t *out = zmsg_new ();
+            zmsg_append (out, &from);
+            zmsg_addmem (out, greeting, sizeof greeting);
+            zmsg_send (&out, raw);
+        }
+        else
+        if (data && zframe_size (data) == 0)
+            got = 0, poller = (zpoller_destroy (&poller), NULL);    //  it closed
+        else
+        if (data) {
+            size_t take = zframe_size (data) < sizeof peer - got? zframe_size (data)
+                                                                 : sizeof peer - got;
+            memcpy (peer + got, zframe_data (data), take);
+            got += take;
+        }
+        zframe_destroy (&from);
+        zframe_destroy (&data);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    zframe_destroy (&id);
+    zsock_destroy (&raw);
+    if (got < 32 || peer [0] != 0xFF || peer [9] != 0x7F || peer [10] < 3)
+        return false;
+    snprintf (mechanism, size, "%.*s", (int) strnlen ((const char *) peer + 12, 20),
+              (const char *) peer + 12);
+    return true;
+}
+
+int
+herald_cli_handshake_failure (int event, const char *endpoint, char *why, size_t size)
+{
+    char mechanism [24] = "";
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        s_peer_mechanism (endpoint, 1000, mechanism, sizeof mechanism);
+    bool peer_curve = streq (mechanism, "CURVE");
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        snprintf (why, size, "the broker at %s refused this key (unknown, revoked or expired)",
+                  endpoint);
+    else
+    if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    &&  event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        return 0;
+    else
+    if (s_curve && (peer_curve || !*mechanism))
+        snprintf (why, size, "the broker at %s did not prove the key given by --server-key "
+                  "(HERALD_SERVER_KEY): it holds another key%s", endpoint,
+                  *mechanism? "": ", or it is not a CURVE broker");
+    else
+    if (s_curve)
+        snprintf (why, size, "the broker at %s does not speak CURVE (its security is off): "
+                  "leave out --key and --server-key (HERALD_KEY, HERALD_SERVER_KEY)", endpoint);
+    else
+    if (peer_curve)
+        snprintf (why, size, "the broker at %s requires CURVE: give --key FILE and "
+                  "--server-key KEY|@FILE (or HERALD_KEY, HERALD_SERVER_KEY)", endpoint);
+    else
+        return 0;                   //  not a key matter: herald_cli_conn_lost says what
+    return HERALD_CLI_EXIT_FAIL;
+}
+
+//  ---------------------------------------------------------------------
 //  The connection
 
 //  Print "herald: ..." (or, when quiet, keep it in self->why); returns code.
@@ -306,6 +487,10 @@ int
 herald_cli_conn_open_to (const char *endpoint, int timeout_ms, char *why, size_t why_size,
                          herald_cli_conn_t **self_p)
 {
+    *self_p = NULL;
+    int loaded = herald_cli_security_load (why, why_size);
+    if (loaded)
+        return loaded;
     if (!strchr (endpoint, ','))
         return s_open_one (endpoint, timeout_ms, why, why_size, self_p);
     int rc = HERALD_CLI_EXIT_NO_ANSWER;
@@ -360,6 +545,35 @@ herald_cli_conn_quiet_off (herald_cli_conn_t *self)
 }
 
 static int
+    s_open_socket (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+                   herald_cli_conn_t **self_p);
+
+//  The first handshake's outcome on a new connection: the monitor event
+//  (HANDSHAKE_SUCCEEDED or a failure), or 0 at the deadline.
+static int
+s_await_handshake (herald_cli_conn_t *self, int64_t deadline)
+{
+    zpoller_t *poller = zpoller_new (self->watch, NULL);
+    int outcome = 0;
+    while (!outcome && poller && zclock_mono () < deadline) {
+        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
+            break;
+        int event = herald_cli_watch_event (self->watch);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            self->handshaken = true;
+            outcome = event;
+        }
+        else
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            outcome = self->failed = event;
+    }
+    zpoller_destroy (&poller);
+    return outcome;
+}
+
+static int
 s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
             herald_cli_conn_t **self_p)
 {
@@ -369,6 +583,27 @@ s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
     int rc = herald_cli_probe (endpoint, timeout_ms, probe_why, sizeof probe_why);
     if (rc)
         return s_fail (&quiet, rc, "%s", probe_why);
+    //  A broker-key rotation (--server-key NEW,OLD): the first key whose
+    //  handshake the broker completes.  A broker that holds another key
+    //  cannot read our HELLO, which the monitor reports without detail
+    size_t keys = s_curve? herald_curve_server_count (s_curve): 1;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    for (size_t tried = 1; keys > 1 && tried < keys; tried++) {
+        rc = s_open_socket (endpoint, timeout_ms, why, why_size, self_p);
+        if (rc || s_await_handshake (*self_p, deadline) != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            return rc;
+        herald_cli_conn_destroy (self_p);
+        herald_curve_next (s_curve);
+    }
+    return s_open_socket (endpoint, timeout_ms, why, why_size, self_p);
+}
+
+static int
+s_open_socket (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+               herald_cli_conn_t **self_p)
+{
+    herald_cli_conn_t quiet = { .why = why, .why_size = why_size };
+    int rc;
     herald_cli_conn_t *self = calloc (1, sizeof *self);
     if (!self)
         return s_fail (&quiet, HERALD_CLI_EXIT_FAIL, "out of memory");
@@ -390,6 +625,7 @@ s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
     zsock_set_rcvhwm (self->dealer, 0);
     if (strncmp (self->endpoint, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->dealer, 1);
+    herald_cli_secure (self->dealer);
     if (zsock_connect (self->dealer, "%s", self->endpoint) != 0) {
         rc = s_fail (self, HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
                      self->endpoint, zmq_strerror (zmq_errno ()));
@@ -404,8 +640,10 @@ int
 herald_cli_conn_open (const herald_cli_opts_t *opts, herald_cli_conn_t **self_p)
 {
     char why [600];
-    int rc = herald_cli_conn_open_to (opts->endpoint, opts->timeout_ms, why, sizeof why,
-                                      self_p);
+    int rc = herald_cli_security_load (why, sizeof why);
+    if (rc)
+        return herald_cli_fail (rc, "%s", why);
+    rc = herald_cli_conn_open_to (opts->endpoint, opts->timeout_ms, why, sizeof why, self_p);
     if (rc)
         return herald_cli_fail (rc, "%s%s", rc == HERALD_CLI_EXIT_USAGE ? "--endpoint: " : "",
                                 why);
@@ -472,6 +710,26 @@ herald_cli_conn_no_answer (herald_cli_conn_t *self)
 int
 herald_cli_conn_lost (herald_cli_conn_t *self)
 {
+    //  A refused key, a broker key not proven, CURVE on one side only:
+    //  said as such, never as a broker that went away (exit 1: retrying
+    //  will not help)
+    //  The monitor may say DISCONNECTED before the handshake's failure:
+    //  a closed connection that never completed a handshake waits a
+    //  moment for the reason
+    int64_t deadline = zclock_mono () + 200;
+    while (!self->failed && !self->handshaken && zclock_mono () < deadline) {
+        zpoller_t *poller = zpoller_new (self->watch, NULL);
+        bool ready = poller && zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        zpoller_destroy (&poller);
+        if (!ready)
+            break;
+        herald_cli_conn_check (self);
+    }
+    char failure [600];
+    int code = herald_cli_handshake_failure (self->failed, self->endpoint, failure,
+                                             sizeof failure);
+    if (code)
+        return s_fail (self, code, "%s", failure);
     //  (quiet: tail reconnecting to what was a broker, which may be
     //  stopping or starting right now)
     if (self->handshaken || self->why)
@@ -490,8 +748,11 @@ herald_cli_conn_check (herald_cli_conn_t *self)
     while ((event = herald_cli_watch_event (self->watch)) != 0) {
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
             self->handshaken = true;
-        else
+        else {
+            if (event != ZMQ_EVENT_DISCONNECTED)
+                self->failed = event;
             lost = true;
+        }
     }
     //  A reply that arrived before the connection closed is still read
     return !lost || (zsock_events (self->dealer) & ZMQ_POLLIN);

@@ -150,7 +150,10 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
        uint64_t rid, int probe_ms, int wait_ms, s_reply_t *reply, char *why, size_t why_size)
 {
     memset (reply, 0, sizeof *reply);
-    int rc = herald_cli_probe (endpoint, probe_ms, why, why_size);
+    int rc = herald_cli_security_load (why, why_size);
+    if (rc != 0)
+        return rc;
+    rc = herald_cli_probe (endpoint, probe_ms, why, why_size);
     if (rc != 0)
         return rc == HERALD_CLI_EXIT_USAGE? HERALD_CLI_EXIT_USAGE: HERALD_CLI_EXIT_NO_ANSWER;
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
@@ -159,6 +162,7 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
         return HERALD_CLI_EXIT_FAIL;
     }
     zsock_set_linger (dealer, 0);
+    herald_cli_secure (dealer);
     //  A node that dies while the change runs closes the connection: that
     //  ends the wait (the leader that follows resumes the change)
     zsock_t *watch = herald_cli_watch (dealer);
@@ -181,7 +185,14 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
         if (!which)
             continue;
         if (which == watch) {
-            if (herald_cli_watch_event (watch) == ZMQ_EVENT_DISCONNECTED
+            int event = herald_cli_watch_event (watch);
+            //  A key refused, a broker key not proven: said as such
+            int failed = herald_cli_handshake_failure (event, endpoint, why, why_size);
+            if (failed) {
+                rc = failed;
+                break;
+            }
+            if (event == ZMQ_EVENT_DISCONNECTED
             &&  !(zsock_events (dealer) & ZMQ_POLLIN)) {
                 snprintf (why, why_size, "broker at %s closed the connection before it "
                           "answered", endpoint);

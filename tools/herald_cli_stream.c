@@ -115,6 +115,8 @@ typedef struct {
     bool tail;
     bool catch_up;                  //  --from or --from-ts given
     const char *fanout_opt;         //  --fanout, normalized; NULL: from WELCOME
+    bool scoped;                    //  WELCOME named a scope: the fanout carries only its
+                                    //  events, so seqs skip (only heartbeats tell losses)
     const char *fanout;
     char fanout_buf [HERALD_CLI_ENDPOINT_MAX];
     char fanout_opt_buf [HERALD_CLI_ENDPOINT_MAX];
@@ -555,6 +557,28 @@ s_tail_lineage (s_stream_t *self, uint64_t lineage, const herald_loss_t *losses,
 //  HELLO: the fanout endpoint (unless --fanout gave it) and the store's
 //  lineage.  A broker bound to a wildcard address ("tcp://*:5581",
 //  "tcp://0.0.0.0:5581") is reached on the host of the api endpoint.
+//  Whether a WELCOME names a scope (a str `scope`: security on, a key that
+//  reads one scope through its own fanout).
+static bool
+s_welcome_scoped (const herald_cli_reply_t *reply)
+{
+    zframe_t *body = zmsg_first (reply->msg)? zmsg_next (reply->msg): NULL;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    bool scoped = false;
+    if (body && msgpack_unpack_next (&unpacked, (const char *) zframe_data (body),
+                                     zframe_size (body), NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  unpacked.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t index = 0; index < unpacked.data.via.map.size; index++) {
+            const msgpack_object_kv *kv = &unpacked.data.via.map.ptr [index];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 5
+            &&  memcmp (kv->key.via.str.ptr, "scope", 5) == 0)
+                scoped = kv->val.type == MSGPACK_OBJECT_STR;
+        }
+    msgpack_unpacked_destroy (&unpacked);
+    return scoped;
+}
+
 static int
 s_hello (s_stream_t *self)
 {
@@ -573,6 +597,10 @@ s_hello (s_stream_t *self)
     if (rc == 0 && reply.type != HERALD_MSG_WELCOME)
         rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unexpected %s reply to HELLO",
                               herald_msg_command (reply.type));
+    if (rc == 0 && !self->fanout_opt && herald_cli_secured () && !reply.body.welcome.fanout.len)
+        rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unauthorized: the broker at %s names no "
+                              "fanout for this key: it may publish, not read the live stream",
+                              self->opts->endpoint);
     if (rc == 0 && !self->fanout_opt) {
         herald_str_t fanout = reply.body.welcome.fanout;
         const char *api = self->opts->endpoint;
@@ -590,6 +618,8 @@ s_hello (s_stream_t *self)
                       (int) fanout.len, fanout.ptr);
         self->fanout = self->fanout_buf;
     }
+    if (rc == 0)
+        self->scoped = s_welcome_scoped (&reply);
     if (rc == 0)
         s_tail_lineage (self, reply.body.welcome.lineage, reply.body.welcome.losses,
                         reply.body.welcome.loss_count, reply.body.welcome.head);
@@ -626,7 +656,8 @@ s_on_heartbeat (s_stream_t *self, zframe_t *body)
         if (hb->lineage != self->lineage)
             rc = s_lost (self, "its store's lineage is now %" PRIu64, hb->lineage);
         else
-        if (hb->head > self->examined && self->request.replay.prefix_count == 0)
+        if (hb->head > self->examined && self->request.replay.prefix_count == 0
+        &&  !self->scoped)
             //  Every event reaches an unfiltered SUB: one it did not get
             //  was dropped (the broker's send queue for us was full)
             rc = s_lost (self, "its heartbeat names seq %" PRIu64 ", the last event received "
@@ -663,7 +694,7 @@ s_on_live (s_stream_t *self, zmsg_t *msg)
     if (seq <= self->skip_through || (self->examined_known && seq <= self->examined))
         return 0;
     if (self->examined_known && seq > self->examined + 1
-    &&  self->request.replay.prefix_count == 0)
+    &&  self->request.replay.prefix_count == 0 && !self->scoped)
         return s_lost (self, "seq %" PRIu64 " came after seq %" PRIu64 " (the events "
                        "between were dropped)", seq, self->examined);
     int rc = herald_cli_print_envelope (self->opts->format, zframe_data (envelope),
@@ -740,6 +771,7 @@ s_subscribe (s_stream_t *self)
     zsock_set_reconnect_ivl (self->sub, -1);
     if (strncmp (self->fanout, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->sub, 1);
+    herald_cli_secure (self->sub);
     size_t index, count = self->request.replay.prefix_count;
     for (index = 0; index < count; index++)
         zsock_set_subscribe (self->sub, self->prefixes [index].ptr);
@@ -747,10 +779,34 @@ s_subscribe (s_stream_t *self)
     if (zsock_connect (self->sub, "%s", self->fanout) != 0)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
                                 self->fanout, zmq_strerror (zmq_errno ()));
-    zpoller_t *poller = zpoller_new (self->sub, NULL);
+    zpoller_t *poller = zpoller_new (self->sub, self->sub_watch, NULL);
     int silence = s_silence_ms (self);
-    bool ready = zpoller_wait (poller, silence) != NULL;
+    int64_t deadline = zclock_mono () + silence;
+    bool ready = false;
+    int failed = 0;
+    //  A handshake the fanout refuses (a key not allowed there) is said
+    //  at once, as such, not as silence
+    while (!ready && !failed && zclock_mono () < deadline) {
+        void *which = zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        if (which == self->sub)
+            ready = true;
+        else
+        if (which == self->sub_watch) {
+            int event = herald_cli_watch_event (self->sub_watch);
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+            ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                failed = event;
+        }
+        else
+            break;
+    }
     zpoller_destroy (&poller);
+    char failure [600];
+    int code = failed? herald_cli_handshake_failure (failed, self->fanout, failure,
+                                                      sizeof failure): 0;
+    if (code)
+        return herald_cli_fail (code, "%s (fanout)", failure);
     if (!ready)
         return s_tail_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer: "
                             "nothing arrived on its fanout %s for %d ms, not even a heartbeat",
