@@ -69,6 +69,12 @@ herald_agent_options_init (herald_agent_options_t *options)
     memset (options, 0, sizeof *options);
 }
 
+size_t
+herald_agent_options_size (void)
+{
+    return sizeof (herald_agent_options_t);
+}
+
 void
 herald_batch_destroy (herald_batch_t **self_p)
 {
@@ -261,17 +267,34 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
     self->api = strdup (options->api? options->api: "tcp://127.0.0.1:5580");
     self->fanout = options->fanout? strdup (options->fanout): NULL;
     self->state_dir = strdup (options->state_dir);
+    self->key_file = options->key_file? strdup (options->key_file): NULL;
+    self->server_key = options->server_key? strdup (options->server_key): NULL;
     o->api = self->api;
     o->fanout = NULL;
     o->state_dir = self->state_dir;
+    o->key_file = self->key_file;
+    o->server_key = self->server_key;
     self->lock_fd = self->wake_fd = self->dispatch_fd = -1;
     pthread_mutex_init (&self->lock, NULL);
     pthread_mutex_init (&self->dispatch_lock, NULL);
+    pthread_mutex_init (&self->pool_lock, NULL);
     pthread_cond_init (&self->dispatch_cond, NULL);
-    if (!self->service || !self->api || !self->state_dir || (options->fanout && !self->fanout)) {
+    if (!self->service || !self->api || !self->state_dir || (options->fanout && !self->fanout)
+    ||  (options->key_file && !self->key_file) || (options->server_key && !self->server_key)) {
         herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
         herald_agent_destroy (&self);
         return NULL;
+    }
+    //  Keys first: a bad one is the caller's to fix before anything is
+    //  created on disk or on the network
+    if (self->key_file || self->server_key) {
+        char why [600];
+        self->curve = herald_curve_new (self->key_file, self->server_key, why, sizeof why);
+        if (!self->curve) {
+            herald_agent_set_error (HERALD_ERR_INVALID, "%s", why);
+            herald_agent_destroy (&self);
+            return NULL;
+        }
     }
     if (herald_agent_endpoints_init (self)) {
         herald_agent_destroy (&self);
@@ -364,6 +387,11 @@ herald_agent_destroy (herald_agent_t **self_p)
     for (size_t index = 0; index < self->sub_count; index++)
         s_sub_destroy (&self->subs [index]);
     herald_outbox_destroy (&self->outbox);
+    herald_agent_pool_destroy (self);
+    pthread_mutex_destroy (&self->pool_lock);
+    herald_curve_destroy (&self->curve);
+    free (self->key_file);
+    free (self->server_key);
     if (self->wake_fd >= 0)
         close (self->wake_fd);
     if (self->dispatch_fd >= 0)
@@ -605,6 +633,7 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     stats->failovers = atomic_load (&self->failovers);
     stats->leader_redirects = atomic_load (&self->leader_redirects);
     stats->nodes_known = atomic_load (&self->nodes_known);
+    stats->auth_refused = atomic_load (&self->auth_refused);
     pthread_mutex_lock (&self->lock);
     snprintf (stats->node, sizeof stats->node, "%s", self->node_name);
     snprintf (stats->node_api, sizeof stats->node_api, "%s", self->node_api);

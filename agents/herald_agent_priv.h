@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include "herald.h"
 #include "herald_checkpoint.h"
+#include "herald_curve.h"
 #include "herald_event.h"
 #include "herald_outbox.h"
 
@@ -41,6 +42,7 @@
 //  Commands queued for the I/O actor: one SUBSCRIBE and at most one
 //  UNSUBSCRIBE per subscription (herald_agent_command)
 #define HERALD_AGENT_COMMANDS_MAX   (HERALD_AGENT_SUBS_MAX * 2)
+#define HERALD_AGENT_POOL_MAX       4       //  warm read/replay DEALERs (CURVE)
 
 //  One subscription.  Written once by subscribe, then: state and the
 //  counters by the delivery thread (atomics), error/message under the
@@ -148,6 +150,14 @@ typedef struct {
     herald_agent_sub_t *sub;
 } herald_cmd_t;
 
+//  A pooled read/replay connection (herald_agent_stream.c).
+typedef struct {
+    zsock_t *sock;
+    char api [HERALD_AGENT_ENDPOINT_MAX];   //  where it is connected
+    size_t server_index;                    //  with which broker key
+    uint64_t next_rid;                      //  its own rid space
+} herald_agent_conn_t;
+
 struct _herald_agent_t {
     char *service;
     herald_agent_options_t options;         //  strings point at the copies below
@@ -208,6 +218,18 @@ struct _herald_agent_t {
     //  (and io_message why); written before it signals, read after.
     atomic_int io_start_error;
     char io_message [256];
+    //  Security: NULL when off.  Read by the I/O actor and the read/replay
+    //  calls; the broker key index inside moves with a rotation
+    herald_curve_t *curve;
+    char *key_file;                         //  the options as given
+    char *server_key;
+    atomic_uint_fast64_t auth_refused;      //  handshakes the broker refused
+    //  Warm DEALERs for herald_agent_read/replay when CURVE is on (a
+    //  handshake per call costs the broker ~0.8 ms of CPU and a ZAP round
+    //  trip): taken and given back under pool_lock
+    pthread_mutex_t pool_lock;
+    herald_agent_conn_t *pool [HERALD_AGENT_POOL_MAX];
+    size_t pool_count;
 };
 
 //  Wake the I/O actor (commands or outbox work waiting).
@@ -304,6 +326,10 @@ void
 //  The api endpoint of the node the agent talks to now, into buf.
 void
     herald_agent_node_api (herald_agent_t *self, char *buf, size_t size);
+
+//  Close the warm read/replay connections (herald_agent_destroy).
+void
+    herald_agent_pool_destroy (herald_agent_t *self);
 
 //  A monotonic clock in ms.
 int64_t

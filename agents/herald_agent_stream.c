@@ -2,7 +2,10 @@
     herald_agent_stream - read, replay and start resolution, on the caller's thread
 
     herald_agent_read and herald_agent_replay run a READ or REPLAY on a
-    DEALER of their own, opened for the call and closed after it, and call
+    DEALER of their own, opened for the call and closed after it (with
+    CURVE, taken from a pool of up to 4 warm ones and given back when its
+    stream ended, each with its own rids: a handshake per call would cost
+    the broker ~0.8 ms of CPU and a ZAP round trip), and call
     the handler on the calling thread: a rehydration or a temporal query
     never waits behind the agent's subscriptions, and a slow handler slows
     only its own stream (credit is granted as events are handled, 1000 at
@@ -43,38 +46,108 @@ herald_agent_view (herald_delivery_t *view, const void *event_p, const void *env
 }
 
 typedef struct {
+    herald_agent_t *agent;
+    herald_agent_conn_t *conn;              //  its socket: pooled (CURVE) or its own
     zsock_t *sock;
     msgpack_sbuffer buffer;
     msgpack_zone zone;
     int timeout_ms;
+    bool reusable;                          //  its last request was answered to the end
 } s_conn_t;
+
+static void
+s_pooled_destroy (herald_agent_conn_t **conn_p)
+{
+    if (*conn_p) {
+        zsock_destroy (&(*conn_p)->sock);
+        free (*conn_p);
+        *conn_p = NULL;
+    }
+}
+
+void
+herald_agent_pool_destroy (herald_agent_t *self)
+{
+    while (self->pool_count)
+        s_pooled_destroy (&self->pool [--self->pool_count]);
+}
+
+//  A warm connection to api with the current broker key, or NULL.
+static herald_agent_conn_t *
+s_pool_take (herald_agent_t *agent, const char *api)
+{
+    herald_agent_conn_t *conn = NULL;
+    size_t server = herald_curve_server_index (agent->curve);
+    pthread_mutex_lock (&agent->pool_lock);
+    for (size_t index = agent->pool_count; index > 0 && !conn; index--) {
+        herald_agent_conn_t *candidate = agent->pool [index - 1];
+        if (streq (candidate->api, api) && candidate->server_index == server) {
+            conn = candidate;
+            agent->pool [index - 1] = agent->pool [--agent->pool_count];
+        }
+    }
+    pthread_mutex_unlock (&agent->pool_lock);
+    return conn;
+}
 
 static herald_err
 s_conn_open (s_conn_t *self, herald_agent_t *agent, int timeout_ms)
 {
     memset (self, 0, sizeof *self);
+    self->agent = agent;
     msgpack_sbuffer_init (&self->buffer);
     msgpack_zone_init (&self->zone, 4096);
     self->timeout_ms = timeout_ms > 0? timeout_ms: agent->options.timeout_ms;
-    self->sock = zsock_new (ZMQ_DEALER);
-    if (!self->sock)
-        return herald_agent_set_error (HERALD_ERR_IO, "cannot make a socket");
-    zsock_set_linger (self->sock, 0);
-    zsock_set_rcvhwm (self->sock, 100000);
-    zsock_set_sndtimeo (self->sock, self->timeout_ms);
-    zsock_set_rcvtimeo (self->sock, self->timeout_ms);
     //  The node the agent talks to (a cluster's: any member can read)
     char api [HERALD_AGENT_ENDPOINT_MAX];
     herald_agent_node_api (agent, api, sizeof api);
-    if (zsock_connect (self->sock, "%s", api) != 0)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "cannot connect to %s", api);
+    self->conn = agent->curve? s_pool_take (agent, api): NULL;
+    if (!self->conn) {
+        self->conn = calloc (1, sizeof *self->conn);
+        if (!self->conn)
+            return herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        self->conn->next_rid = 1;
+        snprintf (self->conn->api, sizeof self->conn->api, "%s", api);
+        self->conn->sock = zsock_new (ZMQ_DEALER);
+        if (!self->conn->sock)
+            return herald_agent_set_error (HERALD_ERR_IO, "cannot make a socket");
+        zsock_set_linger (self->conn->sock, 0);
+        zsock_set_rcvhwm (self->conn->sock, 100000);
+        if (agent->curve) {
+            self->conn->server_index = herald_curve_server_index (agent->curve);
+            herald_curve_apply (agent->curve, self->conn->sock);
+        }
+        if (zsock_connect (self->conn->sock, "%s", api) != 0)
+            return herald_agent_set_error (HERALD_ERR_INVALID, "cannot connect to %s", api);
+    }
+    self->sock = self->conn->sock;
+    zsock_set_sndtimeo (self->sock, self->timeout_ms);
+    zsock_set_rcvtimeo (self->sock, self->timeout_ms);
     return HERALD_OK;
+}
+
+//  A request id of this connection: a pooled one may still receive the
+//  tail of an earlier call's stream (after a CANCEL), which s_recv skips.
+static uint64_t
+s_conn_rid (s_conn_t *self)
+{
+    return self->conn? self->conn->next_rid++: 1;
 }
 
 static void
 s_conn_close (s_conn_t *self)
 {
-    zsock_destroy (&self->sock);
+    herald_agent_t *agent = self->agent;
+    herald_agent_conn_t *conn = self->conn;
+    if (conn && conn->sock && self->reusable && agent->curve) {
+        pthread_mutex_lock (&agent->pool_lock);
+        if (agent->pool_count < HERALD_AGENT_POOL_MAX) {
+            agent->pool [agent->pool_count++] = conn;
+            conn = NULL;
+        }
+        pthread_mutex_unlock (&agent->pool_lock);
+    }
+    s_pooled_destroy (&conn);
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
 }
@@ -138,6 +211,7 @@ s_stream (herald_agent_t *agent, herald_msg_t *request, herald_handler_fn *handl
 {
     s_conn_t conn;
     herald_err rc = s_conn_open (&conn, agent, timeout_ms);
+    request->rid = s_conn_rid (&conn);
     if (rc == HERALD_OK)
         rc = s_send (&conn, request);
     uint64_t handed = 0;
@@ -153,11 +227,13 @@ s_stream (herald_agent_t *agent, herald_msg_t *request, herald_handler_fn *handl
             if (last)
                 *last = reply.end.last;
             zmsg_destroy (&msg);
+            conn.reusable = true;
             break;
         }
         if (reply.type == HERALD_MSG_ERROR) {
             rc = s_refused (&reply);
             zmsg_destroy (&msg);
+            conn.reusable = true;
             break;
         }
         zmsg_first (msg);
@@ -265,7 +341,7 @@ herald_agent_resolve_start (herald_agent_t *self, herald_start_t start, uint64_t
     herald_msg_t request;
     memset (&request, 0, sizeof request);
     request.has_rid = true;
-    request.rid = 1;
+    request.rid = s_conn_rid (&conn);
     if (start.kind == HERALD_START_NOW)
         request.type = HERALD_MSG_STATUS;
     else {
@@ -279,7 +355,8 @@ herald_agent_resolve_start (herald_agent_t *self, herald_start_t start, uint64_t
     zmsg_t *msg = NULL;
     herald_msg_t reply;
     if (rc == HERALD_OK)
-        rc = s_recv (&conn, 1, &msg, &reply);
+        rc = s_recv (&conn, request.rid, &msg, &reply);
+    conn.reusable = rc == HERALD_OK;
     if (rc == HERALD_ERR_TIMEOUT)
         herald_agent_set_error (rc, "cannot find where the subscription starts: the broker did "
                                 "not answer within %d ms", conn.timeout_ms);
@@ -310,7 +387,7 @@ herald_agent_resolve_start (herald_agent_t *self, herald_start_t start, uint64_t
                                          "not decode");
         else
             *done_p = seq - 1;
-        herald_msg_t cancel = { .type = HERALD_MSG_CANCEL, .has_rid = true, .rid = 1 };
+        herald_msg_t cancel = { .type = HERALD_MSG_CANCEL, .has_rid = true, .rid = request.rid };
         s_send (&conn, &cancel);        //  do not leave the stream to expire
     }
     zmsg_destroy (&msg);

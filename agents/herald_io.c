@@ -327,6 +327,12 @@ s_recv_sub (herald_io_t *self)
             if (!more)
                 break;
         }
+        //  A broker message this agent does not know ($ and a body, e.g. a
+        //  newer broker's): not an event, never taken for one
+        if (body && zframe_size (topic) && *zframe_data (topic) == '$'
+        &&  !(zframe_size (topic) >= 3 && memcmp (zframe_data (topic), "$hb", 3) == 0
+              && (zframe_size (topic) == 3 || zframe_data (topic) [3] == 0)))
+            zframe_destroy (&body);
         if (body) {
             if (zframe_size (topic) == 3 && memcmp (zframe_data (topic), "$hb", 3) == 0)
                 s_on_heartbeat (self, body);
@@ -655,9 +661,14 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
         return;
     zframe_t *frame = zmsg_first (msg);
     uint16_t event = 0;
+    uint32_t value = 0;
     if (frame && zframe_size (frame) >= 2)
         memcpy (&event, zframe_data (frame), 2);
+    if (frame && zframe_size (frame) >= 6)
+        memcpy (&value, zframe_data (frame) + 2, 4);
     zmsg_destroy (&msg);
+    if (self->agent->curve)
+        herald_io_auth_event (self, is_dealer, event, value);
     if (is_dealer) {
         if (event == ZMQ_EVENT_CONNECTED) {
             self->dealer_up = true;
@@ -729,7 +740,9 @@ s_timers (herald_io_t *self, int64_t now)
     if (self->last_hb && now - self->last_hb > 3 * (int64_t) agent->options.heartbeat_ms)
         atomic_store (&agent->broker_reachable, false);
     herald_io_node_tick (self, now);
-    if ((self->hello_due || !herald_io_node_fanout (self)) && self->dealer_up && !self->moving
+    herald_io_auth_tick (self, now);
+    if ((self->hello_due || (!herald_io_node_fanout (self) && !self->fanout_none))
+    &&  self->dealer_up && !self->moving
     &&  now >= self->hello_at) {
         //  No WELCOME to the last one for HELLO_RETRY_MS: ask again (a
         //  WELCOME to any HELLO since the lineage had to be read counts).
@@ -779,12 +792,15 @@ s_wait_ms (herald_io_t *self, int64_t now)
     }
     if (self->publish_retry_at > now && self->publish_retry_at < due)
         due = self->publish_retry_at;
-    if ((self->hello_due || !herald_io_node_fanout (self)) && self->dealer_up && !self->moving
-    &&  self->hello_at < due)
+    if ((self->hello_due || (!herald_io_node_fanout (self) && !self->fanout_none))
+    &&  self->dealer_up && !self->moving && self->hello_at < due)
         due = self->hello_at;
     int64_t node_due = herald_io_node_due (self);
     if (node_due < due)
         due = node_due;
+    int64_t auth_due = herald_io_auth_due (self);
+    if (auth_due < due)
+        due = auth_due;
     return due > now? due - now: 0;
 }
 

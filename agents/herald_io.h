@@ -83,6 +83,16 @@ typedef struct {
     int64_t sent_at;
 } herald_io_flight_t;
 
+//  One socket's CURVE state (herald_io_auth.c).
+typedef struct {
+    bool refused;                           //  the broker refused our key; retry due
+    int status;                             //  its ZAP status code (400, 500)
+    int backoff_ms;                         //  the next retry's wait (1 s doubling to 30 s)
+    int64_t retry_at;                       //  when to reconnect (0: not due)
+    int no_detail;                          //  handshakes failed without detail in a row
+    bool logged_refused;                    //  said once per change of state
+} herald_io_auth_t;
+
 typedef struct {
     herald_agent_t *agent;
     zsock_t *pipe;
@@ -146,6 +156,10 @@ typedef struct {
     msgpack_sbuffer buffer;
     msgpack_zone zone;                      //  for decoding replies
     bool terminated;
+    //  Security (herald_io_auth.c), with agent->curve only
+    herald_io_auth_t auth_dealer;
+    herald_io_auth_t auth_sub;
+    bool fanout_none;                       //  WELCOME's fanout was nil: no SUB
 } herald_io_t;
 
 //  Send [command, buffer] on the DEALER without blocking; clears buffer.
@@ -291,5 +305,21 @@ void
 //  The earliest time the subscription needs a tick (INT64_MAX: none).
 int64_t
     herald_io_sub_due (herald_io_t *io, herald_io_sub_t *self);
+
+//  ---------------------------------------------------------------------
+//  herald_io_auth.c: CURVE on the DEALER and SUB (agent->curve set)
+
+//  A monitor event of the DEALER (is_dealer) or the SUB, with its value
+//  (the ZAP status code of HANDSHAKE_FAILED_AUTH).
+void
+    herald_io_auth_event (herald_io_t *self, bool is_dealer, int event, uint32_t value);
+
+//  Reconnect a socket whose retry is due.
+void
+    herald_io_auth_tick (herald_io_t *self, int64_t now);
+
+//  When the next retry is due (INT64_MAX: none).
+int64_t
+    herald_io_auth_due (herald_io_t *self);
 
 #endif

@@ -137,11 +137,22 @@ s_open (herald_io_t *io, size_t index, char *why, size_t size)
     zsock_set_reconnect_ivl_max (sub, 1000);
     zsock_set_rcvtimeo (sub, 0);
     zsock_set_subscribe (sub, "");
+    //  CURVE: our keys and the broker's, before connecting; the monitors
+    //  also watch the handshakes (a refused key is ours to retry:
+    //  herald_io_auth.c)
+    int auth_events = 0;
+    if (agent->curve) {
+        herald_curve_apply (agent->curve, dealer);
+        herald_curve_apply (agent->curve, sub);
+        auth_events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                    | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    }
     //  A refused connect (CONNECT_RETRIED) is a node that is not there
     mon_dealer = s_monitor (dealer, "api", io, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
-                                             | ZMQ_EVENT_CONNECT_RETRIED);
+                                             | ZMQ_EVENT_CONNECT_RETRIED | auth_events);
     mon_sub = mon_dealer? s_monitor (sub, "fanout", io, ZMQ_EVENT_CONNECTED
-                                                       | ZMQ_EVENT_DISCONNECTED): NULL;
+                                                       | ZMQ_EVENT_DISCONNECTED
+                                                       | auth_events): NULL;
     if (!mon_dealer || !mon_sub) {
         snprintf (why, size, "cannot monitor its sockets: %s", zmq_strerror (zmq_errno ()));
         s_sockets_destroy (&dealer, &sub, &mon_dealer, &mon_sub);
@@ -164,11 +175,16 @@ s_open (herald_io_t *io, size_t index, char *why, size_t size)
     io->live_next = 0;
     io->last_hb = 0;
     io->node_name [0] = 0;
+    io->auth_dealer.retry_at = io->auth_sub.retry_at = 0;
+    io->auth_dealer.no_detail = 0;
+    io->fanout_none = false;
     pthread_mutex_lock (&agent->lock);
     snprintf (agent->node_api, sizeof agent->node_api, "%s", api);
     agent->node_name [0] = 0;
     pthread_mutex_unlock (&agent->lock);
-    if (herald_io_node_connect_fanout (io) != 0) {
+    //  With CURVE the fanout is the one WELCOME names for this key (its
+    //  scope's, the main one, or none): the SUB waits for it
+    if (!agent->curve && herald_io_node_connect_fanout (io) != 0) {
         snprintf (why, size, "cannot connect to fanout %s: %s", io->nodes [index].fanout,
                   zmq_strerror (zmq_errno ()));
         return -1;
@@ -472,7 +488,19 @@ herald_io_node_welcome (herald_io_t *io, const herald_msg_t *reply)
     pthread_mutex_unlock (&agent->lock);
     s_refresh (io, reply->welcome.cluster, reply->welcome.cluster_count);
     herald_io_node_t *current = &io->nodes [io->node];
-    if (current->fanout_given || !reply->welcome.fanout.len)
+    //  With CURVE, WELCOME's fanout wins over one given: it is the one
+    //  this key may use (its scope's endpoint).  Nil: a publish-only key,
+    //  no SUB at all (it would be refused)
+    if (agent->curve && !reply->welcome.fanout.len) {
+        if (io->fanout_connected)
+            zsock_disconnect (io->sub, "%s", current->fanout);
+        io->fanout_connected = false;
+        io->fanout_none = true;
+        current->fanout [0] = 0;
+        return true;
+    }
+    io->fanout_none = false;
+    if ((current->fanout_given && !agent->curve) || !reply->welcome.fanout.len)
         return true;
     //  A node bound to every interface names 0.0.0.0 or *: use the api's host
     char endpoint [HERALD_AGENT_ENDPOINT_MAX];

@@ -159,11 +159,30 @@ typedef struct {
     //  thread instead, woken by herald_agent_fd (an event loop's reader).
     //  See "Dispatching on your own thread" below.
     bool dispatch;
+    //  Security (docs/security.md, "Clients").  Both NULL: no CURVE, every
+    //  byte on the wire as without security.  Both set: CURVE on every
+    //  connection of the agent.  key_file is this service's zcert secret
+    //  file (NAME.key_secret; refused when group or others may read it);
+    //  server_key the broker's public key, Z85 or "@FILE" (its zcert public
+    //  cert), learned out of band; a comma-separated list ("NEW,OLD") while
+    //  the broker's key is rotated.  The library reads no environment
+    //  variables.  After a refusal (an unknown, revoked or expired key) the
+    //  agent reconnects by itself, backing off from 1 s to 30 s (stats
+    //  auth_refused counts refusals); a publish outside the key's grants
+    //  completes with HERALD_ERR_UNAUTHORIZED.
+    const char *key_file;
+    const char *server_key;
 } herald_agent_options_t;
 
 //  Fill options with the defaults (all 0 / NULL, meaning "default").
 void
     herald_agent_options_init (herald_agent_options_t *options);
+
+//  sizeof (herald_agent_options_t) in this library: a binding that lays the
+//  struct out itself checks it against its own before calling
+//  herald_agent_options_init (which writes the whole struct).
+size_t
+    herald_agent_options_size (void);
 
 //  A new agent for service_id (1-255 bytes: the client name in HELLO).
 //  Opens (or creates) options->state_dir, locks it, loads the outbox and
@@ -483,6 +502,8 @@ typedef struct {
                                     //  not answer, closed, or fell silent)
     uint64_t leader_redirects;      //  of those: to the leader a not_leader named
     uint64_t nodes_known;           //  api endpoints known (given, and WELCOME's `cluster`)
+    uint64_t auth_refused;          //  CURVE handshakes the broker refused (unknown,
+                                    //  revoked or expired key); each retried, 1 s -> 30 s
 } herald_agent_stats_t;
 
 //  The agent's counters into stats.  Never fails.

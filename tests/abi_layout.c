@@ -44,6 +44,8 @@ main (void)
     S_FIELD (herald_agent_options_t, "Options", on_error);
     S_FIELD (herald_agent_options_t, "Options", on_error_arg);
     S_FIELD (herald_agent_options_t, "Options", dispatch);
+    S_FIELD (herald_agent_options_t, "Options", key_file);
+    S_FIELD (herald_agent_options_t, "Options", server_key);
 
     S_SIZE (herald_start_t, "Start");
     S_FIELD (herald_start_t, "Start", kind);
@@ -138,5 +140,6 @@ main (void)
     S_FIELD (herald_agent_stats_t, "Stats", failovers);
     S_FIELD (herald_agent_stats_t, "Stats", leader_redirects);
     S_FIELD (herald_agent_stats_t, "Stats", nodes_known);
+    S_FIELD (herald_agent_stats_t, "Stats", auth_refused);
     return 0;
 }

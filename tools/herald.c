@@ -2,7 +2,8 @@
     herald - the command-line client: publish, replay, read, tail, status,
     the offline check of a data directory, and a cluster's status
 
-        herald [--endpoint E] [--timeout MS] [--format json|table] COMMAND ...
+        herald [--endpoint E] [--timeout MS] [--format json|table]
+               [--key FILE] [--server-key KEY|@FILE] COMMAND ...
 
     This file holds main(), the option helpers every command uses, and the
     two small commands, pub and status.  The streams (replay, read, tail)
@@ -34,7 +35,8 @@
 #define S_BATCH_BYTES_MAX   (4 * 1024 * 1024)
 
 static const char *s_usage =
-    "usage: herald [--endpoint E] [--timeout MS] [--format json|table] COMMAND [ARGS]\n"
+    "usage: herald [--endpoint E] [--timeout MS] [--format json|table]\n"
+    "              [--key FILE] [--server-key KEY|@FILE] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
     "  pub TOPIC [DATA]     publish DATA, or one event per stdin line\n"
@@ -46,7 +48,7 @@ static const char *s_usage =
     "  repair --data-dir D  report a damaged store; with --accept-loss, keep what\n"
     "                       is readable and record the loss for agents\n"
     "  cluster status       every node's role, term, head and log digest, compared\n"
-    "  cluster add|remove|transfer  change a cluster's members, move its leadership\n"
+    "  cluster add|remove|transfer  change a cluster's members, move its leadership\n"    "  whoami               who the broker takes this key for: user, scope, grants\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
@@ -55,6 +57,11 @@ static const char *s_usage =
     "                       pub follows the leader a follower names)\n"
     "  --timeout MS         how long to wait for any reply (default 5000)\n"
     "  --format F           json (one object per line, default) or table\n"
+    "  --key FILE           security: this client's secret key file (NAME.key_secret,\n"
+    "                       mode 0600; default $HERALD_KEY); CURVE on every connection\n"
+    "  --server-key K       the broker's public key: Z85, or @FILE (its public cert);\n"
+    "                       NEW,OLD during a broker-key rotation (default\n"
+    "                       $HERALD_SERVER_KEY)\n"
     "  -h, --help           this text; `herald help COMMAND` for a command's options\n"
     "\n"
     "Events print as {\"seq\",\"ver\",\"ts\",\"topic\",\"id\",\"type\",\"schema\",\"meta\",\"data\"};\n"
@@ -63,7 +70,9 @@ static const char *s_usage =
     "1796229347s (see herald replay --help); table output prints them that way.\n"
     "Exit status: 0 ok; 1 an error (printed as `herald: CODE: message`);\n"
     "2 no broker answered (nothing listens at E, said at once; or no reply within\n"
-    "--timeout); 64 a usage error, found before anything is sent.\n";
+    "--timeout); 64 a usage error, found before anything is sent.  A key the\n"
+    "broker refuses is exit 1: \"the broker at E refused this key (unknown, revoked\n"
+    "or expired)\"; a request outside the key's grants is `herald: unauthorized: ...`.\n";
 
 static const char *s_pub_usage =
     "usage: herald pub TOPIC [DATA] [options]\n"
@@ -195,6 +204,24 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
                              "(milliseconds)", value);
             *bad = true;
         }
+    }
+    else
+    if (herald_cli_opt (argc, argv, index, "--key", &value, bad)) {
+        if (value && !*value) {
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--key: give the path of this client's "
+                             "secret key file (NAME.key_secret)");
+            *bad = true;
+        }
+        herald_cli_security_opt (value, NULL);
+    }
+    else
+    if (herald_cli_opt (argc, argv, index, "--server-key", &value, bad)) {
+        if (value && !*value) {
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--server-key: give the broker's public "
+                             "key (Z85) or @FILE");
+            *bad = true;
+        }
+        herald_cli_security_opt (NULL, value);
     }
     else
     if (herald_cli_opt (argc, argv, index, "--format", &value, bad)) {
@@ -851,6 +878,9 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "cluster") == 0)
         rc = herald_cli_cluster (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "whoami") == 0)
+        rc = herald_cli_whoami (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

@@ -10,6 +10,7 @@
     tools/herald_cli_time.c   the times people type and read (RFC 3339, -1h)
     tools/herald_cli_check.c  what is refused before a request is sent
     tools/herald_cli_cluster.c  cluster status: every node's STATUS, compared
+    tools/herald_cli_whoami.c   whoami: the user, scope and grants of this key
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -54,6 +55,33 @@ typedef struct {
     char endpoint_buf [HERALD_CLI_ENDPOINT_MAX];   //  --endpoint, normalized
     bool format_set;                //  --format was given (a command's default may differ)
 } herald_cli_opts_t;
+
+//  ---------------------------------------------------------------------
+//  Security (herald_cli_conn.c): --key FILE / HERALD_KEY and
+//  --server-key KEY|@FILE / HERALD_SERVER_KEY, for every connection the
+//  tool makes.  Loaded once, at the first connection.
+
+//  Remember --key / --server-key (NULL: not given; the environment then).
+void
+    herald_cli_security_opt (const char *key_file, const char *server_key);
+
+//  Load the keys (once): 0, or an exit code with why filled.
+int
+    herald_cli_security_load (char *why, size_t why_size);
+
+//  Whether CURVE is on (after herald_cli_security_load).
+bool
+    herald_cli_secured (void);
+
+//  Make sock a CURVE client when security is on; before zsock_connect.
+void
+    herald_cli_secure (zsock_t *sock);
+
+//  What a failed handshake (a monitor event: ZMQ_EVENT_HANDSHAKE_FAILED_*)
+//  at endpoint means, into why; returns the exit code (0: not a handshake
+//  failure).
+int
+    herald_cli_handshake_failure (int event, const char *endpoint, char *why, size_t size);
 
 //  ---------------------------------------------------------------------
 //  herald_cli_conn: a DEALER on the broker's api.
@@ -223,6 +251,8 @@ int herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv);
 //  herald cluster status (herald_cli_cluster.c): every node's STATUS side
 //  by side, and whether they agree; returns the exit status.
 int herald_cli_cluster (herald_cli_opts_t *opts, int argc, char **argv);
+//  herald whoami (herald_cli_whoami.c): who the broker takes this key for.
+int herald_cli_whoami (herald_cli_opts_t *opts, int argc, char **argv);
 //  herald cluster add|remove|transfer (herald_cli_members.c): membership
 //  changes and leadership transfer; argv[0] is the subcommand.
 int herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv);

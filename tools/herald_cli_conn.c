@@ -24,6 +24,7 @@
 */
 
 #include "herald_cli.h"
+#include "herald_curve.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@ struct _herald_cli_conn_t {
     zsock_t *dealer;
     zsock_t *watch;                 //  the DEALER's monitor (PAIR)
     bool handshaken;                //  a HWP/ZMTP handshake succeeded
+    int failed;                     //  the handshake failure seen (monitor event), or 0
     char *why;                      //  quiet: failures go here, not stderr
     size_t why_size;
     char *endpoint;
@@ -274,6 +276,104 @@ herald_cli_unwatch (zsock_t *sock, zsock_t **watch_p)
 }
 
 //  ---------------------------------------------------------------------
+//  Security: one CURVE identity for the whole run
+
+static const char *s_key_opt;       //  --key, --server-key as given
+static const char *s_server_key_opt;
+static herald_curve_t *s_curve;
+static bool s_loaded;
+static int s_load_rc;
+static char s_load_why [600];
+
+void
+herald_cli_security_opt (const char *key_file, const char *server_key)
+{
+    if (key_file)
+        s_key_opt = key_file;
+    if (server_key)
+        s_server_key_opt = server_key;
+}
+
+static void
+s_security_free (void)
+{
+    herald_curve_destroy (&s_curve);
+}
+
+int
+herald_cli_security_load (char *why, size_t why_size)
+{
+    if (!s_loaded) {
+        s_loaded = true;
+        //  The variables hold paths (a key itself for HERALD_SERVER_KEY,
+        //  which is public): never a secret in the environment
+        const char *key_file = s_key_opt? s_key_opt: getenv ("HERALD_KEY");
+        const char *server_key = s_server_key_opt? s_server_key_opt
+                                                 : getenv ("HERALD_SERVER_KEY");
+        if (key_file && !*key_file)
+            key_file = NULL;
+        if (server_key && !*server_key)
+            server_key = NULL;
+        if (key_file || server_key) {
+            char message [500];
+            s_curve = herald_curve_new (key_file, server_key, message, sizeof message);
+            if (s_curve)
+                atexit (s_security_free);
+            else {
+                //  Name what the user set: the option, or the variable
+                s_load_rc = HERALD_CLI_EXIT_USAGE;
+                snprintf (s_load_why, sizeof s_load_why, "%s: %s",
+                          !key_file ? (s_server_key_opt ? "--server-key" : "HERALD_SERVER_KEY")
+                        : !server_key ? (s_key_opt ? "--key" : "HERALD_KEY")
+                        : strncmp (message, "server_key", 10) == 0
+                          ? (s_server_key_opt ? "--server-key" : "HERALD_SERVER_KEY")
+                          : (s_key_opt ? "--key" : "HERALD_KEY"), message);
+            }
+        }
+    }
+    if (s_load_rc && why)
+        snprintf (why, why_size, "%s", s_load_why);
+    return s_load_rc;
+}
+
+bool
+herald_cli_secured (void)
+{
+    return s_curve != NULL;
+}
+
+void
+herald_cli_secure (zsock_t *sock)
+{
+    if (s_curve)
+        herald_curve_apply (s_curve, sock);
+}
+
+int
+herald_cli_handshake_failure (int event, const char *endpoint, char *why, size_t size)
+{
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        snprintf (why, size, "the broker at %s refused this key (unknown, revoked or expired)",
+                  endpoint);
+    else
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && s_curve)
+        snprintf (why, size, "the broker at %s did not prove the key given by --server-key "
+                  "(HERALD_SERVER_KEY): it holds another key, or it is not a CURVE broker",
+                  endpoint);
+    else
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && s_curve)
+        snprintf (why, size, "the broker at %s does not speak CURVE (its security is off?): "
+                  "leave out --key and --server-key (HERALD_KEY, HERALD_SERVER_KEY)", endpoint);
+    else
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        snprintf (why, size, "the broker at %s requires CURVE: give --key FILE and "
+                  "--server-key KEY|@FILE (or HERALD_KEY, HERALD_SERVER_KEY)", endpoint);
+    else
+        return 0;
+    return HERALD_CLI_EXIT_FAIL;
+}
+
+//  ---------------------------------------------------------------------
 //  The connection
 
 //  Print "herald: ..." (or, when quiet, keep it in self->why); returns code.
@@ -306,6 +406,10 @@ int
 herald_cli_conn_open_to (const char *endpoint, int timeout_ms, char *why, size_t why_size,
                          herald_cli_conn_t **self_p)
 {
+    *self_p = NULL;
+    int loaded = herald_cli_security_load (why, why_size);
+    if (loaded)
+        return loaded;
     if (!strchr (endpoint, ','))
         return s_open_one (endpoint, timeout_ms, why, why_size, self_p);
     int rc = HERALD_CLI_EXIT_NO_ANSWER;
@@ -390,6 +494,7 @@ s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
     zsock_set_rcvhwm (self->dealer, 0);
     if (strncmp (self->endpoint, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->dealer, 1);
+    herald_cli_secure (self->dealer);
     if (zsock_connect (self->dealer, "%s", self->endpoint) != 0) {
         rc = s_fail (self, HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
                      self->endpoint, zmq_strerror (zmq_errno ()));
@@ -404,8 +509,10 @@ int
 herald_cli_conn_open (const herald_cli_opts_t *opts, herald_cli_conn_t **self_p)
 {
     char why [600];
-    int rc = herald_cli_conn_open_to (opts->endpoint, opts->timeout_ms, why, sizeof why,
-                                      self_p);
+    int rc = herald_cli_security_load (why, sizeof why);
+    if (rc)
+        return herald_cli_fail (rc, "%s", why);
+    rc = herald_cli_conn_open_to (opts->endpoint, opts->timeout_ms, why, sizeof why, self_p);
     if (rc)
         return herald_cli_fail (rc, "%s%s", rc == HERALD_CLI_EXIT_USAGE ? "--endpoint: " : "",
                                 why);
@@ -472,6 +579,14 @@ herald_cli_conn_no_answer (herald_cli_conn_t *self)
 int
 herald_cli_conn_lost (herald_cli_conn_t *self)
 {
+    //  A refused key, a broker key not proven, CURVE on one side only:
+    //  said as such, never as a broker that went away (exit 1: retrying
+    //  will not help)
+    char failure [600];
+    int code = herald_cli_handshake_failure (self->failed, self->endpoint, failure,
+                                             sizeof failure);
+    if (code)
+        return s_fail (self, code, "%s", failure);
     //  (quiet: tail reconnecting to what was a broker, which may be
     //  stopping or starting right now)
     if (self->handshaken || self->why)
@@ -490,8 +605,11 @@ herald_cli_conn_check (herald_cli_conn_t *self)
     while ((event = herald_cli_watch_event (self->watch)) != 0) {
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
             self->handshaken = true;
-        else
+        else {
+            if (event != ZMQ_EVENT_DISCONNECTED)
+                self->failed = event;
             lost = true;
+        }
     }
     //  A reply that arrived before the connection closed is still read
     return !lost || (zsock_events (self->dealer) & ZMQ_POLLIN);

@@ -150,7 +150,10 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
        uint64_t rid, int probe_ms, int wait_ms, s_reply_t *reply, char *why, size_t why_size)
 {
     memset (reply, 0, sizeof *reply);
-    int rc = herald_cli_probe (endpoint, probe_ms, why, why_size);
+    int rc = herald_cli_security_load (why, why_size);
+    if (rc != 0)
+        return rc;
+    rc = herald_cli_probe (endpoint, probe_ms, why, why_size);
     if (rc != 0)
         return rc == HERALD_CLI_EXIT_USAGE? HERALD_CLI_EXIT_USAGE: HERALD_CLI_EXIT_NO_ANSWER;
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
@@ -159,6 +162,7 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
         return HERALD_CLI_EXIT_FAIL;
     }
     zsock_set_linger (dealer, 0);
+    herald_cli_secure (dealer);
     //  A node that dies while the change runs closes the connection: that
     //  ends the wait (the leader that follows resumes the change)
     zsock_t *watch = herald_cli_watch (dealer);

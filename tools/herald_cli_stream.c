@@ -573,6 +573,10 @@ s_hello (s_stream_t *self)
     if (rc == 0 && reply.type != HERALD_MSG_WELCOME)
         rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unexpected %s reply to HELLO",
                               herald_msg_command (reply.type));
+    if (rc == 0 && !self->fanout_opt && herald_cli_secured () && !reply.body.welcome.fanout.len)
+        rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unauthorized: the broker at %s names no "
+                              "fanout for this key: it may publish, not read the live stream",
+                              self->opts->endpoint);
     if (rc == 0 && !self->fanout_opt) {
         herald_str_t fanout = reply.body.welcome.fanout;
         const char *api = self->opts->endpoint;
@@ -740,6 +744,7 @@ s_subscribe (s_stream_t *self)
     zsock_set_reconnect_ivl (self->sub, -1);
     if (strncmp (self->fanout, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->sub, 1);
+    herald_cli_secure (self->sub);
     size_t index, count = self->request.replay.prefix_count;
     for (index = 0; index < count; index++)
         zsock_set_subscribe (self->sub, self->prefixes [index].ptr);
@@ -747,10 +752,34 @@ s_subscribe (s_stream_t *self)
     if (zsock_connect (self->sub, "%s", self->fanout) != 0)
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "cannot connect to %s: %s",
                                 self->fanout, zmq_strerror (zmq_errno ()));
-    zpoller_t *poller = zpoller_new (self->sub, NULL);
+    zpoller_t *poller = zpoller_new (self->sub, self->sub_watch, NULL);
     int silence = s_silence_ms (self);
-    bool ready = zpoller_wait (poller, silence) != NULL;
+    int64_t deadline = zclock_mono () + silence;
+    bool ready = false;
+    int failed = 0;
+    //  A handshake the fanout refuses (a key not allowed there) is said
+    //  at once, as such, not as silence
+    while (!ready && !failed && zclock_mono () < deadline) {
+        void *which = zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        if (which == self->sub)
+            ready = true;
+        else
+        if (which == self->sub_watch) {
+            int event = herald_cli_watch_event (self->sub_watch);
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+            ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                failed = event;
+        }
+        else
+            break;
+    }
     zpoller_destroy (&poller);
+    char failure [600];
+    int code = failed? herald_cli_handshake_failure (failed, self->fanout, failure,
+                                                      sizeof failure): 0;
+    if (code)
+        return herald_cli_fail (code, "%s (fanout)", failure);
     if (!ready)
         return s_tail_fail (self, HERALD_CLI_EXIT_NO_ANSWER, "broker at %s did not answer: "
                             "nothing arrived on its fanout %s for %d ms, not even a heartbeat",

@@ -76,7 +76,7 @@ class Options(Structure):
                 ("outbox_fsync", c_bool), ("sync_interval_ms", c_int),
                 ("retry_max_ms", c_int), ("sub_rcvhwm", c_int),
                 ("on_error", ON_ERROR_FN), ("on_error_arg", c_void_p),
-                ("dispatch", c_bool)]
+                ("dispatch", c_bool), ("key_file", c_char_p), ("server_key", c_char_p)]
 
 
 class Start(Structure):
@@ -136,13 +136,15 @@ class Stats(Structure):
                 ("repair_replays", c_uint64), ("gaps", c_uint64), ("data_lost", c_uint64),
                 ("broker_lineage", c_uint64), ("node", c_char * 128),
                 ("node_api", c_char * 256), ("failovers", c_uint64),
-                ("leader_redirects", c_uint64), ("nodes_known", c_uint64)]
+                ("leader_redirects", c_uint64), ("nodes_known", c_uint64),
+                ("auth_refused", c_uint64)]
 
 
 _PROTOTYPES = {
     "herald_strerror": (c_char_p, [c_int]),
     "herald_err_code": (c_char_p, [c_int]),
     "herald_version": (c_char_p, []),
+    "herald_agent_options_size": (c_size_t, []),
     "herald_agent_options_init": (None, [POINTER(Options)]),
     "herald_agent_new": (c_void_p, [c_char_p, POINTER(Options)]),
     "herald_agent_destroy": (None, [POINTER(c_void_p)]),
@@ -214,6 +216,13 @@ def _load():
                 continue
             function.restype = restype
             function.argtypes = argtypes
+        # herald_agent_options_init writes the whole C struct into ours: a
+        # library whose struct differs would corrupt memory, not fail
+        size = lib.herald_agent_options_size()
+        if size != ctypes.sizeof(Options):
+            raise ImportError("herald: %s lays out herald_agent_options_t in %d bytes, this "
+                              "binding in %d: the library and the binding are of different "
+                              "versions" % (candidate, size, ctypes.sizeof(Options)))
         return lib, candidate
     raise ImportError("herald: cannot load libherald (set HERALD_LIB to its path, or "
                       "install it): " + "; ".join(errors))
