@@ -25,7 +25,6 @@
     =========================================================================
 */
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <czmq.h>
@@ -184,12 +183,16 @@ herald_limits_take (herald_user_limits_t *self, const char *user, uint64_t event
         entry->last_ns = now_ns;
     entry->started = true;
     //  Less than a nanosecond of debt is rounding, not debt
-    double wait = fmax (s_wait (&entry->events), s_wait (&entry->bytes));
+    double wait = s_wait (&entry->events);
+    if (s_wait (&entry->bytes) > wait)
+        wait = s_wait (&entry->bytes);
     if (wait >= 1e-9) {
         self->refused++;
         if (retry_ms) {
-            double ms = ceil (wait * 1000);
-            *retry_ms = ms < 1? 1: (uint64_t) ms;
+            double ms = wait * 1000;
+            uint64_t whole = (uint64_t) ms;
+            whole += (double) whole < ms;       //  rounded up
+            *retry_ms = whole < 1? 1: whole;
         }
         return false;
     }
