@@ -107,6 +107,9 @@ s_client (zcert_t *cert)
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     cr_assert_not_null (sock);
     zsock_set_linger (sock, 0);
+    //  A DEALER blocks a send until a connection is up, and a refused
+    //  handshake never brings one
+    zsock_set_sndtimeo (sock, 2000);
     zcert_apply (cert, sock);
     zsock_set_curve_serverkey (sock, zcert_public_txt (s_fx.server));
     cr_assert_eq (zsock_connect (sock, "%s", s_fx.broker->api), 0);
@@ -163,8 +166,16 @@ s_setup (void)
     s_fx.broker = bu_broker_new ("limits", extra);
     zstr_free (&secret);
     cr_assert_not_null (s_fx.broker);
-    cr_assert_eq (bu_broker_spawn (s_fx.broker), 0);
-    //  Ready when it answers a CURVE STATUS (a plain one never is)
+    bu_broker_spawn (s_fx.broker);      //  s_ready checks it, in the test's body
+}
+
+//  Wait for the broker to answer a CURVE STATUS (a plain one never is).
+//  In each test's body, not in the fixture: criterion runs no .fini after
+//  a failed .init, and the broker and its directory would stay.
+static void
+s_ready (void)
+{
+    cr_assert_gt (s_fx.broker->pid, 0, "heraldd was not started");
     zsock_t *ops = s_client (s_ops);
     bu_reply_t reply = { 0 };
     int64_t deadline = s_now_ms () + 15000;
@@ -248,6 +259,7 @@ s_drain (zsock_t *sock, s_tally_t *tally, int wait_ms)
 
 Test (heraldd_limits, twice_the_rate_is_overloaded_with_retry_ms_and_others_unaffected)
 {
+    s_ready ();
     zsock_t *limited = s_client (s_limited);
     zsock_t *other = s_client (s_free);
     s_tally_t lim = { 0 }, free_tally = { 0 };
@@ -305,6 +317,7 @@ Test (heraldd_limits, twice_the_rate_is_overloaded_with_retry_ms_and_others_unaf
 
 Test (heraldd_limits, an_agent_drains_its_outbox_at_the_rate_and_loses_nothing)
 {
+    s_ready ();
     char *state = tu_path (s_fx.dir, "agent");
     char *key = zsys_sprintf ("%s/limited.key_secret", s_fx.dir);
     char *server = zsys_sprintf ("@%s/broker.key", s_fx.dir);
@@ -381,6 +394,7 @@ s_audit_lines (const char *path, const char *const *needles, int timeout_ms)
 
 Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_sighup)
 {
+    s_ready ();
     //  auth_refused: a key the ACL does not know
     zsock_t *stranger = s_client (s_stranger);
     bu_reply_t reply = { 0 };
