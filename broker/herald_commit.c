@@ -130,6 +130,8 @@ struct _herald_commit_t {
     const char *stop_reason;
     herald_commit_counts_t counts;
     herald_commit_guard_t guard;        //  security's checks; none when off
+    herald_commit_limit_fn *limit;      //  the limits per user; none when off
+    void *limit_arg;
 };
 
 static void
@@ -363,6 +365,14 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
         s_request_destroy (&request);
         return;
     }
+    uint64_t retry_ms = self->limit? self->limit (self->limit_arg, request->body,
+                                                  &request->msg, &err): 0;
+    if (retry_ms) {
+        herald_reply_refusal (self->reply, request->identity, request->msg.rid,
+                              HERALD_ERR_OVERLOADED, err.message, retry_ms);
+        s_request_destroy (&request);
+        return;
+    }
     char leader [256];
     if (self->clustered && !s_leads (self, leader, sizeof (leader))
     &&  zlistx_size (self->queue) == 0 && !s_unanswered (self)) {
@@ -405,6 +415,13 @@ void
 herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard)
 {
     self->guard = *guard;
+}
+
+void
+herald_commit_set_limit (herald_commit_t *self, herald_commit_limit_fn *fn, void *arg)
+{
+    self->limit = fn;
+    self->limit_arg = arg;
 }
 
 bool

@@ -95,6 +95,14 @@ typedef struct {
 void
     herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard);
 
+//  The limits per user (issue 14, herald_limits_publish): asked once the
+//  guard let a PUBLISH through; 0 lets it queue, else it is answered ERROR
+//  overloaded with err's message and this retry_ms, nothing stored.
+typedef uint64_t (herald_commit_limit_fn) (void *arg, zframe_t *body, const herald_msg_t *msg,
+                                           herald_error_t *err);
+void
+    herald_commit_set_limit (herald_commit_t *self, herald_commit_limit_fn *fn, void *arg);
+
 //  A PUBLISH from identity, its body: both taken.  Decoded with limits and
 //  queued for the next commit, or refused at once (ERROR): a bad body,
 //  disk space low (--min-free), max_queued requests already queued.

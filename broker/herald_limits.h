@@ -28,7 +28,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <czmq.h>
 #include "herald_acl.h"
+#include "herald_audit.h"
 
 typedef struct _herald_user_limits_t herald_user_limits_t;
 
@@ -58,6 +60,11 @@ int
 void
     herald_limits_sweep (herald_user_limits_t *self);
 
+//  Bring the table in line with acl (after a reload): set every user of
+//  it, then sweep.
+void
+    herald_limits_sync (herald_user_limits_t *self, const herald_acl_t *acl);
+
 //  Take a batch of events and bytes for user at now_ns (monotonic).  True
 //  when it may pass (and it is taken); false when a bucket is below zero,
 //  with *retry_ms (when given) the wait until both are back at zero, at
@@ -74,5 +81,19 @@ uint64_t
 //  Users with limits held.
 size_t
     herald_limits_size (herald_user_limits_t *self);
+
+//  The broker's side (herald_commit_set_limit): audit is where the
+//  rate_limited lines go (borrowed, may be NULL).
+void
+    herald_limits_set_audit (herald_user_limits_t *self, herald_audit_t *audit);
+
+//  The group commit's limit hook; arg is a herald_user_limits_t.  The user
+//  that sent the PUBLISH body (its User-Id, set by the ZAP handler) takes
+//  the batch's events and the body's bytes now.  0: it passes; else the
+//  batch is refused, err holds the message of ERROR overloaded and the
+//  return value is its retry_ms; the refusal is audited.
+uint64_t
+    herald_limits_publish (void *arg, zframe_t *body, const herald_msg_t *msg,
+                           herald_error_t *err);
 
 #endif
