@@ -30,6 +30,9 @@
 #define RATE        200             //  the limited user's events/s
 #define BURST       20
 #define BATCH       10
+#define AGENT_RATE  1000            //  the agent's user: more than one agent batch
+#define AGENT_BURST 100             //  (1000 events at most) per second
+#define AGENT_BATCH 1000
 
 typedef struct {
     char *dir;
@@ -74,8 +77,11 @@ s_write_acl (const char *text)
     zstr_free (&temp);
 }
 
+static zcert_t *s_limited, *s_free, *s_ops, *s_stranger, *s_bulk;
+
 //  The ACL of these tests: limited (RATE/s burst BURST, publishes lim.),
-//  free (no limits, publishes free.), ops (reads all, admin status).
+//  free (no limits, publishes free.), ops (reads all, admin status), bulk
+//  (AGENT_RATE/s burst AGENT_BURST, publishes bulk.).
 static char *
 s_acl_text (zcert_t *limited, zcert_t *free_user, zcert_t *ops, const char *extra)
 {
@@ -95,9 +101,15 @@ s_acl_text (zcert_t *limited, zcert_t *free_user, zcert_t *ops, const char *extr
         "key     = %s\n"
         "read    = *\n"
         "admin   = status\n"
+        "\n"
+        "[user bulk]\n"
+        "key     = %s\n"
+        "publish = bulk.\n"
+        "rate    = %d/s burst %d\n"
         "%s",
         zcert_public_txt (limited), RATE, BURST, zcert_public_txt (free_user),
-        zcert_public_txt (ops), extra? extra: "");
+        zcert_public_txt (ops), zcert_public_txt (s_bulk), AGENT_RATE, AGENT_BURST,
+        extra? extra: "");
 }
 
 //  A CURVE DEALER of cert on the broker's api.
@@ -142,8 +154,6 @@ s_head (zsock_t *sock)
     return head;
 }
 
-static zcert_t *s_limited, *s_free, *s_ops, *s_stranger;
-
 static void
 s_setup (void)
 {
@@ -155,6 +165,7 @@ s_setup (void)
     s_free = s_cert ("free");
     s_ops = s_cert ("ops");
     s_stranger = s_cert ("stranger");
+    s_bulk = s_cert ("bulk");
     s_fx.acl = tu_path (s_fx.dir, "acl");
     s_fx.audit = tu_path (s_fx.dir, "audit.jsonl");
     char *text = s_acl_text (s_limited, s_free, s_ops, NULL);
@@ -201,6 +212,7 @@ s_teardown (void)
     zcert_destroy (&s_free);
     zcert_destroy (&s_ops);
     zcert_destroy (&s_stranger);
+    zcert_destroy (&s_bulk);
     free (s_fx.acl);
     free (s_fx.audit);
     tu_tmpdir_destroy (&s_fx.dir);
@@ -315,11 +327,31 @@ Test (heraldd_limits, twice_the_rate_is_overloaded_with_retry_ms_and_others_unaf
     zsock_destroy (&limited);
 }
 
+//  Completions of the agent's publishes, by outcome (delivery thread).
+typedef struct {
+    _Atomic size_t ok, failed;
+    _Atomic int last_err;
+    char message [192];
+} s_done_t;
+
+static void
+s_done (const herald_publish_result_t *result, void *arg)
+{
+    s_done_t *done = (s_done_t *) arg;
+    if (result->err == HERALD_OK)
+        done->ok++;
+    else {
+        done->failed++;
+        done->last_err = result->err;
+        snprintf (done->message, sizeof done->message, "%s", result->message);
+    }
+}
+
 Test (heraldd_limits, an_agent_drains_its_outbox_at_the_rate_and_loses_nothing)
 {
     s_ready ();
     char *state = tu_path (s_fx.dir, "agent");
-    char *key = zsys_sprintf ("%s/limited.key_secret", s_fx.dir);
+    char *key = zsys_sprintf ("%s/bulk.key_secret", s_fx.dir);
     char *server = zsys_sprintf ("@%s/broker.key", s_fx.dir);
     herald_agent_options_t options;
     herald_agent_options_init (&options);
@@ -328,28 +360,39 @@ Test (heraldd_limits, an_agent_drains_its_outbox_at_the_rate_and_loses_nothing)
     options.timeout_ms = 5000;
     options.key_file = key;
     options.server_key = server;
-    herald_agent_t *agent = herald_agent_new ("limited-svc", &options);
+    herald_agent_t *agent = herald_agent_new ("bulk-svc", &options);
     cr_assert_not_null (agent, "%s", herald_agent_last_error ());
-    //  3 s of events at RATE, queued at once
-    size_t count = 3 * RATE;
+    //  5 s of events at AGENT_RATE, queued at once: the agent sends them
+    //  in batches of AGENT_BATCH, each of which may pass on a bucket that
+    //  is not in debt, so the last batch is free and the rest wait
+    static s_done_t done;
+    memset (&done, 0, sizeof done);
+    size_t count = 5 * AGENT_RATE;
     int64_t start = s_now_ms ();
+    size_t queued = 0;
     for (size_t i = 0; i < count; i++) {
         herald_outgoing_t event = { 0 };
-        event.topic = "lim.agent";
+        event.topic = "bulk.agent";
         event.data = "x";
         event.data_len = 1;
-        cr_assert_eq (herald_agent_publish_async (agent, &event, NULL, NULL, NULL), HERALD_OK,
-                      "%s", herald_agent_last_error ());
+        queued += herald_agent_publish_async (agent, &event, s_done, &done, NULL) == HERALD_OK;
     }
-    cr_assert_eq (herald_agent_flush (agent, 30000), HERALD_OK, "%s",
-                  herald_agent_last_error ());
+    herald_err flushed = herald_agent_flush (agent, 30000);
     int64_t spent = s_now_ms () - start;
     herald_agent_stats_t stats;
     herald_agent_stats (agent, &stats);
+    //  Asserted once the agent is gone: criterion's teardown cannot end it
+    herald_agent_destroy (&agent);
+    cr_log_info ("%zu events drained in %" PRId64 " ms at %d/s", count, spent, AGENT_RATE);
+    cr_assert_eq (queued, count);
+    cr_assert_eq (flushed, HERALD_OK);
+    cr_assert_eq (done.failed, 0, "%zu refused, the last with %d: %s", (size_t) done.failed,
+                  done.last_err, done.message);
+    cr_assert_eq (done.ok, count);
     cr_assert_eq (stats.published, count);
     cr_assert_eq (stats.outbox_depth, 0);
     //  At the rate: no faster than the bucket allows, and not much slower
-    int64_t least = (int64_t) ((count - BURST - BATCH) * 1000 / RATE);
+    int64_t least = (int64_t) ((count - AGENT_BURST - AGENT_BATCH) * 1000 / AGENT_RATE);
     cr_assert_geq (spent, least - 100, "%zu events in %" PRId64 " ms", count, spent);
     cr_assert_leq (spent, 2 * least + 1000, "%zu events in %" PRId64 " ms: far below the rate",
                    count, spent);
@@ -358,7 +401,6 @@ Test (heraldd_limits, an_agent_drains_its_outbox_at_the_rate_and_loses_nothing)
     cr_assert_eq (s_head (ops), count);
     cr_assert_geq (s_status (ops, "rate_limited"), 1, "the agent was never limited");
     zsock_destroy (&ops);
-    herald_agent_destroy (&agent);
     zstr_free (&server);
     zstr_free (&key);
     free (state);
@@ -446,7 +488,7 @@ Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_s
     zstr_free (&text);
     cr_assert_eq (kill (s_fx.broker->pid, SIGHUP), 0);
     const char *reload [] = { "\"event\":\"acl_reload\"", "\"result\":\"ok\"",
-                              "\"users\":4", NULL };
+                              "\"users\":5", NULL };
     cr_assert_geq (s_audit_lines (s_fx.audit, reload, 5000), 1, "no acl_reload in the new file");
     //  What went before stayed in the old one
     cr_assert_geq (s_audit_lines (rotated, refused, 0), 1);
