@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <czmq.h>
 
 #include "herald.h"
@@ -497,4 +498,25 @@ Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_s
     zstr_free (&prefix);
     zstr_free (&whole);
     zsock_destroy (&limited);
+}
+
+Test (heraldd_limits, an_audit_log_that_cannot_be_opened_stops_the_start)
+{
+    s_ready ();
+    char *secret = zsys_sprintf ("%s/broker.key_secret", s_fx.dir);
+    const char *extra [] = { "--curve-secret", secret, "--acl", s_fx.acl,
+                             "--audit-log", "/nonexistent-herald-dir/audit.jsonl", NULL };
+    bu_broker_t *broker = bu_broker_new ("limits-bad-audit", extra);
+    zstr_free (&secret);
+    cr_assert_not_null (broker);
+    cr_assert_eq (bu_broker_spawn (broker), 0);
+    int exited = bu_broker_wait (broker, 10000);
+    char log [4096];
+    bu_broker_log (broker, log, sizeof log);
+    int status = broker->status;
+    bu_broker_destroy (&broker);
+    cr_assert_eq (exited, 0, "heraldd runs without its audit log: %s", log);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 1, "status %d: %s", status, log);
+    cr_assert (strstr (log, "audit-log /nonexistent-herald-dir/audit.jsonl: cannot open (No "
+                       "such file or directory)"), "%s", log);
 }
