@@ -449,6 +449,10 @@ Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_s
     const char *refused [] = { "\"event\":\"auth_refused\"", "\"domain\":\"herald.api\"",
                                "\"ip\":\"127.0.0.1\"", prefix, NULL };
     cr_assert_geq (s_audit_lines (s_fx.audit, refused, 5000), 1);
+    //  Admitted connections too, at the default log level (info)
+    const char *admitted [] = { "\"event\":\"auth_ok\"", "\"user\":\"ops\"",
+                                "\"domain\":\"herald.api\"", NULL };
+    cr_assert_geq (s_audit_lines (s_fx.audit, admitted, 5000), 1);
     const char *secret [] = { whole, NULL };
     cr_assert_eq (s_audit_lines (s_fx.audit, secret, 0), 0, "a whole key in the audit log");
     zsock_destroy (&stranger);
@@ -519,4 +523,44 @@ Test (heraldd_limits, an_audit_log_that_cannot_be_opened_stops_the_start)
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 1, "status %d: %s", status, log);
     cr_assert (strstr (log, "audit-log /nonexistent-herald-dir/audit.jsonl: cannot open (No "
                        "such file or directory)"), "%s", log);
+}
+
+Test (heraldd_limits, auth_ok_lines_follow_the_log_level)
+{
+    s_ready ();
+    //  A second broker on the same keys, at --log-level warn
+    char *secret = zsys_sprintf ("%s/broker.key_secret", s_fx.dir);
+    char *audit = zsys_sprintf ("%s/quiet.jsonl", s_fx.dir);
+    const char *extra [] = { "--curve-secret", secret, "--acl", s_fx.acl,
+                             "--audit-log", audit, "--log-level", "warn", NULL };
+    bu_broker_t *quiet = bu_broker_new ("limits-quiet", extra);
+    cr_assert_not_null (quiet);
+    cr_assert_eq (bu_broker_spawn (quiet), 0);
+    bu_broker_t *first = s_fx.broker;
+    s_fx.broker = quiet;                //  s_client connects to it
+    zsock_t *limited = s_client (s_limited);
+    s_fx.broker = first;
+    bu_reply_t reply = { 0 };
+    bool answered = false;
+    int64_t deadline = s_now_ms () + 15000;
+    for (uint64_t rid = 1; !answered && s_now_ms () < deadline; rid++) {
+        answered = bu_status (limited, rid, &reply, 200) == 0;
+        bu_reply_fini (&reply);
+    }
+    //  A refusal after the connection: its line is written after auth_ok's
+    //  would have been
+    if (answered)
+        s_send_batch (limited, "free.not-mine", 9);
+    const char *unauthorized [] = { "\"event\":\"unauthorized\"", "\"rid\":9", NULL };
+    size_t refusals = answered? s_audit_lines (audit, unauthorized, 5000): 0;
+    const char *admitted [] = { "\"event\":\"auth_ok\"", NULL };
+    size_t oks = s_audit_lines (audit, admitted, 0);
+    zsock_destroy (&limited);
+    bu_broker_stop (quiet, 10000);
+    bu_broker_destroy (&quiet);
+    zstr_free (&audit);
+    zstr_free (&secret);
+    cr_assert (answered, "the second broker did not answer");
+    cr_assert_eq (refusals, 1);
+    cr_assert_eq (oks, 0, "auth_ok written at --log-level warn");
 }
