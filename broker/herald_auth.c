@@ -52,14 +52,15 @@ struct _herald_auth_t {
     herald_acl_t *acl;                  //  the table in force (owned)
     s_stamp_t stamp;                    //  the file as last looked at
     uint64_t check_ms;
+    bool audit_ok;                      //  auth_ok lines too (log level info or debug)
     int64_t next_check;                 //  zclock_mono
     int64_t next_expiry;
     bool reload_owed;                   //  SIGHUP: look now, changed or not
     herald_auth_counts_t counts;
     herald_auth_swap_fn *swap_fn;
     void *swap_arg;
-    herald_auth_audit_fn *audit_fn;
-    void *audit_arg;
+    herald_audit_t *audit;              //  the audit log (owned)
+    herald_user_limits_t *limits;       //  rates per user, from the table in force
 };
 
 static int64_t
@@ -93,40 +94,27 @@ s_stamp_eq (const s_stamp_t *a, const s_stamp_t *b)
         && a->mtime_ns == b->mtime_ns;
 }
 
-//  All audit lines leave through here: the hook, when one is set.
+//  Every audit line leaves through here.
 static void
 s_audit (herald_auth_t *self, const char *event, const char *who, const char *fields)
 {
-    if (self->audit_fn)
-        self->audit_fn (self->audit_arg, event, who, fields);
+    if (self->audit)
+        herald_audit_event (self->audit, event, who, fields);
 }
 
 void
 herald_auth_json (const void *bytes, size_t len, char *out, size_t size)
 {
-    assert (size >= 8);
-    const uint8_t *in = (const uint8_t *) bytes;
-    size_t used = 0;
-    out [used++] = '"';
-    for (size_t index = 0; index < len; index++) {
-        if (used + 8 >= size) {
-            memcpy (out + used, "...", 3);
-            used += 3;
-            break;
-        }
-        uint8_t byte = in [index];
-        if (byte == '"' || byte == '\\') {
-            out [used++] = '\\';
-            out [used++] = (char) byte;
-        }
-        else
-        if (byte < 0x20 || byte >= 0x7f)
-            used += (size_t) snprintf (out + used, size - used, "\\u%04x", byte);
-        else
-            out [used++] = (char) byte;
-    }
-    out [used++] = '"';
-    out [used] = 0;
+    herald_audit_escape (bytes, len, out, size);
+}
+
+//  The limits of every user of the table in force; users gone forgotten.
+static void
+s_limits_set (herald_auth_t *self)
+{
+    for (size_t index = 0; index < herald_acl_user_count (self->acl); index++)
+        herald_limits_set_user (self->limits, herald_acl_user_at (self->acl, index));
+    herald_limits_sweep (self->limits);
 }
 
 
@@ -140,10 +128,20 @@ herald_auth_new (const herald_config_t *config, herald_error_t *err)
     herald_auth_t *self = (herald_auth_t *) zmalloc (sizeof (herald_auth_t));
     self->path = strdup (config->acl);
     self->check_ms = config->acl_check_ms;
+    self->audit_ok = streq (config->log_level, "info") || streq (config->log_level, "debug");
     //  Fail closed: no valid ACL, no broker
     self->stamp = s_stamp (self->path);
     self->acl = herald_acl_load (self->path, err);
-    if (!self->acl) {
+    self->limits = herald_limits_new ();
+    if (!self->acl || !self->limits) {
+        if (!self->limits)
+            herald_error_set (err, HERALD_ERR_NOMEM, NULL, "out of memory");
+        herald_auth_destroy (&self);
+        return NULL;
+    }
+    s_limits_set (self);
+    self->audit = herald_audit_new (config->audit_log, err);
+    if (!self->audit) {
         herald_auth_destroy (&self);
         return NULL;
     }
@@ -177,6 +175,8 @@ herald_auth_destroy (herald_auth_t **self_p)
     zsock_destroy (&self->zap);
     zsock_destroy (&self->squatter);
     herald_acl_destroy (&self->acl);
+    herald_limits_destroy (&self->limits);
+    herald_audit_destroy (&self->audit);
     free (self->path);
     free (self);
     *self_p = NULL;
@@ -201,16 +201,11 @@ herald_auth_on_swap (herald_auth_t *self, herald_auth_swap_fn *fn, void *arg)
     self->swap_arg = arg;
 }
 
-void
-herald_auth_on_audit (herald_auth_t *self, herald_auth_audit_fn *fn, void *arg)
-{
-    self->audit_fn = fn;
-    self->audit_arg = arg;
-}
-
 const herald_auth_counts_t *
 herald_auth_counts (herald_auth_t *self)
 {
+    self->counts.rate_limited = herald_limits_refused (self->limits);
+    self->counts.audit_dropped = self->audit? herald_audit_dropped (self->audit): 0;
     return &self->counts;
 }
 
@@ -362,7 +357,8 @@ s_serve_one (herald_auth_t *self, zmsg_t *request)
                 herald_log ("debug", "ZAP: %s refused on %s from %s: %s", shown,
                             domain? domain: "?", address? address: "?", why);
         }
-        s_audit (self, ok? "auth_ok": "auth_refused", ok? user: address, fields);
+        if (!ok || self->audit_ok)
+            s_audit (self, ok? "auth_ok": "auth_refused", ok? user: address, fields);
         s_reply (self, &routing, &request_id, status, ok? "OK": why, user, metadata,
                  ok? metadata_len: 0);
     }
@@ -431,14 +427,33 @@ herald_auth_user (herald_auth_t *self, zframe_t *frame, const char **key_p,
     return NULL;
 }
 
+bool
+herald_auth_take (herald_auth_t *self, const herald_acl_user_t *user, uint64_t events,
+                  uint64_t bytes, uint64_t *retry_ms)
+{
+    if (herald_limits_take (self->limits, user->name, events, bytes,
+                            (int64_t) zclock_usecs () * 1000, retry_ms))
+        return true;
+    char fields [160];
+    snprintf (fields, sizeof (fields), "\"user\":\"%s\",\"events\":%" PRIu64 ",\"bytes\":%"
+              PRIu64 ",\"retry_ms\":%" PRIu64, user->name, events, bytes, *retry_ms);
+    s_audit (self, "rate_limited", user->name, fields);
+    return false;
+}
+
 void
-herald_auth_refused (herald_auth_t *self, const char *user, const char *command,
+herald_auth_refused (herald_auth_t *self, zframe_t *frame, const char *command,
                      const char *fields)
 {
     self->counts.unauthorized++;
+    const char *user = zframe_meta (frame, "User-Id");
+    const char *ip = zframe_meta (frame, "Peer-Address");
+    char quoted_user [160], quoted_ip [96];
+    herald_auth_json (user? user: "", user? strlen (user): 0, quoted_user, sizeof (quoted_user));
+    herald_auth_json (ip? ip: "", ip? strlen (ip): 0, quoted_ip, sizeof (quoted_ip));
     char line [2048];
-    snprintf (line, sizeof (line), "\"user\":\"%s\",\"command\":\"%s\"%s%s", user? user: "",
-              command, fields && *fields? ",": "", fields? fields: "");
+    snprintf (line, sizeof (line), "\"user\":%s,\"ip\":%s,\"command\":\"%s\"%s%s",
+              quoted_user, quoted_ip, command, fields && *fields? ",": "", fields? fields: "");
     s_audit (self, "unauthorized", user, line);
 }
 
@@ -460,6 +475,29 @@ void
 herald_auth_reload (herald_auth_t *self)
 {
     self->reload_owed = true;
+    herald_audit_reopen (self->audit);
+}
+
+//  The users of old that new removed, or whose every key it changed, as
+//  JSON strings separated by commas (names are [A-Za-z0-9._-]), cut to size.
+static void
+s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size_t size)
+{
+    size_t used = 0;
+    out [0] = 0;
+    for (size_t index = 0; index < herald_acl_user_count (old); index++) {
+        const herald_acl_user_t *was = herald_acl_user_at (old, index);
+        const herald_acl_user_t *now = herald_acl_user (new_acl, was->name);
+        bool kept = false;
+        for (size_t key = 0; now && key < was->key_count && !kept; key++)
+            for (size_t other = 0; other < now->key_count && !kept; other++)
+                kept = memcmp (was->keys [key].key, now->keys [other].key,
+                               HERALD_ACL_KEY_BYTES) == 0;
+        if (kept || used + strlen (was->name) + 4 >= size)
+            continue;
+        used += (size_t) snprintf (out + used, size - used, "%s\"%s\"", used? ",": "",
+                                   was->name);
+    }
 }
 
 //  Look at the file; swap a changed (or, forced, any) good table in.
@@ -488,15 +526,18 @@ s_check_file (herald_auth_t *self, bool forced)
     herald_acl_t *old = self->acl;
     self->acl = acl;
     self->counts.acl_reloads++;
+    char revoked [1024];
+    s_revoked (old, acl, revoked, sizeof (revoked));
     herald_log ("info", "ACL reloaded from %s: version %s (was %s), %zu users, %zu scopes",
                 self->path, herald_acl_version (acl), herald_acl_version (old),
                 herald_acl_user_count (acl), herald_acl_scope_count (acl));
-    char fields [256];
+    char fields [1400];
     snprintf (fields, sizeof (fields), "\"result\":\"ok\",\"acl_version\":\"%s\","
-              "\"previous\":\"%s\",\"users\":%zu,\"scopes\":%zu", herald_acl_version (acl),
-              herald_acl_version (old), herald_acl_user_count (acl),
-              herald_acl_scope_count (acl));
+              "\"previous\":\"%s\",\"users\":%zu,\"scopes\":%zu,\"revoked\":[%s]",
+              herald_acl_version (acl), herald_acl_version (old), herald_acl_user_count (acl),
+              herald_acl_scope_count (acl), revoked);
     s_audit (self, "acl_reload", "", fields);
+    s_limits_set (self);
     if (self->swap_fn)
         self->swap_fn (self->swap_arg, old, acl);
     herald_acl_destroy (&old);

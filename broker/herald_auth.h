@@ -35,7 +35,9 @@
 
 #include <czmq.h>
 #include "herald_acl.h"
+#include "herald_audit.h"
 #include "herald_config.h"
+#include "herald_limits.h"
 
 #define HERALD_AUTH_ENDPOINT    "inproc://zeromq.zap.01"
 #define HERALD_AUTH_API         "herald.api"        //  ZAP domains
@@ -50,19 +52,17 @@ typedef struct {
     uint64_t unauthorized;          //  requests answered ERROR unauthorized
     uint64_t acl_reloads;           //  tables swapped in since start
     uint64_t acl_errors;            //  files refused (the old table kept)
+    uint64_t rate_limited;          //  PUBLISH refused for a user's rate (herald_limits)
+    uint64_t audit_dropped;         //  audit lines dropped, the queue full (herald_audit)
 } herald_auth_counts_t;
 
 //  After a reload swapped tables: old_acl is freed once this returns.
 typedef void (herald_auth_swap_fn) (void *arg, const herald_acl_t *old_acl,
                                     const herald_acl_t *new_acl);
 
-//  An audit line (the audit log's herald_audit_event): event, the flood
-//  control key who (a user or an IP), json_fields `"k":v,...` escaped.
-typedef void (herald_auth_audit_fn) (void *arg, const char *event, const char *who,
-                                     const char *json_fields);
-
-//  Load the ACL of config (fail closed: no table, no broker) and bind the
-//  ZAP handler.  NULL with err filled when either fails.  Caller owns.
+//  Load the ACL of config (fail closed: no table, no broker), open the
+//  audit log (audit-log) and bind the ZAP handler.  NULL with err filled
+//  when any fails.  Caller owns.
 herald_auth_t *
     herald_auth_new (const herald_config_t *config, herald_error_t *err);
 
@@ -89,7 +89,8 @@ int64_t
 bool
     herald_auth_tick (herald_auth_t *self);
 
-//  SIGHUP: look at the file at the next tick, changed or not.
+//  SIGHUP: look at the file at the next tick, changed or not; reopen the
+//  audit log (logrotate moved it).
 void
     herald_auth_reload (herald_auth_t *self);
 
@@ -110,23 +111,30 @@ const herald_acl_user_t *
 bool
     herald_auth_key_valid (const herald_acl_user_t *user, const char *key, int64_t now_ns);
 
-//  Count a request answered unauthorized and audit it (fields: more
-//  `"k":v` members, escaped, or NULL).
+//  Count a request answered unauthorized and audit it: frame is one of
+//  the request's (its User-Id and Peer-Address), fields more `"k":v`
+//  members, escaped, or NULL.
 void
-    herald_auth_refused (herald_auth_t *self, const char *user, const char *command,
+    herald_auth_refused (herald_auth_t *self, zframe_t *frame, const char *command,
                          const char *fields);
 
-//  Hooks: the fanout's re-binds after a swap; the audit log.
+//  A PUBLISH of events and bytes by user within its rate (herald_limits,
+//  set from the table in force)?  False (counted, audited) with the wait
+//  in *retry_ms when not.
+bool
+    herald_auth_take (herald_auth_t *self, const herald_acl_user_t *user, uint64_t events,
+                      uint64_t bytes, uint64_t *retry_ms);
+
+//  Hook: the fanout's re-binds after a swap.
 void
     herald_auth_on_swap (herald_auth_t *self, herald_auth_swap_fn *fn, void *arg);
-void
-    herald_auth_on_audit (herald_auth_t *self, herald_auth_audit_fn *fn, void *arg);
 
 const herald_auth_counts_t *
     herald_auth_counts (herald_auth_t *self);
 
 //  Write bytes[0..len) as a JSON string (quotes included) into out, NUL-
-//  terminated, cut to size; for audit fields holding a client's bytes.
+//  terminated, cut to size (herald_audit_escape); for audit fields and
+//  messages holding a client's bytes.
 void
     herald_auth_json (const void *bytes, size_t len, char *out, size_t size);
 

@@ -54,8 +54,6 @@
 #include "herald_commit.h"
 #include "herald_disk.h"
 #include "herald_guard.h"
-#include "herald_audit.h"
-#include "herald_limits.h"
 #include "herald_msg.h"
 #include "herald_log.h"
 #include "herald_members.h"
@@ -99,8 +97,6 @@ typedef struct {
     herald_streams_t *streams;          //  REPLAY and READ, made once bound
     herald_auth_t *auth;                //  security on: the ZAP handler and the ACL
     herald_guard_t *guard;              //  ... and each request's checks
-    herald_audit_t *audit;              //  ... the audit log (audit-log)
-    herald_user_limits_t *user_limits;  //  ... and the limits per user
     msgpack_sbuffer buffer;             //  scratch, for heartbeats
     msgpack_zone zone;                  //  scratch, for messages answered at once
     herald_limits_t limits;
@@ -210,8 +206,6 @@ s_self_destroy (self_t **self_p)
     herald_guard_destroy (&self->guard);
     herald_streams_destroy (&self->streams);
     herald_auth_destroy (&self->auth);
-    herald_limits_destroy (&self->user_limits);
-    herald_audit_destroy (&self->audit);    //  last: it writes what is queued
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     msgpack_sbuffer_destroy (&self->buffer);
@@ -434,8 +428,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits",
         "stream_errors",
         //  security on
-        "auth_refused", "unauthorized", "acl_reloads", "acl_errors",
-        "rate_limited", "audit_dropped"
+        "auth_refused", "unauthorized", "acl_reloads", "acl_errors", "rate_limited",
+        "audit_dropped"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -468,8 +462,8 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         values [count - 5] = auth->unauthorized;
         values [count - 4] = auth->acl_reloads;
         values [count - 3] = auth->acl_errors;
-        values [count - 2] = herald_limits_refused (self->user_limits);
-        values [count - 1] = herald_audit_dropped (self->audit);
+        values [count - 2] = auth->rate_limited;
+        values [count - 1] = auth->audit_dropped;
     }
     else
         count -= 6;                 //  security off: STATUS as before
@@ -785,38 +779,6 @@ s_bind (self_t *self, herald_broker_args_t *args)
     return 0;
 }
 
-//  The audit log's hook for the ZAP handler and the checks: auth_ok lines
-//  only at log level info and below (one per connection is a lot).
-static void
-s_audit (void *arg, const char *event, const char *who, const char *fields)
-{
-    self_t *self = (self_t *) arg;
-    if (streq (event, "auth_ok") && !herald_log_enabled ("info"))
-        return;
-    herald_audit_event (self->audit, event, who, fields);
-}
-
-//  Security on: open the audit log, and ask the limits per user (synced
-//  with the ACL after each reload) before a PUBLISH queues.  -1 when the
-//  log cannot be opened: the broker does not start.
-static int
-s_audit_and_limits (self_t *self)
-{
-    herald_error_t err = { 0 };
-    self->audit = herald_audit_new (self->config->audit_log, &err);
-    self->user_limits = herald_limits_new ();
-    if (!self->audit || !self->user_limits) {
-        herald_log ("error", "%s", self->audit? "out of memory": err.message);
-        self->stop_reason = "it could not open its audit log";
-        return -1;
-    }
-    herald_auth_on_audit (self->auth, s_audit, self);
-    herald_limits_set_audit (self->user_limits, self->audit);
-    herald_limits_sync (self->user_limits, herald_auth_acl (self->auth));
-    herald_commit_set_limit (self->commit, herald_limits_publish, self->user_limits);
-    return 0;
-}
-
 void
 herald_broker_actor (zsock_t *pipe, void *args)
 {
@@ -852,7 +814,6 @@ herald_broker_actor (zsock_t *pipe, void *args)
         self->guard = herald_guard_new (self->auth, self->config, self->store, &self->reply,
                                         self->streams);
         herald_guard_commit (self->guard, self->commit);
-        self->fatal = s_audit_and_limits (self) != 0;
     }
     zsock_signal (pipe, 0);
     if (!self->fatal) {
@@ -903,20 +864,16 @@ herald_broker_actor (zsock_t *pipe, void *args)
             if (!command || streq (command, "$TERM"))
                 self->terminated = true;
             else
-            if (streq (command, "RELOAD") && self->auth) {
+            if (streq (command, "RELOAD") && self->auth)
                 herald_auth_reload (self->auth);
-                herald_audit_reopen (self->audit);      //  logrotate's SIGHUP
-            }
             zstr_free (&command);
         }
         if (self->auth) {
             herald_auth_serve (self->auth);
             //  Between two turns: a reloaded ACL swapped in, and what it
             //  (or a key's `until`) no longer allows ended
-            if (herald_auth_tick (self->auth)) {
+            if (herald_auth_tick (self->auth))
                 herald_guard_revoke (self->guard);
-                herald_limits_sync (self->user_limits, herald_auth_acl (self->auth));
-            }
         }
         //  A cluster node takes Raft's records every turn (taking none is
         //  cheap), so none waits on how its socket signals

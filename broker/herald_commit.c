@@ -130,8 +130,6 @@ struct _herald_commit_t {
     const char *stop_reason;
     herald_commit_counts_t counts;
     herald_commit_guard_t guard;        //  security's checks; none when off
-    herald_commit_limit_fn *limit;      //  the limits per user; none when off
-    void *limit_arg;
 };
 
 static void
@@ -359,17 +357,15 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
         s_request_destroy (&request);
         return;
     }
+    uint64_t retry_ms = 0;
     if (self->guard.publish
-    &&  self->guard.publish (self->guard.arg, request->body, &request->msg, &err) != HERALD_OK) {
-        herald_reply_err (self->reply, request->identity, &err);
-        s_request_destroy (&request);
-        return;
-    }
-    uint64_t retry_ms = self->limit? self->limit (self->limit_arg, request->body,
-                                                  &request->msg, &err): 0;
-    if (retry_ms) {
-        herald_reply_refusal (self->reply, request->identity, request->msg.rid,
-                              HERALD_ERR_OVERLOADED, err.message, retry_ms);
+    &&  self->guard.publish (self->guard.arg, request->body, &request->msg, &err,
+                             &retry_ms) != HERALD_OK) {
+        if (retry_ms)
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid, err.code,
+                                  err.message, retry_ms);
+        else
+            herald_reply_err (self->reply, request->identity, &err);
         s_request_destroy (&request);
         return;
     }
@@ -415,13 +411,6 @@ void
 herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard)
 {
     self->guard = *guard;
-}
-
-void
-herald_commit_set_limit (herald_commit_t *self, herald_commit_limit_fn *fn, void *arg)
-{
-    self->limit = fn;
-    self->limit_arg = arg;
 }
 
 bool

@@ -84,24 +84,17 @@ void
 //  each event of it found stored already (at seq): false turns the ACK
 //  into ERROR unauthorized, so a publisher never learns the seq and ver
 //  of an event in a topic it may not publish.  body is the request's
-//  frame (its metadata names the user).
+//  frame (its metadata names the user).  publish may set *retry_ms (0
+//  when called), sent with its ERROR (a rate limit's overloaded).
 typedef struct {
     herald_err (*publish) (void *arg, zframe_t *body, const herald_msg_t *msg,
-                           herald_error_t *err);
+                           herald_error_t *err, uint64_t *retry_ms);
     bool (*duplicate) (void *arg, zframe_t *body, uint64_t seq);
     void *arg;
 } herald_commit_guard_t;
 
 void
     herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard);
-
-//  The limits per user (issue 14, herald_limits_publish): asked once the
-//  guard let a PUBLISH through; 0 lets it queue, else it is answered ERROR
-//  overloaded with err's message and this retry_ms, nothing stored.
-typedef uint64_t (herald_commit_limit_fn) (void *arg, zframe_t *body, const herald_msg_t *msg,
-                                           herald_error_t *err);
-void
-    herald_commit_set_limit (herald_commit_t *self, herald_commit_limit_fn *fn, void *arg);
 
 //  A PUBLISH from identity, its body: both taken.  Decoded with limits and
 //  queued for the next commit, or refused at once (ERROR): a bad body,

@@ -38,6 +38,7 @@ struct _herald_guard_t {
     herald_streams_t *streams;          //  borrowed
     msgpack_zone zone;                  //  scratch, for peeking at a rid
     const char *key;                    //  the Z85 key of the request admitted last
+    zframe_t *frame;                    //  ... its command frame (User-Id, Peer-Address)
 };
 
 static int64_t
@@ -80,13 +81,14 @@ s_topic_json (const char *topic, size_t len, char *out, size_t size)
     herald_auth_json (topic, len, out, size);
 }
 
-//  ERROR unauthorized to identity, counted and audited.
+//  ERROR unauthorized to identity, counted and audited (the request
+//  admitted last).
 static void
-s_refuse (herald_guard_t *self, zframe_t *identity, const char *user, const char *command,
-          herald_error_t *err, const char *fields)
+s_refuse (herald_guard_t *self, zframe_t *identity, const char *command, herald_error_t *err,
+          const char *fields)
 {
     err->code = HERALD_ERR_UNAUTHORIZED;
-    herald_auth_refused (self->auth, user, command, fields);
+    herald_auth_refused (self->auth, self->frame, command, fields);
     herald_reply_err (self->reply, identity, err);
 }
 
@@ -116,12 +118,13 @@ herald_guard_admit (herald_guard_t *self, zframe_t *identity, zframe_t *command,
                     zframe_t *body, herald_msg_type_t type)
 {
     herald_error_t err = { 0 };
+    self->frame = command;
     const herald_acl_user_t *user = herald_auth_user (self->auth, command, &self->key, &err);
     if (!user) {
-        const char *name = zframe_meta (command, "User-Id");
         if (type == HERALD_MSG_CREDIT || type == HERALD_MSG_CANCEL) {
             self->reply->dropped++;     //  never a reply of their own
-            herald_auth_refused (self->auth, name, herald_msg_command (type), NULL);
+            herald_auth_refused (self->auth, command, herald_msg_command (type),
+                                 "\"reason\":\"revoked\"");
             return NULL;
         }
         herald_error_t reply = { 0 };
@@ -131,8 +134,8 @@ herald_guard_admit (herald_guard_t *self, zframe_t *identity, zframe_t *command,
         herald_auth_json (zframe_data (command), zframe_size (command), shown, sizeof (shown));
         char fields [128];
         snprintf (fields, sizeof (fields), "\"reason\":\"revoked\",\"request\":%s", shown);
-        s_refuse (self, identity, name, type == HERALD_MSG_INVALID? "?"
-                                      : herald_msg_command (type), &reply, fields);
+        s_refuse (self, identity, type == HERALD_MSG_INVALID? "?": herald_msg_command (type),
+                  &reply, fields);
         return NULL;
     }
     //  Streams this routing id opened for another user are not this one's
@@ -152,7 +155,12 @@ herald_guard_admin (herald_guard_t *self, const herald_acl_user_t *user, zframe_
     herald_error_t err = { .has_rid = has_rid, .rid = rid };
     herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "%s needs the grant 'admin = %s', "
                       "which user '%s' does not hold", command, name, user->name);
-    s_refuse (self, identity, user->name, command, &err, NULL);
+    char fields [96];
+    if (has_rid)
+        snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64 ",\"grant\":\"%s\"", rid, name);
+    else
+        snprintf (fields, sizeof (fields), "\"grant\":\"%s\"", name);
+    s_refuse (self, identity, command, &err, fields);
     return false;
 }
 
@@ -187,7 +195,7 @@ herald_guard_stream (herald_guard_t *self, const herald_acl_user_t *user, zframe
             char fields [700];
             snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64 ",\"topic\":%s",
                       request->rid, topic);
-            s_refuse (self, identity, user->name, command, &err, fields);
+            s_refuse (self, identity, command, &err, fields);
             return;
         }
     }
@@ -200,9 +208,26 @@ herald_guard_stream (herald_guard_t *self, const herald_acl_user_t *user, zframe
             if (!s_read_view (user))
                 herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "user '%s' may not read",
                                   user->name);
-            char fields [64];
-            snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64, request->rid);
-            s_refuse (self, identity, user->name, command, &err, fields);
+            //  The first prefix outside the read set (all of them, when none
+            //  was asked: then the user reads nothing)
+            char prefix [600] = "\"\"";
+            for (size_t index = 0; index < request->replay.prefix_count; index++) {
+                const herald_str_t *asked = &request->replay.prefixes [index];
+                herald_str_t *one = NULL;
+                size_t one_count = 0;
+                herald_error_t ignored = { 0 };
+                bool disjoint = herald_acl_narrow (user, asked, 1, &one, &one_count,
+                                                   &ignored) != HERALD_OK;
+                free (one);
+                if (disjoint) {
+                    s_topic_json (asked->ptr, asked->len, prefix, sizeof (prefix));
+                    break;
+                }
+            }
+            char fields [700];
+            snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64 ",\"prefix\":%s",
+                      request->rid, prefix);
+            s_refuse (self, identity, command, &err, fields);
             free (narrowed);
             return;
         }
@@ -254,16 +279,16 @@ herald_guard_revoke (herald_guard_t *self)
 //  PUBLISH (the group commit's guard)
 
 static herald_err
-s_publish_check (void *arg, zframe_t *body, const herald_msg_t *msg, herald_error_t *err)
+s_publish_check (void *arg, zframe_t *body, const herald_msg_t *msg, herald_error_t *err,
+                 uint64_t *retry_ms)
 {
     herald_guard_t *self = (herald_guard_t *) arg;
     herald_error_t why = { 0 };
     const herald_acl_user_t *user = herald_auth_user (self->auth, body, NULL, &why);
-    const char *name = zframe_meta (body, "User-Id");
     *err = (herald_error_t) { .has_rid = true, .rid = msg->rid };
     if (!user) {
         herald_error_set (err, HERALD_ERR_UNAUTHORIZED, "", "%s", why.message);
-        herald_auth_refused (self->auth, name, "PUBLISH", "\"reason\":\"revoked\"");
+        herald_auth_refused (self->auth, body, "PUBLISH", "\"reason\":\"revoked\"");
         return err->code;
     }
     for (size_t index = 0; index < msg->publish.count; index++) {
@@ -279,9 +304,15 @@ s_publish_check (void *arg, zframe_t *body, const herald_msg_t *msg, herald_erro
         char fields [700];
         snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64 ",\"index\":%zu,\"topic\":%s",
                   msg->rid, index, topic);
-        herald_auth_refused (self->auth, user->name, "PUBLISH", fields);
+        herald_auth_refused (self->auth, body, "PUBLISH", fields);
         return err->code;
     }
+    //  Within its rate: the agent retries overloaded after retry_ms, so a
+    //  limited publisher slows down and its outbox holds the rest
+    if (!herald_auth_take (self->auth, user, msg->publish.count, zframe_size (body),
+                           retry_ms))
+        return herald_error_set (err, HERALD_ERR_OVERLOADED, "", "user '%s' publishes above "
+                                 "its rate; retry in %" PRIu64 " ms", user->name, *retry_ms);
     return HERALD_OK;
 }
 
@@ -305,7 +336,7 @@ s_duplicate_check (void *arg, zframe_t *body, uint64_t seq)
     if (!allowed) {
         char fields [64];
         snprintf (fields, sizeof (fields), "\"reason\":\"duplicate\",\"seq\":%" PRIu64, seq);
-        herald_auth_refused (self->auth, zframe_meta (body, "User-Id"), "PUBLISH", fields);
+        herald_auth_refused (self->auth, body, "PUBLISH", fields);
     }
     return allowed;
 }

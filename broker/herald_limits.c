@@ -25,10 +25,8 @@
     =========================================================================
 */
 
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <czmq.h>
 
 #include "herald_limits.h"
@@ -49,7 +47,6 @@ struct _herald_user_limits_t {
     zhashx_t *users;            //  name -> s_user_t
     uint64_t generation;
     uint64_t refused;
-    herald_audit_t *audit;      //  borrowed; NULL: no audit lines
 };
 
 static void
@@ -227,37 +224,4 @@ herald_limits_sync (herald_user_limits_t *self, const herald_acl_t *acl)
     for (size_t index = 0; index < herald_acl_user_count (acl); index++)
         herald_limits_set_user (self, herald_acl_user_at (acl, index));
     herald_limits_sweep (self);
-}
-
-void
-herald_limits_set_audit (herald_user_limits_t *self, herald_audit_t *audit)
-{
-    assert (self);
-    self->audit = audit;
-}
-
-uint64_t
-herald_limits_publish (void *arg, zframe_t *body, const herald_msg_t *msg,
-                       herald_error_t *err)
-{
-    herald_user_limits_t *self = (herald_user_limits_t *) arg;
-    const char *user = zframe_meta (body, "User-Id");
-    uint64_t events = msg->publish.count, bytes = zframe_size (body);
-    uint64_t retry_ms = 0;
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    int64_t now_ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
-    if (!user || herald_limits_take (self, user, events, bytes, now_ns, &retry_ms))
-        return 0;
-    //  User names are [A-Za-z0-9._-] (herald_acl): nothing to escape
-    *err = (herald_error_t) { .has_rid = true, .rid = msg->rid };
-    herald_error_set (err, HERALD_ERR_OVERLOADED, "", "user '%s' is over its publish limits "
-                      "(rate, bytes): nothing of this batch of %" PRIu64 " events was stored; "
-                      "retry in %" PRIu64 " ms", user, events, retry_ms);
-    char fields [HERALD_ACL_NAME_MAX + 128];
-    snprintf (fields, sizeof fields, "\"user\":\"%s\",\"rid\":%" PRIu64 ",\"events\":%"
-              PRIu64 ",\"bytes\":%" PRIu64 ",\"retry_ms\":%" PRIu64, user, msg->rid, events,
-              bytes, retry_ms);
-    herald_audit_event (self->audit, "rate_limited", user, fields);
-    return retry_ms;
 }

@@ -28,9 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <czmq.h>
 #include "herald_acl.h"
-#include "herald_audit.h"
 
 typedef struct _herald_user_limits_t herald_user_limits_t;
 
@@ -81,19 +79,5 @@ uint64_t
 //  Users with limits held.
 size_t
     herald_limits_size (herald_user_limits_t *self);
-
-//  The broker's side (herald_commit_set_limit): audit is where the
-//  rate_limited lines go (borrowed, may be NULL).
-void
-    herald_limits_set_audit (herald_user_limits_t *self, herald_audit_t *audit);
-
-//  The group commit's limit hook; arg is a herald_user_limits_t.  The user
-//  that sent the PUBLISH body (its User-Id, set by the ZAP handler) takes
-//  the batch's events and the body's bytes now.  0: it passes; else the
-//  batch is refused, err holds the message of ERROR overloaded and the
-//  return value is its retry_ms; the refusal is audited.
-uint64_t
-    herald_limits_publish (void *arg, zframe_t *body, const herald_msg_t *msg,
-                           herald_error_t *err);
 
 #endif

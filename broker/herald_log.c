@@ -27,15 +27,6 @@ herald_log_debug (void)
     return s_level >= 3;
 }
 
-bool
-herald_log_enabled (const char *level)
-{
-    int rank = 0;
-    while (rank < 3 && strcmp (s_levels [rank], level) != 0)
-        rank++;
-    return rank <= s_level;
-}
-
 void
 herald_log (const char *level, const char *format, ...)
 {

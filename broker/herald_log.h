@@ -21,11 +21,6 @@ void
 bool
     herald_log_debug (void);
 
-//  True when lines of level are written (the audit log's auth_ok lines
-//  follow the info level).
-bool
-    herald_log_enabled (const char *level);
-
 //  Write one line at level, unless the level filters it out.
 void
     herald_log (const char *level, const char *format, ...)

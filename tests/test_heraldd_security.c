@@ -229,7 +229,9 @@ s_start_secure (const char *const *more)
     cr_assert_not_null (bt_broker);
     cr_assert_eq (bu_broker_spawn (bt_broker), 0);
     zsock_t *alice = s_client (&s_keys [ALICE]);
-    int64_t deadline = zclock_mono () + BT_START_MS;
+    //  HERALD_TEST_START_MS: longer, for a broker run under valgrind
+    const char *start_ms = getenv ("HERALD_TEST_START_MS");
+    int64_t deadline = zclock_mono () + (start_ms? atoi (start_ms): BT_START_MS);
     bool ready = false;
     for (uint64_t rid = 1; !ready && zclock_mono () < deadline; rid++) {
         bt_send_rid (alice, "STATUS", rid);
@@ -246,6 +248,16 @@ s_start_secure (const char *const *more)
         cr_assert_fail ("the secure broker did not answer alice; its log:\n%s", log);
     }
     bt_drop (&alice);
+}
+
+//  Stop the broker with SIGTERM: it must exit 0 (and, under valgrind,
+//  report what it leaked).
+static void
+s_stop_clean (void)
+{
+    cr_assert_eq (bu_broker_stop (bt_broker, 60000), 0, "heraldd did not stop");
+    cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 0,
+               "heraldd exited with status %d", bt_broker->status);
 }
 
 //  The value of key in a map body (a reply's frame 1), or NULL.
@@ -395,6 +407,7 @@ Test (heraldd_security, a_known_key_is_welcomed_with_its_user_scope_and_grants)
     fanout = s_map_get (raw.body, "fanout");
     cr_assert (fanout && fanout->type == MSGPACK_OBJECT_NIL);
     s_raw_fini (&raw);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, an_unknown_key_is_refused_in_the_handshake_and_reaches_nothing)
@@ -426,6 +439,15 @@ Test (heraldd_security, an_unknown_key_is_refused_in_the_handshake_and_reaches_n
     cr_assert_eq (s_status_value (alice, "dropped"), dropped_before);
     cr_assert_eq (s_status_value (alice, "auth_refused"), auth_before + 1);
     cr_assert_eq (bt_head (alice), 0, "an unknown key's PUBLISH was stored");
+    //  and audited (--audit-log -: the broker's stderr)
+    char log [16384];
+    bu_broker_log (bt_broker, log, sizeof log);
+    char line [128];
+    snprintf (line, sizeof line, "\"key\":\"%.10s\",\"reason\":\"unknown key\"",
+              s_keys [MALLORY].public_txt);
+    cr_assert_not_null (strstr (log, "\"event\":\"auth_refused\""), "no audit line:\n%s", log);
+    cr_assert_not_null (strstr (log, line), "no audit line with %s:\n%s", line, log);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, a_client_pinning_the_wrong_broker_key_is_refused)
@@ -596,6 +618,13 @@ Test (heraldd_security, publishing_outside_the_grants_refuses_the_whole_batch)
     bu_reply_fini (&reply);
     cr_assert_eq (bt_head (alice), 2);
     cr_assert_eq (s_status_value (alice, "unauthorized"), 2);
+    char log [65536];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "\"event\":\"unauthorized\",\"user\":\"alice\","
+                                     "\"ip\":\"127.0.0.1\",\"command\":\"PUBLISH\",\"rid\":2,"
+                                     "\"index\":617,\"topic\":\"billing.617\""),
+                        "no audit line:\n%s", log);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, a_duplicate_id_of_a_topic_the_user_may_not_publish_is_not_acked)
@@ -630,6 +659,7 @@ Test (heraldd_security, a_duplicate_id_of_a_topic_the_user_may_not_publish_is_no
     bt_publish (alice, 5, &mine, 1, &reply);
     cr_assert (reply.body.ack.dup [0]);
     bu_reply_fini (&reply);
+    s_stop_clean ();
 }
 
 //  Publish, as dave (publish = *), events on these topics.
@@ -712,6 +742,7 @@ Test (heraldd_security, replay_is_narrowed_to_the_read_set_or_refused)
     got = s_replay_topics (alice, 6, NULL, 0, topics, 16, &last);
     cr_assert_eq (got, 7);
     cr_assert_eq (last, 7);
+    s_stop_clean ();
 }
 
 //  The raw bytes of the next reply's body frame.
@@ -770,6 +801,7 @@ Test (heraldd_security, read_outside_the_read_set_gets_the_same_bytes_whether_it
     free (exists);
     free (missing);
     free (template);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, status_shows_operator_figures_only_with_admin_status)
@@ -795,6 +827,7 @@ Test (heraldd_security, status_shows_operator_figures_only_with_admin_status)
     for (size_t index = 0; index < sizeof operator / sizeof operator [0]; index++)
         cr_assert_not_null (s_map_get (raw.body, operator [index]), "no %s", operator [index]);
     s_raw_fini (&raw);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, a_routing_id_taken_over_by_another_key_gets_nothing_of_its_streams)
@@ -834,6 +867,7 @@ Test (heraldd_security, a_routing_id_taken_over_by_another_key_gets_nothing_of_i
     cr_assert_null (bu_recv (dave, 300));
     zsock_t *admin = s_client (&s_keys [ALICE]);
     cr_assert_eq (s_status_value (admin, "streams"), 0, "alice's stream still runs");
+    s_stop_clean ();
 }
 
 Test (heraldd_security, a_user_runs_at_most_its_quota_of_streams)
@@ -864,6 +898,7 @@ Test (heraldd_security, a_user_runs_at_most_its_quota_of_streams)
     bu_reply_fini (&reply);
     bt_send_replay (dave, 4, &replay);
     cr_assert_null (bu_recv (dave, 300), "the replay was refused");
+    s_stop_clean ();
 }
 
 
@@ -965,6 +1000,7 @@ Test (heraldd_security, a_removed_user_is_refused_at_its_next_request_and_its_st
     zsock_t *alice = s_client (&s_keys [ALICE]);
     cr_assert_eq (bt_head (alice), 2);
     cr_assert_eq (s_status_value (alice, "streams"), 0);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, a_file_that_does_not_parse_keeps_the_old_table)
@@ -1049,6 +1085,7 @@ Test (heraldd_security, an_expired_key_loses_its_connection_and_streams)
     const char *message = s_expect_error (eve, HERALD_ERR_UNAUTHORIZED, 3);
     cr_assert_not_null (strstr (message, "expired"), "%s", message);
     cr_assert_eq (s_ms_until_admitted (&s_keys [EVE], 300), -1);
+    s_stop_clean ();
 }
 
 Test (heraldd_security, cluster_requests_need_admin_cluster)
@@ -1105,4 +1142,40 @@ Test (heraldd_security, security_off_serves_plaintext_as_before_and_warns_off_lo
     cr_assert_not_null (strstr (log, "--fanout tcp://0.0.0.0"), "no warning:\n%s", log);
     cr_assert_null (strstr (log, "--api"), "a loopback api was warned of:\n%s", log);
     cr_assert_null (strstr (log, "CURVE public key"), "%s", log);
+}
+
+Test (heraldd_security, publishing_above_the_rate_is_overloaded_with_a_retry_hint)
+{
+    char *eve = NULL;
+    cr_assert_geq (asprintf (&eve, "\n[user eve]\nkey = %s\npublish = eve.\nrate = 10/s burst 10\n",
+                             s_keys [EVE].public_txt), 0);
+    s_acl_standard (eve);
+    free (eve);
+    s_start_secure (NULL);
+    zsock_t *sock = s_client (&s_keys [EVE]);
+    bu_event_t events [10];
+    for (size_t index = 0; index < 10; index++)
+        bu_event_init (&events [index], "eve.1", "x");
+    bu_reply_t reply;
+    bt_publish (sock, 1, events, 10, &reply);           //  the burst
+    bu_reply_fini (&reply);
+    for (size_t index = 0; index < 10; index++)
+        bu_event_init (&events [index], "eve.1", "y");
+    bt_send_publish (sock, 2, events, 10);              //  the bucket goes negative once
+    bt_recv (sock, &reply);
+    bu_reply_fini (&reply);
+    bt_send_publish (sock, 3, events, 1);
+    bt_recv (sock, &reply);
+    bt_check_error (&reply, HERALD_ERR_OVERLOADED, true, 3);
+    cr_assert_gt (reply.body.error.retry_ms, 0);
+    cr_assert_leq (reply.body.error.retry_ms, 2000);
+    bu_reply_fini (&reply);
+    //  another user is not slowed
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    bu_event_t one;
+    bu_event_init (&one, "orders.1", "x");
+    bt_publish (alice, 4, &one, 1, &reply);
+    bu_reply_fini (&reply);
+    cr_assert_eq (s_status_value (alice, "rate_limited"), 1);
+    s_stop_clean ();
 }
