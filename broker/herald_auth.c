@@ -60,6 +60,7 @@ struct _herald_auth_t {
     herald_auth_swap_fn *swap_fn;
     void *swap_arg;
     herald_audit_t *audit;              //  the audit log (owned)
+    herald_acl_user_t node;             //  `$node`: the broker's own key (peers catching up)
     herald_user_limits_t *limits;       //  rates per user, from the table in force
 };
 
@@ -140,6 +141,22 @@ herald_auth_new (const herald_config_t *config, herald_error_t *err)
         return NULL;
     }
     s_limits_set (self);
+    //  The broker's own key: a peer node's catch-up connects with it
+    zcert_t *cert = zcert_load (config->curve_secret);
+    if (!cert) {
+        herald_error_set (err, HERALD_ERR_INVALID, NULL, "--curve-secret %s is not a CURVE "
+                          "secret key file (make one with herald keygen)", config->curve_secret);
+        herald_auth_destroy (&self);
+        return NULL;
+    }
+    snprintf (self->node.name, sizeof (self->node.name), "%s", HERALD_AUTH_NODE);
+    memcpy (self->node.keys [0].key, zcert_public_key (cert), HERALD_ACL_KEY_BYTES);
+    snprintf (self->node.keys [0].z85, sizeof (self->node.keys [0].z85), "%s",
+              zcert_public_txt (cert));
+    self->node.key_count = 1;
+    self->node.read_all = true;
+    self->node.admin = HERALD_ACL_ADMIN_STATUS;
+    zcert_destroy (&cert);
     self->audit = herald_audit_new (config->audit_log, err);
     if (!self->audit) {
         herald_auth_destroy (&self);
@@ -273,8 +290,12 @@ s_decide (herald_auth_t *self, const char *domain, const uint8_t *key, char *use
     }
     const char *reason = NULL;
     size_t which = 0;
-    const herald_acl_user_t *found = herald_acl_user_by_key (self->acl, key, now, &reason,
-                                                             &which);
+    const herald_acl_user_t *found = NULL;
+    if (streq (domain, HERALD_AUTH_API)
+    &&  memcmp (key, self->node.keys [0].key, HERALD_ACL_KEY_BYTES) == 0)
+        found = &self->node;            //  a peer node of this cluster
+    else
+        found = herald_acl_user_by_key (self->acl, key, now, &reason, &which);
     if (!found) {
         snprintf (why, why_size, "%s", reason? reason: "unknown key");
         return "400";
@@ -390,6 +411,18 @@ herald_auth_serve (herald_auth_t *self)
 //  --------------------------------------------------------------------------
 //  Per request
 
+const herald_acl_user_t *
+herald_auth_lookup (herald_auth_t *self, const char *name)
+{
+    return streq (name, HERALD_AUTH_NODE)? &self->node: herald_acl_user (self->acl, name);
+}
+
+bool
+herald_auth_is_node (herald_auth_t *self, const herald_acl_user_t *user)
+{
+    return user == &self->node;
+}
+
 bool
 herald_auth_key_valid (const herald_acl_user_t *user, const char *key, int64_t now_ns)
 {
@@ -407,7 +440,7 @@ herald_auth_user (herald_auth_t *self, zframe_t *frame, const char **key_p,
     const char *key = zframe_meta (frame, "Key");
     if (key_p)
         *key_p = key;
-    const herald_acl_user_t *user = name? herald_acl_user (self->acl, name): NULL;
+    const herald_acl_user_t *user = name? herald_auth_lookup (self, name): NULL;
     if (!user || !key) {
         herald_error_set (err, HERALD_ERR_UNAUTHORIZED, "", "key revoked: '%s' is no "
                           "longer in the ACL", name? name: "?");

@@ -24,6 +24,12 @@
     hook (the fanout's re-binds) runs with both tables, and the loop's
     revocation pass ends what the new table no longer allows.
 
+    The nodes of a cluster share one broker key (clients pin one key for
+    the whole cluster).  A node that catches up over REPLAY from a peer
+    (herald_catchup) connects with that key: the handler admits the
+    broker's own key on herald.api as the principal `$node`, which reads
+    everything and holds admin status, and may do nothing else.
+
     Test hook (only with env HERALD_TEST_HOOKS=1): HERALD_TEST_ZAP_TAKEN=1
     binds another socket on the ZAP endpoint first, so that the handler's
     own bind fails as it would if something else held it.
@@ -106,6 +112,16 @@ const herald_acl_t *
 const herald_acl_user_t *
     herald_auth_user (herald_auth_t *self, zframe_t *frame, const char **key_p,
                       herald_error_t *err);
+
+//  The user of that name in the table in force, or the principal `$node`
+//  (HERALD_AUTH_NODE); NULL when none.
+#define HERALD_AUTH_NODE        "$node"
+const herald_acl_user_t *
+    herald_auth_lookup (herald_auth_t *self, const char *name);
+
+//  True when user is the principal `$node` (a peer broker catching up).
+bool
+    herald_auth_is_node (herald_auth_t *self, const herald_acl_user_t *user);
 
 //  True when key (Z85) is still one of user's, unexpired at now_ns.
 bool

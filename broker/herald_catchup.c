@@ -57,6 +57,24 @@ s_error_text (zframe_t *body, char *text, size_t size)
     msgpack_zone_destroy (&zone);
 }
 
+static zcert_t *s_cert;                 //  security on: the broker's key
+
+void
+herald_catchup_set_cert (zcert_t *cert)
+{
+    zcert_destroy (&s_cert);
+    s_cert = cert? zcert_dup (cert): NULL;
+}
+
+void
+herald_catchup_apply_key (zsock_t *dealer)
+{
+    if (s_cert) {
+        zsock_set_curve_serverkey (dealer, zcert_public_txt (s_cert));
+        zcert_apply (s_cert, dealer);
+    }
+}
+
 herald_err
 herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
                     herald_catchup_fn *installed, void *arg, herald_error_t *err)
@@ -68,6 +86,7 @@ herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
     if (!dealer)
         return herald_error_set (err, HERALD_ERR_IO, "catchup", "cannot open a socket");
     zsock_set_linger (dealer, 0);
+    herald_catchup_apply_key (dealer);      //  security on: the cluster's key
     if (zsock_connect (dealer, "%s", api) != 0) {
         zsock_destroy (&dealer);
         return herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",

@@ -26,6 +26,19 @@
 //  thread, with the store's appended envelopes those events (for fanout).
 typedef void (herald_catchup_fn) (void *arg);
 
+//  Security on (issue 14): the broker's own key (the nodes of a cluster
+//  share it), with which catch-up connects to a peer's CURVE api, pinning
+//  the same key as the server's; the peer's ZAP handler admits it as
+//  `$node`.  Set (copied) once before any catch-up runs; NULL frees it.
+void
+    herald_catchup_set_cert (zcert_t *cert);
+
+//  With a key set: make dealer a CURVE client with it (before it
+//  connects), for every connection a node opens to a peer's api (the
+//  bootstrap's STATUS probes too).  Without one, nothing.
+void
+    herald_catchup_apply_key (zsock_t *dealer);
+
 herald_err
     herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
                         herald_catchup_fn *installed, void *arg, herald_error_t *err);

@@ -251,7 +251,7 @@ s_stream_allowed (void *arg, const char *name, const char *key, bool is_read,
                   const herald_str_t *prefixes, size_t count)
 {
     herald_guard_t *self = (herald_guard_t *) arg;
-    const herald_acl_user_t *user = herald_acl_user (herald_auth_acl (self->auth), name);
+    const herald_acl_user_t *user = herald_auth_lookup (self->auth, name);
     if (!user || !herald_auth_key_valid (user, key, s_now_ns ()))
         return false;
     if (!is_read && count == 0)
@@ -291,6 +291,12 @@ s_publish_check (void *arg, zframe_t *body, const herald_msg_t *msg, herald_erro
         herald_auth_refused (self->auth, body, "PUBLISH", "\"reason\":\"revoked\"");
         return err->code;
     }
+    if (herald_auth_is_node (self->auth, user)) {
+        herald_error_set (err, HERALD_ERR_UNAUTHORIZED, "", "the broker's own key does not "
+                          "publish");
+        herald_auth_refused (self->auth, body, "PUBLISH", NULL);
+        return err->code;
+    }
     for (size_t index = 0; index < msg->publish.count; index++) {
         const herald_event_t *event = &msg->publish.events [index];
         if (herald_acl_may_publish (user, event->topic, event->topic_len))
@@ -328,7 +334,7 @@ s_duplicate_check (void *arg, zframe_t *body, uint64_t seq)
     size_t topic_len = 0;
     uint64_t s, v, t;
     //  Fail closed: a stored event that cannot be read is not confirmed
-    bool allowed = user
+    bool allowed = user && !herald_auth_is_node (self->auth, user)
                 && herald_store_get (self->store, seq, &envelope, &len, NULL) == HERALD_OK
                 && herald_event_peek (envelope, len, &topic, &topic_len, &s, &v, &t)
                 && herald_acl_may_publish (user, topic, topic_len);

@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include "herald_node.h"
+#include "herald_catchup.h"
 #include "herald_log.h"
 #include "herald_msg.h"
 #include "herald_uuid.h"
@@ -234,6 +235,7 @@ s_probes_new (herald_node_t *self, s_phase_t phase)
         //  Answers that never come are not kept for ever
         zsock_set_sndhwm (dealer, 4);
         zsock_set_sndtimeo (dealer, 0);
+        herald_catchup_apply_key (dealer);      //  security on: the cluster's key
         zsock_connect (dealer, "%s", self->config->peers [index].api);
         self->probes [index].dealer = dealer;
     }

@@ -26,6 +26,7 @@
 #include <sysexits.h>
 #include <sys/statvfs.h>
 #include "herald_broker.h"
+#include "herald_catchup.h"
 #include "herald_disk.h"
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
@@ -128,6 +129,10 @@ main (int argc, char **argv)
             herald_config_destroy (&config);
             return 1;
         }
+        //  A cluster node catches up from its peers with the broker's key
+        zcert_t *cert = zcert_load (config->curve_secret);
+        herald_catchup_set_cert (cert);
+        zcert_destroy (&cert);
         struct sigaction hangup = { .sa_handler = s_on_hangup };
         sigemptyset (&hangup.sa_mask);
         sigaction (SIGHUP, &hangup, NULL);
@@ -225,6 +230,7 @@ main (int argc, char **argv)
         status = 1;
     }
     herald_store_destroy (&store);
+    herald_catchup_set_cert (NULL);
     herald_config_destroy (&config);
     return status;
 }
