@@ -224,6 +224,8 @@ struct _herald_agent_t {
     char *key_file;                         //  the options as given
     char *server_key;
     atomic_uint_fast64_t auth_refused;      //  handshakes the broker refused
+    atomic_bool key_refused;                //  the api refuses the key now (the DEALER's
+                                            //  last handshake): said by calls that time out
     //  Warm DEALERs for herald_agent_read/replay when CURVE is on (a
     //  handshake per call costs the broker ~0.8 ms of CPU and a ZAP round
     //  trip): taken and given back under pool_lock

@@ -72,7 +72,9 @@ herald_agent_pool_destroy (herald_agent_t *self)
         s_pooled_destroy (&self->pool [--self->pool_count]);
 }
 
-//  A warm connection to api with the current broker key, or NULL.
+//  A warm connection to api with the current broker key, or NULL.  Those
+//  to another node, or made with a broker key the agent has moved from,
+//  are closed: they would only hold places in the pool.
 static herald_agent_conn_t *
 s_pool_take (herald_agent_t *agent, const char *api)
 {
@@ -81,10 +83,12 @@ s_pool_take (herald_agent_t *agent, const char *api)
     pthread_mutex_lock (&agent->pool_lock);
     for (size_t index = agent->pool_count; index > 0 && !conn; index--) {
         herald_agent_conn_t *candidate = agent->pool [index - 1];
-        if (streq (candidate->api, api) && candidate->server_index == server) {
+        bool current = streq (candidate->api, api) && candidate->server_index == server;
+        agent->pool [index - 1] = agent->pool [--agent->pool_count];
+        if (current)
             conn = candidate;
-            agent->pool [index - 1] = agent->pool [--agent->pool_count];
-        }
+        else
+            s_pooled_destroy (&candidate);
     }
     pthread_mutex_unlock (&agent->pool_lock);
     return conn;
@@ -192,6 +196,12 @@ s_recv (s_conn_t *self, uint64_t rid, zmsg_t **msg_p, herald_msg_t *reply)
         }
         zmsg_destroy (&msg);
     }
+    //  A call's own connection is refused like the agent's: say why it
+    //  hears nothing (libzmq only reports it on a monitor)
+    if (self->agent->curve && atomic_load (&self->agent->key_refused))
+        return herald_agent_set_error (HERALD_ERR_TIMEOUT, "no answer from the broker within "
+                                       "%d ms: it refuses this key (unknown, revoked or "
+                                       "expired; stats auth_refused)", self->timeout_ms);
     return herald_agent_set_error (HERALD_ERR_TIMEOUT, "no answer from %s within %d ms",
                                    "the broker", self->timeout_ms);
 }

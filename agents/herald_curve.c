@@ -98,14 +98,16 @@ herald_curve_new (const char *key_file, const char *server_key, char *why, size_
         herald_curve_destroy (&self);
         return NULL;
     }
+    if (!s_load (key_file, self->public_key, self->secret_key, "key file", why, size)) {
+        herald_curve_destroy (&self);
+        return NULL;
+    }
+    //  (After the load: a public cert given by mistake is named as such,
+    //  not as a file to chmod)
     if (status.st_mode & 077) {
         snprintf (why, size, "key file %s is readable or writable by group or others (mode "
                   "%04o): a secret key must be private (chmod 600 %s)", key_file,
                   (unsigned) (status.st_mode & 07777), key_file);
-        herald_curve_destroy (&self);
-        return NULL;
-    }
-    if (!s_load (key_file, self->public_key, self->secret_key, "key file", why, size)) {
         herald_curve_destroy (&self);
         return NULL;
     }
@@ -143,7 +145,10 @@ herald_curve_new (const char *key_file, const char *server_key, char *why, size_
         memcpy (item, at, len);
         item [len] = 0;
         char *key = self->servers [self->server_count];
-        if (item [0] == '@') {
+        //  A Z85 key may itself begin with '@': an item is a file when
+        //  that file exists, or when it is not a key
+        struct stat item_status;
+        if (item [0] == '@' && (!s_z85_valid (item) || stat (item + 1, &item_status) == 0)) {
             if (!s_load (item + 1, key, NULL, "server_key file", why, size)) {
                 herald_curve_destroy (&self);
                 return NULL;

@@ -236,6 +236,50 @@ s_coverage (herald_io_t *self, uint64_t from)
         herald_io_sub_coverage (self, self->subs [index], from);
 }
 
+//  The value of key in a msgpack map body, or NULL (key absent, or the
+//  body is not a map).  unpacked holds it; the caller destroys it.
+static const msgpack_object *
+s_map_value (const void *data, size_t size, const char *key, msgpack_unpacked *unpacked)
+{
+    msgpack_unpacked_init (unpacked);
+    if (msgpack_unpack_next (unpacked, (const char *) data, size, NULL)
+        != MSGPACK_UNPACK_SUCCESS
+    ||  unpacked->data.type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t len = strlen (key);
+    const msgpack_object_map *map = &unpacked->data.via.map;
+    for (uint32_t index = 0; index < map->size; index++) {
+        const msgpack_object *name = &map->ptr [index].key;
+        if (name->type == MSGPACK_OBJECT_STR && name->via.str.size == len
+        &&  memcmp (name->via.str.ptr, key, len) == 0)
+            return &map->ptr [index].val;
+    }
+    return NULL;
+}
+
+//  A scope socket's $hb says `last` (uint): true with it.
+static bool
+s_heartbeat_last (zframe_t *body, uint64_t *last)
+{
+    msgpack_unpacked unpacked;
+    const msgpack_object *value = s_map_value (zframe_data (body), zframe_size (body),
+                                               "last", &unpacked);
+    bool found = value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    if (found)
+        *last = value->via.u64;
+    msgpack_unpacked_destroy (&unpacked);
+    return found;
+}
+
+//  The live position is unknown from here: a reconnect, `$hello`, a new
+//  epoch.
+static void
+s_live_unknown (herald_io_t *self)
+{
+    self->live_next = 0;
+    herald_live_scope_reset (&self->live_scope);
+}
+
 static void
 s_on_heartbeat (herald_io_t *self, zframe_t *body)
 {
@@ -259,8 +303,26 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
     //  Heads and epochs per node: another node's lower head is lag, only
     //  the same node's in a new epoch a loss (herald_io_node.c)
     herald_io_node_heartbeat (self, msg.heartbeat.node, msg.heartbeat.epoch, head);
+    if (self->have_epoch && self->epoch != msg.heartbeat.epoch)
+        herald_live_scope_reset (&self->live_scope);    //  prev and last restart at 0
     self->have_epoch = true;
     self->epoch = msg.heartbeat.epoch;
+    //  A scope socket's $hb says `last`.  Its position is followed
+    //  whatever WELCOME said so far (a WELCOME may come after the first
+    //  messages of the fanout); only a scoped agent acts on it
+    uint64_t last, from = 0;
+    bool has_last = s_heartbeat_last (body, &last);
+    if (has_last)
+        from = herald_live_scope_beat (&self->live_scope, head, last);
+    else
+        herald_live_scope_reset (&self->live_scope);
+    if (self->scoped && has_last) {
+        //  The scope's last event at or before head is the one we hold:
+        //  nothing of the scope up to head was lost
+        if (from)
+            s_coverage (self, from);
+    }
+    else
     //  Everything up to head was sent before this heartbeat: anything of it
     //  not seen is lost (or the position was unknown)
     if (self->live_next == 0 || head + 1 != self->live_next)
@@ -270,7 +332,7 @@ s_on_heartbeat (herald_io_t *self, zframe_t *body)
 }
 
 static void
-s_on_live_event (herald_io_t *self, zframe_t *frame)
+s_on_live_event (herald_io_t *self, zframe_t *frame0, zframe_t *frame)
 {
     const char *topic;
     size_t topic_len;
@@ -290,6 +352,22 @@ s_on_live_event (herald_io_t *self, zframe_t *frame)
         topic_len = event.topic_len;
         seq = event.seq;
     }
+    //  On a scope socket frame 0 names the scope's previous event (a
+    //  topic holds no NUL: no other frame 0 has this form); elsewhere the
+    //  scoped position is unknown
+    uint64_t prev = 0, from = 0;
+    if (herald_live_scope_prev (zframe_data (frame0), zframe_size (frame0), topic_len, &prev))
+        from = herald_live_scope_event (&self->live_scope, seq, prev);
+    else
+        herald_live_scope_reset (&self->live_scope);
+    if (self->scoped) {
+        //  Not a scope socket's frame: position unknown, from here on
+        if (!self->live_scope.known)
+            from = seq;
+        if (from)
+            s_coverage (self, from);
+    }
+    else
     if (self->live_next == 0 || seq != self->live_next)
         s_coverage (self, seq);
     self->live_next = seq + 1;
@@ -330,17 +408,20 @@ s_recv_sub (herald_io_t *self)
         //  A broker message this agent does not know ($ and a body, e.g. a
         //  newer broker's): not an event, never taken for one
         if (body && zframe_size (topic) && *zframe_data (topic) == '$'
-        &&  !(zframe_size (topic) >= 3 && memcmp (zframe_data (topic), "$hb", 3) == 0
-              && (zframe_size (topic) == 3 || zframe_data (topic) [3] == 0)))
+        &&  !(zframe_size (topic) == 3 && memcmp (zframe_data (topic), "$hb", 3) == 0))
             zframe_destroy (&body);
         if (body) {
             if (zframe_size (topic) == 3 && memcmp (zframe_data (topic), "$hb", 3) == 0)
                 s_on_heartbeat (self, body);
             else {
-                s_on_live_event (self, body);
+                s_on_live_event (self, topic, body);
                 body = NULL;
             }
         }
+        else
+        //  A secure broker's welcome message: the first of each connection
+        if (zframe_size (topic) == 6 && memcmp (zframe_data (topic), "$hello", 6) == 0)
+            s_live_unknown (self);
         zframe_destroy (&topic);
         zframe_destroy (&body);
     }
@@ -593,6 +674,18 @@ s_on_welcome (herald_io_t *self, const herald_msg_t *reply)
     s_lineage (self, reply);
 }
 
+//  WELCOME's `scope` (issue 14): a str when this key reads one scope,
+//  through that scope's own fanout; nil or absent otherwise.
+static void
+s_welcome_scope (herald_io_t *self, zframe_t *body)
+{
+    msgpack_unpacked unpacked;
+    const msgpack_object *value = s_map_value (zframe_data (body), zframe_size (body),
+                                               "scope", &unpacked);
+    self->scoped = value && value->type == MSGPACK_OBJECT_STR;
+    msgpack_unpacked_destroy (&unpacked);
+}
+
 static void
 s_recv_dealer (herald_io_t *self)
 {
@@ -621,8 +714,10 @@ s_recv_dealer (herald_io_t *self)
                 herald_io_sub_events (self, sub, msg);
         }
         else
-        if (type == HERALD_MSG_WELCOME && self->hello_first && reply.rid >= self->hello_first)
+        if (type == HERALD_MSG_WELCOME && self->hello_first && reply.rid >= self->hello_first) {
+            s_welcome_scope (self, body);
             s_on_welcome (self, &reply);
+        }
         else
         if (type == HERALD_MSG_ACK || type == HERALD_MSG_ERROR || type == HERALD_MSG_END) {
             if (type == HERALD_MSG_END && self->have_lineage
@@ -695,8 +790,17 @@ s_recv_monitor (herald_io_t *self, zsock_t *monitor, bool is_dealer)
             herald_io_node_rotate (self, "refused the connection");
     }
     else
-    if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECTED)
-        self->live_next = 0;            //  position unknown until the next message
+    if (event == ZMQ_EVENT_DISCONNECTED)
+        s_live_unknown (self);          //  position unknown until the next message
+    else
+    if (event == ZMQ_EVENT_CONNECTED) {
+        //  A scoped fanout says so in-band (`$hello`, the first message of
+        //  the connection): the monitor's word comes out of band, perhaps
+        //  after messages of the new connection, and would cost a replay
+        self->live_next = 0;
+        if (!self->scoped)
+            herald_live_scope_reset (&self->live_scope);
+    }
 }
 
 static void

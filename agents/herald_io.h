@@ -13,6 +13,7 @@
 
 #include "herald_agent_priv.h"
 #include "herald_msg.h"
+#include "herald_live_scope.h"
 
 #define HERALD_IO_FLIGHTS_MAX   16          //  PUBLISH batches in flight
 #define HERALD_IO_PENDING_MAX   64          //  batches waiting for the delivery pipe
@@ -106,6 +107,10 @@ typedef struct {
     uint64_t next_rid;
     //  The live stream: the next seq expected on it (0: unknown)
     uint64_t live_next;
+    //  A scoped fanout (WELCOME's `scope` not nil: security on, a key
+    //  that reads one scope): gaps by prev and last (herald_live_scope.h)
+    bool scoped;
+    herald_live_scope_t live_scope;
     int64_t last_hb;
     bool have_epoch;
     uint64_t epoch;

@@ -79,6 +79,8 @@ herald_io_auth_event (herald_io_t *self, bool is_dealer, int event, uint32_t val
     const char *endpoint = s_endpoint (self, is_dealer);
     const char *what = is_dealer? "api": "fanout";
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        if (is_dealer)
+            atomic_store (&agent->key_refused, false);
         if (auth->logged_refused)
             s_say ("the broker at %s (%s) accepts this key again", endpoint, what);
         auth->refused = false;
@@ -102,8 +104,10 @@ herald_io_auth_event (herald_io_t *self, bool is_dealer, int event, uint32_t val
         if (auth->backoff_ms > AUTH_BACKOFF_MAX_MS)
             auth->backoff_ms = AUTH_BACKOFF_MAX_MS;
         auth->retry_at = herald_agent_now_ms () + auth->backoff_ms;
-        if (is_dealer)
+        if (is_dealer) {
             self->dealer_up = false;        //  nothing can be sent on it
+            atomic_store (&agent->key_refused, true);
+        }
         return;
     }
     if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || !is_dealer)

@@ -464,9 +464,12 @@ s_section_open (s_parser_t *p, char *cursor)
         return s_fail (p, p->line, "", "a section header needs its ']': [user NAME], [role NAME], "
                                        "[scope NAME] or [peer NAME]");
     *cursor++ = 0;
-    while (*cursor == ' ' || *cursor == '\t')
+    bool space = false;
+    while (*cursor == ' ' || *cursor == '\t') {
         cursor++;
-    if (*cursor && !(*cursor == '#' && cursor [-1] != ']'))
+        space = true;
+    }
+    if (*cursor && !(*cursor == '#' && space))
         return s_fail (p, p->line, "", "unexpected text after ']': '%s'", cursor);
     char *kind = start;
     while (*kind == ' ' || *kind == '\t')
@@ -1178,7 +1181,12 @@ s_build_user (s_parser_t *p, herald_acl_t *self, size_t *capacity, s_section_t *
     out->key_count = section->key_count;
     s_section_t **roles = calloc (section->roles.count + 1, sizeof (s_section_t *));
     s_list_t **lists = calloc (section->roles.count + 1, sizeof (s_list_t *));
-    herald_err rc = roles && lists ? HERALD_OK : s_nomem (p);
+    if (!roles || !lists) {
+        free (roles);
+        free (lists);
+        return s_nomem (p);
+    }
+    herald_err rc = HERALD_OK;
     bool all = section->publish_all;
     lists [0] = &section->publish;
     out->admin = section->admin;
@@ -1273,15 +1281,18 @@ s_build (s_parser_t *p, const void *bytes, size_t len)
     if (!self || !user_sections || !peer_sections
     ||  !(self->scopes = calloc (HERALD_ACL_MAX_SCOPES, sizeof (s_scope_t)))
     ||  !(self->users = calloc (users + 1, sizeof (s_user_t)))
-    ||  !(self->peers = calloc (peers + 1, sizeof (herald_acl_peer_t))))
-        rc = s_nomem (p);
-    if (rc == HERALD_OK) {
-        uint8_t digest [crypto_hash_sha256_BYTES];
-        crypto_hash_sha256 (digest, bytes, len);
-        for (size_t index = 0; index < HERALD_ACL_VERSION_LEN / 2; index++)
-            snprintf (self->version + 2 * index, 3, "%02x", digest [index]);
-        rc = s_build_scopes (p, self, &capacity);
+    ||  !(self->peers = calloc (peers + 1, sizeof (herald_acl_peer_t)))) {
+        s_nomem (p);
+        free (user_sections);
+        free (peer_sections);
+        herald_acl_destroy (&self);
+        return NULL;
     }
+    uint8_t digest [crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, bytes, len);
+    for (size_t index = 0; index < HERALD_ACL_VERSION_LEN / 2; index++)
+        snprintf (self->version + 2 * index, 3, "%02x", digest [index]);
+    rc = s_build_scopes (p, self, &capacity);
     for (size_t index = 0; rc == HERALD_OK && index < p->count; index++) {
         s_section_t *section = &p->sections [index];
         if (section->kind == S_ROLE && section->scope.ptr

@@ -75,7 +75,8 @@
 typedef struct {
     zsock_t *pipe;
     zsock_t *router;
-    zsock_t *pub;
+    zsock_t *pub;                       //  taken over by fanout once bound
+    herald_fanout_t *fanout;            //  the main PUB and the scope sockets
     herald_config_t *config;            //  borrowed
     herald_store_t *store;              //  borrowed
     char *node;
@@ -208,6 +209,7 @@ s_self_destroy (self_t **self_p)
     herald_auth_destroy (&self->auth);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
+    herald_fanout_destroy (&self->fanout);
     msgpack_sbuffer_destroy (&self->buffer);
     herald_reply_destroy (&self->reply);
     msgpack_zone_destroy (&self->zone);
@@ -240,11 +242,8 @@ s_heartbeat (self_t *self)
         beat.heartbeat.epoch = herald_node_term (self->cluster);
         beat.heartbeat.raw = herald_node_heartbeat_raw (self->cluster, &raw);
     }
-    self->buffer.size = 0;
-    if (herald_msg_encode (&beat, &self->buffer) == 0) {
-        herald_reply_frame (self->pub, "$hb", 3, true);
-        herald_reply_frame (self->pub, self->buffer.data, self->buffer.size, false);
-    }
+    //  The main fanout, and each scope's with its scope and last
+    herald_fanout_heartbeat (self->fanout, &beat, &self->buffer);
     msgpack_sbuffer_destroy (&raw);
     self->next_heartbeat = zclock_mono () + (int64_t) self->config->heartbeat_ms;
 }
@@ -757,6 +756,34 @@ s_refuse_all (self_t *self)
                     "ERROR overloaded", refused);
 }
 
+//  Security on: the fanout's scope sockets, with the broker's key; the
+//  reload hook re-binds what a new table takes away.
+static void
+s_fanout_swap (void *arg, const herald_acl_t *old_acl, const herald_acl_t *new_acl)
+{
+    herald_fanout_reload (((self_t *) arg)->fanout, old_acl, new_acl);
+}
+
+static int
+s_fanout_secure (self_t *self)
+{
+    zcert_t *cert = zcert_load (self->config->curve_secret);
+    if (!cert) {
+        herald_log ("error", "cannot read --curve-secret %s", self->config->curve_secret);
+        return -1;
+    }
+    herald_error_t err = { 0 };
+    int rc = herald_fanout_secure (self->fanout, zcert_secret_key (cert),
+                                   (int) self->config->handshake_ms,
+                                   herald_auth_acl (self->auth), &err);
+    zcert_destroy (&cert);
+    if (rc != 0)
+        herald_log ("error", "%s", err.message);
+    else
+        herald_auth_on_swap (self->auth, s_fanout_swap, self);
+    return rc;
+}
+
 //  The sockets heraldd bound, or bind them here (tests start the actor
 //  without herald_broker_bind).
 static int
@@ -794,6 +821,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
             : herald_commit_new (self->config, self->store, self->disk, &self->reply,
                                  self->pub);
         assert (self->commit);
+        self->fanout = herald_fanout_new (self->config, &self->pub);
+        herald_commit_set_fanout (self->commit, self->fanout);
         if (clustered) {
             herald_error_t err = { 0 };
             self->cluster = herald_node_new (self->config, self->store, &err);
@@ -814,6 +843,11 @@ herald_broker_actor (zsock_t *pipe, void *args)
         self->guard = herald_guard_new (self->auth, self->config, self->store, &self->reply,
                                         self->streams);
         herald_guard_commit (self->guard, self->commit);
+        //  A PUB per scope, $hello on all; re-binds after each reload
+        if (s_fanout_secure (self) != 0) {
+            self->fatal = true;
+            self->stop_reason = "it could not bind a scope's fanout";
+        }
     }
     zsock_signal (pipe, 0);
     if (!self->fatal) {
@@ -872,8 +906,10 @@ herald_broker_actor (zsock_t *pipe, void *args)
             herald_auth_serve (self->auth);
             //  Between two turns: a reloaded ACL swapped in, and what it
             //  (or a key's `until`) no longer allows ended
-            if (herald_auth_tick (self->auth))
+            if (herald_auth_tick (self->auth)) {
                 herald_guard_revoke (self->guard);
+                herald_fanout_tick (self->fanout);      //  keys expired: re-binds
+            }
         }
         //  A cluster node takes Raft's records every turn (taking none is
         //  cheap), so none waits on how its socket signals

@@ -116,6 +116,7 @@ struct _herald_commit_t {
     herald_disk_t *disk;                //  borrowed: the free-space guard
     herald_reply_t *reply;              //  borrowed: the api socket, counted
     zsock_t *pub;                       //  borrowed: fanout
+    herald_fanout_t *fanout;            //  borrowed: every fanout socket, when set
     herald_writer_t *writer;            //  applies on its own thread (standalone)
     bool clustered;                     //  a cluster node: raft applies, once attached
     herald_raft_t *raft;                //  borrowed; NULL until attached
@@ -692,8 +693,12 @@ s_fan_out (herald_commit_t *self, const herald_applied_t *record)
         //  A copy of its own per event, not a slab: a slow subscriber to a
         //  rare topic would keep a whole shared block alive per event it
         //  has queued (herald_slab.h).
-        herald_reply_frame (self->pub, topic, topic_len, true);
-        herald_reply_frame (self->pub, envelope, len, false);
+        if (self->fanout)
+            herald_fanout_send (self->fanout, topic, topic_len, seq, envelope, len);
+        else {
+            herald_reply_frame (self->pub, topic, topic_len, true);
+            herald_reply_frame (self->pub, envelope, len, false);
+        }
         self->counts.published++;
         self->counts.fanned = seq;
     }
@@ -897,6 +902,12 @@ const herald_commit_counts_t *
 herald_commit_counts (herald_commit_t *self)
 {
     return &self->counts;
+}
+
+void
+herald_commit_set_fanout (herald_commit_t *self, herald_fanout_t *fanout)
+{
+    self->fanout = fanout;
 }
 
 const char *

@@ -24,6 +24,7 @@
 #include <czmq.h>
 #include "herald_config.h"
 #include "herald_disk.h"
+#include "herald_fanout.h"
 #include "herald_raft.h"
 #include "herald_reply.h"
 #include "herald_store.h"
@@ -153,6 +154,11 @@ bool
 
 const herald_commit_counts_t *
     herald_commit_counts (herald_commit_t *self);
+
+//  Fan out through fanout (borrowed: the main PUB and the scope sockets)
+//  rather than the pub given to new.
+void
+    herald_commit_set_fanout (herald_commit_t *self, herald_fanout_t *fanout);
 
 //  Static text: why the store failed, after herald_commit_finish's -1.
 const char *

@@ -732,7 +732,11 @@ s_decode_welcome (herald_msg_t *self, const msgpack_object *root, msgpack_zone *
     ||  (rc = s_uint (fields [1].value, true, "proto", NULL, &welcome->proto, err))
     ||  (rc = s_str (fields [2].value, true, "node", S_NAME_MAX, &welcome->node, err))
     ||  (rc = s_uint (fields [3].value, true, "head", NULL, &welcome->head, err))
-    ||  (rc = s_str (fields [4].value, true, "fanout", S_NAME_MAX, &welcome->fanout, err))
+    //  fanout nil: a key with no read view (security on: a publish-only
+    //  user); present all the same
+    ||  (rc = s_str (fields [4].value, !fields [4].value
+                                       || fields [4].value->type != MSGPACK_OBJECT_NIL,
+                     "fanout", S_NAME_MAX, &welcome->fanout, err))
     ||  (rc = s_str_array (fields [5].value, "cluster", HERALD_CLUSTER_MAX, S_NAME_MAX,
                            zone, &cluster, &welcome->cluster_count, err))
     ||  (rc = s_uint (fields [6].value, false, "lineage", NULL, &welcome->lineage, err))

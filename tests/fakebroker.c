@@ -265,7 +265,20 @@ s_welcome_from (size_t index, zframe_t *identity, zframe_t *body)
     reply.welcome.lineage = node->old_lineage? 0: fb_fake.lineage;
     reply.welcome.losses = fb_fake.losses;
     reply.welcome.loss_count = node->old_lineage? 0: fb_fake.loss_count;
+    //  A key that reads one scope: its agent applies the scoped rule
+    msgpack_sbuffer raw;
+    msgpack_sbuffer_init (&raw);
+    if (fb_fake.scope) {
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &raw, msgpack_sbuffer_write);
+        msgpack_pack_str (&pk, 5);
+        msgpack_pack_str_body (&pk, "scope", 5);
+        msgpack_pack_str (&pk, strlen (fb_fake.scope));
+        msgpack_pack_str_body (&pk, fb_fake.scope, strlen (fb_fake.scope));
+        reply.welcome.raw = (herald_msg_raw_t) { raw.data, raw.size, 1 };
+    }
     s_reply (index, identity, "WELCOME", &reply);
+    msgpack_sbuffer_destroy (&raw);
     msgpack_zone_destroy (&zone);
     fb_fake.hellos++;
     node->hellos++;

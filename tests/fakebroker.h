@@ -77,6 +77,7 @@ typedef struct {
     size_t hellos_held;                         //  ... how many came
     zframe_t *held_identity;                    //  ... and the last one
     zframe_t *held_body;
+    const char *scope;                          //  WELCOME's `scope` (issue 14), when set
     size_t node_count;                          //  1 unless fb_cluster_setup
     fb_node_t nodes [FB_NODES_MAX];
 } fb_fake_t;

@@ -210,7 +210,7 @@ Test (herald_acl, empty_file_is_an_empty_table)
 
 Test (herald_acl, crlf_tabs_and_comments)
 {
-    herald_acl_t *acl = s_parse_ok ("[user a]\t# comment\r\n\tkey\t=\t%K0\t# c\r\n"
+    herald_acl_t *acl = s_parse_ok ("[user b] # c\nkey = %K1\n[user a]\t# comment\r\n\tkey\t=\t%K0\t# c\r\n"
                                     "publish = x.  # y.\r\n# publish = z.\n");
     const herald_acl_user_t *user = herald_acl_user (acl, "a");
     cr_assert_eq (user->publish.count, 1);
@@ -474,6 +474,8 @@ Test (herald_acl, errors_name_the_line_and_why)
           "[peer NAME]" },
         { "[user a]x\n",
           "acl:1: unexpected text after ']': 'x'" },
+        { "[user a]#x\n",
+          "acl:1: unexpected text after ']': '#x'" },
         { "[user a/b]\n",
           "acl:1: user name 'a/b' is not valid: 1-64 characters of A-Z a-z 0-9 . _ -" },
         { "[user a]\nkey = %K0\nread = orders.\n",

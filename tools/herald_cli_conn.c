@@ -321,13 +321,26 @@ herald_cli_security_load (char *why, size_t why_size)
                 atexit (s_security_free);
             else {
                 //  Name what the user set: the option, or the variable
+                const char *key_name = s_key_opt ? "--key" : "HERALD_KEY";
+                const char *server_name = s_server_key_opt ? "--server-key"
+                                                           : "HERALD_SERVER_KEY";
                 s_load_rc = HERALD_CLI_EXIT_USAGE;
-                snprintf (s_load_why, sizeof s_load_why, "%s: %s",
-                          !key_file ? (s_server_key_opt ? "--server-key" : "HERALD_SERVER_KEY")
-                        : !server_key ? (s_key_opt ? "--key" : "HERALD_KEY")
-                        : strncmp (message, "server_key", 10) == 0
-                          ? (s_server_key_opt ? "--server-key" : "HERALD_SERVER_KEY")
-                          : (s_key_opt ? "--key" : "HERALD_KEY"), message);
+                if (!key_file)
+                    snprintf (s_load_why, sizeof s_load_why, "%s is given without --key (or "
+                              "HERALD_KEY): CURVE needs this client's secret key file too",
+                              server_name);
+                else
+                if (!server_key)
+                    snprintf (s_load_why, sizeof s_load_why, "%s is given without --server-key "
+                              "(or HERALD_SERVER_KEY): give the broker's public key (Z85, or "
+                              "@FILE), learned out of band", key_name);
+                else
+                if (strncmp (message, "server_key", 10) == 0)
+                    //  (the library's message names its option: say ours)
+                    snprintf (s_load_why, sizeof s_load_why, "%s: %s", server_name,
+                              message + 10 + strspn (message + 10, ": "));
+                else
+                    snprintf (s_load_why, sizeof s_load_why, "%s: %s", key_name, message);
             }
         }
     }
@@ -464,6 +477,35 @@ herald_cli_conn_quiet_off (herald_cli_conn_t *self)
 }
 
 static int
+    s_open_socket (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+                   herald_cli_conn_t **self_p);
+
+//  The first handshake's outcome on a new connection: the monitor event
+//  (HANDSHAKE_SUCCEEDED or a failure), or 0 at the deadline.
+static int
+s_await_handshake (herald_cli_conn_t *self, int64_t deadline)
+{
+    zpoller_t *poller = zpoller_new (self->watch, NULL);
+    int outcome = 0;
+    while (!outcome && poller && zclock_mono () < deadline) {
+        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
+            break;
+        int event = herald_cli_watch_event (self->watch);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            self->handshaken = true;
+            outcome = event;
+        }
+        else
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            outcome = self->failed = event;
+    }
+    zpoller_destroy (&poller);
+    return outcome;
+}
+
+static int
 s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
             herald_cli_conn_t **self_p)
 {
@@ -473,6 +515,27 @@ s_open_one (const char *endpoint, int timeout_ms, char *why, size_t why_size,
     int rc = herald_cli_probe (endpoint, timeout_ms, probe_why, sizeof probe_why);
     if (rc)
         return s_fail (&quiet, rc, "%s", probe_why);
+    //  A broker-key rotation (--server-key NEW,OLD): the first key whose
+    //  handshake the broker completes.  A broker that holds another key
+    //  cannot read our HELLO, which the monitor reports without detail
+    size_t keys = s_curve? herald_curve_server_count (s_curve): 1;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    for (size_t tried = 1; keys > 1 && tried < keys; tried++) {
+        rc = s_open_socket (endpoint, timeout_ms, why, why_size, self_p);
+        if (rc || s_await_handshake (*self_p, deadline) != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            return rc;
+        herald_cli_conn_destroy (self_p);
+        herald_curve_next (s_curve);
+    }
+    return s_open_socket (endpoint, timeout_ms, why, why_size, self_p);
+}
+
+static int
+s_open_socket (const char *endpoint, int timeout_ms, char *why, size_t why_size,
+               herald_cli_conn_t **self_p)
+{
+    herald_cli_conn_t quiet = { .why = why, .why_size = why_size };
+    int rc;
     herald_cli_conn_t *self = calloc (1, sizeof *self);
     if (!self)
         return s_fail (&quiet, HERALD_CLI_EXIT_FAIL, "out of memory");

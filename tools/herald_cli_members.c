@@ -185,7 +185,14 @@ s_ask (const char *endpoint, const char *command, const msgpack_sbuffer *body,
         if (!which)
             continue;
         if (which == watch) {
-            if (herald_cli_watch_event (watch) == ZMQ_EVENT_DISCONNECTED
+            int event = herald_cli_watch_event (watch);
+            //  A key refused, a broker key not proven: said as such
+            int failed = herald_cli_handshake_failure (event, endpoint, why, why_size);
+            if (failed) {
+                rc = failed;
+                break;
+            }
+            if (event == ZMQ_EVENT_DISCONNECTED
             &&  !(zsock_events (dealer) & ZMQ_POLLIN)) {
                 snprintf (why, why_size, "broker at %s closed the connection before it "
                           "answered", endpoint);

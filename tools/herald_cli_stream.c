@@ -115,6 +115,8 @@ typedef struct {
     bool tail;
     bool catch_up;                  //  --from or --from-ts given
     const char *fanout_opt;         //  --fanout, normalized; NULL: from WELCOME
+    bool scoped;                    //  WELCOME named a scope: the fanout carries only its
+                                    //  events, so seqs skip (only heartbeats tell losses)
     const char *fanout;
     char fanout_buf [HERALD_CLI_ENDPOINT_MAX];
     char fanout_opt_buf [HERALD_CLI_ENDPOINT_MAX];
@@ -555,6 +557,28 @@ s_tail_lineage (s_stream_t *self, uint64_t lineage, const herald_loss_t *losses,
 //  HELLO: the fanout endpoint (unless --fanout gave it) and the store's
 //  lineage.  A broker bound to a wildcard address ("tcp://*:5581",
 //  "tcp://0.0.0.0:5581") is reached on the host of the api endpoint.
+//  Whether a WELCOME names a scope (a str `scope`: security on, a key that
+//  reads one scope through its own fanout).
+static bool
+s_welcome_scoped (const herald_cli_reply_t *reply)
+{
+    zframe_t *body = zmsg_first (reply->msg)? zmsg_next (reply->msg): NULL;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    bool scoped = false;
+    if (body && msgpack_unpack_next (&unpacked, (const char *) zframe_data (body),
+                                     zframe_size (body), NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  unpacked.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t index = 0; index < unpacked.data.via.map.size; index++) {
+            const msgpack_object_kv *kv = &unpacked.data.via.map.ptr [index];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 5
+            &&  memcmp (kv->key.via.str.ptr, "scope", 5) == 0)
+                scoped = kv->val.type == MSGPACK_OBJECT_STR;
+        }
+    msgpack_unpacked_destroy (&unpacked);
+    return scoped;
+}
+
 static int
 s_hello (s_stream_t *self)
 {
@@ -595,6 +619,8 @@ s_hello (s_stream_t *self)
         self->fanout = self->fanout_buf;
     }
     if (rc == 0)
+        self->scoped = s_welcome_scoped (&reply);
+    if (rc == 0)
         s_tail_lineage (self, reply.body.welcome.lineage, reply.body.welcome.losses,
                         reply.body.welcome.loss_count, reply.body.welcome.head);
     herald_cli_reply_fini (&reply);
@@ -630,7 +656,8 @@ s_on_heartbeat (s_stream_t *self, zframe_t *body)
         if (hb->lineage != self->lineage)
             rc = s_lost (self, "its store's lineage is now %" PRIu64, hb->lineage);
         else
-        if (hb->head > self->examined && self->request.replay.prefix_count == 0)
+        if (hb->head > self->examined && self->request.replay.prefix_count == 0
+        &&  !self->scoped)
             //  Every event reaches an unfiltered SUB: one it did not get
             //  was dropped (the broker's send queue for us was full)
             rc = s_lost (self, "its heartbeat names seq %" PRIu64 ", the last event received "
@@ -667,7 +694,7 @@ s_on_live (s_stream_t *self, zmsg_t *msg)
     if (seq <= self->skip_through || (self->examined_known && seq <= self->examined))
         return 0;
     if (self->examined_known && seq > self->examined + 1
-    &&  self->request.replay.prefix_count == 0)
+    &&  self->request.replay.prefix_count == 0 && !self->scoped)
         return s_lost (self, "seq %" PRIu64 " came after seq %" PRIu64 " (the events "
                        "between were dropped)", seq, self->examined);
     int rc = herald_cli_print_envelope (self->opts->format, zframe_data (envelope),

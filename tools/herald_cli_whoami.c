@@ -156,7 +156,7 @@ herald_cli_whoami (herald_cli_opts_t *opts, int argc, char **argv)
             fputs ("}\n", stdout);
         }
         else {
-            s_text ("endpoint", NULL);
+            printf ("%-12s %s\n", "endpoint", endpoint);
             for (size_t at = 0; at < sizeof names / sizeof names [0]; at++) {
                 const msgpack_object *value = s_get (root, names [at]);
                 if (at == 1 && (!value || value->type == MSGPACK_OBJECT_NIL))

@@ -31,7 +31,8 @@ from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptS
                      HeraldError, HeraldIOError, InternalError, InvalidArgumentError,
                      LockedError, NotAStoreError, NotFoundError, NotLeaderError,
                      OutOfMemoryError, OverloadedError, Retry, TimeoutError, TooLargeError,
-                     UnauthorizedError, UnknownCommandError, UnsupportedError, error_class)
+                     Unauthorized, UnauthorizedError, UnknownCommandError, UnsupportedError,
+                     error_class)
 from .event import (BEGINNING, NOW, Event, EventList, Published, Snapshot, Start, Stats,
                     SubscriptionStatus)
 
@@ -47,7 +48,7 @@ __all__ = [
     "Event", "EventList", "Published", "Snapshot", "Stats", "SubscriptionStatus",
     "Start", "BEGINNING", "NOW", "Retry",
     "HeraldError", "BadRequestError", "TooLargeError", "ConflictError", "NotLeaderError",
-    "UnauthorizedError", "OverloadedError", "UnknownCommandError", "UnsupportedError",
+    "UnauthorizedError", "Unauthorized", "OverloadedError", "UnknownCommandError", "UnsupportedError",
     "InternalError", "HeraldIOError", "LockedError", "NotAStoreError", "CorruptStateError",
     "NotFoundError", "OutOfMemoryError", "TimeoutError", "BrokerUnavailable",
     "InvalidArgumentError", "DataLostError", "IdReusedError", "ForkedAgentError", "error_class", "library_version", "library_path",

@@ -239,7 +239,9 @@ class _Core:
                  sync_interval: Optional[float] = None, retry_max: Optional[float] = None,
                  sub_rcvhwm: Optional[int] = None,
                  on_error: Optional[Callable[[str, BaseException], Any]] = None,
-                 dispatch: bool = False):
+                 dispatch: bool = False,
+                 key_file: Union[str, "os.PathLike[str]", None] = None,
+                 server_key: Optional[str] = None):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._active = 0                        # calls in C from threads not the agent's
@@ -275,6 +277,15 @@ class _Core:
         self._c_on_error = _lib.ON_ERROR_FN(self._on_error)
         options.on_error = self._c_on_error
         options.dispatch = dispatch
+        # Security: the C library reads no environment; the binding, like
+        # the herald tool, takes HERALD_KEY / HERALD_SERVER_KEY (a path, and
+        # a public key or @path: never a secret) when no argument is given
+        if key_file is None:
+            key_file = os.environ.get("HERALD_KEY") or None
+        if server_key is None:
+            server_key = os.environ.get("HERALD_SERVER_KEY") or None
+        options.key_file = os.fsencode(key_file) if key_file is not None else None
+        options.server_key = server_key.encode("utf-8") if server_key is not None else None
         self._c_published = _lib.PUBLISH_FN(self._on_published)
         ptr = _lib.lib.herald_agent_new(service_id.encode("utf-8"), byref(options))
         if not ptr:

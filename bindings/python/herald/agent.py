@@ -49,6 +49,14 @@ class Agent:
     called when a subscription stops on an error (by default it is
     logged on the ``herald`` logger).
 
+    Security (docs/security.md, "Clients"): ``key_file`` (this service's
+    zcert secret file, mode 0600) and ``server_key`` (the broker's public
+    key: Z85, ``@FILE``, or ``"NEW,OLD"`` during a broker-key rotation)
+    default to ``$HERALD_KEY`` and ``$HERALD_SERVER_KEY``.  With both,
+    every connection uses CURVE; a publish outside the key's grants
+    raises :class:`herald.Unauthorized`; a key the broker refuses is
+    retried by the agent (``stats()["auth_refused"]`` counts refusals).
+
     Use it as a context manager, or call :meth:`close`::
 
         with herald.Agent("inventory", state_dir="var/inventory") as agent:

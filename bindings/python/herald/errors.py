@@ -74,6 +74,12 @@ class UnauthorizedError(HeraldError, PermissionError):
     code, name = _lib.ERR_UNAUTHORIZED, "unauthorized"
 
 
+#: The name docs/security.md uses: a request outside the key's grants (a
+#: publish to a topic it may not publish, a replay or read outside its read
+#: set) or a key the broker no longer admits.
+Unauthorized = UnauthorizedError
+
+
 class OverloadedError(HeraldError):
     """``overloaded``: the broker, or the local outbox, stayed full for the
     timeout; nothing was queued."""

@@ -226,6 +226,16 @@ class Stats:
     failovers: int = 0
     leader_redirects: int = 0
     nodes_known: int = 0
+    # CURVE handshakes the broker refused (an unknown, revoked or expired
+    # key); the agent retries each by itself, 1 s doubling to 30 s
+    auth_refused: int = 0
+
+    def __getitem__(self, name: str) -> Any:
+        """``stats()["auth_refused"]``: the counters by name, too."""
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
 
 
 class EventList(list):
