@@ -550,14 +550,20 @@ s_on_publish_reply (herald_io_t *self, size_t index, const herald_msg_t *reply)
     if (transient || (code != HERALD_OK && flight->count > 1)) {
         herald_outbox_requeue (agent->outbox, flight->items, flight->count, !transient);
         if (transient) {
-            self->publish_backoff_ms = self->publish_backoff_ms? self->publish_backoff_ms * 2: 50;
+            //  The broker's hint (retry_ms: a disk below min-free, the
+            //  user's rate limit) is the wait, within the same 5 s bound:
+            //  it knows when a retry passes, and doubling on top of it
+            //  (several batches in flight are refused at once) would send
+            //  a rate-limited publisher far below its rate.  Without a
+            //  hint, a backoff doubling from 50 ms
+            uint64_t hint = reply->type == HERALD_MSG_ERROR? reply->error.retry_ms: 0;
+            if (hint)
+                self->publish_backoff_ms = hint > 5000? 5000: (int) hint;
+            else
+                self->publish_backoff_ms = self->publish_backoff_ms?
+                                           self->publish_backoff_ms * 2: 50;
             if (self->publish_backoff_ms > 5000)
                 self->publish_backoff_ms = 5000;
-            //  The broker's hint (retry_ms, e.g. a disk below min-free) is
-            //  the least wait, within the same 5 s bound
-            uint64_t hint = reply->type == HERALD_MSG_ERROR? reply->error.retry_ms: 0;
-            if (hint > (uint64_t) self->publish_backoff_ms)
-                self->publish_backoff_ms = hint > 5000? 5000: (int) hint;
             self->publish_retry_at = herald_agent_now_ms () + self->publish_backoff_ms;
         }
         s_flight_remove (self, index);

@@ -216,3 +216,12 @@ herald_limits_size (herald_user_limits_t *self)
     assert (self);
     return zhashx_size (self->users);
 }
+
+void
+herald_limits_sync (herald_user_limits_t *self, const herald_acl_t *acl)
+{
+    assert (self && acl);
+    for (size_t index = 0; index < herald_acl_user_count (acl); index++)
+        herald_limits_set_user (self, herald_acl_user_at (acl, index));
+    herald_limits_sweep (self);
+}

@@ -58,6 +58,11 @@ int
 void
     herald_limits_sweep (herald_user_limits_t *self);
 
+//  Bring the table in line with acl (after a reload): set every user of
+//  it, then sweep.
+void
+    herald_limits_sync (herald_user_limits_t *self, const herald_acl_t *acl);
+
 //  Take a batch of events and bytes for user at now_ns (monotonic).  True
 //  when it may pass (and it is taken); false when a bucket is below zero,
 //  with *retry_ms (when given) the wait until both are back at zero, at

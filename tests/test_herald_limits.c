@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include <czmq.h>
 #include "herald_limits.h"
 
 #define MS  1000000LL               //  ns
@@ -194,5 +195,72 @@ Test (herald_limits, a_clock_going_back_adds_nothing)
     cr_assert_not (herald_limits_take (limits, "svc", 1, 0, 5 * S, NULL));
     cr_assert_not (herald_limits_take (limits, "svc", 1, 0, 10 * S + 999 * MS, NULL));
     cr_assert (herald_limits_take (limits, "svc", 1, 0, 11 * S, NULL));
+    herald_limits_destroy (&limits);
+}
+
+//  A parsed ACL with real CURVE keys (zcert), as the broker's reload
+//  passes it.
+static herald_acl_t *
+s_acl (const char *rate_a)
+{
+    zcert_t *one = zcert_new (), *two = zcert_new (), *three = zcert_new ();
+    char *text = zsys_sprintf (
+        "[role limited]\nrate = %s\n\n"
+        "[user a]\nkey = %s\nrole = limited\npublish = a.\n\n"
+        "[user b]\nkey = %s\nrate = 10/s burst 10\nbytes = 1 KiB/s burst 2 KiB\n\n"
+        "[user free]\nkey = %s\npublish = *\n",
+        rate_a, zcert_public_txt (one), zcert_public_txt (two), zcert_public_txt (three));
+    herald_error_t err = { 0 };
+    herald_acl_t *acl = herald_acl_parse (text, strlen (text), "acl", &err);
+    cr_assert_not_null (acl, "%s", err.message);
+    zstr_free (&text);
+    zcert_destroy (&one);
+    zcert_destroy (&two);
+    zcert_destroy (&three);
+    return acl;
+}
+
+Test (herald_limits, sync_follows_the_acl_roles_included)
+{
+    herald_user_limits_t *limits = herald_limits_new ();
+    herald_acl_t *acl = s_acl ("10/s burst 10");
+    herald_limits_sync (limits, acl);
+    cr_assert_eq (herald_limits_size (limits), 2, "a (from its role) and b; free has none");
+    cr_assert (herald_limits_take (limits, "a", 10, 0, 0, NULL));
+    cr_assert (herald_limits_take (limits, "a", 1, 0, 0, NULL));
+    cr_assert_not (herald_limits_take (limits, "a", 1, 0, 0, NULL));
+    //  b's bytes: 2 KiB of burst, then 1 KiB/s
+    cr_assert (herald_limits_take (limits, "b", 1, 3072, 0, NULL));
+    uint64_t retry = 0;
+    cr_assert_not (herald_limits_take (limits, "b", 1, 1, 0, &retry));
+    cr_assert_eq (retry, 1000, "1 KiB of debt at 1 KiB/s");
+    //  The same file again: a and b keep their debt
+    herald_acl_t *same = s_acl ("10/s burst 10");
+    herald_limits_sync (limits, same);
+    cr_assert_not (herald_limits_take (limits, "a", 1, 0, 0, NULL));
+    cr_assert_not (herald_limits_take (limits, "b", 1, 0, 0, NULL));
+    //  The role's rate changed, b is gone: a starts full, b is not limited
+    herald_acl_t *changed = s_acl ("20/s burst 20");
+    herald_limits_sync (limits, changed);
+    cr_assert (herald_limits_take (limits, "a", 21, 0, 0, NULL));      //  20 -> -1
+    herald_acl_t *without_b = NULL;
+    {
+        zcert_t *one = zcert_new ();
+        char *text = zsys_sprintf ("[user a]\nkey = %s\nrate = 20/s burst 20\n",
+                                   zcert_public_txt (one));
+        herald_error_t err = { 0 };
+        without_b = herald_acl_parse (text, strlen (text), "acl", &err);
+        cr_assert_not_null (without_b, "%s", err.message);
+        zstr_free (&text);
+        zcert_destroy (&one);
+    }
+    herald_limits_sync (limits, without_b);
+    cr_assert_eq (herald_limits_size (limits), 1);
+    cr_assert (herald_limits_take (limits, "b", 1000, 1 << 20, 0, NULL));
+    cr_assert_not (herald_limits_take (limits, "a", 1, 0, 0, NULL), "a kept its debt");
+    herald_acl_destroy (&without_b);
+    herald_acl_destroy (&changed);
+    herald_acl_destroy (&same);
+    herald_acl_destroy (&acl);
     herald_limits_destroy (&limits);
 }
