@@ -95,7 +95,7 @@ typedef struct _herald_acl_t herald_acl_t;
 //  with "PATH:LINE: why", HERALD_ERR_INVALID) when any line is wrong, when
 //  the file is writable by group or others, or cannot be read
 //  (HERALD_ERR_IO).  Keys whose `until` has passed are kept (they are
-//  refused at lookup) and counted in *expired when given.
+//  refused at lookup); herald_acl_expired counts them.
 herald_acl_t *
     herald_acl_load (const char *path, herald_error_t *err);
 
@@ -140,6 +140,15 @@ const herald_acl_scope_t *
     herald_acl_scope_at (const herald_acl_t *self, size_t index);
 const herald_acl_scope_t *
     herald_acl_scope (const herald_acl_t *self, const char *name);
+size_t
+    herald_acl_peer_count (const herald_acl_t *self);
+const herald_acl_peer_t *
+    herald_acl_peer_at (const herald_acl_t *self, size_t index);
+
+//  How many keys (users' and peers') have expired at now_ns: a load can
+//  warn of them.
+size_t
+    herald_acl_expired (const herald_acl_t *self, int64_t now_ns);
 
 //  May this user publish to / read this topic?
 bool

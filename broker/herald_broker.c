@@ -53,6 +53,7 @@
 #include "herald_broker.h"
 #include "herald_commit.h"
 #include "herald_disk.h"
+#include "herald_guard.h"
 #include "herald_msg.h"
 #include "herald_log.h"
 #include "herald_members.h"
@@ -94,6 +95,8 @@ typedef struct {
     bool mark_failing;                  //  its failure is logged once
     size_t unflushed_bytes;             //  PUBLISH bytes committed since the last idle flush
     herald_streams_t *streams;          //  REPLAY and READ, made once bound
+    herald_auth_t *auth;                //  security on: the ZAP handler and the ACL
+    herald_guard_t *guard;              //  ... and each request's checks
     msgpack_sbuffer buffer;             //  scratch, for heartbeats
     msgpack_zone zone;                  //  scratch, for messages answered at once
     herald_limits_t limits;
@@ -166,6 +169,7 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->pipe = pipe;
     self->config = args->config;
     self->store = args->store;
+    self->auth = args->auth;            //  taken over, like the sockets
     herald_reply_init (&self->reply);
     self->disk = herald_disk_new (self->config->data_dir, self->config->min_free);
     assert (self->disk);
@@ -199,7 +203,9 @@ s_self_destroy (self_t **self_p)
     //  loop finishes its commits before it ends).
     herald_commit_destroy (&self->commit);
     herald_disk_destroy (&self->disk);
+    herald_guard_destroy (&self->guard);
     herald_streams_destroy (&self->streams);
+    herald_auth_destroy (&self->auth);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     msgpack_sbuffer_destroy (&self->buffer);
@@ -410,7 +416,7 @@ s_space_flush (self_t *self)
 //  Requests
 
 static void
-s_status (self_t *self, zframe_t *identity, uint64_t rid)
+s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_t *user)
 {
     static const char *names [] = {
         "published", "duplicates", "conflicts", "refused", "dropped",
@@ -420,7 +426,10 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         "disk_reserve_bytes",
         "ids_reused",
         "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits",
-        "stream_errors"
+        "stream_errors",
+        //  security on
+        "auth_refused", "unauthorized", "acl_reloads", "acl_errors", "rate_limited",
+        "audit_dropped"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -443,9 +452,21 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
         herald_disk_low (self->disk), herald_disk_refused (self->disk),
         herald_disk_reserve (self->disk), counts->ids_reused,
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
-        herald_streams_errors (self->streams)
+        herald_streams_errors (self->streams),
+        0, 0, 0, 0, 0, 0            //  security's, below
     };
     size_t count = sizeof (values) / sizeof (values [0]);
+    if (self->auth) {
+        const herald_auth_counts_t *auth = herald_auth_counts (self->auth);
+        values [count - 6] = auth->auth_refused;
+        values [count - 5] = auth->unauthorized;
+        values [count - 4] = auth->acl_reloads;
+        values [count - 3] = auth->acl_errors;
+        values [count - 2] = auth->rate_limited;
+        values [count - 1] = auth->audit_dropped;
+    }
+    else
+        count -= 6;                 //  security off: STATUS as before
     //  A size that cannot be measured is left out, not shown as 0
     size_t disk = 0;
     while (strcmp (names [disk], "disk_bytes") != 0)
@@ -478,12 +499,25 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid)
     reply.status.extra_keys = keys;
     reply.status.extra_values = values;
     reply.status.extra_count = count;
+    msgpack_sbuffer secure;
+    msgpack_sbuffer_init (&secure);
+    if (self->guard) {
+        //  The contract keys to every user (the agent needs head); the
+        //  operator's figures with `admin status`
+        if (herald_guard_status_all (self->guard, user))
+            reply.status.raw = herald_guard_status_raw (self->guard, reply.status.raw, &secure);
+        else {
+            reply.status.extra_count = 0;
+            reply.status.raw = (herald_msg_raw_t) { 0 };
+        }
+    }
     herald_reply_msg (&self->reply, identity, &reply);
+    msgpack_sbuffer_destroy (&secure);
     msgpack_sbuffer_destroy (&raw);
 }
 
 static void
-s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
+s_welcome (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_t *user)
 {
     //  Standalone: its own api; a cluster node: every member's, as the
     //  clients reach them
@@ -507,7 +541,18 @@ s_welcome (self_t *self, zframe_t *identity, uint64_t rid)
     msgpack_sbuffer_init (&raw);
     if (self->cluster)
         reply.welcome.raw = herald_node_welcome_raw (self->cluster, &raw);
+    //  Security on: who this user is, what it may do, and the fanout it
+    //  may use (nil: none)
+    msgpack_sbuffer secure;
+    msgpack_sbuffer_init (&secure);
+    if (self->guard) {
+        const char *fanout = NULL;
+        reply.welcome.raw = herald_guard_welcome (self->guard, user, reply.welcome.raw,
+                                                  &secure, &fanout);
+        reply.welcome.fanout = (herald_str_t) { fanout, fanout? strlen (fanout): 0 };
+    }
     herald_reply_msg (&self->reply, identity, &reply);
+    msgpack_sbuffer_destroy (&secure);
     msgpack_sbuffer_destroy (&raw);
     herald_raft_members_free (&peers, members);
 }
@@ -563,9 +608,20 @@ s_handle_request (self_t *self, zmsg_t *msg)
     herald_error_t err = { 0 };
     herald_msg_type_t type = herald_msg_type_from_command (zframe_data (command),
                                                            zframe_size (command), false);
+    //  Security on: every request names its user (herald_guard)
+    const herald_acl_user_t *user = NULL;
+    if (self->guard
+    &&  !(user = herald_guard_admit (self->guard, identity, command, body, type)))
+        goto done;
     //  A cluster node's admin requests (a standalone broker does not know
     //  the command: unknown_command below)
     if (self->cluster && herald_members_is_request (command)) {
+        if (user) {
+            s_peek_rid (self, body, &err);
+            if (!herald_guard_admin (self->guard, user, identity, HERALD_ACL_ADMIN_CLUSTER,
+                                     "CLUSTER", err.has_rid, err.rid))
+                goto done;
+        }
         herald_members_request (self->members, self->cluster, identity, body);
         goto done;
     }
@@ -610,6 +666,9 @@ s_handle_request (self_t *self, zmsg_t *msg)
     switch (type) {
         case HERALD_MSG_REPLAY:
         case HERALD_MSG_READ:
+            if (user)
+                herald_guard_stream (self->guard, user, identity, &request);
+            else
             if (herald_streams_open (self->streams, identity, &request, &err) != HERALD_OK)
                 herald_reply_err (&self->reply, identity, &err);
             break;
@@ -624,10 +683,10 @@ s_handle_request (self_t *self, zmsg_t *msg)
             break;
         }
         case HERALD_MSG_STATUS:
-            s_status (self, identity, request.rid);
+            s_status (self, identity, request.rid, user);
             break;
         case HERALD_MSG_HELLO:
-            s_welcome (self, identity, request.rid);
+            s_welcome (self, identity, request.rid, user);
             break;
         default:
             break;
@@ -709,6 +768,10 @@ s_bind (self_t *self, herald_broker_args_t *args)
         return 0;
     }
     herald_error_t err = { 0 };
+    if (herald_config_secure (self->config) && !self->auth) {
+        herald_log ("error", "security is on but no ZAP handler is bound: not binding");
+        return -1;
+    }
     if (herald_broker_bind (self->config, &self->router, &self->pub, &err) != HERALD_OK) {
         herald_log ("error", "%s", err.message);
         return -1;
@@ -747,6 +810,11 @@ herald_broker_actor (zsock_t *pipe, void *args)
                                             self->config->max_streams,
                                             self->config->stream_idle_ms,
                                             self->config->client_max_bytes);
+    if (!self->fatal && self->auth) {
+        self->guard = herald_guard_new (self->auth, self->config, self->store, &self->reply,
+                                        self->streams);
+        herald_guard_commit (self->guard, self->commit);
+    }
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound
@@ -774,6 +842,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
             wait = disk_wait;
         if (self->cluster && herald_node_wait (self->cluster) < wait)
             wait = herald_node_wait (self->cluster);
+        if (self->auth && herald_auth_wait (self->auth) < wait)
+            wait = herald_auth_wait (self->auth);
         //  With the queue full, requests wait in libzmq (and TCP) until
         //  the commit in flight is done.  A cluster node bootstrapping has
         //  no applier yet: no socket (fd -1 is never polled).
@@ -782,15 +852,28 @@ herald_broker_actor (zsock_t *pipe, void *args)
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
             { applier? zsock_resolve (applier): NULL, -1, applier? ZMQ_POLLIN: 0, 0 },
             { zsock_resolve (self->router), 0,
-              herald_commit_has_room (self->commit)? ZMQ_POLLIN: 0, 0 }
+              herald_commit_has_room (self->commit)? ZMQ_POLLIN: 0, 0 },
+            //  Security on: the ZAP handler, answered whatever else waits
+            { self->auth? zsock_resolve (herald_auth_sock (self->auth)): NULL, -1,
+              self->auth? ZMQ_POLLIN: 0, 0 }
         };
-        if (zmq_poll (items, 3, (long) wait) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, 4, (long) wait) < 0 && zmq_errno () != EINTR)
             break;
         if (items [0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (self->pipe);
             if (!command || streq (command, "$TERM"))
                 self->terminated = true;
+            else
+            if (streq (command, "RELOAD") && self->auth)
+                herald_auth_reload (self->auth);
             zstr_free (&command);
+        }
+        if (self->auth) {
+            herald_auth_serve (self->auth);
+            //  Between two turns: a reloaded ACL swapped in, and what it
+            //  (or a key's `until`) no longer allows ended
+            if (herald_auth_tick (self->auth))
+                herald_guard_revoke (self->guard);
         }
         //  A cluster node takes Raft's records every turn (taking none is
         //  cheap), so none waits on how its socket signals

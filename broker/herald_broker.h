@@ -14,6 +14,7 @@
 #define HERALD_BROKER_H_INCLUDED
 
 #include <czmq.h>
+#include "herald_auth.h"
 #include "herald_config.h"
 #include "herald_store.h"
 
@@ -24,12 +25,15 @@
 //  logs, stops serving and sends "FATAL" on its pipe.  router and pub,
 //  when set, are sockets herald_broker_bind already bound: the actor takes
 //  them over (the caller no longer uses or destroys them) instead of
-//  binding its own.
+//  binding its own.  auth, with security on, is the ZAP handler heraldd
+//  bound before those sockets (herald_auth_new): the actor takes it over
+//  too, and polls it in its loop.
 typedef struct {
     herald_config_t *config;
     herald_store_t *store;
     zsock_t *router;
     zsock_t *pub;
+    herald_auth_t *auth;
 } herald_broker_args_t;
 
 void

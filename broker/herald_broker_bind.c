@@ -7,12 +7,55 @@
     =========================================================================
 */
 
+#include "herald_auth.h"
 #include "herald_broker.h"
+#include "herald_log.h"
 
 //  Requests waiting per client connection before libzmq stops reading its
 //  TCP stream: a pipelining client is slowed by TCP, and what waits in the
 //  broker stays bounded per connection.
 #define ROUTER_RCVHWM       1000
+
+//  True when a tcp:// endpoint is on a loopback address; ipc:// and
+//  inproc:// are local too.
+static bool
+s_endpoint_local (const char *endpoint)
+{
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return true;
+    const char *host = endpoint + 6;
+    return strncmp (host, "127.", 4) == 0 || strncmp (host, "localhost:", 10) == 0
+        || strncmp (host, "[::1]:", 6) == 0;
+}
+
+//  With --curve-secret: the broker's key on both sockets, each a CURVE
+//  server in its ZAP domain, a handshake bounded by handshake-ms.  The
+//  ZAP handler (herald_auth) is bound already: without it libzmq would
+//  admit every key.
+static herald_err
+s_secure (const herald_config_t *config, zsock_t *router, zsock_t *pub, herald_error_t *err)
+{
+    zcert_t *cert = zcert_load (config->curve_secret);
+    static const uint8_t zero [32] = { 0 };
+    if (!cert || memcmp (zcert_secret_key (cert), zero, 32) == 0) {
+        zcert_destroy (&cert);
+        return herald_error_set (err, HERALD_ERR_INVALID, NULL, "--curve-secret %s is not a "
+                                 "CURVE secret key file (make one with herald keygen)",
+                                 config->curve_secret);
+    }
+    zsock_t *sockets [] = { router, pub };
+    const char *domains [] = { HERALD_AUTH_API, HERALD_AUTH_FANOUT };
+    for (size_t index = 0; index < 2; index++) {
+        zsock_set_zap_domain (sockets [index], domains [index]);
+        zsock_set_curve_server (sockets [index], 1);
+        zcert_apply (cert, sockets [index]);
+        zsock_set_handshake_ivl (sockets [index], (int) config->handshake_ms);
+    }
+    herald_log ("info", "security on: CURVE public key %s (clients pin it with "
+                "--server-key)", zcert_public_txt (cert));
+    zcert_destroy (&cert);
+    return HERALD_OK;
+}
 
 herald_err
 herald_broker_bind (const herald_config_t *config, zsock_t **router_p, zsock_t **pub_p,
@@ -48,6 +91,24 @@ herald_broker_bind (const herald_config_t *config, zsock_t **router_p, zsock_t *
     zsock_set_maxmsgsize (router, max_body > INT64_MAX? -1: (int64_t) max_body);
     zsock_set_linger (router, 1000);
     zsock_set_linger (pub, 1000);
+    if (herald_config_secure (config)) {
+        herald_err rc = s_secure (config, router, pub, err);
+        if (rc != HERALD_OK) {
+            zsock_destroy (&router);
+            zsock_destroy (&pub);
+            return rc;
+        }
+    }
+    else {
+        const char *names [] = { "api", "fanout" };
+        const char *endpoints [] = { config->api, config->fanout };
+        for (size_t index = 0; index < 2; index++)
+            if (!s_endpoint_local (endpoints [index]))
+                herald_log ("warn", "--%s %s is not a loopback address and security is off: "
+                            "anyone who reaches it can publish and read everything. Turn "
+                            "security on (--curve-secret, --acl: docs/security.md)",
+                            names [index], endpoints [index]);
+    }
     const char *which = "api", *endpoint = config->api;
     bool bound = zsock_bind (router, "%s", endpoint) >= 0;
     if (bound) {

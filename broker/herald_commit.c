@@ -129,6 +129,7 @@ struct _herald_commit_t {
     size_t inflight_requests;           //  ... their requests not answered yet
     const char *stop_reason;
     herald_commit_counts_t counts;
+    herald_commit_guard_t guard;        //  security's checks; none when off
 };
 
 static void
@@ -356,6 +357,18 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
         s_request_destroy (&request);
         return;
     }
+    uint64_t retry_ms = 0;
+    if (self->guard.publish
+    &&  self->guard.publish (self->guard.arg, request->body, &request->msg, &err,
+                             &retry_ms) != HERALD_OK) {
+        if (retry_ms)
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid, err.code,
+                                  err.message, retry_ms);
+        else
+            herald_reply_err (self->reply, request->identity, &err);
+        s_request_destroy (&request);
+        return;
+    }
     char leader [256];
     if (self->clustered && !s_leads (self, leader, sizeof (leader))
     &&  zlistx_size (self->queue) == 0 && !s_unanswered (self)) {
@@ -392,6 +405,12 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
                     herald_log_peer (request->identity, peer), request->msg.rid,
                     request->msg.publish.count, zframe_size (request->body));
     }
+}
+
+void
+herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard)
+{
+    self->guard = *guard;
 }
 
 bool
@@ -619,6 +638,15 @@ s_answer (herald_commit_t *self, s_request_t *request, const herald_batch_t *bat
         herald_reply_msg (self->reply, request->identity, &reply);
         return;
     }
+    for (size_t i = 0; self->guard.duplicate && i < batch->count; i++)
+        if (batch->results [i].dup
+        &&  !self->guard.duplicate (self->guard.arg, request->body, batch->results [i].seq)) {
+            herald_error_t err = { .has_rid = true, .rid = request->msg.rid };
+            herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "events[%zu]: this id is "
+                              "stored already, in a topic you may not publish", i);
+            herald_reply_err (self->reply, request->identity, &err);
+            return;
+        }
     uint64_t *seqs = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
     uint64_t *vers = (uint64_t *) zmalloc (batch->count * sizeof (uint64_t));
     bool *dups = (bool *) zmalloc (batch->count * sizeof (bool));

@@ -78,6 +78,24 @@ bool
 void
     herald_commit_destroy (herald_commit_t **self_p);
 
+//  Security (issue 14, herald_guard): publish is asked once a PUBLISH is
+//  decoded, before it queues: HERALD_OK, or the ERROR (err) to answer,
+//  and nothing of it is stored.  duplicate is asked, before an ACK, for
+//  each event of it found stored already (at seq): false turns the ACK
+//  into ERROR unauthorized, so a publisher never learns the seq and ver
+//  of an event in a topic it may not publish.  body is the request's
+//  frame (its metadata names the user).  publish may set *retry_ms (0
+//  when called), sent with its ERROR (a rate limit's overloaded).
+typedef struct {
+    herald_err (*publish) (void *arg, zframe_t *body, const herald_msg_t *msg,
+                           herald_error_t *err, uint64_t *retry_ms);
+    bool (*duplicate) (void *arg, zframe_t *body, uint64_t seq);
+    void *arg;
+} herald_commit_guard_t;
+
+void
+    herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard);
+
 //  A PUBLISH from identity, its body: both taken.  Decoded with limits and
 //  queued for the next commit, or refused at once (ERROR): a bad body,
 //  disk space low (--min-free), max_queued requests already queued.

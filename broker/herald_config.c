@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "herald_config.h"
 #include "herald_text.h"
 
@@ -61,7 +62,10 @@ typedef enum {
     S_SPACE,                //  bytes with a unit, or N%, into a herald_space_t
     S_ADDRESS,              //  empty, or HOST:PORT (a Raft address)
     S_PEER,                 //  NAME,RAFT_ADDR,API,FANOUT, appended to peers
-    S_STATE                 //  new | existing, into a bool (new)
+    S_STATE,                //  new | existing, into a bool (new)
+    S_PATH,                 //  a file, or empty for none
+    S_THREADS,              //  auto (0) or a number within limits, into a size_t
+    S_BOOL                  //  true | false; the flag alone is true
 } s_kind_t;
 
 typedef struct {
@@ -127,7 +131,24 @@ static const s_option_t s_options [] = {
     { "election-ms", "N", S_U64, S_FIELD (election_ms), 50, 60000,
       "1000", "Raft election timeout in ms, 50 to 60000" },
     { "raft-heartbeat-ms", "N", S_U64, S_FIELD (raft_heartbeat_ms), 5, 10000,
-      "100", "ms between Raft heartbeats, less than --election-ms" }
+      "100", "ms between Raft heartbeats, less than --election-ms" },
+    { "raft-insecure", "", S_BOOL, S_FIELD (raft_insecure), 0, 0,
+      "false", "allow non-loopback Raft addresses (unprotected: use a VPN)" },
+    //  Security (issue 14): none of it unless --curve-secret is given
+    { "curve-secret", "FILE", S_PATH, S_FIELD (curve_secret), 0, 0,
+      "", "the broker's CURVE secret key (mode 0600): security on" },
+    { "acl", "FILE", S_PATH, S_FIELD (acl), 0, 0,
+      "", "the ACL: who may connect, publish, read (docs/security.md)" },
+    { "acl-check-ms", "N", S_U64, S_FIELD (acl_check_ms), 10, S_MS_MAX,
+      "1000", "ms between checks of the ACL file (SIGHUP: at once)" },
+    { "audit-log", "FILE", S_PATH, S_FIELD (audit_log), 0, 0,
+      "-", "JSON-lines audit log (refusals, reloads); - is stderr" },
+    { "handshake-ms", "N", S_U64, S_FIELD (handshake_ms), 100, 600000,
+      "5000", "ms a CURVE handshake may take, 100 to 600000" },
+    { "io-threads", "N", S_THREADS, S_FIELD (io_threads), 1, 64,
+      "auto", "libzmq I/O threads (auto: 1, half the cores with security)" },
+    { "max-streams-per-user", "N", S_SIZE, S_FIELD (max_streams_per_user), 1, SIZE_MAX,
+      "16", "streams one user may run at once (ACL `streams` overrides)" }
 };
 #define S_OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
 
@@ -478,6 +499,38 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
         case S_PEER:
             return s_peer_add (self, value, why, why_size);
 
+        case S_PATH:
+            return s_string_set ((char **) field, value, why, why_size);
+
+        case S_THREADS:
+            if (strcmp (value, "auto") == 0) {
+                *(size_t *) field = 0;
+                return HERALD_OK;
+            }
+            else {
+                uint64_t number = 0;
+                const char *problem = s_number_parse (value, &number);
+                if (problem || number < option->min || number > option->max) {
+                    herald_text_format (why, why_size, "'%s' is not auto or a number %" PRIu64
+                                        " to %" PRIu64, value, option->min, option->max);
+                    return HERALD_ERR_INVALID;
+                }
+                *(size_t *) field = (size_t) number;
+                return HERALD_OK;
+            }
+
+        case S_BOOL:
+            if (strcmp (value, "true") == 0)
+                *(bool *) field = true;
+            else
+            if (strcmp (value, "false") == 0)
+                *(bool *) field = false;
+            else {
+                herald_text_format (why, why_size, "'%s' is not true or false", value);
+                return HERALD_ERR_INVALID;
+            }
+            return HERALD_OK;
+
         case S_STATE:
             if (strcmp (value, "new") == 0)
                 *(bool *) field = true;
@@ -536,6 +589,9 @@ herald_config_destroy (herald_config_t **self_p)
     free (self->node);
     free (self->log_level);
     free (self->raft);
+    free (self->curve_secret);
+    free (self->acl);
+    free (self->audit_log);
     s_peers_free (self);
     free (self->config_file);
     free (self);
@@ -698,6 +754,9 @@ s_flag_next (int argc, char **argv, int *index, s_flag_t *flag, herald_error_t *
     if (equals)
         flag->value = equals + 1;
     else
+    if (flag->option && flag->option->kind == S_BOOL)
+        flag->value = "true";               //  a switch: never takes the next argument
+    else
     if (*index + 1 < argc && strncmp (argv [*index + 1], "--", 2) != 0)
         flag->value = argv [++*index];
     else
@@ -711,6 +770,57 @@ s_bit (const char *name)
     const s_option_t *option = s_option_find (name, strlen (name));
     assert (option);
     return 1ULL << (option - s_options);
+}
+
+//  True when HOST:PORT names a loopback host (127.0.0.0/8, ::1, localhost).
+static bool
+s_loopback (const char *address)
+{
+    const char *colon = strrchr (address, ':');
+    size_t len = colon? (size_t) (colon - address): strlen (address);
+    return (len >= 4 && strncmp (address, "127.", 4) == 0)
+        || (len == 9 && strncmp (address, "localhost", 9) == 0)
+        || (len == 3 && strncmp (address, "::1", 3) == 0)
+        || (len == 5 && strncmp (address, "[::1]", 5) == 0);
+}
+
+//  The flags the security check looks at.
+static uint64_t
+s_security_bits (void)
+{
+    return s_bit ("curve-secret") | s_bit ("acl");
+}
+
+//  --curve-secret and --acl come together (security on needs both: a
+//  key without an ACL would admit nobody, an ACL without a key would
+//  protect nothing), and the secret file is private: a key readable by
+//  others is a key others may hold.
+static herald_err
+s_security_check (herald_config_t *self, herald_error_t *err)
+{
+    if (*self->curve_secret && !*self->acl)
+        return herald_error_set (err, HERALD_ERR_INVALID, "--curve-secret", "needs --acl FILE: "
+                                 "with security on, everything not granted in the ACL is "
+                                 "refused (docs/security.md)");
+    if (*self->acl && !*self->curve_secret)
+        return herald_error_set (err, HERALD_ERR_INVALID, "--acl", "needs --curve-secret FILE: "
+                                 "an ACL is enforced only on CURVE sockets (make a key with "
+                                 "herald keygen)");
+    if (!*self->curve_secret)
+        return HERALD_OK;
+    struct stat status;
+    if (stat (self->curve_secret, &status) != 0)
+        return herald_error_set (err, HERALD_ERR_INVALID, "--curve-secret", "'%s': %s",
+                                 self->curve_secret, strerror (errno));
+    if (!S_ISREG (status.st_mode))
+        return herald_error_set (err, HERALD_ERR_INVALID, "--curve-secret", "'%s' is not a "
+                                 "file", self->curve_secret);
+    if (status.st_mode & (S_IRWXG | S_IRWXO))
+        return herald_error_set (err, HERALD_ERR_INVALID, "--curve-secret", "'%s' is open to "
+                                 "group or others (mode %04o): a secret key must be private; "
+                                 "chmod 600 it", self->curve_secret,
+                                 (unsigned) (status.st_mode & 07777));
+    return HERALD_OK;
 }
 
 //  The flags a cluster check looks at.
@@ -763,6 +873,16 @@ s_cluster_check (herald_config_t *self, herald_error_t *err)
         return herald_error_set (err, HERALD_ERR_INVALID, "--raft", "'%s' is not this node's "
                                  "--peer Raft address %s (the one its peers reach it on)",
                                  self->raft, own->raft);
+    //  libraft's TCP is cleartext and unauthenticated (the CURVE transport
+    //  is not built yet): off loopback only when the operator says the
+    //  network is trusted
+    for (size_t index = 0; index < self->peer_count && !self->raft_insecure; index++)
+        if (!s_loopback (self->peers [index].raft))
+            return herald_error_set (err, HERALD_ERR_INVALID, "--peer", "Raft address %s "
+                                     "(peer '%s') is not loopback. Raft traffic is neither "
+                                     "authenticated nor encrypted: run it over a network you "
+                                     "trust, e.g. WireGuard, and say so with --raft-insecure",
+                                     self->peers [index].raft, self->peers [index].name);
     char why [S_WHY_MAX];
     if (s_string_set (&self->raft, own->raft, why, sizeof (why)) != HERALD_OK
     ||  (!(self->given & s_bit ("api"))
@@ -771,6 +891,23 @@ s_cluster_check (herald_config_t *self, herald_error_t *err)
         && s_string_set (&self->fanout, own->fanout, why, sizeof (why)) != HERALD_OK))
         return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
     return HERALD_OK;
+}
+
+bool
+herald_config_secure (const herald_config_t *self)
+{
+    return self->curve_secret && *self->curve_secret;
+}
+
+size_t
+herald_config_io_threads (const herald_config_t *self)
+{
+    if (self->io_threads)
+        return self->io_threads;
+    if (!herald_config_secure (self))
+        return 1;
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    return cores >= 4? (size_t) cores / 2: 1;
 }
 
 bool
@@ -850,8 +987,14 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
     self->given |= line_given;
     herald_err rc = s_cluster_check (self, err);
     //  What only the file set is the file's mistake (exit 78)
-    if (rc != HERALD_OK && config_path && !(line_given & s_cluster_bits ()))
+    if (rc != HERALD_OK && config_path && !(line_given & (s_cluster_bits ()
+                                                          | s_bit ("raft-insecure"))))
         self->file_failed = true;
+    if (rc == HERALD_OK) {
+        rc = s_security_check (self, err);
+        if (rc != HERALD_OK && config_path && !(line_given & s_security_bits ()))
+            self->file_failed = true;
+    }
     return rc;
 }
 
@@ -873,12 +1016,17 @@ herald_config_print_usage (FILE *out)
         "HOST:PORT and the api and fanout endpoints clients are told (a `peer =`\n"
         "line each in the file; --peer on the command line replaces the file's\n"
         "list).  Its own --api and --fanout default to its --peer entry.\n"
+        "\n"
+        "Security (docs/security.md): --curve-secret FILE and --acl FILE make\n"
+        "every socket CURVE; keys not in the ACL are refused, and everything not\n"
+        "granted is denied.  SIGHUP reloads the ACL.\n"
         "\n");
     size_t index;
     for (index = 0; index < S_OPTION_COUNT; index++) {
         const s_option_t *option = &s_options [index];
         char left [40];
-        snprintf (left, sizeof (left), "--%s %s", option->name, option->arg);
+        snprintf (left, sizeof (left), "--%s%s%s", option->name, *option->arg? " ": "",
+                  option->arg);
         if (strlen (left) > 24)
             fprintf (out, "  %s\n  %-24s %s\n", left, "", option->help);
         else

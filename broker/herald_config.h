@@ -68,6 +68,18 @@ typedef struct {
     bool cluster_new;               //  --cluster-state new (default existing)
     uint64_t election_ms;           //  Raft election timeout
     uint64_t raft_heartbeat_ms;     //  Raft heartbeat, less than election_ms
+    bool raft_insecure;             //  Raft may use non-loopback addresses, unprotected
+    //  Security (issue 14, docs/security.md).  curve_secret "" is security
+    //  off: every socket exactly as before.  herald_config_parse has
+    //  checked that curve_secret and acl come together, and that the
+    //  secret file is private (no access for group or others).
+    char *curve_secret;             //  the broker's zcert secret file; "" none
+    char *acl;                      //  the ACL file; "" none
+    uint64_t acl_check_ms;          //  how often the ACL file is stat()ed
+    char *audit_log;                //  JSON-lines audit file, "-" for stderr
+    uint64_t handshake_ms;          //  ZMQ_HANDSHAKE_IVL of the CURVE sockets
+    size_t io_threads;              //  libzmq I/O threads; 0: auto (herald_config_io_threads)
+    size_t max_streams_per_user;    //  a user's streams at once, unless its ACL says
     uint64_t given;                 //  private: bit i set when s_options [i] was given
     char *config_file;              //  the file loaded, or NULL when none was
     bool file_failed;               //  herald_config_parse failed in the --config file
@@ -112,6 +124,16 @@ void
 //  True when the config makes this broker a cluster node (--peer given).
 bool
     herald_config_clustered (const herald_config_t *self);
+
+//  True when the config turns security on (--curve-secret).
+bool
+    herald_config_secure (const herald_config_t *self);
+
+//  The I/O threads libzmq is to run: --io-threads, or with auto 1 when
+//  security is off and half the cores (at least 1) when it is on, since
+//  each connection's encryption runs on one I/O thread.
+size_t
+    herald_config_io_threads (const herald_config_t *self);
 
 //  This node's own entry among the peers; NULL when standalone.
 const herald_peer_t *

@@ -97,6 +97,11 @@ typedef struct {
     bool waited_bytes;                  //  ... and the pump before
     bool failing;                       //  the scan failed: ERROR owed
     bool pack;                          //  several envelopes per frame
+    //  Security: its owner and what it reads (herald_streams_revoke)
+    char *user;                         //  NULL: security off
+    char *key;
+    herald_str_t *reads;                //  copies: the REPLAY's prefixes, or READ's topic
+    size_t read_count;
 } s_stream_t;
 
 struct _herald_streams_t {
@@ -165,6 +170,11 @@ s_stream_destroy (s_stream_t **self_p)
         return;
     zframe_destroy (&self->identity);
     herald_scan_destroy (&self->scan);
+    for (size_t index = 0; index < self->read_count; index++)
+        free ((char *) self->reads [index].ptr);
+    free (self->reads);
+    free (self->user);
+    free (self->key);
     //  The client's last stream: let go of the half-filled block, so that
     //  what it holds can fall to 0 and the record be freed.
     if (self->client && --self->client->streams == 0)
@@ -591,6 +601,47 @@ herald_err
 herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_msg_t *msg,
                      herald_error_t *err)
 {
+    return herald_streams_open_as (self, identity, msg, NULL, err);
+}
+
+//  The streams user runs now.
+static size_t
+s_user_streams (herald_streams_t *self, const char *user)
+{
+    size_t count = 0;
+    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
+    for (; stream; stream = (s_stream_t *) zlistx_next (self->streams))
+        count += stream->user && streq (stream->user, user);
+    return count;
+}
+
+//  Keep the owner and what the stream reads.  False when out of memory.
+static bool
+s_stream_own (s_stream_t *stream, const herald_msg_t *msg, const herald_streams_owner_t *owner)
+{
+    const herald_str_t *reads = msg->type == HERALD_MSG_READ? &msg->read.topic
+                                                             : msg->replay.prefixes;
+    size_t count = msg->type == HERALD_MSG_READ? 1: msg->replay.prefix_count;
+    stream->user = strdup (owner->user);
+    stream->key = strdup (owner->key? owner->key: "");
+    stream->reads = (herald_str_t *) calloc (count? count: 1, sizeof (herald_str_t));
+    if (!stream->user || !stream->key || !stream->reads)
+        return false;
+    for (size_t index = 0; index < count; index++) {
+        char *copy = (char *) malloc (reads [index].len + 1);
+        if (!copy)
+            return false;
+        memcpy (copy, reads [index].ptr, reads [index].len);
+        copy [reads [index].len] = 0;
+        stream->reads [stream->read_count++] = (herald_str_t) { copy, reads [index].len };
+    }
+    return true;
+}
+
+herald_err
+herald_streams_open_as (herald_streams_t *self, zframe_t *identity, const herald_msg_t *msg,
+                        const herald_streams_owner_t *owner, herald_error_t *err)
+{
     memset (err, 0, sizeof (*err));
     err->has_rid = true;
     err->rid = msg->rid;
@@ -602,6 +653,13 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
         return herald_error_set (err, HERALD_ERR_OVERLOADED, "",
                                  "%zu streams are running; try again later",
                                  zlistx_size (self->streams));
+    }
+    //  One key must not take every stream the broker runs
+    if (owner && owner->user && owner->max_streams
+    &&  s_user_streams (self, owner->user) >= owner->max_streams) {
+        return herald_error_set (err, HERALD_ERR_OVERLOADED, "",
+                                 "user '%s' runs %zu streams, its limit; try again once one "
+                                 "ends", owner->user, owner->max_streams);
     }
     herald_scan_t *scan;
     uint64_t credit;
@@ -655,6 +713,11 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
     stream->credit = credit;
     stream->idle_since = zclock_mono ();
     stream->handle = zlistx_add_end (self->streams, stream);
+    if (owner && owner->user && !s_stream_own (stream, msg, owner)) {
+        s_stream_remove (self, stream);
+        return herald_error_set (err, HERALD_ERR_OVERLOADED, "",
+                                 "out of memory for a stream; try again later");
+    }
     if (credit == 0) {
         //  No credit yet: look ahead anyway, so an empty stream ENDs now.
         uint64_t seq;
@@ -668,6 +731,53 @@ herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_ms
             s_stream_fail (self, stream);
     }
     return HERALD_OK;
+}
+
+size_t
+herald_streams_take_over (herald_streams_t *self, zframe_t *identity, const char *user)
+{
+    size_t dropped = 0;
+    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
+    while (stream) {
+        s_stream_t *next = (s_stream_t *) zlistx_next (self->streams);
+        if (stream->user && !streq (stream->user, user)
+        &&  zframe_eq (stream->identity, identity)) {
+            herald_log ("warn", "routing id of user '%s' taken over by '%s': its stream "
+                        "rid %" PRIu64 " is dropped", stream->user, user, stream->rid);
+            s_stream_remove (self, stream);
+            self->abandoned++;
+            dropped++;
+        }
+        stream = next;
+    }
+    return dropped;
+}
+
+size_t
+herald_streams_revoke (herald_streams_t *self, herald_streams_allowed_fn *allowed, void *arg,
+                       const char *message)
+{
+    size_t ended = 0;
+    s_stream_t *stream = (s_stream_t *) zlistx_first (self->streams);
+    while (stream) {
+        s_stream_t *next = (s_stream_t *) zlistx_next (self->streams);
+        if (stream->user && !allowed (arg, stream->user, stream->key, stream->is_read,
+                                      stream->reads, stream->read_count)) {
+            herald_error_t err = { .code = HERALD_ERR_UNAUTHORIZED, .has_rid = true,
+                                   .rid = stream->rid };
+            snprintf (err.message, sizeof (err.message), "%s", message);
+            //  A client whose queue is full gets nothing more: the
+            //  stream ends all the same
+            if (herald_reply_error (self->router, stream->identity, &err, &self->buffer) != 0)
+                self->abandoned++;
+            else
+                self->served++;
+            s_stream_remove (self, stream);
+            ended++;
+        }
+        stream = next;
+    }
+    return ended;
 }
 
 bool

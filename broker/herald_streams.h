@@ -41,6 +41,42 @@ herald_err
     herald_streams_open (herald_streams_t *self, zframe_t *identity, const herald_msg_t *msg,
                          herald_error_t *err);
 
+//  Security (issue 14): who opens a stream, so that it stays bound to
+//  that user (SECURITY.md §3.5) and counts against its quota.
+typedef struct {
+    const char *user;               //  User-Id; NULL: security off (no owner)
+    const char *key;                //  the Z85 key it used
+    size_t max_streams;             //  the user's streams at once; 0: no limit
+} herald_streams_owner_t;
+
+//  herald_streams_open on behalf of owner (NULL: none): refused
+//  overloaded when the user runs max_streams already.  What the stream
+//  reads (a REPLAY's prefixes, already narrowed to the user's read set,
+//  or a READ's topic) is kept, for herald_streams_revoke.
+herald_err
+    herald_streams_open_as (herald_streams_t *self, zframe_t *identity, const herald_msg_t *msg,
+                            const herald_streams_owner_t *owner, herald_error_t *err);
+
+//  A request from user on identity's routing id: that routing id's
+//  streams owned by another user (its first owner left, and another key
+//  took the routing id over) are dropped at once, without a word (the
+//  new peer must get nothing of them).  Returns how many.
+size_t
+    herald_streams_take_over (herald_streams_t *self, zframe_t *identity, const char *user);
+
+//  Is what a stream reads still allowed (a reload, an expired key)?
+//  prefixes[0..count) of a REPLAY (count 0: every topic), or the topic
+//  of a READ (is_read, count 1).
+typedef bool (herald_streams_allowed_fn) (void *arg, const char *user, const char *key,
+                                          bool is_read, const herald_str_t *prefixes,
+                                          size_t count);
+
+//  End every owned stream allowed refuses with ERROR unauthorized for its
+//  rid (message says why).  Returns how many.
+size_t
+    herald_streams_revoke (herald_streams_t *self, herald_streams_allowed_fn *allowed,
+                           void *arg, const char *message);
+
 //  Add credit to stream rid of identity.  False when no such stream runs.
 bool
     herald_streams_credit (herald_streams_t *self, zframe_t *identity, uint64_t rid,

@@ -21,6 +21,7 @@
 */
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sysexits.h>
 #include <sys/statvfs.h>
@@ -29,6 +30,17 @@
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
 #define SIGNAL_CHECK_MS 100             //  the longest a signal goes unseen
+
+//  SIGHUP (security on): reload the ACL.  Set by the handler, turned into a
+//  RELOAD message to the broker by the main thread's wait.
+static volatile sig_atomic_t s_hangup = 0;
+
+static void
+s_on_hangup (int signum)
+{
+    (void) signum;
+    s_hangup = 1;
+}
 
 //  A second SIGINT or SIGTERM while stopping: stop at once.  Only
 //  async-signal-safe calls here.
@@ -96,9 +108,34 @@ main (int argc, char **argv)
         herald_config_destroy (&config);
         return 0;
     }
+    //  SIGHUP (security on) is for this thread only: blocked before any
+    //  thread starts (libzmq's, RocksDB's, the broker's), which inherit the
+    //  mask, and taken by the wait below, where it interrupts nothing else.
+    sigset_t hangup_set;
+    sigemptyset (&hangup_set);
+    sigaddset (&hangup_set, SIGHUP);
+    if (herald_config_secure (config))
+        pthread_sigmask (SIG_BLOCK, &hangup_set, NULL);
+    //  Before the first socket: libzmq takes the I/O threads at its start
+    zsys_set_io_threads (herald_config_io_threads (config));
+    //  Security on: the ZAP handler first.  Without it libzmq 4.3.4 would
+    //  admit every key on a CURVE socket, so no handler, no broker.
+    herald_auth_t *auth = NULL;
+    if (herald_config_secure (config)) {
+        auth = herald_auth_new (config, &err);
+        if (!auth) {
+            fprintf (stderr, "heraldd: %s\n", err.message);
+            herald_config_destroy (&config);
+            return 1;
+        }
+        struct sigaction hangup = { .sa_handler = s_on_hangup };
+        sigemptyset (&hangup.sa_mask);
+        sigaction (SIGHUP, &hangup, NULL);
+    }
     zsock_t *router = NULL, *pub = NULL;
     if (herald_broker_bind (config, &router, &pub, &err) != HERALD_OK) {
         fprintf (stderr, "heraldd: %s\n", err.message);
+        herald_auth_destroy (&auth);
         herald_config_destroy (&config);
         return 1;
     }
@@ -109,6 +146,7 @@ main (int argc, char **argv)
     if (s_disk_too_full (config->data_dir)) {
         zsock_destroy (&router);
         zsock_destroy (&pub);
+        herald_auth_destroy (&auth);
         herald_config_destroy (&config);
         return 1;
     }
@@ -132,6 +170,7 @@ main (int argc, char **argv)
                      "--data-dir %s\n", config->data_dir);
         zsock_destroy (&router);
         zsock_destroy (&pub);
+        herald_auth_destroy (&auth);
         herald_config_destroy (&config);
         return 1;
     }
@@ -140,12 +179,20 @@ main (int argc, char **argv)
     //  broker's, the Raft node's, RocksDB's), and then nothing interrupts
     //  this thread's poll: so the wait looks at the flag every
     //  SIGNAL_CHECK_MS (seen: a cluster node that never stopped on SIGTERM).
-    herald_broker_args_t args = { config, store, router, pub };   //  the actor owns the sockets
+    herald_broker_args_t args = { config, store, router, pub, auth };     //  the actor owns them
     zactor_t *broker = zactor_new (herald_broker_actor, &args);
     int status = 0;
     zpoller_t *poller = zpoller_new (broker, NULL);
+    if (auth)
+        pthread_sigmask (SIG_UNBLOCK, &hangup_set, NULL);
     while (!zsys_interrupted) {
         void *which = zpoller_wait (poller, SIGNAL_CHECK_MS);
+        if (s_hangup) {
+            //  The poll was interrupted by SIGHUP, not asked to stop
+            s_hangup = 0;
+            zstr_send (broker, "RELOAD");
+            continue;
+        }
         if (which == broker) {
             char *message = zstr_recv (broker);
             bool fatal = message && streq (message, "FATAL");

@@ -234,7 +234,10 @@ s_welcome (msgpack_packer *pk, const herald_msg_t *self)
            | s_key_uint (pk, "proto", welcome->proto)
            | s_key_str (pk, "node", welcome->node)
            | s_key_uint (pk, "head", welcome->head)
-           | s_key_str (pk, "fanout", welcome->fanout);
+           | s_key (pk, "fanout");
+    //  nil: no fanout this client may use (security: a publish-only key)
+    rc |= welcome->fanout.ptr? s_str (pk, welcome->fanout.ptr, welcome->fanout.len)
+                             : msgpack_pack_nil (pk);
     rc |= s_key (pk, "cluster") | msgpack_pack_array (pk, welcome->cluster_count);
     size_t index;
     for (index = 0; index < welcome->cluster_count; index++)

@@ -9,7 +9,8 @@
     are in herald_cli_stream.c, printing in herald_cli_output.c, the api
     connection in herald_cli_conn.c, inspect in herald_cli_inspect.c, repair
     in herald_cli_repair.c, cluster status in herald_cli_cluster.c, cluster
-    add/remove/transfer in herald_cli_members.c.
+    add/remove/transfer in herald_cli_members.c, keygen and acl check in
+    herald_cli_security.c.
 
     DESIGN (pub)
     Events go out in PUBLISH batches through a window of requests in
@@ -47,6 +48,8 @@ static const char *s_usage =
     "                       is readable and record the loss for agents\n"
     "  cluster status       every node's role, term, head and log digest, compared\n"
     "  cluster add|remove|transfer  change a cluster's members, move its leadership\n"
+    "  keygen NAME          make a CURVE keypair (NAME.key, NAME.key_secret)\n"
+    "  acl check FILE       check an ACL file offline and print it normalised\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
@@ -851,6 +854,12 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "cluster") == 0)
         rc = herald_cli_cluster (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "keygen") == 0)
+        rc = herald_cli_keygen (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "acl") == 0)
+        rc = herald_cli_acl (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

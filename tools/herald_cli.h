@@ -10,6 +10,7 @@
     tools/herald_cli_time.c   the times people type and read (RFC 3339, -1h)
     tools/herald_cli_check.c  what is refused before a request is sent
     tools/herald_cli_cluster.c  cluster status: every node's STATUS, compared
+    tools/herald_cli_security.c keygen and acl check (offline)
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -231,6 +232,11 @@ void herald_cli_members_usage (FILE *out);
 //  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
 //  its loss; returns the exit status.
 int herald_cli_repair (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  herald keygen, herald acl check (herald_cli_security.c): CURVE key files
+//  and the ACL file, offline; return the exit status.
+int herald_cli_keygen (herald_cli_opts_t *opts, int argc, char **argv);
+int herald_cli_acl (herald_cli_opts_t *opts, int argc, char **argv);
 
 //  ---------------------------------------------------------------------
 //  Option helpers shared by the commands (defined in herald.c).
