@@ -49,6 +49,7 @@ typedef struct {
     uint64_t replay_events;
     bool skip_raw;
     bool skip_broker;
+    bool replay_only;                   //  the broker's catch-up cases alone (profiling)
 } s_config_t;
 
 static bool s_failed;
@@ -475,6 +476,27 @@ s_start (bb_broker_t *broker, const char *tag, const char *durability, bool curv
     return -1;
 }
 
+//  CPU seconds (user + system) process pid has used, from /proc; 0 if
+//  unreadable.
+static double
+s_proc_cpu (pid_t pid)
+{
+    char path [64], text [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return 0;
+    size_t size = fread (text, 1, sizeof text - 1, file);
+    fclose (file);
+    text [size] = 0;
+    char *after = strrchr (text, ')');          //  the command may hold spaces
+    unsigned long utime = 0, stime = 0;
+    if (!after || sscanf (after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                          &utime, &stime) != 2)
+        return 0;
+    return (double) (utime + stime) / (double) sysconf (_SC_CLK_TCK);
+}
+
 //  REPLAY seqs 1..to from a fresh connection, credit 1,000,000 refilled,
 //  every envelope of every frame walked.  Returns events/s or -1.
 static double
@@ -583,6 +605,7 @@ typedef struct {
     double publish [2];                 //  sync, async
     double fanout [2];                  //  1, 8 subscribers
     double replay [2][S_ROUNDS_MAX];    //  unpacked, packed
+    double replay_cpu [2][S_ROUNDS_MAX];//  the broker's CPU us per event
     uint64_t replay_frames [2];
     double handshakes;
     uint64_t replayed;
@@ -597,6 +620,8 @@ s_run_broker (const s_config_t *config, bool curve, s_broker_figures_t *out)
         bb_broker_t broker;
         snprintf (tag, sizeof tag, "%s-%s", kind, sync? "sync": "async");
         out->publish [!sync] = -1;
+        if (sync && config->replay_only)
+            continue;
         if (s_start (&broker, tag, sync? "sync": "async", curve))
             continue;
         bb_result_t result;
@@ -611,7 +636,7 @@ s_run_broker (const s_config_t *config, bool curve, s_broker_figures_t *out)
         }
         //  The async broker goes on: fanout, the replay log, handshakes
         static const int fans [2] = { 1, 8 };
-        for (int f = 0; f < 2 && !bb_interrupted; f++) {
+        for (int f = 0; f < 2 && !bb_interrupted && !config->replay_only; f++) {
             bb_fan_result_t fan;
             out->fanout [f] = bb_fanout (&broker, fans [f], config->seconds, 0, &fan) == 0
                             ? fan.rate: -1;
@@ -629,8 +654,11 @@ s_run_broker (const s_config_t *config, bool curve, s_broker_figures_t *out)
         for (int round = 0; round < config->rounds && !bb_interrupted; round++)
             for (int pack = 0; pack < 2; pack++) {
                 uint64_t events = 0;
+                double cpu = s_proc_cpu (broker.proc->pid);
                 out->replay [pack][round] = s_replay (&broker, pack, to, &events,
                                                       &out->replay_frames [pack]);
+                out->replay_cpu [pack][round] = events
+                    ? (s_proc_cpu (broker.proc->pid) - cpu) * 1e6 / (double) events: 0;
                 if (events != to)
                     bb_problem ("%s REPLAY (pack %d) sent %" PRIu64 " of %" PRIu64 " events",
                                 kind, pack, events, to);
@@ -638,7 +666,7 @@ s_run_broker (const s_config_t *config, bool curve, s_broker_figures_t *out)
                          "(%" PRIu64 " frames)\n", kind, pack? "packed": "unpacked",
                          round + 1, out->replay [pack][round], out->replay_frames [pack]);
             }
-        out->handshakes = s_handshakes (&broker, config->seconds);
+        out->handshakes = config->replay_only? 0: s_handshakes (&broker, config->seconds);
         fprintf (stderr, "curve_bench: %s handshakes: %.0f /s\n", kind, out->handshakes);
         bb_broker_stop (&broker);
     }
@@ -675,7 +703,7 @@ s_usage (FILE *out)
 {
     fprintf (out,
         "usage: curve_bench [--seconds S] [--rounds N] [--replay-events N] [--quick]\n"
-        "                   [--no-raw] [--no-broker] [--heraldd PATH]\n"
+        "                   [--no-raw] [--no-broker] [--replay-only] [--heraldd PATH]\n"
         "Publish, fanout, catch-up REPLAY (unpacked and packed) and handshakes of the real\n"
         "heraldd, each without and with CURVE, beside raw libzmq NULL/CURVE figures.\n");
 }
@@ -691,6 +719,7 @@ main (int argc, char *argv [])
         { "quick", no_argument, NULL, 'q' },
         { "no-raw", no_argument, NULL, 'R' },
         { "no-broker", no_argument, NULL, 'B' },
+        { "replay-only", no_argument, NULL, 'P' },
         { "heraldd", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -705,6 +734,7 @@ main (int argc, char *argv [])
                       config.replay_events = 100000; break;
             case 'R': config.skip_raw = true; break;
             case 'B': config.skip_broker = true; break;
+            case 'P': config.replay_only = true; config.skip_raw = true; break;
             case 'H': bb_heraldd = optarg; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 1;
@@ -755,24 +785,26 @@ main (int argc, char *argv [])
                figures [1].fanout [0]);
         s_row ("fanout to 8 SUB (events delivered, all)", figures [0].fanout [1],
                figures [1].fanout [1]);
-        double unpacked [2], packed [2];
+        double unpacked [2], packed [2], cpu [2][2];
         for (int c = 0; c < 2; c++) {
             unpacked [c] = s_median (figures [c].replay [0], config.rounds);
             packed [c] = s_median (figures [c].replay [1], config.rounds);
+            for (int p = 0; p < 2; p++)
+                cpu [c][p] = s_median (figures [c].replay_cpu [p], config.rounds);
         }
         char name [64];
         snprintf (name, sizeof name, "catch-up REPLAY %" PRIu64 " ev, unpacked",
                   figures [0].replayed);
         s_row_t *row = s_row (name, unpacked [0], unpacked [1]);
         if (row)
-            snprintf (row->note, sizeof row->note, "%" PRIu64 " frames",
-                      figures [0].replay_frames [0]);
+            snprintf (row->note, sizeof row->note, "%" PRIu64 " frames; broker CPU %.2f -> "
+                      "%.2f us/ev", figures [0].replay_frames [0], cpu [0][0], cpu [1][0]);
         snprintf (name, sizeof name, "catch-up REPLAY %" PRIu64 " ev, pack: true",
                   figures [0].replayed);
         row = s_row (name, packed [0], packed [1]);
         if (row)
-            snprintf (row->note, sizeof row->note, "%" PRIu64 " frames",
-                      figures [0].replay_frames [1]);
+            snprintf (row->note, sizeof row->note, "%" PRIu64 " frames; broker CPU %.2f -> "
+                      "%.2f us/ev", figures [0].replay_frames [1], cpu [0][1], cpu [1][1]);
         row = s_row ("catch-up: CURVE packed vs plaintext unpacked", unpacked [0], packed [1]);
         if (row)
             snprintf (row->note, sizeof row->note, "the goal: >= 50 %%");
