@@ -55,7 +55,7 @@
 #define TRIM_EVERY_MS       10000       //  at most one malloc_trim per this
 //  With pack, envelopes are gathered into frames of up to this many bytes.
 //  CURVE costs ~0.5-0.9 us per frame and ~1-1.5 ns per byte (SECURITY.md
-//  1.4): at 64 KiB the per-frame part is under 1 % of the per-byte part,
+//  1.4): at 64 KiB the per-frame part is about 1 % of the per-byte part,
 //  while a frame stays well below the memory a client may hold
 //  (--client-max-bytes, checked with the pack counted) and small enough
 //  for a client to copy the events out without a noticeable pause.
