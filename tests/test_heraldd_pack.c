@@ -645,3 +645,60 @@ Test (heraldd_pack, agent_works_with_a_broker_that_packs_and_one_that_ignores_pa
     s_got_fini (&topic_b);
     s_got_fini (&pk);
 }
+
+//  Run the CLI with args (a shell word list of safe words) and return its
+//  stdout (caller frees); the exit status must be 0.
+static char *
+s_cli (const char *endpoint, const char *args)
+{
+    char *herald = tu_build_program ("tools/herald");
+    cr_assert_not_null (herald, "tools/herald is not built");
+    char command [1024];
+    snprintf (command, sizeof command, "%s --endpoint %s %s", herald, endpoint, args);
+    free (herald);
+    FILE *pipe = popen (command, "r");
+    cr_assert_not_null (pipe);
+    size_t size = 0, cap = 1 << 20;
+    char *out = calloc (1, cap);
+    cr_assert_not_null (out);
+    size_t got;
+    while ((got = fread (out + size, 1, cap - 1 - size, pipe)) > 0) {
+        size += got;
+        cr_assert_lt (size, cap - 1, "more output than expected");
+    }
+    cr_assert_eq (pclose (pipe), 0, "%s failed", command);
+    return out;
+}
+
+//  The CLI asks for pack: its replay and read print the same lines from a
+//  broker that packs and from one that ignores the key (through the
+//  stripping relay), with credits smaller than a frame's events.
+Test (heraldd_pack, cli_prints_the_same_from_a_broker_that_ignores_pack)
+{
+    bt_start ();
+    zsock_t *client = bt_client ();
+    s_publish (client, 700, 0);
+    s_relay_t *relay = bt_calloc (1, sizeof *relay);
+    snprintf (relay->backend, sizeof relay->backend, "%s", bt_broker->api);
+    relay->strip = true;
+    zactor_t *actor = zactor_new (s_relay_actor, relay);
+    cr_assert_not_null (actor);
+    const char *cases [] = { "replay --credit 7", "replay --prefix pk. --from 3 --to 650",
+                             "read pk.b", "replay --max 300" };
+    for (size_t index = 0; index < sizeof cases / sizeof cases [0]; index++) {
+        size_t frames = atomic_load (&relay->frames);
+        char *packed = s_cli (bt_broker->api, cases [index]);
+        char *plain = s_cli (relay->endpoint, cases [index]);
+        cr_assert_gt (strlen (plain), 1000, "%s: printed %zu bytes", cases [index],
+                      strlen (plain));
+        cr_assert_str_eq (packed, plain, "%s: the outputs differ", cases [index]);
+        cr_assert_gt (atomic_load (&relay->frames), frames, "%s went past the relay",
+                      cases [index]);
+        free (packed);
+        free (plain);
+    }
+    cr_assert_geq (atomic_load (&relay->asked), 4, "the CLI asked for pack %zu times",
+                   atomic_load (&relay->asked));
+    cr_assert_eq (atomic_load (&relay->frames), atomic_load (&relay->envelopes));
+    zactor_destroy (&actor);
+}
