@@ -250,26 +250,38 @@ s_stream (herald_agent_t *agent, herald_msg_t *request, herald_handler_fn *handl
         zmsg_next (msg);
         zframe_t *frame;
         while (rc == HERALD_OK && (frame = zmsg_next (msg))) {
-            herald_event_t event;
-            herald_error_t err;
-            msgpack_zone_clear (&event_zone);
-            if (herald_event_decode (&event, zframe_data (frame), zframe_size (frame),
-                                     &event_zone, &err) != HERALD_OK) {
-                rc = herald_agent_set_error (HERALD_ERR_CORRUPT, "an event from the broker "
-                                             "does not decode: %s: %s", err.field, err.message);
-                break;
-            }
-            herald_delivery_t view;
-            herald_agent_view (&view, &event, zframe_data (frame), zframe_size (frame));
-            int verdict = handler (&view, arg);
-            if (verdict != HERALD_OK)
-                rc = herald_agent_set_error ((herald_err) verdict, "the handler returned %d",
-                                             verdict);
-            if (++handed % (CREDIT / 2) == 0) {
-                herald_msg_t credit = { .type = HERALD_MSG_CREDIT, .has_rid = true,
-                                        .rid = request->rid };
-                credit.credit.credit = CREDIT / 2;
-                s_send (&conn, &credit);
+            //  One envelope, or several back to back (we ask for `pack`;
+            //  a broker that ignores it sends one per frame)
+            size_t offset = 0, len;
+            const uint8_t *envelope;
+            int more;
+            while (rc == HERALD_OK
+               &&  (more = herald_msg_events_next (zframe_data (frame), zframe_size (frame),
+                                                   &offset, &envelope, &len)) != 0) {
+                herald_event_t event;
+                herald_error_t err;
+                msgpack_zone_clear (&event_zone);
+                if (more < 0
+                ||  herald_event_decode (&event, envelope, len, &event_zone, &err) != HERALD_OK) {
+                    rc = herald_agent_set_error (HERALD_ERR_CORRUPT, "an event from the broker "
+                                                 "does not decode: %s: %s",
+                                                 more < 0? "frame": err.field,
+                                                 more < 0? "not MessagePack": err.message);
+                    break;
+                }
+                herald_delivery_t view;
+                herald_agent_view (&view, &event, envelope, len);
+                int verdict = handler (&view, arg);
+                if (verdict != HERALD_OK)
+                    rc = herald_agent_set_error ((herald_err) verdict,
+                                                 "the handler returned %d", verdict);
+                //  Credit counts events, however they are framed
+                if (++handed % (CREDIT / 2) == 0) {
+                    herald_msg_t credit = { .type = HERALD_MSG_CREDIT, .has_rid = true,
+                                            .rid = request->rid };
+                    credit.credit.credit = CREDIT / 2;
+                    s_send (&conn, &credit);
+                }
             }
         }
         zmsg_destroy (&msg);
@@ -297,6 +309,7 @@ herald_agent_read (herald_agent_t *self, const char *topic, uint64_t from_ver,
     request.read.has_to_ver = to_ver != 0;
     request.read.to_ver = to_ver;
     request.read.credit = CREDIT;
+    request.read.pack = true;       //  fewer frames: much cheaper under CURVE
     return s_stream (self, &request, handler, arg, timeout_ms, NULL);
 }
 
@@ -331,6 +344,7 @@ herald_agent_replay (herald_agent_t *self, const herald_range_t *range,
     request.replay.prefixes = prefixes;
     request.replay.prefix_count = count;
     request.replay.credit = CREDIT;
+    request.replay.pack = true;
     return s_stream (self, &request, handler, arg, timeout_ms, last);
 }
 

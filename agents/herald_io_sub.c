@@ -198,6 +198,7 @@ s_start_replay (herald_io_t *io, herald_io_sub_t *self)
     msg.replay.has_from = true;
     msg.replay.from = self->examined + 1;
     msg.replay.credit = HERALD_IO_CREDIT;
+    msg.replay.pack = true;         //  fewer frames: much cheaper under CURVE
     herald_str_t prefixes [HERALD_PREFIXES_MAX];
     for (size_t index = 0; index < self->sub->prefix_count && index < HERALD_PREFIXES_MAX; index++)
         prefixes [index] = (herald_str_t) { self->sub->prefixes [index],
@@ -389,20 +390,36 @@ herald_io_sub_events (herald_io_t *io, herald_io_sub_t *self, zmsg_t *msg)
     self->activity = herald_agent_now_ms ();
     zframe_t *frame;
     while ((frame = zmsg_pop (msg))) {
-        if (self->credit_left)
-            self->credit_left--;
-        const char *topic;
-        size_t topic_len;
-        uint64_t seq, ver, ts;
-        if (self->state != HERALD_IO_REPLAYING
-        ||  !herald_event_peek (zframe_data (frame), zframe_size (frame), &topic, &topic_len,
-                                &seq, &ver, &ts)
-        ||  seq <= self->forwarded
-        ||  !herald_agent_sub_matches (self->sub, topic, topic_len)) {
-            zframe_destroy (&frame);
-            continue;
+        //  One envelope per frame, or several back to back (we ask for
+        //  `pack`; a broker that ignores it sends one): each is an event,
+        //  and spends one credit
+        const uint8_t *data = zframe_data (frame);
+        size_t size = zframe_size (frame), offset = 0, len;
+        const uint8_t *envelope;
+        int rc;
+        while ((rc = herald_msg_events_next (data, size, &offset, &envelope, &len)) == 1) {
+            bool whole = envelope == data && len == size;   //  not packed
+            if (self->credit_left)
+                self->credit_left--;
+            const char *topic;
+            size_t topic_len;
+            uint64_t seq, ver, ts;
+            if (self->state != HERALD_IO_REPLAYING
+            ||  !herald_event_peek (envelope, len, &topic, &topic_len, &seq, &ver, &ts)
+            ||  seq <= self->forwarded
+            ||  !herald_agent_sub_matches (self->sub, topic, topic_len))
+                continue;
+            //  An unpacked frame is forwarded as it is; a packed one's
+            //  envelopes are copied out
+            zframe_t *event = whole? frame: zframe_new (envelope, len);
+            if (whole)
+                frame = NULL;
+            if (event)
+                s_forward (io, self, seq, event);
         }
-        s_forward (io, self, seq, frame);
+        if (rc < 0 && self->credit_left)
+            self->credit_left--;    //  unreadable: as before, one event spent
+        zframe_destroy (&frame);
     }
 }
 

@@ -122,6 +122,10 @@ extern const char *bb_heraldd;          //  --heraldd, or NULL: look for it
 extern char bb_base [PATH_MAX];         //  the run's temp dir
 extern char bb_problems [4096];         //  broker problems seen, one a line
 
+//  Called on every client socket these helpers make, before it connects
+//  (curve_bench sets the CURVE keys there); NULL: none.
+extern void (*bb_socket_hook) (zsock_t *sock);
+
 //  Note a broker problem for the report's end.
 void
     bb_problem (const char *format, ...) __attribute__ ((format (printf, 1, 2)));

@@ -64,6 +64,8 @@ s_broker_log_tail (const bb_broker_t *self)
 
 //  Start heraldd with a fresh data dir (durability as given) and wait until
 //  it answers STATUS.  Returns 0, or -1 after printing why (then reaped).
+void (*bb_socket_hook) (zsock_t *sock);
+
 int
 bb_broker_start (bb_broker_t *self, const char *tag, const char *durability)
 {
@@ -199,9 +201,15 @@ static void *
 s_publisher (void *args)
 {
     s_publisher_t *self = (s_publisher_t *) args;
-    zsock_t *dealer = zsock_new_dealer (self->api);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer)
         return NULL;
+    if (bb_socket_hook)
+        bb_socket_hook (dealer);
+    if (zsock_connect (dealer, "%s", self->api) != 0) {
+        zsock_destroy (&dealer);
+        return NULL;
+    }
     //  Connected; every publisher starts at the same moment, self->start,
     //  set before the thread was created
     double wait = self->start - bench_now ();
@@ -358,6 +366,8 @@ s_subscriber (void *args)
     zsock_t *sub = zsock_new (ZMQ_SUB);
     if (!sub)
         return NULL;
+    if (bb_socket_hook)
+        bb_socket_hook (sub);
     zsock_set_rcvhwm (sub, 100000);
     zsock_set_rcvtimeo (sub, 50);
     zsock_set_subscribe (sub, "bench.");
@@ -494,6 +504,8 @@ bb_replay (const bb_broker_t *broker, uint64_t rid, double timeout, uint64_t *ev
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer)
         return -1;
+    if (bb_socket_hook)
+        bb_socket_hook (dealer);
     zsock_set_rcvhwm (dealer, 100000);     //  before connecting, to apply
     if (zsock_connect (dealer, "%s", broker->proc->api) != 0) {
         zsock_destroy (&dealer);

@@ -148,6 +148,19 @@ s_credit (const msgpack_object *value, bool required, uint64_t *credit,
     return rc;
 }
 
+//  An optional bool (absent or nil: false).
+static herald_err
+s_bool (const msgpack_object *value, const char *name, bool *out, herald_error_t *err)
+{
+    *out = false;
+    if (s_absent (value))
+        return HERALD_OK;
+    if (value->type != MSGPACK_OBJECT_BOOLEAN)
+        return herald_error_set (err, HERALD_ERR_BAD_REQUEST, name, "must be a bool");
+    *out = value->via.boolean;
+    return HERALD_OK;
+}
+
 //  A required array; *items points at its elements.
 static herald_err
 s_array (const msgpack_object *value, const char *name, const msgpack_object **items,
@@ -481,9 +494,9 @@ s_decode_replay (herald_msg_t *self, const msgpack_object *root, msgpack_zone *z
 {
     herald_field_t fields [] = {
         { "rid" }, { "from" }, { "from_ts" }, { "to" }, { "until_ts" },
-        { "prefixes" }, { "credit" }
+        { "prefixes" }, { "credit" }, { "pack" }
     };
-    herald_err rc = herald_event_fields (root, fields, 7, zone, "", err);
+    herald_err rc = herald_event_fields (root, fields, 8, zone, "", err);
     if (rc || (rc = s_require_rid (self, fields [0].value, err)))
         return rc;
     __typeof__ (self->replay) *replay = &self->replay;
@@ -511,6 +524,8 @@ s_decode_replay (herald_msg_t *self, const msgpack_object *root, msgpack_zone *z
                            HERALD_TOPIC_MAX, zone, &replay->prefixes,
                            &replay->prefix_count, err)))
         return rc;
+    if ((rc = s_bool (fields [7].value, "pack", &replay->pack, err)))
+        return rc;
     return s_credit (fields [6].value, false, &replay->credit, err);
 }
 
@@ -519,9 +534,9 @@ s_decode_read (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zon
                herald_error_t *err)
 {
     herald_field_t fields [] = {
-        { "rid" }, { "topic" }, { "from_ver" }, { "to_ver" }, { "credit" }
+        { "rid" }, { "topic" }, { "from_ver" }, { "to_ver" }, { "credit" }, { "pack" }
     };
-    herald_err rc = herald_event_fields (root, fields, 5, zone, "", err);
+    herald_err rc = herald_event_fields (root, fields, 6, zone, "", err);
     if (rc || (rc = s_require_rid (self, fields [0].value, err)))
         return rc;
     __typeof__ (self->read) *read = &self->read;
@@ -546,6 +561,8 @@ s_decode_read (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zon
         return herald_error_set (err, HERALD_ERR_BAD_REQUEST, "from_ver", "must be >= 1");
     if (read->has_to_ver && read->to_ver < read->from_ver)
         return herald_error_set (err, HERALD_ERR_BAD_REQUEST, "to_ver", "less than from_ver");
+    if ((rc = s_bool (fields [5].value, "pack", &read->pack, err)))
+        return rc;
     return s_credit (fields [4].value, false, &read->credit, err);
 }
 
@@ -877,4 +894,22 @@ herald_msg_decode (herald_msg_t *self, herald_msg_type_t type,
             break;
     }
     return rc;
+}
+
+int
+herald_msg_events_next (const void *frame, size_t size, size_t *offset,
+                        const uint8_t **envelope, size_t *envelope_len)
+{
+    if (!frame || size == 0)
+        return -1;
+    if (*offset >= size)
+        return 0;
+    size_t start = *offset;
+    if (!herald_event_skip (frame, size, offset)) {
+        *offset = start;
+        return -1;
+    }
+    *envelope = (const uint8_t *) frame + start;
+    *envelope_len = *offset - start;
+    return 1;
 }

@@ -104,6 +104,7 @@ typedef struct {
             herald_str_t *prefixes;
             size_t prefix_count;
             uint64_t credit;        //  default and cap applied by decode
+            bool pack;              //  packed EVENTS frames (an addition)
         } replay;
         struct {
             herald_str_t topic;
@@ -111,6 +112,7 @@ typedef struct {
             bool has_to_ver;
             uint64_t to_ver;
             uint64_t credit;
+            bool pack;              //  packed EVENTS frames (an addition)
         } read;
         struct {
             uint64_t credit;        //  cap applied by decode
@@ -220,6 +222,17 @@ int
 //  what a Raft entry carries).  Returns msgpack-c's OR-ed write results.
 int
     herald_msg_pack_publisher_event (msgpack_packer *pk, const herald_event_t *event);
+
+//  Packed EVENTS (an addition to HWP/1: `pack: true` on REPLAY and READ).
+//  An EVENTS frame after {rid} holds one stored envelope, or with pack
+//  several back to back; this walks either.  Call with *offset 0 first:
+//  returns 1 with envelope[0..*envelope_len) the next one and *offset past
+//  it, 0 at the end of the frame, -1 when the rest is not one or more
+//  complete MessagePack objects (an empty frame included: a frame holds
+//  at least one event).  Never reads outside frame[0..size).
+int
+    herald_msg_events_next (const void *frame, size_t size, size_t *offset,
+                            const uint8_t **envelope, size_t *envelope_len);
 
 //  Append an ERROR body built from a decoder's err (rid nil unless
 //  err->has_rid).  Returns 0, or -1 if out of memory.

@@ -96,7 +96,7 @@ s_replay (msgpack_packer *pk, const herald_msg_t *self)
 {
     const __typeof__ (self->replay) *replay = &self->replay;
     size_t keys = 2 + replay->has_from + replay->has_from_ts + replay->has_to
-                + replay->has_until_ts + (replay->prefix_count > 0);
+                + replay->has_until_ts + (replay->prefix_count > 0) + replay->pack;
     int rc = msgpack_pack_map (pk, keys) | s_rid (pk, self);
     if (replay->has_from)
         rc |= s_key_uint (pk, "from", replay->from);
@@ -112,6 +112,9 @@ s_replay (msgpack_packer *pk, const herald_msg_t *self)
         for (index = 0; index < replay->prefix_count; index++)
             rc |= s_str (pk, replay->prefixes [index].ptr, replay->prefixes [index].len);
     }
+    //  `pack` only when asked: a request without it is byte for byte today's
+    if (replay->pack)
+        rc |= s_key (pk, "pack") | msgpack_pack_true (pk);
     return rc | s_key_uint (pk, "credit", replay->credit);
 }
 
@@ -120,13 +123,15 @@ static int
 s_read (msgpack_packer *pk, const herald_msg_t *self)
 {
     const __typeof__ (self->read) *read = &self->read;
-    size_t keys = 3 + (read->from_ver != 0) + read->has_to_ver;
+    size_t keys = 3 + (read->from_ver != 0) + read->has_to_ver + read->pack;
     int rc = msgpack_pack_map (pk, keys) | s_rid (pk, self);
     rc |= s_key_str (pk, "topic", read->topic);
     if (read->from_ver)
         rc |= s_key_uint (pk, "from_ver", read->from_ver);
     if (read->has_to_ver)
         rc |= s_key_uint (pk, "to_ver", read->to_ver);
+    if (read->pack)
+        rc |= s_key (pk, "pack") | msgpack_pack_true (pk);
     return rc | s_key_uint (pk, "credit", read->credit);
 }
 

@@ -4,11 +4,21 @@
     The first byte picks the type (ACK..$hb); the rest is the body.
     Decoding must return cleanly; a reply that decodes must encode again,
     and that body must decode to the same type and rid.
+
+    The rest is also read as an EVENTS frame, packed or not (`pack`):
+    herald_msg_events_next must end cleanly, every envelope it gives must
+    lie inside the frame, right after the one before, and decode (or fail)
+    cleanly as an event; when the walk ends without error the envelopes
+    tile the frame exactly.
     =========================================================================
 */
 
 #include <stdlib.h>
 #include "herald_msg.h"
+
+//  Walk frame[0..size) as an EVENTS frame, as the clients do.
+static void
+s_check_frame (const uint8_t *frame, size_t size, msgpack_zone *zone);
 
 static void
 s_check (bool condition)
@@ -42,6 +52,35 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     }
     else
         s_check (err.code == rc);
+    s_check_frame (data + 1, size - 1, &zone);
     msgpack_zone_destroy (&zone);
     return 0;
+}
+
+static void
+s_check_frame (const uint8_t *frame, size_t size, msgpack_zone *zone)
+{
+    size_t offset = 0, covered = 0, len, count = 0;
+    const uint8_t *envelope;
+    int rc;
+    while ((rc = herald_msg_events_next (frame, size, &offset, &envelope, &len)) == 1) {
+        s_check (envelope == frame + covered && len > 0 && covered + len == offset);
+        s_check (offset <= size);
+        covered = offset;
+        s_check (++count <= size);          //  each takes a byte at least: it ends
+        herald_event_t event;
+        herald_error_t err;
+        msgpack_zone_clear (zone);
+        herald_err decoded = herald_event_decode (&event, envelope, len, zone, &err);
+        s_check (decoded == HERALD_OK || err.code == decoded);
+    }
+    s_check (rc == 0 || rc == -1);
+    s_check (offset == covered);            //  a failed step leaves offset where it was
+    if (rc == 0)
+        s_check (covered == size && size > 0);
+    else
+        s_check (size == 0 || covered < size);
+    //  The end stays the end
+    if (rc == 0)
+        s_check (herald_msg_events_next (frame, size, &offset, &envelope, &len) == 0);
 }

@@ -44,6 +44,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_check (again.rid == msg.rid);
         if (type == HERALD_MSG_PUBLISH)
             s_check (again.publish.count == msg.publish.count);
+        if (type == HERALD_MSG_REPLAY)
+            s_check (again.replay.pack == msg.replay.pack
+                  && again.replay.credit == msg.replay.credit);
+        if (type == HERALD_MSG_READ)
+            s_check (again.read.pack == msg.read.pack && again.read.credit == msg.read.credit);
     }
     else {
         s_check (err.code == rc);
