@@ -8,12 +8,16 @@
     herald_store_install checks seq = head + 1, ver, ts, id) and its
     events are given back as CREDIT, so at most CREDIT events are in
     flight and memory stays bounded whatever the gap.  A peer silent for
-    CATCHUP_IDLE_MS is given up (the caller tries another).  Installed
+    CATCHUP_IDLE_MS is given up (the caller tries another); one whose
+    port refuses the connection (a node that is down) at once, as the
+    socket's monitor tells, so that a restore tried against the members
+    that are down costs nothing per dead member.  Installed
     batches stay installed: a later run resumes from the new head.
     =========================================================================
 */
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include "herald_catchup.h"
 
 #define CREDIT              2000
@@ -75,6 +79,43 @@ herald_catchup_apply_key (zsock_t *dealer)
     }
 }
 
+//  Watch dealer's connection: a PAIR reading its monitor (connected and
+//  refused), or NULL when it cannot be set up (then only the idle limit
+//  ends a wait).
+static zsock_t *
+s_watch (zsock_t *dealer)
+{
+    static atomic_uint_fast64_t watches;
+    char endpoint [96];
+    snprintf (endpoint, sizeof (endpoint), "inproc://herald-catchup-%d-%" PRIu64,
+              (int) getpid (), (uint64_t) atomic_fetch_add (&watches, 1));
+    if (zmq_socket_monitor (zsock_resolve (dealer), endpoint,
+                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0)
+        return NULL;
+    zsock_t *watch = zsock_new (ZMQ_PAIR);
+    if (watch && zsock_connect (watch, "%s", endpoint) != 0)
+        zsock_destroy (&watch);
+    if (!watch)
+        zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+    return watch;
+}
+
+//  The event the monitor sent (ZMQ_EVENT_...), 0 when unreadable.
+static int
+s_watch_event (zsock_t *watch)
+{
+    zmsg_t *msg = zmsg_recv (watch);
+    zframe_t *frame = msg? zmsg_first (msg): NULL;
+    int event = 0;
+    if (frame && zframe_size (frame) >= 2) {
+        uint16_t value;
+        memcpy (&value, zframe_data (frame), 2);
+        event = value;
+    }
+    zmsg_destroy (&msg);
+    return event;
+}
+
 herald_err
 herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
                     herald_catchup_fn *installed, void *arg, herald_error_t *err)
@@ -87,7 +128,12 @@ herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
         return herald_error_set (err, HERALD_ERR_IO, "catchup", "cannot open a socket");
     zsock_set_linger (dealer, 0);
     herald_catchup_apply_key (dealer);      //  security on: the cluster's key
+    zsock_t *watch = s_watch (dealer);
+    bool connected = false;
     if (zsock_connect (dealer, "%s", api) != 0) {
+        if (watch)
+            zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+        zsock_destroy (&watch);
         zsock_destroy (&dealer);
         return herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
                                  "cannot connect to %s", api);
@@ -107,10 +153,24 @@ herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
                                "cannot send REPLAY to %s", api);
     bool ended = false;
     while (rc == HERALD_OK && !ended) {
-        zmq_pollitem_t item = { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 };
-        int ready = zmq_poll (&item, 1, CATCHUP_IDLE_MS);
+        zmq_pollitem_t items [2] = { { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 },
+                                     { watch? zsock_resolve (watch): NULL, 0, ZMQ_POLLIN, 0 } };
+        int ready = zmq_poll (items, watch? 2: 1, CATCHUP_IDLE_MS);
         if (ready < 0 && zmq_errno () == EINTR)
             continue;
+        if (ready > 0 && watch && (items [1].revents & ZMQ_POLLIN)) {
+            int event = s_watch_event (watch);
+            if (event == ZMQ_EVENT_CONNECTED)
+                connected = true;
+            else
+            if (event == ZMQ_EVENT_CONNECT_RETRIED && !connected) {
+                rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
+                                       "nothing listens at %s (connection refused)", api);
+                break;
+            }
+            if (!(items [0].revents & ZMQ_POLLIN))
+                continue;
+        }
         if (ready <= 0) {
             rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
                                    "%s sent nothing for %d ms (head %" PRIu64 ", want %"
@@ -172,6 +232,9 @@ herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
         zmsg_destroy (&msg);
     }
     msgpack_sbuffer_destroy (&body);
+    if (watch)
+        zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+    zsock_destroy (&watch);
     zsock_destroy (&dealer);
     if (rc == HERALD_OK && herald_store_head (store) < to)
         rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",

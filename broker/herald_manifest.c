@@ -133,9 +133,23 @@ herald_manifest_decode (herald_manifest_t *self, const void *bytes, size_t len,
     return rc;
 }
 
+//  Add api to sources unless it is there already or is this node's own:
+//  a source that cannot serve costs up to the catch-up's idle limit, and
+//  the manifest's peer list names this node and the maker again.
+static void
+s_add_source (const char **sources, size_t *count, const char *api, const char *own_api)
+{
+    if (!api || !*api || (own_api && streq (api, own_api)))
+        return;
+    for (size_t at = 0; at < *count; at++)
+        if (streq (sources [at], api))
+            return;
+    sources [(*count)++] = api;
+}
+
 herald_err
 herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
-                         const char *const *apis, size_t count,
+                         const char *own_api, const char *const *apis, size_t count,
                          herald_catchup_fn *installed, void *arg, herald_error_t *err)
 {
     uint64_t head = herald_store_head (store);
@@ -152,11 +166,18 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
         const char *sources [1 + HERALD_MANIFEST_APIS + 16];
         size_t sources_count = 0;
         if (self->api [0])
-            sources [sources_count++] = self->api;
+            s_add_source (sources, &sources_count, self->api, own_api);
         for (size_t at = 0; at < self->api_count; at++)
-            sources [sources_count++] = self->apis [at];
+            s_add_source (sources, &sources_count, self->apis [at], own_api);
         for (size_t at = 0; at < count && at < 16; at++)
-            sources [sources_count++] = apis [at];
+            s_add_source (sources, &sources_count, apis [at], own_api);
+        //  Said before and after: a node restarted in the middle of a
+        //  catch-up does this before it serves, and its silence then
+        //  must be explained by its log
+        herald_log ("info", "raft: the store is behind the snapshot at index %" PRIu64
+                    " (head %" PRIu64 ", the snapshot's %" PRIu64 "): copying the events "
+                    "from %zu peer(s)", self->index, head, self->head, sources_count);
+        int64_t started = zclock_mono ();
         herald_err rc = HERALD_ERR_UNAVAILABLE;
         herald_error_t tried = { 0 };
         for (size_t at = 0; at < sources_count && rc != HERALD_OK; at++) {
@@ -173,6 +194,9 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
                 return rc;              //  the store failed
             }
         }
+        if (rc == HERALD_OK)
+            herald_log ("info", "raft: copied events %" PRIu64 "..%" PRIu64 " in %.1f s",
+                        head + 1, self->head, (double) (zclock_mono () - started) / 1000.0);
         if (rc != HERALD_OK)
             return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
                                      "cannot catch up to seq %" PRIu64 " from any of %zu "

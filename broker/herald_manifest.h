@@ -52,12 +52,13 @@ herald_err
 //  index already; the applied index when it is at the head with the same
 //  digest; else copy seqs head + 1 .. the manifest's head from the first
 //  peer that has them (the maker first, then the manifest's peers, then
-//  apis[0..count)), calling installed after each install, and check the
-//  digest.  HERALD_ERR_CORRUPT when the logs diverged or no peer could
+//  apis[0..count)), each tried once and never own_api (this node's own
+//  api: it is behind, and at a start nobody serves it yet), calling
+//  installed after each install, and check the digest.  HERALD_ERR_CORRUPT when the logs diverged or no peer could
 //  serve (err says which); the store's error when it fails.
 herald_err
     herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
-                             const char *const *apis, size_t count,
+                             const char *own_api, const char *const *apis, size_t count,
                              herald_catchup_fn *installed, void *arg, herald_error_t *err);
 
 #endif

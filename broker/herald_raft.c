@@ -545,12 +545,17 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
         //  Every other peer is a source too, after the manifest's own
         const herald_peer_t *peers = herald_peers_list (self->peers);
         const char *apis [16];
+        const char *own_api = NULL;
         size_t count = 0;
-        for (size_t at = 0; at < herald_peers_size (self->peers) && count < 16; at++)
-            if (peers [at].raft_id != self->self_id && peers [at].api)
+        for (size_t at = 0; at < herald_peers_size (self->peers); at++)
+            if (peers [at].raft_id == self->self_id
+            ||  (peers [at].name && self->node && streq (peers [at].name, self->node)))
+                own_api = peers [at].api;
+            else
+            if (peers [at].api && count < 16)
                 apis [count++] = peers [at].api;
-        rc = herald_manifest_restore (&manifest, self->store, apis, count, s_installed,
-                                      self, &err);
+        rc = herald_manifest_restore (&manifest, self->store, own_api, apis, count,
+                                      s_installed, self, &err);
     }
     //  A snapshot past this node's applied index brings the member table
     if (rc == HERALD_OK && manifest.index > applied_before)

@@ -271,6 +271,20 @@ s_acked_read (const char *dir, uint64_t *head)
     return HERALD_OK;
 }
 
+//  A write of the acknowledged head that failed: closes fd (when open),
+//  removes the half-written new file (when named), and says why.
+static herald_err
+s_acked_failed (int fd, const char *fresh, const char *path, herald_error_t *err)
+{
+    int saved = errno;
+    if (fd >= 0)
+        close (fd);
+    if (fresh)
+        unlink (fresh);
+    return herald_error_set (err, HERALD_ERR_IO, "data_dir", "%s: %s", path,
+                             strerror (saved? saved: EIO));
+}
+
 herald_err
 herald_store_mark_acked (herald_store_t *self, uint64_t head, herald_error_t *err)
 {
@@ -295,25 +309,36 @@ herald_store_mark_acked (herald_store_t *self, uint64_t head, herald_error_t *er
         record [16 + index] = (uint8_t) (crc >> (24 - 8 * index));
     char path [HERALD_ERROR_MESSAGE_MAX];
     snprintf (path, sizeof (path), "%s/%s", self->path, S_ACKED_FILE);
-    int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    bool created = fd >= 0 && lseek (fd, 0, SEEK_END) == 0;
+    //  An existing file is overwritten in place: its block is already
+    //  allocated, so a full disk cannot refuse it.  A new one is written
+    //  whole beside it and renamed: a write the disk refuses (ENOSPC, a
+    //  file size limit) or a crash before the sync leaves no file rather
+    //  than a short one, which would fail its check at the next start.
+    int fd = open (path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (pwrite (fd, record, sizeof (record), 0) != (ssize_t) sizeof (record)
+        ||  fdatasync (fd) != 0)
+            return s_acked_failed (fd, NULL, path, err);
+        close (fd);
+        return HERALD_OK;
+    }
+    if (errno != ENOENT)
+        return s_acked_failed (-1, NULL, path, err);
+    char fresh [HERALD_ERROR_MESSAGE_MAX + 8];
+    snprintf (fresh, sizeof (fresh), "%s.new", path);
+    fd = open (fresh, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0
     ||  pwrite (fd, record, sizeof (record), 0) != (ssize_t) sizeof (record)
-    ||  fdatasync (fd) != 0) {
-        int saved = errno;
-        if (fd >= 0)
-            close (fd);
-        return herald_error_set (err, HERALD_ERR_IO, "data_dir", "%s: %s", path,
-                                 strerror (saved));
-    }
+    ||  fdatasync (fd) != 0)
+        return s_acked_failed (fd, fresh, path, err);
     close (fd);
-    if (created) {
-        //  A new file's name must be durable too
-        int dir = open (self->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dir >= 0) {
-            fsync (dir);
-            close (dir);
-        }
+    if (rename (fresh, path) != 0)
+        return s_acked_failed (-1, fresh, path, err);
+    //  The new name must be durable too
+    int dir = open (self->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync (dir);
+        close (dir);
     }
     return HERALD_OK;
 }

@@ -24,6 +24,7 @@
 #include <dirent.h>
 
 #include "herald_raft.h"
+#include "herald_catchup.h"
 #include "brokerutil.h"
 #include "tcpproxy.h"
 #include "testutil.h"
@@ -52,7 +53,7 @@ static char s_raft_addr [NODES][32];
 static char s_api [NODES][48];
 
 //  A free port not returned before in this setup.
-static int s_ports [2 * NODES];
+static int s_ports [2 * NODES + 1];
 static size_t s_port_count;
 
 static int
@@ -64,7 +65,7 @@ s_distinct_port (void)
         bool taken = false;
         for (size_t index = 0; index < s_port_count; index++)
             taken = taken || s_ports [index] == port;
-        if (!taken && s_port_count < 2 * NODES) {
+        if (!taken && s_port_count < 2 * NODES + 1) {
             s_ports [s_port_count++] = port;
             return port;
         }
@@ -826,8 +827,26 @@ Test (herald_raft, a_node_behind_a_snapshot_catches_up_over_replay)
         replays += servers [i].replays;
     }
     cr_assert_geq (replays, 1, "no REPLAY was asked: the snapshot path was not taken");
+    //  Never of itself: its own api is behind, and at a start nobody
+    //  serves it yet (each such try waited out the idle limit)
+    cr_assert_eq (servers [away].replays, 0, "the node asked its own api to catch up");
     cr_assert (s_wait_records (away, 1, 5000));
     herald_raft_state_t state;
     herald_raft_state (s_nodes [away].raft, &state);
     cr_assert_neq (state.role, HERALD_RAFT_STOPPED);
+}
+
+//  A catch-up source whose port refuses the connection (a member that is
+//  down) is given up at once, not after the idle limit: a restore that
+//  tries every member listed, at a node's start, before it serves, must
+//  not sit out five seconds per member that is down.
+Test (herald_raft, a_catch_up_from_a_port_nothing_listens_on_gives_up_at_once)
+{
+    char dead [48];
+    snprintf (dead, sizeof (dead), "tcp://127.0.0.1:%d", s_distinct_port ());
+    herald_error_t err = { 0 };
+    herald_err rc = herald_catchup_run (s_nodes [0].store, dead, 10, NULL, NULL, &err);
+    cr_assert_eq (rc, HERALD_ERR_UNAVAILABLE, "rc %d: %s", rc, err.message);
+    cr_assert_not_null (strstr (err.message, "connection refused"), "%s", err.message);
+    cr_assert_eq (herald_store_head (s_nodes [0].store), 0);
 }

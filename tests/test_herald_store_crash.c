@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -484,4 +485,50 @@ Test (herald_store_crash, kill9_loses_no_ack_sync)
 Test (herald_store_crash, kill9_loses_no_ack_async)
 {
     s_crash_test (HERALD_DURABILITY_ASYNC);
+}
+
+//  The acknowledged head's file (HERALD-ACKED) written for the first time
+//  on a disk that refuses the write (here a file size limit of 0 bytes,
+//  as ENOSPC on a full disk) must not be left short: a short file fails
+//  its check and the store would refuse every later start, though nothing
+//  was lost.  The old one, once there, is overwritten in place.
+Test (herald_store_crash, a_first_acked_mark_the_disk_refuses_leaves_the_store_startable)
+{
+    //  The child does every store call up to the refused mark: RocksDB's
+    //  background threads do not survive a fork, so this process opens
+    //  the store only after the child is gone.
+    herald_store_options_t options = { .durability = HERALD_DURABILITY_SYNC };
+    herald_error_t err = { 0 };
+    pid_t pid = fork ();
+    cr_assert_geq (pid, 0, "fork: %s", strerror (errno));
+    if (pid == 0) {
+        herald_error_t child_err = { 0 };
+        herald_store_t *store = herald_store_open (s_db, &options, &child_err);
+        if (!store)
+            _exit (2);
+        herald_event_t event = tu_event_n ("t.1", 3, "x", 1);
+        herald_append_result_t result;
+        if (tu_append (store, &event, 1, &result, NULL) != HERALD_OK)
+            _exit (2);
+        signal (SIGXFSZ, SIG_IGN);
+        struct rlimit limit = { 0, 0 };
+        if (setrlimit (RLIMIT_FSIZE, &limit) != 0)
+            _exit (3);
+        herald_err rc = herald_store_mark_acked (store, 1, &child_err);
+        //  Refused, and said so; gone without closing, as a broker that
+        //  stops on a full disk
+        _exit (rc == HERALD_ERR_IO && strstr (child_err.message, "HERALD-ACKED")? 0: 4);
+    }
+    int status = 0;
+    cr_assert_eq (waitpid (pid, &status, 0), pid);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+               "the child's mark was not refused as expected (status %d)", status);
+
+    s_store = herald_store_open (s_db, &options, &err);
+    cr_assert_not_null (s_store, "a refused first mark left a store that will not open: %s",
+                        err.message);
+    cr_assert_eq (herald_store_mark_acked (s_store, 1, &err), HERALD_OK, "%s", err.message);
+    herald_store_destroy (&s_store);
+    s_store = herald_store_open (s_db, &options, &err);
+    cr_assert_not_null (s_store, "open after a mark: %s", err.message);
 }
