@@ -235,14 +235,27 @@ s_start_secure (const char *const *more)
     const char *start_ms = getenv ("HERALD_TEST_START_MS");
     int64_t deadline = zclock_mono () + (start_ms? atoi (start_ms): BT_START_MS);
     bool ready = false;
+    size_t sent = 0, answered = 0;
     for (uint64_t rid = 1; !ready && zclock_mono () < deadline; rid++) {
         bt_send_rid (alice, "STATUS", rid);
+        sent++;
         bu_reply_t reply = { 0 };
-        if (bu_recv_reply (alice, &reply, 200) == 0)
+        if (bu_recv_reply (alice, &reply, 200) == 0) {
             ready = true;
+            answered++;
+        }
         bu_reply_fini (&reply);
         if (!ready && bu_broker_wait (bt_broker, 0) == 0)
             break;
+    }
+    //  Every probe answered before the socket goes: a reply to a socket
+    //  gone would count as dropped in the broker's STATUS
+    while (ready && answered < sent) {
+        bu_reply_t reply = { 0 };
+        if (bu_recv_reply (alice, &reply, 1000) != 0)
+            break;
+        answered++;
+        bu_reply_fini (&reply);
     }
     if (!ready) {
         char log [4096];
@@ -472,6 +485,10 @@ Test (heraldd_security, a_plaintext_client_is_refused)
 {
     s_acl_standard (NULL);
     s_start_secure (NULL);
+    //  (the start's readiness probes may leave a reply dropped: a baseline)
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    uint64_t refused = s_status_value (alice, "refused");
+    uint64_t dropped = s_status_value (alice, "dropped");
     zsock_t *plain = s_client_to (NULL, NULL);
     zsock_t *monitor = s_monitor (plain);
     s_connect (plain, bt_broker->api);
@@ -493,9 +510,8 @@ Test (heraldd_security, a_plaintext_client_is_refused)
                || outcome == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, "outcome 0x%x", outcome);
     cr_assert_null (bu_recv (sub, 1500), "a plaintext subscriber received a message");
     //  The server side counted no request from either
-    zsock_t *alice = s_client (&s_keys [ALICE]);
-    cr_assert_eq (s_status_value (alice, "refused"), 0);
-    cr_assert_eq (s_status_value (alice, "dropped"), 0);
+    cr_assert_eq (s_status_value (alice, "refused"), refused);
+    cr_assert_eq (s_status_value (alice, "dropped"), dropped);
 }
 
 Test (heraldd_security, without_a_zap_handler_the_broker_exits_before_binding)
