@@ -379,9 +379,18 @@ Test (heraldd_acl_command, reload_takes_effect_when_its_reply_comes)
     cr_assert_str_eq (now, after);
     cr_assert_eq (s_status_uint (alice, "acl_reloads"), 1);
 
-    //  bob removed: the reply names him, his next request is refused, on
-    //  the connection he already has
+    //  bob removed: the reply names him, his running stream ends, his next
+    //  request is refused, on the connection he already has
+    bu_event_t event;
+    bu_event_init (&event, "orders.1", "x");
+    bt_send_publish (alice, 30, &event, 1);
+    bu_reply_t ack = { 0 };
+    bt_recv (alice, &ack);
+    cr_assert_eq (ack.type, HERALD_MSG_ACK);
+    bu_reply_fini (&ack);
     zsock_t *bob = s_client (&s_keys [BOB]);
+    bu_replay_t replay = { .has_credit = true, .credit = 0 };
+    bt_send_replay (bob, 50, &replay);      //  no credit: it waits, open
     bt_send_rid (bob, "STATUS", 1);
     msg = bu_recv (bob, S_WAIT_MS);
     cr_assert_not_null (msg);
@@ -397,8 +406,16 @@ Test (heraldd_acl_command, reload_takes_effect_when_its_reply_comes)
     cr_assert_eq (s_get (raw.body, "users")->via.u64, 1);
     cr_assert_eq (s_get (raw.body, "scopes")->via.u64, 0);
     s_raw_fini (&raw);
+    //  The revocation pass runs at the loop's next turn, not at the next
+    //  once-a-second expiry pass: the stream's end follows the reply at once
+    //  (without the command's own signal to the loop it came 0-1000 ms later)
+    int64_t replied = zclock_mono ();
+    const char *message = s_expect_error (bob, HERALD_ERR_UNAUTHORIZED, 50);
+    cr_assert_lt (zclock_mono () - replied, 200, "the stream ended %" PRId64 " ms after the "
+                  "reload's reply", zclock_mono () - replied);
+    cr_assert_not_null (strstr (message, "revoked"), "%s", message);
     bt_send_rid (bob, "STATUS", 2);
-    const char *message = s_expect_error (bob, HERALD_ERR_UNAUTHORIZED, 2);
+    message = s_expect_error (bob, HERALD_ERR_UNAUTHORIZED, 2);
     cr_assert_not_null (strstr (message, "key revoked"), "%s", message);
     //  The same file again: a reload all the same, nothing revoked
     s_acl (alice, 9, "reload", &raw);
