@@ -546,10 +546,16 @@ s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size
 
 //  Look at the file; swap a changed (or, forced, any) good table in.
 //  Returns true when a table was swapped in; else err (when given) says
-//  why a file was refused.  names, when given, gets the users revoked.
+//  why a file was refused.  names, when given, gets the users revoked;
+//  by names the user whose ACL command asked (NULL: SIGHUP or the timed
+//  check), for the audit.
 static bool
-s_check_file (herald_auth_t *self, bool forced, herald_error_t *why, zlist_t *names)
+s_check_file (herald_auth_t *self, bool forced, const char *by, herald_error_t *why,
+              zlist_t *names)
 {
+    char asked [HERALD_ACL_NAME_MAX + 16] = "";
+    if (by)                             //  names are [A-Za-z0-9._-]: no escaping
+        snprintf (asked, sizeof (asked), ",\"by\":\"%s\"", by);
     s_stamp_t stamp = s_stamp (self->path);
     if (!forced && s_stamp_eq (&stamp, &self->stamp))
         return false;
@@ -566,8 +572,8 @@ s_check_file (herald_auth_t *self, bool forced, herald_error_t *why, zlist_t *na
         herald_auth_json (err.message, strlen (err.message), message, sizeof (message));
         char fields [1200];
         snprintf (fields, sizeof (fields), "\"result\":\"error\",\"acl_version\":\"%s\","
-                  "\"error\":%s", herald_acl_version (self->acl), message);
-        s_audit (self, "acl_reload", "", fields);
+                  "\"error\":%s%s", herald_acl_version (self->acl), message, asked);
+        s_audit (self, "acl_reload", by? by: "", fields);
         return false;
     }
     herald_acl_t *old = self->acl;
@@ -581,10 +587,10 @@ s_check_file (herald_auth_t *self, bool forced, herald_error_t *why, zlist_t *na
                 herald_acl_user_count (acl), herald_acl_scope_count (acl));
     char fields [1400];
     snprintf (fields, sizeof (fields), "\"result\":\"ok\",\"acl_version\":\"%s\","
-              "\"previous\":\"%s\",\"users\":%zu,\"scopes\":%zu,\"revoked\":[%s]",
+              "\"previous\":\"%s\",\"users\":%zu,\"scopes\":%zu,\"revoked\":[%s]%s",
               herald_acl_version (acl), herald_acl_version (old), herald_acl_user_count (acl),
-              herald_acl_scope_count (acl), revoked);
-    s_audit (self, "acl_reload", "", fields);
+              herald_acl_scope_count (acl), revoked, asked);
+    s_audit (self, "acl_reload", by? by: "", fields);
     s_limits_set (self);
     if (self->swap_fn)
         self->swap_fn (self->swap_arg, old, acl);
@@ -600,7 +606,7 @@ herald_auth_tick (herald_auth_t *self)
     bool changed = self->swapped;
     self->swapped = false;
     if (self->reload_owed || now >= self->next_check) {
-        changed = s_check_file (self, self->reload_owed, NULL, NULL) || changed;
+        changed = s_check_file (self, self->reload_owed, NULL, NULL, NULL) || changed;
         self->reload_owed = false;
         self->next_check = now + (int64_t) self->check_ms;
     }
@@ -612,12 +618,13 @@ herald_auth_tick (herald_auth_t *self)
 }
 
 bool
-herald_auth_reload_now (herald_auth_t *self, herald_error_t *err, zlist_t *revoked)
+herald_auth_reload_now (herald_auth_t *self, const char *by, herald_error_t *err,
+                        zlist_t *revoked)
 {
     //  The same path as SIGHUP's, at once: the stat stamp is refreshed, so
     //  the next timed check does not load the same file again
     memset (err, 0, sizeof (*err));
-    if (s_check_file (self, true, err, revoked)) {
+    if (s_check_file (self, true, by, err, revoked)) {
         self->swapped = true;           //  the loop's revocation pass runs next tick
         return true;
     }

@@ -106,9 +106,11 @@ void
 //  next herald_auth_tick returns true, so the loop's revocation pass
 //  runs); revoked (when given) gets the names of the users removed or
 //  whose every key changed, strdup'd.  False when the file was refused:
-//  the table in force stays, err says why ("PATH:LINE: why").
+//  the table in force stays, err says why ("PATH:LINE: why").  by (the
+//  user who asked) is named in the audit line (`"by"`).
 bool
-    herald_auth_reload_now (herald_auth_t *self, herald_error_t *err, zlist_t *revoked);
+    herald_auth_reload_now (herald_auth_t *self, const char *by, herald_error_t *err,
+                            zlist_t *revoked);
 
 //  The ACL file's path, and when the table in force was loaded (Unix ns).
 const char *

@@ -698,7 +698,7 @@ s_handle_request (self_t *self, zmsg_t *msg)
             //  An addition for security (docs/protocol.md); user is stale
             //  after a reload: nothing below uses it
             if (self->guard)
-                herald_guard_acl (self->guard, identity, &request);
+                herald_guard_acl (self->guard, user, identity, &request);
             else {
                 err = (herald_error_t) { .has_rid = true, .rid = request.rid };
                 herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "", "security is off: this "

@@ -478,15 +478,20 @@ s_acl_reply (herald_guard_t *self, zframe_t *identity, const herald_msg_t *reque
 }
 
 static void
-s_acl_reload (herald_guard_t *self, zframe_t *identity, const herald_msg_t *request)
+s_acl_reload (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+              const herald_msg_t *request)
 {
+    //  user is of the table the reload may free: its name is copied first
+    char by [HERALD_ACL_NAME_MAX + 1];
+    snprintf (by, sizeof (by), "%s", user->name);
+    user = NULL;
     const herald_acl_t *acl = herald_auth_acl (self->auth);
     char previous [HERALD_ACL_VERSION_LEN + 1];
     snprintf (previous, sizeof (previous), "%s", herald_acl_version (acl));
     herald_error_t why;
     zlist_t *revoked = zlist_new ();
     zlist_autofree (revoked);
-    if (!herald_auth_reload_now (self->auth, &why, revoked)) {
+    if (!herald_auth_reload_now (self->auth, by, &why, revoked)) {
         herald_error_t err = { .has_rid = true, .rid = request->rid };
         herald_error_set (&err, why.code == HERALD_ERR_INVALID? HERALD_ERR_BAD_REQUEST
                                                               : HERALD_ERR_INTERNAL, "",
@@ -577,10 +582,11 @@ s_acl_show (herald_guard_t *self, zframe_t *identity, const herald_msg_t *reques
 }
 
 void
-herald_guard_acl (herald_guard_t *self, zframe_t *identity, const herald_msg_t *request)
+herald_guard_acl (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+                  const herald_msg_t *request)
 {
     if (request->acl.op == HERALD_MSG_ACL_RELOAD)
-        s_acl_reload (self, identity, request);
+        s_acl_reload (self, user, identity, request);
     else
         s_acl_show (self, identity, request);
 }

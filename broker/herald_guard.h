@@ -85,7 +85,8 @@ herald_msg_raw_t
 //  answers the table in force (docs/protocol.md "Security: the ACL
 //  command").  After a reload the admitted user is stale: not used again.
 void
-    herald_guard_acl (herald_guard_t *self, zframe_t *identity, const herald_msg_t *request);
+    herald_guard_acl (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+                      const herald_msg_t *request);
 
 //  After herald_auth_tick said the rights may have changed: end the
 //  streams the table in force no longer allows.  Returns how many.

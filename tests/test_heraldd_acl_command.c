@@ -378,6 +378,17 @@ Test (heraldd_acl_command, reload_takes_effect_when_its_reply_comes)
     s_status (alice, "acl_version", NULL, now, sizeof now);
     cr_assert_str_eq (now, after);
     cr_assert_eq (s_status_uint (alice, "acl_reloads"), 1);
+    //  The audit (stderr here, written by its own thread) names who asked
+    char log [16384];
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    do {
+        bu_broker_log (bt_broker, log, sizeof log);
+        if (strstr (log, "\"by\":\"alice\"}"))
+            break;
+        zclock_sleep (20);
+    } while (zclock_mono () < deadline);
+    cr_assert_not_null (strstr (log, "\"event\":\"acl_reload\",\"result\":\"ok\""), "%s", log);
+    cr_assert_not_null (strstr (log, "\"by\":\"alice\"}"), "no by in the audit:\n%s", log);
 
     //  bob removed: the reply names him, his running stream ends, his next
     //  request is refused, on the connection he already has
