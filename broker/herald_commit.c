@@ -541,8 +541,12 @@ herald_commit_refuse_queue (herald_commit_t *self, herald_err code, const char *
     s_request_t *request;
     while ((request = (s_request_t *) zlistx_first (self->queue))) {
         zlistx_delete (self->queue, zlistx_cursor (self->queue));
-        herald_reply_refusal (self->reply, request->identity, request->msg.rid, code,
-                              message? message: herald_disk_refusal (self->disk), retry_ms);
+        if (request->refused)
+            s_answer_refused (self, request);
+        else
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid, code,
+                                  message? message: herald_disk_refusal (self->disk),
+                                  retry_ms);
         s_request_destroy (&request);
         refused++;
     }
