@@ -779,7 +779,11 @@ s_answer (herald_commit_t *self, s_request_t *request, const herald_batch_t *bat
         herald_reply_msg (self->reply, request->identity, &reply);
         return;
     }
-    for (size_t i = 0; self->guard.duplicate && i < batch->count; i++)
+    //  The check before the proposal covers a standalone broker whole
+    //  (every earlier commit was applied by then): the last line is a
+    //  cluster's, where an entry of an earlier leader may not be applied
+    bool last_line = self->guard.duplicate && (self->clustered || !self->guard.stored);
+    for (size_t i = 0; last_line && i < batch->count; i++)
         if (batch->results [i].dup
         &&  !self->guard.duplicate (self->guard.arg, request->body, batch->results [i].seq)) {
             herald_error_t err = { .has_rid = true, .rid = request->msg.rid };

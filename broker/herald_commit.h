@@ -90,9 +90,9 @@ void
 //  go on.  So a publisher never learns the seq and ver of an event in a
 //  topic it may not publish, and its refused batch stores nothing.
 //  duplicate is asked, before an ACK, for each event found stored already
-//  (at seq): false turns the ACK into ERROR unauthorized (a last line
-//  that stored cannot leave open: a cluster entry committed by an
-//  earlier leader and not yet applied here).  body is the request's frame
+//  (at seq): false turns the ACK into ERROR unauthorized (a cluster
+//  node's last line, with stored set: an entry committed by an earlier
+//  leader and not yet applied here; a standalone broker skips it then).  body is the request's frame
 //  (its metadata names the user).  publish may set *retry_ms (0 when
 //  called), sent with its ERROR (a rate limit's overloaded).
 typedef struct {
