@@ -56,6 +56,8 @@ struct _herald_auth_t {
     int64_t next_check;                 //  zclock_mono
     int64_t next_expiry;
     bool reload_owed;                   //  SIGHUP: look now, changed or not
+    bool swapped;                       //  the ACL command swapped a table in: tick says so
+    int64_t loaded_ns;                  //  when the table in force was loaded (Unix ns)
     herald_auth_counts_t counts;
     herald_auth_swap_fn *swap_fn;
     void *swap_arg;
@@ -140,6 +142,7 @@ herald_auth_new (const herald_config_t *config, herald_error_t *err)
         herald_auth_destroy (&self);
         return NULL;
     }
+    self->loaded_ns = s_now_ns ();
     s_limits_set (self);
     //  The broker's own key: a peer node's catch-up connects with it
     zcert_t *cert = zcert_load (config->curve_secret);
@@ -499,7 +502,7 @@ herald_auth_refused (herald_auth_t *self, zframe_t *frame, const char *command,
 int64_t
 herald_auth_wait (herald_auth_t *self)
 {
-    if (self->reload_owed)
+    if (self->reload_owed || self->swapped)
         return 0;
     int64_t next = self->next_check < self->next_expiry? self->next_check: self->next_expiry;
     int64_t wait = next - zclock_mono ();
@@ -514,9 +517,11 @@ herald_auth_reload (herald_auth_t *self)
 }
 
 //  The users of old that new removed, or whose every key it changed, as
-//  JSON strings separated by commas (names are [A-Za-z0-9._-]), cut to size.
+//  JSON strings separated by commas (names are [A-Za-z0-9._-]), cut to
+//  size; and, when names is given, appended to it (strdup'd).
 static void
-s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size_t size)
+s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size_t size,
+           zlist_t *names)
 {
     size_t used = 0;
     out [0] = 0;
@@ -528,7 +533,11 @@ s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size
             for (size_t other = 0; other < now->key_count && !kept; other++)
                 kept = memcmp (was->keys [key].key, now->keys [other].key,
                                HERALD_ACL_KEY_BYTES) == 0;
-        if (kept || used + strlen (was->name) + 4 >= size)
+        if (kept)
+            continue;
+        if (names)
+            zlist_append (names, strdup (was->name));
+        if (used + strlen (was->name) + 4 >= size)
             continue;
         used += (size_t) snprintf (out + used, size - used, "%s\"%s\"", used? ",": "",
                                    was->name);
@@ -536,16 +545,25 @@ s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size
 }
 
 //  Look at the file; swap a changed (or, forced, any) good table in.
-//  Returns true when a table was swapped in.
+//  Returns true when a table was swapped in; else err (when given) says
+//  why a file was refused.  names, when given, gets the users revoked;
+//  by names the user whose ACL command asked (NULL: SIGHUP or the timed
+//  check), for the audit.
 static bool
-s_check_file (herald_auth_t *self, bool forced)
+s_check_file (herald_auth_t *self, bool forced, const char *by, herald_error_t *why,
+              zlist_t *names)
 {
+    char asked [HERALD_ACL_NAME_MAX + 16] = "";
+    if (by)                             //  names are [A-Za-z0-9._-]: no escaping
+        snprintf (asked, sizeof (asked), ",\"by\":\"%s\"", by);
     s_stamp_t stamp = s_stamp (self->path);
     if (!forced && s_stamp_eq (&stamp, &self->stamp))
         return false;
     self->stamp = stamp;                //  a bad file is tried again once it changes
     herald_error_t err = { 0 };
     herald_acl_t *acl = herald_acl_load (self->path, &err);
+    if (!acl && why)
+        *why = err;
     if (!acl) {
         self->counts.acl_errors++;
         herald_log ("error", "ACL not reloaded, version %s stays in force: %s",
@@ -554,24 +572,25 @@ s_check_file (herald_auth_t *self, bool forced)
         herald_auth_json (err.message, strlen (err.message), message, sizeof (message));
         char fields [1200];
         snprintf (fields, sizeof (fields), "\"result\":\"error\",\"acl_version\":\"%s\","
-                  "\"error\":%s", herald_acl_version (self->acl), message);
-        s_audit (self, "acl_reload", "", fields);
+                  "\"error\":%s%s", herald_acl_version (self->acl), message, asked);
+        s_audit (self, "acl_reload", by? by: "", fields);
         return false;
     }
     herald_acl_t *old = self->acl;
     self->acl = acl;
     self->counts.acl_reloads++;
     char revoked [1024];
-    s_revoked (old, acl, revoked, sizeof (revoked));
+    s_revoked (old, acl, revoked, sizeof (revoked), names);
+    self->loaded_ns = s_now_ns ();
     herald_log ("info", "ACL reloaded from %s: version %s (was %s), %zu users, %zu scopes",
                 self->path, herald_acl_version (acl), herald_acl_version (old),
                 herald_acl_user_count (acl), herald_acl_scope_count (acl));
     char fields [1400];
     snprintf (fields, sizeof (fields), "\"result\":\"ok\",\"acl_version\":\"%s\","
-              "\"previous\":\"%s\",\"users\":%zu,\"scopes\":%zu,\"revoked\":[%s]",
+              "\"previous\":\"%s\",\"users\":%zu,\"scopes\":%zu,\"revoked\":[%s]%s",
               herald_acl_version (acl), herald_acl_version (old), herald_acl_user_count (acl),
-              herald_acl_scope_count (acl), revoked);
-    s_audit (self, "acl_reload", "", fields);
+              herald_acl_scope_count (acl), revoked, asked);
+    s_audit (self, "acl_reload", by? by: "", fields);
     s_limits_set (self);
     if (self->swap_fn)
         self->swap_fn (self->swap_arg, old, acl);
@@ -583,9 +602,11 @@ bool
 herald_auth_tick (herald_auth_t *self)
 {
     int64_t now = zclock_mono ();
-    bool changed = false;
+    //  The ACL command swapped a table in since the last turn
+    bool changed = self->swapped;
+    self->swapped = false;
     if (self->reload_owed || now >= self->next_check) {
-        changed = s_check_file (self, self->reload_owed);
+        changed = s_check_file (self, self->reload_owed, NULL, NULL, NULL) || changed;
         self->reload_owed = false;
         self->next_check = now + (int64_t) self->check_ms;
     }
@@ -594,4 +615,30 @@ herald_auth_tick (herald_auth_t *self)
         changed = true;
     }
     return changed;
+}
+
+bool
+herald_auth_reload_now (herald_auth_t *self, const char *by, herald_error_t *err,
+                        zlist_t *revoked)
+{
+    //  The same path as SIGHUP's, at once: the stat stamp is refreshed, so
+    //  the next timed check does not load the same file again
+    memset (err, 0, sizeof (*err));
+    if (s_check_file (self, true, by, err, revoked)) {
+        self->swapped = true;           //  the loop's revocation pass runs next tick
+        return true;
+    }
+    return false;
+}
+
+const char *
+herald_auth_path (herald_auth_t *self)
+{
+    return self->path;
+}
+
+int64_t
+herald_auth_loaded (herald_auth_t *self)
+{
+    return self->loaded_ns;
 }

@@ -100,6 +100,24 @@ bool
 void
     herald_auth_reload (herald_auth_t *self);
 
+//  The ACL command's reload: re-read the file now, changed or not, as
+//  SIGHUP does but at once.  True when a new table is in force (the one
+//  before is freed: a user of it must not be used after this call; the
+//  next herald_auth_tick returns true, so the loop's revocation pass
+//  runs); revoked (when given) gets the names of the users removed or
+//  whose every key changed, strdup'd.  False when the file was refused:
+//  the table in force stays, err says why ("PATH:LINE: why").  by (the
+//  user who asked) is named in the audit line (`"by"`).
+bool
+    herald_auth_reload_now (herald_auth_t *self, const char *by, herald_error_t *err,
+                            zlist_t *revoked);
+
+//  The ACL file's path, and when the table in force was loaded (Unix ns).
+const char *
+    herald_auth_path (herald_auth_t *self);
+int64_t
+    herald_auth_loaded (herald_auth_t *self);
+
 //  The table in force.  Valid until the next herald_auth_tick.
 const herald_acl_t *
     herald_auth_acl (herald_auth_t *self);

@@ -624,6 +624,13 @@ s_handle_request (self_t *self, zmsg_t *msg)
         herald_members_request (self->members, self->cluster, identity, body);
         goto done;
     }
+    //  ACL needs `admin acl` before anything of its body is looked at
+    if (type == HERALD_MSG_ACL && user) {
+        s_peek_rid (self, body, &err);
+        if (!herald_guard_admin (self->guard, user, identity, HERALD_ACL_ADMIN_ACL, "ACL",
+                                 err.has_rid, err.rid))
+            goto done;
+    }
     if (type == HERALD_MSG_INVALID) {
         s_peek_rid (self, body, &err);
         char shown [32 * 4 + 1];
@@ -686,6 +693,18 @@ s_handle_request (self_t *self, zmsg_t *msg)
             break;
         case HERALD_MSG_HELLO:
             s_welcome (self, identity, request.rid, user);
+            break;
+        case HERALD_MSG_ACL:
+            //  An addition for security (docs/protocol.md); user is stale
+            //  after a reload: nothing below uses it
+            if (self->guard)
+                herald_guard_acl (self->guard, user, identity, &request);
+            else {
+                err = (herald_error_t) { .has_rid = true, .rid = request.rid };
+                herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "", "security is off: this "
+                                  "broker has no ACL (start it with --curve-secret and --acl)");
+                herald_reply_err (&self->reply, identity, &err);
+            }
             break;
         default:
             break;

@@ -129,7 +129,7 @@ static const s_option_t s_options [] = {
     { "cluster-state", "new|existing", S_STATE, S_FIELD (cluster_new), 0, 0,
       "existing", "new: bootstrap with the pristine peers; existing: wait to be added" },
     { "election-ms", "N", S_U64, S_FIELD (election_ms), 50, 60000,
-      "1000", "Raft election timeout in ms, 50 to 60000" },
+      "500", "Raft election timeout in ms, 50 to 60000" },
     { "raft-heartbeat-ms", "N", S_U64, S_FIELD (raft_heartbeat_ms), 5, 10000,
       "100", "ms between Raft heartbeats, less than --election-ms" },
     { "raft-insecure", "", S_BOOL, S_FIELD (raft_insecure), 0, 0,

@@ -22,6 +22,7 @@
                refused when disjoint
       READ     the topic readable, else refused before the store is asked
       CLUSTER  `admin cluster`
+      ACL      `admin acl`: reload the file now, or show the table
     Streams are bound to the user that opened them (herald_streams).
     =========================================================================
 */
@@ -465,19 +466,33 @@ s_pack_prefixes (msgpack_packer *pk, const herald_acl_prefixes_t *set)
     return rc;
 }
 
+static const struct {
+    unsigned bit;
+    const char *name;
+} s_grants [] = {
+    { HERALD_ACL_ADMIN_STATUS, "status" }, { HERALD_ACL_ADMIN_ACL, "acl" },
+    { HERALD_ACL_ADMIN_CLUSTER, "cluster" }, { HERALD_ACL_ADMIN_TRIM, "trim" },
+    { HERALD_ACL_ADMIN_BACKUP, "backup" }
+};
+#define S_GRANT_COUNT   (sizeof (s_grants) / sizeof (s_grants [0]))
+
+//  The admin grants of a user, as an array of names.
+static void
+s_pack_grants (msgpack_packer *pk, unsigned admin)
+{
+    size_t held = 0;
+    for (size_t index = 0; index < S_GRANT_COUNT; index++)
+        held += (admin & s_grants [index].bit) != 0;
+    msgpack_pack_array (pk, held);
+    for (size_t index = 0; index < S_GRANT_COUNT; index++)
+        if (admin & s_grants [index].bit)
+            s_pack_cstr (pk, s_grants [index].name);
+}
+
 herald_msg_raw_t
 herald_guard_welcome (herald_guard_t *self, const herald_acl_user_t *user,
                       herald_msg_raw_t more, msgpack_sbuffer *buffer, const char **fanout)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } grants [] = {
-        { HERALD_ACL_ADMIN_STATUS, "status" }, { HERALD_ACL_ADMIN_ACL, "acl" },
-        { HERALD_ACL_ADMIN_CLUSTER, "cluster" }, { HERALD_ACL_ADMIN_TRIM, "trim" },
-        { HERALD_ACL_ADMIN_BACKUP, "backup" }
-    };
-    size_t grant_count = sizeof (grants) / sizeof (grants [0]);
     buffer->size = 0;
     if (more.len)
         msgpack_sbuffer_write (buffer, more.data, more.len);
@@ -501,13 +516,7 @@ herald_guard_welcome (herald_guard_t *self, const herald_acl_user_t *user,
     s_pack_cstr (&pk, "publish");
     s_pack_prefixes (&pk, &user->publish);
     s_pack_cstr (&pk, "admin");
-    size_t held = 0;
-    for (size_t index = 0; index < grant_count; index++)
-        held += (user->admin & grants [index].bit) != 0;
-    msgpack_pack_array (&pk, held);
-    for (size_t index = 0; index < grant_count; index++)
-        if (user->admin & grants [index].bit)
-            s_pack_cstr (&pk, grants [index].name);
+    s_pack_grants (&pk, user->admin);
     s_pack_cstr (&pk, "acl_version");
     s_pack_cstr (&pk, herald_acl_version (herald_auth_acl (self->auth)));
     *fanout = user->read_all? self->config->fanout: user->scope? user->scope->fanout: NULL;
@@ -532,4 +541,136 @@ herald_guard_status_raw (herald_guard_t *self, herald_msg_raw_t more, msgpack_sb
     s_pack_cstr (&pk, "acl_version");
     s_pack_cstr (&pk, herald_acl_version (herald_auth_acl (self->auth)));
     return (herald_msg_raw_t) { buffer->data, buffer->size, more.count + 1 };
+}
+
+
+//  --------------------------------------------------------------------------
+//  ACL (the admin command)
+
+//  A key as show prints it: its first KEY_SHOWN Z85 characters (public
+//  keys are not secret; a prefix tells them apart and keeps lines short).
+#define KEY_SHOWN       10
+
+static void
+s_acl_reply (herald_guard_t *self, zframe_t *identity, const herald_msg_t *request,
+             msgpack_sbuffer *buffer, size_t count)
+{
+    herald_msg_t reply = { .type = HERALD_MSG_ACL_REPLY, .has_rid = true, .rid = request->rid };
+    reply.acl.op = request->acl.op;
+    reply.acl.raw = (herald_msg_raw_t) { buffer->data, buffer->size, count };
+    herald_reply_msg (self->reply, identity, &reply);
+}
+
+static void
+s_acl_reload (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+              const herald_msg_t *request)
+{
+    //  user is of the table the reload may free: its name is copied first
+    char by [HERALD_ACL_NAME_MAX + 1];
+    snprintf (by, sizeof (by), "%s", user->name);
+    user = NULL;
+    const herald_acl_t *acl = herald_auth_acl (self->auth);
+    char previous [HERALD_ACL_VERSION_LEN + 1];
+    snprintf (previous, sizeof (previous), "%s", herald_acl_version (acl));
+    herald_error_t why;
+    zlist_t *revoked = zlist_new ();
+    zlist_autofree (revoked);
+    if (!herald_auth_reload_now (self->auth, by, &why, revoked)) {
+        herald_error_t err = { .has_rid = true, .rid = request->rid };
+        herald_error_set (&err, why.code == HERALD_ERR_INVALID? HERALD_ERR_BAD_REQUEST
+                                                              : HERALD_ERR_INTERNAL, "",
+                          "ACL not reloaded, version %s stays in force: %s", previous,
+                          why.message);
+        herald_reply_err (self->reply, identity, &err);
+        zlist_destroy (&revoked);
+        return;
+    }
+    acl = herald_auth_acl (self->auth);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    s_pack_cstr (&pk, "acl_version");
+    s_pack_cstr (&pk, herald_acl_version (acl));
+    s_pack_cstr (&pk, "previous");
+    s_pack_cstr (&pk, previous);
+    s_pack_cstr (&pk, "users");
+    msgpack_pack_uint64 (&pk, herald_acl_user_count (acl));
+    s_pack_cstr (&pk, "scopes");
+    msgpack_pack_uint64 (&pk, herald_acl_scope_count (acl));
+    s_pack_cstr (&pk, "revoked");
+    msgpack_pack_array (&pk, zlist_size (revoked));
+    for (const char *name = (const char *) zlist_first (revoked); name;
+         name = (const char *) zlist_next (revoked))
+        s_pack_cstr (&pk, name);
+    s_acl_reply (self, identity, request, &buffer, 5);
+    msgpack_sbuffer_destroy (&buffer);
+    zlist_destroy (&revoked);
+}
+
+static void
+s_acl_show (herald_guard_t *self, zframe_t *identity, const herald_msg_t *request)
+{
+    const herald_acl_t *acl = herald_auth_acl (self->auth);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    s_pack_cstr (&pk, "acl_version");
+    s_pack_cstr (&pk, herald_acl_version (acl));
+    s_pack_cstr (&pk, "path");
+    s_pack_cstr (&pk, herald_auth_path (self->auth));
+    s_pack_cstr (&pk, "loaded");
+    msgpack_pack_uint64 (&pk, (uint64_t) herald_auth_loaded (self->auth));
+    s_pack_cstr (&pk, "users");
+    size_t users = herald_acl_user_count (acl);
+    msgpack_pack_array (&pk, users);
+    for (size_t index = 0; index < users; index++) {
+        const herald_acl_user_t *user = herald_acl_user_at (acl, index);
+        msgpack_pack_map (&pk, 5);
+        s_pack_cstr (&pk, "name");
+        s_pack_cstr (&pk, user->name);
+        //  scope: its name, "*" for read-all, nil for a user who reads nothing
+        s_pack_cstr (&pk, "scope");
+        if (user->read_all)
+            s_pack_cstr (&pk, "*");
+        else
+        if (user->scope)
+            s_pack_cstr (&pk, user->scope->name);
+        else
+            msgpack_pack_nil (&pk);
+        s_pack_cstr (&pk, "publish");
+        s_pack_prefixes (&pk, &user->publish);
+        s_pack_cstr (&pk, "admin");
+        s_pack_grants (&pk, user->admin);
+        s_pack_cstr (&pk, "keys");
+        msgpack_pack_array (&pk, user->key_count);
+        for (size_t key = 0; key < user->key_count; key++)
+            s_pack_str (&pk, user->keys [key].z85, KEY_SHOWN);
+    }
+    s_pack_cstr (&pk, "scopes");
+    size_t scopes = herald_acl_scope_count (acl);
+    msgpack_pack_array (&pk, scopes);
+    for (size_t index = 0; index < scopes; index++) {
+        const herald_acl_scope_t *scope = herald_acl_scope_at (acl, index);
+        msgpack_pack_map (&pk, 3);
+        s_pack_cstr (&pk, "name");
+        s_pack_cstr (&pk, scope->name);
+        s_pack_cstr (&pk, "fanout");
+        s_pack_cstr (&pk, scope->fanout);
+        s_pack_cstr (&pk, "read");
+        s_pack_prefixes (&pk, &scope->read);
+    }
+    s_acl_reply (self, identity, request, &buffer, 5);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+void
+herald_guard_acl (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+                  const herald_msg_t *request)
+{
+    if (request->acl.op == HERALD_MSG_ACL_RELOAD)
+        s_acl_reload (self, user, identity, request);
+    else
+        s_acl_show (self, identity, request);
 }

@@ -81,6 +81,16 @@ herald_msg_raw_t
     herald_guard_status_raw (herald_guard_t *self, herald_msg_raw_t more,
                              msgpack_sbuffer *buffer);
 
+//  ACL {rid, op} from a user that holds `admin acl` (herald_guard_admin
+//  checked it): reload answers ACL {rid, op, acl_version, previous, users,
+//  scopes, revoked} or, the file refused, ERROR bad_request naming
+//  PATH:LINE (internal when it cannot be read), the old table kept; show
+//  answers the table in force (docs/protocol.md "Security: the ACL
+//  command").  After a reload the admitted user is stale: not used again.
+void
+    herald_guard_acl (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+                      const herald_msg_t *request);
+
 //  After herald_auth_tick said the rights may have changed: end the
 //  streams the table in force no longer allows.  Returns how many.
 size_t

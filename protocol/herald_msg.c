@@ -46,12 +46,14 @@ static const char *s_commands [] = {
     [HERALD_MSG_CANCEL]         = "CANCEL",
     [HERALD_MSG_STATUS]         = "STATUS",
     [HERALD_MSG_HELLO]          = "HELLO",
+    [HERALD_MSG_ACL]            = "ACL",
     [HERALD_MSG_ACK]            = "ACK",
     [HERALD_MSG_EVENTS]         = "EVENTS",
     [HERALD_MSG_END]            = "END",
     [HERALD_MSG_STATUS_REPLY]   = "STATUS",
     [HERALD_MSG_WELCOME]        = "WELCOME",
     [HERALD_MSG_ERROR]          = "ERROR",
+    [HERALD_MSG_ACL_REPLY]      = "ACL",
     [HERALD_MSG_HEARTBEAT]      = "$hb"
 };
 
@@ -69,7 +71,7 @@ herald_msg_type_t
 herald_msg_type_from_command (const void *command, size_t len, bool reply)
 {
     int first = reply ? HERALD_MSG_ACK : HERALD_MSG_PUBLISH;
-    int last = reply ? HERALD_MSG_HEARTBEAT : HERALD_MSG_HELLO;
+    int last = reply ? HERALD_MSG_HEARTBEAT : HERALD_MSG_ACL;
     int type;
     if (!command)
         return HERALD_MSG_INVALID;
@@ -600,6 +602,30 @@ s_decode_hello (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zo
     return s_str (fields [2].value, false, "client", HERALD_TOPIC_MAX, &self->hello.client, err);
 }
 
+//  ACL (request and reply): rid and op, "reload" or "show".  The reply's
+//  other keys are the caller's to read from the body.
+static herald_err
+s_decode_acl (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zone,
+              herald_error_t *err)
+{
+    herald_field_t fields [] = { { "rid" }, { "op" } };
+    herald_err rc = herald_event_fields (root, fields, 2, zone, "", err);
+    if (rc || (rc = s_require_rid (self, fields [0].value, err)))
+        return rc;
+    herald_str_t op = { NULL, 0 };
+    if ((rc = s_str (fields [1].value, true, "op", 16, &op, err)))
+        return rc;
+    if (op.len == 6 && memcmp (op.ptr, "reload", 6) == 0)
+        self->acl.op = HERALD_MSG_ACL_RELOAD;
+    else
+    if (op.len == 4 && memcmp (op.ptr, "show", 4) == 0)
+        self->acl.op = HERALD_MSG_ACL_SHOW;
+    else
+        return herald_error_set (err, HERALD_ERR_BAD_REQUEST, "op",
+                                 "must be \"reload\" or \"show\"");
+    return HERALD_OK;
+}
+
 
 //  --------------------------------------------------------------------------
 //  Replies
@@ -870,6 +896,10 @@ herald_msg_decode (herald_msg_t *self, herald_msg_type_t type,
             break;
         case HERALD_MSG_HELLO:
             rc = s_decode_hello (self, &root, zone, err);
+            break;
+        case HERALD_MSG_ACL:
+        case HERALD_MSG_ACL_REPLY:
+            rc = s_decode_acl (self, &root, zone, err);
             break;
         case HERALD_MSG_ACK:
             rc = s_decode_ack (self, &root, zone, err);

@@ -38,6 +38,7 @@ typedef enum {
     HERALD_MSG_CANCEL,
     HERALD_MSG_STATUS,
     HERALD_MSG_HELLO,
+    HERALD_MSG_ACL,                 //  an addition: the ACL admin command (security)
     //  broker -> client
     HERALD_MSG_ACK,
     HERALD_MSG_EVENTS,              //  body {rid}; envelopes follow as frames
@@ -45,9 +46,16 @@ typedef enum {
     HERALD_MSG_STATUS_REPLY,        //  command frame "STATUS"
     HERALD_MSG_WELCOME,
     HERALD_MSG_ERROR,
+    HERALD_MSG_ACL_REPLY,           //  command frame "ACL"
     //  fanout
     HERALD_MSG_HEARTBEAT            //  command frame "$hb"
 } herald_msg_type_t;
+
+//  What an ACL request asks (docs/protocol.md, "Security: the ACL command").
+typedef enum {
+    HERALD_MSG_ACL_RELOAD = 1,      //  re-read the ACL file now
+    HERALD_MSG_ACL_SHOW             //  the table in force
+} herald_msg_acl_op_t;
 
 //  A borrowed string, not NUL-terminated.
 typedef struct {
@@ -190,6 +198,12 @@ typedef struct {
             uint64_t lineage;       //  accepted losses of the store; absent: 0
             herald_msg_raw_t raw;   //  more keys, any values (encode only)
         } heartbeat;
+        struct {
+            herald_msg_acl_op_t op;
+            //  The reply's other keys (acl_version, users, ...), encoded by
+            //  the broker; decode leaves them to the caller's raw body
+            herald_msg_raw_t raw;
+        } acl;
     };
 } herald_msg_t;
 

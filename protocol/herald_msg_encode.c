@@ -288,6 +288,17 @@ s_heartbeat (msgpack_packer *pk, const herald_msg_t *self)
          | s_raw (pk, &self->heartbeat.raw);
 }
 
+//  ACL request {rid, op}; its reply adds the broker's keys (raw).
+static int
+s_acl (msgpack_packer *pk, const herald_msg_t *self)
+{
+    const char *op = self->acl.op == HERALD_MSG_ACL_SHOW? "show": "reload";
+    bool reply = self->type == HERALD_MSG_ACL_REPLY;
+    return msgpack_pack_map (pk, 2 + (reply? self->acl.raw.count: 0)) | s_rid (pk, self)
+         | s_key (pk, "op") | s_str (pk, op, strlen (op))
+         | (reply? s_raw (pk, &self->acl.raw): 0);
+}
+
 //  HERALD_MSG_INVALID has no body: -1, and nothing is written.
 int
 herald_msg_encode (const herald_msg_t *self, msgpack_sbuffer *buffer)
@@ -315,6 +326,8 @@ herald_msg_encode (const herald_msg_t *self, msgpack_sbuffer *buffer)
         case HERALD_MSG_WELCOME:        rc = s_welcome (&pk, self); break;
         case HERALD_MSG_ERROR:          rc = s_error (&pk, self); break;
         case HERALD_MSG_HEARTBEAT:      rc = s_heartbeat (&pk, self); break;
+        case HERALD_MSG_ACL:
+        case HERALD_MSG_ACL_REPLY:      rc = s_acl (&pk, self); break;
         default:                        rc = -1; break;
     }
     return rc ? -1 : 0;

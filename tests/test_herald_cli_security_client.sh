@@ -7,7 +7,8 @@
 #  writes zcert files, secrets 0600).  --key /
 #  --server-key (KEY and @FILE) and HERALD_KEY / HERALD_SERVER_KEY reach
 #  the broker; whoami prints the user, scope, prefixes, admin and
-#  acl_version, and "security is off" against a plain broker; a key the
+#  acl_version (a publish-only key's scope as "-"), and "security is off"
+#  against a plain broker; a tail whose key a reload revokes says so; a key the
 #  broker refuses, a broker key that is not the broker's, a client without
 #  a key at a secure broker and a key at a plain one are each named at
 #  once (not after --timeout) and exit 1; a publish outside the grants is
@@ -219,6 +220,35 @@ import json, sys
 topics = [json.loads(line)["topic"] for line in open(sys.argv[1]) if line.startswith("{")]
 assert topics == ["orders.1", "orders.2"], topics
 ' "$TMP/tail-scoped-all"
+
+timed "$TMP/whoami-pubonly" "$HERALD" --endpoint "$API" --key "$KEYS/audit.key_secret" \
+    --server-key "$BROKER_KEY" whoami
+check "whoami of a publish-only key says it reads nothing (not read-all)" \
+    grep -Eq '^scope +- \(reads nothing' "$TMP/whoami-pubonly"
+
+#  A tail whose key an ACL reload revokes loses its fanout connection (the
+#  scope's socket is re-bound), is refused when it reconnects, and says why
+"$HERALD" --endpoint "$API" --key "$KEYS/carol.key_secret" --server-key "$BROKER_KEY" \
+    tail orders. --from 1 >"$TMP/tail-revoked" 2>&1 &
+TAIL_PID=$!
+PIDS+=($TAIL_PID)
+for _ in $(seq 1 100); do
+    grep -q '"topic":"orders.2"' "$TMP/tail-revoked" && break
+    sleep 0.1
+done
+sed -i '/^\[user carol\]/,/^$/d' "$TMP/acl"
+kill -HUP $BROKER_PID
+for _ in $(seq 1 100); do
+    kill -0 $TAIL_PID 2>/dev/null || break
+    sleep 0.1
+done
+kill $TAIL_PID 2>/dev/null
+wait $TAIL_PID
+rc=$?
+check "a tail whose key is revoked exits 1 (rc $rc)" test $rc -eq 1
+check "... saying the broker refused this key" \
+    grep -q "^herald: the broker at .* refused this key (unknown, revoked or expired)" \
+    "$TMP/tail-revoked"
 
 #  ---------------------------------------------------------------------
 #  Bad key options: usage errors, nothing sent

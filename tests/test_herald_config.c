@@ -762,7 +762,7 @@ Test (herald_config, standalone_has_no_peers)
     cr_assert_not (herald_config_clustered (config));
     cr_assert_eq (config->peer_count, 0);
     cr_assert_not (config->cluster_new);
-    cr_assert_eq (config->election_ms, 1000);
+    cr_assert_eq (config->election_ms, 500);
     cr_assert_eq (config->raft_heartbeat_ms, 100);
     cr_assert_null (herald_config_self_peer (config));
     herald_config_destroy (&config);

@@ -169,10 +169,10 @@ s_str_is (herald_str_t str, const char *text)
 Test (herald_msg, request_commands_map_to_types)
 {
     static const char *names [] = {
-        "PUBLISH", "REPLAY", "READ", "CREDIT", "CANCEL", "STATUS", "HELLO"
+        "PUBLISH", "REPLAY", "READ", "CREDIT", "CANCEL", "STATUS", "HELLO", "ACL"
     };
     int index;
-    for (index = 0; index < 7; index++) {
+    for (index = 0; index < 8; index++) {
         herald_msg_type_t type = herald_msg_type_from_command (names [index],
                                                                strlen (names [index]), false);
         cr_assert_eq (type, HERALD_MSG_PUBLISH + index);
@@ -183,10 +183,10 @@ Test (herald_msg, request_commands_map_to_types)
 Test (herald_msg, reply_commands_map_to_types)
 {
     static const char *names [] = {
-        "ACK", "EVENTS", "END", "STATUS", "WELCOME", "ERROR", "$hb"
+        "ACK", "EVENTS", "END", "STATUS", "WELCOME", "ERROR", "ACL", "$hb"
     };
     int index;
-    for (index = 0; index < 7; index++) {
+    for (index = 0; index < 8; index++) {
         herald_msg_type_t type = herald_msg_type_from_command (names [index],
                                                                strlen (names [index]), true);
         cr_assert_eq (type, HERALD_MSG_ACK + index);
@@ -1242,6 +1242,78 @@ Test (herald_msg, hello_with_int_client_is_bad_request)
     s_kuint ("proto", 1);
     s_kuint ("client", 3);
     s_expect (HERALD_MSG_HELLO, HERALD_ERR_BAD_REQUEST, "client");
+}
+
+
+//  ACL (an addition: the security admin command)
+
+Test (herald_msg, acl_round_trips_both_ops_both_ways)
+{
+    herald_msg_type_t types [] = { HERALD_MSG_ACL, HERALD_MSG_ACL_REPLY };
+    herald_msg_acl_op_t ops [] = { HERALD_MSG_ACL_RELOAD, HERALD_MSG_ACL_SHOW };
+    for (size_t type = 0; type < 2; type++)
+        for (size_t op = 0; op < 2; op++) {
+            herald_msg_t msg = { .type = types [type], .has_rid = true, .rid = 9 };
+            msg.acl.op = ops [op];
+            herald_msg_t out;
+            s_round_trip (&msg, &out);
+            cr_assert_eq (out.acl.op, ops [op]);
+        }
+}
+
+Test (herald_msg, acl_reply_keeps_the_brokers_keys)
+{
+    msgpack_sbuffer raw;
+    msgpack_sbuffer_init (&raw);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &raw, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body (&pk, "users", 5);
+    msgpack_pack_uint64 (&pk, 3);
+    herald_msg_t msg = { .type = HERALD_MSG_ACL_REPLY, .has_rid = true, .rid = 2 };
+    msg.acl.op = HERALD_MSG_ACL_RELOAD;
+    msg.acl.raw = (herald_msg_raw_t) { raw.data, raw.size, 1 };
+    cr_assert_eq (herald_msg_encode (&msg, &s_out), 0);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    cr_assert_eq (msgpack_unpack_next (&unpacked, s_out.data, s_out.size, NULL),
+                  MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq (unpacked.data.type, MSGPACK_OBJECT_MAP);
+    cr_assert_eq (unpacked.data.via.map.size, 3);
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&raw);
+}
+
+Test (herald_msg, acl_op_must_be_reload_or_show)
+{
+    msgpack_pack_map (&s_pk, 2);
+    s_rid (4);
+    s_kstr ("op", "drop");
+    s_expect (HERALD_MSG_ACL, HERALD_ERR_BAD_REQUEST, "op");
+    cr_assert (s_err.has_rid && s_err.rid == 4);
+}
+
+Test (herald_msg, acl_op_is_required_and_a_str)
+{
+    msgpack_pack_map (&s_pk, 1);
+    s_rid (4);
+    s_expect (HERALD_MSG_ACL, HERALD_ERR_BAD_REQUEST, "op");
+    msgpack_sbuffer_clear (&s_buf);
+    msgpack_pack_map (&s_pk, 2);
+    s_rid (4);
+    s_kuint ("op", 1);
+    s_expect (HERALD_MSG_ACL, HERALD_ERR_BAD_REQUEST, "op");
+    msgpack_sbuffer_clear (&s_buf);
+    msgpack_pack_map (&s_pk, 2);
+    s_rid (4);
+    s_kstr ("op", "RELOAD");
+    s_expect (HERALD_MSG_ACL, HERALD_ERR_BAD_REQUEST, "op");
+}
+
+Test (herald_msg, acl_without_rid_is_bad_request_with_nil_rid)
+{
+    msgpack_pack_map (&s_pk, 1);
+    s_kstr ("op", "show");
+    s_expect_with (HERALD_MSG_ACL, NULL, HERALD_ERR_BAD_REQUEST, "rid", false);
 }
 
 

@@ -25,11 +25,17 @@ Markdown is rendered), each placed before the code block it speaks of:
                                     the test checks what the reader is told
                                     An expectation met before the block that
                                     runs CMD is checked as soon as CMD ran
+  <!-- walkthrough: expect "CMD" omits "TEXT" -->
+                                    CMD's output does not hold TEXT once CMD
+                                    ended (a follow: once its expectations
+                                    are met, before its Ctrl-C); TEXT is
+                                    printed in the document too
   <!-- walkthrough: follow "CMD" --> in a run block, CMD does not end by
                                     itself (`tail`): it is left running while
                                     its expectations are checked, then
                                     Ctrl-C'd (it exits 0 or by the signal), and
-                                    the block goes on
+                                    the block goes on; it runs with what the
+                                    block's shell exported
   <!-- walkthrough: stop "CMD" -->  Ctrl-C the service CMD; it exits 0
   <!-- walkthrough: python -->      the next code block is Python, run in one
                                     interpreter per document (a session)
@@ -112,6 +118,8 @@ def parse(path):
             steps.append((words[0], words[1], where))
         elif len(words) == 4 and words[0] == "expect" and words[2] == "prints":
             steps.append(("prints", (words[1], words[3]), where))
+        elif len(words) == 4 and words[0] == "expect" and words[2] == "omits":
+            steps.append(("omits", (words[1], words[3]), where))
         elif len(words) == 4 and words[0] == "expect" and words[2] == "exit":
             steps.append(("exit", (words[1], int(words[3])), where))
         else:
@@ -175,6 +183,7 @@ class Walk:
         self.exits = {}             # command -> expected exit status
         self.follows = set()        # run-block commands that do not end by themselves
         self.pending = {}           # command -> [(text, where)] to check once it ran
+        self.omitted = {}           # command -> [(text, where)] it must not print
         self.shell = None
         self.count = 0
         self.python = None
@@ -216,7 +225,7 @@ class Walk:
             return f.read().decode("utf-8", "replace")
 
     # Services: terminals of their own
-    def start(self, command):
+    def start(self, command, in_shell=False):
         if command in self.services and self.services[command].poll() is None:
             raise Failure("%r is running already" % command)
         argv = ["bash", "-c", command]
@@ -227,7 +236,8 @@ class Walk:
         with open(log, "wb") as out:
             self.services[command] = subprocess.Popen(
                 argv, cwd=self.tree, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True, env=self.env())
+                stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env_of_shell() if in_shell else self.env())
         self.outputs[command] = log
         if words[0] == "./run.sh":
             # The reader goes on once the broker is up: its api port answers
@@ -265,9 +275,12 @@ class Walk:
         log = self.log_path(command)
         status = log + ".status"
         self.outputs[command] = log
-        script = "{ %s\n} >%s 2>&1 </dev/null; echo $? >%s.new; mv %s.new %s\n" % (
-            command, shlex.quote(log), shlex.quote(status), shlex.quote(status),
-            shlex.quote(status))
+        # The shell's environment after each command (its `export`s), for
+        # the follows, which the reader types in this terminal
+        self.shell_env = os.path.join(self.logs, "shell-env")
+        script = "{ %s\n} >%s 2>&1 </dev/null; echo $? >%s.new; env -0 >%s; mv %s.new %s\n" % (
+            command, shlex.quote(log), shlex.quote(status), shlex.quote(self.shell_env),
+            shlex.quote(status), shlex.quote(status))
         self.shell.stdin.write(script.encode())
         self.shell.stdin.flush()
         wait_until("%r to finish" % command, lambda: os.path.exists(status), RUN_WAIT)
@@ -330,6 +343,14 @@ class Walk:
             env["HERALD_BUILDDIR"] = self.tree
         return env
 
+    def env_of_shell(self):
+        """The reader's shell's environment, as its last command left it."""
+        if self.shell is None:
+            return self.env()
+        with open(self.shell_env, "rb") as f:
+            pairs = (item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+            return {os.fsdecode(k): os.fsdecode(v) for k, v in pairs}
+
     def expect(self, command, text, visible, where):
         flat = " ".join(visible.split())
         if not all(" ".join(part.split()) in flat for part in text.split("...")):
@@ -341,6 +362,15 @@ class Walk:
                        lambda: wanted.search(self.output(command)), WAIT)
         except Failure as failure:
             raise Failure("%s: %s; it printed:\n%s" % (where, failure, self.output(command)))
+
+    def omits(self, command, text, visible, where):
+        flat = " ".join(visible.split())
+        if " ".join(text.split()) not in flat:
+            raise Failure("%s: %r is not printed in the document: the test may only check "
+                          "what the reader is told" % (where, text))
+        if pattern(text).search(self.output(command)):
+            raise Failure("%s: %r printed %r, which it must not:\n%s"
+                          % (where, command, text, self.output(command)))
 
     def close(self):
         """Stop everything still running, as a reader closing terminals."""
@@ -392,15 +422,19 @@ def walk(doc, srcdir, builddir, logs, tree):
             elif kind == "follow":
                 walk.follows.add(arg)
             elif kind == "run" and arg in walk.follows:
-                walk.start(arg)
+                walk.start(arg, in_shell=True)
                 for text, at in walk.pending.pop(arg, []):
                     walk.expect(arg, text, visible, at)
+                for text, at in walk.omitted.pop(arg, []):
+                    walk.omits(arg, text, visible, at)
                 # Ctrl-C ends it: by a clean exit or by the signal
                 walk.stop(arg, ok=(0, 130, -signal.SIGINT))
             elif kind == "run":
                 walk.run(arg, where)
                 for text, at in walk.pending.pop(arg, []):
                     walk.expect(arg, text, visible, at)
+                for text, at in walk.omitted.pop(arg, []):
+                    walk.omits(arg, text, visible, at)
             elif kind == "python":
                 walk.python_block(arg, where)
             elif kind == "exit":
@@ -409,8 +443,13 @@ def walk(doc, srcdir, builddir, logs, tree):
                 walk.pending.setdefault(arg[0], []).append((arg[1], where))
             elif kind == "prints":
                 walk.expect(arg[0], arg[1], visible, where)
-        if walk.pending:
-            raise Failure("expected, but never run: %s" % ", ".join(walk.pending))
+            elif kind == "omits" and arg[0] not in walk.outputs:
+                walk.omitted.setdefault(arg[0], []).append((arg[1], where))
+            elif kind == "omits":
+                walk.omits(arg[0], arg[1], visible, where)
+        if walk.pending or walk.omitted:
+            raise Failure("expected, but never run: %s"
+                          % ", ".join(set(walk.pending) | set(walk.omitted)))
     finally:
         walk.close()
 

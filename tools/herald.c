@@ -52,6 +52,7 @@ static const char *s_usage =
     "  cluster add|remove|transfer  change a cluster's members, move its leadership\n"
     "  keygen NAME          make a CURVE keypair (NAME.key, NAME.key_secret)\n"
     "  acl check FILE       check an ACL file offline and print it normalised\n"
+    "  acl reload|show      make the broker re-read its ACL now; print the ACL in force\n"
     "  whoami               who the broker takes this key for: user, scope, grants\n"
     "\n"
     "Common options (before or after the command):\n"

@@ -1,9 +1,11 @@
 /*  =========================================================================
-    herald_cli_security - `herald keygen` and `herald acl check` (issue 14)
+    herald_cli_security - `herald keygen` and `herald acl` (issue 14)
 
         herald keygen NAME [--dir DIR]     a CURVE keypair for a user, peer or broker
         herald keygen --show FILE          the public key of a key file
         herald acl check FILE [USER TOPIC] the ACL file, offline, as heraldd reads it
+        herald acl reload [--json]         heraldd re-reads its ACL file now (HWP/1 ACL)
+        herald acl show [--json]           the ACL table heraldd has in force
 
     Key files are czmq's certificates (zcert): NAME.key holds the public
     key, NAME.key_secret both keys and is made mode 0600.  Both files are
@@ -15,8 +17,14 @@
     acl check parses with the broker's own parser (broker/herald_acl.c) and
     permission check, so what it accepts heraldd accepts.
 
+    acl reload and acl show send one ACL request (docs/protocol.md,
+    "Security: the ACL command"), which needs the grant `admin = acl`; the
+    reply's keys are read from its raw body, as whoami reads WELCOME.
+
     Exit status: 0 ok; 1 a file refused (its errors printed as PATH:LINE:
-    why), a key file that cannot be written or read; 64 a usage error.
+    why), a key file that cannot be written or read, an ERROR reply
+    (unauthorized, the broker's file refused, security off); 2 no broker
+    answered; 64 a usage error.
     =========================================================================
 */
 
@@ -50,7 +58,10 @@ static const char *s_keygen_usage =
 
 static const char *s_acl_usage =
     "usage: herald acl check FILE [USER TOPIC]\n"
+    "       herald acl reload [--json] [--endpoint E] [--key FILE] [--server-key KEY|@FILE]\n"
+    "       herald acl show [--json] [--endpoint E] [--key FILE] [--server-key KEY|@FILE]\n"
     "\n"
+    "check:\n"
     "Read the ACL file as heraldd --acl reads it, offline, and print it\n"
     "normalised: roles folded into their users, prefixes sorted, a prefix covered\n"
     "by a shorter one dropped, with the file's acl_version (the first 12 hex\n"
@@ -61,8 +72,23 @@ static const char *s_acl_usage =
     "With USER and TOPIC, print instead whether that user may publish and read\n"
     "TOPIC, and through which view.\n"
     "\n"
-    "Exit status: 0 the file is valid; 1 it is refused, or USER is not in it;\n"
-    "64 a usage error.\n";
+    "reload: ask heraldd to re-read its ACL file now, as SIGHUP does, and say\n"
+    "what it did: the new acl_version, its users and scopes, and the users whose\n"
+    "keys it revoked (their next request is refused).  A file that does not parse\n"
+    "is refused with its FILE:LINE: why, and the table in force stays.\n"
+    "\n"
+    "show: print the table heraldd has in force: its acl_version, file and load\n"
+    "time, each scope (fanout endpoint, read prefixes) and each user (scope, * for\n"
+    "read-all; publish prefixes; admin grants; the first 10 characters of each\n"
+    "key).\n"
+    "\n"
+    "Both need a key whose user holds `admin = acl`, and a broker with security\n"
+    "on.  --json prints the reply as one JSON object.\n"
+    "\n"
+    "Exit status: check: 0 the file is valid; 1 it is refused, or USER is not in\n"
+    "it.  reload, show: 0 done; 1 refused (unauthorized, the file refused,\n"
+    "security off: the broker's ERROR is printed); 2 no broker answered.  64 a\n"
+    "usage error.\n";
 
 //  ---------------------------------------------------------------------
 //  keygen
@@ -219,17 +245,213 @@ s_verdict (const herald_acl_t *acl, const char *path, const char *name, const ch
     return HERALD_CLI_EXIT_OK;
 }
 
+//  ---------------------------------------------------------------------
+//  acl reload, acl show (online)
+
+//  The value of key in a msgpack map, or NULL.
+static const msgpack_object *
+s_get (const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr [index];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
+        &&  memcmp (kv->key.via.str.ptr, key, strlen (key)) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+//  Any reply value as JSON (str, uint, bool, nil, arrays and maps of them).
+static void
+s_json (const msgpack_object *value)
+{
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        fputs ("null", stdout);
+    else
+    if (value->type == MSGPACK_OBJECT_STR)
+        herald_cli_json_string (stdout, value->via.str.ptr, value->via.str.size);
+    else
+    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        printf ("%" PRIu64, value->via.u64);
+    else
+    if (value->type == MSGPACK_OBJECT_BOOLEAN)
+        fputs (value->via.boolean? "true": "false", stdout);
+    else
+    if (value->type == MSGPACK_OBJECT_ARRAY) {
+        fputc ('[', stdout);
+        for (uint32_t index = 0; index < value->via.array.size; index++) {
+            if (index)
+                fputc (',', stdout);
+            s_json (&value->via.array.ptr [index]);
+        }
+        fputc (']', stdout);
+    }
+    else
+    if (value->type == MSGPACK_OBJECT_MAP) {
+        fputc ('{', stdout);
+        for (uint32_t index = 0; index < value->via.map.size; index++) {
+            const msgpack_object_kv *kv = &value->via.map.ptr [index];
+            if (index)
+                fputc (',', stdout);
+            if (kv->key.type == MSGPACK_OBJECT_STR)
+                herald_cli_json_string (stdout, kv->key.via.str.ptr, kv->key.via.str.size);
+            else
+                fputs ("\"?\"", stdout);
+            fputc (':', stdout);
+            s_json (&kv->val);
+        }
+        fputc ('}', stdout);
+    }
+    else
+        fputs ("null", stdout);
+}
+
+//  A str, or the items of an array of str space-separated; none for
+//  nothing (absent, nil, an empty array).
+static void
+s_words (const msgpack_object *value, const char *none)
+{
+    if (value && value->type == MSGPACK_OBJECT_STR)
+        printf ("%.*s", (int) value->via.str.size, value->via.str.ptr);
+    else
+    if (value && value->type == MSGPACK_OBJECT_ARRAY && value->via.array.size) {
+        for (uint32_t index = 0; index < value->via.array.size; index++) {
+            const msgpack_object *item = &value->via.array.ptr [index];
+            if (item->type == MSGPACK_OBJECT_STR)
+                printf ("%s%.*s", index? " ": "", (int) item->via.str.size, item->via.str.ptr);
+        }
+    }
+    else
+        fputs (none, stdout);
+}
+
+static uint64_t
+s_uint (const msgpack_object *value)
+{
+    return value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER? value->via.u64: 0;
+}
+
+static void
+s_print_reload (const msgpack_object *root, const char *endpoint)
+{
+    printf ("ACL reloaded at %s: version ", endpoint);
+    s_words (s_get (root, "acl_version"), "?");
+    printf (" (was ");
+    s_words (s_get (root, "previous"), "?");
+    printf ("), %" PRIu64 " users, %" PRIu64 " scopes; revoked: ",
+            s_uint (s_get (root, "users")), s_uint (s_get (root, "scopes")));
+    s_words (s_get (root, "revoked"), "none");
+    fputc ('\n', stdout);
+}
+
+static void
+s_print_show (const msgpack_object *root)
+{
+    char when [48] = "?";
+    const msgpack_object *loaded = s_get (root, "loaded");
+    if (loaded && loaded->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        herald_cli_time_format (loaded->via.u64, when, sizeof when);
+    printf ("acl_version  ");
+    s_words (s_get (root, "acl_version"), "?");
+    printf ("\npath         ");
+    s_words (s_get (root, "path"), "?");
+    printf ("\nloaded       %s\n", when);
+    const msgpack_object *scopes = s_get (root, "scopes");
+    uint32_t count = scopes && scopes->type == MSGPACK_OBJECT_ARRAY? scopes->via.array.size: 0;
+    for (uint32_t index = 0; index < count; index++) {
+        const msgpack_object *scope = &scopes->via.array.ptr [index];
+        printf ("scope ");
+        s_words (s_get (scope, "name"), "?");
+        printf ("  fanout ");
+        s_words (s_get (scope, "fanout"), "-");
+        printf ("  read ");
+        s_words (s_get (scope, "read"), "-");
+        fputc ('\n', stdout);
+    }
+    const msgpack_object *users = s_get (root, "users");
+    count = users && users->type == MSGPACK_OBJECT_ARRAY? users->via.array.size: 0;
+    for (uint32_t index = 0; index < count; index++) {
+        const msgpack_object *user = &users->via.array.ptr [index];
+        printf ("user ");
+        s_words (s_get (user, "name"), "?");
+        printf ("  scope ");
+        s_words (s_get (user, "scope"), "-");
+        printf ("  publish ");
+        s_words (s_get (user, "publish"), "-");
+        printf ("  admin ");
+        s_words (s_get (user, "admin"), "-");
+        printf ("  keys ");
+        s_words (s_get (user, "keys"), "-");
+        fputc ('\n', stdout);
+    }
+}
+
+//  One ACL request (op) and its reply printed.
+static int
+s_online (herald_cli_opts_t *opts, herald_msg_acl_op_t op, bool json)
+{
+    herald_cli_conn_t *conn = NULL;
+    int rc = herald_cli_conn_open (opts, &conn);
+    if (rc)
+        return rc;
+    herald_msg_t request = { .type = HERALD_MSG_ACL, .has_rid = true };
+    request.rid = herald_cli_conn_rid (conn);
+    request.acl.op = op;
+    rc = herald_cli_conn_send (conn, &request);
+    herald_cli_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    if (rc == 0)
+        rc = herald_cli_conn_recv (conn, &reply);
+    if (rc == 0 && reply.type == HERALD_MSG_ERROR)
+        rc = herald_cli_print_error (&reply);
+    else
+    if (rc == 0 && (reply.type != HERALD_MSG_ACL_REPLY || reply.body.rid != request.rid
+                    || reply.body.acl.op != op))
+        rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unexpected %s reply to ACL",
+                              herald_msg_command (reply.type));
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    zframe_t *body = rc == 0 && zmsg_first (reply.msg)? zmsg_next (reply.msg): NULL;
+    if (rc == 0 && (!body || msgpack_unpack_next (&unpacked, (const char *) zframe_data (body),
+                                                  zframe_size (body), NULL)
+                             != MSGPACK_UNPACK_SUCCESS))
+        rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "bad ACL reply from %s",
+                              herald_cli_conn_endpoint (conn));
+    if (rc == 0) {
+        if (json) {
+            s_json (&unpacked.data);
+            fputc ('\n', stdout);
+        }
+        else
+        if (op == HERALD_MSG_ACL_RELOAD)
+            s_print_reload (&unpacked.data, herald_cli_conn_endpoint (conn));
+        else
+            s_print_show (&unpacked.data);
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    herald_cli_reply_fini (&reply);
+    herald_cli_conn_destroy (&conn);
+    return rc;
+}
+
 int
 herald_cli_acl (herald_cli_opts_t *opts, int argc, char **argv)
 {
     const char *operands [4] = { NULL };
     int operand_count = 0;
-    bool bad = false;
+    bool bad = false, json = false;
     int index = 1;
     while (index < argc && !bad) {
         if (strcmp (argv [index], "--help") == 0) {
             fputs (s_acl_usage, stdout);
             return HERALD_CLI_EXIT_OK;
+        }
+        if (strcmp (argv [index], "--json") == 0) {
+            json = true;
+            index++;
+            continue;
         }
         if (herald_cli_common_opt (opts, argc, argv, &index, &bad))
             continue;
@@ -241,8 +463,20 @@ herald_cli_acl (herald_cli_opts_t *opts, int argc, char **argv)
     if (bad)
         return HERALD_CLI_EXIT_USAGE;
     if (operand_count == 0)
-        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "acl: give a subcommand: check FILE "
-                                "(see herald acl --help)");
+        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "acl: give a subcommand: check FILE, "
+                                "reload or show (see herald acl --help)");
+    bool reload = strcmp (operands [0], "reload") == 0;
+    if (reload || strcmp (operands [0], "show") == 0) {
+        if (operand_count != 1)
+            return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "acl %s: unexpected '%s' (see "
+                                    "herald acl --help)", operands [0], operands [1]);
+        if (opts->format_set && opts->format == HERALD_CLI_JSON)
+            json = true;
+        return s_online (opts, reload? HERALD_MSG_ACL_RELOAD: HERALD_MSG_ACL_SHOW, json);
+    }
+    if (json)
+        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "acl check: --json is for reload and "
+                                "show (see herald acl --help)");
     if (strcmp (operands [0], "check") != 0)
         return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "acl: unknown subcommand '%s' (see "
                                 "herald acl --help)", operands [0]);

@@ -843,6 +843,8 @@ s_tail_sync (s_stream_t *self)
 {
     s_tail_close (self);
     self->last_hb_ts = 0;           //  the interval is measured on one connection
+    char before [sizeof self->why];
+    snprintf (before, sizeof before, "%s", self->why);
     int rc = self->quiet
            ? herald_cli_conn_open_to (self->opts->endpoint, self->opts->timeout_ms,
                                       self->why, sizeof self->why, &self->conn)
@@ -884,6 +886,11 @@ s_tail_sync (s_stream_t *self)
     }
     if (self->quiet && (rc == HERALD_CLI_EXIT_NO_ANSWER || rc == HERALD_CLI_EXIT_USAGE))
         rc = S_LOST;
+    else
+    //  Reconnecting, any other failure ends tail (a refused key: retrying
+    //  will not help); the connection only wrote it into why: say it
+    if (self->quiet && rc != 0 && rc != S_LOST && strcmp (before, self->why) != 0)
+        fprintf (stderr, "herald: %s\n", self->why);
     return rc;
 }
 

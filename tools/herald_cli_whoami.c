@@ -159,9 +159,16 @@ herald_cli_whoami (herald_cli_opts_t *opts, int argc, char **argv)
             printf ("%-12s %s\n", "endpoint", endpoint);
             for (size_t at = 0; at < sizeof names / sizeof names [0]; at++) {
                 const msgpack_object *value = s_get (root, names [at]);
+                //  scope nil is a read-all key, or one that reads nothing
+                //  (read []): a publish-only key has no view at all
+                const msgpack_object *read = s_get (root, "read");
+                bool reads = read && read->type == MSGPACK_OBJECT_ARRAY
+                          && read->via.array.size > 0;
+                if (at == 1 && (!value || value->type == MSGPACK_OBJECT_NIL) && reads)
+                    printf ("%-12s * (reads every topic, on the main fanout)\n", "scope");
+                else
                 if (at == 1 && (!value || value->type == MSGPACK_OBJECT_NIL))
-                    printf ("%-12s * (reads every topic it is granted, on the main fanout)\n",
-                            "scope");
+                    printf ("%-12s - (reads nothing: a publish-only key)\n", "scope");
                 else
                     s_text (names [at], value);
             }

@@ -1,7 +1,7 @@
 /*  =========================================================================
     fuzz_reply - libFuzzer target for the reply and heartbeat decoders
 
-    The first byte picks the type (ACK..$hb); the rest is the body.
+    The first byte picks the type (ACK..$hb, ACL included); the rest is the body.
     Decoding must return cleanly; a reply that decodes must encode again,
     and that body must decode to the same type and rid.
 
@@ -48,6 +48,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_check (again.has_rid == msg.has_rid && again.rid == msg.rid);
         if (type == HERALD_MSG_ERROR)
             s_check (again.error.code == msg.error.code);
+        if (type == HERALD_MSG_ACL_REPLY)
+            s_check (again.acl.op == msg.acl.op);
         msgpack_sbuffer_destroy (&buffer);
     }
     else

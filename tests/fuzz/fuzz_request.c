@@ -1,7 +1,7 @@
 /*  =========================================================================
     fuzz_request - libFuzzer target for the request decoders
 
-    The first byte picks the request type (PUBLISH..HELLO) and, by its high
+    The first byte picks the request type (PUBLISH..ACL) and, by its high
     bit, small limits (max_batch 8, max_event_bytes 4096) or the defaults;
     the rest is the body.  Decoding must return cleanly; a request that
     decodes must encode again, and that body must decode to the same type.
@@ -25,7 +25,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     herald_msg_type_t type = (herald_msg_type_t)
-        (HERALD_MSG_PUBLISH + (data [0] & 0x7f) % (HERALD_MSG_HELLO - HERALD_MSG_PUBLISH + 1));
+        (HERALD_MSG_PUBLISH + (data [0] & 0x7f) % (HERALD_MSG_ACL - HERALD_MSG_PUBLISH + 1));
     herald_limits_t small = { .max_event_bytes = 4096, .max_batch = 8 };
     const herald_limits_t *limits = (data [0] & 0x80) ? &small : NULL;
 
@@ -49,6 +49,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                   && again.replay.credit == msg.replay.credit);
         if (type == HERALD_MSG_READ)
             s_check (again.read.pack == msg.read.pack && again.read.credit == msg.read.credit);
+        if (type == HERALD_MSG_ACL)
+            s_check (again.acl.op == msg.acl.op);
     }
     else {
         s_check (err.code == rc);
