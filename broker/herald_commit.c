@@ -95,6 +95,8 @@ typedef struct {
     msgpack_zone zone;                  //  owns the decoded arrays
     herald_msg_t msg;
     herald_append_result_t *results;    //  msg.publish.count entries
+    herald_error_t *refused;            //  the guard's refusal: not proposed, answered
+                                        //  in its turn (owned; NULL: proposed)
 } s_request_t;
 
 //  One commit in flight: its requests, their store batches (borrowed by
@@ -108,6 +110,7 @@ typedef struct {
     size_t capacity;
     int64_t started;
     bool answered;                      //  cluster: answered before its record came
+    size_t proposed;                    //  batches: its requests the guard did not refuse
 } s_commit_t;
 
 struct _herald_commit_t {
@@ -131,6 +134,9 @@ struct _herald_commit_t {
     const char *stop_reason;
     herald_commit_counts_t counts;
     herald_commit_guard_t guard;        //  security's checks; none when off
+    zhashx_t *proposed;                 //  guard: id -> event, of the proposal being made
+    const herald_event_t **earlier;     //  guard: per event of a request, its id's earlier
+    size_t earlier_capacity;
 };
 
 static void
@@ -143,8 +149,17 @@ s_request_destroy (s_request_t **self_p)
     zframe_destroy (&self->body);
     msgpack_zone_destroy (&self->zone);
     free (self->results);
+    free (self->refused);
     free (self);
     *self_p = NULL;
+}
+
+//  The guard's refusal of a request (herald_commit_guard_t stored), in
+//  its turn: after the answers to the requests that came before it.
+static void
+s_answer_refused (herald_commit_t *self, s_request_t *request)
+{
+    herald_reply_err (self->reply, request->identity, request->refused);
 }
 
 static void
@@ -248,6 +263,8 @@ herald_commit_destroy (herald_commit_t **self_p)
         s_commit_destroy (&commit);
     }
     zlistx_destroy (&self->inflight);
+    zhashx_destroy (&self->proposed);
+    free (self->earlier);
     free (self);
     *self_p = NULL;
 }
@@ -310,8 +327,11 @@ s_refuse_not_leader (herald_commit_t *self, zlistx_t *list, bool outcome_unknown
     s_request_t *request;
     while ((request = (s_request_t *) zlistx_first (list))) {
         zlistx_delete (list, zlistx_cursor (list));
-        s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL,
-                      outcome_unknown);
+        if (request->refused)
+            s_answer_refused (self, request);
+        else
+            s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL,
+                          outcome_unknown);
         s_request_destroy (&request);
         refused++;
     }
@@ -325,7 +345,10 @@ s_commit_refuse (herald_commit_t *self, s_commit_t *commit, const char *leader)
 {
     s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
     for (; request; request = (s_request_t *) zlistx_next (commit->requests))
-        s_not_leader (self, request->identity, request->msg.rid, leader, true);
+        if (request->refused)
+            s_answer_refused (self, request);
+        else
+            s_not_leader (self, request->identity, request->msg.rid, leader, true);
     commit->answered = true;
     self->inflight_requests -= zlistx_size (commit->requests);
 }
@@ -408,10 +431,100 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
     }
 }
 
+//  The guard's table of proposed ids: keys are the 16 id bytes inside
+//  the requests' bodies (borrowed), values their events.
+static size_t
+s_id_hash (const void *key)
+{
+    //  Ids are UUIDs: the second half is random even in a UUIDv7
+    uint64_t low, high;
+    memcpy (&high, key, 8);
+    memcpy (&low, (const uint8_t *) key + 8, 8);
+    return (size_t) ((low ^ (high * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull >> 7);
+}
+
+static int
+s_id_compare (const void *one, const void *two)
+{
+    return memcmp (one, two, HERALD_ID_BYTES);
+}
+
 void
 herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard)
 {
     self->guard = *guard;
+    if (guard->stored && !self->proposed) {
+        self->proposed = zhashx_new ();
+        assert (self->proposed);
+        zhashx_set_key_hasher (self->proposed, s_id_hash);
+        zhashx_set_key_comparator (self->proposed, s_id_compare);
+        zhashx_set_key_duplicator (self->proposed, NULL);
+        zhashx_set_key_destructor (self->proposed, NULL);
+    }
+}
+
+//  A request's ids join the proposal being made (the first event with an
+//  id stays: it is the one a later duplicate is a duplicate of).
+static void
+s_guard_remember (herald_commit_t *self, s_request_t *request)
+{
+    for (size_t i = 0; i < request->msg.publish.count; i++) {
+        const herald_event_t *event = &request->msg.publish.events [i];
+        zhashx_insert (self->proposed, event->id, (void *) event);
+    }
+}
+
+//  Security: just before the queue is proposed, every request whose ids
+//  name events the user may not publish (stored ones, or earlier ones of
+//  this proposal or of proposals in flight) is answered and leaves the
+//  queue, before anything of it can be stored; the others go on as if it
+//  had never come.  With security off: nothing, not a lookup.
+static void
+s_guard_queue (herald_commit_t *self)
+{
+    if (!self->guard.stored || zlistx_size (self->queue) == 0)
+        return;
+    zhashx_purge (self->proposed);
+    //  A cluster leader's proposals in flight are not applied yet
+    s_commit_t *commit = (s_commit_t *) zlistx_first (self->inflight);
+    for (; commit; commit = (s_commit_t *) zlistx_next (self->inflight)) {
+        s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+        for (; request; request = (s_request_t *) zlistx_next (commit->requests))
+            s_guard_remember (self, request);
+    }
+    size_t count = zlistx_size (self->queue);
+    for (size_t taken = 0; taken < count; taken++) {
+        s_request_t *request = (s_request_t *) zlistx_first (self->queue);
+        zlistx_delete (self->queue, zlistx_cursor (self->queue));
+        size_t events = request->msg.publish.count;
+        if (request->refused) {
+            //  Back from a proposal raft refused: refused already
+            zlistx_add_end (self->queue, request);
+            continue;
+        }
+        if (events > self->earlier_capacity) {
+            free (self->earlier);
+            self->earlier = (const herald_event_t **) malloc (events * sizeof (void *));
+            assert (self->earlier);
+            self->earlier_capacity = events;
+        }
+        for (size_t i = 0; i < events; i++)
+            self->earlier [i] = (const herald_event_t *) zhashx_lookup (
+                self->proposed, request->msg.publish.events [i].id);
+        herald_error_t err = { 0 };
+        if (self->guard.stored (self->guard.arg, request->body, &request->msg,
+                                self->earlier, &err) == HERALD_OK)
+            s_guard_remember (self, request);
+        else {
+            //  Answered in its turn, after the requests before it
+            request->refused = (herald_error_t *) malloc (sizeof (herald_error_t));
+            assert (request->refused);
+            *request->refused = err;
+            self->queued_events -= events;
+        }
+        zlistx_add_end (self->queue, request);
+    }
+    zhashx_purge (self->proposed);
 }
 
 bool
@@ -428,8 +541,12 @@ herald_commit_refuse_queue (herald_commit_t *self, herald_err code, const char *
     s_request_t *request;
     while ((request = (s_request_t *) zlistx_first (self->queue))) {
         zlistx_delete (self->queue, zlistx_cursor (self->queue));
-        herald_reply_refusal (self->reply, request->identity, request->msg.rid, code,
-                              message? message: herald_disk_refusal (self->disk), retry_ms);
+        if (request->refused)
+            s_answer_refused (self, request);
+        else
+            herald_reply_refusal (self->reply, request->identity, request->msg.rid, code,
+                                  message? message: herald_disk_refusal (self->disk),
+                                  retry_ms);
         s_request_destroy (&request);
         refused++;
     }
@@ -455,11 +572,15 @@ s_commit_batches (s_commit_t *commit)
     memset (commit->batches, 0, count * sizeof (herald_batch_t));
     size_t index = 0;
     s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
-    for (; request; request = (s_request_t *) zlistx_next (commit->requests), index++) {
+    for (; request; request = (s_request_t *) zlistx_next (commit->requests)) {
+        if (request->refused)
+            continue;                   //  not proposed: it has no batch
         commit->batches [index].events = request->msg.publish.events;
         commit->batches [index].count = request->msg.publish.count;
         commit->batches [index].results = request->results;
+        index++;
     }
+    commit->proposed = index;
 }
 
 //  The queue becomes commit's requests (an empty list the queue).
@@ -505,6 +626,8 @@ herald_commit_start (herald_commit_t *self)
         self->queued_bytes = 0;
         return 0;
     }
+    //  Now, not when queued: every earlier commit is in the store
+    s_guard_queue (self);
     //  The free-space guard looks at the disk when this commit could take
     //  it below --min-free: then nothing of the queue is written.
     if (!herald_disk_admit (self->disk, self->queued_bytes)) {
@@ -514,7 +637,15 @@ herald_commit_start (herald_commit_t *self)
     //  The proposer picks ts; the apply only raises it to the log's last.
     if (!self->clustered) {
         s_take_queue (self, self->single);
-        herald_writer_propose (self->writer, self->single->batches, count,
+        if (self->single->proposed == 0) {
+            //  The guard refused every one: nothing to apply
+            s_request_t *request = (s_request_t *) zlistx_first (self->single->requests);
+            for (; request; request = (s_request_t *) zlistx_next (self->single->requests))
+                s_answer_refused (self, request);
+            s_requests_destroy (self->single->requests);
+            return 0;
+        }
+        herald_writer_propose (self->writer, self->single->batches, self->single->proposed,
                                herald_store_now (self->store), self->single->requests);
         return self->single->bytes;
     }
@@ -523,8 +654,17 @@ herald_commit_start (herald_commit_t *self)
     //  applies that ts
     s_commit_t *commit = s_commit_new ();
     s_take_queue (self, commit);
+    if (commit->proposed == 0) {
+        //  The guard refused every one (answered now: before the answers
+        //  of proposals in flight, if any of them was this client's)
+        s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
+        for (; request; request = (s_request_t *) zlistx_next (commit->requests))
+            s_answer_refused (self, request);
+        s_commit_destroy (&commit);
+        return 0;
+    }
     commit->number = ++self->proposal;
-    herald_err rc = herald_raft_propose (self->raft, commit->batches, count,
+    herald_err rc = herald_raft_propose (self->raft, commit->batches, commit->proposed,
                                          herald_store_now (self->store),
                                          (void *) (uintptr_t) commit->number);
     if (rc != HERALD_OK) {
@@ -639,7 +779,11 @@ s_answer (herald_commit_t *self, s_request_t *request, const herald_batch_t *bat
         herald_reply_msg (self->reply, request->identity, &reply);
         return;
     }
-    for (size_t i = 0; self->guard.duplicate && i < batch->count; i++)
+    //  The check before the proposal covers a standalone broker whole
+    //  (every earlier commit was applied by then): the last line is a
+    //  cluster's, where an entry of an earlier leader may not be applied
+    bool last_line = self->guard.duplicate && (self->clustered || !self->guard.stored);
+    for (size_t i = 0; last_line && i < batch->count; i++)
         if (batch->results [i].dup
         &&  !self->guard.duplicate (self->guard.arg, request->body, batch->results [i].seq)) {
             herald_error_t err = { .has_rid = true, .rid = request->msg.rid };
@@ -726,9 +870,12 @@ herald_commit_finish (herald_commit_t *self)
                     record->last_seq, (double) (zclock_usecs () - commit->started) / 1e3);
     size_t index = 0;
     s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
-    for (; request; request = (s_request_t *) zlistx_next (commit->requests), index++) {
+    for (; request; request = (s_request_t *) zlistx_next (commit->requests)) {
+        if (request->refused)
+            s_answer_refused (self, request);
+        else
         if (record->rc == HERALD_OK)
-            s_answer (self, request, &record->batches [index]);
+            s_answer (self, request, &record->batches [index++]);
         else
             //  `internal` promises nothing: RocksDB said the write failed,
             //  but a WAL record may have reached the disk whole.  A retry
@@ -759,16 +906,23 @@ s_answer_commit (herald_commit_t *self, s_commit_t *commit, herald_applied_t *re
         s_leads (self, leader, sizeof (leader));
         s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
         for (; request; request = (s_request_t *) zlistx_next (commit->requests))
-            s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL,
-                          true);
+            if (request->refused)
+                s_answer_refused (self, request);
+            else
+                s_not_leader (self, request->identity, request->msg.rid,
+                              *leader? leader: NULL, true);
         return;
     }
     if (record->rc != HERALD_OK) {
         char *failure = s_store_failed (self, &record->err, count, commit->bytes);
         s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
         for (; request; request = (s_request_t *) zlistx_next (commit->requests))
-            herald_reply_refusal (self->reply, request->identity, request->msg.rid,
-                                  HERALD_ERR_INTERNAL, failure? failure: "store failure", 0);
+            if (request->refused)
+                s_answer_refused (self, request);
+            else
+                herald_reply_refusal (self->reply, request->identity, request->msg.rid,
+                                      HERALD_ERR_INTERNAL, failure? failure: "store failure",
+                                      0);
         free (failure);
         return;
     }
@@ -781,7 +935,10 @@ s_answer_commit (herald_commit_t *self, s_commit_t *commit, herald_applied_t *re
     size_t index = 0;
     s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
     for (; request; request = (s_request_t *) zlistx_next (commit->requests))
-        s_answer (self, request, &record->batches [index++]);
+        if (request->refused)
+            s_answer_refused (self, request);
+        else
+            s_answer (self, request, &record->batches [index++]);
 }
 
 //  The record for an own proposal in flight: answer the older ones still

@@ -81,17 +81,27 @@ void
 
 //  Security (issue 14, herald_guard): publish is asked once a PUBLISH is
 //  decoded, before it queues: HERALD_OK, or the ERROR (err) to answer,
-//  and nothing of it is stored.  duplicate is asked, before an ACK, for
-//  each event of it found stored already (at seq): false turns the ACK
-//  into ERROR unauthorized, so a publisher never learns the seq and ver
-//  of an event in a topic it may not publish.  body is the request's
-//  frame (its metadata names the user).  publish may set *retry_ms (0
-//  when called), sent with its ERROR (a rate limit's overloaded).
+//  and nothing of it is stored.  stored is asked for each queued request
+//  just before its commit is proposed, when every earlier commit is in
+//  the store (a cluster leader: or in a proposal in flight): earlier [i]
+//  is the event of an earlier request of this proposal or of one in
+//  flight with the id of event i (NULL: none); HERALD_OK, or the ERROR
+//  (err) to answer at once, and the request leaves the commit, the others
+//  go on.  So a publisher never learns the seq and ver of an event in a
+//  topic it may not publish, and its refused batch stores nothing.
+//  duplicate is asked, before an ACK, for each event found stored already
+//  (at seq): false turns the ACK into ERROR unauthorized (a cluster
+//  node's last line, with stored set: an entry committed by an earlier
+//  leader and not yet applied here; a standalone broker skips it then).  body is the request's frame
+//  (its metadata names the user).  publish may set *retry_ms (0 when
+//  called), sent with its ERROR (a rate limit's overloaded).
 typedef struct {
     herald_err (*publish) (void *arg, zframe_t *body, const herald_msg_t *msg,
                            herald_error_t *err, uint64_t *retry_ms);
     bool (*duplicate) (void *arg, zframe_t *body, uint64_t seq);
     void *arg;
+    herald_err (*stored) (void *arg, zframe_t *body, const herald_msg_t *msg,
+                          const herald_event_t *const *earlier, herald_error_t *err);
 } herald_commit_guard_t;
 
 void

@@ -14,7 +14,10 @@
       STATUS   the contract keys to any user, the rest with `admin status`
       PUBLISH  every topic publishable, or the whole batch is refused
                naming the first offender; a duplicate id stored in a
-               topic the user may not publish is refused, not ACKed
+               topic the user may not publish is refused, not ACKed,
+               and so is the whole batch: checked just before its
+               commit is proposed (herald_commit's stored hook), with
+               one batched id lookup, so nothing of it is stored
       REPLAY   prefixes narrowed to the read set (herald_acl_narrow), or
                refused when disjoint
       READ     the topic readable, else refused before the store is asked
@@ -40,6 +43,8 @@ struct _herald_guard_t {
     msgpack_zone zone;                  //  scratch, for peeking at a rid
     const char *key;                    //  the Z85 key of the request admitted last
     zframe_t *frame;                    //  ... its command frame (User-Id, Peer-Address)
+    uint64_t *seqs;                     //  scratch: a batch's ids looked up
+    size_t seq_capacity;
 };
 
 static int64_t
@@ -71,6 +76,7 @@ herald_guard_destroy (herald_guard_t **self_p)
     if (!self)
         return;
     msgpack_zone_destroy (&self->zone);
+    free (self->seqs);
     free (self);
     *self_p = NULL;
 }
@@ -323,6 +329,83 @@ s_publish_check (void *arg, zframe_t *body, const herald_msg_t *msg, herald_erro
     return HERALD_OK;
 }
 
+//  The topic a stored event (seq) or an earlier one of the proposal has:
+//  false when it cannot be read (then refused: fail closed).
+static bool
+s_original_topic (herald_guard_t *self, uint64_t seq, const herald_event_t *earlier,
+                  uint8_t **envelope, const char **topic, size_t *topic_len)
+{
+    if (!seq) {
+        *topic = earlier->topic;
+        *topic_len = earlier->topic_len;
+        return true;
+    }
+    size_t len = 0;
+    uint64_t s, v, t;
+    return herald_store_get (self->store, seq, envelope, &len, NULL) == HERALD_OK
+        && herald_event_peek (*envelope, len, topic, topic_len, &s, &v, &t);
+}
+
+//  Just before the commit is proposed: a request whose id is stored (or
+//  earlier in the proposal) under a topic this user may not publish is
+//  refused whole, naming the first such event, like a topic outside the
+//  grants; a duplicate of its own topics goes on and is ACKed as one.
+//  The ids are read in one batched lookup; only a duplicate's envelope
+//  is read more.
+static herald_err
+s_stored_check (void *arg, zframe_t *body, const herald_msg_t *msg,
+                const herald_event_t *const *earlier, herald_error_t *err)
+{
+    herald_guard_t *self = (herald_guard_t *) arg;
+    *err = (herald_error_t) { .has_rid = true, .rid = msg->rid };
+    herald_error_t why = { 0 };
+    const herald_acl_user_t *user = herald_auth_user (self->auth, body, NULL, &why);
+    if (!user) {
+        //  Revoked since it was queued
+        herald_error_set (err, HERALD_ERR_UNAUTHORIZED, "", "%s", why.message);
+        herald_auth_refused (self->auth, body, "PUBLISH", "\"reason\":\"revoked\"");
+        return err->code;
+    }
+    size_t count = msg->publish.count;
+    if (count > self->seq_capacity) {
+        free (self->seqs);
+        self->seqs = (uint64_t *) malloc (count * sizeof (uint64_t));
+        self->seq_capacity = self->seqs? count: 0;
+        if (!self->seqs)
+            return herald_error_set (err, HERALD_ERR_INTERNAL, "", "out of memory");
+    }
+    if (herald_store_lookup_ids (self->store, msg->publish.events, count, self->seqs,
+                                 &why) != HERALD_OK) {
+        herald_log ("error", "PUBLISH rid %" PRIu64 ": its ids could not be checked: %s",
+                    msg->rid, why.message);
+        return herald_error_set (err, HERALD_ERR_INTERNAL, "", "the ids of this batch could "
+                                 "not be checked (%s); nothing of it was stored", why.message);
+    }
+    for (size_t index = 0; index < count; index++) {
+        if (!self->seqs [index] && !earlier [index])
+            continue;                   //  a new id
+        uint8_t *envelope = NULL;
+        const char *topic = NULL;
+        size_t topic_len = 0;
+        bool allowed = s_original_topic (self, self->seqs [index], earlier [index], &envelope,
+                                         &topic, &topic_len)
+                    && herald_acl_may_publish (user, topic, topic_len);
+        free (envelope);
+        if (allowed)
+            continue;
+        //  Neither the stored topic nor the seq is named: that is the secret
+        herald_error_set (err, HERALD_ERR_UNAUTHORIZED, "", "events[%zu]: this id is stored "
+                          "already, in a topic user '%s' may not publish; nothing of this "
+                          "batch was stored", index, user->name);
+        char fields [128];
+        snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64 ",\"index\":%zu,"
+                  "\"reason\":\"duplicate\"", msg->rid, index);
+        herald_auth_refused (self->auth, body, "PUBLISH", fields);
+        return err->code;
+    }
+    return HERALD_OK;
+}
+
 static bool
 s_duplicate_check (void *arg, zframe_t *body, uint64_t seq)
 {
@@ -351,7 +434,8 @@ s_duplicate_check (void *arg, zframe_t *body, uint64_t seq)
 void
 herald_guard_commit (herald_guard_t *self, herald_commit_t *commit)
 {
-    herald_commit_guard_t guard = { s_publish_check, s_duplicate_check, self };
+    herald_commit_guard_t guard = { s_publish_check, s_duplicate_check, self,
+                                    s_stored_check };
     herald_commit_set_guard (commit, &guard);
 }
 

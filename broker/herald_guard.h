@@ -59,7 +59,10 @@ void
                          zframe_t *identity, herald_msg_t *request);
 
 //  The group commit's checks (herald_commit_set_guard): every topic of a
-//  PUBLISH publishable, and a duplicate's stored topic too.
+//  PUBLISH publishable when it arrives, and, just before its commit is
+//  proposed, a duplicate's stored (or earlier proposed) topic too, or the
+//  whole request is refused and nothing of it stored; the same once
+//  applied, as a last line.
 void
     herald_guard_commit (herald_guard_t *self, herald_commit_t *commit);
 

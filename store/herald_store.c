@@ -964,6 +964,56 @@ herald_store_lookup_id (herald_store_t *self, const uint8_t id [HERALD_ID_BYTES]
     return herald_store_lookup_id_hash (self, id, seq, ver, &hash, &has_hash);
 }
 
+herald_err
+herald_store_lookup_ids (herald_store_t *self, const herald_event_t *events, size_t count,
+                         uint64_t *seqs, herald_error_t *err)
+{
+    assert (self);
+    if (count == 0)
+        return HERALD_OK;
+    //  One block for the four arrays MultiGet takes (the appender's own
+    //  arrays belong to its thread)
+    const char **keys = malloc (count * (sizeof (char *) + sizeof (size_t)
+                                         + sizeof (rocksdb_pinnableslice_t *)
+                                         + sizeof (char *)));
+    if (!keys)
+        return herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
+    size_t *sizes = (size_t *) (keys + count);
+    rocksdb_pinnableslice_t **values = (rocksdb_pinnableslice_t **) (sizes + count);
+    char **errors = (char **) (values + count);
+    for (size_t i = 0; i < count; i++) {
+        keys [i] = (const char *) events [i].id;
+        sizes [i] = HERALD_ID_BYTES;
+        seqs [i] = 0;
+    }
+    rocksdb_batched_multi_get_cf (self->db, self->read_options, self->cf [CF_IDS], count,
+                                  keys, sizes, values, errors, false);
+    herald_err rc = HERALD_OK;
+    for (size_t i = 0; i < count; i++) {
+        if (errors [i]) {
+            if (rc == HERALD_OK)
+                rc = herald_error_set (err, HERALD_ERR_IO, "ids", "reading id index: %s",
+                                       errors [i]);
+            free (errors [i]);
+        }
+        if (values [i]) {
+            size_t len;
+            const uint8_t *bytes = (const uint8_t *) rocksdb_pinnableslice_value (values [i],
+                                                                                &len);
+            s_id_found_t found;
+            if (herald_id_value_parse (bytes, len, &found))
+                seqs [i] = found.seq;
+            else
+            if (rc == HERALD_OK)
+                rc = herald_error_set (err, HERALD_ERR_CORRUPT, "ids",
+                                       "id index entry of %zu bytes", len);
+            rocksdb_pinnableslice_destroy (values [i]);
+        }
+    }
+    free (keys);
+    return rc;
+}
+
 int
 herald_store_walk_ids (herald_store_t *self, herald_store_id_fn *fn, void *arg,
                        herald_error_t *err)

@@ -305,6 +305,17 @@ herald_err
                                  uint64_t *seq, uint64_t *ver, uint64_t *hash,
                                  bool *has_hash);
 
+//  The dedup index for the ids of count events at once: seqs [i] the seq
+//  events [i].id was stored with, 0 when it is not stored.  One batched
+//  MultiGet, far cheaper than a herald_store_lookup_id per event (the
+//  broker's security check of a PUBLISH batch).  HERALD_ERR_CORRUPT when
+//  an entry has the wrong shape, HERALD_ERR_IO when RocksDB fails,
+//  HERALD_ERR_NOMEM; err (may be NULL) says which.  Reads only; from any
+//  thread.
+herald_err
+    herald_store_lookup_ids (herald_store_t *self, const herald_event_t *events, size_t count,
+                             uint64_t *seqs, herald_error_t *err);
+
 //  Walk the whole dedup index in id order, calling fn for each entry with
 //  the seq and ver it names.  For offline checks (herald inspect): it
 //  reads every entry.  Returns 0 when done, fn's return value when fn

@@ -1365,3 +1365,200 @@ Test (heraldd_security, raft_off_loopback_needs_raft_insecure)
     cr_assert_eq (WEXITSTATUS (bad->status), 64);
     bu_broker_destroy (&bad);
 }
+
+
+//  --------------------------------------------------------------------------
+//  A foreign duplicate refuses the whole batch before anything is stored
+
+//  alice's batch of five new orders with event 2 replaced by dup: the
+//  events go to events[0..5).
+static void
+s_batch_with (bu_event_t *events, char topics [5][32], const bu_event_t *dup)
+{
+    for (size_t index = 0; index < 5; index++) {
+        snprintf (topics [index], 32, "orders.new%zu", index);
+        bu_event_init (&events [index], topics [index], "x");
+    }
+    events [2] = *dup;
+    events [2].topic = "orders.guess";
+}
+
+Test (heraldd_security, a_foreign_duplicate_in_a_batch_stores_nothing_of_it)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    zsock_t *carol = s_client (&s_keys [CAROL]);
+    zsock_t *alice = s_client (&s_keys [ALICE]);
+    bu_event_t secret, mine;
+    bu_event_init (&secret, "billing.42", "invoice");
+    bu_event_init (&mine, "orders.1", "x");
+    bu_reply_t reply;
+    bt_publish (carol, 1, &secret, 1, &reply);
+    bu_reply_fini (&reply);
+    bt_publish (alice, 2, &mine, 1, &reply);
+    uint64_t mine_seq = reply.body.ack.seq [0], mine_ver = reply.body.ack.ver [0];
+    bu_reply_fini (&reply);
+    cr_assert_eq (bt_head (alice), 2);
+
+    //  Four new events and carol's id: refused whole, index named
+    bu_event_t events [5];
+    char topics [5][32];
+    s_batch_with (events, topics, &secret);
+    bt_send_publish (alice, 3, events, 5);
+    const char *message = s_expect_error (alice, HERALD_ERR_UNAUTHORIZED, 3);
+    cr_assert_not_null (strstr (message, "events[2]"), "%s", message);
+    cr_assert_null (strstr (message, "billing"), "names the stored topic: %s", message);
+    cr_assert_eq (bt_head (alice), 2, "new events of a refused batch were stored");
+    char seen [16][32];
+    uint64_t last = 0;
+    cr_assert_eq (s_replay_topics (alice, 4, NULL, 0, seen, 16, &last), 2);
+    cr_assert_str_eq (seen [1], "orders.1");
+    //  The four ids are new: published again, none is a duplicate
+    bu_event_t fresh [4] = { events [0], events [1], events [3], events [4] };
+    bt_publish (alice, 5, fresh, 4, &reply);
+    for (size_t index = 0; index < 4; index++) {
+        cr_assert_not (reply.body.ack.dup [index], "event %zu was stored", index);
+        cr_assert_eq (reply.body.ack.seq [index], 3 + index);
+    }
+    bu_reply_fini (&reply);
+
+    //  alice's own duplicate in a batch: ACKed with the original seq/ver
+    bu_event_t own [5];
+    s_batch_with (own, topics, &mine);
+    own [2].topic = mine.topic;
+    bt_publish (alice, 6, own, 5, &reply);
+    cr_assert (reply.body.ack.dup [2]);
+    cr_assert_eq (reply.body.ack.seq [2], mine_seq);
+    cr_assert_eq (reply.body.ack.ver [2], mine_ver);
+    cr_assert_not (reply.body.ack.dup [0]);
+    cr_assert_eq (reply.body.ack.seq [4], 10);
+    bu_reply_fini (&reply);
+    cr_assert_eq (bt_head (alice), 10);
+    cr_assert_eq (s_status_value (alice, "unauthorized"), 1);
+    char log [65536];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "\"command\":\"PUBLISH\",\"rid\":3,\"index\":2,"
+                                     "\"reason\":\"duplicate\""), "no audit line:\n%s", log);
+    s_stop_clean ();
+}
+
+//  Two clients pipelining into the same group commits, one of each pair
+//  of requests reusing the other's id (whichever of the two arrives
+//  second is the duplicate: stored a moment before, or only queued in
+//  the same commit): the duplicate's request is refused and stores
+//  nothing; every other request is stored and ACKed, in its order.
+static void
+s_pipelined_pairs (zsock_t *alice, zsock_t *carol, uint64_t head)
+{
+    enum { ROUNDS = 40, BATCH = 10 };
+    bu_event_t (*mine) [BATCH] = bt_calloc (ROUNDS, sizeof (*mine));
+    bu_event_t (*hers) [BATCH] = bt_calloc (ROUNDS, sizeof (*hers));
+    for (size_t round = 0; round < ROUNDS; round++)
+        for (size_t index = 0; index < BATCH; index++) {
+            bu_event_init (&mine [round][index], "orders.pipe", "x");
+            bu_event_init (&hers [round][index], "billing.pipe", "y");
+        }
+    //  Every odd round carol reuses the id alice sends in that very round
+    for (size_t round = 1; round < ROUNDS; round += 2)
+        memcpy (hers [round][BATCH - 1].id, mine [round][0].id, HERALD_ID_BYTES);
+    for (size_t round = 0; round < ROUNDS; round++) {
+        bt_send_publish (alice, 100 + round, mine [round], BATCH);
+        bt_send_publish (carol, 100 + round, hers [round], BATCH);
+    }
+    bool refused [2][ROUNDS] = { { false } };
+    zsock_t *clients [2] = { alice, carol };
+    size_t acked = 0;
+    for (size_t who = 0; who < 2; who++) {
+        uint64_t seen_seq = 0;
+        for (size_t round = 0; round < ROUNDS; round++) {
+            bu_reply_t reply = { 0 };
+            bt_recv (clients [who], &reply);
+            if (reply.type == HERALD_MSG_ERROR) {
+                bt_check_error (&reply, HERALD_ERR_UNAUTHORIZED, true, 100 + round);
+                refused [who][round] = true;
+            }
+            else {
+                bt_check_ack (&reply, 100 + round, BATCH);
+                for (size_t index = 0; index < BATCH; index++) {
+                    cr_assert_not (reply.body.ack.dup [index]);
+                    cr_assert_gt (reply.body.ack.seq [index], seen_seq);
+                    seen_seq = reply.body.ack.seq [index];
+                }
+                acked++;
+            }
+            bu_reply_fini (&reply);
+        }
+    }
+    //  Exactly one of each odd pair refused, none of the even ones
+    for (size_t round = 0; round < ROUNDS; round++)
+        cr_assert_eq (refused [0][round] + refused [1][round], round % 2, "round %zu", round);
+    cr_assert_eq (acked, ROUNDS * 2 - ROUNDS / 2);
+    //  not one event of a refused batch stored
+    cr_assert_eq (bt_head (alice), head + acked * BATCH);
+    //  and its new ids are new still: a retry without the shared id
+    //  stores them all
+    for (size_t round = 1; round < ROUNDS; round += 2) {
+        bool carols = refused [1][round];
+        bu_reply_t reply;
+        bt_publish (clients [carols], 500 + round, carols? hers [round]: mine [round] + 1,
+                    BATCH - 1, &reply);
+        for (size_t index = 0; index < BATCH - 1; index++)
+            cr_assert_not (reply.body.ack.dup [index], "round %zu event %zu was stored",
+                           round, index);
+        bu_reply_fini (&reply);
+    }
+}
+
+Test (heraldd_security, a_refused_request_leaves_the_rest_of_its_group_commit_alone)
+{
+    s_acl_standard (NULL);
+    s_start_secure (NULL);
+    s_pipelined_pairs (s_client (&s_keys [ALICE]), s_client (&s_keys [CAROL]), 0);
+    s_stop_clean ();
+}
+
+//  A cluster: the leader checks before it proposes, against its store
+//  and the proposals in flight (not yet applied), so the same holds.
+Test (heraldd_security, a_cluster_leader_refuses_a_foreign_duplicate_before_proposing)
+{
+    s_acl_standard (NULL);
+    char secret_path [512];
+    snprintf (secret_path, sizeof secret_path, "%s/broker.key_secret", s_dir);
+    const char *flags [] = { "--curve-secret", secret_path, "--acl", s_acl_path,
+                             "--audit-log", "-", "--election-ms", "500",
+                             "--raft-heartbeat-ms", "50", NULL };
+    s_cluster = bu_cluster_new ("secure", 3, flags);
+    cr_assert_not_null (s_cluster);
+    for (size_t index = 0; index < 3; index++)
+        cr_assert_eq (bu_broker_respawn (s_cluster->nodes [index]), 0);
+    //  The leader: the node that ACKs carol's invoice
+    int leader = -1;
+    bu_event_t secret;
+    bu_event_init (&secret, "billing.42", "invoice");
+    int64_t deadline = zclock_mono () + 20000;
+    for (uint64_t rid = 1; leader < 0; rid++) {
+        cr_assert_lt (zclock_mono (), deadline, "no leader");
+        for (size_t index = 0; index < 3 && leader < 0; index++) {
+            zsock_t *carol = s_node_client (index, &s_keys [CAROL]);
+            bt_send_publish (carol, rid, &secret, 1);
+            bu_reply_t reply = { 0 };
+            if (bu_recv_reply (carol, &reply, 1000) == 0 && reply.type == HERALD_MSG_ACK)
+                leader = (int) index;
+            bu_reply_fini (&reply);
+            bt_drop (&carol);
+        }
+        if (leader < 0)
+            zclock_sleep (100);
+    }
+    zsock_t *alice = s_node_client ((size_t) leader, &s_keys [ALICE]);
+    zsock_t *carol = s_node_client ((size_t) leader, &s_keys [CAROL]);
+    cr_assert_eq (bt_head (alice), 1);
+    bu_event_t events [5];
+    char topics [5][32];
+    s_batch_with (events, topics, &secret);
+    bt_send_publish (alice, 2, events, 5);
+    const char *message = s_expect_error (alice, HERALD_ERR_UNAUTHORIZED, 2);
+    cr_assert_not_null (strstr (message, "events[2]"), "%s", message);
+    cr_assert_eq (bt_head (alice), 1, "new events of a refused batch were stored");
+    s_pipelined_pairs (alice, carol, 1);
+}
