@@ -338,16 +338,20 @@ Test (herald_audit, a_stalled_file_never_blocks_and_counts_dropped, .timeout = 3
                 slowest = took;
         }
     }
-    //  A call that waited on the stalled pipe would never return (the test's
-    //  timeout); a second only tells "slow under a sanitizer" from "stuck"
-    cr_assert_lt (slowest, 1000, "herald_audit_event blocked for %" PRId64 " ms", slowest);
+    //  A call that waited on the stalled pipe would never return (nobody
+    //  reads it): the bound only tells "slow" (a loaded 2-core machine, a
+    //  sanitizer, a thread preempted mid-call) from "stuck", so it is generous
+    cr_assert_lt (slowest, 10000, "herald_audit_event blocked for %" PRId64 " ms", slowest);
     cr_assert_gt (herald_audit_dropped (audit), 0);
     uint64_t dropped = herald_audit_dropped (audit);
     cr_assert_lt (dropped, 100000);
     int64_t start = s_now_ms ();
     herald_audit_destroy (&audit);
     int64_t took = s_now_ms () - start;
-    cr_assert_lt (took, HERALD_AUDIT_FLUSH_MS + 1000, "destroy took %" PRId64 " ms", took);
+    //  The pipe stays stalled, so a destroy that waited for it would never
+    //  return; HERALD_AUDIT_FLUSH_MS is what it waits, and the 10 s over it
+    //  only tell a loaded machine from a hang
+    cr_assert_lt (took, HERALD_AUDIT_FLUSH_MS + 10000, "destroy took %" PRId64 " ms", took);
     close (reader);
     free (path);
     tu_tmpdir_destroy (&dir);
