@@ -827,11 +827,21 @@ Test (heraldd_fanout_scope, a_cluster_follower_fans_out_on_its_scope_socket)
     }
     for (size_t index = 0; index < 3; index++)
         cr_assert_eq (bu_broker_respawn (s_cluster->nodes [index]), 0);
-    //  The leader: the node that ACKs alice's PUBLISH (of a topic no scope reads)
+    //  The leader: the node that ACKs alice's PUBLISH (of a topic no scope
+    //  reads).  Each probe waits 3 s for its ACK: a commit is a round trip
+    //  to a follower and a write, which a loaded machine can make slower
+    //  than a second (failed once with 500 ms: 'no leader' in 30 s)
     int leader = -1;
-    int64_t deadline = zclock_mono () + 30000;
+    int64_t deadline = zclock_mono () + 60000;
     while (leader < 0) {
-        cr_assert_lt (zclock_mono (), deadline, "no leader");
+        if (zclock_mono () >= deadline) {
+            //  Say why: each node's log tail
+            static char logs [3][2048];
+            for (size_t index = 0; index < 3; index++)
+                bu_broker_log_tail (s_cluster->nodes [index], logs [index], sizeof logs [0]);
+            cr_assert_fail ("no leader\nn1:\n%s\nn2:\n%s\nn3:\n%s", logs [0], logs [1],
+                            logs [2]);
+        }
         for (size_t index = 0; index < 3 && leader < 0; index++) {
             zsock_t *alice = s_socket (ZMQ_DEALER, &s_keys [ALICE]);
             cr_assert_eq (zsock_connect (alice, "%s", s_cluster->nodes [index]->api), 0);
@@ -840,7 +850,7 @@ Test (heraldd_fanout_scope, a_cluster_follower_fans_out_on_its_scope_socket)
             uint64_t rid = s_rid++;
             bt_send_publish (alice, rid, &event, 1);
             bu_reply_t reply = { 0 };
-            if (bu_recv_reply (alice, &reply, 500) == 0 && reply.type == HERALD_MSG_ACK)
+            if (bu_recv_reply (alice, &reply, 3000) == 0 && reply.type == HERALD_MSG_ACK)
                 leader = (int) index;
             bu_reply_fini (&reply);
             bt_drop (&alice);

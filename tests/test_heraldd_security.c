@@ -1298,10 +1298,11 @@ Test (heraldd_security, a_secure_cluster_node_catches_up_from_a_peer_with_the_sh
         while (s_node_head (index, 1000) == UINT64_MAX)
             cr_assert_lt (zclock_mono (), deadline, "n%zu does not answer", index + 1);
     }
-    //  The leader: the node that ACKs a PUBLISH
+    //  The leader: the node that ACKs a PUBLISH (each probe waits 3 s for
+    //  it: a commit on a loaded machine can take longer than a second)
     int leader = -1;
     bu_event_t event;
-    int64_t deadline = zclock_mono () + 20000;
+    int64_t deadline = zclock_mono () + 60000;
     for (uint64_t rid = 1; leader < 0; rid++) {
         cr_assert_lt (zclock_mono (), deadline, "no leader");
         for (size_t index = 0; index < 3 && leader < 0; index++) {
@@ -1309,7 +1310,7 @@ Test (heraldd_security, a_secure_cluster_node_catches_up_from_a_peer_with_the_sh
             bu_event_init (&event, "orders.first", "x");
             bt_send_publish (dave, rid, &event, 1);
             bu_reply_t reply = { 0 };
-            if (bu_recv_reply (dave, &reply, 1000) == 0 && reply.type == HERALD_MSG_ACK)
+            if (bu_recv_reply (dave, &reply, 3000) == 0 && reply.type == HERALD_MSG_ACK)
                 leader = (int) index;
             else
             if (getenv ("SECURITY_TEST_DEBUG"))
