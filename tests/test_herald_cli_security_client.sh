@@ -141,20 +141,24 @@ check "whoami against a plain broker exits 0" test $rc -eq 0
 check "... saying security is off" grep -q "security is off" "$TMP/whoami-plain"
 
 #  ---------------------------------------------------------------------
-#  Refusals, named at once
+#  Refusals, named at once.  "At once" is measured against the option's
+#  own value: under a --timeout of $LONG ms, an answer in less than half of
+#  it did not wait for the timeout, however loaded (or sanitized) the
+#  machine is
 
-timed "$TMP/unknown" "$HERALD" --endpoint "$API" --key "$KEYS/bob.key_secret" \
+LONG=20000
+timed "$TMP/unknown" "$HERALD" --timeout $LONG --endpoint "$API" --key "$KEYS/bob.key_secret" \
     --server-key "$BROKER_KEY" status
 check "a key the ACL does not know exits 1 (took $ms ms)" test $rc -eq 1
-check "... at once, not after the 5 s --timeout" test $ms -lt 2500
+check "... at once, not after the $LONG ms --timeout" test $ms -lt $((LONG / 2))
 check "... saying the broker refused this key" \
     grep -q "herald: the broker at $API refused this key (unknown, revoked or expired)" \
     "$TMP/unknown"
 
-timed "$TMP/wrong-server" "$HERALD" --endpoint "$API" --key "$KEYS/alice.key_secret" \
+timed "$TMP/wrong-server" "$HERALD" --timeout $LONG --endpoint "$API" --key "$KEYS/alice.key_secret" \
     --server-key "$OTHER_KEY" status
 check "a --server-key that is not the broker's exits 1 (took $ms ms)" test $rc -eq 1
-check "... at once" test $ms -lt 2500
+check "... at once" test $ms -lt $((LONG / 2))
 check "... saying the broker did not prove that key" \
     grep -q "the broker at $API did not prove the key given by --server-key" \
     "$TMP/wrong-server"
@@ -167,8 +171,9 @@ timed "$TMP/rotation-env" env HERALD_KEY="$KEYS/alice.key_secret" \
 check "... from HERALD_SERVER_KEY too, with @FILE in the list" grep -Eq '^user +alice$' \
     "$TMP/rotation-env"
 
-timed "$TMP/no-key" "$HERALD" --endpoint "$API" status
-check "no key at a secure broker exits 1 at once (took $ms ms)" test $rc -eq 1 -a $ms -lt 2500
+timed "$TMP/no-key" "$HERALD" --timeout $LONG --endpoint "$API" status
+check "no key at a secure broker exits 1 at once (took $ms ms)" \
+    test $rc -eq 1 -a $ms -lt $((LONG / 2))
 check "... saying it requires CURVE and naming the options" \
     grep -q "requires CURVE: give --key FILE and --server-key" "$TMP/no-key"
 #  The handshake fails in two ways (either side may close first): each run
@@ -181,8 +186,9 @@ for _ in 1 2 3 4 5 6 7 8; do
 done
 check "... every time, and a key at a plain broker too ($said of 16)" test $said -eq 16
 
-timed "$TMP/key-plain" "$HERALD" --endpoint "$PLAIN_API" "${A[@]}" status
-check "a key at a plain broker exits 1 at once (took $ms ms)" test $rc -eq 1 -a $ms -lt 2500
+timed "$TMP/key-plain" "$HERALD" --timeout $LONG --endpoint "$PLAIN_API" "${A[@]}" status
+check "a key at a plain broker exits 1 at once (took $ms ms)" \
+    test $rc -eq 1 -a $ms -lt $((LONG / 2))
 #  (libzmq reports either side's close without detail: the tool reads the
 #  broker's ZMTP greeting to tell a plain broker from another key)
 check "... saying it does not speak CURVE" grep -q "does not speak CURVE" "$TMP/key-plain"
@@ -198,10 +204,10 @@ timed "$TMP/read-denied" "$HERALD" --endpoint "$API" --key "$KEYS/carol.key_secr
 check "read outside the read set is herald: unauthorized (rc $rc)" \
     grep -q "^herald: unauthorized: " "$TMP/read-denied"
 
-timed "$TMP/tail-pubonly" "$HERALD" --endpoint "$API" --key "$KEYS/audit.key_secret" \
-    --server-key "$BROKER_KEY" tail
+timed "$TMP/tail-pubonly" "$HERALD" --timeout $LONG --endpoint "$API" \
+    --key "$KEYS/audit.key_secret" --server-key "$BROKER_KEY" tail
 check "tail with a publish-only key exits 1 at once (took $ms ms)" \
-    test $rc -eq 1 -a $ms -lt 2500
+    test $rc -eq 1 -a $ms -lt $((LONG / 2))
 check "... as unauthorized: no fanout for this key" \
     grep -q "unauthorized: .*names no fanout for this key" "$TMP/tail-pubonly"
 

@@ -31,6 +31,7 @@
 #define RATE        200             //  the limited user's events/s
 #define BURST       20
 #define BATCH       10
+#define S_SLOW_MS   20000           //  waits that only tell slow (loaded, sanitized) from stuck
 #define AGENT_RATE  1000            //  the agent's user: more than one agent batch
 #define AGENT_BURST 100             //  (1000 events at most) per second
 #define AGENT_BATCH 1000
@@ -135,7 +136,7 @@ s_status (zsock_t *sock, const char *name)
 {
     static uint64_t rid = 900000;
     bu_reply_t reply = { 0 };
-    cr_assert_eq (bu_status (sock, ++rid, &reply, 5000), 0, "no STATUS reply");
+    cr_assert_eq (bu_status (sock, ++rid, &reply, S_SLOW_MS), 0, "no STATUS reply");
     uint64_t value = UINT64_MAX;
     for (size_t i = 0; i < reply.body.status.extra_count; i++)
         if (bu_str_eq (reply.body.status.extra_keys [i], name))
@@ -149,7 +150,7 @@ s_head (zsock_t *sock)
 {
     static uint64_t rid = 950000;
     bu_reply_t reply = { 0 };
-    cr_assert_eq (bu_status (sock, ++rid, &reply, 5000), 0, "no STATUS reply");
+    cr_assert_eq (bu_status (sock, ++rid, &reply, S_SLOW_MS), 0, "no STATUS reply");
     uint64_t head = reply.body.status.head;
     bu_reply_fini (&reply);
     return head;
@@ -293,14 +294,19 @@ Test (heraldd_limits, twice_the_rate_is_overloaded_with_retry_ms_and_others_unaf
         }
     }
     int64_t spent = s_now_ms () - start;
-    //  Every request answered
-    int64_t deadline = s_now_ms () + 5000;
+    //  Every request answered (20 s only tell slow from stuck)
+    int64_t deadline = s_now_ms () + 20000;
     while ((lim.acked_events / BATCH + lim.overloaded + lim.other < sent
             || free_tally.acked_events / BATCH + free_tally.overloaded + free_tally.other < sent)
            && s_now_ms () < deadline) {
         s_drain (limited, &lim, 50);
         s_drain (other, &free_tally, 50);
     }
+    //  The broker decided on the last request before its answer came: the
+    //  tokens it could have earned are bounded by the time up to now, not
+    //  by the time the test took to send (a broker behind its queue on a
+    //  loaded machine decides later, with more tokens earned)
+    int64_t answered = s_now_ms () - start;
     cr_assert_eq (lim.other, 0);
     cr_assert_eq (lim.acked_events / BATCH + lim.overloaded, sent);
     cr_assert_gt (lim.overloaded, 0, "twice the rate was never refused");
@@ -308,9 +314,9 @@ Test (heraldd_limits, twice_the_rate_is_overloaded_with_retry_ms_and_others_unaf
     cr_assert_leq (lim.retry_max, 1000 * BATCH / RATE + 10, "a retry hint beyond one batch's "
                    "debt: %" PRIu64 " ms", lim.retry_max);
     //  Let through at the rate: RATE × time, plus the burst and one batch
-    double allowed = (double) RATE * (double) spent / 1000.0 + BURST + BATCH;
+    double allowed = (double) RATE * (double) answered / 1000.0 + BURST + BATCH;
     cr_assert_leq ((double) lim.acked_events, allowed, "%zu events in %" PRId64 " ms",
-                   lim.acked_events, spent);
+                   lim.acked_events, answered);
     cr_assert_geq ((double) lim.acked_events, 0.8 * RATE * (double) spent / 1000.0,
                    "%zu events in %" PRId64 " ms", lim.acked_events, spent);
     //  The other user, same pace: never refused
@@ -448,11 +454,11 @@ Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_s
     char *whole = zsys_sprintf ("%.40s", zcert_public_txt (s_stranger));
     const char *refused [] = { "\"event\":\"auth_refused\"", "\"domain\":\"herald.api\"",
                                "\"ip\":\"127.0.0.1\"", prefix, NULL };
-    cr_assert_geq (s_audit_lines (s_fx.audit, refused, 5000), 1);
+    cr_assert_geq (s_audit_lines (s_fx.audit, refused, S_SLOW_MS), 1);
     //  Admitted connections too, at the default log level (info)
     const char *admitted [] = { "\"event\":\"auth_ok\"", "\"user\":\"ops\"",
                                 "\"domain\":\"herald.api\"", NULL };
-    cr_assert_geq (s_audit_lines (s_fx.audit, admitted, 5000), 1);
+    cr_assert_geq (s_audit_lines (s_fx.audit, admitted, S_SLOW_MS), 1);
     const char *secret [] = { whole, NULL };
     cr_assert_eq (s_audit_lines (s_fx.audit, secret, 0), 0, "a whole key in the audit log");
     zsock_destroy (&stranger);
@@ -460,27 +466,27 @@ Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_s
     //  unauthorized: a topic outside the user's grants
     zsock_t *limited = s_client (s_limited);
     s_send_batch (limited, "free.not-mine", 7);
-    cr_assert_eq (bu_recv_reply (limited, &reply, 5000), 0);
+    cr_assert_eq (bu_recv_reply (limited, &reply, S_SLOW_MS), 0);
     cr_assert_eq (reply.type, HERALD_MSG_ERROR);
     cr_assert_eq (reply.body.error.code, HERALD_ERR_UNAUTHORIZED);
     bu_reply_fini (&reply);
     const char *unauthorized [] = { "\"event\":\"unauthorized\"", "\"user\":\"limited\"",
                                     "\"command\":\"PUBLISH\"", "\"rid\":7",
                                     "\"topic\":\"free.not-mine\"", NULL };
-    cr_assert_geq (s_audit_lines (s_fx.audit, unauthorized, 5000), 1);
+    cr_assert_geq (s_audit_lines (s_fx.audit, unauthorized, S_SLOW_MS), 1);
 
     //  rate_limited: more than the burst at once
     s_tally_t tally = { 0 };
     for (uint64_t rid = 100; rid < 100 + 2 * BURST / BATCH + 2; rid++)
         s_send_batch (limited, "lim.b", rid);
-    int64_t deadline = s_now_ms () + 5000;
+    int64_t deadline = s_now_ms () + S_SLOW_MS;
     while (tally.acked_events / BATCH + tally.overloaded < 2 * BURST / BATCH + 2
            && s_now_ms () < deadline)
         s_drain (limited, &tally, 100);
     cr_assert_gt (tally.overloaded, 0);
     const char *limited_line [] = { "\"event\":\"rate_limited\"", "\"user\":\"limited\"",
                                     "\"retry_ms\":", NULL };
-    cr_assert_geq (s_audit_lines (s_fx.audit, limited_line, 5000), 1);
+    cr_assert_geq (s_audit_lines (s_fx.audit, limited_line, S_SLOW_MS), 1);
 
     //  logrotate: move the file, SIGHUP; the ACL changed meanwhile, so
     //  the reload's line is the new file's
@@ -494,7 +500,7 @@ Test (heraldd_limits, the_audit_log_has_a_line_per_refusal_kind_and_reopens_on_s
     cr_assert_eq (kill (s_fx.broker->pid, SIGHUP), 0);
     const char *reload [] = { "\"event\":\"acl_reload\"", "\"result\":\"ok\"",
                               "\"users\":5", NULL };
-    cr_assert_geq (s_audit_lines (s_fx.audit, reload, 5000), 1, "no acl_reload in the new file");
+    cr_assert_geq (s_audit_lines (s_fx.audit, reload, S_SLOW_MS), 1, "no acl_reload in the new file");
     //  What went before stayed in the old one
     cr_assert_geq (s_audit_lines (rotated, refused, 0), 1);
     cr_assert_geq (s_audit_lines (rotated, unauthorized, 0), 1);
@@ -552,7 +558,7 @@ Test (heraldd_limits, auth_ok_lines_follow_the_log_level)
     if (answered)
         s_send_batch (limited, "free.not-mine", 9);
     const char *unauthorized [] = { "\"event\":\"unauthorized\"", "\"rid\":9", NULL };
-    size_t refusals = answered? s_audit_lines (audit, unauthorized, 5000): 0;
+    size_t refusals = answered? s_audit_lines (audit, unauthorized, S_SLOW_MS): 0;
     const char *admitted [] = { "\"event\":\"auth_ok\"", NULL };
     size_t oks = s_audit_lines (audit, admitted, 0);
     zsock_destroy (&limited);

@@ -623,6 +623,12 @@ s_open_socket (const char *endpoint, int timeout_ms, char *why, size_t why_size,
     zsock_set_linger (self->dealer, 0);
     zsock_set_sndhwm (self->dealer, 0);
     zsock_set_rcvhwm (self->dealer, 0);
+    //  A send never waits: with no HWM it can fail only when the DEALER
+    //  has no pipe, i.e. its connection is gone for good (a refused
+    //  handshake is never retried), and a blocking send would then wait
+    //  forever (seen: herald status without a key at a secure broker, when
+    //  the refusal came before the request was queued)
+    zsock_set_sndtimeo (self->dealer, 0);
     if (strncmp (self->endpoint, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->dealer, 1);
     herald_cli_secure (self->dealer);
@@ -682,6 +688,7 @@ herald_cli_conn_send (herald_cli_conn_t *self, const herald_msg_t *msg)
     msgpack_sbuffer body;
     msgpack_sbuffer_init (&body);
     int rc = herald_msg_encode (msg, &body);
+    bool gone = false;
     if (rc == 0) {
         const char *command = herald_msg_command (msg->type);
         zmsg_t *out = zmsg_new ();
@@ -689,11 +696,14 @@ herald_cli_conn_send (herald_cli_conn_t *self, const herald_msg_t *msg)
         ||  zmsg_addmem (out, command, strlen (command)) != 0
         ||  zmsg_addmem (out, body.data, body.size) != 0
         ||  zmsg_send (&out, self->dealer) != 0) {
+            gone = out && zmq_errno () == EAGAIN;
             zmsg_destroy (&out);
             rc = -1;
         }
     }
     msgpack_sbuffer_destroy (&body);
+    if (gone)
+        return herald_cli_conn_lost (self);     //  says why, as a receive would
     if (rc != 0)
         return s_fail (self, HERALD_CLI_EXIT_FAIL, "cannot send %s to %s",
                                 herald_msg_command (msg->type), self->endpoint);

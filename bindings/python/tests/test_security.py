@@ -81,7 +81,7 @@ class SecureBroker(Broker):
             try:
                 import msgpack
                 probe.send_multipart([b"STATUS", msgpack.packb({"rid": rid})])
-                if probe.poll(300, zmq.POLLIN):
+                if probe.poll(1000, zmq.POLLIN):
                     return True
             finally:
                 probe.close(0)
