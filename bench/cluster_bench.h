@@ -19,6 +19,11 @@
 #define CB_STOP_MS      15000       //  SIGTERM to SIGKILL
 
 //  The cluster run by the bench: the nodes (brokerutil's) and their timeouts.
+//  heraldd's --election-ms and --raft-heartbeat-ms defaults (the set the
+//  bench runs without flags)
+#define CB_DEFAULT_ELECTION_MS      500
+#define CB_DEFAULT_HEARTBEAT_MS     100
+
 typedef struct {
     bu_cluster_t *cluster;
     unsigned election_ms, heartbeat_ms;

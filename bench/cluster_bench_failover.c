@@ -35,8 +35,10 @@ cb_cluster_up (cb_cluster_t *self, const char *tag, unsigned election_ms,
                unsigned heartbeat_ms)
 {
     memset (self, 0, sizeof *self);
-    self->election_ms = election_ms? election_ms: 1000;
-    self->heartbeat_ms = heartbeat_ms? heartbeat_ms: 100;
+    //  0: heraldd's defaults (no flag given), named here for the labels;
+    //  keep them equal to broker/herald_config.c's
+    self->election_ms = election_ms? election_ms: CB_DEFAULT_ELECTION_MS;
+    self->heartbeat_ms = heartbeat_ms? heartbeat_ms: CB_DEFAULT_HEARTBEAT_MS;
     char election [16], heartbeat [16];
     snprintf (election, sizeof election, "%u", self->election_ms);
     snprintf (heartbeat, sizeof heartbeat, "%u", self->heartbeat_ms);
