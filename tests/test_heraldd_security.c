@@ -1034,6 +1034,61 @@ Test (heraldd_security, a_removed_user_is_refused_at_its_next_request_and_its_st
     s_stop_clean ();
 }
 
+//  Rotating a user's key without downtime: a user listed with two keys
+//  (the old and the new) is served on both; once the old one is taken
+//  out, a connection with it is refused at its next request and a new
+//  handshake with it fails, while the connection with the new key, open
+//  all along, goes on as if nothing happened.
+Test (heraldd_security, a_user_key_is_rotated_without_downtime)
+{
+    char *both = NULL;
+    cr_assert_geq (asprintf (&both, "\n[user rot]\nkey = %s\nkey = %s\npublish = rot.\n",
+                             s_keys [EVE].public_txt, s_keys [MALLORY].public_txt), 0);
+    s_acl_standard (both);
+    free (both);
+    s_start_secure (NULL);              //  --acl-check-ms 100
+    zsock_t *old_key = s_client (&s_keys [EVE]);
+    zsock_t *new_key = s_client (&s_keys [MALLORY]);
+    bu_event_t event;
+    bu_reply_t reply;
+    bu_event_init (&event, "rot.1", "old");
+    bt_publish (old_key, 1, &event, 1, &reply);
+    bu_reply_fini (&reply);
+    bu_event_init (&event, "rot.2", "new");
+    bt_publish (new_key, 1, &event, 1, &reply);
+    bu_reply_fini (&reply);
+    cr_assert_eq (bt_head (new_key), 2);
+
+    //  The old key goes: its next request is refused, on the same connection
+    char *only_new = NULL;
+    cr_assert_geq (asprintf (&only_new, "\n[user rot]\nkey = %s\npublish = rot.\n",
+                             s_keys [MALLORY].public_txt), 0);
+    s_acl_standard (only_new);
+    free (only_new);
+    bool refused = false;
+    int64_t started = zclock_mono ();
+    for (uint64_t rid = 10; !refused && zclock_mono () - started < 10000; rid++) {
+        bt_send_rid (old_key, "STATUS", rid);
+        bu_reply_t answer = { 0 };
+        bt_recv (old_key, &answer);
+        refused = answer.type == HERALD_MSG_ERROR
+               && answer.body.error.code == HERALD_ERR_UNAUTHORIZED;
+        bu_reply_fini (&answer);
+        if (!refused)
+            zclock_sleep (20);
+    }
+    cr_assert (refused, "the old key was still served 10 s after it left the ACL");
+    cr_assert_eq (s_ms_until_admitted (&s_keys [EVE], 300), -1,
+                  "a new handshake with the old key was admitted");
+    //  The new key's connection never noticed
+    bu_event_init (&event, "rot.3", "new");
+    bt_publish (new_key, 2, &event, 1, &reply);
+    bu_reply_fini (&reply);
+    cr_assert_eq (bt_head (new_key), 3);
+    cr_assert_geq (s_ms_until_admitted (&s_keys [MALLORY], 10000), 0);
+    s_stop_clean ();
+}
+
 Test (heraldd_security, a_file_that_does_not_parse_keeps_the_old_table)
 {
     s_acl_standard (NULL);
