@@ -518,7 +518,8 @@ herald_auth_reload (herald_auth_t *self)
 
 //  The users of old that new removed, or whose every key it changed, as
 //  JSON strings separated by commas (names are [A-Za-z0-9._-]), cut to
-//  size; and, when names is given, appended to it (strdup'd).
+//  size; and, when names is given, appended to it (an autofree list: it
+//  copies each name itself).
 static void
 s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size_t size,
            zlist_t *names)
@@ -536,7 +537,7 @@ s_revoked (const herald_acl_t *old, const herald_acl_t *new_acl, char *out, size
         if (kept)
             continue;
         if (names)
-            zlist_append (names, strdup (was->name));
+            zlist_append (names, (void *) was->name);
         if (used + strlen (was->name) + 4 >= size)
             continue;
         used += (size_t) snprintf (out + used, size - used, "%s\"%s\"", used? ",": "",

@@ -104,8 +104,9 @@ void
 //  SIGHUP does but at once.  True when a new table is in force (the one
 //  before is freed: a user of it must not be used after this call; the
 //  next herald_auth_tick returns true, so the loop's revocation pass
-//  runs); revoked (when given) gets the names of the users removed or
-//  whose every key changed, strdup'd.  False when the file was refused:
+//  runs); revoked (when given, a zlist with autofree set: it copies what
+//  is appended) gets the names of the users removed or whose every key
+//  changed.  False when the file was refused:
 //  the table in force stays, err says why ("PATH:LINE: why").  by (the
 //  user who asked) is named in the audit line (`"by"`).
 bool
