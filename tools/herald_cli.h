@@ -233,6 +233,17 @@ void
 void
     herald_cli_json_string (FILE *out, const char *s, size_t len);
 
+//  Write a MessagePack value (a reply's raw body, or part of it) as JSON to
+//  out: str, integers, floats, bool, nil, arrays and maps (nested at most 8
+//  deep); NULL (an absent key) as null.
+void
+    herald_cli_json_object (FILE *out, const msgpack_object *value);
+
+//  The value of the str key in a MessagePack map, NULL when absent or when
+//  map is NULL or no map.
+const msgpack_object *
+    herald_cli_map_get (const msgpack_object *map, const char *key);
+
 //  Write bytes as standard base64 (with padding) to out.
 void
     herald_cli_base64 (FILE *out, const void *bytes, size_t len);

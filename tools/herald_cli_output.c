@@ -249,8 +249,8 @@ herald_cli_print_envelope (herald_cli_format_t format, const void *bytes, size_t
     return rc;
 }
 
-//  A MessagePack value as JSON (the STATUS keys the decoder does not keep:
-//  strings, nil, arrays and maps of a cluster node).  Depth-bounded.
+//  A MessagePack value as JSON (the STATUS keys the decoder does not keep,
+//  WELCOME's security keys, the ACL command's reply).  Depth-bounded.
 static void
 s_json_object (FILE *out, const msgpack_object *value, int depth)
 {
@@ -303,6 +303,30 @@ s_json_object (FILE *out, const msgpack_object *value, int depth)
             fputs ("null", out);
             break;
     }
+}
+
+void
+herald_cli_json_object (FILE *out, const msgpack_object *value)
+{
+    if (value)
+        s_json_object (out, value, 0);
+    else
+        fputs ("null", out);
+}
+
+const msgpack_object *
+herald_cli_map_get (const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t len = strlen (key);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr [index];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == len
+        &&  memcmp (kv->key.via.str.ptr, key, len) == 0)
+            return &kv->val;
+    }
+    return NULL;
 }
 
 //  True when the STATUS key is printed from the decoded reply already:

@@ -248,66 +248,6 @@ s_verdict (const herald_acl_t *acl, const char *path, const char *name, const ch
 //  ---------------------------------------------------------------------
 //  acl reload, acl show (online)
 
-//  The value of key in a msgpack map, or NULL.
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr [index];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
-        &&  memcmp (kv->key.via.str.ptr, key, strlen (key)) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-//  Any reply value as JSON (str, uint, bool, nil, arrays and maps of them).
-static void
-s_json (const msgpack_object *value)
-{
-    if (!value || value->type == MSGPACK_OBJECT_NIL)
-        fputs ("null", stdout);
-    else
-    if (value->type == MSGPACK_OBJECT_STR)
-        herald_cli_json_string (stdout, value->via.str.ptr, value->via.str.size);
-    else
-    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        printf ("%" PRIu64, value->via.u64);
-    else
-    if (value->type == MSGPACK_OBJECT_BOOLEAN)
-        fputs (value->via.boolean? "true": "false", stdout);
-    else
-    if (value->type == MSGPACK_OBJECT_ARRAY) {
-        fputc ('[', stdout);
-        for (uint32_t index = 0; index < value->via.array.size; index++) {
-            if (index)
-                fputc (',', stdout);
-            s_json (&value->via.array.ptr [index]);
-        }
-        fputc (']', stdout);
-    }
-    else
-    if (value->type == MSGPACK_OBJECT_MAP) {
-        fputc ('{', stdout);
-        for (uint32_t index = 0; index < value->via.map.size; index++) {
-            const msgpack_object_kv *kv = &value->via.map.ptr [index];
-            if (index)
-                fputc (',', stdout);
-            if (kv->key.type == MSGPACK_OBJECT_STR)
-                herald_cli_json_string (stdout, kv->key.via.str.ptr, kv->key.via.str.size);
-            else
-                fputs ("\"?\"", stdout);
-            fputc (':', stdout);
-            s_json (&kv->val);
-        }
-        fputc ('}', stdout);
-    }
-    else
-        fputs ("null", stdout);
-}
-
 //  A str, or the items of an array of str space-separated; none for
 //  nothing (absent, nil, an empty array).
 static void
@@ -337,12 +277,13 @@ static void
 s_print_reload (const msgpack_object *root, const char *endpoint)
 {
     printf ("ACL reloaded at %s: version ", endpoint);
-    s_words (s_get (root, "acl_version"), "?");
+    s_words (herald_cli_map_get (root, "acl_version"), "?");
     printf (" (was ");
-    s_words (s_get (root, "previous"), "?");
+    s_words (herald_cli_map_get (root, "previous"), "?");
     printf ("), %" PRIu64 " users, %" PRIu64 " scopes; revoked: ",
-            s_uint (s_get (root, "users")), s_uint (s_get (root, "scopes")));
-    s_words (s_get (root, "revoked"), "none");
+            s_uint (herald_cli_map_get (root, "users")),
+            s_uint (herald_cli_map_get (root, "scopes")));
+    s_words (herald_cli_map_get (root, "revoked"), "none");
     fputc ('\n', stdout);
 }
 
@@ -350,40 +291,40 @@ static void
 s_print_show (const msgpack_object *root)
 {
     char when [48] = "?";
-    const msgpack_object *loaded = s_get (root, "loaded");
+    const msgpack_object *loaded = herald_cli_map_get (root, "loaded");
     if (loaded && loaded->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         herald_cli_time_format (loaded->via.u64, when, sizeof when);
     printf ("acl_version  ");
-    s_words (s_get (root, "acl_version"), "?");
+    s_words (herald_cli_map_get (root, "acl_version"), "?");
     printf ("\npath         ");
-    s_words (s_get (root, "path"), "?");
+    s_words (herald_cli_map_get (root, "path"), "?");
     printf ("\nloaded       %s\n", when);
-    const msgpack_object *scopes = s_get (root, "scopes");
+    const msgpack_object *scopes = herald_cli_map_get (root, "scopes");
     uint32_t count = scopes && scopes->type == MSGPACK_OBJECT_ARRAY? scopes->via.array.size: 0;
     for (uint32_t index = 0; index < count; index++) {
         const msgpack_object *scope = &scopes->via.array.ptr [index];
         printf ("scope ");
-        s_words (s_get (scope, "name"), "?");
+        s_words (herald_cli_map_get (scope, "name"), "?");
         printf ("  fanout ");
-        s_words (s_get (scope, "fanout"), "-");
+        s_words (herald_cli_map_get (scope, "fanout"), "-");
         printf ("  read ");
-        s_words (s_get (scope, "read"), "-");
+        s_words (herald_cli_map_get (scope, "read"), "-");
         fputc ('\n', stdout);
     }
-    const msgpack_object *users = s_get (root, "users");
+    const msgpack_object *users = herald_cli_map_get (root, "users");
     count = users && users->type == MSGPACK_OBJECT_ARRAY? users->via.array.size: 0;
     for (uint32_t index = 0; index < count; index++) {
         const msgpack_object *user = &users->via.array.ptr [index];
         printf ("user ");
-        s_words (s_get (user, "name"), "?");
+        s_words (herald_cli_map_get (user, "name"), "?");
         printf ("  scope ");
-        s_words (s_get (user, "scope"), "-");
+        s_words (herald_cli_map_get (user, "scope"), "-");
         printf ("  publish ");
-        s_words (s_get (user, "publish"), "-");
+        s_words (herald_cli_map_get (user, "publish"), "-");
         printf ("  admin ");
-        s_words (s_get (user, "admin"), "-");
+        s_words (herald_cli_map_get (user, "admin"), "-");
         printf ("  keys ");
-        s_words (s_get (user, "keys"), "-");
+        s_words (herald_cli_map_get (user, "keys"), "-");
         fputc ('\n', stdout);
     }
 }
@@ -421,7 +362,7 @@ s_online (herald_cli_opts_t *opts, herald_msg_acl_op_t op, bool json)
                               herald_cli_conn_endpoint (conn));
     if (rc == 0) {
         if (json) {
-            s_json (&unpacked.data);
+            herald_cli_json_object (stdout, &unpacked.data);
             fputc ('\n', stdout);
         }
         else

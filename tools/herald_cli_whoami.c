@@ -26,44 +26,6 @@ static const char *s_whoami_usage =
     "(acl_version) that decided.  Against a broker with security off it says so.\n"
     "Default format: table (one `name value` line each).\n";
 
-//  The value of key in a msgpack map, or NULL.
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr [index];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
-        &&  memcmp (kv->key.via.str.ptr, key, strlen (key)) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-//  A str, an array of str, or nil/absent (null) as JSON.
-static void
-s_json (const msgpack_object *value)
-{
-    if (value && value->type == MSGPACK_OBJECT_STR)
-        herald_cli_json_string (stdout, value->via.str.ptr, value->via.str.size);
-    else
-    if (value && value->type == MSGPACK_OBJECT_ARRAY) {
-        fputc ('[', stdout);
-        for (uint32_t index = 0; index < value->via.array.size; index++) {
-            if (index)
-                fputc (',', stdout);
-            s_json (&value->via.array.ptr [index]);
-        }
-        fputc (']', stdout);
-    }
-    else
-    if (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        printf ("%" PRIu64, value->via.u64);
-    else
-        fputs ("null", stdout);
-}
-
 //  The same as text: items space-separated, "-" for none.
 static void
 s_text (const char *name, const msgpack_object *value)
@@ -131,7 +93,7 @@ herald_cli_whoami (herald_cli_opts_t *opts, int argc, char **argv)
     if (rc == 0) {
         const msgpack_object *root = &unpacked.data;
         const char *endpoint = herald_cli_conn_endpoint (conn);
-        const msgpack_object *user = s_get (root, "user");
+        const msgpack_object *user = herald_cli_map_get (root, "user");
         static const char *const names [] = {
             "user", "scope", "read", "publish", "admin", "fanout", "acl_version"
         };
@@ -151,17 +113,17 @@ herald_cli_whoami (herald_cli_opts_t *opts, int argc, char **argv)
             herald_cli_json_string (stdout, endpoint, strlen (endpoint));
             for (size_t at = 0; at < sizeof names / sizeof names [0]; at++) {
                 printf (",\"%s\":", names [at]);
-                s_json (s_get (root, names [at]));
+                herald_cli_json_object (stdout, herald_cli_map_get (root, names [at]));
             }
             fputs ("}\n", stdout);
         }
         else {
             printf ("%-12s %s\n", "endpoint", endpoint);
             for (size_t at = 0; at < sizeof names / sizeof names [0]; at++) {
-                const msgpack_object *value = s_get (root, names [at]);
+                const msgpack_object *value = herald_cli_map_get (root, names [at]);
                 //  scope nil is a read-all key, or one that reads nothing
                 //  (read []): a publish-only key has no view at all
-                const msgpack_object *read = s_get (root, "read");
+                const msgpack_object *read = herald_cli_map_get (root, "read");
                 bool reads = read && read->type == MSGPACK_OBJECT_ARRAY
                           && read->via.array.size > 0;
                 if (at == 1 && (!value || value->type == MSGPACK_OBJECT_NIL) && reads)
