@@ -54,7 +54,8 @@ typedef struct {
     size_t prefix_count;                    //  0: every topic
     herald_handler_fn *handler;
     void *arg;
-    herald_checkpoint_t *checkpoint;
+    herald_checkpoint_t *checkpoint;        //  NULL for a group subscription
+    struct _herald_member_t *member;        //  a group subscription's (herald_member.h)
     uint64_t start_done;                    //  the checkpoint's done at subscribe
     uint64_t start_lineage;                 //  and its lineage
     atomic_int state;                       //  herald_sub_state_t
@@ -91,6 +92,7 @@ typedef struct {
     uint64_t marker;                        //  EVENTS: then advance done to it (0: no)
     size_t count;
     zframe_t *frames [HERALD_BATCH_MAX];    //  EVENTS: owned envelopes, seq order
+    bool redelivered [HERALD_BATCH_MAX];    //  EVENTS of a group subscription: flags
     herald_completion_t *completions;       //  COMPLETIONS: owned array
     int code;                               //  ERROR: for on_error
     char *message;                          //  ERROR: owned

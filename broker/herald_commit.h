@@ -114,6 +114,25 @@ void
     herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **body_p,
                            const herald_limits_t *limits);
 
+//  A consumer group's op (herald_store_groups.h: its MessagePack map,
+//  op[0..len), copied) for the next commit, queued beside the PUBLISH
+//  requests and applied in the same proposal, in arrival order.  done is
+//  called once, on the loop's thread, from herald_commit_finish (or
+//  destroy / raft_gone / refuse_queue): rc HERALD_OK with the op's result
+//  map (result[0..result_len), valid during the call) once it is applied
+//  and durable (a cluster: committed and applied here); otherwise rc says
+//  why nothing is known to be applied (HERALD_ERR_NOT_LEADER: this node
+//  does not lead, or lost leadership with the op in flight: its outcome
+//  is unknown; HERALD_ERR_OVERLOADED: the queue is full or the broker is
+//  stopping; the store's error) and result is NULL.  Ops are not refused
+//  for disk space (they are tiny, and a member must be able to commit).
+typedef void (herald_commit_op_fn) (void *arg, herald_err rc, const uint8_t *result,
+                                    size_t result_len, const herald_error_t *err);
+
+void
+    herald_commit_op (herald_commit_t *self, const uint8_t *op, size_t len,
+                      herald_commit_op_fn *done, void *arg);
+
 //  True while the queue takes more requests before the next commit (a
 //  drain of the api socket stops when it is false).
 bool

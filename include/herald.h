@@ -128,7 +128,11 @@ typedef struct {
     //  Fanout endpoint(s): NULL, learned from each node's WELCOME; or one
     //  per api endpoint, in the same order, comma-separated
     const char *fanout;
-    const char *state_dir;          //  required: this service's local state
+    //  This service's local state (outbox, subscription checkpoints).  NULL:
+    //  none; then only group subscriptions can be made (a local one is
+    //  HERALD_ERR_INVALID), and publishes not yet acknowledged live in memory
+    //  only (a crash loses them: use herald_agent_publish, which waits)
+    const char *state_dir;
     int timeout_ms;                 //  sync calls (publish, subscribe "now"); 5000
     int heartbeat_ms;               //  the broker's heartbeat interval; 1000
     size_t dedup_window;            //  ids remembered per subscription; 4096
@@ -323,6 +327,72 @@ typedef struct {
 herald_err
     herald_agent_sub_status (herald_agent_t *self, const char *name,
                              herald_sub_status_t *status);
+
+//  ---------------------------------------------------------------------
+//  Consumer groups: positions kept by the broker (docs/groups.md)
+//
+//  A group subscription keeps its position in the broker, not in
+//  state_dir: a service with no state directory (options.state_dir NULL)
+//  can use it, and a restarted instance resumes where the group left off.
+//  Instances that subscribe to the same group share the work: each
+//  partition of the group's topics (a hash of the topic) is handled by one
+//  member at a time, in seq order.  The handler contract is the one of
+//  herald_agent_subscribe, except that the events of the batch a member was
+//  handling when it died are delivered again, to whichever member holds
+//  their partition next, each flagged `redelivered`.
+
+typedef struct {
+    const char *const *prefixes;    //  the group's topic prefixes (NULL-terminated;
+                                    //  NULL or empty: every topic)
+    herald_start_t start;           //  where a new group starts (ignored once it exists)
+    unsigned partitions;            //  a new group's partitions, 1-1024; 0: 32
+    int session_ms;                 //  a new group's session, 300-60000 ms; 0: 3000
+    size_t batch_max;               //  events declared, handled and committed at once,
+                                    //  1-256; 0: 100
+} herald_group_options_t;
+
+//  Fill options with the defaults (all 0 / NULL).
+void
+    herald_group_options_init (herald_group_options_t *options);
+
+//  sizeof (herald_group_options_t) in this library (for bindings).
+size_t
+    herald_group_options_size (void);
+
+//  Join `group` (1-128 bytes of [A-Za-z0-9._-], not starting with '.') as a
+//  new member and call handler(event, arg) for the events of the partitions
+//  this member is given.  The subscription's name (herald_agent_sub_status,
+//  herald_agent_unsubscribe, on_error, the delivery's `subscription`) is the
+//  group's name.  Returns at once; joining, catching up and going live run
+//  in the background.  Errors: HERALD_ERR_INVALID (bad name or options, a
+//  subscription of that name exists), HERALD_ERR_TIMEOUT /
+//  HERALD_ERR_UNAVAILABLE (START_NOW or START_TS could not be resolved).
+//  herald_agent_unsubscribe leaves the group: what was handled is
+//  committed and the member's partitions go to the other members at once.
+herald_err
+    herald_agent_subscribe_group (herald_agent_t *self, const char *group,
+                                  const herald_group_options_t *options,
+                                  herald_handler_fn *handler, void *arg);
+
+typedef struct {
+    char member [192];              //  this member's name in the group
+    uint64_t generation;            //  the group's, as last heard
+    unsigned partitions;            //  the group's partitions (0 until joined)
+    unsigned owned;                 //  partitions this member holds now
+    uint64_t committed;             //  the lowest committed seq of those
+    uint64_t lag;                   //  broker head - committed (0 when none held)
+    uint64_t commits;               //  commits the broker acknowledged
+    uint64_t redelivered;           //  events handed to the handler flagged redelivered
+    uint64_t rebalances;            //  assignments that changed what this member holds
+    uint64_t fenced;                //  partitions taken away by a commit found fenced
+    bool joined;                    //  the broker answered a heartbeat, lease valid now
+} herald_group_status_t;
+
+//  The member's figures for group into status.  HERALD_ERR_NOT_FOUND when
+//  no group subscription of that name exists.
+herald_err
+    herald_agent_group_status (herald_agent_t *self, const char *group,
+                               herald_group_status_t *status);
 
 //  ---------------------------------------------------------------------
 //  Publishing

@@ -76,6 +76,15 @@ typedef struct {
     size_t conflict_index;          //  which event
     uint64_t expected;
     uint64_t actual;                //  the topic's ver before that event
+    //  A consumer group's op instead of events (count 0, events NULL): its
+    //  MessagePack map (herald_store_groups.h), borrowed like the events.
+    //  Applied in the same WriteBatch as the call's other batches, in order.
+    const uint8_t *op;
+    size_t op_len;
+    //  Out, for an op: its result map (herald_store_groups.h), malloc'd,
+    //  the caller frees it (NULL when the apply failed as a whole)
+    uint8_t *op_result;
+    size_t op_result_len;
 } herald_batch_t;
 
 //  Open the store in directory path, creating it if missing.  Refuses a
