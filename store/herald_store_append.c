@@ -23,6 +23,12 @@
     RocksDB has accepted the write, so a failed write leaves the store as
     it was.
 
+    A batch with no events and an `op` is a consumer group's op
+    (herald_store_groups_ops.c): decided in its turn among the batches,
+    its keys put into the same WriteBatch; it leaves the log, the digest
+    and the counters alone, yet makes the call write even when no event
+    is new (self->groups_staged).
+
     Where a topic's ver comes from: the topic cache (a direct-mapped table
     of recently appended topics, bounded), else RocksDB: a point get in
     "topics" (bloom-filtered, so a new topic costs almost nothing) and,
