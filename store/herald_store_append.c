@@ -770,7 +770,11 @@ herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uin
                                    (const char *) applied, sizeof (applied));
     }
     char *rocks_err = NULL;
+    if (self->groups_staged)
+        herald_store_groups_writing (self);
     rocksdb_write (self->db, self->write_options, self->batch, &rocks_err);
+    if (self->groups_staged)
+        herald_store_groups_writing (self);
     if (rocks_err) {
         herald_error_set (err, HERALD_ERR_IO, "", "writing to %s: %s", self->path, rocks_err);
         free (rocks_err);
