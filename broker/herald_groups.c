@@ -122,6 +122,7 @@ herald_groups_group_new (const char *name, uint32_t partitions, uint32_t session
     group->members = zlistx_new ();
     zlistx_set_comparator (group->members, s_member_compare);
     group->waiters = zlistx_new ();
+    group->graced = true;               //  a new group: no partition was granted
     group->parts = (herald_groups_part_t *)
         zmalloc (partitions * sizeof (herald_groups_part_t));
     return group;
@@ -173,8 +174,10 @@ herald_groups_group_load (herald_groups_t *self, const herald_group_record_t *re
                                     record->prefixes, record->prefix_count);
     group->created = true;
     group->generation = record->epoch;  //  grows across starts, as epochs do
+    group->graced = true;
     for (uint32_t index = 0; index < group->partitions; index++)
-        group->parts [index].unknown = record->positions [index].epoch > 0;
+        if ((group->parts [index].unknown = record->positions [index].epoch > 0))
+            group->graced = false;
     zhashx_insert (self->groups, group->name, group);
     return group;
 }
@@ -437,13 +440,15 @@ herald_groups_tick (herald_groups_t *self)
             member = (herald_groups_member_t *) zlistx_next (group->members);
         }
         int64_t grace = self->serving_since + (int64_t) group->session_ms;
-        bool unknown = false;
-        for (uint32_t index = 0; index < group->partitions && !unknown; index++)
-            unknown = group->parts [index].unknown;
-        if (unknown && grace <= now)
-            group->dirty = true;        //  the grace is over: grant what nobody claimed
+        if (!group->graced && grace <= now) {
+            //  The grace is over: what nobody claimed is free to grant
+            for (uint32_t index = 0; index < group->partitions; index++)
+                group->parts [index].unknown = false;
+            group->graced = true;
+            group->dirty = true;
+        }
         else
-        if (unknown && zlistx_size (group->members) && (wait < 0 || grace - now < wait))
+        if (!group->graced && zlistx_size (group->members) && (wait < 0 || grace - now < wait))
             wait = grace - now;
         if (group->dirty) {
             herald_groups_rebalance (self, group);

@@ -248,9 +248,11 @@ s_create_done (herald_groups_t *self, herald_groups_opctx_t *op, herald_groups_g
         else {
             group->created = true;
             group->session_ms = record.session_ms;
+            group->graced = true;
             for (uint32_t index = 0; index < group->partitions; index++)
-                group->parts [index].unknown = record.positions [index].epoch > 0
-                                            && !group->parts [index].owner;
+                if ((group->parts [index].unknown = record.positions [index].epoch > 0
+                                                 && !group->parts [index].owner))
+                    group->graced = false;
             group->dirty = true;
         }
     }

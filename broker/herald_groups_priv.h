@@ -50,6 +50,7 @@ typedef struct {
     herald_groups_part_t *parts;
     zlistx_t *waiters;                  //  heartbeats waiting for their grants
     bool dirty;                         //  rebalance at the next turn
+    bool graced;                        //  no partition is unknown (the grace is over)
 } herald_groups_group_t;
 
 typedef enum {
