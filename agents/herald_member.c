@@ -51,17 +51,6 @@ s_log (const char *format, ...)
     va_end (args);
 }
 
-uint32_t
-herald_member_partition (const char *topic, size_t len, uint32_t partitions)
-{
-    uint32_t hash = 2166136261u;
-    for (size_t index = 0; index < len; index++) {
-        hash ^= (uint8_t) topic [index];
-        hash *= 16777619u;
-    }
-    return partitions? hash % partitions: hash;
-}
-
 void
 herald_member_fail (herald_member_t *self, int code, const char *format, ...)
 {

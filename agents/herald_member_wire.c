@@ -12,6 +12,19 @@
 #include <string.h>
 #include "herald_member_wire.h"
 
+//  fnv1a32 (docs/protocol.md): here, with the wire, so that it is tested
+//  without the rest of the agent
+uint32_t
+herald_member_partition (const char *topic, size_t len, uint32_t partitions)
+{
+    uint32_t hash = 2166136261u;
+    for (size_t index = 0; index < len; index++) {
+        hash ^= (uint8_t) topic [index];
+        hash *= 16777619u;
+    }
+    return partitions? hash % partitions: hash;
+}
+
 static int
 s_str (msgpack_packer *pk, const char *text)
 {

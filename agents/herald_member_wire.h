@@ -78,4 +78,8 @@ int
 void
     herald_member_reply_fini (herald_member_reply_t *reply);
 
+//  herald_member_partition (herald_member.h) is defined in herald_member_wire.c.
+uint32_t
+    herald_member_partition (const char *topic, size_t len, uint32_t partitions);
+
 #endif
