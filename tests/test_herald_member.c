@@ -60,6 +60,8 @@ s_record (const herald_delivery_t *event, void *arg)
 {
     s_who_t *who = (s_who_t *) arg;
     int sleep_us = atomic_load (&s_sleep_us);
+    if (who->member == 1)
+        sleep_us = 0;                   //  the second member is always quick
     if (sleep_us)
         usleep (sleep_us);
     pthread_mutex_lock (&s_lock);
@@ -261,7 +263,7 @@ Test (herald_member, revoke_mid_batch_stops_between_events)
 {
     enum { COUNT = 400, BATCH = 100 };
     cr_assert_eq (au_publish (s_broker->api, "orders.%zu", TOPICS, COUNT, WAIT_MS), 0);
-    atomic_store (&s_sleep_us, 30000);      //  a batch of 100 is 3 s of handling
+    atomic_store (&s_sleep_us, 30000);      //  A's batch of 100 is 3 s of handling
     s_agents [0] = s_agent (s_broker->api, s_broker->fanout);
     s_join (s_agents [0], "billing", 3000, BATCH, 0);
     //  A is inside its first batch (seqs 1..100, all its partitions)
@@ -271,7 +273,6 @@ Test (herald_member, revoke_mid_batch_stops_between_events)
     cr_assert_geq (s_recorded (), 3);
     s_agents [1] = s_agent (s_broker->api, s_broker->fanout);
     s_join (s_agents [1], "billing", 3000, BATCH, 1);
-    atomic_store (&s_sleep_us, 2000);
     cr_assert (s_wait_all (COUNT, WAIT_MS), "%zu handler calls", s_recorded ());
     s_check_all (COUNT, false);
     //  B has some partitions, and got each one after A was done with it:
