@@ -20,6 +20,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,4 +389,149 @@ Test (herald_member, follows_the_leader_on_failover)
     s_check_all (500, true);
     herald_group_status_t status = s_status (s_agents [0], "billing");
     cr_assert_eq (status.owned, 32);
+}
+
+//  ---------------------------------------------------------------------
+//  Security on: both of the member's sockets are CURVE clients; a key
+//  that may not read is refused with a clear error
+
+static char *s_dir;
+static char s_server [41], s_alice [41], s_bob [41];
+
+static char *
+s_path (const char *name)
+{
+    static char paths [4][512];
+    static int next;
+    char *path = paths [next++ % 4];
+    snprintf (path, 512, "%s/%s", s_dir, name);
+    return path;
+}
+
+static void
+s_keygen (const char *name, char *z85)
+{
+    zcert_t *cert = zcert_new ();
+    cr_assert_not_null (cert);
+    char path [512];
+    snprintf (path, sizeof path, "%s/%s.key", s_dir, name);
+    cr_assert_eq (zcert_save (cert, path), 0);
+    snprintf (z85, 41, "%s", zcert_public_txt (cert));
+    zcert_destroy (&cert);
+}
+
+static void
+s_secure_setup (void)
+{
+    s_count = 0;
+    atomic_store (&s_sleep_us, 0);
+    zsys_handler_set (NULL);
+    s_dir = tu_tmpdir_new ("member-secure");
+    cr_assert_not_null (s_dir);
+    s_keygen ("broker", s_server);
+    s_keygen ("alice", s_alice);
+    s_keygen ("bob", s_bob);
+    //  alice reads everything and publishes orders.; bob only publishes
+    char acl [1024];
+    snprintf (acl, sizeof acl, "[user alice]\nkey = %s\nread = *\npublish = orders.\n\n"
+              "[user bob]\nkey = %s\npublish = orders.\n", s_alice, s_bob);
+    cr_assert_eq (tu_write_file (s_path ("acl"), acl, strlen (acl)), 0);
+    cr_assert_eq (chmod (s_path ("acl"), 0600), 0);
+    const char *extra [] = { "--curve-secret", s_path ("broker.key_secret"), "--acl",
+                             s_path ("acl"), NULL };
+    s_broker = bu_broker_new ("member-secure-broker", extra);
+    cr_assert_not_null (s_broker);
+    //  bu_broker_start asks STATUS in the clear: start it, then ask as alice
+    snprintf (s_broker->api, sizeof s_broker->api, "tcp://127.0.0.1:%d", bu_free_port ());
+    snprintf (s_broker->fanout, sizeof s_broker->fanout, "tcp://127.0.0.1:%d", bu_free_port ());
+    cr_assert_eq (bu_broker_respawn (s_broker), 0);
+    zcert_t *cert = zcert_load (s_path ("alice.key_secret"));
+    cr_assert_not_null (cert);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    cr_assert_not_null (dealer);
+    zsock_set_linger (dealer, 0);
+    zcert_apply (cert, dealer);
+    zsock_set_curve_serverkey (dealer, s_server);
+    zcert_destroy (&cert);
+    cr_assert_eq (zsock_connect (dealer, "%s", s_broker->api), 0);
+    bool up = false;
+    uint64_t deadline = tu_mono_ns () + 10000 * 1000000ULL;
+    for (uint64_t rid = 1; !up && tu_mono_ns () < deadline; rid++) {
+        bu_reply_t reply = { 0 };
+        up = bu_status (dealer, rid, &reply, 300) == 0;
+        bu_reply_fini (&reply);
+    }
+    zsock_destroy (&dealer);
+    char log [4096] = "";
+    if (!up)
+        bu_broker_log_tail (s_broker, log, sizeof log);
+    cr_assert (up, "the secure heraldd did not answer:\n%s", log);
+}
+
+static void
+s_secure_teardown (void)
+{
+    s_teardown ();
+    tu_tmpdir_destroy (&s_dir);
+}
+
+TestSuite (herald_member_secure, .init = s_secure_setup, .fini = s_secure_teardown,
+           .timeout = 120);
+
+static herald_agent_t *
+s_secure_agent (const char *user)
+{
+    herald_agent_options_t options;
+    herald_agent_options_init (&options);
+    options.api = s_broker->api;
+    options.timeout_ms = 5000;
+    char key [64];
+    snprintf (key, sizeof key, "%s.key_secret", user);
+    options.key_file = s_path (key);
+    options.server_key = s_server;
+    herald_agent_t *agent = herald_agent_new ("member-secure", &options);
+    cr_assert_not_null (agent, "herald_agent_new: %s", herald_agent_last_error ());
+    return agent;
+}
+
+Test (herald_member_secure, a_reader_gets_everything_over_curve)
+{
+    s_agents [0] = s_secure_agent ("alice");
+    for (size_t index = 0; index < 50; index++) {
+        char topic [32];
+        snprintf (topic, sizeof topic, "orders.%zu", index % 7);
+        herald_outgoing_t event = { .topic = topic, .data = "x", .data_len = 1 };
+        herald_publish_result_t result;
+        cr_assert_eq (herald_agent_publish (s_agents [0], &event, &result, 5000), HERALD_OK,
+                      "publish: %s", result.message);
+    }
+    s_join (s_agents [0], "billing", 0, 0, 0);
+    cr_assert (s_wait_all (50, WAIT_MS), "%zu handler calls", s_recorded ());
+    s_check_all (50, false);
+    //  Live too: the SUB (the doorbell) is a CURVE client as well
+    herald_outgoing_t event = { .topic = "orders.1", .data = "y", .data_len = 1 };
+    cr_assert_eq (herald_agent_publish (s_agents [0], &event, NULL, 5000), HERALD_OK);
+    cr_assert (s_wait_all (51, WAIT_MS), "%zu handler calls", s_recorded ());
+    herald_group_status_t status = s_status (s_agents [0], "billing");
+    cr_assert_eq (status.owned, 32);
+}
+
+Test (herald_member_secure, a_key_that_may_not_read_fails_clearly)
+{
+    s_agents [1] = s_secure_agent ("bob");
+    s_join (s_agents [1], "billing", 0, 0, 1);
+    herald_sub_status_t status;
+    uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
+    do {
+        cr_assert_eq (herald_agent_sub_status (s_agents [1], "billing", &status), HERALD_OK);
+        if (status.state == HERALD_SUB_FAILED)
+            break;
+        usleep (5000);
+    } while (tu_mono_ns () < deadline);
+    cr_assert_eq (status.state, HERALD_SUB_FAILED, "state %d", status.state);
+    cr_assert_eq (status.error, HERALD_ERR_UNAUTHORIZED, "error %d: %s", status.error,
+                  status.message);
+    cr_assert (strstr (status.message, "billing") && strstr (status.message, "may not read"),
+               "%s", status.message);
+    cr_assert_eq (s_recorded (), 0);
 }
