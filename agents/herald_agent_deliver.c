@@ -582,8 +582,8 @@ s_reap (herald_agent_t *agent)
     pthread_mutex_unlock (&agent->lock);
     for (size_t index = 0; index < count; index++) {
         herald_agent_sub_t *sub = subs [index];
-        if (sub->group && atomic_load (&sub->stop) && sub->member)
-            herald_agent_group_release_now (agent, sub);
+        if (sub->group && atomic_load (&sub->stop))
+            herald_agent_group_release_now (agent, sub);    //  at once when done already
         if (sub->group && atomic_exchange (&sub->tell_error, false)) {
             char message [sizeof sub->message];
             pthread_mutex_lock (&agent->lock);

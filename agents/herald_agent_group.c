@@ -116,28 +116,28 @@ herald_agent_subscribe_group (herald_agent_t *self, const char *group,
         herald_agent_sub_destroy (&sub);
         return herald_agent_last_errcode ();
     }
+    //  Set before sub is listed, so that no unsubscribe or status finds it
+    //  without its member; under group_lock because herald_agent_group_push
+    //  waits for it (the member thread, started a moment ago, may push at
+    //  once), and under member_lock like every change of it
+    pthread_mutex_lock (&self->member_lock);
+    pthread_mutex_lock (&self->group_lock);
+    sub->member = member;
+    pthread_cond_broadcast (&self->group_cond);
+    pthread_mutex_unlock (&self->group_lock);
+    pthread_mutex_unlock (&self->member_lock);
     pthread_mutex_lock (&self->lock);
     full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
     if (!full)
         self->subs [self->sub_count++] = sub;
     pthread_mutex_unlock (&self->lock);
     if (full) {
-        //  Its member may be waiting in herald_agent_group_push: stop says no
-        atomic_store (&sub->stop, true);
-        pthread_mutex_lock (&self->group_lock);
-        pthread_cond_broadcast (&self->group_cond);
-        pthread_mutex_unlock (&self->group_lock);
-        herald_member_destroy (&member);
+        //  Never listed, so no other thread knows it: release it here
+        herald_agent_group_release_now (self, sub);
         herald_agent_sub_destroy (&sub);
         return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
                                        HERALD_AGENT_SUBS_MAX);
     }
-    //  Under group_lock: herald_agent_group_push waits for it, so the
-    //  delivery thread never takes a batch of sub before its member is set
-    pthread_mutex_lock (&self->group_lock);
-    sub->member = member;
-    pthread_cond_broadcast (&self->group_cond);
-    pthread_mutex_unlock (&self->group_lock);
     return HERALD_OK;
 }
 
