@@ -546,7 +546,7 @@ herald_agent_prefixes_check (const char *const *prefixes, size_t *count_p)
 //  the error set when out of memory.
 herald_agent_sub_t *
 herald_agent_sub_new (const char *name, const char *const *prefixes, size_t count,
-           herald_handler_fn *handler, void *arg)
+                      herald_handler_fn *handler, void *arg)
 {
     herald_agent_sub_t *sub = calloc (1, sizeof *sub);
     if (!sub) {
