@@ -55,6 +55,11 @@ typedef struct {
 } s_who_t;
 
 static s_who_t s_who [3] = { { 0 }, { 1 }, { 2 } };
+static herald_agent_t *s_agents [3];
+//  The revoke test: member 0's third handler call waits (bounded) until
+//  its member has heard the revoke, so the batch is surely in hand then
+static atomic_bool s_gate;
+static size_t s_gate_calls;
 
 static int
 s_record (const herald_delivery_t *event, void *arg)
@@ -65,6 +70,23 @@ s_record (const herald_delivery_t *event, void *arg)
         sleep_us = 0;                   //  the second member is always quick
     if (sleep_us)
         usleep (sleep_us);
+    if (who->member == 0 && atomic_load (&s_gate)) {
+        //  The group's generation at A's first event (B not started yet);
+        //  at the third, wait until A has heard B's join (the reply that
+        //  revokes): the batch is in hand, and must stop after this event
+        static uint64_t generation;
+        herald_group_status_t status;
+        memset (&status, 0, sizeof status);
+        s_gate_calls++;
+        if (s_gate_calls == 1
+        &&  herald_agent_group_status (s_agents [0], event->subscription, &status) == HERALD_OK)
+            generation = status.generation;
+        uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
+        while (s_gate_calls == 3 && tu_mono_ns () < deadline
+           &&  herald_agent_group_status (s_agents [0], event->subscription, &status) == HERALD_OK
+           &&  status.generation <= generation)
+            usleep (2000);
+    }
     pthread_mutex_lock (&s_lock);
     if (s_count == s_size) {
         s_size = s_size? s_size * 2: 1024;
@@ -151,13 +173,14 @@ s_partition (uint64_t seq, uint32_t partitions)
 
 static bu_broker_t *s_broker;
 static cu_cluster_t *s_cluster;
-static herald_agent_t *s_agents [3];
 
 static void
 s_setup (void)
 {
     s_count = 0;
     atomic_store (&s_sleep_us, 0);
+    atomic_store (&s_gate, false);
+    s_gate_calls = 0;
     s_broker = bu_broker_new ("member", NULL);
     cr_assert_not_null (s_broker);
     cr_assert_eq (bu_broker_start (s_broker, 10000), 0, "heraldd did not start");
@@ -264,14 +287,15 @@ Test (herald_member, revoke_mid_batch_stops_between_events)
 {
     enum { COUNT = 400, BATCH = 100 };
     cr_assert_eq (au_publish (s_broker->api, "orders.%zu", TOPICS, COUNT, WAIT_MS), 0);
-    atomic_store (&s_sleep_us, 30000);      //  A's batch of 100 is 3 s of handling
+    atomic_store (&s_sleep_us, 5000);
+    atomic_store (&s_gate, true);           //  A's third event waits for the revoke
     s_agents [0] = s_agent (s_broker->api, s_broker->fanout);
     s_join (s_agents [0], "billing", 3000, BATCH, 0);
     //  A is inside its first batch (seqs 1..100, all its partitions)
     uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
-    while (s_recorded () < 3 && tu_mono_ns () < deadline)
-        usleep (5000);
-    cr_assert_geq (s_recorded (), 3);
+    while (s_recorded () < 2 && tu_mono_ns () < deadline)
+        usleep (2000);
+    cr_assert_geq (s_recorded (), 2);
     s_agents [1] = s_agent (s_broker->api, s_broker->fanout);
     s_join (s_agents [1], "billing", 3000, BATCH, 1);
     cr_assert (s_wait_all (COUNT, WAIT_MS), "%zu handler calls", s_recorded ());
