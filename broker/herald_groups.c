@@ -659,6 +659,8 @@ s_op_done (void *arg, herald_err rc, const uint8_t *result, size_t result_len,
     //  Sent in another serving term: what was kept in memory is gone
     s_group_t *group = op->incarnation == self->incarnation
                      ? (s_group_t *) zhashx_lookup (self->groups, op->group): NULL;
+    if (op->kind == S_OP_DELETE && group)
+        group->deleting = false;        //  (deleted below when it was)
     if (op->kind == S_OP_GRANT) {
         if (group)
             s_grant_done (self, op, group, rc, result, result_len);
@@ -679,8 +681,6 @@ s_op_done (void *arg, herald_err rc, const uint8_t *result, size_t result_len,
         s_reset_done (self, op, group, result, result_len);
     else
         s_delete_done (self, op, result, result_len);
-    if (op->kind == S_OP_DELETE && group)
-        group->deleting = false;
     s_op_free (op);
 }
 
