@@ -25,6 +25,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include "herald_store_priv.h"
 #include "herald_store_groups.h"
@@ -198,6 +199,30 @@ herald_group_record_fini (herald_group_record_t *record)
 }
 
 //  ---------------------------------------------------------------------
+//  The write generation (herald_store_priv.h, groups_gen): odd while a
+//  write of groups is under way.  Wait for an even one (bounded) and
+//  return it.
+
+#define S_READ_TRIES    1000
+
+static uint64_t
+s_groups_gen_wait (herald_store_t *self)
+{
+    uint64_t gen = atomic_load (&self->groups_gen);
+    for (int spins = 0; (gen & 1) && spins < 100000; spins++) {
+        sched_yield ();
+        gen = atomic_load (&self->groups_gen);
+    }
+    return gen;
+}
+
+void
+herald_store_groups_writing (herald_store_t *self)
+{
+    atomic_fetch_add (&self->groups_gen, 1);
+}
+
+//  ---------------------------------------------------------------------
 //  Reading a group: its config by a point get, its positions by one
 //  MultiGet.  HERALD_ERR_NOT_FOUND when there is none.
 
@@ -291,7 +316,22 @@ herald_store_group_get (herald_store_t *self, const char *name,
 {
     assert (self && name && record);
     herald_error_t ignored;
-    return herald_store_group_read (self, name, record, err? err: &ignored);
+    if (!err)
+        err = &ignored;
+    //  A record is several keys: read again when a write of groups ran
+    //  meanwhile (another thread applies), so that a record is never
+    //  half one write's and half the next's.  Bounded: a write is one
+    //  RocksDB write; after S_READ_TRIES the last read stands.
+    herald_err rc = HERALD_OK;
+    for (int tries = 0; tries < S_READ_TRIES; tries++) {
+        uint64_t before = s_groups_gen_wait (self);
+        rc = herald_store_group_read (self, name, record, err);
+        if (atomic_load (&self->groups_gen) == before)
+            break;
+        if (rc == HERALD_OK && tries + 1 < S_READ_TRIES)
+            herald_group_record_fini (record);
+    }
+    return rc;
 }
 
 //  Every group's name, in key order (that is name order: one byte per
@@ -460,6 +500,9 @@ s_pack_record (msgpack_packer *pk, const herald_group_record_t *record)
     return rc? -1: 0;
 }
 
+static herald_err
+    s_export (herald_store_t *self, msgpack_sbuffer *buffer, herald_error_t *err);
+
 herald_err
 herald_store_groups_export (herald_store_t *self, msgpack_sbuffer *buffer,
                             herald_error_t *err)
@@ -468,6 +511,22 @@ herald_store_groups_export (herald_store_t *self, msgpack_sbuffer *buffer,
     herald_error_t ignored;
     if (!err)
         err = &ignored;
+    //  As herald_store_group_get: not across a write of groups
+    herald_err rc = HERALD_OK;
+    size_t mark = buffer->size;
+    for (int tries = 0; tries < S_READ_TRIES; tries++) {
+        uint64_t before = s_groups_gen_wait (self);
+        buffer->size = mark;
+        rc = s_export (self, buffer, err);
+        if (atomic_load (&self->groups_gen) == before)
+            break;
+    }
+    return rc;
+}
+
+static herald_err
+s_export (herald_store_t *self, msgpack_sbuffer *buffer, herald_error_t *err)
+{
     char **names;
     size_t count;
     herald_err rc = herald_store_group_names (self, &names, &count, err);
@@ -605,7 +664,9 @@ herald_store_groups_import (herald_store_t *self, const void *bytes, size_t len,
     }
     if (batch && rc == HERALD_OK) {
         char *rocks_err = NULL;
+        herald_store_groups_writing (self);
         rocksdb_write (self->db, self->write_options, batch, &rocks_err);
+        herald_store_groups_writing (self);
         if (rocks_err) {
             rc = herald_store_rocks_error (rocks_err, err, "writing groups");
             free (rocks_err);

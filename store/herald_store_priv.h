@@ -212,6 +212,8 @@ struct _herald_store_t {
     //  Consumer groups' ops of the call in progress (herald_store_groups.c)
     herald_groups_call_t *groups_call;  //  the groups as the call sees them
     bool groups_staged;             //  an op put something into the WriteBatch
+    _Atomic uint64_t groups_gen;    //  odd while groups are written: readers on
+                                    //  other threads read a record again
 };
 
 //  herald_store_damage.c, for herald_store.c's open and close
@@ -473,6 +475,11 @@ const msgpack_object *
     herald_group_map_get (const msgpack_object *map, const char *key);
 bool
     herald_group_map_uint (const msgpack_object *map, const char *key, uint64_t *out);
+
+//  Around every write of groups (twice: before and after), so that a
+//  reader on another thread never takes half of one.
+void
+    herald_store_groups_writing (herald_store_t *self);
 
 //  herald_store_groups_ops.c: apply batch's op (count 0, op set) into the
 //  call's WriteBatch, after what the call did before it, and set its
