@@ -9,7 +9,8 @@
     partition outside the group, an ERROR), the member fails its
     subscription with an error that says what was wrong: the state is
     FAILED, on_error is called once, nothing crashes and the agent stops
-    cleanly.
+    cleanly.  And an ERROR not_leader naming a node the member did not
+    know (so no rotation could find it) takes the member there.
     =========================================================================
 */
 
@@ -39,6 +40,11 @@ typedef struct {
     atomic_bool stop;
     atomic_int groups;              //  GROUP requests seen
     pthread_t thread;
+    //  A second node, the leader node 0 may name (not_leader): it answers
+    //  heartbeats with a good reply assigning nothing
+    zsock_t *leader;
+    char leader_api [64];
+    atomic_int leader_groups;
 } s_fake_t;
 
 static s_fake_t s_fake;
@@ -47,9 +53,9 @@ static char s_error [512];
 static herald_agent_t *s_agent;
 
 static void
-s_send3 (zframe_t *identity, const char *command, const void *body, size_t len)
+s_send3 (zsock_t *router, zframe_t *identity, const char *command, const void *body, size_t len)
 {
-    void *sock = zsock_resolve (s_fake.router);
+    void *sock = zsock_resolve (router);
     zmq_send (sock, zframe_data (identity), zframe_size (identity), ZMQ_SNDMORE);
     zmq_send (sock, command, strlen (command), ZMQ_SNDMORE);
     zmq_send (sock, body, len, 0);
@@ -74,6 +80,9 @@ s_rid (zframe_t *body)
     return rid;
 }
 
+static void
+s_good_heartbeat (uint64_t rid, msgpack_sbuffer *body);
+
 static void *
 s_fake_run (void *arg)
 {
@@ -82,9 +91,14 @@ s_fake_run (void *arg)
     msgpack_sbuffer_init (&buffer);
     while (!atomic_load (&s_fake.stop)) {
         zmsg_t *msg = NULL;
-        zmq_pollitem_t item = { zsock_resolve (s_fake.router), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, 20) == 1)
-            msg = zmsg_recv (s_fake.router);
+        zmq_pollitem_t items [2] = {
+            { zsock_resolve (s_fake.router), 0, ZMQ_POLLIN, 0 },
+            { s_fake.leader? zsock_resolve (s_fake.leader): NULL, 0, ZMQ_POLLIN, 0 } };
+        zsock_t *router = NULL;
+        if (zmq_poll (items, s_fake.leader? 2: 1, 20) > 0)
+            router = (items [0].revents & ZMQ_POLLIN)? s_fake.router: s_fake.leader;
+        if (router)
+            msg = zmsg_recv (router);
         if (!msg)
             continue;
         zframe_t *identity = zmsg_pop (msg);
@@ -103,14 +117,21 @@ s_fake_run (void *arg)
                 welcome.welcome.fanout = (herald_str_t) { s_fake.fanout, strlen (s_fake.fanout) };
                 buffer.size = 0;
                 herald_msg_encode (&welcome, &buffer);
-                s_send3 (identity, "WELCOME", buffer.data, buffer.size);
+                s_send3 (router, identity, "WELCOME", buffer.data, buffer.size);
+            }
+            else
+            if (zframe_streq (command, "GROUP") && router == s_fake.leader) {
+                atomic_fetch_add (&s_fake.leader_groups, 1);
+                buffer.size = 0;
+                s_good_heartbeat (rid, &buffer);
+                s_send3 (router, identity, "GROUP", buffer.data, buffer.size);
             }
             else
             if (zframe_streq (command, "GROUP")) {
                 atomic_fetch_add (&s_fake.groups, 1);
                 buffer.size = 0;
                 s_fake.group_body (rid, &buffer);
-                s_send3 (identity, s_fake.group_command, buffer.data, buffer.size);
+                s_send3 (router, identity, s_fake.group_command, buffer.data, buffer.size);
             }
             //  REPLAY, STATUS, ...: no answer (the member never gets that far)
         }
@@ -161,6 +182,7 @@ s_teardown (void)
         pthread_join (s_fake.thread, NULL);
     }
     zsock_destroy (&s_fake.router);
+    zsock_destroy (&s_fake.leader);
     zsock_destroy (&s_fake.pub);
 }
 
@@ -354,4 +376,84 @@ Test (herald_member_refused, error_bad_request)
     cr_assert_eq (status.error, HERALD_ERR_BAD_REQUEST);
     cr_assert (strstr (status.message, "bad_request") && strstr (status.message, "stock."),
                "%s", status.message);
+}
+
+//  ---------------------------------------------------------------------
+//  not_leader: node 0 names a leader the member knew nothing of (its api
+//  list and WELCOME name node 0 alone, so no rotation could find it)
+
+static void
+s_good_heartbeat (uint64_t rid, msgpack_sbuffer *body)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, body, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 8);
+    const char *keys [] = { "rid", "generation", "partitions", "session_ms", "heartbeat_ms",
+                            "head" };
+    uint64_t values [] = { rid, 1, 4, 3000, 500, 0 };
+    for (size_t index = 0; index < 6; index++) {
+        msgpack_pack_str (&pk, strlen (keys [index]));
+        msgpack_pack_str_body (&pk, keys [index], strlen (keys [index]));
+        msgpack_pack_uint64 (&pk, values [index]);
+    }
+    msgpack_pack_str (&pk, 2);
+    msgpack_pack_str_body (&pk, "op", 2);
+    msgpack_pack_str (&pk, 9);
+    msgpack_pack_str_body (&pk, "heartbeat", 9);
+    msgpack_pack_str (&pk, 8);
+    msgpack_pack_str_body (&pk, "assigned", 8);
+    msgpack_pack_array (&pk, 0);
+}
+
+static void
+s_not_leader (uint64_t rid, msgpack_sbuffer *body)
+{
+    herald_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    msg.type = HERALD_MSG_ERROR;
+    msg.has_rid = true;
+    msg.rid = rid;
+    msg.error.code = HERALD_ERR_NOT_LEADER;
+    msg.error.message = (herald_str_t) { "this node does not lead the cluster", 35 };
+    msg.error.leader = (herald_str_t) { s_fake.leader_api, strlen (s_fake.leader_api) };
+    herald_msg_encode (&msg, body);
+}
+
+Test (herald_member_refused, follows_not_leader_to_a_node_it_did_not_know)
+{
+    int port = bu_free_port ();
+    cr_assert_gt (port, 0);
+    snprintf (s_fake.leader_api, sizeof s_fake.leader_api, "tcp://127.0.0.1:%d", port);
+    s_fake.leader = zsock_new (ZMQ_ROUTER);
+    cr_assert_not_null (s_fake.leader);
+    zsock_set_linger (s_fake.leader, 0);
+    cr_assert_geq (zsock_bind (s_fake.leader, "%s", s_fake.leader_api), 0);
+    s_fake.group_command = "ERROR";
+    s_fake.group_body = s_not_leader;
+    cr_assert_eq (pthread_create (&s_fake.thread, NULL, s_fake_run, NULL), 0);
+    herald_agent_options_t options;
+    herald_agent_options_init (&options);
+    options.api = s_fake.api;
+    options.fanout = s_fake.fanout;
+    options.timeout_ms = 2000;
+    options.on_error = s_on_error;
+    s_agent = herald_agent_new ("refused", &options);
+    cr_assert_not_null (s_agent, "%s", herald_agent_last_error ());
+    herald_group_options_t group;
+    herald_group_options_init (&group);
+    cr_assert_eq (herald_agent_subscribe_group (s_agent, "billing", &group, s_handler, NULL),
+                  HERALD_OK, "%s", herald_agent_last_error ());
+    herald_group_status_t status;
+    uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
+    do {
+        cr_assert_eq (herald_agent_group_status (s_agent, "billing", &status), HERALD_OK);
+        if (status.joined)
+            break;
+        usleep (5000);
+    } while (tu_mono_ns () < deadline);
+    cr_assert (status.joined, "the member never joined at the leader");
+    cr_assert_eq (status.partitions, 4);
+    cr_assert_geq (atomic_load (&s_fake.groups), 1, "node 0 was never asked");
+    cr_assert_geq (atomic_load (&s_fake.leader_groups), 1);
+    cr_assert_eq (atomic_load (&s_errors), 0, "on_error: %s", s_error);
 }
