@@ -407,6 +407,7 @@ class EventStream:
                 group=group)
         except BaseException:
             core.remove_stream(self._channel)
+            core.error_sinks.pop(name, None)
             self._channel.closed = True
             raise
 

@@ -321,8 +321,13 @@ class AsyncEventStream:
                 if not stream._ready.done():
                     stream._ready.set_result(None)
         agent._core.error_sinks[name] = fail
-        self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
-                                                  self._trampoline, group=group)
+        try:
+            self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
+                                                      self._trampoline, group=group)
+        except BaseException:                   # refused: nothing of it is left
+            agent._core.error_sinks.pop(name, None)
+            self._closed = True
+            raise
 
     def _trampoline(self, sub: Subscription):
         # The C agent keeps this callback until it is closed; it holds the
