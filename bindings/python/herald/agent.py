@@ -400,6 +400,7 @@ class EventStream:
         self.name = name
         self._channel = _Channel(core, name, timeout)
         core.add_stream(self._channel)
+        previous = core.error_sinks.get(name)   # a running stream's, if this is refused
         core.error_sinks[name] = self._channel.fail
         try:
             self.subscription: Subscription = core.subscribe(
@@ -407,7 +408,10 @@ class EventStream:
                 group=group)
         except BaseException:
             core.remove_stream(self._channel)
-            core.error_sinks.pop(name, None)
+            if previous is None:
+                core.error_sinks.pop(name, None)
+            else:
+                core.error_sinks[name] = previous
             self._channel.closed = True
             raise
 

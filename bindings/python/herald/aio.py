@@ -320,12 +320,16 @@ class AsyncEventStream:
                 stream._error = exc
                 if not stream._ready.done():
                     stream._ready.set_result(None)
+        previous = agent._core.error_sinks.get(name)   # a running stream's
         agent._core.error_sinks[name] = fail
         try:
             self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
                                                       self._trampoline, group=group)
         except BaseException:                   # refused: nothing of it is left
-            agent._core.error_sinks.pop(name, None)
+            if previous is None:
+                agent._core.error_sinks.pop(name, None)
+            else:
+                agent._core.error_sinks[name] = previous
             self._closed = True
             raise
 
