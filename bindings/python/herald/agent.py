@@ -38,7 +38,7 @@ class Agent:
     local state (checkpoints, the outbox, snapshots) and is locked: one
     agent per directory.  ``state_dir=None``: no local state, for a service
     without a disk; then only consumer-group subscriptions can be made
-    (their positions are the broker's; a local one raises
+    (their positions are the broker's; a local one, and a snapshot, raise
     :class:`InvalidArgumentError`), and a publish not yet acknowledged
     lives in memory only (use :meth:`publish`, which waits).  ``api`` is the broker's request endpoint, or a
     cluster's: a list of its nodes' endpoints (or one comma-separated
