@@ -35,8 +35,10 @@ class Event:
     ``json()``, ``unpack()`` and ``text()`` decode it).  ``subscription``
     names the subscription delivering it (None from read/replay);
     ``redelivered`` is True for the one event a subscription was handling
-    when its process died: check your own effects by ``id`` before applying
-    it again; ``attempt`` counts deliveries after :class:`herald.Retry`.
+    when its process died (in a consumer group: each event of the batch a
+    member died in, given to the next owner): check your own effects by
+    ``id`` before applying it again; ``attempt`` counts deliveries after
+    :class:`herald.Retry`.
 
     Events are values: compare equal field by field, hashable by ``id``,
     and not meant to be modified.
