@@ -864,7 +864,7 @@ s_record (herald_groups_t *self, zframe_t *identity, uint64_t rid, const char *n
     if (rc == HERALD_OK)
         return true;
     if (rc == HERALD_ERR_NOT_FOUND)
-        s_refuse (self, identity, rid, HERALD_ERR_BAD_REQUEST, "group: no group '%s'", name);
+        s_refuse (self, identity, rid, HERALD_ERR_BAD_REQUEST, "no group '%s'", name);
     else
         s_refuse (self, identity, rid, HERALD_ERR_INTERNAL, "group '%s' cannot be read: %s",
                   name, err.message);
@@ -961,7 +961,7 @@ s_heartbeat (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req
         goto done;
     }
     if (group && group->deleting) {
-        s_refuse (self, identity, req->rid, HERALD_ERR_BAD_REQUEST, "group: group '%s' is "
+        s_refuse (self, identity, req->rid, HERALD_ERR_BAD_REQUEST, "group '%s' is "
                   "being deleted", req->group);
         goto done;
     }
@@ -1168,7 +1168,7 @@ s_show (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req,
     int64_t now = zclock_mono ();
     msgpack_packer pk;
     s_packer (self, &pk);
-    msgpack_pack_map (&pk, 12);
+    msgpack_pack_map (&pk, 11);
     s_pack_uint (&pk, "rid", req->rid);
     s_pack_str (&pk, "op", "show");
     s_pack_str (&pk, "group", req->group);
@@ -1267,7 +1267,7 @@ s_delete (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req,
     s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, req->group);
     size_t members = group? zlistx_size (group->members): 0;
     if (members) {
-        s_refuse (self, identity, req->rid, HERALD_ERR_BAD_REQUEST, "group: group '%s' has "
+        s_refuse (self, identity, req->rid, HERALD_ERR_BAD_REQUEST, "group '%s' has "
                   "%zu member%s; stop them first", req->group, members, members == 1? "": "s");
         return;
     }
