@@ -1,8 +1,10 @@
 /*  =========================================================================
     herald_member - one group subscription's member of a consumer group
 
-    See herald_member.h for what the thread does; herald_member_fetch.c
-    reads the events, herald_member_wire.c encodes and decodes GROUP.
+    See herald_member.h for what the thread does.  This file: the nodes,
+    the loop and the API; herald_member_group.c heartbeats, commits and
+    batches; herald_member_fetch.c reads the events; herald_member_wire.c
+    encodes and decodes GROUP.
 
     The thread is one loop over its DEALER (HELLO, GROUP, REPLAY), its SUB
     (the doorbell) and an eventfd (herald_member_done, destroy), with
@@ -77,26 +79,6 @@ herald_member_send (herald_member_t *self, const char *command)
     ||  zmq_send (sock, self->buffer.data, self->buffer.size, ZMQ_DONTWAIT) < 0)
         return -1;
     return 0;
-}
-
-static void
-s_status_update (herald_member_t *self)
-{
-    unsigned owned = 0;
-    uint64_t lowest = UINT64_MAX;
-    for (uint32_t p = 0; p < self->partitions; p++)
-        if (self->parts [p].held) {
-            owned++;
-            uint64_t c = self->parts [p].committed;
-            if (c < lowest)
-                lowest = c;
-        }
-    pthread_mutex_lock (&self->lock);
-    self->status.partitions = self->partitions;
-    self->status.owned = owned;
-    self->status.committed = owned? lowest: 0;
-    self->status.lag = owned && self->head > lowest? self->head - lowest: 0;
-    pthread_mutex_unlock (&self->lock);
 }
 
 //  ---------------------------------------------------------------------
@@ -214,7 +196,8 @@ s_open (herald_member_t *self, size_t index)
 static void
 s_move (herald_member_t *self, size_t index, int delay_ms)
 {
-    if (self->move_at)
+    //  A leader named (no delay) beats a rotation already decided
+    if (self->move_at && delay_ms)
         return;
     self->move_to = index;
     self->move_at = herald_agent_now_ms () + delay_ms;
@@ -229,305 +212,6 @@ s_rotate (herald_member_t *self, const char *why)
     s_log ("group %s: %s (%s): moving to %s", self->group, self->nodes [self->node], why,
            self->nodes [next]);
     s_move (self, next, MOVE_DELAY_MS);
-}
-
-//  ---------------------------------------------------------------------
-//  Requests
-
-static void
-s_heartbeat (herald_member_t *self, int64_t now)
-{
-    herald_member_pos_t owned [MEMBER_PARTITIONS];
-    size_t count = 0;
-    for (uint32_t p = 0; p < self->partitions; p++)
-        if (self->parts [p].held)
-            owned [count++] = (herald_member_pos_t) { p, self->parts [p].epoch, 0, 0 };
-    uint64_t rid = self->next_rid++;
-    self->buffer.size = 0;
-    //  What makes the group goes with the join only
-    bool join = !self->joined;
-    if (herald_member_encode_heartbeat (&self->buffer, rid, self->group, self->member,
-                                        self->prefixes, self->prefix_count, owned, count,
-                                        join? self->opt_partitions: 0,
-                                        join? self->opt_session_ms: 0,
-                                        join? self->from_seq: 0) != 0
-    ||  herald_member_send (self, "GROUP") != 0) {
-        self->hb_due = now + 10;
-        return;
-    }
-    self->hb_rids [self->hb_next_slot] = rid;
-    self->hb_sent [self->hb_next_slot] = now;
-    self->hb_next_slot = (self->hb_next_slot + 1) % MEMBER_HB_RING;
-    if (!self->hb_waiting_since)
-        self->hb_waiting_since = now;
-    self->hb_due = now + (int64_t) (self->heartbeat_ms? self->heartbeat_ms: 500);
-}
-
-//  Send the commit in self->commit_pos (again, after a move).
-static void
-s_commit_send (herald_member_t *self)
-{
-    self->commit_rid = self->next_rid++;
-    self->commit_sent = herald_agent_now_ms ();
-    self->buffer.size = 0;
-    if (herald_member_encode_commit (&self->buffer, self->commit_rid, self->group, self->member,
-                                     self->commit_pos, self->commit_count) != 0
-    ||  herald_member_send (self, "GROUP") != 0)
-        self->commit_sent = 0;          //  sent again by the patience timer
-}
-
-//  Commit every held partition: committed = what is done (never below
-//  what it was granted with), delivered = `declared` or committed.
-static void
-s_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t declared)
-{
-    self->commit_count = 0;
-    for (uint32_t p = 0; p < self->partitions; p++) {
-        member_part_t *part = &self->parts [p];
-        if (!part->held)
-            continue;
-        uint64_t committed = part->done > part->committed? part->done: part->committed;
-        uint64_t delivered = kind == COMMIT_DECLARE && !part->revoked && declared > committed?
-                             declared: committed;
-        self->commit_pos [self->commit_count++] = (herald_member_pos_t) {
-            p, part->epoch, committed, delivered };
-        part->committed_sent = committed;
-    }
-    self->commit_kind = kind;
-    s_commit_send (self);
-}
-
-//  Partition p is no longer this member's: forget it and its events.
-static void
-s_let_go (herald_member_t *self, uint32_t p)
-{
-    member_part_t *part = &self->parts [p];
-    part->held = false;
-    part->revoked = false;
-    size_t keep = self->batch_state == BATCH_HANDED? self->batch_count: 0;
-    herald_member_fetch_drop (self, p, keep);
-}
-
-//  ---------------------------------------------------------------------
-//  Batches
-
-//  Events handled: done advances for every partition covered when the
-//  batch was built (the stream read them all up to `to`).
-static void
-s_advance (herald_member_t *self, uint64_t to, uint64_t serial)
-{
-    for (uint32_t p = 0; p < self->partitions; p++) {
-        member_part_t *part = &self->parts [p];
-        if (part->held && !part->revoked && part->since < serial && to > part->done)
-            part->done = to;
-    }
-}
-
-static void
-s_batch_build (herald_member_t *self)
-{
-    size_t count = self->event_count < self->batch_max? self->event_count: self->batch_max;
-    self->batch_count = count;
-    self->batch_serial++;
-    self->batch_last = self->events [count - 1].seq;
-    self->batch_state = BATCH_DECLARING;
-    s_commit (self, COMMIT_DECLARE, self->batch_last);
-}
-
-static bool
-s_lease_valid (herald_member_t *self)
-{
-    return herald_agent_now_ms () < atomic_load (&self->lease_until);
-}
-
-//  The declare was answered: hand the batch over.
-static void
-s_batch_hand (herald_member_t *self)
-{
-    if (self->batch_count == 0 || !s_lease_valid (self) || atomic_load (&self->hold)
-    ||  atomic_load (&self->stop) || self->failed) {
-        self->batch_state = BATCH_NONE;
-        return;
-    }
-    herald_batch_t *batch = calloc (1, sizeof *batch);
-    if (!batch) {
-        self->batch_state = BATCH_NONE;
-        return;
-    }
-    batch->kind = HERALD_BATCH_EVENTS;
-    batch->sub = self->sub;
-    for (size_t index = 0; index < self->batch_count; index++) {
-        member_event_t *event = &self->events [index];
-        batch->frames [index] = zframe_dup (event->frame);
-        if (!batch->frames [index]) {
-            herald_batch_destroy (&batch);
-            self->batch_state = BATCH_NONE;
-            return;
-        }
-        batch->redelivered [index] = event->seq <= self->parts [event->partition].redeliver_to;
-        batch->count++;
-    }
-    atomic_store (&self->done_posted, false);
-    self->batch_state = BATCH_HANDED;
-    int timeout = (int) (self->heartbeat_ms? self->heartbeat_ms: 500);
-    herald_err rc = herald_agent_group_push (self->agent, batch, timeout);
-    if (rc != HERALD_OK)
-        self->batch_state = BATCH_NONE;     //  freed; built again in a moment
-}
-
-//  herald_member_done came: handled events are done.
-static void
-s_batch_done (herald_member_t *self)
-{
-    size_t handled = atomic_load (&self->handled);
-    if (handled > self->batch_count)
-        handled = self->batch_count;
-    if (handled) {
-        uint64_t redelivered = 0;
-        for (size_t index = 0; index < handled; index++) {
-            member_event_t *event = &self->events [index];
-            member_part_t *part = &self->parts [event->partition];
-            if (event->seq <= part->redeliver_to)
-                redelivered++;
-            if (event->seq > part->done)
-                part->done = event->seq;
-        }
-        uint64_t to = handled == self->batch_count? self->batch_last
-                                                  : self->events [handled - 1].seq;
-        s_advance (self, to, self->batch_serial);
-        herald_member_fetch_consume (self, handled);
-        pthread_mutex_lock (&self->lock);
-        self->status.redelivered += redelivered;
-        pthread_mutex_unlock (&self->lock);
-    }
-    self->batch_state = BATCH_NONE;
-    self->batch_count = 0;
-}
-
-//  ---------------------------------------------------------------------
-//  Replies
-
-static void
-s_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply)
-{
-    int64_t sent = 0;
-    for (size_t slot = 0; slot < MEMBER_HB_RING; slot++)
-        if (self->hb_rids [slot] == reply->rid)
-            sent = self->hb_sent [slot];
-    if (!sent || reply->rid <= self->hb_last_answered)
-        return;                         //  an older one than already heard
-    self->hb_last_answered = reply->rid;
-    self->hb_waiting_since = 0;
-    if (self->joined && reply->partitions != self->partitions) {
-        herald_member_fail (self, HERALD_ERR_BAD_REQUEST, "group %s: the broker says %u "
-                            "partitions, it said %u", self->group, reply->partitions,
-                            self->partitions);
-        return;
-    }
-    self->joined = true;
-    self->partitions = reply->partitions;
-    self->session_ms = reply->session_ms;
-    self->heartbeat_ms = reply->heartbeat_ms;
-    if (reply->head > self->head)
-        self->head = reply->head;
-    atomic_store (&self->lease_until, sent + (int64_t) (2 * reply->session_ms / 3));
-    bool listed [MEMBER_PARTITIONS] = { false };
-    bool granted = false, changed = false;
-    for (size_t index = 0; index < reply->assigned_count; index++) {
-        herald_member_pos_t *pos = &reply->assigned [index];
-        member_part_t *part = &self->parts [pos->partition];
-        listed [pos->partition] = true;
-        if (part->held && part->epoch == pos->epoch) {
-            if (pos->committed > part->committed)
-                part->committed = pos->committed;
-            continue;
-        }
-        if (part->held) {
-            //  Held under another epoch: it was someone else's since.  Let
-            //  it go the ordinary way; it comes back in a later reply
-            if (!part->revoked)
-                changed = true;
-            part->revoked = true;
-            continue;
-        }
-        *part = (member_part_t) {
-            .held = true, .epoch = pos->epoch, .committed = pos->committed,
-            .committed_sent = pos->committed, .redeliver_to = pos->delivered,
-            .done = pos->committed, .taken = pos->committed, .since = self->batch_serial };
-        granted = changed = true;
-    }
-    for (uint32_t p = 0; p < self->partitions; p++)
-        if (self->parts [p].held && !listed [p] && !self->parts [p].revoked) {
-            self->parts [p].revoked = true;
-            changed = true;
-        }
-    bool revoking = false;
-    for (uint32_t p = 0; p < self->partitions; p++)
-        revoking |= self->parts [p].held && self->parts [p].revoked;
-    if (revoking)
-        atomic_store (&self->hold, true);
-    pthread_mutex_lock (&self->lock);
-    self->status.generation = reply->generation;
-    self->status.rebalances += changed;
-    pthread_mutex_unlock (&self->lock);
-    if (granted)
-        herald_member_fetch_restart (self);
-    s_status_update (self);
-}
-
-static void
-s_on_commit (herald_member_t *self, herald_member_reply_t *reply)
-{
-    if (reply->rid != self->commit_rid)
-        return;
-    self->commit_rid = 0;
-    size_t fenced = 0;
-    for (size_t index = 0; index < reply->fenced_count; index++) {
-        uint32_t p = reply->fenced [index];
-        if (p < self->partitions && self->parts [p].held) {
-            s_let_go (self, p);
-            fenced++;
-        }
-    }
-    //  What was sent is now the broker's
-    for (size_t index = 0; index < self->commit_count; index++) {
-        member_part_t *part = &self->parts [self->commit_pos [index].partition];
-        if (part->held && part->epoch == self->commit_pos [index].epoch
-        &&  self->commit_pos [index].committed > part->committed)
-            part->committed = self->commit_pos [index].committed;
-    }
-    if (self->commit_kind == COMMIT_DECLARE && self->batch_state == BATCH_DECLARING) {
-        //  A fenced partition's events of the batch are not handed over
-        if (fenced) {
-            size_t to = 0;
-            for (size_t index = 0; index < self->event_count; index++) {
-                member_event_t *event = &self->events [index];
-                if (self->parts [event->partition].held)
-                    self->events [to++] = *event;
-                else {
-                    zframe_destroy (&event->frame);
-                    if (index < self->batch_count)
-                        self->batch_count--;
-                }
-            }
-            self->event_count = to;
-        }
-        s_batch_hand (self);
-    }
-    if (self->commit_kind == COMMIT_RELEASE) {
-        for (uint32_t p = 0; p < self->partitions; p++)
-            if (self->parts [p].held && self->parts [p].revoked)
-                s_let_go (self, p);
-        atomic_store (&self->hold, false);
-        self->hb_due = 0;               //  say so at once
-    }
-    pthread_mutex_lock (&self->lock);
-    self->status.commits++;
-    self->status.fenced += fenced;
-    pthread_mutex_unlock (&self->lock);
-    if (fenced)
-        self->hb_due = 0;
-    s_status_update (self);
 }
 
 static void
@@ -565,7 +249,7 @@ s_on_welcome (herald_member_t *self, const herald_msg_t *reply)
     self->hello_rid = 0;
     self->hb_due = 0;
     if (self->commit_rid)
-        s_commit_send (self);           //  the one the last node did not answer
+        herald_member_commit_send (self);           //  the one the last node did not answer
     herald_member_fetch_restart (self);
 }
 
@@ -621,10 +305,10 @@ s_on_dealer (herald_member_t *self)
                                     "broker: %s", self->group, why);
             else {
                 if (reply.op == HERALD_MEMBER_OP_HEARTBEAT)
-                    s_on_heartbeat (self, &reply);
+                    herald_member_on_heartbeat (self, &reply);
                 else
                 if (reply.op == HERALD_MEMBER_OP_COMMIT)
-                    s_on_commit (self, &reply);
+                    herald_member_on_commit (self, &reply);
                 else
                 if (reply.rid == self->leave_rid)
                     self->left = true;
@@ -648,7 +332,7 @@ s_on_dealer (herald_member_t *self)
         &&  (type == HERALD_MSG_EVENTS || type == HERALD_MSG_END || type == HERALD_MSG_ERROR))
             herald_member_fetch_reply (self, &reply, msg);
         else
-        if (type == HERALD_MSG_WELCOME && reply.rid == self->hello_rid)
+        if (type == HERALD_MSG_WELCOME && !self->welcomed)
             s_on_welcome (self, &reply);
         else
         if (type == HERALD_MSG_ERROR) {
@@ -680,43 +364,6 @@ s_on_sub (herald_member_t *self)
 //  ---------------------------------------------------------------------
 //  The loop
 
-//  Nothing kept is left unhandled up to the first buffered event (or, with
-//  none, what the fetch examined): every partition's done is at least that.
-static void
-s_floor (herald_member_t *self)
-{
-    if (self->batch_state != BATCH_NONE || !self->fetch_rid)
-        return;
-    uint64_t floor = self->event_count? self->events [0].seq - 1: self->read_to;
-    for (uint32_t p = 0; p < self->partitions; p++) {
-        member_part_t *part = &self->parts [p];
-        if (part->held && !part->revoked && floor > part->done)
-            part->done = floor;
-    }
-}
-
-static bool
-s_revoking (herald_member_t *self)
-{
-    for (uint32_t p = 0; p < self->partitions; p++)
-        if (self->parts [p].held && self->parts [p].revoked)
-            return true;
-    return false;
-}
-
-//  Something done that the broker has not recorded.
-static bool
-s_uncommitted (herald_member_t *self)
-{
-    for (uint32_t p = 0; p < self->partitions; p++) {
-        member_part_t *part = &self->parts [p];
-        uint64_t committed = part->done > part->committed? part->done: part->committed;
-        if (part->held && committed > part->committed_sent)
-            return true;
-    }
-    return false;
-}
-
 static void
 s_tick (herald_member_t *self, int64_t now, bool stopping)
 {
@@ -743,9 +390,9 @@ s_tick (herald_member_t *self, int64_t now, bool stopping)
         return;
     }
     if (self->batch_state == BATCH_HANDED && atomic_load (&self->done_posted))
-        s_batch_done (self);
+        herald_member_batch_done (self);
     if (!stopping && now >= self->hb_due)
-        s_heartbeat (self, now);
+        herald_member_heartbeat (self, now);
     //  A silent node: the heartbeat's or the commit's answer is overdue
     int64_t patience = PATIENCE_MS + (int64_t) self->heartbeat_ms;
     if ((self->hb_waiting_since && now - self->hb_waiting_since > patience)
@@ -755,23 +402,24 @@ s_tick (herald_member_t *self, int64_t now, bool stopping)
         else {
             self->hb_waiting_since = 0;
             if (self->commit_rid)
-                s_commit_send (self);
+                herald_member_commit_send (self);
         }
     }
-    if (self->batch_state == BATCH_NONE && !self->commit_rid && s_revoking (self))
-        s_commit (self, COMMIT_RELEASE, 0);
+    if (self->batch_state == BATCH_NONE && !self->commit_rid && herald_member_revoking (self))
+        herald_member_commit (self, COMMIT_RELEASE, 0);
     if (self->batch_state == BATCH_NONE && !self->commit_rid && !stopping
-    &&  !atomic_load (&self->hold) && self->event_count && s_lease_valid (self))
-        s_batch_build (self);
-    s_floor (self);
+    &&  !atomic_load (&self->hold) && self->event_count && herald_member_lease_valid (self)
+    &&  !self->push_refused)
+        herald_member_batch_build (self);
+    herald_member_floor (self);
     if (self->batch_state == BATCH_NONE && !self->commit_rid && now >= self->idle_commit_at
-    &&  s_uncommitted (self)) {
-        s_commit (self, COMMIT_IDLE, 0);
+    &&  herald_member_uncommitted (self)) {
+        herald_member_commit (self, COMMIT_IDLE, 0);
         self->idle_commit_at = now + (int64_t) (self->heartbeat_ms? self->heartbeat_ms: 500);
     }
     if (!stopping)
         herald_member_fetch_tick (self, now);
-    s_status_update (self);
+    herald_member_status_update (self);
 }
 
 static void
@@ -808,16 +456,18 @@ s_finish (herald_member_t *self)
         s_tick (self, herald_agent_now_ms (), true);
     }
     if (self->batch_state == BATCH_HANDED && atomic_load (&self->done_posted))
-        s_batch_done (self);
-    if (!self->welcomed || !self->joined || self->failed)
+        herald_member_batch_done (self);
+    //  A member that failed (a bad reply, a refusal) still says what it did
+    //  and leaves, when it was in the group: its partitions go on at once
+    if (!self->welcomed || !self->joined)
         return;
-    s_floor (self);
+    herald_member_floor (self);
     if (!self->commit_rid) {
         bool held = false;
         for (uint32_t p = 0; p < self->partitions; p++)
             held |= self->parts [p].held;
         if (held)
-            s_commit (self, COMMIT_IDLE, 0);
+            herald_member_commit (self, COMMIT_IDLE, 0);
     }
     while (herald_agent_now_ms () < deadline && self->commit_rid && self->welcomed)
         s_wait (self, 20);

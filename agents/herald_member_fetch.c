@@ -79,6 +79,7 @@ s_replay (herald_member_t *self, uint64_t from)
     self->credit_out = room;
     self->fetch_ended = false;
     self->fetch_more = false;
+    self->fetch_overflow = false;
     self->doorbell = false;
     self->fetch_retry_at = 0;
 }
@@ -160,14 +161,22 @@ s_event (herald_member_t *self, const uint8_t *envelope, size_t len)
         return -1;
     if (self->credit_out)
         self->credit_out--;
+    if (self->fetch_overflow)
+        return 0;                       //  read again from what was kept
     if (seq <= self->read_to)
         return 0;                       //  never twice, whatever the broker sends
     self->read_to = seq;
     uint32_t p = herald_member_partition (topic, topic_len, self->partitions);
     member_part_t *part = &self->parts [p];
-    if (!part->held || part->revoked || seq <= part->committed || seq <= part->taken
-    ||  self->event_count == MEMBER_WINDOW)
+    if (!part->held || part->revoked || seq <= part->committed || seq <= part->taken)
         return 0;
+    if (self->event_count == MEMBER_WINDOW) {
+        //  More than the credit allowed: never dropped, read again later
+        //  from the partitions' positions (herald_member_fetch_tick)
+        self->read_to = seq - 1;
+        self->fetch_overflow = true;
+        return 0;
+    }
     zframe_t *frame = zframe_new (envelope, len);
     if (!frame)
         return -1;
@@ -251,6 +260,11 @@ herald_member_fetch_tick (herald_member_t *self, int64_t now)
 {
     if (!self->welcomed || self->failed)
         return;
+    if (self->fetch_overflow) {
+        s_cancel (self);
+        self->fetch_rid = 0;
+        self->fetch_overflow = false;
+    }
     if (self->fetch_rid && !self->fetch_ended) {
         //  Credit as the buffer drains: buffered plus outstanding stay
         //  under the window

@@ -1,8 +1,9 @@
 /*  =========================================================================
     herald_member_priv - the member's state, shared by its two files
 
-    herald_member.c: the API, the seam with the delivery thread, and the
-    thread's loop (nodes, heartbeats, commits, batches).
+    herald_member.c: the API, the seam with the delivery thread, the
+    nodes and the thread's loop.
+    herald_member_group.c: heartbeats, commits, batches.
     herald_member_fetch.c: the REPLAY that reads the member's partitions,
     the buffer of kept events, and the doorbell.
     Everything below `thread only` is touched by the member thread alone.
@@ -88,6 +89,7 @@ struct _herald_member_t {
     msgpack_sbuffer buffer;
     msgpack_zone zone;
     bool failed;
+    bool push_refused;                  //  the agent stops: no more batches
     //  The group
     bool joined;
     uint32_t partitions;
@@ -117,6 +119,7 @@ struct _herald_member_t {
     uint64_t credit_out;
     bool fetch_ended;                   //  at END: the doorbell starts the next
     bool fetch_more;                    //  END below head: read on at once
+    bool fetch_overflow;                //  the broker sent beyond the credit
     bool doorbell;
     int64_t fetch_retry_at;
     member_event_t *events;             //  MEMBER_WINDOW, events [0..event_count)
@@ -127,6 +130,56 @@ struct _herald_member_t {
     uint64_t batch_serial;
     uint64_t batch_last;
 };
+
+//  herald_member_group.c
+
+//  The status figures from the thread's state.
+void
+    herald_member_status_update (herald_member_t *self);
+
+//  Heartbeat now, with what is held as `owned`.
+void
+    herald_member_heartbeat (herald_member_t *self, int64_t now);
+
+//  Commit every held partition (committed = what is done; delivered =
+//  declared for a batch's declare, else committed); one at a time.
+void
+    herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t declared);
+
+//  Send the commit in flight again (a new node, a silent one).
+void
+    herald_member_commit_send (herald_member_t *self);
+
+//  Declare a batch of what is buffered (its commit goes out).
+void
+    herald_member_batch_build (herald_member_t *self);
+
+//  herald_member_done came for the batch in hand.
+void
+    herald_member_batch_done (herald_member_t *self);
+
+//  The lease holds now.
+bool
+    herald_member_lease_valid (herald_member_t *self);
+
+//  GROUP replies (decoded).
+void
+    herald_member_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply);
+void
+    herald_member_on_commit (herald_member_t *self, herald_member_reply_t *reply);
+
+//  Between batches: done rises to what the fetch examined with nothing
+//  kept unhandled below it.
+void
+    herald_member_floor (herald_member_t *self);
+
+//  A held partition is revoked, not yet let go.
+bool
+    herald_member_revoking (herald_member_t *self);
+
+//  Something is done that no commit has said.
+bool
+    herald_member_uncommitted (herald_member_t *self);
 
 //  herald_member_fetch.c
 
