@@ -232,7 +232,7 @@ def _load():
         for name, (restype, argtypes) in _PROTOTYPES.items():
             try:
                 function = getattr(lib, name)
-            except AttributeError:          # an older libherald: AsyncAgent, groups need these
+            except AttributeError:          # an older libherald: AsyncAgent or groups need it
                 if name == "herald_agent_options_size":
                     raise ImportError("herald: %s has no herald_agent_options_size: a "
                                       "libherald older than this binding, whose "

@@ -40,9 +40,10 @@ class Agent:
     without a disk; then only consumer-group subscriptions can be made
     (their positions are the broker's; a local one, and a snapshot, raise
     :class:`InvalidArgumentError`), and a publish not yet acknowledged
-    lives in memory only (use :meth:`publish`, which waits).  ``api`` is the broker's request endpoint, or a
-    cluster's: a list of its nodes' endpoints (or one comma-separated
-    str); the agent talks to one node at a time, follows the leader and
+    lives in memory only: a crash or :meth:`close` loses it (use
+    :meth:`publish`, which waits).  ``api`` is the broker's request
+    endpoint, or a cluster's: a list of its nodes' endpoints (or one
+    comma-separated str); the agent talks to one node at a time, follows the leader and
     moves on when a node fails (docs/agent.md, "A cluster").  ``fanout`` is
     learned from each node when not given.  Times are in
     seconds: ``timeout`` (5 s) bounds synchronous calls; the others
