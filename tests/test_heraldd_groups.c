@@ -930,3 +930,172 @@ Test (heraldd_groups, delete_is_refused_while_members_are_live)
     cr_assert_eq (c.held [0].committed, 0);
     bt_stop_clean ();
 }
+
+//  ---------------------------------------------------------------------
+//  Security: read access to the group's prefixes; admin = groups
+
+typedef struct {
+    char public_txt [41];
+    char secret_txt [41];
+} s_key_t;
+
+static char *s_dir;
+static s_key_t s_broker_key, s_alice, s_bob, s_carol;
+
+static void
+s_key_make (s_key_t *key, const char *save_as)
+{
+    zcert_t *cert = zcert_new ();
+    cr_assert_not_null (cert);
+    snprintf (key->public_txt, sizeof key->public_txt, "%s", zcert_public_txt (cert));
+    snprintf (key->secret_txt, sizeof key->secret_txt, "%s", zcert_secret_txt (cert));
+    if (save_as) {
+        char *path = tu_path (s_dir, save_as);
+        cr_assert_eq (zcert_save (cert, path), 0);
+        free (path);
+    }
+    zcert_destroy (&cert);
+}
+
+static void
+s_secure_setup (void)
+{
+    bt_setup ();
+    s_dir = tu_tmpdir_new ("groups-security");
+    cr_assert_not_null (s_dir);
+    s_key_make (&s_broker_key, "broker.key");
+    s_key_make (&s_alice, NULL);
+    s_key_make (&s_bob, NULL);
+    s_key_make (&s_carol, NULL);
+}
+
+static void
+s_secure_teardown (void)
+{
+    bt_teardown ();
+    tu_tmpdir_destroy (&s_dir);
+}
+
+static zsock_t *
+s_secure_client (const s_key_t *key)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    cr_assert_not_null (sock);
+    zsock_set_linger (sock, 0);
+    zsock_set_curve_serverkey (sock, s_broker_key.public_txt);
+    zsock_set_curve_publickey (sock, key->public_txt);
+    zsock_set_curve_secretkey (sock, key->secret_txt);
+    cr_assert_eq (zsock_connect (sock, "%s", bt_broker->api), 0);
+    return bt_keep (sock);
+}
+
+TestSuite (heraldd_groups_security, .init = s_secure_setup, .fini = s_secure_teardown,
+           .timeout = 120);
+
+Test (heraldd_groups_security, prefixes_must_be_readable_and_reset_delete_need_admin_groups)
+{
+    char *acl = NULL;
+    int rc = asprintf (&acl,
+        "[scope orders-view]\nread = orders.\nfanout = tcp://127.0.0.1:%d\n\n"
+        "[user alice]\nkey = %s\nread = *\nadmin = groups status\n\n"
+        "[user bob]\nkey = %s\nscope = orders-view\n\n"
+        "[user carol]\nkey = %s\npublish = billing.\n",
+        bu_free_port (), s_alice.public_txt, s_bob.public_txt, s_carol.public_txt);
+    cr_assert_geq (rc, 0);
+    char *acl_path = tu_path (s_dir, "acl");
+    cr_assert_eq (tu_write_file (acl_path, acl, strlen (acl)), 0);
+    chmod (acl_path, 0644);
+    free (acl);
+    char *secret = tu_path (s_dir, "broker.key_secret");
+    const char *extra [] = { "--curve-secret", secret, "--acl", acl_path, "--audit-log", "-",
+                             NULL };
+    bt_broker = bu_broker_new ("groups-secure", extra);
+    cr_assert_not_null (bt_broker);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    zsock_t *alice_sock = s_secure_client (&s_alice);
+    //  Up when alice gets a STATUS
+    bu_reply_t status = { 0 };
+    bool up = false;
+    for (uint64_t rid = 1; !up && rid < 200; rid++)
+        up = bu_status (alice_sock, rid, &status, 100) == 0;
+    bu_reply_fini (&status);
+    cr_assert (up, "the secure broker did not answer");
+    s_member_t alice, bob, carol;
+    s_member_init (&alice, "all", "alice-1", NULL);
+    s_member_init (&bob, "orders", "bob-1", "orders.");
+    s_member_init (&carol, "orders", "carol-1", "orders.");
+    alice.sock = alice_sock;
+    bob.sock = s_secure_client (&s_bob);
+    carol.sock = s_secure_client (&s_carol);
+    s_beat (&alice);
+    cr_assert_eq (alice.count, 32, "read = * may join a group of every topic");
+    s_beat (&bob);
+    cr_assert_eq (bob.count, 32, "bob reads orders.: may join a group of orders.");
+    s_reply_t reply;
+    //  A group bob cannot read: refused, and not made
+    s_send (bob.sock, "Msusssssss As", 5, "rid", (uint64_t) 3, "op", "heartbeat", "group",
+            "billing", "member", "bob-1", "prefixes", 1, "billing.");
+    s_recv (bob.sock, &reply);
+    s_check_error (&reply, "unauthorized", true, 3, "read access");
+    s_reply_fini (&reply);
+    s_send (carol.sock, "Msusssssss As", 5, "rid", (uint64_t) 4, "op", "heartbeat", "group",
+            "orders", "member", "carol-1", "prefixes", 1, "orders.");
+    s_recv (carol.sock, &reply);
+    s_check_error (&reply, "unauthorized", true, 4, "read access");
+    s_reply_fini (&reply);
+    s_send (bob.sock, "Msussss", 3, "rid", (uint64_t) 5, "op", "show", "group", "all");
+    s_recv (bob.sock, &reply);
+    s_check_error (&reply, "unauthorized", true, 5, "read access");
+    s_reply_fini (&reply);
+    s_send (carol.sock, "Msusssssss AAuuuu", 5, "rid", (uint64_t) 6, "op", "commit", "group",
+            "orders", "member", "carol-1", "positions", 1, 4, (uint64_t) 0, (uint64_t) 1,
+            (uint64_t) 0, (uint64_t) 0);
+    s_recv (carol.sock, &reply);
+    s_check_error (&reply, "unauthorized", true, 6, "read access");
+    s_reply_fini (&reply);
+    //  list: only what the user may read
+    s_send (bob.sock, "Msuss", 2, "rid", (uint64_t) 7, "op", "list");
+    s_recv (bob.sock, &reply);
+    s_check_group (&reply, 7, "list");
+    const msgpack_object *groups = s_get (reply.body, "groups");
+    cr_assert_eq (groups->via.array.size, 1);
+    cr_assert (s_str_is (s_get (&groups->via.array.ptr [0], "group"), "orders"));
+    s_reply_fini (&reply);
+    s_send (alice.sock, "Msuss", 2, "rid", (uint64_t) 8, "op", "list");
+    s_recv (alice.sock, &reply);
+    cr_assert_eq (s_get (reply.body, "groups")->via.array.size, 2, "no 'billing' was made");
+    s_reply_fini (&reply);
+    //  reset and delete: admin = groups
+    s_send (bob.sock, "Msusssssu", 4, "rid", (uint64_t) 9, "op", "reset", "group", "orders",
+            "to", (uint64_t) 1);
+    s_recv (bob.sock, &reply);
+    s_check_error (&reply, "unauthorized", true, 9, "admin = groups");
+    s_reply_fini (&reply);
+    s_send (alice.sock, "Msusssssu", 4, "rid", (uint64_t) 10, "op", "reset", "group",
+            "orders", "to", (uint64_t) 1);
+    s_recv (alice.sock, &reply);
+    s_check_group (&reply, 10, "reset");
+    s_reply_fini (&reply);
+    s_send (bob.sock, "Msussssss", 4, "rid", (uint64_t) 11, "op", "leave", "group", "orders",
+            "member", "bob-1");
+    s_recv (bob.sock, &reply);
+    s_check_group (&reply, 11, "leave");
+    s_reply_fini (&reply);
+    s_send (bob.sock, "Msussss", 3, "rid", (uint64_t) 12, "op", "delete", "group", "orders");
+    s_recv (bob.sock, &reply);
+    s_check_error (&reply, "unauthorized", true, 12, "admin = groups");
+    s_reply_fini (&reply);
+    s_send (alice.sock, "Msussss", 3, "rid", (uint64_t) 13, "op", "delete", "group", "orders");
+    s_recv (alice.sock, &reply);
+    s_check_group (&reply, 13, "delete");
+    s_reply_fini (&reply);
+    //  Refusals are audited like other admin refusals
+    cr_assert_geq (bt_status_extra (alice.sock, 14, "unauthorized"), 6);
+    char log [65536];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "\"grant\":\"groups\""), "%s", log);
+    cr_assert_not_null (strstr (log, "\"group\":\"billing\""), "%s", log);
+    free (secret);
+    free (acl_path);
+    bt_stop_clean ();
+}
