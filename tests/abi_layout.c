@@ -85,6 +85,26 @@ main (void)
     S_FIELD (herald_sub_status_t, "SubStatus", data_lost);
     S_FIELD (herald_sub_status_t, "SubStatus", lineage);
 
+    S_SIZE (herald_group_options_t, "GroupOptions");
+    S_FIELD (herald_group_options_t, "GroupOptions", prefixes);
+    S_FIELD (herald_group_options_t, "GroupOptions", start);
+    S_FIELD (herald_group_options_t, "GroupOptions", partitions);
+    S_FIELD (herald_group_options_t, "GroupOptions", session_ms);
+    S_FIELD (herald_group_options_t, "GroupOptions", batch_max);
+
+    S_SIZE (herald_group_status_t, "GroupStatus");
+    S_FIELD (herald_group_status_t, "GroupStatus", member);
+    S_FIELD (herald_group_status_t, "GroupStatus", generation);
+    S_FIELD (herald_group_status_t, "GroupStatus", partitions);
+    S_FIELD (herald_group_status_t, "GroupStatus", owned);
+    S_FIELD (herald_group_status_t, "GroupStatus", committed);
+    S_FIELD (herald_group_status_t, "GroupStatus", lag);
+    S_FIELD (herald_group_status_t, "GroupStatus", commits);
+    S_FIELD (herald_group_status_t, "GroupStatus", redelivered);
+    S_FIELD (herald_group_status_t, "GroupStatus", rebalances);
+    S_FIELD (herald_group_status_t, "GroupStatus", fenced);
+    S_FIELD (herald_group_status_t, "GroupStatus", joined);
+
     S_SIZE (herald_outgoing_t, "Outgoing");
     S_FIELD (herald_outgoing_t, "Outgoing", topic);
     S_FIELD (herald_outgoing_t, "Outgoing", data);

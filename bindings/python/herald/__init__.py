@@ -14,8 +14,12 @@ implementation of the protocol.
   the C agent exposes (no thread blocked per subscription); ``async def``
   handlers, ``await agent.publish(...)``, ``async for ... in aevents()``.
 - :class:`Event`, :class:`Published`, :class:`Snapshot`, :class:`Stats`,
-  :class:`SubscriptionStatus`: the values; :data:`BEGINNING`,
-  :data:`NOW`, :class:`Start`: where a new subscription starts.
+  :class:`SubscriptionStatus`, :class:`GroupStatus`: the values;
+  :data:`BEGINNING`, :data:`NOW`, :class:`Start`: where a new subscription
+  starts.
+- Consumer groups: ``subscribe(..., group="billing")`` shares the work
+  among the agents of one group, positions kept by the broker (so
+  ``state_dir=None`` works); ``group_status()`` has a member's figures.
 - Exceptions: one class per ``herald_err`` (:mod:`herald.errors`), all
   :class:`HeraldError`; :class:`Retry` to have an event offered again.
 
@@ -33,8 +37,8 @@ from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptS
                      OutOfMemoryError, OverloadedError, Retry, TimeoutError, TooLargeError,
                      Unauthorized, UnauthorizedError, UnknownCommandError, UnsupportedError,
                      error_class)
-from .event import (BEGINNING, NOW, Event, EventList, Published, Snapshot, Start, Stats,
-                    SubscriptionStatus)
+from .event import (BEGINNING, NOW, Event, EventList, GroupStatus, Published, Snapshot,
+                    Start, Stats, SubscriptionStatus)
 
 __version__ = "0.1.0"
 
@@ -46,6 +50,7 @@ __all__ = [
     "Agent", "AsyncAgent", "EventStream", "AsyncEventStream", "Subscription",
     "PublishFuture", "AsyncPublishFuture",
     "Event", "EventList", "Published", "Snapshot", "Stats", "SubscriptionStatus",
+    "GroupStatus",
     "Start", "BEGINNING", "NOW", "Retry",
     "HeraldError", "BadRequestError", "TooLargeError", "ConflictError", "NotLeaderError",
     "UnauthorizedError", "Unauthorized", "OverloadedError", "UnknownCommandError", "UnsupportedError",

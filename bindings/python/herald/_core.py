@@ -40,9 +40,9 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequ
 from . import _lib
 from .errors import (ConflictError, ForkedAgentError, HeraldError, IdReusedError,
                      InvalidArgumentError, Retry, TimeoutError, check, code_of, make_error)
-from .event import (Event, EventList, Published, Snapshot, Stats, StartLike,
-                    SubscriptionStatus, published_from, stats_from, status_from, to_ns,
-                    to_start)
+from .event import (Event, EventList, GroupStatus, Published, Snapshot, Stats, StartLike,
+                    SubscriptionStatus, group_status_from, published_from, stats_from,
+                    status_from, to_ns, to_start)
 
 log = logging.getLogger("herald")
 
@@ -188,23 +188,71 @@ def publish_error(code: int, result: "_lib.PublishResult", topic: str,
     return make_error(code, message)
 
 
+class GroupSpec:
+    """A group subscription's settings, checked: where the group keeps its
+    position and how it shares the work (herald_group_options_t).  Each
+    None takes the library's default (32 partitions, a 3 s session, 100
+    events a batch); partitions and session only matter to the member
+    whose join creates the group."""
+
+    def __init__(self, partitions: Optional[int] = None, session: Optional[float] = None,
+                 batch_max: Optional[int] = None):
+        for label, value in (("partitions", partitions), ("batch_max", batch_max)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 1):
+                raise ValueError("%s: an int >= 1 (or None: the default), not %r"
+                                 % (label, value))
+        if session is not None and (isinstance(session, bool)
+                                    or not isinstance(session, (int, float))
+                                    or not session > 0):
+            raise ValueError("session: seconds > 0 (or None: the default), not %r"
+                             % (session,))
+        self.partitions = partitions
+        self.session = session
+        self.batch_max = batch_max
+
+
+def group_spec(group: Optional[str], name: Optional[str], partitions: Optional[int],
+               session: Optional[float], batch_max: Optional[int]) -> Optional[GroupSpec]:
+    """The GroupSpec of subscribe's keywords (None: a local subscription)."""
+    if group is None:
+        if partitions is not None or session is not None or batch_max is not None:
+            raise ValueError("partitions, session and batch_max are a consumer group's "
+                             "settings: give group= too")
+        return None
+    if not isinstance(group, str):
+        raise TypeError("group: a str, the group's name")
+    if name is not None and name != group:
+        raise ValueError("a group subscription's name is its group's (%r): give group= or "
+                         "name=, not both" % group)
+    return GroupSpec(partitions, session, batch_max)
+
+
 class Subscription:
-    """A running subscription: ``name`` (durable: its checkpoint), the
-    ``prefixes`` it matches, the ``handler``.  ``exception`` holds what the
-    handler raised when that failed the subscription."""
+    """A running subscription: ``name`` (durable: its checkpoint; for a
+    group subscription, the group's name), the ``prefixes`` it matches, the
+    ``handler``; ``group`` is the consumer group's name, or None for a
+    local subscription.  ``exception`` holds what the handler raised when
+    that failed the subscription."""
 
     def __init__(self, core: "_Core", name: str, prefixes: List[str],
-                 handler: Callable[[Event], Any]):
+                 handler: Callable[[Event], Any], group: Optional[str] = None):
         self._core = core
         self.name = name
         self.prefixes = prefixes
         self.handler = handler
+        self.group = group
         self.exception: Optional[BaseException] = None
         self._c_handler = None                  # the ctypes callback, kept alive
 
     def status(self) -> SubscriptionStatus:
         """State, checkpoint and counters (herald_agent_sub_status)."""
         return self._core.sub_status(self.name)
+
+    def group_status(self) -> GroupStatus:
+        """A group subscription's member figures (herald_agent_group_status);
+        :class:`NotFoundError` for a local subscription."""
+        return self._core.group_status(self.name)
 
     def unsubscribe(self) -> None:
         """Stop delivering (the checkpoint stays: subscribing again under
@@ -229,7 +277,8 @@ def _endpoints(name: str, value: Union[str, Sequence[str]]) -> bytes:
 
 
 class _Core:
-    def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
+    def __init__(self, service_id: str, *,
+                 state_dir: Union[str, "os.PathLike[str]", None],
                  api: Union[str, Sequence[str]] = "tcp://127.0.0.1:5580",
                  fanout: Union[str, Sequence[str], None] = None,
                  timeout: float = 5.0, heartbeat: Optional[float] = None,
@@ -263,7 +312,9 @@ class _Core:
         _lib.lib.herald_agent_options_init(byref(options))
         options.api = _endpoints("api", api)
         options.fanout = _endpoints("fanout", fanout) if fanout else None
-        options.state_dir = os.fsencode(state_dir)
+        #  None: no local state; only group subscriptions (the C agent refuses
+        #  a local one), and unacknowledged publishes live in memory only
+        options.state_dir = os.fsencode(state_dir) if state_dir is not None else None
         options.timeout_ms = _ms(timeout)
         options.heartbeat_ms = _ms(heartbeat)
         options.dedup_window = dedup_window or 0
@@ -497,10 +548,17 @@ class _Core:
 
     # -- subscribing -----------------------------------------------------
     def subscribe(self, name: str, prefixes: List[str], start: StartLike,
-                  handler: Callable[[Event], Any], trampoline) -> Subscription:
-        """trampoline(sub) -> a ctypes HANDLER_FN calling handler."""
+                  handler: Callable[[Event], Any], trampoline,
+                  group: Optional[GroupSpec] = None) -> Subscription:
+        """trampoline(sub) -> a ctypes HANDLER_FN calling handler.  With
+        group, a member of consumer group `name` (herald_agent_subscribe_group)."""
         start_c = to_start(start)
-        sub = Subscription(self, name, prefixes, handler)
+        if group is not None and not _lib.has_groups:
+            raise make_error(_lib.ERR_UNSUPPORTED,
+                             "%s has no consumer groups (herald_agent_subscribe_group): a "
+                             "libherald older than this binding" % _lib.path)
+        sub = Subscription(self, name, prefixes, handler,
+                           group=name if group is not None else None)
         sub._c_handler = trampoline(sub)
         array = _c_strings(prefixes)
         #  Known before the C agent can deliver: a handler that raises on the
@@ -509,8 +567,21 @@ class _Core:
         with self._lock:
             previous = self.subscriptions.get(name)
             self.subscriptions[name] = sub
-        code = self.call(_lib.lib.herald_agent_subscribe, name.encode(), array,
-                         _lib.Start(start_c.kind, start_c.value), sub._c_handler, None)
+        if group is None:
+            code = self.call(_lib.lib.herald_agent_subscribe, name.encode(), array,
+                             _lib.Start(start_c.kind, start_c.value), sub._c_handler, None)
+        else:
+            #  The library's init (its size checked against ours at load),
+            #  then what was given; the C agent copies it
+            options = _lib.GroupOptions()
+            _lib.lib.herald_group_options_init(byref(options))
+            options.prefixes = ctypes.cast(array, POINTER(c_char_p))
+            options.start = _lib.Start(start_c.kind, start_c.value)
+            options.partitions = group.partitions or 0
+            options.session_ms = _ms(group.session)
+            options.batch_max = group.batch_max or 0
+            code = self.call(_lib.lib.herald_agent_subscribe_group, name.encode(),
+                             byref(options), sub._c_handler, None)
         if code != _lib.OK:
             with self._lock:
                 if previous is None:
@@ -529,6 +600,13 @@ class _Core:
         raw = _lib.SubStatus()
         check(self.call(_lib.lib.herald_agent_sub_status, name.encode(), byref(raw)))
         return status_from(raw)
+
+    def group_status(self, name: str) -> GroupStatus:
+        if not _lib.has_groups:
+            raise make_error(_lib.ERR_UNSUPPORTED, "this libherald has no consumer groups")
+        raw = _lib.GroupStatus()
+        check(self.call(_lib.lib.herald_agent_group_status, name.encode(), byref(raw)))
+        return group_status_from(raw)
 
     def sync_trampoline(self, sub: Subscription):
         """A handler run on the agent's delivery thread: returns None -> OK,

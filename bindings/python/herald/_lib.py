@@ -103,6 +103,18 @@ class SubStatus(Structure):
                 ("live_wait_ms", c_uint64), ("data_lost", c_uint64), ("lineage", c_uint64)]
 
 
+class GroupOptions(Structure):
+    _fields_ = [("prefixes", POINTER(c_char_p)), ("start", Start), ("partitions", c_uint),
+                ("session_ms", c_int), ("batch_max", c_size_t)]
+
+
+class GroupStatus(Structure):
+    _fields_ = [("member", c_char * 192), ("generation", c_uint64), ("partitions", c_uint),
+                ("owned", c_uint), ("committed", c_uint64), ("lag", c_uint64),
+                ("commits", c_uint64), ("redelivered", c_uint64), ("rebalances", c_uint64),
+                ("fenced", c_uint64), ("joined", c_bool)]
+
+
 class Outgoing(Structure):
     _fields_ = [("topic", c_char_p), ("data", c_void_p), ("data_len", c_size_t),
                 ("type", c_char_p), ("schema", c_uint64), ("meta", POINTER(Meta)),
@@ -172,6 +184,11 @@ _PROTOTYPES = {
     "herald_agent_dispatch": (c_int, [c_void_p, c_int]),
     "herald_agent_defer": (c_uint64, [c_void_p]),
     "herald_agent_complete": (c_int, [c_void_p, c_uint64, c_int]),
+    "herald_group_options_size": (c_size_t, []),
+    "herald_group_options_init": (None, [POINTER(GroupOptions)]),
+    "herald_agent_subscribe_group": (c_int, [c_void_p, c_char_p, POINTER(GroupOptions),
+                                             HANDLER_FN, c_void_p]),
+    "herald_agent_group_status": (c_int, [c_void_p, c_char_p, POINTER(GroupStatus)]),
 }
 
 
@@ -179,6 +196,11 @@ _PROTOTYPES = {
 # as first released; only AsyncAgent needs them.
 _DISPATCH_CALLS = {"herald_agent_fd", "herald_agent_dispatch", "herald_agent_defer",
                    "herald_agent_complete"}
+
+# Consumer groups (docs/groups.md): absent from a libherald older than them;
+# only a group subscription needs them (``has_groups`` says whether it can).
+_GROUP_CALLS = {"herald_group_options_size", "herald_group_options_init",
+                "herald_agent_subscribe_group", "herald_agent_group_status"}
 
 
 def _candidates():
@@ -210,13 +232,13 @@ def _load():
         for name, (restype, argtypes) in _PROTOTYPES.items():
             try:
                 function = getattr(lib, name)
-            except AttributeError:          # an older libherald: AsyncAgent needs these
+            except AttributeError:          # an older libherald: AsyncAgent or groups need it
                 if name == "herald_agent_options_size":
                     raise ImportError("herald: %s has no herald_agent_options_size: a "
                                       "libherald older than this binding, whose "
                                       "herald_agent_options_t is shorter than its Options"
                                       % candidate) from None
-                if name not in _DISPATCH_CALLS:
+                if name not in _DISPATCH_CALLS and name not in _GROUP_CALLS:
                     raise
                 continue
             function.restype = restype
@@ -228,12 +250,23 @@ def _load():
             raise ImportError("herald: %s lays out herald_agent_options_t in %d bytes, this "
                               "binding in %d: the library and the binding are of different "
                               "versions" % (candidate, size, ctypes.sizeof(Options)))
+        # herald_group_options_init too (a library with consumer groups)
+        if hasattr(lib, "herald_group_options_size"):
+            size = lib.herald_group_options_size()
+            if size != ctypes.sizeof(GroupOptions):
+                raise ImportError("herald: %s lays out herald_group_options_t in %d bytes, "
+                                  "this binding in %d: the library and the binding are of "
+                                  "different versions"
+                                  % (candidate, size, ctypes.sizeof(GroupOptions)))
         return lib, candidate
     raise ImportError("herald: cannot load libherald (set HERALD_LIB to its path, or "
                       "install it): " + "; ".join(errors))
 
 
 lib, path = _load()
+#: The library has consumer groups (herald_agent_subscribe_group and its kin).
+has_groups = all(hasattr(lib, name) for name in _GROUP_CALLS)
+
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [c_void_p]
 libc.free.restype = None

@@ -14,10 +14,10 @@ import uuid
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from . import _lib
-from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, name_for
+from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, group_spec, name_for
 from .errors import Retry
-from .event import (BEGINNING, Event, EventList, Published, Snapshot, StartLike, Stats,
-                    SubscriptionStatus)
+from .event import (BEGINNING, Event, EventList, GroupStatus, Published, Snapshot,
+                    StartLike, Stats, SubscriptionStatus)
 
 Handler = TypeVar("Handler", bound=Callable[[Event], Any])
 
@@ -36,9 +36,14 @@ class Agent:
 
     ``service_id`` names the service to the broker; ``state_dir`` holds its
     local state (checkpoints, the outbox, snapshots) and is locked: one
-    agent per directory.  ``api`` is the broker's request endpoint, or a
-    cluster's: a list of its nodes' endpoints (or one comma-separated
-    str); the agent talks to one node at a time, follows the leader and
+    agent per directory.  ``state_dir=None``: no local state, for a service
+    without a disk; then only consumer-group subscriptions can be made
+    (their positions are the broker's; a local one, and a snapshot, raise
+    :class:`InvalidArgumentError`), and a publish not yet acknowledged
+    lives in memory only: a crash or :meth:`close` loses it (use
+    :meth:`publish`, which waits).  ``api`` is the broker's request
+    endpoint, or a cluster's: a list of its nodes' endpoints (or one
+    comma-separated str); the agent talks to one node at a time, follows the leader and
     moves on when a node fails (docs/agent.md, "A cluster").  ``fanout`` is
     learned from each node when not given.  Times are in
     seconds: ``timeout`` (5 s) bounds synchronous calls; the others
@@ -74,7 +79,8 @@ class Agent:
     the exception to ``on_error``.
     """
 
-    def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
+    def __init__(self, service_id: str, *,
+                 state_dir: Union[str, "os.PathLike[str]", None],
                  api: Union[str, Sequence[str]] = "tcp://127.0.0.1:5580",
                  fanout: Union[str, Sequence[str], None] = None,
                  timeout: float = 5.0,
@@ -164,7 +170,9 @@ class Agent:
     # -- subscribing -----------------------------------------------------
     def subscribe(self, prefixes: Prefixes = None,
                   handler: Optional[Callable[[Event], Any]] = None, *,
-                  name: Optional[str] = None, start: StartLike = BEGINNING
+                  name: Optional[str] = None, start: StartLike = BEGINNING,
+                  group: Optional[str] = None, partitions: Optional[int] = None,
+                  session: Optional[float] = None, batch_max: Optional[int] = None
                   ) -> Any:
         """Subscribe ``handler`` to the events whose topic begins with one of
         ``prefixes`` (a str or several; None: every topic).
@@ -174,26 +182,44 @@ class Agent:
         handled, and ``start`` (:data:`herald.BEGINNING`,
         :data:`herald.NOW`, a seq, a datetime) only applies to a new one.
 
+        ``group="billing"`` joins consumer group ``billing`` instead
+        (docs/groups.md): the position is kept by the broker, not in
+        ``state_dir`` (which may be None), and the agents that subscribe
+        with the same group share the work, each topic handled by one
+        member at a time, in order.  The subscription's name is the
+        group's.  The events of the batch a member was handling when it
+        died come again, to the next owner, with ``event.redelivered``
+        True.  ``partitions`` (1-1024), ``session`` (seconds, 0.3-60) and
+        ``start`` apply when this join creates the group; ``batch_max``
+        (1-256) is this member's: events declared, handled and committed
+        at once.  Defaults: 32, 3 s, 100.
+
         With a handler, returns the :class:`Subscription`.  Without, it is a
-        decorator: ``@agent.subscribe("orders.")`` subscribes the function,
-        returns it unchanged and sets its ``subscription`` attribute.
+        decorator: ``@agent.subscribe("orders.")`` (or ``@agent.subscribe(
+        "orders.", group="billing")``) subscribes the function, returns it
+        unchanged and sets its ``subscription`` attribute.
         """
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
+        spec = group_spec(group, name, partitions, session, batch_max)
         if handler is None:
             def decorate(function: Handler) -> Handler:
-                sub = self.subscribe(prefixes, function, name=name, start=start)
+                sub = self.subscribe(prefixes, function, name=name, start=start,
+                                     group=group, partitions=partitions, session=session,
+                                     batch_max=batch_max)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
                     pass
                 return function
             return decorate
-        if name is None:
+        if group is not None:
+            name = group
+        elif name is None:
             name = name_for(getattr(handler, "__name__", "handler"))
         core = self._core
         return core.subscribe(name, _prefix_list(prefixes), start, handler,
-                              core.sync_trampoline)
+                              core.sync_trampoline, group=spec)
 
     def unsubscribe(self, name: str) -> None:
         """Stop subscription ``name`` (its checkpoint stays)."""
@@ -203,9 +229,18 @@ class Agent:
         """Subscription ``name``'s state, checkpoint and counters."""
         return self._core.sub_status(name)
 
+    def group_status(self, group: str) -> GroupStatus:
+        """This agent's member figures in consumer group ``group``
+        (partitions owned, committed, lag, commits, redelivered...);
+        :class:`NotFoundError` when it has no group subscription of that
+        name."""
+        return self._core.group_status(group)
+
     def events(self, prefixes: Prefixes = None, *, name: Optional[str] = None,
                start: StartLike = BEGINNING,
-               timeout: Optional[float] = None) -> "EventStream":
+               timeout: Optional[float] = None, group: Optional[str] = None,
+               partitions: Optional[int] = None, session: Optional[float] = None,
+               batch_max: Optional[int] = None) -> "EventStream":
         """The events of a durable subscription as an iterator::
 
             with agent.events("orders.", name="audit") as events:
@@ -218,11 +253,15 @@ class Agent:
         when the process dies is delivered again (``redelivered``).  One
         event is held at a time (the subscription waits for the loop).
         ``timeout`` (seconds) ends the iteration when no event comes for
-        that long; by default it waits for ever.
+        that long; by default it waits for ever.  ``group`` and its
+        settings make it a consumer group's member, as in :meth:`subscribe`.
         """
-        if name is None:
+        spec = group_spec(group, name, partitions, session, batch_max)
+        if group is not None:
+            name = group
+        elif name is None:
             name = name_for("events-" + "-".join(_prefix_list(prefixes) or ["all"]))
-        return EventStream(self._core, name, _prefix_list(prefixes), start, timeout)
+        return EventStream(self._core, name, _prefix_list(prefixes), start, timeout, spec)
 
     # -- reading the log -------------------------------------------------
     def read(self, topic: str, from_ver: int = 1, to_ver: Optional[int] = None, *,
@@ -358,16 +397,22 @@ class EventStream:
     """
 
     def __init__(self, core: _Core, name: str, prefixes: list, start: StartLike,
-                 timeout: Optional[float]):
+                 timeout: Optional[float], group: Any = None):
         self.name = name
         self._channel = _Channel(core, name, timeout)
         core.add_stream(self._channel)
+        previous = core.error_sinks.get(name)   # a running stream's, if this is refused
         core.error_sinks[name] = self._channel.fail
         try:
             self.subscription: Subscription = core.subscribe(
-                name, prefixes, start, self._channel.handler, core.sync_trampoline)
+                name, prefixes, start, self._channel.handler, core.sync_trampoline,
+                group=group)
         except BaseException:
             core.remove_stream(self._channel)
+            if previous is None:
+                core.error_sinks.pop(name, None)
+            else:
+                core.error_sinks[name] = previous
             self._channel.closed = True
             raise
 

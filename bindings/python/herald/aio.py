@@ -22,10 +22,10 @@ import weakref
 from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence, Set, Union
 
 from . import _lib
-from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, name_for
+from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, group_spec, name_for
 from .errors import InvalidArgumentError, Retry, code_of
-from .event import (BEGINNING, Event, EventList, Published, Snapshot, StartLike, Stats,
-                    SubscriptionStatus)
+from .event import (BEGINNING, Event, EventList, GroupStatus, Published, Snapshot,
+                    StartLike, Stats, SubscriptionStatus)
 
 DISPATCH_MAX = 256          # calls per turn of the loop, so other tasks get their turn
 
@@ -56,7 +56,8 @@ class AsyncAgent:
     default executor (they block on the broker or the disk).
     """
 
-    def __init__(self, service_id: str, *, state_dir: Union[str, "os.PathLike[str]"],
+    def __init__(self, service_id: str, *,
+                 state_dir: Union[str, "os.PathLike[str]", None],
                  api: Union[str, Sequence[str]] = "tcp://127.0.0.1:5580",
                  fanout: Union[str, Sequence[str], None] = None,
                  timeout: float = 5.0,
@@ -157,28 +158,36 @@ class AsyncAgent:
     # -- subscribing -----------------------------------------------------
     def subscribe(self, prefixes: Prefixes = None,
                   handler: Optional[Callable[[Event], Any]] = None, *,
-                  name: Optional[str] = None, start: StartLike = BEGINNING) -> Any:
-        """As :meth:`herald.Agent.subscribe` (also a decorator); the handler
-        may be ``async def``: the event is done when its coroutine returns.
+                  name: Optional[str] = None, start: StartLike = BEGINNING,
+                  group: Optional[str] = None, partitions: Optional[int] = None,
+                  session: Optional[float] = None, batch_max: Optional[int] = None) -> Any:
+        """As :meth:`herald.Agent.subscribe` (also a decorator, and
+        ``group=`` makes it a consumer group's member); the handler may be
+        ``async def``: the event is done when its coroutine returns.
         Raise :class:`herald.Retry` to have it offered again; any other
         exception stops the subscription, reported to ``on_error``.
         ``start=herald.NOW`` or a datetime asks the broker, which blocks
         the loop for that round trip."""
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
+        spec = group_spec(group, name, partitions, session, batch_max)
         if handler is None:
             def decorate(function: Callable[[Event], Any]) -> Callable[[Event], Any]:
-                sub = self.subscribe(prefixes, function, name=name, start=start)
+                sub = self.subscribe(prefixes, function, name=name, start=start,
+                                     group=group, partitions=partitions, session=session,
+                                     batch_max=batch_max)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
                     pass
                 return function
             return decorate
-        if name is None:
+        if group is not None:
+            name = group
+        elif name is None:
             name = name_for(getattr(handler, "__name__", "handler"))
         return self._core.subscribe(name, _prefix_list(prefixes), start, handler,
-                                    self._trampoline)
+                                    self._trampoline, group=spec)
 
     def _trampoline(self, sub: Subscription):
         core = self._core
@@ -234,9 +243,15 @@ class AsyncAgent:
         """Subscription ``name``'s state, checkpoint and counters."""
         return self._core.sub_status(name)
 
+    def group_status(self, group: str) -> GroupStatus:
+        """As :meth:`herald.Agent.group_status`."""
+        return self._core.group_status(group)
+
     def aevents(self, prefixes: Prefixes = None, *, name: Optional[str] = None,
                 start: StartLike = BEGINNING,
-                timeout: Optional[float] = None) -> "AsyncEventStream":
+                timeout: Optional[float] = None, group: Optional[str] = None,
+                partitions: Optional[int] = None, session: Optional[float] = None,
+                batch_max: Optional[int] = None) -> "AsyncEventStream":
         """The events of a durable subscription as an async iterator::
 
             async with agent.aevents("orders.", name="audit") as events:
@@ -245,10 +260,14 @@ class AsyncAgent:
 
         As :meth:`herald.Agent.events`: an event is checkpointed when the
         loop asks for the next one (or the block ends cleanly); ``timeout``
-        ends the iteration after that many idle seconds."""
-        if name is None:
+        ends the iteration after that many idle seconds; ``group`` as in
+        :meth:`subscribe`."""
+        spec = group_spec(group, name, partitions, session, batch_max)
+        if group is not None:
+            name = group
+        elif name is None:
             name = name_for("events-" + "-".join(_prefix_list(prefixes) or ["all"]))
-        return AsyncEventStream(self, name, _prefix_list(prefixes), start, timeout)
+        return AsyncEventStream(self, name, _prefix_list(prefixes), start, timeout, spec)
 
     # -- reading the log -------------------------------------------------
     async def read(self, topic: str, from_ver: int = 1, to_ver: Optional[int] = None, *,
@@ -284,7 +303,7 @@ class AsyncEventStream:
     handler call is deferred until the loop asks for the next event."""
 
     def __init__(self, agent: AsyncAgent, name: str, prefixes: list, start: StartLike,
-                 timeout: Optional[float]):
+                 timeout: Optional[float], group: Any = None):
         self._agent = agent
         self.name = name
         self._timeout = timeout
@@ -301,9 +320,18 @@ class AsyncEventStream:
                 stream._error = exc
                 if not stream._ready.done():
                     stream._ready.set_result(None)
+        previous = agent._core.error_sinks.get(name)   # a running stream's
         agent._core.error_sinks[name] = fail
-        self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
-                                                  self._trampoline)
+        try:
+            self.subscription = agent._core.subscribe(name, prefixes, start, self._offer,
+                                                      self._trampoline, group=group)
+        except BaseException:                   # refused: nothing of it is left
+            if previous is None:
+                agent._core.error_sinks.pop(name, None)
+            else:
+                agent._core.error_sinks[name] = previous
+            self._closed = True
+            raise
 
     def _trampoline(self, sub: Subscription):
         # The C agent keeps this callback until it is closed; it holds the

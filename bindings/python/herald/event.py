@@ -35,8 +35,10 @@ class Event:
     ``json()``, ``unpack()`` and ``text()`` decode it).  ``subscription``
     names the subscription delivering it (None from read/replay);
     ``redelivered`` is True for the one event a subscription was handling
-    when its process died: check your own effects by ``id`` before applying
-    it again; ``attempt`` counts deliveries after :class:`herald.Retry`.
+    when its process died (in a consumer group: each event of the batch a
+    member died in, given to the next owner): check your own effects by
+    ``id`` before applying it again; ``attempt`` counts deliveries after
+    :class:`herald.Retry`.
 
     Events are values: compare equal field by field, hashable by ``id``,
     and not meant to be modified.
@@ -191,6 +193,32 @@ class SubscriptionStatus:
     lineage: int = 0
 
 
+@dataclass(frozen=True)
+class GroupStatus:
+    """This member's figures in a consumer group (herald_group_status_t;
+    docs/groups.md): ``member`` (its name in the group), the group's
+    ``generation`` as last heard and its ``partitions`` (0 until joined);
+    ``owned``, the partitions this member holds now; ``committed``, the
+    lowest committed seq of those, and ``lag``, the broker's head minus it
+    (0 when it holds none); ``commits`` the broker acknowledged;
+    ``redelivered``, events handed to the handler flagged redelivered;
+    ``rebalances``, assignments that changed what it holds; ``fenced``,
+    partitions taken away by a commit found fenced; ``joined``: the broker
+    answered a heartbeat and the lease is valid now."""
+
+    member: str
+    generation: int
+    partitions: int
+    owned: int
+    committed: int
+    lag: int
+    commits: int
+    redelivered: int
+    rebalances: int
+    fenced: int
+    joined: bool
+
+
 _STATES = {1: "catching_up", 2: "live", 3: "failed", 4: "stopped"}
 
 
@@ -307,6 +335,13 @@ def status_from(raw: "_lib.SubStatus") -> SubscriptionStatus:
         error=raw.error, message=raw.message.decode("utf-8", "replace"), gaps=raw.gaps,
         repair_replays=raw.repair_replays, live_wait=raw.live_wait_ms / 1000.0,
         data_lost=raw.data_lost, lineage=raw.lineage)
+
+
+def group_status_from(raw: "_lib.GroupStatus") -> GroupStatus:
+    values = {name: getattr(raw, name) for name, _ in raw._fields_}
+    values["member"] = values["member"].decode("utf-8", "replace")
+    values["joined"] = bool(values["joined"])
+    return GroupStatus(**values)
 
 
 def stats_from(raw: "_lib.Stats") -> Stats:

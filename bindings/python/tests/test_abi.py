@@ -35,6 +35,7 @@ def _layout():
 
 
 @pytest.mark.parametrize("name", ["Meta", "Options", "Start", "Delivery", "SubStatus",
+                                  "GroupOptions", "GroupStatus",
                                   "Outgoing", "PublishResult", "Range", "Stats"])
 def test_ctypes_structure_matches_the_c_header(name):
     sizes, offsets = _layout()
