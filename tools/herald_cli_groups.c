@@ -301,12 +301,13 @@ s_ask (herald_cli_opts_t *opts, const char *what, const msgpack_sbuffer *body, u
             s_str (reply->root, "message", why, sizeof why);
             zclock_sleep (200);
         }
+        //  The next node of the list (or, with one, the same again)
         char next [HERALD_CLI_ENDPOINT_MAX];
         if (herald_cli_endpoint_next (opts->endpoint, target, next, sizeof next))
             snprintf (target, sizeof target, "%s", next);
         else
-        if (rc)
-            break;
+            snprintf (target, sizeof target, "%.*s", (int) strcspn (opts->endpoint, ","),
+                      opts->endpoint);
     }
     if (rc == HERALD_CLI_EXIT_NO_ANSWER || (rc && *whys))
         return herald_cli_fail (rc, "%s: %s", what, *whys? whys: why);
