@@ -69,7 +69,8 @@ wait_for () {
 #  The member: heartbeats every 200 ms, owns what it is assigned (so a
 #  revoked partition is let go at the next heartbeat), commits COMMIT for a
 #  partition the first time it is granted it (never again: a reset's
-#  positions stay as the reset made them), leaves on SIGTERM.
+#  positions stay as the reset made them), leaves on SIGTERM.  With a
+#  secret key file and the broker's public cert, over CURVE.
 cat >"$TMP/member.py" <<'EOF'
 import msgpack, signal, sys, time, zmq
 api, group, member, partitions, commit = sys.argv[1:6]
@@ -81,6 +82,14 @@ signal.signal(signal.SIGTERM, on_term)
 ctx = zmq.Context()
 sock = ctx.socket(zmq.DEALER)
 sock.setsockopt(zmq.LINGER, 0)
+def z85(path, name):
+    for line in open(path):
+        if line.strip().startswith(name):
+            return line.split("=", 1)[1].strip().strip('"').encode()
+if len(sys.argv) > 7:                   #  CURVE: our secret file, the broker's public
+    sock.curve_publickey = z85(sys.argv[6], "public-key")
+    sock.curve_secretkey = z85(sys.argv[6], "secret-key")
+    sock.curve_serverkey = z85(sys.argv[7], "public-key")
 sock.connect(api)
 rid = 0
 def ask(body):
@@ -308,6 +317,88 @@ done
 "$HERALD" --help >"$TMP/help.out"
 check "herald --help names groups and group" \
     bash -c "grep -q '^  groups ' '$TMP/help.out' && grep -q '^  group show|reset|delete NAME' '$TMP/help.out'"
+
+#  ---------------------------------------------------------------------
+#  Security: --key/--server-key on every request; list filtered to what
+#  the key reads; reset and delete need admin = groups
+
+KEYS=$TMP/keys
+mkdir -p "$KEYS"
+keygen () {
+    "$HERALD" keygen "$1" --dir "$KEYS" >/dev/null && "$HERALD" keygen --show "$KEYS/$1.key"
+}
+BROKER_KEY=$(keygen broker)
+check "the keys are made" test ${#BROKER_KEY} -eq 40
+#  Four distinct free ports: api, fanout, and the two scopes' fanouts
+SPORTS=()
+while [ ${#SPORTS[@]} -lt 4 ]; do
+    port=$(free_port)
+    case " ${SPORTS[*]} " in *" $port "*) ;; *) SPORTS+=("$port") ;; esac
+done
+SAPI=tcp://127.0.0.1:${SPORTS[0]}
+SFANOUT=tcp://127.0.0.1:${SPORTS[1]}
+cat >"$TMP/acl" <<EOF
+[scope orders-view]
+read = orders.
+fanout = tcp://127.0.0.1:${SPORTS[2]}
+
+[scope stock-view]
+read = stock.
+fanout = tcp://127.0.0.1:${SPORTS[3]}
+
+[user ops]
+key = $(keygen ops)
+read = *
+admin = groups
+
+[user reader]
+key = $(keygen reader)
+scope = orders-view
+
+[user stranger]
+key = $(keygen stranger)
+scope = stock-view
+EOF
+chmod 600 "$TMP/acl"
+"$HERALDD" --data-dir "$TMP/secure" --api "$SAPI" --fanout "$SFANOUT" \
+    --curve-secret "$KEYS/broker.key_secret" --acl "$TMP/acl" >"$TMP/secure.log" 2>&1 &
+PIDS+=($!)
+#  as USER: the options of USER's key at the secure broker
+as () { echo --endpoint "$SAPI" --key "$KEYS/$1.key_secret" --server-key "@$KEYS/broker.key"; }
+secure_up () { "$HERALD" $(as ops) --timeout 300 status >/dev/null 2>&1; }
+check "a broker with security on answers" wait_for 15 secure_up
+$PY "$TMP/member.py" "$SAPI" vault s1 4 1 "$KEYS/ops.key_secret" "$KEYS/broker.key" 2>"$TMP/s1.err" &
+PIDS+=($!)
+SPID=$!
+has_vault () {
+    run sgroups $(as ops) --timeout 1000 groups --format json
+    json_check "$TMP/sgroups.out" '[(g["group"], g["members"]) for g in o["groups"]] == [("vault", 1)]'
+}
+check "a member over CURVE makes the group; ops (read *) lists it" wait_for 15 has_vault
+run splain --timeout 1000 --endpoint "$SAPI" groups
+check "no key at the secure broker: refused, said (exit $(cat "$TMP/splain.rc"))" \
+    bash -c "[ $(cat "$TMP/splain.rc") = 1 ] && grep -q 'requires CURVE' '$TMP/splain.err'"
+run sreader $(as reader) groups
+check "reader (read orders.) lists it too" grep -qE '^vault +4 +1 ' "$TMP/sreader.out"
+run sreader_show $(as reader) group show vault
+rc_is sreader_show 0
+run sreader_reset $(as reader) group reset vault --to-seq 1
+rc_is sreader_reset 1
+says sreader_reset "herald: unauthorized: "
+run sreader_delete $(as reader) group delete vault
+rc_is sreader_delete 1
+says sreader_delete "herald: unauthorized: "
+run sstranger $(as stranger) groups
+rc_is sstranger 0
+prints sstranger "no groups"
+run sstranger_show $(as stranger) group show vault
+rc_is sstranger_show 1
+says sstranger_show "herald: unauthorized: "
+run sops_reset $(as ops) group reset vault --to-seq 1
+rc_is sops_reset 0
+prints sops_reset "group vault reset: delivery starts again at seq 1"
+kill -TERM "$SPID"
+wait "$SPID" 2>/dev/null
 
 #  ---------------------------------------------------------------------
 #  A broker from before GROUP answers unknown_command (played by a ROUTER
