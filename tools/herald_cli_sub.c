@@ -19,7 +19,9 @@
     event.  So reset and delete take that same lock themselves, without
     waiting, for the whole change, and refuse while an agent holds it
     (naming its pid, found in /proc/locks).  list and show only read, so
-    they work beside a running agent; its delivery thread may rewrite a
+    they work beside a running agent; whether one runs is told from
+    /proc/locks, without taking the lock even for a moment (an agent
+    starting that moment would fail).  Its delivery thread may rewrite a
     window entry while it is being checked, so a check that fails on a
     live directory is read again a few times before it is called corrupt.
 
@@ -158,15 +160,17 @@ s_names_text (s_sub_t *self, char *text, size_t size)
     s_names_free (names, count);
 }
 
-//  The pid holding an flock on the file (dev, ino), from /proc/locks; 0
-//  when it cannot be told (another pid namespace, no /proc).
-static long
-s_lock_pid (dev_t dev, ino_t ino)
+//  Whether a process holds an flock on the file (dev, ino), from
+//  /proc/locks, and its pid (0 when it cannot be told: another pid
+//  namespace).  False also when /proc/locks cannot be read.
+static bool
+s_lock_held (dev_t dev, ino_t ino, long *pid_p)
 {
     FILE *locks = fopen ("/proc/locks", "r");
     char line [256];
-    long found = 0;
-    while (locks && !found && fgets (line, sizeof line, locks)) {
+    bool held = false;
+    *pid_p = 0;
+    while (locks && !held && fgets (line, sizeof line, locks)) {
         long pid;
         unsigned major, minor;
         unsigned long long inode;
@@ -176,12 +180,24 @@ s_lock_pid (dev_t dev, ino_t ino)
         if (sscanf (line, "%*d: %15s %*s %*s %ld %x:%x:%llu", kind, &pid, &major, &minor,
                     &inode) == 5
         &&  strcmp (kind, "FLOCK") == 0 && major == major (dev) && minor == minor (dev)
-        &&  inode == (unsigned long long) ino)
-            found = pid;
+        &&  inode == (unsigned long long) ino) {
+            held = true;
+            *pid_p = pid;
+        }
     }
     if (locks)
         fclose (locks);
-    return found;
+    return held;
+}
+
+static void
+s_holder (s_sub_t *self, long pid)
+{
+    self->live = true;
+    if (pid > 0)
+        snprintf (self->holder, sizeof self->holder, "a running agent (pid %ld)", pid);
+    else
+        snprintf (self->holder, sizeof self->holder, "a running agent");
 }
 
 //  Open DIR/LOCK and try its flock.  Returns the fd holding the lock, or
@@ -202,43 +218,30 @@ s_lock (s_sub_t *self, const char *verb)
         return fd;
     int saved = errno;
     struct stat info;
-    long pid = fstat (fd, &info) == 0? s_lock_pid (info.st_dev, info.st_ino): 0;
+    long pid = 0;
+    if (fstat (fd, &info) == 0)
+        s_lock_held (info.st_dev, info.st_ino, &pid);
     close (fd);
     if (saved != EWOULDBLOCK) {
         herald_cli_fail (HERALD_CLI_EXIT_FAIL, "sub %s: %s: %s", verb, path, strerror (saved));
         return -2;
     }
-    self->live = true;
-    if (pid)
-        snprintf (self->holder, sizeof self->holder, "a running agent (pid %ld)", pid);
-    else
-        snprintf (self->holder, sizeof self->holder, "a running agent");
+    s_holder (self, pid);
     return -1;
 }
 
-//  Whether an agent holds DIR now (for list and show, which only read):
-//  the lock is taken and given back at once.
+//  Whether an agent holds DIR now (for list and show, which only read).
+//  Told from /proc/locks, without taking the lock even for a moment: an
+//  agent starting at that moment would find the directory locked and fail.
 static void
 s_probe_live (s_sub_t *self)
 {
     char path [4200];
     snprintf (path, sizeof path, "%s/LOCK", self->dir);
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;                     //  no LOCK: no agent ever ran there
-    if (flock (fd, LOCK_SH | LOCK_NB) == 0)
-        flock (fd, LOCK_UN);
-    else
-    if (errno == EWOULDBLOCK) {
-        struct stat info;
-        long pid = fstat (fd, &info) == 0? s_lock_pid (info.st_dev, info.st_ino): 0;
-        self->live = true;
-        if (pid)
-            snprintf (self->holder, sizeof self->holder, "a running agent (pid %ld)", pid);
-        else
-            snprintf (self->holder, sizeof self->holder, "a running agent");
-    }
-    close (fd);
+    struct stat info;
+    long pid;
+    if (stat (path, &info) == 0 && s_lock_held (info.st_dev, info.st_ino, &pid))
+        s_holder (self, pid);
 }
 
 //  Open NAME's checkpoint (never creating it) into *checkpoint_p, with its
