@@ -36,6 +36,11 @@
     bad, a bad header, a wrong size or a bad window entry: HERALD_ERR_CORRUPT,
     never guessed around.
 
+    A reset (herald_checkpoint_reset, for `herald sub reset`) writes a
+    slot with ring_head 0: the window is the entries before ring_head, so
+    it is empty at once, in the same update as the new done; the old ring
+    entries are overwritten as new events come.
+
     Versions: 2 adds `lineage` to the slot (the broker's count of accepted
     losses this position belongs to, docs/agent.md "When the broker lost
     events"), written with `done` in the same slot so that a rewind and its
@@ -522,4 +527,29 @@ herald_checkpoint_rewind (herald_checkpoint_t *self, uint64_t seq, uint64_t line
     self->in_doubt = false;
     self->lineage = lineage;
     s_write_slot (self);
+}
+
+size_t
+herald_checkpoint_window (herald_checkpoint_t *self)
+{
+    return self->window;
+}
+
+size_t
+herald_checkpoint_window_fill (herald_checkpoint_t *self)
+{
+    return self->ring_head < self->window? (size_t) self->ring_head: self->window;
+}
+
+void
+herald_checkpoint_reset (herald_checkpoint_t *self, uint64_t done, uint64_t lineage)
+{
+    self->done = done;
+    self->lineage = lineage;
+    self->intent_seq = 0;
+    memset (self->intent_id, 0, 16);
+    self->in_doubt = false;
+    self->ring_head = 0;
+    s_write_slot (self);
+    memset (self->hash, 0, (self->hash_mask + 1) * sizeof (uint32_t));
 }

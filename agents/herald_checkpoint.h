@@ -84,6 +84,21 @@ uint64_t
 void
     herald_checkpoint_rewind (herald_checkpoint_t *self, uint64_t seq, uint64_t lineage);
 
+//  The size of the dedup window (ids kept), as the file was made.
+size_t
+    herald_checkpoint_window (herald_checkpoint_t *self);
+
+//  How many ids the window holds now (at most its size).
+size_t
+    herald_checkpoint_window_fill (herald_checkpoint_t *self);
+
+//  done = done (lower or higher), lineage = lineage, no intent, and an
+//  empty window, in one slot update: an operator moved the subscription
+//  (herald sub reset).  The window is emptied so that the events after the
+//  new done are delivered again rather than dropped as duplicates.
+void
+    herald_checkpoint_reset (herald_checkpoint_t *self, uint64_t done, uint64_t lineage);
+
 //  msync the mapping (power-loss safety).  Returns 0 or -1.
 int
     herald_checkpoint_sync (herald_checkpoint_t *self);

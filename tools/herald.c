@@ -11,7 +11,8 @@
     connection in herald_cli_conn.c, inspect in herald_cli_inspect.c, repair
     in herald_cli_repair.c, cluster status in herald_cli_cluster.c, cluster
     add/remove/transfer in herald_cli_members.c, keygen and acl check in
-    herald_cli_security.c.
+    herald_cli_security.c, sub in herald_cli_sub.c, groups and group in
+    herald_cli_groups.c.
 
     DESIGN (pub)
     Events go out in PUBLISH batches through a window of requests in
@@ -54,6 +55,10 @@ static const char *s_usage =
     "  acl check FILE       check an ACL file offline and print it normalised\n"
     "  acl reload|show      make the broker re-read its ACL now; print the ACL in force\n"
     "  whoami               who the broker takes this key for: user, scope, grants\n"
+    "  groups               the broker's consumer groups: members, committed, lag\n"
+    "  group show|reset|delete NAME  one group: members, partitions; rewind; forget\n"
+    "  sub list|show|reset|delete --state-dir DIR  an agent's local subscriptions\n"
+    "                       (its checkpoints, offline): list, show, rewind, remove\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
@@ -892,6 +897,12 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "acl") == 0)
         rc = herald_cli_acl (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "sub") == 0)
+        rc = herald_cli_sub (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "groups") == 0 || strcmp (command, "group") == 0)
+        rc = herald_cli_groups (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

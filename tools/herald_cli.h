@@ -12,6 +12,8 @@
     tools/herald_cli_cluster.c  cluster status: every node's STATUS, compared
     tools/herald_cli_whoami.c   whoami: the user, scope and grants of this key
     tools/herald_cli_security.c keygen and acl check (offline)
+    tools/herald_cli_sub.c    sub: an agent's local subscriptions (offline)
+    tools/herald_cli_groups.c groups, group: the broker's consumer groups
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -269,6 +271,15 @@ int herald_cli_whoami (herald_cli_opts_t *opts, int argc, char **argv);
 //  changes and leadership transfer; argv[0] is the subcommand.
 int herald_cli_members (herald_cli_opts_t *opts, int argc, char **argv);
 void herald_cli_members_usage (FILE *out);
+
+//  herald sub list|show|reset|delete (herald_cli_sub.c): an agent's local
+//  subscriptions (the checkpoints of a state directory).
+int herald_cli_sub (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  herald groups, herald group show|reset|delete (herald_cli_groups.c):
+//  the broker's consumer groups (HWP/1 GROUP); argv[0] is "groups" or
+//  "group".
+int herald_cli_groups (herald_cli_opts_t *opts, int argc, char **argv);
 
 //  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
 //  its loss; returns the exit status.
