@@ -538,9 +538,15 @@ herald_outbox_abandon (herald_outbox_t *self, herald_completion_t **completions_
         completion->arg = item->arg;
         memcpy (completion->result.id, item->id, 16);
         completion->result.err = HERALD_ERR_TIMEOUT;
-        snprintf (completion->result.message, sizeof completion->result.message,
-                  "not acknowledged before the agent was destroyed: queued in the outbox, "
-                  "will be sent by the next agent on this state directory");
+        //  Without a state directory nothing outlives the agent: say so,
+        //  rather than promise a next agent that will never see it
+        snprintf (completion->result.message, sizeof completion->result.message, "%s",
+                  self->path? "not acknowledged before the agent was destroyed: queued in "
+                              "the outbox, will be sent by the next agent on this state "
+                              "directory"
+                            : "not acknowledged before the agent was destroyed: this agent "
+                              "has no state directory, so the event is not kept (it may "
+                              "have been stored: publish it again with the same id to know)");
         item->done = NULL;
     }
     pthread_mutex_unlock (&self->lock);

@@ -454,6 +454,9 @@ herald_err
 //  will be sent by the next agent on this state directory": the event is
 //  in the outbox file and is sent, with the same id, by the next agent on
 //  the directory (it may be stored already: that send then gets dup).
+//  An agent without a state_dir keeps nothing: its message says "this
+//  agent has no state directory, so the event is not kept (it may have
+//  been stored: publish it again with the same id to know)".
 typedef void (herald_publish_fn) (const herald_publish_result_t *result, void *arg);
 
 //  Queue one event in the outbox and return at once (the id into id_out

@@ -753,3 +753,34 @@ Test (herald_groups_agent, unsubscribe_another_group_from_a_handler)
                "the stopped member still holds partitions");
     herald_agent_destroy (&s_other);
 }
+
+//  An agent without a state directory keeps nothing after destroy: an
+//  asynchronous publish the broker never answered completes with a message
+//  that says so, not one promising a next agent on a directory there is not.
+static void
+s_completion (const herald_publish_result_t *result, void *arg)
+{
+    herald_publish_result_t *copy = (herald_publish_result_t *) arg;
+    *copy = *result;
+}
+
+Test (herald_groups_agent, no_state_dir_destroy_says_the_event_is_not_kept)
+{
+    char api [64];
+    snprintf (api, sizeof api, "tcp://127.0.0.1:%d", bu_free_port ());   //  nobody listens
+    herald_agent_options_t options;
+    herald_agent_options_init (&options);
+    options.api = api;
+    options.timeout_ms = 500;
+    herald_agent_t *agent = herald_agent_new ("groups-test", &options);
+    cr_assert_not_null (agent, "%s", herald_agent_last_error ());
+    herald_outgoing_t event = { .topic = "t.1", .data = "x", .data_len = 1 };
+    herald_publish_result_t result = { .err = HERALD_OK };
+    cr_assert_eq (herald_agent_publish_async (agent, &event, s_completion, &result, NULL),
+                  HERALD_OK, "%s", herald_agent_last_error ());
+    herald_agent_destroy (&agent);
+    cr_assert_eq (result.err, HERALD_ERR_TIMEOUT);
+    cr_assert (strstr (result.message, "no state directory, so the event is not kept"), "%s",
+               result.message);
+    cr_assert_null (strstr (result.message, "next agent"), "%s", result.message);
+}
