@@ -77,6 +77,7 @@
 
 #include <inttypes.h>
 #include "herald_commit.h"
+#include "herald_commit_ops.h"
 #include "herald_writer.h"
 #include "herald_raft.h"
 #include "herald_log.h"
@@ -97,6 +98,7 @@ typedef struct {
     herald_append_result_t *results;    //  msg.publish.count entries
     herald_error_t *refused;            //  the guard's refusal: not proposed, answered
                                         //  in its turn (owned; NULL: proposed)
+    herald_commit_pending_op_t *op;     //  a group's op instead of a PUBLISH (owned)
 } s_request_t;
 
 //  One commit in flight: its requests, their store batches (borrowed by
@@ -150,6 +152,7 @@ s_request_destroy (s_request_t **self_p)
     msgpack_zone_destroy (&self->zone);
     free (self->results);
     free (self->refused);
+    herald_commit_pending_op_destroy (&self->op);
     free (self);
     *self_p = NULL;
 }
@@ -159,7 +162,24 @@ s_request_destroy (s_request_t **self_p)
 static void
 s_answer_refused (herald_commit_t *self, s_request_t *request)
 {
-    herald_reply_err (self->reply, request->identity, request->refused);
+    if (request->op)
+        herald_commit_pending_op_answer (request->op, request->refused->code, NULL, 0,
+                                         request->refused);
+    else
+        herald_reply_err (self->reply, request->identity, request->refused);
+}
+
+//  ERROR code to a request (or its op's done): nothing of it was applied,
+//  or its outcome is unknown (message says which)
+static void
+s_answer_error (herald_commit_t *self, s_request_t *request, herald_err code,
+                const char *message, uint64_t retry_ms)
+{
+    if (request->op)
+        herald_commit_pending_op_refuse (request->op, code, message);
+    else
+        herald_reply_refusal (self->reply, request->identity, request->msg.rid, code,
+                              message, retry_ms);
 }
 
 static void
@@ -180,6 +200,17 @@ s_commit_new (void)
     return self;
 }
 
+//  Free the ops' results the apply left in a commit's batches (the store
+//  or herald_proposal_set_results malloc'd them)
+static void
+s_commit_free_results (s_commit_t *self)
+{
+    for (size_t index = 0; index < self->proposed; index++) {
+        free (self->batches [index].op_result);
+        self->batches [index].op_result = NULL;
+    }
+}
+
 //  Free a commit and its requests: only once the applier no longer holds
 //  its batches (its record released, or the applier gone).
 static void
@@ -188,6 +219,7 @@ s_commit_destroy (s_commit_t **self_p)
     s_commit_t *self = *self_p;
     if (!self)
         return;
+    s_commit_free_results (self);
     s_requests_destroy (self->requests);
     zlistx_destroy (&self->requests);
     free (self->batches);
@@ -301,6 +333,23 @@ s_not_leader (herald_commit_t *self, zframe_t *identity, uint64_t rid, const cha
     self->reply->refused++;
 }
 
+//  s_not_leader for a request, or its op's done (HERALD_ERR_NOT_LEADER)
+static void
+s_request_not_leader (herald_commit_t *self, s_request_t *request, const char *leader,
+                      bool outcome_unknown)
+{
+    if (!request->op) {
+        s_not_leader (self, request->identity, request->msg.rid, leader, outcome_unknown);
+        return;
+    }
+    char message [320];
+    snprintf (message, sizeof (message), "%s; the leader is %s",
+              outcome_unknown? "leadership was lost while the op was being committed: its "
+              "outcome is unknown": "this node does not lead the cluster",
+              leader? leader: "not known yet");
+    herald_commit_pending_op_refuse (request->op, HERALD_ERR_NOT_LEADER, message);
+}
+
 //  True when this node takes proposals now; else the leader's api into
 //  leader (empty: none known).
 static bool
@@ -330,8 +379,7 @@ s_refuse_not_leader (herald_commit_t *self, zlistx_t *list, bool outcome_unknown
         if (request->refused)
             s_answer_refused (self, request);
         else
-            s_not_leader (self, request->identity, request->msg.rid, *leader? leader: NULL,
-                          outcome_unknown);
+            s_request_not_leader (self, request, *leader? leader: NULL, outcome_unknown);
         s_request_destroy (&request);
         refused++;
     }
@@ -348,7 +396,7 @@ s_commit_refuse (herald_commit_t *self, s_commit_t *commit, const char *leader)
         if (request->refused)
             s_answer_refused (self, request);
         else
-            s_not_leader (self, request->identity, request->msg.rid, leader, true);
+            s_request_not_leader (self, request, leader, true);
     commit->answered = true;
     self->inflight_requests -= zlistx_size (commit->requests);
 }
@@ -497,8 +545,9 @@ s_guard_queue (herald_commit_t *self)
         s_request_t *request = (s_request_t *) zlistx_first (self->queue);
         zlistx_delete (self->queue, zlistx_cursor (self->queue));
         size_t events = request->msg.publish.count;
-        if (request->refused) {
-            //  Back from a proposal raft refused: refused already
+        if (request->refused || request->op) {
+            //  Back from a proposal raft refused: refused already; an op
+            //  is no PUBLISH: nothing to check
             zlistx_add_end (self->queue, request);
             continue;
         }
@@ -544,15 +593,61 @@ herald_commit_refuse_queue (herald_commit_t *self, herald_err code, const char *
         if (request->refused)
             s_answer_refused (self, request);
         else
-            herald_reply_refusal (self->reply, request->identity, request->msg.rid, code,
-                                  message? message: herald_disk_refusal (self->disk),
-                                  retry_ms);
+            s_answer_error (self, request, code,
+                            message? message: herald_disk_refusal (self->disk), retry_ms);
         s_request_destroy (&request);
         refused++;
     }
     self->queued_events = 0;
     self->queued_bytes = 0;
     return refused;
+}
+
+//  The disk guard's refusal: every queued PUBLISH, not the ops (tiny, and
+//  a member must be able to commit what it handled); they stay queued.
+static void
+s_refuse_publishes (herald_commit_t *self)
+{
+    zlistx_t *ops = zlistx_new ();
+    s_request_t *request;
+    while ((request = (s_request_t *) zlistx_first (self->queue))) {
+        zlistx_delete (self->queue, zlistx_cursor (self->queue));
+        if (request->op && !request->refused)
+            zlistx_add_end (ops, request);
+        else {
+            if (request->refused)
+                s_answer_refused (self, request);
+            else
+                herald_reply_refusal (self->reply, request->identity, request->msg.rid,
+                                      HERALD_ERR_OVERLOADED, herald_disk_refusal (self->disk),
+                                      HERALD_DISK_RETRY_MS);
+            s_request_destroy (&request);
+        }
+    }
+    zlistx_destroy (&self->queue);
+    self->queue = ops;
+    self->queued_events = 0;
+    self->queued_bytes = 0;
+}
+
+void
+herald_commit_op (herald_commit_t *self, const uint8_t *op, size_t len,
+                  herald_commit_op_fn *done, void *arg)
+{
+    assert (self);
+    s_request_t *request = (s_request_t *) zmalloc (sizeof (s_request_t));
+    msgpack_zone_init (&request->zone, 64);
+    request->op = herald_commit_pending_op_new (op, len, done, arg);
+    //  Never answered from here: done comes from the calls the header
+    //  names.  A full queue or a node that does not lead answers it in its
+    //  turn, at the next herald_commit_start
+    if (zlistx_size (self->queue) >= self->config->max_queued) {
+        request->refused = (herald_error_t *) zmalloc (sizeof (herald_error_t));
+        herald_error_set (request->refused, HERALD_ERR_OVERLOADED, "",
+                          "%zu requests are queued; try again later",
+                          zlistx_size (self->queue));
+    }
+    zlistx_add_end (self->queue, request);
 }
 
 //  ---------------------------------------------------------------------
@@ -562,6 +657,7 @@ herald_commit_refuse_queue (herald_commit_t *self, herald_err code, const char *
 static void
 s_commit_batches (s_commit_t *commit)
 {
+    s_commit_free_results (commit);     //  a reused commit's last results
     size_t count = zlistx_size (commit->requests);
     if (count > commit->capacity) {
         commit->batches = (herald_batch_t *) realloc (commit->batches,
@@ -575,6 +671,12 @@ s_commit_batches (s_commit_t *commit)
     for (; request; request = (s_request_t *) zlistx_next (commit->requests)) {
         if (request->refused)
             continue;                   //  not proposed: it has no batch
+        if (request->op) {
+            commit->batches [index].op = herald_commit_pending_op_bytes (
+                request->op, &commit->batches [index].op_len);
+            index++;
+            continue;
+        }
         commit->batches [index].events = request->msg.publish.events;
         commit->batches [index].count = request->msg.publish.count;
         commit->batches [index].results = request->results;
@@ -631,8 +733,10 @@ herald_commit_start (herald_commit_t *self)
     //  The free-space guard looks at the disk when this commit could take
     //  it below --min-free: then nothing of the queue is written.
     if (!herald_disk_admit (self->disk, self->queued_bytes)) {
-        herald_commit_refuse_queue (self, HERALD_ERR_OVERLOADED, NULL, HERALD_DISK_RETRY_MS);
-        return 0;
+        s_refuse_publishes (self);
+        if (zlistx_size (self->queue) == 0)
+            return 0;
+        count = zlistx_size (self->queue);
     }
     //  The proposer picks ts; the apply only raises it to the log's last.
     if (!self->clustered) {
@@ -760,6 +864,15 @@ s_store_failed (herald_commit_t *self, const herald_error_t *err, size_t count, 
 static void
 s_answer (herald_commit_t *self, s_request_t *request, const herald_batch_t *batch)
 {
+    if (request->op) {
+        if (batch->op_result)
+            herald_commit_pending_op_answer (request->op, HERALD_OK, batch->op_result,
+                                             batch->op_result_len, NULL);
+        else
+            herald_commit_pending_op_refuse (request->op, HERALD_ERR_INTERNAL,
+                                             "the op was applied without a result");
+        return;
+    }
     herald_msg_t reply = { .has_rid = true, .rid = request->msg.rid };
     if (batch->status == HERALD_ERR_CONFLICT) {
         const herald_event_t *event = &batch->events [batch->conflict_index];
@@ -880,10 +993,11 @@ herald_commit_finish (herald_commit_t *self)
             //  `internal` promises nothing: RocksDB said the write failed,
             //  but a WAL record may have reached the disk whole.  A retry
             //  with the same ids is safe either way.
-            herald_reply_refusal (self->reply, request->identity, request->msg.rid,
-                                  HERALD_ERR_INTERNAL, failure? failure: "store failure", 0);
+            s_answer_error (self, request, HERALD_ERR_INTERNAL,
+                            failure? failure: "store failure", 0);
     }
     s_requests_destroy (commit->requests);
+    s_commit_free_results (commit);
     commit->events = 0;
     free (failure);
     int rc = record->rc == HERALD_OK? 0: -1;
@@ -909,8 +1023,7 @@ s_answer_commit (herald_commit_t *self, s_commit_t *commit, herald_applied_t *re
             if (request->refused)
                 s_answer_refused (self, request);
             else
-                s_not_leader (self, request->identity, request->msg.rid,
-                              *leader? leader: NULL, true);
+                s_request_not_leader (self, request, *leader? leader: NULL, true);
         return;
     }
     if (record->rc != HERALD_OK) {
@@ -920,9 +1033,8 @@ s_answer_commit (herald_commit_t *self, s_commit_t *commit, herald_applied_t *re
             if (request->refused)
                 s_answer_refused (self, request);
             else
-                herald_reply_refusal (self->reply, request->identity, request->msg.rid,
-                                      HERALD_ERR_INTERNAL, failure? failure: "store failure",
-                                      0);
+                s_answer_error (self, request, HERALD_ERR_INTERNAL,
+                                failure? failure: "store failure", 0);
         free (failure);
         return;
     }

@@ -729,6 +729,8 @@ herald_store_stage_begin (herald_store_t *self, herald_batch_t *batches, size_t 
     self->staged_count = 0;
     self->envelopes.size = 0;
     self->staged_digest = atomic_load (&self->digest);
+    herald_store_groups_call_reset (self);
+    self->groups_staged = false;
     if (total && s_prefetch_ids (self, batches, count, total, err) != 0)
         return err->code;
     return HERALD_OK;
@@ -738,7 +740,7 @@ herald_err
 herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uint64_t ts,
                           uint64_t new_topics, uint64_t raft_index, herald_error_t *err)
 {
-    if (seq == head && raft_index == 0)
+    if (seq == head && raft_index == 0 && !self->groups_staged)
         return HERALD_OK;           //  only duplicates and conflicts: nothing to write
     if (seq != head) {
         if (s_stage_events (self, head + 1) != 0 || s_stage_streams (self) != 0)
@@ -818,6 +820,13 @@ s_apply (herald_store_t *self, herald_batch_t *batches, size_t count, uint64_t t
     uint64_t seq = head;
     uint64_t new_topics = 0;
     for (size_t b = 0, k = 0; b < count; k += batches [b].count, b++) {
+        if (batches [b].op && batches [b].count == 0) {
+            //  A group's op: its writes go into the same WriteBatch, in
+            //  batch order; the log (head, digest, counts) is untouched
+            if (herald_store_groups_stage (self, &batches [b], err) != 0)
+                return err->code;
+            continue;
+        }
         if (s_decide (self, &batches [b], k, &seq, err) != 0)
             return err->code;
         if (batches [b].status == HERALD_OK
@@ -827,12 +836,35 @@ s_apply (herald_store_t *self, herald_batch_t *batches, size_t count, uint64_t t
     return herald_store_stage_write (self, head, seq, ts, new_topics, raft_index, err);
 }
 
+//  s_apply, with every op result dropped when the call fails as a whole
+//  (herald_store.h: NULL when the apply failed)
+static herald_err
+s_apply_call (herald_store_t *self, herald_batch_t *batches, size_t count, uint64_t ts,
+              uint64_t raft_index, herald_error_t *err)
+{
+    for (size_t b = 0; b < count; b++)
+        if (batches [b].op && batches [b].count == 0) {
+            batches [b].op_result = NULL;
+            batches [b].op_result_len = 0;
+        }
+    herald_err rc = s_apply (self, batches, count, ts, raft_index, err);
+    if (rc != HERALD_OK)
+        for (size_t b = 0; b < count; b++)
+            if (batches [b].op && batches [b].count == 0) {
+                free (batches [b].op_result);
+                batches [b].op_result = NULL;
+                batches [b].op_result_len = 0;
+            }
+    herald_store_groups_call_reset (self);
+    return rc;
+}
+
 herald_err
 herald_store_apply (herald_store_t *self, herald_batch_t *batches, size_t count,
                     uint64_t ts, herald_error_t *err)
 {
     assert (self);
-    return s_apply (self, batches, count, ts, 0, err);
+    return s_apply_call (self, batches, count, ts, 0, err);
 }
 
 herald_err
@@ -841,11 +873,16 @@ herald_store_apply_entry (herald_store_t *self, herald_batch_t *batches, size_t 
 {
     assert (self);
     uint64_t applied = atomic_load (&self->applied);
+    for (size_t b = 0; raft_index <= applied && b < count; b++)
+        if (batches [b].op && batches [b].count == 0) {
+            batches [b].op_result = NULL;
+            batches [b].op_result_len = 0;
+        }
     if (raft_index <= applied)
         return herald_error_set (err, HERALD_ERR_INTERNAL, "",
             "raft entry %llu is not after the last one applied (%llu): not applied again",
             (unsigned long long) raft_index, (unsigned long long) applied);
-    return s_apply (self, batches, count, ts, raft_index, err);
+    return s_apply_call (self, batches, count, ts, raft_index, err);
 }
 
 herald_err
@@ -941,6 +978,7 @@ herald_store_append_free (herald_store_t *self)
         s_table_destroy (&self->pending->groups);
         free (self->pending);
     }
+    herald_store_groups_free (self);
     s_topic_cache_destroy (&self->topic_cache);
     free (self->streams);
     free (self->ends);

@@ -16,6 +16,9 @@
         as the events it describes, so a crash can never separate them
         (herald_store_cluster.c).  Every other counter is recovered from
         the data on open.
+        "group/" name, "group/" name 0x00 partition u32: consumer groups'
+        configs and positions (herald_store_groups.c), written by their
+        ops in the same WriteBatch as the call's events.
 
     CF "events": the log itself, in runs of consecutive seqs
         +------------------+      +-----------+------------------+----------------+
@@ -110,6 +113,7 @@ enum { CF_DEFAULT, CF_EVENTS, CF_IDS, CF_STREAMS, CF_TOPICS, CF_COUNT };
 
 typedef struct _s_topic_cache_t s_topic_cache_t;
 typedef struct _s_pending_t s_pending_t;
+typedef struct _herald_groups_call_t herald_groups_call_t;
 
 //  A new event's id and the value its ids entry gets (seq | ver | content
 //  hash, big-endian).
@@ -203,6 +207,9 @@ struct _herald_store_t {
     size_t stream_count;
     size_t stream_capacity;
     uint64_t staged_digest;         //  the digest after the call's last staged event
+    //  Consumer groups' ops of the call in progress (herald_store_groups.c)
+    herald_groups_call_t *groups_call;  //  the groups as the call sees them
+    bool groups_staged;             //  an op put something into the WriteBatch
 };
 
 //  herald_store_damage.c, for herald_store.c's open and close
@@ -422,6 +429,24 @@ int
 herald_err
     herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uint64_t ts,
                               uint64_t new_topics, uint64_t raft_index, herald_error_t *err);
+
+//  ---------------------------------------------------------------------
+//  herald_store_groups.c
+
+//  Apply batch's op (count 0, op set) into the call's WriteBatch, after
+//  what the call did before it, and set its op_result.  A bad op is a
+//  result (ok false), never an error: -1 (err filled) only when the store
+//  cannot be read or memory runs out, and then the apply fails as a whole.
+int
+    herald_store_groups_stage (herald_store_t *self, herald_batch_t *batch,
+                               herald_error_t *err);
+
+//  Forget the call's view of the groups (each call starts afresh), and
+//  free it all (destroy).
+void
+    herald_store_groups_call_reset (herald_store_t *self);
+void
+    herald_store_groups_free (herald_store_t *self);
 
 //  ---------------------------------------------------------------------
 //  herald_store_cluster.c
