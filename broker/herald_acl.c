@@ -195,7 +195,8 @@ herald_acl_normalise (herald_str_t *prefixes, size_t count)
 const herald_acl_grant_t herald_acl_grants [HERALD_ACL_GRANTS] = {
     { "status", HERALD_ACL_ADMIN_STATUS }, { "acl", HERALD_ACL_ADMIN_ACL },
     { "cluster", HERALD_ACL_ADMIN_CLUSTER }, { "trim", HERALD_ACL_ADMIN_TRIM },
-    { "backup", HERALD_ACL_ADMIN_BACKUP }, { "*", HERALD_ACL_ADMIN_ALL }
+    { "backup", HERALD_ACL_ADMIN_BACKUP }, { "groups", HERALD_ACL_ADMIN_GROUPS },
+    { "*", HERALD_ACL_ADMIN_ALL }
 };
 
 

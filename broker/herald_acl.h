@@ -43,7 +43,8 @@ typedef enum {
     HERALD_ACL_ADMIN_CLUSTER = 1 << 2,  //  CLUSTER add/remove/transfer
     HERALD_ACL_ADMIN_TRIM    = 1 << 3,  //  future: retention and trim
     HERALD_ACL_ADMIN_BACKUP  = 1 << 4,  //  future: online backup
-    HERALD_ACL_ADMIN_ALL     = 0x1f
+    HERALD_ACL_ADMIN_GROUPS  = 1 << 5,  //  GROUP reset and delete (consumer groups)
+    HERALD_ACL_ADMIN_ALL     = 0x3f
 } herald_acl_admin_t;
 
 //  A set of topic prefixes, normalised; all is `*` (every topic).

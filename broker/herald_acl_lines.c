@@ -505,7 +505,7 @@ s_admin (herald_acl_parser_t *p, herald_acl_section_t *section)
 {
     if (p->word_count == 0)
         return herald_acl_fail (p, p->line, "admin",
-                                "give grants: status acl cluster trim backup, or *");
+                                "give grants: status acl cluster groups trim backup, or *");
     for (size_t index = 0; index < p->word_count; index++) {
         const herald_acl_word_t *word = &p->words [index];
         unsigned bit = 0;
@@ -515,7 +515,7 @@ s_admin (herald_acl_parser_t *p, herald_acl_section_t *section)
                 bit = herald_acl_grants [grant].bit;
         if (!bit)
             return herald_acl_fail (p, p->line, "admin",
-                                    "unknown grant '%.*s': status acl cluster trim "
+                                    "unknown grant '%.*s': status acl cluster groups trim "
                                     "backup, or *",
                                     (int) (word->len > 60 ? 60 : word->len), word->ptr);
         section->admin |= bit;

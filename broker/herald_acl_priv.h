@@ -94,7 +94,7 @@ bool
     herald_acl_key_expired (const herald_acl_key_t *key, int64_t now_ns);
 
 //  The admin grants by name, `*` last.
-#define HERALD_ACL_GRANTS   6
+#define HERALD_ACL_GRANTS   7
 typedef struct {
     const char *name;
     unsigned bit;

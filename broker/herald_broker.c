@@ -53,6 +53,7 @@
 #include "herald_broker.h"
 #include "herald_commit.h"
 #include "herald_disk.h"
+#include "herald_groups.h"
 #include "herald_guard.h"
 #include "herald_msg.h"
 #include "herald_log.h"
@@ -86,6 +87,7 @@ typedef struct {
     herald_commit_t *commit;            //  the group commit, made once bound
     herald_node_t *cluster;             //  a cluster node's part; NULL standalone
     herald_members_t *members;          //  its CLUSTER requests (herald_members)
+    herald_groups_t *groups;            //  GROUP: the consumer-group coordinator
     herald_disk_t *disk;                //  the free-space guard (--min-free)
     herald_reply_t reply;               //  answers on the api socket, counted
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
@@ -198,11 +200,14 @@ s_self_destroy (self_t **self_p)
         herald_node_stop_raft (self->cluster);
         if (self->commit)
             herald_commit_raft_gone (self->commit);
-        herald_node_destroy (&self->cluster);
     }
     //  A commit still in flight is waited for (only after a failure: the
-    //  loop finishes its commits before it ends).
+    //  loop finishes its commits before it ends).  Its group ops' answers
+    //  go through the coordinator, which goes once they are given, and
+    //  before the node it asks who leads.
     herald_commit_destroy (&self->commit);
+    herald_groups_destroy (&self->groups);
+    herald_node_destroy (&self->cluster);
     herald_disk_destroy (&self->disk);
     herald_guard_destroy (&self->guard);
     herald_streams_destroy (&self->streams);
@@ -428,7 +433,10 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         "stream_errors",
         //  security on
         "auth_refused", "unauthorized", "acl_reloads", "acl_errors", "rate_limited",
-        "audit_dropped"
+        "audit_dropped",
+        //  consumer groups (the node serving GROUP; 0 elsewhere)
+        "groups", "group_members", "group_rebalances", "group_grants", "group_commits",
+        "group_fenced", "group_expired"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -452,20 +460,35 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         herald_disk_reserve (self->disk), counts->ids_reused,
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
         herald_streams_errors (self->streams),
-        0, 0, 0, 0, 0, 0            //  security's, below
+        0, 0, 0, 0, 0, 0,           //  security's, below
+        0, 0, 0, 0, 0, 0, 0         //  the groups', below
     };
     size_t count = sizeof (values) / sizeof (values [0]);
+    herald_groups_counts_t groups = { 0 };
+    if (self->groups)
+        herald_groups_counts (self->groups, &groups);
+    uint64_t group_values [] = {
+        groups.groups, groups.members, groups.rebalances, groups.grants, groups.commits,
+        groups.fenced, groups.expired
+    };
+    size_t group_count = sizeof (group_values) / sizeof (group_values [0]);
+    memcpy (&values [count - group_count], group_values, sizeof (group_values));
+    size_t security = count - group_count - 6;
     if (self->auth) {
         const herald_auth_counts_t *auth = herald_auth_counts (self->auth);
-        values [count - 6] = auth->auth_refused;
-        values [count - 5] = auth->unauthorized;
-        values [count - 4] = auth->acl_reloads;
-        values [count - 3] = auth->acl_errors;
-        values [count - 2] = auth->rate_limited;
-        values [count - 1] = auth->audit_dropped;
+        values [security] = auth->auth_refused;
+        values [security + 1] = auth->unauthorized;
+        values [security + 2] = auth->acl_reloads;
+        values [security + 3] = auth->acl_errors;
+        values [security + 4] = auth->rate_limited;
+        values [security + 5] = auth->audit_dropped;
     }
-    else
-        count -= 6;                 //  security off: STATUS as before
+    else {
+        //  Security off: its keys are left out (STATUS as before)
+        memmove (&keys [security], &keys [security + 6], group_count * sizeof (keys [0]));
+        memmove (&values [security], &values [security + 6], group_count * sizeof (values [0]));
+        count -= 6;
+    }
     //  A size that cannot be measured is left out, not shown as 0
     size_t disk = 0;
     while (strcmp (names [disk], "disk_bytes") != 0)
@@ -622,6 +645,15 @@ s_handle_request (self_t *self, zmsg_t *msg)
                 goto done;
         }
         herald_members_request (self->members, self->cluster, identity, body);
+        goto done;
+    }
+    //  Consumer groups (an addition to HWP/1): the coordinator decodes and
+    //  checks the body itself
+    if (herald_groups_is_request (command)) {
+        if (self->groups)
+            herald_groups_request (self->groups, identity, body, user);
+        else
+            self->reply.dropped++;
         goto done;
     }
     //  ACL needs `admin acl` before anything of its body is looked at
@@ -868,6 +900,9 @@ herald_broker_actor (zsock_t *pipe, void *args)
             self->stop_reason = "it could not bind a scope's fanout";
         }
     }
+    if (!self->fatal)
+        self->groups = herald_groups_new (self->store, self->commit, &self->reply,
+                                          self->cluster, self->guard);
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound
@@ -897,6 +932,10 @@ herald_broker_actor (zsock_t *pipe, void *args)
             wait = herald_node_wait (self->cluster);
         if (self->auth && herald_auth_wait (self->auth) < wait)
             wait = herald_auth_wait (self->auth);
+        //  Sessions to expire, a grace to end
+        int64_t groups_wait = self->groups? herald_groups_tick (self->groups): -1;
+        if (groups_wait >= 0 && groups_wait < wait)
+            wait = groups_wait;
         //  With the queue full, requests wait in libzmq (and TCP) until
         //  the commit in flight is done.  A cluster node bootstrapping has
         //  no applier yet: no socket (fd -1 is never polled).

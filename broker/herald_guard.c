@@ -158,7 +158,8 @@ herald_guard_admin (herald_guard_t *self, const herald_acl_user_t *user, zframe_
         return true;
     const char *name = grant == HERALD_ACL_ADMIN_CLUSTER? "cluster":
                        grant == HERALD_ACL_ADMIN_STATUS? "status":
-                       grant == HERALD_ACL_ADMIN_ACL? "acl": "admin";
+                       grant == HERALD_ACL_ADMIN_ACL? "acl":
+                       grant == HERALD_ACL_ADMIN_GROUPS? "groups": "admin";
     herald_error_t err = { .has_rid = has_rid, .rid = rid };
     herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "%s needs the grant 'admin = %s', "
                       "which user '%s' does not hold", command, name, user->name);
@@ -168,6 +169,37 @@ herald_guard_admin (herald_guard_t *self, const herald_acl_user_t *user, zframe_
     else
         snprintf (fields, sizeof (fields), "\"grant\":\"%s\"", name);
     s_refuse (self, identity, command, &err, fields);
+    return false;
+}
+
+bool
+herald_guard_may_read_group (const herald_acl_user_t *user, char **prefixes, size_t count)
+{
+    if (count == 0)
+        return user->read_all;
+    //  A prefix is readable whole when a read prefix starts it, which is
+    //  what may_read of the prefix as a topic asks
+    for (size_t index = 0; index < count; index++)
+        if (!herald_acl_may_read (user, prefixes [index], strlen (prefixes [index])))
+            return false;
+    return true;
+}
+
+bool
+herald_guard_group (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+                    const char *op, const char *group, char **prefixes, size_t count,
+                    uint64_t rid)
+{
+    if (herald_guard_may_read_group (user, prefixes, count))
+        return true;
+    herald_error_t err = { .has_rid = true, .rid = rid };
+    herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "GROUP %s of group '%s' needs read "
+                      "access to every prefix of the group, which user '%s' does not have",
+                      op, group, user->name);
+    char fields [400];
+    snprintf (fields, sizeof (fields), "\"rid\":%" PRIu64 ",\"op\":\"%s\",\"group\":\"%s\"",
+              rid, op, group);
+    s_refuse (self, identity, "GROUP", &err, fields);
     return false;
 }
 
@@ -472,7 +504,7 @@ static const struct {
 } s_grants [] = {
     { HERALD_ACL_ADMIN_STATUS, "status" }, { HERALD_ACL_ADMIN_ACL, "acl" },
     { HERALD_ACL_ADMIN_CLUSTER, "cluster" }, { HERALD_ACL_ADMIN_TRIM, "trim" },
-    { HERALD_ACL_ADMIN_BACKUP, "backup" }
+    { HERALD_ACL_ADMIN_BACKUP, "backup" }, { HERALD_ACL_ADMIN_GROUPS, "groups" }
 };
 #define S_GRANT_COUNT   (sizeof (s_grants) / sizeof (s_grants [0]))
 

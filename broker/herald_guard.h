@@ -49,6 +49,19 @@ bool
     herald_guard_admin (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
                         unsigned grant, const char *command, bool has_rid, uint64_t rid);
 
+//  May user read every topic under each of a consumer group's prefixes
+//  (count 0: every topic, so `read = *` only)?
+bool
+    herald_guard_may_read_group (const herald_acl_user_t *user, char **prefixes, size_t count);
+
+//  GROUP op on group (its prefixes): true when user may read all of them
+//  (herald_guard_may_read_group); else answers ERROR unauthorized to rid,
+//  audited with the group, and returns false.
+bool
+    herald_guard_group (herald_guard_t *self, const herald_acl_user_t *user, zframe_t *identity,
+                        const char *op, const char *group, char **prefixes, size_t count,
+                        uint64_t rid);
+
 //  Open a REPLAY (its prefixes narrowed to the user's read set: a broader
 //  prefix is replaced by the read prefixes under it, a disjoint one
 //  refuses the request) or a READ (its topic must be readable), bound to

@@ -551,7 +551,7 @@ Test (herald_acl, errors_name_the_line_and_why)
         { "[user a]\nkey = %K0\nreplay = 5/s burst 6\n",
           "acl:3: replay: expected N/s (events per second)" },
         { "[user a]\nkey = %K0\nadmin = status root\n",
-          "acl:3: admin: unknown grant 'root': status acl cluster trim backup, or *" },
+          "acl:3: admin: unknown grant 'root': status acl cluster groups trim backup, or *" },
         { "[user a]\nkey = %K0\nrole = ok bad!\n",
           "acl:3: role: 'bad!' is not a valid name: 1-64 characters of A-Z a-z 0-9 . _ -" },
     };
