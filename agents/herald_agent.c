@@ -14,6 +14,15 @@
         outbox              herald_outbox.c
         subs/<name>.ckpt    herald_checkpoint.c, one per subscription
         snapshots/<name>    herald_agent_snapshot.c
+
+    With no state directory (options.state_dir NULL) the outbox is kept in
+    memory only and there are no checkpoints or snapshots: only group
+    subscriptions, whose positions the broker keeps, can be made.
+
+    A group subscription (herald_agent_subscribe_group) is never given to
+    the I/O actor: its member thread (herald_member.c) reads and commits
+    on its own connection and hands batches to the delivery thread
+    (herald_agent_deliver.c, "Group subscriptions").
     =========================================================================
 */
 
@@ -27,6 +36,7 @@
 #include <unistd.h>
 #include "herald_agent_priv.h"
 #include "herald_event.h"
+#include "herald_member.h"
 #include "herald_text.h"
 #include "herald_uuid.h"
 
@@ -189,7 +199,17 @@ herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
     pthread_mutex_unlock (&self->lock);
     if (!failed)
         return false;
-    herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
+    if (sub->group) {
+        //  No I/O actor state to stop: its member leaves, destroyed by
+        //  the delivery thread once out of the subscription
+        atomic_store (&self->group_reap, true);
+        uint64_t one = 1;
+        if (write (self->group_fd, &one, sizeof one) < 0) {
+            //  EAGAIN: saturated, so readable
+        }
+    }
+    else
+        herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
     if (call_back && self->options.on_error)
         self->options.on_error (sub->name, code, message, self->options.on_error_arg);
     else
@@ -235,13 +255,51 @@ s_sub_destroy (herald_agent_sub_t **sub_p)
     *sub_p = NULL;
 }
 
+//  Lock the state directory and open its outbox; with none, an outbox in
+//  memory.  The error set on failure.
+static herald_err
+s_open_state (herald_agent_t *self)
+{
+    herald_agent_options_t *o = &self->options;
+    char path [4096] = "";
+    if (self->state_dir) {
+        snprintf (path, sizeof path, "%s/subs", self->state_dir);
+        if (s_mkdirs (path) != 0)
+            return herald_agent_set_error (HERALD_ERR_IO, "%s: cannot create: %s", path,
+                                           strerror (errno));
+        snprintf (path, sizeof path, "%s/LOCK", self->state_dir);
+        self->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (self->lock_fd < 0 || flock (self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            if (self->lock_fd >= 0 && errno == EWOULDBLOCK)
+                return herald_agent_set_error (HERALD_ERR_LOCKED, "state directory %s is in "
+                                               "use by another agent", self->state_dir);
+            return herald_agent_set_error (HERALD_ERR_IO, "%s: %s", path, strerror (errno));
+        }
+        snprintf (path, sizeof path, "%s/outbox", self->state_dir);
+    }
+    char message [HERALD_ERROR_MESSAGE_MAX];
+    uint64_t recovered = 0;
+    herald_err rc = herald_outbox_open (&self->outbox, self->state_dir? path: NULL,
+                                        o->outbox_max_events, o->outbox_max_bytes,
+                                        o->outbox_fsync, &recovered, message, sizeof message);
+    if (rc)
+        return herald_agent_set_error (rc, "%s", message);
+    if (recovered) {
+        fprintf (stderr, "herald agent: %s: cut off a record torn by a crash inside a publish "
+                 "call (it had not returned)\n", path);
+        atomic_fetch_add (&self->state_recovered, recovered);
+    }
+    return HERALD_OK;
+}
+
 herald_agent_t *
 herald_agent_new (const char *service_id, const herald_agent_options_t *options)
 {
     if (!service_id || !*service_id || strlen (service_id) > 255 || !options
-    ||  !options->state_dir || !*options->state_dir) {
+    ||  (options->state_dir && !*options->state_dir)) {
         herald_agent_set_error (HERALD_ERR_INVALID, "herald_agent_new needs a service id of "
-                                "1-255 bytes and options with a state_dir");
+                                "1-255 bytes and options (state_dir: a directory, or NULL "
+                                "for none)");
         return NULL;
     }
     herald_agent_t *self = calloc (1, sizeof *self);
@@ -266,7 +324,7 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
     self->service = strdup (service_id);
     self->api = strdup (options->api? options->api: "tcp://127.0.0.1:5580");
     self->fanout = options->fanout? strdup (options->fanout): NULL;
-    self->state_dir = strdup (options->state_dir);
+    self->state_dir = options->state_dir? strdup (options->state_dir): NULL;
     self->key_file = options->key_file? strdup (options->key_file): NULL;
     self->server_key = options->server_key? strdup (options->server_key): NULL;
     o->api = self->api;
@@ -274,12 +332,21 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
     o->state_dir = self->state_dir;
     o->key_file = self->key_file;
     o->server_key = self->server_key;
-    self->lock_fd = self->wake_fd = self->dispatch_fd = -1;
+    self->lock_fd = self->wake_fd = self->dispatch_fd = self->group_fd = -1;
     pthread_mutex_init (&self->lock, NULL);
+    pthread_mutex_init (&self->group_lock, NULL);
+    pthread_mutex_init (&self->member_lock, NULL);
+    pthread_mutex_init (&self->release_lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->group_cond, &attr);
+    pthread_condattr_destroy (&attr);
     pthread_mutex_init (&self->dispatch_lock, NULL);
     pthread_mutex_init (&self->pool_lock, NULL);
     pthread_cond_init (&self->dispatch_cond, NULL);
-    if (!self->service || !self->api || !self->state_dir || (options->fanout && !self->fanout)
+    if (!self->service || !self->api || (options->state_dir && !self->state_dir)
+    ||  (options->fanout && !self->fanout)
     ||  (options->key_file && !self->key_file) || (options->server_key && !self->server_key)) {
         herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
         herald_agent_destroy (&self);
@@ -300,41 +367,17 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
         herald_agent_destroy (&self);
         return NULL;
     }
-    char path [4096];
-    snprintf (path, sizeof path, "%s/subs", self->state_dir);
-    if (s_mkdirs (path) != 0) {
-        herald_agent_set_error (HERALD_ERR_IO, "%s: cannot create: %s", path, strerror (errno));
+    if (s_open_state (self) != HERALD_OK) {
         herald_agent_destroy (&self);
         return NULL;
-    }
-    snprintf (path, sizeof path, "%s/LOCK", self->state_dir);
-    self->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (self->lock_fd < 0 || flock (self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        if (self->lock_fd >= 0 && errno == EWOULDBLOCK)
-            herald_agent_set_error (HERALD_ERR_LOCKED, "state directory %s is in use by "
-                                    "another agent", self->state_dir);
-        else
-            herald_agent_set_error (HERALD_ERR_IO, "%s: %s", path, strerror (errno));
-        herald_agent_destroy (&self);
-        return NULL;
-    }
-    snprintf (path, sizeof path, "%s/outbox", self->state_dir);
-    char message [HERALD_ERROR_MESSAGE_MAX];
-    uint64_t recovered = 0;
-    herald_err rc = herald_outbox_open (&self->outbox, path, o->outbox_max_events,
-                                        o->outbox_max_bytes, o->outbox_fsync, &recovered,
-                                        message, sizeof message);
-    if (rc) {
-        herald_agent_set_error (rc, "%s", message);
-        herald_agent_destroy (&self);
-        return NULL;
-    }
-    if (recovered) {
-        fprintf (stderr, "herald agent: %s: cut off a record torn by a crash inside a publish "
-                 "call (it had not returned)\n", path);
-        atomic_fetch_add (&self->state_recovered, recovered);
     }
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    self->group_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->wake_fd < 0 || self->group_fd < 0) {
+        herald_agent_set_error (HERALD_ERR_IO, "eventfd: %s", strerror (errno));
+        herald_agent_destroy (&self);
+        return NULL;
+    }
     if (o->dispatch && (!(self->dispatch_completions = zlist_new ())
                     ||  (self->dispatch_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)) {
         herald_agent_set_error (HERALD_ERR_IO, "eventfd: %s", strerror (errno));
@@ -371,7 +414,33 @@ herald_agent_destroy (herald_agent_t **self_p)
     herald_agent_t *self = *self_p;
     if (!self)
         return;
+    //  Group members first, while the delivery thread runs: each commits
+    //  what its handler did and leaves, so its partitions go to the other
+    //  members at once (bounded by timeout_ms each)
+    herald_agent_sub_t *groups [HERALD_AGENT_SUBS_MAX];
+    size_t group_count = 0;
+    pthread_mutex_lock (&self->lock);
+    for (size_t index = 0; index < self->sub_count; index++)
+        if (self->subs [index]->group) {
+            herald_agent_sub_t *sub = self->subs [index];
+            int state = atomic_load (&sub->state);
+            if (state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE)
+                atomic_store (&sub->state, HERALD_SUB_STOPPED);
+            atomic_store (&sub->stop, true);
+            groups [group_count++] = sub;
+        }
+    pthread_mutex_unlock (&self->lock);
+    if (group_count && self->dispatch_fd >= 0) {
+        pthread_mutex_lock (&self->dispatch_lock);
+        pthread_cond_broadcast (&self->dispatch_cond);
+        pthread_mutex_unlock (&self->dispatch_lock);
+    }
+    for (size_t index = 0; index < group_count; index++)
+        herald_agent_group_release (self, groups [index]);
     atomic_store (&self->stopping, true);
+    pthread_mutex_lock (&self->group_lock);
+    pthread_cond_broadcast (&self->group_cond);
+    pthread_mutex_unlock (&self->group_lock);
     if (self->dispatch_fd >= 0) {
         pthread_mutex_lock (&self->dispatch_lock);
         pthread_cond_broadcast (&self->dispatch_cond);
@@ -386,6 +455,13 @@ herald_agent_destroy (herald_agent_t **self_p)
     herald_agent_run_last_completions (self);
     for (size_t index = 0; index < self->sub_count; index++)
         s_sub_destroy (&self->subs [index]);
+    //  Every member was destroyed above and refused pushes since: a batch
+    //  still queued names no member
+    while (self->group_count) {
+        herald_batch_destroy (&self->group_queue [self->group_head]);
+        self->group_head = (self->group_head + 1) % HERALD_AGENT_GROUP_QUEUE;
+        self->group_count--;
+    }
     herald_outbox_destroy (&self->outbox);
     herald_agent_pool_destroy (self);
     pthread_mutex_destroy (&self->pool_lock);
@@ -396,6 +472,12 @@ herald_agent_destroy (herald_agent_t **self_p)
         close (self->wake_fd);
     if (self->dispatch_fd >= 0)
         close (self->dispatch_fd);
+    if (self->group_fd >= 0)
+        close (self->group_fd);
+    pthread_cond_destroy (&self->group_cond);
+    pthread_mutex_destroy (&self->release_lock);
+    pthread_mutex_destroy (&self->member_lock);
+    pthread_mutex_destroy (&self->group_lock);
     zlist_destroy (&self->dispatch_completions);
     zlist_destroy (&self->kept_completions);
     pthread_cond_destroy (&self->dispatch_cond);
@@ -440,6 +522,49 @@ s_find (herald_agent_t *self, const char *name)
     return NULL;
 }
 
+//  Count and check prefixes (NULL-terminated, or NULL).  The error set.
+static herald_err
+s_prefixes_check (const char *const *prefixes, size_t *count_p)
+{
+    size_t count = 0;
+    while (prefixes && prefixes [count]) {
+        size_t len = strlen (prefixes [count]);
+        if (len > HERALD_TOPIC_MAX || !herald_utf8_valid (prefixes [count], len))
+            return herald_agent_set_error (HERALD_ERR_INVALID, "prefix %zu is not 0-255 bytes "
+                                           "of UTF-8", count);
+        if (++count > 256)
+            return herald_agent_set_error (HERALD_ERR_INVALID, "more than 256 prefixes");
+    }
+    *count_p = count;
+    return HERALD_OK;
+}
+
+//  A new subscription: name and prefixes copied, not listed.  NULL with
+//  the error set when out of memory.
+static herald_agent_sub_t *
+s_sub_new (const char *name, const char *const *prefixes, size_t count,
+           herald_handler_fn *handler, void *arg)
+{
+    herald_agent_sub_t *sub = calloc (1, sizeof *sub);
+    if (!sub) {
+        herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    sub->name = strdup (name);
+    sub->prefixes = calloc (count + 1, sizeof (char *));
+    for (size_t index = 0; sub->prefixes && index < count; index++)
+        if ((sub->prefixes [index] = strdup (prefixes [index])))
+            sub->prefix_count++;
+    if (!sub->name || !sub->prefixes || sub->prefix_count != count) {
+        s_sub_destroy (&sub);
+        herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    sub->handler = handler;
+    sub->arg = arg;
+    return sub;
+}
+
 herald_err
 herald_agent_subscribe (herald_agent_t *self, const char *name, const char *const *prefixes,
                         herald_start_t start, herald_handler_fn *handler, void *arg)
@@ -447,16 +572,14 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     if (!self || !herald_agent_name_valid (name) || !handler)
         return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe needs a name of 1-128 "
                                        "bytes of [A-Za-z0-9._-] and a handler");
+    if (!self->state_dir)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "a local subscription keeps its "
+                                       "checkpoint in state_dir; this agent has none: use a "
+                                       "group subscription (herald_agent_subscribe_group)");
     size_t count = 0;
-    while (prefixes && prefixes [count]) {
-        size_t len = strlen (prefixes [count]);
-        if (len > HERALD_TOPIC_MAX || !herald_utf8_valid (prefixes [count], len))
-            return herald_agent_set_error (HERALD_ERR_INVALID, "prefix %zu is not 0-255 bytes "
-                                           "of UTF-8", count);
-        count++;
-    }
-    if (count > 256)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "more than 256 prefixes");
+    herald_err check = s_prefixes_check (prefixes, &count);
+    if (check)
+        return check;
     pthread_mutex_lock (&self->lock);
     herald_agent_sub_t *old = s_find (self, name);
     int old_state = old? atomic_load (&old->state): 0;
@@ -480,20 +603,9 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
         if (rc)
             return rc;              //  the message is set
     }
-    herald_agent_sub_t *sub = calloc (1, sizeof *sub);
+    herald_agent_sub_t *sub = s_sub_new (name, prefixes, count, handler, arg);
     if (!sub)
-        return herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
-    sub->name = strdup (name);
-    sub->prefixes = calloc (count + 1, sizeof (char *));
-    for (size_t index = 0; sub->prefixes && index < count; index++)
-        if ((sub->prefixes [index] = strdup (prefixes [index])))
-            sub->prefix_count++;
-    if (!sub->name || sub->prefix_count != count) {
-        s_sub_destroy (&sub);
-        return herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
-    }
-    sub->handler = handler;
-    sub->arg = arg;
+        return HERALD_ERR_NOMEM;
     bool recovered = false;
     char message [HERALD_ERROR_MESSAGE_MAX];
     //  A new checkpoint belongs to the lineage heard last, or to the first
@@ -555,13 +667,20 @@ herald_agent_unsubscribe (herald_agent_t *self, const char *name)
         return herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no subscription %s",
                                        name? name: "(null)");
     atomic_store (&sub->stop, true);
-    herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
+    if (!sub->group)
+        herald_agent_command (self, HERALD_CMD_UNSUBSCRIBE, sub);
     if (self->dispatch_fd >= 0) {
         //  A call of sub posted or deferred is abandoned now, not at the
         //  delivery thread's next look
         pthread_mutex_lock (&self->dispatch_lock);
         pthread_cond_broadcast (&self->dispatch_cond);
         pthread_mutex_unlock (&self->dispatch_lock);
+    }
+    if (sub->group) {
+        //  Waits for the delivery thread to be out of it, then its member
+        //  commits and leaves (from a handler: done after the call)
+        herald_agent_group_release (self, sub);
+        return HERALD_OK;
     }
     if (herald_agent_in_handler (self))
         return HERALD_OK;           //  from a handler: it finishes its event
@@ -571,15 +690,37 @@ herald_agent_unsubscribe (herald_agent_t *self, const char *name)
     return HERALD_OK;
 }
 
+//  A group subscription is LIVE once its member has joined and its
+//  committed position reached the broker's head (or it holds nothing);
+//  it does not go back (as a local one stays LIVE during a repair).
+static void
+s_group_state (herald_agent_sub_t *sub, const herald_group_status_t *figures)
+{
+    int expected = HERALD_SUB_CATCHING_UP;
+    if (figures->joined && figures->lag == 0)
+        atomic_compare_exchange_strong (&sub->state, &expected, HERALD_SUB_LIVE);
+}
+
 herald_err
 herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_status_t *status)
 {
     memset (status, 0, sizeof *status);
     pthread_mutex_lock (&self->lock);
     herald_agent_sub_t *sub = name? s_find (self, name): NULL;
+    pthread_mutex_unlock (&self->lock);
+    if (sub && sub->group) {
+        //  Its figures outside the agent's lock: a member thread may take
+        //  that lock while its own is held
+        herald_group_status_t figures;
+        herald_agent_group_figures (self, sub, &figures);
+        s_group_state (sub, &figures);
+        status->delivered_seq = figures.committed;
+    }
+    pthread_mutex_lock (&self->lock);
     if (sub) {
         status->state = (herald_sub_state_t) atomic_load (&sub->state);
-        status->delivered_seq = atomic_load (&sub->done_seq);
+        if (!sub->group)
+            status->delivered_seq = atomic_load (&sub->done_seq);
         status->delivered = atomic_load (&sub->delivered);
         status->duplicates = atomic_load (&sub->duplicates);
         status->retries = atomic_load (&sub->retries);
@@ -603,6 +744,8 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
 {
     memset (stats, 0, sizeof *stats);
     uint64_t lowest = UINT64_MAX;
+    herald_agent_sub_t *groups [HERALD_AGENT_SUBS_MAX];
+    size_t group_count = 0;
     pthread_mutex_lock (&self->lock);
     for (size_t index = 0; index < self->sub_count; index++) {
         herald_agent_sub_t *sub = self->subs [index];
@@ -611,11 +754,24 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
         stats->retries += atomic_load (&sub->retries);
         stats->gaps += atomic_load (&sub->gaps);
         int state = atomic_load (&sub->state);
+        bool running = state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE;
         uint64_t done = atomic_load (&sub->done_seq);
-        if ((state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE) && done < lowest)
+        if (running && sub->group)
+            groups [group_count++] = sub;
+        else
+        if (running && done < lowest)
             lowest = done;
     }
     pthread_mutex_unlock (&self->lock);
+    //  A group member's lag is the broker's head - its committed: the
+    //  largest one counts (read outside the agent's lock, as in sub_status)
+    uint64_t group_lag = 0;
+    for (size_t index = 0; index < group_count; index++) {
+        herald_group_status_t figures;
+        herald_agent_group_figures (self, groups [index], &figures);
+        if (figures.lag > group_lag)
+            group_lag = figures.lag;
+    }
     stats->gaps_repaired = atomic_load (&self->gaps_repaired);
     stats->replays = atomic_load (&self->replays);
     stats->repair_replays = atomic_load (&self->repair_replays);
@@ -640,6 +796,135 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
     pthread_mutex_unlock (&self->lock);
     if (lowest != UINT64_MAX && stats->broker_head > lowest)
         stats->lag = stats->broker_head - lowest;
+    if (group_lag > stats->lag)
+        stats->lag = group_lag;
+}
+
+//  ---------------------------------------------------------------------
+//  Consumer groups (herald_member.c is the member, herald_agent_deliver.c
+//  the delivery of its batches)
+
+void
+herald_group_options_init (herald_group_options_t *options)
+{
+    memset (options, 0, sizeof *options);
+}
+
+size_t
+herald_group_options_size (void)
+{
+    return sizeof (herald_group_options_t);
+}
+
+//  Check a group's options.  The error set.
+static herald_err
+s_group_options_check (const herald_group_options_t *options, size_t *prefix_count)
+{
+    if (options->start.kind < HERALD_START_BEGINNING || options->start.kind > HERALD_START_TS)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "start: unknown kind %d",
+                                       (int) options->start.kind);
+    if (options->partitions > 1024)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "partitions: 1-1024 (0: 32), "
+                                       "not %u", options->partitions);
+    if (options->session_ms && (options->session_ms < 300 || options->session_ms > 60000))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "session_ms: 300-60000 (0: 3000), "
+                                       "not %d", options->session_ms);
+    if (options->batch_max > HERALD_BATCH_MAX)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "batch_max: 1-%d (0: 100), "
+                                       "not %zu", HERALD_BATCH_MAX, options->batch_max);
+    return s_prefixes_check (options->prefixes, prefix_count);
+}
+
+herald_err
+herald_agent_subscribe_group (herald_agent_t *self, const char *group,
+                              const herald_group_options_t *options,
+                              herald_handler_fn *handler, void *arg)
+{
+    if (!self || !handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_group needs an agent "
+                                       "and a handler");
+    if (!herald_agent_name_valid (group))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "a group name is 1-128 bytes of "
+                                       "[A-Za-z0-9._-], not starting with '.'");
+    herald_group_options_t defaults;
+    if (!options) {
+        herald_group_options_init (&defaults);
+        options = &defaults;
+    }
+    size_t count = 0;
+    herald_err rc = s_group_options_check (options, &count);
+    if (rc)
+        return rc;
+    pthread_mutex_lock (&self->lock);
+    herald_agent_sub_t *old = s_find (self, group);
+    int old_state = old? atomic_load (&old->state): 0;
+    bool full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
+    pthread_mutex_unlock (&self->lock);
+    if (old && (old_state == HERALD_SUB_CATCHING_UP || old_state == HERALD_SUB_LIVE))
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscription %s is already "
+                                       "running", group);
+    if (full)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
+                                       HERALD_AGENT_SUBS_MAX);
+    //  Where the group starts if this join makes it (the broker ignores it
+    //  for a group that exists)
+    uint64_t start_done = 0;
+    rc = herald_agent_resolve_start (self, options->start, &start_done);
+    if (rc)
+        return rc;
+    herald_agent_sub_t *sub = s_sub_new (group, options->prefixes, count, handler, arg);
+    if (!sub)
+        return HERALD_ERR_NOMEM;
+    sub->group = true;
+    atomic_store (&sub->lineage, HERALD_LINEAGE_UNKNOWN);
+    atomic_store (&sub->state, HERALD_SUB_CATCHING_UP);
+    herald_member_t *member = herald_member_new (self, sub, group, options, start_done + 1);
+    if (!member) {
+        s_sub_destroy (&sub);
+        return herald_agent_last_errcode ();
+    }
+    pthread_mutex_lock (&self->lock);
+    full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
+    if (!full)
+        self->subs [self->sub_count++] = sub;
+    pthread_mutex_unlock (&self->lock);
+    if (full) {
+        //  Its member may be waiting in herald_agent_group_push: stop says no
+        atomic_store (&sub->stop, true);
+        pthread_mutex_lock (&self->group_lock);
+        pthread_cond_broadcast (&self->group_cond);
+        pthread_mutex_unlock (&self->group_lock);
+        herald_member_destroy (&member);
+        s_sub_destroy (&sub);
+        return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
+                                       HERALD_AGENT_SUBS_MAX);
+    }
+    //  Under group_lock: herald_agent_group_push waits for it, so the
+    //  delivery thread never takes a batch of sub before its member is set
+    pthread_mutex_lock (&self->group_lock);
+    sub->member = member;
+    pthread_cond_broadcast (&self->group_cond);
+    pthread_mutex_unlock (&self->group_lock);
+    return HERALD_OK;
+}
+
+herald_err
+herald_agent_group_status (herald_agent_t *self, const char *group,
+                           herald_group_status_t *status)
+{
+    memset (status, 0, sizeof *status);
+    herald_agent_sub_t *sub = NULL;
+    if (self && group) {
+        pthread_mutex_lock (&self->lock);
+        sub = s_find (self, group);
+        pthread_mutex_unlock (&self->lock);
+    }
+    if (!sub || !sub->group)
+        return herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no group subscription %s",
+                                       group? group: "(null)");
+    herald_agent_group_figures (self, sub, status);
+    s_group_state (sub, status);
+    return HERALD_OK;
 }
 
 //  ---------------------------------------------------------------------

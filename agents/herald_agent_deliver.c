@@ -49,11 +49,13 @@
     =========================================================================
 */
 
+#include <errno.h>
 #include <inttypes.h>
 #include <time.h>
 #include <unistd.h>
 #include "herald_agent_priv.h"
 #include "herald_event.h"
+#include "herald_member.h"
 #include "herald_text.h"
 
 _Static_assert (sizeof (herald_meta_t) == sizeof (herald_kv_t), "meta layout");
@@ -325,6 +327,45 @@ s_backoff (herald_agent_t *agent, herald_agent_sub_t *sub, int ms)
     return true;
 }
 
+//  Call sub's handler with view (of event) until it returns OK: RETRY
+//  backs off and calls again, an error fails sub.  False when the
+//  subscription must not go on (failed, stopping, or the dispatched call
+//  was abandoned): the event was not handled.
+static bool
+s_handle (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *view,
+          const herald_event_t *event, bool more)
+{
+    int backoff = 10;
+    while (true) {
+        int rc;
+        if (agent->dispatch_fd >= 0) {
+            herald_call_t call = { .kind = HERALD_CALL_HANDLER, .sub = sub, .view = view,
+                                   .more = more };
+            if (!s_call (agent, &call, sub))
+                return false;       //  abandoned: stopping; not committed
+            rc = call.rc;
+        }
+        else
+            rc = sub->handler (view, sub->arg);
+        if (rc == HERALD_OK)
+            return true;
+        if (rc != HERALD_RETRY) {
+            char message [512];             //  a topic is at most 255 bytes
+            herald_text_format (message, sizeof message, "the handler returned %d for seq %"
+                                PRIu64 " (%.*s)", rc, event->seq, (int) event->topic_len,
+                                event->topic);
+            s_fail (agent, sub, rc, message);
+            return false;
+        }
+        atomic_fetch_add_explicit (&sub->retries, 1, memory_order_relaxed);
+        if (!s_backoff (agent, sub, backoff))
+            return false;
+        backoff = backoff * 2 > agent->options.retry_max_ms? agent->options.retry_max_ms
+                                                            : backoff * 2;
+        view->attempt++;
+    }
+}
+
 //  Hand one envelope to the handler.  Returns false when the subscription
 //  must not go on (failed or stopping).
 static bool
@@ -358,35 +399,8 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool mo
     view.subscription = sub->name;
     view.redelivered = herald_checkpoint_in_doubt (checkpoint);
     herald_checkpoint_intent (checkpoint, event.seq, event.id);
-    int backoff = 10;
-    while (true) {
-        int rc;
-        if (agent->dispatch_fd >= 0) {
-            herald_call_t call = { .kind = HERALD_CALL_HANDLER, .sub = sub, .view = &view,
-                                   .more = more };
-            if (!s_call (agent, &call, sub))
-                return false;       //  abandoned: stopping; not committed
-            rc = call.rc;
-        }
-        else
-            rc = sub->handler (&view, sub->arg);
-        if (rc == HERALD_OK)
-            break;
-        if (rc != HERALD_RETRY) {
-            char message [512];             //  a topic is at most 255 bytes
-            herald_text_format (message, sizeof message, "the handler returned %d for seq %"
-                                PRIu64 " (%.*s)", rc, event.seq, (int) event.topic_len,
-                                event.topic);
-            s_fail (agent, sub, rc, message);
-            return false;
-        }
-        atomic_fetch_add_explicit (&sub->retries, 1, memory_order_relaxed);
-        if (!s_backoff (agent, sub, backoff))
-            return false;
-        backoff = backoff * 2 > agent->options.retry_max_ms? agent->options.retry_max_ms
-                                                            : backoff * 2;
-        view.attempt++;
-    }
+    if (!s_handle (agent, sub, &view, &event, more))
+        return false;
     herald_checkpoint_commit (checkpoint);
     atomic_store_explicit (&sub->done_seq, event.seq, memory_order_relaxed);
     atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
@@ -466,6 +480,228 @@ s_lineage (s_self_t *self, herald_batch_t *batch)
         s_on_error (agent, sub->name, HERALD_ERR_DATA_LOST, message);
 }
 
+//  ---------------------------------------------------------------------
+//  Group subscriptions
+//
+//  A member thread (herald_member.c) hands a batch over with
+//  herald_agent_group_push and waits for herald_member_done; the batch
+//  waits in agent->group_queue until this thread takes it.  The broker's
+//  positions are the checkpoint: no intent, no dedup window, no marker.
+//  Each event is first admitted by the member (its lease holds, nothing
+//  revoked or fenced); the first refused stops the batch there, and the
+//  member is told how many were handled, exactly once per batch.
+//
+//  Ending (unsubscribe, failure, destroy): `stop` is set first; a push
+//  then finds it (under group_lock) and is refused.  The batches already
+//  queued are handed back (done 0) by herald_agent_group_release, which
+//  then waits for `busy`: this thread sets `busy` under group_lock as it
+//  takes a batch, so every batch is either handed back there or finished
+//  here, never both and never neither, and the member is alive for it.
+
+herald_err
+herald_agent_group_push (herald_agent_t *agent, herald_batch_t *batch, int timeout_ms)
+{
+    herald_agent_sub_t *sub = batch->sub;
+    struct timespec deadline;
+    clock_gettime (CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    herald_err rc = HERALD_OK;
+    bool timed_out = false;
+    pthread_mutex_lock (&agent->group_lock);
+    while (true) {
+        if (atomic_load (&agent->stopping) || atomic_load (&sub->stop)) {
+            rc = HERALD_ERR_INVALID;
+            break;
+        }
+        //  Not before subscribe_group has set sub's member (the thread
+        //  pushing is that member's, started a moment before)
+        if (sub->member && agent->group_count < HERALD_AGENT_GROUP_QUEUE) {
+            size_t tail = (agent->group_head + agent->group_count) % HERALD_AGENT_GROUP_QUEUE;
+            agent->group_queue [tail] = batch;
+            agent->group_count++;
+            break;
+        }
+        if (timed_out || timeout_ms <= 0) {
+            rc = HERALD_ERR_TIMEOUT;
+            break;
+        }
+        //  Looked at once more after a timeout: it may have freed just then
+        timed_out = pthread_cond_timedwait (&agent->group_cond, &agent->group_lock, &deadline)
+                 == ETIMEDOUT;
+    }
+    pthread_mutex_unlock (&agent->group_lock);
+    if (rc == HERALD_OK) {
+        s_poke (agent->group_fd);
+        return HERALD_OK;
+    }
+    herald_batch_destroy (&batch);
+    if (rc == HERALD_ERR_TIMEOUT)
+        return herald_agent_set_error (rc, "the delivery thread took no batch for %d ms",
+                                       timeout_ms);
+    return herald_agent_set_error (rc, "subscription %s is stopping", sub->name);
+}
+
+//  The next group batch, with its subscription's `busy` set, or NULL.
+static herald_batch_t *
+s_group_pop (herald_agent_t *agent)
+{
+    herald_batch_t *batch = NULL;
+    pthread_mutex_lock (&agent->group_lock);
+    if (agent->group_count) {
+        batch = agent->group_queue [agent->group_head];
+        agent->group_head = (agent->group_head + 1) % HERALD_AGENT_GROUP_QUEUE;
+        agent->group_count--;
+        atomic_store (&batch->sub->busy, true);
+        pthread_cond_broadcast (&agent->group_cond);
+        if (agent->group_count)
+            s_poke (agent->group_fd);   //  stay readable for the rest
+    }
+    pthread_mutex_unlock (&agent->group_lock);
+    return batch;
+}
+
+//  Hand one event of a group batch to the handler.  False when the batch
+//  must stop here (the event was not handled).
+static bool
+s_group_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool redelivered,
+             bool more)
+{
+    herald_agent_t *agent = self->agent;
+    herald_event_t event;
+    herald_error_t err;
+    msgpack_zone_clear (&self->zone);
+    if (herald_event_decode (&event, zframe_data (frame), zframe_size (frame), &self->zone,
+                             &err) != HERALD_OK) {
+        char message [HERALD_ERROR_MESSAGE_MAX];
+        herald_text_format (message, sizeof message,
+                            "an event from the broker does not decode: %s", err.message);
+        s_fail (agent, sub, HERALD_ERR_CORRUPT, message);
+        return false;
+    }
+    herald_delivery_t view;
+    herald_agent_view (&view, &event, zframe_data (frame), zframe_size (frame));
+    view.subscription = sub->name;
+    view.redelivered = redelivered;
+    if (!s_handle (agent, sub, &view, &event, more))
+        return false;
+    atomic_store_explicit (&sub->done_seq, event.seq, memory_order_relaxed);
+    atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
+    return true;
+}
+
+static void s_release (herald_agent_t *agent, herald_agent_sub_t *sub);
+
+//  A batch s_group_pop took (`busy` set).
+static void
+s_deliver_group (s_self_t *self, herald_batch_t *batch)
+{
+    herald_agent_t *agent = self->agent;
+    herald_agent_sub_t *sub = batch->sub;
+    struct _herald_member_t *member = sub->member;
+    size_t handled = 0;
+    for (size_t index = 0; member && index < batch->count; index++) {
+        if (atomic_load (&sub->stop) || atomic_load (&agent->stopping)
+        ||  !herald_member_admit (member))
+            break;
+        if (!s_group_one (self, sub, batch->frames [index], batch->redelivered [index],
+                          index + 1 < batch->count))
+            break;
+        handled++;
+    }
+    if (member)
+        herald_member_done (member, handled);
+    atomic_store (&sub->busy, false);
+    //  A failed handler ends the subscription: its member commits what
+    //  was done and leaves, from here (this thread is out of it now)
+    if (atomic_load (&sub->stop))
+        s_release (agent, sub);
+}
+
+static void
+s_release (herald_agent_t *agent, herald_agent_sub_t *sub)
+{
+    atomic_store (&sub->stop, true);
+    pthread_mutex_lock (&agent->release_lock);
+    herald_batch_t *mine [HERALD_AGENT_GROUP_QUEUE];
+    size_t count = 0;
+    pthread_mutex_lock (&agent->group_lock);
+    size_t kept = 0;
+    for (size_t index = 0; index < agent->group_count; index++) {
+        herald_batch_t *batch = agent->group_queue [(agent->group_head + index)
+                                                    % HERALD_AGENT_GROUP_QUEUE];
+        if (batch->sub == sub)
+            mine [count++] = batch;
+        else
+            agent->group_queue [(agent->group_head + kept++) % HERALD_AGENT_GROUP_QUEUE]
+                = batch;
+    }
+    agent->group_count = kept;
+    pthread_cond_broadcast (&agent->group_cond);
+    pthread_mutex_unlock (&agent->group_lock);
+    //  Only a release takes the member, and this one holds release_lock
+    for (size_t index = 0; index < count; index++) {
+        if (sub->member)
+            herald_member_done (sub->member, 0);
+        herald_batch_destroy (&mine [index]);
+    }
+    while (atomic_load (&sub->busy))
+        zclock_sleep (1);
+    pthread_mutex_lock (&agent->member_lock);
+    struct _herald_member_t *member = sub->member;
+    sub->member = NULL;
+    if (member)
+        herald_member_status (member, &sub->group_last);
+    pthread_mutex_unlock (&agent->member_lock);
+    herald_member_destroy (&member);
+    pthread_mutex_unlock (&agent->release_lock);
+}
+
+void
+herald_agent_group_release (herald_agent_t *self, herald_agent_sub_t *sub)
+{
+    atomic_store (&sub->stop, true);
+    if (herald_agent_in_handler (self)) {
+        //  Its handler may be the caller: the delivery thread does it
+        //  once out of the call
+        atomic_store (&self->group_reap, true);
+        s_poke (self->group_fd);
+        return;
+    }
+    s_release (self, sub);
+}
+
+void
+herald_agent_group_figures (herald_agent_t *self, herald_agent_sub_t *sub,
+                            herald_group_status_t *status)
+{
+    pthread_mutex_lock (&self->member_lock);
+    if (sub->member)
+        herald_member_status (sub->member, status);
+    else
+        *status = sub->group_last;
+    pthread_mutex_unlock (&self->member_lock);
+}
+
+//  Destroy the members of group subscriptions stopped from user code or
+//  by a failure the member reported (herald_agent_group_release).
+static void
+s_reap (herald_agent_t *agent)
+{
+    herald_agent_sub_t *subs [HERALD_AGENT_SUBS_MAX];
+    pthread_mutex_lock (&agent->lock);
+    size_t count = agent->sub_count;
+    memcpy (subs, agent->subs, count * sizeof subs [0]);
+    pthread_mutex_unlock (&agent->lock);
+    for (size_t index = 0; index < count; index++)
+        if (subs [index]->group && atomic_load (&subs [index]->stop) && subs [index]->member)
+            s_release (agent, subs [index]);
+}
+
 //  msync every live checkpoint (power-loss safety), every sync_interval_ms.
 static void
 s_sync (s_self_t *self)
@@ -477,6 +713,8 @@ s_sync (s_self_t *self)
     memcpy (subs, agent->subs, count * sizeof subs [0]);
     pthread_mutex_unlock (&agent->lock);
     for (size_t index = 0; index < count; index++) {
+        if (subs [index]->group)
+            continue;               //  no checkpoint; `busy` is its batches'
         atomic_store (&subs [index]->busy, true);
         if (!atomic_load (&subs [index]->stop) && subs [index]->checkpoint)
             herald_checkpoint_sync (subs [index]->checkpoint);
@@ -499,12 +737,30 @@ herald_agent_deliver_thread (void *arg)
         zsock_destroy (&self.pipe);
         return NULL;
     }
-    zsock_set_rcvtimeo (self.pipe, 100);
     msgpack_zone_init (&self.zone, 8192);
     self.next_sync = herald_agent_now_ms () + agent->options.sync_interval_ms;
     while (true) {
+        //  The pipe from the I/O actor and the group batches, in turn
+        zmq_pollitem_t items [] = { { zsock_resolve (self.pipe), 0, ZMQ_POLLIN, 0 },
+                                    { NULL, agent->group_fd, ZMQ_POLLIN, 0 } };
+        if (zmq_poll (items, 2, 100) < 0 && errno != EINTR)
+            break;                  //  the context is gone
+        if (items [1].revents & ZMQ_POLLIN) {
+            uint64_t value;
+            if (read (agent->group_fd, &value, sizeof value) < 0) {
+                //  EAGAIN: read already
+            }
+        }
+        herald_batch_t *group = s_group_pop (agent);
+        if (group) {
+            s_deliver_group (&self, group);
+            herald_batch_destroy (&group);
+        }
+        if (atomic_exchange (&agent->group_reap, false))
+            s_reap (agent);
         herald_batch_t *batch = NULL;
-        int rc = zmq_recv (zsock_resolve (self.pipe), &batch, sizeof batch, 0);
+        int rc = (items [0].revents & ZMQ_POLLIN)
+               ? zmq_recv (zsock_resolve (self.pipe), &batch, sizeof batch, ZMQ_DONTWAIT): -1;
         if (rc == (int) sizeof batch && batch) {
             if (batch->kind == HERALD_BATCH_STOP) {
                 herald_batch_destroy (&batch);
@@ -544,7 +800,7 @@ herald_agent_deliver_thread (void *arg)
             herald_batch_destroy (&batch);
         }
         else
-        if (atomic_load (&agent->io_gone))
+        if (!group && atomic_load (&agent->io_gone))
             break;                  //  the I/O actor never sent STOP
         if (herald_agent_now_ms () >= self.next_sync)
             s_sync (&self);

@@ -43,11 +43,21 @@
 //  UNSUBSCRIBE per subscription (herald_agent_command)
 #define HERALD_AGENT_COMMANDS_MAX   (HERALD_AGENT_SUBS_MAX * 2)
 #define HERALD_AGENT_POOL_MAX       4       //  warm read/replay DEALERs (CURVE)
+//  Group batches waiting for the delivery thread (herald_agent_group_push):
+//  a member hands over one batch and waits for it, so one per group
+//  subscription is the most there can be
+#define HERALD_AGENT_GROUP_QUEUE    HERALD_AGENT_SUBS_MAX
 
 //  One subscription.  Written once by subscribe, then: state and the
 //  counters by the delivery thread (atomics), error/message under the
 //  agent's lock, `io` by the I/O actor only, checkpoint by the delivery
 //  thread only (and closed by unsubscribe once the thread is out of it).
+//  A group subscription (`group`) has no checkpoint and no `io`: the I/O
+//  actor never hears of it; its member thread (herald_member.h) feeds the
+//  delivery thread through herald_agent_group_push.  `member` is taken
+//  (set NULL) under the agent's member_lock by whoever destroys it, once
+//  the delivery thread is out of the subscription and its queued batches
+//  were handed back (herald_agent_group_release).
 typedef struct {
     char *name;
     char **prefixes;                        //  NULL-terminated copies
@@ -56,6 +66,8 @@ typedef struct {
     void *arg;
     herald_checkpoint_t *checkpoint;        //  NULL for a group subscription
     struct _herald_member_t *member;        //  a group subscription's (herald_member.h)
+    bool group;                             //  a group subscription
+    herald_group_status_t group_last;       //  its figures when the member was destroyed
     uint64_t start_done;                    //  the checkpoint's done at subscribe
     uint64_t start_lineage;                 //  and its lineage
     atomic_int state;                       //  herald_sub_state_t
@@ -234,6 +246,18 @@ struct _herald_agent_t {
     pthread_mutex_t pool_lock;
     herald_agent_conn_t *pool [HERALD_AGENT_POOL_MAX];
     size_t pool_count;
+    //  Group subscriptions (herald_agent_deliver.c): the batches their
+    //  member threads hand over, a ring under group_lock, with an eventfd
+    //  the delivery thread polls beside its PAIR (readable while the ring
+    //  is not empty) and a condition a full ring's pusher waits on
+    pthread_mutex_t group_lock;
+    pthread_cond_t group_cond;
+    herald_batch_t *group_queue [HERALD_AGENT_GROUP_QUEUE];
+    size_t group_head, group_count;
+    int group_fd;
+    atomic_bool group_reap;                 //  a group sub stopped: its member to destroy
+    pthread_mutex_t member_lock;            //  sub->member taken vs. its figures read
+    pthread_mutex_t release_lock;           //  one herald_agent_group_release at a time
 };
 
 //  Wake the I/O actor (commands or outbox work waiting).
@@ -334,6 +358,21 @@ void
 //  Close the warm read/replay connections (herald_agent_destroy).
 void
     herald_agent_pool_destroy (herald_agent_t *self);
+
+//  sub (a group subscription, `stop` set) is ending: hand its queued
+//  batches back to the member (herald_member_done 0), wait until the
+//  delivery thread is out of it, then destroy its member (commit, leave;
+//  bounded by timeout_ms), keeping its last figures.  From user code of
+//  the agent (a handler) it only asks the delivery thread to do it after
+//  the call.  Whoever takes the member first destroys it; safe to repeat.
+void
+    herald_agent_group_release (herald_agent_t *self, herald_agent_sub_t *sub);
+
+//  A group subscription's figures (member's, or the last ones once it is
+//  gone).  Any thread.
+void
+    herald_agent_group_figures (herald_agent_t *self, herald_agent_sub_t *sub,
+                                herald_group_status_t *status);
 
 //  A monotonic clock in ms.
 int64_t

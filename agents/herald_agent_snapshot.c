@@ -9,6 +9,9 @@
         "HRLDSNP1" | seq u64 | len u64 | crc32c u32 | reserved u32 | bytes (len)
         the crc covers the first 24 bytes and the bytes
 
+    An agent with no state_dir has no snapshots: save and load are
+    HERALD_ERR_INVALID.
+
     Save writes name.tmp, fsyncs it, renames it over name and fsyncs the
     directory: a crash leaves the old snapshot or the new one.
     =========================================================================
@@ -31,6 +34,9 @@ s_path (herald_agent_t *self, const char *name, char *path, size_t size, bool ma
     if (!self || !herald_agent_name_valid (name))
         return herald_agent_set_error (HERALD_ERR_INVALID, "a snapshot name is 1-128 bytes of "
                                        "[A-Za-z0-9._-]");
+    if (!self->state_dir)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "snapshots are kept in state_dir; "
+                                       "this agent has none");
     snprintf (path, size, "%s/snapshots", self->state_dir);
     if (make_dir && mkdir (path, 0755) != 0 && errno != EEXIST)
         return herald_agent_set_error (HERALD_ERR_IO, "%s: %s", path, strerror (errno));

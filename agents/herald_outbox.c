@@ -27,6 +27,10 @@
     and the file passed 1 MiB, or when it passed 16 MiB and is more than
     four times what is pending.
 
+    With no path (an agent with no state_dir) the outbox is in memory
+    only: the same queue, no file, so what is not yet acknowledged is lost
+    with the process.
+
     Bounds: max_events and max_bytes pending; an append that finds the
     outbox full waits on the condition variable (every finish broadcasts)
     up to its timeout, then fails with HERALD_ERR_OVERLOADED.
@@ -357,11 +361,15 @@ herald_outbox_open (herald_outbox_t **self_p, const char *path, size_t max_event
     pthread_cond_init (&self->changed, &attr);
     pthread_condattr_destroy (&attr);
     self->fd = -1;
-    self->path = strdup (path);
     self->fsync = fsync;
     self->max_events = max_events;
     self->max_bytes = max_bytes;
     self->next_number = 1;
+    if (!path) {
+        *self_p = self;             //  in memory only
+        return HERALD_OK;
+    }
+    self->path = strdup (path);
     herald_err rc = self->path? s_load (self, recovered, message, message_size): HERALD_ERR_NOMEM;
     if (rc == HERALD_OK) {
         self->fd = open (path, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -450,10 +458,10 @@ herald_outbox_append (herald_outbox_t *self, const uint8_t id [16], bool has_exp
         return HERALD_ERR_OVERLOADED;
     }
     item->number = self->next_number;
-    size_t record_size;
-    uint8_t *record = s_event_record (item, &record_size);
-    if (!record || s_write_all (self->fd, record, record_size) != 0
-    ||  (self->fsync && fdatasync (self->fd) != 0)) {
+    size_t record_size = 0;
+    uint8_t *record = self->path? s_event_record (item, &record_size): NULL;
+    if (self->path && (!record || s_write_all (self->fd, record, record_size) != 0
+    ||  (self->fsync && fdatasync (self->fd) != 0))) {
         //  A partial record is cut off when the file is next opened; cut
         //  it now so later appends are not stranded behind it
         if (ftruncate (self->fd, (off_t) self->file_size) != 0)
@@ -614,7 +622,7 @@ herald_outbox_finish (herald_outbox_t *self, herald_outbox_item_t **items,
 {
     size_t completed = 0;
     pthread_mutex_lock (&self->lock);
-    size_t index = 0;
+    size_t index = self->path? 0: count;
     while (index < count) {
         //  One DONE record per run of consecutive numbers
         size_t end = index + 1;
@@ -647,8 +655,8 @@ herald_outbox_finish (herald_outbox_t *self, herald_outbox_item_t **items,
         s_item_free (item);
     }
     self->owed += completed;
-    if ((self->count == 0 && self->file_size > COMPACT_EMPTY)
-    ||  (self->file_size > COMPACT_MIN && self->file_size > 4 * (self->bytes + self->count * 64)))
+    if (self->path && ((self->count == 0 && self->file_size > COMPACT_EMPTY)
+    ||  (self->file_size > COMPACT_MIN && self->file_size > 4 * (self->bytes + self->count * 64))))
         s_compact (self);
     pthread_cond_broadcast (&self->changed);
     pthread_mutex_unlock (&self->lock);

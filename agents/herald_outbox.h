@@ -52,7 +52,8 @@ typedef struct {
     herald_publish_result_t result;
 } herald_completion_t;
 
-//  Open or create the outbox file at path.  A record torn at the tail
+//  Open or create the outbox file at path (NULL: an outbox in memory
+//  only, for an agent with no state_dir).  A record torn at the tail
 //  (a crash during an append, before the publish call returned) is cut
 //  off and counted in *recovered; anything else that fails its checks is
 //  HERALD_ERR_CORRUPT with a message.  Caller owns *self_p.
