@@ -13,7 +13,13 @@
                                                      diverged: stop
 
     (head can exceed the manifest's only with the index past it too: the
-    entries up to the manifest's index made exactly its head.)  Catching
+    entries up to the manifest's index made exactly its head.)
+
+    Consumer groups change by ops that write no event, so a store at the
+    manifest's head may still lack some: whenever the applied index is
+    raised to the manifest's, the groups are first replaced by the
+    manifest's (a crash between the two imports them again at the next
+    restore; an import is a whole replacement, so twice is once).  Catching
     up installs with raft index 0, and the applied index is written only
     once the digest matched, so a crash in the middle resumes: the
     snapshot is on disk, restore runs again from the store's new head.
@@ -22,6 +28,7 @@
 
 #include <inttypes.h>
 #include "herald_manifest.h"
+#include "herald_store_groups.h"
 #include "herald_log.h"
 
 static int
@@ -50,7 +57,7 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
 {
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
-    int rc = msgpack_pack_map (&pk, 8);
+    int rc = msgpack_pack_map (&pk, 9);
     rc |= s_key_uint (&pk, "format", HERALD_MANIFEST_FORMAT);
     rc |= s_key_uint (&pk, "index", index);
     rc |= s_key_uint (&pk, "head", herald_store_head (store));
@@ -69,7 +76,64 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
         rc |= s_key_str (&pk, "raft", peers [at].raft);
         rc |= s_key_str (&pk, "fanout", peers [at].fanout);
     }
+    //  On the raft thread, between applies: the groups as of index
+    rc |= s_key (&pk, "groups");
+    if (rc == 0) {
+        herald_error_t err = { 0 };
+        if (herald_store_groups_export (store, buffer, &err) != HERALD_OK) {
+            herald_log ("warn", "raft: a snapshot cannot export the groups: %s",
+                        err.message);
+            rc = -1;
+        }
+    }
     return rc? -1: 0;
+}
+
+//  Where the value of the top-level key "groups" lies in a manifest's
+//  bytes (already unpacked once: well formed).  False when it has none.
+static bool
+s_find_groups (const uint8_t *bytes, size_t len, const uint8_t **at, size_t *at_len)
+{
+    size_t offset;
+    uint32_t count;
+    if (len >= 1 && bytes [0] >= 0x80 && bytes [0] <= 0x8f) {
+        count = bytes [0] & 0x0f;
+        offset = 1;
+    }
+    else
+    if (len >= 3 && bytes [0] == 0xde) {
+        count = (uint32_t) bytes [1] << 8 | bytes [2];
+        offset = 3;
+    }
+    else
+    if (len >= 5 && bytes [0] == 0xdf) {
+        count = (uint32_t) bytes [1] << 24 | (uint32_t) bytes [2] << 16
+              | (uint32_t) bytes [3] << 8 | bytes [4];
+        offset = 5;
+    }
+    else
+        return false;
+    bool found = false;
+    msgpack_unpacked item;
+    msgpack_unpacked_init (&item);
+    for (uint32_t index = 0; index < count && !found; index++) {
+        if (msgpack_unpack_next (&item, (const char *) bytes, len, &offset)
+                != MSGPACK_UNPACK_SUCCESS)
+            break;
+        bool is_groups = item.data.type == MSGPACK_OBJECT_STR && item.data.via.str.size == 6
+                      && memcmp (item.data.via.str.ptr, "groups", 6) == 0;
+        size_t start = offset;
+        if (msgpack_unpack_next (&item, (const char *) bytes, len, &offset)
+                != MSGPACK_UNPACK_SUCCESS)
+            break;
+        if (is_groups) {
+            *at = bytes + start;
+            *at_len = offset - start;
+            found = true;
+        }
+    }
+    msgpack_unpacked_destroy (&item);
+    return found;
 }
 
 static void
@@ -130,6 +194,11 @@ herald_manifest_decode (herald_manifest_t *self, const void *bytes, size_t len,
             }
     }
     msgpack_zone_destroy (&zone);
+    if (rc == HERALD_OK
+    &&  !s_find_groups ((const uint8_t *) bytes, len, &self->groups, &self->groups_len)) {
+        self->groups = NULL;
+        self->groups_len = 0;
+    }
     return rc;
 }
 
@@ -209,7 +278,16 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
                                  " is not the snapshot's %016" PRIx64 ": the logs diverged",
                                  herald_store_head (store), herald_store_digest (store),
                                  self->digest);
-    if (herald_store_applied_index (store) < self->index)
+    if (herald_store_applied_index (store) < self->index) {
+        if (self->groups) {
+            herald_err rc = herald_store_groups_import (store, self->groups, self->groups_len,
+                                                        err);
+            if (rc != HERALD_OK)
+                return rc;
+            herald_log ("info", "raft: the consumer groups of the snapshot at index %"
+                        PRIu64 " taken", self->index);
+        }
         return herald_store_set_applied (store, self->index, err);
+    }
     return HERALD_OK;
 }

@@ -7,7 +7,8 @@
 
         {format: 1, index: raft index, head: seq, last_ts, digest: the
          store's log digest at head, node, api: the snapshot's maker,
-         peers: [{node, raft_id, raft, api, fanout}]}
+         peers: [{node, raft_id, raft, api, fanout}],
+         groups: the consumer groups (herald_store_groups_export)}
 
     and restoring it means bringing the store to that head: nothing when
     the store is there already, else copying the missing events from a
@@ -33,6 +34,10 @@ typedef struct {
     char api [256];                 //  its maker's api endpoint ("" unknown)
     char apis [HERALD_MANIFEST_APIS][256];  //  the peers' api endpoints
     size_t api_count;
+    //  The consumer groups at index (herald_store_groups_export), borrowed
+    //  from the bytes decoded; NULL in a manifest from before groups
+    const uint8_t *groups;
+    size_t groups_len;
 } herald_manifest_t;
 
 //  Append the manifest of store as it is now, at raft index, to buffer;
@@ -42,8 +47,8 @@ int
                             const char *api, const herald_peer_t *peers, size_t peer_count,
                             msgpack_sbuffer *buffer);
 
-//  Decode bytes[0..len).  HERALD_ERR_CORRUPT when it is no manifest of a
-//  format this build knows.
+//  Decode bytes[0..len) (self->groups borrows them).  HERALD_ERR_CORRUPT
+//  when it is no manifest of a format this build knows.
 herald_err
     herald_manifest_decode (herald_manifest_t *self, const void *bytes, size_t len,
                             herald_error_t *err);
@@ -54,8 +59,11 @@ herald_err
 //  peer that has them (the maker first, then the manifest's peers, then
 //  apis[0..count)), each tried once and never own_api (this node's own
 //  api: it is behind, and at a start nobody serves it yet), calling
-//  installed after each install, and check the digest.  HERALD_ERR_CORRUPT when the logs diverged or no peer could
-//  serve (err says which); the store's error when it fails.
+//  installed after each install, and check the digest; then, before the
+//  applied index is written, replace the store's groups with the
+//  manifest's (when it has them: an old manifest leaves the store's).
+//  HERALD_ERR_CORRUPT when the logs diverged, no peer could serve, or the
+//  groups are no export (err says which); the store's error when it fails.
 herald_err
     herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
                              const char *own_api, const char *const *apis, size_t count,

@@ -59,8 +59,9 @@ herald_proposal_cut (herald_proposal_t *self, size_t first)
     size_t bytes = HERALD_ENTRY_OVERHEAD + 4;
     size_t end = first;
     while (end < self->count) {
-        size_t size = herald_entry_request_size (self->batches [end].events,
-                                                 self->batches [end].count);
+        const herald_batch_t *batch = &self->batches [end];
+        size_t size = batch->count? herald_entry_request_size (batch->events, batch->count)
+                                  : herald_entry_op_size (batch->op_len);
         if (end > first && bytes + size > HERALD_PROPOSAL_ENTRY_MAX)
             break;
         bytes += size;
@@ -79,12 +80,22 @@ herald_proposal_encode (herald_proposal_t *self, size_t first, size_t count,
     if (!requests)
         return -1;
     size_t index;
+    //  The lowest rules that carry these requests: an entry without a
+    //  group's op stays rules 1, which a node from before groups applies
+    uint16_t rules = HERALD_ENTRY_RULES_MIN;
     for (index = 0; index < count; index++) {
-        requests [index].events = self->batches [first + index].events;
-        requests [index].count = self->batches [first + index].count;
+        const herald_batch_t *batch = &self->batches [first + index];
+        requests [index] = (herald_entry_request_t) {
+            .events = batch->events, .count = batch->count
+        };
+        if (batch->count == 0 && batch->op) {
+            requests [index].op = batch->op;
+            requests [index].op_len = batch->op_len;
+            rules = HERALD_ENTRY_RULES_OPS;
+        }
     }
     herald_entry_t entry = {
-        .kind = HERALD_ENTRY_PUBLISH, .rules = HERALD_ENTRY_RULES,
+        .kind = HERALD_ENTRY_PUBLISH, .rules = rules,
         .term = term, .proposer = proposer,
         .ts = self->ts, .requests = requests, .count = count
     };
@@ -101,8 +112,24 @@ herald_proposal_set_results (herald_proposal_t *self, size_t first,
     size_t request;
     for (request = 0; request < count; request++) {
         herald_batch_t *into = &self->batches [first + request];
-        memcpy (into->results, batches [request].results,
-                into->count * sizeof (herald_append_result_t));
+        if (into->count)
+            memcpy (into->results, batches [request].results,
+                    into->count * sizeof (herald_append_result_t));
+        //  An op's result: a copy of the broker's own (the applied batches
+        //  are the raft thread's, freed after the apply); the broker frees
+        //  it with the commit.  Out of memory leaves it NULL: the op is
+        //  answered `internal`, as applied without a result.
+        free (into->op_result);
+        into->op_result = NULL;
+        into->op_result_len = 0;
+        if (batches [request].op_result) {
+            into->op_result = (uint8_t *) malloc (batches [request].op_result_len);
+            if (into->op_result) {
+                memcpy (into->op_result, batches [request].op_result,
+                        batches [request].op_result_len);
+                into->op_result_len = batches [request].op_result_len;
+            }
+        }
         into->status = batches [request].status;
         into->conflict_index = batches [request].conflict_index;
         into->expected = batches [request].expected;

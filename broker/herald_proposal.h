@@ -54,7 +54,9 @@ int
                             uint64_t term, uint64_t proposer, msgpack_sbuffer *buffer);
 
 //  Copy the results of an applied entry (its count batches) into the
-//  proposal's batches first .. first + count - 1.
+//  proposal's batches first .. first + count - 1: an op's result is a
+//  malloc'd copy, the broker's to free (herald_commit.c frees it with
+//  its commit).
 void
     herald_proposal_set_results (herald_proposal_t *self, size_t first,
                                  const herald_batch_t *batches, size_t count);

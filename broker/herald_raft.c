@@ -394,6 +394,13 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
         memset (&batches [request], 0, sizeof (herald_batch_t));
         batches [request].events = entry->requests [request].events;
         batches [request].count = entry->requests [request].count;
+        if (batches [request].count == 0) {
+            //  A group's op (rules 2): the store applies it in the same
+            //  WriteBatch, in order
+            batches [request].op = entry->requests [request].op;
+            batches [request].op_len = entry->requests [request].op_len;
+            continue;
+        }
         batches [request].results = (herald_append_result_t *) msgpack_zone_malloc (
             zone, entry->requests [request].count * sizeof (herald_append_result_t));
         if (!batches [request].results) {
@@ -425,6 +432,10 @@ s_apply_publish (herald_raft_t *self, uint64_t index, const herald_entry_t *entr
         if (own->last)
             herald_proposal_answer (own->proposal, applied);    //  unless lost
     }
+    //  Ops' results: copied into an own proposal above; a follower's (or
+    //  another leader's entry's) are not wanted
+    for (request = 0; request < entry->count; request++)
+        free (batches [request].op_result);
     herald_records_push (self->records, applied);
     return 0;
 }

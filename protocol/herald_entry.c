@@ -84,6 +84,12 @@ herald_entry_request_size (const herald_event_t *events, size_t count)
     return size;
 }
 
+size_t
+herald_entry_op_size (size_t len)
+{
+    return 8 + len;
+}
+
 static int
 s_write32 (msgpack_sbuffer *buffer, uint32_t value)
 {
@@ -105,6 +111,17 @@ s_encode_publish (const herald_entry_t *entry, msgpack_sbuffer *buffer)
         const herald_entry_request_t *item = &entry->requests [request];
         if (item->count > UINT32_MAX)
             return -1;
+        if (item->count == 0) {
+            //  A group's op: 0, its length, its bytes
+            if (!item->op || item->op_len > UINT32_MAX
+            ||  entry->rules < HERALD_ENTRY_RULES_OPS)
+                return -1;
+            rc |= s_write32 (buffer, 0);
+            rc |= s_write32 (buffer, (uint32_t) item->op_len);
+            if (rc == 0 && item->op_len)
+                rc |= msgpack_sbuffer_write (buffer, (const char *) item->op, item->op_len);
+            continue;
+        }
         rc |= s_write32 (buffer, (uint32_t) item->count);
         size_t index;
         for (index = 0; index < item->count && rc == 0; index++) {
@@ -216,6 +233,18 @@ s_decode_publish (herald_entry_t *entry, s_reader_t *reader, msgpack_zone *zone,
         uint32_t events;
         if (!s_read32 (reader, &events))
             return s_corrupt (err, "requests", "truncated before an event count");
+        if (events == 0 && entry->rules >= HERALD_ENTRY_RULES_OPS) {
+            //  A group's op: its bytes are the store's to judge
+            uint32_t op_len;
+            if (!s_read32 (reader, &op_len) || op_len > reader->left)
+                return s_corrupt (err, "requests", "truncated op");
+            requests [request] = (herald_entry_request_t) {
+                .op = reader->at, .op_len = op_len
+            };
+            reader->at += op_len;
+            reader->left -= op_len;
+            continue;
+        }
         //  An event takes at least its length and a map of three keys.
         if (events == 0 || events > reader->left / 8)
             return s_corrupt (err, "requests", "event count empty or larger than the entry");
@@ -283,10 +312,10 @@ herald_entry_decode (herald_entry_t *entry, const void *bytes, size_t len,
     entry->term = s_get64 (in + 8);
     entry->proposer = s_get64 (in + 16);
     entry->ts = s_get64 (in + 24);
-    if (entry->rules != HERALD_ENTRY_RULES)
+    if (entry->rules < HERALD_ENTRY_RULES_MIN || entry->rules > HERALD_ENTRY_RULES)
         return herald_error_set (err, HERALD_ERR_CORRUPT, "rules",
-                                 "raft entry: rules %u, this build implements %u",
-                                 entry->rules, HERALD_ENTRY_RULES);
+                                 "raft entry: rules %u, this build implements %u to %u",
+                                 entry->rules, HERALD_ENTRY_RULES_MIN, HERALD_ENTRY_RULES);
     s_reader_t reader = { in + HEADER_BYTES, len - HERALD_ENTRY_OVERHEAD };
     herald_err rc = HERALD_OK;
     switch (entry->kind) {

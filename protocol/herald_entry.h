@@ -28,6 +28,10 @@
             request count u32
             per request: event count u32
                          per event: len u32, the event map (MessagePack)
+                     or, rules 2 only, a consumer group's op:
+                         0 u32, op len u32, the op (MessagePack map,
+                         herald_store_groups.h; checked by the store at
+                         apply time, not here: a bad op is a result)
         body of kind 2 (node table):  len u32, the table (MessagePack,
                                       opaque to this codec)
         body of kind 3 (no-op):       nothing
@@ -54,7 +58,13 @@
 //  The decision rules an entry was proposed under: what apply does with
 //  its requests (herald_store_apply_entry).  A node refuses an entry
 //  whose rules it does not implement (it stops; it never guesses).
-#define HERALD_ENTRY_RULES          1
+//  Rules 1: requests are PUBLISH requests.  Rules 2 adds requests that
+//  carry a consumer group's op (event count 0).  A node of this build
+//  accepts both; a proposal is written under the lowest rules its
+//  requests need, so nodes of rules 1 can apply entries without ops.
+#define HERALD_ENTRY_RULES          2
+#define HERALD_ENTRY_RULES_MIN      1
+#define HERALD_ENTRY_RULES_OPS      2
 //  Bytes of an entry around its body: header 32, crc 4.
 #define HERALD_ENTRY_OVERHEAD       36
 
@@ -64,10 +74,13 @@ typedef enum {
     HERALD_ENTRY_NOOP = 3
 } herald_entry_kind_t;
 
-//  One request: its events (a store batch's, or decoded).
+//  One request: its events (a store batch's, or decoded), or (count 0)
+//  a consumer group's op (decoded: borrowed from the input).
 typedef struct {
     const herald_event_t *events;
     size_t count;
+    const uint8_t *op;
+    size_t op_len;
 } herald_entry_request_t;
 
 typedef struct {
@@ -92,9 +105,14 @@ typedef struct {
 size_t
     herald_entry_request_size (const herald_event_t *events, size_t count);
 
+//  The bytes an op request of len bytes takes in an entry's body.
+size_t
+    herald_entry_op_size (size_t len);
+
 //  Append entry to buffer, padded to a multiple of 8 bytes (entry->flags
-//  is ignored).  Returns 0, or -1 if out of memory or a count or length
-//  does not fit its field.
+//  is ignored).  Returns 0, or -1 if out of memory, a count or length
+//  does not fit its field, or a request has no event and no op (or an op
+//  under rules 1).
 int
     herald_entry_encode (const herald_entry_t *entry, msgpack_sbuffer *buffer);
 

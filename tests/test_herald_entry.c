@@ -6,6 +6,10 @@
     draws, and anything damaged -- a flipped bit, a cut, a forged count,
     an unknown kind or rules version, an event map PUBLISH would refuse --
     decodes to HERALD_ERR_CORRUPT, never to a partial entry.
+
+    Rules 2 (issue 15): a request with no event carries a consumer group's
+    op; it round-trips beside PUBLISH requests, rules 1 cannot carry one,
+    and no cut, flipped bit or forged op length reads outside the input.
     =========================================================================
 */
 
@@ -252,6 +256,7 @@ Test (herald_entry, forged_counts_kinds_and_rules_are_refused_with_a_valid_crc)
     s_fixture_t f;
     s_fixture (&f);
     herald_entry_t entry = s_publish_entry (f.requests, 2);
+    entry.rules = HERALD_ENTRY_RULES_MIN;   //  rules 1: a request has events
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
@@ -264,7 +269,8 @@ Test (herald_entry, forged_counts_kinds_and_rules_are_refused_with_a_valid_crc)
     } cases [] = {
         { 4, 9, "kind" },                   //  unknown kind
         { 5, 0x80, "flags" },               //  a reserved flag
-        { 7, 2, "rules" },                  //  rules this build does not implement
+        { 7, 3, "rules" },                  //  rules this build does not implement
+        { 7, 0, "rules" },
         { 32, 0xff, "requests" },           //  request count 4 billion
         { 35, 3, "requests" },              //  one request more than there is
         { 36, 0x7f, "requests" },           //  event count 2 billion
@@ -317,5 +323,141 @@ Test (herald_entry, an_event_map_publish_would_refuse_is_corrupt)
         cr_assert_str_eq (err.field, "flags");
     }
     free (longer);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  ---------------------------------------------------------------------
+//  Rules 2: a group's op as a request
+
+static const char s_op_a [] = "\x82\xa2op\xa6" "create\xa5group\xa1g";
+static const char s_op_b [] = "\x81\xa2op\xa5reset";
+
+//  publish, op a, publish, op b (empty op last is allowed too)
+static herald_entry_t
+s_op_entry (s_fixture_t *f, herald_entry_request_t *requests)
+{
+    s_fixture (f);
+    requests [0] = f->requests [0];
+    requests [1] = (herald_entry_request_t) {
+        .op = (const uint8_t *) s_op_a, .op_len = sizeof (s_op_a) - 1
+    };
+    requests [2] = f->requests [1];
+    requests [3] = (herald_entry_request_t) {
+        .op = (const uint8_t *) s_op_b, .op_len = sizeof (s_op_b) - 1
+    };
+    requests [4] = (herald_entry_request_t) { .op = (const uint8_t *) "", .op_len = 0 };
+    return s_publish_entry (requests, 5);
+}
+
+Test (herald_entry, ops_round_trip_beside_publish_requests)
+{
+    s_fixture_t f;
+    herald_entry_request_t requests [5];
+    herald_entry_t entry = s_op_entry (&f, requests);
+    cr_assert_eq (entry.rules, 2);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
+    cr_assert_eq (buffer.size % 8, 0);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    herald_entry_t back;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_entry_decode (&back, buffer.data, buffer.size, &zone, &err), HERALD_OK,
+                  "%s", err.message);
+    cr_assert_eq (back.rules, 2);
+    cr_assert_eq (back.count, 5);
+    cr_assert_eq (back.requests [0].count, 2);
+    cr_assert_null (back.requests [0].op);
+    cr_assert_eq (back.requests [1].count, 0);
+    cr_assert_eq (back.requests [1].op_len, sizeof (s_op_a) - 1);
+    cr_assert_arr_eq (back.requests [1].op, s_op_a, sizeof (s_op_a) - 1);
+    cr_assert_eq (back.requests [2].count, 1);
+    s_assert_same_event (&back.requests [2].events [0], &f.second [0]);
+    cr_assert_eq (back.requests [3].op_len, sizeof (s_op_b) - 1);
+    cr_assert_arr_eq (back.requests [3].op, s_op_b, sizeof (s_op_b) - 1);
+    cr_assert_eq (back.requests [4].count, 0);
+    cr_assert_eq (back.requests [4].op_len, 0);
+    cr_assert_not_null (back.requests [4].op);
+    //  The size a cut counts is the size written
+    size_t body = 4;
+    for (size_t i = 0; i < 5; i++)
+        body += requests [i].count? herald_entry_request_size (requests [i].events,
+                                                               requests [i].count)
+                                  : herald_entry_op_size (requests [i].op_len);
+    cr_assert_eq (buffer.size - (uint8_t) buffer.data [5], HERALD_ENTRY_OVERHEAD + body);
+    //  An old entry (rules 1, no op) still decodes
+    entry.rules = HERALD_ENTRY_RULES_MIN;
+    entry.requests = f.requests;
+    entry.count = 2;
+    msgpack_sbuffer_clear (&buffer);
+    cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
+    cr_assert_eq (herald_entry_decode (&back, buffer.data, buffer.size, &zone, &err), HERALD_OK);
+    cr_assert_eq (back.rules, 1);
+    msgpack_zone_destroy (&zone);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+Test (herald_entry, an_op_needs_rules_2_and_a_request_needs_something)
+{
+    s_fixture_t f;
+    herald_entry_request_t requests [5];
+    herald_entry_t entry = s_op_entry (&f, requests);
+    entry.rules = HERALD_ENTRY_RULES_MIN;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    cr_assert_eq (herald_entry_encode (&entry, &buffer), -1, "an op under rules 1");
+    entry.rules = HERALD_ENTRY_RULES;
+    requests [1].op = NULL;
+    msgpack_sbuffer_clear (&buffer);
+    cr_assert_eq (herald_entry_encode (&entry, &buffer), -1, "no event and no op");
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+Test (herald_entry, an_op_entry_damaged_anywhere_is_corrupt_and_read_in_bounds)
+{
+    s_fixture_t f;
+    herald_entry_request_t requests [5];
+    herald_entry_t entry = s_op_entry (&f, requests);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    cr_assert_eq (herald_entry_encode (&entry, &buffer), 0);
+    size_t len = buffer.size;
+    //  Each decode reads a copy of exactly its length: a read past it is
+    //  a heap overflow the sanitizer build (./test.sh --sanitize) reports
+    for (size_t bit = 0; bit < len * 8; bit++) {
+        uint8_t *copy = malloc (len);
+        memcpy (copy, buffer.data, len);
+        copy [bit / 8] ^= (uint8_t) (1u << (bit % 8));
+        herald_error_t err = { 0 };
+        cr_assert_eq (s_decode (copy, len, &err), HERALD_ERR_CORRUPT, "bit %zu", bit);
+        free (copy);
+    }
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *copy = malloc (cut + 1);
+        memcpy (copy, buffer.data, cut);
+        herald_error_t err = { 0 };
+        cr_assert_eq (s_decode (copy, cut, &err), HERALD_ERR_CORRUPT, "cut at %zu", cut);
+        free (copy);
+    }
+    //  Forged op lengths, resealed: the first op's length field is after
+    //  the header, the request count and the first request
+    size_t at = 32 + 4 + herald_entry_request_size (f.first, 2) + 4;
+    uint8_t *copy = malloc (len);
+    const uint32_t forged [] = { 0xffffffffu, 0x7fffffffu, (uint32_t) len, (uint32_t) len - 40,
+                                 0, 1, sizeof (s_op_a) - 2, sizeof (s_op_a) };
+    for (size_t i = 0; i < sizeof forged / sizeof forged [0]; i++) {
+        memcpy (copy, buffer.data, len);
+        cr_assert_eq (copy [at - 1], 0, "the op's zero event count is at %zu", at - 4);
+        copy [at] = (uint8_t) (forged [i] >> 24);
+        copy [at + 1] = (uint8_t) (forged [i] >> 16);
+        copy [at + 2] = (uint8_t) (forged [i] >> 8);
+        copy [at + 3] = (uint8_t) forged [i];
+        s_reseal (copy, len);
+        herald_error_t err = { 0 };
+        cr_assert_eq (s_decode (copy, len, &err), HERALD_ERR_CORRUPT,
+                      "op length %u decoded", forged [i]);
+    }
+    free (copy);
     msgpack_sbuffer_destroy (&buffer);
 }
