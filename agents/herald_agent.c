@@ -201,7 +201,10 @@ herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
         return false;
     if (sub->group) {
         //  No I/O actor state to stop: its member leaves, destroyed by
-        //  the delivery thread once out of the subscription
+        //  the delivery thread once out of the subscription, which also
+        //  calls on_error when the member thread failed it
+        if (!call_back && !pthread_equal (pthread_self (), self->deliver_thread))
+            atomic_store (&sub->tell_error, true);
         atomic_store (&self->group_reap, true);
         uint64_t one = 1;
         if (write (self->group_fd, &one, sizeof one) < 0) {

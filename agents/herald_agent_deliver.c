@@ -697,9 +697,19 @@ s_reap (herald_agent_t *agent)
     size_t count = agent->sub_count;
     memcpy (subs, agent->subs, count * sizeof subs [0]);
     pthread_mutex_unlock (&agent->lock);
-    for (size_t index = 0; index < count; index++)
-        if (subs [index]->group && atomic_load (&subs [index]->stop) && subs [index]->member)
-            s_release (agent, subs [index]);
+    for (size_t index = 0; index < count; index++) {
+        herald_agent_sub_t *sub = subs [index];
+        if (sub->group && atomic_load (&sub->stop) && sub->member)
+            s_release (agent, sub);
+        if (sub->group && atomic_exchange (&sub->tell_error, false)) {
+            char message [sizeof sub->message];
+            pthread_mutex_lock (&agent->lock);
+            int code = sub->error;
+            memcpy (message, sub->message, sizeof message);
+            pthread_mutex_unlock (&agent->lock);
+            s_on_error (agent, sub->name, code, message);
+        }
+    }
 }
 
 //  msync every live checkpoint (power-loss safety), every sync_interval_ms.

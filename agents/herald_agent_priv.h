@@ -68,6 +68,7 @@ typedef struct {
     struct _herald_member_t *member;        //  a group subscription's (herald_member.h)
     bool group;                             //  a group subscription
     herald_group_status_t group_last;       //  its figures when the member was destroyed
+    atomic_bool tell_error;                 //  its member failed it: on_error not yet called
     uint64_t start_done;                    //  the checkpoint's done at subscribe
     uint64_t start_lineage;                 //  and its lineage
     atomic_int state;                       //  herald_sub_state_t
