@@ -17,9 +17,10 @@
                   killed member started that seq among its last batch_max
                   starts, or (never started by it) the seq is above every
                   seq it started and at most the head when it was killed;
-                  and at most batch_max distinct seqs are flagged per kill
-                  (a kill with pid 0 stands for a broker failover: any
-                  member's batch, at most members x batch_max)
+                  and at most batch_max distinct seqs are flagged per kill,
+                  counted over all kills (kills close together share their
+                  redeliveries); a kill with pid 0 stands for a broker
+                  failover: any member's batch, at most members x batch_max
       order       per member process and topic, seqs strictly increase,
                   except a flagged redelivery restarting its batch
       exclusive   per partition, no two deliveries' [START, END] overlap

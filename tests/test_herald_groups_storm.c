@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "brokerutil.h"
@@ -102,6 +103,13 @@ s_print_file (const char *path)
     while (fgets (line, sizeof line, file))
         fprintf (stderr, "    %s", line);
     fclose (file);
+}
+
+static bool
+s_has_started (const s_instance_t *instance)
+{
+    struct stat info;
+    return stat (instance->log, &info) == 0 && info.st_size > 0;
 }
 
 //  A run made of every instance's log so far and what was acknowledged
@@ -190,7 +198,10 @@ Test (groups_storm, three_members_kill_9_join_and_leave)
     while (kills < KILLS || !joined || !left) {
         uint64_t now_ms = (gu_mono_ns () - start) / 1000000ULL;
         cr_assert_lt (now_ms, storm_ms * 4, "the schedule did not finish");
-        if (kills < KILLS && now_ms >= kill_at [kills]) {
+        //  A kill hits a member at work: once the victim has started an
+        //  event (or 3 s after its moment, whatever it does)
+        if (kills < KILLS && now_ms >= kill_at [kills]
+        &&  (s_has_started (victim) || now_ms >= kill_at [kills] + 3000)) {
             killed [kills] = victim->pid;
             killed_at [kills] = gu_member_kill (victim->pid);
             victim->running = false;
@@ -277,6 +288,9 @@ Test (groups_storm, three_members_kill_9_join_and_leave)
              summary.pids, summary.deliveries, summary.handled, summary.duplicates,
              summary.flagged, summary.flagged_seqs, summary.restarts, violations);
     cr_assert_eq (violations, 0, "the members' logs break the contract:\n%s", why);
+    //  Each kill hit a member at work, whose last batch is uncommitted
+    //  until its next declare: without a redelivery the flag went untested
+    cr_assert_gt (summary.flagged, 0, "%zu kills and not one redelivery", kills);
 }
 
 //  ---------------------------------------------------------------------
@@ -377,6 +391,19 @@ Test (groups_check, a_redelivery_beyond_the_last_batch_fails)
     gl_run_t *run = s_made_up (lines, 6);
     gl_killed (run, 10, 200, 6);
     cr_assert_geq (s_check (run, "attributed: seq 1"), 1);
+    gl_run_destroy (&run);
+}
+
+Test (groups_check, more_redeliveries_than_a_batch_fail)
+{
+    //  batch_max 3: pid 10 was killed before seq 1; four seqs come flagged
+    const char *lines [] = {
+        "S 300 20 1 t.1 2 1", "E 301 20 1 t.1 2 1", "S 302 20 2 t.0 1 1", "E 303 20 2 t.0 1 1",
+        "S 304 20 3 t.1 2 1", "E 305 20 3 t.1 2 1", "S 306 20 4 t.0 1 1", "E 307 20 4 t.0 1 1",
+        NULL };
+    gl_run_t *run = s_made_up (lines, 4);
+    gl_killed (run, 10, 200, 4);
+    cr_assert_eq (s_check (run, "attributed: 4 seqs redelivered after 1 kills"), 1);
     gl_run_destroy (&run);
 }
 
