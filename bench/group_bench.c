@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,6 +226,37 @@ s_truncate_logs (s_run_t *run)
 //  ---------------------------------------------------------------------
 //  Throughput
 
+//  From the moment every member has started its first event: ENDs after
+//  it, and the last END.  The joins' rebalances are behind it.
+static void
+s_formed (s_run_t *run, uint64_t *formed, size_t *after, uint64_t *last_end)
+{
+    *formed = 0;
+    for (size_t index = 0; index < run->count; index++) {
+        s_span_t one = { 0 };
+        s_scan (run->logs [index], &one);
+        if (one.first_start > *formed)
+            *formed = one.first_start;
+    }
+    *after = 0;
+    *last_end = 0;
+    for (size_t index = 0; index < run->count; index++) {
+        FILE *file = fopen (run->logs [index], "r");
+        if (!file)
+            continue;
+        char line [512];
+        while (fgets (line, sizeof line, file)) {
+            uint64_t at;
+            if (line [0] == 'E' && sscanf (line + 2, "%" SCNu64, &at) == 1 && at > *formed) {
+                (*after)++;
+                if (at > *last_end)
+                    *last_end = at;
+            }
+        }
+        fclose (file);
+    }
+}
+
 static void
 s_print_rate (const char *what, size_t members, size_t events, const s_span_t *span)
 {
@@ -260,6 +292,23 @@ s_throughput (const s_config_t *config, size_t members)
     s_span_t span;
     s_spans (&run, &span);
     s_print_rate ("catch-up", members, config->events, &span);
+    uint64_t formed, last_end;
+    size_t after;
+    s_formed (&run, &formed, &after, &last_end);
+    if (last_end > formed && members > 1)
+        printf ("  %-9s %zu members  %8zu events in %6.2f s  %8.0f ev/s   (once every member "
+                "had started: %.2f s after the first)\n", "  formed", members, after,
+                (double) (last_end - formed) / 1e9,
+                (double) after / ((double) (last_end - formed) / 1e9),
+                (double) (formed - span.first_start) / 1e9);
+    if (getenv ("GROUP_BENCH_DEBUG"))
+        for (size_t index = 0; index < run.count; index++) {
+            s_span_t one = { 0 };
+            s_scan (run.logs [index], &one);
+            fprintf (stderr, "    member %zu: %zu events, first START +%.3f s, last END +%.3f s\n",
+                     index, one.ends, (double) (one.first_start - span.first_start) / 1e9,
+                     (double) (one.last_end - span.first_start) / 1e9);
+        }
     //  live: the same members, every partition held, a burst published
     s_truncate_logs (&run);
     if (au_publish (run.broker->api, "g.%zu", TOPICS, config->events, 120000)) {
@@ -524,6 +573,8 @@ main (int argc, char *argv [])
         return 2;
     }
     signal (SIGPIPE, SIG_IGN);
+    //  The local subscription's handler sleeps as group_member's does
+    prctl (PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     s_member = gu_member_path ();
     if (!s_member) {
         fprintf (stderr, "group_bench: tests/group_member not found (make builds it)\n");
