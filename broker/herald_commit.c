@@ -61,6 +61,15 @@
     and the envelopes fanned out belong to the record, not to the store,
     so a later apply cannot overwrite them.
 
+    A consumer group's op (herald_commit_op) is one more queued request:
+    it keeps arrival order with PUBLISH, goes into the same proposal as a
+    batch with count 0 and `op` set, and is answered through its done
+    callback (herald_commit_ops.c, exactly once) wherever a PUBLISH gets
+    its reply: the op's result once applied, or the same refusals
+    (not_leader, overloaded, internal), never the disk guard's.  Its
+    result (malloc'd by the store or herald_proposal_set_results) is
+    freed with the commit's batches.
+
     ts is chosen here, when the commit is proposed, and is an input of
     the apply (herald_store_apply raises it to the log's last ts): with a
     replicated log the leader picks it once and every node applies it.
@@ -76,8 +85,7 @@
 */
 
 #include <inttypes.h>
-#include "herald_commit.h"
-#include "herald_commit_ops.h"
+#include "herald_commit_priv.h"
 #include "herald_writer.h"
 #include "herald_raft.h"
 #include "herald_log.h"
@@ -90,56 +98,6 @@
 #endif
 #define PIPELINE_BYTES      (64u << 20)
 
-typedef struct {
-    zframe_t *identity;                 //  owned
-    zframe_t *body;                     //  owned; the events point into it
-    msgpack_zone zone;                  //  owns the decoded arrays
-    herald_msg_t msg;
-    herald_append_result_t *results;    //  msg.publish.count entries
-    herald_error_t *refused;            //  the guard's refusal: not proposed, answered
-                                        //  in its turn (owned; NULL: proposed)
-    herald_commit_pending_op_t *op;     //  a group's op instead of a PUBLISH (owned)
-} s_request_t;
-
-//  One commit in flight: its requests, their store batches (borrowed by
-//  the applier until its record is released), its bytes, when it started.
-typedef struct {
-    uint64_t number;                    //  cluster: the proposal number, its cookie
-    zlistx_t *requests;                 //  s_request_t, in arrival order
-    size_t events;
-    size_t bytes;
-    herald_batch_t *batches;
-    size_t capacity;
-    int64_t started;
-    bool answered;                      //  cluster: answered before its record came
-    size_t proposed;                    //  batches: its requests the guard did not refuse
-} s_commit_t;
-
-struct _herald_commit_t {
-    herald_config_t *config;            //  borrowed
-    herald_store_t *store;              //  borrowed
-    herald_disk_t *disk;                //  borrowed: the free-space guard
-    herald_reply_t *reply;              //  borrowed: the api socket, counted
-    zsock_t *pub;                       //  borrowed: fanout
-    herald_fanout_t *fanout;            //  borrowed: every fanout socket, when set
-    herald_writer_t *writer;            //  applies on its own thread (standalone)
-    bool clustered;                     //  a cluster node: raft applies, once attached
-    herald_raft_t *raft;                //  borrowed; NULL until attached
-    uint64_t proposal;                  //  cluster: the last proposal's number (never 0)
-    zlistx_t *queue;                    //  s_request_t, in arrival order
-    size_t queued_events;
-    size_t queued_bytes;                //  PUBLISH bodies held by the queue
-    s_commit_t *single;                 //  standalone: the commit, in flight or not
-    zlistx_t *inflight;                 //  cluster: s_commit_t, in proposal order
-    size_t inflight_bytes;              //  ... their PUBLISH bytes
-    size_t inflight_requests;           //  ... their requests not answered yet
-    const char *stop_reason;
-    herald_commit_counts_t counts;
-    herald_commit_guard_t guard;        //  security's checks; none when off
-    zhashx_t *proposed;                 //  guard: id -> event, of the proposal being made
-    const herald_event_t **earlier;     //  guard: per event of a request, its id's earlier
-    size_t earlier_capacity;
-};
 
 static void
 s_request_destroy (s_request_t **self_p)
@@ -479,103 +437,6 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
     }
 }
 
-//  The guard's table of proposed ids: keys are the 16 id bytes inside
-//  the requests' bodies (borrowed), values their events.
-static size_t
-s_id_hash (const void *key)
-{
-    //  Ids are UUIDs: the second half is random even in a UUIDv7
-    uint64_t low, high;
-    memcpy (&high, key, 8);
-    memcpy (&low, (const uint8_t *) key + 8, 8);
-    return (size_t) ((low ^ (high * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull >> 7);
-}
-
-static int
-s_id_compare (const void *one, const void *two)
-{
-    return memcmp (one, two, HERALD_ID_BYTES);
-}
-
-void
-herald_commit_set_guard (herald_commit_t *self, const herald_commit_guard_t *guard)
-{
-    self->guard = *guard;
-    if (guard->stored && !self->proposed) {
-        self->proposed = zhashx_new ();
-        assert (self->proposed);
-        zhashx_set_key_hasher (self->proposed, s_id_hash);
-        zhashx_set_key_comparator (self->proposed, s_id_compare);
-        zhashx_set_key_duplicator (self->proposed, NULL);
-        zhashx_set_key_destructor (self->proposed, NULL);
-    }
-}
-
-//  A request's ids join the proposal being made (the first event with an
-//  id stays: it is the one a later duplicate is a duplicate of).
-static void
-s_guard_remember (herald_commit_t *self, s_request_t *request)
-{
-    for (size_t i = 0; i < request->msg.publish.count; i++) {
-        const herald_event_t *event = &request->msg.publish.events [i];
-        zhashx_insert (self->proposed, event->id, (void *) event);
-    }
-}
-
-//  Security: just before the queue is proposed, every request whose ids
-//  name events the user may not publish (stored ones, or earlier ones of
-//  this proposal or of proposals in flight) is answered and leaves the
-//  queue, before anything of it can be stored; the others go on as if it
-//  had never come.  With security off: nothing, not a lookup.
-static void
-s_guard_queue (herald_commit_t *self)
-{
-    if (!self->guard.stored || zlistx_size (self->queue) == 0)
-        return;
-    zhashx_purge (self->proposed);
-    //  A cluster leader's proposals in flight are not applied yet
-    s_commit_t *commit = (s_commit_t *) zlistx_first (self->inflight);
-    for (; commit; commit = (s_commit_t *) zlistx_next (self->inflight)) {
-        s_request_t *request = (s_request_t *) zlistx_first (commit->requests);
-        for (; request; request = (s_request_t *) zlistx_next (commit->requests))
-            s_guard_remember (self, request);
-    }
-    size_t count = zlistx_size (self->queue);
-    for (size_t taken = 0; taken < count; taken++) {
-        s_request_t *request = (s_request_t *) zlistx_first (self->queue);
-        zlistx_delete (self->queue, zlistx_cursor (self->queue));
-        size_t events = request->msg.publish.count;
-        if (request->refused || request->op) {
-            //  Back from a proposal raft refused: refused already; an op
-            //  is no PUBLISH: nothing to check
-            zlistx_add_end (self->queue, request);
-            continue;
-        }
-        if (events > self->earlier_capacity) {
-            free (self->earlier);
-            self->earlier = (const herald_event_t **) malloc (events * sizeof (void *));
-            assert (self->earlier);
-            self->earlier_capacity = events;
-        }
-        for (size_t i = 0; i < events; i++)
-            self->earlier [i] = (const herald_event_t *) zhashx_lookup (
-                self->proposed, request->msg.publish.events [i].id);
-        herald_error_t err = { 0 };
-        if (self->guard.stored (self->guard.arg, request->body, &request->msg,
-                                self->earlier, &err) == HERALD_OK)
-            s_guard_remember (self, request);
-        else {
-            //  Answered in its turn, after the requests before it
-            request->refused = (herald_error_t *) malloc (sizeof (herald_error_t));
-            assert (request->refused);
-            *request->refused = err;
-            self->queued_events -= events;
-        }
-        zlistx_add_end (self->queue, request);
-    }
-    zhashx_purge (self->proposed);
-}
-
 bool
 herald_commit_has_room (herald_commit_t *self)
 {
@@ -729,7 +590,7 @@ herald_commit_start (herald_commit_t *self)
         return 0;
     }
     //  Now, not when queued: every earlier commit is in the store
-    s_guard_queue (self);
+    herald_commit_guard_queue (self);
     //  The free-space guard looks at the disk when this commit could take
     //  it below --min-free: then nothing of the queue is written.
     if (!herald_disk_admit (self->disk, self->queued_bytes)) {

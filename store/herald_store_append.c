@@ -23,6 +23,12 @@
     RocksDB has accepted the write, so a failed write leaves the store as
     it was.
 
+    A batch with no events and an `op` is a consumer group's op
+    (herald_store_groups_ops.c): decided in its turn among the batches,
+    its keys put into the same WriteBatch; it leaves the log, the digest
+    and the counters alone, yet makes the call write even when no event
+    is new (self->groups_staged).
+
     Where a topic's ver comes from: the topic cache (a direct-mapped table
     of recently appended topics, bounded), else RocksDB: a point get in
     "topics" (bloom-filtered, so a new topic costs almost nothing) and,
@@ -764,7 +770,11 @@ herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uin
                                    (const char *) applied, sizeof (applied));
     }
     char *rocks_err = NULL;
+    if (self->groups_staged)
+        herald_store_groups_writing (self);
     rocksdb_write (self->db, self->write_options, self->batch, &rocks_err);
+    if (self->groups_staged)
+        herald_store_groups_writing (self);
     if (rocks_err) {
         herald_error_set (err, HERALD_ERR_IO, "", "writing to %s: %s", self->path, rocks_err);
         free (rocks_err);

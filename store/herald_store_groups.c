@@ -17,18 +17,15 @@
     RocksDB makes safe for point gets but not for iterators' values: so
     values are only read by point gets (and MultiGet), iterators read keys.
 
-    Applying: an op is decided from the store as the call sees it.  Every
-    group an op of the call reads is loaded once into the call's overlay
-    (s_call_t) and changed there, and its changed keys go into the call's
-    WriteBatch at once; a later op of the same call reads the overlay, so
-    ops apply "as if one by one".  Nothing here reads a clock or a random
-    source: the result and the bytes written depend on the store and the
-    op alone, as herald_store_apply promises.
+    The ops that change these keys are applied in
+    herald_store_groups_ops.c; this file reads and writes the keys, and
+    exports and imports them.
     =========================================================================
 */
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include "herald_store_priv.h"
 #include "herald_store_groups.h"
@@ -39,24 +36,12 @@
 #define S_KEY_MAX       (S_PREFIX_LEN + HERALD_GROUP_NAME_MAX + 1 + 4)
 #define S_POSITION      24
 
-//  One group as the call sees it
-typedef struct {
-    char name [HERALD_GROUP_NAME_MAX + 1];
-    bool exists;
-    herald_group_record_t record;
-} s_loaded_t;
-
-struct _herald_groups_call_t {
-    s_loaded_t *groups;
-    size_t count;
-    size_t capacity;
-};
 
 //  ---------------------------------------------------------------------
 //  Keys and values
 
-static bool
-s_valid_name (const char *name, size_t len)
+bool
+herald_group_name_valid (const char *name, size_t len)
 {
     if (len < 1 || len > HERALD_GROUP_NAME_MAX || name [0] == '.')
         return false;
@@ -87,8 +72,8 @@ s_position_key (char *key, const char *name, uint32_t partition)
     return len + 5;
 }
 
-static int
-s_pack_str (msgpack_packer *pk, const char *str)
+int
+herald_group_pack_str (msgpack_packer *pk, const char *str)
 {
     size_t len = strlen (str);
     return msgpack_pack_str (pk, len) || msgpack_pack_str_body (pk, str, len);
@@ -107,7 +92,7 @@ s_pack_config (msgpack_sbuffer *buffer, const herald_group_record_t *record)
           || msgpack_pack_uint64 (&pk, record->epoch)
           || msgpack_pack_array (&pk, record->prefix_count);
     for (size_t i = 0; rc == 0 && i < record->prefix_count; i++)
-        rc = s_pack_str (&pk, record->prefixes [i]);
+        rc = herald_group_pack_str (&pk, record->prefixes [i]);
     return rc? -1: 0;
 }
 
@@ -131,8 +116,8 @@ s_compare_str (const void *a, const void *b)
 //  Prefixes from a MessagePack array of str into record (sorted, without
 //  duplicates).  false when it is not one (record's prefixes then freed
 //  by herald_group_record_fini).
-static bool
-s_prefixes_from (const msgpack_object *array, herald_group_record_t *record)
+bool
+herald_group_prefixes_from (const msgpack_object *array, herald_group_record_t *record)
 {
     if (array->type != MSGPACK_OBJECT_ARRAY)
         return false;
@@ -165,8 +150,8 @@ s_prefixes_from (const msgpack_object *array, herald_group_record_t *record)
     return true;
 }
 
-static bool
-s_uint (const msgpack_object *object, uint64_t *out)
+bool
+herald_group_uint (const msgpack_object *object, uint64_t *out)
 {
     if (object->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return false;
@@ -183,14 +168,15 @@ s_config_parse (const char *value, size_t len, herald_group_record_t *record)
     msgpack_object root;
     uint64_t format, partitions, session_ms;
     bool ok = msgpack_unpack (value, len, NULL, &zone, &root) == MSGPACK_UNPACK_SUCCESS
-           && root.type == MSGPACK_OBJECT_ARRAY && root.via.array.size == 6
-           && s_uint (&root.via.array.ptr [0], &format) && format == S_FORMAT
-           && s_uint (&root.via.array.ptr [1], &partitions)
-           && partitions >= 1 && partitions <= HERALD_GROUP_PARTITIONS_MAX
-           && s_uint (&root.via.array.ptr [2], &session_ms) && session_ms <= UINT32_MAX
-           && s_uint (&root.via.array.ptr [3], &record->created)
-           && s_uint (&root.via.array.ptr [4], &record->epoch)
-           && s_prefixes_from (&root.via.array.ptr [5], record);
+           && root.type == MSGPACK_OBJECT_ARRAY && root.via.array.size == 6;
+    const msgpack_object *item = ok? root.via.array.ptr: NULL;
+    ok = ok && herald_group_uint (&item [0], &format) && format == S_FORMAT
+            && herald_group_uint (&item [1], &partitions)
+            && partitions >= 1 && partitions <= HERALD_GROUP_PARTITIONS_MAX
+            && herald_group_uint (&item [2], &session_ms) && session_ms <= UINT32_MAX
+            && herald_group_uint (&item [3], &record->created)
+            && herald_group_uint (&item [4], &record->epoch)
+            && herald_group_prefixes_from (&item [5], record);
     if (ok) {
         record->partitions = (uint32_t) partitions;
         record->session_ms = (uint32_t) session_ms;
@@ -213,16 +199,40 @@ herald_group_record_fini (herald_group_record_t *record)
 }
 
 //  ---------------------------------------------------------------------
+//  The write generation (herald_store_priv.h, groups_gen): odd while a
+//  write of groups is under way.  Wait for an even one (bounded) and
+//  return it.
+
+#define S_READ_TRIES    1000
+
+static uint64_t
+s_groups_gen_wait (herald_store_t *self)
+{
+    uint64_t gen = atomic_load (&self->groups_gen);
+    for (int spins = 0; (gen & 1) && spins < 100000; spins++) {
+        sched_yield ();
+        gen = atomic_load (&self->groups_gen);
+    }
+    return gen;
+}
+
+void
+herald_store_groups_writing (herald_store_t *self)
+{
+    atomic_fetch_add (&self->groups_gen, 1);
+}
+
+//  ---------------------------------------------------------------------
 //  Reading a group: its config by a point get, its positions by one
 //  MultiGet.  HERALD_ERR_NOT_FOUND when there is none.
 
-static herald_err
-s_read (herald_store_t *self, const char *name, herald_group_record_t *record,
+herald_err
+herald_store_group_read (herald_store_t *self, const char *name, herald_group_record_t *record,
         herald_error_t *err)
 {
     memset (record, 0, sizeof (*record));
     size_t name_len = strlen (name);
-    if (!s_valid_name (name, name_len))
+    if (!herald_group_name_valid (name, name_len))
         return HERALD_ERR_NOT_FOUND;        //  no such name can be stored
     char key [S_KEY_MAX];
     size_t key_len = s_config_key (key, name);
@@ -306,7 +316,22 @@ herald_store_group_get (herald_store_t *self, const char *name,
 {
     assert (self && name && record);
     herald_error_t ignored;
-    return s_read (self, name, record, err? err: &ignored);
+    if (!err)
+        err = &ignored;
+    //  A record is several keys: read again when a write of groups ran
+    //  meanwhile (another thread applies), so that a record is never
+    //  half one write's and half the next's.  Bounded: a write is one
+    //  RocksDB write; after S_READ_TRIES the last read stands.
+    herald_err rc = HERALD_OK;
+    for (int tries = 0; tries < S_READ_TRIES; tries++) {
+        uint64_t before = s_groups_gen_wait (self);
+        rc = herald_store_group_read (self, name, record, err);
+        if (atomic_load (&self->groups_gen) == before)
+            break;
+        if (rc == HERALD_OK && tries + 1 < S_READ_TRIES)
+            herald_group_record_fini (record);
+    }
+    return rc;
 }
 
 //  Every group's name, in key order (that is name order: one byte per
@@ -378,8 +403,8 @@ herald_store_group_names (herald_store_t *self, char ***names_p, size_t *count_p
 //  ---------------------------------------------------------------------
 //  Writing a record's keys into a WriteBatch
 
-static int
-s_put_config (herald_store_t *self, rocksdb_writebatch_t *batch,
+int
+herald_store_group_put_config (herald_store_t *self, rocksdb_writebatch_t *batch,
               const herald_group_record_t *record)
 {
     msgpack_sbuffer buffer;
@@ -396,8 +421,8 @@ s_put_config (herald_store_t *self, rocksdb_writebatch_t *batch,
     return 0;
 }
 
-static void
-s_put_position (herald_store_t *self, rocksdb_writebatch_t *batch,
+void
+herald_store_group_put_position (herald_store_t *self, rocksdb_writebatch_t *batch,
                 const herald_group_record_t *record, uint32_t partition)
 {
     char key [S_KEY_MAX];
@@ -411,8 +436,8 @@ s_put_position (herald_store_t *self, rocksdb_writebatch_t *batch,
                                (const char *) value, S_POSITION);
 }
 
-static void
-s_delete_group (herald_store_t *self, rocksdb_writebatch_t *batch,
+void
+herald_store_group_delete_keys (herald_store_t *self, rocksdb_writebatch_t *batch,
                 const herald_group_record_t *record)
 {
     char key [S_KEY_MAX];
@@ -424,126 +449,8 @@ s_delete_group (herald_store_t *self, rocksdb_writebatch_t *batch,
     }
 }
 
-//  ---------------------------------------------------------------------
-//  The call's overlay
-
-void
-herald_store_groups_call_reset (herald_store_t *self)
-{
-    herald_groups_call_t *call = self->groups_call;
-    if (!call)
-        return;
-    for (size_t i = 0; i < call->count; i++)
-        herald_group_record_fini (&call->groups [i].record);
-    call->count = 0;
-}
-
-void
-herald_store_groups_free (herald_store_t *self)
-{
-    herald_store_groups_call_reset (self);
-    if (self->groups_call) {
-        free (self->groups_call->groups);
-        free (self->groups_call);
-        self->groups_call = NULL;
-    }
-}
-
-//  The group as the call sees it (loaded from the store the first time).
-//  NULL with err filled when it cannot be read.
-static s_loaded_t *
-s_load (herald_store_t *self, const char *name, herald_error_t *err)
-{
-    if (!self->groups_call) {
-        self->groups_call = calloc (1, sizeof (herald_groups_call_t));
-        if (!self->groups_call) {
-            herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
-            return NULL;
-        }
-    }
-    herald_groups_call_t *call = self->groups_call;
-    for (size_t i = 0; i < call->count; i++)
-        if (strcmp (call->groups [i].name, name) == 0)
-            return &call->groups [i];
-    if (call->count == call->capacity) {
-        size_t capacity = call->capacity? call->capacity * 2: 8;
-        s_loaded_t *grown = realloc (call->groups, capacity * sizeof (s_loaded_t));
-        if (!grown) {
-            herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
-            return NULL;
-        }
-        call->groups = grown;
-        call->capacity = capacity;
-    }
-    s_loaded_t *loaded = &call->groups [call->count];
-    memset (loaded, 0, sizeof (*loaded));
-    snprintf (loaded->name, sizeof (loaded->name), "%s", name);
-    herald_err rc = s_read (self, name, &loaded->record, err);
-    if (rc != HERALD_OK && rc != HERALD_ERR_NOT_FOUND)
-        return NULL;
-    loaded->exists = rc == HERALD_OK;
-    call->count++;
-    return loaded;
-}
-
-//  ---------------------------------------------------------------------
-//  Results
-
-typedef struct {
-    msgpack_sbuffer buffer;
-    msgpack_packer pk;
-} s_result_t;
-
-static void
-s_result_init (s_result_t *result, size_t keys, bool ok)
-{
-    msgpack_sbuffer_init (&result->buffer);
-    msgpack_packer_init (&result->pk, &result->buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&result->pk, keys + 1);
-    s_pack_str (&result->pk, "ok");
-    if (ok)
-        msgpack_pack_true (&result->pk);
-    else
-        msgpack_pack_false (&result->pk);
-}
-
-//  Hand the result to batch; -1 when out of memory
-static int
-s_result_set (s_result_t *result, herald_batch_t *batch)
-{
-    if (!result->buffer.data) {
-        msgpack_sbuffer_destroy (&result->buffer);
-        return -1;
-    }
-    batch->op_result = (uint8_t *) result->buffer.data;
-    batch->op_result_len = result->buffer.size;
-    return 0;
-}
-
-static int
-s_refuse (herald_batch_t *batch, const char *format, ...)
-    __attribute__ ((format (printf, 2, 3)));
-
-static int
-s_refuse (herald_batch_t *batch, const char *format, ...)
-{
-    char message [256];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (message, sizeof (message), format, args);
-    va_end (args);
-    s_result_t result;
-    s_result_init (&result, 1, false);
-    s_pack_str (&result.pk, "error");
-    s_pack_str (&result.pk, message);
-    return s_result_set (&result, batch);
-}
-
-//  ---------------------------------------------------------------------
-//  The ops
-
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
+const msgpack_object *
+herald_group_map_get (const msgpack_object *map, const char *key)
 {
     size_t len = strlen (key);
     for (uint32_t i = 0; i < map->via.map.size; i++) {
@@ -555,295 +462,11 @@ s_get (const msgpack_object *map, const char *key)
     return NULL;
 }
 
-static bool
-s_get_uint (const msgpack_object *map, const char *key, uint64_t *out)
+bool
+herald_group_map_uint (const msgpack_object *map, const char *key, uint64_t *out)
 {
-    const msgpack_object *value = s_get (map, key);
-    return value && s_uint (value, out);
-}
-
-static bool
-s_is (const msgpack_object *value, const char *str)
-{
-    return value && value->type == MSGPACK_OBJECT_STR && value->via.str.size == strlen (str)
-        && memcmp (value->via.str.ptr, str, value->via.str.size) == 0;
-}
-
-//  Make the group, or find it as it is.  -1: the call fails (out of memory)
-static int
-s_create (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
-          s_loaded_t *group)
-{
-    uint64_t partitions, session_ms, from, ts;
-    if (!s_get_uint (op, "partitions", &partitions) || partitions < 1
-    ||  partitions > HERALD_GROUP_PARTITIONS_MAX)
-        return s_refuse (batch, "create: partitions must be 1 to %d",
-                         HERALD_GROUP_PARTITIONS_MAX);
-    if (!s_get_uint (op, "session_ms", &session_ms) || session_ms > UINT32_MAX)
-        return s_refuse (batch, "create: session_ms must be a uint32");
-    if (!s_get_uint (op, "from", &from) || from < 1)
-        return s_refuse (batch, "create: from must be a uint >= 1");
-    if (!s_get_uint (op, "ts", &ts))
-        return s_refuse (batch, "create: ts must be a uint");
-    herald_group_record_t wanted = { 0 };
-    const msgpack_object *prefixes = s_get (op, "prefixes");
-    msgpack_object none = { .type = MSGPACK_OBJECT_ARRAY };
-    if (!s_prefixes_from (prefixes? prefixes: &none, &wanted)) {
-        herald_group_record_fini (&wanted);
-        return s_refuse (batch, "create: prefixes must be an array of topic prefixes");
-    }
-    if (group->exists) {
-        herald_group_record_t *record = &group->record;
-        bool same = record->partitions == partitions
-                 && record->prefix_count == wanted.prefix_count;
-        for (size_t i = 0; same && i < wanted.prefix_count; i++)
-            same = strcmp (record->prefixes [i], wanted.prefixes [i]) == 0;
-        herald_group_record_fini (&wanted);
-        if (!same) {
-            char list [200] = "";
-            size_t used = 0;
-            for (size_t i = 0; i < record->prefix_count && used < sizeof (list); i++)
-                used += (size_t) snprintf (list + used, sizeof (list) - used, "%s\"%s\"",
-                                           i? ", ": "", record->prefixes [i]);
-            return s_refuse (batch, "group %s has prefixes [%s] and %" PRIu32 " partitions",
-                             record->name, list, record->partitions);
-        }
-        s_result_t result;
-        s_result_init (&result, 1, true);
-        s_pack_str (&result.pk, "created");
-        msgpack_pack_false (&result.pk);
-        return s_result_set (&result, batch);
-    }
-    wanted.name = strdup (group->name);
-    wanted.partitions = (uint32_t) partitions;
-    wanted.session_ms = (uint32_t) session_ms;
-    wanted.created = ts;
-    wanted.epoch = 0;
-    wanted.positions = calloc (partitions, sizeof (herald_group_position_t));
-    if (!wanted.name || !wanted.positions) {
-        herald_group_record_fini (&wanted);
-        return -1;
-    }
-    for (size_t p = 0; p < partitions; p++)
-        wanted.positions [p].committed = wanted.positions [p].delivered = from - 1;
-    if (s_put_config (self, self->batch, &wanted) != 0) {
-        herald_group_record_fini (&wanted);
-        return -1;
-    }
-    for (uint32_t p = 0; p < wanted.partitions; p++)
-        s_put_position (self, self->batch, &wanted, p);
-    herald_group_record_fini (&group->record);
-    group->record = wanted;
-    group->exists = true;
-    self->groups_staged = true;
-    s_result_t result;
-    s_result_init (&result, 1, true);
-    s_pack_str (&result.pk, "created");
-    msgpack_pack_true (&result.pk);
-    return s_result_set (&result, batch);
-}
-
-static int
-s_grant (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
-         s_loaded_t *group)
-{
-    herald_group_record_t *record = &group->record;
-    const msgpack_object *list = s_get (op, "partitions");
-    if (!list || list->type != MSGPACK_OBJECT_ARRAY)
-        return s_refuse (batch, "grant: partitions must be an array of uints");
-    for (uint32_t i = 0; i < list->via.array.size; i++) {
-        uint64_t partition;
-        if (!s_uint (&list->via.array.ptr [i], &partition))
-            return s_refuse (batch, "grant: partitions must be an array of uints");
-        if (partition >= record->partitions)
-            return s_refuse (batch, "grant: group %s has no partition %" PRIu64,
-                             record->name, partition);
-    }
-    s_result_t result;
-    s_result_init (&result, 1, true);
-    s_pack_str (&result.pk, "assigned");
-    msgpack_pack_array (&result.pk, list->via.array.size);
-    for (uint32_t i = 0; i < list->via.array.size; i++) {
-        uint32_t partition = (uint32_t) list->via.array.ptr [i].via.u64;
-        herald_group_position_t *position = &record->positions [partition];
-        position->epoch = ++record->epoch;
-        s_put_position (self, self->batch, record, partition);
-        msgpack_pack_array (&result.pk, 4);
-        msgpack_pack_uint32 (&result.pk, partition);
-        msgpack_pack_uint64 (&result.pk, position->epoch);
-        msgpack_pack_uint64 (&result.pk, position->committed);
-        msgpack_pack_uint64 (&result.pk, position->delivered);
-    }
-    if (list->via.array.size && s_put_config (self, self->batch, record) != 0) {
-        msgpack_sbuffer_destroy (&result.buffer);
-        return -1;
-    }
-    self->groups_staged = true;
-    return s_result_set (&result, batch);
-}
-
-static int
-s_commit (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
-          s_loaded_t *group)
-{
-    herald_group_record_t *record = &group->record;
-    const msgpack_object *list = s_get (op, "positions");
-    if (!list || list->type != MSGPACK_OBJECT_ARRAY)
-        return s_refuse (batch, "commit: positions must be an array");
-    uint64_t fenced = 0;
-    for (uint32_t i = 0; i < list->via.array.size; i++) {
-        const msgpack_object *item = &list->via.array.ptr [i];
-        uint64_t v [4];
-        if (item->type != MSGPACK_OBJECT_ARRAY || item->via.array.size != 4
-        ||  !s_uint (&item->via.array.ptr [0], &v [0])
-        ||  !s_uint (&item->via.array.ptr [1], &v [1])
-        ||  !s_uint (&item->via.array.ptr [2], &v [2])
-        ||  !s_uint (&item->via.array.ptr [3], &v [3]))
-            return s_refuse (batch, "commit: a position is [partition, epoch, committed, "
-                             "delivered], uints");
-        if (v [0] >= record->partitions)
-            return s_refuse (batch, "commit: group %s has no partition %" PRIu64,
-                             record->name, v [0]);
-        if (v [2] > v [3])
-            return s_refuse (batch, "commit: partition %" PRIu64 ": committed %" PRIu64
-                             " is above delivered %" PRIu64, v [0], v [2], v [3]);
-        if (v [1] != record->positions [v [0]].epoch)
-            fenced++;
-    }
-    s_result_t result;
-    s_result_init (&result, 1, true);
-    s_pack_str (&result.pk, "fenced");
-    msgpack_pack_array (&result.pk, fenced);
-    for (uint32_t i = 0; i < list->via.array.size; i++) {
-        const msgpack_object *item = list->via.array.ptr [i].via.array.ptr;
-        uint32_t partition = (uint32_t) item [0].via.u64;
-        herald_group_position_t *position = &record->positions [partition];
-        //  Compared with the epoch as the op found it: a partition listed
-        //  twice is judged the same way both times
-        if (item [1].via.u64 != position->epoch) {
-            msgpack_pack_uint32 (&result.pk, partition);
-            continue;
-        }
-        position->committed = item [2].via.u64;
-        position->delivered = item [3].via.u64;
-        s_put_position (self, self->batch, record, partition);
-        self->groups_staged = true;
-    }
-    return s_result_set (&result, batch);
-}
-
-static int
-s_reset (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
-         s_loaded_t *group)
-{
-    herald_group_record_t *record = &group->record;
-    uint64_t to;
-    if (!s_get_uint (op, "to", &to) || to < 1)
-        return s_refuse (batch, "reset: to must be a uint >= 1");
-    for (uint32_t p = 0; p < record->partitions; p++) {
-        herald_group_position_t *position = &record->positions [p];
-        position->committed = position->delivered = to - 1;
-        position->epoch = ++record->epoch;
-        s_put_position (self, self->batch, record, p);
-    }
-    if (s_put_config (self, self->batch, record) != 0)
-        return -1;
-    self->groups_staged = true;
-    s_result_t result;
-    s_result_init (&result, 1, true);
-    s_pack_str (&result.pk, "epoch");
-    msgpack_pack_uint64 (&result.pk, record->epoch);
-    return s_result_set (&result, batch);
-}
-
-static int
-s_delete (herald_store_t *self, herald_batch_t *batch, s_loaded_t *group)
-{
-    s_delete_group (self, self->batch, &group->record);
-    herald_group_record_fini (&group->record);
-    group->exists = false;
-    self->groups_staged = true;
-    s_result_t result;
-    s_result_init (&result, 0, true);
-    return s_result_set (&result, batch);
-}
-
-int
-herald_store_groups_stage (herald_store_t *self, herald_batch_t *batch,
-                           herald_error_t *err)
-{
-    batch->status = HERALD_OK;
-    batch->op_result = NULL;
-    batch->op_result_len = 0;
-    msgpack_zone zone;
-    msgpack_zone_init (&zone, 1024);
-    msgpack_object op;
-    size_t offset = 0;
-    int rc;
-    char name [HERALD_GROUP_NAME_MAX + 1];
-    const msgpack_object *kind = NULL;
-    if (msgpack_unpack ((const char *) batch->op, batch->op_len, &offset, &zone, &op)
-            != MSGPACK_UNPACK_SUCCESS
-    ||  offset != batch->op_len || op.type != MSGPACK_OBJECT_MAP) {
-        rc = s_refuse (batch, "the op is not one MessagePack map");
-        goto done;
-    }
-    kind = s_get (&op, "op");
-    const msgpack_object *group_name = s_get (&op, "group");
-    if (!group_name || group_name->type != MSGPACK_OBJECT_STR
-    ||  !s_valid_name (group_name->via.str.ptr, group_name->via.str.size)) {
-        rc = s_refuse (batch, "group must be 1-%d bytes of [A-Za-z0-9._-], not starting "
-                       "with '.'", HERALD_GROUP_NAME_MAX);
-        goto done;
-    }
-    memcpy (name, group_name->via.str.ptr, group_name->via.str.size);
-    name [group_name->via.str.size] = 0;
-    bool known = s_is (kind, "create") || s_is (kind, "grant") || s_is (kind, "commit")
-              || s_is (kind, "reset") || s_is (kind, "delete");
-    if (!known) {
-        rc = s_refuse (batch, "op must be create, grant, commit, reset or delete");
-        goto done;
-    }
-    if (s_is (kind, "grant") || s_is (kind, "commit")) {
-        const msgpack_object *member = s_get (&op, "member");
-        if (!member || member->type != MSGPACK_OBJECT_STR
-        ||  !s_valid_name (member->via.str.ptr, member->via.str.size)) {
-            rc = s_refuse (batch, "member must be 1-%d bytes of [A-Za-z0-9._-], not "
-                           "starting with '.'", HERALD_GROUP_NAME_MAX);
-            goto done;
-        }
-    }
-    s_loaded_t *group = s_load (self, name, err);
-    if (!group) {
-        msgpack_zone_destroy (&zone);
-        return -1;                  //  the store cannot be read: the apply fails
-    }
-    if (s_is (kind, "create"))
-        rc = s_create (self, batch, &op, group);
-    else
-    if (!group->exists)
-        rc = s_refuse (batch, "no group %s", name);
-    else
-    if (s_is (kind, "grant"))
-        rc = s_grant (self, batch, &op, group);
-    else
-    if (s_is (kind, "commit"))
-        rc = s_commit (self, batch, &op, group);
-    else
-    if (s_is (kind, "reset"))
-        rc = s_reset (self, batch, &op, group);
-    else
-        rc = s_delete (self, batch, group);
-done:
-    msgpack_zone_destroy (&zone);
-    if (rc != 0) {
-        free (batch->op_result);
-        batch->op_result = NULL;
-        batch->op_result_len = 0;
-        herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
-        return -1;
-    }
-    return 0;
+    const msgpack_object *value = herald_group_map_get (map, key);
+    return value && herald_group_uint (value, out);
 }
 
 //  ---------------------------------------------------------------------
@@ -853,17 +476,22 @@ static int
 s_pack_record (msgpack_packer *pk, const herald_group_record_t *record)
 {
     int rc = msgpack_pack_map (pk, 8)
-          || s_pack_str (pk, "name") || s_pack_str (pk, record->name)
-          || s_pack_str (pk, "prefixes") || msgpack_pack_array (pk, record->prefix_count);
+          || herald_group_pack_str (pk, "name")
+          || herald_group_pack_str (pk, record->name)
+          || herald_group_pack_str (pk, "prefixes")
+          || msgpack_pack_array (pk, record->prefix_count);
     for (size_t i = 0; rc == 0 && i < record->prefix_count; i++)
-        rc = s_pack_str (pk, record->prefixes [i]);
+        rc = herald_group_pack_str (pk, record->prefixes [i]);
     rc = rc
-      || s_pack_str (pk, "partitions") || msgpack_pack_uint32 (pk, record->partitions)
-      || s_pack_str (pk, "session_ms") || msgpack_pack_uint32 (pk, record->session_ms)
-      || s_pack_str (pk, "created") || msgpack_pack_uint64 (pk, record->created)
-      || s_pack_str (pk, "epoch") || msgpack_pack_uint64 (pk, record->epoch)
-      || s_pack_str (pk, "format") || msgpack_pack_uint64 (pk, S_FORMAT)
-      || s_pack_str (pk, "positions") || msgpack_pack_array (pk, record->partitions);
+      || herald_group_pack_str (pk, "partitions")
+      || msgpack_pack_uint32 (pk, record->partitions)
+      || herald_group_pack_str (pk, "session_ms")
+      || msgpack_pack_uint32 (pk, record->session_ms)
+      || herald_group_pack_str (pk, "created") || msgpack_pack_uint64 (pk, record->created)
+      || herald_group_pack_str (pk, "epoch") || msgpack_pack_uint64 (pk, record->epoch)
+      || herald_group_pack_str (pk, "format") || msgpack_pack_uint64 (pk, S_FORMAT)
+      || herald_group_pack_str (pk, "positions")
+      || msgpack_pack_array (pk, record->partitions);
     for (uint32_t p = 0; rc == 0 && p < record->partitions; p++)
         rc = msgpack_pack_array (pk, 3)
           || msgpack_pack_uint64 (pk, record->positions [p].committed)
@@ -871,6 +499,9 @@ s_pack_record (msgpack_packer *pk, const herald_group_record_t *record)
           || msgpack_pack_uint64 (pk, record->positions [p].epoch);
     return rc? -1: 0;
 }
+
+static herald_err
+    s_export (herald_store_t *self, msgpack_sbuffer *buffer, herald_error_t *err);
 
 herald_err
 herald_store_groups_export (herald_store_t *self, msgpack_sbuffer *buffer,
@@ -880,6 +511,22 @@ herald_store_groups_export (herald_store_t *self, msgpack_sbuffer *buffer,
     herald_error_t ignored;
     if (!err)
         err = &ignored;
+    //  As herald_store_group_get: not across a write of groups
+    herald_err rc = HERALD_OK;
+    size_t mark = buffer->size;
+    for (int tries = 0; tries < S_READ_TRIES; tries++) {
+        uint64_t before = s_groups_gen_wait (self);
+        buffer->size = mark;
+        rc = s_export (self, buffer, err);
+        if (atomic_load (&self->groups_gen) == before)
+            break;
+    }
+    return rc;
+}
+
+static herald_err
+s_export (herald_store_t *self, msgpack_sbuffer *buffer, herald_error_t *err)
+{
     char **names;
     size_t count;
     herald_err rc = herald_store_group_names (self, &names, &count, err);
@@ -891,7 +538,7 @@ herald_store_groups_export (herald_store_t *self, msgpack_sbuffer *buffer,
     if (!records)
         rc = herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
     for (size_t i = 0; rc == HERALD_OK && i < count; i++) {
-        rc = s_read (self, names [i], &records [i], err);
+        rc = herald_store_group_read (self, names [i], &records [i], err);
         if (rc == HERALD_ERR_NOT_FOUND)     //  deleted since it was listed: an appender ran
             rc = herald_error_set (err, HERALD_ERR_INTERNAL, "",
                                    "group %s went away while exported", names [i]);
@@ -924,19 +571,19 @@ s_record_from (const msgpack_object *item, herald_group_record_t *record)
 {
     if (item->type != MSGPACK_OBJECT_MAP)
         return false;
-    const msgpack_object *name = s_get (item, "name");
-    const msgpack_object *prefixes = s_get (item, "prefixes");
-    const msgpack_object *positions = s_get (item, "positions");
+    const msgpack_object *name = herald_group_map_get (item, "name");
+    const msgpack_object *prefixes = herald_group_map_get (item, "prefixes");
+    const msgpack_object *positions = herald_group_map_get (item, "positions");
     uint64_t partitions, session_ms, format;
     if (!name || name->type != MSGPACK_OBJECT_STR
-    ||  !s_valid_name (name->via.str.ptr, name->via.str.size)
-    ||  !prefixes || !s_prefixes_from (prefixes, record)
-    ||  !s_get_uint (item, "format", &format) || format != S_FORMAT
-    ||  !s_get_uint (item, "partitions", &partitions)
+    ||  !herald_group_name_valid (name->via.str.ptr, name->via.str.size)
+    ||  !prefixes || !herald_group_prefixes_from (prefixes, record)
+    ||  !herald_group_map_uint (item, "format", &format) || format != S_FORMAT
+    ||  !herald_group_map_uint (item, "partitions", &partitions)
     ||  partitions < 1 || partitions > HERALD_GROUP_PARTITIONS_MAX
-    ||  !s_get_uint (item, "session_ms", &session_ms) || session_ms > UINT32_MAX
-    ||  !s_get_uint (item, "created", &record->created)
-    ||  !s_get_uint (item, "epoch", &record->epoch)
+    ||  !herald_group_map_uint (item, "session_ms", &session_ms) || session_ms > UINT32_MAX
+    ||  !herald_group_map_uint (item, "created", &record->created)
+    ||  !herald_group_map_uint (item, "epoch", &record->epoch)
     ||  !positions || positions->type != MSGPACK_OBJECT_ARRAY
     ||  positions->via.array.size != partitions)
         return false;
@@ -950,9 +597,9 @@ s_record_from (const msgpack_object *item, herald_group_record_t *record)
         const msgpack_object *entry = &positions->via.array.ptr [p];
         herald_group_position_t *position = &record->positions [p];
         if (entry->type != MSGPACK_OBJECT_ARRAY || entry->via.array.size != 3
-        ||  !s_uint (&entry->via.array.ptr [0], &position->committed)
-        ||  !s_uint (&entry->via.array.ptr [1], &position->delivered)
-        ||  !s_uint (&entry->via.array.ptr [2], &position->epoch)
+        ||  !herald_group_uint (&entry->via.array.ptr [0], &position->committed)
+        ||  !herald_group_uint (&entry->via.array.ptr [1], &position->delivered)
+        ||  !herald_group_uint (&entry->via.array.ptr [2], &position->epoch)
         ||  position->committed > position->delivered
         ||  position->epoch > record->epoch)
             return false;
@@ -1004,20 +651,22 @@ herald_store_groups_import (herald_store_t *self, const void *bytes, size_t len,
     rocksdb_writebatch_t *batch = rc == HERALD_OK? rocksdb_writebatch_create (): NULL;
     for (size_t i = 0; batch && rc == HERALD_OK && i < name_count; i++) {
         herald_group_record_t old;
-        rc = s_read (self, names [i], &old, err);
+        rc = herald_store_group_read (self, names [i], &old, err);
         if (rc == HERALD_OK)
-            s_delete_group (self, batch, &old);
+            herald_store_group_delete_keys (self, batch, &old);
         herald_group_record_fini (&old);
     }
     for (size_t i = 0; batch && rc == HERALD_OK && i < count; i++) {
-        if (s_put_config (self, batch, &records [i]) != 0)
+        if (herald_store_group_put_config (self, batch, &records [i]) != 0)
             rc = herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
         for (uint32_t p = 0; rc == HERALD_OK && p < records [i].partitions; p++)
-            s_put_position (self, batch, &records [i], p);
+            herald_store_group_put_position (self, batch, &records [i], p);
     }
     if (batch && rc == HERALD_OK) {
         char *rocks_err = NULL;
+        herald_store_groups_writing (self);
         rocksdb_write (self->db, self->write_options, batch, &rocks_err);
+        herald_store_groups_writing (self);
         if (rocks_err) {
             rc = herald_store_rocks_error (rocks_err, err, "writing groups");
             free (rocks_err);

@@ -18,7 +18,8 @@
         the data on open.
         "group/" name, "group/" name 0x00 partition u32: consumer groups'
         configs and positions (herald_store_groups.c), written by their
-        ops in the same WriteBatch as the call's events.
+        ops (herald_store_groups_ops.c) in the same WriteBatch as the
+        call's events.
 
     CF "events": the log itself, in runs of consecutive seqs
         +------------------+      +-----------+------------------+----------------+
@@ -88,6 +89,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include "herald_store.h"
+#include "herald_store_groups.h"
 
 #define HERALD_STORE_FORMAT_KEY   "herald.format"
 #define HERALD_STORE_FORMAT       "1"
@@ -210,6 +212,8 @@ struct _herald_store_t {
     //  Consumer groups' ops of the call in progress (herald_store_groups.c)
     herald_groups_call_t *groups_call;  //  the groups as the call sees them
     bool groups_staged;             //  an op put something into the WriteBatch
+    _Atomic uint64_t groups_gen;    //  odd while groups are written: readers on
+                                    //  other threads read a record again
 };
 
 //  herald_store_damage.c, for herald_store.c's open and close
@@ -431,10 +435,55 @@ herald_err
                               uint64_t new_topics, uint64_t raft_index, herald_error_t *err);
 
 //  ---------------------------------------------------------------------
-//  herald_store_groups.c
+//  herald_store_groups.c: the groups' keys, for herald_store_groups_ops.c
 
-//  Apply batch's op (count 0, op set) into the call's WriteBatch, after
-//  what the call did before it, and set its op_result.  A bad op is a
+//  A group or member name as docs/protocol.md allows: 1-128 bytes of
+//  [A-Za-z0-9._-], not starting with '.'.
+bool
+    herald_group_name_valid (const char *name, size_t len);
+
+//  herald_store_group_get with err never NULL.
+herald_err
+    herald_store_group_read (herald_store_t *self, const char *name,
+                             herald_group_record_t *record, herald_error_t *err);
+
+//  Put record's config key (-1: out of memory), one partition's key, or
+//  delete every key of the record's group, into batch.
+int
+    herald_store_group_put_config (herald_store_t *self, rocksdb_writebatch_t *batch,
+                                   const herald_group_record_t *record);
+void
+    herald_store_group_put_position (herald_store_t *self, rocksdb_writebatch_t *batch,
+                                     const herald_group_record_t *record, uint32_t partition);
+void
+    herald_store_group_delete_keys (herald_store_t *self, rocksdb_writebatch_t *batch,
+                                    const herald_group_record_t *record);
+
+//  Prefixes from a MessagePack array of str into record (sorted, no
+//  duplicates); false when it is not one (herald_group_record_fini frees
+//  what was taken).
+bool
+    herald_group_prefixes_from (const msgpack_object *array, herald_group_record_t *record);
+
+//  MessagePack helpers: a str; a uint; a map's value by str key (NULL:
+//  none); a map's uint by key (false: absent or not a uint).
+int
+    herald_group_pack_str (msgpack_packer *pk, const char *str);
+bool
+    herald_group_uint (const msgpack_object *object, uint64_t *out);
+const msgpack_object *
+    herald_group_map_get (const msgpack_object *map, const char *key);
+bool
+    herald_group_map_uint (const msgpack_object *map, const char *key, uint64_t *out);
+
+//  Around every write of groups (twice: before and after), so that a
+//  reader on another thread never takes half of one.
+void
+    herald_store_groups_writing (herald_store_t *self);
+
+//  herald_store_groups_ops.c: apply batch's op (count 0, op set) into the
+//  call's WriteBatch, after what the call did before it, and set its
+//  op_result.  A bad op is a
 //  result (ok false), never an error: -1 (err filled) only when the store
 //  cannot be read or memory runs out, and then the apply fails as a whole.
 int

@@ -8,13 +8,16 @@
     two ops of one call see each other and share the call's WriteBatch
     with its events; two stores applying the same batches hold the same
     records; a reopen keeps them; export and import round trip, and an
-    import of anything else is refused with nothing changed.
+    import of anything else is refused with nothing changed; a reader on
+    another thread never sees half a write.
     =========================================================================
 */
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -635,5 +638,73 @@ Test (store_groups, failed_call_no_result)
     cr_assert_null (batch.op_result);
     cr_assert_eq (herald_store_applied_index (store), 5);
     msgpack_sbuffer_destroy (&op);
+    herald_store_destroy (&store);
+}
+
+//  A reader on another thread, while the appender rewrites a group: each
+//  read is one write's record (a group made again with another partition
+//  count is never "a partition missing"; a commit of every partition is
+//  seen whole or not at all)
+typedef struct {
+    herald_store_t *store;
+    atomic_bool stop;
+    size_t reads;
+    size_t found;
+    char failure [HERALD_ERROR_MESSAGE_MAX + 64];
+} s_reader_t;
+
+static void *
+s_reader (void *arg)
+{
+    s_reader_t *reader = (s_reader_t *) arg;
+    while (!atomic_load (&reader->stop) && !reader->failure [0]) {
+        herald_group_record_t record;
+        herald_error_t err = { 0 };
+        herald_err rc = herald_store_group_get (reader->store, "g", &record, &err);
+        reader->reads++;
+        if (rc == HERALD_ERR_NOT_FOUND)
+            continue;
+        if (rc != HERALD_OK) {
+            snprintf (reader->failure, sizeof (reader->failure), "read %zu: rc %d: %s",
+                      reader->reads, rc, err.message);
+            break;
+        }
+        reader->found++;
+        for (uint32_t p = 1; p < record.partitions; p++)
+            if (record.positions [p].committed != record.positions [0].committed)
+                snprintf (reader->failure, sizeof (reader->failure),
+                          "read %zu: partition %u at %" PRIu64 ", partition 0 at %" PRIu64,
+                          reader->reads, p, record.positions [p].committed,
+                          record.positions [0].committed);
+        herald_group_record_fini (&record);
+    }
+    return NULL;
+}
+
+Test (store_groups, a_reader_on_another_thread_sees_whole_writes)
+{
+    herald_store_t *store = s_open (s_dir);
+    s_reader_t reader = { .store = store };
+    pthread_t thread;
+    s_create (store, "g", 64, 1);
+    cr_assert_eq (pthread_create (&thread, NULL, s_reader, &reader), 0);
+    for (int round = 0; round < 300 && !reader.failure [0]; round++) {
+        uint64_t partitions = round % 2? 64: 200;
+        msgpack_sbuffer buffers [3];
+        go_delete (&buffers [0], "g");
+        go_create (&buffers [1], "g", s_prefixes, 1, partitions, 1, 1);
+        go_reset (&buffers [2], "g", (uint64_t) round + 2);
+        herald_batch_t batches [3];
+        s_apply (store, buffers, batches, 3);
+        for (int i = 0; i < 3; i++) {
+            free (batches [i].op_result);
+            msgpack_sbuffer_destroy (&buffers [i]);
+        }
+    }
+    atomic_store (&reader.stop, true);
+    pthread_join (thread, NULL);
+    cr_assert_eq (reader.failure [0], 0, "%s", reader.failure);
+    cr_log_info ("%zu reads, %zu found the group", reader.reads, reader.found);
+    cr_assert_gt (reader.found, 0, "the reader never found the group");
     herald_store_destroy (&store);
 }
