@@ -1,0 +1,252 @@
+/*  =========================================================================
+    test_heraldd_groups_cluster - GROUP on a real three-node cluster
+    (issue 15): only the leader serves it (a follower answers not_leader
+    naming the leader's api); positions committed on the leader are
+    replicated, survive a kill -9 of the leader, and the new leader serves
+    them, keeping a member's claim under the current epochs.
+    =========================================================================
+*/
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include "clusterutil.h"
+#include "testutil.h"
+
+#define S_WAIT_MS       5000
+#define S_ELECT_MS      30000
+
+static cu_cluster_t *s_cluster;
+static zsock_t *s_socks [8];
+static size_t s_sock_count;
+
+static void
+s_setup (void)
+{
+    zsys_handler_set (NULL);
+    s_cluster = NULL;
+    s_sock_count = 0;
+}
+
+static void
+s_teardown (void)
+{
+    for (size_t index = 0; index < s_sock_count; index++)
+        zsock_destroy (&s_socks [index]);
+    cu_cluster_destroy (&s_cluster);
+}
+
+TestSuite (heraldd_groups_cluster, .init = s_setup, .fini = s_teardown, .timeout = 180);
+
+static zsock_t *
+s_client (size_t node)
+{
+    zsock_t *sock = bu_dealer_new (s_cluster->nodes [node].api);
+    cr_assert_not_null (sock);
+    cr_assert_lt (s_sock_count, 8);
+    s_socks [s_sock_count++] = sock;
+    return sock;
+}
+
+typedef struct {
+    zmsg_t *msg;
+    char command [16];
+    msgpack_unpacked unpacked;
+    const msgpack_object *body;
+} s_reply_t;
+
+static void
+s_reply_fini (s_reply_t *reply)
+{
+    msgpack_unpacked_destroy (&reply->unpacked);
+    zmsg_destroy (&reply->msg);
+}
+
+static void
+s_recv (zsock_t *sock, s_reply_t *reply)
+{
+    memset (reply, 0, sizeof (*reply));
+    msgpack_unpacked_init (&reply->unpacked);
+    reply->msg = bu_recv (sock, S_WAIT_MS);
+    cr_assert_not_null (reply->msg, "no reply within %d ms", S_WAIT_MS);
+    zframe_t *command = zmsg_first (reply->msg);
+    zframe_t *body = zmsg_next (reply->msg);
+    cr_assert (command && body);
+    snprintf (reply->command, sizeof (reply->command), "%.*s", (int) zframe_size (command),
+              (const char *) zframe_data (command));
+    size_t offset = 0;
+    cr_assert_eq (msgpack_unpack_next (&reply->unpacked, (const char *) zframe_data (body),
+                                       zframe_size (body), &offset), MSGPACK_UNPACK_SUCCESS);
+    reply->body = &reply->unpacked.data;
+}
+
+static const msgpack_object *
+s_get (const msgpack_object *map, const char *key)
+{
+    for (uint32_t at = 0; map->type == MSGPACK_OBJECT_MAP && at < map->via.map.size; at++) {
+        const msgpack_object *name = &map->via.map.ptr [at].key;
+        if (name->type == MSGPACK_OBJECT_STR && name->via.str.size == strlen (key)
+        &&  memcmp (name->via.str.ptr, key, name->via.str.size) == 0)
+            return &map->via.map.ptr [at].val;
+    }
+    return NULL;
+}
+
+static uint64_t
+s_uint (const msgpack_object *map, const char *key)
+{
+    const msgpack_object *value = s_get (map, key);
+    cr_assert (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER, "%s: not a uint", key);
+    return value->via.u64;
+}
+
+static bool
+s_str_is (const msgpack_object *value, const char *text)
+{
+    return value && value->type == MSGPACK_OBJECT_STR && value->via.str.size == strlen (text)
+        && memcmp (value->via.str.ptr, text, value->via.str.size) == 0;
+}
+
+typedef struct {
+    uint64_t partition, epoch;
+} s_claim_t;
+
+//  A heartbeat of member "a" of group "g" (every topic) claiming claims;
+//  the reply (caller fini's it).
+static void
+s_heartbeat (zsock_t *sock, uint64_t rid, const s_claim_t *claims, size_t count,
+             s_reply_t *reply)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 6);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, rid);
+    bu_pack_str (&pk, "op");
+    bu_pack_str (&pk, "heartbeat");
+    bu_pack_str (&pk, "group");
+    bu_pack_str (&pk, "g");
+    bu_pack_str (&pk, "member");
+    bu_pack_str (&pk, "a");
+    bu_pack_str (&pk, "session_ms");
+    msgpack_pack_uint64 (&pk, 5000);
+    bu_pack_str (&pk, "owned");
+    msgpack_pack_array (&pk, count);
+    for (size_t index = 0; index < count; index++) {
+        msgpack_pack_array (&pk, 2);
+        msgpack_pack_uint64 (&pk, claims [index].partition);
+        msgpack_pack_uint64 (&pk, claims [index].epoch);
+    }
+    cr_assert_eq (bu_send_sbuf (sock, "GROUP", &sbuf), 0);
+    msgpack_sbuffer_destroy (&sbuf);
+    s_recv (sock, reply);
+}
+
+Test (heraldd_groups_cluster, the_leader_serves_and_positions_survive_its_kill)
+{
+    cu_options_t options = { .election_ms = 500, .raft_heartbeat_ms = 50 };
+    s_cluster = cu_cluster_new ("groups", 3, &options);
+    cr_assert_not_null (s_cluster);
+    char why [CU_WHY_MAX] = "";
+    int leader = cu_cluster_start (s_cluster, S_ELECT_MS, why, sizeof (why));
+    cr_assert_geq (leader, 0, "no leader: %s", why);
+    size_t follower = ((size_t) leader + 1) % 3;
+    //  A follower: not_leader, naming the leader's api
+    zsock_t *to_follower = s_client (follower);
+    s_reply_t reply;
+    s_heartbeat (to_follower, 1, NULL, 0, &reply);
+    cr_assert_str_eq (reply.command, "ERROR");
+    cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
+    cr_assert (s_str_is (s_get (reply.body, "leader"), s_cluster->nodes [leader].api),
+               "not_leader names the leader's api");
+    s_reply_fini (&reply);
+    //  The leader: a member joins, holds all 32, commits a position each
+    zsock_t *to_leader = s_client ((size_t) leader);
+    s_heartbeat (to_leader, 2, NULL, 0, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    const msgpack_object *assigned = s_get (reply.body, "assigned");
+    cr_assert_eq (assigned->via.array.size, 32);
+    s_claim_t claims [32];
+    for (size_t index = 0; index < 32; index++) {
+        claims [index].partition = s_uint (&assigned->via.array.ptr [index], "partition");
+        claims [index].epoch = s_uint (&assigned->via.array.ptr [index], "epoch");
+    }
+    s_reply_fini (&reply);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 5);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, 3);
+    bu_pack_str (&pk, "op");
+    bu_pack_str (&pk, "commit");
+    bu_pack_str (&pk, "group");
+    bu_pack_str (&pk, "g");
+    bu_pack_str (&pk, "member");
+    bu_pack_str (&pk, "a");
+    bu_pack_str (&pk, "positions");
+    msgpack_pack_array (&pk, 32);
+    for (size_t index = 0; index < 32; index++) {
+        msgpack_pack_array (&pk, 4);
+        msgpack_pack_uint64 (&pk, claims [index].partition);
+        msgpack_pack_uint64 (&pk, claims [index].epoch);
+        msgpack_pack_uint64 (&pk, 100 + claims [index].partition);
+        msgpack_pack_uint64 (&pk, 200 + claims [index].partition);
+    }
+    cr_assert_eq (bu_send_sbuf (to_leader, "GROUP", &sbuf), 0);
+    msgpack_sbuffer_destroy (&sbuf);
+    s_recv (to_leader, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    cr_assert_eq (s_get (reply.body, "fenced")->via.array.size, 0);
+    s_reply_fini (&reply);
+    //  The commit was answered once a majority had it: the leader dies
+    cu_node_kill (s_cluster, (size_t) leader);
+    int next = cu_wait_leader (s_cluster, 1u << leader, S_ELECT_MS);
+    cr_assert_geq (next, 0, "no new leader");
+    zsock_t *to_next = s_client ((size_t) next);
+    //  The new leader serves the positions (asked until it answers as
+    //  leader: its barrier is applied first)
+    int64_t deadline = zclock_mono () + S_ELECT_MS;
+    uint64_t rid = 10;
+    while (true) {
+        msgpack_sbuffer_init (&sbuf);
+        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 3);
+        bu_pack_str (&pk, "rid");
+        msgpack_pack_uint64 (&pk, ++rid);
+        bu_pack_str (&pk, "op");
+        bu_pack_str (&pk, "show");
+        bu_pack_str (&pk, "group");
+        bu_pack_str (&pk, "g");
+        cr_assert_eq (bu_send_sbuf (to_next, "GROUP", &sbuf), 0);
+        msgpack_sbuffer_destroy (&sbuf);
+        s_recv (to_next, &reply);
+        if (streq (reply.command, "GROUP"))
+            break;
+        cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
+        s_reply_fini (&reply);
+        cr_assert (zclock_mono () < deadline, "the new leader never served GROUP");
+        zclock_sleep (100);
+    }
+    const msgpack_object *positions = s_get (reply.body, "positions");
+    cr_assert_eq (positions->via.array.size, 32);
+    for (size_t index = 0; index < 32; index++) {
+        const msgpack_object *item = &positions->via.array.ptr [index];
+        cr_assert_eq (s_uint (item, "committed"), 100 + index);
+        cr_assert_eq (s_uint (item, "delivered"), 200 + index);
+    }
+    s_reply_fini (&reply);
+    //  The member comes back to the new leader: its claims are kept
+    s_heartbeat (to_next, ++rid, claims, 32, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    assigned = s_get (reply.body, "assigned");
+    cr_assert_eq (assigned->via.array.size, 32, "claims under the current epochs are kept");
+    for (size_t index = 0; index < 32; index++) {
+        const msgpack_object *item = &assigned->via.array.ptr [index];
+        cr_assert_eq (s_uint (item, "epoch"), claims [index].epoch);
+        cr_assert_eq (s_uint (item, "committed"), 100 + s_uint (item, "partition"));
+    }
+    s_reply_fini (&reply);
+}
