@@ -243,8 +243,8 @@ s_mkdirs (const char *path)
     return mkdir (copy, 0755) != 0 && errno != EEXIST? -1: 0;
 }
 
-static void
-s_sub_destroy (herald_agent_sub_t **sub_p)
+void
+herald_agent_sub_destroy (herald_agent_sub_t **sub_p)
 {
     herald_agent_sub_t *sub = *sub_p;
     if (!sub)
@@ -457,7 +457,7 @@ herald_agent_destroy (herald_agent_t **self_p)
     //  so every async publish has had exactly one before destroy returns
     herald_agent_run_last_completions (self);
     for (size_t index = 0; index < self->sub_count; index++)
-        s_sub_destroy (&self->subs [index]);
+        herald_agent_sub_destroy (&self->subs [index]);
     //  Every member was destroyed above and refused pushes since: a batch
     //  still queued names no member
     while (self->group_count) {
@@ -516,8 +516,8 @@ herald_agent_name_valid (const char *name)
 }
 
 //  The newest subscription called name, or NULL.  Under the lock.
-static herald_agent_sub_t *
-s_find (herald_agent_t *self, const char *name)
+herald_agent_sub_t *
+herald_agent_find_sub (herald_agent_t *self, const char *name)
 {
     for (size_t index = self->sub_count; index > 0; index--)
         if (streq (self->subs [index - 1]->name, name))
@@ -526,8 +526,8 @@ s_find (herald_agent_t *self, const char *name)
 }
 
 //  Count and check prefixes (NULL-terminated, or NULL).  The error set.
-static herald_err
-s_prefixes_check (const char *const *prefixes, size_t *count_p)
+herald_err
+herald_agent_prefixes_check (const char *const *prefixes, size_t *count_p)
 {
     size_t count = 0;
     while (prefixes && prefixes [count]) {
@@ -544,9 +544,9 @@ s_prefixes_check (const char *const *prefixes, size_t *count_p)
 
 //  A new subscription: name and prefixes copied, not listed.  NULL with
 //  the error set when out of memory.
-static herald_agent_sub_t *
-s_sub_new (const char *name, const char *const *prefixes, size_t count,
-           herald_handler_fn *handler, void *arg)
+herald_agent_sub_t *
+herald_agent_sub_new (const char *name, const char *const *prefixes, size_t count,
+                      herald_handler_fn *handler, void *arg)
 {
     herald_agent_sub_t *sub = calloc (1, sizeof *sub);
     if (!sub) {
@@ -559,7 +559,7 @@ s_sub_new (const char *name, const char *const *prefixes, size_t count,
         if ((sub->prefixes [index] = strdup (prefixes [index])))
             sub->prefix_count++;
     if (!sub->name || !sub->prefixes || sub->prefix_count != count) {
-        s_sub_destroy (&sub);
+        herald_agent_sub_destroy (&sub);
         herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -580,11 +580,11 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
                                        "checkpoint in state_dir; this agent has none: use a "
                                        "group subscription (herald_agent_subscribe_group)");
     size_t count = 0;
-    herald_err check = s_prefixes_check (prefixes, &count);
+    herald_err check = herald_agent_prefixes_check (prefixes, &count);
     if (check)
         return check;
     pthread_mutex_lock (&self->lock);
-    herald_agent_sub_t *old = s_find (self, name);
+    herald_agent_sub_t *old = herald_agent_find_sub (self, name);
     int old_state = old? atomic_load (&old->state): 0;
     bool full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
     pthread_mutex_unlock (&self->lock);
@@ -606,7 +606,7 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
         if (rc)
             return rc;              //  the message is set
     }
-    herald_agent_sub_t *sub = s_sub_new (name, prefixes, count, handler, arg);
+    herald_agent_sub_t *sub = herald_agent_sub_new (name, prefixes, count, handler, arg);
     if (!sub)
         return HERALD_ERR_NOMEM;
     bool recovered = false;
@@ -620,7 +620,7 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
                                             true, start_done, lineage, &recovered, message,
                                             sizeof message);
     if (rc) {
-        s_sub_destroy (&sub);
+        herald_agent_sub_destroy (&sub);
         return herald_agent_set_error (rc, "%s", message);
     }
     if (recovered) {
@@ -640,7 +640,7 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
         self->subs [self->sub_count++] = sub;
     pthread_mutex_unlock (&self->lock);
     if (full) {
-        s_sub_destroy (&sub);
+        herald_agent_sub_destroy (&sub);
         return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
                                        HERALD_AGENT_SUBS_MAX);
     }
@@ -661,7 +661,7 @@ herald_err
 herald_agent_unsubscribe (herald_agent_t *self, const char *name)
 {
     pthread_mutex_lock (&self->lock);
-    herald_agent_sub_t *sub = name? s_find (self, name): NULL;
+    herald_agent_sub_t *sub = name? herald_agent_find_sub (self, name): NULL;
     int state = sub? atomic_load (&sub->state): 0;
     if (sub && (state == HERALD_SUB_CATCHING_UP || state == HERALD_SUB_LIVE))
         atomic_store (&sub->state, HERALD_SUB_STOPPED);
@@ -693,30 +693,19 @@ herald_agent_unsubscribe (herald_agent_t *self, const char *name)
     return HERALD_OK;
 }
 
-//  A group subscription is LIVE once its member has joined and its
-//  committed position reached the broker's head (or it holds nothing);
-//  it does not go back (as a local one stays LIVE during a repair).
-static void
-s_group_state (herald_agent_sub_t *sub, const herald_group_status_t *figures)
-{
-    int expected = HERALD_SUB_CATCHING_UP;
-    if (figures->joined && figures->lag == 0)
-        atomic_compare_exchange_strong (&sub->state, &expected, HERALD_SUB_LIVE);
-}
-
 herald_err
 herald_agent_sub_status (herald_agent_t *self, const char *name, herald_sub_status_t *status)
 {
     memset (status, 0, sizeof *status);
     pthread_mutex_lock (&self->lock);
-    herald_agent_sub_t *sub = name? s_find (self, name): NULL;
+    herald_agent_sub_t *sub = name? herald_agent_find_sub (self, name): NULL;
     pthread_mutex_unlock (&self->lock);
     if (sub && sub->group) {
         //  Its figures outside the agent's lock: a member thread may take
         //  that lock while its own is held
         herald_group_status_t figures;
         herald_agent_group_figures (self, sub, &figures);
-        s_group_state (sub, &figures);
+        herald_agent_group_state (sub, &figures);
         status->delivered_seq = figures.committed;
     }
     pthread_mutex_lock (&self->lock);
@@ -801,133 +790,6 @@ herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats)
         stats->lag = stats->broker_head - lowest;
     if (group_lag > stats->lag)
         stats->lag = group_lag;
-}
-
-//  ---------------------------------------------------------------------
-//  Consumer groups (herald_member.c is the member, herald_agent_deliver.c
-//  the delivery of its batches)
-
-void
-herald_group_options_init (herald_group_options_t *options)
-{
-    memset (options, 0, sizeof *options);
-}
-
-size_t
-herald_group_options_size (void)
-{
-    return sizeof (herald_group_options_t);
-}
-
-//  Check a group's options.  The error set.
-static herald_err
-s_group_options_check (const herald_group_options_t *options, size_t *prefix_count)
-{
-    if (options->start.kind < HERALD_START_BEGINNING || options->start.kind > HERALD_START_TS)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "start: unknown kind %d",
-                                       (int) options->start.kind);
-    if (options->partitions > 1024)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "partitions: 1-1024 (0: 32), "
-                                       "not %u", options->partitions);
-    if (options->session_ms && (options->session_ms < 300 || options->session_ms > 60000))
-        return herald_agent_set_error (HERALD_ERR_INVALID, "session_ms: 300-60000 (0: 3000), "
-                                       "not %d", options->session_ms);
-    if (options->batch_max > HERALD_BATCH_MAX)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "batch_max: 1-%d (0: 100), "
-                                       "not %zu", HERALD_BATCH_MAX, options->batch_max);
-    return s_prefixes_check (options->prefixes, prefix_count);
-}
-
-herald_err
-herald_agent_subscribe_group (herald_agent_t *self, const char *group,
-                              const herald_group_options_t *options,
-                              herald_handler_fn *handler, void *arg)
-{
-    if (!self || !handler)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_group needs an agent "
-                                       "and a handler");
-    if (!herald_agent_name_valid (group))
-        return herald_agent_set_error (HERALD_ERR_INVALID, "a group name is 1-128 bytes of "
-                                       "[A-Za-z0-9._-], not starting with '.'");
-    herald_group_options_t defaults;
-    if (!options) {
-        herald_group_options_init (&defaults);
-        options = &defaults;
-    }
-    size_t count = 0;
-    herald_err rc = s_group_options_check (options, &count);
-    if (rc)
-        return rc;
-    pthread_mutex_lock (&self->lock);
-    herald_agent_sub_t *old = s_find (self, group);
-    int old_state = old? atomic_load (&old->state): 0;
-    bool full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
-    pthread_mutex_unlock (&self->lock);
-    if (old && (old_state == HERALD_SUB_CATCHING_UP || old_state == HERALD_SUB_LIVE))
-        return herald_agent_set_error (HERALD_ERR_INVALID, "subscription %s is already "
-                                       "running", group);
-    if (full)
-        return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
-                                       HERALD_AGENT_SUBS_MAX);
-    //  Where the group starts if this join makes it (the broker ignores it
-    //  for a group that exists)
-    uint64_t start_done = 0;
-    rc = herald_agent_resolve_start (self, options->start, &start_done);
-    if (rc)
-        return rc;
-    herald_agent_sub_t *sub = s_sub_new (group, options->prefixes, count, handler, arg);
-    if (!sub)
-        return HERALD_ERR_NOMEM;
-    sub->group = true;
-    atomic_store (&sub->lineage, HERALD_LINEAGE_UNKNOWN);
-    atomic_store (&sub->state, HERALD_SUB_CATCHING_UP);
-    herald_member_t *member = herald_member_new (self, sub, group, options, start_done + 1);
-    if (!member) {
-        s_sub_destroy (&sub);
-        return herald_agent_last_errcode ();
-    }
-    pthread_mutex_lock (&self->lock);
-    full = self->sub_count >= HERALD_AGENT_SUBS_MAX;
-    if (!full)
-        self->subs [self->sub_count++] = sub;
-    pthread_mutex_unlock (&self->lock);
-    if (full) {
-        //  Its member may be waiting in herald_agent_group_push: stop says no
-        atomic_store (&sub->stop, true);
-        pthread_mutex_lock (&self->group_lock);
-        pthread_cond_broadcast (&self->group_cond);
-        pthread_mutex_unlock (&self->group_lock);
-        herald_member_destroy (&member);
-        s_sub_destroy (&sub);
-        return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
-                                       HERALD_AGENT_SUBS_MAX);
-    }
-    //  Under group_lock: herald_agent_group_push waits for it, so the
-    //  delivery thread never takes a batch of sub before its member is set
-    pthread_mutex_lock (&self->group_lock);
-    sub->member = member;
-    pthread_cond_broadcast (&self->group_cond);
-    pthread_mutex_unlock (&self->group_lock);
-    return HERALD_OK;
-}
-
-herald_err
-herald_agent_group_status (herald_agent_t *self, const char *group,
-                           herald_group_status_t *status)
-{
-    memset (status, 0, sizeof *status);
-    herald_agent_sub_t *sub = NULL;
-    if (self && group) {
-        pthread_mutex_lock (&self->lock);
-        sub = s_find (self, group);
-        pthread_mutex_unlock (&self->lock);
-    }
-    if (!sub || !sub->group)
-        return herald_agent_set_error (HERALD_ERR_NOT_FOUND, "no group subscription %s",
-                                       group? group: "(null)");
-    herald_agent_group_figures (self, sub, status);
-    s_group_state (sub, status);
-    return HERALD_OK;
 }
 
 //  ---------------------------------------------------------------------

@@ -38,6 +38,10 @@
     destroy's thread in herald_agent_run_last_completions.  Every async
     publish gets exactly one completion before destroy returns.
 
+    Group subscriptions (below) come through a queue of their own, polled
+    beside the pipe: their batches are the member threads', and the
+    broker's positions are their checkpoint.
+
     After a batch, done moves to the batch's marker (every matching event up
     to it was passed), so a subscription whose topics are quiet does not
     replay the whole log after a restart.
@@ -484,67 +488,13 @@ s_lineage (s_self_t *self, herald_batch_t *batch)
 //  Group subscriptions
 //
 //  A member thread (herald_member.c) hands a batch over with
-//  herald_agent_group_push and waits for herald_member_done; the batch
-//  waits in agent->group_queue until this thread takes it.  The broker's
-//  positions are the checkpoint: no intent, no dedup window, no marker.
-//  Each event is first admitted by the member (its lease holds, nothing
-//  revoked or fenced); the first refused stops the batch there, and the
-//  member is told how many were handled, exactly once per batch.
-//
-//  Ending (unsubscribe, failure, destroy): `stop` is set first; a push
-//  then finds it (under group_lock) and is refused.  The batches already
-//  queued are handed back (done 0) by herald_agent_group_release, which
-//  then waits for `busy`: this thread sets `busy` under group_lock as it
-//  takes a batch, so every batch is either handed back there or finished
-//  here, never both and never neither, and the member is alive for it.
-
-herald_err
-herald_agent_group_push (herald_agent_t *agent, herald_batch_t *batch, int timeout_ms)
-{
-    herald_agent_sub_t *sub = batch->sub;
-    struct timespec deadline;
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    herald_err rc = HERALD_OK;
-    bool timed_out = false;
-    pthread_mutex_lock (&agent->group_lock);
-    while (true) {
-        if (atomic_load (&agent->stopping) || atomic_load (&sub->stop)) {
-            rc = HERALD_ERR_INVALID;
-            break;
-        }
-        //  Not before subscribe_group has set sub's member (the thread
-        //  pushing is that member's, started a moment before)
-        if (sub->member && agent->group_count < HERALD_AGENT_GROUP_QUEUE) {
-            size_t tail = (agent->group_head + agent->group_count) % HERALD_AGENT_GROUP_QUEUE;
-            agent->group_queue [tail] = batch;
-            agent->group_count++;
-            break;
-        }
-        if (timed_out || timeout_ms <= 0) {
-            rc = HERALD_ERR_TIMEOUT;
-            break;
-        }
-        //  Looked at once more after a timeout: it may have freed just then
-        timed_out = pthread_cond_timedwait (&agent->group_cond, &agent->group_lock, &deadline)
-                 == ETIMEDOUT;
-    }
-    pthread_mutex_unlock (&agent->group_lock);
-    if (rc == HERALD_OK) {
-        s_poke (agent->group_fd);
-        return HERALD_OK;
-    }
-    herald_batch_destroy (&batch);
-    if (rc == HERALD_ERR_TIMEOUT)
-        return herald_agent_set_error (rc, "the delivery thread took no batch for %d ms",
-                                       timeout_ms);
-    return herald_agent_set_error (rc, "subscription %s is stopping", sub->name);
-}
+//  herald_agent_group_push (herald_agent_group.c, which also says how a
+//  batch is never lost nor finished twice when the subscription ends) and
+//  waits for herald_member_done.  The broker's positions are the
+//  checkpoint: no intent, no dedup window, no marker.  Each event is first
+//  admitted by the member (its lease holds, nothing revoked or fenced);
+//  the first refused stops the batch there, and the member is told how
+//  many were handled, exactly once per batch.
 
 //  The next group batch, with its subscription's `busy` set, or NULL.
 static herald_batch_t *
@@ -594,8 +544,6 @@ s_group_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool rede
     return true;
 }
 
-static void s_release (herald_agent_t *agent, herald_agent_sub_t *sub);
-
 //  A batch s_group_pop took (`busy` set).
 static void
 s_deliver_group (s_self_t *self, herald_batch_t *batch)
@@ -619,72 +567,7 @@ s_deliver_group (s_self_t *self, herald_batch_t *batch)
     //  A failed handler ends the subscription: its member commits what
     //  was done and leaves, from here (this thread is out of it now)
     if (atomic_load (&sub->stop))
-        s_release (agent, sub);
-}
-
-static void
-s_release (herald_agent_t *agent, herald_agent_sub_t *sub)
-{
-    atomic_store (&sub->stop, true);
-    pthread_mutex_lock (&agent->release_lock);
-    herald_batch_t *mine [HERALD_AGENT_GROUP_QUEUE];
-    size_t count = 0;
-    pthread_mutex_lock (&agent->group_lock);
-    size_t kept = 0;
-    for (size_t index = 0; index < agent->group_count; index++) {
-        herald_batch_t *batch = agent->group_queue [(agent->group_head + index)
-                                                    % HERALD_AGENT_GROUP_QUEUE];
-        if (batch->sub == sub)
-            mine [count++] = batch;
-        else
-            agent->group_queue [(agent->group_head + kept++) % HERALD_AGENT_GROUP_QUEUE]
-                = batch;
-    }
-    agent->group_count = kept;
-    pthread_cond_broadcast (&agent->group_cond);
-    pthread_mutex_unlock (&agent->group_lock);
-    //  Only a release takes the member, and this one holds release_lock
-    for (size_t index = 0; index < count; index++) {
-        if (sub->member)
-            herald_member_done (sub->member, 0);
-        herald_batch_destroy (&mine [index]);
-    }
-    while (atomic_load (&sub->busy))
-        zclock_sleep (1);
-    pthread_mutex_lock (&agent->member_lock);
-    struct _herald_member_t *member = sub->member;
-    sub->member = NULL;
-    if (member)
-        herald_member_status (member, &sub->group_last);
-    pthread_mutex_unlock (&agent->member_lock);
-    herald_member_destroy (&member);
-    pthread_mutex_unlock (&agent->release_lock);
-}
-
-void
-herald_agent_group_release (herald_agent_t *self, herald_agent_sub_t *sub)
-{
-    atomic_store (&sub->stop, true);
-    if (herald_agent_in_handler (self)) {
-        //  Its handler may be the caller: the delivery thread does it
-        //  once out of the call
-        atomic_store (&self->group_reap, true);
-        s_poke (self->group_fd);
-        return;
-    }
-    s_release (self, sub);
-}
-
-void
-herald_agent_group_figures (herald_agent_t *self, herald_agent_sub_t *sub,
-                            herald_group_status_t *status)
-{
-    pthread_mutex_lock (&self->member_lock);
-    if (sub->member)
-        herald_member_status (sub->member, status);
-    else
-        *status = sub->group_last;
-    pthread_mutex_unlock (&self->member_lock);
+        herald_agent_group_release_now (agent, sub);
 }
 
 //  Destroy the members of group subscriptions stopped from user code or
@@ -699,8 +582,8 @@ s_reap (herald_agent_t *agent)
     pthread_mutex_unlock (&agent->lock);
     for (size_t index = 0; index < count; index++) {
         herald_agent_sub_t *sub = subs [index];
-        if (sub->group && atomic_load (&sub->stop) && sub->member)
-            s_release (agent, sub);
+        if (sub->group && atomic_load (&sub->stop))
+            herald_agent_group_release_now (agent, sub);    //  at once when done already
         if (sub->group && atomic_exchange (&sub->tell_error, false)) {
             char message [sizeof sub->message];
             pthread_mutex_lock (&agent->lock);

@@ -360,6 +360,29 @@ void
 void
     herald_agent_pool_destroy (herald_agent_t *self);
 
+//  The newest subscription called name, or NULL.  Under the lock.
+herald_agent_sub_t *
+    herald_agent_find_sub (herald_agent_t *self, const char *name);
+
+//  Count and check prefixes (NULL-terminated, or NULL).  The error set.
+herald_err
+    herald_agent_prefixes_check (const char *const *prefixes, size_t *count_p);
+
+//  A new subscription: name and prefixes copied, not listed.  NULL with
+//  the error set when out of memory.
+herald_agent_sub_t *
+    herald_agent_sub_new (const char *name, const char *const *prefixes, size_t count,
+                          herald_handler_fn *handler, void *arg);
+
+//  Free a subscription (its checkpoint closed).  NULL-safe.
+void
+    herald_agent_sub_destroy (herald_agent_sub_t **sub_p);
+
+//  A group subscription goes from CATCHING_UP to LIVE once figures say
+//  its member joined and has no lag (herald_agent_group.c).
+void
+    herald_agent_group_state (herald_agent_sub_t *sub, const herald_group_status_t *figures);
+
 //  sub (a group subscription, `stop` set) is ending: hand its queued
 //  batches back to the member (herald_member_done 0), wait until the
 //  delivery thread is out of it, then destroy its member (commit, leave;
@@ -368,6 +391,11 @@ void
 //  the call.  Whoever takes the member first destroys it; safe to repeat.
 void
     herald_agent_group_release (herald_agent_t *self, herald_agent_sub_t *sub);
+
+//  The same, now, from a thread that is not inside sub's handler (the
+//  delivery thread between batches, or any thread outside user code).
+void
+    herald_agent_group_release_now (herald_agent_t *self, herald_agent_sub_t *sub);
 
 //  A group subscription's figures (member's, or the last ones once it is
 //  gone).  Any thread.

@@ -196,8 +196,8 @@ s_open (herald_member_t *self, size_t index)
 static void
 s_move (herald_member_t *self, size_t index, int delay_ms)
 {
-    //  A leader named (no delay) beats a rotation already decided
-    if (self->move_at && delay_ms)
+    //  A leader named beats a rotation already decided
+    if (self->move_at && delay_ms >= MOVE_DELAY_MS)
         return;
     self->move_to = index;
     self->move_at = herald_agent_now_ms () + delay_ms;
@@ -211,7 +211,10 @@ s_rotate (herald_member_t *self, const char *why)
     size_t next = (self->node + 1) % self->node_count;
     s_log ("group %s: %s (%s): moving to %s", self->group, self->nodes [self->node], why,
            self->nodes [next]);
-    s_move (self, next, MOVE_DELAY_MS);
+    //  Rotations that do not lead to an answered heartbeat back off
+    int delay = self->rotate_backoff_ms > MOVE_DELAY_MS? self->rotate_backoff_ms: MOVE_DELAY_MS;
+    s_move (self, next, delay);
+    self->rotate_backoff_ms = delay * 2 > 1000? 1000: delay * 2;
 }
 
 static void
@@ -264,9 +267,12 @@ s_on_error (herald_member_t *self, const herald_msg_t *reply, bool group)
             s_add_node (self, leader, strlen (leader), NULL);
             size_t index = s_find_node (self, leader, strlen (leader));
             if (index != SIZE_MAX && index != self->node) {
-                atomic_fetch_add_explicit (&self->agent->leader_redirects, 1,
-                                           memory_order_relaxed);
-                s_move (self, index, 0);
+                //  At once; but nodes naming each other while leadership
+                //  changes back off (50 ms, doubling to 1 s) until a
+                //  heartbeat is answered
+                s_move (self, index, self->redirect_backoff_ms);
+                self->redirect_backoff_ms = self->redirect_backoff_ms?
+                    (self->redirect_backoff_ms * 2 > 1000? 1000: self->redirect_backoff_ms * 2): 50;
                 return;
             }
         }
@@ -369,7 +375,6 @@ s_tick (herald_member_t *self, int64_t now, bool stopping)
 {
     if (self->move_at && now >= self->move_at) {
         self->move_at = 0;
-        atomic_fetch_add_explicit (&self->agent->failovers, 1, memory_order_relaxed);
         if (s_open (self, self->move_to) != 0)
             s_log ("group %s: cannot connect to %s", self->group, self->nodes [self->move_to]);
     }

@@ -231,6 +231,7 @@ herald_member_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply)
     if (!sent || reply->rid <= self->hb_last_answered)
         return;                         //  an older one than already heard
     self->hb_last_answered = reply->rid;
+    self->redirect_backoff_ms = self->rotate_backoff_ms = 0;
     self->hb_waiting_since = 0;
     if (self->joined && reply->partitions != self->partitions) {
         herald_member_fail (self, HERALD_ERR_BAD_REQUEST, "group %s: the broker says %u "

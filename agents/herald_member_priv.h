@@ -85,6 +85,8 @@ struct _herald_member_t {
     uint64_t hello_rid;
     int64_t move_at;                    //  a move decided: when (0: none)
     size_t move_to;
+    int redirect_backoff_ms;            //  the next redirect's delay
+    int rotate_backoff_ms;              //  the next rotation's
     uint64_t next_rid;
     msgpack_sbuffer buffer;
     msgpack_zone zone;

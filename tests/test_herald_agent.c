@@ -216,7 +216,8 @@ Test (herald_agent, bad_options_are_refused_with_a_reason)
     cr_assert_eq (herald_agent_last_errcode (), HERALD_ERR_INVALID);
     cr_assert (strstr (herald_agent_last_error (), "not an endpoint"), "%s",
                herald_agent_last_error ());
-    au_options (&options, at_broker, NULL);
+    //  An empty state_dir is refused (NULL means none: test_herald_groups_agent.c)
+    au_options (&options, at_broker, "");
     cr_assert_null (herald_agent_new ("test", &options));
     cr_assert_eq (herald_agent_last_errcode (), HERALD_ERR_INVALID);
     at_agent = s_new_agent (NULL);

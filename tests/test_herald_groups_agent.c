@@ -32,13 +32,23 @@
 #define TOPICS          20
 #define MAX_SEQ         4096
 
+//  A test's second agent, destroyed also when an assertion ended it
+static herald_agent_t *s_other;
+
 static void
 s_setup (void)
 {
     at_setup ("groups-agent", "groups-agent-state");
 }
 
-TestSuite (herald_groups_agent, .init = s_setup, .fini = at_teardown, .timeout = 120);
+static void
+s_teardown (void)
+{
+    herald_agent_destroy (&s_other);
+    at_teardown ();
+}
+
+TestSuite (herald_groups_agent, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
 //  ---------------------------------------------------------------------
 //  What the handlers saw, in one global order (every agent of a test
@@ -134,11 +144,11 @@ s_wait_unique (size_t count, int timeout_ms)
 {
     uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
     size_t unique = 0;
-    while (tu_mono_ns () < deadline) {
+    while (true) {
         pthread_mutex_lock (&s_seen.lock);
         unique = s_seen.unique;
         pthread_mutex_unlock (&s_seen.lock);
-        if (unique >= count)
+        if (unique >= count || tu_mono_ns () >= deadline)
             break;
         usleep (5000);
     }
@@ -351,7 +361,8 @@ Test (herald_groups_agent, two_members_share_the_work)
 {
     s_seen_reset ();
     at_agent = s_agent_new (false);
-    herald_agent_t *other = s_agent_new (false);
+    s_other = s_agent_new (false);
+    herald_agent_t *other = s_other;
     herald_group_options_t options = s_options (20, 0);
     cr_assert_eq (herald_agent_subscribe_group (at_agent, "shared", &options, s_handler,
                                                 (void *) 1), HERALD_OK);
@@ -377,14 +388,15 @@ Test (herald_groups_agent, two_members_share_the_work)
     herald_agent_stats_t stats;
     herald_agent_stats (at_agent, &stats);
     cr_assert_eq (stats.delivered, s_count_of (1));
-    herald_agent_destroy (&other);
+    herald_agent_destroy (&s_other);
 }
 
 Test (herald_groups_agent, unsubscribe_hands_partitions_over)
 {
     s_seen_reset ();
     at_agent = s_agent_new (false);
-    herald_agent_t *other = s_agent_new (false);
+    s_other = s_agent_new (false);
+    herald_agent_t *other = s_other;
     herald_group_options_t options = s_options (10, 0);
     cr_assert_eq (herald_agent_subscribe_group (at_agent, "handover", &options, s_handler,
                                                 (void *) 1), HERALD_OK);
@@ -415,7 +427,7 @@ Test (herald_groups_agent, unsubscribe_hands_partitions_over)
     } while (tu_mono_ns () < deadline);
     cr_assert_eq (group.owned, 32);
     cr_assert_eq (group.committed, 600);
-    herald_agent_destroy (&other);
+    herald_agent_destroy (&s_other);
 }
 
 //  Read group_child's log: seq, flag and topic of each line, in order.
@@ -453,7 +465,12 @@ Test (herald_groups_agent, member_killed_mid_batch_leaves_that_batch_flagged)
     free (child);
     cr_assert_gt (pid, 0);
     int status = 0;
-    cr_assert_eq (au_child_wait (pid, WAIT_MS, &status), 0, "the child did not die");
+    int waited = au_child_wait (pid, WAIT_MS, &status);
+    if (waited != 0) {
+        kill (pid, SIGKILL);            //  every process a test starts, it stops
+        au_child_wait (pid, WAIT_MS, &status);
+    }
+    cr_assert_eq (waited, 0, "the child did not reach seq 137");
     cr_assert (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL, "status %d", status);
     static uint64_t child_seqs [MAX_SEQ];
     static int child_topics [MAX_SEQ];
@@ -542,13 +559,14 @@ Test (herald_groups_agent, retry_then_a_failing_handler)
     //  takes over at once, from the event that failed (not flagged: it
     //  was not handled)
     s_seen.fail_code = 0;
-    herald_agent_t *other = s_agent_new (false);
+    s_other = s_agent_new (false);
+    herald_agent_t *other = s_other;
     cr_assert_eq (herald_agent_subscribe_group (other, "fails", &options, s_handler,
                                                 (void *) 2), HERALD_OK);
     cr_assert_eq (s_wait_unique (100, WAIT_MS), 100);
     s_assert_once_in_order (100);
     cr_assert_eq (s_count_of (2), 100 - 54);
-    herald_agent_destroy (&other);
+    herald_agent_destroy (&s_other);
 }
 
 //  Dispatch mode (Python's AsyncAgent): the group's handler runs on the
@@ -572,4 +590,166 @@ Test (herald_groups_agent, dispatch_mode)
     //  Unsubscribe with a call posted and not dispatched: abandoned, and
     //  the member commits what was handled and leaves
     cr_assert_eq (herald_agent_unsubscribe (at_agent, "dispatched"), HERALD_OK);
+}
+
+//  A member the broker refuses (its prefixes differ from the group's):
+//  the member thread fails the subscription, on_error hears it once, and
+//  the group's other member goes on alone.
+Test (herald_groups_agent, a_member_refused_by_the_broker_fails_with_on_error)
+{
+    s_seen_reset ();
+    at_agent = s_agent_new (false);
+    const char *orders [] = { "t.", NULL };
+    const char *other_prefixes [] = { "u.", NULL };
+    herald_group_options_t options = s_options (10, 0);
+    options.prefixes = orders;
+    cr_assert_eq (herald_agent_subscribe_group (at_agent, "prefixed", &options, s_handler,
+                                                (void *) 1), HERALD_OK);
+    herald_agent_t *agents [] = { at_agent };
+    cr_assert (s_wait_shared (agents, 1, "prefixed", WAIT_MS));
+    s_other = s_agent_new (false);
+    options.prefixes = other_prefixes;
+    cr_assert_eq (herald_agent_subscribe_group (s_other, "prefixed", &options, s_handler,
+                                                (void *) 2), HERALD_OK);
+    uint64_t deadline = tu_mono_ns () + (uint64_t) WAIT_MS * 1000000ULL;
+    herald_sub_status_t status;
+    do {
+        cr_assert_eq (herald_agent_sub_status (s_other, "prefixed", &status), HERALD_OK);
+        if (status.state == HERALD_SUB_FAILED && atomic_load (&s_seen.errors))
+            break;
+        usleep (20 * 1000);
+    } while (tu_mono_ns () < deadline);
+    cr_assert_eq (status.state, HERALD_SUB_FAILED);
+    cr_assert_eq (status.error, HERALD_ERR_BAD_REQUEST, "%d: %s", status.error, status.message);
+    cr_assert_eq (atomic_load (&s_seen.errors), 1);
+    cr_assert_eq (s_seen.error_code, HERALD_ERR_BAD_REQUEST);
+    cr_assert_eq (au_publish (at_broker->api, "t.%zu", TOPICS, 100, WAIT_MS), 0);
+    cr_assert_eq (s_wait_unique (100, WAIT_MS), 100);
+    s_assert_once_in_order (100);
+    cr_assert_eq (s_count_of (2), 0);
+    cr_assert_eq (herald_agent_unsubscribe (s_other, "prefixed"), HERALD_OK);
+    herald_agent_destroy (&s_other);
+}
+
+//  Unsubscribe from the group's own handler: that call finishes, no other
+//  comes, and the member commits it and leaves (after the call).
+static herald_agent_t *s_self_agent;
+static atomic_int s_self_calls;
+
+static int
+s_unsubscribing_handler (const herald_delivery_t *event, void *arg)
+{
+    if (atomic_fetch_add (&s_self_calls, 1) == 0) {
+        herald_err rc = herald_agent_unsubscribe (s_self_agent, "selfstop");
+        if (rc != HERALD_OK)
+            return 77;
+    }
+    return s_handler (event, arg);
+}
+
+Test (herald_groups_agent, unsubscribe_from_its_own_handler)
+{
+    s_seen_reset ();
+    atomic_store (&s_self_calls, 0);
+    cr_assert_eq (au_publish (at_broker->api, "t.%zu", TOPICS, 50, WAIT_MS), 0);
+    at_agent = s_self_agent = s_agent_new (false);
+    herald_group_options_t options = s_options (10, 0);
+    cr_assert_eq (herald_agent_subscribe_group (at_agent, "selfstop", &options,
+                                                s_unsubscribing_handler, (void *) 1),
+                  HERALD_OK);
+    //  Its member leaves: another member of the group gets everything after
+    //  the first event, which was committed
+    s_other = s_agent_new (false);
+    uint64_t deadline = tu_mono_ns () + (uint64_t) WAIT_MS * 1000000ULL;
+    herald_sub_status_t status;
+    do {
+        cr_assert_eq (herald_agent_sub_status (at_agent, "selfstop", &status), HERALD_OK);
+        if (status.state == HERALD_SUB_STOPPED)
+            break;
+        usleep (20 * 1000);
+    } while (tu_mono_ns () < deadline);
+    cr_assert_eq (status.state, HERALD_SUB_STOPPED);
+    cr_assert_eq (herald_agent_subscribe_group (s_other, "selfstop", &options, s_handler,
+                                                (void *) 2), HERALD_OK);
+    cr_assert_eq (s_wait_unique (50, WAIT_MS), 50);
+    s_assert_once_in_order (50);
+    cr_assert_eq (s_count_of (1), 1);
+    cr_assert_eq (atomic_load (&s_self_calls), 1);
+    herald_agent_destroy (&s_other);
+}
+
+//  herald_agent_stats's lag counts a group member's (head - committed).
+Test (herald_groups_agent, stats_lag_counts_the_members)
+{
+    s_seen_reset ();
+    cr_assert_eq (au_publish (at_broker->api, "t.%zu", TOPICS, 300, WAIT_MS), 0);
+    s_seen.sleep_us = 3000;
+    at_agent = s_agent_new (false);
+    herald_group_options_t options = s_options (10, 0);
+    cr_assert_eq (herald_agent_subscribe_group (at_agent, "lagging", &options, s_handler,
+                                                (void *) 1), HERALD_OK);
+    uint64_t deadline = tu_mono_ns () + (uint64_t) WAIT_MS * 1000000ULL;
+    herald_agent_stats_t stats;
+    herald_group_status_t group;
+    bool lagged = false;
+    do {
+        herald_agent_stats (at_agent, &stats);
+        cr_assert_eq (herald_agent_group_status (at_agent, "lagging", &group), HERALD_OK);
+        if (stats.lag > 0 && group.lag > 0)
+            lagged = true;
+        usleep (5 * 1000);
+    } while (!lagged && s_wait_unique (300, 0) < 300 && tu_mono_ns () < deadline);
+    cr_assert (lagged, "no lag was seen while 300 events took 900 ms to handle");
+    s_seen.sleep_us = 0;
+    cr_assert_eq (s_wait_unique (300, WAIT_MS), 300);
+    do {
+        herald_agent_stats (at_agent, &stats);
+        if (stats.lag == 0)
+            break;
+        usleep (20 * 1000);
+    } while (tu_mono_ns () < deadline);
+    cr_assert_eq (stats.lag, 0);
+    cr_assert_eq (stats.delivered, 300);
+}
+
+//  Unsubscribe a group from another subscription's handler: the idle
+//  group's member leaves at once (the delivery thread destroys it after
+//  the call), so a new member gets every partition.
+static int
+s_stopping_other_handler (const herald_delivery_t *event, void *arg)
+{
+    if (atomic_fetch_add (&s_self_calls, 1) == 0
+    &&  herald_agent_unsubscribe (s_self_agent, "idle") != HERALD_OK)
+        return 77;
+    return s_handler (event, arg);
+}
+
+Test (herald_groups_agent, unsubscribe_another_group_from_a_handler)
+{
+    s_seen_reset ();
+    atomic_store (&s_self_calls, 0);
+    at_agent = s_self_agent = s_agent_new (false);
+    const char *idle_prefixes [] = { "u.", NULL };
+    herald_group_options_t idle = s_options (10, 0);
+    idle.prefixes = idle_prefixes;
+    cr_assert_eq (herald_agent_subscribe_group (at_agent, "idle", &idle, s_handler,
+                                                (void *) 1), HERALD_OK);
+    herald_agent_t *agents [] = { at_agent };
+    cr_assert (s_wait_shared (agents, 1, "idle", WAIT_MS));
+    herald_group_options_t trigger = s_options (10, 0);
+    cr_assert_eq (herald_agent_subscribe_group (at_agent, "trigger", &trigger,
+                                                s_stopping_other_handler, (void *) 1),
+                  HERALD_OK);
+    cr_assert_eq (au_publish (at_broker->api, "t.%zu", TOPICS, 5, WAIT_MS), 0);
+    cr_assert_eq (s_wait_unique (5, WAIT_MS), 5);
+    herald_sub_status_t status;
+    cr_assert_eq (herald_agent_sub_status (at_agent, "idle", &status), HERALD_OK);
+    cr_assert_eq (status.state, HERALD_SUB_STOPPED);
+    s_other = s_agent_new (false);
+    cr_assert_eq (herald_agent_subscribe_group (s_other, "idle", &idle, s_handler,
+                                                (void *) 2), HERALD_OK);
+    agents [0] = s_other;
+    cr_assert (s_wait_shared (agents, 1, "idle", WAIT_MS),
+               "the stopped member still holds partitions");
+    herald_agent_destroy (&s_other);
 }
