@@ -138,6 +138,12 @@ herald_agent_subscribe_group (herald_agent_t *self, const char *group,
         return herald_agent_set_error (HERALD_ERR_INVALID, "more than %d subscriptions",
                                        HERALD_AGENT_SUBS_MAX);
     }
+    if (atomic_load (&sub->stop)) {
+        //  Its member failed it before it was listed: the delivery
+        //  thread's reaper, asked then, did not see it
+        atomic_store (&self->group_reap, true);
+        s_poke (self->group_fd);
+    }
     return HERALD_OK;
 }
 

@@ -314,7 +314,7 @@ Test (herald_groups_agent, resumes_after_restart_without_state_dir)
 {
     s_seen_reset ();
     cr_assert_eq (au_publish (at_broker->api, "t.%zu", TOPICS, 400, WAIT_MS), 0);
-    s_seen.sleep_us = 2000;             //  the first instance stops part way
+    s_seen.sleep_us = 5000;             //  the first instance stops part way
     at_agent = s_agent_new (false);
     herald_group_options_t options = s_options (10, 0);
     cr_assert_eq (herald_agent_subscribe_group (at_agent, "billing", &options, s_handler,
