@@ -411,7 +411,14 @@ s_explains (gl_run_t *self, const s_kill_t *kill, uint64_t seq, uint64_t t)
     for (size_t index = from; index < entry->start_count; index++)
         if (entry->starts [index] == seq)
             return true;                        //  in its last batch, started
-    return seq > entry->starts [entry->start_count - 1];    //  declared, not started
+    //  Declared, not started: any seq it never started, up to the head.
+    //  (Not "above its last start": after a grant a member's batch may
+    //  hold the new partition's older events behind the ones it had
+    //  read, so a batch is not in seq order.)  Bounded by the count below.
+    for (size_t index = 0; index < from; index++)
+        if (entry->starts [index] == seq)
+            return false;                       //  started, in an earlier batch
+    return true;
 }
 
 size_t

@@ -15,8 +15,10 @@
                   every delivery after the first one (by START time)
       attributed  every flagged delivery comes from a kill before it: the
                   killed member started that seq among its last batch_max
-                  starts, or (never started by it) the seq is above every
-                  seq it started and at most the head when it was killed;
+                  starts, or never started it and the seq is at most the
+                  head when it was killed (a batch is not in seq order
+                  after a grant: the new partition's older events come
+                  behind what the member had read);
                   and at most batch_max distinct seqs are flagged per kill,
                   counted over all kills (kills close together share their
                   redeliveries); a kill with pid 0 stands for a broker

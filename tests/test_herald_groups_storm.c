@@ -63,6 +63,22 @@ s_teardown (void)
             gu_member_kill (s_instances [index].pid);
             s_instances [index].running = false;
         }
+    //  HERALD_GROUPS_KEEP=DIR: the members' logs and outputs kept there
+    const char *keep = getenv ("HERALD_GROUPS_KEEP");
+    if (keep && *keep && s_broker) {
+        mkdir (keep, 0755);
+        for (size_t index = 0; index < s_instance_count; index++) {
+            char path [1024];
+            snprintf (path, sizeof path, "%s/member-%zu.log", keep, index);
+            rename (s_instances [index].log, path);
+            snprintf (path, sizeof path, "%s/member-%zu.out", keep, index);
+            rename (s_instances [index].out, path);
+        }
+        char path [1024];
+        snprintf (path, sizeof path, "%s/heraldd.log", keep);
+        rename (s_broker->log, path);
+        fprintf (stderr, "groups_storm: logs kept in %s\n", keep);
+    }
     s_instance_count = 0;
     gu_publisher_destroy (&s_publisher);
     bu_broker_destroy (&s_broker);
