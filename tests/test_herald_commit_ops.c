@@ -8,7 +8,8 @@
     applied, and otherwise with why not: the queue full (overloaded), the
     queue refused, the unit destroyed, a node that does not lead or has
     no Raft node yet (not_leader), the Raft node gone with the op in
-    flight (not_leader, outcome unknown).  Ops queued beside a PUBLISH go
+    flight, or the leader cut off from the others with the op in flight
+    (not_leader, outcome unknown).  Ops queued beside a PUBLISH go
     in the same proposal, in arrival order.
     =========================================================================
 */
@@ -21,6 +22,7 @@
 #include "raftnodes.h"
 #include "groupops.h"
 #include "herald_commit.h"
+#include "tcpproxy.h"
 
 TestSuite (commit_ops, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
@@ -291,4 +293,88 @@ Test (commit_ops, cluster_leader_applies_everywhere_follower_refuses)
         cr_assert_eq (each [i]->calls, 1, "op %zu: done called %d times", i, each [i]->calls);
         free (each [i]->result);
     }
+}
+
+//  The leader cut off from the others (a TCP proxy per node, the test
+//  hook HERALD_TEST_RAFT_CONNECT) with an op in flight: done once,
+//  not_leader; once healed, every node holds the same groups, whatever
+//  became of the op
+Test (commit_ops, leadership_lost_mid_flight_answers_not_leader_once)
+{
+    tcpproxy_t *proxies [NODES];
+    char spec [512] = "";
+    int ports [NODES];
+    for (int i = 0; i < NODES; i++)
+        ports [i] = atoi (strrchr (s_raft_addr [i], ':') + 1);
+    for (int i = 0; i < NODES; i++) {
+        proxies [i] = tcpproxy_new_avoiding (ports [i], ports, NODES);
+        cr_assert_not_null (proxies [i]);
+        char item [64];
+        snprintf (item, sizeof (item), "%s%" PRIu64 "=127.0.0.1:%d", i? ",": "",
+                  s_peers [i].raft_id, tcpproxy_port (proxies [i]));
+        strcat (spec, item);
+    }
+    setenv ("HERALD_TEST_HOOKS", "1", 1);
+    setenv ("HERALD_TEST_RAFT_CONNECT", spec, 1);
+    for (int i = 0; i < NODES; i++)
+        s_start (i, true);
+    int leader = s_wait_leader (ELECT_MS);
+    cr_assert_geq (leader, 0);
+    s_unit_t unit;
+    s_unit_new (&unit, leader, true);
+    s_nodes [leader].paused = true;
+    herald_commit_attach (unit.commit, s_nodes [leader].raft);
+    s_done_t create = { 0 }, cut = { 0 };
+    msgpack_sbuffer op;
+    go_create (&op, "g", s_prefixes, 1, 2, 1, 5);
+    s_op (&unit, &op, &create);
+    s_turn_until (&unit, &create, 10000);
+    cr_assert_eq (create.rc, HERALD_OK, "%s", create.message);
+
+    tcpproxy_cut (proxies [leader], true);
+    go_reset (&op, "g", 9);
+    s_op (&unit, &op, &cut);
+    s_turn_until (&unit, &cut, 20000);
+    cr_assert_eq (cut.rc, HERALD_ERR_NOT_LEADER, "rc %d: %s", cut.rc, cut.message);
+    cr_log_info ("cut off: %s", cut.message);
+    int next = s_wait_leader_but (leader, ELECT_MS);
+    cr_assert_geq (next, 0, "the others did not elect a leader");
+    tcpproxy_cut (proxies [leader], false);
+
+    //  Healed: the old leader's records are its unit's to take
+    int64_t deadline = zclock_mono () + 20000;
+    bool same = false;
+    while (!same && zclock_mono () < deadline) {
+        herald_commit_finish (unit.commit);
+        s_drain ();
+        uint64_t index = herald_store_applied_index (s_nodes [next].store);
+        same = true;
+        for (int i = 0; i < NODES; i++)
+            same = same && herald_store_applied_index (s_nodes [i].store) >= index;
+        zclock_sleep (10);
+    }
+    cr_assert (same, "the healed node did not catch up");
+    msgpack_sbuffer exports [NODES];
+    for (int i = 0; i < NODES; i++) {
+        msgpack_sbuffer_init (&exports [i]);
+        cr_assert_eq (herald_store_groups_export (s_nodes [i].store, &exports [i], NULL),
+                      HERALD_OK);
+    }
+    for (int i = 1; i < NODES; i++) {
+        cr_assert_eq (exports [i].size, exports [0].size);
+        cr_assert (memcmp (exports [i].data, exports [0].data, exports [0].size) == 0,
+                   "%s holds other groups", s_nodes [i].name);
+    }
+    for (int i = 0; i < NODES; i++)
+        msgpack_sbuffer_destroy (&exports [i]);
+    herald_raft_destroy (&s_nodes [leader].raft);
+    herald_commit_raft_gone (unit.commit);
+    s_unit_destroy (&unit);
+    cr_assert_eq (create.calls, 1);
+    cr_assert_eq (cut.calls, 1, "done called %d times", cut.calls);
+    free (create.result);
+    for (int i = 0; i < NODES; i++)
+        herald_raft_destroy (&s_nodes [i].raft);
+    for (int i = 0; i < NODES; i++)
+        tcpproxy_destroy (&proxies [i]);
 }

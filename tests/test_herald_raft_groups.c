@@ -9,7 +9,8 @@
     result, the followers' records none.  A node away while the log moved
     past a snapshot gets the groups from the snapshot's manifest: with
     events to copy over REPLAY, and with none (ops write no event, so the
-    node is at the manifest's head and only the groups are missing).
+    node is at the manifest's head and only the groups are missing).  A
+    manifest from before groups leaves a store's groups as they are.
     =========================================================================
 */
 
@@ -20,6 +21,7 @@
 
 #include "raftnodes.h"
 #include "groupops.h"
+#include "herald_manifest.h"
 
 TestSuite (herald_raft_groups, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
@@ -276,4 +278,104 @@ Test (herald_raft_groups, a_node_restored_from_a_snapshot_gets_the_groups)
 Test (herald_raft_groups, a_node_at_the_snapshots_head_still_gets_its_groups)
 {
     s_snapshot_case (false);
+}
+
+//  herald_manifest alone: a manifest from before groups (no `groups`)
+//  leaves the store's; one with them replaces them, before the applied
+//  index is raised; one whose groups are no export is refused and
+//  changes nothing
+static void
+s_old_manifest (msgpack_sbuffer *buffer, uint64_t index, bool bad_groups)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, bad_groups? 9: 8);
+    const char *keys [] = { "format", "index", "head", "last_ts", "digest" };
+    uint64_t values [] = { 1, index, 0, 0, 0 };
+    for (int i = 0; i < 5; i++) {
+        go_str (&pk, keys [i]);
+        msgpack_pack_uint64 (&pk, values [i]);
+    }
+    go_str (&pk, "node");
+    go_str (&pk, "x");
+    go_str (&pk, "api");
+    go_str (&pk, "");
+    go_str (&pk, "peers");
+    msgpack_pack_array (&pk, 0);
+    if (bad_groups) {
+        go_str (&pk, "groups");
+        msgpack_pack_map (&pk, 0);
+    }
+}
+
+static herald_err
+s_restore (herald_store_t *store, const msgpack_sbuffer *buffer, herald_error_t *err)
+{
+    herald_manifest_t manifest;
+    herald_err rc = herald_manifest_decode (&manifest, buffer->data, buffer->size, err);
+    if (rc == HERALD_OK)
+        rc = herald_manifest_restore (&manifest, store, NULL, NULL, 0, NULL, NULL, err);
+    return rc;
+}
+
+static size_t
+s_group_count (herald_store_t *store)
+{
+    char **names;
+    size_t count;
+    cr_assert_eq (herald_store_group_names (store, &names, &count, NULL), HERALD_OK);
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+    return count;
+}
+
+Test (herald_raft_groups, a_manifest_carries_groups_and_an_old_one_keeps_the_stores)
+{
+    herald_store_t *store = s_nodes [0].store;
+    msgpack_sbuffer op;
+    go_create (&op, "kept", s_prefixes, 1, 2, 1, 5);
+    herald_batch_t batch;
+    s_op_batch (&batch, &op);
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_apply_entry (store, &batch, 1, 1, 30, &err), HERALD_OK);
+    free (batch.op_result);
+    msgpack_sbuffer_destroy (&op);
+    cr_assert_eq (s_group_count (store), 1);
+
+    msgpack_sbuffer manifest;
+    s_old_manifest (&manifest, 40, false);
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_applied_index (store), 40);
+    cr_assert_eq (s_group_count (store), 1, "an old manifest keeps the store's groups");
+    msgpack_sbuffer_destroy (&manifest);
+
+    s_old_manifest (&manifest, 60, true);
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_ERR_CORRUPT);
+    cr_assert_eq (herald_store_applied_index (store), 40, "the index stays where it was");
+    cr_assert_eq (s_group_count (store), 1);
+    msgpack_sbuffer_destroy (&manifest);
+
+    //  A manifest of another store with one other group
+    herald_store_t *other = s_nodes [1].store;
+    go_create (&op, "theirs", s_prefixes, 1, 3, 1, 6);
+    s_op_batch (&batch, &op);
+    cr_assert_eq (herald_store_apply (other, &batch, 1, 1, &err), HERALD_OK);
+    free (batch.op_result);
+    msgpack_sbuffer_destroy (&op);
+    msgpack_sbuffer_init (&manifest);
+    cr_assert_eq (herald_manifest_encode (other, 50, "n2", "", NULL, 0, &manifest), 0);
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_applied_index (store), 50);
+    cr_assert_eq (s_group_count (store), 1);
+    herald_group_record_t record;
+    cr_assert_eq (herald_store_group_get (store, "theirs", &record, NULL), HERALD_OK);
+    cr_assert_eq (record.partitions, 3);
+    herald_group_record_fini (&record);
+    cr_assert_eq (herald_store_group_get (store, "kept", &record, NULL), HERALD_ERR_NOT_FOUND);
+    //  Restored again (a restart): nothing changes
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_OK);
+    cr_assert_eq (s_group_count (store), 1);
+    msgpack_sbuffer_destroy (&manifest);
 }
