@@ -456,6 +456,38 @@ Test (heraldd_groups, every_op_answers_as_documented)
     bt_stop_clean ();
 }
 
+Test (heraldd_groups, the_creation_keys_make_the_group_and_are_ignored_after)
+{
+    bt_start ();
+    zsock_t *sock = bt_client ();
+    s_reply_t reply;
+    s_send (sock, "Msusssssss As su su su", 8, "rid", (uint64_t) 1, "op", "heartbeat", "group",
+            "small", "member", "m", "prefixes", 1, "a.", "partitions", (uint64_t) 4,
+            "session_ms", (uint64_t) 300, "from", (uint64_t) 5);
+    s_recv (sock, &reply);
+    s_check_group (&reply, 1, "heartbeat");
+    cr_assert_eq (s_uint (reply.body, "partitions"), 4);
+    cr_assert_eq (s_uint (reply.body, "session_ms"), 300);
+    cr_assert_eq (s_uint (reply.body, "heartbeat_ms"), 50);
+    const msgpack_object *assigned = s_get (reply.body, "assigned");
+    cr_assert_eq (assigned->via.array.size, 4);
+    for (size_t index = 0; index < 4; index++) {
+        cr_assert_eq (s_uint (&assigned->via.array.ptr [index], "committed"), 4,
+                      "from 5: every partition starts after seq 4");
+        cr_assert_eq (s_uint (&assigned->via.array.ptr [index], "delivered"), 4);
+    }
+    s_reply_fini (&reply);
+    //  Another member with other session_ms and from: the group's stay
+    s_send (sock, "Msusssssss As su su", 7, "rid", (uint64_t) 2, "op", "heartbeat", "group",
+            "small", "member", "n", "prefixes", 1, "a.", "session_ms", (uint64_t) 9000,
+            "from", (uint64_t) 1);
+    s_recv (sock, &reply);
+    s_check_group (&reply, 2, "heartbeat");
+    cr_assert_eq (s_uint (reply.body, "session_ms"), 300);
+    s_reply_fini (&reply);
+    bt_stop_clean ();
+}
+
 //  ---------------------------------------------------------------------
 //  Refusals: each names what is wrong, and changes nothing
 
