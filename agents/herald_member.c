@@ -128,9 +128,13 @@ s_reachable (const char *named, size_t len, const char *api, char *out, size_t s
 static void
 s_close (herald_member_t *self)
 {
+    if (self->monitor)
+        zmq_socket_monitor (zsock_resolve (self->dealer), NULL, 0);
+    zsock_destroy (&self->monitor);
     zsock_destroy (&self->dealer);
     zsock_destroy (&self->sub_sock);
     self->welcomed = false;
+    self->hb_epoch_known = false;
     self->fetch_rid = 0;
     self->fetch_ended = false;
     self->hb_waiting_since = 0;
@@ -185,6 +189,23 @@ s_open (herald_member_t *self, size_t index)
         herald_curve_apply (agent->curve, self->dealer);
         herald_curve_apply (agent->curve, self->sub_sock);
     }
+    //  A connection that drops takes the broker's state of it along (a
+    //  REPLAY in progress never ENDs; a restarted broker does not know
+    //  the stream): the monitor says so, and the member starts afresh
+    char endpoint [96];
+    snprintf (endpoint, sizeof endpoint, "inproc://herald-member-mon-%p-%" PRIu64, (void *) self,
+              ++self->monitor_serial);
+    if (zmq_socket_monitor (zsock_resolve (self->dealer), endpoint, ZMQ_EVENT_DISCONNECTED) == 0) {
+        self->monitor = zsock_new (ZMQ_PAIR);
+        if (self->monitor && zsock_connect (self->monitor, "%s", endpoint) != 0)
+            zsock_destroy (&self->monitor);
+    }
+    if (!self->monitor) {
+        zmq_socket_monitor (zsock_resolve (self->dealer), NULL, 0);
+        s_close (self);
+        return -1;
+    }
+    zsock_set_rcvtimeo (self->monitor, 0);
     if (zsock_connect (self->dealer, "%s", self->nodes [index]) != 0) {
         s_close (self);
         return -1;
@@ -373,6 +394,12 @@ s_on_sub (herald_member_t *self)
 static void
 s_tick (herald_member_t *self, int64_t now, bool stopping)
 {
+    if (self->reopen && !self->move_at) {
+        //  The same node again, with fresh sockets (a WELCOME, the fetch
+        //  restarted, the commit in flight sent again)
+        self->reopen = false;
+        s_move (self, self->node, 0);
+    }
     if (self->move_at && now >= self->move_at) {
         self->move_at = 0;
         if (s_open (self, self->move_to) != 0)
@@ -430,21 +457,30 @@ s_tick (herald_member_t *self, int64_t now, bool stopping)
 static void
 s_wait (herald_member_t *self, int timeout_ms)
 {
-    zmq_pollitem_t items [3] = {
+    zmq_pollitem_t items [4] = {
+        { NULL, self->wake_fd, ZMQ_POLLIN, 0 },
         { self->dealer? zsock_resolve (self->dealer): NULL, 0, ZMQ_POLLIN, 0 },
         { self->sub_sock? zsock_resolve (self->sub_sock): NULL, 0, ZMQ_POLLIN, 0 },
-        { NULL, self->wake_fd, ZMQ_POLLIN, 0 } };
-    size_t first = self->dealer? 0: 2;
-    if (zmq_poll (items + first, 3 - (int) first, timeout_ms) <= 0)
+        { self->monitor? zsock_resolve (self->monitor): NULL, 0, ZMQ_POLLIN, 0 } };
+    int count = self->dealer? 4: 1;
+    if (zmq_poll (items, count, timeout_ms) <= 0)
         return;
-    if (items [2].revents & ZMQ_POLLIN) {
+    if (count == 4 && (items [3].revents & ZMQ_POLLIN)) {
+        zmsg_t *event = zmsg_recv (self->monitor);
+        if (event) {
+            s_log ("group %s: %s closed the connection", self->group, self->nodes [self->node]);
+            self->reopen = true;
+        }
+        zmsg_destroy (&event);
+    }
+    if (items [0].revents & ZMQ_POLLIN) {
         uint64_t value;
         if (read (self->wake_fd, &value, sizeof value) < 0)
             value = 0;
     }
-    if (self->dealer && (items [0].revents & ZMQ_POLLIN))
+    if (count == 4 && (items [1].revents & ZMQ_POLLIN))
         s_on_dealer (self);
-    if (self->sub_sock && (items [1].revents & ZMQ_POLLIN))
+    if (count == 4 && (items [2].revents & ZMQ_POLLIN))
         s_on_sub (self);
 }
 

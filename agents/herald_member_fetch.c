@@ -243,6 +243,14 @@ herald_member_fetch_doorbell (herald_member_t *self, zframe_t *topic, zframe_t *
         msgpack_zone_clear (&self->zone);
         if (body && herald_msg_decode (&msg, HERALD_MSG_HEARTBEAT, zframe_data (body),
                                        zframe_size (body), NULL, &self->zone, &err) == HERALD_OK) {
+            //  A new epoch: the node restarted (or, in a cluster, a new
+            //  term began).  A stream it was sending died with the old
+            //  process, and no END will come: read again
+            bool restarted = self->hb_epoch_known && msg.heartbeat.epoch != self->hb_epoch;
+            self->hb_epoch = msg.heartbeat.epoch;
+            self->hb_epoch_known = true;
+            if (restarted && self->fetch_rid && !self->fetch_ended)
+                herald_member_fetch_restart (self);
             if (msg.heartbeat.head > self->head)
                 self->head = msg.heartbeat.head;
             if (msg.heartbeat.head > self->read_to)

@@ -80,6 +80,9 @@ struct _herald_member_t {
     size_t node;
     zsock_t *dealer;
     zsock_t *sub_sock;
+    zsock_t *monitor;                   //  the DEALER's: a dropped connection
+    uint64_t monitor_serial;            //  names its inproc endpoint
+    bool reopen;                        //  the connection dropped: open again
     bool welcomed;
     int64_t hello_at;                   //  when the last HELLO went
     uint64_t hello_rid;
@@ -123,6 +126,8 @@ struct _herald_member_t {
     bool fetch_more;                    //  END below head: read on at once
     bool fetch_overflow;                //  the broker sent beyond the credit
     bool doorbell;
+    uint64_t hb_epoch;                  //  the node's, from its $hb
+    bool hb_epoch_known;
     int64_t fetch_retry_at;
     member_event_t *events;             //  MEMBER_WINDOW, events [0..event_count)
     size_t event_count;
