@@ -48,7 +48,7 @@
 #include "testutil.h"
 
 #define TOPICS          200
-#define MEMBERS_MAX     4
+#define MEMBERS_MAX     16              //  started in one run (rebalance: 2 + rounds)
 
 typedef struct {
     size_t events;
@@ -154,6 +154,8 @@ s_member_start (s_run_t *run, const char *group, unsigned cost_us, unsigned batc
                 int session_ms)
 {
     size_t index = run->count;
+    if (index == MEMBERS_MAX)
+        return -1;
     snprintf (run->logs [index], sizeof run->logs [index], "%s/member-%zu.log",
               run->broker->dir, index);
     snprintf (run->outs [index], sizeof run->outs [index], "%s/member-%zu.out",
@@ -554,7 +556,7 @@ s_parse (int argc, char **argv, s_config_t *config)
         if (option == 'u')
             config->cost_us = (unsigned) value;
         else
-            config->rounds = (unsigned) value;
+            config->rounds = value < MEMBERS_MAX - 2? (unsigned) value: MEMBERS_MAX - 2;
     }
     if (optind < argc) {
         fprintf (stderr, "group_bench: unexpected argument '%s'\n", argv [optind]);
