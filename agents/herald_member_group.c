@@ -92,6 +92,12 @@ herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t
         uint64_t committed = part->done > part->committed? part->done: part->committed;
         uint64_t delivered = kind == COMMIT_DECLARE && !part->revoked && declared > committed?
                              declared: committed;
+        //  What the previous owner declared stays declared until it is
+        //  handled here: a lower `delivered` (a batch of older events, a
+        //  release, the last commit) would let the next owner give those
+        //  events again unflagged
+        if (delivered < part->redeliver_to)
+            delivered = part->redeliver_to;
         self->commit_pos [self->commit_count++] = (herald_member_pos_t) {
             p, part->epoch, committed, delivered };
         part->committed_sent = committed;
@@ -122,6 +128,21 @@ s_let_go (herald_member_t *self, uint32_t p)
 
 //  ---------------------------------------------------------------------
 //  Batches
+
+//  Below what is every kept event handled, from the buffer's event
+//  `from` on: what the stream examined, and below the lowest event still
+//  buffered.  Not events [from] alone: after a grant the buffer holds the
+//  batch in hand (or its unhandled rest) ahead of the new stream's older
+//  events, so it is not in seq order.
+static uint64_t
+s_examined_below (herald_member_t *self, size_t from)
+{
+    uint64_t bound = self->read_to;
+    for (size_t index = from; index < self->event_count; index++)
+        if (self->events [index].seq - 1 < bound)
+            bound = self->events [index].seq - 1;
+    return bound;
+}
 
 //  Events handled: done advances for every partition covered when the
 //  batch was built (the stream read them all up to `to`).
@@ -208,7 +229,8 @@ herald_member_batch_done (herald_member_t *self)
         }
         uint64_t to = handled == self->batch_count? self->batch_last
                                                   : self->events [handled - 1].seq;
-        s_advance (self, to, self->batch_serial);
+        uint64_t below = s_examined_below (self, handled);
+        s_advance (self, to < below? to: below, self->batch_serial);
         herald_member_fetch_consume (self, handled);
         pthread_mutex_lock (&self->lock);
         self->status.redelivered += redelivered;
@@ -342,7 +364,7 @@ herald_member_floor (herald_member_t *self)
 {
     if (self->batch_state != BATCH_NONE || !self->fetch_rid)
         return;
-    uint64_t floor = self->event_count? self->events [0].seq - 1: self->read_to;
+    uint64_t floor = s_examined_below (self, 0);
     for (uint32_t p = 0; p < self->partitions; p++) {
         member_part_t *part = &self->parts [p];
         if (part->held && !part->revoked && floor > part->done)
