@@ -140,8 +140,14 @@ s_heartbeat (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req
     if (!s_in_range (self, identity, req->rid, "owned", req->owned, req->owned_count, 2,
                      partitions))
         goto done;
+    //  A new group, or a new member, only within the limits
+    if (!group && !stored && !herald_groups_room_for_group (self, identity, req->rid))
+        goto done;
     if (!group && stored)
         group = herald_groups_group_load (self, &record);
+    if (group && !herald_groups_member (group, req->member)
+    &&  !herald_groups_room_for_member (self, group, identity, req->rid))
+        goto done;
     if (!group) {
         //  The first heartbeat makes the group
         uint32_t session = req->has_session? (uint32_t) req->session_ms
@@ -479,8 +485,7 @@ herald_groups_request (herald_groups_t *self, zframe_t *identity, zframe_t *body
         herald_reply_err (self->reply, identity, &err);
         return;
     }
-    char leader [256];
-    if (!herald_groups_leads (self, leader, sizeof (leader)) || !self->serving)
+    if (!herald_groups_serving (self))
         herald_groups_not_leader (self, identity, req.rid, false);
     else
     if (user && (req.op == HERALD_GROUPS_RESET || req.op == HERALD_GROUPS_DELETE)
