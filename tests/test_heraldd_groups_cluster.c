@@ -5,7 +5,8 @@
     replicated, survive a kill -9 of the leader, and the new leader serves
     them, keeping a member's claim under the current epochs; a partition
     nobody claims is granted by the new leader only once session_ms +
-    election-ms have passed since it was elected.
+    election-ms have passed since it was elected; a heartbeat waiting for
+    its grant on a leader cut off is answered not_leader, never GROUP.
     =========================================================================
 */
 
@@ -366,4 +367,54 @@ Test (heraldd_groups_cluster, a_new_leader_grants_what_nobody_claims_only_after_
         s_reply_fini (&reply);
         zclock_sleep (50);
     }
+}
+
+//  A heartbeat whose reply waits for its grant, on a leader cut off from
+//  the others: the grant cannot commit, and once the leader steps down the
+//  heartbeat is answered not_leader, never GROUP (a GROUP reply would
+//  renew the member's lease from a node that no longer leads).
+Test (heraldd_groups_cluster, a_heartbeat_waiting_on_a_cut_off_leader_is_answered_not_leader)
+{
+    cu_options_t options = { .election_ms = 500, .raft_heartbeat_ms = 50, .proxies = true };
+    s_cluster = cu_cluster_new ("groups-cut", 3, &options);
+    cr_assert_not_null (s_cluster);
+    char why [CU_WHY_MAX] = "";
+    int leader = cu_cluster_start (s_cluster, S_ELECT_MS, why, sizeof (why));
+    cr_assert_geq (leader, 0, "no leader: %s", why);
+    zsock_t *to_leader = s_client ((size_t) leader);
+    s_reply_t reply;
+    //  Group "cut" is made (a holds all 4), then a leaves: all 4 are free
+    s_heartbeat_to (to_leader, 1, "cut", 5000, 4, NULL, 0, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 4);
+    s_reply_fini (&reply);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 4);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, 2);
+    bu_pack_str (&pk, "op");
+    bu_pack_str (&pk, "leave");
+    bu_pack_str (&pk, "group");
+    bu_pack_str (&pk, "cut");
+    bu_pack_str (&pk, "member");
+    bu_pack_str (&pk, "a");
+    cr_assert_eq (bu_send_sbuf (to_leader, "GROUP", &sbuf), 0);
+    msgpack_sbuffer_destroy (&sbuf);
+    s_recv (to_leader, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    s_reply_fini (&reply);
+    //  The leader is cut off; a comes back: the grant of 0..3 it makes
+    //  cannot reach a majority, so its heartbeat waits
+    cr_assert_eq (cu_isolate (s_cluster, (size_t) leader, RP_DROP), 0);
+    s_heartbeat_to (to_leader, 3, "cut", 5000, 0, NULL, 0, &reply);
+    const msgpack_object *message = s_get (reply.body, "message");
+    cr_assert_str_eq (reply.command, "ERROR", "answered %s (%.*s) by a leader cut off",
+                      reply.command, message? (int) message->via.str.size: 0,
+                      message? message->via.str.ptr: "");
+    cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
+    s_reply_fini (&reply);
+    cr_assert_eq (cu_isolate (s_cluster, (size_t) leader, RP_PASS), 0);
 }
