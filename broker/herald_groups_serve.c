@@ -260,8 +260,17 @@ s_leave (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req,
     herald_groups_send (self, identity);
 }
 
-//  The lowest committed of the partitions whose owner is member (any
-//  member: NULL and all true); false when there is none.
+//  True when member holds partition index: its grant is written (what
+//  show gives as the partition's owner).
+static bool
+s_holds (herald_groups_group_t *group, herald_groups_member_t *member, uint32_t index)
+{
+    return group && index < group->partitions && group->parts [index].owner == member
+        && group->parts [index].state == HERALD_GROUPS_HELD;
+}
+
+//  The lowest committed of the partitions member holds (any member: NULL
+//  and all true); false when there is none.
 static bool
 s_lowest (const herald_group_record_t *record, herald_groups_group_t *group,
           herald_groups_member_t *member, bool all,
@@ -269,8 +278,7 @@ s_lowest (const herald_group_record_t *record, herald_groups_group_t *group,
 {
     bool found = false;
     for (uint32_t index = 0; index < record->partitions; index++) {
-        if (!all && (!group || index >= group->partitions
-                     || group->parts [index].owner != member))
+        if (!all && !s_holds (group, member, index))
             continue;
         if (!found || record->positions [index].committed < *lowest)
             *lowest = record->positions [index].committed;
@@ -373,12 +381,13 @@ s_show (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req,
         msgpack_pack_map (&pk, 5);
         herald_groups_pack_str (&pk, "member", member->name);
         herald_groups_pack_key (&pk, "partitions");
+        //  What it holds, as positions' owner says (not a grant being written)
         size_t owned = 0;
         for (uint32_t index = 0; index < group->partitions; index++)
-            owned += group->parts [index].owner == member;
+            owned += s_holds (group, member, index);
         msgpack_pack_array (&pk, owned);
         for (uint32_t index = 0; index < group->partitions; index++)
-            if (group->parts [index].owner == member)
+            if (s_holds (group, member, index))
                 msgpack_pack_uint32 (&pk, index);
         uint64_t committed = 0;
         if (s_lowest (&record, group, member, false, &committed)) {

@@ -754,6 +754,66 @@ Test (heraldd_groups, every_bad_request_is_named)
     bt_stop_clean ();
 }
 
+//  What docs/protocol.md says of later heartbeats and of show: prefixes
+//  are compared as a set, partitions only when given; generation grows
+//  with each join and leave; a member holding nothing shows committed
+//  and lag nil.
+Test (heraldd_groups, later_heartbeats_and_show_behave_as_documented)
+{
+    bt_start ();
+    zsock_t *sock = bt_client ();
+    s_reply_t reply;
+    uint64_t rid = 1;
+    s_send (sock, "Msusssssss Ass su", 6, "rid", rid, "op", "heartbeat", "group", "two",
+            "member", "m", "prefixes", 2, "a.", "b.", "partitions", (uint64_t) 1);
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 1);
+    uint64_t generation = s_uint (reply.body, "generation");
+    s_reply_fini (&reply);
+    //  The same set in another order, once more, and no partitions: accepted
+    s_send (sock, "Msusssssss Asss", 5, "rid", ++rid, "op", "heartbeat", "group", "two",
+            "member", "m2", "prefixes", 3, "b.", "a.", "b.");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    cr_assert_eq (s_uint (reply.body, "partitions"), 1);
+    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 0, "m holds the one");
+    cr_assert_gt (s_uint (reply.body, "generation"), generation, "a join");
+    generation = s_uint (reply.body, "generation");
+    s_reply_fini (&reply);
+    //  No prefixes is every topic: another set, refused naming the group's
+    s_send (sock, "Msussssss", 4, "rid", ++rid, "op", "heartbeat", "group", "two",
+            "member", "m2");
+    s_recv (sock, &reply);
+    s_check_error (&reply, "bad_request", true, rid, "1 partitions and prefixes \"a.\", \"b.\"");
+    s_reply_fini (&reply);
+    //  show: m2 holds nothing, so its committed and lag are nil
+    s_pos_t positions [S_PARTS_MAX];
+    s_show (sock, ++rid, "two", positions, &reply);
+    cr_assert_eq (s_uint (reply.body, "generation"), generation);
+    const msgpack_object *members = s_get (reply.body, "members");
+    cr_assert_eq (members->via.array.size, 2);
+    const msgpack_object *m = &members->via.array.ptr [0], *m2 = &members->via.array.ptr [1];
+    cr_assert (s_str_is (s_get (m, "member"), "m"));
+    cr_assert_eq (s_get (m, "partitions")->via.array.size, 1);
+    cr_assert_eq (s_uint (m, "committed"), 0);
+    cr_assert_eq (s_uint (m, "lag"), 0);
+    cr_assert (s_str_is (s_get (m2, "member"), "m2"));
+    cr_assert_eq (s_get (m2, "partitions")->via.array.size, 0);
+    cr_assert_eq (s_get (m2, "committed")->type, MSGPACK_OBJECT_NIL);
+    cr_assert_eq (s_get (m2, "lag")->type, MSGPACK_OBJECT_NIL);
+    s_reply_fini (&reply);
+    //  A leave: generation grows again
+    s_send (sock, "Msussssss", 4, "rid", ++rid, "op", "leave", "group", "two", "member", "m2");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "leave");
+    s_reply_fini (&reply);
+    s_show (sock, ++rid, "two", positions, &reply);
+    cr_assert_gt (s_uint (reply.body, "generation"), generation, "a leave");
+    s_reply_fini (&reply);
+    bt_stop_clean ();
+}
+
 //  ---------------------------------------------------------------------
 //  Assignment, revoke, expiry
 
