@@ -119,10 +119,15 @@ s_let_go (herald_member_t *self, uint32_t p)
         herald_member_fetch_drop (self, p, self->batch_count);
         return;
     }
-    if (self->batch_state == BATCH_DECLARING)
+    if (self->batch_state == BATCH_DECLARING) {
+        //  Counted first: the batch is the first batch_count events, and
+        //  only those of p leave it (a count taken while it shrinks would
+        //  miss some and pull undeclared events into the batch)
+        size_t of_p = 0;
         for (size_t index = 0; index < self->batch_count; index++)
-            if (self->events [index].partition == p)
-                self->batch_count--;
+            of_p += self->events [index].partition == p;
+        self->batch_count -= of_p;
+    }
     herald_member_fetch_drop (self, p, 0);
 }
 
@@ -341,9 +346,13 @@ herald_member_on_commit (herald_member_t *self, herald_member_reply_t *reply)
         for (uint32_t p = 0; p < self->partitions; p++)
             if (self->parts [p].held && self->parts [p].revoked)
                 s_let_go (self, p);
-        atomic_store (&self->hold, false);
         self->hb_due = 0;               //  say so at once
     }
+    //  Nothing left to let go: the hold ends.  Also when the revoked
+    //  partitions left by a fence, in a declare or idle commit sent
+    //  before the revoke was heard: no release commit follows then
+    if (!herald_member_revoking (self) && !self->failed)
+        atomic_store (&self->hold, false);
     pthread_mutex_lock (&self->lock);
     self->status.commits++;
     self->status.fenced += fenced;
