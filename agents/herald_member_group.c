@@ -80,9 +80,10 @@ herald_member_commit_send (herald_member_t *self)
 }
 
 //  Commit every held partition: committed = what is done (never below
-//  what it was granted with), delivered = `declared` or committed.
+//  what it was granted with), delivered = for a declare, its last seq in
+//  the batch (part->declared), else committed.
 void
-herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t declared)
+herald_member_commit (herald_member_t *self, member_commit_kind_t kind)
 {
     self->commit_count = 0;
     for (uint32_t p = 0; p < self->partitions; p++) {
@@ -90,8 +91,8 @@ herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t
         if (!part->held)
             continue;
         uint64_t committed = part->done > part->committed? part->done: part->committed;
-        uint64_t delivered = kind == COMMIT_DECLARE && !part->revoked && declared > committed?
-                             declared: committed;
+        uint64_t delivered = kind == COMMIT_DECLARE && !part->revoked
+                          && part->declared > committed? part->declared: committed;
         //  What the previous owner declared stays declared until it is
         //  handled here: a lower `delivered` (a batch of older events, a
         //  release, the last commit) would let the next owner give those
@@ -167,9 +168,24 @@ herald_member_batch_build (herald_member_t *self)
     size_t count = self->event_count < self->batch_max? self->event_count: self->batch_max;
     self->batch_count = count;
     self->batch_serial++;
-    self->batch_last = self->events [count - 1].seq;
+    //  Per partition, its last seq in the batch: the batch is not in seq
+    //  order after a grant (the rest of the batch in hand, then the new
+    //  partition's older events), so its last event is not its highest,
+    //  and one `delivered` for all would declare too little for some
+    //  partitions (their events handed over undeclared) and too much for
+    //  others (flagged after a kill though never given)
+    for (uint32_t p = 0; p < self->partitions; p++)
+        self->parts [p].declared = 0;
+    self->batch_last = 0;
+    for (size_t index = 0; index < count; index++) {
+        member_event_t *event = &self->events [index];
+        if (event->seq > self->parts [event->partition].declared)
+            self->parts [event->partition].declared = event->seq;
+        if (event->seq > self->batch_last)
+            self->batch_last = event->seq;
+    }
     self->batch_state = BATCH_DECLARING;
-    herald_member_commit (self, COMMIT_DECLARE, self->batch_last);
+    herald_member_commit (self, COMMIT_DECLARE);
 }
 
 bool
