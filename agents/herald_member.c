@@ -674,8 +674,11 @@ herald_member_destroy (herald_member_t **self_p)
 bool
 herald_member_admit (herald_member_t *self)
 {
-    return !atomic_load (&self->stop) && !atomic_load (&self->hold)
-        && herald_agent_now_ms () < atomic_load (&self->lease_until);
+    //  The lease read before the hold: the member thread stores a revoke's
+    //  hold before the lease its reply renews, so a renewed lease seen
+    //  here comes with that hold
+    bool lease = herald_agent_now_ms () < atomic_load (&self->lease_until);
+    return lease && !atomic_load (&self->hold) && !atomic_load (&self->stop);
 }
 
 void

@@ -288,7 +288,6 @@ herald_member_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply)
     self->heartbeat_ms = reply->heartbeat_ms;
     if (reply->head > self->head)
         self->head = reply->head;
-    atomic_store (&self->lease_until, sent + (int64_t) (2 * reply->session_ms / 3));
     bool listed [MEMBER_PARTITIONS] = { false };
     bool granted = false, changed = false;
     for (size_t index = 0; index < reply->assigned_count; index++) {
@@ -324,6 +323,11 @@ herald_member_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply)
         revoking |= self->parts [p].held && self->parts [p].revoked;
     if (revoking)
         atomic_store (&self->hold, true);
+    //  The lease after the hold: a member whose lease had ended (and whose
+    //  partition went to another meanwhile) is renewed by a reply that
+    //  revokes; the delivery thread must never see the new lease without
+    //  the hold, or it would admit an event of the partition now another's
+    atomic_store (&self->lease_until, sent + (int64_t) (2 * reply->session_ms / 3));
     pthread_mutex_lock (&self->lock);
     self->status.generation = reply->generation;
     self->status.rebalances += changed;
