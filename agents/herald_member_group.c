@@ -2,8 +2,9 @@
     herald_member_group - the group's side of a member: heartbeats and the
     lease, assignments and revokes, commits, and the batches they frame
 
-    Declare, then hand over: a batch's commit (delivered = its last seq)
-    is answered before the delivery thread gets it; what it handled is
+    Declare, then hand over: a batch's commit (delivered = each
+    partition's last seq in the batch) is answered before the delivery
+    thread gets it; what it handled is
     committed by the next commit.  A revoke waits for the batch in hand,
     commits with delivered = committed, and only then lets the partition
     go (the loop heartbeats at once without it).  A fenced partition is
