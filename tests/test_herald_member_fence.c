@@ -224,10 +224,13 @@ Test (herald_member_fence, a_revoke_then_a_fenced_declare)
     //  waits for the group commit.  The lease (2 s) outlasts the stop.
     cr_assert_eq (kill (s_broker->pid, SIGSTOP), 0);
     atomic_store (&s_gate_open, true);
-    uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
+    //  The first batch's rest is quick (its handler does not sleep).  Not
+    //  asserted: in the rare run where a heartbeat brought the revoke
+    //  before the broker stopped, the batch stops at the gate instead (and
+    //  the member must recover all the same)
+    uint64_t deadline = tu_mono_ns () + 1000 * 1000000ULL;
     while (s_recorded () < BATCH && tu_mono_ns () < deadline)
         usleep (2000);
-    cr_assert_eq (s_recorded (), BATCH);
     usleep (700 * 1000);                //  a heartbeat_ms and some: the heartbeat is out
     cr_assert_eq (kill (s_broker->pid, SIGCONT), 0);
     s_check_again (mark, BATCH);
