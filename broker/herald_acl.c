@@ -581,8 +581,10 @@ s_print_user (FILE *out, const herald_acl_user_t *user)
         if (user->admin == HERALD_ACL_ADMIN_ALL)
             fputs (" *", out);
         else
-            for (size_t grant = 0; grant < 5; grant++)
-                if (user->admin & herald_acl_grants [grant].bit)
+            //  Every named grant (the table ends with "*", all of them)
+            for (size_t grant = 0; grant < HERALD_ACL_GRANTS; grant++)
+                if (herald_acl_grants [grant].bit != HERALD_ACL_ADMIN_ALL
+                &&  (user->admin & herald_acl_grants [grant].bit))
                     fprintf (out, " %s", herald_acl_grants [grant].name);
         fputc ('\n', out);
     }

@@ -436,7 +436,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         "audit_dropped",
         //  consumer groups (the node serving GROUP; 0 elsewhere)
         "groups", "group_members", "group_rebalances", "group_grants", "group_commits",
-        "group_fenced", "group_expired"
+        "group_fenced", "group_expired", "group_refused"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -461,7 +461,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
         herald_streams_errors (self->streams),
         0, 0, 0, 0, 0, 0,           //  security's, below
-        0, 0, 0, 0, 0, 0, 0         //  the groups', below
+        0, 0, 0, 0, 0, 0, 0, 0      //  the groups', below
     };
     size_t count = sizeof (values) / sizeof (values [0]);
     herald_groups_counts_t groups = { 0 };
@@ -469,7 +469,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         herald_groups_counts (self->groups, &groups);
     uint64_t group_values [] = {
         groups.groups, groups.members, groups.rebalances, groups.grants, groups.commits,
-        groups.fenced, groups.expired
+        groups.fenced, groups.expired, groups.refused
     };
     size_t group_count = sizeof (group_values) / sizeof (group_values [0]);
     memcpy (&values [count - group_count], group_values, sizeof (group_values));
@@ -900,9 +900,16 @@ herald_broker_actor (zsock_t *pipe, void *args)
             self->stop_reason = "it could not bind a scope's fanout";
         }
     }
-    if (!self->fatal)
+    if (!self->fatal) {
         self->groups = herald_groups_new (self->store, self->commit, &self->reply,
                                           self->cluster, self->guard);
+        //  A cluster node's grace after becoming leader covers the old
+        //  leader's last answers: it steps down up to an election timeout
+        //  after it lost its majority (docs/groups.md)
+        herald_groups_configure (self->groups, self->config->max_groups,
+                                 self->config->max_group_members,
+                                 self->cluster? self->config->election_ms: 0);
+    }
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound

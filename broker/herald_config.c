@@ -148,7 +148,12 @@ static const s_option_t s_options [] = {
     { "io-threads", "N", S_THREADS, S_FIELD (io_threads), 1, 64,
       "auto", "libzmq I/O threads (auto: 1, half the cores with security)" },
     { "max-streams-per-user", "N", S_SIZE, S_FIELD (max_streams_per_user), 1, SIZE_MAX,
-      "16", "streams one user may run at once (ACL `streams` overrides)" }
+      "16", "streams one user may run at once (ACL `streams` overrides)" },
+    //  Consumer groups
+    { "max-groups", "N", S_SIZE, S_FIELD (max_groups), 1, 1000000,
+      "1024", "consumer groups kept, 1 to 1000000 (then: overloaded)" },
+    { "max-group-members", "N", S_SIZE, S_FIELD (max_group_members), 1, 100000,
+      "256", "live members per group, 1 to 100000 (then: overloaded)" }
 };
 #define S_OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
 

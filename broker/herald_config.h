@@ -80,6 +80,11 @@ typedef struct {
     uint64_t handshake_ms;          //  ZMQ_HANDSHAKE_IVL of the CURVE sockets
     size_t io_threads;              //  libzmq I/O threads; 0: auto (herald_config_io_threads)
     size_t max_streams_per_user;    //  a user's streams at once, unless its ACL says
+    //  Consumer groups (docs/groups.md): a heartbeat that would make a
+    //  group beyond max_groups, or a member beyond max_group_members, is
+    //  refused `overloaded`, so that no client grows memory or disk at will
+    size_t max_groups;              //  groups the store keeps
+    size_t max_group_members;       //  live members of one group
     uint64_t given;                 //  private: bit i set when s_options [i] was given
     char *config_file;              //  the file loaded, or NULL when none was
     bool file_failed;               //  herald_config_parse failed in the --config file

@@ -22,8 +22,19 @@
     the members: a heartbeat's `owned` entry whose epoch is the stored one
     is kept by its claimant; a partition granted before (epoch > 0) and
     not claimed is `unknown` and is granted only once session_ms have
-    passed since (its old owner's lease has ended by then).  Losing
-    leadership forgets everything; waiting clients get not_leader.
+    passed since (its old owner's lease has ended by then), plus on a
+    cluster node the election timeout: an old leader cut off from its
+    majority keeps answering heartbeats (renewing leases) until libraft
+    makes it step down, up to an election timeout after its last contact
+    with a majority, and this node may have been elected before that.
+    Losing leadership forgets everything; waiting clients get not_leader.
+
+    Bounds (DESIGN.md: memory bounded whatever clients do): every new
+    group name would be a group in the store and in memory, and every new
+    member name a member, so a heartbeat that would make a group beyond
+    max_groups (kept in the store, or being made) or a member beyond
+    max_members is refused `overloaded` and changes nothing.  Members that
+    expire or leave free their slot; a group's slot is freed by delete.
     =========================================================================
 */
 
@@ -49,19 +60,42 @@ herald_groups_refuse (herald_groups_t *self, zframe_t *identity, uint64_t rid, h
     herald_reply_refusal (self->reply, identity, rid, code, message, 0);
 }
 
-//  True when this node serves GROUP; else leader is the leader's api ("").
-bool
-herald_groups_leads (herald_groups_t *self, char *leader, size_t size)
+//  True when this node may serve GROUP (a cluster: it leads, in term
+//  *term); else leader is the leader's api ("").
+static bool
+s_leads (herald_groups_t *self, char *leader, size_t size, uint64_t *term)
 {
     leader [0] = 0;
+    *term = 0;
     if (!self->node)
         return true;
     herald_raft_state_t state;
     herald_node_state (self->node, &state);
+    *term = state.term;
     if (state.role == HERALD_RAFT_LEADER && herald_node_raft (self->node))
         return true;
     snprintf (leader, size, "%s", state.leader_api);
     return false;
+}
+
+bool
+herald_groups_leads (herald_groups_t *self, char *leader, size_t size)
+{
+    uint64_t term;
+    return s_leads (self, leader, size, &term);
+}
+
+//  True when this node serves GROUP right now, in the term its memory
+//  belongs to: asked again when a heartbeat is answered, so that one
+//  whose reply waited (for a grant) while leadership was lost, or lost
+//  and won again, is answered not_leader and renews no lease.
+bool
+herald_groups_serving (herald_groups_t *self)
+{
+    char leader [256];
+    uint64_t term;
+    return s_leads (self, leader, sizeof (leader), &term) && self->serving
+        && term == self->serving_term;
 }
 
 void
@@ -251,6 +285,7 @@ s_forget (herald_groups_t *self)
     }
     zhashx_purge (self->groups);
     self->incarnation++;
+    self->stored_known = false;
 }
 
 //  ---------------------------------------------------------------------
@@ -320,7 +355,7 @@ herald_groups_rebalance (herald_groups_t *self, herald_groups_group_t *group)
         shares [at].held = kept;
     }
     //  Free partitions to members under quota, in name order
-    bool grace = zclock_mono () < self->serving_since + (int64_t) group->session_ms;
+    bool grace = zclock_mono () < herald_groups_grace_end (self, group);
     uint32_t *grants = (uint32_t *) zmalloc (group->partitions * sizeof (uint32_t));
     uint32_t next = 0;
     for (at = 0; at < count; at++) {
@@ -362,6 +397,112 @@ herald_groups_rebalance (herald_groups_t *self, herald_groups_group_t *group)
 }
 
 //  ---------------------------------------------------------------------
+//  Sessions, grace and bounds
+
+void
+herald_groups_expire (herald_groups_t *self, herald_groups_group_t *group, int64_t now,
+                      int64_t *wait)
+{
+    //  Sessions not heard of for session_ms end
+    herald_groups_member_t *member = (herald_groups_member_t *) zlistx_first (group->members);
+    while (member) {
+        int64_t due = member->seen + (int64_t) group->session_ms;
+        if (due <= now) {
+            herald_log ("info", "group %s: member %s expired (no heartbeat for %u ms)",
+                        group->name, member->name, group->session_ms);
+            herald_groups_member_remove (group, member);
+            self->counts.expired++;
+            member = (herald_groups_member_t *) zlistx_first (group->members);
+            continue;
+        }
+        if (*wait < 0 || due - now < *wait)
+            *wait = due - now;
+        member = (herald_groups_member_t *) zlistx_next (group->members);
+    }
+}
+
+int64_t
+herald_groups_grace_end (herald_groups_t *self, herald_groups_group_t *group)
+{
+    return self->serving_since + (int64_t) group->session_ms + (int64_t) self->grace_extra_ms;
+}
+
+//  The groups counted against max_groups: those the store keeps and
+//  those being made (in memory, their create op in flight; left out of
+//  the store's count, so that one applied and not yet done counts once).
+static herald_err
+s_group_count (herald_groups_t *self, size_t *count, herald_error_t *err)
+{
+    uint64_t applied = herald_store_applied_index (self->store);
+    if (!self->stored_known || applied != self->stored_applied) {
+        char **names = NULL;
+        size_t total = 0;
+        herald_err rc = herald_store_group_names (self->store, &names, &total, err);
+        if (rc != HERALD_OK)
+            return rc;
+        self->stored = 0;
+        for (size_t index = 0; index < total; index++) {
+            herald_groups_group_t *group
+                = (herald_groups_group_t *) zhashx_lookup (self->groups, names [index]);
+            if (!group || group->created)
+                self->stored++;
+            free (names [index]);
+        }
+        free (names);
+        self->stored_known = true;
+        self->stored_applied = applied;
+    }
+    size_t making = 0;
+    herald_groups_group_t *group = (herald_groups_group_t *) zhashx_first (self->groups);
+    for (; group; group = (herald_groups_group_t *) zhashx_next (self->groups))
+        making += !group->created;
+    *count = self->stored + making;
+    return HERALD_OK;
+}
+
+bool
+herald_groups_room_for_group (herald_groups_t *self, zframe_t *identity, uint64_t rid)
+{
+    size_t count = 0;
+    herald_error_t err = { 0 };
+    if (s_group_count (self, &count, &err) != HERALD_OK) {
+        herald_groups_refuse (self, identity, rid, HERALD_ERR_INTERNAL,
+                              "the groups cannot be counted: %s", err.message);
+        return false;
+    }
+    if (count < self->max_groups)
+        return true;
+    self->counts.refused++;
+    char message [HERALD_ERROR_MESSAGE_MAX];
+    snprintf (message, sizeof (message), "group limit reached: %zu groups (max-groups); "
+              "delete unused groups with `herald group delete`", self->max_groups);
+    herald_reply_refusal (self->reply, identity, rid, HERALD_ERR_OVERLOADED, message, 0);
+    return false;
+}
+
+bool
+herald_groups_room_for_member (herald_groups_t *self, herald_groups_group_t *group,
+                               zframe_t *identity, uint64_t rid)
+{
+    if (zlistx_size (group->members) >= self->max_members) {
+        //  One whose session ended frees its slot now, not at the next turn
+        int64_t wait = -1;
+        herald_groups_expire (self, group, zclock_mono (), &wait);
+    }
+    if (zlistx_size (group->members) < self->max_members)
+        return true;
+    self->counts.refused++;
+    char message [HERALD_ERROR_MESSAGE_MAX];
+    snprintf (message, sizeof (message), "member limit reached: group '%s' has %zu members "
+              "(max-group-members); a member that leaves or expires frees its slot",
+              group->name, self->max_members);
+    //  A slot frees when a member expires: at the latest a session from now
+    herald_reply_refusal (self->reply, identity, rid, HERALD_ERR_OVERLOADED, message,
+                          group->session_ms);
+    return false;
+}
+
+//  ---------------------------------------------------------------------
 //  The interface
 
 herald_groups_t *
@@ -377,10 +518,21 @@ herald_groups_new (herald_store_t *store, herald_commit_t *commit, herald_reply_
     self->groups = zhashx_new ();
     zhashx_set_destructor (self->groups, herald_groups_group_destroy);
     char leader [256];
-    self->serving = herald_groups_leads (self, leader, sizeof (leader));
+    self->serving = s_leads (self, leader, sizeof (leader), &self->serving_term);
     self->serving_since = zclock_mono ();
     msgpack_sbuffer_init (&self->buffer);
+    self->max_groups = 1024;
+    self->max_members = 256;
     return self;
+}
+
+void
+herald_groups_configure (herald_groups_t *self, size_t max_groups, size_t max_members,
+                         uint64_t grace_extra_ms)
+{
+    self->max_groups = max_groups;
+    self->max_members = max_members;
+    self->grace_extra_ms = grace_extra_ms;
 }
 
 void
@@ -408,10 +560,14 @@ int64_t
 herald_groups_tick (herald_groups_t *self)
 {
     char leader [256];
-    bool serving = herald_groups_leads (self, leader, sizeof (leader));
-    if (serving != self->serving) {
+    uint64_t term;
+    bool serving = s_leads (self, leader, sizeof (leader), &term);
+    //  Leadership lost, won, or lost and won again since the last turn
+    //  (another leader may have granted meanwhile): memory starts afresh
+    if (serving != self->serving || (serving && term != self->serving_term)) {
         s_forget (self);
         self->serving = serving;
+        self->serving_term = term;
         self->serving_since = zclock_mono ();
         if (self->node)
             herald_log ("info", "groups: %s", serving? "serving GROUP (members are learned "
@@ -422,24 +578,8 @@ herald_groups_tick (herald_groups_t *self)
     int64_t now = zclock_mono (), wait = -1;
     herald_groups_group_t *group = (herald_groups_group_t *) zhashx_first (self->groups);
     for (; group; group = (herald_groups_group_t *) zhashx_next (self->groups)) {
-        //  Sessions not heard of for session_ms end
-        herald_groups_member_t *member
-            = (herald_groups_member_t *) zlistx_first (group->members);
-        while (member) {
-            int64_t due = member->seen + (int64_t) group->session_ms;
-            if (due <= now) {
-                herald_log ("info", "group %s: member %s expired (no heartbeat for %u ms)",
-                            group->name, member->name, group->session_ms);
-                herald_groups_member_remove (group, member);
-                self->counts.expired++;
-                member = (herald_groups_member_t *) zlistx_first (group->members);
-                continue;
-            }
-            if (wait < 0 || due - now < wait)
-                wait = due - now;
-            member = (herald_groups_member_t *) zlistx_next (group->members);
-        }
-        int64_t grace = self->serving_since + (int64_t) group->session_ms;
+        herald_groups_expire (self, group, now, &wait);
+        int64_t grace = herald_groups_grace_end (self, group);
         if (!group->graced && grace <= now) {
             //  The grace is over: what nobody claimed is free to grant
             for (uint32_t index = 0; index < group->partitions; index++)

@@ -35,6 +35,17 @@ herald_groups_t *
 void
     herald_groups_destroy (herald_groups_t **self_p);
 
+//  Settings (until called: 1024, 256, 0).  A heartbeat that would make a
+//  group beyond max_groups (those the store keeps, and those being made),
+//  or add a member beyond max_members to one, is refused `overloaded` and
+//  changes nothing.  grace_extra_ms is added to the grace after a start or
+//  a change of leader: a cluster node's election timeout, the time a
+//  leader cut off from its majority may still answer heartbeats before it
+//  steps down (docs/groups.md "Sessions, and the broker's restarts").
+void
+    herald_groups_configure (herald_groups_t *self, size_t max_groups, size_t max_members,
+                             uint64_t grace_extra_ms);
+
 //  True when command is GROUP.
 bool
     herald_groups_is_request (zframe_t *command);
@@ -51,9 +62,11 @@ int64_t
     herald_groups_tick (herald_groups_t *self);
 
 //  STATUS figures: groups known in memory, live members, rebalances
-//  (assignment changes), grants, commits applied, fenced positions.
+//  (assignment changes), grants, commits applied, fenced positions,
+//  sessions expired, heartbeats refused for max-groups or
+//  max-group-members.
 typedef struct {
-    uint64_t groups, members, rebalances, grants, commits, fenced, expired;
+    uint64_t groups, members, rebalances, grants, commits, fenced, expired, refused;
 } herald_groups_counts_t;
 
 void

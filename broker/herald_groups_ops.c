@@ -370,6 +370,8 @@ s_op_done (void *arg, herald_err rc, const uint8_t *result, size_t result_len,
     herald_groups_opctx_t *op = (herald_groups_opctx_t *) arg;
     herald_groups_t *self = op->self;
     self->ops_inflight--;
+    if (op->kind == HERALD_GROUPS_OP_CREATE || op->kind == HERALD_GROUPS_OP_DELETE)
+        self->stored_known = false;     //  the store's groups may have changed
     //  Sent in another serving term: what was kept in memory is gone
     herald_groups_group_t *group = op->incarnation == self->incarnation
                      ? (herald_groups_group_t *) zhashx_lookup (self->groups, op->group): NULL;
@@ -416,6 +418,12 @@ void
 herald_groups_reply_heartbeat (herald_groups_t *self, herald_groups_group_t *group,
                                zframe_t *identity, uint64_t rid, const char *name)
 {
+    //  A reply renews the member's lease: only while this node leads now
+    //  (one that waited for a grant may find leadership lost meanwhile)
+    if (!herald_groups_serving (self)) {
+        herald_groups_not_leader (self, identity, rid, false);
+        return;
+    }
     herald_group_record_t record = { 0 };
     herald_error_t err = { 0 };
     if (herald_store_group_get (self->store, group->name, &record, &err) != HERALD_OK) {

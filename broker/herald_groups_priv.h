@@ -79,11 +79,21 @@ struct _herald_groups_t {
     herald_guard_t *guard;
     zhashx_t *groups;                   //  name -> herald_groups_group_t
     bool serving;
+    uint64_t serving_term;              //  the Raft term it serves in (0 standalone)
     int64_t serving_since;              //  zclock_mono
     uint64_t incarnation;
     size_t ops_inflight;
     herald_groups_counts_t counts;
     msgpack_sbuffer buffer;
+    size_t max_groups, max_members;     //  herald_groups_configure
+    uint64_t grace_extra_ms;
+    //  The groups the store keeps, but those in memory being made: read
+    //  again only once it may have changed (an op made or deleted one, a
+    //  Raft entry was applied), so that a client refused over and over
+    //  costs no scan of the store
+    size_t stored;
+    bool stored_known;
+    uint64_t stored_applied;            //  the store's applied index when read
 };
 
 //  herald_groups.c: answers, memory, assignment
@@ -93,6 +103,9 @@ void
 
 bool
     herald_groups_leads (herald_groups_t *self, char *leader, size_t size);
+
+bool
+    herald_groups_serving (herald_groups_t *self);
 
 void
     herald_groups_not_leader (herald_groups_t *self, zframe_t *identity, uint64_t rid,
@@ -123,6 +136,29 @@ void
 
 void
     herald_groups_rebalance (herald_groups_t *self, herald_groups_group_t *group);
+
+//  Expire the group's members not heard of for its session_ms (now:
+//  zclock_mono); the ms until the next is due into *wait (kept when
+//  sooner, -1: none).
+void
+    herald_groups_expire (herald_groups_t *self, herald_groups_group_t *group, int64_t now,
+                          int64_t *wait);
+
+//  When the grace after serving began ends for group (zclock_mono):
+//  session_ms, plus the election timeout on a cluster node.
+int64_t
+    herald_groups_grace_end (herald_groups_t *self, herald_groups_group_t *group);
+
+//  True when one more group may be made; else answered overloaded (or
+//  internal, the store unreadable), counted, and false.
+bool
+    herald_groups_room_for_group (herald_groups_t *self, zframe_t *identity, uint64_t rid);
+
+//  True when group may take one more member (members due to expire are
+//  expired first); else answered overloaded, counted, and false.
+bool
+    herald_groups_room_for_member (herald_groups_t *self, herald_groups_group_t *group,
+                                   zframe_t *identity, uint64_t rid);
 
 
 //  herald_groups_ops.c: ops through the group commit, and replies

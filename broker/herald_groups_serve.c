@@ -140,8 +140,14 @@ s_heartbeat (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req
     if (!s_in_range (self, identity, req->rid, "owned", req->owned, req->owned_count, 2,
                      partitions))
         goto done;
+    //  A new group, or a new member, only within the limits
+    if (!group && !stored && !herald_groups_room_for_group (self, identity, req->rid))
+        goto done;
     if (!group && stored)
         group = herald_groups_group_load (self, &record);
+    if (group && !herald_groups_member (group, req->member)
+    &&  !herald_groups_room_for_member (self, group, identity, req->rid))
+        goto done;
     if (!group) {
         //  The first heartbeat makes the group
         uint32_t session = req->has_session? (uint32_t) req->session_ms
@@ -254,8 +260,17 @@ s_leave (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req,
     herald_groups_send (self, identity);
 }
 
-//  The lowest committed of the partitions whose owner is member (any
-//  member: NULL and all true); false when there is none.
+//  True when member holds partition index: its grant is written (what
+//  show gives as the partition's owner).
+static bool
+s_holds (herald_groups_group_t *group, herald_groups_member_t *member, uint32_t index)
+{
+    return group && index < group->partitions && group->parts [index].owner == member
+        && group->parts [index].state == HERALD_GROUPS_HELD;
+}
+
+//  The lowest committed of the partitions member holds (any member: NULL
+//  and all true); false when there is none.
 static bool
 s_lowest (const herald_group_record_t *record, herald_groups_group_t *group,
           herald_groups_member_t *member, bool all,
@@ -263,8 +278,7 @@ s_lowest (const herald_group_record_t *record, herald_groups_group_t *group,
 {
     bool found = false;
     for (uint32_t index = 0; index < record->partitions; index++) {
-        if (!all && (!group || index >= group->partitions
-                     || group->parts [index].owner != member))
+        if (!all && !s_holds (group, member, index))
             continue;
         if (!found || record->positions [index].committed < *lowest)
             *lowest = record->positions [index].committed;
@@ -367,12 +381,13 @@ s_show (herald_groups_t *self, zframe_t *identity, herald_groups_req_t *req,
         msgpack_pack_map (&pk, 5);
         herald_groups_pack_str (&pk, "member", member->name);
         herald_groups_pack_key (&pk, "partitions");
+        //  What it holds, as positions' owner says (not a grant being written)
         size_t owned = 0;
         for (uint32_t index = 0; index < group->partitions; index++)
-            owned += group->parts [index].owner == member;
+            owned += s_holds (group, member, index);
         msgpack_pack_array (&pk, owned);
         for (uint32_t index = 0; index < group->partitions; index++)
-            if (group->parts [index].owner == member)
+            if (s_holds (group, member, index))
                 msgpack_pack_uint32 (&pk, index);
         uint64_t committed = 0;
         if (s_lowest (&record, group, member, false, &committed)) {
@@ -479,8 +494,7 @@ herald_groups_request (herald_groups_t *self, zframe_t *identity, zframe_t *body
         herald_reply_err (self->reply, identity, &err);
         return;
     }
-    char leader [256];
-    if (!herald_groups_leads (self, leader, sizeof (leader)) || !self->serving)
+    if (!herald_groups_serving (self))
         herald_groups_not_leader (self, identity, req.rid, false);
     else
     if (user && (req.op == HERALD_GROUPS_RESET || req.op == HERALD_GROUPS_DELETE)

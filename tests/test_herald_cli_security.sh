@@ -8,7 +8,8 @@
 #  acl check: keygen's output is valid ACL text; a valid file prints
 #  normalised with the SHA-256 of its bytes as acl_version; a refused file
 #  exits 1 with FILE:LINE on stderr and nothing on stdout; a group- or
-#  world-writable file is refused; USER TOPIC verdicts; usage errors 64.
+#  world-writable file is refused; every admin grant is printed by name;
+#  USER TOPIC verdicts; usage errors 64.
 #
 #  Offline: no broker.  The EXIT trap removes the temporary directory.
 #  The last line is "N passed, M failed".
@@ -143,6 +144,17 @@ run check_printed "$HERALD" acl check "$TMP/printed"
 rc_is check_printed 0
 check "the printed table prints the same" \
     [ "$(tail -n +2 "$TMP/check_printed.out")" = "$(tail -n +2 "$TMP/check_ok.out")" ]
+
+#  every admin grant is printed by name, groups too (it printed "admin   ="
+#  empty for a user whose only grant was groups)
+printf '[user g]\nkey = %s\nadmin = groups\n[user h]\nkey = %s\nadmin = status groups\n' \
+    "$KEY" "$OPS_KEY" >"$TMP/grants"
+chmod 600 "$TMP/grants"
+run grants "$HERALD" acl check "$TMP/grants"
+rc_is grants 0
+check "admin = groups is printed as such" grep -qx 'admin   = groups' "$TMP/grants.out"
+check "admin = status groups is printed as such" \
+    grep -qx 'admin   = status groups' "$TMP/grants.out"
 
 run verdict "$HERALD" acl check "$ACL" alice orders.eu.1
 rc_is verdict 0

@@ -11,8 +11,10 @@
     epoch is fenced; positions survive a kill -9; after a restart a claim
     under the current epoch is kept and an unclaimed partition waits for
     the grace; reset fences and regrants from the new position; delete is
-    refused while members are live; security: read access to the group's
-    prefixes, list filtered, reset/delete need `admin = groups`.
+    refused while members are live; a group beyond max-groups or a member
+    beyond max-group-members is refused overloaded and nothing is made
+    (delete, expiry and leave free a slot); security: read access to the
+    group's prefixes, list filtered, reset/delete need `admin = groups`.
     =========================================================================
 */
 
@@ -752,6 +754,66 @@ Test (heraldd_groups, every_bad_request_is_named)
     bt_stop_clean ();
 }
 
+//  What docs/protocol.md says of later heartbeats and of show: prefixes
+//  are compared as a set, partitions only when given; generation grows
+//  with each join and leave; a member holding nothing shows committed
+//  and lag nil.
+Test (heraldd_groups, later_heartbeats_and_show_behave_as_documented)
+{
+    bt_start ();
+    zsock_t *sock = bt_client ();
+    s_reply_t reply;
+    uint64_t rid = 1;
+    s_send (sock, "Msusssssss Ass su", 6, "rid", rid, "op", "heartbeat", "group", "two",
+            "member", "m", "prefixes", 2, "a.", "b.", "partitions", (uint64_t) 1);
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 1);
+    uint64_t generation = s_uint (reply.body, "generation");
+    s_reply_fini (&reply);
+    //  The same set in another order, once more, and no partitions: accepted
+    s_send (sock, "Msusssssss Asss", 5, "rid", ++rid, "op", "heartbeat", "group", "two",
+            "member", "m2", "prefixes", 3, "b.", "a.", "b.");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    cr_assert_eq (s_uint (reply.body, "partitions"), 1);
+    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 0, "m holds the one");
+    cr_assert_gt (s_uint (reply.body, "generation"), generation, "a join");
+    generation = s_uint (reply.body, "generation");
+    s_reply_fini (&reply);
+    //  No prefixes is every topic: another set, refused naming the group's
+    s_send (sock, "Msussssss", 4, "rid", ++rid, "op", "heartbeat", "group", "two",
+            "member", "m2");
+    s_recv (sock, &reply);
+    s_check_error (&reply, "bad_request", true, rid, "1 partitions and prefixes \"a.\", \"b.\"");
+    s_reply_fini (&reply);
+    //  show: m2 holds nothing, so its committed and lag are nil
+    s_pos_t positions [S_PARTS_MAX];
+    s_show (sock, ++rid, "two", positions, &reply);
+    cr_assert_eq (s_uint (reply.body, "generation"), generation);
+    const msgpack_object *members = s_get (reply.body, "members");
+    cr_assert_eq (members->via.array.size, 2);
+    const msgpack_object *m = &members->via.array.ptr [0], *m2 = &members->via.array.ptr [1];
+    cr_assert (s_str_is (s_get (m, "member"), "m"));
+    cr_assert_eq (s_get (m, "partitions")->via.array.size, 1);
+    cr_assert_eq (s_uint (m, "committed"), 0);
+    cr_assert_eq (s_uint (m, "lag"), 0);
+    cr_assert (s_str_is (s_get (m2, "member"), "m2"));
+    cr_assert_eq (s_get (m2, "partitions")->via.array.size, 0);
+    cr_assert_eq (s_get (m2, "committed")->type, MSGPACK_OBJECT_NIL);
+    cr_assert_eq (s_get (m2, "lag")->type, MSGPACK_OBJECT_NIL);
+    s_reply_fini (&reply);
+    //  A leave: generation grows again
+    s_send (sock, "Msussssss", 4, "rid", ++rid, "op", "leave", "group", "two", "member", "m2");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "leave");
+    s_reply_fini (&reply);
+    s_show (sock, ++rid, "two", positions, &reply);
+    cr_assert_gt (s_uint (reply.body, "generation"), generation, "a leave");
+    s_reply_fini (&reply);
+    bt_stop_clean ();
+}
+
 //  ---------------------------------------------------------------------
 //  Assignment, revoke, expiry
 
@@ -960,6 +1022,131 @@ Test (heraldd_groups, delete_is_refused_while_members_are_live)
     s_beat (&c);
     cr_assert_eq (c.count, 32);
     cr_assert_eq (c.held [0].committed, 0);
+    bt_stop_clean ();
+}
+
+//  ---------------------------------------------------------------------
+//  Bounds: max-groups and max-group-members
+
+//  A heartbeat of member to group (every topic; session_ms when not 0),
+//  whatever the answer (caller fini's reply).
+static void
+s_beat_raw (zsock_t *sock, uint64_t rid, const char *group, const char *member,
+            uint64_t session_ms, s_reply_t *reply)
+{
+    if (session_ms)
+        s_send (sock, "Msusssssssu", 5, "rid", rid, "op", "heartbeat", "group", group,
+                "member", member, "session_ms", session_ms);
+    else
+        s_send (sock, "Msussssss", 4, "rid", rid, "op", "heartbeat", "group", group,
+                "member", member);
+    s_recv (sock, reply);
+}
+
+static size_t
+s_listed (zsock_t *sock, uint64_t rid)
+{
+    s_reply_t reply;
+    s_send (sock, "Msuss", 2, "rid", rid, "op", "list");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "list");
+    size_t count = s_get (reply.body, "groups")->via.array.size;
+    s_reply_fini (&reply);
+    return count;
+}
+
+Test (heraldd_groups, a_group_or_member_beyond_the_limits_is_refused_and_nothing_is_made)
+{
+    const char *const flags [] = { "--max-groups", "2", "--max-group-members", "2", NULL };
+    bt_start_with (flags);
+    zsock_t *sock = bt_client ();
+    s_reply_t reply;
+    uint64_t rid = 1;
+    //  Two groups are made; a third is refused, naming the limit and the setting
+    s_beat_raw (sock, ++rid, "g1", "a", 1000, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    s_reply_fini (&reply);
+    s_beat_raw (sock, ++rid, "g2", "a", 0, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    s_reply_fini (&reply);
+    for (int round = 0; round < 3; round++) {
+        s_beat_raw (sock, ++rid, "g3", "a", 0, &reply);
+        s_check_error (&reply, "overloaded", true, rid,
+                       "group limit reached: 2 groups (max-groups); delete unused groups "
+                       "with `herald group delete`");
+        s_reply_fini (&reply);
+    }
+    //  Nothing was made: not in the store, not in memory
+    s_send (sock, "Msussss", 3, "rid", ++rid, "op", "show", "group", "g3");
+    s_recv (sock, &reply);
+    s_check_error (&reply, "bad_request", true, rid, "no group 'g3'");
+    s_reply_fini (&reply);
+    cr_assert_eq (s_listed (sock, ++rid), 2);
+    cr_assert_eq (bt_status_extra (sock, ++rid, "groups"), 2);
+    cr_assert_eq (bt_status_extra (sock, ++rid, "group_refused"), 3);
+    //  A deleted group frees its slot
+    s_send (sock, "Msussssss", 4, "rid", ++rid, "op", "leave", "group", "g2", "member", "a");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "leave");
+    s_reply_fini (&reply);
+    s_send (sock, "Msussss", 3, "rid", ++rid, "op", "delete", "group", "g2");
+    s_recv (sock, &reply);
+    s_check_group (&reply, rid, "delete");
+    s_reply_fini (&reply);
+    s_beat_raw (sock, ++rid, "g3", "a", 0, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    s_reply_fini (&reply);
+    cr_assert_eq (s_listed (sock, ++rid), 2);
+
+    //  Two members of g1 (session 1000 ms); a third is refused, with the
+    //  session as the hint of when a slot may free
+    zsock_t *other = bt_client ();
+    s_beat_raw (other, ++rid, "g1", "b", 0, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    s_reply_fini (&reply);
+    s_beat_raw (sock, ++rid, "g1", "a", 0, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    s_reply_fini (&reply);
+    zsock_t *third = bt_client ();
+    s_beat_raw (third, ++rid, "g1", "c", 0, &reply);
+    s_check_error (&reply, "overloaded", true, rid,
+                   "member limit reached: group 'g1' has 2 members (max-group-members)");
+    cr_assert_eq (s_uint (reply.body, "retry_ms"), 1000);
+    s_reply_fini (&reply);
+    cr_assert_eq (bt_status_extra (sock, ++rid, "group_refused"), 4);
+    //  b stops: once its session has ended, its slot is c's (a goes on
+    //  heartbeating); until then c is refused, and never anything else
+    int64_t deadline = zclock_mono () + 10000;
+    while (true) {
+        s_beat_raw (sock, ++rid, "g1", "a", 0, &reply);
+        s_check_group (&reply, rid, "heartbeat");
+        s_reply_fini (&reply);
+        s_beat_raw (third, ++rid, "g1", "c", 0, &reply);
+        bool joined = streq (reply.command, "GROUP");
+        if (!joined)
+            s_check_error (&reply, "overloaded", true, rid, "member limit reached");
+        s_reply_fini (&reply);
+        if (joined)
+            break;
+        cr_assert (zclock_mono () < deadline, "b's slot was never freed");
+        zclock_sleep (50);
+    }
+    cr_assert_geq (bt_status_extra (sock, ++rid, "group_expired"), 1);
+    s_pos_t positions [S_PARTS_MAX];
+    s_show (sock, ++rid, "g1", positions, &reply);
+    const msgpack_object *members = s_get (reply.body, "members");
+    cr_assert_eq (members->via.array.size, 2);
+    cr_assert (s_str_is (s_get (&members->via.array.ptr [0], "member"), "a"));
+    cr_assert (s_str_is (s_get (&members->via.array.ptr [1], "member"), "c"));
+    s_reply_fini (&reply);
+    //  A member that leaves frees its slot at once
+    s_send (third, "Msussssss", 4, "rid", ++rid, "op", "leave", "group", "g1", "member", "c");
+    s_recv (third, &reply);
+    s_check_group (&reply, rid, "leave");
+    s_reply_fini (&reply);
+    s_beat_raw (other, ++rid, "g1", "d", 0, &reply);
+    s_check_group (&reply, rid, "heartbeat");
+    s_reply_fini (&reply);
     bt_stop_clean ();
 }
 

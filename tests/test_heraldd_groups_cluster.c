@@ -3,7 +3,10 @@
     (issue 15): only the leader serves it (a follower answers not_leader
     naming the leader's api); positions committed on the leader are
     replicated, survive a kill -9 of the leader, and the new leader serves
-    them, keeping a member's claim under the current epochs.
+    them, keeping a member's claim under the current epochs; a partition
+    nobody claims is granted by the new leader only once session_ms +
+    election-ms have passed since it was elected; a heartbeat waiting for
+    its grant on a leader cut off is answered not_leader, never GROUP.
     =========================================================================
 */
 
@@ -110,27 +113,32 @@ typedef struct {
     uint64_t partition, epoch;
 } s_claim_t;
 
-//  A heartbeat of member "a" of group "g" (every topic) claiming claims;
-//  the reply (caller fini's it).
+//  A heartbeat of member "a" of group (every topic) claiming claims, with
+//  session_ms and partitions (0: not sent) for its creation; the reply
+//  (caller fini's it).
 static void
-s_heartbeat (zsock_t *sock, uint64_t rid, const s_claim_t *claims, size_t count,
-             s_reply_t *reply)
+s_heartbeat_to (zsock_t *sock, uint64_t rid, const char *group, uint64_t session_ms,
+                uint64_t partitions, const s_claim_t *claims, size_t count, s_reply_t *reply)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 6);
+    msgpack_pack_map (&pk, 6 + (partitions? 1: 0));
     bu_pack_str (&pk, "rid");
     msgpack_pack_uint64 (&pk, rid);
     bu_pack_str (&pk, "op");
     bu_pack_str (&pk, "heartbeat");
     bu_pack_str (&pk, "group");
-    bu_pack_str (&pk, "g");
+    bu_pack_str (&pk, group);
     bu_pack_str (&pk, "member");
     bu_pack_str (&pk, "a");
     bu_pack_str (&pk, "session_ms");
-    msgpack_pack_uint64 (&pk, 5000);
+    msgpack_pack_uint64 (&pk, session_ms);
+    if (partitions) {
+        bu_pack_str (&pk, "partitions");
+        msgpack_pack_uint64 (&pk, partitions);
+    }
     bu_pack_str (&pk, "owned");
     msgpack_pack_array (&pk, count);
     for (size_t index = 0; index < count; index++) {
@@ -141,6 +149,14 @@ s_heartbeat (zsock_t *sock, uint64_t rid, const s_claim_t *claims, size_t count,
     cr_assert_eq (bu_send_sbuf (sock, "GROUP", &sbuf), 0);
     msgpack_sbuffer_destroy (&sbuf);
     s_recv (sock, reply);
+}
+
+//  Group "g", session 5000 ms.
+static void
+s_heartbeat (zsock_t *sock, uint64_t rid, const s_claim_t *claims, size_t count,
+             s_reply_t *reply)
+{
+    s_heartbeat_to (sock, rid, "g", 5000, 0, claims, count, reply);
 }
 
 Test (heraldd_groups_cluster, the_leader_serves_and_positions_survive_its_kill)
@@ -249,4 +265,156 @@ Test (heraldd_groups_cluster, the_leader_serves_and_positions_survive_its_kill)
         cr_assert_eq (s_uint (item, "committed"), 100 + s_uint (item, "partition"));
     }
     s_reply_fini (&reply);
+}
+
+//  The grace of a new leader.  An old leader cut off from its majority
+//  answers heartbeats (renewing leases) until libraft makes it step down,
+//  up to an election timeout after it last heard from a majority; the
+//  new one may have been elected before that.  So a partition nobody
+//  claims is granted by the new leader only once session_ms + election
+//  ms have passed since it began to lead.  When it began is bounded from
+//  below by the last STATUS it answered as a follower (or in an older
+//  term): sent at `since`, the grant must not come before since +
+//  session_ms + election_ms.  Only that order is asserted, not a speed.
+Test (heraldd_groups_cluster, a_new_leader_grants_what_nobody_claims_only_after_session_and_election)
+{
+    enum { S_SESSION = 600, S_ELECTION = 1000, S_PARTS = 4 };
+    cu_options_t options = { .election_ms = S_ELECTION, .raft_heartbeat_ms = 100 };
+    s_cluster = cu_cluster_new ("groups-grace", 3, &options);
+    cr_assert_not_null (s_cluster);
+    char why [CU_WHY_MAX] = "";
+    int leader = cu_cluster_start (s_cluster, S_ELECT_MS, why, sizeof (why));
+    cr_assert_geq (leader, 0, "no leader: %s", why);
+    //  A member holds all 4 partitions of a group made with session 600 ms
+    zsock_t *to_leader = s_client ((size_t) leader);
+    s_reply_t reply;
+    s_heartbeat_to (to_leader, 1, "late", S_SESSION, S_PARTS, NULL, 0, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    const msgpack_object *assigned = s_get (reply.body, "assigned");
+    cr_assert_eq (assigned->via.array.size, S_PARTS);
+    s_claim_t claims [S_PARTS];
+    for (size_t index = 0; index < S_PARTS; index++) {
+        claims [index].partition = s_uint (&assigned->via.array.ptr [index], "partition");
+        claims [index].epoch = s_uint (&assigned->via.array.ptr [index], "epoch");
+        cr_assert_eq (claims [index].partition, index);
+    }
+    s_reply_fini (&reply);
+    //  Its grants are on a majority (answered once applied): the leader dies
+    cu_status_t status;
+    cr_assert_eq (cu_status (s_cluster, (size_t) leader, &status, S_WAIT_MS), 0);
+    uint64_t old_term = status.term;
+    int64_t since [3] = { 0, 0, 0 };        //  last sent STATUS answered not leading
+    for (size_t index = 0; index < 3; index++)
+        if ((int) index != leader) {
+            since [index] = zclock_mono ();
+            cr_assert_eq (cu_status (s_cluster, index, &status, S_WAIT_MS), 0);
+            cr_assert_str_neq (status.role, "leader");
+        }
+    cu_node_kill (s_cluster, (size_t) leader);
+    //  Poll the others until one leads in a newer term
+    int next = -1;
+    int64_t deadline = zclock_mono () + S_ELECT_MS;
+    while (next < 0) {
+        cr_assert (zclock_mono () < deadline, "no new leader");
+        for (size_t index = 0; index < 3 && next < 0; index++) {
+            if ((int) index == leader)
+                continue;
+            int64_t sent = zclock_mono ();
+            if (cu_status (s_cluster, index, &status, 200) != 0)
+                continue;
+            if (streq (status.role, "leader") && status.term > old_term)
+                next = (int) index;
+            else
+                since [index] = sent;
+        }
+        if (next < 0)
+            zclock_sleep (10);
+    }
+    int64_t not_before = since [next] + S_SESSION + S_ELECTION;
+    //  The member claims 0..2 from the new leader, not 3: those are kept at
+    //  once, 3 waits the grace
+    zsock_t *to_next = s_client ((size_t) next);
+    uint64_t rid = 10;
+    bool served = false, granted = false;
+    deadline = not_before + 20000;
+    while (!granted) {
+        cr_assert (zclock_mono () < deadline, "partition 3 was never granted");
+        s_heartbeat_to (to_next, ++rid, "late", S_SESSION, 0, claims, S_PARTS - 1, &reply);
+        int64_t received = zclock_mono ();
+        if (streq (reply.command, "GROUP")) {
+            served = true;
+            assigned = s_get (reply.body, "assigned");
+            for (size_t index = 0; index < assigned->via.array.size; index++) {
+                const msgpack_object *item = &assigned->via.array.ptr [index];
+                uint64_t partition = s_uint (item, "partition");
+                if (partition < S_PARTS - 1)
+                    cr_assert_eq (s_uint (item, "epoch"), claims [partition].epoch,
+                                  "a claim under the current epoch is kept");
+                else {
+                    cr_assert_geq (received, not_before, "partition %" PRIu64 " was granted "
+                                   "%" PRId64 " ms before session_ms + election_ms had "
+                                   "passed since the new leader was elected", partition,
+                                   not_before - received);
+                    cr_assert_gt (s_uint (item, "epoch"), claims [partition].epoch);
+                    granted = true;
+                }
+            }
+            cr_assert_geq (assigned->via.array.size, S_PARTS - 1);
+        }
+        else
+            cr_assert (!served && s_str_is (s_get (reply.body, "code"), "not_leader"),
+                       "only not_leader before the new leader serves GROUP");
+        s_reply_fini (&reply);
+        zclock_sleep (50);
+    }
+}
+
+//  A heartbeat whose reply waits for its grant, on a leader cut off from
+//  the others: the grant cannot commit, and once the leader steps down the
+//  heartbeat is answered not_leader, never GROUP (a GROUP reply would
+//  renew the member's lease from a node that no longer leads).
+Test (heraldd_groups_cluster, a_heartbeat_waiting_on_a_cut_off_leader_is_answered_not_leader)
+{
+    cu_options_t options = { .election_ms = 500, .raft_heartbeat_ms = 50, .proxies = true };
+    s_cluster = cu_cluster_new ("groups-cut", 3, &options);
+    cr_assert_not_null (s_cluster);
+    char why [CU_WHY_MAX] = "";
+    int leader = cu_cluster_start (s_cluster, S_ELECT_MS, why, sizeof (why));
+    cr_assert_geq (leader, 0, "no leader: %s", why);
+    zsock_t *to_leader = s_client ((size_t) leader);
+    s_reply_t reply;
+    //  Group "cut" is made (a holds all 4), then a leaves: all 4 are free
+    s_heartbeat_to (to_leader, 1, "cut", 5000, 4, NULL, 0, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 4);
+    s_reply_fini (&reply);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 4);
+    bu_pack_str (&pk, "rid");
+    msgpack_pack_uint64 (&pk, 2);
+    bu_pack_str (&pk, "op");
+    bu_pack_str (&pk, "leave");
+    bu_pack_str (&pk, "group");
+    bu_pack_str (&pk, "cut");
+    bu_pack_str (&pk, "member");
+    bu_pack_str (&pk, "a");
+    cr_assert_eq (bu_send_sbuf (to_leader, "GROUP", &sbuf), 0);
+    msgpack_sbuffer_destroy (&sbuf);
+    s_recv (to_leader, &reply);
+    cr_assert_str_eq (reply.command, "GROUP");
+    s_reply_fini (&reply);
+    //  The leader is cut off; a comes back: the grant of 0..3 it makes
+    //  cannot reach a majority, so its heartbeat waits
+    cr_assert_eq (cu_isolate (s_cluster, (size_t) leader, RP_DROP), 0);
+    s_heartbeat_to (to_leader, 3, "cut", 5000, 0, NULL, 0, &reply);
+    const msgpack_object *message = s_get (reply.body, "message");
+    cr_assert_str_eq (reply.command, "ERROR", "answered %s (%.*s) by a leader cut off",
+                      reply.command, message? (int) message->via.str.size: 0,
+                      message? message->via.str.ptr: "");
+    cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
+    s_reply_fini (&reply);
+    cr_assert_eq (cu_isolate (s_cluster, (size_t) leader, RP_PASS), 0);
 }
