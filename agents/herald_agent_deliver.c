@@ -364,6 +364,11 @@ s_handle (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *vie
         atomic_fetch_add_explicit (&sub->retries, 1, memory_order_relaxed);
         if (!s_backoff (agent, sub, backoff))
             return false;
+        //  A group's event is offered again only while its member may hand
+        //  it over (lease, no revoke): past the lease its partition may be
+        //  another member's.  The batch stops here, the event not handled
+        if (sub->group && (!sub->member || !herald_member_admit (sub->member)))
+            return false;
         backoff = backoff * 2 > agent->options.retry_max_ms? agent->options.retry_max_ms
                                                             : backoff * 2;
         view->attempt++;

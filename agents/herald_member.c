@@ -438,7 +438,7 @@ s_tick (herald_member_t *self, int64_t now, bool stopping)
         }
     }
     if (self->batch_state == BATCH_NONE && !self->commit_rid && herald_member_revoking (self))
-        herald_member_commit (self, COMMIT_RELEASE, 0);
+        herald_member_commit (self, COMMIT_RELEASE);
     if (self->batch_state == BATCH_NONE && !self->commit_rid && !stopping
     &&  !atomic_load (&self->hold) && self->event_count && herald_member_lease_valid (self)
     &&  !self->push_refused)
@@ -446,7 +446,7 @@ s_tick (herald_member_t *self, int64_t now, bool stopping)
     herald_member_floor (self);
     if (self->batch_state == BATCH_NONE && !self->commit_rid && now >= self->idle_commit_at
     &&  herald_member_uncommitted (self)) {
-        herald_member_commit (self, COMMIT_IDLE, 0);
+        herald_member_commit (self, COMMIT_IDLE);
         self->idle_commit_at = now + (int64_t) (self->heartbeat_ms? self->heartbeat_ms: 500);
     }
     if (!stopping)
@@ -508,7 +508,7 @@ s_finish (herald_member_t *self)
         for (uint32_t p = 0; p < self->partitions; p++)
             held |= self->parts [p].held;
         if (held)
-            herald_member_commit (self, COMMIT_IDLE, 0);
+            herald_member_commit (self, COMMIT_IDLE);
     }
     while (herald_agent_now_ms () < deadline && self->commit_rid && self->welcomed)
         s_wait (self, 20);
@@ -674,8 +674,11 @@ herald_member_destroy (herald_member_t **self_p)
 bool
 herald_member_admit (herald_member_t *self)
 {
-    return !atomic_load (&self->stop) && !atomic_load (&self->hold)
-        && herald_agent_now_ms () < atomic_load (&self->lease_until);
+    //  The lease read before the hold: the member thread stores a revoke's
+    //  hold before the lease its reply renews, so a renewed lease seen
+    //  here comes with that hold
+    bool lease = herald_agent_now_ms () < atomic_load (&self->lease_until);
+    return lease && !atomic_load (&self->hold) && !atomic_load (&self->stop);
 }
 
 void

@@ -15,8 +15,8 @@
         what it holds, keeps those of its partitions above each one's
         committed, and flags redelivered those at or below the delivered
         it was granted them with;
-      - declares each batch (commit `delivered` = the batch's last seq,
-        waits for the reply), then hands it to the delivery thread
+      - declares each batch (commit `delivered` = each partition's last
+        seq in it, waits for the reply), then hands it to the delivery thread
         (herald_agent_group_push) and waits for herald_member_done;
       - on a revoke, lets the batch in hand finish (the delivery thread
         stops early, between two events, when herald_member_admit says

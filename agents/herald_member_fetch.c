@@ -189,7 +189,8 @@ void
 herald_member_fetch_reply (herald_member_t *self, const herald_msg_t *reply, zmsg_t *msg)
 {
     if (reply->type == HERALD_MSG_END) {
-        if (reply->end.last > self->read_to)
+        //  Not past an overflow: what came beyond it was not kept
+        if (!self->fetch_overflow && reply->end.last > self->read_to)
             self->read_to = reply->end.last;
         if (reply->end.head > self->head)
             self->head = reply->end.head;

@@ -2,8 +2,9 @@
     herald_member_group - the group's side of a member: heartbeats and the
     lease, assignments and revokes, commits, and the batches they frame
 
-    Declare, then hand over: a batch's commit (delivered = its last seq)
-    is answered before the delivery thread gets it; what it handled is
+    Declare, then hand over: a batch's commit (delivered = each
+    partition's last seq in the batch) is answered before the delivery
+    thread gets it; what it handled is
     committed by the next commit.  A revoke waits for the batch in hand,
     commits with delivered = committed, and only then lets the partition
     go (the loop heartbeats at once without it).  A fenced partition is
@@ -80,9 +81,10 @@ herald_member_commit_send (herald_member_t *self)
 }
 
 //  Commit every held partition: committed = what is done (never below
-//  what it was granted with), delivered = `declared` or committed.
+//  what it was granted with), delivered = for a declare, its last seq in
+//  the batch (part->declared), else committed.
 void
-herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t declared)
+herald_member_commit (herald_member_t *self, member_commit_kind_t kind)
 {
     self->commit_count = 0;
     for (uint32_t p = 0; p < self->partitions; p++) {
@@ -90,8 +92,8 @@ herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t
         if (!part->held)
             continue;
         uint64_t committed = part->done > part->committed? part->done: part->committed;
-        uint64_t delivered = kind == COMMIT_DECLARE && !part->revoked && declared > committed?
-                             declared: committed;
+        uint64_t delivered = kind == COMMIT_DECLARE && !part->revoked
+                          && part->declared > committed? part->declared: committed;
         //  What the previous owner declared stays declared until it is
         //  handled here: a lower `delivered` (a batch of older events, a
         //  release, the last commit) would let the next owner give those
@@ -119,10 +121,15 @@ s_let_go (herald_member_t *self, uint32_t p)
         herald_member_fetch_drop (self, p, self->batch_count);
         return;
     }
-    if (self->batch_state == BATCH_DECLARING)
+    if (self->batch_state == BATCH_DECLARING) {
+        //  Counted first: the batch is the first batch_count events, and
+        //  only those of p leave it (a count taken while it shrinks would
+        //  miss some and pull undeclared events into the batch)
+        size_t of_p = 0;
         for (size_t index = 0; index < self->batch_count; index++)
-            if (self->events [index].partition == p)
-                self->batch_count--;
+            of_p += self->events [index].partition == p;
+        self->batch_count -= of_p;
+    }
     herald_member_fetch_drop (self, p, 0);
 }
 
@@ -162,9 +169,24 @@ herald_member_batch_build (herald_member_t *self)
     size_t count = self->event_count < self->batch_max? self->event_count: self->batch_max;
     self->batch_count = count;
     self->batch_serial++;
-    self->batch_last = self->events [count - 1].seq;
+    //  Per partition, its last seq in the batch: the batch is not in seq
+    //  order after a grant (the rest of the batch in hand, then the new
+    //  partition's older events), so its last event is not its highest,
+    //  and one `delivered` for all would declare too little for some
+    //  partitions (their events handed over undeclared) and too much for
+    //  others (flagged after a kill though never given)
+    for (uint32_t p = 0; p < self->partitions; p++)
+        self->parts [p].declared = 0;
+    self->batch_last = 0;
+    for (size_t index = 0; index < count; index++) {
+        member_event_t *event = &self->events [index];
+        if (event->seq > self->parts [event->partition].declared)
+            self->parts [event->partition].declared = event->seq;
+        if (event->seq > self->batch_last)
+            self->batch_last = event->seq;
+    }
     self->batch_state = BATCH_DECLARING;
-    herald_member_commit (self, COMMIT_DECLARE, self->batch_last);
+    herald_member_commit (self, COMMIT_DECLARE);
 }
 
 bool
@@ -267,7 +289,6 @@ herald_member_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply)
     self->heartbeat_ms = reply->heartbeat_ms;
     if (reply->head > self->head)
         self->head = reply->head;
-    atomic_store (&self->lease_until, sent + (int64_t) (2 * reply->session_ms / 3));
     bool listed [MEMBER_PARTITIONS] = { false };
     bool granted = false, changed = false;
     for (size_t index = 0; index < reply->assigned_count; index++) {
@@ -303,6 +324,11 @@ herald_member_on_heartbeat (herald_member_t *self, herald_member_reply_t *reply)
         revoking |= self->parts [p].held && self->parts [p].revoked;
     if (revoking)
         atomic_store (&self->hold, true);
+    //  The lease after the hold: a member whose lease had ended (and whose
+    //  partition went to another meanwhile) is renewed by a reply that
+    //  revokes; the delivery thread must never see the new lease without
+    //  the hold, or it would admit an event of the partition now another's
+    atomic_store (&self->lease_until, sent + (int64_t) (2 * reply->session_ms / 3));
     pthread_mutex_lock (&self->lock);
     self->status.generation = reply->generation;
     self->status.rebalances += changed;
@@ -341,9 +367,13 @@ herald_member_on_commit (herald_member_t *self, herald_member_reply_t *reply)
         for (uint32_t p = 0; p < self->partitions; p++)
             if (self->parts [p].held && self->parts [p].revoked)
                 s_let_go (self, p);
-        atomic_store (&self->hold, false);
         self->hb_due = 0;               //  say so at once
     }
+    //  Nothing left to let go: the hold ends.  Also when the revoked
+    //  partitions left by a fence, in a declare or idle commit sent
+    //  before the revoke was heard: no release commit follows then
+    if (!herald_member_revoking (self) && !self->failed)
+        atomic_store (&self->hold, false);
     pthread_mutex_lock (&self->lock);
     self->status.commits++;
     self->status.fenced += fenced;

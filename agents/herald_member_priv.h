@@ -37,6 +37,7 @@ typedef struct {
     uint64_t done;                      //  handled by this member
     uint64_t taken;                     //  the highest seq kept in the buffer
     uint64_t since;                     //  the batch serial when granted
+    uint64_t declared;                  //  its last seq in the batch being built (0: none)
 } member_part_t;
 
 typedef enum {
@@ -149,9 +150,10 @@ void
     herald_member_heartbeat (herald_member_t *self, int64_t now);
 
 //  Commit every held partition (committed = what is done; delivered =
-//  declared for a batch's declare, else committed); one at a time.
+//  for a batch's declare, the partition's last seq in it, else
+//  committed); one at a time.
 void
-    herald_member_commit (herald_member_t *self, member_commit_kind_t kind, uint64_t declared);
+    herald_member_commit (herald_member_t *self, member_commit_kind_t kind);
 
 //  Send the commit in flight again (a new node, a silent one).
 void

@@ -10,6 +10,8 @@
         commit: no event handled twice, none lost;
       - a broker stopped (SIGSTOP) past 2/3 of the session: the member's
         lease ends and it hands nothing over until it is answered again;
+      - a handler answering RETRY is not called again once the lease has
+        ended;
       - a cluster's leader killed: the member follows not_leader to the new
         leader and goes on, with no loss and no duplicate not flagged.
     Handlers record into a shared log with a global order, so the
@@ -493,6 +495,68 @@ Test (herald_member, broker_restart_mid_stream)
     atomic_store (&s_sleep_us, 0);
     cr_assert (s_wait_all (COUNT, 60000), "%zu handler calls after the restart",
                s_recorded ());
+    s_check_all (COUNT, true);
+}
+
+//  A handler answering RETRY is called again only while the lease holds:
+//  once it has ended (the broker stopped), the partition may be another
+//  member's, and a retry would handle its event beside that member.
+static atomic_int s_retry_calls;
+static atomic_bool s_retrying;
+
+static int
+s_retry (const herald_delivery_t *event, void *arg)
+{
+    if (event->seq == 1 && atomic_load (&s_retrying)) {
+        atomic_fetch_add (&s_retry_calls, 1);
+        return HERALD_RETRY;
+    }
+    return s_record (event, arg);
+}
+
+Test (herald_member, retry_stops_with_the_lease)
+{
+    enum { COUNT = 10 };
+    cr_assert_eq (au_publish (s_broker->api, "orders.%zu", TOPICS, COUNT, WAIT_MS), 0);
+    atomic_store (&s_retry_calls, 0);
+    atomic_store (&s_retrying, true);
+    herald_agent_options_t options;
+    herald_agent_options_init (&options);
+    options.api = s_broker->api;
+    options.fanout = s_broker->fanout;
+    options.timeout_ms = 5000;
+    options.retry_max_ms = 20;              //  a retry every 20 ms
+    s_agents [0] = herald_agent_new ("member-test", &options);
+    cr_assert_not_null (s_agents [0]);
+    static const char *prefixes [] = { "orders.", NULL };
+    herald_group_options_t group;
+    herald_group_options_init (&group);
+    group.prefixes = prefixes;
+    group.session_ms = 600;
+    cr_assert_eq (herald_agent_subscribe_group (s_agents [0], "billing", &group, s_retry,
+                                                &s_who [0]), HERALD_OK);
+    uint64_t deadline = tu_mono_ns () + WAIT_MS * 1000000ULL;
+    while (atomic_load (&s_retry_calls) < 3 && tu_mono_ns () < deadline)
+        usleep (2000);
+    cr_assert_geq (atomic_load (&s_retry_calls), 3);
+    cr_assert_eq (kill (s_broker->pid, SIGSTOP), 0);
+    herald_group_status_t status;
+    do {
+        status = s_status (s_agents [0], "billing");
+        if (!status.joined)
+            break;
+        usleep (2000);
+    } while (tu_mono_ns () < deadline);
+    cr_assert_not (status.joined, "the lease never ended");
+    //  The call in progress may end; then none, for as long as the broker
+    //  is stopped (watched for 1 s: 50 retries' worth)
+    int calls = atomic_load (&s_retry_calls);
+    usleep (1000000);
+    cr_assert_leq (atomic_load (&s_retry_calls), calls + 1, "%d RETRY calls without a lease",
+                   atomic_load (&s_retry_calls) - calls);
+    cr_assert_eq (kill (s_broker->pid, SIGCONT), 0);
+    atomic_store (&s_retrying, false);
+    cr_assert (s_wait_all (COUNT, WAIT_MS), "%zu handler calls", s_recorded ());
     s_check_all (COUNT, true);
 }
 
