@@ -275,8 +275,9 @@ s_decode_publish (herald_entry_t *entry, s_reader_t *reader, msgpack_zone *zone,
             reader->at += len;
             reader->left -= len;
         }
-        requests [request].events = items;
-        requests [request].count = events;
+        //  The whole request: the zone's memory is not zeroed, and a stale
+        //  op pointer would make a publish request read as a group's op
+        requests [request] = (herald_entry_request_t) { .events = items, .count = events };
     }
     entry->requests = requests;
     entry->count = count;
