@@ -67,7 +67,10 @@ typedef struct {
 
 //  Read group `name` into record (caller fini's it).  HERALD_ERR_NOT_FOUND
 //  when there is none; a read that fails is HERALD_ERR_IO (err says what),
-//  a record that does not decode HERALD_ERR_CORRUPT.  Any thread.
+//  a record that does not decode HERALD_ERR_CORRUPT.  Any thread; it never
+//  waits for a write to end unless the write tore the record: read while
+//  ops are applied, the record may mix partitions' positions from before
+//  and after an op (each partition's own values are always one op's).
 herald_err
     herald_store_group_get (herald_store_t *self, const char *name,
                             herald_group_record_t *record, herald_error_t *err);
