@@ -172,8 +172,8 @@ class Agent:
                   handler: Optional[Callable[[Event], Any]] = None, *,
                   name: Optional[str] = None, start: StartLike = BEGINNING,
                   group: Optional[str] = None, partitions: Optional[int] = None,
-                  session: Optional[float] = None, batch_max: Optional[int] = None
-                  ) -> Any:
+                  session: Optional[float] = None, batch_max: Optional[int] = None,
+                  batch: bool = False) -> Any:
         """Subscribe ``handler`` to the events whose topic begins with one of
         ``prefixes`` (a str or several; None: every topic).
 
@@ -198,6 +198,16 @@ class Agent:
         decorator: ``@agent.subscribe("orders.")`` (or ``@agent.subscribe(
         "orders.", group="billing")``) subscribes the function, returns it
         unchanged and sets its ``subscription`` attribute.
+
+        ``batch=True`` calls ``handler`` with a list of events (up to 256,
+        in seq order) instead of once per event: one Python call per
+        batch (docs/python.md, "Batch handlers").  It returns None (all
+        done) or the number of leading events it handled (the rest comes
+        again at once); ``raise herald.Retry(handled=n)`` commits the
+        first n and offers the rest again after the backoff; any other
+        exception commits the first ``exc.handled`` (default 0) and stops
+        the subscription.  After a crash in a batch, each of its events
+        not committed comes again with ``redelivered`` True.
         """
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
@@ -206,7 +216,7 @@ class Agent:
             def decorate(function: Handler) -> Handler:
                 sub = self.subscribe(prefixes, function, name=name, start=start,
                                      group=group, partitions=partitions, session=session,
-                                     batch_max=batch_max)
+                                     batch_max=batch_max, batch=batch)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -219,7 +229,8 @@ class Agent:
             name = name_for(getattr(handler, "__name__", "handler"))
         core = self._core
         return core.subscribe(name, _prefix_list(prefixes), start, handler,
-                              core.sync_trampoline, group=spec)
+                              core.sync_batch_trampoline if batch else core.sync_trampoline,
+                              group=spec, batch=batch)
 
     def unsubscribe(self, name: str) -> None:
         """Stop subscription ``name`` (its checkpoint stays)."""
