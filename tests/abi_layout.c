@@ -71,6 +71,17 @@ main (void)
     S_FIELD (herald_delivery_t, "Delivery", redelivered);
     S_FIELD (herald_delivery_t, "Delivery", attempt);
 
+    //  Batch handlers (issue 16)
+    S_SIZE (herald_delivery_batch_t, "DeliveryBatch");
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", size);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", subscription);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", events);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", count);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", envelopes);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", envelopes_len);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", redelivered);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", attempt);
+    S_FIELD (herald_delivery_batch_t, "DeliveryBatch", handled);
     S_SIZE (herald_sub_status_t, "SubStatus");
     S_FIELD (herald_sub_status_t, "SubStatus", state);
     S_FIELD (herald_sub_status_t, "SubStatus", delivered_seq);

@@ -104,6 +104,23 @@ def _c_strings(strings: Sequence[str]):
     return array
 
 
+# The C agent's delivery thread is not a Python thread: ctypes makes a new
+# Python thread state for every callback from it and frees it after
+# (PyGILState_Ensure/Release), about 9-14 us per call, most of a per-event
+# handler's cost (docs/python.md, "Where the time goes").  One more
+# PyGILState_Ensure, never released, on the first call from such a thread
+# keeps its thread state for the thread's life: later callbacks only take
+# the GIL.  The thread state is freed with the interpreter.
+_pinned = threading.local()
+
+
+def pin_thread() -> None:
+    if not getattr(_pinned, "done", False):
+        if threading.current_thread().__class__ is threading._DummyThread:
+            ctypes.pythonapi.PyGILState_Ensure()
+        _pinned.done = True
+
+
 def handled_of(value: Any, count: int, default: Optional[int] = None) -> int:
     """A batch handler's answer as herald_delivery_batch_t.handled: an int
     (clamped to 0..count), or default (None: count) for anything else."""
@@ -630,6 +647,7 @@ class _Core:
         fails with that exception (reported through on_error), and the
         event is not checkpointed."""
         def call(view_p, _arg) -> int:
+            pin_thread()
             self.enter()
             try:
                 sub.handler(Event._from_view(view_p.contents))
@@ -651,6 +669,7 @@ class _Core:
         ``handled`` attribute (default 0) saying how many leading events
         were done before it: they are committed, the rest is not."""
         def call(batch_p, _arg) -> int:
+            pin_thread()
             self.enter()
             batch = batch_p.contents
             try:
