@@ -63,6 +63,7 @@ typedef struct {
     char **prefixes;                        //  NULL-terminated copies
     size_t prefix_count;                    //  0: every topic
     herald_handler_fn *handler;
+    herald_batch_handler_fn *batch_handler; //  set: called instead of handler (issue 16)
     void *arg;
     herald_checkpoint_t *checkpoint;        //  NULL for a group subscription
     struct _herald_member_t *member;        //  a group subscription's (herald_member.h)
@@ -153,6 +154,7 @@ typedef struct {
     int rc;                                 //  HANDLER: what the user code said
     herald_agent_sub_t *sub;                //  HANDLER
     const herald_delivery_t *view;          //  HANDLER
+    herald_delivery_batch_t *batch;         //  HANDLER of a batch handler (view NULL)
     const char *name;                       //  ON_ERROR
     int code;
     const char *message;

@@ -818,6 +818,69 @@ uint64_t
 herald_err
     herald_agent_complete (herald_agent_t *self, uint64_t ticket, int rc);
 
+//  ---------------------------------------------------------------------
+//  Batch handlers (issue 16: one call for many events)
+//
+//  A batch handler is called with up to a delivery batch of events at
+//  once (at most 256), in seq order, for bindings and projections that
+//  pay per call (a Python callback, a database transaction).  The
+//  exactly-once contract is the per-event one (docs/agent.md, "Batch
+//  handlers"): before the call the checkpoint records the batch as in
+//  doubt; after it each handled event is committed in order.  After a
+//  kill -9 during the call, every event of that batch comes again and
+//  each is flagged redelivered.
+
+typedef struct {
+    size_t size;                    //  sizeof (herald_delivery_batch_t) of the library
+    const char *subscription;       //  its name
+    const herald_delivery_t *events;    //  count of them, seq order (borrowed)
+    size_t count;                   //  1 .. 256
+    //  The count stored MessagePack envelopes back to back (each one map,
+    //  as herald_delivery_t.envelope), for decoding in bulk
+    const uint8_t *envelopes;
+    size_t envelopes_len;
+    const uint8_t *redelivered;     //  count flags, 1: as herald_delivery_t.redelivered
+    //  1, then 2, 3 ... each RETRY (the events after `handled` were all
+    //  offered before; a partial HERALD_OK does not count)
+    unsigned attempt;
+    //  In/out: count when called.  The handler lowers it to the number of
+    //  leading events it handled when it returns RETRY or an error (they
+    //  are committed; the rest is not), or when it returns HERALD_OK
+    //  having handled only some (the rest is offered again at once; 0
+    //  with HERALD_OK counts as RETRY).
+    size_t handled;
+} herald_delivery_batch_t;
+
+//  What it returns: as herald_handler_fn, for the events after `handled`.
+typedef int (herald_batch_handler_fn) (herald_delivery_batch_t *batch, void *arg);
+
+//  herald_agent_subscribe with a batch handler: same name rules, start,
+//  checkpoint and errors; handler(batch, arg) is called instead of one
+//  call per event.  In dispatch mode one call is posted per batch (and
+//  may be deferred: the batch stays valid until herald_agent_complete).
+herald_err
+    herald_agent_subscribe_batch (herald_agent_t *self, const char *name,
+                                  const char *const *prefixes, herald_start_t start,
+                                  herald_batch_handler_fn *handler, void *arg);
+
+//  herald_agent_subscribe_group with a batch handler: each call carries
+//  events of one member batch (options->batch_max) that the member
+//  admitted; `handled` tells the member how many were done.
+herald_err
+    herald_agent_subscribe_group_batch (herald_agent_t *self, const char *group,
+                                        const herald_group_options_t *options,
+                                        herald_batch_handler_fn *handler, void *arg);
+
+//  herald_agent_complete for a deferred batch handler call, with how many
+//  leading events of its batch were handled (clamped to its count): the
+//  batch itself may be gone by then (abandoned), so never write its
+//  `handled` after deferring (herald_agent_complete on such a call means
+//  all handled for HERALD_OK, none otherwise).  Same returns as
+//  herald_agent_complete.
+herald_err
+    herald_agent_complete_batch (herald_agent_t *self, uint64_t ticket, int rc,
+                                 size_t handled);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,6 +40,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequ
 from . import _lib, _schema
 from .errors import (ConflictError, ForkedAgentError, HeraldError, IdReusedError,
                      InvalidArgumentError, Retry, TimeoutError, check, code_of, make_error)
+from .event import _batch_events as batch_events
 from .event import (Event, EventList, GroupStatus, Published, Snapshot, Stats, StartLike,
                     SubscriptionStatus, group_status_from, published_from, stats_from,
                     status_from, to_ns, to_start)
@@ -101,6 +102,14 @@ def _c_strings(strings: Sequence[str]):
         array[index] = text.encode("utf-8")
     array[len(strings)] = None
     return array
+
+
+def handled_of(value: Any, count: int, default: Optional[int] = None) -> int:
+    """A batch handler's answer as herald_delivery_batch_t.handled: an int
+    (clamped to 0..count), or default (None: count) for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, min(value, count))
+    return count if default is None else default
 
 
 def name_for(text: str) -> str:
@@ -549,11 +558,20 @@ class _Core:
     # -- subscribing -----------------------------------------------------
     def subscribe(self, name: str, prefixes: List[str], start: StartLike,
                   handler: Callable[[Event], Any], trampoline,
-                  group: Optional[GroupSpec] = None, schemas=None) -> Subscription:
+                  group: Optional[GroupSpec] = None, schemas=None,
+                  batch: bool = False) -> Subscription:
         """trampoline(sub) -> a ctypes HANDLER_FN calling handler.  With
         group, a member of consumer group `name` (herald_agent_subscribe_group).
         With schemas (a _schema.SchemaSpec), through herald_agent_subscribe_with."""
         start_c = to_start(start)
+        if batch and not _lib.has_batch:
+            raise make_error(_lib.ERR_UNSUPPORTED,
+                             "%s has no batch handlers (herald_agent_subscribe_batch): a "
+                             "libherald older than this binding" % _lib.path)
+        if batch and schemas is not None:
+            #  The C agent converts per event, before a per-event handler
+            raise InvalidArgumentError("schemas= (docs/schemas.md) needs a per-event "
+                                       "handler: not with batch=True (yet)")
         if group is not None and not _lib.has_groups:
             raise make_error(_lib.ERR_UNSUPPORTED,
                              "%s has no consumer groups (herald_agent_subscribe_group): a "
@@ -584,7 +602,9 @@ class _Core:
             code = _schema.subscribe_with(self, name, array, start_c, group_options, schemas,
                                           sub._c_handler)
         elif group is None:
-            code = self.call(_lib.lib.herald_agent_subscribe, name.encode(), array,
+            subscribe = _lib.lib.herald_agent_subscribe_batch if batch \
+                else _lib.lib.herald_agent_subscribe
+            code = self.call(subscribe, name.encode(), array,
                              _lib.Start(start_c.kind, start_c.value), sub._c_handler, None)
         else:
             #  The library's init (its size checked against ours at load),
@@ -596,8 +616,9 @@ class _Core:
             options.partitions = group.partitions or 0
             options.session_ms = _ms(group.session)
             options.batch_max = group.batch_max or 0
-            code = self.call(_lib.lib.herald_agent_subscribe_group, name.encode(),
-                             byref(options), sub._c_handler, None)
+            subscribe = _lib.lib.herald_agent_subscribe_group_batch if batch \
+                else _lib.lib.herald_agent_subscribe_group
+            code = self.call(subscribe, name.encode(), byref(options), sub._c_handler, None)
         if code != _lib.OK:
             with self._lock:
                 if previous is None:
@@ -642,6 +663,30 @@ class _Core:
             finally:
                 self.leave()
         return _lib.HANDLER_FN(call)
+
+    def sync_batch_trampoline(self, sub: Subscription):
+        """A batch handler run on the delivery thread: called with a list
+        of Events; returns None (all done) or how many leading events it
+        handled (the rest is offered again at once; 0 counts as Retry);
+        raises Retry or anything else as a per-event handler does, its
+        ``handled`` attribute (default 0) saying how many leading events
+        were done before it: they are committed, the rest is not."""
+        def call(batch_p, _arg) -> int:
+            self.enter()
+            batch = batch_p.contents
+            try:
+                batch.handled = handled_of(sub.handler(batch_events(batch)), batch.count)
+                return _lib.OK
+            except Retry as exc:
+                batch.handled = handled_of(exc.handled, batch.count, 0)
+                return _lib.RETRY
+            except BaseException as exc:        # nothing may escape into C
+                sub.exception = exc
+                batch.handled = handled_of(getattr(exc, "handled", 0), batch.count, 0)
+                return code_of(exc)
+            finally:
+                self.leave()
+        return _lib.BATCH_HANDLER_FN(call)
 
     # -- reading the log -------------------------------------------------
     def _stream_call(self, handler: Optional[Callable[[Event], Any]], run) -> EventList:

@@ -96,6 +96,18 @@ class Delivery(Structure):
 HANDLER_FN = CFUNCTYPE(c_int, POINTER(Delivery), c_void_p)
 
 
+class DeliveryBatch(Structure):
+    """herald_delivery_batch_t (batch handlers, issue 16).  ``size`` is the
+    library's: only the fields up to ``handled`` are read."""
+    _fields_ = [("size", c_size_t), ("subscription", c_char_p),
+                ("events", POINTER(Delivery)), ("count", c_size_t),
+                ("envelopes", c_void_p), ("envelopes_len", c_size_t),
+                ("redelivered", c_void_p), ("attempt", c_uint), ("handled", c_size_t)]
+
+
+BATCH_HANDLER_FN = CFUNCTYPE(c_int, POINTER(DeliveryBatch), c_void_p)
+
+
 class SubStatus(Structure):
     _fields_ = [("state", c_int), ("delivered_seq", c_uint64), ("delivered", c_uint64),
                 ("duplicates", c_uint64), ("retries", c_uint64), ("error", c_int),
@@ -188,6 +200,11 @@ _PROTOTYPES = {
     "herald_group_options_init": (None, [POINTER(GroupOptions)]),
     "herald_agent_subscribe_group": (c_int, [c_void_p, c_char_p, POINTER(GroupOptions),
                                              HANDLER_FN, c_void_p]),
+    "herald_agent_complete_batch": (c_int, [c_void_p, c_uint64, c_int, c_size_t]),
+    "herald_agent_subscribe_batch": (c_int, [c_void_p, c_char_p, POINTER(c_char_p), Start,
+                                             BATCH_HANDLER_FN, c_void_p]),
+    "herald_agent_subscribe_group_batch": (c_int, [c_void_p, c_char_p, POINTER(GroupOptions),
+                                                   BATCH_HANDLER_FN, c_void_p]),
     "herald_agent_group_status": (c_int, [c_void_p, c_char_p, POINTER(GroupStatus)]),
 }
 
@@ -196,6 +213,11 @@ _PROTOTYPES = {
 # as first released; only AsyncAgent needs them.
 _DISPATCH_CALLS = {"herald_agent_fd", "herald_agent_dispatch", "herald_agent_defer",
                    "herald_agent_complete"}
+
+# Batch handlers (issue 16): absent from a libherald older than them;
+# only subscribe(batch=True) needs them (``has_batch``).
+_BATCH_CALLS = {"herald_agent_subscribe_batch", "herald_agent_subscribe_group_batch",
+                "herald_agent_complete_batch"}
 
 # Consumer groups (docs/groups.md): absent from a libherald older than them;
 # only a group subscription needs them (``has_groups`` says whether it can).
@@ -238,7 +260,8 @@ def _load():
                                       "libherald older than this binding, whose "
                                       "herald_agent_options_t is shorter than its Options"
                                       % candidate) from None
-                if name not in _DISPATCH_CALLS and name not in _GROUP_CALLS:
+                if name not in _DISPATCH_CALLS and name not in _GROUP_CALLS \
+                        and name not in _BATCH_CALLS:
                     raise
                 continue
             function.restype = restype
@@ -266,6 +289,8 @@ def _load():
 lib, path = _load()
 #: The library has consumer groups (herald_agent_subscribe_group and its kin).
 has_groups = all(hasattr(lib, name) for name in _GROUP_CALLS)
+#: The library has batch handlers (herald_agent_subscribe_batch).
+has_batch = all(hasattr(lib, name) for name in _BATCH_CALLS)
 
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [c_void_p]

@@ -175,7 +175,8 @@ class Agent:
                   session: Optional[float] = None, batch_max: Optional[int] = None,
                   schemas: Optional[Mapping[str, int]] = None,
                   default_schema: Optional[int] = None, on_incompatible: str = "stop",
-                  on_parked: Optional[Callable[[Event, str], Any]] = None) -> Any:
+                  on_parked: Optional[Callable[[Event, str], Any]] = None,
+                  batch: bool = False) -> Any:
         """Subscribe ``handler`` to the events whose topic begins with one of
         ``prefixes`` (a str or several; None: every topic).
 
@@ -210,6 +211,16 @@ class Agent:
         decorator: ``@agent.subscribe("orders.")`` (or ``@agent.subscribe(
         "orders.", group="billing")``) subscribes the function, returns it
         unchanged and sets its ``subscription`` attribute.
+
+        ``batch=True`` calls ``handler`` with a list of events (up to 256,
+        in seq order) instead of once per event: one Python call per
+        batch (docs/python.md, "Batch handlers").  It returns None (all
+        done) or the number of leading events it handled (the rest comes
+        again at once); ``raise herald.Retry(handled=n)`` commits the
+        first n and offers the rest again after the backoff; any other
+        exception commits the first ``exc.handled`` (default 0) and stops
+        the subscription.  After a crash in a batch, each of its events
+        not committed comes again with ``redelivered`` True.
         """
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
@@ -221,7 +232,8 @@ class Agent:
                                      group=group, partitions=partitions, session=session,
                                      batch_max=batch_max, schemas=schemas,
                                      default_schema=default_schema,
-                                     on_incompatible=on_incompatible, on_parked=on_parked)
+                                     on_incompatible=on_incompatible, on_parked=on_parked,
+                                     batch=batch)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -234,7 +246,8 @@ class Agent:
             name = name_for(getattr(handler, "__name__", "handler"))
         core = self._core
         return core.subscribe(name, _prefix_list(prefixes), start, handler,
-                              core.sync_trampoline, group=spec, schemas=schema_spec)
+                              core.sync_batch_trampoline if batch else core.sync_trampoline,
+                              group=spec, batch=batch, schemas=schema_spec)
 
     # -- schema evolution (docs/schemas.md; _schema.py) ---------------------
     def upcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
