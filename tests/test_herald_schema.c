@@ -585,3 +585,37 @@ Test (herald_schema, group_subscription_converts)
     cr_assert_eq (stats.upcast, 1);
     cr_assert_eq (stats.skipped, 1);
 }
+
+Test (herald_schema, torn_parked_tail_is_cut_and_appends_stay_readable)
+{
+    s_agent ();
+    cr_assert_eq (herald_agent_upcaster (at_agent, "Refund", 1, s_failing, NULL), HERALD_OK);
+    herald_schema_want_t wants [] = { { "Refund", 2 } };
+    herald_subscribe_options_t options;
+    herald_subscribe_options_init (&options);
+    options.wants = wants;
+    options.want_count = 1;
+    options.on_incompatible = HERALD_SCHEMA_PARK;
+    uint64_t first = s_publish ("Refund", 1, "amount=x");
+    cr_assert_eq (herald_agent_subscribe_with (at_agent, "refunds", &options, s_record, NULL),
+                  HERALD_OK);
+    s_wait_state ("refunds", HERALD_SUB_LIVE, first);
+    herald_agent_destroy (&at_agent);
+    //  A crash while parking left half a record
+    char path [4096];
+    snprintf (path, sizeof path, "%s/parked/refunds.parked", at_state);
+    FILE *file = fopen (path, "ab");
+    cr_assert_not_null (file);
+    fwrite ("\x40\x00\x00\x00\x01\x02", 1, 6, file);
+    fclose (file);
+    s_agent ();
+    cr_assert_eq (herald_agent_upcaster (at_agent, "Refund", 1, s_failing, NULL), HERALD_OK);
+    cr_assert_eq (herald_agent_subscribe_with (at_agent, "refunds", &options, s_record, NULL),
+                  HERALD_OK);
+    uint64_t second = s_publish ("Refund", 1, "amount=y");
+    s_wait_state ("refunds", HERALD_SUB_LIVE, second);
+    s_listed = 0;
+    cr_assert_eq (herald_agent_parked (at_agent, "refunds", s_list, NULL), HERALD_OK);
+    cr_assert_eq (s_listed, 2, "both parked events readable after the torn tail");
+    cr_assert_eq (s_listed_seq, second);
+}
