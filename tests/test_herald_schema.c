@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agenttest.h"
@@ -618,4 +620,48 @@ Test (herald_schema, torn_parked_tail_is_cut_and_appends_stay_readable)
     cr_assert_eq (herald_agent_parked (at_agent, "refunds", s_list, NULL), HERALD_OK);
     cr_assert_eq (s_listed, 2, "both parked events readable after the torn tail");
     cr_assert_eq (s_listed_seq, second);
+}
+
+Test (herald_schema, killed_after_park_before_checkpoint_parks_once)
+{
+    //  The child parks seq `first` and is SIGKILLed before its checkpoint
+    //  moves: the event is in doubt, and passed again to the next agent
+    s_agent ();
+    uint64_t first = s_publish ("Refund", 1, "amount=x");
+    herald_agent_destroy (&at_agent);
+    char *child = tu_build_program ("tests/schema_child");
+    cr_assert_not_null (child);
+    char log [4200];
+    snprintf (log, sizeof log, "%s/child.log", at_state);
+    char state [4200];
+    snprintf (state, sizeof state, "%s/child", at_state);
+    const char *args [] = { at_broker->api, at_broker->fanout, state, NULL };
+    pid_t pid = au_spawn (child, args, log);
+    free (child);
+    cr_assert_gt (pid, 0);
+    int status = 0;
+    cr_assert_eq (au_child_wait (pid, WAIT_MS, &status), 0, "the child did not end");
+    cr_assert (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL,
+               "the child was not killed from on_parked (status %d)", status);
+    //  Same state directory, same subscription: parked again, not twice
+    herald_agent_options_t options;
+    au_options (&options, at_broker, state);
+    at_agent = herald_agent_new ("schema-test", &options);
+    cr_assert_not_null (at_agent, "%s", herald_agent_last_error ());
+    cr_assert_eq (herald_agent_upcaster (at_agent, "Refund", 1, s_failing, NULL), HERALD_OK);
+    herald_schema_want_t wants [] = { { "Refund", 2 } };
+    herald_subscribe_options_t sub;
+    herald_subscribe_options_init (&sub);
+    sub.wants = wants;
+    sub.want_count = 1;
+    sub.on_incompatible = HERALD_SCHEMA_PARK;
+    sub.on_parked = s_on_parked;
+    cr_assert_eq (herald_agent_subscribe_with (at_agent, "refunds", &sub, s_record, NULL),
+                  HERALD_OK);
+    s_wait_state ("refunds", HERALD_SUB_LIVE, first);
+    cr_assert_eq (s_seen.parked, 1, "passed again (it was in doubt)");
+    s_listed = 0;
+    cr_assert_eq (herald_agent_parked (at_agent, "refunds", s_list, NULL), HERALD_OK);
+    cr_assert_eq (s_listed, 1, "parked once, not twice");
+    cr_assert_eq (s_listed_seq, first);
 }
