@@ -606,12 +606,15 @@ void
 //                         the message names type, stored and wanted schema
 //                         and seq); the event is not passed, so subscribing
 //                         again once a caster is registered delivers it;
-//    HERALD_SCHEMA_SKIP   on_error is told (HERALD_ERR_UNSUPPORTED, same
-//                         message), the event is counted and skipped: the
-//                         checkpoint moves past it;
+//    HERALD_SCHEMA_SKIP   on_error is told (HERALD_ERR_UNSUPPORTED, the same
+//                         message after "skipped: "), the event is counted
+//                         and skipped: the checkpoint moves past it;
 //    HERALD_SCHEMA_PARK   the event is recorded for later (its stored
 //                         envelope appended to state_dir/parked/NAME.parked,
-//                         fsynced, and/or on_parked called) and skipped.
+//                         fsynced, when the agent has a state_dir; then
+//                         on_parked, when given) and skipped: the
+//                         checkpoint moves past it once it is recorded.
+//                         A kill between the two parks it once, not twice.
 //  ---------------------------------------------------------------------
 
 //  What a caster writes.  The agent lends `buffer` (capacity bytes): a
