@@ -302,7 +302,7 @@ def _batch_events(batch: "_lib.DeliveryBatch") -> List["Event"]:
         event.ver = fields["ver"]
         event.ts = fields["ts"]
         event.type = fields.get("type")
-        event.schema = fields.get("schema", 1)
+        event.schema = event.stored_schema = fields.get("schema", 1)
         event.meta = fields.get("meta") or {}
         event.data = fields["data"]
         event.subscription = name
