@@ -37,6 +37,7 @@
 #include "herald_agent_priv.h"
 #include "herald_event.h"
 #include "herald_member.h"
+#include "herald_schema.h"
 #include "herald_text.h"
 #include "herald_uuid.h"
 
@@ -254,6 +255,7 @@ herald_agent_sub_destroy (herald_agent_sub_t **sub_p)
         free (sub->prefixes [index]);
     free (sub->prefixes);
     free (sub->name);
+    herald_schema_sub_destroy (&sub->schema);
     free (sub);
     *sub_p = NULL;
 }
@@ -351,6 +353,13 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
     if (!self->service || !self->api || (options->state_dir && !self->state_dir)
     ||  (options->fanout && !self->fanout)
     ||  (options->key_file && !self->key_file) || (options->server_key && !self->server_key)) {
+        herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    //  Schemas: the casters' registry (herald_schema.c)
+    self->schemas = herald_schema_new ();
+    if (!self->schemas) {
         herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
         herald_agent_destroy (&self);
         return NULL;
@@ -493,6 +502,7 @@ herald_agent_destroy (herald_agent_t **self_p)
     free (self->fanout);
     herald_agent_endpoints_fini (self);
     free (self->state_dir);
+    herald_schema_destroy (&self->schemas);
     free (self);
     *self_p = NULL;
 }
@@ -570,6 +580,8 @@ herald_agent_sub_new (const char *name, const char *const *prefixes, size_t coun
     sub->handler = handler;
     sub->batch_handler = s_batch_pending;
     sub->arg = arg;
+    //  Schemas: herald_agent_subscribe_with's declarations for this call
+    sub->schema = herald_agent_schema_take_pending ();
     return sub;
 }
 

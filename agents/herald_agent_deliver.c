@@ -60,6 +60,7 @@
 #include "herald_agent_priv.h"
 #include "herald_event.h"
 #include "herald_member.h"
+#include "herald_schema.h"
 #include "herald_text.h"
 
 _Static_assert (sizeof (herald_meta_t) == sizeof (herald_kv_t), "meta layout");
@@ -405,6 +406,65 @@ s_handle (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *vie
     }
 }
 
+//  ---------------------------------------------------------------------
+//  Schemas (herald_schema.c, docs/schemas.md)
+//
+//  Before a handler: a subscription with declared schemas gets view's
+//  data converted to the schema it wants for the event's type.  What
+//  cannot be converted meets the subscription's policy here.  A local
+//  subscription (checkpoint) records the intent before parking, so that
+//  a crash after the park passes the event again flagged redelivered,
+//  which the park then recognises.
+
+typedef enum {
+    S_SCHEMA_HANDLE = 0,                    //  call the handler with view
+    S_SCHEMA_PASSED,                        //  skipped or parked: done, no handler
+    S_SCHEMA_FAILED                         //  the subscription failed
+} s_schema_verdict_t;
+
+static s_schema_verdict_t
+s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *view,
+               herald_checkpoint_t *checkpoint, void **converted_p)
+{
+    herald_schema_sub_t *schema = sub->schema;
+    uint64_t want = herald_schema_sub_want (schema, view->type, view->type_len);
+    int direction = 0;
+    char message [1024];
+    if (herald_schema_convert (agent->schemas, view, want, converted_p, &direction, message,
+                               sizeof message) == HERALD_OK) {
+        if (direction > 0)
+            atomic_fetch_add_explicit (&schema->upcast, 1, memory_order_relaxed);
+        if (direction < 0)
+            atomic_fetch_add_explicit (&schema->downcast, 1, memory_order_relaxed);
+        return S_SCHEMA_HANDLE;
+    }
+    if (schema->policy == HERALD_SCHEMA_STOP) {
+        atomic_fetch_add (&schema->stopped, 1);
+        s_fail (agent, sub, HERALD_ERR_UNSUPPORTED, message);
+        return S_SCHEMA_FAILED;
+    }
+    if (checkpoint)
+        herald_checkpoint_intent (checkpoint, view->seq, view->id);
+    if (schema->policy == HERALD_SCHEMA_SKIP) {
+        atomic_fetch_add (&schema->skipped, 1);
+        char told [1100];
+        herald_text_format (told, sizeof told, "skipped: %s", message);
+        s_on_error (agent, sub->name, HERALD_ERR_UNSUPPORTED, told);
+        return S_SCHEMA_PASSED;
+    }
+    char why [HERALD_ERROR_MESSAGE_MAX];
+    herald_err rc = herald_schema_park (schema, view, message, view->redelivered, why,
+                                        sizeof why);
+    if (rc) {
+        s_fail (agent, sub, rc, why);
+        return S_SCHEMA_FAILED;
+    }
+    atomic_fetch_add (&schema->parked, 1);
+    if (schema->on_parked)
+        schema->on_parked (view, message, schema->on_parked_arg);
+    return S_SCHEMA_PASSED;
+}
+
 //  Hand one envelope to the handler.  Returns false when the subscription
 //  must not go on (failed or stopping).
 static bool
@@ -437,9 +497,20 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool mo
     herald_agent_view (&view, &event, zframe_data (frame), zframe_size (frame));
     view.subscription = sub->name;
     view.redelivered = herald_checkpoint_in_doubt (checkpoint);
-    herald_checkpoint_intent (checkpoint, event.seq, event.id);
-    if (!s_handle (agent, sub, &view, &event, more))
+    //  Schemas: converted, or skipped / parked (intent written), or failed
+    void *converted = NULL;
+    s_schema_verdict_t verdict = sub->schema? s_schema_gate (agent, sub, &view, checkpoint,
+                                                             &converted)
+                                            : S_SCHEMA_HANDLE;
+    if (verdict == S_SCHEMA_FAILED)
         return false;
+    if (verdict == S_SCHEMA_HANDLE) {
+        herald_checkpoint_intent (checkpoint, event.seq, event.id);
+        bool handled = s_handle (agent, sub, &view, &event, more);
+        free (converted);
+        if (!handled)
+            return false;
+    }
     herald_checkpoint_commit (checkpoint);
     atomic_store_explicit (&sub->done_seq, event.seq, memory_order_relaxed);
     atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
@@ -577,8 +648,19 @@ s_group_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool rede
     herald_agent_view (&view, &event, zframe_data (frame), zframe_size (frame));
     view.subscription = sub->name;
     view.redelivered = redelivered;
-    if (!s_handle (agent, sub, &view, &event, more))
+    //  Schemas: converted, or skipped / parked, or failed
+    void *converted = NULL;
+    s_schema_verdict_t verdict = sub->schema? s_schema_gate (agent, sub, &view, NULL,
+                                                             &converted)
+                                            : S_SCHEMA_HANDLE;
+    if (verdict == S_SCHEMA_FAILED)
         return false;
+    if (verdict == S_SCHEMA_HANDLE) {
+        bool handled = s_handle (agent, sub, &view, &event, more);
+        free (converted);
+        if (!handled)
+            return false;
+    }
     atomic_store_explicit (&sub->done_seq, event.seq, memory_order_relaxed);
     atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
     return true;

@@ -37,7 +37,7 @@ from ctypes import POINTER, byref, c_char_p, c_size_t, c_uint64, c_void_p
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set,
                     Union)
 
-from . import _lib
+from . import _lib, _schema
 from .errors import (ConflictError, ForkedAgentError, HeraldError, IdReusedError,
                      InvalidArgumentError, Retry, TimeoutError, check, code_of, make_error)
 from .event import _batch_events as batch_events
@@ -575,21 +575,30 @@ class _Core:
     # -- subscribing -----------------------------------------------------
     def subscribe(self, name: str, prefixes: List[str], start: StartLike,
                   handler: Callable[[Event], Any], trampoline,
-                  group: Optional[GroupSpec] = None, batch: bool = False) -> Subscription:
+                  group: Optional[GroupSpec] = None, schemas=None,
+                  batch: bool = False) -> Subscription:
         """trampoline(sub) -> a ctypes HANDLER_FN calling handler.  With
-        group, a member of consumer group `name` (herald_agent_subscribe_group)."""
+        group, a member of consumer group `name` (herald_agent_subscribe_group).
+        With schemas (a _schema.SchemaSpec), through herald_agent_subscribe_with."""
         start_c = to_start(start)
         if batch and not _lib.has_batch:
             raise make_error(_lib.ERR_UNSUPPORTED,
                              "%s has no batch handlers (herald_agent_subscribe_batch): a "
                              "libherald older than this binding" % _lib.path)
+        if batch and schemas is not None:
+            #  The C agent converts per event, before a per-event handler
+            raise InvalidArgumentError("schemas= (docs/schemas.md) needs a per-event "
+                                       "handler: not with batch=True (yet)")
         if group is not None and not _lib.has_groups:
             raise make_error(_lib.ERR_UNSUPPORTED,
                              "%s has no consumer groups (herald_agent_subscribe_group): a "
                              "libherald older than this binding" % _lib.path)
         sub = Subscription(self, name, prefixes, handler,
                            group=name if group is not None else None)
-        sub._c_handler = trampoline(sub)
+        if schemas is not None:                 # schema evolution (_schema.py)
+            sub._c_handler = _schema.wrap(sub, trampoline)
+        else:
+            sub._c_handler = trampoline(sub)
         array = _c_strings(prefixes)
         #  Known before the C agent can deliver: a handler that raises on the
         #  first event is reported (on_error) with its own exception, which
@@ -597,7 +606,19 @@ class _Core:
         with self._lock:
             previous = self.subscriptions.get(name)
             self.subscriptions[name] = sub
-        if group is None:
+        if schemas is not None:
+            group_options = None
+            if group is not None:
+                group_options = _lib.GroupOptions()
+                _lib.lib.herald_group_options_init(byref(group_options))
+                group_options.prefixes = ctypes.cast(array, POINTER(c_char_p))
+                group_options.start = _lib.Start(start_c.kind, start_c.value)
+                group_options.partitions = group.partitions or 0
+                group_options.session_ms = _ms(group.session)
+                group_options.batch_max = group.batch_max or 0
+            code = _schema.subscribe_with(self, name, array, start_c, group_options, schemas,
+                                          sub._c_handler)
+        elif group is None:
             subscribe = _lib.lib.herald_agent_subscribe_batch if batch \
                 else _lib.lib.herald_agent_subscribe
             code = self.call(subscribe, name.encode(), array,

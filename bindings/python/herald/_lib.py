@@ -329,3 +329,79 @@ class Registry:
         with self._lock:
             items, self._items = list(self._items.values()), {}
             return items
+
+
+# -- Schema evolution (include/herald.h, "Schema evolution"; docs/schemas.md) --
+# Absent from a libherald older than issue 16: ``has_schemas`` says whether
+# upcasters, downcasters and subscribe(schemas=...) can be used.
+
+class CastResult(Structure):
+    _fields_ = [("buffer", c_void_p), ("capacity", c_size_t), ("data", c_void_p),
+                ("data_len", c_size_t), ("message", c_char * 256)]
+
+
+CASTER_FN = CFUNCTYPE(c_int, POINTER(Delivery), POINTER(CastResult), c_void_p)
+PARKED_FN = CFUNCTYPE(None, POINTER(Delivery), c_char_p, c_void_p)
+
+SCHEMA_STOP = 0
+SCHEMA_SKIP = 1
+SCHEMA_PARK = 2
+
+
+class SchemaWant(Structure):
+    _fields_ = [("type", c_char_p), ("schema", c_uint64)]
+
+
+class SubscribeOptions(Structure):
+    _fields_ = [("prefixes", POINTER(c_char_p)), ("start", Start),
+                ("group", POINTER(GroupOptions)), ("wants", POINTER(SchemaWant)),
+                ("want_count", c_size_t), ("default_schema", c_uint64),
+                ("on_incompatible", c_int), ("on_parked", PARKED_FN),
+                ("on_parked_arg", c_void_p)]
+
+
+class SchemaStats(Structure):
+    _fields_ = [("upcast", c_uint64), ("downcast", c_uint64), ("skipped", c_uint64),
+                ("parked", c_uint64), ("stopped", c_uint64)]
+
+
+_SCHEMA_PROTOTYPES = {
+    "herald_agent_upcaster": (c_int, [c_void_p, c_char_p, c_uint64, CASTER_FN, c_void_p]),
+    "herald_agent_downcaster": (c_int, [c_void_p, c_char_p, c_uint64, CASTER_FN, c_void_p]),
+    "herald_subscribe_options_size": (c_size_t, []),
+    "herald_subscribe_options_init": (None, [POINTER(SubscribeOptions)]),
+    "herald_agent_subscribe_with": (c_int, [c_void_p, c_char_p, POINTER(SubscribeOptions),
+                                            HANDLER_FN, c_void_p]),
+    "herald_agent_convert": (c_int, [c_void_p, POINTER(Delivery), c_uint64,
+                                     POINTER(c_void_p), POINTER(c_size_t)]),
+    "herald_delivery_stored_schema": (c_uint64, [POINTER(Delivery)]),
+    "herald_agent_parked": (c_int, [c_void_p, c_char_p, PARKED_FN, c_void_p]),
+    "herald_agent_parked_replay": (c_int, [c_void_p, c_char_p, HANDLER_FN, c_void_p]),
+    "herald_schema_stats_size": (c_size_t, []),
+    "herald_agent_schema_stats": (c_int, [c_void_p, c_char_p, POINTER(SchemaStats)]),
+}
+
+
+def _bind_schemas() -> bool:
+    if not all(hasattr(lib, name) for name in _SCHEMA_PROTOTYPES):
+        return False
+    for name, (restype, argtypes) in _SCHEMA_PROTOTYPES.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    # The struct the library inits must be the one laid out here
+    for label, size, ours in (("herald_subscribe_options_t",
+                               lib.herald_subscribe_options_size(), SubscribeOptions),
+                              ("herald_schema_stats_t", lib.herald_schema_stats_size(),
+                               SchemaStats)):
+        if size != ctypes.sizeof(ours):
+            raise ImportError("herald: %s lays out %s in %d bytes, this binding in %d: the "
+                              "library and the binding are of different versions"
+                              % (path, label, size, ctypes.sizeof(ours)))
+    return True
+
+
+#: The library has schema evolution (upcasters, subscribe_with).
+has_schemas = _bind_schemas()
+libc.malloc.argtypes = [c_size_t]
+libc.malloc.restype = c_void_p

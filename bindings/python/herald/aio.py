@@ -21,7 +21,7 @@ import uuid
 import weakref
 from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence, Set, Union
 
-from . import _lib
+from . import _lib, _schema
 from ._core import (Data, Prefixes, Subscription, _Core, _prefix_list, group_spec,
                     handled_of, name_for)
 from .errors import InvalidArgumentError, Retry, code_of
@@ -163,9 +163,13 @@ class AsyncAgent:
                   name: Optional[str] = None, start: StartLike = BEGINNING,
                   group: Optional[str] = None, partitions: Optional[int] = None,
                   session: Optional[float] = None, batch_max: Optional[int] = None,
+                  schemas: Optional[Mapping[str, int]] = None,
+                  default_schema: Optional[int] = None, on_incompatible: str = "stop",
+                  on_parked: Optional[Callable[[Event, str], Any]] = None,
                   batch: bool = False) -> Any:
-        """As :meth:`herald.Agent.subscribe` (also a decorator, and
-        ``group=`` makes it a consumer group's member); the handler may be
+        """As :meth:`herald.Agent.subscribe` (also a decorator, ``group=``
+        makes it a consumer group's member, ``schemas=`` converts events
+        to the schemas the handler understands); the handler may be
         ``async def``: the event is done when its coroutine returns.
         Raise :class:`herald.Retry` to have it offered again; any other
         exception stops the subscription, reported to ``on_error``.
@@ -176,11 +180,15 @@ class AsyncAgent:
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
         spec = group_spec(group, name, partitions, session, batch_max)
+        schema_spec = _schema.schema_spec(schemas, default_schema, on_incompatible, on_parked)
         if handler is None:
             def decorate(function: Callable[[Event], Any]) -> Callable[[Event], Any]:
                 sub = self.subscribe(prefixes, function, name=name, start=start,
                                      group=group, partitions=partitions, session=session,
-                                     batch_max=batch_max, batch=batch)
+                                     batch_max=batch_max, schemas=schemas,
+                                     default_schema=default_schema,
+                                     on_incompatible=on_incompatible, on_parked=on_parked,
+                                     batch=batch)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -193,7 +201,7 @@ class AsyncAgent:
             name = name_for(getattr(handler, "__name__", "handler"))
         return self._core.subscribe(name, _prefix_list(prefixes), start, handler,
                                     self._batch_trampoline if batch else self._trampoline,
-                                    group=spec, batch=batch)
+                                    group=spec, batch=batch, schemas=schema_spec)
 
     def _batch_trampoline(self, sub: Subscription):
         core = self._core
@@ -278,6 +286,40 @@ class AsyncAgent:
             _lib.lib.herald_agent_complete(self._core.ptr, ticket, rc)
         task.add_done_callback(done)
         return _lib.DEFER
+
+    # -- schema evolution (docs/schemas.md; _schema.py) ---------------------
+    def upcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
+                 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """As :meth:`herald.Agent.upcaster`: a plain function (not async),
+        run on the agent's delivery thread, not on the loop."""
+        _schema.check_codec(codec)
+        def decorate(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            _schema.register(self._core, type, from_schema, function, codec, down=False)
+            return function
+        return decorate
+
+    def downcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
+                   ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """As :meth:`herald.Agent.downcaster`."""
+        _schema.check_codec(codec)
+        def decorate(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            _schema.register(self._core, type, from_schema, function, codec, down=True)
+            return function
+        return decorate
+
+    def parked(self, name: str) -> "list":
+        """As :meth:`herald.Agent.parked` (reads a local file: no wait)."""
+        return _schema.parked(self._core, name)
+
+    async def replay_parked(self, name: str, handler: Callable[[Event], Any]) -> int:
+        """As :meth:`herald.Agent.replay_parked`, in the default executor
+        (handler is a plain function, run there)."""
+        return await self._loop.run_in_executor(
+            None, lambda: _schema.replay_parked(self._core, name, handler))
+
+    def schema_stats(self, name: Optional[str] = None) -> "_schema.SchemaStats":
+        """As :meth:`herald.Agent.schema_stats`."""
+        return _schema.schema_stats(self._core, name)
 
     def unsubscribe(self, name: str) -> None:
         """Stop subscription ``name`` (its checkpoint stays)."""

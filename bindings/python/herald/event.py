@@ -37,7 +37,10 @@ class Event:
     ``ts`` the broker's ingest time in Unix nanoseconds (``time`` is the
     same as an aware ``datetime`` in UTC).  ``type``, ``schema`` and
     ``meta`` are as published; ``data`` is the payload (opaque bytes:
-    ``json()``, ``unpack()`` and ``text()`` decode it).  ``subscription``
+    ``json()``, ``unpack()`` and ``text()`` decode it).  For a subscription
+    with ``schemas=`` (docs/schemas.md), ``schema`` and ``data`` are the
+    converted ones and ``stored_schema`` the one in the log (otherwise the
+    two schemas are equal).  ``subscription``
     names the subscription delivering it (None from read/replay);
     ``redelivered`` is True for the one event a subscription was handling
     when its process died (in a consumer group: each event of the batch a
@@ -50,7 +53,7 @@ class Event:
     """
 
     __slots__ = ("_id", "_uuid", "topic", "seq", "ver", "ts", "type", "schema", "meta",
-                 "data", "subscription", "redelivered", "attempt")
+                 "data", "subscription", "redelivered", "attempt", "stored_schema")
 
     topic: str
     seq: int
@@ -76,6 +79,7 @@ class Event:
         self.topic, self.seq, self.ver, self.ts = topic, seq, ver, ts
         self.type, self.schema, self.meta, self.data = type, schema, meta or {}, data
         self.subscription, self.redelivered, self.attempt = subscription, redelivered, attempt
+        self.stored_schema = schema             # as in the log (docs/schemas.md)
 
     @property
     def id(self) -> uuid.UUID:
@@ -133,7 +137,7 @@ class Event:
         type_p = view.type
         event.type = string_at(type_p, view.type_len).decode("utf-8", "replace") \
             if type_p else None
-        event.schema = view.schema
+        event.schema = event.stored_schema = view.schema
         count = view.meta_count
         if count:
             meta = {}
@@ -298,7 +302,7 @@ def _batch_events(batch: "_lib.DeliveryBatch") -> List["Event"]:
         event.ver = fields["ver"]
         event.ts = fields["ts"]
         event.type = fields.get("type")
-        event.schema = fields.get("schema", 1)
+        event.schema = event.stored_schema = fields.get("schema", 1)
         event.meta = fields.get("meta") or {}
         event.data = fields["data"]
         event.subscription = name
