@@ -173,7 +173,7 @@ main (void)
     S_FIELD (herald_agent_stats_t, "Stats", nodes_known);
     S_FIELD (herald_agent_stats_t, "Stats", auth_refused);
 
-    //  Schema evolution (issue 16)
+    //  Schema evolution (docs/schemas.md)
     S_SIZE (herald_cast_result_t, "CastResult");
     S_FIELD (herald_cast_result_t, "CastResult", buffer);
     S_FIELD (herald_cast_result_t, "CastResult", capacity);
