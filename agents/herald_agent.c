@@ -37,6 +37,7 @@
 #include "herald_agent_priv.h"
 #include "herald_event.h"
 #include "herald_member.h"
+#include "herald_schema.h"
 #include "herald_text.h"
 #include "herald_uuid.h"
 
@@ -254,6 +255,7 @@ herald_agent_sub_destroy (herald_agent_sub_t **sub_p)
         free (sub->prefixes [index]);
     free (sub->prefixes);
     free (sub->name);
+    herald_schema_sub_destroy (&sub->schema);
     free (sub);
     *sub_p = NULL;
 }
@@ -351,6 +353,13 @@ herald_agent_new (const char *service_id, const herald_agent_options_t *options)
     if (!self->service || !self->api || (options->state_dir && !self->state_dir)
     ||  (options->fanout && !self->fanout)
     ||  (options->key_file && !self->key_file) || (options->server_key && !self->server_key)) {
+        herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
+        herald_agent_destroy (&self);
+        return NULL;
+    }
+    //  Schemas: the casters' registry (herald_schema.c)
+    self->schemas = herald_schema_new ();
+    if (!self->schemas) {
         herald_agent_set_error (HERALD_ERR_NOMEM, "out of memory");
         herald_agent_destroy (&self);
         return NULL;
@@ -493,6 +502,7 @@ herald_agent_destroy (herald_agent_t **self_p)
     free (self->fanout);
     herald_agent_endpoints_fini (self);
     free (self->state_dir);
+    herald_schema_destroy (&self->schemas);
     free (self);
     *self_p = NULL;
 }
@@ -542,6 +552,10 @@ herald_agent_prefixes_check (const char *const *prefixes, size_t *count_p)
     return HERALD_OK;
 }
 
+//  Set by the _batch subscribes below around their call to the plain one,
+//  on the calling thread, for herald_agent_sub_new to pick up.
+static _Thread_local herald_batch_handler_fn *s_batch_pending;
+
 //  A new subscription: name and prefixes copied, not listed.  NULL with
 //  the error set when out of memory.
 herald_agent_sub_t *
@@ -564,7 +578,10 @@ herald_agent_sub_new (const char *name, const char *const *prefixes, size_t coun
         return NULL;
     }
     sub->handler = handler;
+    sub->batch_handler = s_batch_pending;
     sub->arg = arg;
+    //  Schemas: herald_agent_subscribe_with's declarations for this call
+    sub->schema = herald_agent_schema_take_pending ();
     return sub;
 }
 
@@ -972,4 +989,44 @@ herald_agent_flush (herald_agent_t *self, int timeout_ms)
     return herald_agent_set_error (HERALD_ERR_TIMEOUT, "not everything was answered and "
                                    "completed within %d ms: what is unanswered stays queued "
                                    "in the outbox and will be sent", timeout_ms);
+}
+
+//  ---------------------------------------------------------------------
+//  Batch handlers (issue 16): the plain subscribes, with the batch
+//  handler handed to herald_agent_sub_new; the per-event handler they
+//  are given is never called (the delivery thread calls batch_handler).
+
+static int
+s_batch_only (const herald_delivery_t *event, void *arg)
+{
+    (void) event;
+    (void) arg;
+    return HERALD_ERR_INVALID;
+}
+
+herald_err
+herald_agent_subscribe_batch (herald_agent_t *self, const char *name,
+                              const char *const *prefixes, herald_start_t start,
+                              herald_batch_handler_fn *handler, void *arg)
+{
+    if (!handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_batch needs a handler");
+    s_batch_pending = handler;
+    herald_err rc = herald_agent_subscribe (self, name, prefixes, start, s_batch_only, arg);
+    s_batch_pending = NULL;
+    return rc;
+}
+
+herald_err
+herald_agent_subscribe_group_batch (herald_agent_t *self, const char *group,
+                                    const herald_group_options_t *options,
+                                    herald_batch_handler_fn *handler, void *arg)
+{
+    if (!handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_group_batch needs a "
+                                       "handler");
+    s_batch_pending = handler;
+    herald_err rc = herald_agent_subscribe_group (self, group, options, s_batch_only, arg);
+    s_batch_pending = NULL;
+    return rc;
 }

@@ -63,6 +63,7 @@ typedef struct {
     char **prefixes;                        //  NULL-terminated copies
     size_t prefix_count;                    //  0: every topic
     herald_handler_fn *handler;
+    herald_batch_handler_fn *batch_handler; //  set: called instead of handler (issue 16)
     void *arg;
     herald_checkpoint_t *checkpoint;        //  NULL for a group subscription
     struct _herald_member_t *member;        //  a group subscription's (herald_member.h)
@@ -87,6 +88,10 @@ typedef struct {
     int error;                              //  under the agent's lock
     char message [HERALD_ERROR_MESSAGE_MAX];
     void *io;                               //  the I/O actor's s_sub_t
+    //  Declared schemas (herald_agent_subscribe_with; herald_schema.h), or
+    //  NULL: events reach the handler as stored.  Written once before the
+    //  sub is listed; freed with it
+    struct _herald_schema_sub_t *schema;
 } herald_agent_sub_t;
 
 //  What the I/O actor asks the delivery thread to do.
@@ -149,6 +154,7 @@ typedef struct {
     int rc;                                 //  HANDLER: what the user code said
     herald_agent_sub_t *sub;                //  HANDLER
     const herald_delivery_t *view;          //  HANDLER
+    herald_delivery_batch_t *batch;         //  HANDLER of a batch handler (view NULL)
     const char *name;                       //  ON_ERROR
     int code;
     const char *message;
@@ -259,6 +265,8 @@ struct _herald_agent_t {
     atomic_bool group_reap;                 //  a group sub stopped: its member to destroy
     pthread_mutex_t member_lock;            //  sub->member taken vs. its figures read
     pthread_mutex_t release_lock;           //  one herald_agent_group_release at a time
+    //  Upcasters and downcasters (herald_schema.c; its own lock)
+    struct _herald_schema_t *schemas;
 };
 
 //  Wake the I/O actor (commands or outbox work waiting).
@@ -402,6 +410,12 @@ void
 void
     herald_agent_group_figures (herald_agent_t *self, herald_agent_sub_t *sub,
                                 herald_group_status_t *status);
+
+//  Schemas (herald_agent_schema.c): the declarations herald_agent_subscribe_with
+//  made for the calling thread's subscribe call in progress, taken (the
+//  caller owns them) by herald_agent_sub_new; NULL when none.
+struct _herald_schema_sub_t *
+    herald_agent_schema_take_pending (void);
 
 //  A monotonic clock in ms.
 int64_t

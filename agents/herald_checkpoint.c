@@ -16,7 +16,7 @@
         offset 64    slot 0, 64 bytes
         offset 128   slot 1, 64 bytes
                      counter u64 | done u64 | intent_seq u64 | intent_id (16)
-                     | ring_head u64 | lineage u64 | reserved (4)
+                     | ring_head u64 | lineage u64 | span u32
                      | crc32c of bytes 0..59
         offset 192   ring: capacity = window + 1 entries of 32 bytes
                      seq u64 | id (16) | reserved u32 | crc32c of bytes 0..27
@@ -25,6 +25,12 @@
         intent:  ring[ring_head % capacity] = (S, I); slot = {done, S, I, ring_head}
         handler runs
         commit:  slot = {done = S, 0, -, ring_head + 1}
+    A batch handler's events S1..Sn (herald_agent_deliver.c) keep a span:
+    intent (S1, span Sn - S1) before the call; after it, per handled
+    event Si: intent (Si, span Sn - Si), commit keeping span Sn - Si
+    (intent 0).  On open, every seq up to intent (or done) + span is in
+    doubt: a kill -9 anywhere in a batch flags each of its uncommitted
+    events redelivered.  Written as 0 (was reserved) by single events.
     The window is the `window` entries before ring_head; the entry being
     written is never one of them (capacity = window + 1), so a crash
     between intent and commit cannot put the in-doubt id in the window.
@@ -93,7 +99,9 @@ typedef struct {
     uint8_t intent_id [16];
     uint64_t ring_head;
     uint64_t lineage;                       //  version 1: always 0
-    uint8_t reserved [4];
+    //  Batch handlers: the events up to intent_seq + span are in doubt
+    //  too (0 for a single event; was reserved, written as 0 before)
+    uint32_t span;
     uint32_t crc;
 } s_slot_t;
 
@@ -124,6 +132,8 @@ struct _herald_checkpoint_t {
     uint64_t ring_head;
     uint64_t lineage;
     bool in_doubt;
+    uint32_t span;                          //  of the current intent
+    uint64_t doubt_until;                   //  at open: the last seq in doubt (0: none)
     //  Hash of ring indexes + 1 (0: empty)
     uint32_t *hash;
     size_t hash_mask;
@@ -224,6 +234,7 @@ s_write_slot (herald_checkpoint_t *self)
     memcpy (next.intent_id, self->intent_id, 16);
     next.ring_head = self->ring_head;
     next.lineage = self->lineage;
+    next.span = self->span;
     next.crc = s_slot_crc (&next);
     //  The ring entry written before must not be reordered after the slot
     atomic_signal_fence (memory_order_seq_cst);
@@ -343,12 +354,17 @@ s_load (herald_checkpoint_t *self, const char *path, bool *recovered, char *mess
     memcpy (self->intent_id, slot->intent_id, 16);
     self->ring_head = slot->ring_head;
     self->lineage = slot->lineage;
-    self->in_doubt = self->intent_seq > self->done;
+    self->in_doubt = self->intent_seq > self->done
+                  || (self->intent_seq == 0 && slot->span > 0);
     //  The other slot is torn (not merely older, nor never written)
     if (!valid [1 - best] && !empty [1 - best]) {
         *recovered = true;
         self->in_doubt = true;
     }
+    if (self->in_doubt)
+        self->doubt_until = self->intent_seq > self->done? self->intent_seq + slot->span
+                          : self->intent_seq == 0 && slot->span? self->done + slot->span
+                          : self->done + 1;
 
     //  The window: the `window` entries before ring_head, all checked
     size_t hash_size = 16;
@@ -465,8 +481,9 @@ herald_checkpoint_seen (herald_checkpoint_t *self, const uint8_t id [16])
     return false;
 }
 
-void
-herald_checkpoint_intent (herald_checkpoint_t *self, uint64_t seq, const uint8_t id [16])
+//  Intent for seq, id with the events up to seq + span in doubt too.
+static void
+s_intent (herald_checkpoint_t *self, uint64_t seq, const uint8_t id [16], uint32_t span)
 {
     s_entry_t *entry = &self->ring [self->ring_head % self->capacity];
     s_entry_t next;
@@ -477,17 +494,46 @@ herald_checkpoint_intent (herald_checkpoint_t *self, uint64_t seq, const uint8_t
     memcpy (entry, &next, sizeof next);
     self->intent_seq = seq;
     memcpy (self->intent_id, id, 16);
+    self->span = span;
     s_write_slot (self);
 }
 
 void
+herald_checkpoint_intent (herald_checkpoint_t *self, uint64_t seq, const uint8_t id [16])
+{
+    s_intent (self, seq, id, 0);
+}
+
+void
+herald_checkpoint_intent_span (herald_checkpoint_t *self, uint64_t seq, const uint8_t id [16],
+                               uint64_t last)
+{
+    uint64_t span = last > seq? last - seq: 0;
+    s_intent (self, seq, id, span > UINT32_MAX? UINT32_MAX: (uint32_t) span);
+}
+
+uint64_t
+herald_checkpoint_doubt_until (herald_checkpoint_t *self)
+{
+    return self->doubt_until;
+}
+
+void
 herald_checkpoint_commit (herald_checkpoint_t *self)
+{
+    herald_checkpoint_commit_span (self, 0);
+}
+
+void
+herald_checkpoint_commit_span (herald_checkpoint_t *self, uint64_t last)
 {
     uint32_t index = (uint32_t) (self->ring_head % self->capacity);
     self->ring_head++;
     self->done = self->intent_seq;
     self->intent_seq = 0;
     self->in_doubt = false;
+    uint64_t span = last > self->done? last - self->done: 0;
+    self->span = span > UINT32_MAX? UINT32_MAX: (uint32_t) span;
     s_write_slot (self);
     //  The entry now at ring_head % capacity leaves the window
     if (self->ring_head > self->window)
@@ -503,6 +549,7 @@ herald_checkpoint_advance (herald_checkpoint_t *self, uint64_t seq)
     self->done = seq;
     self->intent_seq = 0;
     self->in_doubt = false;
+    self->span = 0;
     s_write_slot (self);
 }
 
@@ -525,6 +572,8 @@ herald_checkpoint_rewind (herald_checkpoint_t *self, uint64_t seq, uint64_t line
         self->done = seq;
     self->intent_seq = 0;
     self->in_doubt = false;
+    self->doubt_until = 0;
+    self->span = 0;
     self->lineage = lineage;
     s_write_slot (self);
 }
@@ -549,6 +598,8 @@ herald_checkpoint_reset (herald_checkpoint_t *self, uint64_t done, uint64_t line
     self->intent_seq = 0;
     memset (self->intent_id, 0, 16);
     self->in_doubt = false;
+    self->doubt_until = 0;
+    self->span = 0;
     self->ring_head = 0;
     s_write_slot (self);
     memset (self->hash, 0, (self->hash_mask + 1) * sizeof (uint32_t));

@@ -60,10 +60,28 @@ bool
 void
     herald_checkpoint_intent (herald_checkpoint_t *self, uint64_t seq, const uint8_t id [16]);
 
+//  herald_checkpoint_intent, and the events after seq up to last are in
+//  doubt too (a batch handler's call: herald_agent_deliver.c).  A span
+//  over 2^32 - 1 seqs is clamped (the events past it are then not
+//  flagged).
+void
+    herald_checkpoint_intent_span (herald_checkpoint_t *self, uint64_t seq,
+                                   const uint8_t id [16], uint64_t last);
+
+//  The last seq in doubt when the file was opened (0: none): intent_seq
+//  and its span, or done + 1 after a torn slot.  Cleared by rewind/reset.
+uint64_t
+    herald_checkpoint_doubt_until (herald_checkpoint_t *self);
+
 //  Record that the intended event is done: done = its seq, its id joins
 //  the window.
 void
     herald_checkpoint_commit (herald_checkpoint_t *self);
+
+//  herald_checkpoint_commit, keeping the events after it up to last in
+//  doubt (the rest of a batch whose handler returned: committed next).
+void
+    herald_checkpoint_commit_span (herald_checkpoint_t *self, uint64_t last);
 
 //  done = max(done, seq) without an event (skipped, or a replay's `last`).
 void

@@ -12,9 +12,19 @@ herald package (bindings/python) over this tree's libherald:
   deliver, AsyncAgent handler      the same on the event loop (dispatch mode)
   deliver, AsyncAgent async def    each event a coroutine (deferred calls)
   deliver, Agent.events()          the iterator (a hand-over between threads)
+  deliver, Agent batch handler     subscribe(batch=True): one call per batch
+  deliver, AsyncAgent batch        the same on the event loop (one dispatch
+                                   wake-up per batch)
+  deliver, AsyncAgent async batch  an async def batch handler, awaited once
+                                   per batch
+  deliver, C batch handler         bench/batch_bench (libherald's
+                                   herald_agent_subscribe_batch, no Python)
 
-then runs bench/agent_bench (the C agent, its own broker) with a similar
-size, and prints both.  Prints figures; never fails on one.
+each delivery case as catch-up of the published backlog, and the
+handler cases live too (subscribed at NOW, then min(--events, 100,000)
+published by another agent: bounded by that publisher), then runs
+bench/agent_bench (the C agent, its own broker) with a similar size, and
+prints both.  Prints figures; never fails on one.
 
     /usr/bin/python3 bench/python_bench.py [--quick] [--events N] [--no-c]
 
@@ -158,6 +168,106 @@ def bench_iterator(broker, root, count):
         return rate(seen, time.perf_counter() - start)
 
 
+def bench_deliver_batch(broker, root, count):
+    with agent(broker, root, "deliver-batch") as a:
+        seen = [0]
+
+        def handler(events):
+            seen[0] += len(events)
+
+        start = time.perf_counter()
+        a.subscribe("bench.", handler, name="b", batch=True)
+        wait_until(lambda: seen[0] >= count)
+        return rate(seen[0], time.perf_counter() - start)
+
+
+def bench_deliver_asyncio_batch(broker, root, count, coroutine):
+    async def main():
+        async with agent(broker, root, "deliver-aio-batch-%d" % coroutine,
+                         herald.AsyncAgent) as a:
+            seen = [0]
+            done = asyncio.Event()
+
+            def handler(events):
+                seen[0] += len(events)
+                if seen[0] >= count:
+                    done.set()
+
+            async def async_handler(events):
+                handler(events)
+
+            start = time.perf_counter()
+            a.subscribe("bench.", async_handler if coroutine else handler, name="b",
+                        batch=True)
+            await asyncio.wait_for(done.wait(), 300)
+            return rate(seen[0], time.perf_counter() - start)
+    return asyncio.run(main())
+
+
+_live_serial = [0]
+
+
+def bench_live(broker, root, count, kind):
+    """Live: the subscriber first (at NOW), then count events published by
+    another agent as fast as publish_async goes; the rate is from the
+    first publish to the last event handled (bounded by the publisher)."""
+    _live_serial[0] += 1
+    prefix = "live%d." % _live_serial[0]
+    seen = [0]
+
+    def one(event):
+        seen[0] += 1
+
+    def many(events):
+        seen[0] += len(events)
+
+    def publish_all():
+        with agent(broker, root, "live-pub-%d" % _live_serial[0]) as pub:
+            start = time.perf_counter()
+            for i in range(count):
+                pub.publish_async("%s%d" % (prefix, i % 100), PAYLOAD)
+            pub.flush(300)
+            return start
+
+    if kind in ("aio", "aio-batch"):
+        async def main():
+            async with agent(broker, root, "live-%s-%d" % (kind, _live_serial[0]),
+                             herald.AsyncAgent) as a:
+                a.subscribe(prefix, many if kind == "aio-batch" else one, name="l",
+                            start=herald.NOW, batch=kind == "aio-batch")
+                loop = asyncio.get_running_loop()
+                start = await loop.run_in_executor(None, publish_all)
+                for _ in range(300 * 200):
+                    if seen[0] >= count:
+                        break
+                    await asyncio.sleep(0.005)
+                return rate(seen[0], time.perf_counter() - start)
+        return asyncio.run(main())
+    with agent(broker, root, "live-%s-%d" % (kind, _live_serial[0])) as a:
+        a.subscribe(prefix, many if kind == "batch" else one, name="l", start=herald.NOW,
+                    batch=kind == "batch")
+        start = publish_all()
+        wait_until(lambda: seen[0] >= count)
+        return rate(seen[0], time.perf_counter() - start)
+
+
+def run_c_batch_bench(broker, count):
+    """bench/batch_bench: the C agent with a trivial batch handler and a
+    trivial per-event one, catch-up of the backlog on this broker."""
+    binary = BUILDDIR / "bench" / "batch_bench"
+    if not binary.exists():
+        raise RuntimeError("bench/batch_bench is not built")
+    proc = subprocess.run([str(binary), broker.api, broker.fanout, str(count)],
+                          capture_output=True, timeout=600)
+    figures = {}
+    for line in proc.stdout.decode().splitlines():
+        name, _, value = line.partition(" ")
+        figures[name] = float(value)
+    if "batch" not in figures:
+        raise RuntimeError(proc.stderr.decode("utf-8", "replace").strip())
+    return figures
+
+
 def run_c_bench(count, quick):
     binary = BUILDDIR / "bench" / "agent_bench"
     if not binary.exists():
@@ -187,6 +297,7 @@ def main():
               "durability async" % (herald.__version__, herald.library_version,
                                     herald.library_path, sys.version.split()[0], count,
                                     len(PAYLOAD)), flush=True)
+        live = min(count, 100_000)     # live is bounded by the (Python) publisher
         cases = [
             ("publish  Agent.publish_async (futures)", lambda: bench_publish_async(
                 broker, root, count)),
@@ -202,7 +313,23 @@ def main():
                 broker, root, count, True)),
             ("deliver  Agent.events() iterator", lambda: bench_iterator(
                 broker, root, count)),
+            ("deliver  Agent batch handler (catch-up)", lambda: bench_deliver_batch(
+                broker, root, count)),
+            ("deliver  AsyncAgent batch handler (catch-up)",
+             lambda: bench_deliver_asyncio_batch(broker, root, count, False)),
+            ("deliver  AsyncAgent async def batch (catch-up)",
+             lambda: bench_deliver_asyncio_batch(broker, root, count, True)),
+            ("deliver  C per-event handler (catch-up)",
+             lambda: c_figures.setdefault("c", run_c_batch_bench(broker, count))["event"]),
+            ("deliver  C batch handler (catch-up)",
+             lambda: c_figures.setdefault("c", run_c_batch_bench(broker, count))["batch"]),
+            ("live     Agent handler", lambda: bench_live(broker, root, live, "event")),
+            ("live     Agent batch handler", lambda: bench_live(broker, root, live, "batch")),
+            ("live     AsyncAgent handler", lambda: bench_live(broker, root, live, "aio")),
+            ("live     AsyncAgent batch handler", lambda: bench_live(broker, root, count,
+                                                                     "aio-batch")),
         ]
+        c_figures = {}
         for label, case in cases:
             try:
                 value = case()

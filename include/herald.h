@@ -584,6 +584,180 @@ void
     herald_agent_stats (herald_agent_t *self, herald_agent_stats_t *stats);
 
 //  ---------------------------------------------------------------------
+//  Schema evolution: upcasters and downcasters (docs/schemas.md)
+//
+//  An event's `type` names what happened and its `schema` (1, 2, 3 ...
+//  per type; absent means 1) the shape of its data.  A service registers
+//  casters on the agent: an upcaster turns the data of (type, schema n)
+//  into schema n + 1, a downcaster (type, schema n + 1) into schema n.  A
+//  subscription made with herald_agent_subscribe_with declares the schema
+//  it understands per type; every event of such a type reaches its handler
+//  converted through the chain, step by step, on the delivery thread
+//  (also in dispatch mode: casters must be pure functions of their input).
+//  The log is never rewritten: the delivery's data and schema are the
+//  converted ones, its envelope the stored one (herald_delivery_stored_schema
+//  reads the stored schema from it).  A converted event is the same event
+//  (same id, seq): the exactly-once contract of herald_agent_subscribe holds.
+//
+//  When an event cannot be converted (newer than wanted with no
+//  downcaster, a missing step, a caster that fails) the subscription's
+//  policy decides:
+//    HERALD_SCHEMA_STOP   the subscription FAILS (HERALD_ERR_UNSUPPORTED,
+//                         the message names type, stored and wanted schema
+//                         and seq); the event is not passed, so subscribing
+//                         again once a caster is registered delivers it;
+//    HERALD_SCHEMA_SKIP   on_error is told (HERALD_ERR_UNSUPPORTED, the same
+//                         message after "skipped: "), the event is counted
+//                         and skipped: the checkpoint moves past it;
+//    HERALD_SCHEMA_PARK   the event is recorded for later (its stored
+//                         envelope appended to state_dir/parked/NAME.parked,
+//                         fsynced, when the agent has a state_dir; then
+//                         on_parked, when given) and skipped: the
+//                         checkpoint moves past it once it is recorded.
+//                         A kill between the two parks it once, not twice.
+//  ---------------------------------------------------------------------
+
+//  What a caster writes.  The agent lends `buffer` (capacity bytes): a
+//  caster writes the new data there and sets data_len; or, for more, sets
+//  data to bytes from malloc (the agent frees them) and data_len.  On
+//  failure it returns an error and may say why in message.
+typedef struct {
+    uint8_t *buffer;
+    size_t capacity;
+    void *data;                     //  NULL: the result is in buffer
+    size_t data_len;
+    char message [256];
+} herald_cast_result_t;
+
+//  A caster: event is the event as converted so far (event->schema and
+//  event->data are this step's input; type, meta, id, seq, topic, ts as
+//  stored).  Returns HERALD_OK with result filled, or any other value: the
+//  conversion failed (the policy applies).
+typedef int (herald_caster_fn) (const herald_delivery_t *event, herald_cast_result_t *result,
+                                void *arg);
+
+//  Register an upcaster of type (NUL-terminated, 1-255 bytes) from schema
+//  from_schema (>= 1) to from_schema + 1; a downcaster from from_schema
+//  (>= 2) to from_schema - 1.  arg is passed to each call.  Any thread, any
+//  time (a registration applies to the next conversion).
+//  HERALD_ERR_INVALID for bad arguments or when that step is registered
+//  already (casters are never replaced nor removed: an agent's lifetime).
+herald_err
+    herald_agent_upcaster (herald_agent_t *self, const char *type, uint64_t from_schema,
+                           herald_caster_fn *fn, void *arg);
+herald_err
+    herald_agent_downcaster (herald_agent_t *self, const char *type, uint64_t from_schema,
+                             herald_caster_fn *fn, void *arg);
+
+typedef enum {
+    HERALD_SCHEMA_STOP = 0,
+    HERALD_SCHEMA_SKIP,
+    HERALD_SCHEMA_PARK
+} herald_schema_policy_t;
+
+//  One declaration: events of `type` (NUL-terminated) reach the handler
+//  at `schema` (>= 1).
+typedef struct {
+    const char *type;
+    uint64_t schema;
+} herald_schema_want_t;
+
+//  Called for a parked event, on the delivery thread (also in dispatch
+//  mode, like casters), after the parked file has it: event as stored (not
+//  converted), reason says why it was parked.
+typedef void (herald_parked_fn) (const herald_delivery_t *event, const char *reason,
+                                 void *arg);
+
+//  A subscription with declared schemas.  Call herald_subscribe_options_init
+//  first.  Everything is copied by herald_agent_subscribe_with.
+typedef struct {
+    //  Where: a local subscription (group NULL) with prefixes and start,
+    //  or, with group set, a group subscription with those options (its
+    //  own prefixes and start; the ones here are then ignored)
+    const char *const *prefixes;
+    herald_start_t start;
+    const herald_group_options_t *group;
+    //  What the handler understands
+    const herald_schema_want_t *wants;
+    size_t want_count;
+    //  The schema of every type not in wants (0: such events, and events
+    //  without a type, reach the handler as stored)
+    uint64_t default_schema;
+    herald_schema_policy_t on_incompatible;
+    //  PARK: called for each parked event (may be NULL when the agent has
+    //  a state_dir, which gets the parked file; one of the two is needed)
+    herald_parked_fn *on_parked;
+    void *on_parked_arg;
+} herald_subscribe_options_t;
+
+void
+    herald_subscribe_options_init (herald_subscribe_options_t *options);
+size_t
+    herald_subscribe_options_size (void);
+
+//  herald_agent_subscribe, or herald_agent_subscribe_group when
+//  options->group is set, with schemas declared.  Same errors, and
+//  HERALD_ERR_INVALID for bad declarations (a type twice, schema 0, an
+//  unknown policy, PARK with neither state_dir nor on_parked).
+herald_err
+    herald_agent_subscribe_with (herald_agent_t *self, const char *name,
+                                 const herald_subscribe_options_t *options,
+                                 herald_handler_fn *handler, void *arg);
+
+//  Convert event's data to schema `want` with the agent's casters, as a
+//  subscription would (for read and replay handlers, projections, parked
+//  events).  *data_p receives malloc'd bytes (caller frees; also when no
+//  step was needed: a copy) of *len_p bytes.  HERALD_ERR_UNSUPPORTED when
+//  a step is missing or a caster failed (herald_agent_last_error says
+//  which).  An event without a type is copied as is.
+herald_err
+    herald_agent_convert (herald_agent_t *self, const herald_delivery_t *event,
+                          uint64_t want, void **data_p, size_t *len_p);
+
+//  The schema of event as stored in the log: read from its envelope (1
+//  when absent; 0 when the envelope does not decode).  For a delivery of
+//  a subscription with schemas, event->schema is the converted one.
+uint64_t
+    herald_delivery_stored_schema (const herald_delivery_t *event);
+
+//  Parked events of subscription `name` (state_dir/parked/NAME.parked),
+//  oldest first: fn (event as stored, reason, arg) for each.  Works with
+//  or without that subscription running.  HERALD_OK when there are none.
+//  A torn last record (a crash while parking) is ignored.
+herald_err
+    herald_agent_parked (herald_agent_t *self, const char *name, herald_parked_fn *fn,
+                         void *arg);
+
+//  Replay the parked events of `name` into handler (on the calling
+//  thread), each converted to the subscription's declared schema with the
+//  casters registered now (herald_agent_convert), oldest first.  The ones
+//  handled (HERALD_OK) are removed from the file; the first that fails
+//  (a conversion or the handler) and every one after it stay parked, and
+//  its error is returned.  At least once: a crash between a handler and
+//  the file's rewrite passes that event again.  The subscription must be
+//  known to this agent (running or not), for its declarations.
+herald_err
+    herald_agent_parked_replay (herald_agent_t *self, const char *name,
+                                herald_handler_fn *handler, void *arg);
+
+typedef struct {
+    uint64_t upcast;                //  events converted up (one or more steps)
+    uint64_t downcast;              //  events converted down
+    uint64_t skipped;               //  incompatible events skipped (SKIP)
+    uint64_t parked;                //  incompatible events parked (PARK)
+    uint64_t stopped;               //  subscriptions stopped by an incompatible event
+} herald_schema_stats_t;
+
+size_t
+    herald_schema_stats_size (void);
+
+//  Schema figures of subscription name, or of every subscription of the
+//  agent when name is NULL.  HERALD_ERR_NOT_FOUND for an unknown name.
+herald_err
+    herald_agent_schema_stats (herald_agent_t *self, const char *name,
+                               herald_schema_stats_t *stats);
+
+//  ---------------------------------------------------------------------
 //  Dispatching on your own thread (options.dispatch)
 //
 //  For event loops (asyncio, libuv, zloop, a GUI) that want user code on
@@ -646,6 +820,69 @@ uint64_t
 //  redelivered) when the subscription resumes.
 herald_err
     herald_agent_complete (herald_agent_t *self, uint64_t ticket, int rc);
+
+//  ---------------------------------------------------------------------
+//  Batch handlers (one call for many events)
+//
+//  A batch handler is called with up to a delivery batch of events at
+//  once (at most 256), in seq order, for bindings and projections that
+//  pay per call (a Python callback, a database transaction).  The
+//  exactly-once contract is the per-event one (docs/agent.md, "Batch
+//  handlers"): before the call the checkpoint records the batch as in
+//  doubt; after it each handled event is committed in order.  After a
+//  kill -9 during the call, every event of that batch comes again and
+//  each is flagged redelivered.
+
+typedef struct {
+    size_t size;                    //  sizeof (herald_delivery_batch_t) of the library
+    const char *subscription;       //  its name
+    const herald_delivery_t *events;    //  count of them, seq order (borrowed)
+    size_t count;                   //  1 .. 256
+    //  The count stored MessagePack envelopes back to back (each one map,
+    //  as herald_delivery_t.envelope), for decoding in bulk
+    const uint8_t *envelopes;
+    size_t envelopes_len;
+    const uint8_t *redelivered;     //  count flags, 1: as herald_delivery_t.redelivered
+    //  1, then 2, 3 ... each RETRY (the events after `handled` were all
+    //  offered before; a partial HERALD_OK does not count)
+    unsigned attempt;
+    //  In/out: count when called.  The handler lowers it to the number of
+    //  leading events it handled when it returns RETRY or an error (they
+    //  are committed; the rest is not), or when it returns HERALD_OK
+    //  having handled only some (the rest is offered again at once; 0
+    //  with HERALD_OK counts as RETRY).
+    size_t handled;
+} herald_delivery_batch_t;
+
+//  What it returns: as herald_handler_fn, for the events after `handled`.
+typedef int (herald_batch_handler_fn) (herald_delivery_batch_t *batch, void *arg);
+
+//  herald_agent_subscribe with a batch handler: same name rules, start,
+//  checkpoint and errors; handler(batch, arg) is called instead of one
+//  call per event.  In dispatch mode one call is posted per batch (and
+//  may be deferred: the batch stays valid until herald_agent_complete).
+herald_err
+    herald_agent_subscribe_batch (herald_agent_t *self, const char *name,
+                                  const char *const *prefixes, herald_start_t start,
+                                  herald_batch_handler_fn *handler, void *arg);
+
+//  herald_agent_subscribe_group with a batch handler: each call carries
+//  events of one member batch (options->batch_max) that the member
+//  admitted; `handled` tells the member how many were done.
+herald_err
+    herald_agent_subscribe_group_batch (herald_agent_t *self, const char *group,
+                                        const herald_group_options_t *options,
+                                        herald_batch_handler_fn *handler, void *arg);
+
+//  herald_agent_complete for a deferred batch handler call, with how many
+//  leading events of its batch were handled (clamped to its count): the
+//  batch itself may be gone by then (abandoned), so never write its
+//  `handled` after deferring (herald_agent_complete on such a call means
+//  all handled for HERALD_OK, none otherwise).  Same returns as
+//  herald_agent_complete.
+herald_err
+    herald_agent_complete_batch (herald_agent_t *self, uint64_t ticket, int rc,
+                                 size_t handled);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,11 @@
           right after writing its line: a crash inside a handler.  HWM sets
           the SUB's receive high-water mark.  Runs until SIGTERM.
 
+      agent_child subscribe-batch STATE API FANOUT NAME PREFIX LOG KILL_AT [HWM]
+          the same with a batch handler (herald_agent_subscribe_batch):
+          the lines are written event by event inside the batch, and
+          KILL_AT kills the process in the middle of its batch.
+
       agent_child publish STATE API FANOUT COUNT TOPIC
           publish COUNT events asynchronously (topics TOPIC.<i % 10>, data
           "p<i>"), print "queued", then SIGKILL itself: a crash with the
@@ -18,6 +23,7 @@
 */
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,6 +60,17 @@ s_handler (const herald_delivery_t *event, void *arg)
     return HERALD_OK;
 }
 
+static int
+s_batch_handler (herald_delivery_batch_t *batch, void *arg)
+{
+    for (size_t index = 0; index < batch->count; index++) {
+        int rc = s_handler (&batch->events [index], arg);
+        if (rc != HERALD_OK)
+            return rc;
+    }
+    return HERALD_OK;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -66,7 +83,8 @@ main (int argc, char *argv [])
     options.state_dir = argv [2];
     options.api = argv [3];
     options.fanout = argv [4];
-    if (strcmp (argv [1], "subscribe") == 0 && argc >= 9) {
+    bool batch = strcmp (argv [1], "subscribe-batch") == 0;
+    if ((batch || strcmp (argv [1], "subscribe") == 0) && argc >= 9) {
         if (argc >= 10)
             options.sub_rcvhwm = atoi (argv [9]);
         s_log = open (argv [7], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -78,10 +96,12 @@ main (int argc, char *argv [])
             return 1;
         }
         const char *prefixes [] = { argv [6], NULL };
-        herald_err rc = herald_agent_subscribe (agent, argv [5],
-                                                strcmp (argv [6], "-") == 0? NULL: prefixes,
-                                                (herald_start_t) { HERALD_START_BEGINNING, 0 },
-                                                s_handler, NULL);
+        const char *const *topics = strcmp (argv [6], "-") == 0? NULL: prefixes;
+        herald_start_t start = { HERALD_START_BEGINNING, 0 };
+        herald_err rc = batch
+            ? herald_agent_subscribe_batch (agent, argv [5], topics, start, s_batch_handler,
+                                            NULL)
+            : herald_agent_subscribe (agent, argv [5], topics, start, s_handler, NULL);
         if (rc) {
             fprintf (stderr, "agent_child: subscribe: %s\n", herald_agent_last_error ());
             herald_agent_destroy (&agent);

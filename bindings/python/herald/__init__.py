@@ -30,6 +30,7 @@ from . import _lib
 from .agent import Agent, EventStream, PublishFuture
 from .aio import AsyncAgent, AsyncEventStream, AsyncPublishFuture
 from ._core import Subscription
+from ._schema import Parked, SchemaStats
 from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptStateError,
                      DataLostError, ForkedAgentError, IdReusedError,
                      HeraldError, HeraldIOError, InternalError, InvalidArgumentError,
@@ -50,7 +51,7 @@ __all__ = [
     "Agent", "AsyncAgent", "EventStream", "AsyncEventStream", "Subscription",
     "PublishFuture", "AsyncPublishFuture",
     "Event", "EventList", "Published", "Snapshot", "Stats", "SubscriptionStatus",
-    "GroupStatus",
+    "GroupStatus", "Parked", "SchemaStats",
     "Start", "BEGINNING", "NOW", "Retry",
     "HeraldError", "BadRequestError", "TooLargeError", "ConflictError", "NotLeaderError",
     "UnauthorizedError", "Unauthorized", "OverloadedError", "UnknownCommandError", "UnsupportedError",

@@ -37,9 +37,10 @@ from ctypes import POINTER, byref, c_char_p, c_size_t, c_uint64, c_void_p
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set,
                     Union)
 
-from . import _lib
+from . import _lib, _schema
 from .errors import (ConflictError, ForkedAgentError, HeraldError, IdReusedError,
                      InvalidArgumentError, Retry, TimeoutError, check, code_of, make_error)
+from .event import _batch_events as batch_events
 from .event import (Event, EventList, GroupStatus, Published, Snapshot, Stats, StartLike,
                     SubscriptionStatus, group_status_from, published_from, stats_from,
                     status_from, to_ns, to_start)
@@ -101,6 +102,31 @@ def _c_strings(strings: Sequence[str]):
         array[index] = text.encode("utf-8")
     array[len(strings)] = None
     return array
+
+
+# The C agent's delivery thread is not a Python thread: ctypes makes a new
+# Python thread state for every callback from it and frees it after
+# (PyGILState_Ensure/Release), about 9-14 us per call, most of a per-event
+# handler's cost (docs/python.md, "Where the time goes").  One more
+# PyGILState_Ensure, never released, on the first call from such a thread
+# keeps its thread state for the thread's life: later callbacks only take
+# the GIL.  The thread state is freed with the interpreter.
+_pinned = threading.local()
+
+
+def pin_thread() -> None:
+    if not getattr(_pinned, "done", False):
+        if threading.current_thread().__class__ is threading._DummyThread:
+            ctypes.pythonapi.PyGILState_Ensure()
+        _pinned.done = True
+
+
+def handled_of(value: Any, count: int, default: Optional[int] = None) -> int:
+    """A batch handler's answer as herald_delivery_batch_t.handled: an int
+    (clamped to 0..count), or default (None: count) for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, min(value, count))
+    return count if default is None else default
 
 
 def name_for(text: str) -> str:
@@ -549,17 +575,30 @@ class _Core:
     # -- subscribing -----------------------------------------------------
     def subscribe(self, name: str, prefixes: List[str], start: StartLike,
                   handler: Callable[[Event], Any], trampoline,
-                  group: Optional[GroupSpec] = None) -> Subscription:
+                  group: Optional[GroupSpec] = None, schemas=None,
+                  batch: bool = False) -> Subscription:
         """trampoline(sub) -> a ctypes HANDLER_FN calling handler.  With
-        group, a member of consumer group `name` (herald_agent_subscribe_group)."""
+        group, a member of consumer group `name` (herald_agent_subscribe_group).
+        With schemas (a _schema.SchemaSpec), through herald_agent_subscribe_with."""
         start_c = to_start(start)
+        if batch and not _lib.has_batch:
+            raise make_error(_lib.ERR_UNSUPPORTED,
+                             "%s has no batch handlers (herald_agent_subscribe_batch): a "
+                             "libherald older than this binding" % _lib.path)
+        if batch and schemas is not None:
+            #  The C agent converts per event, before a per-event handler
+            raise InvalidArgumentError("schemas= (docs/schemas.md) needs a per-event "
+                                       "handler: not with batch=True (yet)")
         if group is not None and not _lib.has_groups:
             raise make_error(_lib.ERR_UNSUPPORTED,
                              "%s has no consumer groups (herald_agent_subscribe_group): a "
                              "libherald older than this binding" % _lib.path)
         sub = Subscription(self, name, prefixes, handler,
                            group=name if group is not None else None)
-        sub._c_handler = trampoline(sub)
+        if schemas is not None:                 # schema evolution (_schema.py)
+            sub._c_handler = _schema.wrap(sub, trampoline)
+        else:
+            sub._c_handler = trampoline(sub)
         array = _c_strings(prefixes)
         #  Known before the C agent can deliver: a handler that raises on the
         #  first event is reported (on_error) with its own exception, which
@@ -567,8 +606,22 @@ class _Core:
         with self._lock:
             previous = self.subscriptions.get(name)
             self.subscriptions[name] = sub
-        if group is None:
-            code = self.call(_lib.lib.herald_agent_subscribe, name.encode(), array,
+        if schemas is not None:
+            group_options = None
+            if group is not None:
+                group_options = _lib.GroupOptions()
+                _lib.lib.herald_group_options_init(byref(group_options))
+                group_options.prefixes = ctypes.cast(array, POINTER(c_char_p))
+                group_options.start = _lib.Start(start_c.kind, start_c.value)
+                group_options.partitions = group.partitions or 0
+                group_options.session_ms = _ms(group.session)
+                group_options.batch_max = group.batch_max or 0
+            code = _schema.subscribe_with(self, name, array, start_c, group_options, schemas,
+                                          sub._c_handler)
+        elif group is None:
+            subscribe = _lib.lib.herald_agent_subscribe_batch if batch \
+                else _lib.lib.herald_agent_subscribe
+            code = self.call(subscribe, name.encode(), array,
                              _lib.Start(start_c.kind, start_c.value), sub._c_handler, None)
         else:
             #  The library's init (its size checked against ours at load),
@@ -580,8 +633,9 @@ class _Core:
             options.partitions = group.partitions or 0
             options.session_ms = _ms(group.session)
             options.batch_max = group.batch_max or 0
-            code = self.call(_lib.lib.herald_agent_subscribe_group, name.encode(),
-                             byref(options), sub._c_handler, None)
+            subscribe = _lib.lib.herald_agent_subscribe_group_batch if batch \
+                else _lib.lib.herald_agent_subscribe_group
+            code = self.call(subscribe, name.encode(), byref(options), sub._c_handler, None)
         if code != _lib.OK:
             with self._lock:
                 if previous is None:
@@ -614,6 +668,7 @@ class _Core:
         fails with that exception (reported through on_error), and the
         event is not checkpointed."""
         def call(view_p, _arg) -> int:
+            pin_thread()
             self.enter()
             try:
                 sub.handler(Event._from_view(view_p.contents))
@@ -626,6 +681,31 @@ class _Core:
             finally:
                 self.leave()
         return _lib.HANDLER_FN(call)
+
+    def sync_batch_trampoline(self, sub: Subscription):
+        """A batch handler run on the delivery thread: called with a list
+        of Events; returns None (all done) or how many leading events it
+        handled (the rest is offered again at once; 0 counts as Retry);
+        raises Retry or anything else as a per-event handler does, its
+        ``handled`` attribute (default 0) saying how many leading events
+        were done before it: they are committed, the rest is not."""
+        def call(batch_p, _arg) -> int:
+            pin_thread()
+            self.enter()
+            batch = batch_p.contents
+            try:
+                batch.handled = handled_of(sub.handler(batch_events(batch)), batch.count)
+                return _lib.OK
+            except Retry as exc:
+                batch.handled = handled_of(exc.handled, batch.count, 0)
+                return _lib.RETRY
+            except BaseException as exc:        # nothing may escape into C
+                sub.exception = exc
+                batch.handled = handled_of(getattr(exc, "handled", 0), batch.count, 0)
+                return code_of(exc)
+            finally:
+                self.leave()
+        return _lib.BATCH_HANDLER_FN(call)
 
     # -- reading the log -------------------------------------------------
     def _stream_call(self, handler: Optional[Callable[[Event], Any]], run) -> EventList:

@@ -96,6 +96,18 @@ class Delivery(Structure):
 HANDLER_FN = CFUNCTYPE(c_int, POINTER(Delivery), c_void_p)
 
 
+class DeliveryBatch(Structure):
+    """herald_delivery_batch_t (batch handlers, issue 16).  ``size`` is the
+    library's: only the fields up to ``handled`` are read."""
+    _fields_ = [("size", c_size_t), ("subscription", c_char_p),
+                ("events", POINTER(Delivery)), ("count", c_size_t),
+                ("envelopes", c_void_p), ("envelopes_len", c_size_t),
+                ("redelivered", c_void_p), ("attempt", c_uint), ("handled", c_size_t)]
+
+
+BATCH_HANDLER_FN = CFUNCTYPE(c_int, POINTER(DeliveryBatch), c_void_p)
+
+
 class SubStatus(Structure):
     _fields_ = [("state", c_int), ("delivered_seq", c_uint64), ("delivered", c_uint64),
                 ("duplicates", c_uint64), ("retries", c_uint64), ("error", c_int),
@@ -188,6 +200,11 @@ _PROTOTYPES = {
     "herald_group_options_init": (None, [POINTER(GroupOptions)]),
     "herald_agent_subscribe_group": (c_int, [c_void_p, c_char_p, POINTER(GroupOptions),
                                              HANDLER_FN, c_void_p]),
+    "herald_agent_complete_batch": (c_int, [c_void_p, c_uint64, c_int, c_size_t]),
+    "herald_agent_subscribe_batch": (c_int, [c_void_p, c_char_p, POINTER(c_char_p), Start,
+                                             BATCH_HANDLER_FN, c_void_p]),
+    "herald_agent_subscribe_group_batch": (c_int, [c_void_p, c_char_p, POINTER(GroupOptions),
+                                                   BATCH_HANDLER_FN, c_void_p]),
     "herald_agent_group_status": (c_int, [c_void_p, c_char_p, POINTER(GroupStatus)]),
 }
 
@@ -196,6 +213,11 @@ _PROTOTYPES = {
 # as first released; only AsyncAgent needs them.
 _DISPATCH_CALLS = {"herald_agent_fd", "herald_agent_dispatch", "herald_agent_defer",
                    "herald_agent_complete"}
+
+# Batch handlers (issue 16): absent from a libherald older than them;
+# only subscribe(batch=True) needs them (``has_batch``).
+_BATCH_CALLS = {"herald_agent_subscribe_batch", "herald_agent_subscribe_group_batch",
+                "herald_agent_complete_batch"}
 
 # Consumer groups (docs/groups.md): absent from a libherald older than them;
 # only a group subscription needs them (``has_groups`` says whether it can).
@@ -238,7 +260,8 @@ def _load():
                                       "libherald older than this binding, whose "
                                       "herald_agent_options_t is shorter than its Options"
                                       % candidate) from None
-                if name not in _DISPATCH_CALLS and name not in _GROUP_CALLS:
+                if name not in _DISPATCH_CALLS and name not in _GROUP_CALLS \
+                        and name not in _BATCH_CALLS:
                     raise
                 continue
             function.restype = restype
@@ -266,6 +289,8 @@ def _load():
 lib, path = _load()
 #: The library has consumer groups (herald_agent_subscribe_group and its kin).
 has_groups = all(hasattr(lib, name) for name in _GROUP_CALLS)
+#: The library has batch handlers (herald_agent_subscribe_batch).
+has_batch = all(hasattr(lib, name) for name in _BATCH_CALLS)
 
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [c_void_p]
@@ -304,3 +329,79 @@ class Registry:
         with self._lock:
             items, self._items = list(self._items.values()), {}
             return items
+
+
+# -- Schema evolution (include/herald.h, "Schema evolution"; docs/schemas.md) --
+# Absent from a libherald older than issue 16: ``has_schemas`` says whether
+# upcasters, downcasters and subscribe(schemas=...) can be used.
+
+class CastResult(Structure):
+    _fields_ = [("buffer", c_void_p), ("capacity", c_size_t), ("data", c_void_p),
+                ("data_len", c_size_t), ("message", c_char * 256)]
+
+
+CASTER_FN = CFUNCTYPE(c_int, POINTER(Delivery), POINTER(CastResult), c_void_p)
+PARKED_FN = CFUNCTYPE(None, POINTER(Delivery), c_char_p, c_void_p)
+
+SCHEMA_STOP = 0
+SCHEMA_SKIP = 1
+SCHEMA_PARK = 2
+
+
+class SchemaWant(Structure):
+    _fields_ = [("type", c_char_p), ("schema", c_uint64)]
+
+
+class SubscribeOptions(Structure):
+    _fields_ = [("prefixes", POINTER(c_char_p)), ("start", Start),
+                ("group", POINTER(GroupOptions)), ("wants", POINTER(SchemaWant)),
+                ("want_count", c_size_t), ("default_schema", c_uint64),
+                ("on_incompatible", c_int), ("on_parked", PARKED_FN),
+                ("on_parked_arg", c_void_p)]
+
+
+class SchemaStats(Structure):
+    _fields_ = [("upcast", c_uint64), ("downcast", c_uint64), ("skipped", c_uint64),
+                ("parked", c_uint64), ("stopped", c_uint64)]
+
+
+_SCHEMA_PROTOTYPES = {
+    "herald_agent_upcaster": (c_int, [c_void_p, c_char_p, c_uint64, CASTER_FN, c_void_p]),
+    "herald_agent_downcaster": (c_int, [c_void_p, c_char_p, c_uint64, CASTER_FN, c_void_p]),
+    "herald_subscribe_options_size": (c_size_t, []),
+    "herald_subscribe_options_init": (None, [POINTER(SubscribeOptions)]),
+    "herald_agent_subscribe_with": (c_int, [c_void_p, c_char_p, POINTER(SubscribeOptions),
+                                            HANDLER_FN, c_void_p]),
+    "herald_agent_convert": (c_int, [c_void_p, POINTER(Delivery), c_uint64,
+                                     POINTER(c_void_p), POINTER(c_size_t)]),
+    "herald_delivery_stored_schema": (c_uint64, [POINTER(Delivery)]),
+    "herald_agent_parked": (c_int, [c_void_p, c_char_p, PARKED_FN, c_void_p]),
+    "herald_agent_parked_replay": (c_int, [c_void_p, c_char_p, HANDLER_FN, c_void_p]),
+    "herald_schema_stats_size": (c_size_t, []),
+    "herald_agent_schema_stats": (c_int, [c_void_p, c_char_p, POINTER(SchemaStats)]),
+}
+
+
+def _bind_schemas() -> bool:
+    if not all(hasattr(lib, name) for name in _SCHEMA_PROTOTYPES):
+        return False
+    for name, (restype, argtypes) in _SCHEMA_PROTOTYPES.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    # The struct the library inits must be the one laid out here
+    for label, size, ours in (("herald_subscribe_options_t",
+                               lib.herald_subscribe_options_size(), SubscribeOptions),
+                              ("herald_schema_stats_t", lib.herald_schema_stats_size(),
+                               SchemaStats)):
+        if size != ctypes.sizeof(ours):
+            raise ImportError("herald: %s lays out %s in %d bytes, this binding in %d: the "
+                              "library and the binding are of different versions"
+                              % (path, label, size, ctypes.sizeof(ours)))
+    return True
+
+
+#: The library has schema evolution (upcasters, subscribe_with).
+has_schemas = _bind_schemas()
+libc.malloc.argtypes = [c_size_t]
+libc.malloc.restype = c_void_p

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
-from . import _lib
+from . import _lib, _schema
 from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, group_spec, name_for
 from .errors import Retry
 from .event import (BEGINNING, Event, EventList, GroupStatus, Published, Snapshot,
@@ -172,8 +172,11 @@ class Agent:
                   handler: Optional[Callable[[Event], Any]] = None, *,
                   name: Optional[str] = None, start: StartLike = BEGINNING,
                   group: Optional[str] = None, partitions: Optional[int] = None,
-                  session: Optional[float] = None, batch_max: Optional[int] = None
-                  ) -> Any:
+                  session: Optional[float] = None, batch_max: Optional[int] = None,
+                  schemas: Optional[Mapping[str, int]] = None,
+                  default_schema: Optional[int] = None, on_incompatible: str = "stop",
+                  on_parked: Optional[Callable[[Event, str], Any]] = None,
+                  batch: bool = False) -> Any:
         """Subscribe ``handler`` to the events whose topic begins with one of
         ``prefixes`` (a str or several; None: every topic).
 
@@ -194,19 +197,43 @@ class Agent:
         (1-256) is this member's: events declared, handled and committed
         at once.  Defaults: 32, 3 s, 100.
 
+        ``schemas={"OrderPlaced": 2}`` declares the schema the handler
+        understands per event type (docs/schemas.md): every event of such a
+        type reaches it converted through the upcasters and downcasters
+        registered on this agent (``event.stored_schema`` is the log's);
+        ``default_schema`` is the schema of every other type (None: as
+        stored).  ``on_incompatible`` is what an event that cannot be
+        converted does: ``"stop"`` fails the subscription, ``"skip"`` tells
+        on_error and moves past it, ``"park"`` records it (state_dir's
+        parked file; ``on_parked(event, reason)`` too) and moves past it.
+
         With a handler, returns the :class:`Subscription`.  Without, it is a
         decorator: ``@agent.subscribe("orders.")`` (or ``@agent.subscribe(
         "orders.", group="billing")``) subscribes the function, returns it
         unchanged and sets its ``subscription`` attribute.
+
+        ``batch=True`` calls ``handler`` with a list of events (up to 256,
+        in seq order) instead of once per event: one Python call per
+        batch (docs/python.md, "Batch handlers").  It returns None (all
+        done) or the number of leading events it handled (the rest comes
+        again at once); ``raise herald.Retry(handled=n)`` commits the
+        first n and offers the rest again after the backoff; any other
+        exception commits the first ``exc.handled`` (default 0) and stops
+        the subscription.  After a crash in a batch, each of its events
+        not committed comes again with ``redelivered`` True.
         """
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
         spec = group_spec(group, name, partitions, session, batch_max)
+        schema_spec = _schema.schema_spec(schemas, default_schema, on_incompatible, on_parked)
         if handler is None:
             def decorate(function: Handler) -> Handler:
                 sub = self.subscribe(prefixes, function, name=name, start=start,
                                      group=group, partitions=partitions, session=session,
-                                     batch_max=batch_max)
+                                     batch_max=batch_max, schemas=schemas,
+                                     default_schema=default_schema,
+                                     on_incompatible=on_incompatible, on_parked=on_parked,
+                                     batch=batch)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -219,7 +246,55 @@ class Agent:
             name = name_for(getattr(handler, "__name__", "handler"))
         core = self._core
         return core.subscribe(name, _prefix_list(prefixes), start, handler,
-                              core.sync_trampoline, group=spec)
+                              core.sync_batch_trampoline if batch else core.sync_trampoline,
+                              group=spec, batch=batch, schemas=schema_spec)
+
+    # -- schema evolution (docs/schemas.md; _schema.py) ---------------------
+    def upcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
+                 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """Decorator: register the function as the upcaster of ``type`` from
+        schema ``from_schema`` to ``from_schema + 1``.  It takes the data
+        and returns the new data: bytes, or with ``codec="json"`` /
+        ``"msgpack"`` the decoded payload.  It runs on the agent's delivery
+        thread (pure, no I/O, no event loop); what it raises fails the
+        conversion (the subscription's on_incompatible applies).  Never
+        replaced: registering one step twice is InvalidArgumentError."""
+        _schema.check_codec(codec)
+        def decorate(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            _schema.register(self._core, type, from_schema, function, codec, down=False)
+            return function
+        return decorate
+
+    def downcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
+                   ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """Decorator: the downcaster of ``type`` from ``from_schema`` to
+        ``from_schema - 1`` (how an older handler reads newer events); as
+        :meth:`upcaster` otherwise."""
+        _schema.check_codec(codec)
+        def decorate(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            _schema.register(self._core, type, from_schema, function, codec, down=True)
+            return function
+        return decorate
+
+    def parked(self, name: str) -> "list":
+        """The parked events of subscription ``name`` (state_dir's parked
+        file), oldest first, as stored: a list of ``Parked(event, reason)``."""
+        return _schema.parked(self._core, name)
+
+    def replay_parked(self, name: str, handler: Callable[[Event], Any]) -> int:
+        """Hand ``name``'s parked events, converted with the casters
+        registered now, to ``handler`` on this thread, oldest first; each
+        one handled leaves the file.  The first that fails raises, and it
+        and the ones after it stay parked.  At least once: a crash between
+        a handler and the file's rewrite passes that event again.  The
+        subscription must have been made on this agent (its declarations).
+        Returns how many were handled."""
+        return _schema.replay_parked(self._core, name, handler)
+
+    def schema_stats(self, name: Optional[str] = None) -> "_schema.SchemaStats":
+        """Conversions and incompatible events of subscription ``name`` (None:
+        all): upcast, downcast, skipped, parked, stopped."""
+        return _schema.schema_stats(self._core, name)
 
     def unsubscribe(self, name: str) -> None:
         """Stop subscription ``name`` (its checkpoint stays)."""

@@ -21,9 +21,11 @@ import uuid
 import weakref
 from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence, Set, Union
 
-from . import _lib
-from ._core import Data, Prefixes, Subscription, _Core, _prefix_list, group_spec, name_for
+from . import _lib, _schema
+from ._core import (Data, Prefixes, Subscription, _Core, _prefix_list, group_spec,
+                    handled_of, name_for)
 from .errors import InvalidArgumentError, Retry, code_of
+from .event import _batch_events as batch_events
 from .event import (BEGINNING, Event, EventList, GroupStatus, Published, Snapshot,
                     StartLike, Stats, SubscriptionStatus)
 
@@ -160,22 +162,33 @@ class AsyncAgent:
                   handler: Optional[Callable[[Event], Any]] = None, *,
                   name: Optional[str] = None, start: StartLike = BEGINNING,
                   group: Optional[str] = None, partitions: Optional[int] = None,
-                  session: Optional[float] = None, batch_max: Optional[int] = None) -> Any:
-        """As :meth:`herald.Agent.subscribe` (also a decorator, and
-        ``group=`` makes it a consumer group's member); the handler may be
+                  session: Optional[float] = None, batch_max: Optional[int] = None,
+                  schemas: Optional[Mapping[str, int]] = None,
+                  default_schema: Optional[int] = None, on_incompatible: str = "stop",
+                  on_parked: Optional[Callable[[Event, str], Any]] = None,
+                  batch: bool = False) -> Any:
+        """As :meth:`herald.Agent.subscribe` (also a decorator, ``group=``
+        makes it a consumer group's member, ``schemas=`` converts events
+        to the schemas the handler understands); the handler may be
         ``async def``: the event is done when its coroutine returns.
         Raise :class:`herald.Retry` to have it offered again; any other
         exception stops the subscription, reported to ``on_error``.
         ``start=herald.NOW`` or a datetime asks the broker, which blocks
-        the loop for that round trip."""
+        the loop for that round trip.  ``batch=True``: the handler gets a
+        list of events (as :meth:`herald.Agent.subscribe`); an ``async
+        def`` one is awaited once per batch."""
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
         spec = group_spec(group, name, partitions, session, batch_max)
+        schema_spec = _schema.schema_spec(schemas, default_schema, on_incompatible, on_parked)
         if handler is None:
             def decorate(function: Callable[[Event], Any]) -> Callable[[Event], Any]:
                 sub = self.subscribe(prefixes, function, name=name, start=start,
                                      group=group, partitions=partitions, session=session,
-                                     batch_max=batch_max)
+                                     batch_max=batch_max, schemas=schemas,
+                                     default_schema=default_schema,
+                                     on_incompatible=on_incompatible, on_parked=on_parked,
+                                     batch=batch)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -187,7 +200,35 @@ class AsyncAgent:
         elif name is None:
             name = name_for(getattr(handler, "__name__", "handler"))
         return self._core.subscribe(name, _prefix_list(prefixes), start, handler,
-                                    self._trampoline, group=spec)
+                                    self._batch_trampoline if batch else self._trampoline,
+                                    group=spec, batch=batch, schemas=schema_spec)
+
+    def _batch_trampoline(self, sub: Subscription):
+        core = self._core
+
+        def call(batch_p, _arg) -> int:
+            core.enter()
+            batch = batch_p.contents
+            try:
+                result = sub.handler(batch_events(batch))
+                if inspect.isawaitable(result):
+                    return self._defer(sub, result, batch_p)
+                batch.handled = handled_of(result, batch.count)
+                return _lib.OK
+            except Retry as exc:
+                batch.handled = handled_of(exc.handled, batch.count, 0)
+                return _lib.RETRY
+            except Exception as exc:
+                sub.exception = exc
+                batch.handled = handled_of(getattr(exc, "handled", 0), batch.count, 0)
+                return code_of(exc)
+            except BaseException as exc:        # KeyboardInterrupt: re-raised after
+                self._interrupt = exc
+                batch.handled = 0
+                return _lib.RETRY
+            finally:
+                core.leave()
+        return _lib.BATCH_HANDLER_FN(call)
 
     def _trampoline(self, sub: Subscription):
         core = self._core
@@ -211,7 +252,10 @@ class AsyncAgent:
                 core.leave()
         return _lib.HANDLER_FN(call)
 
-    def _defer(self, sub: Subscription, awaitable: Any) -> int:
+    def _defer(self, sub: Subscription, awaitable: Any, batch_p: Any = None) -> int:
+        """batch_p: a batch handler's herald_delivery_batch_t, valid until
+        the call is deferred (it may be abandoned after)."""
+        count = batch_p.contents.count if batch_p is not None else None
         ticket = _lib.lib.herald_agent_defer(self._core.ptr)
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
@@ -230,10 +274,52 @@ class AsyncAgent:
             else:
                 sub.exception = exc
                 rc = code_of(exc)
+            if count is not None:
+                # Not through batch_p: the batch is gone if the call was abandoned
+                if exc is None:
+                    handled = handled_of(task.result(), count)
+                else:
+                    handled = handled_of(getattr(exc, "handled", 0), count, 0)
+                _lib.lib.herald_agent_complete_batch(self._core.ptr, ticket, rc, handled)
+                return
             # NOT_FOUND: abandoned (unsubscribed meanwhile): nothing to do
             _lib.lib.herald_agent_complete(self._core.ptr, ticket, rc)
         task.add_done_callback(done)
         return _lib.DEFER
+
+    # -- schema evolution (docs/schemas.md; _schema.py) ---------------------
+    def upcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
+                 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """As :meth:`herald.Agent.upcaster`: a plain function (not async),
+        run on the agent's delivery thread, not on the loop."""
+        _schema.check_codec(codec)
+        def decorate(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            _schema.register(self._core, type, from_schema, function, codec, down=False)
+            return function
+        return decorate
+
+    def downcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None
+                   ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """As :meth:`herald.Agent.downcaster`."""
+        _schema.check_codec(codec)
+        def decorate(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            _schema.register(self._core, type, from_schema, function, codec, down=True)
+            return function
+        return decorate
+
+    def parked(self, name: str) -> "list":
+        """As :meth:`herald.Agent.parked` (reads a local file: no wait)."""
+        return _schema.parked(self._core, name)
+
+    async def replay_parked(self, name: str, handler: Callable[[Event], Any]) -> int:
+        """As :meth:`herald.Agent.replay_parked`, in the default executor
+        (handler is a plain function, run there)."""
+        return await self._loop.run_in_executor(
+            None, lambda: _schema.replay_parked(self._core, name, handler))
+
+    def schema_stats(self, name: Optional[str] = None) -> "_schema.SchemaStats":
+        """As :meth:`herald.Agent.schema_stats`."""
+        return _schema.schema_stats(self._core, name)
 
     def unsubscribe(self, name: str) -> None:
         """Stop subscription ``name`` (its checkpoint stays)."""

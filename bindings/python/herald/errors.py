@@ -190,7 +190,15 @@ class ForkedAgentError(HeraldError):
 class Retry(Exception):
     """Raise from a handler to have the same event offered again after a
     backoff (10 ms doubling up to ``retry_max``).  The subscription waits,
-    so order is kept."""
+    so order is kept.
+
+    From a batch handler (``subscribe(..., batch=True)``), ``handled``
+    says how many leading events of the list were done: they are
+    committed, and the rest is offered again after the backoff."""
+
+    def __init__(self, *args: object, handled: int = 0):
+        super().__init__(*args)
+        self.handled = handled
 
 
 _BY_CODE: Dict[int, Type[HeraldError]] = {

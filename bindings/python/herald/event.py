@@ -11,9 +11,14 @@ import datetime
 import json as _json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from . import _lib
+
+try:                                    # optional: batches decode in bulk with it
+    import msgpack as _msgpack
+except ImportError:                     # pragma: no cover
+    _msgpack = None
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -32,7 +37,10 @@ class Event:
     ``ts`` the broker's ingest time in Unix nanoseconds (``time`` is the
     same as an aware ``datetime`` in UTC).  ``type``, ``schema`` and
     ``meta`` are as published; ``data`` is the payload (opaque bytes:
-    ``json()``, ``unpack()`` and ``text()`` decode it).  ``subscription``
+    ``json()``, ``unpack()`` and ``text()`` decode it).  For a subscription
+    with ``schemas=`` (docs/schemas.md), ``schema`` and ``data`` are the
+    converted ones and ``stored_schema`` the one in the log (otherwise the
+    two schemas are equal).  ``subscription``
     names the subscription delivering it (None from read/replay);
     ``redelivered`` is True for the one event a subscription was handling
     when its process died (in a consumer group: each event of the batch a
@@ -45,7 +53,7 @@ class Event:
     """
 
     __slots__ = ("_id", "_uuid", "topic", "seq", "ver", "ts", "type", "schema", "meta",
-                 "data", "subscription", "redelivered", "attempt")
+                 "data", "subscription", "redelivered", "attempt", "stored_schema")
 
     topic: str
     seq: int
@@ -71,6 +79,7 @@ class Event:
         self.topic, self.seq, self.ver, self.ts = topic, seq, ver, ts
         self.type, self.schema, self.meta, self.data = type, schema, meta or {}, data
         self.subscription, self.redelivered, self.attempt = subscription, redelivered, attempt
+        self.stored_schema = schema             # as in the log (docs/schemas.md)
 
     @property
     def id(self) -> uuid.UUID:
@@ -128,7 +137,7 @@ class Event:
         type_p = view.type
         event.type = string_at(type_p, view.type_len).decode("utf-8", "replace") \
             if type_p else None
-        event.schema = view.schema
+        event.schema = event.stored_schema = view.schema
         count = view.meta_count
         if count:
             meta = {}
@@ -264,6 +273,44 @@ class Stats:
             return getattr(self, name)
         except AttributeError:
             raise KeyError(name) from None
+
+
+def _batch_events(batch: "_lib.DeliveryBatch") -> List["Event"]:
+    """The Events of a herald_delivery_batch_t: its envelopes read in one
+    string_at and decoded in bulk with msgpack when it is installed (one
+    ctypes read per field and event otherwise)."""
+    count = batch.count
+    subscription = batch.subscription
+    name = subscription.decode() if subscription else None
+    flags = ctypes.string_at(batch.redelivered, count)
+    attempt = batch.attempt
+    if _msgpack is None:
+        views = batch.events
+        return [Event._from_view(views[index]) for index in range(count)]
+    unpacker = _msgpack.Unpacker(raw=False, unicode_errors="replace", max_buffer_size=max(batch.envelopes_len, 1024))
+    unpacker.feed(ctypes.string_at(batch.envelopes, batch.envelopes_len))
+    new = Event.__new__
+    events = []
+    append = events.append
+    index = 0
+    for fields in unpacker:
+        event = new(Event)
+        event._id = fields["id"]
+        event._uuid = None
+        event.topic = fields["topic"]
+        event.seq = fields["seq"]
+        event.ver = fields["ver"]
+        event.ts = fields["ts"]
+        event.type = fields.get("type")
+        event.schema = event.stored_schema = fields.get("schema", 1)
+        event.meta = fields.get("meta") or {}
+        event.data = fields["data"]
+        event.subscription = name
+        event.redelivered = flags[index] != 0
+        event.attempt = attempt
+        append(event)
+        index += 1
+    return events
 
 
 class EventList(list):
