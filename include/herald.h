@@ -822,7 +822,7 @@ herald_err
     herald_agent_complete (herald_agent_t *self, uint64_t ticket, int rc);
 
 //  ---------------------------------------------------------------------
-//  Batch handlers (issue 16: one call for many events)
+//  Batch handlers (one call for many events)
 //
 //  A batch handler is called with up to a delivery batch of events at
 //  once (at most 256), in seq order, for bindings and projections that

@@ -172,5 +172,32 @@ main (void)
     S_FIELD (herald_agent_stats_t, "Stats", leader_redirects);
     S_FIELD (herald_agent_stats_t, "Stats", nodes_known);
     S_FIELD (herald_agent_stats_t, "Stats", auth_refused);
+
+    //  Schema evolution (docs/schemas.md)
+    S_SIZE (herald_cast_result_t, "CastResult");
+    S_FIELD (herald_cast_result_t, "CastResult", buffer);
+    S_FIELD (herald_cast_result_t, "CastResult", capacity);
+    S_FIELD (herald_cast_result_t, "CastResult", data);
+    S_FIELD (herald_cast_result_t, "CastResult", data_len);
+    S_FIELD (herald_cast_result_t, "CastResult", message);
+    S_SIZE (herald_schema_want_t, "SchemaWant");
+    S_FIELD (herald_schema_want_t, "SchemaWant", type);
+    S_FIELD (herald_schema_want_t, "SchemaWant", schema);
+    S_SIZE (herald_subscribe_options_t, "SubscribeOptions");
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", prefixes);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", start);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", group);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", wants);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", want_count);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", default_schema);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", on_incompatible);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", on_parked);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", on_parked_arg);
+    S_SIZE (herald_schema_stats_t, "SchemaStats");
+    S_FIELD (herald_schema_stats_t, "SchemaStats", upcast);
+    S_FIELD (herald_schema_stats_t, "SchemaStats", downcast);
+    S_FIELD (herald_schema_stats_t, "SchemaStats", skipped);
+    S_FIELD (herald_schema_stats_t, "SchemaStats", parked);
+    S_FIELD (herald_schema_stats_t, "SchemaStats", stopped);
     return 0;
 }

@@ -92,6 +92,15 @@ s_failing (const herald_delivery_t *event, herald_cast_result_t *result, void *a
     return HERALD_ERR_INVALID;
 }
 
+static int
+s_overrun (const herald_delivery_t *event, herald_cast_result_t *result, void *arg)
+{
+    (void) event;
+    (void) arg;
+    result->data_len = result->capacity + 1;
+    return HERALD_OK;
+}
+
 //  ---------------------------------------------------------------------
 //  What a handler saw
 
@@ -351,6 +360,10 @@ Test (herald_schema, chain_rules)
     cr_assert_eq (herald_agent_upcaster (at_agent, "Refund", 1, s_failing, NULL), HERALD_OK);
     herald_delivery_t r1 = s_view ("Refund", 1, "x");
     s_convert_fails (&r1, 2, "qty is not a number");
+    //  A caster that says it wrote past the lent buffer is not trusted
+    cr_assert_eq (herald_agent_upcaster (at_agent, "Liar", 1, s_overrun, NULL), HERALD_OK);
+    herald_delivery_t l1 = s_view ("Liar", 1, "x");
+    s_convert_fails (&l1, 2, "the upcaster 1 -> 2 failed");
     //  No type: as is
     herald_delivery_t untyped = s_view (NULL, 1, "raw");
     s_convert_expect (&untyped, 5, "raw");

@@ -37,7 +37,9 @@ def _layout():
 @pytest.mark.parametrize("name", ["Meta", "Options", "Start", "Delivery", "DeliveryBatch",
                                   "SubStatus",
                                   "GroupOptions", "GroupStatus",
-                                  "Outgoing", "PublishResult", "Range", "Stats"])
+                                  "Outgoing", "PublishResult", "Range", "Stats",
+                                  "CastResult", "SchemaWant", "SubscribeOptions",
+                                  "SchemaStats"])
 def test_ctypes_structure_matches_the_c_header(name):
     sizes, offsets = _layout()
     structure = getattr(_lib, name)

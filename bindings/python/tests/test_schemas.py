@@ -210,3 +210,19 @@ def test_worked_example_of_the_docs(broker, tmp_path):
     scope = {"API": broker.api, "FANOUT": broker.fanout, "STATE": str(tmp_path),
              "wait_until": lambda predicate: wait_for(predicate, what="the example")}
     exec(compile(blocks[0], str(DOCS), "exec"), scope)
+
+
+def test_group_subscription_converts(make_agent):
+    agent = make_agent()
+    publish_orders(agent)
+
+    @agent.upcaster("OrderPlaced", 1, codec="json")
+    def up(order):
+        return dict(order, wh="main")
+
+    seen = []
+    agent.subscribe("orders.", lambda e: seen.append((e.schema, e.stored_schema, e.data)),
+                    group="inventory", partitions=1, schemas={"OrderPlaced": 2})
+    wait_for(lambda: len(seen) == 3)
+    assert seen[0] == (2, 1, b'{"sku":"a","qty":1,"wh":"main"}')
+    assert agent.schema_stats("inventory").upcast == 1
