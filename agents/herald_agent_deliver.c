@@ -68,22 +68,13 @@ _Static_assert (offsetof (herald_meta_t, value) == offsetof (herald_kv_t, value)
 _Static_assert (offsetof (herald_meta_t, value_len) == offsetof (herald_kv_t, value_len),
                 "meta layout");
 
-typedef struct _s_many_t s_many_t;
-
 typedef struct {
     herald_agent_t *agent;
     zsock_t *pipe;
     msgpack_zone zone;
     int64_t next_sync;
-    s_many_t *many;                 //  batch handlers' buffers, made on first use
+    herald_agent_many_t *many;      //  batch handlers (herald_agent_batch.c), on first use
 } s_self_t;
-
-static void
-    s_deliver_many (s_self_t *self, herald_batch_t *batch);
-static size_t
-    s_group_many (s_self_t *self, herald_batch_t *batch);
-static void
-    s_many_destroy (s_many_t **self_p);
 
 //  ---------------------------------------------------------------------
 //  Dispatch mode
@@ -367,6 +358,26 @@ s_backoff (herald_agent_t *agent, herald_agent_sub_t *sub, int ms)
     return true;
 }
 
+//  For herald_agent_batch.c, which runs on this thread (herald_agent_priv.h).
+bool
+herald_agent_deliver_call (herald_agent_t *agent, herald_call_t *call, herald_agent_sub_t *sub)
+{
+    return s_call (agent, call, sub);
+}
+
+void
+herald_agent_deliver_fail (herald_agent_t *agent, herald_agent_sub_t *sub, int code,
+                           const char *message)
+{
+    s_fail (agent, sub, code, message);
+}
+
+bool
+herald_agent_deliver_backoff (herald_agent_t *agent, herald_agent_sub_t *sub, int ms)
+{
+    return s_backoff (agent, sub, ms);
+}
+
 //  Call sub's handler with view (of event) until it returns OK: RETRY
 //  backs off and calls again, an error fails sub.  False when the
 //  subscription must not go on (failed, stopping, or the dispatched call
@@ -529,7 +540,7 @@ s_deliver_batch (s_self_t *self, herald_batch_t *batch)
     atomic_store (&sub->busy, true);
     if (sub->batch_handler) {
         if (!atomic_load (&sub->stop) && !atomic_load (&self->agent->stopping))
-            s_deliver_many (self, batch);
+            herald_agent_many_deliver (&self->many, self->agent, batch);
     }
     else
     if (!atomic_load (&sub->stop) && !atomic_load (&self->agent->stopping)) {
@@ -680,7 +691,7 @@ s_deliver_group (s_self_t *self, herald_batch_t *batch)
     struct _herald_member_t *member = sub->member;
     size_t handled = 0;
     if (member && sub->batch_handler)
-        handled = s_group_many (self, batch);
+        handled = herald_agent_many_group (&self->many, agent, batch);
     else
     for (size_t index = 0; member && index < batch->count; index++) {
         if (atomic_load (&sub->stop) || atomic_load (&agent->stopping)
@@ -828,256 +839,8 @@ herald_agent_deliver_thread (void *arg)
         if (herald_agent_now_ms () >= self.next_sync)
             s_sync (&self);
     }
-    s_many_destroy (&self.many);
+    herald_agent_many_destroy (&self.many);
     msgpack_zone_destroy (&self.zone);
     zsock_destroy (&self.pipe);
     return NULL;
-}
-
-//  ---------------------------------------------------------------------
-//  Batch handlers (issue 16)
-//
-//  A run is the events of one pipe batch (or member batch) that go to the
-//  handler in one call: decoded into `events`, viewed in `views`, their
-//  envelopes copied back to back into `envelopes` (one buffer a binding
-//  reads in one go).  A local subscription's run ends before a duplicate
-//  (seq <= done, an id in the window or earlier in the run), which is
-//  dropped between two runs exactly as the per-event path drops it.
-//
-//  Checkpoint (herald_checkpoint.c): intent (first, span to last) before
-//  each call; after it, each handled event is committed in order, the
-//  span kept over the rest.  A kill -9 during the call or the commits
-//  redelivers every uncommitted event of the run, each flagged
-//  redelivered (herald_checkpoint_doubt_until); the handled ones that
-//  were committed are not delivered again.
-
-struct _s_many_t {
-    herald_event_t events [HERALD_BATCH_MAX];
-    herald_delivery_t views [HERALD_BATCH_MAX];
-    uint8_t redelivered [HERALD_BATCH_MAX];
-    size_t offsets [HERALD_BATCH_MAX + 1];  //  of each envelope in `envelopes`
-    uint8_t *envelopes;
-    size_t capacity;
-};
-
-static void
-s_many_destroy (s_many_t **self_p)
-{
-    if (*self_p) {
-        free ((*self_p)->envelopes);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-//  Decode frame as the run's event number index (view and envelope).
-//  False (the subscription failed) when it does not decode.
-static bool
-s_many_add (s_self_t *self, herald_agent_sub_t *sub, size_t index, zframe_t *frame)
-{
-    s_many_t *many = self->many;
-    herald_error_t err;
-    if (herald_event_decode (&many->events [index], zframe_data (frame), zframe_size (frame),
-                             &self->zone, &err) != HERALD_OK) {
-        char message [HERALD_ERROR_MESSAGE_MAX];
-        herald_text_format (message, sizeof message,
-                            "an event from the broker does not decode: %s", err.message);
-        s_fail (self->agent, sub, HERALD_ERR_CORRUPT, message);
-        return false;
-    }
-    size_t at = many->offsets [index];
-    if (at + zframe_size (frame) > many->capacity) {
-        size_t capacity = (at + zframe_size (frame)) * 2;
-        uint8_t *bigger = realloc (many->envelopes, capacity);
-        if (!bigger) {
-            s_fail (self->agent, sub, HERALD_ERR_NOMEM, "out of memory for a batch");
-            return false;
-        }
-        many->envelopes = bigger;
-        many->capacity = capacity;
-    }
-    memcpy (many->envelopes + at, zframe_data (frame), zframe_size (frame));
-    many->offsets [index + 1] = at + zframe_size (frame);
-    //  The view's envelope is set once the buffer stops moving (s_many_call)
-    herald_agent_view (&many->views [index], &many->events [index], zframe_data (frame),
-                       zframe_size (frame));
-    many->views [index].subscription = sub->name;
-    return true;
-}
-
-//  Call sub's batch handler with the run's events [0, count) until they
-//  are all handled, committing each handled one (checkpoint: when the
-//  subscription has one).  Returns how many were handled; fewer than
-//  count when the subscription must not go on (failed, stopping, or the
-//  dispatched call was abandoned).
-static size_t
-s_many_call (s_self_t *self, herald_agent_sub_t *sub, size_t count)
-{
-    herald_agent_t *agent = self->agent;
-    herald_checkpoint_t *checkpoint = sub->checkpoint;
-    s_many_t *many = self->many;
-    for (size_t index = 0; index < count; index++) {
-        many->views [index].envelope = many->envelopes + many->offsets [index];
-        many->views [index].redelivered = many->redelivered [index];
-    }
-    uint64_t last = many->events [count - 1].seq;
-    size_t done = 0;
-    unsigned attempt = 1;
-    int backoff = 10;
-    while (done < count) {
-        herald_delivery_batch_t batch = {
-            .size = sizeof batch, .subscription = sub->name, .events = many->views + done,
-            .count = count - done, .envelopes = many->envelopes + many->offsets [done],
-            .envelopes_len = many->offsets [count] - many->offsets [done],
-            .redelivered = many->redelivered + done, .attempt = attempt,
-            .handled = count - done
-        };
-        for (size_t index = done; index < count; index++)
-            many->views [index].attempt = attempt;
-        if (checkpoint)
-            herald_checkpoint_intent_span (checkpoint, many->events [done].seq,
-                                           many->events [done].id, last);
-        int rc;
-        if (agent->dispatch_fd >= 0) {
-            herald_call_t call = { .kind = HERALD_CALL_HANDLER, .sub = sub, .batch = &batch };
-            if (!s_call (agent, &call, sub))
-                return done;        //  abandoned: stopping; not committed
-            rc = call.rc;
-        }
-        else
-            rc = sub->batch_handler (&batch, sub->arg);
-        size_t handled = batch.handled < batch.count? batch.handled: batch.count;
-        for (size_t index = done; index < done + handled; index++) {
-            if (checkpoint) {
-                if (index > done)
-                    herald_checkpoint_intent_span (checkpoint, many->events [index].seq,
-                                                   many->events [index].id, last);
-                herald_checkpoint_commit_span (checkpoint, last);
-            }
-            atomic_store_explicit (&sub->done_seq, many->events [index].seq,
-                                   memory_order_relaxed);
-            atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
-        }
-        done += handled;
-        if (handled)
-            backoff = 10;           //  progress: the backoff starts over
-        if (rc == HERALD_OK && (handled || done == count))
-            continue;
-        if (rc != HERALD_OK && rc != HERALD_RETRY) {
-            char message [512];             //  a topic is at most 255 bytes
-            herald_event_t *event = &many->events [done < count? done: count - 1];
-            herald_text_format (message, sizeof message, "the batch handler returned %d for "
-                                "seq %" PRIu64 " (%.*s)", rc, event->seq,
-                                (int) event->topic_len, event->topic);
-            s_fail (agent, sub, rc, message);
-            return done;
-        }
-        //  RETRY, or OK having handled none: back off, offer the rest again
-        if (done == count)
-            break;
-        atomic_fetch_add_explicit (&sub->retries, 1, memory_order_relaxed);
-        if (!s_backoff (agent, sub, backoff))
-            return done;
-        backoff = backoff * 2 > agent->options.retry_max_ms? agent->options.retry_max_ms
-                                                            : backoff * 2;
-        attempt++;
-    }
-    return done;
-}
-
-//  True when id is one of the run's first count events'.
-static bool
-s_many_has (s_many_t *many, size_t count, const uint8_t id [16])
-{
-    for (size_t index = 0; index < count; index++)
-        if (memcmp (many->events [index].id, id, 16) == 0)
-            return true;
-    return false;
-}
-
-static bool
-s_many_ready (s_self_t *self)
-{
-    if (!self->many)
-        self->many = calloc (1, sizeof (s_many_t));
-    return self->many != NULL;
-}
-
-//  A pipe batch of a local subscription with a batch handler (`busy` set,
-//  not stopping).
-static void
-s_deliver_many (s_self_t *self, herald_batch_t *batch)
-{
-    herald_agent_t *agent = self->agent;
-    herald_agent_sub_t *sub = batch->sub;
-    herald_checkpoint_t *checkpoint = sub->checkpoint;
-    if (!s_many_ready (self)) {
-        s_fail (agent, sub, HERALD_ERR_NOMEM, "out of memory for a batch");
-        return;
-    }
-    s_many_t *many = self->many;
-    uint64_t doubt_until = herald_checkpoint_doubt_until (checkpoint);
-    size_t index = 0;
-    while (index < batch->count) {
-        if (atomic_load (&sub->stop) || atomic_load (&agent->stopping))
-            return;
-        msgpack_zone_clear (&self->zone);
-        size_t count = 0;
-        many->offsets [0] = 0;
-        bool first_doubt = herald_checkpoint_in_doubt (checkpoint);
-        for (; index < batch->count; index++) {
-            if (!s_many_add (self, sub, count, batch->frames [index]))
-                return;
-            herald_event_t *event = &many->events [count];
-            bool duplicate = event->seq <= herald_checkpoint_done (checkpoint)
-                          || herald_checkpoint_seen (checkpoint, event->id);
-            if (count && (duplicate || s_many_has (many, count, event->id)))
-                break;              //  the run ends before it; seen again next turn
-            if (duplicate) {
-                atomic_fetch_add_explicit (&sub->duplicates, 1, memory_order_relaxed);
-                if (event->seq > herald_checkpoint_done (checkpoint)) {
-                    herald_checkpoint_advance (checkpoint, event->seq);
-                    atomic_store_explicit (&sub->done_seq, event->seq, memory_order_relaxed);
-                }
-                msgpack_zone_clear (&self->zone);
-                continue;
-            }
-            many->redelivered [count] = (count == 0 && first_doubt)
-                                     || event->seq <= doubt_until;
-            count++;
-        }
-        if (count && s_many_call (self, sub, count) < count)
-            return;
-    }
-    if (!atomic_load (&sub->stop) && !atomic_load (&agent->stopping)
-    &&  batch->marker > herald_checkpoint_done (checkpoint)) {
-        herald_checkpoint_advance (checkpoint, batch->marker);
-        atomic_store_explicit (&sub->done_seq, batch->marker, memory_order_relaxed);
-    }
-}
-
-//  A member batch of a group subscription with a batch handler: the
-//  events the member admits, up to the first it refuses, in one run.
-//  Returns how many were handled (for herald_member_done).
-static size_t
-s_group_many (s_self_t *self, herald_batch_t *batch)
-{
-    herald_agent_sub_t *sub = batch->sub;
-    if (!s_many_ready (self)) {
-        s_fail (self->agent, sub, HERALD_ERR_NOMEM, "out of memory for a batch");
-        return 0;
-    }
-    s_many_t *many = self->many;
-    msgpack_zone_clear (&self->zone);
-    many->offsets [0] = 0;
-    size_t count = 0;
-    for (; count < batch->count; count++) {
-        if (atomic_load (&sub->stop) || atomic_load (&self->agent->stopping)
-        ||  !herald_member_admit (sub->member))
-            break;
-        if (!s_many_add (self, sub, count, batch->frames [count]))
-            return 0;
-        many->redelivered [count] = batch->redelivered [count];
-    }
-    return count? s_many_call (self, sub, count): 0;
 }

@@ -421,4 +421,29 @@ struct _herald_schema_sub_t *
 int64_t
     herald_agent_now_ms (void);
 
+//  Batch handlers (issue 16).  herald_agent_deliver.c's steps that
+//  herald_agent_batch.c shares, on the delivery thread:
+bool
+    herald_agent_deliver_call (herald_agent_t *agent, herald_call_t *call,
+                               herald_agent_sub_t *sub);
+void
+    herald_agent_deliver_fail (herald_agent_t *agent, herald_agent_sub_t *sub, int code,
+                               const char *message);
+bool
+    herald_agent_deliver_backoff (herald_agent_t *agent, herald_agent_sub_t *sub, int ms);
+
+//  herald_agent_batch.c: the delivery thread's buffers for batch handlers
+//  (*self_p made on first use).  deliver: a pipe batch of a local
+//  subscription (`busy` set, not stopping); group: a member batch,
+//  returns how many were handled (for herald_member_done).
+typedef struct _herald_agent_many_t herald_agent_many_t;
+void
+    herald_agent_many_deliver (herald_agent_many_t **self_p, herald_agent_t *agent,
+                               herald_batch_t *batch);
+size_t
+    herald_agent_many_group (herald_agent_many_t **self_p, herald_agent_t *agent,
+                             herald_batch_t *batch);
+void
+    herald_agent_many_destroy (herald_agent_many_t **self_p);
+
 #endif

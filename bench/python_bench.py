@@ -13,6 +13,9 @@ herald package (bindings/python) over this tree's libherald:
   deliver, AsyncAgent async def    each event a coroutine (deferred calls)
   deliver, Agent.events()          the iterator (a hand-over between threads)
   deliver, Agent batch handler     subscribe(batch=True): one call per batch
+  deliver, batch into SQLite       a batch handler as a projection: one
+                                   transaction per batch (WAL, synchronous
+                                   NORMAL), the last seq stored beside
   deliver, AsyncAgent batch        the same on the event loop (one dispatch
                                    wake-up per batch)
   deliver, AsyncAgent async batch  an async def batch handler, awaited once
@@ -181,6 +184,37 @@ def bench_deliver_batch(broker, root, count):
         return rate(seen[0], time.perf_counter() - start)
 
 
+def bench_deliver_sqlite(broker, root, count):
+    """A batch handler as a projection: each batch in one SQLite transaction
+    (a row per event, and the last seq applied beside them), on a file in
+    WAL mode with synchronous=NORMAL."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(root, "projection.db"), isolation_level=None,
+                         check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, topic TEXT, data BLOB)")
+    db.execute("CREATE TABLE position (id INTEGER PRIMARY KEY, seq INTEGER)")
+    db.execute("INSERT INTO position VALUES (1, 0)")
+    with agent(broker, root, "deliver-sqlite") as a:
+        seen = [0]
+
+        def project(events):
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO events VALUES (?, ?, ?)",
+                           [(e.seq, e.topic, e.data) for e in events])
+            db.execute("UPDATE position SET seq = ? WHERE id = 1", (events[-1].seq,))
+            db.execute("COMMIT")
+            seen[0] += len(events)
+
+        start = time.perf_counter()
+        a.subscribe("bench.", project, name="b", batch=True)
+        wait_until(lambda: seen[0] >= count)
+        elapsed = time.perf_counter() - start
+    db.close()
+    return rate(seen[0], elapsed)
+
+
 def bench_deliver_asyncio_batch(broker, root, count, coroutine):
     async def main():
         async with agent(broker, root, "deliver-aio-batch-%d" % coroutine,
@@ -314,6 +348,8 @@ def main():
             ("deliver  Agent.events() iterator", lambda: bench_iterator(
                 broker, root, count)),
             ("deliver  Agent batch handler (catch-up)", lambda: bench_deliver_batch(
+                broker, root, count)),
+            ("deliver  Agent batch into SQLite (catch-up)", lambda: bench_deliver_sqlite(
                 broker, root, count)),
             ("deliver  AsyncAgent batch handler (catch-up)",
              lambda: bench_deliver_asyncio_batch(broker, root, count, False)),

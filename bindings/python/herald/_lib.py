@@ -97,7 +97,7 @@ HANDLER_FN = CFUNCTYPE(c_int, POINTER(Delivery), c_void_p)
 
 
 class DeliveryBatch(Structure):
-    """herald_delivery_batch_t (batch handlers, issue 16).  ``size`` is the
+    """herald_delivery_batch_t (batch handlers).  ``size`` is the
     library's: only the fields up to ``handled`` are read."""
     _fields_ = [("size", c_size_t), ("subscription", c_char_p),
                 ("events", POINTER(Delivery)), ("count", c_size_t),
@@ -214,7 +214,7 @@ _PROTOTYPES = {
 _DISPATCH_CALLS = {"herald_agent_fd", "herald_agent_dispatch", "herald_agent_defer",
                    "herald_agent_complete"}
 
-# Batch handlers (issue 16): absent from a libherald older than them;
+# Batch handlers: absent from a libherald older than them;
 # only subscribe(batch=True) needs them (``has_batch``).
 _BATCH_CALLS = {"herald_agent_subscribe_batch", "herald_agent_subscribe_group_batch",
                 "herald_agent_complete_batch"}
