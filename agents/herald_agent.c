@@ -75,6 +75,21 @@ herald_agent_now_ms (void)
 }
 
 void
+herald_agent_log_limited (int64_t *last, const char *format, ...)
+{
+    int64_t now = herald_agent_now_ms ();
+    if (now - *last < 1000)
+        return;
+    *last = now;
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "herald agent: ");
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\n");
+    va_end (args);
+}
+
+void
 herald_agent_options_init (herald_agent_options_t *options)
 {
     memset (options, 0, sizeof *options);

@@ -421,6 +421,12 @@ struct _herald_schema_sub_t *
 int64_t
     herald_agent_now_ms (void);
 
+//  A warning on stderr ("herald agent: ..."), at most one a second per
+//  limiter: *last is the caller's (each file keeps its own, per thread).
+void
+    herald_agent_log_limited (int64_t *last, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
 //  Batch handlers (issue 16).  herald_agent_deliver.c's steps that
 //  herald_agent_batch.c shares, on the delivery thread:
 bool

@@ -87,25 +87,9 @@
 #define HELLO_SEND_RETRY_MS 10          //  HELLO could not be sent yet
 #define DELIVER_HWM         64
 
-static void
-s_log (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
-
 //  Rate-limited warnings on stderr: at most one a second.
-static void
-s_log (const char *format, ...)
-{
-    static _Thread_local int64_t last;
-    int64_t now = herald_agent_now_ms ();
-    if (now - last < 1000)
-        return;
-    last = now;
-    va_list args;
-    va_start (args, format);
-    fprintf (stderr, "herald agent: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
-    va_end (args);
-}
+static _Thread_local int64_t s_log_last;
+#define s_log(...) herald_agent_log_limited (&s_log_last, __VA_ARGS__)
 
 
 //  ---------------------------------------------------------------------

@@ -58,25 +58,9 @@
 #define MOVE_BACKOFF_MIN_MS 50
 #define MOVE_BACKOFF_MAX_MS 1000
 
-static void
-s_log (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
-
 //  Rate-limited like herald_io.c's: at most one line a second.
-static void
-s_log (const char *format, ...)
-{
-    static _Thread_local int64_t last;
-    int64_t now = herald_agent_now_ms ();
-    if (now - last < 1000)
-        return;
-    last = now;
-    va_list args;
-    va_start (args, format);
-    fprintf (stderr, "herald agent: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
-    va_end (args);
-}
+static _Thread_local int64_t s_log_last;
+#define s_log(...) herald_agent_log_limited (&s_log_last, __VA_ARGS__)
 
 //  ---------------------------------------------------------------------
 //  Sockets

@@ -34,24 +34,9 @@
 #define MEMBER_NAME_MAX 128             //  a member name's bytes (docs/protocol.md)
 #define MOVE_DELAY_MS   100             //  before moving to the next node
 
-static void
-s_log (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
-
-static void
-s_log (const char *format, ...)
-{
-    static _Thread_local int64_t last;
-    int64_t now = herald_agent_now_ms ();
-    if (now - last < 1000)
-        return;
-    last = now;
-    va_list args;
-    va_start (args, format);
-    fprintf (stderr, "herald agent: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
-    va_end (args);
-}
+//  Rate-limited warnings on stderr: at most one a second.
+static _Thread_local int64_t s_log_last;
+#define s_log(...) herald_agent_log_limited (&s_log_last, __VA_ARGS__)
 
 void
 herald_member_fail (herald_member_t *self, int code, const char *format, ...)
