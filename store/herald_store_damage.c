@@ -459,29 +459,6 @@ herald_store_losses_free (herald_store_t *self)
     self->loss_count = 0;
 }
 
-static const msgpack_object *
-s_map_get (const msgpack_object *map, const char *key)
-{
-    size_t len = strlen (key);
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr [index];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == len
-        &&  memcmp (kv->key.via.str.ptr, key, len) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool
-s_map_uint (const msgpack_object *map, const char *key, uint64_t *out)
-{
-    const msgpack_object *value = s_map_get (map, key);
-    if (!value || value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *out = value->via.u64;
-    return true;
-}
-
 herald_err
 herald_store_losses_load (herald_store_t *self, herald_error_t *err)
 {
@@ -509,11 +486,11 @@ herald_store_losses_load (herald_store_t *self, herald_error_t *err)
         const msgpack_object *entry = &root.via.array.ptr [index];
         herald_loss_t *loss = &self->losses [index];
         ok = entry->type == MSGPACK_OBJECT_MAP
-          && s_map_uint (entry, "lineage", &loss->lineage)
-          && s_map_uint (entry, "lost_after", &loss->lost_after)
-          && s_map_uint (entry, "ts", &loss->ts)
+          && herald_store_map_uint (entry, "lineage", &loss->lineage)
+          && herald_store_map_uint (entry, "lost_after", &loss->lost_after)
+          && herald_store_map_uint (entry, "ts", &loss->ts)
           && loss->lineage == index + 1;
-        const msgpack_object *reason = ok? s_map_get (entry, "reason"): NULL;
+        const msgpack_object *reason = ok? herald_store_map_get (entry, "reason"): NULL;
         if (reason && reason->type == MSGPACK_OBJECT_STR)
             self->loss_reasons [index] = strndup (reason->via.str.ptr, reason->via.str.size);
         else

@@ -461,7 +461,7 @@ herald_store_group_delete_keys (herald_store_t *self, rocksdb_writebatch_t *batc
 }
 
 const msgpack_object *
-herald_group_map_get (const msgpack_object *map, const char *key)
+herald_store_map_get (const msgpack_object *map, const char *key)
 {
     size_t len = strlen (key);
     for (uint32_t i = 0; i < map->via.map.size; i++) {
@@ -474,9 +474,9 @@ herald_group_map_get (const msgpack_object *map, const char *key)
 }
 
 bool
-herald_group_map_uint (const msgpack_object *map, const char *key, uint64_t *out)
+herald_store_map_uint (const msgpack_object *map, const char *key, uint64_t *out)
 {
-    const msgpack_object *value = herald_group_map_get (map, key);
+    const msgpack_object *value = herald_store_map_get (map, key);
     return value && herald_group_uint (value, out);
 }
 
@@ -582,19 +582,19 @@ s_record_from (const msgpack_object *item, herald_group_record_t *record)
 {
     if (item->type != MSGPACK_OBJECT_MAP)
         return false;
-    const msgpack_object *name = herald_group_map_get (item, "name");
-    const msgpack_object *prefixes = herald_group_map_get (item, "prefixes");
-    const msgpack_object *positions = herald_group_map_get (item, "positions");
+    const msgpack_object *name = herald_store_map_get (item, "name");
+    const msgpack_object *prefixes = herald_store_map_get (item, "prefixes");
+    const msgpack_object *positions = herald_store_map_get (item, "positions");
     uint64_t partitions, session_ms, format;
     if (!name || name->type != MSGPACK_OBJECT_STR
     ||  !herald_group_name_valid (name->via.str.ptr, name->via.str.size)
     ||  !prefixes || !herald_group_prefixes_from (prefixes, record)
-    ||  !herald_group_map_uint (item, "format", &format) || format != S_FORMAT
-    ||  !herald_group_map_uint (item, "partitions", &partitions)
+    ||  !herald_store_map_uint (item, "format", &format) || format != S_FORMAT
+    ||  !herald_store_map_uint (item, "partitions", &partitions)
     ||  partitions < 1 || partitions > HERALD_GROUP_PARTITIONS_MAX
-    ||  !herald_group_map_uint (item, "session_ms", &session_ms) || session_ms > UINT32_MAX
-    ||  !herald_group_map_uint (item, "created", &record->created)
-    ||  !herald_group_map_uint (item, "epoch", &record->epoch)
+    ||  !herald_store_map_uint (item, "session_ms", &session_ms) || session_ms > UINT32_MAX
+    ||  !herald_store_map_uint (item, "created", &record->created)
+    ||  !herald_store_map_uint (item, "epoch", &record->epoch)
     ||  !positions || positions->type != MSGPACK_OBJECT_ARRAY
     ||  positions->via.array.size != partitions)
         return false;

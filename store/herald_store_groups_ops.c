@@ -166,18 +166,18 @@ s_create (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
           s_loaded_t *group)
 {
     uint64_t partitions, session_ms, from, ts;
-    if (!herald_group_map_uint (op, "partitions", &partitions) || partitions < 1
+    if (!herald_store_map_uint (op, "partitions", &partitions) || partitions < 1
     ||  partitions > HERALD_GROUP_PARTITIONS_MAX)
         return s_refuse (batch, "create: partitions must be 1 to %d",
                          HERALD_GROUP_PARTITIONS_MAX);
-    if (!herald_group_map_uint (op, "session_ms", &session_ms) || session_ms > UINT32_MAX)
+    if (!herald_store_map_uint (op, "session_ms", &session_ms) || session_ms > UINT32_MAX)
         return s_refuse (batch, "create: session_ms must be a uint32");
-    if (!herald_group_map_uint (op, "from", &from) || from < 1)
+    if (!herald_store_map_uint (op, "from", &from) || from < 1)
         return s_refuse (batch, "create: from must be a uint >= 1");
-    if (!herald_group_map_uint (op, "ts", &ts))
+    if (!herald_store_map_uint (op, "ts", &ts))
         return s_refuse (batch, "create: ts must be a uint");
     herald_group_record_t wanted = { 0 };
-    const msgpack_object *prefixes = herald_group_map_get (op, "prefixes");
+    const msgpack_object *prefixes = herald_store_map_get (op, "prefixes");
     msgpack_object none = { .type = MSGPACK_OBJECT_ARRAY };
     if (!herald_group_prefixes_from (prefixes? prefixes: &none, &wanted)) {
         herald_group_record_fini (&wanted);
@@ -239,7 +239,7 @@ s_grant (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
          s_loaded_t *group)
 {
     herald_group_record_t *record = &group->record;
-    const msgpack_object *list = herald_group_map_get (op, "partitions");
+    const msgpack_object *list = herald_store_map_get (op, "partitions");
     if (!list || list->type != MSGPACK_OBJECT_ARRAY)
         return s_refuse (batch, "grant: partitions must be an array of uints");
     for (uint32_t i = 0; i < list->via.array.size; i++) {
@@ -279,7 +279,7 @@ s_commit (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
           s_loaded_t *group)
 {
     herald_group_record_t *record = &group->record;
-    const msgpack_object *list = herald_group_map_get (op, "positions");
+    const msgpack_object *list = herald_store_map_get (op, "positions");
     if (!list || list->type != MSGPACK_OBJECT_ARRAY)
         return s_refuse (batch, "commit: positions must be an array");
     uint64_t fenced = 0;
@@ -330,7 +330,7 @@ s_reset (herald_store_t *self, herald_batch_t *batch, const msgpack_object *op,
 {
     herald_group_record_t *record = &group->record;
     uint64_t to;
-    if (!herald_group_map_uint (op, "to", &to) || to < 1)
+    if (!herald_store_map_uint (op, "to", &to) || to < 1)
         return s_refuse (batch, "reset: to must be a uint >= 1");
     for (uint32_t p = 0; p < record->partitions; p++) {
         herald_group_position_t *position = &record->positions [p];
@@ -380,8 +380,8 @@ herald_store_groups_stage (herald_store_t *self, herald_batch_t *batch,
         rc = s_refuse (batch, "the op is not one MessagePack map");
         goto done;
     }
-    kind = herald_group_map_get (&op, "op");
-    const msgpack_object *group_name = herald_group_map_get (&op, "group");
+    kind = herald_store_map_get (&op, "op");
+    const msgpack_object *group_name = herald_store_map_get (&op, "group");
     if (!group_name || group_name->type != MSGPACK_OBJECT_STR
     ||  !herald_group_name_valid (group_name->via.str.ptr, group_name->via.str.size)) {
         rc = s_refuse (batch, "group must be 1-%d bytes of [A-Za-z0-9._-], not starting "
@@ -397,7 +397,7 @@ herald_store_groups_stage (herald_store_t *self, herald_batch_t *batch,
         goto done;
     }
     if (s_is (kind, "grant") || s_is (kind, "commit")) {
-        const msgpack_object *member = herald_group_map_get (&op, "member");
+        const msgpack_object *member = herald_store_map_get (&op, "member");
         if (!member || member->type != MSGPACK_OBJECT_STR
         ||  !herald_group_name_valid (member->via.str.ptr, member->via.str.size)) {
             rc = s_refuse (batch, "member must be 1-%d bytes of [A-Za-z0-9._-], not "

@@ -472,9 +472,9 @@ int
 bool
     herald_group_uint (const msgpack_object *object, uint64_t *out);
 const msgpack_object *
-    herald_group_map_get (const msgpack_object *map, const char *key);
+    herald_store_map_get (const msgpack_object *map, const char *key);
 bool
-    herald_group_map_uint (const msgpack_object *map, const char *key, uint64_t *out);
+    herald_store_map_uint (const msgpack_object *map, const char *key, uint64_t *out);
 
 //  Around every write of groups (twice: before and after), so that a
 //  reader on another thread never takes half of one.
