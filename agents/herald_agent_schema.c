@@ -81,6 +81,9 @@ herald_agent_subscribe_with (herald_agent_t *self, const char *name,
     if (!herald_agent_name_valid (name))
         return herald_agent_set_error (HERALD_ERR_INVALID, "a subscription name is 1-128 "
                                        "bytes of [A-Za-z0-9._-], not starting with '.'");
+    if (options->caller_position)
+        return herald_agent_set_error (HERALD_ERR_UNSUPPORTED, "caller_position is not "
+                                       "built yet");
     //  A group subscription's parked file is per member process: still
     //  this agent's state_dir, when it has one
     herald_schema_sub_t *schema = herald_schema_sub_new (options, name, self->state_dir);

@@ -688,6 +688,17 @@ typedef struct {
     //  a state_dir, which gets the parked file; one of the two is needed)
     herald_parked_fn *on_parked;
     void *on_parked_arg;
+    //  Who keeps the position (a local subscription's; ignored for groups).
+    //  false: the agent, in state_dir (a checkpoint and a dedup window;
+    //  start applies only when none exists).  true: the caller, e.g. a
+    //  projection in its database (herald_projection.h): nothing of this
+    //  subscription is written to state_dir (an agent without one may make
+    //  it), start applies on every subscribe (HERALD_START_SEQ with the
+    //  caller's position + 1), the dedup window is kept in memory only,
+    //  and a loss the broker reports (HERALD_ERR_DATA_LOST) stops the
+    //  subscription (FAILED, on_error) instead of rewinding it: the caller
+    //  decides (a projection is rebuilt).
+    bool caller_position;
 } herald_subscribe_options_t;
 
 void
@@ -873,6 +884,14 @@ herald_err
     herald_agent_subscribe_group_batch (herald_agent_t *self, const char *group,
                                         const herald_group_options_t *options,
                                         herald_batch_handler_fn *handler, void *arg);
+
+//  herald_agent_subscribe_with with a batch handler: schemas (each event of
+//  a batch converted as a handler's would be; a skipped or parked event
+//  is not in the batch), caller_position, or options->group.
+herald_err
+    herald_agent_subscribe_batch_with (herald_agent_t *self, const char *name,
+                                       const herald_subscribe_options_t *options,
+                                       herald_batch_handler_fn *handler, void *arg);
 
 //  herald_agent_complete for a deferred batch handler call, with how many
 //  leading events of its batch were handled (clamped to its count): the

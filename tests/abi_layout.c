@@ -193,6 +193,7 @@ main (void)
     S_FIELD (herald_subscribe_options_t, "SubscribeOptions", on_incompatible);
     S_FIELD (herald_subscribe_options_t, "SubscribeOptions", on_parked);
     S_FIELD (herald_subscribe_options_t, "SubscribeOptions", on_parked_arg);
+    S_FIELD (herald_subscribe_options_t, "SubscribeOptions", caller_position);
     S_SIZE (herald_schema_stats_t, "SchemaStats");
     S_FIELD (herald_schema_stats_t, "SchemaStats", upcast);
     S_FIELD (herald_schema_stats_t, "SchemaStats", downcast);

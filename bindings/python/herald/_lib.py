@@ -357,7 +357,7 @@ class SubscribeOptions(Structure):
                 ("group", POINTER(GroupOptions)), ("wants", POINTER(SchemaWant)),
                 ("want_count", c_size_t), ("default_schema", c_uint64),
                 ("on_incompatible", c_int), ("on_parked", PARKED_FN),
-                ("on_parked_arg", c_void_p)]
+                ("on_parked_arg", c_void_p), ("caller_position", c_bool)]
 
 
 class SchemaStats(Structure):
