@@ -688,7 +688,8 @@ typedef struct {
     //  a state_dir, which gets the parked file; one of the two is needed)
     herald_parked_fn *on_parked;
     void *on_parked_arg;
-    //  Who keeps the position (a local subscription's; ignored for groups).
+    //  Who keeps the position (a local subscription's; with group set,
+    //  HERALD_ERR_INVALID: a group's positions are the broker's).
     //  false: the agent, in state_dir (a checkpoint and a dedup window;
     //  start applies only when none exists).  true: the caller, e.g. a
     //  projection in its database (herald_projection.h): nothing of this
@@ -697,7 +698,7 @@ typedef struct {
     //  caller's position + 1), the dedup window is kept in memory only,
     //  and a loss the broker reports (HERALD_ERR_DATA_LOST) stops the
     //  subscription (FAILED, on_error) instead of rewinding it: the caller
-    //  decides (a projection is rebuilt).
+    //  decides (a projection is rebuilt).  PARK then needs on_parked.
     bool caller_position;
 } herald_subscribe_options_t;
 
