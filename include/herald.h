@@ -129,9 +129,10 @@ typedef struct {
     //  per api endpoint, in the same order, comma-separated
     const char *fanout;
     //  This service's local state (outbox, subscription checkpoints).  NULL:
-    //  none; then only group subscriptions can be made (a local one is
-    //  HERALD_ERR_INVALID), and publishes not yet acknowledged live in memory
-    //  only (a crash loses them: use herald_agent_publish, which waits)
+    //  none; then only group subscriptions and caller_position ones can be
+    //  made (another local one is HERALD_ERR_INVALID), and publishes not yet
+    //  acknowledged live in memory only (a crash loses them: use
+    //  herald_agent_publish, which waits)
     const char *state_dir;
     int timeout_ms;                 //  sync calls (publish, subscribe "now"); 5000
     int heartbeat_ms;               //  the broker's heartbeat interval; 1000
