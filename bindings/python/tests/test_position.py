@@ -178,6 +178,8 @@ def test_a_broker_loss_stops_it_with_data_lost_error(make_agent, broker):
         assert status.delivered_seq == 200, "%s was rewound" % name
         assert status.error == herald.DataLostError.code and status.data_lost == 1
     assert len(events) == 200 and len(batches) == 200
+    # the state is FAILED before on_error is called
+    wait_for(lambda: {"events", "batches", "witness"} <= {name for name, _ in errors})
     told = {name: exc for name, exc in errors}
     assert isinstance(told["events"], herald.DataLostError)
     assert isinstance(told["batches"], herald.DataLostError)
