@@ -832,7 +832,13 @@ herald_backup_restore (const char *dir, const char *data_dir, bool keep_lineage,
                                    herald_store_digest (store), herald_store_lineage (store),
                                    manifest.info.head, manifest.info.digest,
                                    manifest.info.lineage);
-        if (rc == HERALD_OK && !keep_lineage) {
+        bool seed = *manifest.info.store_uuid || manifest.info.raft_applied;
+        if (rc == HERALD_OK && seed)
+            if (herald_store_meta_delete (store, "store.uuid") != HERALD_OK
+            ||  herald_store_meta_delete (store, "raft.peers") != HERALD_OK)
+                rc = herald_error_set (err, HERALD_ERR_IO, "", "%s: cannot drop the cluster "
+                                       "node's identity from the restored store", temp);
+        if (rc == HERALD_OK && !seed && !keep_lineage) {
             char reason [PATH_MAX + 128];
             snprintf (reason, sizeof reason, "restored from the backup %s (head %" PRIu64
                       ", taken at %" PRIu64 ")", dir, manifest.info.head,

@@ -63,6 +63,12 @@ typedef void (herald_backup_progress_fn) (const char *phase, uint64_t done, uint
 herald_err
     herald_store_checkpoint (herald_store_t *self, const char *dir, herald_error_t *err);
 
+//  Delete the meta value key (herald_store_meta_put's), synced.  For a
+//  restore that seeds a cluster node (store/herald_store_checkpoint.c).
+//  HERALD_ERR_INVALID (read-only, a key too long), HERALD_ERR_IO.
+herald_err
+    herald_store_meta_delete (herald_store_t *self, const char *key);
+
 //  Back up store into dir: an absolute path that does not exist, or an
 //  empty directory, whose parent exists.  Refused with nothing written
 //  (HERALD_ERR_INVALID): a relative path, a dir that holds anything.
@@ -91,11 +97,21 @@ herald_err
 //  created when missing.  Verifies every checksum first, then copies into
 //  a temporary directory beside data_dir (checking each file again as it
 //  is copied), syncs, opens the copy as a store and checks its head and
-//  digest against the manifest, records the restore as an accepted loss
-//  after the backup's head unless keep_lineage (the seqs after it were
-//  given to events the backup does not hold: agents are told, as after
-//  herald repair --accept-loss), stops the store cleanly and renames the
-//  directory into place.  Nothing is left at data_dir on failure.
+//  digest against the manifest, then:
+//  - a standalone broker's backup: records the restore as an accepted
+//    loss after the backup's head unless keep_lineage (the seqs after it
+//    were given to events the backup does not hold: agents are told, as
+//    after herald repair --accept-loss);
+//  - a cluster node's backup (a store_uuid or a raft index in the
+//    manifest): makes it the seed of a NEW node: the store's identity
+//    (store.uuid, hence the raft id) and the bootstrap peers' raft ids
+//    (raft.peers) are dropped, so the node started on it takes a new
+//    identity, asks its peers, and is added with herald cluster add; the
+//    Raft log is not in a backup, and the node applies only the entries
+//    after the store's applied index.  Nothing is recorded as lost: the
+//    cluster holds what came after.
+//  Then it stops the store cleanly and renames the directory into place.
+//  Nothing is left at data_dir on failure.
 herald_err
     herald_backup_restore (const char *dir, const char *data_dir, bool keep_lineage,
                            herald_backup_progress_fn *progress, void *arg,

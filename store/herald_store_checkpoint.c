@@ -35,3 +35,25 @@ herald_store_checkpoint (herald_store_t *self, const char *dir, herald_error_t *
     }
     return HERALD_OK;
 }
+
+//  The meta keys' layout is herald_store.c's: "meta." and the name, in
+//  "default".
+herald_err
+herald_store_meta_delete (herald_store_t *self, const char *key)
+{
+    assert (self);
+    char name [256];
+    int len = snprintf (name, sizeof (name), "meta.%s", key);
+    if (len < 0 || (size_t) len >= sizeof (name) || self->read_only)
+        return HERALD_ERR_INVALID;
+    rocksdb_writeoptions_t *sync = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (sync, 1);
+    char *rocks_err = NULL;
+    rocksdb_delete_cf (self->db, sync, self->cf [CF_DEFAULT], name, (size_t) len, &rocks_err);
+    rocksdb_writeoptions_destroy (sync);
+    if (rocks_err) {
+        free (rocks_err);
+        return HERALD_ERR_IO;
+    }
+    return HERALD_OK;
+}

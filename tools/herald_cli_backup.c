@@ -65,6 +65,11 @@ static const char *s_restore_usage =
     "  --keep-lineage  do not record it (a backup restored onto the broker it was\n"
     "                  taken from, which published nothing since)\n"
     "\n"
+    "A cluster node's backup is restored as the seed of a NEW node instead: the\n"
+    "store's identity is dropped (a new raft id at start), nothing is recorded as\n"
+    "lost, and the node, started with --cluster-state existing and added with\n"
+    "herald cluster add, applies only the Raft entries after the backup's.\n"
+    "\n"
     "Exit status: 0 restored; 1 refused or failed (the file is named); 64 a usage\n"
     "error.\n";
 
@@ -371,6 +376,13 @@ herald_cli_restore (herald_cli_opts_t *opts, int argc, char **argv)
                                 err.message, data_dir);
     s_print_info (opts->format_set? opts->format: HERALD_CLI_TABLE, "restored", data_dir,
                   &info);
+    if (*info.store_uuid || info.raft_applied)
+        fprintf (stderr, "herald: restore: a cluster node's backup, restored as the seed of a "
+                 "NEW node: it takes a new raft identity and is added with herald cluster add "
+                 "(start heraldd --data-dir %s --cluster-state existing, its own --node, and "
+                 "--peer lines for the members and itself); it applies only the Raft entries "
+                 "after index %" PRIu64 "\n", data_dir, info.raft_applied);
+    else
     if (!keep_lineage)
         fprintf (stderr, "herald: restore: recorded as lineage %" PRIu64 " (events after seq %"
                  PRIu64 " may have been acknowledged before and are not in it); start "
