@@ -839,10 +839,13 @@ herald_backup_restore (const char *dir, const char *data_dir, bool keep_lineage,
                 rc = herald_error_set (err, HERALD_ERR_IO, "", "%s: cannot drop the cluster "
                                        "node's identity from the restored store", temp);
         if (rc == HERALD_OK && !seed && !keep_lineage) {
-            char reason [PATH_MAX + 128];
+            char reason [PATH_MAX + 128], taken [32] = "?";
+            time_t seconds = (time_t) (manifest.info.created / 1000000000ull);
+            struct tm utc;
+            if (gmtime_r (&seconds, &utc))
+                strftime (taken, sizeof taken, "%Y-%m-%dT%H:%M:%SZ", &utc);
             snprintf (reason, sizeof reason, "restored from the backup %s (head %" PRIu64
-                      ", taken at %" PRIu64 ")", dir, manifest.info.head,
-                      manifest.info.created);
+                      ", taken %s)", dir, manifest.info.head, taken);
             rc = herald_store_accept_loss (store, reason, err);
         }
         if (store) {
