@@ -550,6 +550,16 @@ herald_backup_create (herald_store_t *store, const char *dir, const char *node,
     if (stat (parent, &info) != 0 || !S_ISDIR (info.st_mode))
         return herald_error_set (err, HERALD_ERR_INVALID, "", "%s: its parent directory %s "
                                  "does not exist", dir, parent);
+    //  Not inside the store itself: RocksDB would find it among its files
+    char real_parent [PATH_MAX], real_store [PATH_MAX];
+    if (realpath (parent, real_parent) && realpath (herald_store_path (store), real_store)) {
+        size_t len = strlen (real_store);
+        if (strncmp (real_parent, real_store, len) == 0
+        &&  (real_parent [len] == 0 || real_parent [len] == '/'))
+            return herald_error_set (err, HERALD_ERR_INVALID, "", "%s is inside the data "
+                                     "directory %s: give a directory outside it", dir,
+                                     real_store);
+    }
     //  Built under a name no reader takes for a backup, renamed at the end
     char temp [PATH_MAX];
     s_join (temp, sizeof temp, "%s/.%s.partial-XXXXXX", parent, name);

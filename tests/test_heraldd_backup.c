@@ -498,6 +498,14 @@ Test (heraldd_backup, restore_refuses_a_non_empty_or_running_data_dir)
     s_send_backup (admin, 6, "relative/dir");
     s_recv_answer (admin, 6, &answer, BT_WAIT_MS);
     cr_assert_str_eq (answer.code, "bad_request");
+    char *inside = tu_path (bt_broker->data_dir, "backup");
+    s_send_backup (admin, 8, inside);
+    s_recv_answer (admin, 8, &answer, BT_WAIT_MS);
+    cr_assert_str_eq (answer.code, "bad_request");
+    cr_assert_not_null (strstr (answer.message, "inside the data directory"), "%s",
+                        answer.message);
+    cr_assert (!s_exists (inside));
+    free (inside);
     s_send_backup (admin, 7, NULL);
     s_recv_answer (admin, 7, &answer, BT_WAIT_MS);
     cr_assert_str_eq (answer.code, "bad_request");
