@@ -10,7 +10,11 @@
     takes a new raft id (not the backed-up node's: the Raft log and vote
     are not in a backup), copies only the events after the backup's head
     from its peers (its log says which), and then holds the leader's log
-    byte for byte, with the same digest.
+    byte for byte, with the same digest.  And a node whose data directory
+    is lost comes back from its own backup under its own name: with a new
+    raft id (the backup has no Raft term or vote: keeping the old id would
+    let it vote twice in a term), so its old self is removed first, then
+    it is added and catches up from the backup's head.
     =========================================================================
 */
 
@@ -378,5 +382,81 @@ Test (heraldd_backup_cluster, a_followers_backup_seeds_a_new_node_that_copies_on
     snprintf (want, sizeof want, "copied events %" PRIu64 "..", backed + 1);
     cr_assert_not_null (strstr (log, want), "n4's log:\n%s", log);
     cr_assert_null (strstr (log, "copied events 1.."), "n4's log:\n%s", log);
+    free (to);
+}
+
+//  A node that lost its data directory comes back from its own backup,
+//  under its own name: a new raft id (its old term and vote are gone with
+//  raft/), so its old self is removed first, as for a wiped node.
+Test (heraldd_backup_cluster, a_lost_node_comes_back_from_its_backup_under_its_name)
+{
+    s_cluster_up ();
+    int leader = s_leader ();
+    size_t lost = (size_t) (leader + 1) % S_MEMBERS;
+    bu_broker_t *node = s_cluster->nodes [lost];
+    uint64_t head = s_publish ((size_t) leader, "before", 24, 1);
+    bu_node_status_t old;
+    uint64_t deadline = tu_mono_ns () + (uint64_t) S_SYNC_MS * 1000000ULL;
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        if (bu_node_status (node->api, &old, 1000) == 0 && old.head == head)
+            break;
+        cr_assert (tu_mono_ns () < deadline, "the follower did not apply seq %" PRIu64, head);
+        zclock_sleep (20);
+    }
+    char *to = tu_path (s_dir, "lost-backup");
+    uint64_t backed = s_backup (lost, to);
+    cr_assert_eq (backed, head);
+    s_publish ((size_t) leader, "after", 24, 100);
+
+    //  The disk is lost; the backup is restored in its place
+    bu_broker_kill (node);
+    cr_assert_eq (tu_rmtree (node->data_dir), 0);
+    char out [8192];
+    int rc = s_herald (out, sizeof out, "restore --from %s --data-dir %s", to, node->data_dir);
+    cr_assert_eq (rc, 0, "%s", out);
+    s_add_flags (node, "--cluster-state", "existing");
+    cr_assert_eq (bu_broker_respawn (node), 0);
+    bu_node_status_t fresh = s_wait_state (lost, "joining");
+    s_wait_raft (lost);
+    cr_assert_neq (fresh.raft_id, old.raft_id, "the restored node votes as its old self");
+    cr_assert_eq (fresh.head, backed);
+
+    char endpoints [1024];
+    s_endpoints ((size_t) leader, endpoints, sizeof endpoints);
+    rc = s_herald (out, sizeof out, "cluster add %s %s %s %s --endpoint %s",
+                   s_cluster->names [lost], s_cluster->raft [lost], node->api, node->fanout,
+                   endpoints);
+    cr_assert_eq (rc, 1, "%s", out);
+    cr_assert_not_null (strstr (out, "remove it first"), "%s", out);
+    rc = s_herald (out, sizeof out, "cluster remove %" PRIu64 " --endpoint %s", old.raft_id,
+                   endpoints);
+    cr_assert_eq (rc, 0, "%s", out);
+    rc = s_herald (out, sizeof out, "cluster add %s %s %s %s --endpoint %s --wait %d",
+                   s_cluster->names [lost], s_cluster->raft [lost], node->api, node->fanout,
+                   endpoints, S_CHANGE_MS);
+    if (rc != 0) {
+        char what [9000];
+        snprintf (what, sizeof what, "herald cluster add exited %d:\n%s", rc, out);
+        s_fail_with_logs (what);
+    }
+    uint64_t last = s_publish ((size_t) leader, "back", 2, 300);
+    bu_node_status_t lead, status;
+    deadline = tu_mono_ns () + (uint64_t) S_SYNC_MS * 1000000ULL;
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        if (bu_node_status (node->api, &status, 1000) == 0 && status.head == last
+        &&  streq (status.cluster_state, "member"))
+            break;
+        if (tu_mono_ns () >= deadline)
+            s_fail_with_logs ("the restored node did not catch up");
+        zclock_sleep (20);
+    }
+    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &lead, BT_WAIT_MS), 0);
+    cr_assert_eq (lead.head, last);
+    cr_assert_str_eq (status.digest, lead.digest, "the restored node holds another log");
+    cr_assert_eq (lead.voters, 3);
+    char log [60000], want [96];
+    bu_broker_log (node, log, sizeof log);
+    snprintf (want, sizeof want, "copied events %" PRIu64 "..", backed + 1);
+    cr_assert_not_null (strstr (log, want), "its log:\n%s", log);
     free (to);
 }
