@@ -14,7 +14,9 @@
       changing nothing;
     - with security on, only `admin = backup` may ask;
     - a broker killed (kill -9) in the middle of a backup leaves no DIR:
-      only its temporary directory, which verify refuses;
+      only its temporary directory, which verify refuses; one stopped
+      (SIGTERM) abandons it, removes what it wrote and exits 0; a restore
+      killed in the middle leaves no data directory, and runs again;
     - a full disk (a small tmpfs, in a mount namespace of the test's own:
       needs root) fails the backup and the restore cleanly, leaving
       nothing on it, and the broker serves on.
@@ -669,6 +671,94 @@ Test (heraldd_backup, kill_9_during_a_backup_leaves_no_backup_that_verifies)
     }
     cr_assert_geq (midway, 1, "no kill landed in the middle of a backup in %d tries",
                    S_KILL_TRIES);
+}
+
+//  SIGTERM in the middle: the broker abandons the backup, removes what
+//  it wrote, and exits 0
+Test (heraldd_backup, sigterm_during_a_backup_abandons_it_and_leaves_nothing)
+{
+    bt_start ();
+    s_fill (3000);
+    size_t midway = 0;
+    for (int attempt = 0; attempt < S_KILL_TRIES && midway < 1; attempt++) {
+        char name [32], partial [512];
+        snprintf (name, sizeof name, "t%d", attempt);
+        char *to = tu_path (s_dir, name);
+        zsock_t *admin = bt_keep (bu_dealer_new (bt_broker->api));
+        s_send_backup (admin, 1, to);
+        bool seen = false;
+        for (int spin = 0; spin < 200000 && !seen; spin++) {
+            seen = s_partial (name, partial, sizeof partial);
+            if (!seen)
+                sched_yield ();
+        }
+        cr_assert_eq (bu_broker_stop (bt_broker, BT_STOP_MS), 0, "no exit within %d ms",
+                      BT_STOP_MS);
+        cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 0,
+                   "heraldd did not exit 0 (status %d)", bt_broker->status);
+        bt_drop (&admin);
+        if (s_exists (to)) {
+            char out [8192];
+            cr_assert_eq (s_cli (out, sizeof out, "backup verify %s", to), 0, "%s", out);
+        }
+        else {
+            midway++;
+            cr_assert (!s_partial (name, partial, sizeof partial),
+                       "the abandoned backup left %s", partial);
+        }
+        cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+        free (to);
+    }
+    cr_assert_geq (midway, 1, "no SIGTERM landed in the middle of a backup in %d tries",
+                   S_KILL_TRIES);
+}
+
+//  kill -9 of `herald restore` in the middle: no data directory appears,
+//  and a restore run again into it succeeds
+Test (heraldd_backup, kill_9_during_a_restore_leaves_no_data_dir)
+{
+    bt_start ();
+    s_fill (3000);
+    char *to = tu_path (s_dir, "b6");
+    char out [8192];
+    cr_assert_eq (s_cli (out, sizeof out, "--endpoint %s backup --to %s", bt_broker->api, to),
+                  0, "%s", out);
+    size_t midway = 0;
+    char *target = tu_path (s_dir, "r6");
+    for (int attempt = 0; attempt < S_KILL_TRIES && midway < 1; attempt++) {
+        char *argv [] = { s_herald, "restore", "--from", to, "--data-dir", target, NULL };
+        char *log = tu_path (s_dir, "restore.log");
+        pid_t pid = bu_spawn (s_herald, argv, log);
+        cr_assert_gt (pid, 0);
+        bool seen = false;
+        char partial [512];
+        for (int spin = 0; spin < 200000 && !seen; spin++) {
+            seen = s_partial ("r6", partial, sizeof partial) && strstr (partial, ".restore-");
+            if (!seen)
+                sched_yield ();
+        }
+        kill (pid, SIGKILL);
+        int status = 0;
+        while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        free (log);
+        if (s_exists (target)) {
+            //  It finished first: a whole store
+            cr_assert_eq (s_cli (out, sizeof out, "inspect --data-dir %s", target), 0, "%s",
+                          out);
+            cr_assert_eq (tu_rmtree (target), 0);
+        }
+        else
+            midway++;
+    }
+    cr_assert_geq (midway, 1, "no kill landed in the middle of a restore in %d tries",
+                   S_KILL_TRIES);
+    //  What it left beside is no obstacle
+    cr_assert_eq (s_cli (out, sizeof out, "restore --from %s --data-dir %s", to, target), 0,
+                  "%s", out);
+    cr_assert_eq (s_cli (out, sizeof out, "inspect --data-dir %s", target), 0, "%s", out);
+    free (target);
+    free (to);
 }
 
 //  ---------------------------------------------------------------------
