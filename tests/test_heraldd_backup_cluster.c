@@ -10,7 +10,8 @@
     takes a new raft id (not the backed-up node's: the Raft log and vote
     are not in a backup), copies only the events after the backup's head
     from its peers (its log says which), and then holds the leader's log
-    byte for byte, with the same digest.  And a node whose data directory
+    byte for byte, with the same digest.  The same backup restored for a
+    standalone broker serves its events and takes new ones.  And a node whose data directory
     is lost comes back from its own backup under its own name: with a new
     raft id (the backup has no Raft term or vote: keeping the old id would
     let it vote twice in a term), so its old self is removed first, then
@@ -321,10 +322,25 @@ Test (heraldd_backup_cluster, a_followers_backup_seeds_a_new_node_that_copies_on
     uint64_t last = s_publish ((size_t) leader, "after", 24, 100);
     cr_assert_eq (last, 240);
 
+    //  The same backup read by a standalone broker (every node's data lost):
+    //  it serves the backup's events and takes new ones after them
+    bt_second = bu_broker_new ("backup-standalone", NULL);
+    cr_assert_not_null (bt_second);
+    char out [8192];
+    int rc = s_herald (out, sizeof out, "restore --from %s --data-dir %s", to,
+                       bt_second->data_dir);
+    cr_assert_eq (rc, 0, "%s", out);
+    cr_assert_eq (bu_broker_start (bt_second, BT_START_MS), 0);
+    zsock_t *alone = bt_keep (bu_dealer_new (bt_second->api));
+    cr_assert_eq (bt_head (alone), backed);
+    bt_publish_many (alone, "standalone", 2, 1);
+    cr_assert_eq (bt_head (alone), backed + 2);
+    bt_drop (&alone);
+    bu_broker_destroy (&bt_second);
+
     //  Restored into n4's data directory: the seed of a new node
     bu_broker_t *n4 = s_cluster->nodes [3];
-    char out [8192];
-    int rc = s_herald (out, sizeof out, "restore --from %s --data-dir %s", to, n4->data_dir);
+    rc = s_herald (out, sizeof out, "restore --from %s --data-dir %s", to, n4->data_dir);
     cr_assert_eq (rc, 0, "%s", out);
     cr_assert_not_null (strstr (out, "seed of a NEW node"), "%s", out);
     cr_assert_eq (bu_broker_respawn (n4), 0);
