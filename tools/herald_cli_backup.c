@@ -27,6 +27,7 @@
 
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_WAIT_S        3600        //  backup: how long to wait for the broker's answer
@@ -370,10 +371,17 @@ herald_cli_restore (herald_cli_opts_t *opts, int argc, char **argv)
     s_say_t say = { 0 };
     herald_error_t err = { 0 };
     herald_backup_info_t info;
+    //  Whether data_dir was there before: the message says what became of it
+    struct stat before;
+    bool existed = stat (data_dir, &before) == 0;
     if (herald_backup_restore (from, data_dir, keep_lineage, s_progress, &say, &info, &err)
-        != HERALD_OK)
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "restore: %s; nothing was written to %s",
-                                err.message, data_dir);
+        != HERALD_OK) {
+        struct stat after;
+        bool placed = !existed && stat (data_dir, &after) == 0;
+        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "restore: %s; %s %s", err.message,
+                                placed? "the restored store is in place, but not synced:":
+                                "nothing was written to", data_dir);
+    }
     s_print_info (opts->format_set? opts->format: HERALD_CLI_TABLE, "restored", data_dir,
                   &info);
     if (*info.store_uuid || info.raft_applied)
