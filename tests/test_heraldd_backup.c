@@ -20,7 +20,8 @@
       killed in the middle leaves no data directory, and runs again;
     - a full disk (a small tmpfs, in a mount namespace of the test's own:
       needs root) fails the backup and the restore cleanly, leaving
-      nothing on it, and the broker serves on.
+      nothing on it, and the broker serves on; on a roomier tmpfs the
+      backup (its files copied, not linked) is whole.
     =========================================================================
 */
 
@@ -848,6 +849,24 @@ Test (heraldd_backup, a_full_disk_fails_backup_and_restore_leaving_nothing)
                   "%s", out);
     cr_assert_not_null (strstr (out, "No space left"), "%s", out);
     cr_assert_eq (s_entries (s_mount), 0, "the failed restore left something on the disk");
+
+    //  With room, a backup on another file system (files copied, not
+    //  linked) is whole too
+    char *roomy = tu_path (s_dir, "roomy");
+    cr_assert_eq (mkdir (roomy, 0755), 0);
+    cr_assert_eq (mount ("tmpfs", roomy, "tmpfs", 0, "size=64m"), 0, "%s", strerror (errno));
+    char *copied = tu_path (roomy, "b5");
+    cr_assert_eq (s_cli (out, sizeof out, "--endpoint %s backup --to %s", bt_broker->api,
+                         copied), 0, "%s", out);
+    cr_assert_eq (s_cli (out, sizeof out, "backup verify %s", copied), 0, "%s", out);
+    char *restored = tu_path (s_dir, "r5");
+    cr_assert_eq (s_cli (out, sizeof out, "restore --from %s --data-dir %s", copied,
+                         restored), 0, "%s", out);
+    cr_assert_eq (s_cli (out, sizeof out, "inspect --data-dir %s", restored), 0, "%s", out);
+    umount2 (roomy, MNT_DETACH);
+    free (restored);
+    free (copied);
+    free (roomy);
     free (target);
     free (whole);
     free (to);
