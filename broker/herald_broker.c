@@ -58,6 +58,7 @@
 #include "herald_msg.h"
 #include "herald_log.h"
 #include "herald_members.h"
+#include "herald_backups.h"
 #include "herald_node.h"
 #include "herald_reply.h"
 #include "herald_streams.h"
@@ -88,6 +89,7 @@ typedef struct {
     herald_node_t *cluster;             //  a cluster node's part; NULL standalone
     herald_members_t *members;          //  its CLUSTER requests (herald_members)
     herald_groups_t *groups;            //  GROUP: the consumer-group coordinator
+    herald_backups_t *backups;          //  BACKUP: an online backup on its own thread
     herald_disk_t *disk;                //  the free-space guard (--min-free)
     herald_reply_t reply;               //  answers on the api socket, counted
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
@@ -196,6 +198,8 @@ s_self_destroy (self_t **self_p)
     //  A cluster node's Raft node goes first: then nothing touches the
     //  batches of the proposal in flight, which is answered not_leader.
     herald_members_destroy (&self->members);
+    //  A backup still running is cancelled and waited for: it reads the store
+    herald_backups_destroy (&self->backups);
     if (self->cluster) {
         herald_node_stop_raft (self->cluster);
         if (self->commit)
@@ -647,6 +651,20 @@ s_handle_request (self_t *self, zmsg_t *msg)
         herald_members_request (self->members, self->cluster, identity, body);
         goto done;
     }
+    //  BACKUP (an addition to HWP/1): the grant before the body is looked at
+    if (herald_backups_is_request (command)) {
+        if (user) {
+            s_peek_rid (self, body, &err);
+            if (!herald_guard_admin (self->guard, user, identity, HERALD_ACL_ADMIN_BACKUP,
+                                     "BACKUP", err.has_rid, err.rid))
+                goto done;
+        }
+        if (self->backups)
+            herald_backups_request (self->backups, identity, body);
+        else
+            self->reply.dropped++;
+        goto done;
+    }
     //  Consumer groups (an addition to HWP/1): the coordinator decodes and
     //  checks the body itself
     if (herald_groups_is_request (command)) {
@@ -910,6 +928,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
                                  self->config->max_group_members,
                                  self->cluster? self->config->election_ms: 0);
     }
+    if (!self->fatal)
+        self->backups = herald_backups_new (self->store, &self->reply, self->node);
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound
@@ -947,6 +967,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
         //  the commit in flight is done.  A cluster node bootstrapping has
         //  no applier yet: no socket (fd -1 is never polled).
         zsock_t *applier = herald_commit_sock (self->commit);
+        zsock_t *backup = self->backups? herald_backups_sock (self->backups): NULL;
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
             { applier? zsock_resolve (applier): NULL, -1, applier? ZMQ_POLLIN: 0, 0 },
@@ -954,10 +975,14 @@ herald_broker_actor (zsock_t *pipe, void *args)
               herald_commit_has_room (self->commit)? ZMQ_POLLIN: 0, 0 },
             //  Security on: the ZAP handler, answered whatever else waits
             { self->auth? zsock_resolve (herald_auth_sock (self->auth)): NULL, -1,
-              self->auth? ZMQ_POLLIN: 0, 0 }
+              self->auth? ZMQ_POLLIN: 0, 0 },
+            //  A backup running: its end
+            { backup? zsock_resolve (backup): NULL, -1, backup? ZMQ_POLLIN: 0, 0 }
         };
-        if (zmq_poll (items, 4, (long) wait) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, 5, (long) wait) < 0 && zmq_errno () != EINTR)
             break;
+        if (items [4].revents & ZMQ_POLLIN)
+            herald_backups_finish (self->backups);
         if (items [0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (self->pipe);
             if (!command || streq (command, "$TERM"))

@@ -1,7 +1,8 @@
 #!/bin/sh
 #   test_docs_walkthrough - the README's Quick start, the examples'
-#   walk-throughs (C and Python), the Python tour and security.md's "Turning
-#   security on in five minutes", run exactly as printed
+#   walk-throughs (C and Python), the Python tour, security.md's "Turning
+#   security on in five minutes" and operations.md's backup and restore, run
+#   exactly as printed
 #
 #   tests/walkthrough.py takes the commands from the Markdown (the lines the
 #   documents mark with <!-- walkthrough: ... --> comments) and runs them as
@@ -16,7 +17,7 @@ srcdir=${HERALD_SRCDIR:-$(dirname "$0")/..}
 srcdir=$(cd "$srcdir" && pwd) || exit 99
 builddir=${HERALD_BUILDDIR:-$(pwd)}
 builddir=$(cd "$builddir" && pwd) || exit 99
-docs="README.md examples/README.md examples/python/README.md docs/python.md docs/security.md"
+docs="README.md examples/README.md examples/python/README.md docs/python.md docs/security.md docs/operations.md"
 
 if [ "$(id -u)" != 0 ]; then
     echo "SKIP: a network namespace of its own (unshare -n) needs root"

@@ -59,6 +59,9 @@ static const char *s_usage =
     "  group show|reset|delete NAME  one group: members, partitions; rewind; forget\n"
     "  sub list|show|reset|delete --state-dir DIR  an agent's local subscriptions\n"
     "                       (its checkpoints, offline): list, show, rewind, remove\n"
+    "  backup --to DIR      an online backup, written by the broker on its host\n"
+    "  backup verify DIR    check a backup's manifest and every file's checksum\n"
+    "  restore --from DIR --data-dir D  restore a backup offline, checked first\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
@@ -903,6 +906,12 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "groups") == 0 || strcmp (command, "group") == 0)
         rc = herald_cli_groups (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "backup") == 0)
+        rc = herald_cli_backup (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "restore") == 0)
+        rc = herald_cli_restore (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

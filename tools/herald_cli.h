@@ -14,6 +14,7 @@
     tools/herald_cli_security.c keygen and acl check (offline)
     tools/herald_cli_sub.c    sub: an agent's local subscriptions (offline)
     tools/herald_cli_groups.c groups, group: the broker's consumer groups
+    tools/herald_cli_backup.c backup, backup verify, restore
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -289,6 +290,10 @@ int herald_cli_repair (herald_cli_opts_t *opts, int argc, char **argv);
 //  and the ACL file, offline; return the exit status.
 int herald_cli_keygen (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_acl (herald_cli_opts_t *opts, int argc, char **argv);
+//  herald backup [verify], herald restore (herald_cli_backup.c): online
+//  backups, their check, and the offline restore; return the exit status.
+int herald_cli_backup (herald_cli_opts_t *opts, int argc, char **argv);
+int herald_cli_restore (herald_cli_opts_t *opts, int argc, char **argv);
 
 //  ---------------------------------------------------------------------
 //  Option helpers shared by the commands (defined in herald.c).
