@@ -18,6 +18,7 @@
 */
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -848,4 +849,181 @@ Test (herald_projection, the_orders_view_example_projects_live_and_as_of)
     free (past);
     free (log);
     free (binary);
+}
+
+//  ---------------------------------------------------------------------
+//  A loss the broker reports while the projection runs
+
+static void
+s_delete_wal (const char *dir)
+{
+    DIR *handle = opendir (dir);
+    cr_assert_not_null (handle);
+    struct dirent *entry;
+    while ((entry = readdir (handle))) {
+        size_t len = strlen (entry->d_name);
+        if (len >= 5 && strcmp (entry->d_name + len - 4, ".log") == 0) {
+            char *path = tu_path (dir, entry->d_name);
+            cr_assert_eq (unlink (path), 0);
+            free (path);
+        }
+    }
+    closedir (handle);
+}
+
+Test (herald_projection, a_loss_reported_while_running_fails_it_until_rebuilt)
+{
+    //  A broker whose newest events live in its WAL only
+    herald_agent_destroy (&at_agent);
+    bu_broker_destroy (&at_broker);
+    const char *extra [] = { "--durability", "async", NULL };
+    at_broker = bu_broker_new ("projection-loss", extra);
+    cr_assert_not_null (at_broker);
+    cr_assert_eq (bu_broker_start (at_broker, AT_START_MS), 0);
+    herald_agent_options_t agent_options;
+    au_options (&agent_options, at_broker, NULL);
+    agent_options.fanout = NULL;
+    at_agent = herald_agent_new ("projection-test", &agent_options);
+    cr_assert_not_null (at_agent);
+    herald_projection_options_t options;
+    s_options (&options, s_db);
+    s_projection = s_open (at_agent, "inventory", &options);
+    cr_assert_eq (herald_projection_start (s_projection, WAIT_MS), HERALD_OK);
+    uint64_t head = s_publish (200);
+    cr_assert_eq (herald_projection_wait (s_projection, head, WAIT_MS), HERALD_OK);
+    //  kill -9, the WAL gone, the loss accepted by the operator's command
+    bu_broker_kill (at_broker);
+    s_delete_wal (at_broker->data_dir);
+    char *herald = tu_build_program ("tools/herald");
+    cr_assert_not_null (herald);
+    char *log = tu_path (s_dir, "repair.log");
+    const char *args [] = { "repair", "--data-dir", at_broker->data_dir, "--accept-loss", NULL };
+    pid_t repair = au_spawn (herald, args, log);
+    int status = 0;
+    cr_assert_eq (au_child_wait (repair, WAIT_MS, &status), 0);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "herald repair failed: %s",
+               log);
+    free (herald);
+    free (log);
+    cr_assert_eq (bu_broker_restart (at_broker, AT_START_MS), 0);
+    int64_t kept = au_head (at_broker->api, WAIT_MS);
+    cr_assert_lt (kept, (int64_t) head, "nothing was lost: the test proves nothing");
+    //  The projection hears it: FAILED, DATA_LOST, nothing more applied
+    herald_err rc = herald_projection_wait (s_projection, head + 1000, WAIT_MS);
+    cr_assert_eq (rc, HERALD_ERR_DATA_LOST, "%d %s", rc, herald_agent_last_error ());
+    herald_projection_status_t st = s_status (s_projection);
+    cr_assert_eq (st.state, HERALD_PROJECTION_FAILED);
+    cr_assert_eq (st.error, HERALD_ERR_DATA_LOST);
+    cr_assert_eq (st.position, head);
+    //  Started again as it is: refused (another lineage)
+    herald_projection_stop (s_projection);
+    rc = herald_projection_start (s_projection, WAIT_MS);
+    cr_assert_eq (rc, HERALD_ERR_DATA_LOST, "%d %s", rc, herald_agent_last_error ());
+    //  Rebuilt, it projects the log as it is now, in the new lineage
+    uint64_t head2 = s_publish (30);
+    cr_assert_eq (herald_projection_rebuild (s_projection, WAIT_MS), HERALD_OK);
+    cr_assert_eq (herald_projection_start (s_projection, WAIT_MS), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    cr_assert_eq (herald_projection_wait (s_projection, head2, WAIT_MS), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    s_assert_model (head2);
+    cr_assert_eq (s_int ("SELECT lineage FROM herald_projection"), 1);
+}
+
+//  ---------------------------------------------------------------------
+//  Schemas: apply gets each event converted, live and temporal
+
+static int
+s_upcast (const herald_delivery_t *event, herald_cast_result_t *result, void *arg)
+{
+    (void) arg;
+    int len = snprintf ((char *) result->buffer, result->capacity, "%.*s+v2",
+                        (int) event->data_len, (const char *) event->data);
+    result->data_len = (size_t) len;
+    return HERALD_OK;
+}
+
+static int
+s_seen_setup (void *db, void *arg)
+{
+    (void) arg;
+    return sqlite3_exec ((sqlite3 *) db, "CREATE TABLE IF NOT EXISTS seen (seq INTEGER "
+                         "PRIMARY KEY, schema INTEGER, data TEXT)", NULL, NULL, NULL)
+           == SQLITE_OK? HERALD_OK: HERALD_ERR_IO;
+}
+
+static int
+s_seen_apply (void *db, const herald_delivery_t *event, void *arg)
+{
+    (void) arg;
+    char sql [256];
+    snprintf (sql, sizeof sql, "INSERT INTO seen VALUES (%" PRIu64 ", %" PRIu64 ", '%.*s')",
+              event->seq, event->schema, (int) event->data_len, (const char *) event->data);
+    return sqlite3_exec ((sqlite3 *) db, sql, NULL, NULL, NULL) == SQLITE_OK
+           ? HERALD_OK: HERALD_ERR_IO;
+}
+
+static int64_t
+s_seen (const char *database, const char *sql)
+{
+    return pu_query_int (HERALD_PROJECTION_SQLITE, database, sql);
+}
+
+Test (herald_projection, apply_gets_events_converted_to_the_declared_schemas)
+{
+    cr_assert_eq (herald_agent_upcaster (at_agent, "StockMoved", 1, s_upcast, NULL), HERALD_OK);
+    for (int index = 0; index < 3; index++) {
+        char data [16];
+        snprintf (data, sizeof data, "m%d", index);
+        herald_outgoing_t event = { .topic = "stock.A7", .data = data,
+                                    .data_len = strlen (data), .type = "StockMoved" };
+        cr_assert_eq (herald_agent_publish (at_agent, &event, NULL, WAIT_MS), HERALD_OK);
+    }
+    herald_schema_want_t wants [] = { { "StockMoved", 2 } };
+    herald_projection_options_t options;
+    s_options (&options, s_db);
+    options.setup = s_seen_setup;
+    options.reset = NULL;
+    options.apply = s_seen_apply;
+    options.wants = wants;
+    options.want_count = 1;
+    s_projection = s_open (at_agent, "seen", &options);
+    cr_assert_eq (herald_projection_start (s_projection, WAIT_MS), HERALD_OK);
+    cr_assert_eq (herald_projection_wait (s_projection, 3, WAIT_MS), HERALD_OK);
+    cr_assert_eq (s_seen (s_db, "SELECT count(*) FROM seen WHERE schema = 2 AND data LIKE "
+                          "'m_+v2'"), 3);
+    //  Temporal, the same conversion
+    char *past = tu_path (s_dir, "past.db");
+    options.database = past;
+    options.until_ts = INT64_MAX;
+    s_other = s_open (at_agent, "seen", &options);
+    cr_assert_eq (herald_projection_start (s_other, WAIT_MS), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    cr_assert_eq (s_seen (past, "SELECT count(*) FROM seen WHERE schema = 2 AND data LIKE "
+                          "'m_+v2'"), 3);
+    herald_projection_destroy (&s_other);
+    //  Schema 3 has no caster: SKIP applies nothing and is DONE ...
+    char *skip = tu_path (s_dir, "skip.db");
+    wants [0].schema = 3;
+    options.database = skip;
+    options.on_incompatible = HERALD_SCHEMA_SKIP;
+    s_other = s_open (at_agent, "seen", &options);
+    cr_assert_eq (herald_projection_start (s_other, WAIT_MS), HERALD_OK);
+    cr_assert_eq (s_status (s_other).state, HERALD_PROJECTION_DONE);
+    cr_assert_eq (s_seen (skip, "SELECT count(*) FROM seen"), 0);
+    herald_projection_destroy (&s_other);
+    //  ... STOP fails at the first, naming it
+    char *stop = tu_path (s_dir, "stop.db");
+    options.database = stop;
+    options.on_incompatible = HERALD_SCHEMA_STOP;
+    s_other = s_open (at_agent, "seen", &options);
+    herald_err rc = herald_projection_start (s_other, WAIT_MS);
+    cr_assert_eq (rc, HERALD_ERR_UNSUPPORTED, "%d %s", rc, herald_agent_last_error ());
+    herald_projection_status_t status = s_status (s_other);
+    cr_assert_eq (status.state, HERALD_PROJECTION_FAILED);
+    cr_assert_not_null (strstr (status.message, "seq 1"), "%s", status.message);
+    cr_assert_eq (s_seen (stop, "SELECT count(*) FROM seen"), 0);
+    free (past);
+    free (skip);
+    free (stop);
 }
