@@ -37,8 +37,8 @@
 #define START_MS        10000
 #define KILLS           200
 #define EVENTS          6000        //  published by the thread, in chunks, over
-#define CHUNK           30          //  ~5 s: most of the kills
-#define DELAY_MAX_US    60000       //  a kill comes 0-60 ms after the spawn
+#define CHUNK           30          //  ~10 s: most of the kills
+#define DELAY_MAX_US    100000      //  a kill comes 0-100 ms after the spawn
 
 static bu_broker_t *s_broker;
 static char *s_dir;
@@ -106,7 +106,7 @@ Test (herald_projection_kill, kill_9_at_random_moments_neither_loses_nor_repeats
     s_publisher.api = s_broker->api;
     s_publisher.chunks = EVENTS / CHUNK;
     s_publisher.chunk = CHUNK;
-    s_publisher.pause_us = 20000;
+    s_publisher.pause_us = 50000;
     cr_assert_eq (pk_publisher_start (&s_publisher), 0);
     int moved = 0;
     char message [1024];
