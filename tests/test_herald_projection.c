@@ -75,6 +75,12 @@ Test (herald_projection, position_table_holds_seq_lineage_until_ts_and_commit_ti
     cr_assert_eq (herald_projection_wait (pt_projection, head2, WAIT_MS), HERALD_OK);
     pt_assert_model (head2);
     status = pt_status (pt_projection);
+    int64_t deadline = (int64_t) tu_mono_ns () / 1000000 + WAIT_MS;
+    while (status.state == HERALD_PROJECTION_CATCHING_UP
+       &&  (int64_t) tu_mono_ns () / 1000000 < deadline) {
+        usleep (10000);
+        status = pt_status (pt_projection);
+    }
     cr_assert_eq (status.state, HERALD_PROJECTION_LIVE);
     cr_assert_gt (status.transactions, 1);
 }
