@@ -326,7 +326,13 @@ herald_projection_new (herald_agent_t *agent, const char *name,
         return NULL;
     }
     pthread_mutex_init (&self->lock, NULL);
-    pthread_cond_init (&self->changed, NULL);
+    //  wait's deadlines are on the monotonic clock: a wall clock step
+    //  neither cuts them short nor stretches them
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->changed, &attr);
+    pthread_condattr_destroy (&attr);
     self->agent = agent;
     self->db = db;
     self->name = strdup (name);
@@ -699,7 +705,7 @@ herald_projection_wait (herald_projection_t *self, uint64_t seq, int timeout_ms)
     if (!self)
         return s_invalid ("herald_projection_wait: no projection");
     struct timespec deadline;
-    clock_gettime (CLOCK_REALTIME, &deadline);
+    clock_gettime (CLOCK_MONOTONIC, &deadline);
     int64_t until = (int64_t) deadline.tv_sec * 1000 + deadline.tv_nsec / 1000000
                   + (timeout_ms > 0? timeout_ms: 0);
     while (true) {
@@ -717,7 +723,7 @@ herald_projection_wait (herald_projection_t *self, uint64_t seq, int timeout_ms)
             return herald_agent_set_last_error (code, status.message);
         }
         struct timespec now;
-        clock_gettime (CLOCK_REALTIME, &now);
+        clock_gettime (CLOCK_MONOTONIC, &now);
         int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
         if (now_ms >= until)
             return herald_agent_set_last_error (HERALD_ERR_TIMEOUT, "the projection did "
