@@ -117,12 +117,14 @@ Test (herald_projection, retry_rolls_back_and_offers_the_batch_again)
     atomic_store (&pt_model.retry_times, 3);
     herald_projection_options_t options;
     pt_options (&options, pt_db);
+    options.batch_max = 5;              //  a delivery batch in transactions of 5
     pt_projection = pt_open (at_agent, "inventory", &options);
     cr_assert_eq (herald_projection_start (pt_projection, WAIT_MS), HERALD_OK);
     cr_assert_eq (herald_projection_wait (pt_projection, head, WAIT_MS), HERALD_OK,
                   "%s", herald_agent_last_error ());
     pt_assert_model (head);
     herald_projection_status_t status = pt_status (pt_projection);
+    cr_assert_geq (status.transactions, head / 5);
     cr_assert_eq (status.rollbacks, 3);
     cr_assert_eq (status.applied, head);
     cr_assert_eq (status.error, 0);
