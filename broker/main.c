@@ -28,6 +28,7 @@
 #include "herald_broker.h"
 #include "herald_catchup.h"
 #include "herald_disk.h"
+#include "herald_log.h"
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
 #define SIGNAL_CHECK_MS 100             //  the longest a signal goes unseen
@@ -144,11 +145,24 @@ main (int argc, char **argv)
         herald_config_destroy (&config);
         return 1;
     }
+    //  --metrics: its port is bound now too, so that one in use stops
+    //  heraldd before it opens the store (never a broker without metrics)
+    herald_metrics_t *metrics = NULL;
+    if (*config->metrics
+    &&  !(metrics = herald_metrics_new (config->metrics, config->ready_lag, &err))) {
+        fprintf (stderr, "heraldd: %s\n", err.message);
+        zsock_destroy (&router);
+        zsock_destroy (&pub);
+        herald_auth_destroy (&auth);
+        herald_config_destroy (&config);
+        return 1;
+    }
     //  RocksDB writes its LOG, OPTIONS and MANIFEST files as it opens a
     //  store, and on a full disk the Debian build aborts (an assertion in
     //  its file writer) rather than fail: refuse to start first, and say
     //  why.  Below --min-free the broker starts, serving reads only.
     if (s_disk_too_full (config->data_dir)) {
+        herald_metrics_destroy (&metrics);
         zsock_destroy (&router);
         zsock_destroy (&pub);
         herald_auth_destroy (&auth);
@@ -173,6 +187,7 @@ main (int argc, char **argv)
             fprintf (stderr, "heraldd: the store may be missing acknowledged events; not "
                      "starting.\nheraldd: see what can be kept with: herald repair "
                      "--data-dir %s\n", config->data_dir);
+        herald_metrics_destroy (&metrics);
         zsock_destroy (&router);
         zsock_destroy (&pub);
         herald_auth_destroy (&auth);
@@ -184,9 +199,19 @@ main (int argc, char **argv)
     //  broker's, the Raft node's, RocksDB's), and then nothing interrupts
     //  this thread's poll: so the wait looks at the flag every
     //  SIGNAL_CHECK_MS (seen: a cluster node that never stopped on SIGTERM).
-    herald_broker_args_t args = { config, store, router, pub, auth };     //  the actor owns them
-    zactor_t *broker = zactor_new (herald_broker_actor, &args);
+    herald_broker_args_t args = { config, store, router, pub, auth, metrics };
+    zactor_t *broker = zactor_new (herald_broker_actor, &args);     //  owns the sockets
     int status = 0;
+    if (metrics) {
+        if (herald_metrics_start (metrics, &err) != 0) {
+            fprintf (stderr, "heraldd: %s\n", err.message);
+            status = 1;
+            zsys_interrupted = 1;       //  stop at once, as on SIGTERM
+        }
+        else
+            herald_log ("info", "metrics on http://%s/metrics (and /healthz, /readyz)",
+                        config->metrics);
+    }
     zpoller_t *poller = zpoller_new (broker, NULL);
     if (auth)
         pthread_sigmask (SIG_UNBLOCK, &hangup_set, NULL);
@@ -224,6 +249,7 @@ main (int argc, char **argv)
     sigaction (SIGINT, &now, NULL);
     sigaction (SIGTERM, &now, NULL);
     zactor_destroy (&broker);
+    herald_metrics_destroy (&metrics);      //  after the loop: it answers until then
     //  The clean stop: nothing stays only in the WAL (herald_store_stop)
     if (herald_store_stop (store, &err) != HERALD_OK) {
         fprintf (stderr, "heraldd: %s\n", err.message);
