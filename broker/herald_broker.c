@@ -610,7 +610,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
     if (self->guard) {
         //  The contract keys to every user (the agent needs head); the
         //  operator's figures with `admin status`, and to the metrics
-        //  endpoint (the operator's: docs/operations.md)
+        //  endpoint (the operator's: docs/metrics.md)
         if (!identity || herald_guard_status_all (self->guard, user))
             reply.status.raw = herald_guard_status_raw (self->guard, reply.status.raw, &secure);
         else {

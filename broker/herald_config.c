@@ -154,7 +154,7 @@ static const s_option_t s_options [] = {
       "1024", "consumer groups kept, 1 to 1000000 (then: overloaded)" },
     { "max-group-members", "N", S_SIZE, S_FIELD (max_group_members), 1, 100000,
       "256", "live members per group, 1 to 100000 (then: overloaded)" },
-    //  Metrics and health (issue 17, docs/operations.md): off by default
+    //  Metrics and health (issue 17, docs/metrics.md): off by default
     { "metrics", "HOST:PORT", S_ADDRESS, S_FIELD (metrics), 0, 0,
       "", "serve /metrics, /healthz, /readyz over HTTP there (none: off)" },
     { "ready-lag", "N", S_U64, S_FIELD (ready_lag), 1, 1ULL << 40,

@@ -85,7 +85,7 @@ typedef struct {
     //  refused `overloaded`, so that no client grows memory or disk at will
     size_t max_groups;              //  groups the store keeps
     size_t max_group_members;       //  live members of one group
-    //  Metrics and health (docs/operations.md): an HTTP endpoint HOST:PORT,
+    //  Metrics and health (docs/metrics.md): an HTTP endpoint HOST:PORT,
     //  "" off; /readyz says 503 for a node more than ready_lag entries behind
     char *metrics;
     uint64_t ready_lag;

@@ -10,7 +10,7 @@
     herald_node_info, an array key counts its entries, and the
     `histograms` map (STATUS {histograms: true}) gives one histogram each,
     µs turned into seconds.  A key this unit does not know is still shown,
-    as a gauge.  docs/operations.md lists the names.
+    as a gauge.  docs/metrics.md lists the names.
     =========================================================================
 */
 

@@ -24,6 +24,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -719,6 +720,46 @@ Test (heraldd_metrics, readyz_disk_guard, .init = bt_setup, .fini = s_fini_mount
 
 TestSuite (heraldd_metrics_cluster, .timeout = 180);
 
+//  docs/grafana-herald.json names only metrics in text (a cluster node's
+//  scrape: every family a standalone broker has, and the cluster's), but
+//  security's counters, which need security on.
+static void
+s_check_dashboard (const pt_text_t *text)
+{
+    const char *srcdir = getenv ("HERALD_SRCDIR");
+    char path [1024];
+    snprintf (path, sizeof path, "%s/docs/grafana-herald.json", srcdir? srcdir: "..");
+    FILE *file = fopen (path, "r");
+    cr_assert_not_null (file, "%s: %s (HERALD_SRCDIR unset?)", path, strerror (errno));
+    static char json [1 << 20];
+    size_t len = fread (json, 1, sizeof json - 1, file);
+    fclose (file);
+    json [len] = 0;
+    const char *security [] = { "herald_auth_refused_total", "herald_unauthorized_total",
+                                "herald_rate_limited_total", NULL };
+    size_t names = 0;
+    for (const char *at = strstr (json, "herald_"); at; at = strstr (at + 1, "herald_")) {
+        if (at > json && (isalnum ((unsigned char) at [-1]) || at [-1] == '-'))
+            continue;                   //  inside another word ("herald-broker")
+        char name [128];
+        size_t used = 0;
+        while ((islower ((unsigned char) at [used]) || at [used] == '_') && used < 127)
+            used++;
+        snprintf (name, sizeof name, "%.*s", (int) used, at);
+        bool skip = false;
+        for (size_t index = 0; security [index]; index++)
+            skip = skip || strcmp (name, security [index]) == 0;
+        bool found = false;
+        for (size_t index = 0; !skip && !found && index < text->count; index++)
+            found = strcmp (text->samples [index].name, name) == 0;
+        for (size_t index = 0; !skip && !found && index < text->family_count; index++)
+            found = strcmp (text->families [index].name, name) == 0;
+        cr_assert (skip || found, "the dashboard uses %s, which /metrics does not serve", name);
+        names++;
+    }
+    cr_assert_gt (names, 40, "only %zu metric names found in %s", names, path);
+}
+
 static cu_cluster_t *s_cluster;
 
 static void
@@ -760,6 +801,10 @@ Test (heraldd_metrics_cluster, follower_cut_off, .fini = s_cluster_fini)
     cr_assert_eq (s_value (&text, "herald_voters", ""), 3);
     cr_assert (pt_find (&text, "herald_commit_index", "")
                && pt_find (&text, "herald_applied_index", ""));
+    pt_text_fini (&text);
+    //  Every name the Grafana dashboard uses is one a node serves
+    s_scrape (ports [leader], false, &text);
+    s_check_dashboard (&text);
     pt_text_fini (&text);
     //  Cut off: not ready, saying why; the leader keeps its majority
     cr_assert_eq (cu_isolate (s_cluster, follower, RP_DROP), 0);

@@ -116,7 +116,7 @@ static const char *s_status_usage =
     "lineage and losses (the losses an operator accepted with herald repair),\n"
     "and the broker's other counters.  --format prometheus (or openmetrics) asks\n"
     "for the broker's histograms too and prints the text heraldd --metrics serves\n"
-    "on /metrics (docs/operations.md), for scraping without HTTP.\n";
+    "on /metrics (docs/metrics.md), for scraping without HTTP.\n";
 
 int
 herald_cli_fail (int code, const char *format, ...)
