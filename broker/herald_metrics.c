@@ -47,6 +47,7 @@
 #include "herald_exposition.h"
 #include "herald_metrics.h"
 #include "herald_disk.h"
+#include "herald_log.h"
 
 #define STATUS_WAIT_MS          2000    //  for the loop's STATUS
 #define CACHE_MS                100     //  a STATUS body reused this long
@@ -419,11 +420,28 @@ s_handle (void *cls, struct MHD_Connection *connection, const char *url, const c
     return rc;
 }
 
+//  libmicrohttpd's complaints (a malformed request, a client gone) are a
+//  client's doing: at debug level only, so no client writes the log at will.
+static void
+s_mhd_log (void *cls, const char *format, va_list args)
+{
+    (void) cls;
+    if (!herald_log_debug ())
+        return;
+    char line [512];
+    vsnprintf (line, sizeof (line), format, args);
+    size_t len = strlen (line);
+    while (len && (line [len - 1] == '\n' || line [len - 1] == '\r'))
+        line [--len] = 0;
+    herald_log ("debug", "metrics: %s", line);
+}
+
 int
 herald_metrics_start (herald_metrics_t *self, herald_error_t *err)
 {
     self->daemon = MHD_start_daemon (
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, s_handle, self,
+        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, (void *) self,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket) self->fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) CONNECTION_TIMEOUT_S,

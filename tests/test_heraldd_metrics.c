@@ -512,6 +512,53 @@ Test (heraldd_metrics, config_file_key)
     pt_response_fini (&response);
 }
 
+//  Security on: the endpoint shows the operator's figures (security's
+//  counters, the ACL's version), which a STATUS without `admin = status`
+//  does not; it needs no key (docs/metrics.md: bind it privately).
+Test (heraldd_metrics, security_on)
+{
+    bt_broker = bu_broker_new ("heraldd", NULL);
+    cr_assert_not_null (bt_broker);
+    zcert_t *server = zcert_new (), *ops = zcert_new ();
+    cr_assert (server && ops);
+    char *key = tu_path (bt_broker->dir, "broker.key");
+    cr_assert_eq (zcert_save (server, key), 0);
+    char *secret = zsys_sprintf ("%s_secret", key);
+    chmod (secret, 0600);
+    char *acl = tu_path (bt_broker->dir, "acl");
+    char *text = zsys_sprintf ("[user ops]\nkey     = %s\nread    = *\nadmin   = status\n",
+                               zcert_public_txt (ops));
+    cr_assert_eq (tu_write_file (acl, text, strlen (text)), 0);
+    chmod (acl, 0600);
+    int port = bu_free_port ();
+    cr_assert_gt (port, 0);
+    char *metrics = zsys_sprintf ("127.0.0.1:%d", port);
+    const char *flags [] = { "--curve-secret", secret, "--acl", acl, "--metrics", metrics,
+                             "--min-free", "0", NULL };
+    for (size_t index = 0; flags [index]; index++)
+        bt_broker->extra [index] = strdup (flags [index]);
+    zstr_free (&text);
+    zstr_free (&secret);
+    zstr_free (&metrics);
+    free (acl);
+    free (key);
+    zcert_destroy (&server);
+    zcert_destroy (&ops);
+    cr_assert_eq (bu_broker_spawn (bt_broker), 0);
+    //  A plain client gets no STATUS from it: /readyz says when it serves
+    free (s_wait_ready (port, 200, "ready"));
+    pt_text_t scraped;
+    s_scrape (port, false, &scraped);
+    cr_assert_eq (s_value (&scraped, "herald_unauthorized_total", ""), 0);
+    cr_assert_eq (s_value (&scraped, "herald_acl_reloads_total", ""), 0);
+    bool version = false;
+    for (size_t index = 0; index < scraped.count; index++)
+        if (strcmp (scraped.samples [index].name, "herald_node_info") == 0)
+            version = strstr (scraped.samples [index].labels, "acl_version=\"") != NULL;
+    cr_assert (version, "herald_node_info has no acl_version label");
+    pt_text_fini (&scraped);
+}
+
 //  ---------------------------------------------------------------------
 //  Under load
 
