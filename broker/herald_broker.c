@@ -53,7 +53,6 @@
 #include "herald_broker.h"
 #include "herald_commit.h"
 #include "herald_disk.h"
-#include "herald_exposition.h"
 #include "herald_groups.h"
 #include "herald_guard.h"
 #include "herald_msg.h"
@@ -424,42 +423,6 @@ s_space_flush (self_t *self)
 //  ---------------------------------------------------------------------
 //  Metrics (herald_metrics): STATUS with histograms, and its channel
 
-//  STATUS's addition `histograms` (asked with histograms: true), after
-//  the count pairs raw holds already.
-static herald_msg_raw_t
-s_histograms_raw (self_t *self, msgpack_sbuffer *raw, size_t count)
-{
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, raw, msgpack_sbuffer_write);
-    msgpack_pack_str (&pk, 10);
-    msgpack_pack_str_body (&pk, "histograms", 10);
-    const herald_histogram_t *histograms = herald_commit_histograms (self->commit);
-    msgpack_pack_map (&pk, HERALD_COMMIT_HISTOGRAMS);
-    for (size_t index = 0; index < HERALD_COMMIT_HISTOGRAMS; index++) {
-        size_t len = strlen (histograms [index].name);
-        msgpack_pack_str (&pk, len);
-        msgpack_pack_str_body (&pk, histograms [index].name, len);
-        herald_histogram_pack (&histograms [index], &pk);
-    }
-    return (herald_msg_raw_t) { raw->data, raw->size, count + 1 };
-}
-
-//  True when a STATUS body asks for the histograms (histograms: true).
-static bool
-s_wants_histograms (zframe_t *body)
-{
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    bool wants = false;
-    if (msgpack_unpack_next (&unpacked, (const char *) zframe_data (body), zframe_size (body),
-                             NULL) == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *value = herald_exposition_get (&unpacked.data, "histograms");
-        wants = value && value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
-    }
-    msgpack_unpacked_destroy (&unpacked);
-    return wants;
-}
-
 //  A STATUS body to the metrics endpoint; never waits (a reply it does
 //  not take is dropped: it asks again).
 static void
@@ -593,8 +556,12 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
     }
     else
         reply.status.role = (herald_str_t) { "standalone", 10 };
-    if (histograms)
-        reply.status.raw = s_histograms_raw (self, &raw, reply.status.raw.count);
+    if (histograms) {
+        //  The addition `histograms`, after what raw holds (a cluster's keys)
+        herald_histogram_pack_status (herald_commit_histograms (self->commit),
+                                      HERALD_COMMIT_HISTOGRAMS, &raw);
+        reply.status.raw = (herald_msg_raw_t) { raw.data, raw.size, reply.status.raw.count + 1 };
+    }
     reply.status.head = herald_store_head (self->store);
     reply.status.topics = herald_store_topic_count (self->store);
     reply.status.events = herald_store_event_count (self->store);
@@ -809,7 +776,8 @@ s_handle_request (self_t *self, zmsg_t *msg)
             break;
         }
         case HERALD_MSG_STATUS:
-            s_status (self, identity, request.rid, user, s_wants_histograms (body));
+            s_status (self, identity, request.rid, user,
+                      herald_histogram_wanted (zframe_data (body), zframe_size (body)));
             break;
         case HERALD_MSG_HELLO:
             s_welcome (self, identity, request.rid, user);

@@ -71,3 +71,38 @@ herald_histogram_pack (const herald_histogram_t *self, msgpack_packer *pk)
     s_pack_str (pk, "count");
     msgpack_pack_uint64 (pk, self->count);
 }
+
+void
+herald_histogram_pack_status (const herald_histogram_t *histograms, size_t count,
+                              msgpack_sbuffer *raw)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, raw, msgpack_sbuffer_write);
+    s_pack_str (&pk, "histograms");
+    msgpack_pack_map (&pk, count);
+    for (size_t index = 0; index < count; index++) {
+        s_pack_str (&pk, histograms [index].name);
+        herald_histogram_pack (&histograms [index], &pk);
+    }
+}
+
+bool
+herald_histogram_wanted (const void *body, size_t size)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    bool wanted = false;
+    if (msgpack_unpack_next (&unpacked, (const char *) body, size, NULL)
+        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object_map *map = &unpacked.data.via.map;
+        for (uint32_t index = 0; index < map->size; index++) {
+            const msgpack_object *key = &map->ptr [index].key;
+            const msgpack_object *value = &map->ptr [index].val;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 10
+            &&  memcmp (key->via.str.ptr, "histograms", 10) == 0)
+                wanted = value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    return wanted;
+}

@@ -13,6 +13,7 @@
 #ifndef HERALD_HISTOGRAM_H_INCLUDED
 #define HERALD_HISTOGRAM_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <msgpack.h>
@@ -48,5 +49,16 @@ void
 //  more than bounds: the last is above every bound; not cumulative).
 void
     herald_histogram_pack (const herald_histogram_t *self, msgpack_packer *pk);
+
+//  Append the STATUS pair `histograms: {NAME: {bounds, counts, sum,
+//  count}, ...}` of histograms[0..count) to raw (pre-encoded pairs).
+void
+    herald_histogram_pack_status (const herald_histogram_t *histograms, size_t count,
+                                  msgpack_sbuffer *raw);
+
+//  True when the STATUS request body[0..size) asks for them
+//  (histograms: true).
+bool
+    herald_histogram_wanted (const void *body, size_t size);
 
 #endif

@@ -387,11 +387,17 @@ s_handle (void *cls, struct MHD_Connection *connection, const char *url, const c
                        "or HEAD");
     if (strcmp (url, "/healthz") == 0)
         return s_line (connection, MHD_HTTP_OK, "ok");
+    //  A broker that failed answers no STATUS: said at once, not after a wait
+    char why [600];
+    if (atomic_load (&self->state) == S_FAILED) {
+        s_ready (self, false, why, sizeof (why));
+        return s_line (connection, MHD_HTTP_SERVICE_UNAVAILABLE, "%s%s",
+                       strcmp (url, "/readyz") == 0? "not ready: ": "", why);
+    }
     pthread_mutex_lock (&self->mutex);
     bool answered = s_fetch (self);
     enum MHD_Result rc;
     if (strcmp (url, "/readyz") == 0) {
-        char why [600];
         if (s_ready (self, answered, why, sizeof (why)))
             rc = s_line (connection, MHD_HTTP_OK, "ready");
         else
