@@ -119,7 +119,48 @@ typedef struct {
     size_t len;
     size_t size;
     bool failed;
+    char **names;                       //  every family and sample name written
+    size_t name_count;
+    size_t name_size;
 } s_text_t;
+
+//  Take the names of a family: name and name + each suffix (NULL-ended).
+//  False, and nothing taken, when one is taken already: two keys that
+//  map to one name (a duplicate key, "a-b" and "a_b", a key named like a
+//  histogram's sample) must not make two families of one name.
+static bool
+s_claim (s_text_t *self, const char *name, const char *const *suffixes)
+{
+    char candidates [5][192];
+    size_t count = 0;
+    snprintf (candidates [count++], sizeof (candidates [0]), "%s", name);
+    for (size_t index = 0; suffixes && suffixes [index] && count < 5; index++)
+        snprintf (candidates [count++], sizeof (candidates [0]), "%s%s", name,
+                  suffixes [index]);
+    for (size_t index = 0; index < count; index++)
+        for (size_t at = 0; at < self->name_count; at++)
+            if (strcmp (self->names [at], candidates [index]) == 0)
+                return false;
+    if (self->name_count + count > self->name_size) {
+        size_t size = (self->name_size + count) * 2;
+        char **names = (char **) realloc (self->names, size * sizeof (char *));
+        if (!names) {
+            self->failed = true;
+            return false;
+        }
+        self->names = names;
+        self->name_size = size;
+    }
+    for (size_t index = 0; index < count; index++) {
+        self->names [self->name_count] = strdup (candidates [index]);
+        if (!self->names [self->name_count]) {
+            self->failed = true;
+            return false;
+        }
+        self->name_count++;
+    }
+    return true;
+}
 
 static void
 s_put (s_text_t *self, const char *format, ...)
@@ -233,20 +274,22 @@ static void
 s_node_info (s_text_t *text, herald_exposition_format_t format, const msgpack_object *map)
 {
     bool open = format == HERALD_EXPOSITION_OPENMETRICS;
+    static const char *const info [] = { "_info", NULL };
+    s_claim (text, "herald_node", info);
     s_meta (text, format, open? "herald_node": "herald_node_info", open? "info": "gauge",
             "the broker's identity and role; the text keys of STATUS as labels");
-    s_put (text, "herald_node_info{");
+    s_put (text, "herald_node_info");
     bool first = true;
     for (size_t index = 0; index < S_LABEL_COUNT; index++) {
         const msgpack_object *value = herald_exposition_get (map, s_labels [index]);
         if (!value)
             continue;
-        s_put (text, "%s%s=\"", first? "": ",", s_labels [index]);
+        s_put (text, "%s%s=\"", first? "{": ",", s_labels [index]);
         s_label_value (text, value);
         s_put (text, "\"");
         first = false;
     }
-    s_put (text, "} 1\n");
+    s_put (text, "%s 1\n", first? "": "}");
 }
 
 static void
@@ -283,6 +326,9 @@ s_histogram (s_text_t *text, herald_exposition_format_t format, const msgpack_ob
     ||  !herald_exposition_uint (value, "sum", &sum)
     ||  !herald_exposition_uint (value, "count", &count))
         return;                         //  not one this unit can read: left out
+    static const char *const samples [] = { "_bucket", "_sum", "_count", NULL };
+    if (!s_claim (text, name, samples))
+        return;                         //  its name is another figure's
     s_meta (text, format, name, "histogram", help);
     uint64_t cumulative = 0;
     char number [48];
@@ -394,12 +440,18 @@ herald_exposition_text (const void *body, size_t size, herald_exposition_format_
         snprintf (help, sizeof help, "STATUS key %.*s", (int) key->via.str.size,
                   key->via.str.ptr);
         bool counter = known && known->type == S_COUNTER;
+        static const char *const total [] = { "_total", NULL };
+        if (!s_claim (&text, name, counter? total: NULL))
+            continue;                   //  a key seen already, or one of the same name
         s_meta (&text, format, name, counter? "counter": "gauge", known? known->help: help);
         s_put (&text, "%s%s %" PRIu64 "\n", name, counter? "_total": "", number);
     }
     if (format == HERALD_EXPOSITION_OPENMETRICS)
         s_put (&text, "# EOF\n");
     msgpack_unpacked_destroy (&unpacked);
+    for (size_t index = 0; index < text.name_count; index++)
+        free (text.names [index]);
+    free (text.names);
     if (text.failed) {
         free (text.data);
         return NULL;
