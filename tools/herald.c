@@ -245,7 +245,11 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
             opts->format = HERALD_CLI_TABLE;
         else
         if (value) {
-            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--format: '%s' is not json or table", value);
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--format: '%s' is not json or table%s", value,
+                             strcmp (value, "prometheus") == 0
+                             || strcmp (value, "openmetrics") == 0
+                             ? " (herald status --format prometheus|openmetrics takes it, after "
+                               "the command name)": "");
             *bad = true;
         }
         opts->format_set = true;
