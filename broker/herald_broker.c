@@ -20,6 +20,8 @@
         |   open or feed streams, queue PUBLISH requests
         +-- applier free: every queued PUBLISH goes to it as ONE proposal,
         |   one herald_store_apply (one WriteBatch, one WAL sync)
+        +-- --metrics: answer the HTTP endpoint's STATUS requests
+        |   (herald_metrics; at most one per 100 ms, never waiting on it)
         +-- heartbeat when due
         +-- give each stream with credit one slice (herald_streams_pump)
 

@@ -7,7 +7,9 @@
     ACKs the batch in hand), flush the store so that its WAL holds nothing,
     close it.  The sockets are bound before the store is opened so that a
     port in use (a second ./run.sh) stops heraldd before it has created a
-    data directory: a failed start leaves nothing behind.
+    data directory: a failed start leaves nothing behind.  So is the port
+    of --metrics (herald_metrics), whose HTTP thread starts once the
+    broker runs and stops after it.
 
     With --peer heraldd is a cluster node (herald_node): the same, with
     a Raft node beside the broker loop; SIGTERM hands leadership over
