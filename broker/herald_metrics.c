@@ -102,6 +102,11 @@ herald_metrics_new (const char *address, uint64_t ready_lag, herald_error_t *err
                           address, gai_strerror (rc));
         return NULL;
     }
+    //  Anyone who reaches the port reads every figure: say so off loopback
+    bool loopback = found->ai_family == AF_INET
+        ? (ntohl (((struct sockaddr_in *) found->ai_addr)->sin_addr.s_addr) >> 24) == 127
+        : found->ai_family == AF_INET6
+        && IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *) found->ai_addr)->sin6_addr);
     int fd = socket (found->ai_family, found->ai_socktype | SOCK_CLOEXEC, 0);
     int one = 1;
     int saved = 0;
@@ -125,6 +130,10 @@ herald_metrics_new (const char *address, uint64_t ready_lag, herald_error_t *err
                               address, strerror (saved));
         return NULL;
     }
+    if (!loopback)
+        herald_log ("warn", "metrics %s is not a loopback address: whoever reaches it reads "
+                    "every STATUS figure, without a key (bind it to a monitoring network "
+                    "only)", address);
     herald_metrics_t *self = (herald_metrics_t *) zmalloc (sizeof (herald_metrics_t));
     self->fd = fd;
     self->ready_lag = ready_lag;
