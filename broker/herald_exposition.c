@@ -312,8 +312,8 @@ s_histogram (s_text_t *text, herald_exposition_format_t format, const msgpack_ob
                 key->via.str.size - (scale > 1? 3: 0));
         if (scale > 1)
             strcat (own, "_seconds");
-        snprintf (own_help, sizeof own_help, "STATUS histogram %.*s",
-                  (int) key->via.str.size, key->via.str.ptr);
+        //  The key as the name has it: its bytes need no escaping in HELP
+        snprintf (own_help, sizeof own_help, "STATUS histogram %s", own + 7);
         name = own;
         help = own_help;
     }
@@ -437,8 +437,7 @@ herald_exposition_text (const void *body, size_t size, herald_exposition_format_
         char name [160], help [200];
         s_name (name, sizeof name, key->via.str.ptr, key->via.str.size);
         const s_known_t *known = s_find (key->via.str.ptr, key->via.str.size);
-        snprintf (help, sizeof help, "STATUS key %.*s", (int) key->via.str.size,
-                  key->via.str.ptr);
+        snprintf (help, sizeof help, "STATUS key %s", name + 7);
         bool counter = known && known->type == S_COUNTER;
         static const char *const total [] = { "_total", NULL };
         if (!s_claim (&text, name, counter? total: NULL))

@@ -89,7 +89,7 @@ Test (exposition, every_key)
     s_key_uint (&pk, "rid", 9);
     s_key_uint (&pk, "head", 5);
     s_key_uint (&pk, "published", 7);
-    s_key_uint (&pk, "future.key-1", 3);
+    s_key_uint (&pk, "future.key-1\n\\", 3);
     s_str (&pk, "role");
     s_str (&pk, "follower");
     s_str (&pk, "node");
@@ -139,7 +139,7 @@ Test (exposition, every_key)
         char *text = s_text (&sbuf, openmetrics, &parsed);
         cr_assert_eq (pt_find (&parsed, "herald_head", "")->integer, 5);
         cr_assert_eq (pt_find (&parsed, "herald_published_total", "")->integer, 7);
-        cr_assert_eq (pt_find (&parsed, "herald_future_key_1", "")->integer, 3);
+        cr_assert_eq (pt_find (&parsed, "herald_future_key_1__", "")->integer, 3);
         cr_assert_eq (pt_find (&parsed, "herald_losses", "")->integer, 2);
         cr_assert_null (pt_find (&parsed, "herald_rid", ""));
         cr_assert_null (strstr (text, "digest"), "digest changes with every event: no label");
