@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "herald_event.h"
 #include "herald_exposition.h"
 
 typedef enum { S_GAUGE, S_COUNTER } s_type_t;
@@ -258,13 +259,19 @@ s_label_value (s_text_t *text, const msgpack_object *value)
     }
     if (value->type != MSGPACK_OBJECT_STR)
         return;                         //  nil: ""
+    //  Label values are UTF-8 text: a control byte (a NUL would end the
+    //  text), or any byte of a value that is not UTF-8, is shown as '?'
+    bool utf8 = herald_utf8_valid (value->via.str.ptr, value->via.str.size);
     for (uint32_t index = 0; index < value->via.str.size; index++) {
-        char c = value->via.str.ptr [index];
+        unsigned char c = (unsigned char) value->via.str.ptr [index];
         if (c == '\\' || c == '"')
             s_put (text, "\\%c", c);
         else
         if (c == '\n')
             s_put (text, "\\n");
+        else
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
+            s_put (text, "?");
         else
             s_put (text, "%c", c);
     }
@@ -290,6 +297,30 @@ s_node_info (s_text_t *text, herald_exposition_format_t format, const msgpack_ob
         first = false;
     }
     s_put (text, "%s 1\n", first? "": "}");
+}
+
+//  True when a histogram's arrays make a Prometheus histogram: uint
+//  bounds strictly ascending, uint counts adding up (without overflow) to
+//  count.  Else its text would not be one (buckets going down, a _count
+//  that is not the +Inf bucket's).
+static bool
+s_histogram_valid (const msgpack_object *bounds, const msgpack_object *counts, uint64_t count)
+{
+    for (uint32_t index = 0; index < bounds->via.array.size; index++) {
+        const msgpack_object *bound = &bounds->via.array.ptr [index];
+        if (bound->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+        ||  (index && bound->via.u64 <= bounds->via.array.ptr [index - 1].via.u64))
+            return false;
+    }
+    uint64_t total = 0;
+    for (uint32_t index = 0; index < counts->via.array.size; index++) {
+        const msgpack_object *bucket = &counts->via.array.ptr [index];
+        if (bucket->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+        ||  bucket->via.u64 > UINT64_MAX - total)
+            return false;
+        total += bucket->via.u64;
+    }
+    return total == count;
 }
 
 static void
@@ -324,7 +355,8 @@ s_histogram (s_text_t *text, herald_exposition_format_t format, const msgpack_ob
     ||  counts->type != MSGPACK_OBJECT_ARRAY
     ||  counts->via.array.size != bounds->via.array.size + 1
     ||  !herald_exposition_uint (value, "sum", &sum)
-    ||  !herald_exposition_uint (value, "count", &count))
+    ||  !herald_exposition_uint (value, "count", &count)
+    ||  !s_histogram_valid (bounds, counts, count))
         return;                         //  not one this unit can read: left out
     static const char *const samples [] = { "_bucket", "_sum", "_count", NULL };
     if (!s_claim (text, name, samples))
@@ -333,13 +365,9 @@ s_histogram (s_text_t *text, herald_exposition_format_t format, const msgpack_ob
     uint64_t cumulative = 0;
     char number [48];
     for (uint32_t index = 0; index <= bounds->via.array.size; index++) {
-        const msgpack_object *bucket = &counts->via.array.ptr [index];
-        if (bucket->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            cumulative += bucket->via.u64;
+        cumulative += counts->via.array.ptr [index].via.u64;
         if (index < bounds->via.array.size) {
-            const msgpack_object *bound = &bounds->via.array.ptr [index];
-            s_scaled (number, sizeof number, bound->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-                                             ? bound->via.u64: 0, scale);
+            s_scaled (number, sizeof number, bounds->via.array.ptr [index].via.u64, scale);
             s_put (text, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, number, cumulative);
         }
         else
@@ -360,6 +388,17 @@ herald_exposition_content_type (herald_exposition_format_t format)
     return format == HERALD_EXPOSITION_OPENMETRICS
          ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
          : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+bool
+herald_exposition_unpack (const void *body, size_t size, msgpack_zone *zone,
+                          msgpack_object *map)
+{
+    //  herald_event_unpack checks every declared length against the bytes
+    //  first: msgpack-c alone would allocate a map's slots from its header
+    herald_error_t err = { 0 };
+    return herald_event_unpack (body, size, zone, map, "body", &err) == HERALD_OK
+        && map->type == MSGPACK_OBJECT_MAP;
 }
 
 const msgpack_object *
@@ -396,19 +435,18 @@ char *
 herald_exposition_text (const void *body, size_t size, herald_exposition_format_t format,
                         size_t *len)
 {
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    if (msgpack_unpack_next (&unpacked, (const char *) body, size, NULL)
-        != MSGPACK_UNPACK_SUCCESS
-    ||  unpacked.data.type != MSGPACK_OBJECT_MAP) {
-        msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 4096);
+    msgpack_object root;
+    if (!herald_exposition_unpack (body, size, &zone, &root)) {
+        msgpack_zone_destroy (&zone);
         return NULL;
     }
-    const msgpack_object *map = &unpacked.data;
+    const msgpack_object *map = &root;
     s_text_t text = { .size = 8192 };
     text.data = (char *) malloc (text.size);
     if (!text.data) {
-        msgpack_unpacked_destroy (&unpacked);
+        msgpack_zone_destroy (&zone);
         return NULL;
     }
     text.data [0] = 0;
@@ -447,7 +485,7 @@ herald_exposition_text (const void *body, size_t size, herald_exposition_format_
     }
     if (format == HERALD_EXPOSITION_OPENMETRICS)
         s_put (&text, "# EOF\n");
-    msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone_destroy (&zone);
     for (size_t index = 0; index < text.name_count; index++)
         free (text.names [index]);
     free (text.names);

@@ -38,6 +38,13 @@ char *
     herald_exposition_text (const void *body, size_t size, herald_exposition_format_t format,
                             size_t *len);
 
+//  Unpack body[0..size) as one MessagePack map into *map (its arrays and
+//  maps in zone), every length checked against the bytes first.  False
+//  when it is not exactly one map.
+bool
+    herald_exposition_unpack (const void *body, size_t size, msgpack_zone *zone,
+                              msgpack_object *map);
+
 //  The value of key in a MessagePack map, or NULL.
 const msgpack_object *
     herald_exposition_get (const msgpack_object *map, const char *key);

@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <string.h>
+#include "herald_event.h"
 #include "herald_histogram.h"
 
 const uint64_t herald_histogram_us_bounds [] = {
@@ -89,12 +90,15 @@ herald_histogram_pack_status (const herald_histogram_t *histograms, size_t count
 bool
 herald_histogram_wanted (const void *body, size_t size)
 {
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    msgpack_object root;
+    herald_error_t err = { 0 };
     bool wanted = false;
-    if (msgpack_unpack_next (&unpacked, (const char *) body, size, NULL)
-        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object_map *map = &unpacked.data.via.map;
+    //  Lengths checked against the bytes first (herald_event_unpack)
+    if (herald_event_unpack (body, size, &zone, &root, "body", &err) == HERALD_OK
+    &&  root.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object_map *map = &root.via.map;
         for (uint32_t index = 0; index < map->size; index++) {
             const msgpack_object *key = &map->ptr [index].key;
             const msgpack_object *value = &map->ptr [index].val;
@@ -103,6 +107,6 @@ herald_histogram_wanted (const void *body, size_t size)
                 wanted = value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
         }
     }
-    msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone_destroy (&zone);
     return wanted;
 }

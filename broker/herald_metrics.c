@@ -225,13 +225,14 @@ s_fetch (herald_metrics_t *self)
         zframe_t *frame = zframe_recv (self->http);
         if (!frame)
             return false;
-        msgpack_unpacked unpacked;
-        msgpack_unpacked_init (&unpacked);
+        msgpack_zone zone;
+        msgpack_zone_init (&zone, 4096);
+        msgpack_object map;
         uint64_t got = 0;
-        bool mine = msgpack_unpack_next (&unpacked, (const char *) zframe_data (frame),
-                                         zframe_size (frame), NULL) == MSGPACK_UNPACK_SUCCESS
-                 && herald_exposition_uint (&unpacked.data, "rid", &got) && got == rid;
-        msgpack_unpacked_destroy (&unpacked);
+        bool mine = herald_exposition_unpack (zframe_data (frame), zframe_size (frame), &zone,
+                                              &map)
+                 && herald_exposition_uint (&map, "rid", &got) && got == rid;
+        msgpack_zone_destroy (&zone);
         if (mine) {
             free (self->body);
             self->body_len = zframe_size (frame);
@@ -278,16 +279,16 @@ s_ready (herald_metrics_t *self, bool answered, char *why, size_t size)
                   STATUS_WAIT_MS);
         return false;
     }
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 4096);
+    msgpack_object root;
     bool ready = false;
-    if (msgpack_unpack_next (&unpacked, (const char *) self->body, self->body_len, NULL)
-        != MSGPACK_UNPACK_SUCCESS) {
+    if (!herald_exposition_unpack (self->body, self->body_len, &zone, &root)) {
         snprintf (why, size, "the broker's STATUS could not be read");
-        msgpack_unpacked_destroy (&unpacked);
+        msgpack_zone_destroy (&zone);
         return false;
     }
-    const msgpack_object *map = &unpacked.data;
+    const msgpack_object *map = &root;
     uint64_t low = 0, free_bytes = 0, line = 0, reserve = 0;
     herald_exposition_uint (map, "disk_low", &low);
     bool measured = herald_exposition_uint (map, "disk_free_bytes", &free_bytes);
@@ -298,7 +299,6 @@ s_ready (herald_metrics_t *self, bool answered, char *why, size_t size)
     herald_disk_format (line, line_text, sizeof (line_text));
     herald_disk_format (reserve, reserve_text, sizeof (reserve_text));
     const msgpack_object *state_key = herald_exposition_get (map, "cluster_state");
-    const msgpack_object *role = herald_exposition_get (map, "role");
     const msgpack_object *leader = herald_exposition_get (map, "leader");
     uint64_t commit_index = 0, applied_index = 0;
     herald_exposition_uint (map, "commit_index", &commit_index);
@@ -328,8 +328,7 @@ s_ready (herald_metrics_t *self, bool answered, char *why, size_t size)
                   commit_index - applied_index, commit_index, self->ready_lag);
     else
         ready = true;
-    (void) role;
-    msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone_destroy (&zone);
     return ready;
 }
 

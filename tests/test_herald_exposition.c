@@ -6,7 +6,8 @@
 
     - a body that is not a map (empty, truncated, a number) gives NULL;
     - every uint key is a metric, an unknown one a gauge, an array counts
-      its entries, text keys are labels escaped as the format says;
+      its entries, text keys are labels escaped as the format says (a
+      control byte, or a byte of a value that is not UTF-8, shown as '?');
     - a histogram is cumulative in the text, µs become exact seconds, a
       malformed one is left out;
     - two keys of one name (a duplicate, "a-b" and "a_b", a key named like
@@ -85,7 +86,7 @@ Test (exposition, every_key)
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 10);
+    msgpack_pack_map (&pk, 11);
     s_key_uint (&pk, "rid", 9);
     s_key_uint (&pk, "head", 5);
     s_key_uint (&pk, "published", 7);
@@ -96,6 +97,9 @@ Test (exposition, every_key)
     s_str (&pk, "n\"1\\x\ny");
     s_str (&pk, "leader");
     msgpack_pack_nil (&pk);
+    s_str (&pk, "leader_api");
+    msgpack_pack_str (&pk, 4);
+    msgpack_pack_str_body (&pk, "a\0\xff" "b", 4);    //  a NUL, and not UTF-8
     s_str (&pk, "losses");
     msgpack_pack_array (&pk, 2);
     msgpack_pack_map (&pk, 0);
@@ -103,7 +107,7 @@ Test (exposition, every_key)
     s_str (&pk, "digest");
     s_str (&pk, "0123456789abcdef");
     s_str (&pk, "histograms");
-    msgpack_pack_map (&pk, 3);
+    msgpack_pack_map (&pk, 5);
     {
         //  ack_us: 1 at most 50 µs, 2 more at most 100 µs, 3 above
         s_str (&pk, "ack_us");
@@ -133,6 +137,29 @@ Test (exposition, every_key)
         //  Not a map at all
         s_str (&pk, "worse");
         msgpack_pack_uint64 (&pk, 1);
+        //  Bounds going down
+        s_str (&pk, "down");
+        msgpack_pack_map (&pk, 4);
+        s_str (&pk, "bounds");
+        msgpack_pack_array (&pk, 2);
+        msgpack_pack_uint64 (&pk, 5);
+        msgpack_pack_uint64 (&pk, 4);
+        s_str (&pk, "counts");
+        msgpack_pack_array (&pk, 3);
+        for (int at = 0; at < 3; at++)
+            msgpack_pack_uint64 (&pk, 1);
+        s_key_uint (&pk, "sum", 1);
+        s_key_uint (&pk, "count", 3);
+        //  Counts that overflow when added up (and a count that matches the wrap)
+        s_str (&pk, "wrap");
+        msgpack_pack_map (&pk, 4);
+        s_str (&pk, "bounds");
+        msgpack_pack_array (&pk, 0);
+        s_str (&pk, "counts");
+        msgpack_pack_array (&pk, 1);
+        msgpack_pack_uint64 (&pk, UINT64_MAX);
+        s_key_uint (&pk, "sum", 1);
+        s_key_uint (&pk, "count", 7);
     }
     for (int openmetrics = 0; openmetrics < 2; openmetrics++) {
         pt_text_t parsed;
@@ -145,7 +172,8 @@ Test (exposition, every_key)
         cr_assert_null (strstr (text, "digest"), "digest changes with every event: no label");
         //  Labels escaped: \" \\ \n; nil is ""
         cr_assert_not_null (pt_find (&parsed, "herald_node_info",
-                                     "node=\"n\\\"1\\\\x\\ny\",role=\"follower\",leader=\"\""),
+                                     "node=\"n\\\"1\\\\x\\ny\",role=\"follower\",leader=\"\","
+                                     "leader_api=\"a??b\""),
                             "%s", text);
         //  Cumulative, in exact seconds
         cr_assert_eq (pt_find (&parsed, "herald_ack_seconds_bucket", "le=\"0.00005\"")->integer,
@@ -156,6 +184,8 @@ Test (exposition, every_key)
         cr_assert_eq (pt_find (&parsed, "herald_ack_seconds_sum", "")->value, 1.50005);
         cr_assert_null (strstr (text, "herald_bad"), "a malformed histogram is left out");
         cr_assert_null (strstr (text, "herald_worse"));
+        cr_assert_null (strstr (text, "herald_down"), "bounds going down: left out");
+        cr_assert_null (strstr (text, "herald_wrap"), "counts not adding up to count: left out");
         cr_assert_eq (openmetrics, strstr (text, "# EOF\n") != NULL);
         pt_text_fini (&parsed);
         free (text);
