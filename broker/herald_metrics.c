@@ -388,8 +388,8 @@ s_handle (void *cls, struct MHD_Connection *connection, const char *url, const c
     bool known = strcmp (url, "/metrics") == 0 || strcmp (url, "/healthz") == 0
               || strcmp (url, "/readyz") == 0;
     if (!known)
-        return s_line (connection, MHD_HTTP_NOT_FOUND, "not found: %s serves /metrics, "
-                       "/healthz and /readyz", "heraldd");
+        return s_line (connection, MHD_HTTP_NOT_FOUND, "not found: heraldd serves /metrics, "
+                       "/healthz and /readyz");
     if (!head && strcmp (method, MHD_HTTP_METHOD_GET) != 0)
         return s_line (connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: GET "
                        "or HEAD");
