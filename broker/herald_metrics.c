@@ -395,9 +395,11 @@ s_handle (void *cls, struct MHD_Connection *connection, const char *url, const c
                        "or HEAD");
     if (strcmp (url, "/healthz") == 0)
         return s_line (connection, MHD_HTTP_OK, "ok");
-    //  A broker that failed answers no STATUS: said at once, not after a wait
+    //  A broker that failed answers no STATUS, one stopping soon none: said
+    //  at once, not after a wait
     char why [600];
-    if (atomic_load (&self->state) == S_FAILED) {
+    int state = atomic_load (&self->state);
+    if (state == S_FAILED || (state == S_STOPPING && strcmp (url, "/readyz") == 0)) {
         s_ready (self, false, why, sizeof (why));
         return s_line (connection, MHD_HTTP_SERVICE_UNAVAILABLE, "%s%s",
                        strcmp (url, "/readyz") == 0? "not ready: ": "", why);

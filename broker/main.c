@@ -239,6 +239,8 @@ main (int argc, char **argv)
             break;
     }
     zpoller_destroy (&poller);
+    if (metrics)
+        herald_metrics_set_stopping (metrics);
     //  Stopping.  A second signal now (Ctrl-C again, or a process manager's
     //  SIGTERM after the terminal's SIGINT) would interrupt czmq's waits
     //  half-way: zactor_destroy returns early on EINTR, and the store and
@@ -251,13 +253,14 @@ main (int argc, char **argv)
     sigaction (SIGINT, &now, NULL);
     sigaction (SIGTERM, &now, NULL);
     zactor_destroy (&broker);
-    herald_metrics_destroy (&metrics);      //  after the loop: it answers until then
     //  The clean stop: nothing stays only in the WAL (herald_store_stop)
     if (herald_store_stop (store, &err) != HERALD_OK) {
         fprintf (stderr, "heraldd: %s\n", err.message);
         status = 1;
     }
     herald_store_destroy (&store);
+    //  Last: /readyz says "stopping" through the flush
+    herald_metrics_destroy (&metrics);
     herald_catchup_set_cert (NULL);
     herald_config_destroy (&config);
     return status;
