@@ -17,10 +17,8 @@
       two scrapes, and the last scrape counts every event (counts, never
       times);
     - /readyz follows the free-space guard (a tmpfs filled and emptied,
-      needs root to mount), a cluster follower cut off from the others
-      (tests/raftproxy), to 503 with its reason and back to 200, and a
-      node bootstrapping alone until the cluster forms; the Grafana
-      dashboard names only what a node serves.
+      needs root to mount), to 503 with its reason and back to 200 (a
+      cluster's /readyz: tests/test_heraldd_metrics_cluster.c).
     What is not tested here (each a window of a few hundred ms, seen by
     hand): /readyz saying "stopping" between SIGTERM and the exit, and
     "the broker failed" between a store failure and the exit 1.
@@ -29,7 +27,6 @@
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -45,11 +42,8 @@
 #include <unistd.h>
 
 #include "brokertest.h"
-#include "clusterutil.h"
-#include "promtext.h"
+#include "metricstest.h"
 
-#define HTTP_MS         10000       //  for one HTTP response
-#define READY_MS        30000       //  for /readyz to flip
 #define MIB             (1024ULL * 1024ULL)
 
 TestSuite (heraldd_metrics, .init = bt_setup, .fini = bt_teardown, .timeout = 120);
@@ -75,49 +69,10 @@ s_start_metrics (const char *const *more)
     return port;
 }
 
-//  GET path (accept: the Accept header or NULL): the response, checked
-//  to have come.
-static void
-s_get (int port, const char *path, const char *accept, pt_response_t *response)
-{
-    cr_assert_eq (pt_http (port, "GET", path, accept, response, HTTP_MS), 0,
-                  "no HTTP response to GET %s on port %d", path, port);
-}
-
-//  /metrics, parsed strictly; fails the test with the text when it is not
-//  the format asked for.
-static void
-s_scrape (int port, bool openmetrics, pt_text_t *text)
-{
-    pt_response_t response;
-    s_get (port, "/metrics", openmetrics? "application/openmetrics-text; version=1.0.0,"
-                                          "text/plain;q=0.5": NULL, &response);
-    cr_assert_eq (response.status, 200, "GET /metrics: %d %s", response.status,
-                  response.body);
-    cr_assert (strstr (response.content_type, openmetrics? "application/openmetrics-text"
-                                                          : "text/plain; version=0.0.4"),
-               "Content-Type: %s", response.content_type);
-    char why [PT_WHY_MAX];
-    int rc = pt_parse (response.body, response.body_len, openmetrics, text, why, sizeof why);
-    cr_assert_eq (rc, 0, "/metrics is not strict %s text: %s\n%s", openmetrics
-                  ? "OpenMetrics": "Prometheus", why, response.body);
-    pt_response_fini (&response);
-}
-
-//  A sample's whole value; fails when absent.
-static uint64_t
-s_value (const pt_text_t *text, const char *name, const char *labels)
-{
-    const pt_sample_t *sample = pt_find (text, name, labels);
-    cr_assert_not_null (sample, "no sample %s{%s} in /metrics", name, labels);
-    cr_assert (sample->whole, "%s{%s} is not a whole number", name, labels);
-    return sample->integer;
-}
-
 //  The value of STATUS key name in reply (fixed key or uint extra), into
 //  *value: true when there.
 static bool
-s_status_value (const bu_reply_t *reply, const char *name, uint64_t *value)
+s_statumt_value (const bu_reply_t *reply, const char *name, uint64_t *value)
 {
     const __typeof__ (reply->body.status) *status = &reply->body.status;
     struct { const char *key; uint64_t value; } fixed [] = {
@@ -154,7 +109,7 @@ s_check_status_keys (const pt_text_t *text, const bu_reply_t *before, const bu_r
             snprintf (key, sizeof key, "%.*s", (int) name.len, name.ptr);
         }
         uint64_t low = 0, high = 0;
-        cr_assert (s_status_value (before, key, &low) && s_status_value (after, key, &high),
+        cr_assert (s_statumt_value (before, key, &low) && s_statumt_value (after, key, &high),
                    "STATUS key %s missing from the second STATUS", key);
         if (low > high) {
             uint64_t swap = low;
@@ -238,33 +193,6 @@ s_port_of (const char *endpoint)
     return colon? atoi (colon + 1): -1;
 }
 
-//  Poll /readyz on port until its status is want (body containing
-//  `contains` when not NULL), within READY_MS.  Returns the last body.
-static char *
-s_wait_ready (int port, int want, const char *contains)
-{
-    int64_t deadline = zclock_mono () + READY_MS;
-    char *last = NULL;
-    int status = 0;
-    while (zclock_mono () < deadline) {
-        pt_response_t response;
-        if (pt_http (port, "GET", "/readyz", NULL, &response, HTTP_MS) == 0) {
-            status = response.status;
-            free (last);
-            last = response.body;
-            response.body = NULL;
-            if (status == want && (!contains || strstr (last, contains)))
-                return last;
-        }
-        pt_response_fini (&response);
-        zclock_sleep (50);
-    }
-    cr_assert_fail ("/readyz on port %d did not answer %d%s%s within %d ms; last: %d %s",
-                    port, want, contains? " with ": "", contains? contains: "", READY_MS,
-                    status, last? last: "(no answer)");
-    return NULL;
-}
-
 //  ---------------------------------------------------------------------
 //  Off by default, on when asked
 
@@ -323,13 +251,13 @@ Test (heraldd_metrics, matches_status)
     bt_status (client, 60, &before);
     zclock_sleep (150);                 //  past the endpoint's 100 ms cache of STATUS
     pt_text_t text;
-    s_scrape (port, false, &text);
+    mt_scrape (port, false, &text);
     bt_status (client, 61, &after);
     s_check_status_keys (&text, &before, &after);
     //  Counters as _total, gauges as they are
-    cr_assert_eq (s_value (&text, "herald_published_total", ""), 60);
-    cr_assert_eq (s_value (&text, "herald_head", ""), 60);
-    cr_assert_eq (s_value (&text, "herald_stream_events_total", ""), 60);
+    cr_assert_eq (mt_value (&text, "herald_published_total", ""), 60);
+    cr_assert_eq (mt_value (&text, "herald_head", ""), 60);
+    cr_assert_eq (mt_value (&text, "herald_stream_events_total", ""), 60);
     cr_assert_null (pt_find (&text, "herald_published", ""));
     cr_assert_eq (strcmp (text.families [pt_find (&text, "herald_head", "")->family].type,
                           "gauge"), 0);
@@ -341,12 +269,12 @@ Test (heraldd_metrics, matches_status)
             standalone = strstr (text.samples [index].labels, "role=\"standalone\"") != NULL;
     cr_assert (standalone, "herald_node_info has no role=\"standalone\"");
     //  The histograms: 12 ACKs, 60 events over the commits
-    cr_assert_eq (s_value (&text, "herald_ack_seconds_count", ""), 12);
-    cr_assert_eq (s_value (&text, "herald_ack_seconds_bucket", "le=\"+Inf\""), 12);
-    cr_assert_eq (s_value (&text, "herald_commit_events_sum", ""), 60);
-    uint64_t commits = s_value (&text, "herald_commit_seconds_count", "");
+    cr_assert_eq (mt_value (&text, "herald_ack_seconds_count", ""), 12);
+    cr_assert_eq (mt_value (&text, "herald_ack_seconds_bucket", "le=\"+Inf\""), 12);
+    cr_assert_eq (mt_value (&text, "herald_commit_events_sum", ""), 60);
+    uint64_t commits = mt_value (&text, "herald_commit_seconds_count", "");
     cr_assert (commits >= 1 && commits <= 12, "%" PRIu64 " commits for 12 requests", commits);
-    cr_assert_eq (s_value (&text, "herald_commit_events_count", ""), commits);
+    cr_assert_eq (mt_value (&text, "herald_commit_events_count", ""), commits);
     //  herald status --format prometheus: the same text, through STATUS
     char *herald = bu_heraldd_path ();
     cr_assert_not_null (herald);
@@ -390,8 +318,8 @@ Test (heraldd_metrics, openmetrics)
     zsock_t *client = bt_client ();
     bt_publish_many (client, "metrics.om", 3, 1);
     pt_text_t text;
-    s_scrape (port, true, &text);
-    cr_assert_eq (s_value (&text, "herald_published_total", ""), 3);
+    mt_scrape (port, true, &text);
+    cr_assert_eq (mt_value (&text, "herald_published_total", ""), 3);
     //  A counter's family is named without _total, an info family as such
     long published = -1, node = -1;
     for (size_t index = 0; index < text.family_count; index++) {
@@ -404,7 +332,7 @@ Test (heraldd_metrics, openmetrics)
     cr_assert (node >= 0 && strcmp (text.families [node].type, "info") == 0);
     pt_text_fini (&text);
     //  Without the Accept header: 0.0.4 again
-    s_scrape (port, false, &text);
+    mt_scrape (port, false, &text);
     pt_text_fini (&text);
 }
 
@@ -418,32 +346,32 @@ Test (heraldd_metrics, bad_requests)
     const char *paths [] = { "/", "/metric", "/metrics/x", "/healthz/", "/READYZ", "/../etc",
                              NULL };
     for (size_t index = 0; paths [index]; index++) {
-        s_get (port, paths [index], NULL, &response);
+        mt_get (port, paths [index], NULL, &response);
         cr_assert_eq (response.status, 404, "GET %s: %d", paths [index], response.status);
         pt_response_fini (&response);
     }
     const char *methods [] = { "POST", "PUT", "DELETE", "PATCH", "OPTIONS", NULL };
     for (size_t index = 0; methods [index]; index++) {
-        cr_assert_eq (pt_http (port, methods [index], "/metrics", NULL, &response, HTTP_MS), 0);
+        cr_assert_eq (pt_http (port, methods [index], "/metrics", NULL, &response, MT_HTTP_MS), 0);
         cr_assert_eq (response.status, 405, "%s /metrics: %d", methods [index],
                       response.status);
         cr_assert_str_eq (response.allow, "GET, HEAD");
         pt_response_fini (&response);
     }
     //  HEAD: the headers of GET, no body
-    cr_assert_eq (pt_http (port, "HEAD", "/metrics", NULL, &response, HTTP_MS), 0);
+    cr_assert_eq (pt_http (port, "HEAD", "/metrics", NULL, &response, MT_HTTP_MS), 0);
     cr_assert_eq (response.status, 200);
     cr_assert_eq (response.body_len, 0);
     pt_response_fini (&response);
     //  A query string is not part of the path
-    s_get (port, "/metrics?x=1", NULL, &response);
+    mt_get (port, "/metrics?x=1", NULL, &response);
     cr_assert_eq (response.status, 200);
     pt_response_fini (&response);
-    s_get (port, "/healthz", NULL, &response);
+    mt_get (port, "/healthz", NULL, &response);
     cr_assert_eq (response.status, 200);
     cr_assert_str_eq (response.body, "ok\n");
     pt_response_fini (&response);
-    s_get (port, "/readyz", NULL, &response);
+    mt_get (port, "/readyz", NULL, &response);
     cr_assert_eq (response.status, 200, "/readyz: %s", response.body);
     pt_response_fini (&response);
     //  Garbage: answered (or the connection closed), and the server serves on
@@ -451,13 +379,13 @@ Test (heraldd_metrics, bad_requests)
                                "\x01\x02\x03 / HTTP/1.1\r\n\r\n", NULL };
     for (size_t index = 0; garbage [index]; index++) {
         if (pt_http_raw (port, garbage [index], strlen (garbage [index]), &response,
-                         HTTP_MS) == 0)
+                         MT_HTTP_MS) == 0)
             cr_assert (response.status >= 400, "garbage %zu answered %d", index,
                        response.status);
         pt_response_fini (&response);
     }
     pt_text_t text;
-    s_scrape (port, false, &text);
+    mt_scrape (port, false, &text);
     pt_text_fini (&text);
     cr_assert_eq (bu_broker_stop (bt_broker, BT_STOP_MS), 0);
     cr_assert_eq (WEXITSTATUS (bt_broker->status), 0);
@@ -512,7 +440,7 @@ Test (heraldd_metrics, config_file_key)
     bt_broker->extra [2] = NULL;
     bt_start_with (NULL);
     pt_response_t response;
-    s_get (port, "/readyz", NULL, &response);
+    mt_get (port, "/readyz", NULL, &response);
     cr_assert_eq (response.status, 200, "%s", response.body);
     pt_response_fini (&response);
 }
@@ -551,11 +479,11 @@ Test (heraldd_metrics, security_on)
     zcert_destroy (&ops);
     cr_assert_eq (bu_broker_spawn (bt_broker), 0);
     //  A plain client gets no STATUS from it: /readyz says when it serves
-    free (s_wait_ready (port, 200, "ready"));
+    free (mt_wait_ready (port, 200, "ready"));
     pt_text_t scraped;
-    s_scrape (port, false, &scraped);
-    cr_assert_eq (s_value (&scraped, "herald_unauthorized_total", ""), 0);
-    cr_assert_eq (s_value (&scraped, "herald_acl_reloads_total", ""), 0);
+    mt_scrape (port, false, &scraped);
+    cr_assert_eq (mt_value (&scraped, "herald_unauthorized_total", ""), 0);
+    cr_assert_eq (mt_value (&scraped, "herald_acl_reloads_total", ""), 0);
     bool version = false;
     for (size_t index = 0; index < scraped.count; index++)
         if (strcmp (scraped.samples [index].name, "herald_node_info") == 0)
@@ -584,7 +512,7 @@ s_scraper (void *arg)
     pt_text_t last = { 0 };
     while (!self->stop && !*self->failure && self->scrapes < 100000) {
         pt_response_t response;
-        if (pt_http (self->port, "GET", "/metrics", NULL, &response, HTTP_MS) != 0
+        if (pt_http (self->port, "GET", "/metrics", NULL, &response, MT_HTTP_MS) != 0
         ||  response.status != 200) {
             snprintf (self->failure, sizeof self->failure, "scrape %zu failed (%d)",
                       self->scrapes, response.status);
@@ -657,10 +585,10 @@ Test (heraldd_metrics, scrape_under_load)
     //  Every event counted once the load is over
     zclock_sleep (150);
     pt_text_t text;
-    s_scrape (port, false, &text);
-    cr_assert_eq (s_value (&text, "herald_published_total", ""), rid * 10);
-    cr_assert_eq (s_value (&text, "herald_ack_seconds_count", ""), rid);
-    cr_assert_eq (s_value (&text, "herald_commit_events_sum", ""), rid * 10);
+    mt_scrape (port, false, &text);
+    cr_assert_eq (mt_value (&text, "herald_published_total", ""), rid * 10);
+    cr_assert_eq (mt_value (&text, "herald_ack_seconds_count", ""), rid);
+    cr_assert_eq (mt_value (&text, "herald_commit_events_sum", ""), rid * 10);
     pt_text_fini (&text);
 }
 
@@ -751,161 +679,18 @@ Test (heraldd_metrics, readyz_disk_guard, .init = bt_setup, .fini = s_fini_mount
     free (bt_broker->data_dir);
     bt_broker->data_dir = tu_path (s_mount, "data");
     bt_start_with (NULL);
-    free (s_wait_ready (port, 200, "ready"));
+    free (mt_wait_ready (port, 200, "ready"));
     //  Below the line: not ready, saying why, and /metrics says disk_low
     s_fill (8 * MIB);
-    free (s_wait_ready (port, 503, "disk space low"));
+    free (mt_wait_ready (port, 503, "disk space low"));
     pt_text_t text;
-    s_scrape (port, false, &text);
-    cr_assert_eq (s_value (&text, "herald_disk_low", ""), 1);
+    mt_scrape (port, false, &text);
+    cr_assert_eq (mt_value (&text, "herald_disk_low", ""), 1);
     pt_text_fini (&text);
     //  Space back: ready again, without a restart
     cr_assert_eq (unlink (s_filler), 0);
-    free (s_wait_ready (port, 200, "ready"));
-    s_scrape (port, false, &text);
-    cr_assert_eq (s_value (&text, "herald_disk_low", ""), 0);
+    free (mt_wait_ready (port, 200, "ready"));
+    mt_scrape (port, false, &text);
+    cr_assert_eq (mt_value (&text, "herald_disk_low", ""), 0);
     pt_text_fini (&text);
-}
-
-//  ---------------------------------------------------------------------
-//  /readyz of a cluster follower cut off from the others
-
-TestSuite (heraldd_metrics_cluster, .timeout = 180);
-
-//  docs/grafana-herald.json names only metrics in text (a cluster node's
-//  scrape: every family a standalone broker has, and the cluster's), but
-//  security's counters, which need security on.
-static void
-s_check_dashboard (const pt_text_t *text)
-{
-    const char *srcdir = getenv ("HERALD_SRCDIR");
-    char path [1024];
-    snprintf (path, sizeof path, "%s/docs/grafana-herald.json", srcdir? srcdir: "..");
-    FILE *file = fopen (path, "r");
-    cr_assert_not_null (file, "%s: %s (HERALD_SRCDIR unset?)", path, strerror (errno));
-    static char json [1 << 20];
-    size_t len = fread (json, 1, sizeof json - 1, file);
-    fclose (file);
-    json [len] = 0;
-    const char *security [] = { "herald_auth_refused_total", "herald_unauthorized_total",
-                                "herald_rate_limited_total", NULL };
-    size_t names = 0;
-    for (const char *at = strstr (json, "herald_"); at; at = strstr (at + 1, "herald_")) {
-        if (at > json && (isalnum ((unsigned char) at [-1]) || at [-1] == '-'))
-            continue;                   //  inside another word ("herald-broker")
-        char name [128];
-        size_t used = 0;
-        while ((islower ((unsigned char) at [used]) || at [used] == '_') && used < 127)
-            used++;
-        snprintf (name, sizeof name, "%.*s", (int) used, at);
-        bool skip = false;
-        for (size_t index = 0; security [index]; index++)
-            skip = skip || strcmp (name, security [index]) == 0;
-        bool found = false;
-        for (size_t index = 0; !skip && !found && index < text->count; index++)
-            found = strcmp (text->samples [index].name, name) == 0;
-        for (size_t index = 0; !skip && !found && index < text->family_count; index++)
-            found = strcmp (text->families [index].name, name) == 0;
-        cr_assert (skip || found, "the dashboard uses %s, which /metrics does not serve", name);
-        names++;
-    }
-    cr_assert_gt (names, 40, "only %zu metric names found in %s", names, path);
-}
-
-static cu_cluster_t *s_cluster;
-
-static void
-s_cluster_fini (void)
-{
-    cu_cluster_destroy (&s_cluster);
-}
-
-Test (heraldd_metrics_cluster, follower_cut_off, .fini = s_cluster_fini)
-{
-    cu_options_t options = { .election_ms = 500, .raft_heartbeat_ms = 50, .proxies = true };
-    s_cluster = cu_cluster_new ("metrics", 3, &options);
-    cr_assert_not_null (s_cluster);
-    int ports [3];
-    for (size_t index = 0; index < 3; index++) {
-        ports [index] = bu_free_port ();
-        cr_assert_gt (ports [index], 0);
-        snprintf (s_cluster->nodes [index].metrics, sizeof s_cluster->nodes [index].metrics,
-                  "127.0.0.1:%d", ports [index]);
-    }
-    char why [CU_WHY_MAX];
-    int leader = cu_cluster_start (s_cluster, 30000, why, sizeof why);
-    cr_assert_geq (leader, 0, "%s", why);
-    for (size_t index = 0; index < 3; index++)
-        free (s_wait_ready (ports [index], 200, "ready"));
-    size_t follower = (size_t) (leader + 1) % 3;
-    //  The follower's figures: its role and Raft indexes, as its STATUS says
-    pt_text_t text;
-    s_scrape (ports [follower], false, &text);
-    cu_status_t status;
-    cr_assert_eq (cu_status (s_cluster, follower, &status, 5000), 0);
-    bool role = false;
-    for (size_t index = 0; index < text.count; index++)
-        if (strcmp (text.samples [index].name, "herald_node_info") == 0)
-            role = strstr (text.samples [index].labels, "role=\"follower\"")
-                && strstr (text.samples [index].labels, "cluster_state=\"member\"");
-    cr_assert (role, "herald_node_info does not say role follower, cluster_state member");
-    cr_assert_eq (s_value (&text, "herald_term", ""), status.term);
-    cr_assert_eq (s_value (&text, "herald_voters", ""), 3);
-    cr_assert (pt_find (&text, "herald_commit_index", "")
-               && pt_find (&text, "herald_applied_index", ""));
-    pt_text_fini (&text);
-    //  Every name the Grafana dashboard uses is one a node serves
-    s_scrape (ports [leader], false, &text);
-    s_check_dashboard (&text);
-    pt_text_fini (&text);
-    //  Cut off: not ready, saying why; the leader keeps its majority
-    cr_assert_eq (cu_isolate (s_cluster, follower, RP_DROP), 0);
-    free (s_wait_ready (ports [follower], 503, "no leader known"));
-    //  Not ready, and still scraped: its figures say why
-    s_scrape (ports [follower], false, &text);
-    bool no_leader = false;
-    for (size_t index = 0; index < text.count; index++)
-        if (strcmp (text.samples [index].name, "herald_node_info") == 0)
-            no_leader = strstr (text.samples [index].labels, "leader=\"\"") != NULL;
-    cr_assert (no_leader, "the cut-off node's herald_node_info names a leader");
-    pt_text_fini (&text);
-    pt_response_t response;
-    s_get (ports [leader], "/readyz", NULL, &response);
-    cr_assert_eq (response.status, 200, "the leader with its majority: %s", response.body);
-    pt_response_fini (&response);
-    //  Healed: ready again
-    cr_assert_eq (cu_isolate (s_cluster, follower, RP_PASS), 0);
-    free (s_wait_ready (ports [follower], 200, "ready"));
-}
-
-//  A node started alone with --cluster-state new waits for the others:
-//  alive, not ready, saying why; ready once the cluster has formed.
-Test (heraldd_metrics_cluster, bootstrapping, .fini = s_cluster_fini)
-{
-    cu_options_t options = { .election_ms = 500, .raft_heartbeat_ms = 50 };
-    s_cluster = cu_cluster_new ("metrics-boot", 3, &options);
-    cr_assert_not_null (s_cluster);
-    int ports [3];
-    for (size_t index = 0; index < 3; index++) {
-        ports [index] = bu_free_port ();
-        cr_assert_gt (ports [index], 0);
-        snprintf (s_cluster->nodes [index].metrics, sizeof s_cluster->nodes [index].metrics,
-                  "127.0.0.1:%d", ports [index]);
-    }
-    cr_assert_eq (cu_node_spawn (s_cluster, 0, "new"), 0);
-    cr_assert_eq (cu_node_wait_up (s_cluster, 0, 30000), 0);
-    pt_response_t response;
-    s_get (ports [0], "/healthz", NULL, &response);
-    cr_assert_eq (response.status, 200);
-    pt_response_fini (&response);
-    s_get (ports [0], "/readyz", NULL, &response);
-    cr_assert_eq (response.status, 503, "%s", response.body);
-    cr_assert_str_eq (response.body, "not ready: not a cluster member yet: cluster_state "
-                      "bootstrapping\n");
-    pt_response_fini (&response);
-    for (size_t index = 1; index < 3; index++)
-        cr_assert_eq (cu_node_spawn (s_cluster, index, "new"), 0);
-    cr_assert_geq (cu_wait_leader (s_cluster, 0, 30000), 0, "no leader");
-    for (size_t index = 0; index < 3; index++)
-        free (s_wait_ready (ports [index], 200, "ready"));
 }
