@@ -72,7 +72,7 @@ s_start_metrics (const char *const *more)
 //  The value of STATUS key name in reply (fixed key or uint extra), into
 //  *value: true when there.
 static bool
-s_statumt_value (const bu_reply_t *reply, const char *name, uint64_t *value)
+s_status_value (const bu_reply_t *reply, const char *name, uint64_t *value)
 {
     const __typeof__ (reply->body.status) *status = &reply->body.status;
     struct { const char *key; uint64_t value; } fixed [] = {
@@ -109,7 +109,7 @@ s_check_status_keys (const pt_text_t *text, const bu_reply_t *before, const bu_r
             snprintf (key, sizeof key, "%.*s", (int) name.len, name.ptr);
         }
         uint64_t low = 0, high = 0;
-        cr_assert (s_statumt_value (before, key, &low) && s_statumt_value (after, key, &high),
+        cr_assert (s_status_value (before, key, &low) && s_status_value (after, key, &high),
                    "STATUS key %s missing from the second STATUS", key);
         if (low > high) {
             uint64_t swap = low;
