@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "brokertest.h"
+#include "replytest.h"
 
 #define S_WAIT_MS       5000
 #define S_KEY_SHOWN     10
@@ -28,32 +29,12 @@ static void s_setup (void);
 static void s_teardown (void);
 TestSuite (heraldd_acl_command, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
-typedef struct {
-    char public_txt [41];
-    char secret_txt [41];
-} s_key_t;
-
 enum { ALICE, BOB, CAROL, DAVE, EVE, S_USERS };
 static char *s_dir;
 static char *s_acl_path;
-static s_key_t s_broker_key;
-static s_key_t s_keys [S_USERS];
+static rt_key_t s_broker_key;
+static rt_key_t s_keys [S_USERS];
 static int s_scope_port;
-
-static void
-s_key_make (s_key_t *key, const char *save_as)
-{
-    zcert_t *cert = zcert_new ();
-    cr_assert_not_null (cert);
-    snprintf (key->public_txt, sizeof key->public_txt, "%s", zcert_public_txt (cert));
-    snprintf (key->secret_txt, sizeof key->secret_txt, "%s", zcert_secret_txt (cert));
-    if (save_as) {
-        char *path = tu_path (s_dir, save_as);
-        cr_assert_eq (zcert_save (cert, path), 0);
-        free (path);
-    }
-    zcert_destroy (&cert);
-}
 
 static void
 s_setup (void)
@@ -62,9 +43,9 @@ s_setup (void)
     s_dir = tu_tmpdir_new ("aclcmd");
     cr_assert_not_null (s_dir);
     s_acl_path = tu_path (s_dir, "acl");
-    s_key_make (&s_broker_key, "broker.key");
+    rt_key_make (&s_broker_key, "broker", s_dir, "broker.key");
     for (size_t index = 0; index < S_USERS; index++)
-        s_key_make (&s_keys [index], NULL);
+        rt_key_make (&s_keys [index], "user", NULL, NULL);
     s_scope_port = bu_free_port ();
 }
 
@@ -136,7 +117,7 @@ s_eve_entry (void)
 }
 
 static zsock_t *
-s_client (const s_key_t *key)
+s_client (const rt_key_t *key)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     cr_assert_not_null (sock);
@@ -179,27 +160,6 @@ s_start_secure (void)
     bt_drop (&alice);
 }
 
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr [index];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
-        &&  memcmp (kv->key.via.str.ptr, key, kv->key.via.str.size) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool
-s_str_eq (const msgpack_object *obj, const char *text)
-{
-    return obj && obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == strlen (text)
-        && memcmp (obj->via.str.ptr, text, obj->via.str.size) == 0;
-}
-
 //  An array of str equal to the words of list (space-separated; "" none).
 static bool
 s_words_eq (const msgpack_object *obj, const char *list)
@@ -211,42 +171,9 @@ s_words_eq (const msgpack_object *obj, const char *list)
     uint32_t index = 0;
     for (char *save = NULL, *word = strtok_r (copy, " ", &save); word;
          word = strtok_r (NULL, " ", &save), index++)
-        if (index >= obj->via.array.size || !s_str_eq (&obj->via.array.ptr [index], word))
+        if (index >= obj->via.array.size || !rt_str_is (&obj->via.array.ptr [index], word))
             return false;
     return index == obj->via.array.size;
-}
-
-//  A reply, its command and its body unpacked.
-typedef struct {
-    zmsg_t *msg;
-    char command [32];
-    msgpack_unpacked unpacked;
-    const msgpack_object *body;
-} s_raw_t;
-
-static void
-s_raw_recv (zsock_t *sock, s_raw_t *raw)
-{
-    memset (raw, 0, sizeof *raw);
-    raw->msg = bu_recv (sock, S_WAIT_MS);
-    cr_assert_not_null (raw->msg, "no reply");
-    char *command = zframe_strdup (zmsg_first (raw->msg));
-    snprintf (raw->command, sizeof raw->command, "%s", command);
-    free (command);
-    zframe_t *body = zmsg_next (raw->msg);
-    cr_assert_not_null (body);
-    msgpack_unpacked_init (&raw->unpacked);
-    cr_assert_eq (msgpack_unpack_next (&raw->unpacked, (const char *) zframe_data (body),
-                                       zframe_size (body), NULL), MSGPACK_UNPACK_SUCCESS);
-    raw->body = &raw->unpacked.data;
-}
-
-static void
-s_raw_fini (s_raw_t *raw)
-{
-    if (raw->msg)
-        msgpack_unpacked_destroy (&raw->unpacked);
-    zmsg_destroy (&raw->msg);
 }
 
 //  Send ACL {rid, op} (op as given: tests send wrong ones too).
@@ -268,19 +195,19 @@ s_acl_send (zsock_t *sock, uint64_t rid, const char *op)
 
 //  ACL op and its reply (an ACL reply for rid, op checked).
 static void
-s_acl (zsock_t *sock, uint64_t rid, const char *op, s_raw_t *raw)
+s_acl (zsock_t *sock, uint64_t rid, const char *op, rt_reply_t *raw)
 {
     s_acl_send (sock, rid, op);
-    s_raw_recv (sock, raw);
-    const msgpack_object *message = s_get (raw->body, "message");
+    rt_recv (sock, raw, S_WAIT_MS);
+    const msgpack_object *message = rt_get (raw->body, "message");
     cr_assert_str_eq (raw->command, "ACL", "ACL %s answered %s: %.*s", op, raw->command,
                       message && message->type == MSGPACK_OBJECT_STR
                       ? (int) message->via.str.size: 0,
                       message && message->type == MSGPACK_OBJECT_STR
                       ? message->via.str.ptr: "");
-    const msgpack_object *got = s_get (raw->body, "rid");
+    const msgpack_object *got = rt_get (raw->body, "rid");
     cr_assert (got && got->type == MSGPACK_OBJECT_POSITIVE_INTEGER && got->via.u64 == rid);
-    cr_assert (s_str_eq (s_get (raw->body, "op"), op));
+    cr_assert (rt_str_is (rt_get (raw->body, "op"), op));
 }
 
 //  Expect an ERROR with code for rid; its message (static).
@@ -303,17 +230,17 @@ s_status (zsock_t *sock, const char *name, uint64_t *value, char *text, size_t s
 {
     static uint64_t rid = 90000;
     bt_send_rid (sock, "STATUS", ++rid);
-    s_raw_t raw;
-    s_raw_recv (sock, &raw);
+    rt_reply_t raw;
+    rt_recv (sock, &raw, S_WAIT_MS);
     cr_assert_str_eq (raw.command, "STATUS");
-    const msgpack_object *got = s_get (raw.body, name);
+    const msgpack_object *got = rt_get (raw.body, name);
     cr_assert_not_null (got, "STATUS has no %s", name);
     if (value)
         *value = got->type == MSGPACK_OBJECT_POSITIVE_INTEGER? got->via.u64: UINT64_MAX;
     if (text)
         snprintf (text, size, "%.*s", got->type == MSGPACK_OBJECT_STR
                   ? (int) got->via.str.size: 0, got->via.str.ptr);
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
 }
 
 static uint64_t
@@ -327,7 +254,7 @@ s_status_uint (zsock_t *sock, const char *name)
 //  True when key gets an answer to STATUS within timeout_ms (a fresh
 //  connection each try: libzmq does not retry a refused handshake).
 static bool
-s_admitted (const s_key_t *key, int timeout_ms)
+s_admitted (const rt_key_t *key, int timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
     for (uint64_t rid = 1; rid == 1 || zclock_mono () < deadline; rid++) {
@@ -356,18 +283,18 @@ Test (heraldd_acl_command, reload_takes_effect_when_its_reply_comes)
     s_status (alice, "acl_version", NULL, before, sizeof before);
     s_acl_standard (s_eve_entry ());
     cr_assert_not (s_admitted (&s_keys [EVE], 300), "eve got in before the reload");
-    s_raw_t raw;
+    rt_reply_t raw;
     s_acl (alice, 7, "reload", &raw);
-    cr_assert (s_str_eq (s_get (raw.body, "previous"), before));
-    const msgpack_object *version = s_get (raw.body, "acl_version");
+    cr_assert (rt_str_is (rt_get (raw.body, "previous"), before));
+    const msgpack_object *version = rt_get (raw.body, "acl_version");
     cr_assert (version && version->type == MSGPACK_OBJECT_STR
-               && version->via.str.size == 12 && !s_str_eq (version, before));
+               && version->via.str.size == 12 && !rt_str_is (version, before));
     char after [16];
     snprintf (after, sizeof after, "%.*s", 12, version->via.str.ptr);
-    cr_assert_eq (s_get (raw.body, "users")->via.u64, 5);
-    cr_assert_eq (s_get (raw.body, "scopes")->via.u64, 1);
-    cr_assert (s_words_eq (s_get (raw.body, "revoked"), ""));
-    s_raw_fini (&raw);
+    cr_assert_eq (rt_get (raw.body, "users")->via.u64, 5);
+    cr_assert_eq (rt_get (raw.body, "scopes")->via.u64, 1);
+    cr_assert (s_words_eq (rt_get (raw.body, "revoked"), ""));
+    rt_reply_fini (&raw);
     //  At once: the first try of a new connection is admitted
     zsock_t *eve = s_client (&s_keys [EVE]);
     bt_send_rid (eve, "STATUS", 1);
@@ -412,11 +339,11 @@ Test (heraldd_acl_command, reload_takes_effect_when_its_reply_comes)
     s_acl_write (text);
     free (text);
     s_acl (alice, 8, "reload", &raw);
-    cr_assert (s_words_eq (s_get (raw.body, "revoked"), "bob carol dave eve"),
+    cr_assert (s_words_eq (rt_get (raw.body, "revoked"), "bob carol dave eve"),
                "revoked is not the four users removed");
-    cr_assert_eq (s_get (raw.body, "users")->via.u64, 1);
-    cr_assert_eq (s_get (raw.body, "scopes")->via.u64, 0);
-    s_raw_fini (&raw);
+    cr_assert_eq (rt_get (raw.body, "users")->via.u64, 1);
+    cr_assert_eq (rt_get (raw.body, "scopes")->via.u64, 0);
+    rt_reply_fini (&raw);
     //  The revocation pass runs at the loop's next turn, not at the next
     //  once-a-second expiry pass: the stream's end follows the reply at once
     //  (without the command's own signal to the loop it came 0-1000 ms later)
@@ -430,8 +357,8 @@ Test (heraldd_acl_command, reload_takes_effect_when_its_reply_comes)
     cr_assert_not_null (strstr (message, "key revoked"), "%s", message);
     //  The same file again: a reload all the same, nothing revoked
     s_acl (alice, 9, "reload", &raw);
-    cr_assert (s_words_eq (s_get (raw.body, "revoked"), ""));
-    s_raw_fini (&raw);
+    cr_assert (s_words_eq (rt_get (raw.body, "revoked"), ""));
+    rt_reply_fini (&raw);
     cr_assert_eq (s_status_uint (alice, "acl_reloads"), 3);
     cr_assert_eq (bu_broker_stop (bt_broker, BT_STOP_MS), 0);
     cr_assert (WIFEXITED (bt_broker->status) && WEXITSTATUS (bt_broker->status) == 0);
@@ -475,9 +402,9 @@ Test (heraldd_acl_command, a_broken_file_is_refused_naming_its_line_and_the_tabl
     cr_assert (s_admitted (&s_keys [BOB], 1000), "the old table was dropped");
     //  Fixed: the next reload takes it
     s_acl_standard (s_eve_entry ());
-    s_raw_t raw;
+    rt_reply_t raw;
     s_acl (alice, 13, "reload", &raw);
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     cr_assert (s_admitted (&s_keys [EVE], 1000));
 }
 
@@ -523,19 +450,19 @@ static const msgpack_object *
 s_user (const msgpack_object *users, const char *name)
 {
     for (uint32_t index = 0; users && index < users->via.array.size; index++)
-        if (s_str_eq (s_get (&users->via.array.ptr [index], "name"), name))
+        if (rt_str_is (rt_get (&users->via.array.ptr [index], "name"), name))
             return &users->via.array.ptr [index];
     return NULL;
 }
 
 static bool
-s_keys_eq (const msgpack_object *user, const s_key_t *key)
+s_keys_eq (const msgpack_object *user, const rt_key_t *key)
 {
     char prefix [S_KEY_SHOWN + 1];
     snprintf (prefix, sizeof prefix, "%.*s", S_KEY_SHOWN, key->public_txt);
-    const msgpack_object *keys = s_get (user, "keys");
+    const msgpack_object *keys = rt_get (user, "keys");
     return keys && keys->type == MSGPACK_OBJECT_ARRAY && keys->via.array.size == 1
-        && s_str_eq (&keys->via.array.ptr [0], prefix);
+        && rt_str_is (&keys->via.array.ptr [0], prefix);
 }
 
 Test (heraldd_acl_command, show_says_what_the_file_says)
@@ -548,59 +475,59 @@ Test (heraldd_acl_command, show_says_what_the_file_says)
     zsock_t *alice = s_client (&s_keys [ALICE]);
     char version [16];
     s_status (alice, "acl_version", NULL, version, sizeof version);
-    s_raw_t raw;
+    rt_reply_t raw;
     s_acl (alice, 3, "show", &raw);
-    cr_assert (s_str_eq (s_get (raw.body, "acl_version"), version));
-    cr_assert (s_str_eq (s_get (raw.body, "path"), s_acl_path));
-    const msgpack_object *loaded = s_get (raw.body, "loaded");
+    cr_assert (rt_str_is (rt_get (raw.body, "acl_version"), version));
+    cr_assert (rt_str_is (rt_get (raw.body, "path"), s_acl_path));
+    const msgpack_object *loaded = rt_get (raw.body, "loaded");
     cr_assert (loaded && loaded->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
     cr_assert_geq (loaded->via.u64, started);
     cr_assert_leq (loaded->via.u64, started + 60000000000ULL);
-    const msgpack_object *scopes = s_get (raw.body, "scopes");
+    const msgpack_object *scopes = rt_get (raw.body, "scopes");
     cr_assert (scopes && scopes->type == MSGPACK_OBJECT_ARRAY && scopes->via.array.size == 1);
     const msgpack_object *scope = &scopes->via.array.ptr [0];
     char fanout [64];
     snprintf (fanout, sizeof fanout, "tcp://127.0.0.1:%d", s_scope_port);
-    cr_assert (s_str_eq (s_get (scope, "name"), "orders-view"));
-    cr_assert (s_str_eq (s_get (scope, "fanout"), fanout));
-    cr_assert (s_words_eq (s_get (scope, "read"), "customers. orders."));
-    const msgpack_object *users = s_get (raw.body, "users");
+    cr_assert (rt_str_is (rt_get (scope, "name"), "orders-view"));
+    cr_assert (rt_str_is (rt_get (scope, "fanout"), fanout));
+    cr_assert (s_words_eq (rt_get (scope, "read"), "customers. orders."));
+    const msgpack_object *users = rt_get (raw.body, "users");
     cr_assert (users && users->type == MSGPACK_OBJECT_ARRAY && users->via.array.size == 4);
     const msgpack_object *user = s_user (users, "alice");
     cr_assert_not_null (user);
-    cr_assert (s_str_eq (s_get (user, "scope"), "*"));
-    cr_assert (s_words_eq (s_get (user, "publish"), "orders."));
-    cr_assert (s_words_eq (s_get (user, "admin"), "status acl"));
+    cr_assert (rt_str_is (rt_get (user, "scope"), "*"));
+    cr_assert (s_words_eq (rt_get (user, "publish"), "orders."));
+    cr_assert (s_words_eq (rt_get (user, "admin"), "status acl"));
     cr_assert (s_keys_eq (user, &s_keys [ALICE]));
     user = s_user (users, "bob");
     cr_assert_not_null (user);
-    cr_assert (s_str_eq (s_get (user, "scope"), "orders-view"));
-    cr_assert (s_words_eq (s_get (user, "publish"), "stock."));
-    cr_assert (s_words_eq (s_get (user, "admin"), ""));
+    cr_assert (rt_str_is (rt_get (user, "scope"), "orders-view"));
+    cr_assert (s_words_eq (rt_get (user, "publish"), "stock."));
+    cr_assert (s_words_eq (rt_get (user, "admin"), ""));
     cr_assert (s_keys_eq (user, &s_keys [BOB]));
     user = s_user (users, "carol");
     cr_assert_not_null (user);
-    const msgpack_object *none = s_get (user, "scope");
+    const msgpack_object *none = rt_get (user, "scope");
     cr_assert (none && none->type == MSGPACK_OBJECT_NIL, "carol reads nothing: scope nil");
-    cr_assert (s_words_eq (s_get (user, "publish"), "billing."));
+    cr_assert (s_words_eq (rt_get (user, "publish"), "billing."));
     user = s_user (users, "dave");
-    cr_assert (s_words_eq (s_get (user, "publish"), ""));
-    cr_assert (s_words_eq (s_get (user, "admin"), "status"));
+    cr_assert (s_words_eq (rt_get (user, "publish"), ""));
+    cr_assert (s_words_eq (rt_get (user, "admin"), "status"));
     //  No whole key anywhere in the reply
     zframe_t *body = zmsg_last (raw.msg);
     for (size_t index = 0; index < S_USERS; index++)
         cr_assert_null (memmem (zframe_data (body), zframe_size (body),
                                 s_keys [index].public_txt, 40), "a whole key was shown");
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     //  After a reload, show follows the new table
     s_acl_standard (s_eve_entry ());
     s_acl (alice, 4, "reload", &raw);
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     s_acl (alice, 5, "show", &raw);
-    cr_assert_eq (s_get (raw.body, "users")->via.array.size, 5);
-    cr_assert (s_keys_eq (s_user (s_get (raw.body, "users"), "eve"), &s_keys [EVE]));
-    cr_assert_not (s_str_eq (s_get (raw.body, "acl_version"), version));
-    s_raw_fini (&raw);
+    cr_assert_eq (rt_get (raw.body, "users")->via.array.size, 5);
+    cr_assert (s_keys_eq (s_user (rt_get (raw.body, "users"), "eve"), &s_keys [EVE]));
+    cr_assert_not (rt_str_is (rt_get (raw.body, "acl_version"), version));
+    rt_reply_fini (&raw);
 }
 
 //  --------------------------------------------------------------------------

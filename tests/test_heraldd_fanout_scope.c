@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "brokertest.h"
+#include "replytest.h"
 #include "taprelay.h"
 
 #define S_WAIT_MS       10000
@@ -37,16 +38,11 @@ static void s_setup (void);
 static void s_teardown (void);
 TestSuite (heraldd_fanout_scope, .init = s_setup, .fini = s_teardown, .timeout = 180);
 
-typedef struct {
-    char public_txt [41];
-    char secret_txt [41];
-} s_key_t;
-
 enum { ALICE, BOB, CAROL, DAVE, S_USERS };  //  read-all; view-g; view-h; read-all
 static char *s_dir;
 static char *s_acl_path;
-static s_key_t s_broker_key;
-static s_key_t s_keys [S_USERS];
+static rt_key_t s_broker_key;
+static rt_key_t s_keys [S_USERS];
 static int s_port_g, s_port_h;          //  the scopes' fanout ports
 static char s_fanout_g [64], s_fanout_h [64];
 static taprelay_t *s_tap;
@@ -57,30 +53,15 @@ static bool s_without_carol_dave;       //  the ACL leaves carol and dave out
 static char s_dave_until [64];          //  " until TIME" on dave's key, or ""
 
 static void
-s_key_make (s_key_t *key, const char *save_as)
-{
-    zcert_t *cert = zcert_new ();
-    cr_assert_not_null (cert);
-    snprintf (key->public_txt, sizeof key->public_txt, "%s", zcert_public_txt (cert));
-    snprintf (key->secret_txt, sizeof key->secret_txt, "%s", zcert_secret_txt (cert));
-    if (save_as) {
-        char path [512];
-        snprintf (path, sizeof path, "%s/%s", s_dir, save_as);
-        cr_assert_eq (zcert_save (cert, path), 0);
-    }
-    zcert_destroy (&cert);
-}
-
-static void
 s_setup (void)
 {
     bt_setup ();
     s_dir = tu_tmpdir_new ("fanout-scope");
     cr_assert_not_null (s_dir);
     s_acl_path = tu_path (s_dir, "acl");
-    s_key_make (&s_broker_key, "broker.key");
+    rt_key_make (&s_broker_key, "broker", s_dir, "broker.key");
     for (size_t index = 0; index < S_USERS; index++)
-        s_key_make (&s_keys [index], NULL);
+        rt_key_make (&s_keys [index], "user", NULL, NULL);
     s_port_g = bu_free_port ();
     s_port_h = bu_free_port ();
     for (int tries = 0; s_port_h == s_port_g && tries < 10; tries++)
@@ -134,7 +115,7 @@ s_acl_write (const char *read_g)
 
 //  A CURVE socket of type with key (NULL: NULL mechanism), kept.
 static zsock_t *
-s_socket (int type, const s_key_t *key)
+s_socket (int type, const rt_key_t *key)
 {
     zsock_t *sock = zsock_new (type);
     cr_assert_not_null (sock);
@@ -440,7 +421,7 @@ Test (heraldd_fanout_scope, a_scoped_key_is_refused_on_the_main_fanout_and_other
 //  An XSUB bystander (it sends its own subscription, to everything, and
 //  filters nothing) on endpoint with key.
 static zsock_t *
-s_bystander (const s_key_t *key, const char *endpoint)
+s_bystander (const rt_key_t *key, const char *endpoint)
 {
     zsock_t *xsub = s_socket (ZMQ_XSUB, key);
     cr_assert_eq (zsock_connect (xsub, "%s", endpoint), 0);
@@ -499,7 +480,7 @@ Test (heraldd_fanout_scope, bystanders_never_see_another_scope_under_churn)
         churn [0] = zsock_new (ZMQ_SUB);
         churn [1] = zsock_new (ZMQ_SUB);
         for (int side = 0; side < 2; side++) {
-            const s_key_t *key = &s_keys [side? CAROL: BOB];
+            const rt_key_t *key = &s_keys [side? CAROL: BOB];
             zsock_set_linger (churn [side], 0);
             zsock_set_curve_serverkey (churn [side], s_broker_key.public_txt);
             zsock_set_curve_publickey (churn [side], key->public_txt);

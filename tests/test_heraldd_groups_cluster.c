@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include "clusterutil.h"
+#include "replytest.h"
 #include "testutil.h"
 
 #define S_WAIT_MS       5000
@@ -51,65 +52,6 @@ s_client (size_t node)
 }
 
 typedef struct {
-    zmsg_t *msg;
-    char command [16];
-    msgpack_unpacked unpacked;
-    const msgpack_object *body;
-} s_reply_t;
-
-static void
-s_reply_fini (s_reply_t *reply)
-{
-    msgpack_unpacked_destroy (&reply->unpacked);
-    zmsg_destroy (&reply->msg);
-}
-
-static void
-s_recv (zsock_t *sock, s_reply_t *reply)
-{
-    memset (reply, 0, sizeof (*reply));
-    msgpack_unpacked_init (&reply->unpacked);
-    reply->msg = bu_recv (sock, S_WAIT_MS);
-    cr_assert_not_null (reply->msg, "no reply within %d ms", S_WAIT_MS);
-    zframe_t *command = zmsg_first (reply->msg);
-    zframe_t *body = zmsg_next (reply->msg);
-    cr_assert (command && body);
-    snprintf (reply->command, sizeof (reply->command), "%.*s", (int) zframe_size (command),
-              (const char *) zframe_data (command));
-    size_t offset = 0;
-    cr_assert_eq (msgpack_unpack_next (&reply->unpacked, (const char *) zframe_data (body),
-                                       zframe_size (body), &offset), MSGPACK_UNPACK_SUCCESS);
-    reply->body = &reply->unpacked.data;
-}
-
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    for (uint32_t at = 0; map->type == MSGPACK_OBJECT_MAP && at < map->via.map.size; at++) {
-        const msgpack_object *name = &map->via.map.ptr [at].key;
-        if (name->type == MSGPACK_OBJECT_STR && name->via.str.size == strlen (key)
-        &&  memcmp (name->via.str.ptr, key, name->via.str.size) == 0)
-            return &map->via.map.ptr [at].val;
-    }
-    return NULL;
-}
-
-static uint64_t
-s_uint (const msgpack_object *map, const char *key)
-{
-    const msgpack_object *value = s_get (map, key);
-    cr_assert (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER, "%s: not a uint", key);
-    return value->via.u64;
-}
-
-static bool
-s_str_is (const msgpack_object *value, const char *text)
-{
-    return value && value->type == MSGPACK_OBJECT_STR && value->via.str.size == strlen (text)
-        && memcmp (value->via.str.ptr, text, value->via.str.size) == 0;
-}
-
-typedef struct {
     uint64_t partition, epoch;
 } s_claim_t;
 
@@ -118,7 +60,7 @@ typedef struct {
 //  (caller fini's it).
 static void
 s_heartbeat_to (zsock_t *sock, uint64_t rid, const char *group, uint64_t session_ms,
-                uint64_t partitions, const s_claim_t *claims, size_t count, s_reply_t *reply)
+                uint64_t partitions, const s_claim_t *claims, size_t count, rt_reply_t *reply)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
@@ -148,13 +90,13 @@ s_heartbeat_to (zsock_t *sock, uint64_t rid, const char *group, uint64_t session
     }
     cr_assert_eq (bu_send_sbuf (sock, "GROUP", &sbuf), 0);
     msgpack_sbuffer_destroy (&sbuf);
-    s_recv (sock, reply);
+    rt_recv (sock, reply, S_WAIT_MS);
 }
 
 //  Group "g", session 5000 ms.
 static void
 s_heartbeat (zsock_t *sock, uint64_t rid, const s_claim_t *claims, size_t count,
-             s_reply_t *reply)
+             rt_reply_t *reply)
 {
     s_heartbeat_to (sock, rid, "g", 5000, 0, claims, count, reply);
 }
@@ -170,25 +112,25 @@ Test (heraldd_groups_cluster, the_leader_serves_and_positions_survive_its_kill)
     size_t follower = ((size_t) leader + 1) % 3;
     //  A follower: not_leader, naming the leader's api
     zsock_t *to_follower = s_client (follower);
-    s_reply_t reply;
+    rt_reply_t reply;
     s_heartbeat (to_follower, 1, NULL, 0, &reply);
     cr_assert_str_eq (reply.command, "ERROR");
-    cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
-    cr_assert (s_str_is (s_get (reply.body, "leader"), s_cluster->nodes [leader].api),
+    cr_assert (rt_str_is (rt_get (reply.body, "code"), "not_leader"));
+    cr_assert (rt_str_is (rt_get (reply.body, "leader"), s_cluster->nodes [leader].api),
                "not_leader names the leader's api");
-    s_reply_fini (&reply);
+    rt_reply_fini (&reply);
     //  The leader: a member joins, holds all 32, commits a position each
     zsock_t *to_leader = s_client ((size_t) leader);
     s_heartbeat (to_leader, 2, NULL, 0, &reply);
     cr_assert_str_eq (reply.command, "GROUP");
-    const msgpack_object *assigned = s_get (reply.body, "assigned");
+    const msgpack_object *assigned = rt_get (reply.body, "assigned");
     cr_assert_eq (assigned->via.array.size, 32);
     s_claim_t claims [32];
     for (size_t index = 0; index < 32; index++) {
-        claims [index].partition = s_uint (&assigned->via.array.ptr [index], "partition");
-        claims [index].epoch = s_uint (&assigned->via.array.ptr [index], "epoch");
+        claims [index].partition = rt_uint (&assigned->via.array.ptr [index], "partition");
+        claims [index].epoch = rt_uint (&assigned->via.array.ptr [index], "epoch");
     }
-    s_reply_fini (&reply);
+    rt_reply_fini (&reply);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
@@ -213,10 +155,10 @@ Test (heraldd_groups_cluster, the_leader_serves_and_positions_survive_its_kill)
     }
     cr_assert_eq (bu_send_sbuf (to_leader, "GROUP", &sbuf), 0);
     msgpack_sbuffer_destroy (&sbuf);
-    s_recv (to_leader, &reply);
+    rt_recv (to_leader, &reply, S_WAIT_MS);
     cr_assert_str_eq (reply.command, "GROUP");
-    cr_assert_eq (s_get (reply.body, "fenced")->via.array.size, 0);
-    s_reply_fini (&reply);
+    cr_assert_eq (rt_get (reply.body, "fenced")->via.array.size, 0);
+    rt_reply_fini (&reply);
     //  The commit was answered once a majority had it: the leader dies
     cu_node_kill (s_cluster, (size_t) leader);
     int next = cu_wait_leader (s_cluster, 1u << leader, S_ELECT_MS);
@@ -238,33 +180,33 @@ Test (heraldd_groups_cluster, the_leader_serves_and_positions_survive_its_kill)
         bu_pack_str (&pk, "g");
         cr_assert_eq (bu_send_sbuf (to_next, "GROUP", &sbuf), 0);
         msgpack_sbuffer_destroy (&sbuf);
-        s_recv (to_next, &reply);
+        rt_recv (to_next, &reply, S_WAIT_MS);
         if (streq (reply.command, "GROUP"))
             break;
-        cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
-        s_reply_fini (&reply);
+        cr_assert (rt_str_is (rt_get (reply.body, "code"), "not_leader"));
+        rt_reply_fini (&reply);
         cr_assert (zclock_mono () < deadline, "the new leader never served GROUP");
         zclock_sleep (100);
     }
-    const msgpack_object *positions = s_get (reply.body, "positions");
+    const msgpack_object *positions = rt_get (reply.body, "positions");
     cr_assert_eq (positions->via.array.size, 32);
     for (size_t index = 0; index < 32; index++) {
         const msgpack_object *item = &positions->via.array.ptr [index];
-        cr_assert_eq (s_uint (item, "committed"), 100 + index);
-        cr_assert_eq (s_uint (item, "delivered"), 200 + index);
+        cr_assert_eq (rt_uint (item, "committed"), 100 + index);
+        cr_assert_eq (rt_uint (item, "delivered"), 200 + index);
     }
-    s_reply_fini (&reply);
+    rt_reply_fini (&reply);
     //  The member comes back to the new leader: its claims are kept
     s_heartbeat (to_next, ++rid, claims, 32, &reply);
     cr_assert_str_eq (reply.command, "GROUP");
-    assigned = s_get (reply.body, "assigned");
+    assigned = rt_get (reply.body, "assigned");
     cr_assert_eq (assigned->via.array.size, 32, "claims under the current epochs are kept");
     for (size_t index = 0; index < 32; index++) {
         const msgpack_object *item = &assigned->via.array.ptr [index];
-        cr_assert_eq (s_uint (item, "epoch"), claims [index].epoch);
-        cr_assert_eq (s_uint (item, "committed"), 100 + s_uint (item, "partition"));
+        cr_assert_eq (rt_uint (item, "epoch"), claims [index].epoch);
+        cr_assert_eq (rt_uint (item, "committed"), 100 + rt_uint (item, "partition"));
     }
-    s_reply_fini (&reply);
+    rt_reply_fini (&reply);
 }
 
 //  The grace of a new leader.  An old leader cut off from its majority
@@ -287,18 +229,18 @@ Test (heraldd_groups_cluster, a_new_leader_grants_what_nobody_claims_only_after_
     cr_assert_geq (leader, 0, "no leader: %s", why);
     //  A member holds all 4 partitions of a group made with session 600 ms
     zsock_t *to_leader = s_client ((size_t) leader);
-    s_reply_t reply;
+    rt_reply_t reply;
     s_heartbeat_to (to_leader, 1, "late", S_SESSION, S_PARTS, NULL, 0, &reply);
     cr_assert_str_eq (reply.command, "GROUP");
-    const msgpack_object *assigned = s_get (reply.body, "assigned");
+    const msgpack_object *assigned = rt_get (reply.body, "assigned");
     cr_assert_eq (assigned->via.array.size, S_PARTS);
     s_claim_t claims [S_PARTS];
     for (size_t index = 0; index < S_PARTS; index++) {
-        claims [index].partition = s_uint (&assigned->via.array.ptr [index], "partition");
-        claims [index].epoch = s_uint (&assigned->via.array.ptr [index], "epoch");
+        claims [index].partition = rt_uint (&assigned->via.array.ptr [index], "partition");
+        claims [index].epoch = rt_uint (&assigned->via.array.ptr [index], "epoch");
         cr_assert_eq (claims [index].partition, index);
     }
-    s_reply_fini (&reply);
+    rt_reply_fini (&reply);
     //  Its grants are on a majority (answered once applied): the leader dies
     cu_status_t status;
     cr_assert_eq (cu_status (s_cluster, (size_t) leader, &status, S_WAIT_MS), 0);
@@ -343,28 +285,28 @@ Test (heraldd_groups_cluster, a_new_leader_grants_what_nobody_claims_only_after_
         int64_t received = zclock_mono ();
         if (streq (reply.command, "GROUP")) {
             served = true;
-            assigned = s_get (reply.body, "assigned");
+            assigned = rt_get (reply.body, "assigned");
             for (size_t index = 0; index < assigned->via.array.size; index++) {
                 const msgpack_object *item = &assigned->via.array.ptr [index];
-                uint64_t partition = s_uint (item, "partition");
+                uint64_t partition = rt_uint (item, "partition");
                 if (partition < S_PARTS - 1)
-                    cr_assert_eq (s_uint (item, "epoch"), claims [partition].epoch,
+                    cr_assert_eq (rt_uint (item, "epoch"), claims [partition].epoch,
                                   "a claim under the current epoch is kept");
                 else {
                     cr_assert_geq (received, not_before, "partition %" PRIu64 " was granted "
                                    "%" PRId64 " ms before session_ms + election_ms had "
                                    "passed since the new leader was elected", partition,
                                    not_before - received);
-                    cr_assert_gt (s_uint (item, "epoch"), claims [partition].epoch);
+                    cr_assert_gt (rt_uint (item, "epoch"), claims [partition].epoch);
                     granted = true;
                 }
             }
             cr_assert_geq (assigned->via.array.size, S_PARTS - 1);
         }
         else
-            cr_assert (!served && s_str_is (s_get (reply.body, "code"), "not_leader"),
+            cr_assert (!served && rt_str_is (rt_get (reply.body, "code"), "not_leader"),
                        "only not_leader before the new leader serves GROUP");
-        s_reply_fini (&reply);
+        rt_reply_fini (&reply);
         zclock_sleep (50);
     }
 }
@@ -382,12 +324,12 @@ Test (heraldd_groups_cluster, a_heartbeat_waiting_on_a_cut_off_leader_is_answere
     int leader = cu_cluster_start (s_cluster, S_ELECT_MS, why, sizeof (why));
     cr_assert_geq (leader, 0, "no leader: %s", why);
     zsock_t *to_leader = s_client ((size_t) leader);
-    s_reply_t reply;
+    rt_reply_t reply;
     //  Group "cut" is made (a holds all 4), then a leaves: all 4 are free
     s_heartbeat_to (to_leader, 1, "cut", 5000, 4, NULL, 0, &reply);
     cr_assert_str_eq (reply.command, "GROUP");
-    cr_assert_eq (s_get (reply.body, "assigned")->via.array.size, 4);
-    s_reply_fini (&reply);
+    cr_assert_eq (rt_get (reply.body, "assigned")->via.array.size, 4);
+    rt_reply_fini (&reply);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
@@ -403,18 +345,18 @@ Test (heraldd_groups_cluster, a_heartbeat_waiting_on_a_cut_off_leader_is_answere
     bu_pack_str (&pk, "a");
     cr_assert_eq (bu_send_sbuf (to_leader, "GROUP", &sbuf), 0);
     msgpack_sbuffer_destroy (&sbuf);
-    s_recv (to_leader, &reply);
+    rt_recv (to_leader, &reply, S_WAIT_MS);
     cr_assert_str_eq (reply.command, "GROUP");
-    s_reply_fini (&reply);
+    rt_reply_fini (&reply);
     //  The leader is cut off; a comes back: the grant of 0..3 it makes
     //  cannot reach a majority, so its heartbeat waits
     cr_assert_eq (cu_isolate (s_cluster, (size_t) leader, RP_DROP), 0);
     s_heartbeat_to (to_leader, 3, "cut", 5000, 0, NULL, 0, &reply);
-    const msgpack_object *message = s_get (reply.body, "message");
+    const msgpack_object *message = rt_get (reply.body, "message");
     cr_assert_str_eq (reply.command, "ERROR", "answered %s (%.*s) by a leader cut off",
                       reply.command, message? (int) message->via.str.size: 0,
                       message? message->via.str.ptr: "");
-    cr_assert (s_str_is (s_get (reply.body, "code"), "not_leader"));
-    s_reply_fini (&reply);
+    cr_assert (rt_str_is (rt_get (reply.body, "code"), "not_leader"));
+    rt_reply_fini (&reply);
     cr_assert_eq (cu_isolate (s_cluster, (size_t) leader, RP_PASS), 0);
 }

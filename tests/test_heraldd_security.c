@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "brokertest.h"
+#include "replytest.h"
 
 #define S_USERS         6
 #define S_WAIT_MS       5000
@@ -26,37 +27,14 @@ static void s_setup (void);
 static void s_teardown (void);
 TestSuite (heraldd_security, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
-//  A CURVE keypair, in Z85.
-typedef struct {
-    char name [32];
-    char public_txt [41];
-    char secret_txt [41];
-} s_key_t;
-
 static char *s_dir;                     //  keys and the ACL
 static char *s_acl_path;
-static s_key_t s_broker_key;
-static s_key_t s_keys [S_USERS];        //  alice, bob, carol, dave, eve, mallory
+static rt_key_t s_broker_key;
+static rt_key_t s_keys [S_USERS];        //  alice, bob, carol, dave, eve, mallory
 enum { ALICE, BOB, CAROL, DAVE, EVE, MALLORY };
 static const char *s_names [S_USERS] = { "alice", "bob", "carol", "dave", "eve", "mallory" };
 static int s_monitor_seq;
 static bu_cluster_t *s_cluster;         //  a secure cluster, when a test runs one
-
-static void
-s_key_make (s_key_t *key, const char *name, bool save)
-{
-    zcert_t *cert = zcert_new ();
-    cr_assert_not_null (cert);
-    snprintf (key->name, sizeof key->name, "%s", name);
-    snprintf (key->public_txt, sizeof key->public_txt, "%s", zcert_public_txt (cert));
-    snprintf (key->secret_txt, sizeof key->secret_txt, "%s", zcert_secret_txt (cert));
-    if (save) {
-        char path [512];
-        snprintf (path, sizeof path, "%s/%s.key", s_dir, name);
-        cr_assert_eq (zcert_save (cert, path), 0);
-    }
-    zcert_destroy (&cert);
-}
 
 static void
 s_setup (void)
@@ -65,9 +43,9 @@ s_setup (void)
     s_dir = tu_tmpdir_new ("security");
     cr_assert_not_null (s_dir);
     s_acl_path = tu_path (s_dir, "acl");
-    s_key_make (&s_broker_key, "broker", true);
+    rt_key_make (&s_broker_key, "broker", s_dir, "broker.key");
     for (size_t index = 0; index < S_USERS; index++)
-        s_key_make (&s_keys [index], s_names [index], false);
+        rt_key_make (&s_keys [index], s_names [index], NULL, NULL);
 }
 
 static void
@@ -142,7 +120,7 @@ s_acl_standard (const char *more)
 //  A CURVE DEALER with key, pinning server_key, not yet connected;
 //  kept for teardown.  key NULL: a NULL-mechanism DEALER.
 static zsock_t *
-s_client_to (const s_key_t *key, const char *server_key)
+s_client_to (const rt_key_t *key, const char *server_key)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     cr_assert_not_null (sock);
@@ -163,7 +141,7 @@ s_connect (zsock_t *sock, const char *endpoint)
 }
 
 static zsock_t *
-s_client (const s_key_t *key)
+s_client (const rt_key_t *key)
 {
     zsock_t *sock = s_client_to (key, s_broker_key.public_txt);
     s_connect (sock, bt_broker->api);
@@ -276,69 +254,15 @@ s_stop_clean (void)
 }
 
 //  The value of key in a map body (a reply's frame 1), or NULL.
-static const msgpack_object *
-s_map_get (const msgpack_object *map, const char *key)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr [index];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
-        &&  memcmp (kv->key.via.str.ptr, key, kv->key.via.str.size) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool
-s_obj_str_eq (const msgpack_object *obj, const char *text)
-{
-    return obj && obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == strlen (text)
-        && memcmp (obj->via.str.ptr, text, obj->via.str.size) == 0;
-}
-
-//  Send [command, {rid}] and receive the reply's body frame, unpacked.
-typedef struct {
-    zmsg_t *msg;
-    char command [32];
-    msgpack_unpacked unpacked;
-    const msgpack_object *body;
-} s_raw_t;
-
 static void
-s_raw_recv (zsock_t *sock, s_raw_t *raw)
-{
-    memset (raw, 0, sizeof *raw);
-    raw->msg = bu_recv (sock, S_WAIT_MS);
-    cr_assert_not_null (raw->msg, "no reply");
-    char *command = zframe_strdup (zmsg_first (raw->msg));
-    snprintf (raw->command, sizeof raw->command, "%s", command);
-    free (command);
-    zframe_t *body = zmsg_next (raw->msg);
-    cr_assert_not_null (body);
-    msgpack_unpacked_init (&raw->unpacked);
-    cr_assert_eq (msgpack_unpack_next (&raw->unpacked, (const char *) zframe_data (body),
-                                       zframe_size (body), NULL), MSGPACK_UNPACK_SUCCESS);
-    raw->body = &raw->unpacked.data;
-}
-
-static void
-s_raw_fini (s_raw_t *raw)
-{
-    if (raw->msg)
-        msgpack_unpacked_destroy (&raw->unpacked);
-    zmsg_destroy (&raw->msg);
-}
-
-static void
-s_hello (zsock_t *sock, uint64_t rid, s_raw_t *raw)
+s_hello (zsock_t *sock, uint64_t rid, rt_reply_t *raw)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     bu_pack_hello (&sbuf, rid, 1, "security-test");
     bu_send_sbuf (sock, "HELLO", &sbuf);
     msgpack_sbuffer_destroy (&sbuf);
-    s_raw_recv (sock, raw);
+    rt_recv (sock, raw, S_WAIT_MS);
     cr_assert_str_eq (raw->command, "WELCOME");
 }
 
@@ -348,13 +272,13 @@ s_status_value (zsock_t *sock, const char *name)
 {
     static uint64_t rid = 90000;
     bt_send_rid (sock, "STATUS", ++rid);
-    s_raw_t raw;
-    s_raw_recv (sock, &raw);
+    rt_reply_t raw;
+    rt_recv (sock, &raw, S_WAIT_MS);
     cr_assert_str_eq (raw.command, "STATUS");
-    const msgpack_object *value = s_map_get (raw.body, name);
+    const msgpack_object *value = rt_get (raw.body, name);
     uint64_t result = value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER
                     ? value->via.u64: UINT64_MAX;
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     return result;
 }
 
@@ -381,47 +305,47 @@ Test (heraldd_security, a_known_key_is_welcomed_with_its_user_scope_and_grants)
     s_acl_standard (NULL);
     s_start_secure (NULL);
     zsock_t *bob = s_client (&s_keys [BOB]);
-    s_raw_t raw;
+    rt_reply_t raw;
     s_hello (bob, 1, &raw);
-    cr_assert (s_obj_str_eq (s_map_get (raw.body, "user"), "bob"));
-    cr_assert (s_obj_str_eq (s_map_get (raw.body, "scope"), "orders-view"));
-    const msgpack_object *read = s_map_get (raw.body, "read");
+    cr_assert (rt_str_is (rt_get (raw.body, "user"), "bob"));
+    cr_assert (rt_str_is (rt_get (raw.body, "scope"), "orders-view"));
+    const msgpack_object *read = rt_get (raw.body, "read");
     cr_assert (read && read->type == MSGPACK_OBJECT_ARRAY && read->via.array.size == 2);
-    cr_assert (s_obj_str_eq (&read->via.array.ptr [0], "customers."));
-    cr_assert (s_obj_str_eq (&read->via.array.ptr [1], "orders."));
-    const msgpack_object *publish = s_map_get (raw.body, "publish");
+    cr_assert (rt_str_is (&read->via.array.ptr [0], "customers."));
+    cr_assert (rt_str_is (&read->via.array.ptr [1], "orders."));
+    const msgpack_object *publish = rt_get (raw.body, "publish");
     cr_assert (publish && publish->via.array.size == 1
-               && s_obj_str_eq (&publish->via.array.ptr [0], "stock."));
-    const msgpack_object *admin = s_map_get (raw.body, "admin");
+               && rt_str_is (&publish->via.array.ptr [0], "stock."));
+    const msgpack_object *admin = rt_get (raw.body, "admin");
     cr_assert (admin && admin->type == MSGPACK_OBJECT_ARRAY && admin->via.array.size == 0);
-    const msgpack_object *version = s_map_get (raw.body, "acl_version");
+    const msgpack_object *version = rt_get (raw.body, "acl_version");
     cr_assert (version && version->type == MSGPACK_OBJECT_STR && version->via.str.size == 12);
     //  bob's fanout is its scope's, not the main one
-    const msgpack_object *fanout = s_map_get (raw.body, "fanout");
+    const msgpack_object *fanout = rt_get (raw.body, "fanout");
     cr_assert (fanout && fanout->type == MSGPACK_OBJECT_STR);
     cr_assert_neq (strncmp (fanout->via.str.ptr, bt_broker->fanout, fanout->via.str.size), 0);
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
 
     //  alice reads everything, on the main fanout, and holds admin status
     zsock_t *alice = s_client (&s_keys [ALICE]);
     s_hello (alice, 2, &raw);
-    cr_assert (s_obj_str_eq (s_map_get (raw.body, "user"), "alice"));
-    const msgpack_object *scope = s_map_get (raw.body, "scope");
+    cr_assert (rt_str_is (rt_get (raw.body, "user"), "alice"));
+    const msgpack_object *scope = rt_get (raw.body, "scope");
     cr_assert (scope && scope->type == MSGPACK_OBJECT_NIL);
-    read = s_map_get (raw.body, "read");
-    cr_assert (read && read->via.array.size == 1 && s_obj_str_eq (&read->via.array.ptr [0], "*"));
-    admin = s_map_get (raw.body, "admin");
+    read = rt_get (raw.body, "read");
+    cr_assert (read && read->via.array.size == 1 && rt_str_is (&read->via.array.ptr [0], "*"));
+    admin = rt_get (raw.body, "admin");
     cr_assert (admin && admin->via.array.size == 1
-               && s_obj_str_eq (&admin->via.array.ptr [0], "status"));
-    cr_assert (s_obj_str_eq (s_map_get (raw.body, "fanout"), bt_broker->fanout));
-    s_raw_fini (&raw);
+               && rt_str_is (&admin->via.array.ptr [0], "status"));
+    cr_assert (rt_str_is (rt_get (raw.body, "fanout"), bt_broker->fanout));
+    rt_reply_fini (&raw);
 
     //  carol publishes only: no fanout at all
     zsock_t *carol = s_client (&s_keys [CAROL]);
     s_hello (carol, 3, &raw);
-    fanout = s_map_get (raw.body, "fanout");
+    fanout = rt_get (raw.body, "fanout");
     cr_assert (fanout && fanout->type == MSGPACK_OBJECT_NIL);
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     s_stop_clean ();
 }
 
@@ -469,8 +393,8 @@ Test (heraldd_security, a_client_pinning_the_wrong_broker_key_is_refused)
 {
     s_acl_standard (NULL);
     s_start_secure (NULL);
-    s_key_t impostor;
-    s_key_make (&impostor, "impostor", false);
+    rt_key_t impostor;
+    rt_key_make (&impostor, "impostor", NULL, NULL);
     zsock_t *alice = s_client_to (&s_keys [ALICE], impostor.public_txt);
     zsock_t *monitor = s_monitor (alice);
     s_connect (alice, bt_broker->api);
@@ -532,8 +456,8 @@ Test (heraldd_security, without_a_zap_handler_the_broker_exits_before_binding)
     bu_broker_log (bt_broker, log, sizeof log);
     cr_assert_not_null (strstr (log, "ZAP handler"), "%s", log);
     //  Nothing was bound: a random key gets no handshake at all
-    s_key_t random_key;
-    s_key_make (&random_key, "random", false);
+    rt_key_t random_key;
+    rt_key_make (&random_key, "random", NULL, NULL);
     zsock_t *probe = s_client_to (&random_key, s_broker_key.public_txt);
     zsock_t *monitor = s_monitor (probe);
     s_connect (probe, bt_broker->api);
@@ -828,23 +752,23 @@ Test (heraldd_security, status_shows_operator_figures_only_with_admin_status)
     s_start_secure (NULL);
     zsock_t *bob = s_client (&s_keys [BOB]);
     bt_send_rid (bob, "STATUS", 1);
-    s_raw_t raw;
-    s_raw_recv (bob, &raw);
+    rt_reply_t raw;
+    rt_recv (bob, &raw, S_WAIT_MS);
     const char *contract [] = { "rid", "head", "topics", "events", "role", "node", "uptime_s",
                                 "lineage", "losses" };
     size_t contract_count = sizeof contract / sizeof contract [0];
     for (size_t index = 0; index < contract_count; index++)
-        cr_assert_not_null (s_map_get (raw.body, contract [index]), "no %s", contract [index]);
+        cr_assert_not_null (rt_get (raw.body, contract [index]), "no %s", contract [index]);
     cr_assert_eq (raw.body->via.map.size, contract_count, "bob sees operator keys");
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     zsock_t *alice = s_client (&s_keys [ALICE]);
     bt_send_rid (alice, "STATUS", 2);
-    s_raw_recv (alice, &raw);
+    rt_recv (alice, &raw, S_WAIT_MS);
     const char *operator [] = { "published", "auth_refused", "unauthorized", "acl_reloads",
                                 "acl_errors", "acl_version" };
     for (size_t index = 0; index < sizeof operator / sizeof operator [0]; index++)
-        cr_assert_not_null (s_map_get (raw.body, operator [index]), "no %s", operator [index]);
-    s_raw_fini (&raw);
+        cr_assert_not_null (rt_get (raw.body, operator [index]), "no %s", operator [index]);
+    rt_reply_fini (&raw);
     s_stop_clean ();
 }
 
@@ -926,7 +850,7 @@ Test (heraldd_security, a_user_runs_at_most_its_quota_of_streams)
 //  ms until a fresh client with key gets a STATUS answered (each try a new
 //  socket: libzmq never retries after a refusal), or -1 after timeout_ms.
 static int64_t
-s_ms_until_admitted (const s_key_t *key, int timeout_ms)
+s_ms_until_admitted (const rt_key_t *key, int timeout_ms)
 {
     int64_t started = zclock_mono ();
     for (uint64_t rid = 1; zclock_mono () - started < timeout_ms; rid++) {
@@ -981,18 +905,18 @@ Test (heraldd_security, a_reload_admits_a_new_user_within_a_second)
                    "eve was not admitted after the reload");
     cr_assert_eq (s_status_value (alice, "acl_reloads"), 1);
     //  WELCOME and STATUS name the new version
-    s_raw_t raw;
+    rt_reply_t raw;
     s_hello (alice, 5, &raw);
-    const msgpack_object *version = s_map_get (raw.body, "acl_version");
+    const msgpack_object *version = rt_get (raw.body, "acl_version");
     cr_assert_not_null (version);
     char welcome_version [16];
     snprintf (welcome_version, sizeof welcome_version, "%.*s", (int) version->via.str.size,
               version->via.str.ptr);
-    s_raw_fini (&raw);
+    rt_reply_fini (&raw);
     bt_send_rid (alice, "STATUS", 6);
-    s_raw_recv (alice, &raw);
-    cr_assert (s_obj_str_eq (s_map_get (raw.body, "acl_version"), welcome_version));
-    s_raw_fini (&raw);
+    rt_recv (alice, &raw, S_WAIT_MS);
+    cr_assert (rt_str_is (rt_get (raw.body, "acl_version"), welcome_version));
+    rt_reply_fini (&raw);
 }
 
 Test (heraldd_security, a_removed_user_is_refused_at_its_next_request_and_its_streams_end)
@@ -1232,11 +1156,11 @@ Test (heraldd_security, security_off_serves_plaintext_as_before_and_warns_off_lo
     cr_assert_eq (bt_head (client), 0);
     cr_assert_eq (s_status_value (client, "auth_refused"), UINT64_MAX);
     cr_assert_neq (s_status_value (client, "published"), UINT64_MAX);
-    s_raw_t raw;
+    rt_reply_t raw;
     s_hello (client, 2, &raw);
-    cr_assert_null (s_map_get (raw.body, "user"));
-    cr_assert_null (s_map_get (raw.body, "acl_version"));
-    s_raw_fini (&raw);
+    cr_assert_null (rt_get (raw.body, "user"));
+    cr_assert_null (rt_get (raw.body, "acl_version"));
+    rt_reply_fini (&raw);
     char log [4096];
     bu_broker_log (bt_broker, log, sizeof log);
     cr_assert_not_null (strstr (log, "--fanout tcp://0.0.0.0"), "no warning:\n%s", log);
@@ -1309,7 +1233,7 @@ s_file_holds (const char *path, long offset, const char *text)
 
 //  A CURVE client of node index of s_cluster with key; kept.
 static zsock_t *
-s_node_client (size_t index, const s_key_t *key)
+s_node_client (size_t index, const rt_key_t *key)
 {
     zsock_t *sock = s_client_to (key, s_broker_key.public_txt);
     s_connect (sock, s_cluster->nodes [index]->api);
