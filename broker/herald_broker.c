@@ -1013,11 +1013,13 @@ herald_broker_actor (zsock_t *pipe, void *args)
             //  Security on: the ZAP handler, answered whatever else waits
             { self->auth? zsock_resolve (herald_auth_sock (self->auth)): NULL, -1,
               self->auth? ZMQ_POLLIN: 0, 0 },
-            //  --metrics: the HTTP endpoint's STATUS requests
+            //  --metrics: the HTTP endpoint's STATUS requests (read with
+            //  zsock_events, never by its index here)
             { self->metrics_sock? zsock_resolve (self->metrics_sock): NULL, -1,
               self->metrics_sock? ZMQ_POLLIN: 0, 0 }
         };
-        if (zmq_poll (items, 5, (long) wait) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, sizeof (items) / sizeof (items [0]), (long) wait) < 0
+        &&  zmq_errno () != EINTR)
             break;
         if (items [0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (self->pipe);
