@@ -19,9 +19,10 @@
     - /readyz follows the free-space guard (a tmpfs filled and emptied,
       needs root to mount), to 503 with its reason and back to 200 (a
       cluster's /readyz: tests/test_heraldd_metrics_cluster.c).
-    What is not tested here (each a window of a few hundred ms, seen by
+    Not here (each a window of a few hundred ms in a real broker, seen by
     hand): /readyz saying "stopping" between SIGTERM and the exit, and
-    "the broker failed" between a store failure and the exit 1.
+    "the broker failed" between a store failure and the exit 1; their
+    rules, and lagging, are tests/test_herald_metrics_unit.c's.
     =========================================================================
 */
 
