@@ -6,10 +6,12 @@
     heraldd binds the listening socket itself (herald_metrics_new, before
     the store is opened, as it binds api and fanout), so that a port in
     use is a clear error and exit 1, not a broker running without
-    metrics; libmicrohttpd then serves it (MHD_OPTION_LISTEN_SOCKET) on
-    one internal thread (epoll: heraldd holds more than FD_SETSIZE
-    descriptors with a large store), at most CONNECTION_LIMIT connections,
-    each dropped after CONNECTION_TIMEOUT_S idle.
+    metrics; libmicrohttpd then serves it (MHD_OPTION_LISTEN_SOCKET) with
+    a thread per connection, so that /healthz never waits behind a scrape
+    that waits for the loop (poll, not select: heraldd holds more than
+    FD_SETSIZE descriptors with a large store), at most CONNECTION_LIMIT
+    connections, each dropped after CONNECTION_TIMEOUT_S idle.  The
+    scrapes take the PAIR's end one at a time (the mutex).
 
     Reading the figures: the HTTP thread owns one end of an inproc PAIR,
     the broker's loop the other.  A scrape sends a rid; the loop answers
@@ -456,7 +458,8 @@ int
 herald_metrics_start (herald_metrics_t *self, herald_error_t *err)
 {
     self->daemon = MHD_start_daemon (
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, s_handle, self,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL
+        | MHD_USE_ERROR_LOG, 0, NULL, NULL, s_handle, self,
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, (void *) self,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket) self->fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) CONNECTION_LIMIT,

@@ -1,7 +1,7 @@
 /*  =========================================================================
     herald_metrics - heraldd's HTTP endpoint: /metrics, /healthz, /readyz
 
-    With --metrics HOST:PORT heraldd serves, with libmicrohttpd on a thread
+    With --metrics HOST:PORT heraldd serves, with libmicrohttpd on threads
     of its own:
 
       GET /metrics   every STATUS figure and the broker's histograms as
