@@ -20,6 +20,8 @@
         |   open or feed streams, queue PUBLISH requests
         +-- applier free: every queued PUBLISH goes to it as ONE proposal,
         |   one herald_store_apply (one WriteBatch, one WAL sync)
+        +-- --metrics: answer the HTTP endpoint's STATUS requests
+        |   (herald_metrics; at most one per 100 ms, never waiting on it)
         +-- heartbeat when due
         +-- give each stream with credit one slice (herald_streams_pump)
 
@@ -109,6 +111,8 @@ typedef struct {
     bool fatal;
     const char *stop_reason;            //  static text: why the broker stopped, when fatal
     uint64_t idle_flushes;              //  shown by STATUS, with the commit's counts
+    herald_metrics_t *metrics;          //  --metrics: the HTTP endpoint (borrowed), or NULL
+    zsock_t *metrics_sock;              //  ... its STATUS requests (herald_metrics_loop_sock)
 } self_t;
 
 static uint64_t
@@ -175,6 +179,8 @@ s_self_new (zsock_t *pipe, herald_broker_args_t *args)
     self->config = args->config;
     self->store = args->store;
     self->auth = args->auth;            //  taken over, like the sockets
+    self->metrics = args->metrics;
+    self->metrics_sock = self->metrics? herald_metrics_loop_sock (self->metrics): NULL;
     herald_reply_init (&self->reply);
     self->disk = herald_disk_new (self->config->data_dir, self->config->min_free);
     assert (self->disk);
@@ -421,10 +427,51 @@ s_space_flush (self_t *self)
 }
 
 //  ---------------------------------------------------------------------
-//  Requests
+//  Metrics (herald_metrics): STATUS with histograms, and its channel
+
+//  A STATUS body to the metrics endpoint; never waits (a reply it does
+//  not take is dropped: it asks again).
+static void
+s_metrics_send (self_t *self, const herald_msg_t *reply)
+{
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init (&body);
+    if (herald_msg_encode (reply, &body) == 0)
+        zmq_send (zsock_resolve (self->metrics_sock), body.data, body.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_destroy (&body);
+}
 
 static void
-s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_t *user)
+    s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_t *user,
+              bool histograms);
+
+//  The metrics endpoint's requests waiting: each a rid, answered at once.
+static void
+s_metrics_serve (self_t *self)
+{
+    for (int taken = 0; taken < 16 && (zsock_events (self->metrics_sock) & ZMQ_POLLIN);
+         taken++) {
+        zframe_t *frame = zframe_recv (self->metrics_sock);
+        if (!frame)
+            break;
+        if (zframe_size (frame) == 8) {
+            uint64_t rid = 0;
+            for (int at = 0; at < 8; at++)
+                rid = (rid << 8) | zframe_data (frame) [at];
+            s_status (self, NULL, rid, NULL, true);
+        }
+        zframe_destroy (&frame);
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Requests
+
+//  STATUS to identity on the api socket, or (identity NULL) to the
+//  metrics endpoint, with every key; histograms: the group commit's too.
+static void
+s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_t *user,
+          bool histograms)
 {
     static const char *names [] = {
         "published", "duplicates", "conflicts", "refused", "dropped",
@@ -434,7 +481,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         "disk_reserve_bytes",
         "ids_reused",
         "stream_bytes", "client_bytes_max", "stream_clients", "streams_waiting_bytes", "stream_byte_waits",
-        "stream_errors",
+        "stream_errors", "stream_events",
         //  security on
         "auth_refused", "unauthorized", "acl_reloads", "acl_errors", "rate_limited",
         "audit_dropped",
@@ -463,7 +510,7 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         herald_disk_low (self->disk), herald_disk_refused (self->disk),
         herald_disk_reserve (self->disk), counts->ids_reused,
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
-        herald_streams_errors (self->streams),
+        herald_streams_errors (self->streams), herald_streams_events (self->streams),
         0, 0, 0, 0, 0, 0,           //  security's, below
         0, 0, 0, 0, 0, 0, 0, 0      //  the groups', below
     };
@@ -515,6 +562,12 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
     }
     else
         reply.status.role = (herald_str_t) { "standalone", 10 };
+    if (histograms) {
+        //  The addition `histograms`, after what raw holds (a cluster's keys)
+        herald_histogram_pack_status (herald_commit_histograms (self->commit),
+                                      HERALD_COMMIT_HISTOGRAMS, &raw);
+        reply.status.raw = (herald_msg_raw_t) { raw.data, raw.size, reply.status.raw.count + 1 };
+    }
     reply.status.head = herald_store_head (self->store);
     reply.status.topics = herald_store_topic_count (self->store);
     reply.status.events = herald_store_event_count (self->store);
@@ -529,15 +582,19 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
     msgpack_sbuffer_init (&secure);
     if (self->guard) {
         //  The contract keys to every user (the agent needs head); the
-        //  operator's figures with `admin status`
-        if (herald_guard_status_all (self->guard, user))
+        //  operator's figures with `admin status`, and to the metrics
+        //  endpoint (the operator's: docs/metrics.md)
+        if (!identity || herald_guard_status_all (self->guard, user))
             reply.status.raw = herald_guard_status_raw (self->guard, reply.status.raw, &secure);
         else {
             reply.status.extra_count = 0;
             reply.status.raw = (herald_msg_raw_t) { 0 };
         }
     }
-    herald_reply_msg (&self->reply, identity, &reply);
+    if (identity)
+        herald_reply_msg (&self->reply, identity, &reply);
+    else
+        s_metrics_send (self, &reply);
     msgpack_sbuffer_destroy (&secure);
     msgpack_sbuffer_destroy (&raw);
 }
@@ -739,7 +796,8 @@ s_handle_request (self_t *self, zmsg_t *msg)
             break;
         }
         case HERALD_MSG_STATUS:
-            s_status (self, identity, request.rid, user);
+            s_status (self, identity, request.rid, user,
+                      herald_histogram_wanted (zframe_data (body), zframe_size (body)));
             break;
         case HERALD_MSG_HELLO:
             s_welcome (self, identity, request.rid, user);
@@ -977,16 +1035,24 @@ herald_broker_actor (zsock_t *pipe, void *args)
             { self->auth? zsock_resolve (herald_auth_sock (self->auth)): NULL, -1,
               self->auth? ZMQ_POLLIN: 0, 0 },
             //  A backup running: its end
-            { backup? zsock_resolve (backup): NULL, -1, backup? ZMQ_POLLIN: 0, 0 }
+            { backup? zsock_resolve (backup): NULL, -1, backup? ZMQ_POLLIN: 0, 0 },
+            //  --metrics: the HTTP endpoint's STATUS requests (read with
+            //  zsock_events, never by its index here)
+            { self->metrics_sock? zsock_resolve (self->metrics_sock): NULL, -1,
+              self->metrics_sock? ZMQ_POLLIN: 0, 0 }
         };
-        if (zmq_poll (items, 5, (long) wait) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, sizeof (items) / sizeof (items [0]), (long) wait) < 0
+        &&  zmq_errno () != EINTR)
             break;
         if (items [4].revents & ZMQ_POLLIN)
             herald_backups_finish (self->backups);
         if (items [0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (self->pipe);
-            if (!command || streq (command, "$TERM"))
+            if (!command || streq (command, "$TERM")) {
                 self->terminated = true;
+                if (self->metrics)
+                    herald_metrics_set_stopping (self->metrics);
+            }
             else
             if (streq (command, "RELOAD") && self->auth)
                 herald_auth_reload (self->auth);
@@ -1019,6 +1085,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
         }
         if (!self->fatal)
             s_commit_start (self);
+        if (self->metrics_sock && !self->fatal)
+            s_metrics_serve (self);
         if (zclock_mono () >= self->next_heartbeat)
             s_heartbeat (self);
         int64_t disk_wait_unused;
@@ -1055,6 +1123,9 @@ herald_broker_actor (zsock_t *pipe, void *args)
         }
     }
     if (self->fatal) {
+        if (self->metrics)
+            herald_metrics_set_failed (self->metrics, self->stop_reason? self->stop_reason
+                                                                         : "it failed");
         s_refuse_all (self);
         zstr_send (pipe, "FATAL");
     }

@@ -16,6 +16,7 @@
 #include <czmq.h>
 #include "herald_auth.h"
 #include "herald_config.h"
+#include "herald_metrics.h"
 #include "herald_store.h"
 
 //  The actor function for zactor_new.  args is a herald_broker_args_t*,
@@ -27,13 +28,16 @@
 //  them over (the caller no longer uses or destroys them) instead of
 //  binding its own.  auth, with security on, is the ZAP handler heraldd
 //  bound before those sockets (herald_auth_new): the actor takes it over
-//  too, and polls it in its loop.
+//  too, and polls it in its loop.  metrics, with --metrics, is the HTTP
+//  endpoint (herald_metrics): the loop answers its STATUS requests and
+//  tells it when it stops or fails; the caller destroys it after the actor.
 typedef struct {
     herald_config_t *config;
     herald_store_t *store;
     zsock_t *router;
     zsock_t *pub;
     herald_auth_t *auth;
+    herald_metrics_t *metrics;      //  --metrics: its STATUS channel (borrowed), or NULL
 } herald_broker_args_t;
 
 void

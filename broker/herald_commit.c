@@ -196,6 +196,13 @@ s_new (herald_config_t *config, herald_store_t *store, herald_disk_t *disk,
     self->reply = reply;
     self->pub = pub;
     self->clustered = clustered;
+    herald_histogram_init (&self->histograms [0], "commit_us", herald_histogram_us_bounds,
+                           herald_histogram_us_bound_count);
+    herald_histogram_init (&self->histograms [1], "ack_us", herald_histogram_us_bounds,
+                           herald_histogram_us_bound_count);
+    herald_histogram_init (&self->histograms [2], "commit_events",
+                           herald_histogram_events_bounds,
+                           herald_histogram_events_bound_count);
     if (!clustered) {
         self->writer = herald_writer_new (store);
         if (!self->writer) {
@@ -376,6 +383,7 @@ herald_commit_publish (herald_commit_t *self, zframe_t **identity_p, zframe_t **
 {
     s_request_t *request = (s_request_t *) zmalloc (sizeof (s_request_t));
     msgpack_zone_init (&request->zone, 4096);
+    request->arrived = zclock_usecs ();
     request->identity = *identity_p;
     request->body = *body_p;
     *identity_p = *body_p = NULL;
@@ -787,6 +795,8 @@ s_answer (herald_commit_t *self, s_request_t *request, const herald_batch_t *bat
     reply.ack.reused = reused;          //  encoded only when one is true
     reply.ack.count = batch->count;
     herald_reply_msg (self->reply, request->identity, &reply);
+    herald_histogram_observe (&self->histograms [1],
+                              (uint64_t) (zclock_usecs () - request->arrived));
     free (seqs);
     free (vers);
     free (dups);
@@ -825,6 +835,15 @@ s_fan_out (herald_commit_t *self, const herald_applied_t *record)
 static int
     s_finish_cluster (herald_commit_t *self);
 
+//  An applied commit: its time and its events
+static void
+s_observe_commit (herald_commit_t *self, const s_commit_t *commit)
+{
+    herald_histogram_observe (&self->histograms [0],
+                              (uint64_t) (zclock_usecs () - commit->started));
+    herald_histogram_observe (&self->histograms [2], commit->events);
+}
+
 int
 herald_commit_finish (herald_commit_t *self)
 {
@@ -838,7 +857,8 @@ herald_commit_finish (herald_commit_t *self)
     if (record->rc != HERALD_OK)
         failure = s_store_failed (self, &record->err, count, commit->bytes);
     else
-    if (herald_log_debug ())
+        s_observe_commit (self, commit);
+    if (record->rc == HERALD_OK && herald_log_debug ())
         herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
                     " durable in %.3f ms", count, commit->events, record->first_seq,
                     record->last_seq, (double) (zclock_usecs () - commit->started) / 1e3);
@@ -899,6 +919,7 @@ s_answer_commit (herald_commit_t *self, s_commit_t *commit, herald_applied_t *re
         free (failure);
         return;
     }
+    s_observe_commit (self, commit);
     if (herald_log_debug ())
         herald_log ("debug", "commit: %zu requests, %zu events, seq %" PRIu64 "..%" PRIu64
                     " committed and applied in %.3f ms (raft index %" PRIu64 ", %zu "
@@ -1044,4 +1065,10 @@ const char *
 herald_commit_stop_reason (herald_commit_t *self)
 {
     return self->stop_reason;
+}
+
+const herald_histogram_t *
+herald_commit_histograms (herald_commit_t *self)
+{
+    return self->histograms;
 }

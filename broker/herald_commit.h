@@ -25,6 +25,7 @@
 #include "herald_config.h"
 #include "herald_disk.h"
 #include "herald_fanout.h"
+#include "herald_histogram.h"
 #include "herald_raft.h"
 #include "herald_reply.h"
 #include "herald_store.h"
@@ -183,6 +184,14 @@ bool
 
 const herald_commit_counts_t *
     herald_commit_counts (herald_commit_t *self);
+
+//  The histograms the group commit keeps, for STATUS (herald_histogram):
+//  commit_us (a commit's time from proposed to applied: the WriteBatch and
+//  its WAL sync standalone, replication and apply in a cluster), ack_us
+//  (a PUBLISH from read off the socket to its ACK sent), commit_events.
+#define HERALD_COMMIT_HISTOGRAMS 3
+const herald_histogram_t *
+    herald_commit_histograms (herald_commit_t *self);
 
 //  Fan out through fanout (borrowed: the main PUB and the scope sockets)
 //  rather than the pub given to new.

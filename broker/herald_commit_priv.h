@@ -11,6 +11,7 @@
 
 #include "herald_commit.h"
 #include "herald_commit_ops.h"
+#include "herald_histogram.h"
 #include "herald_writer.h"
 
 //  A queued request: a PUBLISH, or (op set) a group's op, which has no
@@ -24,6 +25,7 @@ typedef struct {
     herald_error_t *refused;            //  the guard's refusal: not proposed, answered
                                         //  in its turn (owned; NULL: proposed)
     herald_commit_pending_op_t *op;     //  a group's op instead of a PUBLISH (owned)
+    int64_t arrived;                    //  zclock_usecs when it was read: ACK latency
 } s_request_t;
 
 //  One commit in flight: its requests, their store batches (borrowed by
@@ -60,6 +62,9 @@ struct _herald_commit_t {
     size_t inflight_requests;           //  ... their requests not answered yet
     const char *stop_reason;
     herald_commit_counts_t counts;
+    //  STATUS `histograms`: commit_us (proposed to applied), ack_us (read
+    //  to ACK sent), commit_events (events per commit)
+    herald_histogram_t histograms [HERALD_COMMIT_HISTOGRAMS];
     herald_commit_guard_t guard;        //  security's checks; none when off
     zhashx_t *proposed;                 //  guard: id -> event, of the proposal being made
     const herald_event_t **earlier;     //  guard: per event of a request, its id's earlier

@@ -153,7 +153,12 @@ static const s_option_t s_options [] = {
     { "max-groups", "N", S_SIZE, S_FIELD (max_groups), 1, 1000000,
       "1024", "consumer groups kept, 1 to 1000000 (then: overloaded)" },
     { "max-group-members", "N", S_SIZE, S_FIELD (max_group_members), 1, 100000,
-      "256", "live members per group, 1 to 100000 (then: overloaded)" }
+      "256", "live members per group, 1 to 100000 (then: overloaded)" },
+    //  Metrics and health (issue 17, docs/metrics.md): off by default
+    { "metrics", "HOST:PORT", S_ADDRESS, S_FIELD (metrics), 0, 0,
+      "", "serve /metrics, /healthz, /readyz over HTTP there (none: off)" },
+    { "ready-lag", "N", S_U64, S_FIELD (ready_lag), 1, 1ULL << 40,
+      "10000", "/readyz: a cluster node this many Raft entries behind is not ready" }
 };
 #define S_OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
 
@@ -597,6 +602,7 @@ herald_config_destroy (herald_config_t **self_p)
     free (self->curve_secret);
     free (self->acl);
     free (self->audit_log);
+    free (self->metrics);
     s_peers_free (self);
     free (self->config_file);
     free (self);

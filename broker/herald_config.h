@@ -85,6 +85,10 @@ typedef struct {
     //  refused `overloaded`, so that no client grows memory or disk at will
     size_t max_groups;              //  groups the store keeps
     size_t max_group_members;       //  live members of one group
+    //  Metrics and health (docs/metrics.md): an HTTP endpoint HOST:PORT,
+    //  "" off; /readyz says 503 for a node more than ready_lag entries behind
+    char *metrics;
+    uint64_t ready_lag;
     uint64_t given;                 //  private: bit i set when s_options [i] was given
     char *config_file;              //  the file loaded, or NULL when none was
     bool file_failed;               //  herald_config_parse failed in the --config file

@@ -115,6 +115,7 @@ struct _herald_streams_t {
     msgpack_sbuffer buffer;             //  replies being encoded
     msgpack_sbuffer pack;               //  a packed frame being gathered
     uint64_t served;
+    uint64_t events_sent;               //  stream events sent since start (STATUS)
     uint64_t abandoned;                 //  their client gone, or never reading
     size_t waiting_bytes;               //  streams that waited on max_bytes, last pump
     uint64_t byte_waits;                //  times a stream began to wait on max_bytes
@@ -441,6 +442,7 @@ s_stream_pump (herald_streams_t *self, s_stream_t *stream)
         herald_reply_zmq_msg (self->router, &frame, false);
     if (self->pack.size && s_pack_send (self, stream, false) != 0)
         goto out_of_memory;
+    self->events_sent += sent;
     if (rc == 1 && stream->credit == 0 && !stream->held) {
         //  Out of credit: look one event ahead, to END now if none is left.
         uint64_t seq;
@@ -841,4 +843,10 @@ uint64_t
 herald_streams_errors (herald_streams_t *self)
 {
     return self->errors;
+}
+
+uint64_t
+herald_streams_events (herald_streams_t *self)
+{
+    return self->events_sent;
 }

@@ -104,6 +104,10 @@ size_t
 uint64_t
     herald_streams_served (herald_streams_t *self);
 
+//  Events sent by REPLAY and READ streams since start (a rate's counter).
+uint64_t
+    herald_streams_events (herald_streams_t *self);
+
 //  Streams abandoned since start: the client gone or not reading.
 uint64_t
     herald_streams_abandoned (herald_streams_t *self);

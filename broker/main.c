@@ -7,7 +7,9 @@
     ACKs the batch in hand), flush the store so that its WAL holds nothing,
     close it.  The sockets are bound before the store is opened so that a
     port in use (a second ./run.sh) stops heraldd before it has created a
-    data directory: a failed start leaves nothing behind.
+    data directory: a failed start leaves nothing behind.  So is the port
+    of --metrics (herald_metrics), whose HTTP thread starts once the
+    broker runs and stops after it.
 
     With --peer heraldd is a cluster node (herald_node): the same, with
     a Raft node beside the broker loop; SIGTERM hands leadership over
@@ -28,6 +30,7 @@
 #include "herald_broker.h"
 #include "herald_catchup.h"
 #include "herald_disk.h"
+#include "herald_log.h"
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
 #define SIGNAL_CHECK_MS 100             //  the longest a signal goes unseen
@@ -144,11 +147,24 @@ main (int argc, char **argv)
         herald_config_destroy (&config);
         return 1;
     }
+    //  --metrics: its port is bound now too, so that one in use stops
+    //  heraldd before it opens the store (never a broker without metrics)
+    herald_metrics_t *metrics = NULL;
+    if (*config->metrics
+    &&  !(metrics = herald_metrics_new (config->metrics, config->ready_lag, &err))) {
+        fprintf (stderr, "heraldd: %s\n", err.message);
+        zsock_destroy (&router);
+        zsock_destroy (&pub);
+        herald_auth_destroy (&auth);
+        herald_config_destroy (&config);
+        return 1;
+    }
     //  RocksDB writes its LOG, OPTIONS and MANIFEST files as it opens a
     //  store, and on a full disk the Debian build aborts (an assertion in
     //  its file writer) rather than fail: refuse to start first, and say
     //  why.  Below --min-free the broker starts, serving reads only.
     if (s_disk_too_full (config->data_dir)) {
+        herald_metrics_destroy (&metrics);
         zsock_destroy (&router);
         zsock_destroy (&pub);
         herald_auth_destroy (&auth);
@@ -173,6 +189,7 @@ main (int argc, char **argv)
             fprintf (stderr, "heraldd: the store may be missing acknowledged events; not "
                      "starting.\nheraldd: see what can be kept with: herald repair "
                      "--data-dir %s\n", config->data_dir);
+        herald_metrics_destroy (&metrics);
         zsock_destroy (&router);
         zsock_destroy (&pub);
         herald_auth_destroy (&auth);
@@ -184,9 +201,19 @@ main (int argc, char **argv)
     //  broker's, the Raft node's, RocksDB's), and then nothing interrupts
     //  this thread's poll: so the wait looks at the flag every
     //  SIGNAL_CHECK_MS (seen: a cluster node that never stopped on SIGTERM).
-    herald_broker_args_t args = { config, store, router, pub, auth };     //  the actor owns them
-    zactor_t *broker = zactor_new (herald_broker_actor, &args);
+    herald_broker_args_t args = { config, store, router, pub, auth, metrics };
+    zactor_t *broker = zactor_new (herald_broker_actor, &args);     //  owns the sockets
     int status = 0;
+    if (metrics) {
+        if (herald_metrics_start (metrics, &err) != 0) {
+            fprintf (stderr, "heraldd: %s\n", err.message);
+            status = 1;
+            zsys_interrupted = 1;       //  stop at once, as on SIGTERM
+        }
+        else
+            herald_log ("info", "metrics on http://%s/metrics (and /healthz, /readyz)",
+                        config->metrics);
+    }
     zpoller_t *poller = zpoller_new (broker, NULL);
     if (auth)
         pthread_sigmask (SIG_UNBLOCK, &hangup_set, NULL);
@@ -212,6 +239,8 @@ main (int argc, char **argv)
             break;
     }
     zpoller_destroy (&poller);
+    if (metrics)
+        herald_metrics_set_stopping (metrics);
     //  Stopping.  A second signal now (Ctrl-C again, or a process manager's
     //  SIGTERM after the terminal's SIGINT) would interrupt czmq's waits
     //  half-way: zactor_destroy returns early on EINTR, and the store and
@@ -230,6 +259,8 @@ main (int argc, char **argv)
         status = 1;
     }
     herald_store_destroy (&store);
+    //  Last: /readyz says "stopping" through the flush
+    herald_metrics_destroy (&metrics);
     herald_catchup_set_cert (NULL);
     herald_config_destroy (&config);
     return status;

@@ -162,7 +162,8 @@ typedef struct {
             const herald_str_t *extra_keys;
             const uint64_t *extra_values;
             size_t extra_count;
-            herald_msg_raw_t raw;   //  more keys, any values (encode only)
+            herald_msg_raw_t raw;   //  more keys, any values (encode only; a STATUS
+                                    //  request: its additions, histograms: true)
         } status;
         struct {
             uint64_t proto;

@@ -315,9 +315,15 @@ herald_msg_encode (const herald_msg_t *self, msgpack_sbuffer *buffer)
                | s_key_uint (&pk, "credit", self->credit.credit);
             break;
         case HERALD_MSG_CANCEL:
-        case HERALD_MSG_STATUS:
         case HERALD_MSG_EVENTS:
             rc = msgpack_pack_map (&pk, 1) | s_rid (&pk, self);
+            break;
+        case HERALD_MSG_STATUS:
+            //  A request's own additions (histograms: true), when given
+            rc = msgpack_pack_map (&pk, 1 + self->status.raw.count) | s_rid (&pk, self);
+            if (self->status.raw.len)
+                rc |= msgpack_sbuffer_write (buffer, (const char *) self->status.raw.data,
+                                             self->status.raw.len);
             break;
         case HERALD_MSG_HELLO:          rc = s_hello (&pk, self); break;
         case HERALD_MSG_ACK:            rc = s_ack (&pk, self); break;

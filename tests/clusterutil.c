@@ -216,6 +216,10 @@ cu_node_spawn (cu_cluster_t *self, size_t index, const char *state)
     }
     for (size_t at = 0; self->extra [at]; at++)
         argv [argc++] = self->extra [at];
+    if (*node->metrics) {
+        argv [argc++] = "--metrics";
+        argv [argc++] = node->metrics;
+    }
     argv [argc] = NULL;
     //  A line in the log between runs, so a reader sees where each began
     FILE *file = fopen (node->log, "a");

@@ -83,6 +83,7 @@ typedef struct {
     char *connect_env;              //  HERALD_TEST_RAFT_CONNECT=... or NULL
     zsock_t *ctl;                   //  the harness's DEALER on api
     uint64_t rid;
+    char metrics [32];              //  --metrics HOST:PORT at each start, when a test sets it
 } cu_node_t;
 
 typedef struct {

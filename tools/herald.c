@@ -27,6 +27,7 @@
 
 #include "herald_cli.h"
 #include "herald_uuid.h"
+#include "herald_exposition.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -112,11 +113,13 @@ static const char *s_pub_usage =
     "DATA that starts with '-'.\n";
 
 static const char *s_status_usage =
-    "usage: herald status [--format json|table]\n"
+    "usage: herald status [--format json|table|prometheus|openmetrics]\n"
     "\n"
     "Print the broker's STATUS reply: head, topics, events, role, node, uptime_s,\n"
     "lineage and losses (the losses an operator accepted with herald repair),\n"
-    "and the broker's other counters.\n";
+    "and the broker's other counters.  --format prometheus (or openmetrics) asks\n"
+    "for the broker's histograms too and prints the text heraldd --metrics serves\n"
+    "on /metrics (docs/metrics.md), for scraping without HTTP.\n";
 
 int
 herald_cli_fail (int code, const char *format, ...)
@@ -245,7 +248,11 @@ herald_cli_common_opt (herald_cli_opts_t *opts, int argc, char **argv, int *inde
             opts->format = HERALD_CLI_TABLE;
         else
         if (value) {
-            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--format: '%s' is not json or table", value);
+            herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--format: '%s' is not json or table%s", value,
+                             strcmp (value, "prometheus") == 0
+                             || strcmp (value, "openmetrics") == 0
+                             ? " (herald status --format prometheus|openmetrics takes it, after "
+                               "the command name)": "");
             *bad = true;
         }
         opts->format_set = true;
@@ -757,16 +764,64 @@ s_cmd_pub (herald_cli_opts_t *opts, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  status
 
+//  --format prometheus / openmetrics (status only) at argv[*index]: true
+//  and *exposition set, *index past it.
+static bool
+s_exposition_opt (int argc, char **argv, int *index, int *exposition)
+{
+    const char *value = NULL;
+    int used = 1;
+    if (strncmp (argv [*index], "--format=", 9) == 0)
+        value = argv [*index] + 9;
+    else
+    if (strcmp (argv [*index], "--format") == 0 && *index + 1 < argc) {
+        value = argv [*index + 1];
+        used = 2;
+    }
+    if (!value)
+        return false;
+    if (strcmp (value, "prometheus") == 0)
+        *exposition = HERALD_EXPOSITION_PROMETHEUS;
+    else
+    if (strcmp (value, "openmetrics") == 0)
+        *exposition = HERALD_EXPOSITION_OPENMETRICS;
+    else
+        return false;
+    *index += used;
+    return true;
+}
+
+//  The STATUS body as exposition text (herald_exposition, as /metrics).
+static int
+s_print_exposition (int exposition, zframe_t *body)
+{
+    size_t len = 0;
+    char *text = body? herald_exposition_text (zframe_data (body), zframe_size (body),
+                                               (herald_exposition_format_t) exposition, &len)
+                     : NULL;
+    if (!text)
+        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "the STATUS reply could not be turned "
+                                                      "into %s text", exposition
+                                                      == HERALD_EXPOSITION_OPENMETRICS
+                                                      ? "OpenMetrics": "Prometheus");
+    fwrite (text, 1, len, stdout);
+    free (text);
+    return HERALD_CLI_EXIT_OK;
+}
+
 static int
 s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
 {
     int index = 1;
     bool bad = false;
+    int exposition = -1;                //  --format prometheus|openmetrics
     while (index < argc && !bad) {
         if (strcmp (argv [index], "--help") == 0) {
             fputs (s_status_usage, stdout);
             return HERALD_CLI_EXIT_OK;
         }
+        if (s_exposition_opt (argc, argv, &index, &exposition))
+            continue;
         if (!herald_cli_common_opt (opts, argc, argv, &index, &bad))
             return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "status: unexpected '%s' "
                                                            "(see herald status --help)",
@@ -780,6 +835,10 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
         return rc;
     herald_msg_t request = { .type = HERALD_MSG_STATUS, .has_rid = true };
     request.rid = herald_cli_conn_rid (conn);
+    //  The histograms too (an addition: a broker before it leaves them out)
+    static const char histograms [] = "\xaahistograms\xc3";
+    if (exposition >= 0)
+        request.status.raw = (herald_msg_raw_t) { histograms, sizeof (histograms) - 1, 1 };
     rc = herald_cli_conn_send (conn, &request);
     herald_cli_reply_t reply;
     memset (&reply, 0, sizeof reply);
@@ -796,8 +855,12 @@ s_cmd_status (herald_cli_opts_t *opts, int argc, char **argv)
             //  The whole body too: a cluster node's STATUS has str, nil and
             //  array values the decoder does not keep (leader, digest, peers)
             zframe_t *body = zmsg_first (reply.msg)? zmsg_next (reply.msg): NULL;
-            herald_cli_print_status (opts->format, &reply.body, body? zframe_data (body): NULL,
-                                     body? zframe_size (body): 0);
+            if (exposition >= 0)
+                rc = s_print_exposition (exposition, body);
+            else
+                herald_cli_print_status (opts->format, &reply.body,
+                                         body? zframe_data (body): NULL,
+                                         body? zframe_size (body): 0);
         }
     }
     herald_cli_reply_fini (&reply);

@@ -15,7 +15,7 @@ srcdir=${HERALD_SRCDIR:-.}
 seconds=${FUZZ_SECONDS:-10}
 status=0
 
-for target in fuzz_envelope fuzz_request fuzz_reply fuzz_entry fuzz_acl; do
+for target in fuzz_envelope fuzz_request fuzz_reply fuzz_entry fuzz_acl fuzz_exposition; do
     binary="$builddir/tests/fuzz/$target"
     seeds="$srcdir/tests/fuzz/corpus/$target"
     if [ ! -x "$binary" ]; then
