@@ -1,0 +1,314 @@
+"""_projection_db - what a projection needs of a database (SQLite, PostgreSQL).
+
+Internal.  herald.projection drives a database only through a backend of
+this module, as libherald_projection drives one through
+agents/herald_projection_backend.h: connect, a write transaction that
+excludes every other writer of the projection's row, the position table
+(created when missing), its row read and written, commit and rollback.
+Both write the same table, so a read model built by the C library is
+continued by Python and the other way round:
+
+    name        text primary key     the projection's name
+    seq         64-bit integer       the last seq whose effects are committed
+    lineage     64-bit integer       the broker's count of accepted losses then
+    until_ts    64-bit integer       0: live; else the temporal instant (Unix ns)
+    updated_ns  64-bit integer       Unix ns of the commit that wrote the row
+
+Errors: :class:`Transient` when the same work may succeed later without
+anyone changing anything (SQLite busy or locked; a PostgreSQL
+serialization failure, deadlock, or lost connection, after which the
+backend reconnects on its next begin).  Anything else the database raises
+is passed on as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from typing import Any, Optional, Tuple
+
+Row = Tuple[int, int, int]                 # seq, lineage, until_ts
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+
+class Transient(Exception):
+    """A database error worth retrying (the batch is rolled back)."""
+
+
+def check_table(table: str) -> str:
+    """A position table's name: an SQL identifier, optionally schema-qualified
+    (it is put in statements as it is: nothing to quote)."""
+    if not isinstance(table, str) or not _TABLE.match(table):
+        raise ValueError("table: an SQL identifier ([A-Za-z_][A-Za-z0-9_]*, optionally "
+                         "schema.table), not %r" % (table,))
+    return table
+
+
+class SQLiteBackend:
+    """SQLite through the standard library's sqlite3.
+
+    The file is opened in WAL mode with synchronous=NORMAL: a process
+    killed at any moment leaves the last committed transaction in place,
+    and an operating-system crash or power loss at worst rolls back the
+    last ones, effects and position together.  ``busy_timeout`` (seconds)
+    is how long a statement waits for another writer before SQLite says
+    busy (then the batch is retried with the agent's backoff)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Any, busy_timeout: float = 0.2):
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ValueError("path: the SQLite file (created when missing)")
+        self.busy_timeout = busy_timeout
+        self.conn: Optional[sqlite3.Connection] = None
+
+    def open(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                #  A file that cannot be in WAL (a read-only directory...) is
+                #  still transactional in its rollback journal
+                pass
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        self.conn = conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except sqlite3.Error:
+                pass
+            self.conn = None
+
+    def transient(self, exc: BaseException) -> bool:
+        """Whether exc (raised by the backend or by an apply function's
+        statement) is worth retrying: busy or locked."""
+        if isinstance(exc, sqlite3.OperationalError):
+            text = str(exc).lower()
+            return "locked" in text or "busy" in text
+        return False
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if self.transient(exc):
+            return Transient("sqlite: %s" % exc)
+        return exc
+
+    def begin(self) -> sqlite3.Connection:
+        """BEGIN IMMEDIATE: the write lock now, not at the first write."""
+        if self.conn is None:
+            self.open()
+        conn = self.conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        return conn
+
+    def in_transaction(self, db: sqlite3.Connection) -> bool:
+        return db.in_transaction
+
+    def commit(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def rollback(self, db: Any) -> None:
+        conn = self.conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def run(self, db: sqlite3.Connection, sql: str, args: tuple = ()) -> Any:
+        try:
+            return db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def table_ensure(self, db: Any, table: str) -> None:
+        self.run(db, "CREATE TABLE IF NOT EXISTS %s (name TEXT PRIMARY KEY NOT NULL, "
+                     "seq INTEGER NOT NULL, lineage INTEGER NOT NULL, "
+                     "until_ts INTEGER NOT NULL, updated_ns INTEGER NOT NULL)" % table)
+
+    def position_read(self, db: Any, table: str, name: str) -> Optional[Row]:
+        row = self.run(db, "SELECT seq, lineage, until_ts FROM %s WHERE name = ?" % table,
+                       (name,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+    def position_write(self, db: Any, table: str, name: str, row: Row) -> None:
+        self.run(db, "INSERT INTO %s (name, seq, lineage, until_ts, updated_ns) "
+                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                     "seq = excluded.seq, lineage = excluded.lineage, "
+                     "until_ts = excluded.until_ts, updated_ns = excluded.updated_ns"
+                 % table, (name, row[0], row[1], row[2], time.time_ns()))
+
+    def position_create(self, db: Any, table: str, name: str, row: Row) -> None:
+        """Insert the row unless it exists (the database is locked already)."""
+        self.run(db, "INSERT INTO %s (name, seq, lineage, until_ts, updated_ns) "
+                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
+                 % table, (name, row[0], row[1], row[2], time.time_ns()))
+
+
+# PostgreSQL SQLSTATE classes and codes retried: 08 connection exception,
+# 40 transaction rollback (40001 serialization failure, 40P01 deadlock),
+# 57P0x the server shutting down or restarting, 55P03 lock not available,
+# 53300 too many connections
+_PG_TRANSIENT_CLASSES = ("08", "40")
+_PG_TRANSIENT_CODES = ("57P01", "57P02", "57P03", "55P03", "53300")
+
+
+class PostgresBackend:
+    """PostgreSQL through psycopg2 (Debian's python3-psycopg2).
+
+    A transaction is psycopg2's (BEGIN before the first statement); the
+    projection's row is read ``FOR UPDATE``, which excludes every other
+    writer of it until commit.  ``db`` for apply is a cursor of the
+    connection.  A lost connection is transient: the next begin
+    reconnects."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, connect_timeout: Optional[float] = None):
+        try:
+            import psycopg2                     # noqa: F401
+        except ImportError as exc:              # pragma: no cover - Debian has it
+            from .errors import UnsupportedError
+            raise UnsupportedError("PostgresProjection needs psycopg2 (Debian: apt-get "
+                                   "install python3-psycopg2): %s" % exc) from exc
+        if not isinstance(dsn, str):
+            raise TypeError("dsn: a libpq connection string (str)")
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self.conn: Any = None
+        self.cursor: Any = None
+
+    def transient(self, exc: BaseException) -> bool:
+        """Whether exc (raised by the backend or by an apply function's
+        statement) is worth retrying."""
+        import psycopg2
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            return True
+        code = getattr(exc, "pgcode", None) or ""
+        if code[:2] in _PG_TRANSIENT_CLASSES or code in _PG_TRANSIENT_CODES:
+            return True
+        return self.conn is None or bool(self.conn.closed)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if self.transient(exc):
+            self._drop_if_closed()
+            return Transient("postgres: %s" % (str(exc).strip() or type(exc).__name__))
+        return exc
+
+    def _drop_if_closed(self) -> None:
+        if self.conn is not None and self.conn.closed:
+            self.close()
+
+    def open(self) -> None:
+        import psycopg2
+        kwargs = {}
+        if self.connect_timeout is not None:
+            kwargs["connect_timeout"] = max(1, int(self.connect_timeout))
+        try:
+            conn = psycopg2.connect(self.dsn, **kwargs)
+        except psycopg2.Error as exc:
+            raise self._translate(exc) from exc
+        conn.autocommit = False
+        self.conn = conn
+        self.cursor = conn.cursor()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+        self.conn = self.cursor = None
+
+    def begin(self) -> Any:
+        if self.conn is None or self.conn.closed:
+            self.close()
+            self.open()
+        return self.cursor
+
+    def in_transaction(self, db: Any) -> bool:
+        import psycopg2.extensions as ext
+        conn = self.conn
+        return conn is not None and not conn.closed and \
+            conn.get_transaction_status() in (ext.TRANSACTION_STATUS_INTRANS,
+                                              ext.TRANSACTION_STATUS_ACTIVE)
+
+    def commit(self, db: Any) -> None:
+        import psycopg2
+        try:
+            self.conn.commit()
+        except psycopg2.Error as exc:
+            raise self._translate(exc) from exc
+
+    def rollback(self, db: Any) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
+            self.close()
+            return
+        try:
+            conn.rollback()
+        except Exception:
+            self.close()                        # reconnect on the next begin
+
+    def run(self, db: Any, sql: str, args: tuple = ()) -> Any:
+        import psycopg2
+        try:
+            db.execute(sql, args)
+            return db
+        except psycopg2.Error as exc:
+            raise self._translate(exc) from exc
+
+    def table_ensure(self, db: Any, table: str) -> None:
+        #  Two first opens at once may race in CREATE TABLE IF NOT EXISTS
+        #  (23505 on pg_type's unique index): transient, the retry finds it
+        import psycopg2
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS %s (name TEXT PRIMARY KEY NOT NULL, "
+                       "seq BIGINT NOT NULL, lineage BIGINT NOT NULL, "
+                       "until_ts BIGINT NOT NULL, updated_ns BIGINT NOT NULL)" % table)
+        except psycopg2.Error as exc:
+            if getattr(exc, "pgcode", None) == "23505":
+                raise Transient("postgres: %s" % str(exc).strip()) from exc
+            raise self._translate(exc) from exc
+
+    def position_read(self, db: Any, table: str, name: str) -> Optional[Row]:
+        self.run(db, "SELECT seq, lineage, until_ts FROM %s WHERE name = %%s FOR UPDATE"
+                 % table, (name,))
+        row = db.fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+    def position_write(self, db: Any, table: str, name: str, row: Row) -> None:
+        self.run(db, "INSERT INTO %s (name, seq, lineage, until_ts, updated_ns) "
+                     "VALUES (%%s, %%s, %%s, %%s, %%s) ON CONFLICT (name) DO UPDATE SET "
+                     "seq = EXCLUDED.seq, lineage = EXCLUDED.lineage, "
+                     "until_ts = EXCLUDED.until_ts, updated_ns = EXCLUDED.updated_ns"
+                 % table, (name, row[0], row[1], row[2], time.time_ns()))
+
+    def position_create(self, db: Any, table: str, name: str, row: Row) -> None:
+        """Insert the row unless it exists.  A missing row cannot be locked:
+        this insert is the lock (a second inserter waits for this
+        transaction, then inserts nothing and reads the committed row)."""
+        self.run(db, "INSERT INTO %s (name, seq, lineage, until_ts, updated_ns) "
+                     "VALUES (%%s, %%s, %%s, %%s, %%s) ON CONFLICT (name) DO NOTHING"
+                 % table, (name, row[0], row[1], row[2], time.time_ns()))
