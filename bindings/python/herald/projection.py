@@ -245,7 +245,18 @@ class Projection:
                 self._user(self._setup, db)
             return row
         try:
-            row = self._retrying(work, "opening")
+            try:
+                self._db.open()
+            except Exception as exc:
+                raise make_error(_lib.ERR_IO, "projection %s: cannot open the %s database: %s"
+                                 % (self.name, self._db.name, exc)) from exc
+            try:
+                row = self._retrying(work, "opening")
+            except HeraldError:
+                raise
+            except Exception as exc:
+                raise make_error(_lib.ERR_IO, "projection %s: opening: %s: %s"
+                                 % (self.name, type(exc).__name__, exc)) from exc
         except BaseException:
             self._db.close()
             raise
