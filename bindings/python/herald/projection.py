@@ -555,10 +555,12 @@ class Projection:
         return self.status()
 
     def wait(self, seq: int, timeout: Optional[float] = None) -> "ProjectionStatus":
-        """Wait until the committed position is at least ``seq`` (the seq of
-        an event this projection gets); raise what stopped it if it fails,
-        or :class:`herald.TimeoutError` after ``timeout`` seconds (None:
-        for ever).  Returns :meth:`status`."""
+        """Wait until every event of this projection up to ``seq`` is
+        applied and committed: the position is at least ``seq``, or the
+        subscription has passed ``seq`` (an event of another topic: the
+        position only moves with the events applied).  Raise what stopped
+        the projection if it fails, or :class:`herald.TimeoutError` after
+        ``timeout`` seconds (None: for ever).  Returns :meth:`status`."""
         self._not_on_loop("wait", "wait_async")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -572,8 +574,50 @@ class Projection:
                     raise TimeoutError("projection %s: position %d, not yet %d"
                                        % (self.name, self._position, seq))
                 self._changed.wait(0.05 if left is None else min(left, 0.05))
-            self._poll_subscription()
+            if self._passed(seq):
+                break
         return self.status()
+
+    def _passed(self, seq: int) -> bool:
+        """Whether the live subscription is past seq: every event up to it
+        was handled, so committed (a batch returns after its commit).  A
+        subscription the agent stopped (a replay refused...) fails the
+        projection."""
+        if not self._subscribed or self._state == FAILED:
+            return False
+        try:
+            sub = self._core.sub_status(self.name)
+        except HeraldError:
+            return False
+        if sub.state == "failed":
+            self._set_failed(make_error(sub.error or _lib.ERR_INTERNAL,
+                                        "projection %s: its subscription failed: %s"
+                                        % (self.name, sub.message)))
+            return False
+        return sub.delivered_seq >= seq and self._state != FAILED
+
+    def catch_up(self, timeout: Optional[float] = None) -> "ProjectionStatus":
+        """Wait until everything the broker holds now is applied: its head
+        is asked (after the agent heard a heartbeat), then :meth:`wait`.
+        For a script that shows the read model once and exits.  Returns
+        :meth:`status`."""
+        self._not_on_loop("catch_up", "catch_up_async")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.until_ts:
+            return self.status()               # start() returned when done
+        pause = 0.005
+        while not self._core.stats().broker_reachable:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("projection %s: no heartbeat from the broker" % self.name)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        #  The head at the last heartbeat, then what came since (few events)
+        since = max(1, self._core.stats().broker_head)
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
+        head = self._core.replay(from_seq=since, prefixes=self.prefixes, timeout=left,
+                                 handler=lambda event: None).last
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
+        return self.wait(head, left)
 
     def _not_on_loop(self, what: str, instead: str) -> None:
         """An AsyncAgent's projection applies its batches on the event loop:
@@ -589,18 +633,7 @@ class Projection:
                                        "projection's events: await %s()" % (what, instead))
 
     def _poll_subscription(self) -> None:
-        """A subscription the agent stopped (a replay refused...) fails the
-        projection."""
-        if not self._subscribed or self._state == FAILED:
-            return
-        try:
-            sub = self._core.sub_status(self.name)
-        except HeraldError:
-            return
-        if sub.state == "failed":
-            self._set_failed(make_error(sub.error or _lib.ERR_INTERNAL,
-                                        "projection %s: its subscription failed: %s"
-                                        % (self.name, sub.message)))
+        self._passed(2 ** 64)
 
     def status(self) -> "ProjectionStatus":
         """State, position and counters (a :class:`ProjectionStatus`)."""
@@ -658,6 +691,10 @@ class Projection:
         """:meth:`wait` without blocking the loop (which applies the batches
         of an AsyncAgent's projection)."""
         return await asyncio.get_running_loop().run_in_executor(None, self.wait, seq, timeout)
+
+    async def catch_up_async(self, timeout: Optional[float] = None) -> "ProjectionStatus":
+        """:meth:`catch_up` without blocking the loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.catch_up, timeout)
 
     async def rebuild_async(self, timeout: Optional[float] = None) -> "ProjectionStatus":
         """:meth:`rebuild` in the executor."""
