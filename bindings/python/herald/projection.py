@@ -202,9 +202,7 @@ class Projection:
         try:
             result = work(db)
             if not self._db.in_transaction(db):
-                raise InvalidArgumentError("the transaction was ended by the projection's "
-                                           "own function: never BEGIN, COMMIT or ROLLBACK "
-                                           "in setup, reset or apply")
+                raise _ended()
             self._db.commit(db)
             return result
         except BaseException:
@@ -283,7 +281,7 @@ class Projection:
         """One transaction: skip what the row has, apply the rest, write
         the row.  Raises Transient or Retry (rolled back), or _Failed with
         the index of the event whose apply raised (rolled back)."""
-        def work(db: Any) -> int:
+        def work(db: Any) -> tuple:
             stored = self._read_row(db)[0]
             todo = [event for event in events if event.seq > stored]
             skipped = len(events) - len(todo)
@@ -296,14 +294,18 @@ class Projection:
                     except BaseException as exc:
                         raise _Failed(exc, getattr(exc, "handled", 0) or 0, todo) from exc
                 else:
-                    apply = self._apply
+                    apply, open_ = self._apply, self._db.in_transaction
                     for index, event in enumerate(todo):
                         try:
                             self._user(apply, db, event)
                         except (Transient, Retry):
                             raise
                         except BaseException as exc:
+                            if not open_(db):
+                                raise _ended(exc) from exc
                             raise _Failed(exc, index, todo) from exc
+                        if not open_(db):
+                            raise _ended()
                 self._db.position_write(db, self.table, self.name,
                                         (todo[-1].seq, lineage, self.until_ts))
             return stored, len(todo), skipped
@@ -342,8 +344,11 @@ class Projection:
                 raise _Stop(error, done + sum(1 for event in chunk if event.seq < seq))
             except BaseException as exc:        # the database's own error
                 self._counts["rollbacks"] += 1
-                error = make_error(_lib.ERR_IO, "projection %s: %s: %s"
-                                   % (self.name, type(exc).__name__, exc))
+                if isinstance(exc, HeraldError):
+                    error = type(exc)("projection %s: %s" % (self.name, exc))
+                else:
+                    error = make_error(_lib.ERR_IO, "projection %s: %s: %s"
+                                       % (self.name, type(exc).__name__, exc))
                 error.__cause__ = exc
                 self._set_failed(error)
                 raise _Stop(error, done)
@@ -759,6 +764,13 @@ class Projection:
         with self._changed:
             self._state = DONE
             self._changed.notify_all()
+
+
+def _ended(cause: Optional[BaseException] = None) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "the transaction was ended by the projection's own function%s: never BEGIN, COMMIT "
+        "or ROLLBACK in setup, reset or apply (the projection does)"
+        % (" (%s: %s)" % (type(cause).__name__, cause) if cause else ""))
 
 
 class _Failed(Exception):
