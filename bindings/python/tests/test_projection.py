@@ -63,9 +63,16 @@ class PgSide:
     kind = "postgres"
     placeholder = "%s"
 
+    schemas = 0
+
     def __init__(self, server):
+        #  A schema of its own per side (a CREATE DATABASE costs a second):
+        #  every unqualified table, the position table too, goes there
+        PgSide.schemas += 1
+        schema = "t%d_%d" % (os.getpid(), PgSide.schemas)
         self.server = server
-        self.dsn = server.database()
+        server.query("CREATE SCHEMA %s" % schema)
+        self.dsn = server.conninfo + " options='-c search_path=%s'" % schema
 
     def make(self, agent, name, **options):
         return PostgresProjection(agent, name, self.dsn, **options)
@@ -362,7 +369,7 @@ def test_sqlite_busy_is_retried(sqlite_side, agents):
 
 def test_postgres_lock_timeout_and_a_lost_server_are_retried(pg_server, agents):  # noqa: F811
     side = PgSide(pg_server)
-    side.dsn += " options='-c lock_timeout=100'"
+    side.dsn = side.dsn[:-1] + " -c lock_timeout=100'"
     agent = agents()
     projection = ledger_projection(side, agent)
     projection.start()
