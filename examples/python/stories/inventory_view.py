@@ -24,6 +24,7 @@ exit 64.
 import argparse
 import datetime
 import os
+import re
 import signal
 import sys
 import threading
@@ -59,16 +60,22 @@ def iso(ts: int) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % (ts % 10 ** 9)
 
 
-def instant(text: str):
-    """Unix ns, or an ISO 8601 time (Z or an offset; naive is UTC) as a
-    datetime: a projection's until_ts takes either."""
+def instant(text: str) -> int:
+    """An instant as Unix ns: ns as they are, or ISO 8601 (2026-12-05T23:59:59Z,
+    an offset, or naive: UTC) with up to 9 decimals (the ns that shop.py and
+    the audit print: a datetime would keep only microseconds)."""
     if text.isdigit():
         return int(text)
+    match = re.fullmatch(r"([0-9-]+T[0-9:]+)(?:\.([0-9]{1,9}))?(Z|[+-][0-9:]+)?", text)
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if not match:
+            raise ValueError(text)
+        zone = match.group(3) or "+00:00"
+        when = datetime.datetime.fromisoformat(match.group(1) + zone.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError("an instant: Unix ns or 2026-12-05T23:59:59Z, "
                                          "not %r" % text)
+    return int(when.timestamp()) * 10 ** 9 + int((match.group(2) or "").ljust(9, "0"))
 
 
 def show(path: str, status) -> None:

@@ -21,6 +21,7 @@ Options: --api (default tcp://127.0.0.1:5580), --db (default
 import argparse
 import datetime
 import os
+import re
 import sqlite3
 import sys
 
@@ -116,13 +117,22 @@ class UsageParser(argparse.ArgumentParser):
         self.exit(64, "%s: %s\n" % (self.prog, message))
 
 
-def instant(text: str):
+def instant(text: str) -> int:
+    """An instant as Unix ns: ns as they are, or ISO 8601 (2026-12-05T23:59:59Z,
+    an offset, or naive: UTC) with up to 9 decimals (the ns that shop.py and
+    the audit print: a datetime would keep only microseconds)."""
     if text.isdigit():
         return int(text)
+    match = re.fullmatch(r"([0-9-]+T[0-9:]+)(?:\.([0-9]{1,9}))?(Z|[+-][0-9:]+)?", text)
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if not match:
+            raise ValueError(text)
+        zone = match.group(3) or "+00:00"
+        when = datetime.datetime.fromisoformat(match.group(1) + zone.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError("an instant: Unix ns or ISO 8601, not %r" % text)
+        raise argparse.ArgumentTypeError("an instant: Unix ns or 2026-12-05T23:59:59Z, "
+                                         "not %r" % text)
+    return int(when.timestamp()) * 10 ** 9 + int((match.group(2) or "").ljust(9, "0"))
 
 
 def parse_args() -> argparse.Namespace:
