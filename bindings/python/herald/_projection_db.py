@@ -31,7 +31,7 @@ from typing import Any, Optional, Tuple
 
 Row = Tuple[int, int, int]                 # seq, lineage, until_ts
 
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 class Transient(Exception):
@@ -39,12 +39,14 @@ class Transient(Exception):
 
 
 def check_table(table: str) -> str:
-    """A position table's name: an SQL identifier, optionally schema-qualified
-    (it is put in statements as it is: nothing to quote)."""
+    """A position table's name, as the C library takes it: 1-63 bytes of
+    [A-Za-z0-9_], not starting with a digit.  Returned quoted, as the C
+    library puts it in its statements (so "Views" is the same table for
+    both, also in PostgreSQL, which would fold it to lower case unquoted)."""
     if not isinstance(table, str) or not _TABLE.match(table):
-        raise ValueError("table: an SQL identifier ([A-Za-z_][A-Za-z0-9_]*, optionally "
-                         "schema.table), not %r" % (table,))
-    return table
+        raise ValueError("table: 1-63 characters of [A-Za-z0-9_], not starting with a "
+                         "digit, not %r" % (table,))
+    return '"%s"' % table
 
 
 class SQLiteBackend:

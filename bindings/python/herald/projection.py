@@ -147,7 +147,8 @@ class Projection:
         self._core = core
         self._async = hasattr(agent, "_loop")
         self.name = name
-        self.table = check_table(table)
+        self.table = table
+        self._table = check_table(table)       # quoted, for the statements
         # A subclass may define these as methods (or prefixes as an attribute)
         if prefixes is None:
             prefixes = getattr(type(self), "prefixes", None)
@@ -211,11 +212,11 @@ class Projection:
 
     def _read_row(self, db: Any) -> tuple:
         """The row (locked for this transaction), created at 0 when missing."""
-        row = self._db.position_read(db, self.table, self.name)
+        row = self._db.position_read(db, self._table, self.name)
         if row is None:
-            self._db.position_create(db, self.table, self.name,
+            self._db.position_create(db, self._table, self.name,
                                      (0, self._lineage, self.until_ts))
-            row = self._db.position_read(db, self.table, self.name)
+            row = self._db.position_read(db, self._table, self.name)
         return row
 
     def _user(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -233,7 +234,7 @@ class Projection:
     def _open(self) -> None:
         """Connect, create the position table and the row, run setup."""
         def work(db: Any) -> tuple:
-            self._db.table_ensure(db, self.table)
+            self._db.table_ensure(db, self._table)
             row = self._read_row(db)
             if row[2] != self.until_ts:
                 raise InvalidArgumentError(
@@ -306,7 +307,7 @@ class Projection:
                             raise _Failed(exc, index, todo) from exc
                         if not open_(db):
                             raise _ended()
-                self._db.position_write(db, self.table, self.name,
+                self._db.position_write(db, self._table, self.name,
                                         (todo[-1].seq, lineage, self.until_ts))
             return stored, len(todo), skipped
         stored, applied, skipped = self._transaction(work)
@@ -444,7 +445,7 @@ class Projection:
             if stored_lineage != lineage:
                 def adopt(db: Any) -> None:
                     if self._read_row(db)[0] == 0:
-                        self._db.position_write(db, self.table, self.name,
+                        self._db.position_write(db, self._table, self.name,
                                                 (0, lineage, self.until_ts))
                 with self._lock:
                     self._retrying(adopt, "writing the lineage")
@@ -541,7 +542,7 @@ class Projection:
         def drop(db: Any) -> None:
             self._read_row(db)
             self._user(self._reset, db)
-            self._db.position_write(db, self.table, self.name,
+            self._db.position_write(db, self._table, self.name,
                                     (0, self._lineage, self.until_ts))
 
         def setup(db: Any) -> None:

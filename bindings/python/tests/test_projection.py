@@ -177,10 +177,11 @@ def test_the_position_table_and_its_row(side, agents):
 def test_a_position_table_of_another_name(side, agents):
     agent = agents()
     published = publish_changes(agent, some_changes(10))
-    with ledger_projection(side, agent, table="views_position") as projection:
+    #  Quoted as the C library quotes it: the case is kept, also in PostgreSQL
+    with ledger_projection(side, agent, table="Views_Position") as projection:
         projection.start()
         projection.wait(published[-1][0], WAIT)
-    assert side.query("SELECT name, seq FROM views_position") == [("stock", published[-1][0])]
+    assert side.query('SELECT name, seq FROM "Views_Position"') == [("stock", published[-1][0])]
     assert dump(side.query) == expected(published)
 
 
