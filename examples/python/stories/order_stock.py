@@ -141,4 +141,9 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(parse_args()))
+    arguments = parse_args()
+    try:
+        raise SystemExit(main(arguments))
+    except herald.HeraldError as error:         # refused: say why, no traceback
+        print("%s: %s" % ("order_stock.py", error), file=sys.stderr)
+        raise SystemExit(1)

@@ -150,4 +150,9 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(parse_args()))
+    arguments = parse_args()
+    try:
+        raise SystemExit(main(arguments))
+    except herald.HeraldError as error:         # refused: say why, no traceback
+        print("%s: %s" % ("prices_view.py", error), file=sys.stderr)
+        raise SystemExit(1)
