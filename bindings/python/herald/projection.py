@@ -52,8 +52,8 @@ from . import _lib
 from ._core import _c_strings, _ms, _prefix_list
 from ._projection_db import PostgresBackend, SQLiteBackend, Transient, check_table
 from ._schema import schema_spec
-from .errors import (DataLostError, HeraldError, InvalidArgumentError, Retry, TimeoutError,
-                     make_error)
+from .errors import (DataLostError, HeraldError, InvalidArgumentError, OverloadedError, Retry,
+                     TimeoutError, make_error)
 from .event import Event, to_ns
 
 log = logging.getLogger("herald")
@@ -434,6 +434,21 @@ class Projection:
     def _core_timeout(self) -> float:
         return 5.0
 
+    def _replay(self, timeout: Optional[float], **span: Any) -> Any:
+        """agent.replay, an overloaded broker (too many streams running: a
+        busy broker, or clients killed while it still served them) asked
+        again with a backoff for up to timeout (default 5 s)."""
+        limit = time.monotonic() + (timeout if timeout is not None else self._core_timeout())
+        pause = 0.01
+        while True:
+            try:
+                return self._core.replay(timeout=timeout, **span)
+            except OverloadedError:
+                if time.monotonic() + pause > limit:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
     def _check_broker(self, timeout: Optional[float]) -> int:
         """The stored position must be on the broker's log: the same lineage,
         and the event at that seq still there.  Returns the lineage."""
@@ -455,8 +470,7 @@ class Projection:
                 "projection %s: its position (seq %d) was written in broker lineage %d; the "
                 "broker is in lineage %d (it lost events since): rebuild the read model"
                 % (self.name, seq, stored_lineage, lineage))
-        found = self._core.replay(from_seq=seq, to_seq=seq, prefixes=self.prefixes,
-                                  timeout=timeout)
+        found = self._replay(timeout, from_seq=seq, to_seq=seq, prefixes=self.prefixes)
         if not any(event.seq == seq for event in found):
             raise DataLostError(
                 "projection %s: its position (seq %d) is beyond the broker's log (not the "
@@ -620,8 +634,8 @@ class Projection:
         #  The head at the last heartbeat, then what came since (few events)
         since = max(1, self._core.stats().broker_head)
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
-        head = self._core.replay(from_seq=since, prefixes=self.prefixes, timeout=left,
-                                 handler=lambda event: None).last
+        head = self._replay(left, from_seq=since, prefixes=self.prefixes,
+                            handler=lambda event: None).last
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
         return self.wait(head, left)
 
@@ -742,20 +756,30 @@ class Projection:
                 raised.append(exc)
                 return _lib.ERR_INTERNAL
         c_each = _lib.HANDLER_FN(each)
-        span = _lib.Range()
-        span.from_ = self._position + 1
-        span.until_ts = self.until_ts
         array = _c_strings(self.prefixes)
-        span.prefixes = ctypes.cast(array, ctypes.POINTER(ctypes.c_char_p))
-        last = c_uint64(0)
+        limit = time.monotonic() + (timeout if timeout is not None else self._core_timeout())
+        pause = 0.01
         with self._lock:
-            code = self._core.call(_lib.lib.herald_agent_replay, byref(span), c_each, None,
-                                   _ms(timeout), byref(last))
-            if not raised and code == _lib.OK:
-                try:
-                    flush()
-                except BaseException as exc:
-                    raised.append(exc)
+            while True:
+                span = _lib.Range()
+                span.from_ = self._position + 1
+                span.until_ts = self.until_ts
+                span.prefixes = ctypes.cast(array, ctypes.POINTER(ctypes.c_char_p))
+                last = c_uint64(0)
+                code = self._core.call(_lib.lib.herald_agent_replay, byref(span), c_each,
+                                       None, _ms(timeout), byref(last))
+                if not raised and code in (_lib.OK, _lib.ERR_OVERLOADED):
+                    try:
+                        flush()                 # what came before an overload is good
+                    except BaseException as exc:
+                        raised.append(exc)
+                #  An overloaded broker (too many streams) is asked again from
+                #  the position reached, with a backoff, for up to timeout
+                if raised or code != _lib.ERR_OVERLOADED or \
+                        time.monotonic() + pause > limit:
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
         if raised or code != _lib.OK:
             error = raised[0] if raised else make_error(code)
             if isinstance(error, _Stop):
