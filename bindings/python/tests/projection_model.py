@@ -18,9 +18,10 @@ class Ledger:
         self.p = placeholder
 
     def setup(self, db):
-        db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, qty BIGINT NOT NULL)")
-        db.execute("CREATE TABLE IF NOT EXISTS ledger (seq BIGINT PRIMARY KEY, sku TEXT NOT NULL, "
-                   "n BIGINT NOT NULL, total BIGINT NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, "
+                   "qty BIGINT NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS ledger (seq BIGINT PRIMARY KEY, "
+                   "sku TEXT NOT NULL, n BIGINT NOT NULL, total BIGINT NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS total (id INTEGER PRIMARY KEY, "
                    "events BIGINT NOT NULL, qty BIGINT NOT NULL)")
 

@@ -306,6 +306,7 @@ def test_sqlite_projection_killed_hundreds_of_times(broker, tmp_path):
              tmp_path)
 
 
-def test_postgres_projection_killed_hundreds_of_times(pg_server, broker, tmp_path):  # noqa: F811
+def test_postgres_projection_killed_hundreds_of_times(pg_server, broker,  # noqa: F811
+                                                      tmp_path):
     kill_run("postgres", pg_server.database("killed"), pg_server.database("reference"),
              broker, tmp_path)

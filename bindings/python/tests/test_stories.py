@@ -150,7 +150,8 @@ def test_c_a_wrong_price_corrected_by_a_compensating_event(broker, tmp_path):
     trail = [re.sub(r"\s+", " ", re.sub(r"\S+Z", "TIME", line)) for line in audit]
     assert trail == ["seq 1 TIME PriceSet A7 0.99 by alice",
                      "seq 2 TIME PriceSet A7 9.99 by bob",
-                     "seq 4 TIME PriceCorrected A7 0.99 by carol: typo, 9.99 for 0.99 (was 9.99)"]
+                     "seq 4 TIME PriceCorrected A7 0.99 by carol: typo, 9.99 for 0.99 "
+                     "(was 9.99)"]
     # what the customers saw between the mistake and its correction
     mistake_at = audit[1].split()[2]
     then = run(broker, "prices_view.py", "--db", tmp_path / "then.db", "--until", mistake_at)
