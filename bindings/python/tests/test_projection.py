@@ -684,3 +684,48 @@ def test_bad_arguments_are_refused_and_nothing_is_written(tmp_path, agents):
     with pytest.raises(Exception):
         PostgresProjection(agent, "p", "host=127.0.0.1 port=1 dbname=x connect_timeout=1",
                            **good)
+
+
+def test_a_damaged_database_is_refused_untouched(tmp_path, agents):
+    agent = agents()
+    path = tmp_path / "damaged.db"
+    garbage = b"not a database, " * 512
+    path.write_bytes(garbage)
+    model = Ledger()
+    with pytest.raises(herald.HeraldIOError) as caught:
+        SQLiteProjection(agent, "stock", str(path), prefixes="stock.", apply=model.apply,
+                         setup=model.setup)
+    assert "file is not a database" in str(caught.value)
+    assert path.read_bytes() == garbage
+
+
+def test_a_full_database_stops_the_projection_at_a_whole_batch(sqlite_side, agents):
+    """SQLite's own "database or disk is full" (a page limit set on the
+    connection, as a full disk would say it): the projection stops with the
+    database's message, the read model as after its last whole batch; with
+    room again it goes on from there."""
+    agent = agents()
+    model = Ledger()
+    limited = []
+
+    def setup(db):
+        model.setup(db)
+        if not limited:
+            (pages,), = db.execute("PRAGMA page_count").fetchall()
+            db.execute("PRAGMA max_page_count = %d" % (pages + 3))
+            limited.append(pages)
+    published = publish_changes(agents("publisher"), some_changes(3000))
+    projection = ledger_projection(sqlite_side, agent, setup=setup, batch_max=16)
+    projection.start()
+    with pytest.raises(herald.HeraldError) as caught:
+        projection.wait(published[-1][0], WAIT)
+    assert "full" in str(caught.value)
+    status = projection.status()
+    assert status.state == "failed" and 0 < status.position < published[-1][0]
+    projection.close()
+    upto = [c for c in published if c[0] <= status.position]
+    assert dump(sqlite_side.query) == expected(upto)            # whole batches only
+    with ledger_projection(sqlite_side, agent) as again:        # room again
+        again.start()
+        again.wait(published[-1][0], WAIT)
+    assert dump(sqlite_side.query) == expected(published)
