@@ -8,7 +8,12 @@ milliseconds) projects the ledger model (projection_model.py: qty = qty +
 n, a ledger row per event keyed by seq, a running total: not idempotent)
 into SQLite, then PostgreSQL, and is SIGKILLed at a random moment, again
 and again (at least HERALD_KILLS times, default 200, per database), while
-events are published and after; each worker gets a random batch_max.
+events are published and after; each worker gets a random batch_max.  A
+kill comes either at a random moment of the worker's first 30 ms (its
+start: the agent, the database opened, the check against the broker, the
+first batch) or, 70% of the time, 0-4 ms after its position moved (in
+the middle of its transactions); the test counts the latter and fails
+if too few of the kills landed in the work.
 Then one worker runs to the last seq undisturbed, and its read model is
 compared, row for row, with one built by an uninterrupted run into a fresh
 database: identical.
