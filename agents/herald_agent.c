@@ -68,6 +68,12 @@ herald_agent_last_error (void)
     return s_last_code? s_last_message: "no error";
 }
 
+herald_err
+herald_agent_set_last_error (herald_err code, const char *message)
+{
+    return herald_agent_set_error (code, "%s", message? message: "");
+}
+
 int64_t
 herald_agent_now_ms (void)
 {

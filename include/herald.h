@@ -221,6 +221,13 @@ herald_err
 const char *
     herald_agent_last_error (void);
 
+//  Set the calling thread's last error to code and message (copied; a
+//  longer one than the field loses its middle) and return code: for the
+//  libraries built on the agent (libherald_projection) that report through
+//  herald_agent_last_errcode / herald_agent_last_error as the agent does.
+herald_err
+    herald_agent_set_last_error (herald_err code, const char *message);
+
 //  ---------------------------------------------------------------------
 //  Subscribing
 
