@@ -536,8 +536,13 @@ herald_projection_start (herald_projection_t *self, int timeout_ms)
 {
     if (!self)
         return s_invalid ("herald_projection_start: no projection");
-    if (self->subscribed)
-        return s_invalid ("projection %s is running already", self->name);
+    if (self->subscribed) {
+        herald_projection_status_t status;
+        herald_projection_status (self, &status);
+        if (status.state != HERALD_PROJECTION_FAILED)
+            return s_invalid ("projection %s is running already", self->name);
+        herald_projection_stop (self);      //  failed: start over from the row
+    }
     if (timeout_ms <= 0)
         timeout_ms = 5000;
     herald_projection_position_t stored;

@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -57,9 +59,16 @@ s_setup (void)
     cr_assert_not_null (at_agent, "%s", herald_agent_last_error ());
 }
 
+static pid_t s_example;
+
 static void
 s_teardown (void)
 {
+    if (s_example > 0) {
+        kill (s_example, SIGKILL);
+        waitpid (s_example, NULL, 0);
+        s_example = 0;
+    }
     herald_projection_destroy (&s_projection);
     herald_projection_destroy (&s_other);
     herald_agent_destroy (&s_agent2);
@@ -744,4 +753,91 @@ Test (herald_projection, bad_options_are_refused_and_nothing_is_written)
     options.table = "read_positions";
     s_projection = s_open (at_agent, "inventory", &options);
     cr_assert_eq (s_int ("SELECT count(*) FROM read_positions"), 1);
+}
+
+//  ---------------------------------------------------------------------
+//  The example of docs/projections.md (examples/orders_view)
+
+static void
+s_place (const char *order, const char *sku, int qty)
+{
+    char topic [64], data [64];
+    snprintf (topic, sizeof topic, "orders.%s", order);
+    snprintf (data, sizeof data, "{\"sku\":\"%s\",\"qty\":%d}", sku, qty);
+    herald_outgoing_t event = { .topic = topic, .data = data, .data_len = strlen (data),
+                                .type = "OrderPlaced" };
+    herald_publish_result_t result;
+    cr_assert_eq (herald_agent_publish (at_agent, &event, &result, WAIT_MS), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+}
+
+//  Run examples/orders_view with args, wait for it; its stdout into out.
+static int
+s_run_example (const char *const *args, char *out, size_t size)
+{
+    char *binary = tu_build_program ("examples/orders_view");
+    cr_assert_not_null (binary);
+    char *log = tu_path (s_dir, "example.log");
+    unlink (log);
+    s_example = au_spawn (binary, args, log);
+    cr_assert_gt (s_example, 0);
+    int status = 0;
+    cr_assert_eq (au_child_wait (s_example, WAIT_MS, &status), 0, "orders_view hangs");
+    s_example = 0;
+    FILE *file = fopen (log, "r");
+    size_t len = file? fread (out, 1, size - 1, file): 0;
+    out [len] = 0;
+    if (file)
+        fclose (file);
+    free (log);
+    free (binary);
+    return WIFEXITED (status)? WEXITSTATUS (status): -1;
+}
+
+Test (herald_projection, the_orders_view_example_projects_live_and_as_of)
+{
+    herald_agent_destroy (&at_agent);
+    herald_agent_options_t options;
+    au_options (&options, at_broker, at_state);     //  it publishes: an outbox
+    at_agent = herald_agent_new ("projection-orders", &options);
+    cr_assert_not_null (at_agent);
+    s_place ("o1", "A7", 2);
+    s_place ("o2", "B2", 1);
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    char as_of [32];
+    snprintf (as_of, sizeof as_of, "%" PRIu64, (uint64_t) now.tv_sec * 1000000000
+                                               + (uint64_t) now.tv_nsec);
+    usleep (2000);
+    s_place ("o3", "A7", 3);
+    char out [4096];
+    char *past = tu_path (s_dir, "as-of.db");
+    const char *temporal [] = { "--api", at_broker->api, "--db", past, "--as-of", as_of, NULL };
+    cr_assert_eq (s_run_example (temporal, out, sizeof out), 0, "%s", out);
+    const char *show_past [] = { "--db", past, "--show", NULL };
+    cr_assert_eq (s_run_example (show_past, out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq (out, "A7 2 units in 1 orders\nB2 1 units in 1 orders\n");
+
+    //  Live, in another file: follows until SIGTERM
+    char *binary = tu_build_program ("examples/orders_view");
+    char *log = tu_path (s_dir, "live.log");
+    const char *live [] = { "--api", at_broker->api, "--db", s_db, NULL };
+    s_example = au_spawn (binary, live, log);
+    cr_assert_gt (s_example, 0);
+    s_place ("o4", "B2", 4);
+    int64_t deadline = (int64_t) tu_mono_ns () / 1000000 + WAIT_MS;
+    while (s_int ("SELECT sum(orders) FROM ordered") != 4
+       &&  (int64_t) tu_mono_ns () / 1000000 < deadline)
+        usleep (20000);
+    kill (s_example, SIGTERM);
+    int status = 0;
+    cr_assert_eq (au_child_wait (s_example, WAIT_MS, &status), 0);
+    s_example = 0;
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "status %d", status);
+    const char *show [] = { "--db", s_db, "--show", NULL };
+    cr_assert_eq (s_run_example (show, out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq (out, "A7 5 units in 2 orders\nB2 5 units in 2 orders\n");
+    free (past);
+    free (log);
+    free (binary);
 }
