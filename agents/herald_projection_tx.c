@@ -37,8 +37,13 @@ herald_projection_tx_begin (herald_projection_t *self, herald_projection_tx_t *t
     memset (fault, 0, sizeof *fault);
     herald_err rc = self->db->begin (&self->conn, self->database, &fault->retry,
                                      fault->message, sizeof fault->message);
-    if (rc != HERALD_OK)
+    if (rc != HERALD_OK) {
+        //  Busy: the batch is not applied now, as if rolled back
+        pthread_mutex_lock (&self->lock);
+        self->status.rollbacks++;
+        pthread_mutex_unlock (&self->lock);
         return s_fault (fault, rc);
+    }
     tx->open = true;
     bool found;
     rc = self->db->position_read (self->conn, self->table, self->name, &tx->stored, &found,
