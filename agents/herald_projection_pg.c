@@ -182,9 +182,10 @@ s_open (void **conn_p, const char *database, bool *retry_p, char *message, size_
     }
     if (PQstatus (conn) != CONNECTION_OK) {
         //  Refused, the server starting or shutting down, a password
-        //  refused: libpq gives no SQLSTATE for a failed connect, so the
-        //  caller is told it may be transient and decides
-        *retry_p = true;
+        //  refused: libpq gives no SQLSTATE for a failed connect.  At open
+        //  the caller hears it at once (herald_projection_new fails with
+        //  libpq's words); once running, begin retries it (s_reconnect)
+        *retry_p = false;
         snprintf (message, size, "PostgreSQL: cannot connect: %s", PQerrorMessage (conn));
         s_trim (message);
         PQfinish (conn);
