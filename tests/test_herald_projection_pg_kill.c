@@ -44,6 +44,7 @@
 
 #include "agentutil.h"
 #include "pgutil.h"
+#include "projkill.h"
 #include "projutil.h"
 #include "testutil.h"
 
@@ -125,22 +126,15 @@ s_spawn (const char *database, const char *until, const char *log)
     return au_spawn (s_child_bin, args, log);
 }
 
-//  Run a child to seq head; asserts it got there.
+//  Run a child to seq head (projkill's, as the SQLite test); asserts it got there.
 static void
 s_run_to (const char *database, uint64_t head, const char *log)
 {
-    char until [32];
-    snprintf (until, sizeof until, "%" PRIu64, head);
-    s_child = s_spawn (database, until, log);
-    cr_assert_gt (s_child, 0);
-    int status = 0;
-    int rc = au_child_wait (s_child, 90000, &status);
-    if (rc != 0)
-        kill (s_child, SIGKILL), waitpid (s_child, NULL, 0);
-    s_child = 0;
-    cr_assert_eq (rc, 0, "the child did not finish (see %s)", log);
-    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0,
-               "the child failed (status %d, see %s)", status, log);
+    pk_run_t run = { .child = s_child_bin, .backend = PG, .api = s_broker->api,
+                     .fanout = s_broker->fanout, .log = log };
+    char message [512];
+    cr_assert_eq (pk_run_to (&run, database, head, 90000, message, sizeof message), 0, "%s",
+                  message);
 }
 
 Test (herald_projection_pg_kill, kill_9_at_random_moments_neither_loses_nor_repeats_an_effect)
