@@ -71,6 +71,12 @@ herald_agent_last_error (void)
     return s_last_code? s_last_message: "no error";
 }
 
+herald_err
+herald_agent_set_last_error (herald_err code, const char *message)
+{
+    return herald_agent_set_error (code, "%s", message? message: "");
+}
+
 int64_t
 herald_agent_now_ms (void)
 {
@@ -667,8 +673,9 @@ s_sub_checkpoint (herald_agent_t *self, herald_agent_sub_t *sub, herald_start_t 
 herald_err
 herald_agent_subscribe_local (herald_agent_t *self, const char *name,
                               const char *const *prefixes, herald_start_t start,
-                              herald_handler_fn *handler, herald_batch_handler_fn *batch_handler,
-                              bool caller_position, void *arg)
+                              herald_handler_fn *handler,
+                              herald_batch_handler_fn *batch_handler, bool caller_position,
+                              void *arg)
 {
     if (batch_handler)
         handler = s_batch_only;

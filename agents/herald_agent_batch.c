@@ -292,10 +292,12 @@ herald_agent_many_deliver (herald_agent_many_t **self_p, herald_agent_t *agent,
             if (verdict == HERALD_AGENT_FAILED)
                 return;             //  count is 0: nothing converted to free
             if (verdict == HERALD_AGENT_PASSED) {
-                //  Skipped or parked, alone: the checkpoint passes it
+                //  Skipped or parked, alone: the checkpoint passes it (its
+                //  id, added as the run's first, leaves the run's ids)
                 herald_checkpoint_commit (checkpoint);
                 atomic_store_explicit (&sub->done_seq, event->seq, memory_order_relaxed);
                 atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
+                memset (many->ids, 0, sizeof many->ids);
                 msgpack_zone_clear (&many->zone);
                 continue;
             }

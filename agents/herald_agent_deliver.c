@@ -432,12 +432,8 @@ s_handle (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *vie
 //  a crash after the park passes the event again flagged redelivered,
 //  which the park then recognises.
 
-typedef herald_agent_verdict_t s_schema_verdict_t;
-#define S_SCHEMA_HANDLE HERALD_AGENT_HANDLE
-#define S_SCHEMA_PASSED HERALD_AGENT_PASSED
-#define S_SCHEMA_FAILED HERALD_AGENT_FAILED
-
-static s_schema_verdict_t
+//  (herald_agent_verdict_t, herald_agent_priv.h: the batch path shares it)
+static herald_agent_verdict_t
 s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *view,
                herald_checkpoint_t *checkpoint, bool policy, void **converted_p)
 {
@@ -451,14 +447,14 @@ s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t
             atomic_fetch_add_explicit (&schema->upcast, 1, memory_order_relaxed);
         if (direction < 0)
             atomic_fetch_add_explicit (&schema->downcast, 1, memory_order_relaxed);
-        return S_SCHEMA_HANDLE;
+        return HERALD_AGENT_HANDLE;
     }
     if (!policy)
         return HERALD_AGENT_UNCONVERTED;
     if (schema->policy == HERALD_SCHEMA_STOP) {
         atomic_fetch_add (&schema->stopped, 1);
         s_fail (agent, sub, HERALD_ERR_UNSUPPORTED, message);
-        return S_SCHEMA_FAILED;
+        return HERALD_AGENT_FAILED;
     }
     if (checkpoint)
         herald_checkpoint_intent (checkpoint, view->seq, view->id);
@@ -467,19 +463,19 @@ s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t
         char told [1100];
         herald_text_format (told, sizeof told, "skipped: %s", message);
         s_on_error (agent, sub->name, HERALD_ERR_UNSUPPORTED, told);
-        return S_SCHEMA_PASSED;
+        return HERALD_AGENT_PASSED;
     }
     char why [HERALD_ERROR_MESSAGE_MAX];
     herald_err rc = herald_schema_park (schema, view, message, view->redelivered, why,
                                         sizeof why);
     if (rc) {
         s_fail (agent, sub, rc, why);
-        return S_SCHEMA_FAILED;
+        return HERALD_AGENT_FAILED;
     }
     atomic_fetch_add (&schema->parked, 1);
     if (schema->on_parked)
         schema->on_parked (view, message, schema->on_parked_arg);
-    return S_SCHEMA_PASSED;
+    return HERALD_AGENT_PASSED;
 }
 
 herald_agent_verdict_t
@@ -524,12 +520,12 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool mo
     view.redelivered = herald_checkpoint_in_doubt (checkpoint);
     //  Schemas: converted, or skipped / parked (intent written), or failed
     void *converted = NULL;
-    s_schema_verdict_t verdict = sub->schema? s_schema_gate (agent, sub, &view, checkpoint,
-                                                             true, &converted)
-                                            : S_SCHEMA_HANDLE;
-    if (verdict == S_SCHEMA_FAILED)
+    herald_agent_verdict_t verdict = HERALD_AGENT_HANDLE;
+    if (sub->schema)
+        verdict = s_schema_gate (agent, sub, &view, checkpoint, true, &converted);
+    if (verdict == HERALD_AGENT_FAILED)
         return false;
-    if (verdict == S_SCHEMA_HANDLE) {
+    if (verdict == HERALD_AGENT_HANDLE) {
         herald_checkpoint_intent (checkpoint, event.seq, event.id);
         bool handled = s_handle (agent, sub, &view, &event, more);
         free (converted);
@@ -694,12 +690,12 @@ s_group_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool rede
     view.redelivered = redelivered;
     //  Schemas: converted, or skipped / parked, or failed
     void *converted = NULL;
-    s_schema_verdict_t verdict = sub->schema? s_schema_gate (agent, sub, &view, NULL, true,
-                                                             &converted)
-                                            : S_SCHEMA_HANDLE;
-    if (verdict == S_SCHEMA_FAILED)
+    herald_agent_verdict_t verdict = HERALD_AGENT_HANDLE;
+    if (sub->schema)
+        verdict = s_schema_gate (agent, sub, &view, NULL, true, &converted);
+    if (verdict == HERALD_AGENT_FAILED)
         return false;
-    if (verdict == S_SCHEMA_HANDLE) {
+    if (verdict == HERALD_AGENT_HANDLE) {
         bool handled = s_handle (agent, sub, &view, &event, more);
         free (converted);
         if (!handled)

@@ -129,9 +129,10 @@ typedef struct {
     //  per api endpoint, in the same order, comma-separated
     const char *fanout;
     //  This service's local state (outbox, subscription checkpoints).  NULL:
-    //  none; then only group subscriptions can be made (a local one is
-    //  HERALD_ERR_INVALID), and publishes not yet acknowledged live in memory
-    //  only (a crash loses them: use herald_agent_publish, which waits)
+    //  none; then only group subscriptions and caller_position ones can be
+    //  made (another local one is HERALD_ERR_INVALID), and publishes not yet
+    //  acknowledged live in memory only (a crash loses them: use
+    //  herald_agent_publish, which waits)
     const char *state_dir;
     int timeout_ms;                 //  sync calls (publish, subscribe "now"); 5000
     int heartbeat_ms;               //  the broker's heartbeat interval; 1000
@@ -220,6 +221,13 @@ herald_err
     herald_agent_last_errcode (void);
 const char *
     herald_agent_last_error (void);
+
+//  Set the calling thread's last error to code and message (copied; a
+//  longer one than the field loses its middle) and return code: for the
+//  libraries built on the agent (libherald_projection) that report through
+//  herald_agent_last_errcode / herald_agent_last_error as the agent does.
+herald_err
+    herald_agent_set_last_error (herald_err code, const char *message);
 
 //  ---------------------------------------------------------------------
 //  Subscribing
@@ -688,7 +696,8 @@ typedef struct {
     //  a state_dir, which gets the parked file; one of the two is needed)
     herald_parked_fn *on_parked;
     void *on_parked_arg;
-    //  Who keeps the position (a local subscription's; ignored for groups).
+    //  Who keeps the position (a local subscription's; with group set,
+    //  HERALD_ERR_INVALID: a group's positions are the broker's).
     //  false: the agent, in state_dir (a checkpoint and a dedup window;
     //  start applies only when none exists).  true: the caller, e.g. a
     //  projection in its database (herald_projection.h): nothing of this
@@ -697,7 +706,7 @@ typedef struct {
     //  caller's position + 1), the dedup window is kept in memory only,
     //  and a loss the broker reports (HERALD_ERR_DATA_LOST) stops the
     //  subscription (FAILED, on_error) instead of rewinding it: the caller
-    //  decides (a projection is rebuilt).
+    //  decides (a projection is rebuilt).  PARK then needs on_parked.
     bool caller_position;
 } herald_subscribe_options_t;
 

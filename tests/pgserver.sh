@@ -51,6 +51,9 @@
 #  purpose.  Small shared_buffers and max_connections 100 keep the memory
 #  small; no other setting changes what a transaction does.
 #
+#  $PGSERVER_PORTS (for tests/test_pgserver.sh): ports tried first, in
+#  order, before random ones.
+#
 #  Bounded: start gives up after 30 s, stop after 10 s of a fast
 #  shutdown, then kills the postmaster and its children (by their pids)
 #  and waits at most 5 s more.  Exit 0 on success; 1 with a message on
@@ -97,11 +100,28 @@ pg_port_busy () {
 
 pg_pick_port () {
     local port tries
+    # $PGSERVER_PORTS (tests/test_pgserver.sh): candidates tried first, in
+    # order, each once
+    while [ -n "${pg_candidates:-}" ]; do
+        port=${pg_candidates%% *}
+        case $pg_candidates in *" "*) pg_candidates=${pg_candidates#* } ;; *) pg_candidates= ;; esac
+        pg_port_busy "$port" || { echo "$port"; return 0; }
+    done
     for tries in $(seq 1 200); do
         port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
         pg_port_busy "$port" || { echo "$port"; return 0; }
     done
     return 1
+}
+
+#  pg_alive PID: 0 when PID runs.  A zombie does not: the postmaster is
+#  nobody's child here (pg_ctl detaches it), and whoever inherits it may
+#  be slow to reap it.
+pg_alive () {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 #  pg_pid DIR: the postmaster's pid when it runs
@@ -110,7 +130,7 @@ pg_pid () {
     [ -f "$1/data/postmaster.pid" ] || return 1
     pid=$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)
     case $pid in ''|*[!0-9]*) return 1 ;; esac
-    kill -0 "$pid" 2>/dev/null || return 1
+    pg_alive "$pid" || return 1
     echo "$pid"
 }
 
@@ -156,13 +176,24 @@ EOF
     [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$dir/data/pg_hba.conf" "$dir/data/postgresql.conf"
 }
 
+#  pg_close_fds: close every descriptor above 2 in this (sub)shell, so that
+#  the server does not keep open what its starter had (a test's pipes:
+#  a watcher's stdin would never end, a test runner would wait for EOF)
+pg_close_fds () {
+    local fd
+    for fd in $(ls /proc/$BASHPID/fd 2>/dev/null); do
+        [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+    done
+    return 0
+}
+
 #  pg_try_start DIR BINDIR PORT: 0 started; 2 the port was taken; 1 other
 pg_try_start () {
     local dir=$1 bindir=$2 port=$3 rc=0
     : >"$dir/log"
     [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$dir/log"
-    (cd "$dir" && pg_as "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-         -o "-p $port" start >"$dir/pg_ctl.log" 2>&1) || rc=$?
+    (pg_close_fds; cd "$dir" && pg_as "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
+         -o "-p $port" start >"$dir/pg_ctl.log" 2>&1 </dev/null) || rc=$?
     if [ "$rc" -eq 0 ] && pg_pid "$dir" >/dev/null; then
         return 0
     fi
@@ -182,17 +213,34 @@ pg_kill () {
     children=$(ps -o pid= --ppid "$pid" 2>/dev/null)
     kill -KILL "$pid" $children 2>/dev/null
     for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+        pg_alive "$pid" || break
         sleep 0.05
     done
     # the backends exit when they see the postmaster gone; make sure
     for pid in $children; do
         for i in $(seq 1 40); do
-            kill -0 "$pid" 2>/dev/null || break
+            pg_alive "$pid" || break
             sleep 0.05
         done
     done
+    pg_stale_pidfile "$dir"
     return 0
+}
+
+#  pg_stale_pidfile DIR: remove the lock files (postmaster.pid, the
+#  socket's .lock) of a postmaster that is dead.  The server would take a
+#  zombie's pid for a running postmaster and refuse to start; its shared
+#  memory check still stops it when a backend of the old one lives on.
+pg_stale_pidfile () {
+    local file pid
+    for file in "$1/data/postmaster.pid" "$1"/sock/.s.PGSQL.*.lock; do
+        [ -f "$file" ] || continue
+        pid=$(head -n 1 "$file" 2>/dev/null)
+        case $pid in ''|*[!0-9]*) continue ;; esac
+        pg_alive "$pid" && continue
+        rm -f "$file"
+        case $file in *.lock) rm -f "${file%.lock}" ;; esac
+    done
 }
 
 pg_start () {
@@ -214,14 +262,18 @@ pg_start () {
             || pg_die "the user postgres cannot reach $dir (a directory above it is closed to it: use one made by mktemp -d in /tmp)"
     fi
     pg_initdb "$dir" "$bindir"
+    pg_stale_pidfile "$dir"
     if [ -f "$dir/port" ]; then
         fixed=$(cat "$dir/port")
     fi
+    pg_candidates=${PGSERVER_PORTS:-}
     for tries in $(seq 1 20); do
         if [ -n "$fixed" ]; then
             port=$fixed
         else
-            port=$(pg_pick_port) || pg_die "no free port found in 20000-32767"
+            # in this shell, not $(...): it takes from $pg_candidates
+            pg_pick_port >"$dir/port.try" || pg_die "no free port found in 20000-32767"
+            port=$(cat "$dir/port.try")
         fi
         rc=0
         pg_try_start "$dir" "$bindir" "$port" || rc=$?
@@ -240,6 +292,7 @@ pg_start () {
         pg_die "the server could not bind port ${fixed:-(20 tries)} in $dir"
     fi
     echo "$port" >"$dir/port"
+    rm -f "$dir/port.try"
     if [ ! -f "$dir/created" ]; then
         if ! (cd "$dir" && pg_as "$bindir/psql" -X -q -h "$dir/sock" -p "$port" -U herald \
                   -d postgres -c 'CREATE DATABASE herald' >"$dir/psql.log" 2>&1); then

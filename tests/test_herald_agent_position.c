@@ -753,6 +753,49 @@ Test (herald_agent_position, a_batch_handler_with_stop_fails_at_the_incompatible
     pthread_mutex_unlock (&s_seen.lock);
 }
 
+Test (herald_agent_position, a_group_batch_handler_with_schemas_converts_and_skips)
+{
+    //  batch_with with options->group: a member batch split in runs
+    s_seen_reset ();
+    at_agent = s_agent (at_state);
+    cr_assert_eq (herald_agent_upcaster (at_agent, "OrderPlaced", 1, s_upcast, NULL),
+                  HERALD_OK);
+    cr_assert_eq (s_publish_typed ("OrderPlaced", 1, "a"), 1);
+    cr_assert_eq (s_publish_typed ("OrderPlaced", 2, "b;wh=x"), 2);
+    cr_assert_eq (s_publish_typed ("OrderPlaced", 3, "c;wh=y;prio=1"), 3);
+    cr_assert_eq (s_publish_typed (NULL, 0, "d"), 4);
+    cr_assert_eq (s_publish_typed ("OrderPlaced", 1, "e"), 5);
+    cr_assert_eq (s_publish_typed ("OrderPlaced", 0, "f"), 6);
+    herald_group_options_t group;
+    herald_group_options_init (&group);
+    group.partitions = 1;
+    herald_schema_want_t wants [] = { { "OrderPlaced", 2 } };
+    herald_subscribe_options_t options;
+    herald_subscribe_options_init (&options);
+    options.group = &group;
+    options.wants = wants;
+    options.want_count = 1;
+    options.on_incompatible = HERALD_SCHEMA_SKIP;
+    cr_assert_eq (herald_agent_subscribe_batch_with (at_agent, "orders", &options,
+                  s_batch_seen, NULL), HERALD_OK, "%s", herald_agent_last_error ());
+    s_wait_done (at_agent, "orders", 6);
+    pthread_mutex_lock (&s_seen.lock);
+    cr_assert_eq (s_seen.count, 5, "%zu events in the batches", s_seen.count);
+    s_expect_seen (0, 1, 2, "a;wh=main");
+    s_expect_seen (1, 2, 2, "b;wh=x");
+    s_expect_seen (2, 4, 1, "d");
+    s_expect_seen (3, 5, 2, "e;wh=main");
+    s_expect_seen (4, 6, 2, "f;wh=main");
+    pthread_mutex_unlock (&s_seen.lock);
+    herald_schema_stats_t stats;
+    cr_assert_eq (herald_agent_schema_stats (at_agent, "orders", &stats), HERALD_OK);
+    cr_assert_eq (stats.upcast, 3);
+    cr_assert_eq (stats.skipped, 1);
+    herald_group_status_t figures;
+    cr_assert_eq (herald_agent_group_status (at_agent, "orders", &figures), HERALD_OK);
+    cr_assert_geq (figures.committed, 6);
+}
+
 //  ---------------------------------------------------------------------
 //  What is refused
 

@@ -19,7 +19,8 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  python3-setuptools python3-wheel
                  libnats-dev libhiredis-dev      # bench/compare's clients (docs/benchmarks.md)
                  gnuplot-nox                     # bench/compare's charts (tests/test_bench_charts.sh)
-                 postgresql libpq-dev python3-psycopg2)  # PostgreSQL projections; tests/pgserver.sh's server
+                 libsqlite3-dev libpq-dev        # libherald_projection's databases (docs/projections.md)
+                 postgresql python3-psycopg2)    # its PostgreSQL tests start a server of their own
 
 # The cluster's consensus: libraft 0.22.1 from bookworm-backports (the
 # maintained line; Debian 12's own 0.15.0 has known safety bugs), with

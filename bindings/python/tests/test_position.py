@@ -205,6 +205,28 @@ def test_async_agent(broker):
                     break
                 await asyncio.sleep(0.01)
             assert [e.seq for e in seen] == list(range(61, 101))
+
+            # dispatch mode, with schemas: converted, the incompatible one skipped
+            @agent.upcaster("T", 1)
+            def up(data):
+                return data + b"+"
+            agent.publish("t.1", b"a", type="T")
+            agent.publish("t.1", b"b", type="T", schema=3)
+            agent.publish("t.1", b"c", type="T")
+            await agent.flush(30)
+            converted = []
+
+            async def convert(events):
+                converted.extend(events)
+            agent.subscribe("t.", convert, name="typed", start=101, batch=True,
+                            caller_position=True, schemas={"T": 2}, on_incompatible="skip")
+            for _ in range(2000):
+                if agent.subscription("typed").delivered_seq == 103:
+                    break
+                await asyncio.sleep(0.01)
+            assert [(e.seq, e.schema, e.stored_schema, e.data) for e in converted] == [
+                (101, 2, 1, b"a+"), (103, 2, 1, b"c+")]
+            assert agent.schema_stats("typed").skipped == 1
     asyncio.run(main())
 
 
