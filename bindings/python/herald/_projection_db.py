@@ -38,6 +38,20 @@ class Transient(Exception):
     """A database error worth retrying (the batch is rolled back)."""
 
 
+def checked_row(row: Any, table: str, name: str) -> Row:
+    """(seq, lineage, until_ts) of a row; a negative or non-integer value
+    was not written by Herald: CorruptStateError, as the C library says."""
+    try:
+        values = tuple(int(value) for value in row[:3])
+    except (TypeError, ValueError):
+        values = (-1,)
+    if any(value < 0 for value in values):
+        from .errors import CorruptStateError
+        raise CorruptStateError("the row of projection %s in %s holds %r: it was not "
+                                "written by Herald" % (name, table, tuple(row[:3])))
+    return values                                                   # type: ignore[return-value]
+
+
 def check_table(table: str) -> str:
     """A position table's name, as the C library takes it: 1-63 bytes of
     [A-Za-z0-9_], not starting with a digit.  Returned quoted, as the C
@@ -121,8 +135,13 @@ class SQLiteBackend:
             raise self._translate(exc) from exc
         return conn
 
-    def in_transaction(self, db: sqlite3.Connection) -> bool:
-        return db.in_transaction
+    def transaction_state(self, db: sqlite3.Connection) -> Optional[str]:
+        """None while the transaction is open; else why it is not."""
+        if db.in_transaction:
+            return None
+        return ("the transaction was ended by the projection's own function (or rolled "
+                "back by SQLite after an error): never BEGIN, COMMIT or ROLLBACK in setup, "
+                "reset or apply (the projection does)")
 
     def commit(self, db: sqlite3.Connection) -> None:
         try:
@@ -152,7 +171,7 @@ class SQLiteBackend:
     def position_read(self, db: Any, table: str, name: str) -> Optional[Row]:
         row = self.run(db, "SELECT seq, lineage, until_ts FROM %s WHERE name = ?" % table,
                        (name,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+        return None if row is None else checked_row(row, table, name)
 
     def position_write(self, db: Any, table: str, name: str, row: Row) -> None:
         self.run(db, "INSERT INTO %s (name, seq, lineage, until_ts, updated_ns) "
@@ -180,8 +199,9 @@ class PostgresBackend:
     """PostgreSQL through psycopg2 (Debian's python3-psycopg2).
 
     A transaction is psycopg2's (BEGIN before the first statement); the
-    projection's row is read ``FOR UPDATE``, which excludes every other
-    writer of it until commit.  ``db`` for apply is a cursor of the
+    projection's advisory lock is taken, then its row is read ``FOR
+    UPDATE``, as the C library does: every other writer of it waits until
+    commit.  ``db`` for apply is a cursor of the
     connection.  A lost connection is transient: the next begin
     reconnects."""
 
@@ -223,10 +243,22 @@ class PostgresBackend:
             self.close()
 
     def open(self) -> None:
+        """Connect, with the C library's defaults where the connection string
+        says nothing: connect_timeout, TCP keepalives (idle 10 s, interval
+        5 s, 3 probes), fallback_application_name herald-projection."""
         import psycopg2
-        kwargs = {}
+        import psycopg2.extensions
+        try:
+            given = psycopg2.extensions.parse_dsn(self.dsn)
+        except psycopg2.Error as exc:
+            from .errors import InvalidArgumentError
+            raise InvalidArgumentError("dsn: not a libpq connection string: %s"
+                                       % str(exc).strip()) from exc
+        defaults = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                    "keepalives_count": 3, "fallback_application_name": "herald-projection"}
         if self.connect_timeout is not None:
-            kwargs["connect_timeout"] = max(1, int(self.connect_timeout))
+            defaults["connect_timeout"] = max(1, int(self.connect_timeout))
+        kwargs = {key: value for key, value in defaults.items() if key not in given}
         try:
             conn = psycopg2.connect(self.dsn, **kwargs)
         except psycopg2.Error as exc:
@@ -249,12 +281,24 @@ class PostgresBackend:
             self.open()
         return self.cursor
 
-    def in_transaction(self, db: Any) -> bool:
+    def transaction_state(self, db: Any) -> Optional[str]:
+        """None while the transaction is open; else why it is not.  A
+        transaction in which a statement failed is aborted by PostgreSQL
+        (a COMMIT would be answered ROLLBACK, which psycopg2 does not
+        raise): it is not open."""
         import psycopg2.extensions as ext
         conn = self.conn
-        return conn is not None and not conn.closed and \
-            conn.get_transaction_status() in (ext.TRANSACTION_STATUS_INTRANS,
-                                              ext.TRANSACTION_STATUS_ACTIVE)
+        if conn is None or conn.closed:
+            return "the connection was closed"
+        status = conn.get_transaction_status()
+        if status in (ext.TRANSACTION_STATUS_INTRANS, ext.TRANSACTION_STATUS_ACTIVE):
+            return None
+        if status == ext.TRANSACTION_STATUS_INERROR:
+            return ("a statement of this transaction failed (its error was caught and the "
+                    "function went on): PostgreSQL aborted the transaction, nothing of the "
+                    "batch is committed")
+        return ("the transaction was ended by the projection's own function: never BEGIN, "
+                "COMMIT or ROLLBACK in setup, reset or apply (the projection does)")
 
     def commit(self, db: Any) -> None:
         import psycopg2
@@ -282,23 +326,35 @@ class PostgresBackend:
             raise self._translate(exc) from exc
 
     def table_ensure(self, db: Any, table: str) -> None:
-        #  Two first opens at once may race in CREATE TABLE IF NOT EXISTS
-        #  (23505 on pg_type's unique index): transient, the retry finds it
+        #  Two first opens at once would race in CREATE TABLE IF NOT EXISTS
+        #  (23505 on pg_type's unique index): the C library's lock on the
+        #  table first; a creator that took none makes it transient
         import psycopg2
+        self._lock(db, table, "")
         try:
             db.execute("CREATE TABLE IF NOT EXISTS %s (name TEXT PRIMARY KEY NOT NULL, "
                        "seq BIGINT NOT NULL, lineage BIGINT NOT NULL, "
                        "until_ts BIGINT NOT NULL, updated_ns BIGINT NOT NULL)" % table)
         except psycopg2.Error as exc:
-            if getattr(exc, "pgcode", None) == "23505":
+            if getattr(exc, "pgcode", None) in ("23505", "42P07"):
                 raise Transient("postgres: %s" % str(exc).strip()) from exc
             raise self._translate(exc) from exc
 
+    def _lock(self, db: Any, table: str, name: str) -> None:
+        """The C library's transaction-scoped advisory lock on (table, name):
+        the first 64 bits of md5(table ':' name), table as given (unquoted).
+        It excludes another writer also while the row is missing."""
+        self.run(db, "SELECT pg_advisory_xact_lock(('x' || left(md5(%s || ':' || %s), 16))"
+                     "::bit(64)::bigint)", (table.strip('"'), name))
+
     def position_read(self, db: Any, table: str, name: str) -> Optional[Row]:
+        #  The lock in a statement of its own: the SELECT after it takes its
+        #  snapshot once any other writer of the row committed
+        self._lock(db, table, name)
         self.run(db, "SELECT seq, lineage, until_ts FROM %s WHERE name = %%s FOR UPDATE"
                  % table, (name,))
         row = db.fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+        return None if row is None else checked_row(row, table.strip('"'), name)
 
     def position_write(self, db: Any, table: str, name: str, row: Row) -> None:
         self.run(db, "INSERT INTO %s (name, seq, lineage, until_ts, updated_ns) "

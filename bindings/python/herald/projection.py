@@ -198,8 +198,9 @@ class Projection:
         db = self._db.begin()
         try:
             result = work(db)
-            if not self._db.in_transaction(db):
-                raise _ended()
+            why = self._db.transaction_state(db)
+            if why:
+                raise InvalidArgumentError(why)
             self._db.commit(db)
             return result
         except BaseException:
@@ -291,18 +292,18 @@ class Projection:
                     except BaseException as exc:
                         raise _Failed(exc, getattr(exc, "handled", 0) or 0, todo) from exc
                 else:
-                    apply, open_ = self._apply, self._db.in_transaction
+                    apply, state = self._apply, self._db.transaction_state
                     for index, event in enumerate(todo):
                         try:
                             self._user(apply, db, event)
                         except (Transient, Retry):
                             raise
                         except BaseException as exc:
-                            if not open_(db):
-                                raise _ended(exc) from exc
                             raise _Failed(exc, index, todo) from exc
-                        if not open_(db):
-                            raise _ended()
+                        why = state(db)
+                        if why:
+                            raise InvalidArgumentError("apply of seq %d: %s" % (event.seq,
+                                                                                why))
                 self._db.position_write(db, self._table, self.name,
                                         (todo[-1].seq, lineage, self.until_ts))
             return stored, len(todo), skipped
@@ -721,12 +722,6 @@ class Projection:
         """Replay (position, until_ts] here: _projection_temporal.py."""
         from ._projection_temporal import run
         run(self, lineage, timeout)
-
-def _ended(cause: Optional[BaseException] = None) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        "the transaction was ended by the projection's own function%s: never BEGIN, COMMIT "
-        "or ROLLBACK in setup, reset or apply (the projection does)"
-        % (" (%s: %s)" % (type(cause).__name__, cause) if cause else ""))
 
 
 class _Failed(Exception):

@@ -729,3 +729,33 @@ def test_a_full_database_stops_the_projection_at_a_whole_batch(sqlite_side, agen
         again.start()
         again.wait(published[-1][0], WAIT)
     assert dump(sqlite_side.query) == expected(published)
+
+
+def test_postgres_an_apply_that_swallows_a_failed_statement_commits_nothing(
+        pg_server, agents):  # noqa: F811
+    """A statement that failed aborts PostgreSQL's transaction; psycopg2
+    would let a COMMIT through (the server answers it ROLLBACK): the
+    projection sees the aborted transaction and stops, nothing of the
+    batch counted as committed."""
+    import psycopg2
+    side = PgSide(pg_server)
+    agent = agents()
+    model = Ledger("%s")
+    published = publish_changes(agent, some_changes(20) + [("bad", 1)] + some_changes(5, 20))
+    bad_seq = published[20][0]
+
+    def apply(db, event):
+        if event.seq == bad_seq:
+            try:
+                db.execute("SELECT no_such_column FROM stock")
+            except psycopg2.Error:
+                pass                            # swallowed: the transaction is aborted
+            return
+        model.apply(db, event)
+    with ledger_projection(side, agent, apply=apply, batch_max=1) as projection:
+        projection.start()
+        with pytest.raises(herald.HeraldError) as caught:
+            projection.wait(published[-1][0], WAIT)
+        assert "PostgreSQL aborted the transaction" in str(caught.value)
+        assert projection.status().position == bad_seq - 1
+    assert dump(side.query) == expected(published[:20])
