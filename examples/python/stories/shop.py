@@ -132,4 +132,15 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(parse_args()))
+    arguments = parse_args()
+    try:
+        raise SystemExit(main(arguments))
+    except herald.TimeoutError:
+        #  No state directory: an event not acknowledged is not kept
+        print("shop.py: no answer from a broker at %s: the event was not stored, or not "
+              "confirmed" % arguments.api,
+              file=sys.stderr)
+        raise SystemExit(1)
+    except herald.HeraldError as error:
+        print("shop.py: %s" % error, file=sys.stderr)
+        raise SystemExit(1)
