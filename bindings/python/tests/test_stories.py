@@ -198,3 +198,14 @@ def test_e_a_lost_database_is_built_again(broker, tmp_path):
     assert after == before
     rebuilt = run(broker, "inventory_view.py", "--db", db, "--rebuild")
     assert rebuilt == "rebuilding %s from seq 1\n" % db + before
+
+
+def test_each_story_script_says_its_usage():
+    for script in ("shop.py", "inventory_view.py", "prices_view.py", "order_stock.py"):
+        helped = subprocess.run([sys.executable, str(STORIES / script), "--help"], env=env(),
+                                capture_output=True, timeout=60)
+        assert helped.returncode == 0 and b"usage: " + script.encode() in helped.stdout
+        wrong = subprocess.run([sys.executable, str(STORIES / script), "--no-such-option"],
+                               env=env(), capture_output=True, timeout=60)
+        assert wrong.returncode == 64, (script, wrong.stderr)
+        assert b"unrecognized arguments" in wrong.stderr or b"required" in wrong.stderr
