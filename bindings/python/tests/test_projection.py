@@ -759,3 +759,18 @@ def test_postgres_an_apply_that_swallows_a_failed_statement_commits_nothing(
         assert "PostgreSQL aborted the transaction" in str(caught.value)
         assert projection.status().position == bad_seq - 1
     assert dump(side.query) == expected(published[:20])
+
+
+def test_a_live_projection_goes_on_across_a_broker_restart(sqlite_side, agents, broker):
+    agent = agents()
+    projection = ledger_projection(sqlite_side, agent)
+    projection.start()
+    first = publish_changes(agents("publisher"), some_changes(50))
+    projection.wait(first[-1][0], WAIT)
+    assert broker.stop() is None                # SIGTERM, then the same ports again
+    broker.start()
+    later = publish_changes(agents("publisher-2"), some_changes(50, 50))
+    status = projection.wait(later[-1][0], WAIT)
+    assert status.state != "failed" and status.applied == 100
+    projection.close()
+    assert dump(sqlite_side.query) == expected(first + later)
