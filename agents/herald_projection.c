@@ -10,17 +10,19 @@
 
     Live, the projection is a batch subscription whose position the caller
     keeps (herald_subscribe_options_t.caller_position): it subscribes from
-    the seq in its row + 1, and each delivery batch is one transaction
-    (herald_projection_tx.c).  The handler's answers to the agent:
+    the seq in its row + 1, and each delivery batch is applied in
+    transactions of batch_max events (herald_projection_tx.c), the first
+    `done` of them committed.  The handler's answers to the agent:
 
         all applied and committed       HERALD_OK, handled = count
-        transient (busy, lost conn.)    rolled back; HERALD_RETRY, handled 0
-        apply returned RETRY            rolled back; HERALD_RETRY, handled 0
-        apply returned an error at i    rolled back; events [0, i) applied
+        transient (busy, lost conn.)    rolled back; HERALD_RETRY, handled = done
+        apply returned RETRY            rolled back; HERALD_RETRY, handled = done
+        apply returned an error at i    rolled back; events [done, i) applied
                                         again and committed in a second
                                         transaction; FAILED; the error,
                                         handled = i
-        any other database error        rolled back; FAILED; HERALD_ERR_IO
+        any other database error        rolled back; FAILED; HERALD_ERR_IO,
+                                        handled = done
 
     The agent keeps nothing on disk for the subscription: after a kill -9
     the row is the only position, and it moves only with the effects.
@@ -326,7 +328,13 @@ herald_projection_new (herald_agent_t *agent, const char *name,
         return NULL;
     }
     pthread_mutex_init (&self->lock, NULL);
-    pthread_cond_init (&self->changed, NULL);
+    //  wait's deadlines are on the monotonic clock: a wall clock step
+    //  neither cuts them short nor stretches them
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->changed, &attr);
+    pthread_condattr_destroy (&attr);
     self->agent = agent;
     self->db = db;
     self->name = strdup (name);
@@ -374,13 +382,14 @@ herald_projection_destroy (herald_projection_t **self_p)
 //  ---------------------------------------------------------------------
 //  Live: the batch handler
 
-//  A failure of the database in the batch handler: transient ones are
-//  retried (nothing handled), the others stop the projection.
+//  A failure of the database in the batch handler, the events before
+//  `done` committed: transient ones are retried from there, the others
+//  stop the projection.
 static int
-s_batch_fault (herald_projection_t *self, herald_delivery_batch_t *batch,
+s_batch_fault (herald_projection_t *self, herald_delivery_batch_t *batch, size_t done,
                const herald_projection_fault_t *fault)
 {
-    batch->handled = 0;
+    batch->handled = done;
     if (fault->retry)
         return HERALD_RETRY;
     herald_projection_fail (self, fault->code, "projection %s: %s", self->name,
@@ -388,24 +397,24 @@ s_batch_fault (herald_projection_t *self, herald_delivery_batch_t *batch,
     return fault->code;
 }
 
-//  apply failed at event index: commit the events before it on their own,
-//  then stop.
+//  apply failed at event index of the transaction that began at `done`:
+//  commit the events [done, index) on their own, then stop.
 static int
-s_batch_failed (herald_projection_t *self, herald_delivery_batch_t *batch, size_t index,
-                int verdict)
+s_batch_failed (herald_projection_t *self, herald_delivery_batch_t *batch, size_t done,
+                size_t index, int verdict)
 {
     herald_projection_tx_t tx;
     herald_projection_fault_t fault;
     if (herald_projection_tx_begin (self, &tx, &fault) != HERALD_OK)
-        return s_batch_fault (self, batch, &fault);
-    for (size_t before = 0; before < index; before++) {
+        return s_batch_fault (self, batch, done, &fault);
+    for (size_t before = done; before < index; before++) {
         int again = herald_projection_tx_event (self, &tx, &batch->events [before]);
         if (again != HERALD_OK) {
             //  It applied a moment ago: the apply function is not a
             //  function of the event and the database alone
             herald_projection_tx_rollback (self, &tx);
             if (again == HERALD_RETRY) {
-                batch->handled = 0;
+                batch->handled = done;
                 return HERALD_RETRY;
             }
             index = before;
@@ -414,7 +423,7 @@ s_batch_failed (herald_projection_t *self, herald_delivery_batch_t *batch, size_
         }
     }
     if (tx.open && herald_projection_tx_commit (self, &tx, &fault) != HERALD_OK)
-        return s_batch_fault (self, batch, &fault);
+        return s_batch_fault (self, batch, done, &fault);
     uint64_t seq = batch->events [index].seq;
     herald_projection_fail (self, verdict, "projection %s: apply returned %d at seq %" PRIu64
                             " (the events before it are committed)", self->name, verdict,
@@ -425,27 +434,34 @@ s_batch_failed (herald_projection_t *self, herald_delivery_batch_t *batch, size_
     return verdict > 0? verdict: HERALD_ERR_INTERNAL;
 }
 
+//  A delivery batch in transactions of batch_max events
 static int
 s_on_batch (herald_delivery_batch_t *batch, void *arg)
 {
     herald_projection_t *self = (herald_projection_t *) arg;
-    herald_projection_tx_t tx;
-    herald_projection_fault_t fault;
-    if (herald_projection_tx_begin (self, &tx, &fault) != HERALD_OK)
-        return s_batch_fault (self, batch, &fault);
-    for (size_t index = 0; index < batch->count; index++) {
-        int verdict = herald_projection_tx_event (self, &tx, &batch->events [index]);
-        if (verdict == HERALD_OK)
-            continue;
-        herald_projection_tx_rollback (self, &tx);
-        if (verdict == HERALD_RETRY) {
-            batch->handled = 0;
-            return HERALD_RETRY;
+    size_t done = 0;
+    while (done < batch->count) {
+        size_t end = batch->count - done > self->batch_max? done + self->batch_max
+                                                           : batch->count;
+        herald_projection_tx_t tx;
+        herald_projection_fault_t fault;
+        if (herald_projection_tx_begin (self, &tx, &fault) != HERALD_OK)
+            return s_batch_fault (self, batch, done, &fault);
+        for (size_t index = done; index < end; index++) {
+            int verdict = herald_projection_tx_event (self, &tx, &batch->events [index]);
+            if (verdict == HERALD_OK)
+                continue;
+            herald_projection_tx_rollback (self, &tx);
+            if (verdict == HERALD_RETRY) {
+                batch->handled = done;
+                return HERALD_RETRY;
+            }
+            return s_batch_failed (self, batch, done, index, verdict);
         }
-        return s_batch_failed (self, batch, index, verdict);
+        if (herald_projection_tx_commit (self, &tx, &fault) != HERALD_OK)
+            return s_batch_fault (self, batch, done, &fault);
+        done = end;
     }
-    if (herald_projection_tx_commit (self, &tx, &fault) != HERALD_OK)
-        return s_batch_fault (self, batch, &fault);
     batch->handled = batch->count;
     return HERALD_OK;
 }
@@ -699,7 +715,7 @@ herald_projection_wait (herald_projection_t *self, uint64_t seq, int timeout_ms)
     if (!self)
         return s_invalid ("herald_projection_wait: no projection");
     struct timespec deadline;
-    clock_gettime (CLOCK_REALTIME, &deadline);
+    clock_gettime (CLOCK_MONOTONIC, &deadline);
     int64_t until = (int64_t) deadline.tv_sec * 1000 + deadline.tv_nsec / 1000000
                   + (timeout_ms > 0? timeout_ms: 0);
     while (true) {
@@ -717,7 +733,7 @@ herald_projection_wait (herald_projection_t *self, uint64_t seq, int timeout_ms)
             return herald_agent_set_last_error (code, status.message);
         }
         struct timespec now;
-        clock_gettime (CLOCK_REALTIME, &now);
+        clock_gettime (CLOCK_MONOTONIC, &now);
         int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
         if (now_ms >= until)
             return herald_agent_set_last_error (HERALD_ERR_TIMEOUT, "the projection did "

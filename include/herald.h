@@ -718,7 +718,8 @@ size_t
 //  herald_agent_subscribe, or herald_agent_subscribe_group when
 //  options->group is set, with schemas declared.  Same errors, and
 //  HERALD_ERR_INVALID for bad declarations (a type twice, schema 0, an
-//  unknown policy, PARK with neither state_dir nor on_parked).
+//  unknown policy, PARK with neither state_dir nor on_parked, or with
+//  caller_position and no on_parked) and for caller_position with a group.
 herald_err
     herald_agent_subscribe_with (herald_agent_t *self, const char *name,
                                  const herald_subscribe_options_t *options,

@@ -1,15 +1,19 @@
 /*  =========================================================================
     projection_child - a process that projects tests/projutil.h's read model
 
-        projection_child BACKEND DATABASE API FANOUT NAME PREFIX [UNTIL_SEQ]
+        projection_child BACKEND DATABASE API FANOUT NAME PREFIX [UNTIL_SEQ
+                         [UNTIL_TS [BATCH_MAX]]]
 
     BACKEND is sqlite or postgres; DATABASE a file path or a conninfo.  It
     opens projection NAME of the events whose topic begins with PREFIX on
     an agent without a state directory, starts it, and then:
       - without UNTIL_SEQ, runs until killed (the kill -9 tests; it gives
         up after 120 s, so that nothing outlives a lost test);
-      - with UNTIL_SEQ, waits until the projection has committed it and
-        exits 0 (the uninterrupted reference build), 1 on any error.
+      - with UNTIL_SEQ (not 0), waits until the projection has committed
+        it and exits 0 (the uninterrupted reference build), 1 on any error.
+    UNTIL_TS (not 0) makes it a temporal projection (start applies every
+    event up to it, then the process waits to be killed, or exits 0 when
+    UNTIL_SEQ is given); BATCH_MAX is options.batch_max.
     It prints what happened on stdout (its log).
     =========================================================================
 */
@@ -25,9 +29,9 @@
 int
 main (int argc, char *argv [])
 {
-    if (argc < 7 || argc > 8) {
+    if (argc < 7 || argc > 10) {
         fprintf (stderr, "usage: projection_child sqlite|postgres DATABASE API FANOUT NAME "
-                 "PREFIX [UNTIL_SEQ]\n");
+                 "PREFIX [UNTIL_SEQ [UNTIL_TS [BATCH_MAX]]]\n");
         return 2;
     }
     setvbuf (stdout, NULL, _IOLBF, 0);
@@ -55,6 +59,11 @@ main (int argc, char *argv [])
     options.reset = pu_model_reset;
     options.apply = pu_model_apply;
     options.arg = &model;
+    if (argc > 8)
+        options.until_ts = strtoull (argv [8], NULL, 10);
+    if (argc > 9)
+        options.batch_max = strtoull (argv [9], NULL, 10);
+    uint64_t until = argc > 7? strtoull (argv [7], NULL, 10): 0;
     herald_projection_t *projection = herald_projection_new (agent, argv [5], &options);
     int rc = 1;
     if (!projection)
@@ -63,8 +72,7 @@ main (int argc, char *argv [])
     if (herald_projection_start (projection, 10000) != HERALD_OK)
         printf ("start: %s\n", herald_agent_last_error ());
     else
-    if (argc == 8) {
-        uint64_t until = strtoull (argv [7], NULL, 10);
+    if (until) {
         if (herald_projection_wait (projection, until, 60000) == HERALD_OK)
             rc = 0;
         else

@@ -18,9 +18,12 @@
 static pid_t
 s_spawn (const pk_run_t *run, const char *database, const char *until)
 {
+    char until_ts [32], batch_max [32];
+    snprintf (until_ts, sizeof until_ts, "%" PRIu64, run->until_ts);
+    snprintf (batch_max, sizeof batch_max, "%zu", run->batch_max);
     const char *args [] = { run->backend == HERALD_PROJECTION_POSTGRES? "postgres": "sqlite",
-                            database, run->api, run->fanout, "inventory", "stock.", until,
-                            NULL };
+                            database, run->api, run->fanout, "inventory", "stock.",
+                            until? until: "0", until_ts, batch_max, NULL };
     return au_spawn (run->child, args, run->log);
 }
 

@@ -29,6 +29,8 @@ typedef struct {
     int kills;
     unsigned seed;                  //  srand's, for the moments
     int delay_max_us;               //  a kill comes 0 .. this after the spawn
+    uint64_t until_ts;              //  not 0: a temporal projection
+    size_t batch_max;               //  0: the default
 } pk_run_t;
 
 //  Kill -9 a child projecting into database run->kills times.  *moved_p

@@ -94,6 +94,19 @@ s_error_calls (const char *name, int *code, char *message, size_t size)
     return calls;
 }
 
+//  Wait until on_error was called for name (a failure sets the state
+//  before it calls on_error); returns its calls then.
+static int
+s_wait_error (const char *name, int *code, char *message, size_t size)
+{
+    uint64_t deadline = tu_mono_ns () + 20000 * 1000000ULL;
+    int calls;
+    while ((calls = s_error_calls (name, code, message, size)) == 0
+       &&  tu_mono_ns () < deadline)
+        usleep (2000);
+    return calls;
+}
+
 static herald_agent_t *
 s_agent (const char *state_dir)
 {
@@ -343,7 +356,7 @@ Test (herald_agent_position, a_failed_subscription_starts_again_where_the_caller
     cr_assert_eq (status.delivered_seq, 19);
     s_expect_range (at_recorder, 0, 1, 19);
     int code = 0;
-    cr_assert_eq (s_error_calls ("view", &code, NULL, 0), 1);
+    cr_assert_eq (s_wait_error ("view", &code, NULL, 0), 1);
     cr_assert_eq (code, 77);
     //  The caller fixed what failed and starts at the event that failed
     at_recorder->fail_seq = 0;
@@ -481,7 +494,7 @@ Test (herald_agent_position, a_broker_loss_stops_it_with_data_lost_instead_of_re
         cr_assert_eq (status.data_lost, 1);
         int code = 0;
         char message [512];
-        cr_assert_eq (s_error_calls (names [index], &code, message, sizeof message), 1);
+        cr_assert_eq (s_wait_error (names [index], &code, message, sizeof message), 1);
         cr_assert_eq (code, HERALD_ERR_DATA_LOST);
         char want [200];
         snprintf (want, sizeof want, "broker lost events after seq %" PRId64 " (lineage 1): "
@@ -493,7 +506,7 @@ Test (herald_agent_position, a_broker_loss_stops_it_with_data_lost_instead_of_re
     cr_assert_eq (at_recorder->count, 200);
     cr_assert_eq (batched->count, 200);
     int code = 0;
-    cr_assert_eq (s_error_calls ("witness", &code, NULL, 0), 1);
+    cr_assert_eq (s_wait_error ("witness", &code, NULL, 0), 1);
     cr_assert_eq (code, HERALD_ERR_DATA_LOST);
     s_wait_done (at_agent, "witness", (uint64_t) kept + 300);
     //  The caller rebuilds: from seq 1 again, in the new lineage

@@ -176,3 +176,74 @@ Test (herald_projection_kill, the_comparison_sees_one_row_of_difference)
     free (a);
     free (b);
 }
+
+//  A temporal projection (as of the ts of an event near the end of the
+//  log, in transactions of 50) killed 100 times as it builds: the same
+//  read model as one uninterrupted build, and nothing after until_ts.
+#define TEMPORAL_EVENTS 80000       //  a few s of building: most kills land mid-build
+#define TEMPORAL_AT     75000       //  as of this event's ts
+
+typedef struct {
+    uint64_t ts [TEMPORAL_EVENTS];
+    size_t count;
+} s_times_t;
+
+static int
+s_time (const herald_delivery_t *event, void *arg)
+{
+    s_times_t *times = (s_times_t *) arg;
+    if (times->count < TEMPORAL_EVENTS)
+        times->ts [times->count++] = event->ts;
+    return HERALD_OK;
+}
+
+Test (herald_projection_kill, a_temporal_build_killed_at_random_moments_is_the_clean_one)
+{
+    for (int round = 0; round < TEMPORAL_EVENTS / 2000; round++)
+        cr_assert_eq (au_publish (s_broker->api, "stock.sku%zu", 13, 2000, 20000), 0);
+    herald_agent_options_t options;
+    au_options (&options, s_broker, NULL);
+    herald_agent_t *agent = herald_agent_new ("projection-kill", &options);
+    cr_assert_not_null (agent);
+    s_times_t *times = calloc (1, sizeof *times);
+    herald_range_t range = { .from = 1 };
+    herald_err rc = herald_agent_replay (agent, &range, s_time, times, 20000, NULL);
+    herald_agent_destroy (&agent);
+    cr_assert_eq (rc, HERALD_OK);
+    cr_assert_eq (times->count, TEMPORAL_EVENTS);
+    //  As of the ts of event TEMPORAL_AT: it and every event of that ts are in
+    uint64_t until = times->ts [TEMPORAL_AT - 1];
+    size_t included = TEMPORAL_AT;
+    while (included < times->count && times->ts [included] <= until)
+        included++;
+    free (times);
+    s_run.until_ts = until;
+    s_run.batch_max = 50;
+    s_run.kills = 100;
+    s_run.seed = (unsigned) time (NULL) ^ (unsigned) getpid ();
+    const char *env = getenv ("HERALD_PROJECTION_SEED");
+    if (env && *env)
+        s_run.seed = (unsigned) strtoul (env, NULL, 10);
+    fprintf (stderr, "test_herald_projection_kill (temporal): HERALD_PROJECTION_SEED=%u\n",
+             s_run.seed);
+    char *killed = tu_path (s_dir, "killed-as-of.db");
+    char *clean = tu_path (s_dir, "clean-as-of.db");
+    int moved = 0;
+    char message [1024];
+    cr_assert_eq (pk_kill_loop (&s_run, killed, &moved, message, sizeof message), 0,
+                  "seed %u: %s", s_run.seed, message);
+    fprintf (stderr, "test_herald_projection_kill (temporal): %d kills, %d of them after a "
+             "commit\n", s_run.kills, moved);
+    cr_assert_gt (moved, 0, "no transaction was ever committed between the kills");
+    s_run_to (killed, 1);
+    s_run_to (clean, 1);
+    cr_assert_eq (pu_compare (HERALD_PROJECTION_SQLITE, clean, HERALD_PROJECTION_SQLITE,
+                              killed, NULL, message, sizeof message), 0, "seed %u: %s",
+                  s_run.seed, message);
+    cr_assert_eq (pu_query_int (HERALD_PROJECTION_SQLITE, killed,
+                                "SELECT count(*) FROM ledger"), (int64_t) included);
+    cr_assert_eq (pu_query_int (HERALD_PROJECTION_SQLITE, killed,
+                                "SELECT max(seq) FROM ledger"), (int64_t) included);
+    free (killed);
+    free (clean);
+}

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -435,4 +436,46 @@ Test (herald_projection_time, apply_gets_events_converted_to_the_declared_schema
     free (past);
     free (skip);
     free (stop);
+}
+
+//  ---------------------------------------------------------------------
+//  A full disk (the file size limit of this process, RLIMIT_FSIZE)
+
+Test (herald_projection_time, a_full_disk_fails_it_cleanly_and_it_resumes_when_there_is_room)
+{
+    herald_projection_options_t options;
+    pt_options (&options, pt_db);
+    pt_projection = pt_open (at_agent, "inventory", &options);
+    uint64_t head = pt_publish (100);
+    cr_assert_eq (herald_projection_start (pt_projection, WAIT_MS), HERALD_OK);
+    cr_assert_eq (herald_projection_wait (pt_projection, head, WAIT_MS), HERALD_OK);
+    //  From now on no file of this process grows past 256 KiB (the broker,
+    //  started before, is not limited): the WAL soon cannot
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit saved, limit;
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &saved), 0);
+    limit = saved;
+    limit.rlim_cur = 256 * 1024;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &limit), 0);
+    uint64_t head2 = 0;
+    for (int round = 0; round < 20; round++)
+        head2 = pt_publish (500);
+    herald_err rc = herald_projection_wait (pt_projection, head2, WAIT_MS);
+    herald_projection_status_t status = pt_status (pt_projection);
+    setrlimit (RLIMIT_FSIZE, &saved);
+    cr_assert_eq (rc, HERALD_ERR_IO, "%d %s", rc, herald_agent_last_error ());
+    cr_assert_eq (status.state, HERALD_PROJECTION_FAILED);
+    cr_assert_eq (status.error, HERALD_ERR_IO);
+    cr_assert (strstr (status.message, "full") || strstr (status.message, "I/O"), "%s",
+               status.message);
+    //  What is committed is whole: the model is exactly 1..position
+    cr_assert_lt (status.position, head2);
+    pt_assert_model (status.position);
+    cr_assert_eq (pt_int ("SELECT seq FROM herald_projection"), (int64_t) status.position);
+    //  Room again: started, it goes on from there
+    cr_assert_eq (herald_projection_start (pt_projection, WAIT_MS), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    cr_assert_eq (herald_projection_wait (pt_projection, head2, WAIT_MS), HERALD_OK,
+                  "%s", herald_agent_last_error ());
+    pt_assert_model (head2);
 }

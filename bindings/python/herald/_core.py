@@ -603,7 +603,7 @@ class _Core:
         sub = Subscription(self, name, prefixes, handler,
                            group=name if group is not None else None)
         if schemas is not None:                 # schema evolution (_schema.py)
-            sub._c_handler = _schema.wrap_batch(sub, trampoline) if batch \
+            sub._c_handler = _schema.wrap_batch(sub, trampoline, schemas) if batch \
                 else _schema.wrap(sub, trampoline)
         else:
             sub._c_handler = trampoline(sub)

@@ -182,18 +182,25 @@ def wrap(sub, trampoline):
     return _lib.HANDLER_FN(call)
 
 
-def wrap_batch(sub, trampoline):
+def wrap_batch(sub, trampoline, spec: SchemaSpec):
     """trampoline for a batch subscription with schemas: the C agent
     converted each event of the batch (the views' data and schema), while
     the envelopes the Events are decoded from are as stored; each Event
-    gets the converted ``schema`` and ``data``, and ``stored_schema``."""
+    gets the converted ``schema`` and ``data``, and ``stored_schema``.
+    Only an event with a type the spec converts can differ: the others are
+    not looked at again."""
     handler = sub.handler
     from . import event as _event
+    wanted = spec.schemas
+    every_type = bool(spec.default)
 
     def with_converted(events):
         views = _current.batch.events
         from_envelopes = _event._msgpack is not None      # else from the views
         for index, event in enumerate(events):
+            type_ = event.type
+            if type_ is None or not (every_type or type_ in wanted):
+                continue                                  # as stored
             view = views[index]
             if from_envelopes:
                 if view.schema != event.schema:           # converted (never otherwise)

@@ -148,6 +148,24 @@ def test_a_batch_handler_with_schemas_gets_converted_events(make_agent, decoding
     assert "skipped" in str(errors[0][1])
 
 
+def test_a_batch_handler_with_a_default_schema(make_agent, decoding):
+    agent = make_agent(state_dir=None)
+
+    @agent.upcaster("Any", 1)
+    def to_2(data):
+        return data.upper()
+
+    agent.publish("d.1", b"a", type="Any")
+    agent.publish("d.1", b"b")
+    agent.publish("d.1", b"c", type="Any", schema=2)
+    batches = []
+    agent.subscribe("d.", batches.append, name="d", batch=True, start=1,
+                    default_schema=2, caller_position=True)
+    wait_for(lambda: agent.subscription("d").delivered_seq == 3)
+    assert [(e.seq, e.schema, e.stored_schema, e.data) for b in batches for e in b] == [
+        (1, 2, 1, b"A"), (2, 1, 1, b"b"), (3, 2, 2, b"c")]
+
+
 def test_a_broker_loss_stops_it_with_data_lost_error(make_agent, broker):
     errors = []
     agent = make_agent(on_error=lambda name, exc: errors.append((name, exc)))
@@ -178,6 +196,8 @@ def test_a_broker_loss_stops_it_with_data_lost_error(make_agent, broker):
         assert status.delivered_seq == 200, "%s was rewound" % name
         assert status.error == herald.DataLostError.code and status.data_lost == 1
     assert len(events) == 200 and len(batches) == 200
+    # the state is FAILED before on_error is called
+    wait_for(lambda: {"events", "batches", "witness"} <= {name for name, _ in errors})
     told = {name: exc for name, exc in errors}
     assert isinstance(told["events"], herald.DataLostError)
     assert isinstance(told["batches"], herald.DataLostError)
