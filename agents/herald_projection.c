@@ -61,7 +61,7 @@ s_backend (herald_projection_backend_t backend)
         case HERALD_PROJECTION_SQLITE:
             return &herald_projection_sqlite;
         case HERALD_PROJECTION_POSTGRES:
-            return NULL;            //  herald_projection_pg.c (not built yet)
+            return &herald_projection_postgres;
     }
     return NULL;
 }

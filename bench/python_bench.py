@@ -22,6 +22,13 @@ herald package (bindings/python) over this tree's libherald:
                                    per batch
   deliver, C batch handler         bench/batch_bench (libherald's
                                    herald_agent_subscribe_batch, no Python)
+  project, SQLiteProjection        herald.projection into SQLite: a row per
+                                   event, the position committed with each
+                                   batch (apply_batch, and apply per event),
+                                   and as a temporal projection (until_ts)
+  project, PostgresProjection      the same into PostgreSQL (a private server
+                                   that tests/pgserver.sh starts; skipped
+                                   without one)
 
 each delivery case as catch-up of the published backlog, and the
 handler cases live too (subscribed at NOW, then min(--events, 100,000)
@@ -29,7 +36,7 @@ published by another agent: bounded by that publisher), then runs
 bench/agent_bench (the C agent, its own broker) with a similar size, and
 prints both.  Prints figures; never fails on one.
 
-    /usr/bin/python3 bench/python_bench.py [--quick] [--events N] [--no-c]
+    /usr/bin/python3 bench/python_bench.py [--quick] [--events N] [--no-c] [--only TEXT]
 
 HERALD_BUILDDIR (default: the tree this file is in) locates heraldd,
 libherald and bench/agent_bench.
@@ -39,6 +46,7 @@ import argparse
 import asyncio
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -94,9 +102,12 @@ def agent(broker, root, name, cls=herald.Agent):
 def bench_publish_async(broker, root, count):
     with agent(broker, root, "pub-async") as a:
         start = time.perf_counter()
-        futures = [a.publish_async("bench.%d" % (i % 100), PAYLOAD) for i in range(count)]
-        for f in futures:
-            f.result(60)
+        #  In runs of 50,000: the outbox holds 100,000 unacknowledged events
+        for first in range(0, count, 50_000):
+            futures = [a.publish_async("bench.%d" % (i % 100), PAYLOAD)
+                       for i in range(first, min(count, first + 50_000))]
+            for f in futures:
+                f.result(60)
         return rate(count, time.perf_counter() - start)
 
 
@@ -215,6 +226,90 @@ def bench_deliver_sqlite(broker, root, count):
     return rate(seen[0], elapsed)
 
 
+def _projection_setup(db):
+    db.execute("CREATE TABLE IF NOT EXISTS events (seq BIGINT PRIMARY KEY, topic TEXT, "
+               "data %s)" % ("BYTEA" if hasattr(db, "connection") else "BLOB"))
+
+
+def _projection_apply_batch(db, events):
+    rows = [(e.seq, e.topic, e.data) for e in events]
+    if hasattr(db, "connection"):               # psycopg2: one statement for the batch
+        import psycopg2.extras
+        psycopg2.extras.execute_values(db, "INSERT INTO events VALUES %s", rows,
+                                       page_size=len(rows))
+    else:
+        db.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
+
+
+def _projection_apply(db, event):
+    mark = "%s" if hasattr(db, "connection") else "?"
+    db.execute("INSERT INTO events VALUES (%s, %s, %s)" % (mark, mark, mark),
+               (event.seq, event.topic, event.data))
+
+
+def bench_projection(broker, root, count, make, per_event=False, until_ts=None):
+    """herald.projection into a table of one row per event (the seq, the
+    topic, the data), catching up with the first `count` bench. events (seq
+    1..count): from start() to the position at seq `count`, the position
+    committed with each batch.  Temporal with until_ts (the ts of seq
+    count): start() returns when done."""
+    name = "deliver-projection-%d" % len(os.listdir(root))
+    with agent(broker, root, name) as a:
+        functions = dict(apply=_projection_apply) if per_event \
+            else dict(apply_batch=_projection_apply_batch)
+        with make(a, "bench", prefixes="bench.", setup=_projection_setup,
+                  until_ts=until_ts, **functions) as projection:
+            start = time.perf_counter()
+            projection.start(timeout=30)
+            status = projection.wait(count, 300)
+            elapsed = time.perf_counter() - start
+    return rate(status.applied, elapsed)
+
+
+def sqlite_projection(root):
+    def make(a, name, **options):
+        path = os.path.join(root, "projection-%d.db" % len(os.listdir(root)))
+        return herald.SQLiteProjection(a, name, path, **options)
+    return make
+
+
+class PgServer:
+    """tests/pgserver.sh's private PostgreSQL server (None when it cannot
+    start: no PostgreSQL here)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="herald-bench-pg-", dir="/tmp")
+        self.script = str(TOP / "tests" / "pgserver.sh")
+        done = subprocess.run([self.script, "start", self.dir], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=120)
+        out = done.stdout.decode(errors="replace").strip()
+        self.conninfo = out.splitlines()[-1] if done.returncode == 0 and out else None
+        self.error = None if self.conninfo else out[-300:]
+        self.databases = 0
+
+    def make(self, a, name, **options):
+        import psycopg2
+        self.databases += 1
+        database = "bench_%d" % self.databases
+        conn = psycopg2.connect(self.conninfo)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("CREATE DATABASE %s" % database)
+        conn.close()
+        dsn = re.sub(r"dbname=\S+", "dbname=" + database, self.conninfo)
+        return herald.PostgresProjection(a, name, dsn, **options)
+
+    def stop(self):
+        subprocess.run([self.script, "stop", self.dir], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ts_of(broker, root, seq):
+    with agent(broker, root, "ts-of") as a:
+        return a.replay(from_seq=seq, to_seq=seq)[0].ts
+
+
 def bench_deliver_asyncio_batch(broker, root, count, coroutine):
     async def main():
         async with agent(broker, root, "deliver-aio-batch-%d" % coroutine,
@@ -320,6 +415,8 @@ def main():
     parser.add_argument("--events", type=int, default=100_000,
                         help="events per case (default 100,000)")
     parser.add_argument("--no-c", action="store_true", help="skip bench/agent_bench")
+    parser.add_argument("--only", metavar="TEXT", default=None,
+                        help="only the cases whose label holds TEXT (e.g. Projection)")
     args = parser.parse_args()
     count = 5_000 if args.quick else args.events
     root = tempfile.mkdtemp(prefix="herald-python-bench-")
@@ -359,6 +456,17 @@ def main():
              lambda: c_figures.setdefault("c", run_c_batch_bench(broker, count))["event"]),
             ("deliver  C batch handler (catch-up)",
              lambda: c_figures.setdefault("c", run_c_batch_bench(broker, count))["batch"]),
+            ("project  SQLiteProjection apply_batch (catch-up)", lambda: bench_projection(
+                broker, root, count, sqlite_projection(root))),
+            ("project  SQLiteProjection apply (catch-up)", lambda: bench_projection(
+                broker, root, count, sqlite_projection(root), per_event=True)),
+            ("project  SQLiteProjection temporal (until_ts)", lambda: bench_projection(
+                broker, root, count, sqlite_projection(root),
+                until_ts=ts_of(broker, root, count))),
+            ("project  PostgresProjection apply_batch (catch-up)", lambda: bench_projection(
+                broker, root, count, postgres().make)),
+            ("project  PostgresProjection apply (catch-up)", lambda: bench_projection(
+                broker, root, count, postgres().make, per_event=True)),
             ("live     Agent handler", lambda: bench_live(broker, root, live, "event")),
             ("live     Agent batch handler", lambda: bench_live(broker, root, live, "batch")),
             ("live     AsyncAgent handler", lambda: bench_live(broker, root, live, "aio")),
@@ -366,6 +474,19 @@ def main():
                                                                      "aio-batch")),
         ]
         c_figures = {}
+        pg = []
+
+        def postgres():
+            if not pg:
+                pg.append(PgServer())
+            if pg[0].conninfo is None:
+                raise RuntimeError("no PostgreSQL server (tests/pgserver.sh): %s"
+                                   % pg[0].error)
+            return pg[0]
+        if args.only:
+            cases = [(label, case) for label, case in cases if args.only in label]
+            if not any(label.startswith("publish  Agent.publish_async") for label, _ in cases):
+                bench_publish_async(broker, root, count)    # the backlog the others read
         for label, case in cases:
             try:
                 value = case()
@@ -375,6 +496,8 @@ def main():
                 print("  %-48s failed: %s" % (label, exc), flush=True)
     finally:
         broker.stop()
+        for server in pg:
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
     if not args.no_c:
         print("\nThe C agent in the same run (bench/agent_bench, its own broker):", flush=True)

@@ -29,8 +29,17 @@ pu_exec (herald_projection_backend_t backend, void *db, const char *sql, char *m
     PGresult *result = PQexec ((PGconn *) db, sql);
     ExecStatusType status = PQresultStatus (result);
     int rc = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK? 0: -1;
-    if (rc)
+    if (rc) {
         snprintf (message, size, "%s: %s", sql, PQerrorMessage ((PGconn *) db));
+        //  What an apply function does with PostgreSQL's transient errors
+        //  (docs/projections.md, "PostgreSQL"): a lost connection, class 40
+        //  (serialization failure, deadlock), 08 and 57P0x are RETRY
+        const char *state = PQresultErrorField (result, PG_DIAG_SQLSTATE);
+        if (PQstatus ((PGconn *) db) == CONNECTION_BAD
+        ||  (state && (!strncmp (state, "40", 2) || !strncmp (state, "08", 2)
+                   ||  !strncmp (state, "57P0", 4))))
+            rc = -2;
+    }
     PQclear (result);
     return rc;
 }
@@ -108,7 +117,10 @@ pu_model_apply (void *db, const herald_delivery_t *event, void *arg)
               "UPDATE totals SET total = total + %" PRId64 ", events = events + 1 WHERE id = 1",
               sku, qty, event->seq, sku, qty, (int64_t) event->ts, qty);
     char message [1024];
-    if (pu_exec (model->backend, db, sql, message, sizeof message)) {
+    int rc = pu_exec (model->backend, db, sql, message, sizeof message);
+    if (rc == -2)
+        return HERALD_RETRY;
+    if (rc) {
         fprintf (stderr, "projutil: apply seq %" PRIu64 ": %s\n", event->seq, message);
         return HERALD_ERR_CONFLICT;
     }

@@ -45,7 +45,9 @@ herald_projection_setup_fn pu_model_reset;
 herald_projection_apply_fn pu_model_apply;
 
 //  Run sql on db (a sqlite3 * or PGconn * of backend).  Returns 0, or -1
-//  with the database's message in message.
+//  with the database's message in message; -2 for PostgreSQL's transient
+//  errors (a lost connection, SQLSTATE 40xxx, 08xxx, 57P0x), which
+//  pu_model_apply answers with HERALD_RETRY.
 int
     pu_exec (herald_projection_backend_t backend, void *db, const char *sql, char *message,
              size_t size);

@@ -20,6 +20,10 @@ implementation of the protocol.
 - Consumer groups: ``subscribe(..., group="billing")`` shares the work
   among the agents of one group, positions kept by the broker (so
   ``state_dir=None`` works); ``group_status()`` has a member's figures.
+- Projections (docs/projections.md): :class:`SQLiteProjection` and
+  :class:`PostgresProjection` build a read model whose position is
+  committed with its effects, one transaction per batch (exactly once
+  across kill -9), live or as of a time (``until_ts``).
 - Exceptions: one class per ``herald_err`` (:mod:`herald.errors`), all
   :class:`HeraldError`; :class:`Retry` to have an event offered again.
 
@@ -38,6 +42,8 @@ from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptS
                      OutOfMemoryError, OverloadedError, Retry, TimeoutError, TooLargeError,
                      Unauthorized, UnauthorizedError, UnknownCommandError, UnsupportedError,
                      error_class)
+from .projection import (ApplyError, PostgresProjection, ProjectionStatus,
+                         SQLiteProjection)
 from .event import (BEGINNING, NOW, Event, EventList, GroupStatus, Published, Snapshot,
                     Start, Stats, SubscriptionStatus)
 
@@ -52,6 +58,7 @@ __all__ = [
     "PublishFuture", "AsyncPublishFuture",
     "Event", "EventList", "Published", "Snapshot", "Stats", "SubscriptionStatus",
     "GroupStatus", "Parked", "SchemaStats",
+    "SQLiteProjection", "PostgresProjection", "ProjectionStatus", "ApplyError",
     "Start", "BEGINNING", "NOW", "Retry",
     "HeraldError", "BadRequestError", "TooLargeError", "ConflictError", "NotLeaderError",
     "UnauthorizedError", "Unauthorized", "OverloadedError", "UnknownCommandError", "UnsupportedError",
