@@ -90,7 +90,9 @@ def test_an_exception_mid_batch_commits_what_it_says_and_the_rest_comes_again(
     wait_for(lambda: agent_err.subscription("x").state == "failed")
     assert seen == list(range(1, 20))
     assert agent_err.subscription("x").delivered_seq == 19
-    assert errors and errors[0][0] == "x" and isinstance(errors[0][1], KeyError)
+    # on_error is called just after the state turns FAILED: wait for it
+    wait_for(lambda: errors, what="on_error")
+    assert errors[0][0] == "x" and isinstance(errors[0][1], KeyError)
     agent_err.close()
     # resumed (per event this time): 20 onwards, 20 flagged (in doubt: the
     # handler was given it and did not say it was done)
