@@ -267,6 +267,34 @@ A=$K
 same "the archive resumed after the broker's death replays as the broker does" --to 65000
 
 #  ---------------------------------------------------------------------
+#  a full disk: the archive on a 256 KiB tmpfs, in a mount namespace of
+#  its own (so the mount goes with the process); skipped where it cannot
+#  mount (not root)
+
+if unshare --mount true 2>/dev/null; then
+    mkdir -p "$TMP/small"
+    unshare --mount bash -c '
+        mount -t tmpfs -o size=256k tmpfs "$1" || exit 99
+        "$2" --endpoint "$3" archive --until-seq 65000 --to "$1/arc" --segment-events 2000 \
+            >"$4.out" 2>"$4.err"
+        echo $? >"$4.rc"
+        ls -A "$1/arc" >"$4.ls"
+        "$2" archive verify "$1/arc" >"$4.verify" 2>&1
+        echo $? >"$4.vrc"
+        grep -c "^segment" "$1/arc/index.hwa" >"$4.segments"
+        ls "$1/arc" | grep -c "^seg-" >"$4.files"' _ "$TMP/small" "$HERALD" "$API" "$TMP/full"
+    check "a full disk: archive exits 1" test "$(cat "$TMP/full.rc")" = 1
+    check "  saying why" grep -q "No space left on device" "$TMP/full.err"
+    check "  no temporary file is left" test -z "$(grep '\.tmp$' "$TMP/full.ls")"
+    check "  the index names only complete segments, and verifies" \
+        test "$(cat "$TMP/full.vrc")" = 0
+    check "  some segments were archived before the disk filled ($(cat "$TMP/full.segments"))" \
+        test "$(cat "$TMP/full.segments")" -ge 1
+else
+    echo "ok - # SKIP a full disk: cannot make a mount namespace here (not root)"
+fi
+
+#  ---------------------------------------------------------------------
 #  usage and no broker
 
 usage () {
