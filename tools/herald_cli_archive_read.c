@@ -157,7 +157,9 @@ herald_cli_archive_replay (herald_cli_opts_t *opts, const char *dir, const heral
     const herald_archive_seg_t *first = &archive.segs [0];
     *last = archive.segs [archive.count - 1].last_seq;
     __typeof__ (request->replay) const *replay = &request->replay;
-    uint64_t from = replay->has_from ? replay->from : 1;
+    //  Without --from: from the archive's first seq (an archive started
+    //  with --from-seq holds no earlier one to miss)
+    uint64_t from = replay->has_from ? replay->from : first->first_seq;
     if (replay->has_from_ts && first->first_seq > 1 && first->first_ts >= replay->from_ts)
         rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "replay --archive: %s starts at seq %" PRIu64
                               " (ts %" PRIu64 "); earlier events, not in it, may match --from-ts",
