@@ -379,6 +379,7 @@ usage "no --to" archive --until-seq 5
 usage "--until-seq 0" archive --until-seq 0 --to "$TMP/u"
 usage "a bad --until-ts" archive --until-ts yesterday --to "$TMP/u"
 usage "--segment-events 0" archive --until-seq 5 --to "$TMP/u" --segment-events 0
+usage "--segment-events too large" archive --until-seq 5 --to "$TMP/u" --segment-events 100000001
 usage "--credit too large" archive --until-seq 5 --to "$TMP/u" --credit 99999999
 usage "an unknown option" archive --until-seq 5 --to "$TMP/u" --bogus
 usage "verify without DIR" archive verify

@@ -453,6 +453,11 @@ static int
 s_write_block (herald_archive_writer_t *self, const char *magic, const uint8_t *raw,
                size_t raw_len, uint32_t count, uint64_t first_seq)
 {
+    if (raw_len > UINT32_MAX) {
+        s_why (self->why, sizeof self->why, "a block of %zu bytes: more than a block holds",
+               raw_len);
+        return -1;
+    }
     size_t bound = ZSTD_compressBound (raw_len);
     if (s_grow (&self->out, &self->out_alloc, bound)) {
         s_why (self->why, sizeof self->why, "out of memory");

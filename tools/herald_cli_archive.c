@@ -48,7 +48,8 @@ static const char *s_archive_usage =
     "  --to DIR             the archive directory (created if missing)\n"
     "  --from-seq M         first seq: only for a new archive, or the seq after\n"
     "                       DIR's last (anything else is a gap or an overlap)\n"
-    "  --segment-events N   events per segment file at most (default 1000000)\n"
+    "  --segment-events N   events per segment file at most (default 1000000,\n"
+    "                       at most 100000000)\n"
     "  --segment-bytes N    compressed bytes per segment file, about (default\n"
     "                       67108864: 64 MiB)\n"
     "  --credit N           events the broker may send ahead (default 1000)\n"
@@ -59,6 +60,7 @@ static const char *s_archive_usage =
 
 #define S_SEGMENT_EVENTS    1000000
 #define S_SEGMENT_BYTES     (64ULL * 1024 * 1024)
+#define S_SEGMENT_EVENTS_MAX    100000000
 
 typedef struct {
     herald_cli_opts_t *opts;
@@ -390,8 +392,15 @@ herald_cli_archive (herald_cli_opts_t *opts, int argc, char **argv)
             from_given = true;
         }
         else
-        if (herald_cli_opt (argc, argv, &index, "--segment-events", &value, &bad))
+        if (herald_cli_opt (argc, argv, &index, "--segment-events", &value, &bad)) {
             bad = bad || !herald_cli_positive ("--segment-events", value, &self.segment_events);
+            //  A segment's ids block (16 bytes an event) must fit its u32 size
+            if (!bad && self.segment_events > S_SEGMENT_EVENTS_MAX) {
+                herald_cli_fail (HERALD_CLI_EXIT_USAGE, "--segment-events: give 1 .. %d",
+                                 S_SEGMENT_EVENTS_MAX);
+                bad = true;
+            }
+        }
         else
         if (herald_cli_opt (argc, argv, &index, "--segment-bytes", &value, &bad)) {
             bad = bad || !herald_cli_positive ("--segment-bytes", value, &self.segment_bytes);
