@@ -46,6 +46,8 @@ static const char *s_usage =
     "  tail [PREFIX...]     print live events (optionally catching up first)\n"
     "  replay               print stored events in seq order, then exit\n"
     "  read TOPIC           print one topic's events in ver order, then exit\n"
+    "  archive --until-seq N|--until-ts T --to DIR   copy events into archive files\n"
+    "  archive verify DIR   check an archive's every checksum and envelope\n"
     "  status               print the broker's STATUS\n"
     "  inspect --data-dir D check a stopped broker's data directory offline\n"
     "  repair --data-dir D  report a damaged store; with --accept-loss, keep what\n"
@@ -951,6 +953,9 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "repair") == 0)
         rc = herald_cli_repair (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "archive") == 0)
+        rc = herald_cli_archive (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "cluster") == 0)
         rc = herald_cli_cluster (&opts, sub_argc, sub_argv);

@@ -282,6 +282,20 @@ int herald_cli_sub (herald_cli_opts_t *opts, int argc, char **argv);
 //  "group".
 int herald_cli_groups (herald_cli_opts_t *opts, int argc, char **argv);
 
+//  herald archive, herald archive verify (herald_cli_archive.c,
+//  herald_cli_archive_read.c): copy the log into checksummed segment files.
+int herald_cli_archive (herald_cli_opts_t *opts, int argc, char **argv);
+
+//  replay --archive DIR: print the events of the archive that request (a
+//  REPLAY) selects, at most max (0: no limit) in all, counting *printed.
+//  *last is the archive's last seq (0: empty), *finished true when the
+//  range (--to, --until-ts, --max) ended inside the archive, *started true
+//  when --from-ts was reached in it.  Returns an exit code; refuses (1) a
+//  damaged index or a missing segment before printing anything.
+int herald_cli_archive_replay (herald_cli_opts_t *opts, const char *dir,
+                               const herald_msg_t *request, uint64_t max, uint64_t *printed,
+                               uint64_t *last, bool *finished, bool *started);
+
 //  herald repair (herald_cli_repair.c): report a damaged data dir, or accept
 //  its loss; returns the exit status.
 int herald_cli_repair (herald_cli_opts_t *opts, int argc, char **argv);

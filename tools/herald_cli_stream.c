@@ -62,6 +62,10 @@ static const char *s_replay_usage =
     "  --prefix P           only topics beginning with P (repeatable)\n"
     "  --max N              stop after N events (N >= 1)\n"
     "  --credit N           events the broker may send ahead (default 1000)\n"
+    "  --archive DIR        read the archive in DIR (herald archive) instead of\n"
+    "                       the broker; same output, same filters\n"
+    "  --continue           with --archive: after the archive's last seq, go on\n"
+    "                       with the broker at --endpoint, to its head or --to\n"
     "\n"
     "TIME is RFC 3339 (2026-12-02T16:35:47Z, 2026-12-02T17:35:47.25+01:00), a date\n"
     "(2026-12-02, midnight UTC), now, a time ago (-30m, -1h, -2d, -1h30m) or Unix\n"
@@ -135,6 +139,7 @@ typedef struct {
     int64_t hb_interval_ms;         //  measured between heartbeats
     int64_t retry_for_ms;           //  -1: reconnect forever
     bool quiet;                     //  reconnecting: failures go to why
+    bool no_header;                 //  the table header was printed already
     char why [600];
 } s_stream_t;
 
@@ -404,10 +409,41 @@ s_run_simple (s_stream_t *self)
         self->request.read.credit = self->credit;
         self->request.read.pack = true;
     }
-    herald_cli_print_table_header (self->opts->format);
+    if (!self->no_header)
+        herald_cli_print_table_header (self->opts->format);
     rc = s_run_stream (self);
     herald_cli_conn_destroy (&self->conn);
     return rc;
+}
+
+//  replay --archive DIR [--continue]: the archive, then (--continue) the
+//  broker from the seq after the archive's last.
+static int
+s_run_archive (s_stream_t *self, const char *dir, bool go_on)
+{
+    if (herald_cli_check_request ("replay", &self->request))
+        return HERALD_CLI_EXIT_USAGE;
+    herald_cli_print_table_header (self->opts->format);
+    self->no_header = true;
+    uint64_t last = 0;
+    bool finished = false, started = false;
+    int rc = herald_cli_archive_replay (self->opts, dir, &self->request, self->max,
+                                        &self->printed, &last, &finished, &started);
+    __typeof__ (self->request.replay) *replay = &self->request.replay;
+    if (rc || finished || !go_on || (replay->has_to && replay->to <= last))
+        return rc;
+    //  The broker takes over after the archive's last seq; under --from-ts,
+    //  once an archived event was at or after it, every later one is too
+    //  (ts never decreases with seq)
+    if (started || !replay->has_from_ts) {
+        replay->has_from_ts = false;
+        if (!replay->has_from || replay->from <= last) {
+            replay->has_from = true;
+            replay->from = last + 1;
+        }
+    }
+    fflush (stdout);
+    return s_run_simple (self);
 }
 
 int
@@ -416,6 +452,8 @@ herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv)
     s_stream_t self;
     s_stream_init (&self, opts, HERALD_MSG_REPLAY);
     __typeof__ (self.request.replay) *replay = &self.request.replay;
+    const char *archive = NULL;
+    bool go_on = false;
     int index = 1;
     bool bad = false;
     while (index < argc && !bad) {
@@ -424,6 +462,14 @@ herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv)
             fputs (s_replay_usage, stdout);
             return HERALD_CLI_EXIT_OK;
         }
+        if (strcmp (argv [index], "--continue") == 0) {
+            go_on = true;
+            index++;
+        }
+        else
+        if (herald_cli_opt (argc, argv, &index, "--archive", &value, &bad))
+            archive = value;
+        else
         if (herald_cli_opt (argc, argv, &index, "--to", &value, &bad)) {
             bad = bad || !herald_cli_positive ("--to", value, &replay->to);
             replay->has_to = true;
@@ -446,6 +492,11 @@ herald_cli_replay (herald_cli_opts_t *opts, int argc, char **argv)
     }
     if (bad)
         return HERALD_CLI_EXIT_USAGE;
+    if (go_on && !archive)
+        return herald_cli_fail (HERALD_CLI_EXIT_USAGE, "replay: --continue goes with --archive "
+                                "DIR (see herald replay --help)");
+    if (archive)
+        return s_run_archive (&self, archive, go_on);
     return s_run_simple (&self);
 }
 

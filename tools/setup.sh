@@ -15,6 +15,7 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  libsodium-dev                   # the ACL file's digest (acl_version)
                  libmicrohttpd-dev               # heraldd --metrics (docs/metrics.md)
                  curl                            # docs/metrics.md's walk-through
+                 libzstd-dev                     # herald archive's segment files (zstd)
                  clang libclang-rt-14-dev
                  python3 python3-pytest python3-zmq python3-msgpack
                  python3-pip python3-venv    # pip install ./bindings/python, offline, in a venv (docs/python.md)
