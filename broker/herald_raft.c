@@ -137,10 +137,13 @@
     from fsm apply/restore frees a buffer twice (we return 0 and stop);
     a failed listen in raft_start leaves freed handles in the loop (we
     bind-test the address first, and never run the loop after an
-    IOERR from raft_start); OPEN: legacy.c takeSnapshotCb clears
-    snapshot_pending before reading it, so an InstallSnapshot that
-    arrives while this node's own snapshot is being written crashes
-    the process (NULL dereference; seen once under valgrind with the
+    IOERR from raft_start); an InstallSnapshot sent once its snapshot is
+    loaded carries the follower's address from the configuration of
+    before, freed by a membership change meanwhile (a use after free:
+    s_io_send gives the send the address of now); OPEN: legacy.c
+    takeSnapshotCb clears snapshot_pending before reading it, so an
+    InstallSnapshot that arrives while this node's own snapshot is being
+    written crashes the process (NULL dereference; seen once under valgrind with the
     test hook's 4-entry snapshots, a follower lagging past the leader's
     trailing entries).  With 128/128 it needs a follower more than 128
     entries behind at the moment it writes a snapshot; the fix is one
@@ -154,7 +157,10 @@
     proxy per directed link sees exactly that link: a test partitions
     A -> B by stopping one proxy.  Without both variables the stock
     transport is used unwrapped.  herald_connect_map.c parses the map;
-    the wrapper, which calls the transport, is here.
+    the wrapper, which calls the transport, is here.  Env
+    HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS=N holds every snapshot loaded for
+    a follower N ms before libraft sends it, logging the hold and the
+    hand-over (a test changes the configuration meanwhile).
     =========================================================================
 */
 
@@ -230,6 +236,14 @@ struct _herald_raft_t {
     raft_uv_accept_cb accept_cb;
     raft_uv_transport_close_cb transport_close_cb;
     herald_connect_map_t *redirects;    //  the test hook's, when used
+    //  The stock I/O's send and snapshot_get, wrapped (s_io_send)
+    int (*uv_send) (struct raft_io *, struct raft_io_send *,
+                    const struct raft_message *, raft_io_send_cb);
+    int (*uv_snapshot_get) (struct raft_io *, struct raft_io_snapshot_get *,
+                            raft_io_snapshot_get_cb);
+    unsigned hold_ms;                   //  the test hook's snapshot hold, or 0
+    unsigned holds;                     //  loads it held so far
+    struct _s_held_t *held;             //  loaded snapshots held by it
     bool raft_inited;
     bool io_inited;
     bool tcp_inited;
@@ -254,6 +268,8 @@ static void s_table_apply (herald_raft_t *self, uint64_t index, const herald_ent
 static void s_table_restore (herald_raft_t *self, const void *manifest, size_t len,
                              uint64_t index);
 static void s_change_step (herald_raft_t *self);
+//  The test hook's held snapshot loads, with the I/O wrapper
+static void s_held_flush (herald_raft_t *self);
 
 //  ---------------------------------------------------------------------
 //  Wake-ups (the records are herald_records.c's)
@@ -704,6 +720,7 @@ s_close (herald_raft_t *self)
 {
     if (self->closing)
         return;
+    s_held_flush (self);                //  the test hook's, before closing
     self->closing = true;
     s_state_update (self);
     uv_timer_stop (&self->stop_timer);
@@ -904,6 +921,182 @@ s_transport (herald_raft_t *self)
 }
 
 //  ---------------------------------------------------------------------
+//  The I/O's send, wrapped: the address of a late InstallSnapshot
+//
+//  libraft 0.22.1 sends an InstallSnapshot only once io->snapshot_get has
+//  loaded the snapshot (legacy.c legacySendMessage -> legacyLoadSnapshot):
+//  a read on libuv's threadpool, whose callback (legacyLoadSnapshotCb)
+//  sends on a later turn of the loop.  The message waiting for it was
+//  copied when libraft chose to send (replication.c sendSnapshot), and its
+//  server_address points into r->configuration as it was then.  A
+//  configuration change in between (raft_add, raft_assign or raft_remove
+//  on this leader; an entry of a newer leader once this one stepped down)
+//  closes that configuration, freeing the address, and the send reads it
+//  (uv_send.c uvGetClient's strcmp): a use after free, under ASan in 3
+//  runs of 5 of the membership test.  cowsql/raft's main has it still
+//  (legacy.c unchanged there).  Every other message is sent within the
+//  step that made it, its address alive.  So an InstallSnapshot goes out
+//  with the address of its server in the configuration as it is now (its
+//  own pointer is never read); a server no longer in it gets none, and
+//  neither does any once raft_close began (the stock send asserts it is
+//  not closing).  libraft then drops the message (legacyLoadSnapshotCb's
+//  error path) and sends the snapshot again after install_snapshot_timeout
+//  if that server still needs one.
+
+static herald_raft_t *
+s_of_io (struct raft_io *io)
+{
+    return (herald_raft_t *) ((char *) io - offsetof (herald_raft_t, io));
+}
+
+static int
+s_io_send (struct raft_io *io, struct raft_io_send *req,
+           const struct raft_message *message, raft_io_send_cb cb)
+{
+    herald_raft_t *self = s_of_io (io);
+    if (message->type != RAFT_INSTALL_SNAPSHOT)
+        return self->uv_send (io, req, message, cb);
+    struct raft_message late = *message;
+    late.server_address = NULL;
+    unsigned index;
+    for (index = 0; index < self->raft.configuration.n; index++)
+        if (self->raft.configuration.servers [index].id == message->server_id)
+            late.server_address = self->raft.configuration.servers [index].address;
+    if (!late.server_address || self->closing) {
+        snprintf (io->errmsg, sizeof (io->errmsg), "%s", self->closing
+                  ? "closing": "the server left the configuration");
+        return RAFT_NOCONNECTION;
+    }
+    return self->uv_send (io, req, &late, cb);
+}
+
+//  The test hook HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS=N (with
+//  HERALD_TEST_HOOKS=1): a snapshot loaded for a follower is held N ms
+//  before libraft gets it, and the hold is logged, so that a test can
+//  change the configuration while an InstallSnapshot waits (the window
+//  above, otherwise a few ms).  Held loads are handed over at once when
+//  the node closes, before raft_close.
+typedef struct _s_held_t {
+    struct raft_io_snapshot_get get;    //  ours, given to the stock I/O
+    struct raft_io_snapshot_get *req;   //  libraft's
+    raft_io_snapshot_get_cb cb;
+    struct raft_snapshot *snapshot;
+    int status;
+    herald_raft_t *self;
+    unsigned number;                    //  1, 2, ... in this process
+    uint64_t configuration;             //  its index when the load was held
+    bool timed;                         //  timer initialised
+    uv_timer_t timer;
+    struct _s_held_t *next;
+} s_held_t;
+
+static void
+s_held_free_cb (uv_handle_t *handle)
+{
+    free (handle->data);
+}
+
+//  The index of the configuration in force (uncommitted or committed).
+static uint64_t
+s_configuration_index (herald_raft_t *self)
+{
+    return self->raft.configuration_uncommitted_index
+         ? self->raft.configuration_uncommitted_index
+         : self->raft.configuration_committed_index;
+}
+
+//  Hand a held load to libraft; the entry is freed.
+static void
+s_held_release (s_held_t *held)
+{
+    herald_raft_t *self = held->self;
+    s_held_t **link = &self->held;
+    while (*link && *link != held)
+        link = &(*link)->next;
+    if (*link)
+        *link = held->next;
+    uint64_t now = s_configuration_index (self);
+    herald_log ("info", "raft: test hook: snapshot load %u goes to libraft (configuration "
+                "%" PRIu64 ": %s)", held->number, now,
+                now == held->configuration? "unchanged": "changed meanwhile");
+    held->cb (held->req, held->snapshot, held->status);
+    if (held->timed) {
+        uv_timer_stop (&held->timer);
+        held->timer.data = held;
+        uv_close ((uv_handle_t *) &held->timer, s_held_free_cb);
+    }
+    else
+        free (held);
+}
+
+static void
+s_held_timer_cb (uv_timer_t *timer)
+{
+    s_held_release ((s_held_t *) timer->data);
+}
+
+static void
+s_held_loaded (struct raft_io_snapshot_get *get, struct raft_snapshot *snapshot, int status)
+{
+    s_held_t *held = (s_held_t *) get->data;
+    herald_raft_t *self = held->self;
+    held->snapshot = snapshot;
+    held->status = status;
+    if (self->closing || uv_timer_init (&self->loop, &held->timer) != 0) {
+        s_held_release (held);
+        return;
+    }
+    held->timed = true;
+    held->timer.data = held;
+    held->next = self->held;
+    self->held = held;
+    held->number = ++self->holds;
+    held->configuration = s_configuration_index (self);
+    herald_log ("info", "raft: test hook: snapshot load %u held %u ms (configuration %"
+                PRIu64 ")", held->number, self->hold_ms, held->configuration);
+    uv_timer_start (&held->timer, s_held_timer_cb, self->hold_ms, 0);
+}
+
+static int
+s_io_snapshot_get (struct raft_io *io, struct raft_io_snapshot_get *req,
+                   raft_io_snapshot_get_cb cb)
+{
+    herald_raft_t *self = s_of_io (io);
+    s_held_t *held = (s_held_t *) zmalloc (sizeof (s_held_t));
+    held->req = req;
+    held->cb = cb;
+    held->self = self;
+    held->get.data = held;
+    int rc = self->uv_snapshot_get (io, &held->get, s_held_loaded);
+    if (rc != 0)
+        free (held);
+    return rc;
+}
+
+//  Hand every held load over now (the node closes).
+static void
+s_held_flush (herald_raft_t *self)
+{
+    while (self->held)
+        s_held_release (self->held);
+}
+
+//  Wrap the stock I/O (after raft_uv_init, before raft_init).
+static void
+s_io_wrap (herald_raft_t *self)
+{
+    self->uv_send = self->io.send;
+    self->io.send = s_io_send;
+    const char *hooks = getenv ("HERALD_TEST_HOOKS");
+    const char *hold = getenv ("HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS");
+    if (hooks && streq (hooks, "1") && hold && atoi (hold) > 0) {
+        self->hold_ms = (unsigned) atoi (hold);
+        self->uv_snapshot_get = self->io.snapshot_get;
+        self->io.snapshot_get = s_io_snapshot_get;
+    }
+}
+
+//  ---------------------------------------------------------------------
 //  Lifecycle
 
 static void
@@ -1066,6 +1259,7 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         return NULL;
     }
     self->io_inited = true;
+    s_io_wrap (self);
     raft_uv_set_auto_recovery (&self->io, false);
     raft_uv_set_connect_retry_delay (&self->io, self->election_ms / 4 > 50
                                                 ? self->election_ms / 4: 50);
