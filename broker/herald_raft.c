@@ -932,8 +932,8 @@ s_transport (herald_raft_t *self)
 //  configuration change in between (raft_add, raft_assign or raft_remove
 //  on this leader; an entry of a newer leader once this one stepped down)
 //  closes that configuration, freeing the address, and the send reads it
-//  (uv_send.c uvGetClient's strcmp): a use after free, under ASan in 3
-//  runs of 5 of the membership test.  cowsql/raft's main has it still
+//  (uv_send.c uvGetClient's strcmp): a use after free, under ASan in 4
+//  runs of 15 of the membership test.  cowsql/raft's main has it still
 //  (legacy.c unchanged there).  Every other message is sent within the
 //  step that made it, its address alive.  So an InstallSnapshot goes out
 //  with the address of its server in the configuration as it is now (its
