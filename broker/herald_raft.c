@@ -137,14 +137,18 @@
     from fsm apply/restore frees a buffer twice (we return 0 and stop);
     a failed listen in raft_start leaves freed handles in the loop (we
     bind-test the address first, and never run the loop after an
-    IOERR from raft_start); OPEN: legacy.c takeSnapshotCb clears
-    snapshot_pending before reading it, so an InstallSnapshot that
-    arrives while this node's own snapshot is being written crashes
-    the process (NULL dereference; seen once under valgrind with the
-    test hook's 4-entry snapshots, a follower lagging past the leader's
-    trailing entries).  With 128/128 it needs a follower more than 128
-    entries behind at the moment it writes a snapshot; the fix is one
-    line in libraft (read the pointer, then clear it).
+    IOERR from raft_start); an InstallSnapshot sent once its snapshot is
+    loaded carries the follower's address from the configuration of
+    before, freed by a membership change meanwhile (a use after free:
+    s_io_send gives the send the address of now); legacy.c
+    takeSnapshotCb clears snapshot_pending before reading it, so an
+    InstallSnapshot that arrives while this node's own snapshot is being
+    written crashed the process (NULL dereference: takeSnapshotCb calls
+    legacyPersistSnapshotStart (NULL), the compiled 0.22.1 does so too;
+    seen under valgrind with 4-entry snapshots and under ASan with
+    128/128 in the random-faults test): s_io_recv keeps such a message
+    until the snapshot is written (the fix in libraft is one line: read
+    the pointer, then clear it).
 
     Test hook (only with env HERALD_TEST_HOOKS=1): env
     HERALD_TEST_RAFT_CONNECT="ID=HOST:PORT,..." (raft ids in decimal)
@@ -154,7 +158,13 @@
     proxy per directed link sees exactly that link: a test partitions
     A -> B by stopping one proxy.  Without both variables the stock
     transport is used unwrapped.  herald_connect_map.c parses the map;
-    the wrapper, which calls the transport, is here.
+    the wrapper, which calls the transport, is here.  Env
+    HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS=N holds every snapshot loaded for
+    a follower N ms before libraft sends it, logging the hold and the
+    hand-over (a test changes the configuration meanwhile); env
+    HERALD_TEST_RAFT_OWN_SNAPSHOT_HOLD_MS=N reports a follower's own
+    snapshot written N ms late (a test sends it an InstallSnapshot
+    meanwhile).
     =========================================================================
 */
 
@@ -230,6 +240,22 @@ struct _herald_raft_t {
     raft_uv_accept_cb accept_cb;
     raft_uv_transport_close_cb transport_close_cb;
     herald_connect_map_t *redirects;    //  the test hook's, when used
+    //  The stock I/O's send and snapshot_get, wrapped (s_io_send)
+    int (*uv_send) (struct raft_io *, struct raft_io_send *,
+                    const struct raft_message *, raft_io_send_cb);
+    int (*uv_snapshot_get) (struct raft_io *, struct raft_io_snapshot_get *,
+                            raft_io_snapshot_get_cb);
+    unsigned hold_ms;                   //  the test hook's snapshot hold, or 0
+    unsigned holds;                     //  loads it held so far
+    struct _s_held_t *held;             //  loaded snapshots held by it
+    //  The stock I/O's start and its recv callback (s_io_recv)
+    int (*uv_start) (struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+    raft_io_recv_cb recv_cb;
+    struct _s_deferred_t *deferred;     //  InstallSnapshots waiting
+    int (*uv_snapshot_put) (struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                            const struct raft_snapshot *, raft_io_snapshot_put_cb);
+    unsigned put_hold_ms;               //  the test hook's own-snapshot hold, or 0
+    struct _s_put_t *puts;              //  own snapshots held by it
     bool raft_inited;
     bool io_inited;
     bool tcp_inited;
@@ -254,6 +280,12 @@ static void s_table_apply (herald_raft_t *self, uint64_t index, const herald_ent
 static void s_table_restore (herald_raft_t *self, const void *manifest, size_t len,
                              uint64_t index);
 static void s_change_step (herald_raft_t *self);
+//  With the I/O wrapper: the test hooks' held snapshot loads and writes,
+//  the InstallSnapshots that wait
+static void s_held_flush (herald_raft_t *self);
+static void s_put_flush (herald_raft_t *self);
+static void s_deferred_flush (herald_raft_t *self);
+static void s_deferred_drop (herald_raft_t *self);
 
 //  ---------------------------------------------------------------------
 //  Wake-ups (the records are herald_records.c's)
@@ -704,6 +736,9 @@ s_close (herald_raft_t *self)
 {
     if (self->closing)
         return;
+    s_held_flush (self);                //  the test hooks', before closing
+    s_put_flush (self);
+    s_deferred_drop (self);
     self->closing = true;
     s_state_update (self);
     uv_timer_stop (&self->stop_timer);
@@ -793,6 +828,7 @@ s_check_cb (uv_check_t *check)
     herald_raft_t *self = (herald_raft_t *) check->data;
     if (self->closing)
         return;
+    s_deferred_flush (self);
     uint64_t term = raft_current_term (&self->raft);
     if (raft_state (&self->raft) == RAFT_LEADER && !self->failed && !self->transferring
     &&  self->ready_term != term && !self->barrier_pending) {
@@ -901,6 +937,361 @@ s_transport (herald_raft_t *self)
     self->wrapper.connect = s_wrap_connect;
     self->wrapper.close = s_wrap_close;
     return &self->wrapper;
+}
+
+//  ---------------------------------------------------------------------
+//  The I/O's send, wrapped: the address of a late InstallSnapshot
+//
+//  libraft 0.22.1 sends an InstallSnapshot only once io->snapshot_get has
+//  loaded the snapshot (legacy.c legacySendMessage -> legacyLoadSnapshot):
+//  a read on libuv's threadpool, whose callback (legacyLoadSnapshotCb)
+//  sends on a later turn of the loop.  The message waiting for it was
+//  copied when libraft chose to send (replication.c sendSnapshot), and its
+//  server_address points into r->configuration as it was then.  A
+//  configuration change in between (raft_add, raft_assign or raft_remove
+//  on this leader; an entry of a newer leader once this one stepped down)
+//  closes that configuration, freeing the address, and the send reads it
+//  (uv_send.c uvGetClient's strcmp): a use after free, under ASan in 4
+//  runs of 15 of the membership test.  cowsql/raft's main has it still
+//  (legacy.c unchanged there).  Every other message is sent within the
+//  step that made it, its address alive.  So an InstallSnapshot goes out
+//  with the address of its server in the configuration as it is now (its
+//  own pointer is never read); a server no longer in it gets none, and
+//  neither does any once raft_close began (the stock send asserts it is
+//  not closing).  libraft then drops the message (legacyLoadSnapshotCb's
+//  error path) and sends the snapshot again after install_snapshot_timeout
+//  if that server still needs one.
+
+static herald_raft_t *
+s_of_io (struct raft_io *io)
+{
+    return (herald_raft_t *) ((char *) io - offsetof (herald_raft_t, io));
+}
+
+static int
+s_io_send (struct raft_io *io, struct raft_io_send *req,
+           const struct raft_message *message, raft_io_send_cb cb)
+{
+    herald_raft_t *self = s_of_io (io);
+    if (message->type != RAFT_INSTALL_SNAPSHOT)
+        return self->uv_send (io, req, message, cb);
+    struct raft_message late = *message;
+    late.server_address = NULL;
+    unsigned index;
+    for (index = 0; index < self->raft.configuration.n; index++)
+        if (self->raft.configuration.servers [index].id == message->server_id)
+            late.server_address = self->raft.configuration.servers [index].address;
+    if (!late.server_address || self->closing) {
+        snprintf (io->errmsg, sizeof (io->errmsg), "%s", self->closing
+                  ? "closing": "the server left the configuration");
+        return RAFT_NOCONNECTION;
+    }
+    return self->uv_send (io, req, &late, cb);
+}
+
+//  The test hook HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS=N (with
+//  HERALD_TEST_HOOKS=1): a snapshot loaded for a follower is held N ms
+//  before libraft gets it, and the hold is logged, so that a test can
+//  change the configuration while an InstallSnapshot waits (the window
+//  above, otherwise a few ms).  Held loads are handed over at once when
+//  the node closes, before raft_close.
+typedef struct _s_held_t {
+    struct raft_io_snapshot_get get;    //  ours, given to the stock I/O
+    struct raft_io_snapshot_get *req;   //  libraft's
+    raft_io_snapshot_get_cb cb;
+    struct raft_snapshot *snapshot;
+    int status;
+    herald_raft_t *self;
+    unsigned number;                    //  1, 2, ... in this process
+    uint64_t configuration;             //  its index when the load was held
+    bool timed;                         //  timer initialised
+    uv_timer_t timer;
+    struct _s_held_t *next;
+} s_held_t;
+
+static void
+s_held_free_cb (uv_handle_t *handle)
+{
+    free (handle->data);
+}
+
+//  The index of the configuration in force (uncommitted or committed).
+static uint64_t
+s_configuration_index (herald_raft_t *self)
+{
+    return self->raft.configuration_uncommitted_index
+         ? self->raft.configuration_uncommitted_index
+         : self->raft.configuration_committed_index;
+}
+
+//  Hand a held load to libraft; the entry is freed.
+static void
+s_held_release (s_held_t *held)
+{
+    herald_raft_t *self = held->self;
+    s_held_t **link = &self->held;
+    while (*link && *link != held)
+        link = &(*link)->next;
+    if (*link)
+        *link = held->next;
+    uint64_t now = s_configuration_index (self);
+    herald_log ("info", "raft: test hook: snapshot load %u goes to libraft (configuration "
+                "%" PRIu64 ": %s)", held->number, now,
+                now == held->configuration? "unchanged": "changed meanwhile");
+    held->cb (held->req, held->snapshot, held->status);
+    if (held->timed) {
+        uv_timer_stop (&held->timer);
+        held->timer.data = held;
+        uv_close ((uv_handle_t *) &held->timer, s_held_free_cb);
+    }
+    else
+        free (held);
+}
+
+static void
+s_held_timer_cb (uv_timer_t *timer)
+{
+    s_held_release ((s_held_t *) timer->data);
+}
+
+static void
+s_held_loaded (struct raft_io_snapshot_get *get, struct raft_snapshot *snapshot, int status)
+{
+    s_held_t *held = (s_held_t *) get->data;
+    herald_raft_t *self = held->self;
+    held->snapshot = snapshot;
+    held->status = status;
+    if (self->closing || uv_timer_init (&self->loop, &held->timer) != 0) {
+        s_held_release (held);
+        return;
+    }
+    held->timed = true;
+    held->timer.data = held;
+    held->next = self->held;
+    self->held = held;
+    held->number = ++self->holds;
+    held->configuration = s_configuration_index (self);
+    herald_log ("info", "raft: test hook: snapshot load %u held %u ms (configuration %"
+                PRIu64 ")", held->number, self->hold_ms, held->configuration);
+    uv_timer_start (&held->timer, s_held_timer_cb, self->hold_ms, 0);
+}
+
+static int
+s_io_snapshot_get (struct raft_io *io, struct raft_io_snapshot_get *req,
+                   raft_io_snapshot_get_cb cb)
+{
+    herald_raft_t *self = s_of_io (io);
+    s_held_t *held = (s_held_t *) zmalloc (sizeof (s_held_t));
+    held->req = req;
+    held->cb = cb;
+    held->self = self;
+    held->get.data = held;
+    int rc = self->uv_snapshot_get (io, &held->get, s_held_loaded);
+    if (rc != 0)
+        free (held);
+    return rc;
+}
+
+//  Hand every held load over now (the node closes).
+static void
+s_held_flush (herald_raft_t *self)
+{
+    while (self->held)
+        s_held_release (self->held);
+}
+
+//  ---------------------------------------------------------------------
+//  The I/O's recv, wrapped: no InstallSnapshot while a snapshot is written
+//
+//  libraft 0.22.1 keeps an InstallSnapshot received while this node
+//  writes a snapshot of its own (legacy.c snapshot_pending), and when
+//  that write ends takeSnapshotCb clears the pointer before it reads it:
+//  legacyPersistSnapshotStart (NULL), a NULL dereference that kills the
+//  process (seen under ASan in the random-faults test with 128-entry
+//  snapshots and in the membership test; cowsql/raft's main has it
+//  still).  So such a message waits here, outside libraft, and goes to
+//  libraft at the end of the loop turn in which the write ended
+//  (s_check_cb), to be installed as any other (or ignored, when the
+//  follower has those entries by then).  libuv's transport hands
+//  the message's payload and configuration over to the callback; its
+//  server_address belongs to the connection, which may close meanwhile:
+//  a copy is kept.  A message still waiting at close is freed (libraft
+//  would drop it too; the leader sends the snapshot again).
+
+typedef struct _s_deferred_t {
+    struct raft_message message;
+    char *address;
+    struct _s_deferred_t *next;
+} s_deferred_t;
+
+static void
+s_io_recv (struct raft_io *io, struct raft_message *message)
+{
+    herald_raft_t *self = s_of_io (io);
+    if (message->type != RAFT_INSTALL_SNAPSHOT || !self->raft.legacy.snapshot_taking
+    ||  self->closing) {
+        self->recv_cb (io, message);
+        return;
+    }
+    s_deferred_t *deferred = (s_deferred_t *) zmalloc (sizeof (s_deferred_t));
+    deferred->message = *message;
+    deferred->address = strdup (message->server_address? message->server_address: "");
+    deferred->message.server_address = deferred->address;
+    s_deferred_t **tail = &self->deferred;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = deferred;
+    herald_log ("info", "raft: an InstallSnapshot (index %" PRIu64 ") waits until this "
+                "node's own snapshot is written", (uint64_t) message->install_snapshot.last_index);
+}
+
+//  Hand the waiting InstallSnapshots to libraft once no snapshot is being
+//  written (every loop turn).
+static void
+s_deferred_flush (herald_raft_t *self)
+{
+    while (self->deferred && !self->closing && !self->raft.legacy.snapshot_taking) {
+        s_deferred_t *deferred = self->deferred;
+        self->deferred = deferred->next;
+        herald_log ("info", "raft: the InstallSnapshot (index %" PRIu64 ") goes to libraft",
+                    (uint64_t) deferred->message.install_snapshot.last_index);
+        self->recv_cb (&self->io, &deferred->message);
+        free (deferred->address);
+        free (deferred);
+    }
+}
+
+//  Free the waiting InstallSnapshots (the node closes).
+static void
+s_deferred_drop (herald_raft_t *self)
+{
+    while (self->deferred) {
+        s_deferred_t *deferred = self->deferred;
+        self->deferred = deferred->next;
+        raft_configuration_close (&deferred->message.install_snapshot.conf);
+        raft_free (deferred->message.install_snapshot.data.base);
+        free (deferred->address);
+        free (deferred);
+    }
+}
+
+static int
+s_io_start (struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    herald_raft_t *self = s_of_io (io);
+    self->recv_cb = recv;
+    return self->uv_start (io, msecs, tick, s_io_recv);
+}
+
+//  The test hook HERALD_TEST_RAFT_OWN_SNAPSHOT_HOLD_MS=N (with
+//  HERALD_TEST_HOOKS=1): a follower's own snapshot, once written, is
+//  reported to libraft N ms later (logged), so that a test can send it an
+//  InstallSnapshot meanwhile.  Handed over at once when the node closes.
+typedef struct _s_put_t {
+    struct raft_io_snapshot_put put;    //  ours, given to the stock I/O
+    struct raft_io_snapshot_put *req;   //  libraft's
+    raft_io_snapshot_put_cb cb;
+    int status;
+    herald_raft_t *self;
+    bool timed;
+    uv_timer_t timer;
+    struct _s_put_t *next;
+} s_put_t;
+
+static void
+s_put_release (s_put_t *held)
+{
+    herald_raft_t *self = held->self;
+    s_put_t **link = &self->puts;
+    while (*link && *link != held)
+        link = &(*link)->next;
+    if (*link)
+        *link = held->next;
+    if (held->timed)
+        herald_log ("info", "raft: test hook: this follower's own snapshot is reported "
+                    "written");
+    held->cb (held->req, held->status);
+    if (held->timed) {
+        uv_timer_stop (&held->timer);
+        held->timer.data = held;
+        uv_close ((uv_handle_t *) &held->timer, s_held_free_cb);
+    }
+    else
+        free (held);
+}
+
+static void
+s_put_timer_cb (uv_timer_t *timer)
+{
+    s_put_release ((s_put_t *) timer->data);
+}
+
+static void
+s_put_done (struct raft_io_snapshot_put *put, int status)
+{
+    s_put_t *held = (s_put_t *) put->data;
+    herald_raft_t *self = held->self;
+    held->status = status;
+    if (self->closing || uv_timer_init (&self->loop, &held->timer) != 0) {
+        s_put_release (held);
+        return;
+    }
+    held->timed = true;
+    held->timer.data = held;
+    held->next = self->puts;
+    self->puts = held;
+    herald_log ("info", "raft: test hook: this follower's own snapshot is written, held "
+                "%u ms", self->put_hold_ms);
+    uv_timer_start (&held->timer, s_put_timer_cb, self->put_hold_ms, 0);
+}
+
+static int
+s_io_snapshot_put (struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                   const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    herald_raft_t *self = s_of_io (io);
+    //  trailing 0: an InstallSnapshot being stored, not a snapshot taken
+    if (trailing == 0 || raft_state (&self->raft) == RAFT_LEADER)
+        return self->uv_snapshot_put (io, trailing, req, snapshot, cb);
+    s_put_t *held = (s_put_t *) zmalloc (sizeof (s_put_t));
+    held->req = req;
+    held->cb = cb;
+    held->self = self;
+    held->put.data = held;
+    int rc = self->uv_snapshot_put (io, trailing, &held->put, snapshot, s_put_done);
+    if (rc != 0)
+        free (held);
+    return rc;
+}
+
+static void
+s_put_flush (herald_raft_t *self)
+{
+    while (self->puts)
+        s_put_release (self->puts);
+}
+
+//  Wrap the stock I/O (after raft_uv_init, before raft_init).
+static void
+s_io_wrap (herald_raft_t *self)
+{
+    self->uv_send = self->io.send;
+    self->io.send = s_io_send;
+    self->uv_start = self->io.start;
+    self->io.start = s_io_start;
+    const char *hooks = getenv ("HERALD_TEST_HOOKS");
+    const char *hold = getenv ("HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS");
+    if (hooks && streq (hooks, "1") && hold && atoi (hold) > 0) {
+        self->hold_ms = (unsigned) atoi (hold);
+        self->uv_snapshot_get = self->io.snapshot_get;
+        self->io.snapshot_get = s_io_snapshot_get;
+    }
+    const char *put_hold = getenv ("HERALD_TEST_RAFT_OWN_SNAPSHOT_HOLD_MS");
+    if (hooks && streq (hooks, "1") && put_hold && atoi (put_hold) > 0) {
+        self->put_hold_ms = (unsigned) atoi (put_hold);
+        self->uv_snapshot_put = self->io.snapshot_put;
+        self->io.snapshot_put = s_io_snapshot_put;
+    }
 }
 
 //  ---------------------------------------------------------------------
@@ -1066,6 +1457,7 @@ herald_raft_new (const herald_raft_options_t *options, herald_store_t *store,
         return NULL;
     }
     self->io_inited = true;
+    s_io_wrap (self);
     raft_uv_set_auto_recovery (&self->io, false);
     raft_uv_set_connect_retry_delay (&self->io, self->election_ms / 4 > 50
                                                 ? self->election_ms / 4: 50);

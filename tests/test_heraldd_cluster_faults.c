@@ -29,6 +29,8 @@
         down (the issue's 1M is for the bench; HERALD_CLUSTER_EVENTS=1000000
         runs here in 45 s); stopped_follower_restores_snapshot: 50000, with
         a kill -9 in the middle of the catch-up;
+      - install_snapshot_while_a_follower_writes_its_own: a follower cut
+        off while the test hook holds its own snapshot 5 s (about 8 s);
       - wiped_node_rejoins_as_new: 500 events, then the wiped node;
       - mixed_faults_at_random: 15 s of kill -9, SIGSTOP, cut-off and
         one-way faults on up to two nodes at once, 4 publishers.
@@ -702,6 +704,69 @@ Test (cluster_faults, stopped_follower_restores_snapshot)
 {
     const char *hooks [] = { "HERALD_TEST_RAFT_SNAPSHOT=64", NULL };
     s_stopped_follower ("cluster_snapshot", hooks, 50000, true);
+}
+
+//  ---------------------------------------------------------------------
+//  3c. An InstallSnapshot while a follower writes its own snapshot.
+//  libraft 0.22.1 kills such a follower (takeSnapshotCb clears the install
+//  it kept, then reads it: a NULL dereference); herald_raft.c's s_io_recv
+//  keeps the message until the follower's own snapshot is written.  The
+//  test hooks: snapshots every 8 entries, and a follower's own snapshot
+//  reported written 5 s late.  As soon as a follower holds one, it is cut
+//  off (its links dropped) while the leader's log moves past it, then let
+//  back: the leader sends it a snapshot inside those 5 s.  It must live,
+//  say it kept the message, and end with the same log.  Without s_io_recv
+//  the follower died (SIGSEGV in libraft) in 5 runs of 5 under ASan.
+
+Test (cluster_faults, install_snapshot_while_a_follower_writes_its_own)
+{
+    const char *hooks [] = { "HERALD_TEST_RAFT_SNAPSHOT=8",
+                             "HERALD_TEST_RAFT_OWN_SNAPSHOT_HOLD_MS=5000", NULL };
+    cu_options_t options = s_options (true);
+    options.hooks = hooks;
+    s_cluster = cu_cluster_new ("cluster_snapwrite", 3, &options);
+    cr_assert_not_null (s_cluster, "cannot make the cluster (heraldd built?)");
+    char why [CU_WHY_MAX];
+    int leader = cu_cluster_start (s_cluster, START_MS, why, sizeof why);
+    s_require (leader >= 0, "cluster did not start: %s", why);
+    int follower = s_follower_of (leader, -1);
+    s_load_start (1, 20000, 2000);
+    //  The follower writes a snapshot of its own (held)
+    char log [20000];
+    bool holding = false;
+    uint64_t deadline = tu_mono_ns () + 20000000000ULL;
+    while (!holding && tu_mono_ns () < deadline) {
+        cu_node_log_tail (s_cluster, (size_t) follower, log, sizeof log);
+        holding = strstr (log, "this follower's own snapshot is written, held") != NULL;
+        if (!holding)
+            zclock_sleep (5);
+    }
+    s_require (holding, "n%d wrote no snapshot of its own", follower + 1);
+    //  Cut off while the leader's log moves 3 snapshots on, then back
+    cu_status_t status;
+    s_status ((size_t) leader, &status);
+    uint64_t from = status.commit_index;
+    s_require (cu_isolate (s_cluster, (size_t) follower, RP_DROP) == 0, "isolate");
+    deadline = tu_mono_ns () + 3000000000ULL;
+    while (status.commit_index < from + 24 && tu_mono_ns () < deadline) {
+        zclock_sleep (10);
+        s_status ((size_t) leader, &status);
+    }
+    s_require (status.commit_index >= from + 24, "the leader committed %" PRIu64 " entries "
+               "in 3 s", status.commit_index - from);
+    s_require (cu_isolate (s_cluster, (size_t) follower, RP_PASS) == 0, "heal");
+    //  It keeps the leader's snapshot until its own is written, and lives
+    bool kept = false;
+    deadline = tu_mono_ns () + 15000000000ULL;
+    while (!kept && tu_mono_ns () < deadline && cu_node_live (s_cluster, (size_t) follower)) {
+        cu_node_log_tail (s_cluster, (size_t) follower, log, sizeof log);
+        kept = strstr (log, "goes to libraft") != NULL;
+        if (!kept)
+            zclock_sleep (20);
+    }
+    s_require (cu_node_live (s_cluster, (size_t) follower), "n%d died", follower + 1);
+    s_require (kept, "n%d was sent no snapshot while it wrote its own", follower + 1);
+    s_check_all (0x7, NULL, NULL);
 }
 
 //  ---------------------------------------------------------------------
