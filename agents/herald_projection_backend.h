@@ -59,6 +59,10 @@ typedef struct {
     herald_err (*position_write) (void *conn, const char *table, const char *name,
                                   const herald_projection_position_t *position,
                                   bool *retry_p, char *message, size_t size);
+    //  May be NULL.  True when conn's connection to the server is gone:
+    //  an error the apply function returned then is transient whatever it
+    //  says (its statement failed with the connection, not on its merits)
+    bool (*lost) (void *conn);
 } herald_projection_db_t;
 
 //  The backends this build has (NULL when it lacks one)

@@ -478,6 +478,12 @@ s_position_write (void *conn_, const char *table, const char *name,
     return rc;
 }
 
+static bool
+s_lost (void *conn)
+{
+    return !conn || PQstatus ((PGconn *) conn) == CONNECTION_BAD;
+}
+
 const herald_projection_db_t herald_projection_postgres = {
     .name = "postgres",
     .open = s_open,
@@ -487,5 +493,6 @@ const herald_projection_db_t herald_projection_postgres = {
     .rollback = s_rollback,
     .table_ensure = s_table_ensure,
     .position_read = s_position_read,
-    .position_write = s_position_write
+    .position_write = s_position_write,
+    .lost = s_lost
 };

@@ -78,6 +78,9 @@ herald_projection_tx_event (herald_projection_t *self, herald_projection_tx_t *t
         tx->applied++;
         tx->last = event->seq;
     }
+    else
+    if (verdict != HERALD_RETRY && self->db->lost && self->db->lost (self->conn))
+        verdict = HERALD_RETRY;     //  the server went away under it: reconnect, again
     return verdict;
 }
 

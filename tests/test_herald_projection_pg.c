@@ -498,6 +498,38 @@ Test (pg, backend_terminated_mid_batch_is_retried_nothing_doubled)
     s_assert_same_as_clean (head);
 }
 
+//  An apply written without RETRY in mind: every failed statement is an
+//  error.  A statement that failed because the server dropped the
+//  connection is no fault of the event: the projection reconnects and
+//  offers the batch again instead of stopping
+static int
+s_apply_naive (void *db, const herald_delivery_t *event, void *arg)
+{
+    int rc = s_apply_terminating (db, event, arg);
+    return rc == HERALD_RETRY? HERALD_ERR_IO: rc;
+}
+
+Test (pg, an_apply_error_on_a_lost_connection_is_retried_not_fatal)
+{
+    s_databases (false);
+    herald_projection_options_t options;
+    s_options (&options, s_db, &s_model);
+    options.apply = s_apply_naive;
+    s_projection = s_open (at_agent, "inventory", &options);
+    cr_assert_eq (herald_projection_start (s_projection, WAIT_MS), HERALD_OK);
+    uint64_t head = 0;
+    for (int round = 0; round < 12; round++)
+        head = s_publish (100);
+    herald_err rc = herald_projection_wait (s_projection, head, WAIT_MS);
+    cr_assert_eq (rc, HERALD_OK, "%s", herald_agent_last_error ());
+    herald_projection_status_t status = s_status (s_projection);
+    cr_assert_eq (atomic_load (&s_self_kills), (int) (head / 500));
+    cr_assert_geq (status.rollbacks, (uint64_t) atomic_load (&s_self_kills));
+    cr_assert_eq (status.error, 0, "%s", status.message);
+    cr_assert_eq (status.applied, head);
+    s_assert_same_as_clean (head);
+}
+
 //  The same for a temporal projection (its own loop of retries)
 Test (pg, backend_terminated_mid_temporal_run_is_retried)
 {
