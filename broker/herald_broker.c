@@ -108,6 +108,7 @@ typedef struct {
     msgpack_zone zone;                  //  scratch, for messages answered at once
     herald_limits_t limits;
     bool terminated;
+    bool serving_said;                  //  SERVING sent to main (sd_notify READY=1)
     bool fatal;
     const char *stop_reason;            //  static text: why the broker stopped, when fatal
     uint64_t idle_flushes;              //  shown by STATUS, with the commit's counts
@@ -290,6 +291,20 @@ s_commit_finish (self_t *self)
 
 //  One turn: bootstrap or watch Raft; attach the Raft node to the group
 //  commit once it runs.  A node that must stop stops the broker.
+//  Tell main, once, that the broker serves (main tells systemd READY=1):
+//  a standalone broker as its loop starts, a cluster node once its Raft
+//  node runs (a node whose Raft cannot start is never ready).
+static void
+s_serving_say (self_t *self)
+{
+    if (self->serving_said || self->fatal || self->terminated
+    ||  (self->cluster && !herald_node_raft (self->cluster)))
+        return;
+    self->serving_said = true;
+    zstr_sendf (self->pipe, "SERVING head %" PRIu64 "%s", herald_store_head (self->store),
+                self->cluster? ", a cluster node": "");
+}
+
 static void
 s_cluster_turn (self_t *self)
 {
@@ -302,6 +317,7 @@ s_cluster_turn (self_t *self)
     if (raft && !herald_commit_waiting (self->commit))
         herald_commit_attach (self->commit, raft);
     herald_members_tick (self->members, self->cluster);
+    s_serving_say (self);
 }
 
 //  Stopping ($TERM): take no more PUBLISH, wait up to STOP_COMMIT_MS for
@@ -997,6 +1013,7 @@ herald_broker_actor (zsock_t *pipe, void *args)
     }
     if (!self->fatal && self->cluster)
         s_cluster_turn (self);
+    s_serving_say (self);
 
     bool busy = false, streams_blocked = false;
     while (!self->terminated && !self->fatal) {

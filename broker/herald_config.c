@@ -44,6 +44,17 @@
 #include "herald_config.h"
 #include "herald_text.h"
 
+//  The defaults of an installed heraldd (configure --with-default-data-dir
+//  and --with-default-config; the Debian package's /var/lib/herald and
+//  /etc/herald/heraldd.conf).  A build from the source tree keeps
+//  ./var/herald and reads no file unless --config names one.
+#ifndef HERALD_DEFAULT_DATA_DIR
+#   define HERALD_DEFAULT_DATA_DIR  "./var/herald"
+#endif
+#ifndef HERALD_DEFAULT_CONFIG
+#   define HERALD_DEFAULT_CONFIG    ""
+#endif
+
 #define S_MS_MAX            86400000ULL         //  one day, for every wait
 #define S_NODE_MAX          64                  //  bytes of a node id
 //  A setter's reason, before its prefix: it quotes the value, which may be
@@ -86,7 +97,7 @@ typedef struct {
 //  HERALD_MAX_BATCH in herald_event.h; the tests check that they do.
 static const s_option_t s_options [] = {
     { "data-dir", "DIR", S_TEXT, S_FIELD (data_dir), 0, 0,
-      "./var/herald", "directory of the event log, created if missing" },
+      HERALD_DEFAULT_DATA_DIR, "directory of the event log, created if missing" },
     { "api", "ENDPOINT", S_ENDPOINT, S_FIELD (api), 0, 0,
       "tcp://127.0.0.1:5580", "ROUTER endpoint where clients send requests" },
     { "fanout", "ENDPOINT", S_ENDPOINT, S_FIELD (fanout), 0, 0,
@@ -582,6 +593,7 @@ herald_config_new (void)
             return NULL;
         }
     }
+    self->default_config = HERALD_DEFAULT_CONFIG;
     return self;
 }
 
@@ -970,6 +982,10 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
         if (!flag.option)
             config_path = flag.value;       //  the last --config wins
     }
+    //  No --config: the installed default, when there is one and it exists
+    if (!config_path && self->default_config && *self->default_config
+    &&  access (self->default_config, F_OK) == 0)
+        config_path = self->default_config;
     if (config_path) {
         if (!*config_path)
             return herald_error_set (err, HERALD_ERR_INVALID, "--config", "must not be empty");
@@ -1030,7 +1046,10 @@ herald_config_print_usage (FILE *out)
         "\n"
         "Security (docs/security.md): --curve-secret FILE and --acl FILE make\n"
         "every socket CURVE; keys not in the ACL are refused, and everything not\n"
-        "granted is denied.  SIGHUP reloads the ACL.\n"
+        "granted is denied.\n"
+        "\n"
+        "SIGHUP reloads the log level (from --config) and the ACL; other settings\n"
+        "take effect at the next start.  Under systemd, READY=1 once it serves.\n"
         "\n");
     size_t index;
     for (index = 0; index < S_OPTION_COUNT; index++) {
@@ -1047,7 +1066,68 @@ herald_config_print_usage (FILE *out)
     }
     fprintf (out,
         "  %-24s %s\n  %-24s %s\n  %-24s %s\n",
-        "--config FILE", "read settings from FILE first (default none)",
+        "--config FILE", *HERALD_DEFAULT_CONFIG
+            ? "read settings from FILE first (default " HERALD_DEFAULT_CONFIG ", if it exists)"
+            : "read settings from FILE first (default none)",
         "--help, -h", "print this text and exit",
         "--version", "print the version and exit");
+}
+
+//  --------------------------------------------------------------------------
+//  What differs between two configs (heraldd's SIGHUP, herald_daemon)
+
+static bool
+s_string_same (const char *a, const char *b)
+{
+    return strcmp (a? a: "", b? b: "") == 0;
+}
+
+static bool
+s_option_same (const herald_config_t *a, const herald_config_t *b, const s_option_t *option)
+{
+    const void *left = (const char *) a + option->offset;
+    const void *right = (const char *) b + option->offset;
+    switch (option->kind) {
+        case S_TEXT: case S_ENDPOINT: case S_LEVEL: case S_NODE: case S_ADDRESS: case S_PATH:
+            return s_string_same (*(char * const *) left, *(char * const *) right);
+        case S_DURABILITY:
+            return *(const herald_durability_t *) left == *(const herald_durability_t *) right;
+        case S_U64:
+            return *(const uint64_t *) left == *(const uint64_t *) right;
+        case S_SIZE: case S_THREADS:
+            return *(const size_t *) left == *(const size_t *) right;
+        case S_SPACE: {
+            const herald_space_t *l = left, *r = right;
+            return l->bytes == r->bytes && l->percent == r->percent && l->lesser == r->lesser;
+        }
+        case S_BOOL: case S_STATE:
+            return *(const bool *) left == *(const bool *) right;
+        case S_PEER: {
+            if (a->peer_count != b->peer_count)
+                return false;
+            for (size_t index = 0; index < a->peer_count; index++) {
+                const herald_peer_t *l = &a->peers [index], *r = &b->peers [index];
+                if (!s_string_same (l->name, r->name) || !s_string_same (l->raft, r->raft)
+                ||  !s_string_same (l->api, r->api) || !s_string_same (l->fanout, r->fanout))
+                    return false;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t
+herald_config_diff (const herald_config_t *a, const herald_config_t *b,
+                    const char **names, size_t max)
+{
+    assert (a && b);
+    size_t count = 0;
+    for (size_t index = 0; index < S_OPTION_COUNT; index++)
+        if (!s_option_same (a, b, &s_options [index])) {
+            if (count < max)
+                names [count] = s_options [index].name;
+            count++;
+        }
+    return count;
 }

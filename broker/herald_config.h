@@ -91,6 +91,8 @@ typedef struct {
     uint64_t ready_lag;
     uint64_t given;                 //  private: bit i set when s_options [i] was given
     char *config_file;              //  the file loaded, or NULL when none was
+    const char *default_config;     //  read when there is no --config and it exists:
+                                    //  HERALD_DEFAULT_CONFIG (configure), static
     bool file_failed;               //  herald_config_parse failed in the --config file
                                     //  (heraldd exits 78), not on the command line (64)
 } herald_config_t;
@@ -143,6 +145,13 @@ bool
 //  each connection's encryption runs on one I/O thread.
 size_t
     herald_config_io_threads (const herald_config_t *self);
+
+//  The settings whose values differ between a and b, by their flag names
+//  without "--" ("log-level"), in the usage text's order: the first max
+//  are stored in names (static strings); returns how many differ.
+size_t
+    herald_config_diff (const herald_config_t *a, const herald_config_t *b,
+                        const char **names, size_t max);
 
 //  This node's own entry among the peers; NULL when standalone.
 const herald_peer_t *

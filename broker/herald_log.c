@@ -4,27 +4,73 @@
 */
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "herald_log.h"
 #include "herald_text.h"
 
 static const char *s_levels [] = { "error", "warn", "info", "debug" };
-static int s_level = 2;
+//  syslog's priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG
+static const int s_priorities [] = { 3, 4, 6, 7 };
+//  Set by the main thread (at start, on SIGHUP), read by every thread
+static atomic_int s_level = 2;
+//  -1 not looked at yet; 0 no; 1 stderr is the journal's stream
+static atomic_int s_journal = -1;
 
 void
 herald_log_set_level (const char *level)
 {
     for (int rank = 0; rank < 4; rank++)
         if (level && strcmp (s_levels [rank], level) == 0)
-            s_level = rank;
+            atomic_store (&s_level, rank);
+}
+
+const char *
+herald_log_level (void)
+{
+    return s_levels [atomic_load (&s_level)];
 }
 
 bool
 herald_log_debug (void)
 {
-    return s_level >= 3;
+    return atomic_load (&s_level) >= 3;
+}
+
+//  systemd sets JOURNAL_STREAM for a service whose stderr is the journal;
+//  a process whose stderr was redirected since (a shell's 2>file) has
+//  another device or inode, and gets plain lines.
+bool
+herald_log_journal (void)
+{
+    int journal = atomic_load (&s_journal);
+    if (journal >= 0)
+        return journal == 1;
+    journal = 0;
+    const char *stream = getenv ("JOURNAL_STREAM");
+    unsigned long long device, inode;
+    struct stat info;
+    if (stream && sscanf (stream, "%llu:%llu", &device, &inode) == 2
+    &&  fstat (STDERR_FILENO, &info) == 0
+    &&  (unsigned long long) info.st_dev == device && (unsigned long long) info.st_ino == inode)
+        journal = 1;
+    atomic_store (&s_journal, journal);
+    return journal == 1;
+}
+
+void
+herald_log_fatal (const char *format, ...)
+{
+    char line [1024];
+    va_list args;
+    va_start (args, format);
+    herald_text_vformat (line, sizeof (line), format, args);
+    va_end (args);
+    fprintf (stderr, "%sheraldd: %s\n", herald_log_journal ()? "<3>": "", line);
 }
 
 void
@@ -33,7 +79,7 @@ herald_log (const char *level, const char *format, ...)
     int rank = 0;
     while (rank < 3 && strcmp (s_levels [rank], level) != 0)
         rank++;
-    if (rank > s_level)
+    if (rank > atomic_load (&s_level))
         return;
     //  One fprintf per line, so that lines of two threads never mix.  A
     //  line is never cut: one longer than the stack buffer (a message with
@@ -54,7 +100,10 @@ herald_log (const char *level, const char *format, ...)
     }
     va_end (again);
     va_end (args);
-    fprintf (stderr, "heraldd: %s: %s\n", level, heap? heap: line);
+    char priority [8] = "";
+    if (herald_log_journal ())
+        snprintf (priority, sizeof (priority), "<%d>", s_priorities [rank]);
+    fprintf (stderr, "%sheraldd: %s: %s\n", priority, level, heap? heap: line);
     free (heap);
 }
 

@@ -1,8 +1,13 @@
 /*  =========================================================================
     herald_log - heraldd's log lines on stderr, filtered by --log-level
 
-    "heraldd: LEVEL: message" per line.  The level is set once at start,
-    before the broker's threads run, and only read afterwards.
+    "heraldd: LEVEL: message" per line.  When stderr is the systemd
+    journal's stream (JOURNAL_STREAM names its device and inode, as
+    systemd sets it for a service) each line starts with the level's
+    syslog priority, "<3>" error, "<4>" warn, "<6>" info, "<7>" debug
+    (sd-daemon(3)), so that journalctl -p filters them.  The level is set
+    at start and again on SIGHUP (herald_daemon); it is an atomic that
+    every thread reads.
     =========================================================================
 */
 
@@ -16,6 +21,23 @@
 //  An unknown name leaves the level as it was (info).
 void
     herald_log_set_level (const char *level);
+
+//  The level in force, "error" .. "debug".
+const char *
+    herald_log_level (void);
+
+//  True when lines carry a journald priority prefix: stderr is the stream
+//  JOURNAL_STREAM names ("DEV:INODE").  Looked at on the first call (or
+//  the first line) and kept.
+bool
+    herald_log_journal (void);
+
+//  Write one unfiltered line as the error level would be, without the
+//  level's name: "heraldd: message", with "<3>" first under the journal.
+//  For the start-up refusals main() prints.
+void
+    herald_log_fatal (const char *format, ...)
+    __attribute__ ((format (printf, 1, 2)));
 
 //  True when debug lines are written: callers skip building them otherwise.
 bool

@@ -15,6 +15,9 @@
     a Raft node beside the broker loop; SIGTERM hands leadership over
     before it stops.
 
+    Under systemd (herald_daemon): READY=1 once the broker serves,
+    STOPPING=1 on a stop signal; SIGHUP reloads the log level and the ACL.
+
     Exit 0 on a clean stop; 64 (EX_USAGE) for a bad command line and 78
     (EX_CONFIG) for a bad --config file, each followed by one hint line;
     1 when the broker could not start (a port in use, a damaged store
@@ -29,14 +32,16 @@
 #include <sys/statvfs.h>
 #include "herald_broker.h"
 #include "herald_catchup.h"
+#include "herald_daemon.h"
 #include "herald_disk.h"
 #include "herald_log.h"
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
 #define SIGNAL_CHECK_MS 100             //  the longest a signal goes unseen
 
-//  SIGHUP (security on): reload the ACL.  Set by the handler, turned into a
-//  RELOAD message to the broker by the main thread's wait.
+//  SIGHUP: reload the log level and (security on) the ACL.  Set by the
+//  handler, acted on by the main thread's wait (herald_daemon_reload, and
+//  a RELOAD message to the broker).
 static volatile sig_atomic_t s_hangup = 0;
 
 static void
@@ -81,9 +86,9 @@ s_disk_too_full (const char *data_dir)
     if (avail >= OPEN_FREE_MIN)
         return false;
     char text [32];
-    fprintf (stderr, "heraldd: disk full: %s free on %s; opening the store needs at least "
-             "4 MiB. Free space on that file system and start again; no event is lost\n",
-             herald_disk_format (avail, text, sizeof (text)), path);
+    herald_log_fatal ("disk full: %s free on %s; opening the store needs at least "
+                      "4 MiB. Free space on that file system and start again; no event is lost",
+                      herald_disk_format (avail, text, sizeof (text)), path);
     return true;
 }
 
@@ -102,7 +107,7 @@ main (int argc, char **argv)
         //  the messages themselves carry none, so it is printed once.
         int status = err.code == HERALD_ERR_NOMEM? 1:
                      config->file_failed? EX_CONFIG: EX_USAGE;
-        fprintf (stderr, "heraldd: %s\n", err.message);
+        herald_log_fatal ("%s", err.message);
         if (status != 1)
             fprintf (stderr, "(see heraldd --help)\n");
         herald_config_destroy (&config);
@@ -112,14 +117,24 @@ main (int argc, char **argv)
         herald_config_destroy (&config);
         return 0;
     }
-    //  SIGHUP (security on) is for this thread only: blocked before any
-    //  thread starts (libzmq's, RocksDB's, the broker's), which inherit the
-    //  mask, and taken by the wait below, where it interrupts nothing else.
+    //  The command line kept, to be parsed again on SIGHUP
+    herald_daemon_t *daemon = herald_daemon_new (argc, argv);
+    if (!daemon) {
+        herald_log_fatal ("out of memory, or the --config file changed while starting");
+        herald_config_destroy (&config);
+        return 1;
+    }
+    herald_log_set_level (config->log_level);
+    //  SIGHUP is for this thread only: blocked before any thread starts
+    //  (libzmq's, RocksDB's, the broker's), which inherit the mask, and
+    //  taken by the wait below, where it interrupts nothing else.
     sigset_t hangup_set;
     sigemptyset (&hangup_set);
     sigaddset (&hangup_set, SIGHUP);
-    if (herald_config_secure (config))
-        pthread_sigmask (SIG_BLOCK, &hangup_set, NULL);
+    pthread_sigmask (SIG_BLOCK, &hangup_set, NULL);
+    struct sigaction hangup = { .sa_handler = s_on_hangup };
+    sigemptyset (&hangup.sa_mask);
+    sigaction (SIGHUP, &hangup, NULL);
     //  Before the first socket: libzmq takes the I/O threads at its start
     zsys_set_io_threads (herald_config_io_threads (config));
     //  Security on: the ZAP handler first.  Without it libzmq 4.3.4 would
@@ -128,7 +143,8 @@ main (int argc, char **argv)
     if (herald_config_secure (config)) {
         auth = herald_auth_new (config, &err);
         if (!auth) {
-            fprintf (stderr, "heraldd: %s\n", err.message);
+            herald_log_fatal ("%s", err.message);
+            herald_daemon_destroy (&daemon);
             herald_config_destroy (&config);
             return 1;
         }
@@ -136,14 +152,12 @@ main (int argc, char **argv)
         zcert_t *cert = zcert_load (config->curve_secret);
         herald_catchup_set_cert (cert);
         zcert_destroy (&cert);
-        struct sigaction hangup = { .sa_handler = s_on_hangup };
-        sigemptyset (&hangup.sa_mask);
-        sigaction (SIGHUP, &hangup, NULL);
     }
     zsock_t *router = NULL, *pub = NULL;
     if (herald_broker_bind (config, &router, &pub, &err) != HERALD_OK) {
-        fprintf (stderr, "heraldd: %s\n", err.message);
+        herald_log_fatal ("%s", err.message);
         herald_auth_destroy (&auth);
+        herald_daemon_destroy (&daemon);
         herald_config_destroy (&config);
         return 1;
     }
@@ -168,6 +182,7 @@ main (int argc, char **argv)
         zsock_destroy (&router);
         zsock_destroy (&pub);
         herald_auth_destroy (&auth);
+        herald_daemon_destroy (&daemon);
         herald_config_destroy (&config);
         return 1;
     }
@@ -184,15 +199,17 @@ main (int argc, char **argv)
     }
     herald_store_t *store = herald_store_open (config->data_dir, &options, &err);
     if (!store) {
-        fprintf (stderr, "heraldd: %s\n", err.message);
-        if (err.code == HERALD_ERR_CORRUPT)
-            fprintf (stderr, "heraldd: the store may be missing acknowledged events; not "
-                     "starting.\nheraldd: see what can be kept with: herald repair "
-                     "--data-dir %s\n", config->data_dir);
+        herald_log_fatal ("%s", err.message);
+        if (err.code == HERALD_ERR_CORRUPT) {
+            herald_log_fatal ("the store may be missing acknowledged events; not starting.");
+            herald_log_fatal ("see what can be kept with: herald repair --data-dir %s",
+                              config->data_dir);
+        }
         herald_metrics_destroy (&metrics);
         zsock_destroy (&router);
         zsock_destroy (&pub);
         herald_auth_destroy (&auth);
+        herald_daemon_destroy (&daemon);
         herald_config_destroy (&config);
         return 1;
     }
@@ -215,19 +232,27 @@ main (int argc, char **argv)
                         config->metrics);
     }
     zpoller_t *poller = zpoller_new (broker, NULL);
-    if (auth)
-        pthread_sigmask (SIG_UNBLOCK, &hangup_set, NULL);
+    pthread_sigmask (SIG_UNBLOCK, &hangup_set, NULL);
+    bool secure = auth != NULL;             //  the actor owns auth now
     while (!zsys_interrupted) {
         void *which = zpoller_wait (poller, SIGNAL_CHECK_MS);
         if (s_hangup) {
             //  The poll was interrupted by SIGHUP, not asked to stop
             s_hangup = 0;
-            zstr_send (broker, "RELOAD");
+            herald_daemon_notify ("RELOADING=1\nSTATUS=reloading (SIGHUP)");
+            if (herald_daemon_reload (daemon) && secure)
+                zstr_send (broker, "RELOAD");
+            herald_daemon_notify ("READY=1\nSTATUS=serving api %s, fanout %s; reloaded",
+                                  config->api, config->fanout);
             continue;
         }
         if (which == broker) {
             char *message = zstr_recv (broker);
             bool fatal = message && streq (message, "FATAL");
+            //  The broker serves: only now is the service ready
+            if (message && strncmp (message, "SERVING", 7) == 0)
+                herald_daemon_notify ("READY=1\nSTATUS=serving api %s, fanout %s; %s",
+                                      config->api, config->fanout, message + 8);
             zstr_free (&message);
             if (fatal) {
                 status = 1;
@@ -241,6 +266,8 @@ main (int argc, char **argv)
     zpoller_destroy (&poller);
     if (metrics)
         herald_metrics_set_stopping (metrics);
+    herald_daemon_notify ("STOPPING=1\nSTATUS=stopping: committing what is queued, "
+                          "flushing the store");
     //  Stopping.  A second signal now (Ctrl-C again, or a process manager's
     //  SIGTERM after the terminal's SIGINT) would interrupt czmq's waits
     //  half-way: zactor_destroy returns early on EINTR, and the store and
@@ -255,13 +282,14 @@ main (int argc, char **argv)
     zactor_destroy (&broker);
     //  The clean stop: nothing stays only in the WAL (herald_store_stop)
     if (herald_store_stop (store, &err) != HERALD_OK) {
-        fprintf (stderr, "heraldd: %s\n", err.message);
+        herald_log_fatal ("%s", err.message);
         status = 1;
     }
     herald_store_destroy (&store);
     //  Last: /readyz says "stopping" through the flush
     herald_metrics_destroy (&metrics);
     herald_catchup_set_cert (NULL);
+    herald_daemon_destroy (&daemon);
     herald_config_destroy (&config);
     return status;
 }

@@ -925,3 +925,83 @@ Test (herald_config, help_lists_the_cluster_flags)
     free (text);
     herald_config_destroy (&config);
 }
+
+//  ---------------------------------------------------------------------
+//  An installed heraldd's default config file (issue 17): read when no
+//  --config is given and it exists; a bad one is the file's error (78).
+
+Test (herald_config, the_default_config_is_read_when_it_exists)
+{
+    char *path = s_file_new ("max-batch = 77\nlog-level = debug\n");
+    herald_config_t *config = herald_config_new ();
+    config->default_config = path;
+    herald_error_t err = { 0 };
+    const char *args [] = { "--log-level", "warn", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 77);
+    cr_assert_str_eq (config->log_level, "warn", "the command line wins over the file");
+    cr_assert_str_eq (config->config_file, path);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, a_config_flag_replaces_the_default_config)
+{
+    char *fallback = s_file_new ("max-batch = 77\n");
+    char *given = s_file_new ("max-streams = 9\n");
+    herald_config_t *config = herald_config_new ();
+    config->default_config = fallback;
+    herald_error_t err = { 0 };
+    const char *args [] = { "--config", given, NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->max_batch, 1000, "the default file was read too");
+    cr_assert_eq (config->max_streams, 9);
+    herald_config_destroy (&config);
+    s_file_destroy (&fallback);
+    s_file_destroy (&given);
+}
+
+Test (herald_config, a_missing_default_config_is_no_error)
+{
+    herald_config_t *config = herald_config_new ();
+    config->default_config = "/tmp/herald_config_no_such_file/heraldd.conf";
+    herald_error_t err = { 0 };
+    const char *args [] = { NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_null (config->config_file);
+    herald_config_destroy (&config);
+}
+
+Test (herald_config, a_bad_default_config_is_a_file_error)
+{
+    char *path = s_file_new ("max-batch = zero\n");
+    herald_config_t *config = herald_config_new ();
+    config->default_config = path;
+    herald_error_t err = { 0 };
+    const char *args [] = { NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_ERR_INVALID);
+    cr_assert (config->file_failed, "a bad default file must exit 78, not 64");
+    s_assert_line_error (&err, path, 1);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+//  SIGHUP's comparison (herald_daemon): the settings that differ, by name
+Test (herald_config, diff_names_the_settings_that_differ)
+{
+    herald_config_t *a = herald_config_new ();
+    herald_config_t *b = herald_config_new ();
+    const char *names [8];
+    cr_assert_eq (herald_config_diff (a, b, names, 8), 0);
+    herald_error_t err = { 0 };
+    const char *args [] = { "--log-level", "debug", "--max-batch", "5", "--min-free", "5%",
+                            NULL };
+    cr_assert_eq (s_parse (b, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_config_diff (a, b, names, 8), 3);
+    cr_assert_str_eq (names [0], "max-batch");
+    cr_assert_str_eq (names [1], "min-free");
+    cr_assert_str_eq (names [2], "log-level");
+    cr_assert_eq (herald_config_diff (a, b, names, 1), 3, "the count beyond max");
+    herald_config_destroy (&a);
+    herald_config_destroy (&b);
+}

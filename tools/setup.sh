@@ -16,6 +16,9 @@ herald_packages=(build-essential autoconf automake libtool pkg-config
                  libmicrohttpd-dev               # heraldd --metrics (docs/metrics.md)
                  curl                            # docs/metrics.md's walk-through
                  libzstd-dev                     # herald archive's segment files (zstd)
+                 libsystemd-dev                  # heraldd's sd_notify (Type=notify)
+                 systemd man-db                  # systemd-analyze verify, man -l (tests/test_heraldd_unit.sh)
+                 debhelper fakeroot dpkg-dev     # dpkg-buildpackage (debian/, docs/operations.md)
                  clang libclang-rt-14-dev
                  python3 python3-pytest python3-zmq python3-msgpack
                  python3-pip python3-venv    # pip install ./bindings/python, offline, in a venv (docs/python.md)
