@@ -99,7 +99,7 @@ offers () {
     if [ "$got" = "$want" ]; then ok "completion of '$*': $want"
     else not_ok "completion of '$*': got '$got', expected '$want'"; fi
 }
-offers "read repair replay" re
+offers "read repair replay restore" re
 offers "status" --endpoint tcp://127.0.0.1:1 st
 offers "add remove status transfer" cluster ""
 offers "check reload show" acl ""
