@@ -76,6 +76,29 @@ herald_err
 const char *
     herald_version (void);
 
+//  Where the library's log lines go.  The agent says what a service should
+//  know but no call returns: a torn state record it recovered from, a
+//  subscription that failed with no on_error, a broker it moves away from,
+//  events an operator declared lost.  By default each is one line on stderr,
+//  "herald agent: <message>".  herald_set_log (fn, arg) sends them to fn
+//  instead, for the whole process (every agent, every thread); herald_set_log
+//  (NULL, NULL) restores stderr.  fn is called on the library's threads, one
+//  call at a time (never two at once), with the message (no newline; valid
+//  for the call only) and the arg given here.  Once herald_set_log returns,
+//  the previous fn is not called again.  fn must not call herald_set_log
+//  (that returns HERALD_ERR_INVALID) and should return quickly: the thread
+//  that logs waits for it.  Levels may be added; treat one you do not know
+//  as HERALD_LOG_WARNING.  docs/agent.md ("Logging") lists the lines.
+typedef enum {
+    HERALD_LOG_ERROR = 1,               //  something failed: events lost, a subscription stopped
+    HERALD_LOG_WARNING = 2              //  recovered from, retried or moved; worth a look
+} herald_log_level_t;
+
+typedef void (herald_log_fn) (herald_log_level_t level, const char *message, void *arg);
+
+herald_err
+    herald_set_log (herald_log_fn *fn, void *arg);
+
 //  =========================================================================
 //  The agent: what a service embeds
 //
