@@ -16,8 +16,11 @@
         snapshots/<name>    herald_agent_snapshot.c
 
     With no state directory (options.state_dir NULL) the outbox is kept in
-    memory only and there are no checkpoints or snapshots: only group
-    subscriptions, whose positions the broker keeps, can be made.
+    memory only and there are no checkpoint files or snapshots: only group
+    subscriptions, whose positions the broker keeps, and local ones whose
+    caller keeps their position (caller_position: a checkpoint in memory,
+    herald_checkpoint_new_memory) can be made.  Those write nothing to a
+    state_dir either when the agent has one.
 
     A group subscription (herald_agent_subscribe_group) is never given to
     the I/O actor: its member thread (herald_member.c) reads and commits
@@ -570,6 +573,16 @@ herald_agent_prefixes_check (const char *const *prefixes, size_t *count_p)
 //  on the calling thread, for herald_agent_sub_new to pick up.
 static _Thread_local herald_batch_handler_fn *s_batch_pending;
 
+//  The per-event handler of a subscription with a batch handler: never
+//  called (the delivery thread calls batch_handler)
+static int
+s_batch_only (const herald_delivery_t *event, void *arg)
+{
+    (void) event;
+    (void) arg;
+    return HERALD_ERR_INVALID;
+}
+
 //  A new subscription: name and prefixes copied, not listed.  NULL with
 //  the error set when out of memory.
 herald_agent_sub_t *
@@ -603,13 +616,70 @@ herald_err
 herald_agent_subscribe (herald_agent_t *self, const char *name, const char *const *prefixes,
                         herald_start_t start, herald_handler_fn *handler, void *arg)
 {
+    return herald_agent_subscribe_local (self, name, prefixes, start, handler, NULL, false,
+                                         arg);
+}
+
+//  The position of a new subscription: its checkpoint file in state_dir
+//  (resumed when it exists, else made at the resolved start), or with
+//  caller_position a checkpoint in memory at the resolved start, every
+//  time.  The error set.
+static herald_err
+s_sub_checkpoint (herald_agent_t *self, herald_agent_sub_t *sub, herald_start_t start)
+{
+    //  A new checkpoint belongs to the lineage heard last, or to the first
+    //  one heard: a start chosen on today's log (a seq) is not rewound for
+    //  a loss before it
+    uint64_t lineage = atomic_load (&self->lineage_known)? atomic_load (&self->broker_lineage)
+                                                         : HERALD_LINEAGE_UNKNOWN;
+    uint64_t start_done = 0;
+    herald_err rc;
+    if (sub->caller_position) {
+        rc = herald_agent_resolve_start (self, start, &start_done);
+        if (rc)
+            return rc;              //  the message is set
+        rc = herald_checkpoint_new_memory (&sub->checkpoint, self->options.dedup_window,
+                                           start_done, lineage);
+        return rc? herald_agent_set_error (rc, "out of memory"): HERALD_OK;
+    }
+    char path [4096];
+    snprintf (path, sizeof path, "%s/subs/%s.ckpt", self->state_dir, sub->name);
+    if (!herald_checkpoint_exists (path)) {
+        rc = herald_agent_resolve_start (self, start, &start_done);
+        if (rc)
+            return rc;
+    }
+    bool recovered = false;
+    char message [HERALD_ERROR_MESSAGE_MAX];
+    rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window, true,
+                                 start_done, lineage, &recovered, message, sizeof message);
+    if (rc)
+        return herald_agent_set_error (rc, "%s", message);
+    if (recovered) {
+        herald_say (HERALD_LOG_WARNING, "%s: the newest checkpoint slot was torn; resumed "
+                    "from the one before (the next event is flagged redelivered)", path);
+        atomic_fetch_add (&self->state_recovered, 1);
+    }
+    return HERALD_OK;
+}
+
+herald_err
+herald_agent_subscribe_local (herald_agent_t *self, const char *name,
+                              const char *const *prefixes, herald_start_t start,
+                              herald_handler_fn *handler,
+                              herald_batch_handler_fn *batch_handler, bool caller_position,
+                              void *arg)
+{
+    if (batch_handler)
+        handler = s_batch_only;
     if (!self || !herald_agent_name_valid (name) || !handler)
         return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe needs a name of 1-128 "
                                        "bytes of [A-Za-z0-9._-] and a handler");
-    if (!self->state_dir)
+    if (!self->state_dir && !caller_position)
         return herald_agent_set_error (HERALD_ERR_INVALID, "a local subscription keeps its "
                                        "checkpoint in state_dir; this agent has none: use a "
-                                       "group subscription (herald_agent_subscribe_group)");
+                                       "group subscription (herald_agent_subscribe_group), or "
+                                       "keep the position yourself (caller_position)");
     size_t count = 0;
     herald_err check = herald_agent_prefixes_check (prefixes, &count);
     if (check)
@@ -628,36 +698,16 @@ herald_agent_subscribe (herald_agent_t *self, const char *name, const char *cons
     if (old && !atomic_load (&old->busy))
         herald_checkpoint_destroy (&old->checkpoint);
 
-    //  The checkpoint: resume from it, or create it at the resolved start
-    char path [4096];
-    snprintf (path, sizeof path, "%s/subs/%s.ckpt", self->state_dir, name);
-    uint64_t start_done = 0;
-    if (!herald_checkpoint_exists (path)) {
-        herald_err rc = herald_agent_resolve_start (self, start, &start_done);
-        if (rc)
-            return rc;              //  the message is set
-    }
+    s_batch_pending = batch_handler;
     herald_agent_sub_t *sub = herald_agent_sub_new (name, prefixes, count, handler, arg);
+    s_batch_pending = NULL;
     if (!sub)
         return HERALD_ERR_NOMEM;
-    bool recovered = false;
-    char message [HERALD_ERROR_MESSAGE_MAX];
-    //  A new checkpoint belongs to the lineage heard last, or to the first
-    //  one heard: a start chosen on today's log (a seq) is not rewound for
-    //  a loss before it
-    uint64_t lineage = atomic_load (&self->lineage_known)? atomic_load (&self->broker_lineage)
-                                                         : HERALD_LINEAGE_UNKNOWN;
-    herald_err rc = herald_checkpoint_open (&sub->checkpoint, path, self->options.dedup_window,
-                                            true, start_done, lineage, &recovered, message,
-                                            sizeof message);
+    sub->caller_position = caller_position;
+    herald_err rc = s_sub_checkpoint (self, sub, start);
     if (rc) {
         herald_agent_sub_destroy (&sub);
-        return herald_agent_set_error (rc, "%s", message);
-    }
-    if (recovered) {
-        herald_say (HERALD_LOG_WARNING, "%s: the newest checkpoint slot was torn; resumed "
-                    "from the one before (the next event is flagged redelivered)", path);
-        atomic_fetch_add (&self->state_recovered, 1);
+        return rc;                  //  the message is set
     }
     sub->start_done = herald_checkpoint_done (sub->checkpoint);
     sub->start_lineage = herald_checkpoint_lineage (sub->checkpoint);
@@ -1010,14 +1060,6 @@ herald_agent_flush (herald_agent_t *self, int timeout_ms)
 //  handler handed to herald_agent_sub_new; the per-event handler they
 //  are given is never called (the delivery thread calls batch_handler).
 
-static int
-s_batch_only (const herald_delivery_t *event, void *arg)
-{
-    (void) event;
-    (void) arg;
-    return HERALD_ERR_INVALID;
-}
-
 herald_err
 herald_agent_subscribe_batch (herald_agent_t *self, const char *name,
                               const char *const *prefixes, herald_start_t start,
@@ -1025,10 +1067,8 @@ herald_agent_subscribe_batch (herald_agent_t *self, const char *name,
 {
     if (!handler)
         return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_batch needs a handler");
-    s_batch_pending = handler;
-    herald_err rc = herald_agent_subscribe (self, name, prefixes, start, s_batch_only, arg);
-    s_batch_pending = NULL;
-    return rc;
+    return herald_agent_subscribe_local (self, name, prefixes, start, NULL, handler, false,
+                                         arg);
 }
 
 herald_err

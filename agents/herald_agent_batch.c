@@ -17,9 +17,19 @@
     redelivered (herald_checkpoint_doubt_until); the handled ones that
     were committed are not delivered again.
 
+    Schemas (herald_agent_subscribe_batch_with): each event of a run is
+    converted as it joins it (its bytes kept until the call returns).  An
+    event that cannot be converted ends the run before it; as the first
+    of the next run it meets the policy exactly as on the per-event path
+    (herald_agent_deliver_schema): STOP fails the subscription, SKIP and
+    PARK leave it out of every batch while the checkpoint passes it
+    (intent, skip or park, commit), so the handler's batches hold only
+    converted events and the events before it were committed first.
+
     herald_agent_deliver.c calls in here for a subscription with a
-    batch_handler (herald_agent_subscribe_batch, _group_batch); the
-    dispatch, failure and backoff steps are its own, shared.
+    batch_handler (herald_agent_subscribe_batch, _group_batch,
+    _batch_with); the dispatch, failure and backoff steps are its own,
+    shared.
     =========================================================================
 */
 
@@ -40,6 +50,9 @@ struct _herald_agent_many_t {
     //  The run's ids, hashed: index + 1 of the event (0: empty), cleared
     //  per run; a linear scan would cost O(run) per event
     uint16_t ids [HERALD_BATCH_MAX * 2];
+    //  Schemas: each event's converted data (NULL: as stored), freed after
+    //  the run's call
+    void *converted [HERALD_BATCH_MAX];
     uint8_t *envelopes;
     size_t capacity;
 };
@@ -169,6 +182,32 @@ s_many_call (herald_agent_many_t *many, herald_agent_t *agent, herald_agent_sub_
     return done;
 }
 
+//  Free the converted data of the run's events [0, count).
+static void
+s_many_release (herald_agent_many_t *many, size_t count)
+{
+    for (size_t index = 0; index < count; index++) {
+        free (many->converted [index]);
+        many->converted [index] = NULL;
+    }
+}
+
+//  Schemas: convert the run's event number count (its view) before it
+//  joins the run.  HANDLE: it joins; UNCONVERTED (count > 0: the policy is
+//  not applied yet): the run ends before it; PASSED (a run's first, skipped
+//  or parked: its intent written when there is a checkpoint) and FAILED.
+static herald_agent_verdict_t
+s_many_convert (herald_agent_many_t *many, herald_agent_t *agent, herald_agent_sub_t *sub,
+                size_t count, herald_checkpoint_t *checkpoint)
+{
+    many->converted [count] = NULL;
+    if (!sub->schema)
+        return HERALD_AGENT_HANDLE;
+    many->views [count].redelivered = many->redelivered [count];
+    return herald_agent_deliver_schema (agent, sub, &many->views [count], checkpoint,
+                                        count == 0, &many->converted [count]);
+}
+
 //  True when id is one of the run's events already in `ids`; else adds
 //  event index (whose id it is) there.
 static bool
@@ -221,10 +260,11 @@ herald_agent_many_deliver (herald_agent_many_t **self_p, herald_agent_t *agent,
         size_t count = 0;
         many->offsets [0] = 0;
         memset (many->ids, 0, sizeof many->ids);
-        bool first_doubt = herald_checkpoint_in_doubt (checkpoint);
         for (; index < batch->count; index++) {
-            if (!s_many_add (many, agent, sub, count, batch->frames [index]))
+            if (!s_many_add (many, agent, sub, count, batch->frames [index])) {
+                s_many_release (many, count);
                 return;
+            }
             herald_event_t *event = &many->events [count];
             bool duplicate = event->seq <= herald_checkpoint_done (checkpoint)
                           || herald_checkpoint_seen (checkpoint, event->id);
@@ -241,11 +281,31 @@ herald_agent_many_deliver (herald_agent_many_t **self_p, herald_agent_t *agent,
                 msgpack_zone_clear (&many->zone);
                 continue;
             }
-            many->redelivered [count] = (count == 0 && first_doubt)
+            //  The first event after a crash inside a call, and the rest
+            //  of that call's batch, are in doubt
+            many->redelivered [count] = (count == 0 && herald_checkpoint_in_doubt (checkpoint))
                                      || event->seq <= doubt_until;
+            herald_agent_verdict_t verdict = s_many_convert (many, agent, sub, count,
+                                                             checkpoint);
+            if (verdict == HERALD_AGENT_UNCONVERTED)
+                break;              //  the run ends before it: next turn's first
+            if (verdict == HERALD_AGENT_FAILED)
+                return;             //  count is 0: nothing converted to free
+            if (verdict == HERALD_AGENT_PASSED) {
+                //  Skipped or parked, alone: the checkpoint passes it (its
+                //  id, added as the run's first, leaves the run's ids)
+                herald_checkpoint_commit (checkpoint);
+                atomic_store_explicit (&sub->done_seq, event->seq, memory_order_relaxed);
+                atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
+                memset (many->ids, 0, sizeof many->ids);
+                msgpack_zone_clear (&many->zone);
+                continue;
+            }
             count++;
         }
-        if (count && s_many_call (many, agent, sub, count) < count)
+        size_t handled = count? s_many_call (many, agent, sub, count): 0;
+        s_many_release (many, count);
+        if (handled < count)
             return;
     }
     if (!atomic_load (&sub->stop) && !atomic_load (&agent->stopping)
@@ -268,16 +328,46 @@ herald_agent_many_group (herald_agent_many_t **self_p, herald_agent_t *agent,
         herald_agent_deliver_fail (agent, sub, HERALD_ERR_NOMEM, "out of memory for a batch");
         return 0;
     }
-    msgpack_zone_clear (&many->zone);
-    many->offsets [0] = 0;
-    size_t count = 0;
-    for (; count < batch->count; count++) {
-        if (atomic_load (&sub->stop) || atomic_load (&agent->stopping)
-        ||  !herald_member_admit (sub->member))
+    //  Runs of admitted events; with schemas, one ends before an event that
+    //  cannot be converted, which meets the policy alone (PASSED counts as
+    //  handled: the member commits past it)
+    size_t handled = 0, index = 0;
+    bool halted = false;
+    while (index < batch->count && !halted) {
+        msgpack_zone_clear (&many->zone);
+        many->offsets [0] = 0;
+        size_t count = 0;
+        for (; index < batch->count; index++) {
+            if (atomic_load (&sub->stop) || atomic_load (&agent->stopping)
+            ||  !herald_member_admit (sub->member)) {
+                halted = true;
+                break;
+            }
+            if (!s_many_add (many, agent, sub, count, batch->frames [index])) {
+                s_many_release (many, count);
+                return handled;
+            }
+            many->redelivered [count] = batch->redelivered [index];
+            herald_agent_verdict_t verdict = s_many_convert (many, agent, sub, count, NULL);
+            if (verdict == HERALD_AGENT_UNCONVERTED)
+                break;
+            if (verdict == HERALD_AGENT_FAILED)
+                return handled;     //  count is 0
+            if (verdict == HERALD_AGENT_PASSED) {
+                atomic_store_explicit (&sub->done_seq, many->events [count].seq,
+                                       memory_order_relaxed);
+                atomic_fetch_add_explicit (&sub->delivered, 1, memory_order_relaxed);
+                handled++;
+                msgpack_zone_clear (&many->zone);
+                continue;
+            }
+            count++;
+        }
+        size_t done = count? s_many_call (many, agent, sub, count): 0;
+        s_many_release (many, count);
+        handled += done;
+        if (done < count)
             break;
-        if (!s_many_add (many, agent, sub, count, batch->frames [count]))
-            return 0;
-        many->redelivered [count] = batch->redelivered [count];
     }
-    return count? s_many_call (many, agent, sub, count): 0;
+    return handled;
 }

@@ -433,15 +433,10 @@ s_handle (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *vie
 //  a crash after the park passes the event again flagged redelivered,
 //  which the park then recognises.
 
-typedef enum {
-    S_SCHEMA_HANDLE = 0,                    //  call the handler with view
-    S_SCHEMA_PASSED,                        //  skipped or parked: done, no handler
-    S_SCHEMA_FAILED                         //  the subscription failed
-} s_schema_verdict_t;
-
-static s_schema_verdict_t
+//  (herald_agent_verdict_t, herald_agent_priv.h: the batch path shares it)
+static herald_agent_verdict_t
 s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t *view,
-               herald_checkpoint_t *checkpoint, void **converted_p)
+               herald_checkpoint_t *checkpoint, bool policy, void **converted_p)
 {
     herald_schema_sub_t *schema = sub->schema;
     uint64_t want = herald_schema_sub_want (schema, view->type, view->type_len);
@@ -453,12 +448,14 @@ s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t
             atomic_fetch_add_explicit (&schema->upcast, 1, memory_order_relaxed);
         if (direction < 0)
             atomic_fetch_add_explicit (&schema->downcast, 1, memory_order_relaxed);
-        return S_SCHEMA_HANDLE;
+        return HERALD_AGENT_HANDLE;
     }
+    if (!policy)
+        return HERALD_AGENT_UNCONVERTED;
     if (schema->policy == HERALD_SCHEMA_STOP) {
         atomic_fetch_add (&schema->stopped, 1);
         s_fail (agent, sub, HERALD_ERR_UNSUPPORTED, message);
-        return S_SCHEMA_FAILED;
+        return HERALD_AGENT_FAILED;
     }
     if (checkpoint)
         herald_checkpoint_intent (checkpoint, view->seq, view->id);
@@ -467,19 +464,27 @@ s_schema_gate (herald_agent_t *agent, herald_agent_sub_t *sub, herald_delivery_t
         char told [1100];
         herald_text_format (told, sizeof told, "skipped: %s", message);
         s_on_error (agent, sub->name, HERALD_ERR_UNSUPPORTED, told);
-        return S_SCHEMA_PASSED;
+        return HERALD_AGENT_PASSED;
     }
     char why [HERALD_ERROR_MESSAGE_MAX];
     herald_err rc = herald_schema_park (schema, view, message, view->redelivered, why,
                                         sizeof why);
     if (rc) {
         s_fail (agent, sub, rc, why);
-        return S_SCHEMA_FAILED;
+        return HERALD_AGENT_FAILED;
     }
     atomic_fetch_add (&schema->parked, 1);
     if (schema->on_parked)
         schema->on_parked (view, message, schema->on_parked_arg);
-    return S_SCHEMA_PASSED;
+    return HERALD_AGENT_PASSED;
+}
+
+herald_agent_verdict_t
+herald_agent_deliver_schema (herald_agent_t *agent, herald_agent_sub_t *sub,
+                             herald_delivery_t *view, herald_checkpoint_t *checkpoint,
+                             bool policy, void **converted_p)
+{
+    return s_schema_gate (agent, sub, view, checkpoint, policy, converted_p);
 }
 
 //  Hand one envelope to the handler.  Returns false when the subscription
@@ -516,12 +521,12 @@ s_deliver_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool mo
     view.redelivered = herald_checkpoint_in_doubt (checkpoint);
     //  Schemas: converted, or skipped / parked (intent written), or failed
     void *converted = NULL;
-    s_schema_verdict_t verdict = sub->schema? s_schema_gate (agent, sub, &view, checkpoint,
-                                                             &converted)
-                                            : S_SCHEMA_HANDLE;
-    if (verdict == S_SCHEMA_FAILED)
+    herald_agent_verdict_t verdict = HERALD_AGENT_HANDLE;
+    if (sub->schema)
+        verdict = s_schema_gate (agent, sub, &view, checkpoint, true, &converted);
+    if (verdict == HERALD_AGENT_FAILED)
         return false;
-    if (verdict == S_SCHEMA_HANDLE) {
+    if (verdict == HERALD_AGENT_HANDLE) {
         herald_checkpoint_intent (checkpoint, event.seq, event.id);
         bool handled = s_handle (agent, sub, &view, &event, more);
         free (converted);
@@ -568,8 +573,10 @@ s_deliver_batch (s_self_t *self, herald_batch_t *batch)
 //  rewind_to, the events after it that the subscription passed are gone
 //  from the broker and the seqs after it belong to other events now, so
 //  the checkpoint is rewound there (one slot update, with the lineage),
-//  and on_error hears HERALD_ERR_DATA_LOST.  Otherwise the lineage is
-//  adopted silently.  Decided here, in pipe order, so that a batch passed
+//  and on_error hears HERALD_ERR_DATA_LOST; a subscription whose caller
+//  keeps its position is failed instead (FAILED, DATA_LOST through
+//  on_error), its position untouched.  Otherwise the lineage is adopted
+//  silently.  Decided here, in pipe order, so that a batch passed
 //  before the loss was known is counted in the checkpoint it moved.
 static void
 s_lineage (s_self_t *self, herald_batch_t *batch)
@@ -584,7 +591,7 @@ s_lineage (s_self_t *self, herald_batch_t *batch)
     herald_checkpoint_t *checkpoint = sub->checkpoint;
     uint64_t done = herald_checkpoint_done (checkpoint);
     uint64_t own = herald_checkpoint_lineage (checkpoint);
-    char message [320];
+    char message [512];
     bool lost = done > batch->rewind_to;
     if (lost && batch->lower)
         snprintf (message, sizeof message, "broker lineage %" PRIu64 " is below this "
@@ -599,6 +606,23 @@ s_lineage (s_self_t *self, herald_batch_t *batch)
                   PRIu64 "; events after %" PRIu64 " published before the loss are gone",
                   batch->rewind_to, batch->lineage, sub->name, done, batch->rewind_to,
                   batch->rewind_to);
+    if (lost && sub->caller_position) {
+        //  Its caller keeps the position (a projection's read model holds
+        //  effects of the events that are gone): not rewound behind its
+        //  back, stopped; the caller decides (rebuilds)
+        snprintf (message, sizeof message, "broker lost events after seq %" PRIu64
+                  " (lineage %" PRIu64 "%s): subscription %s had passed seq %" PRIu64
+                  " and its caller keeps its position: stopped, not rewound (what was "
+                  "built from the events after %" PRIu64 " must be rebuilt)",
+                  batch->rewind_to, batch->lineage, batch->lower? ", lower than before": "",
+                  sub->name, done, batch->rewind_to);
+        atomic_fetch_add (&sub->data_lost, 1);
+        atomic_fetch_add (&agent->data_lost, 1);
+        herald_say (HERALD_LOG_ERROR, "%s", message);
+        atomic_store (&sub->busy, false);
+        s_fail (agent, sub, HERALD_ERR_DATA_LOST, message);
+        return;
+    }
     herald_checkpoint_rewind (checkpoint, lost? batch->rewind_to: done, batch->lineage);
     atomic_store (&sub->lineage, batch->lineage);
     if (lost) {
@@ -667,12 +691,12 @@ s_group_one (s_self_t *self, herald_agent_sub_t *sub, zframe_t *frame, bool rede
     view.redelivered = redelivered;
     //  Schemas: converted, or skipped / parked, or failed
     void *converted = NULL;
-    s_schema_verdict_t verdict = sub->schema? s_schema_gate (agent, sub, &view, NULL,
-                                                             &converted)
-                                            : S_SCHEMA_HANDLE;
-    if (verdict == S_SCHEMA_FAILED)
+    herald_agent_verdict_t verdict = HERALD_AGENT_HANDLE;
+    if (sub->schema)
+        verdict = s_schema_gate (agent, sub, &view, NULL, true, &converted);
+    if (verdict == HERALD_AGENT_FAILED)
         return false;
-    if (verdict == S_SCHEMA_HANDLE) {
+    if (verdict == HERALD_AGENT_HANDLE) {
         bool handled = s_handle (agent, sub, &view, &event, more);
         free (converted);
         if (!handled)

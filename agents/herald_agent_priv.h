@@ -68,6 +68,10 @@ typedef struct {
     herald_checkpoint_t *checkpoint;        //  NULL for a group subscription
     struct _herald_member_t *member;        //  a group subscription's (herald_member.h)
     bool group;                             //  a group subscription
+    //  Its caller keeps its position (herald_subscribe_options_t.
+    //  caller_position): the checkpoint is in memory only, start applies
+    //  on every subscribe, a broker loss past it fails it (DATA_LOST)
+    bool caller_position;
     herald_group_status_t group_last;       //  its figures when the member was destroyed
     atomic_bool tell_error;                 //  its member failed it: on_error not yet called
     uint64_t start_done;                    //  the checkpoint's done at subscribe
@@ -382,6 +386,17 @@ herald_agent_sub_t *
     herald_agent_sub_new (const char *name, const char *const *prefixes, size_t count,
                           herald_handler_fn *handler, void *arg);
 
+//  herald_agent_subscribe and its variants: a local subscription with a
+//  handler, or a batch_handler (then handler is never called), whose
+//  position the agent keeps in state_dir or, with caller_position, the
+//  caller (herald.h, herald_subscribe_options_t).  The error set.
+herald_err
+    herald_agent_subscribe_local (herald_agent_t *self, const char *name,
+                                  const char *const *prefixes, herald_start_t start,
+                                  herald_handler_fn *handler,
+                                  herald_batch_handler_fn *batch_handler,
+                                  bool caller_position, void *arg);
+
 //  Free a subscription (its checkpoint closed).  NULL-safe.
 void
     herald_agent_sub_destroy (herald_agent_sub_t **sub_p);
@@ -437,6 +452,25 @@ void
                                const char *message);
 bool
     herald_agent_deliver_backoff (herald_agent_t *agent, herald_agent_sub_t *sub, int ms);
+
+//  A subscription with schemas (sub->schema), before its handler: view's
+//  data converted to the schema it wants (*converted_p: the bytes to free
+//  after the call, or NULL), or the policy applied to an event that cannot
+//  be converted: PASSED (skipped or parked; with a checkpoint, its intent
+//  was written: commit it), FAILED (the subscription failed: STOP, or a
+//  park that could not be written).  Without policy, such an event is
+//  only UNCONVERTED (nothing done: a batch run ends before it, and it
+//  meets the policy as the next run's first).
+typedef enum {
+    HERALD_AGENT_HANDLE = 0,                //  call the handler with view
+    HERALD_AGENT_PASSED,                    //  skipped or parked: done, no handler
+    HERALD_AGENT_FAILED,                    //  the subscription failed
+    HERALD_AGENT_UNCONVERTED                //  cannot be converted; policy not applied
+} herald_agent_verdict_t;
+herald_agent_verdict_t
+    herald_agent_deliver_schema (herald_agent_t *agent, herald_agent_sub_t *sub,
+                                 herald_delivery_t *view, herald_checkpoint_t *checkpoint,
+                                 bool policy, void **converted_p);
 
 //  herald_agent_batch.c: the delivery thread's buffers for batch handlers
 //  (*self_p made on first use).  deliver: a pipe batch of a local

@@ -5,8 +5,9 @@
     the figures.  The registry and the chain walk are herald_schema.c; the
     delivery thread's use of them is herald_agent_deliver.c.
 
-    subscribe_with hands its declarations to herald_agent_subscribe or
-    herald_agent_subscribe_group through a thread-local slot that
+    subscribe_with (and subscribe_batch_with) hands its declarations to
+    herald_agent_subscribe_local or herald_agent_subscribe_group(_batch)
+    through a thread-local slot that
     herald_agent_sub_new takes: the sub has them before it is listed, so
     no event reaches it unconverted, and the two subscribe calls keep
     their code.
@@ -70,10 +71,12 @@ herald_schema_stats_size (void)
     return sizeof (herald_schema_stats_t);
 }
 
-herald_err
-herald_agent_subscribe_with (herald_agent_t *self, const char *name,
-                             const herald_subscribe_options_t *options,
-                             herald_handler_fn *handler, void *arg)
+//  subscribe_with and subscribe_batch_with: check, make the declarations,
+//  hand them over (s_pending) to the subscribe that makes the sub.
+static herald_err
+s_subscribe_with (herald_agent_t *self, const char *name,
+                  const herald_subscribe_options_t *options, herald_handler_fn *handler,
+                  herald_batch_handler_fn *batch_handler, void *arg)
 {
     if (!self || !options)
         return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_with needs an agent "
@@ -81,23 +84,63 @@ herald_agent_subscribe_with (herald_agent_t *self, const char *name,
     if (!herald_agent_name_valid (name))
         return herald_agent_set_error (HERALD_ERR_INVALID, "a subscription name is 1-128 "
                                        "bytes of [A-Za-z0-9._-], not starting with '.'");
-    if (options->caller_position)
-        return herald_agent_set_error (HERALD_ERR_UNSUPPORTED, "caller_position is not "
-                                       "built yet");
+    if (!handler && !batch_handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_with needs a handler");
+    //  A group's positions are the broker's, shared by its members and
+    //  committed by them: there is no position of one caller to start from
+    if (options->caller_position && options->group)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "caller_position is for a local "
+                                       "subscription: a group's positions are kept by the "
+                                       "broker (set group or caller_position, not both)");
+    //  Nothing of a caller_position subscription goes to state_dir: its
+    //  parked events only to on_parked
+    if (options->caller_position && options->on_incompatible == HERALD_SCHEMA_PARK
+    &&  !options->on_parked)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "PARK with caller_position needs "
+                                       "on_parked: nothing of such a subscription is written "
+                                       "to state_dir, so there is no parked file");
     //  A group subscription's parked file is per member process: still
     //  this agent's state_dir, when it has one
-    herald_schema_sub_t *schema = herald_schema_sub_new (options, name, self->state_dir);
+    herald_schema_sub_t *schema = herald_schema_sub_new (options, name,
+                                                         options->caller_position
+                                                         ? NULL: self->state_dir);
     if (!schema)
         return herald_agent_last_errcode ();
     s_pending = schema;
-    herald_err rc = options->group
-                  ? herald_agent_subscribe_group (self, name, options->group, handler, arg)
-                  : herald_agent_subscribe (self, name, options->prefixes, options->start,
-                                            handler, arg);
+    herald_err rc;
+    if (options->group)
+        rc = batch_handler
+           ? herald_agent_subscribe_group_batch (self, name, options->group, batch_handler, arg)
+           : herald_agent_subscribe_group (self, name, options->group, handler, arg);
+    else
+        rc = herald_agent_subscribe_local (self, name, options->prefixes, options->start,
+                                           handler, batch_handler, options->caller_position,
+                                           arg);
     //  Not taken: the call failed before it made the sub
     herald_schema_sub_t *left = herald_agent_schema_take_pending ();
     herald_schema_sub_destroy (&left);
     return rc;
+}
+
+herald_err
+herald_agent_subscribe_with (herald_agent_t *self, const char *name,
+                             const herald_subscribe_options_t *options,
+                             herald_handler_fn *handler, void *arg)
+{
+    if (!handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_with needs a handler");
+    return s_subscribe_with (self, name, options, handler, NULL, arg);
+}
+
+herald_err
+herald_agent_subscribe_batch_with (herald_agent_t *self, const char *name,
+                                   const herald_subscribe_options_t *options,
+                                   herald_batch_handler_fn *handler, void *arg)
+{
+    if (!handler)
+        return herald_agent_set_error (HERALD_ERR_INVALID, "subscribe_batch_with needs a "
+                                       "handler");
+    return s_subscribe_with (self, name, options, NULL, handler, arg);
 }
 
 herald_err

@@ -55,6 +55,12 @@
     and keep their header, as they are (a version-1 agent ignores those
     bytes).  New files are version 2.
 
+    In memory (herald_checkpoint_new_memory, for a subscription whose
+    caller keeps its position: herald_subscribe_options_t.caller_position)
+    the same bytes live in a malloc'd buffer instead of a mapped file: the
+    same code runs, nothing is written anywhere, and it all goes with the
+    process.
+
     The window is also kept in memory, in an open-addressing hash of ring
     indexes (linear probing, backward-shift deletion), for O(1) lookups.
     =========================================================================
@@ -117,7 +123,8 @@ _Static_assert (sizeof (s_slot_t) == SLOT_BYTES, "slot layout");
 _Static_assert (sizeof (s_entry_t) == ENTRY_BYTES, "entry layout");
 
 struct _herald_checkpoint_t {
-    int fd;
+    int fd;                                 //  -1 in memory
+    bool memory;                            //  map is malloc'd: no file
     uint8_t *map;
     size_t map_size;
     s_slot_t *slots;
@@ -247,28 +254,37 @@ s_file_size (uint32_t capacity)
     return RING_OFFSET + (size_t) capacity * ENTRY_BYTES;
 }
 
-//  Create the file at path atomically (temporary file, fsync, rename,
-//  fsync of the directory: herald_file.c).
-static herald_err
-s_create (const char *path, uint32_t window, uint64_t done, uint64_t lineage, char *message,
-          size_t size)
+//  A new checkpoint's bytes (malloc'd, s_file_size of window + 1), or NULL.
+static uint8_t *
+s_image (uint32_t window, uint64_t done, uint64_t lineage)
 {
-    uint32_t capacity = window + 1;
-    size_t file_size = s_file_size (capacity);
-    uint8_t *bytes = calloc (1, file_size);
+    uint8_t *bytes = calloc (1, s_file_size (window + 1));
     if (!bytes)
-        return HERALD_ERR_NOMEM;
+        return NULL;
     s_header_t *header = (s_header_t *) bytes;
     memcpy (header->magic, MAGIC, 8);
     header->version = FILE_VERSION;
     header->window = window;
-    header->capacity = capacity;
+    header->capacity = window + 1;
     header->crc = herald_crc32c (0, header, offsetof (s_header_t, crc));
     s_slot_t *slot = (s_slot_t *) (bytes + HEADER_BYTES + SLOT_BYTES);
     slot->counter = 1;
     slot->done = done;
     slot->lineage = lineage;
     slot->crc = s_slot_crc (slot);
+    return bytes;
+}
+
+//  Create the file at path atomically (temporary file, fsync, rename,
+//  fsync of the directory: herald_file.c).
+static herald_err
+s_create (const char *path, uint32_t window, uint64_t done, uint64_t lineage, char *message,
+          size_t size)
+{
+    size_t file_size = s_file_size (window + 1);
+    uint8_t *bytes = s_image (window, done, lineage);
+    if (!bytes)
+        return HERALD_ERR_NOMEM;
 
     char tmp [4096];
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
@@ -440,12 +456,39 @@ herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t w
     return HERALD_OK;
 }
 
+herald_err
+herald_checkpoint_new_memory (herald_checkpoint_t **self_p, size_t window,
+                              uint64_t start_done, uint64_t start_lineage)
+{
+    *self_p = NULL;
+    if (window == 0 || window > WINDOW_MAX)
+        window = window? WINDOW_MAX: 1;
+    herald_checkpoint_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return HERALD_ERR_NOMEM;
+    self->fd = -1;
+    self->memory = true;
+    self->map_size = s_file_size ((uint32_t) window + 1);
+    self->map = s_image ((uint32_t) window, start_done, start_lineage);
+    bool recovered = false;
+    char message [256];
+    if (!self->map || s_load (self, "(memory)", &recovered, message, sizeof message)) {
+        herald_checkpoint_destroy (&self);
+        return HERALD_ERR_NOMEM;            //  s_load only fails on its allocation here
+    }
+    *self_p = self;
+    return HERALD_OK;
+}
+
 void
 herald_checkpoint_destroy (herald_checkpoint_t **self_p)
 {
     herald_checkpoint_t *self = *self_p;
     if (!self)
         return;
+    if (self->map && self->memory)
+        free (self->map);
+    else
     if (self->map) {
         msync (self->map, self->map_size, MS_SYNC);
         munmap (self->map, self->map_size);
@@ -556,7 +599,7 @@ herald_checkpoint_advance (herald_checkpoint_t *self, uint64_t seq)
 int
 herald_checkpoint_sync (herald_checkpoint_t *self)
 {
-    return msync (self->map, self->map_size, MS_SYNC);
+    return self->memory? 0: msync (self->map, self->map_size, MS_SYNC);
 }
 
 uint64_t

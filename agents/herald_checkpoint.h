@@ -1,5 +1,6 @@
 /*  =========================================================================
     herald_checkpoint - one subscription's position and dedup window, on disk
+    (or in memory only: herald_checkpoint_new_memory)
 
     A small file per subscription, mapped MAP_SHARED, that the delivery
     thread updates around every handler call with plain stores: they
@@ -34,6 +35,15 @@ herald_err
     herald_checkpoint_open (herald_checkpoint_t **self_p, const char *path, size_t window,
                             bool create, uint64_t start_done, uint64_t start_lineage,
                             bool *recovered, char *message, size_t message_size);
+
+//  A checkpoint in memory only (no file): the same calls, the same
+//  rules, at `done` = start_done with lineage start_lineage, never in
+//  doubt, gone with the process (a subscription whose caller keeps its
+//  position: herald_subscribe_options_t.caller_position).  HERALD_OK or
+//  HERALD_ERR_NOMEM.  Caller owns *self_p.
+herald_err
+    herald_checkpoint_new_memory (herald_checkpoint_t **self_p, size_t window,
+                                  uint64_t start_done, uint64_t start_lineage);
 
 //  True when path exists.
 bool

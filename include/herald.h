@@ -152,9 +152,10 @@ typedef struct {
     //  per api endpoint, in the same order, comma-separated
     const char *fanout;
     //  This service's local state (outbox, subscription checkpoints).  NULL:
-    //  none; then only group subscriptions can be made (a local one is
-    //  HERALD_ERR_INVALID), and publishes not yet acknowledged live in memory
-    //  only (a crash loses them: use herald_agent_publish, which waits)
+    //  none; then only group subscriptions and caller_position ones can be
+    //  made (another local one is HERALD_ERR_INVALID), and publishes not yet
+    //  acknowledged live in memory only (a crash loses them: use
+    //  herald_agent_publish, which waits)
     const char *state_dir;
     int timeout_ms;                 //  sync calls (publish, subscribe "now"); 5000
     int heartbeat_ms;               //  the broker's heartbeat interval; 1000
@@ -711,7 +712,8 @@ typedef struct {
     //  a state_dir, which gets the parked file; one of the two is needed)
     herald_parked_fn *on_parked;
     void *on_parked_arg;
-    //  Who keeps the position (a local subscription's; ignored for groups).
+    //  Who keeps the position (a local subscription's; with group set,
+    //  HERALD_ERR_INVALID: a group's positions are the broker's).
     //  false: the agent, in state_dir (a checkpoint and a dedup window;
     //  start applies only when none exists).  true: the caller, e.g. a
     //  projection in its database (herald_projection.h): nothing of this
@@ -720,7 +722,7 @@ typedef struct {
     //  caller's position + 1), the dedup window is kept in memory only,
     //  and a loss the broker reports (HERALD_ERR_DATA_LOST) stops the
     //  subscription (FAILED, on_error) instead of rewinding it: the caller
-    //  decides (a projection is rebuilt).
+    //  decides (a projection is rebuilt).  PARK then needs on_parked.
     bool caller_position;
 } herald_subscribe_options_t;
 
@@ -732,7 +734,8 @@ size_t
 //  herald_agent_subscribe, or herald_agent_subscribe_group when
 //  options->group is set, with schemas declared.  Same errors, and
 //  HERALD_ERR_INVALID for bad declarations (a type twice, schema 0, an
-//  unknown policy, PARK with neither state_dir nor on_parked).
+//  unknown policy, PARK with neither state_dir nor on_parked, or with
+//  caller_position and no on_parked) and for caller_position with a group.
 herald_err
     herald_agent_subscribe_with (herald_agent_t *self, const char *name,
                                  const herald_subscribe_options_t *options,

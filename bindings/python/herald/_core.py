@@ -576,19 +576,26 @@ class _Core:
     def subscribe(self, name: str, prefixes: List[str], start: StartLike,
                   handler: Callable[[Event], Any], trampoline,
                   group: Optional[GroupSpec] = None, schemas=None,
-                  batch: bool = False) -> Subscription:
-        """trampoline(sub) -> a ctypes HANDLER_FN calling handler.  With
-        group, a member of consumer group `name` (herald_agent_subscribe_group).
-        With schemas (a _schema.SchemaSpec), through herald_agent_subscribe_with."""
+                  batch: bool = False, caller_position: bool = False) -> Subscription:
+        """trampoline(sub) -> a ctypes HANDLER_FN (BATCH_HANDLER_FN when
+        batch) calling handler.  With group, a member of consumer group
+        `name` (herald_agent_subscribe_group).  With schemas (a
+        _schema.SchemaSpec) or caller_position, through
+        herald_agent_subscribe_with (herald_agent_subscribe_batch_with)."""
         start_c = to_start(start)
         if batch and not _lib.has_batch:
             raise make_error(_lib.ERR_UNSUPPORTED,
                              "%s has no batch handlers (herald_agent_subscribe_batch): a "
                              "libherald older than this binding" % _lib.path)
-        if batch and schemas is not None:
-            #  The C agent converts per event, before a per-event handler
-            raise InvalidArgumentError("schemas= (docs/schemas.md) needs a per-event "
-                                       "handler: not with batch=True (yet)")
+        if caller_position and group is not None:
+            raise InvalidArgumentError("caller_position is for a local subscription: a "
+                                       "group's positions are kept by the broker (give "
+                                       "group= or caller_position=True, not both)")
+        if (caller_position or (batch and schemas is not None)) and not _lib.has_batch_with:
+            raise make_error(_lib.ERR_UNSUPPORTED,
+                             "%s has no herald_agent_subscribe_batch_with (caller_position, "
+                             "batch handlers with schemas): a libherald older than this "
+                             "binding" % _lib.path)
         if group is not None and not _lib.has_groups:
             raise make_error(_lib.ERR_UNSUPPORTED,
                              "%s has no consumer groups (herald_agent_subscribe_group): a "
@@ -596,7 +603,8 @@ class _Core:
         sub = Subscription(self, name, prefixes, handler,
                            group=name if group is not None else None)
         if schemas is not None:                 # schema evolution (_schema.py)
-            sub._c_handler = _schema.wrap(sub, trampoline)
+            sub._c_handler = _schema.wrap_batch(sub, trampoline, schemas) if batch \
+                else _schema.wrap(sub, trampoline)
         else:
             sub._c_handler = trampoline(sub)
         array = _c_strings(prefixes)
@@ -606,7 +614,7 @@ class _Core:
         with self._lock:
             previous = self.subscriptions.get(name)
             self.subscriptions[name] = sub
-        if schemas is not None:
+        if schemas is not None or caller_position:
             group_options = None
             if group is not None:
                 group_options = _lib.GroupOptions()
@@ -617,7 +625,8 @@ class _Core:
                 group_options.session_ms = _ms(group.session)
                 group_options.batch_max = group.batch_max or 0
             code = _schema.subscribe_with(self, name, array, start_c, group_options, schemas,
-                                          sub._c_handler)
+                                          sub._c_handler, batch=batch,
+                                          caller_position=caller_position)
         elif group is None:
             subscribe = _lib.lib.herald_agent_subscribe_batch if batch \
                 else _lib.lib.herald_agent_subscribe

@@ -403,5 +403,15 @@ def _bind_schemas() -> bool:
 
 #: The library has schema evolution (upcasters, subscribe_with).
 has_schemas = _bind_schemas()
+
+#: The library has herald_agent_subscribe_batch_with (batch handlers with
+#: schemas, caller_position) and honours SubscribeOptions.caller_position:
+#: a libherald with schemas but older than them has neither.
+has_batch_with = has_schemas and hasattr(lib, "herald_agent_subscribe_batch_with")
+if has_batch_with:
+    lib.herald_agent_subscribe_batch_with.restype = c_int
+    lib.herald_agent_subscribe_batch_with.argtypes = [c_void_p, c_char_p,
+                                                      POINTER(SubscribeOptions),
+                                                      BATCH_HANDLER_FN, c_void_p]
 libc.malloc.argtypes = [c_size_t]
 libc.malloc.restype = c_void_p

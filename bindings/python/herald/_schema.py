@@ -182,16 +182,64 @@ def wrap(sub, trampoline):
     return _lib.HANDLER_FN(call)
 
 
-def subscribe_with(core, name: str, array, start_c, group_options, spec: SchemaSpec,
-                   c_handler) -> int:
-    """herald_agent_subscribe_with for a local (group_options None) or a
-    group subscription.  Returns the C code."""
+def wrap_batch(sub, trampoline, spec: SchemaSpec):
+    """trampoline for a batch subscription with schemas: the C agent
+    converted each event of the batch (the views' data and schema), while
+    the envelopes the Events are decoded from are as stored; each Event
+    gets the converted ``schema`` and ``data``, and ``stored_schema``.
+    Only an event with a type the spec converts can differ: the others are
+    not looked at again."""
+    handler = sub.handler
+    from . import event as _event
+    wanted = spec.schemas
+    every_type = bool(spec.default)
+
+    def with_converted(events):
+        views = _current.batch.events
+        from_envelopes = _event._msgpack is not None      # else from the views
+        for index, event in enumerate(events):
+            type_ = event.type
+            if type_ is None or not (every_type or type_ in wanted):
+                continue                                  # as stored
+            view = views[index]
+            if from_envelopes:
+                if view.schema != event.schema:           # converted (never otherwise)
+                    event.stored_schema = event.schema
+                    event.schema = view.schema
+                    event.data = ctypes.string_at(view.data, view.data_len) \
+                        if view.data_len else b""
+            else:
+                event.stored_schema = _lib.lib.herald_delivery_stored_schema(
+                    ctypes.byref(view))
+        return handler(events)
+    sub.handler = with_converted
+    inner = trampoline(sub)
+
+    def call(batch_p, arg) -> int:
+        _current.batch = batch_p.contents
+        return inner(batch_p, arg)
+    sub._schema_inner = inner
+    return _lib.BATCH_HANDLER_FN(call)
+
+
+def subscribe_with(core, name: str, array, start_c, group_options,
+                   spec: Optional[SchemaSpec], c_handler, batch: bool = False,
+                   caller_position: bool = False) -> int:
+    """herald_agent_subscribe_with (herald_agent_subscribe_batch_with when
+    batch) for a local (group_options None) or a group subscription, with
+    the declarations of spec (None: none) and caller_position.  Returns
+    the C code."""
     options = _lib.SubscribeOptions()
     _lib.lib.herald_subscribe_options_init(byref(options))
     options.prefixes = ctypes.cast(array, POINTER(c_char_p))
     options.start = _lib.Start(start_c.kind, start_c.value)
+    options.caller_position = caller_position
     if group_options is not None:
         options.group = ctypes.pointer(group_options)
+    subscribe = _lib.lib.herald_agent_subscribe_batch_with if batch \
+        else _lib.lib.herald_agent_subscribe_with
+    if spec is None:
+        return core.call(subscribe, name.encode(), byref(options), c_handler, None)
     wants = (_lib.SchemaWant * max(1, len(spec.schemas)))()
     for index, (type_, schema) in enumerate(spec.schemas.items()):
         wants[index].type = type_.encode("utf-8")
@@ -214,8 +262,7 @@ def subscribe_with(core, name: str, array, start_c, group_options, spec: SchemaS
         options.on_parked = c_parked
         with core._lock:
             core._keep.append(c_parked)
-    return core.call(_lib.lib.herald_agent_subscribe_with, name.encode(), byref(options),
-                     c_handler, None)
+    return core.call(subscribe, name.encode(), byref(options), c_handler, None)
 
 
 def parked(core, name: str) -> List[Parked]:

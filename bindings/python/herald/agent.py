@@ -176,7 +176,7 @@ class Agent:
                   schemas: Optional[Mapping[str, int]] = None,
                   default_schema: Optional[int] = None, on_incompatible: str = "stop",
                   on_parked: Optional[Callable[[Event, str], Any]] = None,
-                  batch: bool = False) -> Any:
+                  batch: bool = False, caller_position: bool = False) -> Any:
         """Subscribe ``handler`` to the events whose topic begins with one of
         ``prefixes`` (a str or several; None: every topic).
 
@@ -220,7 +220,19 @@ class Agent:
         first n and offers the rest again after the backoff; any other
         exception commits the first ``exc.handled`` (default 0) and stops
         the subscription.  After a crash in a batch, each of its events
-        not committed comes again with ``redelivered`` True.
+        not committed comes again with ``redelivered`` True.  With
+        ``schemas=`` each event of a batch is converted; one that cannot be
+        skipped or parked is left out of the batches.
+
+        ``caller_position=True``: you keep the position, not the agent
+        (a read model keeps it in its own database, in the transaction of
+        its effects: docs/projections.md).  Nothing of the subscription is
+        written to ``state_dir`` (which may be None); ``start`` applies on
+        every subscribe (give your position + 1); the dedup window is in
+        memory; and when the broker reports that it lost events this
+        subscription had passed, it stops (``on_error`` gets a
+        :class:`herald.DataLostError`) instead of rewinding.  Not with
+        ``group=``; ``on_incompatible="park"`` needs ``on_parked``.
         """
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
@@ -233,7 +245,7 @@ class Agent:
                                      batch_max=batch_max, schemas=schemas,
                                      default_schema=default_schema,
                                      on_incompatible=on_incompatible, on_parked=on_parked,
-                                     batch=batch)
+                                     batch=batch, caller_position=caller_position)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -247,7 +259,8 @@ class Agent:
         core = self._core
         return core.subscribe(name, _prefix_list(prefixes), start, handler,
                               core.sync_batch_trampoline if batch else core.sync_trampoline,
-                              group=spec, batch=batch, schemas=schema_spec)
+                              group=spec, batch=batch, schemas=schema_spec,
+                              caller_position=caller_position)
 
     # -- schema evolution (docs/schemas.md; _schema.py) ---------------------
     def upcaster(self, type: str, from_schema: int, *, codec: Optional[str] = None

@@ -166,7 +166,7 @@ class AsyncAgent:
                   schemas: Optional[Mapping[str, int]] = None,
                   default_schema: Optional[int] = None, on_incompatible: str = "stop",
                   on_parked: Optional[Callable[[Event, str], Any]] = None,
-                  batch: bool = False) -> Any:
+                  batch: bool = False, caller_position: bool = False) -> Any:
         """As :meth:`herald.Agent.subscribe` (also a decorator, ``group=``
         makes it a consumer group's member, ``schemas=`` converts events
         to the schemas the handler understands); the handler may be
@@ -176,7 +176,8 @@ class AsyncAgent:
         ``start=herald.NOW`` or a datetime asks the broker, which blocks
         the loop for that round trip.  ``batch=True``: the handler gets a
         list of events (as :meth:`herald.Agent.subscribe`); an ``async
-        def`` one is awaited once per batch."""
+        def`` one is awaited once per batch.  ``caller_position=True``: the
+        caller keeps the position (as :meth:`herald.Agent.subscribe`)."""
         if handler is None and callable(prefixes):
             handler, prefixes = prefixes, None
         spec = group_spec(group, name, partitions, session, batch_max)
@@ -188,7 +189,7 @@ class AsyncAgent:
                                      batch_max=batch_max, schemas=schemas,
                                      default_schema=default_schema,
                                      on_incompatible=on_incompatible, on_parked=on_parked,
-                                     batch=batch)
+                                     batch=batch, caller_position=caller_position)
                 try:
                     function.subscription = sub          # type: ignore[attr-defined]
                 except AttributeError:
@@ -201,7 +202,8 @@ class AsyncAgent:
             name = name_for(getattr(handler, "__name__", "handler"))
         return self._core.subscribe(name, _prefix_list(prefixes), start, handler,
                                     self._batch_trampoline if batch else self._trampoline,
-                                    group=spec, batch=batch, schemas=schema_spec)
+                                    group=spec, batch=batch, schemas=schema_spec,
+                                    caller_position=caller_position)
 
     def _batch_trampoline(self, sub: Subscription):
         core = self._core

@@ -88,10 +88,7 @@ def test_rules_refused(make_agent):
         agent.upcaster("X", 1, codec="xml")
     with pytest.raises(herald.NotFoundError):
         agent.schema_stats("nope")
-    if herald._lib.has_batch:
-        with pytest.raises(herald.InvalidArgumentError, match="batch"):
-            agent.subscribe("orders.", lambda events: None, batch=True,
-                            schemas={"OrderPlaced": 1})
+    # batch=True with schemas= is no longer refused: test_position.py
 
 
 def test_stop_names_type_schemas_and_seq(make_agent):
