@@ -436,6 +436,16 @@ typedef struct {
     const uint8_t *id;              //  16 bytes; NULL: a fresh UUIDv7
 } herald_outgoing_t;
 
+//  An event may gain fields: herald_outgoing_init zeroes every one (each
+//  new field keeps today's behaviour at 0 or NULL), as `= { .topic = ... }`
+//  does; herald_outgoing_size gives the library's sizeof, for a binding
+//  that lays the struct out itself (docs/compatibility.md).
+void
+    herald_outgoing_init (herald_outgoing_t *event);
+
+size_t
+    herald_outgoing_size (void);
+
 //  What became of one publish.
 typedef struct {
     uint8_t id [16];                //  the event's id (the one given or made)
@@ -535,6 +545,14 @@ typedef struct {
     uint64_t until_ts;
     const char *const *prefixes;
 } herald_range_t;
+
+//  The same pair for a range: herald_range_init zeroes it (the whole log,
+//  every topic); herald_range_size is the library's sizeof.
+void
+    herald_range_init (herald_range_t *range);
+
+size_t
+    herald_range_size (void);
 
 //  Replay range into handler as herald_agent_read does.  When last is not
 //  NULL it receives the END's `last` (every matching event up to it was

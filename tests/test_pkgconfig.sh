@@ -73,6 +73,17 @@ main (void)
     if (herald_agent_options_size () != sizeof options)
         return 2;
     herald_agent_options_init (&options);
+    //  The init/size pairs of the structs that may grow
+    herald_outgoing_t event;
+    herald_range_t range;
+    memset (&event, 0xA5, sizeof event);
+    memset (&range, 0xA5, sizeof range);
+    herald_outgoing_init (&event);
+    herald_range_init (&range);
+    if (herald_outgoing_size () != sizeof event || herald_range_size () != sizeof range
+        || event.topic || event.data_len || event.has_expect || event.id
+        || range.from || range.until_ts || range.prefixes)
+        return 5;
     if (herald_set_log (s_log, NULL) != HERALD_OK || herald_set_log (NULL, NULL) != HERALD_OK)
         return 3;
     //  Refused arguments: a clear error, no agent
