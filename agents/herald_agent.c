@@ -120,15 +120,19 @@ herald_batch_destroy (herald_batch_t **self_p)
 void
 herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch)
 {
+    size_t lost = 0;
     pthread_mutex_lock (&self->lock);
     if (!self->kept_completions)
         self->kept_completions = zlist_new ();
     if (!self->kept_completions || zlist_append (self->kept_completions, batch) != 0) {
-        herald_say (HERALD_LOG_ERROR, "out of memory: %zu publish completions are not "
-                    "called (their events were stored)", batch->count);
+        lost = batch->count;
         herald_batch_destroy (&batch);
     }
     pthread_mutex_unlock (&self->lock);
+    //  Said outside the lock: the log callback is the application's code
+    if (lost)
+        herald_say (HERALD_LOG_ERROR, "out of memory: %zu publish completions are not "
+                    "called (their events were stored)", lost);
 }
 
 void

@@ -85,9 +85,10 @@ const char *
 //  (NULL, NULL) restores stderr.  fn is called on the library's threads, one
 //  call at a time (never two at once), with the message (no newline; valid
 //  for the call only) and the arg given here.  Once herald_set_log returns,
-//  the previous fn is not called again.  fn must not call herald_set_log
-//  (that returns HERALD_ERR_INVALID) and should return quickly: the thread
-//  that logs waits for it.  Levels may be added; treat one you do not know
+//  the previous fn is not called again.  fn must not call into the library:
+//  herald_set_log returns HERALD_ERR_INVALID there, and an agent call from
+//  the agent's own threads may deadlock.  It should return quickly: the
+//  thread that logs waits for it.  Levels may be added; treat one you do not know
 //  as HERALD_LOG_WARNING.  docs/agent.md ("Logging") lists the lines.
 typedef enum {
     HERALD_LOG_ERROR = 1,               //  something failed: events lost, a subscription stopped

@@ -43,8 +43,9 @@ def set_log(fn: Optional[Callable[[int, str], None]]) -> None:
     LOG_ERROR or LOG_WARNING, message one line without a newline), for the
     whole process; None restores stderr.  fn runs on the library's threads
     and should return quickly; an exception it raises is reported by
-    ``sys.unraisablehook`` and the line is dropped.  Must not be called from
-    fn (InvalidArgumentError)."""
+    ``sys.unraisablehook`` and the line is dropped.  fn must not call into
+    herald: set_log raises InvalidArgumentError there, an agent's method may
+    deadlock."""
     global _installed
     if not has_set_log:
         raise NotImplementedError("herald: %s has no herald_set_log (older than "
