@@ -42,8 +42,8 @@ check_lib () {
     local extra missing
     extra=$(comm -13 "$TMP/declared" "$TMP/exported")
     missing=$(comm -23 "$TMP/declared" "$TMP/exported")
-    check "$name: the headers declare $(wc -l < "$TMP/declared") functions (more than 10)" \
-        [ "$(wc -l < "$TMP/declared")" -gt 10 ]
+    check "$name: the headers declare $(wc -l < "$TMP/declared") functions (not none)" \
+        [ "$(wc -l < "$TMP/declared")" -gt 0 ]
     if [ -z "$extra" ]; then
         ok "$name exports nothing its headers do not declare"
     else
