@@ -41,6 +41,7 @@
 #include "herald_event.h"
 #include "herald_member.h"
 #include "herald_schema.h"
+#include "herald_say.h"
 #include "herald_text.h"
 #include "herald_uuid.h"
 
@@ -92,9 +93,7 @@ herald_agent_log_limited (int64_t *last, const char *format, ...)
     *last = now;
     va_list args;
     va_start (args, format);
-    fprintf (stderr, "herald agent: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
+    herald_vsay (HERALD_LOG_WARNING, format, args);
     va_end (args);
 }
 
@@ -127,15 +126,19 @@ herald_batch_destroy (herald_batch_t **self_p)
 void
 herald_agent_keep_completions (herald_agent_t *self, herald_batch_t *batch)
 {
+    size_t lost = 0;
     pthread_mutex_lock (&self->lock);
     if (!self->kept_completions)
         self->kept_completions = zlist_new ();
     if (!self->kept_completions || zlist_append (self->kept_completions, batch) != 0) {
-        fprintf (stderr, "herald agent: out of memory: %zu publish completions are not "
-                 "called (their events were stored)\n", batch->count);
+        lost = batch->count;
         herald_batch_destroy (&batch);
     }
     pthread_mutex_unlock (&self->lock);
+    //  Said outside the lock: the log callback is the application's code
+    if (lost)
+        herald_say (HERALD_LOG_ERROR, "out of memory: %zu publish completions are not "
+                    "called (their events were stored)", lost);
 }
 
 void
@@ -182,10 +185,10 @@ herald_agent_command (herald_agent_t *self, herald_cmd_kind_t kind, herald_agent
     }
     pthread_mutex_unlock (&self->lock);
     if (rc) {
-        fprintf (stderr, "herald agent: the command queue is full (%d): %s of %s refused\n",
-                 HERALD_AGENT_COMMANDS_MAX, kind == HERALD_CMD_SUBSCRIBE? "subscribe"
-                                                                        : "unsubscribe",
-                 sub->name);
+        herald_say (HERALD_LOG_WARNING, "the command queue is full (%d): %s of %s refused",
+                    HERALD_AGENT_COMMANDS_MAX, kind == HERALD_CMD_SUBSCRIBE? "subscribe"
+                                                                           : "unsubscribe",
+                    sub->name);
         return herald_agent_set_error (rc, "the agent's command queue is full (%d): "
                                        "subscription %s not %s", HERALD_AGENT_COMMANDS_MAX,
                                        sub->name, kind == HERALD_CMD_SUBSCRIBE? "started"
@@ -242,7 +245,7 @@ herald_agent_sub_fail (herald_agent_t *self, herald_agent_sub_t *sub, int code,
         self->options.on_error (sub->name, code, message, self->options.on_error_arg);
     else
     if (!self->options.on_error)
-        fprintf (stderr, "herald agent: subscription %s failed: %s\n", sub->name, message);
+        herald_say (HERALD_LOG_ERROR, "subscription %s failed: %s", sub->name, message);
     return true;
 }
 
@@ -314,8 +317,8 @@ s_open_state (herald_agent_t *self)
     if (rc)
         return herald_agent_set_error (rc, "%s", message);
     if (recovered) {
-        fprintf (stderr, "herald agent: %s: cut off a record torn by a crash inside a publish "
-                 "call (it had not returned)\n", path);
+        herald_say (HERALD_LOG_WARNING, "%s: cut off a record torn by a crash inside a "
+                    "publish call (it had not returned)", path);
         atomic_fetch_add (&self->state_recovered, recovered);
     }
     return HERALD_OK;
@@ -663,8 +666,8 @@ s_sub_checkpoint (herald_agent_t *self, herald_agent_sub_t *sub, herald_start_t 
     if (rc)
         return herald_agent_set_error (rc, "%s", message);
     if (recovered) {
-        fprintf (stderr, "herald agent: %s: the newest checkpoint slot was torn; resumed from "
-                 "the one before (the next event is flagged redelivered)\n", path);
+        herald_say (HERALD_LOG_WARNING, "%s: the newest checkpoint slot was torn; resumed "
+                    "from the one before (the next event is flagged redelivered)", path);
         atomic_fetch_add (&self->state_recovered, 1);
     }
     return HERALD_OK;

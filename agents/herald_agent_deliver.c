@@ -61,6 +61,7 @@
 #include "herald_event.h"
 #include "herald_member.h"
 #include "herald_schema.h"
+#include "herald_say.h"
 #include "herald_text.h"
 
 _Static_assert (sizeof (herald_meta_t) == sizeof (herald_kv_t), "meta layout");
@@ -617,7 +618,7 @@ s_lineage (s_self_t *self, herald_batch_t *batch)
                   sub->name, done, batch->rewind_to);
         atomic_fetch_add (&sub->data_lost, 1);
         atomic_fetch_add (&agent->data_lost, 1);
-        fprintf (stderr, "herald agent: %s\n", message);
+        herald_say (HERALD_LOG_ERROR, "%s", message);
         atomic_store (&sub->busy, false);
         s_fail (agent, sub, HERALD_ERR_DATA_LOST, message);
         return;
@@ -628,7 +629,7 @@ s_lineage (s_self_t *self, herald_batch_t *batch)
         atomic_store_explicit (&sub->done_seq, batch->rewind_to, memory_order_relaxed);
         atomic_fetch_add (&sub->data_lost, 1);
         atomic_fetch_add (&agent->data_lost, 1);
-        fprintf (stderr, "herald agent: %s\n", message);
+        herald_say (HERALD_LOG_ERROR, "%s", message);
     }
     atomic_store (&sub->busy, false);
     if (lost)

@@ -436,8 +436,9 @@ struct _herald_schema_sub_t *
 int64_t
     herald_agent_now_ms (void);
 
-//  A warning on stderr ("herald agent: ..."), at most one a second per
-//  limiter: *last is the caller's (each file keeps its own, per thread).
+//  A warning through herald_say (herald_set_log's callback, or stderr), at
+//  most one a second per limiter: *last is the caller's (each file keeps
+//  its own, per thread).
 void
     herald_agent_log_limited (int64_t *last, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));

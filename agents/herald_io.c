@@ -87,7 +87,7 @@
 #define HELLO_SEND_RETRY_MS 10          //  HELLO could not be sent yet
 #define DELIVER_HWM         64
 
-//  Rate-limited warnings on stderr: at most one a second.
+//  Rate-limited warnings (herald_say: the log callback or stderr): one a second at most.
 static _Thread_local int64_t s_log_last;
 #define s_log(...) herald_agent_log_limited (&s_log_last, __VA_ARGS__)
 

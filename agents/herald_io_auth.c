@@ -33,6 +33,7 @@
 
 #include <inttypes.h>
 #include "herald_io.h"
+#include "herald_say.h"
 
 #define AUTH_BACKOFF_MIN_MS     1000
 #define AUTH_BACKOFF_MAX_MS     30000
@@ -49,9 +50,7 @@ s_say (const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fprintf (stderr, "herald agent: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
+    herald_vsay (HERALD_LOG_WARNING, format, args);
     va_end (args);
 }
 

@@ -34,7 +34,7 @@
 #define MEMBER_NAME_MAX 128             //  a member name's bytes (docs/protocol.md)
 #define MOVE_DELAY_MS   100             //  before moving to the next node
 
-//  Rate-limited warnings on stderr: at most one a second.
+//  Rate-limited warnings (herald_say: the log callback or stderr): one a second at most.
 static _Thread_local int64_t s_log_last;
 #define s_log(...) herald_agent_log_limited (&s_log_last, __VA_ARGS__)
 

@@ -50,6 +50,7 @@
 #include "herald_crc.h"
 #include "herald_text.h"
 #include "herald_file.h"
+#include "herald_say.h"
 
 #define MAGIC           "HRLDOBX1"
 #define FILE_VERSION         1
@@ -551,8 +552,8 @@ herald_outbox_abandon (herald_outbox_t *self, herald_completion_t **completions_
     }
     pthread_mutex_unlock (&self->lock);
     if (count && !completions)
-        fprintf (stderr, "herald agent: out of memory: %zu publish completions are not "
-                 "called (their events stay queued in the outbox)\n", count);
+        herald_say (HERALD_LOG_ERROR, "out of memory: %zu publish completions are not "
+                    "called (their events stay queued in the outbox)", count);
     *completions_p = completions;
     return taken;
 }

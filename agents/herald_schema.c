@@ -40,6 +40,7 @@
 #include "herald_schema.h"
 #include "herald_agent_priv.h"
 #include "herald_crc.h"
+#include "herald_say.h"
 #include "herald_text.h"
 
 #define RECORD_HEAD     8
@@ -179,8 +180,8 @@ s_park_repair (const char *path)
     if (rc)
         return rc;
     if (good < len) {
-        fprintf (stderr, "herald agent: %s: a torn last record (%zu bytes) cut off\n", path,
-                 len - good);
+        herald_say (HERALD_LOG_WARNING, "%s: a torn last record (%zu bytes) cut off", path,
+                    len - good);
         if (truncate (path, (off_t) good) != 0)
             return herald_agent_set_error (HERALD_ERR_IO, "%s: %s", path, strerror (errno));
     }

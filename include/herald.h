@@ -76,6 +76,30 @@ herald_err
 const char *
     herald_version (void);
 
+//  Where the library's log lines go.  The agent says what a service should
+//  know but no call returns: a torn state record it recovered from, a
+//  subscription that failed with no on_error, a broker it moves away from,
+//  events an operator declared lost.  By default each is one line on stderr,
+//  "herald agent: <message>".  herald_set_log (fn, arg) sends them to fn
+//  instead, for the whole process (every agent, every thread); herald_set_log
+//  (NULL, NULL) restores stderr.  fn is called on the library's threads, one
+//  call at a time (never two at once), with the message (no newline; valid
+//  for the call only) and the arg given here.  Once herald_set_log returns,
+//  the previous fn is not called again.  fn must not call into the library:
+//  herald_set_log returns HERALD_ERR_INVALID there, and an agent call from
+//  the agent's own threads may deadlock.  It should return quickly: the
+//  thread that logs waits for it.  Levels may be added; treat one you do not know
+//  as HERALD_LOG_WARNING.  docs/agent.md ("Logging") lists the lines.
+typedef enum {
+    HERALD_LOG_ERROR = 1,               //  something failed: events lost, a subscription stopped
+    HERALD_LOG_WARNING = 2              //  recovered from, retried or moved; worth a look
+} herald_log_level_t;
+
+typedef void (herald_log_fn) (herald_log_level_t level, const char *message, void *arg);
+
+herald_err
+    herald_set_log (herald_log_fn *fn, void *arg);
+
 //  =========================================================================
 //  The agent: what a service embeds
 //
@@ -420,6 +444,16 @@ typedef struct {
     const uint8_t *id;              //  16 bytes; NULL: a fresh UUIDv7
 } herald_outgoing_t;
 
+//  An event may gain fields: herald_outgoing_init zeroes every one (each
+//  new field keeps today's behaviour at 0 or NULL), as `= { .topic = ... }`
+//  does; herald_outgoing_size gives the library's sizeof, for a binding
+//  that lays the struct out itself (docs/compatibility.md).
+void
+    herald_outgoing_init (herald_outgoing_t *event);
+
+size_t
+    herald_outgoing_size (void);
+
 //  What became of one publish.
 typedef struct {
     uint8_t id [16];                //  the event's id (the one given or made)
@@ -519,6 +553,14 @@ typedef struct {
     uint64_t until_ts;
     const char *const *prefixes;
 } herald_range_t;
+
+//  The same pair for a range: herald_range_init zeroes it (the whole log,
+//  every topic); herald_range_size is the library's sizeof.
+void
+    herald_range_init (herald_range_t *range);
+
+size_t
+    herald_range_size (void);
 
 //  Replay range into handler as herald_agent_read does.  When last is not
 //  NULL it receives the END's `last` (every matching event up to it was

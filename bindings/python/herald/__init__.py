@@ -34,6 +34,7 @@ from . import _lib
 from .agent import Agent, EventStream, PublishFuture
 from .aio import AsyncAgent, AsyncEventStream, AsyncPublishFuture
 from ._core import Subscription
+from ._log import LOG_ERROR, LOG_WARNING, set_log
 from ._schema import Parked, SchemaStats
 from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptStateError,
                      DataLostError, ForkedAgentError, IdReusedError,
@@ -65,4 +66,5 @@ __all__ = [
     "InternalError", "HeraldIOError", "LockedError", "NotAStoreError", "CorruptStateError",
     "NotFoundError", "OutOfMemoryError", "TimeoutError", "BrokerUnavailable",
     "InvalidArgumentError", "DataLostError", "IdReusedError", "ForkedAgentError", "error_class", "library_version", "library_path",
+    "set_log", "LOG_ERROR", "LOG_WARNING",
 ]

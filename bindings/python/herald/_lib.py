@@ -281,6 +281,18 @@ def _load():
                                   "this binding in %d: the library and the binding are of "
                                   "different versions"
                                   % (candidate, size, ctypes.sizeof(GroupOptions)))
+        # herald_outgoing_t and herald_range_t (a library with their size
+        # functions, libherald 2:0:1 and later)
+        for function, ours in (("herald_outgoing_size", Outgoing), ("herald_range_size", Range)):
+            if hasattr(lib, function):
+                getattr(lib, function).restype = c_size_t
+                getattr(lib, function).argtypes = []
+                size = getattr(lib, function)()
+                if size != ctypes.sizeof(ours):
+                    raise ImportError("herald: %s says %s is %d bytes, this binding lays it "
+                                      "out in %d: the library and the binding are of "
+                                      "different versions"
+                                      % (candidate, function, size, ctypes.sizeof(ours)))
         return lib, candidate
     raise ImportError("herald: cannot load libherald (set HERALD_LIB to its path, or "
                       "install it): " + "; ".join(errors))

@@ -9,6 +9,7 @@ than corrupting memory at run time.
 
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -48,3 +49,74 @@ def test_ctypes_structure_matches_the_c_header(name):
     for field in fields:
         assert getattr(structure, field).offset == offsets[name][field], field
     assert _lib.ctypes.sizeof(structure) == sizes[name]
+
+
+# Every struct of the public headers is checked, and every field of it:
+# tests/abi_layout.c lists them by hand, so a struct added to herald.h (or a
+# field whose addition the padding hides from the size) without a line there
+# would escape the test above.  The header is read here, not trusted to the
+# list.  herald_projection.h counts once the binding lays out its structs.
+SRCDIR = pathlib.Path(os.environ.get("HERALD_SRCDIR",
+                                     pathlib.Path(__file__).resolve().parents[3]))
+PACKAGE = pathlib.Path(_lib.__file__).resolve().parent
+
+
+def _public_headers():
+    headers = [SRCDIR / "include" / "herald.h"]
+    projection = SRCDIR / "include" / "herald_projection.h"
+    binding = "".join(path.read_text() for path in PACKAGE.glob("*.py"))
+    if projection.exists() and "herald_projection_" in binding:
+        headers.append(projection)
+    return headers
+
+
+def _field_name(declaration):
+    """The member a declaration names: `char node [128]` -> node,
+    `void (*on_error) (...)` -> on_error, `const char *const *p` -> p."""
+    pointer = re.search(r"\(\s*\*\s*(\w+)\s*\)", declaration)
+    if pointer:
+        return pointer.group(1)
+    declaration = re.sub(r"\[[^]]*\]", "", declaration)
+    return re.findall(r"\w+", declaration)[-1]
+
+
+def _header_structs(path):
+    """{C type name: [field, ...]} of every `typedef struct { ... } name;`."""
+    text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    structs = {}
+    for body, name in re.findall(r"typedef\s+struct\s*\{(.*?)\}\s*(\w+)\s*;", text, re.S):
+        structs[name] = [_field_name(d) for d in body.split(";") if d.strip()]
+    return structs
+
+
+def _probe_names():
+    """{C type name: binding name} from abi_layout.c's S_SIZE lines."""
+    source = (SRCDIR / "tests" / "abi_layout.c").read_text()
+    return dict(re.findall(r'S_SIZE \((\w+), "(\w+)"\)', source))
+
+
+def test_header_parser_reads_every_kind_of_member(tmp_path):
+    header = tmp_path / "h.h"
+    header.write_text("typedef struct {\n  const char *const *prefixes;  // a; b\n"
+                      "  char node [128];\n  void (*on_error) (const char *s, void *arg);\n"
+                      "  /* x; y */ uint64_t last;\n} herald_x_t;\n")
+    assert _header_structs(header) == {"herald_x_t": ["prefixes", "node", "on_error", "last"]}
+
+
+def test_every_public_struct_and_field_is_checked():
+    sizes, offsets = _layout()
+    names = _probe_names()
+    checked = set(test_ctypes_structure_matches_the_c_header.pytestmark[0].args[1])
+    for header in _public_headers():
+        structs = _header_structs(header)
+        assert structs, header
+        for ctype, fields in structs.items():
+            assert ctype in names, "%s (%s) is not in tests/abi_layout.c" % (ctype, header.name)
+            name = names[ctype]
+            assert name in checked, "%s is not checked against the binding" % name
+            # a field named as a Python keyword has a trailing _ (Range.from_)
+            printed = [field.rstrip("_") for field in offsets[name]]
+            assert printed == fields, \
+                "tests/abi_layout.c prints %s's fields %s, %s has %s" \
+                % (ctype, list(offsets[name]), header.name, fields)
