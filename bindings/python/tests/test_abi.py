@@ -64,8 +64,10 @@ PACKAGE = pathlib.Path(_lib.__file__).resolve().parent
 def _public_headers():
     headers = [SRCDIR / "include" / "herald.h"]
     projection = SRCDIR / "include" / "herald_projection.h"
-    binding = "".join(path.read_text() for path in PACKAGE.glob("*.py"))
-    if projection.exists() and "herald_projection_" in binding:
+    # the C projection library's structs count once the binding calls it
+    # (a prototype in _lib.py), not when a comment names one of its files
+    binding = (PACKAGE / "_lib.py").read_text()
+    if projection.exists() and re.search(r'"herald_projection_\w+"', binding):
         headers.append(projection)
     return headers
 
