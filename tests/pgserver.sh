@@ -329,6 +329,10 @@ pg_watch () {
     case $dir in /|"") ;; *) rm -rf "$dir" ;; esac
 }
 
+#  A sanitized test run (./test.sh --sanitize) preloads ASan for the Python
+#  interpreter; PostgreSQL's programs are not ours to instrument (initdb
+#  did not come back under it)
+unset LD_PRELOAD ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 usage="usage: $0 start|stop|kill|status|watch DIR"
 [ $# -eq 2 ] || { echo "$usage" >&2; exit 1; }
 case $1 in
