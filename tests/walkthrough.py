@@ -272,6 +272,10 @@ class Walk:
                                           stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL,
                                           start_new_session=True, env=self.env())
+            if os.environ.get("WALKTHROUGH_PRELOAD"):
+                # curl with ASan preloaded never returns (not even from a
+                # closed port): the reader's curl runs without it
+                self.shell.stdin.write(b'curl () { LD_PRELOAD= command curl "$@"; }\n')
         log = self.log_path(command)
         status = log + ".status"
         self.outputs[command] = log
