@@ -38,19 +38,11 @@
 #include <stdatomic.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "brokertest.h"
+#include "membertest.h"
 
-#define S_ALL           4           //  nodes made; n4 joins later
-#define S_MEMBERS       3           //  the bootstrap members
-#define S_ELECT_MS      15000
 #define S_SYNC_MS       20000
 #define S_CHANGE_MS     30000       //  herald cluster ... --wait
 
-static const char *s_flags [] = { "--election-ms", "500", "--raft-heartbeat-ms", "50",
-                                  "--heartbeat-ms", "200", "--idle-flush-ms", "0", NULL };
-
-static bu_cluster_t *s_cluster;
-static char s_peer [S_ALL][160];    //  each node's --peer value
 
 static void
 s_setup (void)
@@ -66,96 +58,13 @@ static void
 s_teardown (void)
 {
     bt_teardown ();
-    bu_cluster_destroy (&s_cluster);
+    bu_cluster_destroy (&mt_cluster);
 }
 
 TestSuite (heraldd_members, .init = s_setup, .fini = s_teardown, .timeout = 90);
 
 //  ---------------------------------------------------------------------
 //  Helpers
-
-static void
-s_fail_with_logs (const char *what)
-{
-    char text [12000] = "";
-    size_t used = 0;
-    for (size_t index = 0; s_cluster && index < s_cluster->count; index++) {
-        char log [2500];
-        bu_broker_log_tail (s_cluster->nodes [index], log, sizeof log);
-        used += (size_t) snprintf (text + used, used < sizeof text? sizeof text - used: 0,
-                                   "--- %s:\n%s\n", s_cluster->names [index], log);
-    }
-    cr_assert_fail ("%s\n%s", what, text);
-}
-
-//  Remove the pair "--peer SPEC" from node's flags.
-static void
-s_drop_peer (bu_broker_t *node, const char *spec)
-{
-    size_t count = 0;
-    while (node->extra [count])
-        count++;
-    for (size_t index = 0; index + 1 < count; index++)
-        if (streq (node->extra [index], "--peer") && streq (node->extra [index + 1], spec)) {
-            free (node->extra [index]);
-            free (node->extra [index + 1]);
-            memmove (&node->extra [index], &node->extra [index + 2],
-                     (count - index - 1) * sizeof (char *));
-            node->extra [count - 1] = NULL;     //  moved: freed once, by destroy
-            return;
-        }
-}
-
-static void
-s_add_flags (bu_broker_t *node, const char *flag, const char *value)
-{
-    size_t count = 0;
-    while (node->extra [count])
-        count++;
-    cr_assert_lt (count + 2, BU_MAX_ARGS);
-    node->extra [count] = strdup (flag);
-    node->extra [count + 1] = strdup (value);
-    node->extra [count + 2] = NULL;
-}
-
-//  Wait until node answers STATUS with cluster_state state.
-static bu_node_status_t
-s_wait_state (size_t index, const char *state)
-{
-    bu_node_status_t status;
-    memset (&status, 0, sizeof status);
-    uint64_t deadline = tu_mono_ns () + (uint64_t) S_ELECT_MS * 1000000ULL;
-    for (int rounds = 0; rounds < 10000 && tu_mono_ns () < deadline; rounds++) {
-        if (bu_node_status (s_cluster->nodes [index]->api, &status, 1000) == 0
-        &&  streq (status.cluster_state, state) && status.raft_id)
-            return status;
-        zclock_sleep (50);
-    }
-    char what [128];
-    snprintf (what, sizeof what, "%s is not %s", s_cluster->names [index], state);
-    s_fail_with_logs (what);
-    return status;
-}
-
-//  Wait until node index's Raft runs (a joining node first learns its
-//  peers' raft ids, saying joining already; only then can it be added).
-static void
-s_wait_raft (size_t index)
-{
-    char want [64], log [20000];
-    snprintf (want, sizeof want, "raft: node %s (raft id", s_cluster->names [index]);
-    uint64_t deadline = tu_mono_ns () + (uint64_t) S_ELECT_MS * 1000000ULL;
-    for (int rounds = 0; rounds < 10000 && tu_mono_ns () < deadline; rounds++) {
-        bu_broker_log (s_cluster->nodes [index], log, sizeof log);
-        const char *line = strstr (log, want);
-        while (line && !strstr (line, ") started, state in"))
-            line = strstr (line + 1, want);
-        if (line && strstr (line, ") started, state in"))
-            return;
-        zclock_sleep (50);
-    }
-    s_fail_with_logs ("a joining node's Raft did not start");
-}
 
 //  Wait until node index counts voters and lists peers (a follower
 //  learns a change a heartbeat after the leader); its STATUS.
@@ -167,12 +76,12 @@ s_wait_counts_within (size_t index, uint64_t voters, size_t peers, int timeout_m
     uint64_t started = tu_mono_ns ();
     uint64_t deadline = started + (uint64_t) timeout_ms * 1000000ULL;
     for (int rounds = 0; rounds < 100000; rounds++) {
-        if (bu_node_status (s_cluster->nodes [index]->api, &status, 1000) == 0
+        if (bu_node_status (mt_cluster->nodes [index]->api, &status, 1000) == 0
         &&  status.voters == voters && status.peer_count == peers)
         {
             if (tu_mono_ns () - started > 2000000000ULL)
                 fprintf (stderr, "members: %s took %.3f s to count %" PRIu64 " voters and "
-                         "%zu peers\n", s_cluster->names [index],
+                         "%zu peers\n", mt_cluster->names [index],
                          (double) (tu_mono_ns () - started) / 1e9, voters, peers);
             return status;
         }
@@ -183,9 +92,9 @@ s_wait_counts_within (size_t index, uint64_t voters, size_t peers, int timeout_m
     char what [200];
     snprintf (what, sizeof what, "%s counts %" PRIu64 " voters and lists %zu peers, not %"
               PRIu64 " and %zu (head %" PRIu64 ", applied %" PRIu64 ", commit %" PRIu64 ")",
-              s_cluster->names [index], status.voters, status.peer_count, voters, peers,
+              mt_cluster->names [index], status.voters, status.peer_count, voters, peers,
               status.head, status.applied_index, status.commit_index);
-    s_fail_with_logs (what);
+    mt_fail_with_logs (what);
     return status;
 }
 
@@ -195,146 +104,12 @@ s_wait_counts (size_t index, uint64_t voters, size_t peers)
     return s_wait_counts_within (index, voters, peers, 5000);
 }
 
-//  Three members n1..n3 bootstrapped; n4 made (ports chosen, not
-//  started) to join later with --cluster-state existing.
-static void
-s_cluster_up (void)
-{
-    s_cluster = bu_cluster_new ("members", S_ALL, s_flags);
-    cr_assert_not_null (s_cluster, "cannot set up the nodes (is broker/heraldd built?)");
-    for (size_t index = 0; index < S_ALL; index++)
-        snprintf (s_peer [index], sizeof s_peer [index], "%s,%s,%s,%s",
-                  s_cluster->names [index], s_cluster->raft [index],
-                  s_cluster->nodes [index]->api, s_cluster->nodes [index]->fanout);
-    for (size_t index = 0; index < S_MEMBERS; index++)
-        s_drop_peer (s_cluster->nodes [index], s_peer [S_ALL - 1]);
-    s_add_flags (s_cluster->nodes [S_ALL - 1], "--cluster-state", "existing");
-    s_cluster->count = S_MEMBERS;
-    int rc = bu_cluster_start (s_cluster, BT_START_MS);
-    s_cluster->count = S_ALL;
-    if (rc != 0)
-        s_fail_with_logs ("the three members did not start");
-}
-
-//  The leader as every running member agrees (joining or removed nodes
-//  know no leader, and are left out); -1 after timeout_ms.
-static int
-s_leader_within (int timeout_ms)
-{
-    uint64_t deadline = tu_mono_ns () + (uint64_t) timeout_ms * 1000000ULL;
-    for (int rounds = 0; rounds < 100000; rounds++) {
-        bu_node_status_t status [S_ALL];
-        bool member [S_ALL] = { false };
-        int leader = -1;
-        bool agreed = true;
-        for (size_t index = 0; index < s_cluster->count; index++) {
-            if (s_cluster->nodes [index]->pid <= 0)
-                continue;
-            member [index] = bu_node_status (s_cluster->nodes [index]->api, &status [index],
-                                             500) == 0
-                          && streq (status [index].cluster_state, "member");
-            if (member [index] && streq (status [index].role, "leader")) {
-                if (leader >= 0)
-                    agreed = false;
-                leader = (int) index;
-            }
-        }
-        for (size_t index = 0; leader >= 0 && index < s_cluster->count; index++)
-            if (member [index] && !streq (status [index].leader, s_cluster->names [leader]))
-                agreed = false;
-        if (leader >= 0 && agreed)
-            return leader;
-        if (tu_mono_ns () >= deadline)
-            break;
-        zclock_sleep (50);
-    }
-    return -1;
-}
-
-static int
-s_leader (void)
-{
-    int leader = s_leader_within (S_ELECT_MS);
-    if (leader < 0)
-        s_fail_with_logs ("no leader that every member names");
-    return leader;
-}
-
-//  "E1,E2,..." of the nodes in order, starting with first.
-static void
-s_endpoints (size_t first, char *out, size_t size)
-{
-    size_t used = 0;
-    for (size_t step = 0; step < S_MEMBERS; step++) {
-        size_t index = (first + step) % S_MEMBERS;
-        used += (size_t) snprintf (out + used, size - used, "%s%s", used? ",": "",
-                                   s_cluster->nodes [index]->api);
-    }
-}
-
-//  Run `herald ARGS`; its stdout and stderr into out; returns its exit
-//  status (-1 when it did not exit).
-static int
-s_herald (char *out, size_t size, const char *format, ...)
-{
-    char *heraldd = bu_heraldd_path ();
-    cr_assert_not_null (heraldd);
-    char *slash = strrchr (heraldd, '/');
-    *slash = 0;
-    char command [4096];
-    int used = snprintf (command, sizeof command, "'%s/../tools/herald' ", heraldd);
-    free (heraldd);
-    va_list args;
-    va_start (args, format);
-    vsnprintf (command + used, sizeof command - (size_t) used, format, args);
-    va_end (args);
-    strncat (command, " 2>&1", sizeof command - strlen (command) - 1);
-    FILE *pipe = popen (command, "r");
-    cr_assert_not_null (pipe);
-    size_t got = fread (out, 1, size - 1, pipe);
-    out [got] = 0;
-    int status = pclose (pipe);
-    return WIFEXITED (status)? WEXITSTATUS (status): -1;
-}
-
-//  A PUBLISH of count events on topic to node index; the reply, decoded.
-static void
-s_publish_once (size_t index, const char *topic, size_t count, uint64_t rid,
-                bu_reply_t *reply)
-{
-    zsock_t *client = bt_keep (bu_dealer_new (s_cluster->nodes [index]->api));
-    bu_event_t events [16];
-    for (size_t event = 0; event < count; event++)
-        bu_event_init (&events [event], topic, "member event");
-    bt_send_publish (client, rid, events, count);
-    bt_recv (client, reply);
-    bt_drop (&client);
-}
-
-//  count batches of 5 to node index, each ACKed; the last seq.
-static uint64_t
-s_publish (size_t index, const char *topic, size_t count, uint64_t first_rid)
-{
-    uint64_t last = 0;
-    for (size_t batch = 0; batch < count; batch++) {
-        bu_reply_t reply;
-        s_publish_once (index, topic, 5, first_rid + batch, &reply);
-        if (reply.type == HERALD_MSG_ERROR)
-            cr_assert_fail ("PUBLISH to %s: ERROR %s: %.*s", s_cluster->names [index],
-                            herald_err_code (reply.body.error.code),
-                            (int) reply.body.error.message.len, reply.body.error.message.ptr);
-        bt_check_ack (&reply, first_rid + batch, 5);
-        last = reply.body.ack.seq [4];
-        bu_reply_fini (&reply);
-    }
-    return last;
-}
 
 //  REPLAY from 1 of node index: every envelope, length-prefixed.
 static uint8_t *
 s_replay_bytes (size_t index, uint64_t head, size_t *len)
 {
-    return bt_replay_bytes (s_cluster->nodes [index]->api, s_cluster->names [index], head, len);
+    return bt_replay_bytes (mt_cluster->nodes [index]->api, mt_cluster->names [index], head, len);
 }
 
 //  The nodes in mask (bit per index): one head (waited for), one digest,
@@ -346,36 +121,36 @@ s_check_identical (unsigned mask, uint64_t head)
     bool all = false;
     for (int rounds = 0; rounds < 10000 && !all; rounds++) {
         all = true;
-        for (size_t index = 0; index < S_ALL && all; index++) {
+        for (size_t index = 0; index < MT_ALL && all; index++) {
             bu_node_status_t status;
             if (mask & (1u << index))
-                all = bu_node_status (s_cluster->nodes [index]->api, &status, 1000) == 0
+                all = bu_node_status (mt_cluster->nodes [index]->api, &status, 1000) == 0
                    && status.head == head;
         }
         if (!all && tu_mono_ns () >= deadline)
-            s_fail_with_logs ("the nodes did not reach one head");
+            mt_fail_with_logs ("the nodes did not reach one head");
         if (!all)
             zclock_sleep (20);
     }
     uint8_t *first = NULL;
     size_t first_len = 0;
     char digest [24] = "";
-    for (size_t index = 0; index < S_ALL; index++) {
+    for (size_t index = 0; index < MT_ALL; index++) {
         if (!(mask & (1u << index)))
             continue;
         size_t len;
         uint8_t *bytes = s_replay_bytes (index, head, &len);
         bu_node_status_t status;
-        cr_assert_eq (bu_node_status (s_cluster->nodes [index]->api, &status, BT_WAIT_MS), 0);
+        cr_assert_eq (bu_node_status (mt_cluster->nodes [index]->api, &status, BT_WAIT_MS), 0);
         if (!first) {
             first = bytes;
             first_len = len;
             snprintf (digest, sizeof digest, "%s", status.digest);
             continue;
         }
-        cr_assert_eq (len, first_len, "%s's log differs in size", s_cluster->names [index]);
+        cr_assert_eq (len, first_len, "%s's log differs in size", mt_cluster->names [index]);
         cr_assert_eq (memcmp (bytes, first, len), 0, "%s's log differs",
-                      s_cluster->names [index]);
+                      mt_cluster->names [index]);
         cr_assert_str_eq (status.digest, digest);
     }
 }
@@ -385,7 +160,7 @@ static void
 s_cluster_request (size_t index, uint64_t rid, const char *op, const char *node,
                    bu_reply_t *reply)
 {
-    zsock_t *client = bt_keep (bu_dealer_new (s_cluster->nodes [index]->api));
+    zsock_t *client = bt_keep (bu_dealer_new (mt_cluster->nodes [index]->api));
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
@@ -411,7 +186,7 @@ static void
 s_add_request (size_t index, uint64_t rid, const char *node, const char *raft,
                const char *api, const char *fanout, uint64_t raft_id, bu_reply_t *reply)
 {
-    zsock_t *client = bt_keep (bu_dealer_new (s_cluster->nodes [index]->api));
+    zsock_t *client = bt_keep (bu_dealer_new (mt_cluster->nodes [index]->api));
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
@@ -465,7 +240,7 @@ s_publisher_run (void *arg)
 {
     s_publisher_t *self = (s_publisher_t *) arg;
     size_t target = self->target;
-    zsock_t *client = bu_dealer_new (s_cluster->nodes [target]->api);
+    zsock_t *client = bu_dealer_new (mt_cluster->nodes [target]->api);
     uint64_t rid = 1000000, last_ack = tu_mono_ns ();
     for (int rounds = 0; rounds < 100000 && !atomic_load (&self->stop); rounds++) {
         if (atomic_load (&self->pause)) {
@@ -519,18 +294,18 @@ s_publisher_run (void *arg)
                               reply.body.error.message.ptr);
                 if (reply.body.error.code == HERALD_ERR_NOT_LEADER
                 &&  reply.body.error.leader.ptr)
-                    for (size_t index = 0; index < s_cluster->count; index++)
-                        if (bu_str_eq (reply.body.error.leader, s_cluster->nodes [index]->api))
-                            leader = s_cluster->nodes [index]->api, target = index;
+                    for (size_t index = 0; index < mt_cluster->count; index++)
+                        if (bu_str_eq (reply.body.error.leader, mt_cluster->nodes [index]->api))
+                            leader = mt_cluster->nodes [index]->api, target = index;
             }
             else
                 self->silences++;
             if (!leader) {
-                target = (target + 1) % S_MEMBERS;
+                target = (target + 1) % MT_MEMBERS;
                 zclock_sleep (20);
             }
             zsock_destroy (&client);
-            client = bu_dealer_new (s_cluster->nodes [target]->api);
+            client = bu_dealer_new (mt_cluster->nodes [target]->api);
         }
         bu_reply_fini (&reply);
     }
@@ -543,18 +318,18 @@ s_publisher_run (void *arg)
 
 Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_throughout)
 {
-    s_cluster_up ();
-    int leader = s_leader ();
-    size_t follower = (size_t) (leader + 1) % S_MEMBERS;
+    mt_cluster_up ();
+    int leader = mt_leader ();
+    size_t follower = (size_t) (leader + 1) % MT_MEMBERS;
     //  Events before n4 exists: 8 entries, past a snapshot
-    uint64_t head = s_publish ((size_t) leader, "before", 24, 1);
+    uint64_t head = mt_publish ((size_t) leader, "before", 24, 1);
     cr_assert_eq (head, 120);
 
     //  n4 starts, learns its peers' raft ids and waits to be added
-    bu_broker_t *n4 = s_cluster->nodes [3];
+    bu_broker_t *n4 = mt_cluster->nodes [3];
     cr_assert_eq (bu_broker_respawn (n4), 0);
-    bu_node_status_t joining = s_wait_state (3, "joining");
-    s_wait_raft (3);
+    bu_node_status_t joining = mt_wait_state (3, "joining");
+    mt_wait_raft (3);
     cr_assert_eq (joining.head, 0);
     //  A change asked of it: not_leader (it knows no leader yet: nil)
     bu_reply_t refused;
@@ -568,20 +343,20 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
 
     //  A follower is away while n4 is added: it comes back by a snapshot
     //  past the member table's entry, and must learn the table from it
-    cr_assert_eq (bu_broker_stop (s_cluster->nodes [follower], BT_STOP_MS), 0);
+    cr_assert_eq (bu_broker_stop (mt_cluster->nodes [follower], BT_STOP_MS), 0);
 
     //  Added through the endpoints from that follower's on: nothing
     //  listens there, the next one follows not_leader to the leader
     char endpoints [1024], out [8192];
-    s_endpoints (follower, endpoints, sizeof endpoints);
-    int rc = s_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s --wait %d",
-                       s_cluster->raft [3], n4->api, n4->fanout, endpoints, S_CHANGE_MS);
+    mt_endpoints (follower, endpoints, sizeof endpoints);
+    int rc = mt_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s --wait %d",
+                        mt_cluster->raft [3], n4->api, n4->fanout, endpoints, S_CHANGE_MS);
     if (rc != 0) {
         atomic_store (&publisher.stop, true);
         pthread_join (thread, NULL);
         char what [9000];
         snprintf (what, sizeof what, "herald cluster add exited %d:\n%s", rc, out);
-        s_fail_with_logs (what);
+        mt_fail_with_logs (what);
     }
     cr_assert_not_null (strstr (out, "\"ok\":true"), "%s", out);
     cr_assert_not_null (strstr (out, "\"node\":\"n4\""), "%s", out);
@@ -592,12 +367,12 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
 
     //  Asked again: herald sees n4 is a member (its STATUS); the leader
     //  refuses the request too, and nothing changes
-    rc = s_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s",
-                   s_cluster->raft [3], n4->api, n4->fanout, endpoints);
+    rc = mt_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s",
+                    mt_cluster->raft [3], n4->api, n4->fanout, endpoints);
     cr_assert_eq (rc, 1, "%s", out);
     cr_assert_not_null (strstr (out, "(cluster_state member), not as n4 waiting"), "%s", out);
     bu_reply_t again;
-    s_add_request ((size_t) leader, 60, "n4", s_cluster->raft [3], n4->api, n4->fanout,
+    s_add_request ((size_t) leader, 60, "n4", mt_cluster->raft [3], n4->api, n4->fanout,
                    joining.raft_id, &again);
     bt_check_error (&again, HERALD_ERR_BAD_REQUEST, true, 60);
     cr_assert_not_null (strstr (again.body.error.message.ptr, "is a member already"));
@@ -606,21 +381,21 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     //  The leader's log moves 24 entries on (3 snapshots), then the
     //  follower comes back
     bu_node_status_t status;
-    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
     uint64_t added_at = status.commit_index;
     uint64_t deadline = tu_mono_ns () + (uint64_t) S_SYNC_MS * 1000000ULL;
     while (status.commit_index < added_at + 24 && tu_mono_ns () < deadline) {
         zclock_sleep (20);
-        bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS);
+        bu_node_status (mt_cluster->nodes [leader]->api, &status, BT_WAIT_MS);
     }
     cr_assert_geq (status.commit_index, added_at + 24, "the publisher stalled");
-    cr_assert_eq (bu_broker_respawn (s_cluster->nodes [follower]), 0);
+    cr_assert_eq (bu_broker_respawn (mt_cluster->nodes [follower]), 0);
 
     //  Every node: four voters, four peers; n4 a member following the leader
-    for (size_t index = 0; index < S_ALL; index++) {
-        s_wait_state (index, "member");
+    for (size_t index = 0; index < MT_ALL; index++) {
+        mt_wait_state (index, "member");
         status = s_wait_counts (index, 4, 4);
-        cr_assert_str_eq (status.leader, s_cluster->names [leader]);
+        cr_assert_str_eq (status.leader, mt_cluster->names [leader]);
     }
     //  The follower that was away catches up.  libraft's leader sometimes
     //  resumes sending to a follower that installed a snapshot only after
@@ -630,23 +405,23 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     //  REPLAY to compare)
     atomic_store (&publisher.pause, true);
     zclock_sleep (50);
-    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
     uint64_t target = status.commit_index, started = tu_mono_ns ();
     deadline = started + 45000000000ULL;
     for (int rounds = 0; rounds < 100000; rounds++) {
-        if (bu_node_status (s_cluster->nodes [follower]->api, &status, 1000) == 0
+        if (bu_node_status (mt_cluster->nodes [follower]->api, &status, 1000) == 0
         &&  status.applied_index >= target)
             break;
         if (tu_mono_ns () >= deadline)
-            s_fail_with_logs ("the follower that was away did not catch up");
+            mt_fail_with_logs ("the follower that was away did not catch up");
         zclock_sleep (20);
     }
     fprintf (stderr, "members: %s, back by snapshot, caught up in %.3f s\n",
-             s_cluster->names [follower], (double) (tu_mono_ns () - started) / 1e9);
+             mt_cluster->names [follower], (double) (tu_mono_ns () - started) / 1e9);
     atomic_store (&publisher.pause, false);
     //  WELCOME's cluster names n4's api (from a node whose --peer list
     //  does not hold it)
-    zsock_t *client = bt_keep (bu_dealer_new (s_cluster->nodes [follower]->api));
+    zsock_t *client = bt_keep (bu_dealer_new (mt_cluster->nodes [follower]->api));
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     bu_pack_hello (&sbuf, 5, 1, "test");
@@ -664,9 +439,9 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
     bt_drop (&client);
 
     //  Remove a follower (not n4): three voters again
-    size_t removed = (size_t) (leader + 2) % S_MEMBERS;
-    rc = s_herald (out, sizeof out, "cluster remove %s --endpoint %s --format table",
-                   s_cluster->names [removed], endpoints);
+    size_t removed = (size_t) (leader + 2) % MT_MEMBERS;
+    rc = mt_herald (out, sizeof out, "cluster remove %s --endpoint %s --format table",
+                    mt_cluster->names [removed], endpoints);
     cr_assert_eq (rc, 0, "herald cluster remove exited %d:\n%s", rc, out);
     cr_assert_not_null (strstr (out, "remove done"), "%s", out);
     zclock_sleep (300);                 //  a few more ACKs after the removal
@@ -677,78 +452,78 @@ Test (heraldd_members, grow_to_four_with_catch_up_then_shrink_to_three_acking_th
                   publisher.refusals, publisher.silences, publisher.first_refusal);
     cr_assert_gt (publisher.acks, 5, "only %zu ACKs during the changes", publisher.acks);
     fprintf (stderr, "members: %zu batches ACKed while n4 was added and %s removed; longest "
-             "gap between two ACKs %.3f s\n", publisher.acks, s_cluster->names [removed],
+             "gap between two ACKs %.3f s\n", publisher.acks, mt_cluster->names [removed],
              (double) publisher.max_gap_ns / 1e9);
     unsigned mask = 0;
-    for (size_t index = 0; index < S_ALL; index++)
+    for (size_t index = 0; index < MT_ALL; index++)
         if (index != removed) {
             s_wait_counts (index, 3, 3);
             mask |= 1u << index;
         }
-    bu_broker_stop (s_cluster->nodes [removed], BT_STOP_MS);
+    bu_broker_stop (mt_cluster->nodes [removed], BT_STOP_MS);
     //  n4 restarted keeps the member table (its --peer list still names
     //  all four): it is read back from the store, not from the flags
     cr_assert_eq (bu_broker_stop (n4, BT_STOP_MS), 0);
     cr_assert_eq (bu_broker_respawn (n4), 0);
-    bu_node_status_t back = s_wait_state (3, "member");
+    bu_node_status_t back = mt_wait_state (3, "member");
     cr_assert_eq (back.peer_count, 3, "n4 restarted lists %zu peers", back.peer_count);
-    cr_assert_eq (s_leader (), leader);
+    cr_assert_eq (mt_leader (), leader);
     //  The three go on, and hold one log with n4's catch-up in it
-    head = s_publish ((size_t) leader, "after", 2, 500);
+    head = mt_publish ((size_t) leader, "after", 2, 500);
     cr_assert_eq (head, 120 + publisher.acks * 5 + 10);
     s_check_identical (mask, head);
 }
 
 Test (heraldd_members, a_wiped_node_is_added_again_under_its_new_id_once_the_old_is_removed)
 {
-    s_cluster_up ();
-    int leader = s_leader ();
-    uint64_t head = s_publish ((size_t) leader, "a", 3, 1);
-    size_t wiped = (size_t) (leader + 1) % S_MEMBERS;
-    bu_broker_t *node = s_cluster->nodes [wiped];
+    mt_cluster_up ();
+    int leader = mt_leader ();
+    uint64_t head = mt_publish ((size_t) leader, "a", 3, 1);
+    size_t wiped = (size_t) (leader + 1) % MT_MEMBERS;
+    bu_broker_t *node = mt_cluster->nodes [wiped];
     bu_node_status_t old;
     cr_assert_eq (bu_node_status (node->api, &old, BT_WAIT_MS), 0);
     cr_assert_eq (bu_broker_stop (node, BT_STOP_MS), 0);
     cr_assert_eq (tu_rmtree (node->data_dir), 0);
-    s_add_flags (node, "--cluster-state", "existing");
+    mt_add_flags (node, "--cluster-state", "existing");
     cr_assert_eq (bu_broker_respawn (node), 0);
-    bu_node_status_t fresh = s_wait_state (wiped, "joining");
-    s_wait_raft (wiped);
+    bu_node_status_t fresh = mt_wait_state (wiped, "joining");
+    mt_wait_raft (wiped);
     cr_assert_neq (fresh.raft_id, old.raft_id);
-    head = s_publish ((size_t) leader, "b", 2, 100);
+    head = mt_publish ((size_t) leader, "b", 2, 100);
 
     //  Its name is a member still (the old raft id): refused, nothing changes
     char endpoints [1024], out [8192];
-    s_endpoints ((size_t) leader, endpoints, sizeof endpoints);
-    int rc = s_herald (out, sizeof out, "cluster add %s %s %s %s --endpoint %s",
-                       s_cluster->names [wiped], s_cluster->raft [wiped], node->api,
-                       node->fanout, endpoints);
+    mt_endpoints ((size_t) leader, endpoints, sizeof endpoints);
+    int rc = mt_herald (out, sizeof out, "cluster add %s %s %s %s --endpoint %s",
+                        mt_cluster->names [wiped], mt_cluster->raft [wiped], node->api,
+                        node->fanout, endpoints);
     cr_assert_eq (rc, 1, "%s", out);
     cr_assert_not_null (strstr (out, "remove it first"), "%s", out);
     bu_node_status_t status;
-    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
     cr_assert_eq (status.voters, 3);
 
     //  The old self removed by its raft id, the new one added
-    rc = s_herald (out, sizeof out, "cluster remove %" PRIu64 " --endpoint %s", old.raft_id,
-                   endpoints);
+    rc = mt_herald (out, sizeof out, "cluster remove %" PRIu64 " --endpoint %s", old.raft_id,
+                    endpoints);
     cr_assert_eq (rc, 0, "%s", out);
-    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
     cr_assert_eq (status.voters, 2);
-    head = s_publish ((size_t) leader, "c", 2, 200);
-    rc = s_herald (out, sizeof out, "cluster add %s %s %s %s --endpoint %s --wait %d",
-                   s_cluster->names [wiped], s_cluster->raft [wiped], node->api,
-                   node->fanout, endpoints, S_CHANGE_MS);
+    head = mt_publish ((size_t) leader, "c", 2, 200);
+    rc = mt_herald (out, sizeof out, "cluster add %s %s %s %s --endpoint %s --wait %d",
+                    mt_cluster->names [wiped], mt_cluster->raft [wiped], node->api,
+                    node->fanout, endpoints, S_CHANGE_MS);
     if (rc != 0) {
         char what [9000];
         snprintf (what, sizeof what, "herald cluster add exited %d:\n%s", rc, out);
-        s_fail_with_logs (what);
+        mt_fail_with_logs (what);
     }
-    status = s_wait_state (wiped, "member");
+    status = mt_wait_state (wiped, "member");
     cr_assert_eq (status.raft_id, fresh.raft_id);
-    for (size_t index = 0; index < S_MEMBERS; index++)
+    for (size_t index = 0; index < MT_MEMBERS; index++)
         s_wait_counts (index, 3, 3);
-    head = s_publish ((size_t) leader, "d", 2, 300);
+    head = mt_publish ((size_t) leader, "d", 2, 300);
     s_check_identical (7, head);
 }
 
@@ -757,54 +532,54 @@ static void
 s_wait_log (size_t index, const char *text)
 {
     char log [30000];
-    uint64_t deadline = tu_mono_ns () + (uint64_t) S_ELECT_MS * 1000000ULL;
+    uint64_t deadline = tu_mono_ns () + (uint64_t) MT_ELECT_MS * 1000000ULL;
     for (int rounds = 0; rounds < 10000 && tu_mono_ns () < deadline; rounds++) {
-        bu_broker_log (s_cluster->nodes [index], log, sizeof log);
+        bu_broker_log (mt_cluster->nodes [index], log, sizeof log);
         if (strstr (log, text))
             return;
         zclock_sleep (20);
     }
     char what [256];
-    snprintf (what, sizeof what, "%s never logged '%s'", s_cluster->names [index], text);
-    s_fail_with_logs (what);
+    snprintf (what, sizeof what, "%s never logged '%s'", mt_cluster->names [index], text);
+    mt_fail_with_logs (what);
 }
 
 Test (heraldd_members, an_add_cut_short_by_a_leader_kill_resumes_at_the_new_leader)
 {
-    s_cluster_up ();
-    int leader = s_leader ();
-    uint64_t head = s_publish ((size_t) leader, "a", 4, 1);
-    bu_broker_t *n4 = s_cluster->nodes [3];
+    mt_cluster_up ();
+    int leader = mt_leader ();
+    uint64_t head = mt_publish ((size_t) leader, "a", 4, 1);
+    bu_broker_t *n4 = mt_cluster->nodes [3];
     cr_assert_eq (bu_broker_respawn (n4), 0);
-    bu_node_status_t joining = s_wait_state (3, "joining");
-    s_wait_raft (3);
+    bu_node_status_t joining = mt_wait_state (3, "joining");
+    mt_wait_raft (3);
     //  n4 frozen: the leader adds it as a spare, and its catch-up waits
     cr_assert_eq (kill (n4->pid, SIGSTOP), 0);
-    s_add_request ((size_t) leader, 50, "n4", s_cluster->raft [3], n4->api, n4->fanout,
+    s_add_request ((size_t) leader, 50, "n4", mt_cluster->raft [3], n4->api, n4->fanout,
                    joining.raft_id, NULL);
     s_wait_log ((size_t) leader, "n4 added as a spare; catching it up");
     //  The leader dies mid-change; n4 wakes up
-    bu_broker_kill (s_cluster->nodes [leader]);
+    bu_broker_kill (mt_cluster->nodes [leader]);
     kill (n4->pid, SIGCONT);
-    int next = s_leader ();
+    int next = mt_leader ();
     cr_assert_neq (next, leader);
     //  The same add, asked again: the new leader finds n4 a spare and
     //  resumes (promotion, then the member table)
     char endpoints [1024], out [8192];
-    s_endpoints ((size_t) next, endpoints, sizeof endpoints);
-    int rc = s_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s --wait %d",
-                       s_cluster->raft [3], n4->api, n4->fanout, endpoints, S_CHANGE_MS);
+    mt_endpoints ((size_t) next, endpoints, sizeof endpoints);
+    int rc = mt_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s --wait %d",
+                        mt_cluster->raft [3], n4->api, n4->fanout, endpoints, S_CHANGE_MS);
     if (rc != 0) {
         char what [9000];
         snprintf (what, sizeof what, "herald cluster add exited %d:\n%s", rc, out);
-        s_fail_with_logs (what);
+        mt_fail_with_logs (what);
     }
     s_wait_log ((size_t) next, "n4 is in the configuration already (a spare): the add resumes");
-    s_wait_state (3, "member");
+    mt_wait_state (3, "member");
     s_wait_counts (3, 4, 4);
-    head = s_publish ((size_t) next, "b", 2, 100);
+    head = mt_publish ((size_t) next, "b", 2, 100);
     unsigned mask = 1u << 3;
-    for (size_t index = 0; index < S_MEMBERS; index++)
+    for (size_t index = 0; index < MT_MEMBERS; index++)
         if ((int) index != leader)
             mask |= 1u << index;
     s_check_identical (mask, head);
@@ -817,7 +592,7 @@ s_log_from (size_t index, size_t from)
     size_t size = 1 << 20;
     char *log = (char *) malloc (size);
     cr_assert_not_null (log);
-    bu_broker_log (s_cluster->nodes [index], log, size);
+    bu_broker_log (mt_cluster->nodes [index], log, size);
     size_t len = strlen (log);
     memmove (log, log + (from < len? from: len), len - (from < len? from: len) + 1);
     return log;
@@ -838,20 +613,20 @@ s_log_from (size_t index, size_t from)
 Test (heraldd_members, a_change_while_a_snapshot_waits_to_be_sent)
 {
     setenv ("HERALD_TEST_RAFT_SNAPSHOT_HOLD_MS", "2000", 1);
-    s_cluster_up ();
-    int leader = s_leader ();
-    size_t follower = (size_t) (leader + 1) % S_MEMBERS;
-    bu_broker_t *n4 = s_cluster->nodes [3];
+    mt_cluster_up ();
+    int leader = mt_leader ();
+    size_t follower = (size_t) (leader + 1) % MT_MEMBERS;
+    bu_broker_t *n4 = mt_cluster->nodes [3];
     cr_assert_eq (bu_broker_respawn (n4), 0);
-    bu_node_status_t joining = s_wait_state (3, "joining");
-    s_wait_raft (3);
+    bu_node_status_t joining = mt_wait_state (3, "joining");
+    mt_wait_raft (3);
     //  The follower away while the leader's log moves 3 snapshots on
-    cr_assert_eq (bu_broker_stop (s_cluster->nodes [follower], BT_STOP_MS), 0);
-    uint64_t head = s_publish ((size_t) leader, "away", 24, 1);
+    cr_assert_eq (bu_broker_stop (mt_cluster->nodes [follower], BT_STOP_MS), 0);
+    uint64_t head = mt_publish ((size_t) leader, "away", 24, 1);
     char *log = s_log_from ((size_t) leader, 0);
     size_t seen = strlen (log);
     free (log);
-    cr_assert_eq (bu_broker_respawn (s_cluster->nodes [follower]), 0);
+    cr_assert_eq (bu_broker_respawn (mt_cluster->nodes [follower]), 0);
 
     //  The leader holds the snapshot it loaded for the follower
     unsigned number = 0;
@@ -864,9 +639,9 @@ Test (heraldd_members, a_change_while_a_snapshot_waits_to_be_sent)
         free (log);
     }
     if (!number)
-        s_fail_with_logs ("the leader held no snapshot for the follower back from away");
+        mt_fail_with_logs ("the leader held no snapshot for the follower back from away");
     //  n4 added meanwhile (raft_add: a new configuration)
-    s_add_request ((size_t) leader, 50, "n4", s_cluster->raft [3], n4->api, n4->fanout,
+    s_add_request ((size_t) leader, 50, "n4", mt_cluster->raft [3], n4->api, n4->fanout,
                    joining.raft_id, NULL);
     char sent [96];
     snprintf (sent, sizeof sent, "raft: test hook: snapshot load %u goes to libraft", number);
@@ -882,7 +657,7 @@ Test (heraldd_members, a_change_while_a_snapshot_waits_to_be_sent)
     }
     if (!line) {
         free (log);
-        s_fail_with_logs ("the held snapshot never went to libraft (did the leader abort?)");
+        mt_fail_with_logs ("the held snapshot never went to libraft (did the leader abort?)");
     }
     const char *changed = strstr (line, "changed meanwhile");
     const char *end = strchr (line, '\n');
@@ -891,26 +666,26 @@ Test (heraldd_members, a_change_while_a_snapshot_waits_to_be_sent)
     cr_assert (hit, "the add did not land while snapshot load %u was held", number);
 
     //  The change completes; the follower is caught up, the four agree
-    s_wait_state (3, "member");
-    for (size_t index = 0; index < S_ALL; index++)
+    mt_wait_state (3, "member");
+    for (size_t index = 0; index < MT_ALL; index++)
         s_wait_counts_within (index, 4, 4, S_CHANGE_MS);
-    head = s_publish ((size_t) leader, "back", 2, 100);
+    head = mt_publish ((size_t) leader, "back", 2, 100);
     s_check_identical (0xf, head);
 }
 
 Test (heraldd_members, transfer_to_a_named_node_and_the_refusals)
 {
-    s_cluster_up ();
-    int leader = s_leader ();
-    size_t follower = (size_t) (leader + 1) % S_MEMBERS;
-    size_t other = (size_t) (leader + 2) % S_MEMBERS;
-    s_publish ((size_t) leader, "a", 2, 1);
+    mt_cluster_up ();
+    int leader = mt_leader ();
+    size_t follower = (size_t) (leader + 1) % MT_MEMBERS;
+    size_t other = (size_t) (leader + 2) % MT_MEMBERS;
+    mt_publish ((size_t) leader, "a", 2, 1);
 
     //  Asked of a follower: not_leader naming the leader's api
     bu_reply_t reply;
     s_cluster_request (follower, 11, "transfer", NULL, &reply);
     bt_check_error (&reply, HERALD_ERR_NOT_LEADER, true, 11);
-    cr_assert (bu_str_eq (reply.body.error.leader, s_cluster->nodes [leader]->api));
+    cr_assert (bu_str_eq (reply.body.error.leader, mt_cluster->nodes [leader]->api));
     bu_reply_fini (&reply);
     //  An unknown node: bad_request, nothing changes
     s_cluster_request ((size_t) leader, 12, "remove", "nobody", &reply);
@@ -920,54 +695,54 @@ Test (heraldd_members, transfer_to_a_named_node_and_the_refusals)
     bt_check_error (&reply, HERALD_ERR_BAD_REQUEST, true, 13);
     bu_reply_fini (&reply);
     bu_node_status_t status;
-    cr_assert_eq (bu_node_status (s_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [leader]->api, &status, BT_WAIT_MS), 0);
     cr_assert_eq (status.voters, 3);
 
     //  Transfer to a named node: it leads, and the old leader says so
     char endpoints [1024], out [8192];
-    s_endpoints (follower, endpoints, sizeof endpoints);
-    int rc = s_herald (out, sizeof out, "cluster transfer %s --endpoint %s",
-                       s_cluster->names [other], endpoints);
+    mt_endpoints (follower, endpoints, sizeof endpoints);
+    int rc = mt_herald (out, sizeof out, "cluster transfer %s --endpoint %s",
+                        mt_cluster->names [other], endpoints);
     cr_assert_eq (rc, 0, "%s", out);
     char leads [64];
-    snprintf (leads, sizeof leads, "\"leader\":\"%s\"", s_cluster->names [other]);
+    snprintf (leads, sizeof leads, "\"leader\":\"%s\"", mt_cluster->names [other]);
     cr_assert_not_null (strstr (out, leads), "%s", out);
-    cr_assert_eq (s_leader (), (int) other);
-    s_publish_once ((size_t) leader, "b", 1, 20, &reply);
+    cr_assert_eq (mt_leader (), (int) other);
+    mt_publish_once ((size_t) leader, "b", 1, 20, &reply);
     bt_check_error (&reply, HERALD_ERR_NOT_LEADER, true, 20);
-    cr_assert (bu_str_eq (reply.body.error.leader, s_cluster->nodes [other]->api),
+    cr_assert (bu_str_eq (reply.body.error.leader, mt_cluster->nodes [other]->api),
                "not_leader names %.*s", (int) reply.body.error.leader.len,
                reply.body.error.leader.ptr);
     bu_reply_fini (&reply);
     //  Without a name: the most up-to-date voter, whichever it is
-    rc = s_herald (out, sizeof out, "cluster transfer --endpoint %s", endpoints);
+    rc = mt_herald (out, sizeof out, "cluster transfer --endpoint %s", endpoints);
     cr_assert_eq (rc, 0, "%s", out);
-    int now = s_leader ();
+    int now = mt_leader ();
     cr_assert_neq (now, (int) other);
 
     //  Removing the leader itself: it hands leadership over first, and
     //  the command follows not_leader to the new leader, which removes it
-    rc = s_herald (out, sizeof out, "cluster remove %s --endpoint %s",
-                   s_cluster->names [now], endpoints);
+    rc = mt_herald (out, sizeof out, "cluster remove %s --endpoint %s",
+                    mt_cluster->names [now], endpoints);
     cr_assert_eq (rc, 0, "%s", out);
     int old = now;
-    now = s_leader ();
+    now = mt_leader ();
     cr_assert_neq (now, old);
-    cr_assert_eq (bu_node_status (s_cluster->nodes [now]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [now]->api, &status, BT_WAIT_MS), 0);
     cr_assert_eq (status.voters, 2);
     cr_assert_eq (status.peer_count, 2);
-    bu_broker_stop (s_cluster->nodes [old], BT_STOP_MS);
+    bu_broker_stop (mt_cluster->nodes [old], BT_STOP_MS);
 
     //  n4 lists the stopped node among its peers: it keeps asking it its
     //  raft id, its Raft node does not start, and herald refuses to add it
-    bu_broker_t *n4 = s_cluster->nodes [3];
+    bu_broker_t *n4 = mt_cluster->nodes [3];
     cr_assert_eq (bu_broker_respawn (n4), 0);
-    s_wait_state (3, "joining");
-    rc = s_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s",
-                   s_cluster->raft [3], n4->api, n4->fanout, endpoints);
+    mt_wait_state (3, "joining");
+    rc = mt_herald (out, sizeof out, "cluster add n4 %s %s %s --endpoint %s",
+                    mt_cluster->raft [3], n4->api, n4->fanout, endpoints);
     cr_assert_eq (rc, 1, "%s", out);
     cr_assert_not_null (strstr (out, "has not started its Raft node yet"), "%s", out);
-    cr_assert_eq (bu_node_status (s_cluster->nodes [now]->api, &status, BT_WAIT_MS), 0);
+    cr_assert_eq (bu_node_status (mt_cluster->nodes [now]->api, &status, BT_WAIT_MS), 0);
     cr_assert_eq (status.voters, 2);
 
     //  One change at a time: an add that cannot finish (nothing listens
@@ -982,7 +757,7 @@ Test (heraldd_members, transfer_to_a_named_node_and_the_refusals)
     cr_assert_not_null (strstr (reply.body.error.message.ptr, "one at a time"));
     bu_reply_fini (&reply);
     //  Publishing goes on meanwhile
-    s_publish ((size_t) now, "c", 1, 40);
+    mt_publish ((size_t) now, "c", 1, 40);
 }
 
 Test (heraldd_members, a_standalone_broker_does_not_know_cluster)
@@ -999,9 +774,9 @@ Test (heraldd_members, a_standalone_broker_does_not_know_cluster)
 
 Test (heraldd_members, sigterm_of_the_leader_hands_over_and_the_gap_is_measured)
 {
-    s_cluster_up ();
-    int leader = s_leader ();
-    s_publish ((size_t) leader, "a", 1, 1);
+    mt_cluster_up ();
+    int leader = mt_leader ();
+    mt_publish ((size_t) leader, "a", 1, 1);
     //  A client that gives up on a reply after 200 ms: a PUBLISH that
     //  reached the leader after it stopped reading is never answered
     s_publisher_t publisher = { .target = (size_t) leader, .reply_ms = 200 };
@@ -1010,9 +785,9 @@ Test (heraldd_members, sigterm_of_the_leader_hands_over_and_the_gap_is_measured)
     zclock_sleep (500);
     uint64_t signalled = tu_mono_ns ();
     atomic_store (&publisher.signal_ns, signalled);
-    int rc = bu_broker_stop (s_cluster->nodes [leader], BT_STOP_MS);
+    int rc = bu_broker_stop (mt_cluster->nodes [leader], BT_STOP_MS);
     uint64_t exited = tu_mono_ns ();
-    int next = s_leader_within (S_ELECT_MS);
+    int next = mt_leader_within (MT_ELECT_MS);
     //  Until ACKs come again (bounded), then a little more
     for (int rounds = 0; rounds < 200 && !publisher.first_after_ns; rounds++)
         zclock_sleep (50);
@@ -1020,8 +795,8 @@ Test (heraldd_members, sigterm_of_the_leader_hands_over_and_the_gap_is_measured)
     atomic_store (&publisher.stop, true);
     pthread_join (thread, NULL);
     cr_assert_eq (rc, 0, "the leader did not stop on SIGTERM");
-    cr_assert (WIFEXITED (s_cluster->nodes [leader]->status)
-               && WEXITSTATUS (s_cluster->nodes [leader]->status) == 0);
+    cr_assert (WIFEXITED (mt_cluster->nodes [leader]->status)
+               && WEXITSTATUS (mt_cluster->nodes [leader]->status) == 0);
     cr_assert_geq (next, 0);
     cr_assert_neq (next, leader);
     cr_assert_neq (publisher.first_after_ns, 0, "no ACK after the leader stopped");
