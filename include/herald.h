@@ -42,6 +42,8 @@ typedef enum {
     HERALD_ERR_UNKNOWN_COMMAND = 7,     //  unknown_command
     HERALD_ERR_UNSUPPORTED = 8,         //  unsupported
     HERALD_ERR_INTERNAL = 9,            //  internal
+    HERALD_ERR_TRIMMED = 10,            //  trimmed: the events asked for were trimmed
+                                        //  from the live log (an addition to HWP/1)
     //  Local conditions
     HERALD_ERR_IO = 20,                 //  the operating system or RocksDB failed
     HERALD_ERR_LOCKED = 21,             //  a data directory is in use by another process

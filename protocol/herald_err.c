@@ -2,7 +2,7 @@
     herald_err - Herald's one error enum, its names and its wire codes
 
     Every runtime failure in Herald is a herald_err.  The protocol block
-    (1..9) maps one-to-one to the `code` strings of HWP/1 ERROR replies; the
+    (1..10) maps one-to-one to the `code` strings of HWP/1 ERROR replies; the
     local block (20..) never leaves the process.  Keeping both tables in one
     place means a new code is added once, and bindings map each value to
     one exception class.
@@ -27,7 +27,8 @@ static const char *s_codes [] = {
     "overloaded",
     "unknown_command",
     "unsupported",
-    "internal"
+    "internal",
+    "trimmed"                       //  an addition to HWP/1 (docs/protocol.md, "Trimming")
 };
 #define S_CODE_COUNT (sizeof (s_codes) / sizeof (s_codes [0]))
 
@@ -47,6 +48,7 @@ herald_strerror (herald_err err)
         case HERALD_ERR_UNKNOWN_COMMAND:    return "unknown command";
         case HERALD_ERR_UNSUPPORTED:        return "unsupported";
         case HERALD_ERR_INTERNAL:           return "internal error";
+        case HERALD_ERR_TRIMMED:            return "trimmed from the log";
         case HERALD_ERR_IO:                 return "input/output error";
         case HERALD_ERR_LOCKED:             return "data directory in use";
         case HERALD_ERR_NOT_A_STORE:        return "not a Herald store";

@@ -797,11 +797,11 @@ s_decode_error (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zo
 {
     herald_field_t fields [] = {
         { "rid" }, { "code" }, { "message" }, { "topic" }, { "expected" }, { "actual" },
-        { "leader" }, { "retry_ms" }
+        { "leader" }, { "retry_ms" }, { "first" }
     };
     __typeof__ (self->error) *error = &self->error;
     herald_str_t code;
-    herald_err rc = herald_event_fields (root, fields, 8, zone, "", err);
+    herald_err rc = herald_event_fields (root, fields, 9, zone, "", err);
     if (rc)
         return rc;
     if (!self->has_rid && !s_absent (fields [0].value))
@@ -824,6 +824,11 @@ s_decode_error (herald_msg_t *self, const msgpack_object *root, msgpack_zone *zo
     else
     if (error->code == HERALD_ERR_NOT_LEADER)
         rc = s_str (fields [6].value, false, "leader", S_NAME_MAX, &error->leader, err);
+    else
+    if (error->code == HERALD_ERR_TRIMMED && !s_absent (fields [8].value)) {
+        rc = s_uint (fields [8].value, false, "first", NULL, &error->first, err);
+        error->has_first = rc == HERALD_OK;
+    }
     return rc;
 }
 

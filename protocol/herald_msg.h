@@ -190,6 +190,10 @@ typedef struct {
             //  Optional with any code (sent with overloaded): ms after which
             //  a retry may succeed; 0 when absent
             uint64_t retry_ms;
+            //  trimmed: the first seq (REPLAY) or ver (READ) still in the
+            //  live log for what was asked; has_first false when absent
+            bool has_first;
+            uint64_t first;
         } error;
         struct {
             uint64_t head;

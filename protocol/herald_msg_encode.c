@@ -259,7 +259,9 @@ s_error (msgpack_packer *pk, const herald_msg_t *self)
     if (!code)
         code = "internal";
     bool retry = error->retry_ms > 0;
-    int rc = msgpack_pack_map (pk, 3 + 3 * conflict + not_leader + retry) | s_rid (pk, self);
+    bool first = error->code == HERALD_ERR_TRIMMED && error->has_first;
+    int rc = msgpack_pack_map (pk, 3 + 3 * conflict + not_leader + retry + first)
+           | s_rid (pk, self);
     rc |= s_key (pk, "code") | s_str (pk, code, strlen (code));
     rc |= s_key_str (pk, "message", error->message);
     if (conflict)
@@ -273,6 +275,8 @@ s_error (msgpack_packer *pk, const herald_msg_t *self)
     }
     if (retry)
         rc |= s_key_uint (pk, "retry_ms", error->retry_ms);
+    if (first)
+        rc |= s_key_uint (pk, "first", error->first);
     return rc;
 }
 

@@ -400,6 +400,115 @@ const char *
     herald_store_path (herald_store_t *self);
 
 //  ---------------------------------------------------------------------
+//  Trimming (store/herald_store_trim.c; docs/operations.md, "Trimming and
+//  retention").  A trim point says: the events of the topics that begin
+//  with prefix, with seq <= until, are gone from the live log.  Their ids
+//  stay in the dedup index for ever (a retry of one is still a duplicate,
+//  with the seq and ver it was stored with), their topics keep their vers
+//  (the next event of a topic gets the next ver), and the log's digest,
+//  head and lineage are unchanged.  Trim points only rise.  The prefix ""
+//  is the whole log: its until + 1 is the log's first seq.
+//
+//  A trim is an op (herald_batch_t.op), so it is applied in the same
+//  WriteBatch as the call's events and, in a cluster, by every node at the
+//  same raft index:
+//      {op: "trim", prefix: str, until: uint,
+//       ids_from: uint, ids: bin (32)     -- both or neither: the archive's proof
+//       reason: str}                      -- optional, kept for people
+//  Refused (batch->status HERALD_ERR_BAD_REQUEST, nothing written, the
+//  result map {error: message}) when until is 0 or above the head, not
+//  above the prefix's current until, the prefix is not a valid topic
+//  prefix (0-255 bytes, no NUL, not starting with '$'), the store already
+//  keeps HERALD_TRIMS_MAX other prefixes, or, with a proof, ids_from is not
+//  the log's first seq (herald_store_first with no prefix) or ids is not
+//  herald_store_ids_digest (ids_from, until).  Applied: the result map is
+//  {prefix, until, first}, first being herald_store_first for the prefix.
+//  The op only records the trim point (a few bytes, whatever its range);
+//  reading stops at once, and herald_store_reclaim frees the disk after.
+
+#define HERALD_TRIMS_MAX            1024    //  distinct trim prefixes a store keeps
+
+typedef struct {
+    char prefix [HERALD_TOPIC_MAX + 1];     //  NUL-terminated; "" is the whole log
+    size_t prefix_len;
+    uint64_t until;                         //  the last trimmed seq
+    uint64_t ts;                            //  the ts of the apply that set it (ns)
+} herald_trim_t;
+
+//  The trim points in force, in prefix order: copies of at most max of
+//  them into trims (may be NULL with max 0); returns how many there are.
+//  From any thread.
+size_t
+    herald_store_trims (herald_store_t *self, herald_trim_t *trims, size_t max);
+
+//  The first seq from which every event whose topic begins with one of
+//  prefixes [0..count) (count 0: every topic) is still in the live log:
+//  1 + the greatest until among the trim points whose prefix overlaps one
+//  of them (one of the two is a prefix of the other); 1 when none does.
+//  From any thread.
+uint64_t
+    herald_store_first (herald_store_t *self, const herald_str_t *prefixes, size_t count);
+
+//  The greatest until among the trim points whose prefix begins topic
+//  (0: none of the topic's events is trimmed).  From any thread.
+uint64_t
+    herald_store_topic_trimmed (herald_store_t *self, const char *topic, size_t len);
+
+//  The topic's first ver still in the live log into *ver: 1 when none of
+//  its events is trimmed, its current ver + 1 when all are (0 for an
+//  unknown topic).  HERALD_ERR_IO / HERALD_ERR_CORRUPT with err filled.
+herald_err
+    herald_store_topic_first_ver (herald_store_t *self, const char *topic, size_t len,
+                                  uint64_t *ver, herald_error_t *err);
+
+//  BLAKE2b-256 (libsodium crypto_generichash, no key) of the 16-byte ids
+//  of seqs from..to, inclusive, in seq order — what an archive's index
+//  keeps for a segment (`ids`), here for any range.  Events trimmed under a
+//  prefix trim point count too (the log keeps their ids in place).  from
+//  must be >= herald_store_first (self, NULL, 0) (HERALD_ERR_TRIMMED
+//  otherwise) and to <= head, from <= to (HERALD_ERR_BAD_REQUEST).
+//  cancel (may be NULL) is read between runs: true stops the walk with
+//  HERALD_ERR_INTERNAL "cancelled".  Reads only; from any thread; its cost
+//  is a scan of the range.
+herald_err
+    herald_store_ids_digest (herald_store_t *self, uint64_t from, uint64_t to,
+                             uint8_t digest [32], volatile bool *cancel, herald_error_t *err);
+
+//  What herald_store_reclaim did, added up over its calls.
+typedef struct {
+    uint64_t runs_deleted;          //  "events" runs removed whole
+    uint64_t runs_rewritten;        //  runs rewritten with prefix-trimmed events cut out
+    uint64_t events_removed;        //  envelopes no longer on disk
+    uint64_t stream_runs_deleted;   //  "streams" entries removed
+} herald_reclaim_stats_t;
+
+//  Free the disk that trim points made unreadable: delete the runs whose
+//  every event is trimmed, rewrite runs holding some prefix-trimmed events
+//  (each such envelope replaced by its id, so herald_store_ids_digest and
+//  herald inspect still see it), delete topic-index entries whose events
+//  are all trimmed (never a topic's last one: it holds its ver), and ask
+//  RocksDB to compact what was deleted.  Does at most about budget events'
+//  worth of work per call and sets *more when there is more to do; the
+//  caller calls again (the broker from a thread of its own, so appends and
+//  streams go on meanwhile).  stats (may be NULL) is added to.  Idempotent
+//  and crash-safe: what is left half done is redone by the next call (the
+//  progress is kept in the store).  From one thread at a time;
+//  HERALD_ERR_IO with err filled.
+herald_err
+    herald_store_reclaim (herald_store_t *self, size_t budget, bool *more,
+                          herald_reclaim_stats_t *stats, herald_error_t *err);
+
+//  Trimmed data and reads.  herald_store_get of a trimmed seq, and
+//  herald_store_scan / herald_store_read asked to start at a trimmed
+//  event (from below herald_store_first (prefixes), from_ts resolving
+//  there; from_ver below herald_store_topic_first_ver), fail with
+//  HERALD_ERR_TRIMMED and a message naming the first seq (ver) still
+//  there.  A scan that meets an event trimmed after it began (a trim
+//  applied while it ran) ends -1 with HERALD_ERR_TRIMMED: it never skips
+//  an event it should have returned.  herald_store_seq_at_ts counts only
+//  the live log (a ts before its first event gives its first seq).
+
+//  ---------------------------------------------------------------------
 //  Scans.  A scan is a forward iterator over envelopes; a REPLAY or READ
 //  stream is one scan.  It ends at the store's head as it was when the scan
 //  began (a stream never waits for the future), or earlier at `to`.
