@@ -461,6 +461,14 @@ herald_err
     herald_store_topic_first_ver (herald_store_t *self, const char *topic, size_t len,
                                   uint64_t *ver, herald_error_t *err);
 
+//  A cluster node restored from a Raft snapshot (herald_manifest.c): raise
+//  its trim points to those of the snapshot, in one synced write (a trim
+//  point already higher stays; none is ever lowered).  HERALD_ERR_INVALID
+//  for a bad prefix or more than HERALD_TRIMS_MAX; HERALD_ERR_IO.
+herald_err
+    herald_store_trims_import (herald_store_t *self, const herald_trim_t *trims, size_t count,
+                               herald_error_t *err);
+
 //  BLAKE2b-256 (libsodium crypto_generichash, no key) of the 16-byte ids
 //  of seqs from..to, inclusive, in seq order — what an archive's index
 //  keeps for a segment (`ids`), here for any range.  Events trimmed under a
