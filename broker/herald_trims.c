@@ -420,8 +420,11 @@ s_trim_done (void *arg, herald_err rc, const uint8_t *result, size_t result_len,
         herald_log ("info", "TRIM by %s of '%s' up to seq %" PRIu64 " refused: %s", trim->who,
                     trim->prefix, trim->until, error);
         herald_error_t reply = { .has_rid = true, .rid = trim->rid };
-        herald_error_set (&reply, HERALD_ERR_BAD_REQUEST, s_refused_field (error), "%s",
-                          error);
+        //  The store's message names its field ("until: ..."), or it is until's
+        const char *field = s_refused_field (error);
+        bool named = strncmp (error, field, strlen (field)) == 0
+                  && error [strlen (field)] == ':';
+        herald_error_set (&reply, HERALD_ERR_BAD_REQUEST, named? "": field, "%s", error);
         herald_reply_err (self->reply, trim->identity, &reply);
     }
     else {
@@ -642,24 +645,24 @@ herald_trims_request (herald_trims_t *self, zframe_t *identity, zframe_t *body,
     uint64_t current = s_current (self, trim->prefix, &count);
     uint64_t first = herald_store_first (self->store, NULL, 0);
     if (trim->until > head)
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "until: %" PRIu64 " is above "
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "%" PRIu64 " is above "
                           "the head %" PRIu64, trim->until, head);
     else
     if (trim->until <= current)
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "until: '%s' is already "
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "'%s' is already "
                           "trimmed up to %" PRIu64, trim->prefix, current);
     else
     if (!current && count >= HERALD_TRIMS_MAX)
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "prefix", "prefix: the store keeps "
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "prefix", "the store keeps "
                           "%d trim prefixes already (trim a shorter prefix)", HERALD_TRIMS_MAX);
     else
     if (trim->proof && trim->ids_from != first)
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "ids_from", "ids_from: %" PRIu64 " is "
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "ids_from", "%" PRIu64 " is "
                           "not the log's first seq %" PRIu64 " (an archive's ids begin there)",
                           trim->ids_from, first);
     else
     if (trim->proof && trim->until < trim->ids_from)
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "until: %" PRIu64 " is below "
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "%" PRIu64 " is below "
                           "ids_from %" PRIu64 ": the whole log is trimmed up to %" PRIu64
                           " already", trim->until, trim->ids_from, first - 1);
     if (err.code) {
@@ -716,7 +719,7 @@ herald_trims_finish (herald_trims_t *self)
     herald_error_t err = { .has_rid = true, .rid = trim->rid };
     if (job->rc == HERALD_ERR_TRIMMED || job->rc == HERALD_ERR_BAD_REQUEST)
         //  Trimmed meanwhile (a retention trim), or the head moved under it
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "ids_from", "ids_from: %s",
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "ids_from", "%s",
                           job->err.message);
     else
     if (job->rc != HERALD_OK)
@@ -724,7 +727,7 @@ herald_trims_finish (herald_trims_t *self)
                           "the proof: %s", job->err.message);
     else
     if (memcmp (job->digest, self->ids, 32) != 0)
-        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "ids", "ids: the archive's ids of "
+        herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "ids", "the archive's ids of "
                           "seqs %" PRIu64 "..%" PRIu64 " differ from the log's: this archive is "
                           "not of this log", trim->ids_from, trim->until);
     if (err.code) {
