@@ -643,7 +643,7 @@ herald_trims_request (herald_trims_t *self, zframe_t *identity, zframe_t *body,
     uint64_t head = herald_store_head (self->store);
     size_t count = 0;
     uint64_t current = s_current (self, trim->prefix, &count);
-    uint64_t first = herald_store_first (self->store, NULL, 0);
+    uint64_t first = herald_store_log_first (self->store);
     if (trim->until > head)
         herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "until", "%" PRIu64 " is above "
                           "the head %" PRIu64, trim->until, head);
@@ -761,7 +761,7 @@ herald_trims_status_raw (herald_trims_t *self, herald_msg_raw_t more, msgpack_sb
         msgpack_sbuffer_write (buffer, more.data, more.len);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
-    s_pack_uint (&pk, "first", herald_store_first (self->store, NULL, 0));
+    s_pack_uint (&pk, "first", herald_store_log_first (self->store));
     size_t count = herald_store_trims (self->store, NULL, 0);
     herald_trim_t *trims = (herald_trim_t *) calloc (count? count: 1, sizeof (herald_trim_t));
     size_t got = trims? herald_store_trims (self->store, trims, count): 0;

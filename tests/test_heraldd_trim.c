@@ -30,7 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "brokertest.h"
-#include "trimtest.h"
+#include "trimwire.h"
 
 TestSuite (heraldd_trim, .init = bt_setup, .fini = bt_teardown, .timeout = 60);
 
@@ -55,21 +55,21 @@ s_publish (zsock_t *sock, const char *const *topics, size_t count, size_t n, uin
     }
 }
 
-static tt_trim_t
+static tw_trim_t
 s_unarchived (const char *prefix, uint64_t until)
 {
-    return (tt_trim_t) { .has_prefix = prefix != NULL, .prefix = prefix, .has_until = true,
+    return (tw_trim_t) { .has_prefix = prefix != NULL, .prefix = prefix, .has_until = true,
                          .until = until, .has_unarchived = true, .unarchived = true };
 }
 
-static tt_stream_t *
+static tw_stream_t *
 s_stream (void)
 {
-    return (tt_stream_t *) bt_calloc (1, sizeof (tt_stream_t));
+    return (tw_stream_t *) bt_calloc (1, sizeof (tw_stream_t));
 }
 
 static void
-s_expect_trimmed (const tt_stream_t *stream, uint64_t first)
+s_expect_trimmed (const tw_stream_t *stream, uint64_t first)
 {
     cr_assert_str_eq (stream->ended, "ERROR", "%s %s (%zu events), not ERROR trimmed",
                       stream->ended, stream->reason, stream->count);
@@ -81,7 +81,7 @@ s_expect_trimmed (const tt_stream_t *stream, uint64_t first)
 }
 
 static void
-s_expect_done (const tt_stream_t *stream, size_t count)
+s_expect_done (const tw_stream_t *stream, size_t count)
 {
     cr_assert_str_eq (stream->ended, "END", "%s %s: %s", stream->ended, stream->reason,
                       stream->message);
@@ -102,68 +102,68 @@ Test (heraldd_trim, every_refusal_names_its_field_and_trims_nothing)
     char long_prefix [300];
     memset (long_prefix, 'p', 256);
     long_prefix [256] = 0;
-    tt_trim_t trim;
+    tw_trim_t trim;
     //  A bad prefix, a bad until
     trim = s_unarchived ("$sys.", 5);
-    tt_trim_refused (sock, 1, &trim, "bad_request", "prefix");
+    tw_trim_refused (sock, 1, &trim, "bad_request", "prefix");
     trim = s_unarchived (long_prefix, 5);
-    tt_trim_refused (sock, 2, &trim, "bad_request", "prefix");
+    tw_trim_refused (sock, 2, &trim, "bad_request", "prefix");
     trim = s_unarchived (NULL, 0);
-    tt_trim_refused (sock, 3, &trim, "bad_request", "until");
+    tw_trim_refused (sock, 3, &trim, "bad_request", "until");
     trim = s_unarchived (NULL, 0);
     trim.has_until = false;
-    tt_trim_refused (sock, 4, &trim, "bad_request", "until");
+    tw_trim_refused (sock, 4, &trim, "bad_request", "until");
     trim = s_unarchived (NULL, 21);
-    tt_trim_refused (sock, 5, &trim, "bad_request", "until");
+    tw_trim_refused (sock, 5, &trim, "bad_request", "until");
     //  The proof and unarchived: both, neither, halves, a bad size
     trim = s_unarchived (NULL, 5);
     trim.has_ids_from = true;
     trim.ids_from = 1;
     trim.ids = zeros;
     trim.ids_len = 32;
-    tt_trim_refused (sock, 6, &trim, "bad_request", "unarchived");
-    trim = (tt_trim_t) { .has_until = true, .until = 5 };
-    tt_trim_refused (sock, 7, &trim, "bad_request", "ids");
+    tw_trim_refused (sock, 6, &trim, "bad_request", "unarchived");
+    trim = (tw_trim_t) { .has_until = true, .until = 5 };
+    tw_trim_refused (sock, 7, &trim, "bad_request", "ids");
     trim.has_unarchived = true;             //  unarchived: false is no proof either
-    tt_trim_refused (sock, 8, &trim, "bad_request", "ids");
-    trim = (tt_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1 };
-    tt_trim_refused (sock, 9, &trim, "bad_request", "ids");
-    trim = (tt_trim_t) { .has_until = true, .until = 5, .ids = zeros, .ids_len = 32 };
-    tt_trim_refused (sock, 10, &trim, "bad_request", "ids_from");
-    trim = (tt_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1,
+    tw_trim_refused (sock, 8, &trim, "bad_request", "ids");
+    trim = (tw_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1 };
+    tw_trim_refused (sock, 9, &trim, "bad_request", "ids");
+    trim = (tw_trim_t) { .has_until = true, .until = 5, .ids = zeros, .ids_len = 32 };
+    tw_trim_refused (sock, 10, &trim, "bad_request", "ids_from");
+    trim = (tw_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1,
                          .ids = zeros, .ids_len = 31 };
-    tt_trim_refused (sock, 11, &trim, "bad_request", "ids");
+    tw_trim_refused (sock, 11, &trim, "bad_request", "ids");
     //  ids_from not the log's first seq, even with the right digest of its range
-    tt_ids_digest (sock, 12, 2, 5, digest);
-    trim = (tt_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 2,
+    tw_ids_digest (sock, 12, 2, 5, digest);
+    trim = (tw_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 2,
                          .ids = digest, .ids_len = 32 };
-    tt_trim_refused (sock, 13, &trim, "bad_request", "ids_from");
+    tw_trim_refused (sock, 13, &trim, "bad_request", "ids_from");
     //  The wrong digest: refused after the check, naming ids
-    trim = (tt_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1,
+    trim = (tw_trim_t) { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1,
                          .ids = zeros, .ids_len = 32 };
-    tt_trim_refused (sock, 14, &trim, "bad_request", "ids");
+    tw_trim_refused (sock, 14, &trim, "bad_request", "ids");
     //  The digest of another range (1..4 offered for 1..5)
-    tt_ids_digest (sock, 15, 1, 4, digest);
+    tw_ids_digest (sock, 15, 1, 4, digest);
     trim.ids = digest;
-    tt_trim_refused (sock, 16, &trim, "bad_request", "ids");
+    tw_trim_refused (sock, 16, &trim, "bad_request", "ids");
     //  Nothing was trimmed by any of them
     char text [256];
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 1);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
     cr_assert_str_eq (text, "");
-    tt_stream_t *stream = s_stream ();
-    tt_replay (sock, 17, 1, NULL, 0, stream);
+    tw_stream_t *stream = s_stream ();
+    tw_replay (sock, 17, 1, NULL, 0, stream);
     s_expect_done (stream, 20);
     //  Not above the current trim point
     trim = s_unarchived (NULL, 5);
-    cr_assert_eq (tt_trim_ok (sock, 18, &trim, BT_WAIT_MS), 6);
-    tt_trim_refused (sock, 19, &trim, "bad_request", "already trimmed up to 5");
+    cr_assert_eq (tw_trim_ok (sock, 18, &trim, BT_WAIT_MS), 6);
+    tw_trim_refused (sock, 19, &trim, "bad_request", "already trimmed up to 5");
     trim = s_unarchived ("", 3);
-    tt_trim_refused (sock, 20, &trim, "bad_request", "until");
+    tw_trim_refused (sock, 20, &trim, "bad_request", "until");
     //  ids_from 1 is no longer the first seq
-    trim = (tt_trim_t) { .has_until = true, .until = 8, .has_ids_from = true, .ids_from = 1,
+    trim = (tw_trim_t) { .has_until = true, .until = 8, .has_ids_from = true, .ids_from = 1,
                          .ids = zeros, .ids_len = 32 };
-    tt_trim_refused (sock, 21, &trim, "bad_request", "ids_from");
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 6);
+    tw_trim_refused (sock, 21, &trim, "bad_request", "ids_from");
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 6);
     cr_assert_str_eq (text, ":5");
 }
 
@@ -225,18 +225,18 @@ Test (heraldd_trim, only_the_trim_grant_may_trim_and_every_user_sees_the_trims)
     cr_assert (ready, "the secure broker did not answer");
     const char *topics [] = { "sec.1" };
     s_publish (app, topics, 1, 10, 100, NULL, NULL, NULL);
-    tt_trim_t trim = s_unarchived (NULL, 5);
-    tt_trim_refused (app, 1, &trim, "unauthorized", "admin = trim");
+    tw_trim_t trim = s_unarchived (NULL, 5);
+    tw_trim_refused (app, 1, &trim, "unauthorized", "admin = trim");
     //  Whatever the body
     trim = s_unarchived ("$bad", 0);
-    tt_trim_refused (app, 2, &trim, "unauthorized", "trim");
-    cr_assert_eq (tt_status_trims (app, text, sizeof text), 1);
+    tw_trim_refused (app, 2, &trim, "unauthorized", "trim");
+    cr_assert_eq (tw_status_trims (app, text, sizeof text), 1);
     cr_assert_str_eq (text, "");
     zsock_t *ops = s_secure_client (server, ops_key);
     trim = s_unarchived (NULL, 5);
-    cr_assert_eq (tt_trim_ok (ops, 3, &trim, BT_WAIT_MS), 6);
+    cr_assert_eq (tw_trim_ok (ops, 3, &trim, BT_WAIT_MS), 6);
     //  app holds no `admin = status`: it sees first and trims all the same
-    cr_assert_eq (tt_status_trims (app, text, sizeof text), 6);
+    cr_assert_eq (tw_status_trims (app, text, sizeof text), 6);
     cr_assert_str_eq (text, ":5");
     zcert_destroy (&server);
     zcert_destroy (&ops_key);
@@ -258,35 +258,35 @@ Test (heraldd_trim, a_trim_with_the_archives_proof_refuses_replay_and_read_below
     uint64_t seqs [30], vers [30];
     s_publish (sock, topics, 2, 30, 100, seqs, vers, NULL);
     uint8_t digest [32];
-    tt_ids_digest (sock, 1, 1, 10, digest);
-    tt_trim_t trim = { .has_until = true, .until = 10, .has_ids_from = true, .ids_from = 1,
+    tw_ids_digest (sock, 1, 1, 10, digest);
+    tw_trim_t trim = { .has_until = true, .until = 10, .has_ids_from = true, .ids_from = 1,
                        .ids = digest, .ids_len = 32 };
-    cr_assert_eq (tt_trim_ok (sock, 2, &trim, BT_WAIT_MS), 11);
+    cr_assert_eq (tw_trim_ok (sock, 2, &trim, BT_WAIT_MS), 11);
     char text [256];
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 11);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 11);
     cr_assert_str_eq (text, ":10");
-    tt_stream_t *stream = s_stream ();
-    tt_replay (sock, 3, 1, NULL, 0, stream);
+    tw_stream_t *stream = s_stream ();
+    tw_replay (sock, 3, 1, NULL, 0, stream);
     s_expect_trimmed (stream, 11);
-    tt_replay (sock, 4, 10, NULL, 0, stream);
+    tw_replay (sock, 4, 10, NULL, 0, stream);
     s_expect_trimmed (stream, 11);
-    tt_replay (sock, 5, 11, NULL, 0, stream);
+    tw_replay (sock, 5, 11, NULL, 0, stream);
     s_expect_done (stream, 20);
     cr_assert_eq (stream->seqs [0], 11);
     //  READ: t.1's vers 1..5 were seqs 1, 3, .., 9: its first ver is 6
-    tt_read (sock, 6, "t.1", 1, stream);
+    tw_read (sock, 6, "t.1", 1, stream);
     s_expect_trimmed (stream, 6);
-    tt_read (sock, 7, "t.1", 5, stream);
+    tw_read (sock, 7, "t.1", 5, stream);
     s_expect_trimmed (stream, 6);
-    tt_read (sock, 8, "t.1", 6, stream);
+    tw_read (sock, 8, "t.1", 6, stream);
     s_expect_done (stream, 10);
     cr_assert_eq (stream->vers [0], 6);
     //  A second proof, from the new first seq
-    tt_ids_digest (sock, 9, 11, 14, digest);
+    tw_ids_digest (sock, 9, 11, 14, digest);
     trim.ids_from = 11;
     trim.until = 14;
-    cr_assert_eq (tt_trim_ok (sock, 10, &trim, BT_WAIT_MS), 15);
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 15);
+    cr_assert_eq (tw_trim_ok (sock, 10, &trim, BT_WAIT_MS), 15);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 15);
     cr_assert_eq (bt_status_extra (sock, 11, "trims_applied"), 2);
     cr_assert_geq (bt_status_extra (sock, 12, "streams_trimmed"), 4);
     cr_assert_eq (bt_status_extra (sock, 13, "stream_errors"), 0);
@@ -299,49 +299,49 @@ Test (heraldd_trim, prefix_trims_refuse_what_overlaps_and_serve_the_rest)
     const char *topics [] = { "orders.eu.1", "orders.us.1", "metrics.cpu" };
     uint64_t seqs [30], vers [30];
     s_publish (sock, topics, 3, 30, 100, seqs, vers, NULL);
-    tt_trim_t trim = s_unarchived ("orders.", 12);
-    cr_assert_eq (tt_trim_ok (sock, 1, &trim, BT_WAIT_MS), 13);
+    tw_trim_t trim = s_unarchived ("orders.", 12);
+    cr_assert_eq (tw_trim_ok (sock, 1, &trim, BT_WAIT_MS), 13);
     char text [256];
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 1);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
     cr_assert_str_eq (text, "orders.:12");
-    tt_stream_t *stream = s_stream ();
+    tw_stream_t *stream = s_stream ();
     //  No prefixes: every trim point concerns it
-    tt_replay (sock, 2, 1, NULL, 0, stream);
+    tw_replay (sock, 2, 1, NULL, 0, stream);
     s_expect_trimmed (stream, 13);
     //  Nested both ways
     const char *eu [] = { "orders.eu." }, *all [] = { "o" }, *metrics [] = { "metrics." };
-    tt_replay (sock, 3, 1, eu, 1, stream);
+    tw_replay (sock, 3, 1, eu, 1, stream);
     s_expect_trimmed (stream, 13);
-    tt_replay (sock, 4, 1, all, 1, stream);
+    tw_replay (sock, 4, 1, all, 1, stream);
     s_expect_trimmed (stream, 13);
-    tt_replay (sock, 5, 13, eu, 1, stream);
+    tw_replay (sock, 5, 13, eu, 1, stream);
     s_expect_done (stream, 6);              //  seqs 13, 16, .., 28
     //  Not overlapping: served whole, from seq 1
-    tt_replay (sock, 6, 1, metrics, 1, stream);
+    tw_replay (sock, 6, 1, metrics, 1, stream);
     s_expect_done (stream, 10);
     cr_assert_eq (stream->seqs [0], 3);
-    tt_read (sock, 7, "metrics.cpu", 1, stream);
+    tw_read (sock, 7, "metrics.cpu", 1, stream);
     s_expect_done (stream, 10);
     //  A nested trim point above: its prefix and the wider one see it
     trim = s_unarchived ("orders.eu.", 20);
-    cr_assert_eq (tt_trim_ok (sock, 8, &trim, BT_WAIT_MS), 21);
-    tt_replay (sock, 9, 1, eu, 1, stream);
+    cr_assert_eq (tw_trim_ok (sock, 8, &trim, BT_WAIT_MS), 21);
+    tw_replay (sock, 9, 1, eu, 1, stream);
     s_expect_trimmed (stream, 21);
     const char *orders [] = { "orders." }, *us [] = { "orders.us." };
-    tt_replay (sock, 10, 13, orders, 1, stream);
+    tw_replay (sock, 10, 13, orders, 1, stream);
     s_expect_trimmed (stream, 21);
-    tt_replay (sock, 11, 13, us, 1, stream);
+    tw_replay (sock, 11, 13, us, 1, stream);
     s_expect_done (stream, 6);
     const char *two [] = { "metrics.", "orders.us." };
-    tt_replay (sock, 12, 1, two, 2, stream);
+    tw_replay (sock, 12, 1, two, 2, stream);
     s_expect_trimmed (stream, 13);
     //  READ of orders.eu.1: its events were seqs 1, 4, .., 28 (vers 1..10);
     //  seq 22 (ver 8) is the first above 20
-    tt_read (sock, 13, "orders.eu.1", 1, stream);
+    tw_read (sock, 13, "orders.eu.1", 1, stream);
     s_expect_trimmed (stream, 8);
-    tt_read (sock, 14, "orders.eu.1", 8, stream);
+    tw_read (sock, 14, "orders.eu.1", 8, stream);
     s_expect_done (stream, 3);
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 1);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
     cr_assert_str_eq (text, "orders.:12,orders.eu.:20");
 }
 
@@ -359,8 +359,8 @@ Test (heraldd_trim, a_retry_of_a_trimmed_event_is_a_duplicate_and_vers_go_on)
         vers [index] = reply.body.ack.ver [0];
         bu_reply_fini (&reply);
     }
-    tt_trim_t trim = s_unarchived (NULL, 6);
-    cr_assert_eq (tt_trim_ok (sock, 1, &trim, BT_WAIT_MS), 7);
+    tw_trim_t trim = s_unarchived (NULL, 6);
+    cr_assert_eq (tw_trim_ok (sock, 1, &trim, BT_WAIT_MS), 7);
     //  Every trimmed id still answers as the duplicate it is
     for (size_t index = 0; index < 6; index++) {
         bu_reply_t reply;
@@ -380,8 +380,8 @@ Test (heraldd_trim, a_retry_of_a_trimmed_event_is_a_duplicate_and_vers_go_on)
     cr_assert_eq (reply.body.ack.ver [0], 7, "the topic's ver went back to %" PRIu64,
                   reply.body.ack.ver [0]);
     bu_reply_fini (&reply);
-    tt_stream_t *stream = s_stream ();
-    tt_read (sock, 2, "topic.a", 7, stream);
+    tw_stream_t *stream = s_stream ();
+    tw_read (sock, 2, "topic.a", 7, stream);
     s_expect_done (stream, 1);
 }
 
@@ -394,20 +394,20 @@ Test (heraldd_trim, a_stream_running_during_a_trim_ends_error_trimmed)
     zsock_t *sock = bt_client ();
     const char *topics [] = { "s.1" };
     s_publish (sock, topics, 1, 40, 100, NULL, NULL, NULL);
-    tt_stream_t *stream = s_stream ();
-    tt_send_replay (sock, 1, 1, NULL, 0, 5);
-    tt_stream_read (sock, 1, stream, 5, BT_WAIT_MS);
+    tw_stream_t *stream = s_stream ();
+    tw_send_replay (sock, 1, 1, NULL, 0, 5);
+    tw_stream_read (sock, 1, stream, 5, BT_WAIT_MS);
     cr_assert_eq (stream->count, 5);
     cr_assert_str_eq (stream->ended, "");
     //  The same for a READ
-    tt_stream_t *read = s_stream ();
-    tt_send_read (sock, 2, "s.1", 1, 5);
-    tt_stream_read (sock, 2, read, 5, BT_WAIT_MS);
+    tw_stream_t *read = s_stream ();
+    tw_send_read (sock, 2, "s.1", 1, 5);
+    tw_stream_read (sock, 2, read, 5, BT_WAIT_MS);
     cr_assert_eq (read->count, 5);
-    tt_trim_t trim = s_unarchived (NULL, 30);
-    cr_assert_eq (tt_trim_ok (sock, 3, &trim, BT_WAIT_MS), 31);
+    tw_trim_t trim = s_unarchived (NULL, 30);
+    cr_assert_eq (tw_trim_ok (sock, 3, &trim, BT_WAIT_MS), 31);
     bt_send_credit (sock, 1, 1000);
-    tt_stream_read (sock, 1, stream, 0, BT_WAIT_MS);
+    tw_stream_read (sock, 1, stream, 0, BT_WAIT_MS);
     cr_assert_str_eq (stream->ended, "ERROR", "the stream ended %s %s after %zu events: a "
                       "hole taken for done", stream->ended, stream->reason, stream->count);
     cr_assert_str_eq (stream->reason, "trimmed", "%s", stream->message);
@@ -418,7 +418,7 @@ Test (heraldd_trim, a_stream_running_during_a_trim_ends_error_trimmed)
         cr_assert_eq (stream->seqs [index], index + 1);
     cr_assert_leq (stream->count, 6);
     bt_send_credit (sock, 2, 1000);
-    tt_stream_read (sock, 2, read, 0, BT_WAIT_MS);
+    tw_stream_read (sock, 2, read, 0, BT_WAIT_MS);
     cr_assert_str_eq (read->ended, "ERROR", "the READ ended %s %s after %zu events",
                       read->ended, read->reason, read->count);
     cr_assert_str_eq (read->reason, "trimmed");
@@ -436,28 +436,28 @@ Test (heraldd_trim, trims_survive_a_restart_and_a_kill_right_after_the_reply)
     zsock_t *sock = bt_client ();
     const char *topics [] = { "k.1", "j.1" };
     s_publish (sock, topics, 2, 20, 100, NULL, NULL, NULL);
-    tt_trim_t trim = s_unarchived ("k.", 9);
-    cr_assert_eq (tt_trim_ok (sock, 1, &trim, BT_WAIT_MS), 10);
+    tw_trim_t trim = s_unarchived ("k.", 9);
+    cr_assert_eq (tw_trim_ok (sock, 1, &trim, BT_WAIT_MS), 10);
     bt_stop_clean ();
     bt_drop (&sock);
     cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
     sock = bt_client ();
     char text [256];
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 1);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
     cr_assert_str_eq (text, "k.:9");
     //  kill -9 the moment the reply is in
     trim = s_unarchived (NULL, 12);
-    cr_assert_eq (tt_trim_ok (sock, 2, &trim, BT_WAIT_MS), 13);
+    cr_assert_eq (tw_trim_ok (sock, 2, &trim, BT_WAIT_MS), 13);
     bu_broker_kill (bt_broker);
     bt_drop (&sock);
     cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
     sock = bt_client ();
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 13);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 13);
     cr_assert_str_eq (text, ":12,k.:9");
-    tt_stream_t *stream = s_stream ();
-    tt_replay (sock, 3, 1, NULL, 0, stream);
+    tw_stream_t *stream = s_stream ();
+    tw_replay (sock, 3, 1, NULL, 0, stream);
     s_expect_trimmed (stream, 13);
-    tt_replay (sock, 4, 13, NULL, 0, stream);
+    tw_replay (sock, 4, 13, NULL, 0, stream);
     s_expect_done (stream, 8);
 }
 
@@ -467,8 +467,8 @@ Test (heraldd_trim, the_reclaim_frees_what_was_trimmed_and_ends)
     zsock_t *sock = bt_client ();
     const char *topics [] = { "r.1", "q.1" };
     s_publish (sock, topics, 2, 40, 100, NULL, NULL, NULL);
-    tt_trim_t trim = s_unarchived (NULL, 30);
-    cr_assert_eq (tt_trim_ok (sock, 1, &trim, BT_WAIT_MS), 31);
+    tw_trim_t trim = s_unarchived (NULL, 30);
+    cr_assert_eq (tw_trim_ok (sock, 1, &trim, BT_WAIT_MS), 31);
     //  Polled: reclaim_pending back to 0 with events reclaimed
     int64_t deadline = zclock_mono () + 20000;
     uint64_t pending = 1, reclaimed = 0;
@@ -481,10 +481,10 @@ Test (heraldd_trim, the_reclaim_frees_what_was_trimmed_and_ends)
     }
     cr_assert_eq (pending, 0);
     cr_assert_geq (reclaimed, 30, "reclaimed_events %" PRIu64, reclaimed);
-    tt_stream_t *stream = s_stream ();
-    tt_replay (sock, 2, 31, NULL, 0, stream);
+    tw_stream_t *stream = s_stream ();
+    tw_replay (sock, 2, 31, NULL, 0, stream);
     s_expect_done (stream, 10);
-    tt_replay (sock, 3, 1, NULL, 0, stream);
+    tw_replay (sock, 3, 1, NULL, 0, stream);
     s_expect_trimmed (stream, 31);
 }
 
@@ -499,15 +499,15 @@ Test (heraldd_trim, retention_trims_what_is_older_than_its_age)
     zsock_t *sock = bt_client ();
     const char *topics [] = { "orders.1", "metrics.1" };
     s_publish (sock, topics, 2, 6, 100, NULL, NULL, NULL);
-    cr_assert (tt_wait_trims (sock, "orders.:6", 15000), "no retention trim within 15 s");
+    cr_assert (tw_wait_trims (sock, "orders.:6", 15000), "no retention trim within 15 s");
     char text [256];
-    cr_assert_eq (tt_status_trims (sock, text, sizeof text), 1);
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
     cr_assert_str_eq (text, "orders.:6");
-    tt_stream_t *stream = s_stream ();
+    tw_stream_t *stream = s_stream ();
     const char *metrics [] = { "metrics." }, *orders [] = { "orders." };
-    tt_replay (sock, 1, 1, metrics, 1, stream);
+    tw_replay (sock, 1, 1, metrics, 1, stream);
     s_expect_done (stream, 3);
-    tt_replay (sock, 2, 1, orders, 1, stream);
+    tw_replay (sock, 2, 1, orders, 1, stream);
     s_expect_trimmed (stream, 7);
     cr_assert_geq (bt_status_extra (sock, 3, "retention_trims"), 1);
     char log [65536];
@@ -571,7 +571,7 @@ Test (heraldd_trim, sighup_reloads_the_retention_policies)
     const char *after = "retention-interval-ms = 20\n# the whole log\nretention = 1s\n";
     cr_assert_eq (tu_write_file (path, after, strlen (after)), 0);
     cr_assert_eq (kill (bt_broker->pid, SIGHUP), 0);
-    cr_assert (tt_wait_trims (sock, ":4", 15000), "no retention trim after SIGHUP");
+    cr_assert (tw_wait_trims (sock, ":4", 15000), "no retention trim after SIGHUP");
     char log [65536];
     bu_broker_log (bt_broker, log, sizeof log);
     cr_assert_not_null (strstr (log, "retention reloaded: '' 1s"), "%s", log);

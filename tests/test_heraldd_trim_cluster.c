@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include "brokertest.h"
-#include "trimtest.h"
+#include "trimwire.h"
 
 #define S_NODES         3
 #define S_ELECT_MS      15000
@@ -116,25 +116,25 @@ s_wait_trims (int skip, const char *want, uint64_t first)
         if ((int) index == skip)
             continue;
         zsock_t *sock = s_client (index);
-        if (!tt_wait_trims (sock, want, S_SYNC_MS)) {
+        if (!tw_wait_trims (sock, want, S_SYNC_MS)) {
             char text [512], what [800];
-            tt_status_trims (sock, text, sizeof text);
+            tw_status_trims (sock, text, sizeof text);
             snprintf (what, sizeof what, "%s: trims '%s', not '%s'", s_cluster->names [index],
                       text, want);
             s_fail_with_logs (what);
         }
         char text [512];
-        cr_assert_eq (tt_status_trims (sock, text, sizeof text), first, "%s",
+        cr_assert_eq (tw_status_trims (sock, text, sizeof text), first, "%s",
                       s_cluster->names [index]);
         cr_assert_str_eq (text, want, "%s", s_cluster->names [index]);
         bt_drop (&sock);
     }
 }
 
-static tt_trim_t
+static tw_trim_t
 s_unarchived (const char *prefix, uint64_t until)
 {
-    return (tt_trim_t) { .has_prefix = prefix != NULL, .prefix = prefix, .has_until = true,
+    return (tw_trim_t) { .has_prefix = prefix != NULL, .prefix = prefix, .has_until = true,
                          .until = until, .has_unarchived = true, .unarchived = true };
 }
 
@@ -147,25 +147,25 @@ Test (heraldd_trim_cluster, a_trim_is_replicated_followers_refuse_and_the_next_l
     cr_assert_eq (s_publish ((size_t) leader, topics, 2, 20, 100), 20);
     //  A follower's TRIM: not_leader, whatever it asks
     zsock_t *to_follower = s_client ((size_t) follower);
-    tt_trim_t trim = s_unarchived (NULL, 8);
-    tt_trim_refused (to_follower, 1, &trim, "not_leader", "leader");
+    tw_trim_t trim = s_unarchived (NULL, 8);
+    tw_trim_refused (to_follower, 1, &trim, "not_leader", "leader");
     //  The leader's, with the archive's proof
     zsock_t *to_leader = s_client ((size_t) leader);
     uint8_t digest [32];
-    tt_ids_digest (to_leader, 2, 1, 8, digest);
-    trim = (tt_trim_t) { .has_until = true, .until = 8, .has_ids_from = true, .ids_from = 1,
+    tw_ids_digest (to_leader, 2, 1, 8, digest);
+    trim = (tw_trim_t) { .has_until = true, .until = 8, .has_ids_from = true, .ids_from = 1,
                          .ids = digest, .ids_len = 32 };
-    cr_assert_eq (tt_trim_ok (to_leader, 3, &trim, BT_WAIT_MS), 9);
+    cr_assert_eq (tw_trim_ok (to_leader, 3, &trim, BT_WAIT_MS), 9);
     trim = s_unarchived ("orders.", 15);
-    cr_assert_eq (tt_trim_ok (to_leader, 4, &trim, BT_WAIT_MS), 16);
+    cr_assert_eq (tw_trim_ok (to_leader, 4, &trim, BT_WAIT_MS), 16);
     s_wait_trims (-1, ":8,orders.:15", 9);
     //  A follower serves only what is left
-    tt_stream_t *stream = (tt_stream_t *) bt_calloc (1, sizeof (tt_stream_t));
-    tt_replay (to_follower, 5, 1, NULL, 0, stream);
+    tw_stream_t *stream = (tw_stream_t *) bt_calloc (1, sizeof (tw_stream_t));
+    tw_replay (to_follower, 5, 1, NULL, 0, stream);
     cr_assert_str_eq (stream->reason, "trimmed", "%s %s", stream->ended, stream->message);
     cr_assert_eq (stream->first, 16);
     const char *m [] = { "m." };
-    tt_replay (to_follower, 6, 9, m, 1, stream);
+    tw_replay (to_follower, 6, 9, m, 1, stream);
     cr_assert_str_eq (stream->ended, "END", "%s %s", stream->reason, stream->message);
     cr_assert_eq (stream->count, 6);            //  seqs 10, 12, .., 20
     //  kill -9 the leader: the next one has the trims and trims on
@@ -179,7 +179,7 @@ Test (heraldd_trim_cluster, a_trim_is_replicated_followers_refuse_and_the_next_l
     s_wait_trims (leader, ":8,orders.:15", 9);
     zsock_t *to_next = s_client ((size_t) next);
     trim = s_unarchived (NULL, 12);
-    cr_assert_eq (tt_trim_ok (to_next, 7, &trim, BT_WAIT_MS), 13);
+    cr_assert_eq (tw_trim_ok (to_next, 7, &trim, BT_WAIT_MS), 13);
     //  The old leader comes back and catches up with the trim it missed
     if (bu_broker_restart (s_cluster->nodes [leader], BT_START_MS) != 0)
         s_fail_with_logs ("the old leader did not restart");
@@ -214,22 +214,22 @@ Test (heraldd_trim_cluster, a_snapshot_carries_the_trims_and_a_node_too_far_behi
     cr_assert_eq (bu_broker_stop (s_cluster->nodes [far], BT_STOP_MS), 0);
     cr_assert_eq (s_publish ((size_t) leader, topics, 1, 15, 200), 20);
     zsock_t *sock = s_client ((size_t) near);
-    tt_stream_t *stream = (tt_stream_t *) bt_calloc (1, sizeof (tt_stream_t));
-    tt_replay (sock, 1, 1, NULL, 0, stream);
+    tw_stream_t *stream = (tw_stream_t *) bt_calloc (1, sizeof (tw_stream_t));
+    tw_replay (sock, 1, 1, NULL, 0, stream);
     cr_assert_eq (stream->count, 20);
     bt_drop (&sock);
     cr_assert_eq (bu_broker_stop (s_cluster->nodes [near], BT_STOP_MS), 0);
     //  The trim, then well past the snapshot threshold
     zsock_t *to_leader = s_client ((size_t) leader);
     cr_assert_eq (s_publish ((size_t) leader, topics, 1, 5, 300), 25);
-    tt_trim_t trim = s_unarchived (NULL, 12);
-    cr_assert_eq (tt_trim_ok (to_leader, 2, &trim, BT_WAIT_MS), 13);
+    tw_trim_t trim = s_unarchived (NULL, 12);
+    cr_assert_eq (tw_trim_ok (to_leader, 2, &trim, BT_WAIT_MS), 13);
     cr_assert_eq (s_publish ((size_t) leader, topics, 1, 30, 400), 55);
     //  near (head 20 >= 12) copies 21.. and takes the trims from the manifest
     if (bu_broker_restart (s_cluster->nodes [near], BT_START_MS) != 0)
         s_fail_with_logs ("near did not restart");
     sock = s_client ((size_t) near);
-    if (!tt_wait_trims (sock, ":12", S_SYNC_MS))
+    if (!tw_wait_trims (sock, ":12", S_SYNC_MS))
         s_fail_with_logs ("near did not get the trim");
     bu_node_status_t status;
     int64_t deadline = zclock_mono () + S_SYNC_MS;

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    trimtest - helpers of the trimming tests (test_heraldd_trim*.c)
+    trimwire - helpers of the trimming tests (test_heraldd_trim*.c)
     =========================================================================
 */
 
@@ -8,7 +8,7 @@
 #include <sodium.h>
 #include <string.h>
 #include "brokertest.h"
-#include "trimtest.h"
+#include "trimwire.h"
 
 static void
 s_key (msgpack_packer *pk, const char *key)
@@ -17,7 +17,7 @@ s_key (msgpack_packer *pk, const char *key)
 }
 
 void
-tt_send_trim (zsock_t *sock, uint64_t rid, const tt_trim_t *trim)
+tw_send_trim (zsock_t *sock, uint64_t rid, const tw_trim_t *trim)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
@@ -55,7 +55,7 @@ tt_send_trim (zsock_t *sock, uint64_t rid, const tt_trim_t *trim)
 }
 
 static const msgpack_object *
-s_get (const tt_reply_t *reply, const char *key)
+s_get (const tw_reply_t *reply, const char *key)
 {
     if (!reply->ok)
         return NULL;
@@ -70,20 +70,20 @@ s_get (const tt_reply_t *reply, const char *key)
 }
 
 uint64_t
-tt_uint (const tt_reply_t *reply, const char *key)
+tw_uint (const tw_reply_t *reply, const char *key)
 {
     const msgpack_object *value = s_get (reply, key);
     return value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER? value->via.u64: 0;
 }
 
 bool
-tt_has (const tt_reply_t *reply, const char *key)
+tw_has (const tw_reply_t *reply, const char *key)
 {
     return s_get (reply, key) != NULL;
 }
 
 void
-tt_str (const tt_reply_t *reply, const char *key, char *out, size_t size)
+tw_str (const tw_reply_t *reply, const char *key, char *out, size_t size)
 {
     const msgpack_object *value = s_get (reply, key);
     *out = 0;
@@ -92,7 +92,7 @@ tt_str (const tt_reply_t *reply, const char *key, char *out, size_t size)
 }
 
 void
-tt_recv (zsock_t *sock, uint64_t rid, tt_reply_t *reply, int timeout_ms)
+tw_recv (zsock_t *sock, uint64_t rid, tw_reply_t *reply, int timeout_ms)
 {
     memset (reply, 0, sizeof *reply);
     msgpack_unpacked_init (&reply->unpacked);
@@ -110,7 +110,7 @@ tt_recv (zsock_t *sock, uint64_t rid, tt_reply_t *reply, int timeout_ms)
                                                  zframe_size (body), NULL)
                               == MSGPACK_UNPACK_SUCCESS
                  && reply->unpacked.data.type == MSGPACK_OBJECT_MAP;
-        if (reply->ok && tt_uint (reply, "rid") == rid) {
+        if (reply->ok && tw_uint (reply, "rid") == rid) {
             snprintf (reply->command, sizeof reply->command, "%.*s",
                       (int) zframe_size (command), (const char *) zframe_data (command));
             reply->msg = msg;
@@ -122,84 +122,84 @@ tt_recv (zsock_t *sock, uint64_t rid, tt_reply_t *reply, int timeout_ms)
 }
 
 void
-tt_reply_fini (tt_reply_t *reply)
+tw_reply_fini (tw_reply_t *reply)
 {
     msgpack_unpacked_destroy (&reply->unpacked);
     zmsg_destroy (&reply->msg);
 }
 
 void
-tt_trim_refused (zsock_t *sock, uint64_t rid, const tt_trim_t *trim, const char *code,
+tw_trim_refused (zsock_t *sock, uint64_t rid, const tw_trim_t *trim, const char *code,
                  const char *field)
 {
-    tt_send_trim (sock, rid, trim);
-    tt_reply_t reply;
-    tt_recv (sock, rid, &reply, BT_WAIT_MS);
+    tw_send_trim (sock, rid, trim);
+    tw_reply_t reply;
+    tw_recv (sock, rid, &reply, BT_WAIT_MS);
     char got [32], message [1024];
-    tt_str (&reply, "code", got, sizeof got);
-    tt_str (&reply, "message", message, sizeof message);
+    tw_str (&reply, "code", got, sizeof got);
+    tw_str (&reply, "message", message, sizeof message);
     cr_assert_str_eq (reply.command, "ERROR", "rid %" PRIu64 ": %s, not ERROR %s", rid,
                       reply.command, code);
     cr_assert_str_eq (got, code, "rid %" PRIu64 ": %s: %s", rid, got, message);
     if (field)
         cr_assert_not_null (strstr (message, field), "rid %" PRIu64 ": '%s' does not name %s",
                             rid, message, field);
-    tt_reply_fini (&reply);
+    tw_reply_fini (&reply);
 }
 
 uint64_t
-tt_trim_ok (zsock_t *sock, uint64_t rid, const tt_trim_t *trim, int timeout_ms)
+tw_trim_ok (zsock_t *sock, uint64_t rid, const tw_trim_t *trim, int timeout_ms)
 {
-    tt_send_trim (sock, rid, trim);
-    tt_reply_t reply;
-    tt_recv (sock, rid, &reply, timeout_ms);
+    tw_send_trim (sock, rid, trim);
+    tw_reply_t reply;
+    tw_recv (sock, rid, &reply, timeout_ms);
     char message [1024], prefix [300];
-    tt_str (&reply, "message", message, sizeof message);
+    tw_str (&reply, "message", message, sizeof message);
     cr_assert_str_eq (reply.command, "TRIM", "%s: %s", reply.command, message);
-    tt_str (&reply, "prefix", prefix, sizeof prefix);
+    tw_str (&reply, "prefix", prefix, sizeof prefix);
     cr_assert_str_eq (prefix, trim->has_prefix? trim->prefix: "");
-    cr_assert_eq (tt_uint (&reply, "until"), trim->until);
-    cr_assert (tt_has (&reply, "trimmed_ms"));
-    uint64_t first = tt_uint (&reply, "first");
-    tt_reply_fini (&reply);
+    cr_assert_eq (tw_uint (&reply, "until"), trim->until);
+    cr_assert (tw_has (&reply, "trimmed_ms"));
+    uint64_t first = tw_uint (&reply, "first");
+    tw_reply_fini (&reply);
     return first;
 }
 
 uint64_t
-tt_status_trims (zsock_t *sock, char *out, size_t size)
+tw_status_trims (zsock_t *sock, char *out, size_t size)
 {
     static uint64_t rid = 900000;
     rid++;
     bt_send_rid (sock, "STATUS", rid);
-    tt_reply_t reply;
-    tt_recv (sock, rid, &reply, BT_WAIT_MS);
+    tw_reply_t reply;
+    tw_recv (sock, rid, &reply, BT_WAIT_MS);
     cr_assert_str_eq (reply.command, "STATUS");
-    cr_assert (tt_has (&reply, "first"), "STATUS has no first");
-    uint64_t first = tt_uint (&reply, "first");
+    cr_assert (tw_has (&reply, "first"), "STATUS has no first");
+    uint64_t first = tw_uint (&reply, "first");
     const msgpack_object *trims = s_get (&reply, "trims");
     cr_assert (trims && trims->type == MSGPACK_OBJECT_ARRAY, "STATUS has no trims array");
     size_t used = 0;
     *out = 0;
     for (uint32_t index = 0; index < trims->via.array.size && used < size; index++) {
-        tt_reply_t one = { .ok = true };
+        tw_reply_t one = { .ok = true };
         one.unpacked.data = trims->via.array.ptr [index];
         char prefix [300];
-        tt_str (&one, "prefix", prefix, sizeof prefix);
-        cr_assert (tt_uint (&one, "ts") > 0, "a trim point without ts");
+        tw_str (&one, "prefix", prefix, sizeof prefix);
+        cr_assert (tw_uint (&one, "ts") > 0, "a trim point without ts");
         used += (size_t) snprintf (out + used, size - used, "%s%s:%" PRIu64, index? ",": "",
-                                   prefix, tt_uint (&one, "until"));
+                                   prefix, tw_uint (&one, "until"));
     }
-    tt_reply_fini (&reply);
+    tw_reply_fini (&reply);
     return first;
 }
 
 bool
-tt_wait_trims (zsock_t *sock, const char *want, int timeout_ms)
+tw_wait_trims (zsock_t *sock, const char *want, int timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
     char text [4096];
     while (true) {
-        tt_status_trims (sock, text, sizeof text);
+        tw_status_trims (sock, text, sizeof text);
         if (strstr (text, want))
             return true;
         if (zclock_mono () >= deadline)
@@ -209,7 +209,7 @@ tt_wait_trims (zsock_t *sock, const char *want, int timeout_ms)
 }
 
 void
-tt_send_replay (zsock_t *sock, uint64_t rid, uint64_t from, const char *const *prefixes,
+tw_send_replay (zsock_t *sock, uint64_t rid, uint64_t from, const char *const *prefixes,
                 size_t count, uint64_t credit)
 {
     bu_replay_t replay = { .has_from = from > 0, .from = from, .prefixes = prefixes,
@@ -218,7 +218,7 @@ tt_send_replay (zsock_t *sock, uint64_t rid, uint64_t from, const char *const *p
 }
 
 void
-tt_send_read (zsock_t *sock, uint64_t rid, const char *topic, uint64_t from_ver,
+tw_send_read (zsock_t *sock, uint64_t rid, const char *topic, uint64_t from_ver,
               uint64_t credit)
 {
     msgpack_sbuffer sbuf;
@@ -239,15 +239,15 @@ tt_send_read (zsock_t *sock, uint64_t rid, const char *topic, uint64_t from_ver,
 }
 
 void
-tt_stream_read (zsock_t *sock, uint64_t rid, tt_stream_t *stream, size_t want,
+tw_stream_read (zsock_t *sock, uint64_t rid, tw_stream_t *stream, size_t want,
                 int timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
     size_t had = stream->count;
     while (!*stream->ended && (want == 0 || stream->count - had < want)
        &&  zclock_mono () < deadline) {
-        tt_reply_t reply;
-        tt_recv (sock, rid, &reply, (int) (deadline - zclock_mono ()));
+        tw_reply_t reply;
+        tw_recv (sock, rid, &reply, (int) (deadline - zclock_mono ()));
         if (streq (reply.command, "EVENTS")) {
             zframe_t *frame = zmsg_first (reply.msg);
             zmsg_next (reply.msg);              //  the body
@@ -266,44 +266,44 @@ tt_stream_read (zsock_t *sock, uint64_t rid, tt_stream_t *stream, size_t want,
         else
         if (streq (reply.command, "END")) {
             snprintf (stream->ended, sizeof stream->ended, "END");
-            tt_str (&reply, "reason", stream->reason, sizeof stream->reason);
+            tw_str (&reply, "reason", stream->reason, sizeof stream->reason);
         }
         else {
             snprintf (stream->ended, sizeof stream->ended, "%.7s", reply.command);
-            tt_str (&reply, "code", stream->reason, sizeof stream->reason);
-            tt_str (&reply, "message", stream->message, sizeof stream->message);
-            stream->has_first = tt_has (&reply, "first");
-            stream->first = tt_uint (&reply, "first");
+            tw_str (&reply, "code", stream->reason, sizeof stream->reason);
+            tw_str (&reply, "message", stream->message, sizeof stream->message);
+            stream->has_first = tw_has (&reply, "first");
+            stream->first = tw_uint (&reply, "first");
         }
-        tt_reply_fini (&reply);
+        tw_reply_fini (&reply);
     }
 }
 
 void
-tt_replay (zsock_t *sock, uint64_t rid, uint64_t from, const char *const *prefixes,
-           size_t count, tt_stream_t *stream)
+tw_replay (zsock_t *sock, uint64_t rid, uint64_t from, const char *const *prefixes,
+           size_t count, tw_stream_t *stream)
 {
     memset (stream, 0, sizeof *stream);
-    tt_send_replay (sock, rid, from, prefixes, count, 100000);
-    tt_stream_read (sock, rid, stream, 0, 20000);
+    tw_send_replay (sock, rid, from, prefixes, count, 100000);
+    tw_stream_read (sock, rid, stream, 0, 20000);
     cr_assert (*stream->ended, "REPLAY rid %" PRIu64 " did not end", rid);
 }
 
 void
-tt_read (zsock_t *sock, uint64_t rid, const char *topic, uint64_t from_ver,
-         tt_stream_t *stream)
+tw_read (zsock_t *sock, uint64_t rid, const char *topic, uint64_t from_ver,
+         tw_stream_t *stream)
 {
     memset (stream, 0, sizeof *stream);
-    tt_send_read (sock, rid, topic, from_ver, 100000);
-    tt_stream_read (sock, rid, stream, 0, 20000);
+    tw_send_read (sock, rid, topic, from_ver, 100000);
+    tw_stream_read (sock, rid, stream, 0, 20000);
     cr_assert (*stream->ended, "READ rid %" PRIu64 " did not end", rid);
 }
 
 void
-tt_ids_digest (zsock_t *sock, uint64_t rid, uint64_t from, uint64_t to, uint8_t digest [32])
+tw_ids_digest (zsock_t *sock, uint64_t rid, uint64_t from, uint64_t to, uint8_t digest [32])
 {
-    tt_stream_t *stream = (tt_stream_t *) bt_calloc (1, sizeof (tt_stream_t));
-    tt_replay (sock, rid, from, NULL, 0, stream);
+    tw_stream_t *stream = (tw_stream_t *) bt_calloc (1, sizeof (tw_stream_t));
+    tw_replay (sock, rid, from, NULL, 0, stream);
     cr_assert_str_eq (stream->ended, "END", "%s %s: %s", stream->ended, stream->reason,
                       stream->message);
     crypto_generichash_state state;
