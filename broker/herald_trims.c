@@ -669,6 +669,7 @@ herald_trims_request (herald_trims_t *self, zframe_t *identity, zframe_t *body,
         s_trim_free (&trim);
         goto refuse;
     }
+    trim->identity = zframe_dup (identity);
     if (!trim->proof) {
         s_commit (self, trim, NULL);
         goto done;
@@ -680,7 +681,6 @@ herald_trims_request (herald_trims_t *self, zframe_t *identity, zframe_t *body,
                               "again once it is answered", S_RETRY_MS);
         goto done;
     }
-    trim->identity = zframe_dup (identity);
     memcpy (self->ids, ids->via.bin.ptr, 32);
     s_job_t *job = (s_job_t *) zmalloc (sizeof (s_job_t));
     job->store = self->store;
