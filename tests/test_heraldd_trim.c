@@ -290,6 +290,21 @@ Test (heraldd_trim, a_trim_with_the_archives_proof_refuses_replay_and_read_below
     cr_assert_eq (tw_trim_ok (sock, 10, &trim, BT_WAIT_MS), 15);
     cr_assert_eq (tw_status_trims (sock, text, sizeof text), 15);
     cr_assert_eq (bt_status_extra (sock, 11, "trims_applied"), 2);
+    //  Prometheus text, as `herald status --format prometheus` prints it
+    char *herald = tu_build_program ("tools/herald");
+    cr_assert_not_null (herald);
+    char command [1024], out [65536];
+    snprintf (command, sizeof command, "%s --endpoint %s status --format prometheus 2>&1",
+              herald, bt_broker->api);
+    FILE *pipe = popen (command, "r");
+    cr_assert_not_null (pipe);
+    size_t used = fread (out, 1, sizeof out - 1, pipe);
+    out [used] = 0;
+    cr_assert_eq (pclose (pipe), 0, "%s", out);
+    cr_assert_not_null (strstr (out, "\nherald_first_seq 15\n"), "%s", out);
+    cr_assert_not_null (strstr (out, "\nherald_trim_until_seq{prefix=\"\"} 14\n"), "%s", out);
+    cr_assert_not_null (strstr (out, "\nherald_trims_applied_total 2\n"), "%s", out);
+    free (herald);
     cr_assert_geq (bt_status_extra (sock, 12, "streams_trimmed"), 4);
     cr_assert_eq (bt_status_extra (sock, 13, "stream_errors"), 0);
 }
