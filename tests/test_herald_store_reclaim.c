@@ -427,3 +427,87 @@ Test (store_reclaim, killed_mid_way_resumes)
     herald_store_destroy (&store);
     free (dir);
 }
+
+//  ---------------------------------------------------------------------
+//  herald inspect of a trimmed store
+
+//  In a child (this process opens no store: it runs herald after): the
+//  store trimmed, then reclaimed in budget-sized steps, at most steps
+//  calls (0: none)
+static void
+s_child_trimmed (const char *dir, int steps)
+{
+    pid_t pid = fork ();
+    cr_assert_geq (pid, 0);
+    if (pid == 0) {
+        herald_error_t err = { 0 };
+        herald_store_t *store = herald_store_open (dir, NULL, &err);
+        if (!store)
+            _exit (2);
+        if (herald_store_head (store) == 0) {
+            tt_ids_t ids = { 0 };
+            tt_publish_topics (store, &ids, s_topics, 4, 12000);
+            const char *gone [] = { "gone.0" };
+            tt_publish_topics (store, &ids, gone, 1, 10);
+            tt_publish_topics (store, &ids, s_topics, 4, 2000);
+            tt_trim_ok (store, "", 3001, NULL);
+            tt_trim_ok (store, "drop.", 13000, NULL);
+            tt_trim_ok (store, "gone.", 12010, NULL);
+            tt_ids_fini (&ids);
+        }
+        bool more = true;
+        for (int i = 0; i < steps && more; i++)
+            if (herald_store_reclaim (store, 700, &more, NULL, &err) != HERALD_OK)
+                _exit (3);
+        herald_store_destroy (&store);
+        _exit (0);
+    }
+    int status;
+    cr_assert_eq (waitpid (pid, &status, 0), pid);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "child: %d", status);
+}
+
+//  Run herald inspect on dir; its exit status, its output into out
+static int
+s_inspect (const char *dir, const char *format, char *out, size_t size)
+{
+    char *herald = tu_build_program ("tools/herald");
+    cr_assert_not_null (herald, "tools/herald not built");
+    char command [8192];
+    snprintf (command, sizeof command, "'%s' inspect --data-dir '%s' %s 2>&1", herald, dir,
+              format);
+    free (herald);
+    FILE *pipe = popen (command, "r");
+    cr_assert_not_null (pipe);
+    size_t len = fread (out, 1, size - 1, pipe);
+    out [len] = 0;
+    int status = pclose (pipe);
+    return WIFEXITED (status)? WEXITSTATUS (status): -1;
+}
+
+Test (store_reclaim, inspect_of_a_trimmed_store)
+{
+    char *dir = tu_path (s_dir, "store");
+    char out [8192];
+    //  Trimmed, nothing reclaimed; then half; then all
+    int steps [] = { 0, 8, 100000 };
+    for (int round = 0; round < 3; round++) {
+        s_child_trimmed (dir, steps [round]);
+        int status = s_inspect (dir, "--format table", out, sizeof out);
+        cr_assert_eq (status, 0, "round %d: %s", round, out);
+        cr_assert (strstr (out, "consistent"), "%s", out);
+        cr_assert (strstr (out, "trimmed first seq 3002; 3 trim points"), "%s", out);
+        cr_assert (strstr (out, "\"drop.\" until 13000"), "%s", out);
+        cr_assert (strstr (out, "events  11009 (seq 3002..14010"), "%s", out);
+        //  drop. in 3002..13000 (4500 + 495), gone. (10), and seq 3001,
+        //  trimmed by "" in the run that straddles 3001 | 3002
+        if (round == 2)
+            cr_assert (strstr (out, "5006 events cut out, 3000 seqs reclaimed whole"), "%s",
+                       out);
+        status = s_inspect (dir, "--format json", out, sizeof out);
+        cr_assert_eq (status, 0, "%s", out);
+        cr_assert (strstr (out, "\"first\":3002"), "%s", out);
+        cr_assert (strstr (out, "\"prefix\":\"gone.\",\"until\":12010"), "%s", out);
+    }
+    free (dir);
+}
