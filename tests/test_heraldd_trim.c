@@ -607,3 +607,61 @@ Test (heraldd_trim, sighup_reloads_the_retention_policies)
     free (path);
     tu_tmpdir_destroy (&dir);
 }
+
+//  ---------------------------------------------------------------------
+//  The reclaim and stopping
+
+//  STATUS reclaim_pending polled until 0 (within 30 s); reclaimed_events.
+static uint64_t
+s_reclaim_done (zsock_t *sock)
+{
+    int64_t deadline = zclock_mono () + 30000;
+    for (uint64_t rid = 5000; zclock_mono () < deadline; rid += 2) {
+        if (bt_status_extra (sock, rid, "reclaim_pending") == 0)
+            return bt_status_extra (sock, rid + 1, "reclaimed_events");
+        zclock_sleep (20);
+    }
+    cr_assert_fail ("reclaim_pending still 1 after 30 s");
+    return 0;
+}
+
+Test (heraldd_trim, sigterm_and_kill_during_the_reclaim_stop_it_and_a_restart_resumes)
+{
+    bt_start ();
+    zsock_t *sock = bt_client ();
+    static bu_event_t events [1000];
+    for (uint64_t batch = 0; batch < 20; batch++) {
+        for (size_t index = 0; index < 1000; index++)
+            bu_event_init (&events [index], index % 2? "big.a": "big.b", "reclaim me");
+        bu_reply_t reply;
+        bt_publish (sock, 100 + batch, events, 1000, &reply);
+        bu_reply_fini (&reply);
+    }
+    tw_trim_t trim = s_unarchived (NULL, 19990);
+    cr_assert_eq (tw_trim_ok (sock, 1, &trim, BT_WAIT_MS), 19991);
+    //  SIGTERM at once, the reclaim running or not: a clean stop, in time
+    bt_stop_clean ();
+    bt_drop (&sock);
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    sock = bt_client ();
+    trim = s_unarchived ("big.a", 19999);
+    cr_assert_eq (tw_trim_ok (sock, 2, &trim, BT_WAIT_MS), 20000);
+    bu_broker_kill (bt_broker);
+    bt_drop (&sock);
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    sock = bt_client ();
+    s_reclaim_done (sock);
+    //  What is left reads whole; what is gone is refused
+    tw_stream_t *stream = s_stream ();
+    tw_replay (sock, 3, 19991, NULL, 0, stream);
+    s_expect_trimmed (stream, 20000);
+    const char *b [] = { "big.b" };
+    tw_replay (sock, 4, 19991, b, 1, stream);
+    s_expect_done (stream, 5);
+    tw_replay (sock, 5, 20000, NULL, 0, stream);
+    s_expect_done (stream, 1);
+    char text [256];
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 19991);
+    cr_assert_str_eq (text, ":19990,big.a:19999");
+    bt_stop_clean ();
+}
