@@ -56,7 +56,8 @@ typedef struct {
     bool proof;
     uint64_t ids_from;
     int64_t started;
-    char who [160];                     //  for the log and the audit
+    char who [160];                     //  for the log: "user NAME", "peer ID"
+    char user [128];                    //  for the audit: the user ("" none)
     char reason [320];                  //  a retention trim's
 } s_trim_t;
 
@@ -327,13 +328,13 @@ s_audit (herald_trims_t *self, s_trim_t *trim, uint64_t first)
         return;
     char prefix [600], who [400], reason [700];
     herald_auth_json (trim->prefix, strlen (trim->prefix), prefix, sizeof (prefix));
-    herald_auth_json (trim->who, strlen (trim->who), who, sizeof (who));
+    herald_auth_json (trim->user, strlen (trim->user), who, sizeof (who));
     herald_auth_json (trim->reason, strlen (trim->reason), reason, sizeof (reason));
     char fields [2048];
     snprintf (fields, sizeof (fields), "\"user\":%s,\"prefix\":%s,\"until\":%" PRIu64
               ",\"first\":%" PRIu64 ",\"proof\":%s,\"reason\":%s", who, prefix, trim->until,
               first, trim->proof? "true": "false", reason);
-    herald_auth_audit (self->auth, "trim", trim->who, fields);
+    herald_auth_audit (self->auth, "trim", trim->user, fields);
 }
 
 //  The op's result: {prefix, until, first} applied, {error} refused.
@@ -638,6 +639,7 @@ herald_trims_request (herald_trims_t *self, zframe_t *identity, zframe_t *body,
     char peer [24];
     snprintf (trim->who, sizeof (trim->who), "%s%s", who? "user ": "peer ",
               who? who: herald_log_peer (identity, peer));
+    snprintf (trim->user, sizeof (trim->user), "%s", who? who: "");
     snprintf (trim->reason, sizeof (trim->reason), "TRIM by %s, %s", trim->who,
               no_proof? "unarchived": "with the archive's proof");
     uint64_t head = herald_store_head (self->store);

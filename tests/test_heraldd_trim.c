@@ -240,6 +240,17 @@ Test (heraldd_trim, only_the_trim_grant_may_trim_and_every_user_sees_the_trims)
     //  app holds no `admin = status`: it sees first and trims all the same
     cr_assert_eq (tw_status_trims (app, text, sizeof text), 6);
     cr_assert_str_eq (text, ":5");
+    //  The audit log (stderr here) has who trimmed what, and how
+    char log [65536];
+    bool audited = false;
+    for (int tries = 0; !audited && tries < 500; tries++) {
+        bu_broker_log (bt_broker, log, sizeof log);
+        audited = strstr (log, "\"event\":\"trim\",\"user\":\"ops\",\"prefix\":\"\","
+                               "\"until\":5,\"first\":6,\"proof\":false") != NULL;
+        if (!audited)
+            zclock_sleep (10);
+    }
+    cr_assert (audited, "no audit line of the trim: %s", log);
     zcert_destroy (&server);
     zcert_destroy (&ops_key);
     zcert_destroy (&app_key);
