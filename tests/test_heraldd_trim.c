@@ -676,3 +676,54 @@ Test (heraldd_trim, sigterm_and_kill_during_the_reclaim_stop_it_and_a_restart_re
     cr_assert_str_eq (text, ":19990,big.a:19999");
     bt_stop_clean ();
 }
+
+//  ---------------------------------------------------------------------
+//  One proof at a time; a stop in the middle of one
+
+Test (heraldd_trim, one_proof_at_a_time_and_a_stop_during_the_check_trims_nothing)
+{
+    //  The check of a proof held for a minute (herald_trims' test hook)
+    setenv ("HERALD_TEST_HOOKS", "1", 1);
+    setenv ("HERALD_TEST_TRIM_HOLD_MS", "60000", 1);
+    bt_start ();
+    unsetenv ("HERALD_TEST_TRIM_HOLD_MS");
+    unsetenv ("HERALD_TEST_HOOKS");
+    zsock_t *sock = bt_client ();
+    const char *topics [] = { "p.1" };
+    s_publish (sock, topics, 1, 10, 100, NULL, NULL, NULL);
+    uint8_t digest [32];
+    tw_ids_digest (sock, 1, 1, 5, digest);
+    tw_trim_t trim = { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1,
+                       .ids = digest, .ids_len = 32 };
+    tw_send_trim (sock, 2, &trim);
+    //  A second proof while the first is checked: overloaded, retry_ms
+    zsock_t *other = bt_client ();
+    tw_send_trim (other, 3, &trim);
+    tw_reply_t reply;
+    tw_recv (other, 3, &reply, BT_WAIT_MS);
+    char code [32], message [512];
+    tw_str (&reply, "code", code, sizeof code);
+    tw_str (&reply, "message", message, sizeof message);
+    cr_assert_str_eq (code, "overloaded", "%s %s: %s", reply.command, code, message);
+    cr_assert_not_null (strstr (message, "one at a time"), "%s", message);
+    cr_assert_gt (tw_uint (&reply, "retry_ms"), 0);
+    tw_reply_fini (&reply);
+    //  An unarchived trim has nothing to check: it goes meanwhile
+    trim = s_unarchived ("p.", 3);
+    cr_assert_eq (tw_trim_ok (other, 4, &trim, BT_WAIT_MS), 4);
+    //  SIGTERM: the check is cancelled (a clean stop well within the hold)
+    //  and rid 2 gets no reply
+    bt_stop_clean ();
+    zmsg_t *late = bu_recv (sock, 200);
+    cr_assert_null (late, "a reply came to the cancelled TRIM");
+    bt_drop (&sock);
+    bt_drop (&other);
+    char log [65536];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "its proof's check is cancelled"), "%s", log);
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    sock = bt_client ();
+    char text [256];
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
+    cr_assert_str_eq (text, "p.:3", "the cancelled TRIM trimmed: %s", text);
+}
