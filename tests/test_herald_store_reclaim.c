@@ -25,6 +25,7 @@
 #include "testutil.h"
 #include "groupops.h"
 #include "trimtest.h"
+#include "herald_backup.h"
 
 static char *s_dir;
 
@@ -510,4 +511,55 @@ Test (store_reclaim, inspect_of_a_trimmed_store)
         cr_assert (strstr (out, "\"prefix\":\"gone.\",\"until\":12010"), "%s", out);
     }
     free (dir);
+}
+
+//  ---------------------------------------------------------------------
+//  Backups of a trimmed store
+
+Test (store_reclaim, backup_of_a_trimmed_store)
+{
+    char *dir = tu_path (s_dir, "store");
+    char *backup = tu_path (s_dir, "backup");
+    char *restored = tu_path (s_dir, "restored");
+    herald_store_t *store = tt_open (dir);
+    tt_ids_t ids = { 0 };
+    tt_publish_topics (store, &ids, s_topics, 4, 12000);
+    tt_trim_ok (store, "", 4000, "retention");
+    tt_trim_ok (store, "drop.", 9000, NULL);
+    herald_reclaim_stats_t stats;
+    s_reclaim_all (store, 100000, &stats);
+    uint64_t digest = herald_store_digest (store);
+    herald_error_t err = { 0 };
+    herald_backup_info_t info;
+    cr_assert_eq (herald_backup_create (store, backup, "n1", NULL, NULL, NULL, &info, &err),
+                  HERALD_OK, "%s", err.message);
+    cr_assert_eq (info.head, 12000);
+    cr_assert_eq (info.digest, digest);
+    herald_store_destroy (&store);
+    cr_assert_eq (herald_backup_verify (backup, NULL, NULL, &info, &err), HERALD_OK, "%s",
+                  err.message);
+    cr_assert_eq (herald_backup_restore (backup, restored, true, NULL, NULL, &info, &err),
+                  HERALD_OK, "%s", err.message);
+    store = tt_open (restored);
+    cr_assert_eq (herald_store_head (store), 12000);
+    cr_assert_eq (herald_store_digest (store), digest);
+    cr_assert_eq (herald_store_log_first (store), 4001);
+    cr_assert_eq (herald_store_trims (store, NULL, 0), 2);
+    cr_assert_eq (herald_store_topic_trimmed (store, "drop.1", 6), 9000);
+    s_assert_digest (store, &ids, 4001, 12000);
+    const char *keep = "keep.", *drop = "drop.";
+    tt_scan_expect_topics (store, 4001, &keep, 1, 4000);
+    tt_scan_refused (store, 9000, &drop, 1, 9001);
+    tt_scan_expect_topics (store, 9001, &drop, 1, 1500);
+    //  Reclaim has nothing left to do there
+    bool more = true;
+    memset (&stats, 0, sizeof stats);
+    cr_assert_eq (herald_store_reclaim (store, 100000, &more, &stats, &err), HERALD_OK);
+    cr_assert_not (more);
+    cr_assert_eq (stats.runs_rewritten + stats.runs_deleted, 0);
+    herald_store_destroy (&store);
+    tt_ids_fini (&ids);
+    free (dir);
+    free (backup);
+    free (restored);
 }
