@@ -563,3 +563,34 @@ Test (store_reclaim, backup_of_a_trimmed_store)
     free (backup);
     free (restored);
 }
+
+Test (store_reclaim, everything_trimmed_keeps_the_head)
+{
+    herald_store_t *store = tt_open (s_dir);
+    tt_ids_t ids = { 0 };
+    tt_publish_topics (store, &ids, s_topics, 4, 5000);
+    uint64_t last_ts = herald_store_last_ts (store);
+    uint64_t digest = herald_store_digest (store);
+    tt_trim_ok (store, "", 5000, NULL);
+    herald_reclaim_stats_t stats;
+    s_reclaim_all (store, 100000, &stats);
+    cr_assert_lt (stats.events_removed, 5000, "the head's run stays");
+    herald_store_destroy (&store);
+    store = tt_open (s_dir);
+    cr_assert_eq (herald_store_head (store), 5000);
+    cr_assert_eq (herald_store_last_ts (store), last_ts);
+    cr_assert_eq (herald_store_digest (store), digest);
+    cr_assert_eq (herald_store_log_first (store), 5001);
+    cr_assert_eq (herald_store_event_count (store), 0);
+    cr_assert_eq (s_seq_at (store, 0), 5001);
+    tt_scan_expect (store, 5001, NULL, 0, 5001, 5000);
+    //  The log goes on from the head, each topic from its ver
+    herald_event_t event = tu_event ("keep.1", "after");
+    herald_append_result_t result;
+    cr_assert_eq (tu_append (store, &event, 1, &result, NULL), HERALD_OK);
+    cr_assert_eq (result.seq, 5001);
+    cr_assert_eq (result.ver, 1251);
+    tt_scan_expect (store, 5001, NULL, 0, 5001, 5001);
+    herald_store_destroy (&store);
+    tt_ids_fini (&ids);
+}
