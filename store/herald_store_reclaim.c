@@ -255,7 +255,7 @@ s_compact (herald_store_t *self, int cf, bool drop_files, const uint8_t *start,
     rocksdb_compactoptions_t *options = rocksdb_compactoptions_create ();
     rocksdb_compactoptions_set_exclusive_manual_compaction (options, 0);
     //  The bottom level too: that is where old runs lie
-    rocksdb_compactoptions_set_bottommost_level_compaction (options, 1);
+    rocksdb_compactoptions_set_bottommost_level_compaction (options, 3);   //  kForceOptimized
     rocksdb_compact_range_cf_opt (self->db, self->cf [cf], options, (const char *) start,
                                   start_len, (const char *) limit, limit_len);
     rocksdb_compactoptions_destroy (options);
@@ -282,6 +282,21 @@ s_reclaim_log (herald_store_t *self, size_t *budget, herald_reclaim_stats_t *sta
         return HERALD_OK;
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf (self->db, self->scan_options,
                                                          self->cf [CF_EVENTS]);
+    //  Never the last run, even all trimmed: it holds the head (and its
+    //  ts), which open recovers from it
+    rocksdb_iter_seek_to_last (it);
+    if (rocksdb_iter_valid (it)) {
+        size_t key_len;
+        const char *key = rocksdb_iter_key (it, &key_len);
+        const char *run_value = rocksdb_iter_value (it, &len);
+        herald_run_t run;
+        if (herald_run_parse (key, key_len, run_value, len, &run) && run.first_seq <= until)
+            until = run.first_seq - 1;
+    }
+    if (done >= until) {
+        rocksdb_iter_destroy (it);
+        return HERALD_OK;
+    }
     uint8_t from_key [8], to_key [8];
     s_put_u64 (from_key, done + 1);
     rocksdb_iter_seek (it, (const char *) from_key, 8);

@@ -25,6 +25,7 @@
 #include "testutil.h"
 #include "groupops.h"
 #include "trimtest.h"
+#include "herald_backup.h"
 
 static char *s_dir;
 
@@ -510,4 +511,137 @@ Test (store_reclaim, inspect_of_a_trimmed_store)
         cr_assert (strstr (out, "\"prefix\":\"gone.\",\"until\":12010"), "%s", out);
     }
     free (dir);
+}
+
+//  ---------------------------------------------------------------------
+//  Backups of a trimmed store
+
+Test (store_reclaim, backup_of_a_trimmed_store)
+{
+    char *dir = tu_path (s_dir, "store");
+    char *backup = tu_path (s_dir, "backup");
+    char *restored = tu_path (s_dir, "restored");
+    herald_store_t *store = tt_open (dir);
+    tt_ids_t ids = { 0 };
+    tt_publish_topics (store, &ids, s_topics, 4, 12000);
+    tt_trim_ok (store, "", 4000, "retention");
+    tt_trim_ok (store, "drop.", 9000, NULL);
+    herald_reclaim_stats_t stats;
+    s_reclaim_all (store, 100000, &stats);
+    uint64_t digest = herald_store_digest (store);
+    herald_error_t err = { 0 };
+    herald_backup_info_t info;
+    cr_assert_eq (herald_backup_create (store, backup, "n1", NULL, NULL, NULL, &info, &err),
+                  HERALD_OK, "%s", err.message);
+    cr_assert_eq (info.head, 12000);
+    cr_assert_eq (info.digest, digest);
+    herald_store_destroy (&store);
+    cr_assert_eq (herald_backup_verify (backup, NULL, NULL, &info, &err), HERALD_OK, "%s",
+                  err.message);
+    cr_assert_eq (herald_backup_restore (backup, restored, true, NULL, NULL, &info, &err),
+                  HERALD_OK, "%s", err.message);
+    store = tt_open (restored);
+    cr_assert_eq (herald_store_head (store), 12000);
+    cr_assert_eq (herald_store_digest (store), digest);
+    cr_assert_eq (herald_store_log_first (store), 4001);
+    cr_assert_eq (herald_store_trims (store, NULL, 0), 2);
+    cr_assert_eq (herald_store_topic_trimmed (store, "drop.1", 6), 9000);
+    s_assert_digest (store, &ids, 4001, 12000);
+    const char *keep = "keep.", *drop = "drop.";
+    tt_scan_expect_topics (store, 4001, &keep, 1, 4000);
+    tt_scan_refused (store, 9000, &drop, 1, 9001);
+    tt_scan_expect_topics (store, 9001, &drop, 1, 1500);
+    //  Reclaim has nothing left to do there
+    bool more = true;
+    memset (&stats, 0, sizeof stats);
+    cr_assert_eq (herald_store_reclaim (store, 100000, &more, &stats, &err), HERALD_OK);
+    cr_assert_not (more);
+    cr_assert_eq (stats.runs_rewritten + stats.runs_deleted, 0);
+    herald_store_destroy (&store);
+    tt_ids_fini (&ids);
+    free (dir);
+    free (backup);
+    free (restored);
+}
+
+Test (store_reclaim, everything_trimmed_keeps_the_head)
+{
+    herald_store_t *store = tt_open (s_dir);
+    tt_ids_t ids = { 0 };
+    tt_publish_topics (store, &ids, s_topics, 4, 5000);
+    uint64_t last_ts = herald_store_last_ts (store);
+    uint64_t digest = herald_store_digest (store);
+    tt_trim_ok (store, "", 5000, NULL);
+    herald_reclaim_stats_t stats;
+    s_reclaim_all (store, 100000, &stats);
+    cr_assert_lt (stats.events_removed, 5000, "the head's run stays");
+    herald_store_destroy (&store);
+    store = tt_open (s_dir);
+    cr_assert_eq (herald_store_head (store), 5000);
+    cr_assert_eq (herald_store_last_ts (store), last_ts);
+    cr_assert_eq (herald_store_digest (store), digest);
+    cr_assert_eq (herald_store_log_first (store), 5001);
+    cr_assert_eq (herald_store_event_count (store), 0);
+    cr_assert_eq (s_seq_at (store, 0), 5001);
+    tt_scan_expect (store, 5001, NULL, 0, 5001, 5000);
+    //  The log goes on from the head, each topic from its ver
+    herald_event_t event = tu_event ("keep.1", "after");
+    herald_append_result_t result;
+    cr_assert_eq (tu_append (store, &event, 1, &result, NULL), HERALD_OK);
+    cr_assert_eq (result.seq, 5001);
+    cr_assert_eq (result.ver, 1251);
+    tt_scan_expect (store, 5001, NULL, 0, 5001, 5001);
+    herald_store_destroy (&store);
+    tt_ids_fini (&ids);
+}
+
+//  A sparse scan (the topic index) and a read after reclaim deleted the
+//  oldest streams runs of their topics
+Test (store_reclaim, sparse_after_streams_deleted)
+{
+    herald_store_t *store = tt_open (s_dir);
+    tt_ids_t ids = { 0 };
+    const char *rare [] = { "rare.a", "rare.b" };
+    for (int round = 0; round < 40; round++) {
+        tt_publish (store, &ids, "bulk.", 4, 500);
+        tt_publish_topics (store, &ids, rare, 2, 4);    //  one streams run of two events per topic per round
+    }
+    uint64_t head = herald_store_head (store);          //  40 * 504
+    tt_trim_ok (store, "", 5040, NULL);                 //  rounds 0..9
+    tt_trim_ok (store, "rare.a", 10080, NULL);          //  rare.a of rounds 0..19
+    herald_reclaim_stats_t stats;
+    s_reclaim_all (store, 100000, &stats);
+    cr_assert_geq (stats.stream_runs_deleted, 30, "rare.a 20, rare.b 10 at least");
+    herald_str_t prefix = { "rare.", 5 };
+    cr_assert_eq (herald_store_first (store, &prefix, 1), 10081);
+    const char *rare_prefix = "rare.";
+    tt_scan_refused (store, 10080, &rare_prefix, 1, 10081);
+    //  From 10081: rare.a and rare.b of rounds 20..39, 4 events each
+    tt_scan_expect_topics (store, 10081, &rare_prefix, 1, 20 * 4);
+    const char *b = "rare.b";
+    tt_scan_expect_topics (store, 5041, &b, 1, 30 * 2);
+    //  Reads: rare.a from its first ver still there (41), refused below
+    uint64_t ver;
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_topic_first_ver (store, "rare.a", 6, &ver, &err), HERALD_OK,
+                  "%s", err.message);
+    cr_assert_eq (ver, 41);
+    herald_scan_t *read = herald_store_read (store, "rare.a", 6, 3, 0, &err);
+    cr_assert_null (read);
+    cr_assert_eq (err.code, HERALD_ERR_TRIMMED, "%s", err.message);
+    read = herald_store_read (store, "rare.a", 6, 41, 0, &err);
+    cr_assert_not_null (read, "%s", err.message);
+    const uint8_t *bytes;
+    size_t len;
+    uint64_t seq, count = 0;
+    int rc;
+    while ((rc = herald_scan_next (read, &bytes, &len, &seq)) == 1)
+        count++;
+    cr_assert_eq (rc, 0, "%s", herald_scan_error (read)->message);
+    cr_assert_eq (count, 40);
+    herald_scan_destroy (&read);
+    cr_assert_eq (s_ver_of (store, "rare.a", 6), 80);
+    cr_assert_eq (herald_store_head (store), head);
+    herald_store_destroy (&store);
+    tt_ids_fini (&ids);
 }
