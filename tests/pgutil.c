@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -18,6 +20,8 @@
 #include <libpq-fe.h>
 
 #include "pgutil.h"
+
+#define S_RUN_TIMEOUT_S     120     //  pgserver.sh start runs initdb: seconds
 
 extern char **environ;
 
@@ -90,8 +94,16 @@ s_run (pgu_server_t *self, const char *command, char *out, size_t size)
     posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
     posix_spawn_file_actions_adddup2 (&actions, fds [1], 2);
     char *argv [] = { script, (char *) command, self->dir, NULL };
+    //  In a process group of its own, so that a script that does not come
+    //  back in time is killed with everything it started (an initdb that
+    //  hangs would otherwise outlive the test)
+    posix_spawnattr_t attr;
+    posix_spawnattr_init (&attr);
+    posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup (&attr, 0);
     pid_t pid;
-    int rc = posix_spawn (&pid, script, &actions, NULL, argv, environ);
+    int rc = posix_spawn (&pid, script, &actions, &attr, argv, environ);
+    posix_spawnattr_destroy (&attr);
     posix_spawn_file_actions_destroy (&actions);
     close (fds [1]);
     if (rc) {
@@ -100,7 +112,20 @@ s_run (pgu_server_t *self, const char *command, char *out, size_t size)
         return -1;
     }
     size_t used = 0;
+    time_t deadline = time (NULL) + S_RUN_TIMEOUT_S;
+    bool timed_out = false;
     while (true) {
+        struct pollfd pfd = { .fd = fds [0], .events = POLLIN };
+        int ready = poll (&pfd, 1, 1000);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            if (time (NULL) < deadline)
+                continue;
+            timed_out = true;
+            kill (-pid, SIGKILL);
+            break;
+        }
         char chunk [512];
         ssize_t got = read (fds [0], chunk, sizeof chunk);
         if (got < 0 && errno == EINTR)
@@ -117,6 +142,12 @@ s_run (pgu_server_t *self, const char *command, char *out, size_t size)
     int status = 0;
     while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (timed_out) {
+        snprintf (self->error, sizeof self->error,
+                  "pgserver.sh %s %s did not end within %d s: killed with its process group",
+                  command, self->dir, S_RUN_TIMEOUT_S);
+        return -1;
+    }
     return WIFEXITED (status)? WEXITSTATUS (status): 128 + WTERMSIG (status);
 }
 

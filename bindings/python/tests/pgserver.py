@@ -22,6 +22,7 @@ down on purpose (same data, same port: same conninfo).
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import tempfile
 
@@ -44,11 +45,21 @@ class PgServer:
         self._watcher = None
         self._databases = 0
 
-    def _run(self, command, timeout=60):
-        proc = subprocess.run([str(SCRIPT), command, self.dir], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-        out = proc.stdout.decode(errors="replace").strip()
+    def _run(self, command, timeout=120):
+        # In a session of its own, so that a script that does not come back
+        # in time is killed with what it started (initdb, postgres -V):
+        # subprocess.run's timeout kills the script alone
+        proc = subprocess.Popen([str(SCRIPT), command, self.dir], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            stdout, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise PgServerError("pgserver.sh %s %s did not end within %d s: killed with its "
+                                "process group" % (command, self.dir, timeout))
+        out = stdout.decode(errors="replace").strip()
         if proc.returncode != 0:
             raise PgServerError("pgserver.sh %s %s: %s" % (command, self.dir, out))
         return out
