@@ -12,8 +12,10 @@
     Every --sample-s seconds it prints, for both, the head, the first seq
     still in the live log and the data directory's size on disk (the sum of
     its files' allocated blocks), and at the end each one's growth over the
-    second half of the run in MiB per minute and in bytes per event
-    appended.  With retention on, the events' part is bounded by what AGE
+    lowest and highest disk use in each half of the run and the growth from
+    one half's peak to the other's, in MiB and in bytes per event appended
+    (the write-ahead log makes disk use a sawtooth: RocksDB drops it once
+    the memtables are flushed, at the latest when it reaches 256 MiB).  With retention on, the events' part is bounded by what AGE
     holds; what still grows is the dedup index, which keeps every trimmed
     id for ever (a retry of a trimmed event stays a duplicate): that slope
     is the figure to read.  It prints figures and never fails on them; exit
@@ -244,20 +246,33 @@ s_parse (int argc, char **argv, s_config_t *config)
     return 0;
 }
 
-//  Growth over the second half of the run: MiB per minute and bytes per
-//  event appended.
+//  Disk use in each half of the run (RocksDB's write-ahead log makes it a
+//  sawtooth: the WAL is dropped when the memtables are flushed, at most
+//  256 MiB of it), and the growth from the first half's peak to the
+//  second's: with retention on, the events' part is bounded and what is
+//  left is the dedup index's share.
 static void
-s_slope (const s_sample_t *samples, size_t count, int side, const char *name)
+s_halves (const s_sample_t *samples, size_t count, int side, const char *name)
 {
-    const s_sample_t *a = &samples [count / 2], *b = &samples [count - 1];
-    double minutes = (b->t - a->t) / 60;
-    double bytes = (double) b->bytes [side] - (double) a->bytes [side];
-    double events = (double) b->head [side] - (double) a->head [side];
-    printf ("%-10s second half (%.1f min): %+.1f MiB/min, %+.1f bytes per event appended; "
-            "at the end %.1f MiB for %" PRIu64 " events (%.1f bytes per event ever "
-            "appended)\n", name, minutes, bytes / 1048576 / (minutes > 0? minutes: 1),
-            bytes / (events > 0? events: 1), (double) b->bytes [side] / 1048576,
-            b->head [side], (double) b->bytes [side] / (double) (b->head [side]? b->head [side]: 1));
+    double low [2] = { 1e300, 1e300 }, high [2] = { 0, 0 };
+    uint64_t head_at_high [2] = { 0, 0 };
+    for (size_t i = 0; i < count; i++) {
+        int half = i >= count / 2;
+        double bytes = (double) samples [i].bytes [side];
+        if (bytes < low [half])
+            low [half] = bytes;
+        if (bytes > high [half]) {
+            high [half] = bytes;
+            head_at_high [half] = samples [i].head [side];
+        }
+    }
+    double events = (double) head_at_high [1] - (double) head_at_high [0];
+    printf ("%-10s disk: first half %.1f-%.1f MiB, second half %.1f-%.1f MiB; peak to peak "
+            "%+.1f MiB over %.0f events appended (%+.1f bytes per event); at the end "
+            "%.1f MiB for %" PRIu64 " events\n", name, low [0] / 1048576, high [0] / 1048576,
+            low [1] / 1048576, high [1] / 1048576, (high [1] - high [0]) / 1048576, events,
+            events > 0? (high [1] - high [0]) / events: 0,
+            (double) samples [count - 1].bytes [side] / 1048576, samples [count - 1].head [side]);
 }
 
 int
@@ -351,7 +366,7 @@ main (int argc, char **argv)
                 sides [i].name, (uint64_t) sides [i].acked, (uint64_t) sides [i].refused);
     if (count >= 4)
         for (int i = 0; i < BROKERS; i++)
-            s_slope (samples, count, i, sides [i].name);
+            s_halves (samples, count, i, sides [i].name);
     for (int i = 0; i < BROKERS; i++) {
         bu_broker_stop (sides [i].broker, 60000);
         bu_broker_destroy (&sides [i].broker);
