@@ -41,7 +41,7 @@ typedef enum {
     HERALD_ACL_ADMIN_STATUS  = 1 << 0,  //  STATUS keys beyond the contract's
     HERALD_ACL_ADMIN_ACL     = 1 << 1,  //  the ACL admin command (reload, show)
     HERALD_ACL_ADMIN_CLUSTER = 1 << 2,  //  CLUSTER add/remove/transfer
-    HERALD_ACL_ADMIN_TRIM    = 1 << 3,  //  future: retention and trim
+    HERALD_ACL_ADMIN_TRIM    = 1 << 3,  //  TRIM (retention is the config's)
     HERALD_ACL_ADMIN_BACKUP  = 1 << 4,  //  future: online backup
     HERALD_ACL_ADMIN_GROUPS  = 1 << 5,  //  GROUP reset and delete (consumer groups)
     HERALD_ACL_ADMIN_ALL     = 0x3f

@@ -106,6 +106,13 @@ s_audit (herald_auth_t *self, const char *event, const char *who, const char *fi
 }
 
 void
+herald_auth_audit (herald_auth_t *self, const char *event, const char *who,
+                   const char *json_fields)
+{
+    s_audit (self, event, who, json_fields);
+}
+
+void
 herald_auth_json (const void *bytes, size_t len, char *out, size_t size)
 {
     herald_audit_escape (bytes, len, out, size);

@@ -173,4 +173,10 @@ const herald_auth_counts_t *
 void
     herald_auth_json (const void *bytes, size_t len, char *out, size_t size);
 
+//  One audit line of what an admin did (a TRIM applied): event and
+//  json_fields as herald_audit_event takes them.
+void
+    herald_auth_audit (herald_auth_t *self, const char *event, const char *who,
+                       const char *json_fields);
+
 #endif

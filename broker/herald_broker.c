@@ -61,6 +61,8 @@
 #include "herald_log.h"
 #include "herald_members.h"
 #include "herald_backups.h"
+#include "herald_retention.h"
+#include "herald_trims.h"
 #include "herald_node.h"
 #include "herald_reply.h"
 #include "herald_streams.h"
@@ -92,6 +94,8 @@ typedef struct {
     herald_members_t *members;          //  its CLUSTER requests (herald_members)
     herald_groups_t *groups;            //  GROUP: the consumer-group coordinator
     herald_backups_t *backups;          //  BACKUP: an online backup on its own thread
+    herald_trims_t *trims;              //  TRIM, and the reclaim's thread
+    herald_retention_t *retention;      //  --retention: the policies applied
     herald_disk_t *disk;                //  the free-space guard (--min-free)
     herald_reply_t reply;               //  answers on the api socket, counted
     int64_t last_commit;                //  when the last commit ended (zclock_mono)
@@ -207,6 +211,11 @@ s_self_destroy (self_t **self_p)
     herald_members_destroy (&self->members);
     //  A backup still running is cancelled and waited for: it reads the store
     herald_backups_destroy (&self->backups);
+    //  A proof being checked is cancelled (no reply: nothing was trimmed),
+    //  the reclaim stopped; the ops in flight are answered until the
+    //  commit goes
+    herald_trims_stop (self->trims);
+    herald_retention_destroy (&self->retention);
     if (self->cluster) {
         herald_node_stop_raft (self->cluster);
         if (self->commit)
@@ -217,6 +226,7 @@ s_self_destroy (self_t **self_p)
     //  go through the coordinator, which goes once they are given, and
     //  before the node it asks who leads.
     herald_commit_destroy (&self->commit);
+    herald_trims_destroy (&self->trims);
     herald_groups_destroy (&self->groups);
     herald_node_destroy (&self->cluster);
     herald_disk_destroy (&self->disk);
@@ -503,7 +513,9 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         "audit_dropped",
         //  consumer groups (the node serving GROUP; 0 elsewhere)
         "groups", "group_members", "group_rebalances", "group_grants", "group_commits",
-        "group_fenced", "group_expired", "group_refused"
+        "group_fenced", "group_expired", "group_refused",
+        //  trimming (docs/operations.md "Trimming and retention")
+        "streams_trimmed", "trims_applied", "retention_trims", "reclaim_pending", "reclaimed_events"
     };
     herald_store_memory_t memory;
     herald_store_memory (self->store, &memory);
@@ -528,9 +540,19 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         streams.bytes, streams.client_bytes_max, streams.clients, streams.waiting_bytes, streams.byte_waits,
         herald_streams_errors (self->streams), herald_streams_events (self->streams),
         0, 0, 0, 0, 0, 0,           //  security's, below
-        0, 0, 0, 0, 0, 0, 0, 0      //  the groups', below
+        0, 0, 0, 0, 0, 0, 0, 0,     //  the groups', below
+        0, 0, 0, 0, 0               //  trimming's, below
     };
     size_t count = sizeof (values) / sizeof (values [0]);
+    herald_trims_counts_t trimming = { 0 };
+    if (self->trims)
+        herald_trims_counts (self->trims, &trimming);
+    uint64_t trim_values [] = {
+        herald_streams_trimmed (self->streams), trimming.trims, trimming.retention_trims,
+        trimming.reclaim_pending, trimming.reclaimed_events
+    };
+    size_t trim_count = sizeof (trim_values) / sizeof (trim_values [0]);
+    memcpy (&values [count - trim_count], trim_values, sizeof (trim_values));
     herald_groups_counts_t groups = { 0 };
     if (self->groups)
         herald_groups_counts (self->groups, &groups);
@@ -539,7 +561,9 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
         groups.fenced, groups.expired, groups.refused
     };
     size_t group_count = sizeof (group_values) / sizeof (group_values [0]);
-    memcpy (&values [count - group_count], group_values, sizeof (group_values));
+    memcpy (&values [count - trim_count - group_count], group_values, sizeof (group_values));
+    //  What follows security's keys moves down with them when they go
+    group_count += trim_count;
     size_t security = count - group_count - 6;
     if (self->auth) {
         const herald_auth_counts_t *auth = herald_auth_counts (self->auth);
@@ -607,10 +631,16 @@ s_status (self_t *self, zframe_t *identity, uint64_t rid, const herald_acl_user_
             reply.status.raw = (herald_msg_raw_t) { 0 };
         }
     }
+    //  first and trims: every user's (docs/protocol.md, "Trimming")
+    msgpack_sbuffer trimmed;
+    msgpack_sbuffer_init (&trimmed);
+    if (self->trims)
+        reply.status.raw = herald_trims_status_raw (self->trims, reply.status.raw, &trimmed);
     if (identity)
         herald_reply_msg (&self->reply, identity, &reply);
     else
         s_metrics_send (self, &reply);
+    msgpack_sbuffer_destroy (&trimmed);
     msgpack_sbuffer_destroy (&secure);
     msgpack_sbuffer_destroy (&raw);
 }
@@ -734,6 +764,20 @@ s_handle_request (self_t *self, zmsg_t *msg)
         }
         if (self->backups)
             herald_backups_request (self->backups, identity, body);
+        else
+            self->reply.dropped++;
+        goto done;
+    }
+    //  TRIM (an addition to HWP/1): the grant before the body is looked at
+    if (herald_trims_is_request (command)) {
+        if (user) {
+            s_peek_rid (self, body, &err);
+            if (!herald_guard_admin (self->guard, user, identity, HERALD_ACL_ADMIN_TRIM,
+                                     "TRIM", err.has_rid, err.rid))
+                goto done;
+        }
+        if (self->trims)
+            herald_trims_request (self->trims, identity, body, user? user->name: NULL);
         else
             self->reply.dropped++;
         goto done;
@@ -1004,6 +1048,11 @@ herald_broker_actor (zsock_t *pipe, void *args)
     }
     if (!self->fatal)
         self->backups = herald_backups_new (self->store, &self->reply, self->node);
+    if (!self->fatal) {
+        self->trims = herald_trims_new (self->store, self->commit, &self->reply,
+                                        self->cluster, self->auth);
+        self->retention = herald_retention_new (self->config, self->store, self->trims);
+    }
     zsock_signal (pipe, 0);
     if (!self->fatal) {
         s_heartbeat (self);             //  the first, as soon as fanout is bound
@@ -1038,11 +1087,15 @@ herald_broker_actor (zsock_t *pipe, void *args)
         int64_t groups_wait = self->groups? herald_groups_tick (self->groups): -1;
         if (groups_wait >= 0 && groups_wait < wait)
             wait = groups_wait;
+        int64_t retention_wait = herald_retention_wait (self->retention);
+        if (retention_wait >= 0 && retention_wait < wait)
+            wait = retention_wait;
         //  With the queue full, requests wait in libzmq (and TCP) until
         //  the commit in flight is done.  A cluster node bootstrapping has
         //  no applier yet: no socket (fd -1 is never polled).
         zsock_t *applier = herald_commit_sock (self->commit);
         zsock_t *backup = self->backups? herald_backups_sock (self->backups): NULL;
+        zsock_t *proof = self->trims? herald_trims_sock (self->trims): NULL;
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
             { applier? zsock_resolve (applier): NULL, -1, applier? ZMQ_POLLIN: 0, 0 },
@@ -1056,15 +1109,20 @@ herald_broker_actor (zsock_t *pipe, void *args)
             //  --metrics: the HTTP endpoint's STATUS requests (read with
             //  zsock_events, never by its index here)
             { self->metrics_sock? zsock_resolve (self->metrics_sock): NULL, -1,
-              self->metrics_sock? ZMQ_POLLIN: 0, 0 }
+              self->metrics_sock? ZMQ_POLLIN: 0, 0 },
+            //  A TRIM's proof being checked: its end
+            { proof? zsock_resolve (proof): NULL, -1, proof? ZMQ_POLLIN: 0, 0 }
         };
         if (zmq_poll (items, sizeof (items) / sizeof (items [0]), (long) wait) < 0
         &&  zmq_errno () != EINTR)
             break;
         if (items [4].revents & ZMQ_POLLIN)
             herald_backups_finish (self->backups);
+        if (items [6].revents & ZMQ_POLLIN)
+            herald_trims_finish (self->trims);
         if (items [0].revents & ZMQ_POLLIN) {
-            char *command = zstr_recv (self->pipe);
+            zmsg_t *message = zmsg_recv (self->pipe);
+            char *command = message? zmsg_popstr (message): NULL;
             if (!command || streq (command, "$TERM")) {
                 self->terminated = true;
                 if (self->metrics)
@@ -1073,7 +1131,11 @@ herald_broker_actor (zsock_t *pipe, void *args)
             else
             if (streq (command, "RELOAD") && self->auth)
                 herald_auth_reload (self->auth);
+            else
+            if (streq (command, "RETENTION"))
+                herald_retention_reload (self->retention, message);
             zstr_free (&command);
+            zmsg_destroy (&message);
         }
         if (self->auth) {
             herald_auth_serve (self->auth);
@@ -1114,6 +1176,8 @@ herald_broker_actor (zsock_t *pipe, void *args)
         }
         if (!self->fatal)
             s_idle_flush (self);
+        if (!self->fatal && !self->terminated)
+            herald_retention_tick (self->retention);
         bool blocked = false;
         int pumped = self->fatal? 0: herald_streams_pump (self->streams, &blocked);
         if (pumped < 0) {

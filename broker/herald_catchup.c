@@ -39,11 +39,13 @@ s_pack_key_uint (msgpack_packer *pk, const char *key, uint64_t value)
     msgpack_pack_uint64 (pk, value);
 }
 
-//  The message an ERROR body holds, for err.
+//  The message an ERROR body holds, for err; *trimmed when its code is
+//  `trimmed` (the peer no longer has the events asked for).
 static void
-s_error_text (zframe_t *body, char *text, size_t size)
+s_error_text (zframe_t *body, char *text, size_t size, bool *trimmed)
 {
     snprintf (text, size, "(unreadable)");
+    *trimmed = false;
     if (!body)
         return;
     msgpack_zone zone;
@@ -58,6 +60,9 @@ s_error_text (zframe_t *body, char *text, size_t size)
     &&  fields [1].value && fields [1].value->type == MSGPACK_OBJECT_STR)
         snprintf (text, size, "%.*s", (int) fields [1].value->via.str.size,
                   fields [1].value->via.str.ptr);
+    *trimmed = fields [0].value && fields [0].value->type == MSGPACK_OBJECT_STR
+            && fields [0].value->via.str.size == 7
+            && memcmp (fields [0].value->via.str.ptr, "trimmed", 7) == 0;
     msgpack_zone_destroy (&zone);
 }
 
@@ -223,9 +228,11 @@ herald_catchup_run (herald_store_t *store, const char *api, uint64_t to,
             ended = true;
         else {
             char text [256];
-            s_error_text (reply, text, sizeof (text));
-            rc = herald_error_set (err, HERALD_ERR_UNAVAILABLE, "catchup",
-                                   "%s answered %s: %s", api, command? command: "?", text);
+            bool trimmed = false;
+            s_error_text (reply, text, sizeof (text), &trimmed);
+            rc = herald_error_set (err, trimmed? HERALD_ERR_TRIMMED: HERALD_ERR_UNAVAILABLE,
+                                   "catchup", "%s answered %s: %s", api,
+                                   command? command: "?", text);
         }
         zstr_free (&command);
         zframe_destroy (&reply);

@@ -20,7 +20,8 @@
 //  sets the applied index once the digest is checked).  Returns HERALD_OK
 //  once the store's head is to; HERALD_ERR_UNAVAILABLE (err says why)
 //  when the peer does not answer within CATCHUP_IDLE_MS, refuses, or ends
-//  before to; HERALD_ERR_CORRUPT when what it sent does not install (the
+//  before to; HERALD_ERR_TRIMMED when the peer has trimmed the events
+//  asked for (ERROR trimmed); HERALD_ERR_CORRUPT when what it sent does not install (the
 //  logs differ); the store's error when it fails.
 //  installed (may be NULL) is called after each install, on the calling
 //  thread, with the store's appended envelopes those events (for fanout).

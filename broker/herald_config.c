@@ -76,7 +76,8 @@ typedef enum {
     S_STATE,                //  new | existing, into a bool (new)
     S_PATH,                 //  a file, or empty for none
     S_THREADS,              //  auto (0) or a number within limits, into a size_t
-    S_BOOL                  //  true | false; the flag alone is true
+    S_BOOL,                 //  true | false; the flag alone is true
+    S_RETENTION             //  PREFIX=AGE, appended to retention
 } s_kind_t;
 
 typedef struct {
@@ -169,7 +170,13 @@ static const s_option_t s_options [] = {
     { "metrics", "HOST:PORT", S_ADDRESS, S_FIELD (metrics), 0, 0,
       "", "serve /metrics, /healthz, /readyz over HTTP there (none: off)" },
     { "ready-lag", "N", S_U64, S_FIELD (ready_lag), 1, 1ULL << 40,
-      "10000", "/readyz: a cluster node this many Raft entries behind is not ready" }
+      "10000", "/readyz: a cluster node this many Raft entries behind is not ready" },
+    //  Retention (issue 17, docs/operations.md): none, every event kept for ever
+    { "retention", "PREFIX=AGE", S_RETENTION, S_FIELD (retention), 0, 0,
+      "", "delete the events of topics beginning with PREFIX older than AGE "
+      "(90s, 30m, 12h, 7d; =AGE: every topic; repeat; none: keep for ever)" },
+    { "retention-interval-ms", "N", S_U64, S_FIELD (retention_interval_ms), 10, S_MS_MAX,
+      "60000", "ms between two applications of the retention policies" }
 };
 #define S_OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
 
@@ -420,6 +427,110 @@ s_peer_add (herald_config_t *self, const char *value, char *why, size_t why_size
     return rc;
 }
 
+static void
+s_retention_free (herald_config_t *self)
+{
+    for (size_t index = 0; index < self->retention_count; index++)
+        free (self->retention [index].prefix);
+    free (self->retention);
+    self->retention = NULL;
+    self->retention_count = 0;
+}
+
+//  AGE is never blank and holds no '=': the value splits at its last
+//  blank, else at its last '=', so that any prefix can be written
+herald_err
+herald_config_retention_parse (const char *text, herald_retention_policy_t *policy,
+                               char *why, size_t why_size)
+{
+    memset (policy, 0, sizeof (*policy));
+    const char *split = NULL;
+    for (const char *cursor = text; *cursor; cursor++)
+        if (*cursor == ' ' || *cursor == '\t')
+            split = cursor;
+    if (!split)
+        split = strrchr (text, '=');
+    const char *age = split? split + 1: text;
+    size_t prefix_len = split? (size_t) (split - text): 0;
+    //  The blanks between PREFIX and AGE are not the prefix's
+    while (split && prefix_len > 0 && (text [prefix_len - 1] == ' '
+                                    || text [prefix_len - 1] == '\t'))
+        prefix_len--;
+    if (prefix_len > HERALD_TOPIC_MAX
+    ||  (prefix_len && !herald_topic_valid (text, prefix_len))) {
+        herald_text_format (why, why_size, "'%s': the prefix is not a topic prefix (0 to %d "
+                            "bytes of UTF-8, not beginning with '$')", text, HERALD_TOPIC_MAX);
+        return HERALD_ERR_INVALID;
+    }
+    static const struct {
+        char unit;
+        uint64_t ms;
+    } units [] = { { 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 }, { 'd', 86400000 } };
+    size_t digits = 0;
+    while (age [digits] >= '0' && age [digits] <= '9')
+        digits++;
+    uint64_t number = 0, unit_ms = 0;
+    char number_text [24];
+    if (digits > 0 && digits < sizeof (number_text) && age [digits] && !age [digits + 1]) {
+        memcpy (number_text, age, digits);
+        number_text [digits] = 0;
+        for (size_t index = 0; index < sizeof (units) / sizeof (units [0]); index++)
+            if (age [digits] == units [index].unit)
+                unit_ms = units [index].ms;
+        if (s_number_parse (number_text, &number) != NULL)
+            unit_ms = 0;
+    }
+    //  At most 100 years: a longer one is a typo, and ms stay in range
+    if (!unit_ms || number == 0 || number > 36500ULL * 86400000 / unit_ms) {
+        herald_text_format (why, why_size, "'%s': the age '%s' is not a number of 1 or more "
+                            "and a unit s, m, h or d (90s, 30m, 12h, 7d; at most 36500d); "
+                            "write PREFIX=AGE, or =AGE for every topic", text, age);
+        return HERALD_ERR_INVALID;
+    }
+    policy->prefix = strndup (text, prefix_len);
+    if (!policy->prefix) {
+        herald_text_format (why, why_size, "out of memory");
+        return HERALD_ERR_NOMEM;
+    }
+    policy->age_ms = number * unit_ms;
+    snprintf (policy->age, sizeof (policy->age), "%s", age);
+    return HERALD_OK;
+}
+
+//  Append one --retention to self->retention; a prefix given twice is
+//  refused (which of its ages would hold?).
+static herald_err
+s_retention_add (herald_config_t *self, const char *value, char *why, size_t why_size)
+{
+    herald_retention_policy_t policy;
+    herald_err rc = herald_config_retention_parse (value, &policy, why, why_size);
+    if (rc != HERALD_OK)
+        return rc;
+    for (size_t index = 0; index < self->retention_count; index++)
+        if (strcmp (self->retention [index].prefix, policy.prefix) == 0) {
+            herald_text_format (why, why_size, "'%s': prefix '%s' has a policy already (%s)",
+                                value, policy.prefix, self->retention [index].age);
+            free (policy.prefix);
+            return HERALD_ERR_INVALID;
+        }
+    if (self->retention_count >= HERALD_RETENTION_MAX) {
+        herald_text_format (why, why_size, "'%s': more than %d retention policies", value,
+                            HERALD_RETENTION_MAX);
+        free (policy.prefix);
+        return HERALD_ERR_INVALID;
+    }
+    herald_retention_policy_t *grown = (herald_retention_policy_t *) realloc (
+        self->retention, (self->retention_count + 1) * sizeof (herald_retention_policy_t));
+    if (!grown) {
+        free (policy.prefix);
+        herald_text_format (why, why_size, "out of memory");
+        return HERALD_ERR_NOMEM;
+    }
+    self->retention = grown;
+    self->retention [self->retention_count++] = policy;
+    return HERALD_OK;
+}
+
 //  Check value for option and store it in self.  On failure self is
 //  unchanged and why says what was wrong, without naming the option: the
 //  caller prefixes the flag, or the file, line and key.
@@ -520,6 +631,9 @@ s_option_set (herald_config_t *self, const s_option_t *option, const char *value
         case S_PEER:
             return s_peer_add (self, value, why, why_size);
 
+        case S_RETENTION:
+            return s_retention_add (self, value, why, why_size);
+
         case S_PATH:
             return s_string_set ((char **) field, value, why, why_size);
 
@@ -583,8 +697,8 @@ herald_config_new (void)
     size_t index;
     for (index = 0; index < S_OPTION_COUNT; index++) {
         char why [S_WHY_MAX];
-        if (s_options [index].kind == S_PEER)
-            continue;                       //  none by default: standalone
+        if (s_options [index].kind == S_PEER || s_options [index].kind == S_RETENTION)
+            continue;                       //  none by default: standalone, kept for ever
         herald_err rc = s_option_set (self, &s_options [index], s_options [index].fallback,
                                       why, sizeof (why));
         assert (rc != HERALD_ERR_INVALID);      //  a default the table rejects
@@ -616,6 +730,7 @@ herald_config_destroy (herald_config_t **self_p)
     free (self->audit_log);
     free (self->metrics);
     s_peers_free (self);
+    s_retention_free (self);
     free (self->config_file);
     free (self);
     *self_p = NULL;
@@ -1005,6 +1120,9 @@ herald_config_parse (herald_config_t *self, int argc, char **argv, FILE *out,
         //  --peer repeats: the command line's list replaces the file's whole
         if (flag.option->kind == S_PEER && !(line_given & bit))
             s_peers_free (self);
+        if (flag.option->kind == S_RETENTION && !(line_given & bit))
+            s_retention_free (self);        //  as --peer's
+
         char why [S_WHY_MAX];
         rc = s_option_set (self, flag.option, flag.value, why, sizeof (why));
         if (rc != HERALD_OK)
@@ -1048,8 +1166,13 @@ herald_config_print_usage (FILE *out)
         "every socket CURVE; keys not in the ACL are refused, and everything not\n"
         "granted is denied.\n"
         "\n"
-        "SIGHUP reloads the log level (from --config) and the ACL; other settings\n"
-        "take effect at the next start.  Under systemd, READY=1 once it serves.\n"
+        "Retention (docs/operations.md): --retention PREFIX=AGE deletes the events\n"
+        "of the topics beginning with PREFIX once older than AGE (no archive keeps\n"
+        "them); none: every event is kept for ever.\n"
+        "\n"
+        "SIGHUP reloads the log level (from --config), the retention policies and\n"
+        "the ACL; other settings take effect at the next start.  Under systemd,\n"
+        "READY=1 once it serves.\n"
         "\n");
     size_t index;
     for (index = 0; index < S_OPTION_COUNT; index++) {
@@ -1111,6 +1234,15 @@ s_option_same (const herald_config_t *a, const herald_config_t *b, const s_optio
                 ||  !s_string_same (l->api, r->api) || !s_string_same (l->fanout, r->fanout))
                     return false;
             }
+            return true;
+        }
+        case S_RETENTION: {
+            if (a->retention_count != b->retention_count)
+                return false;
+            for (size_t index = 0; index < a->retention_count; index++)
+                if (!s_string_same (a->retention [index].prefix, b->retention [index].prefix)
+                ||  a->retention [index].age_ms != b->retention [index].age_ms)
+                    return false;
             return true;
         }
     }

@@ -39,6 +39,16 @@ typedef struct {
     bool lesser;                    //  `auto`: the lesser of bytes and percent
 } herald_space_t;
 
+//  A retention policy (docs/operations.md, "Trimming and retention"):
+//  the events of the topics beginning with prefix ("" every topic) older
+//  than age_ms are trimmed, without an archive's proof (they are deleted).
+#define HERALD_RETENTION_MAX        64          //  policies a broker takes
+typedef struct {
+    char *prefix;                   //  "" is the whole log
+    uint64_t age_ms;
+    char age [24];                  //  as written ("7d"), for logs and the op's reason
+} herald_retention_policy_t;
+
 typedef struct {
     char *data_dir;                 //  where the event log lives
     char *api;                      //  ROUTER endpoint for requests
@@ -89,6 +99,11 @@ typedef struct {
     //  "" off; /readyz says 503 for a node more than ready_lag entries behind
     char *metrics;
     uint64_t ready_lag;
+    //  Retention (docs/operations.md): none by default (kept for ever);
+    //  SIGHUP reloads both
+    herald_retention_policy_t *retention;  //  --retention PREFIX=AGE, repeatable
+    size_t retention_count;
+    uint64_t retention_interval_ms; //  how often the policies are applied
     uint64_t given;                 //  private: bit i set when s_options [i] was given
     char *config_file;              //  the file loaded, or NULL when none was
     const char *default_config;     //  read when there is no --config and it exists:
@@ -152,6 +167,13 @@ size_t
 size_t
     herald_config_diff (const herald_config_t *a, const herald_config_t *b,
                         const char **names, size_t max);
+
+//  Read one retention policy, PREFIX=AGE or PREFIX AGE (or AGE alone: the
+//  whole log; AGE a number and s, m, h or d: 90s, 30m, 12h, 7d) into
+//  *policy (its prefix malloc'd).  HERALD_ERR_INVALID with why filled.
+herald_err
+    herald_config_retention_parse (const char *text, herald_retention_policy_t *policy,
+                                   char *why, size_t why_size);
 
 //  This node's own entry among the peers; NULL when standalone.
 const herald_peer_t *

@@ -106,6 +106,11 @@ herald_daemon_reload (herald_daemon_t *self)
         if (strcmp (names [index], "log-level") == 0)
             level_changed = true;
         else
+        if (strcmp (names [index], "retention") == 0
+        ||  strcmp (names [index], "retention-interval-ms") == 0)
+            herald_log ("info", "SIGHUP: %s changed: the broker applies the new policies "
+                        "(%zu) from now on", names [index], config->retention_count);
+        else
         if (used < sizeof (later))
             used += (size_t) snprintf (later + used, sizeof (later) - used, "%s%s",
                                        used? ", ": "", names [index]);
@@ -126,4 +131,11 @@ herald_daemon_reload (herald_daemon_t *self)
     herald_config_destroy (&self->last);
     self->last = config;
     return true;
+}
+
+const herald_config_t *
+herald_daemon_config (herald_daemon_t *self)
+{
+    assert (self);
+    return self->last;
 }

@@ -13,7 +13,9 @@
     SIGHUP reloads what can change while the broker runs: the command line
     is parsed again over the --config file as it is now (the same rules as
     at start: the command line wins), log-level is applied at once and the
-    ACL is reloaded (security on, by the broker).  Any other setting whose
+    ACL is reloaded (security on, by the broker), and so are the retention
+    policies (retention, retention-interval-ms: the broker takes them with
+    herald_retention's message).  Any other setting whose
     value changed is named in one warn line: it takes effect at the next
     start.  A file that no longer parses changes nothing and says why.
     Only the main thread calls these.
@@ -47,5 +49,10 @@ void
 //  true when the reload parsed (the caller then has the ACL reloaded).
 bool
     herald_daemon_reload (herald_daemon_t *self);
+
+//  The settings of the last parse that succeeded (borrowed, valid until
+//  the next reload).
+const herald_config_t *
+    herald_daemon_config (herald_daemon_t *self);
 
 #endif

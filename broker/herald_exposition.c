@@ -92,6 +92,12 @@ static const s_known_t s_known [] = {
     { "apply_us_max", S_GAUGE, "the longest single apply to the store, in microseconds" },
     { "peers", S_GAUGE, "members of the cluster this node knows" },
     { "losses", S_GAUGE, "entries of the store's loss history" },
+    //  Trimming (docs/operations.md "Trimming and retention")
+    { "streams_trimmed", S_COUNTER, "REPLAY and READ streams refused or ended with ERROR trimmed" },
+    { "trims_applied", S_COUNTER, "TRIM requests applied by this node since start" },
+    { "retention_trims", S_COUNTER, "trims the retention policies applied since start" },
+    { "reclaim_pending", S_GAUGE, "1 while trimmed events' disk is still being freed" },
+    { "reclaimed_events", S_COUNTER, "trimmed events whose disk the reclaim freed since start" },
 };
 #define S_KNOWN_COUNT (sizeof (s_known) / sizeof (s_known [0]))
 
@@ -422,6 +428,39 @@ herald_exposition_uint (const msgpack_object *map, const char *key, uint64_t *va
     return true;
 }
 
+//  STATUS `first` and `trims` (docs/protocol.md "Trimming"): the log's
+//  first seq, and one sample per trim point labelled with its prefix
+static void
+s_first (s_text_t *text, herald_exposition_format_t format, uint64_t first)
+{
+    if (!s_claim (text, "herald_first_seq", NULL))
+        return;
+    s_meta (text, format, "herald_first_seq", "gauge",
+            "the log's first seq: 1 + the whole log's trim point (1: never trimmed)");
+    s_put (text, "herald_first_seq %" PRIu64 "\n", first);
+}
+
+static void
+s_trims (s_text_t *text, herald_exposition_format_t format, const msgpack_object *trims)
+{
+    if (trims->type != MSGPACK_OBJECT_ARRAY || !s_claim (text, "herald_trim_until_seq", NULL))
+        return;
+    s_meta (text, format, "herald_trim_until_seq", "gauge",
+            "the last seq trimmed from the live log for the topics beginning with prefix "
+            "(\"\": every topic)");
+    for (uint32_t index = 0; index < trims->via.array.size; index++) {
+        const msgpack_object *trim = &trims->via.array.ptr [index];
+        const msgpack_object *prefix = herald_exposition_get (trim, "prefix");
+        uint64_t until;
+        if (!prefix || prefix->type != MSGPACK_OBJECT_STR
+        ||  !herald_exposition_uint (trim, "until", &until))
+            continue;
+        s_put (text, "herald_trim_until_seq{prefix=\"");
+        s_label_value (text, prefix);
+        s_put (text, "\"} %" PRIu64 "\n", until);
+    }
+}
+
 static bool
 s_is_label (const msgpack_object *key)
 {
@@ -456,6 +495,14 @@ herald_exposition_text (const void *body, size_t size, herald_exposition_format_
         const msgpack_object *value = &map->via.map.ptr [index].val;
         if (key->type != MSGPACK_OBJECT_STR || s_is_label (key))
             continue;
+        if (s_key_is (key, "first") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            s_first (&text, format, value->via.u64);
+            continue;
+        }
+        if (s_key_is (key, "trims") && value->type == MSGPACK_OBJECT_ARRAY) {
+            s_trims (&text, format, value);
+            continue;
+        }
         if (s_key_is (key, "histograms")) {
             for (uint32_t at = 0; value->type == MSGPACK_OBJECT_MAP && at < value->via.map.size;
                  at++)

@@ -160,7 +160,8 @@ herald_guard_admin (herald_guard_t *self, const herald_acl_user_t *user, zframe_
                        grant == HERALD_ACL_ADMIN_STATUS? "status":
                        grant == HERALD_ACL_ADMIN_ACL? "acl":
                        grant == HERALD_ACL_ADMIN_GROUPS? "groups":
-                       grant == HERALD_ACL_ADMIN_BACKUP? "backup": "admin";
+                       grant == HERALD_ACL_ADMIN_BACKUP? "backup":
+                       grant == HERALD_ACL_ADMIN_TRIM? "trim": "admin";
     herald_error_t err = { .has_rid = has_rid, .rid = rid };
     herald_error_set (&err, HERALD_ERR_UNAUTHORIZED, "", "%s needs the grant 'admin = %s', "
                       "which user '%s' does not hold", command, name, user->name);

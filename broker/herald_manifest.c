@@ -16,9 +16,10 @@
     entries up to the manifest's index made exactly its head.)
 
     Consumer groups change by ops that write no event, so a store at the
-    manifest's head may still lack some: whenever the applied index is
-    raised to the manifest's, the groups are first replaced by the
-    manifest's (a crash between the two imports them again at the next
+    manifest's head may still lack some; trims likewise (a trim op writes
+    no event): whenever the applied index is raised to the manifest's, the
+    groups are first replaced by the manifest's and the trim points raised
+    to its (an import only raises: twice is once) (a crash between the two imports them again at the next
     restore; an import is a whole replacement, so twice is once).  Catching
     up installs with raft index 0, and the applied index is written only
     once the digest matched, so a crash in the middle resumes: the
@@ -57,7 +58,7 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
 {
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
-    int rc = msgpack_pack_map (&pk, 9);
+    int rc = msgpack_pack_map (&pk, 10);
     rc |= s_key_uint (&pk, "format", HERALD_MANIFEST_FORMAT);
     rc |= s_key_uint (&pk, "index", index);
     rc |= s_key_uint (&pk, "head", herald_store_head (store));
@@ -76,7 +77,23 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
         rc |= s_key_str (&pk, "raft", peers [at].raft);
         rc |= s_key_str (&pk, "fanout", peers [at].fanout);
     }
-    //  On the raft thread, between applies: the groups as of index
+    //  On the raft thread, between applies: the trim points and the
+    //  groups as of index
+    size_t count = herald_store_trims (store, NULL, 0);
+    herald_trim_t *trims = (herald_trim_t *) calloc (count? count: 1, sizeof (herald_trim_t));
+    if (!trims)
+        return -1;
+    size_t got = herald_store_trims (store, trims, count);
+    count = got < count? got: count;
+    rc |= s_key (&pk, "trims") | msgpack_pack_array (&pk, count);
+    for (size_t at = 0; at < count; at++) {
+        rc |= msgpack_pack_map (&pk, 3);
+        rc |= s_key (&pk, "prefix")
+            | msgpack_pack_str_with_body (&pk, trims [at].prefix, trims [at].prefix_len);
+        rc |= s_key_uint (&pk, "until", trims [at].until);
+        rc |= s_key_uint (&pk, "ts", trims [at].ts);
+    }
+    free (trims);
     rc |= s_key (&pk, "groups");
     if (rc == 0) {
         herald_error_t err = { 0 };
@@ -89,10 +106,11 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
     return rc? -1: 0;
 }
 
-//  Where the value of the top-level key "groups" lies in a manifest's
-//  bytes (already unpacked once: well formed).  False when it has none.
+//  Where the value of the top-level key name lies in a manifest's bytes
+//  (already unpacked once: well formed).  False when it has none.
 static bool
-s_find_groups (const uint8_t *bytes, size_t len, const uint8_t **at, size_t *at_len)
+s_find_key (const uint8_t *bytes, size_t len, const char *name, const uint8_t **at,
+            size_t *at_len)
 {
     size_t offset;
     uint32_t count;
@@ -120,8 +138,9 @@ s_find_groups (const uint8_t *bytes, size_t len, const uint8_t **at, size_t *at_
         if (msgpack_unpack_next (&item, (const char *) bytes, len, &offset)
                 != MSGPACK_UNPACK_SUCCESS)
             break;
-        bool is_groups = item.data.type == MSGPACK_OBJECT_STR && item.data.via.str.size == 6
-                      && memcmp (item.data.via.str.ptr, "groups", 6) == 0;
+        bool is_groups = item.data.type == MSGPACK_OBJECT_STR
+                      && item.data.via.str.size == strlen (name)
+                      && memcmp (item.data.via.str.ptr, name, strlen (name)) == 0;
         size_t start = offset;
         if (msgpack_unpack_next (&item, (const char *) bytes, len, &offset)
                 != MSGPACK_UNPACK_SUCCESS)
@@ -195,10 +214,70 @@ herald_manifest_decode (herald_manifest_t *self, const void *bytes, size_t len,
     }
     msgpack_zone_destroy (&zone);
     if (rc == HERALD_OK
-    &&  !s_find_groups ((const uint8_t *) bytes, len, &self->groups, &self->groups_len)) {
+    &&  !s_find_key ((const uint8_t *) bytes, len, "groups", &self->groups, &self->groups_len)) {
         self->groups = NULL;
         self->groups_len = 0;
     }
+    if (rc == HERALD_OK
+    &&  !s_find_key ((const uint8_t *) bytes, len, "trims", &self->trims, &self->trims_len)) {
+        self->trims = NULL;
+        self->trims_len = 0;
+    }
+    return rc;
+}
+
+//  Raise the store's trim points to the manifest's (none in a manifest
+//  from before trimming).
+static herald_err
+s_trims_import (const herald_manifest_t *self, herald_store_t *store, herald_error_t *err)
+{
+    if (!self->trims)
+        return HERALD_OK;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    msgpack_object root;
+    herald_error_t inner = { 0 };
+    herald_err rc = HERALD_OK;
+    if (herald_event_unpack (self->trims, self->trims_len, &zone, &root, "trims", &inner)
+            != HERALD_OK || root.type != MSGPACK_OBJECT_ARRAY
+    ||  root.via.array.size > HERALD_TRIMS_MAX)
+        rc = herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot", "the manifest's trims "
+                               "are not an array of at most %d trim points", HERALD_TRIMS_MAX);
+    size_t count = rc == HERALD_OK? root.via.array.size: 0;
+    herald_trim_t *trims = (herald_trim_t *) calloc (count? count: 1, sizeof (herald_trim_t));
+    if (!trims) {
+        msgpack_zone_destroy (&zone);
+        return herald_error_set (err, HERALD_ERR_NOMEM, "snapshot", "out of memory");
+    }
+    for (size_t at = 0; rc == HERALD_OK && at < count; at++) {
+        herald_field_t fields [] = { { "prefix" }, { "until" }, { "ts" } };
+        const msgpack_object *item = &root.via.array.ptr [at];
+        if (item->type != MSGPACK_OBJECT_MAP
+        ||  herald_event_fields (item, fields, 3, &zone, "trims", &inner) != HERALD_OK
+        ||  !fields [0].value || fields [0].value->type != MSGPACK_OBJECT_STR
+        ||  fields [0].value->via.str.size > HERALD_TOPIC_MAX
+        ||  !fields [1].value || fields [1].value->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+        ||  (fields [2].value && fields [2].value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)) {
+            rc = herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot", "the manifest's "
+                                   "trims[%zu] is not {prefix, until, ts}", at);
+            break;
+        }
+        memcpy (trims [at].prefix, fields [0].value->via.str.ptr,
+                fields [0].value->via.str.size);
+        trims [at].prefix_len = fields [0].value->via.str.size;
+        trims [at].until = fields [1].value->via.u64;
+        trims [at].ts = fields [2].value? fields [2].value->via.u64: 0;
+    }
+    msgpack_zone_destroy (&zone);
+    if (rc == HERALD_OK && count) {
+        rc = herald_store_trims_import (store, trims, count, err);
+        if (rc == HERALD_ERR_INVALID)
+            rc = HERALD_ERR_CORRUPT;
+        if (rc == HERALD_OK)
+            herald_log ("info", "raft: the %zu trim point(s) of the snapshot at index %"
+                        PRIu64 " taken", count, self->index);
+    }
+    free (trims);
     return rc;
 }
 
@@ -249,11 +328,14 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
         int64_t started = zclock_mono ();
         herald_err rc = HERALD_ERR_UNAVAILABLE;
         herald_error_t tried = { 0 };
+        herald_error_t trimmed = { 0 };
         for (size_t at = 0; at < sources_count && rc != HERALD_OK; at++) {
             rc = herald_catchup_run (store, sources [at], self->head, installed, arg, &tried);
             if (rc != HERALD_OK)
                 herald_log ("warn", "raft: catch-up from %s: %s", sources [at],
                             tried.message);
+            if (rc == HERALD_ERR_TRIMMED)
+                trimmed = tried;        //  the next peer has trimmed the same: told below
             if (rc == HERALD_ERR_CORRUPT) {
                 *err = tried;
                 return rc;              //  what a peer sent does not fit: stop
@@ -266,6 +348,22 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
         if (rc == HERALD_OK)
             herald_log ("info", "raft: copied events %" PRIu64 "..%" PRIu64 " in %.1f s",
                         head + 1, self->head, (double) (zclock_mono () - started) / 1000.0);
+        if (rc != HERALD_OK && trimmed.code) {
+            //  Not a fault to retry: the events are gone from every live log
+            herald_log ("error", "raft: this node's store ends at seq %" PRIu64 ", and the "
+                        "cluster has trimmed the events after it from its live log (%s): a "
+                        "node this far behind cannot catch up by copying them. Seed it from "
+                        "a backup of a member taken after the trim: stop it, `herald restore "
+                        "--from BACKUP --data-dir DIR`, start it and add it again "
+                        "(docs/operations.md, \"Backup and restore\", Clusters)",
+                        herald_store_head (store), trimmed.message);
+            return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
+                                     "cannot catch up to seq %" PRIu64 ": the peers have "
+                                     "trimmed the events after this node's head %" PRIu64
+                                     "; seed this node from a recent backup "
+                                     "(docs/operations.md, \"Backup and restore\")",
+                                     self->head, herald_store_head (store));
+        }
         if (rc != HERALD_OK)
             return herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot",
                                      "cannot catch up to seq %" PRIu64 " from any of %zu "
@@ -287,6 +385,9 @@ herald_manifest_restore (const herald_manifest_t *self, herald_store_t *store,
             herald_log ("info", "raft: the consumer groups of the snapshot at index %"
                         PRIu64 " taken", self->index);
         }
+        herald_err rc = s_trims_import (self, store, err);
+        if (rc != HERALD_OK)
+            return rc;
         return herald_store_set_applied (store, self->index, err);
     }
     return HERALD_OK;

@@ -8,6 +8,7 @@
         {format: 1, index: raft index, head: seq, last_ts, digest: the
          store's log digest at head, node, api: the snapshot's maker,
          peers: [{node, raft_id, raft, api, fanout}],
+         trims: [{prefix, until, ts}] the trim points (herald_store_trims),
          groups: the consumer groups (herald_store_groups_export)}
 
     and restoring it means bringing the store to that head: nothing when
@@ -38,6 +39,10 @@ typedef struct {
     //  from the bytes decoded; NULL in a manifest from before groups
     const uint8_t *groups;
     size_t groups_len;
+    //  The trim points at index, the msgpack array, borrowed likewise;
+    //  NULL in a manifest from before trimming (none)
+    const uint8_t *trims;
+    size_t trims_len;
 } herald_manifest_t;
 
 //  Append the manifest of store as it is now, at raft index, to buffer;
@@ -61,7 +66,10 @@ herald_err
 //  api: it is behind, and at a start nobody serves it yet), calling
 //  installed after each install, and check the digest; then, before the
 //  applied index is written, replace the store's groups with the
-//  manifest's (when it has them: an old manifest leaves the store's).
+//  manifest's (when it has them: an old manifest leaves the store's) and
+//  raise its trim points to the manifest's (herald_store_trims_import).
+//  A peer that has trimmed events this node lacks cannot serve them: the
+//  error says to seed the node from a backup (docs/operations.md).
 //  HERALD_ERR_CORRUPT when the logs diverged, no peer could serve, or the
 //  groups are no export (err says which); the store's error when it fails.
 herald_err

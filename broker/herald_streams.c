@@ -14,6 +14,15 @@
     the last one.  Such streams are counted (STATUS `stream_errors`) and
     logged, at most one line a second.
 
+    TRIMMED EVENTS
+    A scan the store refuses because its start was trimmed, or that meets
+    an event trimmed after it began (docs/protocol.md "Trimming"), ends
+    with ERROR `trimmed` and `first`: the first seq still there for the
+    REPLAY's prefixes (herald_store_first), or the READ topic's first ver.
+    Not a failure of the broker: counted apart (STATUS `streams_trimmed`),
+    not logged.  So every stream keeps what it reads (its prefixes or its
+    topic), not only an owned one.
+
     MEMORY PER CLIENT
     The api socket queues what a client has not read (libzmq's pipe, up to
     client-hwm messages), and each EVENTS message holds up to a slice of
@@ -124,6 +133,7 @@ struct _herald_streams_t {
     pthread_t trimmer;                  //  the last malloc_trim's thread, joined
     bool trimmer_started;               //  before the next or at destroy
     uint64_t errors;                    //  ended with ERROR: the store failed
+    uint64_t trimmed;                   //  ended with ERROR trimmed
     int64_t error_logged_at;            //  their log lines, at most one a second
     uint64_t errors_unlogged;
     bool out_of_memory;
@@ -325,6 +335,29 @@ s_log_failure (herald_streams_t *self, zframe_t *identity, bool is_read, uint64_
     self->errors_unlogged = 0;
 }
 
+//  ERROR trimmed with first to identity: the first seq still there for
+//  what reads[0..count) (a REPLAY's prefixes, none: every topic), or the
+//  first ver of the topic reads[0] of a READ.  Returns -1 when the
+//  client's queue refused it.
+static int
+s_send_trimmed (herald_streams_t *self, zframe_t *identity, uint64_t rid, bool is_read,
+                const herald_str_t *reads, size_t count, const char *message)
+{
+    herald_msg_t reply = { .type = HERALD_MSG_ERROR, .has_rid = true, .rid = rid };
+    reply.error.code = HERALD_ERR_TRIMMED;
+    reply.error.message = (herald_str_t) { message, strlen (message) };
+    reply.error.has_first = true;
+    if (is_read) {
+        herald_error_t err = { 0 };
+        if (herald_store_topic_first_ver (self->store, reads [0].ptr, reads [0].len,
+                                          &reply.error.first, &err) != HERALD_OK)
+            reply.error.has_first = false;
+    }
+    else
+        reply.error.first = herald_store_first (self->store, reads, count);
+    return herald_reply_send (self->router, identity, &reply, &self->buffer);
+}
+
 //  The scan failed: end the stream with ERROR `internal` naming what the
 //  store could not read (never END: the client would take `last` as
 //  complete).  If the client's queue is full, the ERROR is owed
@@ -333,6 +366,18 @@ static void
 s_stream_fail (herald_streams_t *self, s_stream_t *stream)
 {
     const herald_error_t *scan_err = herald_scan_error (stream->scan);
+    if (scan_err->code == HERALD_ERR_TRIMMED) {
+        if (!stream->failing)
+            self->trimmed++;
+        stream->failing = true;
+        if (s_send_trimmed (self, stream->identity, stream->rid, stream->is_read,
+                            stream->reads, stream->read_count, scan_err->message) != 0) {
+            s_stream_block (self, stream);  //  may abandon (free) the stream
+            return;
+        }
+        s_stream_remove (self, stream);
+        return;
+    }
     if (!stream->failing) {
         stream->failing = true;
         s_log_failure (self, stream->identity, stream->is_read, stream->rid, scan_err->message);
@@ -617,17 +662,15 @@ s_user_streams (herald_streams_t *self, const char *user)
     return count;
 }
 
-//  Keep the owner and what the stream reads.  False when out of memory.
+//  Keep what the stream reads.  False when out of memory.
 static bool
-s_stream_own (s_stream_t *stream, const herald_msg_t *msg, const herald_streams_owner_t *owner)
+s_stream_reads (s_stream_t *stream, const herald_msg_t *msg)
 {
     const herald_str_t *reads = msg->type == HERALD_MSG_READ? &msg->read.topic
                                                              : msg->replay.prefixes;
     size_t count = msg->type == HERALD_MSG_READ? 1: msg->replay.prefix_count;
-    stream->user = strdup (owner->user);
-    stream->key = strdup (owner->key? owner->key: "");
     stream->reads = (herald_str_t *) calloc (count? count: 1, sizeof (herald_str_t));
-    if (!stream->user || !stream->key || !stream->reads)
+    if (!stream->reads)
         return false;
     for (size_t index = 0; index < count; index++) {
         char *copy = (char *) malloc (reads [index].len + 1);
@@ -638,6 +681,15 @@ s_stream_own (s_stream_t *stream, const herald_msg_t *msg, const herald_streams_
         stream->reads [stream->read_count++] = (herald_str_t) { copy, reads [index].len };
     }
     return true;
+}
+
+//  Keep the owner.  False when out of memory.
+static bool
+s_stream_own (s_stream_t *stream, const herald_streams_owner_t *owner)
+{
+    stream->user = strdup (owner->user);
+    stream->key = strdup (owner->key? owner->key: "");
+    return stream->user && stream->key;
 }
 
 herald_err
@@ -686,6 +738,16 @@ herald_streams_open_as (herald_streams_t *self, zframe_t *identity, const herald
                                   msg->read.has_to_ver? msg->read.to_ver: 0, err);
         credit = msg->read.credit;
     }
+    if (!scan && err->code == HERALD_ERR_TRIMMED) {
+        //  Answered here: the ERROR carries first, which err cannot
+        bool is_read = msg->type == HERALD_MSG_READ;
+        self->trimmed++;
+        if (s_send_trimmed (self, identity, msg->rid, is_read,
+                            is_read? &msg->read.topic: msg->replay.prefixes,
+                            is_read? 1: msg->replay.prefix_count, err->message) != 0)
+            self->abandoned++;          //  its client's queue is full: nothing more to do
+        return HERALD_OK;
+    }
     if (!scan) {
         err->has_rid = true;
         err->rid = msg->rid;
@@ -715,7 +777,7 @@ herald_streams_open_as (herald_streams_t *self, zframe_t *identity, const herald
     stream->credit = credit;
     stream->idle_since = zclock_mono ();
     stream->handle = zlistx_add_end (self->streams, stream);
-    if (owner && owner->user && !s_stream_own (stream, msg, owner)) {
+    if (!s_stream_reads (stream, msg) || (owner && owner->user && !s_stream_own (stream, owner))) {
         s_stream_remove (self, stream);
         return herald_error_set (err, HERALD_ERR_OVERLOADED, "",
                                  "out of memory for a stream; try again later");
@@ -837,6 +899,12 @@ herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory)
     }
     memory->waiting_bytes = self->waiting_bytes;
     memory->byte_waits = self->byte_waits;
+}
+
+uint64_t
+herald_streams_trimmed (herald_streams_t *self)
+{
+    return self->trimmed;
 }
 
 uint64_t

@@ -124,6 +124,13 @@ typedef struct {
 void
     herald_streams_memory (herald_streams_t *self, herald_streams_memory_t *memory);
 
+//  Streams refused or ended with ERROR `trimmed` since start (their
+//  events were trimmed from the live log; docs/protocol.md "Trimming").
+//  Open answers such a REPLAY or READ itself (the ERROR carries first)
+//  and returns HERALD_OK.
+uint64_t
+    herald_streams_trimmed (herald_streams_t *self);
+
 //  Streams ended with ERROR `internal` since start, because the store
 //  could not read what they asked for (or could not start them).
 uint64_t

@@ -35,6 +35,7 @@
 #include "herald_daemon.h"
 #include "herald_disk.h"
 #include "herald_log.h"
+#include "herald_retention.h"
 
 #define OPEN_FREE_MIN   (4u << 20)      //  free bytes needed to open a store
 #define SIGNAL_CHECK_MS 100             //  the longest a signal goes unseen
@@ -240,8 +241,12 @@ main (int argc, char **argv)
             //  The poll was interrupted by SIGHUP, not asked to stop
             s_hangup = 0;
             herald_daemon_notify ("RELOADING=1\nSTATUS=reloading (SIGHUP)");
-            if (herald_daemon_reload (daemon) && secure)
-                zstr_send (broker, "RELOAD");
+            if (herald_daemon_reload (daemon)) {
+                if (secure)
+                    zstr_send (broker, "RELOAD");
+                //  The retention policies, as parsed now (herald_retention)
+                herald_retention_send (zactor_sock (broker), herald_daemon_config (daemon));
+            }
             herald_daemon_notify ("READY=1\nSTATUS=serving api %s, fanout %s; reloaded",
                                   config->api, config->fanout);
             continue;

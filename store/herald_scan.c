@@ -84,7 +84,14 @@ struct _herald_scan_t {
     size_t run_count;
     msgpack_zone zone;              //  for envelopes peek cannot read
     herald_error_t error;
+    //  Trim points (herald_store_trim.c) as the scan last looked
+    uint64_t start_gen;             //  trims_gen when the scan checked its start
+    uint64_t trims_gen;             //  trims_gen when trimmed_bound was computed
+    uint64_t trimmed_bound;         //  no matching event above it is trimmed
 };
+
+static int s_fail_trimmed (herald_scan_t *self, uint64_t seq);
+static bool s_trimmed_since (herald_scan_t *self);
 
 static int
 s_prefix_order (const void *a, const void *b)
@@ -194,6 +201,8 @@ s_iterator (herald_store_t *store, int cf)
 static int
 s_stream_missing (herald_scan_t *self, const char *topic, size_t len, uint64_t ver)
 {
+    if (s_trimmed_since (self))
+        return s_fail_trimmed (self, self->last + 1);
     herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                       "topic %.*s: stream entry %llu missing",
                       (int) len, topic, (unsigned long long) ver);
@@ -262,9 +271,24 @@ s_cursor_start (herald_scan_t *self, s_cursor_t *cursor, uint64_t first_seq)
     if (self->from <= first_seq)
         return 0;
     uint64_t low = 1, high = cursor->max_ver + 1;
+    if (atomic_load (&self->store->trims_max_until)) {
+        //  Reclaim deletes a topic's oldest streams runs once all their
+        //  events are trimmed (all below from): start at its first one
+        uint8_t key [HERALD_STREAM_KEY_MAX];
+        size_t key_len = s_stream_key (key, cursor->topic, cursor->len, 0);
+        rocksdb_iter_seek (self->streams, (const char *) key, key_len);
+        const uint8_t *seqs;
+        size_t count;
+        herald_err rc = herald_store_run_at (self->streams, cursor->topic, cursor->len, &low,
+                                             &seqs, &count, &self->error);
+        if (rc == HERALD_ERR_NOT_FOUND)
+            return s_stream_missing (self, cursor->topic, cursor->len, 1);
+        if (rc != HERALD_OK)
+            return -1;
+    }
     while (low < high) {
         uint64_t middle = low + (high - low) / 2;
-        uint64_t seq;
+        uint64_t seq = 0;
         if (s_stream_seq (self, cursor->topic, cursor->len, middle, &seq) != 0)
             return -1;
         if (seq >= self->from)
@@ -459,6 +483,21 @@ herald_store_scan (herald_store_t *store, const herald_scan_spec_t *spec, herald
             self->bound = until;
     }
     self->last = self->from - 1;
+    //  Trimmed: refused when it would start at a trimmed event
+    self->start_gen = self->trims_gen = atomic_load (&store->trims_gen);
+    herald_trim_t point;
+    uint64_t first = herald_store_first_point (store, self->prefixes, self->prefix_count,
+                                               &point);
+    self->trimmed_bound = first - 1;
+    if (self->from < first) {
+        herald_error_set (err, HERALD_ERR_TRIMMED, spec->has_from_ts? "from_ts": "from",
+            "from: seq %llu was trimmed from the live log (trim point \"%.*s\" until %llu); "
+            "the first seq still there for these prefixes is %llu",
+            (unsigned long long) self->from, (int) point.prefix_len, point.prefix,
+            (unsigned long long) point.until, (unsigned long long) first);
+        herald_scan_destroy (&self);
+        return NULL;
+    }
     int plan = s_plan_index (self);
     if (plan < 0) {
         if (err)
@@ -517,6 +556,27 @@ herald_store_read (herald_store_t *store, const char *topic, size_t topic_len,
     self->last = from_ver - 1;
     self->events = herald_store_lookup_iterator (store);
     self->streams = s_iterator (store, CF_STREAMS);
+    //  Checked after the iterators are made: whatever reclaim removed
+    //  before them was trimmed by a point this check sees
+    self->start_gen = self->trims_gen = atomic_load (&store->trims_gen);
+    self->trimmed_bound = herald_store_topic_trimmed (store, topic, topic_len);
+    if (self->trimmed_bound && from_ver <= self->head) {
+        uint64_t first_ver;
+        if (herald_store_topic_first_ver (store, topic, topic_len, &first_ver, err)
+                != HERALD_OK) {
+            herald_scan_destroy (&self);
+            return NULL;
+        }
+        if (from_ver < first_ver) {
+            herald_error_set (err, HERALD_ERR_TRIMMED, "from_ver",
+                "from_ver: ver %llu of %.*s was trimmed from the live log (trim point up to "
+                "seq %llu); its first ver still there is %llu", (unsigned long long) from_ver,
+                (int) topic_len, topic, (unsigned long long) self->trimmed_bound,
+                (unsigned long long) first_ver);
+            herald_scan_destroy (&self);
+            return NULL;
+        }
+    }
     return self;
 }
 
@@ -532,6 +592,11 @@ s_fetch (herald_scan_t *self, uint64_t seq, const uint8_t **envelope, size_t *le
         herald_err rc = herald_store_find_event (self->events, seq, &self->run, &self->error);
         if (rc != HERALD_OK) {
             self->run.count = 0;
+            if (rc == HERALD_ERR_NOT_FOUND && s_trimmed_since (self)) {
+                s_fail_trimmed (self, seq);
+                self->done = false;         //  the caller fails
+            }
+            else
             if (rc == HERALD_ERR_NOT_FOUND)
                 herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                                   "event %llu is indexed but missing from the log",
@@ -578,6 +643,76 @@ s_fail (herald_scan_t *self)
     return -1;
 }
 
+//  ---------------------------------------------------------------------
+//  Trimmed events
+
+//  No event the scan matches above the returned seq is trimmed: the
+//  greatest until among the trim points overlapping its prefixes (a
+//  read: those beginning its topic), looked up again only when the trim
+//  points changed.  Below it, an event needs herald_store_topic_trimmed.
+static uint64_t
+s_trimmed_bound (herald_scan_t *self)
+{
+    herald_store_t *store = self->store;
+    uint64_t gen = atomic_load (&store->trims_gen);
+    if (gen != self->trims_gen) {
+        self->trims_gen = gen;
+        if (self->mode == SCAN_READ)
+            self->trimmed_bound = herald_store_topic_trimmed (store, self->topic,
+                                                              self->topic_len);
+        else
+            self->trimmed_bound = herald_store_first (store, self->prefixes,
+                                                      self->prefix_count) - 1;
+    }
+    return self->trimmed_bound;
+}
+
+//  Is the event seq of topic, which the scan matches, trimmed?
+static bool
+s_is_trimmed (herald_scan_t *self, const char *topic, size_t len, uint64_t seq)
+{
+    return seq <= s_trimmed_bound (self)
+        && herald_store_topic_trimmed (self->store, topic, len) >= seq;
+}
+
+//  The scan met seq, an event it matches (or a hole that may be one)
+//  that a trim applied since it began made unreadable: it ends -1 with
+//  HERALD_ERR_TRIMMED rather than skip it.
+static int
+s_fail_trimmed (herald_scan_t *self, uint64_t seq)
+{
+    herald_store_t *store = self->store;
+    if (self->mode == SCAN_READ) {
+        uint64_t first_ver = 0;
+        herald_error_t ignored;
+        herald_store_topic_first_ver (store, self->topic, self->topic_len, &first_ver,
+                                      &ignored);
+        herald_error_set (&self->error, HERALD_ERR_TRIMMED, "from_ver",
+            "ver %llu of %.*s was trimmed from the live log while the read ran; its first "
+            "ver still there is %llu", (unsigned long long) self->last + 1,
+            (int) self->topic_len, self->topic, (unsigned long long) first_ver);
+    }
+    else {
+        herald_trim_t point;
+        uint64_t first = herald_store_first_point (store, self->prefixes, self->prefix_count,
+                                                   &point);
+        herald_error_set (&self->error, HERALD_ERR_TRIMMED, "from",
+            "seq %llu was trimmed from the live log while the stream ran (trim point "
+            "\"%.*s\" until %llu); the first seq still there for these prefixes is %llu",
+            (unsigned long long) seq, (int) point.prefix_len, point.prefix,
+            (unsigned long long) point.until, (unsigned long long) first);
+    }
+    return s_fail (self);
+}
+
+//  Data the scan needs is missing: when the trim points changed since it
+//  began, a trim (and reclaim) took it, not a fault of the log
+static bool
+s_trimmed_since (herald_scan_t *self)
+{
+    return atomic_load (&self->store->trims_gen) != self->start_gen;
+}
+
 //  Parse the run under the events iterator into self->run.
 static bool
 s_load_run (herald_scan_t *self)
@@ -599,6 +734,8 @@ s_load_run (herald_scan_t *self)
 static int
 s_fail_missing (herald_scan_t *self, uint64_t first, uint64_t next)
 {
+    if (s_trimmed_since (self))
+        return s_fail_trimmed (self, first);
     if (next > first + 1)
         herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                           "seq gap: events %llu to %llu are missing from the log",
@@ -669,6 +806,17 @@ s_next_full (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
         const uint8_t *bytes;
         size_t bytes_len;
         herald_run_event (&self->run, self->run_index++, &bytes, &bytes_len);
+        if (herald_envelope_is_hole (bytes, bytes_len)) {
+            //  An event cut out under a prefix trim point q.  Had it
+            //  matched a prefix p of the scan, p and q would overlap, so
+            //  the scan's first seq would be above it: at or above that
+            //  first it cannot be one of ours.  Below, it may be (a trim
+            //  since the scan began): end rather than skip it.
+            if (found <= s_trimmed_bound (self))
+                return s_fail_trimmed (self, found);
+            self->last = found;
+            continue;
+        }
         const char *topic;
         size_t topic_len;
         if (!s_envelope_topic (self, (const char *) bytes, bytes_len, &topic, &topic_len)) {
@@ -676,13 +824,16 @@ s_next_full (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
                               "event %llu cannot be decoded", (unsigned long long) found);
             return s_fail (self);
         }
-        self->last = found;
         if (s_topic_matches (self, topic, topic_len)) {
+            if (s_is_trimmed (self, topic, topic_len, found))
+                return s_fail_trimmed (self, found);
+            self->last = found;
             *seq = found;
             *envelope = bytes;
             *len = bytes_len;
             return 1;
         }
+        self->last = found;
     }
 }
 
@@ -696,6 +847,8 @@ s_next_index (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64
     uint64_t next = cursor->seqs [cursor->pos];
     if (next > self->bound)
         return s_end (self);
+    if (s_is_trimmed (self, cursor->topic, cursor->len, next))
+        return s_fail_trimmed (self, next);
     if (++cursor->pos == cursor->count) {
         if (s_cursor_fill (self, cursor) != 0)
             return s_fail (self);
@@ -705,6 +858,8 @@ s_next_index (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64
     s_heap_down (self, 0);
     if (!s_fetch (self, next, envelope, len))
         return s_fail (self);
+    if (herald_envelope_is_hole (*envelope, *len))
+        return s_fail_trimmed (self, next);
     *seq = next;
     self->last = next;
     return 1;
@@ -734,6 +889,8 @@ s_next_read (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
         if (rc == HERALD_OK && self->run_first != ver)
             rc = HERALD_ERR_NOT_FOUND;
     }
+    if (rc == HERALD_ERR_NOT_FOUND && s_trimmed_since (self))
+        return s_fail_trimmed (self, 0);
     if (rc == HERALD_ERR_NOT_FOUND) {
         herald_error_set (&self->error, HERALD_ERR_CORRUPT, "",
                           "topic %.*s: ver %llu missing",
@@ -744,8 +901,12 @@ s_next_read (herald_scan_t *self, const uint8_t **envelope, size_t *len, uint64_
     if (rc != HERALD_OK)
         return s_fail (self);
     uint64_t found_seq = s_get_u64 (self->run_seqs + 8 * (ver - self->run_first));
+    if (s_is_trimmed (self, self->topic, self->topic_len, found_seq))
+        return s_fail_trimmed (self, found_seq);
     if (!s_fetch (self, found_seq, envelope, len))
         return s_fail (self);
+    if (herald_envelope_is_hole (*envelope, *len))
+        return s_fail_trimmed (self, found_seq);
     *seq = found_seq;
     self->last = ver;
     return 1;

@@ -552,6 +552,10 @@ s_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts, herald_error_t *er
         const char *topic;
         size_t topic_len;
         uint64_t stored_seq, ver;
+        if (herald_envelope_is_hole (bytes, len))
+            //  Cut out by reclaim: the hole keeps the ts (herald_store_priv.h)
+            *ts = s_get_u64 (bytes + 1 + HERALD_ID_BYTES);
+        else
         if (!herald_event_peek (bytes, len, &topic, &topic_len, &stored_seq, &ver, ts)) {
             //  Not our layout (cannot happen for envelopes we wrote); decode.
             msgpack_zone zone;
@@ -673,7 +677,8 @@ herald_store_open (const char *path, const herald_store_options_t *options,
     self->durability = options->durability;
     self->read_only = options->read_only;
     self->accept_loss = options->accept_loss;
-    if (!self->path || herald_store_append_init (self, options->topic_cache) != 0) {
+    if (!self->path || herald_store_append_init (self, options->topic_cache) != 0
+    ||  herald_store_trims_init (self) != 0) {
         herald_error_set (err, HERALD_ERR_NOMEM, "", "out of memory");
         herald_store_destroy (&self);
         return NULL;
@@ -735,6 +740,7 @@ herald_store_open (const char *path, const herald_store_options_t *options,
         return NULL;
     }
     if (s_recover (self, err) != HERALD_OK
+    ||  herald_store_trims_load (self, err) != HERALD_OK
     ||  s_check_format (self, existing, err) != HERALD_OK
     ||  herald_store_losses_load (self, err) != HERALD_OK
     ||  herald_store_check_wal (self, newest_wal, err) != HERALD_OK
@@ -776,6 +782,7 @@ herald_store_destroy (herald_store_t **self_p)
     if (self->scan_options)
         rocksdb_readoptions_destroy (self->scan_options);
     herald_store_append_free (self);
+    herald_store_trims_free (self);
     herald_store_losses_free (self);
     if (self->log_dir) {
         //  RocksDB's log of a read-only open: ours to remove
@@ -882,6 +889,34 @@ herald_store_find_run (rocksdb_iterator_t *it, const char *topic, size_t len, ui
 //  ---------------------------------------------------------------------
 //  Reading and counting
 
+//  HERALD_ERR_TRIMMED for seq, of topic when known (NULL: a hole, or
+//  below the log's first seq), naming the first seq still there.
+static herald_err
+s_trimmed_seq (herald_store_t *self, uint64_t seq, const char *topic, size_t topic_len,
+               herald_error_t *err)
+{
+    herald_trim_t point;
+    if (topic) {
+        herald_str_t prefix = { topic, topic_len };
+        herald_store_first_point (self, &prefix, 1, &point);
+        uint64_t until = herald_store_topic_trimmed (self, topic, topic_len);
+        return herald_error_set (err, HERALD_ERR_TRIMMED, "seq",
+            "seq %llu was trimmed from the live log (trim point \"%.*s\" until %llu); "
+            "the first seq still there for %.*s is %llu", (unsigned long long) seq,
+            (int) point.prefix_len, point.prefix, (unsigned long long) point.until,
+            (int) topic_len, topic, (unsigned long long) until + 1);
+    }
+    uint64_t first = atomic_load (&self->log_first);
+    if (seq < first)
+        return herald_error_set (err, HERALD_ERR_TRIMMED, "seq",
+            "seq %llu was trimmed from the live log (trim point \"\" until %llu); "
+            "the first seq still there is %llu", (unsigned long long) seq,
+            (unsigned long long) first - 1, (unsigned long long) first);
+    return herald_error_set (err, HERALD_ERR_TRIMMED, "seq",
+        "seq %llu was trimmed from the live log under a prefix trim point; the log's "
+        "first seq is %llu", (unsigned long long) seq, (unsigned long long) first);
+}
+
 herald_err
 herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t *len,
                   herald_error_t *err)
@@ -894,9 +929,14 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
     if (seq == 0 || seq > head)
         return herald_error_set (err, HERALD_ERR_NOT_FOUND, "", "no event %llu (head %llu)",
                                  (unsigned long long) seq, (unsigned long long) head);
+    if (seq < atomic_load (&self->log_first))
+        return s_trimmed_seq (self, seq, NULL, 0, err);
     rocksdb_iterator_t *it = herald_store_lookup_iterator (self);
     herald_run_t run;
     herald_err rc = herald_store_find_event (it, seq, &run, err);
+    if (rc == HERALD_ERR_NOT_FOUND && seq < atomic_load (&self->log_first))
+        rc = s_trimmed_seq (self, seq, NULL, 0, err);      //  reclaimed meanwhile
+    else
     if (rc == HERALD_ERR_NOT_FOUND && seq >= atomic_load (&self->first))
         rc = herald_error_set (err, HERALD_ERR_CORRUPT, "", "event %llu is missing from the log",
                                (unsigned long long) seq);
@@ -905,10 +945,23 @@ herald_store_get (herald_store_t *self, uint64_t seq, uint8_t **envelope, size_t
         herald_error_set (err, HERALD_ERR_NOT_FOUND, "", "no event %llu (the log starts at %llu)",
                           (unsigned long long) seq,
                           (unsigned long long) atomic_load (&self->first));
+    const uint8_t *bytes = NULL;
+    size_t size = 0;
     if (rc == HERALD_OK) {
-        const uint8_t *bytes;
-        size_t size;
         herald_run_event (&run, (uint32_t) (seq - run.first_seq), &bytes, &size);
+        //  Trimmed under a prefix: cut out already (a hole), or not yet
+        const char *topic;
+        size_t topic_len;
+        uint64_t ver, ts, stored_seq;
+        if (herald_envelope_is_hole (bytes, size))
+            rc = s_trimmed_seq (self, seq, NULL, 0, err);
+        else
+        if (seq <= atomic_load (&self->trims_max_until)
+        &&  herald_event_peek (bytes, size, &topic, &topic_len, &stored_seq, &ver, &ts)
+        &&  herald_store_topic_trimmed (self, topic, topic_len) >= seq)
+            rc = s_trimmed_seq (self, seq, topic, topic_len, err);
+    }
+    if (rc == HERALD_OK) {
         *envelope = malloc (size);
         if (*envelope) {
             memcpy (*envelope, bytes, size);
@@ -1108,8 +1161,12 @@ herald_store_head (herald_store_t *self)
 uint64_t
 herald_store_event_count (herald_store_t *self)
 {
+    //  The log's seqs from its first (herald_store.h)
     uint64_t head = atomic_load (&self->head);
-    return head? head - atomic_load (&self->first) + 1: 0;
+    uint64_t first = atomic_load (&self->log_first);
+    if (first < atomic_load (&self->first))
+        first = atomic_load (&self->first);
+    return head >= first? head - first + 1: 0;
 }
 
 uint64_t
@@ -1147,8 +1204,13 @@ herald_err
 herald_store_seq_at_ts (herald_store_t *self, uint64_t ts, uint64_t *seq, herald_error_t *err)
 {
     assert (self);
+    //  The live log only: a ts before its first event gives its first seq
     uint64_t low = atomic_load (&self->first);
+    if (low < atomic_load (&self->log_first))
+        low = atomic_load (&self->log_first);
     uint64_t high = atomic_load (&self->head) + 1;
+    if (low > high)
+        low = high;
     while (low < high) {
         uint64_t middle = low + (high - low) / 2;
         uint64_t event_ts;

@@ -336,7 +336,12 @@ int
     herald_store_walk_ids (herald_store_t *self, herald_store_id_fn *fn, void *arg,
                            herald_error_t *err);
 
-//  Counters, recovered on open and kept by append.
+//  Counters, recovered on open and kept by append.  After a trim:
+//  event_count is the seqs of the log from its first seq (head + 1 -
+//  herald_store_log_first: events trimmed under a prefix trim point above
+//  it still count, as their ids do), topic_count every topic ever made
+//  (a topic whose every event is trimmed keeps its ver, so it still is
+//  one).  Both are exact and cost nothing to keep.
 uint64_t
     herald_store_head (herald_store_t *self);          //  highest seq, 0 when empty
 uint64_t
@@ -420,9 +425,12 @@ const char *
 //  above the prefix's current until, the prefix is not a valid topic
 //  prefix (0-255 bytes, no NUL, not starting with '$'), the store already
 //  keeps HERALD_TRIMS_MAX other prefixes, or, with a proof, ids_from is not
-//  the log's first seq (herald_store_first with no prefix) or ids is not
+//  the log's first seq (herald_store_log_first) or ids is not
 //  herald_store_ids_digest (ids_from, until).  Applied: the result map is
 //  {prefix, until, first}, first being herald_store_first for the prefix.
+//  "The head" is the store's head when the call began (events earlier in
+//  the same call cannot be trimmed by it); a trim op earlier in the same
+//  call is seen.
 //  The op only records the trim point (a few bytes, whatever its range);
 //  reading stops at once, and herald_store_reclaim frees the disk after.
 
@@ -449,6 +457,15 @@ size_t
 uint64_t
     herald_store_first (herald_store_t *self, const herald_str_t *prefixes, size_t count);
 
+//  The log's first seq: 1 + the until of the trim point "" (1 when there
+//  is none; head + 1 when everything was trimmed).  What STATUS `first`
+//  says, what a proof's ids_from must be, and where herald_store_ids_digest
+//  may start.  Not herald_store_first (self, NULL, 0), which is where a
+//  REPLAY of every topic may start, so also counts the prefix trim
+//  points (every prefix overlaps "").  From any thread.
+uint64_t
+    herald_store_log_first (herald_store_t *self);
+
 //  The greatest until among the trim points whose prefix begins topic
 //  (0: none of the topic's events is trimmed).  From any thread.
 uint64_t
@@ -473,7 +490,7 @@ herald_err
 //  of seqs from..to, inclusive, in seq order — what an archive's index
 //  keeps for a segment (`ids`), here for any range.  Events trimmed under a
 //  prefix trim point count too (the log keeps their ids in place).  from
-//  must be >= herald_store_first (self, NULL, 0) (HERALD_ERR_TRIMMED
+//  must be >= herald_store_log_first (HERALD_ERR_TRIMMED
 //  otherwise) and to <= head, from <= to (HERALD_ERR_BAD_REQUEST).
 //  cancel (may be NULL) is read between runs: true stops the walk with
 //  HERALD_ERR_INTERNAL "cancelled".  Reads only; from any thread; its cost
@@ -511,7 +528,9 @@ herald_err
 //  event (from below herald_store_first (prefixes), from_ts resolving
 //  there; from_ver below herald_store_topic_first_ver), fail with
 //  HERALD_ERR_TRIMMED and a message naming the first seq (ver) still
-//  there.  A scan that meets an event trimmed after it began (a trim
+//  there (herald_error_t has no `first`: herald_store_first of the same
+//  prefixes, or herald_store_topic_first_ver, gives it).  A scan that
+//  meets an event trimmed after it began (a trim
 //  applied while it ran) ends -1 with HERALD_ERR_TRIMMED: it never skips
 //  an event it should have returned.  herald_store_seq_at_ts counts only
 //  the live log (a ts before its first event gives its first seq).

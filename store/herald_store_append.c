@@ -24,7 +24,8 @@
     it was.
 
     A batch with no events and an `op` is a consumer group's op
-    (herald_store_groups_ops.c): decided in its turn among the batches,
+    (herald_store_groups_ops.c) or a trim (herald_store_trim.c): decided
+    in its turn among the batches,
     its keys put into the same WriteBatch; it leaves the log, the digest
     and the counters alone, yet makes the call write even when no event
     is new (self->groups_staged).
@@ -737,6 +738,7 @@ herald_store_stage_begin (herald_store_t *self, herald_batch_t *batches, size_t 
     self->staged_digest = atomic_load (&self->digest);
     herald_store_groups_call_reset (self);
     self->groups_staged = false;
+    herald_store_trims_call_reset (self);
     if (total && s_prefetch_ids (self, batches, count, total, err) != 0)
         return err->code;
     return HERALD_OK;
@@ -746,7 +748,7 @@ herald_err
 herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uint64_t ts,
                           uint64_t new_topics, uint64_t raft_index, herald_error_t *err)
 {
-    if (seq == head && raft_index == 0 && !self->groups_staged)
+    if (seq == head && raft_index == 0 && !self->groups_staged && !self->trims_staged)
         return HERALD_OK;           //  only duplicates and conflicts: nothing to write
     if (seq != head) {
         if (s_stage_events (self, head + 1) != 0 || s_stage_streams (self) != 0)
@@ -781,6 +783,7 @@ herald_store_stage_write (herald_store_t *self, uint64_t head, uint64_t seq, uin
         return err->code;
     }
     //  Durable: now the in-memory state may follow.
+    herald_store_trims_publish (self);
     if (raft_index)
         atomic_store (&self->applied, raft_index);
     if (seq == head)
@@ -825,6 +828,7 @@ s_apply (herald_store_t *self, herald_batch_t *batches, size_t count, uint64_t t
     uint64_t last_ts = atomic_load (&self->last_ts);
     if (ts < last_ts)
         ts = last_ts;
+    self->call_ts = ts;             //  a trim op's ts (herald_store_trim.c)
 
     uint64_t head = atomic_load (&self->head);
     uint64_t seq = head;
@@ -866,6 +870,7 @@ s_apply_call (herald_store_t *self, herald_batch_t *batches, size_t count, uint6
                 batches [b].op_result_len = 0;
             }
     herald_store_groups_call_reset (self);
+    herald_store_trims_call_reset (self);
     return rc;
 }
 

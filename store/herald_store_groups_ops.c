@@ -381,6 +381,17 @@ herald_store_groups_stage (herald_store_t *self, herald_batch_t *batch,
         goto done;
     }
     kind = herald_store_map_get (&op, "op");
+    if (s_is (kind, "trim")) {
+        //  Not a group's: the trim point's op (herald_store_trim.c)
+        rc = herald_store_trim_stage (self, batch, &op, err);
+        msgpack_zone_destroy (&zone);
+        if (rc != 0) {
+            free (batch->op_result);
+            batch->op_result = NULL;
+            batch->op_result_len = 0;
+        }
+        return rc;
+    }
     const msgpack_object *group_name = herald_store_map_get (&op, "group");
     if (!group_name || group_name->type != MSGPACK_OBJECT_STR
     ||  !herald_group_name_valid (group_name->via.str.ptr, group_name->via.str.size)) {

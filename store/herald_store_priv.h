@@ -20,6 +20,21 @@
         configs and positions (herald_store_groups.c), written by their
         ops (herald_store_groups_ops.c) in the same WriteBatch as the
         call's events.
+        "trim/" prefix                      -> until u64 | ts u64 | reason
+        A trim point (herald_store_trim.c): the events of the topics
+        beginning with prefix (0-255 bytes; "" is the whole log) with
+        seq <= until are trimmed; ts is the apply's, reason (0-256 bytes,
+        optional) is kept for people.  Written by the op {op: "trim"} in
+        the call's WriteBatch (or by herald_store_trims_import, synced);
+        loaded on open.  Only ever raised.
+        "reclaim/done"                      -> seq u64
+        herald_store_reclaim's progress (herald_store_reclaim.c): every
+        run with last_seq <= seq was made to hold no trimmed envelope (and
+        the streams runs of those seqs were cut), as of the trim points
+        "reclaim/trims" names.
+        "reclaim/trims"                     -> gen u64 | max until u64
+        A digest of the trim points the pass in progress works for: when
+        they change, the pass starts over from the lowest run.
 
     CF "events": the log itself, in runs of consecutive seqs
         +------------------+      +-----------+------------------+----------------+
@@ -36,6 +51,14 @@
         LAST seq so that a forward seek to s lands on the run holding s.
         Each envelope is stored once and handed out as a slice of its run,
         sent as it is on fanout and in replies: no re-encoding.
+        A HOLE is an envelope that herald_store_reclaim cut out because a
+        prefix trim point covers it: 0xc1 (the byte MessagePack never
+        uses; an envelope always starts with a map header), its 16-byte
+        id, its ts u64 (25 bytes).  The id keeps herald_store_ids_digest
+        and herald inspect whole, the ts keeps herald_store_seq_at_ts's
+        binary search.  Runs whose every seq is at or below the whole-log
+        trim point ("" until) are deleted: the log then starts at the run
+        holding until + 1 (which may begin below it: reads filter).
         Looking a run up by seq: the key's first HERALD_EVENTS_PREFIX bytes
         are RocksDB's prefix, naming a bucket of 256 seqs, with a prefix
         bloom in each SST file and memtable.  The log is appended in seq
@@ -85,6 +108,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -102,6 +126,8 @@
 #define HERALD_RUN_MAX_BYTES      4096
 #define HERALD_EVENTS_PREFIX      7     //  "events" key bytes that name a bucket
 #define HERALD_EVENTS_BUCKET      ((uint64_t) 1 << 8 * (8 - HERALD_EVENTS_PREFIX))
+#define HERALD_HOLE_BYTE          0xc1
+#define HERALD_HOLE_LEN           (1 + HERALD_ID_BYTES + 8)
 
 //  A run of events as stored in "events", parsed; pointers borrow the value.
 typedef struct {
@@ -214,6 +240,23 @@ struct _herald_store_t {
     bool groups_staged;             //  an op put something into the WriteBatch
     _Atomic uint64_t groups_gen;    //  odd while groups are written: readers on
                                     //  other threads read a record again
+    //  Trim points (herald_store_trim.c): the points in force, sorted by
+    //  prefix, under trims_lock; what scans check without the lock
+    pthread_mutex_t trims_lock;
+    bool trims_lock_ready;
+    herald_trim_t *trims;
+    size_t trim_count;
+    _Atomic uint64_t trims_gen;     //  rises with every change of trims
+    _Atomic uint64_t trims_max_until;   //  the greatest until (0: no trim point)
+    _Atomic uint64_t log_first;     //  1 + the whole log's trim point
+    //  The call in progress: its copy of the trim points, when a trim op
+    //  changed them (published once the call is written)
+    herald_trim_t *trims_call;
+    size_t trims_call_count;
+    bool trims_staged;
+    uint64_t call_ts;               //  the ts of the call in progress
+    //  herald_store_reclaim (herald_store_reclaim.c): one thread at a time
+    pthread_mutex_t reclaim_lock;
 };
 
 //  herald_store_damage.c, for herald_store.c's open and close
@@ -496,6 +539,55 @@ void
     herald_store_groups_call_reset (herald_store_t *self);
 void
     herald_store_groups_free (herald_store_t *self);
+
+//  ---------------------------------------------------------------------
+//  herald_store_trim.c
+
+//  A hole: an envelope reclaim cut out (see "events" above).
+static inline bool
+herald_envelope_is_hole (const uint8_t *bytes, size_t len)
+{
+    return len == HERALD_HOLE_LEN && bytes [0] == HERALD_HOLE_BYTE;
+}
+
+//  The id of an envelope or a hole into id; false when the bytes are
+//  neither.
+bool
+    herald_envelope_id (const uint8_t *bytes, size_t len, uint8_t id [HERALD_ID_BYTES]);
+
+//  A prefix a trim point may have: 0-255 bytes, no NUL, not starting '$'.
+bool
+    herald_trim_prefix_valid (const char *prefix, size_t len);
+
+//  Make the trim state (open, before anything else; -1: out of
+//  resources), free it (destroy), load the points (open, after the
+//  column families).
+int
+    herald_store_trims_init (herald_store_t *self);
+void
+    herald_store_trims_free (herald_store_t *self);
+herald_err
+    herald_store_trims_load (herald_store_t *self, herald_error_t *err);
+
+//  herald_store_first, and the trim point that decides it into *point
+//  (all zero when none).
+uint64_t
+    herald_store_first_point (herald_store_t *self, const herald_str_t *prefixes,
+                              size_t count, herald_trim_t *point);
+
+//  The op {op: "trim"} of batch, decoded into op: into the call's
+//  WriteBatch and overlay, its result set.  -1 with err filled when the
+//  log cannot be read for the proof or memory runs out (the apply fails).
+int
+    herald_store_trim_stage (herald_store_t *self, herald_batch_t *batch,
+                             const msgpack_object *op, herald_error_t *err);
+
+//  The call's trim points: dropped (each call starts afresh, and a failed
+//  one), or made the store's once its WriteBatch is written.
+void
+    herald_store_trims_call_reset (herald_store_t *self);
+void
+    herald_store_trims_publish (herald_store_t *self);
 
 //  ---------------------------------------------------------------------
 //  herald_store_cluster.c
