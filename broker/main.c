@@ -16,7 +16,8 @@
     before it stops.
 
     Under systemd (herald_daemon): READY=1 once the broker serves,
-    STOPPING=1 on a stop signal; SIGHUP reloads the log level and the ACL.
+    STOPPING=1 on a stop signal; SIGHUP reloads the log level, the
+    retention policies and the ACL.
 
     Exit 0 on a clean stop; 64 (EX_USAGE) for a bad command line and 78
     (EX_CONFIG) for a bad --config file, each followed by one hint line;

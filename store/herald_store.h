@@ -523,6 +523,34 @@ herald_err
     herald_store_reclaim (herald_store_t *self, size_t budget, bool *more,
                           herald_reclaim_stats_t *stats, herald_error_t *err);
 
+//  For offline checks (herald inspect; store/herald_store_walk.c): every
+//  seq the log stores, in seq order from its first stored run, trimmed
+//  or not, as fn (seq, envelope, len, hole, arg): hole true for an
+//  envelope reclaim cut out (then envelope is the 25-byte hole: 0xc1, the
+//  id, the ts, big-endian; herald_store_hole_parse reads it).  Runs below
+//  the log's first seq may be gone (reclaim deletes them), so the first
+//  seq given may be above 1; a gap between runs is HERALD_ERR_CORRUPT.
+//  Returns 0 when done, fn's value when it returned non-zero, or -1 with
+//  err filled.  Reads only.
+typedef int (herald_store_log_fn) (uint64_t seq, const uint8_t *envelope, size_t len,
+                                   bool hole, void *arg);
+int
+    herald_store_walk_log (herald_store_t *self, herald_store_log_fn *fn, void *arg,
+                           herald_error_t *err);
+
+//  A hole's id and ts; false when the bytes are not a hole.
+bool
+    herald_store_hole_parse (const uint8_t *envelope, size_t len,
+                             uint8_t id [HERALD_ID_BYTES], uint64_t *ts);
+
+//  Every topic the store knows (those whose every event is trimmed too),
+//  in byte order, as fn (topic, len, ver, arg).  Returns as
+//  herald_store_walk_log.  Reads only.
+typedef int (herald_store_topic_fn) (const char *topic, size_t len, uint64_t ver, void *arg);
+int
+    herald_store_walk_topics (herald_store_t *self, herald_store_topic_fn *fn, void *arg,
+                              herald_error_t *err);
+
 //  Trimmed data and reads.  herald_store_get of a trimmed seq, and
 //  herald_store_scan / herald_store_read asked to start at a trimmed
 //  event (from below herald_store_first (prefixes), from_ts resolving

@@ -136,6 +136,14 @@ static herald_err
 s_compute_digest (herald_store_t *self, uint64_t head, uint64_t *digest, herald_error_t *err)
 {
     *digest = 0;
+    //  d(head) chains every event from seq 1: trimmed ones cannot be read
+    //  (a trimmed store was written with its digest stored: only a repair
+    //  since could bring it here)
+    if (atomic_load (&self->trims_max_until))
+        return herald_error_set (err, HERALD_ERR_CORRUPT, "",
+                                 "computing the log digest: the log is trimmed (up to seq "
+                                 "%llu), its digest cannot be computed from it",
+                                 (unsigned long long) atomic_load (&self->trims_max_until));
     herald_scan_spec_t spec = { .from = 1, .has_to = true, .to = head };
     herald_scan_t *scan = herald_store_scan (self, &spec, err);
     if (!scan)

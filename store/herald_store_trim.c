@@ -168,6 +168,10 @@ herald_store_trims_init (herald_store_t *self)
 {
     if (pthread_mutex_init (&self->trims_lock, NULL) != 0)
         return -1;
+    if (pthread_mutex_init (&self->reclaim_lock, NULL) != 0) {
+        pthread_mutex_destroy (&self->trims_lock);
+        return -1;
+    }
     self->trims_lock_ready = true;
     atomic_store (&self->log_first, 1);
     return 0;
@@ -176,8 +180,10 @@ herald_store_trims_init (herald_store_t *self)
 void
 herald_store_trims_free (herald_store_t *self)
 {
-    if (self->trims_lock_ready)
+    if (self->trims_lock_ready) {
         pthread_mutex_destroy (&self->trims_lock);
+        pthread_mutex_destroy (&self->reclaim_lock);
+    }
     self->trims_lock_ready = false;
     free (self->trims);
     self->trims = NULL;

@@ -1005,3 +1005,78 @@ Test (herald_config, diff_names_the_settings_that_differ)
     herald_config_destroy (&a);
     herald_config_destroy (&b);
 }
+
+//  ---------------------------------------------------------------------
+//  Retention (docs/operations.md "Trimming and retention")
+
+Test (herald_config, retention_policies_parse_from_flags_and_file)
+{
+    herald_config_t *config = herald_config_new ();
+    cr_assert_eq (config->retention_count, 0, "a policy by default");
+    cr_assert_eq (config->retention_interval_ms, 60000);
+    herald_error_t err = { 0 };
+    const char *args [] = { "--retention", "orders.=7d", "--retention", "=30m",
+                            "--retention-interval-ms", "10", NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->retention_count, 2);
+    cr_assert_str_eq (config->retention [0].prefix, "orders.");
+    cr_assert_eq (config->retention [0].age_ms, 7ULL * 86400000);
+    cr_assert_str_eq (config->retention [1].prefix, "");
+    cr_assert_eq (config->retention [1].age_ms, 30ULL * 60000);
+    herald_config_destroy (&config);
+    config = herald_config_new ();
+    const char *spaced [] = { "--retention", "orders. 12h", NULL };
+    cr_assert_eq (s_parse (config, &err, spaced), HERALD_OK, "%s", err.message);
+    cr_assert_str_eq (config->retention [0].prefix, "orders.");
+    cr_assert_eq (config->retention [0].age_ms, 12ULL * 3600000);
+    cr_assert_str_eq (config->retention [0].age, "12h");
+    herald_config_destroy (&config);
+    //  The file: one line each, PREFIX AGE or AGE; the command line's list
+    //  replaces the file's whole
+    char *path = s_file_new ("retention = metrics. 7d\nretention = 365d\n"
+                             "retention-interval-ms = 500\n");
+    config = herald_config_new ();
+    const char *file_only [] = { "--config", path, NULL };
+    cr_assert_eq (s_parse (config, &err, file_only), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->retention_count, 2);
+    cr_assert_str_eq (config->retention [0].prefix, "metrics.");
+    cr_assert_str_eq (config->retention [1].prefix, "");
+    cr_assert_eq (config->retention [1].age_ms, 365ULL * 86400000);
+    cr_assert_eq (config->retention_interval_ms, 500);
+    herald_config_destroy (&config);
+    config = herald_config_new ();
+    const char *line [] = { "--config", path, "--retention", "x.=1s", NULL };
+    cr_assert_eq (s_parse (config, &err, line), HERALD_OK, "%s", err.message);
+    cr_assert_eq (config->retention_count, 1);
+    cr_assert_str_eq (config->retention [0].prefix, "x.");
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}
+
+Test (herald_config, bad_retention_policies_are_refused_naming_why)
+{
+    const char *unit [] = { "--retention", "orders.=7w", NULL };
+    s_assert_rejected (unit, "is not a number of 1 or more and a unit s, m, h or d");
+    const char *zero [] = { "--retention", "=0s", NULL };
+    s_assert_rejected (zero, "the age '0s'");
+    const char *none [] = { "--retention", "orders.", NULL };
+    s_assert_rejected (none, "the age 'orders.'");
+    const char *huge [] = { "--retention", "=36501d", NULL };
+    s_assert_rejected (huge, "at most 36500d");
+    const char *dollar [] = { "--retention", "$sys.=1d", NULL };
+    s_assert_rejected (dollar, "not a topic prefix");
+    const char *twice [] = { "--retention", "a.=1d", "--retention", "a. 2d", NULL };
+    s_assert_rejected (twice, "prefix 'a.' has a policy already (1d)");
+    const char *interval [] = { "--retention-interval-ms", "9", NULL };
+    s_assert_rejected (interval, "at least 10");
+    char *path = s_file_new ("retention = orders. 7x\n");
+    herald_config_t *config = herald_config_new ();
+    herald_error_t err = { 0 };
+    const char *args [] = { "--config", path, NULL };
+    cr_assert_eq (s_parse (config, &err, args), HERALD_ERR_INVALID);
+    cr_assert (config->file_failed);
+    cr_assert_not_null (strstr (err.message, ":1: retention: 'orders. 7x'"), "%s",
+                        err.message);
+    herald_config_destroy (&config);
+    s_file_destroy (&path);
+}

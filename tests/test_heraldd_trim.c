@@ -214,15 +214,17 @@ Test (heraldd_trim, only_the_trim_grant_may_trim_and_every_user_sees_the_trims)
     bt_broker = bu_broker_new ("trim-acl", extra);
     cr_assert_not_null (bt_broker);
     cr_assert_eq (bu_broker_spawn (bt_broker), 0);
-    zsock_t *app = s_secure_client (server, app_key);
+    zsock_t *probe = s_secure_client (server, app_key);
     bool ready = false;
     for (uint64_t rid = 1000; !ready && rid < 1100; rid++) {
-        bt_send_rid (app, "STATUS", rid);
-        zmsg_t *msg = bu_recv (app, 100);
+        bt_send_rid (probe, "STATUS", rid);
+        zmsg_t *msg = bu_recv (probe, 100);
         ready = msg != NULL;
         zmsg_destroy (&msg);
     }
     cr_assert (ready, "the secure broker did not answer");
+    bt_drop (&probe);                   //  with late answers to its probes
+    zsock_t *app = s_secure_client (server, app_key);
     const char *topics [] = { "sec.1" };
     s_publish (app, topics, 1, 10, 100, NULL, NULL, NULL);
     tw_trim_t trim = s_unarchived (NULL, 5);
@@ -238,6 +240,17 @@ Test (heraldd_trim, only_the_trim_grant_may_trim_and_every_user_sees_the_trims)
     //  app holds no `admin = status`: it sees first and trims all the same
     cr_assert_eq (tw_status_trims (app, text, sizeof text), 6);
     cr_assert_str_eq (text, ":5");
+    //  The audit log (stderr here) has who trimmed what, and how
+    char log [65536];
+    bool audited = false;
+    for (int tries = 0; !audited && tries < 500; tries++) {
+        bu_broker_log (bt_broker, log, sizeof log);
+        audited = strstr (log, "\"event\":\"trim\",\"user\":\"ops\",\"prefix\":\"\","
+                               "\"until\":5,\"first\":6,\"proof\":false") != NULL;
+        if (!audited)
+            zclock_sleep (10);
+    }
+    cr_assert (audited, "no audit line of the trim: %s", log);
     zcert_destroy (&server);
     zcert_destroy (&ops_key);
     zcert_destroy (&app_key);
@@ -288,6 +301,21 @@ Test (heraldd_trim, a_trim_with_the_archives_proof_refuses_replay_and_read_below
     cr_assert_eq (tw_trim_ok (sock, 10, &trim, BT_WAIT_MS), 15);
     cr_assert_eq (tw_status_trims (sock, text, sizeof text), 15);
     cr_assert_eq (bt_status_extra (sock, 11, "trims_applied"), 2);
+    //  Prometheus text, as `herald status --format prometheus` prints it
+    char *herald = tu_build_program ("tools/herald");
+    cr_assert_not_null (herald);
+    char command [1024], out [65536];
+    snprintf (command, sizeof command, "%s --endpoint %s status --format prometheus 2>&1",
+              herald, bt_broker->api);
+    FILE *pipe = popen (command, "r");
+    cr_assert_not_null (pipe);
+    size_t used = fread (out, 1, sizeof out - 1, pipe);
+    out [used] = 0;
+    cr_assert_eq (pclose (pipe), 0, "%s", out);
+    cr_assert_not_null (strstr (out, "\nherald_first_seq 15\n"), "%s", out);
+    cr_assert_not_null (strstr (out, "\nherald_trim_until_seq{prefix=\"\"} 14\n"), "%s", out);
+    cr_assert_not_null (strstr (out, "\nherald_trims_applied_total 2\n"), "%s", out);
+    free (herald);
     cr_assert_geq (bt_status_extra (sock, 12, "streams_trimmed"), 4);
     cr_assert_eq (bt_status_extra (sock, 13, "stream_errors"), 0);
 }
@@ -589,4 +617,113 @@ Test (heraldd_trim, sighup_reloads_the_retention_policies)
     cr_assert (said, "%s", log);
     free (path);
     tu_tmpdir_destroy (&dir);
+}
+
+//  ---------------------------------------------------------------------
+//  The reclaim and stopping
+
+//  STATUS reclaim_pending polled until 0 (within 30 s); reclaimed_events.
+static uint64_t
+s_reclaim_done (zsock_t *sock)
+{
+    int64_t deadline = zclock_mono () + 30000;
+    for (uint64_t rid = 5000; zclock_mono () < deadline; rid += 2) {
+        if (bt_status_extra (sock, rid, "reclaim_pending") == 0)
+            return bt_status_extra (sock, rid + 1, "reclaimed_events");
+        zclock_sleep (20);
+    }
+    cr_assert_fail ("reclaim_pending still 1 after 30 s");
+    return 0;
+}
+
+Test (heraldd_trim, sigterm_and_kill_during_the_reclaim_stop_it_and_a_restart_resumes)
+{
+    bt_start ();
+    zsock_t *sock = bt_client ();
+    static bu_event_t events [1000];
+    for (uint64_t batch = 0; batch < 20; batch++) {
+        for (size_t index = 0; index < 1000; index++)
+            bu_event_init (&events [index], index % 2? "big.a": "big.b", "reclaim me");
+        bu_reply_t reply;
+        bt_publish (sock, 100 + batch, events, 1000, &reply);
+        bu_reply_fini (&reply);
+    }
+    tw_trim_t trim = s_unarchived (NULL, 19990);
+    cr_assert_eq (tw_trim_ok (sock, 1, &trim, BT_WAIT_MS), 19991);
+    //  SIGTERM at once, the reclaim running or not: a clean stop, in time
+    bt_stop_clean ();
+    bt_drop (&sock);
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    sock = bt_client ();
+    trim = s_unarchived ("big.a", 19999);
+    cr_assert_eq (tw_trim_ok (sock, 2, &trim, BT_WAIT_MS), 20000);
+    bu_broker_kill (bt_broker);
+    bt_drop (&sock);
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    sock = bt_client ();
+    s_reclaim_done (sock);
+    //  What is left reads whole; what is gone is refused
+    tw_stream_t *stream = s_stream ();
+    tw_replay (sock, 3, 19991, NULL, 0, stream);
+    s_expect_trimmed (stream, 20000);
+    const char *b [] = { "big.b" };
+    tw_replay (sock, 4, 19991, b, 1, stream);
+    s_expect_done (stream, 5);
+    tw_replay (sock, 5, 20000, NULL, 0, stream);
+    s_expect_done (stream, 1);
+    char text [256];
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 19991);
+    cr_assert_str_eq (text, ":19990,big.a:19999");
+    bt_stop_clean ();
+}
+
+//  ---------------------------------------------------------------------
+//  One proof at a time; a stop in the middle of one
+
+Test (heraldd_trim, one_proof_at_a_time_and_a_stop_during_the_check_trims_nothing)
+{
+    //  The check of a proof held for a minute (herald_trims' test hook)
+    setenv ("HERALD_TEST_HOOKS", "1", 1);
+    setenv ("HERALD_TEST_TRIM_HOLD_MS", "60000", 1);
+    bt_start ();
+    unsetenv ("HERALD_TEST_TRIM_HOLD_MS");
+    unsetenv ("HERALD_TEST_HOOKS");
+    zsock_t *sock = bt_client ();
+    const char *topics [] = { "p.1" };
+    s_publish (sock, topics, 1, 10, 100, NULL, NULL, NULL);
+    uint8_t digest [32];
+    tw_ids_digest (sock, 1, 1, 5, digest);
+    tw_trim_t trim = { .has_until = true, .until = 5, .has_ids_from = true, .ids_from = 1,
+                       .ids = digest, .ids_len = 32 };
+    tw_send_trim (sock, 2, &trim);
+    //  A second proof while the first is checked: overloaded, retry_ms
+    zsock_t *other = bt_client ();
+    tw_send_trim (other, 3, &trim);
+    tw_reply_t reply;
+    tw_recv (other, 3, &reply, BT_WAIT_MS);
+    char code [32], message [512];
+    tw_str (&reply, "code", code, sizeof code);
+    tw_str (&reply, "message", message, sizeof message);
+    cr_assert_str_eq (code, "overloaded", "%s %s: %s", reply.command, code, message);
+    cr_assert_not_null (strstr (message, "one at a time"), "%s", message);
+    cr_assert_gt (tw_uint (&reply, "retry_ms"), 0);
+    tw_reply_fini (&reply);
+    //  An unarchived trim has nothing to check: it goes meanwhile
+    trim = s_unarchived ("p.", 3);
+    cr_assert_eq (tw_trim_ok (other, 4, &trim, BT_WAIT_MS), 4);
+    //  SIGTERM: the check is cancelled (a clean stop well within the hold)
+    //  and rid 2 gets no reply
+    bt_stop_clean ();
+    zmsg_t *late = bu_recv (sock, 200);
+    cr_assert_null (late, "a reply came to the cancelled TRIM");
+    bt_drop (&sock);
+    bt_drop (&other);
+    char log [65536];
+    bu_broker_log (bt_broker, log, sizeof log);
+    cr_assert_not_null (strstr (log, "its proof's check is cancelled"), "%s", log);
+    cr_assert_eq (bu_broker_restart (bt_broker, BT_START_MS), 0);
+    sock = bt_client ();
+    char text [256];
+    cr_assert_eq (tw_status_trims (sock, text, sizeof text), 1);
+    cr_assert_str_eq (text, "p.:3", "the cancelled TRIM trimmed: %s", text);
 }

@@ -118,7 +118,10 @@ tw_recv (zsock_t *sock, uint64_t rid, tw_reply_t *reply, int timeout_ms)
         }
         zmsg_destroy (&msg);
     }
-    cr_assert_fail ("no reply to rid %" PRIu64 " within %d ms", rid, timeout_ms);
+    char log [4096] = "";
+    if (bt_broker)
+        bu_broker_log_tail (bt_broker, log, sizeof log);
+    cr_assert_fail ("no reply to rid %" PRIu64 " within %d ms\n%s", rid, timeout_ms, log);
 }
 
 void

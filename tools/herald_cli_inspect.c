@@ -46,6 +46,17 @@
 
     A directory without a RocksDB CURRENT file is refused before opening:
     inspect must never write where there was none.
+
+    A trimmed store (docs/operations.md, "Trimming and retention") is
+    checked as it lies on disk (herald_store_walk_log): the log may start
+    above seq 1 (reclaim deleted the runs below its first seq), hold holes
+    (events reclaim cut out under a prefix trim point: their ids and ts
+    stay, and are checked) and trimmed events not reclaimed yet (checked
+    as any).  A topic's versions may then skip, but only over events its
+    trim points cover; the topics' versions still add up to the head
+    (every seq has one topic), the index still holds one id per seq, and
+    each stream is read from its first ver still there.  The summary says
+    what is trimmed.
     =========================================================================
 */
 
@@ -62,7 +73,7 @@ static const char *s_inspect_usage =
     "usage: herald inspect --data-dir DIR\n"
     "\n"
     "Check a Herald data directory offline (stop the broker first): seq gapless\n"
-    "from 1 to head, every envelope decodes, every event's id leading back to it\n"
+    "from 1 (or the log's first seq, once trimmed) to head, every envelope decodes, every event's id leading back to it\n"
     "in the dedup index (with the hash of its topic and data, where the entry keeps\n"
     "one) and no other entry there, every topic's versions gapless\n"
     "and matching its stream, and the store's counters consistent.  Reports a\n"
@@ -73,8 +84,11 @@ static const char *s_inspect_usage =
 
 typedef struct {
     uint64_t *seqs;                 //  seqs of the topic's events, in ver order
+    uint64_t *vers;                 //  and their vers (gapless unless trimmed)
     size_t count;
     size_t cap;
+    uint64_t ver;                   //  the store's ver of the topic
+    bool listed;                    //  herald_store_walk_topics named it
 } s_topic_t;
 
 static void
@@ -83,6 +97,7 @@ s_topic_destroy (void **item_p)
     s_topic_t *topic = *item_p;
     if (topic) {
         free (topic->seqs);
+        free (topic->vers);
         free (topic);
     }
     *item_p = NULL;
@@ -101,6 +116,10 @@ typedef struct {
     uint64_t id_unhashed;           //  events whose entry has no content hash (older)
     uint64_t id_strays;             //  of those, found naming a seq the log lacks
     char stray_first [256];         //  the first of those, described
+    uint64_t start;                 //  the first seq stored (0: none)
+    uint64_t holes;                 //  events reclaim cut out
+    uint64_t id_below;              //  entries naming a seq below start
+    int rc;                         //  the walk's first problem
 } s_inspect_t;
 
 //  Report the first problem; returns HERALD_CLI_EXIT_FAIL.
@@ -135,18 +154,29 @@ s_record (s_inspect_t *self, const herald_event_t *event)
             return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
         }
     }
-    if (event->ver != topic->count + 1)
+    uint64_t last_ver = topic->count? topic->vers [topic->count - 1]: 0;
+    uint64_t last_seq = topic->count? topic->seqs [topic->count - 1]: 0;
+    //  A skip is allowed over trimmed events only: the first one skipped
+    //  comes after last_seq, so last_seq must be below the trim point
+    if (event->ver <= last_ver
+    ||  (event->ver != last_ver + 1
+         && last_seq >= herald_store_topic_trimmed (self->store, event->topic,
+                                                    event->topic_len)))
         return s_problem (self, "seq %" PRIu64 ": topic '%s' has ver %" PRIu64
-                          ", expected %zu (versions must be gapless)",
-                          event->seq, name, event->ver, topic->count + 1);
+                          ", expected %" PRIu64 " (versions must be gapless)",
+                          event->seq, name, event->ver, last_ver + 1);
     if (topic->count == topic->cap) {
         size_t cap = topic->cap ? topic->cap * 2 : 8;
         uint64_t *grown = realloc (topic->seqs, cap * sizeof *grown);
-        if (!grown)
+        if (grown)
+            topic->seqs = grown;
+        uint64_t *grown_vers = grown? realloc (topic->vers, cap * sizeof *grown_vers): NULL;
+        if (!grown_vers)
             return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
-        topic->seqs = grown;
+        topic->vers = grown_vers;
         topic->cap = cap;
     }
+    topic->vers [topic->count] = event->ver;
     topic->seqs [topic->count++] = event->seq;
     return 0;
 }
@@ -198,52 +228,90 @@ s_check_id (s_inspect_t *self, const herald_event_t *event)
     return 0;
 }
 
-//  Checks 1-3 and the first half of 4: the full scan.
+//  A hole (an event reclaim cut out): its id leads back to its seq, its
+//  ts keeps the order, and a prefix trim point covers it.
+static int
+s_check_hole (s_inspect_t *self, uint64_t seq, const uint8_t *bytes, size_t len)
+{
+    uint8_t id [HERALD_ID_BYTES];
+    uint64_t ts, id_seq, ver, hash;
+    bool has_hash;
+    herald_store_hole_parse (bytes, len, id, &ts);
+    if (ts < self->last_ts)
+        return s_problem (self, "seq %" PRIu64 " (cut out by a trim): its ts is before the "
+                          "previous one", seq);
+    if (seq >= herald_store_first (self->store, NULL, 0))
+        return s_problem (self, "seq %" PRIu64 " was cut out of the log, but no trim point "
+                          "covers it", seq);
+    herald_err code = herald_store_lookup_id_hash (self->store, id, &id_seq, &ver, &hash,
+                                                   &has_hash);
+    if (code == HERALD_ERR_IO)
+        return s_problem (self, "seq %" PRIu64 ": cannot look its id up in the dedup index",
+                          seq);
+    if ((code != HERALD_OK || id_seq != seq) && self->id_problems++ == 0) {
+        char text [HERALD_UUID_STR_LEN + 1];
+        herald_uuid_format (id, text);
+        snprintf (self->id_first, sizeof self->id_first,
+                  "seq %" PRIu64 " (cut out by a trim): its id %s %s", seq, text,
+                  code == HERALD_OK? "leads to another seq": "is missing");
+    }
+    self->holes++;
+    self->last_ts = ts;
+    return 0;
+}
+
+//  Checks 1-3 and the first half of 4, for one stored seq.
+static int
+s_check_event (uint64_t seq, const uint8_t *bytes, size_t len, bool hole, void *arg)
+{
+    s_inspect_t *self = arg;
+    herald_event_t event;
+    herald_error_t err;
+    msgpack_zone_clear (&self->zone);
+    int rc = 0;
+    if (!self->start) {
+        //  The log starts at 1, or (trimmed, reclaimed) at most at its first seq
+        self->start = seq;
+        if (seq != 1 && seq > herald_store_log_first (self->store))
+            return self->rc = s_problem (self, "seq gap: the log starts at seq %" PRIu64
+                                         ", its first seq is %" PRIu64, seq,
+                                         herald_store_log_first (self->store));
+    }
+    if (hole)
+        rc = s_check_hole (self, seq, bytes, len);
+    else
+    if (herald_event_decode (&event, bytes, len, &self->zone, &err) != HERALD_OK)
+        rc = s_problem (self, "seq %" PRIu64 ": envelope does not decode: %s: %s",
+                        seq, err.field, err.message);
+    else
+    if (event.seq != seq)
+        rc = s_problem (self, "seq %" PRIu64 ": envelope says seq %" PRIu64, seq, event.seq);
+    else
+    if (event.ts < self->last_ts) {
+        char ts [40], last [40];
+        rc = s_problem (self, "seq %" PRIu64 ": ts %s is before the previous ts %s", seq,
+                        herald_cli_time_format (event.ts, ts, sizeof ts),
+                        herald_cli_time_format (self->last_ts, last, sizeof last));
+    }
+    else {
+        rc = s_record (self, &event);
+        if (rc == 0)
+            rc = s_check_id (self, &event);
+        self->last_ts = event.ts;
+    }
+    self->events = seq;
+    return self->rc = rc;
+}
+
 static int
 s_check_scan (s_inspect_t *self)
 {
-    herald_scan_spec_t spec = { .from = 1 };
     herald_error_t err;
-    herald_scan_t *scan = herald_store_scan (self->store, &spec, &err);
-    if (!scan)
-        return s_problem (self, "cannot scan: %s", err.message);
-    int rc = 0, more;
-    const uint8_t *bytes;
-    size_t len;
-    uint64_t seq;
-    while (rc == 0 && (more = herald_scan_next (scan, &bytes, &len, &seq)) == 1) {
-        herald_event_t event;
-        msgpack_zone_clear (&self->zone);
-        if (seq != self->events + 1)
-            rc = s_problem (self, "seq gap: after seq %" PRIu64 " the log holds seq %" PRIu64,
-                            self->events, seq);
-        else
-        if (herald_event_decode (&event, bytes, len, &self->zone, &err) != HERALD_OK)
-            rc = s_problem (self, "seq %" PRIu64 ": envelope does not decode: %s: %s",
-                            seq, err.field, err.message);
-        else
-        if (event.seq != seq)
-            rc = s_problem (self, "seq %" PRIu64 ": envelope says seq %" PRIu64, seq, event.seq);
-        else
-        if (event.ts < self->last_ts) {
-            char ts [40], last [40];
-            rc = s_problem (self, "seq %" PRIu64 ": ts %s is before the previous ts %s", seq,
-                            herald_cli_time_format (event.ts, ts, sizeof ts),
-                            herald_cli_time_format (self->last_ts, last, sizeof last));
-        }
-        else {
-            rc = s_record (self, &event);
-            if (rc == 0)
-                rc = s_check_id (self, &event);
-            self->events = seq;
-            self->last_ts = event.ts;
-        }
-    }
-    if (rc == 0 && more < 0)
-        rc = s_problem (self, "scan failed after seq %" PRIu64 ": %s", self->events,
-                        herald_scan_error (scan)->message);
-    herald_scan_destroy (&scan);
-    return rc;
+    int rc = herald_store_walk_log (self->store, s_check_event, self, &err);
+    if (rc < 0)
+        return s_problem (self, "scan failed after seq %" PRIu64 ": %s", self->events,
+                          err.message);
+    return self->rc;
 }
 
 //  Describe an entry of the dedup index that leads to no event of the log.
@@ -264,6 +332,8 @@ s_count_id (const uint8_t id [HERALD_ID_BYTES], uint64_t seq, uint64_t ver, void
 {
     s_inspect_t *self = arg;
     self->id_entries++;
+    if (seq && seq < self->start)
+        self->id_below++;           //  its run was deleted by a trim's reclaim
     if (seq == 0 || seq > self->events) {
         if (self->id_strays++ == 0)
             s_describe_stray (self, id, seq, ver, seq? "past the head of the log"
@@ -309,7 +379,9 @@ s_check_ids (s_inspect_t *self)
     herald_error_t err;
     if (herald_store_walk_ids (self->store, s_count_id, self, &err) != 0)
         return s_problem (self, "dedup index: cannot read it: %s", err.message);
-    if (self->id_entries == self->events)
+    //  One entry per seq, those of trimmed and reclaimed events too
+    uint64_t below = self->start? self->start - 1: 0;
+    if (self->id_entries == self->events && self->id_below == below)
         return 0;
     if (self->id_strays == 0 && self->id_entries > self->events) {
         int rc = herald_store_walk_ids (self->store, s_find_stray, self, &err);
@@ -331,15 +403,30 @@ s_check_topic (s_inspect_t *self, const char *name, const s_topic_t *topic)
     if (herald_store_topic_ver (self->store, name, name_len, &ver, &ver_err) != HERALD_OK)
         return s_problem (self, "topic '%s': cannot read its version: %s", name,
                           ver_err.message);
-    if (ver != topic->count)
-        return s_problem (self, "topic '%s': the store says ver %" PRIu64 ", the log holds %zu",
-                          name, ver, topic->count);
+    uint64_t last_ver = topic->count? topic->vers [topic->count - 1]: 0;
+    uint64_t last_seq = topic->count? topic->seqs [topic->count - 1]: 0;
+    uint64_t trimmed = herald_store_topic_trimmed (self->store, name, name_len);
+    //  Its last events may be trimmed and cut out: then its ver is above
+    //  the last one found, over trimmed events only
+    if (ver < last_ver || (ver > last_ver && last_seq >= trimmed))
+        return s_problem (self, "topic '%s': the store says ver %" PRIu64 ", the log holds %"
+                          PRIu64, name, ver, last_ver);
     herald_error_t err;
-    herald_scan_t *read = herald_store_read (self->store, name, name_len, 1, 0, &err);
+    uint64_t first_ver = 1;
+    if (trimmed
+    &&  herald_store_topic_first_ver (self->store, name, name_len, &first_ver, &err)
+            != HERALD_OK)
+        return s_problem (self, "topic '%s': cannot find its first ver: %s", name,
+                          err.message);
+    size_t index = 0;
+    while (index < topic->count && topic->vers [index] < first_ver)
+        index++;
+    if (first_ver > ver)
+        return 0;                   //  every event of it is trimmed
+    herald_scan_t *read = herald_store_read (self->store, name, name_len, first_ver, 0, &err);
     if (!read)
         return s_problem (self, "topic '%s': cannot read its stream: %s", name, err.message);
     int rc = 0, more;
-    size_t index = 0;
     const uint8_t *bytes;
     size_t len;
     uint64_t seq;
@@ -354,7 +441,7 @@ s_check_topic (s_inspect_t *self, const char *name, const s_topic_t *topic)
             rc = s_problem (self, "topic '%s': its stream holds more than the %zu events "
                             "the log holds", name, topic->count);
         else
-        if (event.ver != index + 1 || event.seq != topic->seqs [index]
+        if (event.ver != topic->vers [index] || event.seq != topic->seqs [index]
         ||  event.topic_len != name_len || memcmp (event.topic, name, name_len) != 0)
             rc = s_problem (self, "topic '%s' ver %zu: its stream gives seq %" PRIu64 " ver %"
                             PRIu64 ", the log has it at seq %" PRIu64, name, index + 1,
@@ -371,6 +458,31 @@ s_check_topic (s_inspect_t *self, const char *name, const s_topic_t *topic)
     return rc;
 }
 
+//  herald_store_walk_topics callback: note the topic and its ver; one the
+//  scan did not meet must have every event trimmed.
+static int
+s_list_topic (const char *name, size_t len, uint64_t ver, void *arg)
+{
+    s_inspect_t *self = arg;
+    char key [HERALD_TOPIC_MAX + 1];
+    memcpy (key, name, len);
+    key [len] = 0;
+    s_topic_t *topic = zhashx_lookup (self->topics, key);
+    if (!topic) {
+        if (ver == 0 || herald_store_topic_trimmed (self->store, name, len) == 0)
+            return self->rc = s_problem (self, "topic '%s' (ver %" PRIu64 ") has no event in "
+                                         "the log and none is trimmed", key, ver);
+        topic = calloc (1, sizeof *topic);
+        if (!topic || zhashx_insert (self->topics, key, topic) != 0) {
+            free (topic);
+            return self->rc = herald_cli_fail (HERALD_CLI_EXIT_FAIL, "out of memory");
+        }
+    }
+    topic->listed = true;
+    topic->ver = ver;
+    return 0;
+}
+
 //  Checks 5 and 6.
 static int
 s_check_totals (s_inspect_t *self)
@@ -379,12 +491,34 @@ s_check_totals (s_inspect_t *self)
     if (head != self->events)
         return s_problem (self, "the store's head is %" PRIu64 " but the log ends at seq %"
                           PRIu64, head, self->events);
-    if (herald_store_event_count (self->store) != self->events)
+    //  The events from the log's first seq (herald_store.h)
+    uint64_t first = herald_store_log_first (self->store);
+    uint64_t live = self->events >= first? self->events - first + 1: 0;
+    if (herald_store_event_count (self->store) != live)
         return s_problem (self, "the store counts %" PRIu64 " events, the log holds %" PRIu64,
-                          herald_store_event_count (self->store), self->events);
+                          herald_store_event_count (self->store), live);
+    //  Every topic the store knows, those whose events are all trimmed
+    //  too: their vers add up to the head (each seq has one topic)
+    herald_error_t err;
+    self->rc = 0;
+    if (herald_store_walk_topics (self->store, s_list_topic, self, &err) < 0)
+        return s_problem (self, "cannot list the topics: %s", err.message);
+    if (self->rc)
+        return self->rc;
     if (herald_store_topic_count (self->store) != zhashx_size (self->topics))
         return s_problem (self, "the store counts %" PRIu64 " topics, the log holds %zu",
                           herald_store_topic_count (self->store), zhashx_size (self->topics));
+    uint64_t vers = 0;
+    s_topic_t *listed;
+    for (listed = zhashx_first (self->topics); listed; listed = zhashx_next (self->topics)) {
+        if (!listed->listed)
+            return s_problem (self, "topic '%s' is in the log but not in the store's topics",
+                              (const char *) zhashx_cursor (self->topics));
+        vers += listed->ver;
+    }
+    if (vers != self->events)
+        return s_problem (self, "the topics' versions add up to %" PRIu64 ", the log holds %"
+                          PRIu64 " seqs", vers, self->events);
     if (herald_store_last_ts (self->store) != self->last_ts) {
         char stored [40], at_head [40];
         return s_problem (self, "the store's last ts is %s, the head event's %s",
@@ -455,17 +589,24 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
         rc = s_check_totals (&self);
     size_t loss_count;
     const herald_loss_t *losses = herald_store_losses (self.store, &loss_count);
+    //  What is trimmed, for the summary
+    herald_trim_t *trims = calloc (HERALD_TRIMS_MAX, sizeof (herald_trim_t));
+    size_t trim_count = trims? herald_store_trims (self.store, trims, HERALD_TRIMS_MAX): 0;
     if (rc == 0) {
         //  Times for people are RFC 3339 UTC, as in the event table; the
         //  JSON keeps Unix ns (last_ts, ts), the machine's field
         if (opts->format == HERALD_CLI_TABLE) {
             char ts [40];
-            printf ("%s: consistent\n  events  %" PRIu64 " (seq 1..%" PRIu64 ", gapless)\n"
+            printf ("%s: consistent\n  events  %" PRIu64 " (seq %" PRIu64 "..%" PRIu64
+                    ", gapless)\n"
                     "  topics  %zu (versions gapless, streams match)\n"
                     "  ids     %" PRIu64 " (each leads back to its event; %" PRIu64
                     " from before content hashes)\n"
                     "  last ts %s\n  lineage %zu (accepted losses)\n", dir,
-                    self.events, self.events, zhashx_size (self.topics), self.id_entries,
+                    herald_store_event_count (self.store),
+                    self.start > herald_store_log_first (self.store)
+                    ? self.start: herald_store_log_first (self.store), self.events,
+                    zhashx_size (self.topics), self.id_entries,
                     self.id_unhashed, self.events ? herald_cli_time_format (self.last_ts, ts,
                     sizeof ts) : "- (no event)", loss_count);
             for (size_t loss = 0; loss < loss_count; loss++)
@@ -473,14 +614,35 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
                         "%s\n", losses [loss].lineage, losses [loss].lost_after,
                         herald_cli_time_format (losses [loss].ts, ts, sizeof ts),
                         herald_store_loss_reason (self.store, loss));
+            if (trim_count) {
+                printf ("  trimmed first seq %" PRIu64 "; %zu trim point%s; %" PRIu64
+                        " event%s cut out, %" PRIu64 " seq%s reclaimed whole\n",
+                        herald_store_log_first (self.store), trim_count,
+                        trim_count == 1? "": "s", self.holes, self.holes == 1? "": "s",
+                        self.start? self.start - 1: 0,
+                        self.start == 2? "": "s");
+                for (size_t i = 0; i < trim_count; i++)
+                    printf ("    \"%.*s\" until %" PRIu64 ", at %s\n",
+                            (int) trims [i].prefix_len, trims [i].prefix, trims [i].until,
+                            herald_cli_time_format (trims [i].ts, ts, sizeof ts));
+            }
         }
         else {
             fputs ("{\"data_dir\":", stdout);
             herald_cli_json_string (stdout, dir, strlen (dir));
-            printf (",\"consistent\":true,\"head\":%" PRIu64 ",\"events\":%" PRIu64
+            printf (",\"consistent\":true,\"first\":%" PRIu64 ",\"holes\":%" PRIu64
+                    ",\"trims\":[", herald_store_log_first (self.store), self.holes);
+            for (size_t i = 0; i < trim_count; i++) {
+                printf ("%s{\"prefix\":", i? ",": "");
+                herald_cli_json_string (stdout, trims [i].prefix, trims [i].prefix_len);
+                printf (",\"until\":%" PRIu64 ",\"ts\":%" PRIu64 "}", trims [i].until,
+                        trims [i].ts);
+            }
+            printf ("],\"head\":%" PRIu64 ",\"events\":%" PRIu64
                     ",\"topics\":%zu,\"ids\":%" PRIu64 ",\"ids_unhashed\":%" PRIu64
                     ",\"last_ts\":%" PRIu64
-                    ",\"lineage\":%zu,\"losses\":[", self.events, self.events,
+                    ",\"lineage\":%zu,\"losses\":[", self.events,
+                    herald_store_event_count (self.store),
                     zhashx_size (self.topics), self.id_entries, self.id_unhashed,
                     self.last_ts, loss_count);
             for (size_t loss = 0; loss < loss_count; loss++) {
@@ -494,6 +656,7 @@ herald_cli_inspect (herald_cli_opts_t *opts, int argc, char **argv)
             fputs ("]}\n", stdout);
         }
     }
+    free (trims);
     msgpack_zone_destroy (&self.zone);
     zhashx_destroy (&self.topics);
     herald_store_destroy (&self.store);
