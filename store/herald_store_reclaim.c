@@ -255,7 +255,7 @@ s_compact (herald_store_t *self, int cf, bool drop_files, const uint8_t *start,
     rocksdb_compactoptions_t *options = rocksdb_compactoptions_create ();
     rocksdb_compactoptions_set_exclusive_manual_compaction (options, 0);
     //  The bottom level too: that is where old runs lie
-    rocksdb_compactoptions_set_bottommost_level_compaction (options, 1);
+    rocksdb_compactoptions_set_bottommost_level_compaction (options, 3);   //  kForceOptimized
     rocksdb_compact_range_cf_opt (self->db, self->cf [cf], options, (const char *) start,
                                   start_len, (const char *) limit, limit_len);
     rocksdb_compactoptions_destroy (options);

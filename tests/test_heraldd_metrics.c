@@ -119,6 +119,8 @@ s_check_status_keys (const pt_text_t *text, const bu_reply_t *before, const bu_r
         }
         char name [160], counter [170];
         snprintf (name, sizeof name, "herald_%s", key);
+        if (strcmp (key, "first") == 0)
+            snprintf (name, sizeof name, "herald_first_seq");   //  named for what it is
         snprintf (counter, sizeof counter, "%s_total", name);
         const pt_sample_t *sample = pt_find (text, name, "");
         if (!sample)

@@ -755,7 +755,7 @@ Test (heraldd_security, status_shows_operator_figures_only_with_admin_status)
     rt_reply_t raw;
     rt_recv (bob, &raw, S_WAIT_MS);
     const char *contract [] = { "rid", "head", "topics", "events", "role", "node", "uptime_s",
-                                "lineage", "losses" };
+                                "lineage", "losses", "first", "trims" };
     size_t contract_count = sizeof contract / sizeof contract [0];
     for (size_t index = 0; index < contract_count; index++)
         cr_assert_not_null (rt_get (raw.body, contract [index]), "no %s", contract [index]);
