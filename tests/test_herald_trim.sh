@@ -162,6 +162,13 @@ check "an archive that ends before N: exit 1" test $rc -eq 1
 check "  naming the missing seqs" grep -q "seqs 2001..2500 are not archived" "$TMP/err"
 untouched "an archive that ends before N"
 
+"${H[@]}" archive --until-seq 1500 --from-seq 500 --to "$TMP/late" >/dev/null 2>&1
+"${H[@]}" trim --archive "$TMP/late" --until-seq 1000 >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "an archive that starts after the log's first seq: exit 1" test $rc -eq 1
+check "  naming the seqs it lacks" grep -q "seqs 1..499 are not in it" "$TMP/err"
+untouched "an archive that starts late"
+
 "${H[@]}" trim --archive "$A" --prefix '$hb' >"$TMP/out" 2>"$TMP/err"
 check "a prefix starting with \$: exit 64" test $? -eq 64
 "${H[@]}" trim --unarchived --until-seq 10 >"$TMP/out" 2>"$TMP/err"
