@@ -239,6 +239,7 @@ s_check_archive (s_trim_t *self)
     msgpack_zone zone;
     msgpack_zone_init (&zone, 4096);
     bool done = false;
+    int64_t next_say = zclock_mono () + S_SAY_EVERY_MS;
     for (size_t at = 0; at < archive.count && rc == 0 && !done; at++) {
         const herald_archive_seg_t *seg = &archive.segs [at];
         if (seg->last_seq < from)
@@ -276,6 +277,12 @@ s_check_archive (s_trim_t *self)
                 break;
             }
             self->events_checked++;
+            //  A large archive takes a while (about 400k events/s): say so
+            if ((self->events_checked & 0xffff) == 0 && zclock_mono () >= next_say) {
+                fprintf (stderr, "herald: trim: checking %s: at seq %" PRIu64 " of %" PRIu64
+                         "..%" PRIu64 "\n", self->dir, seq, from, limit);
+                next_say = zclock_mono () + S_SAY_EVERY_MS;
+            }
             if (seq < from || seq > limit || done)
                 continue;
             //  ts never decreases with seq: the first event after T ends it

@@ -131,3 +131,20 @@ def test_a_retry_of_a_trimmed_id_is_a_duplicate_with_its_seq(broker, make_agent)
     again = agent.publish("d.1", b"once", id=first_id)
     assert again.duplicate
     assert (again.seq, again.ver) == (stored.seq, stored.ver) == (1, 1)
+
+
+def test_a_consumer_group_behind_a_trim_fails_naming_the_reset(broker, make_agent):
+    errors = []
+    agent = make_agent("trim-group", state_dir=None,
+                       on_error=lambda name, exc: errors.append((name, exc)))
+    publish(agent, 30, topic="g.1")
+    assert trim(broker, "g.", 20) == 21
+    got = []
+    agent.subscribe("g.", lambda event: got.append(event.seq), name="billing",
+                    group="billing")
+    wait_for(lambda: errors, what="the group's failure")
+    name, exc = errors[0]
+    assert isinstance(exc, herald.TrimmedError), exc
+    assert exc.first == 21
+    assert "herald group reset billing --to-seq 21" in str(exc)
+    assert got == []
