@@ -158,7 +158,7 @@ s_status (s_trim_t *self)
         s_uint (herald_cli_map_get (root, "head"), &self->head);
         s_uint (herald_cli_map_get (root, "lineage"), &self->lineage);
         self->has_first = s_uint (herald_cli_map_get (root, "first"), &self->first);
-        if (!self->has_first)
+        if (!self->has_first || self->first == 0)
             self->first = 1;        //  a broker from before trimming: never trimmed
         self->covered = self->first - 1;
         const msgpack_object *trims = herald_cli_map_get (root, "trims");
