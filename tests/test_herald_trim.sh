@@ -325,6 +325,13 @@ check "  and printing nothing" test ! -s "$TMP/out"
 check "  a range the archive holds whole is still served" \
     cmp -s "$TMP/out" <(head -3400 "$TMP/want.json")
 
+"${H[@]}" archive --until-seq 4000 --to "$A" >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "archive after the unarchived trim past its end: exit 1, trimmed (first 3701)" \
+    bash -c "[ $rc -eq 1 ] && grep -q '^herald: trimmed: .*is 3701' '$TMP/err'"
+check "  and the archive is as it was (to 3500)" \
+    bash -c "'$HERALD' archive verify '$A' | grep -q 'holds seq 1..3500 '"
+
 #  ---------------------------------------------------------------------
 #  No broker
 
