@@ -491,7 +491,7 @@ herald_store_scan (herald_store_t *store, const herald_scan_spec_t *spec, herald
     self->trimmed_bound = first - 1;
     if (self->from < first) {
         herald_error_set (err, HERALD_ERR_TRIMMED, spec->has_from_ts? "from_ts": "from",
-            "from: seq %llu was trimmed from the live log (trim point \"%.*s\" until %llu); "
+            "seq %llu was trimmed from the live log (trim point \"%.*s\" until %llu); "
             "the first seq still there for these prefixes is %llu",
             (unsigned long long) self->from, (int) point.prefix_len, point.prefix,
             (unsigned long long) point.until, (unsigned long long) first);
@@ -569,7 +569,7 @@ herald_store_read (herald_store_t *store, const char *topic, size_t topic_len,
         }
         if (from_ver < first_ver) {
             herald_error_set (err, HERALD_ERR_TRIMMED, "from_ver",
-                "from_ver: ver %llu of %.*s was trimmed from the live log (trim point up to "
+                "ver %llu of %.*s was trimmed from the live log (trim point up to "
                 "seq %llu); its first ver still there is %llu", (unsigned long long) from_ver,
                 (int) topic_len, topic, (unsigned long long) self->trimmed_bound,
                 (unsigned long long) first_ver);
