@@ -23,6 +23,7 @@
 
 #include "agenttest.h"
 #include "testutil.h"
+#include "trimclient.h"
 
 #define WAIT_MS     20000
 
@@ -53,49 +54,10 @@ s_setup (void)
 
 TestSuite (herald_agent_trim, .init = s_setup, .fini = at_teardown, .timeout = 120);
 
-//  TRIM {prefix, until, unarchived: true}; asserts the TRIM reply and
-//  returns its first.
 static uint64_t
 s_trim (const char *prefix, uint64_t until)
 {
-    zsock_t *dealer = bu_dealer_new (at_broker->api);
-    cr_assert_not_null (dealer);
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init (&body);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4);
-    msgpack_pack_str_with_body (&pk, "rid", 3);
-    msgpack_pack_uint64 (&pk, 77);
-    msgpack_pack_str_with_body (&pk, "prefix", 6);
-    msgpack_pack_str_with_body (&pk, prefix, strlen (prefix));
-    msgpack_pack_str_with_body (&pk, "until", 5);
-    msgpack_pack_uint64 (&pk, until);
-    msgpack_pack_str_with_body (&pk, "unarchived", 10);
-    msgpack_pack_true (&pk);
-    cr_assert_eq (bu_send_sbuf (dealer, "TRIM", &body), 0);
-    msgpack_sbuffer_destroy (&body);
-    zmsg_t *reply = bu_recv (dealer, WAIT_MS);
-    cr_assert_not_null (reply, "no answer to TRIM");
-    char *command = zmsg_popstr (reply);
-    zframe_t *frame = zmsg_pop (reply);
-    cr_assert_str_eq (command, "TRIM");
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    cr_assert_eq (msgpack_unpack_next (&unpacked, (const char *) zframe_data (frame),
-                                       zframe_size (frame), NULL), MSGPACK_UNPACK_SUCCESS);
-    uint64_t first = 0;
-    const msgpack_object_map *map = &unpacked.data.via.map;
-    for (uint32_t index = 0; index < map->size; index++)
-        if (map->ptr [index].key.via.str.size == 5
-        &&  memcmp (map->ptr [index].key.via.str.ptr, "first", 5) == 0)
-            first = map->ptr [index].val.via.u64;
-    msgpack_unpacked_destroy (&unpacked);
-    zframe_destroy (&frame);
-    zstr_free (&command);
-    zmsg_destroy (&reply);
-    zsock_destroy (&dealer);
-    return first;
+    return tc_trim (at_broker->api, prefix, until, WAIT_MS);
 }
 
 static void

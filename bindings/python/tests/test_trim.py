@@ -148,3 +148,42 @@ def test_a_consumer_group_behind_a_trim_fails_naming_the_reset(broker, make_agen
     assert exc.first == 21
     assert "herald group reset billing --to-seq 21" in str(exc)
     assert got == []
+
+
+def _seen_projection(agent, name, path, prefixes="p."):
+    def setup(db):
+        db.execute("CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY)")
+
+    def apply(db, event):
+        db.execute("INSERT INTO seen VALUES (?)", (event.seq,))
+    return herald.SQLiteProjection(agent, name, path, prefixes=prefixes, setup=setup,
+                                   apply=apply)
+
+
+def test_a_projection_at_the_trim_point_goes_on_and_one_behind_it_fails(broker, make_agent,
+                                                                        tmp_path):
+    agent = make_agent("trim-projection", state_dir=None)
+    publish(agent, 50, topic="p.1")
+    path = str(tmp_path / "seen.db")
+    projection = _seen_projection(agent, "seen", path)
+    projection.start(timeout=20)
+    assert projection.wait(50, 20).position == 50
+    projection.close()
+    # trimmed exactly to its position (and another prefix beyond it): it goes on
+    assert trim(broker, "", 50) == 51
+    publish(agent, 30, topic="q.1")
+    assert trim(broker, "q.", 80) == 81
+    publish(agent, 10, topic="p.1")
+    projection = _seen_projection(agent, "seen", path)
+    projection.start(timeout=20)
+    assert projection.wait(90, 20).position == 90
+    projection.close()
+    # one that would start from seq 1 stops with TrimmedError, nothing applied
+    fresh = _seen_projection(agent, "fresh", str(tmp_path / "fresh.db"))
+    fresh.start(timeout=20)
+    with pytest.raises(herald.TrimmedError) as caught:
+        fresh.wait(90, 20)
+    assert caught.value.first == 51
+    assert fresh.status().state == "failed"
+    assert fresh.status().position == 0
+    fresh.close()
