@@ -473,11 +473,19 @@ s_answer (s_trim_t *self, zframe_t *command, const msgpack_object *root)
                                     "trimming (HWP/1 TRIM): upgrade it");
         bool has_code = code && code->type == MSGPACK_OBJECT_STR;
         bool has_message = message && message->type == MSGPACK_OBJECT_STR;
-        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "%.*s: %.*s",
+        //  A cluster's follower: TRIM goes to the leader, which it names
+        const msgpack_object *leader = herald_cli_map_get (root, "leader");
+        bool has_leader = s_str_is (code, "not_leader") && leader
+                       && leader->type == MSGPACK_OBJECT_STR && leader->via.str.size;
+        return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "%.*s: %.*s%s%.*s%s",
                                 has_code? (int) code->via.str.size: 8,
                                 has_code? code->via.str.ptr: "internal",
                                 has_message? (int) message->via.str.size: 0,
-                                has_message? message->via.str.ptr: "");
+                                has_message? message->via.str.ptr: "",
+                                has_leader? " (leader: ": "",
+                                has_leader? (int) leader->via.str.size: 0,
+                                has_leader? leader->via.str.ptr: "",
+                                has_leader? "; give its api with --endpoint)": "");
     }
     if (!zframe_streq (command, "TRIM"))
         return herald_cli_fail (HERALD_CLI_EXIT_FAIL, "unexpected reply to TRIM");
