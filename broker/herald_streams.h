@@ -4,7 +4,9 @@
     Each stream is a store scan (herald_scan_t) sending EVENTS to one
     client (ROUTER identity + rid) while it has credit, and END when the
     scan is done, when the client CANCELs, or when it has had no credit
-    for idle_ms (`expired`); with ERROR `internal` when the scan fails.  The broker loop calls herald_streams_pump
+    for idle_ms (`expired`); with ERROR `internal` when the scan fails, and
+    ERROR `trimmed` (with `first`) when what it asks for was trimmed from
+    the live log, at its start or while it ran.  The broker loop calls herald_streams_pump
     once a turn: each stream with credit sends at most one slice, so
     streams share the loop fairly with each other and with ingest.
     =========================================================================

@@ -481,7 +481,9 @@ herald_err
 //  A cluster node restored from a Raft snapshot (herald_manifest.c): raise
 //  its trim points to those of the snapshot, in one synced write (a trim
 //  point already higher stays; none is ever lowered).  HERALD_ERR_INVALID
-//  for a bad prefix or more than HERALD_TRIMS_MAX; HERALD_ERR_IO.
+//  for a bad prefix or more than HERALD_TRIMS_MAX; HERALD_ERR_IO.  From
+//  the appending thread, between applies (a call in progress would
+//  publish its own copy of the trim points over it).
 herald_err
     herald_store_trims_import (herald_store_t *self, const herald_trim_t *trims, size_t count,
                                herald_error_t *err);

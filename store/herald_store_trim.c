@@ -256,7 +256,7 @@ herald_store_trims (herald_store_t *self, herald_trim_t *trims, size_t max)
     assert (self);
     pthread_mutex_lock (&self->trims_lock);
     size_t count = self->trim_count;
-    if (trims && max)
+    if (trims && max && count)         //  self->trims is NULL while there are none
         memcpy (trims, self->trims, (count < max? count: max) * sizeof (herald_trim_t));
     pthread_mutex_unlock (&self->trims_lock);
     return count;

@@ -266,3 +266,48 @@ Test (exposition, histograms)
     cr_assert_not (herald_histogram_wanted ("\x82\xa3rid", 5));
     cr_assert_not (herald_histogram_wanted ("", 0));
 }
+
+//  STATUS first and trims (docs/protocol.md "Trimming"): herald_first_seq,
+//  and herald_trim_until_seq per trim point, its prefix a label (escaped)
+Test (exposition, first_and_trims)
+{
+    for (int open = 0; open < 2; open++) {
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 4);
+        s_key_uint (&pk, "head", 900);
+        s_key_uint (&pk, "first", 501);
+        s_str (&pk, "trims");
+        msgpack_pack_array (&pk, 2);
+        const char *prefixes [] = { "", "a\"b." };
+        uint64_t untils [] = { 500, 800 };
+        for (size_t index = 0; index < 2; index++) {
+            msgpack_pack_map (&pk, 3);
+            s_str (&pk, "prefix");
+            s_str (&pk, prefixes [index]);
+            s_key_uint (&pk, "until", untils [index]);
+            s_key_uint (&pk, "ts", 1700000000000000000ULL);
+        }
+        s_key_uint (&pk, "reclaimed_events", 42);
+        pt_text_t parsed = { 0 };
+        char *text = s_text (&sbuf, open, &parsed);
+        const pt_sample_t *first = pt_find (&parsed, "herald_first_seq", "");
+        cr_assert_not_null (first, "%s", text);
+        cr_assert_eq (first->integer, 501);
+        const pt_sample_t *whole = pt_find (&parsed, "herald_trim_until_seq", "prefix=\"\"");
+        cr_assert_not_null (whole, "%s", text);
+        cr_assert_eq (whole->integer, 500);
+        const pt_sample_t *quoted = pt_find (&parsed, "herald_trim_until_seq",
+                                             "prefix=\"a\\\"b.\"");
+        cr_assert_not_null (quoted, "%s", text);
+        cr_assert_eq (quoted->integer, 800);
+        cr_assert_not_null (pt_find (&parsed, "herald_reclaimed_events_total", ""), "%s", text);
+        cr_assert_null (pt_find (&parsed, "herald_first", ""), "%s", text);
+        cr_assert_null (pt_find (&parsed, "herald_trims", ""), "%s", text);
+        pt_text_fini (&parsed);
+        free (text);
+        msgpack_sbuffer_destroy (&sbuf);
+    }
+}

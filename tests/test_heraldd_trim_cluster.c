@@ -270,4 +270,14 @@ Test (heraldd_trim_cluster, a_snapshot_carries_the_trims_and_a_node_too_far_behi
     fprintf (stderr, "trim_cluster: the node too far behind said: %.*s\n",
              (int) (end? end - line: (long) strlen (line)), line);
     cr_assert_neq (WEXITSTATUS (s_cluster->nodes [far]->status), 0);
+    //  The leader, which made the snapshots, stops cleanly (under ASan:
+    //  nothing leaked by the manifests' trims).  Not near: under ASan, a
+    //  node that installed snapshots reports ~1 KB leaked inside libraft
+    //  at exit (no Herald frame), which is not this test's to judge
+    bt_drop (&sock);
+    bt_drop (&to_leader);
+    bu_broker_t *node = s_cluster->nodes [leader];
+    cr_assert_eq (bu_broker_stop (node, BT_STOP_MS), 0, "the leader did not stop");
+    if (!WIFEXITED (node->status) || WEXITSTATUS (node->status) != 0)
+        s_fail_with_logs ("the leader did not stop cleanly");
 }
