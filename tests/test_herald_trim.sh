@@ -333,6 +333,39 @@ check "  and the archive is as it was (to 3500)" \
     bash -c "'$HERALD' archive verify '$A' | grep -q 'holds seq 1..3500 '"
 
 #  ---------------------------------------------------------------------
+#  A trim applied while a replay runs: it stops after the events before
+#  the trim point, exit 1, never a hole.  herald blocks writing to a pipe
+#  nobody reads (64 KiB: ~60 of these 1 KiB events, plus --credit 10), so
+#  the stream is at most ~100 events in when the trim lands at 2000
+
+stop_broker
+API3=tcp://127.0.0.1:$(free_port)
+FANOUT3=tcp://127.0.0.1:$(free_port)
+start_broker "$TMP/data3" "$API3" "$FANOUT3"
+big=$($PY -c 'print("{\"pad\":\"%s\"}" % ("x" * 1000))')
+"$HERALD" --endpoint "$API3" pub big.1 "$big" --count 3000 >/dev/null 2>&1
+mkfifo "$TMP/fifo"
+"$HERALD" --endpoint "$API3" --timeout 20000 replay --credit 10 >"$TMP/fifo" 2>"$TMP/mid.err" &
+REPLAY=$!
+PIDS+=($REPLAY)
+exec 3<"$TMP/fifo"
+IFS= read -r first_line <&3
+"$HERALD" --endpoint "$API3" trim --unarchived --prefix '' --until-seq 2000 >/dev/null 2>&1
+check "  (the trim during the replay was applied)" test $? -eq 0
+{ echo "$first_line"; cat <&3; } >"$TMP/mid.json"
+exec 3<&-
+wait $REPLAY
+rc=$?
+check "a replay running when the log is trimmed: exit 1" test $rc -eq 1
+check "  what it printed is seqs 1..k, k < 2001, none skipped" $PY -c 'import json,sys
+seqs = [json.loads(line)["seq"] for line in open(sys.argv[1])]
+assert seqs and seqs == list(range(1, len(seqs) + 1)) and len(seqs) <= 2000, seqs[-3:]' \
+    "$TMP/mid.json"
+k=$(wc -l <"$TMP/mid.json")
+check "  it says so: stopped after $k events, the first seq still there 2001" \
+    bash -c "grep -q 'stopped after $k events: the events after them were trimmed' '$TMP/mid.err' && grep -q 'is 2001 (herald replay --from 2001)' '$TMP/mid.err'"
+
+#  ---------------------------------------------------------------------
 #  No broker
 
 DEAD=tcp://127.0.0.1:$(free_port)
