@@ -18,7 +18,10 @@
 #  after a trim: restarted, it is still trimmed; a second round (more
 #  events, archive, trim) moves first on and the archive still reads as
 #  the log.  An unarchived trim past the archive makes replay --archive
-#  --continue refuse, printing nothing, naming the missing seqs.
+#  --continue refuse, printing nothing, naming the missing seqs, and the
+#  next archive run refuse.  An archive that starts after the log's first
+#  seq is refused.  A trim applied while a replay runs stops it after the
+#  events before the trim point (exit 1, no hole).
 #
 #  Ports are free ones; every wait is a bounded poll; the EXIT trap kills
 #  what the test started.  The last line is "N passed, M failed".
