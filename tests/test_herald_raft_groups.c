@@ -10,7 +10,8 @@
     past a snapshot gets the groups from the snapshot's manifest: with
     events to copy over REPLAY, and with none (ops write no event, so the
     node is at the manifest's head and only the groups are missing).  A
-    manifest from before groups leaves a store's groups as they are.
+    manifest from before groups leaves a store's groups as they are; the
+    manifest's trim points (an old one has none) raise the store's.
     =========================================================================
 */
 
@@ -377,5 +378,89 @@ Test (herald_raft_groups, a_manifest_carries_groups_and_an_old_one_keeps_the_sto
     //  Restored again (a restart): nothing changes
     cr_assert_eq (s_restore (store, &manifest, &err), HERALD_OK);
     cr_assert_eq (s_group_count (store), 1);
+    msgpack_sbuffer_destroy (&manifest);
+}
+
+//  Trim points ride in the manifest too (issue 17): an old manifest (no
+//  `trims`) has none and changes none; one with them raises the store's
+//  before the applied index; a bad `trims` is refused, changing nothing
+static void
+s_trims_manifest (msgpack_sbuffer *buffer, uint64_t index, bool bad)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 9);
+    const char *keys [] = { "format", "index", "head", "last_ts", "digest" };
+    uint64_t values [] = { 1, index, 0, 0, 0 };
+    for (int i = 0; i < 5; i++) {
+        go_str (&pk, keys [i]);
+        msgpack_pack_uint64 (&pk, values [i]);
+    }
+    go_str (&pk, "node");
+    go_str (&pk, "x");
+    go_str (&pk, "api");
+    go_str (&pk, "");
+    go_str (&pk, "peers");
+    msgpack_pack_array (&pk, 0);
+    go_str (&pk, "trims");
+    if (bad) {
+        msgpack_pack_array (&pk, 1);
+        msgpack_pack_map (&pk, 1);
+        go_str (&pk, "until");
+        go_str (&pk, "not a number");
+        return;
+    }
+    msgpack_pack_array (&pk, 1);
+    msgpack_pack_map (&pk, 3);
+    go_str (&pk, "prefix");
+    go_str (&pk, "m.");
+    go_str (&pk, "until");
+    msgpack_pack_uint64 (&pk, 5);
+    go_str (&pk, "ts");
+    msgpack_pack_uint64 (&pk, 7);
+}
+
+Test (herald_raft_groups, a_manifest_carries_trims_and_an_old_one_has_none)
+{
+    herald_store_t *store = s_nodes [0].store;
+    herald_error_t err = { 0 };
+    msgpack_sbuffer manifest;
+    s_old_manifest (&manifest, 40, false);
+    herald_manifest_t decoded;
+    cr_assert_eq (herald_manifest_decode (&decoded, manifest.data, manifest.size, &err),
+                  HERALD_OK);
+    cr_assert_null (decoded.trims, "an old manifest has trims");
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_trims (store, NULL, 0), 0);
+    msgpack_sbuffer_destroy (&manifest);
+
+    s_trims_manifest (&manifest, 60, true);
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_ERR_CORRUPT);
+    cr_assert_not_null (strstr (err.message, "trims[0]"), "%s", err.message);
+    cr_assert_eq (herald_store_applied_index (store), 40, "the index stays where it was");
+    cr_assert_eq (herald_store_trims (store, NULL, 0), 0);
+    msgpack_sbuffer_destroy (&manifest);
+
+    s_trims_manifest (&manifest, 70, false);
+    cr_assert_eq (s_restore (store, &manifest, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_applied_index (store), 70);
+    herald_trim_t trims [2];
+    cr_assert_eq (herald_store_trims (store, trims, 2), 1);
+    cr_assert_str_eq (trims [0].prefix, "m.");
+    cr_assert_eq (trims [0].until, 5);
+    msgpack_sbuffer_destroy (&manifest);
+
+    //  The manifest of a store with that trim point carries it
+    msgpack_sbuffer_init (&manifest);
+    cr_assert_eq (herald_manifest_encode (store, 80, "n1", "", NULL, 0, &manifest), 0);
+    cr_assert_eq (herald_manifest_decode (&decoded, manifest.data, manifest.size, &err),
+                  HERALD_OK);
+    cr_assert_not_null (decoded.trims);
+    herald_store_t *other = s_nodes [1].store;
+    cr_assert_eq (s_restore (other, &manifest, &err), HERALD_OK, "%s", err.message);
+    cr_assert_eq (herald_store_trims (other, trims, 2), 1);
+    cr_assert_str_eq (trims [0].prefix, "m.");
+    cr_assert_eq (trims [0].until, 5);
     msgpack_sbuffer_destroy (&manifest);
 }
