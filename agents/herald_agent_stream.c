@@ -209,6 +209,14 @@ s_recv (s_conn_t *self, uint64_t rid, zmsg_t **msg_p, herald_msg_t *reply)
 static herald_err
 s_refused (const herald_msg_t *reply)
 {
+    //  trimmed (docs/protocol.md, "Trimming"): where the live log starts
+    //  now, and where the rest is
+    if (reply->error.code == HERALD_ERR_TRIMMED && reply->error.has_first)
+        return herald_agent_set_error (reply->error.code, "trimmed: %.*s (first %" PRIu64 ": "
+                                       "ask again from there; the trimmed events are only in "
+                                       "the archive, herald replay --archive DIR)",
+                                       (int) reply->error.message.len,
+                                       reply->error.message.ptr, reply->error.first);
     return herald_agent_set_error (reply->error.code, "%s: %.*s",
                                    herald_err_code (reply->error.code),
                                    (int) reply->error.message.len, reply->error.message.ptr);

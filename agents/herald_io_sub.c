@@ -454,6 +454,42 @@ s_replay_failed (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *rep
     herald_io_deliver (io, report);
 }
 
+//  ERROR trimmed (docs/protocol.md, "Trimming"): the events the replay
+//  needed were trimmed from the live log.  The subscription stops rather
+//  than skip them; the message says where the live log starts for its
+//  prefixes and the two ways on (the caller chooses: a service whose
+//  state needs every event replays the rest from the archive first).
+static void
+s_trimmed_message (herald_io_sub_t *self, const herald_msg_t *reply, char *message,
+                   size_t size)
+{
+    herald_agent_sub_t *sub = self->sub;
+    uint64_t from = self->examined + 1;
+    if (!reply->error.has_first) {
+        herald_text_format (message, size, "replay from seq %" PRIu64 " refused: trimmed from "
+                            "the live log: %.*s", from, (int) reply->error.message.len,
+                            reply->error.message.ptr? reply->error.message.ptr: "");
+        return;
+    }
+    uint64_t first = reply->error.first;
+    char how [400];
+    if (sub->caller_position)
+        herald_text_format (how, sizeof how, "subscribe again with start HERALD_START_SEQ %"
+                            PRIu64, first);
+    else
+        herald_text_format (how, sizeof how, "stop the agent and run herald sub reset %s "
+                            "--state-dir DIR --to-seq %" PRIu64 ", or subscribe under a new "
+                            "name with start HERALD_START_SEQ %" PRIu64, sub->name, first, first);
+    herald_text_format (message, size, "trimmed: subscription %s needs seq %" PRIu64 " on, but "
+                        "the live log was trimmed (herald trim): the first seq still there for "
+                        "its prefixes is %" PRIu64 ". Stopped, nothing skipped: its checkpoint "
+                        "stays at the last event handled. To go on from seq %" PRIu64 " without "
+                        "the trimmed events: %s; to handle them first, replay them from the "
+                        "archive (herald replay --archive DIR --from %" PRIu64 " --to %" PRIu64
+                        ", with its prefixes), then go on from seq %" PRIu64, sub->name, from,
+                        first, first, how, from, first - 1, first);
+}
+
 void
 herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *reply)
 {
@@ -473,9 +509,12 @@ herald_io_sub_end (herald_io_t *io, herald_io_sub_t *self, const herald_msg_t *r
             return;
         }
         char message [HERALD_ERROR_MESSAGE_MAX];
-        herald_text_format (message, sizeof message, "replay refused: %s: %.*s",
-                            herald_strerror (code), (int) reply->error.message.len,
-                            reply->error.message.ptr? reply->error.message.ptr: "");
+        if (code == HERALD_ERR_TRIMMED)
+            s_trimmed_message (self, reply, message, sizeof message);
+        else
+            herald_text_format (message, sizeof message, "replay refused: %s: %.*s",
+                                herald_strerror (code), (int) reply->error.message.len,
+                                reply->error.message.ptr? reply->error.message.ptr: "");
         herald_io_sub_flush (io, self);
         self->state = HERALD_IO_STOPPED;
         //  on_error runs on the delivery thread, like every callback

@@ -207,6 +207,18 @@ herald_member_fetch_reply (herald_member_t *self, const herald_msg_t *reply, zms
             self->fetch_retry_at = herald_agent_now_ms () + 1000;
         }
         else
+        if (reply->error.code == HERALD_ERR_TRIMMED && reply->error.has_first)
+            //  Its committed position is behind a trim: stopped, nothing
+            //  skipped; the operator moves the group on (or replays the
+            //  archive into it first)
+            herald_member_fail (self, reply->error.code, "group %s: its REPLAY was refused: "
+                                "trimmed: %.*s. Stopped, nothing skipped; to go on from seq %"
+                                PRIu64 ": herald group reset %s --to-seq %" PRIu64 " (the "
+                                "trimmed events are only in the archive: herald replay "
+                                "--archive DIR)", self->group, (int) reply->error.message.len,
+                                reply->error.message.ptr, reply->error.first, self->group,
+                                reply->error.first);
+        else
             herald_member_fail (self, reply->error.code, "group %s: its REPLAY was refused: "
                                 "%s: %.*s", self->group, herald_err_code (reply->error.code),
                                 (int) reply->error.message.len, reply->error.message.ptr);

@@ -503,6 +503,14 @@ s_broker_check (herald_projection_t *self, const herald_projection_position_t *s
     herald_range_t range = { .from = seq, .to = seq };
     herald_err rc = herald_agent_replay (self->agent, &range, s_ignore, NULL, timeout_ms,
                                          &last);
+    //  Trimmed (herald trim; any prefix's trim point counts, this REPLAY
+    //  has none): the broker stored that seq, so it is at or below its
+    //  head.  Whether the events after it are still there is the
+    //  subscription's to find out (HERALD_ERR_TRIMMED, with the first seq)
+    if (rc == HERALD_ERR_TRIMMED) {
+        rc = HERALD_OK;
+        last = seq;
+    }
     if (rc != HERALD_OK)
         return herald_projection_fail (self, rc, "projection %s: cannot ask the broker "
                                        "for its head: %s", self->name,

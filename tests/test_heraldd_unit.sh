@@ -106,12 +106,16 @@ offers "check reload show" acl ""
 offers "json table" --format ""
 offers "--from --from-ts" replay --f
 offers "group groups" help gr
+offers "trim" tr
+offers "--dry-run" trim --dr
+offers "--unarchived --until-seq --until-ts" trim --un
 every=$(complete_words "$HERALD" "")
 check "completion offers every command" \
     bash -c "for cmd in pub tail replay read status inspect repair cluster keygen acl whoami \
-                        groups group sub; do [[ ' $every ' == *\" \$cmd \"* ]] || exit 1; done"
+                        groups group sub archive backup restore trim; do [[ ' $every ' == *\" \$cmd \"* ]] || exit 1; done"
 mkdir -p "$TMP/dirs/data1" "$TMP/dirs/data2"
 offers "$TMP/dirs/data1 $TMP/dirs/data2" inspect --data-dir "$TMP/dirs/da"
+offers "$TMP/dirs/data1 $TMP/dirs/data2" trim --archive "$TMP/dirs/da"
 
 #  ---- the packaged config file ----------------------------------------------
 API=tcp://127.0.0.1:$(free_port)

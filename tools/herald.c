@@ -65,6 +65,8 @@ static const char *s_usage =
     "  backup --to DIR      an online backup, written by the broker on its host\n"
     "  backup verify DIR    check a backup's manifest and every file's checksum\n"
     "  restore --from DIR --data-dir D  restore a backup offline, checked first\n"
+    "  trim --archive DIR   remove archived events from the live log (proved by\n"
+    "                       the archive's ids); trim --unarchived: without proof\n"
     "\n"
     "Common options (before or after the command):\n"
     "  --endpoint E         the broker's api endpoint (default " HERALD_CLI_ENDPOINT "):\n"
@@ -980,6 +982,9 @@ main (int argc, char **argv)
     else
     if (strcmp (command, "restore") == 0)
         rc = herald_cli_restore (&opts, sub_argc, sub_argv);
+    else
+    if (strcmp (command, "trim") == 0)
+        rc = herald_cli_trim (&opts, sub_argc, sub_argv);
     else
     if (strcmp (command, "help") == 0) {
         fputs (s_usage, stdout);

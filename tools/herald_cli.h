@@ -15,6 +15,7 @@
     tools/herald_cli_sub.c    sub: an agent's local subscriptions (offline)
     tools/herald_cli_groups.c groups, group: the broker's consumer groups
     tools/herald_cli_backup.c backup, backup verify, restore
+    tools/herald_cli_trim.c   trim: the live log up to an archive's proof
 
     Exit codes: 0 success; 1 an error reply, a failed check or a local
     failure; 2 no broker answered (nothing listens at the endpoint, it
@@ -308,6 +309,16 @@ int herald_cli_acl (herald_cli_opts_t *opts, int argc, char **argv);
 //  backups, their check, and the offline restore; return the exit status.
 int herald_cli_backup (herald_cli_opts_t *opts, int argc, char **argv);
 int herald_cli_restore (herald_cli_opts_t *opts, int argc, char **argv);
+//  herald trim (herald_cli_trim.c): TRIM the live log up to what an archive
+//  proves it holds, or unarchived; returns the exit status.
+int herald_cli_trim (herald_cli_opts_t *opts, int argc, char **argv);
+//  replay --archive DIR --continue: before anything is printed, check that
+//  the broker's live log goes on where the archive ends for request's
+//  range and prefixes (no trimmed seqs between them: STATUS `trims`).
+//  Returns 0, or prints which seqs are in neither and returns the exit
+//  code (1; 2 when no broker answered).
+int herald_cli_trim_continue_check (herald_cli_opts_t *opts, const char *dir,
+                                    const herald_msg_t *request);
 
 //  ---------------------------------------------------------------------
 //  Option helpers shared by the commands (defined in herald.c).

@@ -350,6 +350,41 @@ s_status_key_known (const __typeof__ (((herald_msg_t *) 0)->status) *status,
 
 //  The STATUS body's other keys (str, nil, arrays, maps): each as key and
 //  JSON value, after a comma (json) or as a row of width (table).
+//  STATUS `trims` (docs/protocol.md, "Trimming") in a table: one line a
+//  trim point, as the losses are; false when value is not that array.
+static bool
+s_print_trims (const msgpack_object *key, const msgpack_object *value, int width)
+{
+    if (key->via.str.size != 5 || memcmp (key->via.str.ptr, "trims", 5) != 0
+    ||  value->type != MSGPACK_OBJECT_ARRAY)
+        return false;
+    const msgpack_object_array *trims = &value->via.array;
+    for (uint32_t index = 0; index < trims->size; index++) {
+        const msgpack_object *prefix = herald_cli_map_get (&trims->ptr [index], "prefix");
+        const msgpack_object *until = herald_cli_map_get (&trims->ptr [index], "until");
+        if (!prefix || prefix->type != MSGPACK_OBJECT_STR
+        ||  !until || until->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return false;           //  not what the contract says: printed as JSON
+    }
+    if (trims->size == 0)
+        printf ("%-*s none\n", width, "trims");
+    for (uint32_t index = 0; index < trims->size; index++) {
+        const msgpack_object *prefix = herald_cli_map_get (&trims->ptr [index], "prefix");
+        const msgpack_object *until = herald_cli_map_get (&trims->ptr [index], "until");
+        const msgpack_object *ts = herald_cli_map_get (&trims->ptr [index], "ts");
+        char when [48] = "-";
+        if (ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            herald_cli_time_format (ts->via.u64, when, sizeof when);
+        printf ("%-*s ", width, index? "": "trims");
+        if (prefix->via.str.size)
+            herald_cli_json_string (stdout, prefix->via.str.ptr, prefix->via.str.size);
+        else
+            fputs ("(all topics)", stdout);
+        printf (" up to seq %" PRIu64 ", trimmed at %s\n", until->via.u64, when);
+    }
+    return true;
+}
+
 static void
 s_print_status_rest (herald_cli_format_t format, const herald_msg_t *reply,
                      const void *body, size_t size, int width)
@@ -365,6 +400,8 @@ s_print_status_rest (herald_cli_format_t format, const herald_msg_t *reply,
             const msgpack_object_kv *pair = &map->ptr [index];
             if (pair->key.type != MSGPACK_OBJECT_STR
             ||  s_status_key_known (&reply->status, &pair->key.via.str))
+                continue;
+            if (format == HERALD_CLI_TABLE && s_print_trims (&pair->key, &pair->val, width))
                 continue;
             if (format == HERALD_CLI_TABLE) {
                 printf ("%-*.*s ", width, (int) pair->key.via.str.size, pair->key.via.str.ptr);

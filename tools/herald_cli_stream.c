@@ -53,7 +53,9 @@ static const char *s_replay_usage =
     "\n"
     "Print stored events in seq order, then exit (at the broker's head or --to).\n"
     "Exit 0 only when every event of the range was printed; a stream the broker\n"
-    "ends with ERROR (data it cannot read) prints its message and exits 1.\n"
+    "ends with ERROR (data it cannot read) prints its message and exits 1, as does\n"
+    "a range trimmed from the live log (herald trim): the message names the first\n"
+    "seq still there; the rest is in the archive (--archive DIR --continue).\n"
     "\n"
     "  --from SEQ           first seq (default 1)\n"
     "  --from-ts TIME       first event with ts >= TIME\n"
@@ -66,6 +68,8 @@ static const char *s_replay_usage =
     "                       the broker; same output, same filters\n"
     "  --continue           with --archive: after the archive's last seq, go on\n"
     "                       with the broker at --endpoint, to its head or --to\n"
+    "                       (refused, nothing printed, when the broker's live log\n"
+    "                       was trimmed past the archive's end: a gap)\n"
     "\n"
     "TIME is RFC 3339 (2026-12-02T16:35:47Z, 2026-12-02T17:35:47.25+01:00), a date\n"
     "(2026-12-02, midnight UTC), now, a time ago (-30m, -1h, -2d, -1h30m) or Unix\n"
@@ -191,6 +195,40 @@ s_send_rid_msg (s_stream_t *self, herald_msg_type_t type, uint64_t credit)
     return herald_cli_conn_send (self->conn, &msg);
 }
 
+//  ERROR trimmed: what was asked for is no longer in the live log (herald
+//  trim).  The broker's message, then where the live log starts and how
+//  to read the rest; exit 1 (the events printed before it are right, and
+//  none was skipped).
+static int
+s_trimmed (s_stream_t *self, const herald_cli_reply_t *reply)
+{
+    herald_cli_print_error (reply);
+    const __typeof__ (reply->body.error) *error = &reply->body.error;
+    if (!error->has_first)
+        return HERALD_CLI_EXIT_FAIL;
+    if (self->request.type == HERALD_MSG_READ) {
+        herald_str_t topic = self->request.read.topic;
+        fprintf (stderr, "herald: read: the versions of %.*s before %" PRIu64 " were trimmed "
+                 "from the live log; its first version still there is %" PRIu64 " (herald read "
+                 "%.*s --from-ver %" PRIu64 "); the older ones are in the archive, if one was "
+                 "made: herald replay --archive DIR --prefix %.*s\n", (int) topic.len,
+                 topic.ptr, error->first, error->first, (int) topic.len, topic.ptr,
+                 error->first, (int) topic.len, topic.ptr);
+        return HERALD_CLI_EXIT_FAIL;
+    }
+    const char *command = self->tail? "tail": "replay";
+    if (self->printed)
+        fprintf (stderr, "herald: %s: stopped after %" PRIu64 " event%s: the events after them "
+                 "were trimmed from the live log while the stream ran (none was skipped)\n",
+                 command, self->printed, self->printed == 1? "": "s");
+    fprintf (stderr, "herald: %s: the first seq still in the live log for %s is %" PRIu64
+             " (herald %s --from %" PRIu64 "); the events before it are in the archive, if one "
+             "was made: herald replay --archive DIR --continue\n", command,
+             self->request.replay.prefix_count? "these prefixes": "the whole log", error->first,
+             command, error->first);
+    return HERALD_CLI_EXIT_FAIL;
+}
+
 //  Handle one reply to the stream.  Returns 0 or an exit code; sets ended.
 static int
 s_on_reply (s_stream_t *self, herald_cli_reply_t *reply)
@@ -199,6 +237,8 @@ s_on_reply (s_stream_t *self, herald_cli_reply_t *reply)
     &&  reply->body.error.code == HERALD_ERR_OVERLOADED)
         return s_lost (self, "it is overloaded: %.*s", (int) reply->body.error.message.len,
                        reply->body.error.message.ptr ? reply->body.error.message.ptr : "");
+    if (reply->type == HERALD_MSG_ERROR && reply->body.error.code == HERALD_ERR_TRIMMED)
+        return s_trimmed (self, reply);
     if (reply->type == HERALD_MSG_ERROR)
         return herald_cli_print_error (reply);
     if (!reply->body.has_rid || reply->body.rid != self->request.rid)
@@ -423,12 +463,17 @@ s_run_archive (s_stream_t *self, const char *dir, bool go_on)
 {
     if (herald_cli_check_request ("replay", &self->request))
         return HERALD_CLI_EXIT_USAGE;
+    //  An archive followed by a live log that starts after its end would
+    //  print a log with a hole: refused before anything is printed
+    int rc = go_on? herald_cli_trim_continue_check (self->opts, dir, &self->request): 0;
+    if (rc)
+        return rc;
     herald_cli_print_table_header (self->opts->format);
     self->no_header = true;
     uint64_t last = 0;
     bool finished = false, started = false;
-    int rc = herald_cli_archive_replay (self->opts, dir, &self->request, self->max,
-                                        &self->printed, &last, &finished, &started);
+    rc = herald_cli_archive_replay (self->opts, dir, &self->request, self->max,
+                                    &self->printed, &last, &finished, &started);
     __typeof__ (self->request.replay) *replay = &self->request.replay;
     if (rc || finished || !go_on || (replay->has_to && replay->to <= last))
         return rc;

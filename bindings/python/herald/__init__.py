@@ -41,6 +41,7 @@ from .errors import (BadRequestError, BrokerUnavailable, ConflictError, CorruptS
                      HeraldError, HeraldIOError, InternalError, InvalidArgumentError,
                      LockedError, NotAStoreError, NotFoundError, NotLeaderError,
                      OutOfMemoryError, OverloadedError, Retry, TimeoutError, TooLargeError,
+                     TrimmedError,
                      Unauthorized, UnauthorizedError, UnknownCommandError, UnsupportedError,
                      error_class)
 from .projection import (ApplyError, PostgresProjection, ProjectionStatus,
@@ -65,6 +66,6 @@ __all__ = [
     "UnauthorizedError", "Unauthorized", "OverloadedError", "UnknownCommandError", "UnsupportedError",
     "InternalError", "HeraldIOError", "LockedError", "NotAStoreError", "CorruptStateError",
     "NotFoundError", "OutOfMemoryError", "TimeoutError", "BrokerUnavailable",
-    "InvalidArgumentError", "DataLostError", "IdReusedError", "ForkedAgentError", "error_class", "library_version", "library_path",
+    "InvalidArgumentError", "DataLostError", "IdReusedError", "TrimmedError", "ForkedAgentError", "error_class", "library_version", "library_path",
     "set_log", "LOG_ERROR", "LOG_WARNING",
 ]

@@ -498,8 +498,11 @@ class _Core:
         exc = sub.exception if sub and sub.exception else make_error(
             code, message.decode("utf-8", "replace") if message else None)
         # DATA_LOST does not stop the subscription (its checkpoint was rewound
-        # and it goes on): an iterator over it raises the error once, to its loop
-        sink = self.error_sinks.get(sub_name) if code == _lib.ERR_DATA_LOST else None
+        # and it goes on): an iterator over it raises the error once, to its loop.
+        # TRIMMED stopped it (its catch-up needs trimmed events): the iterator
+        # raises it rather than wait for events that will not come
+        sink = self.error_sinks.get(sub_name) \
+            if code in (_lib.ERR_DATA_LOST, _lib.ERR_TRIMMED) else None
         try:
             if sink:
                 sink(exc)

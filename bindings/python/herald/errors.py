@@ -12,6 +12,7 @@ too (``herald.TimeoutError`` is a built-in ``TimeoutError``,
 from __future__ import annotations
 
 import builtins
+import re
 from typing import Dict, Optional, Type
 import uuid
 
@@ -100,6 +101,28 @@ class InternalError(HeraldError):
     """``internal``: the broker failed (also the code a subscription fails
     with when its Python handler raised)."""
     code, name = _lib.ERR_INTERNAL, "internal"
+
+
+class TrimmedError(HeraldError):
+    """``trimmed``: the events asked for were trimmed from the broker's live
+    log (``herald trim``, a retention policy).  A read or replay that starts
+    before the trim point raises it; a subscription whose catch-up needs a
+    trimmed event stops with it (nothing skipped).  ``first`` is the first
+    seq (a read: version) still in the live log, when the message names it:
+    go on from there, or read the rest from the archive
+    (``herald replay --archive DIR``)."""
+    code, name = _lib.ERR_TRIMMED, "trimmed"
+
+    #: how the agent's messages name the first seq (or version) still there
+    _FIRST = re.compile(r"\(first (\d+)[:)]|first (?:seq|ver|version) still there[^0-9]* is (\d+)")
+
+    def __init__(self, message: str = "", *, first: Optional[int] = None):
+        super().__init__(message)
+        if first is None:
+            found = self._FIRST.search(message or "")
+            if found:
+                first = int(found.group(1) or found.group(2))
+        self.first = first
 
 
 # -- local conditions ------------------------------------------------------
@@ -204,7 +227,7 @@ class Retry(Exception):
 _BY_CODE: Dict[int, Type[HeraldError]] = {
     cls.code: cls for cls in (
         BadRequestError, TooLargeError, ConflictError, NotLeaderError, UnauthorizedError,
-        OverloadedError, UnknownCommandError, UnsupportedError, InternalError,
+        OverloadedError, UnknownCommandError, UnsupportedError, InternalError, TrimmedError,
         HeraldIOError, LockedError, NotAStoreError, CorruptStateError, NotFoundError,
         OutOfMemoryError, TimeoutError, BrokerUnavailable, InvalidArgumentError,
         DataLostError, IdReusedError)

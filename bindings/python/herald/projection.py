@@ -50,7 +50,7 @@ from ._core import _prefix_list
 from ._projection_db import PostgresBackend, SQLiteBackend, Transient, check_table
 from ._schema import schema_spec
 from .errors import (DataLostError, HeraldError, InvalidArgumentError, OverloadedError, Retry,
-                     TimeoutError, make_error)
+                     TimeoutError, TrimmedError, make_error)
 from .event import Event, to_ns
 
 
@@ -407,7 +407,12 @@ class Projection:
         return self._lineage if lineage == 2 ** 64 - 1 else lineage
 
     def _on_lost(self, exc: BaseException) -> None:
-        """The agent stopped the subscription: the broker lost events."""
+        """The agent stopped the subscription: the broker lost events, or
+        trimmed the ones it needs (its read model is fine, just behind)."""
+        if isinstance(exc, TrimmedError):
+            self._set_failed(TrimmedError(
+                "projection %s: %s" % (self.name, exc), first=exc.first))
+            return
         self._set_failed(DataLostError(
             "projection %s: %s; its read model holds effects of events the broker no longer "
             "has: rebuild it" % (self.name, exc)))
@@ -467,7 +472,12 @@ class Projection:
                 "projection %s: its position (seq %d) was written in broker lineage %d; the "
                 "broker is in lineage %d (it lost events since): rebuild the read model"
                 % (self.name, seq, stored_lineage, lineage))
-        found = self._replay(timeout, from_seq=seq, to_seq=seq, prefixes=self.prefixes)
+        try:
+            found = self._replay(timeout, from_seq=seq, to_seq=seq, prefixes=self.prefixes)
+        except TrimmedError:
+            # trimmed (herald trim): the broker stored it.  Whether the events
+            # after it are still there is the subscription's to say (TrimmedError)
+            return lineage
         if not any(event.seq == seq for event in found):
             raise DataLostError(
                 "projection %s: its position (seq %d) is beyond the broker's log (not the "

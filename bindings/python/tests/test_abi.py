@@ -122,3 +122,20 @@ def test_every_public_struct_and_field_is_checked():
             assert printed == fields, \
                 "tests/abi_layout.c prints %s's fields %s, %s has %s" \
                 % (ctype, list(offsets[name]), header.name, fields)
+
+
+def test_every_herald_err_of_the_header_is_in_the_binding():
+    """Each HERALD_ERR_X = N of include/herald.h is _lib.ERR_X == N, and each
+    has its own exception class: a code added to the header (trimmed, 10)
+    without the binding would reach Python as a bare HeraldError."""
+    from herald import errors
+    header = (SRCDIR / "include" / "herald.h").read_text()
+    codes = {name: int(value) for name, value in
+             re.findall(r"\bHERALD_ERR_([A-Z_]+)\s*=\s*(\d+)", header)}
+    assert codes["TRIMMED"] == 10
+    for name, value in codes.items():
+        assert getattr(_lib, "ERR_" + name, None) == value, name
+        assert errors.error_class(value).code == value, name
+    binding = {name[4:]: value for name, value in vars(_lib).items()
+               if name.startswith("ERR_")}
+    assert binding == codes
