@@ -87,11 +87,12 @@ herald_manifest_encode (herald_store_t *store, uint64_t index, const char *node,
     count = got < count? got: count;
     rc |= s_key (&pk, "trims") | msgpack_pack_array (&pk, count);
     for (size_t at = 0; at < count; at++) {
-        rc |= msgpack_pack_map (&pk, 3);
+        rc |= msgpack_pack_map (&pk, 4);
         rc |= s_key (&pk, "prefix")
             | msgpack_pack_str_with_body (&pk, trims [at].prefix, trims [at].prefix_len);
         rc |= s_key_uint (&pk, "until", trims [at].until);
         rc |= s_key_uint (&pk, "ts", trims [at].ts);
+        rc |= s_key_uint (&pk, "until_ts", trims [at].until_ts);
     }
     free (trims);
     rc |= s_key (&pk, "groups");
@@ -250,14 +251,15 @@ s_trims_import (const herald_manifest_t *self, herald_store_t *store, herald_err
         return herald_error_set (err, HERALD_ERR_NOMEM, "snapshot", "out of memory");
     }
     for (size_t at = 0; rc == HERALD_OK && at < count; at++) {
-        herald_field_t fields [] = { { "prefix" }, { "until" }, { "ts" } };
+        herald_field_t fields [] = { { "prefix" }, { "until" }, { "ts" }, { "until_ts" } };
         const msgpack_object *item = &root.via.array.ptr [at];
         if (item->type != MSGPACK_OBJECT_MAP
-        ||  herald_event_fields (item, fields, 3, &zone, "trims", &inner) != HERALD_OK
+        ||  herald_event_fields (item, fields, 4, &zone, "trims", &inner) != HERALD_OK
         ||  !fields [0].value || fields [0].value->type != MSGPACK_OBJECT_STR
         ||  fields [0].value->via.str.size > HERALD_TOPIC_MAX
         ||  !fields [1].value || fields [1].value->type != MSGPACK_OBJECT_POSITIVE_INTEGER
-        ||  (fields [2].value && fields [2].value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)) {
+        ||  (fields [2].value && fields [2].value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        ||  (fields [3].value && fields [3].value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)) {
             rc = herald_error_set (err, HERALD_ERR_CORRUPT, "snapshot", "the manifest's "
                                    "trims[%zu] is not {prefix, until, ts}", at);
             break;
@@ -267,6 +269,9 @@ s_trims_import (const herald_manifest_t *self, herald_store_t *store, herald_err
         trims [at].prefix_len = fields [0].value->via.str.size;
         trims [at].until = fields [1].value->via.u64;
         trims [at].ts = fields [2].value? fields [2].value->via.u64: 0;
+        //  Absent (no manifest without it was ever released): from_ts
+        //  below every event's ts is then refused, the safe side
+        trims [at].until_ts = fields [3].value? fields [3].value->via.u64: UINT64_MAX;
     }
     msgpack_zone_destroy (&zone);
     if (rc == HERALD_OK && count) {

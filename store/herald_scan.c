@@ -489,6 +489,19 @@ herald_store_scan (herald_store_t *store, const herald_scan_spec_t *spec, herald
     uint64_t first = herald_store_first_point (store, self->prefixes, self->prefix_count,
                                                &point);
     self->trimmed_bound = first - 1;
+    //  A start at a time: the live log's first event at or after it says
+    //  nothing of the trimmed events before it; any of those with a ts at
+    //  or after it (the point's until_ts bounds them) would be skipped
+    if (spec->has_from_ts && first > 1 && spec->from_ts <= point.until_ts) {
+        herald_error_set (err, HERALD_ERR_TRIMMED, "from_ts",
+            "events with ts %llu or later were trimmed from the live log (trim point "
+            "\"%.*s\" until seq %llu, ts %llu); the first seq still there for these "
+            "prefixes is %llu", (unsigned long long) spec->from_ts, (int) point.prefix_len,
+            point.prefix, (unsigned long long) point.until,
+            (unsigned long long) point.until_ts, (unsigned long long) first);
+        herald_scan_destroy (&self);
+        return NULL;
+    }
     if (self->from < first) {
         herald_error_set (err, HERALD_ERR_TRIMMED, spec->has_from_ts? "from_ts": "from",
             "seq %llu was trimmed from the live log (trim point \"%.*s\" until %llu); "

@@ -536,8 +536,8 @@ herald_store_lookup_iterator (herald_store_t *self)
 
 //  The ts stored in event seq's envelope, which must be stored: a seq
 //  that no run holds is a hole in the log (HERALD_ERR_CORRUPT).
-static herald_err
-s_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts, herald_error_t *err)
+herald_err
+herald_store_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts, herald_error_t *err)
 {
     rocksdb_iterator_t *it = herald_store_lookup_iterator (self);
     herald_run_t run;
@@ -651,7 +651,7 @@ s_recover (herald_store_t *self, herald_error_t *err)
         return rc;
 
     uint64_t last_ts = 0;
-    if (head && (rc = s_event_ts (self, head, &last_ts, err)) != HERALD_OK)
+    if (head && (rc = herald_store_event_ts (self, head, &last_ts, err)) != HERALD_OK)
         return rc;
     atomic_store (&self->head, head);
     atomic_store (&self->first, first? first: 1);
@@ -1214,7 +1214,7 @@ herald_store_seq_at_ts (herald_store_t *self, uint64_t ts, uint64_t *seq, herald
     while (low < high) {
         uint64_t middle = low + (high - low) / 2;
         uint64_t event_ts;
-        herald_err rc = s_event_ts (self, middle, &event_ts, err);
+        herald_err rc = herald_store_event_ts (self, middle, &event_ts, err);
         if (rc != HERALD_OK) {
             *seq = 0;
             return rc;

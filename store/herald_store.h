@@ -441,6 +441,10 @@ typedef struct {
     size_t prefix_len;
     uint64_t until;                         //  the last trimmed seq
     uint64_t ts;                            //  the ts of the apply that set it (ns)
+    //  The ts of the event at until: no event this point trimmed has a
+    //  greater one (ts never decreases with seq), so a REPLAY from_ts at or
+    //  below it asks for trimmed events (refused), one above it for none
+    uint64_t until_ts;
 } herald_trim_t;
 
 //  The trim points in force, in prefix order: copies of at most max of

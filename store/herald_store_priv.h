@@ -569,6 +569,12 @@ void
 herald_err
     herald_store_trims_load (herald_store_t *self, herald_error_t *err);
 
+//  The ts of event seq as the log holds it (an event or a hole cut out by
+//  reclaim); HERALD_ERR_CORRUPT when no run holds seq.  herald_store.c.
+herald_err
+    herald_store_event_ts (herald_store_t *self, uint64_t seq, uint64_t *ts,
+                           herald_error_t *err);
+
 //  herald_store_first, and the trim point that decides it into *point
 //  (all zero when none).
 uint64_t

@@ -34,7 +34,7 @@
 
 #define TRIM_KEY_PREFIX     "trim/"
 #define TRIM_KEY_PREFIX_LEN 5
-#define TRIM_VALUE_MIN      16          //  until | ts; a reason may follow
+#define TRIM_VALUE_MIN      24          //  until | ts | until_ts; a reason may follow
 #define DIGEST_CHUNK        4096        //  ids hashed per update
 
 //  ---------------------------------------------------------------------
@@ -154,6 +154,7 @@ s_put_point (herald_store_t *self, rocksdb_writebatch_t *batch, const herald_tri
         reason_len = 256;
     s_put_u64 (value, trim->until);
     s_put_u64 (value + 8, trim->ts);
+    s_put_u64 (value + 16, trim->until_ts);
     if (reason_len)
         memcpy (value + TRIM_VALUE_MIN, reason, reason_len);
     rocksdb_writebatch_put_cf (batch, self->cf [CF_DEFAULT], key, key_len,
@@ -231,6 +232,7 @@ herald_store_trims_load (herald_store_t *self, herald_error_t *err)
         trim->prefix_len = prefix_len;
         trim->until = s_get_u64 (value);
         trim->ts = s_get_u64 (value + 8);
+        trim->until_ts = s_get_u64 (value + 16);
     }
     if (rc == HERALD_OK)
         rc = herald_store_iter_error (it, err, "cannot read the trim points");
@@ -679,9 +681,26 @@ herald_store_trim_stage (herald_store_t *self, herald_batch_t *batch,
         }
         self->trims_call = grown;
     }
+    //  The ts of the event at until: read from the log, or, when the
+    //  whole-log point already covers until (its runs may be reclaimed on
+    //  this node and not on another), that point's, so that every node
+    //  decides the same
+    uint64_t until_ts = 0;
+    bool log_found;
+    size_t log_index = s_find (self->trims_call, self->trims_call_count, "", 0, &log_found);
+    if (log_found && self->trims_call [log_index].until >= until)
+        until_ts = self->trims_call [log_index].until_ts;
+    else {
+        herald_error_t local = { 0 };
+        if (herald_store_event_ts (self, until, &until_ts, &local) != HERALD_OK) {
+            *err = local;
+            return -1;              //  the log cannot be read: the apply fails
+        }
+    }
     herald_trim_t *trim = &self->trims_call [index];
     trim->until = until;
     trim->ts = self->call_ts;
+    trim->until_ts = until_ts;
     s_put_point (self, self->batch, trim, reason? reason->via.str.ptr: NULL,
                  reason? reason->via.str.size: 0);
     self->trims_staged = true;
@@ -758,6 +777,7 @@ herald_store_trims_import (herald_store_t *self, const herald_trim_t *trims, siz
         }
         merged [index].until = trim->until;
         merged [index].ts = trim->ts;
+        merged [index].until_ts = trim->until_ts;
         s_put_point (self, batch, &merged [index], NULL, 0);
         changed = true;
     }

@@ -189,16 +189,15 @@ Test (store_trim, whole_log_with_proof)
     const char *a = "a.1";
     tt_scan_refused (store, 40, &a, 1, 41);
     tt_scan_expect (store, 41, NULL, 0, 41, 100);
-    //  from_ts before the first event resolves to the first seq
+    //  seq_at_ts counts the live log only: a ts before its first event
+    //  gives its first seq; but a scan from that ts would skip the trimmed
+    //  events with a ts at or after it (here all 100 share one ts): refused
     cr_assert_eq (s_seq_at (store, 0), 41);
     herald_scan_spec_t spec = { .has_from_ts = true, .from_ts = 0 };
     herald_scan_t *scan = herald_store_scan (store, &spec, &err);
-    cr_assert_not_null (scan, "%s", err.message);
-    const uint8_t *bytes;
-    uint64_t seq;
-    cr_assert_eq (herald_scan_next (scan, &bytes, &len, &seq), 1);
-    cr_assert_eq (seq, 41);
-    herald_scan_destroy (&scan);
+    cr_assert_null (scan, "a scan from ts 0 of a trimmed log was not refused");
+    cr_assert_eq (err.code, HERALD_ERR_TRIMMED, "%s", err.message);
+    cr_assert (strstr (err.message, "for these prefixes is 41"), "%s", err.message);
     //  The ids digest from the first seq, and not below it
     uint8_t got [32], want [32];
     cr_assert_eq (herald_store_ids_digest (store, 41, 100, got, NULL, &err), HERALD_OK, "%s",
@@ -565,6 +564,82 @@ Test (store_trim, import_raises_never_lowers)
     cr_assert_str_eq (trims [1].prefix, "i.");
     cr_assert_eq (trims [1].until, 15);
     cr_assert_str_eq (trims [2].prefix, "j.");
+    herald_store_destroy (&store);
+    tt_ids_fini (&ids);
+}
+
+//  A scan from a time: refused when a trimmed event has a ts at or after
+//  it (it would be skipped), served from the live log when none has.  The
+//  trim point keeps the ts of the event at until (until_ts), through
+//  reopen and import; a point covered by the whole-log one takes its ts.
+Test (store_trim, from_ts_never_skips_trimmed_events)
+{
+    herald_store_t *store = tt_open (s_dir);
+    tt_ids_t ids = { 0 };
+    //  Three appends, one ts each: seqs 1..10 at 1000, 11..20 at 2000,
+    //  21..30 at 3000
+    for (int round = 1; round <= 3; round++) {
+        herald_store_set_clock (store, (uint64_t) round * 1000);
+        tt_publish (store, &ids, "a.", 2, 10);
+    }
+    herald_store_set_clock (store, 0);
+    msgpack_sbuffer op;
+    go_result_t result;
+    tt_op (&op, "", 0, false, 15, false, 0, NULL, 0, NULL);
+    cr_assert_eq (tt_apply_op (store, &op, &result), HERALD_OK);
+    go_result_fini (&result);
+    herald_trim_t trims [4];
+    cr_assert_eq (herald_store_trims (store, trims, 4), 1);
+    cr_assert_eq (trims [0].until_ts, 2000, "the ts of seq 15");
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t refused [] = { 0, 999, 1000, 1500, 2000 };
+        for (size_t i = 0; i < sizeof refused / sizeof refused [0]; i++) {
+            herald_scan_spec_t spec = { .has_from_ts = true, .from_ts = refused [i] };
+            herald_error_t err = { 0 };
+            herald_scan_t *scan = herald_store_scan (store, &spec, &err);
+            cr_assert_null (scan, "from_ts %llu would skip seqs 11..15",
+                            (unsigned long long) refused [i]);
+            cr_assert_eq (err.code, HERALD_ERR_TRIMMED, "%s", err.message);
+            cr_assert_str_eq (err.field, "from_ts");
+            cr_assert (strstr (err.message, "for these prefixes is 16"), "%s", err.message);
+        }
+        //  Above every trimmed event's ts: the live log's events from it
+        herald_scan_spec_t spec = { .has_from_ts = true, .from_ts = 2001 };
+        herald_error_t err = { 0 };
+        herald_scan_t *scan = herald_store_scan (store, &spec, &err);
+        cr_assert_not_null (scan, "%s", err.message);
+        const uint8_t *bytes;
+        size_t len;
+        uint64_t seq;
+        cr_assert_eq (herald_scan_next (scan, &bytes, &len, &seq), 1);
+        cr_assert_eq (seq, 21);
+        herald_scan_destroy (&scan);
+        //  A prefix trim point below the whole-log one takes its until_ts
+        if (pass == 0) {
+            tt_op (&op, "a.", 2, false, 12, false, 0, NULL, 0, NULL);
+            cr_assert_eq (tt_apply_op (store, &op, &result), HERALD_OK);
+            go_result_fini (&result);
+            cr_assert_eq (herald_store_trims (store, trims, 4), 2);
+            cr_assert_eq (trims [1].until_ts, 2000, "covered by \"\" until 15");
+            //  Reclaimed and reopened: the same answers
+            bool more = true;
+            for (int calls = 0; more && calls < 100; calls++)
+                cr_assert_eq (herald_store_reclaim (store, 1000, &more, NULL, &err), HERALD_OK,
+                              "%s", err.message);
+            herald_store_destroy (&store);
+            store = tt_open (s_dir);
+            cr_assert_eq (herald_store_trims (store, trims, 4), 2);
+            cr_assert_eq (trims [0].until_ts, 2000);
+        }
+    }
+    //  Imported points keep their until_ts
+    herald_trim_t point = { .prefix = "b.", .prefix_len = 2, .until = 25, .ts = 1,
+                            .until_ts = 3000 };
+    herald_error_t err = { 0 };
+    cr_assert_eq (herald_store_trims_import (store, &point, 1, &err), HERALD_OK, "%s",
+                  err.message);
+    cr_assert_eq (herald_store_trims (store, trims, 4), 3);
+    cr_assert_eq (trims [2].until_ts, 3000);
     herald_store_destroy (&store);
     tt_ids_fini (&ids);
 }
