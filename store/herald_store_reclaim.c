@@ -247,10 +247,17 @@ s_compact (herald_store_t *self, int cf, bool drop_files, const uint8_t *start,
            size_t start_len, const uint8_t *limit, size_t limit_len)
 {
     char *rocks_err = NULL;
-    if (drop_files)
+    if (drop_files && limit && limit_len == 8 && s_get_u64 (limit) > 0) {
+        //  DeleteFilesInRange's end is INCLUSIVE (the C API passes
+        //  include_end = true): give it the last key deleted, limit - 1.
+        //  With limit itself, a file whose last key is limit — a run that
+        //  ends just above the trim point, not trimmed — went with the rest
+        //  (a REPLAY then met "seq gap: event 51 is missing from the log")
+        uint8_t last [8];
+        s_put_u64 (last, s_get_u64 (limit) - 1);
         rocksdb_delete_file_in_range_cf (self->db, self->cf [cf], (const char *) start,
-                                         start_len, (const char *) limit, limit_len,
-                                         &rocks_err);
+                                         start_len, (const char *) last, 8, &rocks_err);
+    }
     free (rocks_err);
     rocksdb_compactoptions_t *options = rocksdb_compactoptions_create ();
     rocksdb_compactoptions_set_exclusive_manual_compaction (options, 0);
