@@ -20,7 +20,8 @@ static const struct {
     { HERALD_ERR_OVERLOADED,      "overloaded" },
     { HERALD_ERR_UNKNOWN_COMMAND, "unknown_command" },
     { HERALD_ERR_UNSUPPORTED,     "unsupported" },
-    { HERALD_ERR_INTERNAL,        "internal" }
+    { HERALD_ERR_INTERNAL,        "internal" },
+    { HERALD_ERR_TRIMMED,         "trimmed" }
 };
 #define S_CODES (sizeof (s_codes) / sizeof (s_codes [0]))
 
@@ -46,7 +47,7 @@ Test (herald_err, ok_and_local_conditions_have_no_wire_code)
     herald_err err;
     for (err = HERALD_ERR_IO; err <= HERALD_ERR_INVALID; err++)
         cr_assert_null (herald_err_code (err));
-    cr_assert_null (herald_err_code ((herald_err) 10));
+    cr_assert_null (herald_err_code ((herald_err) 11));
     cr_assert_null (herald_err_code ((herald_err) -1));
 }
 
