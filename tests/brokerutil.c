@@ -317,12 +317,40 @@ s_broker_ready (bu_broker_t *self, int timeout_ms)
     return rc;
 }
 
+//  True when the log, from offset on, says a bind found its address in use.
+static bool
+s_bind_raced (const bu_broker_t *self, long offset)
+{
+    FILE *file = fopen (self->log, "r");
+    if (!file)
+        return false;
+    char text [4096];
+    size_t got = 0;
+    if (fseek (file, offset, SEEK_SET) == 0)
+        got = fread (text, 1, sizeof text - 1, file);
+    fclose (file);
+    text [got] = 0;
+    return strstr (text, "cannot bind") && strstr (text, "in use");
+}
+
 int
 bu_broker_start (bu_broker_t *self, int timeout_ms)
 {
-    if (bu_broker_spawn (self))
-        return -1;
-    return s_broker_ready (self, timeout_ms);
+    //  bu_free_port's port is free when it looks, not when heraldd binds it:
+    //  another test running beside this one may take it meanwhile (seen:
+    //  "cannot bind fanout ...: the address is in use").  A broker that
+    //  exits for that gets new ports, a few times.
+    for (int tries = 0; tries < 5; tries++) {
+        struct stat info;
+        long offset = stat (self->log, &info) == 0? (long) info.st_size: 0;
+        if (bu_broker_spawn (self))
+            return -1;
+        if (s_broker_ready (self, timeout_ms) == 0)
+            return 0;
+        if (self->pid > 0 || !s_bind_raced (self, offset))
+            return -1;              //  not a bind race: the caller reads the log
+    }
+    return -1;
 }
 
 int
