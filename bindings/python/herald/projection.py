@@ -617,9 +617,17 @@ class Projection:
         except HeraldError:
             return False
         if sub.state == "failed":
-            self._set_failed(make_error(sub.error or _lib.ERR_INTERNAL,
-                                        "projection %s: its subscription failed: %s"
-                                        % (self.name, sub.message)))
+            with self._changed:
+                #  The handler that stopped the subscription set FAILED with
+                #  the real reason (the database's error) just before: keep
+                #  it (read above without the lock, _state may have been
+                #  set since)
+                if self._state != FAILED:
+                    self._state = FAILED
+                    self._error = make_error(sub.error or _lib.ERR_INTERNAL,
+                                             "projection %s: its subscription failed: %s"
+                                             % (self.name, sub.message))
+                    self._changed.notify_all()
             return False
         return sub.delivered_seq >= seq and self._state != FAILED
 
