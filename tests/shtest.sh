@@ -80,6 +80,36 @@ else:
     s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+#  shtest_cluster_ports: nine distinct free ports in PORTS (api, fanout and
+#  Raft of three nodes) and the --peer flags of nodes c1..c3 in PEER_ARGS;
+#  node k's api port is PORTS[3 * (k - 1)]
+shtest_cluster_ports () {
+    PORTS=()
+    while [ ${#PORTS[@]} -lt 9 ]; do
+        local port
+        port=$(free_port)
+        case " ${PORTS[*]} " in *" $port "*) ;; *) PORTS+=("$port") ;; esac
+    done
+    PEER_ARGS=()
+    local k
+    for k in 0 1 2; do
+        PEER_ARGS+=(--peer "c$((k + 1)),127.0.0.1:${PORTS[$((3 * k + 2))]},tcp://127.0.0.1:${PORTS[$((3 * k))]},tcp://127.0.0.1:${PORTS[$((3 * k + 1))]}")
+    done
+}
+
+#  shtest_cluster_start: shtest_cluster_ports, then nodes c1..c3 started
+#  with --cluster-state new (data in TMP/cK, log TMP/cK.log; their pids in
+#  PIDS, stopped by the cleanup)
+shtest_cluster_start () {
+    shtest_cluster_ports
+    local k
+    for k in 1 2 3; do
+        "$HERALDD" --node "c$k" --data-dir "$TMP/c$k" "${PEER_ARGS[@]}" --cluster-state new \
+            >>"$TMP/c$k.log" 2>&1 &
+        PIDS+=($!)
+    done
+}
+
 #  shtest_done: the totals line; exit 1 on any failure
 shtest_done () {
     echo "$passed passed, $failed failed"

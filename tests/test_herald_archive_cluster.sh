@@ -34,24 +34,11 @@ wait_for () {
     "$@"
 }
 
-PORTS=()
-while [ ${#PORTS[@]} -lt 9 ]; do
-    port=$(free_port)
-    case " ${PORTS[*]} " in *" $port "*) ;; *) PORTS+=("$port") ;; esac
-done
-PEER_ARGS=()
-for k in 0 1 2; do
-    PEER_ARGS+=(--peer "c$((k + 1)),127.0.0.1:${PORTS[$((3 * k + 2))]},tcp://127.0.0.1:${PORTS[$((3 * k))]},tcp://127.0.0.1:${PORTS[$((3 * k + 1))]}")
-done
+shtest_cluster_start
 N1=127.0.0.1:${PORTS[0]}
 N2=127.0.0.1:${PORTS[3]}
 N3=127.0.0.1:${PORTS[6]}
 CLUSTER="$N1,$N2,$N3"
-for k in 1 2 3; do
-    "$HERALDD" --node "c$k" --data-dir "$TMP/c$k" "${PEER_ARGS[@]}" --cluster-state new \
-        >>"$TMP/c$k.log" 2>&1 &
-    PIDS+=($!)
-done
 leader () {
     "$HERALD" cluster status --endpoint "$CLUSTER" --format json --timeout 1000 \
         >"$TMP/status.json" 2>/dev/null

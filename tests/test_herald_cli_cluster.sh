@@ -300,15 +300,7 @@ if ! "$HERALDD" --help | grep -q -- "--peer"; then
 fi
 
 #  Nine distinct free ports: api, fanout and Raft of three nodes
-PORTS=()
-while [ ${#PORTS[@]} -lt 9 ]; do
-    port=$(free_port)
-    case " ${PORTS[*]} " in *" $port "*) ;; *) PORTS+=("$port") ;; esac
-done
-PEER_ARGS=()
-for k in 0 1 2; do
-    PEER_ARGS+=(--peer "c$((k + 1)),127.0.0.1:${PORTS[$((3 * k + 2))]},tcp://127.0.0.1:${PORTS[$((3 * k))]},tcp://127.0.0.1:${PORTS[$((3 * k + 1))]}")
-done
+shtest_cluster_ports
 C1=":${PORTS[0]}"
 CLUSTER="$C1,:${PORTS[3]},:${PORTS[6]}"
 declare -A NODE_PID=()

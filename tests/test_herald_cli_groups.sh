@@ -437,20 +437,7 @@ if ! "$HERALDD" --help | grep -q -- "--peer"; then
     echo "# skip: this heraldd has no --peer (no cluster)"
     shtest_done
 fi
-PORTS=()
-while [ ${#PORTS[@]} -lt 9 ]; do
-    port=$(free_port)
-    case " ${PORTS[*]} " in *" $port "*) ;; *) PORTS+=("$port") ;; esac
-done
-PEER_ARGS=()
-for k in 0 1 2; do
-    PEER_ARGS+=(--peer "c$((k + 1)),127.0.0.1:${PORTS[$((3 * k + 2))]},tcp://127.0.0.1:${PORTS[$((3 * k))]},tcp://127.0.0.1:${PORTS[$((3 * k + 1))]}")
-done
-for k in 1 2 3; do
-    "$HERALDD" --node "c$k" --data-dir "$TMP/c$k" "${PEER_ARGS[@]}" --cluster-state new \
-        >>"$TMP/c$k.log" 2>&1 &
-    PIDS+=($!)
-done
+shtest_cluster_start
 CLUSTER=":${PORTS[0]},:${PORTS[3]},:${PORTS[6]}"
 one_leader () {
     "$HERALD" cluster status --endpoint "$CLUSTER" --format json --timeout 1000 \
