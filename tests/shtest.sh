@@ -80,6 +80,20 @@ else:
     s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+now_ms () { date +%s%3N; }
+
+#  wait_for SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds,
+#  for at most SECONDS; then its status once more
+wait_for () {
+    local deadline=$(($(now_ms) + $1 * 1000))
+    shift
+    while [ "$(now_ms)" -lt "$deadline" ]; do
+        if "$@"; then return 0; fi
+        sleep 0.1
+    done
+    "$@"
+}
+
 #  shtest_cluster_ports: nine distinct free ports in PORTS (api, fanout and
 #  Raft of three nodes) and the --peer flags of nodes c1..c3 in PEER_ARGS;
 #  node k's api port is PORTS[3 * (k - 1)]

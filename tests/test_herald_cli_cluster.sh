@@ -31,8 +31,6 @@ set -u
 shtest_init herald_cli_cluster
 
 SRCDIR=${HERALD_SRCDIR:-$HERE/..}
-now_ms () { date +%s%3N; }
-
 #  timed OUT ERR COMMAND...: run COMMAND, stdout to OUT and stderr to ERR;
 #  set $rc and $ms (how long it took)
 timed () {
@@ -42,18 +40,6 @@ timed () {
     "$@" >"$out" 2>"$err"
     rc=$?
     ms=$(($(now_ms) - start))
-}
-
-#  wait_for SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds,
-#  for at most SECONDS
-wait_for () {
-    local deadline=$(($(now_ms) + $1 * 1000))
-    shift
-    while [ "$(now_ms)" -lt "$deadline" ]; do
-        if "$@"; then return 0; fi
-        sleep 0.1
-    done
-    "$@"
 }
 
 #  json_check FILE EXPRESSION: the JSON object in FILE, as `o`, makes the

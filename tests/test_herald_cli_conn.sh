@@ -22,8 +22,6 @@ set -u
 . "$(dirname "$0")/shtest.sh"
 shtest_init herald_cli_conn
 
-now_ms () { date +%s%3N; }
-
 #  timed FILE COMMAND...: run COMMAND (stdout and stderr to FILE), set
 #  $rc and $ms (how long it took)
 timed () {
@@ -87,18 +85,6 @@ kill_broker () {
     kill -KILL "$BROKER_PID" 2>/dev/null
     wait "$BROKER_PID" 2>/dev/null
     BROKER_PID=
-}
-
-#  wait_for SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds,
-#  for at most SECONDS
-wait_for () {
-    local deadline=$(($(now_ms) + $1 * 1000))
-    shift
-    while [ "$(now_ms)" -lt "$deadline" ]; do
-        if "$@"; then return 0; fi
-        sleep 0.1
-    done
-    "$@"
 }
 
 #  ---------------------------------------------------------------------

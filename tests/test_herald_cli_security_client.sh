@@ -21,8 +21,6 @@ set -u
 . "$(dirname "$0")/shtest.sh"
 shtest_init herald_cli_security_client
 
-now_ms () { date +%s%3N; }
-
 #  timed FILE COMMAND...: run COMMAND (stdout and stderr to FILE), set
 #  $rc and $ms (how long it took)
 timed () {

@@ -24,18 +24,6 @@ if ! "$HERALDD" --help | grep -q -- "--peer"; then
     shtest_done
 fi
 
-now_ms () { date +%s%3N; }
-#  wait_for SECONDS COMMAND...: until COMMAND succeeds (bounded)
-wait_for () {
-    local deadline=$(($(now_ms) + $1 * 1000))
-    shift
-    while [ "$(now_ms)" -lt "$deadline" ]; do
-        if "$@"; then return 0; fi
-        sleep 0.1
-    done
-    "$@"
-}
-
 shtest_cluster_start
 N1=127.0.0.1:${PORTS[0]}
 N2=127.0.0.1:${PORTS[3]}

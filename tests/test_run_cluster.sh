@@ -27,18 +27,6 @@ shtest_init run_cluster
 SRCDIR=${HERALD_SRCDIR:-$HERE/..}
 RUN=$SRCDIR/tools/run_cluster.sh
 export HERALDD HERALD
-now_ms () { date +%s%3N; }
-
-wait_for () {
-    local deadline=$(($(now_ms) + $1 * 1000))
-    shift
-    while [ "$(now_ms)" -lt "$deadline" ]; do
-        if "$@"; then return 0; fi
-        sleep 0.1
-    done
-    "$@"
-}
-
 #  free_base N: a base port P with P+10 .. P+10N+2 free on 127.0.0.1
 free_base () {
     $PY - "$1" <<'EOF'
