@@ -101,14 +101,6 @@ s_worker (zsock_t *pipe, void *arg)
     }
 }
 
-static bool
-s_key (const msgpack_object *key, const char *name)
-{
-    size_t len = strlen (name);
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len
-        && memcmp (key->via.str.ptr, name, len) == 0;
-}
-
 void
 herald_backups_request (herald_backups_t *self, zframe_t *identity, zframe_t *body)
 {
@@ -126,12 +118,12 @@ herald_backups_request (herald_backups_t *self, zframe_t *identity, zframe_t *bo
     const msgpack_object_map *map = &unpacked.data.via.map;
     for (uint32_t index = 0; index < map->size; index++) {
         const msgpack_object *key = &map->ptr [index].key, *value = &map->ptr [index].val;
-        if (s_key (key, "rid") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (herald_event_key_is (key, "rid") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             err.has_rid = true;
             err.rid = value->via.u64;
         }
         else
-        if (s_key (key, "to") && value->type != MSGPACK_OBJECT_NIL)
+        if (herald_event_key_is (key, "to") && value->type != MSGPACK_OBJECT_NIL)
             to = value;
     }
     if (!err.has_rid) {

@@ -80,13 +80,6 @@ herald_peers_free (herald_peer_t *peers, size_t count)
     free (peers);
 }
 
-static bool
-s_key (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
-}
-
 static char *
 s_strdup_obj (const msgpack_object *value)
 {
@@ -109,7 +102,7 @@ herald_peers_decode (const void *bytes, size_t len)
     const msgpack_object *list = NULL;
     uint32_t at;
     for (at = 0; at < unpacked.data.via.map.size; at++)
-        if (s_key (&unpacked.data.via.map.ptr [at].key, "peers"))
+        if (herald_event_key_is (&unpacked.data.via.map.ptr [at].key, "peers"))
             list = &unpacked.data.via.map.ptr [at].val;
     if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
         goto done;
@@ -124,12 +117,15 @@ herald_peers_decode (const void *bytes, size_t len)
         for (field = 0; field < map->via.map.size; field++) {
             const msgpack_object *key = &map->via.map.ptr [field].key;
             const msgpack_object *value = &map->via.map.ptr [field].val;
-            char **into = s_key (key, "node")? &peer->name: s_key (key, "raft")? &peer->raft
-                        : s_key (key, "api")? &peer->api: s_key (key, "fanout")? &peer->fanout
+            char **into = herald_event_key_is (key, "node")? &peer->name
+                        : herald_event_key_is (key, "raft")? &peer->raft
+                        : herald_event_key_is (key, "api")? &peer->api
+                        : herald_event_key_is (key, "fanout")? &peer->fanout
                         : NULL;
             if (into && !*into)
                 *into = s_strdup_obj (value);
-            if (s_key (key, "raft_id") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            if (herald_event_key_is (key, "raft_id")
+            &&  value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
                 peer->raft_id = value->via.u64;
         }
         if (!peer->name || !*peer->name || !peer->raft || !peer->api || !peer->fanout

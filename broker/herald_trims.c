@@ -532,14 +532,6 @@ s_worker (zsock_t *pipe, void *arg)
     }
 }
 
-static bool
-s_key (const msgpack_object *key, const char *name)
-{
-    size_t len = strlen (name);
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len
-        && memcmp (key->via.str.ptr, name, len) == 0;
-}
-
 //  The trim point of exactly prefix (0: none) and how many there are.
 static uint64_t
 s_current (herald_trims_t *self, const char *prefix, size_t *count)
@@ -578,15 +570,15 @@ herald_trims_request (herald_trims_t *self, zframe_t *identity, zframe_t *body,
         const msgpack_object *key = &map->ptr [index].key, *value = &map->ptr [index].val;
         if (value->type == MSGPACK_OBJECT_NIL)
             continue;                   //  nil is absent (the protocol's rule)
-        if (s_key (key, "rid") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (herald_event_key_is (key, "rid") && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             err.has_rid = true;
             err.rid = value->via.u64;
         }
-        else if (s_key (key, "prefix"))     prefix = value;
-        else if (s_key (key, "until"))      until = value;
-        else if (s_key (key, "ids_from"))   ids_from = value;
-        else if (s_key (key, "ids"))        ids = value;
-        else if (s_key (key, "unarchived")) unarchived = value;
+        else if (herald_event_key_is (key, "prefix"))     prefix = value;
+        else if (herald_event_key_is (key, "until"))      until = value;
+        else if (herald_event_key_is (key, "ids_from"))   ids_from = value;
+        else if (herald_event_key_is (key, "ids"))        ids = value;
+        else if (herald_event_key_is (key, "unarchived")) unarchived = value;
     }
     if (!err.has_rid) {
         herald_error_set (&err, HERALD_ERR_BAD_REQUEST, "rid", "rid must be a uint");

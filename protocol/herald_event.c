@@ -493,6 +493,12 @@ s_has_duplicate_keys (const msgpack_object_map *map, msgpack_zone *zone, bool *n
     return false;
 }
 
+bool
+herald_event_key_is (const msgpack_object *key, const char *name)
+{
+    return s_key_is (key, name, strlen (name));
+}
+
 herald_err
 herald_event_fields (const msgpack_object *map, herald_field_t *fields,
                      size_t count, msgpack_zone *zone, const char *prefix,

@@ -187,6 +187,10 @@ herald_err
                          msgpack_object *object, const char *field,
                          herald_error_t *err);
 
+//  True when key is the str name (a map key, as a body's keys are read).
+bool
+    herald_event_key_is (const msgpack_object *key, const char *name);
+
 //  Find fields[0..count) in map (a MSGPACK_OBJECT_MAP) by their str keys.
 //  Non-str keys and unknown keys are ignored; a str key present twice is
 //  HERALD_ERR_BAD_REQUEST, named with prefix ("events[3].topic").
