@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,21 +167,35 @@ bench_drop_cache (const char *path)
 
 //  Bytes of the regular files under path.
 static uint64_t s_tree_bytes;
+static bool s_tree_blocks;         //  allocated blocks rather than sizes
 static int
 s_size_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void) path; (void) ftw;
     if (flag == FTW_F && S_ISREG (st->st_mode))
-        s_tree_bytes += (uint64_t) st->st_size;
+        s_tree_bytes += s_tree_blocks? (uint64_t) st->st_blocks * 512: (uint64_t) st->st_size;
     return 0;
+}
+
+static uint64_t
+s_tree_walk (const char *path, bool blocks)
+{
+    s_tree_bytes = 0;
+    s_tree_blocks = blocks;
+    nftw (path, s_size_entry, 16, FTW_PHYS);
+    return s_tree_bytes;
 }
 
 uint64_t
 bench_tree_size (const char *path)
 {
-    s_tree_bytes = 0;
-    nftw (path, s_size_entry, 16, FTW_PHYS);
-    return s_tree_bytes;
+    return s_tree_walk (path, false);
+}
+
+uint64_t
+bench_tree_disk (const char *path)
+{
+    return s_tree_walk (path, true);
 }
 
 

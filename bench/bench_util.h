@@ -65,6 +65,12 @@ void
 uint64_t
     bench_tree_size (const char *path);
 
+//  Bytes the regular files under path take on disk: their allocated
+//  blocks (RocksDB preallocates its write-ahead log, so this is what a
+//  full disk would count).
+uint64_t
+    bench_tree_disk (const char *path);
+
 
 //  ---------------------------------------------------------------------
 //  The machine; each writes "?" into out when it cannot tell

@@ -23,8 +23,6 @@
     =========================================================================
 */
 
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -33,8 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+#include "bench_util.h"
 #include "brokerutil.h"
 #include "herald_uuid.h"
 
@@ -62,14 +60,6 @@ typedef struct {
 
 static atomic_bool s_stop;
 static s_config_t s_config;
-
-static double
-s_now (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (double) now.tv_sec + (double) now.tv_nsec / 1e9;
-}
 
 static void
 s_on_signal (int signum)
@@ -122,10 +112,10 @@ s_publisher (void *arg)
         payload [i] = (uint8_t) ("{\"order\":1234,\"sku\":\"ab-77\",\"qty\":3}" [i % 36]
                                  ^ (rand () % 4 == 0? rand () & 0x1f: 0));
     uint64_t counter = 0, rid = 0, answered = 0;
-    double start = s_now ();
+    double start = bench_now ();
     double interval = BATCH / s_config.rate;
     while (!atomic_load (&s_stop)) {
-        while (rid - answered < WINDOW && start + (double) rid * interval <= s_now ()) {
+        while (rid - answered < WINDOW && start + (double) rid * interval <= bench_now ()) {
             sbuf.size = 0;
             s_pack_batch (&sbuf, rid, &counter, payload, payload_len);
             bu_send_sbuf (dealer, "PUBLISH", &sbuf);
@@ -149,27 +139,6 @@ s_publisher (void *arg)
 
 //  ---------------------------------------------------------------------
 //  Sampling
-
-static uint64_t s_walk_bytes;
-
-static int
-s_add_file (const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void) path;
-    (void) ftw;
-    if (type == FTW_F)
-        s_walk_bytes += (uint64_t) st->st_blocks * 512;
-    return 0;
-}
-
-//  Bytes the files under dir take on disk (allocated blocks).
-static uint64_t
-s_disk_bytes (const char *dir)
-{
-    s_walk_bytes = 0;
-    nftw (dir, s_add_file, 16, FTW_PHYS);
-    return s_walk_bytes;
-}
 
 static uint64_t
 s_extra (const bu_reply_t *reply, const char *name)
@@ -323,13 +292,13 @@ main (int argc, char **argv)
     static s_sample_t samples [MAX_SAMPLES];
     size_t count = 0;
     uint64_t rid = 1;
-    double start = s_now (), end = start + s_config.minutes * 60;
-    while (!atomic_load (&s_stop) && s_now () < end && count < MAX_SAMPLES) {
+    double start = bench_now (), end = start + s_config.minutes * 60;
+    while (!atomic_load (&s_stop) && bench_now () < end && count < MAX_SAMPLES) {
         double due = start + (double) (count + 1) * s_config.sample_s;
-        while (!atomic_load (&s_stop) && s_now () < due)
+        while (!atomic_load (&s_stop) && bench_now () < due)
             zclock_sleep (100);
         s_sample_t *sample = &samples [count];
-        sample->t = s_now () - start;
+        sample->t = bench_now () - start;
         bu_reply_t replies [BROKERS] = { { 0 } };
         bool answered = true;
         for (int i = 0; i < BROKERS; i++) {
@@ -339,7 +308,7 @@ main (int argc, char **argv)
                 answered = false;
             }
             sample->head [i] = replies [i].body.status.head;
-            sample->bytes [i] = s_disk_bytes (sides [i].broker->data_dir);
+            sample->bytes [i] = bench_tree_disk (sides [i].broker->data_dir);
         }
         if (answered)
             printf ("%6.0f | %11" PRIu64 " %9.1f | %11" PRIu64 " %11" PRIu64 " %9.1f %9"
