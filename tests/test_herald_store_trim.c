@@ -322,6 +322,8 @@ Test (store_trim, reads_and_first_ver)
     cr_assert_null (read);
     cr_assert_eq (err.code, HERALD_ERR_TRIMMED);
     cr_assert (strstr (err.message, "first ver still there is 6"), "%s", err.message);
+    cr_assert (!strncmp (err.message, "from_ver: ver 5 ", 16), "names its field once: %s",
+               err.message);
     read = herald_store_read (store, "o.1", 3, 6, 0, &err);
     cr_assert_not_null (read, "%s", err.message);
     const uint8_t *bytes;

@@ -237,6 +237,10 @@ tt_scan_refused (herald_store_t *store, uint64_t from, const char *const *prefix
     herald_scan_t *scan = herald_store_scan (store, &spec, &err);
     cr_assert_null (scan, "a scan from %llu was not refused", (unsigned long long) from);
     cr_assert_eq (err.code, HERALD_ERR_TRIMMED, "%s", err.message);
+    char start [64];
+    snprintf (start, sizeof start, "from: seq %llu ", (unsigned long long) from);
+    cr_assert (!strncmp (err.message, start, strlen (start)), "names its field once: %s",
+               err.message);
     char want [64];
     snprintf (want, sizeof want, "for these prefixes is %llu", (unsigned long long) first);
     cr_assert (strstr (err.message, want), "%s (want %s)", err.message, want);
